@@ -1,0 +1,119 @@
+"""The result of :meth:`CEMExplainer.explain`."""
+
+import json
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+
+def _to_builtin(value):
+    """numpy values to JSON-ready Python values; NaN becomes None."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            return np.where(np.isnan(value), None, value.astype(object)).tolist()
+        if value.dtype.kind == "O":
+            return [_to_builtin(v) for v in value]
+        return value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_to_builtin(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_builtin(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class CEMExplanation:
+    """Pertinent negatives or positives of a batch of instances, with their diagnostics.
+
+    Rows follow the explained ``X``. Where no explanation was found (``found`` is False) the
+    explanation, its prediction, distance and ``c`` are NaN (``None`` in :meth:`to_dict`).
+
+    Attributes
+    ----------
+    mode : {"PN", "PP"}
+    X : ndarray of shape (n_samples, n_features)
+        The explained instances.
+    X_pred : ndarray of shape (n_samples,)
+        The class each instance was explained against (the model's prediction unless given).
+    explanation : ndarray of shape (n_samples, n_features)
+        The pertinent negatives (``mode="PN"``) or positives (``mode="PP"``).
+    explanation_pred : ndarray of shape (n_samples,), dtype object
+        The model's class for each explanation; None where none was found.
+    explanation_proba : ndarray of shape (n_samples, n_classes)
+    found : ndarray of bool, shape (n_samples,)
+    distance : ndarray of shape (n_samples,)
+        The elastic-net distance the search minimised, ``||d||_2^2 + beta * ||d||_1`` of the
+        perturbation ``d``.
+    c : ndarray of shape (n_samples,)
+        The attack-term weight at which the returned explanation was found.
+    background : ndarray of shape (n_features,)
+        The no-information value inside the feature range: what a PP shows for a removed
+        feature.
+    feature_names : list of str or None
+    input_shape : tuple or None
+        The shape of one instance as the model sees it (images), for :meth:`as_images`.
+    """
+
+    mode: str
+    X: np.ndarray
+    X_pred: np.ndarray
+    explanation: np.ndarray
+    explanation_pred: np.ndarray
+    explanation_proba: np.ndarray
+    found: np.ndarray
+    distance: np.ndarray
+    c: np.ndarray
+    background: np.ndarray
+    feature_names: list | None = None
+    input_shape: tuple | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return self.X.shape[0]
+
+    @property
+    def PN(self):
+        """The pertinent negatives (``mode="PN"`` only)."""
+        return self._for_mode("PN")
+
+    @property
+    def PP(self):
+        """The pertinent positives (``mode="PP"`` only)."""
+        return self._for_mode("PP")
+
+    def _for_mode(self, mode):
+        if self.mode != mode:
+            raise AttributeError(f"This explanation holds {self.mode}s, not {mode}s.")
+        return self.explanation
+
+    @property
+    def delta(self):
+        """``explanation - X``: how each feature changed (NaN rows where nothing was found)."""
+        return self.explanation - self.X
+
+    @property
+    def perturbation(self):
+        """What CEM added (PN: ``PN - X``) or kept (PP: ``PP - background``).
+
+        The quantity whose elastic-net norm the search minimises; sparsity and proximity
+        (:mod:`skcem.metrics`) are measured on it.
+        """
+        reference = self.X if self.mode == "PN" else self.background
+        return self.explanation - reference
+
+    def as_images(self, input_shape=None):
+        """``(X, explanation)`` reshaped to ``(n_samples, *input_shape)``."""
+        shape = tuple(input_shape or self.input_shape or (self.X.shape[1],))
+        return (self.X.reshape((-1,) + shape), self.explanation.reshape((-1,) + shape))
+
+    def to_dict(self):
+        """A dict of plain Python values (lists, floats, None for NaN): ready for ``json``."""
+        return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)}
+
+    def to_json(self, **kwargs):
+        """The explanation as a JSON string (see :meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), **kwargs)

@@ -1,0 +1,62 @@
+"""Gradients of a black-box ``predict_proba`` by central differences (numpy only).
+
+No TensorFlow is imported on this path: a model that only offers ``predict_proba`` (any
+scikit-learn classifier, or a plain function) is differentiated numerically.
+"""
+
+import numpy as np
+
+
+class NumericalBackend:
+    """Answers the optimizer's questions with a black-box ``predict_proba``.
+
+    Parameters
+    ----------
+    predict_proba : callable
+        Maps an array of shape (n, n_features) to class probabilities (n, n_classes).
+    eps : float or ndarray of shape (n_features,)
+        Step of the central differences on each input feature.
+    autoencoder : callable, optional
+        Maps (n, n_features) to its reconstruction; differentiated numerically as well.
+
+    Attributes
+    ----------
+    n_model_rows : int
+        Rows sent to ``predict_proba`` so far: the cost measure of a black-box search.
+    """
+
+    def __init__(self, predict_proba, eps, autoencoder=None):
+        self._predict_proba = predict_proba
+        self.eps = eps
+        self.autoencoder = autoencoder
+        self.n_model_rows = 0
+
+    def predict_proba(self, Z):
+        self.n_model_rows += Z.shape[0]
+        return np.asarray(self._predict_proba(Z), dtype=float)
+
+    def _central_differences(self, fn, Z):
+        """``d fn(z) / d z_i`` for every row and feature, from one call of ``fn``.
+
+        Returns an array of shape (n, n_features, n_outputs).
+        """
+        n, d = Z.shape
+        steps = np.broadcast_to(np.asarray(self.eps, dtype=float), (d,))
+        shifts = np.diag(steps)
+        shifted = np.concatenate([Z[:, None, :] + shifts, Z[:, None, :] - shifts], axis=1)
+        out = np.asarray(fn(shifted.reshape(2 * n * d, d)), dtype=float).reshape(n, 2, d, -1)
+        return (out[:, 0] - out[:, 1]) / (2 * steps[None, :, None])
+
+    def proba_vjp(self, Z, cotangent):
+        """``sum_k cotangent[:, k] * d p_k / d z``; all 2*n*d shifted rows go in one call."""
+        jacobian = self._central_differences(self.predict_proba, Z)
+        return np.einsum("ndk,nk->nd", jacobian, cotangent)
+
+    def autoencoder_loss(self, Z):
+        """``||AE(z) - z||^2`` per row and its gradient with respect to ``z``."""
+        residual = np.asarray(self.autoencoder(Z), dtype=float).reshape(Z.shape) - Z
+        loss = np.sum(residual**2, axis=1)
+        d_reconstruction = self._central_differences(self.autoencoder, Z)
+        # d/dz ||AE(z) - z||^2 = 2 (J_AE - I)^T (AE(z) - z)
+        grad = 2 * (np.einsum("ndk,nk->nd", d_reconstruction, residual) - residual)
+        return loss, grad

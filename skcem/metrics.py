@@ -1,0 +1,52 @@
+"""Quality of contrastive explanations, per instance, and the score used by ``GridSearchCV``.
+
+All functions take a :class:`~skcem.CEMExplanation`. Sparsity and proximity are measured on its
+``perturbation`` (what a PN adds, what a PP keeps), in units of each feature's range so that
+features on large scales do not dominate.
+"""
+
+import numpy as np
+
+
+def validity(explanation):
+    """1.0 where an explanation was found (it has the required class), else 0.0."""
+    return explanation.found.astype(float)
+
+
+def n_changed(explanation, atol=1e-8):
+    """L0 of the perturbation: how many features it involves (NaN where none was found)."""
+    counts = np.sum(np.abs(explanation.perturbation) > atol, axis=1).astype(float)
+    return np.where(explanation.found, counts, np.nan)
+
+
+def sparsity(explanation, atol=1e-8):
+    """``1 - L0 / (n_features + 1)``: in (0, 1], higher is sparser; 0 where none was found."""
+    n_features = explanation.X.shape[1]
+    return np.nan_to_num(1.0 - n_changed(explanation, atol) / (n_features + 1), nan=0.0)
+
+
+def proximity(explanation, feature_range):
+    """``1 / (1 + ||perturbation / range||_1)``: in (0, 1], higher is closer; 0 where none found.
+
+    Parameters
+    ----------
+    explanation : CEMExplanation
+    feature_range : tuple of (ndarray, ndarray)
+        Per-feature (lower, upper) bounds, such as ``CEMExplainer.feature_range_``; a feature
+        of zero width counts in its own units.
+    """
+    lower, upper = feature_range
+    width = np.where(upper > lower, upper - lower, 1.0)
+    scaled_l1 = np.sum(np.abs(explanation.perturbation) / width, axis=1)
+    return np.nan_to_num(1.0 / (1.0 + scaled_l1), nan=0.0)
+
+
+def cem_score(explanation, feature_range):
+    """Mean over instances of ``validity * sparsity * proximity``, in [0, 1].
+
+    An instance without an explanation scores 0; a found one scores more the fewer features it
+    involves and the smaller its (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
+    """
+    per_instance = validity(explanation) * sparsity(explanation) * proximity(explanation,
+                                                                              feature_range)
+    return float(np.mean(per_instance))
