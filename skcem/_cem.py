@@ -14,8 +14,8 @@ from ._attack import MODES
 from ._explanation import CEMExplanation
 from ._fista import CEMProblem, SolverSettings, solve
 from ._gradients import NumericalBackend
-from ._validation import (check_feature_range, check_pair, check_probabilities, per_feature,
-                          predict_proba_function, resolve_estimator)
+from ._validation import (check_feature_range, check_pair, check_probabilities, is_prefitted,
+                          per_feature, predict_proba_function, resolve_estimator)
 
 
 class ExplanationNotFoundWarning(UserWarning):
@@ -116,6 +116,9 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     - the black-box gradient of the attack term uses the exact derivative of the hinge for the
       mode at hand (the reference uses the PN hinge's activity for PPs too, which is why it
       finds no black-box PP on iris);
+    - ``clone`` keeps a fitted ``estimator`` as it is (like ``sklearn.frozen.FrozenEstimator``):
+      ``GridSearchCV`` over ``beta``, ``kappa`` or ``c_init`` then explains the model it was
+      given, with no ``y`` needed. An unfitted ``estimator`` is cloned as usual;
     - a PP is ``x0 - a + clip(no_info_val, *feature_range)``, which is the reference's
       ``x0 - a`` when the no-information value is 0 and stays between the no-information value
       and ``x0`` otherwise (see ``skcem._attack``).
@@ -345,6 +348,15 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             warnings.simplefilter("ignore", ExplanationNotFoundWarning)
             explanation = self.explain(X)
         return metrics.cem_score(explanation, self.feature_range_)
+
+    def __sklearn_clone__(self):
+        # The fitted classifier is what is being explained, not a hyper-parameter: clones
+        # (GridSearchCV, cross_validate) explain the same model instead of an unfitted copy.
+        # It is only ever read, so sharing it is safe.
+        twin = super().__sklearn_clone__()
+        if is_prefitted(self.estimator):
+            twin.estimator = self.estimator
+        return twin
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -240,7 +240,8 @@ def _solve_for_c(backend, problem, settings, rows, c, proba_x0, best_dist, best_
         if settings.tol is not None:
             value = objective(backend, problem, new_adv, proba_adv, c[active], act_rows)
             previous = best_objective[active]
-            progressed = ~np.isfinite(previous) | (value < previous - settings.tol * np.abs(previous))
+            with np.errstate(invalid="ignore"):  # inf - inf on the first iteration
+                progressed = ~(value >= previous - settings.tol * np.abs(previous))
             best_objective[active] = np.minimum(previous, value)
             stalled[active] = np.where(progressed, 0, stalled[active] + 1)
             keep = stalled[active] < settings.n_iter_no_change

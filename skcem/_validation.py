@@ -12,28 +12,35 @@ def default_classifier():
     return LogisticRegression(max_iter=1000)
 
 
+def is_prefitted(estimator):
+    """True for a fitted scikit-learn estimator and for any model that has no ``fit``."""
+    if estimator is None:
+        return False
+    if not hasattr(estimator, "fit"):
+        return True
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    except TypeError:  # not a scikit-learn estimator: nothing to fit
+        return True
+    return True
+
+
 def resolve_estimator(estimator, X, y, owner):
     """Return a fitted model: used as is when fitted, else cloned and fitted on ``(X, y)``.
 
     Like ``SelectFromModel``'s prefit handling, but decided by the estimator's fitted state.
     Plain callables and objects that are not scikit-learn estimators are used as given.
     """
-    if estimator is None:
-        estimator = default_classifier()
-    elif not hasattr(estimator, "fit"):
+    if is_prefitted(estimator):
         return estimator
-    else:
-        try:
-            check_is_fitted(estimator)
-            return estimator
-        except NotFittedError:
-            estimator = clone(estimator)
-        except TypeError:  # not a scikit-learn estimator: nothing to fit
-            return estimator
+    estimator = default_classifier() if estimator is None else clone(estimator)
     if y is None:
         raise ValueError(
-            f"{owner} needs y to fit its classifier: `estimator` is None or not fitted. Pass "
-            "y to fit(X, y), or pass an already fitted classifier as `estimator`."
+            f"{owner} requires y to be passed, but the target y is None: `estimator` is None "
+            "or not fitted, so it is fitted on (X, y) here. Pass y, or pass an already fitted "
+            "classifier as `estimator`."
         )
     return estimator.fit(X, y)
 
@@ -53,7 +60,10 @@ def check_probabilities(proba, n_rows, name="estimator"):
             f"`{name}.predict_proba` must return an array of shape (n_samples, n_classes) with "
             f"n_classes >= 2; got shape {proba.shape} for {n_rows} rows."
         )
-    if not np.all(np.isfinite(proba)) or proba.min() < -1e-6 or proba.max() > 1 + 1e-6:
+    if not np.all(np.isfinite(proba)):
+        raise ValueError(f"`{name}.predict_proba` must return finite probabilities in [0, 1]; "
+                         "got NaN or infinite values.")
+    if proba.min() < -1e-6 or proba.max() > 1 + 1e-6:
         raise ValueError(f"`{name}.predict_proba` must return probabilities in [0, 1]; got "
                          f"values in [{np.nanmin(proba):.4g}, {np.nanmax(proba):.4g}].")
     row_sums = proba.sum(axis=1)

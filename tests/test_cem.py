@@ -1,0 +1,208 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from skcem import CEMExplainer, ExplanationNotFoundWarning
+from skcem import metrics
+
+from .conftest import FAST
+
+
+def _moved(exp):
+    return np.abs(exp.explanation - exp.X) > 1e-10
+
+
+def test_pn_changes_class_and_only_adds(digits, digits_model, digits_test):
+    X, _ = digits
+    cem = CEMExplainer(digits_model, mode="PN", **FAST).fit(X[:1200])
+    exp = cem.explain(digits_test)
+    assert exp.found.mean() >= 0.9
+    found = exp.found
+    pn_pred = digits_model.predict(exp.PN[found])
+    np.testing.assert_array_equal(pn_pred, exp.explanation_pred[found].astype(int))
+    assert np.all(pn_pred != exp.X_pred[found])
+    v = cem.no_info_val_
+    moved = _moved(exp)[found]
+    away = np.abs(exp.PN[found] - v) > np.abs(exp.X[found] - v)
+    assert moved.any()
+    assert np.all(away[moved]), "a PN feature moved towards the no-information value"
+
+
+def test_pp_keeps_class_and_only_removes(digits, digits_model, digits_test):
+    X, _ = digits
+    cem = CEMExplainer(digits_model, mode="PP", **FAST).fit(X[:1200])
+    exp = cem.explain(digits_test)
+    assert exp.found.mean() >= 0.9
+    found = exp.found
+    pp, x0 = exp.PP[found], exp.X[found]
+    np.testing.assert_array_equal(digits_model.predict(pp), exp.X_pred[found])
+    v = exp.background
+    # every feature lies between the background and the original: a part of x0
+    assert np.all(np.abs(pp - v) <= np.abs(x0 - v) + 1e-12)
+    assert np.all((pp - v) * (x0 - v) >= -1e-12)
+    # and a PP is a small part: most features are removed entirely
+    assert np.median(metrics.n_changed(exp)[found]) < 0.5 * X.shape[1]
+
+
+def test_pp_found_on_iris_black_box(iris, iris_model):
+    """The reference finds no black-box PP on iris; the right PP gradient does."""
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PP", **FAST).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(X[::10])
+    assert exp.found.mean() >= 0.8
+    np.testing.assert_array_equal(iris_model.predict(exp.PP[exp.found]), exp.X_pred[exp.found])
+
+
+def test_feature_range_is_respected(iris, iris_model):
+    X, _ = iris
+    lower, upper = X.min(0) + 0.3, X.max(0) - 0.3
+    cem = CEMExplainer(iris_model, mode="PN", feature_range=(lower, upper), clip=(-1e3, 1e3),
+                       **FAST).fit(X)
+    inside = np.all((X >= lower) & (X <= upper), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(X[inside][::3])
+    assert exp.found.any()
+    pn = exp.PN[exp.found]
+    assert np.all(pn >= lower - 1e-12) and np.all(pn <= upper + 1e-12)
+
+
+def test_scalar_feature_range_and_no_info_val(digits, digits_model, digits_test):
+    X, _ = digits
+    cem = CEMExplainer(digits_model, mode="PN", feature_range=(0.0, 0.8), no_info_val=0.0,
+                       **FAST).fit(X[:200])
+    np.testing.assert_array_equal(cem.no_info_val_, np.zeros(64))
+    np.testing.assert_array_equal(cem.feature_range_[1], np.full(64, 0.8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(digits_test[:4])
+    moved = _moved(exp)
+    assert np.all(exp.PN[moved] <= 0.8 + 1e-12)
+
+
+def test_larger_beta_gives_sparser_answers(digits, digits_model, digits_test):
+    X, _ = digits
+    l0 = {}
+    for beta in (0.01, 0.5):
+        cem = CEMExplainer(digits_model, mode="PN", beta=beta, **FAST).fit(X[:1200])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            exp = cem.explain(digits_test)
+        l0[beta] = np.nanmedian(metrics.n_changed(exp))
+    assert l0[0.5] < l0[0.01]
+
+
+def test_batch_equals_one_by_one(iris, iris_model):
+    X, _ = iris
+    params = dict(mode="PN", max_iterations=150, c_steps=4, clip=(-1e3, 1e3))
+    rows = X[[5, 55, 105, 140]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        together = CEMExplainer(iris_model, batch_size=4, **params).fit(X).explain(rows)
+        alone = CEMExplainer(iris_model, batch_size=1, **params).fit(X).explain(rows)
+    np.testing.assert_array_equal(together.found, alone.found)
+    np.testing.assert_allclose(together.explanation, alone.explanation, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(together.c, alone.c)
+
+
+def test_not_found_gives_nan_rows_mask_and_warning(iris, iris_model):
+    X, _ = iris
+    # a tiny attack weight, one c-step and a few iterations cannot change a setosa's class
+    cem = CEMExplainer(iris_model, mode="PN", c_init=1e-3, c_steps=1, max_iterations=5).fit(X)
+    with pytest.warns(ExplanationNotFoundWarning, match="no PN for 3 of 3"):
+        out = cem.transform(X[:3])
+    assert np.all(np.isnan(out))
+    with pytest.warns(ExplanationNotFoundWarning):
+        exp = cem.explain(X[:3])
+    assert not exp.found.any()
+    assert cem.score(X[:3]) == 0.0
+
+
+def test_explanation_is_json_serialisable(iris, iris_model):
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PP", **FAST).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(X[:3])
+    data = json.loads(exp.to_json())
+    assert data["mode"] == "PP"
+    assert len(data["explanation"]) == 3 and len(data["found"]) == 3
+    assert data["X_pred"] == exp.X_pred.tolist()
+    with pytest.raises(AttributeError, match="PPs, not PNs"):
+        exp.PN
+
+
+def test_explain_against_given_labels(iris, iris_model):
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PP", **FAST).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(X[:2], y=[1, 1])
+    np.testing.assert_array_equal(exp.X_pred, [1, 1])
+    assert np.all(exp.explanation_pred[exp.found] == 1)
+    with pytest.raises(ValueError, match="`y` holds labels"):
+        cem.explain(X[:2], y=[1, 7])
+
+
+def test_inputs_are_not_mutated(iris, iris_model):
+    X, _ = iris
+    X_fit, X_exp = X.copy(), X[:4].copy()
+    lower, upper = X.min(0), X.max(0)
+    bounds = (lower.copy(), upper.copy())
+    cem = CEMExplainer(iris_model, feature_range=bounds, no_info_val=np.zeros(4), **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        cem.fit(X_fit).transform(X_exp)
+    np.testing.assert_array_equal(X_fit, X)
+    np.testing.assert_array_equal(X_exp, X[:4])
+    np.testing.assert_array_equal(bounds[0], lower)
+    np.testing.assert_array_equal(cem.no_info_val, np.zeros(4))
+
+
+def test_callable_predict_proba_is_accepted(iris, iris_model):
+    X, _ = iris
+    cem = CEMExplainer(iris_model.predict_proba, mode="PP", **FAST).fit(X)
+    np.testing.assert_array_equal(cem.classes_, [0, 1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(X[:2])
+    assert exp.found.all()
+
+
+def test_unfitted_estimator_is_cloned_and_fitted(iris):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    unfitted = LogisticRegression(max_iter=500)
+    cem = CEMExplainer(unfitted, **FAST).fit(X, y)
+    assert cem.estimator_ is not unfitted
+    assert not hasattr(unfitted, "coef_")
+    np.testing.assert_array_equal(cem.classes_, [0, 1, 2])
+
+
+def test_early_stopping_saves_model_rows_and_keeps_answers(digits, digits_model, digits_test):
+    X, _ = digits
+    results = {}
+    for tol in (None, 1e-4):
+        cem = CEMExplainer(digits_model, mode="PN", tol=tol, n_iter_no_change=20,
+                           **FAST).fit(X[:1200])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            results[tol] = cem.explain(digits_test)
+    fixed, early = results[None], results[1e-4]
+    assert early.meta["n_model_rows"] < 0.7 * fixed.meta["n_model_rows"]
+    assert early.found.sum() >= fixed.found.sum() - 1
+    assert np.all(digits_model.predict(early.PN[early.found]) != early.X_pred[early.found])
+
+
+def test_score_rewards_sparse_close_explanations(digits, digits_model, digits_test):
+    X, _ = digits
+    scores = {}
+    for beta in (0.01, 0.5):
+        cem = CEMExplainer(digits_model, mode="PN", beta=beta, **FAST).fit(X[:1200])
+        scores[beta] = cem.score(digits_test)
+    assert 0 < scores[0.01] < scores[0.5] <= 1

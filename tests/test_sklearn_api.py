@@ -1,0 +1,96 @@
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skcem import CEMExplainer, ExplanationNotFoundWarning
+
+from .conftest import FAST
+
+SMALL = dict(max_iterations=30, c_steps=2)
+
+
+@parametrize_with_checks([
+    CEMExplainer(**SMALL),
+    CEMExplainer(mode="PP", **SMALL),
+    CEMExplainer(LogisticRegression(), tol=1e-3, **SMALL),
+])
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        check(estimator)
+
+
+def test_clone_and_get_set_params(iris_model):
+    cem = CEMExplainer(iris_model, mode="PP", beta=0.2, kappa=0.1, c_init=3.0)
+    twin = clone(cem)
+    assert twin.get_params()["beta"] == 0.2 and twin.get_params()["mode"] == "PP"
+    twin.set_params(beta=0.5)
+    assert cem.beta == 0.2 and twin.beta == 0.5
+
+
+def test_pickle_round_trip_gives_same_explanations(iris, iris_model):
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PP", **FAST).fit(X)
+    restored = pickle.loads(pickle.dumps(cem))
+    np.testing.assert_array_equal(restored.no_info_val_, cem.no_info_val_)
+    np.testing.assert_allclose(restored.transform(X[:3]), cem.transform(X[:3]))
+
+
+def test_pipeline_with_scaler(iris):
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("cem", CEMExplainer(mode="PP", **FAST))]).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        pp = pipe.transform(X[:5])
+    cem = pipe.named_steps["cem"]
+    assert pp.shape == (5, 4)
+    # the PP lives in the scaled space and keeps the class of the scaled instance
+    scaled = pipe.named_steps["scale"].transform(X[:5])
+    found = ~np.isnan(pp).any(axis=1)
+    assert found.sum() >= 4
+    np.testing.assert_array_equal(cem.estimator_.predict(pp[found]),
+                                  cem.estimator_.predict(scaled[found]))
+
+
+def test_grid_search_over_beta_kappa_c_init(iris, iris_model):
+    X, _ = iris
+    grid = GridSearchCV(CEMExplainer(iris_model, mode="PP", max_iterations=100, c_steps=3),
+                        {"beta": [0.01, 0.3], "kappa": [0.0, 0.1], "c_init": [1.0, 10.0]}, cv=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        grid.fit(X[::5])
+    assert set(grid.best_params_) == {"beta", "kappa", "c_init"}
+    scores = grid.cv_results_["mean_test_score"]
+    assert np.all((scores >= 0) & (scores <= 1)) and np.ptp(scores) > 0
+
+
+def test_feature_names_and_pandas_output(iris, iris_model):
+    pd = pytest.importorskip("pandas")
+    X, _ = iris
+    frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    cem = CEMExplainer(iris_model, mode="PP", **FAST).fit(frame)
+    np.testing.assert_array_equal(cem.get_feature_names_out(), ["sl", "sw", "pl", "pw"])
+    cem.set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = cem.transform(frame.iloc[:2])
+    assert list(out.columns) == ["sl", "sw", "pl", "pw"]
+
+
+def test_clone_keeps_the_fitted_model_being_explained(iris, iris_model):
+    cem = CEMExplainer(iris_model)
+    assert clone(cem).estimator is iris_model
+    unfitted = LogisticRegression()
+    twin = clone(CEMExplainer(unfitted))
+    assert twin.estimator is not unfitted and twin.estimator.get_params() == unfitted.get_params()
