@@ -75,7 +75,8 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         feature) is the step for ``dp/dx``. ``eps0`` is validated but not needed: the hinge's
         derivative with respect to the probabilities is exact in closed form here.
     clip : tuple (min, max), default=(-100.0, 100.0)
-        Element-wise bounds of the gradient.
+        Element-wise bounds of the gradient, applied to the attack term and to the
+        regularisation terms separately (as the reference does for black-box models).
     update_num_grad : int, default=1
         Recompute the numerical gradient every ``update_num_grad`` iterations only.
     tol : float or None, default=None

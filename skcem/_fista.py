@@ -94,9 +94,9 @@ def elastic_distance(adv, x0, beta):
     return np.sum(delta**2, axis=1) + beta * np.sum(np.abs(delta), axis=1)
 
 
-def smooth_gradient(backend, problem, adv_s, attack_grad, c, rows):
-    """Gradient of ``c*f + ||x0 - s||^2 + gamma*AE`` at ``s``, given ``grad_a f`` already."""
-    grad = c[:, None] * attack_grad + 2.0 * (adv_s - problem.x0[rows])
+def regularizer_gradient(backend, problem, adv_s, rows):
+    """Gradient of ``||x0 - s||^2 + gamma * ||AE(z(s)) - z(s)||^2`` at ``s``."""
+    grad = 2.0 * (adv_s - problem.x0[rows])
     if problem.gamma > 0:
         _, ae_grad = backend.autoencoder_loss(problem.model_input(adv_s, rows))
         grad += problem.gamma * input_sign(problem.mode) * ae_grad
@@ -210,9 +210,10 @@ def _solve_for_c(backend, problem, settings, rows, c, proba_x0, best_dist, best_
         if k % settings.update_num_grad == 0:
             attack_grad[active] = attack_gradient(backend, problem, adv_s[active], proba_s,
                                                   act_rows)
-        grad = smooth_gradient(backend, problem, adv_s[active], attack_grad[active], c[active],
-                               act_rows)
-        grad = np.clip(grad, *settings.clip)
+        # Clipped term by term, as the reference does for black-box models.
+        grad = (np.clip(c[active, None] * attack_grad[active], *settings.clip)
+                + np.clip(regularizer_gradient(backend, problem, adv_s[active], act_rows),
+                          *settings.clip))
         s = adv_s[active] - lr * grad
         x0_a, v_a = x0[active], _rows(no_info_val, active)
         new_adv = project(shrink(s, x0_a, problem.beta, _rows(lower, active),
