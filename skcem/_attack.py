@@ -57,36 +57,43 @@ def project(candidate, x0, no_info_val, mode):
     return np.where(keep, candidate, x0)
 
 
-def _target_and_runner_up(proba, target):
-    rows = np.arange(proba.shape[0])
-    p_target = proba[rows, target]
-    others = proba.copy()
-    others[rows, target] = -np.inf
-    runner_up = np.argmax(others, axis=1)
-    return p_target, runner_up, others[rows, runner_up]
+def one_hot(target, n_classes, xp=np, dtype=float):
+    """Rows of the identity matrix picked by ``target``."""
+    return xp.take(xp.eye(n_classes, dtype=dtype), target, axis=0)
 
 
-def attack_loss(proba, target, mode, kappa):
+def attack_loss(proba, target_onehot, mode, kappa, xp=np):
     """Hinge attack loss ``f`` and its exact derivative ``df/dp``.
 
     PN: ``f = max(0, p_t - max_{j != t} p_j + kappa)``;
     PP: ``f = max(0, max_{j != t} p_j - p_t + kappa)``.
 
+    Written once with array operations only, so that ``xp`` may be numpy (black-box path) or
+    ``tensorflow.experimental.numpy`` (inside the Keras path's compiled graph).
+
+    Parameters
+    ----------
+    proba : array of shape (n, n_classes)
+    target_onehot : array of shape (n, n_classes)
+    mode : {"PN", "PP"}
+    kappa : float
+    xp : module, default=numpy
+
     Returns
     -------
-    loss : ndarray of shape (n,)
-    dloss_dproba : ndarray of shape (n, n_classes)
+    loss : array of shape (n,)
+    dloss_dproba : array of shape (n, n_classes)
         Zero on rows where the hinge is inactive, so those rows need no model gradient.
     """
-    p_target, runner_up, p_runner_up = _target_and_runner_up(proba, target)
     sign = 1.0 if mode == "PN" else -1.0
+    p_target = xp.sum(proba * target_onehot, axis=1)
+    others = proba - 2.0 * target_onehot  # the target can never be the runner-up
+    runner_up = one_hot(xp.argmax(others, axis=1), proba.shape[1], xp, proba.dtype)
+    p_runner_up = xp.sum(proba * runner_up, axis=1)
     margin = sign * (p_target - p_runner_up) + kappa
-    active = margin > 0
-    rows = np.arange(proba.shape[0])
-    dloss = np.zeros_like(proba)
-    dloss[rows, target] = sign * active
-    dloss[rows, runner_up] = -sign * active
-    return np.maximum(margin, 0.0), dloss
+    active = sign * xp.asarray(margin > 0, dtype=proba.dtype)
+    dloss = active[:, None] * (target_onehot - runner_up)
+    return xp.maximum(margin, 0.0), dloss
 
 
 def is_success(proba, target, mode, kappa):

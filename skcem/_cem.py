@@ -264,7 +264,8 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         n_batches = -(-X.shape[0] // self.batch_size)
         for batch, start in enumerate(range(0, X.shape[0], self.batch_size)):
             rows = slice(start, start + self.batch_size)
-            problem = CEMProblem(x0=X[rows], target=target[rows], mode=self.mode,
+            problem = CEMProblem(x0=X[rows], target=target[rows],
+                                 n_classes=len(self.classes_), mode=self.mode,
                                  no_info_val=self.no_info_val_, lower=lower, upper=upper,
                                  kappa=float(self.kappa), beta=float(self.beta),
                                  gamma=float(self.gamma))

@@ -5,9 +5,11 @@ backend (see :mod:`skcem._gradients`) two things only:
 
 ``predict_proba(Z)``
     class probabilities of the rows ``Z`` (model inputs, 2-D);
-``proba_vjp(Z, cotangent)``
-    ``sum_k cotangent[:, k] * d p_k / d z``: the probabilities' vector-Jacobian product,
-    by finite differences for a black box, by autodiff for a Keras model;
+``attack_gradient(Z, target_onehot, mode, kappa, proba=None)``
+    the gradient with respect to ``z`` of the hinge attack loss
+    (:func:`skcem._attack.attack_loss`), by finite differences for a black box, by autodiff
+    for a Keras model. ``proba``, when the optimizer already has ``predict_proba(Z)``, spares
+    a model call; a backend whose ``gradient_uses_proba`` is False computes them itself;
 
 and, when ``gamma > 0``, ``autoencoder_loss(Z)`` returning ``||AE(z) - z||^2`` per row and its
 gradient. All instances of a batch iterate together, each with its own ``c``, bracket and bests;
@@ -18,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._attack import attack_loss, explanation_from_adv, input_sign, is_success, model_input
-from ._attack import project
+from ._attack import (attack_loss, explanation_from_adv, input_sign, is_success, model_input,
+                      one_hot, project)
 
 _C_UPPER_INIT = 1e10
 _C_UPPER_UNSET = 1e9
@@ -34,6 +36,7 @@ class CEMProblem:
 
     x0: np.ndarray
     target: np.ndarray
+    n_classes: int
     mode: str
     no_info_val: np.ndarray
     lower: np.ndarray
@@ -49,6 +52,9 @@ class CEMProblem:
 
     def model_input(self, adv, rows=slice(None)):
         return model_input(adv, self.x0[rows], _rows(self.background, rows), self.mode)
+
+    def target_onehot(self, rows=slice(None)):
+        return one_hot(self.target[rows], self.n_classes)
 
 
 @dataclass(frozen=True)
@@ -104,20 +110,15 @@ def regularizer_gradient(backend, problem, adv_s, rows):
 
 
 def attack_gradient(backend, problem, adv_s, proba_s, rows):
-    """``grad_a f(z(a))`` at ``s``: the backend's vector-Jacobian product times ``dz/da``."""
-    _, dloss_dproba = attack_loss(proba_s, problem.target[rows], problem.mode, problem.kappa)
-    grad = np.zeros_like(adv_s)
-    needs_model = np.any(dloss_dproba != 0, axis=1)
-    if np.any(needs_model):
-        vjp = backend.proba_vjp(problem.model_input(adv_s[needs_model], rows[needs_model]),
-                                dloss_dproba[needs_model])
-        grad[needs_model] = input_sign(problem.mode) * vjp
-    return grad
+    """``grad_a f(z(a))`` at ``s``: the backend's gradient with respect to ``z`` times ``dz/da``."""
+    grad = backend.attack_gradient(problem.model_input(adv_s, rows), problem.target_onehot(rows),
+                                   problem.mode, problem.kappa, proba=proba_s)
+    return input_sign(problem.mode) * grad
 
 
 def objective(backend, problem, adv, proba, c, rows):
     """Full objective at ``adv``: attack, elastic net and (optionally) the auto-encoder term."""
-    loss, _ = attack_loss(proba, problem.target[rows], problem.mode, problem.kappa)
+    loss, _ = attack_loss(proba, problem.target_onehot(rows), problem.mode, problem.kappa)
     value = c * loss + elastic_distance(adv, problem.x0[rows], problem.beta)
     if problem.gamma > 0:
         ae_loss, _ = backend.autoencoder_loss(problem.model_input(adv, rows))
@@ -196,7 +197,7 @@ def _solve_for_c(backend, problem, settings, rows, c, proba_x0, best_dist, best_
     lower, upper = _rows(problem.lower, rows), _rows(problem.upper, rows)
     adv = x0.copy()
     adv_s = x0.copy()
-    proba_s = proba_x0
+    proba_s = proba_x0 if backend.gradient_uses_proba else None
     attack_grad = np.zeros_like(x0)
     succeeded = np.zeros(rows.size, dtype=bool)
     # Rows (positions within ``rows``) still iterating; early stopping shrinks this set.
@@ -223,10 +224,13 @@ def _solve_for_c(backend, problem, settings, rows, c, proba_x0, best_dist, best_
                                 problem.mode)
         adv[active] = new_adv
 
-        n_active = active.size
-        proba = backend.predict_proba(np.vstack([problem.model_input(new_adv, act_rows),
-                                                 problem.model_input(adv_s[active], act_rows)]))
-        proba_adv, proba_s = proba[:n_active], proba[n_active:]
+        model_input_adv = problem.model_input(new_adv, act_rows)
+        if backend.gradient_uses_proba:  # one model call for the bests and the next gradient
+            proba = backend.predict_proba(
+                np.vstack([model_input_adv, problem.model_input(adv_s[active], act_rows)]))
+            proba_adv, proba_s = proba[:active.size], proba[active.size:]
+        else:
+            proba_adv, proba_s = backend.predict_proba(model_input_adv), None
         ok = is_success(proba_adv, problem.target[act_rows], problem.mode, problem.kappa)
         dist = elastic_distance(new_adv, x0_a, problem.beta)
         succeeded[active] |= ok
@@ -246,7 +250,8 @@ def _solve_for_c(backend, problem, settings, rows, c, proba_x0, best_dist, best_
             best_objective[active] = np.minimum(previous, value)
             stalled[active] = np.where(progressed, 0, stalled[active] + 1)
             keep = stalled[active] < settings.n_iter_no_change
-            active, proba_s = active[keep], proba_s[keep]
+            active = active[keep]
+            proba_s = None if proba_s is None else proba_s[keep]
             if active.size == 0:
                 break
     return succeeded

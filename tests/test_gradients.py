@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from skcem._attack import attack_loss, model_input
+from skcem._attack import attack_loss, model_input, one_hot
 from skcem._fista import CEMProblem, attack_gradient
 from skcem._gradients import NumericalBackend
 
@@ -31,7 +31,7 @@ def test_numerical_vjp_accepts_per_feature_steps(iris, iris_model):
 
 def test_hinge_derivative_matches_differences():
     proba = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.35, 0.45, 0.2]])
-    target = np.array([0, 1, 2])
+    target = one_hot(np.array([0, 1, 2]), 3)
     for mode in ("PN", "PP"):
         loss, dloss = attack_loss(proba, target, mode, kappa=0.05)
         h = 1e-6
@@ -52,7 +52,7 @@ def test_attack_gradient_is_gradient_of_attack_term_wrt_iterate(iris, iris_model
     # iterates where the hinge is active: a PN at x0 (kappa keeps it active), a PP that has
     # removed most of x0 (the model sees mostly background)
     no_info = np.median(X, axis=0)
-    problem = CEMProblem(x0=x0, target=target, mode=mode, no_info_val=no_info,
+    problem = CEMProblem(x0=x0, target=target, n_classes=3, mode=mode, no_info_val=no_info,
                          lower=X.min(0), upper=X.max(0), kappa=0.3, beta=0.1)
     adv = x0 + 0.01 if mode == "PN" else 0.9 * x0 + 0.1 * no_info
     backend = NumericalBackend(iris_model.predict_proba, eps=1e-5)
@@ -62,7 +62,7 @@ def test_attack_gradient_is_gradient_of_attack_term_wrt_iterate(iris, iris_model
 
     def f(a):
         z = model_input(a, x0, problem.background, mode)
-        return attack_loss(iris_model.predict_proba(z), target, mode, 0.3)[0]
+        return attack_loss(iris_model.predict_proba(z), one_hot(target, 3), mode, 0.3)[0]
 
     assert np.all(f(adv) > 0), "the test point must have an active hinge"
     h = 1e-6

@@ -6,6 +6,8 @@ scikit-learn classifier, or a plain function) is differentiated numerically.
 
 import numpy as np
 
+from .._attack import attack_loss
+
 
 class NumericalBackend:
     """Answers the optimizer's questions with a black-box ``predict_proba``.
@@ -24,6 +26,8 @@ class NumericalBackend:
     n_model_rows : int
         Rows sent to ``predict_proba`` so far: the cost measure of a black-box search.
     """
+
+    gradient_uses_proba = True
 
     def __init__(self, predict_proba, eps, autoencoder=None):
         self._predict_proba = predict_proba
@@ -51,6 +55,21 @@ class NumericalBackend:
         """``sum_k cotangent[:, k] * d p_k / d z``; all 2*n*d shifted rows go in one call."""
         jacobian = self._central_differences(self.predict_proba, Z)
         return np.einsum("ndk,nk->nd", jacobian, cotangent)
+
+    def attack_gradient(self, Z, target_onehot, mode, kappa, proba=None):
+        """Gradient of the hinge attack loss with respect to ``z``.
+
+        The hinge's derivative with respect to the probabilities is exact; only rows where it
+        is active send their shifted copies to the model.
+        """
+        if proba is None:
+            proba = self.predict_proba(Z)
+        _, dloss_dproba = attack_loss(proba, target_onehot, mode, kappa)
+        grad = np.zeros_like(Z)
+        active = np.any(dloss_dproba != 0, axis=1)
+        if np.any(active):
+            grad[active] = self.proba_vjp(Z[active], dloss_dproba[active])
+        return grad
 
     def autoencoder_loss(self, Z):
         """``||AE(z) - z||^2`` per row and its gradient with respect to ``z``."""
