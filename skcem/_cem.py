@@ -13,9 +13,9 @@ from . import metrics
 from ._attack import MODES
 from ._explanation import CEMExplanation
 from ._fista import CEMProblem, SolverSettings, solve
-from ._gradients import NumericalBackend
+from ._gradients import make_backend
 from ._validation import (check_feature_range, check_pair, check_probabilities, is_prefitted,
-                          per_feature, predict_proba_function, resolve_estimator)
+                          per_feature, resolve_estimator)
 
 
 class ExplanationNotFoundWarning(UserWarning):
@@ -34,14 +34,17 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     a batch are optimised together.
 
     Any classifier with ``predict_proba`` (or a plain function returning probabilities) is
-    explained through numerical gradients, with numpy only.
+    explained through numerical gradients, with numpy only. A Keras 3 model (TensorFlow
+    backend, softmax outputs) is differentiated by autodiff in compiled TensorFlow functions
+    instead; ``X`` stays 2-D and is reshaped to the model's input shape inside.
 
     Parameters
     ----------
     estimator : object, callable or None, default=None
         The classifier to explain. A fitted estimator is used as it is; an unfitted one is
         cloned and fitted on ``fit(X, y)``; ``None`` fits a ``LogisticRegression`` on
-        ``(X, y)``. A callable is taken as a ``predict_proba`` function.
+        ``(X, y)``. A Keras model is used as it is, with autodiff gradients. Another callable
+        is taken as a ``predict_proba`` function.
     mode : {"PN", "PP"}, default="PN"
         Find pertinent negatives or pertinent positives.
     kappa : float, default=0.0
@@ -60,8 +63,14 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     gamma : float, default=0.0
         Weight of the auto-encoder term ``||AE(z) - z||^2`` that keeps the explanation close
         to the data manifold. Needs ``autoencoder``.
-    autoencoder : callable or None, default=None
-        Maps a batch (n, n_features) to its reconstruction; used when ``gamma > 0``.
+    autoencoder : Keras model, callable or None, default=None
+        The auto-encoder of the ``gamma`` term. A Keras model is differentiated by autodiff
+        (whatever the classifier); another callable, mapping rows (n, n_features) to their
+        reconstructions, by finite differences. PN penalises ``||AE(a) - a||^2``, PP
+        ``||AE(z) - z||^2`` for the kept part ``z``.
+    input_shape : tuple or None, default=None
+        Shape of one instance as the Keras model(s) expect it (such as ``(28, 28, 1)``);
+        inferred from the model when None. ``X`` has ``prod(input_shape)`` columns.
     learning_rate_init : float, default=1e-2
         Initial learning rate, decayed polynomially (power 0.5) to 0 over ``max_iterations``.
     max_iterations : int, default=1000
@@ -152,6 +161,7 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "no_info_type": [StrOptions({"median", "mean"})],
         "gamma": [Interval(Real, 0, None, closed="left")],
         "autoencoder": [callable, None],
+        "input_shape": [tuple, list, None],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iterations": [Interval(Integral, 1, None, closed="left")],
         "c_init": [Interval(Real, 0, None, closed="neither")],
@@ -167,7 +177,7 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, estimator=None, *, mode="PN", kappa=0.0, beta=0.1, feature_range=None,
                  no_info_val=None, no_info_type="median", gamma=0.0, autoencoder=None,
-                 learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
+                 input_shape=None, learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, batch_size=64, verbose=0):
         self.estimator = estimator
@@ -179,6 +189,7 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.no_info_type = no_info_type
         self.gamma = gamma
         self.autoencoder = autoencoder
+        self.input_shape = input_shape
         self.learning_rate_init = learning_rate_init
         self.max_iterations = max_iterations
         self.c_init = c_init
@@ -218,8 +229,8 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         per_feature(self.eps[1], X.shape[1], "eps")
 
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__)
-        proba = check_probabilities(predict_proba_function(self.estimator_)(X[:100]),
-                                    min(X.shape[0], 100))
+        self._backend = self._make_backend(X.shape[1])
+        proba = check_probabilities(self._backend.predict_proba(X[:100]), min(X.shape[0], 100))
         classes = getattr(self.estimator_, "classes_", None)
         self.classes_ = np.arange(proba.shape[1]) if classes is None else np.asarray(classes)
         if self.no_info_val is None:
@@ -248,12 +259,10 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        predict_proba = predict_proba_function(self.estimator_)
-        proba = check_probabilities(predict_proba(X), X.shape[0])
+        backend = self._get_backend()
+        rows_before = backend.n_model_rows
+        proba = check_probabilities(backend.predict_proba(X), X.shape[0])
         target = proba.argmax(axis=1) if y is None else self._class_indices(y, X.shape[0])
-
-        backend = NumericalBackend(predict_proba, per_feature(self.eps[1], X.shape[1], "eps"),
-                                   autoencoder=self.autoencoder)
         settings = SolverSettings(
             learning_rate_init=self.learning_rate_init, max_iterations=self.max_iterations,
             c_init=self.c_init, c_steps=self.c_steps, clip=tuple(map(float, self.clip)),
@@ -273,7 +282,22 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if self.verbose:
                 print(f"[CEMExplainer] batch {batch + 1}/{n_batches}: "
                       f"{int(results[-1].found.sum())} found", file=sys.stderr)
-        return self._assemble(X, target, results, backend.n_model_rows)
+        return self._assemble(X, target, results, backend.n_model_rows - rows_before)
+
+    def _make_backend(self, n_features):
+        return make_backend(self.estimator_, eps=per_feature(self.eps[1], n_features, "eps"),
+                            autoencoder=self.autoencoder, input_shape=self.input_shape)
+
+    def _get_backend(self):
+        # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
+        if getattr(self, "_backend", None) is None:
+            self._backend = self._make_backend(self.n_features_in_)
+        return self._backend
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_backend", None)
+        return state
 
     def _class_indices(self, y, n_samples):
         y = np.asarray(y)
@@ -309,6 +333,7 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             c=np.concatenate([r.best_c for r in results]),
             background=np.clip(self.no_info_val_, lower, upper),
             feature_names=None if names is None else list(names),
+            input_shape=getattr(self._backend, "input_shape", None),
             meta={"n_model_rows": n_model_rows,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
 

@@ -6,6 +6,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from ._gradients import is_keras_model
+
 
 def default_classifier():
     """The model fitted when ``estimator=None``."""
@@ -16,7 +18,7 @@ def is_prefitted(estimator):
     """True for a fitted scikit-learn estimator and for any model that has no ``fit``."""
     if estimator is None:
         return False
-    if not hasattr(estimator, "fit"):
+    if not hasattr(estimator, "fit") or is_keras_model(estimator):
         return True
     try:
         check_is_fitted(estimator)
@@ -43,13 +45,6 @@ def resolve_estimator(estimator, X, y, owner):
             "classifier as `estimator`."
         )
     return estimator.fit(X, y)
-
-
-def predict_proba_function(estimator):
-    """The probability function of a fitted classifier or of a plain callable."""
-    if hasattr(estimator, "predict_proba"):
-        return estimator.predict_proba
-    return estimator
 
 
 def check_probabilities(proba, n_rows, name="estimator"):

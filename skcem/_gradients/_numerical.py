@@ -9,6 +9,19 @@ import numpy as np
 from .._attack import attack_loss
 
 
+def central_differences(fn, Z, eps):
+    """``d fn(z) / d z_i`` for every row and feature, from one call of ``fn``.
+
+    Returns an array of shape (n, n_features, n_outputs).
+    """
+    n, d = Z.shape
+    steps = np.broadcast_to(np.asarray(eps, dtype=float), (d,))
+    shifts = np.diag(steps)
+    shifted = np.concatenate([Z[:, None, :] + shifts, Z[:, None, :] - shifts], axis=1)
+    out = np.asarray(fn(shifted.reshape(2 * n * d, d)), dtype=float).reshape(n, 2, d, -1)
+    return (out[:, 0] - out[:, 1]) / (2 * steps[None, :, None])
+
+
 class NumericalBackend:
     """Answers the optimizer's questions with a black-box ``predict_proba``.
 
@@ -19,7 +32,8 @@ class NumericalBackend:
     eps : float or ndarray of shape (n_features,)
         Step of the central differences on each input feature.
     autoencoder : callable, optional
-        Maps (n, n_features) to its reconstruction; differentiated numerically as well.
+        The auto-encoder term: maps rows ``Z`` to ``(||AE(z) - z||^2, its gradient)``, such
+        as :class:`NumericalAutoencoder`.
 
     Attributes
     ----------
@@ -39,21 +53,9 @@ class NumericalBackend:
         self.n_model_rows += Z.shape[0]
         return np.asarray(self._predict_proba(Z), dtype=float)
 
-    def _central_differences(self, fn, Z):
-        """``d fn(z) / d z_i`` for every row and feature, from one call of ``fn``.
-
-        Returns an array of shape (n, n_features, n_outputs).
-        """
-        n, d = Z.shape
-        steps = np.broadcast_to(np.asarray(self.eps, dtype=float), (d,))
-        shifts = np.diag(steps)
-        shifted = np.concatenate([Z[:, None, :] + shifts, Z[:, None, :] - shifts], axis=1)
-        out = np.asarray(fn(shifted.reshape(2 * n * d, d)), dtype=float).reshape(n, 2, d, -1)
-        return (out[:, 0] - out[:, 1]) / (2 * steps[None, :, None])
-
     def proba_vjp(self, Z, cotangent):
         """``sum_k cotangent[:, k] * d p_k / d z``; all 2*n*d shifted rows go in one call."""
-        jacobian = self._central_differences(self.predict_proba, Z)
+        jacobian = central_differences(self.predict_proba, Z, self.eps)
         return np.einsum("ndk,nk->nd", jacobian, cotangent)
 
     def attack_gradient(self, Z, target_onehot, mode, kappa, proba=None):
@@ -72,10 +74,22 @@ class NumericalBackend:
         return grad
 
     def autoencoder_loss(self, Z):
-        """``||AE(z) - z||^2`` per row and its gradient with respect to ``z``."""
-        residual = np.asarray(self.autoencoder(Z), dtype=float).reshape(Z.shape) - Z
-        loss = np.sum(residual**2, axis=1)
-        d_reconstruction = self._central_differences(self.autoencoder, Z)
+        return self.autoencoder(Z)
+
+
+class NumericalAutoencoder:
+    """``||AE(z) - z||^2`` per row and its gradient for a black-box auto-encoder function."""
+
+    def __init__(self, autoencoder, eps):
+        self.autoencoder = autoencoder
+        self.eps = eps
+
+    def _reconstruct(self, Z):
+        return np.asarray(self.autoencoder(Z), dtype=float).reshape(Z.shape[0], -1)
+
+    def __call__(self, Z):
+        residual = self._reconstruct(Z) - Z
+        jacobian = central_differences(self._reconstruct, Z, self.eps)
         # d/dz ||AE(z) - z||^2 = 2 (J_AE - I)^T (AE(z) - z)
-        grad = 2 * (np.einsum("ndk,nk->nd", d_reconstruction, residual) - residual)
-        return loss, grad
+        grad = 2 * (np.einsum("ndk,nk->nd", jacobian, residual) - residual)
+        return np.sum(residual**2, axis=1), grad

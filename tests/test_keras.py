@@ -1,0 +1,196 @@
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from skcem import CEMExplainer, ExplanationNotFoundWarning
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+FAST = dict(max_iterations=200, c_steps=4)
+
+
+@pytest.fixture(scope="module")
+def digits_images(digits):
+    X, y = digits
+    return X.astype("float32"), y
+
+
+@pytest.fixture(scope="module")
+def cnn(digits_images):
+    X, y = digits_images
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(X[:1200].reshape(-1, 8, 8, 1), y[:1200], epochs=15, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def autoencoder(digits_images):
+    X, _ = digits_images
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(64, activation="sigmoid"),
+        keras.layers.Reshape((8, 8, 1)),
+    ])
+    model.compile("adam", "mse")
+    images = X[:1200].reshape(-1, 8, 8, 1)
+    model.fit(images, images, epochs=30, batch_size=32, verbose=0)
+    return model
+
+
+def _predict(model, rows):
+    return model.predict(rows.reshape(-1, 8, 8, 1), verbose=0).argmax(axis=1)
+
+
+def _explain(cem, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return cem.explain(X)
+
+
+IMAGE = dict(no_info_val=0.0, feature_range=(0.0, 1.0))
+
+
+def test_keras_pn_and_pp_are_valid(cnn, digits_images):
+    X, _ = digits_images
+    test = X[1200:1216]
+    pn = _explain(CEMExplainer(cnn, mode="PN", **IMAGE, **FAST).fit(X[:1200]), test)
+    assert pn.found.mean() >= 0.9 and pn.input_shape == (8, 8, 1)
+    found = pn.found
+    assert np.all(_predict(cnn, pn.PN[found]) != pn.X_pred[found])
+    moved = np.abs(pn.PN - pn.X)[found] > 1e-9
+    assert np.all(pn.PN[found][moved] > pn.X[found][moved])  # pixels only added (v = 0)
+
+    pp = _explain(CEMExplainer(cnn, mode="PP", **IMAGE, **FAST).fit(X[:1200]), test)
+    assert pp.found.mean() >= 0.9
+    found = pp.found
+    np.testing.assert_array_equal(_predict(cnn, pp.PP[found]), pp.X_pred[found])
+    assert np.all(pp.PP[found] <= pp.X[found] + 1e-6) and np.all(pp.PP[found] >= -1e-6)
+    images, pps = pp.as_images()
+    assert images.shape == (16, 8, 8, 1) and pps.shape == (16, 8, 8, 1)
+
+
+@pytest.mark.parametrize("mode", ["PN", "PP"])
+def test_autodiff_gradient_equals_numerical_gradient(cnn, digits_images, mode):
+    from skcem._attack import one_hot
+    from skcem._gradients import NumericalBackend, make_backend
+
+    X, _ = digits_images
+    keras_backend = make_backend(cnn, eps=1e-3)
+    Z = X[1200:1206].astype(float)
+    proba = keras_backend.predict_proba(Z)
+    # kappa large enough for an active hinge in both modes
+    target = one_hot(proba.argmax(axis=1) if mode == "PN" else np.argsort(proba)[:, -2], 10)
+    autodiff = keras_backend.attack_gradient(Z, target, mode, kappa=1.0)
+    numerical = NumericalBackend(keras_backend.predict_proba, eps=1e-3).attack_gradient(
+        Z, target, mode, kappa=1.0)
+    assert np.abs(autodiff).max() > 1e-3
+    # float32 differences across ReLU kinks: compare whole gradients, row by row
+    error = np.linalg.norm(autodiff - numerical, axis=1) / np.linalg.norm(numerical, axis=1)
+    assert np.all(error < 0.02), error
+
+
+def test_autoencoder_term_lowers_reconstruction_error(cnn, autoencoder, digits_images):
+    X, _ = digits_images
+    test = X[1200:1212]
+
+    def ae_error(exp):
+        rows = exp.PN[exp.found].reshape(-1, 8, 8, 1)
+        return np.mean(np.sum((autoencoder.predict(rows, verbose=0) - rows) ** 2,
+                              axis=(1, 2, 3)))
+
+    errors = {}
+    for gamma in (0.0, 10.0):
+        cem = CEMExplainer(cnn, mode="PN", gamma=gamma, autoencoder=autoencoder, **IMAGE,
+                           **FAST).fit(X[:1200])
+        exp = _explain(cem, test)
+        assert exp.found.mean() >= 0.75
+        errors[gamma] = ae_error(exp)
+    assert errors[10.0] < errors[0.0]
+
+
+def test_keras_batch_equals_one_by_one(cnn, digits_images):
+    X, _ = digits_images
+    test = X[1200:1204]
+    together = _explain(CEMExplainer(cnn, mode="PN", batch_size=4, **IMAGE, **FAST)
+                        .fit(X[:1200]), test)
+    alone = _explain(CEMExplainer(cnn, mode="PN", batch_size=1, **IMAGE, **FAST)
+                     .fit(X[:1200]), test)
+    np.testing.assert_array_equal(together.found, alone.found)
+    # TensorFlow's float32 kernels round differently for different batch sizes (~1e-9), which
+    # can tip a success test and send one search another way; most must agree to 1e-4.
+    agree = np.all(np.abs(together.explanation - alone.explanation) < 1e-4, axis=1)
+    assert agree.sum() >= 3, agree
+
+
+def test_early_stopping_on_keras_path(cnn, digits_images):
+    X, _ = digits_images
+    test = X[1200:1208]
+    fixed = _explain(CEMExplainer(cnn, mode="PN", **IMAGE, **FAST).fit(X[:1200]), test)
+    early = _explain(CEMExplainer(cnn, mode="PN", tol=1e-4, n_iter_no_change=20, **IMAGE,
+                                  **FAST).fit(X[:1200]), test)
+    assert early.meta["n_model_rows"] < 0.7 * fixed.meta["n_model_rows"]
+    assert early.found.sum() >= fixed.found.sum() - 1
+
+
+def test_eager_mode_untouched_and_pickle(cnn, digits_images):
+    import pickle
+
+    X, _ = digits_images
+    cem = CEMExplainer(cnn, mode="PP", max_iterations=20, c_steps=1, **IMAGE).fit(X[:200])
+    _explain(cem, X[1200:1202])
+    assert tf.executing_eagerly()
+    assert float(tf.reduce_sum(tf.ones(3))) == 3.0
+    restored = pickle.loads(pickle.dumps(cem))
+    np.testing.assert_allclose(restored.transform(X[1200:1202]), cem.transform(X[1200:1202]),
+                               atol=1e-6)
+
+
+def test_wrong_input_shape_is_reported(cnn, digits_images):
+    X, _ = digits_images
+    with pytest.raises(Exception):
+        CEMExplainer(cnn, input_shape=(4, 4, 1)).fit(X[:50])
+
+
+def test_without_tensorflow_black_box_works_and_keras_says_how_to_install():
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["tensorflow"] = None  # as if TensorFlow were not installed
+        import numpy as np
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+        from skcem import CEMExplainer
+
+        X, y = load_iris(return_X_y=True)
+        clf = LogisticRegression(max_iter=500).fit(X, y)
+        exp = CEMExplainer(clf, mode="PN", max_iterations=200, c_steps=4).fit(X).explain(X[50:52])
+        assert exp.found.any()
+        assert "tensorflow" not in [m for m in sys.modules if sys.modules[m] is not None]
+
+        KerasLike = type("Functional", (), {"__module__": "keras.src.models.functional",
+                                           "__call__": lambda self, x: x})
+        try:
+            CEMExplainer(KerasLike()).fit(X)
+        except ImportError as exc:
+            assert "pip install skcem[tf]" in str(exc), exc
+            print("OK")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("OK")
