@@ -1,19 +1,14 @@
 """The batched FISTA optimizer with a binary search on ``c`` (ALGORITHMS.md, "CEM").
 
-This is the one implementation of the algorithm, for every model kind. It asks a gradient
-backend (see :mod:`skcem._gradients`) two things only:
-
-``predict_proba(Z)``
-    class probabilities of the rows ``Z`` (model inputs, 2-D);
-``attack_gradient(Z, target_onehot, mode, kappa, proba=None)``
-    the gradient with respect to ``z`` of the hinge attack loss
-    (:func:`skcem._attack.attack_loss`), by finite differences for a black box, by autodiff
-    for a Keras model. ``proba``, when the optimizer already has ``predict_proba(Z)``, spares
-    a model call; a backend whose ``gradient_uses_proba`` is False computes them itself;
-
-and, when ``gamma > 0``, ``autoencoder_loss(Z)`` returning ``||AE(z) - z||^2`` per row and its
-gradient. All instances of a batch iterate together, each with its own ``c``, bracket and bests;
-the reference runs the same search one instance at a time.
+This is the one implementation of the algorithm, for every model kind. Once per iteration it
+asks a gradient backend (see :mod:`skcem._gradients`) one question,
+``evaluate(Z_adv, Z_s, target_onehot, mode, kappa, attack=..., autoencoder=...)``: the class
+probabilities at the new iterates (for the book-keeping) and, at the new slack points (for the
+next step), the gradient of the hinge attack loss (:func:`skcem._attack.attack_loss`) and of
+the auto-encoder term ``||AE(z) - z||^2``, all with respect to the model input ``z``. A
+black-box backend answers with finite differences, a Keras backend with autodiff in one
+compiled call. All instances of a batch iterate together, each with its own ``c``, bracket and
+bests; the reference runs the same search one instance at a time.
 """
 
 from dataclasses import dataclass
@@ -100,28 +95,11 @@ def elastic_distance(adv, x0, beta):
     return np.sum(delta**2, axis=1) + beta * np.sum(np.abs(delta), axis=1)
 
 
-def regularizer_gradient(backend, problem, adv_s, rows):
-    """Gradient of ``||x0 - s||^2 + gamma * ||AE(z(s)) - z(s)||^2`` at ``s``."""
-    grad = 2.0 * (adv_s - problem.x0[rows])
-    if problem.gamma > 0:
-        _, ae_grad = backend.autoencoder_loss(problem.model_input(adv_s, rows))
-        grad += problem.gamma * input_sign(problem.mode) * ae_grad
-    return grad
-
-
-def attack_gradient(backend, problem, adv_s, proba_s, rows):
-    """``grad_a f(z(a))`` at ``s``: the backend's gradient with respect to ``z`` times ``dz/da``."""
-    grad = backend.attack_gradient(problem.model_input(adv_s, rows), problem.target_onehot(rows),
-                                   problem.mode, problem.kappa, proba=proba_s)
-    return input_sign(problem.mode) * grad
-
-
-def objective(backend, problem, adv, proba, c, rows):
+def objective(problem, adv, proba, ae_loss, c, rows):
     """Full objective at ``adv``: attack, elastic net and (optionally) the auto-encoder term."""
     loss, _ = attack_loss(proba, problem.target_onehot(rows), problem.mode, problem.kappa)
     value = c * loss + elastic_distance(adv, problem.x0[rows], problem.beta)
-    if problem.gamma > 0:
-        ae_loss, _ = backend.autoencoder_loss(problem.model_input(adv, rows))
+    if ae_loss is not None:
         value = value + problem.gamma * ae_loss
     return value
 
@@ -135,14 +113,43 @@ def update_c(c, lower_c, upper_c, succeeded):
     return c, lower_c, upper_c
 
 
+class _Bests:
+    """The best success of each instance over all values of ``c``."""
+
+    def __init__(self, x0, n_classes):
+        n = x0.shape[0]
+        self.dist = np.full(n, np.inf)
+        self.adv = x0.copy()
+        self.c = np.full(n, np.nan)
+        self.proba = np.full((n, n_classes), np.nan)
+
+    def update(self, rows, success, dist, adv, c, proba):
+        better = success & (dist < self.dist[rows])
+        improved = rows[better]
+        self.dist[improved] = dist[better]
+        self.adv[improved] = adv[better]
+        self.c[improved] = c[better]
+        self.proba[improved] = proba[better]
+
+
+def _evaluate(backend, problem, adv, adv_s, rows, attack):
+    """Ask the backend, and turn its gradients with respect to ``z`` into ones w.r.t. ``a``."""
+    answer = backend.evaluate(problem.model_input(adv, rows), problem.model_input(adv_s, rows),
+                              problem.target_onehot(rows), problem.mode, problem.kappa,
+                              attack=attack, autoencoder=problem.gamma > 0)
+    sign = input_sign(problem.mode)
+    attack_grad = None if answer.attack_grad is None else sign * answer.attack_grad
+    ae_grad = None if answer.ae_grad is None else sign * answer.ae_grad
+    return answer.proba_adv, attack_grad, ae_grad, answer.ae_loss_adv
+
+
 def solve(backend, problem, settings, progress=None):
     """Run the FISTA + c-search of ALGORITHMS.md on a batch of instances.
 
     Parameters
     ----------
     backend : object
-        Answers ``predict_proba``, ``proba_vjp`` (and ``autoencoder_loss`` when
-        ``problem.gamma > 0``).
+        Answers ``evaluate`` (see the module's docstring) and counts ``n_model_rows``.
     problem : CEMProblem
     settings : SolverSettings
     progress : callable, optional
@@ -153,54 +160,54 @@ def solve(backend, problem, settings, progress=None):
     CEMResult
     """
     x0 = problem.x0
-    n, _ = x0.shape
+    n = x0.shape[0]
+    all_rows = np.arange(n)
     c = np.full(n, float(settings.c_init))
     lower_c = np.zeros(n)
     upper_c = np.full(n, _C_UPPER_INIT)
-    best_dist = np.full(n, np.inf)
-    best_adv = x0.copy()
-    best_c = np.full(n, np.nan)
-    best_proba = None
+    bests = _Bests(x0, problem.n_classes)
     n_iterations = np.zeros(n, dtype=int)
     searching = np.ones(n, dtype=bool)
-    all_rows = np.arange(n)
-    proba_x0 = backend.predict_proba(problem.model_input(x0))
-    best_proba = np.full_like(proba_x0, np.nan)
+    # Every c-step starts at x0: its gradients are computed once.
+    start = _evaluate(backend, problem, x0, x0, all_rows, attack=True)
 
     for step in range(settings.c_steps):
         rows = all_rows[searching]
         if rows.size == 0:
             break
-        succeeded = _solve_for_c(backend, problem, settings, rows, c[rows], proba_x0[rows],
-                                 best_dist, best_adv, best_c, best_proba, n_iterations)
-        new_c, new_lower, new_upper = update_c(c[rows], lower_c[rows], upper_c[rows], succeeded)
-        c[rows], lower_c[rows], upper_c[rows] = new_c, new_lower, new_upper
+        succeeded = _solve_for_c(backend, problem, settings, rows, c[rows], start, bests,
+                                 n_iterations)
+        c[rows], lower_c[rows], upper_c[rows] = update_c(c[rows], lower_c[rows], upper_c[rows],
+                                                         succeeded)
         if settings.tol is not None:
             tight = (upper_c < _C_UPPER_UNSET) & (upper_c - lower_c <= _C_BRACKET_RTOL * upper_c)
             searching &= ~tight
         if progress is not None:
-            progress(step, c, np.isfinite(best_dist))
+            progress(step, c, np.isfinite(bests.dist))
 
-    found = np.isfinite(best_dist)
-    explanation = explanation_from_adv(best_adv, x0, problem.background, problem.mode)
+    found = np.isfinite(bests.dist)
+    explanation = explanation_from_adv(bests.adv, x0, problem.background, problem.mode)
     explanation[~found] = np.nan
-    best_dist[~found] = np.nan
-    return CEMResult(explanation=explanation, found=found, distance=best_dist, best_c=best_c,
-                     explanation_proba=best_proba, n_iterations=n_iterations)
+    bests.dist[~found] = np.nan
+    return CEMResult(explanation=explanation, found=found, distance=bests.dist, best_c=bests.c,
+                     explanation_proba=bests.proba, n_iterations=n_iterations)
 
 
-def _solve_for_c(backend, problem, settings, rows, c, proba_x0, best_dist, best_adv, best_c,
-                 best_proba, n_iterations):
-    """Inner FISTA loop for one value of ``c`` per instance; updates the bests in place."""
+def _subset(value, rows):
+    return None if value is None else value[rows]
+
+
+def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations):
+    """Inner FISTA loop for one value of ``c`` per instance; updates ``bests`` in place."""
     x0 = problem.x0[rows]
     no_info_val = _rows(problem.no_info_val, rows)
     lower, upper = _rows(problem.lower, rows), _rows(problem.upper, rows)
     adv = x0.copy()
     adv_s = x0.copy()
-    proba_s = proba_x0 if backend.gradient_uses_proba else None
-    attack_grad = np.zeros_like(x0)
+    _, attack_grad, ae_grad, _ = (_subset(part, rows) for part in start)
     succeeded = np.zeros(rows.size, dtype=bool)
-    # Rows (positions within ``rows``) still iterating; early stopping shrinks this set.
+    # Positions (within ``rows``) still iterating; early stopping shrinks this set, and with
+    # it the rows sent to the model.
     active = np.arange(rows.size)
     best_objective = np.full(rows.size, np.inf)
     stalled = np.zeros(rows.size, dtype=int)
@@ -208,50 +215,43 @@ def _solve_for_c(backend, problem, settings, rows, c, proba_x0, best_dist, best_
     for k in range(settings.max_iterations):
         lr = settings.learning_rate_init * (1 - k / settings.max_iterations) ** 0.5
         act_rows = rows[active]
-        if k % settings.update_num_grad == 0:
-            attack_grad[active] = attack_gradient(backend, problem, adv_s[active], proba_s,
-                                                  act_rows)
+        x0_a, v_a = x0[active], _rows(no_info_val, active)
+        regularizer = 2.0 * (adv_s[active] - x0_a)
+        if ae_grad is not None:
+            regularizer += problem.gamma * ae_grad[active]
         # Clipped term by term, as the reference does for black-box models.
         grad = (np.clip(c[active, None] * attack_grad[active], *settings.clip)
-                + np.clip(regularizer_gradient(backend, problem, adv_s[active], act_rows),
-                          *settings.clip))
-        s = adv_s[active] - lr * grad
-        x0_a, v_a = x0[active], _rows(no_info_val, active)
-        new_adv = project(shrink(s, x0_a, problem.beta, _rows(lower, active),
-                                 _rows(upper, active)), x0_a, v_a, problem.mode)
+                + np.clip(regularizer, *settings.clip))
+        new_adv = project(shrink(adv_s[active] - lr * grad, x0_a, problem.beta,
+                                 _rows(lower, active), _rows(upper, active)),
+                          x0_a, v_a, problem.mode)
         momentum = (k + 1) / (k + 4)
         adv_s[active] = project(new_adv + momentum * (new_adv - adv[active]), x0_a, v_a,
                                 problem.mode)
         adv[active] = new_adv
 
-        model_input_adv = problem.model_input(new_adv, act_rows)
-        if backend.gradient_uses_proba:  # one model call for the bests and the next gradient
-            proba = backend.predict_proba(
-                np.vstack([model_input_adv, problem.model_input(adv_s[active], act_rows)]))
-            proba_adv, proba_s = proba[:active.size], proba[active.size:]
-        else:
-            proba_adv, proba_s = backend.predict_proba(model_input_adv), None
+        refresh = (k + 1) % settings.update_num_grad == 0
+        proba_adv, new_attack_grad, new_ae_grad, ae_loss_adv = _evaluate(
+            backend, problem, new_adv, adv_s[active], act_rows, attack=refresh)
+        if refresh:
+            attack_grad[active] = new_attack_grad
+        if ae_grad is not None:
+            ae_grad[active] = new_ae_grad
+
         ok = is_success(proba_adv, problem.target[act_rows], problem.mode, problem.kappa)
-        dist = elastic_distance(new_adv, x0_a, problem.beta)
         succeeded[active] |= ok
-        better = ok & (dist < best_dist[act_rows])
-        improved = act_rows[better]
-        best_dist[improved] = dist[better]
-        best_adv[improved] = new_adv[better]
-        best_c[improved] = c[active][better]
-        best_proba[improved] = proba_adv[better]
+        dist = elastic_distance(new_adv, x0_a, problem.beta)
+        bests.update(act_rows, ok, dist, new_adv, c[active], proba_adv)
         n_iterations[act_rows] += 1
 
         if settings.tol is not None:
-            value = objective(backend, problem, new_adv, proba_adv, c[active], act_rows)
+            value = objective(problem, new_adv, proba_adv, ae_loss_adv, c[active], act_rows)
             previous = best_objective[active]
             with np.errstate(invalid="ignore"):  # inf - inf on the first iteration
                 progressed = ~(value >= previous - settings.tol * np.abs(previous))
             best_objective[active] = np.minimum(previous, value)
             stalled[active] = np.where(progressed, 0, stalled[active] + 1)
-            keep = stalled[active] < settings.n_iter_no_change
-            active = active[keep]
-            proba_s = None if proba_s is None else proba_s[keep]
+            active = active[stalled[active] < settings.n_iter_no_change]
             if active.size == 0:
                 break
     return succeeded

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from skcem._attack import attack_loss, model_input, one_hot
-from skcem._fista import CEMProblem, attack_gradient
+from skcem._fista import CEMProblem, _evaluate
 from skcem._gradients import NumericalAutoencoder, NumericalBackend
 
 from .conftest import softmax_model_gradient
@@ -56,9 +56,7 @@ def test_attack_gradient_is_gradient_of_attack_term_wrt_iterate(iris, iris_model
                          lower=X.min(0), upper=X.max(0), kappa=0.3, beta=0.1)
     adv = x0 + 0.01 if mode == "PN" else 0.9 * x0 + 0.1 * no_info
     backend = NumericalBackend(iris_model.predict_proba, eps=1e-5)
-    all_rows = np.arange(len(rows))
-    proba = backend.predict_proba(problem.model_input(adv, all_rows))
-    grad = attack_gradient(backend, problem, adv, proba, all_rows)
+    _, grad, _, _ = _evaluate(backend, problem, x0, adv, np.arange(len(rows)), attack=True)
 
     def f(a):
         z = model_input(a, x0, problem.background, mode)

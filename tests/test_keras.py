@@ -96,9 +96,9 @@ def test_autodiff_gradient_equals_numerical_gradient(cnn, digits_images, mode):
     proba = keras_backend.predict_proba(Z)
     # kappa large enough for an active hinge in both modes
     target = one_hot(proba.argmax(axis=1) if mode == "PN" else np.argsort(proba)[:, -2], 10)
-    autodiff = keras_backend.attack_gradient(Z, target, mode, kappa=1.0)
-    numerical = NumericalBackend(keras_backend.predict_proba, eps=1e-3).attack_gradient(
-        Z, target, mode, kappa=1.0)
+    autodiff = keras_backend.evaluate(Z, Z, target, mode, kappa=1.0).attack_grad
+    numerical = NumericalBackend(keras_backend.predict_proba, eps=1e-3).evaluate(
+        Z, Z, target, mode, kappa=1.0).attack_grad
     assert np.abs(autodiff).max() > 1e-3
     # float32 differences across ReLU kinks: compare whole gradients, row by row
     error = np.linalg.norm(autodiff - numerical, axis=1) / np.linalg.norm(numerical, axis=1)

@@ -9,6 +9,7 @@ The hinge attack loss is the one of :mod:`skcem._attack`, run on TensorFlow tens
 import numpy as np
 
 from .._attack import attack_loss
+from ._base import Evaluation
 
 INSTALL_HINT = "pip install skcem[tf]"
 
@@ -66,15 +67,23 @@ class KerasAutoencoder(_Compiled):
     def __init__(self, model, input_shape):
         super().__init__(model, input_shape)
         tf = self.tf
+        self._loss = tf.function(self.loss_tensor, input_signature=[self.spec],
+                                 reduce_retracing=True)
 
         @tf.function(input_signature=[self.spec], reduce_retracing=True)
         def loss_and_grad(z):
             with tf.GradientTape() as tape:
                 tape.watch(z)
-                loss = tf.reduce_sum(tf.square(self.forward(z) - z), axis=1)
+                loss = self.loss_tensor(z)
             return loss, tape.gradient(loss, z)
 
         self._loss_and_grad = loss_and_grad
+
+    def loss_tensor(self, z):
+        return self.tf.reduce_sum(self.tf.square(self.forward(z) - z), axis=1)
+
+    def loss(self, Z):
+        return self._loss(self.tensor(Z)).numpy().astype(float)
 
     def __call__(self, Z):
         loss, grad = self._loss_and_grad(self.tensor(Z))
@@ -84,48 +93,65 @@ class KerasAutoencoder(_Compiled):
 class KerasBackend(_Compiled):
     """Answers the optimizer's questions for a Keras classifier that outputs probabilities.
 
-    One compiled call per question and batch: ``predict_proba`` is a forward pass; the attack
-    gradient is a forward and a backward pass that computes the hinge on the probabilities it
-    has just produced, so it needs no probabilities from the optimizer.
+    Each iteration is one compiled call: a forward pass at the iterates, and a forward and
+    backward pass at the slack points of the classifier (whose hinge is computed on the
+    probabilities just produced) and, with a Keras auto-encoder, of the auto-encoder.
     """
-
-    gradient_uses_proba = False
 
     def __init__(self, model, input_shape, autoencoder=None):
         super().__init__(model, input_shape)
         self.autoencoder = autoencoder
         self.n_model_rows = 0
-        tf = self.tf
-        self._predict = tf.function(self.forward, input_signature=[self.spec],
-                                    reduce_retracing=True)
-        self._gradients = {mode: self._compile_gradient(mode) for mode in ("PN", "PP")}
+        self._predict = self.tf.function(self.forward, input_signature=[self.spec],
+                                         reduce_retracing=True)
+        self._compiled = {}
 
-    def _compile_gradient(self, mode):
+    def _compile(self, mode, attack, autoencoder):
         tf = self.tf
         import tensorflow.experimental.numpy as tnp
 
-        @tf.function(input_signature=[self.spec, tf.TensorSpec([None, None], tf.float32),
-                                      tf.TensorSpec([], tf.float32)], reduce_retracing=True)
-        def gradient(z, target_onehot, kappa):
-            with tf.GradientTape() as tape:
-                tape.watch(z)
-                proba = self.forward(z)
-                _, dloss_dproba = attack_loss(proba, target_onehot, mode, kappa, xp=tnp)
-                # sum_k w_k p_k with w = df/dp held fixed: its gradient is grad_z f
-                weighted = tf.reduce_sum(proba * tf.stop_gradient(dloss_dproba))
-            return tape.gradient(weighted, z)
+        ae = self.autoencoder if autoencoder else None
 
-        return gradient
+        @tf.function(input_signature=[self.spec, self.spec,
+                                      tf.TensorSpec([None, None], tf.float32),
+                                      tf.TensorSpec([], tf.float32)], reduce_retracing=True)
+        def evaluate(z_adv, z_s, target_onehot, kappa):
+            out = {"proba_adv": self.forward(z_adv)}
+            if attack:
+                with tf.GradientTape() as tape:
+                    tape.watch(z_s)
+                    proba = self.forward(z_s)
+                    _, dloss_dproba = attack_loss(proba, target_onehot, mode, kappa, xp=tnp)
+                    # sum_k w_k p_k with w = df/dp held fixed: its gradient is grad_z f
+                    weighted = tf.reduce_sum(proba * tf.stop_gradient(dloss_dproba))
+                out["attack_grad"] = tape.gradient(weighted, z_s)
+            if ae is not None:
+                with tf.GradientTape() as tape:
+                    tape.watch(z_s)
+                    loss = tf.reduce_sum(ae.loss_tensor(z_s))
+                out["ae_grad"] = tape.gradient(loss, z_s)
+                out["ae_loss_adv"] = ae.loss_tensor(z_adv)
+            return out
+
+        return evaluate
 
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
         return self._predict(self.tensor(Z)).numpy().astype(float)
 
-    def attack_gradient(self, Z, target_onehot, mode, kappa, proba=None):
-        self.n_model_rows += Z.shape[0]
-        grad = self._gradients[mode](self.tensor(Z), self.tensor(target_onehot),
-                                     self.tf.constant(kappa, self.tf.float32))
-        return grad.numpy().astype(float)
-
-    def autoencoder_loss(self, Z):
-        return self.autoencoder(Z)
+    def evaluate(self, Z_adv, Z_s, target_onehot, mode, kappa, *, attack=True,
+                 autoencoder=False):
+        """Probabilities at ``Z_adv``; attack (and AE) gradients at ``Z_s``; one call."""
+        fused_ae = autoencoder and isinstance(self.autoencoder, KerasAutoencoder)
+        key = (mode, attack, fused_ae)
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(*key)
+        out = self._compiled[key](self.tensor(Z_adv), self.tensor(Z_s),
+                                  self.tensor(target_onehot),
+                                  self.tf.constant(kappa, self.tf.float32))
+        self.n_model_rows += Z_adv.shape[0] + (Z_s.shape[0] if attack else 0)
+        answer = Evaluation(**{name: value.numpy().astype(float) for name, value in out.items()})
+        if autoencoder and not fused_ae:
+            answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
+            _, answer.ae_grad = self.autoencoder(Z_s)
+        return answer

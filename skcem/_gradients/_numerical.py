@@ -7,6 +7,7 @@ scikit-learn classifier, or a plain function) is differentiated numerically.
 import numpy as np
 
 from .._attack import attack_loss
+from ._base import Evaluation
 
 
 def central_differences(fn, Z, eps):
@@ -31,17 +32,15 @@ class NumericalBackend:
         Maps an array of shape (n, n_features) to class probabilities (n, n_classes).
     eps : float or ndarray of shape (n_features,)
         Step of the central differences on each input feature.
-    autoencoder : callable, optional
-        The auto-encoder term: maps rows ``Z`` to ``(||AE(z) - z||^2, its gradient)``, such
-        as :class:`NumericalAutoencoder`.
+    autoencoder : object, optional
+        The auto-encoder term, such as :class:`NumericalAutoencoder`: called on rows ``Z`` it
+        returns ``(||AE(z) - z||^2, its gradient)``; its ``loss(Z)`` returns the first alone.
 
     Attributes
     ----------
     n_model_rows : int
         Rows sent to ``predict_proba`` so far: the cost measure of a black-box search.
     """
-
-    gradient_uses_proba = True
 
     def __init__(self, predict_proba, eps, autoencoder=None):
         self._predict_proba = predict_proba
@@ -58,23 +57,39 @@ class NumericalBackend:
         jacobian = central_differences(self.predict_proba, Z, self.eps)
         return np.einsum("ndk,nk->nd", jacobian, cotangent)
 
-    def attack_gradient(self, Z, target_onehot, mode, kappa, proba=None):
-        """Gradient of the hinge attack loss with respect to ``z``.
+    def evaluate(self, Z_adv, Z_s, target_onehot, mode, kappa, *, attack=True,
+                 autoencoder=False):
+        """Probabilities at ``Z_adv``; attack (and AE) gradients at ``Z_s``.
+
+        Two model calls at most: the iterates and slack points together, then the shifted
+        copies of the slack points whose hinge is active.
+        """
+        n = Z_adv.shape[0]
+        answer = Evaluation(proba_adv=None)
+        if attack:
+            proba = self.predict_proba(np.vstack([Z_adv, Z_s]))
+            answer.proba_adv = proba[:n]
+            answer.attack_grad = self.attack_gradient(Z_s, proba[n:], target_onehot, mode,
+                                                      kappa)
+        else:
+            answer.proba_adv = self.predict_proba(Z_adv)
+        if autoencoder:
+            answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
+            _, answer.ae_grad = self.autoencoder(Z_s)
+        return answer
+
+    def attack_gradient(self, Z, proba, target_onehot, mode, kappa):
+        """Gradient of the hinge attack loss with respect to ``z``, given ``proba = p(Z)``.
 
         The hinge's derivative with respect to the probabilities is exact; only rows where it
         is active send their shifted copies to the model.
         """
-        if proba is None:
-            proba = self.predict_proba(Z)
         _, dloss_dproba = attack_loss(proba, target_onehot, mode, kappa)
         grad = np.zeros_like(Z)
         active = np.any(dloss_dproba != 0, axis=1)
         if np.any(active):
             grad[active] = self.proba_vjp(Z[active], dloss_dproba[active])
         return grad
-
-    def autoencoder_loss(self, Z):
-        return self.autoencoder(Z)
 
 
 class NumericalAutoencoder:
@@ -86,6 +101,9 @@ class NumericalAutoencoder:
 
     def _reconstruct(self, Z):
         return np.asarray(self.autoencoder(Z), dtype=float).reshape(Z.shape[0], -1)
+
+    def loss(self, Z):
+        return np.sum((self._reconstruct(Z) - Z) ** 2, axis=1)
 
     def __call__(self, Z):
         residual = self._reconstruct(Z) - Z

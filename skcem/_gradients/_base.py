@@ -1,0 +1,27 @@
+"""What a gradient backend answers the optimizer, once per iteration."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Evaluation:
+    """The model's answers for one iteration of a batch.
+
+    Attributes
+    ----------
+    proba_adv : ndarray of shape (n, n_classes)
+        Class probabilities at the iterates.
+    attack_grad : ndarray of shape (n, n_features) or None
+        Gradient of the hinge attack loss at the slack points (None when not asked).
+    ae_grad : ndarray of shape (n, n_features) or None
+        Gradient of ``||AE(z) - z||^2`` at the slack points (None without auto-encoder).
+    ae_loss_adv : ndarray of shape (n,) or None
+        ``||AE(z) - z||^2`` at the iterates (None without auto-encoder).
+    """
+
+    proba_adv: np.ndarray
+    attack_grad: np.ndarray | None = None
+    ae_grad: np.ndarray | None = None
+    ae_loss_adv: np.ndarray | None = None
