@@ -65,12 +65,20 @@ def main():
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--n-iter-no-change", type=int, default=50)
     parser.add_argument("--max-iterations", type=int, default=TUTORIAL["max_iterations"])
+    parser.add_argument("--export-weights", default=None,
+                        help="folder to write the models' weights to, as .npz, for "
+                             "reference_alibi_mnist.py")
     args = parser.parse_args()
 
     X, y, cnn, autoencoder = mnist_tutorial_models(args.mnist, cache=args.cache)
+    if args.export_weights:
+        os.makedirs(args.export_weights, exist_ok=True)
+        for name, model in (("mnist_cnn", cnn), ("mnist_ae", autoencoder)):
+            np.savez(os.path.join(args.export_weights, f"{name}.npz"), *model.get_weights())
     ceiling, best_batch = gradient_ceiling(cnn, autoencoder, X[:256])
+    same_batch, _ = gradient_ceiling(cnn, autoencoder, X[:256], batch_sizes=(args.n_instances,))
     print(f"ceiling: {ceiling:.0f} instance-iterations/s (model + AE input gradient, "
-          f"batch {best_batch})")
+          f"batch {best_batch}); {same_batch:.0f} at this run's batch of {args.n_instances}")
     X_explain = X[:args.n_instances]
     X_train = X[2000:]
     settings = dict(TUTORIAL, max_iterations=args.max_iterations)

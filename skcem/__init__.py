@@ -2,7 +2,15 @@
 
 from ._cem import CEMExplainer, ExplanationNotFoundWarning
 from ._explanation import CEMExplanation
+from ._similarity import GradientSimilarityExplainer, SimilarityExplanation
 
 __version__ = "0.1.0"
 
-__all__ = ["CEMExplainer", "CEMExplanation", "ExplanationNotFoundWarning", "__version__"]
+__all__ = [
+    "CEMExplainer",
+    "CEMExplanation",
+    "ExplanationNotFoundWarning",
+    "GradientSimilarityExplainer",
+    "SimilarityExplanation",
+    "__version__",
+]

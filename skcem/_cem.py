@@ -11,18 +11,19 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
 from ._attack import MODES
+from ._base import ExplainerMixin
 from ._explanation import CEMExplanation
 from ._fista import CEMProblem, SolverSettings, solve
 from ._gradients import make_backend
-from ._validation import (check_feature_range, check_pair, check_probabilities, is_prefitted,
-                          per_feature, resolve_estimator)
+from ._validation import (check_feature_range, check_pair, check_probabilities, per_feature,
+                          resolve_estimator)
 
 
 class ExplanationNotFoundWarning(UserWarning):
     """Some instances got no explanation: their rows are NaN and ``found`` is False."""
 
 
-class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Contrastive explanations: pertinent negatives (PN) or pertinent positives (PP).
 
     For each instance ``x0`` of class ``t``, a **pertinent negative** is the smallest addition
@@ -151,6 +152,7 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     (2,)
     """
 
+    _transient_attributes = ("_backend",)
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["predict_proba"]), callable, None],
         "mode": [StrOptions(set(MODES))],
@@ -294,11 +296,6 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self._backend = self._make_backend(self.n_features_in_)
         return self._backend
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_backend", None)
-        return state
-
     def _class_indices(self, y, n_samples):
         y = np.asarray(y)
         if y.shape != (n_samples,):
@@ -375,15 +372,6 @@ class CEMExplainer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             warnings.simplefilter("ignore", ExplanationNotFoundWarning)
             explanation = self.explain(X)
         return metrics.cem_score(explanation, self.feature_range_)
-
-    def __sklearn_clone__(self):
-        # The fitted classifier is what is being explained, not a hyper-parameter: clones
-        # (GridSearchCV, cross_validate) explain the same model instead of an unfitted copy.
-        # It is only ever read, so sharing it is safe.
-        twin = super().__sklearn_clone__()
-        if is_prefitted(self.estimator):
-            twin.estimator = self.estimator
-        return twin
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,0 +1,28 @@
+"""Behaviour shared by skcem's explainers."""
+
+from ._validation import is_prefitted
+
+
+class ExplainerMixin:
+    """A fitted model to explain survives ``clone``; compiled helpers are not pickled.
+
+    The fitted classifier is what is being explained, not a hyper-parameter: clones
+    (``GridSearchCV``, ``cross_validate``) explain the same model instead of an unfitted copy,
+    like ``sklearn.frozen.FrozenEstimator``. It is only ever read, so sharing it is safe. An
+    unfitted estimator is cloned as usual.
+    """
+
+    # Attributes rebuilt on demand after unpickling (compiled TensorFlow functions).
+    _transient_attributes = ()
+
+    def __sklearn_clone__(self):
+        twin = super().__sklearn_clone__()
+        if is_prefitted(self.estimator):
+            twin.estimator = self.estimator
+        return twin
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in self._transient_attributes:
+            state.pop(name, None)
+        return state

@@ -1,0 +1,60 @@
+"""Per-example gradients of the loss with respect to a Keras model's trainable weights.
+
+A whole batch at once: ``tf.vectorized_map`` over one example's ``GradientTape`` gradient,
+compiled with ``tf.function``. Sparse gradients (embeddings) are made dense; non-trainable
+weights are left out.
+"""
+
+import numpy as np
+
+from .._gradients._keras import import_tensorflow
+
+
+def keras_loss(loss, task):
+    """A per-example loss function ``(y_true, y_pred) -> loss``."""
+    import keras
+
+    if loss == "auto":
+        return (keras.losses.sparse_categorical_crossentropy if task == "classification"
+                else keras.losses.mean_squared_error)
+    try:
+        return keras.losses.get(loss)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"`loss` must be 'auto', a Keras loss or its name; got {loss!r}.") \
+            from exc
+
+
+class KerasGradients:
+    """Flattened per-example gradients of a Keras model's loss, batch by batch."""
+
+    def __init__(self, model, loss, task, input_shape):
+        tf = import_tensorflow()
+        self.tf = tf
+        weights = list(model.trainable_weights)
+        if not weights:
+            raise ValueError("`estimator` has no trainable weights: there is no gradient to "
+                             "compare.")
+        self.n_params = int(sum(np.prod(w.shape) for w in weights))
+        self.input_shape = tuple(input_shape)
+        loss_fn = keras_loss(loss, task)
+
+        def one_example(args):
+            x, y = args
+            with tf.GradientTape() as tape:
+                prediction = model(x[None], training=False)
+                value = tf.reduce_sum(loss_fn(y[None], prediction))
+            grads = tape.gradient(value, weights, unconnected_gradients="zero")
+            return tf.concat([tf.reshape(tf.convert_to_tensor(g), [-1]) for g in grads], 0)
+
+        @tf.function(reduce_retracing=True)
+        def batch(x, y):
+            x = tf.reshape(x, (-1,) + self.input_shape)
+            return tf.vectorized_map(one_example, (x, y))
+
+        self._batch = batch
+
+    def __call__(self, X, y):
+        y = np.asarray(y)
+        y = y.astype(np.int64) if y.dtype.kind in "iub" else y.astype(np.float32)
+        return self._batch(self.tf.constant(np.asarray(X, np.float32)),
+                           self.tf.constant(y)).numpy()

@@ -1,0 +1,102 @@
+"""Per-example gradients of the loss with respect to the parameters of scikit-learn models.
+
+Closed form for linear models, numpy back-propagation for multi-layer perceptrons: the gradient
+of each training or test row, for a whole batch at once, without TensorFlow.
+
+Losses: cross-entropy (log loss) of the predicted probabilities for classifiers, the squared
+error averaged over outputs (Keras' ``mean_squared_error``) for regressors. Parameters are
+flattened layer by layer, weights (row-major) before intercepts.
+"""
+
+import numpy as np
+from scipy.special import expit, softmax
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+LINEAR_CLASSIFIERS = (LogisticRegression,)
+LINEAR_REGRESSORS = (LinearRegression, Ridge, SGDRegressor)
+SUPPORTED = LINEAR_CLASSIFIERS + LINEAR_REGRESSORS + (MLPClassifier, MLPRegressor)
+
+_ACTIVATION = {
+    "identity": (lambda z: z, lambda a: np.ones_like(a)),
+    "relu": (lambda z: np.maximum(z, 0), lambda a: (a > 0).astype(a.dtype)),
+    "tanh": (np.tanh, lambda a: 1 - a**2),
+    "logistic": (expit, lambda a: a * (1 - a)),
+}
+
+
+def _output_delta(model, output, y):
+    """d loss / d (pre-activation output): the same form for every supported loss."""
+    if hasattr(model, "classes_"):
+        classes = model.classes_
+        index = np.searchsorted(classes, y)
+        if output.shape[1] == 1:  # binary: one logistic output for classes_[1]
+            return output - (index == 1).astype(float)[:, None]
+        return output - np.eye(len(classes))[index]
+    y = np.asarray(y, dtype=float).reshape(len(output), -1)
+    return 2.0 * (output - y) / output.shape[1]
+
+
+class LinearGradients:
+    """``LogisticRegression`` (binary and multinomial) and linear regressors."""
+
+    def __init__(self, model):
+        self.model = model
+        self.coef = np.atleast_2d(model.coef_)
+        intercept = np.atleast_1d(getattr(model, "intercept_", 0.0)) * np.ones(len(self.coef))
+        self.intercept = intercept
+        self.fit_intercept = bool(getattr(model, "fit_intercept", True))
+        self.n_params = self.coef.size + (self.coef.shape[0] if self.fit_intercept else 0)
+
+    def __call__(self, X, y):
+        z = X @ self.coef.T + self.intercept
+        if isinstance(self.model, LINEAR_CLASSIFIERS):
+            z = expit(z) if z.shape[1] == 1 else softmax(z, axis=1)
+        delta = _output_delta(self.model, z, y)
+        parts = [(delta[:, :, None] * X[:, None, :]).reshape(len(X), -1)]
+        if self.fit_intercept:
+            parts.append(delta)
+        return np.hstack(parts)
+
+
+class MLPGradients:
+    """``MLPClassifier`` and ``MLPRegressor``, by back-propagation over a batch."""
+
+    def __init__(self, model):
+        self.model = model
+        self.activation, self.derivative = _ACTIVATION[model.activation]
+        self.n_params = sum(W.size + b.size for W, b in zip(model.coefs_, model.intercepts_))
+
+    def __call__(self, X, y):
+        model = self.model
+        layers = list(zip(model.coefs_, model.intercepts_))
+        activations = [X]
+        for i, (W, b) in enumerate(layers):
+            z = activations[-1] @ W + b
+            if i < len(layers) - 1:
+                activations.append(self.activation(z))
+            elif model.out_activation_ == "softmax":
+                activations.append(softmax(z, axis=1))
+            else:
+                activations.append(_ACTIVATION[model.out_activation_][0](z))
+        delta = _output_delta(model, activations[-1], y)
+        grads = []
+        for i in range(len(layers) - 1, -1, -1):
+            W, _ = layers[i]
+            a_in = activations[i]
+            grads.append(delta)
+            grads.append((a_in[:, :, None] * delta[:, None, :]).reshape(len(X), -1))
+            if i > 0:
+                delta = (delta @ W.T) * self.derivative(a_in)
+        return np.hstack(grads[::-1])
+
+
+def sklearn_gradients(model):
+    """The per-example gradient function of a supported scikit-learn model."""
+    if isinstance(model, (MLPClassifier, MLPRegressor)):
+        return MLPGradients(model)
+    if isinstance(model, LINEAR_CLASSIFIERS + LINEAR_REGRESSORS):
+        return LinearGradients(model)
+    names = ", ".join(cls.__name__ for cls in SUPPORTED)
+    raise TypeError(f"`estimator` must be a Keras model or one of {names}; got "
+                    f"{type(model).__name__}.")

@@ -1,0 +1,224 @@
+import pickle
+import tracemalloc
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skcem import GradientSimilarityExplainer
+from skcem._param_grads import make_param_gradients
+
+
+def _parameters(model):
+    """The model's parameter arrays in skcem's flattening order (weights before intercepts)."""
+    if hasattr(model, "coefs_"):
+        arrays = []
+        for W, b in zip(model.coefs_, model.intercepts_):
+            arrays += [W, b]
+        return arrays
+    if np.ndim(model.intercept_) == 0:  # a scalar cannot be perturbed in place
+        model.intercept_ = np.atleast_1d(model.intercept_).astype(float)
+    return [model.coef_, model.intercept_] if model.fit_intercept else [model.coef_]
+
+
+def _loss(model, X, y):
+    """Per-example loss through scikit-learn's own predictions."""
+    if hasattr(model, "classes_"):
+        proba = model.predict_proba(X)
+        return -np.log(proba[np.arange(len(X)), np.searchsorted(model.classes_, y)])
+    pred = model.predict(X).reshape(len(X), -1)
+    return np.mean((pred - np.asarray(y).reshape(len(X), -1)) ** 2, axis=1)
+
+
+def _finite_difference_grads(model, X, y, h=1e-6):
+    columns = []
+    for array in _parameters(model):
+        for index in np.ndindex(array.shape):  # row-major, perturbing the model in place
+            array[index] += h
+            up = _loss(model, X, y)
+            array[index] -= 2 * h
+            down = _loss(model, X, y)
+            array[index] += h
+            columns.append((up - down) / (2 * h))
+    return np.stack(columns, axis=1)
+
+
+def _models(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    y_reg = X[:, 20] * 2 + X[:, 35]
+    y_two = np.column_stack([y_reg, X[:, 10]])
+    binary = y % 2
+    return [
+        (LogisticRegression(max_iter=500).fit(X, y), X, y),
+        (LogisticRegression(max_iter=500).fit(X, binary), X, binary),
+        (LinearRegression().fit(X, y_reg), X, y_reg),
+        (Ridge(fit_intercept=False).fit(X, y_two), X, y_two),
+        (SGDRegressor(random_state=0).fit(X, y_reg), X, y_reg),
+        (MLPClassifier((8,), max_iter=200, random_state=0).fit(X, y), X, y),
+        (MLPClassifier((6, 5), activation="tanh", max_iter=200, random_state=0).fit(X, binary),
+         X, binary),
+        (MLPRegressor(hidden_layer_sizes=(7,), activation="logistic", max_iter=200, random_state=0).fit(X, y_two),
+         X, y_two),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sklearn_per_example_gradients_match_finite_differences(digits):
+    for model, X, y in _models(digits):
+        gradients = make_param_gradients(model)
+        analytic = gradients(X[:4], y[:4])
+        numeric = _finite_difference_grads(model, X[:4], y[:4])
+        assert analytic.shape == (4, gradients.n_params)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-6,
+                                   err_msg=type(model).__name__)
+
+
+@pytest.mark.parametrize("sim_fn", ["grad_dot", "grad_cos", "grad_asym_dot"])
+@pytest.mark.parametrize("precompute", [False, True])
+def test_scores_equal_one_at_a_time_computation(digits, digits_model, sim_fn, precompute):
+    X, y = digits
+    X_train, y_train, X_test = X[:100], y[:100], X[1300:1307]
+    explainer = GradientSimilarityExplainer(digits_model, sim_fn=sim_fn, batch_size=16,
+                                            precompute_grads=precompute).fit(X_train, y_train)
+    scores = explainer.transform(X_test)
+    gradients = make_param_gradients(digits_model)
+    expected = np.empty_like(scores)
+    target = digits_model.predict(X_test)
+    for i in range(len(X_test)):
+        g_a = gradients(X_test[i:i + 1], target[i:i + 1])[0]
+        for j in range(len(X_train)):
+            g_b = gradients(X_train[j:j + 1], y_train[j:j + 1])[0]
+            dot = g_a @ g_b
+            expected[i, j] = {
+                "grad_dot": dot,
+                "grad_cos": dot / (np.linalg.norm(g_a) * np.linalg.norm(g_b) + 1e-7),
+                "grad_asym_dot": dot / (g_b @ g_b + 1e-7),
+            }[sim_fn]
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-12)
+
+
+def test_grad_cos_of_an_instance_with_itself_is_one(digits, digits_model):
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model, sim_fn="grad_cos").fit(X[:50], y[:50])
+    scores = explainer.explain(X[:50], y[:50]).scores
+    # exact up to the 1e-7 stabiliser, which matters only for near-zero gradients
+    sq_norms = np.sum(make_param_gradients(digits_model)(X[:50], y[:50]) ** 2, axis=1)
+    clear = sq_norms > 1e-3
+    assert clear.sum() >= 5
+    np.testing.assert_allclose(np.diag(scores)[clear], 1.0, atol=1e-4)
+    assert np.all(scores <= 1 + 1e-9) and np.all(scores >= -1 - 1e-9)
+
+
+def test_classification_targets_default_to_predictions(digits, digits_model):
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model).fit(X[:80], y[:80])
+    default = explainer.explain(X[1300:1305])
+    given = explainer.explain(X[1300:1305], digits_model.predict(X[1300:1305]))
+    np.testing.assert_array_equal(default.target, digits_model.predict(X[1300:1305]))
+    np.testing.assert_allclose(default.scores, given.scores)
+    other = explainer.explain(X[1300:1305], (digits_model.predict(X[1300:1305]) + 1) % 10)
+    assert not np.allclose(other.scores, default.scores)
+
+
+def test_explanation_ranks_and_neighbors(digits, digits_model):
+    import json
+
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model, sim_fn="grad_cos").fit(X[:60], y[:60])
+    exp = explainer.explain(X[:3])
+    order = exp.ordered_indices
+    assert np.all(np.diff(np.take_along_axis(exp.scores, order, axis=1), axis=1) <= 0)
+    np.testing.assert_array_equal(exp.most_similar, X[:60][order[:, 0]])
+    np.testing.assert_array_equal(exp.least_similar, X[:60][order[:, -1]])
+    scores, indices = explainer.kneighbors(X[:3], n_neighbors=4)
+    np.testing.assert_array_equal(indices, order[:, :4])
+    np.testing.assert_allclose(scores, np.take_along_axis(exp.scores, order[:, :4], axis=1))
+    np.testing.assert_array_equal(explainer.kneighbors(X[:3], 2, return_scores=False),
+                                  order[:, :2])
+    assert json.loads(json.dumps(exp.to_dict()))["sim_fn"] == "grad_cos"
+
+
+def test_regression_needs_targets_at_explain_time(digits):
+    X, _ = digits
+    y = X[:, 20] * 2 + X[:, 35]
+    explainer = GradientSimilarityExplainer(Ridge(), task="regression").fit(X[:100], y[:100])
+    with pytest.raises(ValueError, match=r"call explain\(X, y\)"):
+        explainer.transform(X[:3])
+    exp = explainer.explain(X[:3], y[:3])
+    assert exp.scores.shape == (3, 100)
+
+
+@parametrize_with_checks([GradientSimilarityExplainer(),
+                          GradientSimilarityExplainer(sim_fn="grad_cos", precompute_grads=True)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_clone_pickle_pipeline(digits, digits_model):
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model, sim_fn="grad_cos")
+    assert clone(explainer).estimator is digits_model
+    explainer.fit(X[:50], y[:50])
+    restored = pickle.loads(pickle.dumps(explainer))
+    np.testing.assert_allclose(restored.transform(X[:2]), explainer.transform(X[:2]))
+    pipe = make_pipeline(StandardScaler(), GradientSimilarityExplainer(
+        MLPClassifier((8,), max_iter=300, random_state=0))).fit(X[:200], y[:200])
+    assert pipe.transform(X[:3]).shape == (3, 200)
+
+
+@pytest.mark.parametrize("params, fit_y, match", [
+    ({"sim_fn": "grad_l2"}, True, "'sim_fn' parameter"),
+    ({"task": "ranking"}, True, "'task' parameter"),
+    ({"loss": "hinge"}, True, "`loss` must be 'auto' for scikit-learn models"),
+    ({}, False, "requires y to be passed"),
+])
+def test_bad_parameters(digits, digits_model, params, fit_y, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        GradientSimilarityExplainer(digits_model, **params).fit(X[:20], y[:20] if fit_y else None)
+
+
+def test_bad_input(digits, digits_model):
+    from sklearn.svm import SVC
+
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model).fit(X[:20], y[:20])
+    bad = X[:2].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        explainer.transform(bad)
+    with pytest.raises(ValueError, match="X has 10 features"):
+        explainer.transform(X[:2, :10])
+    with pytest.raises(ValueError, match="one target per row"):
+        explainer.explain(X[:3], y[:2])
+    with pytest.raises(ValueError, match="labels the model does not know"):
+        explainer.explain(X[:2], [3, 42])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        GradientSimilarityExplainer(digits_model).fit(X[:20], y[:19])
+    with pytest.raises(TypeError, match="must be a Keras model or one of"):
+        GradientSimilarityExplainer(SVC().fit(X[:50], y[:50])).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="n_neighbors"):
+        explainer.kneighbors(X[:2], n_neighbors=0)
+
+
+def test_on_the_fly_gradients_keep_memory_at_batch_scale(digits, digits_model):
+    X, y = digits
+    n_train = 1000
+    n_params = make_param_gradients(digits_model).n_params
+    all_grads_bytes = n_train * n_params * 8
+    peaks = {}
+    for precompute in (False, True):
+        explainer = GradientSimilarityExplainer(digits_model, batch_size=32,
+                                                precompute_grads=precompute)
+        tracemalloc.start()
+        explainer.fit(X[:n_train], y[:n_train]).transform(X[1300:1302])
+        peaks[precompute] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks[True] > all_grads_bytes
+    assert peaks[False] < 0.25 * all_grads_bytes
