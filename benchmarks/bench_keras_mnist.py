@@ -83,32 +83,34 @@ def main():
     X_train = X[2000:]
     settings = dict(TUTORIAL, max_iterations=args.max_iterations)
 
-    header = (f"{'mode':<4} {'early stop':<18} {'inst/s':>7} {'inst-it/s':>9} {'% ceil':>6} "
+    header = (f"{'mode':<4} {'momentum':<8} {'early stop':<18} {'inst/s':>7} {'inst-it/s':>9} "
+              f"{'% ceil':>6} "
               f"{'found':>6} {'med L1':>7} {'med L0':>7} {'med AE err':>10}")
     print(header)
     print("-" * len(header))
-    for mode in args.modes.split(","):
-        for tol in (None, args.tol):
-            cem = CEMExplainer(cnn, mode=mode, autoencoder=autoencoder, tol=tol,
-                               n_iter_no_change=args.n_iter_no_change,
-                               batch_size=args.n_instances, **settings).fit(X_train)
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExplanationNotFoundWarning)
-                exp = cem.explain(X_explain)
-            seconds = time.perf_counter() - start
-            iterations = np.sum(exp.meta["n_iterations"])
-            found = exp.found
-            rows = exp.explanation[found]
-            ae_error = np.sum((autoencoder.predict(rows.reshape(-1, 28, 28, 1), verbose=0)
-                               .reshape(len(rows), -1) - rows) ** 2, axis=1)
-            label = "off" if tol is None else f"tol={tol:g}, n={args.n_iter_no_change}"
-            print(f"{mode:<4} {label:<18} {len(exp) / seconds:>7.3f} "
-                  f"{iterations / seconds:>9.0f} {iterations / seconds / ceiling:>6.0%} "
-                  f"{found.mean():>6.0%} "
-                  f"{np.median(np.abs(exp.perturbation[found]).sum(axis=1)):>7.2f} "
-                  f"{np.median(n_changed(exp)[found]):>7.0f} {np.median(ae_error):>10.3f}",
-                  flush=True)
+    runs = [(mode, momentum, tol) for mode in args.modes.split(",")
+            for momentum in (True, False) for tol in (None, args.tol)]
+    for mode, momentum, tol in runs:
+        cem = CEMExplainer(cnn, mode=mode, autoencoder=autoencoder, tol=tol,
+                           n_iter_no_change=args.n_iter_no_change, momentum=momentum,
+                           batch_size=args.n_instances, **settings).fit(X_train)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            exp = cem.explain(X_explain)
+        seconds = time.perf_counter() - start
+        iterations = np.sum(exp.meta["n_iterations"])
+        found = exp.found
+        rows = exp.explanation[found]
+        ae_error = np.sum((autoencoder.predict(rows.reshape(-1, 28, 28, 1), verbose=0)
+                           .reshape(len(rows), -1) - rows) ** 2, axis=1)
+        label = "off" if tol is None else f"tol={tol:g}, n={args.n_iter_no_change}"
+        print(f"{mode:<4} {str(momentum):<8} {label:<18} {len(exp) / seconds:>7.3f} "
+              f"{iterations / seconds:>9.0f} {iterations / seconds / ceiling:>6.0%} "
+              f"{found.mean():>6.0%} "
+              f"{np.median(np.abs(exp.perturbation[found]).sum(axis=1)):>7.2f} "
+              f"{np.median(n_changed(exp)[found]):>7.0f} {np.median(ae_error):>10.3f}",
+              flush=True)
 
 
 if __name__ == "__main__":

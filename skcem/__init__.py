@@ -1,6 +1,8 @@
 """skcem: contrastive explanations for scikit-learn and Keras classifiers."""
 
-from ._cem import CEMExplainer, ExplanationNotFoundWarning
+from ._cem import CEMExplainer
+from ._contrastive import ExplanationNotFoundWarning
+from ._counterfactual import CounterfactualExplainer
 from ._explanation import CEMExplanation
 from ._similarity import GradientSimilarityExplainer, SimilarityExplanation
 
@@ -9,6 +11,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CEMExplainer",
     "CEMExplanation",
+    "CounterfactualExplainer",
     "ExplanationNotFoundWarning",
     "GradientSimilarityExplainer",
     "SimilarityExplanation",

@@ -1,8 +1,8 @@
 """What distinguishes a pertinent negative from a pertinent positive.
 
 Everything mode-specific of ALGORITHMS.md lives here, written once for every model kind:
-what the model sees of the iterate, the direction a feature may move, the hinge attack loss
-(value and derivative with respect to the probabilities) and the success test.
+what the model sees of the iterate, the direction a feature may move and the success test.
+The hinge attack loss is :class:`skcem.costs.HingeAttack`.
 
 Pertinent positives and the no-information value
 ------------------------------------------------
@@ -22,18 +22,21 @@ range rules out in the reference's own examples anyway.
 import numpy as np
 
 MODES = ("PN", "PP")
+# "CF", a counterfactual (CounterfactualExplainer), moves freely towards a target class: the
+# model sees the iterate itself, as for a PN, in any direction.
+MOVES_FREELY = "CF"
 
 
 def model_input(adv, x0, background, mode):
     """What the classifier is shown for the iterate ``adv``."""
-    if mode == "PN":
+    if mode in ("PN", MOVES_FREELY):
         return adv
-    return x0 - adv + background
+    return x0 + (background - adv)  # exactly x0 where adv == background
 
 
 def input_sign(mode):
     """Derivative of :func:`model_input` with respect to ``adv`` (element-wise, constant)."""
-    return 1.0 if mode == "PN" else -1.0
+    return -1.0 if mode == "PP" else 1.0
 
 
 def explanation_from_adv(adv, x0, background, mode):
@@ -45,8 +48,10 @@ def project(candidate, x0, no_info_val, mode):
     """Keep a feature's move only in the direction the mode allows, else reset it to ``x0``.
 
     PN: only moves away from the no-information value (adding). PP: only moves towards it,
-    without crossing it (removing).
+    without crossing it (removing). A counterfactual moves freely.
     """
+    if mode == MOVES_FREELY:
+        return candidate
     dist_candidate = np.abs(candidate - no_info_val)
     dist_original = np.abs(x0 - no_info_val)
     if mode == "PN":
@@ -57,49 +62,15 @@ def project(candidate, x0, no_info_val, mode):
     return np.where(keep, candidate, x0)
 
 
-def one_hot(target, n_classes, xp=np, dtype=float):
-    """Rows of the identity matrix picked by ``target``."""
-    return xp.take(xp.eye(n_classes, dtype=dtype), target, axis=0)
-
-
-def attack_loss(proba, target_onehot, mode, kappa, xp=np):
-    """Hinge attack loss ``f`` and its exact derivative ``df/dp``.
-
-    PN: ``f = max(0, p_t - max_{j != t} p_j + kappa)``;
-    PP: ``f = max(0, max_{j != t} p_j - p_t + kappa)``.
-
-    Written once with array operations only, so that ``xp`` may be numpy (black-box path) or
-    ``tensorflow.experimental.numpy`` (inside the Keras path's compiled graph).
-
-    Parameters
-    ----------
-    proba : array of shape (n, n_classes)
-    target_onehot : array of shape (n, n_classes)
-    mode : {"PN", "PP"}
-    kappa : float
-    xp : module, default=numpy
-
-    Returns
-    -------
-    loss : array of shape (n,)
-    dloss_dproba : array of shape (n, n_classes)
-        Zero on rows where the hinge is inactive, so those rows need no model gradient.
-    """
-    sign = 1.0 if mode == "PN" else -1.0
-    p_target = xp.sum(proba * target_onehot, axis=1)
-    others = proba - 2.0 * target_onehot  # the target can never be the runner-up
-    runner_up = one_hot(xp.argmax(others, axis=1), proba.shape[1], xp, proba.dtype)
-    p_runner_up = xp.sum(proba * runner_up, axis=1)
-    margin = sign * (p_target - p_runner_up) + kappa
-    active = sign * xp.asarray(margin > 0, dtype=proba.dtype)
-    dloss = active[:, None] * (target_onehot - runner_up)
-    return xp.maximum(margin, 0.0), dloss
-
-
 def is_success(proba, target, mode, kappa):
-    """ALGORITHMS.md's success test, with the ``kappa`` margin on the target's probability."""
+    """ALGORITHMS.md's success test, with the ``kappa`` margin on the target's probability.
+
+    A counterfactual succeeds when the target class is predicted.
+    """
     rows = np.arange(proba.shape[0])
     shifted = proba.copy()
+    if mode == MOVES_FREELY:
+        return np.argmax(proba, axis=1) == target
     if mode == "PN":
         shifted[rows, target] += kappa
         return np.argmax(shifted, axis=1) != target

@@ -1,29 +1,17 @@
 """CEMExplainer: the Contrastive Explanation Method as a scikit-learn transformer."""
 
-import sys
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import metrics
 from ._attack import MODES
-from ._base import ExplainerMixin
-from ._explanation import CEMExplanation
-from ._fista import CEMProblem, SolverSettings, solve
-from ._gradients import make_backend
-from ._validation import (check_feature_range, check_pair, check_probabilities, per_feature,
-                          resolve_estimator)
+from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer
+from ._fista import SolverSettings
+from ._validation import per_feature
 
 
-class ExplanationNotFoundWarning(UserWarning):
-    """Some instances got no explanation: their rows are NaN and ``found`` is False."""
-
-
-class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class CEMExplainer(BaseContrastiveExplainer):
     """Contrastive explanations: pertinent negatives (PN) or pertinent positives (PP).
 
     For each instance ``x0`` of class ``t``, a **pertinent negative** is the smallest addition
@@ -72,6 +60,18 @@ class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     input_shape : tuple or None, default=None
         Shape of one instance as the Keras model(s) expect it (such as ``(28, 28, 1)``);
         inferred from the model when None. ``X`` has ``prod(input_shape)`` columns.
+    immutable_features : array-like or None, default=None
+        Features that never change in a PN or PP (age, sex, ...): indices, a boolean mask of
+        length ``n_features``, or feature names when fitted on a DataFrame. Enforced in the
+        optimizer: their gradient and their shrinkage step are masked, so they keep the
+        original's exact value.
+    distance : {"elastic", "mad"}, default="elastic"
+        The distance minimised. "elastic" is the reference's ``||d||_2^2 + beta * ||d||_1``;
+        "mad" measures it in units of each feature's median absolute deviation (MAD, learned
+        by ``fit``, see :func:`skcem.costs.median_absolute_deviation`): feature-wise
+        ``beta / MAD`` for the L1 term, and ``1 / MAD^2`` for the L2 term so that both terms
+        measure the same scaled change. A feature's scale then no longer decides whether it
+        is changed.
     learning_rate_init : float, default=1e-2
         Initial learning rate, decayed polynomially (power 0.5) to 0 over ``max_iterations``.
     max_iterations : int, default=1000
@@ -97,6 +97,13 @@ class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         evaluations.
     n_iter_no_change : int, default=50
         The patience window of early stopping.
+    momentum : bool, default=True
+        FISTA's momentum step (ALGORITHMS.md, step 5). The reference means to apply it, but
+        its two TensorFlow assignments race within one session run, so that its momentum
+        often sees the already-updated iterate and vanishes. ``False`` reproduces what the
+        reference effectively does: on MNIST with an auto-encoder it fails more often at
+        small ``c``, so its search moves to larger ``c`` and ends with sparser pertinent
+        negatives.
     batch_size : int, default=64
         Instances optimised together. A black-box batch sends ``2 * n_features *
         batch_size`` rows to ``predict_proba`` in one call.
@@ -111,6 +118,10 @@ class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         Its classes.
     no_info_val_ : ndarray of shape (n_features,)
     feature_range_ : tuple of two ndarrays of shape (n_features,)
+    immutable_mask_ : ndarray of bool, shape (n_features,)
+        True for the features that never change.
+    mad_ : ndarray of shape (n_features,)
+        Median absolute deviation of each feature (``distance="mad"`` only).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined only when ``X`` has feature names that are all strings.
@@ -152,36 +163,29 @@ class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     (2,)
     """
 
-    _transient_attributes = ("_backend",)
     _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
         "estimator": [HasMethods(["predict_proba"]), callable, None],
         "mode": [StrOptions(set(MODES))],
         "kappa": [Interval(Real, 0, None, closed="left")],
         "beta": [Interval(Real, 0, None, closed="left")],
-        "feature_range": [tuple, list, None],
         "no_info_val": [Real, "array-like", None],
         "no_info_type": [StrOptions({"median", "mean"})],
         "gamma": [Interval(Real, 0, None, closed="left")],
         "autoencoder": [callable, None],
-        "input_shape": [tuple, list, None],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "max_iterations": [Interval(Integral, 1, None, closed="left")],
+        "distance": [StrOptions({"elastic", "mad"})],
         "c_init": [Interval(Real, 0, None, closed="neither")],
         "c_steps": [Interval(Integral, 1, None, closed="left")],
-        "eps": [tuple, list],
-        "clip": [tuple, list],
-        "update_num_grad": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither"), None],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "verbose": ["verbose"],
+        "momentum": ["boolean"],
     }
+    _not_found_hint = "Try a larger c_init or c_steps, more max_iterations, or a wider clip."
 
     def __init__(self, estimator=None, *, mode="PN", kappa=0.0, beta=0.1, feature_range=None,
                  no_info_val=None, no_info_type="median", gamma=0.0, autoencoder=None,
-                 input_shape=None, learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
+                 input_shape=None, immutable_features=None, distance="elastic",
+                 learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
-                 n_iter_no_change=50, batch_size=64, verbose=0):
+                 n_iter_no_change=50, momentum=True, batch_size=64, verbose=0):
         self.estimator = estimator
         self.mode = mode
         self.kappa = kappa
@@ -192,6 +196,8 @@ class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         self.gamma = gamma
         self.autoencoder = autoencoder
         self.input_shape = input_shape
+        self.immutable_features = immutable_features
+        self.distance = distance
         self.learning_rate_init = learning_rate_init
         self.max_iterations = max_iterations
         self.c_init = c_init
@@ -201,47 +207,39 @@ class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         self.update_num_grad = update_num_grad
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.momentum = momentum
         self.batch_size = batch_size
         self.verbose = verbose
 
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
-        """Resolve the classifier and learn the no-information value and feature range.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Representative data, typically the training set.
-        y : array-like of shape (n_samples,), default=None
-            Labels; needed only when the classifier must be fitted here (``estimator`` is
-            None or not fitted).
-
-        Returns
-        -------
-        self : CEMExplainer
-        """
-        if y is None:
-            X = validate_data(self, X, dtype=np.float64)
-        else:
-            X, y = validate_data(self, X, y, dtype=np.float64)
-        check_pair(self.eps, "eps", positive=True)
-        check_pair(self.clip, "clip", increasing=True)
+    def _check_params(self):
         if self.gamma > 0 and self.autoencoder is None:
             raise ValueError("`gamma` > 0 needs an `autoencoder`; pass one or set gamma=0.")
-        per_feature(self.eps[1], X.shape[1], "eps")
 
-        self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__)
-        self._backend = self._make_backend(X.shape[1])
-        proba = check_probabilities(self._backend.predict_proba(X[:100]), min(X.shape[0], 100))
-        classes = getattr(self.estimator_, "classes_", None)
-        self.classes_ = np.arange(proba.shape[1]) if classes is None else np.asarray(classes)
+    def _fit_data(self, X):
         if self.no_info_val is None:
             statistic = np.median if self.no_info_type == "median" else np.mean
             self.no_info_val_ = statistic(X, axis=0)
         else:
             self.no_info_val_ = per_feature(self.no_info_val, X.shape[1], "no_info_val")
-        self.feature_range_ = check_feature_range(self.feature_range, X)
-        return self
+
+    def _targets(self, proba, y):
+        target = proba.argmax(axis=1) if y is None else self._class_indices(y, len(proba))
+        return target, target
+
+    def _problem_settings(self):
+        if self.distance == "mad":
+            l1_weight, l2_weight = self.beta / self.mad_, 1.0 / self.mad_**2
+        else:
+            l1_weight, l2_weight = float(self.beta), 1.0
+        return dict(mode=self.mode, no_info_val=self.no_info_val_, kappa=float(self.kappa),
+                    beta=l1_weight, l2_weight=l2_weight, gamma=float(self.gamma))
+
+    def _solver_settings(self):
+        return SolverSettings(
+            learning_rate_init=self.learning_rate_init, max_iterations=self.max_iterations,
+            c_init=self.c_init, c_steps=self.c_steps, clip=tuple(map(float, self.clip)),
+            update_num_grad=self.update_num_grad, tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change, momentum=self.momentum)
 
     def explain(self, X, y=None):
         """Find the pertinent negative or positive of each row of ``X``.
@@ -259,121 +257,4 @@ class CEMExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
             Explanations, their predictions, the ``found`` mask, distances and final ``c``.
             Warns with :class:`ExplanationNotFoundWarning` when some instances got none.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        backend = self._get_backend()
-        rows_before = backend.n_model_rows
-        proba = check_probabilities(backend.predict_proba(X), X.shape[0])
-        target = proba.argmax(axis=1) if y is None else self._class_indices(y, X.shape[0])
-        settings = SolverSettings(
-            learning_rate_init=self.learning_rate_init, max_iterations=self.max_iterations,
-            c_init=self.c_init, c_steps=self.c_steps, clip=tuple(map(float, self.clip)),
-            update_num_grad=self.update_num_grad, tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change)
-        lower, upper = self.feature_range_
-        results = []
-        n_batches = -(-X.shape[0] // self.batch_size)
-        for batch, start in enumerate(range(0, X.shape[0], self.batch_size)):
-            rows = slice(start, start + self.batch_size)
-            problem = CEMProblem(x0=X[rows], target=target[rows],
-                                 n_classes=len(self.classes_), mode=self.mode,
-                                 no_info_val=self.no_info_val_, lower=lower, upper=upper,
-                                 kappa=float(self.kappa), beta=float(self.beta),
-                                 gamma=float(self.gamma))
-            results.append(solve(backend, problem, settings))
-            if self.verbose:
-                print(f"[CEMExplainer] batch {batch + 1}/{n_batches}: "
-                      f"{int(results[-1].found.sum())} found", file=sys.stderr)
-        return self._assemble(X, target, results, backend.n_model_rows - rows_before)
-
-    def _make_backend(self, n_features):
-        return make_backend(self.estimator_, eps=per_feature(self.eps[1], n_features, "eps"),
-                            autoencoder=self.autoencoder, input_shape=self.input_shape)
-
-    def _get_backend(self):
-        # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
-        if getattr(self, "_backend", None) is None:
-            self._backend = self._make_backend(self.n_features_in_)
-        return self._backend
-
-    def _class_indices(self, y, n_samples):
-        y = np.asarray(y)
-        if y.shape != (n_samples,):
-            raise ValueError(f"`y` must have shape ({n_samples},) like X; got {y.shape}.")
-        index = np.searchsorted(self.classes_, y)
-        index = np.clip(index, 0, len(self.classes_) - 1)
-        unknown = self.classes_[index] != y
-        if np.any(unknown):
-            raise ValueError(f"`y` holds labels the model does not know: "
-                             f"{np.unique(y[unknown]).tolist()}; classes are "
-                             f"{self.classes_.tolist()}.")
-        return index
-
-    def _assemble(self, X, target, results, n_model_rows):
-        found = np.concatenate([r.found for r in results])
-        explanation_proba = np.concatenate([r.explanation_proba for r in results])
-        explanation_pred = np.full(found.shape, None, dtype=object)
-        explanation_pred[found] = self.classes_[explanation_proba[found].argmax(axis=1)]
-        n_missing = int((~found).sum())
-        if n_missing:
-            warnings.warn(f"CEMExplainer found no {self.mode} for {n_missing} of {found.size} "
-                          "instances; their rows are NaN (see `found`). Try a larger c_init or "
-                          "c_steps, more max_iterations, or a wider clip.",
-                          ExplanationNotFoundWarning, stacklevel=3)
-        lower, upper = self.feature_range_
-        names = getattr(self, "feature_names_in_", None)
-        return CEMExplanation(
-            mode=self.mode, X=X, X_pred=self.classes_[target],
-            explanation=np.concatenate([r.explanation for r in results]),
-            explanation_pred=explanation_pred, explanation_proba=explanation_proba,
-            found=found, distance=np.concatenate([r.distance for r in results]),
-            c=np.concatenate([r.best_c for r in results]),
-            background=np.clip(self.no_info_val_, lower, upper),
-            feature_names=None if names is None else list(names),
-            input_shape=getattr(self._backend, "input_shape", None),
-            meta={"n_model_rows": n_model_rows,
-                  "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
-
-    def transform(self, X):
-        """The pertinent negatives or positives of ``X``, one row per instance.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        X_explained : ndarray of shape (n_samples, n_features)
-            Rows are NaN where no explanation was found (with a warning).
-        """
-        return self.explain(X).explanation
-
-    def score(self, X, y=None):
-        """Quality of the explanations of ``X``: higher is better, in [0, 1].
-
-        The mean over instances of ``found * sparsity * proximity`` (:func:`skcem.metrics.
-        cem_score`): 0 for an instance without explanation, rising as the explanation involves
-        fewer features and moves them less (relative to ``feature_range_``). This lets
-        ``GridSearchCV`` tune ``beta``, ``kappa`` and ``c_init`` without a scoring argument.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored: instances are explained against the model's own predictions, so that
-            ``GridSearchCV``'s true labels cannot reward a model's mistakes with empty
-            explanations.
-
-        Returns
-        -------
-        score : float
-        """
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
-            explanation = self.explain(X)
-        return metrics.cem_score(explanation, self.feature_range_)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = self.estimator is None
-        return tags
+        return super().explain(X, y)

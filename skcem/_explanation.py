@@ -34,13 +34,15 @@ class CEMExplanation:
 
     Attributes
     ----------
-    mode : {"PN", "PP"}
+    mode : {"PN", "PP", "CF"}
+        Pertinent negatives, pertinent positives (:class:`CEMExplainer`) or counterfactuals
+        (:class:`CounterfactualExplainer`).
     X : ndarray of shape (n_samples, n_features)
         The explained instances.
     X_pred : ndarray of shape (n_samples,)
         The class each instance was explained against (the model's prediction unless given).
     explanation : ndarray of shape (n_samples, n_features)
-        The pertinent negatives (``mode="PN"``) or positives (``mode="PP"``).
+        The pertinent negatives, positives or counterfactuals.
     explanation_pred : ndarray of shape (n_samples,), dtype object
         The model's class for each explanation; None where none was found.
     explanation_proba : ndarray of shape (n_samples, n_classes)
@@ -97,12 +99,13 @@ class CEMExplanation:
 
     @property
     def perturbation(self):
-        """What CEM added (PN: ``PN - X``) or kept (PP: ``PP - background``).
+        """What CEM added (PN: ``PN - X``) or kept (PP: ``PP - background``), or how a
+        counterfactual changed ``X``.
 
         The quantity whose elastic-net norm the search minimises; sparsity and proximity
         (:mod:`skcem.metrics`) are measured on it.
         """
-        reference = self.X if self.mode == "PN" else self.background
+        reference = self.background if self.mode == "PP" else self.X
         return self.explanation - reference
 
     def as_images(self, input_shape=None):

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._attack import (attack_loss, explanation_from_adv, input_sign, is_success, model_input,
-                      one_hot, project)
+from ._attack import (MOVES_FREELY, explanation_from_adv, input_sign, is_success, model_input,
+                      project)
+from .costs import L1, L2, HingeAttack, NegLogLikelihood, one_hot
 
 _C_UPPER_INIT = 1e10
 _C_UPPER_UNSET = 1e9
@@ -37,8 +38,17 @@ class CEMProblem:
     lower: np.ndarray
     upper: np.ndarray
     kappa: float
-    beta: float
+    beta: float | np.ndarray
     gamma: float = 0.0
+    mutable: np.ndarray | None = None
+    l2_weight: float | np.ndarray = 1.0
+
+    @property
+    def attack(self):
+        """The loss on the probabilities: CEM's hinge, or a counterfactual's cross-entropy."""
+        if self.mode == MOVES_FREELY:
+            return NegLogLikelihood()
+        return HingeAttack(self.mode, self.kappa)
 
     @property
     def background(self):
@@ -47,6 +57,17 @@ class CEMProblem:
 
     def model_input(self, adv, rows=slice(None)):
         return model_input(adv, self.x0[rows], _rows(self.background, rows), self.mode)
+
+    def pinned(self, rows=slice(None)):
+        """The iterate of every instance with its immutable features at their fixed value.
+
+        A PN keeps them at ``x0``; a PP keeps them whole, which is ``a = background``.
+        """
+        x0 = self.x0[rows]
+        if self.mutable is None:
+            return x0.copy()
+        fixed = np.broadcast_to(self.background, x0.shape) if self.mode == "PP" else x0
+        return np.where(self.mutable, x0, fixed)
 
     def target_onehot(self, rows=slice(None)):
         return one_hot(self.target[rows], self.n_classes)
@@ -64,6 +85,10 @@ class SolverSettings:
     update_num_grad: int = 1
     tol: float | None = None
     n_iter_no_change: int = 50
+    momentum: bool = True
+    # The reference's shrinkage threshold is beta itself; a proximal-gradient step (ISTA's)
+    # scales it by the learning rate, as counterfactuals do.
+    threshold_times_lr: bool = False
 
 
 @dataclass
@@ -83,22 +108,25 @@ def _rows(value, rows):
 
 
 def shrink(adv_s, x0, beta, lower, upper):
-    """Shrinkage-thresholding of the L1 term relative to ``x0``, clipped on the side it moves to."""
+    """Shrinkage-thresholding of the L1 term relative to ``x0``, clipped on the side it moves to.
+
+    ``beta`` is the L1 weight, a scalar or one per feature (the MAD-weighted distance).
+    """
     diff = adv_s - x0
     up = np.minimum(adv_s - beta, upper)
     down = np.maximum(adv_s + beta, lower)
     return np.where(diff > beta, up, np.where(diff < -beta, down, x0))
 
 
-def elastic_distance(adv, x0, beta):
-    delta = x0 - adv
-    return np.sum(delta**2, axis=1) + beta * np.sum(np.abs(delta), axis=1)
+def elastic_distance(adv, x0, beta, l2_weight=1.0):
+    """``||adv - x0||^2 + beta * ||adv - x0||_1``, each term with scalar or per-feature weights."""
+    return L2(x0, weights=l2_weight).value(adv) + L1(x0, weights=beta).value(adv)
 
 
 def objective(problem, adv, proba, ae_loss, c, rows):
     """Full objective at ``adv``: attack, elastic net and (optionally) the auto-encoder term."""
-    loss, _ = attack_loss(proba, problem.target_onehot(rows), problem.mode, problem.kappa)
-    value = c * loss + elastic_distance(adv, problem.x0[rows], problem.beta)
+    loss = problem.attack.value(proba, problem.target_onehot(rows))
+    value = c * loss + elastic_distance(adv, problem.x0[rows], problem.beta, problem.l2_weight)
     if ae_loss is not None:
         value = value + problem.gamma * ae_loss
     return value
@@ -132,11 +160,12 @@ class _Bests:
         self.proba[improved] = proba[better]
 
 
-def _evaluate(backend, problem, adv, adv_s, rows, attack):
+def _evaluate(backend, problem, adv, adv_s, rows, attack, objective=False):
     """Ask the backend, and turn its gradients with respect to ``z`` into ones w.r.t. ``a``."""
     answer = backend.evaluate(problem.model_input(adv, rows), problem.model_input(adv_s, rows),
-                              problem.target_onehot(rows), problem.mode, problem.kappa,
-                              attack=attack, autoencoder=problem.gamma > 0)
+                              problem.target_onehot(rows), problem.attack, attack=attack,
+                              autoencoder=problem.gamma > 0,
+                              autoencoder_at_adv=objective and problem.gamma > 0)
     sign = input_sign(problem.mode)
     attack_grad = None if answer.attack_grad is None else sign * answer.attack_grad
     ae_grad = None if answer.ae_grad is None else sign * answer.ae_grad
@@ -168,8 +197,9 @@ def solve(backend, problem, settings, progress=None):
     bests = _Bests(x0, problem.n_classes)
     n_iterations = np.zeros(n, dtype=int)
     searching = np.ones(n, dtype=bool)
-    # Every c-step starts at x0: its gradients are computed once.
-    start = _evaluate(backend, problem, x0, x0, all_rows, attack=True)
+    # Every c-step starts at x0 (immutable features pinned): its gradients are computed once.
+    initial = problem.pinned()
+    start = _evaluate(backend, problem, initial, initial, all_rows, attack=True)
 
     for step in range(settings.c_steps):
         rows = all_rows[searching]
@@ -202,13 +232,17 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
     x0 = problem.x0[rows]
     no_info_val = _rows(problem.no_info_val, rows)
     lower, upper = _rows(problem.lower, rows), _rows(problem.upper, rows)
-    adv = x0.copy()
-    adv_s = x0.copy()
+    pinned = problem.pinned(rows)
+    adv = pinned.copy()
+    adv_s = pinned.copy()
     _, attack_grad, ae_grad, _ = (_subset(part, rows) for part in start)
     succeeded = np.zeros(rows.size, dtype=bool)
     # Positions (within ``rows``) still iterating; early stopping shrinks this set, and with
     # it the rows sent to the model.
     active = np.arange(rows.size)
+    # Early stopping ends a c-step for an instance whose objective has stalled before any
+    # success. One that has succeeded runs the whole learning-rate schedule: its best answer
+    # comes at the end, when the decayed steps let the shrinkage make it sparse.
     best_objective = np.full(rows.size, np.inf)
     stalled = np.zeros(rows.size, dtype=int)
 
@@ -216,23 +250,30 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
         lr = settings.learning_rate_init * (1 - k / settings.max_iterations) ** 0.5
         act_rows = rows[active]
         x0_a, v_a = x0[active], _rows(no_info_val, active)
-        regularizer = 2.0 * (adv_s[active] - x0_a)
+        regularizer = L2(x0_a, weights=problem.l2_weight).gradient(adv_s[active])
         if ae_grad is not None:
             regularizer += problem.gamma * ae_grad[active]
         # Clipped term by term, as the reference does for black-box models.
         grad = (np.clip(c[active, None] * attack_grad[active], *settings.clip)
                 + np.clip(regularizer, *settings.clip))
-        new_adv = project(shrink(adv_s[active] - lr * grad, x0_a, problem.beta,
+        if problem.mutable is not None:
+            grad *= problem.mutable
+        threshold = lr * problem.beta if settings.threshold_times_lr else problem.beta
+        new_adv = project(shrink(adv_s[active] - lr * grad, x0_a, threshold,
                                  _rows(lower, active), _rows(upper, active)),
                           x0_a, v_a, problem.mode)
-        momentum = (k + 1) / (k + 4)
-        adv_s[active] = project(new_adv + momentum * (new_adv - adv[active]), x0_a, v_a,
-                                problem.mode)
+        momentum = (k + 1) / (k + 4) if settings.momentum else 0.0
+        new_s = project(new_adv + momentum * (new_adv - adv[active]), x0_a, v_a, problem.mode)
+        if problem.mutable is not None:  # masked shrinkage: immutable features stay pinned
+            new_adv = np.where(problem.mutable, new_adv, pinned[active])
+            new_s = np.where(problem.mutable, new_s, pinned[active])
+        adv_s[active] = new_s
         adv[active] = new_adv
 
         refresh = (k + 1) % settings.update_num_grad == 0
         proba_adv, new_attack_grad, new_ae_grad, ae_loss_adv = _evaluate(
-            backend, problem, new_adv, adv_s[active], act_rows, attack=refresh)
+            backend, problem, new_adv, adv_s[active], act_rows, attack=refresh,
+            objective=settings.tol is not None)
         if refresh:
             attack_grad[active] = new_attack_grad
         if ae_grad is not None:
@@ -240,7 +281,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
 
         ok = is_success(proba_adv, problem.target[act_rows], problem.mode, problem.kappa)
         succeeded[active] |= ok
-        dist = elastic_distance(new_adv, x0_a, problem.beta)
+        dist = elastic_distance(new_adv, x0_a, problem.beta, problem.l2_weight)
         bests.update(act_rows, ok, dist, new_adv, c[active], proba_adv)
         n_iterations[act_rows] += 1
 
@@ -250,7 +291,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
             with np.errstate(invalid="ignore"):  # inf - inf on the first iteration
                 progressed = ~(value >= previous - settings.tol * np.abs(previous))
             best_objective[active] = np.minimum(previous, value)
-            stalled[active] = np.where(progressed, 0, stalled[active] + 1)
+            stalled[active] = np.where(progressed | succeeded[active], 0, stalled[active] + 1)
             active = active[stalled[active] < settings.n_iter_no_change]
             if active.size == 0:
                 break

@@ -110,3 +110,36 @@ def check_pair(value, name, positive=False, increasing=False):
     if increasing and not float(parts[0]) < float(parts[1]):
         raise ValueError(f"`{name}` must be (min, max) with min < max; got {value!r}.")
     return parts
+
+
+def feature_mask(features, n_features, feature_names, name):
+    """A boolean mask from indices, a boolean mask or feature names (None: no feature)."""
+    mask = np.zeros(n_features, dtype=bool)
+    if features is None:
+        return mask
+    values = np.asarray(features)
+    if values.ndim != 1:
+        raise ValueError(f"`{name}` must be 1-D: indices, a boolean mask or feature names.")
+    if values.dtype == bool:
+        if values.size != n_features:
+            raise ValueError(f"`{name}` as a boolean mask needs {n_features} values; got "
+                             f"{values.size}.")
+        return values.copy()
+    if values.dtype.kind in "iu":
+        bad = values[(values < -n_features) | (values >= n_features)]
+        if bad.size:
+            raise ValueError(f"`{name}` holds feature indices out of range for "
+                             f"{n_features} features: {bad.tolist()}.")
+        mask[values] = True
+        return mask
+    if values.dtype.kind in "UO":
+        if feature_names is None:
+            raise ValueError(f"`{name}` names features, but X had no feature names in fit.")
+        known = {str(n): i for i, n in enumerate(feature_names)}
+        unknown = [str(v) for v in values if str(v) not in known]
+        if unknown:
+            raise ValueError(f"`{name}` names unknown features: {unknown}.")
+        mask[[known[str(v)] for v in values]] = True
+        return mask
+    raise ValueError(f"`{name}` must hold indices, booleans or feature names; got "
+                     f"{values.dtype}.")

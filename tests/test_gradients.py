@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from skcem._attack import attack_loss, model_input, one_hot
+from skcem._attack import model_input
+from skcem.costs import HingeAttack, one_hot
 from skcem._fista import CEMProblem, _evaluate
 from skcem._gradients import NumericalAutoencoder, NumericalBackend
 
@@ -33,12 +34,13 @@ def test_hinge_derivative_matches_differences():
     proba = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.35, 0.45, 0.2]])
     target = one_hot(np.array([0, 1, 2]), 3)
     for mode in ("PN", "PP"):
-        loss, dloss = attack_loss(proba, target, mode, kappa=0.05)
+        hinge = HingeAttack(mode, kappa=0.05)
+        loss, dloss = hinge.value(proba, target), hinge.gradient(proba, target)
         h = 1e-6
         for k in range(3):
             shifted = proba.copy()
             shifted[:, k] += h
-            numeric = (attack_loss(shifted, target, mode, 0.05)[0] - loss) / h
+            numeric = (hinge.value(shifted, target) - loss) / h
             np.testing.assert_allclose(dloss[:, k], numeric, atol=1e-4)
 
 
@@ -60,7 +62,7 @@ def test_attack_gradient_is_gradient_of_attack_term_wrt_iterate(iris, iris_model
 
     def f(a):
         z = model_input(a, x0, problem.background, mode)
-        return attack_loss(iris_model.predict_proba(z), one_hot(target, 3), mode, 0.3)[0]
+        return HingeAttack(mode, 0.3).value(iris_model.predict_proba(z), one_hot(target, 3))
 
     assert np.all(f(adv) > 0), "the test point must have an active hinge"
     h = 1e-6

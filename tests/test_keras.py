@@ -87,7 +87,7 @@ def test_keras_pn_and_pp_are_valid(cnn, digits_images):
 
 @pytest.mark.parametrize("mode", ["PN", "PP"])
 def test_autodiff_gradient_equals_numerical_gradient(cnn, digits_images, mode):
-    from skcem._attack import one_hot
+    from skcem.costs import HingeAttack, one_hot
     from skcem._gradients import NumericalBackend, make_backend
 
     X, _ = digits_images
@@ -96,9 +96,10 @@ def test_autodiff_gradient_equals_numerical_gradient(cnn, digits_images, mode):
     proba = keras_backend.predict_proba(Z)
     # kappa large enough for an active hinge in both modes
     target = one_hot(proba.argmax(axis=1) if mode == "PN" else np.argsort(proba)[:, -2], 10)
-    autodiff = keras_backend.evaluate(Z, Z, target, mode, kappa=1.0).attack_grad
+    hinge = HingeAttack(mode, kappa=1.0)
+    autodiff = keras_backend.evaluate(Z, Z, target, hinge).attack_grad
     numerical = NumericalBackend(keras_backend.predict_proba, eps=1e-3).evaluate(
-        Z, Z, target, mode, kappa=1.0).attack_grad
+        Z, Z, target, hinge).attack_grad
     assert np.abs(autodiff).max() > 1e-3
     # float32 differences across ReLU kinks: compare whole gradients, row by row
     error = np.linalg.norm(autodiff - numerical, axis=1) / np.linalg.norm(numerical, axis=1)
@@ -194,3 +195,89 @@ def test_without_tensorflow_black_box_works_and_keras_says_how_to_install():
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("OK")
+
+
+# --- GradientSimilarityExplainer on Keras models -------------------------------------------
+
+def _tape_gradient(model, x, y, loss_fn):
+    """One instance's flattened loss gradient, the reference's way (GradientTape)."""
+    with tf.GradientTape() as tape:
+        value = loss_fn(tf.constant(y[None]), model(tf.constant(x[None]), training=False))
+    grads = tape.gradient(value, model.trainable_weights)
+    return np.concatenate([tf.convert_to_tensor(g).numpy().ravel() for g in grads])
+
+
+@pytest.mark.parametrize("sim_fn", ["grad_dot", "grad_cos", "grad_asym_dot"])
+def test_keras_similarity_equals_one_at_a_time_tape(cnn, digits_images, sim_fn):
+    from skcem import GradientSimilarityExplainer
+
+    X, y = digits_images
+    X_train, y_train, X_test = X[:40], y[:40], X[1300:1304]
+    explainer = GradientSimilarityExplainer(cnn, sim_fn=sim_fn, batch_size=16).fit(X_train,
+                                                                                  y_train)
+    scores = explainer.transform(X_test)
+    loss = keras.losses.sparse_categorical_crossentropy
+    target = cnn.predict(X_test.reshape(-1, 8, 8, 1), verbose=0).argmax(axis=1)
+    g_test = np.stack([_tape_gradient(cnn, x.reshape(8, 8, 1), t, loss)
+                       for x, t in zip(X_test, target)])
+    g_train = np.stack([_tape_gradient(cnn, x.reshape(8, 8, 1), t, loss)
+                        for x, t in zip(X_train, y_train)])
+    dot = g_test @ g_train.T
+    expected = {
+        "grad_dot": dot,
+        "grad_cos": dot / (np.linalg.norm(g_test, axis=1)[:, None]
+                           * np.linalg.norm(g_train, axis=1)[None] + 1e-7),
+        "grad_asym_dot": dot / (np.sum(g_train**2, axis=1)[None] + 1e-7),
+    }[sim_fn]
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+
+
+def test_keras_similarity_regression_and_custom_loss(digits_images):
+    from skcem import GradientSimilarityExplainer
+
+    X, _ = digits_images
+    y = X[:, 20] * 2 + X[:, 35]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(X[:300], y[:300], epochs=5, verbose=0)
+    auto = GradientSimilarityExplainer(model, task="regression").fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match=r"call explain\(X, y\)"):
+        auto.transform(X[:2])
+    mse = auto.explain(X[:3], y[:3]).scores
+    mae = GradientSimilarityExplainer(model, task="regression", loss="mean_absolute_error").fit(
+        X[:50], y[:50]).explain(X[:3], y[:3]).scores
+    assert mse.shape == mae.shape == (3, 50) and not np.allclose(mse, mae)
+    g = _tape_gradient(model, X[0].astype("float32"), np.float32(y[0]),
+                       keras.losses.mean_squared_error)
+    np.testing.assert_allclose(mse[0, 0], g @ g, rtol=1e-4)
+
+
+def test_keras_similarity_without_trainable_weights(digits_images):
+    from skcem import GradientSimilarityExplainer
+
+    X, y = digits_images
+    frozen = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    frozen.trainable = False
+    with pytest.raises(ValueError, match="no trainable weights"):
+        GradientSimilarityExplainer(frozen).fit(X[:20], y[:20])
+
+
+def test_keras_counterfactuals_by_autodiff(cnn, digits_images):
+    from skcem import CounterfactualExplainer
+
+    X, _ = digits_images
+    cf = CounterfactualExplainer(cnn, target_class=3, C=0.01, max_iterations=300,
+                                 feature_range=(0.0, 1.0)).fit(X[:1200])
+    exp = _explain(cf, X[1200:1208])
+    assert exp.found.mean() >= 0.75
+    np.testing.assert_array_equal(_predict(cnn, exp.explanation[exp.found]), 3)
+
+
+def test_keras_early_stopping_with_autoencoder(cnn, autoencoder, digits_images):
+    X, _ = digits_images
+    exp = _explain(CEMExplainer(cnn, mode="PP", gamma=10.0, autoencoder=autoencoder, tol=1e-3,
+                                **IMAGE, **FAST).fit(X[:1200]), X[1200:1206])
+    assert exp.found.mean() >= 0.8
+    np.testing.assert_array_equal(_predict(cnn, exp.PP[exp.found]), exp.X_pred[exp.found])

@@ -18,7 +18,7 @@ class Evaluation:
     ae_grad : ndarray of shape (n, n_features) or None
         Gradient of ``||AE(z) - z||^2`` at the slack points (None without auto-encoder).
     ae_loss_adv : ndarray of shape (n,) or None
-        ``||AE(z) - z||^2`` at the iterates (None without auto-encoder).
+        ``||AE(z) - z||^2`` at the iterates (only when asked: early stopping needs it).
     """
 
     proba_adv: np.ndarray

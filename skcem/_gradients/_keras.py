@@ -2,13 +2,12 @@
 
 Imported only when the estimator (or the auto-encoder) is a Keras model. Nothing here changes
 TensorFlow's global state: no graph mode, no sessions, so a user's eager code keeps working.
-The hinge attack loss is the one of :mod:`skcem._attack`, run on TensorFlow tensors through
+The loss terms are those of :mod:`skcem.costs`, run on TensorFlow tensors through
 ``tensorflow.experimental.numpy``.
 """
 
 import numpy as np
 
-from .._attack import attack_loss
 from ._base import Evaluation
 
 INSTALL_HINT = "pip install skcem[tf]"
@@ -106,31 +105,32 @@ class KerasBackend(_Compiled):
                                          reduce_retracing=True)
         self._compiled = {}
 
-    def _compile(self, mode, attack, autoencoder):
+    def _compile(self, loss, attack, autoencoder, autoencoder_at_adv):
         tf = self.tf
         import tensorflow.experimental.numpy as tnp
 
         ae = self.autoencoder if autoencoder else None
 
         @tf.function(input_signature=[self.spec, self.spec,
-                                      tf.TensorSpec([None, None], tf.float32),
-                                      tf.TensorSpec([], tf.float32)], reduce_retracing=True)
-        def evaluate(z_adv, z_s, target_onehot, kappa):
+                                      tf.TensorSpec([None, None], tf.float32)],
+                     reduce_retracing=True)
+        def evaluate(z_adv, z_s, target_onehot):
             out = {"proba_adv": self.forward(z_adv)}
             if attack:
                 with tf.GradientTape() as tape:
                     tape.watch(z_s)
                     proba = self.forward(z_s)
-                    _, dloss_dproba = attack_loss(proba, target_onehot, mode, kappa, xp=tnp)
+                    dloss_dproba = loss.gradient(proba, target_onehot, xp=tnp)
                     # sum_k w_k p_k with w = df/dp held fixed: its gradient is grad_z f
                     weighted = tf.reduce_sum(proba * tf.stop_gradient(dloss_dproba))
                 out["attack_grad"] = tape.gradient(weighted, z_s)
             if ae is not None:
                 with tf.GradientTape() as tape:
                     tape.watch(z_s)
-                    loss = tf.reduce_sum(ae.loss_tensor(z_s))
-                out["ae_grad"] = tape.gradient(loss, z_s)
-                out["ae_loss_adv"] = ae.loss_tensor(z_adv)
+                    ae_loss = tf.reduce_sum(ae.loss_tensor(z_s))
+                out["ae_grad"] = tape.gradient(ae_loss, z_s)
+                if autoencoder_at_adv:
+                    out["ae_loss_adv"] = ae.loss_tensor(z_adv)
             return out
 
         return evaluate
@@ -139,19 +139,19 @@ class KerasBackend(_Compiled):
         self.n_model_rows += Z.shape[0]
         return self._predict(self.tensor(Z)).numpy().astype(float)
 
-    def evaluate(self, Z_adv, Z_s, target_onehot, mode, kappa, *, attack=True,
-                 autoencoder=False):
-        """Probabilities at ``Z_adv``; attack (and AE) gradients at ``Z_s``; one call."""
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, attack=True, autoencoder=False,
+                 autoencoder_at_adv=False):
+        """Probabilities at ``Z_adv``; gradients of ``loss`` (and AE) at ``Z_s``; one call."""
         fused_ae = autoencoder and isinstance(self.autoencoder, KerasAutoencoder)
-        key = (mode, attack, fused_ae)
+        key = (loss.key(), attack, fused_ae, fused_ae and autoencoder_at_adv)
         if key not in self._compiled:
-            self._compiled[key] = self._compile(*key)
+            self._compiled[key] = self._compile(loss, *key[1:])
         out = self._compiled[key](self.tensor(Z_adv), self.tensor(Z_s),
-                                  self.tensor(target_onehot),
-                                  self.tf.constant(kappa, self.tf.float32))
+                                  self.tensor(target_onehot))
         self.n_model_rows += Z_adv.shape[0] + (Z_s.shape[0] if attack else 0)
         answer = Evaluation(**{name: value.numpy().astype(float) for name, value in out.items()})
         if autoencoder and not fused_ae:
-            answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
             _, answer.ae_grad = self.autoencoder(Z_s)
+            if autoencoder_at_adv:
+                answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
         return answer

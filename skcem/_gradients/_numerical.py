@@ -6,7 +6,6 @@ scikit-learn classifier, or a plain function) is differentiated numerically.
 
 import numpy as np
 
-from .._attack import attack_loss
 from ._base import Evaluation
 
 
@@ -57,9 +56,11 @@ class NumericalBackend:
         jacobian = central_differences(self.predict_proba, Z, self.eps)
         return np.einsum("ndk,nk->nd", jacobian, cotangent)
 
-    def evaluate(self, Z_adv, Z_s, target_onehot, mode, kappa, *, attack=True,
-                 autoencoder=False):
-        """Probabilities at ``Z_adv``; attack (and AE) gradients at ``Z_s``.
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, attack=True, autoencoder=False,
+                 autoencoder_at_adv=False):
+        """Probabilities at ``Z_adv``; gradients of ``loss`` (and of the AE term) at ``Z_s``.
+
+        ``loss`` is an output term of :mod:`skcem.costs`, such as ``HingeAttack``.
 
         Two model calls at most: the iterates and slack points together, then the shifted
         copies of the slack points whose hinge is active.
@@ -69,22 +70,22 @@ class NumericalBackend:
         if attack:
             proba = self.predict_proba(np.vstack([Z_adv, Z_s]))
             answer.proba_adv = proba[:n]
-            answer.attack_grad = self.attack_gradient(Z_s, proba[n:], target_onehot, mode,
-                                                      kappa)
+            answer.attack_grad = self.loss_gradient(Z_s, proba[n:], target_onehot, loss)
         else:
             answer.proba_adv = self.predict_proba(Z_adv)
         if autoencoder:
-            answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
             _, answer.ae_grad = self.autoencoder(Z_s)
+        if autoencoder_at_adv:
+            answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
         return answer
 
-    def attack_gradient(self, Z, proba, target_onehot, mode, kappa):
-        """Gradient of the hinge attack loss with respect to ``z``, given ``proba = p(Z)``.
+    def loss_gradient(self, Z, proba, target_onehot, loss):
+        """Gradient of an output ``loss`` with respect to ``z``, given ``proba = p(Z)``.
 
-        The hinge's derivative with respect to the probabilities is exact; only rows where it
-        is active send their shifted copies to the model.
+        The loss's derivative with respect to the probabilities is exact; only rows where it
+        is not zero (an active hinge) send their shifted copies to the model.
         """
-        _, dloss_dproba = attack_loss(proba, target_onehot, mode, kappa)
+        dloss_dproba = loss.gradient(proba, target_onehot)
         grad = np.zeros_like(Z)
         active = np.any(dloss_dproba != 0, axis=1)
         if np.any(active):

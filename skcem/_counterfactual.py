@@ -1,0 +1,144 @@
+"""CounterfactualExplainer: the closest instance of another class (ceml's regularized cost)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+
+from ._attack import MOVES_FREELY
+from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer
+from ._fista import SolverSettings
+
+
+class CounterfactualExplainer(BaseContrastiveExplainer):
+    """Counterfactuals: the closest instance that the model puts in a target class.
+
+    Minimises ceml's regularized cost ``C * distance(x, x0) + NLL(target | x)`` (the model's
+    cross-entropy at the target class) for whole batches of instances with the optimizer and
+    gradient backends of :class:`CEMExplainer`: numerical gradients for any ``predict_proba``,
+    autodiff for Keras models. L1-type distances are handled by a proximal (soft-thresholding)
+    step of ``learning_rate * C``, which makes counterfactuals sparse. Among the iterates that reach the target class, the closest is
+    returned; an instance that never reaches it gets a NaN row (and a warning).
+
+    Parameters
+    ----------
+    estimator : object, callable or None, default=None
+        As for :class:`CEMExplainer`.
+    target_class : "other", int or array-like of shape (n_samples,), default="other"
+        The class each counterfactual must have: "other" is each instance's most probable
+        other class (the closest different one), a class label applies to all instances, an
+        array gives one label per instance explained (same length as ``X`` in ``explain``).
+    distance : {"l1", "l2", "mad"}, default="l1"
+        ``||x - x0||_1``, ``||x - x0||_2^2``, or the L1 distance in units of each feature's
+        median absolute deviation (learned by ``fit``).
+    C : float, default=1.0
+        Weight of the distance against the cross-entropy.
+    immutable_features : array-like or None, default=None
+        Features that never change: indices, a boolean mask, or names (DataFrame input).
+    feature_range : tuple (min, max) or None, default=None
+        Bounds of the counterfactual's features; learned from the data when None.
+    input_shape : tuple or None, default=None
+        Shape of one instance for a Keras model.
+    learning_rate_init : float, default=1e-2
+    max_iterations : int, default=1000
+    eps, clip, update_num_grad, tol, n_iter_no_change, batch_size, verbose
+        As for :class:`CEMExplainer`.
+
+    Attributes
+    ----------
+    estimator_, classes_, feature_range_, immutable_mask_, n_features_in_
+        As for :class:`CEMExplainer`.
+    mad_ : ndarray of shape (n_features,)
+        Only with ``distance="mad"``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skcem import CounterfactualExplainer
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+    >>> cf = CounterfactualExplainer(clf, target_class=2, C=0.1).fit(X)
+    >>> exp = cf.explain(X[50:52])
+    >>> [int(c) for c in exp.explanation_pred]
+    [2, 2]
+    """
+
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "estimator": [HasMethods(["predict_proba"]), callable, None],
+        "target_class": [StrOptions({"other"}), Integral, str, "array-like"],
+        "distance": [StrOptions({"l1", "l2", "mad"})],
+        "C": [Interval(Real, 0, None, closed="left")],
+    }
+    _not_found_hint = "Try a smaller C, more max_iterations or a larger learning_rate_init."
+
+    def __init__(self, estimator=None, *, target_class="other", distance="l1", C=1.0,
+                 immutable_features=None, feature_range=None, input_shape=None,
+                 learning_rate_init=1e-2, max_iterations=1000, eps=(1e-3, 1e-3),
+                 clip=(-100.0, 100.0), update_num_grad=1, tol=None, n_iter_no_change=50,
+                 batch_size=64, verbose=0):
+        self.estimator = estimator
+        self.target_class = target_class
+        self.distance = distance
+        self.C = C
+        self.immutable_features = immutable_features
+        self.feature_range = feature_range
+        self.input_shape = input_shape
+        self.learning_rate_init = learning_rate_init
+        self.max_iterations = max_iterations
+        self.eps = eps
+        self.clip = clip
+        self.update_num_grad = update_num_grad
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def _targets(self, proba, y):
+        predicted = proba.argmax(axis=1)
+        if isinstance(self.target_class, str) and self.target_class == "other":
+            others = proba.copy()
+            others[np.arange(len(proba)), predicted] = -np.inf
+            return predicted, others.argmax(axis=1)
+        labels = self.target_class
+        if np.ndim(labels) == 0:
+            labels = np.full(len(proba), labels, dtype=np.asarray(self.classes_).dtype)
+        return predicted, self._class_indices(labels, len(proba), name="target_class")
+
+    def _problem_settings(self):
+        n_features = self.n_features_in_
+        zeros = np.zeros(n_features)
+        if self.distance == "l2":
+            l1_weight, l2_weight = 0.0, float(self.C)
+        elif self.distance == "mad":
+            l1_weight, l2_weight = self.C / self.mad_, 0.0
+        else:
+            l1_weight, l2_weight = float(self.C), 0.0
+        return dict(mode=MOVES_FREELY, no_info_val=zeros, kappa=0.0, beta=l1_weight,
+                    l2_weight=l2_weight)
+
+    def _solver_settings(self):
+        # ceml's cost has a fixed weight: one "c" of 1 on the cross-entropy, no search on it.
+        return SolverSettings(
+            learning_rate_init=self.learning_rate_init, max_iterations=self.max_iterations,
+            c_init=1.0, c_steps=1, clip=tuple(map(float, self.clip)),
+            update_num_grad=self.update_num_grad, tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change, momentum=True, threshold_times_lr=True)
+
+    def explain(self, X, y=None):
+        """Find a counterfactual for each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored; the target classes come from ``target_class``.
+
+        Returns
+        -------
+        explanation : CEMExplanation
+            With ``mode="CF"``: the counterfactuals, their classes, the ``found`` mask and
+            distances; ``X_pred`` holds the original predictions.
+        """
+        return super().explain(X)

@@ -1,0 +1,202 @@
+"""Cost terms: distances between instances and losses on model outputs, each with its gradient.
+
+Each term is defined once, with array operations taken from a namespace ``xp``: numpy on the
+black-box path, ``tensorflow.experimental.numpy`` inside the Keras path's compiled graph. The
+CEM objective of :mod:`skcem._fista` is assembled from them (elastic net = :class:`L2` +
+``beta`` * :class:`L1` or :class:`MADWeightedL1`, attack = :class:`HingeAttack`).
+
+Input terms (``value(x)``, ``gradient(x)``) measure an instance ``x`` against an origin
+``x0``; output terms (``value(proba, target)``, ``gradient(proba, target)``) measure model
+outputs against a target, their gradient being with respect to the outputs. Values are per row.
+"""
+
+import numpy as np
+
+
+class Cost:
+    """Base class of the cost terms."""
+
+    def key(self):
+        """Identifies the term and its settings (compiled functions are cached by it)."""
+        return (type(self).__name__,) + tuple(sorted(
+            (name, value) for name, value in vars(self).items()
+            if isinstance(value, (str, int, float, bool))))
+
+    def __add__(self, other):
+        return SumOfCosts(self, other)
+
+    def __rmul__(self, weight):
+        return WeightedCost(weight, self)
+
+
+class SumOfCosts(Cost):
+    def __init__(self, *terms):
+        self.terms = terms
+
+    def value(self, *args, xp=np):
+        return sum(term.value(*args, xp=xp) for term in self.terms)
+
+    def gradient(self, *args, xp=np):
+        return sum(term.gradient(*args, xp=xp) for term in self.terms)
+
+
+class WeightedCost(Cost):
+    def __init__(self, weight, term):
+        self.weight = weight
+        self.term = term
+
+    def value(self, *args, xp=np):
+        return self.weight * self.term.value(*args, xp=xp)
+
+    def gradient(self, *args, xp=np):
+        return self.weight * self.term.gradient(*args, xp=xp)
+
+
+class DummyCost(Cost):
+    """Zero, whatever the input (ceml's ``DummyCost``)."""
+
+    def value(self, x, xp=np):
+        return xp.sum(x * 0.0, axis=1)
+
+    def gradient(self, x, xp=np):
+        return x * 0.0
+
+
+class L1(Cost):
+    """``sum_j w_j |x_j - x0_j|``, with per-feature weights ``w`` (default 1)."""
+
+    def __init__(self, x0=0.0, weights=1.0):
+        self.x0 = x0
+        self.weights = weights
+
+    def value(self, x, xp=np):
+        return xp.sum(self.weights * xp.abs(x - self.x0), axis=1)
+
+    def gradient(self, x, xp=np):
+        """A subgradient: 0 where ``x == x0``."""
+        return self.weights * xp.sign(x - self.x0)
+
+
+class L2(Cost):
+    """``sum_j w_j (x_j - x0_j)^2``: squared Euclidean distance, per-feature weights ``w``."""
+
+    def __init__(self, x0=0.0, weights=1.0):
+        self.x0 = x0
+        self.weights = weights
+
+    def value(self, x, xp=np):
+        return xp.sum(self.weights * (x - self.x0) ** 2, axis=1)
+
+    def gradient(self, x, xp=np):
+        return 2.0 * self.weights * (x - self.x0)
+
+
+def median_absolute_deviation(X):
+    """Per-feature MAD of ``X``, with a fallback where it is 0.
+
+    A feature whose MAD is 0 (more than half its values equal) falls back to its mean
+    absolute deviation from the median, and to 1 where that is 0 too (a constant feature):
+    never a division by zero.
+    """
+    X = np.asarray(X, dtype=float)
+    deviation = np.abs(X - np.median(X, axis=0))
+    mad = np.median(deviation, axis=0)
+    fallback = np.mean(deviation, axis=0)
+    mad = np.where(mad > 0, mad, fallback)
+    return np.where(mad > 0, mad, 1.0)
+
+
+class MADWeightedL1(L1):
+    """``sum_j |x_j - x0_j| / MAD_j``: an L1 distance in units of each feature's spread.
+
+    Features on large scales are not favoured (Wachter et al., 2017). Learn the MADs with
+    :meth:`fit` or pass them.
+    """
+
+    def __init__(self, x0=0.0, mad=None):
+        self.mad = mad
+        super().__init__(x0, weights=None if mad is None else 1.0 / np.asarray(mad, float))
+
+    def fit(self, X):
+        """Learn the per-feature MAD of ``X`` (see :func:`median_absolute_deviation`)."""
+        self.mad = median_absolute_deviation(X)
+        self.weights = 1.0 / self.mad
+        return self
+
+
+def one_hot(index, n_classes, xp=np, dtype=float):
+    """Rows of the identity matrix picked by ``index``."""
+    return xp.take(xp.eye(n_classes, dtype=dtype), index, axis=0)
+
+
+class HingeAttack(Cost):
+    """CEM's attack loss on the probabilities ``p`` of the explained class ``t``.
+
+    PN: ``max(0, p_t - max_{j != t} p_j + kappa)``; PP: ``max(0, max_{j != t} p_j - p_t +
+    kappa)``. Its gradient is exact (zero where the hinge is inactive).
+    """
+
+    def __init__(self, mode, kappa=0.0):
+        self.mode = mode
+        self.kappa = kappa
+
+    def _parts(self, proba, target_onehot, xp):
+        sign = 1.0 if self.mode == "PN" else -1.0
+        p_target = xp.sum(proba * target_onehot, axis=1)
+        others = proba - 2.0 * target_onehot  # the target can never be the runner-up
+        runner_up = one_hot(xp.argmax(others, axis=1), proba.shape[1], xp, proba.dtype)
+        margin = sign * (p_target - xp.sum(proba * runner_up, axis=1)) + self.kappa
+        return sign, margin, runner_up
+
+    def value(self, proba, target_onehot, xp=np):
+        _, margin, _ = self._parts(proba, target_onehot, xp)
+        return xp.maximum(margin, 0.0)
+
+    def gradient(self, proba, target_onehot, xp=np):
+        sign, margin, runner_up = self._parts(proba, target_onehot, xp)
+        active = sign * xp.asarray(margin > 0, dtype=proba.dtype)
+        return active[:, None] * (target_onehot - runner_up)
+
+
+class NegLogLikelihood(Cost):
+    """``-log p_t``: the cross-entropy of the probabilities at the target class."""
+
+    def __init__(self, floor=1e-12):
+        self.floor = floor
+
+    def value(self, proba, target_onehot, xp=np):
+        return -xp.log(xp.maximum(xp.sum(proba * target_onehot, axis=1), self.floor))
+
+    def gradient(self, proba, target_onehot, xp=np):
+        return -target_onehot / xp.maximum(proba, self.floor)
+
+
+class SquaredError(Cost):
+    """``sum_k (y_k - target_k)^2`` of model outputs (regression or probabilities)."""
+
+    def value(self, output, target, xp=np):
+        return xp.sum((output - target) ** 2, axis=1)
+
+    def gradient(self, output, target, xp=np):
+        return 2.0 * (output - target)
+
+
+class RegularizedCost(Cost):
+    """``C * penalty(x) + loss(model(x), target)`` (ceml's ``RegularizedCost``).
+
+    Parameters
+    ----------
+    penalty : Cost
+        An input term, such as :class:`L1` or :class:`MADWeightedL1` around ``x0``.
+    loss : Cost
+        An output term, such as :class:`NegLogLikelihood`.
+    C : float, default=1.0
+    """
+
+    def __init__(self, penalty, loss, C=1.0):
+        self.penalty = penalty
+        self.loss = loss
+        self.C = C
+
+    def value(self, x, output, target, xp=np):
+        return self.C * self.penalty.value(x, xp=xp) + self.loss.value(output, target, xp=xp)

@@ -1,0 +1,98 @@
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
+
+
+def _explain(cf, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return cf.explain(X)
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "mad"])
+def test_counterfactuals_reach_the_closest_other_class_on_iris(iris, iris_model, distance):
+    X, _ = iris
+    cf = CounterfactualExplainer(iris_model, distance=distance, C=0.05,
+                                 max_iterations=500).fit(X)
+    exp = _explain(cf, X[::10])
+    proba = iris_model.predict_proba(X[::10])
+    proba[np.arange(len(proba)), proba.argmax(axis=1)] = -1
+    assert exp.found.mean() >= 0.9
+    np.testing.assert_array_equal(iris_model.predict(exp.explanation[exp.found]),
+                                  proba.argmax(axis=1)[exp.found])
+    np.testing.assert_array_equal(exp.explanation_pred[exp.found].astype(int),
+                                  proba.argmax(axis=1)[exp.found])
+
+
+def test_target_class_as_label_and_per_instance(iris, iris_model):
+    X, _ = iris
+    rows = X[[0, 1, 60]]
+    cf = CounterfactualExplainer(iris_model, target_class=2, C=0.05, max_iterations=800).fit(X)
+    exp = _explain(cf, rows)
+    assert exp.found.all()
+    np.testing.assert_array_equal(iris_model.predict(exp.explanation), [2, 2, 2])
+    per_instance = CounterfactualExplainer(iris_model, target_class=[1, 2, 0], C=0.05,
+                                           max_iterations=800).fit(X)
+    exp = _explain(per_instance, rows)
+    np.testing.assert_array_equal(iris_model.predict(exp.explanation[exp.found]),
+                                  np.array([1, 2, 0])[exp.found])
+    assert exp.found.sum() >= 2
+
+
+def test_counterfactuals_on_digits_with_an_mlp(digits, digits_model, digits_test):
+    X, _ = digits
+    cf = CounterfactualExplainer(digits_model, target_class=3, C=0.01, max_iterations=300,
+                                 feature_range=(0.0, 1.0)).fit(X[:1200])
+    exp = _explain(cf, digits_test)
+    assert exp.found.mean() >= 0.8
+    assert np.all(digits_model.predict(exp.explanation[exp.found]) == 3)
+    assert np.all((exp.explanation[exp.found] >= 0) & (exp.explanation[exp.found] <= 1))
+
+
+def test_larger_C_gives_closer_counterfactuals(iris, iris_model):
+    X, _ = iris
+    sizes = {}
+    for C in (0.01, 0.3):
+        exp = _explain(CounterfactualExplainer(iris_model, C=C, max_iterations=800).fit(X),
+                       X[::10])
+        sizes[C] = np.nanmedian(np.abs(exp.delta).sum(axis=1))
+    assert sizes[0.3] < sizes[0.01]
+
+
+def test_immutable_features_never_move(iris, iris_model):
+    X, _ = iris
+    cf = CounterfactualExplainer(iris_model, immutable_features=[0, 3], C=0.05,
+                                 max_iterations=500).fit(X)
+    exp = _explain(cf, X[::10])
+    assert exp.found.any()
+    assert np.array_equal(exp.explanation[exp.found][:, [0, 3]], exp.X[exp.found][:, [0, 3]])
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"distance": "l3"}, "'distance' parameter"),
+    ({"C": -1.0}, "'C' parameter"),
+    ({"target_class": 7}, "`target_class` holds labels the model does not know"),
+])
+def test_bad_parameters(iris, iris_model, params, match):
+    X, _ = iris
+    with pytest.raises(ValueError, match=match):
+        CounterfactualExplainer(iris_model, **params).fit(X).explain(X[:2])
+
+
+def test_per_instance_targets_must_match_X(iris, iris_model):
+    X, _ = iris
+    cf = CounterfactualExplainer(iris_model, target_class=[1, 2]).fit(X)
+    with pytest.raises(ValueError, match=r"`target_class` must have shape \(3,\)"):
+        cf.explain(X[:3])
+
+
+@parametrize_with_checks([CounterfactualExplainer(max_iterations=30),
+                          CounterfactualExplainer(distance="mad", max_iterations=30)])
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        check(estimator)
