@@ -143,10 +143,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if self.verbose:
                 print(f"[{type(self).__name__}] batch {batch + 1}/{n_batches}: "
                       f"{int(results[-1].found.sum())} found", file=sys.stderr)
-        return self._assemble(X, explained, results, common,
+        return self._assemble(X, proba, explained, results, common,
                               backend.n_model_rows - rows_before)
 
-    def _assemble(self, X, explained, results, common, n_model_rows):
+    def _assemble(self, X, proba, explained, results, common, n_model_rows):
         found = np.concatenate([r.found for r in results])
         explanation_proba = np.concatenate([r.explanation_proba for r in results])
         explanation_pred = np.full(found.shape, None, dtype=object)
@@ -159,13 +159,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                           f"{self._not_found_hint}", ExplanationNotFoundWarning, stacklevel=3)
         names = getattr(self, "feature_names_in_", None)
         return CEMExplanation(
-            mode=mode, X=X, X_pred=self.classes_[explained],
+            mode=mode, X=X, X_pred=self.classes_[explained], X_proba=proba,
             explanation=np.concatenate([r.explanation for r in results]),
             explanation_pred=explanation_pred, explanation_proba=explanation_proba,
             found=found, distance=np.concatenate([r.distance for r in results]),
             c=np.concatenate([r.best_c for r in results]),
             background=np.clip(common["no_info_val"], common["lower"], common["upper"]),
-            feature_names=None if names is None else list(names),
+            classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None),
             meta={"n_model_rows": n_model_rows,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})

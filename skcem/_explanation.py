@@ -41,6 +41,8 @@ class CEMExplanation:
         The explained instances.
     X_pred : ndarray of shape (n_samples,)
         The class each instance was explained against (the model's prediction unless given).
+    X_proba : ndarray of shape (n_samples, n_classes)
+        The model's probabilities for each instance.
     explanation : ndarray of shape (n_samples, n_features)
         The pertinent negatives, positives or counterfactuals.
     explanation_pred : ndarray of shape (n_samples,), dtype object
@@ -55,6 +57,8 @@ class CEMExplanation:
     background : ndarray of shape (n_features,)
         The no-information value inside the feature range: what a PP shows for a removed
         feature.
+    classes : ndarray of shape (n_classes,) or None
+        The model's classes, in the order of the probability columns.
     feature_names : list of str or None
     input_shape : tuple or None
         The shape of one instance as the model sees it (images), for :meth:`as_images`.
@@ -63,6 +67,7 @@ class CEMExplanation:
     mode: str
     X: np.ndarray
     X_pred: np.ndarray
+    X_proba: np.ndarray
     explanation: np.ndarray
     explanation_pred: np.ndarray
     explanation_proba: np.ndarray
@@ -70,6 +75,7 @@ class CEMExplanation:
     distance: np.ndarray
     c: np.ndarray
     background: np.ndarray
+    classes: np.ndarray | None = None
     feature_names: list | None = None
     input_shape: tuple | None = None
     meta: dict = field(default_factory=dict)

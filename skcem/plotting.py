@@ -1,0 +1,180 @@
+"""Pictures of explanations (matplotlib, an optional extra: ``pip install skcem[plot]``).
+
+Every function draws on axes it is given or creates, and returns the matplotlib ``Figure``; it
+never calls ``plt.show()``.
+"""
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("skcem.plotting needs matplotlib: `pip install skcem[plot]`.") \
+            from exc
+    return plt
+
+
+def _axes(axes, n, figsize):
+    plt = _pyplot()
+    if axes is None:
+        fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False)
+        return fig, list(axes[0])
+    axes = list(np.ravel(axes))
+    if len(axes) != n:
+        raise ValueError(f"`axes` must hold {n} axes; got {len(axes)}.")
+    return axes[0].figure, axes
+
+
+def _class_and_proba(classes, proba):
+    """``"3 (0.97)"``: the most probable class and its probability, or "none" for NaN."""
+    if proba is None or np.any(np.isnan(proba)):
+        return "none"
+    best = int(np.argmax(proba))
+    label = best if classes is None else classes[best]
+    return f"{label} ({proba[best]:.2f})"
+
+
+def _image_shape(explanation, image_shape):
+    shape = image_shape or explanation.input_shape
+    if shape is None:
+        side = int(round(np.sqrt(explanation.X.shape[1])))
+        if side * side != explanation.X.shape[1]:
+            raise ValueError("Pass `image_shape`: the instances are not square images.")
+        shape = (side, side)
+    shape = tuple(dim for dim in shape if dim != 1) or (1,)
+    return shape
+
+
+def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cmap="gray"):
+    """Original, explanation (PN, PP or counterfactual) and their difference, side by side.
+
+    Titles give each image's predicted class and its probability.
+
+    Parameters
+    ----------
+    explanation : CEMExplanation
+    index : int, default=0
+        The instance to draw.
+    image_shape : tuple, optional
+        Shape of one image; defaults to the explanation's ``input_shape`` or a square.
+    axes : array of 3 matplotlib Axes, optional
+    cmap : str, default="gray"
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    shape = _image_shape(explanation, image_shape)
+    fig, axes = _axes(axes, 3, (9, 3.2))
+    original = explanation.X[index]
+    explained = explanation.explanation[index]
+    found = bool(explanation.found[index])
+    low = np.nanmin([original.min(), np.nanmin(explained) if found else original.min()])
+    high = np.nanmax([original.max(), np.nanmax(explained) if found else original.max()])
+    classes = explanation.classes
+    axes[0].imshow(original.reshape(shape), cmap=cmap, vmin=low, vmax=high)
+    axes[0].set_title(f"original: {_class_and_proba(classes, explanation.X_proba[index])}")
+    if found:
+        axes[1].imshow(explained.reshape(shape), cmap=cmap, vmin=low, vmax=high)
+        delta = explanation.delta[index].reshape(shape)
+        limit = max(np.abs(delta).max(), 1e-12)
+        axes[2].imshow(delta, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    label = _class_and_proba(classes, explanation.explanation_proba[index])
+    axes[1].set_title(f"{explanation.mode}: {label}")
+    axes[2].set_title("change" if found else f"no {explanation.mode} found")
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
+
+
+def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
+                             only_changed=False):
+    """A bar per feature: how the explanation changes the instance, and the class change.
+
+    Parameters
+    ----------
+    explanation : CEMExplanation
+    index : int, default=0
+    feature_names : list of str, optional
+        Defaults to the explanation's feature names, else ``x0, x1, ...``.
+    ax : matplotlib Axes, optional
+    only_changed : bool, default=False
+        Draw only the features that change.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    n_features = explanation.X.shape[1]
+    names = list(feature_names or explanation.feature_names
+                 or [f"x{j}" for j in range(n_features)])
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 0.35 * n_features + 1.2))
+    else:
+        fig = ax.figure
+    before = _class_and_proba(explanation.classes, explanation.X_proba[index])
+    if not explanation.found[index]:
+        ax.set_title(f"class {before}: no {explanation.mode} found")
+        ax.set_axis_off()
+        return fig
+    delta = explanation.delta[index]
+    keep = np.abs(delta) > 1e-12 if only_changed else np.ones(n_features, dtype=bool)
+    positions = np.arange(int(keep.sum()))
+    colors = np.where(delta[keep] > 0, "tab:red", "tab:blue")
+    ax.barh(positions, delta[keep], color=colors)
+    ax.set_yticks(positions, [n for n, k in zip(names, keep) if k])
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"{explanation.mode} - original")
+    after = _class_and_proba(explanation.classes, explanation.explanation_proba[index])
+    ax.set_title(f"{explanation.mode}: class {before} -> {after}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_shape=None,
+                    cmap="gray"):
+    """A test instance with its most and least similar training instances and their scores.
+
+    Images are drawn as images (``image_shape``, or a square); other rows as bar charts of
+    their feature values.
+
+    Parameters
+    ----------
+    explanation : SimilarityExplanation
+    X_train : array-like of shape (n_train, n_features)
+        The training set the scores refer to, such as the explainer's ``X_train_``.
+    index : int, default=0
+    n_most, n_least : int, default=3, 1
+    image_shape : tuple, optional
+    cmap : str, default="gray"
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    order = explanation.ordered_indices[index]
+    picks = [("most", i) for i in order[:n_most]] + [("least", i) for i in order[::-1][:n_least]]
+    fig, axes = plt.subplots(1, 1 + len(picks), figsize=(2.4 * (1 + len(picks)), 2.8),
+                             squeeze=False)
+    axes = axes[0]
+    X_train = np.asarray(X_train)
+    rows = [explanation.X[index]] + [X_train[i] for _, i in picks]
+    titles = [f"test: target {explanation.target[index]}"] + [
+        f"{kind} similar\n#{i}: {explanation.scores[index, i]:.3g}" for kind, i in picks]
+    n_features = explanation.X.shape[1]
+    side = int(round(np.sqrt(n_features)))
+    shape = image_shape or ((side, side) if side * side == n_features else None)
+    for ax, row, title in zip(axes, rows, titles):
+        if shape is not None:
+            ax.imshow(row.reshape(shape), cmap=cmap)
+            ax.set_axis_off()
+        else:
+            ax.bar(np.arange(n_features), row)
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,82 @@
+import warnings
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from skcem import CEMExplainer, ExplanationNotFoundWarning, GradientSimilarityExplainer  # noqa
+from skcem import plotting  # noqa: E402
+
+from .conftest import FAST  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digit_pn(digits, digits_model, digits_test):
+    X, _ = digits
+    cem = CEMExplainer(digits_model, mode="PN", no_info_val=0.0, feature_range=(0.0, 1.0),
+                       **FAST).fit(X[:1200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return cem.explain(digits_test[:3])
+
+
+def test_image_explanation_draws_original_explanation_and_change(tmp_path, digit_pn):
+    i = int(np.argmax(digit_pn.found))
+    fig = plotting.plot_image_explanation(digit_pn, index=i)
+    axes = fig.axes
+    assert len(axes) == 3
+    assert axes[0].get_title().startswith(f"original: {digit_pn.X_pred[i]} (")
+    assert axes[1].get_title().startswith(f"PN: {digit_pn.explanation_pred[i]} (")
+    np.testing.assert_allclose(axes[0].images[0].get_array(), digit_pn.X[i].reshape(8, 8))
+    np.testing.assert_allclose(axes[1].images[0].get_array(),
+                               digit_pn.explanation[i].reshape(8, 8))
+    np.testing.assert_allclose(axes[2].images[0].get_array(), digit_pn.delta[i].reshape(8, 8))
+    fig.savefig(tmp_path / "pn.png")
+    assert (tmp_path / "pn.png").stat().st_size > 1000
+    plt.close(fig)
+
+
+def test_image_explanation_on_given_axes(digit_pn):
+    fig, axes = plt.subplots(2, 3)
+    assert plotting.plot_image_explanation(digit_pn, axes=axes[1]) is fig
+    assert all(ax.images for ax in axes[1]) and not any(ax.images for ax in axes[0])
+    with pytest.raises(ValueError, match="3 axes"):
+        plotting.plot_image_explanation(digit_pn, axes=axes[0][:2])
+    plt.close(fig)
+
+
+def test_tabular_explanation_bars_follow_the_changes(iris, iris_model):
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PN", clip=(-1e3, 1e3), **FAST).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(X[[0, 60, 120]])
+    i = int(np.argmax(exp.found))
+    names = ["sepal length", "sepal width", "petal length", "petal width"]
+    fig = plotting.plot_tabular_explanation(exp, index=i, feature_names=names)
+    ax = fig.axes[0]
+    heights = [patch.get_width() for patch in ax.patches]
+    np.testing.assert_allclose(heights, exp.delta[i])
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    assert f"-> {exp.explanation_pred[i]} (" in ax.get_title()
+    changed = plotting.plot_tabular_explanation(exp, index=i, only_changed=True)
+    assert len(changed.axes[0].patches) == int(np.sum(np.abs(exp.delta[i]) > 1e-12))
+    plt.close("all")
+
+
+def test_similarity_shows_most_and_least_similar(digits, digits_model):
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model, sim_fn="grad_cos").fit(X[:60], y[:60])
+    exp = explainer.explain(X[1300:1302])
+    fig = plotting.plot_similarity(exp, explainer.X_train_, index=1, n_most=2, n_least=1)
+    axes = fig.axes
+    assert len(axes) == 4
+    order = exp.ordered_indices[1]
+    np.testing.assert_allclose(axes[1].images[0].get_array(), X[:60][order[0]].reshape(8, 8))
+    np.testing.assert_allclose(axes[3].images[0].get_array(), X[:60][order[-1]].reshape(8, 8))
+    assert f"{exp.scores[1, order[0]]:.3g}" in axes[1].get_title()
+    assert axes[3].get_title().startswith("least similar")
+    plt.close(fig)
