@@ -6,7 +6,7 @@ allowed directions and the search on ``c``, which subclasses supply through
 :meth:`_problem_settings`, :meth:`_solver_settings` and :meth:`_targets`.
 """
 
-import sys
+import logging
 import warnings
 from numbers import Integral, Real
 
@@ -20,6 +20,7 @@ from ._base import ExplainerMixin
 from ._explanation import CEMExplanation
 from ._fista import CEMProblem, solve
 from ._gradients import make_backend
+from ._progress import logger, progress_bar
 from ._validation import (check_feature_range, check_pair, check_probabilities, feature_mask,
                           per_feature, resolve_estimator)
 from .costs import median_absolute_deviation
@@ -134,15 +135,24 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         common = dict(n_classes=len(self.classes_), lower=lower, upper=upper,
                       mutable=~self.immutable_mask_ if self.immutable_mask_.any() else None,
                       **self._problem_settings())
+        starts = range(0, X.shape[0], self.batch_size)
+        bar = progress_bar(len(starts) * settings.c_steps, type(self).__name__,
+                           self.verbose >= 1)
+
+        def report(step, c, found):
+            bar.update(1)
+            logger.log(logging.INFO if self.verbose >= 2 else logging.DEBUG,
+                       "c-step %d: median c %.4g, %d of %d found", step + 1, np.median(c),
+                       int(found.sum()), found.size)
+
         results = []
-        n_batches = -(-X.shape[0] // self.batch_size)
-        for batch, start in enumerate(range(0, X.shape[0], self.batch_size)):
-            rows = slice(start, start + self.batch_size)
-            problem = CEMProblem(x0=X[rows], target=target[rows], **common)
-            results.append(solve(backend, problem, settings))
-            if self.verbose:
-                print(f"[{type(self).__name__}] batch {batch + 1}/{n_batches}: "
-                      f"{int(results[-1].found.sum())} found", file=sys.stderr)
+        try:
+            for start in starts:
+                rows = slice(start, start + self.batch_size)
+                problem = CEMProblem(x0=X[rows], target=target[rows], **common)
+                results.append(solve(backend, problem, settings, progress=report))
+        finally:
+            bar.close()
         return self._assemble(X, proba, explained, results, common,
                               backend.n_model_rows - rows_before)
 

@@ -119,6 +119,36 @@ class CEMExplanation:
         shape = tuple(input_shape or self.input_shape or (self.X.shape[1],))
         return (self.X.reshape((-1,) + shape), self.explanation.reshape((-1,) + shape))
 
+    def changes(self, atol=1e-12):
+        """Per instance, the features the explanation changes: ``{name: new value}``."""
+        names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
+        rows = []
+        for i in range(len(self)):
+            if not self.found[i]:
+                rows.append({})
+                continue
+            changed = np.flatnonzero(np.abs(self.delta[i]) > atol)
+            rows.append({names[j]: float(self.explanation[i, j]) for j in changed})
+        return rows
+
+    def to_frame(self):
+        """One row per instance: the explanation's features, then ``found``, the classes,
+        ``distance`` and ``c``. Needs pandas.
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("CEMExplanation.to_frame needs pandas: `pip install pandas`.") \
+                from exc
+        names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
+        frame = pd.DataFrame(self.explanation, columns=names)
+        frame["found"] = self.found
+        frame["class"] = self.X_pred
+        frame[f"{self.mode}_class"] = self.explanation_pred
+        frame["distance"] = self.distance
+        frame["c"] = self.c
+        return frame
+
     def to_dict(self):
         """A dict of plain Python values (lists, floats, None for NaN): ready for ``json``."""
         return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)}

@@ -204,7 +204,9 @@ def solve(backend, problem, settings, progress=None):
     for step in range(settings.c_steps):
         rows = all_rows[searching]
         if rows.size == 0:
-            break
+            if progress is not None:
+                progress(step, c, np.isfinite(bests.dist))
+            continue
         succeeded = _solve_for_c(backend, problem, settings, rows, c[rows], start, bests,
                                  n_iterations)
         c[rows], lower_c[rows], upper_c[rows] = update_c(c[rows], lower_c[rows], upper_c[rows],

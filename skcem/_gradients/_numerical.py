@@ -4,6 +4,8 @@ No TensorFlow is imported on this path: a model that only offers ``predict_proba
 scikit-learn classifier, or a plain function) is differentiated numerically.
 """
 
+import warnings
+
 import numpy as np
 
 from ._base import Evaluation
@@ -49,7 +51,10 @@ class NumericalBackend:
 
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
-        return np.asarray(self._predict_proba(Z), dtype=float)
+        with warnings.catch_warnings():
+            # A model fitted on a DataFrame is given arrays of the same columns, in order.
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return np.asarray(self._predict_proba(Z), dtype=float)
 
     def proba_vjp(self, Z, cotangent):
         """``sum_k cotangent[:, k] * d p_k / d z``; all 2*n*d shifted rows go in one call."""
