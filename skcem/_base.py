@@ -22,7 +22,7 @@ class ExplainerMixin:
         return twin
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # may be the instance's own __dict__
         for name in self._transient_attributes:
             state.pop(name, None)
         return state

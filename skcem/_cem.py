@@ -107,8 +107,13 @@ class CEMExplainer(BaseContrastiveExplainer):
     batch_size : int, default=64
         Instances optimised together. A black-box batch sends ``2 * n_features *
         batch_size`` rows to ``predict_proba`` in one call.
+    n_jobs : int or None, default=None
+        Batches explained in parallel by joblib workers (-1: all cores), with the same
+        results as ``None`` (one process). Under ``joblib.parallel_config(backend="dask")``
+        the batches run on a Dask cluster.
     verbose : int, default=0
-        1 reports progress over batches on stderr.
+        1 shows a progress bar over batches and c-steps on stderr (tqdm when installed);
+        2 also logs each c-step's figures to the ``skcem`` logger at INFO level.
 
     Attributes
     ----------
@@ -185,7 +190,8 @@ class CEMExplainer(BaseContrastiveExplainer):
                  input_shape=None, immutable_features=None, distance="elastic",
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
-                 n_iter_no_change=50, momentum=True, batch_size=64, verbose=0):
+                 n_iter_no_change=50, momentum=True, batch_size=64, n_jobs=None,
+                 verbose=0):
         self.estimator = estimator
         self.mode = mode
         self.kappa = kappa
@@ -209,6 +215,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.n_iter_no_change = n_iter_no_change
         self.momentum = momentum
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     def _check_params(self):

@@ -11,6 +11,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -42,8 +43,18 @@ SHARED_CONSTRAINTS = {
     "tol": [Interval(Real, 0, None, closed="neither"), None],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "n_jobs": [Integral, None],
     "verbose": ["verbose"],
 }
+
+
+def _solve_batch(explainer, x0, target, common, settings, progress=None):
+    """One batch, in this process or a joblib worker: the result and its model rows."""
+    backend = explainer._get_backend()
+    rows_before = backend.n_model_rows
+    result = solve(backend, CEMProblem(x0=x0, target=target, **common), settings,
+                   progress=progress)
+    return result, backend.n_model_rows - rows_before
 
 
 class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin,
@@ -126,9 +137,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def explain(self, X, y=None):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        backend = self._get_backend()
-        rows_before = backend.n_model_rows
-        proba = check_probabilities(backend.predict_proba(X), X.shape[0])
+        proba = check_probabilities(self._get_backend().predict_proba(X), X.shape[0])
         explained, target = self._targets(proba, y)
         settings = self._solver_settings()
         lower, upper = self.feature_range_
@@ -145,16 +154,24 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                        "c-step %d: median c %.4g, %d of %d found", step + 1, np.median(c),
                        int(found.sum()), found.size)
 
-        results = []
+        batches = [(X[i:i + self.batch_size], target[i:i + self.batch_size]) for i in starts]
         try:
-            for start in starts:
-                rows = slice(start, start + self.batch_size)
-                problem = CEMProblem(x0=X[rows], target=target[rows], **common)
-                results.append(solve(backend, problem, settings, progress=report))
+            if self.n_jobs in (None, 1) or len(batches) == 1:
+                outcomes = [_solve_batch(self, x0, t, common, settings, report)
+                            for x0, t in batches]
+            else:
+                # Batches are independent: workers give the same answers as this process.
+                outcomes = []
+                parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
+                for outcome in parallel(delayed(_solve_batch)(self, x0, t, common, settings)
+                                        for x0, t in batches):
+                    outcomes.append(outcome)
+                    bar.update(settings.c_steps)
         finally:
             bar.close()
-        return self._assemble(X, proba, explained, results, common,
-                              backend.n_model_rows - rows_before)
+        results = [result for result, _ in outcomes]
+        n_rows = sum(rows for _, rows in outcomes)
+        return self._assemble(X, proba, explained, results, common, X.shape[0] + n_rows)
 
     def _assemble(self, X, proba, explained, results, common, n_model_rows):
         found = np.concatenate([r.found for r in results])

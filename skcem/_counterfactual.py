@@ -41,7 +41,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Shape of one instance for a Keras model.
     learning_rate_init : float, default=1e-2
     max_iterations : int, default=1000
-    eps, clip, update_num_grad, tol, n_iter_no_change, batch_size, verbose
+    eps, clip, update_num_grad, tol, n_iter_no_change, batch_size, n_jobs, verbose
         As for :class:`CEMExplainer`.
 
     Attributes
@@ -77,7 +77,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
                  immutable_features=None, feature_range=None, input_shape=None,
                  learning_rate_init=1e-2, max_iterations=1000, eps=(1e-3, 1e-3),
                  clip=(-100.0, 100.0), update_num_grad=1, tol=None, n_iter_no_change=50,
-                 batch_size=64, verbose=0):
+                 batch_size=64, n_jobs=None,
+                 verbose=0):
         self.estimator = estimator
         self.target_class = target_class
         self.distance = distance
@@ -93,6 +94,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     def _targets(self, proba, y):
