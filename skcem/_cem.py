@@ -128,7 +128,7 @@ class CEMExplainer(BaseContrastiveExplainer):
     mad_ : ndarray of shape (n_features,)
         Median absolute deviation of each feature (``distance="mad"`` only).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Defined only when ``X`` has feature names that are all strings.
 
     See Also
