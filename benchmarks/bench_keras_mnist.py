@@ -64,6 +64,9 @@ def main():
     parser.add_argument("--modes", default="PN,PP")
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--n-iter-no-change", type=int, default=50)
+    parser.add_argument("--first", type=int, default=16,
+                        help="also print the median L1 of the first FIRST instances, to compare "
+                             "with reference_alibi_mnist.py --n-instances FIRST")
     parser.add_argument("--max-iterations", type=int, default=TUTORIAL["max_iterations"])
     parser.add_argument("--export-weights", default=None,
                         help="folder to write the models' weights to, as .npz, for "
@@ -85,7 +88,8 @@ def main():
 
     header = (f"{'mode':<4} {'momentum':<8} {'early stop':<18} {'inst/s':>7} {'inst-it/s':>9} "
               f"{'% ceil':>6} "
-              f"{'found':>6} {'med L1':>7} {'med L0':>7} {'med AE err':>10}")
+              f"{'found':>6} {'med L1':>7} {'med L0':>7} {'med AE err':>10} "
+              f"{'L1 first':>8}")
     print(header)
     print("-" * len(header))
     runs = [(mode, momentum, tol) for mode in args.modes.split(",")
@@ -104,12 +108,14 @@ def main():
         rows = exp.explanation[found]
         ae_error = np.sum((autoencoder.predict(rows.reshape(-1, 28, 28, 1), verbose=0)
                            .reshape(len(rows), -1) - rows) ** 2, axis=1)
+        l1 = np.abs(exp.perturbation).sum(axis=1)
         label = "off" if tol is None else f"tol={tol:g}, n={args.n_iter_no_change}"
         print(f"{mode:<4} {str(momentum):<8} {label:<18} {len(exp) / seconds:>7.3f} "
               f"{iterations / seconds:>9.0f} {iterations / seconds / ceiling:>6.0%} "
               f"{found.mean():>6.0%} "
-              f"{np.median(np.abs(exp.perturbation[found]).sum(axis=1)):>7.2f} "
-              f"{np.median(n_changed(exp)[found]):>7.0f} {np.median(ae_error):>10.3f}",
+              f"{np.median(l1[found]):>7.2f} "
+              f"{np.median(n_changed(exp)[found]):>7.0f} {np.median(ae_error):>10.3f} "
+              f"{np.nanmedian(l1[:args.first]):>8.2f}",
               flush=True)
 
 
