@@ -57,10 +57,14 @@ def main():
     parser.add_argument("--n-instances", type=int, default=30)
     parser.add_argument("--one-by-one", type=int, default=3,
                         help="instances explained one at a time for the batching speed-up")
+    parser.add_argument("--first", type=int, default=4,
+                        help="also print found rate and median L1 of the first FIRST instances, "
+                             "to compare with reference_alibi.py --n-instances FIRST")
     args = parser.parse_args()
 
     header = (f"{'setting':<28} {'mode':<4} {'clip':>6} {'inst/s':>8} {'rows/inst':>10} "
-              f"{'found':>6} {'med L1':>7} {'med L0':>6} {'1-by-1 inst/s':>13} {'speed-up':>8}")
+              f"{'found':>6} {'med L1':>7} {'med L0':>6} {'1-by-1 inst/s':>13} {'speed-up':>8} "
+              f"{'found/L1 first':>15}")
     print(header)
     print("-" * len(header))
     for setting in (iris_setting, digits_setting):
@@ -76,9 +80,14 @@ def main():
                 l1 = np.median(np.abs(exp.perturbation[found]).sum(axis=1)) if found.any() \
                     else np.nan
                 l0 = np.nanmedian(n_changed(exp)) if found.any() else np.nan
+                first = slice(0, args.first)
+                l1_first = np.abs(exp.perturbation[first]).sum(axis=1)
+                first_found = found[first].mean()
+                first_l1 = np.nanmedian(l1_first) if found[first].any() else np.nan
                 print(f"{name:<28} {mode:<4} {clip:>6.0f} {rate:>8.2f} "
                       f"{exp.meta['n_model_rows'] / len(exp):>10.0f} {found.mean():>6.0%} "
-                      f"{l1:>7.3f} {l0:>6.1f} {rate_alone:>13.3f} {rate / rate_alone:>7.0f}x",
+                      f"{l1:>7.3f} {l0:>6.1f} {rate_alone:>13.3f} {rate / rate_alone:>7.0f}x "
+                      f"{first_found:>7.0%}/{first_l1:.3f}",
                       flush=True)
 
 
