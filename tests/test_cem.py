@@ -206,3 +206,33 @@ def test_score_rewards_sparse_close_explanations(digits, digits_model, digits_te
         cem = CEMExplainer(digits_model, mode="PN", beta=beta, **FAST).fit(X[:1200])
         scores[beta] = cem.score(digits_test)
     assert 0 < scores[0.01] < scores[0.5] <= 1
+
+
+def test_to_frame_and_changes(iris, iris_model):
+    pd = pytest.importorskip("pandas")
+    X, _ = iris
+    frame_in = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    cem = CEMExplainer(iris_model, mode="PN", clip=(-1e3, 1e3), **FAST).fit(frame_in)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(frame_in.iloc[[0, 60]])
+    frame = exp.to_frame()
+    assert list(frame.columns) == ["sl", "sw", "pl", "pw", "found", "class", "PN_class",
+                                   "distance", "c"]
+    np.testing.assert_array_equal(frame[["sl", "sw", "pl", "pw"]].to_numpy(), exp.explanation)
+    for i, changed in enumerate(exp.changes()):
+        moved = np.flatnonzero(np.abs(exp.delta[i]) > 1e-12)
+        assert list(changed) == [["sl", "sw", "pl", "pw"][j] for j in moved]
+
+
+def test_verbose_progress_and_logging(iris, iris_model, capsys, caplog):
+    import logging
+
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PP", max_iterations=20, c_steps=3, verbose=2).fit(X)
+    with caplog.at_level(logging.INFO, logger="skcem"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        cem.explain(X[:2])
+    assert "CEMExplainer" in capsys.readouterr().err  # the progress bar, on stderr
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "c-step 1", "c-step 2", "c-step 3"]
