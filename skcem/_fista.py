@@ -1,14 +1,15 @@
 """The batched FISTA optimizer with a binary search on ``c`` (ALGORITHMS.md, "CEM").
 
-This is the one implementation of the algorithm, for every model kind. Once per iteration it
-asks a gradient backend (see :mod:`skcem._gradients`) one question,
-``evaluate(Z_adv, Z_s, target_onehot, mode, kappa, attack=..., autoencoder=...)``: the class
-probabilities at the new iterates (for the book-keeping) and, at the new slack points (for the
-next step), the gradient of the hinge attack loss (:func:`skcem._attack.attack_loss`) and of
-the auto-encoder term ``||AE(z) - z||^2``, all with respect to the model input ``z``. A
+This is the one implementation of the algorithm, for every model kind and for both
+explainers built on it (CEM and counterfactuals). Once per iteration it asks a gradient backend
+(see :mod:`skcem._gradients`) one question, ``evaluate(Z_adv, Z_s, target_onehot, loss, ...)``:
+the class probabilities at the new iterates (for the book-keeping) and, at the new slack points
+(for the next step), the gradients of ``loss`` (:class:`skcem.costs.HingeAttack` for CEM) and
+of the auto-encoder term ``||AE(z) - z||^2``, with respect to the model input ``z``. A
 black-box backend answers with finite differences, a Keras backend with autodiff in one
-compiled call. All instances of a batch iterate together, each with its own ``c``, bracket and
-bests; the reference runs the same search one instance at a time.
+compiled call. The objective is assembled from the terms of :mod:`skcem.costs`. All instances
+of a batch iterate together, each with its own ``c``, bracket and bests; the reference runs
+the same search one instance at a time.
 """
 
 from dataclasses import dataclass

@@ -13,6 +13,7 @@ from ._base import ExplainerMixin
 from ._explanation import _to_builtin
 from ._gradients import is_keras_model
 from ._param_grads import make_param_gradients
+from ._progress import progress_bar
 from ._validation import is_prefitted
 
 _STABILITY = 1e-7
@@ -97,6 +98,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     input_shape : tuple or None, default=None
         Shape of one instance for a Keras model; inferred from it when None.
     verbose : int, default=0
+        1 shows a progress bar over batches of test instances on stderr.
 
     Attributes
     ----------
@@ -204,18 +206,25 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         train_sq_norms = None
         if self.grads_train_ is not None:
             train_sq_norms = np.einsum("ij,ij->i", self.grads_train_, self.grads_train_)
-        for start in range(0, len(X), self.batch_size):
-            rows = slice(start, start + self.batch_size)
-            test_grads = self._grads(X[rows], y[rows])
-            if self.grads_train_ is not None:
-                scores[rows] = similarity(test_grads, self.grads_train_, self.sim_fn,
-                                          train_sq_norms)
-                continue
-            for t_start in range(0, n_train, self.batch_size):
-                t_rows = slice(t_start, t_start + self.batch_size)
-                train_grads = self._get_gradients()(self.X_train_[t_rows],
-                                                    self.y_train_[t_rows])
-                scores[rows, t_rows] = similarity(test_grads, train_grads, self.sim_fn)
+        starts = range(0, len(X), self.batch_size)
+        bar = progress_bar(len(starts), type(self).__name__, self.verbose >= 1)
+        try:
+            for start in starts:
+                rows = slice(start, start + self.batch_size)
+                test_grads = self._grads(X[rows], y[rows])
+                if self.grads_train_ is not None:
+                    scores[rows] = similarity(test_grads, self.grads_train_, self.sim_fn,
+                                              train_sq_norms)
+                else:
+                    for t_start in range(0, n_train, self.batch_size):
+                        t_rows = slice(t_start, t_start + self.batch_size)
+                        train_grads = self._get_gradients()(self.X_train_[t_rows],
+                                                            self.y_train_[t_rows])
+                        scores[rows, t_rows] = similarity(test_grads, train_grads,
+                                                          self.sim_fn)
+                bar.update(1)
+        finally:
+            bar.close()
         return scores
 
     def _check_X_y(self, X, y):
