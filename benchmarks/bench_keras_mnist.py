@@ -63,6 +63,8 @@ def main():
     parser.add_argument("--n-instances", type=int, default=32)
     parser.add_argument("--modes", default="PN,PP")
     parser.add_argument("--tol", type=float, default=1e-3)
+    parser.add_argument("--momentum", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--early-stopping", choices=["both", "on", "off"], default="both")
     parser.add_argument("--n-iter-no-change", type=int, default=50)
     parser.add_argument("--first", type=int, default=16,
                         help="also print the median L1 of the first FIRST instances, to compare "
@@ -92,8 +94,10 @@ def main():
               f"{'L1 first':>8}")
     print(header)
     print("-" * len(header))
-    runs = [(mode, momentum, tol) for mode in args.modes.split(",")
-            for momentum in (True, False) for tol in (None, args.tol)]
+    choices = {"both": (True, False), "on": (True,), "off": (False,)}
+    stops = choices[args.early_stopping][::-1]  # without early stopping first
+    runs = [(mode, momentum, args.tol if stop else None) for mode in args.modes.split(",")
+            for momentum in choices[args.momentum] for stop in stops]
     for mode, momentum, tol in runs:
         cem = CEMExplainer(cnn, mode=mode, autoencoder=autoencoder, tol=tol,
                            n_iter_no_change=args.n_iter_no_change, momentum=momentum,

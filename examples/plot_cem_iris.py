@@ -12,7 +12,6 @@ import warnings
 import numpy as np
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skcem import CEMExplainer, ExplanationNotFoundWarning

@@ -23,11 +23,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", ExplanationNotFoundWarning)
     pp_scaled = pipe.transform(X[:3])
 pp = pipe.named_steps["scale"].inverse_transform(pp_scaled)
-print("classes:", pipe.named_steps["cem"].estimator_.predict(pipe.named_steps["scale"]
-                                                            .transform(X[:3])))
-print("PP classes:", pipe.named_steps["cem"].estimator_.predict(
-    np.nan_to_num(pp_scaled)))
-print("features kept (not at the background) per instance:",
-      np.sum(np.abs(pp_scaled - np.clip(pipe.named_steps["cem"].no_info_val_,
-                                        *pipe.named_steps["cem"].feature_range_)) > 1e-9,
-             axis=1))
+cem = pipe.named_steps["cem"]
+print("classes:", cem.estimator_.predict(pipe.named_steps["scale"].transform(X[:3])))
+print("PP classes:", cem.estimator_.predict(np.nan_to_num(pp_scaled)))
+background = np.clip(cem.no_info_val_, *cem.feature_range_)
+print("features kept per instance:", np.sum(np.abs(pp_scaled - background) > 1e-9, axis=1))
+print("first PP in the original units:", np.round(pp[0], 2))

@@ -17,8 +17,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     cross-entropy at the target class) for whole batches of instances with the optimizer and
     gradient backends of :class:`CEMExplainer`: numerical gradients for any ``predict_proba``,
     autodiff for Keras models. L1-type distances are handled by a proximal (soft-thresholding)
-    step of ``learning_rate * C``, which makes counterfactuals sparse. Among the iterates that reach the target class, the closest is
-    returned; an instance that never reaches it gets a NaN row (and a warning).
+    step of ``learning_rate * C``, which makes counterfactuals sparse. Among the iterates that
+    reach the target class, the closest is returned; an instance that never reaches it gets a
+    NaN row (and a warning).
 
     Parameters
     ----------

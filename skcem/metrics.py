@@ -47,6 +47,6 @@ def cem_score(explanation, feature_range):
     An instance without an explanation scores 0; a found one scores more the fewer features it
     involves and the smaller its (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
     """
-    per_instance = validity(explanation) * sparsity(explanation) * proximity(explanation,
-                                                                              feature_range)
+    per_instance = (validity(explanation) * sparsity(explanation)
+                    * proximity(explanation, feature_range))
     return float(np.mean(per_instance))

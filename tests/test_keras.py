@@ -213,8 +213,8 @@ def test_keras_similarity_equals_one_at_a_time_tape(cnn, digits_images, sim_fn):
 
     X, y = digits_images
     X_train, y_train, X_test = X[:40], y[:40], X[1300:1304]
-    explainer = GradientSimilarityExplainer(cnn, sim_fn=sim_fn, batch_size=16).fit(X_train,
-                                                                                  y_train)
+    explainer = GradientSimilarityExplainer(cnn, sim_fn=sim_fn, batch_size=16)
+    explainer.fit(X_train, y_train)
     scores = explainer.transform(X_test)
     loss = keras.losses.sparse_categorical_crossentropy
     target = cnn.predict(X_test.reshape(-1, 8, 8, 1), verbose=0).argmax(axis=1)

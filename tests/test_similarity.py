@@ -63,8 +63,8 @@ def _models(digits):
         (MLPClassifier((8,), max_iter=200, random_state=0).fit(X, y), X, y),
         (MLPClassifier((6, 5), activation="tanh", max_iter=200, random_state=0).fit(X, binary),
          X, binary),
-        (MLPRegressor(hidden_layer_sizes=(7,), activation="logistic", max_iter=200, random_state=0).fit(X, y_two),
-         X, y_two),
+        (MLPRegressor(hidden_layer_sizes=(7,), activation="logistic", max_iter=200,
+                      random_state=0).fit(X, y_two), X, y_two),
     ]
 
 
