@@ -46,15 +46,22 @@ class KerasGradients:
             grads = tape.gradient(value, weights, unconnected_gradients="zero")
             return tf.concat([tf.reshape(tf.convert_to_tensor(g), [-1]) for g in grads], 0)
 
-        @tf.function(reduce_retracing=True)
         def batch(x, y):
             x = tf.reshape(x, (-1,) + self.input_shape)
             return tf.vectorized_map(one_example, (x, y))
 
-        self._batch = batch
+        self._batch_fn = batch
+        self._compiled = {}
 
     def __call__(self, X, y):
+        tf = self.tf
         y = np.asarray(y)
         y = y.astype(np.int64) if y.dtype.kind in "iub" else y.astype(np.float32)
-        return self._batch(self.tf.constant(np.asarray(X, np.float32)),
-                           self.tf.constant(y)).numpy()
+        # One trace per kind of target, whatever the batch size (tracing costs seconds).
+        key = (y.dtype.str, y.shape[1:])
+        if key not in self._compiled:
+            signature = [tf.TensorSpec([None, int(np.prod(self.input_shape))], tf.float32),
+                         tf.TensorSpec((None,) + y.shape[1:], tf.as_dtype(y.dtype))]
+            self._compiled[key] = tf.function(self._batch_fn, input_signature=signature)
+        X = np.asarray(X, np.float32).reshape(len(X), -1)
+        return self._compiled[key](tf.constant(X), tf.constant(y)).numpy()
