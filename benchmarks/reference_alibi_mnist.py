@@ -64,6 +64,7 @@ def main():
     parser.add_argument("--weights", required=True)
     parser.add_argument("--mnist", default=os.environ.get("SKCEM_MNIST_DIR"))
     parser.add_argument("--n-instances", type=int, default=5)
+    parser.add_argument("--start", type=int, default=0, help="first row to explain")
     parser.add_argument("--modes", default="PN,PP")
     args = parser.parse_args()
     X = load_images(args.mnist).astype(np.float32)
@@ -76,7 +77,7 @@ def main():
                   no_info_val=-1.0)
         found, l1, l0, ae_err = [], [], [], []
         start = time.perf_counter()
-        for i in range(args.n_instances):
+        for i in range(args.start, args.start + args.n_instances):
             x0 = X[i:i + 1]
             result = cem.explain(x0).data[mode]
             found.append(result is not None)
@@ -92,6 +93,7 @@ def main():
               f"median L1 {np.median(l1) if l1 else np.nan:.2f}, "
               f"median L0 {np.median(l0) if l0 else np.nan:.0f}, "
               f"median AE err {np.median(ae_err) if ae_err else np.nan:.3f}", flush=True)
+        print(f"reference {mode} L1 per instance: {np.round(l1, 3).tolist()}", flush=True)
 
 
 if __name__ == "__main__":
