@@ -4,7 +4,8 @@ import warnings
 
 import numpy as np
 
-from ._cem import CEMExplainer, ExplanationNotFoundWarning
+from ._cem import CEMExplainer
+from ._contrastive import ExplanationNotFoundWarning
 from .metrics import n_changed
 
 

@@ -116,3 +116,17 @@ def test_similarity_unknown_target_column(files):
                   str(folder / "train_target.csv"), "--target", "label", "--data",
                   str(folder / "data.csv"), "--out", str(folder / "s.json"))
     assert result.returncode == 2 and "--target: no column 'label'" in result.stderr
+
+
+def test_demo_prints_the_table_and_writes_the_figure(tmp_path):
+    figure = tmp_path / "demo.png"
+    result = _run("demo", "-n", "2", "--figure", str(figure))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("MLPClassifier(32,) on digits: test accuracy")
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("instance"))
+    rows = [line.split() for line in lines[header + 2:header + 4]]
+    assert [row[0] for row in rows] == ["0", "1"]
+    assert all(row[1] != row[2] for row in rows if row[2] != "-")  # a PN changes the class
+    assert all(row[1] == row[4] for row in rows if row[4] != "-")  # a PP keeps it
+    assert figure.stat().st_size > 5000
