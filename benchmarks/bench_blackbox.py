@@ -57,6 +57,9 @@ def main():
     parser.add_argument("--n-instances", type=int, default=30)
     parser.add_argument("--one-by-one", type=int, default=3,
                         help="instances explained one at a time for the batching speed-up")
+    parser.add_argument("--tol", type=float, default=None,
+                        help="early stopping (CEMExplainer's tol) for every run; default off, "
+                             "the reference's fixed iteration count")
     parser.add_argument("--first", type=int, default=4,
                         help="also print found rate and median L1 of the first FIRST instances, "
                              "to compare with reference_alibi.py --n-instances FIRST")
@@ -72,7 +75,7 @@ def main():
         X_explain = X_test[:args.n_instances]
         for mode in ("PN", "PP"):
             for clip in (100.0, 1000.0):
-                kwargs = dict(params, clip=(-clip, clip))
+                kwargs = dict(params, clip=(-clip, clip), tol=args.tol)
                 exp, seconds = run(model, X_train, X_explain, mode, len(X_explain), **kwargs)
                 _, alone = run(model, X_train, X_explain[:args.one_by_one], mode, 1, **kwargs)
                 rate, rate_alone = len(exp) / seconds, args.one_by_one / alone
