@@ -28,7 +28,10 @@ MOVES_FREELY = "CF"
 
 
 def model_input(adv, x0, background, mode):
-    """What the classifier is shown for the iterate ``adv``."""
+    """What the classifier is shown for the iterate ``adv``; at the best iterate, the answer.
+
+    PN and counterfactual: the iterate itself; PP: the part of ``x0`` that is kept.
+    """
     if mode in ("PN", MOVES_FREELY):
         return adv
     return x0 + (background - adv)  # exactly x0 where adv == background
@@ -37,11 +40,6 @@ def model_input(adv, x0, background, mode):
 def input_sign(mode):
     """Derivative of :func:`model_input` with respect to ``adv`` (element-wise, constant)."""
     return -1.0 if mode == "PP" else 1.0
-
-
-def explanation_from_adv(adv, x0, background, mode):
-    """The returned PN (the iterate itself) or PP (the part of ``x0`` that is kept)."""
-    return model_input(adv, x0, background, mode)
 
 
 def project(candidate, x0, no_info_val, mode):

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._attack import (MOVES_FREELY, explanation_from_adv, input_sign, is_success, model_input,
-                      project)
+from ._attack import MOVES_FREELY, input_sign, is_success, model_input, project
 from .costs import L1, L2, HingeAttack, NegLogLikelihood, one_hot
 
 _C_UPPER_INIT = 1e10
@@ -219,7 +218,7 @@ def solve(backend, problem, settings, progress=None):
             progress(step, c, np.isfinite(bests.dist))
 
     found = np.isfinite(bests.dist)
-    explanation = explanation_from_adv(bests.adv, x0, problem.background, problem.mode)
+    explanation = problem.model_input(bests.adv)
     explanation[~found] = np.nan
     bests.dist[~found] = np.nan
     return CEMResult(explanation=explanation, found=found, distance=bests.dist, best_c=bests.c,
