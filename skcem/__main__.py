@@ -6,6 +6,9 @@
 - ``skcem similarity --model MODEL --train TRAIN.csv --target COLUMN --data DATA.csv -k 5
   --out OUT.csv``: the most similar training rows of each row.
 
+CSV files have a header row; blank lines are skipped. Where the model was fitted on named
+features, the columns are matched to them by name, in any order.
+
 Exit codes: 0 on success, 2 for bad usage or input, with a one-line message on stderr.
 """
 
@@ -24,22 +27,110 @@ class InputError(Exception):
     """Bad input from the command line: reported in one line, exit code 2."""
 
 
-def _read_csv(path, option):
+def _read_table(path, option):
+    """The header and the non-blank rows of a CSV file, as text.
+
+    Parameters
+    ----------
+    path : str or Path
+    option : str
+        The option that named the file, for the messages.
+
+    Returns
+    -------
+    header : list of str
+    rows : list of (int, list of str)
+        The file line of each data row and its cells, one per column of the header.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{option}: no such file: {path}")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    # utf-8-sig: spreadsheet programs save a byte-order mark that would stick to the first name
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     if len(rows) < 2:
         raise InputError(f"{option}: {path} needs a header row and at least one data row")
-    header, body = rows[0], rows[1:]
-    try:
-        values = np.array([[float(v) for v in row] for row in body])
-    except ValueError as exc:
-        raise InputError(f"{option}: {path} must hold numbers only ({exc})") from exc
-    if values.shape[1] != len(header):
-        raise InputError(f"{option}: {path} has rows of another length than its header")
-    return header, values
+    header = rows[0][1]
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise InputError(f"{option}: {path} has duplicate columns {duplicates}")
+    for r, (line, cells) in enumerate(rows[1:], 1):
+        if len(cells) > len(header):
+            raise InputError(f"{option}: {path} row {r} (line {line}) has {len(cells)} cells, "
+                             f"but the header has {len(header)} columns")
+        if len(cells) < len(header):
+            raise InputError(f"{_where(path, option, r, line, header[len(cells)])}: "
+                             "missing value")
+    return header, rows[1:]
+
+
+def _where(path, option, r, line, name):
+    return f"{option}: {path} row {r} (line {line}), column {name!r}"
+
+
+def _numbers(path, option, header, rows, columns):
+    """The cells of ``columns`` (indices into ``header``) as an array of floats."""
+    values = np.empty((len(rows), len(columns)))
+    for r, (line, cells) in enumerate(rows):
+        for j, column in enumerate(columns):
+            try:
+                values[r, j] = float(cells[column])
+            except ValueError:
+                problem = "missing value" if not cells[column].strip() \
+                    else f"not a number: {cells[column]!r}"
+                raise InputError(f"{_where(path, option, r + 1, line, header[column])}: "
+                                 f"{problem}") from None
+    return values
+
+
+def _read_csv(path, option, drop=None):
+    """Read a CSV file of numbers with a header row, without the column ``drop`` if any.
+
+    Returns
+    -------
+    header : list of str
+    values : ndarray of shape (n_rows, len(header))
+    """
+    header, rows = _read_table(path, option)
+    columns = [j for j, name in enumerate(header) if name != drop]
+    return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
+
+
+def _read_train(args, model):
+    """The feature names, features and targets of ``--train`` for ``similarity``."""
+    header, rows = _read_table(args.train, "--train")
+    if args.target not in header:
+        raise InputError(f"--target: no column {args.target!r} in {args.train}")
+    column = header.index(args.target)
+    columns = [j for j in range(len(header)) if j != column]
+    X = _numbers(args.train, "--train", header, rows, columns)
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return [header[j] for j in columns], X, \
+            _numbers(args.train, "--train", header, rows, [column])[:, 0]
+    return [header[j] for j in columns], X, _labels(args, header, rows, np.asarray(classes))
+
+
+def _labels(args, header, rows, classes):
+    """The ``--target`` cells as the model's classes, in their dtype."""
+    column = header.index(args.target)
+    if classes.dtype.kind in "biuf":
+        numbers = _numbers(args.train, "--train", header, rows, [column])[:, 0]
+        with np.errstate(invalid="ignore"):
+            y = numbers.astype(classes.dtype)
+        known = (y == numbers) & np.isin(y, classes)
+    else:
+        # compared before the cast, which would cut labels longer than the classes' width
+        labels = np.array([cells[column] for _, cells in rows])
+        known = np.isin(labels, classes)
+        y = labels.astype(classes.dtype)
+    if not known.all():
+        r = int(np.argmin(known))
+        shown = [_plain(c) for c in classes[:10]] + (["..."] if len(classes) > 10 else [])
+        raise InputError(f"--target: {rows[r][1][column]!r} in {args.train} row {r + 1} "
+                         f"(line {rows[r][0]}) is not one of the model's classes {shown}")
+    return y
 
 
 def _load_model(path):
@@ -74,30 +165,77 @@ def _parse_params(items):
     return params
 
 
-def _check_columns(model, header, option):
-    expected = getattr(model, "feature_names_in_", None)
-    if expected is not None and list(expected) != header:
-        raise InputError(f"{option}: columns {header} do not match the model's features "
-                         f"{list(expected)}")
+def _reorder(header, values, expected, option):
+    """``values`` with its columns named ``header`` put in the order of ``expected``."""
+    if header == expected:
+        return values
+    missing = [name for name in expected if name not in header]
+    extra = [name for name in header if name not in expected]
+    if missing or extra:
+        problems = ([f"missing columns {missing}"] if missing else []) + \
+            ([f"unexpected columns {extra}"] if extra else [])
+        raise InputError(f"{option}: " + ", ".join(problems))
+    return values[:, [header.index(name) for name in expected]]
+
+
+def _model_columns(model, header, values, option):
+    """The header and values of a CSV file in the model's column order, checked against it.
+
+    Columns go by name where the model was fitted on named features, else by position.
+    """
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        names = [str(name) for name in names]
+        return names, _reorder(header, values, names, option)
     n_features = getattr(model, "n_features_in_", None)
     if n_features is not None and n_features != len(header):
         raise InputError(f"{option}: {len(header)} columns, but the model expects "
                          f"{n_features} features")
+    _check_keras_width(model, header, option)
+    return header, values
+
+
+def _check_keras_width(model, header, option):
+    """Check the number of columns against a Keras model's input shape, where it has one."""
+    from ._gradients import is_keras_model
+
+    shape = getattr(model, "input_shape", None) if is_keras_model(model) else None
+    if not isinstance(shape, tuple) or any(dim is None for dim in shape[1:]):
+        return
+    size = int(np.prod(shape[1:]))
+    if size != len(header):
+        raise InputError(f"{option}: {len(header)} columns, but the Keras model's input shape "
+                         f"{tuple(shape[1:])} takes {size} values per row")
+
+
+def _check_out(out):
+    """Check that ``--out`` can be written, before any work is done."""
+    out = Path(out)
+    if out.suffix not in (".json", ".csv"):
+        raise InputError(f"--out: use a .json or .csv file, not {out.name}")
+    existed = out.exists()
+    try:
+        open(out, "a").close()
+    except OSError as exc:
+        raise InputError(f"--out: cannot write {out}: {exc.strerror}") from exc
+    if not existed:
+        out.unlink()
 
 
 def _write(rows, out):
     out = Path(out)
-    if out.suffix == ".json":
-        out.write_text(json.dumps(rows, indent=2))
-    elif out.suffix == ".csv":
+    try:
+        if out.suffix == ".json":
+            out.write_text(json.dumps(rows, indent=2))
+            return
         with open(out, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v
                                  for k, v in row.items()})
-    else:
-        raise InputError(f"--out: use a .json or .csv file, not {out.name}")
+    except OSError as exc:
+        raise InputError(f"--out: cannot write {out}: {exc.strerror}") from exc
 
 
 def _frame(header, values):
@@ -111,14 +249,15 @@ def _frame(header, values):
 def _explain(args):
     from . import CEMExplainer
 
+    _check_out(args.out)
     model = _load_model(args.model)
     if not (hasattr(model, "predict_proba") or callable(model)):
         raise InputError("--model: the model has no predict_proba")
-    header, data = _read_csv(args.data, "--data")
-    train_header, train = _read_csv(args.train, "--train") if args.train else (header, data)
-    _check_columns(model, header, "--data")
-    if train_header != header:
-        raise InputError("--train: its columns differ from --data's")
+    header, data = _model_columns(model, *_read_csv(args.data, "--data"), "--data")
+    train = data
+    if args.train:
+        train_header, train = _model_columns(model, *_read_csv(args.train, "--train"), "--train")
+        train = _reorder(train_header, train, header, "--train")
     params = _parse_params(args.params)
     try:
         cem = CEMExplainer(model, mode=args.mode, verbose=0 if args.quiet else 1, **params)
@@ -143,26 +282,20 @@ def _explain(args):
 def _similarity(args):
     from . import GradientSimilarityExplainer
 
+    _check_out(args.out)
     model = _load_model(args.model)
-    header, train = _read_csv(args.train, "--train")
-    if args.target not in header:
-        raise InputError(f"--target: no column {args.target!r} in {args.train}")
-    column = header.index(args.target)
-    features = [h for h in header if h != args.target]
-    X_train, y_train = np.delete(train, column, axis=1), train[:, column]
-    data_header, data = _read_csv(args.data, "--data")
-    if args.target in data_header:
-        data = np.delete(data, data_header.index(args.target), axis=1)
-        data_header = [h for h in data_header if h != args.target]
-    if data_header != features:
-        raise InputError("--data: its columns differ from --train's features")
-    _check_columns(model, features, "--train")
-    if hasattr(model, "classes_"):
-        y_train = y_train.astype(np.asarray(model.classes_).dtype)
+    features, X_train, y_train = _read_train(args, model)
+    features, X_train = _model_columns(model, features, X_train, "--train")
+    data_header, data = _read_csv(args.data, "--data", drop=args.target)
+    data = _reorder(data_header, data, features, "--data")
     try:
-        explainer = GradientSimilarityExplainer(model, sim_fn=args.sim_fn,
-                                                task=args.task).fit(X_train, y_train)
-        scores, indices = explainer.kneighbors(data, n_neighbors=args.k)
+        with warnings.catch_warnings():
+            # the columns were matched to the model's by name above; the explainer passes
+            # arrays without names to the model
+            warnings.filterwarnings("ignore", "X does not have valid feature names")
+            explainer = GradientSimilarityExplainer(model, sim_fn=args.sim_fn,
+                                                    task=args.task).fit(X_train, y_train)
+            scores, indices = explainer.kneighbors(data, n_neighbors=args.k)
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
     rows = [{"row": i, "neighbors": indices[i].tolist(),

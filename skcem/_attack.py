@@ -60,17 +60,35 @@ def project(candidate, x0, no_info_val, mode):
     return np.where(keep, candidate, x0)
 
 
-def is_success(proba, target, mode, kappa):
+def is_success(proba, target, mode, kappa, pred=None, changed=None):
     """ALGORITHMS.md's success test, with the ``kappa`` margin on the target's probability.
 
-    A counterfactual succeeds when the target class is predicted.
+    A counterfactual succeeds when the target class is predicted. ``pred`` (class indices
+    from the estimator's own ``predict``, when it has one) must agree: an answer is valid by
+    ``predict`` as well as by the probabilities. ``changed`` (per row) rules out answers that
+    leave the instance as it is: those are never explanations.
     """
     rows = np.arange(proba.shape[0])
     shifted = proba.copy()
     if mode == MOVES_FREELY:
-        return np.argmax(proba, axis=1) == target
-    if mode == "PN":
+        ok = np.argmax(proba, axis=1) == target
+        wanted_class = True
+    elif mode == "PN":
         shifted[rows, target] += kappa
-        return np.argmax(shifted, axis=1) != target
-    shifted[rows, target] -= kappa
-    return np.argmax(shifted, axis=1) == target
+        ok = np.argmax(shifted, axis=1) != target
+        wanted_class = False
+    else:
+        shifted[rows, target] -= kappa
+        ok = np.argmax(shifted, axis=1) == target
+        wanted_class = True
+    if pred is not None:
+        ok &= (pred == target) == wanted_class
+    if changed is not None:
+        ok &= changed
+    return ok
+
+
+def requires_change(mode):
+    """Whether an answer equal to the instance is ruled out: the instance itself is no PN or
+    counterfactual (a PP equal to the instance keeps all of it, a legitimate answer)."""
+    return mode in ("PN", MOVES_FREELY)

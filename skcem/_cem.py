@@ -1,12 +1,13 @@
 """CEMExplainer: the Contrastive Explanation Method as a scikit-learn transformer."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ._attack import MODES
-from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer
+from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer, TargetWarning
 from ._fista import SolverSettings
 from ._validation import per_feature
 
@@ -24,8 +25,15 @@ class CEMExplainer(BaseContrastiveExplainer):
 
     Any classifier with ``predict_proba`` (or a plain function returning probabilities) is
     explained through numerical gradients, with numpy only. A Keras 3 model (TensorFlow
-    backend, softmax outputs) is differentiated by autodiff in compiled TensorFlow functions
-    instead; ``X`` stays 2-D and is reshaped to the model's input shape inside.
+    backend) is differentiated by autodiff in compiled TensorFlow functions instead; ``X``
+    stays 2-D and is reshaped to the model's input shape inside. Its outputs may be softmax
+    probabilities, logits (a softmax is applied), or one sigmoid or logit output for two
+    classes (``p = [1 - s, s]``), told apart by the last layer's activation.
+
+    Every explanation reported as found is valid by the estimator's own ``predict`` when it
+    has one (some models' ``predict`` disagrees with the argmax of ``predict_proba``, such as
+    ``SVC(probability=True)``): the success test asks both. An explanation never equals the
+    instance: when ``y`` names a class the model does not predict, that instance gets no PN.
 
     Parameters
     ----------
@@ -36,9 +44,11 @@ class CEMExplainer(BaseContrastiveExplainer):
         is taken as a ``predict_proba`` function.
     mode : {"PN", "PP"}, default="PN"
         Find pertinent negatives or pertinent positives.
-    kappa : float, default=0.0
+    kappa : float in [0, 1), default=0.0
         Margin of the hinge attack term: a PN must push the explained class at least
         ``kappa`` (in probability) below another class, a PP keep it that far above all others.
+        Margins are differences of probabilities (Keras logits are turned into probabilities
+        first), so ``kappa >= 1`` could never be met and is refused.
     beta : float, default=0.1
         Weight of the L1 term: larger values give sparser explanations.
     feature_range : tuple (min, max) or None, default=None
@@ -172,7 +182,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         **SHARED_CONSTRAINTS,
         "estimator": [HasMethods(["predict_proba"]), callable, None],
         "mode": [StrOptions(set(MODES))],
-        "kappa": [Interval(Real, 0, None, closed="left")],
+        "kappa": [Interval(Real, 0, 1, closed="left")],
         "beta": [Interval(Real, 0, None, closed="left")],
         "no_info_val": [Real, "array-like", None],
         "no_info_type": [StrOptions({"median", "mean"})],
@@ -223,15 +233,26 @@ class CEMExplainer(BaseContrastiveExplainer):
             raise ValueError("`gamma` > 0 needs an `autoencoder`; pass one or set gamma=0.")
 
     def _fit_data(self, X):
+        self._fit_mad(X, self.distance == "mad")
         if self.no_info_val is None:
             statistic = np.median if self.no_info_type == "median" else np.mean
             self.no_info_val_ = statistic(X, axis=0)
         else:
             self.no_info_val_ = per_feature(self.no_info_val, X.shape[1], "no_info_val")
 
-    def _targets(self, proba, y):
-        target = proba.argmax(axis=1) if y is None else self._class_indices(y, len(proba))
-        return target, target
+    def _targets(self, predicted, proba, y):
+        if y is None:
+            return predicted, predicted, np.ones(len(predicted), dtype=bool)
+        target = self._class_indices(y, len(predicted))
+        disagree = target != predicted
+        if disagree.any():
+            what = ("they get no PN: the model already predicts another class, so the "
+                    "instance itself would be its trivial PN" if self.mode == "PN" else
+                    "their PP is the part of the instance that the model gives y's class")
+            warnings.warn(f"y differs from the model's prediction for {int(disagree.sum())} of "
+                          f"{len(target)} instances; {what}.", TargetWarning, stacklevel=3)
+        searchable = ~disagree if self.mode == "PN" else np.ones(len(target), dtype=bool)
+        return target, target, searchable
 
     def _problem_settings(self):
         if self.distance == "mad":
@@ -239,7 +260,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         else:
             l1_weight, l2_weight = float(self.beta), 1.0
         return dict(mode=self.mode, no_info_val=self.no_info_val_, kappa=float(self.kappa),
-                    beta=l1_weight, l2_weight=l2_weight, gamma=float(self.gamma))
+                    l1_weight=l1_weight, l2_weight=l2_weight, gamma=float(self.gamma))
 
     def _solver_settings(self):
         return SolverSettings(
@@ -247,21 +268,3 @@ class CEMExplainer(BaseContrastiveExplainer):
             c_init=self.c_init, c_steps=self.c_steps, clip=tuple(map(float, self.clip)),
             update_num_grad=self.update_num_grad, tol=self.tol,
             n_iter_no_change=self.n_iter_no_change, momentum=self.momentum)
-
-    def explain(self, X, y=None):
-        """Find the pertinent negative or positive of each row of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Instances to explain.
-        y : array-like of shape (n_samples,), default=None
-            The class to explain each instance against; defaults to the model's prediction.
-
-        Returns
-        -------
-        explanation : CEMExplanation
-            Explanations, their predictions, the ``found`` mask, distances and final ``c``.
-            Warns with :class:`ExplanationNotFoundWarning` when some instances got none.
-        """
-        return super().explain(X, y)

@@ -14,21 +14,26 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
 from ._base import ExplainerMixin
 from ._explanation import CEMExplanation
 from ._fista import CEMProblem, solve
-from ._gradients import make_backend
+from ._gradients import is_keras_model, make_backend
 from ._progress import logger, progress_bar
-from ._validation import (check_feature_range, check_pair, check_probabilities, feature_mask,
-                          per_feature, resolve_estimator)
+from ._validation import (check_feature_range, check_pair, check_probabilities, class_indices,
+                          feature_mask, is_prefitted, per_feature, resolve_estimator,
+                          validate_float_data)
 from .costs import median_absolute_deviation
 
 
 class ExplanationNotFoundWarning(UserWarning):
     """Some instances got no explanation: their rows are NaN and ``found`` is False."""
+
+
+class TargetWarning(UserWarning):
+    """Some instances are explained against a class that makes their explanation trivial."""
 
 
 SHARED_CONSTRAINTS = {
@@ -47,13 +52,19 @@ SHARED_CONSTRAINTS = {
     "verbose": ["verbose"],
 }
 
+_FLAT_GRADIENT_HINT = (
+    "For {n} of them the model's gradient was exactly zero at every step: its probabilities "
+    "are piecewise constant there (trees, boosting, k-NN), so gradient steps cannot move and "
+    "a larger c_init, c_steps or clip cannot help. A larger finite-difference step (`eps`) "
+    "may, or a model with smooth probabilities.")
 
-def _solve_batch(explainer, x0, target, common, settings, progress=None):
+
+def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None):
     """One batch, in this process or a joblib worker: the result and its model rows."""
     backend = explainer._get_backend()
     rows_before = backend.n_model_rows
-    result = solve(backend, CEMProblem(x0=x0, target=target, **common), settings,
-                   progress=progress)
+    problem = CEMProblem(x0=x0, target=target, searchable=searchable, **common)
+    result = solve(backend, problem, settings, progress=progress)
     return result, backend.n_model_rows - rows_before
 
 
@@ -71,7 +82,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Representative data, typically the training set.
+            Representative data, typically the training set. DataFrame columns are matched
+            by name to a fitted estimator's ``feature_names_in_`` (and put in its order).
         y : array-like of shape (n_samples,), default=None
             Labels; needed only when the classifier must be fitted here (``estimator`` is
             None or not fitted).
@@ -80,30 +92,74 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         -------
         self : object
         """
-        if y is None:
-            X = validate_data(self, X, dtype=np.float64)
-        else:
-            X, y = validate_data(self, X, y, dtype=np.float64)
+        prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
+            if is_prefitted(self.estimator) else None
+        X, y = self._validate(X, y, reset=True, expected_columns=prefitted_names)
         check_pair(self.eps, "eps", positive=True)
         check_pair(self.clip, "clip", increasing=True)
         per_feature(self.eps[1], X.shape[1], "eps")
         self._check_params()
 
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__)
-        self._backend = self._make_backend(X.shape[1])
-        proba = check_probabilities(self._backend.predict_proba(X[:100]), min(X.shape[0], 100))
+        sample = X[:100]
+        self._keras_output = None
+        if is_keras_model(self.estimator_):
+            self._keras_output = self._keras_output_kind(sample)
         classes = getattr(self.estimator_, "classes_", None)
-        self.classes_ = np.arange(proba.shape[1]) if classes is None else np.asarray(classes)
+        self.classes_ = None if classes is None else np.asarray(classes)
+        self._predict_in_search = self._predict_disagrees(X)
+        self._backend = self._make_backend(X.shape[1])
+        proba = check_probabilities(self._backend.predict_proba(sample), sample.shape[0])
+        if self.classes_ is None:
+            self.classes_ = np.arange(proba.shape[1])
+        elif len(self.classes_) != proba.shape[1]:
+            raise ValueError(f"`estimator` has {len(self.classes_)} classes_ but its "
+                             f"predict_proba returns {proba.shape[1]} columns.")
         self.feature_range_ = check_feature_range(self.feature_range, X)
         self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1],
                                             getattr(self, "feature_names_in_", None),
                                             "immutable_features")
-        if self.distance == "mad":
-            self.mad_ = median_absolute_deviation(X)
-        elif hasattr(self, "mad_"):
-            del self.mad_
         self._fit_data(X)
         return self
+
+    def _validate(self, X, y=None, *, reset, expected_columns=None):
+        if y is None:
+            return validate_float_data(self, X, reset=reset,
+                                       expected_columns=expected_columns), None
+        return validate_float_data(self, X, y, reset=reset, expected_columns=expected_columns)
+
+    def _keras_output_kind(self, sample):
+        from ._gradients._keras import import_tensorflow, keras_output_kind, model_input_shape
+
+        import_tensorflow()  # first, for its installation hint
+        shape = self.input_shape or model_input_shape(self.estimator_)
+        if int(np.prod(shape)) != sample.shape[1]:
+            return "probabilities"  # the backend reports the shape mismatch
+        outputs = self.estimator_(sample.reshape((-1,) + tuple(shape)).astype(np.float32),
+                                  training=False)
+        return keras_output_kind(self.estimator_, np.asarray(outputs))
+
+    def _predict_disagrees(self, X):
+        """Whether the estimator's ``predict`` disagrees with the argmax of its probabilities
+        on ``X`` or between rows of different classes (near its decision boundaries): the
+        search then asks ``predict`` at every iteration. The final answers are always
+        checked with ``predict``."""
+        model = self.estimator_
+        if self.classes_ is None or is_keras_model(model) or \
+                not callable(getattr(model, "predict", None)) or \
+                not callable(getattr(model, "predict_proba", None)):
+            return False
+        rng = np.random.default_rng(0)
+        sample = X[rng.choice(len(X), size=min(len(X), 200), replace=False)]
+        first, second = rng.integers(len(sample), size=(2, 100))
+        steps = np.linspace(0.0, 1.0, 11)[:, None, None]
+        probe = np.vstack([sample, (sample[first] + steps * (sample[second] - sample[first]))
+                           .reshape(-1, X.shape[1])])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            proba = np.asarray(model.predict_proba(probe))
+            labels = np.asarray(model.predict(probe))
+        return bool(np.any(self.classes_[proba.argmax(axis=1)] != labels))
 
     def _check_params(self):
         """Checks across parameters, beyond ``_parameter_constraints``."""
@@ -111,9 +167,20 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _fit_data(self, X):
         """What a subclass learns from the data."""
 
+    def _fit_mad(self, X, wanted):
+        """Learn ``mad_`` when the distance is MAD-scaled; drop a stale one otherwise."""
+        if wanted:
+            self.mad_ = median_absolute_deviation(X)
+        elif hasattr(self, "mad_"):
+            del self.mad_
+
     def _make_backend(self, n_features):
         return make_backend(self.estimator_, eps=per_feature(self.eps[1], n_features, "eps"),
-                            autoencoder=self.autoencoder, input_shape=self.input_shape)
+                            n_features=n_features, autoencoder=self.autoencoder,
+                            input_shape=self.input_shape,
+                            output_kind=getattr(self, "_keras_output", None) or "probabilities",
+                            classes=self.classes_,
+                            predict_in_search=getattr(self, "_predict_in_search", False))
 
     def _get_backend(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
@@ -126,19 +193,64 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if labels.shape != (n_samples,):
             raise ValueError(f"`{name}` must have shape ({n_samples},) like X; got "
                              f"{labels.shape}.")
-        index = np.clip(np.searchsorted(self.classes_, labels), 0, len(self.classes_) - 1)
-        unknown = self.classes_[index] != labels
-        if np.any(unknown):
-            raise ValueError(f"`{name}` holds labels the model does not know: "
-                             f"{np.unique(labels[unknown]).tolist()}; classes are "
-                             f"{self.classes_.tolist()}.")
-        return index
+        return class_indices(labels, self.classes_, name)
+
+    def _targets(self, predicted, proba, y):
+        """The class each instance is explained against, the class the search aims at, and
+        which instances are searched at all.
+
+        Parameters
+        ----------
+        predicted : ndarray of int
+            The model's class index of each instance (by its ``predict`` when it has one).
+        proba : ndarray of shape (n_samples, n_classes)
+        y : array-like or None
+            As passed to :meth:`explain`.
+
+        Returns
+        -------
+        explained, target : ndarray of int
+        searchable : ndarray of bool
+            False for instances whose answer would be trivial (the instance itself): they get
+            no explanation.
+        """
+        raise NotImplementedError
+
+    def _problem_settings(self):
+        """The :class:`~skcem._fista.CEMProblem` fields that the subclass decides: ``mode``,
+        ``no_info_val``, ``kappa``, distance weights, ``gamma``."""
+        raise NotImplementedError
+
+    def _solver_settings(self):
+        """The :class:`~skcem._fista.SolverSettings` of the search."""
+        raise NotImplementedError
 
     def explain(self, X, y=None):
+        """Find the explanation of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Instances to explain; DataFrame columns are matched by name.
+        y : array-like of shape (n_samples,), default=None
+            :class:`CEMExplainer`: the class to explain each instance against (default: the
+            model's prediction). :class:`CounterfactualExplainer`: ignored.
+
+        Returns
+        -------
+        explanation : CEMExplanation
+            Explanations, their predictions, the ``found`` mask, distances and final ``c``.
+            Warns with :class:`ExplanationNotFoundWarning` when some instances got none.
+        """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        proba = check_probabilities(self._get_backend().predict_proba(X), X.shape[0])
-        explained, target = self._targets(proba, y)
+        index = getattr(X, "index", None)
+        X, _ = self._validate(X, reset=False)
+        backend = self._get_backend()
+        rows_before = backend.n_model_rows
+        proba = check_probabilities(backend.predict_proba(X), X.shape[0])
+        predicted = backend.predict(X)
+        n_rows = backend.n_model_rows - rows_before
+        explained, target, searchable = self._targets(predicted, proba, y)
         settings = self._solver_settings()
         lower, upper = self.feature_range_
         common = dict(n_classes=len(self.classes_), lower=lower, upper=upper,
@@ -154,36 +266,46 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                        "c-step %d: median c %.4g, %d of %d found", step + 1, np.median(c),
                        int(found.sum()), found.size)
 
-        batches = [(X[i:i + self.batch_size], target[i:i + self.batch_size]) for i in starts]
+        batches = [(X[i:i + self.batch_size], target[i:i + self.batch_size],
+                    searchable[i:i + self.batch_size]) for i in starts]
         try:
             if self.n_jobs in (None, 1) or len(batches) == 1:
-                outcomes = [_solve_batch(self, x0, t, common, settings, report)
-                            for x0, t in batches]
+                outcomes = [_solve_batch(self, x0, t, s, common, settings, report)
+                            for x0, t, s in batches]
             else:
                 # Batches are independent: workers give the same answers as this process.
                 outcomes = []
                 parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
-                for outcome in parallel(delayed(_solve_batch)(self, x0, t, common, settings)
-                                        for x0, t in batches):
+                for outcome in parallel(delayed(_solve_batch)(self, x0, t, s, common, settings)
+                                        for x0, t, s in batches):
                     outcomes.append(outcome)
                     bar.update(settings.c_steps)
         finally:
             bar.close()
         results = [result for result, _ in outcomes]
-        n_rows = sum(rows for _, rows in outcomes)
-        return self._assemble(X, proba, explained, results, common, X.shape[0] + n_rows)
+        n_rows += sum(rows for _, rows in outcomes)
+        return self._assemble(X, index, proba, explained, results, common, n_rows)
 
-    def _assemble(self, X, proba, explained, results, common, n_model_rows):
+    def _assemble(self, X, index, proba, explained, results, common, n_model_rows):
         found = np.concatenate([r.found for r in results])
         explanation_proba = np.concatenate([r.explanation_proba for r in results])
+        explanation_class = np.concatenate([r.explanation_class for r in results])
         explanation_pred = np.full(found.shape, None, dtype=object)
-        explanation_pred[found] = self.classes_[explanation_proba[found].argmax(axis=1)]
+        explanation_pred[found] = self.classes_[explanation_class[found]]
         n_missing = int((~found).sum())
         mode = common["mode"]
         if n_missing:
-            warnings.warn(f"{type(self).__name__} found no {mode} for {n_missing} of "
-                          f"{found.size} instances; their rows are NaN (see `found`). "
-                          f"{self._not_found_hint}", ExplanationNotFoundWarning, stacklevel=3)
+            flat = np.concatenate([r.flat_gradient for r in results]) & ~found
+            rejected = np.concatenate([r.rejected_by_predict for r in results])
+            hint = _FLAT_GRADIENT_HINT.format(n=int(flat.sum())) if flat.any() \
+                else self._not_found_hint
+            if rejected.any():
+                hint += (f" For {int(rejected.sum())} of them the estimator's predict "
+                         "disagreed with its predict_proba at the best answer.")
+            message = (f"{type(self).__name__} found no {mode} for {n_missing} of "
+                       f"{found.size} instances; their rows are NaN (see `found`). {hint}")
+            logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
+            warnings.warn(message, ExplanationNotFoundWarning, stacklevel=3)
         names = getattr(self, "feature_names_in_", None)
         return CEMExplanation(
             mode=mode, X=X, X_pred=self.classes_[explained], X_proba=proba,
@@ -193,7 +315,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             c=np.concatenate([r.best_c for r in results]),
             background=np.clip(common["no_info_val"], common["lower"], common["upper"]),
             classes=self.classes_, feature_names=None if names is None else list(names),
-            input_shape=getattr(self._backend, "input_shape", None),
+            input_shape=getattr(self._backend, "input_shape", None), index=index,
             meta={"n_model_rows": n_model_rows,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
 
@@ -238,5 +360,5 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.required = self.estimator is None
+        tags.target_tags.required = not is_prefitted(self.estimator)
         return tags

@@ -1,12 +1,13 @@
 """CounterfactualExplainer: the closest instance of another class (ceml's regularized cost)."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ._attack import MOVES_FREELY
-from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer
+from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer, TargetWarning
 from ._fista import SolverSettings
 
 
@@ -21,6 +22,15 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     reach the target class, the closest is returned; an instance that never reaches it gets a
     NaN row (and a warning).
 
+    A fixed ``C`` cannot suit every scale of data (on standardised features a ``C`` of 1 may
+    pin every feature), so the weight of the cross-entropy, ``c`` (1 in ceml's cost), is
+    searched as :class:`CEMExplainer` searches its ``c``: multiplied by 10 while no
+    counterfactual is found, then bisected towards the smallest weight that still finds one
+    (the closest counterfactuals), for ``c_steps`` values. ``c_steps=1`` is ceml's cost as it
+    is. The reported ``distance`` is the plain distance of the change, never weighted by
+    ``C`` or ``c``. Instances already of their target class get no counterfactual (a warning
+    says how many): the instance itself would be the trivial answer.
+
     Parameters
     ----------
     estimator : object, callable or None, default=None
@@ -34,6 +44,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         median absolute deviation (learned by ``fit``).
     C : float, default=1.0
         Weight of the distance against the cross-entropy.
+    c_steps : int, default=5
+        Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
     immutable_features : array-like or None, default=None
         Features that never change: indices, a boolean mask, or names (DataFrame input).
     feature_range : tuple (min, max) or None, default=None
@@ -71,11 +83,12 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         "target_class": [StrOptions({"other"}), Integral, str, "array-like"],
         "distance": [StrOptions({"l1", "l2", "mad"})],
         "C": [Interval(Real, 0, None, closed="left")],
+        "c_steps": [Interval(Integral, 1, None, closed="left")],
     }
     _not_found_hint = "Try a smaller C, more max_iterations or a larger learning_rate_init."
 
     def __init__(self, estimator=None, *, target_class="other", distance="l1", C=1.0,
-                 immutable_features=None, feature_range=None, input_shape=None,
+                 c_steps=5, immutable_features=None, feature_range=None, input_shape=None,
                  learning_rate_init=1e-2, max_iterations=1000, eps=(1e-3, 1e-3),
                  clip=(-100.0, 100.0), update_num_grad=1, tol=None, n_iter_no_change=50,
                  batch_size=64, n_jobs=None,
@@ -84,6 +97,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.target_class = target_class
         self.distance = distance
         self.C = C
+        self.c_steps = c_steps
         self.immutable_features = immutable_features
         self.feature_range = feature_range
         self.input_shape = input_shape
@@ -98,50 +112,39 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
-    def _targets(self, proba, y):
-        predicted = proba.argmax(axis=1)
+    def _fit_data(self, X):
+        self._fit_mad(X, self.distance == "mad")
+
+    def _targets(self, predicted, proba, y):
         if isinstance(self.target_class, str) and self.target_class == "other":
             others = proba.copy()
             others[np.arange(len(proba)), predicted] = -np.inf
-            return predicted, others.argmax(axis=1)
+            return predicted, others.argmax(axis=1), np.ones(len(predicted), dtype=bool)
         labels = self.target_class
         if np.ndim(labels) == 0:
-            labels = np.full(len(proba), labels, dtype=np.asarray(self.classes_).dtype)
-        return predicted, self._class_indices(labels, len(proba), name="target_class")
+            labels = np.full(len(proba), labels, dtype=object)
+        target = self._class_indices(labels, len(proba), name="target_class")
+        already = target == predicted
+        if already.any():
+            warnings.warn(f"{int(already.sum())} of {len(target)} instances are already of "
+                          "their `target_class`: they get no counterfactual.", TargetWarning,
+                          stacklevel=3)
+        return predicted, target, ~already
 
     def _problem_settings(self):
-        n_features = self.n_features_in_
-        zeros = np.zeros(n_features)
         if self.distance == "l2":
-            l1_weight, l2_weight = 0.0, float(self.C)
+            l1_weight, l2_weight = 0.0, 1.0
         elif self.distance == "mad":
-            l1_weight, l2_weight = self.C / self.mad_, 0.0
+            l1_weight, l2_weight = 1.0 / self.mad_, 0.0
         else:
-            l1_weight, l2_weight = float(self.C), 0.0
-        return dict(mode=MOVES_FREELY, no_info_val=zeros, kappa=0.0, beta=l1_weight,
-                    l2_weight=l2_weight)
+            l1_weight, l2_weight = 1.0, 0.0
+        return dict(mode=MOVES_FREELY, no_info_val=np.zeros(self.n_features_in_), kappa=0.0,
+                    l1_weight=l1_weight, l2_weight=l2_weight, distance_weight=float(self.C))
 
     def _solver_settings(self):
-        # ceml's cost has a fixed weight: one "c" of 1 on the cross-entropy, no search on it.
+        # ceml's cost is c = 1 on the cross-entropy; the search starts there.
         return SolverSettings(
             learning_rate_init=self.learning_rate_init, max_iterations=self.max_iterations,
-            c_init=1.0, c_steps=1, clip=tuple(map(float, self.clip)),
+            c_init=1.0, c_steps=self.c_steps, clip=tuple(map(float, self.clip)),
             update_num_grad=self.update_num_grad, tol=self.tol,
             n_iter_no_change=self.n_iter_no_change, momentum=True, threshold_times_lr=True)
-
-    def explain(self, X, y=None):
-        """Find a counterfactual for each row of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored; the target classes come from ``target_class``.
-
-        Returns
-        -------
-        explanation : CEMExplanation
-            With ``mode="CF"``: the counterfactuals, their classes, the ``found`` mask and
-            distances; ``X_pred`` holds the original predictions.
-        """
-        return super().explain(X)

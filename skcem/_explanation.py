@@ -25,6 +25,12 @@ def _to_builtin(value):
     return value
 
 
+def _index_to_builtin(index):
+    if index is None:
+        return None
+    return [v if isinstance(v, (int, float, str)) else str(v) for v in _to_builtin(list(index))]
+
+
 @dataclass
 class CEMExplanation:
     """Pertinent negatives or positives of a batch of instances, with their diagnostics.
@@ -50,8 +56,11 @@ class CEMExplanation:
     explanation_proba : ndarray of shape (n_samples, n_classes)
     found : ndarray of bool, shape (n_samples,)
     distance : ndarray of shape (n_samples,)
-        The elastic-net distance the search minimised, ``||d||_2^2 + beta * ||d||_1`` of the
-        perturbation ``d``.
+        The explainer's distance of the perturbation ``d`` (see :attr:`perturbation`), as its
+        ``distance`` parameter defines it and never weighted by ``c`` or ``C``:
+        :class:`CEMExplainer`'s elastic net ``||d||_2^2 + beta * ||d||_1`` (each term in MAD
+        units with ``distance="mad"``), :class:`CounterfactualExplainer`'s ``||d||_1``,
+        ``||d||_2^2`` or MAD-scaled ``||d||_1``.
     c : ndarray of shape (n_samples,)
         The attack-term weight at which the returned explanation was found.
     background : ndarray of shape (n_features,)
@@ -62,6 +71,10 @@ class CEMExplanation:
     feature_names : list of str or None
     input_shape : tuple or None
         The shape of one instance as the model sees it (images), for :meth:`as_images`.
+    index : pandas.Index or None
+        The index of the explained DataFrame, kept by :meth:`to_frame`.
+    meta : dict
+        Diagnostics: ``n_model_rows`` (rows sent to the model) and ``n_iterations``.
     """
 
     mode: str
@@ -78,6 +91,7 @@ class CEMExplanation:
     classes: np.ndarray | None = None
     feature_names: list | None = None
     input_shape: tuple | None = None
+    index: object = None
     meta: dict = field(default_factory=dict)
 
     def __len__(self):
@@ -133,7 +147,8 @@ class CEMExplanation:
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
-        ``distance`` and ``c``. Needs pandas.
+        ``distance`` and ``c``. Needs pandas. The index is the explained DataFrame's, so that
+        ``X.join(explanation.to_frame(), rsuffix="_explained")`` lines rows up.
         """
         try:
             import pandas as pd
@@ -141,7 +156,7 @@ class CEMExplanation:
             raise ImportError("CEMExplanation.to_frame needs pandas: `pip install pandas`.") \
                 from exc
         names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
-        frame = pd.DataFrame(self.explanation, columns=names)
+        frame = pd.DataFrame(self.explanation, columns=names, index=self.index)
         frame["found"] = self.found
         frame["class"] = self.X_pred
         frame[f"{self.mode}_class"] = self.explanation_pred
@@ -151,7 +166,8 @@ class CEMExplanation:
 
     def to_dict(self):
         """A dict of plain Python values (lists, floats, None for NaN): ready for ``json``."""
-        return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)
+                if f.name != "index"} | {"index": _index_to_builtin(self.index)}
 
     def to_json(self, **kwargs):
         """The explanation as a JSON string (see :meth:`to_dict`)."""

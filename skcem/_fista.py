@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._attack import MOVES_FREELY, input_sign, is_success, model_input, project
+from ._attack import MOVES_FREELY, input_sign, is_success, model_input, project, requires_change
 from .costs import L1, L2, HingeAttack, NegLogLikelihood, one_hot
 
 _C_UPPER_INIT = 1e10
@@ -28,7 +28,13 @@ _C_BRACKET_RTOL = 0.05
 
 @dataclass(frozen=True)
 class CEMProblem:
-    """The constants of one batch: everything the optimizer needs besides the backend."""
+    """The constants of one batch: everything the optimizer needs besides the backend.
+
+    The distance to ``x0`` is ``l2_weight * ||d||_2^2 + l1_weight * ||d||_1`` (weights scalar
+    or per feature); it enters the objective times ``distance_weight`` (a counterfactual's
+    ``C``; 1 for CEM, whose weight ``c`` is on the attack term). ``searchable`` marks the
+    instances that are searched at all (None: all).
+    """
 
     x0: np.ndarray
     target: np.ndarray
@@ -38,10 +44,12 @@ class CEMProblem:
     lower: np.ndarray
     upper: np.ndarray
     kappa: float
-    beta: float | np.ndarray
+    l1_weight: float | np.ndarray
     gamma: float = 0.0
     mutable: np.ndarray | None = None
     l2_weight: float | np.ndarray = 1.0
+    distance_weight: float = 1.0
+    searchable: np.ndarray | None = None
 
     @property
     def attack(self):
@@ -93,14 +101,23 @@ class SolverSettings:
 
 @dataclass
 class CEMResult:
-    """Per-instance outcome of the search; rows without a success hold NaN."""
+    """Per-instance outcome of the search; rows without a success hold NaN.
+
+    ``explanation_class`` holds class indices (-1 where nothing was found); ``flat_gradient``
+    marks instances whose attack gradient was exactly zero at every evaluation (a piecewise
+    constant model, for which gradient steps cannot move); ``rejected_by_predict`` those
+    whose best answer the estimator's ``predict`` put in another class than its probabilities.
+    """
 
     explanation: np.ndarray
     found: np.ndarray
     distance: np.ndarray
     best_c: np.ndarray
     explanation_proba: np.ndarray
+    explanation_class: np.ndarray
     n_iterations: np.ndarray
+    flat_gradient: np.ndarray
+    rejected_by_predict: np.ndarray
 
 
 def _rows(value, rows):
@@ -118,15 +135,16 @@ def shrink(adv_s, x0, beta, lower, upper):
     return np.where(diff > beta, up, np.where(diff < -beta, down, x0))
 
 
-def elastic_distance(adv, x0, beta, l2_weight=1.0):
-    """``||adv - x0||^2 + beta * ||adv - x0||_1``, each term with scalar or per-feature weights."""
-    return L2(x0, weights=l2_weight).value(adv) + L1(x0, weights=beta).value(adv)
+def elastic_distance(adv, x0, l1_weight, l2_weight=1.0):
+    """``l2_weight * ||adv - x0||^2 + l1_weight * ||adv - x0||_1`` (scalar or per-feature)."""
+    return L2(x0, weights=l2_weight).value(adv) + L1(x0, weights=l1_weight).value(adv)
 
 
 def objective(problem, adv, proba, ae_loss, c, rows):
     """Full objective at ``adv``: attack, elastic net and (optionally) the auto-encoder term."""
     loss = problem.attack.value(proba, problem.target_onehot(rows))
-    value = c * loss + elastic_distance(adv, problem.x0[rows], problem.beta, problem.l2_weight)
+    distance = elastic_distance(adv, problem.x0[rows], problem.l1_weight, problem.l2_weight)
+    value = c * loss + problem.distance_weight * distance
     if ae_loss is not None:
         value = value + problem.gamma * ae_loss
     return value
@@ -150,26 +168,34 @@ class _Bests:
         self.adv = x0.copy()
         self.c = np.full(n, np.nan)
         self.proba = np.full((n, n_classes), np.nan)
+        self.pred = np.full(n, -1)
 
-    def update(self, rows, success, dist, adv, c, proba):
+    def update(self, rows, success, dist, adv, c, proba, pred):
         better = success & (dist < self.dist[rows])
         improved = rows[better]
         self.dist[improved] = dist[better]
         self.adv[improved] = adv[better]
         self.c[improved] = c[better]
         self.proba[improved] = proba[better]
+        self.pred[improved] = pred[better]
 
 
 def _evaluate(backend, problem, adv, adv_s, rows, attack, objective=False):
-    """Ask the backend, and turn its gradients with respect to ``z`` into ones w.r.t. ``a``."""
+    """Ask the backend; its gradients with respect to ``z`` become ones w.r.t. ``a``.
+
+    Returns the backend's :class:`~skcem._gradients._base.Evaluation`, with
+    ``pred_adv`` always set (the argmax of the probabilities where the backend has none).
+    """
     answer = backend.evaluate(problem.model_input(adv, rows), problem.model_input(adv_s, rows),
                               problem.target_onehot(rows), problem.attack, attack=attack,
                               autoencoder=problem.gamma > 0,
                               autoencoder_at_adv=objective and problem.gamma > 0)
     sign = input_sign(problem.mode)
-    attack_grad = None if answer.attack_grad is None else sign * answer.attack_grad
-    ae_grad = None if answer.ae_grad is None else sign * answer.ae_grad
-    return answer.proba_adv, attack_grad, ae_grad, answer.ae_loss_adv
+    if answer.attack_grad is not None:
+        answer.attack_grad = sign * answer.attack_grad
+    if answer.ae_grad is not None:
+        answer.ae_grad = sign * answer.ae_grad
+    return answer
 
 
 def solve(backend, problem, settings, progress=None):
@@ -196,10 +222,12 @@ def solve(backend, problem, settings, progress=None):
     upper_c = np.full(n, _C_UPPER_INIT)
     bests = _Bests(x0, problem.n_classes)
     n_iterations = np.zeros(n, dtype=int)
-    searching = np.ones(n, dtype=bool)
+    searching = np.ones(n, dtype=bool) if problem.searchable is None \
+        else problem.searchable.copy()
     # Every c-step starts at x0 (immutable features pinned): its gradients are computed once.
     initial = problem.pinned()
     start = _evaluate(backend, problem, initial, initial, all_rows, attack=True)
+    moved = np.any(start.attack_grad != 0, axis=1)
 
     for step in range(settings.c_steps):
         rows = all_rows[searching]
@@ -208,7 +236,7 @@ def solve(backend, problem, settings, progress=None):
                 progress(step, c, np.isfinite(bests.dist))
             continue
         succeeded = _solve_for_c(backend, problem, settings, rows, c[rows], start, bests,
-                                 n_iterations)
+                                 n_iterations, moved)
         c[rows], lower_c[rows], upper_c[rows] = update_c(c[rows], lower_c[rows], upper_c[rows],
                                                          succeeded)
         if settings.tol is not None:
@@ -217,84 +245,138 @@ def solve(backend, problem, settings, progress=None):
         if progress is not None:
             progress(step, c, np.isfinite(bests.dist))
 
-    found = np.isfinite(bests.dist)
     explanation = problem.model_input(bests.adv)
+    found, rejected = _check_with_predict(backend, problem, explanation, bests)
     explanation[~found] = np.nan
     bests.dist[~found] = np.nan
+    bests.c[~found] = np.nan
+    bests.pred[~found] = -1
     return CEMResult(explanation=explanation, found=found, distance=bests.dist, best_c=bests.c,
-                     explanation_proba=bests.proba, n_iterations=n_iterations)
+                     explanation_proba=bests.proba, explanation_class=bests.pred,
+                     n_iterations=n_iterations, flat_gradient=~moved,
+                     rejected_by_predict=rejected)
 
 
-def _subset(value, rows):
-    return None if value is None else value[rows]
+def _check_with_predict(backend, problem, explanation, bests):
+    """The final answers' classes by the estimator's ``predict``: disagreement is no success.
+
+    Returns the ``found`` mask and the mask of answers that ``predict`` rejected.
+    """
+    found = np.isfinite(bests.dist)
+    rejected = np.zeros_like(found)
+    if found.any():
+        pred = backend.predict(explanation[found])
+        valid = is_success(bests.proba[found], problem.target[found], problem.mode,
+                           problem.kappa, pred=pred)
+        bests.pred[found] = pred
+        rejected[found] = ~valid
+        found &= ~rejected
+    return found, rejected
 
 
-def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations):
-    """Inner FISTA loop for one value of ``c`` per instance; updates ``bests`` in place."""
-    x0 = problem.x0[rows]
-    no_info_val = _rows(problem.no_info_val, rows)
-    lower, upper = _rows(problem.lower, rows), _rows(problem.upper, rows)
+def _fista_step(problem, settings, k, c, gradients, state, active):
+    """One shrinkage-thresholding step and its momentum for the ``active`` positions.
+
+    ``state`` holds the iterates ``adv``, the slack points ``adv_s`` and the ``pinned``
+    values of the c-step's instances; it is updated in place.
+    """
+    lr = settings.learning_rate_init * (1 - k / settings.max_iterations) ** 0.5
+    x0, v = state["x0"][active], _rows(state["no_info_val"], active)
+    adv, adv_s = state["adv"], state["adv_s"]
+    regularizer = problem.distance_weight * L2(x0, weights=problem.l2_weight).gradient(
+        adv_s[active])
+    if gradients["ae"] is not None:
+        regularizer += problem.gamma * gradients["ae"][active]
+    # Clipped term by term, as the reference does for black-box models.
+    grad = (np.clip(c[active, None] * gradients["attack"][active], *settings.clip)
+            + np.clip(regularizer, *settings.clip))
+    if problem.mutable is not None:
+        grad *= problem.mutable
+    threshold = problem.distance_weight * problem.l1_weight
+    if settings.threshold_times_lr:
+        threshold = lr * threshold
+    new_adv = project(shrink(adv_s[active] - lr * grad, x0, threshold,
+                             _rows(state["lower"], active), _rows(state["upper"], active)),
+                      x0, v, problem.mode)
+    momentum = (k + 1) / (k + 4) if settings.momentum else 0.0
+    new_s = project(new_adv + momentum * (new_adv - adv[active]), x0, v, problem.mode)
+    if problem.mutable is not None:  # masked shrinkage: immutable features stay pinned
+        new_adv = np.where(problem.mutable, new_adv, state["pinned"][active])
+        new_s = np.where(problem.mutable, new_s, state["pinned"][active])
+    adv_s[active] = new_s
+    adv[active] = new_adv
+
+
+def _record(problem, answer, rows, x0, adv, c, bests):
+    """Success test of the new iterates; the best successes are kept in ``bests``."""
+    pred = answer.proba_adv.argmax(axis=1) if answer.pred_adv is None else answer.pred_adv
+    changed = np.any(adv != x0, axis=1) if requires_change(problem.mode) else None
+    ok = is_success(answer.proba_adv, problem.target[rows], problem.mode, problem.kappa,
+                    pred=answer.pred_adv, changed=changed)
+    dist = elastic_distance(adv, x0, problem.l1_weight, problem.l2_weight)
+    bests.update(rows, ok, dist, adv, c, answer.proba_adv, pred)
+    return ok
+
+
+def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations, moved):
+    """Inner FISTA loop for one value of ``c`` per instance; updates ``bests`` in place.
+
+    ``moved`` (per instance of the batch) becomes True once an attack gradient is non-zero.
+    """
     pinned = problem.pinned(rows)
-    adv = pinned.copy()
-    adv_s = pinned.copy()
-    _, attack_grad, ae_grad, _ = (_subset(part, rows) for part in start)
+    state = dict(x0=problem.x0[rows], no_info_val=_rows(problem.no_info_val, rows),
+                 lower=_rows(problem.lower, rows), upper=_rows(problem.upper, rows),
+                 pinned=pinned, adv=pinned.copy(), adv_s=pinned.copy())
+    gradients = {"attack": start.attack_grad[rows],
+                 "ae": None if start.ae_grad is None else start.ae_grad[rows]}
     succeeded = np.zeros(rows.size, dtype=bool)
     # Positions (within ``rows``) still iterating; early stopping shrinks this set, and with
     # it the rows sent to the model.
     active = np.arange(rows.size)
-    # Early stopping ends a c-step for an instance whose objective has stalled before any
-    # success. One that has succeeded runs the whole learning-rate schedule: its best answer
-    # comes at the end, when the decayed steps let the shrinkage make it sparse.
-    best_objective = np.full(rows.size, np.inf)
-    stalled = np.zeros(rows.size, dtype=int)
+    stopping = _EarlyStopping(settings, rows.size) if settings.tol is not None else None
 
     for k in range(settings.max_iterations):
-        lr = settings.learning_rate_init * (1 - k / settings.max_iterations) ** 0.5
+        _fista_step(problem, settings, k, c, gradients, state, active)
         act_rows = rows[active]
-        x0_a, v_a = x0[active], _rows(no_info_val, active)
-        regularizer = L2(x0_a, weights=problem.l2_weight).gradient(adv_s[active])
-        if ae_grad is not None:
-            regularizer += problem.gamma * ae_grad[active]
-        # Clipped term by term, as the reference does for black-box models.
-        grad = (np.clip(c[active, None] * attack_grad[active], *settings.clip)
-                + np.clip(regularizer, *settings.clip))
-        if problem.mutable is not None:
-            grad *= problem.mutable
-        threshold = lr * problem.beta if settings.threshold_times_lr else problem.beta
-        new_adv = project(shrink(adv_s[active] - lr * grad, x0_a, threshold,
-                                 _rows(lower, active), _rows(upper, active)),
-                          x0_a, v_a, problem.mode)
-        momentum = (k + 1) / (k + 4) if settings.momentum else 0.0
-        new_s = project(new_adv + momentum * (new_adv - adv[active]), x0_a, v_a, problem.mode)
-        if problem.mutable is not None:  # masked shrinkage: immutable features stay pinned
-            new_adv = np.where(problem.mutable, new_adv, pinned[active])
-            new_s = np.where(problem.mutable, new_s, pinned[active])
-        adv_s[active] = new_s
-        adv[active] = new_adv
-
+        new_adv = state["adv"][active]
         refresh = (k + 1) % settings.update_num_grad == 0
-        proba_adv, new_attack_grad, new_ae_grad, ae_loss_adv = _evaluate(
-            backend, problem, new_adv, adv_s[active], act_rows, attack=refresh,
-            objective=settings.tol is not None)
+        answer = _evaluate(backend, problem, new_adv, state["adv_s"][active], act_rows,
+                           attack=refresh, objective=stopping is not None)
         if refresh:
-            attack_grad[active] = new_attack_grad
-        if ae_grad is not None:
-            ae_grad[active] = new_ae_grad
-
-        ok = is_success(proba_adv, problem.target[act_rows], problem.mode, problem.kappa)
-        succeeded[active] |= ok
-        dist = elastic_distance(new_adv, x0_a, problem.beta, problem.l2_weight)
-        bests.update(act_rows, ok, dist, new_adv, c[active], proba_adv)
+            gradients["attack"][active] = answer.attack_grad
+            moved[act_rows] |= np.any(answer.attack_grad != 0, axis=1)
+        if gradients["ae"] is not None:
+            gradients["ae"][active] = answer.ae_grad
+        succeeded[active] |= _record(problem, answer, act_rows, state["x0"][active], new_adv,
+                                     c[active], bests)
         n_iterations[act_rows] += 1
-
-        if settings.tol is not None:
-            value = objective(problem, new_adv, proba_adv, ae_loss_adv, c[active], act_rows)
-            previous = best_objective[active]
-            with np.errstate(invalid="ignore"):  # inf - inf on the first iteration
-                progressed = ~(value >= previous - settings.tol * np.abs(previous))
-            best_objective[active] = np.minimum(previous, value)
-            stalled[active] = np.where(progressed | succeeded[active], 0, stalled[active] + 1)
-            active = active[stalled[active] < settings.n_iter_no_change]
+        if stopping is not None:
+            value = objective(problem, new_adv, answer.proba_adv, answer.ae_loss_adv, c[active],
+                              act_rows)
+            active = stopping.still_active(active, value, succeeded)
             if active.size == 0:
                 break
     return succeeded
+
+
+class _EarlyStopping:
+    """Ends a c-step for an instance whose objective has stalled before any success.
+
+    One that has succeeded runs the whole learning-rate schedule: its best answer comes at
+    the end, when the decayed steps let the shrinkage make it sparse.
+    """
+
+    def __init__(self, settings, n):
+        self.tol = settings.tol
+        self.patience = settings.n_iter_no_change
+        self.best_objective = np.full(n, np.inf)
+        self.stalled = np.zeros(n, dtype=int)
+
+    def still_active(self, active, value, succeeded):
+        previous = self.best_objective[active]
+        with np.errstate(invalid="ignore"):  # inf - inf on the first iteration
+            progressed = ~(value >= previous - self.tol * np.abs(previous))
+        self.best_objective[active] = np.minimum(previous, value)
+        self.stalled[active] = np.where(progressed | succeeded[active], 0,
+                                        self.stalled[active] + 1)
+        return active[self.stalled[active] < self.patience]

@@ -4,14 +4,33 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._gradients import is_keras_model
+
+# A target with more distinct values than this share of its rows (and more than
+# _MAX_CLASSES_ALWAYS_ACCEPTED) looks like a regression target, not class labels.
+_MAX_CLASS_SHARE = 0.2
+_MAX_CLASSES_ALWAYS_ACCEPTED = 20
 
 
 def default_classifier():
     """The model fitted when ``estimator=None``."""
     return LogisticRegression(max_iter=1000)
+
+
+def check_classification_target(y, owner):
+    """Refuse a continuous or regression-like ``y`` for the default classifier."""
+    kind = type_of_target(y, input_name="y")
+    n_classes = np.unique(y).size if kind in ("binary", "multiclass") else 0
+    looks_continuous = kind.startswith("continuous") or (
+        n_classes > _MAX_CLASSES_ALWAYS_ACCEPTED and n_classes > _MAX_CLASS_SHARE * len(y))
+    if looks_continuous:
+        detail = f"{n_classes} distinct values in {len(y)} rows" if n_classes else kind
+        raise ValueError(f"{owner} fits a classifier on (X, y) when `estimator` is None, but y "
+                         f"looks like a regression target ({detail}). Pass class labels, or a "
+                         "fitted classifier as `estimator`.")
 
 
 def is_prefitted(estimator):
@@ -29,22 +48,137 @@ def is_prefitted(estimator):
     return True
 
 
-def resolve_estimator(estimator, X, y, owner):
+def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=None):
     """Return a fitted model: used as is when fitted, else cloned and fitted on ``(X, y)``.
 
     Like ``SelectFromModel``'s prefit handling, but decided by the estimator's fitted state.
-    Plain callables and objects that are not scikit-learn estimators are used as given.
+    Plain callables and objects that are not scikit-learn estimators are used as given. A
+    ``y`` given with a fitted classifier must hold only its classes: it is not used, and a
+    mismatch means the model is not the one the user thinks.
+
+    Parameters
+    ----------
+    estimator : object, callable or None
+    X, y : array-like
+    owner : str
+        The explainer's name, for error messages.
+    default : callable, default=default_classifier
+        Makes the model fitted when ``estimator`` is None.
+    check : callable or None
+        Called with the (unfitted) estimator before fitting, to refuse unsupported models
+        before the work of fitting them.
     """
     if is_prefitted(estimator):
+        classes = getattr(estimator, "classes_", None)
+        if y is not None and classes is not None and not hasattr(estimator, "n_outputs_"):
+            unknown = np.setdiff1d(np.unique(np.asarray(y)), np.asarray(classes))
+            if unknown.size:
+                raise ValueError(
+                    f"y holds labels that the fitted `estimator` does not know: "
+                    f"{unknown.tolist()[:10]}; its classes are {np.asarray(classes).tolist()}. "
+                    "A fitted estimator is explained as it is; y is not used to refit it.")
         return estimator
-    estimator = default_classifier() if estimator is None else clone(estimator)
     if y is None:
         raise ValueError(
             f"{owner} requires y to be passed, but the target y is None: `estimator` is None "
             "or not fitted, so it is fitted on (X, y) here. Pass y, or pass an already fitted "
             "classifier as `estimator`."
         )
+    if estimator is None:
+        estimator = default()
+        if getattr(estimator, "_estimator_type", None) == "classifier" or \
+                hasattr(estimator, "predict_proba"):
+            check_classification_target(y, owner)
+    else:
+        estimator = clone(estimator)
+    if check is not None:
+        check(estimator)
     return estimator.fit(X, y)
+
+
+def check_numeric(X, owner):
+    """Name the first column of ``X`` that does not hold numbers (before ``validate_data``)."""
+    columns = getattr(X, "columns", None)
+    if columns is not None:
+        for name in columns:
+            column = X[name]
+            if column.dtype.kind not in "biuf":
+                value = next((v for v in column if not _is_number(v)), None)
+                if value is not None:
+                    raise ValueError(f"X column {name!r} holds non-numeric values such as "
+                                     f"{value!r}; {owner} explains numeric features only "
+                                     "(encode it as numbers first).") from None
+        return
+    array = np.asarray(X)
+    if array.dtype.kind in "OUS" and array.ndim == 2:
+        for j in range(array.shape[1]):
+            bad = [v for v in array[:, j] if not _is_number(v)]
+            if bad:
+                raise ValueError(f"X column {j} holds non-numeric values such as {bad[0]!r}; "
+                                 f"{owner} explains numeric features only.")
+
+
+def _is_number(value):
+    """False only for text that is not a number; other objects are left to ``validate_data``."""
+    if not isinstance(value, (str, bytes)):
+        return True
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def align_columns(X, expected, name="X"):
+    """``X`` with its columns in the order of ``expected`` when it is a DataFrame.
+
+    Columns are matched by name, so that a model never sees permuted features; a clear error
+    names missing and unexpected columns.
+    """
+    columns = getattr(X, "columns", None)
+    if columns is None or expected is None:
+        return X
+    given = [str(c) for c in columns]
+    expected = [str(c) for c in expected]
+    if given == expected:
+        return X
+    missing = [c for c in expected if c not in given]
+    extra = [c for c in given if c not in expected]
+    if missing or extra:
+        raise ValueError(f"{name}'s columns do not match the model's features: missing "
+                         f"{missing}, unexpected {extra}.")
+    return X[list(expected)] if all(isinstance(c, str) for c in columns) else \
+        X[[columns[given.index(c)] for c in expected]]
+
+
+def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, **kwargs):
+    """``validate_data`` to float64 after matching DataFrame columns by name.
+
+    ``expected_columns`` (the model's ``feature_names_in_``) orders the columns at ``fit``;
+    later calls follow the explainer's own ``feature_names_in_``.
+    """
+    expected = expected_columns if reset else getattr(estimator, "feature_names_in_", None)
+    X = align_columns(X, expected)
+    check_numeric(X, type(estimator).__name__)
+    if y is None:
+        return validate_data(estimator, X, dtype=np.float64, reset=reset, **kwargs)
+    return validate_data(estimator, X, y, dtype=np.float64, reset=reset, **kwargs)
+
+
+def class_indices(labels, classes, name):
+    """Positions in ``classes`` of each label; a clear error names labels the model lacks."""
+    labels = np.asarray(labels)
+    position = {_hashable(c): i for i, c in enumerate(np.asarray(classes))}
+    index = np.array([position.get(_hashable(v), -1) for v in labels.ravel()], dtype=int)
+    if np.any(index < 0):
+        unknown = sorted({str(v) for v, i in zip(labels.ravel(), index) if i < 0})
+        raise ValueError(f"`{name}` holds labels the model does not know: {unknown[:10]}; "
+                         f"classes are {np.asarray(classes).tolist()}.")
+    return index.reshape(labels.shape)
+
+
+def _hashable(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_probabilities(proba, n_rows, name="estimator"):
@@ -115,7 +249,7 @@ def check_pair(value, name, positive=False, increasing=False):
 def feature_mask(features, n_features, feature_names, name):
     """A boolean mask from indices, a boolean mask or feature names (None: no feature)."""
     mask = np.zeros(n_features, dtype=bool)
-    if features is None:
+    if features is None or len(features) == 0:
         return mask
     values = np.asarray(features)
     if values.ndim != 1:

@@ -2,14 +2,20 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 
 import joblib
 import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
+from skcem import GradientSimilarityExplainer
+from skcem.__main__ import main
+
 HEADER = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+SPECIES = np.array(["setosa", "versicolor", "virginica"])
 
 
 def _run(*args):
@@ -17,17 +23,46 @@ def _run(*args):
                           text=True, timeout=300)
 
 
-def _write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
+def _main(capsys, *args):
+    """Run the command line in this process: its exit code and its stderr."""
+    code = main([str(arg) for arg in args])
+    return code, capsys.readouterr().err
+
+
+def _write_csv(path, header, rows, encoding="utf-8"):
+    with open(path, "w", newline="", encoding=encoding) as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
 
 
+def _neighbours(model, X_train, y_train, X, k, sim_fn="grad_dot"):
+    """What the Python API answers, for the command line to match."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "X does not have valid feature names")
+        explainer = GradientSimilarityExplainer(model, sim_fn=sim_fn).fit(X_train, y_train)
+        return explainer.kneighbors(X, n_neighbors=k)
+
+
+def _command(command, folder, model="model.joblib", data="data.csv", train=None,
+             out="out.json"):
+    """The arguments of ``command`` on files of ``folder``."""
+    args = [command, "--model", folder / model, "--data", folder / data, "--out", folder / out,
+            "--quiet"]
+    if command == "similarity":
+        return args + ["--train", folder / (train or "train_target.csv"), "--target", "species"]
+    return args + (["--train", folder / train] if train else [])
+
+
+def _check_neighbours(out, scores, indices):
+    rows = json.loads(out.read_text())
+    assert [r["row"] for r in rows] == list(range(len(indices)))
+    assert [r["neighbors"] for r in rows] == indices.tolist()
+    np.testing.assert_allclose([r["scores"] for r in rows], scores, rtol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from sklearn.datasets import load_iris
-
     X, y = load_iris(return_X_y=True)
     folder = tmp_path_factory.mktemp("cli")
     model = LogisticRegression(max_iter=1000).fit(X, y)
@@ -51,14 +86,18 @@ def test_explain_writes_one_row_per_instance(files):
     rows = json.loads(out.read_text())
     assert [r["row"] for r in rows] == [0, 1, 2]
     assert [r["class"] for r in rows] == model.predict(X[[0, 60, 120]]).tolist()
+    n_found = sum(r["found"] for r in rows)
+    assert n_found > 0 and f"{n_found} of 3 PPs found" in result.stderr
     for r in rows:
         if r["found"]:
             assert r["PP_class"] == r["class"]
             assert set(r["changed"]) <= set(HEADER) and r["changed"]
+        else:
+            assert r["PP_class"] is None and r["changed"] == {}
 
 
 def test_explain_csv_output_and_quiet(files):
-    folder, _, _ = files
+    folder, model, X = files
     out = folder / "pn.csv"
     result = _run("explain", "--model", str(folder / "model.joblib"), "--data",
                   str(folder / "data.csv"), "--mode", "PN", "--params", "max_iterations=200",
@@ -68,6 +107,17 @@ def test_explain_csv_output_and_quiet(files):
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and set(rows[0]) == {"row", "found", "class", "PN_class", "changed"}
+    assert [r["row"] for r in rows] == ["0", "1", "2"]
+    assert [int(r["class"]) for r in rows] == model.predict(X[[0, 60, 120]]).tolist()
+    assert any(r["found"] == "True" for r in rows)
+    for r, x in zip(rows, X[[0, 60, 120]]):
+        changed = json.loads(r["changed"])
+        if r["found"] == "True":
+            pn = x.copy()
+            pn[[HEADER.index(name) for name in changed]] = list(changed.values())
+            assert int(r["PN_class"]) == model.predict(pn[None])[0] != int(r["class"])
+        else:
+            assert r["found"] == "False" and r["PN_class"] == "" and changed == {}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -106,6 +156,11 @@ def test_similarity_writes_neighbours(files):
     rows = json.loads(out.read_text())
     assert len(rows) == 3 and all(len(r["neighbors"]) == 4 for r in rows)
     assert all(np.all(np.diff(r["scores"]) <= 1e-12) for r in rows)
+    y = load_iris(return_X_y=True)[1]
+    scores, indices = _neighbours(model, X, y, X[[0, 60, 120]], 4, "grad_cos")
+    assert [r["row"] for r in rows] == [0, 1, 2]
+    assert [r["neighbors"] for r in rows] == indices.tolist()
+    np.testing.assert_allclose([r["scores"] for r in rows], scores, rtol=1e-6)
     # a training row that is also a test row is (one of) its own most similar
     assert rows[0]["scores"][0] == pytest.approx(1.0, abs=1e-3)
 
@@ -127,6 +182,190 @@ def test_demo_prints_the_table_and_writes_the_figure(tmp_path):
     header = next(i for i, line in enumerate(lines) if line.strip().startswith("instance"))
     rows = [line.split() for line in lines[header + 2:header + 4]]
     assert [row[0] for row in rows] == ["0", "1"]
+    assert any(row[2] != "-" for row in rows) and any(row[4] != "-" for row in rows)
     assert all(row[1] != row[2] for row in rows if row[2] != "-")  # a PN changes the class
     assert all(row[1] == row[4] for row in rows if row[4] != "-")  # a PP keeps it
     assert figure.stat().st_size > 5000
+
+
+@pytest.fixture(scope="module")
+def species(files):
+    """A model fitted on class names, and training files whose target column holds them."""
+    folder, _, X = files
+    y = SPECIES[load_iris(return_X_y=True)[1]]
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    joblib.dump(model, folder / "species.joblib")
+    _write_csv(folder / "train_species.csv", HEADER + ["species"],
+               [[*x, label] for x, label in zip(X, y)])
+    _write_csv(folder / "data_species.csv", ["species"] + HEADER,
+               [[y[i], *X[i]] for i in [0, 60, 120]])
+    return model, y
+
+
+@pytest.fixture(scope="module")
+def named(files):
+    """A model fitted on a DataFrame, which knows the names of its features."""
+    pd = pytest.importorskip("pandas")
+    folder, _, X = files
+    model = LogisticRegression(max_iter=1000).fit(pd.DataFrame(X, columns=HEADER),
+                                                  load_iris(return_X_y=True)[1])
+    joblib.dump(model, folder / "named.joblib")
+    return model
+
+
+@pytest.mark.parametrize("command", ["explain", "similarity"])
+@pytest.mark.parametrize("out, message", [
+    ("missing/out.json", "--out: cannot write {out}: No such file or directory"),
+    ("train.csv/out.json", "--out: cannot write {out}: Not a directory"),
+    ("a_folder.json", "--out: cannot write {out}: Is a directory"),
+    ("out.txt", "--out: use a .json or .csv file, not out.txt"),
+    ("not_left_behind.json", "--model: no such file"),
+])
+def test_out_is_checked_before_anything_else(files, capsys, command, out, message):
+    folder, _, _ = files
+    (folder / "a_folder.json").mkdir(exist_ok=True)
+    # a missing model as well: --out must be the first thing checked
+    code, err = _main(capsys, *_command(command, folder, model="missing.joblib", out=out))
+    assert code == 2
+    assert message.format(out=folder / out) in err and len(err.strip().splitlines()) == 1
+    assert not (folder / "not_left_behind.json").exists()
+
+
+def test_blank_lines_are_ignored(files, capsys):
+    folder, model, X = files
+    for name in ["data.csv", "train_target.csv"]:
+        lines = (folder / name).read_text().splitlines()
+        text = "\n".join([lines[0], "", lines[1], " ", *lines[2:]])
+        (folder / f"blank_{name}").write_text(text + "\n\n")
+    code, err = _main(capsys, *_command("similarity", folder, data="blank_data.csv",
+                                        train="blank_train_target.csv"), "-k", "3")
+    assert code == 0, err
+    y = load_iris(return_X_y=True)[1]
+    _check_neighbours(folder / "out.json", *_neighbours(model, X, y, X[[0, 60, 120]], 3))
+
+
+@pytest.mark.parametrize("row, message", [
+    (["5.1", "", "1.4", "0.2"], "row 2 (line 4), column 'sepal_width': missing value"),
+    (["5.1", "3.5", "1.4"], "row 2 (line 4), column 'petal_width': missing value"),
+    (["5.1", "3.5", "abc", "0.2"], "row 2 (line 4), column 'petal_length': not a number: 'abc'"),
+    (["5.1", "3.5", "1.4", "0.2", "7"], "row 2 (line 4) has 5 cells, but the header has 4"),
+])
+def test_bad_cell_is_named_by_row_line_and_column(files, capsys, row, message):
+    folder, _, _ = files
+    path = folder / "bad_cell.csv"
+    path.write_text("\n".join([",".join(HEADER), "", "5.1,3.5,1.4,0.2", ",".join(row)]) + "\n")
+    code, err = _main(capsys, *_command("explain", folder, data="bad_cell.csv"))
+    assert code == 2 and f"--data: {path} {message}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_csv_with_a_byte_order_mark(files, named, capsys):
+    folder, _, X = files
+    y = load_iris(return_X_y=True)[1]
+    _write_csv(folder / "bom_train.csv", HEADER + ["species"], np.column_stack([X, y]),
+               encoding="utf-8-sig")
+    _write_csv(folder / "bom_data.csv", HEADER, X[[0, 60, 120]], encoding="utf-8-sig")
+    assert (folder / "bom_data.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    code, err = _main(capsys, *_command("similarity", folder, model="named.joblib",
+                                        data="bom_data.csv", train="bom_train.csv"), "-k", "3")
+    assert code == 0, err
+    _check_neighbours(folder / "out.json", *_neighbours(named, X, y, X[[0, 60, 120]], 3))
+
+
+@pytest.mark.parametrize("data", ["data.csv", "data_species.csv"])
+def test_similarity_with_class_names_as_target(files, species, capsys, data):
+    folder, _, X = files
+    model, y = species
+    code, err = _main(capsys, *_command("similarity", folder, model="species.joblib",
+                                        data=data, train="train_species.csv"), "-k", "3")
+    assert code == 0, err
+    _check_neighbours(folder / "out.json", *_neighbours(model, X, y, X[[0, 60, 120]], 3))
+
+
+@pytest.mark.parametrize("model, label, classes", [
+    ("species.joblib", "virginca", "['setosa', 'versicolor', 'virginica']"),
+    ("model.joblib", "1.5", "[0, 1, 2]"),
+])
+def test_similarity_label_not_a_class(files, species, capsys, model, label, classes):
+    folder, _, X = files
+    _, y = species
+    labels = np.array(y, dtype=object) if model == "species.joblib" \
+        else load_iris(return_X_y=True)[1].astype(object)
+    labels[2] = label
+    path = folder / "unknown_label.csv"
+    _write_csv(path, HEADER + ["species"], [[*x, v] for x, v in zip(X, labels)])
+    code, err = _main(capsys, *_command("similarity", folder, model=model,
+                                        train="unknown_label.csv"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"--target: '{label}' in {path} row 3 (line 4) is not one of the model's classes " \
+           f"{classes}" in err
+
+
+@pytest.mark.parametrize("command", ["explain", "similarity"])
+def test_columns_in_another_order_are_put_in_the_models_order(files, named, capsys, command):
+    folder, _, X = files
+    y = load_iris(return_X_y=True)[1]
+    order = [3, 1, 0, 2]
+    _write_csv(folder / "data_shuffled.csv", [HEADER[j] for j in order], X[[0, 60, 120]][:, order])
+    _write_csv(folder / "train_shuffled.csv", [HEADER[j] for j in order], X[:, order])
+    _write_csv(folder / "train_target_shuffled.csv", [HEADER[j] for j in order[:2]] + ["species"]
+               + [HEADER[j] for j in order[2:]],
+               np.column_stack([X[:, order[:2]], y, X[:, order[2:]]]))
+    train = "train_target_shuffled.csv" if command == "similarity" else "train_shuffled.csv"
+    params = ["-k", "3"] if command == "similarity" else \
+        ["--params", "max_iterations=200", "c_steps=4", "clip=(-1000.0, 1000.0)"]
+    code, err = _main(capsys, *_command(command, folder, model="named.joblib",
+                                        data="data_shuffled.csv", train=train), *params)
+    assert code == 0, err
+    if command == "similarity":
+        _check_neighbours(folder / "out.json", *_neighbours(named, X, y, X[[0, 60, 120]], 3))
+        return
+    rows = json.loads((folder / "out.json").read_text())
+    assert [r["class"] for r in rows] == named.predict(_frame(X[[0, 60, 120]])).tolist()
+    assert any(r["found"] for r in rows)
+    for r, x in zip(rows, X[[0, 60, 120]]):
+        if r["found"]:
+            pn = x.copy()
+            pn[[HEADER.index(name) for name in r["changed"]]] = list(r["changed"].values())
+            assert r["PN_class"] == named.predict(_frame(pn[None]))[0] != r["class"]
+
+
+def _frame(X):
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=HEADER)
+
+
+@pytest.mark.parametrize("command, option, model", [
+    ("explain", "--data", "named.joblib"),
+    ("explain", "--train", "named.joblib"),
+    ("explain", "--train", "model.joblib"),
+    ("similarity", "--data", "named.joblib"),
+    ("similarity", "--train", "named.joblib"),
+    ("similarity", "--data", "model.joblib"),
+])
+def test_other_column_names_are_listed(files, named, capsys, command, option, model):
+    folder, _, X = files
+    renamed = HEADER[:3] + ["z"]
+    _write_csv(folder / "renamed.csv", renamed, X[:5])
+    _write_csv(folder / "renamed_target.csv", renamed + ["species"],
+               np.column_stack([X, load_iris(return_X_y=True)[1]]))
+    paths = {"data": "data.csv", "train": "train.csv" if command == "explain" else None}
+    paths[option[2:]] = "renamed_target.csv" if (command, option) == ("similarity", "--train") \
+        else "renamed.csv"
+    code, err = _main(capsys, *_command(command, folder, model=model, **paths))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{option}: missing columns ['petal_width'], unexpected columns ['z']" in err
+
+
+@pytest.mark.parametrize("command, option", [("explain", "--data"), ("similarity", "--train")])
+def test_keras_model_and_csv_of_another_width(files, capsys, command, option):
+    keras = pytest.importorskip("keras")
+    folder, _, _ = files
+    model = keras.Sequential([keras.Input((2, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.save(folder / "tiny.keras")
+    code, err = _main(capsys, *_command(command, folder, model="tiny.keras"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{option}: 4 columns, but the Keras model's input shape (2, 3) takes 6 values " \
+           "per row" in err

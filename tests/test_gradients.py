@@ -55,10 +55,10 @@ def test_attack_gradient_is_gradient_of_attack_term_wrt_iterate(iris, iris_model
     # removed most of x0 (the model sees mostly background)
     no_info = np.median(X, axis=0)
     problem = CEMProblem(x0=x0, target=target, n_classes=3, mode=mode, no_info_val=no_info,
-                         lower=X.min(0), upper=X.max(0), kappa=0.3, beta=0.1)
+                         lower=X.min(0), upper=X.max(0), kappa=0.3, l1_weight=0.1)
     adv = x0 + 0.01 if mode == "PN" else 0.9 * x0 + 0.1 * no_info
     backend = NumericalBackend(iris_model.predict_proba, eps=1e-5)
-    _, grad, _, _ = _evaluate(backend, problem, x0, adv, np.arange(len(rows)), attack=True)
+    grad = _evaluate(backend, problem, x0, adv, np.arange(len(rows)), attack=True).attack_grad
 
     def f(a):
         z = model_input(a, x0, problem.background, mode)

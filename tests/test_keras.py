@@ -91,7 +91,7 @@ def test_autodiff_gradient_equals_numerical_gradient(cnn, digits_images, mode):
     from skcem._gradients import NumericalBackend, make_backend
 
     X, _ = digits_images
-    keras_backend = make_backend(cnn, eps=1e-3)
+    keras_backend = make_backend(cnn, eps=1e-3, n_features=64)
     Z = X[1200:1206].astype(float)
     proba = keras_backend.predict_proba(Z)
     # kappa large enough for an active hinge in both modes
@@ -133,10 +133,15 @@ def test_keras_batch_equals_one_by_one(cnn, digits_images):
     alone = _explain(CEMExplainer(cnn, mode="PN", batch_size=1, **IMAGE, **FAST)
                      .fit(X[:1200]), test)
     np.testing.assert_array_equal(together.found, alone.found)
-    # TensorFlow's float32 kernels round differently for different batch sizes (~1e-9), which
-    # can tip a success test and send one search another way; most must agree to 1e-4.
-    agree = np.all(np.abs(together.explanation - alone.explanation) < 1e-4, axis=1)
-    assert agree.sum() >= 3, agree
+    assert together.found.all()
+    # TensorFlow's float32 kernels round differently for different batch sizes (~1e-9): a
+    # success test on the edge can send one search to a neighbouring c, so iterates are not
+    # comparable bit for bit. What the search minimises is: the same distance to 2%, and
+    # explanations that differ by a small fraction of the pixel range.
+    np.testing.assert_allclose(together.distance, alone.distance, rtol=0.02)
+    assert np.abs(together.explanation - alone.explanation).max() < 0.01
+    for exp in (together, alone):
+        assert np.all(_predict(cnn, exp.PN) != exp.X_pred)
 
 
 def test_early_stopping_on_keras_path(cnn, digits_images):
@@ -164,8 +169,12 @@ def test_eager_mode_untouched_and_pickle(cnn, digits_images):
 
 def test_wrong_input_shape_is_reported(cnn, digits_images):
     X, _ = digits_images
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match=r"`input_shape` \(4, 4, 1\) holds 16 values per "
+                       r"instance, but X has 64 columns"):
         CEMExplainer(cnn, input_shape=(4, 4, 1)).fit(X[:50])
+    with pytest.raises(ValueError, match=r"Keras model's input shape \(8, 8, 1\) holds 64 "
+                       r"values per instance, but X has 10 columns"):
+        CEMExplainer(cnn).fit(X[:50, :10])
 
 
 def test_without_tensorflow_black_box_works_and_keras_says_how_to_install():

@@ -5,23 +5,28 @@
 Keras model is involved.
 """
 
-from ._keras import is_keras_model, model_input_shape
+import numpy as np
+
+from ._keras import check_input_shape, is_keras_model, model_input_shape
 from ._numerical import NumericalAutoencoder, NumericalBackend
 
 __all__ = ["NumericalBackend", "make_backend", "is_keras_model"]
 
 
-def _autoencoder_term(autoencoder, input_shape, eps):
+def _autoencoder_term(autoencoder, input_shape, eps, n_features):
     if autoencoder is None:
         return None
     if is_keras_model(autoencoder):
         from ._keras import KerasAutoencoder
 
-        return KerasAutoencoder(autoencoder, input_shape or model_input_shape(autoencoder))
+        shape = input_shape or model_input_shape(autoencoder)
+        check_input_shape(shape, n_features, input_shape is not None)
+        return KerasAutoencoder(autoencoder, shape)
     return NumericalAutoencoder(autoencoder, eps)
 
 
-def make_backend(estimator, *, eps, autoencoder=None, input_shape=None):
+def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=None,
+                 output_kind="probabilities", classes=None, predict_in_search=False):
     """The gradient backend for ``estimator``: autodiff for Keras, differences otherwise.
 
     Parameters
@@ -29,17 +34,54 @@ def make_backend(estimator, *, eps, autoencoder=None, input_shape=None):
     estimator : fitted classifier, Keras model or callable
     eps : float or ndarray
         Finite-difference step (black-box path only).
+    n_features : int
+        Columns of X; a Keras input shape must hold as many values.
     autoencoder : Keras model, callable or None
         A Keras auto-encoder is differentiated by autodiff whatever the classifier.
     input_shape : tuple or None
         Shape of one instance for the Keras models; inferred from them when None.
+    output_kind : str
+        What a Keras classifier outputs (see :func:`skcem._gradients._keras.keras_output_kind`).
+    classes : ndarray or None
+        The estimator's classes: its ``predict`` (when it has one) then checks the classes of
+        the answers.
+    predict_in_search : bool
+        Ask ``predict`` at every iteration too (see :class:`NumericalBackend`).
     """
     if is_keras_model(estimator):
         from ._keras import KerasBackend, import_tensorflow
 
         import_tensorflow()  # before anything else, for its installation hint
+        given = input_shape is not None
         input_shape = input_shape or model_input_shape(estimator)
+        check_input_shape(input_shape, n_features, given)
         return KerasBackend(estimator, input_shape,
-                            _autoencoder_term(autoencoder, input_shape, eps))
+                            _autoencoder_term(autoencoder, input_shape, eps, n_features),
+                            output_kind)
     predict_proba = getattr(estimator, "predict_proba", estimator)
-    return NumericalBackend(predict_proba, eps, _autoencoder_term(autoencoder, input_shape, eps))
+    predict = None
+    if classes is not None and callable(getattr(estimator, "predict", None)):
+        predict = _ClassIndices(estimator.predict, classes)
+    return NumericalBackend(predict_proba, eps,
+                            _autoencoder_term(autoencoder, input_shape, eps, n_features),
+                            predict=predict, predict_in_search=predict_in_search)
+
+
+class _ClassIndices:
+    """``predict`` as class indices (positions in ``classes``); picklable for joblib."""
+
+    def __init__(self, predict, classes):
+        self.predict = predict
+        self.classes = np.asarray(classes)
+        self.sorted = bool(np.all(self.classes[:-1] < self.classes[1:])) \
+            if self.classes.dtype.kind in "biufUS" else False
+
+    def __call__(self, Z):
+        labels = np.asarray(self.predict(Z))
+        if self.sorted:
+            index = np.clip(np.searchsorted(self.classes, labels), 0, len(self.classes) - 1)
+            if np.all(self.classes[index] == labels):
+                return index
+        from .._validation import class_indices
+
+        return class_indices(labels, self.classes, "estimator.predict")

@@ -19,9 +19,13 @@ class Evaluation:
         Gradient of ``||AE(z) - z||^2`` at the slack points (None without auto-encoder).
     ae_loss_adv : ndarray of shape (n,) or None
         ``||AE(z) - z||^2`` at the iterates (only when asked: early stopping needs it).
+    pred_adv : ndarray of int, shape (n,) or None
+        Class indices from the estimator's own ``predict`` at the iterates, for estimators
+        whose ``predict`` may disagree with the argmax of ``predict_proba`` (None otherwise).
     """
 
     proba_adv: np.ndarray
     attack_grad: np.ndarray | None = None
     ae_grad: np.ndarray | None = None
     ae_loss_adv: np.ndarray | None = None
+    pred_adv: np.ndarray | None = None

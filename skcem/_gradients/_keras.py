@@ -42,6 +42,73 @@ def model_input_shape(model):
     return tuple(int(dim) for dim in shape[1:])
 
 
+def check_input_shape(input_shape, n_features, given):
+    """Raise unless one instance of ``input_shape`` holds ``n_features`` values."""
+    size = int(np.prod(input_shape))
+    if size != n_features:
+        source = "`input_shape`" if given else "The Keras model's input shape"
+        raise ValueError(f"{source} {tuple(input_shape)} holds {size} values per instance, "
+                         f"but X has {n_features} columns.")
+
+
+# What a Keras classifier's last layer outputs, and how skcem turns it into probabilities.
+OUTPUT_KINDS = {
+    "probabilities": "softmax probabilities (used as they are)",
+    "logits": "logits (a softmax is applied)",
+    "sigmoid": "one sigmoid probability of class 1 (p = [1 - s, s])",
+    "logit": "one logit of class 1 (p = [1 - sigmoid(s), sigmoid(s)])",
+}
+
+
+def keras_output_kind(model, outputs):
+    """Which of :data:`OUTPUT_KINDS` the classifier outputs.
+
+    Decided by the last layer's activation when it is softmax, sigmoid or linear, else by
+    the ``outputs`` on sample rows (rows of probabilities sum to 1; one column in [0, 1] is a
+    sigmoid). Several sigmoid outputs are independent (multi-label), not class probabilities.
+    """
+    layers = getattr(model, "layers", None) or [model]
+    last = layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if type(last).__name__ == "Softmax":
+        activation = "softmax"
+    outputs = np.asarray(outputs, dtype=float).reshape(len(outputs), -1)
+    n_outputs = outputs.shape[1]
+    if activation == "sigmoid" and n_outputs > 1:
+        raise ValueError(f"`estimator` ends in {n_outputs} sigmoid outputs: independent "
+                         "(multi-label) probabilities, not one distribution over classes. "
+                         "Explain a softmax (or logits) output, or one sigmoid output.")
+    if n_outputs == 1:
+        if activation == "sigmoid":
+            return "sigmoid"
+        if activation == "linear":
+            return "logit"
+        return "sigmoid" if outputs.min() >= 0 and outputs.max() <= 1 else "logit"
+    if activation == "softmax":
+        return "probabilities"
+    if activation == "linear":
+        return "logits"
+    is_distribution = outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-4)
+    return "probabilities" if is_distribution else "logits"
+
+
+def as_probabilities(outputs, kind, tf=None):
+    """Class probabilities from a classifier's outputs of the given kind (numpy or ``tf``)."""
+    if kind == "probabilities":
+        return outputs
+    if tf is None:
+        from scipy.special import expit, softmax
+
+        if kind == "logits":
+            return softmax(outputs, axis=1)
+        s = outputs if kind == "sigmoid" else expit(outputs)
+        return np.hstack([1 - s, s])
+    if kind == "logits":
+        return tf.nn.softmax(outputs, axis=1)
+    s = outputs if kind == "sigmoid" else tf.sigmoid(outputs)
+    return tf.concat([1 - s, s], axis=1)
+
+
 class _Compiled:
     """A model behind flat float32 rows: reshaped inside the compiled function."""
 
@@ -90,15 +157,18 @@ class KerasAutoencoder(_Compiled):
 
 
 class KerasBackend(_Compiled):
-    """Answers the optimizer's questions for a Keras classifier that outputs probabilities.
+    """Answers the optimizer's questions for a Keras classifier.
 
     Each iteration is one compiled call: a forward pass at the iterates, and a forward and
     backward pass at the slack points of the classifier (whose hinge is computed on the
     probabilities just produced) and, with a Keras auto-encoder, of the auto-encoder.
+    ``output_kind`` (:func:`keras_output_kind`) says how the model's outputs become class
+    probabilities: logits and single sigmoid outputs are converted inside the graph.
     """
 
-    def __init__(self, model, input_shape, autoencoder=None):
+    def __init__(self, model, input_shape, autoencoder=None, output_kind="probabilities"):
         super().__init__(model, input_shape)
+        self.output_kind = output_kind
         self.autoencoder = autoencoder
         self.n_model_rows = 0
         self._predict = self.tf.function(self.forward, input_signature=[self.spec],
@@ -135,9 +205,16 @@ class KerasBackend(_Compiled):
 
         return evaluate
 
+    def forward(self, z):
+        return as_probabilities(super().forward(z), self.output_kind, self.tf)
+
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
         return self._predict(self.tensor(Z)).numpy().astype(float)
+
+    def predict(self, Z):
+        """Class indices: a Keras classifier predicts the most probable class."""
+        return self.predict_proba(Z).argmax(axis=1)
 
     def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, attack=True, autoencoder=False,
                  autoencoder_at_adv=False):

@@ -11,17 +11,35 @@ import numpy as np
 from ._base import Evaluation
 
 
-def central_differences(fn, Z, eps):
-    """``d fn(z) / d z_i`` for every row and feature, from one call of ``fn``.
+# Bound on the values of shifted rows built at once (64 MB of float64): the black-box
+# gradient's memory stays flat whatever the width and the batch; calls this size cost no speed.
+MAX_SHIFTED_VALUES = 2**23
 
-    Returns an array of shape (n, n_features, n_outputs).
+
+def central_differences(fn, Z, eps, max_values=None):
+    """``d fn(z) / d z_i`` for every row and feature, from as few calls of ``fn`` as fit.
+
+    The ``2 * n * d`` shifted rows go to ``fn`` in chunks of at most ``max_values`` values
+    (default :data:`MAX_SHIFTED_VALUES`). Returns an array of shape (n, n_features, n_outputs).
     """
     n, d = Z.shape
     steps = np.broadcast_to(np.asarray(eps, dtype=float), (d,))
-    shifts = np.diag(steps)
-    shifted = np.concatenate([Z[:, None, :] + shifts, Z[:, None, :] - shifts], axis=1)
-    out = np.asarray(fn(shifted.reshape(2 * n * d, d)), dtype=float).reshape(n, 2, d, -1)
-    return (out[:, 0] - out[:, 1]) / (2 * steps[None, :, None])
+    max_values = MAX_SHIFTED_VALUES if max_values is None else max_values
+    pairs_per_call = max(1, max_values // (2 * d))
+    jacobian = None
+    for start in range(0, n * d, pairs_per_call):
+        pairs = np.arange(start, min(start + pairs_per_call, n * d))
+        instance, feature = np.divmod(pairs, d)
+        rows = np.repeat(Z[instance][None], 2, axis=0)
+        picked = np.arange(pairs.size)
+        rows[0, picked, feature] += steps[feature]
+        rows[1, picked, feature] -= steps[feature]
+        out = np.asarray(fn(rows.reshape(2 * pairs.size, d)), dtype=float)
+        out = out.reshape(2, pairs.size, -1)
+        if jacobian is None:
+            jacobian = np.empty((n * d, out.shape[-1]))
+        jacobian[pairs] = (out[0] - out[1]) / (2 * steps[feature, None])
+    return jacobian.reshape(n, d, -1)
 
 
 class NumericalBackend:
@@ -36,6 +54,12 @@ class NumericalBackend:
     autoencoder : object, optional
         The auto-encoder term, such as :class:`NumericalAutoencoder`: called on rows ``Z`` it
         returns ``(||AE(z) - z||^2, its gradient)``; its ``loss(Z)`` returns the first alone.
+    predict : callable, optional
+        Maps rows to class indices by the estimator's own ``predict``, which may disagree with
+        the argmax of ``predict_proba`` (``SVC(probability=True)``).
+    predict_in_search : bool, default=False
+        Ask ``predict`` for the iterates' classes at every iteration too (for estimators seen
+        to disagree); otherwise it only checks the final answers.
 
     Attributes
     ----------
@@ -43,8 +67,11 @@ class NumericalBackend:
         Rows sent to ``predict_proba`` so far: the cost measure of a black-box search.
     """
 
-    def __init__(self, predict_proba, eps, autoencoder=None):
+    def __init__(self, predict_proba, eps, autoencoder=None, predict=None,
+                 predict_in_search=False):
         self._predict_proba = predict_proba
+        self._predict = predict
+        self.predict_in_search = predict_in_search and predict is not None
         self.eps = eps
         self.autoencoder = autoencoder
         self.n_model_rows = 0
@@ -52,9 +79,18 @@ class NumericalBackend:
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
         with warnings.catch_warnings():
-            # A model fitted on a DataFrame is given arrays of the same columns, in order.
+            # A model fitted on a DataFrame is given arrays of its columns, in its order.
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             return np.asarray(self._predict_proba(Z), dtype=float)
+
+    def predict(self, Z):
+        """Class indices of ``Z``: the estimator's ``predict`` if it has one, else the argmax."""
+        if self._predict is None:
+            return self.predict_proba(Z).argmax(axis=1)
+        self.n_model_rows += Z.shape[0]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return self._predict(Z)
 
     def proba_vjp(self, Z, cotangent):
         """``sum_k cotangent[:, k] * d p_k / d z``; all 2*n*d shifted rows go in one call."""
@@ -78,6 +114,8 @@ class NumericalBackend:
             answer.attack_grad = self.loss_gradient(Z_s, proba[n:], target_onehot, loss)
         else:
             answer.proba_adv = self.predict_proba(Z_adv)
+        if self.predict_in_search:
+            answer.pred_adv = self.predict(Z_adv)
         if autoencoder:
             _, answer.ae_grad = self.autoencoder(Z_s)
         if autoencoder_at_adv:
