@@ -1,5 +1,6 @@
 """GradientSimilarityExplainer: which training instances a model finds alike, by loss gradients."""
 
+import warnings
 from dataclasses import dataclass, fields
 from numbers import Integral
 
@@ -7,29 +8,40 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import ExplainerMixin
 from ._explanation import _to_builtin
 from ._gradients import is_keras_model
-from ._param_grads import make_param_gradients
+from ._param_grads import check_supported, make_param_gradients
 from ._progress import progress_bar
-from ._validation import is_prefitted
+from ._validation import is_prefitted, resolve_estimator, validate_float_data
 
-_STABILITY = 1e-7
+
+def _safe_divide(numerator, denominator):
+    """``numerator / denominator``, and 0 where the denominator is 0 (a zero gradient)."""
+    out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape))
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
 
 
 def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
-    """Scores between rows of two gradient matrices (ALGORITHMS.md, "Gradient similarity")."""
+    """Scores between rows of two gradient matrices (ALGORITHMS.md, "Gradient similarity").
+
+    ``grad_cos`` is the exact cosine and ``grad_asym_dot`` divides by the exact squared norm
+    of the training gradient: a gradient of norm 0 (a perfectly fitted instance) scores 0.
+    The reference adds 1e-7 to those denominators, which shrinks the scores of confidently
+    classified instances (gradient norms near 1e-4) towards 0.
+    """
     scores = test_grads @ train_grads.T
     if sim_fn == "grad_dot":
         return scores
     if train_sq_norms is None:
         train_sq_norms = np.einsum("ij,ij->i", train_grads, train_grads)
     if sim_fn == "grad_asym_dot":
-        return scores / (train_sq_norms[None, :] + _STABILITY)
+        return _safe_divide(scores, train_sq_norms[None, :])
     test_norms = np.linalg.norm(test_grads, axis=1)
-    return scores / (test_norms[:, None] * np.sqrt(train_sq_norms)[None, :] + _STABILITY)
+    return _safe_divide(scores, test_norms[:, None] * np.sqrt(train_sq_norms)[None, :])
 
 
 @dataclass
@@ -85,6 +97,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         "auto": sparse categorical cross-entropy for classification, mean squared error for
         regression. Other losses are for Keras models only.
     sim_fn : {"grad_dot", "grad_cos", "grad_asym_dot"}, default="grad_dot"
+        ``grad_cos`` is the exact cosine, ``grad_asym_dot`` divides by the exact squared norm
+        of the training gradient; where a norm is 0 the score is 0 (the reference adds 1e-7 to
+        these denominators, which shrinks the scores of confidently classified instances).
     task : {"classification", "regression"}, default="classification"
         For classification, a test instance's target defaults to the model's predicted class;
         for regression it must be given (:meth:`explain`).
@@ -153,16 +168,17 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             raise ValueError("GradientSimilarityExplainer requires y to be passed, but the "
                              "target y is None: the training gradients are those of the loss "
                              "at the training targets.")
-        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True,
-                             y_numeric=self.task == "regression")
-        if is_prefitted(self.estimator):
-            self.estimator_ = self.estimator
-        else:
-            from sklearn.base import clone
-
-            default = LogisticRegression(max_iter=1000) if self.task == "classification" \
-                else Ridge()
-            self.estimator_ = clone(self.estimator or default).fit(X, y)
+        names = getattr(self.estimator, "feature_names_in_", None) \
+            if is_prefitted(self.estimator) else None
+        X, y = validate_float_data(self, X, y, reset=True, expected_columns=names,
+                                   multi_output=True, y_numeric=self.task == "regression")
+        default = (lambda: LogisticRegression(max_iter=1000)) \
+            if self.task == "classification" else Ridge
+        self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__,
+                                            default=default, check=check_supported)
+        self._keras_output = None
+        if is_keras_model(self.estimator_) and self.task == "classification":
+            self._keras_output = self._keras_output_kind(X[:100])
         self._gradients = self._make_gradients()
         self.n_params_ = int(self._gradients.n_params)
         self.X_train_ = X.copy()
@@ -171,9 +187,22 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             if self.precompute_grads else None
         return self
 
+    def _keras_output_kind(self, sample):
+        from ._gradients._keras import (check_input_shape, import_tensorflow, keras_output_kind,
+                                        model_input_shape)
+
+        import_tensorflow()
+        shape = self.input_shape or model_input_shape(self.estimator_)
+        check_input_shape(shape, sample.shape[1], self.input_shape is not None)
+        outputs = self.estimator_(sample.reshape((-1,) + tuple(shape)).astype(np.float32),
+                                  training=False)
+        return keras_output_kind(self.estimator_, np.asarray(outputs))
+
     def _make_gradients(self):
         return make_param_gradients(self.estimator_, loss=self.loss, task=self.task,
-                                    input_shape=self.input_shape)
+                                    input_shape=self.input_shape,
+                                    output_kind=getattr(self, "_keras_output", None),
+                                    n_features=self.n_features_in_)
 
     def _get_gradients(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
@@ -195,10 +224,17 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
 
     def _predicted_targets(self, X):
         if is_keras_model(self.estimator_):
-            proba = np.asarray(self.estimator_.predict(
+            from ._gradients._keras import as_probabilities
+
+            outputs = np.asarray(self.estimator_.predict(
                 X.reshape((-1,) + self._get_gradients().input_shape), verbose=0))
-            return proba.reshape(len(X), -1).argmax(axis=1)
-        return self.estimator_.predict(X)
+            outputs = outputs.reshape(len(X), -1)
+            kind = getattr(self, "_keras_output", None) or "probabilities"
+            return as_probabilities(outputs, kind).argmax(axis=1)
+        with warnings.catch_warnings():
+            # A model fitted on a DataFrame is given arrays of its columns, in its order.
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return self.estimator_.predict(X)
 
     def _scores(self, X, y):
         n_train = len(self.X_train_)
@@ -229,7 +265,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
 
     def _check_X_y(self, X, y):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = validate_float_data(self, X, reset=False)
         if y is None:
             if self.task == "regression":
                 raise ValueError("Regression needs the test targets: call explain(X, y) with "
@@ -318,5 +354,5 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
+        tags.target_tags.required = True  # training gradients are taken at the targets
         return tags

@@ -97,8 +97,8 @@ def test_scores_equal_one_at_a_time_computation(digits, digits_model, sim_fn, pr
             dot = g_a @ g_b
             expected[i, j] = {
                 "grad_dot": dot,
-                "grad_cos": dot / (np.linalg.norm(g_a) * np.linalg.norm(g_b) + 1e-7),
-                "grad_asym_dot": dot / (g_b @ g_b + 1e-7),
+                "grad_cos": dot / (np.linalg.norm(g_a) * np.linalg.norm(g_b)),
+                "grad_asym_dot": dot / (g_b @ g_b),
             }[sim_fn]
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-12)
 
@@ -107,11 +107,10 @@ def test_grad_cos_of_an_instance_with_itself_is_one(digits, digits_model):
     X, y = digits
     explainer = GradientSimilarityExplainer(digits_model, sim_fn="grad_cos").fit(X[:50], y[:50])
     scores = explainer.explain(X[:50], y[:50]).scores
-    # exact up to the 1e-7 stabiliser, which matters only for near-zero gradients
+    # the exact cosine: 1 however small the gradient (confident instances have tiny ones)
     sq_norms = np.sum(make_param_gradients(digits_model)(X[:50], y[:50]) ** 2, axis=1)
-    clear = sq_norms > 1e-3
-    assert clear.sum() >= 5
-    np.testing.assert_allclose(np.diag(scores)[clear], 1.0, atol=1e-4)
+    assert np.sum(sq_norms < 1e-6) >= 5, "the test needs confidently fitted instances"
+    np.testing.assert_allclose(np.diag(scores)[sq_norms > 0], 1.0, rtol=1e-9)
     assert np.all(scores <= 1 + 1e-9) and np.all(scores >= -1 - 1e-9)
 
 

@@ -25,9 +25,15 @@ def keras_loss(loss, task):
 
 
 class KerasGradients:
-    """Flattened per-example gradients of a Keras model's loss, batch by batch."""
+    """Flattened per-example gradients of a Keras model's loss, batch by batch.
 
-    def __init__(self, model, loss, task, input_shape):
+    With ``loss="auto"`` for classification, outputs of ``output_kind`` (logits, one sigmoid)
+    become class probabilities first, as in the CEM path.
+    """
+
+    def __init__(self, model, loss, task, input_shape, output_kind=None):
+        from .._gradients._keras import as_probabilities
+
         tf = import_tensorflow()
         self.tf = tf
         weights = list(model.trainable_weights)
@@ -37,11 +43,14 @@ class KerasGradients:
         self.n_params = int(sum(np.prod(w.shape) for w in weights))
         self.input_shape = tuple(input_shape)
         loss_fn = keras_loss(loss, task)
+        to_proba = output_kind if loss == "auto" and task == "classification" else None
 
         def one_example(args):
             x, y = args
             with tf.GradientTape() as tape:
                 prediction = model(x[None], training=False)
+                if to_proba is not None:
+                    prediction = as_probabilities(tf.reshape(prediction, (1, -1)), to_proba, tf)
                 value = tf.reduce_sum(loss_fn(y[None], prediction))
             grads = tape.gradient(value, weights, unconnected_gradients="zero")
             return tf.concat([tf.reshape(tf.convert_to_tensor(g), [-1]) for g in grads], 0)

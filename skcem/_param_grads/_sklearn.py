@@ -97,6 +97,11 @@ def sklearn_gradients(model):
         return MLPGradients(model)
     if isinstance(model, LINEAR_CLASSIFIERS + LINEAR_REGRESSORS):
         return LinearGradients(model)
+    raise unsupported_error(model)
+
+
+def unsupported_error(model):
     names = ", ".join(cls.__name__ for cls in SUPPORTED)
-    raise TypeError(f"`estimator` must be a Keras model or one of {names}; got "
-                    f"{type(model).__name__}.")
+    return TypeError(f"`estimator` must be a Keras model or one of {names}; got "
+                     f"{type(model).__name__}: its loss has no gradient with respect to "
+                     "parameters that skcem can compute.")
