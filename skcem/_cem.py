@@ -173,9 +173,11 @@ class CEMExplainer(BaseContrastiveExplainer):
     >>> X, y = load_iris(return_X_y=True)
     >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
     >>> cem = CEMExplainer(clf, mode="PN", max_iterations=200, c_steps=5).fit(X)
-    >>> exp = cem.explain(X[:2])
-    >>> exp.found.shape
-    (2,)
+    >>> exp = cem.explain(X[[60]])
+    >>> bool(exp.found[0]), int(exp.X_pred[0]), int(exp.explanation_pred[0])
+    (True, 1, 0)
+    >>> sorted(exp.changes()[0])  # the features the PN moves
+    ['x0', 'x2']
     """
 
     _parameter_constraints: dict = {

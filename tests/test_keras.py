@@ -302,3 +302,100 @@ def test_keras_early_stopping_with_autoencoder(cnn, autoencoder, digits_images):
                                 **IMAGE, **FAST).fit(X[:1200]), X[1200:1206])
     assert exp.found.mean() >= 0.8
     np.testing.assert_array_equal(_predict(cnn, exp.PP[exp.found]), exp.X_pred[exp.found])
+
+
+# --- Classifiers that end in logits or in one sigmoid ---------------------------------------
+
+@pytest.fixture(scope="module")
+def logits_twin(cnn):
+    """The CNN with its softmax removed: the same weights, outputs are logits."""
+    twin = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ])
+    twin.set_weights(cnn.get_weights())
+    return twin
+
+
+@pytest.fixture(scope="module")
+def sigmoid_model(digits_images):
+    X, y = digits_images
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    model.fit(X[:1200], (y[:1200] >= 5).astype("float32"), epochs=20, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["PN", "PP"])
+def test_logits_model_gets_the_explanations_of_its_softmax_twin(cnn, logits_twin,
+                                                                digits_images, mode):
+    from skcem._gradients._keras import keras_output_kind
+
+    X, _ = digits_images
+    test = X[1200:1206]
+    assert keras_output_kind(logits_twin, logits_twin(test.reshape(-1, 8, 8, 1))) == "logits"
+    twin = _explain(CEMExplainer(logits_twin, mode=mode, **IMAGE, **FAST).fit(X[:1200]), test)
+    soft = _explain(CEMExplainer(cnn, mode=mode, **IMAGE, **FAST).fit(X[:1200]), test)
+    assert soft.found.sum() >= 5
+    np.testing.assert_array_equal(twin.found, soft.found)
+    np.testing.assert_allclose(twin.distance, soft.distance, rtol=0.02)
+    np.testing.assert_allclose(twin.X_proba, soft.X_proba, atol=1e-5)
+
+
+@pytest.mark.parametrize("sim_fn", ["grad_dot", "grad_cos"])
+def test_logits_model_gets_the_similarity_of_its_softmax_twin(cnn, logits_twin, digits_images,
+                                                              sim_fn):
+    from skcem import GradientSimilarityExplainer
+
+    X, y = digits_images
+    scores = {}
+    for name, model in (("soft", cnn), ("logits", logits_twin)):
+        explainer = GradientSimilarityExplainer(model, sim_fn=sim_fn).fit(X[:60], y[:60])
+        scores[name] = explainer.transform(X[1300:1304])
+    assert np.mean(scores["logits"] == 0) < 0.01
+    scale = np.abs(scores["soft"]).max()
+    np.testing.assert_allclose(scores["logits"], scores["soft"], rtol=1e-3, atol=1e-5 * scale)
+
+
+def test_one_sigmoid_output_in_all_three_explainers(sigmoid_model, digits_images):
+    from skcem import CounterfactualExplainer, GradientSimilarityExplainer
+
+    X, y = digits_images
+    test = X[1200:1208]
+    s = sigmoid_model.predict(test, verbose=0).ravel()
+    predicted = (s > 0.5).astype(int)
+    pn = _explain(CEMExplainer(sigmoid_model, mode="PN", **IMAGE, **FAST).fit(X[:1200]), test)
+    np.testing.assert_allclose(pn.X_proba, np.column_stack([1 - s, s]), atol=1e-6)
+    np.testing.assert_array_equal(pn.X_pred, predicted)
+    assert pn.found.sum() >= 6
+    after = sigmoid_model.predict(pn.PN[pn.found], verbose=0).ravel() > 0.5
+    assert np.all(after.astype(int) != predicted[pn.found])
+
+    cf = _explain(CounterfactualExplainer(sigmoid_model, **FAST).fit(X[:1200]), test)
+    assert cf.found.sum() >= 6
+    after = sigmoid_model.predict(cf.explanation[cf.found], verbose=0).ravel() > 0.5
+    assert np.all(after.astype(int) != predicted[cf.found])
+
+    binary = (y >= 5).astype(int)
+    explainer = GradientSimilarityExplainer(sigmoid_model).fit(X[:40], binary[:40])
+    scores = explainer.transform(test[:3])
+    bce = keras.losses.binary_crossentropy
+    g_test = np.stack([_tape_gradient(sigmoid_model, x, np.float32([t]), bce)
+                       for x, t in zip(test[:3], predicted[:3])])
+    g_train = np.stack([_tape_gradient(sigmoid_model, x, np.float32([t]), bce)
+                        for x, t in zip(X[:40], binary[:40])])
+    expected = g_test @ g_train.T
+    np.testing.assert_allclose(scores, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+
+
+def test_similarity_input_shape_mismatch_is_one_line(cnn, digits_images):
+    from skcem import GradientSimilarityExplainer
+
+    X, y = digits_images
+    with pytest.raises(ValueError, match=r"input shape \(8, 8, 1\) holds 64 values per "
+                                         r"instance, but X has 10 columns"):
+        GradientSimilarityExplainer(cnn).fit(X[:20, :10], y[:20])

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
@@ -16,7 +18,60 @@ def test_non_finite_X_is_rejected_in_fit_and_transform(iris, iris_model, bad):
     cem = CEMExplainer(iris_model).fit(X)
     with pytest.raises(ValueError, match="Input X contains"):
         cem.transform(X_bad)
-    assert np.isnan(X_bad[2, 1]) or np.isinf(X_bad[2, 1])  # not mutated
+    assert np.isnan(X_bad[2, 1]) or np.isinf(X_bad[2, 1])
+
+
+def _snapshot(value):
+    if hasattr(value, "copy"):
+        return value.copy()
+    return [v.copy() if hasattr(v, "copy") else v for v in value]
+
+
+def _assert_same(before, after):
+    if hasattr(after, "equals"):  # pandas
+        assert after.equals(before) and list(after.columns) == list(before.columns)
+    elif isinstance(after, np.ndarray):
+        np.testing.assert_array_equal(after, before)
+        assert after.dtype == before.dtype
+    else:
+        for b, a in zip(before, after):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["array", "frame"])
+@pytest.mark.parametrize("mode", ["PN", "PP", "CF"])
+def test_no_input_is_mutated(iris, iris_model, kind, mode):
+    """Every array the user passes is bit for bit the same after fit and explain."""
+    from skcem import CounterfactualExplainer
+
+    X, y = iris
+    X = X.copy()
+    if kind == "frame":
+        pd = pytest.importorskip("pandas")
+        X = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    rows = X[40:60] if kind == "array" else X.iloc[40:60]
+    labels = y[40:60].copy()
+    feature_range = (np.full(4, -3.0), np.full(4, 3.0))
+    immutable = np.array([True, False, False, False])
+    no_info = np.zeros(4)
+    inputs = [X, rows, labels, feature_range, immutable, no_info]
+    before = [_snapshot(v) for v in inputs]
+    common = dict(feature_range=feature_range, immutable_features=immutable, max_iterations=30,
+                  c_steps=2)
+    if mode == "CF":
+        target = np.full(20, 2)
+        inputs.append(target)
+        before.append(target.copy())
+        explainer = CounterfactualExplainer(iris_model, target_class=target, **common)
+        labels_for_explain = None
+    else:
+        explainer = CEMExplainer(iris_model, mode=mode, no_info_val=no_info, **common)
+        labels_for_explain = labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        explainer.fit(X).explain(rows, labels_for_explain)
+    for b, a in zip(before, inputs):
+        _assert_same(b, a)
 
 
 def test_wrong_number_of_features(iris, iris_model):
@@ -60,6 +115,7 @@ def test_predict_proba_must_return_probabilities(iris, output, message):
     ({"no_info_type": "mode"}, "'no_info_type' parameter"),
     ({"beta": -0.1}, "'beta' parameter"),
     ({"kappa": -1.0}, "'kappa' parameter"),
+    ({"kappa": 1.0}, "'kappa' parameter"),
     ({"gamma": -1.0}, "'gamma' parameter"),
     ({"max_iterations": 0}, "'max_iterations' parameter"),
     ({"c_init": 0.0}, "'c_init' parameter"),

@@ -1,0 +1,309 @@
+"""Right answers or a clear error: each test failed on skcem 0.1 as a new user found it."""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skcem import (CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning,
+                   GradientSimilarityExplainer)
+from skcem._contrastive import TargetWarning
+from skcem._gradients._numerical import central_differences
+
+FAST = dict(max_iterations=200, c_steps=4)
+EXPLAINERS = [CEMExplainer, CounterfactualExplainer]
+
+
+def _quiet(explainer, X, y=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return explainer.explain(X, y)
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="module")
+def iris_frame():
+    pd = pytest.importorskip("pandas")
+    data = load_iris(as_frame=True)
+    X, y = data.data, data.target
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    return pd, X, y, model
+
+
+# --- 2. DataFrame columns are matched by name ----------------------------------------------
+
+@pytest.mark.parametrize("Explainer", EXPLAINERS)
+def test_permuted_dataframe_columns_are_matched_by_name(iris_frame, Explainer):
+    pd, X, _, model = iris_frame
+    shuffled = X[X.columns[::-1]]
+    rows = X.iloc[[0, 50, 100, 120]]
+    explainer = Explainer(model, **FAST).fit(shuffled)
+    assert list(explainer.feature_names_in_) == list(X.columns)
+    exp = _quiet(explainer, rows[rows.columns[[2, 0, 3, 1]]])
+    np.testing.assert_array_equal(exp.X_pred, model.predict(rows))
+    np.testing.assert_array_equal(exp.X, rows.to_numpy())
+    assert exp.found.any()
+    found = pd.DataFrame(exp.explanation[exp.found], columns=X.columns)
+    np.testing.assert_array_equal(model.predict(found), exp.explanation_pred[exp.found])
+
+
+@pytest.mark.parametrize("Explainer", EXPLAINERS + [GradientSimilarityExplainer])
+def test_other_column_names_are_named_in_the_error(iris_frame, Explainer):
+    _, X, y, model = iris_frame
+    renamed = X.rename(columns={"petal width (cm)": "petal_w"})
+    if Explainer is GradientSimilarityExplainer:
+        model = LogisticRegression(max_iter=1000).fit(X, y)
+    with pytest.raises(ValueError, match=r"missing \['petal width \(cm\)'\], "
+                                         r"unexpected \['petal_w'\]"):
+        Explainer(model).fit(renamed, y)
+
+
+def test_similarity_matches_permuted_columns_by_name(iris_frame):
+    _, X, y, _ = iris_frame
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    explainer = GradientSimilarityExplainer(clf).fit(X[X.columns[::-1]], y)
+    reference = GradientSimilarityExplainer(clf).fit(X, y)
+    np.testing.assert_allclose(explainer.transform(X.iloc[:5, [1, 0, 3, 2]]),
+                               reference.transform(X.iloc[:5]))
+
+
+def test_to_frame_keeps_the_index(iris_frame):
+    _, X, _, model = iris_frame
+    rows = X.iloc[[3, 60, 140]]
+    exp = _quiet(CEMExplainer(model, **FAST).fit(X), rows)
+    frame = exp.to_frame()
+    assert list(frame.index) == [3, 60, 140]
+    joined = rows.join(frame.add_suffix("_PN"))
+    assert joined["found_PN"].notna().all()
+
+
+# --- 3. grad_cos is the exact cosine ---------------------------------------------------------
+
+def test_every_training_point_is_its_own_nearest_neighbour_by_grad_cos(cancer):
+    X, y = cancer
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    explainer = GradientSimilarityExplainer(clf, sim_fn="grad_cos").fit(X[:200], y[:200])
+    exp = explainer.explain(X[:200], y[:200])
+    scores = exp.scores
+    nonzero = np.abs(np.diag(scores)) > 0
+    assert nonzero.mean() > 0.95
+    np.testing.assert_allclose(np.diag(scores)[nonzero], 1.0, rtol=1e-9)
+    # ties at a cosine of 1 (identical gradient directions) may rank another row first
+    nearest = exp.ordered_indices[:, 0]
+    np.testing.assert_allclose(scores[np.arange(200), nearest][nonzero], 1.0, rtol=1e-9)
+
+
+# --- 4. every found answer is valid by predict -----------------------------------------------
+
+@pytest.mark.parametrize("mode", ["PN", "PP"])
+def test_answers_of_a_model_whose_predict_disagrees_are_valid_by_predict(mode):
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    svc = SVC(probability=True, random_state=0).fit(X, y)
+    cem = CEMExplainer(svc, mode=mode, clip=(-1e3, 1e3), max_iterations=300, c_steps=5).fit(X)
+    assert cem._predict_in_search  # Platt scaling: argmax(predict_proba) != predict somewhere
+    rows = X[::15]
+    exp = _quiet(cem, rows)
+    assert exp.found.sum() >= 5
+    np.testing.assert_array_equal(exp.X_pred, svc.predict(rows))
+    pred = svc.predict(exp.explanation[exp.found])
+    np.testing.assert_array_equal(pred, exp.explanation_pred[exp.found].astype(int))
+    if mode == "PN":
+        assert np.all(pred != exp.X_pred[exp.found])
+    else:
+        assert np.all(pred == exp.X_pred[exp.found])
+
+
+def test_final_answers_are_checked_with_predict_even_without_disagreement_seen_in_fit():
+    X, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+
+    class Contrarian:
+        """predict_proba of a fine model, but predict calls its class 2 class 1."""
+
+        classes_ = clf.classes_
+
+        def predict_proba(self, Z):
+            return clf.predict_proba(Z)
+
+        def predict(self, Z):
+            return np.minimum(clf.predict(Z), 1)
+
+    cem = CEMExplainer(Contrarian(), mode="PN", **FAST).fit(X)
+    assert cem._predict_in_search
+    cem._predict_in_search = False  # as if fit had not seen the disagreement
+    cem._backend = cem._make_backend(4)
+    rows = X[60:90][clf.predict(X[60:90]) == 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        pn = CEMExplainer(clf, mode="PN", **FAST).fit(X).transform(rows)
+    rows = rows[clf.predict(np.nan_to_num(pn)) == 2][:3]  # their PNs are of class 2
+    assert len(rows) == 3
+    with pytest.warns(ExplanationNotFoundWarning, match="For 3 of them the estimator's predict "
+                                                        "disagreed"):
+        exp = cem.explain(rows)
+    assert not exp.found.any()
+
+
+# --- 5. the distance means the same in every explainer ---------------------------------------
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "mad"])
+def test_counterfactual_distance_is_not_weighted_by_C(cancer, distance):
+    X, y = cancer
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    for C in (0.01, 1.0):
+        cf = CounterfactualExplainer(clf, C=C, distance=distance, max_iterations=300).fit(X)
+        exp = _quiet(cf, X[:6])
+        assert exp.found.sum() >= 5
+        delta = exp.delta[exp.found]
+        expected = {"l1": np.abs(delta).sum(axis=1), "l2": (delta**2).sum(axis=1),
+                    "mad": (np.abs(delta) / cf.__dict__.get("mad_", 1.0)).sum(axis=1)}[distance]
+        np.testing.assert_allclose(exp.distance[exp.found], expected, rtol=1e-10)
+
+
+def test_cem_distance_is_the_elastic_net_of_the_perturbation(iris_frame):
+    _, X, _, model = iris_frame
+    exp = _quiet(CEMExplainer(model, beta=0.2, **FAST).fit(X), X.iloc[:4])
+    d = exp.perturbation[exp.found]
+    np.testing.assert_allclose(exp.distance[exp.found],
+                               (d**2).sum(axis=1) + 0.2 * np.abs(d).sum(axis=1), rtol=1e-10)
+
+
+def test_default_counterfactuals_are_found_on_standardised_data(cancer):
+    X, y = cancer
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    exp = _quiet(CounterfactualExplainer(clf).fit(X), X[:20])
+    assert exp.found.all()
+    np.testing.assert_array_equal(clf.predict(exp.explanation), 1 - clf.predict(X[:20]))
+
+
+# --- 6. no trivial answers -------------------------------------------------------------------
+
+def test_pn_against_a_class_the_model_does_not_predict_is_not_the_instance(iris_frame):
+    _, X, _, model = iris_frame
+    rows = X.iloc[[0, 1, 60]]
+    y = np.array([1, 0, 1])  # row 0 is predicted 0: y disagrees there
+    cem = CEMExplainer(model, mode="PN", **FAST).fit(X)
+    with pytest.warns(TargetWarning, match="1 of 3 instances"):
+        exp = _quiet(cem, rows, y)
+    assert not exp.found[0] and np.all(np.isnan(exp.explanation[0]))
+    assert exp.found[1:].all()
+    assert np.all(np.abs(exp.delta[1:]).sum(axis=1) > 0)
+
+
+def test_counterfactual_target_equal_to_the_current_class_is_a_warned_no_op(iris_frame):
+    _, X, _, model = iris_frame
+    rows = X.iloc[[0, 60]]  # classes 0 and 1
+    cf = CounterfactualExplainer(model, target_class=1, **FAST).fit(X)
+    with pytest.warns(TargetWarning, match="1 of 2 instances are already of their"):
+        exp = _quiet(cf, rows)
+    assert not exp.found[1] and exp.found[0]
+
+
+# --- 8, 10. clear errors ---------------------------------------------------------------------
+
+def test_unfitted_unsupported_model_gets_the_clear_type_error():
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(TypeError, match="got RandomForestClassifier"):
+        GradientSimilarityExplainer(RandomForestClassifier()).fit(X, y)
+
+
+@pytest.mark.parametrize("Explainer", EXPLAINERS)
+def test_empty_immutable_features_means_none(iris_frame, Explainer):
+    _, X, _, model = iris_frame
+    explainer = Explainer(model, immutable_features=[], **FAST).fit(X)
+    assert not explainer.immutable_mask_.any()
+
+
+@pytest.mark.parametrize("Explainer", EXPLAINERS)
+def test_string_column_is_named(iris_frame, Explainer):
+    _, X, _, model = iris_frame
+    X = X.assign(colour=["red"] * len(X))
+    with pytest.raises(ValueError, match="X column 'colour' holds non-numeric values such as "
+                                         "'red'"):
+        Explainer(None).fit(X, np.arange(len(X)) % 2)
+
+
+@pytest.mark.parametrize("kappa", [1.0, 5.0])
+def test_kappa_that_can_never_be_met_is_refused(iris_frame, kappa):
+    _, X, _, model = iris_frame
+    with pytest.raises(InvalidParameterError, match="'kappa' parameter"):
+        CEMExplainer(model, kappa=kappa).fit(X)
+
+
+def test_string_target_class_for_integer_classes_names_the_parameter(iris_frame):
+    _, X, _, model = iris_frame
+    cf = CounterfactualExplainer(model, target_class="setosa", **FAST).fit(X)
+    with pytest.raises(ValueError, match=r"`target_class` holds labels the model does not "
+                                         r"know: \['setosa'\]; classes are \[0, 1, 2\]"):
+        cf.explain(X.iloc[:2])
+
+
+@pytest.mark.parametrize("Explainer", EXPLAINERS)
+def test_default_classifier_refuses_a_regression_target(Explainer):
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.raises(ValueError, match=r"regression target \(214 distinct values in 442"):
+        Explainer().fit(X, y)
+    with pytest.raises(ValueError, match="regression target"):
+        Explainer().fit(X, y + 0.5)
+
+
+def test_y_with_labels_a_fitted_model_does_not_know_is_an_error():
+    X, y = load_iris(return_X_y=True)
+    binary = LogisticRegression(max_iter=1000).fit(X, y > 0)
+    with pytest.raises(ValueError, match="labels that the fitted `estimator` does not know"):
+        CEMExplainer(binary).fit(X, y)
+
+
+def test_tags_say_y_is_needed_for_an_unfitted_estimator():
+    assert CEMExplainer(LogisticRegression()).__sklearn_tags__().target_tags.required
+    X, y = load_iris(return_X_y=True)
+    fitted = LogisticRegression(max_iter=1000).fit(X, y)
+    assert not CEMExplainer(fitted).__sklearn_tags__().target_tags.required
+
+
+# --- 11. a vanishing gradient is named --------------------------------------------------------
+
+def test_vanishing_gradient_is_reported_plainly():
+    X, y = load_iris(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
+    cem = CEMExplainer(forest, max_iterations=20, c_steps=2).fit(X)
+    with pytest.warns(ExplanationNotFoundWarning, match="gradient was exactly zero at every "
+                                                        "step") as record:
+        cem.explain(X[[0, 60]])
+    assert "cannot help" in str(record[0].message)
+
+
+# --- 13. black-box memory is bounded ---------------------------------------------------------
+
+def test_finite_differences_memory_does_not_grow_with_width_squared_times_batch():
+    rng = np.random.default_rng(0)
+    n, d = 64, 1100  # unchunked: 2 * 64 * 1100^2 float64 = 1.2 GB of shifted rows
+    W = rng.normal(size=(d, 3)) / np.sqrt(d)
+
+    def proba(Z):
+        logits = Z @ W
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    Z = rng.normal(size=(n, d))
+    tracemalloc.start()
+    jacobian = central_differences(proba, Z, 1e-3)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 300e6, peak
+    small = central_differences(proba, Z[:2], 1e-3, max_values=10**12)  # one call
+    np.testing.assert_allclose(jacobian[:2], small, rtol=1e-12, atol=1e-15)
