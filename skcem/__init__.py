@@ -3,7 +3,7 @@
 from ._cem import CEMExplainer
 from ._contrastive import ExplanationNotFoundWarning
 from ._counterfactual import CounterfactualExplainer
-from ._explanation import CEMExplanation
+from ._explanation import CEMExplanation, Explanation
 from ._similarity import GradientSimilarityExplainer, SimilarityExplanation
 
 __version__ = "0.1.0"
@@ -12,6 +12,7 @@ __all__ = [
     "CEMExplainer",
     "CEMExplanation",
     "CounterfactualExplainer",
+    "Explanation",
     "ExplanationNotFoundWarning",
     "GradientSimilarityExplainer",
     "SimilarityExplanation",

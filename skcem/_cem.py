@@ -6,7 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from ._attack import MODES
+from ._modes import CEM_MODES, MODES
 from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer, TargetWarning
 from ._fista import SolverSettings
 from ._validation import per_feature
@@ -158,7 +158,7 @@ class CEMExplainer(BaseContrastiveExplainer):
       given, with no ``y`` needed. An unfitted ``estimator`` is cloned as usual;
     - a PP is ``x0 - a + clip(no_info_val, *feature_range)``, which is the reference's
       ``x0 - a`` when the no-information value is 0 and stays between the no-information value
-      and ``x0`` otherwise (see ``skcem._attack``).
+      and ``x0`` otherwise (see ``skcem._modes``).
 
     References
     ----------
@@ -183,7 +183,7 @@ class CEMExplainer(BaseContrastiveExplainer):
     _parameter_constraints: dict = {
         **SHARED_CONSTRAINTS,
         "estimator": [HasMethods(["predict_proba"]), callable, None],
-        "mode": [StrOptions(set(MODES))],
+        "mode": [StrOptions(set(CEM_MODES))],
         "kappa": [Interval(Real, 0, 1, closed="left")],
         "beta": [Interval(Real, 0, None, closed="left")],
         "no_info_val": [Real, "array-like", None],
@@ -244,24 +244,21 @@ class CEMExplainer(BaseContrastiveExplainer):
 
     def _targets(self, predicted, proba, y):
         if y is None:
-            return predicted, predicted, np.ones(len(predicted), dtype=bool)
+            return predicted, predicted
         target = self._class_indices(y, len(predicted))
         disagree = target != predicted
         if disagree.any():
-            what = ("they get no PN: the model already predicts another class, so the "
-                    "instance itself would be its trivial PN" if self.mode == "PN" else
-                    "their PP is the part of the instance that the model gives y's class")
             warnings.warn(f"y differs from the model's prediction for {int(disagree.sum())} of "
-                          f"{len(target)} instances; {what}.", TargetWarning, stacklevel=3)
-        searchable = ~disagree if self.mode == "PN" else np.ones(len(target), dtype=bool)
-        return target, target, searchable
+                          f"{len(target)} instances; each is explained against its y.",
+                          TargetWarning, stacklevel=3)
+        return target, target
 
     def _problem_settings(self):
         if self.distance == "mad":
             l1_weight, l2_weight = self.beta / self.mad_, 1.0 / self.mad_**2
         else:
             l1_weight, l2_weight = float(self.beta), 1.0
-        return dict(mode=self.mode, no_info_val=self.no_info_val_, kappa=float(self.kappa),
+        return dict(mode=MODES[self.mode], no_info_val=self.no_info_val_, kappa=float(self.kappa),
                     l1_weight=l1_weight, l2_weight=l2_weight, gamma=float(self.gamma))
 
     def _solver_settings(self):

@@ -18,8 +18,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
 from ._base import ExplainerMixin
-from ._explanation import CEMExplanation
-from ._fista import CEMProblem, solve
+from ._explanation import Explanation
+from ._fista import SearchProblem, solve
 from ._gradients import is_keras_model, make_backend
 from ._progress import logger, progress_bar
 from ._validation import (check_feature_range, check_pair, check_probabilities, class_indices,
@@ -63,7 +63,7 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
     """One batch, in this process or a joblib worker: the result and its model rows."""
     backend = explainer._get_backend()
     rows_before = backend.n_model_rows
-    problem = CEMProblem(x0=x0, target=target, searchable=searchable, **common)
+    problem = SearchProblem(x0=x0, target=target, searchable=searchable, **common)
     result = solve(backend, problem, settings, progress=progress)
     return result, backend.n_model_rows - rows_before
 
@@ -196,8 +196,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return class_indices(labels, self.classes_, name)
 
     def _targets(self, predicted, proba, y):
-        """The class each instance is explained against, the class the search aims at, and
-        which instances are searched at all.
+        """The class each instance is explained against and the class the search aims at.
 
         Parameters
         ----------
@@ -210,20 +209,29 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         Returns
         -------
         explained, target : ndarray of int
-        searchable : ndarray of bool
-            False for instances whose answer would be trivial (the instance itself): they get
-            no explanation.
         """
         raise NotImplementedError
 
     def _problem_settings(self):
-        """The :class:`~skcem._fista.CEMProblem` fields that the subclass decides: ``mode``,
+        """The :class:`~skcem._fista.SearchProblem` fields that the subclass decides: ``mode``,
         ``no_info_val``, ``kappa``, distance weights, ``gamma``."""
         raise NotImplementedError
 
     def _solver_settings(self):
         """The :class:`~skcem._fista.SolverSettings` of the search."""
         raise NotImplementedError
+
+    @staticmethod
+    def _searchable(mode, explained, target, predicted):
+        """Instances whose only answer would be the instance itself get none, with a warning."""
+        searchable = mode.searchable(explained, target, predicted)
+        n_trivial = int((~searchable).sum())
+        if n_trivial:
+            warnings.warn(f"{n_trivial} of {len(target)} instances get no {mode.name}: the "
+                          f"model already gives them the class a {mode.name} must reach, so the "
+                          "instance itself would be its trivial answer.", TargetWarning,
+                          stacklevel=4)
+        return searchable
 
     def explain(self, X, y=None):
         """Find the explanation of each row of ``X``.
@@ -238,7 +246,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
         Returns
         -------
-        explanation : CEMExplanation
+        explanation : Explanation
             Explanations, their predictions, the ``found`` mask, distances and final ``c``.
             Warns with :class:`ExplanationNotFoundWarning` when some instances got none.
         """
@@ -250,12 +258,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         proba = check_probabilities(backend.predict_proba(X), X.shape[0])
         predicted = backend.predict(X)
         n_rows = backend.n_model_rows - rows_before
-        explained, target, searchable = self._targets(predicted, proba, y)
+        explained, target = self._targets(predicted, proba, y)
         settings = self._solver_settings()
         lower, upper = self.feature_range_
         common = dict(n_classes=len(self.classes_), lower=lower, upper=upper,
                       mutable=~self.immutable_mask_ if self.immutable_mask_.any() else None,
                       **self._problem_settings())
+        searchable = self._searchable(common["mode"], explained, target, predicted)
         starts = range(0, X.shape[0], self.batch_size)
         bar = progress_bar(len(starts) * settings.c_steps, type(self).__name__,
                            self.verbose >= 1)
@@ -293,7 +302,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         explanation_pred = np.full(found.shape, None, dtype=object)
         explanation_pred[found] = self.classes_[explanation_class[found]]
         n_missing = int((~found).sum())
-        mode = common["mode"]
+        mode = common["mode"].name
         if n_missing:
             flat = np.concatenate([r.flat_gradient for r in results]) & ~found
             rejected = np.concatenate([r.rejected_by_predict for r in results])
@@ -307,7 +316,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
             warnings.warn(message, ExplanationNotFoundWarning, stacklevel=3)
         names = getattr(self, "feature_names_in_", None)
-        return CEMExplanation(
+        return Explanation(
             mode=mode, X=X, X_pred=self.classes_[explained], X_proba=proba,
             explanation=np.concatenate([r.explanation for r in results]),
             explanation_pred=explanation_pred, explanation_proba=explanation_proba,

@@ -1,13 +1,12 @@
 """CounterfactualExplainer: the closest instance of another class (ceml's regularized cost)."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from ._attack import MOVES_FREELY
-from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer, TargetWarning
+from ._modes import MODES
+from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer
 from ._fista import SolverSettings
 
 
@@ -119,17 +118,11 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         if isinstance(self.target_class, str) and self.target_class == "other":
             others = proba.copy()
             others[np.arange(len(proba)), predicted] = -np.inf
-            return predicted, others.argmax(axis=1), np.ones(len(predicted), dtype=bool)
+            return predicted, others.argmax(axis=1)
         labels = self.target_class
         if np.ndim(labels) == 0:
             labels = np.full(len(proba), labels, dtype=object)
-        target = self._class_indices(labels, len(proba), name="target_class")
-        already = target == predicted
-        if already.any():
-            warnings.warn(f"{int(already.sum())} of {len(target)} instances are already of "
-                          "their `target_class`: they get no counterfactual.", TargetWarning,
-                          stacklevel=3)
-        return predicted, target, ~already
+        return predicted, self._class_indices(labels, len(proba), name="target_class")
 
     def _problem_settings(self):
         if self.distance == "l2":
@@ -138,7 +131,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
             l1_weight, l2_weight = 1.0 / self.mad_, 0.0
         else:
             l1_weight, l2_weight = 1.0, 0.0
-        return dict(mode=MOVES_FREELY, no_info_val=np.zeros(self.n_features_in_), kappa=0.0,
+        return dict(mode=MODES["CF"], no_info_val=np.zeros(self.n_features_in_), kappa=0.0,
                     l1_weight=l1_weight, l2_weight=l2_weight, distance_weight=float(self.C))
 
     def _solver_settings(self):

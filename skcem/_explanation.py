@@ -1,9 +1,11 @@
-"""The result of :meth:`CEMExplainer.explain`."""
+"""The result of :meth:`CEMExplainer.explain` and :meth:`CounterfactualExplainer.explain`."""
 
 import json
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+
+from ._modes import MODES
 
 
 def _to_builtin(value):
@@ -32,8 +34,9 @@ def _index_to_builtin(index):
 
 
 @dataclass
-class CEMExplanation:
-    """Pertinent negatives or positives of a batch of instances, with their diagnostics.
+class Explanation:
+    """Pertinent negatives, positives or counterfactuals of a batch of instances, with their
+    diagnostics (``CEMExplanation`` is its former name).
 
     Rows follow the explained ``X``. Where no explanation was found (``found`` is False) the
     explanation, its prediction, distance and ``c`` are NaN (``None`` in :meth:`to_dict`).
@@ -125,8 +128,8 @@ class CEMExplanation:
         The quantity whose elastic-net norm the search minimises; sparsity and proximity
         (:mod:`skcem.metrics`) are measured on it.
         """
-        reference = self.background if self.mode == "PP" else self.X
-        return self.explanation - reference
+        return self.explanation - MODES[self.mode].perturbation_reference(self.X,
+                                                                          self.background)
 
     def as_images(self, input_shape=None):
         """``(X, explanation)`` reshaped to ``(n_samples, *input_shape)``."""
@@ -153,7 +156,7 @@ class CEMExplanation:
         try:
             import pandas as pd
         except ImportError as exc:
-            raise ImportError("CEMExplanation.to_frame needs pandas: `pip install pandas`.") \
+            raise ImportError("Explanation.to_frame needs pandas: `pip install pandas`.") \
                 from exc
         names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
         frame = pd.DataFrame(self.explanation, columns=names, index=self.index)
@@ -172,3 +175,7 @@ class CEMExplanation:
     def to_json(self, **kwargs):
         """The explanation as a JSON string (see :meth:`to_dict`)."""
         return json.dumps(self.to_dict(), **kwargs)
+
+
+# The name of skcem 0.1, kept for code written against it.
+CEMExplanation = Explanation

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._attack import MOVES_FREELY, input_sign, is_success, model_input, project, requires_change
-from .costs import L1, L2, HingeAttack, NegLogLikelihood, one_hot
+from ._modes import Mode
+from .costs import L1, L2, one_hot
 
 _C_UPPER_INIT = 1e10
 _C_UPPER_UNSET = 1e9
@@ -27,8 +27,10 @@ _C_BRACKET_RTOL = 0.05
 
 
 @dataclass(frozen=True)
-class CEMProblem:
+class SearchProblem:
     """The constants of one batch: everything the optimizer needs besides the backend.
+
+    ``mode`` (:mod:`skcem._modes`) owns all that differs between PN, PP and counterfactuals.
 
     The distance to ``x0`` is ``l2_weight * ||d||_2^2 + l1_weight * ||d||_1`` (weights scalar
     or per feature); it enters the objective times ``distance_weight`` (a counterfactual's
@@ -39,7 +41,7 @@ class CEMProblem:
     x0: np.ndarray
     target: np.ndarray
     n_classes: int
-    mode: str
+    mode: Mode
     no_info_val: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
@@ -54,9 +56,7 @@ class CEMProblem:
     @property
     def attack(self):
         """The loss on the probabilities: CEM's hinge, or a counterfactual's cross-entropy."""
-        if self.mode == MOVES_FREELY:
-            return NegLogLikelihood()
-        return HingeAttack(self.mode, self.kappa)
+        return self.mode.loss(self.kappa)
 
     @property
     def background(self):
@@ -64,18 +64,14 @@ class CEMProblem:
         return np.clip(self.no_info_val, self.lower, self.upper)
 
     def model_input(self, adv, rows=slice(None)):
-        return model_input(adv, self.x0[rows], _rows(self.background, rows), self.mode)
+        return self.mode.model_input(adv, self.x0[rows], _rows(self.background, rows))
 
     def pinned(self, rows=slice(None)):
-        """The iterate of every instance with its immutable features at their fixed value.
-
-        A PN keeps them at ``x0``; a PP keeps them whole, which is ``a = background``.
-        """
+        """The iterate of every instance with its immutable features at their fixed value."""
         x0 = self.x0[rows]
         if self.mutable is None:
             return x0.copy()
-        fixed = np.broadcast_to(self.background, x0.shape) if self.mode == "PP" else x0
-        return np.where(self.mutable, x0, fixed)
+        return np.where(self.mutable, x0, self.mode.pinned(x0, _rows(self.background, rows)))
 
     def target_onehot(self, rows=slice(None)):
         return one_hot(self.target[rows], self.n_classes)
@@ -100,7 +96,7 @@ class SolverSettings:
 
 
 @dataclass
-class CEMResult:
+class SearchResult:
     """Per-instance outcome of the search; rows without a success hold NaN.
 
     ``explanation_class`` holds class indices (-1 where nothing was found); ``flat_gradient``
@@ -190,7 +186,7 @@ def _evaluate(backend, problem, adv, adv_s, rows, attack, objective=False):
                               problem.target_onehot(rows), problem.attack, attack=attack,
                               autoencoder=problem.gamma > 0,
                               autoencoder_at_adv=objective and problem.gamma > 0)
-    sign = input_sign(problem.mode)
+    sign = problem.mode.input_sign
     if answer.attack_grad is not None:
         answer.attack_grad = sign * answer.attack_grad
     if answer.ae_grad is not None:
@@ -205,14 +201,14 @@ def solve(backend, problem, settings, progress=None):
     ----------
     backend : object
         Answers ``evaluate`` (see the module's docstring) and counts ``n_model_rows``.
-    problem : CEMProblem
+    problem : SearchProblem
     settings : SolverSettings
     progress : callable, optional
         Called after each c-step with ``(step, c, found)``.
 
     Returns
     -------
-    CEMResult
+    SearchResult
     """
     x0 = problem.x0
     n = x0.shape[0]
@@ -251,7 +247,7 @@ def solve(backend, problem, settings, progress=None):
     bests.dist[~found] = np.nan
     bests.c[~found] = np.nan
     bests.pred[~found] = -1
-    return CEMResult(explanation=explanation, found=found, distance=bests.dist, best_c=bests.c,
+    return SearchResult(explanation=explanation, found=found, distance=bests.dist, best_c=bests.c,
                      explanation_proba=bests.proba, explanation_class=bests.pred,
                      n_iterations=n_iterations, flat_gradient=~moved,
                      rejected_by_predict=rejected)
@@ -266,8 +262,8 @@ def _check_with_predict(backend, problem, explanation, bests):
     rejected = np.zeros_like(found)
     if found.any():
         pred = backend.predict(explanation[found])
-        valid = is_success(bests.proba[found], problem.target[found], problem.mode,
-                           problem.kappa, pred=pred)
+        valid = problem.mode.is_success(bests.proba[found], problem.target[found],
+                                        problem.kappa, pred=pred)
         bests.pred[found] = pred
         rejected[found] = ~valid
         found &= ~rejected
@@ -295,11 +291,12 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     threshold = problem.distance_weight * problem.l1_weight
     if settings.threshold_times_lr:
         threshold = lr * threshold
+    project = problem.mode.project
     new_adv = project(shrink(adv_s[active] - lr * grad, x0, threshold,
                              _rows(state["lower"], active), _rows(state["upper"], active)),
-                      x0, v, problem.mode)
+                      x0, v)
     momentum = (k + 1) / (k + 4) if settings.momentum else 0.0
-    new_s = project(new_adv + momentum * (new_adv - adv[active]), x0, v, problem.mode)
+    new_s = project(new_adv + momentum * (new_adv - adv[active]), x0, v)
     if problem.mutable is not None:  # masked shrinkage: immutable features stay pinned
         new_adv = np.where(problem.mutable, new_adv, state["pinned"][active])
         new_s = np.where(problem.mutable, new_s, state["pinned"][active])
@@ -310,9 +307,9 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
 def _record(problem, answer, rows, x0, adv, c, bests):
     """Success test of the new iterates; the best successes are kept in ``bests``."""
     pred = answer.proba_adv.argmax(axis=1) if answer.pred_adv is None else answer.pred_adv
-    changed = np.any(adv != x0, axis=1) if requires_change(problem.mode) else None
-    ok = is_success(answer.proba_adv, problem.target[rows], problem.mode, problem.kappa,
-                    pred=answer.pred_adv, changed=changed)
+    changed = np.any(adv != x0, axis=1) if problem.mode.requires_change else None
+    ok = problem.mode.is_success(answer.proba_adv, problem.target[rows], problem.kappa,
+                                 pred=answer.pred_adv, changed=changed)
     dist = elastic_distance(adv, x0, problem.l1_weight, problem.l2_weight)
     bests.update(rows, ok, dist, adv, c, answer.proba_adv, pred)
     return ok

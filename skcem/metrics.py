@@ -1,6 +1,6 @@
 """Quality of contrastive explanations, per instance, and the score used by ``GridSearchCV``.
 
-All functions take a :class:`~skcem.CEMExplanation`. Sparsity and proximity are measured on its
+All functions take a :class:`~skcem.Explanation`. Sparsity and proximity are measured on its
 ``perturbation`` (what a PN adds, what a PP keeps), in units of each feature's range so that
 features on large scales do not dominate.
 """
@@ -30,7 +30,7 @@ def proximity(explanation, feature_range):
 
     Parameters
     ----------
-    explanation : CEMExplanation
+    explanation : Explanation
     feature_range : tuple of (ndarray, ndarray)
         Per-feature (lower, upper) bounds, such as ``CEMExplainer.feature_range_``; a feature
         of zero width counts in its own units.

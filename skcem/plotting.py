@@ -54,7 +54,7 @@ def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cm
 
     Parameters
     ----------
-    explanation : CEMExplanation
+    explanation : Explanation
     index : int, default=0
         The instance to draw.
     image_shape : tuple, optional
@@ -95,7 +95,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
 
     Parameters
     ----------
-    explanation : CEMExplanation
+    explanation : Explanation
     index : int, default=0
     feature_names : list of str, optional
         Defaults to the explanation's feature names, else ``x0, x1, ...``.

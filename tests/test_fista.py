@@ -1,6 +1,6 @@
 import numpy as np
 
-from skcem._attack import is_success, project
+from skcem._modes import MODES
 from skcem._fista import shrink, update_c
 
 
@@ -24,18 +24,30 @@ def test_projection_pn_adds_pp_removes():
     v = 0.0
     candidate = np.array([[2.0, 0.5, -0.5, -2.0]])
     # PN: only moves that end farther from v than x0
-    np.testing.assert_allclose(project(candidate, x0, v, "PN"), [[2.0, 1.0, 1.0, -2.0]])
+    np.testing.assert_allclose(MODES["PN"].project(candidate, x0, v), [[2.0, 1.0, 1.0, -2.0]])
     # PP: only moves towards v that do not cross it
-    np.testing.assert_allclose(project(candidate, x0, v, "PP"), [[1.0, 0.5, 1.0, 1.0]])
+    np.testing.assert_allclose(MODES["PP"].project(candidate, x0, v), [[1.0, 0.5, 1.0, 1.0]])
 
 
 def test_success_test_uses_kappa_margin():
     proba = np.array([[0.45, 0.55], [0.6, 0.4]])
     target = np.array([0, 0])
-    np.testing.assert_array_equal(is_success(proba, target, "PN", 0.0), [True, False])
-    np.testing.assert_array_equal(is_success(proba, target, "PN", 0.2), [False, False])
-    np.testing.assert_array_equal(is_success(proba, target, "PP", 0.0), [False, True])
-    np.testing.assert_array_equal(is_success(proba, target, "PP", 0.3), [False, False])
+    np.testing.assert_array_equal(MODES["PN"].is_success(proba, target, 0.0), [True, False])
+    np.testing.assert_array_equal(MODES["PN"].is_success(proba, target, 0.2), [False, False])
+    np.testing.assert_array_equal(MODES["PP"].is_success(proba, target, 0.0), [False, True])
+    np.testing.assert_array_equal(MODES["PP"].is_success(proba, target, 0.3), [False, False])
+    np.testing.assert_array_equal(MODES["CF"].is_success(proba, np.array([1, 1]), 0.0),
+                                  [True, False])
+
+
+def test_success_needs_predict_agreement_and_a_change():
+    proba = np.array([[0.45, 0.55], [0.45, 0.55]])
+    target = np.array([0, 0])
+    pn = MODES["PN"]
+    np.testing.assert_array_equal(pn.is_success(proba, target, 0.0, pred=np.array([1, 0])),
+                                  [True, False])
+    np.testing.assert_array_equal(
+        pn.is_success(proba, target, 0.0, changed=np.array([False, True])), [False, True])
 
 
 def test_c_search_bisects_after_success_and_grows_tenfold_before_any():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from skcem._attack import model_input
+from skcem._modes import MODES
 from skcem.costs import HingeAttack, one_hot
-from skcem._fista import CEMProblem, _evaluate
+from skcem._fista import SearchProblem, _evaluate
 from skcem._gradients import NumericalAutoencoder, NumericalBackend
 
 from .conftest import softmax_model_gradient
@@ -54,14 +54,15 @@ def test_attack_gradient_is_gradient_of_attack_term_wrt_iterate(iris, iris_model
     # iterates where the hinge is active: a PN at x0 (kappa keeps it active), a PP that has
     # removed most of x0 (the model sees mostly background)
     no_info = np.median(X, axis=0)
-    problem = CEMProblem(x0=x0, target=target, n_classes=3, mode=mode, no_info_val=no_info,
-                         lower=X.min(0), upper=X.max(0), kappa=0.3, l1_weight=0.1)
+    problem = SearchProblem(x0=x0, target=target, n_classes=3, mode=MODES[mode],
+                            no_info_val=no_info, lower=X.min(0), upper=X.max(0), kappa=0.3,
+                            l1_weight=0.1)
     adv = x0 + 0.01 if mode == "PN" else 0.9 * x0 + 0.1 * no_info
     backend = NumericalBackend(iris_model.predict_proba, eps=1e-5)
     grad = _evaluate(backend, problem, x0, adv, np.arange(len(rows)), attack=True).attack_grad
 
     def f(a):
-        z = model_input(a, x0, problem.background, mode)
+        z = MODES[mode].model_input(a, x0, problem.background)
         return HingeAttack(mode, 0.3).value(iris_model.predict_proba(z), one_hot(target, 3))
 
     assert np.all(f(adv) > 0), "the test point must have an active hinge"

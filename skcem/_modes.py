@@ -1,0 +1,162 @@
+"""What distinguishes a pertinent negative, a pertinent positive and a counterfactual.
+
+Each mode is one object that owns everything mode-specific of ALGORITHMS.md, written once for
+every model kind: what the model sees of the iterate (and the sign of that map), the direction
+a feature may move, the pinned value of an immutable feature, the loss on the probabilities,
+the success test, which instances would only get a trivial answer, and what an explanation's
+perturbation is measured from. The optimizer (:mod:`skcem._fista`) and the explanation
+(:mod:`skcem._explanation`) ask the mode; they never branch on it.
+
+Pertinent positives and the no-information value
+------------------------------------------------
+The reference feeds the model ``x0 - a`` for a PP, which is "the part of ``x0`` that is kept"
+only when the no-information value ``v`` is 0. skcem feeds it ``x0 - a + v_bg`` where
+``v_bg = clip(v, lo, hi)`` is the no-information value inside the feature range: with nothing
+removed (``a = v_bg``) the model sees ``x0``, with everything removed (``a = x0``) it sees the
+blank background ``v_bg``. For ``v = 0`` inside the range this is the reference's formula number
+for number; for any other ``v`` (the median of standardised tabular data, MNIST scaled to
+``[-0.5, 0.5]`` with ``v = -1``) the PP stays between ``v_bg`` and ``x0`` and inside the feature
+range, where the reference's ``x0 - a`` does not. For the same reason the PP projection keeps a
+feature only while it lies *between* ``v`` and ``x0``; the reference's ``|a - v| <= |x0 - v|``
+also admits the mirror image beyond ``v``, which the shrinkage step's clipping to the feature
+range rules out in the reference's own examples anyway.
+"""
+
+import numpy as np
+
+from .costs import HingeAttack, NegLogLikelihood
+
+
+class Mode:
+    """The mode-specific parts of the search; subclasses define one mode each.
+
+    Attributes
+    ----------
+    name : str
+        "PN", "PP" or "CF", as in :attr:`skcem.Explanation.mode`.
+    input_sign : float
+        Derivative of :meth:`model_input` with respect to the iterate (element-wise).
+    requires_change : bool
+        Whether an answer equal to the instance is ruled out (it is no explanation).
+    wants_target : bool
+        Whether success means the target class (PP, CF) or another class (PN).
+    """
+
+    name = ""
+    input_sign = 1.0
+    requires_change = True
+    wants_target = True
+
+    def model_input(self, adv, x0, background):
+        """What the classifier is shown for the iterate ``adv``; at the best iterate, the
+        answer."""
+        return adv
+
+    def project(self, candidate, x0, no_info_val):
+        """Keep a feature's move only in the direction the mode allows, else reset it to
+        ``x0``."""
+        return candidate
+
+    def pinned(self, x0, background):
+        """The iterate's value for a feature that never changes."""
+        return x0
+
+    def loss(self, kappa):
+        """The loss on the probabilities (a term of :mod:`skcem.costs`)."""
+        raise NotImplementedError
+
+    def margin_ok(self, proba, target, kappa):
+        """The probabilities' side of the success test."""
+        return np.argmax(proba, axis=1) == target
+
+    def is_success(self, proba, target, kappa, pred=None, changed=None):
+        """Success of each row: by the probabilities (with the ``kappa`` margin), by the
+        estimator's own ``predict`` where given (class indices ``pred``), and, where
+        ``changed`` is given, only for answers that differ from the instance."""
+        ok = self.margin_ok(proba, target, kappa)
+        if pred is not None:
+            ok &= (pred == target) == self.wants_target
+        if changed is not None:
+            ok &= changed
+        return ok
+
+    def searchable(self, explained, target, predicted):
+        """False for instances whose only answer would be the instance itself."""
+        return np.ones(len(target), dtype=bool)
+
+    def perturbation_reference(self, X, background):
+        """What an explanation's perturbation is measured from."""
+        return X
+
+
+class PertinentNegative(Mode):
+    """The smallest addition -- features moved away from the no-information value -- that
+    changes the class."""
+
+    name = "PN"
+    wants_target = False
+
+    def project(self, candidate, x0, no_info_val):
+        keep = np.abs(candidate - no_info_val) > np.abs(x0 - no_info_val)
+        return np.where(keep, candidate, x0)
+
+    def loss(self, kappa):
+        return HingeAttack("PN", kappa)
+
+    def margin_ok(self, proba, target, kappa):
+        shifted = proba.copy()
+        shifted[np.arange(len(proba)), target] += kappa
+        return np.argmax(shifted, axis=1) != target
+
+    def searchable(self, explained, target, predicted):
+        # An instance the model does not put in the explained class is its own trivial PN.
+        return explained == predicted
+
+
+class PertinentPositive(Mode):
+    """The smallest part of the instance -- features moved towards the no-information value
+    removed -- that keeps the class. An answer equal to the instance keeps all of it."""
+
+    name = "PP"
+    input_sign = -1.0
+    requires_change = False
+
+    def model_input(self, adv, x0, background):
+        return x0 + (background - adv)  # exactly x0 where adv == background
+
+    def project(self, candidate, x0, no_info_val):
+        same_side = (candidate - no_info_val) * (x0 - no_info_val) >= 0
+        keep = same_side & (np.abs(candidate - no_info_val) <= np.abs(x0 - no_info_val))
+        return np.where(keep, candidate, x0)
+
+    def pinned(self, x0, background):
+        return np.broadcast_to(background, x0.shape)  # the whole feature kept
+
+    def loss(self, kappa):
+        return HingeAttack("PP", kappa)
+
+    def margin_ok(self, proba, target, kappa):
+        shifted = proba.copy()
+        shifted[np.arange(len(proba)), target] -= kappa
+        return np.argmax(shifted, axis=1) == target
+
+    def perturbation_reference(self, X, background):
+        return np.broadcast_to(background, np.shape(X))
+
+
+class Counterfactual(Mode):
+    """The closest instance of a target class: free moves, cross-entropy at the target."""
+
+    name = "CF"
+
+    def loss(self, kappa):
+        return NegLogLikelihood()
+
+    def searchable(self, explained, target, predicted):
+        # An instance already of its target class is its own trivial counterfactual.
+        return target != predicted
+
+
+MODES = {mode.name: mode for mode in (PertinentNegative(), PertinentPositive(),
+                                      Counterfactual())}
+CEM_MODES = ("PN", "PP")
