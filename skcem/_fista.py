@@ -247,10 +247,10 @@ def solve(backend, problem, settings, progress=None):
     bests.dist[~found] = np.nan
     bests.c[~found] = np.nan
     bests.pred[~found] = -1
-    return SearchResult(explanation=explanation, found=found, distance=bests.dist, best_c=bests.c,
-                     explanation_proba=bests.proba, explanation_class=bests.pred,
-                     n_iterations=n_iterations, flat_gradient=~moved,
-                     rejected_by_predict=rejected)
+    return SearchResult(explanation=explanation, found=found, distance=bests.dist,
+                        best_c=bests.c, explanation_proba=bests.proba,
+                        explanation_class=bests.pred, n_iterations=n_iterations,
+                        flat_gradient=~moved, rejected_by_predict=rejected)
 
 
 def _check_with_predict(backend, problem, explanation, bests):
