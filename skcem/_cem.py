@@ -4,10 +4,10 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._modes import CEM_MODES, MODES
-from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer, TargetWarning
+from ._contrastive import BaseContrastiveExplainer, TargetWarning
 from ._fista import SolverSettings
 from ._validation import per_feature
 
@@ -181,8 +181,7 @@ class CEMExplainer(BaseContrastiveExplainer):
     """
 
     _parameter_constraints: dict = {
-        **SHARED_CONSTRAINTS,
-        "estimator": [HasMethods(["predict_proba"]), callable, None],
+        **BaseContrastiveExplainer._parameter_constraints,
         "mode": [StrOptions(set(CEM_MODES))],
         "kappa": [Interval(Real, 0, 1, closed="left")],
         "beta": [Interval(Real, 0, None, closed="left")],
@@ -229,6 +228,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.verbose = verbose
+
+    def _autoencoder(self):
+        return self.autoencoder
 
     def _check_params(self):
         if self.gamma > 0 and self.autoencoder is None:

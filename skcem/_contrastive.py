@@ -13,7 +13,7 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
@@ -36,7 +36,8 @@ class TargetWarning(UserWarning):
     """Some instances are explained against a class that makes their explanation trivial."""
 
 
-SHARED_CONSTRAINTS = {
+_SHARED_CONSTRAINTS = {
+    "estimator": [HasMethods(["predict_proba"]), callable, None],
     "feature_range": [tuple, list, None],
     "input_shape": [tuple, list, None],
     "immutable_features": ["array-like", None],
@@ -64,7 +65,7 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
     backend = explainer._get_backend()
     rows_before = backend.n_model_rows
     problem = SearchProblem(x0=x0, target=target, searchable=searchable, **common)
-    result = solve(backend, problem, settings, progress=progress)
+    result = explainer._search(backend, problem, settings, progress=progress)
     return result, backend.n_model_rows - rows_before
 
 
@@ -73,7 +74,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     """Shared machinery; not for direct use."""
 
     _transient_attributes = ("_backend",)
-    autoencoder = None  # only CEMExplainer has an auto-encoder term
+    _parameter_constraints: dict = _SHARED_CONSTRAINTS
+    # The search: any function with the signature and result of :func:`skcem._fista.solve`.
+    # This is the seam for a second strategy (models whose gradients vanish).
+    _search = staticmethod(solve)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -174,9 +178,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         elif hasattr(self, "mad_"):
             del self.mad_
 
+    def _autoencoder(self):
+        """The auto-encoder of the ``gamma`` term, if the explainer has one."""
+        return None
+
     def _make_backend(self, n_features):
         return make_backend(self.estimator_, eps=per_feature(self.eps[1], n_features, "eps"),
-                            n_features=n_features, autoencoder=self.autoencoder,
+                            n_features=n_features, autoencoder=self._autoencoder(),
                             input_shape=self.input_shape,
                             output_kind=getattr(self, "_keras_output", None) or "probabilities",
                             classes=self.classes_,

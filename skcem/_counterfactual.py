@@ -3,10 +3,10 @@
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._modes import MODES
-from ._contrastive import SHARED_CONSTRAINTS, BaseContrastiveExplainer
+from ._contrastive import BaseContrastiveExplainer
 from ._fista import SolverSettings
 
 
@@ -77,8 +77,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     """
 
     _parameter_constraints: dict = {
-        **SHARED_CONSTRAINTS,
-        "estimator": [HasMethods(["predict_proba"]), callable, None],
+        **BaseContrastiveExplainer._parameter_constraints,
         "target_class": [StrOptions({"other"}), Integral, str, "array-like"],
         "distance": [StrOptions({"l1", "l2", "mad"})],
         "C": [Interval(Real, 0, None, closed="left")],

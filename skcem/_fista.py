@@ -176,16 +176,17 @@ class _Bests:
         self.pred[improved] = pred[better]
 
 
-def _evaluate(backend, problem, adv, adv_s, rows, attack, objective=False):
+def _evaluate(backend, problem, adv, adv_s, rows, with_attack_grad, for_objective=False):
     """Ask the backend; its gradients with respect to ``z`` become ones w.r.t. ``a``.
 
     Returns the backend's :class:`~skcem._gradients._base.Evaluation`, with
     ``pred_adv`` always set (the argmax of the probabilities where the backend has none).
     """
     answer = backend.evaluate(problem.model_input(adv, rows), problem.model_input(adv_s, rows),
-                              problem.target_onehot(rows), problem.attack, attack=attack,
-                              autoencoder=problem.gamma > 0,
-                              autoencoder_at_adv=objective and problem.gamma > 0)
+                              problem.target_onehot(rows), problem.attack,
+                              with_attack_grad=with_attack_grad,
+                              with_ae_grad=problem.gamma > 0,
+                              with_ae_loss_at_adv=for_objective and problem.gamma > 0)
     sign = problem.mode.input_sign
     if answer.attack_grad is not None:
         answer.attack_grad = sign * answer.attack_grad
@@ -222,7 +223,7 @@ def solve(backend, problem, settings, progress=None):
         else problem.searchable.copy()
     # Every c-step starts at x0 (immutable features pinned): its gradients are computed once.
     initial = problem.pinned()
-    start = _evaluate(backend, problem, initial, initial, all_rows, attack=True)
+    start = _evaluate(backend, problem, initial, initial, all_rows, with_attack_grad=True)
     moved = np.any(start.attack_grad != 0, axis=1)
 
     for step in range(settings.c_steps):
@@ -338,7 +339,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
         new_adv = state["adv"][active]
         refresh = (k + 1) % settings.update_num_grad == 0
         answer = _evaluate(backend, problem, new_adv, state["adv_s"][active], act_rows,
-                           attack=refresh, objective=stopping is not None)
+                           with_attack_grad=refresh, for_objective=stopping is not None)
         if refresh:
             gradients["attack"][active] = answer.attack_grad
             moved[act_rows] |= np.any(answer.attack_grad != 0, axis=1)

@@ -2,8 +2,10 @@
 
 Each term is defined once, with array operations taken from a namespace ``xp``: numpy on the
 black-box path, ``tensorflow.experimental.numpy`` inside the Keras path's compiled graph. The
-CEM objective of :mod:`skcem._fista` is assembled from them (elastic net = :class:`L2` +
-``beta`` * :class:`L1` or :class:`MADWeightedL1`, attack = :class:`HingeAttack`).
+CEM objective of :mod:`skcem._fista` is assembled from them: the elastic net is :class:`L2`
+plus :class:`L1` with scalar or per-feature weights (``beta / MAD`` for the MAD distance, see
+:func:`median_absolute_deviation`), the attack term is :class:`HingeAttack` for CEM and
+:class:`NegLogLikelihood` for counterfactuals (ceml's regularized cost).
 
 Input terms (``value(x)``, ``gradient(x)``) measure an instance ``x`` against an origin
 ``x0``; output terms (``value(proba, target)``, ``gradient(proba, target)``) measure model
@@ -21,45 +23,6 @@ class Cost:
         return (type(self).__name__,) + tuple(sorted(
             (name, value) for name, value in vars(self).items()
             if isinstance(value, (str, int, float, bool))))
-
-    def __add__(self, other):
-        return SumOfCosts(self, other)
-
-    def __rmul__(self, weight):
-        return WeightedCost(weight, self)
-
-
-class SumOfCosts(Cost):
-    def __init__(self, *terms):
-        self.terms = terms
-
-    def value(self, *args, xp=np):
-        return sum(term.value(*args, xp=xp) for term in self.terms)
-
-    def gradient(self, *args, xp=np):
-        return sum(term.gradient(*args, xp=xp) for term in self.terms)
-
-
-class WeightedCost(Cost):
-    def __init__(self, weight, term):
-        self.weight = weight
-        self.term = term
-
-    def value(self, *args, xp=np):
-        return self.weight * self.term.value(*args, xp=xp)
-
-    def gradient(self, *args, xp=np):
-        return self.weight * self.term.gradient(*args, xp=xp)
-
-
-class DummyCost(Cost):
-    """Zero, whatever the input (ceml's ``DummyCost``)."""
-
-    def value(self, x, xp=np):
-        return xp.sum(x * 0.0, axis=1)
-
-    def gradient(self, x, xp=np):
-        return x * 0.0
 
 
 class L1(Cost):
@@ -106,24 +69,6 @@ def median_absolute_deviation(X):
     return np.where(mad > 0, mad, 1.0)
 
 
-class MADWeightedL1(L1):
-    """``sum_j |x_j - x0_j| / MAD_j``: an L1 distance in units of each feature's spread.
-
-    Features on large scales are not favoured (Wachter et al., 2017). Learn the MADs with
-    :meth:`fit` or pass them.
-    """
-
-    def __init__(self, x0=0.0, mad=None):
-        self.mad = mad
-        super().__init__(x0, weights=None if mad is None else 1.0 / np.asarray(mad, float))
-
-    def fit(self, X):
-        """Learn the per-feature MAD of ``X`` (see :func:`median_absolute_deviation`)."""
-        self.mad = median_absolute_deviation(X)
-        self.weights = 1.0 / self.mad
-        return self
-
-
 def one_hot(index, n_classes, xp=np, dtype=float):
     """Rows of the identity matrix picked by ``index``."""
     return xp.take(xp.eye(n_classes, dtype=dtype), index, axis=0)
@@ -136,12 +81,16 @@ class HingeAttack(Cost):
     kappa)``. Its gradient is exact (zero where the hinge is inactive).
     """
 
+    _SIGNS = {"PN": 1.0, "PP": -1.0}  # PN pushes the explained class down, PP keeps it up
+
     def __init__(self, mode, kappa=0.0):
+        if mode not in self._SIGNS:
+            raise ValueError(f"`mode` must be 'PN' or 'PP'; got {mode!r}.")
         self.mode = mode
         self.kappa = kappa
 
     def _parts(self, proba, target_onehot, xp):
-        sign = 1.0 if self.mode == "PN" else -1.0
+        sign = self._SIGNS[self.mode]
         p_target = xp.sum(proba * target_onehot, axis=1)
         others = proba - 2.0 * target_onehot  # the target can never be the runner-up
         runner_up = one_hot(xp.argmax(others, axis=1), proba.shape[1], xp, proba.dtype)
@@ -169,34 +118,3 @@ class NegLogLikelihood(Cost):
 
     def gradient(self, proba, target_onehot, xp=np):
         return -target_onehot / xp.maximum(proba, self.floor)
-
-
-class SquaredError(Cost):
-    """``sum_k (y_k - target_k)^2`` of model outputs (regression or probabilities)."""
-
-    def value(self, output, target, xp=np):
-        return xp.sum((output - target) ** 2, axis=1)
-
-    def gradient(self, output, target, xp=np):
-        return 2.0 * (output - target)
-
-
-class RegularizedCost(Cost):
-    """``C * penalty(x) + loss(model(x), target)`` (ceml's ``RegularizedCost``).
-
-    Parameters
-    ----------
-    penalty : Cost
-        An input term, such as :class:`L1` or :class:`MADWeightedL1` around ``x0``.
-    loss : Cost
-        An output term, such as :class:`NegLogLikelihood`.
-    C : float, default=1.0
-    """
-
-    def __init__(self, penalty, loss, C=1.0):
-        self.penalty = penalty
-        self.loss = loss
-        self.C = C
-
-    def value(self, x, output, target, xp=np):
-        return self.C * self.penalty.value(x, xp=xp) + self.loss.value(output, target, xp=xp)

@@ -59,7 +59,8 @@ def test_attack_gradient_is_gradient_of_attack_term_wrt_iterate(iris, iris_model
                             l1_weight=0.1)
     adv = x0 + 0.01 if mode == "PN" else 0.9 * x0 + 0.1 * no_info
     backend = NumericalBackend(iris_model.predict_proba, eps=1e-5)
-    grad = _evaluate(backend, problem, x0, adv, np.arange(len(rows)), attack=True).attack_grad
+    grad = _evaluate(backend, problem, x0, adv, np.arange(len(rows)),
+                     with_attack_grad=True).attack_grad
 
     def f(a):
         z = MODES[mode].model_input(a, x0, problem.background)

@@ -175,18 +175,18 @@ class KerasBackend(_Compiled):
                                          reduce_retracing=True)
         self._compiled = {}
 
-    def _compile(self, loss, attack, autoencoder, autoencoder_at_adv):
+    def _compile(self, loss, with_attack_grad, with_ae_grad, with_ae_loss_at_adv):
         tf = self.tf
         import tensorflow.experimental.numpy as tnp
 
-        ae = self.autoencoder if autoencoder else None
+        ae = self.autoencoder if with_ae_grad else None
 
         @tf.function(input_signature=[self.spec, self.spec,
                                       tf.TensorSpec([None, None], tf.float32)],
                      reduce_retracing=True)
         def evaluate(z_adv, z_s, target_onehot):
             out = {"proba_adv": self.forward(z_adv)}
-            if attack:
+            if with_attack_grad:
                 with tf.GradientTape() as tape:
                     tape.watch(z_s)
                     proba = self.forward(z_s)
@@ -199,7 +199,7 @@ class KerasBackend(_Compiled):
                     tape.watch(z_s)
                     ae_loss = tf.reduce_sum(ae.loss_tensor(z_s))
                 out["ae_grad"] = tape.gradient(ae_loss, z_s)
-                if autoencoder_at_adv:
+                if with_ae_loss_at_adv:
                     out["ae_loss_adv"] = ae.loss_tensor(z_adv)
             return out
 
@@ -216,19 +216,19 @@ class KerasBackend(_Compiled):
         """Class indices: a Keras classifier predicts the most probable class."""
         return self.predict_proba(Z).argmax(axis=1)
 
-    def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, attack=True, autoencoder=False,
-                 autoencoder_at_adv=False):
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, with_attack_grad=True,
+                 with_ae_grad=False, with_ae_loss_at_adv=False):
         """Probabilities at ``Z_adv``; gradients of ``loss`` (and AE) at ``Z_s``; one call."""
-        fused_ae = autoencoder and isinstance(self.autoencoder, KerasAutoencoder)
-        key = (loss.key(), attack, fused_ae, fused_ae and autoencoder_at_adv)
+        fused_ae = with_ae_grad and isinstance(self.autoencoder, KerasAutoencoder)
+        key = (loss.key(), with_attack_grad, fused_ae, fused_ae and with_ae_loss_at_adv)
         if key not in self._compiled:
             self._compiled[key] = self._compile(loss, *key[1:])
         out = self._compiled[key](self.tensor(Z_adv), self.tensor(Z_s),
                                   self.tensor(target_onehot))
-        self.n_model_rows += Z_adv.shape[0] + (Z_s.shape[0] if attack else 0)
+        self.n_model_rows += Z_adv.shape[0] + (Z_s.shape[0] if with_attack_grad else 0)
         answer = Evaluation(**{name: value.numpy().astype(float) for name, value in out.items()})
-        if autoencoder and not fused_ae:
+        if with_ae_grad and not fused_ae:
             _, answer.ae_grad = self.autoencoder(Z_s)
-            if autoencoder_at_adv:
+            if with_ae_loss_at_adv:
                 answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
         return answer

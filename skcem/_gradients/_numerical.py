@@ -97,8 +97,8 @@ class NumericalBackend:
         jacobian = central_differences(self.predict_proba, Z, self.eps)
         return np.einsum("ndk,nk->nd", jacobian, cotangent)
 
-    def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, attack=True, autoencoder=False,
-                 autoencoder_at_adv=False):
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, with_attack_grad=True,
+                 with_ae_grad=False, with_ae_loss_at_adv=False):
         """Probabilities at ``Z_adv``; gradients of ``loss`` (and of the AE term) at ``Z_s``.
 
         ``loss`` is an output term of :mod:`skcem.costs`, such as ``HingeAttack``.
@@ -108,7 +108,7 @@ class NumericalBackend:
         """
         n = Z_adv.shape[0]
         answer = Evaluation(proba_adv=None)
-        if attack:
+        if with_attack_grad:
             proba = self.predict_proba(np.vstack([Z_adv, Z_s]))
             answer.proba_adv = proba[:n]
             answer.attack_grad = self.loss_gradient(Z_s, proba[n:], target_onehot, loss)
@@ -116,9 +116,9 @@ class NumericalBackend:
             answer.proba_adv = self.predict_proba(Z_adv)
         if self.predict_in_search:
             answer.pred_adv = self.predict(Z_adv)
-        if autoencoder:
+        if with_ae_grad:
             _, answer.ae_grad = self.autoencoder(Z_s)
-        if autoencoder_at_adv:
+        if with_ae_loss_at_adv:
             answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
         return answer
 
