@@ -152,6 +152,19 @@ def _load_model(path):
         raise InputError(f"--model: cannot load {path}: {exc}") from exc
 
 
+def _check_params(params):
+    from . import CEMExplainer
+
+    for key, option in (("mode", "--mode"), ("verbose", "--quiet")):
+        if key in params:
+            raise InputError(f"--params: set {key} with {option}, not --params")
+    valid = CEMExplainer().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise InputError(f"--params: unknown CEMExplainer parameters {unknown}; valid ones are "
+                         f"{sorted(k for k in valid if k not in ('estimator', 'mode'))}")
+
+
 def _parse_params(items):
     params = {}
     for item in items or []:
@@ -259,9 +272,13 @@ def _explain(args):
         train_header, train = _model_columns(model, *_read_csv(args.train, "--train"), "--train")
         train = _reorder(train_header, train, header, "--train")
     params = _parse_params(args.params)
+    _check_params(params)
     try:
         cem = CEMExplainer(model, mode=args.mode, verbose=0 if args.quiet else 1, **params)
-        cem.fit(_frame(header, train))
+        with warnings.catch_warnings():
+            # A model without feature names takes the CSV's columns in order (documented).
+            warnings.filterwarnings("ignore", message="X has feature names, but the fitted")
+            cem.fit(_frame(header, train))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exp = cem.explain(_frame(header, data))

@@ -98,6 +98,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """
         prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
+        if prefitted_names is None and hasattr(X, "columns") and \
+                hasattr(self.estimator, "n_features_in_"):
+            warnings.warn("X has feature names, but the fitted `estimator` was fitted without "
+                          "them: its columns are taken in the order of X.", UserWarning,
+                          stacklevel=3)
         X, y = self._validate(X, y, reset=True, expected_columns=prefitted_names)
         check_pair(self.eps, "eps", positive=True)
         check_pair(self.clip, "clip", increasing=True)
@@ -229,6 +234,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """The :class:`~skcem._fista.SolverSettings` of the search."""
         raise NotImplementedError
 
+    def _warn_outside_range(self, X):
+        lower, upper = self.feature_range_
+        outside = np.any((X < lower) | (X > upper), axis=1)
+        if outside.any():
+            warnings.warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
+                          "`feature_range_`: the explanation keeps the values of the features "
+                          "it does not change, and moves a changed one only towards the range.",
+                          UserWarning, stacklevel=3)
+
     @staticmethod
     def _searchable(mode, explained, target, predicted):
         """Instances whose only answer would be the instance itself get none, with a warning."""
@@ -266,6 +280,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         proba = check_probabilities(backend.predict_proba(X), X.shape[0])
         predicted = backend.predict(X)
         n_rows = backend.n_model_rows - rows_before
+        self._warn_outside_range(X)
         explained, target = self._targets(predicted, proba, y)
         settings = self._solver_settings()
         lower, upper = self.feature_range_
@@ -301,18 +316,19 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             bar.close()
         results = [result for result, _ in outcomes]
         n_rows += sum(rows for _, rows in outcomes)
-        return self._assemble(X, index, proba, explained, results, common, n_rows)
+        return self._assemble(X, index, proba, explained, results, common, n_rows, searchable)
 
-    def _assemble(self, X, index, proba, explained, results, common, n_model_rows):
+    def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable):
         found = np.concatenate([r.found for r in results])
         explanation_proba = np.concatenate([r.explanation_proba for r in results])
         explanation_class = np.concatenate([r.explanation_class for r in results])
         explanation_pred = np.full(found.shape, None, dtype=object)
         explanation_pred[found] = self.classes_[explanation_class[found]]
-        n_missing = int((~found).sum())
+        # Instances left out on purpose were already named by a TargetWarning.
+        n_missing = int((~found & searchable).sum())
         mode = common["mode"].name
         if n_missing:
-            flat = np.concatenate([r.flat_gradient for r in results]) & ~found
+            flat = np.concatenate([r.flat_gradient for r in results]) & ~found & searchable
             rejected = np.concatenate([r.rejected_by_predict for r in results])
             hint = _FLAT_GRADIENT_HINT.format(n=int(flat.sum())) if flat.any() \
                 else self._not_found_hint
@@ -320,7 +336,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
             message = (f"{type(self).__name__} found no {mode} for {n_missing} of "
-                       f"{found.size} instances; their rows are NaN (see `found`). {hint}")
+                       f"{int(searchable.sum())} instances searched; their rows are NaN (see "
+                       f"`found`). {hint}")
             logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
             warnings.warn(message, ExplanationNotFoundWarning, stacklevel=3)
         names = getattr(self, "feature_names_in_", None)

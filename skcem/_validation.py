@@ -171,9 +171,10 @@ def class_indices(labels, classes, name):
     position = {_hashable(c): i for i, c in enumerate(np.asarray(classes))}
     index = np.array([position.get(_hashable(v), -1) for v in labels.ravel()], dtype=int)
     if np.any(index < 0):
-        unknown = sorted({str(v) for v, i in zip(labels.ravel(), index) if i < 0})
-        raise ValueError(f"`{name}` holds labels the model does not know: {unknown[:10]}; "
-                         f"classes are {np.asarray(classes).tolist()}.")
+        unknown = sorted({repr(_hashable(v)) for v, i in zip(labels.ravel(), index) if i < 0})
+        raise ValueError(f"`{name}` holds labels the model does not know: "
+                         f"[{', '.join(unknown[:10])}]; classes are "
+                         f"{np.asarray(classes).tolist()}.")
     return index.reshape(labels.shape)
 
 

@@ -369,3 +369,23 @@ def test_keras_model_and_csv_of_another_width(files, capsys, command, option):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{option}: 4 columns, but the Keras model's input shape (2, 3) takes 6 values " \
            "per row" in err
+
+
+def test_params_that_belong_to_other_options_or_do_not_exist(tmp_path, capsys):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    import joblib
+    from skcem.__main__ import main
+
+    X, y = load_iris(return_X_y=True)
+    model = tmp_path / "m.joblib"
+    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), model)
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,c,d\n" + "\n".join(",".join(map(str, row)) for row in X[:3]) + "\n")
+    out = str(tmp_path / "o.json")
+    assert main(["explain", "--model", str(model), "--data", str(data), "--out", out,
+                 "--params", "mode=PP"]) == 2
+    assert "set mode with --mode" in capsys.readouterr().err
+    assert main(["explain", "--model", str(model), "--data", str(data), "--out", out,
+                 "--params", "max_iteration=5"]) == 2
+    assert "unknown CEMExplainer parameters ['max_iteration']" in capsys.readouterr().err

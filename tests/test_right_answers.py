@@ -307,3 +307,38 @@ def test_finite_differences_memory_does_not_grow_with_width_squared_times_batch(
     assert peak < 300e6, peak
     small = central_differences(proba, Z[:2], 1e-3, max_values=10**12)  # one call
     np.testing.assert_allclose(jacobian[:2], small, rtol=1e-12, atol=1e-15)
+
+
+def test_skipped_instances_are_not_blamed_on_the_search(iris_frame):
+    _, X, _, model = iris_frame
+    cem = CEMExplainer(model, mode="PN", **FAST).fit(X)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        exp = cem.explain(X.iloc[[0, 60]], y=[2, 1])  # row 0 is predicted 0, not 2
+    kinds = [type(w.message) for w in record]
+    assert TargetWarning in kinds and ExplanationNotFoundWarning not in kinds
+    assert exp.found.tolist() == [False, True]
+
+
+def test_instances_outside_the_feature_range_are_named(iris_frame):
+    _, X, _, model = iris_frame
+    cem = CEMExplainer(model, **FAST).fit(X.iloc[:50])  # the range of one class
+    with pytest.warns(UserWarning, match=r"\d+ of 3 instances have features outside "
+                                         "`feature_range_`"):
+        _quiet(cem, X.iloc[[0, 60, 120]])
+
+
+def test_a_model_without_feature_names_given_a_dataframe_is_warned_about(iris_frame):
+    _, X, y, _ = iris_frame
+    clf = LogisticRegression(max_iter=1000).fit(X.to_numpy(), y)
+    with pytest.warns(UserWarning, match="fitted without them: its columns are taken in the "
+                                         "order of X"):
+        CEMExplainer(clf).fit(X)
+
+
+def test_unknown_label_error_shows_its_type():
+    X, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=1000).fit(X, np.array(["a", "b", "c"])[y])
+    cf = CounterfactualExplainer(clf, target_class=1, **FAST).fit(X)
+    with pytest.raises(ValueError, match=r"does not know: \[1\]; classes are \['a', 'b', 'c'\]"):
+        cf.explain(X[:2])
