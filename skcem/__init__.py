@@ -1,7 +1,7 @@
 """skcem: contrastive explanations for scikit-learn and Keras classifiers."""
 
 from ._cem import CEMExplainer
-from ._contrastive import ExplanationNotFoundWarning
+from ._contrastive import ExplanationNotFoundWarning, TargetWarning
 from ._counterfactual import CounterfactualExplainer
 from ._explanation import CEMExplanation, Explanation
 from ._similarity import GradientSimilarityExplainer, SimilarityExplanation
@@ -16,5 +16,6 @@ __all__ = [
     "ExplanationNotFoundWarning",
     "GradientSimilarityExplainer",
     "SimilarityExplanation",
+    "TargetWarning",
     "__version__",
 ]

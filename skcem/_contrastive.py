@@ -29,11 +29,32 @@ from .costs import median_absolute_deviation
 
 
 class ExplanationNotFoundWarning(UserWarning):
-    """Some instances got no explanation: their rows are NaN and ``found`` is False."""
+    """Some instances got no explanation: their rows are NaN and ``found`` is False.
+
+    The message says how many, and what may help (or that nothing will, when the model's
+    gradient vanished).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skcem import ExplanationNotFoundWarning
+    >>> warnings.simplefilter("ignore", ExplanationNotFoundWarning)  # rely on ``found``
+    """
 
 
 class TargetWarning(UserWarning):
-    """Some instances are explained against a class that makes their explanation trivial."""
+    """Some instances are explained against a class that makes their explanation trivial.
+
+    A PN asked against a class the model does not predict, or a counterfactual whose target
+    is the instance's own class: the instance itself would be the answer, so none is given.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skcem import TargetWarning
+    >>> warnings.simplefilter("error", TargetWarning)  # make such requests errors
+    >>> warnings.resetwarnings()
+    """
 
 
 _SHARED_CONSTRAINTS = {

@@ -78,6 +78,19 @@ class Explanation:
         The index of the explained DataFrame, kept by :meth:`to_frame`.
     meta : dict
         Diagnostics: ``n_model_rows`` (rows sent to the model) and ``n_iterations``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skcem import CEMExplainer
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+    >>> exp = CEMExplainer(clf, mode="PP", max_iterations=200, c_steps=4).fit(X).explain(X[[60]])
+    >>> exp.mode, bool(exp.found[0]), exp.explanation.shape
+    ('PP', True, (1, 4))
+    >>> int(clf.predict(exp.PP)[0]) == int(exp.X_pred[0])
+    True
     """
 
     mode: str

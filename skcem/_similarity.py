@@ -62,6 +62,17 @@ class SimilarityExplanation:
     target : ndarray of shape (n_test,) or (n_test, n_outputs)
         The targets whose loss gradients were compared (predictions unless given).
     sim_fn : str
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skcem import GradientSimilarityExplainer
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+    >>> exp = GradientSimilarityExplainer(clf).fit(X, y).explain(X[:2])
+    >>> exp.scores.shape, exp.ordered_indices.shape
+    ((2, 150), (2, 150))
     """
 
     scores: np.ndarray
@@ -124,6 +135,18 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         Only with ``precompute_grads=True``.
     n_params_ : int
     n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skcem import GradientSimilarityExplainer
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+    >>> sim = GradientSimilarityExplainer(clf, sim_fn="grad_cos").fit(X, y)
+    >>> scores, rows = sim.kneighbors(X[:1], n_neighbors=3)
+    >>> scores.shape, int(y[rows[0, 0]])
+    ((1, 3), 0)
     """
 
     _transient_attributes = ("_gradients",)
