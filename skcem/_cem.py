@@ -232,7 +232,8 @@ class CEMExplainer(BaseContrastiveExplainer):
     def _autoencoder(self):
         return self.autoencoder
 
-    def _check_params(self):
+    def _check_params(self, n_features):
+        super()._check_params(n_features)
         if self.gamma > 0 and self.autoencoder is None:
             raise ValueError("`gamma` > 0 needs an `autoencoder`; pass one or set gamma=0.")
 

@@ -125,10 +125,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                           "them: its columns are taken in the order of X.", UserWarning,
                           stacklevel=3)
         X, y = self._validate(X, y, reset=True, expected_columns=prefitted_names)
-        check_pair(self.eps, "eps", positive=True)
-        check_pair(self.clip, "clip", increasing=True)
-        per_feature(self.eps[1], X.shape[1], "eps")
-        self._check_params()
+        self._check_params(X.shape[1])
 
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__)
         sample = X[:100]
@@ -191,8 +188,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             labels = np.asarray(model.predict(probe))
         return bool(np.any(self.classes_[proba.argmax(axis=1)] != labels))
 
-    def _check_params(self):
-        """Checks across parameters, beyond ``_parameter_constraints``."""
+    def _check_params(self, n_features):
+        """Checks of values and across parameters, beyond ``_parameter_constraints``.
+
+        Subclasses extend it (calling ``super()``); ``feature_range`` is checked against the
+        data by :func:`~skcem._validation.check_feature_range` in ``fit``.
+        """
+        check_pair(self.eps, "eps", positive=True)
+        check_pair(self.clip, "clip", increasing=True)
+        per_feature(self.eps[1], n_features, "eps")
 
     def _fit_data(self, X):
         """What a subclass learns from the data."""
