@@ -44,6 +44,15 @@ class CEMExplainer(BaseContrastiveExplainer):
         is taken as a ``predict_proba`` function.
     mode : {"PN", "PP"}, default="PN"
         Find pertinent negatives or pertinent positives.
+    gradient : {"auto", "exact", "numerical"}, default="auto"
+        How a scikit-learn model is differentiated with respect to its input. "exact": its
+        exact gradient, one forward and one backward pass per iteration for the whole batch
+        (``LogisticRegression``, ``SGDClassifier``, ``MLPClassifier``, discriminant analysis,
+        ``GaussianNB``, ``CalibratedClassifierCV`` and ``Pipeline``s of supported scalers and
+        projections; an unsupported step is named in the error). "numerical": central
+        differences of ``predict_proba`` (``2 * n_features`` rows per instance and
+        iteration). "auto": exact where every step is supported, else numerical. Keras models
+        are always differentiated by autodiff.
     kappa : float in [0, 1), default=0.0
         Margin of the hinge attack term: a PN must push the explained class at least
         ``kappa`` (in probability) below another class, a PP keep it that far above all others.
@@ -196,15 +205,16 @@ class CEMExplainer(BaseContrastiveExplainer):
     }
     _not_found_hint = "Try a larger c_init or c_steps, more max_iterations, or a wider clip."
 
-    def __init__(self, estimator=None, *, mode="PN", kappa=0.0, beta=0.1, feature_range=None,
-                 no_info_val=None, no_info_type="median", gamma=0.0, autoencoder=None,
-                 input_shape=None, immutable_features=None, distance="elastic",
+    def __init__(self, estimator=None, *, mode="PN", gradient="auto", kappa=0.0, beta=0.1,
+                 feature_range=None, no_info_val=None, no_info_type="median", gamma=0.0,
+                 autoencoder=None, input_shape=None, immutable_features=None, distance="elastic",
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, momentum=True, batch_size=64, n_jobs=None,
                  verbose=0):
         self.estimator = estimator
         self.mode = mode
+        self.gradient = gradient
         self.kappa = kappa
         self.beta = beta
         self.feature_range = feature_range

@@ -13,7 +13,7 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
@@ -59,6 +59,7 @@ class TargetWarning(UserWarning):
 
 _SHARED_CONSTRAINTS = {
     "estimator": [HasMethods(["predict_proba"]), callable, None],
+    "gradient": [StrOptions({"auto", "exact", "numerical"})],
     "feature_range": [tuple, list, None],
     "input_shape": [tuple, list, None],
     "immutable_features": ["array-like", None],
@@ -218,7 +219,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                             input_shape=self.input_shape,
                             output_kind=getattr(self, "_keras_output", None) or "probabilities",
                             classes=self.classes_,
-                            predict_in_search=getattr(self, "_predict_in_search", False))
+                            predict_in_search=getattr(self, "_predict_in_search", False),
+                            gradient=self.gradient)
 
     def _get_backend(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
@@ -414,6 +416,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            # Cross-validation folds often reach beyond the range learned on the others.
+            warnings.filterwarnings("ignore", message=r".* have features outside")
             explanation = self.explain(X)
         return metrics.cem_score(explanation, self.feature_range_)
 

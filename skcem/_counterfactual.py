@@ -38,6 +38,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         The class each counterfactual must have: "other" is each instance's most probable
         other class (the closest different one), a class label applies to all instances, an
         array gives one label per instance explained (same length as ``X`` in ``explain``).
+    gradient : {"auto", "exact", "numerical"}, default="auto"
+        As for :class:`CEMExplainer`.
     distance : {"l1", "l2", "mad"}, default="l1"
         ``||x - x0||_1``, ``||x - x0||_2^2``, or the L1 distance in units of each feature's
         median absolute deviation (learned by ``fit``).
@@ -85,14 +87,14 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     }
     _not_found_hint = "Try a smaller C, more max_iterations or a larger learning_rate_init."
 
-    def __init__(self, estimator=None, *, target_class="other", distance="l1", C=1.0,
-                 c_steps=5, immutable_features=None, feature_range=None, input_shape=None,
-                 learning_rate_init=1e-2, max_iterations=1000, eps=(1e-3, 1e-3),
-                 clip=(-100.0, 100.0), update_num_grad=1, tol=None, n_iter_no_change=50,
-                 batch_size=64, n_jobs=None,
-                 verbose=0):
+    def __init__(self, estimator=None, *, target_class="other", gradient="auto",
+                 distance="l1", C=1.0, c_steps=5, immutable_features=None, feature_range=None,
+                 input_shape=None, learning_rate_init=1e-2, max_iterations=1000,
+                 eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
+                 n_iter_no_change=50, batch_size=64, n_jobs=None, verbose=0):
         self.estimator = estimator
         self.target_class = target_class
+        self.gradient = gradient
         self.distance = distance
         self.C = C
         self.c_steps = c_steps

@@ -8,9 +8,9 @@ Keras model is involved.
 import numpy as np
 
 from ._keras import check_input_shape, is_keras_model, model_input_shape
-from ._numerical import NumericalAutoencoder, NumericalBackend
+from ._numerical import ExactBackend, NumericalAutoencoder, NumericalBackend
 
-__all__ = ["NumericalBackend", "make_backend", "is_keras_model"]
+__all__ = ["ExactBackend", "NumericalBackend", "make_backend", "is_keras_model"]
 
 
 def _autoencoder_term(autoencoder, input_shape, eps, n_features):
@@ -26,7 +26,8 @@ def _autoencoder_term(autoencoder, input_shape, eps, n_features):
 
 
 def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=None,
-                 output_kind="probabilities", classes=None, predict_in_search=False):
+                 output_kind="probabilities", classes=None, predict_in_search=False,
+                 gradient="auto"):
     """The gradient backend for ``estimator``: autodiff for Keras, differences otherwise.
 
     Parameters
@@ -47,6 +48,10 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         the answers.
     predict_in_search : bool
         Ask ``predict`` at every iteration too (see :class:`NumericalBackend`).
+    gradient : {"auto", "exact", "numerical"}
+        For a scikit-learn model: its exact input gradient (one backward pass, see
+        :mod:`skcem._gradients._exact`) or central differences. "auto" takes the exact one
+        when every step of the model is supported; "exact" raises naming the step that is not.
     """
     if is_keras_model(estimator):
         from ._keras import KerasBackend, import_tensorflow
@@ -62,9 +67,23 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
     predict = None
     if classes is not None and callable(getattr(estimator, "predict", None)):
         predict = _ClassIndices(estimator.predict, classes)
-    return NumericalBackend(predict_proba, eps,
-                            _autoencoder_term(autoencoder, input_shape, eps, n_features),
-                            predict=predict, predict_in_search=predict_in_search)
+    vjp = None
+    if gradient == "exact" and not hasattr(estimator, "get_params"):
+        raise TypeError("gradient='exact' needs a scikit-learn estimator; got "
+                        f"{type(estimator).__name__}. Use gradient='numerical'.")
+    if gradient != "numerical" and hasattr(estimator, "get_params"):
+        from ._exact import UnsupportedModel, exact_proba_vjp
+
+        try:
+            vjp = exact_proba_vjp(estimator)
+        except UnsupportedModel:
+            if gradient == "exact":
+                raise
+    backend = ExactBackend if vjp is not None else NumericalBackend
+    kwargs = {"vjp": vjp} if vjp is not None else {}
+    return backend(predict_proba, eps, _autoencoder_term(autoencoder, input_shape, eps,
+                                                         n_features),
+                   predict=predict, predict_in_search=predict_in_search, **kwargs)
 
 
 class _ClassIndices:

@@ -1,0 +1,809 @@
+"""Exact vector-Jacobian products of ``predict_proba`` for fitted scikit-learn models.
+
+Every supported estimator is compiled into a pair of batched functions::
+
+    forward(X) -> (Y, cache)        # Y is what the estimator's method returns
+    backward(cache, gY) -> gX       # gX[i] = sum_k gY[i, k] * dY[i, k] / dX[i]
+
+Pairs are composed backwards through Pipelines, ColumnTransformers, one-vs-rest and
+calibration wrappers. There is no Python loop over rows; loops run over layers,
+classes, pipeline steps or calibrated sub-models only.
+
+Conventions at non-differentiable points
+----------------------------------------
+* Clipping (``modified_huber`` probabilities, ``MinMaxScaler(clip=True)``,
+  ``MaxAbsScaler(clip=True)``): a value exactly on the clip boundary gets the
+  derivative of the unclipped side (slope inside the interval).
+* ReLU at exactly 0: derivative 0 (the convention of sklearn's own back-propagation).
+* ``Normalizer(norm="l1")``: ``d|x_j|/dx_j = sign(x_j)``, 0 at ``x_j == 0``.
+  ``Normalizer(norm="max")``: ties for the largest ``|x_j|`` go to the first index
+  (``np.argmax``).
+* Isotonic calibration: the calibrator is piecewise linear in the score. Inside a
+  segment the segment's slope is used; at an interior threshold the slope of the
+  segment to its right (one-sided), at the upper end the slope of the last segment,
+  outside ``[X_min_, X_max_]`` 0 (the calibrator clips its input). Flat segments
+  give 0.
+* Normalisations that fall back to a uniform distribution when every unnormalised
+  probability is 0 (OvR logistic/modified_huber, calibration) are locally constant
+  there and get gradient 0.
+
+Memory: caches are O(n * width) per layer/step. Exceptions (all still free of any
+O(n * d**2) term): QuadraticDiscriminantAnalysis keeps one (n, d) whitened copy per
+class, PolynomialFeatures keeps (n, n_output_features, degree) factors, and
+one-vs-rest / calibration ensembles keep one cache per sub-model.
+"""
+
+import numpy as np
+from scipy import sparse
+from scipy.special import expit
+
+from sklearn.calibration import CalibratedClassifierCV, _SigmoidCalibration
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import (
+    LinearDiscriminantAnalysis,
+    QuadraticDiscriminantAnalysis,
+)
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.multiclass import OneVsRestClassifier, _ConstantPredictor
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    Normalizer,
+    PolynomialFeatures,
+    RobustScaler,
+    StandardScaler,
+)
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+try:
+    from sklearn.frozen import FrozenEstimator
+except ImportError:  # sklearn < 1.6
+    FrozenEstimator = None
+
+__all__ = ["UnsupportedModel", "exact_proba_vjp", "supports_exact_gradients"]
+
+
+class UnsupportedModel(TypeError):
+    """Raised when no exact gradient is available for an estimator or one of its steps."""
+
+
+# --------------------------------------------------------------------------------------
+# registry and composition
+# --------------------------------------------------------------------------------------
+
+_REGISTRY = {}
+
+
+def _register(cls, *methods):
+    """Register ``builder(est, path) -> (forward, backward)`` for ``cls.method``."""
+
+    def decorator(builder):
+        for method in methods:
+            _REGISTRY[(cls, method)] = builder
+        return builder
+
+    return decorator
+
+
+def _describe(path):
+    return " > ".join(path) if path else "<top level>"
+
+
+def _unsupported(est, method, path, why=""):
+    name = est if isinstance(est, str) else type(est).__name__
+    msg = f"{name} (at {_describe(path)}) has no exact {method} gradient"
+    raise UnsupportedModel(msg + (f": {why}" if why else ""))
+
+
+def _compile(est, method, path):
+    """Return ``(forward, backward)`` for ``getattr(est, method)``.
+
+    The registered builder is used only if ``est``'s class inherits the very same
+    ``method`` as the registered class, so that a subclass overriding the method is
+    reported as unsupported rather than differentiated wrongly.
+    """
+    if est is None or (isinstance(est, str) and est == "passthrough"):
+        if method == "transform":
+            return _identity()
+        _unsupported("passthrough", method, path)
+    if isinstance(est, str):
+        _unsupported(est, method, path)
+    if FrozenEstimator is not None and isinstance(est, FrozenEstimator):
+        return _compile(est.estimator, method, path + ["FrozenEstimator.estimator"])
+    for cls in type(est).__mro__:
+        builder = _REGISTRY.get((cls, method))
+        if builder is None:
+            continue
+        if _definition(type(est), method) is not _definition(cls, method):
+            break
+        return builder(est, path)
+    _unsupported(est, method, path, "estimator class not supported")
+
+
+def _definition(cls, name):
+    # Raw class attribute: available_if descriptors build a new wrapper on every access.
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    return None
+
+
+def _identity():
+    return (lambda X: (X, None)), (lambda cache, g: g)
+
+
+def _chain(*nodes):
+    """Compose nodes left to right; the backward pass runs right to left."""
+    forwards = [f for f, _ in nodes]
+    backwards = [b for _, b in nodes]
+
+    def forward(X):
+        caches = []
+        for f in forwards:
+            X, cache = f(X)
+            caches.append(cache)
+        return X, caches
+
+    def backward(caches, g):
+        for b, cache in zip(reversed(backwards), reversed(caches)):
+            g = b(cache, g)
+        return g
+
+    return forward, backward
+
+
+def _elementwise(f, df_from_output):
+    """Node for ``Y = f(X)`` with ``dY/dX`` expressed through ``Y``."""
+    return (lambda X: ((Y := f(X)), Y)), (lambda Y, g: g * df_from_output(Y))
+
+
+# --------------------------------------------------------------------------------------
+# probability heads
+# --------------------------------------------------------------------------------------
+
+
+def _softmax(S):
+    # Same arithmetic as sklearn.utils.extmath.softmax / MLP's inplace_softmax.
+    P = np.exp(S - S.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    return P
+
+
+def _softmax_node():
+    def backward(P, g):
+        return P * (g - np.sum(g * P, axis=1, keepdims=True))
+
+    return (lambda S: ((P := _softmax(S)), P)), backward
+
+
+def _binary_sigmoid_node():
+    """1-D score ``s`` -> ``[1 - expit(s), expit(s)]``."""
+
+    def forward(s):
+        p = expit(s)
+        return np.stack([1 - p, p], axis=1), p
+
+    def backward(p, g):
+        return (g[:, 1] - g[:, 0]) * p * (1 - p)
+
+    return forward, backward
+
+
+def _two_column_node():
+    """1-D probability ``p`` -> ``[1 - p, p]``."""
+
+    def forward(p):
+        return np.stack([1 - p, p], axis=1), None
+
+    return forward, (lambda cache, g: g[:, 1] - g[:, 0])
+
+
+def _ovr_normalise_node(uniform_if_all_zero):
+    """``p = q / q.sum(1)``; rows summing to 0 become uniform or stay as they are."""
+
+    def forward(Q):
+        total = Q.sum(axis=1, keepdims=True)
+        zero = total[:, 0] == 0
+        P = Q / np.where(zero[:, None], 1.0, total)
+        if uniform_if_all_zero:
+            P[zero] = 1.0 / Q.shape[1]
+        return P, (P, total, zero)
+
+    def backward(cache, g):
+        P, total, zero = cache
+        gQ = (g - np.sum(g * P, axis=1, keepdims=True)) / np.where(zero[:, None], 1.0, total)
+        # all-zero rows: uniform output is locally constant, else Q itself passes through
+        gQ[zero] = 0.0 if uniform_if_all_zero else g[zero]
+        return gQ
+
+    return forward, backward
+
+
+# --------------------------------------------------------------------------------------
+# linear models
+# --------------------------------------------------------------------------------------
+
+
+def _linear_decision(est):
+    """``LinearClassifierMixin.decision_function``: 1-D output when coef_ has one row."""
+    coef = np.asarray(est.coef_, dtype=np.float64)
+    coef = coef.reshape(1, -1) if coef.ndim == 1 else coef
+    intercept = np.asarray(est.intercept_, dtype=np.float64)
+    one_row = coef.shape[0] == 1
+
+    def forward(X):
+        S = X @ coef.T + intercept
+        return (S.reshape(-1) if one_row else S), None
+
+    def backward(cache, g):
+        return np.outer(g, coef[0]) if one_row else g @ coef
+
+    return forward, backward
+
+
+@_register(LogisticRegression, "decision_function")
+@_register(LinearDiscriminantAnalysis, "decision_function")
+@_register(SGDClassifier, "decision_function")
+def _build_linear_decision(est, path):
+    return _linear_decision(est)
+
+
+@_register(LogisticRegression, "predict_proba")
+@_register(LinearDiscriminantAnalysis, "predict_proba")
+def _build_logistic_proba(est, path):
+    # Both: expit -> [1-p, p] for <= 2 classes, softmax of the decision function otherwise.
+    head = _binary_sigmoid_node() if len(est.classes_) <= 2 else _softmax_node()
+    return _chain(_linear_decision(est), head)
+
+
+def _modified_huber_node():
+    def forward(S):
+        return (np.clip(S, -1, 1) + 1.0) / 2.0, np.abs(S) <= 1
+
+    return forward, (lambda inside, g: 0.5 * g * inside)
+
+
+@_register(SGDClassifier, "predict_proba")
+def _build_sgd_proba(est, path):
+    binary = len(est.classes_) == 2
+    if est.loss == "log_loss":
+        # _predict_proba_lr: expit, then [1-p, p] or OvR normalisation.
+        if binary:
+            return _chain(_linear_decision(est), _binary_sigmoid_node())
+        squash = _elementwise(expit, lambda P: P * (1 - P))
+    elif est.loss == "modified_huber":
+        squash = _modified_huber_node()
+        if binary:
+            return _chain(_linear_decision(est), squash, _two_column_node())
+    else:
+        _unsupported(est, "predict_proba", path, f"loss={est.loss!r} has no predict_proba")
+    return _chain(_linear_decision(est), squash, _ovr_normalise_node(True))
+
+
+# --------------------------------------------------------------------------------------
+# MLP
+# --------------------------------------------------------------------------------------
+
+_HIDDEN = {
+    "identity": (lambda Z: Z, lambda A: 1.0),
+    "logistic": (expit, lambda A: A * (1 - A)),
+    "tanh": (np.tanh, lambda A: 1 - A * A),
+    "relu": (lambda Z: np.maximum(Z, 0), lambda A: A > 0),
+}
+
+
+@_register(MLPClassifier, "predict_proba")
+def _build_mlp_proba(est, path):
+    if est.activation not in _HIDDEN:
+        _unsupported(est, "predict_proba", path, f"activation={est.activation!r}")
+    if est.out_activation_ not in ("softmax", "logistic", "identity"):
+        _unsupported(est, "predict_proba", path, f"output {est.out_activation_!r}")
+    act, dact = _HIDDEN[est.activation]
+    weights = [np.asarray(W, dtype=np.float64) for W in est.coefs_]
+    biases = [np.asarray(b, dtype=np.float64) for b in est.intercepts_]
+    out = est.out_activation_
+
+    def forward(X):
+        hidden = []
+        A = X
+        for i, (W, b) in enumerate(zip(weights, biases)):
+            A = A @ W + b
+            if i < len(weights) - 1:
+                A = act(A)
+                hidden.append(A)
+        if out == "softmax":
+            A = _softmax(A)
+        elif out == "logistic":
+            A = expit(A)
+        P = np.stack([1 - A[:, 0], A[:, 0]], axis=1) if A.shape[1] == 1 else A
+        return P, (hidden, A)
+
+    def backward(cache, g):
+        hidden, Y = cache
+        if Y.shape[1] == 1:
+            g = (g[:, 1] - g[:, 0])[:, None]
+        if out == "softmax":
+            g = Y * (g - np.sum(g * Y, axis=1, keepdims=True))
+        elif out == "logistic":
+            g = g * Y * (1 - Y)
+        for i in range(len(weights) - 1, 0, -1):
+            g = (g @ weights[i].T) * dact(hidden[i - 1])
+        return g @ weights[0].T
+
+    return forward, backward
+
+
+# --------------------------------------------------------------------------------------
+# generative classifiers
+# --------------------------------------------------------------------------------------
+
+
+def _qda_scores(est):
+    """``QuadraticDiscriminantAnalysis._decision_function`` (log posterior up to a const)."""
+    means = [np.asarray(m, dtype=np.float64) for m in est.means_]
+    whiten = [R * (S ** (-0.5)) for R, S in zip(est.rotations_, est.scalings_)]
+    offset = -0.5 * np.asarray([np.sum(np.log(s)) for s in est.scalings_])
+    offset = offset + np.log(est.priors_)
+
+    def forward(X):
+        projected = [(X - m) @ W for m, W in zip(means, whiten)]
+        norm2 = np.stack([np.sum(Xw**2, axis=1) for Xw in projected], axis=1)
+        return -0.5 * norm2 + offset, projected
+
+    def backward(projected, g):
+        gX = 0.0
+        for k, (Xw, W) in enumerate(zip(projected, whiten)):
+            gX = gX - (g[:, k:k + 1] * Xw) @ W.T
+        return gX
+
+    return forward, backward
+
+
+@_register(QuadraticDiscriminantAnalysis, "predict_proba")
+def _build_qda_proba(est, path):
+    return _chain(_qda_scores(est), _softmax_node())
+
+
+@_register(QuadraticDiscriminantAnalysis, "decision_function")
+def _build_qda_decision(est, path):
+    if len(est.classes_) != 2:
+        return _qda_scores(est)
+    diff = (lambda S: (S[:, 1] - S[:, 0], None)), (lambda c, g: np.stack([-g, g], axis=1))
+    return _chain(_qda_scores(est), diff)
+
+
+@_register(GaussianNB, "predict_proba")
+def _build_gnb_proba(est, path):
+    theta = np.asarray(est.theta_, dtype=np.float64)
+    var = np.asarray(est.var_, dtype=np.float64)
+    inv_var = 1.0 / var
+    log_prior = np.log(est.class_prior_) - 0.5 * np.sum(np.log(2.0 * np.pi * var), axis=1)
+
+    def forward(X):
+        jll = np.stack(
+            [-0.5 * np.sum((X - theta[k]) ** 2 / var[k], axis=1) for k in range(len(theta))],
+            axis=1,
+        )
+        return jll + log_prior, X
+
+    def backward(X, g):
+        # d jll_k / dx = -(x - theta_k) / var_k, weighted by g_k and summed over k
+        return g @ (theta * inv_var) - X * (g @ inv_var)
+
+    return _chain((forward, backward), _softmax_node())
+
+
+# --------------------------------------------------------------------------------------
+# meta-estimators
+# --------------------------------------------------------------------------------------
+
+
+@_register(_ConstantPredictor, "predict_proba")
+def _build_constant_proba(est, path):
+    y = float(np.asarray(est.y_, dtype=np.float64).reshape(-1)[0])
+
+    def forward(X):
+        return np.repeat([[1 - y, y]], X.shape[0], axis=0), X.shape
+
+    return forward, (lambda shape, g: np.zeros(shape))
+
+
+@_register(OneVsRestClassifier, "predict_proba")
+def _build_ovr_proba(est, path):
+    subs = [
+        _compile(e, "predict_proba", path + [f"OneVsRestClassifier.estimators_[{i}]"])
+        for i, e in enumerate(est.estimators_)
+    ]
+
+    def stacked_forward(X):
+        outs = [f(X) for f, _ in subs]
+        return np.stack([P[:, 1] for P, _ in outs], axis=1), outs
+
+    def stacked_backward(outs, g):
+        gX = 0.0
+        for k, ((_, b), (P, cache)) in enumerate(zip(subs, outs)):
+            gP = np.zeros_like(P)
+            gP[:, 1] = g[:, k]
+            gX = gX + b(cache, gP)
+        return gX
+
+    nodes = [(stacked_forward, stacked_backward)]
+    if len(subs) == 1:
+        nodes.append(_chain(((lambda Y: (Y[:, 0], None)), (lambda c, g: g[:, None])),
+                            _two_column_node()))
+    if not est.multilabel_:
+        # np.divide(..., where=row_sums != 0): zero rows are left untouched
+        nodes.append(_ovr_normalise_node(False))
+    return _chain(*nodes)
+
+
+def _calibrator_node(cal, path):
+    """Node for one fitted calibrator mapping a 1-D score to a 1-D probability."""
+    if isinstance(cal, _SigmoidCalibration):
+        a = float(cal.a_)
+
+        def forward(t):
+            p = cal.predict(t)
+            return p, -a * p * (1 - p)
+
+    elif isinstance(cal, IsotonicRegression):
+        x = np.asarray(cal.X_thresholds_, dtype=np.float64)
+        y = np.asarray(cal.y_thresholds_, dtype=np.float64)
+        if cal.out_of_bounds != "clip":
+            _unsupported(cal, "predict", path, f"out_of_bounds={cal.out_of_bounds!r}")
+
+        def forward(t):
+            p = cal.predict(t)
+            if x.size < 2:
+                return p, np.zeros_like(t)
+            seg = np.clip(np.searchsorted(x, t, side="right") - 1, 0, x.size - 2)
+            slope = (y[seg + 1] - y[seg]) / (x[seg + 1] - x[seg])
+            return p, np.where((t >= x[0]) & (t <= x[-1]), slope, 0.0)
+
+    else:
+        _unsupported(cal, "predict", path, "unknown calibrator")
+    return forward, (lambda slope, g: g * slope)
+
+
+def _calibrated_node(cc, n_classes, path):
+    """``_CalibratedClassifier.predict_proba`` for methods 'sigmoid' and 'isotonic'."""
+    base = cc.estimator
+    if cc.method not in ("sigmoid", "isotonic"):
+        _unsupported(
+            f"CalibratedClassifierCV(method={cc.method!r})", "predict_proba", path,
+            "temperature scaling switches its logit transform on the values of the whole "
+            "batch, so it is not a row-wise differentiable function",
+        )
+    # _get_response_values(response_method=["decision_function", "predict_proba"])
+    method = "decision_function" if hasattr(base, "decision_function") else "predict_proba"
+    base_fwd, base_bwd = _compile(base, method, path + ["estimator"])
+    binary_target = type_of_target(base.classes_) == "binary"
+    pick = None
+    if method == "predict_proba" and binary_target:
+        pick = int(np.flatnonzero(base.classes_ == base.classes_[-1])[0])
+    cal_nodes = [_calibrator_node(c, path + [f"calibrators[{i}]"])
+                 for i, c in enumerate(cc.calibrators)]
+    classes = np.asarray(cc.classes)
+    columns = np.searchsorted(classes, base.classes_)
+    if n_classes == 2:
+        columns = columns + 1
+
+    def forward(X):
+        R, base_cache = base_fwd(X)
+        shape = R.shape
+        if pick is not None:
+            R = R[:, pick]
+        R = R.reshape(R.shape[0], -1)
+        proba = np.zeros((X.shape[0], n_classes))
+        slopes = []
+        for k, (f, _) in enumerate(cal_nodes):
+            proba[:, columns[k]], slope = f(R[:, k])
+            slopes.append(slope)
+        if n_classes == 2:
+            proba[:, 0] = 1.0 - proba[:, 1]
+            norm = None
+        else:
+            proba, norm = _ovr_normalise_node(True)[0](proba)
+        clamped = (proba > 1.0) & (proba <= 1.0 + 1e-5)
+        proba[clamped] = 1.0
+        return proba, (base_cache, shape, slopes, norm, clamped)
+
+    def backward(cache, g):
+        base_cache, shape, slopes, norm, clamped = cache
+        g = np.where(clamped, 0.0, g)
+        if n_classes == 2:
+            gq = np.zeros_like(g)
+            gq[:, 1] = g[:, 1] - g[:, 0]
+        else:
+            gq = _ovr_normalise_node(True)[1](norm, g)
+        gR = np.stack([s * gq[:, columns[k]] for k, s in enumerate(slopes)], axis=1)
+        if pick is not None:
+            full = np.zeros(shape)
+            full[:, pick] = gR[:, 0]
+            gR = full
+        return base_bwd(base_cache, gR.reshape(shape))
+
+    return forward, backward
+
+
+@_register(CalibratedClassifierCV, "predict_proba")
+def _build_calibrated_proba(est, path):
+    n_classes = len(est.classes_)
+    subs = [
+        _calibrated_node(cc, n_classes, path + [f"CalibratedClassifierCV.calibrated_"
+                                                f"classifiers_[{i}]"])
+        for i, cc in enumerate(est.calibrated_classifiers_)
+    ]
+    m = len(subs)
+
+    def forward(X):
+        outs = [f(X) for f, _ in subs]
+        mean = np.zeros((X.shape[0], n_classes))
+        for P, _ in outs:
+            mean += P
+        return mean / m, [c for _, c in outs]
+
+    def backward(caches, g):
+        gX = 0.0
+        for (_, b), cache in zip(subs, caches):
+            gX = gX + b(cache, g / m)
+        return gX
+
+    return forward, backward
+
+
+def _pipeline_builder(method):
+    def builder(est, path):
+        nodes = []
+        last = len(est.steps) - 1
+        for i, (name, step) in enumerate(est.steps):
+            step_method = "transform" if i < last else method
+            nodes.append(_compile(step, step_method, path + [f"Pipeline step {name!r}"]))
+        return _chain(*nodes)
+
+    return builder
+
+
+for _method in ("predict_proba", "decision_function", "transform"):
+    _REGISTRY[(Pipeline, _method)] = _pipeline_builder(_method)
+
+
+@_register(ColumnTransformer, "transform")
+def _build_column_transformer(est, path):
+    parts = []
+    for name, trans, _ in est.transformers_:
+        out = est.output_indices_[name]
+        if (isinstance(trans, str) and trans == "drop") or out.stop == out.start:
+            continue
+        cols = np.asarray(est._transformer_to_input_indices[name], dtype=np.intp)
+        node = _compile(trans, "transform", path + [f"ColumnTransformer {name!r}"])
+        parts.append((cols, out, node))
+    if getattr(est, "sparse_output_", False):
+        _unsupported(est, "transform", path, "sparse output")
+    width = max((out.stop for _, out, _ in parts), default=0)
+
+    def forward(X):
+        Y = np.empty((X.shape[0], width))
+        caches = []
+        for cols, out, (f, _) in parts:
+            Yk, cache = f(X[:, cols])
+            Y[:, out] = Yk
+            caches.append(cache)
+        return Y, (X.shape, caches)
+
+    def backward(cache, g):
+        shape, caches = cache
+        gX = np.zeros(shape)
+        for (cols, out, (_, b)), c in zip(parts, caches):
+            gX[:, cols] += b(c, g[:, out])  # cols are unique within one transformer
+        return gX
+
+    return forward, backward
+
+
+# --------------------------------------------------------------------------------------
+# transformers: forward is the transformer's own transform, backward uses the input
+# --------------------------------------------------------------------------------------
+
+
+def _transform_node(est, backward):
+    def forward(X):
+        return np.asarray(est.transform(X), dtype=np.float64), X
+
+    return forward, backward
+
+
+@_register(StandardScaler, "transform")
+def _build_standard(est, path):
+    scale = est.scale_
+    return _transform_node(est, lambda X, g: g if scale is None else g / scale)
+
+
+@_register(RobustScaler, "transform")
+def _build_robust(est, path):
+    scale = est.scale_ if est.with_scaling else None
+    return _transform_node(est, lambda X, g: g if scale is None else g / scale)
+
+
+@_register(MinMaxScaler, "transform")
+def _build_minmax(est, path):
+    lo, hi = est.feature_range
+
+    def backward(X, g):
+        g = g * est.scale_
+        if est.clip:
+            raw = X * est.scale_ + est.min_
+            g = g * ((raw >= lo) & (raw <= hi))
+        return g
+
+    return _transform_node(est, backward)
+
+
+@_register(MaxAbsScaler, "transform")
+def _build_maxabs(est, path):
+    def backward(X, g):
+        g = g / est.scale_
+        if getattr(est, "clip", False):
+            g = g * (np.abs(X / est.scale_) <= 1.0)
+        return g
+
+    return _transform_node(est, backward)
+
+
+@_register(PCA, "transform")
+def _build_pca(est, path):
+    components = np.asarray(est.components_, dtype=np.float64)
+    if est.whiten:
+        scale = np.sqrt(est.explained_variance_)
+        scale[scale < np.finfo(scale.dtype).eps] = np.finfo(scale.dtype).eps
+        components = components / scale[:, None]
+    return _transform_node(est, lambda X, g: g @ components)
+
+
+@_register(Normalizer, "transform")
+def _build_normalizer(est, path):
+    norm = est.norm
+    if norm not in ("l1", "l2", "max"):
+        _unsupported(est, "transform", path, f"norm={norm!r}")
+    tiny = 10 * np.finfo(np.float64).eps
+
+    def backward(X, g):
+        absX = np.abs(X)
+        if norm == "l2":
+            r = np.sqrt(np.einsum("ij,ij->i", X, X))
+        elif norm == "l1":
+            r = absX.sum(axis=1)
+        else:
+            r = absX.max(axis=1)
+        # _handle_zeros_in_scale: near-zero norms are replaced by 1 (identity map)
+        const = r < tiny
+        r = np.where(const, 1.0, r)[:, None]
+        gx = np.einsum("ij,ij->i", g, X)[:, None] / r**2  # (g . x) / r^2
+        if norm == "l2":
+            gX = g / r - gx * (X / r)
+        elif norm == "l1":
+            gX = g / r - gx * np.sign(X)
+        else:
+            gX = g / r
+            rows = np.arange(X.shape[0])
+            top = np.argmax(absX, axis=1)
+            gX[rows, top] -= gx[:, 0] * np.sign(X[rows, top])
+        gX[const] = g[const]
+        return gX
+
+    return _transform_node(est, backward)
+
+
+@_register(PolynomialFeatures, "transform")
+def _build_poly(est, path):
+    powers = np.asarray(est.powers_, dtype=np.int64)  # (n_out, d)
+    n_out, d = powers.shape
+    slots = max(1, int((powers > 0).sum(axis=1).max(initial=0)))
+    # For each output, the features it depends on (padded with exponent 0 on feature 0).
+    feat = np.zeros((n_out, slots), dtype=np.intp)
+    expo = np.zeros((n_out, slots), dtype=np.int64)
+    for j in range(n_out):
+        nz = np.flatnonzero(powers[j])
+        feat[j, : nz.size] = nz
+        expo[j, : nz.size] = powers[j, nz]
+    # (n_out * slots, d) 0/1 matrix adding each (output, slot) term to its feature
+    scatter = sparse.csr_matrix(
+        (np.ones(n_out * slots), (np.arange(n_out * slots), feat.reshape(-1))),
+        shape=(n_out * slots, d),
+    )
+
+    def backward(X, g):
+        base = X[:, feat]  # (n, n_out, slots)
+        factors = base**expo
+        deriv = np.empty_like(factors)
+        for s in range(slots):
+            others = np.prod(np.delete(factors, s, axis=2), axis=2) if slots > 1 else 1.0
+            lower = np.where(expo[:, s] > 0, expo[:, s] - 1, 0)
+            deriv[:, :, s] = expo[:, s] * base[:, :, s] ** lower * others
+        contrib = (g[:, :, None] * deriv).reshape(X.shape[0], -1)
+        return np.asarray((scatter.T @ contrib.T).T)
+
+    return _transform_node(est, backward)
+
+
+@_register(FunctionTransformer, "transform")
+def _build_function_transformer(est, path):
+    if est.func is not None:
+        _unsupported(est, "transform", path, f"func={est.func!r} is not the identity")
+    return _identity()
+
+
+# --------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------
+
+
+def exact_proba_vjp(estimator):
+    """Build the exact vector-Jacobian product of ``estimator.predict_proba``.
+
+    Parameters
+    ----------
+    estimator : fitted classifier
+        A supported classifier, or a (nested) Pipeline of supported transformers
+        ending in one. See the module docstring for the conventions used at kinks.
+
+    Returns
+    -------
+    vjp : callable
+        ``vjp(Z, cotangent, return_proba=False)`` with ``Z`` of shape (n, d) and
+        ``cotangent`` of shape (n, n_classes) returns the array of shape (n, d) whose
+        row ``i`` is ``sum_k cotangent[i, k] * d predict_proba(Z)[i, k] / d Z[i]``.
+        With ``return_proba=True`` it returns ``(proba, vjp)``, where ``proba`` is the
+        forward pass's value of ``predict_proba(Z)``. One forward and one backward
+        pass over the whole batch.
+
+    Raises
+    ------
+    UnsupportedModel
+        If the estimator, or any step of it, has no exact gradient. The message
+        names the class and its position (pipeline step names included).
+    sklearn.exceptions.NotFittedError
+        If the estimator is not fitted.
+    """
+    check_is_fitted(estimator)
+    forward, backward = _compile(estimator, "predict_proba", [])
+    n_features = getattr(estimator, "n_features_in_", None)
+
+    def vjp(Z, cotangent, return_proba=False):
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim != 2 or (n_features is not None and Z.shape[1] != n_features):
+            raise ValueError(f"Z must have shape (n, {n_features}), got {Z.shape}")
+        P, cache = forward(Z)
+        cotangent = np.asarray(cotangent, dtype=np.float64)
+        if cotangent.shape != P.shape:
+            raise ValueError(f"cotangent must have shape {P.shape}, got {cotangent.shape}")
+        grad = np.asarray(backward(cache, cotangent), dtype=np.float64)
+        grad = np.broadcast_to(grad, Z.shape).copy()
+        return (P, grad) if return_proba else grad
+
+    return vjp
+
+
+def supports_exact_gradients(estimator):
+    """Tell whether :func:`exact_proba_vjp` supports a fitted estimator.
+
+    Parameters
+    ----------
+    estimator : fitted classifier
+
+    Returns
+    -------
+    supported : bool
+    """
+    try:
+        exact_proba_vjp(estimator)
+    except UnsupportedModel:
+        return False
+    return True
