@@ -3,14 +3,17 @@
 alibi needs TensorFlow's v1 graph mode, so run this in its own environment:
 
     python -m venv /tmp/alibi && /tmp/alibi/bin/pip install "alibi[tensorflow]==0.9.6"
-    /tmp/alibi/bin/python benchmarks/reference_alibi.py --n-instances 5
+    /tmp/alibi/bin/python benchmarks/reference_alibi.py --n-instances 5 [--json]
 
 It explains the first instances of the same test split as ``bench_blackbox.py``, one at a time
 (the reference's only mode), with its defaults (max_iterations=1000, c_steps=10), and prints
 the same columns: instances/s, predict_proba rows per instance, found rate, median L1 and L0.
+``--json`` prints one JSON object per case instead, with each instance's found flag and L1
+(``bench_blackbox.py --reference-python`` reads these).
 """
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -45,6 +48,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n-instances", type=int, default=5)
     parser.add_argument("--only", default=None, help="run only settings whose name has this")
+    parser.add_argument("--modes", nargs="+", default=["PN", "PP"])
+    parser.add_argument("--clips", type=float, nargs="+", default=[100.0, 1000.0])
+    parser.add_argument("--json", action="store_true", help="one JSON object per case")
     args = parser.parse_args()
     for name, model, X_tr, X_te, no_info, feature_range in settings():
         if args.only and args.only not in name:
@@ -55,14 +61,14 @@ def main():
             rows[0] += len(Z)
             return model.predict_proba(Z)
 
-        for mode in ("PN", "PP"):
-            for clip in (100.0, 1000.0):
+        for mode in args.modes:
+            for clip in args.clips:
                 rows[0] = 0
                 cem = CEM(predict_fn, mode, (1, X_tr.shape[1]), feature_range=feature_range,
                           clip=(-clip, clip), no_info_val=no_info)
                 if no_info is None:
                     cem.fit(X_tr, no_info_type="median")
-                found, l1, l0 = [], [], []
+                found, l1, l0, l1_all = [], [], [], []
                 start = time.perf_counter()
                 for x in X_te[:args.n_instances]:
                     x0 = x[None]
@@ -73,8 +79,15 @@ def main():
                         perturbation = (result - x0) if mode == "PN" else result
                         l1.append(np.abs(perturbation).sum())
                         l0.append((np.abs(perturbation) > 1e-8).sum())
+                    l1_all.append(float(l1[-1]) if result is not None else None)
                 seconds = time.perf_counter() - start
                 n = args.n_instances
+                if args.json:
+                    print(json.dumps({"setting": name, "mode": mode, "clip": clip,
+                                      "n_instances": n, "seconds": seconds,
+                                      "rows_per_instance": rows[0] / n, "found": found,
+                                      "l1": l1_all}), flush=True)
+                    continue
                 print(f"{name:<28} {mode:<4} {clip:>6.0f} {n / seconds:>8.4f} "
                       f"{rows[0] / n:>10.0f} {np.mean(found):>6.0%} "
                       f"{np.median(l1) if l1 else np.nan:>7.3f} "
