@@ -25,13 +25,19 @@ def _safe_divide(numerator, denominator):
     return out
 
 
+# grad_asym_dot's denominator ||g_b||^2 + 1e-7, as the reference: a training point the model
+# fits perfectly has a float32 gradient that is rounding noise, and dividing by its exact
+# squared norm would give it unbounded scores.
+_ASYM_STABILITY = 1e-7
+
+
 def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
     """Scores between rows of two gradient matrices (ALGORITHMS.md, "Gradient similarity").
 
-    ``grad_cos`` is the exact cosine and ``grad_asym_dot`` divides by the exact squared norm
-    of the training gradient: a gradient of norm 0 (a perfectly fitted instance) scores 0.
-    The reference adds 1e-7 to those denominators, which shrinks the scores of confidently
-    classified instances (gradient norms near 1e-4) towards 0.
+    ``grad_cos`` is the exact cosine: a gradient of norm 0 scores 0. (The reference adds 1e-7
+    to the product of norms, which shrinks the scores of confidently classified instances,
+    gradient norms near 1e-4, towards 0.) ``grad_asym_dot`` is the reference's
+    ``g_a . g_b / (||g_b||^2 + 1e-7)``, bounded for perfectly fitted training points.
     """
     scores = test_grads @ train_grads.T
     if sim_fn == "grad_dot":
@@ -39,7 +45,7 @@ def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
     if train_sq_norms is None:
         train_sq_norms = np.einsum("ij,ij->i", train_grads, train_grads)
     if sim_fn == "grad_asym_dot":
-        return _safe_divide(scores, train_sq_norms[None, :])
+        return scores / (train_sq_norms[None, :] + _ASYM_STABILITY)
     test_norms = np.linalg.norm(test_grads, axis=1)
     return _safe_divide(scores, test_norms[:, None] * np.sqrt(train_sq_norms)[None, :])
 
@@ -108,9 +114,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         "auto": sparse categorical cross-entropy for classification, mean squared error for
         regression. Other losses are for Keras models only.
     sim_fn : {"grad_dot", "grad_cos", "grad_asym_dot"}, default="grad_dot"
-        ``grad_cos`` is the exact cosine, ``grad_asym_dot`` divides by the exact squared norm
-        of the training gradient; where a norm is 0 the score is 0 (the reference adds 1e-7 to
-        these denominators, which shrinks the scores of confidently classified instances).
+        ``grad_cos`` is the exact cosine (0 where a gradient is 0; the reference adds 1e-7 to
+        the product of norms, which shrinks the scores of confidently classified instances);
+        ``grad_asym_dot`` is the reference's ``g_a . g_b / (||g_b||^2 + 1e-7)``.
     task : {"classification", "regression"}, default="classification"
         For classification, a test instance's target defaults to the model's predicted class;
         for regression it must be given (:meth:`explain`).
