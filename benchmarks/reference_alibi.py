@@ -2,7 +2,8 @@
 
 alibi needs TensorFlow's v1 graph mode, so run this in its own environment:
 
-    python -m venv /tmp/alibi && /tmp/alibi/bin/pip install "alibi[tensorflow]==0.9.6"
+    python -m venv /tmp/alibi && /tmp/alibi/bin/pip install "alibi[tensorflow]==0.9.6" click
+    # click: alibi imports spacy, whose command line needs it and no longer pulls it in
     /tmp/alibi/bin/python benchmarks/reference_alibi.py --n-instances 5 [--json]
 
 It explains the first instances of the same test split as ``bench_blackbox.py``, one at a time
