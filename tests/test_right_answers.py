@@ -342,3 +342,14 @@ def test_unknown_label_error_shows_its_type():
     cf = CounterfactualExplainer(clf, target_class=1, **FAST).fit(X)
     with pytest.raises(ValueError, match=r"does not know: \[1\]; classes are \['a', 'b', 'c'\]"):
         cf.explain(X[:2])
+
+
+@pytest.mark.parametrize("gradient", ["exact", "numerical"])
+def test_a_dataframe_pipeline_is_explained_without_warnings(iris_frame, gradient):
+    _, X, _, model = iris_frame
+    cem = CEMExplainer(model, gradient=gradient, clip=(-1e3, 1e3), **FAST).fit(X)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        exp = cem.explain(X.iloc[[60, 120]])
+    assert exp.found.all()
+    assert [str(w.message) for w in record] == []

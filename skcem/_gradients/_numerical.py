@@ -177,4 +177,6 @@ class ExactBackend(NumericalBackend):
     def proba_vjp(self, Z, cotangent):
         # Rows through the backward pass count as model rows, as a forward pass would.
         self.n_model_rows += Z.shape[0]
-        return np.asarray(self._vjp(Z, cotangent), dtype=float)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return np.asarray(self._vjp(Z, cotangent), dtype=float)
