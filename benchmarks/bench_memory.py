@@ -8,6 +8,8 @@ constant set to 2**62). Each run is a fresh subprocess, so that no run inherits 
 heap; it reports the peak RSS of ``CEMExplainer(...).fit(X).explain(X[:64])`` above the RSS
 before it (``ru_maxrss``), the tracemalloc peak of the same call, and the seconds per
 iteration. The script prints the ratios chunked/unchunked of both memories and of the time.
+For the logistic model it also measures the exact-gradient path (``gradient="exact"``): one
+backward pass, memory independent of ``n_features**2``.
 
     python benchmarks/bench_memory.py [--widths 784 1100] [--model logistic|softmax]
                                       [--max-iterations 5] [--repeats 1]
@@ -68,7 +70,8 @@ def child(args):
     if not args.chunked:
         _numerical.MAX_SHIFTED_VALUES = UNCHUNKED
     model, X = make_model(args.model, args.width, np.random.default_rng(0))
-    cem = CEMExplainer(model, mode="PN", gradient="numerical", batch_size=BATCH,
+    cem = CEMExplainer(model, mode="PN", gradient="exact" if args.exact else "numerical",
+                       batch_size=BATCH,
                        max_iterations=args.max_iterations, c_steps=1)
     before = current_rss_mb()
     tracemalloc.start()
@@ -85,12 +88,14 @@ def child(args):
                       "rows_per_iter": exp.meta["n_model_rows"] / args.max_iterations}))
 
 
-def measure(args, width, chunked):
+def measure(args, width, chunked, exact=False):
     """Runs :func:`child` in a fresh interpreter and returns its figures."""
     command = [sys.executable, __file__, "--child", "--width", str(width),
                "--model", args.model, "--max-iterations", str(args.max_iterations)]
     if chunked:
         command.append("--chunked")
+    if exact:
+        command.append("--exact")
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -118,6 +123,7 @@ def main():
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--chunked", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
@@ -137,6 +143,8 @@ def main():
         chunked, whole = best_of(runs[True]), best_of(runs[False])
         report(width, "chunked", chunked)
         report(width, "unchunked", whole)
+        if args.model == "logistic":  # a fitted model: its exact gradient, for comparison
+            report(width, "exact", measure(args, width, True, exact=True))
         ratios.append((width, *(chunked[key] / whole[key]
                                 for key in ("rss_mb", "traced_mb", "s_per_iter"))))
     print("\nchunked / unchunked")
