@@ -21,6 +21,8 @@ from ._base import ExplainerMixin
 from ._explanation import Explanation
 from ._fista import SearchProblem, solve
 from ._gradients import is_keras_model, make_backend
+from ._gradients._base import ignoring_feature_name_warnings
+from ._gradients._keras import detect_output_kind
 from ._progress import logger, progress_bar
 from ._validation import (check_feature_range, check_pair, check_probabilities, class_indices,
                           feature_mask, is_prefitted, per_feature, resolve_estimator,
@@ -132,7 +134,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         sample = X[:100]
         self._keras_output = None
         if is_keras_model(self.estimator_):
-            self._keras_output = self._keras_output_kind(sample)
+            self._keras_output = detect_output_kind(self.estimator_, sample, self.input_shape)
         classes = getattr(self.estimator_, "classes_", None)
         self.classes_ = None if classes is None else np.asarray(classes)
         self._predict_in_search = self._predict_disagrees(X)
@@ -156,17 +158,6 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                        expected_columns=expected_columns), None
         return validate_float_data(self, X, y, reset=reset, expected_columns=expected_columns)
 
-    def _keras_output_kind(self, sample):
-        from ._gradients._keras import import_tensorflow, keras_output_kind, model_input_shape
-
-        import_tensorflow()  # first, for its installation hint
-        shape = self.input_shape or model_input_shape(self.estimator_)
-        if int(np.prod(shape)) != sample.shape[1]:
-            return "probabilities"  # the backend reports the shape mismatch
-        outputs = self.estimator_(sample.reshape((-1,) + tuple(shape)).astype(np.float32),
-                                  training=False)
-        return keras_output_kind(self.estimator_, np.asarray(outputs))
-
     def _predict_disagrees(self, X):
         """Whether the estimator's ``predict`` disagrees with the argmax of its probabilities
         on ``X`` or between rows of different classes (near its decision boundaries): the
@@ -183,8 +174,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         steps = np.linspace(0.0, 1.0, 11)[:, None, None]
         probe = np.vstack([sample, (sample[first] + steps * (sample[second] - sample[first]))
                            .reshape(-1, X.shape[1])])
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        with ignoring_feature_name_warnings():
             proba = np.asarray(model.predict_proba(probe))
             labels = np.asarray(model.predict(probe))
         return bool(np.any(self.classes_[proba.argmax(axis=1)] != labels))

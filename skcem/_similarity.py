@@ -1,6 +1,5 @@
 """GradientSimilarityExplainer: which training instances a model finds alike, by loss gradients."""
 
-import warnings
 from dataclasses import dataclass, fields
 from numbers import Integral
 
@@ -13,6 +12,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import ExplainerMixin
 from ._explanation import _to_builtin
 from ._gradients import is_keras_model
+from ._gradients._base import ignoring_feature_name_warnings
+from ._gradients._keras import detect_output_kind
 from ._param_grads import check_supported, make_param_gradients
 from ._progress import progress_bar
 from ._validation import is_prefitted, resolve_estimator, validate_float_data
@@ -207,7 +208,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                                             default=default, check=check_supported)
         self._keras_output = None
         if is_keras_model(self.estimator_) and self.task == "classification":
-            self._keras_output = self._keras_output_kind(X[:100])
+            self._keras_output = detect_output_kind(self.estimator_, X[:100],
+                                                    self.input_shape)
         self._gradients = self._make_gradients()
         self.n_params_ = int(self._gradients.n_params)
         self.X_train_ = X.copy()
@@ -215,17 +217,6 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         self.grads_train_ = self._grads(self.X_train_, self.y_train_) \
             if self.precompute_grads else None
         return self
-
-    def _keras_output_kind(self, sample):
-        from ._gradients._keras import (check_input_shape, import_tensorflow, keras_output_kind,
-                                        model_input_shape)
-
-        import_tensorflow()
-        shape = self.input_shape or model_input_shape(self.estimator_)
-        check_input_shape(shape, sample.shape[1], self.input_shape is not None)
-        outputs = self.estimator_(sample.reshape((-1,) + tuple(shape)).astype(np.float32),
-                                  training=False)
-        return keras_output_kind(self.estimator_, np.asarray(outputs))
 
     def _make_gradients(self):
         return make_param_gradients(self.estimator_, loss=self.loss, task=self.task,
@@ -260,9 +251,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             outputs = outputs.reshape(len(X), -1)
             kind = getattr(self, "_keras_output", None) or "probabilities"
             return as_probabilities(outputs, kind).argmax(axis=1)
-        with warnings.catch_warnings():
-            # A model fitted on a DataFrame is given arrays of its columns, in its order.
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        with ignoring_feature_name_warnings():
             return self.estimator_.predict(X)
 
     def _scores(self, X, y):

@@ -1,8 +1,22 @@
 """What a gradient backend answers the optimizer, once per iteration."""
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+
+
+@contextmanager
+def ignoring_feature_name_warnings():
+    """Silence scikit-learn's "X does not have valid feature names" warning.
+
+    skcem hands a model fitted on a DataFrame numpy rows of its own columns, in its order
+    (matched by name when the explainer was fitted), so the warning would only be noise.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        yield
 
 
 @dataclass

@@ -92,6 +92,20 @@ def keras_output_kind(model, outputs):
     return "probabilities" if is_distribution else "logits"
 
 
+def detect_output_kind(model, sample, input_shape=None):
+    """:func:`keras_output_kind` of ``model`` on the 2-D ``sample`` rows.
+
+    Imports TensorFlow first (for its installation hint) and checks that ``input_shape`` (or
+    the model's own) holds as many values as ``sample`` has columns.
+    """
+    import_tensorflow()
+    shape = input_shape or model_input_shape(model)
+    check_input_shape(shape, sample.shape[1], input_shape is not None)
+    outputs = model(np.asarray(sample, dtype=np.float32).reshape((-1,) + tuple(shape)),
+                    training=False)
+    return keras_output_kind(model, np.asarray(outputs))
+
+
 def as_probabilities(outputs, kind, tf=None):
     """Class probabilities from a classifier's outputs of the given kind (numpy or ``tf``)."""
     if kind == "probabilities":

@@ -4,11 +4,9 @@ No TensorFlow is imported on this path: a model that only offers ``predict_proba
 scikit-learn classifier, or a plain function) is differentiated numerically.
 """
 
-import warnings
-
 import numpy as np
 
-from ._base import Evaluation
+from ._base import Evaluation, ignoring_feature_name_warnings
 
 
 # Bound on the values of shifted rows built at once (64 MB of float64): the black-box
@@ -78,9 +76,7 @@ class NumericalBackend:
 
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
-        with warnings.catch_warnings():
-            # A model fitted on a DataFrame is given arrays of its columns, in its order.
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        with ignoring_feature_name_warnings():
             return np.asarray(self._predict_proba(Z), dtype=float)
 
     def predict(self, Z):
@@ -88,8 +84,7 @@ class NumericalBackend:
         if self._predict is None:
             return self.predict_proba(Z).argmax(axis=1)
         self.n_model_rows += Z.shape[0]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        with ignoring_feature_name_warnings():
             return self._predict(Z)
 
     def proba_vjp(self, Z, cotangent):
@@ -177,6 +172,5 @@ class ExactBackend(NumericalBackend):
     def proba_vjp(self, Z, cotangent):
         # Rows through the backward pass count as model rows, as a forward pass would.
         self.n_model_rows += Z.shape[0]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        with ignoring_feature_name_warnings():
             return np.asarray(self._vjp(Z, cotangent), dtype=float)
