@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._modes import CEM_MODES, MODES
 from ._contrastive import BaseContrastiveExplainer, TargetWarning
 from ._fista import SolverSettings
+from ._tabular import most_frequent_codes, values_by_column
 from ._validation import per_feature
 
 
@@ -194,7 +195,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         "mode": [StrOptions(set(CEM_MODES))],
         "kappa": [Interval(Real, 0, 1, closed="left")],
         "beta": [Interval(Real, 0, None, closed="left")],
-        "no_info_val": [Real, "array-like", None],
+        "no_info_val": [Real, "array-like", dict, None],
         "no_info_type": [StrOptions({"median", "mean"})],
         "gamma": [Interval(Real, 0, None, closed="left")],
         "autoencoder": [callable, None],
@@ -205,15 +206,17 @@ class CEMExplainer(BaseContrastiveExplainer):
     }
     _not_found_hint = "Try a larger c_init or c_steps, more max_iterations, or a wider clip."
 
-    def __init__(self, estimator=None, *, mode="PN", gradient="auto", kappa=0.0, beta=0.1,
-                 feature_range=None, no_info_val=None, no_info_type="median", gamma=0.0,
-                 autoencoder=None, input_shape=None, immutable_features=None, distance="elastic",
+    def __init__(self, estimator=None, *, mode="PN", search="auto", gradient="auto", kappa=0.0,
+                 beta=0.1, feature_range=None, no_info_val=None, no_info_type="median",
+                 gamma=0.0, autoencoder=None, input_shape=None, categorical_features="auto",
+                 immutable_features=None, directions=None, distance="elastic",
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, momentum=True, batch_size=64, n_jobs=None,
                  verbose=0):
         self.estimator = estimator
         self.mode = mode
+        self.search = search
         self.gradient = gradient
         self.kappa = kappa
         self.beta = beta
@@ -223,7 +226,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.gamma = gamma
         self.autoencoder = autoencoder
         self.input_shape = input_shape
+        self.categorical_features = categorical_features
         self.immutable_features = immutable_features
+        self.directions = directions
         self.distance = distance
         self.learning_rate_init = learning_rate_init
         self.max_iterations = max_iterations
@@ -249,9 +254,18 @@ class CEMExplainer(BaseContrastiveExplainer):
 
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")
-        if self.no_info_val is None:
+        categorical = self.categorical_mask_
+        if self.no_info_val is None or isinstance(self.no_info_val, dict):
             statistic = np.median if self.no_info_type == "median" else np.mean
-            self.no_info_val_ = statistic(X, axis=0)
+            learned = statistic(X, axis=0)
+            for j, code in most_frequent_codes(X, categorical).items():
+                learned[j] = code
+            self.no_info_val_ = learned if self.no_info_val is None else values_by_column(
+                self.no_info_val, X, self._codec, getattr(self, "feature_names_in_", None),
+                "no_info_val", learned)
+        elif categorical.any():
+            raise ValueError("With categorical columns, give `no_info_val` as a dict by column "
+                             "name (a category for a categorical column), or None.")
         else:
             self.no_info_val_ = per_feature(self.no_info_val, X.shape[1], "no_info_val")
 

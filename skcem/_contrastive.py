@@ -8,13 +8,15 @@ allowed directions and the search on ``c``, which subclasses supply through
 
 import logging
 import warnings
+from contextlib import contextmanager
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
 from ._base import ExplainerMixin
@@ -23,10 +25,13 @@ from ._fista import SearchProblem, solve
 from ._gradients import is_keras_model, make_backend
 from ._gradients._base import ignoring_feature_name_warnings
 from ._gradients._keras import detect_output_kind
+from ._neighbors import CandidatePool, NeighborSearch
 from ._progress import logger, progress_bar
-from ._validation import (check_feature_range, check_pair, check_probabilities, class_indices,
-                          feature_mask, is_prefitted, per_feature, resolve_estimator,
-                          validate_float_data)
+from ._tabular import (TableCodec, check_directions, is_table, table_classifier,
+                       table_feature_range)
+from ._validation import (align_columns, check_pair, check_probabilities, class_indices,
+                          default_classifier, feature_mask, is_prefitted, per_feature,
+                          resolve_estimator, validate_float_data)
 from .costs import median_absolute_deviation
 
 
@@ -62,7 +67,10 @@ class TargetWarning(UserWarning):
 _SHARED_CONSTRAINTS = {
     "estimator": [HasMethods(["predict_proba"]), callable, None],
     "gradient": [StrOptions({"auto", "exact", "numerical"})],
-    "feature_range": [tuple, list, None],
+    "search": [StrOptions({"auto", "fista", "neighbors"})],
+    "categorical_features": [StrOptions({"auto"}), "array-like", None],
+    "directions": [dict, None],
+    "feature_range": [tuple, list, dict, None],
     "input_shape": [tuple, list, None],
     "immutable_features": ["array-like", None],
     "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -84,6 +92,20 @@ _FLAT_GRADIENT_HINT = (
     "may, or a model with smooth probabilities.")
 
 
+# The gradient-free search starts from at most this many rows of the data given to ``fit``.
+_MAX_POOL_ROWS = 20_000
+# ``search="auto"`` takes the gradient-free search when at least this share of the probed rows
+# has a numerical gradient that is exactly zero (piecewise constant probabilities).
+_FLAT_SHARE = 0.5
+_N_PROBED = 16
+
+
+_NO_NEIGHBOR_HINT = (
+    "The gradient-free search found no row of the data given to fit, in a wanted class, that "
+    "stays valid once made admissible (immutable_features, directions, feature_range and, for "
+    "a PN, moves away from no_info_val only): fit on more data, or relax the constraints.")
+
+
 def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None):
     """One batch, in this process or a joblib worker: the result and its model rows."""
     backend = explainer._get_backend()
@@ -93,15 +115,34 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
     return result, backend.n_model_rows - rows_before
 
 
+@contextmanager
+def _names_categorical_failures(codec):
+    """A model that fails on a table with categorical columns gets an error naming them."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        if codec is None or not codec.has_categorical:
+            raise
+        named = [str(codec.columns_[j]) if codec.columns_ else str(j)
+                 for j in np.flatnonzero(codec.categorical_)]
+        raise ValueError(f"X has categorical columns {named}, but `estimator` fails on them "
+                         f"({exc}): pass a model that takes them, such as a Pipeline that "
+                         "one-hot encodes them, or encode them as numbers first.") from exc
+
+
+def _output_config(estimator):
+    """The container ``set_output`` asks ``transform`` for ("default" or "pandas", ...)."""
+    from sklearn.utils._set_output import _get_output_config
+
+    return _get_output_config("transform", estimator)["dense"]
+
+
 class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin,
                                BaseEstimator):
     """Shared machinery; not for direct use."""
 
     _transient_attributes = ("_backend",)
     _parameter_constraints: dict = _SHARED_CONSTRAINTS
-    # The search: any function with the signature and result of :func:`skcem._fista.solve`.
-    # This is the seam for a second strategy (models whose gradients vanish).
-    _search = staticmethod(solve)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -127,36 +168,130 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             warnings.warn("X has feature names, but the fitted `estimator` was fitted without "
                           "them: its columns are taken in the order of X.", UserWarning,
                           stacklevel=3)
-        X, y = self._validate(X, y, reset=True, expected_columns=prefitted_names)
+        raw = align_columns(X, prefitted_names)
+        X, y = self._validate(raw, y, reset=True)
         self._check_params(X.shape[1])
+        codec = self._codec
 
-        self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__)
+        fit_on = raw if codec is not None else X
+        default = default_classifier if codec is None or not codec.has_categorical else \
+            partial(table_classifier, codec)
+        with _names_categorical_failures(codec):
+            self.estimator_ = resolve_estimator(self.estimator, fit_on, y, type(self).__name__,
+                                                default=default)
+        keras = is_keras_model(self.estimator_)
+        if keras and codec is not None and codec.has_categorical:
+            raise ValueError("Categorical columns need a model that takes them (such as a "
+                             "scikit-learn Pipeline); a Keras model takes numbers only. Encode "
+                             "them first, or set `categorical_features=None`.")
+        self._decode = None
+        if codec is not None and (codec.has_categorical or (
+                codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
+            self._decode = codec.decode  # the model is asked with rows in their own form
         sample = X[:100]
         self._keras_output = None
-        if is_keras_model(self.estimator_):
+        if keras:
             self._keras_output = detect_output_kind(self.estimator_, sample, self.input_shape)
         classes = getattr(self.estimator_, "classes_", None)
         self.classes_ = None if classes is None else np.asarray(classes)
         self._predict_in_search = self._predict_disagrees(X)
         self._backend = self._make_backend(X.shape[1])
-        proba = check_probabilities(self._backend.predict_proba(sample), sample.shape[0])
+        with _names_categorical_failures(codec):
+            proba = self._backend.predict_proba(sample)
+        proba = check_probabilities(proba, sample.shape[0])
         if self.classes_ is None:
             self.classes_ = np.arange(proba.shape[1])
         elif len(self.classes_) != proba.shape[1]:
             raise ValueError(f"`estimator` has {len(self.classes_)} classes_ but its "
                              f"predict_proba returns {proba.shape[1]} columns.")
-        self.feature_range_ = check_feature_range(self.feature_range, X)
-        self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1],
-                                            getattr(self, "feature_names_in_", None),
+        names = getattr(self, "feature_names_in_", None)
+        self.feature_range_ = table_feature_range(self.feature_range, X, codec, names)
+        self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1], names,
                                             "immutable_features")
+        self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
+        self.search_ = self._choose_search(X)
+        self._pool = None
+        if self.search_ == "neighbors":
+            rows = np.random.default_rng(0).permutation(len(X))[:_MAX_POOL_ROWS] \
+                if len(X) > _MAX_POOL_ROWS else slice(None)
+            pool = X[rows]
+            self._pool = CandidatePool(Z=pool, pred=self._backend.predict(pool))
         self._fit_data(X)
         return self
 
-    def _validate(self, X, y=None, *, reset, expected_columns=None):
+    @property
+    def categorical_mask_(self):
+        """ndarray of bool, shape (n_features,): the columns explained as categories."""
+        check_is_fitted(self)
+        codec = self._codec
+        return np.zeros(self.n_features_in_, bool) if codec is None else codec.categorical_
+
+    @property
+    def categories_(self):
+        """list: the categories seen in ``fit`` of each categorical column (None for numeric
+        columns)."""
+        check_is_fitted(self)
+        codec = self._codec
+        return [None] * self.n_features_in_ if codec is None else list(codec.categories_)
+
+    def _validate(self, X, y=None, *, reset):
+        """The search's numbers for ``X`` (category codes for categorical columns), and y.
+
+        At ``fit`` it learns the table's columns (:class:`~skcem._tabular.TableCodec`) when
+        ``X`` is a DataFrame or has text or categorical columns; later calls follow them.
+        """
+        if reset:
+            self._codec = TableCodec(self.categorical_features).fit(
+                X, getattr(X, "columns", None)) \
+                if is_table(X, self.categorical_features) else None
+        else:
+            X = align_columns(X, getattr(self, "feature_names_in_", None))
+        codec = getattr(self, "_codec", None)
+        if codec is None:
+            if y is None:
+                return validate_float_data(self, X, reset=reset), None
+            return validate_float_data(self, X, y, reset=reset)
+        Z = codec.encode(X)
+        if codec.is_frame_:
+            import pandas as pd
+
+            Z = pd.DataFrame(Z, columns=X.columns, copy=False)
         if y is None:
-            return validate_float_data(self, X, reset=reset,
-                                       expected_columns=expected_columns), None
-        return validate_float_data(self, X, y, reset=reset, expected_columns=expected_columns)
+            return validate_data(self, Z, dtype=np.float64, reset=reset), None
+        return validate_data(self, Z, y, dtype=np.float64, reset=reset)
+
+    def _choose_search(self, X):
+        """``search="auto"``: the gradient-free search for categorical columns and for models
+        whose numerical gradient vanishes on most probed rows of ``X``."""
+        if self.search != "auto":
+            if self.search == "fista" and self._codec is not None and \
+                    self._codec.has_categorical and \
+                    not np.all(self.immutable_mask_[self._codec.categorical_]):
+                raise ValueError("search='fista' cannot move categorical columns (category "
+                                 "codes are not numbers); use search='neighbors' or 'auto', or "
+                                 "make them immutable.")
+            return self.search
+        if self._codec is not None and self._codec.has_categorical:
+            return "neighbors"
+        backend = self._backend
+        if is_keras_model(self.estimator_) or type(backend).__name__ == "ExactBackend":
+            return "fista"
+        probed = X[np.random.default_rng(0).permutation(len(X))[:_N_PROBED]]
+        proba = backend.predict_proba(probed)
+        cotangent = np.zeros_like(proba)
+        cotangent[np.arange(len(proba)), proba.argmax(axis=1)] = 1.0
+        gradient = backend.proba_vjp(probed, cotangent)
+        flat = np.all(gradient == 0, axis=1)
+        return "neighbors" if flat.mean() >= _FLAT_SHARE else "fista"
+
+    def _search(self, backend, problem, settings, progress=None):
+        """The search of one batch: the seam between the two strategies, which return the
+        same :class:`~skcem._fista.SearchResult`."""
+        if self.search_ == "neighbors":
+            whole = self._codec.categorical_ | self._codec.integer_ if self._codec is not None \
+                else np.zeros(problem.x0.shape[1], bool)
+            return NeighborSearch(self._pool, whole)(backend, problem, settings, progress)
+        return solve(backend, problem, settings, progress)
 
     def _predict_disagrees(self, X):
         """Whether the estimator's ``predict`` disagrees with the argmax of its probabilities
@@ -174,6 +309,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         steps = np.linspace(0.0, 1.0, 11)[:, None, None]
         probe = np.vstack([sample, (sample[first] + steps * (sample[second] - sample[first]))
                            .reshape(-1, X.shape[1])])
+        if self._codec is not None:
+            probe = self._codec.snap(probe)
+        if self._decode is not None:
+            probe = self._decode(probe)
         with ignoring_feature_name_warnings():
             proba = np.asarray(model.predict_proba(probe))
             labels = np.asarray(model.predict(probe))
@@ -195,7 +334,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _fit_mad(self, X, wanted):
         """Learn ``mad_`` when the distance is MAD-scaled; drop a stale one otherwise."""
         if wanted:
-            self.mad_ = median_absolute_deviation(X)
+            # A changed category costs one MAD of a numeric column.
+            self.mad_ = np.where(self.categorical_mask_, 1.0, median_absolute_deviation(X))
         elif hasattr(self, "mad_"):
             del self.mad_
 
@@ -210,7 +350,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                             output_kind=getattr(self, "_keras_output", None) or "probabilities",
                             classes=self.classes_,
                             predict_in_search=getattr(self, "_predict_in_search", False),
-                            gradient=self.gradient)
+                            gradient=self.gradient, decode=getattr(self, "_decode", None))
 
     def _get_backend(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
@@ -303,11 +443,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         lower, upper = self.feature_range_
         common = dict(n_classes=len(self.classes_), lower=lower, upper=upper,
                       mutable=~self.immutable_mask_ if self.immutable_mask_.any() else None,
-                      **self._problem_settings())
+                      directions=self.directions_ if self.directions_.any() else None,
+                      categorical=self.categorical_mask_, **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
         starts = range(0, X.shape[0], self.batch_size)
-        bar = progress_bar(len(starts) * settings.c_steps, type(self).__name__,
-                           self.verbose >= 1)
+        steps = settings.c_steps if self.search_ == "fista" else 1
+        bar = progress_bar(len(starts) * steps, type(self).__name__, self.verbose >= 1)
 
         def report(step, c, found):
             bar.update(1)
@@ -328,7 +469,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 for outcome in parallel(delayed(_solve_batch)(self, x0, t, s, common, settings)
                                         for x0, t, s in batches):
                     outcomes.append(outcome)
-                    bar.update(settings.c_steps)
+                    bar.update(steps)
         finally:
             bar.close()
         results = [result for result, _ in outcomes]
@@ -348,7 +489,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             flat = np.concatenate([r.flat_gradient for r in results]) & ~found & searchable
             rejected = np.concatenate([r.rejected_by_predict for r in results])
             hint = _FLAT_GRADIENT_HINT.format(n=int(flat.sum())) if flat.any() \
-                else self._not_found_hint
+                else self._not_found_hint if self.search_ == "fista" else _NO_NEIGHBOR_HINT
             if rejected.any():
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
@@ -358,16 +499,24 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
             warnings.warn(message, ExplanationNotFoundWarning, stacklevel=3)
         names = getattr(self, "feature_names_in_", None)
+        explanation = np.concatenate([r.explanation for r in results])
+        shown_X, shown_explanation, encoded = X, explanation, None
+        codec = self._codec
+        if codec is not None and (codec.is_frame_ or codec.has_categorical):
+            shown_X = codec.decode(X, for_model=False, index=index)
+            shown_explanation = codec.decode(explanation, for_model=False, index=index)
+            encoded = {"X": X, "explanation": explanation, "categorical": codec.categorical_}
         return Explanation(
-            mode=mode, X=X, X_pred=self.classes_[explained], X_proba=proba,
-            explanation=np.concatenate([r.explanation for r in results]),
+            mode=mode, X=shown_X, X_pred=self.classes_[explained], X_proba=proba,
+            explanation=shown_explanation,
             explanation_pred=explanation_pred, explanation_proba=explanation_proba,
             found=found, distance=np.concatenate([r.distance for r in results]),
             c=np.concatenate([r.best_c for r in results]),
             background=np.clip(common["no_info_val"], common["lower"], common["upper"]),
             classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None), index=index,
-            meta={"n_model_rows": n_model_rows,
+            encoded=encoded,
+            meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
 
     def transform(self, X):
@@ -379,10 +528,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
         Returns
         -------
-        X_explained : ndarray of shape (n_samples, n_features)
-            Rows are NaN where no explanation was found (with a warning).
+        X_explained : ndarray or DataFrame of shape (n_samples, n_features)
+            Rows are missing values (NaN) where no explanation was found (with a warning).
+            Follows ``set_output``: with ``transform="pandas"``, a DataFrame with the index,
+            columns and dtypes of a DataFrame ``X``; by default an array, of objects when
+            there are categorical columns.
         """
-        return self.explain(X).explanation
+        explanation = self.explain(X).explanation
+        if hasattr(explanation, "columns") and _output_config(self) != "pandas":
+            if self.categorical_mask_.any():
+                return explanation.to_numpy(dtype=object)
+            return explanation.to_numpy(dtype=float, na_value=np.nan)
+        return explanation
 
     def score(self, X, y=None):
         """Quality of the explanations of ``X``: higher is better, in [0, 1].

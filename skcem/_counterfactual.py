@@ -87,18 +87,22 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     }
     _not_found_hint = "Try a smaller C, more max_iterations or a larger learning_rate_init."
 
-    def __init__(self, estimator=None, *, target_class="other", gradient="auto",
-                 distance="l1", C=1.0, c_steps=5, immutable_features=None, feature_range=None,
+    def __init__(self, estimator=None, *, target_class="other", search="auto", gradient="auto",
+                 distance="l1", C=1.0, c_steps=5, categorical_features="auto",
+                 immutable_features=None, directions=None, feature_range=None,
                  input_shape=None, learning_rate_init=1e-2, max_iterations=1000,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, batch_size=64, n_jobs=None, verbose=0):
         self.estimator = estimator
         self.target_class = target_class
+        self.search = search
         self.gradient = gradient
         self.distance = distance
         self.C = C
         self.c_steps = c_steps
+        self.categorical_features = categorical_features
         self.immutable_features = immutable_features
+        self.directions = directions
         self.feature_range = feature_range
         self.input_shape = input_shape
         self.learning_rate_init = learning_rate_init

@@ -9,7 +9,11 @@ from ._modes import MODES
 
 
 def _to_builtin(value):
-    """numpy values to JSON-ready Python values; NaN becomes None."""
+    """numpy values to JSON-ready Python values; NaN (and pandas' NA) becomes None."""
+    if hasattr(value, "to_numpy") and hasattr(value, "columns"):  # a DataFrame
+        return [_to_builtin(list(row)) for row in value.to_numpy(dtype=object)]
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return None
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
             return np.where(np.isnan(value), None, value.astype(object)).tolist()
@@ -46,14 +50,14 @@ class Explanation:
     mode : {"PN", "PP", "CF"}
         Pertinent negatives, pertinent positives (:class:`CEMExplainer`) or counterfactuals
         (:class:`CounterfactualExplainer`).
-    X : ndarray of shape (n_samples, n_features)
-        The explained instances.
+    X : ndarray or DataFrame of shape (n_samples, n_features)
+        The explained instances, in the form they were given (see ``encoded``).
     X_pred : ndarray of shape (n_samples,)
         The class each instance was explained against (the model's prediction unless given).
     X_proba : ndarray of shape (n_samples, n_classes)
         The model's probabilities for each instance.
-    explanation : ndarray of shape (n_samples, n_features)
-        The pertinent negatives, positives or counterfactuals.
+    explanation : ndarray or DataFrame of shape (n_samples, n_features)
+        The pertinent negatives, positives or counterfactuals, in the form of ``X``.
     explanation_pred : ndarray of shape (n_samples,), dtype object
         The model's class for each explanation; None where none was found.
     explanation_proba : ndarray of shape (n_samples, n_classes)
@@ -76,6 +80,12 @@ class Explanation:
         The shape of one instance as the model sees it (images), for :meth:`as_images`.
     index : pandas.Index or None
         The index of the explained DataFrame, kept by :meth:`to_frame`.
+    encoded : dict or None
+        For tables (a DataFrame or categorical columns given to the explainer): ``X`` and
+        ``explanation`` as numbers, category codes for categorical columns, and the
+        ``categorical`` column mask; ``X`` and ``explanation`` above are then in the original
+        form: a DataFrame with the explained index, columns and dtypes (missing values where
+        nothing was found), or an object array.
     meta : dict
         Diagnostics: ``n_model_rows`` (rows sent to the model) and ``n_iterations``.
 
@@ -108,6 +118,7 @@ class Explanation:
     feature_names: list | None = None
     input_shape: tuple | None = None
     index: object = None
+    encoded: dict | None = None
     meta: dict = field(default_factory=dict)
 
     def __len__(self):
@@ -128,38 +139,64 @@ class Explanation:
             raise AttributeError(f"This explanation holds {self.mode}s, not {mode}s.")
         return self.explanation
 
+    def _numbers(self):
+        """``(X, explanation, categorical)`` as float arrays, category codes for categories."""
+        if self.encoded is not None:
+            return self.encoded["X"], self.encoded["explanation"], self.encoded["categorical"]
+        X = np.asarray(self.X, dtype=float)
+        return X, np.asarray(self.explanation, dtype=float), np.zeros(X.shape[1], bool)
+
+    @staticmethod
+    def _difference(after, before, categorical):
+        return np.where(categorical, np.where(np.isnan(after), np.nan,
+                                              (after != before).astype(float)),
+                        after - before)
+
     @property
     def delta(self):
-        """``explanation - X``: how each feature changed (NaN rows where nothing was found)."""
-        return self.explanation - self.X
+        """``explanation - X`` as numbers: how each feature changed (NaN rows where nothing was
+        found); a categorical column holds 1.0 where its category changed."""
+        X, explanation, categorical = self._numbers()
+        return self._difference(explanation, X, categorical)
 
     @property
     def perturbation(self):
         """What CEM added (PN: ``PN - X``) or kept (PP: ``PP - background``), or how a
-        counterfactual changed ``X``.
+        counterfactual changed ``X``, as numbers (1.0 for a changed or kept category).
 
-        The quantity whose elastic-net norm the search minimises; sparsity and proximity
+        The quantity whose distance the search minimises; sparsity and proximity
         (:mod:`skcem.metrics`) are measured on it.
         """
-        return self.explanation - MODES[self.mode].perturbation_reference(self.X,
-                                                                          self.background)
+        X, explanation, categorical = self._numbers()
+        reference = MODES[self.mode].perturbation_reference(X, self.background)
+        return self._difference(explanation, reference, categorical)
 
     def as_images(self, input_shape=None):
         """``(X, explanation)`` reshaped to ``(n_samples, *input_shape)``."""
         shape = tuple(input_shape or self.input_shape or (self.X.shape[1],))
-        return (self.X.reshape((-1,) + shape), self.explanation.reshape((-1,) + shape))
+        X, explanation, _ = self._numbers()
+        return (X.reshape((-1,) + shape), explanation.reshape((-1,) + shape))
 
     def changes(self, atol=1e-12):
-        """Per instance, the features the explanation changes: ``{name: new value}``."""
+        """Per instance, the features the explanation changes: ``{name: new value}``; a
+        categorical change is shown as ``"from → to"``."""
         names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
+        _, _, categorical = self._numbers()
+        delta = self.delta
         rows = []
         for i in range(len(self)):
             if not self.found[i]:
                 rows.append({})
                 continue
-            changed = np.flatnonzero(np.abs(self.delta[i]) > atol)
-            rows.append({names[j]: float(self.explanation[i, j]) for j in changed})
+            changed = np.flatnonzero(np.abs(delta[i]) > atol)
+            rows.append({names[j]: f"{self._value(self.X, i, j)} → "
+                         f"{self._value(self.explanation, i, j)}" if categorical[j]
+                         else float(self._value(self.explanation, i, j)) for j in changed})
         return rows
+
+    @staticmethod
+    def _value(table, i, j):
+        return table.iloc[i, j] if hasattr(table, "iloc") else table[i, j]
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
@@ -172,7 +209,10 @@ class Explanation:
             raise ImportError("Explanation.to_frame needs pandas: `pip install pandas`.") \
                 from exc
         names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
-        frame = pd.DataFrame(self.explanation, columns=names, index=self.index)
+        if hasattr(self.explanation, "columns"):
+            frame = self.explanation.copy()
+        else:
+            frame = pd.DataFrame(self.explanation, columns=names, index=self.index)
         frame["found"] = self.found
         frame["class"] = self.X_pred
         frame[f"{self.mode}_class"] = self.explanation_pred

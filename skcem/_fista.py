@@ -35,7 +35,9 @@ class SearchProblem:
     The distance to ``x0`` is ``l2_weight * ||d||_2^2 + l1_weight * ||d||_1`` (weights scalar
     or per feature); it enters the objective times ``distance_weight`` (a counterfactual's
     ``C``; 1 for CEM, whose weight ``c`` is on the attack term). ``searchable`` marks the
-    instances that are searched at all (None: all).
+    instances that are searched at all (None: all). ``directions`` holds, per feature, +1
+    (may only increase), -1 (only decrease) or 0; ``categorical`` marks category codes, which
+    only the gradient-free search (:mod:`skcem._neighbors`) moves.
     """
 
     x0: np.ndarray
@@ -52,6 +54,8 @@ class SearchProblem:
     l2_weight: float | np.ndarray = 1.0
     distance_weight: float = 1.0
     searchable: np.ndarray | None = None
+    directions: np.ndarray | None = None
+    categorical: np.ndarray | None = None
 
     @property
     def attack(self):
@@ -72,6 +76,22 @@ class SearchProblem:
         if self.mutable is None:
             return x0.copy()
         return np.where(self.mutable, x0, self.mode.pinned(x0, _rows(self.background, rows)))
+
+    def against_directions(self, explanation, x0):
+        """Where an explanation moved a feature against its allowed direction."""
+        if self.directions is None:
+            return np.zeros(np.broadcast_shapes(np.shape(explanation), np.shape(x0)), bool)
+        return (((self.directions > 0) & (explanation < x0))
+                | ((self.directions < 0) & (explanation > x0)))
+
+    def respect_directions(self, adv, rows):
+        """Iterates with every feature moved against its direction reset to its unchanged
+        value (the instance's, as the model sees it)."""
+        if self.directions is None:
+            return adv
+        x0, background = self.x0[rows], _rows(self.background, rows)
+        wrong = self.against_directions(self.mode.model_input(adv, x0, background), x0)
+        return np.where(wrong, self.mode.pinned(x0, background), adv)
 
     def target_onehot(self, rows=slice(None)):
         return one_hot(self.target[rows], self.n_classes)
@@ -296,8 +316,10 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     new_adv = project(shrink(adv_s[active] - lr * grad, x0, threshold,
                              _rows(state["lower"], active), _rows(state["upper"], active)),
                       x0, v)
+    new_adv = problem.respect_directions(new_adv, state["rows"][active])
     momentum = (k + 1) / (k + 4) if settings.momentum else 0.0
-    new_s = project(new_adv + momentum * (new_adv - adv[active]), x0, v)
+    new_s = problem.respect_directions(
+        project(new_adv + momentum * (new_adv - adv[active]), x0, v), state["rows"][active])
     if problem.mutable is not None:  # masked shrinkage: immutable features stay pinned
         new_adv = np.where(problem.mutable, new_adv, state["pinned"][active])
         new_s = np.where(problem.mutable, new_s, state["pinned"][active])
@@ -322,7 +344,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
     ``moved`` (per instance of the batch) becomes True once an attack gradient is non-zero.
     """
     pinned = problem.pinned(rows)
-    state = dict(x0=problem.x0[rows], no_info_val=_rows(problem.no_info_val, rows),
+    state = dict(rows=rows, x0=problem.x0[rows], no_info_val=_rows(problem.no_info_val, rows),
                  lower=_rows(problem.lower, rows), upper=_rows(problem.upper, rows),
                  pinned=pinned, adv=pinned.copy(), adv_s=pinned.copy())
     gradients = {"attack": start.attack_grad[rows],

@@ -57,6 +57,10 @@ class Mode:
         ``x0``."""
         return candidate
 
+    def project_categorical(self, candidate, x0, no_info_val):
+        """:meth:`project` for category codes: which other categories a column may take."""
+        return candidate
+
     def pinned(self, x0, background):
         """The iterate's value for a feature that never changes."""
         return x0
@@ -68,6 +72,13 @@ class Mode:
     def margin_ok(self, proba, target, kappa):
         """The probabilities' side of the success test."""
         return np.argmax(proba, axis=1) == target
+
+    def margin(self, proba, target, kappa):
+        """How far the probabilities are inside the success region (> 0 inside)."""
+        rows = np.arange(len(proba))
+        others = proba.copy()
+        others[rows, target] = -np.inf
+        return proba[rows, target] - others.max(axis=1)
 
     def is_success(self, proba, target, kappa, pred=None, changed=None):
         """Success of each row: by the probabilities (with the ``kappa`` margin), by the
@@ -100,8 +111,15 @@ class PertinentNegative(Mode):
         keep = np.abs(candidate - no_info_val) > np.abs(x0 - no_info_val)
         return np.where(keep, candidate, x0)
 
+    def project_categorical(self, candidate, x0, no_info_val):
+        # An addition: any category but the no-information one.
+        return np.where(candidate != no_info_val, candidate, x0)
+
     def loss(self, kappa):
         return HingeAttack("PN", kappa)
+
+    def margin(self, proba, target, kappa):
+        return -super().margin(proba, target, 0.0) - kappa
 
     def margin_ok(self, proba, target, kappa):
         shifted = proba.copy()
@@ -129,11 +147,18 @@ class PertinentPositive(Mode):
         keep = same_side & (np.abs(candidate - no_info_val) <= np.abs(x0 - no_info_val))
         return np.where(keep, candidate, x0)
 
+    def project_categorical(self, candidate, x0, no_info_val):
+        # A categorical is kept or removed (replaced by its no-information category).
+        return np.where(candidate == no_info_val, candidate, x0)
+
     def pinned(self, x0, background):
         return np.broadcast_to(background, x0.shape)  # the whole feature kept
 
     def loss(self, kappa):
         return HingeAttack("PP", kappa)
+
+    def margin(self, proba, target, kappa):
+        return super().margin(proba, target, 0.0) - kappa
 
     def margin_ok(self, proba, target, kappa):
         shifted = proba.copy()

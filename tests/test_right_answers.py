@@ -199,7 +199,7 @@ def test_pn_against_a_class_the_model_does_not_predict_is_not_the_instance(iris_
     cem = CEMExplainer(model, mode="PN", **FAST).fit(X)
     with pytest.warns(TargetWarning, match="1 of 3 instances"):
         exp = _quiet(cem, rows, y)
-    assert not exp.found[0] and np.all(np.isnan(exp.explanation[0]))
+    assert not exp.found[0] and np.all(np.isnan(exp.delta[0]))
     assert exp.found[1:].all()
     assert np.all(np.abs(exp.delta[1:]).sum(axis=1) > 0)
 
@@ -230,11 +230,15 @@ def test_empty_immutable_features_means_none(iris_frame, Explainer):
 
 @pytest.mark.parametrize("Explainer", EXPLAINERS)
 def test_string_column_is_named(iris_frame, Explainer):
-    _, X, _, model = iris_frame
-    X = X.assign(colour=["red"] * len(X))
+    """A text column is categorical: a model that cannot take it is named in the error."""
+    _, X, y, model = iris_frame
+    with pytest.raises(ValueError, match=r"categorical columns \['colour'\], but `estimator` "
+                                         "fails on them"):
+        Explainer(LogisticRegression(max_iter=500)).fit(
+            X.assign(colour=["red", "blue"] * (len(X) // 2)), y)
     with pytest.raises(ValueError, match="X column 'colour' holds non-numeric values such as "
-                                         "'red'"):
-        Explainer(None).fit(X, np.arange(len(X)) % 2)
+                                         "'red'; name it in `categorical_features`"):
+        Explainer(None, categorical_features=[]).fit(X.assign(colour=["red"] * len(X)), y)
 
 
 @pytest.mark.parametrize("kappa", [1.0, 5.0])
@@ -280,7 +284,7 @@ def test_tags_say_y_is_needed_for_an_unfitted_estimator():
 def test_vanishing_gradient_is_reported_plainly():
     X, y = load_iris(return_X_y=True)
     forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
-    cem = CEMExplainer(forest, max_iterations=20, c_steps=2).fit(X)
+    cem = CEMExplainer(forest, search="fista", max_iterations=20, c_steps=2).fit(X)
     with pytest.warns(ExplanationNotFoundWarning, match="gradient was exactly zero at every "
                                                         "step") as record:
         cem.explain(X[[0, 60]])

@@ -27,7 +27,7 @@ def _autoencoder_term(autoencoder, input_shape, eps, n_features):
 
 def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=None,
                  output_kind="probabilities", classes=None, predict_in_search=False,
-                 gradient="auto"):
+                 gradient="auto", decode=None):
     """The gradient backend for ``estimator``: autodiff for Keras, differences otherwise.
 
     Parameters
@@ -52,6 +52,10 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         For a scikit-learn model: its exact input gradient (one backward pass, see
         :mod:`skcem._gradients._exact`) or central differences. "auto" takes the exact one
         when every step of the model is supported; "exact" raises naming the step that is not.
+    decode : callable or None
+        Turns the search's rows into the model's input (a DataFrame of the fitted columns,
+        see :mod:`skcem._tabular`) before ``predict_proba`` and ``predict``; exact gradients
+        are taken on the numbers.
     """
     if is_keras_model(estimator):
         from ._keras import KerasBackend, import_tensorflow
@@ -66,7 +70,8 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
     predict_proba = getattr(estimator, "predict_proba", estimator)
     predict = None
     if classes is not None and callable(getattr(estimator, "predict", None)):
-        predict = _ClassIndices(estimator.predict, classes)
+        predict = _ClassIndices(_Decoded(estimator.predict, decode), classes)
+    predict_proba = _Decoded(predict_proba, decode)
     vjp = None
     if gradient == "exact" and not hasattr(estimator, "get_params"):
         raise TypeError("gradient='exact' needs a scikit-learn estimator; got "
@@ -84,6 +89,22 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
     return backend(predict_proba, eps, _autoencoder_term(autoencoder, input_shape, eps,
                                                          n_features),
                    predict=predict, predict_in_search=predict_in_search, **kwargs)
+
+
+class _Decoded:
+    """``fn(decode(Z))``, or ``fn`` itself without a ``decode``; picklable for joblib."""
+
+    def __new__(cls, fn, decode):
+        if decode is None:
+            return fn
+        return super().__new__(cls)
+
+    def __init__(self, fn, decode):
+        self.fn = fn
+        self.decode = decode
+
+    def __call__(self, Z):
+        return self.fn(self.decode(Z))
 
 
 class _ClassIndices:

@@ -1,0 +1,342 @@
+"""The gradient-free search: for models whose gradients vanish and for categorical columns.
+
+Trees, boosting and k-NN have piecewise constant probabilities: their gradient is zero almost
+everywhere, so FISTA cannot move. Category codes cannot be interpolated at all. This search
+needs only the model's answers, batched over all instances of a batch in each call:
+
+1. **Start from valid answers.** A PN or counterfactual starts from the training rows (given
+   to ``fit``) that the model puts in a wanted class, each first made admissible for the
+   instance: immutable features and moves the mode or ``directions`` forbid are set back to
+   the instance's values, numeric values clipped to the feature range. The ``n_candidates``
+   nearest of them (in the explainer's distance) are asked, more in rounds while none is
+   valid; the ``n_starts`` nearest valid ones are refined. A PP starts from the instance
+   itself (it keeps everything).
+2. **Undo what is not needed.** Greedily, every change is tried reverted alone (to the
+   instance's value; for a PP, to the no-information value: the feature is removed); all the
+   reverts that stay valid are tried together, else the one saving most distance is kept.
+   It ends when no change can be reverted alone: no redundant change is left.
+3. **Shrink what is left.** Each remaining numeric change is bisected towards its unchanged
+   value, as far as the answer stays valid (integer columns stay whole numbers).
+
+Every answer is valid by construction (each step keeps validity, asked of the model); the best
+start of each instance is returned in the :class:`~skcem._fista.SearchResult` of the gradient
+search, so that both strategies give the explainers the same thing.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._fista import SearchResult, _rows
+
+# Values of candidate rows built at once when ranking the pool (32 MB of float64).
+_MAX_RANKED_VALUES = 2**22
+
+
+@dataclass(frozen=True)
+class CandidatePool:
+    """Rows the search may start from: the data given to ``fit`` and the model's classes.
+
+    ``Z`` is in the search's numbers (category codes); ``pred`` holds class indices.
+    """
+
+    Z: np.ndarray
+    pred: np.ndarray
+
+
+class NeighborSearch:
+    """Callable with the signature and result of :func:`skcem._fista.solve`.
+
+    Parameters
+    ----------
+    pool : CandidatePool
+    whole : ndarray of bool, shape (n_features,)
+        Columns kept whole numbers (category codes and integer columns).
+    n_candidates : int
+        Candidates asked per instance in each round.
+    n_rounds : int
+        Rounds of candidates before an instance is given up.
+    n_starts : int
+        Valid candidates refined per instance; the best result is kept.
+    n_bisections : int
+        Bisection steps when shrinking a numeric change.
+    max_shrunk : int
+        Numeric changes shrunk one by one per answer (the largest first); beyond, all are
+        shrunk together only.
+    """
+
+    def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
+                 n_bisections=10, max_shrunk=32):
+        self.pool = pool
+        self.whole = whole
+        self.n_candidates = n_candidates
+        self.n_rounds = n_rounds
+        self.n_starts = n_starts
+        self.n_bisections = n_bisections
+        self.max_shrunk = max_shrunk
+
+    def __call__(self, backend, problem, settings=None, progress=None):
+        n, d = problem.x0.shape
+        search = _Batch(backend, problem, self.whole)
+        searchable = np.ones(n, bool) if problem.searchable is None else problem.searchable
+        if problem.mode.requires_change:
+            owner, E = self._starts(search, np.flatnonzero(searchable))
+        else:  # a PP keeps everything to begin with
+            owner = np.flatnonzero(searchable)
+            E = problem.x0[owner].copy()
+            valid = search.valid(E, owner)
+            owner, E = owner[valid], E[valid]
+        if owner.size:
+            E = search.revert(E, owner)
+            E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
+            E = search.revert(E, owner)
+        result = search.result(E, owner, n)
+        if progress is not None:
+            progress(0, result.best_c, result.found)
+        return result
+
+    def _starts(self, search, rows):
+        """The nearest valid admissible candidates: ``(owner, rows)`` with ``owner`` the
+        instance of each."""
+        problem = search.problem
+        ranked, distances = self._ranked(search, rows)
+        owners, starts = [], []
+        n_valid = np.zeros(rows.size, dtype=int)
+        for r in range(self.n_rounds):
+            columns = slice(r * self.n_candidates, (r + 1) * self.n_candidates)
+            asked = (n_valid < self.n_starts)[:, None] & np.isfinite(distances[:, columns])
+            if not asked.any():
+                break
+            i, k = np.nonzero(asked)
+            candidates = ranked[i, columns.start + k]
+            valid = search.valid(candidates, rows[i])
+            for position, row in zip(i[valid], candidates[valid]):
+                if n_valid[position] < self.n_starts:
+                    owners.append(rows[position])
+                    starts.append(row)
+                    n_valid[position] += 1
+        if not starts:
+            return np.empty(0, dtype=int), np.empty((0, problem.x0.shape[1]))
+        return np.asarray(owners), np.asarray(starts)
+
+    def _ranked(self, search, rows):
+        """Per instance, the admissible versions of the wanted pool rows, nearest first."""
+        problem = search.problem
+        pool = self.pool
+        depth = self.n_candidates * self.n_rounds
+        d = problem.x0.shape[1]
+        ranked = np.zeros((rows.size, depth, d))
+        distances = np.full((rows.size, depth), np.inf)
+        block = max(1, _MAX_RANKED_VALUES // max(1, pool.Z.shape[0] * d))
+        for start in range(0, rows.size, block):
+            part = rows[start:start + block]
+            wanted = self._wanted(problem, part)
+            candidates = search.admissible(pool.Z[None], part)
+            dist = search.distance(candidates, part)
+            changed = np.any(candidates != problem.x0[part][:, None], axis=2)
+            dist = np.where(wanted & changed, dist, np.inf)
+            take = min(depth, dist.shape[1])
+            nearest = np.argpartition(dist, take - 1, axis=1)[:, :take]
+            order = np.take_along_axis(dist, nearest, axis=1).argsort(axis=1, kind="stable")
+            nearest = np.take_along_axis(nearest, order, axis=1)
+            local = np.arange(part.size)[:, None]
+            ranked[start:start + part.size, :take] = candidates[local, nearest]
+            distances[start:start + part.size, :take] = dist[local, nearest]
+        return ranked, distances
+
+    def _wanted(self, problem, rows):
+        """Pool rows whose class is the one the instance's answer needs."""
+        same = self.pool.pred[None, :] == problem.target[rows][:, None]
+        return same if problem.mode.wants_target else ~same
+
+
+class _Batch:
+    """One batch's constraints, distance and model questions, on rows owned by instances."""
+
+    def __init__(self, backend, problem, whole):
+        self.backend = backend
+        self.problem = problem
+        self.whole = whole
+        n, d = problem.x0.shape
+        self.categorical = np.zeros(d, bool) if problem.categorical is None \
+            else problem.categorical
+        self.background = np.broadcast_to(problem.background, (n, d))
+        # What "unchanged" means: the instance for PN and CF, the background for a PP.
+        self.base = np.asarray(problem.mode.perturbation_reference(problem.x0, self.background))
+        self.l1 = np.broadcast_to(problem.l1_weight, (d,))
+        self.l2 = np.broadcast_to(problem.l2_weight, (d,))
+        self.n_calls = 0
+
+    def difference(self, E, owner):
+        base = self.base[owner]
+        return np.where(self.categorical, (E != base).astype(float), E - base)
+
+    def distance(self, E, owner):
+        diff = self.difference(E, owner if E.ndim == 2 else owner[:, None])
+        return np.sum(self.l2 * diff**2 + self.l1 * np.abs(diff), axis=-1)
+
+    def admissible(self, candidates, owner):
+        """``candidates`` (rows, or a pool broadcast against ``owner``) with every change the
+        constraints forbid set back to the instance's value."""
+        problem = self.problem
+        shape = (slice(None),) if candidates.ndim == 2 else (slice(None), None)
+        x0 = problem.x0[owner][shape]
+        v = _rows(problem.no_info_val, owner)[shape] if np.ndim(problem.no_info_val) == 2 \
+            else problem.no_info_val
+        mode = problem.mode
+        out = np.where(self.categorical, mode.project_categorical(candidates, x0, v),
+                       mode.project(candidates, x0, v))
+        out = np.where(problem.against_directions(out, x0), x0, out)
+        if problem.mutable is not None:
+            out = np.where(problem.mutable, out, x0)
+        lower = _rows(problem.lower, owner)[shape] if np.ndim(problem.lower) == 2 \
+            else problem.lower
+        upper = _rows(problem.upper, owner)[shape] if np.ndim(problem.upper) == 2 \
+            else problem.upper
+        clipped = np.clip(out, lower, upper)
+        return np.where(self.categorical | (out == x0), out, clipped)
+
+    def ask(self, E, owner):
+        """Success of each row and its margin (one model call, two with ``predict``)."""
+        problem = self.problem
+        self.n_calls += 1
+        proba = self.backend.predict_proba(E)
+        pred = self.backend.predict(E) if self.backend.predict_in_search else None
+        target = problem.target[owner]
+        changed = np.any(E != problem.x0[owner], axis=1) if problem.mode.requires_change \
+            else None
+        ok = problem.mode.is_success(proba, target, problem.kappa, pred=pred, changed=changed)
+        return ok, proba
+
+    def valid(self, E, owner):
+        if E.shape[0] == 0:
+            return np.zeros(0, bool)
+        return self.ask(E, owner)[0]
+
+    def _unchanged_value(self, E, owner):
+        """Each feature's value were it reverted, where the constraints allow reverting it."""
+        problem = self.problem
+        base = self.base[owner]
+        if not problem.mode.requires_change:  # a PP removes towards the background
+            reverted = self.admissible(base, owner)
+            return np.where(reverted != E, reverted, E)
+        return base
+
+    def revert(self, E, owner):
+        """Greedy: undo changes while the answer stays valid; no redundant change is left."""
+        E = E.copy()
+        open_rows = np.arange(E.shape[0])
+        while open_rows.size:
+            unchanged = self._unchanged_value(E[open_rows], owner[open_rows])
+            revertible = E[open_rows] != unchanged
+            if self.problem.mutable is not None:
+                revertible &= self.problem.mutable
+            i, j = np.nonzero(revertible)
+            if i.size == 0:
+                break
+            trials = E[open_rows[i]].copy()
+            trials[np.arange(i.size), j] = unchanged[i, j]
+            ok = self.valid(trials, owner[open_rows[i]])
+            if not ok.any():
+                break
+            saving = np.where(ok, self.distance(E[open_rows[i]], owner[open_rows[i]])
+                              - self.distance(trials, owner[open_rows[i]]), -np.inf)
+            joint = E[open_rows].copy()
+            joint[i[ok], j[ok]] = unchanged[i[ok], j[ok]]
+            n_ok = np.bincount(i[ok], minlength=open_rows.size)
+            several = np.flatnonzero(n_ok > 1)
+            joint_ok = np.zeros(open_rows.size, bool)
+            joint_ok[several] = self.valid(joint[several], owner[open_rows[several]])
+            E[open_rows[joint_ok]] = joint[joint_ok]
+            single = (n_ok > 0) & ~joint_ok
+            best = np.full(open_rows.size, -1)
+            order = np.lexsort((-saving, i))  # by row, best saving first
+            first = order[np.r_[True, i[order][1:] != i[order][:-1]]]
+            best[i[first]] = j[first]
+            rows = np.flatnonzero(single)
+            E[open_rows[rows], best[rows]] = unchanged[rows, best[rows]]
+            open_rows = open_rows[n_ok > 0]
+        return E
+
+    def shrink(self, E, owner, n_bisections, max_shrunk):
+        """Bisect numeric changes towards their unchanged value while the answer stays valid:
+        all together first, then one by one (the largest ``max_shrunk``)."""
+        E = E.copy()
+        target = self._unchanged_value(E, owner)
+        numeric = ~self.categorical & (E != target)
+        if self.problem.mutable is not None:
+            numeric &= self.problem.mutable
+        if not numeric.any():
+            return E
+        rows = np.flatnonzero(numeric.any(axis=1))
+        E[rows] = self._bisect(E[rows], target[rows], numeric[rows], owner[rows], n_bisections)
+        weighted = np.where(numeric, self.l1 * np.abs(E - target)
+                            + self.l2 * (E - target) ** 2, -np.inf)
+        order = np.argsort(-weighted, axis=1, kind="stable")[:, :max_shrunk]
+        for slot in range(order.shape[1]):
+            j = order[:, slot]
+            rows = np.flatnonzero(numeric[np.arange(len(E)), j])
+            if rows.size == 0:
+                continue
+            mask = np.zeros((rows.size, E.shape[1]), bool)
+            mask[np.arange(rows.size), j[rows]] = True
+            E[rows] = self._bisect(E[rows], target[rows], mask, owner[rows], n_bisections)
+        return E
+
+    def _bisect(self, E, target, mask, owner, n_steps):
+        """The largest move of the ``mask``ed features from ``E`` towards ``target`` that
+        stays valid, by bisection on the fraction of the move."""
+        kept = np.zeros(len(E))
+        lower = np.zeros(len(E))
+        upper = np.ones(len(E))
+        for _ in range(n_steps):
+            middle = (lower + upper) / 2
+            trial = self._moved(E, target, mask, middle)
+            ok = self.valid(trial, owner)
+            lower = np.where(ok, middle, lower)
+            upper = np.where(ok, upper, middle)
+            kept = lower
+        return self._moved(E, target, mask, kept)
+
+    def _moved(self, E, target, mask, fraction):
+        step = fraction[:, None] * (target - E)
+        step = np.where(self.whole, np.trunc(step), step)  # whole numbers stay whole
+        return np.where(mask, E + step, E)
+
+    def result(self, E, owner, n):
+        """The best answer of each instance, checked by the estimator's ``predict``."""
+        problem = self.problem
+        d = problem.x0.shape[1]
+        explanation = np.full((n, d), np.nan)
+        distance = np.full(n, np.nan)
+        proba = np.full((n, problem.n_classes), np.nan)
+        pred = np.full(n, -1)
+        rejected = np.zeros(n, bool)
+        if owner.size:
+            ok, row_proba = self.ask(E, owner)
+            if self.backend.predict_in_search:
+                row_pred = self.backend.predict(E)
+            else:
+                row_pred = self.backend.predict(E) if getattr(self.backend, "_predict", None) \
+                    is not None else row_proba.argmax(axis=1)
+                valid = problem.mode.is_success(row_proba, problem.target[owner],
+                                                problem.kappa, pred=row_pred)
+                rejected_rows = ok & ~valid
+                rejected[owner[rejected_rows]] = True
+                ok &= valid
+            dist = np.where(ok, self.distance(E, owner), np.inf)
+            order = np.lexsort((dist, owner))
+            first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+            first = first[np.isfinite(dist[first])]
+            best = owner[first]
+            explanation[best] = E[first]
+            distance[best] = dist[first]
+            proba[best] = row_proba[first]
+            pred[best] = row_pred[first]
+            rejected[best] = False
+        found = np.isfinite(distance)
+        return SearchResult(explanation=explanation, found=found, distance=distance,
+                            best_c=np.full(n, np.nan), explanation_proba=proba,
+                            explanation_class=pred,
+                            n_iterations=np.full(n, self.n_calls),
+                            flat_gradient=np.zeros(n, bool), rejected_by_predict=rejected)

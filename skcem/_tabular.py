@@ -1,0 +1,361 @@
+"""Mixed tables: what the search moves (numbers) and what the model sees (the original rows).
+
+The search works on a float matrix ``Z``: a numeric column as it is, a categorical column as
+the integer code of its category (its position in ``categories_``). :class:`TableCodec` learns
+the columns in ``fit`` and converts both ways: :meth:`~TableCodec.encode` for the rows given
+to the explainer, :meth:`~TableCodec.decode` for every row the model is asked about, so that a
+``Pipeline`` with a ``ColumnTransformer`` gets DataFrames with the fitted columns and dtypes,
+never a float array of strings. A category code is never interpolated: only the gradient-free
+search (:mod:`skcem._neighbors`) moves categorical columns, one whole category at a time.
+"""
+
+import numpy as np
+
+CATEGORICAL_KINDS = "OSUb"  # object, bytes, str, bool
+
+
+def _pandas():
+    import pandas as pd
+
+    return pd
+
+
+def _is_frame(X):
+    return hasattr(X, "columns") and hasattr(X, "dtypes")
+
+
+def _is_categorical_dtype(dtype):
+    pd = _pandas()
+    return (isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype)
+            or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype))
+
+
+def _looks_numeric(values):
+    """False when a value is text that is not a number, or a boolean: a category. Other
+    objects are left to the numeric validation and its error."""
+    for value in values:
+        if isinstance(value, (bool, np.bool_)):
+            return False
+        if isinstance(value, (str, bytes)):
+            try:
+                float(value)
+            except ValueError:
+                return False
+    return True
+
+
+def _missing(values):
+    pd = _pandas() if values.dtype.kind == "O" else None
+    if pd is not None:
+        return np.asarray(pd.isna(values), dtype=bool)
+    return np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), bool)
+
+
+class TableCodec:
+    """The columns of the data given to ``fit``, and the conversions of the search.
+
+    Parameters
+    ----------
+    categorical_features : "auto", array-like of str or int, or boolean mask
+        "auto": DataFrame columns of object, string, category or bool dtype (and text columns
+        of an object array); otherwise names, indices or a mask (integer-coded categories).
+
+    Attributes
+    ----------
+    categorical_ : ndarray of bool, shape (n_features,)
+    categories_ : list of (ndarray or None)
+        The categories of each categorical column, in code order; None for numeric columns.
+    integer_ : ndarray of bool, shape (n_features,)
+        Numeric columns of integer dtype: the gradient-free search keeps them whole numbers.
+    columns_ : list or None
+        The DataFrame's column labels (None for an array).
+    """
+
+    def __init__(self, categorical_features="auto"):
+        self.categorical_features = categorical_features
+
+    def fit(self, X, feature_names=None):
+        """Learn the columns, their dtypes and the categories of ``X``."""
+        from ._validation import feature_mask
+
+        self.is_frame_ = _is_frame(X)
+        columns = self._columns(X)
+        n_features = len(columns)
+        self.columns_ = list(X.columns) if self.is_frame_ else None
+        self.dtypes_ = [column.dtype for column in columns]
+        if isinstance(self.categorical_features, str) and self.categorical_features == "auto":
+            categorical = np.array([self._auto_categorical(column) for column in columns],
+                                   dtype=bool)
+        else:
+            names = None if feature_names is None else [str(n) for n in feature_names]
+            categorical = feature_mask(self.categorical_features, n_features, names,
+                                       "categorical_features")
+        self.categorical_ = categorical
+        self.categories_ = [self._categories(column, j) if categorical[j] else None
+                            for j, column in enumerate(columns)]
+        self.integer_ = np.array([not categorical[j] and np.dtype(self._numpy_dtype(dtype)).kind
+                                  in "iu" for j, dtype in enumerate(self.dtypes_)], dtype=bool)
+        return self
+
+    @property
+    def has_categorical(self):
+        return bool(self.categorical_.any())
+
+    def _columns(self, X):
+        if self.is_frame_:
+            return [X.iloc[:, j] for j in range(X.shape[1])]
+        array = np.asarray(X)
+        if array.ndim != 2:
+            raise ValueError(f"Expected a 2-D X; got an array of shape {array.shape}.")
+        return [array[:, j] for j in range(array.shape[1])]
+
+    @staticmethod
+    def _numpy_dtype(dtype):
+        return getattr(dtype, "numpy_dtype", dtype) if not isinstance(dtype, np.dtype) \
+            else dtype
+
+    def _auto_categorical(self, column):
+        if self.is_frame_:
+            if not _is_categorical_dtype(column.dtype):
+                return False
+            if _pandas().api.types.is_bool_dtype(column.dtype):
+                return True
+            return not _looks_numeric(column.dropna())
+        values = np.asarray(column)
+        return values.dtype.kind in CATEGORICAL_KINDS and not _looks_numeric(values)
+
+    def _categories(self, column, j):
+        pd = _pandas()
+        values = np.asarray(column, dtype=object)
+        if _missing(values).any():
+            raise ValueError(f"X column {self._name(j)!r} has missing values; skcem needs "
+                             "every category known (impute them first).")
+        dtype = getattr(column, "dtype", None)
+        if isinstance(dtype, pd.CategoricalDtype):
+            return np.asarray(dtype.categories, dtype=object)
+        return np.asarray(pd.unique(values), dtype=object)
+
+    def _name(self, j):
+        return self.columns_[j] if self.columns_ is not None else j
+
+    def encode(self, X):
+        """The float matrix of ``X``: numbers as they are, categories as their codes.
+
+        A category not seen in ``fit`` is a ``ValueError`` naming the column and the value.
+        """
+        columns = self._columns(X)
+        if len(columns) != len(self.dtypes_):
+            raise ValueError(f"X has {len(columns)} features, but this explainer was fitted "
+                             f"with {len(self.dtypes_)}.")
+        Z = np.empty((len(columns[0]) if columns else 0, len(columns)))
+        for j, column in enumerate(columns):
+            if self.categorical_[j]:
+                Z[:, j] = self._codes(column, j)
+            else:
+                Z[:, j] = self._numbers(column, j)
+        return Z
+
+    def _codes(self, column, j):
+        pd = _pandas()
+        values = np.asarray(column, dtype=object)
+        codes = np.asarray(pd.Categorical(values, categories=self.categories_[j]).codes)
+        if np.any(codes < 0):
+            bad = values[codes < 0][0]
+            raise ValueError(f"X column {self._name(j)!r} holds {bad!r}, a category not seen "
+                             f"in fit (known: {list(self.categories_[j])[:10]}).")
+        return codes
+
+    def _numbers(self, column, j):
+        try:
+            return np.asarray(column, dtype=float)
+        except (TypeError, ValueError):
+            bad = next(v for v in np.asarray(column, dtype=object) if not _looks_numeric([v]))
+            raise ValueError(f"X column {self._name(j)!r} holds non-numeric values such as "
+                             f"{bad!r}; name it in `categorical_features`.") from None
+
+    def snap(self, Z):
+        """``Z`` with category codes and integer columns rounded to whole numbers."""
+        whole = self.categorical_ | self.integer_
+        if not whole.any():
+            return Z
+        Z = Z.copy()
+        Z[:, whole] = np.rint(Z[:, whole])
+        return Z
+
+    def decode(self, Z, *, for_model=True, index=None):
+        """Rows ``Z`` in the original form: a DataFrame of the fitted columns, or an array.
+
+        For the model (``for_model``) integer columns are given as floats when not whole (the
+        gradient search moves them continuously); otherwise they keep their dtype, nullable
+        where rows are missing (NaN rows of explanations not found).
+        """
+        if not self.is_frame_ and not self.has_categorical:
+            return Z
+        missing = np.isnan(Z).all(axis=1) if not for_model else None
+        if not self.is_frame_:
+            out = np.empty(Z.shape, dtype=object)
+            for j in range(Z.shape[1]):
+                out[:, j] = self._column_values(Z[:, j], j, missing)
+            return out
+        pd = _pandas()
+        data = {j: self._series(Z[:, j], j, missing, for_model)
+                for j in range(len(self.columns_))}
+        frame = pd.DataFrame(data, index=index, copy=False)
+        frame.columns = pd.Index(self.columns_)
+        return frame
+
+    def _column_values(self, z, j, missing):
+        if not self.categorical_[j]:
+            return z
+        values = self.categories_[j][np.clip(np.rint(np.nan_to_num(z)), 0,
+                                             len(self.categories_[j]) - 1).astype(int)]
+        if missing is not None and missing.any():
+            values = values.copy()
+            values[missing] = None
+        return values
+
+    def _series(self, z, j, missing, for_model):
+        pd = _pandas()
+        dtype = self.dtypes_[j]
+        if self.categorical_[j]:
+            values = self._column_values(z, j, missing)
+            if isinstance(dtype, pd.CategoricalDtype):
+                return pd.Categorical(values, dtype=dtype)
+            if missing is not None and missing.any() and pd.api.types.is_bool_dtype(dtype):
+                return pd.array(values, dtype="boolean")
+            return pd.array(values, dtype=dtype) if not (
+                missing is not None and missing.any() and dtype == object) else values
+        if self.integer_[j]:
+            whole = np.all(np.isnan(z) | (z == np.rint(z)))
+            if for_model or not whole:
+                return z
+            if missing is not None and missing.any():
+                return pd.array([None if gone else int(v) for v, gone in zip(z, missing)],
+                                dtype=_nullable_int(self._numpy_dtype(dtype)))
+            return z.astype(self._numpy_dtype(dtype))
+        return z.astype(self._numpy_dtype(dtype)) if np.dtype(
+            self._numpy_dtype(dtype)).kind == "f" else z
+
+
+def _nullable_int(kind):
+    kind = np.dtype(kind)
+    return ("UInt" if kind.kind == "u" else "Int") + str(kind.itemsize * 8)
+
+
+def is_table(X, categorical_features):
+    """Whether ``X`` needs a :class:`TableCodec`: a DataFrame, text columns, or categorical
+    columns named by the user."""
+    if _is_frame(X):
+        return True
+    if categorical_features is not None and not (
+            isinstance(categorical_features, str) and categorical_features == "auto") and \
+            len(categorical_features):
+        return True
+    array = np.asarray(X) if not hasattr(X, "toarray") else None
+    return array is not None and array.ndim == 2 and array.dtype.kind in CATEGORICAL_KINDS \
+        and not _looks_numeric(array.ravel())
+
+
+def column_index(key, feature_names, n_features, name):
+    """The position of the column ``key`` (a name, or an index), or an error naming ``name``."""
+    if isinstance(key, str):
+        known = [] if feature_names is None else [str(n) for n in feature_names]
+        if key not in known:
+            raise ValueError(f"`{name}` names an unknown column {key!r}; columns are "
+                             f"{known if known else 'unnamed (X had no feature names)'}.")
+        return known.index(key)
+    if isinstance(key, (int, np.integer)) and -n_features <= key < n_features:
+        return int(key) % n_features
+    raise ValueError(f"`{name}` keys must be column names or indices below {n_features}; "
+                     f"got {key!r}.")
+
+
+def table_feature_range(feature_range, Z, codec, feature_names):
+    """Per-column bounds: a pair, a dict of pairs by column (others from the data), or None
+    (the data's minimum and maximum). Category codes range over the known categories."""
+    from ._validation import check_feature_range, check_pair
+
+    if isinstance(feature_range, dict):
+        lower, upper = Z.min(axis=0).copy(), Z.max(axis=0).copy()
+        for key, bounds in feature_range.items():
+            j = column_index(key, feature_names, Z.shape[1], "feature_range")
+            if codec is not None and codec.categorical_[j]:
+                raise ValueError(f"`feature_range` bounds column {key!r}, which is "
+                                 "categorical; restrict its changes with "
+                                 "`immutable_features` instead.")
+            lo, hi = (float(b) for b in check_pair(bounds, f"feature_range[{key!r}]"))
+            if lo > hi:
+                raise ValueError(f"`feature_range[{key!r}]` needs min <= max; got {bounds!r}.")
+            lower[j], upper[j] = lo, hi
+    else:
+        lower, upper = check_feature_range(feature_range, Z)
+        lower, upper = np.array(lower, dtype=float), np.array(upper, dtype=float)
+    if codec is not None and codec.has_categorical:
+        for j in np.flatnonzero(codec.categorical_):
+            lower[j], upper[j] = 0.0, len(codec.categories_[j]) - 1.0
+    return lower, upper
+
+
+_DIRECTIONS = {"increase": 1, "decrease": -1, "any": 0}
+
+
+def check_directions(directions, n_features, feature_names, codec):
+    """``directions`` as one of +1 (only increase), -1 (only decrease), 0 per column."""
+    out = np.zeros(n_features, dtype=int)
+    for key, value in (directions or {}).items():
+        j = column_index(key, feature_names, n_features, "directions")
+        if value not in _DIRECTIONS:
+            raise ValueError(f"`directions[{key!r}]` must be one of {sorted(_DIRECTIONS)}; "
+                             f"got {value!r}.")
+        if codec is not None and codec.categorical_[j] and _DIRECTIONS[value]:
+            raise ValueError(f"`directions` gives categorical column {key!r} a direction; "
+                             "categories have no order (use `immutable_features`).")
+        out[j] = _DIRECTIONS[value]
+    return out
+
+
+def values_by_column(value, Z, codec, feature_names, name, default):
+    """A per-column value given as a dict by column (others from ``default``); a category is
+    given as itself and becomes its code."""
+    out = np.array(default, dtype=float)
+    for key, given in value.items():
+        j = column_index(key, feature_names, Z.shape[1], name)
+        if codec is not None and codec.categorical_[j]:
+            known = list(codec.categories_[j])
+            if given not in known:
+                raise ValueError(f"`{name}[{key!r}]` is {given!r}, not a category of that "
+                                 f"column ({known[:10]}).")
+            out[j] = known.index(given)
+        else:
+            try:
+                out[j] = float(given)
+            except (TypeError, ValueError):
+                raise ValueError(f"`{name}[{key!r}]` must be a number; got {given!r}.") \
+                    from None
+    return out
+
+
+def most_frequent_codes(Z, categorical):
+    """The code of each categorical column's most frequent category."""
+    codes = {}
+    for j in np.flatnonzero(categorical):
+        values, counts = np.unique(Z[:, j], return_counts=True)
+        codes[j] = values[np.argmax(counts)]
+    return codes
+
+
+def table_classifier(codec):
+    """The model fitted when ``estimator=None`` on a table with categorical columns: the
+    default ``LogisticRegression`` after one-hot encoding them and scaling the numbers."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from ._validation import default_classifier
+
+    columns = codec.columns_ if codec.columns_ is not None else list(range(len(codec.dtypes_)))
+    categorical = [c for c, is_cat in zip(columns, codec.categorical_) if is_cat]
+    numeric = [c for c, is_cat in zip(columns, codec.categorical_) if not is_cat]
+    encode = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"),
+                                 categorical), ("numbers", StandardScaler(), numeric)])
+    return make_pipeline(encode, default_classifier())
