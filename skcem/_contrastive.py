@@ -25,7 +25,7 @@ from ._fista import SearchProblem, solve
 from ._gradients import is_keras_model, make_backend
 from ._gradients._base import ignoring_feature_name_warnings
 from ._gradients._keras import detect_output_kind
-from ._neighbors import CandidatePool, NeighborSearch
+from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._progress import logger, progress_bar
 from ._tabular import (TableCodec, check_directions, is_table, table_classifier,
                        table_feature_range)
@@ -96,7 +96,7 @@ _FLAT_GRADIENT_HINT = (
 _MAX_POOL_ROWS = 20_000
 # ``search="auto"`` takes the gradient-free search when at least this share of the probed rows
 # has a numerical gradient that is exactly zero (piecewise constant probabilities).
-_FLAT_SHARE = 0.5
+_FLAT_SHARE = 0.25
 _N_PROBED = 16
 
 
@@ -261,8 +261,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return validate_data(self, Z, y, dtype=np.float64, reset=reset)
 
     def _choose_search(self, X):
-        """``search="auto"``: the gradient-free search for categorical columns and for models
-        whose numerical gradient vanishes on most probed rows of ``X``."""
+        """``search="auto"``: the gradient-free search for categorical columns, for trees,
+        their ensembles and nearest neighbours, and for other models whose numerical gradient
+        is exactly zero on a quarter of the probed rows of ``X`` or more."""
         if self.search != "auto":
             if self.search == "fista" and self._codec is not None and \
                     self._codec.has_categorical and \
@@ -276,6 +277,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         backend = self._backend
         if is_keras_model(self.estimator_) or type(backend).__name__ == "ExactBackend":
             return "fista"
+        if is_piecewise_constant(self.estimator_):
+            return "neighbors"
         probed = X[np.random.default_rng(0).permutation(len(X))[:_N_PROBED]]
         proba = backend.predict_proba(probed)
         cotangent = np.zeros_like(proba)

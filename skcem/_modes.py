@@ -65,6 +65,11 @@ class Mode:
         """The iterate's value for a feature that never changes."""
         return x0
 
+    def farthest(self, x0, no_info_val, lower, upper):
+        """The most extreme answer the mode admits inside the range, or None when the mode
+        has no direction (the gradient-free search tries it as a start)."""
+        return None
+
     def loss(self, kappa):
         """The loss on the probabilities (a term of :mod:`skcem.costs`)."""
         raise NotImplementedError
@@ -117,6 +122,13 @@ class PertinentNegative(Mode):
 
     def loss(self, kappa):
         return HingeAttack("PN", kappa)
+
+    def farthest(self, x0, no_info_val, lower, upper):
+        # Every addition pushed to the end of the range away from the no-information value.
+        above = x0 > no_info_val
+        ties = x0 == no_info_val
+        wider_up = (upper - x0) >= (x0 - lower)
+        return np.where(above | (ties & wider_up), upper, lower)
 
     def margin(self, proba, target, kappa):
         return -super().margin(proba, target, 0.0) - kappa

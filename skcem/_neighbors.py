@@ -26,11 +26,36 @@ search, so that both strategies give the explainers the same thing.
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.distance import cdist
+from threadpoolctl import threadpool_limits
 
 from ._fista import SearchResult, _rows
 
-# Values of candidate rows built at once when ranking the pool (32 MB of float64).
+# Distances computed at once when ranking the pool (32 MB of float64).
 _MAX_RANKED_VALUES = 2**22
+# Pool rows nearest to an instance (before the constraints) that are made admissible, ranked.
+_PRESELECTED = 400
+
+
+def is_piecewise_constant(estimator):
+    """Whether a scikit-learn model's probabilities are piecewise constant in its input:
+    trees, forests, boosting and nearest neighbours (the last step of a Pipeline decides)."""
+    from sklearn.base import is_classifier
+    from sklearn.ensemble import (AdaBoostClassifier, BaggingClassifier,
+                                  GradientBoostingClassifier, HistGradientBoostingClassifier)
+    from sklearn.ensemble._forest import BaseForest
+    from sklearn.neighbors import KNeighborsClassifier, RadiusNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.tree import BaseDecisionTree
+
+    if isinstance(estimator, Pipeline):
+        return is_piecewise_constant(estimator[-1])
+    inner = getattr(estimator, "estimator", None)
+    if isinstance(estimator, (AdaBoostClassifier, BaggingClassifier)):
+        return inner is None or is_piecewise_constant(inner)
+    return is_classifier(estimator) and isinstance(estimator, (
+        BaseDecisionTree, BaseForest, GradientBoostingClassifier,
+        HistGradientBoostingClassifier, KNeighborsClassifier, RadiusNeighborsClassifier))
 
 
 @dataclass(frozen=True)
@@ -76,11 +101,18 @@ class NeighborSearch:
         self.max_shrunk = max_shrunk
 
     def __call__(self, backend, problem, settings=None, progress=None):
+        # Its model calls are many and small: OpenMP threads (histogram gradient boosting)
+        # cost more to wake than the rows take, up to 100x on a busy machine.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self._search(backend, problem, progress)
+
+    def _search(self, backend, problem, progress):
         n, d = problem.x0.shape
         search = _Batch(backend, problem, self.whole)
         searchable = np.ones(n, bool) if problem.searchable is None else problem.searchable
         if problem.mode.requires_change:
             owner, E = self._starts(search, np.flatnonzero(searchable))
+            owner, E = self._add_farthest(search, np.flatnonzero(searchable), owner, E)
         else:  # a PP keeps everything to begin with
             owner = np.flatnonzero(searchable)
             E = problem.x0[owner].copy()
@@ -119,35 +151,63 @@ class NeighborSearch:
             return np.empty(0, dtype=int), np.empty((0, problem.x0.shape[1]))
         return np.asarray(owners), np.asarray(starts)
 
+    def _add_farthest(self, search, rows, owner, E):
+        """Instances with fewer than ``n_starts`` valid starts also try the farthest admissible
+        answer of the mode, when it has one (a PN's additions pushed to the feature range)."""
+        problem = search.problem
+        lacking = rows[np.bincount(owner, minlength=problem.x0.shape[0])[rows] < self.n_starts]
+        if lacking.size == 0:
+            return owner, E
+        farthest = problem.mode.farthest(problem.x0[lacking],
+                                         _rows(problem.no_info_val, lacking),
+                                         _rows(problem.lower, lacking),
+                                         _rows(problem.upper, lacking))
+        if farthest is None:
+            return owner, E
+        farthest = np.where(search.categorical, problem.x0[lacking],
+                            search.snap_inward(farthest, problem.x0[lacking]))
+        farthest = search.admissible(farthest, lacking)
+        valid = search.valid(farthest, lacking)
+        return (np.concatenate([owner, lacking[valid]]),
+                np.concatenate([E, farthest[valid]]))
+
     def _ranked(self, search, rows):
-        """Per instance, the admissible versions of the wanted pool rows, nearest first."""
+        """Per instance, the admissible versions of the wanted pool rows, nearest first.
+
+        The pool is first narrowed to the ``_PRESELECTED`` rows nearest to the instance in
+        the L1 part of the distance (one ``cdist`` call); only those are made admissible.
+        """
         problem = search.problem
         pool = self.pool
         depth = self.n_candidates * self.n_rounds
         d = problem.x0.shape[1]
         ranked = np.zeros((rows.size, depth, d))
         distances = np.full((rows.size, depth), np.inf)
-        block = max(1, _MAX_RANKED_VALUES // max(1, pool.Z.shape[0] * d))
-        for start in range(0, rows.size, block):
-            part = rows[start:start + block]
-            wanted = self._wanted(problem, part)
-            candidates = search.admissible(pool.Z[None], part)
-            dist = search.distance(candidates, part)
-            changed = np.any(candidates != problem.x0[part][:, None], axis=2)
-            dist = np.where(wanted & changed, dist, np.inf)
-            take = min(depth, dist.shape[1])
-            nearest = np.argpartition(dist, take - 1, axis=1)[:, :take]
-            order = np.take_along_axis(dist, nearest, axis=1).argsort(axis=1, kind="stable")
-            nearest = np.take_along_axis(nearest, order, axis=1)
-            local = np.arange(part.size)[:, None]
-            ranked[start:start + part.size, :take] = candidates[local, nearest]
-            distances[start:start + part.size, :take] = dist[local, nearest]
+        embedded_pool = search.embed(pool.Z)
+        embedded_rows = search.embed(problem.x0[rows])
+        targets = problem.target[rows]
+        for target in np.unique(targets):
+            group = np.flatnonzero(targets == target)
+            same = pool.pred == target
+            members = np.flatnonzero(same if problem.mode.wants_target else ~same)
+            if members.size == 0:
+                continue
+            block = max(1, _MAX_RANKED_VALUES // (members.size * max(1, d)))
+            for start in range(0, group.size, block):
+                part = group[start:start + block]
+                nearby = cdist(embedded_rows[part], embedded_pool[members], "cityblock")
+                keep = min(_PRESELECTED, members.size)
+                nearby = members[np.argpartition(nearby, keep - 1, axis=1)[:, :keep]]
+                candidates = search.admissible(pool.Z[nearby], rows[part])
+                dist = search.distance(candidates, rows[part])
+                changed = np.any(candidates != problem.x0[rows[part]][:, None], axis=2)
+                dist = np.where(changed, dist, np.inf)
+                take = min(depth, keep)
+                order = np.argsort(dist, axis=1, kind="stable")[:, :take]
+                local = np.arange(part.size)[:, None]
+                ranked[part, :take] = candidates[local, order]
+                distances[part, :take] = dist[local, order]
         return ranked, distances
-
-    def _wanted(self, problem, rows):
-        """Pool rows whose class is the one the instance's answer needs."""
-        same = self.pool.pred[None, :] == problem.target[rows][:, None]
-        return same if problem.mode.wants_target else ~same
 
 
 class _Batch:
@@ -166,6 +226,19 @@ class _Batch:
         self.l1 = np.broadcast_to(problem.l1_weight, (d,))
         self.l2 = np.broadcast_to(problem.l2_weight, (d,))
         self.n_calls = 0
+
+    def embed(self, Z):
+        """Rows whose L1 distances are the distance's L1 part (a category one-hot, halved),
+        or the square root of the L2 weights for a distance without L1 part."""
+        weight = np.where(self.l1 > 0, self.l1, np.sqrt(self.l2))
+        parts = [np.where(self.categorical, 0.0, Z) * weight]
+        for j in np.flatnonzero(self.categorical):
+            codes = Z[:, j].astype(int)
+            n_categories = int(np.max(np.asarray(self.problem.upper)[..., j])) + 1
+            onehot = np.zeros((len(Z), n_categories))
+            onehot[np.arange(len(Z)), codes] = weight[j] / 2
+            parts.append(onehot)
+        return np.hstack(parts)
 
     def difference(self, E, owner):
         base = self.base[owner]
@@ -297,6 +370,10 @@ class _Batch:
             upper = np.where(ok, upper, middle)
             kept = lower
         return self._moved(E, target, mask, kept)
+
+    def snap_inward(self, E, x0):
+        """Whole-number columns rounded towards the instance (inside a range)."""
+        return np.where(self.whole, x0 + np.trunc(E - x0), E)
 
     def _moved(self, E, target, mask, fraction):
         step = fraction[:, None] * (target - E)

@@ -30,6 +30,12 @@ def _is_categorical_dtype(dtype):
             or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype))
 
 
+def _is_integer_dtype(dtype):
+    if isinstance(dtype, np.dtype):
+        return dtype.kind in "iu"
+    return bool(_pandas().api.types.is_integer_dtype(dtype))
+
+
 def _looks_numeric(values):
     """False when a value is text that is not a number, or a boolean: a category. Other
     objects are left to the numeric validation and its error."""
@@ -93,8 +99,8 @@ class TableCodec:
         self.categorical_ = categorical
         self.categories_ = [self._categories(column, j) if categorical[j] else None
                             for j, column in enumerate(columns)]
-        self.integer_ = np.array([not categorical[j] and np.dtype(self._numpy_dtype(dtype)).kind
-                                  in "iu" for j, dtype in enumerate(self.dtypes_)], dtype=bool)
+        self.integer_ = np.array([not categorical[j] and _is_integer_dtype(dtype)
+                                  for j, dtype in enumerate(self.dtypes_)], dtype=bool)
         return self
 
     @property
