@@ -164,7 +164,7 @@ class TableCodec:
     def _codes(self, column, j):
         pd = _pandas()
         values = np.asarray(column, dtype=object)
-        codes = np.asarray(pd.Categorical(values, categories=self.categories_[j]).codes)
+        codes = pd.Index(self.categories_[j]).get_indexer(values)
         if np.any(codes < 0):
             bad = values[codes < 0][0]
             raise ValueError(f"X column {self._name(j)!r} holds {bad!r}, a category not seen "
@@ -204,7 +204,9 @@ class TableCodec:
                 out[:, j] = self._column_values(Z[:, j], j, missing)
             return out
         pd = _pandas()
-        data = {j: self._series(Z[:, j], j, missing, for_model)
+        data = {j: pd.Series(self._series(Z[:, j], j, missing, for_model), index=index,
+                             copy=False, dtype=self.dtypes_[j] if self.categorical_[j] and
+                             self.dtypes_[j] == object else None)
                 for j in range(len(self.columns_))}
         frame = pd.DataFrame(data, index=index, copy=False)
         frame.columns = pd.Index(self.columns_)
@@ -229,8 +231,7 @@ class TableCodec:
                 return pd.Categorical(values, dtype=dtype)
             if missing is not None and missing.any() and pd.api.types.is_bool_dtype(dtype):
                 return pd.array(values, dtype="boolean")
-            return pd.array(values, dtype=dtype) if not (
-                missing is not None and missing.any() and dtype == object) else values
+            return values if dtype == object else pd.array(values, dtype=dtype)
         if self.integer_[j]:
             whole = np.all(np.isnan(z) | (z == np.rint(z)))
             if for_model or not whole:

@@ -1,0 +1,282 @@
+"""Tables with categorical columns and a preprocessing Pipeline as the model (issue 12)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
+
+pd = pytest.importorskip("pandas")
+
+CATEGORICAL = ["job", "city", "sex"]
+NUMERIC = ["age", "income", "hours"]
+
+
+def make_table(n=600, seed=0, string_dtype="str"):
+    """A census-like table whose label depends on numbers and categories alike."""
+    rng = np.random.default_rng(seed)
+    job = rng.choice(["clerk", "engineer", "farmer", "manager"], size=n)
+    city = rng.choice(["north", "south", "east"], size=n)
+    sex = rng.choice(["F", "M"], size=n)
+    age = rng.integers(18, 70, size=n)
+    income = rng.normal(40.0, 12.0, size=n).round(1)
+    hours = rng.integers(10, 60, size=n)
+    score = (0.08 * (age - 40) + 0.1 * (income - 40) + 0.05 * (hours - 35)
+             + np.select([job == "engineer", job == "manager", job == "farmer"], [1.5, 2.0, -1.0],
+                         0.0)
+             + np.where(city == "north", 0.7, 0.0) + rng.normal(0, 0.5, size=n))
+    X = pd.DataFrame({"age": age, "job": job, "income": income, "city": city, "hours": hours,
+                      "sex": sex})
+    for column in CATEGORICAL:
+        X[column] = X[column].astype(string_dtype)
+    return X, (score > 0.5).astype(int)
+
+
+def pipeline(classifier):
+    encode = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"),
+                                 CATEGORICAL), ("numbers", StandardScaler(), NUMERIC)])
+    return make_pipeline(encode, classifier)
+
+
+@pytest.fixture(scope="module")
+def table():
+    X, y = make_table()
+    lr = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+    forest = pipeline(RandomForestClassifier(60, random_state=0)).fit(X, y)
+    return X, y, {"lr": lr, "forest": forest}
+
+
+def explain(explainer, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return explainer.explain(X)
+
+
+def valid_by_predict(model, explanation, mode):
+    found = explanation.found
+    pred = model.predict(explanation.explanation[found])
+    original = model.predict(explanation.X[found])
+    return pred == original if mode == "PP" else pred != original
+
+
+SETTINGS = [(CounterfactualExplainer, {}), (CEMExplainer, {"mode": "PN"}),
+            (CEMExplainer, {"mode": "PP"})]
+
+
+@pytest.mark.parametrize("model_name", ["lr", "forest"])
+@pytest.mark.parametrize("Explainer, params", SETTINGS)
+def test_answers_are_valid_rows_inside_the_constraints(table, model_name, Explainer, params):
+    X, _, models = table
+    model = models[model_name]
+    explainer = Explainer(model, immutable_features=["sex"], directions={"age": "increase"},
+                          distance="mad", **params).fit(X)
+    assert explainer.search_ == "neighbors"
+    rows = X.iloc[:40]
+    exp = explain(explainer, rows)
+    found = exp.found
+    mode = params.get("mode", "CF")
+    assert found.mean() >= (0.95 if mode != "PN" else 0.5)
+    assert valid_by_predict(model, exp, mode).all()
+    out = exp.explanation
+    assert isinstance(out, pd.DataFrame) and out.index.equals(rows.index)
+    assert list(out.columns) == list(X.columns)
+    for column in CATEGORICAL:
+        assert set(out.loc[found, column]) <= set(X[column])
+        assert out[column].dtype == X[column].dtype
+    assert (out.loc[found, "sex"] == rows.loc[found, "sex"]).all()  # immutable
+    assert (out.loc[found, "age"] >= rows.loc[found, "age"]).all()  # increase only
+    assert out.loc[found, "age"].dtype.kind in "iu" or \
+        np.all(out.loc[found, "age"] == np.round(out.loc[found, "age"]))
+    lower, upper = X[NUMERIC].min(), X[NUMERIC].max()
+    assert ((out.loc[found, NUMERIC] >= lower) & (out.loc[found, NUMERIC] <= upper)).all().all()
+
+
+@pytest.mark.parametrize("model_name", ["lr", "forest"])
+@pytest.mark.parametrize("Explainer, params", SETTINGS)
+def test_no_change_can_be_reverted_alone(table, model_name, Explainer, params):
+    """Every changed feature is needed: reverting any one of them breaks validity."""
+    X, _, models = table
+    model = models[model_name]
+    explainer = Explainer(model, **params).fit(X)
+    exp = explain(explainer, X.iloc[40:60])
+    mode = params.get("mode", "CF")
+    unchanged = exp.X if mode != "PP" else None
+    background = explainer._codec.decode(
+        np.broadcast_to(exp.background, exp.encoded["X"].shape).copy(), for_model=False,
+        index=exp.X.index) if mode == "PP" else None
+    checked = 0
+    for i in np.flatnonzero(exp.found):
+        answer = exp.explanation.iloc[[i]]
+        reference = (unchanged if mode != "PP" else background).iloc[[i]]
+        changed = [c for c in X.columns if answer[c].iloc[0] != reference[c].iloc[0]]
+        original = model.predict(exp.X.iloc[[i]])[0]
+        for column in changed:
+            trial = answer.copy()
+            trial[column] = reference[column].to_numpy()
+            still = model.predict(trial)[0] == original if mode == "PP" \
+                else model.predict(trial)[0] != original
+            assert not still, (i, column)
+            checked += 1
+    assert checked > 0
+
+
+def test_pn_categories_avoid_the_no_information_category_and_pp_keeps_or_removes(table):
+    X, _, models = table
+    no_info = {"job": "clerk", "city": "east"}
+    pn = CEMExplainer(models["lr"], mode="PN", no_info_val=no_info).fit(X)
+    exp = explain(pn, X.iloc[:60])
+    changed = exp.explanation["job"] != exp.X["job"]
+    assert not (exp.explanation.loc[exp.found & changed, "job"] == "clerk").any()
+    pp = CEMExplainer(models["lr"], mode="PP", no_info_val=no_info).fit(X)
+    exp = explain(pp, X.iloc[:60])
+    kept_or_removed = (exp.explanation["city"] == exp.X["city"]) | \
+        (exp.explanation["city"] == "east")
+    assert kept_or_removed[exp.found].all()
+    assert pp.no_info_val_[list(X.columns).index("job")] == \
+        list(pp.categories_[1]).index("clerk")
+
+
+def test_no_information_category_defaults_to_the_most_frequent(table):
+    X, _, models = table
+    cem = CEMExplainer(models["lr"]).fit(X)
+    j = list(X.columns).index("job")
+    most_frequent = X["job"].value_counts().idxmax()
+    assert cem.categories_[j][int(cem.no_info_val_[j])] == most_frequent
+    assert cem.categorical_mask_.tolist() == [c in CATEGORICAL for c in X.columns]
+
+
+@pytest.mark.parametrize("string_dtype", ["object", "category", "str"])
+def test_string_dtypes(string_dtype):
+    X, y = make_table(300, string_dtype=string_dtype)
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+    exp = explain(CounterfactualExplainer(model).fit(X), X.iloc[:10])
+    assert exp.found.all()
+    assert (exp.explanation.dtypes == X.dtypes).all()
+    assert (model.predict(exp.explanation) != model.predict(X.iloc[:10])).all()
+
+
+def test_pipeline_that_drops_and_reorders_columns(table):
+    X, y, _ = table
+    encode = ColumnTransformer([("numbers", StandardScaler(), ["hours", "income", "age"]),
+                                ("categories", OneHotEncoder(handle_unknown="ignore"),
+                                 ["job"])], remainder="drop")  # city and sex unused
+    model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(X, y)
+    exp = explain(CounterfactualExplainer(model).fit(X), X.iloc[:30])
+    assert exp.found.mean() >= 0.95
+    assert (model.predict(exp.explanation[exp.found]) != model.predict(X.iloc[:30][exp.found])
+            ).all()
+    # The model ignores them: a change there would be redundant.
+    assert (exp.explanation.loc[exp.found, ["city", "sex"]]
+            == X.iloc[:30].loc[exp.found, ["city", "sex"]]).all().all()
+
+
+def test_unseen_category_at_explain_time_is_named(table):
+    X, _, models = table
+    cem = CEMExplainer(models["lr"]).fit(X)
+    bad = X.iloc[:3].copy()
+    bad["job"] = ["clerk", "astronaut", "farmer"]
+    with pytest.raises(ValueError, match="X column 'job' holds 'astronaut', a category not "
+                                         "seen in fit"):
+        cem.explain(bad)
+
+
+def test_transform_follows_set_output(table):
+    X, _, models = table
+    cf = CounterfactualExplainer(models["lr"]).fit(X)
+    array = cf.transform(X.iloc[:5])
+    assert isinstance(array, np.ndarray) and array.dtype == object and array.shape == (5, 6)
+    frame = cf.set_output(transform="pandas").transform(X.iloc[:5])
+    assert isinstance(frame, pd.DataFrame) and (frame.dtypes == X.dtypes).all()
+    assert frame.index.equals(X.index[:5])
+
+
+def test_not_found_rows_are_missing_with_a_warning(table):
+    X, _, models = table
+    # Every column immutable but hours, restricted to its instance's value: nothing can change.
+    cf = CounterfactualExplainer(models["lr"], immutable_features=[c for c in X.columns
+                                                                   if c != "hours"],
+                                 feature_range={"hours": (35, 36)}).fit(X)
+    rows = X.iloc[:10]
+    with pytest.warns(ExplanationNotFoundWarning, match="no row of the data given to fit"):
+        exp = cf.explain(rows)
+    assert not exp.found.all()
+    missing = exp.explanation[~exp.found]
+    assert missing.isna().all().all()
+
+
+def test_changes_and_to_frame_show_categories(table):
+    X, _, models = table
+    exp = explain(CounterfactualExplainer(models["lr"]).fit(X), X.iloc[:20])
+    changes = exp.changes()
+    arrows = [v for row in changes for k, v in row.items() if k in CATEGORICAL]
+    assert arrows and all(" → " in v for v in arrows)
+    i = next(i for i, row in enumerate(changes) if any(k in CATEGORICAL for k in row))
+    column = next(k for k in changes[i] if k in CATEGORICAL)
+    assert changes[i][column] == f"{X[column].iloc[i]} → {exp.explanation[column].iloc[i]}"
+    frame = exp.to_frame()
+    assert list(frame.columns[:6]) == list(X.columns) and frame.index.equals(X.index[:20])
+    assert exp.to_json()  # plain values only
+
+
+def test_a_categorical_change_costs_one_mad(table):
+    X, _, models = table
+    cf = CounterfactualExplainer(models["lr"], distance="mad").fit(X)
+    exp = explain(cf, X.iloc[:30])
+    delta = exp.delta
+    categorical = cf.categorical_mask_
+    expected = (np.abs(delta[:, ~categorical]) / cf.mad_[~categorical]).sum(axis=1) \
+        + delta[:, categorical].sum(axis=1)
+    assert np.allclose(exp.distance[exp.found], expected[exp.found])
+    assert np.all(cf.mad_[categorical] == 1.0)
+
+
+def test_estimator_none_encodes_the_categories(table):
+    X, y, _ = table
+    cf = CounterfactualExplainer(None).fit(X, y)
+    exp = explain(cf, X.iloc[:10])
+    assert exp.found.all()
+    assert (cf.estimator_.predict(exp.explanation) != cf.estimator_.predict(X.iloc[:10])).all()
+
+
+def test_bad_table_parameters_are_named(table):
+    X, _, models = table
+    with pytest.raises(ValueError, match="`directions` gives categorical column 'job'"):
+        CounterfactualExplainer(models["lr"], directions={"job": "increase"}).fit(X)
+    with pytest.raises(ValueError, match=r"`directions\['age'\]` must be one of"):
+        CounterfactualExplainer(models["lr"], directions={"age": "up"}).fit(X)
+    with pytest.raises(ValueError, match="`feature_range` names an unknown column 'height'"):
+        CounterfactualExplainer(models["lr"], feature_range={"height": (0, 1)}).fit(X)
+    with pytest.raises(ValueError, match=r"`no_info_val\['job'\]` is 'pilot', not a category"):
+        CEMExplainer(models["lr"], no_info_val={"job": "pilot"}).fit(X)
+    with pytest.raises(ValueError, match="search='fista' cannot move categorical columns"):
+        CounterfactualExplainer(models["lr"], search="fista").fit(X)
+
+
+def test_inputs_are_not_mutated(table):
+    X, _, models = table
+    rows = X.iloc[:8].copy()
+    before = rows.copy()
+    explain(CEMExplainer(models["forest"], mode="PN").fit(X), rows)
+    pd.testing.assert_frame_equal(rows, before)
+
+
+def test_integer_coded_categories_in_an_array():
+    rng = np.random.default_rng(1)
+    colour = rng.integers(0, 4, size=400)  # four categories coded 0..3, no order
+    x = rng.normal(size=400)
+    y = ((colour == 2) | (x > 1)).astype(int)
+    X = np.column_stack([x, colour]).astype(float)
+    model = RandomForestClassifier(50, random_state=0).fit(X, y)
+    cf = CounterfactualExplainer(model, categorical_features=[1]).fit(X)
+    exp = explain(cf, X[:30])
+    assert exp.found.mean() >= 0.95
+    assert set(np.asarray(exp.explanation[exp.found][:, 1], dtype=float)) <= {0.0, 1.0, 2.0,
+                                                                                3.0}
+    assert (model.predict(exp.explanation[exp.found].astype(float))
+            != model.predict(X[:30][exp.found])).all()
