@@ -48,6 +48,8 @@ def is_piecewise_constant(estimator):
     from sklearn.pipeline import Pipeline
     from sklearn.tree import BaseDecisionTree
 
+    if not hasattr(estimator, "get_params"):
+        return False  # not a scikit-learn estimator: the probe decides
     if isinstance(estimator, Pipeline):
         return is_piecewise_constant(estimator[-1])
     inner = getattr(estimator, "estimator", None)
@@ -364,12 +366,14 @@ class _Batch:
         upper = np.ones(len(E))
         for _ in range(n_steps):
             middle = (lower + upper) / 2
-            trial = self._moved(E, target, mask, middle)
+            # A PN's move may cross the no-information value: what lands too close to it is
+            # set back to the instance (and is then invalid, as its revert was).
+            trial = self.admissible(self._moved(E, target, mask, middle), owner)
             ok = self.valid(trial, owner)
             lower = np.where(ok, middle, lower)
             upper = np.where(ok, upper, middle)
             kept = lower
-        return self._moved(E, target, mask, kept)
+        return self.admissible(self._moved(E, target, mask, kept), owner)
 
     def snap_inward(self, E, x0):
         """Whole-number columns rounded towards the instance (inside a range)."""

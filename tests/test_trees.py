@@ -1,0 +1,134 @@
+"""Models whose gradients vanish: the gradient-free search (issue 13)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier,
+                              HistGradientBoostingClassifier, RandomForestClassifier)
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
+
+MODELS = {
+    "forest": RandomForestClassifier(30, random_state=0),
+    "extra_trees": ExtraTreesClassifier(30, random_state=0),
+    "boosting": GradientBoostingClassifier(n_estimators=30, random_state=0),
+    "hist_boosting": HistGradientBoostingClassifier(max_iter=30, random_state=0),
+    "tree": DecisionTreeClassifier(max_depth=6, random_state=0),
+    "knn": make_pipeline(StandardScaler(), KNeighborsClassifier()),
+}
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return X, y, {name: model.fit(X, y) for name, model in MODELS.items()}
+
+
+def explain(explainer, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return explainer.explain(X)
+
+
+def reverting_any_change_breaks_it(model, exp, reference, wants_change):
+    """True when no changed feature of any found answer can be reverted alone."""
+    original = model.predict(exp.X)
+    for i in np.flatnonzero(exp.found):
+        changed = np.flatnonzero(exp.explanation[i] != reference[i])
+        if changed.size == 0:  # a PP that keeps nothing: the background has the class
+            continue
+        trials = np.repeat(exp.explanation[[i]], changed.size, axis=0)
+        trials[np.arange(changed.size), changed] = reference[i, changed]
+        still_valid = (model.predict(trials) != original[i]) if wants_change \
+            else (model.predict(trials) == original[i])
+        if still_valid.any():
+            return False
+    return True
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_counterfactuals_of_piecewise_constant_models(cancer, name):
+    X, _, models = cancer
+    model = models[name]
+    rows = X[::25]
+    cf = CounterfactualExplainer(model, immutable_features=[0, 1],
+                                 directions={5: "increase"}).fit(X)
+    assert cf.search_ == "neighbors"
+    exp = explain(cf, rows)
+    assert exp.found.mean() >= 0.95
+    found = exp.found
+    assert (model.predict(exp.explanation[found]) != model.predict(rows[found])).all()
+    assert np.array_equal(exp.explanation[found][:, :2], rows[found][:, :2])  # bit-exact
+    assert np.all(exp.explanation[found][:, 5] >= rows[found][:, 5])
+    lower, upper = X.min(axis=0), X.max(axis=0)
+    assert np.all((exp.explanation[found] >= lower) & (exp.explanation[found] <= upper))
+    assert reverting_any_change_breaks_it(model, exp, rows, wants_change=True)
+
+
+@pytest.mark.parametrize("name", ["forest", "hist_boosting", "knn"])
+def test_pertinent_negatives_and_positives_of_piecewise_constant_models(cancer, name):
+    X, _, models = cancer
+    model = models[name]
+    rows = X[::25]
+    pn = CEMExplainer(model, mode="PN").fit(X)
+    exp = explain(pn, rows)
+    found = exp.found
+    assert found.mean() >= 0.6  # a PN may not exist: additions move away from the median
+    assert (model.predict(exp.explanation[found]) != model.predict(rows[found])).all()
+    away = np.abs(exp.explanation - pn.no_info_val_) >= np.abs(rows - pn.no_info_val_)
+    assert away[found].all()  # a PN only adds
+    assert reverting_any_change_breaks_it(model, exp, rows, wants_change=True)
+
+    pp = CEMExplainer(model, mode="PP").fit(X)
+    exp = explain(pp, rows)
+    assert exp.found.all()
+    assert (model.predict(exp.explanation) == model.predict(rows)).all()
+    background = np.broadcast_to(exp.background, rows.shape)
+    between = (np.minimum(rows, background) <= exp.explanation) & \
+        (exp.explanation <= np.maximum(rows, background))
+    assert between.all()  # a PP keeps part of the instance
+    assert reverting_any_change_breaks_it(model, exp, background, wants_change=False)
+
+
+def test_numeric_answers_are_shrunk_towards_the_instance():
+    """One threshold at x0 = 0.5: the closest counterfactual of x0 = 0 sits just past it."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, size=(300, 2))
+    y = (X[:, 0] > 0.5).astype(int)
+    tree = DecisionTreeClassifier(max_depth=1).fit(X, y)
+    threshold = tree.tree_.threshold[0]
+    cf = CounterfactualExplainer(tree).fit(X)
+    exp = explain(cf, np.array([[0.1, 0.3]]))
+    assert exp.found[0]
+    assert exp.explanation[0, 1] == 0.3  # the unused feature is left alone
+    assert threshold < exp.explanation[0, 0] <= threshold + 0.01 * (1 - threshold)
+
+
+def test_auto_probes_unknown_models_for_vanishing_gradients(cancer):
+    X, y, _ = cancer
+    forest = RandomForestClassifier(20, random_state=0).fit(X, y)
+
+    def black_box(Z):  # not a scikit-learn estimator: only its gradient tells
+        return forest.predict_proba(Z)
+
+    assert CounterfactualExplainer(black_box).fit(X).search_ == "neighbors"
+    smooth = LogisticRegression(max_iter=5000).fit(X, y)
+    assert CounterfactualExplainer(lambda Z: smooth.predict_proba(Z)).fit(X).search_ == "fista"
+    assert CounterfactualExplainer(smooth).fit(X).search_ == "fista"
+    assert CounterfactualExplainer(forest, search="fista").fit(X).search_ == "fista"
+
+
+def test_forced_neighbors_search_on_a_smooth_model_is_valid(cancer):
+    X, y, _ = cancer
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    exp = explain(CEMExplainer(model, mode="PN", search="neighbors").fit(X), X[::40])
+    assert exp.meta["search"] == "neighbors"
+    assert exp.found.any()
+    assert (model.predict(exp.explanation[exp.found]) != model.predict(X[::40][exp.found])).all()
