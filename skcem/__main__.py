@@ -97,6 +97,52 @@ def _read_csv(path, option, drop=None):
     return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
 
 
+def _read_mixed(path, option):
+    """Read a CSV file whose columns hold numbers or text (categories), with a header row.
+
+    Returns the header and a DataFrame: a column of whole numbers as int64, of other numbers
+    as float64, anything else as text. Without pandas, or when every column holds numbers,
+    it is :func:`_read_csv`'s array.
+    """
+    header, rows = _read_table(path, option)
+    text = []
+    for j, name in enumerate(header):
+        cells = [cells[j] for _, cells in rows]
+        empty = next((r for r, cell in enumerate(cells) if not cell.strip()), None)
+        if empty is not None:
+            raise InputError(f"{_where(path, option, empty + 1, rows[empty][0], name)}: "
+                             "missing value")
+        # Mostly text: a categorical column. A few non-numbers among numbers: typos, named
+        # by _numbers below.
+        if sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
+            text.append(j)
+    if not text:
+        return header, _numbers(path, option, header, rows, range(len(header)))
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise InputError(f"{option}: text columns {[header[j] for j in text]} need pandas "
+                         "(pip install pandas)") from exc
+    columns = {}
+    for j, name in enumerate(header):
+        cells = [cells[j].strip() for _, cells in rows]
+        if j in text:
+            columns[name] = pd.Series(cells, dtype="str")
+            continue
+        numbers = _numbers(path, option, header, rows, [j])[:, 0]
+        whole = np.all(numbers == np.round(numbers)) and np.all(np.abs(numbers) < 2**53)
+        columns[name] = numbers.astype(np.int64) if whole else numbers
+    return header, pd.DataFrame(columns)
+
+
+def _is_float(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_train(args, model):
     """The feature names, features and targets of ``--train`` for ``similarity``."""
     header, rows = _read_table(args.train, "--train")
@@ -199,6 +245,9 @@ def _model_columns(model, header, values, option):
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
         names = [str(name) for name in names]
+        if hasattr(values, "columns"):
+            _reorder(header, np.empty((0, len(header))), names, option)  # checks the names
+            return names, values[names]
         return names, _reorder(header, values, names, option)
     n_features = getattr(model, "n_features_in_", None)
     if n_features is not None and n_features != len(header):
@@ -252,6 +301,8 @@ def _write(rows, out):
 
 
 def _frame(header, values):
+    if hasattr(values, "columns"):
+        return values
     try:
         import pandas as pd
     except ImportError:
@@ -266,11 +317,16 @@ def _explain(args):
     model = _load_model(args.model)
     if not (hasattr(model, "predict_proba") or callable(model)):
         raise InputError("--model: the model has no predict_proba")
-    header, data = _model_columns(model, *_read_csv(args.data, "--data"), "--data")
+    header, data = _model_columns(model, *_read_mixed(args.data, "--data"), "--data")
     train = data
     if args.train:
-        train_header, train = _model_columns(model, *_read_csv(args.train, "--train"), "--train")
-        train = _reorder(train_header, train, header, "--train")
+        train_header, train = _model_columns(model, *_read_mixed(args.train, "--train"),
+                                             "--train")
+        if hasattr(train, "columns"):
+            _reorder(train_header, np.empty((0, len(train_header))), header, "--train")
+            train = train[header]
+        else:
+            train = _reorder(train_header, train, header, "--train")
     params = _parse_params(args.params)
     _check_params(params)
     try:

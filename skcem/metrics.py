@@ -1,11 +1,22 @@
 """Quality of contrastive explanations, per instance, and the score used by ``GridSearchCV``.
 
-All functions take a :class:`~skcem.Explanation`. Sparsity and proximity are measured on its
-``perturbation`` (what a PN adds, what a PP keeps), in units of each feature's range so that
-features on large scales do not dominate.
+:func:`validity`, :func:`sparsity`, :func:`proximity` and :func:`cem_score` take a
+:class:`~skcem.Explanation`. Sparsity and proximity are measured on its ``perturbation`` (what
+a PN adds, what a PP keeps), in units of each feature's range so that features on large scales
+do not dominate; a changed category counts 1.
+
+:func:`explanation_metrics` is the table that counterfactual benchmarks (CARLA) report, for
+any set of explanations, skcem's or another library's: validity by ``predict``, L0/L1/L2/L∞
+in MAD units, yNN plausibility, constraint violations, redundancy and time per instance;
+:func:`summarize_metrics` reduces it.
 """
 
 import numpy as np
+
+from ._tabular_metrics import explanation_metrics, summarize_metrics
+
+__all__ = ["cem_score", "explanation_metrics", "n_changed", "proximity", "sparsity",
+           "summarize_metrics", "validity"]
 
 
 def validity(explanation):
@@ -37,6 +48,8 @@ def proximity(explanation, feature_range):
     """
     lower, upper = feature_range
     width = np.where(upper > lower, upper - lower, 1.0)
+    if explanation.encoded is not None:  # a changed category counts 1, whatever its range
+        width = np.where(explanation.encoded["categorical"], 1.0, width)
     scaled_l1 = np.sum(np.abs(explanation.perturbation) / width, axis=1)
     return np.nan_to_num(1.0 / (1.0 + scaled_l1), nan=0.0)
 

@@ -389,3 +389,31 @@ def test_params_that_belong_to_other_options_or_do_not_exist(tmp_path, capsys):
     assert main(["explain", "--model", str(model), "--data", str(data), "--out", out,
                  "--params", "max_iteration=5"]) == 2
     assert "unknown CEMExplainer parameters ['max_iteration']" in capsys.readouterr().err
+
+
+def test_explain_a_csv_with_text_columns_and_a_saved_pipeline(tmp_path, capsys):
+    from tests.test_tables import CATEGORICAL, make_table, pipeline
+
+    X, y = make_table(300)
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+    joblib.dump(model, tmp_path / "pipeline.joblib")
+    X.to_csv(tmp_path / "train.csv", index=False)
+    X.iloc[:5][X.columns[::-1]].to_csv(tmp_path / "data.csv", index=False)  # other order
+    code, err = _main(capsys, "explain", "--model", tmp_path / "pipeline.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--out",
+                      tmp_path / "out.json", "--mode", "PN", "--quiet")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert len(rows) == 5 and any(row["found"] for row in rows)
+    for i, row in enumerate(rows):
+        if not row["found"]:
+            continue
+        answer = X.iloc[[i]].copy()
+        for name, value in row["changed"].items():
+            if name in CATEGORICAL:
+                before, after = value.split(" → ")
+                assert before == X[name].iloc[i] and after in set(X[name])
+                value = after
+            answer[name] = [value]
+        answer = answer.astype(X.dtypes.to_dict())
+        assert model.predict(answer)[0] != model.predict(X.iloc[[i]])[0]

@@ -1,0 +1,193 @@
+"""Counterfactuals, PNs and PPs on UCI Adult, against DiCE in the same run.
+
+The models take the raw table: ``Pipeline(ColumnTransformer(OneHotEncoder on the categorical
+columns, StandardScaler on the numeric ones), classifier)`` with LogisticRegression,
+MLPClassifier((32,)), RandomForestClassifier(200) or HistGradientBoostingClassifier, fitted on
+adult.data. The first ``--n-rows`` rows of adult.test are explained under the same
+constraints: race and sex immutable, age may only increase. skcem explains them with its
+defaults (``distance="mad"``); DiCE (``dice-ml``, methods "random" and "genetic", one
+counterfactual per row, ``features_to_vary`` and a per-row ``permitted_range`` for age) runs in
+its own environment on the same pickled models and rows (``--dice-python``, see
+``reference_dice.py``). All answers are scored by :func:`skcem.metrics.explanation_metrics`
+(validity by ``predict``, L0/L1/L2/L∞ in MAD units, yNN, violations, redundancy) and the
+ratios of instances per second are computed here, from this run.
+
+    python benchmarks/bench_tabular.py [--n-rows 100] [--models lr mlp forest hgb]
+        [--dice-python /tmp/dice/bin/python] [--dice-methods random genetic]
+
+Needs ``../shared/data/adult`` (or ``--data``); without it the script says so and exits 0.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
+
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
+from skcem.metrics import explanation_metrics
+
+COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
+           "occupation", "relationship", "race", "sex", "capital-gain", "capital-loss",
+           "hours-per-week", "native-country", "income"]
+IMMUTABLE = ["race", "sex"]
+DIRECTIONS = {"age": "increase"}
+CLASSIFIERS = {
+    "lr": lambda: LogisticRegression(max_iter=1000),
+    "mlp": lambda: MLPClassifier((32,), max_iter=300, random_state=0),
+    "forest": lambda: RandomForestClassifier(200, random_state=0, n_jobs=1),
+    "hgb": lambda: HistGradientBoostingClassifier(random_state=0),
+}
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult"
+
+
+def load_adult(directory):
+    """adult.data and adult.test as (X, y): rows with missing values dropped, ``fnlwgt`` and
+    ``education`` (duplicated by ``education-num``) left out, y = income > 50K."""
+    def read(name, skip):
+        frame = pd.read_csv(directory / name, header=None, names=COLUMNS,
+                            skipinitialspace=True, na_values="?", skiprows=skip).dropna()
+        y = frame.pop("income").str.rstrip(".").eq(">50K").astype(int)
+        return frame.drop(columns=["fnlwgt", "education"]).reset_index(drop=True), y
+
+    X_train, y_train = read("adult.data.gz", 0)
+    X_test, y_test = read("adult.test.gz", 1)  # its first line is a comment
+    return X_train, y_train, X_test, y_test
+
+
+def make_model(name, categorical, numeric):
+    dense = name == "hgb"  # HistGradientBoosting refuses sparse input
+    encode = ColumnTransformer([
+        ("categories", OneHotEncoder(handle_unknown="ignore", sparse_output=not dense),
+         categorical), ("numbers", StandardScaler(), numeric)])
+    return make_pipeline(encode, CLASSIFIERS[name]())
+
+
+def run_skcem(model, X_train, rows, mode):
+    params = dict(immutable_features=IMMUTABLE, directions=DIRECTIONS, distance="mad")
+    if mode == "CF":
+        explainer = CounterfactualExplainer(model, **params)
+    else:
+        explainer = CEMExplainer(model, mode=mode, **params)
+    explainer.fit(X_train)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        explanation = explainer.explain(rows)
+    seconds = time.perf_counter() - start
+    background = None
+    if mode == "PP":
+        codes = np.broadcast_to(explanation.background, explanation.encoded["X"].shape).copy()
+        background = explainer._codec.decode(codes, for_model=False, index=rows.index)
+    return explanation.explanation, seconds, explanation.meta["n_model_rows"] / len(rows), \
+        background
+
+
+def run_dice(python, model, X_train, y_train, rows, categorical, numeric, methods, workdir):
+    spec = {"model": str(workdir / "model.joblib"), "train": X_train.assign(income=y_train),
+            "outcome": "income", "continuous": numeric, "categorical": categorical,
+            "rows": rows, "immutable": IMMUTABLE, "increase_only": list(DIRECTIONS),
+            "methods": methods, "total_CFs": 1, "desired_class": "opposite", "seed": 0}
+    joblib.dump(model, workdir / "model.joblib")
+    joblib.dump(spec, workdir / "spec.joblib")
+    script = Path(__file__).with_name("reference_dice.py")
+    subprocess.run([python, str(script), "--input", str(workdir / "spec.joblib"), "--output",
+                    str(workdir / "dice.json")], check=True)
+    result = json.loads((workdir / "dice.json").read_text())
+    answers = {}
+    for method, outcome in result["methods"].items():
+        frame = pd.DataFrame([cf if cf is not None else {} for cf in outcome["counterfactuals"]],
+                             columns=rows.columns, index=rows.index)
+        for column in rows.columns:  # the explained rows' dtypes, missing where none found
+            if column in numeric:
+                frame[column] = pd.to_numeric(frame[column])
+            else:
+                frame[column] = frame[column].astype(rows[column].dtype)
+        answers[method] = (frame, outcome["seconds_total"])
+    return answers, result["versions"].get("dice-ml")
+
+
+def summary_row(model_name, method, table, seconds, n_rows, rows_per_instance):
+    valid = table["valid"].to_numpy(bool)
+    kept = table[valid]
+    return {"model": model_name, "method": method, "inst/s": n_rows / seconds,
+            "found": f"{int(table['l0'].notna().sum())}/{n_rows}",
+            "valid": f"{valid.mean():.0%}", "violations": int(np.nansum(table["violations"])),
+            "median L0": kept["l0"].median(), "median MAD-L1": kept["l1"].median(),
+            "yNN": kept["ynn"].mean(), "redundancy": kept["redundancy"].mean(),
+            "model rows/inst": rows_per_instance}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--n-rows", type=int, default=100)
+    parser.add_argument("--models", nargs="+", default=list(CLASSIFIERS),
+                        choices=list(CLASSIFIERS))
+    parser.add_argument("--modes", nargs="+", default=["CF", "PN", "PP"],
+                        choices=["CF", "PN", "PP"])
+    parser.add_argument("--dice-python", help="an interpreter with dice-ml (same scikit-learn "
+                        "and pandas versions as this one)")
+    parser.add_argument("--dice-methods", nargs="+", default=["random", "genetic"])
+    args = parser.parse_args()
+    if not (args.data / "adult.data.gz").exists():
+        print(f"UCI Adult not found in {args.data}: nothing to benchmark (pass --data).")
+        return 0
+
+    X_train, y_train, X_test, y_test = load_adult(args.data)
+    categorical = [c for c in X_train.columns if not pd.api.types.is_numeric_dtype(X_train[c])]
+    numeric = [c for c in X_train.columns if c not in categorical]
+    rows = X_test.iloc[:args.n_rows]
+    lines = []
+    for name in args.models:
+        with threadpool_limits(limits=1, user_api="openmp"):  # see reference_dice.py
+            model = make_model(name, categorical, numeric).fit(X_train, y_train)
+        accuracy = model.score(X_test, y_test)
+        print(f"{name}: test accuracy {accuracy:.3f}", flush=True)
+        common = dict(X_train=X_train, immutable_features=IMMUTABLE, directions=DIRECTIONS)
+        per_model = []
+        for mode in args.modes:
+            answers, seconds, rows_per_instance, background = run_skcem(
+                model, X_train, rows, mode)
+            table = explanation_metrics(model, rows, answers, mode=mode, background=background,
+                                        seconds=seconds / len(rows), **common)
+            per_model.append(summary_row(name, f"skcem {mode}", table, seconds, len(rows),
+                                         rows_per_instance))
+        if args.dice_python:
+            with tempfile.TemporaryDirectory() as workdir:
+                dice, version = run_dice(args.dice_python, model, X_train, y_train, rows,
+                                         categorical, numeric, args.dice_methods,
+                                         Path(workdir))
+            for method, (answers, seconds) in dice.items():
+                table = explanation_metrics(model, rows, answers, mode="CF",
+                                            seconds=seconds / len(rows), **common)
+                per_model.append(summary_row(name, f"DiCE {version} {method}", table, seconds,
+                                             len(rows), float("nan")))
+            reference = next((r["inst/s"] for r in per_model if r["method"].endswith("random")),
+                             None)
+            for row in per_model:
+                row["x DiCE-random"] = row["inst/s"] / reference if reference else float("nan")
+        lines.extend(per_model)
+        print(pd.DataFrame(per_model).to_string(index=False, float_format="{:.3g}".format),
+              flush=True)
+    print("\nAll models:")
+    print(pd.DataFrame(lines).to_string(index=False, float_format="{:.3g}".format))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,667 @@
+"""Per-instance metrics of counterfactual and contrastive explanations on tabular data.
+
+:func:`explanation_metrics` computes, in one call, the measures that counterfactual benchmarks
+such as CARLA report for each explained instance: validity, the L0/L1/L2/Linf size of the
+change (numeric features in MAD units, categorical features counting 0 or 1), yNN
+plausibility, constraint violations, redundancy and run time. :func:`summarize_metrics`
+reduces that table to a few numbers.
+
+pandas is needed for the returned table; it is imported when a function is called.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+__all__ = ["explanation_metrics", "summarize_metrics"]
+
+METRICS = ("valid", "l0", "l1", "l2", "linf", "ynn", "violations", "redundancy", "seconds")
+_MODES = ("CF", "PN", "PP")
+_DIRECTIONS = ("increase", "decrease")
+# A numeric change smaller than this, in MAD units, counts as no change.
+_ATOL = 1e-8
+# Largest number of explanation-to-training distances held at once when computing yNN
+# (2**22 float64 values: 32 MiB).
+_BLOCK_ELEMENTS = 2 ** 22
+
+
+def _import_pandas():
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError(
+            "explanation_metrics and summarize_metrics need pandas, which is an optional "
+            "dependency of skcem: pip install pandas") from exc
+    return pd
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_X(X, pd):
+    if isinstance(X, pd.DataFrame):
+        if not X.columns.is_unique:
+            raise ValueError("X has duplicate column names; column names must be unique.")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"X must have at least one row and one column; got shape "
+                             f"{X.shape}.")
+        return X, list(X.columns)
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must be a non-empty 2-D array or a DataFrame; got shape "
+                         f"{X.shape}.")
+    return X, list(range(X.shape[1]))
+
+
+def _check_like(data, X, name, pd, n_rows=None):
+    """``data`` in the form of ``X``: a DataFrame with X's columns in X's order, or a 2-D
+    array with as many columns. Extra DataFrame columns are ignored; nothing is copied
+    more than needed and nothing is written to ``data``."""
+    is_frame = isinstance(X, pd.DataFrame)
+    if is_frame and isinstance(data, pd.DataFrame):
+        missing = [c for c in X.columns if c not in data.columns]
+        if missing:
+            raise ValueError(f"{name} lacks the columns {missing} of X.")
+        data = data[list(X.columns)]
+    else:
+        if isinstance(data, pd.DataFrame):
+            data = data.to_numpy()
+        data = np.asarray(data)
+        if data.ndim != 2 or data.shape[1] != X.shape[1]:
+            raise ValueError(f"{name} must be 2-D with {X.shape[1]} columns like X; got shape "
+                             f"{data.shape}.")
+        if is_frame:
+            data = pd.DataFrame(data, columns=X.columns)
+    if n_rows is not None and data.shape[0] != n_rows:
+        raise ValueError(f"{name} must have one row per row of X ({n_rows}); got "
+                         f"{data.shape[0]}.")
+    if n_rows is None and data.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row.")
+    return data
+
+
+def _column(data, j):
+    return data.iloc[:, j] if hasattr(data, "iloc") else data[:, j]
+
+
+def _as_object(values):
+    if hasattr(values, "to_numpy"):
+        return values.astype(object).to_numpy()
+    return np.asarray(values).astype(object)
+
+
+def _as_float(values, pd, name, label):
+    """1-D float array of a numeric column; missing values become NaN."""
+    kind = getattr(getattr(values, "dtype", None), "kind", "O")
+    try:
+        if hasattr(values, "to_numpy") and pd.api.types.is_numeric_dtype(values.dtype):
+            return values.to_numpy(dtype=float, na_value=np.nan)
+        if not hasattr(values, "to_numpy") and kind in "biuf":
+            return np.asarray(values, dtype=float)
+        obj = _as_object(values)
+        missing = np.asarray(pd.isna(obj), dtype=bool)
+        out = np.full(len(obj), np.nan)
+        out[~missing] = obj[~missing].astype(float)
+        return out
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Feature {label!r} of {name} is not numeric; list it in "
+                         f"categorical_features.") from exc
+
+
+def _positions(keys, columns, name, allow_mask=True):
+    """Positions of features given by names, indices or (when allowed) a boolean mask."""
+    n_features = len(columns)
+    if keys is None:
+        return np.array([], dtype=int)
+    if isinstance(keys, (str, bytes, numbers.Integral)) or np.ndim(keys) == 0:
+        keys = [keys]
+    keys = list(keys)
+    if (allow_mask and keys and len(keys) == n_features
+            and all(isinstance(k, (bool, np.bool_)) for k in keys)):
+        return np.flatnonzero(np.asarray(keys, dtype=bool))
+    if keys and all(isinstance(k, (bool, np.bool_)) for k in keys):
+        raise ValueError(f"{name} as a boolean mask must have one entry per feature "
+                         f"({n_features}); got {len(keys)}.")
+    lookup = {label: j for j, label in enumerate(columns)}
+    positions, unknown = [], []
+    for key in keys:
+        try:
+            if key in lookup:
+                positions.append(lookup[key])
+                continue
+        except TypeError:  # unhashable
+            pass
+        if (isinstance(key, numbers.Integral) and not isinstance(key, (bool, np.bool_))
+                and 0 <= key < n_features):
+            positions.append(int(key))
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"{name} names unknown features: {unknown}. Known features: "
+                         f"{columns}.")
+    return np.unique(np.asarray(positions, dtype=int))
+
+
+def _auto_categorical(X, pd):
+    if isinstance(X, pd.DataFrame):
+        types = pd.api.types
+        return np.array([isinstance(d, pd.CategoricalDtype) or types.is_bool_dtype(d)
+                         or types.is_object_dtype(d) or types.is_string_dtype(d)
+                         for d in X.dtypes], dtype=bool)
+    if X.dtype.kind in "biuf":
+        return np.zeros(X.shape[1], dtype=bool)
+    if X.dtype.kind != "O":  # strings, bytes, ...
+        return np.ones(X.shape[1], dtype=bool)
+    mask = np.zeros(X.shape[1], dtype=bool)
+    for j in range(X.shape[1]):
+        column = X[:, j]
+        if any(isinstance(v, (bool, np.bool_)) for v in column):
+            mask[j] = True
+            continue
+        try:
+            _as_float(column, pd, "X", j)
+        except ValueError:
+            mask[j] = True
+    return mask
+
+
+def _categorical_mask(categorical_features, X, columns, pd):
+    if categorical_features is None or (isinstance(categorical_features, str)
+                                        and categorical_features == "auto"):
+        return _auto_categorical(X, pd)
+    mask = np.zeros(len(columns), dtype=bool)
+    mask[_positions(categorical_features, columns, "categorical_features")] = True
+    return mask
+
+
+def _mapping(value, columns, name):
+    """Positions and values of a dict keyed by feature."""
+    if value is None:
+        return [], []
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict keyed by feature; got "
+                        f"{type(value).__name__}.")
+    keys = list(value)
+    positions = [int(_positions([k], columns, name, allow_mask=False)[0]) for k in keys]
+    return positions, [value[k] for k in keys]
+
+
+def _numeric_only(positions, categorical, columns, name):
+    bad = [columns[j] for j in positions if categorical[j]]
+    if bad:
+        raise ValueError(f"{name} applies to numeric features only; {bad} are categorical.")
+
+
+def _check_directions(directions, columns, categorical):
+    positions, values = _mapping(directions, columns, "directions")
+    _numeric_only(positions, categorical, columns, "directions")
+    sign = np.zeros(len(columns))
+    for j, v in zip(positions, values):
+        if v not in _DIRECTIONS:
+            raise ValueError(f"directions[{columns[j]!r}] must be 'increase' or 'decrease'; "
+                             f"got {v!r}.")
+        sign[j] = 1.0 if v == "increase" else -1.0
+    return sign
+
+
+def _check_feature_range(feature_range, columns, categorical):
+    positions, values = _mapping(feature_range, columns, "feature_range")
+    _numeric_only(positions, categorical, columns, "feature_range")
+    lower = np.full(len(columns), -np.inf)
+    upper = np.full(len(columns), np.inf)
+    for j, bounds in zip(positions, values):
+        try:
+            lo, hi = bounds
+            lo = -np.inf if lo is None else float(lo)
+            hi = np.inf if hi is None else float(hi)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"feature_range[{columns[j]!r}] must be a pair (low, high) of "
+                             f"numbers or None; got {bounds!r}.") from exc
+        if lo > hi:
+            raise ValueError(f"feature_range[{columns[j]!r}] has low > high: {bounds!r}.")
+        lower[j], upper[j] = lo, hi
+    return lower, upper
+
+
+def _check_background(background, X, columns, pd):
+    """Per-feature background values as a list, in X's column order."""
+    if background is None:
+        raise ValueError("background is required when mode='PP': the per-feature values that "
+                         "carry no information (a row, a Series or a dict).")
+    if isinstance(background, pd.DataFrame):
+        if len(background) != 1:
+            raise ValueError(f"background as a DataFrame must have one row; got "
+                             f"{len(background)}.")
+        background = background.iloc[0]
+    if isinstance(background, pd.Series):
+        background = background.to_dict() if isinstance(X, pd.DataFrame) else \
+            background.to_numpy()
+    if isinstance(background, dict):
+        positions, values = _mapping(background, columns, "background")
+        out = [None] * len(columns)
+        given = np.zeros(len(columns), dtype=bool)
+        for j, v in zip(positions, values):
+            out[j], given[j] = v, True
+        if not given.all():
+            raise ValueError(f"background lacks the features "
+                             f"{[columns[j] for j in np.flatnonzero(~given)]}.")
+        return out
+    values = np.asarray(background, dtype=object)
+    if values.ndim == 2 and values.shape[0] == 1:
+        values = values[0]
+    if values.ndim != 1 or len(values) != len(columns):
+        raise ValueError(f"background must have one value per feature ({len(columns)}); got "
+                         f"shape {values.shape}.")
+    return list(values)
+
+
+def _check_mad(mad, columns, categorical, computed):
+    """Replace the computed MADs (one per numeric feature) by those the user gave."""
+    if mad is None:
+        return computed
+    numeric = np.flatnonzero(~categorical)
+    slot = {j: k for k, j in enumerate(numeric)}
+    out = computed.copy()
+    if isinstance(mad, dict):
+        positions, values = _mapping(mad, columns, "mad")
+        _numeric_only(positions, categorical, columns, "mad")
+    else:
+        values = np.asarray(mad, dtype=float).ravel()
+        if values.shape != (len(columns),):
+            raise ValueError(f"mad must be a dict or have one value per feature "
+                             f"({len(columns)}); got shape {np.shape(mad)}.")
+        positions, values = list(numeric), list(values[numeric])
+    for j, v in zip(positions, values):
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            v = np.nan
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"mad for feature {columns[j]!r} must be a positive number; got "
+                             f"{v!r}.")
+        out[slot[j]] = v
+    return out
+
+
+def _per_row(value, n, name, pd, dtype=object):
+    if value is None:
+        return None
+    if np.ndim(value) == 0:
+        return np.full(n, value, dtype=dtype)
+    values = value.to_numpy() if hasattr(value, "to_numpy") else np.asarray(value, dtype=dtype)
+    values = np.asarray(values, dtype=dtype).ravel()
+    if len(values) != n:
+        raise ValueError(f"{name} must be a scalar or have one entry per row of X ({n}); got "
+                         f"{len(values)}.")
+    return values
+
+
+# ----------------------------------------------------------------------- helpers for models
+
+
+def _mad_of(values):
+    """MAD of each column, else its standard deviation where the MAD is 0, else 1."""
+    if values.shape[1] == 0:
+        return np.ones(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        median = np.nanmedian(values, axis=0)
+        mad = np.nanmedian(np.abs(values - median), axis=0)
+        std = np.nanstd(values, axis=0)
+    mad = np.where(mad > 0, mad, np.where(std > 0, std, 1.0))
+    return np.where(np.isfinite(mad), mad, 1.0)
+
+
+def _codes(arrays, pd):
+    """Factorise object arrays jointly: equal values get equal codes, missing values -1."""
+    sizes = [len(a) for a in arrays]
+    codes, _ = pd.factorize(np.concatenate(arrays).astype(object), use_na_sentinel=True)
+    return np.split(codes, np.cumsum(sizes)[:-1])
+
+
+def _same_values(a, b, pd):
+    miss_a = np.asarray(pd.isna(a), dtype=bool)
+    miss_b = np.asarray(pd.isna(b), dtype=bool)
+    a = np.where(miss_a, 0, a).astype(object)
+    b = np.where(miss_b, 0, b).astype(object)
+    return bool(np.all((miss_a == miss_b) & (miss_a | (a == b))))
+
+
+def _cast_like(series, dtype, pd):
+    """``series`` in ``dtype`` when that keeps every value, else with its inferred dtype."""
+    if series.dtype == dtype:
+        return series
+    try:
+        cast = series.astype(dtype)
+        if _same_values(_as_object(series), _as_object(cast), pd):
+            return cast
+    except (TypeError, ValueError):
+        pass
+    return series.infer_objects()
+
+
+def _model_rows(columns_values, X, pd):
+    """Rows in the form of X from a list of per-column 1-D object arrays."""
+    if isinstance(X, pd.DataFrame):
+        return pd.DataFrame({name: _cast_like(pd.Series(values, dtype=object), X[name].dtype, pd)
+                             for name, values in zip(X.columns, columns_values)},
+                            columns=X.columns)
+    rows = np.column_stack(columns_values) if columns_values else np.empty((0, 0))
+    if X.dtype.kind in "biuf":
+        try:
+            return rows.astype(np.result_type(X.dtype, float))
+        except (TypeError, ValueError):
+            pass
+    return rows
+
+
+def _predict(estimator, rows):
+    return np.asarray(estimator.predict(rows))
+
+
+def _is_valid(mode, predicted, original, target, pd):
+    predicted = np.asarray(predicted, dtype=object)
+    original = np.asarray(original, dtype=object)
+    if mode == "PP":
+        return predicted == original
+    changed = predicted != original
+    if target is None:
+        return changed
+    missing = np.asarray(pd.isna(target), dtype=bool)
+    wanted = np.where(missing, object(), target).astype(object)
+    return np.where(missing, changed, predicted == wanted)
+
+
+def _ynn(explained, predicted, train, train_predicted, n_neighbors, cat_slots, mad):
+    """Share of the ``n_neighbors`` nearest training rows that the model puts in each
+    explanation's own predicted class; distances computed a block of rows at a time."""
+    (e_num, e_cat), (t_num, t_cat) = explained, train
+    e_num, t_num = e_num / mad, t_num / mad
+    n_train = len(train_predicted)
+    step = max(1, _BLOCK_ELEMENTS // n_train)
+    out = np.empty(len(predicted))
+    for start in range(0, len(predicted), step):
+        block = slice(start, start + step)
+        if e_num.shape[1]:
+            distance = cdist(e_num[block], t_num, "cityblock")
+        else:
+            distance = np.zeros((len(e_cat[block]), n_train))
+        for k in range(len(cat_slots)):
+            distance += e_cat[block, k][:, None] != t_cat[None, :, k]
+        distance[np.isnan(distance)] = np.inf
+        if n_neighbors < n_train:
+            nearest = np.argpartition(distance, n_neighbors - 1, axis=1)[:, :n_neighbors]
+        else:
+            nearest = np.broadcast_to(np.arange(n_train), distance.shape)
+        same = (np.asarray(train_predicted, dtype=object)[nearest]
+                == np.asarray(predicted[block], dtype=object)[:, None])
+        out[block] = same.mean(axis=1)
+    return out
+
+
+# ------------------------------------------------------------------------------ public API
+
+
+def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X_train=None,
+                        categorical_features=None, immutable_features=None, directions=None,
+                        feature_range=None, background=None, mad=None, n_neighbors=5,
+                        seconds=None):
+    """Per-instance metrics of counterfactual (CF), pertinent-negative (PN) or
+    pertinent-positive (PP) explanations, as reported by counterfactual benchmarks.
+
+    Each explanation is compared with its *reference*: the explained row of ``X`` for
+    ``mode='CF'`` and ``mode='PN'``, the ``background`` row for ``mode='PP'`` (a PP is the
+    part of ``X`` that is kept; a feature at its background value is not kept). A feature is
+    *changed* when it differs from the reference: a numeric feature by more than ``1e-8``
+    MAD, a categorical feature by any difference (two missing values are equal).
+
+    Parameters
+    ----------
+    estimator : object
+        Fitted classifier with ``predict``. It is called with rows in the form of ``X``: a
+        DataFrame with X's columns and dtypes (so a ``Pipeline`` with a ``ColumnTransformer``
+        works) or a 2-D array. It is called at most four times: on ``X``, on all found
+        explanations, on all rows of the redundancy check, and once on ``X_train``.
+    X : DataFrame or array-like of shape (n_samples, n_features)
+        The explained instances. Columns may be numeric, string, category or bool.
+    explanations : DataFrame or array-like of shape (n_samples, n_features)
+        One explanation per row of ``X``, matched by position; a DataFrame must hold X's
+        columns (extra ones are ignored). A row that is entirely missing means that no
+        explanation was found.
+    mode : {"CF", "PN", "PP"}, default="CF"
+        "CF" and "PN": an explanation is valid when the model's class for it differs from
+        its class for ``X`` (or equals ``target`` for "CF" when given). "PP": valid when the
+        class is the same as for ``X``.
+    target : scalar or array-like of shape (n_samples,), default=None
+        Wanted class per row for ``mode='CF'``. A missing entry falls back to "any other
+        class".
+    X_train : DataFrame or array-like of shape (n_train, n_features), default=None
+        Training rows in the form of ``X``. They give the MAD of each numeric feature and
+        the neighbours for ``ynn``. Without them the MADs come from ``X`` and ``ynn`` is NaN.
+    categorical_features : "auto", None, or array-like of names, indices or bool mask, \
+default=None
+        Categorical features. None or "auto": the DataFrame columns of object, string,
+        category or bool dtype (for an array: none if numeric, else the non-numeric
+        columns). Give indices or a mask for integer-coded categories in arrays.
+    immutable_features : array-like of names, indices or bool mask, default=None
+        Features that must not change; each change is a violation.
+    directions : dict, default=None
+        ``{feature: "increase" | "decrease"}`` for numeric features; a change the other way
+        is a violation.
+    feature_range : dict, default=None
+        ``{feature: (low, high)}`` for numeric features (None for no bound); a changed value
+        outside the range is a violation.
+    background : dict, Series, one-row DataFrame or array-like of shape (n_features,), \
+default=None
+        Per-feature values that carry no information. Required for, and only used with,
+        ``mode='PP'``.
+    mad : dict or array-like of shape (n_features,), default=None
+        Scale of each numeric feature, overriding the computed ones (a dict may give some
+        features only; array entries for categorical features are ignored). Computed: the
+        median absolute deviation ``median(|x - median(x)|)`` of the column of ``X_train``;
+        where it is 0, the column's standard deviation; where that is 0 too, 1.
+    n_neighbors : int, default=5
+        Number of training neighbours for ``ynn``; at most ``len(X_train)``.
+    seconds : float or array-like of shape (n_samples,), default=None
+        Time taken per instance, copied to the ``seconds`` column (NaN when not given).
+
+    Returns
+    -------
+    table : pandas.DataFrame of shape (n_samples, 9)
+        Indexed like ``X`` (a RangeIndex for arrays), with columns
+
+        - ``valid`` (bool): found and of the required class;
+        - ``l0``: number of changed features;
+        - ``l1``, ``l2``, ``linf``: norms of the change, numeric features in MAD units
+          (``|delta| / MAD``), categorical ones counting 1 when changed;
+        - ``ynn``: of the explanation's ``n_neighbors`` nearest rows of ``X_train`` (L1
+          distance: MAD-scaled numeric differences plus 1 per categorical mismatch; ties
+          broken arbitrarily), the share that the model puts in the explanation's own
+          predicted class;
+        - ``violations``: changed immutable features, changes against ``directions`` and
+          changed values outside ``feature_range``, measured from the reference;
+        - ``redundancy``: number of changed features that can each, alone, be set back to
+          the reference value with the explanation still valid (NaN for invalid rows);
+        - ``seconds``: time per instance.
+
+        Rows without an explanation have ``valid`` False and NaN in every other column but
+        ``seconds``.
+
+    Raises
+    ------
+    ImportError
+        If pandas is not installed.
+    ValueError
+        If a parameter is out of range or names unknown features.
+    """
+    pd = _import_pandas()
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {list(_MODES)}; got {mode!r}.")
+    if target is not None and mode != "CF":
+        raise ValueError(f"target is only used with mode='CF'; got mode={mode!r}.")
+    if not callable(getattr(estimator, "predict", None)):
+        raise TypeError(f"estimator must be a fitted classifier with a predict method; got "
+                        f"{type(estimator).__name__}.")
+    if (not isinstance(n_neighbors, numbers.Integral) or isinstance(n_neighbors, bool)
+            or n_neighbors < 1):
+        raise ValueError(f"n_neighbors must be a positive integer; got {n_neighbors!r}.")
+
+    X, columns = _check_X(X, pd)
+    n_samples, n_features = X.shape
+    E = _check_like(explanations, X, "explanations", pd, n_rows=n_samples)
+    if X_train is not None:
+        X_train = _check_like(X_train, X, "X_train", pd)
+        if n_neighbors > X_train.shape[0]:
+            raise ValueError(f"n_neighbors ({n_neighbors}) exceeds the number of rows of "
+                             f"X_train ({X_train.shape[0]}).")
+    target = _per_row(target, n_samples, "target", pd)
+    seconds = _per_row(seconds, n_samples, "seconds", pd, dtype=float)
+    categorical = _categorical_mask(categorical_features, X, columns, pd)
+    immutable = np.zeros(n_features, dtype=bool)
+    immutable[_positions(immutable_features, columns, "immutable_features")] = True
+    sign = _check_directions(directions, columns, categorical)
+    lower, upper = _check_feature_range(feature_range, columns, categorical)
+    bg = _check_background(background, X, columns, pd) if mode == "PP" else None
+
+    found = ~np.asarray(pd.isna(np.asarray(E, dtype=object)), dtype=bool).all(axis=1)
+    idx = np.flatnonzero(found)
+    n_found = len(idx)
+    num = np.flatnonzero(~categorical)
+    cat = np.flatnonzero(categorical)
+
+    # Reference columns (object arrays over the found rows), X's or the background's.
+    def reference(j, rows):
+        if bg is None:
+            return _as_object(_column(X, j))[rows]
+        return np.full(len(rows), bg[j], dtype=object) if len(rows) else np.empty(0, object)
+
+    # Numeric features: floats; categorical ones: joint integer codes.
+    def numeric(data, name, rows=slice(None)):
+        if not len(num):
+            return np.empty((len(np.arange(data.shape[0])[rows]), 0))
+        return np.column_stack([_as_float(_column(data, j), pd, name, columns[j])[rows]
+                                for j in num])
+
+    e_num = numeric(E, "explanations", idx)
+    if bg is None:
+        r_num = numeric(X, "X", idx)
+    else:
+        r_bg = numeric(np.array([bg], dtype=object), "background")
+        r_num = np.repeat(r_bg, n_found, axis=0)
+    t_num = None if X_train is None else numeric(X_train, "X_train")
+    scale = _check_mad(mad, columns, categorical,
+                       _mad_of(numeric(X, "X") if t_num is None else t_num))
+
+    e_cat = np.empty((n_found, len(cat)), dtype=int)
+    r_cat = np.empty((n_found, len(cat)), dtype=int)
+    t_cat = None if X_train is None else np.empty((len(X_train), len(cat)), dtype=int)
+    for k, j in enumerate(cat):
+        arrays = [_as_object(_column(E, j))[idx], reference(j, idx)]
+        if X_train is not None:
+            arrays.append(_as_object(_column(X_train, j)))
+        codes = _codes(arrays, pd)
+        e_cat[:, k], r_cat[:, k] = codes[0], codes[1]
+        if X_train is not None:
+            t_cat[:, k] = codes[2]
+
+    # Changes from the reference.
+    changed = np.zeros((n_found, n_features), dtype=bool)
+    size = np.zeros((n_found, n_features))
+    delta = np.zeros((n_found, n_features))
+    with np.errstate(invalid="ignore"):
+        d = e_num - r_num
+        same = (np.abs(d) <= _ATOL * scale) | (np.isnan(e_num) & np.isnan(r_num))
+    changed[:, num] = ~same
+    size[:, num] = np.where(same, 0.0, np.abs(d) / scale)
+    delta[:, num] = np.where(same, 0.0, d)
+    changed[:, cat] = e_cat != r_cat
+    size[:, cat] = changed[:, cat]
+
+    values = np.zeros((n_found, n_features))
+    values[:, num] = e_num
+    with np.errstate(invalid="ignore"):
+        violation = changed & (immutable | (sign * delta < 0) | (values < lower)
+                               | (values > upper))
+
+    # Validity: one predict on X, one on all found explanations.
+    e_columns = [_as_object(_column(E, j))[idx] for j in range(n_features)]
+    pred_x = _predict(estimator, X)
+    wanted = None if target is None else target[idx]
+    pred_e = _predict(estimator, _model_rows(e_columns, X, pd)) if n_found else np.empty(0)
+    valid_found = _is_valid(mode, pred_e, pred_x[idx], wanted, pd).astype(bool) \
+        if n_found else np.zeros(0, dtype=bool)
+
+    # Redundancy: every changed feature of every valid explanation set back alone, one
+    # predict for all those rows.
+    redundancy = np.full(n_found, np.nan)
+    ok = np.flatnonzero(valid_found)
+    pair_row, pair_col = np.nonzero(changed[ok])
+    redundancy[ok] = 0.0
+    if len(pair_row):
+        rows = ok[pair_row]  # positions among found rows
+        columns_values = []
+        for j in range(n_features):
+            column = e_columns[j][rows].copy()
+            hit = pair_col == j
+            if hit.any():
+                column[hit] = reference(j, idx[rows[hit]])
+            columns_values.append(column)
+        pred_r = _predict(estimator, _model_rows(columns_values, X, pd))
+        still = _is_valid(mode, pred_r, pred_x[idx[rows]],
+                          None if wanted is None else wanted[rows], pd).astype(float)
+        redundancy[ok] = np.bincount(pair_row, weights=still, minlength=len(ok))
+
+    # yNN: one predict on X_train, neighbours found a block at a time.
+    ynn = np.full(n_found, np.nan)
+    if X_train is not None and n_found:
+        pred_t = _predict(estimator, X_train)
+        ynn = _ynn((e_num, e_cat), pred_e, (t_num, t_cat), pred_t, n_neighbors, cat, scale)
+
+    table = {name: np.full(n_samples, np.nan) for name in METRICS}
+    table["valid"] = np.zeros(n_samples, dtype=bool)
+    table["valid"][idx] = valid_found
+    table["l0"][idx] = changed.sum(axis=1)
+    table["l1"][idx] = size.sum(axis=1)
+    table["l2"][idx] = np.sqrt((size ** 2).sum(axis=1))
+    table["linf"][idx] = size.max(axis=1)
+    table["ynn"][idx] = ynn
+    table["violations"][idx] = violation.sum(axis=1)
+    table["redundancy"][idx] = redundancy
+    if seconds is not None:
+        table["seconds"] = seconds.astype(float)
+    index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(n_samples)
+    return pd.DataFrame(table, index=index, columns=list(METRICS))
+
+
+def summarize_metrics(table):
+    """Summary of an :func:`explanation_metrics` table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`explanation_metrics`.
+
+    Returns
+    -------
+    summary : dict
+        ``n_instances`` (rows), ``found`` (rows with an explanation), ``validity`` (share of
+        valid rows among all rows), and for each other metric ``<metric>_median`` and
+        ``<metric>_mean`` over the valid rows (NaN values ignored; NaN when there are none).
+    """
+    _import_pandas()
+    missing = [name for name in METRICS if name not in getattr(table, "columns", ())]
+    if missing:
+        raise ValueError(f"table lacks the columns {missing}; pass the output of "
+                         f"explanation_metrics.")
+    valid = table["valid"].to_numpy(dtype=bool)
+    n = len(table)
+    summary = {"n_instances": n, "found": int(table["l0"].notna().sum()),
+               "validity": float(valid.mean()) if n else np.nan}
+    for name in METRICS[1:]:
+        values = table[name].to_numpy(dtype=float)[valid]
+        values = values[~np.isnan(values)]
+        summary[f"{name}_median"] = float(np.median(values)) if values.size else np.nan
+        summary[f"{name}_mean"] = float(np.mean(values)) if values.size else np.nan
+    return summary

@@ -1,0 +1,287 @@
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from skcem import _tabular_metrics as tabular_metrics
+from skcem._tabular_metrics import METRICS
+from skcem.metrics import explanation_metrics, summarize_metrics
+
+
+class ThresholdClassifier:
+    """Class 1 where column ``column`` exceeds ``threshold``; records its calls."""
+
+    def __init__(self, column=0, threshold=0.5):
+        self.column = column
+        self.threshold = threshold
+        self.calls = []
+
+    def predict(self, X):
+        self.calls.append(X)
+        values = X[self.column] if isinstance(X, pd.DataFrame) else np.asarray(X)[:, self.column]
+        return (np.asarray(values, dtype=float) > self.threshold).astype(int)
+
+
+@pytest.fixture
+def mixed():
+    """One categorical and two numeric columns; MAD of a is 1, MAD of b is 2."""
+    X_train = pd.DataFrame({
+        "color": ["red", "blue", "red", "green", "blue"],
+        "a": [0.0, 1.0, 2.0, 3.0, 4.0],
+        "b": [0.0, 2.0, 4.0, 6.0, 8.0],
+    })
+    X = pd.DataFrame({"color": ["red", "blue"], "a": [0.0, 0.0], "b": [4.0, 4.0]},
+                     index=["p", "q"])
+    E = pd.DataFrame({"color": ["blue", "blue"], "a": [2.0, 3.0], "b": [3.0, 4.0]},
+                     index=["p", "q"])
+    return X, E, X_train
+
+
+def test_norms_by_hand(mixed):
+    X, E, X_train = mixed
+    table = explanation_metrics(ThresholdClassifier("a"), X, E, X_train=X_train)
+    assert list(table.columns) == list(METRICS)
+    assert list(table.index) == ["p", "q"]
+    # row p: color changes (1), a by 2 -> 2 MAD, b by -1 -> 0.5 MAD
+    assert table.loc["p", "l0"] == 3
+    assert table.loc["p", "l1"] == pytest.approx(3.5)
+    assert table.loc["p", "l2"] == pytest.approx(np.sqrt(1 + 4 + 0.25))
+    assert table.loc["p", "linf"] == pytest.approx(2.0)
+    # row q: only a, by 3 MAD
+    assert table.loc["q", ["l0", "l1", "l2", "linf"]].tolist() == pytest.approx([1, 3, 3, 3])
+    assert table["valid"].dtype == bool and table["valid"].all()
+    assert (table["violations"] == 0).all()
+    assert table["seconds"].isna().all()
+
+
+def test_mad_fallbacks_and_override():
+    X_train = np.array([[0.0, 0.0], [0.0, 5.0], [0.0, 5.0], [0.0, 5.0], [5.0, 5.0]])
+    # column 0: MAD 0 -> std 2; column 1: MAD 0 -> std 2; constant columns would use 1
+    X = np.array([[0.0, 5.0]])
+    E = np.array([[4.0, 1.0]])
+    table = explanation_metrics(ThresholdClassifier(0, 3.0), X, E, X_train=X_train)
+    assert table.loc[0, "l1"] == pytest.approx(2.0 + 2.0)
+    const = explanation_metrics(ThresholdClassifier(0, 3.0), X, E, X_train=np.ones((3, 2)),
+                                n_neighbors=1)
+    assert const.loc[0, "l1"] == pytest.approx(4.0 + 4.0)
+    given = explanation_metrics(ThresholdClassifier(0, 3.0), X, E, X_train=X_train,
+                                mad={0: 4.0})
+    assert given.loc[0, "l1"] == pytest.approx(1.0 + 2.0)
+    given = explanation_metrics(ThresholdClassifier(0, 3.0), X, E, mad=[4.0, 0.5])
+    assert given.loc[0, "l1"] == pytest.approx(1.0 + 8.0)
+    with pytest.raises(ValueError, match="mad"):
+        explanation_metrics(ThresholdClassifier(), X, E, mad={0: 0.0})
+
+
+def test_validity_modes_and_target():
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    E = np.array([[1.0, 0.0], [1.0, 1.0], [0.2, 0.0]])
+    model = ThresholdClassifier(0, 0.5)
+    for mode in ("CF", "PN"):
+        table = explanation_metrics(model, X, E, mode=mode)
+        assert table["valid"].tolist() == [True, False, False]
+    # a wanted class replaces "any other class", even the original one
+    table = explanation_metrics(model, X, E, mode="CF", target=[1, 1, 0])
+    assert table["valid"].tolist() == [True, True, True]
+    table = explanation_metrics(model, X, E, mode="CF", target=0)
+    assert table["valid"].tolist() == [False, False, True]
+    table = explanation_metrics(model, X, E, mode="CF", target=[None, 1, np.nan])
+    assert table["valid"].tolist() == [True, True, False]
+    # PP: the class of X kept; changes measured from the background
+    table = explanation_metrics(model, X, E, mode="PP", background=[0.0, 0.0])
+    assert table["valid"].tolist() == [False, True, True]
+    assert table["l0"].tolist() == [1, 2, 1]
+
+
+def test_logistic_regression_validity():
+    rng = np.random.default_rng(0)
+    X_train = rng.normal(size=(60, 2))
+    model = LogisticRegression().fit(X_train, (X_train[:, 0] > 0).astype(int))
+    X = np.array([[-2.0, 0.0], [2.0, 0.0]])
+    E = np.array([[2.0, 0.0], [1.5, 0.0]])
+    table = explanation_metrics(model, X, E, X_train=X_train)
+    assert table["valid"].tolist() == [True, False]
+
+
+def test_redundancy_and_predict_calls():
+    model = ThresholdClassifier(0, 0.5)
+    X = np.zeros((3, 3))
+    E = np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    X_train = np.random.default_rng(0).normal(size=(20, 3))
+    table = explanation_metrics(model, X, E, X_train=X_train)
+    assert table["redundancy"].tolist() == [1, 0, 2]
+    # X, the explanations, the redundancy rows, X_train
+    assert len(model.calls) == 4
+    assert len(model.calls[2]) == 2 + 1 + 3
+
+
+def test_redundancy_pp_reverts_to_background():
+    model = ThresholdClassifier(0, 0.5)
+    X = np.array([[1.0, 1.0]])
+    E = np.array([[1.0, 1.0]])
+    table = explanation_metrics(model, X, E, mode="PP", background=np.zeros(2))
+    assert table.loc[0, "valid"] and table.loc[0, "redundancy"] == 1
+    assert np.isnan(explanation_metrics(model, X, -E, mode="PP",
+                                        background=np.zeros(2)).loc[0, "redundancy"])
+
+
+def test_violations():
+    X = pd.DataFrame({"age": [30.0, 30.0], "income": [10.0, 10.0], "sex": ["f", "f"]})
+    E = pd.DataFrame({"age": [25.0, 30.0], "income": [200.0, 5.0], "sex": ["m", "f"]})
+    kwargs = dict(immutable_features=["sex"], directions={"age": "increase"},
+                  feature_range={"income": (0, 100)})
+    table = explanation_metrics(ThresholdClassifier("income", 50), X, E, **kwargs)
+    # row 0: sex changed, age decreased, income outside its range; row 1: income 5 is fine
+    assert table["violations"].tolist() == [3, 0]
+    table = explanation_metrics(ThresholdClassifier("income", 50), X, E,
+                                directions={"income": "increase"})
+    assert table["violations"].tolist() == [0, 1]
+
+
+def test_ynn_constructed(monkeypatch):
+    # class 1 where feature 0 > 0.5; training rows: four of class 1 near 10, then class 0
+    # rows at 3 and 4, far class 0 rows at -10
+    X_train = np.array([[10.0], [10.5], [11.0], [9.5], [3.0], [4.0], [-10.0], [-11.0]])
+    X = np.array([[0.0], [0.0], [0.0]])
+    E = np.array([[10.0], [6.0], [np.nan]])
+    model = ThresholdClassifier(0, 0.5)
+    monkeypatch.setattr(tabular_metrics, "_BLOCK_ELEMENTS", len(X_train))  # one row a block
+    table = explanation_metrics(model, X, E, X_train=X_train, n_neighbors=5, mad=[1.0])
+    # all training rows but those at -10, -11 are of class 1, so are E0 and E1
+    assert table["ynn"].tolist()[:2] == pytest.approx([1.0, 1.0])
+    # now the rows at 3 and 4 are of class 0; E0 at 10 and E1 at 6 still of class 1
+    table = explanation_metrics(ThresholdClassifier(0, 5.0), X, E, X_train=X_train,
+                                n_neighbors=5, mad=[1.0])
+    # E0's nearest: 10, 10.5, 9.5, 11, 4 -> 4 of 5; E1's: 4, 3, 9.5, 10, 10.5 -> 3 of 5
+    assert table["ynn"].tolist()[:2] == pytest.approx([0.8, 0.6])
+    assert np.isnan(table.loc[2, "ynn"])
+    assert np.isnan(explanation_metrics(model, X, E).loc[0, "ynn"])
+
+
+def test_ynn_categorical_distance():
+    X_train = pd.DataFrame({"c": ["x", "x", "y", "y"], "v": [0.0, 0.0, 0.0, 0.0]})
+
+    class ByCategory:
+        def predict(self, X):
+            return (X["c"] == "y").astype(int).to_numpy()
+
+    X = pd.DataFrame({"c": ["x"], "v": [0.0]})
+    E = pd.DataFrame({"c": ["y"], "v": [0.0]})
+    table = explanation_metrics(ByCategory(), X, E, X_train=X_train, n_neighbors=2)
+    assert table.loc[0, "ynn"] == 1.0 and table.loc[0, "l1"] == 1.0
+
+
+def test_not_found_rows():
+    X = pd.DataFrame({"a": [0.0, 0.0], "c": ["u", "v"]})
+    E = pd.DataFrame({"a": [np.nan, 1.0], "c": [None, "v"]})
+    table = explanation_metrics(ThresholdClassifier("a"), X, E, X_train=X, n_neighbors=1,
+                                seconds=[0.5, 0.25])
+    assert not table.loc[0, "valid"]
+    assert table.loc[0, list(METRICS[1:-1])].isna().all()
+    assert table["seconds"].tolist() == [0.5, 0.25]
+    assert table.loc[1, "valid"] and table.loc[1, "l0"] == 1
+    summary = summarize_metrics(table)
+    assert summary["found"] == 1 and summary["validity"] == 0.5
+    assert summary["l0_median"] == 1 and summary["seconds_mean"] == 0.25
+    none_found = explanation_metrics(ThresholdClassifier(), np.zeros((2, 2)),
+                                     np.full((2, 2), np.nan))
+    assert not none_found["valid"].any() and none_found["l0"].isna().all()
+
+
+def test_pipeline_with_strings_dtypes_and_no_mutation():
+    rng = np.random.default_rng(0)
+    n = 80
+    X_train = pd.DataFrame({
+        "job": rng.choice(["a", "b", "c"], n),
+        "size": pd.Categorical(rng.choice(["S", "L"], n)),
+        "owner": rng.random(n) > 0.5,
+        "x": rng.normal(size=n),
+        "z": rng.normal(size=n),
+    })
+    y = ((X_train["x"] + 2 * (X_train["job"] == "a")) > 0.5).astype(int)
+    model = make_pipeline(
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["job", "size", "owner"]),
+            (StandardScaler(), ["x", "z"])),
+        LogisticRegression()).fit(X_train, y)
+    X = X_train.iloc[:6].copy()
+    E = X.astype({"owner": object})
+    E["job"] = "a"
+    E["x"] = E["x"] + 1.0
+    E.iloc[3] = None
+    X_copy, E_copy, T_copy = X.copy(), E.copy(), X_train.copy()
+    table = explanation_metrics(model, X, E, X_train=X_train, immutable_features=["owner"],
+                                background=None)
+    pd.testing.assert_frame_equal(X, X_copy)
+    pd.testing.assert_frame_equal(E, E_copy)
+    pd.testing.assert_frame_equal(X_train, T_copy)
+    found = np.array([True, True, True, False, True, True])
+    pred_x = model.predict(X)[found]
+    pred_e = model.predict(E[found].astype({"owner": bool}))
+    assert table["valid"].tolist() == list(np.insert(pred_e != pred_x, 3, False))
+    changed_job = (X["job"] != "a").to_numpy()
+    assert table["l0"].tolist()[:3] == list((1 + changed_job[:3]).astype(float))
+    assert table["violations"].fillna(0).eq(0).all()
+    assert table["ynn"][found].between(0, 1).all()
+
+
+def test_auto_categorical_and_masks():
+    X = pd.DataFrame({"s": pd.array(["p", "q"], dtype="string"), "b": [True, False],
+                      "k": pd.Categorical(["u", "v"]), "n": [1, 2]})
+    E = pd.DataFrame({"s": ["q", "q"], "b": [True, True], "k": ["v", "v"], "n": [1, 4]})
+    table = explanation_metrics(ThresholdClassifier("n", 1.5), X, E, mad={"n": 1.0})
+    assert table["l1"].tolist() == [2.0, 3.0]  # row 0: s and k changed; row 1: b, n by 2
+    assert table["l0"].tolist() == [2.0, 2.0]
+    # integer-coded categories in an array
+    Xa = np.array([[0.0, 1.0], [0.0, 1.0]])
+    Ea = np.array([[5.0, 1.0], [0.0, 2.0]])
+    as_cat = explanation_metrics(ThresholdClassifier(), Xa, Ea, categorical_features=[1],
+                                 mad=[1.0, 1.0])
+    as_mask = explanation_metrics(ThresholdClassifier(), Xa, Ea,
+                                  categorical_features=[False, True], mad=[1.0, 1.0])
+    assert as_cat["l1"].tolist() == as_mask["l1"].tolist() == [5.0, 1.0]
+
+
+def test_bad_parameters_raise():
+    X = pd.DataFrame({"a": [0.0], "c": ["u"]})
+    E = pd.DataFrame({"a": [1.0], "c": ["u"]})
+    model = ThresholdClassifier("a")
+    with pytest.raises(ValueError, match=r"immutable_features.*'nope'"):
+        explanation_metrics(model, X, E, immutable_features=["nope"])
+    with pytest.raises(ValueError, match=r"categorical_features.*'zz'"):
+        explanation_metrics(model, X, E, categorical_features=["zz"])
+    with pytest.raises(ValueError, match="directions"):
+        explanation_metrics(model, X, E, directions={"a": "up"})
+    with pytest.raises(ValueError, match=r"directions.*categorical"):
+        explanation_metrics(model, X, E, directions={"c": "increase"})
+    with pytest.raises(ValueError, match=r"feature_range.*'q'"):
+        explanation_metrics(model, X, E, feature_range={"q": (0, 1)})
+    with pytest.raises(ValueError, match="mode"):
+        explanation_metrics(model, X, E, mode="XX")
+    with pytest.raises(ValueError, match="background"):
+        explanation_metrics(model, X, E, mode="PP")
+    with pytest.raises(ValueError, match="background lacks"):
+        explanation_metrics(model, X, E, mode="PP", background={"a": 0.0})
+    with pytest.raises(ValueError, match="target"):
+        explanation_metrics(model, X, E, mode="PN", target=1)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        explanation_metrics(model, X, E, X_train=X, n_neighbors=2)
+    with pytest.raises(ValueError, match="explanations lacks"):
+        explanation_metrics(model, X, E[["a"]])
+    with pytest.raises(ValueError, match="categorical_features"):
+        explanation_metrics(model, X, E, categorical_features=[])
+    with pytest.raises(TypeError, match="estimator"):
+        explanation_metrics(object(), X, E)
+    with pytest.raises(ValueError, match="table"):
+        summarize_metrics(pd.DataFrame({"valid": [True]}))
+
+
+def test_pandas_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match="pip install pandas"):
+        explanation_metrics(ThresholdClassifier(), np.zeros((1, 1)), np.ones((1, 1)))
