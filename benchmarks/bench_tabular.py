@@ -91,8 +91,8 @@ def run_skcem(model, X_train, rows, mode):
     seconds = time.perf_counter() - start
     background = None
     if mode == "PP":
-        codes = np.broadcast_to(explanation.background, explanation.encoded["X"].shape).copy()
-        background = explainer._codec.decode(codes, for_model=False, index=rows.index)
+        codes = np.asarray(explanation.background, dtype=float)[None]
+        background = explainer._codec.decode(codes, for_model=False)
     return explanation.explanation, seconds, explanation.meta["n_model_rows"] / len(rows), \
         background
 

@@ -481,9 +481,11 @@ default=None
           broken arbitrarily), the share that the model puts in the explanation's own
           predicted class;
         - ``violations``: changed immutable features, changes against ``directions`` and
-          changed values outside ``feature_range``, measured from the reference;
+          changed values outside ``feature_range``, always measured from ``X`` (the
+          constraints are about the instance, also for a PP);
         - ``redundancy``: number of changed features that can each, alone, be set back to
-          the reference value with the explanation still valid (NaN for invalid rows);
+          the reference value with the explanation still valid (NaN for invalid rows); for
+          a PP only removals that violate no constraint count;
         - ``seconds``: time per instance.
 
         Rows without an explanation have ``valid`` False and NaN in every other column but
@@ -581,9 +583,31 @@ default=None
 
     values = np.zeros((n_found, n_features))
     values[:, num] = e_num
+    # Constraints are about the instance: violations are always measured from X (a PP keeps
+    # part of X; its change from the background is no violation), and a PP's feature counts
+    # as redundant only where removing it would violate nothing.
+    if bg is None:
+        changed_x, delta_x, revertible = changed, delta, np.ones_like(changed)
+    else:
+        x_num = numeric(X, "X", idx)
+        changed_x = np.zeros((n_found, n_features), dtype=bool)
+        delta_x = np.zeros((n_found, n_features))
+        revertible = np.ones((n_found, n_features), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            changed_x[:, num] = ~(np.abs(e_num - x_num) <= _ATOL * scale)
+            delta_x[:, num] = np.where(changed_x[:, num], e_num - x_num, 0.0)
+            removed = r_num - x_num
+            revertible[:, num] = ~((np.abs(removed) > _ATOL * scale)
+                                   & (immutable[num] | (sign[num] * removed < 0)
+                                      | (r_num < lower[num]) | (r_num > upper[num])))
+        for k, j in enumerate(cat):
+            codes = _codes([_as_object(_column(E, j))[idx], _as_object(_column(X, j))[idx],
+                            reference(j, idx)], pd)
+            changed_x[:, j] = codes[0] != codes[1]
+            revertible[:, j] = ~(immutable[j] & (codes[2] != codes[1]))
     with np.errstate(invalid="ignore"):
-        violation = changed & (immutable | (sign * delta < 0) | (values < lower)
-                               | (values > upper))
+        violation = changed_x & (immutable | (sign * delta_x < 0) | (values < lower)
+                                 | (values > upper))
 
     # Validity: one predict on X, one on all found explanations.
     e_columns = [_as_object(_column(E, j))[idx] for j in range(n_features)]
@@ -597,7 +621,7 @@ default=None
     # predict for all those rows.
     redundancy = np.full(n_found, np.nan)
     ok = np.flatnonzero(valid_found)
-    pair_row, pair_col = np.nonzero(changed[ok])
+    pair_row, pair_col = np.nonzero(changed[ok] & revertible[ok])
     redundancy[ok] = 0.0
     if len(pair_row):
         rows = ok[pair_row]  # positions among found rows

@@ -285,3 +285,17 @@ def test_pandas_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="pip install pandas"):
         explanation_metrics(ThresholdClassifier(), np.zeros((1, 1)), np.ones((1, 1)))
+
+
+def test_pp_constraints_are_measured_from_the_instance():
+    """A PP that keeps an immutable feature violates nothing, though it differs from the
+    background there; a kept feature whose removal would break a direction is not redundant."""
+    X = pd.DataFrame({"a": [5.0, 1.0], "b": [3.0, 2.0]})
+    model = ThresholdClassifier(column="a", threshold=2.0)
+    kept = X.copy()  # keeps everything: a valid PP
+    table = explanation_metrics(model, X, kept, mode="PP", background={"a": 0.0, "b": 0.0},
+                                immutable_features=["a"], directions={"b": "increase"},
+                                X_train=X, n_neighbors=1)
+    assert table["violations"].tolist() == [0, 0]
+    # b can be removed without changing the class, but removing it decreases b: not allowed
+    assert table["redundancy"].tolist() == [0, 0]
