@@ -93,6 +93,8 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
                              only_changed=False):
     """A bar per feature: how the explanation changes the instance, and the class change.
 
+    A changed category is a hatched purple bar labelled "from → to".
+
     Parameters
     ----------
     explanation : Explanation
@@ -121,11 +123,26 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         ax.set_axis_off()
         return fig
     delta = explanation.delta[index]
+    categorical = explanation._numbers()[2]
     keep = np.abs(delta) > 1e-12 if only_changed else np.ones(n_features, dtype=bool)
     positions = np.arange(int(keep.sum()))
-    colors = np.where(delta[keep] > 0, "tab:red", "tab:blue")
-    ax.barh(positions, delta[keep], color=colors)
-    ax.set_yticks(positions, [n for n, k in zip(names, keep) if k])
+    # A changed category is drawn as a hatched bar labelled "from → to", half the widest
+    # numeric change long (1 without one), since categories have no size.
+    numeric = np.abs(delta[~categorical])
+    unit = 0.5 * numeric.max() if numeric.size and numeric.max() > 0 else 1.0
+    lengths = np.where(categorical, delta * unit, delta)[keep]
+    colors = np.where(categorical[keep], "tab:purple",
+                      np.where(lengths > 0, "tab:red", "tab:blue"))
+    bars = ax.barh(positions, lengths, color=colors)
+    labels = [n for n, k in zip(names, keep) if k]
+    for bar, j in zip(bars, np.flatnonzero(keep)):
+        if categorical[j] and delta[j]:
+            bar.set_hatch("//")
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                    f" {explanation._value(explanation.X, index, j)} → "
+                    f"{explanation._value(explanation.explanation, index, j)}",
+                    va="center", fontsize="small")
+    ax.set_yticks(positions, labels)
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(f"{explanation.mode} - original")

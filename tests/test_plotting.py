@@ -80,3 +80,24 @@ def test_similarity_shows_most_and_least_similar(digits, digits_model):
     assert f"{exp.scores[1, order[0]]:.3g}" in axes[1].get_title()
     assert axes[3].get_title().startswith("least similar")
     plt.close(fig)
+
+
+def test_tabular_plot_labels_category_changes():
+    pytest.importorskip("pandas")
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem import CounterfactualExplainer
+    from skcem.plotting import plot_tabular_explanation
+    from tests.test_tables import make_table, pipeline
+
+    X, y = make_table(300)
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+    exp = CounterfactualExplainer(model).fit(X).explain(X.iloc[:20])
+    i = next(i for i, row in enumerate(exp.changes()) if any(" → " in str(v)
+                                                              for v in row.values()))
+    fig = plot_tabular_explanation(exp, index=i, only_changed=True)
+    texts = [t.get_text().strip() for t in fig.axes[0].texts]
+    expected = [v for v in exp.changes()[i].values() if isinstance(v, str)]
+    assert sorted(texts) == sorted(expected)
+    plt = pytest.importorskip("matplotlib.pyplot")
+    plt.close(fig)
