@@ -62,7 +62,8 @@ def load_adult(directory):
         frame = pd.read_csv(directory / name, header=None, names=COLUMNS,
                             skipinitialspace=True, na_values="?", skiprows=skip).dropna()
         y = frame.pop("income").str.rstrip(".").eq(">50K").astype(int)
-        return frame.drop(columns=["fnlwgt", "education"]).reset_index(drop=True), y
+        return frame.drop(columns=["fnlwgt", "education"]).reset_index(drop=True), \
+            y.reset_index(drop=True)
 
     X_train, y_train = read("adult.data.gz", 0)
     X_test, y_test = read("adult.test.gz", 1)  # its first line is a comment

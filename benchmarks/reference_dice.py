@@ -2,11 +2,12 @@
 
 Run inside the DiCE virtual environment, e.g.::
 
-    /path/to/dice-venv/bin/python benchmarks/reference_dice.py --input spec.joblib --output out.json
+    /tmp/dice/bin/python benchmarks/reference_dice.py --input spec.joblib --output out.json
 
 The DiCE environment (not a dependency of skcem)::
 
-    python3 -m venv /tmp/dice && /tmp/dice/bin/pip install dice-ml==0.12 scikit-learn==<same> pandas==<same>
+    python3 -m venv /tmp/dice
+    /tmp/dice/bin/pip install dice-ml==0.12 scikit-learn==<same> pandas==<same>
 
 with the scikit-learn and pandas versions of the environment that pickled the model.
 

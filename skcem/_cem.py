@@ -45,6 +45,14 @@ class CEMExplainer(BaseContrastiveExplainer):
         is taken as a ``predict_proba`` function.
     mode : {"PN", "PP"}, default="PN"
         Find pertinent negatives or pertinent positives.
+    search : {"auto", "fista", "neighbors"}, default="auto"
+        How answers are searched. "fista": the gradient search (FISTA with a search on
+        ``c``). "neighbors": the gradient-free search, which starts from the rows given to
+        ``fit`` that the model puts in a wanted class, reverts every change that is not needed
+        and bisects the numeric ones towards the instance (see the user guide); it needs only
+        the model's answers and moves categorical columns. "auto": "neighbors" for categorical
+        columns, trees, forests, boosting, nearest neighbours and any other model whose
+        numerical gradient vanishes on the data; "fista" otherwise. ``search_`` tells which.
     gradient : {"auto", "exact", "numerical"}, default="auto"
         How a scikit-learn model is differentiated with respect to its input. "exact": its
         exact gradient, one forward and one backward pass per iteration for the whole batch
@@ -61,12 +69,15 @@ class CEMExplainer(BaseContrastiveExplainer):
         first), so ``kappa >= 1`` could never be met and is refused.
     beta : float, default=0.1
         Weight of the L1 term: larger values give sparser explanations.
-    feature_range : tuple (min, max) or None, default=None
-        Bounds of the explanation's features, each a scalar or one value per feature. ``None``
-        learns the per-feature minimum and maximum of the data passed to ``fit``.
-    no_info_val : float, array-like of shape (n_features,) or None, default=None
+    feature_range : tuple (min, max), dict or None, default=None
+        Bounds of the explanation's features, each a scalar or one value per feature, or a dict
+        ``{column: (min, max)}`` for some numeric columns. What is not given is learned: the
+        per-feature minimum and maximum of the data passed to ``fit``.
+    no_info_val : float, array-like of shape (n_features,), dict or None, default=None
         The value of each feature that carries no information (an image's background). ``None``
-        learns it from the data passed to ``fit`` (see ``no_info_type``).
+        learns it from the data passed to ``fit`` (see ``no_info_type``); a categorical column's
+        is its most frequent category. A dict ``{column: value}`` (a category for a categorical
+        column) sets some columns and learns the others.
     no_info_type : {"median", "mean"}, default="median"
         How ``fit`` learns ``no_info_val`` when it is not given.
     gamma : float, default=0.0
@@ -80,11 +91,19 @@ class CEMExplainer(BaseContrastiveExplainer):
     input_shape : tuple or None, default=None
         Shape of one instance as the Keras model(s) expect it (such as ``(28, 28, 1)``);
         inferred from the model when None. ``X`` has ``prod(input_shape)`` columns.
+    categorical_features : "auto", array-like or None, default="auto"
+        Columns whose values are categories: "auto" takes DataFrame columns of object,
+        string, category or bool dtype (and text columns of an array); or names, indices or
+        a boolean mask (integer-coded categories); None or [] for none. Answers only take
+        categories seen in ``fit``; a changed category counts 1 in the distance.
     immutable_features : array-like or None, default=None
         Features that never change in a PN or PP (age, sex, ...): indices, a boolean mask of
         length ``n_features``, or feature names when fitted on a DataFrame. Enforced in the
         optimizer: their gradient and their shrinkage step are masked, so they keep the
         original's exact value.
+    directions : dict or None, default=None
+        ``{column: "increase" | "decrease"}``: the only way a numeric column may change
+        (columns by name, or index for arrays).
     distance : {"elastic", "mad"}, default="elastic"
         The distance minimised. "elastic" is the reference's ``||d||_2^2 + beta * ||d||_1``;
         "mad" measures it in units of each feature's median absolute deviation (MAD, learned
@@ -145,6 +164,14 @@ class CEMExplainer(BaseContrastiveExplainer):
     feature_range_ : tuple of two ndarrays of shape (n_features,)
     immutable_mask_ : ndarray of bool, shape (n_features,)
         True for the features that never change.
+    directions_ : ndarray of int, shape (n_features,)
+        +1 (only increase), -1 (only decrease) or 0 per feature.
+    categorical_mask_ : ndarray of bool, shape (n_features,)
+        The columns explained as categories.
+    categories_ : list
+        The categories of each categorical column (None for numeric columns).
+    search_ : {"fista", "neighbors"}
+        The search used.
     mad_ : ndarray of shape (n_features,)
         Median absolute deviation of each feature (``distance="mad"`` only).
     n_features_in_ : int

@@ -38,6 +38,14 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         The class each counterfactual must have: "other" is each instance's most probable
         other class (the closest different one), a class label applies to all instances, an
         array gives one label per instance explained (same length as ``X`` in ``explain``).
+    search : {"auto", "fista", "neighbors"}, default="auto"
+        How answers are searched. "fista": the gradient search (FISTA with a search on
+        ``c``). "neighbors": the gradient-free search, which starts from the rows given to
+        ``fit`` that the model puts in a wanted class, reverts every change that is not needed
+        and bisects the numeric ones towards the instance (see the user guide); it needs only
+        the model's answers and moves categorical columns. "auto": "neighbors" for categorical
+        columns, trees, forests, boosting, nearest neighbours and any other model whose
+        numerical gradient vanishes on the data; "fista" otherwise. ``search_`` tells which.
     gradient : {"auto", "exact", "numerical"}, default="auto"
         As for :class:`CEMExplainer`.
     distance : {"l1", "l2", "mad"}, default="l1"
@@ -47,10 +55,19 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Weight of the distance against the cross-entropy.
     c_steps : int, default=5
         Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
+    categorical_features : "auto", array-like or None, default="auto"
+        Columns whose values are categories: "auto" takes DataFrame columns of object,
+        string, category or bool dtype (and text columns of an array); or names, indices or
+        a boolean mask (integer-coded categories); None or [] for none. Answers only take
+        categories seen in ``fit``; a changed category counts 1 in the distance.
     immutable_features : array-like or None, default=None
         Features that never change: indices, a boolean mask, or names (DataFrame input).
-    feature_range : tuple (min, max) or None, default=None
-        Bounds of the counterfactual's features; learned from the data when None.
+    directions : dict or None, default=None
+        ``{column: "increase" | "decrease"}``: the only way a numeric column may change
+        (columns by name, or index for arrays).
+    feature_range : tuple (min, max), dict or None, default=None
+        Bounds of the counterfactual's features, or a dict ``{column: (min, max)}`` for some
+        numeric columns; learned from the data where not given.
     input_shape : tuple or None, default=None
         Shape of one instance for a Keras model.
     learning_rate_init : float, default=1e-2
@@ -61,6 +78,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     Attributes
     ----------
     estimator_, classes_, feature_range_, immutable_mask_, n_features_in_
+        As for :class:`CEMExplainer`.
+    directions_, categorical_mask_, categories_, search_
         As for :class:`CEMExplainer`.
     mad_ : ndarray of shape (n_features,)
         Only with ``distance="mad"``.

@@ -93,8 +93,8 @@ def test_tabular_plot_labels_category_changes():
     X, y = make_table(300)
     model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
     exp = CounterfactualExplainer(model).fit(X).explain(X.iloc[:20])
-    i = next(i for i, row in enumerate(exp.changes()) if any(" → " in str(v)
-                                                              for v in row.values()))
+    i = next(i for i, row in enumerate(exp.changes())
+             if any(" → " in str(v) for v in row.values()))
     fig = plot_tabular_explanation(exp, index=i, only_changed=True)
     texts = [t.get_text().strip() for t in fig.axes[0].texts]
     expected = [v for v in exp.changes()[i].values() if isinstance(v, str)]

@@ -276,7 +276,7 @@ def test_integer_coded_categories_in_an_array():
     cf = CounterfactualExplainer(model, categorical_features=[1]).fit(X)
     exp = explain(cf, X[:30])
     assert exp.found.mean() >= 0.95
-    assert set(np.asarray(exp.explanation[exp.found][:, 1], dtype=float)) <= {0.0, 1.0, 2.0,
-                                                                                3.0}
+    colours = set(np.asarray(exp.explanation[exp.found][:, 1], dtype=float))
+    assert colours <= {0.0, 1.0, 2.0, 3.0}
     assert (model.predict(exp.explanation[exp.found].astype(float))
             != model.predict(X[:30][exp.found])).all()
