@@ -132,3 +132,20 @@ def test_forced_neighbors_search_on_a_smooth_model_is_valid(cancer):
     assert exp.meta["search"] == "neighbors"
     assert exp.found.any()
     assert (model.predict(exp.explanation[exp.found]) != model.predict(X[::40][exp.found])).all()
+
+
+def test_parallel_batches_give_the_same_answers(cancer):
+    X, _, models = cancer
+    rows = X[::40]
+    one = explain(CounterfactualExplainer(models["forest"], batch_size=5).fit(X), rows)
+    two = explain(CounterfactualExplainer(models["forest"], batch_size=5, n_jobs=2).fit(X),
+                  rows)
+    assert np.array_equal(one.found, two.found)
+    assert np.array_equal(one.explanation[one.found], two.explanation[two.found])
+
+
+def test_score_works_with_the_gradient_free_search(cancer):
+    X, _, models = cancer
+    cem = CEMExplainer(models["forest"], mode="PP").fit(X)
+    score = cem.score(X[::40])
+    assert 0.0 < score <= 1.0
