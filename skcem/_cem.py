@@ -143,9 +143,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         reference effectively does: on MNIST with an auto-encoder it fails more often at
         small ``c``, so its search moves to larger ``c`` and ends with sparser pertinent
         negatives.
-    batch_size : int, default=64
-        Instances optimised together. A black-box batch sends ``2 * n_features *
-        batch_size`` rows to ``predict_proba`` in one call.
+    batch_size : int or "auto", default="auto"
+        Instances optimised together. A black-box batch of the gradient search sends
+        ``2 * n_features * batch_size`` rows to ``predict_proba`` in one call. "auto": 64 for
+        the gradient search, 1024 for the gradient-free one (whose calls are small).
     n_jobs : int or None, default=None
         Batches explained in parallel by joblib workers (-1: all cores), with the same
         results as ``None`` (one process). Under ``joblib.parallel_config(backend="dask")``
@@ -239,7 +240,7 @@ class CEMExplainer(BaseContrastiveExplainer):
                  immutable_features=None, directions=None, distance="elastic",
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
-                 n_iter_no_change=50, momentum=True, batch_size=64, n_jobs=None,
+                 n_iter_no_change=50, momentum=True, batch_size="auto", n_jobs=None,
                  verbose=0):
         self.estimator = estimator
         self.mode = mode

@@ -80,7 +80,7 @@ _SHARED_CONSTRAINTS = {
     "update_num_grad": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither"), None],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "n_jobs": [Integral, None],
     "verbose": ["verbose"],
 }
@@ -215,7 +215,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             rows = np.random.default_rng(0).permutation(len(X))[:_MAX_POOL_ROWS] \
                 if len(X) > _MAX_POOL_ROWS else slice(None)
             pool = X[rows]
-            self._pool = CandidatePool(Z=pool, pred=self._backend.predict(pool))
+            proba = self._backend.predict_proba(pool)
+            self._pool = CandidatePool(Z=pool, pred=self._backend.predict(pool),
+                                       confidence=proba.max(axis=1))
         self._fit_data(X)
         return self
 
@@ -286,6 +288,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         gradient = backend.proba_vjp(probed, cotangent)
         flat = np.all(gradient == 0, axis=1)
         return "neighbors" if flat.mean() >= _FLAT_SHARE else "fista"
+
+    def _batch_size(self):
+        """``batch_size``, where "auto" is 64 for the gradient search (its black-box batch
+        sends ``2 * n_features * 64`` rows per call) and 1024 for the gradient-free one (a few
+        rows per instance and call: fewer, larger calls)."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        return 64 if self.search_ == "fista" else 1024
 
     def _search(self, backend, problem, settings, progress=None):
         """The search of one batch: the seam between the two strategies, which return the
@@ -449,7 +459,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                       directions=self.directions_ if self.directions_.any() else None,
                       categorical=self.categorical_mask_, **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
-        starts = range(0, X.shape[0], self.batch_size)
+        size = self._batch_size()
+        starts = range(0, X.shape[0], size)
         steps = settings.c_steps if self.search_ == "fista" else 1
         bar = progress_bar(len(starts) * steps, type(self).__name__, self.verbose >= 1)
 
@@ -459,8 +470,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                        "c-step %d: median c %.4g, %d of %d found", step + 1, np.median(c),
                        int(found.sum()), found.size)
 
-        batches = [(X[i:i + self.batch_size], target[i:i + self.batch_size],
-                    searchable[i:i + self.batch_size]) for i in starts]
+        batches = [(X[i:i + size], target[i:i + size], searchable[i:i + size])
+                   for i in starts]
         try:
             if self.n_jobs in (None, 1) or len(batches) == 1:
                 outcomes = [_solve_batch(self, x0, t, s, common, settings, report)

@@ -111,7 +111,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
                  immutable_features=None, directions=None, feature_range=None,
                  input_shape=None, learning_rate_init=1e-2, max_iterations=1000,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
-                 n_iter_no_change=50, batch_size=64, n_jobs=None, verbose=0):
+                 n_iter_no_change=50, batch_size="auto", n_jobs=None, verbose=0):
         self.estimator = estimator
         self.target_class = target_class
         self.search = search

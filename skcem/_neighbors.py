@@ -7,10 +7,12 @@ needs only the model's answers, batched over all instances of a batch in each ca
 1. **Start from valid answers.** A PN or counterfactual starts from the training rows (given
    to ``fit``) that the model puts in a wanted class, each first made admissible for the
    instance: immutable features and moves the mode or ``directions`` forbid are set back to
-   the instance's values, numeric values clipped to the feature range. The ``n_candidates``
-   nearest of them (in the explainer's distance) are asked, more in rounds while none is
-   valid; the ``n_starts`` nearest valid ones are refined. A PP starts from the instance
-   itself (it keeps everything).
+   the instance's values, numeric values clipped to the feature range. Those made of the 350
+   rows nearest to the instance and of the 50 the model is most sure of are ranked in the
+   explainer's distance; the ``n_candidates`` nearest are asked, more in rounds while fewer
+   than ``n_starts`` are valid, all the rest where none is; the ``n_starts`` nearest valid
+   ones are refined. A PN also tries its farthest admissible answer. A PP starts from the
+   instance itself (it keeps everything).
 2. **Undo what is not needed.** Greedily, every change is tried reverted alone (to the
    instance's value; for a PP, to the no-information value: the feature is removed); all the
    reverts that stay valid are tried together, else the one saving most distance is kept.
@@ -33,8 +35,12 @@ from ._fista import SearchResult, _rows
 
 # Distances computed at once when ranking the pool (32 MB of float64).
 _MAX_RANKED_VALUES = 2**22
-# Pool rows nearest to an instance (before the constraints) that are made admissible, ranked.
+# Pool rows made admissible and ranked per instance: the nearest (before the constraints),
+# and the ones the model is most sure of, which resist what the constraints undo.
 _PRESELECTED = 400
+_MOST_CONFIDENT = 50
+# Answers with at most this many numeric changes shrink them one by one only.
+_ONE_BY_ONE = 4
 
 
 def is_piecewise_constant(estimator):
@@ -64,11 +70,13 @@ def is_piecewise_constant(estimator):
 class CandidatePool:
     """Rows the search may start from: the data given to ``fit`` and the model's classes.
 
-    ``Z`` is in the search's numbers (category codes); ``pred`` holds class indices.
+    ``Z`` is in the search's numbers (category codes); ``pred`` holds class indices and
+    ``confidence`` the model's probability of that class.
     """
 
     Z: np.ndarray
     pred: np.ndarray
+    confidence: np.ndarray
 
 
 class NeighborSearch:
@@ -82,7 +90,7 @@ class NeighborSearch:
     n_candidates : int
         Candidates asked per instance in each round.
     n_rounds : int
-        Rounds of candidates before an instance is given up.
+        Rounds of candidates; then an instance without a valid one asks all the rest.
     n_starts : int
         Valid candidates refined per instance; the best result is kept.
     n_bisections : int
@@ -93,7 +101,7 @@ class NeighborSearch:
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
-                 n_bisections=10, max_shrunk=32):
+                 n_bisections=7, max_shrunk=32):
         self.pool = pool
         self.whole = whole
         self.n_candidates = n_candidates
@@ -136,9 +144,13 @@ class NeighborSearch:
         ranked, distances = self._ranked(search, rows)
         owners, starts = [], []
         n_valid = np.zeros(rows.size, dtype=int)
-        for r in range(self.n_rounds):
+        for r in range(self.n_rounds + 1):
             columns = slice(r * self.n_candidates, (r + 1) * self.n_candidates)
-            asked = (n_valid < self.n_starts)[:, None] & np.isfinite(distances[:, columns])
+            wanted = n_valid < self.n_starts
+            if r == self.n_rounds:  # last: every candidate left, for instances with none
+                columns = slice(columns.start, None)
+                wanted = n_valid == 0
+            asked = wanted[:, None] & np.isfinite(distances[:, columns])
             if not asked.any():
                 break
             i, k = np.nonzero(asked)
@@ -176,12 +188,13 @@ class NeighborSearch:
     def _ranked(self, search, rows):
         """Per instance, the admissible versions of the wanted pool rows, nearest first.
 
-        The pool is first narrowed to the ``_PRESELECTED`` rows nearest to the instance in
-        the L1 part of the distance (one ``cdist`` call); only those are made admissible.
+        The pool is first narrowed to the rows nearest to the instance in the L1 part of the
+        distance (one ``cdist`` call) and the ones the model is most sure of; only those are
+        made admissible.
         """
         problem = search.problem
         pool = self.pool
-        depth = self.n_candidates * self.n_rounds
+        depth = _PRESELECTED
         d = problem.x0.shape[1]
         ranked = np.zeros((rows.size, depth, d))
         distances = np.full((rows.size, depth), np.inf)
@@ -198,8 +211,12 @@ class NeighborSearch:
             for start in range(0, group.size, block):
                 part = group[start:start + block]
                 nearby = cdist(embedded_rows[part], embedded_pool[members], "cityblock")
-                keep = min(_PRESELECTED, members.size)
+                keep = min(_PRESELECTED - _MOST_CONFIDENT, members.size)
                 nearby = members[np.argpartition(nearby, keep - 1, axis=1)[:, :keep]]
+                sure = members[np.argsort(-pool.confidence[members], kind="stable")
+                               [:_MOST_CONFIDENT]]
+                nearby = np.hstack([nearby, np.broadcast_to(sure, (part.size, sure.size))])
+                keep = nearby.shape[1]
                 candidates = search.admissible(pool.Z[nearby], rows[part])
                 dist = search.distance(candidates, rows[part])
                 changed = np.any(candidates != problem.x0[rows[part]][:, None], axis=2)
@@ -335,7 +352,8 @@ class _Batch:
 
     def shrink(self, E, owner, n_bisections, max_shrunk):
         """Bisect numeric changes towards their unchanged value while the answer stays valid:
-        all together first, then one by one (the largest ``max_shrunk``)."""
+        all together first where there are many, then one by one (the largest
+        ``max_shrunk``)."""
         E = E.copy()
         target = self._unchanged_value(E, owner)
         numeric = ~self.categorical & (E != target)
@@ -343,7 +361,8 @@ class _Batch:
             numeric &= self.problem.mutable
         if not numeric.any():
             return E
-        rows = np.flatnonzero(numeric.any(axis=1))
+        # All together first only where one by one would be long: many changes.
+        rows = np.flatnonzero(numeric.sum(axis=1) > _ONE_BY_ONE)
         E[rows] = self._bisect(E[rows], target[rows], numeric[rows], owner[rows], n_bisections)
         weighted = np.where(numeric, self.l1 * np.abs(E - target)
                             + self.l2 * (E - target) ** 2, -np.inf)
