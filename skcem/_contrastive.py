@@ -205,6 +205,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             raise ValueError(f"`estimator` has {len(self.classes_)} classes_ but its "
                              f"predict_proba returns {proba.shape[1]} columns.")
         names = getattr(self, "feature_names_in_", None)
+        self.categorical_mask_ = np.zeros(X.shape[1], bool) if codec is None \
+            else codec.categorical_.copy()
+        self.categories_ = [None] * X.shape[1] if codec is None else list(codec.categories_)
         self.feature_range_ = table_feature_range(self.feature_range, X, codec, names)
         self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1], names,
                                             "immutable_features")
@@ -220,21 +223,6 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                        confidence=proba.max(axis=1))
         self._fit_data(X)
         return self
-
-    @property
-    def categorical_mask_(self):
-        """ndarray of bool, shape (n_features,): the columns explained as categories."""
-        check_is_fitted(self)
-        codec = self._codec
-        return np.zeros(self.n_features_in_, bool) if codec is None else codec.categorical_
-
-    @property
-    def categories_(self):
-        """list: the categories seen in ``fit`` of each categorical column (None for numeric
-        columns)."""
-        check_is_fitted(self)
-        codec = self._codec
-        return [None] * self.n_features_in_ if codec is None else list(codec.categories_)
 
     def _validate(self, X, y=None, *, reset):
         """The search's numbers for ``X`` (category codes for categorical columns), and y.
