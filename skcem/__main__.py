@@ -198,17 +198,17 @@ def _load_model(path):
         raise InputError(f"--model: cannot load {path}: {exc}") from exc
 
 
-def _check_params(params):
-    from . import CEMExplainer
-
-    for key, option in (("mode", "--mode"), ("verbose", "--quiet")):
+def _check_params(params, explainer, options):
+    """Refuse ``--params`` that another option sets (``options``: name -> option) or that
+    ``explainer`` (a class) does not have."""
+    for key, option in options.items():
         if key in params:
             raise InputError(f"--params: set {key} with {option}, not --params")
-    valid = CEMExplainer().get_params()
+    valid = explainer().get_params()
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise InputError(f"--params: unknown CEMExplainer parameters {unknown}; valid ones are "
-                         f"{sorted(k for k in valid if k not in ('estimator', 'mode'))}")
+        raise InputError(f"--params: unknown {explainer.__name__} parameters {unknown}; valid "
+                         f"ones are {sorted(k for k in valid if k not in options)}")
 
 
 def _parse_params(items):
@@ -328,7 +328,8 @@ def _explain(args):
         else:
             train = _reorder(train_header, train, header, "--train")
     params = _parse_params(args.params)
-    _check_params(params)
+    _check_params(params, CEMExplainer, {"estimator": "--model", "mode": "--mode",
+                                         "verbose": "--quiet"})
     try:
         cem = CEMExplainer(model, mode=args.mode, verbose=0 if args.quiet else 1, **params)
         with warnings.catch_warnings():
@@ -356,6 +357,10 @@ def _similarity(args):
     from . import GradientSimilarityExplainer
 
     _check_out(args.out)
+    params = _parse_params(args.params)
+    _check_params(params, GradientSimilarityExplainer,
+                  {"estimator": "--model", "sim_fn": "--sim-fn", "task": "--task",
+                   "verbose": "--quiet"})
     model = _load_model(args.model)
     features, X_train, y_train = _read_train(args, model)
     features, X_train = _model_columns(model, features, X_train, "--train")
@@ -366,8 +371,9 @@ def _similarity(args):
             # the columns were matched to the model's by name above; the explainer passes
             # arrays without names to the model
             warnings.filterwarnings("ignore", "X does not have valid feature names")
-            explainer = GradientSimilarityExplainer(model, sim_fn=args.sim_fn,
-                                                    task=args.task).fit(X_train, y_train)
+            explainer = GradientSimilarityExplainer(model, sim_fn=args.sim_fn, task=args.task,
+                                                    verbose=0 if args.quiet else 1,
+                                                    **params).fit(X_train, y_train)
             scores, indices = explainer.kneighbors(data, n_neighbors=args.k)
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
@@ -409,8 +415,11 @@ def build_parser():
                             choices=["grad_dot", "grad_cos", "grad_asym_dot"])
     similarity.add_argument("--task", default="classification",
                             choices=["classification", "regression"])
+    similarity.add_argument("--params", nargs="*", metavar="KEY=VALUE",
+                            help="GradientSimilarityExplainer parameters, e.g. "
+                                 "precompute_grads=True n_components=1024 n_jobs=2")
     similarity.add_argument("--out", required=True)
-    similarity.add_argument("--quiet", action="store_true")
+    similarity.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 

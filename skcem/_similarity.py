@@ -4,6 +4,7 @@ from dataclasses import dataclass, fields
 from numbers import Integral
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -15,6 +16,8 @@ from ._gradients import is_keras_model
 from ._gradients._base import ignoring_feature_name_warnings
 from ._gradients._keras import detect_output_kind
 from ._param_grads import check_supported, make_param_gradients
+from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
+from ._param_grads._projection import GradientProjection
 from ._progress import progress_bar
 from ._validation import is_prefitted, resolve_estimator, validate_float_data
 
@@ -32,23 +35,48 @@ def _safe_divide(numerator, denominator):
 _ASYM_STABILITY = 1e-7
 
 
+# Training rows scored at once against a batch of test rows when their gradients are stored:
+# the scores of a batch stay at batch_size * _TRAIN_BLOCK floats, whatever the training set.
+_TRAIN_BLOCK = 4096
+
+
 def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
     """Scores between rows of two gradient matrices (ALGORITHMS.md, "Gradient similarity").
+
+    Either may also be :class:`~skcem._param_grads._factors.GradientFactors`: dense layers
+    as (input, output gradient) pairs, scored without building their gradients.
 
     ``grad_cos`` is the exact cosine: a gradient of norm 0 scores 0. (The reference adds 1e-7
     to the product of norms, which shrinks the scores of confidently classified instances,
     gradient norms near 1e-4, towards 0.) ``grad_asym_dot`` is the reference's
     ``g_a . g_b / (||g_b||^2 + 1e-7)``, bounded for perfectly fitted training points.
     """
-    scores = test_grads @ train_grads.T
+    scores = gradient_dot(test_grads, train_grads)
     if sim_fn == "grad_dot":
         return scores
     if train_sq_norms is None:
-        train_sq_norms = np.einsum("ij,ij->i", train_grads, train_grads)
+        train_sq_norms = gradient_sq_norms(train_grads)
     if sim_fn == "grad_asym_dot":
         return scores / (train_sq_norms[None, :] + _ASYM_STABILITY)
-    test_norms = np.linalg.norm(test_grads, axis=1)
+    test_norms = np.sqrt(gradient_sq_norms(test_grads))
     return _safe_divide(scores, test_norms[:, None] * np.sqrt(train_sq_norms)[None, :])
+
+
+def _merge_top_k(scores, indices, block_scores, block_indices, k):
+    """The ``k`` best of two candidate sets, by decreasing score, then increasing index.
+
+    ``indices`` come before ``block_indices`` and each set is in that order already, so a stable
+    sort keeps ties in index order: the result is that of a stable sort of all the scores.
+    """
+    scores = np.hstack([scores, block_scores])
+    indices = np.hstack([indices, np.broadcast_to(block_indices, block_scores.shape)])
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, best, axis=1), np.take_along_axis(indices, best, axis=1)
+
+
+def _block_gradients(explainer, X, y):
+    """Gradients of a block of rows, in this process or a joblib worker."""
+    return explainer._grads(X, y)
 
 
 @dataclass
@@ -122,12 +150,28 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         For classification, a test instance's target defaults to the model's predicted class;
         for regression it must be given (:meth:`explain`).
     precompute_grads : bool, default=False
-        Keep the training gradients from ``fit``: ``n_train * n_params`` floats (float32 for
-        Keras, float64 otherwise), faster explanations. When False they are recomputed, batch by
-        batch, for each batch of test instances, and peak memory stays at
+        Keep the training gradients from ``fit``, for faster explanations: factorised (see
+        ``grads_train_``), or their projections with ``n_components``. When False they are
+        recomputed, block by block, for each batch of test instances, and peak memory stays at
         ``O(batch_size * n_params)`` beyond the data and the scores.
+    n_components : int or None, default=None
+        None: exact scores. An int: scores between gradients randomly projected to
+        ``n_components`` dimensions, unbiased estimates of the exact dot products, their
+        error shrinking as ``1 / sqrt(n_components)``; the full gradient of a dense layer is
+        never built. A dense layer's gradient, the outer product of its input ``a`` and its
+        output gradient ``δ``, is projected as ``(a Ω) ⊙ (δ Ψ) / sqrt(n_components)`` with
+        Gaussian ``Ω`` and ``Ψ`` (a variance at most 4 times that of a Gaussian projection of
+        the whole gradient); other layers' gradients are count-sketched. ``grad_cos`` and
+        ``grad_asym_dot`` use the projected norms.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the projection of ``n_components``.
     batch_size : int, default=64
         Instances whose gradients are computed together.
+    n_jobs : int or None, default=None
+        Blocks of training rows whose gradients are computed in parallel by joblib workers
+        (-1: all cores), with the same scores as ``None`` (one process). Each worker rebuilds
+        the gradient function: worth it for scikit-learn models and large training sets, less
+        for Keras models, whose functions are compiled again in each worker.
     input_shape : tuple or None, default=None
         Shape of one instance for a Keras model; inferred from it when None.
     verbose : int, default=0
@@ -138,8 +182,14 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     estimator_ : object
     X_train_ : ndarray of shape (n_train, n_features)
     y_train_ : ndarray of shape (n_train,) or (n_train, n_outputs)
-    grads_train_ : ndarray of shape (n_train, n_params) or None
-        Only with ``precompute_grads=True``.
+    grads_train_ : GradientFactors, ndarray of shape (n_train, n_components) or None
+        Only with ``precompute_grads=True``: with ``n_components``, the projected training
+        gradients; otherwise the exact ones, factorised: the inputs and output gradients of
+        dense layers (scikit-learn models, plain Keras ``Dense`` layers) and the flattened
+        gradients of all other parameters (``grads_train_.toarray()`` builds the
+        ``(n_train, n_params)`` matrix, parameters in another order).
+    projection_ : GradientProjection or None
+        The random projection, with ``n_components``.
     n_params_ : int
     n_features_in_ : int
 
@@ -163,20 +213,26 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         "sim_fn": [StrOptions({"grad_dot", "grad_cos", "grad_asym_dot"})],
         "task": [StrOptions({"classification", "regression"})],
         "precompute_grads": ["boolean"],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
         "input_shape": [tuple, list, None],
         "verbose": ["verbose"],
     }
 
     def __init__(self, estimator=None, *, loss="auto", sim_fn="grad_dot",
-                 task="classification", precompute_grads=False, batch_size=64,
-                 input_shape=None, verbose=0):
+                 task="classification", precompute_grads=False, n_components=None,
+                 random_state=None, batch_size=64, n_jobs=None, input_shape=None, verbose=0):
         self.estimator = estimator
         self.loss = loss
         self.sim_fn = sim_fn
         self.task = task
         self.precompute_grads = precompute_grads
+        self.n_components = n_components
+        self.random_state = random_state
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.input_shape = input_shape
         self.verbose = verbose
 
@@ -214,8 +270,15 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         self.n_params_ = int(self._gradients.n_params)
         self.X_train_ = X.copy()
         self.y_train_ = self._targets(y)
-        self.grads_train_ = self._grads(self.X_train_, self.y_train_) \
-            if self.precompute_grads else None
+        self.projection_ = None
+        if self.n_components is not None:
+            template = self._gradients.factors(self.X_train_[:1], self.y_train_[:1])
+            self.projection_ = GradientProjection(template, self.n_components,
+                                                  self.random_state)
+        self.grads_train_ = None
+        if self.precompute_grads:
+            blocks = [slice(i, i + self.batch_size) for i in range(0, len(X), self.batch_size)]
+            self.grads_train_ = stack_gradients(list(self._train_gradients(blocks)))
         return self
 
     def _make_gradients(self):
@@ -238,9 +301,22 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         return y
 
     def _grads(self, X, y):
+        """Gradients of ``X``: factorised, or projected with ``n_components``."""
         gradients = self._get_gradients()
-        return np.vstack([gradients(X[i:i + self.batch_size], y[i:i + self.batch_size])
-                          for i in range(0, len(X), self.batch_size)])
+        parts = []
+        for i in range(0, len(X), self.batch_size):
+            factors = gradients.factors(X[i:i + self.batch_size], y[i:i + self.batch_size])
+            parts.append(factors if self.projection_ is None else self.projection_(factors))
+        return stack_gradients(parts)
+
+    def _train_gradients(self, blocks):
+        """Gradients of the training rows of each block, in workers with ``n_jobs``."""
+        X, y = self.X_train_, self.y_train_
+        if self.n_jobs in (None, 1) or len(blocks) == 1:
+            return (self._grads(X[rows], y[rows]) for rows in blocks)
+        # Blocks are independent: workers give the same gradients as this process.
+        parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
+        return parallel(delayed(_block_gradients)(self, X[rows], y[rows]) for rows in blocks)
 
     def _predicted_targets(self, X):
         if is_keras_model(self.estimator_):
@@ -254,31 +330,46 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         with ignoring_feature_name_warnings():
             return self.estimator_.predict(X)
 
-    def _scores(self, X, y):
+    def _train_blocks(self, sq_norms=None):
+        """Training rows, their gradients and squared norms (or None), block by block."""
         n_train = len(self.X_train_)
-        scores = np.empty((len(X), n_train))
-        train_sq_norms = None
         if self.grads_train_ is not None:
-            train_sq_norms = np.einsum("ij,ij->i", self.grads_train_, self.grads_train_)
+            for start in range(0, n_train, _TRAIN_BLOCK):
+                rows = slice(start, start + _TRAIN_BLOCK)
+                yield rows, self.grads_train_[rows], \
+                    None if sq_norms is None else sq_norms[rows]
+            return
+        blocks = [slice(i, i + self.batch_size) for i in range(0, n_train, self.batch_size)]
+        for rows, grads in zip(blocks, self._train_gradients(blocks)):
+            yield rows, grads, None
+
+    def _score_blocks(self, X, y):
+        """Scores of each batch of ``X``, block by block of training rows.
+
+        Yields (test rows, blocks), blocks yielding (training rows, scores of shape
+        (test rows, training rows)); each batch's blocks are to be used before the next batch.
+        """
+        train_sq_norms = None
+        if self.grads_train_ is not None and self.sim_fn != "grad_dot":
+            train_sq_norms = gradient_sq_norms(self.grads_train_)
         starts = range(0, len(X), self.batch_size)
         bar = progress_bar(len(starts), type(self).__name__, self.verbose >= 1)
         try:
             for start in starts:
                 rows = slice(start, start + self.batch_size)
                 test_grads = self._grads(X[rows], y[rows])
-                if self.grads_train_ is not None:
-                    scores[rows] = similarity(test_grads, self.grads_train_, self.sim_fn,
-                                              train_sq_norms)
-                else:
-                    for t_start in range(0, n_train, self.batch_size):
-                        t_rows = slice(t_start, t_start + self.batch_size)
-                        train_grads = self._get_gradients()(self.X_train_[t_rows],
-                                                            self.y_train_[t_rows])
-                        scores[rows, t_rows] = similarity(test_grads, train_grads,
-                                                          self.sim_fn)
+                yield rows, ((t_rows, similarity(test_grads, train_grads, self.sim_fn, sq_norms))
+                             for t_rows, train_grads, sq_norms
+                             in self._train_blocks(train_sq_norms))
                 bar.update(1)
         finally:
             bar.close()
+
+    def _scores(self, X, y):
+        scores = np.empty((len(X), len(self.X_train_)))
+        for rows, blocks in self._score_blocks(X, y):
+            for t_rows, block in blocks:
+                scores[rows, t_rows] = block
         return scores
 
     def _check_X_y(self, X, y):
@@ -364,10 +455,18 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         if n_neighbors > len(self.X_train_):
             raise ValueError(f"`n_neighbors` ({n_neighbors}) exceeds the training set size "
                              f"({len(self.X_train_)}).")
-        scores = self.transform(X)
-        indices = np.argsort(-scores, axis=1, kind="stable")[:, :n_neighbors]
+        X, y = self._check_X_y(X, None)
+        # A running top-k over blocks of training rows: no (n_test, n_train) matrix.
+        scores = np.empty((len(X), n_neighbors))
+        indices = np.empty((len(X), n_neighbors), dtype=np.intp)
+        train_indices = np.arange(len(self.X_train_))
+        for rows, blocks in self._score_blocks(X, y):
+            best = np.empty((len(X[rows]), 0)), np.empty((len(X[rows]), 0), dtype=np.intp)
+            for t_rows, block in blocks:
+                best = _merge_top_k(*best, block, train_indices[t_rows], n_neighbors)
+            scores[rows], indices[rows] = best
         if return_scores:
-            return np.take_along_axis(scores, indices, axis=1), indices
+            return scores, indices
         return indices
 
     def __sklearn_tags__(self):

@@ -417,3 +417,19 @@ def test_explain_a_csv_with_text_columns_and_a_saved_pipeline(tmp_path, capsys):
             answer[name] = [value]
         answer = answer.astype(X.dtypes.to_dict())
         assert model.predict(answer)[0] != model.predict(X.iloc[[i]])[0]
+
+
+def test_similarity_params_reach_the_explainer(files, capsys):
+    folder, model, X = files
+    code, err = _main(capsys, *_command("similarity", folder), "-k", "3", "--params",
+                      "n_components=8", "random_state=0", "precompute_grads=True")
+    assert code == 0, err
+    y = load_iris(return_X_y=True)[1]
+    projected = GradientSimilarityExplainer(model, n_components=8, random_state=0,
+                                            precompute_grads=True).fit(X, y)
+    scores, indices = projected.kneighbors(X[[0, 60, 120]], n_neighbors=3)
+    _check_neighbours(folder / "out.json", scores, indices)
+    code, err = _main(capsys, *_command("similarity", folder), "--params", "sim_fn=grad_cos")
+    assert code == 2 and "set sim_fn with --sim-fn" in err
+    code, err = _main(capsys, *_command("similarity", folder), "--params", "n_component=8")
+    assert code == 2 and "unknown GradientSimilarityExplainer parameters ['n_component']" in err

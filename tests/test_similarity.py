@@ -12,6 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcem import GradientSimilarityExplainer
 from skcem._param_grads import make_param_gradients
+from skcem._similarity import similarity
 
 
 def _parameters(model):
@@ -154,7 +155,9 @@ def test_regression_needs_targets_at_explain_time(digits):
 
 
 @parametrize_with_checks([GradientSimilarityExplainer(),
-                          GradientSimilarityExplainer(sim_fn="grad_cos", precompute_grads=True)])
+                          GradientSimilarityExplainer(sim_fn="grad_cos", precompute_grads=True),
+                          GradientSimilarityExplainer(n_components=8, random_state=0,
+                                                      precompute_grads=True)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -174,6 +177,8 @@ def test_clone_pickle_pipeline(digits, digits_model):
 @pytest.mark.parametrize("params, fit_y, match", [
     ({"sim_fn": "grad_l2"}, True, "'sim_fn' parameter"),
     ({"task": "ranking"}, True, "'task' parameter"),
+    ({"n_components": 0}, True, "'n_components' parameter"),
+    ({"n_jobs": "all"}, True, "'n_jobs' parameter"),
     ({"loss": "hinge"}, True, "`loss` must be 'auto' for scikit-learn models"),
     ({}, False, "requires y to be passed"),
 ])
@@ -219,5 +224,104 @@ def test_on_the_fly_gradients_keep_memory_at_batch_scale(digits, digits_model):
         explainer.fit(X[:n_train], y[:n_train]).transform(X[1300:1302])
         peaks[precompute] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert peaks[True] > all_grads_bytes
+    # precomputed gradients are kept factorised: (inputs, output gradients) of each layer
+    assert peaks[True] > explainer.grads_train_.nbytes
+    assert explainer.grads_train_.nbytes < 0.1 * all_grads_bytes
     assert peaks[False] < 0.25 * all_grads_bytes
+
+
+def _keras_model():
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(12, activation="tanh"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+
+
+@pytest.mark.parametrize("kind", ["mlp", "logistic", "keras"])
+def test_factorised_scores_equal_materialised_ones(digits, digits_model, kind):
+    X, y = digits
+    X_train, y_train, X_test = X[:150], y[:150], X[1300:1310]
+    model = {"mlp": lambda: digits_model,
+             "logistic": lambda: LogisticRegression(max_iter=500).fit(X[:300], y[:300]),
+             "keras": _keras_model}[kind]()
+    gradients = make_param_gradients(model, input_shape=(8, 8, 1) if kind == "keras" else None)
+    if kind == "keras":
+        assert len(gradients.dense_layers) == 2  # the Conv2D's gradients stay materialised
+        X_train, X_test = X_train.astype(np.float32), X_test.astype(np.float32)
+    for sim_fn in ("grad_dot", "grad_cos", "grad_asym_dot"):
+        explainer = GradientSimilarityExplainer(model, sim_fn=sim_fn, batch_size=32,
+                                                precompute_grads=True).fit(X_train, y_train)
+        target = explainer.explain(X_test).target
+        expected = similarity(gradients(X_test, target).astype(float),
+                              gradients(X_train, explainer.y_train_).astype(float), sim_fn)
+        np.testing.assert_allclose(explainer.transform(X_test), expected, rtol=1e-4,
+                                   atol=1e-6 * np.abs(expected).max(), err_msg=sim_fn)
+        on_the_fly = clone(explainer).set_params(precompute_grads=False).fit(X_train, y_train)
+        np.testing.assert_allclose(on_the_fly.transform(X_test), explainer.transform(X_test),
+                                   rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("precompute", [False, True])
+def test_kneighbors_by_blocks_equals_sorting_all_scores(digits, digits_model, precompute,
+                                                        monkeypatch):
+    import skcem._similarity
+
+    monkeypatch.setattr(skcem._similarity, "_TRAIN_BLOCK", 7)
+    X, y = digits
+    # duplicated training rows tie: ranked by index, as a stable sort of all the scores
+    X_train, y_train = np.vstack([X[:40], X[:40]]), np.concatenate([y[:40], y[:40]])
+    explainer = GradientSimilarityExplainer(digits_model, sim_fn="grad_cos", batch_size=9,
+                                            precompute_grads=precompute).fit(X_train, y_train)
+    scores = explainer.transform(X[1300:1320])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :6]
+    top_scores, indices = explainer.kneighbors(X[1300:1320], n_neighbors=6)
+    np.testing.assert_array_equal(indices, order)
+    np.testing.assert_array_equal(top_scores, np.take_along_axis(scores, order, axis=1))
+
+
+def test_kneighbors_never_builds_all_scores(digits, digits_model):
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model, batch_size=16).fit(X[:1500], y[:1500])
+    X_test = np.tile(X[1500:], (3, 1))
+    all_scores_bytes = len(X_test) * 1500 * 8
+    tracemalloc.start()
+    explainer.kneighbors(X_test, n_neighbors=3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.25 * all_scores_bytes
+
+
+@pytest.mark.parametrize("kind", ["mlp", "keras"])
+def test_projected_scores_are_seeded_and_converge(digits, digits_model, kind):
+    X, y = digits
+    model = digits_model if kind == "mlp" else _keras_model()
+    X_train, y_train, X_test = X[:200], y[:200], X[1300:1320]
+    exact = GradientSimilarityExplainer(model).fit(X_train, y_train).transform(X_test)
+    errors = []
+    for n_components in (16, 4096):
+        explainer = GradientSimilarityExplainer(model, n_components=n_components, random_state=0,
+                                                precompute_grads=True).fit(X_train, y_train)
+        assert explainer.grads_train_.shape == (200, n_components)
+        scores = explainer.transform(X_test)
+        errors.append(np.linalg.norm(scores - exact) / np.linalg.norm(exact))
+    assert errors[1] < 0.4 * errors[0]  # the error shrinks as 1 / sqrt(n_components)
+    again = GradientSimilarityExplainer(model, n_components=4096, random_state=0)
+    np.testing.assert_allclose(again.fit(X_train, y_train).transform(X_test), scores)
+    other_seed = clone(again).set_params(random_state=1).fit(X_train, y_train)
+    assert not np.allclose(other_seed.transform(X_test), scores)
+
+
+@pytest.mark.parametrize("n_components", [None, 32])
+@pytest.mark.parametrize("precompute", [False, True])
+def test_n_jobs_gives_the_scores_of_one_process(digits, digits_model, n_components, precompute):
+    X, y = digits
+    params = dict(sim_fn="grad_cos", batch_size=100, n_components=n_components, random_state=0,
+                  precompute_grads=precompute)
+    one = GradientSimilarityExplainer(digits_model, **params).fit(X[:300], y[:300])
+    two = GradientSimilarityExplainer(digits_model, n_jobs=2, **params).fit(X[:300], y[:300])
+    np.testing.assert_array_equal(two.transform(X[1300:1310]), one.transform(X[1300:1310]))

@@ -1,7 +1,9 @@
 """Per-example gradients of the loss with respect to the parameters of scikit-learn models.
 
 Closed form for linear models, numpy back-propagation for multi-layer perceptrons: the gradient
-of each training or test row, for a whole batch at once, without TensorFlow.
+of each training or test row, for a whole batch at once, without TensorFlow. Every layer is a
+dense one, so :meth:`factors` gives the gradients as (input, output gradient) pairs without
+building them (see :mod:`._factors`).
 
 Losses: cross-entropy (log loss) of the predicted probabilities for classifiers, the squared
 error averaged over outputs (Keras' ``mean_squared_error``) for regressors. Parameters are
@@ -12,6 +14,8 @@ import numpy as np
 from scipy.special import expit, softmax
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDRegressor
 from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+from ._factors import GradientFactors
 
 LINEAR_CLASSIFIERS = (LogisticRegression,)
 LINEAR_REGRESSORS = (LinearRegression, Ridge, SGDRegressor)
@@ -48,15 +52,23 @@ class LinearGradients:
         self.fit_intercept = bool(getattr(model, "fit_intercept", True))
         self.n_params = self.coef.size + (self.coef.shape[0] if self.fit_intercept else 0)
 
-    def __call__(self, X, y):
+    def _delta(self, X, y):
         z = X @ self.coef.T + self.intercept
         if isinstance(self.model, LINEAR_CLASSIFIERS):
             z = expit(z) if z.shape[1] == 1 else softmax(z, axis=1)
-        delta = _output_delta(self.model, z, y)
+        return _output_delta(self.model, z, y)
+
+    def __call__(self, X, y):
+        delta = self._delta(X, y)
         parts = [(delta[:, :, None] * X[:, None, :]).reshape(len(X), -1)]
         if self.fit_intercept:
             parts.append(delta)
         return np.hstack(parts)
+
+    def factors(self, X, y):
+        """The gradients of ``X`` as :class:`GradientFactors`: one dense layer."""
+        inputs = _with_ones(X) if self.fit_intercept else X
+        return GradientFactors([(inputs, self._delta(X, y))])
 
 
 class MLPGradients:
@@ -67,7 +79,8 @@ class MLPGradients:
         self.activation, self.derivative = _ACTIVATION[model.activation]
         self.n_params = sum(W.size + b.size for W, b in zip(model.coefs_, model.intercepts_))
 
-    def __call__(self, X, y):
+    def _layers(self, X, y):
+        """Each layer's input and the gradient with respect to its output, first layer first."""
         model = self.model
         layers = list(zip(model.coefs_, model.intercepts_))
         activations = [X]
@@ -80,15 +93,28 @@ class MLPGradients:
             else:
                 activations.append(_ACTIVATION[model.out_activation_][0](z))
         delta = _output_delta(model, activations[-1], y)
-        grads = []
+        deltas = []
         for i in range(len(layers) - 1, -1, -1):
-            W, _ = layers[i]
-            a_in = activations[i]
-            grads.append(delta)
-            grads.append((a_in[:, :, None] * delta[:, None, :]).reshape(len(X), -1))
+            deltas.append(delta)
             if i > 0:
-                delta = (delta @ W.T) * self.derivative(a_in)
-        return np.hstack(grads[::-1])
+                delta = (delta @ layers[i][0].T) * self.derivative(activations[i])
+        return list(zip(activations[:-1], deltas[::-1]))
+
+    def __call__(self, X, y):
+        grads = []
+        for a_in, delta in self._layers(X, y):
+            grads.append((a_in[:, :, None] * delta[:, None, :]).reshape(len(X), -1))
+            grads.append(delta)
+        return np.hstack(grads)
+
+    def factors(self, X, y):
+        """The gradients of ``X`` as :class:`GradientFactors`: one dense layer per layer."""
+        return GradientFactors([(_with_ones(a_in), delta) for a_in, delta in self._layers(X, y)])
+
+
+def _with_ones(a):
+    """``a`` with a column of ones: the input that multiplies a dense layer's bias."""
+    return np.hstack([a, np.ones((len(a), 1))])
 
 
 def sklearn_gradients(model):

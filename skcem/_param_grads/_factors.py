@@ -1,0 +1,103 @@
+"""Per-example gradients kept factorised: dense layers as (input, output gradient) pairs.
+
+For a dense layer ``z = a @ W + b`` the gradient of one example's loss with respect to ``W`` is
+the outer product ``a ⊗ δ`` of the layer's input ``a`` and the gradient ``δ = dL/dz``, and the
+gradient with respect to ``b`` is ``δ``: with ``â = [a, 1]`` the layer's whole gradient is
+``â ⊗ δ``. Dot products and norms then factorise,
+
+    (â_i ⊗ δ_i) · (â_j ⊗ δ_j) = (â_i · â_j) (δ_i · δ_j),    ||â ⊗ δ||² = ||â||² ||δ||²,
+
+so scores between ``n`` and ``m`` examples cost ``O(n m (d_in + d_out))`` per layer instead of
+``O(n m d_in d_out)``, and the outer products are never built. The other parameters' gradients
+are kept flattened; per-layer contributions add up.
+"""
+
+import numpy as np
+
+
+class GradientFactors:
+    """Per-example gradients of ``n`` examples, dense layers factorised.
+
+    Parameters
+    ----------
+    dense : list of (ndarray of shape (n, d_in), ndarray of shape (n, d_out))
+        Each dense layer's input (with a column of ones for its bias, if it has one) and the
+        gradient of the loss with respect to its output before the activation.
+    other : ndarray of shape (n, n_other) or None
+        Flattened gradients of all other parameters (none when it has no column).
+    """
+
+    def __init__(self, dense, other=None):
+        self.dense = [(np.asarray(a, dtype=float), np.asarray(d, dtype=float))
+                      for a, d in dense]
+        # kept in their own precision: float32 from Keras, n_params floats per example
+        self.other = None if other is None or other.shape[1] == 0 else np.asarray(other)
+
+    def __len__(self):
+        if self.dense:
+            return len(self.dense[0][0])
+        return 0 if self.other is None else len(self.other)
+
+    def __getitem__(self, rows):
+        return GradientFactors([(a[rows], d[rows]) for a, d in self.dense],
+                               None if self.other is None else self.other[rows])
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes + d.nbytes for a, d in self.dense) + \
+            (0 if self.other is None else self.other.nbytes)
+
+    @classmethod
+    def concatenate(cls, parts):
+        """The factors of all the rows of ``parts``, in order."""
+        first = parts[0]
+        dense = [(np.vstack([p.dense[k][0] for p in parts]),
+                  np.vstack([p.dense[k][1] for p in parts])) for k in range(len(first.dense))]
+        other = None if first.other is None else np.vstack([p.other for p in parts])
+        return cls(dense, other)
+
+    def dot(self, other):
+        """Gradient dot products: ndarray of shape (len(self), len(other))."""
+        out = np.zeros((len(self), len(other)))
+        for (a, d), (a2, d2) in zip(self.dense, other.dense):
+            out += (a @ a2.T) * (d @ d2.T)
+        if self.other is not None:
+            out += self.other @ other.other.T
+        return out
+
+    def sq_norms(self):
+        """Squared gradient norms: ndarray of shape (len(self),)."""
+        out = np.zeros(len(self))
+        for a, d in self.dense:
+            out += np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", d, d)
+        if self.other is not None:
+            out += np.einsum("ij,ij->i", self.other, self.other)
+        return out
+
+    def toarray(self):
+        """The flattened gradients (dense layers first, each as ``â ⊗ δ`` row-major)."""
+        parts = [(a[:, :, None] * d[:, None, :]).reshape(len(a), -1) for a, d in self.dense]
+        if self.other is not None:
+            parts.append(self.other)
+        return np.hstack(parts)
+
+
+def gradient_dot(test, train):
+    """Dot products between the rows of two gradient matrices or :class:`GradientFactors`."""
+    if isinstance(test, GradientFactors):
+        return test.dot(train)
+    return test @ train.T
+
+
+def gradient_sq_norms(grads):
+    """Squared norms of the rows of a gradient matrix or :class:`GradientFactors`."""
+    if isinstance(grads, GradientFactors):
+        return grads.sq_norms()
+    return np.einsum("ij,ij->i", grads, grads)
+
+
+def stack_gradients(parts):
+    """Rows of several gradient matrices, or of several :class:`GradientFactors`, in order."""
+    if isinstance(parts[0], GradientFactors):
+        return GradientFactors.concatenate(parts)
+    return np.vstack(parts)

@@ -1,0 +1,64 @@
+"""Seeded random projection of per-example gradients that never builds the full gradient.
+
+A dense layer's gradient ``g = â ⊗ δ`` (see :mod:`._factors`) is projected as
+
+    P(g) = (â Ω) ⊙ (δ Ψ) / sqrt(k),
+
+with ``Ω`` (d_in, k) and ``Ψ`` (d_out, k) standard Gaussian: the outer product projected by the
+Khatri-Rao matrix ``Ω ⊙ Ψ``, at the cost of projecting ``â`` and ``δ`` separately, with
+``O((d_in + d_out) k)`` numbers stored instead of ``O(d_in d_out k)``. It is unbiased,
+``E[P(g) · P(g')] = g · g'``, with variance
+
+    ((|â|²|â'|² + 2(â·â')²) (|δ|²|δ'|² + 2(δ·δ')²) - (â·â')²(δ·δ')²) / k,
+
+between ``(|g|²|g'|² + (g·g')²) / k`` (that of an unstructured Gaussian projection of ``g``) and
+four times that (when ``g'`` is parallel to ``g``): the price of never building ``g``.
+
+The other parameters' gradients, kept flattened, are count-sketched: each parameter is added,
+with a random sign, to one of ``k`` random components (a sparse matrix, ``O(n_params)`` memory).
+Unbiased, with variance ``(|g|²|g'|² + (g·g')² - 2 Σ_p g_p² g'_p²) / k``.
+
+The layers' projections are added, not concatenated: the result is one projection of the whole
+gradient to ``k`` dimensions by a block-structured matrix, its variance of the same order as
+that of one layer.
+"""
+
+import numpy as np
+from scipy import sparse
+from sklearn.utils import check_random_state
+
+
+class GradientProjection:
+    """Projects :class:`GradientFactors` to ``n_components`` dimensions.
+
+    Parameters
+    ----------
+    template : GradientFactors
+        Factors of any example, for the layers' sizes.
+    n_components : int
+    random_state : int, RandomState instance or None
+    """
+
+    def __init__(self, template, n_components, random_state=None):
+        rng = check_random_state(random_state)
+        self.n_components = n_components
+        self.dense = [(rng.standard_normal((a.shape[1], n_components)),
+                       rng.standard_normal((d.shape[1], n_components)))
+                      for a, d in template.dense]
+        self.sketch = None
+        if template.other is not None:
+            n_other = template.other.shape[1]
+            buckets = rng.randint(n_components, size=n_other)
+            signs = rng.choice([-1.0, 1.0], size=n_other)
+            self.sketch = sparse.csr_matrix((signs, (np.arange(n_other), buckets)),
+                                            shape=(n_other, n_components))
+
+    def __call__(self, factors):
+        """Projected gradients: ndarray of shape (len(factors), n_components)."""
+        out = np.zeros((len(factors), self.n_components))
+        for (a, d), (omega, psi) in zip(factors.dense, self.dense):
+            out += (a @ omega) * (d @ psi)
+        out /= np.sqrt(self.n_components)
+        if self.sketch is not None:
+            out += (self.sketch.T @ factors.other.T).T
+        return out
