@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from .costs import median_absolute_deviation
+
 __all__ = ["explanation_metrics", "summarize_metrics"]
 
 METRICS = ("valid", "l0", "l1", "l2", "linf", "ynn", "violations", "redundancy", "seconds")
@@ -302,16 +304,11 @@ def _per_row(value, n, name, pd, dtype=object):
 
 
 def _mad_of(values):
-    """MAD of each column, else its standard deviation where the MAD is 0, else 1."""
+    """The explainers' MAD of each column (:func:`skcem.costs.median_absolute_deviation`),
+    so that a counterfactual's MAD-L1 here is its ``distance`` with ``distance="mad"``."""
     if values.shape[1] == 0:
         return np.ones(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        median = np.nanmedian(values, axis=0)
-        mad = np.nanmedian(np.abs(values - median), axis=0)
-        std = np.nanstd(values, axis=0)
-    mad = np.where(mad > 0, mad, np.where(std > 0, std, 1.0))
-    return np.where(np.isfinite(mad), mad, 1.0)
+    return median_absolute_deviation(values)
 
 
 def _codes(arrays, pd):
@@ -461,7 +458,8 @@ default=None
         Scale of each numeric feature, overriding the computed ones (a dict may give some
         features only; array entries for categorical features are ignored). Computed: the
         median absolute deviation ``median(|x - median(x)|)`` of the column of ``X_train``;
-        where it is 0, the column's standard deviation; where that is 0 too, 1.
+        where it is 0, its mean absolute deviation from the median; where that is 0 too, 1
+        (the explainers' :func:`skcem.costs.median_absolute_deviation`).
     n_neighbors : int, default=5
         Number of training neighbours for ``ynn``; at most ``len(X_train)``.
     seconds : float or array-like of shape (n_samples,), default=None

@@ -12,6 +12,8 @@ Input terms (``value(x)``, ``gradient(x)``) measure an instance ``x`` against an
 outputs against a target, their gradient being with respect to the outputs. Values are per row.
 """
 
+import warnings
+
 import numpy as np
 
 
@@ -59,14 +61,16 @@ def median_absolute_deviation(X):
 
     A feature whose MAD is 0 (more than half its values equal) falls back to its mean
     absolute deviation from the median, and to 1 where that is 0 too (a constant feature):
-    never a division by zero.
+    never a division by zero. Missing values (NaN) are left out; an all-missing feature gets 1.
     """
     X = np.asarray(X, dtype=float)
-    deviation = np.abs(X - np.median(X, axis=0))
-    mad = np.median(deviation, axis=0)
-    fallback = np.mean(deviation, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        deviation = np.abs(X - np.nanmedian(X, axis=0))
+        mad = np.nanmedian(deviation, axis=0)
+        fallback = np.nanmean(deviation, axis=0)
     mad = np.where(mad > 0, mad, fallback)
-    return np.where(mad > 0, mad, 1.0)
+    return np.where(np.isfinite(mad) & (mad > 0), mad, 1.0)
 
 
 def one_hot(index, n_classes, xp=np, dtype=float):

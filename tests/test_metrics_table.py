@@ -61,17 +61,17 @@ def test_norms_by_hand(mixed):
 
 def test_mad_fallbacks_and_override():
     X_train = np.array([[0.0, 0.0], [0.0, 5.0], [0.0, 5.0], [0.0, 5.0], [5.0, 5.0]])
-    # column 0: MAD 0 -> std 2; column 1: MAD 0 -> std 2; constant columns would use 1
+    # columns 0 and 1: MAD 0 -> mean absolute deviation from the median, 1.0; constant: 1
     X = np.array([[0.0, 5.0]])
     E = np.array([[4.0, 1.0]])
     table = explanation_metrics(ThresholdClassifier(0, 3.0), X, E, X_train=X_train)
-    assert table.loc[0, "l1"] == pytest.approx(2.0 + 2.0)
+    assert table.loc[0, "l1"] == pytest.approx(4.0 + 4.0)
     const = explanation_metrics(ThresholdClassifier(0, 3.0), X, E, X_train=np.ones((3, 2)),
                                 n_neighbors=1)
     assert const.loc[0, "l1"] == pytest.approx(4.0 + 4.0)
     given = explanation_metrics(ThresholdClassifier(0, 3.0), X, E, X_train=X_train,
                                 mad={0: 4.0})
-    assert given.loc[0, "l1"] == pytest.approx(1.0 + 2.0)
+    assert given.loc[0, "l1"] == pytest.approx(1.0 + 4.0)
     given = explanation_metrics(ThresholdClassifier(0, 3.0), X, E, mad=[4.0, 0.5])
     assert given.loc[0, "l1"] == pytest.approx(1.0 + 8.0)
     with pytest.raises(ValueError, match="mad"):

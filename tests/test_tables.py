@@ -280,3 +280,16 @@ def test_integer_coded_categories_in_an_array():
     assert colours <= {0.0, 1.0, 2.0, 3.0}
     assert (model.predict(exp.explanation[exp.found].astype(float))
             != model.predict(X[:30][exp.found])).all()
+
+
+def test_metrics_l1_is_the_explainers_mad_distance(table):
+    """One MAD for the explainer and the metrics: a counterfactual's MAD-L1 is its distance."""
+    from skcem.metrics import explanation_metrics
+
+    X, _, models = table
+    cf = CounterfactualExplainer(models["forest"], distance="mad").fit(X)
+    rows = X.iloc[:20]
+    exp = explain(cf, rows)
+    metrics = explanation_metrics(models["forest"], rows, exp.explanation, X_train=X)
+    assert metrics["valid"][exp.found].all()
+    assert np.allclose(metrics["l1"][exp.found], exp.distance[exp.found])
