@@ -10,7 +10,6 @@ pandas is needed for the returned table; it is imported when a function is calle
 """
 
 import numbers
-import warnings
 
 import numpy as np
 from scipy.spatial.distance import cdist
