@@ -97,14 +97,20 @@ def _read_csv(path, option, drop=None):
     return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
 
 
-def _read_mixed(path, option):
-    """Read a CSV file whose columns hold numbers or text (categories), with a header row.
+def _read_mixed(path, option, drop=()):
+    """Read a CSV file whose columns hold numbers or text (categories), with a header row,
+    without the columns named in ``drop`` (such as a label column).
 
     Returns the header and a DataFrame: a column of whole numbers as int64, of other numbers
     as float64, anything else as text. Without pandas, or when every column holds numbers,
     it is :func:`_read_csv`'s array.
     """
     header, rows = _read_table(path, option)
+    # A label column is often in --train only: columns absent from a file are not missed
+    # there (a misspelt one stays, and the model's column check names it).
+    kept = [j for j, name in enumerate(header) if name not in drop]
+    rows = [(line, [cells[j] for j in kept]) for line, cells in rows]
+    header = [header[j] for j in kept]
     text = []
     for j, name in enumerate(header):
         cells = [cells[j] for _, cells in rows]
@@ -317,11 +323,12 @@ def _explain(args):
     model = _load_model(args.model)
     if not (hasattr(model, "predict_proba") or callable(model)):
         raise InputError("--model: the model has no predict_proba")
-    header, data = _model_columns(model, *_read_mixed(args.data, "--data"), "--data")
+    header, data = _model_columns(model, *_read_mixed(args.data, "--data", args.drop),
+                                  "--data")
     train = data
     if args.train:
-        train_header, train = _model_columns(model, *_read_mixed(args.train, "--train"),
-                                             "--train")
+        train_header, train = _model_columns(
+            model, *_read_mixed(args.train, "--train", args.drop), "--train")
         if hasattr(train, "columns"):
             _reorder(train_header, np.empty((0, len(train_header))), header, "--train")
             train = train[header]
@@ -399,6 +406,8 @@ def build_parser():
     explain.add_argument("--data", required=True, help="CSV with a header: rows to explain")
     explain.add_argument("--train", help="CSV for no_info_val and feature range (default: "
                                          "--data)")
+    explain.add_argument("--drop", nargs="*", default=[], metavar="COLUMN",
+                         help="columns of --data or --train that are not features (a label)")
     explain.add_argument("--mode", choices=["PN", "PP"], default="PN")
     explain.add_argument("--params", nargs="*", metavar="KEY=VALUE",
                          help="CEMExplainer parameters, e.g. beta=0.2 max_iterations=500")

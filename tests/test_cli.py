@@ -397,11 +397,11 @@ def test_explain_a_csv_with_text_columns_and_a_saved_pipeline(tmp_path, capsys):
     X, y = make_table(300)
     model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
     joblib.dump(model, tmp_path / "pipeline.joblib")
-    X.to_csv(tmp_path / "train.csv", index=False)
+    X.assign(label=y).to_csv(tmp_path / "train.csv", index=False)  # with its label column
     X.iloc[:5][X.columns[::-1]].to_csv(tmp_path / "data.csv", index=False)  # other order
     code, err = _main(capsys, "explain", "--model", tmp_path / "pipeline.joblib", "--data",
                       tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--out",
-                      tmp_path / "out.json", "--mode", "PN", "--quiet")
+                      tmp_path / "out.json", "--mode", "PN", "--quiet", "--drop", "label")
     assert code == 0, err
     rows = json.loads((tmp_path / "out.json").read_text())
     assert len(rows) == 5 and any(row["found"] for row in rows)
