@@ -57,6 +57,23 @@ def _missing(values):
     return np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), bool)
 
 
+def auto_categorical(X):
+    """The columns ``categorical_features="auto"`` takes as categories: DataFrame columns of
+    object, string, category or bool dtype, and columns of an array, holding text that is not
+    a number or booleans; object columns of numbers (or of text that is one) stay numeric."""
+    if _is_frame(X):
+        pd = _pandas()
+        columns = [X.iloc[:, j] for j in range(X.shape[1])]
+        return np.array([_is_categorical_dtype(c.dtype) and (
+            pd.api.types.is_bool_dtype(c.dtype) or not _looks_numeric(c.dropna()))
+            for c in columns], dtype=bool)
+    array = np.asarray(X)
+    if array.dtype.kind not in CATEGORICAL_KINDS:
+        return np.zeros(array.shape[1], dtype=bool)
+    return np.array([not _looks_numeric(array[:, j]) for j in range(array.shape[1])],
+                    dtype=bool)
+
+
 class TableCodec:
     """The columns of the data given to ``fit``, and the conversions of the search.
 
@@ -90,8 +107,7 @@ class TableCodec:
         self.columns_ = list(X.columns) if self.is_frame_ else None
         self.dtypes_ = [column.dtype for column in columns]
         if isinstance(self.categorical_features, str) and self.categorical_features == "auto":
-            categorical = np.array([self._auto_categorical(column) for column in columns],
-                                   dtype=bool)
+            categorical = auto_categorical(X)
         else:
             names = None if feature_names is None else [str(n) for n in feature_names]
             categorical = feature_mask(self.categorical_features, n_features, names,
@@ -119,16 +135,6 @@ class TableCodec:
     def _numpy_dtype(dtype):
         return getattr(dtype, "numpy_dtype", dtype) if not isinstance(dtype, np.dtype) \
             else dtype
-
-    def _auto_categorical(self, column):
-        if self.is_frame_:
-            if not _is_categorical_dtype(column.dtype):
-                return False
-            if _pandas().api.types.is_bool_dtype(column.dtype):
-                return True
-            return not _looks_numeric(column.dropna())
-        values = np.asarray(column)
-        return values.dtype.kind in CATEGORICAL_KINDS and not _looks_numeric(values)
 
     def _categories(self, column, j):
         pd = _pandas()

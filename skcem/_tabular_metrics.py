@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from ._tabular import auto_categorical
 from .costs import median_absolute_deviation
 
 __all__ = ["explanation_metrics", "summarize_metrics"]
@@ -145,33 +146,10 @@ def _positions(keys, columns, name, allow_mask=True):
     return np.unique(np.asarray(positions, dtype=int))
 
 
-def _auto_categorical(X, pd):
-    if isinstance(X, pd.DataFrame):
-        types = pd.api.types
-        return np.array([isinstance(d, pd.CategoricalDtype) or types.is_bool_dtype(d)
-                         or types.is_object_dtype(d) or types.is_string_dtype(d)
-                         for d in X.dtypes], dtype=bool)
-    if X.dtype.kind in "biuf":
-        return np.zeros(X.shape[1], dtype=bool)
-    if X.dtype.kind != "O":  # strings, bytes, ...
-        return np.ones(X.shape[1], dtype=bool)
-    mask = np.zeros(X.shape[1], dtype=bool)
-    for j in range(X.shape[1]):
-        column = X[:, j]
-        if any(isinstance(v, (bool, np.bool_)) for v in column):
-            mask[j] = True
-            continue
-        try:
-            _as_float(column, pd, "X", j)
-        except ValueError:
-            mask[j] = True
-    return mask
-
-
 def _categorical_mask(categorical_features, X, columns, pd):
     if categorical_features is None or (isinstance(categorical_features, str)
                                         and categorical_features == "auto"):
-        return _auto_categorical(X, pd)
+        return auto_categorical(X)
     mask = np.zeros(len(columns), dtype=bool)
     mask[_positions(categorical_features, columns, "categorical_features")] = True
     return mask
