@@ -430,7 +430,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                                      least_similar=self.X_train_[order[:, -1]], X=X, target=y,
                                      sim_fn=self.sim_fn)
 
-    def kneighbors(self, X, n_neighbors=5, return_scores=True):
+    def kneighbors(self, X, n_neighbors=5, return_scores=True, *, y=None):
         """The ``n_neighbors`` most similar training instances of each row of ``X``.
 
         Like ``NearestNeighbors.kneighbors``, with similarity scores (highest first) in place
@@ -441,6 +441,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         X : array-like of shape (n_test, n_features)
         n_neighbors : int, default=5
         return_scores : bool, default=True
+        y : array-like of shape (n_test,), default=None
+            Targets of the test instances, as in :meth:`explain`; the model's predictions when
+            None (classification only).
 
         Returns
         -------
@@ -455,7 +458,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         if n_neighbors > len(self.X_train_):
             raise ValueError(f"`n_neighbors` ({n_neighbors}) exceeds the training set size "
                              f"({len(self.X_train_)}).")
-        X, y = self._check_X_y(X, None)
+        X, y = self._check_X_y(X, y)
         # A running top-k over blocks of training rows: no (n_test, n_train) matrix.
         scores = np.empty((len(X), n_neighbors))
         indices = np.empty((len(X), n_neighbors), dtype=np.intp)

@@ -284,6 +284,17 @@ def test_kneighbors_by_blocks_equals_sorting_all_scores(digits, digits_model, pr
     np.testing.assert_array_equal(top_scores, np.take_along_axis(scores, order, axis=1))
 
 
+def test_kneighbors_takes_the_targets_explain_takes(digits, digits_model):
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model).fit(X[:200], y[:200])
+    wrong = (digits_model.predict(X[1300:1310]) + 1) % 10
+    scores, indices = explainer.kneighbors(X[1300:1310], n_neighbors=5, y=wrong)
+    expected = explainer.explain(X[1300:1310], wrong).ordered_indices[:, :5]
+    np.testing.assert_array_equal(indices, expected)
+    # with the predictions instead, the neighbours are different ones
+    assert not np.array_equal(indices, explainer.kneighbors(X[1300:1310], 5)[1])
+
+
 def test_kneighbors_never_builds_all_scores(digits, digits_model):
     X, y = digits
     explainer = GradientSimilarityExplainer(digits_model, batch_size=16).fit(X[:1500], y[:1500])
