@@ -1,4 +1,4 @@
-"""Black-box CEM speed and quality: iris (LogisticRegression) and digits (MLPClassifier).
+"""Black-box CEM speed and quality: iris and breast cancer (LogisticRegression), digits (MLP).
 
 Explains 20+ instances per setting with the reference defaults (max_iterations=1000,
 c_steps=10), PN and PP, in one batch, and prints per setting: instances/s, predict_proba rows
@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits, load_iris
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
@@ -35,13 +35,21 @@ from skcem import CEMExplainer, ExplanationNotFoundWarning
 from skcem.metrics import n_changed
 
 
-def iris_setting():
-    X, y = load_iris(return_X_y=True)
+def _standardised_logistic(name, load):
+    X, y = load(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.3, random_state=0,
                                                    stratify=y)
     model = LogisticRegression(max_iter=1000).fit(X_train, y_train)
-    return "iris / LogisticRegression", model, X_train, X_test, {}
+    return name, model, X_train, X_test, {}
+
+
+def iris_setting():
+    return _standardised_logistic("iris / LogisticRegression", load_iris)
+
+
+def cancer_setting():
+    return _standardised_logistic("cancer / LogisticRegression", load_breast_cancer)
 
 
 def digits_setting():
@@ -133,7 +141,7 @@ def main():
               f"{'found/L1 first':>15}")
     print(header)
     print("-" * len(header))
-    for setting in (iris_setting, digits_setting):
+    for setting in (iris_setting, cancer_setting, digits_setting):
         name, model, X_train, X_test, params = setting()
         if args.only and args.only not in name:
             continue

@@ -24,7 +24,7 @@ tf.get_logger().setLevel(40)
 tf.compat.v1.disable_v2_behavior()
 
 from alibi.explainers import CEM  # noqa: E402
-from sklearn.datasets import load_digits, load_iris  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
@@ -32,11 +32,13 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 
 def settings():
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
-    X_tr, X_te, y_tr, _ = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-    yield ("iris / LogisticRegression", LogisticRegression(max_iter=1000).fit(X_tr, y_tr),
-           X_tr, X_te, None, (X_tr.min(0), X_tr.max(0)))
+    for name, load in (("iris / LogisticRegression", load_iris),
+                       ("cancer / LogisticRegression", load_breast_cancer)):
+        X, y = load(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+        X_tr, X_te, y_tr, _ = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+        yield (name, LogisticRegression(max_iter=1000).fit(X_tr, y_tr), X_tr, X_te, None,
+               (X_tr.min(0), X_tr.max(0)))
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     X_tr, X_te, y_tr, _ = train_test_split(X, y, test_size=0.25, random_state=0)
