@@ -13,6 +13,7 @@ the same search one instance at a time.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -57,15 +58,20 @@ class SearchProblem:
     directions: np.ndarray | None = None
     categorical: np.ndarray | None = None
 
-    @property
+    # The search asks for these at every iteration: computed once per batch.
+    @cached_property
     def attack(self):
         """The loss on the probabilities: CEM's hinge, or a counterfactual's cross-entropy."""
         return self.mode.loss(self.kappa)
 
-    @property
+    @cached_property
     def background(self):
         """No-information value inside the feature range: what a PP shows for a removed feature."""
         return np.clip(self.no_info_val, self.lower, self.upper)
+
+    @cached_property
+    def _target_onehot(self):
+        return one_hot(self.target, self.n_classes)
 
     def model_input(self, adv, rows=slice(None)):
         return self.mode.model_input(adv, self.x0[rows], _rows(self.background, rows))
@@ -94,7 +100,7 @@ class SearchProblem:
         return np.where(wrong, self.mode.pinned(x0, background), adv)
 
     def target_onehot(self, rows=slice(None)):
-        return one_hot(self.target[rows], self.n_classes)
+        return self._target_onehot[rows]
 
 
 @dataclass(frozen=True)
@@ -187,8 +193,12 @@ class _Bests:
         self.pred = np.full(n, -1)
 
     def update(self, rows, success, dist, adv, c, proba, pred):
+        """Keep the successes that are better; ``rows`` (an index array or a slice) are the
+        batch positions of the given iterates."""
         better = success & (dist < self.dist[rows])
-        improved = rows[better]
+        if not better.any():
+            return
+        improved = np.arange(self.dist.size)[rows][better]
         self.dist[improved] = dist[better]
         self.adv[improved] = adv[better]
         self.c[improved] = c[better]
@@ -207,11 +217,12 @@ def _evaluate(backend, problem, adv, adv_s, rows, with_attack_grad, for_objectiv
                               with_attack_grad=with_attack_grad,
                               with_ae_grad=problem.gamma > 0,
                               with_ae_loss_at_adv=for_objective and problem.gamma > 0)
-    sign = problem.mode.input_sign
-    if answer.attack_grad is not None:
-        answer.attack_grad = sign * answer.attack_grad
-    if answer.ae_grad is not None:
-        answer.ae_grad = sign * answer.ae_grad
+    if problem.mode.input_sign != 1.0:
+        sign = problem.mode.input_sign
+        if answer.attack_grad is not None:
+            answer.attack_grad = sign * answer.attack_grad
+        if answer.ae_grad is not None:
+            answer.ae_grad = sign * answer.ae_grad
     return answer
 
 
@@ -355,23 +366,27 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
     active = np.arange(rows.size)
     stopping = _EarlyStopping(settings, rows.size) if settings.tol is not None else None
 
+    whole_batch = rows.size == problem.x0.shape[0]
+
     for k in range(settings.max_iterations):
-        _fista_step(problem, settings, k, c, gradients, state, active)
-        act_rows = rows[active]
-        new_adv = state["adv"][active]
+        # While every instance iterates, slices index the arrays: views in place of copies.
+        at = slice(None) if active.size == rows.size else active
+        act_rows = slice(None) if whole_batch and active.size == rows.size else rows[active]
+        _fista_step(problem, settings, k, c, gradients, state, at)
+        new_adv = state["adv"][at]
         refresh = (k + 1) % settings.update_num_grad == 0
-        answer = _evaluate(backend, problem, new_adv, state["adv_s"][active], act_rows,
+        answer = _evaluate(backend, problem, new_adv, state["adv_s"][at], act_rows,
                            with_attack_grad=refresh, for_objective=stopping is not None)
         if refresh:
-            gradients["attack"][active] = answer.attack_grad
+            gradients["attack"][at] = answer.attack_grad
             moved[act_rows] |= np.any(answer.attack_grad != 0, axis=1)
         if gradients["ae"] is not None:
-            gradients["ae"][active] = answer.ae_grad
-        succeeded[active] |= _record(problem, answer, act_rows, state["x0"][active], new_adv,
-                                     c[active], bests)
+            gradients["ae"][at] = answer.ae_grad
+        succeeded[at] |= _record(problem, answer, act_rows, state["x0"][at], new_adv, c[at],
+                                 bests)
         n_iterations[act_rows] += 1
         if stopping is not None:
-            value = objective(problem, new_adv, answer.proba_adv, answer.ae_loss_adv, c[active],
+            value = objective(problem, new_adv, answer.proba_adv, answer.ae_loss_adv, c[at],
                               act_rows)
             active = stopping.still_active(active, value, succeeded)
             if active.size == 0:

@@ -85,7 +85,7 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
             if gradient == "exact":
                 raise
     backend = ExactBackend if vjp is not None else NumericalBackend
-    kwargs = {"vjp": vjp} if vjp is not None else {}
+    kwargs = {"vjp": vjp, "vjp_is_predict_proba": decode is None} if vjp is not None else {}
     return backend(predict_proba, eps, _autoencoder_term(autoencoder, input_shape, eps,
                                                          n_features),
                    predict=predict, predict_in_search=predict_in_search, **kwargs)

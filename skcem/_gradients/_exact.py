@@ -67,7 +67,7 @@ try:
 except ImportError:  # sklearn < 1.6
     FrozenEstimator = None
 
-__all__ = ["UnsupportedModel", "exact_proba_vjp", "supports_exact_gradients"]
+__all__ = ["ProbaVJP", "UnsupportedModel", "exact_proba_vjp", "supports_exact_gradients"]
 
 
 class UnsupportedModel(TypeError):
@@ -745,6 +745,48 @@ def _build_function_transformer(est, path):
 # --------------------------------------------------------------------------------------
 
 
+class ProbaVJP:
+    """The compiled ``predict_proba`` of an estimator and its vector-Jacobian product.
+
+    Calling it, ``vjp(Z, cotangent, return_proba=False)``, runs one forward and one backward
+    pass (see :func:`exact_proba_vjp`); :meth:`forward` runs the forward pass alone.
+    """
+
+    def __init__(self, forward, backward, n_features):
+        self._forward = forward
+        self._backward = backward
+        self.n_features = n_features
+
+    def forward(self, Z):
+        """``predict_proba(Z)`` by the compiled model, and the caches of its backward pass.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n, n_classes)
+        cache : object
+        """
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim != 2 or (self.n_features is not None and Z.shape[1] != self.n_features):
+            raise ValueError(f"Z must have shape (n, {self.n_features}), got {Z.shape}")
+        return self._forward(Z)
+
+    def __call__(self, Z, cotangent, return_proba=False):
+        Z = np.asarray(Z, dtype=np.float64)
+        P, cache = self.forward(Z)
+        cotangent = np.asarray(cotangent, dtype=np.float64)
+        if cotangent.shape != P.shape:
+            raise ValueError(f"cotangent must have shape {P.shape}, got {cotangent.shape}")
+        grad = self._backward(cache, cotangent)
+        if np.shape(grad) != Z.shape:
+            grad = np.broadcast_to(grad, Z.shape)
+        grad = np.array(grad, dtype=np.float64)  # a copy: never a view of a cache
+        return (P, grad) if return_proba else grad
+
+
 def exact_proba_vjp(estimator):
     """Build the exact vector-Jacobian product of ``estimator.predict_proba``.
 
@@ -756,13 +798,13 @@ def exact_proba_vjp(estimator):
 
     Returns
     -------
-    vjp : callable
+    vjp : ProbaVJP
         ``vjp(Z, cotangent, return_proba=False)`` with ``Z`` of shape (n, d) and
         ``cotangent`` of shape (n, n_classes) returns the array of shape (n, d) whose
         row ``i`` is ``sum_k cotangent[i, k] * d predict_proba(Z)[i, k] / d Z[i]``.
         With ``return_proba=True`` it returns ``(proba, vjp)``, where ``proba`` is the
         forward pass's value of ``predict_proba(Z)``. One forward and one backward
-        pass over the whole batch.
+        pass over the whole batch; ``vjp.forward(Z)`` runs the forward pass alone.
 
     Raises
     ------
@@ -774,21 +816,7 @@ def exact_proba_vjp(estimator):
     """
     check_is_fitted(estimator)
     forward, backward = _compile(estimator, "predict_proba", [])
-    n_features = getattr(estimator, "n_features_in_", None)
-
-    def vjp(Z, cotangent, return_proba=False):
-        Z = np.asarray(Z, dtype=np.float64)
-        if Z.ndim != 2 or (n_features is not None and Z.shape[1] != n_features):
-            raise ValueError(f"Z must have shape (n, {n_features}), got {Z.shape}")
-        P, cache = forward(Z)
-        cotangent = np.asarray(cotangent, dtype=np.float64)
-        if cotangent.shape != P.shape:
-            raise ValueError(f"cotangent must have shape {P.shape}, got {cotangent.shape}")
-        grad = np.asarray(backward(cache, cotangent), dtype=np.float64)
-        grad = np.broadcast_to(grad, Z.shape).copy()
-        return (P, grad) if return_proba else grad
-
-    return vjp
+    return ProbaVJP(forward, backward, getattr(estimator, "n_features_in_", None))
 
 
 def supports_exact_gradients(estimator):

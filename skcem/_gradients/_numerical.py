@@ -104,11 +104,11 @@ class NumericalBackend:
         n = Z_adv.shape[0]
         answer = Evaluation(proba_adv=None)
         if with_attack_grad:
-            proba = self.predict_proba(np.vstack([Z_adv, Z_s]))
+            proba = self._search_proba(np.vstack([Z_adv, Z_s]))
             answer.proba_adv = proba[:n]
             answer.attack_grad = self.loss_gradient(Z_s, proba[n:], target_onehot, loss)
         else:
-            answer.proba_adv = self.predict_proba(Z_adv)
+            answer.proba_adv = self._search_proba(Z_adv)
         if self.predict_in_search:
             answer.pred_adv = self.predict(Z_adv)
         if with_ae_grad:
@@ -117,6 +117,10 @@ class NumericalBackend:
             answer.ae_loss_adv = self.autoencoder.loss(Z_adv)
         return answer
 
+    def _search_proba(self, Z):
+        """``predict_proba`` at the search's iterates."""
+        return self.predict_proba(Z)
+
     def loss_gradient(self, Z, proba, target_onehot, loss):
         """Gradient of an output ``loss`` with respect to ``z``, given ``proba = p(Z)``.
 
@@ -124,8 +128,10 @@ class NumericalBackend:
         is not zero (an active hinge) send their shifted copies to the model.
         """
         dloss_dproba = loss.gradient(proba, target_onehot)
-        grad = np.zeros_like(Z)
         active = np.any(dloss_dproba != 0, axis=1)
+        if active.all():
+            return self.proba_vjp(Z, dloss_dproba)
+        grad = np.zeros_like(Z)
         if np.any(active):
             grad[active] = self.proba_vjp(Z[active], dloss_dproba[active])
         return grad
@@ -160,17 +166,31 @@ class ExactBackend(NumericalBackend):
     ----------
     predict_proba, eps, autoencoder, predict, predict_in_search
         As for :class:`NumericalBackend` (``eps`` serves the auto-encoder term only).
-    vjp : callable
-        ``vjp(Z, cotangent)``: ``sum_k cotangent[:, k] * d p_k / d z`` for every row.
+    vjp : ProbaVJP
+        The compiled model (:func:`~skcem._gradients._exact.exact_proba_vjp`);
+        ``vjp(Z, cotangent)`` is ``sum_k cotangent[:, k] * d p_k / d z`` for every row.
+    vjp_is_predict_proba : bool, default=True
+        Whether ``vjp.forward`` computes what ``predict_proba`` does on the same rows (False
+        when ``predict_proba`` first decodes the rows into a table). The search's
+        probabilities at every iteration then come from the compiled forward pass: the same
+        numbers, without the estimator's input validation and checks.
     """
 
     def __init__(self, predict_proba, eps, autoencoder=None, predict=None,
-                 predict_in_search=False, *, vjp):
+                 predict_in_search=False, *, vjp, vjp_is_predict_proba=True):
         super().__init__(predict_proba, eps, autoencoder, predict, predict_in_search)
         self._vjp = vjp
+        self.vjp_is_predict_proba = vjp_is_predict_proba
 
     def proba_vjp(self, Z, cotangent):
         # Rows through the backward pass count as model rows, as a forward pass would.
         self.n_model_rows += Z.shape[0]
         with ignoring_feature_name_warnings():
             return np.asarray(self._vjp(Z, cotangent), dtype=float)
+
+    def _search_proba(self, Z):
+        if not self.vjp_is_predict_proba:
+            return self.predict_proba(Z)
+        self.n_model_rows += Z.shape[0]
+        with ignoring_feature_name_warnings():
+            return self._vjp.forward(Z)[0]
