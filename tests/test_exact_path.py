@@ -87,3 +87,36 @@ def test_exact_on_an_unsupported_step_names_it():
     with pytest.raises(TypeError, match="RandomForestClassifier"):
         CEMExplainer(forest, gradient="exact").fit(X)
     assert not isinstance(CEMExplainer(forest).fit(X)._backend, ExactBackend)
+
+
+@pytest.mark.parametrize("setting", [_iris, _digits], ids=["iris", "digits"])
+@pytest.mark.parametrize("mode", ["PN", "PP"])
+def test_search_probabilities_from_the_compiled_model_give_the_same_answers(setting, mode):
+    X, model, params = setting()
+    cem = CEMExplainer(model, mode=mode, batch_size=8, max_iterations=100, c_steps=3,
+                       **params).fit(X)
+    rows = X[::max(1, len(X) // 16)][:16]
+    compiled = _explain(cem, rows)
+    # The estimator's own predict_proba at every iteration, as the numerical path asks it.
+    cem._backend.vjp_is_predict_proba = False
+    estimator = _explain(cem, rows)
+    np.testing.assert_array_equal(compiled.explanation, estimator.explanation)
+    np.testing.assert_array_equal(compiled.explanation_proba, estimator.explanation_proba)
+    assert compiled.meta == estimator.meta
+
+
+def test_the_search_does_not_call_the_estimators_predict_proba_at_every_iteration():
+    X, model, _ = _iris()
+    calls = []
+    predict_proba = model.predict_proba
+
+    def counting(Z):
+        calls.append(len(Z))
+        return predict_proba(Z)
+
+    model.predict_proba = counting  # the instance's, so the compiled model is unchanged
+    cem = CEMExplainer(model, mode="PN", max_iterations=50, c_steps=2).fit(X)
+    del calls[:]
+    _explain(cem, X[:10])
+    assert isinstance(cem._backend, ExactBackend)
+    assert 0 < len(calls) <= 2
