@@ -8,12 +8,28 @@ alibi's ``GradientSimilarity`` does), then the scores; and, as a stronger baseli
 loop with the per-instance gradient compiled by ``tf.function``. It checks that all give the
 same scores.
 
+With ``--large`` it scores instead all 8000 training rows (2000-9999) against 1000 test rows
+(0-999) with ``kneighbors`` (k=10), ``precompute_grads=True``, for ``grad_dot`` and
+``grad_cos``: projected gradients (``n_components`` from ``--n-components``,
+``random_state=0``), and the exact scores (``n_components=None``, timed apart). Each run is a
+fresh subprocess that loads the cached models: it prints the seconds of ``fit`` and of
+``kneighbors``, the process's peak RSS (``VmHWM``, else ``ru_maxrss``; TensorFlow's
+allocations included) and its rise above the peak once the models are loaded, and the mean
+top-10 overlap ``|top10_projected & top10_exact| / 10`` over the test rows. Targets: fit +
+kneighbors under 60 s, peak under 1 GB, overlap at least 90%.
+
     python benchmarks/bench_similarity.py --mnist ../shared/data/mnist [--cache DIR]
+    python benchmarks/bench_similarity.py --mnist ../shared/data/mnist --large \
+        [--n-components 256 1024 4096] [--cache DIR]
 """
 
 import argparse
+import multiprocessing
 import os
+import resource
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -43,14 +59,109 @@ def one_at_a_time_gradients(model, X, y, compiled=False):
                      for x, t in zip(X, y)])
 
 
+LARGE_SIM_FNS = ("grad_dot", "grad_cos")
+LARGE_K = 10
+TARGET_SECONDS = 60
+TARGET_PEAK_MB = 1024
+TARGET_OVERLAP = 0.9
+
+
+def peak_rss_mb():
+    """This process's peak RSS: ``VmHWM``, where Linux has it, else ``ru_maxrss``.
+
+    Linux's ``ru_maxrss`` keeps the parent's peak across fork + exec, so that a spawned
+    worker would report the parent's (TensorFlow and the trained models) as its own.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def large_run(mnist, cache, n_components, batch_size, n_jobs):
+    """One ``--large`` configuration, in a fresh process: times, peak RSS and neighbours."""
+    X, y, cnn, _ = mnist_tutorial_models(mnist, cache=cache)
+    X_train, y_train, X_test = X[2000:], y[2000:], X[:1000]
+    loaded_mb = peak_rss_mb()
+    results = {}
+    for sim_fn in LARGE_SIM_FNS:
+        explainer = GradientSimilarityExplainer(cnn, sim_fn=sim_fn, precompute_grads=True,
+                                                n_components=n_components, random_state=0,
+                                                batch_size=batch_size, n_jobs=n_jobs)
+        start = time.perf_counter()
+        explainer.fit(X_train, y_train)
+        fit_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        indices = explainer.kneighbors(X_test, n_neighbors=LARGE_K, return_scores=False)
+        results[sim_fn] = fit_seconds, time.perf_counter() - start, indices
+        del explainer
+    return results, loaded_mb, peak_rss_mb()
+
+
+def top_k_overlap(indices, exact):
+    """Mean over rows of the fraction of ``exact``'s neighbours also in ``indices``."""
+    return np.mean([len(np.intersect1d(a, b)) / exact.shape[1]
+                    for a, b in zip(indices, exact)])
+
+
+def large(args):
+    """Projected and exact gradient similarity, 8000 training rows against 1000 test rows."""
+    X, y, cnn, _ = mnist_tutorial_models(args.mnist, cache=args.cache)  # trains once
+    print(f"CNN with {cnn.count_params()} parameters; 8000 training and 1000 test instances; "
+          f"kneighbors with k={LARGE_K}, precompute_grads=True, batch_size={args.batch_size}, "
+          f"n_jobs={args.n_jobs}")
+    print("peak MB: the worker process's peak RSS (VmHWM, TensorFlow included); +MB: its "
+          "rise above the peak with the models loaded")
+    header = (f"{'n_components':>12} {'sim_fn':<9} {'fit s':>6} {'kneighbors s':>12} "
+              f"{'total s':>7} {'peak MB':>7} {'+MB':>5} {'overlap':>7}  targets met")
+    print(header)
+    print("-" * len(header), flush=True)
+    context = multiprocessing.get_context("spawn")
+    exact = None
+    for n_components in [None] + args.n_components:
+        with context.Pool(1) as pool:  # a fresh process: no heap from the previous run
+            results, loaded_mb, peak_mb = pool.apply(
+                large_run, (args.mnist, args.cache, n_components, args.batch_size, args.n_jobs))
+        exact = exact or results
+        for sim_fn, (fit_seconds, kneighbors_seconds, indices) in results.items():
+            total = fit_seconds + kneighbors_seconds
+            overlap = top_k_overlap(indices, exact[sim_fn][2])
+            met = "(exact: not timed against the target)" if n_components is None else (
+                f"time {total < TARGET_SECONDS}, memory {peak_mb < TARGET_PEAK_MB}, "
+                f"overlap {overlap >= TARGET_OVERLAP}")
+            print(f"{str(n_components):>12} {sim_fn:<9} {fit_seconds:>6.1f} "
+                  f"{kneighbors_seconds:>12.1f} {total:>7.1f} {peak_mb:>7.0f} "
+                  f"{peak_mb - loaded_mb:>5.0f} {overlap:>7.1%}  {met}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", default=os.environ.get("SKCEM_MNIST_DIR"))
-    parser.add_argument("--cache", default=None)
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "skcem-mnist"),
+                        help="folder of the trained models, reused by later runs")
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--large", action="store_true",
+                        help="8000 training rows, 1000 test rows: projected against exact")
+    parser.add_argument("--n-components", type=int, nargs="+", default=[1024],
+                        help="projections of --large")
+    parser.add_argument("--n-jobs", type=int, default=None, help="explainer's n_jobs")
     args = parser.parse_args()
+
+    if args.mnist is None or not all(
+            (Path(args.mnist) / f"t10k-{kind}-idx{dims}-ubyte.gz").exists()
+            for kind, dims in (("images", 3), ("labels", 1))):
+        print(f"Skipped: no MNIST t10k IDX files in {args.mnist} (pass --mnist or set "
+              f"SKCEM_MNIST_DIR).")
+        return
+    if args.large:
+        large(args)
+        return
 
     X, y, cnn, _ = mnist_tutorial_models(args.mnist, cache=args.cache)
     X_train, y_train = X[2000:2000 + args.n_train], y[2000:2000 + args.n_train]

@@ -256,8 +256,10 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                              "at the training targets.")
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
+        # a copy only where the conversion to float64 did not make one already
         X, y = validate_float_data(self, X, y, reset=True, expected_columns=names,
-                                   multi_output=True, y_numeric=self.task == "regression")
+                                   multi_output=True, y_numeric=self.task == "regression",
+                                   copy=True)
         default = (lambda: LogisticRegression(max_iter=1000)) \
             if self.task == "classification" else Ridge
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__,
@@ -268,7 +270,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                                                     self.input_shape)
         self._gradients = self._make_gradients()
         self.n_params_ = int(self._gradients.n_params)
-        self.X_train_ = X.copy()
+        self.X_train_ = X
         self.y_train_ = self._targets(y)
         self.projection_ = None
         if self.n_components is not None:
@@ -278,7 +280,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         self.grads_train_ = None
         if self.precompute_grads:
             blocks = [slice(i, i + self.batch_size) for i in range(0, len(X), self.batch_size)]
-            self.grads_train_ = stack_gradients(list(self._train_gradients(blocks)))
+            self.grads_train_ = stack_gradients(self._train_gradients(blocks), len(X))
         return self
 
     def _make_gradients(self):

@@ -336,3 +336,79 @@ def test_n_jobs_gives_the_scores_of_one_process(digits, digits_model, n_componen
     one = GradientSimilarityExplainer(digits_model, **params).fit(X[:300], y[:300])
     two = GradientSimilarityExplainer(digits_model, n_jobs=2, **params).fit(X[:300], y[:300])
     np.testing.assert_array_equal(two.transform(X[1300:1310]), one.transform(X[1300:1310]))
+
+
+def _reference_gradients(gradients, model, X, y):
+    """vectorized_map's per-example gradients, in the order of ``factors(X, y).toarray()``."""
+    flat = gradients(X, y)
+    columns = np.split(flat, np.cumsum([int(np.prod(w.shape))
+                                        for w in model.trainable_weights])[:-1], axis=1)
+    by_weight = {id(w): c for w, c in zip(model.trainable_weights, columns)}
+    dense = [by_weight.pop(id(w)) for layer in gradients.dense_layers
+             for w in (layer.kernel, layer.bias)]
+    return np.hstack(dense + list(by_weight.values()))
+
+
+def _conv_model(first_conv, final_activation="softmax"):
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((9, 10, 2)),
+        first_conv,
+        keras.layers.Conv2D(3, 2, activation="elu", padding="same"),
+        keras.layers.MaxPooling2D(2, padding="same"),
+        keras.layers.Dropout(0.3),
+        keras.layers.Flatten(),
+        keras.layers.Dense(7, activation="tanh"),
+        keras.layers.Dense(5, activation=final_activation),
+    ])
+
+
+@pytest.mark.parametrize("conv_params", [
+    dict(),
+    dict(strides=2, padding="same"),
+    dict(strides=(2, 3)),
+    dict(dilation_rate=2, padding="same"),
+    dict(strides=3, padding="same", use_bias=False, activation="tanh"),
+])
+def test_conv_per_example_gradients_equal_vectorized_ones(conv_params):
+    keras = pytest.importorskip("keras")
+    conv_params = {"activation": "relu", **conv_params}
+    model = _conv_model(keras.layers.Conv2D(4, (3, 2), **conv_params))
+    gradients = make_param_gradients(model, input_shape=(9, 10, 2))
+    assert len(gradients.conv_layers) == 2 and len(gradients.dense_layers) == 2
+    X = np.random.default_rng(0).standard_normal((11, 180)).astype(np.float32)
+    y = np.arange(11) % 5
+    expected = _reference_gradients(gradients, model, X, y)
+    np.testing.assert_allclose(gradients.factors(X, y).toarray(), expected, rtol=1e-5,
+                               atol=1e-6 * np.abs(expected).max())
+
+
+def test_batched_gradients_of_a_loss_object_on_logits():
+    keras = pytest.importorskip("keras")
+    model = _conv_model(keras.layers.Conv2D(4, 3, strides=2), final_activation=None)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    gradients = make_param_gradients(model, loss=loss, input_shape=(9, 10, 2))
+    X = np.random.default_rng(1).standard_normal((6, 180)).astype(np.float32)
+    y = np.arange(6) % 5
+    expected = _reference_gradients(gradients, model, X, y)
+    # a Loss object averages over the batch: each example must keep its own loss's gradient
+    np.testing.assert_allclose(gradients.factors(X, y).toarray(), expected, rtol=1e-5,
+                               atol=1e-6 * np.abs(expected).max())
+
+
+def test_unsupported_conv_layers_fall_back_to_vectorized_gradients():
+    keras = pytest.importorskip("keras")
+
+    class MyConv(keras.layers.Conv2D):
+        pass
+
+    for first_conv in (MyConv(4, 3), keras.layers.DepthwiseConv2D(3)):
+        model = _conv_model(first_conv)
+        gradients = make_param_gradients(model, input_shape=(9, 10, 2))
+        assert first_conv not in gradients.conv_layers and len(gradients.conv_layers) == 1
+        X = np.random.default_rng(2).standard_normal((7, 180)).astype(np.float32)
+        y = np.arange(7) % 5
+        expected = _reference_gradients(gradients, model, X, y)
+        np.testing.assert_allclose(gradients.factors(X, y).toarray(), expected, rtol=1e-5,
+                                   atol=1e-6 * np.abs(expected).max())

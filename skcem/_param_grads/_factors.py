@@ -86,18 +86,52 @@ def gradient_dot(test, train):
     """Dot products between the rows of two gradient matrices or :class:`GradientFactors`."""
     if isinstance(test, GradientFactors):
         return test.dot(train)
-    return test @ train.T
+    # in float64 from float32 projections: the same scores whatever the blocks of rows
+    return np.asarray(test, dtype=float) @ np.asarray(train, dtype=float).T
 
 
 def gradient_sq_norms(grads):
     """Squared norms of the rows of a gradient matrix or :class:`GradientFactors`."""
     if isinstance(grads, GradientFactors):
         return grads.sq_norms()
-    return np.einsum("ij,ij->i", grads, grads)
+    return np.einsum("ij,ij->i", grads, grads, dtype=float)
 
 
-def stack_gradients(parts):
-    """Rows of several gradient matrices, or of several :class:`GradientFactors`, in order."""
-    if isinstance(parts[0], GradientFactors):
-        return GradientFactors.concatenate(parts)
-    return np.vstack(parts)
+def _arrays(grads):
+    """The arrays of a gradient matrix or :class:`GradientFactors`, in a fixed order."""
+    if not isinstance(grads, GradientFactors):
+        return [grads]
+    return [array for pair in grads.dense for array in pair] + \
+        ([] if grads.other is None else [grads.other])
+
+
+def _empty_like(grads, n_rows):
+    """Uninitialised gradients of ``n_rows`` rows, of the kind, shapes and dtypes of ``grads``."""
+    def empty(array):
+        return np.empty((n_rows,) + array.shape[1:], dtype=array.dtype)
+
+    if not isinstance(grads, GradientFactors):
+        return empty(grads)
+    return GradientFactors([(empty(a), empty(d)) for a, d in grads.dense],
+                           None if grads.other is None else empty(grads.other))
+
+
+def stack_gradients(parts, n_rows=None):
+    """Rows of several gradient matrices, or of several :class:`GradientFactors`, in order.
+
+    With ``n_rows``, the number of rows of all the ``parts`` (any iterable), they are written
+    into arrays of that many rows as they come, which never holds them twice.
+    """
+    if n_rows is None:
+        parts = list(parts)
+        if isinstance(parts[0], GradientFactors):
+            return GradientFactors.concatenate(parts)
+        return np.vstack(parts)
+    out, start = None, 0
+    for part in parts:
+        if out is None:
+            out = _empty_like(part, n_rows)
+        for target, source in zip(_arrays(out), _arrays(part)):
+            target[start:start + len(source)] = source
+        start += len(part)
+    return out

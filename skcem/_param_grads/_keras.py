@@ -1,10 +1,22 @@
 """Per-example gradients of the loss with respect to a Keras model's trainable weights.
 
-A whole batch at once: ``tf.vectorized_map`` over one example's ``GradientTape`` gradient,
-compiled with ``tf.function``. Sparse gradients (embeddings) are made dense; non-trainable
-weights are left out. :meth:`KerasGradients.factors` keeps the gradients of plain ``Dense``
-layers factorised (see :mod:`._factors`): their inputs, from one batched forward pass, and their
-output gradients, which are the per-example gradients of their biases.
+The reference, :meth:`KerasGradients.__call__`: ``tf.vectorized_map`` over one example's
+``GradientTape`` gradient, compiled with ``tf.function``. Sparse gradients (embeddings) are made
+dense; non-trainable weights are left out.
+
+:meth:`KerasGradients.factors` is faster: one batched forward and backward pass gives, for each
+plain ``Dense`` and ``Conv2D`` layer, its input ``a`` and the gradient ``δ`` of the summed loss
+with respect to its output before the activation. ``δ`` of the summed loss is each example's own
+``δ`` because examples do not interact in a model called with ``training=False`` (a
+``BatchNormalization`` in inference mode, ``Dropout``, pooling and reshaping layers included);
+a layer that mixes the examples of a batch would break this. ``Dense`` gradients stay
+factorised (see :mod:`._factors`); a ``Conv2D`` kernel's per-example gradient is
+``Σ_p patch_p(a) ⊗ δ_p`` over output positions ``p``, from the patches of its input
+(``tf.image.extract_patches``, whatever the strides, padding and dilation) and its bias's is
+``Σ_p δ_p``. Convolutions are materialised, not factorised: a factorised dot product costs
+``P² (k_in + c_out)`` per pair of examples against ``k_in c_out`` materialised (``P`` output
+positions, ``k_in = kh kw c_in``), which pays only for ``P = 1``. ``tf.vectorized_map`` is left
+for the weights of other layers, where it runs a ``Conv2DBackpropFilter`` as a serial loop.
 """
 
 import numpy as np
@@ -21,10 +33,26 @@ def keras_loss(loss, task):
         return (keras.losses.sparse_categorical_crossentropy if task == "classification"
                 else keras.losses.mean_squared_error)
     try:
-        return keras.losses.get(loss)
+        loss = keras.losses.get(loss)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"`loss` must be 'auto', a Keras loss or its name; got {loss!r}.") \
             from exc
+    # A Loss object averages over the batch; its ``call`` gives one value per example.
+    return loss.call if isinstance(loss, keras.losses.Loss) else loss
+
+
+def _called_once_on_rank(layer, rank):
+    if len(getattr(layer, "_inbound_nodes", ())) != 1:
+        return False
+    try:
+        return len(layer.input.shape) == rank
+    except (AttributeError, ValueError):
+        return False
+
+
+def _trainable(layer, trainable):
+    weights = [layer.kernel] + ([layer.bias] if layer.bias is not None else [])
+    return {id(w) for w in weights} <= trainable
 
 
 def factorisable_dense_layers(model):
@@ -38,21 +66,92 @@ def factorisable_dense_layers(model):
     import keras
 
     trainable = {id(w) for w in model.trainable_weights}
-    layers = []
-    for layer in getattr(model, "layers", []):
-        if type(layer) is not keras.layers.Dense or layer.bias is None:
-            continue
-        if not {id(layer.kernel), id(layer.bias)} <= trainable:
-            continue
-        if len(getattr(layer, "_inbound_nodes", ())) != 1:
-            continue
-        try:
-            rank = len(layer.input.shape)
-        except (AttributeError, ValueError):
-            continue
-        if rank == 2:
-            layers.append(layer)
-    return layers
+    return [layer for layer in getattr(model, "layers", [])
+            if type(layer) is keras.layers.Dense and layer.bias is not None
+            and _trainable(layer, trainable) and _called_once_on_rank(layer, 2)]
+
+
+def batched_conv_layers(model):
+    """The top-level ``Conv2D`` layers whose per-example gradients come from input patches.
+
+    Plain ``Conv2D`` (not a subclass), channels last, one group, "valid" or "same" padding,
+    trainable kernel (and bias, if any), called once in the model. Others fall back to
+    ``tf.vectorized_map``.
+    """
+    import keras
+
+    trainable = {id(w) for w in model.trainable_weights}
+    return [layer for layer in getattr(model, "layers", [])
+            if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last"
+            and layer.groups == 1 and layer.padding in ("valid", "same")
+            and _trainable(layer, trainable) and _called_once_on_rank(layer, 4)]
+
+
+class _RecordedPreActivations:
+    """While a model is traced, ``layers`` keep the inputs of their activations (their outputs
+    before the activation) in ``values``; the layers are restored on exit.
+
+    The loss is then differentiated with respect to the very tensors the model computed: a
+    loss that reads a softmax's logits, as Keras's cross-entropies do, bypasses the softmax's
+    output, whose gradient would be zero.
+    """
+
+    def __init__(self, layers):
+        self.layers = layers
+
+    def __enter__(self):
+        self.values = [None] * len(self.layers)
+        self.activations = [layer.activation for layer in self.layers]
+        for k, (layer, activation) in enumerate(zip(self.layers, self.activations)):
+            layer.activation = self._recorder(k, activation)
+        return self.values
+
+    def _recorder(self, k, activation):
+        def record(z):
+            self.values[k] = z
+            return z if activation is None else activation(z)
+        return record
+
+    def __exit__(self, *exc):
+        for layer, activation in zip(self.layers, self.activations):
+            layer.activation = activation
+
+
+def _same_padding(size, kernel, stride, dilation):
+    """TensorFlow's "same" padding of one spatial axis: (before, after)."""
+    n_out = -(-size // stride)
+    total = max((n_out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_gradients(layer, inputs, delta, tf):
+    """Per-example gradients of a ``Conv2D`` kernel (and bias), flattened like the weights.
+
+    ``inputs`` (batch, h, w, c_in) is the layer's input and ``delta`` (batch, h', w', c_out)
+    the gradient with respect to its output before the activation. The kernel's gradient at
+    offset ``(i, j)`` is ``Σ_p a[p + (i, j)] ⊗ δ_p``: one batched product per offset with the
+    input strided from that offset, which is the patches' product ('bpi,bpo->bio' with
+    ``tf.image.extract_patches``) without gathering the patches.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    _, h, w, c_in = inputs.shape
+    _, out_h, out_w, c_out = delta.shape
+    if layer.padding == "same":
+        inputs = tf.pad(inputs, [[0, 0], _same_padding(h, kh, sh, dh),
+                                 _same_padding(w, kw, sw, dw), [0, 0]])
+    n = tf.shape(inputs)[0]
+    delta_rows = tf.reshape(delta, (n, out_h * out_w, c_out))
+    offsets = []
+    for i in range(kh):
+        for j in range(kw):
+            window = inputs[:, i * dh:i * dh + (out_h - 1) * sh + 1:sh,
+                            j * dw:j * dw + (out_w - 1) * sw + 1:sw, :]
+            window = tf.reshape(window, (n, out_h * out_w, c_in))
+            offsets.append(tf.matmul(window, delta_rows, transpose_a=True))
+    grads = {id(layer.kernel): tf.reshape(tf.stack(offsets, axis=1), (n, -1))}
+    if layer.bias is not None:
+        grads[id(layer.bias)] = tf.reduce_sum(delta_rows, axis=1)
+    return grads
 
 
 class KerasGradients:
@@ -76,15 +175,17 @@ class KerasGradients:
         loss_fn = keras_loss(loss, task)
         to_proba = output_kind if loss == "auto" and task == "classification" else None
 
+        def losses(y, prediction):
+            if to_proba is not None:
+                prediction = as_probabilities(tf.reshape(prediction, (tf.shape(y)[0], -1)),
+                                              to_proba, tf)
+            return loss_fn(y, prediction)
+
         def gradients_of(targets):
             def one_example(args):
                 x, y = args
                 with tf.GradientTape() as tape:
-                    prediction = model(x[None], training=False)
-                    if to_proba is not None:
-                        prediction = as_probabilities(tf.reshape(prediction, (1, -1)),
-                                                      to_proba, tf)
-                    value = tf.reduce_sum(loss_fn(y[None], prediction))
+                    value = tf.reduce_sum(losses(y[None], model(x[None], training=False)))
                 grads = tape.gradient(value, targets, unconnected_gradients="zero")
                 return [tf.reshape(tf.convert_to_tensor(g), [-1]) for g in grads]
             return one_example
@@ -94,22 +195,45 @@ class KerasGradients:
             return tf.concat(tf.vectorized_map(gradients_of(weights), (x, y)), 1)
 
         self.dense_layers = factorisable_dense_layers(model)
+        self.conv_layers = batched_conv_layers(model)
+        layers = self.dense_layers + self.conv_layers
+        if len(getattr(model, "outputs", None) or ()) != 1:
+            self.dense_layers, self.conv_layers, layers = [], [], []
         factorised = {id(w) for layer in self.dense_layers for w in (layer.kernel, layer.bias)}
         others = [w for w in weights if id(w) not in factorised]
-        biases = [layer.bias for layer in self.dense_layers]
-        dense_inputs = None
-        if self.dense_layers:
+        batched = {id(w) for layer in self.conv_layers
+                   for w in (layer.kernel, layer.bias) if w is not None}
+        unbatched = [w for w in others if id(w) not in batched]
+        probe = None
+        if layers:
             import keras
 
-            dense_inputs = keras.Model(model.inputs, [layer.input for layer in self.dense_layers])
+            probe = keras.Model(model.inputs, [[layer.input for layer in layers],
+                                               model.outputs[0]])
 
         def factor_batch(x, y):
             x = tf.reshape(x, (-1,) + self.input_shape)
-            grads = tf.vectorized_map(gradients_of(biases + others), (x, y))
-            deltas, rest = grads[:len(biases)], grads[len(biases):]
-            rest = tf.concat(rest, 1) if rest else tf.zeros((tf.shape(x)[0], 0))
-            inputs = dense_inputs(x, training=False) if dense_inputs is not None else []
-            return list(tf.nest.flatten(inputs)), deltas, rest
+            n = tf.shape(x)[0]
+            grads = {}
+            if unbatched:
+                columns = tf.vectorized_map(gradients_of(unbatched), (x, y))
+                grads.update({id(w): g for w, g in zip(unbatched, columns)})
+            if not layers:
+                rest = [grads[id(w)] for w in others]
+                return [], [], tf.concat(rest, 1) if rest else tf.zeros((n, 0))
+            with tf.GradientTape() as tape, _RecordedPreActivations(layers) as outputs:
+                inputs, prediction = probe(x, training=False)
+                value = losses(y, prediction)
+                if value.shape.rank == 0:
+                    raise ValueError("`loss` must return one loss per example; got a scalar.")
+                value = tf.reduce_sum(value)
+            deltas = tape.gradient(value, outputs, unconnected_gradients="zero")
+            n_dense = len(self.dense_layers)
+            for layer, a, delta in zip(self.conv_layers, inputs[n_dense:], deltas[n_dense:]):
+                grads.update(conv_gradients(layer, a, delta, tf))
+            rest = [grads[id(w)] for w in others]
+            return (inputs[:n_dense], deltas[:n_dense],
+                    tf.concat(rest, 1) if rest else tf.zeros((n, 0)))
 
         self._batch_fn = batch
         self._factor_fn = factor_batch

@@ -54,11 +54,15 @@ class GradientProjection:
                                             shape=(n_other, n_components))
 
     def __call__(self, factors):
-        """Projected gradients: ndarray of shape (len(factors), n_components)."""
+        """Projected gradients: float32 ndarray of shape (len(factors), n_components).
+
+        Single precision halves the memory of stored projections at no cost to the scores,
+        whose relative error, ``O(1 / sqrt(n_components))``, is far above float32's.
+        """
         out = np.zeros((len(factors), self.n_components))
         for (a, d), (omega, psi) in zip(factors.dense, self.dense):
             out += (a @ omega) * (d @ psi)
         out /= np.sqrt(self.n_components)
         if self.sketch is not None:
             out += (self.sketch.T @ factors.other.T).T
-        return out
+        return out.astype(np.float32)
