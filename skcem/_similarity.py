@@ -129,9 +129,11 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     The gradient of the loss with respect to the model's parameters, ``g(x, y)``, is compared
     between a test instance and every training instance: ``grad_dot`` (``g_a . g_b``),
     ``grad_cos`` (cosine) or ``grad_asym_dot`` (``g_a . g_b / ||g_b||^2``). Per-example
-    gradients are computed for whole batches at once: by vectorised autodiff for Keras models,
-    in closed form or numpy back-propagation for ``LogisticRegression``, ``LinearRegression``,
-    ``Ridge``, ``SGDRegressor``, ``MLPClassifier`` and ``MLPRegressor``.
+    gradients are computed for whole batches at once: for Keras models by one batched backward
+    pass for ``Dense`` and ``Conv2D`` layers (examples must not interact in the model called
+    with ``training=False``) and vectorised autodiff for other layers; in closed form or by
+    numpy back-propagation for ``LogisticRegression``, ``LinearRegression``, ``Ridge``,
+    ``SGDRegressor``, ``MLPClassifier`` and ``MLPRegressor``.
 
     Parameters
     ----------

@@ -1,9 +1,9 @@
 """Per-example gradients of a model's loss with respect to its parameters.
 
 :func:`make_param_gradients` picks the implementation from the estimator: Keras models by
-vectorised autodiff (TensorFlow imported only then), supported scikit-learn models in closed
-form or by numpy back-propagation. Each returns a callable ``(X, y) -> (n, n_params)`` with an
-``n_params`` attribute.
+batched and vectorised autodiff (TensorFlow imported only then), supported scikit-learn models
+in closed form or by numpy back-propagation. Each returns a callable
+``(X, y) -> (n, n_params)`` with an ``n_params`` attribute.
 """
 
 from .._gradients import is_keras_model, model_input_shape
