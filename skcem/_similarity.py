@@ -183,6 +183,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     ----------
     estimator_ : object
     X_train_ : ndarray of shape (n_train, n_features)
+        float32 for Keras models, float64 otherwise.
     y_train_ : ndarray of shape (n_train,) or (n_train, n_outputs)
     grads_train_ : GradientFactors, ndarray of shape (n_train, n_components) or None
         Only with ``precompute_grads=True``: with ``n_components``, the projected training
@@ -267,6 +268,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__,
                                             default=default, check=check_supported)
         self._keras_output = None
+        if is_keras_model(self.estimator_):
+            X = X.astype(np.float32)  # the model's precision, in half the memory
         if is_keras_model(self.estimator_) and self.task == "classification":
             self._keras_output = detect_output_kind(self.estimator_, X[:100],
                                                     self.input_shape)
@@ -326,9 +329,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         if is_keras_model(self.estimator_):
             from ._gradients._keras import as_probabilities
 
-            outputs = np.asarray(self.estimator_.predict(
-                X.reshape((-1,) + self._get_gradients().input_shape), verbose=0))
-            outputs = outputs.reshape(len(X), -1)
+            gradients = self._get_gradients()
+            outputs = np.vstack([gradients.outputs(X[i:i + self.batch_size])
+                                 for i in range(0, len(X), self.batch_size)])
             kind = getattr(self, "_keras_output", None) or "probabilities"
             return as_probabilities(outputs, kind).argmax(axis=1)
         with ignoring_feature_name_warnings():

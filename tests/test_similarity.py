@@ -322,7 +322,9 @@ def test_projected_scores_are_seeded_and_converge(digits, digits_model, kind):
         errors.append(np.linalg.norm(scores - exact) / np.linalg.norm(exact))
     assert errors[1] < 0.4 * errors[0]  # the error shrinks as 1 / sqrt(n_components)
     again = GradientSimilarityExplainer(model, n_components=4096, random_state=0)
-    np.testing.assert_allclose(again.fit(X_train, y_train).transform(X_test), scores)
+    # computed on the fly, not stored: float32 products summed in another order
+    np.testing.assert_allclose(again.fit(X_train, y_train).transform(X_test), scores, rtol=1e-5,
+                               atol=1e-6 * np.abs(scores).max())
     other_seed = clone(again).set_params(random_state=1).fit(X_train, y_train)
     assert not np.allclose(other_seed.transform(X_test), scores)
 

@@ -86,8 +86,7 @@ def gradient_dot(test, train):
     """Dot products between the rows of two gradient matrices or :class:`GradientFactors`."""
     if isinstance(test, GradientFactors):
         return test.dot(train)
-    # in float64 from float32 projections: the same scores whatever the blocks of rows
-    return np.asarray(test, dtype=float) @ np.asarray(train, dtype=float).T
+    return (test @ train.T).astype(float, copy=False)
 
 
 def gradient_sq_norms(grads):

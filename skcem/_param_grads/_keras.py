@@ -235,8 +235,13 @@ class KerasGradients:
             return (inputs[:n_dense], deltas[:n_dense],
                     tf.concat(rest, 1) if rest else tf.zeros((n, 0)))
 
+        def outputs(x):
+            prediction = model(tf.reshape(x, (-1,) + self.input_shape), training=False)
+            return tf.reshape(prediction, (tf.shape(x)[0], -1))
+
         self._batch_fn = batch
         self._factor_fn = factor_batch
+        self._outputs_fn = outputs
         self._compiled = {}
 
     def _run(self, kind, X, y):
@@ -249,12 +254,27 @@ class KerasGradients:
             signature = [tf.TensorSpec([None, int(np.prod(self.input_shape))], tf.float32),
                          tf.TensorSpec((None,) + y.shape[1:], tf.as_dtype(y.dtype))]
             function = self._batch_fn if kind == "flat" else self._factor_fn
-            self._compiled[key] = tf.function(function, input_signature=signature)
+            # no tensor-dependent Python control flow: AutoGraph would only cost seconds
+            self._compiled[key] = tf.function(function, input_signature=signature,
+                                              autograph=False)
         X = np.asarray(X, np.float32).reshape(len(X), -1)
         return self._compiled[key](tf.constant(X), tf.constant(y))
 
     def __call__(self, X, y):
         return self._run("flat", X, y).numpy()
+
+    def outputs(self, X):
+        """The model's outputs on the rows of ``X``, flattened: ndarray of shape (n, n_outputs).
+
+        A compiled call: ``model.predict`` costs a second or more in set-up per call.
+        """
+        tf = self.tf
+        if "outputs" not in self._compiled:
+            signature = [tf.TensorSpec([None, int(np.prod(self.input_shape))], tf.float32)]
+            self._compiled["outputs"] = tf.function(self._outputs_fn, input_signature=signature,
+                                                    autograph=False)
+        X = np.asarray(X, np.float32).reshape(len(X), -1)
+        return self._compiled["outputs"](tf.constant(X)).numpy()
 
     def factors(self, X, y):
         """The gradients of ``X`` as :class:`GradientFactors`, ``Dense`` layers factorised."""
