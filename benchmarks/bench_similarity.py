@@ -7,9 +7,10 @@ the reference's way: one eager ``GradientTape`` gradient per instance in a Pytho
 alibi's ``GradientSimilarity`` does), then the scores; and, as a stronger baseline, the same
 loop with the per-instance gradient compiled by ``tf.function``. It checks that all give the
 same scores: "max rel diff" against the loop's, "vs vectorised" against those of the
-materialised gradients of ``tf.vectorized_map`` (float32 rounding differs between the loop and
-batched passes: on training points the CNN fits perfectly, whose gradients are rounding noise,
-cosines differ by up to 0.15).
+materialised gradients of ``tf.vectorized_map``, on the training instances whose gradient is
+more than float32 rounding noise (norm above 1e-4 times the largest). On training points the
+CNN fits perfectly, the gradients are rounding noise, which differs between any two compiled
+graphs and the loop: their cosines differ by up to 0.15 ("max rel diff").
 
 With ``--large`` it scores instead all 8000 training rows (2000-9999) against 1000 test rows
 (0-999) with ``kneighbors`` (k=10), ``precompute_grads=True``, for ``grad_dot`` and
@@ -189,6 +190,10 @@ def main():
     vec_train, vec_test = (np.vstack([vectorised(rows[i:i + size], targets[i:i + size])
                                       for i in range(0, len(rows), size)])
                            for rows, targets in ((X_train, y_train), (X_test, target)))
+    norms = np.linalg.norm(vec_train, axis=1)
+    signal = norms > 1e-4 * norms.max()
+    print(f"vs vectorised: on the {signal.sum()} training instances whose gradient norm is above "
+          f"1e-4 times the largest")
     header = (f"{'sim_fn':<14} {'precompute':<10} {'fit s':>7} {'explain s':>9} "
               f"{'loop s':>7} {'speed-up':>8} {'vs compiled':>11} {'max rel diff':>12} "
               f"{'vs vectorised':>13}")
@@ -210,7 +215,8 @@ def main():
             scores = explainer.explain(X_test).scores
             explain_seconds = time.perf_counter() - start
             diff = np.max(np.abs(scores - reference)) / np.max(np.abs(reference))
-            vec_diff = np.max(np.abs(scores - materialised)) / np.max(np.abs(materialised))
+            vec_diff = (np.max(np.abs(scores - materialised)[:, signal])
+                        / np.max(np.abs(materialised[:, signal])))
             total = fit_seconds + explain_seconds
             compiled_seconds = loop_seconds - loops[False] + loops[True]
             print(f"{sim_fn:<14} {str(precompute):<10} {fit_seconds:>7.2f} "

@@ -164,7 +164,10 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         output gradient ``δ``, is projected as ``(a Ω) ⊙ (δ Ψ) / sqrt(n_components)`` with
         Gaussian ``Ω`` and ``Ψ`` (a variance at most 4 times that of a Gaussian projection of
         the whole gradient); other layers' gradients are count-sketched. ``grad_cos`` and
-        ``grad_asym_dot`` use the projected norms.
+        ``grad_asym_dot`` use the projected norms. Projections are stored in float32
+        (``4 * n_components`` bytes a training instance). On the MNIST tutorial's CNN with 8,000
+        training instances, 2048 components keep about 91% of the exact top-10 neighbours
+        (1024: 87-89%; ``benchmarks/bench_similarity.py --large``).
     random_state : int, RandomState instance or None, default=None
         Seeds the projection of ``n_components``.
     batch_size : int, default=64
