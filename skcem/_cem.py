@@ -136,6 +136,18 @@ class CEMExplainer(BaseContrastiveExplainer):
         evaluations.
     n_iter_no_change : int, default=50
         The patience window of early stopping.
+    probe_iterations : int or None, default=None
+        Probing search on ``c`` (a shortcut; ``max_iterations // 10`` is a good value).
+        ``None`` runs every c-step for ``max_iterations`` (the reference). Otherwise the
+        binary search's ``c_steps`` c-steps run ``probe_iterations`` iterations each (the
+        learning rate decays over that many), then one more c-step runs the full
+        ``max_iterations`` at the smallest ``c`` that succeeded (the last ``c`` tried where
+        none did). Every c-step after the first success starts from the best answer found so
+        far instead of from ``x0``. With 100 of 1000 iterations this costs 5 times fewer
+        iterations and model evaluations; on iris, digits and breast cancer (PN and PP) it
+        found the same instances as the full schedule, with median L1 within 4% and median
+        L0 no larger (``benchmarks/bench_early_stopping.py``), but single answers differ
+        from the full schedule's by more, in both directions.
     momentum : bool, default=True
         FISTA's momentum step (ALGORITHMS.md, step 5). The reference means to apply it, but
         its two TensorFlow assignments race within one session run, so that its momentum
@@ -240,8 +252,8 @@ class CEMExplainer(BaseContrastiveExplainer):
                  immutable_features=None, directions=None, distance="elastic",
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
-                 n_iter_no_change=50, momentum=True, batch_size="auto", n_jobs=None,
-                 verbose=0):
+                 n_iter_no_change=50, momentum=True, probe_iterations=None, batch_size="auto",
+                 n_jobs=None, verbose=0):
         self.estimator = estimator
         self.mode = mode
         self.search = search
@@ -268,6 +280,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.momentum = momentum
+        self.probe_iterations = probe_iterations
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -321,4 +334,5 @@ class CEMExplainer(BaseContrastiveExplainer):
             learning_rate_init=self.learning_rate_init, max_iterations=self.max_iterations,
             c_init=self.c_init, c_steps=self.c_steps, clip=tuple(map(float, self.clip)),
             update_num_grad=self.update_num_grad, tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change, momentum=self.momentum)
+            n_iter_no_change=self.n_iter_no_change, momentum=self.momentum,
+            probe_iterations=self.probe_iterations)

@@ -80,6 +80,7 @@ _SHARED_CONSTRAINTS = {
     "update_num_grad": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither"), None],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "probe_iterations": [Interval(Integral, 1, None, closed="left"), None],
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "n_jobs": [Integral, None],
     "verbose": ["verbose"],
@@ -449,7 +450,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         searchable = self._searchable(common["mode"], explained, target, predicted)
         size = self._batch_size()
         starts = range(0, X.shape[0], size)
-        steps = settings.c_steps if self.search_ == "fista" else 1
+        steps = settings.c_steps + (settings.probe_iterations is not None) \
+            if self.search_ == "fista" else 1
         bar = progress_bar(len(starts) * steps, type(self).__name__, self.verbose >= 1)
 
         def report(step, c, found):

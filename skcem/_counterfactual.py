@@ -74,6 +74,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     max_iterations : int, default=1000
     eps, clip, update_num_grad, tol, n_iter_no_change, batch_size, n_jobs, verbose
         As for :class:`CEMExplainer`.
+    probe_iterations : int or None, default=None
+        As for :class:`CEMExplainer` (measured there on CEM only).
 
     Attributes
     ----------
@@ -111,7 +113,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
                  immutable_features=None, directions=None, feature_range=None,
                  input_shape=None, learning_rate_init=1e-2, max_iterations=1000,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
-                 n_iter_no_change=50, batch_size="auto", n_jobs=None, verbose=0):
+                 n_iter_no_change=50, probe_iterations=None, batch_size="auto", n_jobs=None,
+                 verbose=0):
         self.estimator = estimator
         self.target_class = target_class
         self.search = search
@@ -131,6 +134,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.update_num_grad = update_num_grad
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.probe_iterations = probe_iterations
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -164,4 +168,5 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
             learning_rate_init=self.learning_rate_init, max_iterations=self.max_iterations,
             c_init=1.0, c_steps=self.c_steps, clip=tuple(map(float, self.clip)),
             update_num_grad=self.update_num_grad, tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change, momentum=True, threshold_times_lr=True)
+            n_iter_no_change=self.n_iter_no_change, momentum=True, threshold_times_lr=True,
+            probe_iterations=self.probe_iterations)

@@ -12,7 +12,7 @@ of a batch iterate together, each with its own ``c``, bracket and bests; the ref
 the same search one instance at a time.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -116,6 +116,12 @@ class SolverSettings:
     tol: float | None = None
     n_iter_no_change: int = 50
     momentum: bool = True
+    # Probing search (issue 16): the c-steps of the binary search run ``probe_iterations``
+    # iterations each, then one c-step runs ``max_iterations`` at the smallest successful c.
+    probe_iterations: int | None = None
+    # Each c-step starts from the best answer found so far (x0 before any); always on when
+    # probing.
+    warm_start: bool = False
     # The reference's shrinkage threshold is beta itself; a proximal-gradient step (ISTA's)
     # scales it by the learning rate, as counterfactuals do.
     threshold_times_lr: bool = False
@@ -257,13 +263,25 @@ def solve(backend, problem, settings, progress=None):
     start = _evaluate(backend, problem, initial, initial, all_rows, with_attack_grad=True)
     moved = np.any(start.attack_grad != 0, axis=1)
 
-    for step in range(settings.c_steps):
+    probe = settings.probe_iterations
+    searchable = searching.copy()
+    last_c = c.copy()
+    for step in range(settings.c_steps + (probe is not None)):
+        final = step == settings.c_steps
+        if final:
+            # The full schedule, once, at the smallest c that succeeded (the last c tried
+            # where none did), from the best answer of the probes.
+            searching = searchable
+            c = np.where(upper_c < _C_UPPER_UNSET, upper_c, last_c)
+        step_settings = settings if probe is None or final else replace(
+            settings, max_iterations=probe)
         rows = all_rows[searching]
         if rows.size == 0:
             if progress is not None:
                 progress(step, c, np.isfinite(bests.dist))
             continue
-        succeeded = _solve_for_c(backend, problem, settings, rows, c[rows], start, bests,
+        last_c[rows] = c[rows]
+        succeeded = _solve_for_c(backend, problem, step_settings, rows, c[rows], start, bests,
                                  n_iterations, moved)
         c[rows], lower_c[rows], upper_c[rows] = update_c(c[rows], lower_c[rows], upper_c[rows],
                                                          succeeded)
@@ -360,6 +378,16 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
                  pinned=pinned, adv=pinned.copy(), adv_s=pinned.copy())
     gradients = {"attack": start.attack_grad[rows],
                  "ae": None if start.ae_grad is None else start.ae_grad[rows]}
+    if settings.warm_start or settings.probe_iterations is not None:
+        warm = np.isfinite(bests.dist[rows])
+        if warm.any():
+            state["adv"][warm] = bests.adv[rows[warm]]
+            state["adv_s"][warm] = bests.adv[rows[warm]]
+            answer = _evaluate(backend, problem, state["adv"][warm], state["adv"][warm],
+                               rows[warm], with_attack_grad=True)
+            gradients["attack"][warm] = answer.attack_grad
+            if gradients["ae"] is not None:
+                gradients["ae"][warm] = answer.ae_grad
     succeeded = np.zeros(rows.size, dtype=bool)
     # Positions (within ``rows``) still iterating; early stopping shrinks this set, and with
     # it the rows sent to the model.

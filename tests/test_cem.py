@@ -236,3 +236,33 @@ def test_verbose_progress_and_logging(iris, iris_model, capsys, caplog):
     assert "CEMExplainer" in capsys.readouterr().err  # the progress bar, on stderr
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "c-step 1", "c-step 2", "c-step 3"]
+
+
+@pytest.mark.parametrize("mode", ["PN", "PP"])
+def test_probing_search_keeps_answers_at_a_fifth_of_the_iterations(iris, iris_model, mode):
+    """probe_iterations (issue 16) at the reference defaults: the same instances found,
+    median L1 within 5% and median L0 no larger than the full schedule's, for under a
+    quarter of the iterations and model rows."""
+    X, _ = iris
+    X_test = X[::5]  # 30 instances of all classes
+    results = {}
+    for probe in (None, 100):
+        cem = CEMExplainer(iris_model, mode=mode, probe_iterations=probe).fit(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            results[probe] = cem.explain(X_test)
+    full, probed = results[None], results[100]
+    assert full.found.sum() >= 10
+    np.testing.assert_array_equal(probed.found, full.found)
+    l1 = {probe: np.median(np.abs(exp.perturbation[exp.found]).sum(axis=1))
+          for probe, exp in results.items()}
+    assert abs(l1[100] - l1[None]) <= 0.05 * l1[None]
+    assert np.nanmedian(metrics.n_changed(probed)) <= np.nanmedian(metrics.n_changed(full))
+    # 10 probes of 100 iterations and one c-step of 1000, against 10 c-steps of 1000.
+    assert np.max(probed.meta["n_iterations"]) == 10 * 100 + 1000
+    assert np.min(full.meta["n_iterations"]) == 10 * 1000
+    assert probed.meta["n_model_rows"] < 0.25 * full.meta["n_model_rows"]
+    pred = iris_model.predict(probed.explanation[probed.found])
+    required = pred != probed.X_pred[probed.found] if mode == "PN" \
+        else pred == probed.X_pred[probed.found]
+    assert required.all()
