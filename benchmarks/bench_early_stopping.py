@@ -10,7 +10,7 @@ find (and its 90th percentile), FISTA iterations per instance (load-independent)
 time.
 
     python benchmarks/bench_early_stopping.py [--n-instances 40] [--only digits]
-        [--strategies full probe ...]
+        [--strategies full probe100 ...] [--clip 100] [--max-iterations 1000]
 """
 
 import argparse
@@ -43,16 +43,18 @@ SETTINGS = (iris_setting, digits_setting, cancer_setting)
 # Public parameters (``params``) and private solver settings (``solver``) of each strategy.
 # "tol": the failing c-step's stall test and the 5% bracket on c (``tol=1e-4``); "warm":
 # every c-step starts from the best answer so far; "probeN": ``probe_iterations=N`` (N-iteration
-# c-steps for the search on c, warm-started, then one full c-step at the smallest successful c).
+# c-steps for the search on c, warm-started, then one full c-step at the smallest successful c),
+# N given for max_iterations=1000 and scaled with --max-iterations (its ``probe_iterations``
+# below is the divisor of max_iterations).
 STRATEGIES = {
     "full": {},
     "tol": dict(params=dict(tol=1e-4)),
     "no-momentum": dict(params=dict(momentum=False)),
     "warm": dict(solver=dict(warm_start=True)),
-    "probe100": dict(params=dict(probe_iterations=100)),
-    "probe50": dict(params=dict(probe_iterations=50)),
-    "probe100+tol": dict(params=dict(probe_iterations=100, tol=1e-4)),
-    "probe100-nomom": dict(params=dict(probe_iterations=100, momentum=False)),
+    "probe100": dict(params=dict(probe_iterations=10)),
+    "probe50": dict(params=dict(probe_iterations=20)),
+    "probe100+tol": dict(params=dict(probe_iterations=10, tol=1e-4)),
+    "probe100-nomom": dict(params=dict(probe_iterations=10, momentum=False)),
 }
 
 
@@ -65,7 +67,10 @@ class _Explainer(CEMExplainer):
 
 def explain(model, X_train, X, mode, params, strategy):
     spec = STRATEGIES[strategy]
-    cem = _Explainer(model, mode=mode, batch_size=len(X), **params, **spec.get("params", {}))
+    own = dict(spec.get("params", {}))
+    if "probe_iterations" in own:
+        own["probe_iterations"] = max(params["max_iterations"] // own["probe_iterations"], 1)
+    cem = _Explainer(model, mode=mode, batch_size=len(X), **params, **own)
     cem._solver_overrides = spec.get("solver", {})
     cem.fit(X_train)
     start = time.perf_counter()
@@ -112,6 +117,8 @@ def main():
     parser.add_argument("--n-instances", type=int, default=40)
     parser.add_argument("--only", default=None, help="run only settings whose name has this")
     parser.add_argument("--modes", nargs="+", default=["PN", "PP"])
+    parser.add_argument("--clip", type=float, default=100.0)
+    parser.add_argument("--max-iterations", type=int, default=1000)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
                         choices=list(STRATEGIES))
     args = parser.parse_args()
@@ -119,6 +126,7 @@ def main():
     print("-" * len(HEADER))
     for setting in SETTINGS:
         name, model, X_train, X_test, params = setting()
+        params = dict(params, clip=(-args.clip, args.clip), max_iterations=args.max_iterations)
         if args.only and args.only not in name:
             continue
         X = X_test[:args.n_instances]

@@ -72,10 +72,12 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Shape of one instance for a Keras model.
     learning_rate_init : float, default=1e-2
     max_iterations : int, default=1000
-    eps, clip, update_num_grad, tol, n_iter_no_change, batch_size, n_jobs, verbose
+    eps, clip, update_num_grad, tol, n_iter_no_change
         As for :class:`CEMExplainer`.
     probe_iterations : int or None, default=None
-        As for :class:`CEMExplainer` (measured there on CEM only).
+        As for :class:`CEMExplainer` (measured on CEM only).
+    batch_size, n_jobs, verbose
+        As for :class:`CEMExplainer`.
 
     Attributes
     ----------
