@@ -153,7 +153,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--large", action="store_true",
                         help="8000 training rows, 1000 test rows: projected against exact")
-    parser.add_argument("--n-components", type=int, nargs="+", default=[1024],
+    parser.add_argument("--n-components", type=int, nargs="+", default=[2048],
                         help="projections of --large")
     parser.add_argument("--n-jobs", type=int, default=None, help="explainer's n_jobs")
     args = parser.parse_args()
