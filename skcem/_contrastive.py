@@ -352,7 +352,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                             output_kind=getattr(self, "_keras_output", None) or "probabilities",
                             classes=self.classes_,
                             predict_in_search=getattr(self, "_predict_in_search", False),
-                            gradient=self.gradient, decode=getattr(self, "_decode", None))
+                            gradient=self.gradient,
+                            table=None if getattr(self, "_decode", None) is None else self._codec)
 
     def _get_backend(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.

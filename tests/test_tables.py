@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
+from skcem._gradients import ExactBackend
+from skcem._gradients._exact import exact_proba_vjp
+from skcem._tabular import TableCodec
 
 pd = pytest.importorskip("pandas")
 
@@ -293,3 +298,75 @@ def test_metrics_l1_is_the_explainers_mad_distance(table):
     metrics = explanation_metrics(models["forest"], rows, exp.explanation, X_train=X)
     assert metrics["valid"][exp.found].all()
     assert np.allclose(metrics["l1"][exp.found], exp.distance[exp.found])
+
+
+def _central_differences(model, codec, Z, cotangent, step=1e-6):
+    grad = np.zeros_like(Z)
+    for j in np.flatnonzero(~codec.categorical_):
+        h = step * max(1.0, np.abs(Z[:, j]).max())
+        up, down = Z.copy(), Z.copy()
+        up[:, j] += h
+        down[:, j] -= h
+        diff = model.predict_proba(codec.decode(up)) - model.predict_proba(codec.decode(down))
+        grad[:, j] = (diff * cotangent).sum(axis=1) / (2 * h)
+    return grad
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+@pytest.mark.parametrize("encode_categories", [
+    OneHotEncoder(handle_unknown="ignore"),
+    make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(drop="first")),
+    OrdinalEncoder(),
+], ids=["onehot", "imputer-onehot-drop", "ordinal"])
+@pytest.mark.parametrize("classifier", [LogisticRegression(max_iter=1000),
+                                        MLPClassifier((16,), max_iter=2000, random_state=0)],
+                         ids=["lr", "mlp"])
+def test_exact_gradients_of_a_table_pipeline_are_central_differences(
+        table, encode_categories, classifier):
+    X, y, _ = table
+    encode = ColumnTransformer([("numbers", StandardScaler(), NUMERIC),
+                                ("categories", encode_categories, CATEGORICAL)])
+    model = make_pipeline(encode, classifier).fit(X, y)
+    codec = TableCodec().fit(X)
+    Z = codec.encode(X.iloc[:25])
+    cotangent = np.random.default_rng(0).normal(size=(25, 2))
+    proba, grad = exact_proba_vjp(model, table=codec)(Z, cotangent, return_proba=True)
+    np.testing.assert_allclose(proba, model.predict_proba(X.iloc[:25]), rtol=1e-12)
+    np.testing.assert_allclose(grad, _central_differences(model, codec, Z, cotangent),
+                               rtol=1e-6, atol=1e-9)
+    assert np.abs(grad[:, ~codec.categorical_]).max() > 1e-3
+    np.testing.assert_array_equal(grad[:, codec.categorical_], 0.0)
+
+
+@pytest.mark.parametrize("mode", ["PN", "PP"])
+def test_fista_on_a_table_with_immutable_categories_uses_exact_gradients(table, mode):
+    X, _, models = table
+    answers = {}
+    for gradient in ("exact", "numerical"):
+        cem = CEMExplainer(models["lr"], mode=mode, search="fista", gradient=gradient,
+                           immutable_features=CATEGORICAL, max_iterations=200,
+                           c_steps=4).fit(X)
+        assert isinstance(cem._backend, ExactBackend) == (gradient == "exact")
+        answers[gradient] = explain(cem, X.iloc[:8])
+    exact, numerical = answers["exact"], answers["numerical"]
+    np.testing.assert_array_equal(exact.found, numerical.found)
+    assert exact.found.sum() >= 3
+    assert valid_by_predict(models["lr"], exact, mode).all()
+    found = exact.found
+    pd.testing.assert_frame_equal(exact.explanation[CATEGORICAL][found],
+                                  X.iloc[:8][CATEGORICAL][found])
+    l1 = {k: np.median(np.abs(a.perturbation[a.found]).sum(axis=1)) for k, a in answers.items()}
+    assert l1["exact"] == pytest.approx(l1["numerical"], rel=0.01)
+    assert exact.meta["n_model_rows"] < numerical.meta["n_model_rows"] / 2
+
+
+def test_a_part_mixing_categorical_and_numeric_columns_has_no_exact_gradient(table):
+    X, y, _ = table
+    encode = ColumnTransformer([("all", OneHotEncoder(handle_unknown="ignore"), ["job", "age"]),
+                                ("rest", StandardScaler(), ["income", "hours"])])
+    model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(X, y)
+    with pytest.raises(TypeError, match="ColumnTransformer 'all'.*mixes categorical"):
+        CEMExplainer(model, search="fista", immutable_features=CATEGORICAL,
+                     gradient="exact").fit(X)
+    cem = CEMExplainer(model, search="fista", immutable_features=CATEGORICAL).fit(X)
+    assert not isinstance(cem._backend, ExactBackend)

@@ -27,7 +27,7 @@ def _autoencoder_term(autoencoder, input_shape, eps, n_features):
 
 def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=None,
                  output_kind="probabilities", classes=None, predict_in_search=False,
-                 gradient="auto", decode=None):
+                 gradient="auto", table=None):
     """The gradient backend for ``estimator``: autodiff for Keras, differences otherwise.
 
     Parameters
@@ -52,10 +52,10 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         For a scikit-learn model: its exact input gradient (one backward pass, see
         :mod:`skcem._gradients._exact`) or central differences. "auto" takes the exact one
         when every step of the model is supported; "exact" raises naming the step that is not.
-    decode : callable or None
-        Turns the search's rows into the model's input (a DataFrame of the fitted columns,
-        see :mod:`skcem._tabular`) before ``predict_proba`` and ``predict``; exact gradients
-        are taken on the numbers.
+    table : TableCodec or None
+        Its ``decode`` turns the search's rows into the model's input (a DataFrame of the
+        fitted columns, see :mod:`skcem._tabular`) before ``predict_proba`` and ``predict``;
+        exact gradients are taken on the numbers (categories as codes).
     """
     if is_keras_model(estimator):
         from ._keras import KerasBackend, import_tensorflow
@@ -67,6 +67,7 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         return KerasBackend(estimator, input_shape,
                             _autoencoder_term(autoencoder, input_shape, eps, n_features),
                             output_kind)
+    decode = None if table is None else table.decode
     predict_proba = getattr(estimator, "predict_proba", estimator)
     predict = None
     if classes is not None and callable(getattr(estimator, "predict", None)):
@@ -80,12 +81,12 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         from ._exact import UnsupportedModel, exact_proba_vjp
 
         try:
-            vjp = exact_proba_vjp(estimator)
+            vjp = exact_proba_vjp(estimator, table=table)
         except UnsupportedModel:
             if gradient == "exact":
                 raise
     backend = ExactBackend if vjp is not None else NumericalBackend
-    kwargs = {"vjp": vjp, "vjp_is_predict_proba": decode is None} if vjp is not None else {}
+    kwargs = {"vjp": vjp} if vjp is not None else {}
     return backend(predict_proba, eps, _autoencoder_term(autoencoder, input_shape, eps,
                                                          n_features),
                    predict=predict, predict_in_search=predict_in_search, **kwargs)

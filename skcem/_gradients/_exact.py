@@ -27,6 +27,16 @@ Conventions at non-differentiable points
   probability is 0 (OvR logistic/modified_huber, calibration) are locally constant
   there and get gradient 0.
 
+Tables
+------
+With a table (``exact_proba_vjp(..., table=codec)``) the rows hold category codes. The
+ColumnTransformer that first receives them may encode categorical columns with any
+transformer (``OneHotEncoder``, ``OrdinalEncoder``, a Pipeline with an imputer...): the
+gradient search never moves a category (categories move in the neighbour search only), so
+such a part is constant for each row and its exact derivative is 0; its output is computed
+by the transformer itself on the decoded columns, once per distinct block of categories. A
+part mixing categorical and numeric columns is unsupported.
+
 Memory: caches are O(n * width) per layer/step. Exceptions (all still free of any
 O(n * d**2) term): QuadraticDiscriminantAnalysis keeps one (n, d) whitened copy per
 class, PolynomialFeatures keeps (n, n_output_features, degree) factors, and
@@ -560,12 +570,16 @@ def _build_calibrated_proba(est, path):
 
 
 def _pipeline_builder(method):
-    def builder(est, path):
+    def builder(est, path, table=None):
         nodes = []
         last = len(est.steps) - 1
         for i, (name, step) in enumerate(est.steps):
             step_method = "transform" if i < last else method
-            nodes.append(_compile(step, step_method, path + [f"Pipeline step {name!r}"]))
+            step_path = path + [f"Pipeline step {name!r}"]
+            if i == 0 and table is not None:
+                nodes.append(_compile_on_table(step, step_method, step_path, table))
+            else:
+                nodes.append(_compile(step, step_method, step_path))
         return _chain(*nodes)
 
     return builder
@@ -575,22 +589,50 @@ for _method in ("predict_proba", "decision_function", "transform"):
     _REGISTRY[(Pipeline, _method)] = _pipeline_builder(_method)
 
 
+def _compile_on_table(est, method, path, table):
+    """``_compile`` for the step that first receives a table's rows (codes for categories)."""
+    if FrozenEstimator is not None and isinstance(est, FrozenEstimator):
+        return _compile_on_table(est.estimator, method, path + ["FrozenEstimator.estimator"],
+                                 table)
+    if isinstance(est, Pipeline):
+        return _pipeline_builder(method)(est, path, table)
+    if isinstance(est, ColumnTransformer) and method == "transform":
+        return _build_column_transformer(est, path, table)
+    _unsupported(est, method, path, "it is given category codes; encode the categorical "
+                 "columns in a ColumnTransformer")
+
+
 @_register(ColumnTransformer, "transform")
-def _build_column_transformer(est, path):
-    parts = []
-    for name, trans, _ in est.transformers_:
+def _build_column_transformer(est, path, table=None):
+    # A sparse output (``sparse_output_``) is built dense here: the same numbers.
+    categorical = np.zeros(est.n_features_in_, dtype=bool) if table is None else \
+        np.asarray(table.categorical_, dtype=bool)
+    parts, constant = [], []
+    for name, trans, columns in est.transformers_:
         out = est.output_indices_[name]
         if (isinstance(trans, str) and trans == "drop") or out.stop == out.start:
             continue
         cols = np.asarray(est._transformer_to_input_indices[name], dtype=np.intp)
-        node = _compile(trans, "transform", path + [f"ColumnTransformer {name!r}"])
-        parts.append((cols, out, node))
-    if getattr(est, "sparse_output_", False):
-        _unsupported(est, "transform", path, "sparse output")
-    width = max((out.stop for _, out, _ in parts), default=0)
+        part_path = path + [f"ColumnTransformer {name!r}"]
+        if categorical[cols].all():
+            # The gradient search never moves a category (FISTA is refused with a mutable
+            # one): a part fed only categorical columns is constant for each row.
+            scalar = isinstance(columns, (str, int, np.integer))
+            constant.append((trans, cols[0] if scalar else cols, out))
+        elif categorical[cols].any():
+            _unsupported(trans, "transform", part_path,
+                         "it mixes categorical and numeric columns")
+        else:
+            parts.append((cols, out, _compile(trans, "transform", part_path)))
+    width = max([out.stop for _, out, _ in parts] + [out.stop for *_, out in constant],
+                default=0)
+    constant_outputs = _constant_parts(constant, table) if constant else None
 
     def forward(X):
         Y = np.empty((X.shape[0], width))
+        if constant_outputs is not None:
+            for (_, _, out), Yk in zip(constant, constant_outputs(X)):
+                Y[:, out] = Yk
         caches = []
         for cols, out, (f, _) in parts:
             Yk, cache = f(X[:, cols])
@@ -606,6 +648,39 @@ def _build_column_transformer(est, path):
         return gX
 
     return forward, backward
+
+
+def _constant_parts(constant, table):
+    """Outputs of the parts fed only categorical columns, by their own ``transform``.
+
+    They depend on a row's categories alone: each distinct combination of categories is
+    transformed once and kept, as a search asks the same rows at every iteration.
+    """
+    categorical_columns = np.flatnonzero(table.categorical_)
+    kept = {}
+
+    def outputs(X):
+        combinations, inverse = np.unique(X[:, categorical_columns], axis=0,
+                                          return_inverse=True)
+        keys = [row.tobytes() for row in combinations]
+        new = [i for i, key in enumerate(keys) if key not in kept]
+        if new:
+            first = np.unique(inverse.ravel(), return_index=True)[1][new]
+            rows = table.decode(X[first])
+            take = rows.iloc.__getitem__ if hasattr(rows, "iloc") else rows.__getitem__
+            values = [_dense(trans.transform(take((slice(None), cols))))
+                      for trans, cols, _ in constant]
+            for k, i in enumerate(new):
+                kept[keys[i]] = [v[k] for v in values]
+        inverse = inverse.ravel()
+        return [np.stack([kept[key][part] for key in keys])[inverse]
+                for part in range(len(constant))]
+
+    return outputs
+
+
+def _dense(Y):
+    return np.asarray(Y.toarray() if sparse.issparse(Y) else Y, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------
@@ -787,7 +862,7 @@ class ProbaVJP:
         return (P, grad) if return_proba else grad
 
 
-def exact_proba_vjp(estimator):
+def exact_proba_vjp(estimator, *, table=None):
     """Build the exact vector-Jacobian product of ``estimator.predict_proba``.
 
     Parameters
@@ -795,6 +870,11 @@ def exact_proba_vjp(estimator):
     estimator : fitted classifier
         A supported classifier, or a (nested) Pipeline of supported transformers
         ending in one. See the module docstring for the conventions used at kinks.
+    table : TableCodec or None
+        When the estimator takes a table (its rows decoded by ``table.decode``), ``Z``
+        holds the numbers of the table with a category as its code; a ColumnTransformer
+        first met by the rows may then encode categorical columns with any transformer
+        (see the module docstring, "Tables").
 
     Returns
     -------
@@ -815,7 +895,10 @@ def exact_proba_vjp(estimator):
         If the estimator is not fitted.
     """
     check_is_fitted(estimator)
-    forward, backward = _compile(estimator, "predict_proba", [])
+    if table is not None and table.has_categorical:
+        forward, backward = _compile_on_table(estimator, "predict_proba", [], table)
+    else:
+        forward, backward = _compile(estimator, "predict_proba", [])
     return ProbaVJP(forward, backward, getattr(estimator, "n_features_in_", None))
 
 

@@ -170,10 +170,10 @@ class ExactBackend(NumericalBackend):
         The compiled model (:func:`~skcem._gradients._exact.exact_proba_vjp`);
         ``vjp(Z, cotangent)`` is ``sum_k cotangent[:, k] * d p_k / d z`` for every row.
     vjp_is_predict_proba : bool, default=True
-        Whether ``vjp.forward`` computes what ``predict_proba`` does on the same rows (False
-        when ``predict_proba`` first decodes the rows into a table). The search's
-        probabilities at every iteration then come from the compiled forward pass: the same
-        numbers, without the estimator's input validation and checks.
+        Whether the search's probabilities at every iteration come from the compiled forward
+        pass (``vjp.forward``, the same numbers as ``predict_proba``, also for a table's
+        decoded rows, without the estimator's input validation and checks) rather than from
+        ``predict_proba`` itself.
     """
 
     def __init__(self, predict_proba, eps, autoencoder=None, predict=None,

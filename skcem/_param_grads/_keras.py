@@ -12,7 +12,8 @@ with respect to its output before the activation. ``δ`` of the summed loss is e
 a layer that mixes the examples of a batch would break this. ``Dense`` gradients stay
 factorised (see :mod:`._factors`); a ``Conv2D`` kernel's per-example gradient is
 ``Σ_p patch_p(a) ⊗ δ_p`` over output positions ``p`` (one batched product per kernel offset,
-whatever the strides and dilation; "valid" or "same" padding) and its bias's is ``Σ_p δ_p``. Convolutions are materialised, not factorised: a factorised dot product costs
+whatever the strides and dilation; "valid" or "same" padding) and its bias's is ``Σ_p δ_p``.
+Convolutions are materialised, not factorised: a factorised dot product costs
 ``P² (k_in + c_out)`` per pair of examples against ``k_in c_out`` materialised (``P`` output
 positions, ``k_in = kh kw c_in``), which pays only for ``P = 1``. ``tf.vectorized_map`` is left
 for the weights of other layers, where it runs a ``Conv2DBackpropFilter`` as a serial loop.
