@@ -10,14 +10,30 @@ The ceiling is the throughput of the model + AE input gradient alone (one forwar
 pass of both, compiled), at the best batch size: no optimizer can iterate faster.
 
     python benchmarks/bench_keras_mnist.py --mnist ../shared/data/mnist [--n-instances 32]
+        [--probe-iterations 0 100] [--reference-python /tmp/alibi/bin/python
+        [--reference-instances 8]]
+
+``--probe-iterations`` adds runs with the probing search on ``c`` (0: the full schedule).
+``--reference-python`` (an interpreter with alibi 0.9.6) runs ``reference_alibi_mnist.py`` on
+the first ``--reference-instances`` instances, one at a time, in the same run and with the same
+weights, and prints a second table: each skcem run's instances/s against the reference's (the
+ratio computed here), found rates and median L1 on the instances both explain and median AE
+errors, on those first instances.
 """
 
 import argparse
+import json
 import os
+import subprocess
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow 2.21 left oneDNN off on a 2-core Xeon here (2.7x slower); TF 2.14, the
+# reference's, turns it on by default. The reference's subprocess inherits the setting.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np  # noqa: E402
 
@@ -70,16 +86,22 @@ def main():
                         help="also print the median L1 of the first FIRST instances, to compare "
                              "with reference_alibi_mnist.py --n-instances FIRST")
     parser.add_argument("--max-iterations", type=int, default=TUTORIAL["max_iterations"])
+    parser.add_argument("--probe-iterations", type=int, nargs="+", default=[0],
+                        help="probe_iterations of the runs (0: the full schedule)")
+    parser.add_argument("--reference-python", default=None,
+                        help="interpreter with alibi 0.9.6: run the reference in this run")
+    parser.add_argument("--reference-instances", type=int, default=8)
     parser.add_argument("--export-weights", default=None,
                         help="folder to write the models' weights to, as .npz, for "
                              "reference_alibi_mnist.py")
     args = parser.parse_args()
 
     X, y, cnn, autoencoder = mnist_tutorial_models(args.mnist, cache=args.cache)
-    if args.export_weights:
-        os.makedirs(args.export_weights, exist_ok=True)
+    weights = args.export_weights or (tempfile.mkdtemp() if args.reference_python else None)
+    if weights:
+        os.makedirs(weights, exist_ok=True)
         for name, model in (("mnist_cnn", cnn), ("mnist_ae", autoencoder)):
-            np.savez(os.path.join(args.export_weights, f"{name}.npz"), *model.get_weights())
+            np.savez(os.path.join(weights, f"{name}.npz"), *model.get_weights())
     ceiling, best_batch = gradient_ceiling(cnn, autoencoder, X[:256])
     same_batch, _ = gradient_ceiling(cnn, autoencoder, X[:256], batch_sizes=(args.n_instances,))
     print(f"ceiling: {ceiling:.0f} instance-iterations/s (model + AE input gradient, "
@@ -88,7 +110,7 @@ def main():
     X_train = X[2000:]
     settings = dict(TUTORIAL, max_iterations=args.max_iterations)
 
-    header = (f"{'mode':<4} {'momentum':<8} {'early stop':<18} {'inst/s':>7} {'inst-it/s':>9} "
+    header = (f"{'mode':<4} {'momentum':<8} {'early stop':<26} {'inst/s':>7} {'inst-it/s':>9} "
               f"{'% ceil':>6} "
               f"{'found':>6} {'med L1':>7} {'med L0':>7} {'med AE err':>10} "
               f"{'L1 first':>8}")
@@ -96,12 +118,15 @@ def main():
     print("-" * len(header))
     choices = {"both": (True, False), "on": (True,), "off": (False,)}
     stops = choices[args.early_stopping][::-1]  # without early stopping first
-    runs = [(mode, momentum, args.tol if stop else None) for mode in args.modes.split(",")
-            for momentum in choices[args.momentum] for stop in stops]
-    for mode, momentum, tol in runs:
+    runs = [(mode, momentum, args.tol if stop else None, probe)
+            for mode in args.modes.split(",") for momentum in choices[args.momentum]
+            for stop in stops for probe in args.probe_iterations]
+    results = []
+    for mode, momentum, tol, probe in runs:
         cem = CEMExplainer(cnn, mode=mode, autoencoder=autoencoder, tol=tol,
                            n_iter_no_change=args.n_iter_no_change, momentum=momentum,
-                           batch_size=args.n_instances, **settings).fit(X_train)
+                           probe_iterations=probe or None, batch_size=args.n_instances,
+                           **settings).fit(X_train)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExplanationNotFoundWarning)
@@ -109,18 +134,71 @@ def main():
         seconds = time.perf_counter() - start
         iterations = np.sum(exp.meta["n_iterations"])
         found = exp.found
-        rows = exp.explanation[found]
-        ae_error = np.sum((autoencoder.predict(rows.reshape(-1, 28, 28, 1), verbose=0)
-                           .reshape(len(rows), -1) - rows) ** 2, axis=1)
+        ae_error = _ae_errors(autoencoder, exp.explanation)
         l1 = np.abs(exp.perturbation).sum(axis=1)
         label = "off" if tol is None else f"tol={tol:g}, n={args.n_iter_no_change}"
-        print(f"{mode:<4} {str(momentum):<8} {label:<18} {len(exp) / seconds:>7.3f} "
+        label += f", probe {probe}" if probe else ""
+        results.append((mode, momentum, label, len(exp) / seconds, found, l1, ae_error))
+        print(f"{mode:<4} {str(momentum):<8} {label:<26} {len(exp) / seconds:>7.3f} "
               f"{iterations / seconds:>9.0f} {iterations / seconds / ceiling:>6.0%} "
               f"{found.mean():>6.0%} "
               f"{np.median(l1[found]):>7.2f} "
-              f"{np.median(n_changed(exp)[found]):>7.0f} {np.median(ae_error):>10.3f} "
+              f"{np.median(n_changed(exp)[found]):>7.0f} {np.median(ae_error[found]):>10.3f} "
               f"{np.nanmedian(l1[:args.first]):>8.2f}",
               flush=True)
+    if args.reference_python:
+        compare_with_reference(args, weights, results)
+
+
+def _ae_errors(autoencoder, rows):
+    """Each row's squared auto-encoder error (NaN for rows without an answer)."""
+    errors = np.full(len(rows), np.nan)
+    found = ~np.isnan(rows).any(axis=1)
+    images = rows[found].reshape(-1, 28, 28, 1)
+    errors[found] = np.sum((autoencoder.predict(images, verbose=0).reshape(len(images), -1)
+                            - rows[found]) ** 2, axis=1)
+    return errors
+
+
+def run_reference(python, weights, mnist, mode, n_instances):
+    """The reference's figures on the first instances, from ``reference_alibi_mnist.py``."""
+    script = Path(__file__).with_name("reference_alibi_mnist.py")
+    command = [python, str(script), "--json", "--weights", weights, "--mnist", mnist,
+               "--n-instances", str(n_instances), "--modes", mode]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the reference failed: {command}\n{done.stderr[-3000:]}")
+    figures = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+    found = np.array(figures["found"], dtype=bool)
+    l1, ae_error = np.full(len(found), np.nan), np.full(len(found), np.nan)
+    l1[found], ae_error[found] = figures["l1"], figures["ae_error"]
+    return n_instances / figures["seconds"], found, l1, ae_error
+
+
+def compare_with_reference(args, weights, results):
+    n = args.reference_instances
+    print(f"\nagainst the reference (alibi 0.9.6 CEM, one instance at a time) on the first {n} "
+          "instances, same run, same weights; L1 median on the instances both explain")
+    header = (f"{'mode':<4} {'momentum':<8} {'early stop':<26} {'inst/s':>7} {'ref':>7} "
+              f"{'sk/ref':>7} {'found sk/ref':>12} {'med L1 sk/ref (both)':>21} "
+              f"{'med AE err sk/ref':>18}")
+    print(header)
+    print("-" * len(header))
+    references = {}
+    for mode, momentum, label, rate, found, l1, ae_error in results:
+        if mode not in references:
+            references[mode] = run_reference(args.reference_python, weights, args.mnist, mode, n)
+        ref_rate, ref_found, ref_l1, ref_ae = references[mode]
+        both = found[:n] & ref_found
+        print(f"{mode:<4} {str(momentum):<8} {label:<26} {rate:>7.3f} {ref_rate:>7.4f} "
+              f"{rate / ref_rate:>6.1f}x {found[:n].mean():>5.0%}/{ref_found.mean():<6.0%} "
+              f"{_median(l1[:n][both]):>10.2f}/{_median(ref_l1[both]):<10.2f} "
+              f"{_median(ae_error[:n][found[:n]]):>8.2f}/{_median(ref_ae[ref_found]):<9.2f}",
+              flush=True)
+
+
+def _median(values):
+    return np.median(values) if len(values) else np.nan
 
 
 if __name__ == "__main__":

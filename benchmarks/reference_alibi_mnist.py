@@ -5,10 +5,14 @@ Uses the same trained weights as ``bench_keras_mnist.py`` (exported there with
 same first instances one at a time and prints the same columns. Run in alibi's environment:
 
     /tmp/alibi/bin/python benchmarks/reference_alibi_mnist.py --weights DIR --mnist DIR
+
+``--json`` prints one JSON object per mode instead, with each instance's found flag, L1 and
+AE error (``bench_keras_mnist.py --reference-python`` reads it).
 """
 
 import argparse
 import gzip
+import json
 import os
 import time
 from pathlib import Path
@@ -66,6 +70,7 @@ def main():
     parser.add_argument("--n-instances", type=int, default=5)
     parser.add_argument("--start", type=int, default=0, help="first row to explain")
     parser.add_argument("--modes", default="PN,PP")
+    parser.add_argument("--json", action="store_true", help="one JSON object per mode")
     args = parser.parse_args()
     X = load_images(args.mnist).astype(np.float32)
     classifier = with_weights(cnn(), Path(args.weights) / "mnist_cnn.npz")
@@ -84,10 +89,15 @@ def main():
             if result is not None:
                 # the perturbation: what a PN adds, what a PP keeps (x0 - a)
                 perturbation = result - x0 if mode == "PN" else result
-                l1.append(np.abs(perturbation).sum())
-                l0.append((np.abs(perturbation) > 1e-8).sum())
-                ae_err.append(np.sum((ae.predict(result) - result) ** 2))
+                l1.append(float(np.abs(perturbation).sum()))
+                l0.append(int((np.abs(perturbation) > 1e-8).sum()))
+                ae_err.append(float(np.sum((ae.predict(result) - result) ** 2)))
         seconds = time.perf_counter() - start
+        if args.json:
+            print(json.dumps({"mode": mode, "start": args.start, "n_instances": args.n_instances,
+                              "seconds": seconds, "found": found, "l1": l1, "l0": l0,
+                              "ae_error": ae_err}), flush=True)
+            continue
         print(f"reference {mode}: {args.n_instances / seconds:.4f} inst/s "
               f"({seconds / args.n_instances:.1f} s/instance), found {np.mean(found):.0%}, "
               f"median L1 {np.median(l1) if l1 else np.nan:.2f}, "
