@@ -1,7 +1,9 @@
 """Black-box CEM speed and quality: iris and breast cancer (LogisticRegression), digits (MLP).
 
 Explains 20+ instances per setting with the reference defaults (max_iterations=1000,
-c_steps=10), PN and PP, in one batch, and prints per setting: instances/s, predict_proba rows
+c_steps=10), PN and PP, in one batch, with two schedules: skcem's defaults ("defaults": the
+probing search on ``c``) and the reference's ("full": ``probe_iterations=None``, every c-step
+runs all iterations; ``--schedules`` picks), and prints per setting: instances/s, predict_proba rows
 per instance, found rate, and the median L1 and L0 of the perturbation (what a PN adds, what a
 PP keeps). For the speed-up of batching it also explains a few of the same instances one at a
 time (batch_size=1), which is how the reference works.
@@ -98,18 +100,35 @@ def median_where(values, mask):
     return np.median(values[mask]) if mask.any() else np.nan
 
 
-REFERENCE_HEADER = (f"{'setting':<28} {'mode':<4} {'clip':>6} {'batched':>8} {'1-by-1':>8} "
+# skcem's parameters for each schedule: its defaults, and the reference's full schedule.
+SCHEDULES = {"defaults": {}, "full": {"probe_iterations": None}}
+
+REFERENCE_HEADER = (f"{'setting':<28} {'mode':<4} {'sched':<8} {'clip':>6} {'batched':>8} "
+                    f"{'1-by-1':>8} "
                     f"{'ref':>8} {'batch/ref':>9} {'1by1/ref':>9} {'n':>3} "
                     f"{'found sk/ref':>12} {'med L1 sk/ref (both)':>22}")
 
 
-def reference_row(name, mode, clip, rate, rate_alone, exp, reference):
+def reference_row(name, mode, schedule, clip, rate, rate_alone, exp, reference):
     ref_rate = reference["n_instances"] / reference["seconds"]
     found, ref_found, l1, ref_l1, both = compare(exp, reference)
-    return (f"{name:<28} {mode:<4} {clip:>6.0f} {rate:>8.2f} {rate_alone:>8.3f} "
+    return (f"{name:<28} {mode:<4} {schedule:<8} {clip:>6.0f} {rate:>8.2f} {rate_alone:>8.3f} "
             f"{ref_rate:>8.4f} {rate / ref_rate:>8.0f}x {rate_alone / ref_rate:>8.1f}x "
             f"{reference['n_instances']:>3} {found:>5.0%}/{ref_found:<6.0%} "
             f"{l1:>7.3f}/{ref_l1:<7.3f} ({both})")
+
+
+def result_row(name, mode, schedule, clip, rate, rate_alone, exp, n_first):
+    found = exp.found
+    l1 = np.median(np.abs(exp.perturbation[found]).sum(axis=1)) if found.any() else np.nan
+    l0 = np.nanmedian(n_changed(exp)) if found.any() else np.nan
+    first = slice(0, n_first)
+    l1_first = np.abs(exp.perturbation[first]).sum(axis=1)
+    first_l1 = np.nanmedian(l1_first) if found[first].any() else np.nan
+    return (f"{name:<28} {mode:<4} {schedule:<8} {clip:>6.0f} {rate:>8.2f} "
+            f"{exp.meta['n_model_rows'] / len(exp):>10.0f} {found.mean():>6.0%} "
+            f"{l1:>7.3f} {l0:>6.1f} {rate_alone:>13.3f} {rate / rate_alone:>7.0f}x "
+            f"{found[first].mean():>7.0%}/{first_l1:.3f}")
 
 
 def main():
@@ -130,15 +149,17 @@ def main():
                         help="instances the reference explains (default: --one-by-one)")
     parser.add_argument("--only", default=None, help="run only settings whose name has this")
     parser.add_argument("--modes", nargs="+", default=["PN", "PP"])
+    parser.add_argument("--schedules", nargs="+", default=["defaults", "full"],
+                        choices=list(SCHEDULES))
     parser.add_argument("--gradient", default="auto", choices=["auto", "exact", "numerical"],
                         help="skcem's gradient path (auto: exact for these models)")
     args = parser.parse_args()
     n_reference = args.reference_instances or args.one_by_one
     reference_rows = []
 
-    header = (f"{'setting':<28} {'mode':<4} {'clip':>6} {'inst/s':>8} {'rows/inst':>10} "
-              f"{'found':>6} {'med L1':>7} {'med L0':>6} {'1-by-1 inst/s':>13} {'speed-up':>8} "
-              f"{'found/L1 first':>15}")
+    header = (f"{'setting':<28} {'mode':<4} {'sched':<8} {'clip':>6} {'inst/s':>8} "
+              f"{'rows/inst':>10} {'found':>6} {'med L1':>7} {'med L0':>6} "
+              f"{'1-by-1 inst/s':>13} {'speed-up':>8} {'found/L1 first':>15}")
     print(header)
     print("-" * len(header))
     for setting in (iris_setting, cancer_setting, digits_setting):
@@ -148,28 +169,23 @@ def main():
         X_explain = X_test[:args.n_instances]
         for mode in args.modes:
             for clip in (100.0, 1000.0):
-                kwargs = dict(params, clip=(-clip, clip), tol=args.tol, gradient=args.gradient)
-                exp, seconds = run(model, X_train, X_explain, mode, len(X_explain), **kwargs)
-                _, alone = run(model, X_train, X_explain[:args.one_by_one], mode, 1, **kwargs)
-                rate, rate_alone = len(exp) / seconds, args.one_by_one / alone
-                found = exp.found
-                l1 = np.median(np.abs(exp.perturbation[found]).sum(axis=1)) if found.any() \
-                    else np.nan
-                l0 = np.nanmedian(n_changed(exp)) if found.any() else np.nan
-                first = slice(0, args.first)
-                l1_first = np.abs(exp.perturbation[first]).sum(axis=1)
-                first_found = found[first].mean()
-                first_l1 = np.nanmedian(l1_first) if found[first].any() else np.nan
-                print(f"{name:<28} {mode:<4} {clip:>6.0f} {rate:>8.2f} "
-                      f"{exp.meta['n_model_rows'] / len(exp):>10.0f} {found.mean():>6.0%} "
-                      f"{l1:>7.3f} {l0:>6.1f} {rate_alone:>13.3f} {rate / rate_alone:>7.0f}x "
-                      f"{first_found:>7.0%}/{first_l1:.3f}",
-                      flush=True)
+                runs = []
+                for schedule in args.schedules:
+                    kwargs = dict(params, clip=(-clip, clip), tol=args.tol,
+                                  gradient=args.gradient, **SCHEDULES[schedule])
+                    exp, seconds = run(model, X_train, X_explain, mode, len(X_explain), **kwargs)
+                    _, alone = run(model, X_train, X_explain[:args.one_by_one], mode, 1,
+                                   **kwargs)
+                    rate, rate_alone = len(exp) / seconds, args.one_by_one / alone
+                    runs.append((schedule, rate, rate_alone, exp))
+                    print(result_row(name, mode, schedule, clip, rate, rate_alone, exp,
+                                     args.first), flush=True)
                 if args.reference_python:
                     reference = run_reference(args.reference_python, name, mode, clip,
                                               n_reference)
-                    reference_rows.append(reference_row(name, mode, clip, rate, rate_alone, exp,
-                                                        reference))
+                    reference_rows += [reference_row(name, mode, schedule, clip, rate,
+                                                     rate_alone, exp, reference)
+                                       for schedule, rate, rate_alone, exp in runs]
     if reference_rows:
         print(f"\nagainst the reference (alibi 0.9.6 CEM, one instance at a time), instances/s "
               f"in this run; found and L1 on the first {n_reference} instances")

@@ -67,8 +67,9 @@ class _Explainer(CEMExplainer):
 
 def explain(model, X_train, X, mode, params, strategy):
     spec = STRATEGIES[strategy]
-    own = dict(spec.get("params", {}))
-    if "probe_iterations" in own:
+    # Every strategy starts from the reference's full schedule (skcem's default probes).
+    own = dict({"probe_iterations": None}, **spec.get("params", {}))
+    if own["probe_iterations"] is not None:
         own["probe_iterations"] = max(params["max_iterations"] // own["probe_iterations"], 1)
     cem = _Explainer(model, mode=mode, batch_size=len(X), **params, **own)
     cem._solver_overrides = spec.get("solver", {})

@@ -10,10 +10,13 @@ The ceiling is the throughput of the model + AE input gradient alone (one forwar
 pass of both, compiled), at the best batch size: no optimizer can iterate faster.
 
     python benchmarks/bench_keras_mnist.py --mnist ../shared/data/mnist [--n-instances 32]
-        [--probe-iterations 0 100] [--reference-python /tmp/alibi/bin/python
+        [--momentum auto|on|off|both] [--early-stopping off|on|both]
+        [--probe-iterations auto 0 100] [--reference-python /tmp/alibi/bin/python
         [--reference-instances 8]]
 
-``--probe-iterations`` adds runs with the probing search on ``c`` (0: the full schedule).
+By default it runs skcem's defaults (``momentum="auto"``: off with the auto-encoder term;
+``probe_iterations="auto"``: the probing search on ``c``; no early stopping).
+``--probe-iterations`` lists the runs' probing settings (0: the full schedule).
 ``--reference-python`` (an interpreter with alibi 0.9.6) runs ``reference_alibi_mnist.py`` on
 the first ``--reference-instances`` instances, one at a time, in the same run and with the same
 weights, and prints a second table: each skcem run's instances/s against the reference's (the
@@ -79,15 +82,19 @@ def main():
     parser.add_argument("--n-instances", type=int, default=32)
     parser.add_argument("--modes", default="PN,PP")
     parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--momentum", choices=["both", "on", "off"], default="both")
-    parser.add_argument("--early-stopping", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--momentum", choices=["auto", "both", "on", "off"], default="auto",
+                        help="auto: skcem's default (off with the auto-encoder term); both: on "
+                             "and off")
+    parser.add_argument("--early-stopping", choices=["both", "on", "off"], default="off")
     parser.add_argument("--n-iter-no-change", type=int, default=50)
     parser.add_argument("--first", type=int, default=16,
                         help="also print the median L1 of the first FIRST instances, to compare "
                              "with reference_alibi_mnist.py --n-instances FIRST")
     parser.add_argument("--max-iterations", type=int, default=TUTORIAL["max_iterations"])
-    parser.add_argument("--probe-iterations", type=int, nargs="+", default=[0],
-                        help="probe_iterations of the runs (0: the full schedule)")
+    parser.add_argument("--probe-iterations", nargs="+", default=["auto"],
+                        type=lambda v: v if v == "auto" else int(v),
+                        help="probe_iterations of the runs (auto: skcem's default, a tenth of "
+                             "max_iterations; 0: the full schedule)")
     parser.add_argument("--reference-python", default=None,
                         help="interpreter with alibi 0.9.6: run the reference in this run")
     parser.add_argument("--reference-instances", type=int, default=8)
@@ -116,7 +123,7 @@ def main():
               f"{'L1 first':>8}")
     print(header)
     print("-" * len(header))
-    choices = {"both": (True, False), "on": (True,), "off": (False,)}
+    choices = {"both": (True, False), "on": (True,), "off": (False,), "auto": ("auto",)}
     stops = choices[args.early_stopping][::-1]  # without early stopping first
     runs = [(mode, momentum, args.tol if stop else None, probe)
             for mode in args.modes.split(",") for momentum in choices[args.momentum]
@@ -137,7 +144,7 @@ def main():
         ae_error = _ae_errors(autoencoder, exp.explanation)
         l1 = np.abs(exp.perturbation).sum(axis=1)
         label = "off" if tol is None else f"tol={tol:g}, n={args.n_iter_no_change}"
-        label += f", probe {probe}" if probe else ""
+        label += f", probe {probe}" if probe else ", full schedule"
         results.append((mode, momentum, label, len(exp) / seconds, found, l1, ae_error))
         print(f"{mode:<4} {str(momentum):<8} {label:<26} {len(exp) / seconds:>7.3f} "
               f"{iterations / seconds:>9.0f} {iterations / seconds / ceiling:>6.0%} "

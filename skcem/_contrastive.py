@@ -80,7 +80,7 @@ _SHARED_CONSTRAINTS = {
     "update_num_grad": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither"), None],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-    "probe_iterations": [Interval(Integral, 1, None, closed="left"), None],
+    "probe_iterations": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "n_jobs": [Integral, None],
     "verbose": ["verbose"],
@@ -277,6 +277,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         gradient = backend.proba_vjp(probed, cotangent)
         flat = np.all(gradient == 0, axis=1)
         return "neighbors" if flat.mean() >= _FLAT_SHARE else "fista"
+
+    def _probe_iterations(self):
+        """``probe_iterations``, where "auto" probes with a tenth of ``max_iterations`` when
+        there is a search on ``c`` to shorten (``c_steps`` > 1), else runs the full
+        schedule."""
+        if self.probe_iterations != "auto":
+            return self.probe_iterations
+        probe = self.max_iterations // 10
+        return probe if self.c_steps > 1 and probe >= 1 else None
 
     def _batch_size(self):
         """``batch_size``, where "auto" is 64 for the gradient search (its black-box batch

@@ -74,8 +74,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     max_iterations : int, default=1000
     eps, clip, update_num_grad, tol, n_iter_no_change
         As for :class:`CEMExplainer`.
-    probe_iterations : int or None, default=None
-        As for :class:`CEMExplainer` (measured on CEM only).
+    probe_iterations : int, "auto" or None, default=None
+        As for :class:`CEMExplainer`, whose default ("auto") was measured on CEM only; here
+        the default runs the full schedule.
     batch_size, n_jobs, verbose
         As for :class:`CEMExplainer`.
 
@@ -171,4 +172,4 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
             c_init=1.0, c_steps=self.c_steps, clip=tuple(map(float, self.clip)),
             update_num_grad=self.update_num_grad, tol=self.tol,
             n_iter_no_change=self.n_iter_no_change, momentum=True, threshold_times_lr=True,
-            probe_iterations=self.probe_iterations)
+            probe_iterations=self._probe_iterations())

@@ -189,7 +189,7 @@ def test_early_stopping_saves_model_rows_and_keeps_answers(digits, digits_model,
     results = {}
     for tol in (None, 1e-4):
         cem = CEMExplainer(digits_model, mode="PN", tol=tol, n_iter_no_change=20,
-                           **FAST).fit(X[:1200])
+                           probe_iterations=None, **FAST).fit(X[:1200])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExplanationNotFoundWarning)
             results[tol] = cem.explain(digits_test)
@@ -234,8 +234,9 @@ def test_verbose_progress_and_logging(iris, iris_model, capsys, caplog):
         warnings.simplefilter("ignore", ExplanationNotFoundWarning)
         cem.explain(X[:2])
     assert "CEMExplainer" in capsys.readouterr().err  # the progress bar, on stderr
+    # three probing c-steps, then the full schedule at the smallest successful c
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
-        "c-step 1", "c-step 2", "c-step 3"]
+        "c-step 1", "c-step 2", "c-step 3", "c-step 4"]
 
 
 @pytest.mark.parametrize("mode", ["PN", "PP"])
@@ -266,3 +267,37 @@ def test_probing_search_keeps_answers_at_a_fifth_of_the_iterations(iris, iris_mo
     required = pred != probed.X_pred[probed.found] if mode == "PN" \
         else pred == probed.X_pred[probed.found]
     assert required.all()
+
+
+def _halve(Z):
+    """A stand-in auto-encoder: reconstructs every feature at half its value."""
+    return 0.5 * np.asarray(Z)
+
+
+@pytest.mark.filterwarnings("ignore::skcem.ExplanationNotFoundWarning")
+def test_auto_momentum_is_off_only_with_the_autoencoder_term(iris, iris_model):
+    """momentum="auto": FISTA's momentum without an auto-encoder term, none with one."""
+    X, _ = iris
+    small = dict(max_iterations=100, c_steps=3, probe_iterations=None)
+
+    def explain(**params):
+        return CEMExplainer(iris_model, **small, **params).fit(X).explain(X[::25]).explanation
+
+    np.testing.assert_array_equal(explain(), explain(momentum=True))
+    assert not np.allclose(explain(), explain(momentum=False), equal_nan=True)
+    with_ae = dict(gamma=1.0, autoencoder=_halve)
+    np.testing.assert_array_equal(explain(**with_ae), explain(momentum=False, **with_ae))
+    assert not np.allclose(explain(**with_ae), explain(momentum=True, **with_ae),
+                           equal_nan=True)
+
+
+@pytest.mark.parametrize("c_steps, expected", [(4, 4 * 20 + 200), (1, 200)])
+def test_auto_probing_takes_a_tenth_of_the_schedule(iris, iris_model, c_steps, expected):
+    """probe_iterations="auto": c_steps probes of max_iterations // 10 and one full c-step;
+    with a single c-step there is nothing to probe and the full schedule runs."""
+    X, _ = iris
+    cem = CEMExplainer(iris_model, max_iterations=200, c_steps=c_steps).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(X[::10])
+    assert np.max(exp.meta["n_iterations"]) == expected

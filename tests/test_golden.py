@@ -49,8 +49,12 @@ def attack_grad_z(proba, z, t, mode, kappa):
 
 
 def reference_cem(proba, x0, mode, kappa, beta, c_init, c_steps, max_iterations, lr_init,
-                  v, lo, hi, clip, momentum=True, decay=True, lr_shrink=False):
+                  v, lo, hi, clip, momentum=True, decay=True, lr_shrink=False, probe=None):
     """One-instance CEM: FISTA per c, binary search on c.
+
+    With ``probe``, the ``c_steps`` c-steps run ``probe`` iterations each, every one after the
+    first success starting from the best answer so far, then one c-step runs
+    ``max_iterations`` at the smallest successful c (the last c tried if none succeeded).
 
     Returns
     -------
@@ -76,10 +80,17 @@ def reference_cem(proba, x0, mode, kappa, beta, c_init, c_steps, max_iterations,
 
     c, lower, upper = c_init, 0.0, 1e10
     best_dist, best_a, best_c = np.inf, None, np.nan
-    for _ in range(c_steps):
-        a, s, succeeded = x0.copy(), x0.copy(), False
-        for k in range(max_iterations):
-            lr = lr_init * ((1 - k / max_iterations) ** 0.5 if decay else 1.0)
+    last_c = c
+    for step in range(c_steps + (probe is not None)):
+        final = probe is not None and step == c_steps
+        if final:
+            c = upper if upper < 1e9 else last_c
+        iterations = max_iterations if probe is None or final else probe
+        start = x0 if probe is None or best_a is None else best_a
+        a, s, succeeded = start.copy(), start.copy(), False
+        last_c = c
+        for k in range(iterations):
+            lr = lr_init * ((1 - k / iterations) ** 0.5 if decay else 1.0)
             g_att = dz_da * attack_grad_z(proba, z_of(s), t, mode, kappa)
             grad = np.clip(c * g_att, *clip) + np.clip(2 * (s - x0), *clip)
             u = s - lr * grad
@@ -142,7 +153,8 @@ def _reference(name, **variant):
 def test_matches_reference(name):
     """skcem's explanations, found mask, distances and best c equal the reference's."""
     proba, X, mode, kw = CASES[name]
-    exp = CEMExplainer(proba, mode=mode, eps=(1e-3, EPS1), **kw).fit(X).explain(X[:4])
+    exp = CEMExplainer(proba, mode=mode, eps=(1e-3, EPS1), momentum=True, probe_iterations=None,
+                       **kw).fit(X).explain(X[:4])
     ref = _reference(name)
     assert np.array_equal(exp.found, [r[1] for r in ref])
     assert exp.found.any()
@@ -152,8 +164,24 @@ def test_matches_reference(name):
     np.testing.assert_allclose(exp.c, [r[3] for r in ref], rtol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::skcem.ExplanationNotFoundWarning")
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_default_probing_search_matches_reference(name):
+    """At the defaults (no auto-encoder: momentum on; probe_iterations="auto": a tenth of
+    max_iterations per probe, warm starts, one full c-step) skcem is the probing reference."""
+    proba, X, mode, kw = CASES[name]
+    exp = CEMExplainer(proba, mode=mode, eps=(1e-3, EPS1), **kw).fit(X).explain(X[:4])
+    ref = _reference(name, probe=kw["max_iterations"] // 10)
+    assert np.array_equal(exp.found, [r[1] for r in ref])
+    assert exp.found.any()
+    np.testing.assert_allclose(exp.explanation, np.array([r[0] for r in ref]),
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(exp.distance, [r[2] for r in ref], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(exp.c, [r[3] for r in ref], rtol=1e-12)
+
+
 @pytest.mark.parametrize("variant", [dict(momentum=False), dict(decay=False),
-                                     dict(lr_shrink=True)])
+                                     dict(lr_shrink=True), dict(probe=5)])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_cases_are_sensitive(name, variant):
     """Each case's answer moves by far more than the tolerance without each ingredient."""

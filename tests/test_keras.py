@@ -125,31 +125,38 @@ def test_autoencoder_term_lowers_reconstruction_error(cnn, autoencoder, digits_i
     assert errors[10.0] < errors[0.0]
 
 
-def test_keras_batch_equals_one_by_one(cnn, digits_images):
+@pytest.mark.parametrize("probe", [None, "auto"])
+def test_keras_batch_equals_one_by_one(cnn, digits_images, probe):
     X, _ = digits_images
     test = X[1200:1204]
-    together = _explain(CEMExplainer(cnn, mode="PN", batch_size=4, **IMAGE, **FAST)
-                        .fit(X[:1200]), test)
-    alone = _explain(CEMExplainer(cnn, mode="PN", batch_size=1, **IMAGE, **FAST)
-                     .fit(X[:1200]), test)
+    together = _explain(CEMExplainer(cnn, mode="PN", batch_size=4, probe_iterations=probe,
+                                     **IMAGE, **FAST).fit(X[:1200]), test)
+    alone = _explain(CEMExplainer(cnn, mode="PN", batch_size=1, probe_iterations=probe,
+                                  **IMAGE, **FAST).fit(X[:1200]), test)
     np.testing.assert_array_equal(together.found, alone.found)
     assert together.found.all()
-    # TensorFlow's float32 kernels round differently for different batch sizes (~1e-9): a
-    # success test on the edge can send one search to a neighbouring c, so iterates are not
-    # comparable bit for bit. What the search minimises is: the same distance to 2%, and
-    # explanations that differ by a small fraction of the pixel range.
-    np.testing.assert_allclose(together.distance, alone.distance, rtol=0.02)
-    assert np.abs(together.explanation - alone.explanation).max() < 0.01
     for exp in (together, alone):
         assert np.all(_predict(cnn, exp.PN) != exp.X_pred)
+    # TensorFlow's float32 kernels round differently for different batch sizes (~1e-9): a
+    # success test on the edge can send one search to a neighbouring c, so iterates are not
+    # comparable bit for bit. What the search minimises is: with the full schedule, the same
+    # distance to 2%, and explanations that differ by a small fraction of the pixel range.
+    # The probing search's single full c-step, at the smallest c its short probes found,
+    # amplifies that: a neighbouring c there moves a distance by up to about 10%.
+    if probe is None:
+        np.testing.assert_allclose(together.distance, alone.distance, rtol=0.02)
+        assert np.abs(together.explanation - alone.explanation).max() < 0.01
+    else:
+        np.testing.assert_allclose(together.distance, alone.distance, rtol=0.15)
 
 
 def test_early_stopping_on_keras_path(cnn, digits_images):
     X, _ = digits_images
     test = X[1200:1208]
-    fixed = _explain(CEMExplainer(cnn, mode="PN", **IMAGE, **FAST).fit(X[:1200]), test)
-    early = _explain(CEMExplainer(cnn, mode="PN", tol=1e-4, n_iter_no_change=20, **IMAGE,
-                                  **FAST).fit(X[:1200]), test)
+    full = dict(IMAGE, probe_iterations=None, **FAST)
+    fixed = _explain(CEMExplainer(cnn, mode="PN", **full).fit(X[:1200]), test)
+    early = _explain(CEMExplainer(cnn, mode="PN", tol=1e-4, n_iter_no_change=20,
+                                  **full).fit(X[:1200]), test)
     assert early.meta["n_model_rows"] < 0.7 * fixed.meta["n_model_rows"]
     assert early.found.sum() >= fixed.found.sum() - 1
 

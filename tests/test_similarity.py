@@ -262,8 +262,11 @@ def test_factorised_scores_equal_materialised_ones(digits, digits_model, kind):
         np.testing.assert_allclose(explainer.transform(X_test), expected, rtol=1e-4,
                                    atol=1e-6 * np.abs(expected).max(), err_msg=sim_fn)
         on_the_fly = clone(explainer).set_params(precompute_grads=False).fit(X_train, y_train)
+        # Keras computes in float32, whose kernels may round differently for the stored
+        # and the on-the-fly batches.
+        rtol = 1e-5 if kind == "keras" else 1e-9
         np.testing.assert_allclose(on_the_fly.transform(X_test), explainer.transform(X_test),
-                                   rtol=1e-9, atol=1e-12)
+                                   rtol=rtol, atol=1e-12)
 
 
 @pytest.mark.parametrize("precompute", [False, True])
