@@ -16,7 +16,7 @@ rate and median L1 of both (the L1 on the instances both explained).
 
     python benchmarks/bench_blackbox.py [--n-instances 30] [--one-by-one 3]
         [--reference-python /tmp/alibi/bin/python [--reference-instances 3]]
-        [--only iris] [--modes PN PP]
+        [--only iris] [--modes PN PP] [--clips 100 1000] [--schedules defaults full]
 """
 
 import argparse
@@ -149,6 +149,8 @@ def main():
                         help="instances the reference explains (default: --one-by-one)")
     parser.add_argument("--only", default=None, help="run only settings whose name has this")
     parser.add_argument("--modes", nargs="+", default=["PN", "PP"])
+    parser.add_argument("--clips", nargs="+", type=float, default=[100.0, 1000.0],
+                        help="gradient clips (each run's clip=(-CLIP, CLIP))")
     parser.add_argument("--schedules", nargs="+", default=["defaults", "full"],
                         choices=list(SCHEDULES))
     parser.add_argument("--gradient", default="auto", choices=["auto", "exact", "numerical"],
@@ -168,7 +170,7 @@ def main():
             continue
         X_explain = X_test[:args.n_instances]
         for mode in args.modes:
-            for clip in (100.0, 1000.0):
+            for clip in args.clips:
                 runs = []
                 for schedule in args.schedules:
                     kwargs = dict(params, clip=(-clip, clip), tol=args.tol,
