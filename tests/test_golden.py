@@ -148,6 +148,16 @@ def _reference(name, **variant):
             for x0 in X[:4]]
 
 
+def _assert_same_answers(exp, ref):
+    """skcem's explanations, found mask, distances and best c are the reference's."""
+    assert np.array_equal(exp.found, [r[1] for r in ref])
+    assert exp.found.any()
+    np.testing.assert_allclose(exp.explanation, np.array([r[0] for r in ref]),
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(exp.distance, [r[2] for r in ref], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(exp.c, [r[3] for r in ref], rtol=1e-12)
+
+
 @pytest.mark.filterwarnings("ignore::skcem.ExplanationNotFoundWarning")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_matches_reference(name):
@@ -156,12 +166,7 @@ def test_matches_reference(name):
     exp = CEMExplainer(proba, mode=mode, eps=(1e-3, EPS1), momentum=True, probe_iterations=None,
                        **kw).fit(X).explain(X[:4])
     ref = _reference(name)
-    assert np.array_equal(exp.found, [r[1] for r in ref])
-    assert exp.found.any()
-    np.testing.assert_allclose(exp.explanation, np.array([r[0] for r in ref]),
-                               rtol=0, atol=1e-8)
-    np.testing.assert_allclose(exp.distance, [r[2] for r in ref], rtol=0, atol=1e-8)
-    np.testing.assert_allclose(exp.c, [r[3] for r in ref], rtol=1e-12)
+    _assert_same_answers(exp, ref)
 
 
 @pytest.mark.filterwarnings("ignore::skcem.ExplanationNotFoundWarning")
@@ -172,12 +177,7 @@ def test_default_probing_search_matches_reference(name):
     proba, X, mode, kw = CASES[name]
     exp = CEMExplainer(proba, mode=mode, eps=(1e-3, EPS1), **kw).fit(X).explain(X[:4])
     ref = _reference(name, probe=kw["max_iterations"] // 10)
-    assert np.array_equal(exp.found, [r[1] for r in ref])
-    assert exp.found.any()
-    np.testing.assert_allclose(exp.explanation, np.array([r[0] for r in ref]),
-                               rtol=0, atol=1e-8)
-    np.testing.assert_allclose(exp.distance, [r[2] for r in ref], rtol=0, atol=1e-8)
-    np.testing.assert_allclose(exp.c, [r[3] for r in ref], rtol=1e-12)
+    _assert_same_answers(exp, ref)
 
 
 @pytest.mark.parametrize("variant", [dict(momentum=False), dict(decay=False),
