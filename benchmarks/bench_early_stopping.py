@@ -1,7 +1,8 @@
 """Early-stopping strategies of the CEM search against the full schedule (issue 16).
 
 For each setting (iris / LogisticRegression and digits / MLPClassifier(32,) as in
-``bench_blackbox.py``, breast cancer / LogisticRegression on standardised features), each mode
+``bench_blackbox.py``, breast cancer / LogisticRegression on standardised features, wine /
+a StandardScaler + LogisticRegression Pipeline on the raw features), each mode
 (PN, PP) and each strategy it explains the same instances in one batch at the reference
 defaults (max_iterations=1000, c_steps=10, clip 100) and prints: found rate, validity (the
 estimator's ``predict`` on the found answers), median L1 and L0 of the perturbation over the
@@ -19,9 +20,10 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bench_blackbox import digits_setting, iris_setting
@@ -38,7 +40,16 @@ def cancer_setting():
     return "cancer / LogisticRegression", model, X_train, X_test, {}
 
 
-SETTINGS = (iris_setting, digits_setting, cancer_setting)
+def wine_setting():
+    """Raw, unscaled features (proline in the hundreds) and a scaling Pipeline."""
+    X, y = load_wine(return_X_y=True)
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.3, random_state=0,
+                                                   stratify=y)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return "wine / Pipeline(scaler, LR)", model.fit(X_train, y_train), X_train, X_test, {}
+
+
+SETTINGS = (iris_setting, digits_setting, cancer_setting, wine_setting)
 
 # Public parameters (``params``) and private solver settings (``solver``) of each strategy.
 # "tol": the failing c-step's stall test and the 5% bracket on c (``tol=1e-4``); "warm":

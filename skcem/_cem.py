@@ -156,14 +156,15 @@ class CEMExplainer(BaseContrastiveExplainer):
         ``max_iterations // 10`` when ``c_steps`` > 1, else ``None``. With 100 of 1000
         iterations and 10 c-steps this costs 5 times fewer iterations and model evaluations.
         Measured with ``benchmarks/bench_early_stopping.py`` (iris and breast-cancer
-        LogisticRegression, digits MLP; PN and PP; 40 instances, ``clip=(-100, 100)``): the
-        same instances found as with the full schedule in all six cases, median L1 within
-        -5% to +4%, median L0 the same or lower; single answers differ by -23% to +48% in L1
-        (10th-90th percentile), in both directions, as much as with ``momentum`` off. At
-        ``clip=(-1000, 1000)`` one iris PP of 40 was lost once: an instance that no probe
-        brings to the target gets a single full c-step, at the largest ``c`` tried, which may
-        fail where the full search's smaller ``c`` succeeds. Set ``None`` for the reference's
-        schedule.
+        LogisticRegression, digits MLP, a wine Pipeline on raw features; PN and PP; 40
+        instances, ``clip=(-100, 100)``): the same instances found as with the full schedule
+        in all eight cases, median L1 within -5% to +5%, median L0 the same or lower; single
+        answers differ by -33% to +48% in L1 (10th-90th percentiles), in both directions, as
+        much as with ``momentum`` off. At ``clip=(-1000, 1000)`` one iris PP of 40 was lost
+        once: an instance that no probe brings to the target gets a single full c-step, at
+        the largest ``c`` tried, which may fail where the full search's smaller ``c``
+        succeeds. Must be below ``max_iterations``. Set ``None`` for the reference's schedule
+        (the smallest answers the search can give, at 5 times the cost).
     batch_size : int or "auto", default="auto"
         Instances optimised together. A black-box batch of the gradient search sends
         ``2 * n_features * batch_size`` rows to ``predict_proba`` in one call. "auto": 64 for

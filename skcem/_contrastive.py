@@ -338,6 +338,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         check_pair(self.eps, "eps", positive=True)
         check_pair(self.clip, "clip", increasing=True)
         per_feature(self.eps[1], n_features, "eps")
+        probe = self.probe_iterations
+        if isinstance(probe, Integral) and probe >= self.max_iterations:
+            raise ValueError(f"`probe_iterations` ({probe}) must be below `max_iterations` "
+                             f"({self.max_iterations}): the probes are the short c-steps of the "
+                             "search on c. Use None for the full schedule.")
 
     def _fit_data(self, X):
         """What a subclass learns from the data."""

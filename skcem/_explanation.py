@@ -1,6 +1,7 @@
 """The result of :meth:`CEMExplainer.explain` and :meth:`CounterfactualExplainer.explain`."""
 
 import json
+import warnings
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -213,11 +214,16 @@ class Explanation:
             frame = self.explanation.copy()
         else:
             frame = pd.DataFrame(self.explanation, columns=names, index=self.index)
-        frame["found"] = self.found
-        frame["class"] = self.X_pred
-        frame[f"{self.mode}_class"] = self.explanation_pred
-        frame["distance"] = self.distance
-        frame["c"] = self.c
+        meta = {"found": self.found, "class": self.X_pred,
+                f"{self.mode}_class": self.explanation_pred, "distance": self.distance,
+                "c": self.c}
+        clashes = [name for name in meta if name in frame.columns]
+        if clashes:
+            warnings.warn(f"Feature columns {clashes} share their names with to_frame's own "
+                          "columns; those are prefixed with 'explanation_' instead.",
+                          UserWarning, stacklevel=2)
+        for name, values in meta.items():
+            frame[f"explanation_{name}" if name in clashes else name] = values
         return frame
 
     def to_dict(self):

@@ -125,6 +125,11 @@ class TableCodec:
 
     def _columns(self, X):
         if self.is_frame_:
+            if not hasattr(X, "iloc"):
+                raise ValueError(f"X is a {type(X).__name__}, but the explainer was fitted on "
+                                 "a DataFrame: pass a DataFrame with the columns seen in fit "
+                                 f"({', '.join(map(str, self.columns_[:5]))}"
+                                 f"{', ...' if len(self.columns_) > 5 else ''}).")
             return [X.iloc[:, j] for j in range(X.shape[1])]
         array = np.asarray(X)
         if array.ndim != 2:

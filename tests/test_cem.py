@@ -301,3 +301,18 @@ def test_auto_probing_takes_a_tenth_of_the_schedule(iris, iris_model, c_steps, e
         warnings.simplefilter("ignore", ExplanationNotFoundWarning)
         exp = cem.explain(X[::10])
     assert np.max(exp.meta["n_iterations"]) == expected
+
+
+def test_to_frame_keeps_features_named_like_its_columns(iris_model, iris):
+    """A feature named "c" (or "distance", ...) is kept; to_frame's own column is prefixed."""
+    pd = pytest.importorskip("pandas")
+    X, _ = iris
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "distance"])
+    cem = CEMExplainer(iris_model, mode="PP", max_iterations=50, c_steps=2).fit(frame)
+    exp = cem.explain(frame.iloc[:3])
+    with pytest.warns(UserWarning, match=r"\['distance', 'c'\]"):
+        out = exp.to_frame()
+    np.testing.assert_array_equal(out["c"], exp.explanation["c"])
+    np.testing.assert_array_equal(out["distance"], exp.explanation["distance"])
+    np.testing.assert_array_equal(out["explanation_c"], exp.c)
+    np.testing.assert_array_equal(out["explanation_distance"], exp.distance)

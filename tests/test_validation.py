@@ -153,3 +153,18 @@ def test_y_of_wrong_length_in_explain(iris, iris_model):
     cem = CEMExplainer(iris_model).fit(X)
     with pytest.raises(ValueError, match=r"`y` must have shape \(3,\)"):
         cem.explain(X[:3], y=[0, 1])
+
+
+def test_probe_iterations_below_max_iterations(iris, iris_model):
+    X, _ = iris
+    with pytest.raises(ValueError, match="`probe_iterations` \\(500\\) must be below"):
+        CEMExplainer(iris_model, max_iterations=50, probe_iterations=500).fit(X)
+
+
+def test_array_after_a_dataframe_fit_is_a_clear_error(iris, iris_model):
+    pd = pytest.importorskip("pandas")
+    X, _ = iris
+    frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    cem = CEMExplainer(iris_model, max_iterations=20, c_steps=2).fit(frame)
+    with pytest.raises(ValueError, match="fitted on a DataFrame.*sl, sw, pl, pw"):
+        cem.explain(X[:2])
