@@ -254,7 +254,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         "c_steps": [Interval(Integral, 1, None, closed="left")],
         "momentum": ["boolean", StrOptions({"auto"})],
     }
-    _not_found_hint = "Try a larger c_init or c_steps, more max_iterations, or a wider clip."
+    _not_found_hint = ("Try a wider clip first (the gradients are clipped to it, which caps "
+                       "what a larger c can do), then a larger c_init or c_steps, or more "
+                       "max_iterations.")
 
     def __init__(self, estimator=None, *, mode="PN", search="auto", gradient="auto", kappa=0.0,
                  beta=0.1, feature_range=None, no_info_val=None, no_info_type="median",
