@@ -104,8 +104,7 @@ def median_where(values, mask):
 SCHEDULES = {"defaults": {}, "full": {"probe_iterations": None}}
 
 REFERENCE_HEADER = (f"{'setting':<28} {'mode':<4} {'sched':<8} {'clip':>6} {'batched':>8} "
-                    f"{'1-by-1':>8} "
-                    f"{'ref':>8} {'batch/ref':>9} {'1by1/ref':>9} {'n':>3} "
+                    f"{'1-by-1':>8} {'ref':>8} {'batch/ref':>9} {'1by1/ref':>9} {'n':>3} "
                     f"{'found sk/ref':>12} {'med L1 sk/ref (both)':>22}")
 
 

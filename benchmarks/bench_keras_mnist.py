@@ -141,7 +141,7 @@ def main():
         seconds = time.perf_counter() - start
         iterations = np.sum(exp.meta["n_iterations"])
         found = exp.found
-        ae_error = _ae_errors(autoencoder, exp.explanation)
+        ae_error = _ae_errors(autoencoder, exp.explanation, found)
         l1 = np.abs(exp.perturbation).sum(axis=1)
         label = "off" if tol is None else f"tol={tol:g}, n={args.n_iter_no_change}"
         label += f", probe {probe}" if probe else ", full schedule"
@@ -157,10 +157,9 @@ def main():
         compare_with_reference(args, weights, results)
 
 
-def _ae_errors(autoencoder, rows):
-    """Each row's squared auto-encoder error (NaN for rows without an answer)."""
+def _ae_errors(autoencoder, rows, found):
+    """Each found row's squared auto-encoder error (NaN for rows without an answer)."""
     errors = np.full(len(rows), np.nan)
-    found = ~np.isnan(rows).any(axis=1)
     images = rows[found].reshape(-1, 28, 28, 1)
     errors[found] = np.sum((autoencoder.predict(images, verbose=0).reshape(len(images), -1)
                             - rows[found]) ** 2, axis=1)

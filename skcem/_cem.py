@@ -353,4 +353,4 @@ class CEMExplainer(BaseContrastiveExplainer):
         """``momentum``, where "auto" is off with the auto-encoder term, else on."""
         if self.momentum != "auto":
             return bool(self.momentum)
-        return not (self.gamma > 0 and self.autoencoder is not None)
+        return self.gamma == 0  # gamma > 0 needs an autoencoder (_check_params)
