@@ -1,6 +1,5 @@
 """CEMExplainer: the Contrastive Explanation Method as a scikit-learn transformer."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -11,6 +10,7 @@ from ._contrastive import BaseContrastiveExplainer, TargetWarning
 from ._fista import SolverSettings
 from ._tabular import most_frequent_codes, values_by_column
 from ._validation import per_feature
+from ._warnings import warn
 
 
 class CEMExplainer(BaseContrastiveExplainer):
@@ -328,9 +328,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         target = self._class_indices(y, len(predicted))
         disagree = target != predicted
         if disagree.any():
-            warnings.warn(f"y differs from the model's prediction for {int(disagree.sum())} of "
-                          f"{len(target)} instances; each is explained against its y.",
-                          TargetWarning, stacklevel=3)
+            warn(f"y differs from the model's prediction for {int(disagree.sum())} of "
+                 f"{len(target)} instances; each is explained against its y.",
+                 TargetWarning)
         return target, target
 
     def _problem_settings(self):

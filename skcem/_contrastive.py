@@ -32,6 +32,7 @@ from ._tabular import (TableCodec, check_directions, is_table, table_classifier,
 from ._validation import (align_columns, check_pair, check_probabilities, class_indices,
                           default_classifier, feature_mask, is_prefitted, per_feature,
                           resolve_estimator, validate_float_data)
+from ._warnings import warn
 from .costs import median_absolute_deviation
 
 
@@ -166,9 +167,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if is_prefitted(self.estimator) else None
         if prefitted_names is None and hasattr(X, "columns") and \
                 hasattr(self.estimator, "n_features_in_"):
-            warnings.warn("X has feature names, but the fitted `estimator` was fitted without "
-                          "them: its columns are taken in the order of X.", UserWarning,
-                          stacklevel=3)
+            warn("X has feature names, but the fitted `estimator` was fitted without "
+                 "them: its columns are taken in the order of X.", UserWarning)
         raw = align_columns(X, prefitted_names)
         X, y = self._validate(raw, y, reset=True)
         self._check_params(X.shape[1])
@@ -412,10 +412,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         lower, upper = self.feature_range_
         outside = np.any((X < lower) | (X > upper), axis=1)
         if outside.any():
-            warnings.warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
-                          "`feature_range_`: the explanation keeps the values of the features "
-                          "it does not change, and moves a changed one only towards the range.",
-                          UserWarning, stacklevel=3)
+            warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
+                 "`feature_range_`: the explanation keeps the values of the features "
+                 "it does not change, and moves a changed one only towards the range.",
+                 UserWarning)
 
     @staticmethod
     def _searchable(mode, explained, target, predicted):
@@ -423,10 +423,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         searchable = mode.searchable(explained, target, predicted)
         n_trivial = int((~searchable).sum())
         if n_trivial:
-            warnings.warn(f"{n_trivial} of {len(target)} instances get no {mode.name}: the "
-                          f"model already gives them the class a {mode.name} must reach, so the "
-                          "instance itself would be its trivial answer.", TargetWarning,
-                          stacklevel=4)
+            warn(f"{n_trivial} of {len(target)} instances get no {mode.name}: the "
+                 f"model already gives them the class a {mode.name} must reach, so the "
+                 "instance itself would be its trivial answer.", TargetWarning)
         return searchable
 
     def explain(self, X, y=None):
@@ -516,7 +515,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                        f"{int(searchable.sum())} instances searched; their rows are NaN (see "
                        f"`found`). {hint}")
             logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
-            warnings.warn(message, ExplanationNotFoundWarning, stacklevel=3)
+            warn(message, ExplanationNotFoundWarning)
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         shown_X, shown_explanation, encoded = X, explanation, None

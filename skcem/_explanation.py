@@ -1,12 +1,12 @@
 """The result of :meth:`CEMExplainer.explain` and :meth:`CounterfactualExplainer.explain`."""
 
 import json
-import warnings
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from ._modes import MODES
+from ._warnings import warn
 
 
 def _to_builtin(value):
@@ -219,9 +219,9 @@ class Explanation:
                 "c": self.c}
         clashes = [name for name in meta if name in frame.columns]
         if clashes:
-            warnings.warn(f"Feature columns {clashes} share their names with to_frame's own "
-                          "columns; those are prefixed with 'explanation_' instead.",
-                          UserWarning, stacklevel=2)
+            warn(f"Feature columns {clashes} share their names with to_frame's own "
+                 "columns; those are prefixed with 'explanation_' instead.",
+                 UserWarning)
         for name, values in meta.items():
             frame[f"explanation_{name}" if name in clashes else name] = values
         return frame

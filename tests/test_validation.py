@@ -168,3 +168,23 @@ def test_array_after_a_dataframe_fit_is_a_clear_error(iris, iris_model):
     cem = CEMExplainer(iris_model, max_iterations=20, c_steps=2).fit(frame)
     with pytest.raises(ValueError, match="fitted on a DataFrame.*sl, sw, pl, pw"):
         cem.explain(X[:2])
+
+
+@pytest.mark.parametrize("call", ["explain", "transform", "fit_transform", "pipeline"])
+def test_warnings_point_at_the_callers_line(iris, iris_model, call):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, _ = iris
+    outside = X[:2] * 100  # beyond the fitted feature range: a UserWarning
+    cem = CEMExplainer(iris_model, max_iterations=5, c_steps=1).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if call == "pipeline":
+            make_pipeline(FunctionTransformer(), cem).fit(X).transform(outside)
+        elif call == "fit_transform":
+            cem.set_params(feature_range=(-1.0, 1.0)).fit_transform(outside)
+        else:
+            getattr(cem, call)(outside)
+    ours = [w for w in caught if "outside `feature_range_`" in str(w.message)]
+    assert ours and all(w.filename == __file__ for w in ours), [w.filename for w in caught]
