@@ -129,11 +129,13 @@ def _is_number(value):
     return True
 
 
-def align_columns(X, expected, name="X"):
+def align_columns(X, expected, name="X", reordered_warning=None):
     """``X`` with its columns in the order of ``expected`` when it is a DataFrame.
 
     Columns are matched by name, so that a model never sees permuted features; a clear error
-    names missing and unexpected columns.
+    names missing and unexpected columns. ``reordered_warning``, when given, is the end of
+    a warning issued when the columns had to be reordered (for outputs that follow
+    ``expected``'s order rather than ``X``'s).
     """
     columns = getattr(X, "columns", None)
     if columns is None or expected is None:
@@ -147,6 +149,10 @@ def align_columns(X, expected, name="X"):
     if missing or extra:
         raise ValueError(f"{name}'s columns do not match the model's features: missing "
                          f"{missing}, unexpected {extra}.")
+    if reordered_warning is not None:
+        from ._warnings import warn
+
+        warn(f"{name}'s columns are those of {reordered_warning}", UserWarning)
     return X[list(expected)] if all(isinstance(c, str) for c in columns) else \
         X[[columns[given.index(c)] for c in expected]]
 

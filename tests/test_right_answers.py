@@ -50,9 +50,14 @@ def test_permuted_dataframe_columns_are_matched_by_name(iris_frame, Explainer):
     pd, X, _, model = iris_frame
     shuffled = X[X.columns[::-1]]
     rows = X.iloc[[0, 50, 100, 120]]
-    explainer = Explainer(model, **FAST).fit(shuffled)
+    with pytest.warns(UserWarning, match="estimator` in another order.*estimator's order"):
+        explainer = Explainer(model, **FAST).fit(shuffled)
     assert list(explainer.feature_names_in_) == list(X.columns)
-    exp = _quiet(explainer, rows[rows.columns[[2, 0, 3, 1]]])
+    with pytest.warns(UserWarning, match="`fit` in another order.*follow `feature_names_in_`"):
+        exp = _quiet(explainer, rows[rows.columns[[2, 0, 3, 1]]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the fitted order: no warning
+        explainer.fit(X)
     np.testing.assert_array_equal(exp.X_pred, model.predict(rows))
     np.testing.assert_array_equal(exp.X, rows.to_numpy())
     assert exp.found.any()
