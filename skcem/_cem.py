@@ -313,6 +313,8 @@ class CEMExplainer(BaseContrastiveExplainer):
             learned = statistic(X, axis=0)
             for j, code in most_frequent_codes(X, categorical).items():
                 learned[j] = code
+            if self._integer_columns() is not None:  # a whole background for a whole PP
+                learned = self._codec.snap(learned[None])[0]
             self.no_info_val_ = learned if self.no_info_val is None else values_by_column(
                 self.no_info_val, X, self._codec, getattr(self, "feature_names_in_", None),
                 "no_info_val", learned)

@@ -169,7 +169,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 hasattr(self.estimator, "n_features_in_"):
             warn("X has feature names, but the fitted `estimator` was fitted without "
                  "them: its columns are taken in the order of X.", UserWarning)
-        raw = align_columns(X, prefitted_names)
+        raw = align_columns(X, prefitted_names, reordered_warning=(
+            "the fitted `estimator` in another order: they are matched by name, and the "
+            "explainer (`feature_names_in_`) and its answers follow the estimator's order."))
         X, y = self._validate(raw, y, reset=True)
         self._check_params(X.shape[1])
         codec = self._codec
@@ -236,7 +238,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 X, getattr(X, "columns", None)) \
                 if is_table(X, self.categorical_features) else None
         else:
-            X = align_columns(X, getattr(self, "feature_names_in_", None))
+            X = align_columns(X, getattr(self, "feature_names_in_", None), reordered_warning=(
+                "`fit` in another order: they are matched by name, and the answers "
+                "follow `feature_names_in_`."))
         codec = getattr(self, "_codec", None)
         if codec is None:
             if y is None:
@@ -417,6 +421,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "it does not change, and moves a changed one only towards the range.",
                  UserWarning)
 
+    def _integer_columns(self):
+        """The mask of integer columns of a DataFrame, or None: the gradient search's answers
+        hold whole numbers there."""
+        codec = self._codec
+        return codec.integer_ if codec is not None and codec.integer_.any() else None
+
     @staticmethod
     def _searchable(mode, explained, target, predicted):
         """Instances whose only answer would be the instance itself get none, with a warning."""
@@ -460,7 +470,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         common = dict(n_classes=len(self.classes_), lower=lower, upper=upper,
                       mutable=~self.immutable_mask_ if self.immutable_mask_.any() else None,
                       directions=self.directions_ if self.directions_.any() else None,
-                      categorical=self.categorical_mask_, **self._problem_settings())
+                      categorical=self.categorical_mask_, whole=self._integer_columns(),
+                      **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
         size = self._batch_size()
         starts = range(0, X.shape[0], size)

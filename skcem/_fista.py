@@ -38,7 +38,9 @@ class SearchProblem:
     ``C``; 1 for CEM, whose weight ``c`` is on the attack term). ``searchable`` marks the
     instances that are searched at all (None: all). ``directions`` holds, per feature, +1
     (may only increase), -1 (only decrease) or 0; ``categorical`` marks category codes, which
-    only the gradient-free search (:mod:`skcem._neighbors`) moves.
+    only the gradient-free search (:mod:`skcem._neighbors`) moves. ``whole`` marks integer
+    columns: the search moves them continuously and rounds its answers there (see
+    :func:`round_whole`).
     """
 
     x0: np.ndarray
@@ -57,6 +59,7 @@ class SearchProblem:
     searchable: np.ndarray | None = None
     directions: np.ndarray | None = None
     categorical: np.ndarray | None = None
+    whole: np.ndarray | None = None
 
     # The search asks for these at every iteration: computed once per batch.
     @cached_property
@@ -292,6 +295,8 @@ def solve(backend, problem, settings, progress=None):
             progress(step, c, np.isfinite(bests.dist))
 
     explanation = problem.model_input(bests.adv)
+    if problem.whole is not None and problem.whole.any():
+        explanation = round_whole(backend, problem, explanation, bests)
     found, rejected = _check_with_predict(backend, problem, explanation, bests)
     explanation[~found] = np.nan
     bests.dist[~found] = np.nan
@@ -301,6 +306,33 @@ def solve(backend, problem, settings, progress=None):
                         best_c=bests.c, explanation_proba=bests.proba,
                         explanation_class=bests.pred, n_iterations=n_iterations,
                         flat_gradient=~moved, rejected_by_predict=rejected)
+
+
+def round_whole(backend, problem, explanation, bests):
+    """The answers with their integer columns (``problem.whole``) rounded to whole numbers.
+
+    Rounding goes the way of the mode (:meth:`~skcem._modes.Mode.round_whole`: a PN or a
+    counterfactual changes a little more, a PP keeps a little more), inside the feature range;
+    the rounded answers' probabilities and distances replace the search's, and
+    :func:`_check_with_predict` then tests them like any answer: one that rounding made
+    invalid is not found.
+    """
+    rows = np.flatnonzero(np.isfinite(bests.dist))
+    if rows.size == 0:
+        return explanation
+    whole = problem.whole
+    x0, background = problem.x0[rows], _rows(problem.background, rows)
+    answer = explanation[rows]
+    rounded = problem.mode.round_whole(answer, x0)
+    lowest, highest = np.ceil(_rows(problem.lower, rows)), np.floor(_rows(problem.upper, rows))
+    rounded = np.where(whole, np.clip(rounded, lowest, np.maximum(lowest, highest)), answer)
+    explanation = explanation.copy()
+    explanation[rows] = rounded
+    bests.proba[rows] = backend.predict_proba(rounded)
+    adv = problem.mode.iterate(rounded, x0, background)
+    bests.dist[rows] = elastic_distance(adv, x0, _rows(problem.l1_weight, rows),
+                                        _rows(problem.l2_weight, rows))
+    return explanation
 
 
 def _check_with_predict(backend, problem, explanation, bests):

@@ -61,6 +61,16 @@ class Mode:
         """:meth:`project` for category codes: which other categories a column may take."""
         return candidate
 
+    def iterate(self, answer, x0, background):
+        """The iterate whose :meth:`model_input` is ``answer`` (its inverse)."""
+        return answer
+
+    def round_whole(self, answer, x0):
+        """``answer`` in whole numbers, rounded away from ``x0``: a little more of the same
+        change, which keeps its direction and (mostly) its class."""
+        return np.where(answer > x0, np.ceil(answer),
+                        np.where(answer < x0, np.floor(answer), answer))
+
     def pinned(self, x0, background):
         """The iterate's value for a feature that never changes."""
         return x0
@@ -153,6 +163,14 @@ class PertinentPositive(Mode):
 
     def model_input(self, adv, x0, background):
         return x0 + (background - adv)  # exactly x0 where adv == background
+
+    def iterate(self, answer, x0, background):
+        return x0 + (background - answer)
+
+    def round_whole(self, answer, x0):
+        # Towards x0: a little more of the instance kept.
+        return np.where(answer > x0, np.floor(answer),
+                        np.where(answer < x0, np.ceil(answer), answer))
 
     def project(self, candidate, x0, no_info_val):
         same_side = (candidate - no_info_val) * (x0 - no_info_val) >= 0

@@ -370,3 +370,26 @@ def test_a_part_mixing_categorical_and_numeric_columns_has_no_exact_gradient(tab
                      gradient="exact").fit(X)
     cem = CEMExplainer(model, search="fista", immutable_features=CATEGORICAL).fit(X)
     assert not isinstance(cem._backend, ExactBackend)
+
+
+@pytest.mark.parametrize("Explainer, params", SETTINGS)
+def test_gradient_search_answers_hold_whole_numbers_in_integer_columns(table, Explainer, params):
+    X, _, models = table
+    rows = X.iloc[:12]
+    explainer = Explainer(models["lr"], search="fista", immutable_features=CATEGORICAL,
+                          max_iterations=200, c_steps=4, **params).fit(X)
+    exp = explain(explainer, rows)
+    assert exp.found.sum() >= 4
+    found = exp.explanation[exp.found]
+    for column in ("age", "hours"):
+        assert pd.api.types.is_integer_dtype(exp.explanation[column].dtype), column
+        assert (found[column] == np.rint(found[column].astype(float))).all(), column
+    assert valid_by_predict(models["lr"], exp, explainer.mode if params else "CF").all()
+    if Explainer is CEMExplainer:
+        whole = [X.columns.get_loc(c) for c in ("age", "hours")]
+        background = explainer.no_info_val_[whole]
+        np.testing.assert_array_equal(background, np.rint(background))
+    if params.get("mode") == "PN":  # the distance is the rounded answer's own
+        d = exp.perturbation[exp.found]
+        np.testing.assert_allclose(exp.distance[exp.found],
+                                   (d**2).sum(axis=1) + explainer.beta * np.abs(d).sum(axis=1))
