@@ -74,6 +74,20 @@ def auto_categorical(X):
                     dtype=bool)
 
 
+def native_categorical(estimator, X, categorical_features):
+    """``categorical_features`` with "auto" extended by the columns a fitted model itself takes
+    as categories (``HistGradientBoostingClassifier``'s ``is_categorical_``): their integer
+    codes must move one whole category at a time, not continuously."""
+    native = getattr(estimator, "is_categorical_", None)
+    if not (isinstance(categorical_features, str) and categorical_features == "auto") or \
+            native is None or not np.any(native) or hasattr(X, "toarray"):
+        return categorical_features
+    auto = auto_categorical(X)
+    if len(native) != len(auto):
+        return categorical_features
+    return auto | np.asarray(native, dtype=bool)
+
+
 class TableCodec:
     """The columns of the data given to ``fit``, and the conversions of the search.
 

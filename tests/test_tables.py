@@ -393,3 +393,24 @@ def test_gradient_search_answers_hold_whole_numbers_in_integer_columns(table, Ex
         d = exp.perturbation[exp.found]
         np.testing.assert_allclose(exp.distance[exp.found],
                                    (d**2).sum(axis=1) + explainer.beta * np.abs(d).sum(axis=1))
+
+
+def test_a_models_native_categorical_columns_are_categories():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    code, number = rng.integers(0, 5, 600), rng.normal(size=600)
+    y = (np.isin(code, [1, 3]) * 2 + number > 1).astype(int)
+    X = np.column_stack([code, number]).astype(float)
+    model = HistGradientBoostingClassifier(categorical_features=[0], max_iter=30,
+                                           random_state=0).fit(X, y)
+    cf = CounterfactualExplainer(model).fit(X)
+    np.testing.assert_array_equal(cf.categorical_mask_, [True, False])
+    exp = explain(cf, X[:20])
+    assert exp.found.sum() >= 10
+    answers = np.asarray(exp.explanation[exp.found], dtype=float)
+    assert set(answers[:, 0]) <= set(range(5))  # whole categories, not codes in between
+    assert (model.predict(answers) != model.predict(X[:20][exp.found])).all()
+    # Named by the user, or none: the user's choice stands.
+    assert not CounterfactualExplainer(model, categorical_features=None).fit(
+        X).categorical_mask_.any()
