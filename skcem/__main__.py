@@ -294,13 +294,14 @@ def _write(rows, out):
     out = Path(out)
     try:
         if out.suffix == ".json":
-            out.write_text(json.dumps(rows, indent=2))
+            out.write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
             return
-        with open(out, "w", newline="") as f:
+        with open(out, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v
+                writer.writerow({k: json.dumps(v, ensure_ascii=False)
+                                 if isinstance(v, (dict, list)) else v
                                  for k, v in row.items()})
     except OSError as exc:
         raise InputError(f"--out: cannot write {out}: {exc.strerror}") from exc
@@ -353,7 +354,7 @@ def _explain(args):
         after = exp.explanation_pred[i]
         rows.append({"row": i, "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
                      f"{args.mode}_class": None if after is None else _plain(after),
-                     "changed": changed})
+                     "kept" if args.mode == "PP" else "changed": changed})
     _write(rows, args.out)
     if not args.quiet:
         print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {args.out}",
@@ -411,7 +412,10 @@ def build_parser():
     explain.add_argument("--mode", choices=["PN", "PP"], default="PN")
     explain.add_argument("--params", nargs="*", metavar="KEY=VALUE",
                          help="CEMExplainer parameters, e.g. beta=0.2 max_iterations=500")
-    explain.add_argument("--out", required=True, help="output .json or .csv")
+    explain.add_argument("--out", required=True,
+                         help="output .json or .csv: a row per instance with its class, the "
+                              "answer's class and, as {feature: value}, the features a PN "
+                              "changes ('changed') or a PP keeps ('kept')")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
 
     similarity = commands.add_parser("similarity", help="most similar training rows")

@@ -180,19 +180,27 @@ class Explanation:
 
     def changes(self, atol=1e-12):
         """Per instance, the features the explanation changes: ``{name: new value}``; a
-        categorical change is shown as ``"from → to"``."""
+        categorical change is shown as ``"from → to"``. For pertinent positives, the features
+        the PP keeps (its non-zero :attr:`perturbation`): ``{name: kept value}``; every other
+        feature shows its no-information value."""
         names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
         _, _, categorical = self._numbers()
-        delta = self.delta
+        keeps = self.mode == "PP"
+        delta = self.perturbation if keeps else self.delta
         rows = []
         for i in range(len(self)):
             if not self.found[i]:
                 rows.append({})
                 continue
-            changed = np.flatnonzero(np.abs(delta[i]) > atol)
-            rows.append({names[j]: f"{self._value(self.X, i, j)} → "
-                         f"{self._value(self.explanation, i, j)}" if categorical[j]
-                         else float(self._value(self.explanation, i, j)) for j in changed})
+            row = {}
+            for j in np.flatnonzero(np.abs(delta[i]) > atol):
+                value = self._value(self.explanation, i, j)
+                if not categorical[j]:
+                    value = float(value)
+                elif not keeps:
+                    value = f"{self._value(self.X, i, j)} → {value}"
+                row[names[j]] = value
+            rows.append(row)
         return rows
 
     @staticmethod

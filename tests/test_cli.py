@@ -91,9 +91,10 @@ def test_explain_writes_one_row_per_instance(files):
     for r in rows:
         if r["found"]:
             assert r["PP_class"] == r["class"]
-            assert set(r["changed"]) <= set(HEADER) and r["changed"]
+            # What the PP keeps (its other features are at their no-information value).
+            assert "changed" not in r and set(r["kept"]) <= set(HEADER)
         else:
-            assert r["PP_class"] is None and r["changed"] == {}
+            assert r["PP_class"] is None and r["kept"] == {}
 
 
 def test_explain_csv_output_and_quiet(files):

@@ -229,6 +229,23 @@ def test_changes_and_to_frame_show_categories(table):
     assert exp.to_json()  # plain values only
 
 
+def test_changes_of_a_pp_are_what_it_keeps(table):
+    X, _, models = table
+    cem = CEMExplainer(models["lr"], mode="PP").fit(X)
+    exp = explain(cem, X.iloc[:20])
+    assert exp.found.sum() >= 10
+    for i, kept in enumerate(exp.changes()):
+        if not exp.found[i]:
+            continue
+        expected = [X.columns[j] for j in np.flatnonzero(exp.perturbation[i] != 0)]
+        assert list(kept) == expected
+        assert len(kept) < X.shape[1]
+        for name, value in kept.items():
+            assert value == exp.explanation[name].iloc[i]
+            if name in CATEGORICAL:
+                assert value == X[name].iloc[i]  # a kept category is the instance's
+
+
 def test_a_categorical_change_costs_one_mad(table):
     X, _, models = table
     cf = CounterfactualExplainer(models["lr"], distance="mad").fit(X)
