@@ -18,11 +18,13 @@ class CEMExplainer(BaseContrastiveExplainer):
 
     For each instance ``x0`` of class ``t``, a **pertinent negative** is the smallest addition
     to ``x0`` -- features moved away from their no-information value -- that changes the
-    predicted class; a **pertinent positive** is the smallest part of ``x0`` -- features moved
-    towards their no-information value removed -- that still has class ``t``
-    (Dhurandhar et al., 2018). Both are found by FISTA on an elastic-net objective with a hinge
-    attack term, and a per-instance binary search on the attack weight ``c``; all instances of
-    a batch are optimised together.
+    predicted class (as in the reference, a changed feature ends farther from the
+    no-information value ``v`` than ``x0``: ``|pn - v| > |x0 - v|``, which a feature close to
+    ``v`` may also meet on the other side of ``v``); a **pertinent positive** is the smallest
+    part of ``x0`` -- features moved towards their no-information value removed -- that still
+    has class ``t`` (Dhurandhar et al., 2018). Both are found by FISTA on an elastic-net
+    objective with a hinge attack term, and a per-instance binary search on the attack weight
+    ``c``; all instances of a batch are optimised together.
 
     Any classifier with ``predict_proba`` (or a plain function returning probabilities) is
     explained through numerical gradients, with numpy only. A Keras 3 model (TensorFlow
@@ -174,7 +176,9 @@ class CEMExplainer(BaseContrastiveExplainer):
     n_jobs : int or None, default=None
         Batches explained in parallel by joblib workers (-1: all cores), with the same
         results as ``None`` (one process). Under ``joblib.parallel_config(backend="dask")``
-        the batches run on a Dask cluster.
+        the batches run on a Dask cluster. Workers take about a second each to start and
+        receive the model: worth it for several batches of seconds each, not for a few small
+        ones (``batch_size`` sets how many instances a batch holds).
     verbose : int, default=0
         1 shows a progress bar over batches and c-steps on stderr (tqdm when installed);
         2 also logs each c-step's figures to the ``skcem`` logger at INFO level.

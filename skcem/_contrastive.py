@@ -16,7 +16,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
 from ._base import ExplainerMixin
@@ -31,7 +31,7 @@ from ._tabular import (TableCodec, check_directions, is_table, native_categorica
                        table_classifier, table_feature_range)
 from ._validation import (align_columns, check_pair, check_probabilities, class_indices,
                           default_classifier, feature_mask, is_prefitted, per_feature,
-                          resolve_estimator, validate_float_data)
+                          resolve_estimator, validate_complete_data, validate_float_data)
 from ._warnings import warn
 from .costs import median_absolute_deviation
 
@@ -254,8 +254,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
             Z = pd.DataFrame(Z, columns=X.columns, copy=False)
         if y is None:
-            return validate_data(self, Z, dtype=np.float64, reset=reset), None
-        return validate_data(self, Z, y, dtype=np.float64, reset=reset)
+            return validate_complete_data(self, Z, dtype=np.float64, reset=reset), None
+        return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset)
 
     def _choose_search(self, X):
         """``search="auto"``: the gradient-free search for categorical columns, for trees,
@@ -524,6 +524,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if rejected.any():
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
+            if self.search_ == "fista":
+                hint += (" The gradient-free search (search='neighbors'), which starts from "
+                         "training rows of a wanted class, may find them.")
             message = (f"{type(self).__name__} found no {mode} for {n_missing} of "
                        f"{int(searchable.sum())} instances searched; their rows are NaN (see "
                        f"`found`). {hint}")

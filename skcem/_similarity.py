@@ -20,6 +20,7 @@ from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradie
 from ._param_grads._projection import GradientProjection
 from ._progress import progress_bar
 from ._validation import is_prefitted, resolve_estimator, validate_float_data
+from ._warnings import warn
 
 
 def _safe_divide(numerator, denominator):
@@ -157,7 +158,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         recomputed, block by block, for each batch of test instances, and peak memory stays at
         ``O(batch_size * n_params)`` beyond the data and the scores.
     n_components : int or None, default=None
-        None: exact scores. An int: scores between gradients randomly projected to
+        None: exact scores (also used, with a warning, when ``n_components`` is not below
+        ``n_params_``). An int: scores between gradients randomly projected to
         ``n_components`` dimensions, unbiased estimates of the exact dot products, their
         error shrinking as ``1 / sqrt(n_components)``; the full gradient of a dense layer is
         never built. A dense layer's gradient, the outer product of its input ``a`` and its
@@ -281,7 +283,11 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         self.X_train_ = X
         self.y_train_ = self._targets(y)
         self.projection_ = None
-        if self.n_components is not None:
+        if self.n_components is not None and self.n_components >= self.n_params_:
+            warn(f"n_components ({self.n_components}) is not below the model's number of "
+                 f"parameters (n_params_={self.n_params_}): exact scores are used, which are "
+                 "no larger to store.", UserWarning)
+        elif self.n_components is not None:
             template = self._gradients.factors(self.X_train_[:1], self.y_train_[:1])
             self.projection_ = GradientProjection(template, self.n_components,
                                                   self.random_state)

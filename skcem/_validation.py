@@ -157,6 +157,20 @@ def align_columns(X, expected, name="X", reordered_warning=None):
         X[[columns[given.index(c)] for c in expected]]
 
 
+def validate_complete_data(estimator, *args, **kwargs):
+    """``validate_data``, whose error on missing values says what an explainer needs."""
+    try:
+        return validate_data(estimator, *args, **kwargs)
+    except ValueError as exc:
+        if not str(exc).startswith("Input X contains NaN"):
+            raise
+        raise ValueError(f"Input X contains NaN: {type(estimator).__name__} needs complete rows "
+                         "(the search moves every feature and asks the model about each), "
+                         "whether or not the model takes missing values; impute them first, "
+                         "e.g. with sklearn.impute.SimpleImputer, and explain the imputed "
+                         "rows.") from None
+
+
 def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, **kwargs):
     """``validate_data`` to float64 after matching DataFrame columns by name.
 
@@ -167,8 +181,8 @@ def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, *
     X = align_columns(X, expected)
     check_numeric(X, type(estimator).__name__)
     if y is None:
-        return validate_data(estimator, X, dtype=np.float64, reset=reset, **kwargs)
-    return validate_data(estimator, X, y, dtype=np.float64, reset=reset, **kwargs)
+        return validate_complete_data(estimator, X, dtype=np.float64, reset=reset, **kwargs)
+    return validate_complete_data(estimator, X, y, dtype=np.float64, reset=reset, **kwargs)
 
 
 def class_indices(labels, classes, name):

@@ -317,14 +317,14 @@ def test_projected_scores_are_seeded_and_converge(digits, digits_model, kind):
     X_train, y_train, X_test = X[:200], y[:200], X[1300:1320]
     exact = GradientSimilarityExplainer(model).fit(X_train, y_train).transform(X_test)
     errors = []
-    for n_components in (16, 4096):
+    for n_components in (16, 1024):  # below n_params_ (MLP 2410, Keras 1910)
         explainer = GradientSimilarityExplainer(model, n_components=n_components, random_state=0,
                                                 precompute_grads=True).fit(X_train, y_train)
         assert explainer.grads_train_.shape == (200, n_components)
         scores = explainer.transform(X_test)
         errors.append(np.linalg.norm(scores - exact) / np.linalg.norm(exact))
     assert errors[1] < 0.4 * errors[0]  # the error shrinks as 1 / sqrt(n_components)
-    again = GradientSimilarityExplainer(model, n_components=4096, random_state=0)
+    again = GradientSimilarityExplainer(model, n_components=1024, random_state=0)
     # computed on the fly, not stored: float32 products summed in another order
     np.testing.assert_allclose(again.fit(X_train, y_train).transform(X_test), scores, rtol=1e-5,
                                atol=1e-6 * np.abs(scores).max())
@@ -417,3 +417,12 @@ def test_unsupported_conv_layers_fall_back_to_vectorized_gradients():
         expected = _reference_gradients(gradients, model, X, y)
         np.testing.assert_allclose(gradients.factors(X, y).toarray(), expected, rtol=1e-5,
                                    atol=1e-6 * np.abs(expected).max())
+
+
+def test_as_many_components_as_parameters_gives_the_exact_scores(iris, iris_model):
+    X, y = iris
+    exact = GradientSimilarityExplainer(iris_model).fit(X, y)
+    with pytest.warns(UserWarning, match=r"n_components \(64\) is not below.*n_params_=15"):
+        wide = GradientSimilarityExplainer(iris_model, n_components=64, random_state=0).fit(X, y)
+    assert wide.projection_ is None
+    np.testing.assert_allclose(wide.transform(X[:5]), exact.transform(X[:5]))
