@@ -192,8 +192,13 @@ class TableCodec:
         codes = pd.Index(self.categories_[j]).get_indexer(values)
         if np.any(codes < 0):
             bad = values[codes < 0][0]
+            known = [str(c) for c in self.categories_[j]]
+            shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)"
+                                             if len(known) > 10 else "")
             raise ValueError(f"X column {self._name(j)!r} holds {bad!r}, a category not seen "
-                             f"in fit (known: {list(self.categories_[j])[:10]}).")
+                             f"in fit (known: {shown}). The explainer's answers only take "
+                             "categories of the data given to fit: fit it on data that "
+                             "holds this one.")
         return codes
 
     def _numbers(self, column, j):

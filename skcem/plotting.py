@@ -153,11 +153,11 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
 
 
 def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_shape=None,
-                    cmap="gray"):
+                    cmap="gray", feature_names=None):
     """A test instance with its most and least similar training instances and their scores.
 
-    Images are drawn as images (``image_shape``, or a square); other rows as bar charts of
-    their feature values.
+    Images are drawn as images (``image_shape``, or a square of more than 4 unnamed
+    features); other rows as bar charts of their feature values.
 
     Parameters
     ----------
@@ -168,12 +168,16 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     n_most, n_least : int, default=3, 1
     image_shape : tuple, optional
     cmap : str, default="gray"
+    feature_names : list of str, optional
+        Labels of the bars; default: the columns of a DataFrame ``X_train``.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
     """
     plt = _pyplot()
+    if feature_names is None and hasattr(X_train, "columns"):
+        feature_names = [str(c) for c in X_train.columns]
     order = explanation.ordered_indices[index]
     picks = [("most", i) for i in order[:n_most]] + [("least", i) for i in order[::-1][:n_least]]
     fig, axes = plt.subplots(1, 1 + len(picks), figsize=(2.4 * (1 + len(picks)), 2.8),
@@ -185,13 +189,17 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
         f"{kind} similar\n#{i}: {explanation.scores[index, i]:.3g}" for kind, i in picks]
     n_features = explanation.X.shape[1]
     side = int(round(np.sqrt(n_features)))
-    shape = image_shape or ((side, side) if side * side == n_features else None)
+    # A square number of unnamed features is taken for an image; named columns never are.
+    shape = image_shape or ((side, side) if side * side == n_features and feature_names is None
+                            and n_features > 4 else None)
     for ax, row, title in zip(axes, rows, titles):
         if shape is not None:
             ax.imshow(row.reshape(shape), cmap=cmap)
             ax.set_axis_off()
         else:
             ax.bar(np.arange(n_features), row)
+            if feature_names is not None:
+                ax.set_xticks(np.arange(n_features), feature_names, rotation=90, fontsize=7)
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -113,7 +113,8 @@ def test_not_found_gives_nan_rows_mask_and_warning(iris, iris_model):
     X, _ = iris
     # a tiny attack weight, one c-step and a few iterations cannot change a setosa's class
     cem = CEMExplainer(iris_model, mode="PN", c_init=1e-3, c_steps=1, max_iterations=5).fit(X)
-    with pytest.warns(ExplanationNotFoundWarning, match="no PN for 3 of 3.*wider clip.*search=.neighbors"):
+    with pytest.warns(ExplanationNotFoundWarning,
+                      match="no PN for 3 of 3.*wider clip.*search=.neighbors"):
         out = cem.transform(X[:3])
     assert np.all(np.isnan(out))
     with pytest.warns(ExplanationNotFoundWarning):

@@ -101,3 +101,17 @@ def test_tabular_plot_labels_category_changes():
     assert sorted(texts) == sorted(expected)
     plt = pytest.importorskip("matplotlib.pyplot")
     plt.close(fig)
+
+
+def test_similarity_bars_are_labelled_with_the_columns(iris, iris_model):
+    pd = pytest.importorskip("pandas")
+    X, y = iris
+    names = ["sl", "sw", "pl", "pw"]
+    frame = pd.DataFrame(X, columns=names)
+    explainer = GradientSimilarityExplainer(iris_model).fit(X, y)
+    exp = explainer.explain(X[:2])
+    fig = plotting.plot_similarity(exp, frame, n_most=1, n_least=1)
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+    plt.close(fig)
