@@ -1,8 +1,8 @@
 """Command line: ``python -m skcem`` (also installed as ``skcem``).
 
 - ``skcem demo``: explain an MLP on scikit-learn's digits.
-- ``skcem explain --model MODEL --data DATA.csv --mode PN --out OUT.json``: PN/PP of a saved
-  model for each row of a CSV file.
+- ``skcem explain --model MODEL --data DATA.csv --mode PN --out OUT.json``: PN/PP (or, with
+  ``--mode CF``, counterfactuals) of a saved model for each row of a CSV file.
 - ``skcem similarity --model MODEL --train TRAIN.csv --target COLUMN --data DATA.csv -k 5
   --out OUT.csv``: the most similar training rows of each row.
 
@@ -223,11 +223,18 @@ def _parse_params(items):
         if "=" not in item:
             raise InputError(f"--params: expected key=value, got {item!r}")
         key, value = item.split("=", 1)
-        try:
-            params[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[key] = value
+        params[key] = _literal(value)
+        if isinstance(params[key], str) and "," in value:  # a plain list: a,b,c
+            params[key] = [_literal(part.strip()) for part in value.split(",")]
     return params
+
+
+def _literal(value):
+    """A Python literal (number, list, None...), else the text itself."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
 
 
 def _reorder(header, values, expected, option):
@@ -318,7 +325,7 @@ def _frame(header, values):
 
 
 def _explain(args):
-    from . import CEMExplainer
+    from . import CEMExplainer, CounterfactualExplainer
 
     _check_out(args.out)
     model = _load_model(args.model)
@@ -336,10 +343,16 @@ def _explain(args):
         else:
             train = _reorder(train_header, train, header, "--train")
     params = _parse_params(args.params)
-    _check_params(params, CEMExplainer, {"estimator": "--model", "mode": "--mode",
-                                         "verbose": "--quiet"})
+    if args.mode == "CF":
+        explainer, options = CounterfactualExplainer, {"estimator": "--model",
+                                                       "verbose": "--quiet"}
+    else:
+        explainer, options = CEMExplainer, {"estimator": "--model", "mode": "--mode",
+                                            "verbose": "--quiet"}
+        params["mode"] = args.mode
+    _check_params(params, explainer, options)
     try:
-        cem = CEMExplainer(model, mode=args.mode, verbose=0 if args.quiet else 1, **params)
+        cem = explainer(model, verbose=0 if args.quiet else 1, **params)
         with warnings.catch_warnings():
             # A model without feature names takes the CSV's columns in order (documented).
             warnings.filterwarnings("ignore", message="X has feature names, but the fitted")
@@ -402,20 +415,24 @@ def build_parser():
     demo.add_argument("-n", "--n-instances", type=int, default=5)
     demo.add_argument("--figure", default="skcem_demo.png", help="PNG file to write")
 
-    explain = commands.add_parser("explain", help="PN/PP of a saved model for rows of a CSV")
+    explain = commands.add_parser("explain", help="PN/PP (CEMExplainer) or counterfactuals "
+                                                  "(CounterfactualExplainer) of a saved model "
+                                                  "for rows of a CSV")
     explain.add_argument("--model", required=True, help="joblib/pickle file or .keras model")
     explain.add_argument("--data", required=True, help="CSV with a header: rows to explain")
     explain.add_argument("--train", help="CSV for no_info_val and feature range (default: "
                                          "--data)")
     explain.add_argument("--drop", nargs="*", default=[], metavar="COLUMN",
                          help="columns of --data or --train that are not features (a label)")
-    explain.add_argument("--mode", choices=["PN", "PP"], default="PN")
+    explain.add_argument("--mode", choices=["PN", "PP", "CF"], default="PN",
+                         help="pertinent negatives or positives, or counterfactuals")
     explain.add_argument("--params", nargs="*", metavar="KEY=VALUE",
-                         help="CEMExplainer parameters, e.g. beta=0.2 max_iterations=500")
+                         help="the explainer's parameters, e.g. beta=0.2 max_iterations=500 "
+                              "immutable_features=age,sex (a list: a,b or [\"a\", \"b\"])")
     explain.add_argument("--out", required=True,
                          help="output .json or .csv: a row per instance with its class, the "
-                              "answer's class and, as {feature: value}, the features a PN "
-                              "changes ('changed') or a PP keeps ('kept')")
+                              "answer's class and, as {feature: value}, the features a PN or "
+                              "a counterfactual changes ('changed') or a PP keeps ('kept')")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
 
     similarity = commands.add_parser("similarity", help="most similar training rows")

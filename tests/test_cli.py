@@ -434,3 +434,32 @@ def test_similarity_params_reach_the_explainer(files, capsys):
     assert code == 2 and "set sim_fn with --sim-fn" in err
     code, err = _main(capsys, *_command("similarity", folder), "--params", "n_component=8")
     assert code == 2 and "unknown GradientSimilarityExplainer parameters ['n_component']" in err
+
+
+def test_explain_counterfactuals_with_a_plain_list_parameter(files):
+    folder, model, X = files
+    out = folder / "cf.json"
+    result = _run("explain", "--model", str(folder / "model.joblib"), "--data",
+                  str(folder / "data.csv"), "--mode", "CF", "--params", "max_iterations=300",
+                  "immutable_features=sepal_length,sepal_width", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert sum(r["found"] for r in rows) >= 2
+    for r, x in zip(rows, X[[0, 60, 120]]):
+        if not r["found"]:
+            continue
+        assert set(r["changed"]) and not set(r["changed"]) & {"sepal_length", "sepal_width"}
+        cf = x.copy()
+        cf[[HEADER.index(name) for name in r["changed"]]] = list(r["changed"].values())
+        assert r["CF_class"] == model.predict(cf[None])[0] != r["class"]
+
+
+def test_params_take_python_literals_and_plain_lists():
+    from skcem.__main__ import _parse_params
+
+    assert _parse_params(["beta=0.2", "clip=(-5, 5)", "immutable_features=age,sex",
+                          "directions={'age': 'increase'}", "no_info_val=None",
+                          "categorical_features=[0, 2]", "mode=PN"]) == {
+        "beta": 0.2, "clip": (-5, 5), "immutable_features": ["age", "sex"],
+        "directions": {"age": "increase"}, "no_info_val": None,
+        "categorical_features": [0, 2], "mode": "PN"}
