@@ -349,8 +349,9 @@ def _explain(args):
     else:
         explainer, options = CEMExplainer, {"estimator": "--model", "mode": "--mode",
                                             "verbose": "--quiet"}
-        params["mode"] = args.mode
     _check_params(params, explainer, options)
+    if args.mode != "CF":
+        params["mode"] = args.mode
     try:
         cem = explainer(model, verbose=0 if args.quiet else 1, **params)
         with warnings.catch_warnings():
