@@ -9,7 +9,7 @@ class ExplainerMixin:
     The fitted classifier is what is being explained, not a hyper-parameter: clones
     (``GridSearchCV``, ``cross_validate``) explain the same model instead of an unfitted copy,
     like ``sklearn.frozen.FrozenEstimator``. It is only ever read, so sharing it is safe. An
-    unfitted estimator is cloned as usual.
+    unfitted estimator is cloned as usual. An ``autoencoder`` is shared the same way.
     """
 
     # Attributes rebuilt on demand after unpickling (compiled TensorFlow functions).
@@ -19,6 +19,9 @@ class ExplainerMixin:
         twin = super().__sklearn_clone__()
         if is_prefitted(self.estimator):
             twin.estimator = self.estimator
+        # An auto-encoder is a trained model too, only ever called: shared, not deep-copied.
+        if getattr(self, "autoencoder", None) is not None:
+            twin.autoencoder = self.autoencoder
         return twin
 
     def __getstate__(self):

@@ -215,6 +215,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     """
 
     _transient_attributes = ("_gradients",)
+    # Why rows must be complete (the error on missing values).
+    _complete_rows_reason = "each row's loss gradient goes through the model"
+
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["predict"]), callable, None],
         "loss": [str, callable],
@@ -280,6 +283,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                                                     self.input_shape)
         self._gradients = self._make_gradients()
         self.n_params_ = int(self._gradients.n_params)
+        if is_keras_model(self.estimator_):
+            self._check_keras_targets(y, self._gradients.outputs(X[:1]).shape[1])
         self.X_train_ = X
         self.y_train_ = self._targets(y)
         self.projection_ = None
@@ -308,6 +313,25 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         if getattr(self, "_gradients", None) is None:
             self._gradients = self._make_gradients()
         return self._gradients
+
+    def _check_keras_targets(self, y, n_outputs):
+        """Targets a Keras model's loss can take, or an error pointing at ``task``."""
+        y = np.asarray(y)
+        if self.task == "regression":
+            width = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
+            if width != n_outputs:
+                raise ValueError(f"task='regression': y has {width} target(s) per row, but the "
+                                 f"Keras model outputs {n_outputs}; for a classifier set "
+                                 "task='classification'.")
+            return
+        n_classes = max(n_outputs, 2)
+        bad = (y != np.round(y)) | (y < 0) | (y >= n_classes) if y.dtype.kind in "biuf" \
+            else np.ones(y.shape, bool)
+        if np.any(bad):
+            value = np.asarray(y[bad]).ravel()[0].item()
+            raise ValueError(f"y holds {value!r}, which is not a class index of the Keras "
+                             f"model's {n_classes} classes (0 to {n_classes - 1}); for a "
+                             "regression model set task='regression'.")
 
     def _targets(self, y):
         """Targets as the gradient functions expect them (Keras: class indices)."""

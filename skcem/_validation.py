@@ -162,13 +162,19 @@ def validate_complete_data(estimator, *args, **kwargs):
     try:
         return validate_data(estimator, *args, **kwargs)
     except ValueError as exc:
-        if not str(exc).startswith("Input X contains NaN"):
+        message = str(exc)
+        if message.startswith("Found array with dim") and "dim <= 2" in message:
+            raise ValueError(f"{message} Give one instance per row, flattened: "
+                             "X.reshape(len(X), -1) (a Keras model gets its input_shape back "
+                             "inside).") from None
+        if not message.startswith("Input X contains NaN"):
             raise
+        reason = getattr(estimator, "_complete_rows_reason",
+                         "the search moves every feature and asks the model about each")
         raise ValueError(f"Input X contains NaN: {type(estimator).__name__} needs complete rows "
-                         "(the search moves every feature and asks the model about each), "
-                         "whether or not the model takes missing values; impute them first, "
-                         "e.g. with sklearn.impute.SimpleImputer, and explain the imputed "
-                         "rows.") from None
+                         f"({reason}), whether or not the model takes missing values; impute "
+                         "them first, e.g. with sklearn.impute.SimpleImputer, and explain the "
+                         "imputed rows.") from None
 
 
 def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, **kwargs):

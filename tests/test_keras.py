@@ -406,3 +406,57 @@ def test_similarity_input_shape_mismatch_is_one_line(cnn, digits_images):
     with pytest.raises(ValueError, match=r"input shape \(8, 8, 1\) holds 64 values per "
                                          r"instance, but X has 10 columns"):
         GradientSimilarityExplainer(cnn).fit(X[:20, :10], y[:20])
+
+
+def test_a_flat_autoencoder_explains_a_cnn_in_its_own_shape(cnn, autoencoder, digits_images):
+    X, _ = digits_images
+    flat = keras.Sequential([keras.Input((64,)), keras.layers.Reshape((8, 8, 1)), autoencoder,
+                             keras.layers.Flatten()])
+    test = X[1200:1206]
+    answers = {}
+    for name, ae in (("image", autoencoder), ("flat", flat)):
+        cem = CEMExplainer(cnn, mode="PN", gamma=10.0, autoencoder=ae, **IMAGE,
+                           **FAST).fit(X[:1200])
+        answers[name] = _explain(cem, test)
+    assert cem._backend.autoencoder.input_shape == (64,)
+    # The same auto-encoder either way: the same answers.
+    np.testing.assert_array_equal(answers["flat"].found, answers["image"].found)
+    np.testing.assert_allclose(answers["flat"].PN, answers["image"].PN, atol=1e-4)
+    narrow = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32)])
+    with pytest.raises(ValueError, match="`autoencoder` returns 32 values for an instance of "
+                                         "64: it must reconstruct its input"):
+        CEMExplainer(cnn, gamma=1.0, autoencoder=narrow).fit(X[:50])
+    wide = keras.Sequential([keras.Input((32,)), keras.layers.Dense(32)])
+    with pytest.raises(ValueError, match=r"`autoencoder`'s input shape \(32,\) holds 32"):
+        CEMExplainer(cnn, gamma=1.0, autoencoder=wide).fit(X[:50])
+
+
+def test_keras_models_the_explainers_cannot_take_are_named(cnn, digits_images):
+    from skcem import GradientSimilarityExplainer
+
+    X, y = digits_images
+    first, second = keras.Input((32,)), keras.Input((32,))
+    joined = keras.layers.Concatenate()([first, second])
+    two_inputs = keras.Model([first, second], keras.layers.Dense(10)(joined))
+    for params in ({}, {"input_shape": (64,)}):
+        with pytest.raises(ValueError, match="`estimator` takes 2 inputs; skcem explains "
+                                             "models with one input"):
+            CEMExplainer(two_inputs, **params).fit(X[:20])
+    with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(4, 16, 1\) "
+                                         r"\(.*\); pass the `input_shape` it takes"):
+        CEMExplainer(cnn, input_shape=(4, 16, 1)).fit(X[:20])
+    with pytest.raises(ValueError, match=r"dim 4.*X.reshape\(len\(X\), -1\)"):
+        CEMExplainer(cnn).fit(X[:20].reshape(-1, 8, 8, 1))
+    with pytest.raises(ValueError, match="y holds 2.5, which is not a class index of the "
+                                         "Keras model's 10 classes.*task='regression'"):
+        GradientSimilarityExplainer(cnn).fit(X[:20], np.full(20, 2.5))
+    with pytest.raises(ValueError, match="task='regression': y has 1 target.* outputs 10"):
+        GradientSimilarityExplainer(cnn, task="regression").fit(X[:20], y[:20])
+
+
+def test_clone_shares_the_autoencoder(cnn, autoencoder):
+    from sklearn.base import clone
+
+    cem = CEMExplainer(cnn, gamma=1.0, autoencoder=autoencoder)
+    twin = clone(cem)
+    assert twin.autoencoder is autoencoder and twin.estimator is cnn

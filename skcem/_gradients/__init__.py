@@ -17,12 +17,24 @@ def _autoencoder_term(autoencoder, input_shape, eps, n_features):
     if autoencoder is None:
         return None
     if is_keras_model(autoencoder):
-        from ._keras import KerasAutoencoder
+        from ._keras import KerasAutoencoder, call_on_rows
 
-        shape = input_shape or model_input_shape(autoencoder)
-        check_input_shape(shape, n_features, input_shape is not None)
+        # Each model takes its own shape: a dense auto-encoder may explain a CNN's images.
+        own = model_input_shape(autoencoder, "`autoencoder`", required=input_shape is None)
+        shape = own or input_shape
+        check_input_shape(shape, n_features, own is None, what="The `autoencoder`")
+        _check_reconstruction(call_on_rows(autoencoder, np.zeros((1, n_features)), shape,
+                                           "`autoencoder`"), n_features)
         return KerasAutoencoder(autoencoder, shape)
+    _check_reconstruction(autoencoder(np.zeros((1, n_features))), n_features)
     return NumericalAutoencoder(autoencoder, eps)
+
+
+def _check_reconstruction(output, n_features):
+    size = int(np.size(output))
+    if size != n_features:
+        raise ValueError(f"`autoencoder` returns {size} values for an instance of {n_features}: "
+                         "it must reconstruct its input.")
 
 
 def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=None,
@@ -62,7 +74,8 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
 
         import_tensorflow()  # before anything else, for its installation hint
         given = input_shape is not None
-        input_shape = input_shape or model_input_shape(estimator)
+        own = model_input_shape(estimator, "`estimator`", required=not given)
+        input_shape = input_shape or own
         check_input_shape(input_shape, n_features, given)
         return KerasBackend(estimator, input_shape,
                             _autoencoder_term(autoencoder, input_shape, eps, n_features),

@@ -6,6 +6,8 @@ The loss terms are those of :mod:`skcem.costs`, run on TensorFlow tensors throug
 ``tensorflow.experimental.numpy``.
 """
 
+import re
+
 import numpy as np
 
 from ._base import Evaluation
@@ -34,21 +36,47 @@ def import_tensorflow():
     return tf
 
 
-def model_input_shape(model):
-    """The shape of one instance as ``model`` expects it, without the batch dimension."""
-    shape = getattr(model, "input_shape", None)
-    if shape is None or isinstance(shape, list) or any(dim is None for dim in shape[1:]):
-        raise ValueError("Cannot infer the input shape of the Keras model; pass `input_shape`.")
+def model_input_shape(model, name="the Keras model", required=True):
+    """The shape of one instance as ``model`` expects it, without the batch dimension.
+
+    Models with several inputs are refused; a shape that is not fully known is an error
+    (asking for ``input_shape``), or None when not ``required``.
+    """
+    try:
+        shape, inputs = model.input_shape, model.inputs
+    except (AttributeError, ValueError):
+        shape, inputs = None, None
+    if isinstance(shape, list) or isinstance(inputs, (list, tuple)) and len(inputs) > 1:
+        raise ValueError(f"{name[0].upper() + name[1:]} takes {len(inputs)} inputs; skcem "
+                         "explains models with one input (combine them into one, e.g. with "
+                         "a model that splits a flat row).")
+    if shape is None or any(dim is None for dim in shape[1:]):
+        if not required:
+            return None
+        raise ValueError(f"Cannot infer the input shape of {name}; pass `input_shape`.")
     return tuple(int(dim) for dim in shape[1:])
 
 
-def check_input_shape(input_shape, n_features, given):
+def check_input_shape(input_shape, n_features, given, what="The Keras model"):
     """Raise unless one instance of ``input_shape`` holds ``n_features`` values."""
     size = int(np.prod(input_shape))
     if size != n_features:
-        source = "`input_shape`" if given else "The Keras model's input shape"
+        source = "`input_shape`" if given else f"{what}'s input shape"
         raise ValueError(f"{source} {tuple(input_shape)} holds {size} values per instance, "
                          f"but X has {n_features} columns.")
+
+
+def call_on_rows(model, rows, shape, name):
+    """``model`` on the flat ``rows`` reshaped to ``shape``; a failure names ``input_shape``."""
+    try:
+        return np.asarray(model(np.asarray(rows, dtype=np.float32).reshape((-1,) + tuple(shape)),
+                                training=False))
+    except Exception as exc:  # Keras raises many kinds; its first lines say what it was
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+        lines = [line for line in lines if line and not line.startswith("Exception encountered")]
+        first = lines[0][:200] if lines else type(exc).__name__
+        raise ValueError(f"{name} fails on rows reshaped to {tuple(shape)} ({first}); pass the "
+                         "`input_shape` it takes.") from exc
 
 
 # What a Keras classifier's last layer outputs, and how skcem turns it into probabilities.
@@ -99,11 +127,11 @@ def detect_output_kind(model, sample, input_shape=None):
     the model's own) holds as many values as ``sample`` has columns.
     """
     import_tensorflow()
-    shape = input_shape or model_input_shape(model)
+    own = model_input_shape(model, "`estimator`", required=input_shape is None)
+    shape = input_shape or own
     check_input_shape(shape, sample.shape[1], input_shape is not None)
-    outputs = model(np.asarray(sample, dtype=np.float32).reshape((-1,) + tuple(shape)),
-                    training=False)
-    return keras_output_kind(model, np.asarray(outputs))
+    outputs = call_on_rows(model, sample, shape, "`estimator`")
+    return keras_output_kind(model, outputs)
 
 
 def as_probabilities(outputs, kind, tf=None):

@@ -31,7 +31,8 @@ def make_param_gradients(estimator, *, loss="auto", task="classification", input
         from ._keras import KerasGradients
 
         import_tensorflow()
-        shape = input_shape or model_input_shape(estimator)
+        own = model_input_shape(estimator, "`estimator`", required=input_shape is None)
+        shape = input_shape or own
         if n_features is not None:
             check_input_shape(shape, n_features, input_shape is not None)
         return KerasGradients(estimator, loss, task, shape, output_kind)
