@@ -260,8 +260,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         "c_steps": [Interval(Integral, 1, None, closed="left")],
         "momentum": ["boolean", StrOptions({"auto"})],
     }
-    _not_found_hint = ("Try a wider clip first (the gradients are clipped to it, which caps "
-                       "what a larger c can do), then a larger c_init or c_steps, or more "
+    _not_found_hint = ("Try a larger c_init (10x: features on a large scale have small "
+                       "gradients) together with a wider clip (the gradients are clipped to "
+                       "it, which caps what a larger c can do), then more c_steps or "
                        "max_iterations.")
 
     def __init__(self, estimator=None, *, mode="PN", search="auto", gradient="auto", kappa=0.0,
