@@ -55,6 +55,8 @@ class TargetWarning(UserWarning):
 
     A PN asked against a class the model does not predict, or a counterfactual whose target
     is the instance's own class: the instance itself would be the answer, so none is given.
+    Also PPs that keep nothing, because the model gives the no-information background itself
+    the instance's class (they are returned: valid, but empty).
 
     Examples
     --------
@@ -430,6 +432,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return codec.integer_ if codec is not None and codec.integer_.any() else None
 
     @staticmethod
+    def _warn_empty(mode, empty):
+        """Pertinent positives that keep nothing say nothing: say why."""
+        if mode == "PP" and empty.any():
+            warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing: the model already "
+                 "gives the no-information background (no_info_val inside the feature range) "
+                 "the instance's class. Choose a no_info_val the model does not put in that "
+                 "class for PPs that show what matters.", TargetWarning)
+
+    @staticmethod
     def _searchable(mode, explained, target, predicted):
         """Instances whose only answer would be the instance itself get none, with a warning."""
         searchable = mode.searchable(explained, target, predicted)
@@ -534,6 +545,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             warn(message, ExplanationNotFoundWarning)
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
+        background = np.clip(common["no_info_val"], common["lower"], common["upper"])
+        self._warn_empty(mode, found & np.all(explanation == background, axis=1))
         shown_X, shown_explanation, encoded = X, explanation, None
         codec = self._codec
         if codec is not None and (codec.is_frame_ or codec.has_categorical):
@@ -546,7 +559,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             explanation_pred=explanation_pred, explanation_proba=explanation_proba,
             found=found, distance=np.concatenate([r.distance for r in results]),
             c=np.concatenate([r.best_c for r in results]),
-            background=np.clip(common["no_info_val"], common["lower"], common["upper"]),
+            background=background,
             classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None), index=index,
             encoded=encoded,

@@ -162,7 +162,9 @@ class PertinentPositive(Mode):
     requires_change = False
 
     def model_input(self, adv, x0, background):
-        return x0 + (background - adv)  # exactly x0 where adv == background
+        # Exactly x0 where adv == background, exactly the background where adv == x0 (a
+        # removed feature), so that what a PP keeps is exactly 0 elsewhere.
+        return np.where(adv == x0, background, x0 + (background - adv))
 
     def iterate(self, answer, x0, background):
         return x0 + (background - answer)

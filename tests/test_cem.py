@@ -317,3 +317,32 @@ def test_to_frame_keeps_features_named_like_its_columns(iris_model, iris):
     np.testing.assert_array_equal(out["distance"], exp.explanation["distance"])
     np.testing.assert_array_equal(out["explanation_c"], exp.c)
     np.testing.assert_array_equal(out["explanation_distance"], exp.distance)
+
+
+def test_empty_pps_are_named_by_a_warning():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from skcem import TargetWarning
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    rows = X[::40]
+    cem = CEMExplainer(model, mode="PP", max_iterations=100, c_steps=3).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exp = cem.explain(rows)
+    empty = exp.found & np.all(exp.perturbation == 0, axis=1)
+    # The median of the data is of class 1 here: those PPs keep nothing, the others do.
+    assert 0 < empty.sum() < len(rows)
+    assert np.all(model.predict(exp.background[None]) == exp.X_pred[empty])
+    messages = [str(w.message) for w in caught if w.category is TargetWarning]
+    assert messages == [f"{empty.sum()} of {len(rows)} PPs keep nothing: the model already "
+                        "gives the no-information background (no_info_val inside the feature "
+                        "range) the instance's class. Choose a no_info_val the model does not "
+                        "put in that class for PPs that show what matters."]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TargetWarning)
+        CEMExplainer(model, mode="PN", max_iterations=100, c_steps=3).fit(X).explain(rows)
