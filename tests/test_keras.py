@@ -460,3 +460,27 @@ def test_clone_shares_the_autoencoder(cnn, autoencoder):
     cem = CEMExplainer(cnn, gamma=1.0, autoencoder=autoencoder)
     twin = clone(cem)
     assert twin.autoencoder is autoencoder and twin.estimator is cnn
+
+
+def test_many_explainers_of_one_model_do_not_warn_of_retracing(cnn, digits_images):
+    import logging
+
+    from skcem import GradientSimilarityExplainer
+
+    X, y = digits_images
+    messages = []
+
+    class Record(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Record()
+    tf.get_logger().addHandler(handler)
+    try:
+        for beta in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):  # as GridSearchCV's clones would
+            _explain(CEMExplainer(cnn, beta=beta, max_iterations=5, c_steps=2).fit(X[:50]),
+                     X[:2])
+            GradientSimilarityExplainer(cnn).fit(X[:20], y[:20]).transform(X[:2])
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not [m for m in messages if "retracing" in m]

@@ -151,6 +151,18 @@ def as_probabilities(outputs, kind, tf=None):
     return tf.concat([1 - s, s], axis=1)
 
 
+def compiled(tf, function, **options):
+    """``tf.function(function, **options)`` without TensorFlow's "frequent retracing" warning.
+
+    Each explainer traces its functions once per input signature, but TensorFlow counts the
+    traces of every function with the same code together: a few explainers of one model
+    (``GridSearchCV``'s clones) would read as retracing.
+    """
+    traced = tf.function(function, **options)
+    traced._omit_frequent_tracing_warning = True  # the switch Keras uses for its own functions
+    return traced
+
+
 class _Compiled:
     """A model behind flat float32 rows: reshaped inside the compiled function."""
 
@@ -175,17 +187,17 @@ class KerasAutoencoder(_Compiled):
     def __init__(self, model, input_shape):
         super().__init__(model, input_shape)
         tf = self.tf
-        self._loss = tf.function(self.loss_tensor, input_signature=[self.spec],
-                                 reduce_retracing=True)
+        self._loss = compiled(tf, self.loss_tensor, input_signature=[self.spec],
+                              reduce_retracing=True)
 
-        @tf.function(input_signature=[self.spec], reduce_retracing=True)
         def loss_and_grad(z):
             with tf.GradientTape() as tape:
                 tape.watch(z)
                 loss = self.loss_tensor(z)
             return loss, tape.gradient(loss, z)
 
-        self._loss_and_grad = loss_and_grad
+        self._loss_and_grad = compiled(tf, loss_and_grad, input_signature=[self.spec],
+                                       reduce_retracing=True)
 
     def loss_tensor(self, z):
         return self.tf.reduce_sum(self.tf.square(self.forward(z) - z), axis=1)
@@ -213,8 +225,8 @@ class KerasBackend(_Compiled):
         self.output_kind = output_kind
         self.autoencoder = autoencoder
         self.n_model_rows = 0
-        self._predict = self.tf.function(self.forward, input_signature=[self.spec],
-                                         reduce_retracing=True)
+        self._predict = compiled(self.tf, self.forward, input_signature=[self.spec],
+                                 reduce_retracing=True)
         self._compiled = {}
 
     def _compile(self, loss, with_attack_grad, with_ae_grad, with_ae_loss_at_adv):
@@ -223,9 +235,6 @@ class KerasBackend(_Compiled):
 
         ae = self.autoencoder if with_ae_grad else None
 
-        @tf.function(input_signature=[self.spec, self.spec,
-                                      tf.TensorSpec([None, None], tf.float32)],
-                     reduce_retracing=True)
         def evaluate(z_adv, z_s, target_onehot):
             out = {"proba_adv": self.forward(z_adv)}
             if with_attack_grad:
@@ -245,7 +254,9 @@ class KerasBackend(_Compiled):
                     out["ae_loss_adv"] = ae.loss_tensor(z_adv)
             return out
 
-        return evaluate
+        return compiled(tf, evaluate, input_signature=[
+            self.spec, self.spec, tf.TensorSpec([None, None], tf.float32)],
+            reduce_retracing=True)
 
     def forward(self, z):
         return as_probabilities(super().forward(z), self.output_kind, self.tf)

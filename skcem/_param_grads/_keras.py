@@ -21,7 +21,7 @@ for the weights of other layers, where it runs a ``Conv2DBackpropFilter`` as a s
 
 import numpy as np
 
-from .._gradients._keras import import_tensorflow
+from .._gradients._keras import compiled, import_tensorflow
 from ._factors import GradientFactors
 
 
@@ -255,8 +255,8 @@ class KerasGradients:
                          tf.TensorSpec((None,) + y.shape[1:], tf.as_dtype(y.dtype))]
             function = self._batch_fn if kind == "flat" else self._factor_fn
             # no tensor-dependent Python control flow: AutoGraph would only cost seconds
-            self._compiled[key] = tf.function(function, input_signature=signature,
-                                              autograph=False)
+            self._compiled[key] = compiled(tf, function, input_signature=signature,
+                                           autograph=False)
         X = np.asarray(X, np.float32).reshape(len(X), -1)
         return self._compiled[key](tf.constant(X), tf.constant(y))
 
@@ -271,8 +271,8 @@ class KerasGradients:
         tf = self.tf
         if "outputs" not in self._compiled:
             signature = [tf.TensorSpec([None, int(np.prod(self.input_shape))], tf.float32)]
-            self._compiled["outputs"] = tf.function(self._outputs_fn, input_signature=signature,
-                                                    autograph=False)
+            self._compiled["outputs"] = compiled(tf, self._outputs_fn, input_signature=signature,
+                                                 autograph=False)
         X = np.asarray(X, np.float32).reshape(len(X), -1)
         return self._compiled["outputs"](tf.constant(X)).numpy()
 
