@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import metrics
 from ._base import ExplainerMixin
 from ._explanation import Explanation
-from ._fista import SearchProblem, solve
+from ._fista import ScaledBackend, SearchProblem, solve
 from ._gradients import is_keras_model, make_backend
 from ._gradients._base import ignoring_feature_name_warnings
 from ._gradients._keras import detect_output_kind
@@ -310,7 +310,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             whole = self._codec.categorical_ | self._codec.integer_ if self._codec is not None \
                 else np.zeros(problem.x0.shape[1], bool)
             return NeighborSearch(self._pool, whole)(backend, problem, settings, progress)
-        return solve(backend, problem, settings, progress)
+        scale = self._search_scale()
+        if scale is None:
+            return solve(backend, problem, settings, progress)
+        result = solve(ScaledBackend(backend, scale), problem.scaled(scale), settings, progress)
+        result.explanation = result.explanation * scale
+        return result
+
+    def _search_scale(self):
+        """Per-feature units of the gradient search's coordinates, or None for the raw ones."""
+        return None
 
     def _predict_disagrees(self, X):
         """Whether the estimator's ``predict`` disagrees with the argmax of its probabilities

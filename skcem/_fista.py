@@ -105,6 +105,35 @@ class SearchProblem:
     def target_onehot(self, rows=slice(None)):
         return self._target_onehot[rows]
 
+    def scaled(self, scale):
+        """The same problem in coordinates ``u = z / scale`` (one positive scale per feature):
+        the distance keeps its value, the bounds and the no-information value follow."""
+        return replace(self, x0=self.x0 / scale, no_info_val=self.no_info_val / scale,
+                       lower=self.lower / scale, upper=self.upper / scale,
+                       l1_weight=self.l1_weight * scale, l2_weight=self.l2_weight * scale**2)
+
+
+class ScaledBackend:
+    """A backend seen in the coordinates ``u = z / scale`` of :meth:`SearchProblem.scaled`:
+    rows are scaled back before the model sees them, gradients by the chain rule."""
+
+    def __init__(self, backend, scale):
+        self.backend, self.scale = backend, scale
+
+    def evaluate(self, U_adv, U_s, target_onehot, loss, **options):
+        answer = self.backend.evaluate(U_adv * self.scale, U_s * self.scale, target_onehot,
+                                       loss, **options)
+        for name in ("attack_grad", "ae_grad"):
+            if getattr(answer, name, None) is not None:
+                setattr(answer, name, getattr(answer, name) * self.scale)
+        return answer
+
+    def predict_proba(self, U):
+        return self.backend.predict_proba(U * self.scale)
+
+    def predict(self, U):
+        return self.backend.predict(U * self.scale)
+
 
 @dataclass(frozen=True)
 class SolverSettings:

@@ -346,3 +346,24 @@ def test_empty_pps_are_named_by_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", TargetWarning)
         CEMExplainer(model, mode="PN", max_iterations=100, c_steps=3).fit(X).explain(rows)
+
+
+def test_mad_distance_searches_in_mad_units_on_raw_features():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)  # raw: feature scales from 1e-3 to 1e3
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y)
+    rows = X[::15][:12]
+    cem = CEMExplainer(model, mode="PN", distance="mad").fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(rows)
+    # In raw units a small-scale feature's threshold (beta / MAD) shrank every move: 6 of 12.
+    assert exp.found.sum() >= 10
+    assert (model.predict(exp.explanation[exp.found]) != exp.X_pred[exp.found]).all()
+    d = exp.perturbation[exp.found] / cem.mad_
+    np.testing.assert_allclose(exp.distance[exp.found],
+                               (d**2).sum(axis=1) + cem.beta * np.abs(d).sum(axis=1))
