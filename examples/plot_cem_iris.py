@@ -36,7 +36,12 @@ for mode in ("PN", "PP"):
         after = iris.target_names[exp.explanation_pred[i]]
         original = scaler.inverse_transform(exp.X[i:i + 1])[0]
         explained = scaler.inverse_transform(exp.explanation[i:i + 1])[0]
-        changes = ", ".join(f"{name} {a:.1f} -> {b:.1f}"
-                            for name, a, b in zip(iris.feature_names, original, explained)
-                            if not np.isclose(a, b))
+        if mode == "PN":
+            changes = ", ".join(f"{name} {a:.1f} -> {b:.1f}"
+                                for name, a, b in zip(iris.feature_names, original, explained)
+                                if not np.isclose(a, b))
+        else:  # what the PP keeps of the instance; the rest is at the background
+            kept = np.flatnonzero(np.abs(exp.perturbation[i]) > 1e-12)
+            changes = "keeps " + (", ".join(f"{iris.feature_names[j]} {explained[j]:.1f}"
+                                            for j in kept) or "nothing")
         print(f"  #{row} {before} -> {after}: {changes}")

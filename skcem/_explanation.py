@@ -195,8 +195,8 @@ class Explanation:
             row = {}
             for j in np.flatnonzero(np.abs(delta[i]) > atol):
                 value = self._value(self.explanation, i, j)
-                if not categorical[j]:
-                    value = float(value)
+                if not categorical[j]:  # a plain int for an integer column, else a float
+                    value = value.item() if isinstance(value, np.integer) else float(value)
                 elif not keeps:
                     value = f"{self._value(self.X, i, j)} → {value}"
                 row[names[j]] = value

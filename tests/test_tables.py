@@ -403,6 +403,8 @@ def test_gradient_search_answers_hold_whole_numbers_in_integer_columns(table, Ex
         assert pd.api.types.is_integer_dtype(exp.explanation[column].dtype), column
         assert (found[column] == np.rint(found[column].astype(float))).all(), column
     assert valid_by_predict(models["lr"], exp, explainer.mode if params else "CF").all()
+    shown = [v for row in exp.changes() for k, v in row.items() if k in ("age", "hours")]
+    assert shown and all(type(v) is int for v in shown)  # as the column holds them
     if Explainer is CEMExplainer:
         whole = [X.columns.get_loc(c) for c in ("age", "hours")]
         background = explainer.no_info_val_[whole]
