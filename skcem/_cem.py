@@ -117,8 +117,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         ``beta / MAD`` for the L1 term, and ``1 / MAD^2`` for the L2 term so that both terms
         measure the same scaled change. A feature's scale then no longer decides whether it
         is changed. The gradient search then runs in MAD units too (learning rate, ``clip``
-        and the shrinkage threshold mean the same for every feature); integer and
-        categorical columns keep their own units.
+        and the shrinkage threshold mean the same for every feature; integer columns are
+        rounded in their own units).
     learning_rate_init : float, default=1e-2
         Initial learning rate, decayed polynomially (power 0.5) to 0 over ``max_iterations``.
     max_iterations : int, default=1000
@@ -351,18 +351,6 @@ class CEMExplainer(BaseContrastiveExplainer):
             l1_weight, l2_weight = float(self.beta), 1.0
         return dict(mode=MODES[self.mode], no_info_val=self.no_info_val_, kappa=float(self.kappa),
                     l1_weight=l1_weight, l2_weight=l2_weight, gamma=float(self.gamma))
-
-    def _search_scale(self):
-        # With the MAD distance the search runs in MAD units: the learning rate, the gradient
-        # clip and the shrinkage threshold then mean the same for every feature, whatever its
-        # scale (in raw units a small-scale feature's threshold beta / MAD shrank every move).
-        # Integer and categorical columns keep their raw units, in which they are rounded.
-        if self.distance != "mad":
-            return None
-        raw = self.categorical_mask_.copy()
-        if self._integer_columns() is not None:
-            raw |= self._integer_columns()
-        return np.where(raw, 1.0, self.mad_)
 
     def _solver_settings(self):
         return SolverSettings(

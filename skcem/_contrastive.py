@@ -315,11 +315,21 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             return solve(backend, problem, settings, progress)
         result = solve(ScaledBackend(backend, scale), problem.scaled(scale), settings, progress)
         result.explanation = result.explanation * scale
+        if problem.whole is not None:  # whole numbers again, after the rounding error
+            result.explanation[:, problem.whole] = np.rint(result.explanation[:, problem.whole])
         return result
 
     def _search_scale(self):
-        """Per-feature units of the gradient search's coordinates, or None for the raw ones."""
-        return None
+        """Per-feature units of the gradient search's coordinates, or None for the raw ones.
+
+        With the MAD distance the search runs in MAD units: the learning rate, the gradient
+        clip and the shrinkage threshold then mean the same for every feature, whatever its
+        scale (in raw units a small-scale feature's threshold, beta / MAD, shrank every move).
+        Categorical columns (fixed in this search) keep their codes.
+        """
+        if getattr(self, "distance", None) != "mad":
+            return None
+        return np.where(self.categorical_mask_, 1.0, self.mad_)
 
     def _predict_disagrees(self, X):
         """Whether the estimator's ``predict`` disagrees with the argmax of its probabilities

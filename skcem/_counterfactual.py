@@ -50,7 +50,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         As for :class:`CEMExplainer`.
     distance : {"l1", "l2", "mad"}, default="l1"
         ``||x - x0||_1``, ``||x - x0||_2^2``, or the L1 distance in units of each feature's
-        median absolute deviation (learned by ``fit``).
+        median absolute deviation (learned by ``fit``), for which the gradient search runs
+        in MAD units (its learning rate, ``clip`` and shrinkage mean the same for every
+        feature, whatever its scale).
     C : float, default=1.0
         Weight of the distance against the cross-entropy.
     c_steps : int, default=5

@@ -40,7 +40,8 @@ class SearchProblem:
     (may only increase), -1 (only decrease) or 0; ``categorical`` marks category codes, which
     only the gradient-free search (:mod:`skcem._neighbors`) moves. ``whole`` marks integer
     columns: the search moves them continuously and rounds its answers there (see
-    :func:`round_whole`).
+    :func:`round_whole`), in raw units: ``unit`` is the size of one coordinate of the search
+    in raw units, per feature (see :meth:`scaled`).
     """
 
     x0: np.ndarray
@@ -60,6 +61,7 @@ class SearchProblem:
     directions: np.ndarray | None = None
     categorical: np.ndarray | None = None
     whole: np.ndarray | None = None
+    unit: float | np.ndarray = 1.0
 
     # The search asks for these at every iteration: computed once per batch.
     @cached_property
@@ -110,7 +112,8 @@ class SearchProblem:
         the distance keeps its value, the bounds and the no-information value follow."""
         return replace(self, x0=self.x0 / scale, no_info_val=self.no_info_val / scale,
                        lower=self.lower / scale, upper=self.upper / scale,
-                       l1_weight=self.l1_weight * scale, l2_weight=self.l2_weight * scale**2)
+                       l1_weight=self.l1_weight * scale, l2_weight=self.l2_weight * scale**2,
+                       unit=self.unit * scale)
 
 
 class ScaledBackend:
@@ -349,12 +352,15 @@ def round_whole(backend, problem, explanation, bests):
     rows = np.flatnonzero(np.isfinite(bests.dist))
     if rows.size == 0:
         return explanation
-    whole = problem.whole
+    whole, unit = problem.whole, problem.unit
     x0, background = problem.x0[rows], _rows(problem.background, rows)
     answer = explanation[rows]
-    rounded = problem.mode.round_whole(answer, x0)
-    lowest, highest = np.ceil(_rows(problem.lower, rows)), np.floor(_rows(problem.upper, rows))
-    rounded = np.where(whole, np.clip(rounded, lowest, np.maximum(lowest, highest)), answer)
+    # Whole numbers of the raw units (the search's coordinates may be scaled).
+    rounded = problem.mode.round_whole(answer * unit, x0 * unit)
+    lowest = np.ceil(_rows(problem.lower, rows) * unit)
+    highest = np.floor(_rows(problem.upper, rows) * unit)
+    rounded = np.where(whole, np.clip(rounded, lowest, np.maximum(lowest, highest)) / unit,
+                       answer)
     explanation = explanation.copy()
     explanation[rows] = rounded
     bests.proba[rows] = backend.predict_proba(rounded)

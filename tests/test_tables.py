@@ -434,3 +434,21 @@ def test_a_models_native_categorical_columns_are_categories():
     # Named by the user, or none: the user's choice stands.
     assert not CounterfactualExplainer(model, categorical_features=None).fit(
         X).categorical_mask_.any()
+
+
+@pytest.mark.parametrize("Explainer, params", SETTINGS[:2])
+def test_mad_search_in_mad_units_keeps_integer_columns_whole(table, Explainer, params):
+    X, _, models = table
+    explainer = Explainer(models["lr"], search="fista", immutable_features=CATEGORICAL,
+                          distance="mad", max_iterations=300, c_steps=4, **params).fit(X)
+    exp = explain(explainer, X.iloc[:12])
+    assert exp.found.sum() >= 6
+    found = exp.explanation[exp.found]
+    for column in ("age", "hours"):
+        assert pd.api.types.is_integer_dtype(exp.explanation[column].dtype)
+        assert (found[column] == np.rint(found[column].astype(float))).all()
+    assert valid_by_predict(models["lr"], exp, params.get("mode", "CF")).all()
+    d = exp.perturbation[exp.found] / explainer.mad_
+    expected = np.abs(d).sum(axis=1) if Explainer is CounterfactualExplainer else \
+        (d**2).sum(axis=1) + explainer.beta * np.abs(d).sum(axis=1)
+    np.testing.assert_allclose(exp.distance[exp.found], expected)
