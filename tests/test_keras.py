@@ -484,3 +484,18 @@ def test_many_explainers_of_one_model_do_not_warn_of_retracing(cnn, digits_image
     finally:
         tf.get_logger().removeHandler(handler)
     assert not [m for m in messages if "retracing" in m]
+
+
+def test_outputs_that_are_not_probabilities_are_taken_as_logits_with_a_warning(cnn,
+                                                                                digits_images):
+    from skcem._gradients._keras import keras_output_kind
+
+    X, _ = digits_images
+    rows = X[:20].reshape(-1, 8, 8, 1)
+    scaled = keras.Sequential([cnn, keras.layers.Rescaling(2.0)])  # rows sum to 2
+    with pytest.warns(UserWarning, match="Rescaling.*does not output probabilities.*taken as "
+                                         "logits"):
+        assert keras_output_kind(scaled, scaled(rows)) == "logits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # softmax and plain logits: no warning
+        assert keras_output_kind(cnn, cnn(rows)) == "probabilities"

@@ -117,6 +117,13 @@ def keras_output_kind(model, outputs):
     if activation == "linear":
         return "logits"
     is_distribution = outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-4)
+    if not is_distribution:
+        from .._warnings import warn
+
+        warn(f"`estimator`'s last layer ({type(last).__name__}, activation {activation!r}) "
+             "does not output probabilities (its rows do not sum to 1): its outputs are "
+             "taken as logits and a softmax is applied. End the model in a softmax (or a "
+             "linear layer for logits) to make this explicit.", UserWarning)
     return "probabilities" if is_distribution else "logits"
 
 
