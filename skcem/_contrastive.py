@@ -451,9 +451,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return codec.integer_ if codec is not None and codec.integer_.any() else None
 
     @staticmethod
-    def _warn_empty(mode, empty):
+    def _warn_empty(empty):
         """Pertinent positives that keep nothing say nothing: say why."""
-        if mode == "PP" and empty.any():
+        if empty.any():
             warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing: the model already "
                  "gives the no-information background (no_info_val inside the feature range) "
                  "the instance's class. Choose a no_info_val the model does not put in that "
@@ -565,7 +565,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
-        self._warn_empty(mode, found & np.all(explanation == background, axis=1))
+        if mode == "PP":
+            self._warn_empty(found & np.all(explanation == background, axis=1))
         shown_X, shown_explanation, encoded = X, explanation, None
         codec = self._codec
         if codec is not None and (codec.is_frame_ or codec.has_categorical):

@@ -158,7 +158,8 @@ def align_columns(X, expected, name="X", reordered_warning=None):
 
 
 def validate_complete_data(estimator, *args, **kwargs):
-    """``validate_data``, whose error on missing values says what an explainer needs."""
+    """``validate_data``, whose errors on missing values and on arrays of more than two
+    dimensions say what an explainer needs."""
     try:
         return validate_data(estimator, *args, **kwargs)
     except ValueError as exc:
