@@ -24,6 +24,23 @@ class ExplainerMixin:
             twin.autoencoder = self.autoencoder
         return twin
 
+    def set_params(self, **params):
+        """Set the parameters of this explainer (see ``BaseEstimator.set_params``).
+
+        Nested parameters of a fitted ``estimator`` (``estimator__C``) are refused: the
+        fitted model is explained as it is, never refitted, so they would change the user's
+        model without changing what is explained.
+        """
+        nested = sorted(key for key in params if key.startswith("estimator__"))
+        estimator = params.get("estimator", getattr(self, "estimator", None))
+        if nested and is_prefitted(estimator):
+            raise ValueError(
+                f"Cannot set {nested} on `estimator`: it is a fitted model, which "
+                f"{type(self).__name__} explains as it is and never refits. Pass an unfitted "
+                "estimator to have it fitted on fit's X and y, or set `estimator` to a model "
+                "refitted with those parameters.")
+        return super().set_params(**params)
+
     def __getstate__(self):
         state = dict(super().__getstate__())  # may be the instance's own __dict__
         for name in self._transient_attributes:

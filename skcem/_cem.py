@@ -192,7 +192,11 @@ class CEMExplainer(BaseContrastiveExplainer):
     classes_ : ndarray of shape (n_classes,)
         Its classes.
     no_info_val_ : ndarray of shape (n_features,)
+        The no-information value of each feature: ``no_info_val`` as given, or learned by
+        ``fit`` (see ``no_info_val``).
     feature_range_ : tuple of two ndarrays of shape (n_features,)
+        The lowest and highest value of each feature: ``feature_range`` as given, or the
+        training data's where not given.
     immutable_mask_ : ndarray of bool, shape (n_features,)
         True for the features that never change.
     directions_ : ndarray of int, shape (n_features,)
@@ -206,8 +210,10 @@ class CEMExplainer(BaseContrastiveExplainer):
     mad_ : ndarray of shape (n_features,)
         Median absolute deviation of each feature (``distance="mad"`` only).
     n_features_in_ : int
+        Number of features seen during :term:`fit`.
     feature_names_in_ : ndarray of shape (n_features,)
-        Defined only when ``X`` has feature names that are all strings.
+        Names of features seen during :term:`fit`. Defined only when ``X`` has feature names
+        that are all strings.
 
     See Also
     --------

@@ -34,7 +34,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     ----------
     estimator : object, callable or None, default=None
         As for :class:`CEMExplainer`.
-    target_class : "other", int or array-like of shape (n_samples,), default="other"
+    target_class : "other", int, str or array-like of shape (n_samples,), default="other"
         The class each counterfactual must have: "other" is each instance's most probable
         other class (the closest different one), a class label applies to all instances, an
         array gives one label per instance explained (same length as ``X`` in ``explain``).
@@ -75,20 +75,34 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     input_shape : tuple or None, default=None
         Shape of one instance for a Keras model.
     learning_rate_init : float, default=1e-2
+        Initial learning rate, decayed polynomially (power 0.5) to 0 over ``max_iterations``.
     max_iterations : int, default=1000
-    eps, clip, update_num_grad, tol, n_iter_no_change
+        Gradient-search iterations for each value of ``c``.
+    eps : tuple (eps0, eps1), default=(1e-3, 1e-3)
+        As for :class:`CEMExplainer`.
+    clip : tuple (min, max), default=(-100.0, 100.0)
+        As for :class:`CEMExplainer`.
+    update_num_grad : int, default=1
+        As for :class:`CEMExplainer`.
+    tol : float or None, default=None
+        As for :class:`CEMExplainer`.
+    n_iter_no_change : int, default=50
         As for :class:`CEMExplainer`.
     probe_iterations : int, "auto" or None, default=None
         As for :class:`CEMExplainer`, whose default ("auto") was measured on CEM only; here
         the default runs the full schedule.
-    batch_size, n_jobs, verbose
+    batch_size : int or "auto", default="auto"
+        As for :class:`CEMExplainer`.
+    n_jobs : int or None, default=None
+        As for :class:`CEMExplainer`.
+    verbose : int, default=0
         As for :class:`CEMExplainer`.
 
     Attributes
     ----------
-    estimator_, classes_, feature_range_, immutable_mask_, n_features_in_
+    estimator_, classes_, feature_range_, immutable_mask_
         As for :class:`CEMExplainer`.
-    directions_, categorical_mask_, categories_, search_
+    directions_, categorical_mask_, categories_, search_, n_features_in_, feature_names_in_
         As for :class:`CEMExplainer`.
     mad_ : ndarray of shape (n_features,)
         Only with ``distance="mad"``.

@@ -44,7 +44,8 @@ class Explanation:
     diagnostics (``CEMExplanation`` is its former name).
 
     Rows follow the explained ``X``. Where no explanation was found (``found`` is False) the
-    explanation, its prediction, distance and ``c`` are NaN (``None`` in :meth:`to_dict`).
+    explanation, its probabilities, distance and ``c`` are NaN and its class is None (all
+    ``None`` in :meth:`to_dict`).
 
     Attributes
     ----------
@@ -88,7 +89,8 @@ class Explanation:
         form: a DataFrame with the explained index, columns and dtypes (missing values where
         nothing was found), or an object array.
     meta : dict
-        Diagnostics: ``n_model_rows`` (rows sent to the model) and ``n_iterations``.
+        Diagnostics: ``n_model_rows`` (rows sent to the model), ``n_iterations`` (per instance)
+        and ``search`` (the search used: "fista" or "neighbors").
 
     Examples
     --------
@@ -97,11 +99,14 @@ class Explanation:
     >>> from skcem import CEMExplainer
     >>> X, y = load_iris(return_X_y=True)
     >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
-    >>> exp = CEMExplainer(clf, mode="PP", max_iterations=200, c_steps=4).fit(X).explain(X[[60]])
+    >>> cem = CEMExplainer(clf, mode="PP", max_iterations=200, c_steps=4).fit(X)
+    >>> exp = cem.explain(X[[120]])
     >>> exp.mode, bool(exp.found[0]), exp.explanation.shape
     ('PP', True, (1, 4))
     >>> int(clf.predict(exp.PP)[0]) == int(exp.X_pred[0])
     True
+    >>> sorted(exp.changes()[0])  # what the PP keeps: petal length and width
+    ['x2', 'x3']
     """
 
     mode: str

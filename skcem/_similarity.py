@@ -187,9 +187,12 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     Attributes
     ----------
     estimator_ : object
+        The model whose gradients are compared: ``estimator`` itself when it is fitted (or a
+        Keras model), else a fitted clone of it.
     X_train_ : ndarray of shape (n_train, n_features)
         float32 for Keras models, float64 otherwise.
     y_train_ : ndarray of shape (n_train,) or (n_train, n_outputs)
+        The training targets (class indices for a Keras classifier).
     grads_train_ : GradientFactors, ndarray of shape (n_train, n_components) or None
         Only with ``precompute_grads=True``: with ``n_components``, the projected training
         gradients; otherwise the exact ones, factorised: the inputs and output gradients of
@@ -199,7 +202,12 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     projection_ : GradientProjection or None
         The random projection, with ``n_components``.
     n_params_ : int
+        The model's number of trainable parameters: the length of a loss gradient.
     n_features_in_ : int
+        Number of features seen during :term:`fit`.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during :term:`fit`. Defined only when ``X`` has feature names
+        that are all strings.
 
     Examples
     --------
@@ -255,7 +263,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         ----------
         X : array-like of shape (n_train, n_features)
         y : array-like of shape (n_train,) or (n_train, n_outputs)
-            Training targets: class labels or regression values.
+            Training targets: class labels or regression values. Required: the signature's
+            None raises.
 
         Returns
         -------
@@ -448,13 +457,34 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         X, y = self._check_X_y(X, None)
         return self._scores(X, y)
 
+    def fit_transform(self, X, y=None):
+        """Fit on ``(X, y)``, then score each training instance against all of them.
+
+        Each row's target is the model's predicted class for classification (as in
+        :meth:`transform`) and its given ``y`` for regression.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_train, n_features)
+            Training instances.
+        y : array-like of shape (n_train,) or (n_train, n_outputs)
+            Training targets (required).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_train, n_train)
+            ``scores[i, j]``: the similarity of training instances ``i`` and ``j``.
+        """
+        self.fit(X, y)
+        return self._scores(*self._check_X_y(X, y if self.task == "regression" else None))
+
     def explain(self, X, y=None):
         """Scores, ranking and the most and least similar training instances.
 
         Parameters
         ----------
         X : array-like of shape (n_test, n_features)
-        y : array-like of shape (n_test,), default=None
+        y : array-like of shape (n_test,) or (n_test, n_outputs), default=None
             Targets of the test instances; the model's predictions when None
             (classification only).
 
@@ -479,9 +509,12 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         Parameters
         ----------
         X : array-like of shape (n_test, n_features)
+            Test instances.
         n_neighbors : int, default=5
+            Training instances returned per test instance.
         return_scores : bool, default=True
-        y : array-like of shape (n_test,), default=None
+            Whether to return the scores as well as the indices.
+        y : array-like of shape (n_test,) or (n_test, n_outputs), default=None
             Targets of the test instances, as in :meth:`explain`; the model's predictions when
             None (classification only).
 
@@ -492,9 +525,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         indices : ndarray of shape (n_test, n_neighbors)
             Rows of the training set.
         """
+        check_is_fitted(self)
         if not isinstance(n_neighbors, Integral) or not 1 <= n_neighbors:
             raise ValueError(f"`n_neighbors` must be a positive integer; got {n_neighbors!r}.")
-        check_is_fitted(self)
         if n_neighbors > len(self.X_train_):
             raise ValueError(f"`n_neighbors` ({n_neighbors}) exceeds the training set size "
                              f"({len(self.X_train_)}).")
@@ -515,4 +548,5 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True  # training gradients are taken at the targets
+        tags.target_tags.multi_output = True  # regression targets may have several outputs
         return tags

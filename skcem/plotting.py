@@ -153,7 +153,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
 
 
 def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_shape=None,
-                    cmap="gray", feature_names=None):
+                    cmap="gray", feature_names=None, axes=None):
     """A test instance with its most and least similar training instances and their scores.
 
     Images are drawn as images (``image_shape``, or a square of more than 4 unnamed
@@ -162,27 +162,34 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     Parameters
     ----------
     explanation : SimilarityExplanation
+        The result of :meth:`GradientSimilarityExplainer.explain`.
     X_train : array-like of shape (n_train, n_features)
         The training set the scores refer to, such as the explainer's ``X_train_``.
     index : int, default=0
-    n_most, n_least : int, default=3, 1
+        The test instance to draw.
+    n_most : int, default=3
+        Most similar training instances drawn.
+    n_least : int, default=1
+        Least similar training instances drawn.
     image_shape : tuple, optional
+        Shape of one image; default: a square of more than 4 unnamed features.
     cmap : str, default="gray"
+        Colour map of images.
     feature_names : list of str, optional
         Labels of the bars; default: the columns of a DataFrame ``X_train``.
+    axes : array of ``1 + n_most + n_least`` matplotlib Axes, optional
+        Where to draw: the test instance, then the training instances.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
     """
-    plt = _pyplot()
     if feature_names is None and hasattr(X_train, "columns"):
         feature_names = [str(c) for c in X_train.columns]
     order = explanation.ordered_indices[index]
     picks = [("most", i) for i in order[:n_most]] + [("least", i) for i in order[::-1][:n_least]]
-    fig, axes = plt.subplots(1, 1 + len(picks), figsize=(2.4 * (1 + len(picks)), 2.8),
-                             squeeze=False)
-    axes = axes[0]
+    given = axes is not None
+    fig, axes = _axes(axes, 1 + len(picks), (2.4 * (1 + len(picks)), 2.8))
     X_train = np.asarray(X_train)
     rows = [explanation.X[index]] + [X_train[i] for _, i in picks]
     titles = [f"test: target {explanation.target[index]}"] + [
@@ -201,5 +208,6 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
             if feature_names is not None:
                 ax.set_xticks(np.arange(n_features), feature_names, rotation=90, fontsize=7)
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    if not given:
+        fig.tight_layout()
     return fig

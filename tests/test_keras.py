@@ -486,8 +486,8 @@ def test_many_explainers_of_one_model_do_not_warn_of_retracing(cnn, digits_image
     assert not [m for m in messages if "retracing" in m]
 
 
-def test_outputs_that_are_not_probabilities_are_taken_as_logits_with_a_warning(cnn,
-                                                                                digits_images):
+def test_outputs_that_are_not_probabilities_are_taken_as_logits_with_a_warning(
+        cnn, digits_images):
     from skcem._gradients._keras import keras_output_kind
 
     X, _ = digits_images

@@ -80,6 +80,15 @@ def test_similarity_shows_most_and_least_similar(digits, digits_model):
     assert f"{exp.scores[1, order[0]]:.3g}" in axes[1].get_title()
     assert axes[3].get_title().startswith("least similar")
     plt.close(fig)
+    # On axes the caller gives: drawn there, in the caller's figure.
+    given, grid = plt.subplots(2, 2)
+    assert plotting.plot_similarity(exp, explainer.X_train_, index=1, n_most=2,
+                                    axes=grid) is given
+    np.testing.assert_allclose(grid[0, 1].images[0].get_array(),
+                               X[:60][order[0]].reshape(8, 8))
+    with pytest.raises(ValueError, match="`axes` must hold 4 axes; got 3"):
+        plotting.plot_similarity(exp, explainer.X_train_, n_most=2, axes=grid.ravel()[:3])
+    plt.close("all")
 
 
 def test_tabular_plot_labels_category_changes():

@@ -152,6 +152,17 @@ def test_regression_needs_targets_at_explain_time(digits):
         explainer.transform(X[:3])
     exp = explainer.explain(X[:3], y[:3])
     assert exp.scores.shape == (3, 100)
+    # fit_transform scores the training set at its own targets.
+    regression = GradientSimilarityExplainer(Ridge(), task="regression")
+    scores = regression.fit_transform(X[:100], y[:100])
+    np.testing.assert_allclose(scores, explainer.explain(X[:100], y[:100]).scores)
+
+
+def test_fit_transform_of_a_classifier_is_fit_then_transform(digits, digits_model):
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model)
+    scores = explainer.fit_transform(X[:50], y[:50])
+    np.testing.assert_allclose(scores, explainer.transform(X[:50]))
 
 
 @parametrize_with_checks([GradientSimilarityExplainer(),

@@ -10,7 +10,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcem import CEMExplainer, ExplanationNotFoundWarning
+from skcem import CEMExplainer, ExplanationNotFoundWarning, GradientSimilarityExplainer
 
 from .conftest import FAST
 
@@ -94,3 +94,16 @@ def test_clone_keeps_the_fitted_model_being_explained(iris, iris_model):
     unfitted = LogisticRegression()
     twin = clone(CEMExplainer(unfitted))
     assert twin.estimator is not unfitted and twin.estimator.get_params() == unfitted.get_params()
+
+
+def test_nested_parameters_of_a_fitted_model_are_refused_not_applied(iris, iris_model):
+    C = iris_model.C
+    for explainer in (CEMExplainer(iris_model), GradientSimilarityExplainer(iris_model)):
+        with pytest.raises(ValueError, match="estimator__C.*fitted model"):
+            clone(explainer).set_params(estimator__C=1e-4)
+        assert iris_model.C == C  # the user's model is untouched
+    # An unfitted estimator is fitted by the explainer: its nested parameters apply.
+    X, y = iris
+    cem = CEMExplainer(LogisticRegression(max_iter=1000))
+    cem.set_params(estimator__C=1e-4).fit(X, y)
+    assert cem.estimator_.C == 1e-4
