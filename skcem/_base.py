@@ -30,6 +30,16 @@ class ExplainerMixin:
         Nested parameters of a fitted ``estimator`` (``estimator__C``) are refused: the
         fitted model is explained as it is, never refitted, so they would change the user's
         model without changing what is explained.
+
+        Parameters
+        ----------
+        **params : dict
+            Explainer parameters, and nested parameters of an unfitted ``estimator``.
+
+        Returns
+        -------
+        self : object
+            The explainer.
         """
         nested = sorted(key for key in params if key.startswith("estimator__"))
         estimator = params.get("estimator", getattr(self, "estimator", None))

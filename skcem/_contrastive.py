@@ -164,6 +164,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         Returns
         -------
         self : object
+            The fitted explainer.
         """
         prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
@@ -592,6 +593,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The instances to explain.
 
         Returns
         -------
@@ -619,6 +621,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The instances to explain.
         y : None
             Ignored: instances are explained against the model's own predictions, so that
             ``GridSearchCV``'s true labels cannot reward a model's mistakes with empty
@@ -627,6 +630,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         Returns
         -------
         score : float
+            The mean score of the instances' explanations.
         """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExplanationNotFoundWarning)

@@ -178,7 +178,18 @@ class Explanation:
         return self._difference(explanation, reference, categorical)
 
     def as_images(self, input_shape=None):
-        """``(X, explanation)`` reshaped to ``(n_samples, *input_shape)``."""
+        """``(X, explanation)`` reshaped to ``(n_samples, *input_shape)``.
+
+        Parameters
+        ----------
+        input_shape : tuple, optional
+            The shape of one instance; default: the explanation's ``input_shape``, else flat.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, *input_shape)
+        explanation : ndarray of shape (n_samples, *input_shape)
+        """
         shape = tuple(input_shape or self.input_shape or (self.X.shape[1],))
         X, explanation, _ = self._numbers()
         return (X.reshape((-1,) + shape), explanation.reshape((-1,) + shape))
@@ -187,7 +198,18 @@ class Explanation:
         """Per instance, the features the explanation changes: ``{name: new value}``; a
         categorical change is shown as ``"from → to"``. For pertinent positives, the features
         the PP keeps (its non-zero :attr:`perturbation`): ``{name: kept value}``; every other
-        feature shows its no-information value."""
+        feature shows its no-information value.
+
+        Parameters
+        ----------
+        atol : float, default=1e-12
+            A smaller change (in absolute value) is not listed.
+
+        Returns
+        -------
+        changes : list of dict
+            One dict per instance, empty where nothing was found.
+        """
         names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
         _, _, categorical = self._numbers()
         keeps = self.mode == "PP"
@@ -216,6 +238,10 @@ class Explanation:
         """One row per instance: the explanation's features, then ``found``, the classes,
         ``distance`` and ``c``. Needs pandas. The index is the explained DataFrame's, so that
         ``X.join(explanation.to_frame(), rsuffix="_explained")`` lines rows up.
+
+        Returns
+        -------
+        frame : pandas.DataFrame of shape (n_samples, n_features + 5)
         """
         try:
             import pandas as pd
@@ -240,12 +266,28 @@ class Explanation:
         return frame
 
     def to_dict(self):
-        """A dict of plain Python values (lists, floats, None for NaN): ready for ``json``."""
+        """A dict of plain Python values (lists, floats, None for NaN): ready for ``json``.
+
+        Returns
+        -------
+        explanation : dict
+            One entry per attribute.
+        """
         return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)
                 if f.name != "index"} | {"index": _index_to_builtin(self.index)}
 
     def to_json(self, **kwargs):
-        """The explanation as a JSON string (see :meth:`to_dict`)."""
+        """The explanation as a JSON string (see :meth:`to_dict`).
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to ``json.dumps`` (``indent``, ``ensure_ascii``).
+
+        Returns
+        -------
+        json : str
+        """
         return json.dumps(self.to_dict(), **kwargs)
 
 

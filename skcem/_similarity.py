@@ -262,6 +262,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         Parameters
         ----------
         X : array-like of shape (n_train, n_features)
+            Training instances.
         y : array-like of shape (n_train,) or (n_train, n_outputs)
             Training targets: class labels or regression values. Required: the signature's
             None raises.
@@ -269,6 +270,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         Returns
         -------
         self : GradientSimilarityExplainer
+            The fitted explainer.
         """
         if y is None:
             raise ValueError("GradientSimilarityExplainer requires y to be passed, but the "
@@ -449,10 +451,13 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         Parameters
         ----------
         X : array-like of shape (n_test, n_features)
+            Test instances.
 
         Returns
         -------
         scores : ndarray of shape (n_test, n_train)
+            ``scores[i, j]``: the similarity of test instance ``i`` and training instance
+            ``j``.
         """
         X, y = self._check_X_y(X, None)
         return self._scores(X, y)
@@ -484,13 +489,15 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         Parameters
         ----------
         X : array-like of shape (n_test, n_features)
+            Test instances.
         y : array-like of shape (n_test,) or (n_test, n_outputs), default=None
             Targets of the test instances; the model's predictions when None
             (classification only).
 
         Returns
         -------
-        SimilarityExplanation
+        explanation : SimilarityExplanation
+            The scores and the training instances they rank.
         """
         X, y = self._check_X_y(X, y)
         scores = self._scores(X, y)

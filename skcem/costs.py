@@ -27,14 +27,26 @@ class Cost:
             if isinstance(value, (str, int, float, bool))))
 
 
+_INPUT_TERM_PARAMETERS = """
+    Parameters
+    ----------
+    x0 : float or array-like, default=0.0
+        The origin: one value per feature, or one row per instance (shape of ``x``).
+    weights : float or array-like of shape (n_features,), default=1.0
+        Per-feature weights.
+"""
+
+
 class L1(Cost):
-    """``sum_j w_j |x_j - x0_j|``, with per-feature weights ``w`` (default 1)."""
+    __doc__ = ("""``sum_j w_j |x_j - x0_j|``, with per-feature weights ``w`` (default 1).
+""" + _INPUT_TERM_PARAMETERS)
 
     def __init__(self, x0=0.0, weights=1.0):
         self.x0 = x0
         self.weights = weights
 
     def value(self, x, xp=np):
+        """The term's value for each row of ``x``: shape (n_samples,)."""
         return xp.sum(self.weights * xp.abs(x - self.x0), axis=1)
 
     def gradient(self, x, xp=np):
@@ -43,16 +55,19 @@ class L1(Cost):
 
 
 class L2(Cost):
-    """``sum_j w_j (x_j - x0_j)^2``: squared Euclidean distance, per-feature weights ``w``."""
+    __doc__ = ("""``sum_j w_j (x_j - x0_j)^2``: squared Euclidean distance, weights ``w``.
+""" + _INPUT_TERM_PARAMETERS)
 
     def __init__(self, x0=0.0, weights=1.0):
         self.x0 = x0
         self.weights = weights
 
     def value(self, x, xp=np):
+        """The term's value for each row of ``x``: shape (n_samples,)."""
         return xp.sum(self.weights * (x - self.x0) ** 2, axis=1)
 
     def gradient(self, x, xp=np):
+        """The gradient with respect to ``x``: the shape of ``x``."""
         return 2.0 * self.weights * (x - self.x0)
 
 
@@ -62,6 +77,16 @@ def median_absolute_deviation(X):
     A feature whose MAD is 0 (more than half its values equal) falls back to its mean
     absolute deviation from the median, and to 1 where that is 0 too (a constant feature):
     never a division by zero. Missing values (NaN) are left out; an all-missing feature gets 1.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The data, such as the training set.
+
+    Returns
+    -------
+    mad : ndarray of shape (n_features,)
+        Positive scales, in each feature's units.
     """
     X = np.asarray(X, dtype=float)
     with warnings.catch_warnings():
@@ -74,7 +99,7 @@ def median_absolute_deviation(X):
 
 
 def one_hot(index, n_classes, xp=np, dtype=float):
-    """Rows of the identity matrix picked by ``index``."""
+    """Rows of the identity matrix picked by ``index``: shape ``(len(index), n_classes)``."""
     return xp.take(xp.eye(n_classes, dtype=dtype), index, axis=0)
 
 
@@ -83,6 +108,13 @@ class HingeAttack(Cost):
 
     PN: ``max(0, p_t - max_{j != t} p_j + kappa)``; PP: ``max(0, max_{j != t} p_j - p_t +
     kappa)``. Its gradient is exact (zero where the hinge is inactive).
+
+    Parameters
+    ----------
+    mode : {"PN", "PP"}
+        Which side of the margin the explained class must end on.
+    kappa : float, default=0.0
+        The confidence margin.
     """
 
     _SIGNS = {"PN": 1.0, "PP": -1.0}  # PN pushes the explained class down, PP keeps it up
@@ -102,23 +134,33 @@ class HingeAttack(Cost):
         return sign, margin, runner_up
 
     def value(self, proba, target_onehot, xp=np):
+        """The hinge for each row of ``proba``: shape (n_samples,)."""
         _, margin, _ = self._parts(proba, target_onehot, xp)
         return xp.maximum(margin, 0.0)
 
     def gradient(self, proba, target_onehot, xp=np):
+        """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
         sign, margin, runner_up = self._parts(proba, target_onehot, xp)
         active = sign * xp.asarray(margin > 0, dtype=proba.dtype)
         return active[:, None] * (target_onehot - runner_up)
 
 
 class NegLogLikelihood(Cost):
-    """``-log p_t``: the cross-entropy of the probabilities at the target class."""
+    """``-log p_t``: the cross-entropy of the probabilities at the target class.
+
+    Parameters
+    ----------
+    floor : float, default=1e-12
+        Probabilities are taken as at least this, so that the log stays finite.
+    """
 
     def __init__(self, floor=1e-12):
         self.floor = floor
 
     def value(self, proba, target_onehot, xp=np):
+        """The cross-entropy for each row of ``proba``: shape (n_samples,)."""
         return -xp.log(xp.maximum(xp.sum(proba * target_onehot, axis=1), self.floor))
 
     def gradient(self, proba, target_onehot, xp=np):
+        """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
         return -target_onehot / xp.maximum(proba, self.floor)

@@ -33,12 +33,14 @@ def load_mnist(directory=None, kind="t10k"):
         Folder holding ``{kind}-images-idx3-ubyte.gz`` and ``{kind}-labels-idx1-ubyte.gz``.
         Defaults to the ``SKCEM_MNIST_DIR`` environment variable.
     kind : {"t10k", "train"}, default="t10k"
+        Which files: the 10,000 test images or the 60,000 training images.
 
     Returns
     -------
     X : ndarray of shape (n_samples, 784), dtype float32
         Pixels scaled to [0, 1], one image per row.
     y : ndarray of shape (n_samples,), dtype int64
+        The digit of each image.
     """
     directory = directory or os.environ.get(MNIST_ENV)
     if directory is None:
@@ -55,7 +57,13 @@ def load_mnist(directory=None, kind="t10k"):
 
 
 def make_mnist_cnn():
-    """The tutorial's CNN classifier for (28, 28, 1) images, compiled, untrained."""
+    """The tutorial's CNN classifier for (28, 28, 1) images, compiled, untrained.
+
+    Returns
+    -------
+    model : keras.Model
+        Softmax over the 10 digits.
+    """
     import keras
     from keras import layers
 
@@ -76,7 +84,13 @@ def make_mnist_cnn():
 
 
 def make_mnist_autoencoder():
-    """The tutorial's convolutional auto-encoder for (28, 28, 1) images, compiled, untrained."""
+    """The tutorial's convolutional auto-encoder for (28, 28, 1) images, compiled, untrained.
+
+    Returns
+    -------
+    model : keras.Model
+        Maps an image to its reconstruction, of the same shape.
+    """
     import keras
     from keras import layers
 
@@ -110,12 +124,16 @@ def mnist_tutorial_models(directory=None, cache=None, epochs=(10, 8), verbose=0)
         Training epochs of the CNN and of the auto-encoder: twice the tutorial's, which
         trains on six times as many images.
     verbose : int, default=0
+        Passed to Keras' ``fit``: 1 shows training progress.
 
     Returns
     -------
     X : ndarray of shape (10000, 784), float32 in [-0.5, 0.5]
+        The images, one per row.
     y : ndarray of shape (10000,)
+        Their digits.
     cnn, autoencoder : keras.Model
+        The trained models.
     """
     import keras
 

@@ -20,18 +20,55 @@ __all__ = ["cem_score", "explanation_metrics", "n_changed", "proximity", "sparsi
 
 
 def validity(explanation):
-    """1.0 where an explanation was found (it has the required class), else 0.0."""
+    """1.0 where an explanation was found (it has the required class), else 0.0.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result of ``explain``.
+
+    Returns
+    -------
+    validity : ndarray of shape (n_samples,)
+        1.0 or 0.0 per instance.
+    """
     return explanation.found.astype(float)
 
 
 def n_changed(explanation, atol=1e-8):
-    """L0 of the perturbation: how many features it involves (NaN where none was found)."""
+    """L0 of the perturbation: how many features it involves (NaN where none was found).
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result of ``explain``.
+    atol : float, default=1e-8
+        A feature whose perturbation is at most this (in absolute value) is not counted.
+
+    Returns
+    -------
+    n_changed : ndarray of shape (n_samples,)
+        The number of features each perturbation involves.
+    """
     counts = np.sum(np.abs(explanation.perturbation) > atol, axis=1).astype(float)
     return np.where(explanation.found, counts, np.nan)
 
 
 def sparsity(explanation, atol=1e-8):
-    """``1 - L0 / (n_features + 1)``: in (0, 1], higher is sparser; 0 where none was found."""
+    """``1 - L0 / (n_features + 1)``: in (0, 1], higher is sparser; 0 where none was found.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result of ``explain``.
+    atol : float, default=1e-8
+        As for :func:`n_changed`.
+
+    Returns
+    -------
+    sparsity : ndarray of shape (n_samples,)
+        Per instance.
+    """
     n_features = explanation.X.shape[1]
     return np.nan_to_num(1.0 - n_changed(explanation, atol) / (n_features + 1), nan=0.0)
 
@@ -42,9 +79,15 @@ def proximity(explanation, feature_range):
     Parameters
     ----------
     explanation : Explanation
+        The result of ``explain``.
     feature_range : tuple of (ndarray, ndarray)
         Per-feature (lower, upper) bounds, such as ``CEMExplainer.feature_range_``; a feature
         of zero width counts in its own units.
+
+    Returns
+    -------
+    proximity : ndarray of shape (n_samples,)
+        Per instance.
     """
     lower, upper = feature_range
     width = np.where(upper > lower, upper - lower, 1.0)
@@ -59,6 +102,18 @@ def cem_score(explanation, feature_range):
 
     An instance without an explanation scores 0; a found one scores more the fewer features it
     involves and the smaller its (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result of ``explain``.
+    feature_range : tuple of (ndarray, ndarray)
+        As for :func:`proximity`.
+
+    Returns
+    -------
+    score : float
+        The mean over instances.
     """
     per_instance = (validity(explanation) * sparsity(explanation)
                     * proximity(explanation, feature_range))

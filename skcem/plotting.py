@@ -55,16 +55,20 @@ def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cm
     Parameters
     ----------
     explanation : Explanation
+        The result of ``explain`` on images.
     index : int, default=0
         The instance to draw.
     image_shape : tuple, optional
         Shape of one image; defaults to the explanation's ``input_shape`` or a square.
     axes : array of 3 matplotlib Axes, optional
+        Where to draw; default: a new figure.
     cmap : str, default="gray"
+        Colour map of the original and the explanation.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure drawn on.
     """
     shape = _image_shape(explanation, image_shape)
     fig, axes = _axes(axes, 3, (9, 3.2))
@@ -98,16 +102,20 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     Parameters
     ----------
     explanation : Explanation
+        The result of ``explain``.
     index : int, default=0
+        The instance to draw.
     feature_names : list of str, optional
         Defaults to the explanation's feature names, else ``x0, x1, ...``.
     ax : matplotlib Axes, optional
+        Where to draw; default: a new figure.
     only_changed : bool, default=False
         Draw only the features that change.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure drawn on.
     """
     plt = _pyplot()
     n_features = explanation.X.shape[1]
@@ -183,6 +191,7 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure drawn on.
     """
     if feature_names is None and hasattr(X_train, "columns"):
         feature_names = [str(c) for c in X_train.columns]
