@@ -37,28 +37,30 @@ from skcem import CEMExplainer, ExplanationNotFoundWarning
 from skcem.metrics import n_changed
 
 
-def _standardised_logistic(name, load):
+def _standardised_logistic(name, load, random_state):
     X, y = load(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.3, random_state=0,
-                                                   stratify=y)
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.3,
+                                                   random_state=random_state, stratify=y)
     model = LogisticRegression(max_iter=1000).fit(X_train, y_train)
     return name, model, X_train, X_test, {}
 
 
-def iris_setting():
-    return _standardised_logistic("iris / LogisticRegression", load_iris)
+def iris_setting(random_state=0):
+    return _standardised_logistic("iris / LogisticRegression", load_iris, random_state)
 
 
-def cancer_setting():
-    return _standardised_logistic("cancer / LogisticRegression", load_breast_cancer)
+def cancer_setting(random_state=0):
+    return _standardised_logistic("cancer / LogisticRegression", load_breast_cancer,
+                                  random_state)
 
 
-def digits_setting():
+def digits_setting(random_state=0):
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
-    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.25, random_state=0)
-    model = MLPClassifier((32,), max_iter=500, random_state=0).fit(X_train, y_train)
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.25,
+                                                   random_state=random_state)
+    model = MLPClassifier((32,), max_iter=500, random_state=random_state).fit(X_train, y_train)
     return ("digits / MLPClassifier(32,)", model, X_train, X_test,
             {"no_info_val": 0.0, "feature_range": (0.0, 1.0)})
 
