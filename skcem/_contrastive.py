@@ -247,6 +247,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 "`fit` in another order: they are matched by name, and the answers "
                 "follow `feature_names_in_`."))
         codec = getattr(self, "_codec", None)
+        if codec is not None and not reset:
+            X = codec.as_frame(X)
         if codec is None:
             if y is None:
                 return validate_float_data(self, X, reset=reset), None

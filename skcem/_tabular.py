@@ -137,13 +137,30 @@ class TableCodec:
     def has_categorical(self):
         return bool(self.categorical_.any())
 
+    def as_frame(self, X):
+        """``X`` as a DataFrame of the columns seen in ``fit``, in order, when the codec was
+        fitted on a DataFrame and ``X`` is an array (with a warning, as scikit-learn warns);
+        ``X`` itself otherwise."""
+        if not self.is_frame_ or hasattr(X, "iloc"):
+            return X
+        array = np.asarray(X)
+        if array.ndim != 2 or array.shape[1] != len(self.columns_):
+            raise ValueError(f"X has shape {array.shape}, but the explainer was fitted on a "
+                             f"DataFrame of {len(self.columns_)} columns: pass a DataFrame "
+                             "with the columns seen in fit.")
+        from ._warnings import warn
+
+        warn("X does not have feature names, but the explainer was fitted on a DataFrame: "
+             "X's columns are taken as the fit's, in their order "
+             f"({', '.join(map(str, self.columns_[:5]))}"
+             f"{', ...' if len(self.columns_) > 5 else ''}).", UserWarning)
+        return _pandas().DataFrame(array, columns=self.columns_)
+
     def _columns(self, X):
+        if hasattr(X, "iloc") and X.ndim == 1:
+            raise ValueError("X is a pandas Series, one row: pass a one-row DataFrame "
+                             "instead (`df.iloc[[i]]`, or `series.to_frame().T`).")
         if self.is_frame_:
-            if not hasattr(X, "iloc"):
-                raise ValueError(f"X is a {type(X).__name__}, but the explainer was fitted on "
-                                 "a DataFrame: pass a DataFrame with the columns seen in fit "
-                                 f"({', '.join(map(str, self.columns_[:5]))}"
-                                 f"{', ...' if len(self.columns_) > 5 else ''}).")
             return [X.iloc[:, j] for j in range(X.shape[1])]
         array = np.asarray(X)
         if array.ndim != 2:

@@ -281,6 +281,22 @@ def test_bad_table_parameters_are_named(table):
         CounterfactualExplainer(models["lr"], search="fista").fit(X)
 
 
+def test_an_array_after_a_dataframe_fit_takes_the_fits_columns_with_a_warning(table):
+    X, _, models = table
+    cf = CounterfactualExplainer(models["lr"]).fit(X)
+    with pytest.warns(UserWarning, match="X does not have feature names, but the explainer "
+                                         r"was fitted on a DataFrame.*\(age, job, income"):
+        from_array = explain(cf, X.iloc[:6].to_numpy())
+    from_frame = explain(cf, X.iloc[:6])
+    np.testing.assert_array_equal(from_array.found, from_frame.found)
+    np.testing.assert_array_equal(from_array.encoded["explanation"],
+                                  from_frame.encoded["explanation"])
+    with pytest.raises(ValueError, match="fitted on a DataFrame of 6 columns"):
+        cf.explain(X.iloc[:6, :4].to_numpy())
+    with pytest.raises(ValueError, match=r"X is a pandas Series, one row: .*df.iloc\[\[i\]\]"):
+        cf.explain(X.iloc[0])
+
+
 def test_inputs_are_not_mutated(table):
     X, _, models = table
     rows = X.iloc[:8].copy()
