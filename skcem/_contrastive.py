@@ -215,6 +215,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             else codec.categorical_.copy()
         self.categories_ = [None] * X.shape[1] if codec is None else list(codec.categories_)
         self.feature_range_ = table_feature_range(self.feature_range, X, codec, names)
+        # The data's own range: score's scale, whatever feature_range a grid search tries.
+        self._data_range = table_feature_range(None, X, codec, names)
         self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1], names,
                                             "immutable_features")
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
@@ -616,9 +618,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """Quality of the explanations of ``X``: higher is better, in [0, 1].
 
         The mean over instances of ``found * sparsity * proximity`` (:func:`skcem.metrics.
-        cem_score`): 0 for an instance without explanation, rising as the explanation involves
-        fewer features and moves them less (relative to ``feature_range_``). This lets
-        ``GridSearchCV`` tune the explainer without a scoring argument.
+        cem_score`): 0 for an instance without explanation (and for a PP that keeps nothing),
+        rising as the explanation involves fewer features and moves them less, relative to
+        the range of the data given to ``fit`` (not to ``feature_range``, so that scores
+        compare across its values). This lets ``GridSearchCV`` tune the explainer without a
+        scoring argument.
 
         Parameters
         ----------
@@ -639,7 +643,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # Cross-validation folds often reach beyond the range learned on the others.
             warnings.filterwarnings("ignore", message=r".* have features outside")
             explanation = self.explain(X)
-        return metrics.cem_score(explanation, self.feature_range_)
+        return metrics.cem_score(explanation, self._data_range)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -100,7 +100,9 @@ def proximity(explanation, feature_range):
 def cem_score(explanation, feature_range):
     """Mean over instances of ``validity * sparsity * proximity``, in [0, 1].
 
-    An instance without an explanation scores 0; a found one scores more the fewer features it
+    An instance without an explanation scores 0, and so does a pertinent positive that keeps
+    nothing (the model gives the no-information background itself the instance's class: the
+    PP shows nothing about the instance); a found one scores more the fewer features it
     involves and the smaller its (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
 
     Parameters
@@ -117,4 +119,6 @@ def cem_score(explanation, feature_range):
     """
     per_instance = (validity(explanation) * sparsity(explanation)
                     * proximity(explanation, feature_range))
+    if explanation.mode == "PP":
+        per_instance = np.where(n_changed(explanation) > 0, per_instance, 0.0)
     return float(np.mean(per_instance))

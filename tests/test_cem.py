@@ -209,6 +209,31 @@ def test_score_rewards_sparse_close_explanations(digits, digits_model, digits_te
     assert 0 < scores[0.01] < scores[0.5] <= 1
 
 
+def test_score_gives_pps_that_keep_nothing_zero(iris, iris_model):
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PP", **FAST).fit(X)  # the median background
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = cem.explain(X[50:100])
+        score = cem.score(X[50:100])
+    empty = exp.found & (metrics.n_changed(exp) == 0)
+    assert 0 < empty.sum() < len(empty)
+    per_instance = metrics.sparsity(exp) * metrics.proximity(exp, (X.min(0), X.max(0)))
+    assert score == pytest.approx(np.mean(np.where(empty, 0.0, per_instance)))
+
+
+def test_score_is_scaled_by_the_fit_data_not_by_feature_range(iris, iris_model):
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PN", feature_range=(-100.0, 100.0), **FAST).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(X[50:70])
+        score = cem.score(X[50:70])
+    assert exp.found.sum() > 10
+    assert score == pytest.approx(metrics.cem_score(exp, (X.min(0), X.max(0))))
+    assert score < metrics.cem_score(exp, cem.feature_range_)
+
+
 def test_to_frame_and_changes(iris, iris_model):
     pd = pytest.importorskip("pandas")
     X, _ = iris
