@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import metrics
 from ._base import ExplainerMixin
 from ._explanation import Explanation
-from ._fista import ScaledBackend, SearchProblem, solve
+from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import is_keras_model, make_backend
 from ._gradients._base import ignoring_feature_name_warnings
 from ._gradients._keras import detect_output_kind
@@ -94,6 +94,12 @@ _FLAT_GRADIENT_HINT = (
     "are piecewise constant there (trees, boosting, k-NN), so gradient steps cannot move and "
     "a larger c_init, c_steps or clip cannot help. A larger finite-difference step (`eps`) "
     "may, or a model with smooth probabilities.")
+
+_DISAGREEING_FLAT_HINT = (
+    "For {n} of them the search's loss had no gradient at any step: the model's probabilities "
+    "may be piecewise constant there, or, since its predict is not the argmax of its "
+    "predict_proba (seen in fit), the probabilities already looked like an answer while "
+    "predict did not agree.")
 
 
 # The gradient-free search starts from at most this many rows of the data given to ``fit``.
@@ -200,7 +206,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             self._keras_output = detect_output_kind(self.estimator_, sample, self.input_shape)
         classes = getattr(self.estimator_, "classes_", None)
         self.classes_ = None if classes is None else np.asarray(classes)
-        self._predict_in_search = self._predict_disagrees(X)
+        self._predict_in_search, self._decision_offset = self._learn_decision_rule(X)
         self._backend = self._make_backend(X.shape[1])
         with _names_categorical_failures(codec):
             proba = self._backend.predict_proba(sample)
@@ -311,6 +317,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _search(self, backend, problem, settings, progress=None):
         """The search of one batch: the seam between the two strategies, which return the
         same :class:`~skcem._fista.SearchResult`."""
+        offset = getattr(self, "_decision_offset", None)
+        if offset is None:
+            return self._search_by_strategy(backend, problem, settings, progress)
+        shifted = DecisionBackend(backend, offset)
+        return shifted.unshift(self._search_by_strategy(shifted, problem, settings, progress))
+
+    def _search_by_strategy(self, backend, problem, settings, progress):
         if self.search_ == "neighbors":
             whole = self._codec.categorical_ | self._codec.integer_ if self._codec is not None \
                 else np.zeros(problem.x0.shape[1], bool)
@@ -336,30 +349,67 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             return None
         return np.where(self.categorical_mask_, 1.0, self.mad_)
 
-    def _predict_disagrees(self, X):
-        """Whether the estimator's ``predict`` disagrees with the argmax of its probabilities
-        on ``X`` or between rows of different classes (near its decision boundaries): the
-        search then asks ``predict`` at every iteration. The final answers are always
-        checked with ``predict``."""
+    def _learn_decision_rule(self, X):
+        """How the estimator's ``predict`` relates to its probabilities, probed on ``X`` and
+        between rows of different classes (near its decision boundaries).
+
+        Returns ``(disagrees, offset)``. ``disagrees``: whether ``predict`` ever differs from
+        the argmax of the probabilities; the search then asks ``predict`` at every iteration
+        (the final answers are always checked with it). ``offset``: for a binary model whose
+        ``predict`` is a threshold ``t`` on the positive class's probability
+        (``FixedThresholdClassifier``, ``TunedThresholdClassifierCV``, a binary
+        ``SVC(probability=True)``), ``(t - 0.5, 0.5 - t)``, which the search adds to the
+        probabilities so that its hinge and success test follow ``predict``; else None.
+        """
         model = self.estimator_
         if self.classes_ is None or is_keras_model(model) or \
                 not callable(getattr(model, "predict", None)) or \
                 not callable(getattr(model, "predict_proba", None)):
-            return False
+            return False, None
         rng = np.random.default_rng(0)
         sample = X[rng.choice(len(X), size=min(len(X), 200), replace=False)]
         first, second = rng.integers(len(sample), size=(2, 100))
         steps = np.linspace(0.0, 1.0, 11)[:, None, None]
         probe = np.vstack([sample, (sample[first] + steps * (sample[second] - sample[first]))
                            .reshape(-1, X.shape[1])])
+        proba, labels = self._proba_and_labels(probe)
+        if np.all(self.classes_[proba.argmax(axis=1)] == labels):
+            return False, None
+        return True, self._binary_threshold_offset(probe, proba, labels == self.classes_[-1])
+
+    def _proba_and_labels(self, Z):
         if self._codec is not None:
-            probe = self._codec.snap(probe)
+            Z = self._codec.snap(Z)
         if self._decode is not None:
-            probe = self._decode(probe)
+            Z = self._decode(Z)
         with ignoring_feature_name_warnings():
-            proba = np.asarray(model.predict_proba(probe))
-            labels = np.asarray(model.predict(probe))
-        return bool(np.any(self.classes_[proba.argmax(axis=1)] != labels))
+            return (np.asarray(self.estimator_.predict_proba(Z)),
+                    np.asarray(self.estimator_.predict(Z)))
+
+    def _binary_threshold_offset(self, probe, proba, positive, n_bisections=40):
+        """See :meth:`_learn_decision_rule`. The threshold is bracketed by the probabilities
+        of the rows ``predict`` puts on either side, then narrowed by bisecting segments
+        between such rows; None when no threshold separates them."""
+        if len(self.classes_) != 2 or positive.all() or not positive.any():
+            return None
+        rng = np.random.default_rng(0)
+        below = probe[rng.choice(np.flatnonzero(~positive), size=16)]
+        above = probe[rng.choice(np.flatnonzero(positive), size=16)]
+        low, high = proba[~positive, 1].max(), proba[positive, 1].min()
+        for _ in range(n_bisections):
+            if low >= high:
+                break
+            middle = (below + above) / 2
+            middle_proba, labels = self._proba_and_labels(middle)
+            up = labels == self.classes_[-1]
+            low = max(low, middle_proba[~up, 1].max(initial=-np.inf))
+            high = min(high, middle_proba[up, 1].min(initial=np.inf))
+            above = np.where(up[:, None], middle, above)
+            below = np.where(up[:, None], below, middle)
+        if low >= high:
+            return None
+        threshold = (low + high) / 2
+        return np.array([threshold - 0.5, 0.5 - threshold])
 
     def _check_params(self, n_features):
         """Checks of values and across parameters, beyond ``_parameter_constraints``.
@@ -554,7 +604,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if n_missing:
             flat = np.concatenate([r.flat_gradient for r in results]) & ~found & searchable
             rejected = np.concatenate([r.rejected_by_predict for r in results])
-            hint = _FLAT_GRADIENT_HINT.format(n=int(flat.sum())) if flat.any() \
+            disagrees = getattr(self, "_predict_in_search", False) and \
+                getattr(self, "_decision_offset", None) is None
+            flat_hint = _DISAGREEING_FLAT_HINT if disagrees else _FLAT_GRADIENT_HINT
+            hint = flat_hint.format(n=int(flat.sum())) if flat.any() \
                 else self._not_found_hint if self.search_ == "fista" else _NO_NEIGHBOR_HINT
             if rejected.any():
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "

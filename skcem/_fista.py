@@ -138,6 +138,37 @@ class ScaledBackend:
         return self.backend.predict(U * self.scale)
 
 
+class DecisionBackend:
+    """A backend whose probabilities are shifted by ``offset`` (one value per class), so that
+    their argmax is the estimator's ``predict``: for a binary model whose ``predict`` is a
+    threshold other than 0.5 on its probabilities. The search's hinge and success test then
+    see the model's own decision; its gradients are the model's, a constant shift having none.
+    """
+
+    def __init__(self, backend, offset):
+        self.backend, self.offset = backend, np.asarray(offset, dtype=float)
+
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, **options):
+        answer = self.backend.evaluate(Z_adv, Z_s, target_onehot,
+                                       loss.with_decision_offset(self.offset), **options)
+        answer.proba_adv = answer.proba_adv + self.offset
+        return answer
+
+    def predict_proba(self, Z):
+        return self.backend.predict_proba(Z) + self.offset
+
+    def predict(self, Z):
+        return self.backend.predict(Z)
+
+    def __getattr__(self, name):  # everything else (n_model_rows, predict_in_search)
+        return getattr(self.backend, name)
+
+    def unshift(self, result):
+        """``result`` with the model's own probabilities."""
+        result.explanation_proba = result.explanation_proba - self.offset
+        return result
+
+
 @dataclass(frozen=True)
 class SolverSettings:
     """Optimizer settings shared by all instances."""

@@ -24,7 +24,13 @@ class Cost:
         """Identifies the term and its settings (compiled functions are cached by it)."""
         return (type(self).__name__,) + tuple(sorted(
             (name, value) for name, value in vars(self).items()
-            if isinstance(value, (str, int, float, bool))))
+            if isinstance(value, (str, int, float, bool, tuple))))
+
+    def with_decision_offset(self, offset):
+        """The term for a model whose class is the argmax of ``proba + offset`` rather than
+        of its probabilities (a decision threshold): itself, unless it depends on which class
+        wins (see :class:`HingeAttack`)."""
+        return self
 
 
 _INPUT_TERM_PARAMETERS = """
@@ -115,18 +121,28 @@ class HingeAttack(Cost):
         Which side of the margin the explained class must end on.
     kappa : float, default=0.0
         The confidence margin.
+    offset : tuple of float, default=()
+        Added to the probabilities before the margin is taken, for a model whose class is
+        the argmax of ``proba + offset`` (see :meth:`Cost.with_decision_offset`); () for
+        none.
     """
 
     _SIGNS = {"PN": 1.0, "PP": -1.0}  # PN pushes the explained class down, PP keeps it up
 
-    def __init__(self, mode, kappa=0.0):
+    def __init__(self, mode, kappa=0.0, offset=()):
         if mode not in self._SIGNS:
             raise ValueError(f"`mode` must be 'PN' or 'PP'; got {mode!r}.")
         self.mode = mode
         self.kappa = kappa
+        self.offset = offset
+
+    def with_decision_offset(self, offset):
+        return HingeAttack(self.mode, self.kappa, tuple(float(v) for v in offset))
 
     def _parts(self, proba, target_onehot, xp):
         sign = self._SIGNS[self.mode]
+        if self.offset:
+            proba = proba + xp.asarray(self.offset, dtype=proba.dtype)
         p_target = xp.sum(proba * target_onehot, axis=1)
         others = proba - 2.0 * target_onehot  # the target can never be the runner-up
         runner_up = one_hot(xp.argmax(others, axis=1), proba.shape[1], xp, proba.dtype)

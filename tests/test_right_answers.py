@@ -132,6 +132,34 @@ def test_answers_of_a_model_whose_predict_disagrees_are_valid_by_predict(mode):
         assert np.all(pred == exp.X_pred[exp.found])
 
 
+@pytest.mark.parametrize("Explainer, params", [(CEMExplainer, {"mode": "PN"}),
+                                               (CEMExplainer, {"mode": "PP"}),
+                                               (CounterfactualExplainer, {})])
+def test_a_decision_threshold_is_learned_and_followed(cancer, Explainer, params):
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    X, y = cancer
+    base = LogisticRegression(max_iter=1000).fit(X, y)
+    model = FixedThresholdClassifier(base, threshold=0.95).fit(X, y)
+    explainer = Explainer(model, **params, **FAST).fit(X)
+    np.testing.assert_allclose(explainer._decision_offset, [0.45, -0.45], atol=1e-6)
+    # Rows predict puts in class 0 although their probability of class 1 is above 0.5: by
+    # the probabilities alone a PN is already there, and the search had no gradient.
+    rows = X[(model.predict(X) == 0) & (base.predict(X) == 1)][:8]
+    assert len(rows) == 8
+    exp = _quiet(explainer, rows)
+    assert exp.found.all()
+    pred = model.predict(exp.explanation)
+    assert np.all(pred == 0) if params.get("mode") == "PP" else np.all(pred == 1)
+    p1 = exp.explanation_proba[:, 1]  # the model's own probabilities, not shifted ones
+    np.testing.assert_allclose(p1, model.predict_proba(exp.explanation)[:, 1])
+    # Answers stop near the threshold: a PN or counterfactual just past it, a PP below it.
+    if params.get("mode") == "PP":
+        assert np.all(p1 < 0.95)
+    else:
+        assert np.all((p1 >= 0.95) & (p1 < 0.99))
+
+
 def test_final_answers_are_checked_with_predict_even_without_disagreement_seen_in_fit():
     X, y = load_iris(return_X_y=True)
     clf = LogisticRegression(max_iter=1000).fit(X, y)
