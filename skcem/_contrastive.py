@@ -113,7 +113,10 @@ _N_PROBED = 16
 _NO_NEIGHBOR_HINT = (
     "The gradient-free search found no row of the data given to fit, in a wanted class, that "
     "stays valid once made admissible (immutable_features, directions, feature_range and, for "
-    "a PN, moves away from no_info_val only): fit on more data, or relax the constraints.")
+    "a PN, moves away from no_info_val only): fit on more data, or relax the constraints. For "
+    "a model with smooth probabilities and no categorical column to change, the gradient "
+    "search (search='fista', with a larger c_init and a wider clip) reaches answers that no "
+    "row of the data suggests.")
 
 
 def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None):
