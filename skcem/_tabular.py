@@ -76,16 +76,57 @@ def auto_categorical(X):
 
 def native_categorical(estimator, X, categorical_features):
     """``categorical_features`` with "auto" extended by the columns a fitted model itself takes
-    as categories (``HistGradientBoostingClassifier``'s ``is_categorical_``): their integer
-    codes must move one whole category at a time, not continuously."""
-    native = getattr(estimator, "is_categorical_", None)
+    as categories (``HistGradientBoostingClassifier``'s ``is_categorical_``, also as the last
+    step of a Pipeline whose other steps keep their columns' names): their integer codes must
+    move one whole category at a time, not continuously."""
     if not (isinstance(categorical_features, str) and categorical_features == "auto") or \
-            native is None or not np.any(native) or hasattr(X, "toarray"):
+            hasattr(X, "toarray"):
         return categorical_features
     auto = auto_categorical(X)
-    if len(native) != len(auto):
-        return categorical_features
-    return auto | np.asarray(native, dtype=bool)
+    native = _native_categorical_inputs(estimator, X, len(auto))
+    return categorical_features if native is None else auto | native
+
+
+def _native_categorical_inputs(estimator, X, n_features):
+    """The columns of ``X`` that the estimator (or its Pipeline's last step) takes as
+    categories, or None for none; a warning when they cannot be traced back to ``X``."""
+    steps = getattr(estimator, "steps", None)
+    last = steps[-1][1] if steps else estimator
+    native = getattr(last, "is_categorical_", None)
+    if native is None or not np.any(native):
+        return None
+    native = np.asarray(native, dtype=bool)
+    if not steps:
+        return native if len(native) == n_features else None
+    names = [str(c) for c in getattr(X, "columns", [f"x{j}" for j in range(n_features)])]
+    inputs = _traced_inputs(estimator[:-1], names)
+    if inputs is None or len(inputs) != len(native) or any(
+            inputs[k] is None for k in np.flatnonzero(native)):
+        from ._warnings import warn
+
+        warn(f"The Pipeline's last step ({type(last).__name__}) takes {int(native.sum())} of "
+             "its input columns as categories, which could not be traced back to the columns "
+             "of X: name them in `categorical_features` so that their codes move one whole "
+             "category at a time.", UserWarning)
+        return None
+    mask = np.zeros(n_features, dtype=bool)
+    mask[[inputs[k] for k in np.flatnonzero(native)]] = True
+    return mask
+
+
+def _traced_inputs(transformers, names):
+    """For each output column of the fitted ``transformers`` (a Pipeline), the index of the
+    input column it is named after (``name`` or ``prefix__name``), or None; None when the
+    outputs have no names and the steps do not keep their columns as they are."""
+    try:
+        outputs = [str(c) for c in transformers.get_feature_names_out(names)]
+    except (AttributeError, ValueError, TypeError):
+        keeps = all(step in (None, "passthrough") or (
+            type(step).__name__ == "FunctionTransformer" and step.func is None)
+            for _, step in transformers.steps)
+        return list(range(len(names))) if keeps else None
+    position = {name: j for j, name in enumerate(names)}
+    return [position.get(name, position.get(name.split("__", 1)[-1])) for name in outputs]
 
 
 class TableCodec:

@@ -452,6 +452,37 @@ def test_a_models_native_categorical_columns_are_categories():
         X).categorical_mask_.any()
 
 
+def test_native_categorical_columns_of_a_pipelines_last_step_are_traced_to_x():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    code, number, other = rng.integers(0, 5, 600), rng.normal(size=600), rng.normal(size=600)
+    y = (np.isin(code, [1, 3]) * 2 + number > 1).astype(int)
+    X = pd.DataFrame({"number": number, "code": code, "other": other})
+
+    def boosting():
+        return HistGradientBoostingClassifier(categorical_features=[0], max_iter=30,
+                                              random_state=0)
+
+    # A ColumnTransformer puts the code first: its output names lead back to X's "code".
+    reordered = make_pipeline(ColumnTransformer([("codes", "passthrough", ["code"])],
+                                                remainder=StandardScaler()), boosting())
+    identity = make_pipeline(FunctionTransformer(), boosting())
+    for model in (reordered.fit(X, y), identity.fit(X[["code", "number", "other"]], y)):
+        rows = X[list(model.feature_names_in_)]
+        cf = CounterfactualExplainer(model).fit(rows)
+        np.testing.assert_array_equal(cf.categorical_mask_, rows.columns == "code")
+        exp = explain(cf, rows.iloc[:20])
+        assert exp.found.sum() >= 10
+        assert set(exp.explanation["code"][exp.found]) <= set(range(5))
+    # Steps that rename columns beyond tracing: a warning asks for categorical_features.
+    hidden = make_pipeline(FunctionTransformer(lambda Z: np.asarray(Z)[:, [1, 0, 2]]),
+                           boosting()).fit(X, y)
+    with pytest.warns(UserWarning, match="could not be traced back.*categorical_features"):
+        CounterfactualExplainer(hidden).fit(X)
+
+
 @pytest.mark.parametrize("Explainer, params", SETTINGS[:2])
 def test_mad_search_in_mad_units_keeps_integer_columns_whole(table, Explainer, params):
     X, _, models = table
