@@ -82,9 +82,11 @@ def native_categorical(estimator, X, categorical_features):
     if not (isinstance(categorical_features, str) and categorical_features == "auto") or \
             hasattr(X, "toarray"):
         return categorical_features
-    auto = auto_categorical(X)
-    native = _native_categorical_inputs(estimator, X, len(auto))
-    return categorical_features if native is None else auto | native
+    shape = getattr(X, "shape", ())
+    n_features = shape[1] if len(shape) == 2 else None
+    native = None if n_features is None else \
+        _native_categorical_inputs(estimator, X, n_features)
+    return categorical_features if native is None else auto_categorical(X) | native
 
 
 def _native_categorical_inputs(estimator, X, n_features):
@@ -338,8 +340,8 @@ def _nullable_int(kind):
 
 
 def is_table(X, categorical_features):
-    """Whether ``X`` needs a :class:`TableCodec`: a DataFrame, text columns, or categorical
-    columns named by the user."""
+    """Whether ``X`` needs a :class:`TableCodec`: a DataFrame, text columns, categorical
+    columns named by the user, or an integer array (whose answers hold whole numbers)."""
     if _is_frame(X):
         return True
     if categorical_features is not None and not (
@@ -347,8 +349,10 @@ def is_table(X, categorical_features):
             len(categorical_features):
         return True
     array = np.asarray(X) if not hasattr(X, "toarray") else None
-    return array is not None and array.ndim == 2 and array.dtype.kind in CATEGORICAL_KINDS \
-        and not _looks_numeric(array.ravel())
+    if array is None or array.ndim != 2:
+        return False
+    return array.dtype.kind in "iu" or (array.dtype.kind in CATEGORICAL_KINDS
+                                        and not _looks_numeric(array.ravel()))
 
 
 def column_index(key, feature_names, n_features, name):

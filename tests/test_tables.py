@@ -431,6 +431,23 @@ def test_gradient_search_answers_hold_whole_numbers_in_integer_columns(table, Ex
                                    (d**2).sum(axis=1) + explainer.beta * np.abs(d).sum(axis=1))
 
 
+@pytest.mark.parametrize("Explainer, params", SETTINGS)
+def test_an_integer_array_gets_whole_numbers_too(Explainer, params):
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    X = np.rint(X * 10).astype(np.int64)  # integer measurements
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    explainer = Explainer(model, max_iterations=200, c_steps=4, **params).fit(X)
+    exp = explain(explainer, X[::20])
+    assert exp.found.sum() >= 4
+    found = exp.explanation[exp.found]
+    assert np.array_equal(found, np.rint(found))
+    assert not np.array_equal(found, X[::20][exp.found])
+    pred = model.predict(found)
+    assert np.all((pred == exp.X_pred[exp.found]) == (params.get("mode") == "PP"))
+
+
 def test_a_models_native_categorical_columns_are_categories():
     from sklearn.ensemble import HistGradientBoostingClassifier
 

@@ -163,13 +163,15 @@ def test_probe_iterations_below_max_iterations(iris, iris_model):
         CEMExplainer(iris_model, max_iterations=50, probe_iterations=500).fit(X)
 
 
-def test_array_after_a_dataframe_fit_is_a_clear_error(iris, iris_model):
+def test_array_after_a_dataframe_fit_is_taken_in_the_fits_order_with_a_warning(iris,
+                                                                               iris_model):
     pd = pytest.importorskip("pandas")
     X, _ = iris
     frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
     cem = CEMExplainer(iris_model, max_iterations=20, c_steps=2).fit(frame)
-    with pytest.raises(ValueError, match="fitted on a DataFrame.*sl, sw, pl, pw"):
-        cem.explain(X[:2])
+    with pytest.warns(UserWarning, match="fitted on a DataFrame.*sl, sw, pl, pw"):
+        from_array = cem.transform(X[50:52])
+    np.testing.assert_array_equal(from_array, cem.transform(frame.iloc[50:52]))
 
 
 @pytest.mark.parametrize("call", ["explain", "transform", "fit_transform", "pipeline"])
