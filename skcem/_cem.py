@@ -44,7 +44,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         The classifier to explain. A fitted estimator is used as it is; an unfitted one is
         cloned and fitted on ``fit(X, y)``; ``None`` fits a ``LogisticRegression`` on
         ``(X, y)``. A Keras model is used as it is, with autodiff gradients. Another callable
-        is taken as a ``predict_proba`` function.
+        is taken as a ``predict_proba`` function. A model without ``classes_`` names its
+        columns 0, 1, ..., or, given labels ``y`` in ``fit`` that are not such indices,
+        their sorted labels.
     mode : {"PN", "PP"}, default="PN"
         Find pertinent negatives or pertinent positives.
     search : {"auto", "fista", "neighbors"}, default="auto"

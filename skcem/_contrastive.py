@@ -119,6 +119,12 @@ _NO_NEIGHBOR_HINT = (
     "row of the data suggests.")
 
 
+def _are_column_indices(y, proba):
+    """Whether the labels ``y`` are column indices of the probabilities (0, 1, ...)."""
+    y = np.asarray(y)
+    return y.dtype.kind in "iu" and y.min() >= 0 and y.max() < proba.shape[1]
+
+
 def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None):
     """One batch, in this process or a joblib worker: the result and its model rows."""
     backend = explainer._get_backend()
@@ -214,7 +220,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         with _names_categorical_failures(codec):
             proba = self._backend.predict_proba(sample)
         proba = check_probabilities(proba, sample.shape[0])
-        if self.classes_ is None:
+        if self.classes_ is None and y is not None and not _are_column_indices(y, proba):
+            # A plain function's columns are taken to follow the sorted labels, as
+            # scikit-learn's classes_ do.
+            self.classes_ = np.unique(y)
+            if len(self.classes_) != proba.shape[1]:
+                raise ValueError(f"`y` holds {len(self.classes_)} classes but the estimator's "
+                                 f"probabilities have {proba.shape[1]} columns: a plain "
+                                 "function's classes are the sorted labels of y, one per "
+                                 "column.")
+        elif self.classes_ is None:
             self.classes_ = np.arange(proba.shape[1])
         elif len(self.classes_) != proba.shape[1]:
             raise ValueError(f"`estimator` has {len(self.classes_)} classes_ but its "

@@ -160,6 +160,22 @@ def test_a_decision_threshold_is_learned_and_followed(cancer, Explainer, params)
         assert np.all((p1 >= 0.95) & (p1 < 0.99))
 
 
+def test_a_plain_functions_classes_are_the_labels_of_y():
+    X, y = load_iris(return_X_y=True)
+    labels = np.array(["setosa", "versicolor", "virginica"])[y]
+    model = LogisticRegression(max_iter=1000).fit(X, labels)
+    cf = CounterfactualExplainer(model.predict_proba, target_class="virginica", **FAST)
+    exp = _quiet(cf.fit(X, labels), X[:3])
+    np.testing.assert_array_equal(cf.classes_, model.classes_)
+    assert exp.found.all() and set(exp.explanation_pred) == {"virginica"}
+    assert np.all(model.predict(exp.explanation) == "virginica")
+    with pytest.raises(ValueError, match="`y` holds 2 classes but the estimator's "
+                                         "probabilities have 3 columns"):
+        CounterfactualExplainer(model.predict_proba).fit(X[:100], labels[:100])
+    # Labels that are column indices keep them.
+    assert CounterfactualExplainer(model.predict_proba).fit(X, y).classes_.tolist() == [0, 1, 2]
+
+
 def test_final_answers_are_checked_with_predict_even_without_disagreement_seen_in_fit():
     X, y = load_iris(return_X_y=True)
     clf = LogisticRegression(max_iter=1000).fit(X, y)
