@@ -273,7 +273,8 @@ class CEMExplainer(BaseContrastiveExplainer):
     _not_found_hint = ("Try a larger c_init (10x: features on a large scale have small "
                        "gradients) together with a wider clip (the gradients are clipped to "
                        "it, which caps what a larger c can do), then more c_steps or "
-                       "max_iterations.")
+                       "max_iterations; on raw features of very different scales, "
+                       "distance='mad' (the search then steps in each feature's MAD units).")
 
     def __init__(self, estimator=None, *, mode="PN", search="auto", gradient="auto", kappa=0.0,
                  beta=0.1, feature_range=None, no_info_val=None, no_info_type="median",

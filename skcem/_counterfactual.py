@@ -127,7 +127,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         "C": [Interval(Real, 0, None, closed="left")],
         "c_steps": [Interval(Integral, 1, None, closed="left")],
     }
-    _not_found_hint = "Try a smaller C, more max_iterations or a larger learning_rate_init."
+    _not_found_hint = ("Try a smaller C, more max_iterations or a larger learning_rate_init; "
+                       "on raw features of very different scales, distance='mad' (the search "
+                       "then steps in each feature's MAD units).")
 
     def __init__(self, estimator=None, *, target_class="other", search="auto", gradient="auto",
                  distance="l1", C=1.0, c_steps=5, categorical_features="auto",
