@@ -714,7 +714,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # Cross-validation folds often reach beyond the range learned on the others.
             warnings.filterwarnings("ignore", message=r".* have features outside")
             explanation = self.explain(X)
-        return metrics.cem_score(explanation, self._data_range)
+        return metrics.cem_score(explanation, getattr(self, "_data_range", self.feature_range_))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
