@@ -224,9 +224,15 @@ def _parse_params(items):
             raise InputError(f"--params: expected key=value, got {item!r}")
         key, value = item.split("=", 1)
         params[key] = _literal(value)
-        if isinstance(params[key], str) and "," in value:  # a plain list: a,b,c
+        if isinstance(params[key], str) and ("," in value or (
+                key in _LIST_PARAMS and value not in _LIST_PARAMS[key])):  # a plain list: a,b,c
             params[key] = [_literal(part.strip()) for part in value.split(",")]
     return params
+
+
+# Parameters that take a list of columns, and the strings they take as they are: one name
+# given alone is a list of one.
+_LIST_PARAMS = {"immutable_features": (), "categorical_features": ("auto",)}
 
 
 def _literal(value):
@@ -331,6 +337,11 @@ def _explain(args):
     model = _load_model(args.model)
     if not (hasattr(model, "predict_proba") or callable(model)):
         raise InputError("--model: the model has no predict_proba")
+    files = [(args.data, "--data")] + ([(args.train, "--train")] if args.train else [])
+    named = {name for path, option in files for name in _read_table(path, option)[0]}
+    unknown = [name for name in args.drop if name not in named]
+    if unknown:
+        raise InputError(f"--drop: no column {unknown} in {' or '.join(o for _, o in files)}")
     header, data = _model_columns(model, *_read_mixed(args.data, "--data", args.drop),
                                   "--data")
     train = data
@@ -386,7 +397,15 @@ def _similarity(args):
     model = _load_model(args.model)
     features, X_train, y_train = _read_train(args, model)
     features, X_train = _model_columns(model, features, X_train, "--train")
-    data_header, data = _read_csv(args.data, "--data", drop=args.target)
+    data_header, data = _read_csv(args.data, "--data")
+    y_data = None
+    if args.target in data_header:  # regression's test targets; classification's are ignored
+        column = data_header.index(args.target)
+        y_data, data = data[:, column], np.delete(data, column, axis=1)
+        data_header = data_header[:column] + data_header[column + 1:]
+    if args.task == "regression" and y_data is None:
+        raise InputError(f"--data: --task regression needs each row's target: a column "
+                         f"{args.target!r} (--target) in {args.data}")
     data = _reorder(data_header, data, features, "--data")
     try:
         with warnings.catch_warnings():
@@ -396,7 +415,8 @@ def _similarity(args):
             explainer = GradientSimilarityExplainer(model, sim_fn=args.sim_fn, task=args.task,
                                                     verbose=0 if args.quiet else 1,
                                                     **params).fit(X_train, y_train)
-            scores, indices = explainer.kneighbors(data, n_neighbors=args.k)
+            scores, indices = explainer.kneighbors(
+                data, n_neighbors=args.k, y=y_data if args.task == "regression" else None)
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
     rows = [{"row": i, "neighbors": indices[i].tolist(),

@@ -5,7 +5,7 @@ from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, is_regressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -286,6 +286,10 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             if self.task == "classification" else Ridge
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__,
                                             default=default, check=check_supported)
+        if self.task == "classification" and is_regressor(self.estimator_):
+            # Targets would default to the regressor's own predictions: zero gradients.
+            raise ValueError(f"`estimator` is a regressor ({type(self.estimator_).__name__}): "
+                             "set task='regression'.")
         self._keras_output = None
         if is_keras_model(self.estimator_):
             X = X.astype(np.float32)  # the model's precision, in half the memory

@@ -463,3 +463,38 @@ def test_params_take_python_literals_and_plain_lists():
         "beta": 0.2, "clip": (-5, 5), "immutable_features": ["age", "sex"],
         "directions": {"age": "increase"}, "no_info_val": None,
         "categorical_features": [0, 2], "mode": "PN"}
+    # One column name alone is a list of one; "auto" stays what it is.
+    assert _parse_params(["immutable_features=sex", "categorical_features=job"]) == {
+        "immutable_features": ["sex"], "categorical_features": ["job"]}
+    assert _parse_params(["categorical_features=auto"]) == {"categorical_features": "auto"}
+
+
+def test_similarity_regression_takes_the_test_targets_from_data(tmp_path, capsys):
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    X, y = load_diabetes(return_X_y=True)
+    header = [f"x{j}" for j in range(X.shape[1])]
+    model = Ridge().fit(X[:300], y[:300])
+    joblib.dump(model, tmp_path / "ridge.joblib")
+    _write_csv(tmp_path / "train.csv", header + ["target"], np.column_stack([X[:300], y[:300]]))
+    _write_csv(tmp_path / "data.csv", header + ["target"], np.column_stack([X[300:303],
+                                                                            y[300:303]]))
+    _write_csv(tmp_path / "rows.csv", header, X[300:303])
+    args = ["similarity", "--model", tmp_path / "ridge.joblib", "--train",
+            tmp_path / "train.csv", "--target", "target", "--task", "regression", "--out",
+            tmp_path / "out.json", "-k", "3", "--quiet"]
+    code, err = _main(capsys, *args, "--data", tmp_path / "data.csv")
+    assert code == 0, err
+    explainer = GradientSimilarityExplainer(model, task="regression").fit(X[:300], y[:300])
+    _check_neighbours(tmp_path / "out.json",
+                      *explainer.kneighbors(X[300:303], n_neighbors=3, y=y[300:303]))
+    code, err = _main(capsys, *args, "--data", tmp_path / "rows.csv")
+    assert code == 2 and "--task regression needs each row's target: a column 'target'" in err
+
+
+def test_a_misspelt_drop_column_is_named(files, capsys):
+    folder, _, _ = files
+    code, err = _main(capsys, *_command("explain", folder, train="train_target.csv"),
+                      "--drop", "specis")
+    assert code == 2 and "--drop: no column ['specis'] in --data or --train" in err

@@ -158,6 +158,20 @@ def test_regression_needs_targets_at_explain_time(digits):
     np.testing.assert_allclose(scores, explainer.explain(X[:100], y[:100]).scores)
 
 
+def test_a_regressor_needs_task_regression_and_a_pipeline_gets_a_hint(digits):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = digits
+    y = X[:, 20] * 2 + X[:, 35]
+    # The targets would default to the regressor's own predictions: all scores 0.
+    with pytest.raises(ValueError, match=r"is a regressor \(Ridge\): set task='regression'"):
+        GradientSimilarityExplainer(Ridge().fit(X[:100], y[:100])).fit(X[:100], y[:100])
+    pipe = make_pipeline(StandardScaler(), Ridge()).fit(X[:100], y[:100])
+    with pytest.raises(TypeError, match=r"GradientSimilarityExplainer\(pipe\[-1\]\)"):
+        GradientSimilarityExplainer(pipe, task="regression").fit(X[:100], y[:100])
+
+
 def test_fit_transform_of_a_classifier_is_fit_then_transform(digits, digits_model):
     X, y = digits
     explainer = GradientSimilarityExplainer(digits_model)

@@ -128,6 +128,11 @@ def sklearn_gradients(model):
 
 def unsupported_error(model):
     names = ", ".join(cls.__name__ for cls in SUPPORTED)
+    hint = ""
+    if hasattr(model, "steps"):  # the parameters are the last step's, on transformed rows
+        hint = (" For a Pipeline, explain its last step on the transformed rows: "
+                "GradientSimilarityExplainer(pipe[-1]).fit(pipe[:-1].transform(X), y), and "
+                "pipe[:-1].transform the rows to explain too.")
     return TypeError(f"`estimator` must be a Keras model or one of {names}; got "
                      f"{type(model).__name__}: its loss has no gradient with respect to "
-                     "parameters that skcem can compute.")
+                     f"parameters that skcem can compute.{hint}")
