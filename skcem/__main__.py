@@ -397,15 +397,18 @@ def _similarity(args):
     model = _load_model(args.model)
     features, X_train, y_train = _read_train(args, model)
     features, X_train = _model_columns(model, features, X_train, "--train")
-    data_header, data = _read_csv(args.data, "--data")
+    # A classifier's test targets are its predictions (a label column is left out); a
+    # regressor's are --data's --target column.
+    regression = args.task == "regression"
+    data_header, data = _read_csv(args.data, "--data", drop=None if regression else args.target)
     y_data = None
-    if args.target in data_header:  # regression's test targets; classification's are ignored
+    if regression and args.target not in data_header:
+        raise InputError(f"--data: --task regression needs each row's target: a column "
+                         f"{args.target!r} (--target) in {args.data}")
+    if regression:
         column = data_header.index(args.target)
         y_data, data = data[:, column], np.delete(data, column, axis=1)
         data_header = data_header[:column] + data_header[column + 1:]
-    if args.task == "regression" and y_data is None:
-        raise InputError(f"--data: --task regression needs each row's target: a column "
-                         f"{args.target!r} (--target) in {args.data}")
     data = _reorder(data_header, data, features, "--data")
     try:
         with warnings.catch_warnings():
@@ -415,8 +418,7 @@ def _similarity(args):
             explainer = GradientSimilarityExplainer(model, sim_fn=args.sim_fn, task=args.task,
                                                     verbose=0 if args.quiet else 1,
                                                     **params).fit(X_train, y_train)
-            scores, indices = explainer.kneighbors(
-                data, n_neighbors=args.k, y=y_data if args.task == "regression" else None)
+            scores, indices = explainer.kneighbors(data, n_neighbors=args.k, y=y_data)
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
     rows = [{"row": i, "neighbors": indices[i].tolist(),
