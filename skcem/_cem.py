@@ -212,9 +212,9 @@ class CEMExplainer(BaseContrastiveExplainer):
     mad_ : ndarray of shape (n_features,)
         Median absolute deviation of each feature (``distance="mad"`` only).
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features,)
-        Names of features seen during :term:`fit`. Defined only when ``X`` has feature names
+        Names of features seen during ``fit``. Defined only when ``X`` has feature names
         that are all strings.
 
     See Also

@@ -204,9 +204,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     n_params_ : int
         The model's number of trainable parameters: the length of a loss gradient.
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :term:`fit`. Defined only when ``X`` has feature names
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features,)
+        Names of features seen during ``fit``. Defined only when ``X`` has feature names
         that are all strings.
 
     Examples
@@ -286,7 +286,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             if self.task == "classification" else Ridge
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__,
                                             default=default, check=check_supported)
-        if self.task == "classification" and is_regressor(self.estimator_):
+        if self.task == "classification" and not is_keras_model(self.estimator_) and \
+                is_regressor(self.estimator_):
             # Targets would default to the regressor's own predictions: zero gradients.
             raise ValueError(f"`estimator` is a regressor ({type(self.estimator_).__name__}): "
                              "set task='regression'.")
