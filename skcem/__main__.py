@@ -97,17 +97,18 @@ def _read_csv(path, option, drop=None):
     return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
 
 
-def _read_mixed(path, option, drop=()):
+def _read_mixed(path, option, drop=(), table=None):
     """Read a CSV file whose columns hold numbers or text (categories), with a header row,
-    without the columns named in ``drop`` (such as a label column).
+    without the columns named in ``drop`` (such as a label column); ``table``: the file's
+    :func:`_read_table` when already read.
 
     Returns the header and a DataFrame: a column of whole numbers as int64, of other numbers
     as float64, anything else as text. Without pandas, or when every column holds numbers,
     it is :func:`_read_csv`'s array.
     """
-    header, rows = _read_table(path, option)
+    header, rows = table or _read_table(path, option)
     # A label column is often in --train only: columns absent from a file are not missed
-    # there (a misspelt one stays, and the model's column check names it).
+    # there (the caller names one that is in no file).
     kept = [j for j, name in enumerate(header) if name not in drop]
     rows = [(line, [cells[j] for j in kept]) for line, cells in rows]
     header = [header[j] for j in kept]
@@ -337,17 +338,19 @@ def _explain(args):
     model = _load_model(args.model)
     if not (hasattr(model, "predict_proba") or callable(model)):
         raise InputError("--model: the model has no predict_proba")
-    files = [(args.data, "--data")] + ([(args.train, "--train")] if args.train else [])
-    named = {name for path, option in files for name in _read_table(path, option)[0]}
-    unknown = [name for name in args.drop if name not in named]
+    files = {"--data": args.data} | ({"--train": args.train} if args.train else {})
+    tables = {option: _read_table(path, option) for option, path in files.items()}
+    unknown = [name for name in args.drop
+               if not any(name in header for header, _ in tables.values())]
     if unknown:
-        raise InputError(f"--drop: no column {unknown} in {' or '.join(o for _, o in files)}")
-    header, data = _model_columns(model, *_read_mixed(args.data, "--data", args.drop),
-                                  "--data")
+        raise InputError(f"--drop: no column {unknown} in {' or '.join(files)}")
+    header, data = _model_columns(
+        model, *_read_mixed(args.data, "--data", args.drop, tables["--data"]), "--data")
     train = data
     if args.train:
         train_header, train = _model_columns(
-            model, *_read_mixed(args.train, "--train", args.drop), "--train")
+            model, *_read_mixed(args.train, "--train", args.drop, tables["--train"]),
+            "--train")
         if hasattr(train, "columns"):
             _reorder(train_header, np.empty((0, len(train_header))), header, "--train")
             train = train[header]

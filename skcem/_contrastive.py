@@ -240,7 +240,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.categories_ = [None] * X.shape[1] if codec is None else list(codec.categories_)
         self.feature_range_ = table_feature_range(self.feature_range, X, codec, names)
         # The data's own range: score's scale, whatever feature_range a grid search tries.
-        self._data_range = table_feature_range(None, X, codec, names)
+        self._data_range = self.feature_range_ if self.feature_range is None else \
+            table_feature_range(None, X, codec, names)
         self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1], names,
                                             "immutable_features")
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
