@@ -27,8 +27,8 @@ from ._gradients._base import ignoring_feature_name_warnings
 from ._gradients._keras import detect_output_kind
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._progress import logger, progress_bar
-from ._tabular import (TableCodec, check_directions, is_table, native_categorical,
-                       table_classifier, table_feature_range)
+from ._tabular import (TableCodec, check_directions, is_table, model_categories,
+                       native_categorical, table_classifier, table_feature_range)
 from ._validation import (align_columns, check_pair, check_probabilities, class_indices,
                           default_classifier, feature_mask, is_prefitted, per_feature,
                           resolve_estimator, validate_complete_data, validate_float_data)
@@ -264,11 +264,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         ``X`` is a DataFrame or has text or categorical columns; later calls follow them.
         """
         if reset:
-            categorical = native_categorical(
-                self.estimator if is_prefitted(self.estimator) else None, X,
-                self.categorical_features)
-            self._codec = TableCodec(categorical).fit(X, getattr(X, "columns", None)) \
-                if is_table(X, categorical) else None
+            prefitted = self.estimator if is_prefitted(self.estimator) else None
+            categorical = native_categorical(prefitted, X, self.categorical_features)
+            self._codec = None
+            if is_table(X, categorical):
+                names = getattr(X, "columns", None)
+                known = model_categories(prefitted, names, np.shape(X)[1])
+                self._codec = TableCodec(categorical).fit(X, names, known_categories=known)
         else:
             X = align_columns(X, getattr(self, "feature_names_in_", None), reordered_warning=(
                 "`fit` in another order: they are matched by name, and the answers "

@@ -131,6 +131,80 @@ def _traced_inputs(transformers, names):
     return [position.get(name, position.get(name.split("__", 1)[-1])) for name in outputs]
 
 
+def model_categories(estimator, feature_names, n_features):
+    """The categories a fitted model's encoders know for each column of X.
+
+    Follows a Pipeline's leading steps, ColumnTransformers (by their fitted columns) and steps
+    that keep their columns (imputers, passthrough) down to the encoders (``categories_``,
+    one array per input column: OneHotEncoder, OrdinalEncoder, TargetEncoder).
+
+    Returns
+    -------
+    known : dict of int to list
+        For each column of X an encoder takes, the categories it knows.
+    """
+    known = {}
+    if estimator is None:
+        return known
+    names = None if feature_names is None else [str(n) for n in feature_names]
+    _collect_categories(estimator, list(range(n_features)), names, known)
+    return known
+
+
+def _collect_categories(step, inputs, names, known, depth=0):
+    """Add to ``known`` what ``step``'s encoders know; ``inputs`` gives, for each input
+    column of ``step``, the column of X it is (or None)."""
+    if step is None or isinstance(step, str) or depth > 8:
+        return
+    if hasattr(step, "transformers_"):
+        for _, transformer, columns in step.transformers_:
+            positions = _column_positions(columns, len(inputs), names)
+            if positions is not None:
+                _collect_categories(transformer, [inputs[k] for k in positions], names,
+                                    known, depth + 1)
+        return
+    if hasattr(step, "steps"):
+        for _, inner in step.steps:
+            _collect_categories(inner, inputs, names, known, depth + 1)
+            if not _keeps_columns(inner, len(inputs)):
+                return
+        return
+    categories = getattr(step, "categories_", None)
+    if isinstance(categories, list) and len(categories) == len(inputs):
+        for j, values in zip(inputs, categories):
+            if j is not None:
+                known.setdefault(j, []).extend(np.asarray(values, dtype=object).tolist())
+
+
+def _column_positions(columns, n_inputs, names):
+    """A ColumnTransformer's fitted column selection as positions, or None."""
+    if isinstance(columns, slice):
+        return list(range(n_inputs))[columns] if not isinstance(columns.start, str) else None
+    if isinstance(columns, (str, int, np.integer)):
+        columns = [columns]
+    columns = np.asarray(columns)
+    if columns.dtype.kind == "b":
+        return list(np.flatnonzero(columns)) if len(columns) == n_inputs else None
+    if columns.dtype.kind in "iu":
+        return [int(c) % n_inputs for c in columns]
+    if names is None or len(names) != n_inputs:
+        return None
+    position = {name: k for k, name in enumerate(names)}
+    found = [position.get(str(c)) for c in columns]
+    return None if any(k is None for k in found) else found
+
+
+def _keeps_columns(step, n_inputs):
+    """Whether a fitted step's output columns are its input columns, one for one."""
+    if step is None or isinstance(step, str):
+        return step in (None, "passthrough")
+    try:
+        return len(step.get_feature_names_out()) == n_inputs and \
+            not hasattr(step, "categories_")
+    except (AttributeError, ValueError, TypeError):
+        return False
+
+
 class TableCodec:
     """The columns of the data given to ``fit``, and the conversions of the search.
 
@@ -154,8 +228,13 @@ class TableCodec:
     def __init__(self, categorical_features="auto"):
         self.categorical_features = categorical_features
 
-    def fit(self, X, feature_names=None):
-        """Learn the columns, their dtypes and the categories of ``X``."""
+    def fit(self, X, feature_names=None, known_categories=None):
+        """Learn the columns, their dtypes and the categories of ``X``.
+
+        ``known_categories`` (see :func:`model_categories`) adds, per column, the categories
+        the model knows beyond those of ``X``: a rare category missing from the rows given to
+        ``fit`` (a fold of a grid search) is still one the model takes.
+        """
         from ._validation import feature_mask
 
         self.is_frame_ = _is_frame(X)
@@ -170,8 +249,9 @@ class TableCodec:
             categorical = feature_mask(self.categorical_features, n_features, names,
                                        "categorical_features")
         self.categorical_ = categorical
-        self.categories_ = [self._categories(column, j) if categorical[j] else None
-                            for j, column in enumerate(columns)]
+        known = known_categories or {}
+        self.categories_ = [self._categories(column, j, known.get(j)) if categorical[j]
+                            else None for j, column in enumerate(columns)]
         self.integer_ = np.array([not categorical[j] and _is_integer_dtype(dtype)
                                   for j, dtype in enumerate(self.dtypes_)], dtype=bool)
         return self
@@ -215,7 +295,7 @@ class TableCodec:
         return getattr(dtype, "numpy_dtype", dtype) if not isinstance(dtype, np.dtype) \
             else dtype
 
-    def _categories(self, column, j):
+    def _categories(self, column, j, known=None):
         pd = _pandas()
         values = np.asarray(column, dtype=object)
         if _missing(values).any():
@@ -224,7 +304,13 @@ class TableCodec:
         dtype = getattr(column, "dtype", None)
         if isinstance(dtype, pd.CategoricalDtype):
             return np.asarray(dtype.categories, dtype=object)
-        return np.asarray(pd.unique(values), dtype=object)
+        seen = pd.unique(values)
+        if known:
+            extra = pd.Index(known).difference(pd.Index(seen), sort=False)
+            extra = [value for value in extra if not _missing(np.asarray([value], object))[0]
+                     and type(value) in {type(v) for v in seen}]
+            seen = list(seen) + sorted(extra, key=str)
+        return np.asarray(seen, dtype=object)
 
     def _name(self, j):
         return self.columns_[j] if self.columns_ is not None else j
@@ -255,10 +341,10 @@ class TableCodec:
             known = [str(c) for c in self.categories_[j]]
             shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)"
                                              if len(known) > 10 else "")
-            raise ValueError(f"X column {self._name(j)!r} holds {bad!r}, a category not seen "
-                             f"in fit (known: {shown}). The explainer's answers only take "
-                             "categories of the data given to fit: fit it on data that "
-                             "holds this one.")
+            raise ValueError(f"X column {self._name(j)!r} holds {bad!r}, a category neither "
+                             f"seen in fit nor known to the model's encoders (known: {shown}). "
+                             "The explainer's answers only take those categories: fit it on "
+                             "data that holds this one.")
         return codes
 
     def _numbers(self, column, j):

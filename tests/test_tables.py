@@ -186,8 +186,9 @@ def test_unseen_category_at_explain_time_is_named(table):
     cem = CEMExplainer(models["lr"]).fit(X)
     bad = X.iloc[:3].copy()
     bad["job"] = ["clerk", "astronaut", "farmer"]
-    with pytest.raises(ValueError, match="X column 'job' holds 'astronaut', a category not "
-                                         "seen in fit \\(known: [a-z, ]*clerk[a-z, ]*\\). "
+    with pytest.raises(ValueError, match="X column 'job' holds 'astronaut', a category "
+                                         "neither seen in fit nor known to the model's "
+                                         "encoders \\(known: [a-z, ]*clerk[a-z, ]*\\). "
                                          ".*fit it on data that holds this one"):
         cem.explain(bad)
 
@@ -516,3 +517,30 @@ def test_mad_search_in_mad_units_keeps_integer_columns_whole(table, Explainer, p
     expected = np.abs(d).sum(axis=1) if Explainer is CounterfactualExplainer else \
         (d**2).sum(axis=1) + explainer.beta * np.abs(d).sum(axis=1)
     np.testing.assert_allclose(exp.distance[exp.found], expected)
+
+
+def test_a_category_the_model_knows_but_fit_did_not_see_is_explained():
+    """A rare category (one row, as Adult's "Holand-Netherlands") falls in one fold of a grid
+    search: the explainer fitted on the other folds must still take it, since the model
+    does, and every fold must score."""
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    X, y = make_table(n=240, seed=3)
+    X.loc[7, "job"] = "astronaut"
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+    cem = CEMExplainer(model, mode="PN", max_iterations=50, c_steps=2)
+    grid = GridSearchCV(cem, {"beta": [0.05, 0.5]}, cv=KFold(3), error_score="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grid.fit(X)
+    assert np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
+    # Fitted without that row, the explainer knows the category from the model's encoder.
+    fitted = CEMExplainer(model, mode="PN", max_iterations=50, c_steps=2).fit(X.drop(index=7))
+    assert "astronaut" in list(fitted.categories_[list(X.columns).index("job")])
+    exp = explain(fitted, X.loc[[7]])
+    assert exp.to_frame()["job"].iloc[0] == "astronaut"
+    # One the model does not know either stays an error that names the column.
+    other = X.loc[[8]].copy()
+    other["job"] = "pilot"
+    with pytest.raises(ValueError, match="'job' holds 'pilot'"):
+        fitted.explain(other)
