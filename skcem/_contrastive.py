@@ -239,6 +239,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             else codec.categorical_.copy()
         self.categories_ = [None] * X.shape[1] if codec is None else list(codec.categories_)
         self.feature_range_ = table_feature_range(self.feature_range, X, codec, names)
+        self._backend.input_bounds = self.feature_range_
         # The data's own range: score's scale, whatever feature_range a grid search tries.
         self._data_range = self.feature_range_ if self.feature_range is None else \
             table_feature_range(None, X, codec, names)
@@ -352,8 +353,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         scale = self._search_scale()
         if scale is None:
             return solve(backend, problem, settings, progress)
-        result = solve(ScaledBackend(backend, scale), problem.scaled(scale), settings, progress)
-        result.explanation = result.explanation * scale
+        scaled = ScaledBackend(backend, scale, bounds=(problem.lower, problem.upper))
+        result = solve(scaled, problem.scaled(scale), settings, progress)
+        result.explanation = scaled.raw(result.explanation)
         if problem.whole is not None:  # whole numbers again, after the rounding error
             result.explanation[:, problem.whole] = np.rint(result.explanation[:, problem.whole])
         return result
@@ -463,7 +465,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return None
 
     def _make_backend(self, n_features):
-        return make_backend(self.estimator_, eps=per_feature(self.eps[1], n_features, "eps"),
+        backend = make_backend(self.estimator_, eps=per_feature(self.eps[1], n_features, "eps"),
                             n_features=n_features, autoencoder=self._autoencoder(),
                             input_shape=self.input_shape,
                             output_kind=getattr(self, "_keras_output", None) or "probabilities",
@@ -471,6 +473,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                             predict_in_search=getattr(self, "_predict_in_search", False),
                             gradient=self.gradient,
                             table=None if getattr(self, "_decode", None) is None else self._codec)
+        # A black-box gradient's shifted rows stay inside the range (set again in fit, once
+        # the range is known).
+        backend.input_bounds = getattr(self, "feature_range_", None)
+        return backend
 
     def _get_backend(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.

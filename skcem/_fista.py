@@ -10,6 +10,11 @@ black-box backend answers with finite differences, a Keras backend with autodiff
 compiled call. The objective is assembled from the terms of :mod:`skcem.costs`. All instances
 of a batch iterate together, each with its own ``c``, bracket and bests; the reference runs
 the same search one instance at a time.
+
+One deliberate difference from the reference: the momentum's slack point is clipped to the
+feature range (or the instance's own value, where that lies outside), as the iterates are by
+the shrinkage step. The reference extrapolates past the range and asks the model there, which
+a model with a ``log`` or ``sqrt`` step answers with NaN.
 """
 
 from dataclasses import dataclass, replace
@@ -118,13 +123,26 @@ class SearchProblem:
 
 class ScaledBackend:
     """A backend seen in the coordinates ``u = z / scale`` of :meth:`SearchProblem.scaled`:
-    rows are scaled back before the model sees them, gradients by the chain rule."""
+    rows are scaled back before the model sees them, gradients by the chain rule.
 
-    def __init__(self, backend, scale):
+    With ``bounds`` (the raw ``(lower, upper)``), a row inside the scaled bounds is inside
+    the raw ones too: ``(z / scale) * scale`` may round a bound's value just past it.
+    """
+
+    def __init__(self, backend, scale, bounds=None):
         self.backend, self.scale = backend, scale
+        self.bounds = bounds
+
+    def _raw(self, U):
+        Z = U * self.scale
+        if self.bounds is None:
+            return Z
+        lower, upper = self.bounds
+        inside = (U >= lower / self.scale) & (U <= upper / self.scale)
+        return np.where(inside, np.clip(Z, lower, upper), Z)
 
     def evaluate(self, U_adv, U_s, target_onehot, loss, **options):
-        answer = self.backend.evaluate(U_adv * self.scale, U_s * self.scale, target_onehot,
+        answer = self.backend.evaluate(self._raw(U_adv), self._raw(U_s), target_onehot,
                                        loss, **options)
         for name in ("attack_grad", "ae_grad"):
             if getattr(answer, name, None) is not None:
@@ -132,10 +150,14 @@ class ScaledBackend:
         return answer
 
     def predict_proba(self, U):
-        return self.backend.predict_proba(U * self.scale)
+        return self.backend.predict_proba(self._raw(U))
 
     def predict(self, U):
-        return self.backend.predict(U * self.scale)
+        return self.backend.predict(self._raw(U))
+
+    def raw(self, U):
+        """Rows of the search's coordinates as the model sees them."""
+        return self._raw(U)
 
 
 class DecisionBackend:
@@ -440,13 +462,15 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     if settings.threshold_times_lr:
         threshold = lr * threshold
     project = problem.mode.project
-    new_adv = project(shrink(adv_s[active] - lr * grad, x0, threshold,
-                             _rows(state["lower"], active), _rows(state["upper"], active)),
-                      x0, v)
+    lower, upper = _rows(state["lower"], active), _rows(state["upper"], active)
+    new_adv = project(shrink(adv_s[active] - lr * grad, x0, threshold, lower, upper), x0, v)
     new_adv = problem.respect_directions(new_adv, state["rows"][active])
     momentum = (k + 1) / (k + 4) if settings.momentum else 0.0
-    new_s = problem.respect_directions(
-        project(new_adv + momentum * (new_adv - adv[active]), x0, v), state["rows"][active])
+    # The momentum's extrapolation is kept where the iterates are (inside the range, or at
+    # the instance's own value): the model is never asked about an inadmissible row.
+    extrapolated = np.clip(new_adv + momentum * (new_adv - adv[active]),
+                           np.minimum(lower, x0), np.maximum(upper, x0))
+    new_s = problem.respect_directions(project(extrapolated, x0, v), state["rows"][active])
     if problem.mutable is not None:  # masked shrinkage: immutable features stay pinned
         new_adv = np.where(problem.mutable, new_adv, state["pinned"][active])
         new_s = np.where(problem.mutable, new_s, state["pinned"][active])

@@ -98,7 +98,11 @@ def reference_cem(proba, x0, mode, kappa, beta, c_init, c_steps, max_iterations,
             new = np.where(u - x0 > thr, np.minimum(u - thr, hi),
                            np.where(u - x0 < -thr, np.maximum(u + thr, lo), x0))
             new = project(new)
-            s = project(new + ((k + 1) / (k + 4) if momentum else 0.0) * (new - a))
+            # skcem keeps the slack point where the iterates may be (inside the range or at
+            # x0), so that the model is never asked about a row outside feature_range; the
+            # reference's step 5 extrapolates without that clip.
+            s = project(np.clip(new + ((k + 1) / (k + 4) if momentum else 0.0) * (new - a),
+                                np.minimum(lo, x0), np.maximum(hi, x0)))
             a = new
             if success(a):
                 succeeded = True

@@ -406,3 +406,60 @@ def test_a_dataframe_pipeline_is_explained_without_warnings(iris_frame, gradient
         exp = cem.explain(X.iloc[[60, 120]])
     assert exp.found.all()
     assert [str(w.message) for w in record] == []
+
+
+class _InsideOnly:
+    """A model that, like a Pipeline starting with ``np.log1p``, fails on rows outside the
+    training data's range."""
+
+    def __init__(self, model, lower, upper):
+        self.model, self.lower, self.upper = model, lower, upper
+        self.classes_ = model.classes_
+
+    def predict_proba(self, Z):
+        Z = np.asarray(Z)
+        if np.any(Z < self.lower) or np.any(Z > self.upper):
+            raise ValueError("Input X contains NaN.")
+        return self.model.predict_proba(Z)
+
+
+@pytest.mark.parametrize("distance", ["mad", None])
+@pytest.mark.parametrize("explainer, params", [(CEMExplainer, dict(mode="PN")),
+                                               (CEMExplainer, dict(mode="PP")),
+                                               (CounterfactualExplainer, {})])
+def test_the_model_is_never_asked_about_a_row_outside_the_range(explainer, params, distance):
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(FunctionTransformer(np.log1p), StandardScaler(),
+                          LogisticRegression(max_iter=2000)).fit(X, y)
+    guarded = _InsideOnly(model, X.min(axis=0), X.max(axis=0))
+    if distance is not None:
+        params = dict(params, distance=distance)
+    # A plain function: numerical gradients, whose shifted rows probe around every iterate.
+    exp = _quiet(explainer(guarded.predict_proba, **params, **FAST).fit(X, y), X[:12])
+    assert exp.found.mean() >= 0.4
+    answers = exp.explanation[exp.found]
+    assert np.all(answers >= X.min(axis=0)) and np.all(answers <= X.max(axis=0))
+    valid = model.predict(answers) == exp.X_pred[exp.found]
+    assert np.all(valid if params.get("mode") == "PP" else ~valid)
+
+
+def test_central_differences_stay_inside_bounds_and_are_one_sided_there():
+    asked = []
+
+    def fn(Z):
+        asked.append(Z.copy())
+        return np.stack([Z[:, 0] ** 2, Z[:, 1]], axis=1)
+
+    Z = np.array([[0.0, 0.5], [1.0, 1.0], [2.0, -1.0]])  # the last row's 2nd value is outside
+    jac = central_differences(fn, Z, 0.1, bounds=(0.0, 1.0))
+    rows = np.vstack(asked)
+    own = np.repeat(Z, 4, axis=0)  # each row's own values are admissible too
+    assert np.all((rows >= np.minimum(0.0, own.min(axis=0))) &
+                  (rows <= np.maximum(1.0, own.max(axis=0))))
+    np.testing.assert_allclose(jac[0, 0, 0], 0.1)     # one-sided at 0: (0.1^2 - 0) / 0.1
+    np.testing.assert_allclose(jac[1, 0, 0], 1.9)     # one-sided at 1: (1 - 0.81) / 0.1
+    np.testing.assert_allclose(jac[:, 1, 1], 1.0)     # the identity's slope, cut or not
+    # A value outside [0, 1] (2.0) is admissible itself, but nothing beyond it is.
+    np.testing.assert_allclose(jac[2, 0, 0], (4.0 - 1.9**2) / 0.1)
