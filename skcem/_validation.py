@@ -65,10 +65,12 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
     default : callable, default=default_classifier
         Makes the model fitted when ``estimator`` is None.
     check : callable or None
-        Called with the (unfitted) estimator before fitting, to refuse unsupported models
-        before the work of fitting them.
+        Called with the estimator (an unfitted one before fitting), to refuse unsupported
+        models with one clear error, before the work of fitting them.
     """
     if is_prefitted(estimator):
+        if check is not None:
+            check(estimator)
         classes = getattr(estimator, "classes_", None)
         if y is not None and classes is not None and not hasattr(estimator, "n_outputs_"):
             unknown = np.setdiff1d(np.unique(np.asarray(y)), np.asarray(classes))

@@ -270,6 +270,16 @@ def test_unfitted_unsupported_model_gets_the_clear_type_error():
         GradientSimilarityExplainer(RandomForestClassifier()).fit(X, y)
 
 
+@pytest.mark.parametrize("make", [lambda X, y: (lambda Z: np.full((len(Z), 3), 1 / 3)),
+                                  lambda X, y: RandomForestClassifier(5).fit(X, y)],
+                         ids=["function", "fitted forest"])
+def test_similarity_of_a_model_without_parameter_gradients_is_one_clear_line(make):
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(TypeError, match=r"^`estimator` must be a Keras model or one of "
+                                        r"[^\n]*; got (function|RandomForestClassifier)"):
+        GradientSimilarityExplainer(make(X, y)).fit(X, y)
+
+
 @pytest.mark.parametrize("Explainer", EXPLAINERS)
 def test_empty_immutable_features_means_none(iris_frame, Explainer):
     _, X, _, model = iris_frame
