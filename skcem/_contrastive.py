@@ -13,7 +13,7 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -328,13 +328,21 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         probe = self.max_iterations // 10
         return probe if self.c_steps > 1 and probe >= 1 else None
 
-    def _batch_size(self):
+    def _batch_size(self, n_rows):
         """``batch_size``, where "auto" is 64 for the gradient search (its black-box batch
         sends ``2 * n_features * 64`` rows per call) and 1024 for the gradient-free one (a few
-        rows per instance and call: fewer, larger calls)."""
+        rows per instance and call: fewer, larger calls), made smaller where the rows would
+        otherwise not reach every ``n_jobs`` worker (two batches each), or a progress bar
+        would not move (ten steps at least, of 64 rows or more)."""
         if self.batch_size != "auto":
             return self.batch_size
-        return 64 if self.search_ == "fista" else 1024
+        size = 64 if self.search_ == "fista" else 1024
+        workers = effective_n_jobs(self.n_jobs)
+        if workers > 1:
+            size = min(size, max(1, -(-n_rows // (2 * workers))))
+        if self.verbose >= 1:
+            size = min(size, max(64, -(-n_rows // 10)))
+        return size
 
     def _search(self, backend, problem, settings, progress=None):
         """The search of one batch: the seam between the two strategies, which return the
@@ -587,14 +595,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                       categorical=self.categorical_mask_, whole=self._integer_columns(),
                       **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
-        size = self._batch_size()
+        size = self._batch_size(X.shape[0])
         starts = range(0, X.shape[0], size)
         steps = settings.c_steps + (settings.probe_iterations is not None) \
             if self.search_ == "fista" else 1
-        bar = progress_bar(len(starts) * steps, type(self).__name__, self.verbose >= 1)
+        # The bar counts rows: each step of a batch's search moves it by its share of them.
+        bar = progress_bar(X.shape[0], type(self).__name__, self.verbose >= 1, unit="row")
 
         def report(step, c, found):
-            bar.update(1)
+            bar.update(found.size / steps)
             logger.log(logging.INFO if self.verbose >= 2 else logging.DEBUG,
                        "c-step %d: median c %.4g, %d of %d found", step + 1, np.median(c),
                        int(found.sum()), found.size)
@@ -612,7 +621,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 for outcome in parallel(delayed(_solve_batch)(self, x0, t, s, common, settings)
                                         for x0, t, s in batches):
                     outcomes.append(outcome)
-                    bar.update(steps)
+                    bar.update(len(outcome[0].found))
         finally:
             bar.close()
         results = [result for result, _ in outcomes]
