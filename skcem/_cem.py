@@ -176,7 +176,9 @@ class CEMExplainer(BaseContrastiveExplainer):
     batch_size : int or "auto", default="auto"
         Instances optimised together. A black-box batch of the gradient search sends
         ``2 * n_features * batch_size`` rows to ``predict_proba`` in one call. "auto": 64 for
-        the gradient search, 1024 for the gradient-free one (whose calls are small).
+        the gradient search, 1024 for the gradient-free one (whose calls are small), smaller
+        where that gives each ``n_jobs`` worker two batches, or the progress bar (``verbose``)
+        ten steps.
     n_jobs : int or None, default=None
         Batches explained in parallel by joblib workers (-1: all cores), with the same
         results as ``None`` (one process). Under ``joblib.parallel_config(backend="dask")``
