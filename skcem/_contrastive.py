@@ -27,6 +27,7 @@ from ._gradients._base import ignoring_feature_name_warnings
 from ._gradients._keras import detect_output_kind
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._progress import logger, progress_bar
+from ._refine import complete_and_polish
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
 from ._validation import (align_columns, check_pair, check_probabilities, class_indices,
@@ -248,7 +249,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
         self.search_ = self._choose_search(X)
         self._pool = None
-        if self.search_ == "neighbors":
+        if self.search_ == "neighbors" or self._refines():
             rows = np.random.default_rng(0).permutation(len(X))[:_MAX_POOL_ROWS] \
                 if len(X) > _MAX_POOL_ROWS else slice(None)
             pool = X[rows]
@@ -349,21 +350,45 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         same :class:`~skcem._fista.SearchResult`."""
         offset = getattr(self, "_decision_offset", None)
         if offset is None:
-            return self._search_by_strategy(backend, problem, settings, progress)
+            return self._search_and_refine(backend, problem, settings, progress)
         shifted = DecisionBackend(backend, offset)
-        return shifted.unshift(self._search_by_strategy(shifted, problem, settings, progress))
+        return shifted.unshift(self._search_and_refine(shifted, problem, settings, progress))
+
+    def _search_and_refine(self, backend, problem, settings, progress):
+        result = self._search_by_strategy(backend, problem, settings, progress)
+        if not self._refines():
+            return result
+        return complete_and_polish(backend, problem, result, self._pool, self._whole_columns())
+
+    def _refines(self):
+        """Whether ``search="auto"`` completes and polishes the gradient search's answers
+        (:mod:`skcem._refine`): on tables, not on images (a deep model's input of several
+        dimensions), nor with an auto-encoder term, whose answers trade distance for it."""
+        if self.search != "auto" or self.search_ != "fista" or \
+                getattr(self, "gamma", 0.0) > 0:
+            return False
+        shape = getattr(self._get_backend(), "input_shape", None)
+        return shape is None or len(shape) < 2
+
+    def _whole_columns(self):
+        n_features = self.n_features_in_
+        if self._codec is None:
+            return np.zeros(n_features, bool)
+        return self._codec.categorical_ | self._codec.integer_
 
     def _search_by_strategy(self, backend, problem, settings, progress):
         if self.search_ == "neighbors":
-            whole = self._codec.categorical_ | self._codec.integer_ if self._codec is not None \
-                else np.zeros(problem.x0.shape[1], bool)
-            return NeighborSearch(self._pool, whole)(backend, problem, settings, progress)
+            return NeighborSearch(self._pool, self._whole_columns())(backend, problem, settings,
+                                                                     progress)
         scale = self._search_scale()
         if scale is None:
             return solve(backend, problem, settings, progress)
         scaled = ScaledBackend(backend, scale, bounds=(problem.lower, problem.upper))
-        result = solve(scaled, problem.scaled(scale), settings, progress)
-        result.explanation = scaled.raw(result.explanation)
+        scaled_problem = problem.scaled(scale)
+        result = solve(scaled, scaled_problem, settings, progress)
+        # An unchanged feature is the instance's own value, not its round trip through scale.
+        result.explanation = np.where(result.explanation == scaled_problem.x0, problem.x0,
+                                      scaled.raw(result.explanation))
         if problem.whole is not None:  # whole numbers again, after the rounding error
             result.explanation[:, problem.whole] = np.rint(result.explanation[:, problem.whole])
         return result

@@ -191,7 +191,7 @@ def test_final_answers_are_checked_with_predict_even_without_disagreement_seen_i
         def predict(self, Z):
             return np.minimum(clf.predict(Z), 1)
 
-    cem = CEMExplainer(Contrarian(), mode="PN", **FAST).fit(X)
+    cem = CEMExplainer(Contrarian(), mode="PN", search="fista", **FAST).fit(X)
     assert cem._predict_in_search
     cem._predict_in_search = False  # as if fit had not seen the disagreement
     cem._backend = cem._make_backend(4)
@@ -473,3 +473,53 @@ def test_central_differences_stay_inside_bounds_and_are_one_sided_there():
     np.testing.assert_allclose(jac[:, 1, 1], 1.0)     # the identity's slope, cut or not
     # A value outside [0, 1] (2.0) is admissible itself, but nothing beyond it is.
     np.testing.assert_allclose(jac[2, 0, 0], (4.0 - 1.9**2) / 0.1)
+
+
+@pytest.fixture(scope="module")
+def raw_wine():
+    """A raw numeric table (proline in the hundreds, hue near 1) behind a scaling Pipeline."""
+    from sklearn.datasets import load_wine
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = load_wine(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    train, test = order[:118], order[118:148]
+    model = make_pipeline(StandardScaler(), MLPClassifier((32,), max_iter=2000,
+                                                          random_state=0)).fit(X[train], y[train])
+    return X[train], X[test], model
+
+
+def _revertible_alone(model, exp):
+    """Answers with a change that could be undone alone: the answer stays valid without it."""
+    rows = []
+    for i in np.flatnonzero(exp.found):
+        x0, answer = exp.X[i], exp.explanation[i]
+        for j in np.flatnonzero(answer != x0):
+            trial = answer.copy()
+            trial[j] = x0[j]
+            if model.predict(trial[None])[0] != exp.X_pred[i]:
+                rows.append(i)
+                break
+    return rows
+
+
+@pytest.mark.parametrize("explainer, params", [(CEMExplainer, dict(mode="PN")),
+                                               (CEMExplainer, dict(mode="PN", distance="mad")),
+                                               (CounterfactualExplainer, dict(distance="mad"))])
+def test_default_search_finds_what_either_search_finds_with_no_redundant_change(
+        raw_wine, explainer, params):
+    X, test, model = raw_wine
+    found = {search: _quiet(explainer(model, search=search, **params).fit(X), test)
+             for search in ("fista", "neighbors", "auto")}
+    either = found["fista"].found | found["neighbors"].found
+    auto = found["auto"]
+    assert auto.found.sum() >= max(0.95 * either.sum(), found["fista"].found.sum())
+    assert np.all(auto.found[either]) or auto.found.sum() >= either.sum()
+    predicted = model.predict(auto.explanation[auto.found])
+    assert np.all(predicted != auto.X_pred[auto.found])
+    assert _revertible_alone(model, auto) == []
+    # The polish only shortens the gradient search's answers.
+    both = auto.found & found["fista"].found & ~np.isnan(auto.c)
+    assert np.all(auto.distance[both] <= found["fista"].distance[both] + 1e-12)
+    # The gradient search alone (the reference's optimizer) keeps redundant changes here.
+    assert _revertible_alone(model, found["fista"])
