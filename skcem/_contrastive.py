@@ -694,9 +694,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
-        if mode == "PP":  # a missing cell is kept missing, not kept
-            self._warn_empty(found & np.all((explanation == background) | np.isnan(X),
-                                            axis=1))
+        if mode == "PP":  # missing cells and immutable features are not kept by the search
+            held = np.isnan(X) | self.immutable_mask_
+            self._warn_empty(found & np.all((explanation == background) | held, axis=1))
         shown_X, shown_explanation, encoded = X, explanation, None
         codec = self._codec
         if codec is not None and (codec.is_frame_ or codec.has_categorical):
@@ -713,6 +713,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None), index=index,
             encoded=encoded,
+            immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
             meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
 
