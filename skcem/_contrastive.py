@@ -774,4 +774,5 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = not is_prefitted(self.estimator)
+        tags.input_tags.allow_nan = accepts_missing_values(self.estimator) is True
         return tags

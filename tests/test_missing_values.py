@@ -155,6 +155,17 @@ def test_a_table_with_none_in_a_text_column():
             assert (table.loc[exp.found, "violations"] == 0).all()
 
 
+def test_missing_values_met_only_in_explain():
+    X, y = make_table()
+    model = imputing_pipeline().fit(X, y)
+    complete = X.dropna()
+    cf = CounterfactualExplainer(model, distance="mad").fit(complete)
+    assert cf.__sklearn_tags__().input_tags.allow_nan
+    rows = X[X["job"].isna()].iloc[:5]
+    exp = quiet_explain(cf, rows)
+    assert exp.found.all() and exp.explanation["job"].isna().all()
+
+
 def test_a_model_without_missing_values_gets_one_error_in_fit_and_explain():
     X, y = make_table()
     complete = X.assign(job=X["job"].fillna("clerk"), income=X["income"].fillna(40.0))
@@ -170,6 +181,7 @@ def test_a_model_without_missing_values_gets_one_error_in_fit_and_explain():
         cf.explain(X[X["job"].isna() | X["income"].isna()])
     with pytest.raises(ValueError, match=r"\(in 'job'\).*allow_nan=False"):
         CounterfactualExplainer().fit(X.assign(income=complete["income"]), y)
+    assert not CounterfactualExplainer().__sklearn_tags__().input_tags.allow_nan
 
 
 def test_a_plain_function_is_tried():
