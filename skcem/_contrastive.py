@@ -31,7 +31,7 @@ from ._tabular import (TableCodec, check_directions, is_table, native_categorica
                        table_classifier, table_feature_range)
 from ._validation import (accepts_missing_values, align_columns, check_pair,
                           check_probabilities, class_indices, default_classifier, feature_mask,
-                          is_prefitted, missing_values_refused, nan_columns, per_feature,
+                          is_prefitted, missing_values_refused, column_names, per_feature,
                           resolve_estimator, validate_complete_data, validate_float_data)
 from ._warnings import warn
 from .costs import median_absolute_deviation
@@ -303,7 +303,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if names is None:
             names = getattr(self, "feature_names_in_", None)
         try:
-            columns = nan_columns(np.asarray(X, dtype=float), names)
+            columns = column_names(np.isnan(np.asarray(X, dtype=float)).any(axis=0), names)
         except (TypeError, ValueError):
             columns = []
         estimator = getattr(self, "estimator_", self.estimator)
@@ -313,23 +313,23 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """Settle whether the fitted model takes missing values: its tags said it might, a
         trial call says whether it does. Refuse ``X`` with missing values when it does not,
         and a column of ``X`` that holds nothing else."""
-        if self._accepts_missing:
-            self._accepts_missing = self._answers_missing_values(X)
         missing = np.isnan(X)
+        if self._accepts_missing:
+            rows = X[missing.any(axis=1)][:16]
+            if len(rows) == 0:  # no missing value in X: a row of nothing else
+                rows = np.full((1, X.shape[1]), np.nan)
+            self._accepts_missing = self._answers_missing_values(rows)
         if missing.any() and not self._accepts_missing:
             raise self._missing_values_error(X)
-        if missing.all(axis=0).any():
-            empty = nan_columns(np.where(missing.all(axis=0), np.nan, 0.0)[None],
-                                getattr(self, "feature_names_in_", None))
-            raise ValueError(f"X columns {empty} hold only missing values: fit needs values "
+        empty = missing.all(axis=0)
+        if empty.any():
+            names = column_names(empty, getattr(self, "feature_names_in_", None))
+            raise ValueError(f"X columns {names} hold only missing values: fit needs values "
                              "to learn their range from.")
 
-    def _answers_missing_values(self, X):
-        """Whether the model gives finite probabilities for rows with missing values: those
-        of ``X``, else one row of them only."""
-        rows = X[np.isnan(X).any(axis=1)][:16]
-        if len(rows) == 0:
-            rows = np.full((1, X.shape[1]), np.nan)
+    def _answers_missing_values(self, rows):
+        """Whether the model gives finite probabilities for ``rows``, which hold missing
+        values."""
         predict_proba = getattr(self.estimator_, "predict_proba", self.estimator_)
         try:
             if self._decode is not None:

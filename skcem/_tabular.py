@@ -155,8 +155,8 @@ class TableCodec:
         A missing value is no category: its code is NaN, and it is given back as the
         column's own missing value (``missing_values_``).
     missing_values_ : list
-        Per column, the missing value met in ``fit`` (None, NaN or ``pd.NA``), NaN where
-        none was.
+        Per categorical column, the missing value met in ``fit`` (None, NaN or ``pd.NA``);
+        NaN where none was, and for numeric columns.
     integer_ : ndarray of bool, shape (n_features,)
         Numeric columns of integer dtype: the gradient-free search keeps them whole numbers.
     columns_ : list or None
@@ -184,7 +184,8 @@ class TableCodec:
         self.categorical_ = categorical
         self.categories_ = [self._categories(column) if categorical[j] else None
                             for j, column in enumerate(columns)]
-        self.missing_values_ = [_first_missing(column) for column in columns]
+        self.missing_values_ = [_first_missing(column) if categorical[j] else np.nan
+                                for j, column in enumerate(columns)]
         self.integer_ = np.array([not categorical[j] and _is_integer_dtype(dtype)
                                   for j, dtype in enumerate(self.dtypes_)], dtype=bool)
         return self

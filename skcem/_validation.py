@@ -185,9 +185,10 @@ def accepts_missing_values(estimator):
         steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
         return accepts_missing_values(steps[0]) if steps else None
     if isinstance(estimator, ColumnTransformer):
-        parts = [step for _, step, _ in estimator.transformers if step != "drop"]
-        answers = [accepts_missing_values(step) if step != "passthrough" else None
-                   for step in parts]
+        parts = [step for _, step, _ in estimator.transformers] + [estimator.remainder]
+        parts = [step for step in parts if not (isinstance(step, str) and step == "drop")]
+        answers = [None if isinstance(step, str) else accepts_missing_values(step)
+                   for step in parts]  # "passthrough": the next step decides
         return False if False in answers else (True if all(answers) else None)
     if not hasattr(estimator, "__sklearn_tags__"):
         return None
@@ -221,9 +222,9 @@ def missing_values_refused(owner, estimator, columns):
         "sklearn.impute.SimpleImputer, or a HistGradientBoostingClassifier.")
 
 
-def nan_columns(X, feature_names=None):
-    """The names (or indices) of the columns of a float array that hold NaN."""
-    columns = np.flatnonzero(np.isnan(X).any(axis=0))
+def column_names(mask, feature_names=None):
+    """The names of the columns in ``mask``, or their indices without names."""
+    columns = np.flatnonzero(mask)
     if feature_names is None:
         return columns.tolist()
     return [str(feature_names[j]) for j in columns]

@@ -73,6 +73,9 @@ def test_accepts_missing_values_asks_the_estimators_tags():
     assert accepts_missing_values(make_pipeline(SimpleImputer(), LogisticRegression()))
     assert not accepts_missing_values(make_pipeline(LogisticRegression()))
     assert accepts_missing_values(imputing_pipeline()) is True
+    # Columns passed through: the next step decides, which a trial tells.
+    passing = ColumnTransformer([("a", SimpleImputer(), [0])], remainder="passthrough")
+    assert accepts_missing_values(make_pipeline(passing, LogisticRegression())) is None
     assert accepts_missing_values(lambda Z: Z) is None  # a trial decides
 
 
