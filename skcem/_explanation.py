@@ -252,6 +252,21 @@ class Explanation:
         -------
         fixed : list of dict
             One dict per instance, empty where nothing was found or no feature is immutable.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from skcem import CEMExplainer
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+        >>> cem = CEMExplainer(clf, mode="PP", immutable_features=[0], max_iterations=200,
+        ...                    c_steps=4).fit(X)
+        >>> exp = cem.explain(X[[120]])
+        >>> exp.fixed()  # sepal length, kept by construction
+        [{'x0': 6.9}]
+        >>> sorted(exp.changes()[0])  # what the class rests on
+        ['x2', 'x3']
         """
         names = self._names()
         columns = [] if self.immutable is None else np.flatnonzero(self.immutable)
