@@ -30,6 +30,7 @@ search, so that both strategies give the explainers the same thing.
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -45,13 +46,6 @@ _PRESELECTED = 400
 _MOST_CONFIDENT = 50
 # Answers with at most this many numeric changes shrink them one by one only.
 _ONE_BY_ONE = 4
-
-
-def _nanmedian(Z):
-    """Column medians of ``Z``, missing values left out (NaN for a column without values)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns
-        return np.nanmedian(Z, axis=0)
 
 
 def is_piecewise_constant(estimator):
@@ -88,6 +82,19 @@ class CandidatePool:
     Z: np.ndarray
     pred: np.ndarray
     confidence: np.ndarray
+
+    @cached_property
+    def typical(self):
+        """Column medians, missing values left out (0 for a column without values)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns
+            return np.nan_to_num(np.nanmedian(self.Z, axis=0))
+
+    @cached_property
+    def complete(self):
+        """``Z`` with its missing cells at :attr:`typical`, for ranking (``Z`` without any)."""
+        missing = np.isnan(self.Z)
+        return np.where(missing, self.typical, self.Z) if missing.any() else self.Z
 
 
 class NeighborSearch:
@@ -209,12 +216,12 @@ class NeighborSearch:
         d = problem.x0.shape[1]
         ranked = np.zeros((rows.size, depth, d))
         distances = np.full((rows.size, depth), np.inf)
-        # Missing cells, either side, are ranked as the pool's median (made admissible, they
-        # keep the instance's value).
-        typical = np.nan_to_num(_nanmedian(pool.Z))
-        embedded_pool = search.embed(np.where(np.isnan(pool.Z), typical, pool.Z))
-        embedded_rows = search.embed(problem.x0[rows] if problem.missing is None else
-                                     np.where(problem.missing[rows], typical, problem.x0[rows]))
+        # Missing cells, either side, are ranked as the pool's medians (made admissible,
+        # they keep the instance's value).
+        x0 = problem.x0[rows]
+        embedded_pool = search.embed(pool.complete)
+        embedded_rows = search.embed(x0 if problem.missing is None else
+                                     np.where(problem.missing[rows], pool.typical, x0))
         targets = problem.target[rows]
         for target in np.unique(targets):
             group = np.flatnonzero(targets == target)

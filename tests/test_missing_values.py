@@ -15,9 +15,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from skcem import CEMExplainer, CounterfactualExplainer
+from skcem._validation import accepts_missing_values
 from skcem.costs import median_absolute_deviation
 from skcem.metrics import explanation_metrics, proximity
-from skcem._validation import accepts_missing_values
 
 pd = pytest.importorskip("pandas")
 
