@@ -217,3 +217,29 @@ def test_infinity_and_columns_without_values_are_still_errors(holes):
     empty[:, 2] = np.nan
     with pytest.raises(ValueError, match=r"columns \[2\] hold only missing values"):
         CounterfactualExplainer(models["boosting"]).fit(empty)
+
+
+class _SumAboveFour:
+    """A classifier stub: class 1 where the row's values (missing ones left out) sum above 4."""
+
+    def predict(self, X):
+        return (np.nansum(np.asarray(X, dtype=float), axis=1) > 4).astype(int)
+
+
+def test_explanation_metrics_leave_missing_cells_out():
+    X = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, 0.0]])
+    counterfactuals = np.array([[2.0, np.nan, 3.0], [np.nan, 5.0, 0.0]])
+    train = np.array([[1.0, 2.0, np.nan], [3.0, np.nan, 4.0], [0.0, 1.0, 1.0]])
+    table = explanation_metrics(_SumAboveFour(), X, counterfactuals, X_train=train,
+                                n_neighbors=2, immutable_features=[0], mad=[1.0, 1.0, 1.0])
+    assert table["valid"].all()
+    np.testing.assert_array_equal(table["l0"], [1, 1])
+    np.testing.assert_array_equal(table["l1"], [1.0, 3.0])
+    np.testing.assert_array_equal(table["violations"], [1, 0])  # x0 changed; not its NaN
+    assert np.isfinite(table["ynn"]).all()
+    # A PP keeps the missing cell missing: not kept, and no violation when immutable.
+    keeps = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, 0.0]])
+    pp = explanation_metrics(_SumAboveFour(), X, keeps, mode="PP", background=[0.0, 0.0, 0.0],
+                             immutable_features=[1], mad=[1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(pp["l0"], [2, 1])
+    np.testing.assert_array_equal(pp["violations"], [0, 0])
