@@ -103,8 +103,9 @@ def cem_score(explanation, feature_range):
 
     An instance without an explanation scores 0, and so does a pertinent positive that keeps
     nothing (the model gives the no-information background itself the instance's class: the
-    PP shows nothing about the instance); a found one scores more the fewer features it
-    involves and the smaller its (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
+    PP shows nothing about the instance), immutable features aside: it keeps those by
+    construction. A found one scores more the fewer features it involves and the smaller its
+    (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
 
     Parameters
     ----------
@@ -121,5 +122,8 @@ def cem_score(explanation, feature_range):
     per_instance = (validity(explanation) * sparsity(explanation)
                     * proximity(explanation, feature_range))
     if explanation.mode == "PP":
-        per_instance = np.where(n_changed(explanation) > 0, per_instance, 0.0)
+        kept = np.abs(explanation.perturbation) > 1e-8
+        if explanation.immutable is not None:  # kept by construction, not by the search
+            kept &= ~explanation.immutable
+        per_instance = np.where(kept.any(axis=1), per_instance, 0.0)
     return float(np.mean(per_instance))

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from skcem import CEMExplainer, CounterfactualExplainer, TargetWarning
 from skcem.__main__ import main
+from skcem.metrics import cem_score, proximity, sparsity, validity
 
 pd = pytest.importorskip("pandas")
 
@@ -84,6 +85,11 @@ def test_a_pp_that_keeps_only_fixed_features_keeps_nothing(iris_frame):
     assert empty.any()
     messages = [str(w.message) for w in caught if w.category is TargetWarning]
     assert messages and messages[0].startswith(f"{empty.sum()} of {len(rows)} PPs keep nothing")
+    # They score 0, as PPs that keep nothing do.
+    per_instance = validity(exp) * sparsity(exp) * proximity(exp, cem.feature_range_)
+    assert per_instance[empty].min() > 0
+    assert cem_score(exp, cem.feature_range_) == pytest.approx(
+        np.mean(np.where(empty, 0.0, per_instance)))
 
 
 def test_the_plot_marks_fixed_features(iris_frame):
