@@ -436,11 +436,14 @@ def _explain(args):
               "with --train", file=sys.stderr)
     recorded.show()
     rows = []
+    fixed = exp.fixed()
     for i, changed in enumerate(exp.changes()):
         after = exp.explanation_pred[i]
         rows.append({"row": i, "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
                      f"{args.mode}_class": None if after is None else _plain(after),
                      "kept" if args.mode == "PP" else "changed": changed})
+        if exp.immutable is not None:  # held by immutable_features, not kept by the search
+            rows[-1]["fixed"] = fixed[i]
     _write(rows, args.out)
     if not args.quiet:
         print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {args.out}",
@@ -520,7 +523,8 @@ def build_parser():
     explain.add_argument("--out", required=True,
                          help="output .json or .csv: a row per instance with its class, the "
                               "answer's class and, as {feature: value}, the features a PN or "
-                              "a counterfactual changes ('changed') or a PP keeps ('kept')")
+                              "a counterfactual changes ('changed') or a PP keeps ('kept'); "
+                              "with immutable_features, their values apart ('fixed')")
     explain.add_argument("--quiet", action="store_true",
                          help="no progress bar, notes or warnings on stderr")
 

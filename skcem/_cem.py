@@ -329,7 +329,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self._fit_mad(X, self.distance == "mad")
         categorical = self.categorical_mask_
         if self.no_info_val is None or isinstance(self.no_info_val, dict):
-            statistic = np.median if self.no_info_type == "median" else np.mean
+            statistic = np.nanmedian if self.no_info_type == "median" else np.nanmean
             learned = statistic(X, axis=0)
             for j, code in most_frequent_codes(X, categorical).items():
                 learned[j] = code

@@ -30,8 +30,9 @@ from ._progress import logger, progress_bar
 from ._refine import complete_and_polish
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
-from ._validation import (align_columns, check_pair, check_probabilities, class_indices,
-                          default_classifier, feature_mask, is_prefitted, per_feature,
+from ._validation import (accepts_missing_values, align_columns, check_pair,
+                          check_probabilities, class_indices, column_names, default_classifier,
+                          feature_mask, is_prefitted, missing_values_refused, per_feature,
                           resolve_estimator, validate_complete_data, validate_float_data)
 from ._warnings import warn
 from .costs import median_absolute_deviation
@@ -173,6 +174,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         X : array-like of shape (n_samples, n_features)
             Representative data, typically the training set. DataFrame columns are matched
             by name to a fitted estimator's ``feature_names_in_`` (and put in its order).
+            It may hold missing values (NaN, None) when the estimator takes them.
         y : array-like of shape (n_samples,), default=None
             Labels; needed only when the classifier must be fitted here (``estimator`` is
             None or not fitted).
@@ -191,6 +193,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         raw = align_columns(X, prefitted_names, reordered_warning=(
             "the fitted `estimator` in another order: they are matched by name, and the "
             "explainer (`feature_names_in_`) and its answers follow the estimator's order."))
+        # Decided by the estimator's tags here, confirmed by a trial once it is fitted.
+        self._accepts_missing = accepts_missing_values(self.estimator) is not False
         X, y = self._validate(raw, y, reset=True)
         self._check_params(X.shape[1])
         codec = self._codec
@@ -210,6 +214,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
             self._decode = codec.decode  # the model is asked with rows in their own form
+        self._check_missing_values(X)
         sample = X[:100]
         self._keras_output = None
         if keras:
@@ -280,18 +285,65 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         codec = getattr(self, "_codec", None)
         if codec is not None and not reset:
             X = codec.as_frame(X)
+        allow_nan = getattr(self, "_accepts_missing", False)
         if codec is None:
             if y is None:
-                return validate_float_data(self, X, reset=reset), None
-            return validate_float_data(self, X, y, reset=reset)
+                return validate_float_data(self, X, reset=reset, allow_nan=allow_nan), None
+            return validate_float_data(self, X, y, reset=reset, allow_nan=allow_nan)
         Z = codec.encode(X)
         if codec.is_frame_:
             import pandas as pd
 
             Z = pd.DataFrame(Z, columns=X.columns, copy=False)
         if y is None:
-            return validate_complete_data(self, Z, dtype=np.float64, reset=reset), None
-        return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset)
+            return validate_complete_data(self, Z, dtype=np.float64, reset=reset,
+                                          allow_nan=allow_nan), None
+        return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset,
+                                      allow_nan=allow_nan)
+
+    def _missing_values_error(self, X):
+        """The error for missing values in ``X`` when the model does not take them."""
+        names = getattr(X, "columns", None)
+        if names is None:
+            names = getattr(self, "feature_names_in_", None)
+        try:
+            columns = column_names(np.isnan(np.asarray(X, dtype=float)).any(axis=0), names)
+        except (TypeError, ValueError):
+            columns = []
+        estimator = getattr(self, "estimator_", self.estimator)
+        return missing_values_refused(type(self).__name__, estimator, columns)
+
+    def _check_missing_values(self, X):
+        """Settle whether the fitted model takes missing values: its tags said it might, a
+        trial call says whether it does. Refuse ``X`` with missing values when it does not,
+        and a column of ``X`` that holds nothing else."""
+        missing = np.isnan(X)
+        if self._accepts_missing:
+            rows = X[missing.any(axis=1)][:16]
+            if len(rows) == 0:  # no missing value in X: a row of nothing else
+                rows = np.full((1, X.shape[1]), np.nan)
+            self._accepts_missing = self._answers_missing_values(rows)
+        if missing.any() and not self._accepts_missing:
+            raise self._missing_values_error(X)
+        empty = missing.all(axis=0)
+        if empty.any():
+            names = column_names(empty, getattr(self, "feature_names_in_", None))
+            raise ValueError(f"X columns {names} hold only missing values: fit needs values "
+                             "to learn their range from.")
+
+    def _answers_missing_values(self, rows):
+        """Whether the model gives finite probabilities for ``rows``, which hold missing
+        values."""
+        predict_proba = getattr(self.estimator_, "predict_proba", self.estimator_)
+        try:
+            if self._decode is not None:
+                rows = self._decode(rows)
+            with ignoring_feature_name_warnings(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                proba = np.asarray(predict_proba(rows), dtype=float)
+        except Exception:  # noqa: BLE001 -- any failure of an unknown model means "no"
+            return False
+        return proba.ndim == 2 and len(proba) == len(rows) and bool(np.all(np.isfinite(proba)))
 
     def _choose_search(self, X):
         """``search="auto"``: the gradient-free search for categorical columns, for trees,
@@ -684,8 +736,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
-        if mode == "PP":
-            self._warn_empty(found & np.all(explanation == background, axis=1))
+        if mode == "PP":  # missing cells and immutable features are not kept by the search
+            held = np.isnan(X) | self.immutable_mask_
+            self._warn_empty(found & np.all((explanation == background) | held, axis=1))
         shown_X, shown_explanation, encoded = X, explanation, None
         codec = self._codec
         if codec is not None and (codec.is_frame_ or codec.has_categorical):
@@ -702,6 +755,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None), index=index,
             encoded=encoded,
+            immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
             meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
 
@@ -762,4 +816,5 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = not is_prefitted(self.estimator)
+        tags.input_tags.allow_nan = accepts_missing_values(self.estimator) is True
         return tags

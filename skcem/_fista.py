@@ -47,6 +47,11 @@ class SearchProblem:
     columns: the search moves them continuously and rounds its answers there (see
     :func:`round_whole`), in raw units: ``unit`` is the size of one coordinate of the search
     in raw units, per feature (see :meth:`scaled`).
+
+    ``x0`` may hold missing values (NaN): such a cell is immutable. ``missing`` marks them
+    (set from ``x0``), and ``x0`` then holds the background there, where the iterate stays:
+    the cell adds nothing to the distance, and :meth:`model_input` gives the model the
+    missing value, so that the answer keeps it.
     """
 
     x0: np.ndarray
@@ -67,6 +72,14 @@ class SearchProblem:
     categorical: np.ndarray | None = None
     whole: np.ndarray | None = None
     unit: float | np.ndarray = 1.0
+    missing: np.ndarray | None = None
+
+    def __post_init__(self):
+        cells = np.isnan(self.x0)
+        if cells.any():
+            # Frozen: the dataclass's own way to set fields while it is built.
+            object.__setattr__(self, "missing", cells)
+            object.__setattr__(self, "x0", np.where(cells, self.background, self.x0))
 
     # The search asks for these at every iteration: computed once per batch.
     @cached_property
@@ -84,7 +97,22 @@ class SearchProblem:
         return one_hot(self.target, self.n_classes)
 
     def model_input(self, adv, rows=slice(None)):
-        return self.mode.model_input(adv, self.x0[rows], _rows(self.background, rows))
+        answer = self.mode.model_input(adv, self.x0[rows], _rows(self.background, rows))
+        return self.with_missing(answer, rows)
+
+    def with_missing(self, rows_values, rows=slice(None)):
+        """Rows of the instances ``rows`` with their missing cells missing again (NaN)."""
+        if self.missing is None:
+            return rows_values
+        return np.where(self.missing[rows], np.nan, rows_values)
+
+    def frozen(self, rows=slice(None)):
+        """The cells that never move, for the instances ``rows``: immutable features and
+        missing cells (None when there are none)."""
+        if self.missing is None:
+            return None if self.mutable is None else ~self.mutable
+        missing = self.missing[rows]
+        return missing if self.mutable is None else missing | ~self.mutable
 
     def pinned(self, rows=slice(None)):
         """The iterate of every instance with its immutable features at their fixed value."""
@@ -418,6 +446,8 @@ def round_whole(backend, problem, explanation, bests):
     explanation[rows] = rounded
     bests.proba[rows] = backend.predict_proba(rounded)
     adv = problem.mode.iterate(rounded, x0, background)
+    if problem.missing is not None:  # the iterate of a missing cell stays pinned
+        adv = np.where(problem.missing[rows], bests.adv[rows], adv)
     bests.dist[rows] = elastic_distance(adv, x0, _rows(problem.l1_weight, rows),
                                         _rows(problem.l2_weight, rows))
     return explanation
@@ -456,8 +486,9 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     # Clipped term by term, as the reference does for black-box models.
     grad = (np.clip(c[active, None] * gradients["attack"][active], *settings.clip)
             + np.clip(regularizer, *settings.clip))
-    if problem.mutable is not None:
-        grad *= problem.mutable
+    frozen = problem.frozen(state["rows"][active])
+    if frozen is not None:
+        grad = np.where(frozen, 0.0, grad)
     threshold = problem.distance_weight * problem.l1_weight
     if settings.threshold_times_lr:
         threshold = lr * threshold
@@ -471,9 +502,9 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     extrapolated = np.clip(new_adv + momentum * (new_adv - adv[active]),
                            np.minimum(lower, x0), np.maximum(upper, x0))
     new_s = problem.respect_directions(project(extrapolated, x0, v), state["rows"][active])
-    if problem.mutable is not None:  # masked shrinkage: immutable features stay pinned
-        new_adv = np.where(problem.mutable, new_adv, state["pinned"][active])
-        new_s = np.where(problem.mutable, new_s, state["pinned"][active])
+    if frozen is not None:  # masked shrinkage: immutable features stay pinned
+        new_adv = np.where(frozen, state["pinned"][active], new_adv)
+        new_s = np.where(frozen, state["pinned"][active], new_s)
     adv_s[active] = new_s
     adv[active] = new_adv
 

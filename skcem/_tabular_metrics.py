@@ -348,6 +348,17 @@ def _is_valid(mode, predicted, original, target, pd):
     return np.where(missing, changed, predicted == wanted)
 
 
+def _numeric_l1(A, B):
+    """L1 distances between the rows of ``A`` and ``B``, a cell missing on either side left
+    out."""
+    if not (np.isnan(A).any() or np.isnan(B).any()):
+        return cdist(A, B, "cityblock") if A.shape[1] else np.zeros((len(A), len(B)))
+    distance = np.zeros((len(A), len(B)))
+    for j in range(A.shape[1]):
+        distance += np.nan_to_num(np.abs(A[:, j, None] - B[None, :, j]))
+    return distance
+
+
 def _ynn(explained, predicted, train, train_predicted, n_neighbors, cat_slots, mad):
     """Share of the ``n_neighbors`` nearest training rows that the model puts in each
     explanation's own predicted class; distances computed a block of rows at a time."""
@@ -358,10 +369,7 @@ def _ynn(explained, predicted, train, train_predicted, n_neighbors, cat_slots, m
     out = np.empty(len(predicted))
     for start in range(0, len(predicted), step):
         block = slice(start, start + step)
-        if e_num.shape[1]:
-            distance = cdist(e_num[block], t_num, "cityblock")
-        else:
-            distance = np.zeros((len(e_cat[block]), n_train))
+        distance = _numeric_l1(e_num[block], t_num)
         for k in range(len(cat_slots)):
             distance += e_cat[block, k][:, None] != t_cat[None, :, k]
         distance[np.isnan(distance)] = np.inf
@@ -389,7 +397,10 @@ def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X
     ``mode='CF'`` and ``mode='PN'``, the ``background`` row for ``mode='PP'`` (a PP is the
     part of ``X`` that is kept; a feature at its background value is not kept). A feature is
     *changed* when it differs from the reference: a numeric feature by more than ``1e-8``
-    MAD, a categorical feature by any difference (two missing values are equal).
+    MAD, a categorical feature by any difference (two missing values are equal). A cell
+    missing in both the explanation and ``X`` is unchanged in every mode: the explainers keep
+    an instance's missing cells missing. The MADs and the yNN distances leave missing cells
+    out.
 
     Parameters
     ----------
@@ -547,13 +558,19 @@ default=None
     changed = np.zeros((n_found, n_features), dtype=bool)
     size = np.zeros((n_found, n_features))
     delta = np.zeros((n_found, n_features))
+    # A cell missing in both the explanation and X was kept missing: no change, in any mode.
+    x_num = numeric(X, "X", idx)
+    kept_missing = np.isnan(e_num) & np.isnan(x_num)
     with np.errstate(invalid="ignore"):
         d = e_num - r_num
         same = (np.abs(d) <= _ATOL * scale) | (np.isnan(e_num) & np.isnan(r_num))
+    same |= kept_missing
     changed[:, num] = ~same
     size[:, num] = np.where(same, 0.0, np.abs(d) / scale)
     delta[:, num] = np.where(same, 0.0, d)
-    changed[:, cat] = e_cat != r_cat
+    for k, j in enumerate(cat):
+        x_missing = np.asarray(pd.isna(_as_object(_column(X, j))[idx]), dtype=bool)
+        changed[:, j] = (e_cat[:, k] != r_cat[:, k]) & ~((e_cat[:, k] < 0) & x_missing)
     size[:, cat] = changed[:, cat]
 
     values = np.zeros((n_found, n_features))
@@ -564,12 +581,11 @@ default=None
     if bg is None:
         changed_x, delta_x, revertible = changed, delta, np.ones_like(changed)
     else:
-        x_num = numeric(X, "X", idx)
         changed_x = np.zeros((n_found, n_features), dtype=bool)
         delta_x = np.zeros((n_found, n_features))
         revertible = np.ones((n_found, n_features), dtype=bool)
         with np.errstate(invalid="ignore"):
-            changed_x[:, num] = ~(np.abs(e_num - x_num) <= _ATOL * scale)
+            changed_x[:, num] = ~((np.abs(e_num - x_num) <= _ATOL * scale) | kept_missing)
             delta_x[:, num] = np.where(changed_x[:, num], e_num - x_num, 0.0)
             removed = r_num - x_num
             revertible[:, num] = ~((np.abs(removed) > _ATOL * scale)
