@@ -11,13 +11,17 @@ import numpy as np
 
 from ._keras_stateless import StatelessAutoencoder, StatelessBackend
 
+# The fewest rows of a compiled call: small batches all share one shape.
+MIN_ROWS = 32
+
 
 class JaxAutodiff:
     """Function transforms and conversions of JAX, as :mod:`._keras_stateless` uses them.
 
     The loss terms of :mod:`skcem.costs` run on ``jax.numpy`` inside the compiled function.
-    Batches are padded to a power of two (at least 8 rows): ``jax.jit`` compiles once per
-    shape, and the optimizer's batches shrink as instances are settled.
+    Batches are padded with rows of zeros to a power of two, at least :data:`MIN_ROWS`:
+    ``jax.jit`` compiles once per shape (seconds each), the optimizer's batches shrink as
+    instances are settled, and the similarity's last batch is smaller than the others.
     """
 
     name = "jax"
@@ -50,7 +54,7 @@ class JaxAutodiff:
 
     @staticmethod
     def padded_size(n):
-        return max(8, 1 << max(int(n) - 1, 0).bit_length())
+        return max(MIN_ROWS, 1 << max(int(n) - 1, 0).bit_length())
 
     @staticmethod
     def tensor(array):

@@ -57,7 +57,7 @@ class StatelessModel:
         autodiff = self.autodiff
         n = len(arrays[0])
         size = autodiff.padded_size(n)
-        tensors = [autodiff.tensor(_padded(np.asarray(a, dtype=np.float32), size))
+        tensors = [autodiff.tensor(padded_rows(np.asarray(a, dtype=np.float32), size))
                    for a in arrays]
         out = function(self.weights(), *tensors)
         if isinstance(out, dict):
@@ -65,7 +65,7 @@ class StatelessModel:
         return autodiff.numpy(out)[:n].astype(float)
 
 
-def _padded(array, size):
+def padded_rows(array, size):
     """``array`` with rows of zeros up to ``size`` rows."""
     if len(array) == size:
         return array
