@@ -82,6 +82,9 @@ SCRIPT = textwrap.dedent("""
                 random_state=0).fit(X[:40], y[:40])
             out[f"{name}_similarity_{n_components}"] = similarity.transform(X[100:104])
         out[f"{name}_param_grads"] = similarity._get_gradients()(X[:5], y[:5])
+        # confident outputs: a softmax's cross-entropy is clipped, logits' is not, on any backend
+        model.set_weights([4.0 * w for w in model.get_weights()])
+        out[f"{name}_confident_param_grads"] = similarity._get_gradients()(X[:5], y[:5])
     missing = [key for key, value in out.items() if value is None]
     assert not missing, missing
     np.savez(sys.argv[1], **out)

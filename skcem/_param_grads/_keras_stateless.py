@@ -11,6 +11,12 @@ model that outputs it, and the gradient ``δ`` with respect to its output before
 is the gradient with respect to an offset, zero, added there. The other weights' gradients
 (convolutions included) come from the vectorised gradient, flattened in the order of the
 model's weights, as on TensorFlow: the same factors, and so the same projections.
+
+With ``loss="auto"``, a classifier that outputs logits has its cross-entropy computed from them,
+as on TensorFlow (whose Keras cross-entropy reads the logits behind the softmax skcem applies):
+Keras's cross-entropy of probabilities clips them to ``[1e-7, 1 - 1e-7]``, so its gradient is 0
+for a confident example. A model ending in a softmax gets that of its probabilities, on every
+backend.
 """
 
 import numpy as np
@@ -88,6 +94,10 @@ class StatelessKerasGradients:
         to_proba = output_kind if loss == "auto" and task == "classification" else None
 
         def losses(y, prediction):
+            if to_proba == "logits":  # see the module's docstring
+                prediction = ops.reshape(prediction, (y.shape[0], -1))
+                return keras.losses.sparse_categorical_crossentropy(y, prediction,
+                                                                    from_logits=True)
             if to_proba is not None:
                 prediction = as_probabilities(ops.reshape(prediction, (y.shape[0], -1)),
                                               to_proba, ops=ops)
