@@ -20,14 +20,13 @@ import re
 
 import numpy as np
 
-# The extra that installs each backend's library.
+# How to install each backend's library (a backend is named as its library).
 INSTALL_HINTS = {
     "tensorflow": "pip install skcem[tf]",
     "jax": "pip install skcem[jax]",
     "torch": "pip install torch",
 }
 _ENGINES = {"tensorflow": "._keras_tf", "jax": "._keras_jax", "torch": "._keras_torch"}
-_LIBRARIES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 
 def is_keras_model(obj):
@@ -64,14 +63,15 @@ def keras_engine(model):
     """The engine module that differentiates ``model``, its backend's library imported.
 
     Each engine module has ``KerasBackend(model, input_shape, autoencoder, output_kind)`` and
-    ``KerasAutoencoder(model, input_shape)`` (see :mod:`._keras_tf`).
+    ``KerasAutoencoder(model, input_shape)`` (see :mod:`._keras_tf`); those of JAX and torch
+    have ``AUTODIFF`` too, their function transforms (see :mod:`._keras_stateless`).
     """
     name = keras_backend_name(model)
     try:
-        importlib.import_module(_LIBRARIES[name])
+        importlib.import_module(name)
     except ImportError as exc:
-        raise ImportError(f"Explaining a Keras model on {name} needs {_LIBRARIES[name]}, which "
-                          f"is not installed: `{INSTALL_HINTS[name]}`.") from exc
+        raise ImportError(f"Explaining a Keras model on {name} needs {name}, which is not "
+                          f"installed: `{INSTALL_HINTS[name]}`.") from exc
     return importlib.import_module(_ENGINES[name], __package__)
 
 

@@ -35,7 +35,7 @@ def make_param_gradients(estimator, *, loss="auto", task="classification", input
         shape = input_shape or own
         if n_features is not None:
             check_input_shape(shape, n_features, input_shape is not None)
-        if hasattr(engine, "AUTODIFF"):  # JAX or torch
+        if hasattr(engine, "AUTODIFF"):  # JAX or torch: transforms of stateless_call
             from ._keras_stateless import StatelessKerasGradients
 
             return StatelessKerasGradients(estimator, loss, task, shape, output_kind,
