@@ -1,8 +1,8 @@
 """The TensorFlow engine of Keras models: gradients by ``GradientTape``, compiled with
 ``tf.function``.
 
-Imported only when a Keras model runs on TensorFlow (see
-:func:`skcem._gradients._keras.keras_engine`). Nothing here changes TensorFlow's global state:
+Chosen when a Keras model runs on TensorFlow (see :func:`skcem._gradients._keras.keras_engine`);
+TensorFlow itself is imported only then. Nothing here changes TensorFlow's global state:
 no graph mode, no sessions, so a user's eager code keeps working. The loss terms are those of
 :mod:`skcem.costs`, run on TensorFlow tensors through ``tensorflow.experimental.numpy``.
 """
