@@ -1,8 +1,8 @@
 """Gradient backends: what the optimizer asks of a model, per model kind.
 
 :func:`make_backend` picks one from the estimator, once, in ``fit``; the optimizer
-(:mod:`skcem._fista`) never knows which it is talking to. TensorFlow is imported only when a
-Keras model is involved.
+(:mod:`skcem._fista`) never knows which it is talking to. A Keras model's backend library
+(TensorFlow, JAX or torch) is imported only when a Keras model is involved.
 """
 
 import numpy as np
@@ -17,15 +17,16 @@ def _autoencoder_term(autoencoder, input_shape, eps, n_features):
     if autoencoder is None:
         return None
     if is_keras_model(autoencoder):
-        from ._keras import KerasAutoencoder, call_on_rows
+        from ._keras import call_on_rows, keras_engine
 
+        engine = keras_engine(autoencoder)
         # Each model takes its own shape: a dense auto-encoder may explain a CNN's images.
         own = model_input_shape(autoencoder, "`autoencoder`", required=input_shape is None)
         shape = own or input_shape
         check_input_shape(shape, n_features, own is None, what="The `autoencoder`")
         _check_reconstruction(call_on_rows(autoencoder, np.zeros((1, n_features)), shape,
                                            "`autoencoder`"), n_features)
-        return KerasAutoencoder(autoencoder, shape)
+        return engine.KerasAutoencoder(autoencoder, shape)
     _check_reconstruction(autoencoder(np.zeros((1, n_features))), n_features)
     return NumericalAutoencoder(autoencoder, eps)
 
@@ -41,6 +42,9 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
                  output_kind="probabilities", classes=None, predict_in_search=False,
                  gradient="auto", table=None):
     """The gradient backend for ``estimator``: autodiff for Keras, differences otherwise.
+
+    A Keras model is differentiated by the engine of the backend it runs on (TensorFlow, JAX
+    or torch, see :func:`skcem._gradients._keras.keras_engine`).
 
     Parameters
     ----------
@@ -70,16 +74,17 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         exact gradients are taken on the numbers (categories as codes).
     """
     if is_keras_model(estimator):
-        from ._keras import KerasBackend, import_tensorflow
+        from ._keras import keras_engine
 
-        import_tensorflow()  # before anything else, for its installation hint
+        engine = keras_engine(estimator)  # before anything else, for its installation hint
         given = input_shape is not None
         own = model_input_shape(estimator, "`estimator`", required=not given)
         input_shape = input_shape or own
         check_input_shape(input_shape, n_features, given)
-        return KerasBackend(estimator, input_shape,
-                            _autoencoder_term(autoencoder, input_shape, eps, n_features),
-                            output_kind)
+        return engine.KerasBackend(estimator, input_shape,
+                                   _autoencoder_term(autoencoder, input_shape, eps,
+                                                     n_features),
+                                   output_kind)
     decode = None if table is None else table.decode
     predict_proba = getattr(estimator, "predict_proba", estimator)
     predict = None

@@ -1,7 +1,8 @@
 """Per-example gradients of a model's loss with respect to its parameters.
 
 :func:`make_param_gradients` picks the implementation from the estimator: Keras models by
-batched and vectorised autodiff (TensorFlow imported only then), supported scikit-learn models
+batched and vectorised autodiff, on the backend the model runs on (TensorFlow, JAX or torch,
+imported only then), supported scikit-learn models
 in closed form or by numpy back-propagation. Each returns a callable
 ``(X, y) -> (n, n_params)`` with an ``n_params`` attribute.
 """
@@ -27,14 +28,20 @@ def make_param_gradients(estimator, *, loss="auto", task="classification", input
     Keras input shape.
     """
     if is_keras_model(estimator):
-        from .._gradients._keras import check_input_shape, import_tensorflow
-        from ._keras import KerasGradients
+        from .._gradients._keras import check_input_shape, keras_engine
 
-        import_tensorflow()
+        engine = keras_engine(estimator)
         own = model_input_shape(estimator, "`estimator`", required=input_shape is None)
         shape = input_shape or own
         if n_features is not None:
             check_input_shape(shape, n_features, input_shape is not None)
+        if hasattr(engine, "AUTODIFF"):  # JAX or torch: transforms of stateless_call
+            from ._keras_stateless import StatelessKerasGradients
+
+            return StatelessKerasGradients(estimator, loss, task, shape, output_kind,
+                                           engine.AUTODIFF)
+        from ._keras import KerasGradients
+
         return KerasGradients(estimator, loss, task, shape, output_kind)
     if loss != "auto":
         raise ValueError("`loss` must be 'auto' for scikit-learn models (cross-entropy for "

@@ -21,7 +21,7 @@ for the weights of other layers, where it runs a ``Conv2DBackpropFilter`` as a s
 
 import numpy as np
 
-from .._gradients._keras import compiled, import_tensorflow
+from .._gradients._keras_tf import compiled, import_tensorflow
 from ._factors import GradientFactors
 
 
