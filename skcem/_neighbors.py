@@ -319,7 +319,8 @@ class _Batch:
         self.n_calls += 1
         rows = problem.with_missing(E, owner)
         proba = self.backend.predict_proba(rows)
-        pred = self.backend.predict(rows) if self.backend.predict_in_search else None
+        pred = self.backend.predict(rows) if getattr(self.backend, "predict_in_search", False) \
+            else None
         target = problem.target[owner]
         changed = np.any(E != problem.x0[owner], axis=1) if problem.mode.requires_change \
             else None
@@ -444,7 +445,7 @@ class _Batch:
             ok, row_proba = self.ask(E, owner)
             answers = problem.with_missing(E, owner)
             has_predict = getattr(self.backend, "_predict", None) is not None
-            if self.backend.predict_in_search:
+            if getattr(self.backend, "predict_in_search", False):
                 row_pred = self.backend.predict(answers)
             else:
                 row_pred = self.backend.predict(answers) if has_predict \
