@@ -26,6 +26,7 @@ from ._gradients import is_keras_model, make_backend
 from ._gradients._base import ignoring_feature_name_warnings
 from ._gradients._keras import detect_output_kind
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
+from ._plausibility import CategoryPairs
 from ._progress import logger, progress_bar
 from ._refine import complete_and_polish
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
@@ -261,6 +262,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             proba = self._backend.predict_proba(pool)
             self._pool = CandidatePool(Z=pool, pred=self._backend.predict(pool),
                                        confidence=proba.max(axis=1))
+        self._category_pairs = None
+        if codec is not None and codec.categorical_.sum() >= 2:
+            self._category_pairs = CategoryPairs().fit(
+                np.asarray(X, dtype=float), codec.categorical_,
+                [0 if c is None else len(c) for c in codec.categories_])
         self._fit_data(X)
         return self
 
@@ -670,6 +676,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                       mutable=~self.immutable_mask_ if self.immutable_mask_.any() else None,
                       directions=self.directions_ if self.directions_.any() else None,
                       categorical=self.categorical_mask_, whole=self._integer_columns(),
+                      category_pairs=getattr(self, "_category_pairs", None),
                       **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
         size = self._batch_size(X.shape[0])

@@ -52,6 +52,10 @@ class SearchProblem:
     (set from ``x0``), and ``x0`` then holds the background there, where the iterate stays:
     the cell adds nothing to the distance, and :meth:`model_input` gives the model the
     missing value, so that the answer keeps it.
+
+    ``category_pairs`` (:class:`~skcem._plausibility.CategoryPairs`, or None) tells the
+    gradient-free steps which pairs of categories (almost) never occur together in the data
+    given to ``fit``: no answer of theirs creates one.
     """
 
     x0: np.ndarray
@@ -73,6 +77,7 @@ class SearchProblem:
     whole: np.ndarray | None = None
     unit: float | np.ndarray = 1.0
     missing: np.ndarray | None = None
+    category_pairs: object = None
 
     def __post_init__(self):
         cells = np.isnan(self.x0)

@@ -325,6 +325,9 @@ class _Batch:
         changed = np.any(E != problem.x0[owner], axis=1) if problem.mode.requires_change \
             else None
         ok = problem.mode.is_success(proba, target, problem.kappa, pred=pred, changed=changed)
+        if problem.category_pairs is not None:
+            ok &= ~problem.category_pairs.created(
+                rows, problem.with_missing(problem.x0[owner], owner))
         return ok, proba
 
     def valid(self, E, owner):

@@ -14,12 +14,14 @@ import numbers
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from ._plausibility import rare_pair_counts
 from ._tabular import auto_categorical
 from .costs import median_absolute_deviation
 
 __all__ = ["explanation_metrics", "summarize_metrics"]
 
-METRICS = ("valid", "l0", "l1", "l2", "linf", "ynn", "violations", "redundancy", "seconds")
+METRICS = ("valid", "l0", "l1", "l2", "linf", "ynn", "violations", "redundancy", "rare_pairs",
+           "seconds")
 _MODES = ("CF", "PN", "PP")
 _DIRECTIONS = ("increase", "decrease")
 # A numeric change smaller than this, in MAD units, counts as no change.
@@ -455,7 +457,7 @@ default=None
 
     Returns
     -------
-    table : pandas.DataFrame of shape (n_samples, 9)
+    table : pandas.DataFrame of shape (n_samples, 10)
         Indexed like ``X`` (a RangeIndex for arrays), with columns
 
         - ``valid`` (bool): found and of the required class;
@@ -472,6 +474,10 @@ default=None
         - ``redundancy``: number of changed features that can each, alone, be set back to
           the reference value with the explanation still valid (NaN for invalid rows); for
           a PP only removals that violate no constraint count;
+        - ``rare_pairs``: pairs of categories of the explanation that fewer than 0.01% of
+          ``X_train``'s rows hold (or none), and that the instance does not hold itself: a
+          combination that (almost) never occurs, such as a female husband (NaN without
+          ``X_train``);
         - ``seconds``: time per instance.
 
         Rows without an explanation have ``valid`` False and NaN in every other column but
@@ -545,14 +551,16 @@ default=None
     e_cat = np.empty((n_found, len(cat)), dtype=int)
     r_cat = np.empty((n_found, len(cat)), dtype=int)
     t_cat = None if X_train is None else np.empty((len(X_train), len(cat)), dtype=int)
+    x_cat = np.empty((n_found, len(cat)), dtype=int)
     for k, j in enumerate(cat):
-        arrays = [_as_object(_column(E, j))[idx], reference(j, idx)]
+        arrays = [_as_object(_column(E, j))[idx], reference(j, idx),
+                  _as_object(_column(X, j))[idx]]
         if X_train is not None:
             arrays.append(_as_object(_column(X_train, j)))
         codes = _codes(arrays, pd)
-        e_cat[:, k], r_cat[:, k] = codes[0], codes[1]
+        e_cat[:, k], r_cat[:, k], x_cat[:, k] = codes[0], codes[1], codes[2]
         if X_train is not None:
-            t_cat[:, k] = codes[2]
+            t_cat[:, k] = codes[3]
 
     # Changes from the reference.
     changed = np.zeros((n_found, n_features), dtype=bool)
@@ -644,6 +652,8 @@ default=None
     table["ynn"][idx] = ynn
     table["violations"][idx] = violation.sum(axis=1)
     table["redundancy"][idx] = redundancy
+    if X_train is not None:
+        table["rare_pairs"][idx] = rare_pair_counts(e_cat, x_cat, t_cat)
     if seconds is not None:
         table["seconds"] = seconds.astype(float)
     index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(n_samples)
@@ -662,8 +672,9 @@ def summarize_metrics(table):
     -------
     summary : dict
         ``n_instances`` (rows), ``found`` (rows with an explanation), ``validity`` (share of
-        valid rows among all rows), and for each other metric ``<metric>_median`` and
-        ``<metric>_mean`` over the valid rows (NaN values ignored; NaN when there are none).
+        valid rows among all rows), for each other metric ``<metric>_median`` and
+        ``<metric>_mean`` over the valid rows (NaN values ignored; NaN when there are none),
+        and ``rare_pairs_share``: the share of valid rows holding a rare pair of categories.
     """
     _import_pandas()
     missing = [name for name in METRICS if name not in getattr(table, "columns", ())]
@@ -679,4 +690,8 @@ def summarize_metrics(table):
         values = values[~np.isnan(values)]
         summary[f"{name}_median"] = float(np.median(values)) if values.size else np.nan
         summary[f"{name}_mean"] = float(np.mean(values)) if values.size else np.nan
+    held = table["rare_pairs"].to_numpy(dtype=float)[valid]
+    held = held[~np.isnan(held)]
+    # The share of answers that pair categories (almost) never seen together.
+    summary["rare_pairs_share"] = float(np.mean(held > 0)) if held.size else np.nan
     return summary
