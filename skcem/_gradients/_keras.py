@@ -66,9 +66,15 @@ def check_input_shape(input_shape, n_features, given, what="The Keras model"):
                          f"but X has {n_features} columns.")
 
 
-def call_on_rows(model, rows, shape, name):
-    """``model`` on the flat ``rows`` reshaped to ``shape``; a failure names ``input_shape``."""
+def call_on_rows(model, rows, shape, name, function=None):
+    """``model`` on the flat ``rows`` reshaped to ``shape``; a failure names ``input_shape``.
+
+    ``function``, if given, computes the outputs from the flat rows instead (a compiled call of
+    ``model`` that reshapes them itself), with the same error.
+    """
     try:
+        if function is not None:
+            return np.asarray(function(np.asarray(rows, dtype=np.float32)))
         return np.asarray(model(np.asarray(rows, dtype=np.float32).reshape((-1,) + tuple(shape)),
                                 training=False))
     except Exception as exc:  # Keras raises many kinds; its first lines say what it was
@@ -127,17 +133,18 @@ def keras_output_kind(model, outputs):
     return "probabilities" if is_distribution else "logits"
 
 
-def detect_output_kind(model, sample, input_shape=None):
+def detect_output_kind(model, sample, input_shape=None, function=None):
     """:func:`keras_output_kind` of ``model`` on the 2-D ``sample`` rows.
 
     Imports TensorFlow first (for its installation hint) and checks that ``input_shape`` (or
-    the model's own) holds as many values as ``sample`` has columns.
+    the model's own) holds as many values as ``sample`` has columns. ``function`` is passed to
+    :func:`call_on_rows`.
     """
     import_tensorflow()
     own = model_input_shape(model, "`estimator`", required=input_shape is None)
     shape = input_shape or own
     check_input_shape(shape, sample.shape[1], input_shape is not None)
-    outputs = call_on_rows(model, sample, shape, "`estimator`")
+    outputs = call_on_rows(model, sample, shape, "`estimator`", function)
     return keras_output_kind(model, outputs)
 
 
