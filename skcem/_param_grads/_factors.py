@@ -26,7 +26,7 @@ class GradientFactors:
     other : ndarray of shape (n, n_other) or None
         Flattened gradients of all other parameters (none when it has no column).
     matmul : callable or None, default=None
-        ``(x, y) -> x @ y.T`` for the products of ``other``, a module-level function (the
+        ``(x, y) -> x @ y.T`` for the products in :meth:`dot`, a module-level function (the
         factors pickle with it); numpy's when None. Keras models use TensorFlow's, which
         shares TensorFlow's threads instead of competing with them for the cores.
     """
@@ -63,11 +63,12 @@ class GradientFactors:
 
     def dot(self, other):
         """Gradient dot products: ndarray of shape (len(self), len(other))."""
+        matmul = self.matmul or _matmul_t
         out = np.zeros((len(self), len(other)))
         for (a, d), (a2, d2) in zip(self.dense, other.dense):
-            out += (a @ a2.T) * (d @ d2.T)
+            out += matmul(a, a2) * matmul(d, d2)
         if self.other is not None:
-            out += (self.matmul or _matmul_t)(self.other, other.other)
+            out += matmul(self.other, other.other)
         return out
 
     def sq_norms(self):
