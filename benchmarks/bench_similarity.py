@@ -179,6 +179,9 @@ def against_reference(args):
     # the reference's cosine, g_a . g_b / (||g_a|| ||g_b|| + 1e-7), from skcem's exact one
     norm_products = test_norms[:, None] * norms[None, :]
     stabilised = norm_products / (norm_products + 1e-7)
+    import skcem
+
+    print(f"skcem from {Path(skcem.__file__).parent}; the reference: {args.reference_python}")
     print(f"CNN with {cnn.count_params()} parameters; {len(X_train)} training and "
           f"{len(X_test)} test instances; batch_size={args.batch_size}; each run in a fresh "
           f"process; seconds of fit and explain, best of {args.repeats}, and the CPU seconds "
