@@ -25,12 +25,29 @@ kneighbors under 60 s, peak under 1 GB, overlap at least 90%.
     python benchmarks/bench_similarity.py --mnist ../shared/data/mnist [--cache DIR]
     python benchmarks/bench_similarity.py --mnist ../shared/data/mnist --large \
         [--n-components 256 1024 4096] [--cache DIR]
+    python benchmarks/bench_similarity.py --mnist ../shared/data/mnist \
+        --reference-python /tmp/alibi/bin/python [--precompute False True] [--repeats 1]
+
+With ``--reference-python`` (an interpreter with alibi 0.9.6, see
+``reference_alibi_similarity.py``) it compares skcem with the reference itself instead of the
+loop: for each ``sim_fn`` the reference's ``GradientSimilarity`` runs ``fit`` and ``explain``
+in a fresh process of its own environment, on the same rows and the same trained weights, and
+skcem's ``GradientSimilarityExplainer`` in a fresh process too (so that each pays its own
+start-up: TensorFlow's tracing for skcem). It prints each side's fit and explain seconds, the
+ratio of the totals (reference / skcem, computed here), the same for the CPU seconds (less
+sensitive to other processes on a busy machine, where two threads wait on each other), and
+how far the scores agree: the
+largest difference relative to the largest reference score, over all training rows and over
+those whose gradient norm is above 1e-4 times the largest (see above), and the mean overlap
+of the top-10 training rows. The target is a ratio of at least 30 for every ``sim_fn``.
 """
 
 import argparse
+import json
 import multiprocessing
 import os
 import resource
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +60,7 @@ import numpy as np  # noqa: E402
 
 from skcem import GradientSimilarityExplainer  # noqa: E402
 from skcem._param_grads import make_param_gradients  # noqa: E402
+from skcem._param_grads._factors import gradient_sq_norms  # noqa: E402
 from skcem._similarity import similarity  # noqa: E402
 from skcem.datasets import mnist_tutorial_models  # noqa: E402
 
@@ -109,6 +127,111 @@ def large_run(mnist, cache, n_components, batch_size, n_jobs):
     return results, loaded_mb, peak_rss_mb()
 
 
+REFERENCE_TARGET = 30
+REFERENCE_K = 10
+
+
+def skcem_run(mnist, cache, data_path, sim_fn, precompute, batch_size):
+    """skcem's fit and explain on the reference's rows, in a fresh process."""
+    _, _, cnn, _ = mnist_tutorial_models(mnist, cache=cache)
+    data = np.load(data_path)
+    explainer = GradientSimilarityExplainer(cnn, sim_fn=sim_fn, precompute_grads=precompute,
+                                            batch_size=batch_size)
+    start, cpu = time.perf_counter(), time.process_time()
+    explainer.fit(data["X_train"], data["y_train"])
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = explainer.explain(data["X_test"]).scores
+    return fit_seconds, time.perf_counter() - start, time.process_time() - cpu, scores
+
+
+def reference_run(python, data_path, weights_path, sim_fn, precompute, scores_path):
+    """The reference's fit and explain, from ``reference_alibi_similarity.py``."""
+    script = Path(__file__).with_name("reference_alibi_similarity.py")
+    command = [python, str(script), "--data", data_path, "--weights", weights_path,
+               "--sim-fn", sim_fn, "--scores-out", scores_path]
+    if precompute:
+        command.append("--precompute-grads")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the reference failed: {command}\n{done.stderr[-3000:]}")
+    figures = json.loads([line for line in done.stdout.splitlines()
+                          if line.startswith("{")][-1])
+    return figures, np.load(scores_path)
+
+
+def against_reference(args):
+    """skcem against alibi's own ``GradientSimilarity``, each in fresh processes."""
+    X, y, cnn, _ = mnist_tutorial_models(args.mnist, cache=args.cache)  # trains once
+    X_train, y_train = X[2000:2000 + args.n_train], y[2000:2000 + args.n_train]
+    X_test = X[:args.n_test]
+    folder = tempfile.mkdtemp(prefix="skcem-similarity-")
+    data_path = os.path.join(folder, "data.npz")
+    weights_path = os.path.join(folder, "mnist_cnn.npz")
+    np.savez(data_path, X_train=X_train, y_train=y_train, X_test=X_test)
+    np.savez(weights_path, *cnn.get_weights())
+    # training rows whose gradient is more than float32 rounding noise
+    exact = GradientSimilarityExplainer(cnn, precompute_grads=True).fit(X_train, y_train)
+    norms = np.sqrt(gradient_sq_norms(exact.grads_train_))
+    signal = norms > 1e-4 * norms.max()
+    test_norms = np.sqrt(gradient_sq_norms(
+        exact._grads(X_test, exact._predicted_targets(X_test))))
+    # the reference's cosine, g_a . g_b / (||g_a|| ||g_b|| + 1e-7), from skcem's exact one
+    norm_products = test_norms[:, None] * norms[None, :]
+    stabilised = norm_products / (norm_products + 1e-7)
+    import skcem
+
+    print(f"skcem from {Path(skcem.__file__).parent}; the reference: {args.reference_python}")
+    print(f"CNN with {cnn.count_params()} parameters; {len(X_train)} training and "
+          f"{len(X_test)} test instances; batch_size={args.batch_size}; each run in a fresh "
+          f"process; seconds of fit and explain, best of {args.repeats}, and the CPU seconds "
+          f"of both (all the process's threads) in that run")
+    print(f"rel diff: max |skcem - reference| / max |reference|, over all training rows and "
+          f"over the {signal.sum()} whose gradient norm is above 1e-4 times the largest "
+          f"(grad_cos: skcem's exact cosine times ||g_a|| ||g_b|| / (||g_a|| ||g_b|| + 1e-7), "
+          f"the reference's formula); top-{REFERENCE_K}: mean overlap of the most similar "
+          f"training rows; load: the 1-minute load average after the case")
+    header = (f"{'sim_fn':<14} {'precompute':<10} {'skcem fit':>9} {'explain':>7} "
+              f"{'ref fit':>7} {'explain':>7} {'ref/skcem':>9} {'cpu skcem':>9} {'ref':>6} "
+              f"{'ref/skcem':>9} {'rel diff':>8} {'(signal)':>8} {'top-10':>6} {'load':>4}  "
+              f"target")
+    print(header)
+    print("-" * len(header), flush=True)
+    context = multiprocessing.get_context("spawn")
+    for sim_fn in args.sim_fns:
+        for precompute in args.precompute:
+            reference_times, skcem_times = [], []
+            for repeat in range(args.repeats):
+                figures, reference = reference_run(
+                    args.reference_python, data_path, weights_path, sim_fn, precompute,
+                    os.path.join(folder, f"{sim_fn}-{precompute}-{repeat}.npy"))
+                reference_times.append((figures["fit_seconds"], figures["explain_seconds"],
+                                        figures["cpu_seconds"]))
+                with context.Pool(1) as pool:  # a fresh process: TensorFlow traces again
+                    fit_seconds, explain_seconds, cpu_seconds, scores = pool.apply(
+                        skcem_run, (args.mnist, args.cache, data_path, sim_fn, precompute,
+                                    args.batch_size))
+                skcem_times.append((fit_seconds, explain_seconds, cpu_seconds))
+            ref_fit, ref_explain, ref_cpu = min(reference_times, key=lambda t: t[0] + t[1])
+            sk_fit, sk_explain, sk_cpu = min(skcem_times, key=lambda t: t[0] + t[1])
+            ratio = (ref_fit + ref_explain) / (sk_fit + sk_explain)
+            if sim_fn == "grad_cos":
+                scores = scores * stabilised
+            scale = np.max(np.abs(reference))
+            diff = np.max(np.abs(scores - reference)) / scale
+            signal_diff = (np.max(np.abs(scores - reference)[:, signal])
+                           / np.max(np.abs(reference[:, signal])))
+            overlap = top_k_overlap(np.argsort(-scores, axis=1, kind="stable")[:, :REFERENCE_K],
+                                    np.argsort(-reference, axis=1,
+                                               kind="stable")[:, :REFERENCE_K])
+            print(f"{sim_fn:<14} {str(precompute):<10} {sk_fit:>9.2f} {sk_explain:>7.2f} "
+                  f"{ref_fit:>7.2f} {ref_explain:>7.2f} {ratio:>8.1f}x {sk_cpu:>9.2f} "
+                  f"{ref_cpu:>6.1f} {ref_cpu / sk_cpu:>8.1f}x {diff:>8.1e} "
+                  f"{signal_diff:>8.1e} {overlap:>6.1%} {os.getloadavg()[0]:>4.1f}  "
+                  f"{ratio >= REFERENCE_TARGET}",
+                  flush=True)
+
+
 def top_k_overlap(indices, exact):
     """Mean over rows of the fraction of ``exact``'s neighbours also in ``indices``."""
     return np.mean([len(np.intersect1d(a, b)) / exact.shape[1]
@@ -158,6 +281,16 @@ def main():
     parser.add_argument("--n-components", type=int, nargs="+", default=[2048],
                         help="projections of --large")
     parser.add_argument("--n-jobs", type=int, default=None, help="explainer's n_jobs")
+    parser.add_argument("--reference-python", default=None,
+                        help="interpreter with alibi 0.9.6: compare with the reference's own "
+                             "GradientSimilarity instead of the loop")
+    parser.add_argument("--sim-fns", nargs="+", default=["grad_dot", "grad_cos", "grad_asym_dot"],
+                        choices=["grad_dot", "grad_cos", "grad_asym_dot"])
+    parser.add_argument("--precompute", nargs="+", default=[False],
+                        type=lambda value: {"true": True, "false": False}[value.lower()],
+                        help="precompute_grads of both (--reference-python): False, True")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fresh-process runs per case (--reference-python); best taken")
     args = parser.parse_args()
 
     if args.mnist is None or not all(
@@ -168,6 +301,9 @@ def main():
         return
     if args.large:
         large(args)
+        return
+    if args.reference_python:
+        against_reference(args)
         return
 
     X, y, cnn, _ = mnist_tutorial_models(args.mnist, cache=args.cache)

@@ -294,13 +294,18 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         self._keras_output = None
         if is_keras_model(self.estimator_):
             X = X.astype(np.float32)  # the model's precision, in half the memory
-        if is_keras_model(self.estimator_) and self.task == "classification":
-            self._keras_output = detect_output_kind(self.estimator_, X[:100],
-                                                    self.input_shape)
-        self._gradients = self._make_gradients()
+            # The compiled forward pass that explain uses for predictions also gives the
+            # output kind (set before any gradient is traced): no eager call of the model.
+            gradients = self._make_gradients()
+            if self.task == "classification":
+                self._keras_output = detect_output_kind(self.estimator_, X[:100],
+                                                        self.input_shape, gradients.outputs)
+                gradients.set_output_kind(self._keras_output)
+            self._gradients = gradients
+            self._check_keras_targets(y, gradients.outputs(X[:1]).shape[1])
+        else:
+            self._gradients = self._make_gradients()
         self.n_params_ = int(self._gradients.n_params)
-        if is_keras_model(self.estimator_):
-            self._check_keras_targets(y, self._gradients.outputs(X[:1]).shape[1])
         self.X_train_ = X
         self.y_train_ = self._targets(y)
         self.projection_ = None

@@ -112,9 +112,15 @@ def as_numpy(tensor):
     return np.asarray(tensor)
 
 
-def call_on_rows(model, rows, shape, name):
-    """``model`` on the flat ``rows`` reshaped to ``shape``; a failure names ``input_shape``."""
+def call_on_rows(model, rows, shape, name, function=None):
+    """``model`` on the flat ``rows`` reshaped to ``shape``; a failure names ``input_shape``.
+
+    ``function``, if given, computes the outputs from the flat rows instead (a compiled call of
+    ``model`` that reshapes them itself), with the same error.
+    """
     try:
+        if function is not None:
+            return as_numpy(function(np.asarray(rows, dtype=np.float32)))
         return as_numpy(model(np.asarray(rows, dtype=np.float32).reshape((-1,) + tuple(shape)),
                               training=False))
     except Exception as exc:  # Keras raises many kinds; its first lines say what it was
@@ -173,17 +179,18 @@ def keras_output_kind(model, outputs):
     return "probabilities" if is_distribution else "logits"
 
 
-def detect_output_kind(model, sample, input_shape=None):
+def detect_output_kind(model, sample, input_shape=None, function=None):
     """:func:`keras_output_kind` of ``model`` on the 2-D ``sample`` rows.
 
     Imports the model's backend library first (for its installation hint) and checks that
     ``input_shape`` (or the model's own) holds as many values as ``sample`` has columns.
+    ``function`` is passed to :func:`call_on_rows`.
     """
     keras_engine(model)
     own = model_input_shape(model, "`estimator`", required=input_shape is None)
     shape = input_shape or own
     check_input_shape(shape, sample.shape[1], input_shape is not None)
-    outputs = call_on_rows(model, sample, shape, "`estimator`")
+    outputs = call_on_rows(model, sample, shape, "`estimator`", function)
     return keras_output_kind(model, outputs)
 
 

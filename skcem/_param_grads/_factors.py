@@ -25,13 +25,18 @@ class GradientFactors:
         gradient of the loss with respect to its output before the activation.
     other : ndarray of shape (n, n_other) or None
         Flattened gradients of all other parameters (none when it has no column).
+    matmul : callable or None, default=None
+        ``(x, y) -> x @ y.T`` for the products in :meth:`dot`, a module-level function (the
+        factors pickle with it); numpy's when None. Keras models use TensorFlow's, which
+        shares TensorFlow's threads instead of competing with them for the cores.
     """
 
-    def __init__(self, dense, other=None):
+    def __init__(self, dense, other=None, matmul=None):
         self.dense = [(np.asarray(a, dtype=float), np.asarray(d, dtype=float))
                       for a, d in dense]
         # kept in their own precision: float32 from Keras, n_params floats per example
         self.other = None if other is None or other.shape[1] == 0 else np.asarray(other)
+        self.matmul = matmul
 
     def __len__(self):
         if self.dense:
@@ -40,7 +45,7 @@ class GradientFactors:
 
     def __getitem__(self, rows):
         return GradientFactors([(a[rows], d[rows]) for a, d in self.dense],
-                               None if self.other is None else self.other[rows])
+                               None if self.other is None else self.other[rows], self.matmul)
 
     @property
     def nbytes(self):
@@ -54,15 +59,16 @@ class GradientFactors:
         dense = [(np.vstack([p.dense[k][0] for p in parts]),
                   np.vstack([p.dense[k][1] for p in parts])) for k in range(len(first.dense))]
         other = None if first.other is None else np.vstack([p.other for p in parts])
-        return cls(dense, other)
+        return cls(dense, other, first.matmul)
 
     def dot(self, other):
         """Gradient dot products: ndarray of shape (len(self), len(other))."""
+        matmul = self.matmul or _matmul_t
         out = np.zeros((len(self), len(other)))
         for (a, d), (a2, d2) in zip(self.dense, other.dense):
-            out += (a @ a2.T) * (d @ d2.T)
+            out += matmul(a, a2) * matmul(d, d2)
         if self.other is not None:
-            out += self.other @ other.other.T
+            out += matmul(self.other, other.other)
         return out
 
     def sq_norms(self):
@@ -80,6 +86,10 @@ class GradientFactors:
         if self.other is not None:
             parts.append(self.other)
         return np.hstack(parts)
+
+
+def _matmul_t(x, y):
+    return x @ y.T
 
 
 def gradient_dot(test, train):
@@ -112,7 +122,7 @@ def _empty_like(grads, n_rows):
     if not isinstance(grads, GradientFactors):
         return empty(grads)
     return GradientFactors([(empty(a), empty(d)) for a, d in grads.dense],
-                           None if grads.other is None else empty(grads.other))
+                           None if grads.other is None else empty(grads.other), grads.matmul)
 
 
 def stack_gradients(parts, n_rows=None):

@@ -154,6 +154,16 @@ def conv_gradients(layer, inputs, delta, tf):
     return grads
 
 
+def tensorflow_matmul_t(x, y):
+    """``x @ y.T`` by TensorFlow, on its own threads.
+
+    After TensorFlow's kernels, numpy's BLAS threads compete with TensorFlow's for the cores,
+    which made the products of gradients up to ten times slower on two busy cores.
+    """
+    tf = import_tensorflow()
+    return tf.matmul(x, y, transpose_b=True).numpy()
+
+
 class KerasGradients:
     """Flattened per-example gradients of a Keras model's loss, batch by batch.
 
@@ -173,9 +183,12 @@ class KerasGradients:
         self.n_params = int(sum(np.prod(w.shape) for w in weights))
         self.input_shape = tuple(input_shape)
         loss_fn = keras_loss(loss, task)
-        to_proba = output_kind if loss == "auto" and task == "classification" else None
+        self._probabilities = loss == "auto" and task == "classification"
+        self.output_kind = output_kind
 
         def losses(y, prediction):
+            # read when the gradients are traced: set_output_kind may come after __init__
+            to_proba = self.output_kind if self._probabilities else None
             if to_proba is not None:
                 prediction = as_probabilities(tf.reshape(prediction, (tf.shape(y)[0], -1)),
                                               to_proba, tf)
@@ -260,6 +273,16 @@ class KerasGradients:
         X = np.asarray(X, np.float32).reshape(len(X), -1)
         return self._compiled[key](tf.constant(X), tf.constant(y))
 
+    def set_output_kind(self, output_kind):
+        """What the classifier outputs (:func:`keras_output_kind`), before the first gradient.
+
+        The model's outputs can then be read with the compiled :meth:`outputs` (which does not
+        depend on it) instead of a separate eager call of the model.
+        """
+        if any(key != "outputs" for key in self._compiled):
+            raise RuntimeError("set_output_kind must come before the first gradient.")
+        self.output_kind = output_kind
+
     def __call__(self, X, y):
         return self._run("flat", X, y).numpy()
 
@@ -282,4 +305,4 @@ class KerasGradients:
         ones = np.ones((len(X), 1))
         dense = [(np.hstack([a.numpy().reshape(len(X), -1), ones]), d.numpy())
                  for a, d in zip(inputs, deltas)]
-        return GradientFactors(dense, rest.numpy())
+        return GradientFactors(dense, rest.numpy(), matmul=tensorflow_matmul_t)

@@ -91,9 +91,12 @@ class StatelessKerasGradients:
                              "compare.")
         self.n_params = int(sum(np.prod(w.shape) for w in weights))
         loss_fn = keras_loss(loss, task)
-        to_proba = output_kind if loss == "auto" and task == "classification" else None
+        self.output_kind = output_kind
+        probabilities = loss == "auto" and task == "classification"
 
         def losses(y, prediction):
+            # read when the gradients are traced: set_output_kind may come after __init__
+            to_proba = self.output_kind if probabilities else None
             if to_proba == "logits":  # see the module's docstring
                 prediction = ops.reshape(prediction, (y.shape[0], -1))
                 return keras.losses.sparse_categorical_crossentropy(y, prediction,
@@ -193,6 +196,16 @@ class StatelessKerasGradients:
     def __call__(self, X, y):
         out, n = self._run(self._batch, X, y)
         return self.autodiff.numpy(out)[:n]
+
+    def set_output_kind(self, output_kind):
+        """What the classifier outputs (:func:`keras_output_kind`), before the first gradient.
+
+        Parameters
+        ----------
+        output_kind : str
+            One of :data:`~skcem._gradients._keras.OUTPUT_KINDS`.
+        """
+        self.output_kind = output_kind
 
     def outputs(self, X):
         """The model's outputs on the rows of ``X``, flattened: ndarray of shape (n, n_outputs)."""
