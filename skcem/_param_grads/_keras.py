@@ -21,8 +21,22 @@ for the weights of other layers, where it runs a ``Conv2DBackpropFilter`` as a s
 
 import numpy as np
 
-from .._gradients._keras import compiled, import_tensorflow
+from .._gradients._keras import (check_device, check_input_shape, compiled, import_tensorflow,
+                                 model_input_shape)
 from ._factors import GradientFactors
+
+
+def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=None,
+                   device=None):
+    """The :class:`KerasGradients` of ``model`` (the framework contract of
+    :func:`skcem._param_grads.make_param_gradients`)."""
+    import_tensorflow()
+    check_device(device)
+    own = model_input_shape(model, "`estimator`", required=input_shape is None)
+    shape = input_shape or own
+    if n_features is not None:
+        check_input_shape(shape, n_features, input_shape is not None, what="The Keras model")
+    return KerasGradients(model, loss, task, shape, output_kind)
 
 
 def keras_loss(loss, task):
