@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import ExplainerMixin
 from ._explanation import _to_builtin
-from ._gradients import detect_output_kind, is_deep_model
+from ._gradients import detect_output_kind, framework_module, is_deep_model
 from ._gradients._base import ignoring_feature_name_warnings
 from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
@@ -340,13 +340,14 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         return self._gradients
 
     def _check_keras_targets(self, y, n_outputs):
-        """Targets a Keras model's loss can take, or an error pointing at ``task``."""
+        """Targets a deep-learning model's loss can take, or an error pointing at ``task``."""
         y = np.asarray(y)
+        model = framework_module(self.estimator_).MODEL_NAME
         if self.task == "regression":
             width = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
             if width != n_outputs:
                 raise ValueError(f"task='regression': y has {width} target(s) per row, but the "
-                                 f"model outputs {n_outputs}; for a classifier set "
+                                 f"{model} outputs {n_outputs}; for a classifier set "
                                  "task='classification'.")
             return
         n_classes = max(n_outputs, 2)
@@ -355,7 +356,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         if np.any(bad):
             value = np.asarray(y[bad]).ravel()[0].item()
             raise ValueError(f"y holds {value!r}, which is not a class index of the "
-                             f"model's {n_classes} classes (0 to {n_classes - 1}); for a "
+                             f"{model}'s {n_classes} classes (0 to {n_classes - 1}); for a "
                              "regression model set task='regression'.")
 
     def _targets(self, y):

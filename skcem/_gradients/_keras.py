@@ -15,6 +15,7 @@ from ._outputs import OUTPUT_KINDS, output_kind  # noqa: F401
 from ._outputs import as_probabilities as numpy_probabilities
 
 INSTALL_HINT = "pip install skcem[tf]"
+MODEL_NAME = "Keras model"  # how messages name such a model
 
 
 def is_keras_model(obj):

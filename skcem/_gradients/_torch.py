@@ -19,6 +19,8 @@ from torch import nn
 from ._base import Evaluation, check_input_shape, check_reconstruction
 from ._outputs import output_kind
 
+MODEL_NAME = "PyTorch module"  # how messages name such a model
+
 # The modules a classifier may end in, and what their outputs are.
 _ACTIVATIONS = ((nn.Softmax, "softmax"), (nn.LogSoftmax, "log_softmax"),
                 (nn.Sigmoid, "sigmoid"), (nn.Linear, "linear"))
@@ -63,6 +65,8 @@ def resolve_device(module, device):
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"`device` must name a PyTorch device such as 'cpu' or 'cuda'; got "
                          f"{device!r}.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` is {str(device)!r} but PyTorch sees no CUDA device here.")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return device
@@ -229,7 +233,7 @@ def make_autoencoder(model, input_shape, n_features, device=None):
     shape = resolve_input_shape(model, shape, n_features, name="`autoencoder`")
     module = on_device(model, device)
     check_reconstruction(call_on_rows(module, np.zeros((1, n_features)), shape, device,
-                                      "`autoencoder`"), n_features)
+                                      "`autoencoder`").cpu().numpy(), n_features)
     return TorchAutoencoder(module, shape, device)
 
 
