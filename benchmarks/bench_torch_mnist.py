@@ -38,7 +38,8 @@ def make_torch_cnn():
     """The tutorial's CNN on (1, 28, 28) images, ending in a softmax."""
     layers, channels = [], 1
     for filters in (64, 32, 32):
-        layers += [nn.Conv2d(channels, filters, 2, padding="same"), nn.ReLU(),
+        # Keras' "same" padding of a 2x2 kernel: one row and column of zeros after
+        layers += [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(channels, filters, 2), nn.ReLU(),
                    nn.MaxPool2d(2), nn.Dropout(0.3)]
         channels = filters
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(32 * 3 * 3, 256), nn.ReLU(),
@@ -109,8 +110,12 @@ def keras_twin(module, input_shape):
     x, shape = inputs, None
     weights = []
     for layer in module:
-        if isinstance(layer, nn.Conv2d):
-            x = layers.Conv2D(layer.out_channels, layer.kernel_size, padding="same")(x)
+        if isinstance(layer, nn.ZeroPad2d):
+            left, right, top, bottom = layer.padding
+            x = layers.ZeroPadding2D(((top, bottom), (left, right)))(x)
+        elif isinstance(layer, nn.Conv2d):
+            padding = "same" if layer.padding == "same" else "valid"
+            x = layers.Conv2D(layer.out_channels, layer.kernel_size, padding=padding)(x)
             weights.append([layer.weight.detach().numpy().transpose(2, 3, 1, 0),
                             layer.bias.detach().numpy()])
         elif isinstance(layer, nn.ReLU):
