@@ -290,14 +290,15 @@ def _per_example_gradients(module, X, y, loss_fn):
 
 @pytest.fixture(scope="module")
 def double_cnn(images):
-    """A float64 CNN with "same" and strided convolutions and a hidden dense layer: its
-    gradients are exact enough to be compared to 1e-6."""
+    """A float64 CNN with "same" and strided convolutions, a hidden dense layer and a layer
+    norm (its parameters' gradients by torch.func): gradients exact enough to be compared to
+    1e-6."""
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Unflatten(1, (1, 8, 8)),
         nn.Conv2d(1, 3, 3, padding="same"), nn.ReLU(),
         nn.Conv2d(3, 2, 3, stride=2, padding=1), nn.Tanh(), nn.Flatten(),
-        nn.Linear(2 * 4 * 4, 8), nn.ReLU(), nn.Linear(8, 10)).double().eval()
+        nn.Linear(2 * 4 * 4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 10)).double().eval()
 
 
 @pytest.mark.parametrize("sim_fn", ["grad_dot", "grad_cos"])

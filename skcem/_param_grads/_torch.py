@@ -164,9 +164,10 @@ class TorchGradients(_OnRows):
                                   strict=False)
             return self.losses(out, y_one[None]).sum()
 
-        with evaluating(self.module):
+        # the parameters left out of ``wanted`` would otherwise connect the gradients to them
+        with evaluating(self.module), torch.no_grad():
             grads = vmap(grad(one_loss), in_dims=(None, 0, 0))(wanted, x, y)
-        return [grads[name].reshape(len(x), -1) for name in names]
+        return [grads[name].detach().reshape(len(x), -1) for name in names]
 
     def outputs(self, X):
         """The module's outputs on the rows of ``X``, flattened: ndarray of shape (n, n_outputs)."""
