@@ -91,15 +91,15 @@ class CEMExplainer(BaseContrastiveExplainer):
         to the data manifold. Needs ``autoencoder``.
     autoencoder : Keras model, PyTorch module, callable or None, default=None
         The auto-encoder of the ``gamma`` term. A Keras model or PyTorch module is
-        differentiated by autodiff (whatever the classifier); another callable, mapping rows (n, n_features) to their
-        reconstructions, by finite differences. PN penalises ``||AE(a) - a||^2``, PP
+        differentiated by autodiff (whatever the classifier); another callable, mapping rows
+        (n, n_features) to their reconstructions, by finite differences. PN penalises ``||AE(a) - a||^2``, PP
         ``||AE(z) - z||^2`` for the kept part ``z``.
     input_shape : tuple or None, default=None
         Shape of one instance as the Keras model(s) expect it (such as ``(28, 28, 1)``);
         inferred from the model when None. ``X`` has ``prod(input_shape)`` columns. A
-        PyTorch module cannot tell its input shape: required (such as ``(1, 28, 28)``) unless
-        its first layer is ``nn.Linear``.
-    device : str or None, default=None
+        PyTorch module cannot tell it: rows go to it flat unless given (such as
+        ``(1, 28, 28)`` for a ``Conv2d`` network on MNIST).
+    device : str, torch.device or None, default=None
         Where a PyTorch model (and auto-encoder) runs, such as "cpu" or "cuda"; None: where
         its parameters are. The user's module is not moved: another device runs a copy.
         For PyTorch models only.

@@ -74,7 +74,7 @@ _SHARED_CONSTRAINTS = {
     "directions": [dict, None],
     "feature_range": [tuple, list, dict, None],
     "input_shape": [tuple, list, None],
-    "device": [str, None],
+    "device": "no_validation",  # a name or a torch.device, checked by the PyTorch backend
     "immutable_features": ["array-like", None],
     "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
     "max_iterations": [Interval(Integral, 1, None, closed="left")],
@@ -203,8 +203,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         deep = is_deep_model(self.estimator_)
         if deep and codec is not None and codec.has_categorical:
             raise ValueError("Categorical columns need a model that takes them (such as a "
-                             "scikit-learn Pipeline); a Keras or PyTorch model takes numbers only. Encode "
-                             "them first, or set `categorical_features=None`.")
+                             "scikit-learn Pipeline); a Keras or PyTorch model takes numbers "
+                             "only. Encode them first, or set `categorical_features=None`.")
         self._decode = None
         if codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):

@@ -73,10 +73,11 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Bounds of the counterfactual's features, or a dict ``{column: (min, max)}`` for some
         numeric columns; learned from the data where not given.
     input_shape : tuple or None, default=None
-        Shape of one instance for a Keras model or PyTorch module (required for a module
-        whose first layer is not ``nn.Linear``).
-    device : str or None, default=None
-        Where a PyTorch model runs ("cpu", "cuda"); None: where its parameters are.
+        Shape of one instance for a Keras model or PyTorch module (a module gets flat rows
+        unless given).
+    device : str, torch.device or None, default=None
+        Where a PyTorch model runs ("cpu", "cuda"); None: where its parameters are. Another
+        device than theirs runs a copy of the module. For PyTorch models only.
     learning_rate_init : float, default=1e-2
         Initial learning rate, decayed polynomially (power 0.5) to 0 over ``max_iterations``.
     max_iterations : int, default=1000

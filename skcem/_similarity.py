@@ -183,10 +183,12 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         the gradient function: worth it for scikit-learn models and large training sets, less
         for Keras models, whose functions are compiled again in each worker.
     input_shape : tuple or None, default=None
-        Shape of one instance for a Keras model; inferred from it when None. Required for a
-        PyTorch module whose first layer is not ``nn.Linear``.
-    device : str or None, default=None
-        Where a PyTorch model runs ("cpu", "cuda"); None: where its parameters are.
+        Shape of one instance for a Keras model; inferred from it when None. A PyTorch module
+        cannot tell it: rows go to it flat unless given (such as ``(1, 28, 28)`` for a
+        ``Conv2d`` network on MNIST).
+    device : str, torch.device or None, default=None
+        Where a PyTorch model runs ("cpu", "cuda"); None: where its parameters are. Another
+        device than theirs runs a copy of the module. For PyTorch models only.
     verbose : int, default=0
         1 shows a progress bar over batches of test instances on stderr.
 
@@ -243,7 +245,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "input_shape": [tuple, list, None],
-        "device": [str, None],
+        "device": "no_validation",  # a name or a torch.device, checked by the PyTorch backend
         "verbose": ["verbose"],
     }
 

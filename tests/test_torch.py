@@ -249,7 +249,7 @@ def test_single_sigmoid_output(images):
 
 
 def test_device_cpu_and_bad_devices(logits_cnn, images):
-    X, _ = images
+    X, y = images
     test = X[1200:1203]
     settings = dict(input_shape=(1, 8, 8), mode="PP", **IMAGE, **FAST)
     default = _explain(CEMExplainer(logits_cnn, **settings).fit(X[:100]), test)
@@ -260,6 +260,13 @@ def test_device_cpu_and_bad_devices(logits_cnn, images):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="`device` is 'cuda' but PyTorch sees no CUDA"):
             CEMExplainer(logits_cnn, device="cuda", **settings).fit(X[:100])
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=200).fit(X[:100], y[:100])
+    with pytest.raises(ValueError, match="`device` applies to PyTorch models"):
+        CEMExplainer(clf, device="cpu").fit(X[:100])
+    with pytest.raises(ValueError, match="`device` applies to PyTorch models"):
+        GradientSimilarityExplainer(clf, device="cpu").fit(X[:100], y[:100])
 
 
 def test_bad_input_shapes_get_one_clear_error(logits_cnn, images):
@@ -269,6 +276,8 @@ def test_bad_input_shapes_get_one_clear_error(logits_cnn, images):
         CEMExplainer(logits_cnn).fit(X[:50])
     with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(4, 4, 4\)"):
         GradientSimilarityExplainer(logits_cnn, input_shape=(4, 4, 4)).fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(64,\)"):
+        GradientSimilarityExplainer(logits_cnn, task="regression").fit(X[:20], X[:20, :10])
     with pytest.raises(ValueError, match=r"`input_shape` \(1, 7, 7\) holds 49 values per "
                        "instance, but X has 64 columns"):
         CEMExplainer(logits_cnn, input_shape=(1, 7, 7)).fit(X[:50])

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._gradients._torch import (_OnRows, as_probabilities, evaluating, on_device,
-                                 resolve_device, resolve_input_shape)
+from .._gradients._torch import (_OnRows, as_probabilities, call_on_rows, evaluating,
+                                 on_device, resolve_device, resolve_input_shape)
 from ._factors import GradientFactors
 
 
@@ -33,7 +33,9 @@ def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=No
     if n_features is None:
         n_features = int(np.prod(input_shape))
     shape = resolve_input_shape(model, input_shape, n_features)
-    return TorchGradients(on_device(model, device), loss, task, shape, output_kind, device)
+    module = on_device(model, device)
+    call_on_rows(module, np.zeros((1, n_features)), shape, device, "`estimator`")
+    return TorchGradients(module, loss, task, shape, output_kind, device)
 
 
 def _log_probabilities(outputs, kind):
