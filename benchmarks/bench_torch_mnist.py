@@ -65,15 +65,17 @@ def train(model, images, targets, loss_fn, epochs, batch_size, seed=0):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     for _ in range(epochs):
-        for rows in torch.randperm(len(images), generator=generator).split(batch_size):
+        order = torch.randperm(len(images), generator=generator).to(images.device)
+        for rows in order.split(batch_size):
             optimizer.zero_grad()
             loss_fn(model(images[rows]), targets[rows]).backward()
             optimizer.step()
     return model.eval()
 
 
-def trained_models(X, y, epochs, cache=None):
-    """The tutorial's CNN and auto-encoder in PyTorch, trained on rows 2000-9999."""
+def trained_models(X, y, epochs, cache=None, device="cpu"):
+    """The tutorial's CNN and auto-encoder in PyTorch, trained on rows 2000-9999 (on
+    ``device``), returned on the CPU."""
     torch.manual_seed(0)
     cnn, autoencoder = make_torch_cnn(), make_torch_autoencoder()
     paths = None if cache is None else [os.path.join(cache, f"torch_mnist_{name}.pt")
@@ -82,14 +84,16 @@ def trained_models(X, y, epochs, cache=None):
         cnn.load_state_dict(torch.load(paths[0]))
         autoencoder.load_state_dict(torch.load(paths[1]))
         return cnn.eval(), autoencoder.eval()
-    images = torch.as_tensor(X[2000:]).reshape(-1, 1, 28, 28)
-    labels = torch.as_tensor(y[2000:])
+    images = torch.as_tensor(X[2000:], device=device).reshape(-1, 1, 28, 28)
+    labels = torch.as_tensor(y[2000:], device=device)
+    cnn, autoencoder = cnn.to(device), autoencoder.to(device)
 
     def nll_of_softmax(proba, target):
         return nn.functional.nll_loss(torch.log(proba.clamp_min(1e-7)), target)
 
     train(cnn, images, labels, nll_of_softmax, epochs[0], 64)
     train(autoencoder, images, images, nn.functional.mse_loss, epochs[1], 128)
+    cnn, autoencoder = cnn.cpu(), autoencoder.cpu()
     if paths:
         os.makedirs(cache, exist_ok=True)
         torch.save(cnn.state_dict(), paths[0])
@@ -178,7 +182,7 @@ def main():
     X, y = load_mnist(args.mnist)
     X = X - 0.5
     start = time.perf_counter()
-    cnn, autoencoder = trained_models(X, y, args.epochs, args.cache)
+    cnn, autoencoder = trained_models(X, y, args.epochs, args.cache, args.device)
     with torch.no_grad():
         accuracy = (cnn(torch.as_tensor(X[:2000]).reshape(-1, 1, 28, 28)).argmax(1).numpy()
                     == y[:2000]).mean()
