@@ -6,7 +6,8 @@ MNIST's 10k test set; the trained weights are copied into the Keras twins, so th
 explain the same network. CEM PN and PP at skcem's defaults with the tutorial's settings (as in
 ``bench_keras_mnist.py``) on the first instances, the same ones for both paths, in the same run.
 Prints, per mode and path: instances/s, found rate and median L1 of the perturbation, then the
-ratios torch / Keras.
+ratios torch / Keras. Path "torch-cl" is the torch path on copies of the modules converted to
+``torch.channels_last`` by the user (PyTorch's CPU pooling is several times faster on it).
 
     python benchmarks/bench_torch_mnist.py --mnist ../shared/data/mnist [--n-instances 32]
         [--epochs 10 8] [--cache DIR] [--device cuda] [--threads N]
@@ -15,6 +16,7 @@ ratios torch / Keras.
 """
 
 import argparse
+import copy
 import os
 import time
 import warnings
@@ -151,8 +153,9 @@ def keras_twin(module, input_shape):
 
 
 def explain(estimator, autoencoder, X_train, X_explain, mode, input_shape, **options):
+    settings = {**TUTORIAL, **options}
     cem = CEMExplainer(estimator, mode=mode, autoencoder=autoencoder, input_shape=input_shape,
-                       batch_size=len(X_explain), **TUTORIAL, **options).fit(X_train)
+                       batch_size=len(X_explain), **settings).fit(X_train)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExplanationNotFoundWarning)
@@ -168,6 +171,7 @@ def main():
                         help="folder of the MNIST IDX gzip files")
     parser.add_argument("--n-instances", type=int, default=32)
     parser.add_argument("--modes", default="PN,PP")
+    parser.add_argument("--max-iterations", type=int, default=TUTORIAL["max_iterations"])
     parser.add_argument("--epochs", type=int, nargs=2, default=(10, 8),
                         help="training epochs of the CNN and of the auto-encoder")
     parser.add_argument("--cache", default=None, help="folder to keep the trained models in")
@@ -203,30 +207,37 @@ def main():
         print(f"TensorFlow {tf.__version__}; Keras twin: largest probability difference "
               f"{gap:.1e} on the explained instances")
 
-    header = (f"{'mode':<4} {'path':<6} {'inst/s':>7} {'found':>6} {'med L1':>7}")
+    header = f"{'mode':<4} {'path':<8} {'inst/s':>7} {'found':>6} {'med L1':>7}"
     print(header)
     print("-" * len(header))
     figures = {}
     for mode in args.modes.split(","):
-        runs = [("torch", cnn, autoencoder, (1, 28, 28), {"device": args.device})]
+        channels_last = [copy.deepcopy(m).to(memory_format=torch.channels_last)
+                         for m in (cnn, autoencoder)]
+        runs = [("torch", cnn, autoencoder, (1, 28, 28), {"device": args.device}),
+                ("torch-cl", *channels_last, (1, 28, 28), {"device": args.device})]
         if with_keras:
             runs.append(("keras", keras_cnn, keras_ae, None, {}))
         for path, model, ae, shape, options in runs:
-            rate, found, l1 = explain(model, ae, X_train, X_explain, mode, shape, **options)
+            rate, found, l1 = explain(model, ae, X_train, X_explain, mode, shape,
+                                      max_iterations=args.max_iterations, **options)
             figures[mode, path] = rate, found, l1
-            print(f"{mode:<4} {path:<6} {rate:>7.3f} {found.mean():>6.0%} "
+            print(f"{mode:<4} {path:<8} {rate:>7.3f} {found.mean():>6.0%} "
                   f"{np.median(l1[found]):>7.2f}", flush=True)
     if not with_keras:
         return
     print("\ntorch / keras, same network, same instances, same run")
-    header = f"{'mode':<4} {'inst/s ratio':>12} {'found t/k':>10} {'med L1 ratio':>12}"
+    header = (f"{'mode':<4} {'path':<8} {'inst/s ratio':>12} {'found t/k':>10} "
+              f"{'med L1 ratio':>12}")
     print(header)
     print("-" * len(header))
     for mode in args.modes.split(","):
-        (rate_t, found_t, l1_t), (rate_k, found_k, l1_k) = \
-            figures[mode, "torch"], figures[mode, "keras"]
-        print(f"{mode:<4} {rate_t / rate_k:>11.2f}x {found_t.mean():>4.0%}/{found_k.mean():<4.0%} "
-              f"{np.median(l1_t[found_t]) / np.median(l1_k[found_k]) - 1:>+11.1%}")
+        rate_k, found_k, l1_k = figures[mode, "keras"]
+        for path in ("torch", "torch-cl"):
+            rate_t, found_t, l1_t = figures[mode, path]
+            print(f"{mode:<4} {path:<8} {rate_t / rate_k:>11.2f}x "
+                  f"{found_t.mean():>4.0%}/{found_k.mean():<4.0%} "
+                  f"{np.median(l1_t[found_t]) / np.median(l1_k[found_k]) - 1:>+11.1%}")
 
 
 if __name__ == "__main__":
