@@ -416,6 +416,18 @@ def test_pickled_explainer_explains_the_same(logits_cnn, images):
                                similarity.transform(X[1200:1202]), rtol=1e-6)
 
 
+def test_frameworks_are_told_by_the_classes_modules(logits_cnn):
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem._gradients import is_deep_model, is_keras_model, is_torch_module
+
+    KerasLike = type("Functional", (), {"__module__": "keras.src.models.functional"})
+    assert is_torch_module(logits_cnn) and is_deep_model(logits_cnn)
+    assert not is_keras_model(logits_cnn)
+    assert is_keras_model(KerasLike()) and not is_torch_module(KerasLike())
+    assert not is_deep_model(LogisticRegression()) and not is_deep_model(np.zeros(3))
+
+
 def test_torch_models_never_import_tensorflow():
     script = textwrap.dedent("""
         import sys

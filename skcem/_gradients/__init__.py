@@ -17,7 +17,7 @@ from ._base import check_reconstruction
 from ._numerical import ExactBackend, NumericalAutoencoder, NumericalBackend
 
 __all__ = ["ExactBackend", "NumericalBackend", "make_backend", "is_deep_model", "is_keras_model",
-           "detect_output_kind"]
+           "is_torch_module", "detect_output_kind"]
 
 # The top-level package a model's class comes from -> the name of its framework module.
 FRAMEWORKS = {"keras": "_keras", "tf_keras": "_keras", "torch": "_torch"}
@@ -47,6 +47,11 @@ def is_deep_model(obj):
 def is_keras_model(obj):
     """True for a Keras model or layer, decided without importing Keras."""
     return framework_name(obj) == "_keras"
+
+
+def is_torch_module(obj):
+    """True for a ``torch.nn.Module``, decided without importing PyTorch."""
+    return framework_name(obj) == "_torch"
 
 
 def detect_output_kind(model, sample, input_shape=None, device=None):
