@@ -150,6 +150,18 @@ def _is_float(cell):
     return True
 
 
+def _refuse_text(path, option, header, rows, columns):
+    """The similarity of parameter gradients needs numbers: a column of mostly text (a
+    category) gets one line saying so, rather than its first cell's error."""
+    for j in columns:
+        cells = [cells[j] for _, cells in rows]
+        if sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
+            raise InputError(f"{option}: column {header[j]!r} of {path} holds text; similarity "
+                             "takes numeric columns only (the model's parameter gradients "
+                             "need numbers): encode them, and explain the model that takes "
+                             "the encoded rows (a Pipeline's last step)")
+
+
 def _read_train(args, model):
     """The feature names, features and targets of ``--train`` for ``similarity``."""
     header, rows = _read_table(args.train, "--train")
@@ -157,6 +169,7 @@ def _read_train(args, model):
         raise InputError(f"--target: no column {args.target!r} in {args.train}")
     column = header.index(args.target)
     columns = [j for j in range(len(header)) if j != column]
+    _refuse_text(args.train, "--train", header, rows, columns)
     X = _numbers(args.train, "--train", header, rows, columns)
     classes = getattr(model, "classes_", None)
     if classes is None:
@@ -200,9 +213,51 @@ def _load_model(path):
     import joblib
 
     try:
-        return joblib.load(path)
+        model = joblib.load(path)
     except Exception as exc:  # any unpickling failure is bad input here
         raise InputError(f"--model: cannot load {path}: {exc}") from exc
+    from ._validation import is_prefitted
+
+    if not is_prefitted(model):
+        raise InputError(f"--model: {path} holds an unfitted {type(model).__name__}; the "
+                         "command line explains a fitted model: fit it, then save it "
+                         "(joblib.dump)")
+    return model
+
+
+class _Warnings:
+    """Records the warnings of a block; :meth:`show` prints skcem's to stderr, one line each.
+
+    The noise of matching a CSV's columns to the model's (feature names) is left out.
+    """
+
+    _NOISE = ("X has feature names, but the fitted", "X does not have valid feature names")
+
+    def __init__(self, command, quiet):
+        self.command, self.quiet = command, quiet
+        self._context = warnings.catch_warnings(record=True)
+
+    def __enter__(self):
+        self.records = self._context.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._context.__exit__(*exc)
+        return False
+
+    def show(self):
+        if self.quiet:
+            return
+        shown = set()
+        for record in self.records:
+            message = str(record.message).strip()
+            if not issubclass(record.category, UserWarning) or message in shown or \
+                    message.startswith(self._NOISE):
+                continue
+            shown.add(message)
+            print(f"skcem {self.command}: warning: {' '.join(message.split())}",
+                  file=sys.stderr)
 
 
 def _check_params(params, explainer, options):
@@ -366,23 +421,29 @@ def _explain(args):
     _check_params(params, explainer, options)
     if args.mode != "CF":
         params["mode"] = args.mode
+    recorded = _Warnings("explain", args.quiet)
     try:
         cem = explainer(model, verbose=0 if args.quiet else 1, **params)
-        with warnings.catch_warnings():
+        with recorded:
             # A model without feature names takes the CSV's columns in order (documented).
-            warnings.filterwarnings("ignore", message="X has feature names, but the fitted")
             cem.fit(_frame(header, train))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
             exp = cem.explain(_frame(header, data))
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
+    if not args.train and not args.quiet:
+        print("skcem explain: note: no --train: the no-information values and feature ranges "
+              f"are learned from the rows explained ({args.data}); give the training rows "
+              "with --train", file=sys.stderr)
+    recorded.show()
     rows = []
+    fixed = exp.fixed()
     for i, changed in enumerate(exp.changes()):
         after = exp.explanation_pred[i]
         rows.append({"row": i, "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
                      f"{args.mode}_class": None if after is None else _plain(after),
                      "kept" if args.mode == "PP" else "changed": changed})
+        if exp.immutable is not None:  # held by immutable_features, not kept by the search
+            rows[-1]["fixed"] = fixed[i]
     _write(rows, args.out)
     if not args.quiet:
         print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {args.out}",
@@ -403,6 +464,9 @@ def _similarity(args):
     # A classifier's test targets are its predictions (a label column is left out); a
     # regressor's are --data's --target column.
     regression = args.task == "regression"
+    table = _read_table(args.data, "--data")
+    _refuse_text(args.data, "--data", table[0], table[1],
+                 [j for j, name in enumerate(table[0]) if name != args.target])
     data_header, data = _read_csv(args.data, "--data", drop=None if regression else args.target)
     y_data = None
     if regression and args.target not in data_header:
@@ -413,17 +477,18 @@ def _similarity(args):
         y_data, data = data[:, column], np.delete(data, column, axis=1)
         data_header = data_header[:column] + data_header[column + 1:]
     data = _reorder(data_header, data, features, "--data")
+    recorded = _Warnings("similarity", args.quiet)
     try:
-        with warnings.catch_warnings():
+        with recorded:
             # the columns were matched to the model's by name above; the explainer passes
             # arrays without names to the model
-            warnings.filterwarnings("ignore", "X does not have valid feature names")
             explainer = GradientSimilarityExplainer(model, sim_fn=args.sim_fn, task=args.task,
                                                     verbose=0 if args.quiet else 1,
                                                     **params).fit(X_train, y_train)
             scores, indices = explainer.kneighbors(data, n_neighbors=args.k, y=y_data)
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
+    recorded.show()
     rows = [{"row": i, "neighbors": indices[i].tolist(),
              "scores": [float(s) for s in scores[i]]} for i in range(len(data))]
     _write(rows, args.out)
@@ -458,8 +523,10 @@ def build_parser():
     explain.add_argument("--out", required=True,
                          help="output .json or .csv: a row per instance with its class, the "
                               "answer's class and, as {feature: value}, the features a PN or "
-                              "a counterfactual changes ('changed') or a PP keeps ('kept')")
-    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+                              "a counterfactual changes ('changed') or a PP keeps ('kept'); "
+                              "with immutable_features, their values apart ('fixed')")
+    explain.add_argument("--quiet", action="store_true",
+                         help="no progress bar, notes or warnings on stderr")
 
     similarity = commands.add_parser("similarity", help="most similar training rows")
     similarity.add_argument("--model", required=True)
@@ -475,7 +542,8 @@ def build_parser():
                             help="GradientSimilarityExplainer parameters, e.g. "
                                  "precompute_grads=True n_components=1024 n_jobs=2")
     similarity.add_argument("--out", required=True)
-    similarity.add_argument("--quiet", action="store_true", help="no progress bar")
+    similarity.add_argument("--quiet", action="store_true",
+                            help="no progress bar or warnings on stderr")
     return parser
 
 

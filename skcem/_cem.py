@@ -182,7 +182,9 @@ class CEMExplainer(BaseContrastiveExplainer):
     batch_size : int or "auto", default="auto"
         Instances optimised together. A black-box batch of the gradient search sends
         ``2 * n_features * batch_size`` rows to ``predict_proba`` in one call. "auto": 64 for
-        the gradient search, 1024 for the gradient-free one (whose calls are small).
+        the gradient search, 1024 for the gradient-free one (whose calls are small), smaller
+        where that gives each ``n_jobs`` worker two batches, or the progress bar (``verbose``)
+        ten steps.
     n_jobs : int or None, default=None
         Batches explained in parallel by joblib workers (-1: all cores), with the same
         results as ``None`` (one process). Under ``joblib.parallel_config(backend="dask")``
@@ -335,7 +337,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self._fit_mad(X, self.distance == "mad")
         categorical = self.categorical_mask_
         if self.no_info_val is None or isinstance(self.no_info_val, dict):
-            statistic = np.median if self.no_info_type == "median" else np.mean
+            statistic = np.nanmedian if self.no_info_type == "median" else np.nanmean
             learned = statistic(X, axis=0)
             for j, code in most_frequent_codes(X, categorical).items():
                 learned[j] = code

@@ -13,7 +13,7 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -25,11 +25,14 @@ from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
+from ._plausibility import CategoryPairs
 from ._progress import logger, progress_bar
+from ._refine import complete_and_polish
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
-from ._validation import (align_columns, check_pair, check_probabilities, class_indices,
-                          default_classifier, feature_mask, is_prefitted, per_feature,
+from ._validation import (accepts_missing_values, align_columns, check_pair,
+                          check_probabilities, class_indices, column_names, default_classifier,
+                          feature_mask, is_prefitted, missing_values_refused, per_feature,
                           resolve_estimator, validate_complete_data, validate_float_data)
 from ._warnings import warn
 from .costs import median_absolute_deviation
@@ -172,6 +175,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         X : array-like of shape (n_samples, n_features)
             Representative data, typically the training set. DataFrame columns are matched
             by name to a fitted estimator's ``feature_names_in_`` (and put in its order).
+            It may hold missing values (NaN, None) when the estimator takes them.
         y : array-like of shape (n_samples,), default=None
             Labels; needed only when the classifier must be fitted here (``estimator`` is
             None or not fitted).
@@ -190,6 +194,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         raw = align_columns(X, prefitted_names, reordered_warning=(
             "the fitted `estimator` in another order: they are matched by name, and the "
             "explainer (`feature_names_in_`) and its answers follow the estimator's order."))
+        # Decided by the estimator's tags here, confirmed by a trial once it is fitted.
+        self._accepts_missing = accepts_missing_values(self.estimator) is not False
         X, y = self._validate(raw, y, reset=True)
         self._check_params(X.shape[1])
         codec = self._codec
@@ -209,6 +215,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
             self._decode = codec.decode  # the model is asked with rows in their own form
+        self._check_missing_values(X)
         sample = X[:100]
         self._keras_output = None
         if deep:
@@ -240,6 +247,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             else codec.categorical_.copy()
         self.categories_ = [None] * X.shape[1] if codec is None else list(codec.categories_)
         self.feature_range_ = table_feature_range(self.feature_range, X, codec, names)
+        self._backend.input_bounds = self.feature_range_
         # The data's own range: score's scale, whatever feature_range a grid search tries.
         self._data_range = self.feature_range_ if self.feature_range is None else \
             table_feature_range(None, X, codec, names)
@@ -248,13 +256,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
         self.search_ = self._choose_search(X)
         self._pool = None
-        if self.search_ == "neighbors":
+        if self.search_ == "neighbors" or self._refines():
             rows = np.random.default_rng(0).permutation(len(X))[:_MAX_POOL_ROWS] \
                 if len(X) > _MAX_POOL_ROWS else slice(None)
             pool = X[rows]
             proba = self._backend.predict_proba(pool)
             self._pool = CandidatePool(Z=pool, pred=self._backend.predict(pool),
                                        confidence=proba.max(axis=1))
+        self._category_pairs = None
+        if codec is not None and codec.categorical_.sum() >= 2:
+            self._category_pairs = CategoryPairs().fit(
+                np.asarray(X, dtype=float), codec.categorical_,
+                [0 if c is None else len(c) for c in codec.categories_])
         self._fit_data(X)
         return self
 
@@ -279,18 +292,65 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         codec = getattr(self, "_codec", None)
         if codec is not None and not reset:
             X = codec.as_frame(X)
+        allow_nan = getattr(self, "_accepts_missing", False)
         if codec is None:
             if y is None:
-                return validate_float_data(self, X, reset=reset), None
-            return validate_float_data(self, X, y, reset=reset)
+                return validate_float_data(self, X, reset=reset, allow_nan=allow_nan), None
+            return validate_float_data(self, X, y, reset=reset, allow_nan=allow_nan)
         Z = codec.encode(X)
         if codec.is_frame_:
             import pandas as pd
 
             Z = pd.DataFrame(Z, columns=X.columns, copy=False)
         if y is None:
-            return validate_complete_data(self, Z, dtype=np.float64, reset=reset), None
-        return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset)
+            return validate_complete_data(self, Z, dtype=np.float64, reset=reset,
+                                          allow_nan=allow_nan), None
+        return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset,
+                                      allow_nan=allow_nan)
+
+    def _missing_values_error(self, X):
+        """The error for missing values in ``X`` when the model does not take them."""
+        names = getattr(X, "columns", None)
+        if names is None:
+            names = getattr(self, "feature_names_in_", None)
+        try:
+            columns = column_names(np.isnan(np.asarray(X, dtype=float)).any(axis=0), names)
+        except (TypeError, ValueError):
+            columns = []
+        estimator = getattr(self, "estimator_", self.estimator)
+        return missing_values_refused(type(self).__name__, estimator, columns)
+
+    def _check_missing_values(self, X):
+        """Settle whether the fitted model takes missing values: its tags said it might, a
+        trial call says whether it does. Refuse ``X`` with missing values when it does not,
+        and a column of ``X`` that holds nothing else."""
+        missing = np.isnan(X)
+        if self._accepts_missing:
+            rows = X[missing.any(axis=1)][:16]
+            if len(rows) == 0:  # no missing value in X: a row of nothing else
+                rows = np.full((1, X.shape[1]), np.nan)
+            self._accepts_missing = self._answers_missing_values(rows)
+        if missing.any() and not self._accepts_missing:
+            raise self._missing_values_error(X)
+        empty = missing.all(axis=0)
+        if empty.any():
+            names = column_names(empty, getattr(self, "feature_names_in_", None))
+            raise ValueError(f"X columns {names} hold only missing values: fit needs values "
+                             "to learn their range from.")
+
+    def _answers_missing_values(self, rows):
+        """Whether the model gives finite probabilities for ``rows``, which hold missing
+        values."""
+        predict_proba = getattr(self.estimator_, "predict_proba", self.estimator_)
+        try:
+            if self._decode is not None:
+                rows = self._decode(rows)
+            with ignoring_feature_name_warnings(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                proba = np.asarray(predict_proba(rows), dtype=float)
+        except Exception:  # noqa: BLE001 -- any failure of an unknown model means "no"
+            return False
+        return proba.ndim == 2 and len(proba) == len(rows) and bool(np.all(np.isfinite(proba)))
 
     def _choose_search(self, X):
         """``search="auto"``: the gradient-free search for categorical columns, for trees,
@@ -328,33 +388,66 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         probe = self.max_iterations // 10
         return probe if self.c_steps > 1 and probe >= 1 else None
 
-    def _batch_size(self):
+    def _batch_size(self, n_rows):
         """``batch_size``, where "auto" is 64 for the gradient search (its black-box batch
         sends ``2 * n_features * 64`` rows per call) and 1024 for the gradient-free one (a few
-        rows per instance and call: fewer, larger calls)."""
+        rows per instance and call: fewer, larger calls), made smaller where the rows would
+        otherwise not reach every ``n_jobs`` worker (two batches each), or a progress bar
+        would not move (ten steps at least, of 64 rows or more)."""
         if self.batch_size != "auto":
             return self.batch_size
-        return 64 if self.search_ == "fista" else 1024
+        size = 64 if self.search_ == "fista" else 1024
+        workers = effective_n_jobs(self.n_jobs)
+        if workers > 1:
+            size = min(size, max(1, -(-n_rows // (2 * workers))))
+        if self.verbose >= 1:
+            size = min(size, max(64, -(-n_rows // 10)))
+        return size
 
     def _search(self, backend, problem, settings, progress=None):
         """The search of one batch: the seam between the two strategies, which return the
         same :class:`~skcem._fista.SearchResult`."""
         offset = getattr(self, "_decision_offset", None)
         if offset is None:
-            return self._search_by_strategy(backend, problem, settings, progress)
+            return self._search_and_refine(backend, problem, settings, progress)
         shifted = DecisionBackend(backend, offset)
-        return shifted.unshift(self._search_by_strategy(shifted, problem, settings, progress))
+        return shifted.unshift(self._search_and_refine(shifted, problem, settings, progress))
+
+    def _search_and_refine(self, backend, problem, settings, progress):
+        result = self._search_by_strategy(backend, problem, settings, progress)
+        if not self._refines():
+            return result
+        return complete_and_polish(backend, problem, result, self._pool, self._whole_columns())
+
+    def _refines(self):
+        """Whether ``search="auto"`` completes and polishes the gradient search's answers
+        (:mod:`skcem._refine`): on tables, not on images (a deep model's input of several
+        dimensions), nor with an auto-encoder term, whose answers trade distance for it."""
+        if self.search != "auto" or self.search_ != "fista" or \
+                getattr(self, "gamma", 0.0) > 0:
+            return False
+        shape = getattr(self._get_backend(), "input_shape", None)
+        return shape is None or len(shape) < 2
+
+    def _whole_columns(self):
+        n_features = self.n_features_in_
+        if self._codec is None:
+            return np.zeros(n_features, bool)
+        return self._codec.categorical_ | self._codec.integer_
 
     def _search_by_strategy(self, backend, problem, settings, progress):
         if self.search_ == "neighbors":
-            whole = self._codec.categorical_ | self._codec.integer_ if self._codec is not None \
-                else np.zeros(problem.x0.shape[1], bool)
-            return NeighborSearch(self._pool, whole)(backend, problem, settings, progress)
+            return NeighborSearch(self._pool, self._whole_columns())(backend, problem, settings,
+                                                                     progress)
         scale = self._search_scale()
         if scale is None:
             return solve(backend, problem, settings, progress)
-        result = solve(ScaledBackend(backend, scale), problem.scaled(scale), settings, progress)
-        result.explanation = result.explanation * scale
+        scaled = ScaledBackend(backend, scale, bounds=(problem.lower, problem.upper))
+        scaled_problem = problem.scaled(scale)
+        result = solve(scaled, scaled_problem, settings, progress)
+        # An unchanged feature is the instance's own value, not its round trip through scale.
+        result.explanation = np.where(result.explanation == scaled_problem.x0, problem.x0,
+                                      scaled.raw(result.explanation))
         if problem.whole is not None:  # whole numbers again, after the rounding error
             result.explanation[:, problem.whole] = np.rint(result.explanation[:, problem.whole])
         return result
@@ -464,7 +557,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return None
 
     def _make_backend(self, n_features):
-        return make_backend(self.estimator_, eps=per_feature(self.eps[1], n_features, "eps"),
+        backend = make_backend(self.estimator_, eps=per_feature(self.eps[1], n_features, "eps"),
                             n_features=n_features, autoencoder=self._autoencoder(),
                             input_shape=self.input_shape,
                             output_kind=getattr(self, "_keras_output", None) or "probabilities",
@@ -472,6 +565,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                             predict_in_search=getattr(self, "_predict_in_search", False),
                             gradient=self.gradient, device=self.device,
                             table=None if getattr(self, "_decode", None) is None else self._codec)
+        # A black-box gradient's shifted rows stay inside the range (set again in fit, once
+        # the range is known).
+        backend.input_bounds = getattr(self, "feature_range_", None)
+        return backend
 
     def _get_backend(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
@@ -580,16 +677,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                       mutable=~self.immutable_mask_ if self.immutable_mask_.any() else None,
                       directions=self.directions_ if self.directions_.any() else None,
                       categorical=self.categorical_mask_, whole=self._integer_columns(),
+                      category_pairs=getattr(self, "_category_pairs", None),
                       **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
-        size = self._batch_size()
+        size = self._batch_size(X.shape[0])
         starts = range(0, X.shape[0], size)
         steps = settings.c_steps + (settings.probe_iterations is not None) \
             if self.search_ == "fista" else 1
-        bar = progress_bar(len(starts) * steps, type(self).__name__, self.verbose >= 1)
+        # The bar counts rows: each step of a batch's search moves it by its share of them.
+        bar = progress_bar(X.shape[0], type(self).__name__, self.verbose >= 1, unit="row")
 
         def report(step, c, found):
-            bar.update(1)
+            bar.update(found.size / steps)
             logger.log(logging.INFO if self.verbose >= 2 else logging.DEBUG,
                        "c-step %d: median c %.4g, %d of %d found", step + 1, np.median(c),
                        int(found.sum()), found.size)
@@ -607,7 +706,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 for outcome in parallel(delayed(_solve_batch)(self, x0, t, s, common, settings)
                                         for x0, t, s in batches):
                     outcomes.append(outcome)
-                    bar.update(steps)
+                    bar.update(len(outcome[0].found))
         finally:
             bar.close()
         results = [result for result, _ in outcomes]
@@ -645,8 +744,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
-        if mode == "PP":
-            self._warn_empty(found & np.all(explanation == background, axis=1))
+        if mode == "PP":  # missing cells and immutable features are not kept by the search
+            held = np.isnan(X) | self.immutable_mask_
+            self._warn_empty(found & np.all((explanation == background) | held, axis=1))
         shown_X, shown_explanation, encoded = X, explanation, None
         codec = self._codec
         if codec is not None and (codec.is_frame_ or codec.has_categorical):
@@ -663,6 +763,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None), index=index,
             encoded=encoded,
+            immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
             meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
 
@@ -723,4 +824,5 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = not is_prefitted(self.estimator)
+        tags.input_tags.allow_nan = accepts_missing_values(self.estimator) is True
         return tags

@@ -91,6 +91,10 @@ class Explanation:
     meta : dict
         Diagnostics: ``n_model_rows`` (rows sent to the model), ``n_iterations`` (per instance)
         and ``search`` (the search used: "fista" or "neighbors").
+    immutable : ndarray of bool, shape (n_features,), or None
+        The features held fixed by the explainer's ``immutable_features`` (None: none). They
+        keep the instance's values by construction: a PP keeps them whatever the class rests
+        on, so :meth:`changes` leaves them out and :meth:`fixed` lists them.
 
     Examples
     --------
@@ -126,6 +130,7 @@ class Explanation:
     index: object = None
     encoded: dict | None = None
     meta: dict = field(default_factory=dict)
+    immutable: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -198,7 +203,9 @@ class Explanation:
         """Per instance, the features the explanation changes: ``{name: new value}``; a
         categorical change is shown as ``"from → to"``. For pertinent positives, the features
         the PP keeps (its non-zero :attr:`perturbation`): ``{name: kept value}``; every other
-        feature shows its no-information value.
+        feature shows its no-information value. Immutable features are not listed: a PP
+        keeps them by construction, not because the class rests on them (see :meth:`fixed`).
+        A missing cell, kept missing, is not listed either.
 
         Parameters
         ----------
@@ -210,17 +217,20 @@ class Explanation:
         changes : list of dict
             One dict per instance, empty where nothing was found.
         """
-        names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
+        names = self._names()
         _, _, categorical = self._numbers()
         keeps = self.mode == "PP"
         delta = self.perturbation if keeps else self.delta
+        listed = np.abs(delta) > atol
+        if self.immutable is not None:
+            listed &= ~self.immutable
         rows = []
         for i in range(len(self)):
             if not self.found[i]:
                 rows.append({})
                 continue
             row = {}
-            for j in np.flatnonzero(np.abs(delta[i]) > atol):
+            for j in np.flatnonzero(listed[i]):
                 value = self._value(self.explanation, i, j)
                 if not categorical[j]:  # a plain int for an integer column, else a float
                     value = value.item() if isinstance(value, np.integer) else float(value)
@@ -230,25 +240,71 @@ class Explanation:
             rows.append(row)
         return rows
 
+    def fixed(self):
+        """Per instance, the immutable features and the values the explanation holds them at
+        (the instance's): ``{name: value}``.
+
+        They are apart from :meth:`changes`: fixed by the explainer's ``immutable_features``,
+        not chosen by the search. A PP keeps them whatever the class rests on, a PN or a
+        counterfactual never changes them.
+
+        Returns
+        -------
+        fixed : list of dict
+            One dict per instance, empty where nothing was found or no feature is immutable.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from skcem import CEMExplainer
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+        >>> cem = CEMExplainer(clf, mode="PP", immutable_features=[0], max_iterations=200,
+        ...                    c_steps=4).fit(X)
+        >>> exp = cem.explain(X[[120]])
+        >>> exp.fixed()  # sepal length, kept by construction
+        [{'x0': 6.9}]
+        >>> sorted(exp.changes()[0])  # what the class rests on
+        ['x2', 'x3']
+        """
+        names = self._names()
+        columns = [] if self.immutable is None else np.flatnonzero(self.immutable)
+        return [{names[j]: self._plain_value(self.explanation, i, j) for j in columns}
+                if self.found[i] else {} for i in range(len(self))]
+
+    def _names(self):
+        return self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
+
+    @classmethod
+    def _plain_value(cls, table, i, j):
+        """A cell as a plain Python value: numbers as int or float, categories as they are."""
+        value = cls._value(table, i, j)
+        return value.item() if isinstance(value, np.generic) else value
+
     @staticmethod
     def _value(table, i, j):
         return table.iloc[i, j] if hasattr(table, "iloc") else table[i, j]
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
-        ``distance`` and ``c``. Needs pandas. The index is the explained DataFrame's, so that
-        ``X.join(explanation.to_frame(), rsuffix="_explained")`` lines rows up.
+        ``distance`` and ``c``; with immutable features, a last column ``fixed`` names them
+        (comma-separated, empty where nothing was found): their values are held fixed, not
+        changed or kept by the search (see :meth:`fixed`). Needs pandas. The index is the
+        explained DataFrame's, so that ``X.join(explanation.to_frame(), rsuffix="_explained")``
+        lines rows up.
 
         Returns
         -------
-        frame : pandas.DataFrame of shape (n_samples, n_features + 5)
+        frame : pandas.DataFrame of shape (n_samples, n_features + 5), or n_features + 6
+            with immutable features
         """
         try:
             import pandas as pd
         except ImportError as exc:
             raise ImportError("Explanation.to_frame needs pandas: `pip install pandas`.") \
                 from exc
-        names = self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
+        names = self._names()
         if hasattr(self.explanation, "columns"):
             frame = self.explanation.copy()
         else:
@@ -256,6 +312,8 @@ class Explanation:
         meta = {"found": self.found, "class": self.X_pred,
                 f"{self.mode}_class": self.explanation_pred, "distance": self.distance,
                 "c": self.c}
+        if self.immutable is not None:
+            meta["fixed"] = [", ".join(row) for row in self.fixed()]
         clashes = [name for name in meta if name in frame.columns]
         if clashes:
             warn(f"Feature columns {clashes} share their names with to_frame's own "

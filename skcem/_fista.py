@@ -10,6 +10,11 @@ black-box backend answers with finite differences, a Keras backend with autodiff
 compiled call. The objective is assembled from the terms of :mod:`skcem.costs`. All instances
 of a batch iterate together, each with its own ``c``, bracket and bests; the reference runs
 the same search one instance at a time.
+
+One deliberate difference from the reference: the momentum's slack point is clipped to the
+feature range (or the instance's own value, where that lies outside), as the iterates are by
+the shrinkage step. The reference extrapolates past the range and asks the model there, which
+a model with a ``log`` or ``sqrt`` step answers with NaN.
 """
 
 from dataclasses import dataclass, replace
@@ -42,6 +47,15 @@ class SearchProblem:
     columns: the search moves them continuously and rounds its answers there (see
     :func:`round_whole`), in raw units: ``unit`` is the size of one coordinate of the search
     in raw units, per feature (see :meth:`scaled`).
+
+    ``x0`` may hold missing values (NaN): such a cell is immutable. ``missing`` marks them
+    (set from ``x0``), and ``x0`` then holds the background there, where the iterate stays:
+    the cell adds nothing to the distance, and :meth:`model_input` gives the model the
+    missing value, so that the answer keeps it.
+
+    ``category_pairs`` (:class:`~skcem._plausibility.CategoryPairs`, or None) tells the
+    gradient-free steps which pairs of categories (almost) never occur together in the data
+    given to ``fit``: no answer of theirs creates one.
     """
 
     x0: np.ndarray
@@ -62,6 +76,15 @@ class SearchProblem:
     categorical: np.ndarray | None = None
     whole: np.ndarray | None = None
     unit: float | np.ndarray = 1.0
+    missing: np.ndarray | None = None
+    category_pairs: object = None
+
+    def __post_init__(self):
+        cells = np.isnan(self.x0)
+        if cells.any():
+            # Frozen: the dataclass's own way to set fields while it is built.
+            object.__setattr__(self, "missing", cells)
+            object.__setattr__(self, "x0", np.where(cells, self.background, self.x0))
 
     # The search asks for these at every iteration: computed once per batch.
     @cached_property
@@ -79,7 +102,22 @@ class SearchProblem:
         return one_hot(self.target, self.n_classes)
 
     def model_input(self, adv, rows=slice(None)):
-        return self.mode.model_input(adv, self.x0[rows], _rows(self.background, rows))
+        answer = self.mode.model_input(adv, self.x0[rows], _rows(self.background, rows))
+        return self.with_missing(answer, rows)
+
+    def with_missing(self, rows_values, rows=slice(None)):
+        """Rows of the instances ``rows`` with their missing cells missing again (NaN)."""
+        if self.missing is None:
+            return rows_values
+        return np.where(self.missing[rows], np.nan, rows_values)
+
+    def frozen(self, rows=slice(None)):
+        """The cells that never move, for the instances ``rows``: immutable features and
+        missing cells (None when there are none)."""
+        if self.missing is None:
+            return None if self.mutable is None else ~self.mutable
+        missing = self.missing[rows]
+        return missing if self.mutable is None else missing | ~self.mutable
 
     def pinned(self, rows=slice(None)):
         """The iterate of every instance with its immutable features at their fixed value."""
@@ -118,13 +156,26 @@ class SearchProblem:
 
 class ScaledBackend:
     """A backend seen in the coordinates ``u = z / scale`` of :meth:`SearchProblem.scaled`:
-    rows are scaled back before the model sees them, gradients by the chain rule."""
+    rows are scaled back before the model sees them, gradients by the chain rule.
 
-    def __init__(self, backend, scale):
+    With ``bounds`` (the raw ``(lower, upper)``), a row inside the scaled bounds is inside
+    the raw ones too: ``(z / scale) * scale`` may round a bound's value just past it.
+    """
+
+    def __init__(self, backend, scale, bounds=None):
         self.backend, self.scale = backend, scale
+        self.bounds = bounds
+
+    def _raw(self, U):
+        Z = U * self.scale
+        if self.bounds is None:
+            return Z
+        lower, upper = self.bounds
+        inside = (U >= lower / self.scale) & (U <= upper / self.scale)
+        return np.where(inside, np.clip(Z, lower, upper), Z)
 
     def evaluate(self, U_adv, U_s, target_onehot, loss, **options):
-        answer = self.backend.evaluate(U_adv * self.scale, U_s * self.scale, target_onehot,
+        answer = self.backend.evaluate(self._raw(U_adv), self._raw(U_s), target_onehot,
                                        loss, **options)
         for name in ("attack_grad", "ae_grad"):
             if getattr(answer, name, None) is not None:
@@ -132,10 +183,14 @@ class ScaledBackend:
         return answer
 
     def predict_proba(self, U):
-        return self.backend.predict_proba(U * self.scale)
+        return self.backend.predict_proba(self._raw(U))
 
     def predict(self, U):
-        return self.backend.predict(U * self.scale)
+        return self.backend.predict(self._raw(U))
+
+    def raw(self, U):
+        """Rows of the search's coordinates as the model sees them."""
+        return self._raw(U)
 
 
 class DecisionBackend:
@@ -396,6 +451,8 @@ def round_whole(backend, problem, explanation, bests):
     explanation[rows] = rounded
     bests.proba[rows] = backend.predict_proba(rounded)
     adv = problem.mode.iterate(rounded, x0, background)
+    if problem.missing is not None:  # the iterate of a missing cell stays pinned
+        adv = np.where(problem.missing[rows], bests.adv[rows], adv)
     bests.dist[rows] = elastic_distance(adv, x0, _rows(problem.l1_weight, rows),
                                         _rows(problem.l2_weight, rows))
     return explanation
@@ -434,22 +491,25 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     # Clipped term by term, as the reference does for black-box models.
     grad = (np.clip(c[active, None] * gradients["attack"][active], *settings.clip)
             + np.clip(regularizer, *settings.clip))
-    if problem.mutable is not None:
-        grad *= problem.mutable
+    frozen = problem.frozen(state["rows"][active])
+    if frozen is not None:
+        grad = np.where(frozen, 0.0, grad)
     threshold = problem.distance_weight * problem.l1_weight
     if settings.threshold_times_lr:
         threshold = lr * threshold
     project = problem.mode.project
-    new_adv = project(shrink(adv_s[active] - lr * grad, x0, threshold,
-                             _rows(state["lower"], active), _rows(state["upper"], active)),
-                      x0, v)
+    lower, upper = _rows(state["lower"], active), _rows(state["upper"], active)
+    new_adv = project(shrink(adv_s[active] - lr * grad, x0, threshold, lower, upper), x0, v)
     new_adv = problem.respect_directions(new_adv, state["rows"][active])
     momentum = (k + 1) / (k + 4) if settings.momentum else 0.0
-    new_s = problem.respect_directions(
-        project(new_adv + momentum * (new_adv - adv[active]), x0, v), state["rows"][active])
-    if problem.mutable is not None:  # masked shrinkage: immutable features stay pinned
-        new_adv = np.where(problem.mutable, new_adv, state["pinned"][active])
-        new_s = np.where(problem.mutable, new_s, state["pinned"][active])
+    # The momentum's extrapolation is kept where the iterates are (inside the range, or at
+    # the instance's own value): the model is never asked about an inadmissible row.
+    extrapolated = np.clip(new_adv + momentum * (new_adv - adv[active]),
+                           np.minimum(lower, x0), np.maximum(upper, x0))
+    new_s = problem.respect_directions(project(extrapolated, x0, v), state["rows"][active])
+    if frozen is not None:  # masked shrinkage: immutable features stay pinned
+        new_adv = np.where(frozen, state["pinned"][active], new_adv)
+        new_s = np.where(frozen, state["pinned"][active], new_s)
     adv_s[active] = new_s
     adv[active] = new_adv
 

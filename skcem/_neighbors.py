@@ -20,12 +20,17 @@ needs only the model's answers, batched over all instances of a batch in each ca
 3. **Shrink what is left.** Each remaining numeric change is bisected towards its unchanged
    value, as far as the answer stays valid (integer columns stay whole numbers).
 
+A missing cell of the instance (NaN) never moves and the answer keeps it missing; a missing
+cell of a training row is no value to move to (the instance's value stays).
+
 Every answer is valid by construction (each step keeps validity, asked of the model); the best
 start of each instance is returned in the :class:`~skcem._fista.SearchResult` of the gradient
 search, so that both strategies give the explainers the same thing.
 """
 
+import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -77,6 +82,19 @@ class CandidatePool:
     Z: np.ndarray
     pred: np.ndarray
     confidence: np.ndarray
+
+    @cached_property
+    def typical(self):
+        """Column medians, missing values left out (0 for a column without values)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns
+            return np.nan_to_num(np.nanmedian(self.Z, axis=0))
+
+    @cached_property
+    def complete(self):
+        """``Z`` with its missing cells at :attr:`typical`, for ranking (``Z`` without any)."""
+        missing = np.isnan(self.Z)
+        return np.where(missing, self.typical, self.Z) if missing.any() else self.Z
 
 
 class NeighborSearch:
@@ -198,8 +216,12 @@ class NeighborSearch:
         d = problem.x0.shape[1]
         ranked = np.zeros((rows.size, depth, d))
         distances = np.full((rows.size, depth), np.inf)
-        embedded_pool = search.embed(pool.Z)
-        embedded_rows = search.embed(problem.x0[rows])
+        # Missing cells, either side, are ranked as the pool's medians (made admissible,
+        # they keep the instance's value).
+        x0 = problem.x0[rows]
+        embedded_pool = search.embed(pool.complete)
+        embedded_rows = search.embed(x0 if problem.missing is None else
+                                     np.where(problem.missing[rows], pool.typical, x0))
         targets = problem.target[rows]
         for target in np.unique(targets):
             group = np.flatnonzero(targets == target)
@@ -269,18 +291,21 @@ class _Batch:
 
     def admissible(self, candidates, owner):
         """``candidates`` (rows, or a pool broadcast against ``owner``) with every change the
-        constraints forbid set back to the instance's value."""
+        constraints forbid set back to the instance's value, and so the training rows'
+        missing cells."""
         problem = self.problem
         shape = (slice(None),) if candidates.ndim == 2 else (slice(None), None)
         x0 = problem.x0[owner][shape]
+        candidates = np.where(np.isnan(candidates), x0, candidates)
         v = _rows(problem.no_info_val, owner)[shape] if np.ndim(problem.no_info_val) == 2 \
             else problem.no_info_val
         mode = problem.mode
         out = np.where(self.categorical, mode.project_categorical(candidates, x0, v),
                        mode.project(candidates, x0, v))
         out = np.where(problem.against_directions(out, x0), x0, out)
-        if problem.mutable is not None:
-            out = np.where(problem.mutable, out, x0)
+        frozen = problem.frozen(owner)
+        if frozen is not None:
+            out = np.where(frozen[shape] if frozen.ndim == 2 else frozen, x0, out)
         lower = _rows(problem.lower, owner)[shape] if np.ndim(problem.lower) == 2 \
             else problem.lower
         upper = _rows(problem.upper, owner)[shape] if np.ndim(problem.upper) == 2 \
@@ -292,12 +317,17 @@ class _Batch:
         """Success of each row and its margin (one model call, two with ``predict``)."""
         problem = self.problem
         self.n_calls += 1
-        proba = self.backend.predict_proba(E)
-        pred = self.backend.predict(E) if self.backend.predict_in_search else None
+        rows = problem.with_missing(E, owner)
+        proba = self.backend.predict_proba(rows)
+        pred = self.backend.predict(rows) if getattr(self.backend, "predict_in_search", False) \
+            else None
         target = problem.target[owner]
         changed = np.any(E != problem.x0[owner], axis=1) if problem.mode.requires_change \
             else None
         ok = problem.mode.is_success(proba, target, problem.kappa, pred=pred, changed=changed)
+        if problem.category_pairs is not None:
+            ok &= ~problem.category_pairs.created(
+                rows, problem.with_missing(problem.x0[owner], owner))
         return ok, proba
 
     def valid(self, E, owner):
@@ -321,8 +351,9 @@ class _Batch:
         while open_rows.size:
             unchanged = self._unchanged_value(E[open_rows], owner[open_rows])
             revertible = E[open_rows] != unchanged
-            if self.problem.mutable is not None:
-                revertible &= self.problem.mutable
+            frozen = self.problem.frozen(owner[open_rows])
+            if frozen is not None:
+                revertible &= ~frozen
             i, j = np.nonzero(revertible)
             if i.size == 0:
                 break
@@ -357,8 +388,9 @@ class _Batch:
         E = E.copy()
         target = self._unchanged_value(E, owner)
         numeric = ~self.categorical & (E != target)
-        if self.problem.mutable is not None:
-            numeric &= self.problem.mutable
+        frozen = self.problem.frozen(owner)
+        if frozen is not None:
+            numeric &= ~frozen
         if not numeric.any():
             return E
         # All together first only where one by one would be long: many changes.
@@ -414,11 +446,13 @@ class _Batch:
         rejected = np.zeros(n, bool)
         if owner.size:
             ok, row_proba = self.ask(E, owner)
-            if self.backend.predict_in_search:
-                row_pred = self.backend.predict(E)
+            answers = problem.with_missing(E, owner)
+            has_predict = getattr(self.backend, "_predict", None) is not None
+            if getattr(self.backend, "predict_in_search", False):
+                row_pred = self.backend.predict(answers)
             else:
-                row_pred = self.backend.predict(E) if getattr(self.backend, "_predict", None) \
-                    is not None else row_proba.argmax(axis=1)
+                row_pred = self.backend.predict(answers) if has_predict \
+                    else row_proba.argmax(axis=1)
                 valid = problem.mode.is_success(row_proba, problem.target[owner],
                                                 problem.kappa, pred=row_pred)
                 rejected_rows = ok & ~valid
@@ -429,7 +463,7 @@ class _Batch:
             first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
             first = first[np.isfinite(dist[first])]
             best = owner[first]
-            explanation[best] = E[first]
+            explanation[best] = answers[first]
             distance[best] = dist[first]
             proba[best] = row_proba[first]
             pred[best] = row_pred[first]

@@ -7,12 +7,14 @@ logger = logging.getLogger("skcem")
 
 
 class _PlainBar:
-    def __init__(self, total, desc):
-        self.total, self.desc, self.n = total, desc, 0
+    def __init__(self, total, desc, unit):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
 
     def update(self, n=1):
         self.n += n
-        print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
+        units = f" {self.unit}s" if self.unit != "it" else ""
+        print(f"\r{self.desc}: {round(self.n)}/{self.total}{units}", end="", file=sys.stderr,
+              flush=True)
 
     def close(self):
         print(file=sys.stderr, flush=True)
@@ -26,12 +28,14 @@ class _NoBar:
         pass
 
 
-def progress_bar(total, desc, enabled):
-    """A bar with ``update(n)`` and ``close()``; silent when not ``enabled``."""
+def progress_bar(total, desc, enabled, unit="it"):
+    """A bar with ``update(n)`` (``n`` may be a fraction) and ``close()``; silent when not
+    ``enabled``."""
     if not enabled:
         return _NoBar()
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return _PlainBar(total, desc)
-    return tqdm(total=total, desc=desc, file=sys.stderr)
+        return _PlainBar(total, desc, unit)
+    return tqdm(total=total, desc=desc, file=sys.stderr, unit=unit,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]")

@@ -297,7 +297,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             if self.task == "classification" else Ridge
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__,
                                             default=default, check=check_supported)
-        if self.task == "classification" and not is_deep_model(self.estimator_) and \
+        if self.task == "classification" and hasattr(self.estimator_, "get_params") and \
                 is_regressor(self.estimator_):
             # Targets would default to the regressor's own predictions: zero gradients.
             raise ValueError(f"`estimator` is a regressor ({type(self.estimator_).__name__}): "

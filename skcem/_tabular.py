@@ -50,6 +50,13 @@ def _looks_numeric(values):
     return True
 
 
+def _first_missing(column):
+    """The first missing value of a column (None, NaN, ``pd.NA``...), NaN when it has none."""
+    values = np.asarray(column, dtype=object)
+    cells = np.flatnonzero(_missing(values))
+    return values[cells[0]] if cells.size else np.nan
+
+
 def _missing(values):
     pd = _pandas() if values.dtype.kind == "O" else None
     if pd is not None:
@@ -219,6 +226,11 @@ class TableCodec:
     categorical_ : ndarray of bool, shape (n_features,)
     categories_ : list of (ndarray or None)
         The categories of each categorical column, in code order; None for numeric columns.
+        A missing value is no category: its code is NaN, and it is given back as the
+        column's own missing value (``missing_values_``).
+    missing_values_ : list
+        Per categorical column, the missing value met in ``fit`` (None, NaN or ``pd.NA``);
+        NaN where none was, and for numeric columns.
     integer_ : ndarray of bool, shape (n_features,)
         Numeric columns of integer dtype: the gradient-free search keeps them whole numbers.
     columns_ : list or None
@@ -250,8 +262,10 @@ class TableCodec:
                                        "categorical_features")
         self.categorical_ = categorical
         known = known_categories or {}
-        self.categories_ = [self._categories(column, j, known.get(j)) if categorical[j]
-                            else None for j, column in enumerate(columns)]
+        self.categories_ = [self._categories(column, known.get(j)) if categorical[j] else None
+                            for j, column in enumerate(columns)]
+        self.missing_values_ = [_first_missing(column) if categorical[j] else np.nan
+                                for j, column in enumerate(columns)]
         self.integer_ = np.array([not categorical[j] and _is_integer_dtype(dtype)
                                   for j, dtype in enumerate(self.dtypes_)], dtype=bool)
         return self
@@ -295,16 +309,14 @@ class TableCodec:
         return getattr(dtype, "numpy_dtype", dtype) if not isinstance(dtype, np.dtype) \
             else dtype
 
-    def _categories(self, column, j, known=None):
+    @staticmethod
+    def _categories(column, known=None):
         pd = _pandas()
-        values = np.asarray(column, dtype=object)
-        if _missing(values).any():
-            raise ValueError(f"X column {self._name(j)!r} has missing values; skcem needs "
-                             "every category known (impute them first).")
         dtype = getattr(column, "dtype", None)
         if isinstance(dtype, pd.CategoricalDtype):
             return np.asarray(dtype.categories, dtype=object)
-        seen = pd.unique(values)
+        values = np.asarray(column, dtype=object)
+        seen = pd.unique(values[~_missing(values)])
         if known:
             extra = pd.Index(known).difference(pd.Index(seen), sort=False)
             extra = [value for value in extra if not _missing(np.asarray([value], object))[0]
@@ -318,7 +330,8 @@ class TableCodec:
     def encode(self, X):
         """The float matrix of ``X``: numbers as they are, categories as their codes.
 
-        A category not seen in ``fit`` is a ``ValueError`` naming the column and the value.
+        Missing values are NaN (the explainer decides whether it takes them). A category not
+        seen in ``fit`` is a ``ValueError`` naming the column and the value.
         """
         columns = self._columns(X)
         if len(columns) != len(self.dtypes_):
@@ -335,7 +348,9 @@ class TableCodec:
     def _codes(self, column, j):
         pd = _pandas()
         values = np.asarray(column, dtype=object)
-        codes = pd.Index(self.categories_[j]).get_indexer(values)
+        missing = _missing(values)
+        codes = pd.Index(self.categories_[j]).get_indexer(values).astype(float)
+        codes[missing] = np.nan
         if np.any(codes < 0):
             bad = values[codes < 0][0]
             known = [str(c) for c in self.categories_[j]]
@@ -349,6 +364,8 @@ class TableCodec:
 
     def _numbers(self, column, j):
         try:
+            if hasattr(column, "to_numpy"):  # nullable dtypes: pd.NA becomes NaN
+                return column.to_numpy(dtype=float, na_value=np.nan)
             return np.asarray(column, dtype=float)
         except (TypeError, ValueError):
             bad = next(v for v in np.asarray(column, dtype=object) if not _looks_numeric([v]))
@@ -369,7 +386,9 @@ class TableCodec:
 
         For the model (``for_model``) integer columns are given as floats when not whole (the
         gradient search moves them continuously); otherwise they keep their dtype, nullable
-        where rows are missing (NaN rows of explanations not found).
+        where rows are missing (NaN rows of explanations not found). A missing cell (NaN) of a
+        categorical column is the column's missing value (``missing_values_``), or None in a
+        row that is missing as a whole.
         """
         if not self.is_frame_ and not self.has_categorical:
             return Z
@@ -393,8 +412,11 @@ class TableCodec:
             return z
         values = self.categories_[j][np.clip(np.rint(np.nan_to_num(z)), 0,
                                              len(self.categories_[j]) - 1).astype(int)]
-        if missing is not None and missing.any():
+        cells = np.isnan(z)
+        if cells.any():
             values = values.copy()
+            values[cells] = self.missing_values_[j]
+        if missing is not None and missing.any():
             values[missing] = None
         return values
 
@@ -407,13 +429,19 @@ class TableCodec:
                 return pd.Categorical(values, dtype=dtype)
             if missing is not None and missing.any() and pd.api.types.is_bool_dtype(dtype):
                 return pd.array(values, dtype="boolean")
-            return values if dtype == object else pd.array(values, dtype=dtype)
+            if dtype == object:
+                return values
+            try:
+                return pd.array(values, dtype=dtype)
+            except (TypeError, ValueError):  # missing cells in a dtype without them (int)
+                return pd.array(np.where(np.isnan(z), None, values))
         if self.integer_[j]:
-            whole = np.all(np.isnan(z) | (z == np.rint(z)))
+            cells = np.isnan(z)
+            whole = np.all(cells | (z == np.rint(z)))
             if for_model or not whole:
                 return z
-            if missing is not None and missing.any():
-                return pd.array([None if gone else int(v) for v, gone in zip(z, missing)],
+            if cells.any():
+                return pd.array([None if gone else int(v) for v, gone in zip(z, cells)],
                                 dtype=_nullable_int(self._numpy_dtype(dtype)))
             return z.astype(self._numpy_dtype(dtype))
         return z.astype(self._numpy_dtype(dtype)) if np.dtype(
@@ -461,7 +489,7 @@ def table_feature_range(feature_range, Z, codec, feature_names):
     from ._validation import check_feature_range, check_pair
 
     if isinstance(feature_range, dict):
-        lower, upper = Z.min(axis=0).copy(), Z.max(axis=0).copy()
+        lower, upper = np.nanmin(Z, axis=0), np.nanmax(Z, axis=0)
         for key, bounds in feature_range.items():
             j = column_index(key, feature_names, Z.shape[1], "feature_range")
             if codec is not None and codec.categorical_[j]:
@@ -521,10 +549,12 @@ def values_by_column(value, Z, codec, feature_names, name, default):
 
 
 def most_frequent_codes(Z, categorical):
-    """The code of each categorical column's most frequent category."""
+    """The code of each categorical column's most frequent category (missing values left
+    out)."""
     codes = {}
     for j in np.flatnonzero(categorical):
-        values, counts = np.unique(Z[:, j], return_counts=True)
+        column = Z[:, j]
+        values, counts = np.unique(column[~np.isnan(column)], return_counts=True)
         codes[j] = values[np.argmax(counts)]
     return codes
 

@@ -14,12 +14,14 @@ import numbers
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from ._plausibility import rare_pair_counts
 from ._tabular import auto_categorical
 from .costs import median_absolute_deviation
 
 __all__ = ["explanation_metrics", "summarize_metrics"]
 
-METRICS = ("valid", "l0", "l1", "l2", "linf", "ynn", "violations", "redundancy", "seconds")
+METRICS = ("valid", "l0", "l1", "l2", "linf", "ynn", "violations", "redundancy", "rare_pairs",
+           "seconds")
 _MODES = ("CF", "PN", "PP")
 _DIRECTIONS = ("increase", "decrease")
 # A numeric change smaller than this, in MAD units, counts as no change.
@@ -348,6 +350,17 @@ def _is_valid(mode, predicted, original, target, pd):
     return np.where(missing, changed, predicted == wanted)
 
 
+def _numeric_l1(A, B):
+    """L1 distances between the rows of ``A`` and ``B``, a cell missing on either side left
+    out."""
+    if not (np.isnan(A).any() or np.isnan(B).any()):
+        return cdist(A, B, "cityblock") if A.shape[1] else np.zeros((len(A), len(B)))
+    distance = np.zeros((len(A), len(B)))
+    for j in range(A.shape[1]):
+        distance += np.nan_to_num(np.abs(A[:, j, None] - B[None, :, j]))
+    return distance
+
+
 def _ynn(explained, predicted, train, train_predicted, n_neighbors, cat_slots, mad):
     """Share of the ``n_neighbors`` nearest training rows that the model puts in each
     explanation's own predicted class; distances computed a block of rows at a time."""
@@ -358,10 +371,7 @@ def _ynn(explained, predicted, train, train_predicted, n_neighbors, cat_slots, m
     out = np.empty(len(predicted))
     for start in range(0, len(predicted), step):
         block = slice(start, start + step)
-        if e_num.shape[1]:
-            distance = cdist(e_num[block], t_num, "cityblock")
-        else:
-            distance = np.zeros((len(e_cat[block]), n_train))
+        distance = _numeric_l1(e_num[block], t_num)
         for k in range(len(cat_slots)):
             distance += e_cat[block, k][:, None] != t_cat[None, :, k]
         distance[np.isnan(distance)] = np.inf
@@ -389,7 +399,10 @@ def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X
     ``mode='CF'`` and ``mode='PN'``, the ``background`` row for ``mode='PP'`` (a PP is the
     part of ``X`` that is kept; a feature at its background value is not kept). A feature is
     *changed* when it differs from the reference: a numeric feature by more than ``1e-8``
-    MAD, a categorical feature by any difference (two missing values are equal).
+    MAD, a categorical feature by any difference (two missing values are equal). A cell
+    missing in both the explanation and ``X`` is unchanged in every mode: the explainers keep
+    an instance's missing cells missing. The MADs and the yNN distances leave missing cells
+    out.
 
     Parameters
     ----------
@@ -444,7 +457,7 @@ default=None
 
     Returns
     -------
-    table : pandas.DataFrame of shape (n_samples, 9)
+    table : pandas.DataFrame of shape (n_samples, 10)
         Indexed like ``X`` (a RangeIndex for arrays), with columns
 
         - ``valid`` (bool): found and of the required class;
@@ -461,6 +474,10 @@ default=None
         - ``redundancy``: number of changed features that can each, alone, be set back to
           the reference value with the explanation still valid (NaN for invalid rows); for
           a PP only removals that violate no constraint count;
+        - ``rare_pairs``: pairs of categories of the explanation that fewer than 0.01% of
+          ``X_train``'s rows hold (or none), and that the instance does not hold itself: a
+          combination that (almost) never occurs, such as a female husband (NaN without
+          ``X_train``);
         - ``seconds``: time per instance.
 
         Rows without an explanation have ``valid`` False and NaN in every other column but
@@ -534,26 +551,34 @@ default=None
     e_cat = np.empty((n_found, len(cat)), dtype=int)
     r_cat = np.empty((n_found, len(cat)), dtype=int)
     t_cat = None if X_train is None else np.empty((len(X_train), len(cat)), dtype=int)
+    x_cat = np.empty((n_found, len(cat)), dtype=int)
     for k, j in enumerate(cat):
-        arrays = [_as_object(_column(E, j))[idx], reference(j, idx)]
+        arrays = [_as_object(_column(E, j))[idx], reference(j, idx),
+                  _as_object(_column(X, j))[idx]]
         if X_train is not None:
             arrays.append(_as_object(_column(X_train, j)))
         codes = _codes(arrays, pd)
-        e_cat[:, k], r_cat[:, k] = codes[0], codes[1]
+        e_cat[:, k], r_cat[:, k], x_cat[:, k] = codes[0], codes[1], codes[2]
         if X_train is not None:
-            t_cat[:, k] = codes[2]
+            t_cat[:, k] = codes[3]
 
     # Changes from the reference.
     changed = np.zeros((n_found, n_features), dtype=bool)
     size = np.zeros((n_found, n_features))
     delta = np.zeros((n_found, n_features))
+    # A cell missing in both the explanation and X was kept missing: no change, in any mode.
+    x_num = numeric(X, "X", idx)
+    kept_missing = np.isnan(e_num) & np.isnan(x_num)
     with np.errstate(invalid="ignore"):
         d = e_num - r_num
         same = (np.abs(d) <= _ATOL * scale) | (np.isnan(e_num) & np.isnan(r_num))
+    same |= kept_missing
     changed[:, num] = ~same
     size[:, num] = np.where(same, 0.0, np.abs(d) / scale)
     delta[:, num] = np.where(same, 0.0, d)
-    changed[:, cat] = e_cat != r_cat
+    for k, j in enumerate(cat):
+        x_missing = np.asarray(pd.isna(_as_object(_column(X, j))[idx]), dtype=bool)
+        changed[:, j] = (e_cat[:, k] != r_cat[:, k]) & ~((e_cat[:, k] < 0) & x_missing)
     size[:, cat] = changed[:, cat]
 
     values = np.zeros((n_found, n_features))
@@ -564,12 +589,11 @@ default=None
     if bg is None:
         changed_x, delta_x, revertible = changed, delta, np.ones_like(changed)
     else:
-        x_num = numeric(X, "X", idx)
         changed_x = np.zeros((n_found, n_features), dtype=bool)
         delta_x = np.zeros((n_found, n_features))
         revertible = np.ones((n_found, n_features), dtype=bool)
         with np.errstate(invalid="ignore"):
-            changed_x[:, num] = ~(np.abs(e_num - x_num) <= _ATOL * scale)
+            changed_x[:, num] = ~((np.abs(e_num - x_num) <= _ATOL * scale) | kept_missing)
             delta_x[:, num] = np.where(changed_x[:, num], e_num - x_num, 0.0)
             removed = r_num - x_num
             revertible[:, num] = ~((np.abs(removed) > _ATOL * scale)
@@ -628,6 +652,8 @@ default=None
     table["ynn"][idx] = ynn
     table["violations"][idx] = violation.sum(axis=1)
     table["redundancy"][idx] = redundancy
+    if X_train is not None:
+        table["rare_pairs"][idx] = rare_pair_counts(e_cat, x_cat, t_cat)
     if seconds is not None:
         table["seconds"] = seconds.astype(float)
     index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(n_samples)
@@ -646,8 +672,9 @@ def summarize_metrics(table):
     -------
     summary : dict
         ``n_instances`` (rows), ``found`` (rows with an explanation), ``validity`` (share of
-        valid rows among all rows), and for each other metric ``<metric>_median`` and
-        ``<metric>_mean`` over the valid rows (NaN values ignored; NaN when there are none).
+        valid rows among all rows), for each other metric ``<metric>_median`` and
+        ``<metric>_mean`` over the valid rows (NaN values ignored; NaN when there are none),
+        and ``rare_pairs_share``: the share of valid rows holding a rare pair of categories.
     """
     _import_pandas()
     missing = [name for name in METRICS if name not in getattr(table, "columns", ())]
@@ -663,4 +690,8 @@ def summarize_metrics(table):
         values = values[~np.isnan(values)]
         summary[f"{name}_median"] = float(np.median(values)) if values.size else np.nan
         summary[f"{name}_mean"] = float(np.mean(values)) if values.size else np.nan
+    held = table["rare_pairs"].to_numpy(dtype=float)[valid]
+    held = held[~np.isnan(held)]
+    # The share of answers that pair categories (almost) never seen together.
+    summary["rare_pairs_share"] = float(np.mean(held > 0)) if held.size else np.nan
     return summary

@@ -65,10 +65,12 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
     default : callable, default=default_classifier
         Makes the model fitted when ``estimator`` is None.
     check : callable or None
-        Called with the (unfitted) estimator before fitting, to refuse unsupported models
-        before the work of fitting them.
+        Called with the estimator (an unfitted one before fitting), to refuse unsupported
+        models with one clear error, before the work of fitting them.
     """
     if is_prefitted(estimator):
+        if check is not None:
+            check(estimator)
         classes = getattr(estimator, "classes_", None)
         if y is not None and classes is not None and not hasattr(estimator, "n_outputs_"):
             unknown = np.setdiff1d(np.unique(np.asarray(y)), np.asarray(classes))
@@ -157,9 +159,89 @@ def align_columns(X, expected, name="X", reordered_warning=None):
         X[[columns[given.index(c)] for c in expected]]
 
 
-def validate_complete_data(estimator, *args, **kwargs):
+def accepts_missing_values(estimator):
+    """Whether ``estimator`` takes missing values (NaN), the scikit-learn way.
+
+    Its ``allow_nan`` input tag decides; a Pipeline's first step decides for the Pipeline (what
+    it does with NaN is what the later steps see), and a ColumnTransformer takes them when each
+    of its transformers does.
+
+    Parameters
+    ----------
+    estimator : object, callable or None
+        None (the default classifier) and Keras and PyTorch models do not take them.
+
+    Returns
+    -------
+    accepts : bool or None
+        None for an object without scikit-learn tags (a plain ``predict_proba`` function):
+        only a trial can tell.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils import get_tags
+
+    if estimator is None or is_deep_model(estimator):
+        return False
+    if isinstance(estimator, Pipeline):
+        steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
+        return accepts_missing_values(steps[0]) if steps else None
+    if isinstance(estimator, ColumnTransformer):
+        parts = [step for _, step, _ in estimator.transformers] + [estimator.remainder]
+        parts = [step for step in parts if not (isinstance(step, str) and step == "drop")]
+        answers = [None if isinstance(step, str) else accepts_missing_values(step)
+                   for step in parts]  # "passthrough": the next step decides
+        return False if False in answers else (True if all(answers) else None)
+    if not hasattr(estimator, "__sklearn_tags__"):
+        return None
+    try:
+        return bool(get_tags(estimator).input_tags.allow_nan)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def missing_values_refused(owner, estimator, columns):
+    """The error for missing values given with a model that does not take them.
+
+    Parameters
+    ----------
+    owner : str
+        The explainer's name.
+    estimator : object, callable or None
+        The model (None: the default classifier).
+    columns : list
+        The columns that hold missing values.
+    """
+    where = f" (in {', '.join(map(repr, columns[:10]))})" if columns else ""
+    name = "the default LogisticRegression" if estimator is None else type(estimator).__name__
+    why = ("its scikit-learn tags say allow_nan=False; a Pipeline's first step decides"
+           if accepts_missing_values(estimator) is False else
+           "it failed, or gave no finite probabilities, on rows with missing values")
+    return ValueError(
+        f"Input X contains NaN{where}: {owner} explains rows with missing values only for a "
+        f"model that takes them, and `estimator` ({name}) does not ({why}). Impute them "
+        "first, or use a model that takes them, such as a Pipeline whose first step is "
+        "sklearn.impute.SimpleImputer, or a HistGradientBoostingClassifier.")
+
+
+def column_names(mask, feature_names=None):
+    """The names of the columns in ``mask``, or their indices without names."""
+    columns = np.flatnonzero(mask)
+    if feature_names is None:
+        return columns.tolist()
+    return [str(feature_names[j]) for j in columns]
+
+
+def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     """``validate_data``, whose errors on missing values and on arrays of more than two
-    dimensions say what an explainer needs."""
+    dimensions say what an explainer needs.
+
+    ``allow_nan`` lets missing values (NaN) through (infinite values stay errors). Refused
+    missing values get the error of the explainer's ``_missing_values_error(X)`` when it
+    has one, else one saying that it needs complete rows.
+    """
+    if allow_nan:
+        kwargs["ensure_all_finite"] = "allow-nan"
     try:
         return validate_data(estimator, *args, **kwargs)
     except ValueError as exc:
@@ -170,6 +252,8 @@ def validate_complete_data(estimator, *args, **kwargs):
                              "inside).") from None
         if not message.startswith("Input X contains NaN"):
             raise
+        if hasattr(estimator, "_missing_values_error"):
+            raise estimator._missing_values_error(args[0]) from None
         reason = getattr(estimator, "_complete_rows_reason",
                          "the search moves every feature and asks the model about each")
         raise ValueError(f"Input X contains NaN: {type(estimator).__name__} needs complete rows "
@@ -249,8 +333,8 @@ def per_feature(value, n_features, name):
 def check_feature_range(feature_range, X):
     """Per-feature (lower, upper) bounds: from the data when None, else the given pair."""
     n_features = X.shape[1]
-    if feature_range is None:
-        return X.min(axis=0), X.max(axis=0)
+    if feature_range is None:  # missing values left out
+        return np.nanmin(X, axis=0), np.nanmax(X, axis=0)
     if len(feature_range) != 2:
         raise ValueError(f"`feature_range` must be a pair (min, max); got {feature_range!r}.")
     lower = per_feature(feature_range[0], n_features, "feature_range")

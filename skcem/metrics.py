@@ -3,7 +3,8 @@
 :func:`validity`, :func:`sparsity`, :func:`proximity` and :func:`cem_score` take a
 :class:`~skcem.Explanation`. Sparsity and proximity are measured on its ``perturbation`` (what
 a PN adds, what a PP keeps), in units of each feature's range so that features on large scales
-do not dominate; a changed category counts 1.
+do not dominate; a changed category counts 1. A missing cell (kept missing by the explainers)
+counts as unchanged.
 
 :func:`explanation_metrics` is the table that counterfactual benchmarks (CARLA) report, for
 any set of explanations, skcem's or another library's: validity by ``predict``, L0/L1/L2/L∞
@@ -93,8 +94,8 @@ def proximity(explanation, feature_range):
     width = np.where(upper > lower, upper - lower, 1.0)
     if explanation.encoded is not None:  # a changed category counts 1, whatever its range
         width = np.where(explanation.encoded["categorical"], 1.0, width)
-    scaled_l1 = np.sum(np.abs(explanation.perturbation) / width, axis=1)
-    return np.nan_to_num(1.0 / (1.0 + scaled_l1), nan=0.0)
+    scaled_l1 = np.nansum(np.abs(explanation.perturbation) / width, axis=1)
+    return np.where(explanation.found, 1.0 / (1.0 + scaled_l1), 0.0)
 
 
 def cem_score(explanation, feature_range):
@@ -102,8 +103,9 @@ def cem_score(explanation, feature_range):
 
     An instance without an explanation scores 0, and so does a pertinent positive that keeps
     nothing (the model gives the no-information background itself the instance's class: the
-    PP shows nothing about the instance); a found one scores more the fewer features it
-    involves and the smaller its (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
+    PP shows nothing about the instance), immutable features aside: it keeps those by
+    construction. A found one scores more the fewer features it involves and the smaller its
+    (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
 
     Parameters
     ----------
@@ -120,5 +122,8 @@ def cem_score(explanation, feature_range):
     per_instance = (validity(explanation) * sparsity(explanation)
                     * proximity(explanation, feature_range))
     if explanation.mode == "PP":
-        per_instance = np.where(n_changed(explanation) > 0, per_instance, 0.0)
+        kept = np.abs(explanation.perturbation) > 1e-8
+        if explanation.immutable is not None:  # kept by construction, not by the search
+            kept &= ~explanation.immutable
+        per_instance = np.where(kept.any(axis=1), per_instance, 0.0)
     return float(np.mean(per_instance))

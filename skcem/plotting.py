@@ -97,7 +97,9 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
                              only_changed=False):
     """A bar per feature: how the explanation changes the instance, and the class change.
 
-    A changed category is a hatched purple bar labelled "from → to".
+    A changed category is a hatched purple bar labelled "from → to". An immutable feature
+    is labelled "(fixed)" in grey: held at the instance's value by construction, it is
+    neither changed nor, for a PP, kept by the search.
 
     Parameters
     ----------
@@ -136,13 +138,15 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     positions = np.arange(int(keep.sum()))
     # A changed category is drawn as a hatched bar labelled "from → to", half the widest
     # numeric change long (1 without one), since categories have no size.
-    numeric = np.abs(delta[~categorical])
+    numeric = np.abs(delta[~categorical & ~np.isnan(delta)])  # missing cells stay missing
     unit = 0.5 * numeric.max() if numeric.size and numeric.max() > 0 else 1.0
     lengths = np.where(categorical, delta * unit, delta)[keep]
     colors = np.where(categorical[keep], "tab:purple",
                       np.where(lengths > 0, "tab:red", "tab:blue"))
     bars = ax.barh(positions, lengths, color=colors)
-    labels = [n for n, k in zip(names, keep) if k]
+    fixed = np.zeros(n_features, bool) if explanation.immutable is None \
+        else explanation.immutable
+    labels = [f"{n} (fixed)" if f else n for n, f, k in zip(names, fixed, keep) if k]
     for bar, j in zip(bars, np.flatnonzero(keep)):
         if categorical[j] and delta[j]:
             bar.set_hatch("//")
@@ -151,6 +155,9 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
                     f"{explanation._value(explanation.explanation, index, j)}",
                     va="center", fontsize="small")
     ax.set_yticks(positions, labels)
+    for label, is_fixed in zip(ax.get_yticklabels(), fixed[keep]):
+        if is_fixed:
+            label.set_color("tab:gray")
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(f"{explanation.mode} - original")

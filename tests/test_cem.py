@@ -88,7 +88,8 @@ def test_larger_beta_gives_sparser_answers(digits, digits_model, digits_test):
     X, _ = digits
     l0 = {}
     for beta in (0.01, 0.5):
-        cem = CEMExplainer(digits_model, mode="PN", beta=beta, **FAST).fit(X[:1200])
+        cem = CEMExplainer(digits_model, mode="PN", beta=beta, search="fista",
+                           **FAST).fit(X[:1200])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExplanationNotFoundWarning)
             exp = cem.explain(digits_test)
@@ -112,7 +113,9 @@ def test_batch_equals_one_by_one(iris, iris_model):
 def test_not_found_gives_nan_rows_mask_and_warning(iris, iris_model):
     X, _ = iris
     # a tiny attack weight, one c-step and a few iterations cannot change a setosa's class
-    cem = CEMExplainer(iris_model, mode="PN", c_init=1e-3, c_steps=1, max_iterations=5).fit(X)
+    # The gradient search alone ("auto" would complete its answers from the training rows).
+    cem = CEMExplainer(iris_model, mode="PN", c_init=1e-3, c_steps=1, max_iterations=5,
+                       search="fista").fit(X)
     with pytest.warns(ExplanationNotFoundWarning,
                       match="no PN for 3 of 3.*wider clip.*search=.neighbors"):
         out = cem.transform(X[:3])
@@ -204,7 +207,8 @@ def test_score_rewards_sparse_close_explanations(digits, digits_model, digits_te
     X, _ = digits
     scores = {}
     for beta in (0.01, 0.5):
-        cem = CEMExplainer(digits_model, mode="PN", beta=beta, **FAST).fit(X[:1200])
+        cem = CEMExplainer(digits_model, mode="PN", beta=beta, search="fista",
+                           **FAST).fit(X[:1200])
         scores[beta] = cem.score(digits_test)
     assert 0 < scores[0.01] < scores[0.5] <= 1
 

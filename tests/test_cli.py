@@ -498,3 +498,43 @@ def test_a_misspelt_drop_column_is_named(files, capsys):
     code, err = _main(capsys, *_command("explain", folder, train="train_target.csv"),
                       "--drop", "specis")
     assert code == 2 and "--drop: no column ['specis'] in --data or --train" in err
+
+
+def test_an_unfitted_model_file_is_named_first(files, tmp_path, capsys):
+    folder, _, _ = files
+    joblib.dump(LogisticRegression(), tmp_path / "unfitted.joblib")
+    code, err = _main(capsys, *_command("explain", folder, model=tmp_path / "unfitted.joblib"))
+    assert code == 2
+    assert err.strip() == (f"skcem explain: error: --model: {tmp_path / 'unfitted.joblib'} "
+                           "holds an unfitted LogisticRegression; the command line explains a "
+                           "fitted model: fit it, then save it (joblib.dump)")
+
+
+def test_warnings_and_the_missing_train_note_reach_stderr(files, tmp_path, capsys):
+    folder, _, _ = files
+    args = ["explain", "--model", folder / "model.joblib", "--data", folder / "data.csv",
+            "--mode", "PN", "--params", "max_iterations=5", "c_steps=1",
+            "--out", tmp_path / "out.json"]
+    code, err = _main(capsys, *args)
+    assert code == 0
+    assert "skcem explain: note: no --train: the no-information values and feature ranges " \
+           "are learned from the rows explained" in err
+    # Five iterations at one c find no PN: the explainer's warning says so, in one line.
+    lines = [line for line in err.splitlines() if line.startswith("skcem explain: warning:")]
+    assert any("PN" in line and "found" in line for line in lines), err
+    assert "X has feature names" not in err
+    code, err = _main(capsys, *args, "--quiet")
+    assert code == 0 and err == ""
+
+
+def test_similarity_says_it_takes_numeric_columns(files, tmp_path, capsys):
+    folder, _, X = files
+    _write_csv(tmp_path / "text.csv", HEADER + ["colour", "species"],
+               [list(row) + [c, 0] for row, c in zip(X[:6], "rgbrgb")])
+    code, err = _main(capsys, "similarity", "--model", folder / "model.joblib", "--train",
+                      tmp_path / "text.csv", "--target", "species", "--data",
+                      folder / "data.csv", "--out", tmp_path / "out.json", "--quiet")
+    assert code == 2
+    assert "--train: column 'colour' of" in err and "holds text; similarity takes numeric " \
+        "columns only" in err
+    assert len(err.strip().splitlines()) == 1

@@ -141,7 +141,8 @@ def test_mad_distance_stops_favouring_the_large_scale_feature():
     moved = {}
     for distance in ("elastic", "mad"):
         cem = CEMExplainer(clf, mode="PN", distance=distance, beta=0.5, no_info_val=0.0,
-                           clip=(-1e4, 1e4), max_iterations=500, c_steps=6).fit(X)
+                           clip=(-1e4, 1e4), max_iterations=500, c_steps=6,
+                           search="fista").fit(X)
         exp = _explain(cem, test)
         assert exp.found.mean() > 0.5
         moved[distance] = np.mean(np.abs(exp.explanation - exp.X)[exp.found] > 1e-9, axis=0)

@@ -29,9 +29,9 @@ def _iris():
 
 
 # Median L1 of the exact path against the numerical one: equal to 1% on smooth models. On a
-# ReLU network central differences straddle the kinks and the searches part: on 60 digits the
-# exact path's medians were 1.6% (PN) and 3% (PP) smaller; on these 12, 16% smaller (PN) and
-# 2.3% larger (PP). There it must not be larger (worse) by more than 5%.
+# ReLU network central differences straddle the kinks and the searches part: on 12 digits the
+# exact path's medians were 16% smaller or 25% larger, by the sample; on 60, 1.6% (PN) and
+# 3% (PP) smaller. There it must not be larger (worse) by more than 5%.
 L1_RTOL = {"iris": 0.01, "cancer": 0.01, "digits": None}
 
 
@@ -52,11 +52,14 @@ def _digits():
 def test_exact_path_gives_the_numerical_paths_answers(setting, mode):
     rtol = L1_RTOL[setting.__name__.strip("_")]
     X, model, params = setting()
-    rows = X[::max(1, len(X) // 12)][:12]
+    # 12 rows of a smooth model; 60 of the ReLU network, whose searches part at the kinks.
+    n_rows = 60 if setting is _digits else 12
+    rows = X[::max(1, len(X) // n_rows)][:n_rows]
     answers = {}
     for gradient in ("exact", "numerical"):
-        cem = CEMExplainer(model, mode=mode, gradient=gradient, clip=(-1e3, 1e3), **params,
-                           **FAST).fit(X)
+        # The gradient search alone: both paths' gradients compared, not what "auto" adds.
+        cem = CEMExplainer(model, mode=mode, gradient=gradient, clip=(-1e3, 1e3),
+                           search="fista", **params, **FAST).fit(X)
         answers[gradient] = _explain(cem, rows)
     exact, numerical = answers["exact"], answers["numerical"]
     assert isinstance(cem._backend, NumericalBackend) and not isinstance(cem._backend,
@@ -115,7 +118,7 @@ def test_the_search_does_not_call_the_estimators_predict_proba_at_every_iteratio
         return predict_proba(Z)
 
     model.predict_proba = counting  # the instance's, so the compiled model is unchanged
-    cem = CEMExplainer(model, mode="PN", max_iterations=50, c_steps=2).fit(X)
+    cem = CEMExplainer(model, mode="PN", max_iterations=50, c_steps=2, search="fista").fit(X)
     del calls[:]
     _explain(cem, X[:10])
     assert isinstance(cem._backend, ExactBackend)

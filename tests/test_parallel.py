@@ -59,3 +59,39 @@ def test_similarity_training_gradients_on_a_dask_cluster(iris, iris_model):
     scores, indices = spread.kneighbors(X[::30], n_neighbors=5)
     np.testing.assert_array_equal(indices, expected[1])
     np.testing.assert_allclose(scores, expected[0], rtol=1e-12)
+
+
+def test_n_jobs_and_progress_follow_the_rows_of_one_auto_batch(capsys):
+    """The gradient-free search's default batch (1024 rows) would hold every row of a few
+    hundred: the workers get batches of their own, and the progress bar counts rows."""
+    import skcem._contrastive as contrastive
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    forest = RandomForestClassifier(20, random_state=0).fit(X, y)
+    rows = X[:300]
+    serial = _explain(CEMExplainer(forest, mode="PN").fit(X), rows)
+    assert serial.meta["search"] == "neighbors"
+    sizes = []
+    solve_batch = contrastive._solve_batch
+
+    def spy(explainer, x0, *args, **kwargs):
+        sizes.append(len(x0))
+        return solve_batch(explainer, x0, *args, **kwargs)
+
+    contrastive._solve_batch = spy
+    try:
+        with joblib.parallel_config(backend="threading"):
+            parallel = _explain(CEMExplainer(forest, mode="PN", n_jobs=2).fit(X), rows)
+    finally:
+        contrastive._solve_batch = solve_batch
+    assert len(sizes) >= 4 and sum(sizes) == 300
+    np.testing.assert_array_equal(parallel.found, serial.found)
+    np.testing.assert_array_equal(parallel.explanation, serial.explanation)
+
+    capsys.readouterr()
+    _explain(CEMExplainer(forest, mode="PN", verbose=1).fit(X), rows)
+    shown = capsys.readouterr().err.replace("\r", "\n").split()
+    counts = [word for word in shown if "/" in word]
+    assert counts[-1] == "300/300" and len(counts) >= 5

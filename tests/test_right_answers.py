@@ -191,7 +191,7 @@ def test_final_answers_are_checked_with_predict_even_without_disagreement_seen_i
         def predict(self, Z):
             return np.minimum(clf.predict(Z), 1)
 
-    cem = CEMExplainer(Contrarian(), mode="PN", **FAST).fit(X)
+    cem = CEMExplainer(Contrarian(), mode="PN", search="fista", **FAST).fit(X)
     assert cem._predict_in_search
     cem._predict_in_search = False  # as if fit had not seen the disagreement
     cem._backend = cem._make_backend(4)
@@ -268,6 +268,16 @@ def test_unfitted_unsupported_model_gets_the_clear_type_error():
     X, y = load_iris(return_X_y=True)
     with pytest.raises(TypeError, match="got RandomForestClassifier"):
         GradientSimilarityExplainer(RandomForestClassifier()).fit(X, y)
+
+
+@pytest.mark.parametrize("make", [lambda X, y: (lambda Z: np.full((len(Z), 3), 1 / 3)),
+                                  lambda X, y: RandomForestClassifier(5).fit(X, y)],
+                         ids=["function", "fitted forest"])
+def test_similarity_of_a_model_without_parameter_gradients_is_one_clear_line(make):
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(TypeError, match=r"^`estimator` must be a Keras model or one of "
+                                        r"[^\n]*; got (function|RandomForestClassifier)"):
+        GradientSimilarityExplainer(make(X, y)).fit(X, y)
 
 
 @pytest.mark.parametrize("Explainer", EXPLAINERS)
@@ -406,3 +416,110 @@ def test_a_dataframe_pipeline_is_explained_without_warnings(iris_frame, gradient
         exp = cem.explain(X.iloc[[60, 120]])
     assert exp.found.all()
     assert [str(w.message) for w in record] == []
+
+
+class _InsideOnly:
+    """A model that, like a Pipeline starting with ``np.log1p``, fails on rows outside the
+    training data's range."""
+
+    def __init__(self, model, lower, upper):
+        self.model, self.lower, self.upper = model, lower, upper
+        self.classes_ = model.classes_
+
+    def predict_proba(self, Z):
+        Z = np.asarray(Z)
+        if np.any(Z < self.lower) or np.any(Z > self.upper):
+            raise ValueError("Input X contains NaN.")
+        return self.model.predict_proba(Z)
+
+
+@pytest.mark.parametrize("distance", ["mad", None])
+@pytest.mark.parametrize("explainer, params", [(CEMExplainer, dict(mode="PN")),
+                                               (CEMExplainer, dict(mode="PP")),
+                                               (CounterfactualExplainer, {})])
+def test_the_model_is_never_asked_about_a_row_outside_the_range(explainer, params, distance):
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(FunctionTransformer(np.log1p), StandardScaler(),
+                          LogisticRegression(max_iter=2000)).fit(X, y)
+    guarded = _InsideOnly(model, X.min(axis=0), X.max(axis=0))
+    if distance is not None:
+        params = dict(params, distance=distance)
+    # A plain function: numerical gradients, whose shifted rows probe around every iterate.
+    exp = _quiet(explainer(guarded.predict_proba, **params, **FAST).fit(X, y), X[:12])
+    assert exp.found.mean() >= 0.4
+    answers = exp.explanation[exp.found]
+    assert np.all(answers >= X.min(axis=0)) and np.all(answers <= X.max(axis=0))
+    valid = model.predict(answers) == exp.X_pred[exp.found]
+    assert np.all(valid if params.get("mode") == "PP" else ~valid)
+
+
+def test_central_differences_stay_inside_bounds_and_are_one_sided_there():
+    asked = []
+
+    def fn(Z):
+        asked.append(Z.copy())
+        return np.stack([Z[:, 0] ** 2, Z[:, 1]], axis=1)
+
+    Z = np.array([[0.0, 0.5], [1.0, 1.0], [2.0, -1.0]])  # the last row's 2nd value is outside
+    jac = central_differences(fn, Z, 0.1, bounds=(0.0, 1.0))
+    rows = np.vstack(asked)
+    own = np.repeat(Z, 4, axis=0)  # each row's own values are admissible too
+    assert np.all((rows >= np.minimum(0.0, own.min(axis=0))) &
+                  (rows <= np.maximum(1.0, own.max(axis=0))))
+    np.testing.assert_allclose(jac[0, 0, 0], 0.1)     # one-sided at 0: (0.1^2 - 0) / 0.1
+    np.testing.assert_allclose(jac[1, 0, 0], 1.9)     # one-sided at 1: (1 - 0.81) / 0.1
+    np.testing.assert_allclose(jac[:, 1, 1], 1.0)     # the identity's slope, cut or not
+    # A value outside [0, 1] (2.0) is admissible itself, but nothing beyond it is.
+    np.testing.assert_allclose(jac[2, 0, 0], (4.0 - 1.9**2) / 0.1)
+
+
+@pytest.fixture(scope="module")
+def raw_wine():
+    """A raw numeric table (proline in the hundreds, hue near 1) behind a scaling Pipeline."""
+    from sklearn.datasets import load_wine
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = load_wine(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    train, test = order[:118], order[118:148]
+    model = make_pipeline(StandardScaler(), MLPClassifier((32,), max_iter=2000,
+                                                          random_state=0)).fit(X[train], y[train])
+    return X[train], X[test], model
+
+
+def _revertible_alone(model, exp):
+    """Answers with a change that could be undone alone: the answer stays valid without it."""
+    rows = []
+    for i in np.flatnonzero(exp.found):
+        x0, answer = exp.X[i], exp.explanation[i]
+        for j in np.flatnonzero(answer != x0):
+            trial = answer.copy()
+            trial[j] = x0[j]
+            if model.predict(trial[None])[0] != exp.X_pred[i]:
+                rows.append(i)
+                break
+    return rows
+
+
+@pytest.mark.parametrize("explainer, params", [(CEMExplainer, dict(mode="PN")),
+                                               (CEMExplainer, dict(mode="PN", distance="mad")),
+                                               (CounterfactualExplainer, dict(distance="mad"))])
+def test_default_search_finds_what_either_search_finds_with_no_redundant_change(
+        raw_wine, explainer, params):
+    X, test, model = raw_wine
+    found = {search: _quiet(explainer(model, search=search, **params).fit(X), test)
+             for search in ("fista", "neighbors", "auto")}
+    either = found["fista"].found | found["neighbors"].found
+    auto = found["auto"]
+    assert auto.found.sum() >= max(0.95 * either.sum(), found["fista"].found.sum())
+    assert np.all(auto.found[either]) or auto.found.sum() >= either.sum()
+    predicted = model.predict(auto.explanation[auto.found])
+    assert np.all(predicted != auto.X_pred[auto.found])
+    assert _revertible_alone(model, auto) == []
+    # The polish only shortens the gradient search's answers.
+    both = auto.found & found["fista"].found & ~np.isnan(auto.c)
+    assert np.all(auto.distance[both] <= found["fista"].distance[both] + 1e-12)
+    # The gradient search alone (the reference's optimizer) keeps redundant changes here.
+    assert _revertible_alone(model, found["fista"])

@@ -544,3 +544,48 @@ def test_a_category_the_model_knows_but_fit_did_not_see_is_explained():
     other["job"] = "pilot"
     with pytest.raises(ValueError, match="'job' holds 'pilot'"):
         fitted.explain(other)
+
+
+def _spouses(n=2000, seed=0):
+    """A census-like table where a husband is male and a wife female, always; being a
+    husband raises the class most."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["M", "F"], n)
+    married = rng.random(n) < 0.5
+    relationship = np.where(married, np.where(sex == "M", "Husband", "Wife"),
+                            rng.choice(["Unmarried", "Own-child"], n))
+    hours = rng.integers(10, 70, n)
+    score = (2.5 * (relationship == "Husband") + 1.0 * (relationship == "Wife")
+             + 0.05 * (hours - 40) + rng.normal(0, 0.5, n))
+    X = pd.DataFrame({"sex": sex, "relationship": relationship, "hours": hours})
+    encode = ColumnTransformer([("c", OneHotEncoder(), ["sex", "relationship"])],
+                               remainder=StandardScaler())
+    model = make_pipeline(encode, LogisticRegression()).fit(X, (score > 1.5).astype(int))
+    return X, model
+
+
+def test_answers_never_pair_categories_that_never_occur_together():
+    from skcem.metrics import explanation_metrics, summarize_metrics
+
+    X, model = _spouses()
+    rows = X[(model.predict(X) == 0) & (X["sex"] == "F")].iloc[:30]
+    explainer = CounterfactualExplainer(model, immutable_features=["sex"]).fit(X)
+    answers = {}
+    for check in (True, False):
+        if not check:  # what the search would answer without the check
+            explainer._category_pairs = None
+        exp = explain(explainer, rows)
+        assert exp.found.all()
+        frame = exp.to_frame()
+        answers[check] = frame[X.columns]
+        female_husbands = (frame["sex"] == "F") & (frame["relationship"] == "Husband")
+        assert (female_husbands.sum() == 0) == check
+    table = explanation_metrics(model, rows, answers[False], X_train=X)
+    assert table["rare_pairs"].max() == 1 and table["rare_pairs"].min() == 0
+    assert summarize_metrics(table)["rare_pairs_share"] > 0.5
+    table = explanation_metrics(model, rows, answers[True], X_train=X)
+    assert summarize_metrics(table)["rare_pairs_share"] == 0.0
+    # A pair the instance holds itself is no change: a female husband explained keeps hers.
+    odd = X.iloc[[0]].assign(sex="F", relationship="Husband", hours=15)
+    kept = explanation_metrics(model, odd, odd, X_train=X)
+    assert kept["rare_pairs"].iloc[0] == 0

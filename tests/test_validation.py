@@ -13,7 +13,8 @@ def test_non_finite_X_is_rejected_in_fit_and_transform(iris, iris_model, bad):
     X, _ = iris
     X_bad = X[:5].copy()
     X_bad[2, 1] = bad
-    message = "Input X contains NaN: CEMExplainer needs complete rows.*impute" \
+    message = "Input X contains NaN.*CEMExplainer explains rows with missing values only " \
+        "for a model that takes them.*allow_nan=False.*Impute" \
         if np.isnan(bad) else "Input X contains inf"
     with pytest.raises(ValueError, match=message):
         CEMExplainer(iris_model).fit(X_bad)

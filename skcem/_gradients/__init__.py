@@ -2,10 +2,11 @@
 
 :func:`make_backend` picks one from the estimator, once, in ``fit``; the optimizer
 (:mod:`skcem._fista`) never knows which it is talking to. A deep-learning model is handed to
-its framework's module (:data:`FRAMEWORKS`), imported only when such a model is involved, so
-that TensorFlow is imported only for a Keras model and PyTorch only for a PyTorch one. Each
-framework module offers the same functions: ``make_backend``, ``make_autoencoder`` and
-``detect_output_kind`` here, ``make_gradients`` in :mod:`skcem._param_grads`.
+its framework's module (:data:`FRAMEWORKS`), imported only when such a model is involved: a
+Keras model's backend library (TensorFlow, JAX or torch) only for a Keras model, PyTorch for
+a PyTorch module, TensorFlow never for the latter. Each framework module offers the same
+functions: ``make_backend``, ``make_autoencoder`` and ``detect_output_kind`` here,
+``make_gradients`` in :mod:`skcem._param_grads`.
 """
 
 import importlib
@@ -77,6 +78,9 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
                  gradient="auto", table=None, device=None):
     """The gradient backend for ``estimator``: autodiff for Keras and PyTorch models, exact or
     numerical input gradients otherwise.
+
+    A Keras model is differentiated by the engine of the backend it runs on (TensorFlow, JAX
+    or torch, see :func:`skcem._gradients._keras.keras_engine`).
 
     Parameters
     ----------

@@ -14,14 +14,19 @@ from ._base import Evaluation, ignoring_feature_name_warnings
 MAX_SHIFTED_VALUES = 2**23
 
 
-def central_differences(fn, Z, eps, max_values=None):
+def central_differences(fn, Z, eps, max_values=None, bounds=None):
     """``d fn(z) / d z_i`` for every row and feature, from as few calls of ``fn`` as fit.
 
     The ``2 * n * d`` shifted rows go to ``fn`` in chunks of at most ``max_values`` values
-    (default :data:`MAX_SHIFTED_VALUES`). Returns an array of shape (n, n_features, n_outputs).
+    (default :data:`MAX_SHIFTED_VALUES`). With ``bounds`` (``(lower, upper)``, scalars or
+    per feature) no shifted value leaves them (nor the row's own value, where that lies
+    outside): a shift that would is cut at the bound, and the difference divided by the
+    shortened step, one-sided at a bound. Returns an array of shape (n, n_features, n_outputs).
     """
     n, d = Z.shape
     steps = np.broadcast_to(np.asarray(eps, dtype=float), (d,))
+    if bounds is not None:
+        lower, upper = (np.broadcast_to(np.asarray(b, dtype=float), (d,)) for b in bounds)
     max_values = MAX_SHIFTED_VALUES if max_values is None else max_values
     pairs_per_call = max(1, max_values // (2 * d))
     jacobian = None
@@ -32,11 +37,22 @@ def central_differences(fn, Z, eps, max_values=None):
         picked = np.arange(pairs.size)
         rows[0, picked, feature] += steps[feature]
         rows[1, picked, feature] -= steps[feature]
+        width = np.broadcast_to(2 * steps[feature], pairs.size)
+        if bounds is not None:
+            own = Z[instance, feature]
+            above = np.minimum(rows[0, picked, feature], np.maximum(upper[feature], own))
+            below = np.maximum(rows[1, picked, feature], np.minimum(lower[feature], own))
+            cut = (above != rows[0, picked, feature]) | (below != rows[1, picked, feature])
+            if cut.any():
+                rows[0, picked, feature], rows[1, picked, feature] = above, below
+                width = np.where(cut, above - below, width)
         out = np.asarray(fn(rows.reshape(2 * pairs.size, d)), dtype=float)
         out = out.reshape(2, pairs.size, -1)
         if jacobian is None:
             jacobian = np.empty((n * d, out.shape[-1]))
-        jacobian[pairs] = (out[0] - out[1]) / (2 * steps[feature, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = (out[0] - out[1]) / width[:, None]
+        jacobian[pairs] = np.where(width[:, None] > 0, slope, 0.0)
     return jacobian.reshape(n, d, -1)
 
 
@@ -63,6 +79,9 @@ class NumericalBackend:
     ----------
     n_model_rows : int
         Rows sent to ``predict_proba`` so far: the cost measure of a black-box search.
+    input_bounds : tuple of (lower, upper) or None
+        The admissible rows (the explainer's ``feature_range_``): the differences' shifted
+        rows stay inside, so that the model is never asked about a row outside them.
     """
 
     def __init__(self, predict_proba, eps, autoencoder=None, predict=None,
@@ -73,6 +92,17 @@ class NumericalBackend:
         self.eps = eps
         self.autoencoder = autoencoder
         self.n_model_rows = 0
+        self.input_bounds = None
+
+    @property
+    def input_bounds(self):
+        return self._input_bounds
+
+    @input_bounds.setter
+    def input_bounds(self, bounds):
+        self._input_bounds = bounds
+        if isinstance(self.autoencoder, NumericalAutoencoder):
+            self.autoencoder.input_bounds = bounds
 
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
@@ -89,7 +119,8 @@ class NumericalBackend:
 
     def proba_vjp(self, Z, cotangent):
         """``sum_k cotangent[:, k] * d p_k / d z``; all 2*n*d shifted rows go in one call."""
-        jacobian = central_differences(self.predict_proba, Z, self.eps)
+        jacobian = central_differences(self.predict_proba, Z, self.eps,
+                                       bounds=self.input_bounds)
         return np.einsum("ndk,nk->nd", jacobian, cotangent)
 
     def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, with_attack_grad=True,
@@ -143,6 +174,7 @@ class NumericalAutoencoder:
     def __init__(self, autoencoder, eps):
         self.autoencoder = autoencoder
         self.eps = eps
+        self.input_bounds = None
 
     def _reconstruct(self, Z):
         return np.asarray(self.autoencoder(Z), dtype=float).reshape(Z.shape[0], -1)
@@ -152,7 +184,8 @@ class NumericalAutoencoder:
 
     def __call__(self, Z):
         residual = self._reconstruct(Z) - Z
-        jacobian = central_differences(self._reconstruct, Z, self.eps)
+        jacobian = central_differences(self._reconstruct, Z, self.eps,
+                                       bounds=self.input_bounds)
         # d/dz ||AE(z) - z||^2 = 2 (J_AE - I)^T (AE(z) - z)
         grad = 2 * (np.einsum("ndk,nk->nd", jacobian, residual) - residual)
         return np.sum(residual**2, axis=1), grad

@@ -1,0 +1,85 @@
+"""The torch engine of Keras models: ``torch.func.vjp`` of ``model.stateless_call``.
+
+Imported only when a Keras model runs on torch (see
+:func:`skcem._gradients._keras.keras_engine`); the engine itself is
+:mod:`._keras_stateless`, this module says how torch differentiates. Nothing is compiled:
+torch runs eagerly, without recording a graph outside the function transforms.
+"""
+
+import functools
+
+import numpy as np
+import torch
+import torch.func
+
+from ._keras_stateless import StatelessAutoencoder, StatelessBackend
+
+
+class TorchAutodiff:
+    """Function transforms and conversions of torch, as :mod:`._keras_stateless` uses them.
+
+    The gradient of the attack loss with respect to the probabilities is computed in numpy by
+    :mod:`skcem.costs` (it is held fixed, so nothing is lost to autodiff), on the float32
+    probabilities. Tensors go to the device Keras computes on.
+    """
+
+    name = "torch"
+    integer_dtype = np.int64  # torch's class indices
+
+    @staticmethod
+    def values(variables):
+        return [variable.value.detach() for variable in variables]
+
+    @staticmethod
+    def compile(function):
+        @functools.wraps(function)
+        def without_graph(*args):
+            with torch.no_grad():  # torch.func transforms inside differentiate all the same
+                return function(*args)
+        return without_graph
+
+    @staticmethod
+    def vjp(function, x):
+        return torch.func.vjp(function, x)
+
+    @staticmethod
+    def grad(function, argnums=0, has_aux=False):
+        return torch.func.grad(function, argnums=argnums, has_aux=has_aux)
+
+    @staticmethod
+    def vmap(function, in_axes):
+        return torch.func.vmap(function, in_dims=in_axes)
+
+    def cotangent(self, loss, proba, target_onehot):
+        """The gradient of ``loss`` with respect to the probabilities, held fixed."""
+        return self.tensor(loss.gradient(self.numpy(proba), self.numpy(target_onehot)))
+
+    @staticmethod
+    def padded_size(n):
+        return int(n)
+
+    @staticmethod
+    def tensor(array):
+        import keras
+
+        return keras.ops.convert_to_tensor(np.asarray(array))  # on Keras's device
+
+    @staticmethod
+    def numpy(tensor):
+        return tensor.detach().cpu().numpy()
+
+
+AUTODIFF = TorchAutodiff()
+
+
+class KerasAutoencoder(StatelessAutoencoder):
+    """``||AE(z) - z||^2`` per row and its gradient, by ``torch.func.vjp``."""
+
+    autodiff = AUTODIFF
+
+
+class KerasBackend(StatelessBackend):
+    """The optimizer's questions to a Keras classifier on torch (see
+    :class:`._keras_stateless.StatelessBackend`)."""
+
+    autodiff = AUTODIFF

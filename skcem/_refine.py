@@ -1,0 +1,97 @@
+"""What ``search="auto"`` adds to the gradient search on tables: completion and polish.
+
+The gradient search (:mod:`skcem._fista`) minimises a weighted sum, so its answers can keep
+changes that the class does not need (the L1 shrinkage only removes small ones), and a row
+whose ``c`` never grows enough goes unanswered even where a training row of the wanted class
+shows an answer. After it, for the rows of a batch:
+
+1. **Complete.** Rows without an answer get the gradient-free search's
+   (:class:`~skcem._neighbors.NeighborSearch`), from the training rows of a wanted class.
+2. **Polish.** Every answer has each change that can be reverted alone reverted (greedily,
+   the largest saving first), each remaining numeric change bisected towards its unchanged
+   value while the answer stays valid, and the reverts tried once more: no change that could
+   be reverted alone is left, and every step keeps validity, asked of the model.
+
+Both use the gradient-free search's own steps, on the same problem, constraints and
+distance; the reference's optimizer itself is untouched (``search="fista"`` runs it alone).
+"""
+
+from dataclasses import replace
+
+import numpy as np
+
+from ._neighbors import NeighborSearch, _Batch
+
+# Bisection steps per shrunk change, and changes shrunk one by one (the largest first).
+_N_BISECTIONS = 7
+_MAX_SHRUNK = 32
+
+
+def complete_and_polish(backend, problem, result, pool, whole):
+    """``result`` of the gradient search with its unanswered rows completed from ``pool``
+    (None: not completed) and every answer polished; a new :class:`SearchResult`.
+
+    Parameters
+    ----------
+    backend : object
+        The search's backend (model rows in, probabilities and classes out).
+    problem : SearchProblem
+        The batch's problem, in the coordinates of ``result.explanation``.
+    result : SearchResult
+        The gradient search's answers.
+    pool : CandidatePool or None
+        Rows the gradient-free search starts from.
+    whole : ndarray of bool, shape (n_features,)
+        Columns kept whole numbers (category codes and integer columns).
+    """
+    result = replace(result)
+    searchable = np.ones(len(result.found), bool) if problem.searchable is None \
+        else problem.searchable
+    missing = np.flatnonzero(~result.found & searchable)
+    if pool is not None and missing.size:
+        extra = NeighborSearch(pool, whole)(backend, _subset(problem, missing))
+        _take(result, extra, missing)
+    answered = np.flatnonzero(result.found)
+    if answered.size == 0:
+        return result
+    batch = _Batch(backend, problem, whole)
+    answers = result.explanation[answered]
+    polished = batch.revert(answers, answered)
+    polished = batch.shrink(polished, answered, _N_BISECTIONS, _MAX_SHRUNK)
+    polished = batch.revert(polished, answered)
+    # Each step moves towards the unchanged values and keeps validity: a polished answer
+    # is never farther (its distance may differ from the search's by rounding only).
+    checked = batch.result(polished, answered, len(result.found))
+    _take(result, checked, answered, keep_c=True)
+    return result
+
+
+def _subset(problem, rows):
+    """The problem of some of a batch's instances."""
+    per_row = {name: getattr(problem, name)[rows] for name in ("x0", "target")}
+    if problem.searchable is not None:
+        per_row["searchable"] = problem.searchable[rows]
+    for name in ("no_info_val", "lower", "upper"):
+        value = getattr(problem, name)
+        if np.ndim(value) == 2:
+            per_row[name] = value[rows]
+    return replace(problem, **per_row)
+
+
+def _take(result, other, rows, keep_c=False):
+    """Copy ``other``'s answers for ``rows`` (positions in the batch, or in ``other`` when it
+    holds only those rows) into ``result``, where ``other`` found one."""
+    source = rows if len(other.found) == len(result.found) else np.arange(len(rows))
+    found = other.found[source]
+    rows, source = rows[found], source[found]
+    result.explanation = result.explanation.copy()
+    result.explanation[rows] = other.explanation[source]
+    for name in ("found", "distance", "explanation_proba", "explanation_class",
+                 "rejected_by_predict", "flat_gradient"):
+        values = getattr(result, name).copy()
+        values[rows] = getattr(other, name)[source]
+        setattr(result, name, values)
+    if not keep_c:
+        best_c = result.best_c.copy()
+        best_c[rows] = np.nan
+        result.best_c = best_c

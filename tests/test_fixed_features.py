@@ -1,0 +1,132 @@
+"""Immutable features are held fixed by construction (issue 24, item 5): a PP keeps them
+whatever the class rests on, so they are reported apart from what it keeps, in ``changes``,
+``fixed``, ``to_frame``, the plot and the command line."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from skcem import CEMExplainer, CounterfactualExplainer, TargetWarning
+from skcem.__main__ import main
+from skcem.metrics import cem_score, proximity, sparsity, validity
+
+pd = pytest.importorskip("pandas")
+
+NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+FIXED = ["sepal_length", "petal_width"]
+FAST = dict(max_iterations=300, c_steps=5)
+
+
+@pytest.fixture(scope="module")
+def iris_frame():
+    X, y = load_iris(return_X_y=True)
+    X = pd.DataFrame(X, columns=NAMES)
+    return X, LogisticRegression(max_iter=1000).fit(X, y)
+
+
+def quiet_explain(explainer, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return explainer.explain(X)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: CEMExplainer(m, mode="PP", immutable_features=FIXED, **FAST),
+    lambda m: CEMExplainer(m, mode="PN", immutable_features=FIXED, **FAST),
+    lambda m: CounterfactualExplainer(m, immutable_features=FIXED, **FAST),
+], ids=["PP", "PN", "CF"])
+def test_changes_leave_immutable_features_to_fixed(iris_frame, make):
+    X, model = iris_frame
+    rows = X.iloc[[0, 60, 120, 140]]
+    exp = quiet_explain(make(model).fit(X), rows)
+    assert exp.found.any()
+    np.testing.assert_array_equal(exp.immutable, [True, False, False, True])
+    for i, (changed, fixed) in enumerate(zip(exp.changes(), exp.fixed())):
+        assert not set(changed) & set(FIXED)
+        if exp.found[i]:
+            assert fixed == {name: rows[name].iloc[i] for name in FIXED}
+            assert all(type(value) is float for value in fixed.values())
+        else:
+            assert fixed == {}
+    if exp.mode == "PP":  # what a PP keeps, besides the fixed features
+        for i in np.flatnonzero(exp.found):
+            kept = [NAMES[j] for j in np.flatnonzero(exp.perturbation[i] != 0)]
+            assert list(exp.changes()[i]) == [name for name in kept if name not in FIXED]
+
+
+def test_to_frame_names_the_fixed_features(iris_frame):
+    X, model = iris_frame
+    cem = CEMExplainer(model, mode="PP", immutable_features=FIXED, **FAST).fit(X)
+    exp = quiet_explain(cem, X.iloc[[0, 60, 120]])
+    frame = exp.to_frame()
+    assert list(frame.columns) == NAMES + ["found", "class", "PP_class", "distance", "c",
+                                           "fixed"]
+    assert frame["fixed"].tolist() == ["sepal_length, petal_width" if found else ""
+                                       for found in exp.found]
+    assert json.loads(exp.to_json())["immutable"] == [True, False, False, True]
+    free = quiet_explain(CEMExplainer(model, mode="PP", **FAST).fit(X), X.iloc[[0]])
+    assert "fixed" not in free.to_frame() and free.fixed() == [{}]
+
+
+def test_a_pp_that_keeps_only_fixed_features_keeps_nothing(iris_frame):
+    X, model = iris_frame
+    # Petal widths decide the class: with them immutable, a PP may keep nothing else.
+    cem = CEMExplainer(model, mode="PP", immutable_features=["petal_length", "petal_width"],
+                       **FAST).fit(X)
+    rows = X.iloc[::10]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exp = cem.explain(rows)
+    empty = exp.found & np.array([not changed for changed in exp.changes()])
+    assert empty.any()
+    messages = [str(w.message) for w in caught if w.category is TargetWarning]
+    assert messages and messages[0].startswith(f"{empty.sum()} of {len(rows)} PPs keep nothing")
+    # They score 0, as PPs that keep nothing do.
+    per_instance = validity(exp) * sparsity(exp) * proximity(exp, cem.feature_range_)
+    assert per_instance[empty].min() > 0
+    assert cem_score(exp, cem.feature_range_) == pytest.approx(
+        np.mean(np.where(empty, 0.0, per_instance)))
+
+
+def test_the_plot_marks_fixed_features(iris_frame):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skcem.plotting import plot_tabular_explanation
+
+    X, model = iris_frame
+    cem = CEMExplainer(model, mode="PP", immutable_features=FIXED, **FAST).fit(X)
+    exp = quiet_explain(cem, X.iloc[[60]])
+    fig = plot_tabular_explanation(exp)
+    labels = fig.axes[0].get_yticklabels()
+    assert [label.get_text() for label in labels] == [
+        "sepal_length (fixed)", "sepal_width", "petal_length", "petal_width (fixed)"]
+    grey = [label.get_color() == "tab:gray" for label in labels]
+    assert grey == [True, False, False, True]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_the_command_line_writes_fixed_features_apart(iris_frame, tmp_path, capsys):
+    import joblib
+
+    X, model = iris_frame
+    joblib.dump(model, tmp_path / "model.joblib")
+    X.to_csv(tmp_path / "train.csv", index=False)
+    X.iloc[[0, 60, 120]].to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "pp.json"
+    code = main(["explain", "--model", str(tmp_path / "model.joblib"), "--data",
+                 str(tmp_path / "data.csv"), "--train", str(tmp_path / "train.csv"),
+                 "--mode", "PP", "--params", "max_iterations=300", "c_steps=5",
+                 "immutable_features=sepal_length,petal_width", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads(out.read_text())
+    for row, (_, x) in zip(rows, X.iloc[[0, 60, 120]].iterrows()):
+        assert not set(row["kept"]) & set(FIXED)
+        assert row["fixed"] == ({name: x[name] for name in FIXED} if row["found"] else {})

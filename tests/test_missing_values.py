@@ -1,0 +1,245 @@
+"""Missing values (issue 24, item 4): explained where the estimator takes them, refused
+clearly where it does not. A missing cell stays missing in the answer, never moves and adds
+nothing to distances or metrics."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from skcem import CEMExplainer, CounterfactualExplainer
+from skcem._validation import accepts_missing_values
+from skcem.costs import median_absolute_deviation
+from skcem.metrics import explanation_metrics, proximity
+
+pd = pytest.importorskip("pandas")
+
+FAST = dict(max_iterations=200, c_steps=3)
+
+
+def quiet_explain(explainer, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return explainer.explain(X)
+
+
+@pytest.fixture(scope="module")
+def holes():
+    """Six breast-cancer columns with a tenth of the cells missing, and models."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:, :6]
+    X = X.copy()
+    X[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+    imputed = make_pipeline(SimpleImputer(), StandardScaler(),
+                            LogisticRegression(max_iter=1000)).fit(X, y)
+    boosting = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, y)
+    rows = np.flatnonzero(np.isnan(X).any(axis=1))[:6]
+    return X, y, rows, {"imputed": imputed, "boosting": boosting}
+
+
+def make_table(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    job = rng.choice(["clerk", "engineer", "manager"], size=n).astype(object)
+    age = rng.integers(18, 70, size=n).astype(float)
+    income = rng.normal(40.0, 12.0, size=n).round(1)
+    score = 0.08 * (age - 40) + 0.1 * (income - 40) + np.where(job == "manager", 1.5, 0.0)
+    X = pd.DataFrame({"age": age, "job": job, "income": income})
+    job[rng.random(n) < 0.1] = None
+    X["job"] = job
+    X.loc[rng.random(n) < 0.1, "income"] = np.nan
+    return X, (score + rng.normal(0, 0.5, size=n) > 0.5).astype(int)
+
+
+def imputing_pipeline():
+    encode = ColumnTransformer([
+        ("job", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                              OneHotEncoder(handle_unknown="ignore")), ["job"]),
+        ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "income"])])
+    return make_pipeline(encode, LogisticRegression(max_iter=1000))
+
+
+def test_accepts_missing_values_asks_the_estimators_tags():
+    assert accepts_missing_values(None) is False
+    assert accepts_missing_values(LogisticRegression()) is False
+    assert accepts_missing_values(HistGradientBoostingClassifier()) is True
+    # A Pipeline's first step decides (scikit-learn's own Pipeline tags do not say).
+    assert accepts_missing_values(make_pipeline(SimpleImputer(), LogisticRegression()))
+    assert not accepts_missing_values(make_pipeline(LogisticRegression()))
+    assert accepts_missing_values(imputing_pipeline()) is True
+    # Columns passed through: the next step decides, which a trial tells.
+    passing = ColumnTransformer([("a", SimpleImputer(), [0])], remainder="passthrough")
+    assert accepts_missing_values(make_pipeline(passing, LogisticRegression())) is None
+    assert accepts_missing_values(lambda Z: Z) is None  # a trial decides
+
+
+@pytest.mark.parametrize("model", ["imputed", "boosting"])
+@pytest.mark.parametrize("search", ["fista", "neighbors"])
+@pytest.mark.parametrize("make", [
+    lambda m, s: CounterfactualExplainer(m, search=s, **FAST),
+    lambda m, s: CEMExplainer(m, mode="PN", search=s, **FAST),
+    lambda m, s: CEMExplainer(m, mode="PP", search=s, **FAST),
+], ids=["CF", "PN", "PP"])
+def test_missing_cells_stay_missing_in_found_answers(holes, model, search, make):
+    X, _, rows, models = holes
+    if model == "boosting" and search == "fista":
+        pytest.skip("flat gradients: the gradient search finds nothing for trees")
+    before = X.copy()
+    explainer = make(models[model], search).fit(X)
+    exp = quiet_explain(explainer, X[rows])
+    np.testing.assert_array_equal(X, before)  # never written to
+    assert exp.found.sum() >= 2
+    found = exp.found
+    np.testing.assert_array_equal(np.isnan(exp.explanation[found]), np.isnan(X[rows][found]))
+    assert np.all(np.isfinite(exp.distance[found]))
+    # Valid by the model, which is asked with the missing cells.
+    predicted = models[model].predict(exp.explanation[found])
+    if exp.mode == "PN":
+        assert np.all(predicted != exp.X_pred[found])
+    else:
+        assert np.all(predicted == (exp.X_pred[found] if exp.mode == "PP"
+                                    else exp.explanation_pred[found]))
+    for changed, x in zip(exp.changes(), X[rows]):
+        assert not any(np.isnan(x[int(name[1:])]) for name in changed)
+
+
+def test_a_missing_cell_adds_nothing_to_the_distance(holes):
+    X, _, rows, models = holes
+    cf = CounterfactualExplainer(models["imputed"], distance="l1", search="neighbors").fit(X)
+    exp = quiet_explain(cf, X[rows])
+    found = exp.found
+    l1 = np.nansum(np.abs(exp.explanation[found] - X[rows][found]), axis=1)
+    np.testing.assert_allclose(exp.distance[found], l1)
+    assert np.all(proximity(exp, cf.feature_range_)[found] > 0)
+
+
+def test_mad_and_ranges_leave_missing_values_out(holes):
+    X, _, _, models = holes
+    cf = CounterfactualExplainer(models["imputed"], distance="mad", search="neighbors").fit(X)
+    np.testing.assert_allclose(cf.mad_, median_absolute_deviation(X))
+    assert np.all(np.isfinite(cf.mad_))
+    np.testing.assert_allclose(cf.feature_range_[0], np.nanmin(X, axis=0))
+    cem = CEMExplainer(models["imputed"]).fit(X)
+    np.testing.assert_allclose(cem.no_info_val_, np.nanmedian(X, axis=0))
+
+
+def test_a_table_with_none_in_a_text_column():
+    X, y = make_table()
+    model = imputing_pipeline().fit(X, y)
+    rows = X[X["job"].isna() | X["income"].isna()].iloc[:8]
+    before = rows.copy()
+    for explainer in (CounterfactualExplainer(model, distance="mad"),
+                      CEMExplainer(model, mode="PN"),
+                      CEMExplainer(model, mode="PP", immutable_features=["job"]),
+                      # The gradient search moves the numbers only: the category immutable.
+                      CounterfactualExplainer(model, search="fista", immutable_features=["job"],
+                                              distance="mad", max_iterations=100,
+                                              c_steps=2)):
+        explainer.fit(X)
+        assert sorted(explainer.categories_[1]) == ["clerk", "engineer", "manager"]
+        exp = quiet_explain(explainer, rows)
+        pd.testing.assert_frame_equal(rows, before)
+        assert exp.found.sum() >= 4
+        shown = exp.explanation[exp.found]
+        pd.testing.assert_frame_equal(shown.isna(), rows[exp.found].isna())
+        for changed, (_, row) in zip(exp.changes(), rows.iterrows()):
+            assert not [name for name in changed if pd.isna(row[name])]
+        table = explanation_metrics(model, rows, exp.explanation, mode=exp.mode, X_train=X,
+                                    background=None if exp.mode != "PP" else
+                                    dict(zip(X.columns, exp.background)) | {
+                                        "job": explainer.categories_[1][
+                                            int(exp.background[1])]},
+                                    immutable_features=["job"] if explainer.immutable_mask_.any()
+                                    else None)
+        assert table["valid"][exp.found].all()
+        assert np.isfinite(table.loc[exp.found, ["l0", "l1", "ynn"]].to_numpy()).all()
+        if explainer.immutable_mask_.any():  # a kept-missing immutable cell is no violation
+            assert (table.loc[exp.found, "violations"] == 0).all()
+
+
+def test_missing_values_met_only_in_explain():
+    X, y = make_table()
+    model = imputing_pipeline().fit(X, y)
+    complete = X.dropna()
+    cf = CounterfactualExplainer(model, distance="mad").fit(complete)
+    assert cf.__sklearn_tags__().input_tags.allow_nan
+    rows = X[X["job"].isna()].iloc[:5]
+    exp = quiet_explain(cf, rows)
+    assert exp.found.all() and exp.explanation["job"].isna().all()
+
+
+def test_a_model_without_missing_values_gets_one_error_in_fit_and_explain():
+    X, y = make_table()
+    complete = X.assign(job=X["job"].fillna("clerk"), income=X["income"].fillna(40.0))
+    encode = ColumnTransformer([("job", OneHotEncoder(handle_unknown="ignore"), ["job"]),
+                                ("numbers", StandardScaler(), ["age", "income"])])
+    model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(complete, y)
+    message = (r"Input X contains NaN \(in 'job', 'income'\): CounterfactualExplainer "
+               r"explains rows with missing values only for a model that takes them")
+    with pytest.raises(ValueError, match=message):
+        CounterfactualExplainer(model).fit(X)
+    cf = CounterfactualExplainer(model).fit(complete)
+    with pytest.raises(ValueError, match=message):
+        cf.explain(X[X["job"].isna() | X["income"].isna()])
+    with pytest.raises(ValueError, match=r"\(in 'job'\).*allow_nan=False"):
+        CounterfactualExplainer().fit(X.assign(income=complete["income"]), y)
+    assert not CounterfactualExplainer().__sklearn_tags__().input_tags.allow_nan
+
+
+def test_a_plain_function_is_tried():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:, :4].copy()
+    X[::7, 1] = np.nan
+    imputed = make_pipeline(SimpleImputer(), StandardScaler(),
+                            LogisticRegression()).fit(X, y)
+    cf = CounterfactualExplainer(lambda Z: imputed.predict_proba(Z), search="neighbors").fit(
+        X, y)
+    exp = quiet_explain(cf, X[:15:7])
+    assert exp.found.all() and np.isnan(exp.explanation[:, 1]).all()
+    complete = LogisticRegression(max_iter=5000).fit(np.nan_to_num(X), y)
+    with pytest.raises(ValueError, match="Input X contains NaN.*failed, or gave no finite"):
+        CounterfactualExplainer(lambda Z: complete.predict_proba(Z)).fit(X, y)
+
+
+def test_infinity_and_columns_without_values_are_still_errors(holes):
+    X, y, _, models = holes
+    bad = X.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="Input X contains inf"):
+        CounterfactualExplainer(models["imputed"]).fit(bad)
+    empty = X.copy()
+    empty[:, 2] = np.nan
+    with pytest.raises(ValueError, match=r"columns \[2\] hold only missing values"):
+        CounterfactualExplainer(models["boosting"]).fit(empty)
+
+
+class _SumAboveFour:
+    """A classifier stub: class 1 where the row's values (missing ones left out) sum above 4."""
+
+    def predict(self, X):
+        return (np.nansum(np.asarray(X, dtype=float), axis=1) > 4).astype(int)
+
+
+def test_explanation_metrics_leave_missing_cells_out():
+    X = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, 0.0]])
+    counterfactuals = np.array([[2.0, np.nan, 3.0], [np.nan, 5.0, 0.0]])
+    train = np.array([[1.0, 2.0, np.nan], [3.0, np.nan, 4.0], [0.0, 1.0, 1.0]])
+    table = explanation_metrics(_SumAboveFour(), X, counterfactuals, X_train=train,
+                                n_neighbors=2, immutable_features=[0], mad=[1.0, 1.0, 1.0])
+    assert table["valid"].all()
+    np.testing.assert_array_equal(table["l0"], [1, 1])
+    np.testing.assert_array_equal(table["l1"], [1.0, 3.0])
+    np.testing.assert_array_equal(table["violations"], [1, 0])  # x0 changed; not its NaN
+    assert np.isfinite(table["ynn"]).all()
+    # A PP keeps the missing cell missing: not kept, and no violation when immutable.
+    keeps = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, 0.0]])
+    pp = explanation_metrics(_SumAboveFour(), X, keeps, mode="PP", background=[0.0, 0.0, 0.0],
+                             immutable_features=[1], mad=[1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(pp["l0"], [2, 1])
+    np.testing.assert_array_equal(pp["violations"], [0, 0])
