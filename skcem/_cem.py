@@ -89,14 +89,20 @@ class CEMExplainer(BaseContrastiveExplainer):
     gamma : float, default=0.0
         Weight of the auto-encoder term ``||AE(z) - z||^2`` that keeps the explanation close
         to the data manifold. Needs ``autoencoder``.
-    autoencoder : Keras model, callable or None, default=None
-        The auto-encoder of the ``gamma`` term. A Keras model is differentiated by autodiff
-        (whatever the classifier); another callable, mapping rows (n, n_features) to their
-        reconstructions, by finite differences. PN penalises ``||AE(a) - a||^2``, PP
+    autoencoder : Keras model, PyTorch module, callable or None, default=None
+        The auto-encoder of the ``gamma`` term. A Keras model or PyTorch module is
+        differentiated by autodiff (whatever the classifier); another callable, mapping rows
+        (n, n_features) to their reconstructions, by finite differences. PN penalises ``||AE(a) - a||^2``, PP
         ``||AE(z) - z||^2`` for the kept part ``z``.
     input_shape : tuple or None, default=None
         Shape of one instance as the Keras model(s) expect it (such as ``(28, 28, 1)``);
-        inferred from the model when None. ``X`` has ``prod(input_shape)`` columns.
+        inferred from the model when None. ``X`` has ``prod(input_shape)`` columns. A
+        PyTorch module cannot tell it: rows go to it flat unless given (such as
+        ``(1, 28, 28)`` for a ``Conv2d`` network on MNIST).
+    device : str, torch.device or None, default=None
+        Where a PyTorch model (and auto-encoder) runs, such as "cpu" or "cuda"; None: where
+        its parameters are. The user's module is not moved: another device runs a copy.
+        For PyTorch models only.
     categorical_features : "auto", array-like or None, default="auto"
         Columns whose values are categories: "auto" takes DataFrame columns of object,
         string, category or bool dtype (and text columns of an array), and the columns a
@@ -280,7 +286,8 @@ class CEMExplainer(BaseContrastiveExplainer):
 
     def __init__(self, estimator=None, *, mode="PN", search="auto", gradient="auto", kappa=0.0,
                  beta=0.1, feature_range=None, no_info_val=None, no_info_type="median",
-                 gamma=0.0, autoencoder=None, input_shape=None, categorical_features="auto",
+                 gamma=0.0, autoencoder=None, input_shape=None, device=None,
+                 categorical_features="auto",
                  immutable_features=None, directions=None, distance="elastic",
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
@@ -298,6 +305,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.gamma = gamma
         self.autoencoder = autoencoder
         self.input_shape = input_shape
+        self.device = device
         self.categorical_features = categorical_features
         self.immutable_features = immutable_features
         self.directions = directions

@@ -22,9 +22,8 @@ from . import metrics
 from ._base import ExplainerMixin
 from ._explanation import Explanation
 from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
-from ._gradients import is_keras_model, make_backend
+from ._gradients import detect_output_kind, is_deep_model, make_backend
 from ._gradients._base import ignoring_feature_name_warnings
-from ._gradients._keras import detect_output_kind
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs
 from ._progress import logger, progress_bar
@@ -78,6 +77,7 @@ _SHARED_CONSTRAINTS = {
     "directions": [dict, None],
     "feature_range": [tuple, list, dict, None],
     "input_shape": [tuple, list, None],
+    "device": "no_validation",  # a name or a torch.device, checked by the PyTorch backend
     "immutable_features": ["array-like", None],
     "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
     "max_iterations": [Interval(Integral, 1, None, closed="left")],
@@ -206,11 +206,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         with _names_categorical_failures(codec):
             self.estimator_ = resolve_estimator(self.estimator, fit_on, y, type(self).__name__,
                                                 default=default)
-        keras = is_keras_model(self.estimator_)
-        if keras and codec is not None and codec.has_categorical:
+        deep = is_deep_model(self.estimator_)
+        if deep and codec is not None and codec.has_categorical:
             raise ValueError("Categorical columns need a model that takes them (such as a "
-                             "scikit-learn Pipeline); a Keras model takes numbers only. Encode "
-                             "them first, or set `categorical_features=None`.")
+                             "scikit-learn Pipeline); a Keras or PyTorch model takes numbers "
+                             "only. Encode them first, or set `categorical_features=None`.")
         self._decode = None
         if codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
@@ -218,8 +218,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._check_missing_values(X)
         sample = X[:100]
         self._keras_output = None
-        if keras:
-            self._keras_output = detect_output_kind(self.estimator_, sample, self.input_shape)
+        if deep:
+            self._keras_output = detect_output_kind(self.estimator_, sample, self.input_shape,
+                                                    device=self.device)
         classes = getattr(self.estimator_, "classes_", None)
         self.classes_ = None if classes is None else np.asarray(classes)
         self._predict_in_search, self._decision_offset = self._learn_decision_rule(X)
@@ -366,7 +367,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self._codec is not None and self._codec.has_categorical:
             return "neighbors"
         backend = self._backend
-        if is_keras_model(self.estimator_) or type(backend).__name__ == "ExactBackend":
+        if is_deep_model(self.estimator_) or type(backend).__name__ == "ExactBackend":
             return "fista"
         if is_piecewise_constant(self.estimator_):
             return "neighbors"
@@ -476,7 +477,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         probabilities so that its hinge and success test follow ``predict``; else None.
         """
         model = self.estimator_
-        if self.classes_ is None or is_keras_model(model) or \
+        if self.classes_ is None or is_deep_model(model) or \
                 not callable(getattr(model, "predict", None)) or \
                 not callable(getattr(model, "predict_proba", None)):
             return False, None
@@ -562,7 +563,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                             output_kind=getattr(self, "_keras_output", None) or "probabilities",
                             classes=self.classes_,
                             predict_in_search=getattr(self, "_predict_in_search", False),
-                            gradient=self.gradient,
+                            gradient=self.gradient, device=self.device,
                             table=None if getattr(self, "_decode", None) is None else self._codec)
         # A black-box gradient's shifted rows stay inside the range (set again in fit, once
         # the range is known).

@@ -73,7 +73,11 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Bounds of the counterfactual's features, or a dict ``{column: (min, max)}`` for some
         numeric columns; learned from the data where not given.
     input_shape : tuple or None, default=None
-        Shape of one instance for a Keras model.
+        Shape of one instance for a Keras model or PyTorch module (a module gets flat rows
+        unless given).
+    device : str, torch.device or None, default=None
+        Where a PyTorch model runs ("cpu", "cuda"); None: where its parameters are. Another
+        device than theirs runs a copy of the module. For PyTorch models only.
     learning_rate_init : float, default=1e-2
         Initial learning rate, decayed polynomially (power 0.5) to 0 over ``max_iterations``.
     max_iterations : int, default=1000
@@ -134,7 +138,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     def __init__(self, estimator=None, *, target_class="other", search="auto", gradient="auto",
                  distance="l1", C=1.0, c_steps=5, categorical_features="auto",
                  immutable_features=None, directions=None, feature_range=None,
-                 input_shape=None, learning_rate_init=1e-2, max_iterations=1000,
+                 input_shape=None, device=None, learning_rate_init=1e-2, max_iterations=1000,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, probe_iterations=None, batch_size="auto", n_jobs=None,
                  verbose=0):
@@ -150,6 +154,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.directions = directions
         self.feature_range = feature_range
         self.input_shape = input_shape
+        self.device = device
         self.learning_rate_init = learning_rate_init
         self.max_iterations = max_iterations
         self.eps = eps

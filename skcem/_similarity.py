@@ -12,9 +12,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import ExplainerMixin
 from ._explanation import _to_builtin
-from ._gradients import is_keras_model
+from ._gradients import detect_output_kind, framework_module, is_deep_model, is_keras_model
 from ._gradients._base import ignoring_feature_name_warnings
-from ._gradients._keras import detect_output_kind
 from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
@@ -138,13 +137,17 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
 
     Parameters
     ----------
-    estimator : Keras model, supported scikit-learn model or None, default=None
-        The model. A fitted (or Keras) model is used as it is; an unfitted scikit-learn model
-        is cloned and fitted on ``fit(X, y)``; None fits a ``LogisticRegression``
-        (classification) or ``Ridge`` (regression).
-    loss : "auto", str or Keras loss, default="auto"
+    estimator : Keras model, PyTorch module, supported scikit-learn model or None, \
+            default=None
+        The model. A fitted (or deep-learning) model is used as it is; an unfitted
+        scikit-learn model is cloned and fitted on ``fit(X, y)``; None fits a
+        ``LogisticRegression`` (classification) or ``Ridge`` (regression).
+    loss : "auto", str, Keras loss or callable, default="auto"
         "auto": sparse categorical cross-entropy for classification, mean squared error for
-        regression. Other losses are for Keras models only.
+        regression. Other losses are for Keras models (a Keras loss or its name) and PyTorch
+        modules (a callable ``loss(outputs, targets)`` on tensors returning one loss per
+        example, such as ``nn.CrossEntropyLoss(reduction="none")``; targets are class indices
+        for classification) only.
     sim_fn : {"grad_dot", "grad_cos", "grad_asym_dot"}, default="grad_dot"
         ``grad_cos`` is the exact cosine (0 where a gradient is 0; the reference adds 1e-7 to
         the product of norms, which shrinks the scores of confidently classified instances);
@@ -180,7 +183,12 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         the gradient function: worth it for scikit-learn models and large training sets, less
         for Keras models, whose functions are compiled again in each worker.
     input_shape : tuple or None, default=None
-        Shape of one instance for a Keras model; inferred from it when None.
+        Shape of one instance for a Keras model; inferred from it when None. A PyTorch module
+        cannot tell it: rows go to it flat unless given (such as ``(1, 28, 28)`` for a
+        ``Conv2d`` network on MNIST).
+    device : str, torch.device or None, default=None
+        Where a PyTorch model runs ("cpu", "cuda"); None: where its parameters are. Another
+        device than theirs runs a copy of the module. For PyTorch models only.
     verbose : int, default=0
         1 shows a progress bar over batches of test instances on stderr.
 
@@ -237,12 +245,14 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "input_shape": [tuple, list, None],
+        "device": "no_validation",  # a name or a torch.device, checked by the PyTorch backend
         "verbose": ["verbose"],
     }
 
     def __init__(self, estimator=None, *, loss="auto", sim_fn="grad_dot",
                  task="classification", precompute_grads=False, n_components=None,
-                 random_state=None, batch_size=64, n_jobs=None, input_shape=None, verbose=0):
+                 random_state=None, batch_size=64, n_jobs=None, input_shape=None, device=None,
+                 verbose=0):
         self.estimator = estimator
         self.loss = loss
         self.sim_fn = sim_fn
@@ -253,6 +263,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.input_shape = input_shape
+        self.device = device
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -292,17 +303,22 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             raise ValueError(f"`estimator` is a regressor ({type(self.estimator_).__name__}): "
                              "set task='regression'.")
         self._keras_output = None
-        if is_keras_model(self.estimator_):
+        if is_deep_model(self.estimator_):
             X = X.astype(np.float32)  # the model's precision, in half the memory
-            # The compiled forward pass that explain uses for predictions also gives the
-            # output kind (set before any gradient is traced): no eager call of the model.
-            gradients = self._make_gradients()
-            if self.task == "classification":
+            gradients = None
+            if self.task == "classification" and is_keras_model(self.estimator_):
+                # The compiled forward pass that explain uses for predictions also gives the
+                # output kind (set before any gradient is traced): no eager call of the model.
+                gradients = self._make_gradients()
                 self._keras_output = detect_output_kind(self.estimator_, X[:100],
-                                                        self.input_shape, gradients.outputs)
+                                                        self.input_shape, device=self.device,
+                                                        function=gradients.outputs)
                 gradients.set_output_kind(self._keras_output)
-            self._gradients = gradients
-            self._check_keras_targets(y, gradients.outputs(X[:1]).shape[1])
+            elif self.task == "classification":
+                self._keras_output = detect_output_kind(self.estimator_, X[:100],
+                                                        self.input_shape, device=self.device)
+            self._gradients = gradients or self._make_gradients()
+            self._check_keras_targets(y, self._gradients.outputs(X[:1]).shape[1])
         else:
             self._gradients = self._make_gradients()
         self.n_params_ = int(self._gradients.n_params)
@@ -327,7 +343,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         return make_param_gradients(self.estimator_, loss=self.loss, task=self.task,
                                     input_shape=self.input_shape,
                                     output_kind=getattr(self, "_keras_output", None),
-                                    n_features=self.n_features_in_)
+                                    n_features=self.n_features_in_, device=self.device)
 
     def _get_gradients(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
@@ -336,13 +352,14 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         return self._gradients
 
     def _check_keras_targets(self, y, n_outputs):
-        """Targets a Keras model's loss can take, or an error pointing at ``task``."""
+        """Targets a deep-learning model's loss can take, or an error pointing at ``task``."""
         y = np.asarray(y)
+        model = framework_module(self.estimator_).MODEL_NAME
         if self.task == "regression":
             width = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
             if width != n_outputs:
                 raise ValueError(f"task='regression': y has {width} target(s) per row, but the "
-                                 f"Keras model outputs {n_outputs}; for a classifier set "
+                                 f"{model} outputs {n_outputs}; for a classifier set "
                                  "task='classification'.")
             return
         n_classes = max(n_outputs, 2)
@@ -350,14 +367,14 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             else np.ones(y.shape, bool)
         if np.any(bad):
             value = np.asarray(y[bad]).ravel()[0].item()
-            raise ValueError(f"y holds {value!r}, which is not a class index of the Keras "
-                             f"model's {n_classes} classes (0 to {n_classes - 1}); for a "
+            raise ValueError(f"y holds {value!r}, which is not a class index of the "
+                             f"{model}'s {n_classes} classes (0 to {n_classes - 1}); for a "
                              "regression model set task='regression'.")
 
     def _targets(self, y):
-        """Targets as the gradient functions expect them (Keras: class indices)."""
+        """Targets as the gradient functions expect them (deep-learning models: class indices)."""
         y = np.asarray(y)
-        if self.task == "classification" and is_keras_model(self.estimator_):
+        if self.task == "classification" and is_deep_model(self.estimator_):
             return y.astype(np.int64)
         return y
 
@@ -380,8 +397,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         return parallel(delayed(_block_gradients)(self, X[rows], y[rows]) for rows in blocks)
 
     def _predicted_targets(self, X):
-        if is_keras_model(self.estimator_):
-            from ._gradients._keras import as_probabilities
+        if is_deep_model(self.estimator_):
+            from ._gradients._outputs import as_probabilities
 
             gradients = self._get_gradients()
             outputs = np.vstack([gradients.outputs(X[i:i + self.batch_size])

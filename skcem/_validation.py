@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._gradients import is_keras_model
+from ._gradients import is_deep_model
 
 # A target with more distinct values than this share of its rows (and more than
 # _MAX_CLASSES_ALWAYS_ACCEPTED) looks like a regression target, not class labels.
@@ -37,7 +37,7 @@ def is_prefitted(estimator):
     """True for a fitted scikit-learn estimator and for any model that has no ``fit``."""
     if estimator is None:
         return False
-    if not hasattr(estimator, "fit") or is_keras_model(estimator):
+    if not hasattr(estimator, "fit") or is_deep_model(estimator):
         return True
     try:
         check_is_fitted(estimator)
@@ -169,7 +169,7 @@ def accepts_missing_values(estimator):
     Parameters
     ----------
     estimator : object, callable or None
-        None (the default classifier) and Keras models do not take them.
+        None (the default classifier) and Keras and PyTorch models do not take them.
 
     Returns
     -------
@@ -181,7 +181,7 @@ def accepts_missing_values(estimator):
     from sklearn.pipeline import Pipeline
     from sklearn.utils import get_tags
 
-    if estimator is None or is_keras_model(estimator):
+    if estimator is None or is_deep_model(estimator):
         return False
     if isinstance(estimator, Pipeline):
         steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]

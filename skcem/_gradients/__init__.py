@@ -1,64 +1,103 @@
 """Gradient backends: what the optimizer asks of a model, per model kind.
 
 :func:`make_backend` picks one from the estimator, once, in ``fit``; the optimizer
-(:mod:`skcem._fista`) never knows which it is talking to. A Keras model's backend library
-(TensorFlow, JAX or torch) is imported only when a Keras model is involved.
+(:mod:`skcem._fista`) never knows which it is talking to. A deep-learning model is handed to
+its framework's module (:data:`FRAMEWORKS`), imported only when such a model is involved: a
+Keras model's backend library (TensorFlow, JAX or torch) only for a Keras model, PyTorch for
+a PyTorch module, TensorFlow never for the latter. Each framework module offers the same
+functions: ``make_backend``, ``make_autoencoder`` and ``detect_output_kind`` here,
+``make_gradients`` in :mod:`skcem._param_grads`.
 """
+
+import importlib
+from functools import partial
 
 import numpy as np
 
-from ._keras import check_input_shape, is_keras_model, model_input_shape
+from ._base import check_reconstruction
 from ._numerical import ExactBackend, NumericalAutoencoder, NumericalBackend
 
-__all__ = ["ExactBackend", "NumericalBackend", "make_backend", "is_keras_model"]
+__all__ = ["ExactBackend", "NumericalBackend", "make_backend", "is_deep_model", "is_keras_model",
+           "is_torch_module", "detect_output_kind"]
+
+# The top-level package a model's class comes from -> the name of its framework module.
+FRAMEWORKS = {"keras": "_keras", "tf_keras": "_keras", "torch": "_torch"}
 
 
-def _autoencoder_term(autoencoder, input_shape, eps, n_features):
+def framework_name(obj):
+    """The framework module's name (``"_keras"``, ``"_torch"``) of a deep-learning model, or
+    None; decided from the modules of its classes, without importing any framework."""
+    for cls in type(obj).__mro__:
+        name = FRAMEWORKS.get(cls.__module__.split(".")[0])
+        if name is not None:
+            return name
+    return None
+
+
+def framework_module(obj, package=__name__):
+    """The module of ``package`` for ``obj``'s framework, or None for other models."""
+    name = framework_name(obj)
+    return None if name is None else importlib.import_module(f".{name}", package)
+
+
+def is_deep_model(obj):
+    """True for a Keras model or layer and for a PyTorch module."""
+    return framework_name(obj) is not None
+
+
+def is_keras_model(obj):
+    """True for a Keras model or layer, decided without importing Keras."""
+    return framework_name(obj) == "_keras"
+
+
+def is_torch_module(obj):
+    """True for a ``torch.nn.Module``, decided without importing PyTorch."""
+    return framework_name(obj) == "_torch"
+
+
+def detect_output_kind(model, sample, input_shape=None, device=None, function=None):
+    """What a deep-learning classifier outputs (a key of
+    :data:`~skcem._gradients._outputs.OUTPUT_KINDS`), from its last layer or its outputs on
+    the 2-D ``sample`` rows; ``input_shape`` is checked against ``sample``'s columns.
+    ``function``: a compiled forward pass of a Keras model on flat rows, used in place of an
+    eager call."""
+    options = {} if function is None else {"function": function}
+    return framework_module(model).detect_output_kind(model, sample, input_shape,
+                                                      device=device, **options)
+
+
+def _autoencoder_term(autoencoder, input_shape, eps, n_features, device=None):
     if autoencoder is None:
         return None
-    if is_keras_model(autoencoder):
-        from ._keras import call_on_rows, keras_engine
-
-        engine = keras_engine(autoencoder)
-        # Each model takes its own shape: a dense auto-encoder may explain a CNN's images.
-        own = model_input_shape(autoencoder, "`autoencoder`", required=input_shape is None)
-        shape = own or input_shape
-        check_input_shape(shape, n_features, own is None, what="The `autoencoder`")
-        _check_reconstruction(call_on_rows(autoencoder, np.zeros((1, n_features)), shape,
-                                           "`autoencoder`"), n_features)
-        return engine.KerasAutoencoder(autoencoder, shape)
-    _check_reconstruction(autoencoder(np.zeros((1, n_features))), n_features)
+    framework = framework_module(autoencoder)
+    if framework is not None:
+        return framework.make_autoencoder(autoencoder, input_shape, n_features, device=device)
+    check_reconstruction(autoencoder(np.zeros((1, n_features))), n_features)
     return NumericalAutoencoder(autoencoder, eps)
-
-
-def _check_reconstruction(output, n_features):
-    size = int(np.size(output))
-    if size != n_features:
-        raise ValueError(f"`autoencoder` returns {size} values for an instance of {n_features}: "
-                         "it must reconstruct its input.")
 
 
 def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=None,
                  output_kind="probabilities", classes=None, predict_in_search=False,
-                 gradient="auto", table=None):
-    """The gradient backend for ``estimator``: autodiff for Keras, differences otherwise.
+                 gradient="auto", table=None, device=None):
+    """The gradient backend for ``estimator``: autodiff for Keras and PyTorch models, exact or
+    numerical input gradients otherwise.
 
     A Keras model is differentiated by the engine of the backend it runs on (TensorFlow, JAX
     or torch, see :func:`skcem._gradients._keras.keras_engine`).
 
     Parameters
     ----------
-    estimator : fitted classifier, Keras model or callable
+    estimator : fitted classifier, Keras model, PyTorch module or callable
     eps : float or ndarray
         Finite-difference step (black-box path only).
     n_features : int
-        Columns of X; a Keras input shape must hold as many values.
-    autoencoder : Keras model, callable or None
-        A Keras auto-encoder is differentiated by autodiff whatever the classifier.
+        Columns of X; a deep-learning model's input shape must hold as many values.
+    autoencoder : Keras model, PyTorch module, callable or None
+        A Keras or PyTorch auto-encoder is differentiated by autodiff whatever the classifier.
     input_shape : tuple or None
-        Shape of one instance for the Keras models; inferred from them when None.
+        Shape of one instance for the deep-learning models; inferred from them when None.
     output_kind : str
-        What a Keras classifier outputs (see :func:`skcem._gradients._keras.keras_output_kind`).
+        What a deep-learning classifier outputs (see :func:`detect_output_kind`).
     classes : ndarray or None
         The estimator's classes: its ``predict`` (when it has one) then checks the classes of
         the answers.
@@ -72,19 +111,18 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         Its ``decode`` turns the search's rows into the model's input (a DataFrame of the
         fitted columns, see :mod:`skcem._tabular`) before ``predict_proba`` and ``predict``;
         exact gradients are taken on the numbers (categories as codes).
+    device : str or None
+        Where a PyTorch model runs (default: where its parameters are); None for others.
     """
-    if is_keras_model(estimator):
-        from ._keras import keras_engine
-
-        engine = keras_engine(estimator)  # before anything else, for its installation hint
-        given = input_shape is not None
-        own = model_input_shape(estimator, "`estimator`", required=not given)
-        input_shape = input_shape or own
-        check_input_shape(input_shape, n_features, given)
-        return engine.KerasBackend(estimator, input_shape,
-                                   _autoencoder_term(autoencoder, input_shape, eps,
-                                                     n_features),
-                                   output_kind)
+    framework = framework_module(estimator)
+    if framework is not None:
+        return framework.make_backend(
+            estimator, input_shape=input_shape, n_features=n_features, output_kind=output_kind,
+            autoencoder=partial(_autoencoder_term, autoencoder, eps=eps, n_features=n_features,
+                                device=device), device=device)
+    if device is not None:
+        raise ValueError(f"`device` applies to PyTorch models; got device={device!r} with "
+                         f"{type(estimator).__name__}. Leave it None.")
     decode = None if table is None else table.decode
     predict_proba = getattr(estimator, "predict_proba", estimator)
     predict = None

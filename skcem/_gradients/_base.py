@@ -19,6 +19,23 @@ def ignoring_feature_name_warnings():
         yield
 
 
+def check_input_shape(input_shape, n_features, given, what="The model"):
+    """Raise unless one instance of ``input_shape`` holds ``n_features`` values."""
+    size = int(np.prod(input_shape))
+    if size != n_features:
+        source = "`input_shape`" if given else f"{what}'s input shape"
+        raise ValueError(f"{source} {tuple(input_shape)} holds {size} values per instance, "
+                         f"but X has {n_features} columns.")
+
+
+def check_reconstruction(output, n_features):
+    """Raise unless an auto-encoder's ``output`` for one instance has ``n_features`` values."""
+    size = int(np.size(output))
+    if size != n_features:
+        raise ValueError(f"`autoencoder` returns {size} values for an instance of {n_features}: "
+                         "it must reconstruct its input.")
+
+
 @dataclass
 class Evaluation:
     """The model's answers for one iteration of a batch.

@@ -20,6 +20,12 @@ import re
 
 import numpy as np
 
+from ._base import check_input_shape, check_reconstruction
+from ._outputs import OUTPUT_KINDS, output_kind  # noqa: F401
+from ._outputs import as_probabilities as numpy_probabilities
+
+MODEL_NAME = "Keras model"  # how messages name such a model
+
 # How to install each backend's library (a backend is named as its library).
 INSTALL_HINTS = {
     "tensorflow": "pip install skcem[tf]",
@@ -96,15 +102,6 @@ def model_input_shape(model, name="the Keras model", required=True):
     return tuple(int(dim) for dim in shape[1:])
 
 
-def check_input_shape(input_shape, n_features, given, what="The Keras model"):
-    """Raise unless one instance of ``input_shape`` holds ``n_features`` values."""
-    size = int(np.prod(input_shape))
-    if size != n_features:
-        source = "`input_shape`" if given else f"{what}'s input shape"
-        raise ValueError(f"{source} {tuple(input_shape)} holds {size} values per instance, "
-                         f"but X has {n_features} columns.")
-
-
 def as_numpy(tensor):
     """A tensor of any Keras backend as a numpy array (torch's detached, on the CPU)."""
     if hasattr(tensor, "detach"):
@@ -131,55 +128,30 @@ def call_on_rows(model, rows, shape, name, function=None):
                          "`input_shape` it takes.") from exc
 
 
-# What a Keras classifier's last layer outputs, and how skcem turns it into probabilities.
-OUTPUT_KINDS = {
-    "probabilities": "softmax probabilities (used as they are)",
-    "logits": "logits (a softmax is applied)",
-    "sigmoid": "one sigmoid probability of class 1 (p = [1 - s, s])",
-    "logit": "one logit of class 1 (p = [1 - sigmoid(s), sigmoid(s)])",
-}
-
-
 def keras_output_kind(model, outputs):
-    """Which of :data:`OUTPUT_KINDS` the classifier outputs.
+    """Which of :data:`~skcem._gradients._outputs.OUTPUT_KINDS` the classifier outputs.
 
     Decided by the last layer's activation when it is softmax, sigmoid or linear, else by
-    the ``outputs`` on sample rows (rows of probabilities sum to 1; one column in [0, 1] is a
-    sigmoid). Several sigmoid outputs are independent (multi-label), not class probabilities.
+    the ``outputs`` on sample rows (see :func:`~skcem._gradients._outputs.output_kind`).
     """
     layers = getattr(model, "layers", None) or [model]
     last = layers[-1]
     activation = getattr(getattr(last, "activation", None), "__name__", None)
     if type(last).__name__ == "Softmax":
         activation = "softmax"
-    outputs = np.asarray(outputs, dtype=float).reshape(len(outputs), -1)
-    n_outputs = outputs.shape[1]
-    if activation == "sigmoid" and n_outputs > 1:
-        raise ValueError(f"`estimator` ends in {n_outputs} sigmoid outputs: independent "
-                         "(multi-label) probabilities, not one distribution over classes. "
-                         "Explain a softmax (or logits) output, or one sigmoid output.")
-    if n_outputs == 1:
-        if activation == "sigmoid":
-            return "sigmoid"
-        if activation == "linear":
-            return "logit"
-        return "sigmoid" if outputs.min() >= 0 and outputs.max() <= 1 else "logit"
-    if activation == "softmax":
-        return "probabilities"
-    if activation == "linear":
-        return "logits"
-    is_distribution = outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-4)
-    if not is_distribution:
-        from .._warnings import warn
-
-        warn(f"`estimator`'s last layer ({type(last).__name__}, activation {activation!r}) "
-             "does not output probabilities (its rows do not sum to 1): its outputs are "
-             "taken as logits and a softmax is applied. End the model in a softmax (or a "
-             "linear layer for logits) to make this explicit.", UserWarning)
-    return "probabilities" if is_distribution else "logits"
+    known = activation if activation in ("softmax", "sigmoid", "linear") else None
+    return output_kind(outputs, known,
+                       last=f"{type(last).__name__}, activation {activation!r}")
 
 
-def detect_output_kind(model, sample, input_shape=None, function=None):
+def check_device(device):
+    """Keras places its models itself: ``device`` is for PyTorch modules."""
+    if device is not None:
+        raise ValueError(f"`device` applies to PyTorch models; got device={device!r} with a "
+                         "Keras model, which its backend places itself. Leave it None.")
+
+
+def detect_output_kind(model, sample, input_shape=None, device=None, function=None):
     """:func:`keras_output_kind` of ``model`` on the 2-D ``sample`` rows.
 
     Imports the model's backend library first (for its installation hint) and checks that
@@ -187,9 +159,10 @@ def detect_output_kind(model, sample, input_shape=None, function=None):
     ``function`` is passed to :func:`call_on_rows`.
     """
     keras_engine(model)
+    check_device(device)
     own = model_input_shape(model, "`estimator`", required=input_shape is None)
     shape = input_shape or own
-    check_input_shape(shape, sample.shape[1], input_shape is not None)
+    check_input_shape(shape, sample.shape[1], input_shape is not None, what="The Keras model")
     outputs = call_on_rows(model, sample, shape, "`estimator`", function)
     return keras_output_kind(model, outputs)
 
@@ -202,19 +175,41 @@ def as_probabilities(outputs, kind, tf=None, ops=None):
     """
     if kind == "probabilities":
         return outputs
+    if tf is None and ops is None:
+        return numpy_probabilities(outputs, kind)
     if ops is not None:
         if kind == "logits":
             return ops.softmax(outputs, axis=1)
         s = outputs if kind == "sigmoid" else ops.sigmoid(outputs)
         return ops.concatenate([1 - s, s], axis=1)
-    if tf is None:
-        from scipy.special import expit, softmax
-
-        if kind == "logits":
-            return softmax(outputs, axis=1)
-        s = outputs if kind == "sigmoid" else expit(outputs)
-        return np.hstack([1 - s, s])
     if kind == "logits":
         return tf.nn.softmax(outputs, axis=1)
     s = outputs if kind == "sigmoid" else tf.sigmoid(outputs)
     return tf.concat([1 - s, s], axis=1)
+
+
+def make_backend(model, *, input_shape, n_features, output_kind, autoencoder, device=None):
+    """The ``KerasBackend`` of ``model``'s engine (the framework contract of
+    :func:`skcem._gradients.make_backend`); ``autoencoder(shape)`` makes the auto-encoder term
+    for the model's input shape."""
+    engine = keras_engine(model)  # before anything else, for its installation hint
+    check_device(device)
+    given = input_shape is not None
+    own = model_input_shape(model, "`estimator`", required=not given)
+    input_shape = input_shape or own
+    check_input_shape(input_shape, n_features, given, what="The Keras model")
+    return engine.KerasBackend(model, input_shape, autoencoder(input_shape), output_kind)
+
+
+def make_autoencoder(model, input_shape, n_features, device=None):
+    """The ``KerasAutoencoder`` term of ``model``; ``input_shape`` (the classifier's) is used
+    when the auto-encoder's own is not known."""
+    engine = keras_engine(model)
+    check_device(device)
+    # Each model takes its own shape: a dense auto-encoder may explain a CNN's images.
+    own = model_input_shape(model, "`autoencoder`", required=input_shape is None)
+    shape = own or input_shape
+    check_input_shape(shape, n_features, own is None, what="The `autoencoder`")
+    check_reconstruction(call_on_rows(model, np.zeros((1, n_features)), shape, "`autoencoder`"),
+                         n_features)
+    return engine.KerasAutoencoder(model, shape)

@@ -21,8 +21,27 @@ for the weights of other layers, where it runs a ``Conv2DBackpropFilter`` as a s
 
 import numpy as np
 
+from .._gradients._keras import check_device, check_input_shape, keras_engine, model_input_shape
 from .._gradients._keras_tf import compiled, import_tensorflow
 from ._factors import GradientFactors
+
+
+def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=None,
+                   device=None):
+    """The per-example gradients of ``model`` on its Keras backend (the framework contract of
+    :func:`skcem._param_grads.make_param_gradients`): :class:`KerasGradients` on TensorFlow,
+    transforms of ``stateless_call`` on JAX and torch."""
+    engine = keras_engine(model)
+    check_device(device)
+    own = model_input_shape(model, "`estimator`", required=input_shape is None)
+    shape = input_shape or own
+    if n_features is not None:
+        check_input_shape(shape, n_features, input_shape is not None, what="The Keras model")
+    if hasattr(engine, "AUTODIFF"):  # JAX or torch: transforms of stateless_call
+        from ._keras_stateless import StatelessKerasGradients
+
+        return StatelessKerasGradients(model, loss, task, shape, output_kind, engine.AUTODIFF)
+    return KerasGradients(model, loss, task, shape, output_kind)
 
 
 def keras_loss(loss, task):

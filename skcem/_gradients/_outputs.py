@@ -1,0 +1,71 @@
+"""What a deep-learning classifier outputs, and how skcem turns it into class probabilities.
+
+Framework-neutral: each framework's backend names the activation its model ends in (when it
+can tell) and hands the outputs on sample rows to :func:`output_kind`.
+"""
+
+import numpy as np
+
+OUTPUT_KINDS = {
+    "probabilities": "softmax probabilities (used as they are)",
+    "logits": "logits (a softmax is applied)",
+    "sigmoid": "one sigmoid probability of class 1 (p = [1 - s, s])",
+    "logit": "one logit of class 1 (p = [1 - sigmoid(s), sigmoid(s)])",
+}
+
+
+def output_kind(outputs, activation=None, last="the last layer"):
+    """Which of :data:`OUTPUT_KINDS` a classifier outputs.
+
+    Parameters
+    ----------
+    outputs : array-like of shape (n_samples, ...)
+        The classifier's outputs on sample rows.
+    activation : {"softmax", "log_softmax", "sigmoid", "linear"} or None
+        What the model ends in, when its framework can tell; None decides by the
+        ``outputs`` (rows of probabilities sum to 1; one column in [0, 1] is a sigmoid).
+    last : str
+        The last layer, as named in the warning about outputs that are not probabilities.
+
+    Returns
+    -------
+    kind : str
+        A key of :data:`OUTPUT_KINDS`.
+    """
+    outputs = np.asarray(outputs, dtype=float).reshape(len(outputs), -1)
+    n_outputs = outputs.shape[1]
+    if activation == "sigmoid" and n_outputs > 1:
+        raise ValueError(f"`estimator` ends in {n_outputs} sigmoid outputs: independent "
+                         "(multi-label) probabilities, not one distribution over classes. "
+                         "Explain a softmax (or logits) output, or one sigmoid output.")
+    if n_outputs == 1:
+        if activation == "sigmoid":
+            return "sigmoid"
+        if activation == "linear":
+            return "logit"
+        return "sigmoid" if outputs.min() >= 0 and outputs.max() <= 1 else "logit"
+    if activation == "softmax":
+        return "probabilities"
+    if activation in ("linear", "log_softmax"):  # softmax(log p) = p
+        return "logits"
+    is_distribution = outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-4)
+    if not is_distribution:
+        from .._warnings import warn
+
+        warn(f"`estimator`'s last layer ({last}) does not output probabilities (its rows do "
+             "not sum to 1): its outputs are taken as logits and a softmax is applied. End the "
+             "model in a softmax (or a linear layer for logits) to make this explicit.",
+             UserWarning)
+    return "probabilities" if is_distribution else "logits"
+
+
+def as_probabilities(outputs, kind):
+    """Class probabilities (numpy) from a classifier's outputs of the given ``kind``."""
+    if kind == "probabilities":
+        return outputs
+    from scipy.special import expit, softmax
+
+    if kind == "logits":
+        return softmax(outputs, axis=1)
+    s = outputs if kind == "sigmoid" else expit(outputs)
+    return np.hstack([1 - s, s])

@@ -1,0 +1,331 @@
+"""PyTorch modules: input gradients by autograd, in eager mode.
+
+Imported only when the estimator (or the auto-encoder) is a ``torch.nn.Module``. The user's
+module is left as it was: it runs in eval mode while skcem asks it something and gets its own
+train/eval flags back after, its parameters' gradients are never touched
+(``torch.autograd.grad`` differentiates with respect to the inputs only), and a ``device``
+other than its parameters' runs a copy of it. Computations are in the dtype of the module's
+parameters (float32 unless the module was converted). The loss terms are those of
+:mod:`skcem.costs`, run on tensors through :class:`TorchNamespace`.
+"""
+
+import copy
+from contextlib import ExitStack, contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._base import Evaluation, check_input_shape, check_reconstruction
+from ._outputs import output_kind
+
+MODEL_NAME = "PyTorch module"  # how messages name such a model
+
+# The modules a classifier may end in, and what their outputs are.
+_ACTIVATIONS = ((nn.Softmax, "softmax"), (nn.LogSoftmax, "log_softmax"),
+                (nn.Sigmoid, "sigmoid"), (nn.Linear, "linear"))
+
+
+@contextmanager
+def evaluating(*modules):
+    """The ``modules`` in eval mode; each submodule's own train/eval flag restored on exit."""
+    flags = [(m, m.training) for module in modules if module is not None
+             for m in module.modules()]
+    for module in modules:
+        if module is not None:
+            module.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+def module_device(module):
+    """The device of the module's first parameter (or buffer); the CPU for neither."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def module_dtype(module):
+    """The dtype of the module's first floating-point parameter; float32 for none."""
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def resolve_device(module, device):
+    """``device`` as a ``torch.device``; where the module's parameters are when None."""
+    if device is None:
+        return module_device(module)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"`device` must name a PyTorch device such as 'cpu' or 'cuda'; got "
+                         f"{device!r}.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` is {str(device)!r} but PyTorch sees no CUDA device here.")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def on_device(module, device):
+    """``module`` itself when it is on ``device``, else a copy of it there."""
+    if module_device(module) == device:
+        return module
+    return copy.deepcopy(module).to(device)
+
+
+def _first_layer(module):
+    """The first layer of nested ``nn.Sequential`` containers: its order is the call order."""
+    while isinstance(module, nn.Sequential) and len(module):
+        module = module[0]
+    return module
+
+
+def resolve_input_shape(module, input_shape, n_features, name="`estimator`"):
+    """The shape of one instance as ``module`` takes it, checked against ``n_features``.
+
+    A module cannot tell its input shape: ``input_shape`` when given, else flat rows
+    ``(n_features,)``, checked against the ``in_features`` of a first ``nn.Linear``.
+    """
+    if input_shape is not None:
+        shape = tuple(int(dim) for dim in input_shape)
+        check_input_shape(shape, n_features, given=True)
+        return shape
+    first = _first_layer(module)
+    if isinstance(first, nn.Linear) and first.in_features != n_features:
+        raise ValueError(f"{name} starts with nn.Linear({first.in_features}, ...) but X has "
+                         f"{n_features} columns.")
+    return (n_features,)
+
+
+def as_probabilities(outputs, kind):
+    """Class probabilities (a tensor) from a classifier's outputs of the given ``kind``."""
+    if kind == "probabilities":
+        return outputs
+    if kind == "logits":
+        return torch.softmax(outputs, dim=1)
+    s = outputs if kind == "sigmoid" else torch.sigmoid(outputs)
+    return torch.cat([1 - s, s], dim=1)
+
+
+class TorchNamespace:
+    """The array functions of :mod:`skcem.costs`, on tensors of one device."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def sum(self, x, axis=None):
+        return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
+
+    def argmax(self, x, axis=None):
+        return torch.argmax(x, dim=axis)
+
+    def take(self, x, index, axis=0):
+        return torch.index_select(x, axis, index)
+
+    def eye(self, n, dtype=None):
+        return torch.eye(n, dtype=dtype, device=self.device)
+
+    def asarray(self, x, dtype=None):
+        return torch.as_tensor(x, dtype=dtype, device=self.device)
+
+    def maximum(self, x, y):
+        return torch.clamp(x, min=y) if isinstance(y, (int, float)) else torch.maximum(x, y)
+
+    abs = staticmethod(torch.abs)
+    sign = staticmethod(torch.sign)
+    log = staticmethod(torch.log)
+
+
+class _OnRows:
+    """A module behind flat rows: numpy rows in, reshaped tensors of its dtype and device."""
+
+    def __init__(self, module, input_shape, device):
+        self.module = module
+        self.input_shape = tuple(input_shape)
+        self.device = device
+        self.dtype = module_dtype(module)
+        self._numpy_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+
+    def tensor(self, array):
+        return torch.as_tensor(np.asarray(array, dtype=self._numpy_dtype), device=self.device)
+
+    def raw_forward(self, z):
+        out = self.module(z.reshape((-1,) + self.input_shape))
+        return out.reshape(z.shape[0], -1)
+
+
+def call_on_rows(module, rows, input_shape, device, name):
+    """``module``'s outputs (a tensor, as it returns them) on the flat ``rows``, in eval mode
+    and without gradients; a failure names ``input_shape``."""
+    runner = _OnRows(module, input_shape, device)
+    try:
+        with torch.no_grad(), evaluating(module):
+            return module(runner.tensor(rows).reshape((-1,) + runner.input_shape))
+    except Exception as exc:  # PyTorch raises many kinds; their first line says what it was
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[0][:200] if lines else type(exc).__name__
+        raise ValueError(f"{name} fails on rows reshaped to {tuple(input_shape)} ({first}); "
+                         "pass the `input_shape` it takes (such as (1, 28, 28) for a Conv2d "
+                         "network on 28x28 images).") from exc
+
+
+def last_activation(module, rows, input_shape, device):
+    """The module's flattened outputs on ``rows`` and what it ends in (see
+    :data:`_ACTIVATIONS`), with the name of its last layer.
+
+    The layer that produced the very tensor the module returned tells, when it is one of
+    :data:`_ACTIVATIONS`; a function applied in ``forward`` after it hides it (None).
+    """
+    produced = {}
+
+    def record(layer, inputs, output):
+        produced[id(output)] = layer
+
+    leaves = [m for m in module.modules() if next(m.children(), None) is None]
+    handles = [leaf.register_forward_hook(record) for leaf in leaves]
+    try:
+        outputs = call_on_rows(module, rows, input_shape, device, "`estimator`")
+    finally:
+        for handle in handles:
+            handle.remove()
+    last = produced.get(id(outputs))
+    flat = outputs.reshape(len(outputs), -1).cpu().numpy()
+    for layer_type, activation in _ACTIVATIONS:
+        if isinstance(last, layer_type):
+            return flat, activation, type(last).__name__
+    return flat, None, type(last or module).__name__
+
+
+def detect_output_kind(model, sample, input_shape=None, device=None):
+    """What the classifier ``model`` outputs (see :func:`skcem._gradients.detect_output_kind`):
+    told by a final ``nn.Softmax``, ``nn.LogSoftmax``, ``nn.Sigmoid`` or ``nn.Linear``, else
+    by its outputs on the ``sample`` rows."""
+    device = resolve_device(model, device)
+    shape = resolve_input_shape(model, input_shape, sample.shape[1])
+    module = on_device(model, device)
+    outputs, activation, last = last_activation(module, sample, shape, device)
+    return output_kind(outputs, activation, last=last)
+
+
+def make_backend(model, *, input_shape, n_features, output_kind, autoencoder, device=None):
+    """The :class:`TorchBackend` of ``model`` (the framework contract of
+    :func:`skcem._gradients.make_backend`); ``autoencoder(shape)`` makes the auto-encoder term
+    for the model's input shape."""
+    device = resolve_device(model, device)
+    shape = resolve_input_shape(model, input_shape, n_features)
+    module = on_device(model, device)
+    call_on_rows(module, np.zeros((1, n_features)), shape, device, "`estimator`")
+    return TorchBackend(module, shape, autoencoder(shape), output_kind, device)
+
+
+def make_autoencoder(model, input_shape, n_features, device=None):
+    """The :class:`TorchAutoencoder` term of ``model``: on rows of the classifier's
+    ``input_shape`` unless it starts with an ``nn.Linear``, on ``device`` (default: where its
+    parameters are)."""
+    device = resolve_device(model, device)
+    shape = (n_features,) if isinstance(_first_layer(model), nn.Linear) else input_shape
+    shape = resolve_input_shape(model, shape, n_features, name="`autoencoder`")
+    module = on_device(model, device)
+    check_reconstruction(call_on_rows(module, np.zeros((1, n_features)), shape, device,
+                                      "`autoencoder`").cpu().numpy(), n_features)
+    return TorchAutoencoder(module, shape, device)
+
+
+class TorchAutoencoder(_OnRows):
+    """``||AE(z) - z||^2`` per row and its gradient, by autograd."""
+
+    def loss_tensor(self, z):
+        return torch.sum((self.raw_forward(z) - z) ** 2, dim=1)
+
+    def gradient_tensor(self, z):
+        """``(loss, its gradient)`` at the rows ``z`` (a tensor)."""
+        z = z.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = self.loss_tensor(z)
+            (grad,) = torch.autograd.grad(loss.sum(), z)
+        return loss.detach(), grad
+
+    def loss(self, Z):
+        with torch.no_grad(), evaluating(self.module):
+            return _numpy(self.loss_tensor(self.tensor(Z)))
+
+    def __call__(self, Z):
+        with evaluating(self.module):
+            loss, grad = self.gradient_tensor(self.tensor(Z))
+        return _numpy(loss), _numpy(grad)
+
+
+def _numpy(tensor):
+    return tensor.detach().cpu().numpy().astype(float)
+
+
+class TorchBackend(_OnRows):
+    """Answers the optimizer's questions for a PyTorch classifier.
+
+    Each iteration is a forward pass at the iterates and a forward and backward pass at the
+    slack points of the classifier (the hinge's gradient with respect to the probabilities,
+    from :mod:`skcem.costs`, is the cotangent of the backward pass) and, with a PyTorch
+    auto-encoder on the same device, of the auto-encoder. ``output_kind`` (see
+    :func:`skcem._gradients._outputs.output_kind`) says how the module's outputs become class
+    probabilities.
+    """
+
+    def __init__(self, module, input_shape, autoencoder=None, output_kind="probabilities",
+                 device=None):
+        super().__init__(module, input_shape, device or module_device(module))
+        self.autoencoder = autoencoder
+        self.output_kind = output_kind
+        self.n_model_rows = 0
+        self.xp = TorchNamespace(self.device)
+        self._fused_ae = isinstance(autoencoder, TorchAutoencoder) and \
+            autoencoder.device == self.device
+
+    def forward(self, z):
+        return as_probabilities(self.raw_forward(z), self.output_kind)
+
+    def predict_proba(self, Z):
+        self.n_model_rows += Z.shape[0]
+        with torch.no_grad(), evaluating(self.module):
+            return _numpy(self.forward(self.tensor(Z)))
+
+    def predict(self, Z):
+        """Class indices: a classifier module predicts the most probable class."""
+        return self.predict_proba(Z).argmax(axis=1)
+
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, with_attack_grad=True,
+                 with_ae_grad=False, with_ae_loss_at_adv=False):
+        """Probabilities at ``Z_adv``; gradients of ``loss`` (and AE) at ``Z_s``."""
+        fused_ae = with_ae_grad and self._fused_ae
+        ae = self.autoencoder if fused_ae else None
+        answer = {}
+        with ExitStack() as stack:
+            stack.enter_context(evaluating(self.module, None if ae is None else ae.module))
+            z_adv = self.tensor(Z_adv)
+            with torch.no_grad():
+                answer["proba_adv"] = self.forward(z_adv)
+                if fused_ae and with_ae_loss_at_adv:
+                    answer["ae_loss_adv"] = ae.loss_tensor(z_adv)
+            if with_attack_grad or fused_ae:
+                z_s = self.tensor(Z_s)
+            if with_attack_grad:
+                z = z_s.requires_grad_()
+                with torch.enable_grad():
+                    proba = self.forward(z)
+                    cotangent = loss.gradient(proba.detach(), self.tensor(target_onehot),
+                                              xp=self.xp)
+                    (answer["attack_grad"],) = torch.autograd.grad(proba, z, cotangent)
+            if fused_ae:
+                _, answer["ae_grad"] = ae.gradient_tensor(z_s)
+        self.n_model_rows += Z_adv.shape[0] + (Z_s.shape[0] if with_attack_grad else 0)
+        evaluation = Evaluation(**{name: _numpy(value) for name, value in answer.items()})
+        if with_ae_grad and not fused_ae:
+            _, evaluation.ae_grad = self.autoencoder(Z_s)
+            if with_ae_loss_at_adv:
+                evaluation.ae_loss_adv = self.autoencoder.loss(Z_adv)
+        return evaluation

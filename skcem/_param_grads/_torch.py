@@ -1,0 +1,211 @@
+"""Per-example gradients of the loss with respect to a PyTorch module's trainable parameters.
+
+The reference, :meth:`TorchGradients.__call__`: ``torch.func`` (``vmap`` of ``grad`` of one
+example's loss through ``functional_call``). :meth:`TorchGradients.factors` is faster: one
+batched forward and backward pass, with hooks recording, for each ``nn.Linear`` and
+``nn.Conv2d`` layer, its input ``a`` and the gradient ``δ`` of the summed loss with respect to
+its output. ``δ`` of the summed loss is each example's own ``δ`` because the examples of a
+batch do not interact in eval mode. ``nn.Linear`` gradients stay factorised (``[a, 1] ⊗ δ``,
+see :mod:`._factors`); an ``nn.Conv2d`` kernel's per-example gradient is materialised as
+``δ`` (c_out, P) times the input's patches (P, c_in kh kw) over the ``P`` output positions
+(``unfold``, one batched product), its bias's as ``Σ_p δ_p``. Other parameters get
+``torch.func``'s per-example gradients.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._gradients._torch import (_OnRows, as_probabilities, call_on_rows, evaluating,
+                                 on_device, resolve_device, resolve_input_shape)
+from ._factors import GradientFactors
+
+
+def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=None,
+                   device=None):
+    """The :class:`TorchGradients` of ``model`` (the framework contract of
+    :func:`skcem._param_grads.make_param_gradients`)."""
+    if not (loss == "auto" or callable(loss)):
+        raise ValueError("`loss` must be 'auto' or a callable loss(outputs, targets) on "
+                         f"tensors for a PyTorch model; got {loss!r}.")
+    device = resolve_device(model, device)
+    if n_features is None:
+        n_features = int(np.prod(input_shape))
+    shape = resolve_input_shape(model, input_shape, n_features)
+    module = on_device(model, device)
+    call_on_rows(module, np.zeros((1, n_features)), shape, device, "`estimator`")
+    return TorchGradients(module, loss, task, shape, output_kind, device)
+
+
+def _log_probabilities(outputs, kind):
+    """Log class probabilities from a classifier's outputs of the given ``kind``."""
+    if kind == "logits":
+        return torch.log_softmax(outputs, dim=1)
+    if kind == "logit":
+        return torch.cat([F.logsigmoid(-outputs), F.logsigmoid(outputs)], dim=1)
+    tiny = torch.finfo(outputs.dtype).tiny
+    return torch.log(torch.clamp(as_probabilities(outputs, kind), min=tiny))
+
+
+def _factorisable_linear(layer):
+    return type(layer) is nn.Linear and layer.weight.requires_grad and \
+        (layer.bias is None or layer.bias.requires_grad)
+
+
+def _batched_conv(layer):
+    return type(layer) is nn.Conv2d and layer.groups == 1 and \
+        layer.padding_mode == "zeros" and layer.weight.requires_grad and \
+        (layer.bias is None or layer.bias.requires_grad)
+
+
+def conv_gradients(layer, inputs, delta):
+    """Per-example gradients of an ``nn.Conv2d`` weight and bias, flattened like them.
+
+    ``inputs`` (n, c_in, h, w) is the layer's input and ``delta`` (n, c_out, h', w') the
+    gradient with respect to its output.
+    """
+    padding = layer.padding
+    if padding == "same":  # stride 1: PyTorch pads the extra row or column at the end
+        pads = []
+        for size, dilation in zip(layer.kernel_size[::-1], layer.dilation[::-1]):
+            total = dilation * (size - 1)
+            pads += [total // 2, total - total // 2]
+        inputs, padding = F.pad(inputs, pads), 0
+    elif padding == "valid":
+        padding = 0
+    patches = F.unfold(inputs, layer.kernel_size, dilation=layer.dilation, padding=padding,
+                       stride=layer.stride)
+    delta = delta.reshape(delta.shape[0], delta.shape[1], -1)
+    grads = [torch.bmm(delta, patches.transpose(1, 2)).reshape(len(delta), -1)]
+    if layer.bias is not None:
+        grads.append(delta.sum(dim=2))
+    return grads
+
+
+class TorchGradients(_OnRows):
+    """Flattened (or factorised) per-example gradients of a module's loss, batch by batch.
+
+    With ``loss="auto"``, the cross-entropy of the class probabilities for classification
+    (outputs of ``output_kind`` converted, as in the CEM path) and the squared error averaged
+    over the outputs for regression; else ``loss(outputs, targets)``, one value per example.
+    """
+
+    def __init__(self, module, loss, task, input_shape, output_kind=None, device=None):
+        super().__init__(module, input_shape, device)
+        self.loss = loss
+        self.task = task
+        self.output_kind = output_kind or "probabilities"
+        self.params = {name: p for name, p in module.named_parameters() if p.requires_grad}
+        if not self.params:
+            raise ValueError("`estimator` has no trainable parameters: there is no gradient "
+                             "to compare.")
+        self.n_params = int(sum(p.numel() for p in self.params.values()))
+        self.dense_layers, self.conv_layers = self._layers_called_once()
+        done = {id(p) for layer in self.dense_layers + self.conv_layers
+                for p in layer.parameters(recurse=False)}
+        self.other_names = [name for name, p in self.params.items() if id(p) not in done]
+
+    def _layers_called_once(self):
+        """The ``nn.Linear`` (on 2-D inputs) and ``nn.Conv2d`` layers called once per forward
+        pass, whose gradients come from their inputs and output gradients."""
+        layers = [m for m in self.module.modules() if _factorisable_linear(m) or _batched_conv(m)]
+        calls = {id(layer): [] for layer in layers}
+        handles = [layer.register_forward_hook(
+            lambda layer, inputs, output: calls[id(layer)].append(inputs[0].dim()))
+            for layer in layers]
+        try:
+            with torch.no_grad(), evaluating(self.module):
+                self.raw_forward(torch.zeros((1, int(np.prod(self.input_shape))),
+                                             dtype=self.dtype, device=self.device))
+        finally:
+            for handle in handles:
+                handle.remove()
+        dense = [layer for layer in layers if isinstance(layer, nn.Linear)
+                 and calls[id(layer)] == [2]]
+        conv = [layer for layer in layers if isinstance(layer, nn.Conv2d)
+                and calls[id(layer)] == [4]]
+        return dense, conv
+
+    def losses(self, outputs, y):
+        """One loss per example: a tensor of shape (n,)."""
+        n = y.shape[0]
+        if self.loss != "auto":
+            value = self.loss(outputs, y)
+            if not isinstance(value, torch.Tensor) or value.numel() != n:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
+                raise ValueError(f"`loss` must return one loss per example ({n} here) as a "
+                                 f"tensor; got {shape}. Use reduction='none'.")
+            return value.reshape(n)
+        outputs = outputs.reshape(n, -1)
+        if self.task == "classification":
+            log_p = _log_probabilities(outputs, self.output_kind)
+            return -log_p.gather(1, y.reshape(n, 1)).reshape(n)
+        return torch.mean((outputs - y.reshape(n, -1)) ** 2, dim=1)
+
+    def _targets(self, y):
+        y = np.asarray(y)
+        if self.task == "classification" and y.dtype.kind in "iub":
+            return torch.as_tensor(y.astype(np.int64), device=self.device)
+        return self.tensor(y)
+
+    def __call__(self, X, y):
+        """The flattened per-example gradients (parameters in ``named_parameters`` order):
+        ndarray of shape (n, n_params)."""
+        grads = self._per_example(self.tensor(X), self._targets(y), list(self.params))
+        return torch.cat(grads, dim=1).cpu().numpy()
+
+    def _per_example(self, x, y, names):
+        """``torch.func``'s per-example gradients of the parameters ``names``, flattened."""
+        from torch.func import functional_call, grad, vmap
+
+        wanted = {name: self.params[name].detach() for name in names}
+
+        def one_loss(params, x_one, y_one):
+            out = functional_call(self.module, params, (x_one.reshape((1,) + self.input_shape),),
+                                  strict=False)
+            return self.losses(out, y_one[None]).sum()
+
+        # the parameters left out of ``wanted`` would otherwise connect the gradients to them
+        with evaluating(self.module), torch.no_grad():
+            grads = vmap(grad(one_loss), in_dims=(None, 0, 0))(wanted, x, y)
+        return [grads[name].detach().reshape(len(x), -1) for name in names]
+
+    def outputs(self, X):
+        """The module's outputs on the rows of ``X``, flattened: ndarray of shape (n, n_outputs)."""
+        with torch.no_grad(), evaluating(self.module):
+            return self.raw_forward(self.tensor(X)).cpu().numpy()
+
+    def factors(self, X, y):
+        """The gradients of ``X`` as :class:`GradientFactors`, ``nn.Linear`` layers factorised."""
+        x, y = self.tensor(X), self._targets(y)
+        layers = self.dense_layers + self.conv_layers
+        recorded = {}
+
+        def record(layer, inputs, output):
+            recorded[id(layer)] = (inputs[0].detach(), output)
+
+        handles = [layer.register_forward_hook(record) for layer in layers]
+        try:
+            with evaluating(self.module), torch.enable_grad():
+                value = self.losses(self.raw_forward(x), y)
+                outputs = [recorded[id(layer)][1] for layer in layers]
+                deltas = torch.autograd.grad(value.sum(), outputs, allow_unused=True) \
+                    if layers else []
+        finally:
+            for handle in handles:
+                handle.remove()
+        deltas = [torch.zeros_like(out) if d is None else d for out, d in zip(outputs, deltas)]
+        dense = []
+        for layer, delta in zip(self.dense_layers, deltas):
+            a = recorded[id(layer)][0]
+            if layer.bias is not None:
+                a = torch.cat([a, torch.ones((len(a), 1), dtype=a.dtype, device=a.device)], 1)
+            dense.append((a.cpu().numpy(), delta.cpu().numpy()))
+        rest = []
+        for layer, delta in zip(self.conv_layers, deltas[len(self.dense_layers):]):
+            rest += conv_gradients(layer, recorded[id(layer)][0], delta)
+        if self.other_names:
+            rest += self._per_example(x, y, self.other_names)
+        other = torch.cat(rest, dim=1).cpu().numpy() if rest else None
+        return GradientFactors(dense, other)

@@ -1,0 +1,454 @@
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from skcem import (CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning,
+                   GradientSimilarityExplainer)
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+FAST = dict(max_iterations=200, c_steps=4)
+IMAGE = dict(no_info_val=0.0, feature_range=(0.0, 1.0))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tensors of a few rows: one thread is fastest (threads that wait on each other cost
+    milliseconds per operation on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def images(digits):
+    X, y = digits
+    return X.astype(np.float32), y
+
+
+def _train(module, X, y, steps=80):
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(module.parameters(), lr=2e-2)
+    inputs, targets = torch.as_tensor(X), torch.as_tensor(y)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(module(inputs), targets).backward()
+        optimizer.step()
+    module.zero_grad(set_to_none=True)
+    return module
+
+
+def _conv_layers():
+    torch.manual_seed(0)
+    return [nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(),
+            nn.Linear(4 * 6 * 6, 10)]
+
+
+@pytest.fixture(scope="module")
+def logits_cnn(images):
+    """A small CNN on (1, 8, 8) digits, ending in logits (its first layer reshapes rows,
+    so that training takes flat rows; the explainers are given (1, 8, 8) images)."""
+    X, y = images
+    module = _train(nn.Sequential(*_conv_layers()), X[:1200], y[:1200])
+    return nn.Sequential(*list(module)[1:]).eval()
+
+
+def _predict(module, rows, shape=(1, 8, 8)):
+    with torch.no_grad():
+        dtype = next(module.parameters()).dtype
+        out = module(torch.as_tensor(rows, dtype=dtype).reshape((-1,) + shape))
+    return out.argmax(dim=1).numpy()
+
+
+def _explain(explainer, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return explainer.explain(X)
+
+
+def test_pn_pp_and_counterfactuals_are_valid_by_the_module_itself(logits_cnn, images):
+    X, _ = images
+    test = X[1200:1210]
+    for mode in ("PN", "PP"):
+        exp = _explain(CEMExplainer(logits_cnn, mode=mode, input_shape=(1, 8, 8), **IMAGE,
+                                    **FAST).fit(X[:300]), test)
+        assert exp.found.mean() >= 0.5
+        pred = _predict(logits_cnn, exp.explanation[exp.found])
+        np.testing.assert_array_equal(pred, exp.explanation_pred[exp.found])
+        np.testing.assert_array_equal(exp.X_pred, _predict(logits_cnn, test))
+        if mode == "PN":
+            assert np.all(pred != exp.X_pred[exp.found])
+        else:
+            assert np.all(pred == exp.X_pred[exp.found])
+    cf = _explain(CounterfactualExplainer(logits_cnn, input_shape=(1, 8, 8), max_iterations=200)
+                  .fit(X[:300]), test)
+    assert cf.found.mean() >= 0.7
+    pred = _predict(logits_cnn, cf.explanation[cf.found])
+    assert np.all(pred != cf.X_pred[cf.found])
+
+
+def test_the_module_is_left_as_it_was(logits_cnn, images):
+    X, y = images
+    module = logits_cnn.train()  # dropout-free: only the flags tell
+    before = [p.detach().clone() for p in module.parameters()]
+    try:
+        CEMExplainer(module, mode="PN", input_shape=(1, 8, 8), **IMAGE, max_iterations=10,
+                     c_steps=1).fit(X[:100]).transform(X[1200:1202])
+        GradientSimilarityExplainer(module, input_shape=(1, 8, 8)).fit(
+            X[:20], y[:20]).transform(X[1200:1202])
+        assert all(m.training for m in module.modules())
+        assert all(p.grad is None for p in module.parameters())
+        assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+    finally:
+        module.eval()
+
+
+def test_attack_and_autoencoder_gradients_equal_central_differences(images):
+    from skcem._gradients import make_backend
+    from skcem.costs import NegLogLikelihood, one_hot
+
+    X, _ = images
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(108, 10)).double()
+    ae = nn.Sequential(nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, 64)).double()
+    backend = make_backend(cnn, eps=1e-3, n_features=64, input_shape=(1, 8, 8),
+                           output_kind="logits", autoencoder=ae)
+    Z = X[1200:1203].astype(float)
+    target = one_hot(np.array([0, 3, 7]), 10)
+    loss = NegLogLikelihood()
+    answer = backend.evaluate(Z, Z, target, loss, with_ae_grad=True, with_ae_loss_at_adv=True)
+
+    def objective(rows):
+        return loss.value(backend.predict_proba(rows), target) + backend.autoencoder.loss(rows)
+
+    step = 1e-6
+    numerical = np.empty_like(Z)
+    for j in range(Z.shape[1]):
+        shift = np.zeros_like(Z)
+        shift[:, j] = step
+        numerical[:, j] = (objective(Z + shift) - objective(Z - shift)) / (2 * step)
+    np.testing.assert_allclose(answer.attack_grad + answer.ae_grad, numerical, rtol=1e-5,
+                               atol=1e-7)
+    np.testing.assert_allclose(answer.ae_loss_adv, backend.autoencoder.loss(Z))
+
+
+def _keras_twin(module):
+    """The Keras model of the CNN ``module``: channels-last kernels, Dense rows reordered
+    from (c, h, w) to (h, w, c), Dense kernels transposed."""
+    keras = pytest.importorskip("keras")
+    conv, linear = module[0], module[3]
+    twin = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(10)])
+    twin.layers[0].set_weights([conv.weight.detach().numpy().transpose(2, 3, 1, 0),
+                                conv.bias.detach().numpy()])
+    kernel = linear.weight.detach().numpy().T.reshape(4, 6, 6, 10).transpose(1, 2, 0, 3)
+    twin.layers[2].set_weights([kernel.reshape(144, 10), linear.bias.detach().numpy()])
+    return twin
+
+
+def test_same_answers_as_the_keras_twin(logits_cnn, images):
+    pytest.importorskip("tensorflow")
+    from skcem._gradients import make_backend
+    from skcem.costs import HingeAttack, one_hot
+
+    X, _ = images
+    twin = _keras_twin(logits_cnn)
+    Z = X[1200:1216].astype(float) + 0.01
+    target = one_hot(_predict(logits_cnn, Z), 10)
+    backends = [make_backend(model, eps=1e-3, n_features=64, input_shape=shape,
+                             output_kind="logits")
+                for model, shape in ((logits_cnn, (1, 8, 8)), (twin, None))]
+    answers = [b.evaluate(Z, Z, target, HingeAttack("PN", kappa=0.1)) for b in backends]
+    np.testing.assert_allclose(answers[0].proba_adv, answers[1].proba_adv, atol=1e-5)
+    scale = np.abs(answers[1].attack_grad).max()
+    np.testing.assert_allclose(answers[0].attack_grad, answers[1].attack_grad,
+                               atol=1e-4 * scale)
+    # Whole searches: float32 kernels of two frameworks round differently, and an edge case
+    # can move one search to a neighbouring c; both are valid and alike on the whole.
+    test = X[1200:1208]
+    runs = [_explain(CEMExplainer(model, mode="PN", input_shape=shape, **IMAGE, **FAST)
+                     .fit(X[:300]), test)
+            for model, shape in ((logits_cnn, (1, 8, 8)), (twin, None))]
+    np.testing.assert_array_equal(runs[0].X_pred, runs[1].X_pred)
+    assert abs(runs[0].found.sum() - runs[1].found.sum()) <= 1
+    both = runs[0].found & runs[1].found
+    assert np.all(_predict(logits_cnn, runs[0].PN[both]) != runs[0].X_pred[both])
+    ratio = np.median(runs[0].distance[both]) / np.median(runs[1].distance[both])
+    assert 0.9 < ratio < 1.1
+
+
+def test_output_kinds_and_the_softmax_twin(logits_cnn, images):
+    from skcem._gradients import detect_output_kind
+
+    X, _ = images
+    sample = X[:50]
+    layers = list(logits_cnn)
+    softmax = nn.Sequential(*layers, nn.Softmax(dim=1))
+    log_softmax = nn.Sequential(*layers, nn.LogSoftmax(dim=1))
+    shape = (1, 8, 8)
+    assert detect_output_kind(logits_cnn, sample, shape) == "logits"
+    assert detect_output_kind(softmax, sample, shape) == "probabilities"
+    assert detect_output_kind(log_softmax, sample, shape) == "logits"
+
+    class SoftmaxInForward(nn.Module):  # no final module: decided by the outputs
+        def __init__(self):
+            super().__init__()
+            self.net = logits_cnn
+
+        def forward(self, x):
+            return torch.softmax(self.net(x), dim=1)
+
+    assert detect_output_kind(SoftmaxInForward(), sample, shape) == "probabilities"
+    # the three modules are one classifier: same probabilities and gradients
+    from skcem._gradients import make_backend
+    from skcem.costs import HingeAttack, one_hot
+
+    Z = X[1200:1216].astype(float)
+    target = one_hot(_predict(logits_cnn, Z), 10)
+    answers = []
+    for model in (logits_cnn, softmax, log_softmax):
+        kind = detect_output_kind(model, sample, shape)
+        backend = make_backend(model, eps=1e-3, n_features=64, input_shape=shape,
+                               output_kind=kind)
+        answers.append(backend.evaluate(Z, Z, target, HingeAttack("PN", kappa=0.2)))
+    for answer in answers[1:]:
+        np.testing.assert_allclose(answer.proba_adv, answers[0].proba_adv, atol=1e-6)
+        np.testing.assert_allclose(answer.attack_grad, answers[0].attack_grad, atol=1e-5)
+    assert np.abs(answers[0].attack_grad).max() > 1e-2
+
+
+def test_single_sigmoid_output(images):
+    X, y = images
+    binary = y < 5
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(64, 1), nn.Sigmoid())
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    inputs, targets = torch.as_tensor(X[:1200]), torch.as_tensor(binary[:1200], dtype=torch.float32)
+    for _ in range(150):
+        optimizer.zero_grad()
+        nn.functional.binary_cross_entropy(module(inputs)[:, 0], targets).backward()
+        optimizer.step()
+    module.zero_grad(set_to_none=True)
+    cem = CEMExplainer(module, mode="PN", **IMAGE, **FAST).fit(X[:300])
+    assert cem._keras_output == "sigmoid"
+    np.testing.assert_array_equal(cem.classes_, [0, 1])
+    exp = _explain(cem, X[1200:1208])
+    assert exp.found.mean() >= 0.7
+    with torch.no_grad():
+        s = module(torch.as_tensor(exp.explanation[exp.found], dtype=torch.float32))[:, 0].numpy()
+    np.testing.assert_array_equal((s > 0.5).astype(int), exp.explanation_pred[exp.found])
+    assert np.all(exp.explanation_pred[exp.found] != exp.X_pred[exp.found])
+
+
+def test_device_cpu_and_bad_devices(logits_cnn, images):
+    X, y = images
+    test = X[1200:1203]
+    settings = dict(input_shape=(1, 8, 8), mode="PP", **IMAGE, **FAST)
+    default = _explain(CEMExplainer(logits_cnn, **settings).fit(X[:100]), test)
+    on_cpu = _explain(CEMExplainer(logits_cnn, device="cpu", **settings).fit(X[:100]), test)
+    np.testing.assert_array_equal(default.explanation, on_cpu.explanation)
+    with pytest.raises(ValueError, match="`device` must name a PyTorch device"):
+        CEMExplainer(logits_cnn, device="gpu0", **settings).fit(X[:100])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="`device` is 'cuda' but PyTorch sees no CUDA"):
+            CEMExplainer(logits_cnn, device="cuda", **settings).fit(X[:100])
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=200).fit(X[:100], y[:100])
+    with pytest.raises(ValueError, match="`device` applies to PyTorch models"):
+        CEMExplainer(clf, device="cpu").fit(X[:100])
+    with pytest.raises(ValueError, match="`device` applies to PyTorch models"):
+        GradientSimilarityExplainer(clf, device="cpu").fit(X[:100], y[:100])
+
+
+def test_bad_input_shapes_get_one_clear_error(logits_cnn, images):
+    X, y = images
+    with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(64,\) "
+                       r".*pass the `input_shape` it takes"):
+        CEMExplainer(logits_cnn).fit(X[:50])
+    with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(4, 4, 4\)"):
+        GradientSimilarityExplainer(logits_cnn, input_shape=(4, 4, 4)).fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(64,\)"):
+        GradientSimilarityExplainer(logits_cnn, task="regression").fit(X[:20], X[:20, :10])
+    with pytest.raises(ValueError, match=r"`input_shape` \(1, 7, 7\) holds 49 values per "
+                       "instance, but X has 64 columns"):
+        CEMExplainer(logits_cnn, input_shape=(1, 7, 7)).fit(X[:50])
+    dense = nn.Sequential(nn.Linear(32, 10))
+    with pytest.raises(ValueError, match=r"starts with nn.Linear\(32, ...\) but X has 64"):
+        CounterfactualExplainer(dense).fit(X[:50])
+
+
+def _per_example_gradients(module, X, y, loss_fn):
+    """Each row's loss gradient, one backward pass per row, parameters in module order."""
+    rows = []
+    for x, t in zip(X, y):
+        module.zero_grad()
+        loss_fn(module(torch.as_tensor(x)[None]), torch.as_tensor(t)[None]).sum().backward()
+        rows.append(torch.cat([p.grad.reshape(-1) for p in module.parameters()]).numpy())
+    module.zero_grad()
+    return np.array(rows)
+
+
+@pytest.fixture(scope="module")
+def double_cnn(images):
+    """A float64 CNN with "same" and strided convolutions, a hidden dense layer and a layer
+    norm (its parameters' gradients by torch.func): gradients exact enough to be compared to
+    1e-6."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 8, 8)),
+        nn.Conv2d(1, 3, 3, padding="same"), nn.ReLU(),
+        nn.Conv2d(3, 2, 3, stride=2, padding=1), nn.Tanh(), nn.Flatten(),
+        nn.Linear(2 * 4 * 4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 10)).double().eval()
+
+
+@pytest.mark.parametrize("sim_fn", ["grad_dot", "grad_cos"])
+def test_similarity_equals_a_per_example_autograd_loop(double_cnn, images, sim_fn):
+    X, y = images
+    X = X.astype(float)  # float32 values: the module sees the same numbers either way
+    train, test = slice(0, 40), slice(1200, 1205)
+    explainer = GradientSimilarityExplainer(double_cnn, sim_fn=sim_fn).fit(X[train], y[train])
+    scores = explainer.transform(X[test])
+    cross_entropy = nn.functional.cross_entropy
+    G_train = _per_example_gradients(double_cnn, X[train], y[train], cross_entropy)
+    G_test = _per_example_gradients(double_cnn, X[test], _predict(double_cnn, X[test], (64,)),
+                                    cross_entropy)
+    expected = G_test @ G_train.T
+    if sim_fn == "grad_cos":
+        expected /= np.outer(np.linalg.norm(G_test, axis=1), np.linalg.norm(G_train, axis=1))
+    np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-12 * np.abs(expected).max())
+    assert explainer.n_params_ == G_train.shape[1]
+    # the torch.func reference gives the same flattened gradients
+    np.testing.assert_allclose(explainer._gradients(X[train], y[train]), G_train, rtol=1e-9,
+                               atol=1e-12)
+
+
+def test_similarity_losses_projection_and_kneighbors(double_cnn, images):
+    X, y = images
+    X = X.astype(float)
+    train, test = slice(0, 60), slice(1200, 1206)
+    auto = GradientSimilarityExplainer(double_cnn).fit(X[train], y[train])
+    custom = GradientSimilarityExplainer(
+        double_cnn, loss=nn.CrossEntropyLoss(reduction="none")).fit(X[train], y[train])
+    scores = auto.transform(X[test])
+    np.testing.assert_allclose(custom.transform(X[test]), scores, rtol=1e-9)
+    indices = auto.kneighbors(X[test], n_neighbors=3, return_scores=False)
+    np.testing.assert_array_equal(indices, np.argsort(-scores, axis=1, kind="stable")[:, :3])
+    projected = GradientSimilarityExplainer(double_cnn, n_components=400, random_state=0,
+                                            precompute_grads=True).fit(X[train], y[train])
+    estimate = projected.transform(X[test])
+    assert estimate.shape == scores.shape
+    assert np.corrcoef(estimate.ravel(), scores.ravel())[0, 1] > 0.9
+
+
+def test_similarity_regression(images):
+    X, _ = images
+    X = X.astype(float)
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    targets = np.c_[X[:, :32].sum(axis=1), X[:, 32:].sum(axis=1)]
+    explainer = GradientSimilarityExplainer(module, task="regression").fit(X[:30], targets[:30])
+    scores = explainer.explain(X[1200:1203], targets[1200:1203]).scores
+
+    def squared_error(out, t):
+        return torch.mean((out - t) ** 2, dim=1)
+
+    G_train = _per_example_gradients(module, X[:30], targets[:30], squared_error)
+    G_test = _per_example_gradients(module, X[1200:1203], targets[1200:1203], squared_error)
+    np.testing.assert_allclose(scores, G_test @ G_train.T, rtol=1e-6)
+
+
+def test_wrong_losses_get_one_clear_error(logits_cnn, images):
+    X, y = images
+    shape = dict(input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match="`loss` must be 'auto' or a callable"):
+        GradientSimilarityExplainer(logits_cnn, loss="mse", **shape).fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match="'loss' parameter"):
+        GradientSimilarityExplainer(logits_cnn, loss=3, **shape).fit(X[:20], y[:20])
+    mean_loss = GradientSimilarityExplainer(logits_cnn, loss=nn.CrossEntropyLoss(), **shape)
+    with pytest.raises(ValueError, match=r"`loss` must return one loss per example \(2 here\)"
+                       r".*reduction='none'"):
+        mean_loss.fit(X[:20], y[:20]).transform(X[1200:1202])
+
+
+def test_autoencoder_term_lowers_reconstruction_error(logits_cnn, images):
+    X, _ = images
+    torch.manual_seed(0)
+    ae = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 64), nn.Sigmoid())
+    optimizer = torch.optim.Adam(ae.parameters(), lr=1e-2)
+    inputs = torch.as_tensor(X[:1200])
+    for _ in range(200):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(ae(inputs), inputs).backward()
+        optimizer.step()
+    test = X[1200:1206]
+
+    def ae_error(exp):
+        with torch.no_grad():
+            rows = torch.as_tensor(exp.PN[exp.found], dtype=torch.float32)
+            return ((ae(rows) - rows) ** 2).sum(dim=1).mean().item()
+
+    settings = dict(mode="PN", autoencoder=ae, input_shape=(1, 8, 8), **IMAGE, **FAST)
+    errors = {gamma: ae_error(_explain(CEMExplainer(logits_cnn, gamma=gamma, **settings)
+                                       .fit(X[:200]), test)) for gamma in (0.0, 10.0)}
+    assert errors[10.0] < errors[0.0]
+
+
+def test_pickled_explainer_explains_the_same(logits_cnn, images):
+    X, y = images
+    cem = CEMExplainer(logits_cnn, mode="PN", input_shape=(1, 8, 8), max_iterations=100,
+                       c_steps=2, **IMAGE).fit(X[:100])
+    restored = pickle.loads(pickle.dumps(cem))
+    answers = [_explain(explainer, X[1200:1203]) for explainer in (cem, restored)]
+    assert answers[0].found.any()
+    np.testing.assert_array_equal(answers[1].explanation, answers[0].explanation)
+    similarity = GradientSimilarityExplainer(logits_cnn, input_shape=(1, 8, 8)).fit(X[:20], y[:20])
+    restored = pickle.loads(pickle.dumps(similarity))
+    np.testing.assert_allclose(restored.transform(X[1200:1202]),
+                               similarity.transform(X[1200:1202]), rtol=1e-6)
+
+
+def test_frameworks_are_told_by_the_classes_modules(logits_cnn):
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem._gradients import is_deep_model, is_keras_model, is_torch_module
+
+    KerasLike = type("Functional", (), {"__module__": "keras.src.models.functional"})
+    assert is_torch_module(logits_cnn) and is_deep_model(logits_cnn)
+    assert not is_keras_model(logits_cnn)
+    assert is_keras_model(KerasLike()) and not is_torch_module(KerasLike())
+    assert not is_deep_model(LogisticRegression()) and not is_deep_model(np.zeros(3))
+
+
+def test_torch_models_never_import_tensorflow():
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import torch
+        from torch import nn
+        import skcem
+        from skcem import CEMExplainer, GradientSimilarityExplainer
+
+        torch.manual_seed(0)
+        module = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        ae = nn.Sequential(nn.Linear(4, 2), nn.Linear(2, 4))
+        X = np.random.default_rng(0).normal(size=(30, 4))
+        CEMExplainer(module, mode="PN", gamma=1.0, autoencoder=ae, max_iterations=10,
+                     c_steps=1).fit(X).explain(X[:2])
+        GradientSimilarityExplainer(module).fit(X, np.arange(30) % 3).transform(X[:2])
+        assert "tensorflow" not in sys.modules, "tensorflow imported"
+        assert "keras" not in sys.modules, "keras imported"
+        print("OK")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("OK")
