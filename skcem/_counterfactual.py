@@ -55,6 +55,13 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         feature, whatever its scale).
     C : float, default=1.0
         Weight of the distance against the cross-entropy.
+    n_counterfactuals : int, default=1
+        Distinct valid counterfactuals per instance, closest first, in the explanation's
+        ``counterfactuals`` (``explanation`` stays the closest). The gradient-free steps
+        refine ``3 * n_counterfactuals`` starts and keep distinct answers, preferring ones
+        that change another set of features than those kept; after the gradient search, its
+        answer comes first and the gradient-free steps give the others. An instance may get
+        fewer where fewer distinct answers were found (NaN rows).
     c_steps : int, default=5
         Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
     categorical_features : "auto", array-like or None, default="auto"
@@ -126,13 +133,15 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         "distance": [StrOptions({"l1", "l2", "mad"})],
         "C": [Interval(Real, 0, None, closed="left")],
         "c_steps": [Interval(Integral, 1, None, closed="left")],
+        "n_counterfactuals": [Interval(Integral, 1, None, closed="left")],
     }
     _not_found_hint = ("Try a smaller C, more max_iterations or a larger learning_rate_init; "
                        "on raw features of very different scales, distance='mad' (the search "
                        "then steps in each feature's MAD units).")
 
     def __init__(self, estimator=None, *, target_class="other", search="auto", gradient="auto",
-                 distance="l1", C=1.0, c_steps=5, categorical_features="auto",
+                 distance="l1", C=1.0, c_steps=5, n_counterfactuals=1,
+                 categorical_features="auto",
                  immutable_features=None, directions=None, feature_range=None,
                  input_shape=None, learning_rate_init=1e-2, max_iterations=1000,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
@@ -145,6 +154,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.distance = distance
         self.C = C
         self.c_steps = c_steps
+        self.n_counterfactuals = n_counterfactuals
         self.categorical_features = categorical_features
         self.immutable_features = immutable_features
         self.directions = directions

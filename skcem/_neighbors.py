@@ -25,7 +25,10 @@ cell of a training row is no value to move to (the instance's value stays).
 
 Every answer is valid by construction (each step keeps validity, asked of the model); the best
 start of each instance is returned in the :class:`~skcem._fista.SearchResult` of the gradient
-search, so that both strategies give the explainers the same thing.
+search, so that both strategies give the explainers the same thing. Asked for several answers
+per instance (``n_answers``), it refines more starts (``3 * n_answers``) and keeps distinct
+ones, closest first, preferring answers that change another set of features than those kept
+(:func:`choose_diverse`).
 """
 
 import warnings
@@ -46,6 +49,50 @@ _PRESELECTED = 400
 _MOST_CONFIDENT = 50
 # Answers with at most this many numeric changes shrink them one by one only.
 _ONE_BY_ONE = 4
+# Starts refined per answer asked, when several are: refined starts often end at the same
+# answer (the reverts undo what told them apart), so more are refined than kept.
+_STARTS_PER_ANSWER = 3
+
+
+def choose_diverse(candidates, changed, n_answers):
+    """Positions of up to ``n_answers`` distinct rows of ``candidates``, in priority order.
+
+    The first candidate is always kept; then, in order, each one that changes another set of
+    features than every one kept; then, in order, the distinct ones left. Returned with the
+    first candidate first and the others in their order of priority (closest first, when the
+    candidates are ordered by distance).
+
+    Parameters
+    ----------
+    candidates : ndarray of shape (n_candidates, n_features)
+        One instance's valid answers, in order of priority.
+    changed : ndarray of bool, shape (n_candidates, n_features)
+        The features each answer changes.
+    n_answers : int
+        How many to keep at most.
+
+    Returns
+    -------
+    positions : list of int
+    """
+    # Rows compared by their bytes: identical answers (missing cells included) are one.
+    keys = [row.tobytes() for row in np.where(candidates == 0, 0.0, candidates)]
+    change_sets = [row.tobytes() for row in changed]
+    chosen, kept_rows, kept_sets = [], set(), set()
+    for position, (key, change_set) in enumerate(zip(keys, change_sets)):
+        if len(chosen) == n_answers:
+            break
+        if key not in kept_rows and (not chosen or change_set not in kept_sets):
+            chosen.append(position)
+            kept_rows.add(key)
+            kept_sets.add(change_set)
+    for position, key in enumerate(keys):
+        if len(chosen) == n_answers:
+            break
+        if key not in kept_rows:
+            chosen.append(position)
+            kept_rows.add(key)
+    return chosen[:1] + sorted(chosen[1:])
 
 
 def is_piecewise_constant(estimator):
@@ -116,10 +163,13 @@ class NeighborSearch:
     max_shrunk : int
         Numeric changes shrunk one by one per answer (the largest first); beyond, all are
         shrunk together only.
+    n_answers : int
+        Distinct answers kept per instance (``SearchResult.answers`` when more than one).
+        With more than one, at least ``3 * n_answers`` starts are refined.
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
-                 n_bisections=7, max_shrunk=32):
+                 n_bisections=7, max_shrunk=32, n_answers=1):
         self.pool = pool
         self.whole = whole
         self.n_candidates = n_candidates
@@ -127,6 +177,14 @@ class NeighborSearch:
         self.n_starts = n_starts
         self.n_bisections = n_bisections
         self.max_shrunk = max_shrunk
+        self.n_answers = n_answers
+
+    @property
+    def _n_refined(self):
+        """Starts refined per instance."""
+        if self.n_answers == 1:
+            return self.n_starts
+        return max(self.n_starts, _STARTS_PER_ANSWER * self.n_answers)
 
     def __call__(self, backend, problem, settings=None, progress=None):
         # Its model calls are many and small: OpenMP threads (histogram gradient boosting)
@@ -150,7 +208,7 @@ class NeighborSearch:
             E = search.revert(E, owner)
             E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
             E = search.revert(E, owner)
-        result = search.result(E, owner, n)
+        result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
         return result
@@ -164,7 +222,7 @@ class NeighborSearch:
         n_valid = np.zeros(rows.size, dtype=int)
         for r in range(self.n_rounds + 1):
             columns = slice(r * self.n_candidates, (r + 1) * self.n_candidates)
-            wanted = n_valid < self.n_starts
+            wanted = n_valid < self._n_refined
             if r == self.n_rounds:  # last: every candidate left, for instances with none
                 columns = slice(columns.start, None)
                 wanted = n_valid == 0
@@ -175,7 +233,7 @@ class NeighborSearch:
             candidates = ranked[i, columns.start + k]
             valid = search.valid(candidates, rows[i])
             for position, row in zip(i[valid], candidates[valid]):
-                if n_valid[position] < self.n_starts:
+                if n_valid[position] < self._n_refined:
                     owners.append(rows[position])
                     starts.append(row)
                     n_valid[position] += 1
@@ -187,7 +245,8 @@ class NeighborSearch:
         """Instances with fewer than ``n_starts`` valid starts also try the farthest admissible
         answer of the mode, when it has one (a PN's additions pushed to the feature range)."""
         problem = search.problem
-        lacking = rows[np.bincount(owner, minlength=problem.x0.shape[0])[rows] < self.n_starts]
+        lacking = rows[np.bincount(owner, minlength=problem.x0.shape[0])[rows]
+                       < self._n_refined]
         if lacking.size == 0:
             return owner, E
         farthest = problem.mode.farthest(problem.x0[lacking],
@@ -435,8 +494,9 @@ class _Batch:
         step = np.where(self.whole, np.trunc(step), step)  # whole numbers stay whole
         return np.where(mask, E + step, E)
 
-    def result(self, E, owner, n):
-        """The best answer of each instance, checked by the estimator's ``predict``."""
+    def result(self, E, owner, n, n_answers=1):
+        """The best answer of each instance, checked by the estimator's ``predict``; with
+        ``n_answers`` > 1, also up to that many distinct ones (:func:`choose_diverse`)."""
         problem = self.problem
         d = problem.x0.shape[1]
         explanation = np.full((n, d), np.nan)
@@ -469,8 +529,22 @@ class _Batch:
             pred[best] = row_pred[first]
             rejected[best] = False
         found = np.isfinite(distance)
-        return SearchResult(explanation=explanation, found=found, distance=distance,
-                            best_c=np.full(n, np.nan), explanation_proba=proba,
-                            explanation_class=pred,
-                            n_iterations=np.full(n, self.n_calls),
-                            flat_gradient=np.zeros(n, bool), rejected_by_predict=rejected)
+        result = SearchResult(explanation=explanation, found=found, distance=distance,
+                              best_c=np.full(n, np.nan), explanation_proba=proba,
+                              explanation_class=pred,
+                              n_iterations=np.full(n, self.n_calls),
+                              flat_gradient=np.zeros(n, bool), rejected_by_predict=rejected)
+        if n_answers > 1:
+            result.answers = np.full((n, n_answers, d), np.nan)
+            result.answer_distance = np.full((n, n_answers), np.nan)
+            if owner.size and np.isfinite(dist).any():
+                order = order[np.isfinite(dist[order])]  # valid answers, by instance, closest first
+                changed = np.abs(self.difference(E, owner)) > 0
+                bounds = np.flatnonzero(np.r_[True, owner[order][1:] != owner[order][:-1], True])
+                for start, stop in zip(bounds[:-1], bounds[1:]):
+                    rows = order[start:stop]
+                    kept = rows[choose_diverse(answers[rows], changed[rows], n_answers)]
+                    instance = owner[rows[0]]
+                    result.answers[instance, :kept.size] = answers[kept]
+                    result.answer_distance[instance, :kept.size] = dist[kept]
+        return result
