@@ -52,20 +52,24 @@ _ONE_BY_ONE = 4
 # Starts refined per answer asked, when several are: refined starts often end at the same
 # answer (the reverts undo what told them apart), so more are refined than kept.
 _STARTS_PER_ANSWER = 3
+# Sparse answers (one or two moves) refined per answer asked.
+_SPARSE_PER_ANSWER = 6
 
 
 def choose_diverse(candidates, changed, n_answers):
-    """Positions of up to ``n_answers`` distinct rows of ``candidates``, in priority order.
+    """Positions of up to ``n_answers`` distinct rows of ``candidates``, closest first.
 
-    The first candidate is always kept; then, in order, each one that changes another set of
-    features than every one kept; then, in order, the distinct ones left. Returned with the
-    first candidate first and the others in their order of priority (closest first, when the
-    candidates are ordered by distance).
+    The first candidate (the closest) is always kept. The others are taken fewest changed
+    features first (then closest), in passes: first those that change none of the features
+    already changed by the answers kept, then those that change another set of features
+    than each of them, then any distinct one left. Sparse answers that change other features
+    make a set whose pairs differ in many features (DiCE's count diversity) while each
+    changes few.
 
     Parameters
     ----------
     candidates : ndarray of shape (n_candidates, n_features)
-        One instance's valid answers, in order of priority.
+        One instance's valid answers, closest first.
     changed : ndarray of bool, shape (n_candidates, n_features)
         The features each answer changes.
     n_answers : int
@@ -74,24 +78,35 @@ def choose_diverse(candidates, changed, n_answers):
     Returns
     -------
     positions : list of int
+        The first candidate's position first, then the others' in increasing order.
     """
     # Rows compared by their bytes: identical answers (missing cells included) are one.
     keys = [row.tobytes() for row in np.where(candidates == 0, 0.0, candidates)]
     change_sets = [row.tobytes() for row in changed]
-    chosen, kept_rows, kept_sets = [], set(), set()
-    for position, (key, change_set) in enumerate(zip(keys, change_sets)):
+    order = 1 + np.argsort(changed[1:].sum(axis=1), kind="stable")
+    chosen, kept_rows, kept_sets = [0], {keys[0]}, {change_sets[0]}
+    touched = changed[0].copy()
+
+    def take(position):
+        chosen.append(position)
+        kept_rows.add(keys[position])
+        kept_sets.add(change_sets[position])
+        touched[:] |= changed[position]
+
+    for fresh_features_only in (True, False):
+        for position in order:
+            if len(chosen) == n_answers:
+                break
+            if keys[position] in kept_rows or change_sets[position] in kept_sets:
+                continue
+            if fresh_features_only and np.any(changed[position] & touched):
+                continue
+            take(position)
+    for position in order:
         if len(chosen) == n_answers:
             break
-        if key not in kept_rows and (not chosen or change_set not in kept_sets):
-            chosen.append(position)
-            kept_rows.add(key)
-            kept_sets.add(change_set)
-    for position, key in enumerate(keys):
-        if len(chosen) == n_answers:
-            break
-        if key not in kept_rows:
-            chosen.append(position)
-            kept_rows.add(key)
+        if keys[position] not in kept_rows:
+            take(position)
     return chosen[:1] + sorted(chosen[1:])
 
 
@@ -204,10 +219,19 @@ class NeighborSearch:
             E = problem.x0[owner].copy()
             valid = search.valid(E, owner)
             owner, E = owner[valid], E[valid]
+        sparse_owner, sparse = owner[:0], E[:0]
+        if owner.size and self.n_answers > 1 and problem.mode.requires_change:
+            sparse_owner, sparse = self._sparse_changes(search, owner, E)
         if owner.size:
             E = search.revert(E, owner)
             E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
             E = search.revert(E, owner)
+        if sparse_owner.size:
+            # Shrunk first: a change moved to the end of its range makes the other one
+            # redundant, which a revert would remove (the two together may need less).
+            sparse = search.shrink(sparse, sparse_owner, self.n_bisections, self.max_shrunk)
+            sparse = search.revert(sparse, sparse_owner)
+            owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
@@ -240,6 +264,65 @@ class NeighborSearch:
         if not starts:
             return np.empty(0, dtype=int), np.empty((0, problem.x0.shape[1]))
         return np.asarray(owners), np.asarray(starts)
+
+    def _sparse_changes(self, search, owner, E):
+        """``(owner, rows)``: the valid answers that make one or two moves alone, at most
+        ``_SPARSE_PER_ANSWER * n_answers`` per instance (singles first).
+
+        A move sets one feature to a value of one of the instance's starts, or a numeric
+        feature to either end of its range (shrunk later). Answers that change one or two
+        features are sparse alternatives to the starts, which change many.
+        """
+        problem = search.problem
+        x0 = problem.x0
+        # Moves (instance, feature, value), distinct.
+        i, j = np.nonzero(np.abs(search.difference(E, owner)) > 0)
+        move_owner, move_feature, move_value = [owner[i]], [j], [E[i, j]]
+        instances = np.unique(owner)
+        numeric = np.flatnonzero(~search.categorical)
+        for bound in (problem.lower, problem.upper):
+            if numeric.size == 0:
+                break
+            rows = np.repeat(instances, numeric.size)
+            columns = np.tile(numeric, instances.size)
+            far = x0[rows].copy()
+            far[np.arange(rows.size), columns] = np.asarray(bound)[rows, columns] \
+                if np.ndim(bound) == 2 else np.broadcast_to(bound, x0.shape[1:])[columns]
+            # Made admissible: directions, immutable features, the mode's moves.
+            far = search.admissible(search.snap_inward(far, x0[rows]), rows)
+            value = far[np.arange(rows.size), columns]
+            moved = value != x0[rows, columns]
+            move_owner.append(rows[moved])
+            move_feature.append(columns[moved])
+            move_value.append(value[moved])
+        moves = np.unique(np.column_stack([np.concatenate(move_owner),
+                                           np.concatenate(move_feature),
+                                           np.concatenate(move_value)]), axis=0)
+        if moves.size == 0:
+            return owner[:0], E[:0]
+        move_owner, move_feature = moves[:, 0].astype(int), moves[:, 1].astype(int)
+        move_value = moves[:, 2]
+        # Singles, and pairs of moves of one instance on two features.
+        bounds = np.flatnonzero(np.r_[True, move_owner[1:] != move_owner[:-1], True])
+        first, second = [np.arange(len(moves))], [np.arange(len(moves))]
+        for begin, stop in zip(bounds[:-1], bounds[1:]):
+            a, b = np.triu_indices(stop - begin, k=1)
+            a, b = a + begin, b + begin
+            other = move_feature[a] != move_feature[b]
+            first.append(a[other])
+            second.append(b[other])
+        first, second = np.concatenate(first), np.concatenate(second)
+        trial_owner = move_owner[first]
+        trials = x0[trial_owner].copy()
+        rows = np.arange(first.size)
+        trials[rows, move_feature[first]] = move_value[first]
+        trials[rows, move_feature[second]] = move_value[second]
+        valid = np.flatnonzero(search.valid(trials, trial_owner))
+        # The first valid ones of each instance (singles come first).
+        order = valid[np.argsort(trial_owner[valid], kind="stable")]
+        starts_at = np.searchsorted(trial_owner[order], trial_owner[order])
+        kept = order[np.arange(order.size) - starts_at < _SPARSE_PER_ANSWER * self.n_answers]
+        return trial_owner[kept], trials[kept]
 
     def _add_farthest(self, search, rows, owner, E):
         """Instances with fewer than ``n_starts`` valid starts also try the farthest admissible
