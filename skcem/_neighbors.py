@@ -52,6 +52,8 @@ _ONE_BY_ONE = 4
 # Starts refined per answer asked, when several are: refined starts often end at the same
 # answer (the reverts undo what told them apart), so more are refined than kept.
 _STARTS_PER_ANSWER = 3
+# choose_diverse's first pass: answers on fresh features that change at most this many.
+_FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
 _SPARSE_PER_ANSWER = 6
 
@@ -60,11 +62,12 @@ def choose_diverse(candidates, changed, n_answers):
     """Positions of up to ``n_answers`` distinct rows of ``candidates``, closest first.
 
     The first candidate (the closest) is always kept. The others are taken fewest changed
-    features first (then closest), in passes: first those that change none of the features
-    already changed by the answers kept, then those that change another set of features
-    than each of them, then any distinct one left. Sparse answers that change other features
-    make a set whose pairs differ in many features (DiCE's count diversity) while each
-    changes few.
+    features first (then closest), in passes: first those that change at most
+    ``_FRESH_CHANGES`` features, none of them changed by an answer kept; then those that
+    change another set of features than each answer kept; then any distinct one left.
+    Sparse answers that change other features make a set whose pairs differ in many features
+    (DiCE's count diversity) while each changes few; a fresh answer that changes many would
+    buy diversity with sparsity.
 
     Parameters
     ----------
@@ -93,13 +96,15 @@ def choose_diverse(candidates, changed, n_answers):
         kept_sets.add(change_sets[position])
         touched[:] |= changed[position]
 
+    n_changed = changed.sum(axis=1)
     for fresh_features_only in (True, False):
         for position in order:
             if len(chosen) == n_answers:
                 break
             if keys[position] in kept_rows or change_sets[position] in kept_sets:
                 continue
-            if fresh_features_only and np.any(changed[position] & touched):
+            if fresh_features_only and (n_changed[position] > _FRESH_CHANGES
+                                        or np.any(changed[position] & touched)):
                 continue
             take(position)
     for position in order:
