@@ -205,3 +205,21 @@ def test_cli_writes_every_counterfactual(tmp_path, iris, forest, capsys):
     assert main(command[:-5] + ["--mode", "PN", "--quiet", "--out", str(tmp_path / "o.json"),
                                 "--n-counterfactuals", "2"]) == 2
     assert "--n-counterfactuals: only with --mode CF" in capsys.readouterr().err
+
+
+def test_plot_counterfactuals(iris, forest):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skcem.plotting import plot_counterfactuals
+
+    X, _ = iris
+    exp = _explain(CounterfactualExplainer(forest, n_counterfactuals=3).fit(X), X[[0, 60]])
+    fig = plot_counterfactuals(exp, index=1)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 3 and titles[0].startswith("rank 0: class")
+    found = np.isfinite(exp.counterfactual_distance[1])
+    assert [not t.endswith("none") for t in titles] == list(found)
+    with pytest.raises(ValueError, match="`axes` must hold 3 axes"):
+        plot_counterfactuals(exp, axes=fig.axes[:2])
