@@ -56,12 +56,15 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     C : float, default=1.0
         Weight of the distance against the cross-entropy.
     n_counterfactuals : int, default=1
-        Distinct valid counterfactuals per instance, closest first, in the explanation's
-        ``counterfactuals`` (``explanation`` stays the closest). The gradient-free steps
-        refine ``3 * n_counterfactuals`` starts and keep distinct answers, preferring ones
-        that change another set of features than those kept; after the gradient search, its
-        answer comes first and the gradient-free steps give the others. An instance may get
-        fewer where fewer distinct answers were found (NaN rows).
+        Distinct valid counterfactuals per instance in the explanation's ``counterfactuals``:
+        the closest first (``explanation``), then, closest first, sparse ones that change
+        other features where there are. With more than one, the gradient-free steps refine
+        ``2 * n_counterfactuals`` starts (training rows of the class) and the answers that
+        make one or two moves alone (a start's category, a numeric feature's range end), and
+        keep distinct ones (fewest changes first, on features no kept answer changes first);
+        after the gradient search, its answer comes first and the gradient-free steps give
+        the others. An instance may get fewer where fewer distinct answers were found (NaN
+        rows).
     c_steps : int, default=5
         Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
     categorical_features : "auto", array-like or None, default="auto"

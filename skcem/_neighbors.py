@@ -26,9 +26,9 @@ cell of a training row is no value to move to (the instance's value stays).
 Every answer is valid by construction (each step keeps validity, asked of the model); the best
 start of each instance is returned in the :class:`~skcem._fista.SearchResult` of the gradient
 search, so that both strategies give the explainers the same thing. Asked for several answers
-per instance (``n_answers``), it refines more starts (``3 * n_answers``) and keeps distinct
-ones, closest first, preferring answers that change another set of features than those kept
-(:func:`choose_diverse`).
+per instance (``n_answers``), it refines more starts (``2 * n_answers``) and sparse answers
+(one or two moves alone), and keeps distinct ones, closest first, preferring answers that
+change few features, other ones than those kept (:func:`choose_diverse`).
 """
 
 import warnings
@@ -51,7 +51,7 @@ _MOST_CONFIDENT = 50
 _ONE_BY_ONE = 4
 # Starts refined per answer asked, when several are: refined starts often end at the same
 # answer (the reverts undo what told them apart), so more are refined than kept.
-_STARTS_PER_ANSWER = 3
+_STARTS_PER_ANSWER = 2
 # choose_diverse's first pass: answers on fresh features that change at most this many.
 _FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
@@ -185,7 +185,7 @@ class NeighborSearch:
         shrunk together only.
     n_answers : int
         Distinct answers kept per instance (``SearchResult.answers`` when more than one).
-        With more than one, at least ``3 * n_answers`` starts are refined.
+        With more than one, at least ``2 * n_answers`` starts are refined.
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
@@ -229,14 +229,12 @@ class NeighborSearch:
             sparse_owner, sparse = self._sparse_changes(search, owner, E)
         if owner.size:
             E = search.revert(E, owner)
+            # Sparse answers are shrunk before any revert: a change moved to the end of its
+            # range makes the other one redundant, which a revert would remove (the two
+            # together may need less). Shrunk and reverted with the starts: the same calls.
+            owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
             E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
             E = search.revert(E, owner)
-        if sparse_owner.size:
-            # Shrunk first: a change moved to the end of its range makes the other one
-            # redundant, which a revert would remove (the two together may need less).
-            sparse = search.shrink(sparse, sparse_owner, self.n_bisections, self.max_shrunk)
-            sparse = search.revert(sparse, sparse_owner)
-            owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
@@ -274,14 +272,15 @@ class NeighborSearch:
         """``(owner, rows)``: the valid answers that make one or two moves alone, at most
         ``_SPARSE_PER_ANSWER * n_answers`` per instance (singles first).
 
-        A move sets one feature to a value of one of the instance's starts, or a numeric
-        feature to either end of its range (shrunk later). Answers that change one or two
+        A move sets a categorical feature to its value in one of the instance's starts, or a
+        numeric feature to either end of its range (shrunk later, so that the starts' own
+        numeric values would add trials, not answers). Answers that change one or two
         features are sparse alternatives to the starts, which change many.
         """
         problem = search.problem
         x0 = problem.x0
         # Moves (instance, feature, value), distinct.
-        i, j = np.nonzero(np.abs(search.difference(E, owner)) > 0)
+        i, j = np.nonzero((np.abs(search.difference(E, owner)) > 0) & search.categorical)
         move_owner, move_feature, move_value = [owner[i]], [j], [E[i, j]]
         instances = np.unique(owner)
         numeric = np.flatnonzero(~search.categorical)
