@@ -55,7 +55,7 @@ _STARTS_PER_ANSWER = 2
 # choose_diverse's first pass: answers on fresh features that change at most this many.
 _FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
-_SPARSE_PER_ANSWER = 6
+_SPARSE_PER_ANSWER = 3
 
 
 def choose_diverse(candidates, changed, n_answers):
