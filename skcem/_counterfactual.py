@@ -55,6 +55,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         feature, whatever its scale).
     C : float, default=1.0
         Weight of the distance against the cross-entropy.
+    c_steps : int, default=5
+        Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
     n_counterfactuals : int, default=1
         Distinct valid counterfactuals per instance in the explanation's ``counterfactuals``:
         the closest first (``explanation``), then, closest first, sparse ones that change
@@ -63,10 +65,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         make one or two moves alone (a start's category, a numeric feature's range end), and
         keep distinct ones (fewest changes first, on features no kept answer changes first);
         after the gradient search, its answer comes first and the gradient-free steps give
-        the others. An instance may get fewer where fewer distinct answers were found (NaN
-        rows).
-    c_steps : int, default=5
-        Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
+        the others. Two answers that change the same features, to the same categories and
+        numbers within 10% of the change, count as one. An instance may get fewer where
+        fewer distinct answers were found (NaN rows).
     categorical_features : "auto", array-like or None, default="auto"
         Columns whose values are categories: "auto" takes DataFrame columns of object,
         string, category or bool dtype (and text columns of an array), and the columns a

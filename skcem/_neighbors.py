@@ -52,19 +52,24 @@ _ONE_BY_ONE = 4
 # Starts refined per answer asked, when several are: refined starts often end at the same
 # answer (the reverts undo what told them apart), so more are refined than kept.
 _STARTS_PER_ANSWER = 2
+# Two answers that change the same features, numeric ones by amounts this close (relative to
+# the larger change) and categorical ones to the same category, are one answer.
+_NEAR_COPY = 0.1
 # choose_diverse's first pass: answers on fresh features that change at most this many.
 _FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
 _SPARSE_PER_ANSWER = 3
 
 
-def choose_diverse(candidates, changed, n_answers):
+def choose_diverse(candidates, difference, categorical, n_answers):
     """Positions of up to ``n_answers`` distinct rows of ``candidates``, closest first.
 
     The first candidate (the closest) is always kept. The others are taken fewest changed
     features first (then closest), in passes: first those that change at most
     ``_FRESH_CHANGES`` features, none of them changed by an answer kept; then those that
-    change another set of features than each answer kept; then any distinct one left.
+    change another set of features than each answer kept; then any other one left that is
+    no near copy of one kept: that changes the same features to another category, or a
+    numeric one by more than ``_NEAR_COPY`` of the larger of the two changes.
     Sparse answers that change other features make a set whose pairs differ in many features
     (DiCE's count diversity) while each changes few; a fresh answer that changes many would
     buy diversity with sparsity.
@@ -73,8 +78,10 @@ def choose_diverse(candidates, changed, n_answers):
     ----------
     candidates : ndarray of shape (n_candidates, n_features)
         One instance's valid answers, closest first.
-    changed : ndarray of bool, shape (n_candidates, n_features)
-        The features each answer changes.
+    difference : ndarray of shape (n_candidates, n_features)
+        Each answer's change (1.0 for a changed category, 0 for none).
+    categorical : ndarray of bool, shape (n_features,)
+        Categorical features.
     n_answers : int
         How many to keep at most.
 
@@ -83,6 +90,7 @@ def choose_diverse(candidates, changed, n_answers):
     positions : list of int
         The first candidate's position first, then the others' in increasing order.
     """
+    changed = np.abs(difference) > 0
     # Rows compared by their bytes: identical answers (missing cells included) are one.
     keys = [row.tobytes() for row in np.where(candidates == 0, 0.0, candidates)]
     change_sets = [row.tobytes() for row in changed]
@@ -107,10 +115,24 @@ def choose_diverse(candidates, changed, n_answers):
                                         or np.any(changed[position] & touched)):
                 continue
             take(position)
+    def near_copy(position, kept):
+        if change_sets[position] != change_sets[kept]:
+            return False
+        same = changed[position]
+        if np.any(candidates[position, same & categorical]
+                  != candidates[kept, same & categorical]):
+            return False
+        numeric = same & ~categorical
+        scale = np.maximum(np.abs(difference[position, numeric]),
+                           np.abs(difference[kept, numeric]))
+        return bool(np.all(np.abs(candidates[position, numeric] - candidates[kept, numeric])
+                           <= _NEAR_COPY * scale))
+
     for position in order:
         if len(chosen) == n_answers:
             break
-        if keys[position] not in kept_rows:
+        if keys[position] not in kept_rows and \
+                not any(near_copy(position, kept) for kept in chosen):
             take(position)
     return chosen[:1] + sorted(chosen[1:])
 
@@ -626,11 +648,12 @@ class _Batch:
             result.answer_distance = np.full((n, n_answers), np.nan)
             if owner.size and np.isfinite(dist).any():
                 order = order[np.isfinite(dist[order])]  # valid answers, by instance, closest first
-                changed = np.abs(self.difference(E, owner)) > 0
+                difference = self.difference(E, owner)
                 bounds = np.flatnonzero(np.r_[True, owner[order][1:] != owner[order][:-1], True])
                 for start, stop in zip(bounds[:-1], bounds[1:]):
                     rows = order[start:stop]
-                    kept = rows[choose_diverse(answers[rows], changed[rows], n_answers)]
+                    kept = rows[choose_diverse(answers[rows], difference[rows],
+                                               self.categorical, n_answers)]
                     instance = owner[rows[0]]
                     result.answers[instance, :kept.size] = answers[kept]
                     result.answer_distance[instance, :kept.size] = dist[kept]

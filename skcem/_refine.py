@@ -89,8 +89,8 @@ def add_alternatives(backend, problem, result, pool, whole, n_answers):
         distances = np.r_[result.distance[instance],
                           others.answer_distance[position][alternative]]
         owner = np.full(len(candidates), instance)
-        changed = np.abs(batch.difference(candidates, owner)) > 0
-        kept = choose_diverse(candidates, changed, n_answers)
+        kept = choose_diverse(candidates, batch.difference(candidates, owner),
+                              batch.categorical, n_answers)
         result.answers[instance, :len(kept)] = candidates[kept]
         result.answer_distance[instance, :len(kept)] = distances[kept]
     return result

@@ -75,6 +75,14 @@ def _check_ranked(explanation, model, k, rows):
         else:
             mine = answers[i, ranks]
             assert len(np.unique(mine, axis=0)) == ranks.size
+            # No near copies: the same features changed by amounts within 10%.
+            delta = mine - explanation.X[i]
+            for a in range(ranks.size):
+                for b in range(a):
+                    same = (delta[a] != 0) == (delta[b] != 0)
+                    assert not (np.all(same) and np.all(
+                        np.abs(delta[a] - delta[b])
+                        <= 0.1 * np.maximum(np.abs(delta[a]), np.abs(delta[b])))), (a, b)
             np.testing.assert_array_equal(mine[0], explanation.explanation[i])
             predicted = model.predict(mine)
             original = model.predict(explanation.X[[i]])[0]
@@ -89,7 +97,7 @@ def test_k_answers_distinct_valid_ordered_gradient_free(iris, forest):
     exp = _explain(explainer, X[::15])
     assert exp.counterfactuals.shape == (10, 4, 4)
     _check_ranked(exp, forest, 4, 10)
-    assert np.isfinite(exp.counterfactual_distance).sum(axis=1)[exp.found].mean() >= 3
+    assert np.isfinite(exp.counterfactual_distance).sum(axis=1)[exp.found].mean() >= 2.5
 
 
 @pytest.mark.parametrize("search", ["auto", "fista"])
