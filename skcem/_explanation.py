@@ -230,9 +230,10 @@ class Explanation:
         """
         if self._n_ranks() > 1:
             k = self._n_ranks()
-            flat = self._ranked().changes(atol)
+            ranked = self._ranked()
+            flat = ranked.changes(atol)
             return [[row for row, found in zip(flat[i * k:(i + 1) * k],
-                                                self._ranked().found[i * k:(i + 1) * k])
+                                                ranked.found[i * k:(i + 1) * k])
                      if found] for i in range(len(self))]
         names = self._names()
         _, _, categorical = self._numbers()
