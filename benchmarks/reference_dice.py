@@ -38,7 +38,9 @@ The input is a joblib file holding a dict with the keys
     per row, DiCE's ``desired_class`` and the random seed.
 
 Optional keys: ``method_kwargs`` (``{method: {...}}`` extra keyword arguments for
-``generate_counterfactuals``) and ``row_timeout`` (seconds, overrides ``--row-timeout``).
+``generate_counterfactuals``), ``row_timeout`` (seconds, overrides ``--row-timeout``) and
+``all_counterfactuals`` (true: each method's output also holds ``"all_counterfactuals"``,
+per row the list of every counterfactual DiCE returned, in its order, empty where none).
 
 CLI: ``--input PATH --output PATH [--row-timeout 120] [--threads 1]``. ``--threads`` limits
 BLAS/OpenMP threads with threadpoolctl (1 by default: on a small, shared machine OpenMP
@@ -236,6 +238,28 @@ def first_counterfactual(explanations, columns, continuous):
     return {col: to_python(val) for col, val in out.items()}
 
 
+def every_counterfactual(explanations, columns, continuous):
+    """All counterfactuals of a one-row explanation as raw-space dicts, in DiCE's order."""
+    example = explanations.cf_examples_list[0]
+    frame = example.final_cfs_df_sparse
+    if frame is None or len(frame) == 0:
+        frame = example.final_cfs_df
+    if frame is None or len(frame) == 0:
+        return []
+    out = []
+    for _, row in frame.iterrows():
+        answer = {}
+        for col in columns:
+            value = row[col]
+            if col in continuous:
+                value = float(value)
+                answer[col] = int(value) if value == int(value) else value
+            else:
+                answer[col] = str(value)
+        out.append({col: to_python(val) for col, val in answer.items()})
+    return out
+
+
 def explain(spec, row_timeout):
     """Run every requested DiCE method on every row and collect the results."""
     outcome = spec["outcome"]
@@ -251,6 +275,7 @@ def explain(spec, row_timeout):
     seed = int(spec.get("seed", 0))
     method_kwargs = spec.get("method_kwargs") or {}
     row_timeout = float(spec.get("row_timeout", row_timeout))
+    keep_all = bool(spec.get("all_counterfactuals", False))
 
     feature_cols = continuous + categorical
     if sorted(feature_cols) != sorted(columns):
@@ -291,7 +316,7 @@ def explain(spec, row_timeout):
         explainer = dice_ml.Dice(data, dice_model, method=method)
         seconds_setup = time.perf_counter() - start
 
-        per_row, cfs, errors = [], [], []
+        per_row, cfs, errors, all_cfs = [], [], [], []
         for i in range(len(rows)):
             query = rows.iloc[[i]].reset_index(drop=True)
             permitted = {}
@@ -322,6 +347,8 @@ def explain(spec, row_timeout):
                     explanations = explainer.generate_counterfactuals(query, **kwargs)
                 elapsed = time.perf_counter() - t0
                 cf = first_counterfactual(explanations, columns, continuous)
+                if keep_all:
+                    all_cfs.append(every_counterfactual(explanations, columns, continuous))
                 if cf is None:
                     err = "no counterfactual returned"
             except RowTimeout:
@@ -333,6 +360,8 @@ def explain(spec, row_timeout):
             finally:
                 if use_alarm:
                     signal.setitimer(signal.ITIMER_REAL, 0)
+            if keep_all and len(all_cfs) == len(per_row):  # nothing was returned
+                all_cfs.append([])
             per_row.append(elapsed)
             cfs.append(cf)
             errors.append(err)
@@ -344,6 +373,8 @@ def explain(spec, row_timeout):
             "errors": errors,
             "n_found": sum(cf is not None for cf in cfs),
         }
+        if keep_all:
+            result["methods"][method]["all_counterfactuals"] = all_cfs
     return result
 
 

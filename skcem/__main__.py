@@ -412,6 +412,15 @@ def _explain(args):
         else:
             train = _reorder(train_header, train, header, "--train")
     params = _parse_params(args.params)
+    if args.n_counterfactuals is not None:
+        if args.mode != "CF":
+            raise InputError("--n-counterfactuals: only with --mode CF")
+        if args.n_counterfactuals < 1:
+            raise InputError("--n-counterfactuals: must be 1 or more; got "
+                             f"{args.n_counterfactuals}")
+        if "n_counterfactuals" in params:
+            raise InputError("--params: give n_counterfactuals with --n-counterfactuals only")
+        params["n_counterfactuals"] = args.n_counterfactuals
     if args.mode == "CF":
         explainer, options = CounterfactualExplainer, {"estimator": "--model",
                                                        "verbose": "--quiet"}
@@ -437,13 +446,21 @@ def _explain(args):
     recorded.show()
     rows = []
     fixed = exp.fixed()
-    for i, changed in enumerate(exp.changes()):
+    ranked = (args.n_counterfactuals or 1) > 1
+    for i, changes in enumerate(exp.changes()):
         after = exp.explanation_pred[i]
-        rows.append({"row": i, "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
-                     f"{args.mode}_class": None if after is None else _plain(after),
-                     "kept" if args.mode == "PP" else "changed": changed})
-        if exp.immutable is not None:  # held by immutable_features, not kept by the search
-            rows[-1]["fixed"] = fixed[i]
+        # Several counterfactuals: a row per answer, closest first ("rank").
+        for rank, changed in enumerate(changes if ranked else [changes]):
+            rows.append({"row": i} | ({"rank": rank} if ranked else {}) | {
+                "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
+                f"{args.mode}_class": None if after is None else _plain(after),
+                "kept" if args.mode == "PP" else "changed": changed})
+            if exp.immutable is not None:  # held by immutable_features, not by the search
+                rows[-1]["fixed"] = fixed[i]
+        if ranked and not changes:
+            rows.append({"row": i, "rank": None, "found": False,
+                         "class": _plain(exp.X_pred[i]), f"{args.mode}_class": None,
+                         "changed": {}} | ({"fixed": {}} if exp.immutable is not None else {}))
     _write(rows, args.out)
     if not args.quiet:
         print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {args.out}",
@@ -520,6 +537,9 @@ def build_parser():
     explain.add_argument("--params", nargs="*", metavar="KEY=VALUE",
                          help="the explainer's parameters, e.g. beta=0.2 max_iterations=500 "
                               "immutable_features=age,sex (a list: a,b or [\"a\", \"b\"])")
+    explain.add_argument("--n-counterfactuals", type=int, metavar="K",
+                         help="--mode CF: K distinct counterfactuals per row, closest first, "
+                              "written one per line with their 'rank'")
     explain.add_argument("--out", required=True,
                          help="output .json or .csv: a row per instance with its class, the "
                               "answer's class and, as {feature: value}, the features a PN or "

@@ -27,7 +27,7 @@ from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs
 from ._progress import logger, progress_bar
-from ._refine import complete_and_polish
+from ._refine import add_alternatives, complete_and_polish
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
 from ._validation import (accepts_missing_values, align_columns, check_pair,
@@ -256,7 +256,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
         self.search_ = self._choose_search(X)
         self._pool = None
-        if self.search_ == "neighbors" or self._refines():
+        if self.search_ == "neighbors" or self._refines() or self._n_answers() > 1:
             rows = np.random.default_rng(0).permutation(len(X))[:_MAX_POOL_ROWS] \
                 if len(X) > _MAX_POOL_ROWS else slice(None)
             pool = X[rows]
@@ -415,9 +415,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _search_and_refine(self, backend, problem, settings, progress):
         result = self._search_by_strategy(backend, problem, settings, progress)
-        if not self._refines():
-            return result
-        return complete_and_polish(backend, problem, result, self._pool, self._whole_columns())
+        if self._refines():
+            result = complete_and_polish(backend, problem, result, self._pool,
+                                         self._whole_columns())
+        if self._n_answers() > 1 and result.answers is None:
+            # The gradient search gives one answer: the gradient-free steps add the others.
+            result = add_alternatives(backend, problem, result, self._pool,
+                                      self._whole_columns(), self._n_answers())
+        return result
+
+    def _n_answers(self):
+        """Answers asked per instance (``n_counterfactuals``; 1 for explainers without)."""
+        return getattr(self, "n_counterfactuals", 1)
 
     def _refines(self):
         """Whether ``search="auto"`` completes and polishes the gradient search's answers
@@ -437,8 +446,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _search_by_strategy(self, backend, problem, settings, progress):
         if self.search_ == "neighbors":
-            return NeighborSearch(self._pool, self._whole_columns())(backend, problem, settings,
-                                                                     progress)
+            search = NeighborSearch(self._pool, self._whole_columns(),
+                                    n_answers=self._n_answers())
+            return search(backend, problem, settings, progress)
         scale = self._search_scale()
         if scale is None:
             return solve(backend, problem, settings, progress)
@@ -753,6 +763,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             shown_X = codec.decode(X, for_model=False, index=index)
             shown_explanation = codec.decode(explanation, for_model=False, index=index)
             encoded = {"X": X, "explanation": explanation, "categorical": codec.categorical_}
+        ranked = {}
+        if hasattr(self, "n_counterfactuals"):
+            ranked = self._ranked_answers(results, index, encoded)
         return Explanation(
             mode=mode, X=shown_X, X_pred=self.classes_[explained], X_proba=proba,
             explanation=shown_explanation,
@@ -764,8 +777,31 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             input_shape=getattr(self._backend, "input_shape", None), index=index,
             encoded=encoded,
             immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
-            meta={"n_model_rows": n_model_rows, "search": self.search_,
+            **ranked, meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
+
+    def _ranked_answers(self, results, index, encoded):
+        """``counterfactuals`` and ``counterfactual_distance`` of the Explanation: every answer
+        of every instance, closest first, in the form of ``X`` (a DataFrame indexed by
+        (row of ``X``, rank), else an array of shape (n_samples, k, n_features))."""
+        answers = np.concatenate([r.explanation[:, None] if r.answers is None else r.answers
+                                  for r in results])
+        distance = np.concatenate([r.distance[:, None] if r.answer_distance is None
+                                   else r.answer_distance for r in results])
+        n, k, d = answers.shape
+        shown = answers
+        codec = self._codec
+        if codec is not None and codec.is_frame_:
+            import pandas as pd
+
+            rows = pd.RangeIndex(n) if index is None else index
+            ranks = pd.MultiIndex.from_product([rows, range(k)], names=[rows.name, "rank"])
+            shown = codec.decode(answers.reshape(n * k, d), for_model=False, index=ranks)
+        elif codec is not None and codec.has_categorical:
+            shown = codec.decode(answers.reshape(n * k, d), for_model=False).reshape(n, k, d)
+        if encoded is not None:
+            encoded["counterfactuals"] = answers
+        return {"counterfactuals": shown, "counterfactual_distance": distance}
 
     def transform(self, X):
         """The explanation of each row of ``X``.

@@ -57,6 +57,17 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Weight of the distance against the cross-entropy.
     c_steps : int, default=5
         Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
+    n_counterfactuals : int, default=1
+        Distinct valid counterfactuals per instance in the explanation's ``counterfactuals``:
+        the closest first (``explanation``), then, closest first, sparse ones that change
+        other features where there are. With more than one, the gradient-free steps refine
+        ``2 * n_counterfactuals`` starts (training rows of the class) and the answers that
+        make one or two moves alone (a start's category, a numeric feature's range end), and
+        keep distinct ones (fewest changes first, on features no kept answer changes first);
+        after the gradient search, its answer comes first and the gradient-free steps give
+        the others. Two answers that change the same features, to the same categories and
+        numbers within 10% of the change, count as one. An instance may get fewer where
+        fewer distinct answers were found (NaN rows).
     categorical_features : "auto", array-like or None, default="auto"
         Columns whose values are categories: "auto" takes DataFrame columns of object,
         string, category or bool dtype (and text columns of an array), and the columns a
@@ -130,13 +141,15 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         "distance": [StrOptions({"l1", "l2", "mad"})],
         "C": [Interval(Real, 0, None, closed="left")],
         "c_steps": [Interval(Integral, 1, None, closed="left")],
+        "n_counterfactuals": [Interval(Integral, 1, None, closed="left")],
     }
     _not_found_hint = ("Try a smaller C, more max_iterations or a larger learning_rate_init; "
                        "on raw features of very different scales, distance='mad' (the search "
                        "then steps in each feature's MAD units).")
 
     def __init__(self, estimator=None, *, target_class="other", search="auto", gradient="auto",
-                 distance="l1", C=1.0, c_steps=5, categorical_features="auto",
+                 distance="l1", C=1.0, c_steps=5, n_counterfactuals=1,
+                 categorical_features="auto",
                  immutable_features=None, directions=None, feature_range=None,
                  input_shape=None, device=None, learning_rate_init=1e-2, max_iterations=1000,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
@@ -149,6 +162,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.distance = distance
         self.C = C
         self.c_steps = c_steps
+        self.n_counterfactuals = n_counterfactuals
         self.categorical_features = categorical_features
         self.immutable_features = immutable_features
         self.directions = directions

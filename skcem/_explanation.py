@@ -1,7 +1,7 @@
 """The result of :meth:`CEMExplainer.explain` and :meth:`CounterfactualExplainer.explain`."""
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -95,6 +95,13 @@ class Explanation:
         The features held fixed by the explainer's ``immutable_features`` (None: none). They
         keep the instance's values by construction: a PP keeps them whatever the class rests
         on, so :meth:`changes` leaves them out and :meth:`fixed` lists them.
+    counterfactuals : DataFrame, ndarray of shape (n_samples, k, n_features), or None
+        :class:`CounterfactualExplainer` only: its ``n_counterfactuals`` distinct valid
+        answers per instance, closest first (rank 0 is ``explanation``). A DataFrame indexed
+        by (row of ``X``, rank) for DataFrame input, else an array; rows (or ranks) without
+        an answer are missing values (NaN).
+    counterfactual_distance : ndarray of shape (n_samples, k) or None
+        The distance of each of ``counterfactuals`` (NaN where none).
 
     Examples
     --------
@@ -131,6 +138,8 @@ class Explanation:
     encoded: dict | None = None
     meta: dict = field(default_factory=dict)
     immutable: np.ndarray | None = None
+    counterfactuals: object = None
+    counterfactual_distance: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -214,9 +223,18 @@ class Explanation:
 
         Returns
         -------
-        changes : list of dict
-            One dict per instance, empty where nothing was found.
+        changes : list of dict, or list of list of dict
+            One dict per instance, empty where nothing was found. With several
+            counterfactuals per instance (``n_counterfactuals`` > 1), one list per instance
+            of the dicts of its answers, closest first.
         """
+        if self._n_ranks() > 1:
+            k = self._n_ranks()
+            ranked = self._ranked()
+            flat = ranked.changes(atol)
+            return [[row for row, found in zip(flat[i * k:(i + 1) * k],
+                                                ranked.found[i * k:(i + 1) * k])
+                     if found] for i in range(len(self))]
         names = self._names()
         _, _, categorical = self._numbers()
         keeps = self.mode == "PP"
@@ -273,6 +291,46 @@ class Explanation:
         return [{names[j]: self._plain_value(self.explanation, i, j) for j in columns}
                 if self.found[i] else {} for i in range(len(self))]
 
+    def _n_ranks(self):
+        """Answers per instance: ``n_counterfactuals``, 1 without ``counterfactuals``."""
+        distance = self.counterfactual_distance
+        return 1 if distance is None else distance.shape[1]
+
+    def _ranked(self):
+        """One explanation per (instance, rank): each row of ``X`` repeated ``k`` times and
+        the ``counterfactuals`` as its explanations, indexed by (row of ``X``, rank)."""
+        k = self._n_ranks()
+        n = len(self)
+        repeated = np.repeat(np.arange(n), k)
+        found = np.isfinite(self.counterfactual_distance).ravel()
+        answers = self.counterfactuals
+        try:
+            import pandas as pd
+
+            rows = pd.RangeIndex(n) if self.index is None else self.index
+            index = pd.MultiIndex.from_product([rows, range(k)], names=[rows.name, "rank"])
+        except ImportError:
+            index = None
+        if hasattr(self.X, "iloc"):
+            X = self.X.iloc[repeated].set_axis(index)
+        else:
+            X = self.X[repeated]
+            answers = answers.reshape(n * k, -1)
+        encoded = None
+        if self.encoded is not None:
+            encoded = {"X": self.encoded["X"][repeated], "categorical":
+                       self.encoded["categorical"],
+                       "explanation": self.encoded["counterfactuals"].reshape(n * k, -1)}
+        pred = np.where(found, self.explanation_pred[repeated], None)
+        proba = np.where(found[:, None], self.explanation_proba[repeated], np.nan)
+        proba[::k] = self.explanation_proba  # known for rank 0 only
+        return replace(self, X=X, X_pred=self.X_pred[repeated], X_proba=self.X_proba[repeated],
+                       explanation=answers, explanation_pred=pred, explanation_proba=proba,
+                       found=found, distance=self.counterfactual_distance.ravel(),
+                       c=np.where(np.arange(n * k) % k == 0, self.c[repeated], np.nan),
+                       index=index, encoded=encoded, counterfactuals=None,
+                       counterfactual_distance=None)
+
     def _names(self):
         return self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
 
@@ -294,11 +352,17 @@ class Explanation:
         explained DataFrame's, so that ``X.join(explanation.to_frame(), rsuffix="_explained")``
         lines rows up.
 
+        With several counterfactuals per instance (``n_counterfactuals`` > 1), one row per
+        (instance, rank), indexed by (row of ``X``, rank), closest first; ``c`` is the
+        search's for rank 0 only.
+
         Returns
         -------
         frame : pandas.DataFrame of shape (n_samples, n_features + 5), or n_features + 6
-            with immutable features
+            with immutable features; ``n_samples * k`` rows with ``k`` counterfactuals
         """
+        if self._n_ranks() > 1:
+            return self._ranked().to_frame()
         try:
             import pandas as pd
         except ImportError as exc:

@@ -256,6 +256,9 @@ class SearchResult:
     marks instances whose attack gradient was exactly zero at every evaluation (a piecewise
     constant model, for which gradient steps cannot move); ``rejected_by_predict`` those
     whose best answer the estimator's ``predict`` put in another class than its probabilities.
+    ``answers`` (shape ``(n, k, n_features)``) and ``answer_distance`` (``(n, k)``), when
+    several answers per instance were asked, hold up to ``k`` distinct valid answers per
+    instance, closest first (rank 0 is ``explanation``), NaN where fewer were found.
     """
 
     explanation: np.ndarray
@@ -267,6 +270,8 @@ class SearchResult:
     n_iterations: np.ndarray
     flat_gradient: np.ndarray
     rejected_by_predict: np.ndarray
+    answers: np.ndarray | None = None
+    answer_distance: np.ndarray | None = None
 
 
 def _rows(value, rows):

@@ -25,7 +25,10 @@ cell of a training row is no value to move to (the instance's value stays).
 
 Every answer is valid by construction (each step keeps validity, asked of the model); the best
 start of each instance is returned in the :class:`~skcem._fista.SearchResult` of the gradient
-search, so that both strategies give the explainers the same thing.
+search, so that both strategies give the explainers the same thing. Asked for several answers
+per instance (``n_answers``), it refines more starts (``2 * n_answers``) and sparse answers
+(one or two moves alone), and keeps distinct ones, closest first, preferring answers that
+change few features, other ones than those kept (:func:`choose_diverse`).
 """
 
 import warnings
@@ -46,6 +49,92 @@ _PRESELECTED = 400
 _MOST_CONFIDENT = 50
 # Answers with at most this many numeric changes shrink them one by one only.
 _ONE_BY_ONE = 4
+# Starts refined per answer asked, when several are: refined starts often end at the same
+# answer (the reverts undo what told them apart), so more are refined than kept.
+_STARTS_PER_ANSWER = 2
+# Two answers that change the same features, numeric ones by amounts this close (relative to
+# the larger change) and categorical ones to the same category, are one answer.
+_NEAR_COPY = 0.1
+# choose_diverse's first pass: answers on fresh features that change at most this many.
+_FRESH_CHANGES = 2
+# Sparse answers (one or two moves) refined per answer asked.
+_SPARSE_PER_ANSWER = 3
+
+
+def choose_diverse(candidates, difference, categorical, n_answers):
+    """Positions of up to ``n_answers`` distinct rows of ``candidates``, closest first.
+
+    The first candidate (the closest) is always kept. The others are taken fewest changed
+    features first (then closest), in passes: first those that change at most
+    ``_FRESH_CHANGES`` features, none of them changed by an answer kept; then those that
+    change another set of features than each answer kept; then any other one left that is
+    no near copy of one kept: that changes the same features to another category, or a
+    numeric one by more than ``_NEAR_COPY`` of the larger of the two changes.
+    Sparse answers that change other features make a set whose pairs differ in many features
+    (DiCE's count diversity) while each changes few; a fresh answer that changes many would
+    buy diversity with sparsity.
+
+    Parameters
+    ----------
+    candidates : ndarray of shape (n_candidates, n_features)
+        One instance's valid answers, closest first.
+    difference : ndarray of shape (n_candidates, n_features)
+        Each answer's change (1.0 for a changed category, 0 for none).
+    categorical : ndarray of bool, shape (n_features,)
+        Categorical features.
+    n_answers : int
+        How many to keep at most.
+
+    Returns
+    -------
+    positions : list of int
+        The first candidate's position first, then the others' in increasing order.
+    """
+    changed = np.abs(difference) > 0
+    # Rows compared by their bytes: identical answers (missing cells included) are one.
+    keys = [row.tobytes() for row in np.where(candidates == 0, 0.0, candidates)]
+    change_sets = [row.tobytes() for row in changed]
+    order = 1 + np.argsort(changed[1:].sum(axis=1), kind="stable")
+    chosen, kept_rows, kept_sets = [0], {keys[0]}, {change_sets[0]}
+    touched = changed[0].copy()
+
+    def take(position):
+        chosen.append(position)
+        kept_rows.add(keys[position])
+        kept_sets.add(change_sets[position])
+        touched[:] |= changed[position]
+
+    n_changed = changed.sum(axis=1)
+    for fresh_features_only in (True, False):
+        for position in order:
+            if len(chosen) == n_answers:
+                break
+            if keys[position] in kept_rows or change_sets[position] in kept_sets:
+                continue
+            if fresh_features_only and (n_changed[position] > _FRESH_CHANGES
+                                        or np.any(changed[position] & touched)):
+                continue
+            take(position)
+    def near_copy(position, kept):
+        if change_sets[position] != change_sets[kept]:
+            return False
+        same = changed[position]
+        if np.any(candidates[position, same & categorical]
+                  != candidates[kept, same & categorical]):
+            return False
+        numeric = same & ~categorical
+        scale = np.maximum(np.abs(difference[position, numeric]),
+                           np.abs(difference[kept, numeric]))
+        return bool(np.all(np.abs(candidates[position, numeric] - candidates[kept, numeric])
+                           <= _NEAR_COPY * scale))
+
+    for position in order:
+        if len(chosen) == n_answers:
+            break
+        if keys[position] not in kept_rows and \
+                not any(near_copy(position, kept) for kept in chosen):
+            take(position)
+    return chosen[:1] + sorted(chosen[1:])
 
 
 def is_piecewise_constant(estimator):
@@ -116,10 +205,13 @@ class NeighborSearch:
     max_shrunk : int
         Numeric changes shrunk one by one per answer (the largest first); beyond, all are
         shrunk together only.
+    n_answers : int
+        Distinct answers kept per instance (``SearchResult.answers`` when more than one).
+        With more than one, at least ``2 * n_answers`` starts are refined.
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
-                 n_bisections=7, max_shrunk=32):
+                 n_bisections=7, max_shrunk=32, n_answers=1):
         self.pool = pool
         self.whole = whole
         self.n_candidates = n_candidates
@@ -127,6 +219,14 @@ class NeighborSearch:
         self.n_starts = n_starts
         self.n_bisections = n_bisections
         self.max_shrunk = max_shrunk
+        self.n_answers = n_answers
+
+    @property
+    def _n_refined(self):
+        """Starts refined per instance."""
+        if self.n_answers == 1:
+            return self.n_starts
+        return max(self.n_starts, _STARTS_PER_ANSWER * self.n_answers)
 
     def __call__(self, backend, problem, settings=None, progress=None):
         # Its model calls are many and small: OpenMP threads (histogram gradient boosting)
@@ -146,11 +246,18 @@ class NeighborSearch:
             E = problem.x0[owner].copy()
             valid = search.valid(E, owner)
             owner, E = owner[valid], E[valid]
+        sparse_owner, sparse = owner[:0], E[:0]
+        if owner.size and self.n_answers > 1 and problem.mode.requires_change:
+            sparse_owner, sparse = self._sparse_changes(search, owner, E)
         if owner.size:
             E = search.revert(E, owner)
+            # Sparse answers are shrunk before any revert: a change moved to the end of its
+            # range makes the other one redundant, which a revert would remove (the two
+            # together may need less). Shrunk and reverted with the starts: the same calls.
+            owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
             E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
             E = search.revert(E, owner)
-        result = search.result(E, owner, n)
+        result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
         return result
@@ -164,7 +271,7 @@ class NeighborSearch:
         n_valid = np.zeros(rows.size, dtype=int)
         for r in range(self.n_rounds + 1):
             columns = slice(r * self.n_candidates, (r + 1) * self.n_candidates)
-            wanted = n_valid < self.n_starts
+            wanted = n_valid < self._n_refined
             if r == self.n_rounds:  # last: every candidate left, for instances with none
                 columns = slice(columns.start, None)
                 wanted = n_valid == 0
@@ -175,7 +282,7 @@ class NeighborSearch:
             candidates = ranked[i, columns.start + k]
             valid = search.valid(candidates, rows[i])
             for position, row in zip(i[valid], candidates[valid]):
-                if n_valid[position] < self.n_starts:
+                if n_valid[position] < self._n_refined:
                     owners.append(rows[position])
                     starts.append(row)
                     n_valid[position] += 1
@@ -183,11 +290,72 @@ class NeighborSearch:
             return np.empty(0, dtype=int), np.empty((0, problem.x0.shape[1]))
         return np.asarray(owners), np.asarray(starts)
 
+    def _sparse_changes(self, search, owner, E):
+        """``(owner, rows)``: the valid answers that make one or two moves alone, at most
+        ``_SPARSE_PER_ANSWER * n_answers`` per instance (singles first).
+
+        A move sets a categorical feature to its value in one of the instance's starts, or a
+        numeric feature to either end of its range (shrunk later, so that the starts' own
+        numeric values would add trials, not answers). Answers that change one or two
+        features are sparse alternatives to the starts, which change many.
+        """
+        problem = search.problem
+        x0 = problem.x0
+        # Moves (instance, feature, value), distinct.
+        i, j = np.nonzero((np.abs(search.difference(E, owner)) > 0) & search.categorical)
+        move_owner, move_feature, move_value = [owner[i]], [j], [E[i, j]]
+        instances = np.unique(owner)
+        numeric = np.flatnonzero(~search.categorical)
+        for bound in (problem.lower, problem.upper):
+            if numeric.size == 0:
+                break
+            rows = np.repeat(instances, numeric.size)
+            columns = np.tile(numeric, instances.size)
+            far = x0[rows].copy()
+            far[np.arange(rows.size), columns] = np.asarray(bound)[rows, columns] \
+                if np.ndim(bound) == 2 else np.broadcast_to(bound, x0.shape[1:])[columns]
+            # Made admissible: directions, immutable features, the mode's moves.
+            far = search.admissible(search.snap_inward(far, x0[rows]), rows)
+            value = far[np.arange(rows.size), columns]
+            moved = value != x0[rows, columns]
+            move_owner.append(rows[moved])
+            move_feature.append(columns[moved])
+            move_value.append(value[moved])
+        moves = np.unique(np.column_stack([np.concatenate(move_owner),
+                                           np.concatenate(move_feature),
+                                           np.concatenate(move_value)]), axis=0)
+        if moves.size == 0:
+            return owner[:0], E[:0]
+        move_owner, move_feature = moves[:, 0].astype(int), moves[:, 1].astype(int)
+        move_value = moves[:, 2]
+        # Singles, and pairs of moves of one instance on two features.
+        bounds = np.flatnonzero(np.r_[True, move_owner[1:] != move_owner[:-1], True])
+        first, second = [np.arange(len(moves))], [np.arange(len(moves))]
+        for begin, stop in zip(bounds[:-1], bounds[1:]):
+            a, b = np.triu_indices(stop - begin, k=1)
+            a, b = a + begin, b + begin
+            other = move_feature[a] != move_feature[b]
+            first.append(a[other])
+            second.append(b[other])
+        first, second = np.concatenate(first), np.concatenate(second)
+        trial_owner = move_owner[first]
+        trials = x0[trial_owner].copy()
+        rows = np.arange(first.size)
+        trials[rows, move_feature[first]] = move_value[first]
+        trials[rows, move_feature[second]] = move_value[second]
+        valid = np.flatnonzero(search.valid(trials, trial_owner))
+        # The first valid ones of each instance (singles come first).
+        order = valid[np.argsort(trial_owner[valid], kind="stable")]
+        starts_at = np.searchsorted(trial_owner[order], trial_owner[order])
+        kept = order[np.arange(order.size) - starts_at < _SPARSE_PER_ANSWER * self.n_answers]
+        return trial_owner[kept], trials[kept]
+
     def _add_farthest(self, search, rows, owner, E):
         """Instances with fewer than ``n_starts`` valid starts also try the farthest admissible
         answer of the mode, when it has one (a PN's additions pushed to the feature range)."""
         problem = search.problem
-        lacking = rows[np.bincount(owner, minlength=problem.x0.shape[0])[rows] < self.n_starts]
+        lacking = rows[np.bincount(owner, minlength=problem.x0.shape[0])[rows]
+                       < self._n_refined]
         if lacking.size == 0:
             return owner, E
         farthest = problem.mode.farthest(problem.x0[lacking],
@@ -435,8 +603,9 @@ class _Batch:
         step = np.where(self.whole, np.trunc(step), step)  # whole numbers stay whole
         return np.where(mask, E + step, E)
 
-    def result(self, E, owner, n):
-        """The best answer of each instance, checked by the estimator's ``predict``."""
+    def result(self, E, owner, n, n_answers=1):
+        """The best answer of each instance, checked by the estimator's ``predict``; with
+        ``n_answers`` > 1, also up to that many distinct ones (:func:`choose_diverse`)."""
         problem = self.problem
         d = problem.x0.shape[1]
         explanation = np.full((n, d), np.nan)
@@ -469,8 +638,23 @@ class _Batch:
             pred[best] = row_pred[first]
             rejected[best] = False
         found = np.isfinite(distance)
-        return SearchResult(explanation=explanation, found=found, distance=distance,
-                            best_c=np.full(n, np.nan), explanation_proba=proba,
-                            explanation_class=pred,
-                            n_iterations=np.full(n, self.n_calls),
-                            flat_gradient=np.zeros(n, bool), rejected_by_predict=rejected)
+        result = SearchResult(explanation=explanation, found=found, distance=distance,
+                              best_c=np.full(n, np.nan), explanation_proba=proba,
+                              explanation_class=pred,
+                              n_iterations=np.full(n, self.n_calls),
+                              flat_gradient=np.zeros(n, bool), rejected_by_predict=rejected)
+        if n_answers > 1:
+            result.answers = np.full((n, n_answers, d), np.nan)
+            result.answer_distance = np.full((n, n_answers), np.nan)
+            if owner.size and np.isfinite(dist).any():
+                order = order[np.isfinite(dist[order])]  # valid answers, by instance, closest first
+                difference = self.difference(E, owner)
+                bounds = np.flatnonzero(np.r_[True, owner[order][1:] != owner[order][:-1], True])
+                for start, stop in zip(bounds[:-1], bounds[1:]):
+                    rows = order[start:stop]
+                    kept = rows[choose_diverse(answers[rows], difference[rows],
+                                               self.categorical, n_answers)]
+                    instance = owner[rows[0]]
+                    result.answers[instance, :kept.size] = answers[kept]
+                    result.answer_distance[instance, :kept.size] = dist[kept]
+        return result

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ._neighbors import NeighborSearch, _Batch
+from ._neighbors import NeighborSearch, _Batch, choose_diverse
 
 # Bisection steps per shrunk change, and changes shrunk one by one (the largest first).
 _N_BISECTIONS = 7
@@ -63,6 +63,36 @@ def complete_and_polish(backend, problem, result, pool, whole):
     # is never farther (its distance may differ from the search's by rounding only).
     checked = batch.result(polished, answered, len(result.found))
     _take(result, checked, answered, keep_c=True)
+    return result
+
+
+def add_alternatives(backend, problem, result, pool, whole, n_answers):
+    """``result`` with ``answers``: its own answer first (rank 0), then up to
+    ``n_answers - 1`` distinct alternatives of the gradient-free search from ``pool``, chosen
+    by :func:`~skcem._neighbors.choose_diverse`; a new :class:`SearchResult`.
+
+    Instances without an answer get no alternatives: rank 0 is always ``explanation``.
+    """
+    result = replace(result)
+    n, d = result.explanation.shape
+    result.answers = np.full((n, n_answers, d), np.nan)
+    result.answer_distance = np.full((n, n_answers), np.nan)
+    answered = np.flatnonzero(result.found)
+    if answered.size == 0:
+        return result
+    others = NeighborSearch(pool, whole, n_answers=n_answers)(backend, _subset(problem, answered))
+    batch = _Batch(backend, problem, whole)
+    for position, instance in enumerate(answered):
+        alternative = np.isfinite(others.answer_distance[position])
+        candidates = np.vstack([result.explanation[instance],
+                                others.answers[position][alternative]])
+        distances = np.r_[result.distance[instance],
+                          others.answer_distance[position][alternative]]
+        owner = np.full(len(candidates), instance)
+        kept = choose_diverse(candidates, batch.difference(candidates, owner),
+                              batch.categorical, n_answers)
+        result.answers[instance, :len(kept)] = candidates[kept]
+        result.answer_distance[instance, :len(kept)] = distances[kept]
     return result
 
 

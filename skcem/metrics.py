@@ -10,14 +10,19 @@ counts as unchanged.
 any set of explanations, skcem's or another library's: validity by ``predict``, L0/L1/L2/L∞
 in MAD units, yNN plausibility, constraint violations, redundancy and time per instance;
 :func:`summarize_metrics` reduces it.
+
+:func:`count_diversity` and :func:`continuous_diversity` measure how different each
+instance's counterfactuals are from one another, as DiCE's authors do, for any sets of them
+(``CounterfactualExplainer(n_counterfactuals=k)``'s or another library's).
 """
 
 import numpy as np
 
+from ._diversity import continuous_diversity, count_diversity
 from ._tabular_metrics import explanation_metrics, summarize_metrics
 
-__all__ = ["cem_score", "explanation_metrics", "n_changed", "proximity", "sparsity",
-           "summarize_metrics", "validity"]
+__all__ = ["cem_score", "continuous_diversity", "count_diversity", "explanation_metrics",
+           "n_changed", "proximity", "sparsity", "summarize_metrics", "validity"]
 
 
 def validity(explanation):

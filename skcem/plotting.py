@@ -167,6 +167,50 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     return fig
 
 
+def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
+                         only_changed=True):
+    """Every counterfactual of one instance (``n_counterfactuals`` > 1), closest first: a
+    panel per answer, drawn as :func:`plot_tabular_explanation` draws one.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result of :meth:`CounterfactualExplainer.explain`.
+    index : int, default=0
+        The instance to draw.
+    feature_names : list of str, optional
+        Defaults to the explanation's feature names, else ``x0, x1, ...``.
+    axes : array-like of matplotlib Axes, optional
+        One per counterfactual asked (``n_counterfactuals``); default: a new figure.
+    only_changed : bool, default=True
+        Draw only the features each answer changes.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure drawn on.
+    """
+    if explanation.counterfactual_distance is None:
+        raise ValueError("`explanation` holds no counterfactuals: plot_counterfactuals takes "
+                         "the result of CounterfactualExplainer.explain.")
+    distance = explanation.counterfactual_distance[index]
+    k = distance.size
+    fig, axes = _axes(axes, k, (4.5 * k, 0.35 * explanation.X.shape[1] + 1.5))
+    ranked = explanation._ranked() if k > 1 else explanation
+    before = _class_and_proba(explanation.classes, explanation.X_proba[index])
+    for rank, ax in enumerate(axes):
+        if not np.isfinite(distance[rank]):
+            ax.set_title(f"rank {rank}: none")
+            ax.set_axis_off()
+            continue
+        plot_tabular_explanation(ranked, index=index * k + rank, feature_names=feature_names,
+                                 ax=ax, only_changed=only_changed)
+        ax.set_title(f"rank {rank}: class {before} -> {explanation.explanation_pred[index]}"
+                     f"\ndistance {distance[rank]:.3g}", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
 def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_shape=None,
                     cmap="gray", feature_names=None, axes=None):
     """A test instance with its most and least similar training instances and their scores.

@@ -1,0 +1,207 @@
+"""Diversity of sets of counterfactuals, as DiCE's authors measure it.
+
+Mothilal, Sharma and Tan (FAT* 2020, "Explaining machine learning classifiers through diverse
+counterfactual explanations", section 5) score a set of ``k`` counterfactuals of one instance
+by the mean over its ``k (k - 1) / 2`` pairs of
+
+* **count diversity**: the share of features whose values differ between the two answers;
+* **continuous diversity**: the mean, over the numeric features, of the absolute difference
+  of the two answers in units of the feature's median absolute deviation (MAD).
+
+Both take any sets of answers: skcem's (``Explanation.counterfactuals``) or another library's.
+"""
+
+from numbers import Integral
+
+import numpy as np
+
+from .costs import median_absolute_deviation
+
+
+def _answer_sets(counterfactuals):
+    """``(sets, columns, categorical)``: one 2-D object array of answers per instance (rows
+    that are missing as a whole left out), the column names (or None), and the mask of
+    columns that hold categories (non-numeric dtypes of a DataFrame)."""
+    counterfactuals = getattr(counterfactuals, "counterfactuals", counterfactuals)
+    if counterfactuals is None:
+        raise ValueError("`counterfactuals` is None: an Explanation holds counterfactuals "
+                         "only from CounterfactualExplainer.")
+    if hasattr(counterfactuals, "columns"):  # a DataFrame indexed by (instance, rank)
+        frame = counterfactuals
+        import pandas as pd
+
+        categorical = np.array([not pd.api.types.is_numeric_dtype(frame[c])
+                                or pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns])
+        if frame.index.nlevels < 2:
+            raise ValueError("A DataFrame of `counterfactuals` must be indexed by (instance, "
+                             "rank): a MultiIndex whose first level names the instance.")
+        groups = frame.groupby(level=0, sort=False)
+        sets = [group.to_numpy(dtype=object) for _, group in groups]
+        columns = list(frame.columns)
+    elif isinstance(counterfactuals, np.ndarray) and counterfactuals.ndim == 3:
+        sets = list(counterfactuals.astype(object))
+        columns = None
+        categorical = np.array([not _numeric(counterfactuals[:, :, j])
+                                for j in range(counterfactuals.shape[2])], dtype=bool)
+    elif isinstance(counterfactuals, (list, tuple)):
+        sets = [np.asarray(getattr(s, "to_numpy", lambda **_: s)(dtype=object), dtype=object)
+                for s in counterfactuals]
+        columns = list(counterfactuals[0].columns) if counterfactuals and \
+            hasattr(counterfactuals[0], "columns") else None
+        width = sets[0].shape[1] if sets else 0
+        if any(s.ndim != 2 or s.shape[1] != width for s in sets):
+            raise ValueError("`counterfactuals` given as a list must hold one 2-D set of "
+                             "answers per instance, all with the same number of features.")
+        categorical = np.array([not all(_numeric(s[:, j]) for s in sets)
+                                for j in range(width)], dtype=bool)
+    else:
+        raise ValueError("`counterfactuals` must be an Explanation, a DataFrame indexed by "
+                         "(instance, rank), an array of shape (n_samples, k, n_features) or a "
+                         f"list of 2-D sets of answers; got {type(counterfactuals).__name__}.")
+    return [s[~_missing_rows(s)] for s in sets], columns, categorical
+
+
+def _numeric(values):
+    values = np.asarray(values)
+    if values.dtype.kind in "fiu":
+        return True
+    try:
+        np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return values.dtype.kind != "b"
+
+
+def _missing_rows(answers):
+    """Rows missing as a whole (no answer at that rank)."""
+    import pandas as pd
+
+    return np.asarray(pd.isna(pd.DataFrame(answers)).all(axis=1)) if answers.size \
+        else np.zeros(len(answers), bool)
+
+
+def _pairs(n_answers):
+    return np.triu_indices(n_answers, k=1)
+
+
+def count_diversity(counterfactuals, *, atol=1e-8):
+    """DiCE's count diversity of each instance's counterfactuals.
+
+    The share of (pair of answers, feature) cells whose values differ: a numeric feature
+    differs by more than ``atol``, a categorical one by its category. 0 when all answers
+    are the same, 1 when every two differ in every feature.
+
+    Parameters
+    ----------
+    counterfactuals : Explanation, DataFrame, ndarray or list
+        Each instance's set of answers: an :class:`~skcem.Explanation` of
+        :class:`~skcem.CounterfactualExplainer` (its ``counterfactuals``), a DataFrame
+        indexed by (instance, rank), an array of shape (n_samples, k, n_features) or a list
+        of 2-D sets (arrays or DataFrames), one per instance. Rows missing as a whole (no
+        answer at that rank) are left out.
+    atol : float, default=1e-8
+        A smaller numeric difference counts as none.
+
+    Returns
+    -------
+    diversity : ndarray of shape (n_samples,)
+        In [0, 1]; NaN for an instance with fewer than two answers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcem.metrics import count_diversity
+    >>> answers = np.array([[[1.0, 2.0, 3.0], [1.0, 5.0, 3.0], [0.0, 5.0, 3.0]]])
+    >>> count_diversity(answers)  # pairs differ in 1, 2 and 1 of 3 features
+    array([0.44444444])
+    """
+    if not isinstance(atol, (float, Integral)) or atol < 0:
+        raise ValueError(f"`atol` must be a non-negative number; got {atol!r}.")
+    sets, _, categorical = _answer_sets(counterfactuals)
+    out = np.full(len(sets), np.nan)
+    for i, answers in enumerate(sets):
+        if len(answers) < 2:
+            continue
+        first, second = _pairs(len(answers))
+        a, b = answers[first], answers[second]
+        differs = np.empty(a.shape, bool)
+        numeric = ~categorical
+        if numeric.any():
+            x, y = a[:, numeric].astype(float), b[:, numeric].astype(float)
+            differs[:, numeric] = ~(np.abs(x - y) <= atol) & ~(np.isnan(x) & np.isnan(y))
+        if categorical.any():
+            differs[:, categorical] = a[:, categorical] != b[:, categorical]
+        out[i] = differs.mean()
+    return out
+
+
+def continuous_diversity(counterfactuals, X_train=None, *, mad=None):
+    """DiCE's continuous diversity of each instance's counterfactuals.
+
+    The mean over pairs of answers and numeric features of ``|a - b| / MAD``: how far apart
+    the answers are, in each feature's median absolute deviation. Categorical features
+    (non-numeric columns) are left out.
+
+    Parameters
+    ----------
+    counterfactuals : Explanation, DataFrame, ndarray or list
+        As for :func:`count_diversity`.
+    X_train : array-like of shape (n_train, n_features), default=None
+        Data whose numeric columns give the MADs (those of
+        :func:`skcem.costs.median_absolute_deviation`, as ``distance="mad"`` uses). Needed
+        unless ``mad`` is given.
+    mad : array-like of shape (n_features,) or dict, default=None
+        The MAD of each feature (categorical ones ignored), or ``{column: MAD}`` for the
+        numeric columns of a DataFrame; replaces the MADs of ``X_train``.
+
+    Returns
+    -------
+    diversity : ndarray of shape (n_samples,)
+        Non-negative; NaN for an instance with fewer than two answers or no numeric feature.
+    """
+    sets, columns, categorical = _answer_sets(counterfactuals)
+    numeric = np.flatnonzero(~categorical)
+    scale = _mads(X_train, mad, columns, categorical, numeric)
+    out = np.full(len(sets), np.nan)
+    for i, answers in enumerate(sets):
+        if len(answers) < 2 or numeric.size == 0:
+            continue
+        first, second = _pairs(len(answers))
+        values = answers[:, numeric].astype(float)
+        out[i] = np.nanmean(np.abs(values[first] - values[second]) / scale)
+    return out
+
+
+def _mads(X_train, mad, columns, categorical, numeric):
+    """The MAD of each numeric feature, from ``mad`` or else ``X_train``."""
+    if mad is not None:
+        if isinstance(mad, dict):
+            if columns is None:
+                raise ValueError("`mad` as a dict needs counterfactuals with column names.")
+            unknown = [c for c in mad if c not in columns]
+            if unknown:
+                raise ValueError(f"`mad` names columns {unknown} that the counterfactuals do "
+                                 "not have.")
+            missing = [columns[j] for j in numeric if columns[j] not in mad]
+            if missing:
+                raise ValueError(f"`mad` gives no MAD for the numeric columns {missing}.")
+            values = np.array([mad[columns[j]] for j in numeric], dtype=float)
+        else:
+            values = np.asarray(mad, dtype=float).ravel()
+            if values.shape != categorical.shape:
+                raise ValueError(f"`mad` must have one value per feature ({categorical.size}); "
+                                 f"got shape {np.shape(mad)}.")
+            values = values[numeric]
+        if not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError("`mad` must hold positive numbers.")
+        return values
+    if X_train is None:
+        raise ValueError("continuous_diversity needs `X_train` (for the features' MADs) or "
+                         "`mad`.")
+    if hasattr(X_train, "columns"):
+        if columns is not None:
+            X_train = X_train[columns]
+        data = X_train.iloc[:, numeric].to_numpy(dtype=float)
+    else:
+        data = np.asarray(X_train, dtype=object)[:, numeric].astype(float)
+    return median_absolute_deviation(data)

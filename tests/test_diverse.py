@@ -1,0 +1,233 @@
+"""Diverse counterfactuals: ``CounterfactualExplainer(n_counterfactuals=k)`` and the diversity
+measures of :mod:`skcem.metrics`."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
+from skcem.metrics import continuous_diversity, count_diversity
+
+from .conftest import FAST
+
+
+def _explain(explainer, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return explainer.explain(X)
+
+
+@pytest.fixture(scope="module")
+def forest(iris):
+    X, y = iris
+    return RandomForestClassifier(30, random_state=0).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def table():
+    """A small table with a categorical column, and a Pipeline that takes it raw."""
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({"income": rng.normal(50, 15, n), "age": rng.integers(20, 70, n),
+                          "hours": rng.normal(40, 8, n),
+                          "job": rng.choice(["clerk", "manager", "nurse", "driver"], n)})
+    score = (frame["income"] - 50) / 15 + (frame["hours"] - 40) / 8 \
+        + frame["job"].eq("manager") * 1.5 + (frame["age"] - 45) / 20
+    y = (score + rng.normal(0, 0.3, n) > 0.5).astype(int)
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["job"]),
+                                remainder="passthrough"),
+        LogisticRegression(max_iter=1000)).fit(frame, y)
+    return frame, y, model
+
+
+def _check_ranked(explanation, model, k, rows):
+    """Each instance's answers: valid, distinct, closest first, rank 0 the explanation."""
+    answers = explanation.counterfactuals
+    distance = explanation.counterfactual_distance
+    assert distance.shape == (rows, k)
+    found = np.isfinite(distance)
+    np.testing.assert_array_equal(found[:, 0], explanation.found)
+    np.testing.assert_allclose(distance[:, 0][explanation.found],
+                               explanation.distance[explanation.found])
+    for i in np.flatnonzero(explanation.found):
+        ranks = np.flatnonzero(found[i])
+        # Found ranks come first, and (after rank 0) by increasing distance.
+        np.testing.assert_array_equal(ranks, np.arange(ranks.size))
+        assert np.all(np.diff(distance[i, 1:ranks.size]) >= 0)
+        if hasattr(answers, "loc"):
+            mine = answers.loc[explanation.X.index[i]].iloc[ranks]
+            assert not mine.duplicated().any()
+            expected = explanation.explanation.iloc[[i]].reset_index(drop=True)
+            pd.testing.assert_frame_equal(mine.iloc[[0]].reset_index(drop=True), expected,
+                                          check_dtype=False)
+            predicted = model.predict(mine)
+            original = model.predict(explanation.X.iloc[[i]])[0]
+        else:
+            mine = answers[i, ranks]
+            assert len(np.unique(mine, axis=0)) == ranks.size
+            # No near copies: the same features changed by amounts within 10%.
+            delta = mine - explanation.X[i]
+            for a in range(ranks.size):
+                for b in range(a):
+                    same = (delta[a] != 0) == (delta[b] != 0)
+                    assert not (np.all(same) and np.all(
+                        np.abs(delta[a] - delta[b])
+                        <= 0.1 * np.maximum(np.abs(delta[a]), np.abs(delta[b])))), (a, b)
+            np.testing.assert_array_equal(mine[0], explanation.explanation[i])
+            predicted = model.predict(mine)
+            original = model.predict(explanation.X[[i]])[0]
+        assert np.all(predicted != original)
+        assert np.all(predicted == explanation.explanation_pred[i])
+
+
+def test_k_answers_distinct_valid_ordered_gradient_free(iris, forest):
+    X, _ = iris
+    explainer = CounterfactualExplainer(forest, n_counterfactuals=4).fit(X)
+    assert explainer.search_ == "neighbors"
+    exp = _explain(explainer, X[::15])
+    assert exp.counterfactuals.shape == (10, 4, 4)
+    _check_ranked(exp, forest, 4, 10)
+    assert np.isfinite(exp.counterfactual_distance).sum(axis=1)[exp.found].mean() >= 2.5
+
+
+@pytest.mark.parametrize("search", ["auto", "fista"])
+def test_k_answers_after_the_gradient_search(iris, iris_model, search):
+    X, _ = iris
+    explainer = CounterfactualExplainer(iris_model, n_counterfactuals=3, search=search,
+                                        C=0.05, **FAST).fit(X)
+    assert explainer.search_ == "fista"
+    exp = _explain(explainer, X[::25])
+    _check_ranked(exp, iris_model, 3, len(X[::25]))
+    assert np.isfinite(exp.counterfactual_distance[:, 1]).any()
+
+
+def test_k_answers_on_a_raw_table(table):
+    frame, _, model = table
+    rows = frame.iloc[:12].set_axis([f"r{i}" for i in range(12)])
+    explainer = CounterfactualExplainer(model, n_counterfactuals=3, distance="mad").fit(frame)
+    exp = _explain(explainer, rows)
+    answers = exp.counterfactuals
+    assert isinstance(answers, pd.DataFrame)
+    assert list(answers.columns) == list(frame.columns)
+    assert answers.index.names[1] == "rank"
+    assert list(answers.index[:3]) == [("r0", 0), ("r0", 1), ("r0", 2)]
+    assert answers["job"].dtype == frame["job"].dtype
+    _check_ranked(exp, model, 3, 12)
+    # Shown by to_frame (one row per rank) and changes (one list per instance).
+    shown = exp.to_frame()
+    assert shown.shape[0] == 36 and shown.index.names[1] == "rank"
+    np.testing.assert_array_equal(shown["found"].to_numpy(),
+                                  np.isfinite(exp.counterfactual_distance).ravel())
+    changes = exp.changes()
+    assert len(changes) == 12
+    for i, listed in enumerate(changes):
+        assert len(listed) == int(np.isfinite(exp.counterfactual_distance[i]).sum())
+        assert all(listed) and len({tuple(sorted(c.items())) for c in listed}) == len(listed)
+
+
+def test_one_counterfactual_is_the_default_path(iris, forest):
+    X, _ = iris
+    default = _explain(CounterfactualExplainer(forest).fit(X), X[::15])
+    one = _explain(CounterfactualExplainer(forest, n_counterfactuals=1).fit(X), X[::15])
+    np.testing.assert_array_equal(default.explanation, one.explanation)
+    assert one.counterfactuals.shape == (10, 1, 4)
+    np.testing.assert_array_equal(one.counterfactuals[:, 0], one.explanation)
+    assert one.to_frame().shape[0] == 10
+    assert isinstance(one.changes()[0], dict)
+
+
+def test_bad_n_counterfactuals(iris, forest):
+    X, _ = iris
+    with pytest.raises(ValueError, match="n_counterfactuals"):
+        CounterfactualExplainer(forest, n_counterfactuals=0).fit(X)
+
+
+def test_count_and_continuous_diversity():
+    answers = np.array([[[1.0, 2.0, 3.0], [1.0, 5.0, 3.0], [0.0, 5.0, 3.0]],
+                        [[1.0, 2.0, 3.0], [np.nan] * 3, [np.nan] * 3]])
+    # Pairs differ in 1, 2 and 1 of 3 features; one answer has no pair.
+    np.testing.assert_allclose(count_diversity(answers), [4 / 9, np.nan])
+    # |differences| over MADs (1, 3, 1): pairs (0, 1, 0), (1, 1, 0), (1, 0, 0), over 9 cells.
+    np.testing.assert_allclose(continuous_diversity(answers, mad=[1.0, 3.0, 1.0]),
+                               [4 / 9, np.nan])
+    frame = pd.DataFrame({"x": [0.0, 2.0, 1.0, 1.0], "job": ["a", "b", "a", "a"]},
+                         index=pd.MultiIndex.from_product([[10, 11], [0, 1]]))
+    np.testing.assert_allclose(count_diversity(frame), [1.0, 0.0])
+    np.testing.assert_allclose(continuous_diversity(frame, mad={"x": 2.0}), [1.0, 0.0])
+    np.testing.assert_allclose(count_diversity([frame.loc[10], frame.loc[11]]), [1.0, 0.0])
+
+
+def test_diversity_of_an_explanation(iris, forest):
+    X, _ = iris
+    exp = _explain(CounterfactualExplainer(forest, n_counterfactuals=3).fit(X), X[::30])
+    counts = count_diversity(exp)
+    assert counts.shape == (5,) and np.all((counts[np.isfinite(counts)] > 0)
+                                           & (counts[np.isfinite(counts)] <= 1))
+    assert np.all(continuous_diversity(exp, X)[np.isfinite(counts)] > 0)
+
+
+def test_diversity_errors():
+    answers = np.zeros((2, 2, 3))
+    with pytest.raises(ValueError, match="X_train"):
+        continuous_diversity(answers)
+    with pytest.raises(ValueError, match="`mad`"):
+        continuous_diversity(answers, mad=[1.0, 2.0])
+    with pytest.raises(ValueError, match="`counterfactuals`"):
+        count_diversity(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="`atol`"):
+        count_diversity(answers, atol=-1)
+
+
+def test_cli_writes_every_counterfactual(tmp_path, iris, forest, capsys):
+    import joblib
+
+    from skcem.__main__ import main
+
+    X, _ = iris
+    joblib.dump(forest, tmp_path / "model.joblib")
+    header = "a,b,c,d\n"
+    (tmp_path / "train.csv").write_text(header + "\n".join(",".join(map(str, r)) for r in X))
+    (tmp_path / "data.csv").write_text(header + "\n".join(",".join(map(str, r))
+                                                         for r in X[[0, 60, 120]]))
+    command = ["explain", "--model", str(tmp_path / "model.joblib"), "--data",
+               str(tmp_path / "data.csv"), "--train", str(tmp_path / "train.csv"),
+               "--mode", "CF", "--quiet", "--out", str(tmp_path / "out.json")]
+    assert main(command + ["--n-counterfactuals", "3"]) == 0
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert {r["row"] for r in rows} == {0, 1, 2}
+    for i in range(3):
+        mine = [r for r in rows if r["row"] == i]
+        assert [r["rank"] for r in mine] == list(range(len(mine)))
+        assert len({json.dumps(r["changed"], sort_keys=True) for r in mine}) == len(mine)
+    assert max(r["rank"] for r in rows) == 2
+    assert main(command[:-5] + ["--mode", "PN", "--quiet", "--out", str(tmp_path / "o.json"),
+                                "--n-counterfactuals", "2"]) == 2
+    assert "--n-counterfactuals: only with --mode CF" in capsys.readouterr().err
+
+
+def test_plot_counterfactuals(iris, forest):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skcem.plotting import plot_counterfactuals
+
+    X, _ = iris
+    exp = _explain(CounterfactualExplainer(forest, n_counterfactuals=3).fit(X), X[[0, 60]])
+    fig = plot_counterfactuals(exp, index=1)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 3 and titles[0].startswith("rank 0: class")
+    found = np.isfinite(exp.counterfactual_distance[1])
+    assert [not t.endswith("none") for t in titles] == list(found)
+    with pytest.raises(ValueError, match="`axes` must hold 3 axes"):
+        plot_counterfactuals(exp, axes=fig.axes[:2])
