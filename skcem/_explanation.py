@@ -95,6 +95,11 @@ class Explanation:
         The features held fixed by the explainer's ``immutable_features`` (None: none). They
         keep the instance's values by construction: a PP keeps them whatever the class rests
         on, so :meth:`changes` leaves them out and :meth:`fixed` lists them.
+    gap : ndarray of shape (n_samples,) or None
+        With ``search="exact"`` only (else None): each answer's proven relative gap to the
+        optimal distance, ``(distance - lower bound) / distance``; 0 for a proven optimum,
+        above 0 where the program stopped at ``max_time`` with the best answer found so far,
+        NaN where nothing was found.
 
     Examples
     --------
@@ -131,6 +136,7 @@ class Explanation:
     encoded: dict | None = None
     meta: dict = field(default_factory=dict)
     immutable: np.ndarray | None = None
+    gap: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -288,7 +294,7 @@ class Explanation:
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
-        ``distance`` and ``c``; with immutable features, a last column ``fixed`` names them
+        ``distance``, ``c`` (and ``gap`` with ``search="exact"``); with immutable features, a last column ``fixed`` names them
         (comma-separated, empty where nothing was found): their values are held fixed, not
         changed or kept by the search (see :meth:`fixed`). Needs pandas. The index is the
         explained DataFrame's, so that ``X.join(explanation.to_frame(), rsuffix="_explained")``
@@ -312,6 +318,8 @@ class Explanation:
         meta = {"found": self.found, "class": self.X_pred,
                 f"{self.mode}_class": self.explanation_pred, "distance": self.distance,
                 "c": self.c}
+        if self.gap is not None:
+            meta["gap"] = self.gap
         if self.immutable is not None:
             meta["fixed"] = [", ".join(row) for row in self.fixed()]
         clashes = [name for name in meta if name in frame.columns]

@@ -48,6 +48,10 @@ class TreeEnsemble:
         The search's column a node splits on; -1 for leaves.
     threshold : ndarray of float, shape (n_nodes,)
         Numeric splits go left where ``z[feature] <= threshold``; NaN for categorical ones.
+    margin : ndarray of float, shape (n_nodes,)
+        How far inside a numeric split's sides an answer is placed, in the search's units: a
+        few float32 spacings of the model's own threshold (trees compare in float32), mapped
+        back through the Pipeline's scaling.
     left_codes : dict
         Categorical splits: node -> boolean mask over the column's codes going left.
     leaf_scores : ndarray of shape (n_nodes, n_classes)
@@ -73,6 +77,7 @@ class TreeEnsemble:
     leaf_scores: np.ndarray
     base: np.ndarray
     is_probability: bool
+    margin: np.ndarray
     raw_binary_slope: float | None = None
     ties_to_higher: bool = False
     left_codes: dict = field(default_factory=dict)
@@ -362,7 +367,7 @@ def read_tree_ensemble(estimator, codec, n_features):
     if len(expressions) != model.n_features_in_:
         raise ValueError(f"search='exact' traced {len(expressions)} columns to the model, "
                          f"which takes {model.n_features_in_}.")
-    roots, lefts, rights, features, thresholds, scores = [], [], [], [], [], []
+    roots, lefts, rights, features, thresholds, scores, margins = [], [], [], [], [], [], []
     left_codes = {}
     start = 0
     for left, right, feature, threshold, leaf_scores in trees:
@@ -371,6 +376,7 @@ def read_tree_ensemble(estimator, codec, n_features):
         inner = left >= 0
         new_feature = np.full(count, -1)
         new_threshold = np.full(count, np.nan)
+        new_margin = np.zeros(count)
         new_left, new_right = np.where(inner, left + start, -1), np.where(inner, right + start, -1)
         for node in np.flatnonzero(inner):
             expression = expressions[feature[node]]
@@ -383,6 +389,8 @@ def read_tree_ensemble(estimator, codec, n_features):
                 # a * z + b <= t, i.e. z <= (t - b) / a, or z >= it for a < 0: the
                 # children swap (a threshold is never met with equality by the answers).
                 new_threshold[node] = (t - expression.offset) / expression.scale
+                new_margin[node] = (4 * np.spacing(np.float32(abs(t))) + 1e-12 * (
+                    abs(t) + abs(expression.offset))) / abs(expression.scale)
                 if expression.scale < 0:
                     new_left[node], new_right[node] = new_right[node], new_left[node]
             else:
@@ -395,11 +403,13 @@ def read_tree_ensemble(estimator, codec, n_features):
         rights.append(new_right)
         features.append(new_feature)
         thresholds.append(new_threshold)
+        margins.append(new_margin)
         scores.append(np.where(inner[:, None], 0.0, leaf_scores))
         start += count
     return TreeEnsemble(roots=np.asarray(roots), left=np.concatenate(lefts),
                         right=np.concatenate(rights), feature=np.concatenate(features),
                         threshold=np.concatenate(thresholds),
                         leaf_scores=np.concatenate(scores), base=np.asarray(base, float),
-                        is_probability=is_probability, raw_binary_slope=slope,
+                        is_probability=is_probability, margin=np.concatenate(margins),
+                        raw_binary_slope=slope,
                         ties_to_higher=ties_to_higher, left_codes=left_codes)
