@@ -266,7 +266,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self.search_ == "exact":
             self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
         self._pool = None
-        if self.search_ == "neighbors" or self._refines():
+        if self.search_ in ("neighbors", "exact") or self._refines():
             rows = np.random.default_rng(0).permutation(len(X))[:_MAX_POOL_ROWS] \
                 if len(X) > _MAX_POOL_ROWS else slice(None)
             pool = X[rows]
@@ -442,7 +442,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _search_by_strategy(self, backend, problem, settings, progress):
         if self.search_ == "exact":
-            return ExactSearch(self._trees, self._whole_columns(), self.max_time)(
+            return ExactSearch(self._trees, self._whole_columns(), self.max_time, self._pool)(
                 backend, problem, settings, progress)
         if self.search_ == "neighbors":
             return NeighborSearch(self._pool, self._whole_columns())(backend, problem, settings,

@@ -44,13 +44,16 @@ A proven optimum has ``gap`` 0 (HiGHS's ``mip_rel_gap`` of ``_REL_GAP``).
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from threadpoolctl import threadpool_limits
+
 from ._fista import SearchResult
+from ._neighbors import NeighborSearch
 
 # What a win needs on the class scores beyond a tie, above HiGHS's feasibility tolerance.
 _MARGIN = 1e-6
@@ -197,12 +200,19 @@ class ExactSearch:
         Integer columns (and category codes): answers hold whole numbers there.
     max_time : float
         Seconds per instance's program.
+    pool : CandidatePool or None
+        Rows of the data given to ``fit``: the gradient-free search
+        (:class:`~skcem._neighbors.NeighborSearch`) first finds a good answer from them,
+        whose distance bounds the program (intervals and categories that cost more alone are
+        ruled out, and so are answers that cost more), and which is the answer, with its
+        proven gap, where the program finds none better within ``max_time``.
     """
 
-    def __init__(self, ensemble, whole, max_time):
+    def __init__(self, ensemble, whole, max_time, pool=None):
         self.ensemble = ensemble
         self.whole = whole
         self.max_time = max_time
+        self.pool = pool
         self._structure = None
 
     def structure(self, problem):
@@ -217,6 +227,12 @@ class ExactSearch:
         return self._structure
 
     def __call__(self, backend, problem, settings=None, progress=None):
+        # Many small model calls: OpenMP threads (histogram gradient boosting) cost more to
+        # wake than the rows take.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self._search(backend, problem, progress)
+
+    def _search(self, backend, problem, progress):
         ensemble = self.ensemble
         n, d = problem.x0.shape
         if problem.mode.name == "PP":
@@ -240,13 +256,31 @@ class ExactSearch:
         if problem.missing is not None:
             # The trees send a missing value their own way, which the program does not follow.
             searchable = searchable & ~problem.missing.any(axis=1)
+        heuristic = None
+        if self.pool is not None:
+            heuristic = NeighborSearch(self.pool, self.whole)._search(
+                backend, replace(problem, searchable=searchable), None)
         for i in np.flatnonzero(searchable):
             started = time.perf_counter()
+            bound = heuristic.distance[i] if heuristic is not None and heuristic.found[i] \
+                else np.inf
             for strict, step_scale in _TRIES:
-                outcome = self._solve_row(structure, problem, i, strict, step_scale)
+                outcome = self._solve_row(structure, problem, i, strict, step_scale, bound)
+                if outcome is None and np.isfinite(bound):
+                    # None within the bound (the heuristic's answer may hold a tie the
+                    # program's margin refuses): without it.
+                    outcome = self._solve_row(structure, problem, i, strict, step_scale,
+                                              np.inf)
                 if outcome is None:  # no answer: none exists, or none within max_time
                     break
                 answer, row_gap = outcome
+                if answer is None:  # time is up: the heuristic's answer and its gap
+                    explanation[i] = heuristic.explanation[i]
+                    distance[i] = heuristic.distance[i]
+                    proba[i] = heuristic.explanation_proba[i]
+                    pred[i], gap[i] = heuristic.explanation_class[i], row_gap
+                    rejected[i] = False
+                    break
                 row = problem.with_missing(answer[None], [i])
                 row_proba = backend.predict_proba(row)
                 row_pred = backend.predict(row)
@@ -321,8 +355,10 @@ class ExactSearch:
             allowed[x0] = True
         return allowed
 
-    def _solve_row(self, structure, problem, i, strict, step_scale):
-        """The optimal answer of instance ``i`` and its gap, or None."""
+    def _solve_row(self, structure, problem, i, strict, step_scale, bound):
+        """The optimal answer of instance ``i`` and its gap; ``(None, gap)`` where time ran
+        out before an answer below ``bound`` was found (the gap is ``bound``'s); None when
+        there is no answer below ``bound``."""
         ensemble = self.ensemble
         d = problem.x0.shape[1]
         x0 = problem.x0[i]
@@ -340,6 +376,8 @@ class ExactSearch:
             interval_cost = l1[j] * change + l2[j] * change**2
             points[j] = pts
             feasible = np.isfinite(pts)
+            # An interval costing more than the bound alone is never chosen.
+            feasible &= interval_cost <= bound * (1 + 1e-9) + 1e-12
             interval_cost = np.where(feasible, interval_cost, 0.0)
             start, k_count = structure.v_start[j], len(cuts)
             # sum_k cost_k (v_k - v_k+1), with v_0 = 1 and v_K+1 = 0, telescoped.
@@ -359,7 +397,8 @@ class ExactSearch:
         for j, start in structure.w_start.items():
             n_codes = int(structure.n_categories[j])
             allowed = self._allowed_codes(problem, i, j, n_codes)
-            ub[start:start + n_codes] = allowed
+            ub[start:start + n_codes] = allowed & (l1[j] + l2[j] <= bound * (1 + 1e-9) + 1e-12)
+            ub[start + int(x0[j])] = 1.0
             cost[start:start + n_codes] = l1[j] + l2[j]
             cost[start + int(x0[j])] = 0.0
         validity = self._validity(structure, problem, i, strict)
@@ -379,13 +418,23 @@ class ExactSearch:
         blocks.append(rows)
         lower.append(row_lower)
         upper.append(row_upper)
+        if np.isfinite(bound):  # nothing costlier than the bound
+            cutoff = np.zeros(structure.n_var + n_extra)
+            cutoff[:structure.n_var] = cost
+            blocks.append(sparse.csr_array(cutoff[None]))
+            lower.append([-np.inf])
+            upper.append([bound * (1 + 1e-9) + 1e-12 - constant])
         A = sparse.vstack(blocks, format="csr")
         result = milp(c, integrality=integrality, bounds=Bounds(lb, ub),
                       constraints=LinearConstraint(A, np.concatenate(lower),
                                                    np.concatenate(upper)),
                       options={"time_limit": self.max_time, "mip_rel_gap": _REL_GAP,
                                "disp": False})
+        dual = getattr(result, "mip_dual_bound", None)
+        dual = dual + constant if dual is not None and np.isfinite(dual) else 0.0
         if result.x is None:
+            if result.status == 1 and np.isfinite(bound):
+                return None, max(0.0, (bound - dual) / bound) if bound > 0 else 0.0
             return None
         x = result.x
         answer = x0.copy()
@@ -396,12 +445,10 @@ class ExactSearch:
         for j, start in structure.w_start.items():
             answer[j] = float(np.argmax(x[start:start + int(structure.n_categories[j])]))
         value = result.fun + constant
-        bound = getattr(result, "mip_dual_bound", None)
-        if result.status == 0 or bound is None or not np.isfinite(bound):
-            row_gap = 0.0 if result.status == 0 else np.inf
+        if result.status == 0:
+            row_gap = 0.0
         else:
-            bound = bound + constant
-            row_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
+            row_gap = max(0.0, (value - dual) / value) if value > 0 else 0.0
         return answer, row_gap
 
     def _validity(self, structure, problem, i, strict):
