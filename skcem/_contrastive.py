@@ -774,7 +774,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             gap=np.concatenate([r.gap for r in results]) if self.search_ == "exact" else None,
             immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
             meta={"n_model_rows": n_model_rows, "search": self.search_,
-                  "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
+                  "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}
+            | ({"seconds": np.concatenate([r.seconds for r in results]).tolist()}
+               if self.search_ == "exact" else {}))
 
     def transform(self, X):
         """The explanation of each row of ``X``.

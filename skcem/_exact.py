@@ -76,90 +76,130 @@ class _Structure:
     """The parts of the program that every instance shares: variables and tree constraints.
 
     Variables, in order: the numeric columns' threshold binaries ``v``, the categorical
-    columns' category binaries ``w``, and one flow per node of every tree ``y``.
+    columns' category binaries ``w``, and one flow per node of every tree ``y``. Each row of
+    ``A`` has an ``owner``: the inner node whose split it writes, or -1 (the columns' own
+    rows), so that an instance's program keeps only the rows of the nodes it can reach.
     """
 
     def __init__(self, ensemble, categorical, n_categories):
         self.ensemble = ensemble
+        n_nodes = len(ensemble.left)
         inner = ensemble.left >= 0
-        numeric_nodes = inner & ~np.isin(np.arange(len(inner)), list(ensemble.left_codes))
-        for node in ensemble.left_codes:
-            if not categorical[ensemble.feature[node]]:
-                raise ValueError("search='exact' found a categorical split on a numeric "
-                                 "column.")
+        is_categorical_split = np.zeros(n_nodes, bool)
+        is_categorical_split[list(ensemble.left_codes)] = True
+        numeric_nodes = inner & ~is_categorical_split
+        if np.any(~categorical[ensemble.feature[is_categorical_split]]):
+            raise ValueError("search='exact' found a categorical split on a numeric column.")
         if np.any(categorical[ensemble.feature[numeric_nodes]]):
             raise ValueError("search='exact' found a numeric split on a categorical column: "
                              "give the model its categories through an encoder.")
         n_var = 0
         # Numeric columns: sorted thresholds and the step inside each (the largest of the
-        # splits sharing it).
+        # splits sharing it); each numeric split's threshold binary.
         self.cuts, self.steps, self.v_start = {}, {}, {}
+        self.cut_index = np.full(n_nodes, -1)
         for j in np.unique(ensemble.feature[numeric_nodes]):
             at = numeric_nodes & (ensemble.feature == j)
             cuts, inverse = np.unique(ensemble.threshold[at], return_inverse=True)
             steps = np.zeros(len(cuts))
             np.maximum.at(steps, inverse, ensemble.margin[at])
             self.cuts[j], self.steps[j], self.v_start[j] = cuts, steps, n_var
+            self.cut_index[at] = inverse
             n_var += len(cuts)
         self.n_v = n_var
         self.w_start = {}
-        for j in sorted({int(ensemble.feature[node]) for node in ensemble.left_codes}):
-            self.w_start[j] = n_var
+        for j in np.unique(ensemble.feature[is_categorical_split]):
+            self.w_start[int(j)] = n_var
             n_var += int(n_categories[j])
         self.n_categories = n_categories
-        self.y_start = n_var
-        n_nodes = len(inner)
+        self.y_start = y = n_var
         self.n_var = n_var + n_nodes
         self.integrality = np.zeros(self.n_var)
         self.integrality[:self.y_start] = 1
 
-        rows, cols, vals, lower, upper = [], [], [], [], []
+        rows, cols, vals, lower, upper, owner = [], [], [], [], [], []
+        n_rows = 0
 
-        def add(row_cols, row_vals, lo, hi):
-            index = len(lower)
-            rows.extend([index] * len(row_cols))
-            cols.extend(row_cols)
-            vals.extend(row_vals)
-            lower.append(lo)
-            upper.append(hi)
+        def add(row_cols, row_vals, lo, hi, row_owner):
+            """Rows given as arrays: ``row_cols`` and ``row_vals`` of shape (n, width)."""
+            nonlocal n_rows
+            row_cols, row_vals = np.atleast_2d(row_cols), np.atleast_2d(row_vals)
+            count = row_cols.shape[0]
+            rows.append(np.repeat(np.arange(n_rows, n_rows + count), row_cols.shape[1]))
+            cols.append(row_cols.ravel())
+            vals.append(np.broadcast_to(row_vals, row_cols.shape).ravel())
+            lower.append(np.broadcast_to(lo, count))
+            upper.append(np.broadcast_to(hi, count))
+            owner.append(np.broadcast_to(row_owner, count))
+            n_rows += count
 
         for j, start in self.v_start.items():  # v_k >= v_k+1
-            for k in range(len(self.cuts[j]) - 1):
-                add([start + k + 1, start + k], [1.0, -1.0], -np.inf, 0.0)
+            k = np.arange(len(self.cuts[j]) - 1)
+            if k.size:
+                add(np.c_[start + k + 1, start + k], [[1.0, -1.0]], -np.inf, 0.0, -1)
         for j, start in self.w_start.items():  # one category
-            add(list(range(start, start + int(n_categories[j]))),
-                [1.0] * int(n_categories[j]), 1.0, 1.0)
-        y = self.y_start
-        for node in np.flatnonzero(inner):
-            left, right = ensemble.left[node], ensemble.right[node]
-            add([y + left, y + right, y + node], [1.0, 1.0, -1.0], 0.0, 0.0)
-            j = int(ensemble.feature[node])
-            if node in ensemble.left_codes:
-                goes_left = ensemble.left_codes[node]
-                start = self.w_start[j]
-                codes = np.arange(len(goes_left))
-                add([y + left] + list(start + codes[goes_left]),
-                    [1.0] + [-1.0] * int(goes_left.sum()), -np.inf, 0.0)
-                add([y + right] + list(start + codes[~goes_left]),
-                    [1.0] + [-1.0] * int((~goes_left).sum()), -np.inf, 0.0)
-            else:
-                k = int(np.searchsorted(self.cuts[j], ensemble.threshold[node]))
-                v = self.v_start[j] + k
-                add([y + left, v], [1.0, 1.0], -np.inf, 1.0)  # left only if z <= t_k
-                add([y + right, v], [1.0, -1.0], -np.inf, 0.0)  # right only if z > t_k
-        self.A = sparse.csr_array((vals, (rows, cols)), shape=(len(lower), self.n_var))
-        self.A_lower, self.A_upper = np.asarray(lower), np.asarray(upper)
+            count = int(n_categories[j])
+            add(np.arange(start, start + count)[None], np.ones((1, count)), 1.0, 1.0, -1)
+        nodes = np.flatnonzero(inner)
+        left, right = ensemble.left[nodes], ensemble.right[nodes]
+        add(np.c_[y + left, y + right, y + nodes], [[1.0, 1.0, -1.0]], 0.0, 0.0, nodes)
+        nodes = np.flatnonzero(numeric_nodes)
+        v = np.array([self.v_start[j] for j in ensemble.feature[nodes]], dtype=int) \
+            + self.cut_index[nodes] if nodes.size else np.zeros(0, int)
+        # The left child only if z <= t_k (v = 0), the right one only if z > t_k (v = 1).
+        add(np.c_[y + ensemble.left[nodes], v], [[1.0, 1.0]], -np.inf, 1.0, nodes)
+        add(np.c_[y + ensemble.right[nodes], v], [[1.0, -1.0]], -np.inf, 0.0, nodes)
+        for node, goes_left in ensemble.left_codes.items():
+            start = self.w_start[int(ensemble.feature[node])]
+            codes = np.arange(len(goes_left))
+            for child, side in ((ensemble.left[node], goes_left),
+                                (ensemble.right[node], ~goes_left)):
+                add(np.r_[y + child, start + codes[side]][None],
+                    np.r_[1.0, -np.ones(int(side.sum()))][None], -np.inf, 0.0, node)
+        self.A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows),
+                                                          np.concatenate(cols))),
+                                  shape=(n_rows, self.n_var))
+        self.A_lower, self.A_upper = np.concatenate(lower), np.concatenate(upper)
+        self.row_owner = np.concatenate(owner)
         self.lb = np.zeros(self.n_var)
         self.ub = np.ones(self.n_var)
         self.lb[y + ensemble.roots] = 1.0  # each root carries the whole flow
-        leaf = ~inner
-        self.leaf_index = y + np.flatnonzero(leaf)
-        self.leaf_scores = ensemble.leaf_scores[leaf]
-        # The lowest value of each class's score minus another's, over the trees' leaves.
+        self.is_leaf = ~inner
+        self.leaf_scores = ensemble.leaf_scores
         tree_of = np.zeros(n_nodes, int)
-        for t, root in enumerate(ensemble.roots):
-            tree_of[root:] = t
-        self.leaf_tree = tree_of[leaf]
+        tree_of[ensemble.roots] = 1
+        self.node_tree = np.cumsum(tree_of) - 1
+        # Nodes by depth, for the reachability pass of each instance.
+        depth = np.zeros(n_nodes, int)
+        for n in np.flatnonzero(inner):  # parents come before their children
+            depth[ensemble.left[n]] = depth[ensemble.right[n]] = depth[n] + 1
+        self.levels = [np.flatnonzero(inner & (depth == level))
+                       for level in range(depth.max() + 1)]
+        self.categorical_nodes = np.array(sorted(ensemble.left_codes), dtype=int)
+        width = int(max(n_categories.max(initial=0), 1))
+        self.categorical_left = np.zeros((len(self.categorical_nodes), width), bool)
+        for position, node in enumerate(self.categorical_nodes):
+            codes = ensemble.left_codes[node]
+            self.categorical_left[position, :len(codes)] = codes
+
+    def reachable(self, first_interval, last_interval, allowed_codes):
+        """The nodes an instance can reach: ``first_interval``/``last_interval`` (per node,
+        of the node's column) bound the admissible intervals of numeric columns,
+        ``allowed_codes`` (per categorical node) marks the admissible categories."""
+        ensemble = self.ensemble
+        k = self.cut_index
+        left_ok = first_interval <= k  # some admissible interval at or below t_k
+        right_ok = last_interval >= k + 1
+        if len(self.categorical_nodes):
+            nodes = self.categorical_nodes
+            left_ok[nodes] = np.any(allowed_codes & self.categorical_left, axis=1)
+            right_ok[nodes] = np.any(allowed_codes & ~self.categorical_left, axis=1)
+        reach = np.zeros(len(ensemble.left), bool)
+        reach[ensemble.roots] = True
+        for nodes in self.levels:
+            reach[ensemble.left[nodes]] = reach[nodes] & left_ok[nodes]
+            reach[ensemble.right[nodes]] = reach[nodes] & right_ok[nodes]
+        return reach
 
 
 def _nearest_points(x0, cuts, steps, pieces, whole):
@@ -363,11 +403,15 @@ class ExactSearch:
         d = problem.x0.shape[1]
         x0 = problem.x0[i]
         l1, l2 = self._weights(problem, d)
-        cost = np.zeros(structure.n_var)
-        lb, ub = structure.lb.copy(), structure.ub.copy()
-        extra_rows, extra_lower, extra_upper = [], [], []
+        n_columns = structure.y_start  # the columns' variables v and w
+        cost = np.zeros(n_columns)
+        lb, ub = structure.lb[:n_columns].copy(), structure.ub[:n_columns].copy()
+        ruled_out = []  # (k-1, k) pairs of v: interval k is never chosen
         constant = 0.0
         points = {}
+        limit = bound * (1 + 1e-9) + 1e-12
+        first = np.zeros(d, int)
+        last = np.zeros(d, int)
         for j, cuts in structure.cuts.items():
             whole = bool(self.whole[j])
             pts = _nearest_points(x0[j], cuts, structure.steps[j] * step_scale,
@@ -375,57 +419,68 @@ class ExactSearch:
             change = np.abs(pts - x0[j])
             interval_cost = l1[j] * change + l2[j] * change**2
             points[j] = pts
-            feasible = np.isfinite(pts)
             # An interval costing more than the bound alone is never chosen.
-            feasible &= interval_cost <= bound * (1 + 1e-9) + 1e-12
+            feasible = np.isfinite(pts) & (interval_cost <= limit)
             interval_cost = np.where(feasible, interval_cost, 0.0)
             start, k_count = structure.v_start[j], len(cuts)
+            allowed = np.flatnonzero(feasible)
+            first[j], last[j] = allowed[0], allowed[-1]  # x0's own is always admissible
             # sum_k cost_k (v_k - v_k+1), with v_0 = 1 and v_K+1 = 0, telescoped.
             constant += interval_cost[0]
             cost[start:start + k_count] = np.diff(interval_cost)
-            for k in np.flatnonzero(~feasible):  # interval k is never chosen
-                if k == 0:
-                    lb[start] = 1.0
-                elif k == k_count:
-                    ub[start + k_count - 1] = 0.0
-                else:
-                    row = np.zeros(structure.n_var)
-                    row[start + k - 1], row[start + k] = 1.0, -1.0
-                    extra_rows.append(row)
-                    extra_lower.append(0.0)
-                    extra_upper.append(0.0)
+            # Intervals outside [first, last] by bounds, the others by rows.
+            lb[start:start + first[j]] = 1.0
+            ub[start + last[j]:start + k_count] = 0.0
+            inside = np.flatnonzero(~feasible[first[j]:last[j] + 1]) + first[j]
+            ruled_out.extend(start + k - 1 for k in inside)
+        allowed_codes = np.zeros((d, structure.categorical_left.shape[1]), bool)
         for j, start in structure.w_start.items():
             n_codes = int(structure.n_categories[j])
-            allowed = self._allowed_codes(problem, i, j, n_codes)
-            ub[start:start + n_codes] = allowed & (l1[j] + l2[j] <= bound * (1 + 1e-9) + 1e-12)
-            ub[start + int(x0[j])] = 1.0
+            allowed = self._allowed_codes(problem, i, j, n_codes) & (l1[j] + l2[j] <= limit)
+            allowed[int(x0[j])] = True
+            ub[start:start + n_codes] = allowed
+            allowed_codes[j, :n_codes] = allowed
             cost[start:start + n_codes] = l1[j] + l2[j]
             cost[start + int(x0[j])] = 0.0
-        validity = self._validity(structure, problem, i, strict)
-        n_extra = validity[3] if validity is not None else 0
-        c = np.r_[cost, np.zeros(n_extra)]
-        integrality = np.r_[structure.integrality, np.ones(n_extra)]
-        lb, ub = np.r_[lb, np.zeros(n_extra)], np.r_[ub, np.ones(n_extra)]
-        blocks = [sparse.hstack([structure.A, sparse.csr_array((structure.A.shape[0],
-                                                                n_extra))])]
-        lower, upper = [structure.A_lower], [structure.A_upper]
-        if extra_rows:
-            blocks.append(sparse.csr_array(np.hstack([np.asarray(extra_rows),
-                                                      np.zeros((len(extra_rows), n_extra))])))
-            lower.append(extra_lower)
-            upper.append(extra_upper)
-        rows, row_lower, row_upper, _ = validity
-        blocks.append(rows)
-        lower.append(row_lower)
-        upper.append(row_upper)
+        # Only the nodes the admissible region can reach enter the program.
+        node_feature = np.maximum(ensemble.feature, 0)
+        reach = structure.reachable(first[node_feature], last[node_feature],
+                                    allowed_codes[ensemble.feature[structure.categorical_nodes]])
+        nodes = np.flatnonzero(reach)
+        columns = np.r_[np.arange(n_columns), structure.y_start + nodes]
+        kept_rows = (structure.row_owner < 0) | reach[np.maximum(structure.row_owner, 0)]
+        A_tree = structure.A[kept_rows][:, columns]
+        n_kept = len(columns)
+        leaves = np.flatnonzero(structure.is_leaf[nodes])  # positions among the nodes
+        validity, v_lower, v_upper, n_extra = self._validity(structure, problem, i, strict,
+                                                             nodes[leaves], n_columns + leaves,
+                                                             n_kept)
+        c = np.r_[cost, np.zeros(len(nodes) + n_extra)]
+        integrality = np.r_[np.ones(n_columns), np.zeros(len(nodes)), np.ones(n_extra)]
+        lower_bounds = np.r_[lb, structure.lb[structure.y_start + nodes], np.zeros(n_extra)]
+        upper_bounds = np.r_[ub, np.ones(len(nodes) + n_extra)]
+        n_total = n_kept + n_extra
+        blocks = [sparse.hstack([A_tree, sparse.csr_array((A_tree.shape[0], n_extra))])]
+        lower = [structure.A_lower[kept_rows]]
+        upper = [structure.A_upper[kept_rows]]
+        if ruled_out:  # v_k-1 - v_k = 0
+            ruled_out = np.asarray(ruled_out)
+            count = len(ruled_out)
+            blocks.append(sparse.csr_array(
+                (np.tile([1.0, -1.0], count),
+                 (np.repeat(np.arange(count), 2), np.c_[ruled_out, ruled_out + 1].ravel())),
+                shape=(count, n_total)))
+            lower.append(np.zeros(count))
+            upper.append(np.zeros(count))
+        blocks.append(validity)
+        lower.append(v_lower)
+        upper.append(v_upper)
         if np.isfinite(bound):  # nothing costlier than the bound
-            cutoff = np.zeros(structure.n_var + n_extra)
-            cutoff[:structure.n_var] = cost
-            blocks.append(sparse.csr_array(cutoff[None]))
+            blocks.append(sparse.csr_array(np.r_[cost, np.zeros(n_total - n_columns)][None]))
             lower.append([-np.inf])
-            upper.append([bound * (1 + 1e-9) + 1e-12 - constant])
+            upper.append([limit - constant])
         A = sparse.vstack(blocks, format="csr")
-        result = milp(c, integrality=integrality, bounds=Bounds(lb, ub),
+        result = milp(c, integrality=integrality, bounds=Bounds(lower_bounds, upper_bounds),
                       constraints=LinearConstraint(A, np.concatenate(lower),
                                                    np.concatenate(upper)),
                       options={"time_limit": self.max_time, "mip_rel_gap": _REL_GAP,
@@ -451,13 +506,14 @@ class ExactSearch:
             row_gap = max(0.0, (value - dual) / value) if value > 0 else 0.0
         return answer, row_gap
 
-    def _validity(self, structure, problem, i, strict):
-        """Rows of the validity constraints of instance ``i``: ``(A, lower, upper,
-        n_selectors)``, the selectors being new binaries after the structure's variables."""
+    def _validity(self, structure, problem, i, strict, leaves, leaf_columns, n_columns):
+        """The validity rows of instance ``i`` on the program's columns (``leaves``, the
+        nodes, at ``leaf_columns``): ``(A, lower, upper, n_selectors)``, the selectors being
+        new binaries after the ``n_columns`` others."""
         ensemble = self.ensemble
         t = int(problem.target[i])
         n_classes = ensemble.n_classes
-        scores = structure.leaf_scores
+        scores = structure.leaf_scores[leaves]
         base = ensemble.base
 
         def wins_tie(a, b):
@@ -467,43 +523,42 @@ class ExactSearch:
             """What a's score must exceed b's by for a to beat b."""
             return 0.0 if (wins_tie(a, b) and not strict) else _MARGIN
 
-        def difference_row(a, b):
-            row = np.zeros(structure.n_var)
-            row[structure.leaf_index] = scores[:, a] - scores[:, b]
-            return row
-
         others = [c for c in range(n_classes) if c != t]
         if problem.mode.wants_target:  # the target beats every other class
-            A = np.array([difference_row(t, c) for c in others])
+            values = np.array([scores[:, t] - scores[:, c] for c in others])
             lower = np.array([required(t, c) - (base[t] - base[c]) for c in others])
-            return sparse.csr_array(A), lower, np.full(len(others), np.inf), 0
-        # A PN: some other class beats the explained one by kappa.
-        kappa = problem.kappa
-        if kappa > 0 and not ensemble.is_probability:
-            kappa = np.log((1 + kappa) / (1 - kappa)) / ensemble.raw_binary_slope
-        needs = [kappa + required(c, t) - (base[c] - base[t]) for c in others]
-        if len(others) == 1:
-            return (sparse.csr_array(difference_row(others[0], t)[None]), np.array(needs),
-                    np.array([np.inf]), 0)
+            n_extra = 0
+        else:  # a PN: some other class beats the explained one by kappa
+            kappa = problem.kappa
+            if kappa > 0 and not ensemble.is_probability:
+                kappa = np.log((1 + kappa) / (1 - kappa)) / ensemble.raw_binary_slope
+            values = np.array([scores[:, c] - scores[:, t] for c in others])
+            lower = np.array([kappa + required(c, t) - (base[c] - base[t]) for c in others])
+            n_extra = 0 if len(others) == 1 else len(others)
+        A = np.zeros((len(others), len(leaf_columns)))
+        A[:] = values
+        rows = sparse.csr_array(
+            (A.ravel(), (np.repeat(np.arange(len(others)), len(leaf_columns)),
+                         np.tile(leaf_columns, len(others)))),
+            shape=(len(others), n_columns + n_extra))
+        if n_extra == 0:
+            return rows, lower, np.full(len(others), np.inf), 0
         # Selectors s_c: where s_c = 1, class c beats t; big-M relaxes the others.
-        n_sel = len(others)
-        A = np.zeros((n_sel + 1, structure.n_var + n_sel))
-        lower = np.zeros(n_sel + 1)
-        for position, (c, need) in enumerate(zip(others, needs)):
-            row = difference_row(c, t)
-            lowest = _lowest(row[structure.leaf_index], structure.leaf_tree)
-            big_m = max(0.0, need - lowest) + 1.0
-            A[position, :structure.n_var] = row
-            A[position, structure.n_var + position] = -big_m
-            lower[position] = need - big_m
-        A[n_sel, structure.n_var:] = 1.0
-        lower[n_sel] = 1.0
-        upper = np.full(n_sel + 1, np.inf)
-        return sparse.csr_array(A), lower, upper, n_sel
+        tree = structure.node_tree[leaves]
+        big_m = np.array([max(0.0, need - _lowest(row, tree)) + 1.0
+                          for row, need in zip(values, lower)])
+        selectors = sparse.csr_array(
+            (np.r_[-big_m, np.ones(n_extra)],
+             (np.r_[np.arange(n_extra), np.full(n_extra, n_extra)],
+              np.r_[n_columns + np.arange(n_extra), n_columns + np.arange(n_extra)])),
+            shape=(n_extra + 1, n_columns + n_extra))
+        rows = sparse.vstack([sparse.vstack([rows, sparse.csr_array((1, n_columns + n_extra))])
+                              + selectors], format="csr")
+        return (rows, np.r_[lower - big_m, 1.0], np.full(n_extra + 1, np.inf), n_extra)
 
 
 def _lowest(leaf_values, leaf_tree):
     """The lowest sum over trees of one leaf value each."""
     lowest = np.full(leaf_tree.max() + 1, np.inf)
     np.minimum.at(lowest, leaf_tree, leaf_values)
-    return float(lowest.sum())
+    return float(lowest[np.isfinite(lowest)].sum())
