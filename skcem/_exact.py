@@ -304,17 +304,20 @@ class ExactSearch:
             started = time.perf_counter()
             bound = heuristic.distance[i] if heuristic is not None and heuristic.found[i] \
                 else np.inf
+            deadline = started + self.max_time
             for strict, step_scale in _TRIES:
-                outcome = self._solve_row(structure, problem, i, strict, step_scale, bound)
+                outcome = self._within_budgets(structure, problem, i, strict, step_scale,
+                                               bound, deadline)
                 if outcome is None and np.isfinite(bound):
-                    # None within the bound (the heuristic's answer may hold a tie the
-                    # program's margin refuses): without it.
-                    outcome = self._solve_row(structure, problem, i, strict, step_scale,
-                                              np.inf)
-                if outcome is None:  # no answer: none exists, or none within max_time
+                    # The program refuses the heuristic's answer (a tie its margin does not
+                    # take): that answer, with nothing proven.
+                    outcome = None, 1.0
+                if outcome is None:  # no answer exists
                     break
                 answer, row_gap = outcome
                 if answer is None:  # time is up: the heuristic's answer and its gap
+                    if heuristic is None or not heuristic.found[i]:
+                        break
                     explanation[i] = heuristic.explanation[i]
                     distance[i] = heuristic.distance[i]
                     proba[i] = heuristic.explanation_proba[i]
@@ -330,6 +333,13 @@ class ExactSearch:
                 ok = problem.mode.is_success(row_proba, problem.target[[i]], problem.kappa,
                                              pred=row_pred, changed=None if changed is None
                                              else np.array([changed]))[0]
+                if ok and heuristic is not None and heuristic.found[i] and \
+                        heuristic.distance[i] < self._distance(problem, answer, i):
+                    # Realised a step farther than the heuristic's own answer: keep that
+                    # one (the gap, relative to the larger distance, still holds).
+                    answer, row = heuristic.explanation[i], heuristic.explanation[[i]]
+                    row_proba = heuristic.explanation_proba[[i]]
+                    row_pred = heuristic.explanation_class[[i]]
                 if ok:
                     explanation[i] = row[0]
                     distance[i] = self._distance(problem, answer, i)
@@ -395,10 +405,48 @@ class ExactSearch:
             allowed[x0] = True
         return allowed
 
-    def _solve_row(self, structure, problem, i, strict, step_scale, bound):
-        """The optimal answer of instance ``i`` and its gap; ``(None, gap)`` where time ran
-        out before an answer below ``bound`` was found (the gap is ``bound``'s); None when
-        there is no answer below ``bound``."""
+    def _within_budgets(self, structure, problem, i, strict, step_scale, bound, deadline):
+        """The best answer of instance ``i`` and its gap, by programs of growing budgets.
+
+        A program whose answers may cost at most a budget ``b`` is much smaller than the
+        whole one (intervals and categories that alone cost more, and the tree nodes only they
+        reach, are left out). Budgets grow from ``bound / 16`` to ``bound``, the heuristic's
+        distance: the first with an answer gives the optimum (every cheaper answer was
+        within it), and each without one proves that the optimum costs more than ``b``.
+
+        Returns ``(answer, gap)``; ``(None, gap)`` when time ran out first, the gap being that
+        of ``bound``; None when no answer costs at most ``bound``.
+        """
+        # The last budgets: the heuristic's answer, which a program may realise a little
+        # farther (its points keep a step from the thresholds), then without bound (a tie the
+        # program's margin refuses).
+        budgets = [np.inf] if not np.isfinite(bound) or bound <= 0 else \
+            [bound / 16, bound / 8, bound / 4, bound / 2, bound * (1 + 1e-3), np.inf]
+        proven = 0.0  # the optimum costs more than this
+        for budget in budgets:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            outcome = self._solve_row(structure, problem, i, strict, step_scale, budget,
+                                      remaining)
+            if outcome is None:
+                proven = min(budget, bound)
+                continue
+            answer, value, lower = outcome
+            if answer is None:
+                proven = max(proven, lower)
+                break
+            gap = 0.0 if value <= 0 else max(0.0, (value - max(lower, proven)) / value)
+            return answer, gap
+        else:
+            return None
+        return None, (max(0.0, (bound - proven) / bound) if 0 < bound < np.inf else 1.0)
+
+    def _solve_row(self, structure, problem, i, strict, step_scale, bound, time_limit):
+        """The optimal answer of instance ``i`` among those costing at most ``bound``:
+        ``(answer, distance, lower bound)``, the lower bound being the distance where it was
+        proven optimal; ``(None, nan, lower bound)`` where time ran out before any; None
+        when there is none."""
         ensemble = self.ensemble
         d = problem.x0.shape[1]
         x0 = problem.x0[i]
@@ -483,14 +531,12 @@ class ExactSearch:
         result = milp(c, integrality=integrality, bounds=Bounds(lower_bounds, upper_bounds),
                       constraints=LinearConstraint(A, np.concatenate(lower),
                                                    np.concatenate(upper)),
-                      options={"time_limit": self.max_time, "mip_rel_gap": _REL_GAP,
+                      options={"time_limit": time_limit, "mip_rel_gap": _REL_GAP,
                                "disp": False})
         dual = getattr(result, "mip_dual_bound", None)
         dual = dual + constant if dual is not None and np.isfinite(dual) else 0.0
         if result.x is None:
-            if result.status == 1 and np.isfinite(bound):
-                return None, max(0.0, (bound - dual) / bound) if bound > 0 else 0.0
-            return None
+            return (None, np.nan, dual) if result.status == 1 else None
         x = result.x
         answer = x0.copy()
         for j, cuts in structure.cuts.items():
@@ -500,11 +546,7 @@ class ExactSearch:
         for j, start in structure.w_start.items():
             answer[j] = float(np.argmax(x[start:start + int(structure.n_categories[j])]))
         value = result.fun + constant
-        if result.status == 0:
-            row_gap = 0.0
-        else:
-            row_gap = max(0.0, (value - dual) / value) if value > 0 else 0.0
-        return answer, row_gap
+        return answer, value, value if result.status == 0 else dual
 
     def _validity(self, structure, problem, i, strict, leaves, leaf_columns, n_columns):
         """The validity rows of instance ``i`` on the program's columns (``leaves``, the
