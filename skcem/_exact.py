@@ -207,11 +207,16 @@ def _nearest_points(x0, cuts, steps, pieces, whole):
     NaN where there is none.
 
     ``pieces`` are closed intervals ``(a, b)`` of admissible values (besides ``x0``, always
-    admissible). Interval ``k`` is ``(t_k, t_k+1]``, realised inside its ends by their steps.
+    admissible). Interval ``k`` is ``(t_k, t_k+1]``, realised inside its ends by their steps;
+    for whole numbers, its integers (with steps 0: a model's threshold may lie within float32
+    rounding of an integer, as splits between 31 and 33 do, which only the integer 32 meets).
     """
     n = len(cuts) + 1
     low = np.r_[-np.inf, cuts + steps]
     high = np.r_[cuts - steps, np.inf]
+    if whole:  # the smallest integer above t_k, the largest at most t_k+1
+        low = np.floor(low) + 1
+        high = np.floor(high)
     best = np.full(n, np.nan)
     best_gap = np.full(n, np.inf)
     for a, b in pieces:
@@ -308,10 +313,6 @@ class ExactSearch:
             for strict, step_scale in _TRIES:
                 outcome = self._within_budgets(structure, problem, i, strict, step_scale,
                                                bound, deadline)
-                if outcome is None and np.isfinite(bound):
-                    # The program refuses the heuristic's answer (a tie its margin does not
-                    # take): that answer, with nothing proven.
-                    outcome = None, 1.0
                 if outcome is None:  # no answer exists
                     break
                 answer, row_gap = outcome
@@ -410,18 +411,20 @@ class ExactSearch:
 
         A program whose answers may cost at most a budget ``b`` is much smaller than the
         whole one (intervals and categories that alone cost more, and the tree nodes only they
-        reach, are left out). Budgets grow from ``bound / 16`` to ``bound``, the heuristic's
-        distance: the first with an answer gives the optimum (every cheaper answer was
-        within it), and each without one proves that the optimum costs more than ``b``.
+        reach, are left out). Budgets grow from ``bound / 16`` to just below ``bound``, the
+        heuristic's distance: the first with an answer gives the optimum (every cheaper answer
+        was within it), and each without one proves that the optimum costs more than ``b``.
+        When none has one, the heuristic's answer is optimal: the last program only has to
+        prove that nothing is cheaper, not to find it (HiGHS takes no starting answer).
 
-        Returns ``(answer, gap)``; ``(None, gap)`` when time ran out first, the gap being that
-        of ``bound``; None when no answer costs at most ``bound``.
+        Returns ``(answer, gap)``; ``(None, gap)`` for the heuristic's answer (gap 0 when
+        proven optimal, that of ``bound`` when time ran out first); None when there is no
+        answer.
         """
-        # The last budgets: the heuristic's answer, which a program may realise a little
-        # farther (its points keep a step from the thresholds), then without bound (a tie the
-        # program's margin refuses).
-        budgets = [np.inf] if not np.isfinite(bound) or bound <= 0 else \
-            [bound / 16, bound / 8, bound / 4, bound / 2, bound * (1 + 1e-3), np.inf]
+        if not np.isfinite(bound) or bound <= 0:
+            budgets = [np.inf]
+        else:
+            budgets = [bound / 16, bound / 8, bound / 4, bound / 2, bound * (1 - _REL_GAP)]
         proven = 0.0  # the optimum costs more than this
         for budget in budgets:
             remaining = deadline - time.perf_counter()
@@ -439,7 +442,7 @@ class ExactSearch:
             gap = 0.0 if value <= 0 else max(0.0, (value - max(lower, proven)) / value)
             return answer, gap
         else:
-            return None
+            return (None, 0.0) if np.isfinite(bound) else None
         return None, (max(0.0, (bound - proven) / bound) if 0 < bound < np.inf else 1.0)
 
     def _solve_row(self, structure, problem, i, strict, step_scale, bound, time_limit):
@@ -462,7 +465,9 @@ class ExactSearch:
         last = np.zeros(d, int)
         for j, cuts in structure.cuts.items():
             whole = bool(self.whole[j])
-            pts = _nearest_points(x0[j], cuts, structure.steps[j] * step_scale,
+            # Whole numbers first without steps (see _nearest_points), then with them.
+            steps = structure.steps[j] * step_scale if not whole or step_scale > 1 else 0.0
+            pts = _nearest_points(x0[j], cuts, np.broadcast_to(steps, cuts.shape),
                                   self._admissible_pieces(problem, i, j), whole)
             change = np.abs(pts - x0[j])
             interval_cost = l1[j] * change + l2[j] * change**2
