@@ -32,15 +32,26 @@ the scores and ``predict``. The closest valid answer therefore solves a mixed-in
   boosting, the raw value at which the probabilities differ by ``kappa``). A tie counts for the
   class the model's ``predict`` gives it; a win needs the margin ``_MARGIN`` on the scores.
 
+**Budgets.** The gradient-free search (:mod:`skcem._neighbors`) first gives each instance a
+valid answer; its distance ``D`` bounds the program, and programs of growing budgets ``D/16,
+D/8, D/4, D/2`` and just below ``D`` are solved in turn: intervals and categories that alone
+cost more than the budget are left out, and so are the tree nodes only they reach, which
+makes the first programs small. The first with an answer holds the optimum; each without one
+proves that the optimum costs more than its budget; when none has one, the heuristic's answer
+is the optimum (HiGHS, which takes no starting answer, then only proves that nothing is
+cheaper).
+
 The answer is then checked with the estimator's own ``predict`` (and probabilities, as every
 search's answers are). Were it rejected (a tie or a threshold rounding the other way), the
-program is solved again with every win needing ``_MARGIN``, and steps 100 times larger inside
-the intervals; an answer rejected twice is reported as not found.
+program is solved again with every win needing ``_MARGIN`` and steps 100 (then 10^4) times
+larger inside the intervals; an answer rejected every time is reported as not found.
 
-Each program has ``max_time`` seconds. An instance whose program is stopped by the time limit
-gets the best answer found so far with its proven relative gap (``gap``: how far its distance
-may be above the optimum, as a fraction of it); one that has no answer by then is not found.
-A proven optimum has ``gap`` 0 (HiGHS's ``mip_rel_gap`` of ``_REL_GAP``).
+Each instance has ``max_time`` seconds for all its programs. One stopped by the time limit gets
+the best answer found so far (the heuristic's, if the programs found none better) with its
+proven relative gap (``gap``: how far its distance may be above the optimum, as a fraction of
+it, from the best lower bound proven); a proven optimum has ``gap`` 0 (HiGHS's
+``mip_rel_gap`` of ``_REL_GAP``). Rows with missing values are not searched (a tree sends a
+missing value its own way, which the program does not model).
 """
 
 import time
@@ -258,18 +269,22 @@ class ExactSearch:
         self.whole = whole
         self.max_time = max_time
         self.pool = pool
-        self._structure = None
 
     def structure(self, problem):
-        if self._structure is None:
-            d = problem.x0.shape[1]
-            categorical = np.zeros(d, bool) if problem.categorical is None \
-                else np.asarray(problem.categorical)
-            upper = np.broadcast_to(problem.upper, (d,)) if np.ndim(problem.upper) < 2 \
-                else np.max(problem.upper, axis=0)
-            n_categories = np.where(categorical, np.asarray(upper) + 1, 0).astype(int)
-            self._structure = _Structure(self.ensemble, categorical, n_categories)
-        return self._structure
+        """The shared program, built once per model and kept with its trees (every batch
+        and ``explain`` call reuses it)."""
+        d = problem.x0.shape[1]
+        categorical = np.zeros(d, bool) if problem.categorical is None \
+            else np.asarray(problem.categorical)
+        upper = np.broadcast_to(problem.upper, (d,)) if np.ndim(problem.upper) < 2 \
+            else np.max(problem.upper, axis=0)
+        n_categories = np.where(categorical, np.asarray(upper) + 1, 0).astype(int)
+        key = (categorical.tobytes(), n_categories.tobytes())
+        cached = getattr(self.ensemble, "_program", None)
+        if cached is None or cached[0] != key:
+            cached = key, _Structure(self.ensemble, categorical, n_categories)
+            self.ensemble._program = cached
+        return cached[1]
 
     def __call__(self, backend, problem, settings=None, progress=None):
         # Many small model calls: OpenMP threads (histogram gradient boosting) cost more to

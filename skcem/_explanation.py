@@ -90,7 +90,8 @@ class Explanation:
         nothing was found), or an object array.
     meta : dict
         Diagnostics: ``n_model_rows`` (rows sent to the model), ``n_iterations`` (per instance)
-        and ``search`` (the search used: "fista" or "neighbors").
+        and ``search`` (the search used: "fista", "neighbors" or "exact"; "exact" adds
+        ``seconds``, each instance's time in the exact search).
     immutable : ndarray of bool, shape (n_features,), or None
         The features held fixed by the explainer's ``immutable_features`` (None: none). They
         keep the instance's values by construction: a PP keeps them whatever the class rests

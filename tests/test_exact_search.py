@@ -201,7 +201,8 @@ def test_pn_with_several_classes_equals_brute_force():
         assert model.predict(answer[None])[0] != own
         changed = answer != x0
         assert np.all(np.abs(answer - no_info)[changed] > r[changed])
-        assert best - 1e-3 <= exp.distance[i] <= best + 1e-9
+        # The grid's steps cost 2 |d| STEP each in the L2 part.
+        assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
 
 
 def test_counterfactual_to_a_named_class_of_boosting_with_three_classes():
@@ -256,3 +257,46 @@ def test_refusals_name_what_is_not_supported():
         CEMExplainer(tree, mode="PP", search="exact").fit(X).explain(X[:2])
     with pytest.raises(ValueError, match="max_time"):
         CounterfactualExplainer(tree, search="exact", max_time=0).fit(X)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.3])
+def test_pn_of_two_class_boosting_holds_kappa(kappa):
+    # kappa is a margin on the probabilities: for boosting, a raw value the program maps.
+    X, y = _data(seed=5)
+    model = GradientBoostingClassifier(n_estimators=6, max_depth=2, random_state=0).fit(X, y)
+    no_info = np.full(3, 5.0)
+    cem = CEMExplainer(model, mode="PN", search="exact", kappa=kappa, no_info_val=no_info,
+                       beta=1.0).fit(X)
+    rows = X[:6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(rows)
+    cuts = _thresholds(model)
+    lower, upper = cem.feature_range_
+    for i, x0 in enumerate(rows):
+        r = np.abs(x0 - no_info)
+        candidates = []
+        for j in range(3):
+            values = _numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j],
+                                         extra=[no_info[j] - r[j] - STEP,
+                                                no_info[j] + r[j] + STEP])
+            keep = (np.abs(values - no_info[j]) > r[j]) | (values == x0[j])
+            candidates.append(values[keep])
+        own = int(model.predict(x0[None])[0])
+
+        def valid(g):
+            proba = model.predict_proba(g)
+            return proba[:, 1 - own] > proba[:, own] + kappa
+
+        def cost(g):
+            d = g - x0
+            return (d**2).sum(axis=1) + np.abs(d).sum(axis=1)
+
+        best = _brute_force(x0, candidates, valid, cost)
+        if not np.isfinite(best):
+            assert not exp.found[i]
+            continue
+        assert exp.found[i]
+        assert valid(exp.PN[[i]])[0]
+        # The grid's steps cost 2 |d| STEP each in the L2 part.
+        assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
