@@ -59,7 +59,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         numerical gradient vanishes on the data; "fista" otherwise. ``search_`` tells which.
         "exact": the proven closest answer for tree models (``DecisionTreeClassifier``,
         ``RandomForestClassifier``, ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
-        ``HistGradientBoostingClassifier``, alone or after Pipeline steps of scalers, one-hot
+        ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when
+        installed, alone or after Pipeline steps of scalers, one-hot
         and ordinal encoders; another step is named in the error), by a mixed-integer
         program per instance solved with HiGHS (:func:`scipy.optimize.milp`): the smallest
         ``distance`` under every constraint, valid by the estimator's ``predict``; its

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 _SUPPORTED = ("DecisionTreeClassifier, RandomForestClassifier, ExtraTreesClassifier, "
-              "GradientBoostingClassifier and HistGradientBoostingClassifier")
+              "GradientBoostingClassifier, HistGradientBoostingClassifier, and LightGBM's "
+              "LGBMClassifier and XGBoost's XGBClassifier when installed")
 _FOLLOWED = ("StandardScaler, MinMaxScaler (without clip), MaxAbsScaler, RobustScaler, "
              "OneHotEncoder and OrdinalEncoder (on categorical columns), SimpleImputer "
              "(without add_indicator), FunctionTransformer() without a function, 'passthrough' "
@@ -321,8 +322,120 @@ def _read_model(model):
                               nodes["num_threshold"].astype(float), scores))
         return _binary_as_two(trees, base, 1.0 if n_classes == 2 else None,
                               ties_to_higher=False)
+    module = type(model).__module__.split(".")[0]
+    if module == "lightgbm":
+        return _read_lightgbm(model, n_classes)
+    if module == "xgboost":
+        return _read_xgboost(model, n_classes)
     raise ValueError(f"search='exact' reads {_SUPPORTED} (alone or at the end of a Pipeline); "
                      f"got {type(model).__name__}.")
+
+
+def _boosting_trees(per_tree, n_classes):
+    """Trees given as (left, right, feature, threshold, value) with one class each (tree
+    ``t`` adds to class ``t % n_classes``; one raw value for two classes)."""
+    width = 1 if n_classes == 2 else n_classes
+    trees = []
+    for t, (left, right, feature, threshold, value) in enumerate(per_tree):
+        scores = np.zeros((len(left), width))
+        scores[:, t % width] = np.where(left < 0, value, 0.0)
+        trees.append((left, right, feature, threshold, scores))
+    return trees
+
+
+def _read_lightgbm(model, n_classes):
+    """LightGBM's ``LGBMClassifier``: numeric splits ``x <= threshold`` go left; leaf values
+    are raw scores (the average start folded into the first trees)."""
+    dump = model.booster_.dump_model()
+    per_tree = []
+    for info in dump["tree_info"]:
+        left, right, feature, threshold, value = [], [], [], [], []
+
+        def visit(node):
+            index = len(left)
+            for column in (left, right, feature, threshold, value):
+                column.append(-1 if column is not threshold and column is not value
+                              else np.nan)
+            if "split_index" not in node:
+                value[index] = node["leaf_value"]
+                return index
+            if node.get("decision_type") != "<=" or node.get("missing_type") == "Zero":
+                raise ValueError("search='exact' follows LightGBM's numeric splits only "
+                                 "(no categorical splits, nor zero_as_missing).")
+            feature[index], threshold[index] = node["split_feature"], node["threshold"]
+            left[index] = visit(node["left_child"])
+            right[index] = visit(node["right_child"])
+            return index
+
+        visit(info["tree_structure"])
+        per_tree.append(tuple(np.asarray(c) for c in (left, right, feature, threshold,
+                                                       value)))
+    objective = str(dump.get("objective", ""))
+    if n_classes == 2 and not objective.startswith("binary"):
+        raise ValueError(f"search='exact' reads LightGBM's binary objective for two classes; "
+                         f"got {objective!r}.")
+    slope = float(objective.split("sigmoid:")[1].split()[0]) if "sigmoid:" in objective \
+        else 1.0
+    trees = _boosting_trees(per_tree, n_classes)
+    base = np.zeros(1 if n_classes == 2 else n_classes)
+    return _binary_as_two(trees, base, slope if n_classes == 2 else None, ties_to_higher=False)
+
+
+def _read_xgboost(model, n_classes):
+    """XGBoost's ``XGBClassifier``: a split sends ``x < split`` left (float32), which is
+    ``x <= `` the float32 just below it; the start (``base_score``) is read back from the
+    model's own raw output."""
+    booster = model.get_booster()
+    frame = booster.trees_to_dataframe()
+    names = booster.feature_names
+    per_tree = []
+    for _, tree in frame.groupby("Tree", sort=True):
+        ids = {node_id: k for k, node_id in enumerate(tree["ID"])}
+        leaf = (tree["Feature"] == "Leaf").to_numpy()
+        if "Category" in tree and tree["Category"].notna().any():
+            raise ValueError("search='exact' follows XGBoost's numeric splits only.")
+        left = np.array([-1 if is_leaf else ids[y] for is_leaf, y in zip(leaf, tree["Yes"])])
+        right = np.array([-1 if is_leaf else ids[n] for is_leaf, n in zip(leaf, tree["No"])])
+        feature = np.array([-1 if is_leaf else (names.index(f) if names else int(f[1:]))
+                            for is_leaf, f in zip(leaf, tree["Feature"])])
+        split = tree["Split"].to_numpy(dtype=float)
+        threshold = np.where(leaf, np.nan, np.nextafter(split.astype(np.float32),
+                                                        np.float32(-np.inf)).astype(float))
+        value = np.where(leaf, tree["Gain"].to_numpy(dtype=float), 0.0)
+        # Children after their parents, as the other readers give them.
+        order = _parents_first(left, right)
+        position = np.empty(len(order), int)
+        position[order] = np.arange(len(order))
+        remap = lambda a: np.where(a[order] >= 0, position[np.maximum(a[order], 0)], -1)  # noqa: E731
+        per_tree.append((remap(left), remap(right), feature[order], threshold[order],
+                         value[order]))
+    trees = _boosting_trees(per_tree, n_classes)
+    width = 1 if n_classes == 2 else n_classes
+    # The start: the model's raw output at a row, less what its trees add there.
+    import xgboost
+
+    row = np.zeros((1, model.n_features_in_), np.float32)
+    raw = np.ravel(booster.predict(xgboost.DMatrix(row, feature_names=names),
+                                   output_margin=True))
+    added = np.zeros(width)
+    for left, right, feature, threshold, scores in trees:
+        node = 0
+        while left[node] >= 0:
+            node = left[node] if row[0, feature[node]] <= threshold[node] else right[node]
+        added += scores[node]
+    return _binary_as_two(trees, raw - added, 1.0 if n_classes == 2 else None,
+                          ties_to_higher=False)
+
+
+def _parents_first(left, right):
+    """Node indices in an order that puts every node before its children (from node 0)."""
+    order, stack = [], [0]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        if left[node] >= 0:
+            stack.extend([right[node], left[node]])
+    return np.asarray(order)
 
 
 def _binary_as_two(trees, base, slope, ties_to_higher):

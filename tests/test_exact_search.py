@@ -300,3 +300,45 @@ def test_pn_of_two_class_boosting_holds_kappa(kappa):
         assert valid(exp.PN[[i]])[0]
         # The grid's steps cost 2 |d| STEP each in the L2 part.
         assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
+
+
+def _library_thresholds(model):
+    """Thresholds per feature from LightGBM's or XGBoost's own table of its trees."""
+    if hasattr(model, "booster_"):  # LightGBM
+        table = model.booster_.trees_to_dataframe().dropna(subset=["threshold"])
+        features = [int(f.split("_")[-1]) for f in table["split_feature"]]
+        values = table["threshold"]
+    else:
+        table = model.get_booster().trees_to_dataframe()
+        table = table[table["Feature"] != "Leaf"]
+        features = [int(f[1:]) for f in table["Feature"]]
+        values = table["Split"]
+    found = {}
+    for f, t in zip(features, values):
+        found.setdefault(f, set()).add(float(t))
+    return {f: np.array(sorted(ts)) for f, ts in found.items()}
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_optional_boosting_libraries(library):
+    module = pytest.importorskip(library)
+    X, y = _data(seed=6)
+    if library == "lightgbm":
+        model = module.LGBMClassifier(n_estimators=6, num_leaves=4, min_child_samples=5,
+                                      verbose=-1)
+    else:
+        model = module.XGBClassifier(n_estimators=6, max_depth=2)
+    model.fit(X, y)
+    cf = CounterfactualExplainer(model, search="exact").fit(X)
+    rows = X[:6]
+    exp = cf.explain(rows)
+    cuts = _library_thresholds(model)
+    lower, upper = cf.feature_range_
+    for i, x0 in enumerate(rows):
+        candidates = [_numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j])
+                      for j in range(3)]
+        own = model.predict(x0[None])[0]
+        best = _brute_force(x0, candidates, lambda g: model.predict(g) != own,
+                            lambda g: np.abs(g - x0).sum(axis=1))
+        assert exp.found[i] and model.predict(exp.explanation[[i]])[0] != own
+        assert best - 3 * STEP <= exp.distance[i] <= best + 1e-9
