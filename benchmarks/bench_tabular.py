@@ -22,7 +22,7 @@ how far the default search's answers are from the exact optimum; then the same c
 numeric tables (scikit-learn's breast cancer and wine, the models on the raw features).
 
     python benchmarks/bench_tabular.py --exact [--n-rows 30] [--max-time 10]
-        [--forest-depth None]
+        [--forest-depth None] [--tables adult numeric]
 
 Needs ``../shared/data/adult`` (or ``--data``); without it the script says so and exits 0.
 """
@@ -156,7 +156,9 @@ def exact_benchmark(args):
     from sklearn.datasets import load_breast_cancer, load_wine
 
     lines = []
-    if (args.data / "adult.data.gz").exists():
+    if "adult" not in args.tables:
+        pass
+    elif (args.data / "adult.data.gz").exists():
         X_train, y_train, X_test, y_test = load_adult(args.data)
         categorical = [c for c in X_train.columns
                        if not pd.api.types.is_numeric_dtype(X_train[c])]
@@ -184,7 +186,9 @@ def exact_benchmark(args):
                 lines.append(line)
     else:
         print(f"UCI Adult not found in {args.data}: numeric tables only.")
-    for table, load in (("breast cancer", load_breast_cancer), ("wine", load_wine)):
+    numeric_tables = (("breast cancer", load_breast_cancer), ("wine", load_wine)) \
+        if "numeric" in args.tables else ()
+    for table, load in numeric_tables:
         X, y = load(return_X_y=True)
         order = np.random.default_rng(0).permutation(len(X))
         X, y = X[order], y[order]
@@ -253,6 +257,8 @@ def main():
     parser.add_argument("--exact", action="store_true",
                         help="benchmark search='exact' (see the module's docstring)")
     parser.add_argument("--max-time", type=float, default=10.0)
+    parser.add_argument("--tables", nargs="+", default=["adult", "numeric"],
+                        choices=["adult", "numeric"])
     parser.add_argument("--forest-depth", type=lambda v: None if v == "None" else int(v),
                         default=None)
     args = parser.parse_args()
