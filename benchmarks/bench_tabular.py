@@ -145,7 +145,8 @@ def compare_with_exact(model, X_train, rows, mode, max_time, **params):
             "optimal": int(np.sum(optimum.gap == 0)),
             "s/row median": sec_median, "s/row p90": sec_p90,
             "s/row max": float(np.max(per_row)) if per_row is not None else float("nan"),
-            "s/row overall": exact_seconds / len(rows), "gap median": gap_median, "gap p90": gap_p90,
+            "s/row overall": exact_seconds / len(rows), "gap median": gap_median,
+            "gap p90": gap_p90,
             "default s/row": default_seconds / len(rows),
             "default excess median": excess_median, "default excess p90": excess_p90,
             "default = optimum": f"{int(np.sum(excess <= 1e-6))}/{int(both.sum())}"}

@@ -49,15 +49,12 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         "exact": the proven closest answer for tree models (``DecisionTreeClassifier``,
         ``RandomForestClassifier``, ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
         ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when
-        installed, alone or after Pipeline steps of scalers, one-hot
-        and ordinal encoders; another step is named in the error), by a mixed-integer
+        installed, alone or after Pipeline steps of scalers, one-hot and ordinal encoders;
+        another step is named in the error), by a mixed-integer
         program per instance solved with HiGHS (:func:`scipy.optimize.milp`): the smallest
         ``distance`` under every constraint, valid by the estimator's ``predict``; its
-        ``gap`` is reported (:attr:`Explanation.gap`). PNs only (not PPs); ``kappa`` for probability forests and two-class boosting.
-    max_time : float, default=10.0
-        ``search="exact"`` only: seconds per instance's program. Past it the best answer
-        found so far is returned with its proven relative gap to the optimum
-        (:attr:`Explanation.gap` above 0), or none when none was found yet.
+        ``gap`` is reported (:attr:`Explanation.gap`). PNs only (not PPs); ``kappa`` for
+        forests and two-class boosting.
     gradient : {"auto", "exact", "numerical"}, default="auto"
         As for :class:`CEMExplainer`.
     distance : {"l1", "l2", "mad"}, default="l1"
@@ -109,6 +106,10 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         As for :class:`CEMExplainer`.
     verbose : int, default=0
         As for :class:`CEMExplainer`.
+    max_time : float, default=10.0
+        ``search="exact"`` only: seconds per instance, all its programs together. Past it
+        the best answer found so far is returned with its proven relative gap to the
+        optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
 
     Attributes
     ----------

@@ -295,11 +295,11 @@ class Explanation:
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
-        ``distance``, ``c`` (and ``gap`` with ``search="exact"``); with immutable features, a last column ``fixed`` names them
-        (comma-separated, empty where nothing was found): their values are held fixed, not
-        changed or kept by the search (see :meth:`fixed`). Needs pandas. The index is the
-        explained DataFrame's, so that ``X.join(explanation.to_frame(), rsuffix="_explained")``
-        lines rows up.
+        ``distance``, ``c`` (and ``gap`` with ``search="exact"``); with immutable features, a
+        last column ``fixed`` names them (comma-separated, empty where nothing was found):
+        their values are held fixed, not changed or kept by the search (see :meth:`fixed`).
+        Needs pandas. The index is the explained DataFrame's, so that
+        ``X.join(explanation.to_frame(), rsuffix="_explained")`` lines rows up.
 
         Returns
         -------

@@ -406,8 +406,10 @@ def _read_xgboost(model, n_classes):
         order = _parents_first(left, right)
         position = np.empty(len(order), int)
         position[order] = np.arange(len(order))
-        remap = lambda a: np.where(a[order] >= 0, position[np.maximum(a[order], 0)], -1)  # noqa: E731
-        per_tree.append((remap(left), remap(right), feature[order], threshold[order],
+        def renumbered(children):
+            return np.where(children[order] >= 0, position[np.maximum(children[order], 0)], -1)
+
+        per_tree.append((renumbered(left), renumbered(right), feature[order], threshold[order],
                          value[order]))
     trees = _boosting_trees(per_tree, n_classes)
     width = 1 if n_classes == 2 else n_classes
