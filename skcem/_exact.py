@@ -70,6 +70,9 @@ from ._neighbors import NeighborSearch
 _MARGIN = 1e-6
 # The relative gap at which HiGHS calls an answer optimal.
 _REL_GAP = 1e-6
+# The budgets of the programs below the heuristic's distance, as fractions of it (halving
+# measured better than steps of sqrt(2) on Adult: median 2.2 s against 4.0 s per row).
+_BUDGET_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
 # Tries per instance: with ties allowed and the smallest steps, then strict.
 _TRIES = ((False, 1.0), (True, 100.0), (True, 1e4))
 
@@ -439,7 +442,8 @@ class ExactSearch:
         if not np.isfinite(bound) or bound <= 0:
             budgets = [np.inf]
         else:
-            budgets = [bound / 16, bound / 8, bound / 4, bound / 2, bound * (1 - _REL_GAP)]
+            budgets = [bound * fraction for fraction in _BUDGET_FRACTIONS] + \
+                [bound * (1 - _REL_GAP)]
         proven = 0.0  # the optimum costs more than this
         for budget in budgets:
             remaining = deadline - time.perf_counter()
