@@ -342,3 +342,49 @@ def test_optional_boosting_libraries(library):
                             lambda g: np.abs(g - x0).sum(axis=1))
         assert exp.found[i] and model.predict(exp.explanation[[i]])[0] != own
         assert best - 3 * STEP <= exp.distance[i] <= best + 1e-9
+
+
+def test_pn_with_a_categorical_column_behind_a_pipeline():
+    # A categorical PN takes any category but the no-information one (or keeps its own).
+    rng = np.random.default_rng(7)
+    n = 300
+    frame = pd.DataFrame({"income": rng.normal(50, 15, n).round(1),
+                          "city": rng.choice(["north", "south", "east", "west"], n)})
+    y = ((frame.income > 55) ^ frame.city.isin(["east", "west"])).astype(int)
+    encode = make_column_transformer((OneHotEncoder(), ["city"]), remainder="passthrough")
+    model = make_pipeline(encode, RandomForestClassifier(n_estimators=3, max_depth=3,
+                                                         random_state=0)).fit(frame, y)
+    cem = CEMExplainer(model, mode="PN", search="exact", beta=1.0).fit(frame)
+    rows = frame.iloc[:8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(rows)
+    codec = cem._codec
+    Z = codec.encode(rows)
+    v = np.asarray(cem.no_info_val_, dtype=float)
+    income_cuts = _thresholds(model[-1]).get(4, np.array([]))  # after the 4 one-hot columns
+    lower, upper = cem.feature_range_
+    for i in range(len(rows)):
+        z0 = Z[i]
+        r = abs(z0[0] - v[0])
+        incomes = _numeric_candidates(z0[0], income_cuts, lower[0], upper[0],
+                                      extra=[v[0] - r - STEP, v[0] + r + STEP])
+        incomes = incomes[(np.abs(incomes - v[0]) > r) | (incomes == z0[0])]
+        codes = np.array([c for c in range(4) if c != v[1] or c == z0[1]], dtype=float)
+        own = model.predict(rows.iloc[[i]])[0]
+
+        def cost(g):
+            d = g[:, 0] - z0[0]
+            changed = (g[:, 1] != z0[1]).astype(float)
+            return d**2 + np.abs(d) + 2 * changed  # a category: its L1 and L2 weights
+
+        best = _brute_force(z0, [incomes, codes],
+                            lambda g: model.predict(codec.decode(g)) != own, cost)
+        if not np.isfinite(best):
+            assert not exp.found[i]
+            continue
+        assert exp.found[i]
+        answer = exp.encoded["explanation"][i]
+        assert answer[1] == z0[1] or answer[1] != v[1]
+        assert model.predict(exp.explanation.iloc[[i]])[0] != own
+        assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
