@@ -81,15 +81,17 @@ MODELS = [
 def test_counterfactual_equals_brute_force(model):
     X, y = _data()
     model.fit(X, y)
-    lower, upper = X.min(axis=0), X.max(axis=0)
-    weights = np.array([1.0, 2.0, 0.5])
-    # Directions and an immutable column shape the admissible set.
+    # Directions, a range and an immutable column shape the admissible set.
     cf = CounterfactualExplainer(model, search="exact", distance="mad",
-                                 directions={0: "increase"}, immutable_features=[2]).fit(X)
+                                 directions={0: "increase"}, immutable_features=[2],
+                                 feature_range={1: (2.0, 8.0)}).fit(X)
+    lower, upper = cf.feature_range_
+    assert (lower[1], upper[1]) == (2.0, 8.0)
     weights = 1 / cf.mad_
     rows = X[:8]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        warnings.filterwarnings("ignore", message=".* outside `feature_range_`")
         exp = cf.explain(rows)
     cuts = _thresholds(model)
     for i, x0 in enumerate(rows):
@@ -106,6 +108,7 @@ def test_counterfactual_equals_brute_force(model):
         answer = exp.explanation[i]
         assert model.predict(answer[None])[0] != own
         assert answer[0] >= x0[0] and answer[2] == x0[2]
+        assert answer[1] == x0[1] or 2.0 <= answer[1] <= 8.0
         assert exp.distance[i] == pytest.approx(np.abs(answer - x0) @ weights)
         # Never worse than the grid's best; better only by the grid's steps.
         assert best - 3 * STEP * weights.max() <= exp.distance[i] <= best + 1e-9
