@@ -15,6 +15,15 @@ ratios of instances per second are computed here, from this run.
     python benchmarks/bench_tabular.py [--n-rows 100] [--models lr mlp forest hgb]
         [--dice-python /tmp/dice/bin/python] [--dice-methods random genetic]
 
+``--exact`` benchmarks ``search="exact"`` instead (:func:`exact_benchmark`): on Adult with
+``RandomForestClassifier(100)`` and ``HistGradientBoostingClassifier`` behind the same
+Pipeline, the seconds per row and the proven gap of the exact counterfactuals and PNs, and
+how far the default search's answers are from the exact optimum; then the same comparison on
+numeric tables (scikit-learn's breast cancer and wine, the models on the raw features).
+
+    python benchmarks/bench_tabular.py --exact [--n-rows 30] [--max-time 10]
+        [--forest-depth None] [--tables adult numeric]
+
 Needs ``../shared/data/adult`` (or ``--data``); without it the script says so and exits 0.
 """
 
@@ -98,6 +107,108 @@ def run_skcem(model, X_train, rows, mode):
         background
 
 
+def _percentiles(values, q=(50, 90)):
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return [float(np.percentile(values, p)) if values.size else float("nan") for p in q]
+
+
+def compare_with_exact(model, X_train, rows, mode, max_time, **params):
+    """The exact search's figures on ``rows``, and the default search's excess distance over
+    its optimum (rows both found, the exact one proven optimal)."""
+    def explainer(**search):
+        if mode == "CF":
+            return CounterfactualExplainer(model, **params, **search)
+        return CEMExplainer(model, mode=mode, **params, **search)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        default = explainer().fit(X_train)
+        start = time.perf_counter()
+        by_default = default.explain(rows)
+        default_seconds = time.perf_counter() - start
+        exact = explainer(search="exact", max_time=max_time).fit(X_train)
+        start = time.perf_counter()
+        optimum = exact.explain(rows)
+        exact_seconds = time.perf_counter() - start
+    both = by_default.found & optimum.found & (optimum.gap == 0)
+    excess = (by_default.distance[both] - optimum.distance[both]) / \
+        np.maximum(optimum.distance[both], 1e-12)
+    gap_median, gap_p90 = _percentiles(optimum.gap)
+    excess_median, excess_p90 = _percentiles(excess)
+    per_row = optimum.meta.get("seconds")
+    sec_median, sec_p90 = _percentiles(per_row if per_row is not None else
+                                       [exact_seconds / len(rows)])
+    return {"mode": mode, "default": default.search_,
+            "found exact": f"{int(optimum.found.sum())}/{len(rows)}",
+            "found default": f"{int(by_default.found.sum())}/{len(rows)}",
+            "optimal": int(np.sum(optimum.gap == 0)),
+            "s/row median": sec_median, "s/row p90": sec_p90,
+            "s/row max": float(np.max(per_row)) if per_row is not None else float("nan"),
+            "s/row overall": exact_seconds / len(rows), "gap median": gap_median,
+            "gap p90": gap_p90,
+            "default s/row": default_seconds / len(rows),
+            "default excess median": excess_median, "default excess p90": excess_p90,
+            "default = optimum": f"{int(np.sum(excess <= 1e-6))}/{int(both.sum())}"}
+
+
+def exact_benchmark(args):
+    """See the module's docstring (``--exact``)."""
+    from sklearn.datasets import load_breast_cancer, load_wine
+
+    lines = []
+    if "adult" not in args.tables:
+        pass
+    elif (args.data / "adult.data.gz").exists():
+        X_train, y_train, X_test, y_test = load_adult(args.data)
+        categorical = [c for c in X_train.columns
+                       if not pd.api.types.is_numeric_dtype(X_train[c])]
+        numeric = [c for c in X_train.columns if c not in categorical]
+        rows = X_test.iloc[:args.n_rows]
+        models = {"forest100": lambda: RandomForestClassifier(
+                      100, max_depth=args.forest_depth, random_state=0, n_jobs=1),
+                  "hgb": lambda: HistGradientBoostingClassifier(random_state=0)}
+        for name, make in models.items():
+            dense = name == "hgb"
+            encode = ColumnTransformer([
+                ("categories", OneHotEncoder(handle_unknown="ignore",
+                                             sparse_output=not dense), categorical),
+                ("numbers", StandardScaler(), numeric)])
+            with threadpool_limits(limits=1, user_api="openmp"):
+                model = make_pipeline(encode, make()).fit(X_train, y_train)
+            print(f"adult {name}: test accuracy {model.score(X_test, y_test):.3f}", flush=True)
+            for mode in args.modes:
+                if mode == "PP":
+                    continue
+                line = {"table": "adult", "model": name, **compare_with_exact(
+                    model, X_train, rows, mode, args.max_time, immutable_features=IMMUTABLE,
+                    directions=DIRECTIONS, distance="mad")}
+                print(line, flush=True)
+                lines.append(line)
+    else:
+        print(f"UCI Adult not found in {args.data}: numeric tables only.")
+    numeric_tables = (("breast cancer", load_breast_cancer), ("wine", load_wine)) \
+        if "numeric" in args.tables else ()
+    for table, load in numeric_tables:
+        X, y = load(return_X_y=True)
+        order = np.random.default_rng(0).permutation(len(X))
+        X, y = X[order], y[order]
+        n_test = min(args.n_rows, len(X) // 4)
+        X_train, y_train, rows = X[n_test:], y[n_test:], X[:n_test]
+        for name, model in (("forest100", RandomForestClassifier(
+                                100, max_depth=args.forest_depth, random_state=0)),
+                            ("hgb", HistGradientBoostingClassifier(random_state=0))):
+            with threadpool_limits(limits=1, user_api="openmp"):
+                model.fit(X_train, y_train)
+            line = {"table": table, "model": name, **compare_with_exact(
+                model, X_train, rows, "CF", args.max_time, distance="mad")}
+            print(line, flush=True)
+            lines.append(line)
+    print("\nExact search:")
+    print(pd.DataFrame(lines).to_string(index=False, float_format="{:.3g}".format))
+    return 0
+
+
 def run_dice(python, model, X_train, y_train, rows, categorical, numeric, methods, workdir):
     spec = {"model": str(workdir / "model.joblib"), "train": X_train.assign(income=y_train),
             "outcome": "income", "continuous": numeric, "categorical": categorical,
@@ -144,7 +255,16 @@ def main():
     parser.add_argument("--dice-python", help="an interpreter with dice-ml (same scikit-learn "
                         "and pandas versions as this one)")
     parser.add_argument("--dice-methods", nargs="+", default=["random", "genetic"])
+    parser.add_argument("--exact", action="store_true",
+                        help="benchmark search='exact' (see the module's docstring)")
+    parser.add_argument("--max-time", type=float, default=10.0)
+    parser.add_argument("--tables", nargs="+", default=["adult", "numeric"],
+                        choices=["adult", "numeric"])
+    parser.add_argument("--forest-depth", type=lambda v: None if v == "None" else int(v),
+                        default=None)
     args = parser.parse_args()
+    if args.exact:
+        return exact_benchmark(args)
     if not (args.data / "adult.data.gz").exists():
         print(f"UCI Adult not found in {args.data}: nothing to benchmark (pass --data).")
         return 0

@@ -49,7 +49,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         their sorted labels.
     mode : {"PN", "PP"}, default="PN"
         Find pertinent negatives or pertinent positives.
-    search : {"auto", "fista", "neighbors"}, default="auto"
+    search : {"auto", "fista", "neighbors", "exact"}, default="auto"
         How answers are searched. "fista": the gradient search (FISTA with a search on
         ``c``). "neighbors": the gradient-free search, which starts from the rows given to
         ``fit`` that the model puts in a wanted class, reverts every change that is not needed
@@ -57,6 +57,15 @@ class CEMExplainer(BaseContrastiveExplainer):
         the model's answers and moves categorical columns. "auto": "neighbors" for categorical
         columns, trees, forests, boosting, nearest neighbours and any other model whose
         numerical gradient vanishes on the data; "fista" otherwise. ``search_`` tells which.
+        "exact": the proven closest answer for tree models (``DecisionTreeClassifier``,
+        ``RandomForestClassifier``, ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
+        ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when
+        installed, alone or after Pipeline steps of scalers, one-hot and ordinal encoders;
+        another step is named in the error), by a mixed-integer
+        program per instance solved with HiGHS (:func:`scipy.optimize.milp`): the smallest
+        ``distance`` under every constraint, valid by the estimator's ``predict``; its
+        ``gap`` is reported (:attr:`Explanation.gap`). PNs only (not PPs); ``kappa`` for
+        forests and two-class boosting.
     gradient : {"auto", "exact", "numerical"}, default="auto"
         How a scikit-learn model is differentiated with respect to its input. "exact": its
         exact gradient, one forward and one backward pass per iteration for the whole batch
@@ -194,6 +203,10 @@ class CEMExplainer(BaseContrastiveExplainer):
     verbose : int, default=0
         1 shows a progress bar over batches and c-steps on stderr (tqdm when installed);
         2 also logs each c-step's figures to the ``skcem`` logger at INFO level.
+    max_time : float, default=10.0
+        ``search="exact"`` only: seconds per instance, all its programs together. Past it
+        the best answer found so far is returned with its proven relative gap to the
+        optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
 
     Attributes
     ----------
@@ -292,7 +305,7 @@ class CEMExplainer(BaseContrastiveExplainer):
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, momentum="auto", probe_iterations="auto", batch_size="auto",
-                 n_jobs=None, verbose=0):
+                 n_jobs=None, verbose=0, max_time=10.0):
         self.estimator = estimator
         self.mode = mode
         self.search = search
@@ -324,6 +337,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.max_time = max_time
 
     def _autoencoder(self):
         return self.autoencoder

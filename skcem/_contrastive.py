@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
 from ._base import ExplainerMixin
+from ._exact import ExactSearch
 from ._explanation import Explanation
 from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
@@ -28,6 +29,7 @@ from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs
 from ._progress import logger, progress_bar
 from ._refine import add_alternatives, complete_and_polish
+from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
 from ._validation import (accepts_missing_values, align_columns, check_pair,
@@ -72,7 +74,8 @@ class TargetWarning(UserWarning):
 _SHARED_CONSTRAINTS = {
     "estimator": [HasMethods(["predict_proba"]), callable, None],
     "gradient": [StrOptions({"auto", "exact", "numerical"})],
-    "search": [StrOptions({"auto", "fista", "neighbors"})],
+    "search": [StrOptions({"auto", "fista", "neighbors", "exact"})],
+    "max_time": [Interval(Real, 0, None, closed="neither")],
     "categorical_features": [StrOptions({"auto"}), "array-like", None],
     "directions": [dict, None],
     "feature_range": [tuple, list, dict, None],
@@ -120,6 +123,12 @@ _NO_NEIGHBOR_HINT = (
     "a model with smooth probabilities and no categorical column to change, the gradient "
     "search (search='fista', with a larger c_init and a wider clip) reaches answers that no "
     "row of the data suggests.")
+
+_NO_EXACT_HINT = (
+    "The exact search proved that no admissible answer exists (immutable_features, "
+    "directions, feature_range and, for a PN, moves away from no_info_val only), found none "
+    "within `max_time`, or (`rejected_by_predict`) the estimator's predict refused its "
+    "answer; rows with missing values are not searched.")
 
 
 def _are_column_indices(y, proba):
@@ -255,8 +264,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                             "immutable_features")
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
         self.search_ = self._choose_search(X)
+        self._trees = None
+        if self.search_ == "exact":
+            self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
         self._pool = None
-        if self.search_ == "neighbors" or self._refines() or self._n_answers() > 1:
+        if self.search_ in ("neighbors", "exact") or self._refines() or \
+                self._n_answers() > 1:
             rows = np.random.default_rng(0).permutation(len(X))[:_MAX_POOL_ROWS] \
                 if len(X) > _MAX_POOL_ROWS else slice(None)
             pool = X[rows]
@@ -445,6 +458,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return self._codec.categorical_ | self._codec.integer_
 
     def _search_by_strategy(self, backend, problem, settings, progress):
+        if self.search_ == "exact":
+            return ExactSearch(self._trees, self._whole_columns(), self.max_time, self._pool)(
+                backend, problem, settings, progress)
         if self.search_ == "neighbors":
             search = NeighborSearch(self._pool, self._whole_columns(),
                                     n_answers=self._n_answers())
@@ -739,7 +755,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 getattr(self, "_decision_offset", None) is None
             flat_hint = _DISAGREEING_FLAT_HINT if disagrees else _FLAT_GRADIENT_HINT
             hint = flat_hint.format(n=int(flat.sum())) if flat.any() \
-                else self._not_found_hint if self.search_ == "fista" else _NO_NEIGHBOR_HINT
+                else self._not_found_hint if self.search_ == "fista" else \
+                _NO_EXACT_HINT if self.search_ == "exact" else _NO_NEIGHBOR_HINT
             if rejected.any():
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
@@ -776,9 +793,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None), index=index,
             encoded=encoded,
+            gap=np.concatenate([r.gap for r in results]) if self.search_ == "exact" else None,
             immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
             **ranked, meta={"n_model_rows": n_model_rows, "search": self.search_,
-                  "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()})
+                  "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}
+            | ({"seconds": np.concatenate([r.seconds for r in results]).tolist()}
+               if self.search_ == "exact" else {}))
 
     def _ranked_answers(self, results, index, encoded):
         """``counterfactuals`` and ``counterfactual_distance`` of the Explanation: every answer

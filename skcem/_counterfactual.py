@@ -38,7 +38,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         The class each counterfactual must have: "other" is each instance's most probable
         other class (the closest different one), a class label applies to all instances, an
         array gives one label per instance explained (same length as ``X`` in ``explain``).
-    search : {"auto", "fista", "neighbors"}, default="auto"
+    search : {"auto", "fista", "neighbors", "exact"}, default="auto"
         How answers are searched. "fista": the gradient search (FISTA with a search on
         ``c``). "neighbors": the gradient-free search, which starts from the rows given to
         ``fit`` that the model puts in a wanted class, reverts every change that is not needed
@@ -46,6 +46,15 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         the model's answers and moves categorical columns. "auto": "neighbors" for categorical
         columns, trees, forests, boosting, nearest neighbours and any other model whose
         numerical gradient vanishes on the data; "fista" otherwise. ``search_`` tells which.
+        "exact": the proven closest answer for tree models (``DecisionTreeClassifier``,
+        ``RandomForestClassifier``, ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
+        ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when
+        installed, alone or after Pipeline steps of scalers, one-hot and ordinal encoders;
+        another step is named in the error), by a mixed-integer
+        program per instance solved with HiGHS (:func:`scipy.optimize.milp`): the smallest
+        ``distance`` under every constraint, valid by the estimator's ``predict``; its
+        ``gap`` is reported (:attr:`Explanation.gap`). PNs only (not PPs); ``kappa`` for
+        forests and two-class boosting.
     gradient : {"auto", "exact", "numerical"}, default="auto"
         As for :class:`CEMExplainer`.
     distance : {"l1", "l2", "mad"}, default="l1"
@@ -112,6 +121,10 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         As for :class:`CEMExplainer`.
     verbose : int, default=0
         As for :class:`CEMExplainer`.
+    max_time : float, default=10.0
+        ``search="exact"`` only: seconds per instance, all its programs together. Past it
+        the best answer found so far is returned with its proven relative gap to the
+        optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
 
     Attributes
     ----------
@@ -154,7 +167,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
                  input_shape=None, device=None, learning_rate_init=1e-2, max_iterations=1000,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, probe_iterations=None, batch_size="auto", n_jobs=None,
-                 verbose=0):
+                 verbose=0, max_time=10.0):
         self.estimator = estimator
         self.target_class = target_class
         self.search = search
@@ -180,6 +193,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.max_time = max_time
 
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")

@@ -90,7 +90,8 @@ class Explanation:
         nothing was found), or an object array.
     meta : dict
         Diagnostics: ``n_model_rows`` (rows sent to the model), ``n_iterations`` (per instance)
-        and ``search`` (the search used: "fista" or "neighbors").
+        and ``search`` (the search used: "fista", "neighbors" or "exact"; "exact" adds
+        ``seconds``, each instance's time in the exact search).
     immutable : ndarray of bool, shape (n_features,), or None
         The features held fixed by the explainer's ``immutable_features`` (None: none). They
         keep the instance's values by construction: a PP keeps them whatever the class rests
@@ -102,6 +103,11 @@ class Explanation:
         an answer are missing values (NaN).
     counterfactual_distance : ndarray of shape (n_samples, k) or None
         The distance of each of ``counterfactuals`` (NaN where none).
+    gap : ndarray of shape (n_samples,) or None
+        With ``search="exact"`` only (else None): each answer's proven relative gap to the
+        optimal distance, ``(distance - lower bound) / distance``; 0 for a proven optimum,
+        above 0 where the program stopped at ``max_time`` with the best answer found so far,
+        NaN where nothing was found.
 
     Examples
     --------
@@ -140,6 +146,7 @@ class Explanation:
     immutable: np.ndarray | None = None
     counterfactuals: object = None
     counterfactual_distance: np.ndarray | None = None
+    gap: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -346,11 +353,11 @@ class Explanation:
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
-        ``distance`` and ``c``; with immutable features, a last column ``fixed`` names them
-        (comma-separated, empty where nothing was found): their values are held fixed, not
-        changed or kept by the search (see :meth:`fixed`). Needs pandas. The index is the
-        explained DataFrame's, so that ``X.join(explanation.to_frame(), rsuffix="_explained")``
-        lines rows up.
+        ``distance``, ``c`` (and ``gap`` with ``search="exact"``); with immutable features, a
+        last column ``fixed`` names them (comma-separated, empty where nothing was found):
+        their values are held fixed, not changed or kept by the search (see :meth:`fixed`).
+        Needs pandas. The index is the explained DataFrame's, so that
+        ``X.join(explanation.to_frame(), rsuffix="_explained")`` lines rows up.
 
         With several counterfactuals per instance (``n_counterfactuals`` > 1), one row per
         (instance, rank), indexed by (row of ``X``, rank), closest first; ``c`` is the
@@ -376,6 +383,8 @@ class Explanation:
         meta = {"found": self.found, "class": self.X_pred,
                 f"{self.mode}_class": self.explanation_pred, "distance": self.distance,
                 "c": self.c}
+        if self.gap is not None:
+            meta["gap"] = self.gap
         if self.immutable is not None:
             meta["fixed"] = [", ".join(row) for row in self.fixed()]
         clashes = [name for name in meta if name in frame.columns]

@@ -1,0 +1,530 @@
+"""Fitted tree models read into one form, in the coordinates of the explainer's search.
+
+The exact search (:mod:`skcem._exact`) needs, for every tree of a model, the box of each leaf
+and the leaf's contribution to each class's score, and how the model turns the scores into
+its ``predict``. :func:`read_tree_ensemble` reads them from the supported model kinds:
+
+* ``DecisionTreeClassifier``, ``RandomForestClassifier``, ``ExtraTreesClassifier``: the
+  scores are the class probabilities, averaged over the trees; ``predict`` is their argmax
+  (the first class on ties).
+* ``GradientBoostingClassifier``, ``HistGradientBoostingClassifier``: the scores are raw
+  values summed over the trees plus a baseline, one tree set per class (one for two
+  classes, whose raw value ``F`` is the positive class's score against 0); ``predict`` is
+  their argmax, for two classes ``F > 0`` (``F >= 0`` for ``GradientBoostingClassifier``).
+
+alone or as the last step of a :class:`~sklearn.pipeline.Pipeline` whose earlier steps the
+splits can be followed through (:func:`_follow_steps`): scalers are affine maps, so a split
+on a scaled column is a split on the raw one at the mapped threshold; one-hot and ordinal
+encoders turn a split on an encoded column into a set of categories of the raw column.
+
+Every split is then either numeric, ``z[j] <= threshold`` going left, or categorical, the
+codes of ``z[j]`` that go left, where ``z`` is the search's row: numeric columns raw,
+categorical columns as the codes of :class:`~skcem._tabular.TableCodec`.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_SUPPORTED = ("DecisionTreeClassifier, RandomForestClassifier, ExtraTreesClassifier, "
+              "GradientBoostingClassifier, HistGradientBoostingClassifier, and LightGBM's "
+              "LGBMClassifier and XGBoost's XGBClassifier when installed")
+_FOLLOWED = ("StandardScaler, MinMaxScaler (without clip), MaxAbsScaler, RobustScaler, "
+             "OneHotEncoder and OrdinalEncoder (on categorical columns), SimpleImputer "
+             "(without add_indicator), FunctionTransformer() without a function, 'passthrough' "
+             "and ColumnTransformers or Pipelines of them")
+
+
+@dataclass
+class TreeEnsemble:
+    """The nodes of all trees of a model, numbered together, in the search's coordinates.
+
+    Attributes
+    ----------
+    roots : ndarray of int
+        The root node of each tree.
+    left, right : ndarray of int, shape (n_nodes,)
+        Children of each node; -1 for leaves.
+    feature : ndarray of int, shape (n_nodes,)
+        The search's column a node splits on; -1 for leaves.
+    threshold : ndarray of float, shape (n_nodes,)
+        Numeric splits go left where ``z[feature] <= threshold``; NaN for categorical ones.
+    margin : ndarray of float, shape (n_nodes,)
+        How far inside a numeric split's sides an answer is placed, in the search's units: a
+        few float32 spacings of the model's own threshold (trees compare in float32), mapped
+        back through the Pipeline's scaling.
+    left_codes : dict
+        Categorical splits: node -> boolean mask over the column's codes going left.
+    leaf_scores : ndarray of shape (n_nodes, n_classes)
+        Each leaf's contribution to each class's score (0 for inner nodes).
+    base : ndarray of shape (n_classes,)
+        The scores' constant part.
+    raw_binary_slope : float or None
+        For boosting with two classes: ``predict_proba``'s positive probability is
+        ``expit(slope * F)``; None where the scores are probabilities (forests) or raw
+        multi-class values.
+    is_probability : bool
+        Whether the scores are the class probabilities (forests, trees).
+    ties_to_higher : bool
+        Whether two classes' equal scores go to the higher class (``GradientBoosting
+        Classifier``'s ``F >= 0``); else to the lower one, as ``argmax`` does.
+    """
+
+    roots: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    leaf_scores: np.ndarray
+    base: np.ndarray
+    is_probability: bool
+    margin: np.ndarray
+    raw_binary_slope: float | None = None
+    ties_to_higher: bool = False
+    left_codes: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self):
+        return self.base.shape[0]
+
+    def apply(self, Z):
+        """The leaf of each tree each row of ``Z`` reaches, shape (n_rows, n_trees)."""
+        Z = np.asarray(Z, dtype=float)
+        node = np.tile(self.roots, (len(Z), 1))
+        rows = np.arange(len(Z))[:, None]
+        while True:
+            inner = self.left[node] >= 0
+            if not inner.any():
+                return node
+            value = Z[rows, np.maximum(self.feature[node], 0)]
+            goes_left = value <= self.threshold[node]
+            for n in np.unique(node[inner]):
+                if n in self.left_codes:
+                    at = (node == n)
+                    codes = value[at].astype(int)
+                    goes_left[at] = self.left_codes[n][codes]
+            node = np.where(inner, np.where(goes_left, self.left[node], self.right[node]), node)
+
+    def scores(self, Z):
+        """The class scores of rows ``Z`` (probabilities or raw values)."""
+        return self.base + self.leaf_scores[self.apply(Z)].sum(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Following a Pipeline's preprocessing: each column a step receives is an expression of one
+# column j of the search's row z: affine, a * z[j] + b (numeric columns), or coded,
+# values[z[j]] (categorical columns, whose codes index their categories).
+
+
+@dataclass(frozen=True)
+class _Affine:
+    column: int
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Coded:
+    column: int
+    values: tuple  # one value per code
+
+
+def _refuse(step, why=""):
+    name = type(step).__name__ if not isinstance(step, str) else repr(step)
+    raise ValueError(f"search='exact' cannot follow the Pipeline step {name}{why}: it follows "
+                     f"{_FOLLOWED}.")
+
+
+def _affine_map(expressions, scale, offset, step):
+    """``x * scale + offset`` per column, for every expression."""
+    out = []
+    for k, e in enumerate(expressions):
+        s, o = float(np.ravel(scale)[k] if np.ndim(scale) else scale), \
+            float(np.ravel(offset)[k] if np.ndim(offset) else offset)
+        if isinstance(e, _Affine):
+            out.append(_Affine(e.column, e.scale * s, e.offset * s + o))
+        else:
+            try:
+                values = tuple(float(v) * s + o for v in e.values)
+            except (TypeError, ValueError):
+                _refuse(step, " (it scales a categorical column of text)")
+            out.append(_Coded(e.column, values))
+    return out
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) or (a != a and b != b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _follow(step, expressions, columns):
+    """The expressions of the columns ``step`` outputs, given those it receives."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import (FunctionTransformer, MaxAbsScaler, MinMaxScaler,
+                                       OneHotEncoder, OrdinalEncoder, RobustScaler,
+                                       StandardScaler)
+
+    if step is None or (isinstance(step, str) and step == "passthrough"):
+        return expressions
+    if isinstance(step, Pipeline):
+        for _, inner in step.steps:
+            expressions = _follow(inner, expressions, columns)
+        return expressions
+    if isinstance(step, ColumnTransformer):
+        return _follow_column_transformer(step, expressions, columns)
+    n = len(expressions)
+    if isinstance(step, StandardScaler):
+        scale = 1.0 / step.scale_ if step.scale_ is not None else np.ones(n)
+        mean = step.mean_ if step.with_mean else np.zeros(n)
+        return _affine_map(expressions, scale, -mean * scale, step)
+    if isinstance(step, MinMaxScaler):
+        if step.clip:
+            _refuse(step, " (clip=True is not affine)")
+        return _affine_map(expressions, step.scale_, step.min_, step)
+    if isinstance(step, MaxAbsScaler):
+        return _affine_map(expressions, 1.0 / step.scale_, 0.0, step)
+    if isinstance(step, RobustScaler):
+        scale = 1.0 / step.scale_ if step.scale_ is not None else np.ones(n)
+        center = step.center_ if step.center_ is not None else np.zeros(n)
+        return _affine_map(expressions, scale, -center * scale, step)
+    if isinstance(step, SimpleImputer):
+        # The search's rows hold no missing value to impute (those of an instance are
+        # refused): the imputer passes them on.
+        if step.add_indicator or len(step.get_feature_names_out()) != n:
+            _refuse(step, " (it adds or drops columns)")
+        return expressions
+    if isinstance(step, FunctionTransformer):
+        if step.func is not None:
+            _refuse(step, " (with a function)")
+        return expressions
+    if isinstance(step, (OneHotEncoder, OrdinalEncoder)):
+        if not all(isinstance(e, _Coded) for e in expressions):
+            _refuse(step, " (on a numeric column)")
+        if getattr(step, "_infrequent_enabled", False):
+            _refuse(step, " (with infrequent categories)")
+        out = []
+        for k, e in enumerate(expressions):
+            categories = list(step.categories_[k])
+            if isinstance(step, OrdinalEncoder):
+                unknown = step.unknown_value if step.handle_unknown == "use_encoded_value" \
+                    else np.nan
+                values = []
+                for v in e.values:
+                    position = [i for i, c in enumerate(categories) if _same(v, c)]
+                    values.append(float(position[0]) if position else float(unknown))
+                out.append(_Coded(e.column, tuple(values)))
+                continue
+            dropped = None if step.drop_idx_ is None else step.drop_idx_[k]
+            for i, category in enumerate(categories):
+                if dropped is not None and i == dropped:
+                    continue
+                out.append(_Coded(e.column, tuple(float(_same(v, category))
+                                                  for v in e.values)))
+        return out
+    _refuse(step)
+
+
+def _follow_column_transformer(transformer, expressions, columns):
+    n_out = sum(s.stop - s.start for s in transformer.output_indices_.values())
+    out = [None] * n_out
+    for name, step, _ in transformer.transformers_:
+        where = transformer.output_indices_[name]
+        if where.stop == where.start or (isinstance(step, str) and step == "drop"):
+            continue
+        taken = transformer._transformer_to_input_indices[name]
+        out[where] = _follow(step, [expressions[i] for i in taken],
+                             [columns[i] for i in taken])
+    if any(e is None for e in out):
+        _refuse(transformer, " (its output columns could not be traced)")
+    return out
+
+
+def _input_expressions(codec, n_features):
+    """What the model (or the Pipeline's first step) receives for each column of ``z``."""
+    if codec is None or not codec.has_categorical:
+        return [_Affine(j) for j in range(n_features)]
+    return [_Coded(j, tuple(codec.categories_[j])) if codec.categorical_[j] else _Affine(j)
+            for j in range(n_features)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading each model kind's trees on its own input features.
+
+
+def _sklearn_tree(tree_, leaf_scores):
+    """Nodes of one fitted ``sklearn.tree`` ``Tree``: (left, right, feature, threshold,
+    scores), leaves with ``feature`` -1."""
+    left = tree_.children_left.astype(int)
+    return (left, tree_.children_right.astype(int), np.where(left >= 0, tree_.feature, -1),
+            tree_.threshold.astype(float), leaf_scores)
+
+
+def _classifier_tree_proba(tree_, n_classes):
+    value = tree_.value[:, 0, :n_classes].astype(float)
+    total = value.sum(axis=1, keepdims=True)
+    total[total == 0] = 1.0
+    return value / total
+
+
+def _read_model(model):
+    """(trees, base, is_probability, raw_binary_slope, ties_to_higher) of ``model``, with
+    trees as (left, right, feature, threshold, scores) on its input features."""
+    from sklearn.dummy import DummyClassifier
+    from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier,
+                                  HistGradientBoostingClassifier, RandomForestClassifier)
+    from sklearn.tree import DecisionTreeClassifier
+
+    n_classes = len(model.classes_)
+    if getattr(model, "n_outputs_", 1) != 1:
+        raise ValueError("search='exact' explains single-output classifiers only.")
+    if isinstance(model, DecisionTreeClassifier):
+        return ([_sklearn_tree(model.tree_, _classifier_tree_proba(model.tree_, n_classes))],
+                np.zeros(n_classes), True, None, False)
+    if isinstance(model, (RandomForestClassifier, ExtraTreesClassifier)):
+        n_trees = len(model.estimators_)
+        trees = [_sklearn_tree(t.tree_, _classifier_tree_proba(t.tree_, n_classes) / n_trees)
+                 for t in model.estimators_]
+        return trees, np.zeros(n_classes), True, None, False
+    if isinstance(model, GradientBoostingClassifier):
+        if not (isinstance(model.init_, DummyClassifier) or
+                (isinstance(model.init_, str) and model.init_ == "zero")):
+            raise ValueError("search='exact' cannot read a GradientBoostingClassifier whose "
+                             "`init` is an estimator (its start depends on the row).")
+        base = model._raw_predict_init(np.zeros((1, model.n_features_in_), np.float32))[0]
+        trees = []
+        for stage in model.estimators_:
+            for k, regressor in enumerate(stage):
+                scores = np.zeros((regressor.tree_.node_count, len(base)))
+                scores[:, k] = model.learning_rate * regressor.tree_.value[:, 0, 0]
+                trees.append(_sklearn_tree(regressor.tree_, scores))
+        slope = (2.0 if model.loss == "exponential" else 1.0) if n_classes == 2 else None
+        return _binary_as_two(trees, base, slope, ties_to_higher=True)
+    if isinstance(model, HistGradientBoostingClassifier):
+        if model.is_categorical_ is not None and np.any(model.is_categorical_):
+            raise ValueError("search='exact' cannot follow HistGradientBoostingClassifier's "
+                             "native categorical splits: one-hot or ordinal encode the "
+                             "categorical columns in a Pipeline instead.")
+        base = np.ravel(model._baseline_prediction).astype(float)
+        trees = []
+        for iteration in model._predictors:
+            for k, predictor in enumerate(iteration):
+                nodes = predictor.nodes
+                leaf = nodes["is_leaf"].astype(bool)
+                scores = np.zeros((len(nodes), len(base)))
+                scores[leaf, k] = nodes["value"][leaf]
+                left = np.where(leaf, -1, nodes["left"].astype(int))
+                right = np.where(leaf, -1, nodes["right"].astype(int))
+                trees.append((left, right, np.where(leaf, -1, nodes["feature_idx"].astype(int)),
+                              nodes["num_threshold"].astype(float), scores))
+        return _binary_as_two(trees, base, 1.0 if n_classes == 2 else None,
+                              ties_to_higher=False)
+    module = type(model).__module__.split(".")[0]
+    if module == "lightgbm":
+        return _read_lightgbm(model, n_classes)
+    if module == "xgboost":
+        return _read_xgboost(model, n_classes)
+    raise ValueError(f"search='exact' reads {_SUPPORTED} (alone or at the end of a Pipeline); "
+                     f"got {type(model).__name__}.")
+
+
+def _boosting_trees(per_tree, n_classes):
+    """Trees given as (left, right, feature, threshold, value) with one class each (tree
+    ``t`` adds to class ``t % n_classes``; one raw value for two classes)."""
+    width = 1 if n_classes == 2 else n_classes
+    trees = []
+    for t, (left, right, feature, threshold, value) in enumerate(per_tree):
+        scores = np.zeros((len(left), width))
+        scores[:, t % width] = np.where(left < 0, value, 0.0)
+        trees.append((left, right, feature, threshold, scores))
+    return trees
+
+
+def _read_lightgbm(model, n_classes):
+    """LightGBM's ``LGBMClassifier``: numeric splits ``x <= threshold`` go left; leaf values
+    are raw scores (the average start folded into the first trees)."""
+    dump = model.booster_.dump_model()
+    per_tree = []
+    for info in dump["tree_info"]:
+        left, right, feature, threshold, value = [], [], [], [], []
+
+        def visit(node):
+            index = len(left)
+            for column in (left, right, feature, threshold, value):
+                column.append(-1 if column is not threshold and column is not value
+                              else np.nan)
+            if "split_index" not in node:
+                value[index] = node["leaf_value"]
+                return index
+            if node.get("decision_type") != "<=" or node.get("missing_type") == "Zero":
+                raise ValueError("search='exact' follows LightGBM's numeric splits only "
+                                 "(no categorical splits, nor zero_as_missing).")
+            feature[index], threshold[index] = node["split_feature"], node["threshold"]
+            left[index] = visit(node["left_child"])
+            right[index] = visit(node["right_child"])
+            return index
+
+        visit(info["tree_structure"])
+        per_tree.append(tuple(np.asarray(c) for c in (left, right, feature, threshold,
+                                                       value)))
+    objective = str(dump.get("objective", ""))
+    if n_classes == 2 and not objective.startswith("binary"):
+        raise ValueError(f"search='exact' reads LightGBM's binary objective for two classes; "
+                         f"got {objective!r}.")
+    slope = float(objective.split("sigmoid:")[1].split()[0]) if "sigmoid:" in objective \
+        else 1.0
+    trees = _boosting_trees(per_tree, n_classes)
+    base = np.zeros(1 if n_classes == 2 else n_classes)
+    return _binary_as_two(trees, base, slope if n_classes == 2 else None, ties_to_higher=False)
+
+
+def _read_xgboost(model, n_classes):
+    """XGBoost's ``XGBClassifier``: a split sends ``x < split`` left (float32), which is
+    ``x <= `` the float32 just below it; the start (``base_score``) is read back from the
+    model's own raw output."""
+    booster = model.get_booster()
+    frame = booster.trees_to_dataframe()
+    names = booster.feature_names
+    per_tree = []
+    for _, tree in frame.groupby("Tree", sort=True):
+        ids = {node_id: k for k, node_id in enumerate(tree["ID"])}
+        leaf = (tree["Feature"] == "Leaf").to_numpy()
+        if "Category" in tree and tree["Category"].notna().any():
+            raise ValueError("search='exact' follows XGBoost's numeric splits only.")
+        left = np.array([-1 if is_leaf else ids[y] for is_leaf, y in zip(leaf, tree["Yes"])])
+        right = np.array([-1 if is_leaf else ids[n] for is_leaf, n in zip(leaf, tree["No"])])
+        feature = np.array([-1 if is_leaf else (names.index(f) if names else int(f[1:]))
+                            for is_leaf, f in zip(leaf, tree["Feature"])])
+        split = tree["Split"].to_numpy(dtype=float)
+        threshold = np.where(leaf, np.nan, np.nextafter(split.astype(np.float32),
+                                                        np.float32(-np.inf)).astype(float))
+        value = np.where(leaf, tree["Gain"].to_numpy(dtype=float), 0.0)
+        # Children after their parents, as the other readers give them.
+        order = _parents_first(left, right)
+        position = np.empty(len(order), int)
+        position[order] = np.arange(len(order))
+        def renumbered(children):
+            return np.where(children[order] >= 0, position[np.maximum(children[order], 0)], -1)
+
+        per_tree.append((renumbered(left), renumbered(right), feature[order], threshold[order],
+                         value[order]))
+    trees = _boosting_trees(per_tree, n_classes)
+    width = 1 if n_classes == 2 else n_classes
+    # The start: the model's raw output at a row, less what its trees add there.
+    import xgboost
+
+    row = np.zeros((1, model.n_features_in_), np.float32)
+    raw = np.ravel(booster.predict(xgboost.DMatrix(row, feature_names=names),
+                                   output_margin=True))
+    added = np.zeros(width)
+    for left, right, feature, threshold, scores in trees:
+        node = 0
+        while left[node] >= 0:
+            node = left[node] if row[0, feature[node]] <= threshold[node] else right[node]
+        added += scores[node]
+    return _binary_as_two(trees, raw - added, 1.0 if n_classes == 2 else None,
+                          ties_to_higher=False)
+
+
+def _parents_first(left, right):
+    """Node indices in an order that puts every node before its children (from node 0)."""
+    order, stack = [], [0]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        if left[node] >= 0:
+            stack.extend([right[node], left[node]])
+    return np.asarray(order)
+
+
+def _binary_as_two(trees, base, slope, ties_to_higher):
+    """Boosting with one raw value ``F`` for two classes: scores ``(0, F)``."""
+    if len(base) != 1:
+        return trees, base, False, None, False
+    two = [(left, right, feature, threshold, np.hstack([np.zeros_like(scores), scores]))
+           for left, right, feature, threshold, scores in trees]
+    return two, np.array([0.0, base[0]]), False, slope, ties_to_higher
+
+
+def read_tree_ensemble(estimator, codec, n_features):
+    """The :class:`TreeEnsemble` of ``estimator`` on the search's rows.
+
+    Parameters
+    ----------
+    estimator : fitted classifier or Pipeline
+        One of the supported models, alone or as the last step of a Pipeline whose earlier
+        steps are followed (see the module's docstring).
+    codec : TableCodec or None
+        The explainer's table codec (categorical columns as codes), if any.
+    n_features : int
+        Columns of the search's rows.
+
+    Raises
+    ------
+    ValueError
+        Naming the model kind or the Pipeline step that cannot be followed.
+    """
+    from sklearn.pipeline import Pipeline
+
+    expressions = _input_expressions(codec, n_features)
+    model = estimator
+    if isinstance(estimator, Pipeline):
+        columns = list(codec.columns_) if codec is not None and codec.columns_ else \
+            list(range(n_features))
+        for _, step in estimator.steps[:-1]:
+            expressions = _follow(step, expressions, columns)
+            columns = list(range(len(expressions)))
+        model = estimator.steps[-1][1]
+    trees, base, is_probability, slope, ties_to_higher = _read_model(model)
+    if len(expressions) != model.n_features_in_:
+        raise ValueError(f"search='exact' traced {len(expressions)} columns to the model, "
+                         f"which takes {model.n_features_in_}.")
+    roots, lefts, rights, features, thresholds, scores, margins = [], [], [], [], [], [], []
+    left_codes = {}
+    start = 0
+    for left, right, feature, threshold, leaf_scores in trees:
+        count = len(left)
+        roots.append(start)
+        inner = left >= 0
+        new_feature = np.full(count, -1)
+        new_threshold = np.full(count, np.nan)
+        new_margin = np.zeros(count)
+        new_left, new_right = np.where(inner, left + start, -1), np.where(inner, right + start, -1)
+        for node in np.flatnonzero(inner):
+            expression = expressions[feature[node]]
+            t = threshold[node]
+            new_feature[node] = expression.column
+            if isinstance(expression, _Affine):
+                if expression.scale == 0:
+                    raise ValueError("search='exact' cannot follow a step that maps a column "
+                                     "to a constant.")
+                # a * z + b <= t, i.e. z <= (t - b) / a, or z >= it for a < 0: the
+                # children swap (a threshold is never met with equality by the answers).
+                new_threshold[node] = (t - expression.offset) / expression.scale
+                new_margin[node] = (4 * np.spacing(np.float32(abs(t))) + 1e-12 * (
+                    abs(t) + abs(expression.offset))) / abs(expression.scale)
+                if expression.scale < 0:
+                    new_left[node], new_right[node] = new_right[node], new_left[node]
+            else:
+                values = np.asarray(expression.values, dtype=float)
+                if np.isnan(values).any():
+                    raise ValueError("search='exact' cannot follow an encoder that does not "
+                                     "know some categories the explainer was fitted on.")
+                left_codes[node + start] = values <= t
+        lefts.append(new_left)
+        rights.append(new_right)
+        features.append(new_feature)
+        thresholds.append(new_threshold)
+        margins.append(new_margin)
+        scores.append(np.where(inner[:, None], 0.0, leaf_scores))
+        start += count
+    return TreeEnsemble(roots=np.asarray(roots), left=np.concatenate(lefts),
+                        right=np.concatenate(rights), feature=np.concatenate(features),
+                        threshold=np.concatenate(thresholds),
+                        leaf_scores=np.concatenate(scores), base=np.asarray(base, float),
+                        is_probability=is_probability, margin=np.concatenate(margins),
+                        raw_binary_slope=slope,
+                        ties_to_higher=ties_to_higher, left_codes=left_codes)

@@ -1,0 +1,393 @@
+"""search="exact": the answers of the mixed-integer program are the brute-force optima.
+
+The brute force tries every combination of candidate values per column -- the instance's
+value, each threshold of the model's trees a little to either side (the whole numbers either
+side for integer columns), the ends of the range, and for a PN the mirror of the instance
+about the no-information value -- and keeps the closest row that the estimator's own
+``predict`` puts in a wanted class and that meets every constraint. The exact search must
+match its distance (to the small steps either side of a threshold), never be worse.
+"""
+
+import itertools
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier,
+                              HistGradientBoostingClassifier, RandomForestClassifier)
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
+
+# The brute force's steps either side of a threshold; the exact search's are far smaller.
+STEP = 1e-4
+
+
+def _thresholds(model):
+    """The model's thresholds per input feature, read from sklearn's trees directly."""
+    if hasattr(model, "_predictors"):  # HistGradientBoostingClassifier
+        nodes = [p.nodes for iteration in model._predictors for p in iteration]
+        pairs = [(n["feature_idx"], n["num_threshold"]) for ns in nodes for n in ns
+                 if not n["is_leaf"]]
+    else:
+        trees = [model] if hasattr(model, "tree_") else np.ravel(model.estimators_)
+        pairs = [(f, t) for tree in trees
+                 for f, t in zip(tree.tree_.feature, tree.tree_.threshold) if f >= 0]
+    found = {}
+    for f, t in pairs:
+        found.setdefault(int(f), set()).add(float(t))
+    return {f: np.array(sorted(ts)) for f, ts in found.items()}
+
+
+def _brute_force(x0, candidates, is_valid, cost):
+    """The lowest cost over the grid of candidate values that ``is_valid`` accepts."""
+    grid = np.array(list(itertools.product(*candidates)), dtype=float)
+    ok = is_valid(grid)
+    if not ok.any():
+        return np.inf
+    return float(cost(grid[ok]).min())
+
+
+def _numeric_candidates(x0, cuts, lower, upper, whole=False, extra=()):
+    values = [x0, lower, upper, *extra]
+    for t in cuts:
+        values += [np.floor(t), np.floor(t) + 1] if whole else [t - STEP, t + STEP]
+    values = np.clip(values, lower, upper)
+    return np.unique(np.r_[values, x0])
+
+
+def _data(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 10, size=(n, 3))
+    y = ((X[:, 0] + X[:, 1] > 10) ^ (X[:, 2] > 7)).astype(int)
+    return X, y
+
+
+MODELS = [
+    DecisionTreeClassifier(max_depth=4, random_state=0),
+    RandomForestClassifier(n_estimators=4, max_depth=3, random_state=0),
+    ExtraTreesClassifier(n_estimators=4, max_depth=3, random_state=0),
+    GradientBoostingClassifier(n_estimators=6, max_depth=2, random_state=0),
+    HistGradientBoostingClassifier(max_iter=6, max_depth=3, random_state=0),
+]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
+def test_counterfactual_equals_brute_force(model):
+    X, y = _data()
+    model.fit(X, y)
+    # Directions, a range and an immutable column shape the admissible set.
+    cf = CounterfactualExplainer(model, search="exact", distance="mad",
+                                 directions={0: "increase"}, immutable_features=[2],
+                                 feature_range={1: (2.0, 8.0)}).fit(X)
+    lower, upper = cf.feature_range_
+    assert (lower[1], upper[1]) == (2.0, 8.0)
+    weights = 1 / cf.mad_
+    rows = X[:8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        warnings.filterwarnings("ignore", message=".* outside `feature_range_`")
+        exp = cf.explain(rows)
+    cuts = _thresholds(model)
+    for i, x0 in enumerate(rows):
+        candidates = [_numeric_candidates(x0[0], cuts.get(0, []), x0[0], upper[0]),
+                      _numeric_candidates(x0[1], cuts.get(1, []), lower[1], upper[1]),
+                      [x0[2]]]
+        own = model.predict(x0[None])[0]
+        best = _brute_force(x0, candidates, lambda g: model.predict(g) != own,
+                            lambda g: np.abs(g - x0) @ weights)
+        if not np.isfinite(best):
+            assert not exp.found[i]
+            continue
+        assert exp.found[i]
+        answer = exp.explanation[i]
+        assert model.predict(answer[None])[0] != own
+        assert answer[0] >= x0[0] and answer[2] == x0[2]
+        assert answer[1] == x0[1] or 2.0 <= answer[1] <= 8.0
+        assert exp.distance[i] == pytest.approx(np.abs(answer - x0) @ weights)
+        # Never worse than the grid's best; better only by the grid's steps.
+        assert best - 3 * STEP * weights.max() <= exp.distance[i] <= best + 1e-9
+        assert exp.gap[i] == 0
+
+
+def test_integer_and_categorical_columns_behind_a_pipeline():
+    rng = np.random.default_rng(1)
+    n = 300
+    frame = pd.DataFrame({"income": rng.normal(50, 15, n).round(1),
+                          "children": rng.integers(0, 5, n),
+                          "city": rng.choice(["north", "south", "east"], n)})
+    y = ((frame.income + 8 * frame.children > 75) ^ (frame.city == "east")).astype(int)
+    encode = make_column_transformer((OneHotEncoder(), ["city"]),
+                                     (StandardScaler(), ["income", "children"]))
+    model = make_pipeline(encode, RandomForestClassifier(n_estimators=3, max_depth=3,
+                                                         random_state=0)).fit(frame, y)
+    cf = CounterfactualExplainer(model, search="exact").fit(frame)
+    assert cf.search_ == "exact"
+    rows = frame.iloc[:8]
+    exp = cf.explain(rows)
+    codec = cf._codec
+    Z = codec.encode(rows)
+    forest = model[-1]
+    scaler = model[0].named_transformers_["standardscaler"]
+    # The forest's inputs: 3 one-hot columns, then the scaled numbers.
+    raw_cuts = _thresholds(forest)
+    income_cuts = raw_cuts.get(3, np.array([])) * scaler.scale_[0] + scaler.mean_[0]
+    children_cuts = raw_cuts.get(4, np.array([])) * scaler.scale_[1] + scaler.mean_[1]
+    lower, upper = cf.feature_range_
+    j_income, j_children, j_city = 0, 1, 2
+    for i in range(len(rows)):
+        z0 = Z[i]
+        candidates = [None] * 3
+        candidates[j_income] = _numeric_candidates(z0[j_income], income_cuts,
+                                                   lower[j_income], upper[j_income])
+        candidates[j_children] = _numeric_candidates(z0[j_children], children_cuts,
+                                                     lower[j_children], upper[j_children],
+                                                     whole=True)
+        candidates[j_city] = np.arange(3.0)
+        own = model.predict(rows.iloc[[i]])[0]
+
+        def cost(g):
+            return (np.abs(g[:, :2] - z0[:2]).sum(axis=1) + (g[:, 2] != z0[2]))
+
+        best = _brute_force(z0, candidates,
+                            lambda g: model.predict(codec.decode(g)) != own, cost)
+        assert exp.found[i]
+        answer = exp.encoded["explanation"][i]
+        assert answer[j_children] == np.round(answer[j_children])
+        assert model.predict(exp.explanation.iloc[[i]])[0] != own
+        assert best - 3 * STEP <= exp.distance[i] <= best + 1e-9
+    frame_out = exp.to_frame()
+    assert "gap" in frame_out.columns and np.all(frame_out["gap"] == 0)
+
+
+def test_pn_with_several_classes_equals_brute_force():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0, 6, size=(300, 3))
+    y = np.digitize(X[:, 0] + 0.5 * X[:, 1] - 0.3 * X[:, 2], [2.5, 4.5])  # 3 classes
+    model = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0).fit(X, y)
+    no_info = np.array([3.0, 3.0, 3.0])
+    cem = CEMExplainer(model, mode="PN", search="exact", no_info_val=no_info,
+                       beta=0.5).fit(X)
+    rows = X[:8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(rows)
+    cuts = _thresholds(model)
+    lower, upper = cem.feature_range_
+    for i, x0 in enumerate(rows):
+        r = np.abs(x0 - no_info)
+        candidates = []
+        for j in range(3):
+            values = _numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j],
+                                         extra=[no_info[j] - r[j] - STEP,
+                                                no_info[j] + r[j] + STEP])
+            # A PN moves a feature only away from the no-information value.
+            keep = (np.abs(values - no_info[j]) > r[j]) | (values == x0[j])
+            candidates.append(values[keep])
+        own = model.predict(x0[None])[0]
+
+        def cost(g):
+            d = g - x0
+            return (d**2).sum(axis=1) + 0.5 * np.abs(d).sum(axis=1)
+
+        best = _brute_force(x0, candidates, lambda g: model.predict(g) != own, cost)
+        if not np.isfinite(best):
+            assert not exp.found[i]
+            continue
+        assert exp.found[i]
+        answer = exp.PN[i]
+        assert model.predict(answer[None])[0] != own
+        changed = answer != x0
+        assert np.all(np.abs(answer - no_info)[changed] > r[changed])
+        # The grid's steps cost 2 |d| STEP each in the L2 part.
+        assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
+
+
+def test_counterfactual_to_a_named_class_of_boosting_with_three_classes():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 6, size=(300, 2))
+    y = np.digitize(X[:, 0] + X[:, 1], [4, 8])
+    model = GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0).fit(X, y)
+    cf = CounterfactualExplainer(model, search="exact", target_class=2).fit(X)
+    rows = X[model.predict(X) != 2][:6]
+    exp = cf.explain(rows)
+    cuts = _thresholds(model)
+    lower, upper = cf.feature_range_
+    for i, x0 in enumerate(rows):
+        candidates = [_numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j])
+                      for j in range(2)]
+        best = _brute_force(x0, candidates, lambda g: model.predict(g) == 2,
+                            lambda g: np.abs(g - x0).sum(axis=1))
+        assert exp.found[i] and exp.explanation_pred[i] == 2
+        assert best - 2 * STEP <= exp.distance[i] <= best + 1e-9
+
+
+def test_time_limit_reports_a_gap_never_a_silent_suboptimum():
+    X, y = _data(n=400, seed=4)
+    model = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0).fit(X, y)
+    rows = X[:4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        hurried = CounterfactualExplainer(model, search="exact", max_time=1e-3).fit(X) \
+            .explain(rows)
+    exact = CounterfactualExplainer(model, search="exact").fit(X).explain(rows)
+    assert np.all(exact.gap == 0)
+    for i in range(len(rows)):
+        if not hurried.found[i]:
+            assert np.isnan(hurried.gap[i])
+            continue
+        assert hurried.gap[i] >= 0
+        # What the gap proves: the optimum is at least (1 - gap) times the answer's distance.
+        assert exact.distance[i] >= (1 - hurried.gap[i]) * hurried.distance[i] - 1e-9
+        if hurried.gap[i] == 0:
+            assert hurried.distance[i] == pytest.approx(exact.distance[i])
+
+
+def test_refusals_name_what_is_not_supported():
+    X, y = _data()
+    with pytest.raises(ValueError, match="LogisticRegression"):
+        CounterfactualExplainer(LogisticRegression().fit(X, y), search="exact").fit(X)
+    pipeline = make_pipeline(PolynomialFeatures(), DecisionTreeClassifier()).fit(X, y)
+    with pytest.raises(ValueError, match="PolynomialFeatures"):
+        CounterfactualExplainer(pipeline, search="exact").fit(X)
+    tree = DecisionTreeClassifier(max_depth=3).fit(X, y)
+    with pytest.raises(ValueError, match="pertinent positives"):
+        CEMExplainer(tree, mode="PP", search="exact").fit(X).explain(X[:2])
+    with pytest.raises(ValueError, match="max_time"):
+        CounterfactualExplainer(tree, search="exact", max_time=0).fit(X)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.3])
+def test_pn_of_two_class_boosting_holds_kappa(kappa):
+    # kappa is a margin on the probabilities: for boosting, a raw value the program maps.
+    X, y = _data(seed=5)
+    model = GradientBoostingClassifier(n_estimators=6, max_depth=2, random_state=0).fit(X, y)
+    no_info = np.full(3, 5.0)
+    cem = CEMExplainer(model, mode="PN", search="exact", kappa=kappa, no_info_val=no_info,
+                       beta=1.0).fit(X)
+    rows = X[:6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(rows)
+    cuts = _thresholds(model)
+    lower, upper = cem.feature_range_
+    for i, x0 in enumerate(rows):
+        r = np.abs(x0 - no_info)
+        candidates = []
+        for j in range(3):
+            values = _numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j],
+                                         extra=[no_info[j] - r[j] - STEP,
+                                                no_info[j] + r[j] + STEP])
+            keep = (np.abs(values - no_info[j]) > r[j]) | (values == x0[j])
+            candidates.append(values[keep])
+        own = int(model.predict(x0[None])[0])
+
+        def valid(g):
+            proba = model.predict_proba(g)
+            return proba[:, 1 - own] > proba[:, own] + kappa
+
+        def cost(g):
+            d = g - x0
+            return (d**2).sum(axis=1) + np.abs(d).sum(axis=1)
+
+        best = _brute_force(x0, candidates, valid, cost)
+        if not np.isfinite(best):
+            assert not exp.found[i]
+            continue
+        assert exp.found[i]
+        assert valid(exp.PN[[i]])[0]
+        # The grid's steps cost 2 |d| STEP each in the L2 part.
+        assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
+
+
+def _library_thresholds(model):
+    """Thresholds per feature from LightGBM's or XGBoost's own table of its trees."""
+    if hasattr(model, "booster_"):  # LightGBM
+        table = model.booster_.trees_to_dataframe().dropna(subset=["threshold"])
+        features = [int(f.split("_")[-1]) for f in table["split_feature"]]
+        values = table["threshold"]
+    else:
+        table = model.get_booster().trees_to_dataframe()
+        table = table[table["Feature"] != "Leaf"]
+        features = [int(f[1:]) for f in table["Feature"]]
+        values = table["Split"]
+    found = {}
+    for f, t in zip(features, values):
+        found.setdefault(f, set()).add(float(t))
+    return {f: np.array(sorted(ts)) for f, ts in found.items()}
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_optional_boosting_libraries(library):
+    module = pytest.importorskip(library)
+    X, y = _data(seed=6)
+    if library == "lightgbm":
+        model = module.LGBMClassifier(n_estimators=6, num_leaves=4, min_child_samples=5,
+                                      verbose=-1)
+    else:
+        model = module.XGBClassifier(n_estimators=6, max_depth=2)
+    model.fit(X, y)
+    cf = CounterfactualExplainer(model, search="exact").fit(X)
+    rows = X[:6]
+    exp = cf.explain(rows)
+    cuts = _library_thresholds(model)
+    lower, upper = cf.feature_range_
+    for i, x0 in enumerate(rows):
+        candidates = [_numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j])
+                      for j in range(3)]
+        own = model.predict(x0[None])[0]
+        best = _brute_force(x0, candidates, lambda g: model.predict(g) != own,
+                            lambda g: np.abs(g - x0).sum(axis=1))
+        assert exp.found[i] and model.predict(exp.explanation[[i]])[0] != own
+        assert best - 3 * STEP <= exp.distance[i] <= best + 1e-9
+
+
+def test_pn_with_a_categorical_column_behind_a_pipeline():
+    # A categorical PN takes any category but the no-information one (or keeps its own).
+    rng = np.random.default_rng(7)
+    n = 300
+    frame = pd.DataFrame({"income": rng.normal(50, 15, n).round(1),
+                          "city": rng.choice(["north", "south", "east", "west"], n)})
+    y = ((frame.income > 55) ^ frame.city.isin(["east", "west"])).astype(int)
+    encode = make_column_transformer((OneHotEncoder(), ["city"]), remainder="passthrough")
+    model = make_pipeline(encode, RandomForestClassifier(n_estimators=3, max_depth=3,
+                                                         random_state=0)).fit(frame, y)
+    cem = CEMExplainer(model, mode="PN", search="exact", beta=1.0).fit(frame)
+    rows = frame.iloc[:8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(rows)
+    codec = cem._codec
+    Z = codec.encode(rows)
+    v = np.asarray(cem.no_info_val_, dtype=float)
+    income_cuts = _thresholds(model[-1]).get(4, np.array([]))  # after the 4 one-hot columns
+    lower, upper = cem.feature_range_
+    for i in range(len(rows)):
+        z0 = Z[i]
+        r = abs(z0[0] - v[0])
+        incomes = _numeric_candidates(z0[0], income_cuts, lower[0], upper[0],
+                                      extra=[v[0] - r - STEP, v[0] + r + STEP])
+        incomes = incomes[(np.abs(incomes - v[0]) > r) | (incomes == z0[0])]
+        codes = np.array([c for c in range(4) if c != v[1] or c == z0[1]], dtype=float)
+        own = model.predict(rows.iloc[[i]])[0]
+
+        def cost(g):
+            d = g[:, 0] - z0[0]
+            changed = (g[:, 1] != z0[1]).astype(float)
+            return d**2 + np.abs(d) + 2 * changed  # a category: its L1 and L2 weights
+
+        best = _brute_force(z0, [incomes, codes],
+                            lambda g: model.predict(codec.decode(g)) != own, cost)
+        if not np.isfinite(best):
+            assert not exp.found[i]
+            continue
+        assert exp.found[i]
+        answer = exp.encoded["explanation"][i]
+        assert answer[1] == z0[1] or answer[1] != v[1]
+        assert model.predict(exp.explanation.iloc[[i]])[0] != own
+        assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
