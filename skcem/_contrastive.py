@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
 from ._base import ExplainerMixin
-from ._exact import ExactSearch
+from ._exact_search import ExactSearch
 from ._explanation import Explanation
 from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend

@@ -1,6 +1,6 @@
 """Fitted tree models read into one form, in the coordinates of the explainer's search.
 
-The exact search (:mod:`skcem._exact`) needs, for every tree of a model, the box of each leaf
+The exact search (:mod:`skcem._exact_search`) needs, for every tree of a model, the box of each leaf
 and the leaf's contribution to each class's score, and how the model turns the scores into
 its ``predict``. :func:`read_tree_ensemble` reads them from the supported model kinds:
 
