@@ -24,7 +24,7 @@ import numpy as np
 from .._gradients._keras import as_probabilities
 from .._gradients._keras_stateless import padded_rows
 from ._factors import GradientFactors
-from ._keras import factorisable_dense_layers, keras_loss
+from ._keras_layers import factorisable_dense_layers, keras_loss
 
 
 class _ShiftedPreActivations:
