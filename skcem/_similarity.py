@@ -56,10 +56,18 @@ def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
         return scores
     if train_sq_norms is None:
         train_sq_norms = gradient_sq_norms(train_grads)
+    test_sq_norms = gradient_sq_norms(test_grads) if sim_fn == "grad_cos" else None
+    return _normalised(scores, sim_fn, test_sq_norms, train_sq_norms)
+
+
+def _normalised(products, sim_fn, test_sq_norms, train_sq_norms):
+    """The scores of ``sim_fn`` from the dot products and squared norms of the gradients."""
+    if sim_fn == "grad_dot":
+        return products
     if sim_fn == "grad_asym_dot":
-        return scores / (train_sq_norms[None, :] + _ASYM_STABILITY)
-    test_norms = np.sqrt(gradient_sq_norms(test_grads))
-    return _safe_divide(scores, test_norms[:, None] * np.sqrt(train_sq_norms)[None, :])
+        return products / (train_sq_norms[None, :] + _ASYM_STABILITY)
+    return _safe_divide(products,
+                        np.sqrt(test_sq_norms)[:, None] * np.sqrt(train_sq_norms)[None, :])
 
 
 def _merge_top_k(scores, indices, block_scores, block_indices, k):
@@ -433,8 +441,13 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         starts = range(0, len(X), self.batch_size)
         bar = progress_bar(len(starts), type(self).__name__, self.verbose >= 1)
         try:
+            fused = self._fused_products()
             for start in starts:
                 rows = slice(start, start + self.batch_size)
+                if fused:
+                    yield rows, self._fused_blocks(X[rows], y[rows])
+                    bar.update(1)
+                    continue
                 test_grads = self._grads(X[rows], y[rows])
                 yield rows, ((t_rows, similarity(test_grads, train_grads, self.sim_fn, sq_norms))
                              for t_rows, train_grads, sq_norms
@@ -442,6 +455,25 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                 bar.update(1)
         finally:
             bar.close()
+
+    def _fused_products(self):
+        """Whether the products come with the training gradients, which are not kept: a
+        gradient function that computes both at once (TensorFlow's), exact scores, training
+        rows in this process, a test batch no larger than the function's batches."""
+        return (self.grads_train_ is None and self.projection_ is None
+                and self.n_jobs in (None, 1)
+                and hasattr(self._get_gradients(), "products"))
+
+    def _fused_blocks(self, X, y):
+        """(training rows, scores) of the test rows ``X`` (at most ``batch_size``), block by
+        block: the products with each block's gradients computed with them."""
+        gradients = self._get_gradients()
+        test, test_sq_norms = gradients.test_factors(X, y)
+        for start in range(0, len(self.X_train_), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            products, sq_norms = gradients.products(test, self.X_train_[rows],
+                                                    self.y_train_[rows])
+            yield rows, _normalised(products, self.sim_fn, test_sq_norms, sq_norms)
 
     def _scores(self, X, y):
         scores = np.empty((len(X), len(self.X_train_)))

@@ -264,8 +264,27 @@ class KerasGradients:
             for layer, a, delta in zip(self.conv_layers, inputs[n_dense:], deltas[n_dense:]):
                 grads.update(conv_gradients(layer, a, delta, tf))
             rest = [grads[id(w)] for w in others]
-            return (inputs[:n_dense], deltas[:n_dense],
-                    tf.concat(rest, 1) if rest else tf.zeros((n, 0)))
+            # each dense layer's input with a column of ones, its bias's factor
+            ones = tf.ones((n, 1))
+            inputs = [tf.concat([tf.reshape(a, (n, -1)), ones], 1) for a in inputs[:n_dense]]
+            return (inputs, deltas[:n_dense], tf.concat(rest, 1) if rest else tf.zeros((n, 0)))
+
+        def product_batch(x, y, test_inputs, test_deltas, test_rest):
+            # The products of the test gradients with those of x in the same graph as the
+            # gradients: the training gradients never leave TensorFlow. float64 as
+            # GradientFactors.dot: dense factors in float64, the other columns in float32.
+            inputs, deltas, rest = factor_batch(x, y)
+            n = tf.shape(rest)[0]
+            products = tf.zeros((tf.shape(test_rest)[0], n), tf.float64)
+            sq_norms = tf.zeros((n,), tf.float64)
+            for a_test, d_test, a, d in zip(test_inputs, test_deltas, inputs, deltas):
+                a_test, d_test, a, d = (tf.cast(t, tf.float64) for t in (a_test, d_test, a, d))
+                products += tf.matmul(a_test, a, transpose_b=True) * \
+                    tf.matmul(d_test, d, transpose_b=True)
+                sq_norms += tf.reduce_sum(a * a, 1) * tf.reduce_sum(d * d, 1)
+            products += tf.cast(tf.matmul(test_rest, rest, transpose_b=True), tf.float64)
+            sq_norms += tf.cast(tf.reduce_sum(rest * rest, 1), tf.float64)
+            return inputs, deltas, rest, products, sq_norms
 
         def outputs(x):
             prediction = model(tf.reshape(x, (-1,) + self.input_shape), training=False)
@@ -273,10 +292,16 @@ class KerasGradients:
 
         self._batch_fn = batch
         self._factor_fn = factor_batch
+        self._product_fn = product_batch
+        # the widths of the factors: the test side of product_batch's signature
+        self._factor_widths = ([int(np.prod(layer.input.shape[1:])) + 1
+                                for layer in self.dense_layers],
+                               [int(layer.units) for layer in self.dense_layers],
+                               int(sum(np.prod(w.shape) for w in others)))
         self._outputs_fn = outputs
         self._compiled = {}
 
-    def _run(self, kind, X, y):
+    def _run(self, kind, X, y, *test):
         tf = self.tf
         y = np.asarray(y)
         y = y.astype(np.int64) if y.dtype.kind in "iub" else y.astype(np.float32)
@@ -285,12 +310,18 @@ class KerasGradients:
         if key not in self._compiled:
             signature = [tf.TensorSpec([None, int(np.prod(self.input_shape))], tf.float32),
                          tf.TensorSpec((None,) + y.shape[1:], tf.as_dtype(y.dtype))]
-            function = self._batch_fn if kind == "flat" else self._factor_fn
+            function = {"flat": self._batch_fn, "factors": self._factor_fn,
+                        "products": self._product_fn}[kind]
+            if kind == "products":
+                a_widths, d_widths, n_other = self._factor_widths
+                signature += [[tf.TensorSpec([None, w], tf.float32) for w in a_widths],
+                              [tf.TensorSpec([None, w], tf.float32) for w in d_widths],
+                              tf.TensorSpec([None, n_other], tf.float32)]
             # no tensor-dependent Python control flow: AutoGraph would only cost seconds
             self._compiled[key] = compiled(tf, function, input_signature=signature,
                                            autograph=False)
         X = np.asarray(X, np.float32).reshape(len(X), -1)
-        return self._compiled[key](tf.constant(X), tf.constant(y))
+        return self._compiled[key](tf.constant(X), tf.constant(y), *test)
 
     def set_output_kind(self, output_kind):
         """What the classifier outputs (:func:`keras_output_kind`), before the first gradient.
@@ -321,7 +352,26 @@ class KerasGradients:
     def factors(self, X, y):
         """The gradients of ``X`` as :class:`GradientFactors`, ``Dense`` layers factorised."""
         inputs, deltas, rest = self._run("factors", X, y)
-        ones = np.ones((len(X), 1))
-        dense = [(np.hstack([a.numpy().reshape(len(X), -1), ones]), d.numpy())
-                 for a, d in zip(inputs, deltas)]
+        dense = [(a.numpy(), d.numpy()) for a, d in zip(inputs, deltas)]
         return GradientFactors(dense, rest.numpy(), matmul=tensorflow_matmul_t)
+
+    def test_factors(self, X, y):
+        """The gradients of ``X`` kept in TensorFlow, for :meth:`products`, and their squared
+        norms: (factors, ndarray of shape (n,)).
+
+        Computed by the function of :meth:`products` (with no test rows): one trace for both.
+        """
+        a_widths, d_widths, n_other = self._factor_widths
+        empty = ([np.zeros((0, w), np.float32) for w in a_widths],
+                 [np.zeros((0, w), np.float32) for w in d_widths],
+                 np.zeros((0, n_other), np.float32))
+        inputs, deltas, rest, _, sq_norms = self._run("products", X, y, *empty)
+        return (inputs, deltas, rest), sq_norms.numpy()
+
+    def products(self, test, X, y):
+        """Dot products of the gradients ``test`` (from :meth:`test_factors`) with those of
+        ``X``, and the squared norms of the latter: (ndarray of shape (n_test, n),
+        ndarray of shape (n,)), computed in one call of a compiled function.
+        """
+        *_, products, sq_norms = self._run("products", X, y, *test)
+        return products.numpy(), sq_norms.numpy()
