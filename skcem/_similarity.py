@@ -314,19 +314,23 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         if is_deep_model(self.estimator_):
             X = X.astype(np.float32)  # the model's precision, in half the memory
             gradients = None
+            static = None
             if self.task == "classification" and is_keras_model(self.estimator_):
-                # The compiled forward pass that explain uses for predictions also gives the
-                # output kind (set before any gradient is traced): no eager call of the model.
                 gradients = self._make_gradients()
-                self._keras_output = detect_output_kind(self.estimator_, X[:100],
-                                                        self.input_shape, device=self.device,
-                                                        function=gradients.outputs)
+                # The output kind from the model's last layer when it tells (no call of the
+                # model at all), else from the compiled forward pass that explain uses for
+                # predictions (set before any gradient is traced): no eager call of the model.
+                static = getattr(gradients, "static_outputs", lambda: None)()
+                self._keras_output = static[0] if static else detect_output_kind(
+                    self.estimator_, X[:100], self.input_shape, device=self.device,
+                    function=gradients.outputs)
                 gradients.set_output_kind(self._keras_output)
             elif self.task == "classification":
                 self._keras_output = detect_output_kind(self.estimator_, X[:100],
                                                         self.input_shape, device=self.device)
             self._gradients = gradients or self._make_gradients()
-            self._check_keras_targets(y, self._gradients.outputs(X[:1]).shape[1])
+            self._check_keras_targets(
+                y, static[1] if static else self._gradients.outputs(X[:1]).shape[1])
         else:
             self._gradients = self._make_gradients()
         self.n_params_ = int(self._gradients.n_params)
@@ -466,9 +470,13 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
 
     def _fused_blocks(self, X, y):
         """(training rows, scores) of the test rows ``X`` (at most ``batch_size``), block by
-        block: the products with each block's gradients computed with them."""
+        block: the products with each block's gradients computed with them.
+
+        Targets of -1 in ``y`` (:meth:`_check_X_y`) are replaced, in place, by the model's
+        predicted classes, which come with the test gradients.
+        """
         gradients = self._get_gradients()
-        test, test_sq_norms = gradients.test_factors(X, y)
+        test, test_sq_norms, y[:] = gradients.test_factors(X, y)
         for start in range(0, len(self.X_train_), self.batch_size):
             rows = slice(start, start + self.batch_size)
             products, sq_norms = gradients.products(test, self.X_train_[rows],
@@ -489,7 +497,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             if self.task == "regression":
                 raise ValueError("Regression needs the test targets: call explain(X, y) with "
                                  "y; transform(X) alone cannot compute regression gradients.")
-            y = self._predicted_targets(X)
+            # -1: the predicted class, filled in with the test gradients (_fused_blocks)
+            y = np.full(len(X), -1, dtype=np.int64) if self._fused_products() \
+                else self._predicted_targets(X)
         y = np.asarray(y)
         if len(y) != len(X):
             raise ValueError(f"`y` must have one target per row of X ({len(X)}); got "
