@@ -463,7 +463,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     def _fused_products(self):
         """Whether the products come with the training gradients, which are not kept: a
         gradient function that computes both at once (TensorFlow's), exact scores, training
-        rows in this process, a test batch no larger than the function's batches."""
+        rows in this process."""
         return (self.grads_train_ is None and self.projection_ is None
                 and self.n_jobs in (None, 1)
                 and hasattr(self._get_gradients(), "products"))
@@ -472,11 +472,14 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         """(training rows, scores) of the test rows ``X`` (at most ``batch_size``), block by
         block: the products with each block's gradients computed with them.
 
-        Targets of -1 in ``y`` (:meth:`_check_X_y`) are replaced, in place, by the model's
-        predicted classes, which come with the test gradients.
+        For classification, targets of -1 in ``y`` (:meth:`_check_X_y`'s own array) are
+        replaced, in place, by the model's predicted classes, which come with the test
+        gradients.
         """
         gradients = self._get_gradients()
-        test, test_sq_norms, y[:] = gradients.test_factors(X, y)
+        test, test_sq_norms, targets = gradients.test_factors(X, y)
+        if self.task == "classification":
+            np.copyto(y, targets, where=y < 0)
         for start in range(0, len(self.X_train_), self.batch_size):
             rows = slice(start, start + self.batch_size)
             products, sq_norms = gradients.products(test, self.X_train_[rows],
