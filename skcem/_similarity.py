@@ -56,10 +56,18 @@ def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
         return scores
     if train_sq_norms is None:
         train_sq_norms = gradient_sq_norms(train_grads)
+    test_sq_norms = gradient_sq_norms(test_grads) if sim_fn == "grad_cos" else None
+    return _normalised(scores, sim_fn, test_sq_norms, train_sq_norms)
+
+
+def _normalised(products, sim_fn, test_sq_norms, train_sq_norms):
+    """The scores of ``sim_fn`` from the dot products and squared norms of the gradients."""
+    if sim_fn == "grad_dot":
+        return products
     if sim_fn == "grad_asym_dot":
-        return scores / (train_sq_norms[None, :] + _ASYM_STABILITY)
-    test_norms = np.sqrt(gradient_sq_norms(test_grads))
-    return _safe_divide(scores, test_norms[:, None] * np.sqrt(train_sq_norms)[None, :])
+        return products / (train_sq_norms[None, :] + _ASYM_STABILITY)
+    return _safe_divide(products,
+                        np.sqrt(test_sq_norms)[:, None] * np.sqrt(train_sq_norms)[None, :])
 
 
 def _merge_top_k(scores, indices, block_scores, block_indices, k):
@@ -306,19 +314,23 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         if is_deep_model(self.estimator_):
             X = X.astype(np.float32)  # the model's precision, in half the memory
             gradients = None
+            static = None
             if self.task == "classification" and is_keras_model(self.estimator_):
-                # The compiled forward pass that explain uses for predictions also gives the
-                # output kind (set before any gradient is traced): no eager call of the model.
                 gradients = self._make_gradients()
-                self._keras_output = detect_output_kind(self.estimator_, X[:100],
-                                                        self.input_shape, device=self.device,
-                                                        function=gradients.outputs)
+                # The output kind from the model's last layer when it tells (no call of the
+                # model at all), else from the compiled forward pass that explain uses for
+                # predictions (set before any gradient is traced): no eager call of the model.
+                static = getattr(gradients, "static_outputs", lambda: None)()
+                self._keras_output = static[0] if static else detect_output_kind(
+                    self.estimator_, X[:100], self.input_shape, device=self.device,
+                    function=gradients.outputs)
                 gradients.set_output_kind(self._keras_output)
             elif self.task == "classification":
                 self._keras_output = detect_output_kind(self.estimator_, X[:100],
                                                         self.input_shape, device=self.device)
             self._gradients = gradients or self._make_gradients()
-            self._check_keras_targets(y, self._gradients.outputs(X[:1]).shape[1])
+            self._check_keras_targets(
+                y, static[1] if static else self._gradients.outputs(X[:1]).shape[1])
         else:
             self._gradients = self._make_gradients()
         self.n_params_ = int(self._gradients.n_params)
@@ -433,8 +445,13 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         starts = range(0, len(X), self.batch_size)
         bar = progress_bar(len(starts), type(self).__name__, self.verbose >= 1)
         try:
+            fused = self._fused_products()
             for start in starts:
                 rows = slice(start, start + self.batch_size)
+                if fused:
+                    yield rows, self._fused_blocks(X[rows], y[rows])
+                    bar.update(1)
+                    continue
                 test_grads = self._grads(X[rows], y[rows])
                 yield rows, ((t_rows, similarity(test_grads, train_grads, self.sim_fn, sq_norms))
                              for t_rows, train_grads, sq_norms
@@ -442,6 +459,32 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                 bar.update(1)
         finally:
             bar.close()
+
+    def _fused_products(self):
+        """Whether the products come with the training gradients, which are not kept: a
+        gradient function that computes both at once (TensorFlow's), exact scores, training
+        rows in this process."""
+        return (self.grads_train_ is None and self.projection_ is None
+                and self.n_jobs in (None, 1)
+                and hasattr(self._get_gradients(), "products"))
+
+    def _fused_blocks(self, X, y):
+        """(training rows, scores) of the test rows ``X`` (at most ``batch_size``), block by
+        block: the products with each block's gradients computed with them.
+
+        For classification, targets of -1 in ``y`` (:meth:`_check_X_y`'s own array) are
+        replaced, in place, by the model's predicted classes, which come with the test
+        gradients.
+        """
+        gradients = self._get_gradients()
+        test, test_sq_norms, targets = gradients.test_factors(X, y)
+        if self.task == "classification":
+            np.copyto(y, targets, where=y < 0)
+        for start in range(0, len(self.X_train_), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            products, sq_norms = gradients.products(test, self.X_train_[rows],
+                                                    self.y_train_[rows])
+            yield rows, _normalised(products, self.sim_fn, test_sq_norms, sq_norms)
 
     def _scores(self, X, y):
         scores = np.empty((len(X), len(self.X_train_)))
@@ -457,7 +500,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             if self.task == "regression":
                 raise ValueError("Regression needs the test targets: call explain(X, y) with "
                                  "y; transform(X) alone cannot compute regression gradients.")
-            y = self._predicted_targets(X)
+            # -1: the predicted class, filled in with the test gradients (_fused_blocks)
+            y = np.full(len(X), -1, dtype=np.int64) if self._fused_products() \
+                else self._predicted_targets(X)
         y = np.asarray(y)
         if len(y) != len(X):
             raise ValueError(f"`y` must have one target per row of X ({len(X)}); got "

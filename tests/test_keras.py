@@ -404,6 +404,25 @@ def test_logits_model_gets_the_similarity_of_its_softmax_twin(cnn, logits_twin, 
     np.testing.assert_allclose(scores["logits"], scores["soft"], rtol=1e-3, atol=1e-5 * scale)
 
 
+
+@pytest.mark.parametrize("model_name", ["cnn", "logits_twin"])
+def test_similarity_targets_come_with_the_test_gradients(model_name, request, digits_images):
+    """Without precompute_grads the predicted classes come from the compiled gradient pass,
+    and fit does not call the model when its last layer tells what it outputs."""
+    from skcem import GradientSimilarityExplainer
+
+    model = request.getfixturevalue(model_name)
+    X, y = digits_images
+    test = X[1300:1310]
+    explainer = GradientSimilarityExplainer(model, batch_size=4).fit(X[:20], y[:20])
+    assert "outputs" not in explainer._gradients._compiled
+    exp = explainer.explain(test)
+    predicted = model.predict(test.reshape(-1, 8, 8, 1), verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(exp.target, predicted)
+    stored = GradientSimilarityExplainer(model, batch_size=4, precompute_grads=True)
+    np.testing.assert_array_equal(stored.fit(X[:20], y[:20]).explain(test).target, predicted)
+    np.testing.assert_allclose(exp.scores, explainer.explain(test, predicted).scores)
+
 def test_one_sigmoid_output_in_all_three_explainers(sigmoid_model, digits_images):
     from skcem import CounterfactualExplainer, GradientSimilarityExplainer
 

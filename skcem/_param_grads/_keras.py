@@ -134,6 +134,7 @@ class KerasGradients:
 
         tf = import_tensorflow()
         self.tf = tf
+        self.model = model
         weights = list(model.trainable_weights)
         if not weights:
             raise ValueError("`estimator` has no trainable weights: there is no gradient to "
@@ -182,18 +183,32 @@ class KerasGradients:
             probe = keras.Model(model.inputs, [[layer.input for layer in layers],
                                                model.outputs[0]])
 
-        def factor_batch(x, y):
+        def predicted(y, prediction):
+            # the model's predicted class where y is -1 (the numpy path of as_probabilities
+            # and argmax, in the graph)
+            if not (task == "classification" and y.dtype.is_integer):
+                return y
+            proba = as_probabilities(tf.reshape(prediction, (tf.shape(y)[0], -1)),
+                                     self.output_kind or "probabilities", tf)
+            return tf.where(y < 0, tf.argmax(proba, axis=1, output_type=y.dtype), y)
+
+        def factor_batch(x, y, fill_targets=False):
             x = tf.reshape(x, (-1,) + self.input_shape)
             n = tf.shape(x)[0]
             grads = {}
+            if fill_targets and (unbatched or not layers):  # targets before the first tape
+                y = predicted(y, model(x, training=False))
+                fill_targets = False
             if unbatched:
                 columns = tf.vectorized_map(gradients_of(unbatched), (x, y))
                 grads.update({id(w): g for w, g in zip(unbatched, columns)})
             if not layers:
                 rest = [grads[id(w)] for w in others]
-                return [], [], tf.concat(rest, 1) if rest else tf.zeros((n, 0))
+                return [], [], tf.concat(rest, 1) if rest else tf.zeros((n, 0)), y
             with tf.GradientTape() as tape, _RecordedPreActivations(layers) as outputs:
                 inputs, prediction = probe(x, training=False)
+                if fill_targets:  # the same forward pass gives the predictions
+                    y = predicted(y, prediction)
                 value = losses(y, prediction)
                 if value.shape.rank == 0:
                     raise ValueError("`loss` must return one loss per example; got a scalar.")
@@ -203,8 +218,28 @@ class KerasGradients:
             for layer, a, delta in zip(self.conv_layers, inputs[n_dense:], deltas[n_dense:]):
                 grads.update(conv_gradients(layer, a, delta, tf))
             rest = [grads[id(w)] for w in others]
-            return (inputs[:n_dense], deltas[:n_dense],
-                    tf.concat(rest, 1) if rest else tf.zeros((n, 0)))
+            # each dense layer's input with a column of ones, its bias's factor
+            ones = tf.ones((n, 1))
+            inputs = [tf.concat([tf.reshape(a, (n, -1)), ones], 1) for a in inputs[:n_dense]]
+            return (inputs, deltas[:n_dense], tf.concat(rest, 1) if rest else tf.zeros((n, 0)),
+                    y)
+
+        def product_batch(x, y, test_inputs, test_deltas, test_rest):
+            # The products of the test gradients with those of x in the same graph as the
+            # gradients: the training gradients never leave TensorFlow. float64 as
+            # GradientFactors.dot: dense factors in float64, the other columns in float32.
+            inputs, deltas, rest, y = factor_batch(x, y, fill_targets=True)
+            n = tf.shape(rest)[0]
+            products = tf.zeros((tf.shape(test_rest)[0], n), tf.float64)
+            sq_norms = tf.zeros((n,), tf.float64)
+            for a_test, d_test, a, d in zip(test_inputs, test_deltas, inputs, deltas):
+                a_test, d_test, a, d = (tf.cast(t, tf.float64) for t in (a_test, d_test, a, d))
+                products += tf.matmul(a_test, a, transpose_b=True) * \
+                    tf.matmul(d_test, d, transpose_b=True)
+                sq_norms += tf.reduce_sum(a * a, 1) * tf.reduce_sum(d * d, 1)
+            products += tf.cast(tf.matmul(test_rest, rest, transpose_b=True), tf.float64)
+            sq_norms += tf.cast(tf.reduce_sum(rest * rest, 1), tf.float64)
+            return inputs, deltas, rest, products, sq_norms, y
 
         def outputs(x):
             prediction = model(tf.reshape(x, (-1,) + self.input_shape), training=False)
@@ -212,10 +247,16 @@ class KerasGradients:
 
         self._batch_fn = batch
         self._factor_fn = factor_batch
+        self._product_fn = product_batch
+        # the widths of the factors: the test side of product_batch's signature
+        self._factor_widths = ([int(np.prod(layer.input.shape[1:])) + 1
+                                for layer in self.dense_layers],
+                               [int(layer.units) for layer in self.dense_layers],
+                               int(sum(np.prod(w.shape) for w in others)))
         self._outputs_fn = outputs
         self._compiled = {}
 
-    def _run(self, kind, X, y):
+    def _run(self, kind, X, y, *test):
         tf = self.tf
         y = np.asarray(y)
         y = y.astype(np.int64) if y.dtype.kind in "iub" else y.astype(np.float32)
@@ -224,12 +265,18 @@ class KerasGradients:
         if key not in self._compiled:
             signature = [tf.TensorSpec([None, int(np.prod(self.input_shape))], tf.float32),
                          tf.TensorSpec((None,) + y.shape[1:], tf.as_dtype(y.dtype))]
-            function = self._batch_fn if kind == "flat" else self._factor_fn
+            function = {"flat": self._batch_fn, "factors": self._factor_fn,
+                        "products": self._product_fn}[kind]
+            if kind == "products":
+                a_widths, d_widths, n_other = self._factor_widths
+                signature += [[tf.TensorSpec([None, w], tf.float32) for w in a_widths],
+                              [tf.TensorSpec([None, w], tf.float32) for w in d_widths],
+                              tf.TensorSpec([None, n_other], tf.float32)]
             # no tensor-dependent Python control flow: AutoGraph would only cost seconds
             self._compiled[key] = compiled(tf, function, input_signature=signature,
                                            autograph=False)
         X = np.asarray(X, np.float32).reshape(len(X), -1)
-        return self._compiled[key](tf.constant(X), tf.constant(y))
+        return self._compiled[key](tf.constant(X), tf.constant(y), *test)
 
     def set_output_kind(self, output_kind):
         """What the classifier outputs (:func:`keras_output_kind`), before the first gradient.
@@ -243,6 +290,27 @@ class KerasGradients:
 
     def __call__(self, X, y):
         return self._run("flat", X, y).numpy()
+
+    def static_outputs(self):
+        """What the classifier outputs and how many outputs, from the model alone: (a key
+        of :data:`~skcem._gradients._outputs.OUTPUT_KINDS`, int), or None when its outputs
+        must be looked at (an unknown last activation or output shape).
+        """
+        from .._gradients._keras import keras_output_kind
+
+        model = self.model
+        outputs = getattr(model, "outputs", None) or ()
+        layers = getattr(model, "layers", None)
+        if len(outputs) != 1 or not layers:
+            return None
+        shape = tuple(outputs[0].shape[1:])
+        last = layers[-1]
+        activation = "softmax" if type(last).__name__ == "Softmax" else \
+            getattr(getattr(last, "activation", None), "__name__", None)
+        if None in shape or activation not in ("softmax", "sigmoid", "linear"):
+            return None
+        n_outputs = int(np.prod(shape))
+        return keras_output_kind(model, np.zeros((1, n_outputs))), n_outputs
 
     def outputs(self, X):
         """The model's outputs on the rows of ``X``, flattened: ndarray of shape (n, n_outputs).
@@ -259,8 +327,29 @@ class KerasGradients:
 
     def factors(self, X, y):
         """The gradients of ``X`` as :class:`GradientFactors`, ``Dense`` layers factorised."""
-        inputs, deltas, rest = self._run("factors", X, y)
-        ones = np.ones((len(X), 1))
-        dense = [(np.hstack([a.numpy().reshape(len(X), -1), ones]), d.numpy())
-                 for a, d in zip(inputs, deltas)]
+        inputs, deltas, rest, _ = self._run("factors", X, y)
+        dense = [(a.numpy(), d.numpy()) for a, d in zip(inputs, deltas)]
         return GradientFactors(dense, rest.numpy(), matmul=tensorflow_matmul_t)
+
+    def test_factors(self, X, y):
+        """The gradients of ``X`` kept in TensorFlow, for :meth:`products`, their squared
+        norms and their targets: (factors, ndarray of shape (n,), ndarray of shape (n,)).
+
+        Computed by the function of :meth:`products` (with no test rows): one trace for both.
+        For classification, a target of -1 stands for the model's predicted class (that of
+        :meth:`outputs`), read from the forward pass of the gradients.
+        """
+        a_widths, d_widths, n_other = self._factor_widths
+        empty = ([np.zeros((0, w), np.float32) for w in a_widths],
+                 [np.zeros((0, w), np.float32) for w in d_widths],
+                 np.zeros((0, n_other), np.float32))
+        inputs, deltas, rest, _, sq_norms, targets = self._run("products", X, y, *empty)
+        return (inputs, deltas, rest), sq_norms.numpy(), targets.numpy()
+
+    def products(self, test, X, y):
+        """Dot products of the gradients ``test`` (from :meth:`test_factors`) with those of
+        ``X``, and the squared norms of the latter: (ndarray of shape (n_test, n),
+        ndarray of shape (n,)), computed in one call of a compiled function.
+        """
+        *_, products, sq_norms, _ = self._run("products", X, y, *test)
+        return products.numpy(), sq_norms.numpy()
