@@ -39,26 +39,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         other class (the closest different one), a class label applies to all instances, an
         array gives one label per instance explained (same length as ``X`` in ``explain``).
     search : {"auto", "fista", "neighbors", "exact"}, default="auto"
-        How answers are searched. "fista": the gradient search (FISTA with a search on
-        ``c``). "neighbors": the gradient-free search, which starts from the rows given to
-        ``fit`` that the model puts in a wanted class, reverts every change that is not needed
-        and bisects the numeric ones towards the instance (see the user guide); it needs only
-        the model's answers and moves categorical columns. "auto": "neighbors" for categorical
-        columns, trees, forests, boosting, nearest neighbours and any other model whose
-        numerical gradient vanishes on the data; "fista" otherwise, completed and polished
-        on tables (not for images, nor with an auto-encoder term): rows the gradient search
-        leaves unanswered get the gradient-free search's answer, and every answer has each
-        change that can be reverted alone reverted and the rest bisected towards the instance.
-        ``search_`` tells which search ran.
-        "exact": the proven closest answer for tree models (``DecisionTreeClassifier``,
-        ``RandomForestClassifier``, ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
-        ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when
-        installed, alone or after Pipeline steps of scalers, one-hot and ordinal encoders;
-        another step is named in the error), by a mixed-integer
-        program per instance solved with HiGHS (:func:`scipy.optimize.milp`): the smallest
-        ``distance`` under every constraint, valid by the estimator's ``predict``; its
-        ``gap`` is reported (:attr:`Explanation.gap`). PNs only (not PPs); ``kappa`` for
-        forests and two-class boosting.
+        As for :class:`CEMExplainer` ("exact": the proven closest counterfactual of a tree
+        model, with its ``gap``).
     gradient : {"auto", "exact", "numerical"}, default="auto"
         As for :class:`CEMExplainer`.
     distance : {"l1", "l2", "mad"}, default="l1"
