@@ -53,6 +53,19 @@ def _brute_force(x0, candidates, is_valid, cost):
     return float(cost(grid[ok]).min())
 
 
+def _pn_candidates(x0, no_info, cuts, lower, upper):
+    """Each feature's candidate values for a PN of ``x0``: a PN moves a feature only away
+    from the no-information value."""
+    r = np.abs(x0 - no_info)
+    candidates = []
+    for j in range(len(x0)):
+        values = _numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j],
+                                     extra=[no_info[j] - r[j] - STEP, no_info[j] + r[j] + STEP])
+        keep = (np.abs(values - no_info[j]) > r[j]) | (values == x0[j])
+        candidates.append(values[keep])
+    return candidates
+
+
 def _numeric_candidates(x0, cuts, lower, upper, whole=False, extra=()):
     values = [x0, lower, upper, *extra]
     for t in cuts:
@@ -180,15 +193,7 @@ def test_pn_with_several_classes_equals_brute_force():
     cuts = _thresholds(model)
     lower, upper = cem.feature_range_
     for i, x0 in enumerate(rows):
-        r = np.abs(x0 - no_info)
-        candidates = []
-        for j in range(3):
-            values = _numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j],
-                                         extra=[no_info[j] - r[j] - STEP,
-                                                no_info[j] + r[j] + STEP])
-            # A PN moves a feature only away from the no-information value.
-            keep = (np.abs(values - no_info[j]) > r[j]) | (values == x0[j])
-            candidates.append(values[keep])
+        candidates = _pn_candidates(x0, no_info, cuts, lower, upper)
         own = model.predict(x0[None])[0]
 
         def cost(g):
@@ -203,7 +208,7 @@ def test_pn_with_several_classes_equals_brute_force():
         answer = exp.PN[i]
         assert model.predict(answer[None])[0] != own
         changed = answer != x0
-        assert np.all(np.abs(answer - no_info)[changed] > r[changed])
+        assert np.all(np.abs(answer - no_info)[changed] > np.abs(x0 - no_info)[changed])
         # The grid's steps cost 2 |d| STEP each in the L2 part.
         assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
 
@@ -277,14 +282,7 @@ def test_pn_of_two_class_boosting_holds_kappa(kappa):
     cuts = _thresholds(model)
     lower, upper = cem.feature_range_
     for i, x0 in enumerate(rows):
-        r = np.abs(x0 - no_info)
-        candidates = []
-        for j in range(3):
-            values = _numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j],
-                                         extra=[no_info[j] - r[j] - STEP,
-                                                no_info[j] + r[j] + STEP])
-            keep = (np.abs(values - no_info[j]) > r[j]) | (values == x0[j])
-            candidates.append(values[keep])
+        candidates = _pn_candidates(x0, no_info, cuts, lower, upper)
         own = int(model.predict(x0[None])[0])
 
         def valid(g):
