@@ -11,6 +11,13 @@ compiled call. The objective is assembled from the terms of :mod:`skcem.costs`. 
 of a batch iterate together, each with its own ``c``, bracket and bests; the reference runs
 the same search one instance at a time.
 
+The search runs where the backend's model runs (:mod:`skcem._array_api`): a backend with an
+``array_place()`` (a PyTorch module's, on its device) gets and returns that library's arrays,
+and the batch's constants, iterates and bests stay there from the first iteration to the
+last; the search on ``c`` (one number per instance and c-step) and the final checks run on
+the host. Every array operation of the iterations goes through the arrays' namespace, numpy
+itself on the host, so that the host path's answers are those it always gave.
+
 One deliberate difference from the reference: the momentum's slack point is clipped to the
 feature range (or the instance's own value, where that lies outside), as the iterates are by
 the shrinkage step. The reference extrapolates past the range and asks the model there, which
@@ -22,8 +29,9 @@ from functools import cached_property
 
 import numpy as np
 
+from ._array_api import copy, namespace, one_hot_like, place_of, to_numpy
 from ._modes import Mode
-from .costs import L1, L2, one_hot
+from .costs import L1, L2
 
 _C_UPPER_INIT = 1e10
 _C_UPPER_UNSET = 1e9
@@ -80,11 +88,24 @@ class SearchProblem:
     category_pairs: object = None
 
     def __post_init__(self):
-        cells = np.isnan(self.x0)
-        if cells.any():
+        xp = namespace(self.x0)
+        cells = xp.isnan(self.x0)
+        if xp.any(cells):
             # Frozen: the dataclass's own way to set fields while it is built.
             object.__setattr__(self, "missing", cells)
-            object.__setattr__(self, "x0", np.where(cells, self.background, self.x0))
+            object.__setattr__(self, "x0", xp.where(cells, self.background, self.x0))
+
+    # The arrays the iterations read; the others serve the host's steps before and after.
+    _ITERATION_FIELDS = ("x0", "target", "no_info_val", "lower", "upper", "l1_weight",
+                         "l2_weight", "mutable", "directions", "missing")
+
+    def on(self, place):
+        """The problem with the arrays its iterations read on ``place``
+        (:class:`~skcem._array_api.ArrayPlace`); itself on the host."""
+        if place.on_host:
+            return self
+        return replace(self, **{name: place.asarray(getattr(self, name))
+                                for name in self._ITERATION_FIELDS})
 
     # The search asks for these at every iteration: computed once per batch.
     @cached_property
@@ -95,11 +116,12 @@ class SearchProblem:
     @cached_property
     def background(self):
         """No-information value inside the feature range: what a PP shows for a removed feature."""
-        return np.clip(self.no_info_val, self.lower, self.upper)
+        return namespace(self.no_info_val, self.lower).clip(self.no_info_val, self.lower,
+                                                            self.upper)
 
     @cached_property
     def _target_onehot(self):
-        return one_hot(self.target, self.n_classes)
+        return one_hot_like(self.target, self.n_classes, self.x0)
 
     def model_input(self, adv, rows=slice(None)):
         answer = self.mode.model_input(adv, self.x0[rows], _rows(self.background, rows))
@@ -109,7 +131,7 @@ class SearchProblem:
         """Rows of the instances ``rows`` with their missing cells missing again (NaN)."""
         if self.missing is None:
             return rows_values
-        return np.where(self.missing[rows], np.nan, rows_values)
+        return namespace(rows_values).where(self.missing[rows], np.nan, rows_values)
 
     def frozen(self, rows=slice(None)):
         """The cells that never move, for the instances ``rows``: immutable features and
@@ -123,8 +145,9 @@ class SearchProblem:
         """The iterate of every instance with its immutable features at their fixed value."""
         x0 = self.x0[rows]
         if self.mutable is None:
-            return x0.copy()
-        return np.where(self.mutable, x0, self.mode.pinned(x0, _rows(self.background, rows)))
+            return copy(x0)
+        return namespace(x0).where(self.mutable, x0,
+                                   self.mode.pinned(x0, _rows(self.background, rows)))
 
     def against_directions(self, explanation, x0):
         """Where an explanation moved a feature against its allowed direction."""
@@ -140,7 +163,7 @@ class SearchProblem:
             return adv
         x0, background = self.x0[rows], _rows(self.background, rows)
         wrong = self.against_directions(self.mode.model_input(adv, x0, background), x0)
-        return np.where(wrong, self.mode.pinned(x0, background), adv)
+        return namespace(adv).where(wrong, self.mode.pinned(x0, background), adv)
 
     def target_onehot(self, rows=slice(None)):
         return self._target_onehot[rows]
@@ -165,21 +188,40 @@ class ScaledBackend:
     def __init__(self, backend, scale, bounds=None):
         self.backend, self.scale = backend, scale
         self.bounds = bounds
+        self._placed = {}  # scale and bounds on the places the search runs on
+
+    def array_place(self):
+        """The wrapped backend's place (:mod:`skcem._array_api`)."""
+        return place_of(self.backend)
+
+    def _constants(self, U):
+        """``scale`` and ``bounds`` where ``U`` is."""
+        if isinstance(U, np.ndarray):
+            return self.scale, self.bounds
+        key = (type(U), str(getattr(U, "device", "")))
+        if key not in self._placed:
+            place = self.array_place()
+            self._placed[key] = (place.asarray(self.scale), None if self.bounds is None
+                                 else tuple(place.asarray(bound) for bound in self.bounds))
+        return self._placed[key]
 
     def _raw(self, U):
-        Z = U * self.scale
-        if self.bounds is None:
+        scale, bounds = self._constants(U)
+        Z = U * scale
+        if bounds is None:
             return Z
-        lower, upper = self.bounds
-        inside = (U >= lower / self.scale) & (U <= upper / self.scale)
-        return np.where(inside, np.clip(Z, lower, upper), Z)
+        lower, upper = bounds
+        xp = namespace(U)
+        inside = (U >= lower / scale) & (U <= upper / scale)
+        return xp.where(inside, xp.clip(Z, lower, upper), Z)
 
     def evaluate(self, U_adv, U_s, target_onehot, loss, **options):
         answer = self.backend.evaluate(self._raw(U_adv), self._raw(U_s), target_onehot,
                                        loss, **options)
+        scale, _ = self._constants(U_adv)
         for name in ("attack_grad", "ae_grad"):
             if getattr(answer, name, None) is not None:
-                setattr(answer, name, getattr(answer, name) * self.scale)
+                setattr(answer, name, getattr(answer, name) * scale)
         return answer
 
     def predict_proba(self, U):
@@ -275,7 +317,7 @@ class SearchResult:
 
 
 def _rows(value, rows):
-    return value[rows] if np.ndim(value) == 2 else value
+    return value[rows] if getattr(value, "ndim", 0) == 2 else value
 
 
 def shrink(adv_s, x0, beta, lower, upper):
@@ -283,20 +325,23 @@ def shrink(adv_s, x0, beta, lower, upper):
 
     ``beta`` is the L1 weight, a scalar or one per feature (the MAD-weighted distance).
     """
+    xp = namespace(adv_s)
     diff = adv_s - x0
-    up = np.minimum(adv_s - beta, upper)
-    down = np.maximum(adv_s + beta, lower)
-    return np.where(diff > beta, up, np.where(diff < -beta, down, x0))
+    up = xp.minimum(adv_s - beta, upper)
+    down = xp.maximum(adv_s + beta, lower)
+    return xp.where(diff > beta, up, xp.where(diff < -beta, down, x0))
 
 
 def elastic_distance(adv, x0, l1_weight, l2_weight=1.0):
     """``l2_weight * ||adv - x0||^2 + l1_weight * ||adv - x0||_1`` (scalar or per-feature)."""
-    return L2(x0, weights=l2_weight).value(adv) + L1(x0, weights=l1_weight).value(adv)
+    xp = namespace(adv)
+    return (L2(x0, weights=l2_weight).value(adv, xp=xp)
+            + L1(x0, weights=l1_weight).value(adv, xp=xp))
 
 
 def objective(problem, adv, proba, ae_loss, c, rows):
     """Full objective at ``adv``: attack, elastic net and (optionally) the auto-encoder term."""
-    loss = problem.attack.value(proba, problem.target_onehot(rows))
+    loss = problem.attack.value(proba, problem.target_onehot(rows), xp=namespace(proba))
     distance = elastic_distance(adv, problem.x0[rows], problem.l1_weight, problem.l2_weight)
     value = c * loss + problem.distance_weight * distance
     if ae_loss is not None:
@@ -314,28 +359,36 @@ def update_c(c, lower_c, upper_c, succeeded):
 
 
 class _Bests:
-    """The best success of each instance over all values of ``c``."""
+    """The best success of each instance over all values of ``c``, kept where ``x0`` is."""
 
     def __init__(self, x0, n_classes):
+        xp = namespace(x0)
         n = x0.shape[0]
-        self.dist = np.full(n, np.inf)
-        self.adv = x0.copy()
-        self.c = np.full(n, np.nan)
-        self.proba = np.full((n, n_classes), np.nan)
-        self.pred = np.full(n, -1)
+        self.dist = xp.full(n, np.inf, dtype=x0.dtype)
+        self.adv = copy(x0)
+        self.c = xp.full(n, np.nan, dtype=x0.dtype)
+        self.proba = xp.full((n, n_classes), np.nan, dtype=x0.dtype)
+        self.pred = xp.full(n, -1, dtype=xp.int64)
 
     def update(self, rows, success, dist, adv, c, proba, pred):
         """Keep the successes that are better; ``rows`` (an index array or a slice) are the
         batch positions of the given iterates."""
+        xp = namespace(dist)
         better = success & (dist < self.dist[rows])
-        if not better.any():
+        if not xp.any(better):
             return
-        improved = np.arange(self.dist.size)[rows][better]
+        improved = xp.arange(self.dist.shape[0])[rows][better]
         self.dist[improved] = dist[better]
         self.adv[improved] = adv[better]
         self.c[improved] = c[better]
         self.proba[improved] = proba[better]
-        self.pred[improved] = pred[better]
+        self.pred[improved] = xp.asarray(pred[better], dtype=self.pred.dtype)
+
+    def to_host(self):
+        """Itself, with its arrays on the host."""
+        for name in ("dist", "adv", "c", "proba", "pred"):
+            setattr(self, name, to_numpy(getattr(self, name)))
+        return self
 
 
 def _evaluate(backend, problem, adv, adv_s, rows, with_attack_grad, for_objective=False):
@@ -374,20 +427,25 @@ def solve(backend, problem, settings, progress=None):
     -------
     SearchResult
     """
+    host_problem, place = problem, place_of(backend)
+    problem = problem.on(place)
     x0 = problem.x0
+    xp = namespace(x0)
     n = x0.shape[0]
     all_rows = np.arange(n)
+    # The search on c, one number per instance and c-step, runs on the host.
     c = np.full(n, float(settings.c_init))
     lower_c = np.zeros(n)
     upper_c = np.full(n, _C_UPPER_INIT)
     bests = _Bests(x0, problem.n_classes)
-    n_iterations = np.zeros(n, dtype=int)
+    n_iterations = xp.zeros(n, dtype=xp.int64)
     searching = np.ones(n, dtype=bool) if problem.searchable is None \
         else problem.searchable.copy()
     # Every c-step starts at x0 (immutable features pinned): its gradients are computed once.
     initial = problem.pinned()
-    start = _evaluate(backend, problem, initial, initial, all_rows, with_attack_grad=True)
-    moved = np.any(start.attack_grad != 0, axis=1)
+    start = _evaluate(backend, problem, initial, initial, place.asarray(all_rows),
+                      with_attack_grad=True)
+    moved = xp.any(start.attack_grad != 0, axis=1)
 
     probe = settings.probe_iterations
     searchable = searching.copy()
@@ -404,19 +462,22 @@ def solve(backend, problem, settings, progress=None):
         rows = all_rows[searching]
         if rows.size == 0:
             if progress is not None:
-                progress(step, c, np.isfinite(bests.dist))
+                progress(step, c, np.isfinite(to_numpy(bests.dist)))
             continue
         last_c[rows] = c[rows]
-        succeeded = _solve_for_c(backend, problem, step_settings, rows, c[rows], start, bests,
-                                 n_iterations, moved)
+        succeeded = to_numpy(_solve_for_c(backend, problem, step_settings, place.asarray(rows),
+                                          place.asarray(c[rows]), start, bests, n_iterations,
+                                          moved))
         c[rows], lower_c[rows], upper_c[rows] = update_c(c[rows], lower_c[rows], upper_c[rows],
                                                          succeeded)
         if settings.tol is not None:
             tight = (upper_c < _C_UPPER_UNSET) & (upper_c - lower_c <= _C_BRACKET_RTOL * upper_c)
             searching &= ~tight
         if progress is not None:
-            progress(step, c, np.isfinite(bests.dist))
+            progress(step, c, np.isfinite(to_numpy(bests.dist)))
 
+    problem, bests = host_problem, bests.to_host()
+    n_iterations, moved = to_numpy(n_iterations), to_numpy(moved)
     explanation = problem.model_input(bests.adv)
     if problem.whole is not None and problem.whole.any():
         explanation = round_whole(backend, problem, explanation, bests)
@@ -489,16 +550,17 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     lr = settings.learning_rate_init * (1 - k / settings.max_iterations) ** 0.5
     x0, v = state["x0"][active], _rows(state["no_info_val"], active)
     adv, adv_s = state["adv"], state["adv_s"]
+    xp = namespace(adv)
     regularizer = problem.distance_weight * L2(x0, weights=problem.l2_weight).gradient(
         adv_s[active])
     if gradients["ae"] is not None:
         regularizer += problem.gamma * gradients["ae"][active]
     # Clipped term by term, as the reference does for black-box models.
-    grad = (np.clip(c[active, None] * gradients["attack"][active], *settings.clip)
-            + np.clip(regularizer, *settings.clip))
+    grad = (xp.clip(c[active, None] * gradients["attack"][active], *settings.clip)
+            + xp.clip(regularizer, *settings.clip))
     frozen = problem.frozen(state["rows"][active])
     if frozen is not None:
-        grad = np.where(frozen, 0.0, grad)
+        grad = xp.where(frozen, 0.0, grad)
     threshold = problem.distance_weight * problem.l1_weight
     if settings.threshold_times_lr:
         threshold = lr * threshold
@@ -509,20 +571,21 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     momentum = (k + 1) / (k + 4) if settings.momentum else 0.0
     # The momentum's extrapolation is kept where the iterates are (inside the range, or at
     # the instance's own value): the model is never asked about an inadmissible row.
-    extrapolated = np.clip(new_adv + momentum * (new_adv - adv[active]),
-                           np.minimum(lower, x0), np.maximum(upper, x0))
+    extrapolated = xp.clip(new_adv + momentum * (new_adv - adv[active]),
+                           xp.minimum(lower, x0), xp.maximum(upper, x0))
     new_s = problem.respect_directions(project(extrapolated, x0, v), state["rows"][active])
     if frozen is not None:  # masked shrinkage: immutable features stay pinned
-        new_adv = np.where(frozen, state["pinned"][active], new_adv)
-        new_s = np.where(frozen, state["pinned"][active], new_s)
+        new_adv = xp.where(frozen, state["pinned"][active], new_adv)
+        new_s = xp.where(frozen, state["pinned"][active], new_s)
     adv_s[active] = new_s
     adv[active] = new_adv
 
 
 def _record(problem, answer, rows, x0, adv, c, bests):
     """Success test of the new iterates; the best successes are kept in ``bests``."""
-    pred = answer.proba_adv.argmax(axis=1) if answer.pred_adv is None else answer.pred_adv
-    changed = np.any(adv != x0, axis=1) if problem.mode.requires_change else None
+    xp = namespace(adv)
+    pred = xp.argmax(answer.proba_adv, axis=1) if answer.pred_adv is None else answer.pred_adv
+    changed = xp.any(adv != x0, axis=1) if problem.mode.requires_change else None
     ok = problem.mode.is_success(answer.proba_adv, problem.target[rows], problem.kappa,
                                  pred=answer.pred_adv, changed=changed)
     dist = elastic_distance(adv, x0, problem.l1_weight, problem.l2_weight)
@@ -533,17 +596,19 @@ def _record(problem, answer, rows, x0, adv, c, bests):
 def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations, moved):
     """Inner FISTA loop for one value of ``c`` per instance; updates ``bests`` in place.
 
-    ``moved`` (per instance of the batch) becomes True once an attack gradient is non-zero.
+    ``rows`` and ``c`` are arrays of the problem's place; ``moved`` (per instance of the
+    batch) becomes True once an attack gradient is non-zero.
     """
+    xp = namespace(problem.x0)
     pinned = problem.pinned(rows)
     state = dict(rows=rows, x0=problem.x0[rows], no_info_val=_rows(problem.no_info_val, rows),
                  lower=_rows(problem.lower, rows), upper=_rows(problem.upper, rows),
-                 pinned=pinned, adv=pinned.copy(), adv_s=pinned.copy())
+                 pinned=pinned, adv=copy(pinned), adv_s=copy(pinned))
     gradients = {"attack": start.attack_grad[rows],
                  "ae": None if start.ae_grad is None else start.ae_grad[rows]}
     if settings.warm_start or settings.probe_iterations is not None:
-        warm = np.isfinite(bests.dist[rows])
-        if warm.any():
+        warm = xp.isfinite(bests.dist[rows])
+        if xp.any(warm):
             state["adv"][warm] = bests.adv[rows[warm]]
             state["adv_s"][warm] = bests.adv[rows[warm]]
             answer = _evaluate(backend, problem, state["adv"][warm], state["adv"][warm],
@@ -551,18 +616,21 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
             gradients["attack"][warm] = answer.attack_grad
             if gradients["ae"] is not None:
                 gradients["ae"][warm] = answer.ae_grad
-    succeeded = np.zeros(rows.size, dtype=bool)
+    n_rows = rows.shape[0]
+    succeeded = xp.zeros(n_rows, dtype=xp.bool)
     # Positions (within ``rows``) still iterating; early stopping shrinks this set, and with
     # it the rows sent to the model.
-    active = np.arange(rows.size)
-    stopping = _EarlyStopping(settings, rows.size) if settings.tol is not None else None
+    active = xp.arange(n_rows)
+    stopping = _EarlyStopping(settings, problem.x0[rows]) if settings.tol is not None \
+        else None
 
-    whole_batch = rows.size == problem.x0.shape[0]
+    whole_batch = n_rows == problem.x0.shape[0]
 
     for k in range(settings.max_iterations):
         # While every instance iterates, slices index the arrays: views in place of copies.
-        at = slice(None) if active.size == rows.size else active
-        act_rows = slice(None) if whole_batch and active.size == rows.size else rows[active]
+        everyone = active.shape[0] == n_rows
+        at = slice(None) if everyone else active
+        act_rows = slice(None) if whole_batch and everyone else rows[active]
         _fista_step(problem, settings, k, c, gradients, state, at)
         new_adv = state["adv"][at]
         refresh = (k + 1) % settings.update_num_grad == 0
@@ -570,7 +638,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
                            with_attack_grad=refresh, for_objective=stopping is not None)
         if refresh:
             gradients["attack"][at] = answer.attack_grad
-            moved[act_rows] |= np.any(answer.attack_grad != 0, axis=1)
+            moved[act_rows] |= xp.any(answer.attack_grad != 0, axis=1)
         if gradients["ae"] is not None:
             gradients["ae"][at] = answer.ae_grad
         succeeded[at] |= _record(problem, answer, act_rows, state["x0"][at], new_adv, c[at],
@@ -580,7 +648,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
             value = objective(problem, new_adv, answer.proba_adv, answer.ae_loss_adv, c[at],
                               act_rows)
             active = stopping.still_active(active, value, succeeded)
-            if active.size == 0:
+            if active.shape[0] == 0:
                 break
     return succeeded
 
@@ -592,17 +660,19 @@ class _EarlyStopping:
     the end, when the decayed steps let the shrinkage make it sparse.
     """
 
-    def __init__(self, settings, n):
+    def __init__(self, settings, x0):
+        xp = namespace(x0)
         self.tol = settings.tol
         self.patience = settings.n_iter_no_change
-        self.best_objective = np.full(n, np.inf)
-        self.stalled = np.zeros(n, dtype=int)
+        self.best_objective = xp.full(x0.shape[0], np.inf, dtype=x0.dtype)
+        self.stalled = xp.zeros(x0.shape[0], dtype=xp.int64)
 
     def still_active(self, active, value, succeeded):
+        xp = namespace(value)
         previous = self.best_objective[active]
         with np.errstate(invalid="ignore"):  # inf - inf on the first iteration
-            progressed = ~(value >= previous - self.tol * np.abs(previous))
-        self.best_objective[active] = np.minimum(previous, value)
-        self.stalled[active] = np.where(progressed | succeeded[active], 0,
+            progressed = ~(value >= previous - self.tol * xp.abs(previous))
+        self.best_objective[active] = xp.minimum(previous, value)
+        self.stalled[active] = xp.where(progressed | succeeded[active], 0,
                                         self.stalled[active] + 1)
         return active[self.stalled[active] < self.patience]

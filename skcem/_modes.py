@@ -24,6 +24,7 @@ range rules out in the reference's own examples anyway.
 
 import numpy as np
 
+from ._array_api import namespace
 from .costs import HingeAttack, NegLogLikelihood
 
 
@@ -86,7 +87,7 @@ class Mode:
 
     def margin_ok(self, proba, target, kappa):
         """The probabilities' side of the success test."""
-        return np.argmax(proba, axis=1) == target
+        return namespace(proba).argmax(proba, axis=1) == target
 
     def margin(self, proba, target, kappa):
         """How far the probabilities are inside the success region (> 0 inside)."""
@@ -123,8 +124,9 @@ class PertinentNegative(Mode):
     wants_target = False
 
     def project(self, candidate, x0, no_info_val):
-        keep = np.abs(candidate - no_info_val) > np.abs(x0 - no_info_val)
-        return np.where(keep, candidate, x0)
+        xp = namespace(candidate)
+        keep = xp.abs(candidate - no_info_val) > xp.abs(x0 - no_info_val)
+        return xp.where(keep, candidate, x0)
 
     def project_categorical(self, candidate, x0, no_info_val):
         # An addition: any category but the no-information one.
@@ -144,9 +146,7 @@ class PertinentNegative(Mode):
         return -super().margin(proba, target, 0.0) - kappa
 
     def margin_ok(self, proba, target, kappa):
-        shifted = proba.copy()
-        shifted[np.arange(len(proba)), target] += kappa
-        return np.argmax(shifted, axis=1) != target
+        return _argmax_shifted(proba, target, kappa) != target
 
     def searchable(self, explained, target, predicted):
         # An instance the model does not put in the explained class is its own trivial PN.
@@ -164,7 +164,7 @@ class PertinentPositive(Mode):
     def model_input(self, adv, x0, background):
         # Exactly x0 where adv == background, exactly the background where adv == x0 (a
         # removed feature), so that what a PP keeps is exactly 0 elsewhere.
-        return np.where(adv == x0, background, x0 + (background - adv))
+        return namespace(adv).where(adv == x0, background, x0 + (background - adv))
 
     def iterate(self, answer, x0, background):
         return x0 + (background - answer)
@@ -175,16 +175,17 @@ class PertinentPositive(Mode):
                         np.where(answer < x0, np.ceil(answer), answer))
 
     def project(self, candidate, x0, no_info_val):
+        xp = namespace(candidate)
         same_side = (candidate - no_info_val) * (x0 - no_info_val) >= 0
-        keep = same_side & (np.abs(candidate - no_info_val) <= np.abs(x0 - no_info_val))
-        return np.where(keep, candidate, x0)
+        keep = same_side & (xp.abs(candidate - no_info_val) <= xp.abs(x0 - no_info_val))
+        return xp.where(keep, candidate, x0)
 
     def project_categorical(self, candidate, x0, no_info_val):
         # A categorical is kept or removed (replaced by its no-information category).
         return np.where(candidate == no_info_val, candidate, x0)
 
     def pinned(self, x0, background):
-        return np.broadcast_to(background, x0.shape)  # the whole feature kept
+        return namespace(x0).broadcast_to(background, x0.shape)  # the whole feature kept
 
     def loss(self, kappa):
         return HingeAttack("PP", kappa)
@@ -193,9 +194,7 @@ class PertinentPositive(Mode):
         return super().margin(proba, target, 0.0) - kappa
 
     def margin_ok(self, proba, target, kappa):
-        shifted = proba.copy()
-        shifted[np.arange(len(proba)), target] -= kappa
-        return np.argmax(shifted, axis=1) == target
+        return _argmax_shifted(proba, target, -kappa) == target
 
     def perturbation_reference(self, X, background):
         return np.broadcast_to(background, np.shape(X))
@@ -212,6 +211,13 @@ class Counterfactual(Mode):
     def searchable(self, explained, target, predicted):
         # An instance already of its target class is its own trivial counterfactual.
         return target != predicted
+
+
+def _argmax_shifted(proba, target, shift):
+    """The class of each row of ``proba`` once its ``target`` class is raised by ``shift``."""
+    xp = namespace(proba)
+    at_target = target[:, None] == xp.arange(proba.shape[1])
+    return xp.argmax(xp.where(at_target, proba + shift, proba), axis=1)
 
 
 MODES = {mode.name: mode for mode in (PertinentNegative(), PertinentPositive(),

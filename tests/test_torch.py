@@ -269,6 +269,61 @@ def test_device_cpu_and_bad_devices(logits_cnn, images):
         GradientSimilarityExplainer(clf, device="cpu").fit(X[:100], y[:100])
 
 
+def _spy_on_evaluate(monkeypatch, on_host):
+    """Run the search on the host (``on_host``) or on the module's device, recording the
+    kinds of arrays the optimizer hands the backend."""
+    from skcem._array_api import HOST
+    from skcem._gradients._torch import TorchBackend
+
+    kinds = set()
+    evaluate = TorchBackend.evaluate
+
+    def recording(self, Z_adv, *args, **kwargs):
+        kinds.add(type(Z_adv).__name__)
+        return evaluate(self, Z_adv, *args, **kwargs)
+
+    monkeypatch.setattr(TorchBackend, "evaluate", recording)
+    if on_host:
+        monkeypatch.setattr(TorchBackend, "array_place", lambda self: HOST)
+    return kinds
+
+
+@pytest.mark.parametrize("settings", [
+    dict(mode="PN"), dict(mode="PP"), dict(mode="PN", tol=1e-4, n_iter_no_change=5),
+    dict(mode="PN", gamma=1.0), dict(kind="CF"), dict(kind="CF", distance="mad")],
+    ids=["PN", "PP", "PN-early-stopping", "PN-autoencoder", "CF", "CF-mad"])
+def test_the_search_runs_on_the_modules_device_with_the_hosts_answers(
+        logits_cnn, images, monkeypatch, settings):
+    """The batch stays in tensors from the first iteration to the last, and its answers are
+    the host search's: the same algorithm, in another array library."""
+    X, _ = images
+    test = X[1200:1208]
+    settings = dict(settings)
+    if settings.pop("kind", "CEM") == "CF":
+        make = lambda: CounterfactualExplainer(  # noqa: E731
+            logits_cnn, input_shape=(1, 8, 8), search="fista", feature_range=(0.0, 1.0),
+            max_iterations=150, **settings)
+    else:
+        if settings.get("gamma"):
+            torch.manual_seed(0)
+            settings["autoencoder"] = nn.Sequential(nn.Linear(64, 16), nn.ReLU(),
+                                                    nn.Linear(16, 64), nn.Sigmoid())
+        make = lambda: CEMExplainer(logits_cnn, input_shape=(1, 8, 8), **IMAGE,  # noqa: E731
+                                    **FAST, **settings)
+    answers = {}
+    for on_host in (True, False):
+        with monkeypatch.context() as patch:
+            kinds = _spy_on_evaluate(patch, on_host)
+            answers[on_host] = _explain(make().fit(X[:200]), test)
+        assert kinds == ({"ndarray"} if on_host else {"Tensor"})
+    host, device = answers[True], answers[False]
+    assert host.found.sum() >= 4
+    np.testing.assert_array_equal(device.found, host.found)
+    # Only the order of a few sums (the distances) may differ between the two libraries.
+    np.testing.assert_allclose(device.explanation, host.explanation, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(device.explanation_pred, host.explanation_pred)
+
+
 def test_bad_input_shapes_get_one_clear_error(logits_cnn, images):
     X, y = images
     with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(64,\) "

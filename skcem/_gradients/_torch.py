@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._array_api import HOST, ArrayPlace, namespace
 from ._base import Evaluation, check_input_shape, check_reconstruction
 from ._outputs import output_kind
 
@@ -153,6 +154,10 @@ class _OnRows:
         self._numpy_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
 
     def tensor(self, array):
+        """``array`` (numpy rows, or a tensor of the search's place) in the module's dtype
+        and on its device."""
+        if isinstance(array, torch.Tensor):
+            return array.to(device=self.device, dtype=self.dtype)
         return torch.as_tensor(np.asarray(array, dtype=self._numpy_dtype), device=self.device)
 
     def raw_forward(self, z):
@@ -286,6 +291,17 @@ class TorchBackend(_OnRows):
         self._fused_ae = isinstance(autoencoder, TorchAutoencoder) and \
             autoencoder.device == self.device
 
+    def array_place(self):
+        """Where the optimizer's batch lives (:mod:`skcem._array_api`): on the module's
+        device, as float64 tensors (float32 where the device has no float64), when this
+        backend answers every question there; else (an auto-encoder of another kind) on
+        the host."""
+        if self.autoencoder is not None and not self._fused_ae:
+            return HOST
+        float_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        return ArrayPlace(namespace(torch.empty(0, device=self.device)), self.device,
+                          float_dtype)
+
     def forward(self, z):
         return as_probabilities(self.raw_forward(z), self.output_kind)
 
@@ -314,7 +330,7 @@ class TorchBackend(_OnRows):
             if with_attack_grad or fused_ae:
                 z_s = self.tensor(Z_s)
             if with_attack_grad:
-                z = z_s.requires_grad_()
+                z = z_s.detach().requires_grad_()
                 with torch.enable_grad():
                     proba = self.forward(z)
                     cotangent = loss.gradient(proba.detach(), self.tensor(target_onehot),
@@ -323,6 +339,9 @@ class TorchBackend(_OnRows):
             if fused_ae:
                 _, answer["ae_grad"] = ae.gradient_tensor(z_s)
         self.n_model_rows += Z_adv.shape[0] + (Z_s.shape[0] if with_attack_grad else 0)
+        if isinstance(Z_adv, torch.Tensor):  # the search runs here: its arrays stay here
+            return Evaluation(**{name: value.detach().to(Z_adv.dtype)
+                                 for name, value in answer.items()})
         evaluation = Evaluation(**{name: _numpy(value) for name, value in answer.items()})
         if with_ae_grad and not fused_ae:
             _, evaluation.ae_grad = self.autoencoder(Z_s)
