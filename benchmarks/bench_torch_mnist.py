@@ -6,8 +6,8 @@ MNIST's 10k test set; the trained weights are copied into the Keras twins, so th
 explain the same network. CEM PN and PP at skcem's defaults with the tutorial's settings (as in
 ``bench_keras_mnist.py``) on the first instances, the same ones for both paths, in the same run.
 Prints, per mode and path: instances/s, found rate and median L1 of the perturbation, then the
-ratios torch / Keras. Path "torch-cl" is the torch path on copies of the modules converted to
-``torch.channels_last`` by the user (PyTorch's CPU pooling is several times faster on it).
+ratios torch / Keras. With ``--threads N`` both frameworks get N threads (PyTorch's
+``set_num_threads``, TensorFlow's intra-op pool).
 
     python benchmarks/bench_torch_mnist.py --mnist ../shared/data/mnist [--n-instances 32]
         [--epochs 10 8] [--cache DIR] [--device cuda] [--threads N]
@@ -16,7 +16,6 @@ ratios torch / Keras. Path "torch-cl" is the torch path on copies of the modules
 """
 
 import argparse
-import copy
 import os
 import time
 import warnings
@@ -198,6 +197,9 @@ def main():
     if with_keras:
         import tensorflow as tf
 
+        if args.threads:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
         keras_cnn = keras_twin(cnn, (1, 28, 28))
         keras_ae = keras_twin(autoencoder, (1, 28, 28))
         images = X_explain.reshape(-1, 28, 28, 1)
@@ -216,10 +218,7 @@ def main():
     print("-" * len(header))
     figures = {}
     for mode in args.modes.split(","):
-        channels_last = [copy.deepcopy(m).to(memory_format=torch.channels_last)
-                         for m in (cnn, autoencoder)]
-        runs = [("torch", cnn, autoencoder, (1, 28, 28), {"device": args.device}),
-                ("torch-cl", *channels_last, (1, 28, 28), {"device": args.device})]
+        runs = [("torch", cnn, autoencoder, (1, 28, 28), {"device": args.device})]
         if with_keras:
             runs.append(("keras", keras_cnn, keras_ae, None, {}))
         for path, model, ae, shape, options in runs:
@@ -237,7 +236,7 @@ def main():
     print("-" * len(header))
     for mode in args.modes.split(","):
         rate_k, found_k, l1_k = figures[mode, "keras"]
-        for path in ("torch", "torch-cl"):
+        for path in ("torch",):
             rate_t, found_t, l1_t = figures[mode, path]
             print(f"{mode:<4} {path:<8} {rate_t / rate_k:>11.2f}x "
                   f"{found_t.mean():>4.0%}/{found_k.mean():<4.0%} "

@@ -143,6 +143,38 @@ class TorchNamespace:
     log = staticmethod(torch.log)
 
 
+def _state_stamp(module):
+    """Changes whenever a parameter or buffer of ``module`` is replaced or modified in place
+    (an optimizer's step bumps each tensor's version counter)."""
+    return tuple((id(t), t._version) for t in (*module.parameters(), *module.buffers()))
+
+
+class _SearchCopy:
+    """The module the search's many evaluations run: on a CPU, a copy of a module with 2-D
+    convolutions in channels-last memory, where PyTorch's convolution and pooling kernels
+    run up to several times faster; the module itself otherwise. The copy is the same
+    arithmetic (only the kernels' rounding may differ; the final answers are checked by the
+    module itself), and is taken again whenever the module's weights change."""
+
+    def __init__(self, module, device, input_shape):
+        self.module = module
+        self.used = device.type == "cpu" and len(input_shape) == 3 and any(
+            isinstance(layer, nn.Conv2d) for layer in module.modules())
+        self._stamp, self._copy = None, None
+
+    def __call__(self):
+        if not self.used:
+            return self.module
+        stamp = _state_stamp(self.module)
+        if stamp != self._stamp:
+            self._copy = copy.deepcopy(self.module).to(memory_format=torch.channels_last)
+            self._stamp = stamp
+        return self._copy
+
+    def __getstate__(self):  # the copy is rebuilt where it is needed
+        return {**self.__dict__, "_stamp": None, "_copy": None}
+
+
 class _OnRows:
     """A module behind flat rows: numpy rows in, reshaped tensors of its dtype and device."""
 
@@ -152,6 +184,7 @@ class _OnRows:
         self.device = device
         self.dtype = module_dtype(module)
         self._numpy_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+        self.search_module = _SearchCopy(module, device, self.input_shape)
 
     def tensor(self, array):
         """``array`` (numpy rows, or a tensor of the search's place) in the module's dtype
@@ -160,8 +193,8 @@ class _OnRows:
             return array.to(device=self.device, dtype=self.dtype)
         return torch.as_tensor(np.asarray(array, dtype=self._numpy_dtype), device=self.device)
 
-    def raw_forward(self, z):
-        out = self.module(z.reshape((-1,) + self.input_shape))
+    def raw_forward(self, z, module=None):
+        out = (module or self.module)(z.reshape((-1,) + self.input_shape))
         return out.reshape(z.shape[0], -1)
 
 
@@ -245,23 +278,24 @@ def make_autoencoder(model, input_shape, n_features, device=None):
 class TorchAutoencoder(_OnRows):
     """``||AE(z) - z||^2`` per row and its gradient, by autograd."""
 
-    def loss_tensor(self, z):
-        return torch.sum((self.raw_forward(z) - z) ** 2, dim=1)
+    def loss_tensor(self, z, module=None):
+        return torch.sum((self.raw_forward(z, module) - z) ** 2, dim=1)
 
     def gradient_tensor(self, z):
         """``(loss, its gradient)`` at the rows ``z`` (a tensor)."""
         z = z.detach().requires_grad_()
         with torch.enable_grad():
-            loss = self.loss_tensor(z)
+            loss = self.loss_tensor(z, self.search_module())
             (grad,) = torch.autograd.grad(loss.sum(), z)
         return loss.detach(), grad
 
     def loss(self, Z):
-        with torch.no_grad(), evaluating(self.module):
-            return _numpy(self.loss_tensor(self.tensor(Z)))
+        module = self.search_module()
+        with torch.no_grad(), evaluating(module):
+            return _numpy(self.loss_tensor(self.tensor(Z), module))
 
     def __call__(self, Z):
-        with evaluating(self.module):
+        with evaluating(self.search_module()):
             loss, grad = self.gradient_tensor(self.tensor(Z))
         return _numpy(loss), _numpy(grad)
 
@@ -302,8 +336,8 @@ class TorchBackend(_OnRows):
         return ArrayPlace(namespace(torch.empty(0, device=self.device)), self.device,
                           float_dtype)
 
-    def forward(self, z):
-        return as_probabilities(self.raw_forward(z), self.output_kind)
+    def forward(self, z, module=None):
+        return as_probabilities(self.raw_forward(z, module), self.output_kind)
 
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
@@ -319,20 +353,21 @@ class TorchBackend(_OnRows):
         """Probabilities at ``Z_adv``; gradients of ``loss`` (and AE) at ``Z_s``."""
         fused_ae = with_ae_grad and self._fused_ae
         ae = self.autoencoder if fused_ae else None
+        module, ae_module = self.search_module(), ae and ae.search_module()
         answer = {}
         with ExitStack() as stack:
-            stack.enter_context(evaluating(self.module, None if ae is None else ae.module))
+            stack.enter_context(evaluating(module, ae_module))
             z_adv = self.tensor(Z_adv)
             with torch.no_grad():
-                answer["proba_adv"] = self.forward(z_adv)
+                answer["proba_adv"] = self.forward(z_adv, module)
                 if fused_ae and with_ae_loss_at_adv:
-                    answer["ae_loss_adv"] = ae.loss_tensor(z_adv)
+                    answer["ae_loss_adv"] = ae.loss_tensor(z_adv, ae_module)
             if with_attack_grad or fused_ae:
                 z_s = self.tensor(Z_s)
             if with_attack_grad:
                 z = z_s.detach().requires_grad_()
                 with torch.enable_grad():
-                    proba = self.forward(z)
+                    proba = self.forward(z, module)
                     cotangent = loss.gradient(proba.detach(), self.tensor(target_onehot),
                                               xp=self.xp)
                     (answer["attack_grad"],) = torch.autograd.grad(proba, z, cotangent)
