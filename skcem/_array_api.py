@@ -6,8 +6,9 @@ and says so by its ``array_place()`` (an :class:`ArrayPlace`). The optimizer
 (:mod:`skcem._fista`) then moves a batch's constants there once, iterates there, and brings
 the answers back to the host once: no copy of the batch to the host and back at every
 iteration. Its code is written once against the array API standard, through scikit-learn's
-vendored ``array_api_compat``; numpy arrays get numpy itself, so that the host path makes the
-very calls it always made.
+vendored ``array_api_compat`` (namespaces) and ``array_api_extra`` (``at(x, rows).set(v)``
+for a library whose arrays are immutable, as JAX's are; see :func:`set_rows`); numpy arrays
+get numpy itself, so that the host path makes the very calls it always made.
 """
 
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 from sklearn.externals import array_api_compat
+from sklearn.externals.array_api_extra import at
 
 _SCALARS = (bool, int, float, np.generic)
 
@@ -63,11 +65,12 @@ def _bound(xp, device):
 def namespace(*arrays):
     """The array namespace of ``arrays`` (Python scalars and None left out): numpy itself
     when they are numpy arrays, else the library's, bound to their device."""
-    arrays = [a for a in arrays if a is not None and not isinstance(a, _SCALARS)]
-    if all(isinstance(a, np.ndarray) for a in arrays):
+    # Called many times per iteration: numpy's case costs a few type checks.
+    others = [a for a in arrays if not isinstance(a, np.ndarray) and a is not None
+              and not isinstance(a, _SCALARS)]
+    if not others:
         return np
-    return _bound(array_api_compat.array_namespace(*arrays),
-                  array_api_compat.device(arrays[0]))
+    return _bound(array_api_compat.array_namespace(*others), array_api_compat.device(others[0]))
 
 
 def copy(array):
@@ -77,17 +80,37 @@ def copy(array):
     return namespace(array).asarray(array, copy=True)
 
 
+def int_dtype(xp):
+    """The library's default integer dtype (int32 for JAX unless told otherwise)."""
+    return xp.asarray(0).dtype
+
+
 def one_hot_like(index, n_classes, like):
     """Rows of the identity matrix picked by ``index``, in the dtype of ``like``."""
     xp = namespace(index, like)
     return xp.asarray(index[:, None] == xp.arange(n_classes), dtype=like.dtype)
 
 
+def set_rows(array, rows, values):
+    """``array`` with ``array[rows] = values``: in place where the library can (numpy,
+    PyTorch: the common case, kept as cheap as a plain assignment), a new array where its
+    arrays are immutable (JAX)."""
+    if isinstance(array, np.ndarray) or array_api_compat.is_writeable_array(array):
+        array[rows] = values
+        return array
+    return at(array, rows).set(values)
+
+
 def to_numpy(array):
     """``array`` as a numpy array on the host (None stays None)."""
     if array is None or isinstance(array, np.ndarray):
         return array
-    return np.asarray(array_api_compat.to_device(array, "cpu"))
+    if array_api_compat.is_jax_array(array):  # numpy reads JAX arrays from any device
+        array = np.array(array)  # a writeable copy
+    else:
+        array = np.asarray(array_api_compat.to_device(array, "cpu"))
+    # The host computes in float64, whatever the device did.
+    return array.astype(float) if array.dtype.kind == "f" else array
 
 
 @dataclass(frozen=True)

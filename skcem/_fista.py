@@ -29,7 +29,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ._array_api import copy, namespace, one_hot_like, place_of, to_numpy
+from ._array_api import copy, int_dtype, namespace, one_hot_like, place_of, set_rows, to_numpy
 from ._modes import Mode
 from .costs import L1, L2
 
@@ -368,7 +368,7 @@ class _Bests:
         self.adv = copy(x0)
         self.c = xp.full(n, np.nan, dtype=x0.dtype)
         self.proba = xp.full((n, n_classes), np.nan, dtype=x0.dtype)
-        self.pred = xp.full(n, -1, dtype=xp.int64)
+        self.pred = xp.full(n, -1, dtype=int_dtype(xp))
 
     def update(self, rows, success, dist, adv, c, proba, pred):
         """Keep the successes that are better; ``rows`` (an index array or a slice) are the
@@ -378,11 +378,12 @@ class _Bests:
         if not xp.any(better):
             return
         improved = xp.arange(self.dist.shape[0])[rows][better]
-        self.dist[improved] = dist[better]
-        self.adv[improved] = adv[better]
-        self.c[improved] = c[better]
-        self.proba[improved] = proba[better]
-        self.pred[improved] = xp.asarray(pred[better], dtype=self.pred.dtype)
+        self.dist = set_rows(self.dist, improved, dist[better])
+        self.adv = set_rows(self.adv, improved, adv[better])
+        self.c = set_rows(self.c, improved, c[better])
+        self.proba = set_rows(self.proba, improved, proba[better])
+        self.pred = set_rows(self.pred, improved,
+                             xp.asarray(pred[better], dtype=self.pred.dtype))
 
     def to_host(self):
         """Itself, with its arrays on the host."""
@@ -438,7 +439,7 @@ def solve(backend, problem, settings, progress=None):
     lower_c = np.zeros(n)
     upper_c = np.full(n, _C_UPPER_INIT)
     bests = _Bests(x0, problem.n_classes)
-    n_iterations = xp.zeros(n, dtype=xp.int64)
+    n_iterations = xp.zeros(n, dtype=int_dtype(xp))
     searching = np.ones(n, dtype=bool) if problem.searchable is None \
         else problem.searchable.copy()
     # Every c-step starts at x0 (immutable features pinned): its gradients are computed once.
@@ -465,9 +466,10 @@ def solve(backend, problem, settings, progress=None):
                 progress(step, c, np.isfinite(to_numpy(bests.dist)))
             continue
         last_c[rows] = c[rows]
-        succeeded = to_numpy(_solve_for_c(backend, problem, step_settings, place.asarray(rows),
-                                          place.asarray(c[rows]), start, bests, n_iterations,
-                                          moved))
+        succeeded, n_iterations, moved = _solve_for_c(
+            backend, problem, step_settings, place.asarray(rows), place.asarray(c[rows]), start,
+            bests, n_iterations, moved)
+        succeeded = to_numpy(succeeded)
         c[rows], lower_c[rows], upper_c[rows] = update_c(c[rows], lower_c[rows], upper_c[rows],
                                                          succeeded)
         if settings.tol is not None:
@@ -545,7 +547,8 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     """One shrinkage-thresholding step and its momentum for the ``active`` positions.
 
     ``state`` holds the iterates ``adv``, the slack points ``adv_s`` and the ``pinned``
-    values of the c-step's instances; it is updated in place.
+    values of the c-step's instances; its ``adv`` and ``adv_s`` are updated (in place, for
+    the array libraries that can).
     """
     lr = settings.learning_rate_init * (1 - k / settings.max_iterations) ** 0.5
     x0, v = state["x0"][active], _rows(state["no_info_val"], active)
@@ -577,8 +580,8 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     if frozen is not None:  # masked shrinkage: immutable features stay pinned
         new_adv = xp.where(frozen, state["pinned"][active], new_adv)
         new_s = xp.where(frozen, state["pinned"][active], new_s)
-    adv_s[active] = new_s
-    adv[active] = new_adv
+    state["adv_s"] = set_rows(adv_s, active, new_s)
+    state["adv"] = set_rows(adv, active, new_adv)
 
 
 def _record(problem, answer, rows, x0, adv, c, bests):
@@ -594,10 +597,12 @@ def _record(problem, answer, rows, x0, adv, c, bests):
 
 
 def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations, moved):
-    """Inner FISTA loop for one value of ``c`` per instance; updates ``bests`` in place.
+    """Inner FISTA loop for one value of ``c`` per instance; updates ``bests``.
 
     ``rows`` and ``c`` are arrays of the problem's place; ``moved`` (per instance of the
-    batch) becomes True once an attack gradient is non-zero.
+    batch) becomes True once an attack gradient is non-zero. Returns the instances'
+    successes, ``n_iterations`` and ``moved`` (updated in place where the array library can,
+    new arrays where it cannot).
     """
     xp = namespace(problem.x0)
     pinned = problem.pinned(rows)
@@ -609,13 +614,13 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
     if settings.warm_start or settings.probe_iterations is not None:
         warm = xp.isfinite(bests.dist[rows])
         if xp.any(warm):
-            state["adv"][warm] = bests.adv[rows[warm]]
-            state["adv_s"][warm] = bests.adv[rows[warm]]
+            state["adv"] = set_rows(state["adv"], warm, bests.adv[rows[warm]])
+            state["adv_s"] = set_rows(state["adv_s"], warm, bests.adv[rows[warm]])
             answer = _evaluate(backend, problem, state["adv"][warm], state["adv"][warm],
                                rows[warm], with_attack_grad=True)
-            gradients["attack"][warm] = answer.attack_grad
+            gradients["attack"] = set_rows(gradients["attack"], warm, answer.attack_grad)
             if gradients["ae"] is not None:
-                gradients["ae"][warm] = answer.ae_grad
+                gradients["ae"] = set_rows(gradients["ae"], warm, answer.ae_grad)
     n_rows = rows.shape[0]
     succeeded = xp.zeros(n_rows, dtype=xp.bool)
     # Positions (within ``rows``) still iterating; early stopping shrinks this set, and with
@@ -629,28 +634,29 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
     for k in range(settings.max_iterations):
         # While every instance iterates, slices index the arrays: views in place of copies.
         everyone = active.shape[0] == n_rows
-        at = slice(None) if everyone else active
+        at_rows = slice(None) if everyone else active
         act_rows = slice(None) if whole_batch and everyone else rows[active]
-        _fista_step(problem, settings, k, c, gradients, state, at)
-        new_adv = state["adv"][at]
+        _fista_step(problem, settings, k, c, gradients, state, at_rows)
+        new_adv = state["adv"][at_rows]
         refresh = (k + 1) % settings.update_num_grad == 0
-        answer = _evaluate(backend, problem, new_adv, state["adv_s"][at], act_rows,
+        answer = _evaluate(backend, problem, new_adv, state["adv_s"][at_rows], act_rows,
                            with_attack_grad=refresh, for_objective=stopping is not None)
         if refresh:
-            gradients["attack"][at] = answer.attack_grad
-            moved[act_rows] |= xp.any(answer.attack_grad != 0, axis=1)
+            gradients["attack"] = set_rows(gradients["attack"], at_rows, answer.attack_grad)
+            moved = set_rows(moved, act_rows,
+                             moved[act_rows] | xp.any(answer.attack_grad != 0, axis=1))
         if gradients["ae"] is not None:
-            gradients["ae"][at] = answer.ae_grad
-        succeeded[at] |= _record(problem, answer, act_rows, state["x0"][at], new_adv, c[at],
-                                 bests)
-        n_iterations[act_rows] += 1
+            gradients["ae"] = set_rows(gradients["ae"], at_rows, answer.ae_grad)
+        ok = _record(problem, answer, act_rows, state["x0"][at_rows], new_adv, c[at_rows], bests)
+        succeeded = set_rows(succeeded, at_rows, succeeded[at_rows] | ok)
+        n_iterations = set_rows(n_iterations, act_rows, n_iterations[act_rows] + 1)
         if stopping is not None:
-            value = objective(problem, new_adv, answer.proba_adv, answer.ae_loss_adv, c[at],
-                              act_rows)
+            value = objective(problem, new_adv, answer.proba_adv, answer.ae_loss_adv,
+                              c[at_rows], act_rows)
             active = stopping.still_active(active, value, succeeded)
             if active.shape[0] == 0:
                 break
-    return succeeded
+    return succeeded, n_iterations, moved
 
 
 class _EarlyStopping:
@@ -665,14 +671,15 @@ class _EarlyStopping:
         self.tol = settings.tol
         self.patience = settings.n_iter_no_change
         self.best_objective = xp.full(x0.shape[0], np.inf, dtype=x0.dtype)
-        self.stalled = xp.zeros(x0.shape[0], dtype=xp.int64)
+        self.stalled = xp.zeros(x0.shape[0], dtype=int_dtype(xp))
 
     def still_active(self, active, value, succeeded):
         xp = namespace(value)
         previous = self.best_objective[active]
         with np.errstate(invalid="ignore"):  # inf - inf on the first iteration
             progressed = ~(value >= previous - self.tol * xp.abs(previous))
-        self.best_objective[active] = xp.minimum(previous, value)
-        self.stalled[active] = xp.where(progressed | succeeded[active], 0,
-                                        self.stalled[active] + 1)
+        self.best_objective = set_rows(self.best_objective, active,
+                                       xp.minimum(previous, value))
+        self.stalled = set_rows(self.stalled, active, xp.where(
+            progressed | succeeded[active], 0, self.stalled[active] + 1))
         return active[self.stalled[active] < self.patience]

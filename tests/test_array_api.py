@@ -1,0 +1,102 @@
+"""The batched search written once for every array library (skcem._array_api).
+
+A softmax regression answers the optimizer in whatever arrays it is handed: numpy on the
+host, or JAX arrays (immutable: every update of the batch's book-keeping makes a new array)
+when the backend says the search runs there. The answers must be the host's.
+"""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from skcem._array_api import HOST, ArrayPlace, namespace, set_rows, to_numpy
+from skcem._fista import SearchProblem, SolverSettings, solve
+from skcem._gradients._base import Evaluation
+from skcem._modes import MODES
+
+
+class SoftmaxRegression:
+    """The optimizer's backend for ``softmax(Z @ W + b)``, answering in the arrays it is
+    handed. The model itself computes in numpy, so that only the optimizer's own steps run
+    in the other library."""
+
+    def __init__(self, coef, intercept, place=HOST):
+        self.coef, self.intercept, self.place = coef, intercept, place
+        self.n_model_rows = 0
+        self.kinds = set()
+
+    def array_place(self):
+        return self.place
+
+    def _proba(self, Z):
+        logits = Z @ self.coef + self.intercept
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, with_attack_grad=True,
+                 with_ae_grad=False, with_ae_loss_at_adv=False):
+        self.kinds.add(type(Z_adv).__name__)
+        xp = namespace(Z_s)
+        proba = self._proba(to_numpy(Z_s))
+        cotangent = loss.gradient(proba, to_numpy(target_onehot))
+        # The softmax's Jacobian-vector product, then the linear layer's.
+        inner = cotangent * proba - proba * np.sum(cotangent * proba, axis=1, keepdims=True)
+        grad = inner @ self.coef.T
+        return Evaluation(proba_adv=xp.asarray(self._proba(to_numpy(Z_adv))),
+                          attack_grad=xp.asarray(grad) if with_attack_grad else None)
+
+    def predict_proba(self, Z):
+        return self._proba(np.asarray(Z, dtype=float))
+
+    def predict(self, Z):
+        return self.predict_proba(Z).argmax(axis=1)
+
+
+@pytest.fixture(scope="module")
+def iris_problem():
+    X, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    rows = X[::5]
+    return clf, rows, dict(x0=rows, target=clf.predict(rows), n_classes=3,
+                           no_info_val=X.min(axis=0), lower=X.min(axis=0),
+                           upper=X.max(axis=0), kappa=0.05, l1_weight=0.1)
+
+
+def test_the_search_on_jax_arrays_gives_the_hosts_answers(iris_problem):
+    """Counterfactuals: the cheapest search to run eagerly on JAX, which compiles each
+    operation once per shape (PNs' and PPs' book-keeping takes many shapes; the PyTorch
+    tests run those on tensors)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    clf, rows, constants = iris_problem
+    # The next class, as a counterfactual's target.
+    constants = dict(constants, target=(constants["target"] + 1) % 3)
+    problem = SearchProblem(mode=MODES["CF"], **constants)
+    settings = SolverSettings(max_iterations=60, c_steps=3, probe_iterations=10)
+    host = SoftmaxRegression(clf.coef_.T, clf.intercept_)
+    expected = solve(host, problem, settings)
+    with jax.enable_x64(True):  # float64, as on the host (JAX's default is float32)
+        on_jax = SoftmaxRegression(clf.coef_.T, clf.intercept_,
+                                   ArrayPlace(namespace(jnp.zeros(1)), jax.devices()[0],
+                                              jnp.float64))
+        result = solve(on_jax, problem, settings)
+    assert host.kinds == {"ndarray"} and on_jax.kinds == {"ArrayImpl"}
+    assert expected.found.sum() >= len(rows) // 2
+    np.testing.assert_array_equal(result.found, expected.found)
+    np.testing.assert_array_equal(result.explanation_class, expected.explanation_class)
+    # Only the order of a few sums (the distances) may differ between the two libraries.
+    np.testing.assert_allclose(result.explanation, expected.explanation, rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_array_equal(result.n_iterations, expected.n_iterations)
+
+
+def test_set_rows_updates_in_place_where_it_can():
+    array = np.zeros(4)
+    assert set_rows(array, np.array([1, 3]), 2.0) is array
+    np.testing.assert_array_equal(array, [0, 2, 0, 2])
+    jax = pytest.importorskip("jax")
+    immutable = jax.numpy.zeros(4)
+    updated = set_rows(immutable, jax.numpy.array([1, 3]), 2.0)
+    np.testing.assert_array_equal(to_numpy(updated), [0, 2, 0, 2])
+    np.testing.assert_array_equal(to_numpy(immutable), [0, 0, 0, 0])
