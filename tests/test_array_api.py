@@ -73,7 +73,7 @@ def test_the_search_on_jax_arrays_gives_the_hosts_answers(iris_problem):
     # The next class, as a counterfactual's target.
     constants = dict(constants, target=(constants["target"] + 1) % 3)
     problem = SearchProblem(mode=MODES["CF"], **constants)
-    settings = SolverSettings(max_iterations=60, c_steps=3, probe_iterations=10)
+    settings = SolverSettings(max_iterations=40, c_steps=2)
     host = SoftmaxRegression(clf.coef_.T, clf.intercept_)
     expected = solve(host, problem, settings)
     with jax.enable_x64(True):  # float64, as on the host (JAX's default is float32)
