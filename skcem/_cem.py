@@ -309,7 +309,7 @@ class CEMExplainer(BaseContrastiveExplainer):
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, momentum="auto", probe_iterations="auto", batch_size="auto",
-                 n_jobs=None, verbose=0, max_time=10.0):
+                 n_jobs=None, verbose=0, max_time=10.0, plausibility=0.0):
         self.estimator = estimator
         self.mode = mode
         self.search = search
@@ -342,6 +342,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.max_time = max_time
+        self.plausibility = plausibility
 
     def _autoencoder(self):
         return self.autoencoder

@@ -153,7 +153,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
                  input_shape=None, device=None, learning_rate_init=1e-2, max_iterations=1000,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, probe_iterations=None, batch_size="auto", n_jobs=None,
-                 verbose=0, max_time=10.0):
+                 verbose=0, max_time=10.0, plausibility=0.0):
         self.estimator = estimator
         self.target_class = target_class
         self.search = search
@@ -180,6 +180,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.max_time = max_time
+        self.plausibility = plausibility
 
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")
