@@ -351,6 +351,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         super()._check_params(n_features)
         if self.gamma > 0 and self.autoencoder is None:
             raise ValueError("`gamma` > 0 needs an `autoencoder`; pass one or set gamma=0.")
+        if self.plausibility > 0 and self.mode == "PP":
+            raise ValueError("`plausibility` pulls a PN or a counterfactual among rows of "
+                             "the class it reaches; a PP keeps the instance's class and is "
+                             "no such answer: set plausibility=0 with mode='PP'.")
 
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")
