@@ -14,6 +14,13 @@ ratios of instances per second are computed here, from this run.
 
     python benchmarks/bench_tabular.py [--n-rows 100] [--models lr mlp forest hgb]
         [--dice-python /tmp/dice/bin/python] [--dice-methods random genetic]
+        [--plausibility 0 1]
+
+``--plausibility 0 1`` explains the CF and PN rows at each ``plausibility`` weight (a row
+each, ``p=``); then, per model, the issue's targets at ``plausibility=1`` against DiCE random
+(yNN at least DiCE's, mean MAD-L1 at most DiCE's) are checked here. ``rare pairs`` is the
+share of valid answers holding a pair of categories that fewer than 0.01% of the training
+rows hold (and that the instance does not hold itself).
 
 ``--exact`` benchmarks ``search="exact"`` instead (:func:`exact_benchmark`): on Adult with
 ``RandomForestClassifier(100)`` and ``HistGradientBoostingClassifier`` behind the same
@@ -87,8 +94,9 @@ def make_model(name, categorical, numeric):
     return make_pipeline(encode, CLASSIFIERS[name]())
 
 
-def run_skcem(model, X_train, rows, mode):
-    params = dict(immutable_features=IMMUTABLE, directions=DIRECTIONS, distance="mad")
+def run_skcem(model, X_train, rows, mode, plausibility=0.0):
+    params = dict(immutable_features=IMMUTABLE, directions=DIRECTIONS, distance="mad",
+                  plausibility=plausibility)
     if mode == "CF":
         explainer = CounterfactualExplainer(model, **params)
     else:
@@ -240,8 +248,25 @@ def summary_row(model_name, method, table, seconds, n_rows, rows_per_instance):
             "found": f"{int(table['l0'].notna().sum())}/{n_rows}",
             "valid": f"{valid.mean():.0%}", "violations": int(np.nansum(table["violations"])),
             "median L0": kept["l0"].median(), "median MAD-L1": kept["l1"].median(),
-            "yNN": kept["ynn"].mean(), "redundancy": kept["redundancy"].mean(),
-            "model rows/inst": rows_per_instance}
+            "mean MAD-L1": kept["l1"].mean(), "yNN": kept["ynn"].mean(),
+            "rare pairs": (kept["rare_pairs"] > 0).mean(),
+            "redundancy": kept["redundancy"].mean(), "model rows/inst": rows_per_instance}
+
+
+def plausibility_targets(per_model, weight=1.0):
+    """Issue 26's plausibility targets, against DiCE random in the same run: at
+    ``plausibility=1`` yNN at least DiCE's, mean MAD-L1 at most DiCE's."""
+    dice = next((r for r in per_model if r["method"].endswith("random")), None)
+    lines = []
+    for row in per_model:
+        if dice is None or not row["method"].endswith(f"p={weight:g}"):
+            continue
+        lines.append({"model": row["model"], "method": row["method"],
+                      "yNN - DiCE's": row["yNN"] - dice["yNN"],
+                      "mean MAD-L1 / DiCE's": row["mean MAD-L1"] / dice["mean MAD-L1"],
+                      "met": bool(row["yNN"] >= dice["yNN"]
+                                  and row["mean MAD-L1"] <= dice["mean MAD-L1"])})
+    return lines
 
 
 def main():
@@ -262,6 +287,9 @@ def main():
                         choices=["adult", "numeric"])
     parser.add_argument("--forest-depth", type=lambda v: None if v == "None" else int(v),
                         default=None)
+    parser.add_argument("--plausibility", nargs="+", type=float, default=[0.0],
+                        help="skcem's plausibility weights (CF and PN; PP at 0 only), e.g. "
+                             "0 1: each is a row, and the issue's targets are checked at 1")
     args = parser.parse_args()
     if args.exact:
         return exact_benchmark(args)
@@ -273,7 +301,7 @@ def main():
     categorical = [c for c in X_train.columns if not pd.api.types.is_numeric_dtype(X_train[c])]
     numeric = [c for c in X_train.columns if c not in categorical]
     rows = X_test.iloc[:args.n_rows]
-    lines = []
+    lines, targets = [], []
     for name in args.models:
         with threadpool_limits(limits=1, user_api="openmp"):  # see reference_dice.py
             model = make_model(name, categorical, numeric).fit(X_train, y_train)
@@ -281,13 +309,19 @@ def main():
         print(f"{name}: test accuracy {accuracy:.3f}", flush=True)
         common = dict(X_train=X_train, immutable_features=IMMUTABLE, directions=DIRECTIONS)
         per_model = []
+        labelled = args.plausibility != [0.0]
         for mode in args.modes:
-            answers, seconds, rows_per_instance, background = run_skcem(
-                model, X_train, rows, mode)
-            table = explanation_metrics(model, rows, answers, mode=mode, background=background,
-                                        seconds=seconds / len(rows), **common)
-            per_model.append(summary_row(name, f"skcem {mode}", table, seconds, len(rows),
-                                         rows_per_instance))
+            for weight in args.plausibility:
+                if mode == "PP" and weight > 0:
+                    continue  # a PP reaches no other class: plausibility is refused
+                answers, seconds, rows_per_instance, background = run_skcem(
+                    model, X_train, rows, mode, weight)
+                table = explanation_metrics(model, rows, answers, mode=mode,
+                                            background=background,
+                                            seconds=seconds / len(rows), **common)
+                method = f"skcem {mode}" + (f" p={weight:g}" if labelled else "")
+                per_model.append(summary_row(name, method, table, seconds, len(rows),
+                                             rows_per_instance))
         if args.dice_python:
             with tempfile.TemporaryDirectory() as workdir:
                 dice, version = run_dice(args.dice_python, model, X_train, y_train, rows,
@@ -303,10 +337,14 @@ def main():
             for row in per_model:
                 row["x DiCE-random"] = row["inst/s"] / reference if reference else float("nan")
         lines.extend(per_model)
+        targets.extend(plausibility_targets(per_model))
         print(pd.DataFrame(per_model).to_string(index=False, float_format="{:.3g}".format),
               flush=True)
     print("\nAll models:")
     print(pd.DataFrame(lines).to_string(index=False, float_format="{:.3g}".format))
+    if targets:
+        print("\nplausibility=1 against DiCE random (yNN at least, mean MAD-L1 at most):")
+        print(pd.DataFrame(targets).to_string(index=False, float_format="{:.3g}".format))
     return 0
 
 

@@ -60,7 +60,7 @@ _FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
 _SPARSE_PER_ANSWER = 3
 # With a plausibility term: valid candidates compared per start refined.
-_PLAUSIBLE_CANDIDATES = 3
+_PLAUSIBLE_CANDIDATES = 10
 
 
 def choose_diverse(candidates, difference, categorical, n_answers):

@@ -125,7 +125,7 @@ N_NEIGHBORS = 5
 _UNIT_SAMPLE = 500
 # Crossings between classes that ``plausibility=1`` lets an answer go to lie among rows of
 # its class only (measured on Adult: benchmarks/bench_tabular.py --plausibility).
-_CROSSINGS_PER_WEIGHT = 2.0
+_CROSSINGS_PER_WEIGHT = 6.0
 # Answer-to-pool distances computed at once (32 MB of float64).
 _BLOCK_VALUES = 2**22
 
@@ -135,13 +135,13 @@ class ClassNeighborhood:
 
     An answer whose nearest rows of the data the model puts in another class lies where the
     data of its class does not: at the edge of the class, just over the model's boundary.
-    The term is ``2 * weight * unit * (1 - share)``, with ``share`` the part of the answer's
+    The term is ``6 * weight * unit * (1 - share)``, with ``share`` the part of the answer's
     ``n_neighbors`` nearest pool rows that the model puts in a wanted class (a k-nearest-
     neighbour estimate of that class's share of the data there: yNN's own measure), in the
     explainer's distance (its L1 part; the square root of its L2 weights where it has none).
     ``unit`` is the median distance from a pool row to its nearest pool row of another
     class (nearest by the L1 part): the length of a typical crossing between classes. A weight
-    of 1 then lets an answer go two such crossings farther to lie among rows of its class
+    of 1 then lets an answer go six such crossings farther to lie among rows of its class
     only.
 
     Parameters
@@ -234,6 +234,6 @@ class ClassNeighborhood:
         return share
 
     def penalty(self, E, target, wants_target):
-        """``2 * weight * unit * (1 - share)`` of each row of ``E`` (see :meth:`share`)."""
+        """``6 * weight * unit * (1 - share)`` of each row of ``E`` (see :meth:`share`)."""
         return _CROSSINGS_PER_WEIGHT * self.weight * self.unit_ * \
             (1.0 - self.share(E, target, wants_target))
