@@ -124,9 +124,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         recommended setting: on UCI Adult it raised the counterfactuals' yNN from 0.40-0.54
         to 0.84-0.94 for a mean MAD-L1 of 3.9-4.8 instead of 2.3-3.5 (DiCE random: yNN
         0.70-0.87, MAD-L1 38-46), at 3-8 times the time; answers then keep changes that
-        the class alone does not need. It needs the gradient-free steps: ``search=
-        "neighbors"``, or "auto" on a table (after the gradient search, the gradient-free
-        answer is taken where it costs less); elsewhere it is refused. With
+        the class alone does not need. It needs the gradient-free steps:
+        ``search="neighbors"``, or "auto" on a table (after the gradient search, the
+        gradient-free answer is taken where it costs less); elsewhere it is refused. With
         ``n_counterfactuals`` > 1 the answers are ranked by that cost.
 
     Attributes

@@ -29,6 +29,11 @@ search, so that both strategies give the explainers the same thing. Asked for se
 per instance (``n_answers``), it refines more starts (``2 * n_answers``) and sparse answers
 (one or two moves alone), and keeps distinct ones, closest first, preferring answers that
 change few features, other ones than those kept (:func:`choose_diverse`).
+
+With a plausibility term (``SearchProblem.plausibility``, see :mod:`skcem._plausibility`)
+the steps minimise the distance plus that term: the starts refined are the cheapest of more
+valid candidates, a revert or a bisection step that costs more plausibility than it saves
+distance is refused, and the cheapest answer is kept.
 """
 
 import warnings

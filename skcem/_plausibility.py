@@ -1,4 +1,4 @@
-"""Which answers still look like data: pairs of categories that (almost) never occur together.
+"""Which answers still look like data: rare pairs of categories, and the class of the rows around.
 
 An answer made of a training row of the wanted class with the instance's immutable columns
 set back can pair categories no person has (a husband who is female): each column is fine
@@ -6,6 +6,9 @@ alone, the pair is not. :class:`CategoryPairs` learns, from the data given to ``
 often each pair of categories of two columns occurs, and calls a pair *rare* when fewer than
 ``min_share`` of the rows hold it. The gradient-free steps (:mod:`skcem._neighbors`) refuse an
 answer that holds a rare pair the instance itself does not: a change never creates one.
+
+:class:`ClassNeighborhood` is the ``plausibility`` term of the same steps: how far an answer
+is from lying among rows that the model puts in its class.
 """
 
 from itertools import combinations
