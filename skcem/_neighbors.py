@@ -64,7 +64,7 @@ _NEAR_COPY = 0.1
 _FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
 _SPARSE_PER_ANSWER = 3
-# With a plausibility term: valid candidates compared per start refined.
+# With a plausibility term: valid candidates compared per start (n_starts) refined.
 _PLAUSIBLE_CANDIDATES = 10
 
 
@@ -278,7 +278,7 @@ class NeighborSearch:
         n_valid = np.zeros(rows.size, dtype=int)
         # With a plausibility term, the cheapest of more valid candidates are refined.
         n_collected = self._n_refined if problem.plausibility is None \
-            else _PLAUSIBLE_CANDIDATES * self._n_refined
+            else max(self._n_refined, _PLAUSIBLE_CANDIDATES * self.n_starts)
         for r in range(self.n_rounds + 1):
             columns = slice(r * self.n_candidates, (r + 1) * self.n_candidates)
             wanted = n_valid < n_collected
