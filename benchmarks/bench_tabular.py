@@ -14,6 +14,19 @@ ratios of instances per second are computed here, from this run.
 
     python benchmarks/bench_tabular.py [--n-rows 100] [--models lr mlp forest hgb]
         [--dice-python /tmp/dice/bin/python] [--dice-methods random genetic]
+        [--plausibility 0 1]
+
+``--plausibility 0 1`` explains the CF and PN rows at each ``plausibility`` weight (a row
+each, ``p=``); then, per model, the issue's targets at ``plausibility=1`` against DiCE random
+(yNN at least DiCE's, mean MAD-L1 at most DiCE's) are checked here. ``rare pairs`` is the
+share of valid answers holding a pair of categories that fewer than 0.01% of the training
+rows hold (and that the instance does not hold itself).
+
+``--numeric-plausibility --plausibility 0 1`` runs those weights on numeric tables instead
+(scikit-learn's breast cancer and wine, a quarter of the rows explained, a scaled
+LogisticRegression, ``distance="mad"``): counterfactuals and PNs through ``search="auto"``
+(the gradient search, then the gradient-free answer where it costs less) and
+``search="neighbors"``; yNN, mean MAD-L1 and rows per second.
 
 ``--exact`` benchmarks ``search="exact"`` instead (:func:`exact_benchmark`): on Adult with
 ``RandomForestClassifier(100)`` and ``HistGradientBoostingClassifier`` behind the same
@@ -87,8 +100,9 @@ def make_model(name, categorical, numeric):
     return make_pipeline(encode, CLASSIFIERS[name]())
 
 
-def run_skcem(model, X_train, rows, mode):
-    params = dict(immutable_features=IMMUTABLE, directions=DIRECTIONS, distance="mad")
+def run_skcem(model, X_train, rows, mode, plausibility=0.0):
+    params = dict(immutable_features=IMMUTABLE, directions=DIRECTIONS, distance="mad",
+                  plausibility=plausibility)
     if mode == "CF":
         explainer = CounterfactualExplainer(model, **params)
     else:
@@ -209,6 +223,46 @@ def exact_benchmark(args):
     return 0
 
 
+def numeric_plausibility(args):
+    """``--numeric-plausibility``: the plausibility term on numeric tables, through both
+    searches (see the module's docstring)."""
+    from sklearn.datasets import load_breast_cancer, load_wine
+
+    lines = []
+    for table, load in (("breast cancer", load_breast_cancer), ("wine", load_wine)):
+        X, y = load(return_X_y=True)
+        order = np.random.default_rng(0).permutation(len(X))
+        X, y = X[order], y[order]
+        n_test = len(X) // 4
+        X_train, y_train, rows = X[n_test:], y[n_test:], X[:n_test]
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        model.fit(X_train, y_train)
+        for mode in ("CF", "PN"):
+            for search in ("auto", "neighbors"):
+                for weight in args.plausibility:
+                    params = dict(distance="mad", search=search, plausibility=weight)
+                    explainer = CounterfactualExplainer(model, **params) if mode == "CF" \
+                        else CEMExplainer(model, mode=mode, **params)
+                    explainer.fit(X_train)
+                    start = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+                        answers = explainer.explain(rows).explanation
+                    seconds = time.perf_counter() - start
+                    scored = explanation_metrics(model, rows, answers, mode=mode,
+                                                 X_train=X_train)
+                    kept = scored[scored["valid"]]
+                    line = {"table": table, "mode": mode, "search": search,
+                            "search_": explainer.search_, "plausibility": weight,
+                            "valid": f"{scored['valid'].mean():.0%}", "yNN": kept["ynn"].mean(),
+                            "mean MAD-L1": kept["l1"].mean(), "rows/s": len(rows) / seconds}
+                    print(line, flush=True)
+                    lines.append(line)
+    print("\nPlausibility on numeric tables (scaled LogisticRegression):")
+    print(pd.DataFrame(lines).to_string(index=False, float_format="{:.3g}".format))
+    return 0
+
+
 def run_dice(python, model, X_train, y_train, rows, categorical, numeric, methods, workdir):
     spec = {"model": str(workdir / "model.joblib"), "train": X_train.assign(income=y_train),
             "outcome": "income", "continuous": numeric, "categorical": categorical,
@@ -240,8 +294,25 @@ def summary_row(model_name, method, table, seconds, n_rows, rows_per_instance):
             "found": f"{int(table['l0'].notna().sum())}/{n_rows}",
             "valid": f"{valid.mean():.0%}", "violations": int(np.nansum(table["violations"])),
             "median L0": kept["l0"].median(), "median MAD-L1": kept["l1"].median(),
-            "yNN": kept["ynn"].mean(), "redundancy": kept["redundancy"].mean(),
-            "model rows/inst": rows_per_instance}
+            "mean MAD-L1": kept["l1"].mean(), "yNN": kept["ynn"].mean(),
+            "rare pairs": (kept["rare_pairs"] > 0).mean(),
+            "redundancy": kept["redundancy"].mean(), "model rows/inst": rows_per_instance}
+
+
+def plausibility_targets(per_model, weight=1.0):
+    """Issue 26's plausibility targets, against DiCE random in the same run: at
+    ``plausibility=1`` yNN at least DiCE's, mean MAD-L1 at most DiCE's."""
+    dice = next((r for r in per_model if r["method"].endswith("random")), None)
+    lines = []
+    for row in per_model:
+        if dice is None or not row["method"].endswith(f"p={weight:g}"):
+            continue
+        lines.append({"model": row["model"], "method": row["method"],
+                      "yNN - DiCE's": row["yNN"] - dice["yNN"],
+                      "mean MAD-L1 / DiCE's": row["mean MAD-L1"] / dice["mean MAD-L1"],
+                      "met": bool(row["yNN"] >= dice["yNN"]
+                                  and row["mean MAD-L1"] <= dice["mean MAD-L1"])})
+    return lines
 
 
 def main():
@@ -262,9 +333,17 @@ def main():
                         choices=["adult", "numeric"])
     parser.add_argument("--forest-depth", type=lambda v: None if v == "None" else int(v),
                         default=None)
+    parser.add_argument("--plausibility", nargs="+", type=float, default=[0.0],
+                        help="skcem's plausibility weights (CF and PN; PP at 0 only), e.g. "
+                             "0 1: each is a row, and the issue's targets are checked at 1")
+    parser.add_argument("--numeric-plausibility", action="store_true",
+                        help="the --plausibility weights on numeric tables (breast cancer, "
+                             "wine), both searches; no Adult, no DiCE")
     args = parser.parse_args()
     if args.exact:
         return exact_benchmark(args)
+    if args.numeric_plausibility:
+        return numeric_plausibility(args)
     if not (args.data / "adult.data.gz").exists():
         print(f"UCI Adult not found in {args.data}: nothing to benchmark (pass --data).")
         return 0
@@ -273,7 +352,7 @@ def main():
     categorical = [c for c in X_train.columns if not pd.api.types.is_numeric_dtype(X_train[c])]
     numeric = [c for c in X_train.columns if c not in categorical]
     rows = X_test.iloc[:args.n_rows]
-    lines = []
+    lines, targets = [], []
     for name in args.models:
         with threadpool_limits(limits=1, user_api="openmp"):  # see reference_dice.py
             model = make_model(name, categorical, numeric).fit(X_train, y_train)
@@ -281,13 +360,19 @@ def main():
         print(f"{name}: test accuracy {accuracy:.3f}", flush=True)
         common = dict(X_train=X_train, immutable_features=IMMUTABLE, directions=DIRECTIONS)
         per_model = []
+        labelled = args.plausibility != [0.0]
         for mode in args.modes:
-            answers, seconds, rows_per_instance, background = run_skcem(
-                model, X_train, rows, mode)
-            table = explanation_metrics(model, rows, answers, mode=mode, background=background,
-                                        seconds=seconds / len(rows), **common)
-            per_model.append(summary_row(name, f"skcem {mode}", table, seconds, len(rows),
-                                         rows_per_instance))
+            for weight in args.plausibility:
+                if mode == "PP" and weight > 0:
+                    continue  # a PP reaches no other class: plausibility is refused
+                answers, seconds, rows_per_instance, background = run_skcem(
+                    model, X_train, rows, mode, weight)
+                table = explanation_metrics(model, rows, answers, mode=mode,
+                                            background=background,
+                                            seconds=seconds / len(rows), **common)
+                method = f"skcem {mode}" + (f" p={weight:g}" if labelled else "")
+                per_model.append(summary_row(name, method, table, seconds, len(rows),
+                                             rows_per_instance))
         if args.dice_python:
             with tempfile.TemporaryDirectory() as workdir:
                 dice, version = run_dice(args.dice_python, model, X_train, y_train, rows,
@@ -303,10 +388,14 @@ def main():
             for row in per_model:
                 row["x DiCE-random"] = row["inst/s"] / reference if reference else float("nan")
         lines.extend(per_model)
+        targets.extend(plausibility_targets(per_model))
         print(pd.DataFrame(per_model).to_string(index=False, float_format="{:.3g}".format),
               flush=True)
     print("\nAll models:")
     print(pd.DataFrame(lines).to_string(index=False, float_format="{:.3g}".format))
+    if targets:
+        print("\nplausibility=1 against DiCE random (yNN at least, mean MAD-L1 at most):")
+        print(pd.DataFrame(targets).to_string(index=False, float_format="{:.3g}".format))
     return 0
 
 

@@ -211,6 +211,23 @@ class CEMExplainer(BaseContrastiveExplainer):
         ``search="exact"`` only: seconds per instance, all its programs together. Past it
         the best answer found so far is returned with its proven relative gap to the
         optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
+    plausibility : float, default=0.0
+        Weight of a term that pulls each answer among the rows given to ``fit`` that the
+        model puts in its class: the gradient-free steps minimise the distance plus
+        ``6 * plausibility * unit * (1 - share)``, where ``share`` is the part of the answer's
+        5 nearest rows of that data (in the explainer's distance) that the model puts in
+        the answer's class (yNN's measure, :func:`skcem.metrics.explanation_metrics`) and
+        ``unit`` the median distance from one of those rows to the nearest one of another
+        class. A change is then reverted or shrunk only where it saves more distance than
+        it costs plausibility, and starts are chosen among more valid candidates. 0 (the
+        default) turns the term off: the answers are the search's without it. 1 is the
+        recommended setting: on UCI Adult it raised the PNs' yNN from 0.49-0.62 to
+        0.57-0.71 for a mean MAD-L1 of 4.5-7.9 instead of 4.2-7.7, at 2-6 times the time
+        (a PN never takes a column's no-information category, such as the most frequent
+        relationship, which leaves it less room than a counterfactual). PNs only: a PP
+        keeps the instance's class, and is refused. It needs the gradient-free steps:
+        ``search="neighbors"``, or "auto" on a table (after the gradient search, the
+        gradient-free answer is taken where it costs less); elsewhere it is refused.
 
     Attributes
     ----------
@@ -309,7 +326,7 @@ class CEMExplainer(BaseContrastiveExplainer):
                  learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, momentum="auto", probe_iterations="auto", batch_size="auto",
-                 n_jobs=None, verbose=0, max_time=10.0):
+                 n_jobs=None, verbose=0, max_time=10.0, plausibility=0.0):
         self.estimator = estimator
         self.mode = mode
         self.search = search
@@ -342,6 +359,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.max_time = max_time
+        self.plausibility = plausibility
 
     def _autoencoder(self):
         return self.autoencoder
@@ -350,6 +368,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         super()._check_params(n_features)
         if self.gamma > 0 and self.autoencoder is None:
             raise ValueError("`gamma` > 0 needs an `autoencoder`; pass one or set gamma=0.")
+        if self.plausibility > 0 and self.mode == "PP":
+            raise ValueError("`plausibility` pulls a PN or a counterfactual among rows of "
+                             "the class it reaches; a PP keeps the instance's class and is "
+                             "no such answer: set plausibility=0 with mode='PP'.")
 
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")

@@ -26,7 +26,7 @@ from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
-from ._plausibility import CategoryPairs
+from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
 from ._refine import add_alternatives, complete_and_polish
 from ._tree_models import read_tree_ensemble
@@ -76,6 +76,7 @@ _SHARED_CONSTRAINTS = {
     "gradient": [StrOptions({"auto", "exact", "numerical"})],
     "search": [StrOptions({"auto", "fista", "neighbors", "exact"})],
     "max_time": [Interval(Real, 0, None, closed="neither")],
+    "plausibility": [Interval(Real, 0, None, closed="left")],
     "categorical_features": [StrOptions({"auto"}), "array-like", None],
     "directions": [dict, None],
     "feature_range": [tuple, list, dict, None],
@@ -282,7 +283,26 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 np.asarray(X, dtype=float), codec.categorical_,
                 [0 if c is None else len(c) for c in codec.categories_])
         self._fit_data(X)
+        self._class_neighborhood = self._fit_plausibility()
         return self
+
+    def _fit_plausibility(self):
+        """The plausibility term of the gradient-free steps (None at ``plausibility=0``)."""
+        if self.plausibility == 0:
+            return None
+        if not (self.search_ == "neighbors" or self._refines()):
+            raise ValueError(
+                f"`plausibility` > 0 needs the gradient-free steps, which search="
+                f"{self.search!r} does not run here (search_={self.search_!r}): use "
+                "search='neighbors', or search='auto' on a table without an auto-encoder "
+                "term; or set plausibility=0.")
+        settings = self._problem_settings()
+        d = self.n_features_in_
+        l1 = np.broadcast_to(settings["l1_weight"], (d,))
+        l2 = np.broadcast_to(settings.get("l2_weight", 1.0), (d,))
+        pool = self._pool
+        return ClassNeighborhood(float(self.plausibility)).fit(
+            pool.complete, pool.pred, self.categorical_mask_, l1, l2)
 
     def _validate(self, X, y=None, *, reset):
         """The search's numbers for ``X`` (category codes for categorical columns), and y.
@@ -704,6 +724,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                       directions=self.directions_ if self.directions_.any() else None,
                       categorical=self.categorical_mask_, whole=self._integer_columns(),
                       category_pairs=getattr(self, "_category_pairs", None),
+                      plausibility=getattr(self, "_class_neighborhood", None),
                       **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
         size = self._batch_size(X.shape[0])

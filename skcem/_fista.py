@@ -63,7 +63,10 @@ class SearchProblem:
 
     ``category_pairs`` (:class:`~skcem._plausibility.CategoryPairs`, or None) tells the
     gradient-free steps which pairs of categories (almost) never occur together in the data
-    given to ``fit``: no answer of theirs creates one.
+    given to ``fit``: no answer of theirs creates one. ``plausibility``
+    (:class:`~skcem._plausibility.ClassNeighborhood`, or None) adds to the distance that the
+    gradient-free steps minimise a term for answers that lie where the data of their class
+    does not.
     """
 
     x0: np.ndarray
@@ -86,6 +89,7 @@ class SearchProblem:
     unit: float | np.ndarray = 1.0
     missing: np.ndarray | None = None
     category_pairs: object = None
+    plausibility: object = None
 
     def __post_init__(self):
         xp = namespace(self.x0)

@@ -29,6 +29,11 @@ search, so that both strategies give the explainers the same thing. Asked for se
 per instance (``n_answers``), it refines more starts (``2 * n_answers``) and sparse answers
 (one or two moves alone), and keeps distinct ones, closest first, preferring answers that
 change few features, other ones than those kept (:func:`choose_diverse`).
+
+With a plausibility term (``SearchProblem.plausibility``, see :mod:`skcem._plausibility`)
+the steps minimise the distance plus that term: the starts refined are the cheapest of more
+valid candidates, a revert or a bisection step that costs more plausibility than it saves
+distance is refused, and the cheapest answer is kept.
 """
 
 import warnings
@@ -59,6 +64,8 @@ _NEAR_COPY = 0.1
 _FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
 _SPARSE_PER_ANSWER = 3
+# With a plausibility term: valid candidates compared per start (n_starts) refined.
+_PLAUSIBLE_CANDIDATES = 10
 
 
 def choose_diverse(candidates, difference, categorical, n_answers):
@@ -269,9 +276,12 @@ class NeighborSearch:
         ranked, distances = self._ranked(search, rows)
         owners, starts = [], []
         n_valid = np.zeros(rows.size, dtype=int)
+        # With a plausibility term, the cheapest of more valid candidates are refined.
+        n_collected = self._n_refined if problem.plausibility is None \
+            else max(self._n_refined, _PLAUSIBLE_CANDIDATES * self.n_starts)
         for r in range(self.n_rounds + 1):
             columns = slice(r * self.n_candidates, (r + 1) * self.n_candidates)
-            wanted = n_valid < self._n_refined
+            wanted = n_valid < n_collected
             if r == self.n_rounds:  # last: every candidate left, for instances with none
                 columns = slice(columns.start, None)
                 wanted = n_valid == 0
@@ -282,13 +292,17 @@ class NeighborSearch:
             candidates = ranked[i, columns.start + k]
             valid = search.valid(candidates, rows[i])
             for position, row in zip(i[valid], candidates[valid]):
-                if n_valid[position] < self._n_refined:
+                if n_valid[position] < n_collected:
                     owners.append(rows[position])
                     starts.append(row)
                     n_valid[position] += 1
         if not starts:
             return np.empty(0, dtype=int), np.empty((0, problem.x0.shape[1]))
-        return np.asarray(owners), np.asarray(starts)
+        owners, starts = np.asarray(owners), np.asarray(starts)
+        if problem.plausibility is not None:
+            keep = search.cheapest(owners, starts, self._n_refined)
+            owners, starts = owners[keep], starts[keep]
+        return owners, starts
 
     def _sparse_changes(self, search, owner, E):
         """``(owner, rows)``: the valid answers that make one or two moves alone, at most
@@ -457,6 +471,16 @@ class _Batch:
         diff = self.difference(E, owner if E.ndim == 2 else owner[:, None])
         return np.sum(self.l2 * diff**2 + self.l1 * np.abs(diff), axis=-1)
 
+    def cost(self, E, owner):
+        """What the search minimises: the distance, plus the plausibility term where the
+        problem has one (:class:`~skcem._plausibility.ClassNeighborhood`)."""
+        distance = self.distance(E, owner)
+        term = self.problem.plausibility
+        if term is None:
+            return distance
+        return distance + term.penalty(E, self.problem.target[owner],
+                                       self.problem.mode.wants_target)
+
     def admissible(self, candidates, owner):
         """``candidates`` (rows, or a pool broadcast against ``owner``) with every change the
         constraints forbid set back to the instance's value, and so the training rows'
@@ -530,14 +554,22 @@ class _Batch:
             ok = self.valid(trials, owner[open_rows[i]])
             if not ok.any():
                 break
-            saving = np.where(ok, self.distance(E[open_rows[i]], owner[open_rows[i]])
-                              - self.distance(trials, owner[open_rows[i]]), -np.inf)
+            plausible = self.problem.plausibility is not None
+            if plausible:  # a revert may cost plausibility more than it saves
+                saving, before = self._saving(E[open_rows], trials, i, owner[open_rows], ok)
+                ok &= saving >= 0
+            else:
+                saving = np.where(ok, self.distance(E[open_rows[i]], owner[open_rows[i]])
+                                  - self.distance(trials, owner[open_rows[i]]), -np.inf)
             joint = E[open_rows].copy()
             joint[i[ok], j[ok]] = unchanged[i[ok], j[ok]]
             n_ok = np.bincount(i[ok], minlength=open_rows.size)
             several = np.flatnonzero(n_ok > 1)
             joint_ok = np.zeros(open_rows.size, bool)
             joint_ok[several] = self.valid(joint[several], owner[open_rows[several]])
+            if plausible:
+                joint_ok[several] = self._costs_no_more(joint[several], owner[open_rows[several]],
+                                                        joint_ok[several], before[several])
             E[open_rows[joint_ok]] = joint[joint_ok]
             single = (n_ok > 0) & ~joint_ok
             best = np.full(open_rows.size, -1)
@@ -548,6 +580,32 @@ class _Batch:
             E[open_rows[rows], best[rows]] = unchanged[rows, best[rows]]
             open_rows = open_rows[n_ok > 0]
         return E
+
+    def cheapest(self, owner, E, n):
+        """Positions of the ``n`` rows of least cost of each instance, by instance."""
+        cost = self.cost(E, owner)
+        order = np.lexsort((cost, owner))
+        first = np.searchsorted(owner[order], owner[order])  # each instance's first position
+        return order[np.arange(order.size) - first < n]
+
+    def _saving(self, current, trials, i, owner, ok):
+        """``(saving, before)``: each trial's cost below its row of ``current`` (row ``i``;
+        -inf where not ``ok``), and the cost of the rows of ``current`` that have ``ok``
+        trials (NaN for the others). Costs are computed for those rows only."""
+        before = np.full(len(current), np.nan)
+        rows = np.unique(i[ok])
+        before[rows] = self.cost(current[rows], owner[rows])
+        saving = np.full(len(trials), -np.inf)
+        saving[ok] = before[i[ok]] - self.cost(trials[ok], owner[i[ok]])
+        return saving, before
+
+    def _costs_no_more(self, trials, owner, ok, reference):
+        """``ok`` where a trial also costs no more than its ``reference`` (costs computed
+        where ``ok`` only)."""
+        ok = ok.copy()
+        rows = np.flatnonzero(ok)
+        ok[rows] = self.cost(trials[rows], owner[rows]) <= reference[rows]
+        return ok
 
     def shrink(self, E, owner, n_bisections, max_shrunk):
         """Bisect numeric changes towards their unchanged value while the answer stays valid:
@@ -583,12 +641,16 @@ class _Batch:
         kept = np.zeros(len(E))
         lower = np.zeros(len(E))
         upper = np.ones(len(E))
+        plausible = self.problem.plausibility is not None
+        cost = self.cost(E, owner) if plausible else None
         for _ in range(n_steps):
             middle = (lower + upper) / 2
             # A PN's move may cross the no-information value: what lands too close to it is
             # set back to the instance (and is then invalid, as its revert was).
             trial = self.admissible(self._moved(E, target, mask, middle), owner)
             ok = self.valid(trial, owner)
+            if plausible:  # a move may cost plausibility more than it saves
+                ok = self._costs_no_more(trial, owner, ok, cost)
             lower = np.where(ok, middle, lower)
             upper = np.where(ok, upper, middle)
             kept = lower
@@ -628,7 +690,11 @@ class _Batch:
                 rejected[owner[rejected_rows]] = True
                 ok &= valid
             dist = np.where(ok, self.distance(E, owner), np.inf)
-            order = np.lexsort((dist, owner))
+            cost = dist
+            if self.problem.plausibility is not None:
+                cost = np.full(len(E), np.inf)
+                cost[ok] = self.cost(E[ok], owner[ok])
+            order = np.lexsort((cost, owner))
             first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
             first = first[np.isfinite(dist[first])]
             best = owner[first]

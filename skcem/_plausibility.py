@@ -1,4 +1,4 @@
-"""Which answers still look like data: pairs of categories that (almost) never occur together.
+"""Which answers still look like data: rare pairs of categories, and the class of the rows around.
 
 An answer made of a training row of the wanted class with the instance's immutable columns
 set back can pair categories no person has (a husband who is female): each column is fine
@@ -6,11 +6,15 @@ alone, the pair is not. :class:`CategoryPairs` learns, from the data given to ``
 often each pair of categories of two columns occurs, and calls a pair *rare* when fewer than
 ``min_share`` of the rows hold it. The gradient-free steps (:mod:`skcem._neighbors`) refuse an
 answer that holds a rare pair the instance itself does not: a change never creates one.
+
+:class:`ClassNeighborhood` is the ``plausibility`` term of the same steps: how far an answer
+is from lying among rows that the model puts in its class.
 """
 
 from itertools import combinations
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 # A pair of categories held by fewer than this share of the data given to fit is rare; with
 # fewer than 1 / MIN_SHARE rows, only pairs never seen are.
@@ -116,3 +120,123 @@ def rare_pair_counts(answers, instances, train, min_share=MIN_SHARE):
         held[known] = table[a[known], b[known]]
         counts += known & ((held < threshold) | (held == 0))
     return counts
+
+
+# Neighbours that decide where an answer lies: the 5 of yNN.
+N_NEIGHBORS = 5
+# Rows of the pool whose distance to the other class sets the plausibility term's unit.
+_UNIT_SAMPLE = 500
+# Crossings between classes that ``plausibility=1`` lets an answer go to lie among rows of
+# its class only (measured on Adult: benchmarks/bench_tabular.py --plausibility).
+_CROSSINGS_PER_WEIGHT = 6.0
+# Answer-to-pool distances computed at once (32 MB of float64).
+_BLOCK_VALUES = 2**22
+
+
+class ClassNeighborhood:
+    """The plausibility term: how far an answer is from lying among rows of its wanted class.
+
+    An answer whose nearest rows of the data the model puts in another class lies where the
+    data of its class does not: at the edge of the class, just over the model's boundary.
+    The term is ``6 * weight * unit * (1 - share)``, with ``share`` the part of the answer's
+    ``n_neighbors`` nearest pool rows that the model puts in a wanted class (a k-nearest-
+    neighbour estimate of that class's share of the data there: yNN's own measure), in the
+    explainer's distance (its L1 part; the square root of its L2 weights where it has none).
+    ``unit`` is the median distance from a pool row to its nearest pool row of another
+    class (nearest by the L1 part): the length of a typical crossing between classes. A weight
+    of 1 then lets an answer go six such crossings farther to lie among rows of its class
+    only.
+
+    Parameters
+    ----------
+    weight : float
+        The explainer's ``plausibility``.
+    n_neighbors : int, default=N_NEIGHBORS
+    """
+
+    def __init__(self, weight, n_neighbors=N_NEIGHBORS):
+        self.weight = weight
+        self.n_neighbors = n_neighbors
+
+    def fit(self, Z, pred, categorical, l1_weight, l2_weight):
+        """Learn the pool's rows and classes and the term's unit.
+
+        Parameters
+        ----------
+        Z : ndarray of shape (n_samples, n_features)
+            Pool rows in the search's numbers, without missing cells.
+        pred : ndarray of int, shape (n_samples,)
+            The model's class of each.
+        categorical : ndarray of bool, shape (n_features,)
+        l1_weight, l2_weight : ndarray of shape (n_features,)
+            The distance's weights: ``l2_weight * d**2 + l1_weight * |d|`` per feature, with
+            ``d`` 1 for a changed category. Neighbours are found with the L1 weights (the
+            square roots of the L2 ones where the L1 ones are 0), the unit is measured in
+            the distance itself.
+        """
+        self.categorical_ = np.asarray(categorical, bool)
+        self.feature_weight_ = np.where(l1_weight > 0, l1_weight, np.sqrt(l2_weight))
+        self.numeric_ = Z[:, ~self.categorical_] * self.feature_weight_[~self.categorical_]
+        self.codes_ = Z[:, self.categorical_].T.astype(np.int32)  # a column per row: fast
+        self.pred_ = np.asarray(pred)
+        self.n_neighbors_ = min(self.n_neighbors, len(Z))
+        sample = np.random.default_rng(0).permutation(len(Z))[:_UNIT_SAMPLE]
+        nearest = np.full(sample.size, -1)
+        for rows, distance in self._distance_blocks(Z[sample]):
+            other = self.pred_[None, :] != self.pred_[sample[rows], None]
+            distance = np.where(other, distance, np.inf)
+            nearest[rows] = np.where(np.isfinite(distance).any(axis=1),
+                                     distance.argmin(axis=1), -1)
+        sample, nearest = sample[nearest >= 0], nearest[nearest >= 0]
+        difference = np.where(self.categorical_, Z[sample] != Z[nearest],
+                              np.abs(Z[sample] - Z[nearest]))
+        crossing = np.sum(l2_weight * difference**2 + l1_weight * difference, axis=1)
+        self.unit_ = float(np.median(crossing)) if crossing.size else 0.0
+        return self
+
+    def _distance_blocks(self, E):
+        """``(rows, distances)``: the distances from blocks of rows of ``E`` to every pool
+        row."""
+        step = max(1, _BLOCK_VALUES // max(1, len(self.pred_)))
+        weight = self.feature_weight_[self.categorical_].astype(np.float32)
+        numeric = E[:, ~self.categorical_] * self.feature_weight_[~self.categorical_]
+        codes = E[:, self.categorical_].astype(np.int32)
+        # Single precision: ranking neighbours needs no more, and it halves the time.
+        for start in range(0, len(E), step):
+            rows = slice(start, start + step)
+            distance = cdist(numeric[rows], self.numeric_, "cityblock").astype(np.float32) \
+                if numeric.shape[1] else np.zeros((len(codes[rows]), len(self.pred_)),
+                                                  np.float32)
+            for j in range(codes.shape[1]):
+                distance += weight[j] * (codes[rows, j, None] != self.codes_[j])
+            yield rows, distance
+
+    def share(self, E, target, wants_target):
+        """The part of each row's nearest pool rows in its wanted class.
+
+        Parameters
+        ----------
+        E : ndarray of shape (n, n_features)
+            Answers, in the search's numbers.
+        target : ndarray of int, shape (n,)
+            Each answer's target class.
+        wants_target : bool
+            Whether the wanted class is ``target`` (a counterfactual) or any other (a PN).
+
+        Returns
+        -------
+        share : ndarray of shape (n,)
+        """
+        share = np.empty(len(E))
+        k = self.n_neighbors_
+        for rows, distance in self._distance_blocks(E):
+            nearest = np.argpartition(distance, k - 1, axis=1)[:, :k] \
+                if k < distance.shape[1] else np.arange(distance.shape[1])[None]
+            same = self.pred_[nearest] == target[rows, None]
+            share[rows] = (same if wants_target else ~same).mean(axis=1)
+        return share
+
+    def penalty(self, E, target, wants_target):
+        """``6 * weight * unit * (1 - share)`` of each row of ``E`` (see :meth:`share`)."""
+        return _CROSSINGS_PER_WEIGHT * self.weight * self.unit_ * \
+            (1.0 - self.share(E, target, wants_target))

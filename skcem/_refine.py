@@ -63,7 +63,29 @@ def complete_and_polish(backend, problem, result, pool, whole):
     # is never farther (its distance may differ from the search's by rounding only).
     checked = batch.result(polished, answered, len(result.found))
     _take(result, checked, answered, keep_c=True)
+    if problem.plausibility is not None and pool is not None:
+        _take_more_plausible(result, batch, NeighborSearch(pool, whole)(
+            backend, _subset(problem, answered)), answered)
     return result
+
+
+def _take_more_plausible(result, batch, other, rows):
+    """``other``'s answers for ``rows`` where they cost less than ``result``'s: the gradient
+    search ends at the model's boundary, the gradient-free one starts among rows of the
+    class, which the plausibility term asks for."""
+    better = np.zeros(len(rows), bool)
+    found = other.found
+    better[found] = batch.cost(other.explanation[found], rows[found]) \
+        < batch.cost(result.explanation[rows[found]], rows[found])
+    if better.any():
+        _take(result, _subset_result(other, better), rows[better])
+
+
+def _subset_result(result, keep):
+    """The rows ``keep`` of a :class:`SearchResult` (the fields :func:`_take` copies)."""
+    return replace(result, **{name: getattr(result, name)[keep] for name in (
+        "explanation", "found", "distance", "explanation_proba", "explanation_class",
+        "rejected_by_predict", "flat_gradient")})
 
 
 def add_alternatives(backend, problem, result, pool, whole, n_answers):

@@ -11,7 +11,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
-from skcem import GradientSimilarityExplainer
+from skcem import CounterfactualExplainer, GradientSimilarityExplainer
 from skcem.__main__ import main
 
 HEADER = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -538,3 +538,23 @@ def test_similarity_says_it_takes_numeric_columns(files, tmp_path, capsys):
     assert "--train: column 'colour' of" in err and "holds text; similarity takes numeric " \
         "columns only" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_explain_takes_plausibility_and_refuses_a_bad_one(files, capsys):
+    folder, model, X = files
+    out = folder / "plausible.json"
+    args = [*_command("explain", folder, train="train.csv", out="plausible.json"),
+            "--mode", "CF", "--params", "search=neighbors"]
+    code, err = _main(capsys, *args, "plausibility=1")
+    assert code == 0, err
+    rows = json.loads(out.read_text())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "X does not have valid feature names")
+        expected = CounterfactualExplainer(model, search="neighbors", plausibility=1).fit(
+            X).explain(X[[0, 60, 120]])
+    for r, found, explanation in zip(rows, expected.found, expected.explanation):
+        assert r["found"] == found
+        changed = [HEADER.index(name) for name in r["changed"]]
+        np.testing.assert_allclose(list(r["changed"].values()), explanation[changed])
+    code, err = _main(capsys, *args, "plausibility=-1")
+    assert code == 2 and "plausibility" in err

@@ -1,0 +1,170 @@
+"""The plausibility term: answers pulled among training rows of their class (yNN)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
+from skcem.metrics import explanation_metrics
+
+pd = pytest.importorskip("pandas")
+
+IMMUTABLE = ["city"]
+DIRECTIONS = {"age": "increase"}
+
+
+def _people(n=800, seed=0):
+    """A mixed table: income, age and job raise the class, the city does not matter."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"income": rng.normal(50, 15, n).round(1),
+                      "age": rng.integers(20, 70, n),
+                      "job": rng.choice(["clerk", "nurse", "pilot"], n),
+                      "city": rng.choice(["north", "south"], n)})
+    score = ((X["income"] - 50) / 15 + (X["age"] - 45) / 25 + 1.2 * (X["job"] == "pilot")
+             + rng.normal(0, 0.3, n))
+    y = (score > 0.6).astype(int)
+    encode = ColumnTransformer([("c", OneHotEncoder(), ["job", "city"])],
+                               remainder=StandardScaler())
+    return X, y, encode
+
+
+def _explain(explainer, rows):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        return explainer.explain(rows)
+
+
+def _scored(model, X, rows, exp, mode):
+    return explanation_metrics(model, rows, exp.explanation, mode=mode, X_train=X,
+                               immutable_features=IMMUTABLE, directions=DIRECTIONS)
+
+
+@pytest.mark.parametrize("mode", ["CF", "PN"])
+@pytest.mark.parametrize("classifier", [LogisticRegression, RandomForestClassifier])
+def test_plausibility_raises_ynn_and_keeps_answers_valid(mode, classifier):
+    X, y, encode = _people()
+    extra = {"n_estimators": 30, "random_state": 0} if classifier is RandomForestClassifier \
+        else {}
+    model = make_pipeline(encode, classifier(**extra)).fit(X, y)
+    rows = X[model.predict(X) == 0].iloc[:40]
+    tables = {}
+    for weight in (0.0, 1.0):
+        params = dict(immutable_features=IMMUTABLE, directions=DIRECTIONS, distance="mad",
+                      plausibility=weight)
+        explainer = CounterfactualExplainer(model, **params) if mode == "CF" else \
+            CEMExplainer(model, mode="PN", **params)
+        exp = _explain(explainer.fit(X), rows)
+        assert exp.found.mean() > 0.9
+        table = _scored(model, X, rows, exp, mode)
+        tables[weight] = table[exp.found]
+        assert tables[weight]["valid"].all()
+        assert tables[weight]["violations"].sum() == 0
+    # Minimal answers sit at the model's boundary, half among the other class; the term
+    # moves them among rows of their class, for a longer change. A PN moves features away
+    # from their no-information value only, which leaves it less room.
+    gain = 0.15 if mode == "CF" else 0.08
+    assert tables[1.0]["ynn"].mean() >= tables[0.0]["ynn"].mean() + gain
+    assert tables[1.0]["l1"].mean() > tables[0.0]["l1"].mean()
+
+
+def test_plausibility_works_after_the_gradient_search():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 4))
+    y = (X @ [1.0, 0.5, -0.5, 0.2] + rng.normal(0, 0.3, 600) > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    rows = X[model.predict(X) == 0][:30]
+    ynn = {}
+    for weight in (0.0, 1.0):
+        explainer = CounterfactualExplainer(model, distance="mad", plausibility=weight).fit(X)
+        assert explainer.search_ == "fista"
+        exp = _explain(explainer, rows)
+        assert exp.found.all()
+        table = explanation_metrics(model, rows, exp.explanation, X_train=X)
+        assert table["valid"].all()
+        ynn[weight] = table["ynn"].mean()
+    assert ynn[1.0] >= ynn[0.0] + 0.3
+
+
+def test_plausibility_zero_is_the_default_search():
+    X, y, encode = _people()
+    model = make_pipeline(encode, LogisticRegression()).fit(X, y)
+    rows = X[model.predict(X) == 0].iloc[:30]
+    for make in (lambda **p: CounterfactualExplainer(model, n_counterfactuals=3, **p),
+                 lambda **p: CEMExplainer(model, mode="PN", **p)):
+        default = _explain(make(immutable_features=IMMUTABLE).fit(X), rows)
+        off = _explain(make(immutable_features=IMMUTABLE, plausibility=0).fit(X), rows)
+        pd.testing.assert_frame_equal(off.explanation, default.explanation)
+        np.testing.assert_array_equal(off.distance, default.distance)
+        if default.counterfactuals is not None:
+            pd.testing.assert_frame_equal(off.counterfactuals, default.counterfactuals)
+
+
+def test_rare_pairs_change_no_answer_without_one():
+    """By default (plausibility=0) the only answers that differ from the search without the
+    rare-pair rule are answers that held a rare pair."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    sex = rng.choice(["M", "F"], n)
+    married = rng.random(n) < 0.5
+    relationship = np.where(married, np.where(sex == "M", "Husband", "Wife"),
+                            rng.choice(["Unmarried", "Own-child"], n))
+    hours = rng.integers(10, 70, n)
+    score = (2.5 * (relationship == "Husband") + 1.0 * (relationship == "Wife")
+             + 0.05 * (hours - 40) + rng.normal(0, 0.5, n))
+    X = pd.DataFrame({"sex": sex, "relationship": relationship, "hours": hours})
+    encode = ColumnTransformer([("c", OneHotEncoder(), ["sex", "relationship"])],
+                               remainder=StandardScaler())
+    model = make_pipeline(encode, LogisticRegression()).fit(X, (score > 1.5).astype(int))
+    rows = X[model.predict(X) == 0].iloc[:80]
+    explainer = CounterfactualExplainer(model, immutable_features=["sex"]).fit(X)
+    checked = _explain(explainer, rows).explanation
+    explainer._category_pairs = None  # what the search answers without the rule
+    unchecked = _explain(explainer, rows).explanation
+    rare = explanation_metrics(model, rows, unchecked, X_train=X)["rare_pairs"] > 0
+    assert rare.any() and not rare.all()  # both kinds of answers are there
+    pd.testing.assert_frame_equal(checked[~rare.to_numpy()], unchecked[~rare.to_numpy()])
+
+
+def test_several_plausible_counterfactuals():
+    X, y, encode = _people()
+    model = make_pipeline(encode, LogisticRegression()).fit(X, y)
+    rows = X[model.predict(X) == 0].iloc[:20]
+    exp = _explain(CounterfactualExplainer(
+        model, n_counterfactuals=3, distance="mad", plausibility=1,
+        immutable_features=IMMUTABLE, directions=DIRECTIONS).fit(X), rows)
+    answers = exp.counterfactuals.dropna(how="all")
+    assert len(answers) > len(rows)  # more than one answer for some rows
+    instances = rows.loc[answers.index.get_level_values(0)].set_axis(answers.index)
+    table = explanation_metrics(model, instances, answers, X_train=X,
+                                immutable_features=IMMUTABLE, directions=DIRECTIONS)
+    assert table["valid"].all() and table["violations"].sum() == 0
+    for _, group in answers.groupby(level=0):
+        assert not group.duplicated().any()
+    # The first answer of each row is the explanation itself.
+    first = exp.counterfactuals.xs(0, level="rank")
+    pd.testing.assert_frame_equal(first, exp.explanation, check_names=False)
+
+
+@pytest.mark.parametrize("value", [-0.5, "high", None])
+def test_bad_plausibility_is_refused(value):
+    X, y, encode = _people(200)
+    model = make_pipeline(encode, LogisticRegression()).fit(X, y)
+    with pytest.raises(ValueError, match="plausibility"):
+        CounterfactualExplainer(model, plausibility=value).fit(X)
+
+
+def test_plausibility_refused_where_it_cannot_act():
+    X, y, encode = _people(200)
+    model = make_pipeline(encode, LogisticRegression()).fit(X, y)
+    with pytest.raises(ValueError, match="`plausibility`.*PP"):
+        CEMExplainer(model, mode="PP", plausibility=1).fit(X)
+    numeric = X[["income", "age"]]
+    smooth = LogisticRegression().fit(numeric, y)
+    with pytest.raises(ValueError, match="`plausibility` > 0 needs the gradient-free steps"):
+        CounterfactualExplainer(smooth, search="fista", plausibility=1).fit(numeric)
