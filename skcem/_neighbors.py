@@ -40,6 +40,7 @@ from scipy.spatial.distance import cdist
 from threadpoolctl import threadpool_limits
 
 from ._fista import SearchResult, _rows
+from ._polish import margin_path, scan_splits, swap_changes
 
 # Distances computed at once when ranking the pool (32 MB of float64).
 _MAX_RANKED_VALUES = 2**22
@@ -208,10 +209,13 @@ class NeighborSearch:
     n_answers : int
         Distinct answers kept per instance (``SearchResult.answers`` when more than one).
         With more than one, at least ``2 * n_answers`` starts are refined.
+    points : SplitPoints or None
+        A tree model's split points (:func:`skcem._polish.split_points`): numeric changes
+        are then moved to them (:func:`skcem._polish.scan_splits`) instead of bisected.
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
-                 n_bisections=7, max_shrunk=32, n_answers=1):
+                 n_bisections=7, max_shrunk=32, n_answers=1, points=None):
         self.pool = pool
         self.whole = whole
         self.n_candidates = n_candidates
@@ -220,6 +224,7 @@ class NeighborSearch:
         self.n_bisections = n_bisections
         self.max_shrunk = max_shrunk
         self.n_answers = n_answers
+        self.points = points
 
     @property
     def _n_refined(self):
@@ -255,8 +260,17 @@ class NeighborSearch:
             # range makes the other one redundant, which a revert would remove (the two
             # together may need less). Shrunk and reverted with the starts: the same calls.
             owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
-            E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
+            if self.points is None or not problem.mode.requires_change:
+                E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
+            else:
+                E = scan_splits(search, E, owner, self.points)
             E = search.revert(E, owner)
+            if self.points is not None and problem.mode.requires_change:
+                built_owner, built = margin_path(search, np.flatnonzero(searchable),
+                                                 self.points)
+                owner, E = np.concatenate([owner, built_owner]), np.concatenate([E, built])
+                swapped_owner, swapped = swap_changes(search, E, owner, self.points)
+                owner, E = np.concatenate([owner, swapped_owner]), np.concatenate([E, swapped])
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
