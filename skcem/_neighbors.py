@@ -40,7 +40,7 @@ from scipy.spatial.distance import cdist
 from threadpoolctl import threadpool_limits
 
 from ._fista import SearchResult, _rows
-from ._polish import margin_path, scan_splits, swap_changes
+from ._polish import polish_on_splits
 
 # Distances computed at once when ranking the pool (32 MB of float64).
 _MAX_RANKED_VALUES = 2**22
@@ -210,8 +210,9 @@ class NeighborSearch:
         Distinct answers kept per instance (``SearchResult.answers`` when more than one).
         With more than one, at least ``2 * n_answers`` starts are refined.
     points : SplitPoints or None
-        A tree model's split points (:func:`skcem._polish.split_points`): numeric changes
-        are then moved to them (:func:`skcem._polish.scan_splits`) instead of bisected.
+        A tree model's split points (:func:`skcem._polish.split_points`): a PN's or
+        counterfactual's numeric changes are then moved to them instead of bisected, and
+        more answers are built on them (:func:`skcem._polish.polish_on_splits`).
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
@@ -262,15 +263,10 @@ class NeighborSearch:
             owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
             if self.points is None or not problem.mode.requires_change:
                 E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
+                E = search.revert(E, owner)
             else:
-                E = scan_splits(search, E, owner, self.points)
-            E = search.revert(E, owner)
-            if self.points is not None and problem.mode.requires_change:
-                built_owner, built = margin_path(search, np.flatnonzero(searchable),
-                                                 self.points)
-                owner, E = np.concatenate([owner, built_owner]), np.concatenate([E, built])
-                swapped_owner, swapped = swap_changes(search, E, owner, self.points)
-                owner, E = np.concatenate([owner, swapped_owner]), np.concatenate([E, swapped])
+                owner, E = polish_on_splits(search, E, owner, np.flatnonzero(searchable),
+                                            self.points)
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)

@@ -1,21 +1,32 @@
-"""The gradient-free search's last step on tree models: each change moved to a split.
+"""The gradient-free search's last steps on tree models, on the models' split points.
 
 A tree model's answer can change only where some split's threshold is crossed: between two
-consecutive thresholds of a column, every value gives the same leaves. So the closest value
-of a changed feature that keeps the answer valid, the others fixed, is one of a few points:
-the instance's own value, or a threshold just crossed (a small step inside it, the side away
-from the instance), between the instance's value and the answer's. :func:`scan_splits` asks
-the model about those points, for every changed feature of every answer of a batch in one
-call, and moves each answer along the feature whose best point saves most distance, or
-along all of them where together they stay valid; it repeats while some answer gets closer.
+consecutive thresholds of a column every value gives the same leaves. So the moves worth
+asking the model about are few: to a threshold just crossed (a small step inside it, as the
+exact search places its answers), to the instance's own value, or, for a PN, to the edge of
+the values its direction rule forbids. :func:`split_points` reads those thresholds from the
+model (:func:`~skcem._tree_models.read_tree_ensemble`); for other models there are none and
+the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
+:func:`polish_on_splits` takes the answers of the gradient-free search (valid, reverted):
 
-Unlike the bisection of :meth:`~skcem._neighbors._Batch.shrink`, which assumes that validity
-holds up to one point of the move, it finds a valid point beyond an invalid stretch (a tree
-model's class may come and go along a line), and lands on the threshold itself rather than
-near it; it needs a call per round instead of a few per changed feature.
+1. **Scan** (:func:`scan_splits`). Every changed numeric feature of every answer is set, in
+   one call for the batch, to each split point between its value and the instance's (and to
+   the instance's); each answer takes, of the valid ones, the move saving most, or all
+   features' best moves together where that stays valid; while some answer gets closer.
+   Unlike a bisection it finds a valid point beyond an invalid stretch (a tree model's class
+   may come and go along a line) and lands on the threshold itself.
+2. **Margin path** (:func:`margin_path`). From each instance itself, one step at a time, the
+   numeric feature moved (1, 2, 4, ... split points) that buys most of the model's margin per
+   unit of distance, until valid; then scanned. A forest's class often needs many small
+   changes that no training row shows.
+3. **Exchanges** (:func:`exchange`). On each instance's closest answer, pairs of moves: a
+   changed feature 1, 2, 4 or 8 points towards the instance (or back to it) while another,
+   among the moves that buy most margin per distance, moves away; the pair saving most is
+   kept while one saves any; then scanned. A change often shrinks only with another
+   feature's help, which neither a scan nor a revert gives.
 
-:func:`split_points` reads the points from the model (:func:`~skcem._tree_models.
-read_tree_ensemble`); for other models there are none and the bisection stays.
+Every step asks the model and keeps validity; no answer gets farther. The answers of all
+steps go to :meth:`~skcem._neighbors._Batch.result`, which keeps each instance's closest.
 """
 
 from dataclasses import dataclass
@@ -27,11 +38,16 @@ from ._tree_models import read_tree_ensemble
 # Points asked per changed feature and round: more are thinned evenly (the next rounds ask
 # again between the closest valid one and the instance).
 _MAX_POINTS = 48
-# Split points of an unchanged feature tried per side when it replaces a change.
-_SWAP_POINTS = 16
 # Steps of the margin path at most, and its step sizes (1, 2, 4, ... split points).
 _MAX_STEPS = 40
 _N_OFFSETS = 5
+# Rounds of pair exchanges at most, and the moves of each pair: 1, 2, 4, 8 split points
+# towards the instance, 1, 2, 4, ..., 64 away.
+_MAX_EXCHANGES = 8
+_N_SHRINKS = 4
+_N_GROWTH = 7
+# Moves away tried in pairs per answer and round: those that buy most margin per distance.
+_GROWTH_KEPT = 6
 # Rounds of the scan at most: each moves every answer along one feature at least.
 _MAX_ROUNDS = 12
 
@@ -137,8 +153,9 @@ def scan_splits(search, E, owner, points):
 
 
 def _trials(search, E, owner, points, movable):
-    """``(row, feature, trials)``: each answer with one changed numeric feature set to one split point
-    between its value and its unchanged one (or to the unchanged one), ``row`` its answer."""
+    """``(row, feature, trials)``: each answer with one changed numeric feature set to one
+    split point between its value and its unchanged one (or to the unchanged one, or a PN's
+    band edge), ``row`` its answer."""
     base = search._unchanged_value(E, owner)
     changed = movable & (E != base)
     frozen = search.problem.frozen(owner)
@@ -161,10 +178,7 @@ def _trials(search, E, owner, points, movable):
         rank = np.arange(taken.sum()) - np.repeat(np.cumsum(taken) - taken, taken)
         # Evenly thinned where there are more than _MAX_POINTS.
         index = lo[row_of] + (rank * count[row_of]) // np.maximum(taken[row_of], 1)
-        grid_values = np.where(down[row_of], grid_down[np.minimum(index, grid_down.size - 1)]
-                               if grid_down.size else 0.0,
-                               grid_up[np.minimum(index, grid_up.size - 1)]
-                               if grid_up.size else 0.0)
+        grid_values = np.where(down[row_of], _at(grid_down, index), _at(grid_up, index))
         rows_out += [rows[row_of], rows]
         features_out += [np.full(row_of.size + rows.size, j)]
         values_out += [grid_values, target]
@@ -201,88 +215,12 @@ def _band_edge(search, E, owner, j):
     return edge
 
 
-def swap_changes(search, E, owner, points):
-    """For each instance's closest answer in ``E``, the closest valid answers that undo one
-    of its changes and move one unchanged numeric feature instead, to the nearest valid of
-    its split points (evenly thinned over its range), one per change undone; then scanned
-    (:func:`scan_splits`) and reverted. Returns ``(owner, rows)`` of those answers.
-    """
-    problem = search.problem
-    distance = search.distance(E, owner)
-    order = np.lexsort((distance, owner))
-    best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
-    E, owner = E[best], owner[best]
-    d = E.shape[1]
-    base = search._unchanged_value(E, owner)
-    changed = E != base
-    frozen = problem.frozen(owner)
-    free = ~search.categorical & ~changed
-    if frozen is not None:
-        free &= ~frozen
-    lower = np.broadcast_to(problem.lower, problem.x0.shape)[owner]
-    upper = np.broadcast_to(problem.upper, problem.x0.shape)[owner]
-    directions = np.zeros(d) if problem.directions is None else problem.directions
-    trial_row, trial_undo, trial_feature, trial_value = [], [], [], []
-    for k in range(d):
-        rows = np.flatnonzero(free[:, k])
-        if rows.size == 0:
-            continue
-        x0 = base[rows, k]
-        for grid, side in ((points.above[k], 1), (points.below[k], -1)):
-            if grid.size == 0 or directions[k] == -side:
-                continue
-            if side > 0:
-                lo = np.searchsorted(grid, x0, side="right")
-                hi = np.searchsorted(grid, upper[rows, k], side="right")
-            else:
-                lo = np.searchsorted(grid, lower[rows, k], side="left")
-                hi = np.searchsorted(grid, x0, side="left")
-            count = np.maximum(hi - lo, 0)
-            taken = np.minimum(count, _SWAP_POINTS)
-            row_of = np.repeat(np.arange(rows.size), taken)
-            rank = np.arange(taken.sum()) - np.repeat(np.cumsum(taken) - taken, taken)
-            index = lo[row_of] + (rank * count[row_of]) // np.maximum(taken[row_of], 1)
-            if side < 0:  # the nearest to the instance first, on both sides
-                index = hi[row_of] - 1 - (index - lo[row_of])
-            trial_row.append(rows[row_of])
-            trial_feature.append(np.full(row_of.size, k))
-            trial_value.append(grid[index])
-    if not trial_row:
-        return owner[:0], E[:0]
-    row = np.concatenate(trial_row)
-    feature = np.concatenate(trial_feature)
-    value = np.concatenate(trial_value)
-    # Each point with each change undone.
-    n_changes = changed[row].sum(axis=1)
-    undo = np.nonzero(changed[row])[1]
-    row, feature, value = (np.repeat(a, n_changes) for a in (row, feature, value))
-    trials = E[row].copy()
-    at = np.arange(row.size)
-    trials[at, undo] = base[row, undo]
-    trials[at, feature] = value
-    trials = search.admissible(trials, owner[row])
-    ok = search.valid(trials, owner[row])
-    if not ok.any():
-        return owner[:0], E[:0]
-    dist = np.where(ok, search.distance(trials, owner[row]), np.inf)
-    # Per answer and change undone, the closest valid trial.
-    order = np.lexsort((dist, undo, row))
-    order = order[ok[order]]
-    key = row[order] * d + undo[order]
-    kept = order[np.r_[True, key[1:] != key[:-1]]]
-    swapped, swapped_owner = trials[kept], owner[row[kept]]
-    swapped = scan_splits(search, swapped, swapped_owner, points)
-    return swapped_owner, search.revert(swapped, swapped_owner)
-
-
 def margin_path(search, rows, points):
     """Answers built from the instances ``rows`` themselves, one split point at a time: each
     step moves the numeric feature, to the split point (1, 2, 4, ... points beyond its value,
-    away from the instance's), that buys most of the model's margin per unit of distance,
-    until the answer is valid; then scanned (:func:`scan_splits`) and reverted. Where a
-    forest's class needs many small changes, no training row shows them.
-
-    Returns ``(owner, answers)`` of the valid ones.
+    away from the instance's), that buys most of the model's margin per unit of distance;
+    a valid step ends the path, the cheapest valid one first. Returns ``(owner, answers)``
+    of the paths that end valid (within ``_MAX_STEPS`` steps).
     """
     problem = search.problem
     Z = problem.x0[rows].copy()
@@ -316,12 +254,10 @@ def margin_path(search, rows, points):
         open_rows = moved[~trial_ok[first]]
     if not ok.any():
         return owner[:0], Z[:0]
-    Z, owner = Z[ok], owner[ok]
-    Z = scan_splits(search, Z, owner, points)
-    return owner, search.revert(Z, owner)
+    return owner[ok], Z[ok]
 
 
-def _steps(search, Z, owner, points):
+def _steps(search, Z, owner, points, n_offsets=None):
     """``(row, trials)``: each row of ``Z`` with one numeric feature moved 1, 2, 4, ...
     split points farther from the instance (either side where it is unchanged), made
     admissible; trials the constraints undo are left out."""
@@ -332,7 +268,7 @@ def _steps(search, Z, owner, points):
     if frozen is not None:
         frozen = np.broadcast_to(frozen, Z.shape)
     rows_out, features_out, values_out = [], [], []
-    offsets = 2 ** np.arange(_N_OFFSETS)
+    offsets = 2 ** np.arange(_N_OFFSETS if n_offsets is None else n_offsets)
     for k in np.flatnonzero(movable):
         rows = np.arange(len(Z)) if frozen is None else np.flatnonzero(~frozen[:, k])
         value, x0 = Z[rows, k], base[rows, k]
@@ -372,3 +308,144 @@ def _nudged(Z, k, side):
     Z = Z.copy()
     Z[:, k] = side * np.inf
     return Z
+
+
+def exchange(search, E, owner, points):
+    """Answers ``E`` (valid) improved by pairs of moves: one changed numeric feature moved 1,
+    2, 4 or 8 split points towards its unchanged value (or back to it) while another moves 1
+    to 64 points away from its own (the ``_GROWTH_KEPT`` such moves that buy most margin per
+    unit of distance); the valid pair saving most is kept, while one saves any. Then scanned
+    (:func:`scan_splits`) and reverted.
+    """
+    E = E.copy()
+    open_rows = np.arange(len(E))
+    for _ in range(_MAX_EXCHANGES):
+        if open_rows.size == 0:
+            break
+        sub, sub_owner = E[open_rows], owner[open_rows]
+        shrink_row, shrink_feature, shrink_value = _towards(search, sub, sub_owner, points)
+        grow_row, grow_trials = _steps(search, sub, sub_owner, points, _N_GROWTH)
+        grow_row, grow_trials = _most_margin(search, sub, sub_owner, grow_row, grow_trials)
+        grow_feature = np.argmax(grow_trials != sub[grow_row], axis=1)
+        grow_value = grow_trials[np.arange(grow_row.size), grow_feature]
+        # Every shrink of a row with every growth of the same row on another feature.
+        shrink_order = np.argsort(shrink_row, kind="stable")
+        grow_order = np.argsort(grow_row, kind="stable")
+        n_shrink = np.bincount(shrink_row, minlength=len(sub))
+        n_grow = np.bincount(grow_row, minlength=len(sub))
+        n_pairs = n_shrink * n_grow
+        if n_pairs.sum() == 0:
+            break
+        pair_row = np.repeat(np.arange(len(sub)), n_pairs)
+        rank = np.arange(n_pairs.sum()) - np.repeat(np.cumsum(n_pairs) - n_pairs, n_pairs)
+        first_shrink = np.cumsum(n_shrink) - n_shrink
+        first_grow = np.cumsum(n_grow) - n_grow
+        a = shrink_order[first_shrink[pair_row] + rank // n_grow[pair_row]]
+        b = grow_order[first_grow[pair_row] + rank % n_grow[pair_row]]
+        keep = shrink_feature[a] != grow_feature[b]
+        pair_row, a, b = pair_row[keep], a[keep], b[keep]
+        trials = sub[pair_row].copy()
+        at = np.arange(pair_row.size)
+        trials[at, shrink_feature[a]] = shrink_value[a]
+        trials[at, grow_feature[b]] = grow_value[b]
+        trials = search.admissible(trials, sub_owner[pair_row])
+        saving = search.distance(sub[pair_row], sub_owner[pair_row]) \
+            - search.distance(trials, sub_owner[pair_row])
+        cheaper = saving > 1e-12 * np.maximum(1.0, np.abs(saving))
+        pair_row, trials, saving = pair_row[cheaper], trials[cheaper], saving[cheaper]
+        ok = search.valid(trials, sub_owner[pair_row])
+        if not ok.any():
+            break
+        pair_row, trials, saving = pair_row[ok], trials[ok], saving[ok]
+        order = np.lexsort((-saving, pair_row))
+        first = order[np.r_[True, pair_row[order][1:] != pair_row[order][:-1]]]
+        E[open_rows[pair_row[first]]] = trials[first]
+        open_rows = open_rows[pair_row[first]]
+    E = scan_splits(search, E, owner, points)
+    return search.revert(E, owner)
+
+
+def _most_margin(search, E, owner, row, trials):
+    """The ``_GROWTH_KEPT`` trials of each row of ``E`` that buy most of the model's margin
+    per unit of distance (those that buy some)."""
+    problem = search.problem
+    if row.size == 0:
+        return row, trials
+    _, proba = search.ask(np.concatenate([E, trials]), np.concatenate([owner, owner[row]]))
+    margin = problem.mode.margin(proba, problem.target[np.concatenate([owner, owner[row]])],
+                                 problem.kappa)
+    gain = margin[len(E):] - margin[row]
+    cost = search.distance(trials, owner[row]) - search.distance(E, owner)[row]
+    score = np.where(gain > 0, gain / np.maximum(cost, 1e-12), -np.inf)
+    order = np.lexsort((-score, row))
+    rank = np.arange(order.size) - np.searchsorted(row[order], row[order])
+    kept = order[(rank < _GROWTH_KEPT) & np.isfinite(score[order])]
+    return row[kept], trials[kept]
+
+
+def _towards(search, E, owner, points):
+    """``(row, feature, value)``: each changed numeric feature moved 1, 2, 4 or 8 split
+    points towards its unchanged value, or back to it."""
+    base = search._unchanged_value(E, owner)
+    changed = ~search.categorical & (E != base)
+    frozen = search.problem.frozen(owner)
+    if frozen is not None:
+        changed &= ~frozen
+    offsets = 2 ** np.arange(_N_SHRINKS)
+    rows_out, features_out, values_out = [], [], []
+    for j in np.flatnonzero(changed.any(axis=0)):
+        rows = np.flatnonzero(changed[:, j])
+        value, target = E[rows, j], base[rows, j]
+        down = value > target
+        grid_down, grid_up = points.above[j], points.below[j]
+        lo = np.where(down, np.searchsorted(grid_down, target, side="right"),
+                      np.searchsorted(grid_up, value, side="right"))
+        hi = np.where(down, np.searchsorted(grid_down, value, side="left"),
+                      np.searchsorted(grid_up, target, side="left"))
+        # Down: the points below the value, nearest first (hi - o); up: lo - 1 + o.
+        index = np.where(down[:, None], hi[:, None] - offsets[None], lo[:, None] - 1 + offsets)
+        inside = (index >= lo[:, None]) & (index < hi[:, None])
+        r, o = np.nonzero(inside)
+        grid_values = np.where(down[r], _at(grid_down, index[r, o]), _at(grid_up, index[r, o]))
+        rows_out += [rows[r], rows]
+        features_out.append(np.full(r.size + rows.size, j))
+        values_out += [grid_values, target]
+    if not rows_out:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    return (np.concatenate(rows_out), np.concatenate(features_out),
+            np.concatenate(values_out))
+
+
+def best_answers(search, E, owner):
+    """``(owner, rows)``: the closest of each instance's answers ``E`` (all valid)."""
+    distance = search.distance(E, owner)
+    order = np.lexsort((distance, owner))
+    best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+    return owner[best], E[best]
+
+
+def polish_on_splits(search, E, owner, rows, points):
+    """The gradient-free search's answers ``E`` (valid, reverted; of instances ``owner``)
+    scanned, with the margin paths of the instances ``rows`` and the exchanges of each
+    instance's closest answer (see the module's docstring).
+
+    Returns
+    -------
+    owner : ndarray of int
+    answers : ndarray of shape (len(owner), n_features)
+        Every one valid: those of ``E``, scanned and reverted, then the new ones.
+    """
+    E = search.revert(scan_splits(search, E, owner, points), owner)
+    extra_owner, extra = margin_path(search, rows, points)
+    extra = search.revert(scan_splits(search, extra, extra_owner, points), extra_owner)
+    owner, E = np.concatenate([owner, extra_owner]), np.concatenate([E, extra])
+    best_owner, best = best_answers(search, E, owner)
+    return (np.concatenate([owner, best_owner]),
+            np.concatenate([E, exchange(search, best, best_owner, points)]))
+
+
+def _at(grid, index):
+    """``grid[index]`` where ``index`` is inside it (the other side's lookups: ignored)."""
+    if grid.size == 0:
+        return np.zeros(np.shape(index))
+    return grid[np.clip(index, 0, grid.size - 1)]
