@@ -30,6 +30,7 @@ steps go to :meth:`~skcem._neighbors._Batch.result`, which keeps each instance's
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -62,6 +63,25 @@ class SplitPoints:
 
     above: tuple
     below: tuple
+
+    @cached_property
+    def packed_above(self):
+        return _packed(self.above)
+
+    @cached_property
+    def packed_below(self):
+        return _packed(self.below)
+
+
+def _packed(grids):
+    """``(keys, values, first, count)``: the grids of all columns in one array, sorted by
+    column then value, ``keys`` as ``column + 1j * value`` (complex numbers sort by their real
+    part first), and where each column's grid starts and how long it is."""
+    count = np.array([len(g) for g in grids], dtype=int)
+    first = np.concatenate([[0], np.cumsum(count)[:-1]])
+    values = np.concatenate(grids) if len(grids) else np.zeros(0)
+    keys = np.repeat(np.arange(len(grids)), count) + 1j * values
+    return keys, values, first, count
 
 
 def split_points(estimator, codec, n_features, whole):
@@ -161,6 +181,7 @@ def _trials(search, E, owner, points, movable):
     frozen = search.problem.frozen(owner)
     if frozen is not None:
         changed &= ~frozen
+    band = _band_edges(search, owner)
     rows_out, features_out, values_out = [], [], []
     for j in np.flatnonzero(changed.any(axis=0)):
         rows = np.flatnonzero(changed[:, j])
@@ -182,11 +203,12 @@ def _trials(search, E, owner, points, movable):
         rows_out += [rows[row_of], rows]
         features_out += [np.full(row_of.size + rows.size, j)]
         values_out += [grid_values, target]
-        edge = _band_edge(search, E[rows], owner[rows], j)
-        inside = (edge - target) * (value - edge) > 0
-        rows_out.append(rows[inside])
-        features_out.append(np.full(inside.sum(), j))
-        values_out.append(edge[inside])
+        if band is not None:
+            edge = np.where(value > band[0][rows, j], band[1][rows, j], band[2][rows, j])
+            inside = (edge - target) * (value - edge) > 0
+            rows_out.append(rows[inside])
+            features_out.append(np.full(inside.sum(), j))
+            values_out.append(edge[inside])
     if not rows_out:
         return np.zeros(0, int), np.zeros(0, int), E[:0]
     row = np.concatenate(rows_out)
@@ -196,23 +218,22 @@ def _trials(search, E, owner, points, movable):
     return row, feature, trials
 
 
-def _band_edge(search, E, owner, j):
-    """A PN's closest admissible value of feature ``j`` on the side of ``E``: just farther
-    from the no-information value than the instance (NaN for other modes)."""
+def _band_edges(search, owner):
+    """``(v, above, below)``, each of shape (len(owner), n_features): a PN's no-information
+    values and the closest admissible values on either side of them, just farther from them
+    than the instance (None for other modes)."""
     problem = search.problem
     if problem.mode.name != "PN":
-        return np.full(len(E), np.nan)
-    v = np.broadcast_to(problem.no_info_val, problem.x0.shape)[owner, j] \
-        if np.ndim(problem.no_info_val) == 2 else np.broadcast_to(
-            problem.no_info_val, (problem.x0.shape[1],))[j]
-    x0 = problem.x0[owner, j]
-    radius = np.abs(x0 - v)
-    side = np.sign(E[:, j] - v)
-    tiny = 4 * np.spacing(np.float32(np.abs(v) + radius)).astype(float)
-    edge = v + side * (radius + tiny)
-    if search.whole[j]:  # the nearest whole number strictly outside the band
-        edge = np.where(side > 0, np.floor(v + radius) + 1, np.ceil(v - radius) - 1)
-    return edge
+        return None
+    v = np.broadcast_to(problem.no_info_val, problem.x0.shape)[owner] \
+        if np.ndim(problem.no_info_val) == 2 else \
+        np.broadcast_to(problem.no_info_val, (len(owner), problem.x0.shape[1]))
+    radius = np.abs(problem.x0[owner] - v)
+    tiny = 4 * np.spacing((np.abs(v) + radius).astype(np.float32)).astype(float)
+    # Whole numbers: the nearest strictly outside the band.
+    above = np.where(search.whole, np.floor(v + radius) + 1, v + radius + tiny)
+    below = np.where(search.whole, np.ceil(v - radius) - 1, v - radius - tiny)
+    return v, above, below
 
 
 def margin_path(search, rows, points):
@@ -266,32 +287,32 @@ def _steps(search, Z, owner, points, n_offsets=None):
     movable = ~search.categorical
     frozen = problem.frozen(owner)
     if frozen is not None:
-        frozen = np.broadcast_to(frozen, Z.shape)
-    rows_out, features_out, values_out = [], [], []
+        movable = movable & ~np.broadcast_to(frozen, Z.shape)
+    movable = np.broadcast_to(movable, Z.shape)
     offsets = 2 ** np.arange(_N_OFFSETS if n_offsets is None else n_offsets)
-    for k in np.flatnonzero(movable):
-        rows = np.arange(len(Z)) if frozen is None else np.flatnonzero(~frozen[:, k])
-        value, x0 = Z[rows, k], base[rows, k]
-        for grid, side in ((points.above[k], 1), (points.below[k], -1)):
-            if grid.size == 0:
-                continue
-            going = (value - x0) * side >= 0  # unchanged, or already moved this way
-            if side > 0:
-                start = np.searchsorted(grid, value, side="right") - 1
-            else:
-                start = np.searchsorted(grid, value, side="left")
-            index = start[:, None] + side * offsets[None]
-            inside = going[:, None] & (index >= 0) & (index < grid.size)
-            r, o = np.nonzero(inside)
-            rows_out.append(rows[r])
-            features_out.append(np.full(r.size, k))
-            values_out.append(grid[index[r, o]])
-        for side in (1, -1):  # a PN's band: its edges on both sides of the no-information value
-            mirrored = _band_edge(search, _nudged(Z[rows], k, side), owner[rows], k)
-            fine = np.isfinite(mirrored) & (Z[rows, k] == x0)
-            rows_out.append(rows[fine])
-            features_out.append(np.full(fine.sum(), k))
-            values_out.append(mirrored[fine])
+    feature = np.broadcast_to(np.arange(Z.shape[1]), Z.shape)
+    rows_out, features_out, values_out = [], [], []
+    for packed, side in ((points.packed_above, 1), (points.packed_below, -1)):
+        keys, grid, first, count = packed
+        going = movable & ((Z - base) * side >= 0)  # unchanged, or already moved this way
+        # All features' grids in one sorted array of (feature, value) pairs.
+        query = feature + 1j * np.where(np.isfinite(Z), Z, 0.0)
+        start = np.searchsorted(keys, query, side="right" if side > 0 else "left") - first
+        if side > 0:
+            start -= 1
+        index = start[..., None] + side * offsets
+        inside = going[..., None] & (index >= 0) & (index < count[feature][..., None])
+        r, k, o = np.nonzero(inside)
+        rows_out.append(r)
+        features_out.append(k)
+        values_out.append(grid[first[k] + index[r, k, o]])
+    band = _band_edges(search, owner)
+    if band is not None:  # a PN's band: its edges on both sides of the no-information value
+        r, k = np.nonzero(movable & (Z == base))
+        for edge in band[1:]:
+            rows_out.append(r)
+            features_out.append(k)
+            values_out.append(edge[r, k])
     if not rows_out:
         return np.zeros(0, int), Z[:0]
     row = np.concatenate(rows_out)
@@ -301,13 +322,6 @@ def _steps(search, Z, owner, points, n_offsets=None):
     trials = search.admissible(trials, owner[row])
     moved = trials[np.arange(row.size), feature] != Z[row, feature]
     return row[moved], trials[moved]
-
-
-def _nudged(Z, k, side):
-    """``Z`` with column ``k`` far to one side (to read a band's edge on that side)."""
-    Z = Z.copy()
-    Z[:, k] = side * np.inf
-    return Z
 
 
 def exchange(search, E, owner, points):
