@@ -19,6 +19,8 @@ needs only the model's answers, batched over all instances of a batch in each ca
    It ends when no change can be reverted alone: no redundant change is left.
 3. **Shrink what is left.** Each remaining numeric change is bisected towards its unchanged
    value, as far as the answer stays valid (integer columns stay whole numbers).
+   On tree models (``points``) a PN's or counterfactual's changes are moved to the split
+   thresholds instead, and more answers are built on them (:mod:`skcem._polish`).
 
 A missing cell of the instance (NaN) never moves and the answer keeps it missing; a missing
 cell of a training row is no value to move to (the instance's value stays).
