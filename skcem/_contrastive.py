@@ -28,6 +28,7 @@ from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
+from ._polish import split_points
 from ._refine import add_alternatives, complete_and_polish
 from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
@@ -268,6 +269,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._trees = None
         if self.search_ == "exact":
             self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
+        self._polish_cuts = None
+        if self.search_ == "neighbors":
+            self._polish_cuts = split_points(self.estimator_, codec, X.shape[1],
+                                             self._whole_columns())
         self._pool = None
         if self.search_ in ("neighbors", "exact") or self._refines() or \
                 self._n_answers() > 1:
@@ -483,7 +488,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 backend, problem, settings, progress)
         if self.search_ == "neighbors":
             search = NeighborSearch(self._pool, self._whole_columns(),
-                                    n_answers=self._n_answers())
+                                    n_answers=self._n_answers(), points=self._polish_cuts)
             return search(backend, problem, settings, progress)
         scale = self._search_scale()
         if scale is None:

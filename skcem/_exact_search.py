@@ -65,6 +65,7 @@ from threadpoolctl import threadpool_limits
 
 from ._fista import SearchResult
 from ._neighbors import NeighborSearch
+from ._polish import points_of
 
 # What a win needs on the class scores beyond a tie, above HiGHS's feasibility tolerance.
 _MARGIN = 1e-6
@@ -321,7 +322,8 @@ class ExactSearch:
             searchable = searchable & ~problem.missing.any(axis=1)
         heuristic = None
         if self.pool is not None:
-            heuristic = NeighborSearch(self.pool, self.whole)._search(
+            points = points_of(ensemble, d, self.whole)
+            heuristic = NeighborSearch(self.pool, self.whole, points=points)._search(
                 backend, replace(problem, searchable=searchable), None)
         for i in np.flatnonzero(searchable):
             started = time.perf_counter()

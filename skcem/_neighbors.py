@@ -19,6 +19,8 @@ needs only the model's answers, batched over all instances of a batch in each ca
    It ends when no change can be reverted alone: no redundant change is left.
 3. **Shrink what is left.** Each remaining numeric change is bisected towards its unchanged
    value, as far as the answer stays valid (integer columns stay whole numbers).
+   On tree models (``points``) a PN's or counterfactual's changes are moved to the split
+   thresholds instead, and more answers are built on them (:mod:`skcem._polish`).
 
 A missing cell of the instance (NaN) never moves and the answer keeps it missing; a missing
 cell of a training row is no value to move to (the instance's value stays).
@@ -45,6 +47,7 @@ from scipy.spatial.distance import cdist
 from threadpoolctl import threadpool_limits
 
 from ._fista import SearchResult, _rows
+from ._polish import polish_on_splits
 
 # Distances computed at once when ranking the pool (32 MB of float64).
 _MAX_RANKED_VALUES = 2**22
@@ -215,10 +218,14 @@ class NeighborSearch:
     n_answers : int
         Distinct answers kept per instance (``SearchResult.answers`` when more than one).
         With more than one, at least ``2 * n_answers`` starts are refined.
+    points : SplitPoints or None
+        A tree model's split points (:func:`skcem._polish.split_points`): a PN's or
+        counterfactual's numeric changes are then moved to them instead of bisected, and
+        more answers are built on them (:func:`skcem._polish.polish_on_splits`).
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
-                 n_bisections=7, max_shrunk=32, n_answers=1):
+                 n_bisections=7, max_shrunk=32, n_answers=1, points=None):
         self.pool = pool
         self.whole = whole
         self.n_candidates = n_candidates
@@ -227,6 +234,7 @@ class NeighborSearch:
         self.n_bisections = n_bisections
         self.max_shrunk = max_shrunk
         self.n_answers = n_answers
+        self.points = points
 
     @property
     def _n_refined(self):
@@ -262,8 +270,12 @@ class NeighborSearch:
             # range makes the other one redundant, which a revert would remove (the two
             # together may need less). Shrunk and reverted with the starts: the same calls.
             owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
-            E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
-            E = search.revert(E, owner)
+            if self.points is None or not problem.mode.requires_change:
+                E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
+                E = search.revert(E, owner)
+            else:
+                owner, E = polish_on_splits(search, E, owner, np.flatnonzero(searchable),
+                                            self.points)
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)

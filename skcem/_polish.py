@@ -1,0 +1,465 @@
+"""The gradient-free search's last steps on tree models, on the models' split points.
+
+A tree model's answer can change only where some split's threshold is crossed: between two
+consecutive thresholds of a column every value gives the same leaves. So the moves worth
+asking the model about are few: to a threshold just crossed (a small step inside it, as the
+exact search places its answers), to the instance's own value, or, for a PN, to the edge of
+the values its direction rule forbids. :func:`split_points` reads those thresholds from the
+model (:func:`~skcem._tree_models.read_tree_ensemble`); for other models there are none and
+the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
+:func:`polish_on_splits` takes the answers of the gradient-free search (valid, reverted):
+
+1. **Scan** (:func:`scan_splits`). Every changed numeric feature of every answer is set, in
+   one call for the batch, to each split point between its value and the instance's (and to
+   the instance's); each answer takes, of the valid ones, the move saving most, or all
+   features' best moves together where that stays valid; while some answer gets closer.
+   Unlike a bisection it finds a valid point beyond an invalid stretch (a tree model's class
+   may come and go along a line) and lands on the threshold itself.
+2. **Margin path** (:func:`margin_path`). From each instance itself, one step at a time, the
+   numeric feature moved (1, 2, 4, ... split points) that buys most of the model's margin per
+   unit of distance, until valid; then scanned. A forest's class often needs many small
+   changes that no training row shows.
+3. **Exchanges** (:func:`exchange`). On each instance's closest answer, pairs of moves: a
+   changed feature 1, 2, 4 or 8 points towards the instance (or back to it) while another,
+   among the moves that buy most margin per distance, moves away; the pair saving most is
+   kept while one saves any; then scanned. A change often shrinks only with another
+   feature's help, which neither a scan nor a revert gives.
+
+Every step asks the model and keeps validity; no answer gets farther. The answers of all
+steps go to :meth:`~skcem._neighbors._Batch.result`, which keeps each instance's closest.
+"""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ._tree_models import read_tree_ensemble
+
+# Points asked per changed feature and round: more are thinned evenly (the next rounds ask
+# again between the closest valid one and the instance).
+_MAX_POINTS = 48
+# Steps of the margin path at most, and its step sizes (1, 2, 4, ... split points).
+_MAX_STEPS = 40
+_N_OFFSETS = 5
+# Rounds of pair exchanges at most, and the moves of each pair: 1, 2, 4, 8 split points
+# towards the instance, 1, 2, 4, ..., 64 away.
+_MAX_EXCHANGES = 8
+_N_SHRINKS = 4
+_N_GROWTH = 7
+# Moves away tried in pairs per answer and round: those that buy most margin per distance.
+_GROWTH_KEPT = 6
+# Rounds of the scan at most: each moves every answer along one feature at least.
+_MAX_ROUNDS = 12
+
+
+@dataclass(frozen=True)
+class SplitPoints:
+    """Per numeric column, the values just above and just below each of its thresholds.
+
+    ``above[j]`` holds the smallest values a split on column ``j`` sends right (sorted), and
+    ``below[j]`` the largest it sends left; empty for a column without numeric split.
+    """
+
+    above: tuple
+    below: tuple
+
+    @cached_property
+    def packed_above(self):
+        return _packed(self.above)
+
+    @cached_property
+    def packed_below(self):
+        return _packed(self.below)
+
+
+def _packed(grids):
+    """``(keys, values, first, count)``: the grids of all columns in one array, sorted by
+    column then value, ``keys`` as ``column + 1j * value`` (complex numbers sort by their real
+    part first), and where each column's grid starts and how long it is."""
+    count = np.array([len(g) for g in grids], dtype=int)
+    first = np.concatenate([[0], np.cumsum(count)[:-1]])
+    values = np.concatenate(grids) if len(grids) else np.zeros(0)
+    keys = np.repeat(np.arange(len(grids)), count) + 1j * values
+    return keys, values, first, count
+
+
+def split_points(estimator, codec, n_features, whole):
+    """The :class:`SplitPoints` of a tree model (alone or behind a Pipeline the exact
+    search can follow), or None for any other model."""
+    try:
+        ensemble = read_tree_ensemble(estimator, codec, n_features)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return points_of(ensemble, n_features, whole)
+
+
+def points_of(ensemble, n_features, whole):
+    """The :class:`SplitPoints` of a :class:`~skcem._tree_models.TreeEnsemble`: thresholds
+    moved inside each side by the step the exact search uses; whole numbers for ``whole``
+    columns."""
+    numeric = (ensemble.left >= 0) & np.isfinite(ensemble.threshold)
+    above, below = [], []
+    for j in range(n_features):
+        at = numeric & (ensemble.feature == j)
+        t, step = ensemble.threshold[at], ensemble.margin[at]
+        up, down = t + step, t - step
+        if whole[j]:  # the smallest integer above t, the largest at most t
+            up, down = np.floor(up) + 1, np.floor(down)
+        above.append(np.unique(up))
+        below.append(np.unique(down))
+    return SplitPoints(tuple(above), tuple(below))
+
+
+def scan_splits(search, E, owner, points):
+    """Answers ``E`` (valid, of instances ``owner``) with their numeric changes moved as close
+    to the unchanged values as the split points allow while they stay valid.
+
+    Parameters
+    ----------
+    search : skcem._neighbors._Batch
+        The batch's constraints, distance and model.
+    E : ndarray of shape (n_rows, n_features)
+    owner : ndarray of int, shape (n_rows,)
+    points : SplitPoints
+
+    Returns
+    -------
+    E : ndarray of shape (n_rows, n_features)
+        A new array; no answer is farther than it was.
+    """
+    E = E.copy()
+    movable = ~search.categorical
+    open_rows = np.arange(len(E))
+    for _ in range(_MAX_ROUNDS):
+        if open_rows.size == 0:
+            break
+        trial_row, feature, trials = _trials(search, E[open_rows], owner[open_rows], points,
+                                             movable)
+        if trial_row.size == 0:
+            break
+        rows = open_rows[trial_row]
+        trials = search.admissible(trials, owner[rows])
+        ok = search.valid(trials, owner[rows])
+        saving = np.where(ok, search.distance(E[rows], owner[rows])
+                          - search.distance(trials, owner[rows]), -np.inf)
+        ok &= saving > 0
+        if not ok.any():
+            break
+        # Per answer and feature, the point saving most; then per answer, all of those
+        # together where that stays valid, else the best one.
+        order = np.lexsort((-saving, feature, trial_row))
+        order = order[ok[order]]
+        key = trial_row[order] * E.shape[1] + feature[order]
+        best = order[np.r_[True, key[1:] != key[:-1]]]
+        joint = E[open_rows].copy()
+        joint[trial_row[best], feature[best]] = trials[best, feature[best]]
+        n_moves = np.bincount(trial_row[best], minlength=open_rows.size)
+        several = np.flatnonzero(n_moves > 1)
+        joint_ok = np.zeros(open_rows.size, bool)
+        if several.size:
+            joint_rows = search.admissible(joint[several], owner[open_rows[several]])
+            joint_ok[several] = search.valid(joint_rows, owner[open_rows[several]]) & (
+                search.distance(joint_rows, owner[open_rows[several]])
+                < search.distance(E[open_rows[several]], owner[open_rows[several]]))
+            joint[several] = joint_rows
+        E[open_rows[joint_ok]] = joint[joint_ok]
+        by_saving = best[np.lexsort((-saving[best], trial_row[best]))]
+        first = by_saving[np.r_[True, trial_row[by_saving][1:] != trial_row[by_saving][:-1]]]
+        single = first[~joint_ok[trial_row[first]]]
+        E[open_rows[trial_row[single]]] = trials[single]
+        open_rows = open_rows[n_moves > 0]
+    return E
+
+
+def _trials(search, E, owner, points, movable):
+    """``(row, feature, trials)``: each answer with one changed numeric feature set to one
+    split point between its value and its unchanged one (or to the unchanged one, or a PN's
+    band edge), ``row`` its answer."""
+    base = search._unchanged_value(E, owner)
+    changed = movable & (E != base)
+    frozen = search.problem.frozen(owner)
+    if frozen is not None:
+        changed &= ~frozen
+    band = _band_edges(search, owner)
+    rows_out, features_out, values_out = [], [], []
+    for j in np.flatnonzero(changed.any(axis=0)):
+        rows = np.flatnonzero(changed[:, j])
+        value, target = E[rows, j], base[rows, j]
+        down = value > target  # moving down: the smallest values some split sends right
+        grid_down, grid_up = points.above[j], points.below[j]
+        # Points strictly between the unchanged value and the answer's.
+        lo = np.where(down, np.searchsorted(grid_down, target, side="right"),
+                      np.searchsorted(grid_up, value, side="right"))
+        hi = np.where(down, np.searchsorted(grid_down, value, side="left"),
+                      np.searchsorted(grid_up, target, side="left"))
+        count = np.maximum(hi - lo, 0)
+        taken = np.minimum(count, _MAX_POINTS)
+        row_of = np.repeat(np.arange(rows.size), taken)
+        rank = np.arange(taken.sum()) - np.repeat(np.cumsum(taken) - taken, taken)
+        # Evenly thinned where there are more than _MAX_POINTS.
+        index = lo[row_of] + (rank * count[row_of]) // np.maximum(taken[row_of], 1)
+        grid_values = np.where(down[row_of], _at(grid_down, index), _at(grid_up, index))
+        rows_out += [rows[row_of], rows]
+        features_out += [np.full(row_of.size + rows.size, j)]
+        values_out += [grid_values, target]
+        if band is not None:
+            edge = np.where(value > band[0][rows, j], band[1][rows, j], band[2][rows, j])
+            inside = (edge - target) * (value - edge) > 0
+            rows_out.append(rows[inside])
+            features_out.append(np.full(inside.sum(), j))
+            values_out.append(edge[inside])
+    if not rows_out:
+        return np.zeros(0, int), np.zeros(0, int), E[:0]
+    row = np.concatenate(rows_out)
+    feature = np.concatenate(features_out)
+    trials = E[row].copy()
+    trials[np.arange(row.size), feature] = np.concatenate(values_out)
+    return row, feature, trials
+
+
+def _band_edges(search, owner):
+    """``(v, above, below)``, each of shape (len(owner), n_features): a PN's no-information
+    values and the closest admissible values on either side of them, just farther from them
+    than the instance (None for other modes)."""
+    problem = search.problem
+    if problem.mode.name != "PN":
+        return None
+    v = np.broadcast_to(problem.no_info_val, problem.x0.shape)[owner] \
+        if np.ndim(problem.no_info_val) == 2 else \
+        np.broadcast_to(problem.no_info_val, (len(owner), problem.x0.shape[1]))
+    radius = np.abs(problem.x0[owner] - v)
+    tiny = 4 * np.spacing((np.abs(v) + radius).astype(np.float32)).astype(float)
+    # Whole numbers: the nearest strictly outside the band.
+    above = np.where(search.whole, np.floor(v + radius) + 1, v + radius + tiny)
+    below = np.where(search.whole, np.ceil(v - radius) - 1, v - radius - tiny)
+    return v, above, below
+
+
+def margin_path(search, rows, points):
+    """Answers built from the instances ``rows`` themselves, one split point at a time: each
+    step moves the numeric feature, to the split point (1, 2, 4, ... points beyond its value,
+    away from the instance's), that buys most of the model's margin per unit of distance;
+    a valid step ends the path, the cheapest valid one first. Returns ``(owner, answers)``
+    of the paths that end valid (within ``_MAX_STEPS`` steps).
+    """
+    problem = search.problem
+    Z = problem.x0[rows].copy()
+    owner = rows.copy()
+    ok, proba = search.ask(Z, owner)
+    margin = problem.mode.margin(proba, problem.target[owner], problem.kappa)
+    distance = np.zeros(len(rows))
+    open_rows = np.flatnonzero(~ok)
+    for _ in range(_MAX_STEPS):
+        if open_rows.size == 0:
+            break
+        trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points)
+        if trial_row.size == 0:
+            break
+        trial_owner = owner[open_rows[trial_row]]
+        trial_ok, trial_proba = search.ask(trials, trial_owner)
+        gain = problem.mode.margin(trial_proba, problem.target[trial_owner], problem.kappa) \
+            - margin[open_rows[trial_row]]
+        cost = search.distance(trials, trial_owner) - distance[open_rows[trial_row]]
+        # The cheapest valid step, else the most margin bought per unit of distance.
+        score = np.where(trial_ok, -cost, gain / np.maximum(cost, 1e-12))
+        usable = trial_ok | (gain > 0)
+        order = np.lexsort((-score, ~trial_ok, ~usable, trial_row))
+        first = order[np.r_[True, trial_row[order][1:] != trial_row[order][:-1]]]
+        first = first[usable[first]]
+        moved = open_rows[trial_row[first]]
+        Z[moved] = trials[first]
+        margin[moved] += gain[first]
+        distance[moved] += cost[first]
+        ok[moved] = trial_ok[first]
+        open_rows = moved[~trial_ok[first]]
+    if not ok.any():
+        return owner[:0], Z[:0]
+    return owner[ok], Z[ok]
+
+
+def _steps(search, Z, owner, points, n_offsets=None):
+    """``(row, trials)``: each row of ``Z`` with one numeric feature moved 1, 2, 4, ...
+    split points farther from the instance (either side where it is unchanged), made
+    admissible; trials the constraints undo are left out."""
+    problem = search.problem
+    base = search._unchanged_value(Z, owner)
+    movable = ~search.categorical
+    frozen = problem.frozen(owner)
+    if frozen is not None:
+        movable = movable & ~np.broadcast_to(frozen, Z.shape)
+    movable = np.broadcast_to(movable, Z.shape)
+    offsets = 2 ** np.arange(_N_OFFSETS if n_offsets is None else n_offsets)
+    feature = np.broadcast_to(np.arange(Z.shape[1]), Z.shape)
+    rows_out, features_out, values_out = [], [], []
+    for packed, side in ((points.packed_above, 1), (points.packed_below, -1)):
+        keys, grid, first, count = packed
+        going = movable & ((Z - base) * side >= 0)  # unchanged, or already moved this way
+        # All features' grids in one sorted array of (feature, value) pairs.
+        query = feature + 1j * np.where(np.isfinite(Z), Z, 0.0)
+        start = np.searchsorted(keys, query, side="right" if side > 0 else "left") - first
+        if side > 0:
+            start -= 1
+        index = start[..., None] + side * offsets
+        inside = going[..., None] & (index >= 0) & (index < count[feature][..., None])
+        r, k, o = np.nonzero(inside)
+        rows_out.append(r)
+        features_out.append(k)
+        values_out.append(grid[first[k] + index[r, k, o]])
+    band = _band_edges(search, owner)
+    if band is not None:  # a PN's band: its edges on both sides of the no-information value
+        r, k = np.nonzero(movable & (Z == base))
+        for edge in band[1:]:
+            rows_out.append(r)
+            features_out.append(k)
+            values_out.append(edge[r, k])
+    if not rows_out:
+        return np.zeros(0, int), Z[:0]
+    row = np.concatenate(rows_out)
+    feature = np.concatenate(features_out)
+    trials = Z[row].copy()
+    trials[np.arange(row.size), feature] = np.concatenate(values_out)
+    trials = search.admissible(trials, owner[row])
+    moved = trials[np.arange(row.size), feature] != Z[row, feature]
+    return row[moved], trials[moved]
+
+
+def exchange(search, E, owner, points):
+    """Answers ``E`` (valid) improved by pairs of moves: one changed numeric feature moved 1,
+    2, 4 or 8 split points towards its unchanged value (or back to it) while another moves 1
+    to 64 points away from its own (the ``_GROWTH_KEPT`` such moves that buy most margin per
+    unit of distance); the valid pair saving most is kept, while one saves any. Then scanned
+    (:func:`scan_splits`) and reverted.
+    """
+    E = E.copy()
+    open_rows = np.arange(len(E))
+    for _ in range(_MAX_EXCHANGES):
+        if open_rows.size == 0:
+            break
+        sub, sub_owner = E[open_rows], owner[open_rows]
+        shrink_row, shrink_feature, shrink_value = _towards(search, sub, sub_owner, points)
+        grow_row, grow_trials = _steps(search, sub, sub_owner, points, _N_GROWTH)
+        grow_row, grow_trials = _most_margin(search, sub, sub_owner, grow_row, grow_trials)
+        grow_feature = np.argmax(grow_trials != sub[grow_row], axis=1)
+        grow_value = grow_trials[np.arange(grow_row.size), grow_feature]
+        # Every shrink of a row with every growth of the same row on another feature.
+        shrink_order = np.argsort(shrink_row, kind="stable")
+        grow_order = np.argsort(grow_row, kind="stable")
+        n_shrink = np.bincount(shrink_row, minlength=len(sub))
+        n_grow = np.bincount(grow_row, minlength=len(sub))
+        n_pairs = n_shrink * n_grow
+        if n_pairs.sum() == 0:
+            break
+        pair_row = np.repeat(np.arange(len(sub)), n_pairs)
+        rank = np.arange(n_pairs.sum()) - np.repeat(np.cumsum(n_pairs) - n_pairs, n_pairs)
+        first_shrink = np.cumsum(n_shrink) - n_shrink
+        first_grow = np.cumsum(n_grow) - n_grow
+        a = shrink_order[first_shrink[pair_row] + rank // n_grow[pair_row]]
+        b = grow_order[first_grow[pair_row] + rank % n_grow[pair_row]]
+        keep = shrink_feature[a] != grow_feature[b]
+        pair_row, a, b = pair_row[keep], a[keep], b[keep]
+        trials = sub[pair_row].copy()
+        at = np.arange(pair_row.size)
+        trials[at, shrink_feature[a]] = shrink_value[a]
+        trials[at, grow_feature[b]] = grow_value[b]
+        trials = search.admissible(trials, sub_owner[pair_row])
+        saving = search.distance(sub[pair_row], sub_owner[pair_row]) \
+            - search.distance(trials, sub_owner[pair_row])
+        cheaper = saving > 1e-12 * np.maximum(1.0, np.abs(saving))
+        pair_row, trials, saving = pair_row[cheaper], trials[cheaper], saving[cheaper]
+        ok = search.valid(trials, sub_owner[pair_row])
+        if not ok.any():
+            break
+        pair_row, trials, saving = pair_row[ok], trials[ok], saving[ok]
+        order = np.lexsort((-saving, pair_row))
+        first = order[np.r_[True, pair_row[order][1:] != pair_row[order][:-1]]]
+        E[open_rows[pair_row[first]]] = trials[first]
+        open_rows = open_rows[pair_row[first]]
+    E = scan_splits(search, E, owner, points)
+    return search.revert(E, owner)
+
+
+def _most_margin(search, E, owner, row, trials):
+    """The ``_GROWTH_KEPT`` trials of each row of ``E`` that buy most of the model's margin
+    per unit of distance (those that buy some)."""
+    problem = search.problem
+    if row.size == 0:
+        return row, trials
+    _, proba = search.ask(np.concatenate([E, trials]), np.concatenate([owner, owner[row]]))
+    margin = problem.mode.margin(proba, problem.target[np.concatenate([owner, owner[row]])],
+                                 problem.kappa)
+    gain = margin[len(E):] - margin[row]
+    cost = search.distance(trials, owner[row]) - search.distance(E, owner)[row]
+    score = np.where(gain > 0, gain / np.maximum(cost, 1e-12), -np.inf)
+    order = np.lexsort((-score, row))
+    rank = np.arange(order.size) - np.searchsorted(row[order], row[order])
+    kept = order[(rank < _GROWTH_KEPT) & np.isfinite(score[order])]
+    return row[kept], trials[kept]
+
+
+def _towards(search, E, owner, points):
+    """``(row, feature, value)``: each changed numeric feature moved 1, 2, 4 or 8 split
+    points towards its unchanged value, or back to it."""
+    base = search._unchanged_value(E, owner)
+    changed = ~search.categorical & (E != base)
+    frozen = search.problem.frozen(owner)
+    if frozen is not None:
+        changed &= ~frozen
+    offsets = 2 ** np.arange(_N_SHRINKS)
+    rows_out, features_out, values_out = [], [], []
+    for j in np.flatnonzero(changed.any(axis=0)):
+        rows = np.flatnonzero(changed[:, j])
+        value, target = E[rows, j], base[rows, j]
+        down = value > target
+        grid_down, grid_up = points.above[j], points.below[j]
+        lo = np.where(down, np.searchsorted(grid_down, target, side="right"),
+                      np.searchsorted(grid_up, value, side="right"))
+        hi = np.where(down, np.searchsorted(grid_down, value, side="left"),
+                      np.searchsorted(grid_up, target, side="left"))
+        # Down: the points below the value, nearest first (hi - o); up: lo - 1 + o.
+        index = np.where(down[:, None], hi[:, None] - offsets[None], lo[:, None] - 1 + offsets)
+        inside = (index >= lo[:, None]) & (index < hi[:, None])
+        r, o = np.nonzero(inside)
+        grid_values = np.where(down[r], _at(grid_down, index[r, o]), _at(grid_up, index[r, o]))
+        rows_out += [rows[r], rows]
+        features_out.append(np.full(r.size + rows.size, j))
+        values_out += [grid_values, target]
+    if not rows_out:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    return (np.concatenate(rows_out), np.concatenate(features_out),
+            np.concatenate(values_out))
+
+
+def best_answers(search, E, owner):
+    """``(owner, rows)``: the closest of each instance's answers ``E`` (all valid)."""
+    distance = search.distance(E, owner)
+    order = np.lexsort((distance, owner))
+    best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+    return owner[best], E[best]
+
+
+def polish_on_splits(search, E, owner, rows, points):
+    """The gradient-free search's answers ``E`` (valid, reverted; of instances ``owner``)
+    scanned, with the margin paths of the instances ``rows`` and the exchanges of each
+    instance's closest answer (see the module's docstring).
+
+    Returns
+    -------
+    owner : ndarray of int
+    answers : ndarray of shape (len(owner), n_features)
+        Every one valid: those of ``E``, scanned and reverted, then the new ones.
+    """
+    E = search.revert(scan_splits(search, E, owner, points), owner)
+    extra_owner, extra = margin_path(search, rows, points)
+    extra = search.revert(scan_splits(search, extra, extra_owner, points), extra_owner)
+    owner, E = np.concatenate([owner, extra_owner]), np.concatenate([E, extra])
+    best_owner, best = best_answers(search, E, owner)
+    return (np.concatenate([owner, best_owner]),
+            np.concatenate([E, exchange(search, best, best_owner, points)]))
+
+
+def _at(grid, index):
+    """``grid[index]`` where ``index`` is inside it (the other side's lookups: ignored)."""
+    if grid.size == 0:
+        return np.zeros(np.shape(index))
+    return grid[np.clip(index, 0, grid.size - 1)]

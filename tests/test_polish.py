@@ -1,0 +1,111 @@
+"""The gradient-free search on tree models, near the exact optimum (issue 26, item 2)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
+
+
+def explain(explainer, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        warnings.filterwarnings("ignore", message=".*outside `feature_range_`")
+        return explainer.explain(X)
+
+
+def make_explainer(model, mode, **params):
+    if mode == "CF":
+        return CounterfactualExplainer(model, distance="mad", **params)
+    return CEMExplainer(model, mode="PN", distance="mad", **params)
+
+
+@pytest.fixture(scope="module")
+def table():
+    X, y = make_classification(400, 5, n_informative=4, n_redundant=1, random_state=11)
+    return X[40:], y[40:], X[:40]
+
+
+MODELS = {
+    "tree": lambda: DecisionTreeClassifier(max_depth=5, random_state=0),
+    "forest": lambda: RandomForestClassifier(8, max_depth=4, random_state=0),
+    "boosting": lambda: GradientBoostingClassifier(n_estimators=15, max_depth=2,
+                                                   random_state=0),
+}
+
+
+@pytest.mark.parametrize("mode", ["CF", "PN"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_default_search_is_near_the_exact_optimum(table, name, mode):
+    X_train, y_train, rows = table
+    model = MODELS[name]().fit(X_train, y_train)
+    default = explain(make_explainer(model, mode).fit(X_train), rows)
+    exact = explain(make_explainer(model, mode, search="exact").fit(X_train), rows)
+    proven = exact.found & (exact.gap == 0)
+    assert proven.sum() >= 30
+    assert default.found[proven].mean() >= 0.9  # an answer exists: the default finds one
+    proven &= default.found
+    predicted = model.predict(default.explanation[default.found])
+    assert np.all(predicted != default.X_pred[default.found])
+    assert np.all(default.distance[proven] >= exact.distance[proven] * (1 - 1e-9) - 1e-12)
+    excess = default.distance[proven] / exact.distance[proven] - 1
+    assert np.median(excess) <= 0.05
+    assert np.percentile(excess, 90) <= 0.20
+
+
+def test_a_change_lands_on_the_split_beyond_an_invalid_stretch():
+    # One column, classes in stripes: A below 1, B in (1, 2], A in (2, 3], B above 3. From
+    # 0.5 the closest B is just above 1, across the stripe of A that a bisection from a
+    # training row of B above 3 would stop at.
+    x = np.linspace(0, 4, 81)
+    y = np.where(x <= 1, 0, np.where(x <= 2, 1, np.where(x <= 3, 0, 1)))
+    X = x[:, None]
+    tree = DecisionTreeClassifier(random_state=0).fit(X, y)
+    thresholds = np.sort(tree.tree_.threshold[tree.tree_.feature >= 0])
+    first = thresholds[0]
+    pool = X[(x > 3.2)]  # only rows beyond the invalid stretch to start from
+    cf = CounterfactualExplainer(tree, distance="l1").fit(np.vstack([pool, [[0.0]]]))
+    exp = explain(cf, np.array([[0.5]]))
+    assert exp.found[0]
+    answer = exp.explanation[0, 0]
+    assert tree.predict([[answer]])[0] == 1
+    assert first < answer <= first + 1e-5
+
+
+def test_constraints_hold_on_a_table():
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pd.DataFrame({"income": rng.normal(50, 15, n).round(1),
+                          "children": rng.integers(0, 5, n),
+                          "age": rng.integers(18, 70, n),
+                          "hours": rng.normal(40, 8, n).round(1),
+                          "city": rng.choice(["north", "south", "east"], n)})
+    y = ((frame.income + 6 * frame.children - 0.3 * frame.age + 0.5 * frame.hours > 50)
+         ^ (frame.city == "east")).astype(int)
+    model = RandomForestClassifier(20, max_depth=5, random_state=0)
+    numeric = frame.drop(columns="city").assign(city=frame.city.map(
+        {"north": 0, "south": 1, "east": 2}))
+    model.fit(numeric, y)
+    rows = numeric.iloc[:30]
+    for mode in ("CF", "PN"):
+        explainer = make_explainer(
+            model, mode, immutable_features=["hours"], directions={"age": "increase"},
+            feature_range={"income": (20.0, 90.0)}, categorical_features=["city"])
+        exp = explain(explainer.fit(numeric), rows)
+        assert exp.found.sum() >= 20
+        answers = exp.explanation[exp.found]
+        original = rows[exp.found]
+        assert np.all(model.predict(answers) != model.predict(original))
+        assert np.array_equal(answers.hours.to_numpy(), original.hours.to_numpy())
+        assert np.all(answers.age.to_numpy() >= original.age.to_numpy())
+        changed = answers.income.to_numpy() != original.income.to_numpy()
+        assert np.all((answers.income[changed] >= 20) & (answers.income[changed] <= 90))
+        for column in ("children", "age"):
+            values = answers[column].to_numpy(float)
+            assert np.array_equal(values, np.round(values))
+        assert set(answers.city) <= {0, 1, 2}
