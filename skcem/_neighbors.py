@@ -270,7 +270,10 @@ class NeighborSearch:
             # range makes the other one redundant, which a revert would remove (the two
             # together may need less). Shrunk and reverted with the starts: the same calls.
             owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
-            if self.points is None or not problem.mode.requires_change:
+            # The split points' polish minimises the distance alone: with a plausibility
+            # term, the shrink and revert steps, which weigh it, polish instead.
+            if self.points is None or not problem.mode.requires_change \
+                    or problem.plausibility is not None:
                 E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
                 E = search.revert(E, owner)
             else:
