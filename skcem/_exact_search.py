@@ -570,7 +570,6 @@ class ExactSearch:
         ``(answer, distance, lower bound)``, the lower bound being the distance where it was
         proven optimal; ``(None, nan, lower bound)`` where time ran out before any; None
         when there is none."""
-        ensemble = self.ensemble
         d = problem.x0.shape[1]
         x0 = problem.x0[i]
         l1, l2 = self._weights(problem, d)
