@@ -35,8 +35,13 @@ the scores and ``predict``. The closest valid answer therefore solves a mixed-in
 **Budgets.** The gradient-free search (:mod:`skcem._neighbors`) first gives each instance a
 valid answer; its distance ``D`` bounds the program, and programs of growing budgets ``D/16,
 D/8, D/4, D/2`` and just below ``D`` are solved in turn: intervals and categories that alone
-cost more than the budget are left out, and so are the tree nodes only they reach, which
-makes the first programs small. The first with an answer holds the optimum; each without one
+cost more than the budget are left out, and so is every tree node whose box has no admissible
+point within the budget (the distance is a sum over columns, so a box's cheapest point costs
+the sum of each column's cheapest interval in it), which makes the first programs small. A
+leaf is left out too where, with every other tree's best reachable leaf, the scores still
+fall short of validity (each tree gives one leaf: a bound the program's relaxation, which
+weighs every leaf alone, does not see); a budget where a tree keeps no leaf has no answer,
+without a program. The first with an answer holds the optimum; each without one
 proves that the optimum costs more than its budget; when none has one, the heuristic's answer
 is the optimum (HiGHS, which takes no starting answer, then only proves that nothing is
 cheaper).
@@ -196,25 +201,121 @@ class _Structure:
         for position, node in enumerate(self.categorical_nodes):
             codes = ensemble.left_codes[node]
             self.categorical_left[position, :len(codes)] = codes
+        self.categorical_position = np.full(n_nodes, -1)
+        self.categorical_position[self.categorical_nodes] = np.arange(len(self.categorical_nodes))
+        self._split_boxes(len(categorical))
 
-    def reachable(self, first_interval, last_interval, allowed_codes):
-        """The nodes an instance can reach: ``first_interval``/``last_interval`` (per node,
-        of the node's column) bound the admissible intervals of numeric columns,
-        ``allowed_codes`` (per categorical node) marks the admissible categories."""
+    def _split_boxes(self, d):
+        """Each inner node's box on the column it splits: the intervals (``box_low`` to
+        ``box_high``, of that column's cuts) or the categories (``box_codes``, per categorical
+        node) its ancestors leave to the rows reaching it."""
         ensemble = self.ensemble
-        k = self.cut_index
-        left_ok = first_interval <= k  # some admissible interval at or below t_k
-        right_ok = last_interval >= k + 1
-        if len(self.categorical_nodes):
-            nodes = self.categorical_nodes
-            left_ok[nodes] = np.any(allowed_codes & self.categorical_left, axis=1)
-            right_ok[nodes] = np.any(allowed_codes & ~self.categorical_left, axis=1)
-        reach = np.zeros(len(ensemble.left), bool)
-        reach[ensemble.roots] = True
+        n_nodes = len(ensemble.left)
+        self.box_low = np.zeros(n_nodes, int)
+        self.box_high = np.zeros(n_nodes, int)
+        self.box_codes = np.ones_like(self.categorical_left)
+        for j, cuts in self.cuts.items():
+            self.box_high[ensemble.feature == j] = len(cuts)
+        # Per node of the current level: its nearest ancestor splitting each column, and
+        # whether it lies right of that ancestor's split.
+        frontier = ensemble.roots
+        ancestor = np.full((len(frontier), d), -1)
+        went_right = np.zeros((len(frontier), d), bool)
+        while len(frontier):
+            inner = ensemble.left[frontier] >= 0
+            frontier, ancestor, went_right = frontier[inner], ancestor[inner], went_right[inner]
+            if not len(frontier):
+                break
+            j = ensemble.feature[frontier]
+            rows = np.arange(len(frontier))
+            a, right = ancestor[rows, j], went_right[rows, j]
+            has = a >= 0
+            numeric = has & (self.cut_index[frontier] >= 0)
+            node, a_n, right_n = frontier[numeric], a[numeric], right[numeric]
+            k = self.cut_index[a_n]
+            self.box_low[node] = np.where(right_n, np.maximum(self.box_low[a_n], k + 1),
+                                          self.box_low[a_n])
+            self.box_high[node] = np.where(right_n, self.box_high[a_n],
+                                           np.minimum(self.box_high[a_n], k))
+            categorical = has & (self.cut_index[frontier] < 0)
+            node = self.categorical_position[frontier[categorical]]
+            a_c = self.categorical_position[a[categorical]]
+            goes = np.where(right[categorical][:, None], ~self.categorical_left[a_c],
+                            self.categorical_left[a_c])
+            self.box_codes[node] = self.box_codes[a_c] & goes
+            ancestor[rows, j] = frontier
+            children = np.r_[ensemble.left[frontier], ensemble.right[frontier]]
+            ancestor = np.r_[ancestor, ancestor]
+            went_right = np.r_[went_right, went_right]
+            went_right[rows, j] = False
+            went_right[len(frontier) + rows, j] = True
+            frontier = children
+
+    def box_costs(self, interval_costs, code_costs):
+        """Per node, the cost of the cheapest admissible point of its box (inf where it
+        holds none).
+
+        The distance is a sum over columns, so the cheapest point of a box costs the sum over
+        columns of the cheapest admissible interval (or category) the box leaves that column.
+        ``interval_costs`` maps each numeric column to the cost of each of its intervals,
+        ``code_costs`` each categorical column to the cost of each code (inf where not
+        admissible, and past the column's codes up to the widest column's).
+        """
+        ensemble = self.ensemble
+        cost = np.full(len(ensemble.left), np.inf)
+        cost[ensemble.roots] = 0.0  # the instance itself lies in every root's box
+        numeric_tables = {j: _RangeMin(c) for j, c in interval_costs.items()}
         for nodes in self.levels:
-            reach[ensemble.left[nodes]] = reach[nodes] & left_ok[nodes]
-            reach[ensemble.right[nodes]] = reach[nodes] & right_ok[nodes]
-        return reach
+            nodes = nodes[np.isfinite(cost[nodes])]
+            if not len(nodes):
+                continue
+            here, left, right = (np.empty(len(nodes)) for _ in range(3))
+            k = self.cut_index[nodes]
+            numeric = k >= 0
+            features = ensemble.feature[nodes]
+            for j in np.unique(features[numeric]):
+                at = numeric & (features == j)
+                low, high, kj = self.box_low[nodes[at]], self.box_high[nodes[at]], k[at]
+                table = numeric_tables[int(j)]
+                here[at] = table.min(low, high)
+                left[at] = table.min(low, np.minimum(high, kj))
+                right[at] = table.min(np.maximum(low, kj + 1), high)
+            if not numeric.all():
+                position = self.categorical_position[nodes[~numeric]]
+                codes = np.stack([code_costs[int(j)] for j in features[~numeric]])
+                box, goes = self.box_codes[position], self.categorical_left[position]
+                here[~numeric] = np.where(box, codes, np.inf).min(axis=1)
+                left[~numeric] = np.where(box & goes, codes, np.inf).min(axis=1)
+                right[~numeric] = np.where(box & ~goes, codes, np.inf).min(axis=1)
+            base = cost[nodes] - here
+            cost[ensemble.left[nodes]] = base + left
+            cost[ensemble.right[nodes]] = base + right
+        return cost
+
+
+class _RangeMin:
+    """Minima of ``values`` over index ranges ``[low, high]`` (a sparse table)."""
+
+    def __init__(self, values):
+        self.table = [np.asarray(values, float)]
+        width = 1
+        while 2 * width <= len(values):
+            previous = self.table[-1]
+            self.table.append(np.minimum(previous[:-width], previous[width:]))
+            width *= 2
+
+    def min(self, low, high):
+        """Per pair, the minimum over ``low..high`` (inf where the range is empty)."""
+        low, high = np.asarray(low), np.asarray(high)
+        empty = high < low
+        span = np.maximum(high - low + 1, 1)
+        level = np.floor(np.log2(span)).astype(int)
+        out = np.full(len(low), np.inf)
+        for lev in np.unique(level[~empty]):
+            at = ~empty & (level == lev)
+            row = self.table[lev]
+            out[at] = np.minimum(row[low[at]], row[high[at] - (1 << lev) + 1])
+        return out
 
 
 def _nearest_points(x0, cuts, steps, pieces, whole):
@@ -471,7 +572,6 @@ class ExactSearch:
         ``(answer, distance, lower bound)``, the lower bound being the distance where it was
         proven optimal; ``(None, nan, lower bound)`` where time ran out before any; None
         when there is none."""
-        ensemble = self.ensemble
         d = problem.x0.shape[1]
         x0 = problem.x0[i]
         l1, l2 = self._weights(problem, d)
@@ -484,6 +584,7 @@ class ExactSearch:
         limit = bound * (1 + 1e-9) + 1e-12
         first = np.zeros(d, int)
         last = np.zeros(d, int)
+        interval_costs, code_costs = {}, {}
         for j, cuts in structure.cuts.items():
             whole = bool(self.whole[j])
             # Whole numbers first without steps (see _nearest_points), then with them.
@@ -495,6 +596,7 @@ class ExactSearch:
             points[j] = pts
             # An interval costing more than the bound alone is never chosen.
             feasible = np.isfinite(pts) & (interval_cost <= limit)
+            interval_costs[j] = np.where(feasible, interval_cost, np.inf)
             interval_cost = np.where(feasible, interval_cost, 0.0)
             start, k_count = structure.v_start[j], len(cuts)
             allowed = np.flatnonzero(feasible)
@@ -507,19 +609,22 @@ class ExactSearch:
             ub[start + last[j]:start + k_count] = 0.0
             inside = np.flatnonzero(~feasible[first[j]:last[j] + 1]) + first[j]
             ruled_out.extend(start + k - 1 for k in inside)
-        allowed_codes = np.zeros((d, structure.categorical_left.shape[1]), bool)
         for j, start in structure.w_start.items():
             n_codes = int(structure.n_categories[j])
             allowed = self._allowed_codes(problem, i, j, n_codes) & (l1[j] + l2[j] <= limit)
             allowed[int(x0[j])] = True
             ub[start:start + n_codes] = allowed
-            allowed_codes[j, :n_codes] = allowed
             cost[start:start + n_codes] = l1[j] + l2[j]
             cost[start + int(x0[j])] = 0.0
-        # Only the nodes the admissible region can reach enter the program.
-        node_feature = np.maximum(ensemble.feature, 0)
-        reach = structure.reachable(first[node_feature], last[node_feature],
-                                    allowed_codes[ensemble.feature[structure.categorical_nodes]])
+            code_costs[j] = np.full(structure.categorical_left.shape[1], np.inf)
+            code_costs[j][:n_codes] = np.where(allowed, cost[start:start + n_codes], np.inf)
+        # Only the nodes whose box holds an admissible point within the bound enter the
+        # program: a leaf that alone costs more is never the row's.
+        node_cost = structure.box_costs(interval_costs, code_costs)
+        reach = node_cost <= limit
+        reach = self._drop_hopeless_leaves(structure, problem, i, strict, reach)
+        if reach is None:
+            return None
         nodes = np.flatnonzero(reach)
         columns = np.r_[np.arange(n_columns), structure.y_start + nodes]
         kept_rows = (structure.row_owner < 0) | reach[np.maximum(structure.row_owner, 0)]
@@ -574,14 +679,13 @@ class ExactSearch:
         value = result.fun + constant
         return answer, value, value if result.status == 0 else dual
 
-    def _validity(self, structure, problem, i, strict, leaves, leaf_columns, n_columns):
-        """The validity rows of instance ``i`` on the program's columns (``leaves``, the
-        nodes, at ``leaf_columns``): ``(A, lower, upper, n_selectors)``, the selectors being
-        new binaries after the ``n_columns`` others."""
+    def _score_rows(self, problem, i, strict, leaf_scores):
+        """What validity asks of the leaves' class scores ``leaf_scores``: ``(values, lower,
+        any_of)``, one row per class other than the instance's target (or explained) one,
+        each row of ``values`` summed over the chosen leaves having to reach ``lower``: all
+        rows (a counterfactual) or at least one (``any_of``: a PN)."""
         ensemble = self.ensemble
         t = int(problem.target[i])
-        n_classes = ensemble.n_classes
-        scores = structure.leaf_scores[leaves]
         base = ensemble.base
 
         def wins_tie(a, b):
@@ -591,26 +695,71 @@ class ExactSearch:
             """What a's score must exceed b's by for a to beat b."""
             return 0.0 if (wins_tie(a, b) and not strict) else _MARGIN
 
-        others = [c for c in range(n_classes) if c != t]
+        others = [c for c in range(ensemble.n_classes) if c != t]
         if problem.mode.wants_target:  # the target beats every other class
-            values = np.array([scores[:, t] - scores[:, c] for c in others])
+            values = np.array([leaf_scores[:, t] - leaf_scores[:, c] for c in others])
             lower = np.array([required(t, c) - (base[t] - base[c]) for c in others])
-            n_extra = 0
-        else:  # a PN: some other class beats the explained one by kappa
-            kappa = problem.kappa
-            if kappa > 0 and not ensemble.is_probability:
-                kappa = np.log((1 + kappa) / (1 - kappa)) / ensemble.raw_binary_slope
-            values = np.array([scores[:, c] - scores[:, t] for c in others])
-            lower = np.array([kappa + required(c, t) - (base[c] - base[t]) for c in others])
-            n_extra = 0 if len(others) == 1 else len(others)
-        A = np.zeros((len(others), len(leaf_columns)))
-        A[:] = values
+            return values, lower, False
+        # A PN: some other class beats the explained one by kappa.
+        kappa = problem.kappa
+        if kappa > 0 and not ensemble.is_probability:
+            kappa = np.log((1 + kappa) / (1 - kappa)) / ensemble.raw_binary_slope
+        values = np.array([leaf_scores[:, c] - leaf_scores[:, t] for c in others])
+        lower = np.array([kappa + required(c, t) - (base[c] - base[t]) for c in others])
+        return values, lower, len(others) > 1
+
+    def _drop_hopeless_leaves(self, structure, problem, i, strict, reach):
+        """``reach`` without the leaves that no valid answer can choose, and without the
+        inner nodes left with no leaf; None where no answer is valid.
+
+        Each tree gives one leaf, so the scores' sum is at most the sum over trees of each
+        tree's best reachable leaf (a bound the program's relaxation does not see: it weighs
+        every leaf alone). A leaf whose value, with every other tree's best, still falls
+        short of what validity needs is dropped; the trees' bests then fall, and so on until
+        nothing changes.
+        """
+        leaves = np.flatnonzero(reach & structure.is_leaf)
+        values, lower, any_of = self._score_rows(problem, i, strict,
+                                                 structure.leaf_scores[leaves])
+        tree = structure.node_tree[leaves]
+        # Leaves are numbered tree after tree, and every tree keeps the instance's own leaf.
+        starts = np.flatnonzero(np.r_[True, tree[1:] != tree[:-1]])
+        if len(starts) != len(structure.ensemble.roots):
+            return reach
+        keep = np.ones(len(leaves), bool)
+        slack = 1e-9 * (1.0 + np.abs(lower))
+        while True:
+            best = np.maximum.reduceat(np.where(keep, values, -np.inf), starts, axis=1)
+            if not np.all(np.isfinite(best)):
+                return None
+            reachable_sum = best.sum(axis=1)
+            possible = values - best[:, tree] + reachable_sum[:, None] >= \
+                (lower - slack)[:, None]
+            still = keep & (possible.any(axis=0) if any_of else possible.all(axis=0))
+            if np.array_equal(still, keep):
+                break
+            keep = still
+        reach = reach.copy()
+        reach[leaves[~keep]] = False
+        ensemble = structure.ensemble
+        for nodes in reversed(structure.levels):
+            reach[nodes] &= reach[ensemble.left[nodes]] | reach[ensemble.right[nodes]]
+        return reach
+
+    def _validity(self, structure, problem, i, strict, leaves, leaf_columns, n_columns):
+        """The validity rows of instance ``i`` on the program's columns (``leaves``, the
+        nodes, at ``leaf_columns``): ``(A, lower, upper, n_selectors)``, the selectors being
+        new binaries after the ``n_columns`` others."""
+        values, lower, any_of = self._score_rows(problem, i, strict,
+                                                 structure.leaf_scores[leaves])
+        n_rows = len(lower)
+        n_extra = n_rows if any_of else 0
         rows = sparse.csr_array(
-            (A.ravel(), (np.repeat(np.arange(len(others)), len(leaf_columns)),
-                         np.tile(leaf_columns, len(others)))),
-            shape=(len(others), n_columns + n_extra))
+            (values.ravel(), (np.repeat(np.arange(n_rows), len(leaf_columns)),
+                              np.tile(leaf_columns, n_rows))),
+            shape=(n_rows, n_columns + n_extra))
         if n_extra == 0:
-            return rows, lower, np.full(len(others), np.inf), 0
+            return rows, lower, np.full(n_rows, np.inf), 0
         # Selectors s_c: where s_c = 1, class c beats t; big-M relaxes the others.
         tree = structure.node_tree[leaves]
         big_m = np.array([max(0.0, need - _lowest(row, tree)) + 1.0

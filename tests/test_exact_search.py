@@ -84,6 +84,8 @@ def _data(n=200, seed=0):
 MODELS = [
     DecisionTreeClassifier(max_depth=4, random_state=0),
     RandomForestClassifier(n_estimators=4, max_depth=3, random_state=0),
+    # Enough trees for the heuristic's bound to drop leaves by cost and by score.
+    RandomForestClassifier(n_estimators=12, max_depth=5, random_state=0),
     ExtraTreesClassifier(n_estimators=4, max_depth=3, random_state=0),
     GradientBoostingClassifier(n_estimators=6, max_depth=2, random_state=0),
     HistGradientBoostingClassifier(max_iter=6, max_depth=3, random_state=0),
@@ -211,6 +213,71 @@ def test_pn_with_several_classes_equals_brute_force():
         assert np.all(np.abs(answer - no_info)[changed] > np.abs(x0 - no_info)[changed])
         # The grid's steps cost 2 |d| STEP each in the L2 part.
         assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
+
+
+@pytest.mark.parametrize("mode", ["CF", "PN"])
+def test_pruned_programs_keep_every_leaf_of_an_answer_within_the_budget(mode, monkeypatch):
+    """The programs leave out the tree nodes no answer within their budget can reach (by the
+    cheapest point of each node's box, and by the trees' best scores): every leaf that a
+    valid grid point within the budget reaches must stay, and some leaves must go."""
+    from skcem._exact_search import ExactSearch
+
+    X, y = _data(n=400, seed=5)
+    model = RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0).fit(X, y)
+    calls = []
+    solve_row, drop = ExactSearch._solve_row, ExactSearch._drop_hopeless_leaves
+
+    def spy_solve_row(self, structure, problem, i, strict, step_scale, bound, time_limit):
+        calls.append({"i": i, "bound": bound,
+                      "weights": ExactSearch._weights(problem, problem.x0.shape[1])})
+        return solve_row(self, structure, problem, i, strict, step_scale, bound, time_limit)
+
+    def spy_drop(self, structure, problem, i, strict, reach):
+        kept = drop(self, structure, problem, i, strict, reach)
+        calls[-1].update(ensemble=structure.ensemble, before=reach, kept=kept)
+        return kept
+
+    monkeypatch.setattr(ExactSearch, "_solve_row", spy_solve_row)
+    monkeypatch.setattr(ExactSearch, "_drop_hopeless_leaves", spy_drop)
+    no_info = np.full(3, 5.0)
+    if mode == "CF":
+        explainer = CounterfactualExplainer(model, search="exact", distance="mad",
+                                            directions={0: "increase"})
+    else:
+        explainer = CEMExplainer(model, mode="PN", search="exact", distance="mad",
+                                 no_info_val=no_info)
+    explainer.fit(X)
+    rows = X[:6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        explainer.explain(rows)
+    lower, upper = explainer.feature_range_
+    cuts = _thresholds(model)
+    n_by_cost = n_by_score = 0
+    for call in calls:
+        if np.isinf(call["bound"]):
+            continue
+        x0 = rows[call["i"]]
+        if mode == "CF":
+            candidates = [_numeric_candidates(x0[0], cuts.get(0, []), x0[0], upper[0])] + \
+                [_numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j])
+                 for j in (1, 2)]
+        else:
+            candidates = _pn_candidates(x0, no_info, cuts, lower, upper)
+        grid = np.array(list(itertools.product(*candidates)), dtype=float)
+        own = model.predict(x0[None])[0]
+        l1, l2 = call["weights"]
+        cost = np.abs(grid - x0) @ l1 + (grid - x0) ** 2 @ l2
+        within = (cost <= call["bound"]) & (model.predict(grid) != own)
+        leaves = call["ensemble"].apply(grid[within])
+        n_by_cost += int(np.sum(~call["before"]))
+        if call["kept"] is None:  # no answer within the budget
+            assert leaves.size == 0
+            n_by_score += int(np.sum(call["before"]))
+            continue
+        assert np.all(call["kept"][leaves])
+        n_by_score += int(np.sum(call["before"] & ~call["kept"]))
+    assert n_by_cost > 0 and n_by_score > 0
 
 
 def test_counterfactual_to_a_named_class_of_boosting_with_three_classes():
