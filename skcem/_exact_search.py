@@ -469,6 +469,17 @@ class ExactSearch:
                     rejected[i] = False
                     break
                 rejected[i] = True
+                refused_bound = self._distance(problem, answer, i) * (1.0 - row_gap)
+            if rejected[i] and heuristic is not None and heuristic.found[i]:
+                # Every program's answer was refused by ``predict`` (an unchanged value
+                # within float32 rounding of a threshold goes the other way there): the
+                # heuristic's answer, with its gap to the refused answers' bound.
+                explanation[i] = heuristic.explanation[i]
+                distance[i] = heuristic.distance[i]
+                proba[i] = heuristic.explanation_proba[i]
+                pred[i] = heuristic.explanation_class[i]
+                gap[i] = max(0.0, 1.0 - refused_bound / distance[i]) if distance[i] > 0 else 0.0
+                rejected[i] = False
             seconds[i] = time.perf_counter() - started
         found = np.isfinite(distance)
         if progress is not None:

@@ -320,6 +320,40 @@ def test_time_limit_reports_a_gap_never_a_silent_suboptimum():
             assert hurried.distance[i] == pytest.approx(exact.distance[i])
 
 
+def test_answers_refused_by_predict_fall_back_to_the_heuristics_with_a_gap(monkeypatch):
+    """Where ``predict`` refuses every program's answer (an unchanged value within float32
+    rounding of a threshold goes the other way in the trees), the row keeps the default
+    search's valid answer, with the gap to the refused answers' bound: not "not found"."""
+    from skcem import _exact_search
+
+    X, y = _data(n=300, seed=1)
+    model = RandomForestClassifier(n_estimators=6, max_depth=3, random_state=0).fit(X, y)
+    rows = X[:6]
+    solve = _exact_search.ExactSearch._within_budgets
+
+    def refused(self, structure, problem, i, *args):
+        outcome = solve(self, structure, problem, i, *args)
+        if outcome is None or outcome[0] is None:
+            return outcome
+        # The optimum's bound, realised at a point predict refuses (the instance itself).
+        return problem.x0[i].copy(), outcome[1]
+
+    search = _exact_search.NeighborSearch
+
+    def unpolished(pool, whole, points=None):  # a heuristic the programs can beat
+        return search(pool, whole, n_bisections=0, max_shrunk=0)
+
+    monkeypatch.setattr(_exact_search.ExactSearch, "_within_budgets", refused)
+    heuristic = CounterfactualExplainer(model, search="exact").fit(X)
+    monkeypatch.setattr(_exact_search, "NeighborSearch", unpolished)
+    exp = heuristic.explain(rows)
+    beaten = exp.gap > 0
+    assert exp.found.all() and beaten.sum() >= 2
+    np.testing.assert_array_equal(model.predict(exp.explanation), 1 - model.predict(rows))
+    # The refused answers' bound is 0 (the instance): nothing is proven of these answers.
+    np.testing.assert_array_equal(exp.gap[beaten], 1.0)
+
+
 def test_refusals_name_what_is_not_supported():
     X, y = _data()
     with pytest.raises(ValueError, match="LogisticRegression"):
