@@ -346,6 +346,14 @@ class KerasGradients:
         inputs, deltas, rest, _, sq_norms, targets = self._run("products", X, y, *empty)
         return (inputs, deltas, rest), sq_norms.numpy(), targets.numpy()
 
+    def concatenate_test(self, first, second):
+        """The factors of :meth:`test_factors` of two runs of rows, as those of both."""
+        tf = self.tf
+        (inputs, deltas, rest), (inputs2, deltas2, rest2) = first, second
+        return ([tf.concat(pair, 0) for pair in zip(inputs, inputs2)],
+                [tf.concat(pair, 0) for pair in zip(deltas, deltas2)],
+                tf.concat([rest, rest2], 0))
+
     def products(self, test, X, y):
         """Dot products of the gradients ``test`` (from :meth:`test_factors`) with those of
         ``X``, and the squared norms of the latter: (ndarray of shape (n_test, n),
