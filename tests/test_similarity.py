@@ -294,6 +294,18 @@ def test_factorised_scores_equal_materialised_ones(digits, digits_model, kind):
                                    rtol=rtol, atol=1e-12)
 
 
+def test_tensorflow_products_by_blocks_of_rows_equal_numpy_ones(monkeypatch):
+    pytest.importorskip("tensorflow")
+    from skcem._param_grads import _keras
+
+    monkeypatch.setattr(_keras, "_COPY_BYTES", 3 * 5 * 4)  # 3 rows of 5 float32 at a time
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 5)), rng.standard_normal((11, 5))
+    for dtype in (np.float32, np.float64):
+        np.testing.assert_allclose(_keras.tensorflow_matmul_t(x.astype(dtype), y.astype(dtype)),
+                                   x @ y.T, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "keras"])
 @pytest.mark.parametrize("batches", [1, 2, None])  # test batches a chunk holds; None: all
 def test_test_rows_in_chunks_give_the_exact_scores(digits, digits_model, kind, batches,

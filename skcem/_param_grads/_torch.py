@@ -7,9 +7,11 @@ batched forward and backward pass, with hooks recording, for each ``nn.Linear`` 
 its output. ``δ`` of the summed loss is each example's own ``δ`` because the examples of a
 batch do not interact in eval mode. ``nn.Linear`` gradients stay factorised (``[a, 1] ⊗ δ``,
 see :mod:`._factors`); an ``nn.Conv2d`` kernel's per-example gradient is materialised as
-``δ`` (c_out, P) times the input's patches (P, c_in kh kw) over the ``P`` output positions
-(``unfold``, one batched product), its bias's as ``Σ_p δ_p``. Other parameters get
-``torch.func``'s per-example gradients.
+the input's patches (kh kw c_in, P) times ``δ`` (P, c_out) over the ``P`` output positions
+(gathered channels-last, one batched product), its bias's as ``Σ_p δ_p``. Other parameters get
+``torch.func``'s per-example gradients. The forward pass runs with the convolution kernels (and
+a 4-D input) in channels-last layout, and the products of the gradients by torch
+(:func:`torch_matmul_t`): see ``doc/performance.rst``, "Gradient similarity of the PyTorch CNN".
 """
 
 import numpy as np
@@ -96,10 +98,10 @@ def conv_gradients(layer, inputs, delta):
 
     ``inputs`` (n, c_in, h, w) is the layer's input and ``delta`` (n, c_out, h', w') the
     gradient with respect to its output. The weight's gradient is the input's patches
-    (kh kw c_in, P) times ``δ`` (P, c_out) over the ``P`` output positions, one batched product. The
-    patches are gathered in channels-last layout, where each is ``kh kw`` runs of ``c_in``
-    contiguous numbers (a strided view, one copy), several times faster than ``unfold``'s
-    gather of single numbers in channels-first layout.
+    (kh kw c_in, P) times ``δ`` (P, c_out) over the ``P`` output positions, one batched
+    product. The patches are gathered in channels-last layout, where each is ``kh kw`` runs of
+    ``c_in`` contiguous numbers (a strided view, one copy), several times faster than
+    ``unfold``'s gather of single numbers in channels-first layout.
     """
     n, c_in = inputs.shape[:2]
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
