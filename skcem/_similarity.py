@@ -102,11 +102,12 @@ def _nbytes(test):
     return test.nbytes
 
 
-def _concatenate_test(first, rest, fused, gradients):
-    """The test gradients of two consecutive runs of rows, as one."""
+def _concatenate_test(parts, fused, gradients):
+    """The test gradients of consecutive runs of rows, as one."""
     if not fused:
-        return stack_gradients([first, rest])
-    return (gradients.concatenate_test(first[0], rest[0]), np.concatenate([first[1], rest[1]]))
+        return stack_gradients(parts)
+    return (gradients.concatenate_test([factors for factors, _ in parts]),
+            np.concatenate([sq_norms for _, sq_norms in parts]))
 
 
 def _counting(blocks, bar, step):
@@ -518,7 +519,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                 yield rows, first
             else:
                 rest = slice(self.batch_size, size)
-                yield rows, _concatenate_test(first, compute(X[rest], y[rest]), fused,
+                yield rows, _concatenate_test([first, compute(X[rest], y[rest])], fused,
                                               self._get_gradients())
 
     def _fused_products(self):
@@ -530,16 +531,22 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                 and hasattr(self._get_gradients(), "products"))
 
     def _fused_test_factors(self, X, y):
-        """The fused gradient function's test factors of ``X`` and their squared norms.
+        """The fused gradient function's test factors of ``X`` and their squared norms,
+        computed ``batch_size`` rows at a time.
 
         For classification, targets of -1 in ``y`` (:meth:`_check_X_y`'s own array) are
         replaced, in place, by the model's predicted classes, which come with the test
         gradients.
         """
-        test, test_sq_norms, targets = self._get_gradients().test_factors(X, y)
-        if self.task == "classification":
-            np.copyto(y, targets, where=y < 0)
-        return test, test_sq_norms
+        gradients = self._get_gradients()
+        parts = []
+        for start in range(0, len(X), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            test, test_sq_norms, targets = gradients.test_factors(X[rows], y[rows])
+            if self.task == "classification":
+                np.copyto(y[rows], targets, where=y[rows] < 0)
+            parts.append((test, test_sq_norms))
+        return _concatenate_test(parts, True, gradients)
 
     def _fused_blocks(self, test):
         """(training rows, scores) of the test factors ``test`` (from

@@ -325,7 +325,13 @@ def test_test_rows_in_chunks_give_the_exact_scores(digits, digits_model, kind, b
             if explainer._fused_products() else explainer._grads(X_test[:8], y[1300:1308])
         monkeypatch.setattr(skcem._similarity, "_TEST_GRADIENT_BUDGET",
                             batches * skcem._similarity._nbytes(first) + 1)
+    sizes = []
+    if explainer._fused_products():  # the test gradients too are computed batch by batch
+        test_factors = explainer._gradients.test_factors
+        monkeypatch.setattr(explainer._gradients, "test_factors",
+                            lambda X, y: sizes.append(len(X)) or test_factors(X, y))
     target = explainer.explain(X_test).target
+    assert max(sizes, default=0) <= 8
     gradients = make_param_gradients(model, input_shape=(8, 8, 1) if kind == "keras" else None)
     expected = similarity(gradients(X_test, target).astype(float),
                           gradients(X_train, explainer.y_train_).astype(float), "grad_cos")

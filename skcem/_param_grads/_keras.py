@@ -357,13 +357,14 @@ class KerasGradients:
         inputs, deltas, rest, _, sq_norms, targets = self._run("products", X, y, *empty)
         return (inputs, deltas, rest), sq_norms.numpy(), targets.numpy()
 
-    def concatenate_test(self, first, second):
-        """The factors of :meth:`test_factors` of two runs of rows, as those of both."""
+    def concatenate_test(self, parts):
+        """The factors of :meth:`test_factors` of consecutive runs of rows, as those of all."""
         tf = self.tf
-        (inputs, deltas, rest), (inputs2, deltas2, rest2) = first, second
-        return ([tf.concat(pair, 0) for pair in zip(inputs, inputs2)],
-                [tf.concat(pair, 0) for pair in zip(deltas, deltas2)],
-                tf.concat([rest, rest2], 0))
+        if len(parts) == 1:
+            return parts[0]
+        inputs, deltas, rest = zip(*parts)
+        return ([tf.concat(layer, 0) for layer in zip(*inputs)],
+                [tf.concat(layer, 0) for layer in zip(*deltas)], tf.concat(rest, 0))
 
     def products(self, test, X, y):
         """Dot products of the gradients ``test`` (from :meth:`test_factors`) with those of
