@@ -102,10 +102,14 @@ def _nbytes(test):
     return test.nbytes
 
 
-def _concatenate_test(parts, fused, gradients):
-    """The test gradients of consecutive runs of rows, as one."""
+def _concatenate_test(parts, n_rows, fused, gradients):
+    """The test gradients of consecutive runs of ``n_rows`` rows in all, as one; factors and
+    projections are written into their arrays as they come (``parts`` may be a generator)."""
     if not fused:
-        return stack_gradients(parts)
+        return stack_gradients(parts, n_rows)
+    parts = list(parts)
+    if len(parts) == 1:
+        return parts[0]
     return (gradients.concatenate_test([factors for factors, _ in parts]),
             np.concatenate([sq_norms for _, sq_norms in parts]))
 
@@ -505,22 +509,23 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         :meth:`_fused_blocks`).
 
         The first batch's gradients size the chunks, which hold as many batches as fit in
-        ``_TEST_GRADIENT_BUDGET`` bytes.
+        ``_TEST_GRADIENT_BUDGET`` bytes; each chunk's batches are joined once.
         """
         compute = self._fused_test_factors if fused else self._grads
-        head = slice(0, self.batch_size)
-        first = compute(X[head], y[head])
-        size = _chunk_rows(_nbytes(first) / max(len(X[head]), 1), self.batch_size)
-        for start in range(0, len(X), size):
-            rows = slice(start, start + size)
-            if start > 0:
-                yield rows, compute(X[rows], y[rows])
-            elif min(size, len(X)) <= self.batch_size:
+        gradients = self._get_gradients() if fused else None
+        batches = [slice(i, i + self.batch_size) for i in range(0, len(X), self.batch_size)]
+        first = compute(X[batches[0]], y[batches[0]])
+        per_chunk = _chunk_rows(_nbytes(first) / max(len(X[batches[0]]), 1),
+                                self.batch_size) // self.batch_size
+        for k in range(0, len(batches), per_chunk):
+            chunk = batches[k:k + per_chunk]
+            rows = slice(chunk[0].start, chunk[-1].stop)
+            if k == 0 and len(chunk) == 1:
                 yield rows, first
-            else:
-                rest = slice(self.batch_size, size)
-                yield rows, _concatenate_test([first, compute(X[rest], y[rest])], fused,
-                                              self._get_gradients())
+                continue
+            parts = (first if k == 0 and j == 0 else compute(X[part], y[part])
+                     for j, part in enumerate(chunk))
+            yield rows, _concatenate_test(parts, len(X[rows]), fused, gradients)
 
     def _fused_products(self):
         """Whether the products come with the training gradients, which are not kept: a
@@ -531,22 +536,16 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                 and hasattr(self._get_gradients(), "products"))
 
     def _fused_test_factors(self, X, y):
-        """The fused gradient function's test factors of ``X`` and their squared norms,
-        computed ``batch_size`` rows at a time.
+        """The fused gradient function's test factors of ``X`` and their squared norms.
 
         For classification, targets of -1 in ``y`` (:meth:`_check_X_y`'s own array) are
         replaced, in place, by the model's predicted classes, which come with the test
         gradients.
         """
-        gradients = self._get_gradients()
-        parts = []
-        for start in range(0, len(X), self.batch_size):
-            rows = slice(start, start + self.batch_size)
-            test, test_sq_norms, targets = gradients.test_factors(X[rows], y[rows])
-            if self.task == "classification":
-                np.copyto(y[rows], targets, where=y[rows] < 0)
-            parts.append((test, test_sq_norms))
-        return _concatenate_test(parts, True, gradients)
+        test, test_sq_norms, targets = self._get_gradients().test_factors(X, y)
+        if self.task == "classification":
+            np.copyto(y, targets, where=y < 0)
+        return test, test_sq_norms
 
     def _fused_blocks(self, test):
         """(training rows, scores) of the test factors ``test`` (from
