@@ -39,6 +39,11 @@ _ASYM_STABILITY = 1e-7
 # the scores of a batch stay at batch_size * _TRAIN_BLOCK floats, whatever the training set.
 _TRAIN_BLOCK = 4096
 
+# Bytes of test gradients kept at once. Test rows are scored in chunks whose gradients fit in
+# this budget, each chunk against every block of training rows: training gradients that are not
+# stored are computed once per chunk, so once for any test set of up to thousands of rows.
+_TEST_GRADIENT_BUDGET = 128 * 2**20
+
 
 def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
     """Scores between rows of two gradient matrices (ALGORITHMS.md, "Gradient similarity").
@@ -80,6 +85,40 @@ def _merge_top_k(scores, indices, block_scores, block_indices, k):
     indices = np.hstack([indices, np.broadcast_to(block_indices, block_scores.shape)])
     best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, best, axis=1), np.take_along_axis(indices, best, axis=1)
+
+
+def _chunk_rows(bytes_per_row, batch_size):
+    """Test rows scored together: as many whole batches as fit in ``_TEST_GRADIENT_BUDGET``
+    bytes of gradients, at least one."""
+    batches = int(_TEST_GRADIENT_BUDGET // max(bytes_per_row * batch_size, 1))
+    return batch_size * max(batches, 1)
+
+
+def _nbytes(test):
+    """Bytes of test gradients: factors, projections or fused test factors with norms."""
+    if isinstance(test, tuple):  # (fused factors, squared norms)
+        (inputs, deltas, rest), sq_norms = test
+        return sum(int(np.prod(t.shape)) * 4 for t in (*inputs, *deltas, rest)) + sq_norms.nbytes
+    return test.nbytes
+
+
+def _concatenate_test(parts, n_rows, fused, gradients):
+    """The test gradients of consecutive runs of ``n_rows`` rows in all, as one; factors and
+    projections are written into their arrays as they come (``parts`` may be a generator)."""
+    if not fused:
+        return stack_gradients(parts, n_rows)
+    parts = list(parts)
+    if len(parts) == 1:
+        return parts[0]
+    return (gradients.concatenate_test([factors for factors, _ in parts]),
+            np.concatenate([sq_norms for _, sq_norms in parts]))
+
+
+def _counting(blocks, bar, step):
+    """``blocks``, advancing ``bar`` by ``step`` after each."""
+    for block in blocks:
+        yield block
+        bar.update(step)
 
 
 def _block_gradients(explainer, X, y):
@@ -166,8 +205,10 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     precompute_grads : bool, default=False
         Keep the training gradients from ``fit``, for faster explanations: factorised (see
         ``grads_train_``), or their projections with ``n_components``. When False they are
-        recomputed, block by block, for each batch of test instances, and peak memory stays at
-        ``O(batch_size * n_params)`` beyond the data and the scores.
+        recomputed, block by block, for each chunk of test instances: as many as have
+        gradients within 128 MiB (all of them, for most test sets: the training gradients are
+        then computed once). Peak memory stays at ``O(batch_size * n_params)`` beyond the
+        data, the scores and those test gradients.
     n_components : int or None, default=None
         None: exact scores (also used, with a warning, when ``n_components`` is not below
         ``n_params_``). An int: scores between gradients randomly projected to
@@ -434,31 +475,57 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             yield rows, grads, None
 
     def _score_blocks(self, X, y):
-        """Scores of each batch of ``X``, block by block of training rows.
+        """Scores of each chunk of ``X``, block by block of training rows.
 
         Yields (test rows, blocks), blocks yielding (training rows, scores of shape
-        (test rows, training rows)); each batch's blocks are to be used before the next batch.
+        (test rows, training rows)); each chunk's blocks are to be used before the next chunk.
+        A chunk holds as many test rows as :func:`_chunk_rows` allows (at least
+        ``batch_size``).
         """
         train_sq_norms = None
         if self.grads_train_ is not None and self.sim_fn != "grad_dot":
             train_sq_norms = gradient_sq_norms(self.grads_train_)
-        starts = range(0, len(X), self.batch_size)
-        bar = progress_bar(len(starts), type(self).__name__, self.verbose >= 1)
+        n_batches = -(-len(X) // self.batch_size)
+        bar = progress_bar(n_batches, type(self).__name__, self.verbose >= 1)
         try:
             fused = self._fused_products()
-            for start in starts:
-                rows = slice(start, start + self.batch_size)
-                if fused:
-                    yield rows, self._fused_blocks(X[rows], y[rows])
-                    bar.update(1)
-                    continue
-                test_grads = self._grads(X[rows], y[rows])
-                yield rows, ((t_rows, similarity(test_grads, train_grads, self.sim_fn, sq_norms))
-                             for t_rows, train_grads, sq_norms
-                             in self._train_blocks(train_sq_norms))
-                bar.update(1)
+            for rows, test in self._test_chunks(X, y, fused):
+                # the chunk's share of the bar, spread over its training blocks
+                step = -(-(rows.stop - rows.start) // self.batch_size) / self._n_train_blocks()
+                blocks = self._fused_blocks(test) if fused else \
+                    ((t_rows, similarity(test, train_grads, self.sim_fn, sq_norms))
+                     for t_rows, train_grads, sq_norms in self._train_blocks(train_sq_norms))
+                yield rows, _counting(blocks, bar, step)
         finally:
             bar.close()
+
+    def _n_train_blocks(self):
+        size = _TRAIN_BLOCK if self.grads_train_ is not None else self.batch_size
+        return -(-len(self.X_train_) // size)
+
+    def _test_chunks(self, X, y, fused):
+        """(rows, gradients) of consecutive chunks of the rows of ``X``: factors or
+        projections, or the fused gradient function's own test factors (see
+        :meth:`_fused_blocks`).
+
+        The first batch's gradients size the chunks, which hold as many batches as fit in
+        ``_TEST_GRADIENT_BUDGET`` bytes; each chunk's batches are joined once.
+        """
+        compute = self._fused_test_factors if fused else self._grads
+        gradients = self._get_gradients() if fused else None
+        batches = [slice(i, i + self.batch_size) for i in range(0, len(X), self.batch_size)]
+        first = compute(X[batches[0]], y[batches[0]])
+        per_chunk = _chunk_rows(_nbytes(first) / max(len(X[batches[0]]), 1),
+                                self.batch_size) // self.batch_size
+        for k in range(0, len(batches), per_chunk):
+            chunk = batches[k:k + per_chunk]
+            rows = slice(chunk[0].start, chunk[-1].stop)
+            if k == 0 and len(chunk) == 1:
+                yield rows, first
+                continue
+            parts = (first if k == 0 and j == 0 else compute(X[part], y[part])
+                     for j, part in enumerate(chunk))
+            yield rows, _concatenate_test(parts, len(X[rows]), fused, gradients)
 
     def _fused_products(self):
         """Whether the products come with the training gradients, which are not kept: a
@@ -468,18 +535,24 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                 and self.n_jobs in (None, 1)
                 and hasattr(self._get_gradients(), "products"))
 
-    def _fused_blocks(self, X, y):
-        """(training rows, scores) of the test rows ``X`` (at most ``batch_size``), block by
-        block: the products with each block's gradients computed with them.
+    def _fused_test_factors(self, X, y):
+        """The fused gradient function's test factors of ``X`` and their squared norms.
 
         For classification, targets of -1 in ``y`` (:meth:`_check_X_y`'s own array) are
         replaced, in place, by the model's predicted classes, which come with the test
         gradients.
         """
-        gradients = self._get_gradients()
-        test, test_sq_norms, targets = gradients.test_factors(X, y)
+        test, test_sq_norms, targets = self._get_gradients().test_factors(X, y)
         if self.task == "classification":
             np.copyto(y, targets, where=y < 0)
+        return test, test_sq_norms
+
+    def _fused_blocks(self, test):
+        """(training rows, scores) of the test factors ``test`` (from
+        :meth:`_fused_test_factors`), block by block: the products with each block's
+        gradients computed with them."""
+        gradients = self._get_gradients()
+        test, test_sq_norms = test
         for start in range(0, len(self.X_train_), self.batch_size):
             rows = slice(start, start + self.batch_size)
             products, sq_norms = gradients.products(test, self.X_train_[rows],

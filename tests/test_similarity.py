@@ -294,6 +294,53 @@ def test_factorised_scores_equal_materialised_ones(digits, digits_model, kind):
                                    rtol=rtol, atol=1e-12)
 
 
+def test_tensorflow_products_by_blocks_of_rows_equal_numpy_ones(monkeypatch):
+    pytest.importorskip("tensorflow")
+    from skcem._param_grads import _keras
+
+    monkeypatch.setattr(_keras, "_COPY_BYTES", 3 * 5 * 4)  # 3 rows of 5 float32 at a time
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 5)), rng.standard_normal((11, 5))
+    for dtype in (np.float32, np.float64):
+        np.testing.assert_allclose(_keras.tensorflow_matmul_t(x.astype(dtype), y.astype(dtype)),
+                                   x @ y.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "keras"])
+@pytest.mark.parametrize("batches", [1, 2, None])  # test batches a chunk holds; None: all
+def test_test_rows_in_chunks_give_the_exact_scores(digits, digits_model, kind, batches,
+                                                   monkeypatch):
+    import skcem._similarity
+
+    X, y = digits
+    X_train, y_train, X_test = X[:45], y[:45], X[1300:1321]  # 6 blocks, 3 test batches of 8
+    model = digits_model if kind == "mlp" else _keras_model()
+    if kind == "keras":
+        X_train, X_test = X_train.astype(np.float32), X_test.astype(np.float32)
+    explainer = GradientSimilarityExplainer(model, sim_fn="grad_cos", batch_size=8)
+    explainer.fit(X_train, y_train)
+    if batches is not None:
+        # the budget of that many batches of this model's test gradients
+        first = explainer._fused_test_factors(X_test[:8], np.full(8, -1)) \
+            if explainer._fused_products() else explainer._grads(X_test[:8], y[1300:1308])
+        monkeypatch.setattr(skcem._similarity, "_TEST_GRADIENT_BUDGET",
+                            batches * skcem._similarity._nbytes(first) + 1)
+    sizes = []
+    if explainer._fused_products():  # the test gradients too are computed batch by batch
+        test_factors = explainer._gradients.test_factors
+        monkeypatch.setattr(explainer._gradients, "test_factors",
+                            lambda X, y: sizes.append(len(X)) or test_factors(X, y))
+    target = explainer.explain(X_test).target
+    assert max(sizes, default=0) <= 8
+    gradients = make_param_gradients(model, input_shape=(8, 8, 1) if kind == "keras" else None)
+    expected = similarity(gradients(X_test, target).astype(float),
+                          gradients(X_train, explainer.y_train_).astype(float), "grad_cos")
+    np.testing.assert_allclose(explainer.transform(X_test), expected, rtol=1e-4,
+                               atol=1e-6 * np.abs(expected).max())
+    scores, indices = explainer.kneighbors(X_test, n_neighbors=3)
+    np.testing.assert_allclose(scores, np.sort(expected, axis=1)[:, ::-1][:, :3], rtol=1e-4)
+
+
 @pytest.mark.parametrize("precompute", [False, True])
 def test_kneighbors_by_blocks_equals_sorting_all_scores(digits, digits_model, precompute,
                                                         monkeypatch):

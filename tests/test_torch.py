@@ -11,6 +11,7 @@ import pytest
 
 from skcem import (CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning,
                    GradientSimilarityExplainer)
+from skcem._param_grads import make_param_gradients
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -408,6 +409,56 @@ def test_similarity_equals_a_per_example_autograd_loop(double_cnn, images, sim_f
     # the torch.func reference gives the same flattened gradients
     np.testing.assert_allclose(explainer._gradients(X[train], y[train]), G_train, rtol=1e-9,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("budget", [1, None])  # test rows a batch at a time, or all at once
+def test_similarity_in_chunks_and_blocks_equals_a_per_example_loop(double_cnn, images, budget,
+                                                                  monkeypatch):
+    import skcem._similarity
+
+    if budget is not None:
+        monkeypatch.setattr(skcem._similarity, "_TEST_GRADIENT_BUDGET", budget)
+    X, y = images
+    X = X.astype(float)
+    train, test = slice(0, 45), slice(1200, 1221)  # 6 training blocks, 3 test batches of 8
+    explainer = GradientSimilarityExplainer(double_cnn, sim_fn="grad_asym_dot",
+                                            batch_size=8).fit(X[train], y[train])
+    scores = explainer.transform(X[test])
+    cross_entropy = nn.functional.cross_entropy
+    G_train = _per_example_gradients(double_cnn, X[train], y[train], cross_entropy)
+    G_test = _per_example_gradients(double_cnn, X[test], _predict(double_cnn, X[test], (64,)),
+                                    cross_entropy)
+    expected = G_test @ G_train.T / (np.sum(G_train ** 2, axis=1) + 1e-7)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-12 * np.abs(expected).max())
+    top, indices = explainer.kneighbors(X[test], n_neighbors=4)
+    order = np.argsort(-expected, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(indices, order)
+    np.testing.assert_allclose(top, np.take_along_axis(expected, order, axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("conv", [
+    dict(in_channels=1, kernel_size=2),
+    dict(in_channels=1, kernel_size=(3, 2), stride=(2, 1), padding=(1, 0)),
+    dict(in_channels=2, kernel_size=3, dilation=2, padding="same", bias=False),
+    dict(in_channels=2, kernel_size=2, stride=3, padding=2),
+])
+def test_conv_per_example_gradients_equal_a_per_example_loop(conv):
+    torch.manual_seed(0)
+    c_in = conv["in_channels"]
+    module = nn.Sequential(nn.Unflatten(1, (c_in, 9, 10)), nn.Conv2d(out_channels=3, **conv),
+                           nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(),
+                           nn.LazyLinear(5)).double()
+    module(torch.zeros(1, c_in * 90, dtype=torch.float64))  # sizes the lazy layer
+    module.eval()
+    X = np.random.default_rng(0).standard_normal((7, c_in * 90))
+    y = np.arange(7) % 5
+    gradients = make_param_gradients(module, input_shape=(c_in * 90,), output_kind="logits")
+    assert len(gradients.conv_layers) == 1 and len(gradients.dense_layers) == 1
+    assert not gradients.other_names
+    factors = gradients.factors(X, y)
+    G = _per_example_gradients(module, X, y, nn.functional.cross_entropy)
+    np.testing.assert_allclose(factors.dot(factors), G @ G.T, rtol=1e-9,
+                               atol=1e-12 * np.abs(G @ G.T).max())
 
 
 def test_similarity_losses_projection_and_kneighbors(double_cnn, images):

@@ -11,7 +11,7 @@ with respect to its output before the activation. ``δ`` of the summed loss is e
 ``BatchNormalization`` in inference mode, ``Dropout``, pooling and reshaping layers included);
 a layer that mixes the examples of a batch would break this. ``Dense`` gradients stay
 factorised (see :mod:`._factors`); a ``Conv2D`` kernel's per-example gradient is
-``Σ_p patch_p(a) ⊗ δ_p`` over output positions ``p`` (one batched product per kernel offset,
+``Σ_p patch_p(a) ⊗ δ_p`` over output positions ``p`` (one batched product of the patches,
 whatever the strides and dilation; "valid" or "same" padding) and its bias's is ``Σ_p δ_p``.
 Convolutions are materialised, not factorised: a factorised dot product costs
 ``P² (k_in + c_out)`` per pair of examples against ``k_in c_out`` materialised (``P`` output
@@ -87,9 +87,8 @@ def conv_gradients(layer, inputs, delta, tf):
 
     ``inputs`` (batch, h, w, c_in) is the layer's input and ``delta`` (batch, h', w', c_out)
     the gradient with respect to its output before the activation. The kernel's gradient at
-    offset ``(i, j)`` is ``Σ_p a[p + (i, j)] ⊗ δ_p``: one batched product per offset with the
-    input strided from that offset, which is the patches' product ('bpi,bpo->bio' with
-    ``tf.image.extract_patches``) without gathering the patches.
+    offset ``(i, j)`` is ``Σ_p a[p + (i, j)] ⊗ δ_p``: the patches, the input strided from
+    each offset side by side, times ``δ``, one batched product.
     """
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
     _, h, w, c_in = inputs.shape
@@ -99,27 +98,39 @@ def conv_gradients(layer, inputs, delta, tf):
                                  _same_padding(w, kw, sw, dw), [0, 0]])
     n = tf.shape(inputs)[0]
     delta_rows = tf.reshape(delta, (n, out_h * out_w, c_out))
-    offsets = []
-    for i in range(kh):
-        for j in range(kw):
-            window = inputs[:, i * dh:i * dh + (out_h - 1) * sh + 1:sh,
-                            j * dw:j * dw + (out_w - 1) * sw + 1:sw, :]
-            window = tf.reshape(window, (n, out_h * out_w, c_in))
-            offsets.append(tf.matmul(window, delta_rows, transpose_a=True))
-    grads = {id(layer.kernel): tf.reshape(tf.stack(offsets, axis=1), (n, -1))}
+    windows = [inputs[:, i * dh:i * dh + (out_h - 1) * sh + 1:sh,
+                      j * dw:j * dw + (out_w - 1) * sw + 1:sw, :]
+               for i in range(kh) for j in range(kw)]
+    # the patches (n, P, kh kw c_in), one product: δ is read once, not once per offset (for
+    # one input channel the per-offset products are matrix-vector ones, bound by reading δ)
+    patches = tf.reshape(tf.concat(windows, axis=3), (n, out_h * out_w, kh * kw * c_in))
+    kernel = tf.matmul(patches, delta_rows, transpose_a=True)  # (n, kh kw c_in, c_out)
+    grads = {id(layer.kernel): tf.reshape(kernel, (n, -1))}
     if layer.bias is not None:
         grads[id(layer.bias)] = tf.reduce_sum(delta_rows, axis=1)
     return grads
+
+
+# Bytes of ``y`` that tensorflow_matmul_t copies to TensorFlow at once.
+_COPY_BYTES = 16 * 2**20
 
 
 def tensorflow_matmul_t(x, y):
     """``x @ y.T`` by TensorFlow, on its own threads.
 
     After TensorFlow's kernels, numpy's BLAS threads compete with TensorFlow's for the cores,
-    which made the products of gradients up to ten times slower on two busy cores.
+    which made the products of gradients up to ten times slower on two busy cores. TensorFlow
+    copies numpy arrays: ``y`` (stored training gradients, 100 MB for the MNIST CNN's 2,000) is
+    copied a few MB at a time, into memory TensorFlow's allocator reuses, which took half the
+    time of one copy into fresh memory.
     """
     tf = import_tensorflow()
-    return tf.matmul(x, y, transpose_b=True).numpy()
+    rows = max(1, _COPY_BYTES // max(y.shape[1] * y.itemsize, 1))
+    if len(y) <= rows:
+        return tf.matmul(x, y, transpose_b=True).numpy()
+    x = tf.constant(x)
+    return np.hstack([tf.matmul(x, y[start:start + rows], transpose_b=True).numpy()
+                      for start in range(0, len(y), rows)])
 
 
 class KerasGradients:
@@ -345,6 +356,15 @@ class KerasGradients:
                  np.zeros((0, n_other), np.float32))
         inputs, deltas, rest, _, sq_norms, targets = self._run("products", X, y, *empty)
         return (inputs, deltas, rest), sq_norms.numpy(), targets.numpy()
+
+    def concatenate_test(self, parts):
+        """The factors of :meth:`test_factors` of consecutive runs of rows, as those of all."""
+        tf = self.tf
+        if len(parts) == 1:
+            return parts[0]
+        inputs, deltas, rest = zip(*parts)
+        return ([tf.concat(layer, 0) for layer in zip(*inputs)],
+                [tf.concat(layer, 0) for layer in zip(*deltas)], tf.concat(rest, 0))
 
     def products(self, test, X, y):
         """Dot products of the gradients ``test`` (from :meth:`test_factors`) with those of
