@@ -109,20 +109,20 @@ def test_the_module_is_left_as_it_was(logits_cnn, images):
         assert all(m.training for m in module.modules())
         assert all(p.grad is None for p in module.parameters())
         assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
-        # The search's channels-last copy is its own: the module keeps its memory layout.
+        # The search's channels-last kernels are copies: the module keeps its memory layout.
         assert all(p.is_contiguous() for p in module.parameters())
     finally:
         module.eval()
 
 
 def test_the_search_follows_weights_changed_after_fit(logits_cnn, images):
-    """On a CPU the search runs a channels-last copy of a convolutional module: changing
-    the module's weights after ``fit`` must reach it, or the search would chase the old
-    model and the module's own check would reject its answers."""
+    """On a CPU the search runs a convolutional module with channels-last copies of its
+    kernels: changing the module's weights after ``fit`` must reach them, or the search
+    would chase the old model and the module's own check would reject its answers."""
     X, _ = images
     module = copy.deepcopy(logits_cnn)
     cem = CEMExplainer(module, mode="PN", input_shape=(1, 8, 8), **IMAGE, **FAST).fit(X[:200])
-    assert cem._get_backend().search_module.used
+    assert cem._get_backend().convolutional
     before = _explain(cem, X[1200:1208])
     with torch.no_grad():  # another model: the classes' last-layer rows swapped around
         last = module[-1]

@@ -71,14 +71,6 @@ def _batched_conv(layer):
         (layer.bias is None or layer.bias.requires_grad)
 
 
-def _channels_last(tensor):
-    """A 4-D tensor copied to channels-last strides, even with one channel, whose layout
-    ``contiguous`` leaves as it is (either layout's strides describe it)."""
-    out = torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device,
-                      memory_format=torch.channels_last)
-    return out.copy_(tensor)
-
-
 def _explicit_padding(layer, inputs):
     """``inputs`` padded as ``layer`` pads them (zeros), for a convolution without padding."""
     if layer.padding == "valid":
@@ -216,23 +208,13 @@ class TorchGradients(_OnRows):
             return self.raw_forward(self.tensor(X)).cpu().numpy()
 
     def _channels_last_forward(self, x):
-        """The module's outputs on ``x``, its 4-D parameters (convolution kernels) in
-        channels-last layout.
-
-        oneDNN's convolutions then keep their activations channels-last, and the pooling and
-        element-wise layers between them follow: about twice as fast, on the CPU, as the
-        channels-first layout. The layout changes no value; the module keeps its own.
-        """
+        """The module's outputs on ``x``, its convolution kernels and the input channels-last
+        (see :meth:`~skcem._gradients._torch._OnRows.channels_last_forward`), the kernels'
+        gradients flowing back to them."""
         if not self.conv_layers:
             return self.raw_forward(x)
-        from torch.func import functional_call
-
-        kernels = {name: _channels_last(p) for name, p in self.params.items() if p.dim() == 4}
-        x = x.reshape((-1,) + self.input_shape)
-        if x.dim() == 4:
-            x = _channels_last(x)
-        out = functional_call(self.module, kernels, (x,), strict=False)
-        return out.reshape(x.shape[0], -1)
+        kernels = {name: p for name, p in self.params.items() if p.dim() == 4}
+        return self.channels_last_forward(x, kernels)
 
     def factors(self, X, y):
         """The gradients of ``X`` as :class:`GradientFactors`, ``nn.Linear`` layers factorised."""
