@@ -24,6 +24,7 @@ from ._exact_search import ExactSearch
 from ._explanation import Explanation
 from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
+from ._labels import class_indices
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
@@ -34,7 +35,7 @@ from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
 from ._validation import (accepts_missing_values, align_columns, check_pair,
-                          check_probabilities, class_indices, column_names, default_classifier,
+                          check_probabilities, column_names, default_classifier,
                           feature_mask, is_prefitted, missing_values_refused, per_feature,
                           resolve_estimator, validate_complete_data, validate_float_data)
 from ._warnings import warn

@@ -14,6 +14,7 @@ from functools import partial
 
 import numpy as np
 
+from .._labels import class_indices
 from ._base import check_reconstruction
 from ._numerical import ExactBackend, NumericalAutoencoder, NumericalBackend
 
@@ -179,6 +180,4 @@ class _ClassIndices:
             index = np.clip(np.searchsorted(self.classes, labels), 0, len(self.classes) - 1)
             if np.all(self.classes[index] == labels):
                 return index
-        from .._validation import class_indices
-
         return class_indices(labels, self.classes, "estimator.predict")
