@@ -13,6 +13,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
 from skcem.metrics import explanation_metrics
 
+from .test_tables import _spouses
+
 pd = pytest.importorskip("pandas")
 
 IMMUTABLE = ["city"]
@@ -108,19 +110,7 @@ def test_plausibility_zero_is_the_default_search():
 def test_rare_pairs_change_no_answer_without_one():
     """By default (plausibility=0) the only answers that differ from the search without the
     rare-pair rule are answers that held a rare pair."""
-    rng = np.random.default_rng(0)
-    n = 2000
-    sex = rng.choice(["M", "F"], n)
-    married = rng.random(n) < 0.5
-    relationship = np.where(married, np.where(sex == "M", "Husband", "Wife"),
-                            rng.choice(["Unmarried", "Own-child"], n))
-    hours = rng.integers(10, 70, n)
-    score = (2.5 * (relationship == "Husband") + 1.0 * (relationship == "Wife")
-             + 0.05 * (hours - 40) + rng.normal(0, 0.5, n))
-    X = pd.DataFrame({"sex": sex, "relationship": relationship, "hours": hours})
-    encode = ColumnTransformer([("c", OneHotEncoder(), ["sex", "relationship"])],
-                               remainder=StandardScaler())
-    model = make_pipeline(encode, LogisticRegression()).fit(X, (score > 1.5).astype(int))
+    X, model = _spouses()
     rows = X[model.predict(X) == 0].iloc[:80]
     explainer = CounterfactualExplainer(model, immutable_features=["sex"]).fit(X)
     checked = _explain(explainer, rows).explanation
