@@ -119,12 +119,16 @@ class ArrayPlace:
 
     ``xp`` is the library's array API namespace (numpy itself for the host), ``device`` one
     of its devices. Floating-point arrays are kept in ``float_dtype`` there (float64, as on
-    the host, unless the device lacks it).
+    the host, unless the device lacks it). With ``fixed_shapes`` (a library that compiles
+    each operation once per shape, as JAX does) every array of a batch keeps its shape
+    through the search: instances that are done are masked, not dropped, and updates are
+    selections, not writes of a data-dependent set of rows.
     """
 
     xp: object
     device: object = None
     float_dtype: object = None
+    fixed_shapes: bool = False
 
     @property
     def on_host(self):

@@ -12,9 +12,9 @@ of a batch iterate together, each with its own ``c``, bracket and bests; the ref
 the same search one instance at a time.
 
 The search runs where the backend's model runs (:mod:`skcem._array_api`): a backend with an
-``array_place()`` (a PyTorch module's, on its device) gets and returns that library's arrays,
-and the batch's constants, iterates and bests stay there from the first iteration to the
-last; the search on ``c`` (one number per instance and c-step) and the final checks run on
+``array_place()`` (a PyTorch module's or a Keras model's on torch, on its device; a Keras
+model's on JAX, on an accelerator) gets and returns that library's arrays, and the batch's
+constants, iterates and bests stay there from the first iteration to the last; the search on ``c`` (one number per instance and c-step) and the final checks run on
 the host. Every array operation of the iterations goes through the arrays' namespace, numpy
 itself on the host, so that the host path's answers are those it always gave.
 
@@ -381,13 +381,15 @@ class _Bests:
         better = success & (dist < self.dist[rows])
         if not xp.any(better):
             return
-        improved = xp.arange(self.dist.shape[0])[rows][better]
-        self.dist = set_rows(self.dist, improved, dist[better])
-        self.adv = set_rows(self.adv, improved, adv[better])
-        self.c = set_rows(self.c, improved, c[better])
-        self.proba = set_rows(self.proba, improved, proba[better])
-        self.pred = set_rows(self.pred, improved,
-                             xp.asarray(pred[better], dtype=self.pred.dtype))
+        # Selections over all the given rows, not writes of the improved ones: the shapes
+        # stay those of the batch (see ArrayPlace.fixed_shapes), the values are the same.
+        column = better[:, None]
+        self.dist = set_rows(self.dist, rows, xp.where(better, dist, self.dist[rows]))
+        self.adv = set_rows(self.adv, rows, xp.where(column, adv, self.adv[rows]))
+        self.c = set_rows(self.c, rows, xp.where(better, c, self.c[rows]))
+        self.proba = set_rows(self.proba, rows, xp.where(column, proba, self.proba[rows]))
+        self.pred = set_rows(self.pred, rows, xp.where(
+            better, xp.asarray(pred, dtype=self.pred.dtype), self.pred[rows]))
 
     def to_host(self):
         """Itself, with its arrays on the host."""
@@ -470,10 +472,17 @@ def solve(backend, problem, settings, progress=None):
                 progress(step, c, np.isfinite(to_numpy(bests.dist)))
             continue
         last_c[rows] = c[rows]
-        succeeded, n_iterations, moved = _solve_for_c(
-            backend, problem, step_settings, place.asarray(rows), place.asarray(c[rows]), start,
-            bests, n_iterations, moved)
-        succeeded = to_numpy(succeeded)
+        if place.fixed_shapes:
+            # Every instance iterates, those not searched at this c masked.
+            succeeded, n_iterations, moved = _solve_for_c(
+                backend, problem, step_settings, place.asarray(all_rows), place.asarray(c),
+                start, bests, n_iterations, moved, running=place.asarray(searching))
+            succeeded = to_numpy(succeeded)[rows]
+        else:
+            succeeded, n_iterations, moved = _solve_for_c(
+                backend, problem, step_settings, place.asarray(rows), place.asarray(c[rows]),
+                start, bests, n_iterations, moved)
+            succeeded = to_numpy(succeeded)
         c[rows], lower_c[rows], upper_c[rows] = update_c(c[rows], lower_c[rows], upper_c[rows],
                                                          succeeded)
         if settings.tol is not None:
@@ -588,25 +597,34 @@ def _fista_step(problem, settings, k, c, gradients, state, active):
     state["adv"] = set_rows(adv, active, new_adv)
 
 
-def _record(problem, answer, rows, x0, adv, c, bests):
-    """Success test of the new iterates; the best successes are kept in ``bests``."""
+def _record(problem, answer, rows, x0, adv, c, bests, running=None):
+    """Success test of the new iterates (those ``running``, when given); the best
+    successes are kept in ``bests``."""
     xp = namespace(adv)
     pred = xp.argmax(answer.proba_adv, axis=1) if answer.pred_adv is None else answer.pred_adv
     changed = xp.any(adv != x0, axis=1) if problem.mode.requires_change else None
     ok = problem.mode.is_success(answer.proba_adv, problem.target[rows], problem.kappa,
                                  pred=answer.pred_adv, changed=changed)
+    if running is not None:
+        ok = ok & running
     dist = elastic_distance(adv, x0, problem.l1_weight, problem.l2_weight)
     bests.update(rows, ok, dist, adv, c, answer.proba_adv, pred)
     return ok
 
 
-def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations, moved):
+def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations, moved,
+                 running=None):
     """Inner FISTA loop for one value of ``c`` per instance; updates ``bests``.
 
     ``rows`` and ``c`` are arrays of the problem's place; ``moved`` (per instance of the
     batch) becomes True once an attack gradient is non-zero. Returns the instances'
     successes, ``n_iterations`` and ``moved`` (updated in place where the array library can,
     new arrays where it cannot).
+
+    With ``running`` (a mask of ``rows``; a place with ``fixed_shapes``) no array changes
+    shape: every instance of ``rows`` iterates, and those not running (not searched at this
+    ``c``, or stopped early) leave ``bests``, their successes, ``n_iterations`` and ``moved``
+    as they are, so that the outcome is that of the search on the running ones alone.
     """
     xp = namespace(problem.x0)
     pinned = problem.pinned(rows)
@@ -616,15 +634,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
     gradients = {"attack": start.attack_grad[rows],
                  "ae": None if start.ae_grad is None else start.ae_grad[rows]}
     if settings.warm_start or settings.probe_iterations is not None:
-        warm = xp.isfinite(bests.dist[rows])
-        if xp.any(warm):
-            state["adv"] = set_rows(state["adv"], warm, bests.adv[rows[warm]])
-            state["adv_s"] = set_rows(state["adv_s"], warm, bests.adv[rows[warm]])
-            answer = _evaluate(backend, problem, state["adv"][warm], state["adv"][warm],
-                               rows[warm], with_attack_grad=True)
-            gradients["attack"] = set_rows(gradients["attack"], warm, answer.attack_grad)
-            if gradients["ae"] is not None:
-                gradients["ae"] = set_rows(gradients["ae"], warm, answer.ae_grad)
+        _warm_start(backend, problem, rows, bests, state, gradients, running)
     n_rows = rows.shape[0]
     succeeded = xp.zeros(n_rows, dtype=xp.bool)
     # Positions (within ``rows``) still iterating; early stopping shrinks this set, and with
@@ -647,20 +657,58 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
                            with_attack_grad=refresh, for_objective=stopping is not None)
         if refresh:
             gradients["attack"] = set_rows(gradients["attack"], at_rows, answer.attack_grad)
-            moved = set_rows(moved, act_rows,
-                             moved[act_rows] | xp.any(answer.attack_grad != 0, axis=1))
+            nonzero = xp.any(answer.attack_grad != 0, axis=1)
+            if running is not None:
+                nonzero = nonzero & running
+            moved = set_rows(moved, act_rows, moved[act_rows] | nonzero)
         if gradients["ae"] is not None:
             gradients["ae"] = set_rows(gradients["ae"], at_rows, answer.ae_grad)
-        ok = _record(problem, answer, act_rows, state["x0"][at_rows], new_adv, c[at_rows], bests)
+        ok = _record(problem, answer, act_rows, state["x0"][at_rows], new_adv, c[at_rows], bests,
+                     running)
         succeeded = set_rows(succeeded, at_rows, succeeded[at_rows] | ok)
-        n_iterations = set_rows(n_iterations, act_rows, n_iterations[act_rows] + 1)
+        n_iterations = set_rows(n_iterations, act_rows, n_iterations[act_rows] + (
+            1 if running is None else xp.astype(running, n_iterations.dtype)))
         if stopping is not None:
             value = objective(problem, new_adv, answer.proba_adv, answer.ae_loss_adv,
                               c[at_rows], act_rows)
-            active = stopping.still_active(active, value, succeeded)
-            if active.shape[0] == 0:
-                break
+            if running is None:
+                active = stopping.still_active(active, value, succeeded)
+                if active.shape[0] == 0:
+                    break
+            else:
+                running = stopping.still_running(running, value, succeeded)
+        if running is not None and not xp.any(running):
+            break
     return succeeded, n_iterations, moved
+
+
+def _warm_start(backend, problem, rows, bests, state, gradients, running=None):
+    """Start the instances of ``rows`` that have a best answer from it, with its gradients
+    (in ``state`` and ``gradients``). With ``running`` (fixed shapes, see
+    :func:`_solve_for_c`) all rows are evaluated and the warm ones' answers selected."""
+    xp = namespace(problem.x0)
+    warm = xp.isfinite(bests.dist[rows])
+    if running is not None:
+        warm = warm & running
+    if not xp.any(warm):
+        return
+    if running is None:
+        state["adv"] = set_rows(state["adv"], warm, bests.adv[rows[warm]])
+        state["adv_s"] = set_rows(state["adv_s"], warm, bests.adv[rows[warm]])
+        answer = _evaluate(backend, problem, state["adv"][warm], state["adv"][warm],
+                           rows[warm], with_attack_grad=True)
+        gradients["attack"] = set_rows(gradients["attack"], warm, answer.attack_grad)
+        if gradients["ae"] is not None:
+            gradients["ae"] = set_rows(gradients["ae"], warm, answer.ae_grad)
+        return
+    column = warm[:, None]
+    state["adv"] = xp.where(column, bests.adv[rows], state["adv"])
+    state["adv_s"] = copy(state["adv"])
+    answer = _evaluate(backend, problem, state["adv"], state["adv"], rows,
+                       with_attack_grad=True)
+    gradients["attack"] = xp.where(column, answer.attack_grad, gradients["attack"])
+    if gradients["ae"] is not None:
+        gradients["ae"] = xp.where(column, answer.ae_grad, gradients["ae"])
 
 
 class _EarlyStopping:
@@ -687,3 +735,15 @@ class _EarlyStopping:
         self.stalled = set_rows(self.stalled, active, xp.where(
             progressed | succeeded[active], 0, self.stalled[active] + 1))
         return active[self.stalled[active] < self.patience]
+
+    def still_running(self, running, value, succeeded):
+        """:meth:`still_active` for a mask over all the instances (fixed shapes): the same
+        counts for the running ones, the others' left as they are."""
+        xp = namespace(value)
+        previous = self.best_objective
+        with np.errstate(invalid="ignore"):
+            progressed = ~(value >= previous - self.tol * xp.abs(previous))
+        self.best_objective = xp.where(running, xp.minimum(previous, value), previous)
+        self.stalled = xp.where(running, xp.where(progressed | succeeded, 0, self.stalled + 1),
+                                self.stalled)
+        return running & (self.stalled < self.patience)

@@ -25,6 +25,7 @@ class SoftmaxRegression:
         self.coef, self.intercept, self.place = coef, intercept, place
         self.n_model_rows = 0
         self.kinds = set()
+        self.batch_sizes = set()
 
     def array_place(self):
         return self.place
@@ -37,6 +38,7 @@ class SoftmaxRegression:
     def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, with_attack_grad=True,
                  with_ae_grad=False, with_ae_loss_at_adv=False):
         self.kinds.add(type(Z_adv).__name__)
+        self.batch_sizes.add(Z_adv.shape[0])
         xp = namespace(Z_s)
         proba = self._proba(to_numpy(Z_s))
         cotangent = loss.gradient(proba, to_numpy(target_onehot))
@@ -89,6 +91,57 @@ def test_the_search_on_jax_arrays_gives_the_hosts_answers(iris_problem):
     np.testing.assert_allclose(result.explanation, expected.explanation, rtol=1e-9,
                                atol=1e-12)
     np.testing.assert_array_equal(result.n_iterations, expected.n_iterations)
+
+
+# Early stopping and probing (warm starts): the searches whose instances drop out.
+SETTLING = SolverSettings(max_iterations=60, c_steps=3, tol=1e-4, n_iter_no_change=5,
+                          probe_iterations=20)
+
+
+def _assert_same_search(result, expected):
+    np.testing.assert_array_equal(result.found, expected.found)
+    np.testing.assert_array_equal(result.explanation_class, expected.explanation_class)
+    np.testing.assert_allclose(result.explanation, expected.explanation, rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_allclose(result.best_c, expected.best_c, rtol=1e-12)
+    np.testing.assert_array_equal(result.n_iterations, expected.n_iterations)
+    np.testing.assert_array_equal(result.flat_gradient, expected.flat_gradient)
+
+
+@pytest.mark.parametrize("mode", ["PN", "PP", "CF"])
+def test_fixed_shapes_mask_the_instances_that_are_done(iris_problem, mode):
+    """With ``fixed_shapes`` every evaluation gets the whole batch, and instances that
+    stopped early or are not searched at a ``c`` are masked: the answers, iteration counts
+    and best ``c`` are those of the search that drops them."""
+    clf, rows, constants = iris_problem
+    if mode == "CF":
+        constants = dict(constants, target=(constants["target"] + 1) % 3)
+    problem = SearchProblem(mode=MODES[mode], **constants)
+    dropping = SoftmaxRegression(clf.coef_.T, clf.intercept_)
+    expected = solve(dropping, problem, SETTLING)
+    masking = SoftmaxRegression(clf.coef_.T, clf.intercept_, ArrayPlace(np, fixed_shapes=True))
+    result = solve(masking, problem, SETTLING)
+    assert expected.found.sum() >= len(rows) // 2
+    assert len(dropping.batch_sizes) > 2  # instances did drop out
+    assert masking.batch_sizes == {len(rows)}
+    _assert_same_search(result, expected)
+
+
+def test_a_search_with_settling_instances_on_jax_arrays_gives_the_hosts_answers(iris_problem):
+    """PNs with early stopping and probing on JAX arrays: with fixed shapes each operation
+    compiles once (the book-keeping of a shrinking batch compiled again at every size)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    clf, rows, constants = iris_problem
+    problem = SearchProblem(mode=MODES["PN"], **constants)
+    expected = solve(SoftmaxRegression(clf.coef_.T, clf.intercept_), problem, SETTLING)
+    with jax.enable_x64(True):
+        on_jax = SoftmaxRegression(clf.coef_.T, clf.intercept_,
+                                   ArrayPlace(namespace(jnp.zeros(1)), jax.devices()[0],
+                                              jnp.float64, fixed_shapes=True))
+        result = solve(on_jax, problem, SETTLING)
+    assert on_jax.kinds == {"ArrayImpl"} and on_jax.batch_sizes == {len(rows)}
+    _assert_same_search(result, expected)
 
 
 def test_set_rows_updates_in_place_where_it_can():

@@ -150,6 +150,110 @@ def test_keras_on_jax_and_torch_answers_as_on_tensorflow(backend, model, on_tens
     _assert_valid(expected_answers, model)
 
 
+PLACE_SCRIPT = textwrap.dedent("""
+    import sys
+    import warnings
+
+    backend = sys.argv[1]
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 book-keeping, as on the host
+    import keras
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from skcem import CEMExplainer, CounterfactualExplainer
+    from skcem._array_api import HOST
+
+    if backend == "jax":
+        from skcem._gradients import _keras_jax as engine
+
+        on_cpu = engine.on_jax_device(jax.devices("cpu")[0])
+        device_place = staticmethod(lambda variables: on_cpu)
+    else:
+        from skcem._gradients import _keras_torch as engine
+
+        device_place = engine.TorchAutodiff.__dict__["array_place"]
+    default_place = engine.AUTODIFF.array_place
+
+    X, _ = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="tanh"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32)
+                       for w in model.weights])
+    autoencoder = keras.Sequential([keras.Input((64,)), keras.layers.Dense(8, activation="relu"),
+                                    keras.layers.Dense(64, activation="sigmoid")])
+    autoencoder.set_weights([rng.normal(0.0, 0.3, w.shape).astype(np.float32)
+                             for w in autoencoder.weights])
+    common = dict(max_iterations=30, c_steps=2, feature_range=(0.0, 1.0))
+    explainers = {
+        "pn_ae": CEMExplainer(model, mode="PN", no_info_val=0.0, gamma=1.0,
+                              autoencoder=autoencoder, **common),
+        "pp": CEMExplainer(model, mode="PP", no_info_val=0.0, **common),
+        "pn_stopping": CEMExplainer(model, mode="PN", no_info_val=0.0, tol=1e-4,
+                                    n_iter_no_change=5, **common),
+        "cf_mad": CounterfactualExplainer(model, distance="mad", **common),
+    }
+    rows = X[:8]
+    out = {}
+    for name, explainer in explainers.items():
+        explainer.fit(X[:100])
+        for where, place in (("host", staticmethod(lambda variables: HOST)),
+                             ("device", device_place)):
+            type(engine.AUTODIFF).array_place = place
+            search_backend = explainer._get_backend()
+            kinds = set()
+            evaluate = type(search_backend).evaluate
+
+            def spy(self, Z_adv, *args, **kwargs):
+                kinds.add(type(Z_adv).__module__.split(".")[0].replace("jaxlib", "jax"))
+                return evaluate(self, Z_adv, *args, **kwargs)
+
+            type(search_backend).evaluate = spy
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                exp = explainer.explain(rows)
+            type(search_backend).evaluate = evaluate
+            out[f"{name}_{where}_explanation"] = exp.explanation
+            out[f"{name}_{where}_found"] = exp.found
+            out[f"{name}_{where}_kinds"] = np.array(sorted(kinds))
+    np.savez(sys.argv[2], **out)
+    print("default place on this CPU:", "host" if default_place(
+        model.trainable_variables) is HOST else "device")
+""")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_search_on_the_models_arrays_gives_the_hosts_answers(backend, tmp_path):
+    """The search's book-keeping on the engine's arrays (JAX's, with fixed shapes; torch's)
+    gives the answers of the same search on the host, for PNs with a fused auto-encoder,
+    PPs, PNs with early stopping and MAD-scaled counterfactuals. On a CPU, JAX's search
+    stays on the host (eager JAX costs more per operation than numpy there); torch's runs
+    on tensors, as for a PyTorch module."""
+    _require("keras")
+    _require(backend)
+    path = tmp_path / "answers.npz"
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, "-c", PLACE_SCRIPT, backend, str(path)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected_default = "host" if backend == "jax" else "device"
+    assert f"default place on this CPU: {expected_default}" in result.stdout
+    answers = dict(np.load(path))
+    for name in ("pn_ae", "pp", "pn_stopping", "cf_mad"):
+        assert answers[f"{name}_host_kinds"].tolist() == ["numpy"], name
+        assert answers[f"{name}_device_kinds"].tolist() == [backend], name
+        found = answers[f"{name}_host_found"]
+        assert found.any(), name
+        np.testing.assert_array_equal(answers[f"{name}_device_found"], found, err_msg=name)
+        np.testing.assert_allclose(answers[f"{name}_device_explanation"],
+                                   answers[f"{name}_host_explanation"], rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+
+
 def test_keras_backend_without_gradients_is_named():
     _require("keras")
     script = textwrap.dedent("""

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._array_api import HOST, ArrayPlace, namespace
 from ._keras_stateless import StatelessAutoencoder, StatelessBackend
 
 # The fewest rows of a compiled call: small batches all share one shape.
@@ -57,8 +58,32 @@ class JaxAutodiff:
         return max(MIN_ROWS, 1 << max(int(n) - 1, 0).bit_length())
 
     @staticmethod
+    def array_place(variables):
+        """Where the search runs for a model with these weights: JAX arrays on their device
+        (float64 where ``jax_enable_x64`` is on, else JAX's float32), shapes fixed; the host
+        when that device is a CPU, whose memory JAX's arrays share and where numpy's
+        operations cost less than eager JAX's."""
+        devices = variables[0].value.devices() if variables else {jax.devices()[0]}
+        device = next(iter(devices))
+        if device.platform == "cpu":
+            return HOST
+        return on_jax_device(device)
+
+    @staticmethod
     def tensor(array):
         return jnp.asarray(array)
+
+    @staticmethod
+    def padded_float32(array, size):
+        """JAX ``array`` as float32, with rows of zeros up to ``size`` rows."""
+        array = jnp.asarray(array, dtype=jnp.float32)
+        extra = size - array.shape[0]
+        return array if extra == 0 else jnp.pad(array, ((0, extra),) + ((0, 0),) * (
+            array.ndim - 1))
+
+    @staticmethod
+    def cast(tensor, dtype):
+        return tensor.astype(dtype)
 
     @staticmethod
     def numpy(tensor):
@@ -66,6 +91,13 @@ class JaxAutodiff:
 
 
 AUTODIFF = JaxAutodiff()
+
+
+def on_jax_device(device):
+    """The :class:`~skcem._array_api.ArrayPlace` of JAX arrays on ``device``."""
+    float_dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    return ArrayPlace(namespace(jax.device_put(jnp.zeros(0), device)), device, float_dtype,
+                      fixed_shapes=True)
 
 
 class KerasAutoencoder(StatelessAutoencoder):

@@ -11,6 +11,7 @@ written with ``keras.ops``, is shared.
 
 import numpy as np
 
+from .._array_api import HOST
 from ._base import Evaluation
 from ._keras import as_probabilities
 
@@ -49,20 +50,33 @@ class StatelessModel:
         return ops.reshape(out, (z.shape[0], -1))
 
     def run(self, function, *arrays):
-        """``function(weights, *rows)`` on float32 numpy ``arrays`` of as many rows each.
+        """``function(weights, *rows)`` on ``arrays`` of as many rows each: numpy arrays, or
+        the engine's own (the search's, on the model's device: see :meth:`array_place`).
 
-        The rows are padded as the engine asks (JAX compiles once per batch size: a few sizes
-        serve every batch) and the answers (a tensor or a dict of them) cut back to them.
+        The rows go in as float32, padded as the engine asks (JAX compiles once per batch
+        size: a few sizes serve every batch), and the answers (a tensor or a dict of them)
+        come back cut to them, as float64 numpy arrays or, for the engine's arrays, in the
+        dtype of the first of ``arrays``.
         """
         autodiff = self.autodiff
-        n = len(arrays[0])
+        n = arrays[0].shape[0]
         size = autodiff.padded_size(n)
-        tensors = [autodiff.tensor(padded_rows(np.asarray(a, dtype=np.float32), size))
-                   for a in arrays]
+        if isinstance(arrays[0], np.ndarray):
+            tensors = [autodiff.tensor(padded_rows(np.asarray(a, dtype=np.float32), size))
+                       for a in arrays]
+
+            def answer(value):
+                return autodiff.numpy(value)[:n].astype(float)
+        else:
+            tensors = [autodiff.padded_float32(a, size) for a in arrays]
+            dtype = arrays[0].dtype
+
+            def answer(value):
+                return autodiff.cast(value[:n], dtype)
         out = function(self.weights(), *tensors)
         if isinstance(out, dict):
-            return {name: autodiff.numpy(value)[:n].astype(float) for name, value in out.items()}
-        return autodiff.numpy(out)[:n].astype(float)
+            return {name: answer(value) for name, value in out.items()}
+        return answer(out)
 
 
 def padded_rows(array, size):
@@ -140,6 +154,20 @@ class StatelessBackend(StatelessModel):
 
         return autodiff.compile(evaluate)
 
+    def _fused_autoencoder(self):
+        """Whether the auto-encoder's term is computed in the same call: an auto-encoder of
+        the same engine."""
+        return isinstance(self.autoencoder, StatelessAutoencoder) and \
+            self.autoencoder.autodiff is self.autodiff
+
+    def array_place(self):
+        """Where the optimizer's batch lives (:mod:`skcem._array_api`): the engine's arrays
+        on the model's device, where the engine says so (:meth:`array_place` of its
+        ``autodiff``) and no auto-encoder of another kind needs the host."""
+        if self.autoencoder is not None and not self._fused_autoencoder():
+            return HOST
+        return self.autodiff.array_place(self.model.trainable_variables)
+
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
         return self.run(self._predict, Z)
@@ -151,8 +179,7 @@ class StatelessBackend(StatelessModel):
     def evaluate(self, Z_adv, Z_s, target_onehot, loss, *, with_attack_grad=True,
                  with_ae_grad=False, with_ae_loss_at_adv=False):
         """Probabilities at ``Z_adv``; gradients of ``loss`` (and AE) at ``Z_s``; one call."""
-        fused_ae = with_ae_grad and isinstance(self.autoencoder, StatelessAutoencoder) and \
-            self.autoencoder.autodiff is self.autodiff
+        fused_ae = with_ae_grad and self._fused_autoencoder()
         key = (loss.key(), with_attack_grad, fused_ae, fused_ae and with_ae_loss_at_adv)
         if key not in self._compiled:
             function = self._compile(loss, *key[1:])

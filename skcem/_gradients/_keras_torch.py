@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.func
 
+from .._array_api import ArrayPlace, namespace
 from ._keras_stateless import StatelessAutoencoder, StatelessBackend
 
 
@@ -59,10 +60,29 @@ class TorchAutodiff:
         return int(n)
 
     @staticmethod
+    def array_place(variables):
+        """Where the search runs for a model with these weights: float64 tensors on their
+        device (float32 on ``mps``), as for a PyTorch module."""
+        import keras
+
+        device = variables[0].value.device if variables else \
+            keras.ops.convert_to_tensor(np.zeros(0)).device
+        float_dtype = torch.float32 if device.type == "mps" else torch.float64
+        return ArrayPlace(namespace(torch.empty(0, device=device)), device, float_dtype)
+
+    @staticmethod
     def tensor(array):
         import keras
 
         return keras.ops.convert_to_tensor(np.asarray(array))  # on Keras's device
+
+    @staticmethod
+    def padded_float32(tensor, size):
+        return tensor.to(torch.float32)  # torch runs any batch size as it comes
+
+    @staticmethod
+    def cast(tensor, dtype):
+        return tensor.to(dtype)
 
     @staticmethod
     def numpy(tensor):
