@@ -139,6 +139,9 @@ class ArrayPlace:
         if value is None or self.on_host or isinstance(value, _SCALARS):
             return value
         value = np.asarray(value)
+        if not value.flags.writeable:
+            # A read-only view (pandas' to_numpy): PyTorch warns that it cannot share it.
+            value = value.copy()
         dtype = self.float_dtype if value.dtype.kind == "f" else None
         return self.xp.asarray(value, dtype=dtype, device=self.device)
 

@@ -546,6 +546,23 @@ def test_pickled_explainer_explains_the_same(logits_cnn, images):
                                similarity.transform(X[1200:1202]), rtol=1e-6)
 
 
+def test_read_only_rows_reach_the_module_without_a_warning(logits_cnn, images):
+    """pandas 3's ``to_numpy`` gives read-only views, which PyTorch warns it cannot share:
+    the search copies them once instead (PyTorch warns once per process: this test must
+    be the first to hand it such rows)."""
+    pd = pytest.importorskip("pandas")
+    X, _ = images
+    frame = pd.DataFrame(X[:100], columns=[f"pixel{i}" for i in range(X.shape[1])])
+    for explainer in (CEMExplainer(logits_cnn, mode="PN", input_shape=(1, 8, 8),
+                                   max_iterations=20, c_steps=1, **IMAGE),
+                      CounterfactualExplainer(logits_cnn, input_shape=(1, 8, 8),
+                                              max_iterations=20, c_steps=1)):
+        explainer.fit(frame)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*not writable")
+            explainer.explain(frame.iloc[:3])
+
+
 def test_frameworks_are_told_by_the_classes_modules(logits_cnn):
     from sklearn.linear_model import LogisticRegression
 
