@@ -30,7 +30,8 @@ start of each instance is returned in the :class:`~skcem._fista.SearchResult` of
 search, so that both strategies give the explainers the same thing. Asked for several answers
 per instance (``n_answers``), it refines more starts (``2 * n_answers``) and sparse answers
 (one or two moves alone), and keeps distinct ones, closest first, preferring answers that
-change few features, other ones than those kept (:func:`choose_diverse`).
+change few features, other ones than those kept (:func:`choose_diverse`); on tree models
+the polish is then lighter (:func:`~skcem._polish.polish_on_splits`, ``several``).
 
 With a plausibility term (``SearchProblem.plausibility``, see :mod:`skcem._plausibility`)
 the steps minimise the distance plus that term: the starts refined are the cheapest of more

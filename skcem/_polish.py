@@ -27,6 +27,10 @@ the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
 
 Every step asks the model and keeps validity; no answer gets farther. The answers of all
 steps go to :meth:`~skcem._neighbors._Batch.result`, which keeps each instance's closest.
+With several answers asked per instance (``n_counterfactuals``), many more answers are
+polished and each round costs a model call: the scans are coarser, the margin paths are
+traced only for instances with fewer distinct answers than asked, and there are no
+exchanges.
 """
 
 from dataclasses import dataclass
@@ -453,8 +457,10 @@ def polish_on_splits(search, E, owner, rows, points, several=False):
     """The gradient-free search's answers ``E`` (valid, reverted; of instances ``owner``)
     scanned, with the margin paths of the instances ``rows`` and the exchanges of each
     instance's closest answer (see the module's docstring). With ``several`` (answers kept
-    per instance), the scans are coarser: ``_MAX_POINTS_SEVERAL`` points per feature and
-    round, ``_MAX_ROUNDS_SEVERAL`` rounds; the exchanges' scan stays fine.
+    per instance), the scans are coarser (``_MAX_POINTS_SEVERAL`` points per feature and
+    round, ``_MAX_ROUNDS_SEVERAL`` rounds) and there are no exchanges: each round of either
+    is a model call, and on UCI Adult (a forest, 4 answers) the exchanges moved the closest
+    answers by 0.1% of their distance for a sixth of the calls.
 
     Returns
     -------
@@ -469,6 +475,8 @@ def polish_on_splits(search, E, owner, rows, points, several=False):
     extra = search.revert(scan_splits(search, extra, extra_owner, points, **coarse),
                           extra_owner)
     owner, E = np.concatenate([owner, extra_owner]), np.concatenate([E, extra])
+    if several:  # the exchanges' calls buy the closest answer little beside the others
+        return owner, E
     best_owner, best = best_answers(search, E, owner)
     return (np.concatenate([owner, best_owner]),
             np.concatenate([E, exchange(search, best, best_owner, points)]))
