@@ -30,7 +30,8 @@ start of each instance is returned in the :class:`~skcem._fista.SearchResult` of
 search, so that both strategies give the explainers the same thing. Asked for several answers
 per instance (``n_answers``), it refines more starts (``2 * n_answers``) and sparse answers
 (one or two moves alone), and keeps distinct ones, closest first, preferring answers that
-change few features, other ones than those kept (:func:`choose_diverse`).
+change few features, other ones than those kept (:func:`choose_diverse`); on tree models
+the polish is then lighter (:func:`~skcem._polish.polish_on_splits`, ``several``).
 
 With a plausibility term (``SearchProblem.plausibility``, see :mod:`skcem._plausibility`)
 the steps minimise the distance plus that term: the starts refined are the cheapest of more
@@ -277,8 +278,16 @@ class NeighborSearch:
                 E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
                 E = search.revert(E, owner)
             else:
-                owner, E = polish_on_splits(search, E, owner, np.flatnonzero(searchable),
-                                            self.points)
+                # Identical answers would be polished alike: once is enough.
+                owner, E = _distinct(owner, E)
+                paths = np.flatnonzero(searchable)
+                several = self.n_answers > 1
+                if several:
+                    # Many starts already: the margin paths (one model call per step) only
+                    # for instances short of answers, and coarser scans (see _polish).
+                    paths = paths[np.bincount(owner, minlength=n)[paths] < self.n_answers]
+                owner, E = polish_on_splits(search, E, owner, paths, self.points,
+                                            several=several)
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
@@ -325,8 +334,9 @@ class NeighborSearch:
 
         A move sets a categorical feature to its value in one of the instance's starts, or a
         numeric feature to either end of its range (shrunk later, so that the starts' own
-        numeric values would add trials, not answers). Answers that change one or two
-        features are sparse alternatives to the starts, which change many.
+        numeric values would add trials, not answers); every other allowed category of a
+        categorical feature is also tried alone (not in pairs: too many). Answers that change
+        one or two features are sparse alternatives to the starts, which change many.
         """
         problem = search.problem
         x0 = problem.x0
@@ -372,6 +382,18 @@ class NeighborSearch:
         rows = np.arange(first.size)
         trials[rows, move_feature[first]] = move_value[first]
         trials[rows, move_feature[second]] = move_value[second]
+        # Every other category of each categorical feature, alone: single moves the starts
+        # may not show (tried after the moves' singles, before their pairs; not paired).
+        extra = np.column_stack(_category_moves(search, instances))
+        known = {tuple(move) for move in moves}
+        extra = extra[[tuple(move) not in known for move in extra]]
+        extra_owner = extra[:, 0].astype(int)
+        singles = x0[extra_owner].copy()
+        singles[np.arange(len(extra)), extra[:, 1].astype(int)] = extra[:, 2]
+        n_singles = len(moves)
+        trial_owner = np.concatenate([trial_owner[:n_singles], extra_owner,
+                                      trial_owner[n_singles:]])
+        trials = np.concatenate([trials[:n_singles], singles, trials[n_singles:]])
         valid = np.flatnonzero(search.valid(trials, trial_owner))
         # The first valid ones of each instance (singles come first).
         order = valid[np.argsort(trial_owner[valid], kind="stable")]
@@ -446,6 +468,36 @@ class NeighborSearch:
                 ranked[part, :take] = candidates[local, order]
                 distances[part, :take] = dist[local, order]
         return ranked, distances
+
+
+def _distinct(owner, E):
+    """``(owner, E)`` without repeated (instance, row) pairs, in their first order."""
+    if len(E) == 0:
+        return owner, E
+    _, first = np.unique(np.column_stack([owner, E]), axis=0, return_index=True)
+    first = np.sort(first)
+    return owner[first], E[first]
+
+
+def _category_moves(search, instances):
+    """``(owner, feature, value)``: each instance's categorical features set, one at a time,
+    to each other category that the constraints allow (a frozen or missing cell: none)."""
+    problem = search.problem
+    x0 = problem.x0
+    owners, features, values = [], [], []
+    for j in np.flatnonzero(search.categorical):
+        n_categories = int(np.max(np.asarray(problem.upper)[..., j])) + 1
+        owner = np.repeat(instances, n_categories)
+        trials = x0[owner].copy()
+        trials[:, j] = np.tile(np.arange(n_categories), instances.size)
+        value = search.admissible(trials, owner)[:, j]
+        moved = (value != x0[owner, j]) & ~np.isnan(value) & ~np.isnan(x0[owner, j])
+        owners.append(owner[moved])
+        features.append(np.full(moved.sum(), j))
+        values.append(value[moved])
+    if not owners:
+        return instances[:0], instances[:0], np.zeros(0)
+    return np.concatenate(owners), np.concatenate(features), np.concatenate(values)
 
 
 class _Batch:

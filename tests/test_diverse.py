@@ -13,6 +13,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
+from sklearn.tree import DecisionTreeClassifier
 
 from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
 from skcem.metrics import continuous_diversity, count_diversity
@@ -231,3 +232,29 @@ def test_plot_counterfactuals(iris, forest):
     assert [not t.endswith("none") for t in titles] == list(found)
     with pytest.raises(ValueError, match="`axes` must hold 3 axes"):
         plot_counterfactuals(exp, axes=fig.axes[:2])
+
+
+def test_a_category_alone_that_no_start_shows():
+    # job "d" alone gives class 1, but the training rows with "d" are far in z (which the
+    # model ignores): none is among an instance's starts, whose categories (a, b, c) need
+    # x > 5. Changing job alone is then the closest answer.
+    rng = np.random.default_rng(0)
+    n = 2000
+    frame = pd.DataFrame({"x": rng.uniform(0, 10, n), "z": rng.normal(0, 1, n),
+                          "job": rng.choice(["a", "b", "c"], n)})
+    far = frame.index[-20:]
+    frame.loc[far, "job"] = "d"
+    frame.loc[far, "z"] = 1000.0 + np.arange(20)
+    y = ((frame["x"] > 5) | frame["job"].eq("d")).astype(int)
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["job"]),
+                                ("passthrough", ["x"])),
+        DecisionTreeClassifier(random_state=0)).fit(frame, y)
+    rows = pd.DataFrame({"x": [1.0, 2.0], "z": [0.0, 0.5], "job": ["a", "b"]})
+    assert np.all(model.predict(rows) == 0) and np.all(model.predict(rows.assign(job="d")))
+    explainer = CounterfactualExplainer(model, n_counterfactuals=3, distance="mad").fit(frame)
+    exp = _explain(explainer, rows)
+    _check_ranked(exp, model, 3, 2)
+    for i in range(2):
+        answers = exp.counterfactuals.loc[i]
+        assert answers.iloc[0].tolist() == [rows["x"][i], rows["z"][i], "d"]

@@ -109,3 +109,32 @@ def test_constraints_hold_on_a_table():
             values = answers[column].to_numpy(float)
             assert np.array_equal(values, np.round(values))
         assert set(answers.city) <= {0, 1, 2}
+
+
+def test_several_answers_trace_margin_paths_only_where_starts_are_short(table, monkeypatch):
+    # With several answers asked, the many starts make the margin paths (a model call per
+    # step) needless where an instance has enough: only the others trace them.
+    from skcem import _polish
+
+    X_train, y_train, rows = table
+    model = MODELS["forest"]().fit(X_train, y_train)
+    traced = []
+
+    def recording(search, instances, points):
+        traced.append(len(instances))
+        return margin_path(search, instances, points)
+
+    margin_path = _polish.margin_path
+    monkeypatch.setattr(_polish, "margin_path", recording)
+    one = explain(make_explainer(model, "CF").fit(X_train), rows)
+    assert traced == [len(rows)] and one.found.all()  # one answer asked: every instance
+    traced.clear()
+    several = explain(make_explainer(model, "CF", n_counterfactuals=3).fit(X_train), rows)
+    assert traced == [0]
+    answers = several.counterfactuals
+    found = np.isfinite(several.counterfactual_distance)
+    assert found[:, 0].all() and found.mean() >= 0.8
+    for i in range(len(rows)):
+        mine = answers[i][found[i]]
+        assert np.all(model.predict(mine) != several.X_pred[i])
+        assert len(np.unique(mine, axis=0)) == len(mine)
