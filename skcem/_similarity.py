@@ -5,7 +5,7 @@ from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, is_regressor
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, is_classifier, is_regressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -351,6 +351,12 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             # Targets would default to the regressor's own predictions: zero gradients.
             raise ValueError(f"`estimator` is a regressor ({type(self.estimator_).__name__}): "
                              "set task='regression'.")
+        if self.task == "regression" and hasattr(self.estimator_, "get_params") and \
+                is_classifier(self.estimator_):
+            # A scikit-learn model's loss follows its kind: the cross-entropy, whatever task.
+            raise ValueError(f"task='regression', but `estimator` is a classifier "
+                             f"({type(self.estimator_).__name__}), whose gradients are those "
+                             "of its cross-entropy: leave task='classification'.")
         self._keras_output = None
         if is_deep_model(self.estimator_):
             X = X.astype(np.float32)  # the model's precision, in half the memory

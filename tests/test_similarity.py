@@ -170,6 +170,12 @@ def test_a_regressor_needs_task_regression_and_a_pipeline_gets_a_hint(digits):
     pipe = make_pipeline(StandardScaler(), Ridge()).fit(X[:100], y[:100])
     with pytest.raises(TypeError, match=r"GradientSimilarityExplainer\(pipe\[-1\]\)"):
         GradientSimilarityExplainer(pipe, task="regression").fit(X[:100], y[:100])
+    # ... and a classifier refuses it: its gradients are its cross-entropy's whatever the task
+    labels = (y > np.median(y)).astype(int)
+    classifier = LogisticRegression(max_iter=500).fit(X[:100], labels[:100])
+    with pytest.raises(ValueError, match=r"task='regression', but `estimator` is a classifier "
+                                         r"\(LogisticRegression\)"):
+        GradientSimilarityExplainer(classifier, task="regression").fit(X[:100], labels[:100])
 
 
 def test_fit_transform_of_a_classifier_is_fit_then_transform(digits, digits_model):
