@@ -165,6 +165,39 @@ def test_attack_and_autoencoder_gradients_equal_central_differences(images):
     np.testing.assert_allclose(answer.ae_loss_adv, backend.autoencoder.loss(Z))
 
 
+@pytest.mark.parametrize("options", [dict(), dict(stride=2, padding=1), dict(dilation=2),
+                                     dict(padding="same"), dict(padding=(2, 0), stride=(1, 3)),
+                                     dict(padding="valid", bias=False)])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_single_channel_input_gradients_equal_pytorchs(options, layout):
+    """One-channel convolutions take their input gradient from a matrix product and a fold
+    inside the search's forward passes: the same as PyTorch's own, for every geometry."""
+    from skcem._gradients._torch import SingleChannelGradients, channels_last
+
+    torch.manual_seed(0)
+    options = dict(options)
+    bias = options.pop("bias", True)
+    conv = nn.Conv2d(1, 5, 3, bias=bias, **options).double()
+    x = torch.randn(4, 1, 11, 12, dtype=torch.float64)
+    weights = {name: p.detach() for name, p in conv.named_parameters()}
+    if layout == "channels_last":
+        weights["weight"] = channels_last(weights["weight"])
+    cotangent = torch.randn_like(conv(x))
+    answers = []
+    for mode in (SingleChannelGradients, None):
+        z = x.clone().requires_grad_()
+        if mode is None:
+            out = torch.func.functional_call(conv, weights, (z,))
+        else:
+            with mode():
+                out = torch.func.functional_call(conv, weights, (z,))
+            assert out.grad_fn.name().endswith("_SingleChannelConvolutionBackward")
+        (grad,) = torch.autograd.grad(out, z, cotangent)
+        answers.append((out.detach(), grad))
+    np.testing.assert_array_equal(answers[0][0], answers[1][0])
+    np.testing.assert_allclose(answers[0][1], answers[1][1], rtol=1e-12, atol=1e-12)
+
+
 def _keras_twin(module):
     """The Keras model of the CNN ``module``: channels-last kernels, Dense rows reordered
     from (c, h, w) to (h, w, c), Dense kernels transposed."""
