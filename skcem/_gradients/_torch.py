@@ -15,12 +15,11 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
-from torch.overrides import TorchFunctionMode
 
 from .._array_api import HOST, ArrayPlace, namespace
 from ._base import Evaluation, check_input_shape, check_reconstruction
 from ._outputs import output_kind
+from ._torch_convolutions import SingleChannelConvolutions
 
 MODEL_NAME = "PyTorch module"  # how messages name such a model
 
@@ -175,110 +174,35 @@ class _OnRows:
         """The module's flattened outputs at the rows ``z``; with ``fast_layout``, on a CPU,
         in channels-last layout (see :meth:`channels_last_forward`)."""
         if fast_layout and self.convolutional and self.device.type == "cpu":
+            # Gradients with respect to the input only: every parameter detached, so that
+            # the one-channel convolutions may take their faster paths.
             return self.channels_last_forward(z, {
-                name: p.detach() for name, p in self.module.named_parameters() if p.dim() == 4})
+                name: p.detach() for name, p in self.module.named_parameters()})
         out = self.module(z.reshape((-1,) + self.input_shape))
         return out.reshape(z.shape[0], -1)
 
-    def channels_last_forward(self, z, kernels):
-        """The module's flattened outputs at the rows ``z``, with ``kernels`` (its 4-D
-        parameters, by name: convolution kernels) and the input in channels-last layout.
+    def channels_last_forward(self, z, parameters):
+        """The module's flattened outputs at the rows ``z``, with ``parameters`` (tensors
+        that stand for the module's parameters of the same names) and the input, the 4-D ones
+        (convolution kernels) in channels-last layout.
 
         oneDNN's convolutions then keep their activations channels-last, and the pooling and
         element-wise layers between them follow: up to several times faster, on a CPU, than
         the channels-first layout (PyTorch's max pooling with indices above all). The layout
         changes no value, and the module keeps its own: the copies are made at each call, so
-        that weights changed since ``fit`` are used.
+        that weights changed since ``fit`` are used. Convolutions from or to a single channel
+        take the faster paths of :mod:`skcem._gradients._torch_convolutions`.
         """
         from torch.func import functional_call
 
         x = z.reshape((-1,) + self.input_shape)
         if x.dim() == 4:
             x = channels_last(x)
-        relaid = {name: channels_last(kernel) for name, kernel in kernels.items()}
-        if not (torch.is_grad_enabled() and z.requires_grad):
-            out = functional_call(self.module, relaid, (x,), strict=False)
-            return out.reshape(z.shape[0], -1)
-        # Gradients with respect to the input only: the other parameters detached too, so
-        # that every convolution may take the input-gradient path of SingleChannelGradients.
-        detached = {name: p.detach() for name, p in self.module.named_parameters()}
-        with SingleChannelGradients():
-            out = functional_call(self.module, {**detached, **relaid}, (x,), strict=False)
+        parameters = {name: channels_last(p) if p.dim() == 4 else p
+                      for name, p in parameters.items()}
+        with SingleChannelConvolutions():
+            out = functional_call(self.module, parameters, (x,), strict=False)
         return out.reshape(z.shape[0], -1)
-
-
-class _SingleChannelConvolution(torch.autograd.Function):
-    """``conv2d`` of an input with one channel, whose input gradient is a matrix product and
-    a ``fold``: oneDNN's backward-data convolution towards a single channel is several times
-    slower (2.3 ms against 0.5 ms for a 64-filter 2x2 layer on 32 MNIST images, one thread).
-    Only the input is differentiated (the kernels and bias are constants here)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation):
-        ctx.save_for_backward(weight)
-        ctx.geometry = (tuple(x.shape[-2:]), stride, padding, dilation)
-        return torch.conv2d(x, weight, bias, stride, padding, dilation)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        (weight,) = ctx.saved_tensors
-        size, stride, padding, dilation = ctx.geometry
-        n, c_out, h, w = grad.shape
-        kh, kw = weight.shape[-2:]
-        kernel = weight.reshape(c_out, kh * kw)
-        if grad.is_contiguous(memory_format=torch.channels_last):
-            # One product over all pixels of the batch: (kh kw, c_out) @ (c_out, n h w).
-            rows = grad.permute(0, 2, 3, 1).reshape(n * h * w, c_out)
-            patches = (kernel.t() @ rows.t()).reshape(kh * kw, n, h * w).permute(1, 0, 2)
-        else:
-            patches = kernel.t() @ grad.reshape(n, c_out, h * w)
-        grad_x = nn.functional.fold(patches, size, (kh, kw), dilation=dilation,
-                                    padding=padding, stride=stride)
-        return grad_x, None, None, None, None, None
-
-
-def _explicit_padding(padding, kernel_size, dilation):
-    """``conv2d``'s ``padding`` as numbers, or None where it is a string with no symmetric
-    equivalent (``"same"`` with an even kernel)."""
-    if padding == "valid":
-        return 0
-    if padding != "same":
-        return padding
-    dilation = (dilation,) * 2 if isinstance(dilation, int) else tuple(dilation)
-    spans = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
-    if any(span % 2 for span in spans):
-        return None
-    return tuple(span // 2 for span in spans)
-
-
-def _single_channel_convolution(input, weight, bias=None, stride=1, padding=0, dilation=1,
-                                groups=1):
-    """``conv2d`` by :class:`_SingleChannelConvolution` when it applies, else None."""
-    if (groups != 1 or input.dim() != 4 or weight.shape[1] != 1 or weight.requires_grad
-            or (bias is not None and bias.requires_grad) or not input.requires_grad):
-        return None
-    if isinstance(padding, str) and (padding == "same" and stride not in (1, (1, 1), [1, 1])):
-        return None
-    padding = _explicit_padding(padding, tuple(weight.shape[-2:]), dilation)
-    if padding is None:
-        return None
-    return _SingleChannelConvolution.apply(input, weight, bias, stride, padding, dilation)
-
-
-class SingleChannelGradients(TorchFunctionMode):
-    """Inside: the ``conv2d`` calls on a one-channel input that requires gradients (and
-    kernels that do not) differentiate it by :class:`_SingleChannelConvolution`; every
-    other call is PyTorch's own. The forward values are PyTorch's; only the input gradient
-    is computed another way (equal up to float rounding)."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.conv2d:
-            answer = _single_channel_convolution(*args, **kwargs)
-            if answer is not None:
-                return answer
-        return func(*args, **kwargs)
 
 
 def call_on_rows(module, rows, input_shape, device, name):
