@@ -7,8 +7,9 @@ explain the same network. CEM PN and PP at skcem's defaults with the tutorial's 
 ``bench_keras_mnist.py``) on the first instances, the same ones for both paths, in the same run.
 Prints, per mode and path: instances/s, the CPU seconds of the process during the explanation
 (all threads; on a busy machine a steadier measure of the work than the wall clock), found rate
-and median L1 of the perturbation, then the ratios torch / Keras (speed by either clock). With ``--threads N`` both frameworks get N threads (PyTorch's
-``set_num_threads``, TensorFlow's intra-op pool).
+and median L1 of the perturbation, then the ratios torch / Keras (speed by either clock). With
+``--threads N`` both frameworks get N threads (PyTorch's ``set_num_threads``, TensorFlow's
+intra-op pool).
 
     python benchmarks/bench_torch_mnist.py --mnist ../shared/data/mnist [--n-instances 32]
         [--epochs 10 8] [--cache DIR] [--device cuda] [--threads N]

@@ -130,7 +130,10 @@ class SingleChannelConvolutions(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.conv2d:
-            answer = single_channel_convolution(*args, **kwargs)
+            try:
+                answer = single_channel_convolution(*args, **kwargs)
+            except TypeError:  # arguments of another form: PyTorch's own call says what
+                answer = None
             if answer is not None:
                 return answer
         return func(*args, **kwargs)
