@@ -165,6 +165,47 @@ def test_attack_and_autoencoder_gradients_equal_central_differences(images):
     np.testing.assert_allclose(answer.ae_loss_adv, backend.autoencoder.loss(Z))
 
 
+@pytest.mark.parametrize("options", [dict(), dict(stride=2, padding=1), dict(dilation=2),
+                                     dict(padding="same"), dict(padding=(2, 0), stride=(1, 3)),
+                                     dict(padding="valid", bias=False)])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("channels", [(1, 5), (4, 1)])
+def test_single_channel_convolutions_equal_pytorchs(options, layout, channels):
+    """Convolutions from one channel take their input gradient, and channels-last ones to one
+    channel (stride and dilation 1) their outputs, from matrix products inside the search's
+    forward passes: the same values as PyTorch's own, for every geometry."""
+    from skcem._gradients._torch import channels_last
+    from skcem._gradients._torch_convolutions import SingleChannelConvolutions
+
+    torch.manual_seed(0)
+    options = dict(options)
+    bias = options.pop("bias", True)
+    conv = nn.Conv2d(*channels, 3, bias=bias, **options).double()
+    x = torch.randn(4, channels[0], 11, 12, dtype=torch.float64)
+    weights = {name: p.detach() for name, p in conv.named_parameters()}
+    if layout == "channels_last":
+        weights["weight"] = channels_last(weights["weight"])
+        x = channels_last(x)
+    cotangent = torch.randn_like(conv(x))
+    answers = []
+    for mode in (SingleChannelConvolutions, None):
+        z = x.clone().requires_grad_()
+        with mode() if mode else torch.enable_grad():
+            out = torch.func.functional_call(conv, weights, (z,))
+            with torch.no_grad():
+                out_no_grad = torch.func.functional_call(conv, weights, (z,))
+        (grad,) = torch.autograd.grad(out, z, cotangent)
+        answers.append((out.detach(), out_no_grad, grad, out.grad_fn.name()))
+    ours, pytorchs = answers
+    to_one = (channels[1] == 1 and "stride" not in options and "dilation" not in options
+              and layout == "channels_last")
+    expected = "_ToOneChannel" if to_one else "_FromOneChannel" if channels[0] == 1 else \
+        pytorchs[3]
+    assert ours[3].startswith(expected)
+    for mine, theirs in zip(ours[:3], pytorchs[:3]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
+
+
 def _keras_twin(module):
     """The Keras model of the CNN ``module``: channels-last kernels, Dense rows reordered
     from (c, h, w) to (h, w, c), Dense kernels transposed."""

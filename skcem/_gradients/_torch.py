@@ -19,6 +19,7 @@ from torch import nn
 from .._array_api import HOST, ArrayPlace, namespace
 from ._base import Evaluation, check_input_shape, check_reconstruction
 from ._outputs import output_kind
+from ._torch_convolutions import SingleChannelConvolutions
 
 MODEL_NAME = "PyTorch module"  # how messages name such a model
 
@@ -173,28 +174,34 @@ class _OnRows:
         """The module's flattened outputs at the rows ``z``; with ``fast_layout``, on a CPU,
         in channels-last layout (see :meth:`channels_last_forward`)."""
         if fast_layout and self.convolutional and self.device.type == "cpu":
+            # Gradients with respect to the input only: every parameter detached, so that
+            # the one-channel convolutions may take their faster paths.
             return self.channels_last_forward(z, {
-                name: p.detach() for name, p in self.module.named_parameters() if p.dim() == 4})
+                name: p.detach() for name, p in self.module.named_parameters()})
         out = self.module(z.reshape((-1,) + self.input_shape))
         return out.reshape(z.shape[0], -1)
 
-    def channels_last_forward(self, z, kernels):
-        """The module's flattened outputs at the rows ``z``, with ``kernels`` (its 4-D
-        parameters, by name: convolution kernels) and the input in channels-last layout.
+    def channels_last_forward(self, z, parameters):
+        """The module's flattened outputs at the rows ``z``, with ``parameters`` (tensors
+        that stand for the module's parameters of the same names) and the input, the 4-D ones
+        (convolution kernels) in channels-last layout.
 
         oneDNN's convolutions then keep their activations channels-last, and the pooling and
         element-wise layers between them follow: up to several times faster, on a CPU, than
         the channels-first layout (PyTorch's max pooling with indices above all). The layout
         changes no value, and the module keeps its own: the copies are made at each call, so
-        that weights changed since ``fit`` are used.
+        that weights changed since ``fit`` are used. Convolutions from or to a single channel
+        take the faster paths of :mod:`skcem._gradients._torch_convolutions`.
         """
         from torch.func import functional_call
 
         x = z.reshape((-1,) + self.input_shape)
         if x.dim() == 4:
             x = channels_last(x)
-        relaid = {name: channels_last(kernel) for name, kernel in kernels.items()}
-        out = functional_call(self.module, relaid, (x,), strict=False)
+        parameters = {name: channels_last(p) if p.dim() == 4 else p
+                      for name, p in parameters.items()}
+        with SingleChannelConvolutions():
+            out = functional_call(self.module, parameters, (x,), strict=False)
         return out.reshape(z.shape[0], -1)
 
 
@@ -356,12 +363,10 @@ class TorchBackend(_OnRows):
         with ExitStack() as stack:
             stack.enter_context(evaluating(self.module, None if ae is None else ae.module))
             z_adv = self.tensor(Z_adv)
-            with torch.no_grad():
-                answer["proba_adv"] = self.forward(z_adv, fast_layout=True)
-                if fused_ae and with_ae_loss_at_adv:
-                    answer["ae_loss_adv"] = ae.loss_tensor(z_adv)
-            if with_attack_grad or fused_ae:
-                z_s = self.tensor(Z_s)
+            z_s = self.tensor(Z_s) if with_attack_grad or fused_ae else None
+            # Without momentum the slack points are the iterates: the forward passes at the
+            # slack points then answer for the iterates too (the same values).
+            same = z_s is not None and z_s.shape == z_adv.shape and torch.equal(z_s, z_adv)
             if with_attack_grad:
                 z = z_s.detach().requires_grad_()
                 with torch.enable_grad():
@@ -369,8 +374,17 @@ class TorchBackend(_OnRows):
                     cotangent = loss.gradient(proba.detach(), self.tensor(target_onehot),
                                               xp=self.xp)
                     (answer["attack_grad"],) = torch.autograd.grad(proba, z, cotangent)
+                if same:
+                    answer["proba_adv"] = proba.detach()
             if fused_ae:
-                _, answer["ae_grad"] = ae.gradient_tensor(z_s)
+                ae_loss, answer["ae_grad"] = ae.gradient_tensor(z_s)
+                if with_ae_loss_at_adv and same:
+                    answer["ae_loss_adv"] = ae_loss
+            with torch.no_grad():
+                if "proba_adv" not in answer:
+                    answer["proba_adv"] = self.forward(z_adv, fast_layout=True)
+                if fused_ae and with_ae_loss_at_adv and "ae_loss_adv" not in answer:
+                    answer["ae_loss_adv"] = ae.loss_tensor(z_adv)
         self.n_model_rows += Z_adv.shape[0] + (Z_s.shape[0] if with_attack_grad else 0)
         if isinstance(Z_adv, torch.Tensor):  # the search runs here: its arrays stay here
             return Evaluation(**{name: value.detach().to(Z_adv.dtype)
