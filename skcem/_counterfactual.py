@@ -36,11 +36,14 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         As for :class:`CEMExplainer`.
     target_class : "other", int, str or array-like of shape (n_samples,), default="other"
         The class each counterfactual must have: "other" is each instance's most probable
-        other class (the closest different one), a class label applies to all instances, an
-        array gives one label per instance explained (same length as ``X`` in ``explain``).
+        other class, by the model's probabilities at the instance (with more than two
+        classes, not necessarily the class whose counterfactual is closest: for that, explain
+        with each class as ``target_class`` and keep the closest), a class label applies to
+        all instances, an array gives one label per instance explained (same length as ``X``
+        in ``explain``).
     search : {"auto", "fista", "neighbors", "exact"}, default="auto"
-        As for :class:`CEMExplainer` ("exact": the proven closest counterfactual of a tree
-        model, with its ``gap``).
+        As for :class:`CEMExplainer` ("exact": the proven closest counterfactual of the
+        target class for a tree model, with its ``gap``).
     gradient : {"auto", "exact", "numerical"}, default="auto"
         As for :class:`CEMExplainer`.
     distance : {"l1", "l2", "mad"}, default="l1"
