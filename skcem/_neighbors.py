@@ -570,6 +570,10 @@ class _Batch:
         upper = _rows(problem.upper, owner)[shape] if np.ndim(problem.upper) == 2 \
             else problem.upper
         clipped = np.clip(out, lower, upper)
+        # Clipping may undo a mode's rule (a PN's value beyond the range's end, clipped back
+        # to within its band around the no-information value) or a direction: checked again.
+        clipped = mode.project(clipped, x0, v)
+        clipped = np.where(problem.against_directions(clipped, x0), x0, clipped)
         return np.where(self.categorical | (out == x0), out, clipped)
 
     def ask(self, E, owner):

@@ -206,6 +206,18 @@ def _check_feature_range(feature_range, columns, categorical):
     return lower, upper
 
 
+def _towards_background(background, e_num, x_num, num, n_features, numeric):
+    """Where a PN breaks its rule on a numeric feature: a value no farther from the
+    no-information value (``background``) than the instance's; shape (n_found,
+    n_features), False for categorical features."""
+    towards = np.zeros((len(e_num), n_features), dtype=bool)
+    if len(num):
+        v = numeric(np.array([background], dtype=object), "background")[0]
+        with np.errstate(invalid="ignore"):
+            towards[:, num] = np.abs(e_num - v) <= np.abs(x_num - v)
+    return towards
+
+
 def _check_background(background, X, columns, pd):
     """Per-feature background values as a list, in X's column order."""
     if background is None:
@@ -442,8 +454,10 @@ default=None
         outside the range is a violation.
     background : dict, Series, one-row DataFrame or array-like of shape (n_features,), \
 default=None
-        Per-feature values that carry no information. Required for, and only used with,
-        ``mode='PP'``.
+        Per-feature values that carry no information. Required for ``mode='PP'``. With
+        ``mode='PN'`` (optional), a numeric feature that a PN changes to a value no farther
+        from its background than the instance's is a violation (a PN only moves features
+        away from their no-information value).
     mad : dict or array-like of shape (n_features,), default=None
         Scale of each numeric feature, overriding the computed ones (a dict may give some
         features only; array entries for categorical features are ignored). Computed: the
@@ -607,6 +621,10 @@ default=None
     with np.errstate(invalid="ignore"):
         violation = changed_x & (immutable | (sign * delta_x < 0) | (values < lower)
                                  | (values > upper))
+    if mode == "PN" and background is not None:
+        violation |= changed_x & _towards_background(
+            _check_background(background, X, columns, pd), e_num, x_num, num, n_features,
+            numeric)
 
     # Validity: one predict on X, one on all found explanations.
     e_columns = [_as_object(_column(E, j))[idx] for j in range(n_features)]

@@ -97,6 +97,35 @@ def test_pertinent_negatives_and_positives_of_piecewise_constant_models(cancer, 
     assert reverting_any_change_breaks_it(model, exp, background, wants_change=False)
 
 
+@pytest.mark.parametrize("search", ["neighbors", "exact"])
+def test_a_pn_never_ends_inside_its_band_where_the_range_ends(search):
+    """A PN's value must end farther from the no-information value than the instance's. On
+    these rows the band's far edge (``v - |x0 - v|``) lies below the range: a step there,
+    clipped to the range, used to land inside the band (found by a user, on the default
+    search and the exact one that starts from its answers)."""
+    from skcem.metrics import explanation_metrics
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:, :10]
+    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, y)
+    rows = X[[0, 210, 370]]
+    pn = CEMExplainer(model, mode="PN", search=search).fit(X)
+    exp = explain(pn, rows)
+    assert exp.found.any()
+    v = pn.no_info_val_
+    changed = (exp.explanation != rows) & exp.found[:, None]
+    farther = np.abs(exp.explanation - v) > np.abs(rows - v)
+    assert farther[changed].all()
+    metrics = explanation_metrics(model, rows, exp.explanation, mode="PN", background=v)
+    assert (metrics["violations"][exp.found] == 0).all()
+    # the metric sees such a change
+    inside = rows.copy()
+    inside[:, 7] = np.clip(2 * v[7] - rows[:, 7] + 1e-9, 0, None)  # the band's far edge, clipped
+    moved = inside[:, 7] != rows[:, 7]
+    towards = explanation_metrics(model, rows, inside, mode="PN", background=v)["violations"]
+    assert (towards[moved] >= 1).all()
+
+
 def test_numeric_answers_are_shrunk_towards_the_instance():
     """One threshold at x0 = 0.5: the closest counterfactual of x0 = 0 sits just past it."""
     rng = np.random.default_rng(0)
