@@ -62,8 +62,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         ``2 * n_counterfactuals`` starts (training rows of the class) and the answers that
         make one or two moves alone (a start's category, a numeric feature's range end), and
         keep distinct ones (fewest changes first, on features no kept answer changes first);
-        after the gradient search, its answer comes first and the gradient-free steps give
-        the others. Two answers that change the same features, to the same categories and
+        after the gradient search, its answer competes with the gradient-free steps' (the
+        closest is ``explanation``). Two answers that change the same features, to the same categories and
         numbers within 10% of the change, count as one. An instance may get fewer where
         fewer distinct answers were found (NaN rows).
     categorical_features : "auto", array-like or None, default="auto"

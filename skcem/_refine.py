@@ -89,11 +89,13 @@ def _subset_result(result, keep):
 
 
 def add_alternatives(backend, problem, result, pool, whole, n_answers):
-    """``result`` with ``answers``: its own answer first (rank 0), then up to
-    ``n_answers - 1`` distinct alternatives of the gradient-free search from ``pool``, chosen
-    by :func:`~skcem._neighbors.choose_diverse`; a new :class:`SearchResult`.
+    """``result`` with ``answers``: up to ``n_answers`` distinct answers per instance, its own
+    and the gradient-free search's from ``pool``, chosen by
+    :func:`~skcem._neighbors.choose_diverse`, closest first; a new :class:`SearchResult`.
 
-    Instances without an answer get no alternatives: rank 0 is always ``explanation``.
+    Rank 0 is always ``explanation``: where an alternative is closer than the instance's
+    own answer, it becomes the explanation (its probabilities asked of the model).
+    Instances without an answer get no alternatives.
     """
     result = replace(result)
     n, d = result.explanation.shape
@@ -110,11 +112,31 @@ def add_alternatives(backend, problem, result, pool, whole, n_answers):
                                 others.answers[position][alternative]])
         distances = np.r_[result.distance[instance],
                           others.answer_distance[position][alternative]]
+        closest_first = np.argsort(distances, kind="stable")  # own answer first on ties
+        candidates, distances = candidates[closest_first], distances[closest_first]
         owner = np.full(len(candidates), instance)
         kept = choose_diverse(candidates, batch.difference(candidates, owner),
                               batch.categorical, n_answers)
         result.answers[instance, :len(kept)] = candidates[kept]
         result.answer_distance[instance, :len(kept)] = distances[kept]
+    return _closest_as_explanation(backend, problem, result, answered)
+
+
+def _closest_as_explanation(backend, problem, result, rows):
+    """``result`` whose ``explanation`` of the instances ``rows`` is their rank-0 answer."""
+    swapped = rows[np.any(result.answers[rows, 0] != result.explanation[rows], axis=1)]
+    if swapped.size == 0:
+        return result
+    result.explanation = result.explanation.copy()
+    result.explanation[swapped] = result.answers[swapped, 0]
+    rows_for_model = problem.with_missing(result.answers[swapped, 0], swapped)
+    for name, value in (("distance", result.answer_distance[swapped, 0]),
+                        ("explanation_proba", backend.predict_proba(rows_for_model)),
+                        ("explanation_class", backend.predict(rows_for_model)),
+                        ("best_c", np.nan)):
+        array = getattr(result, name).copy()
+        array[swapped] = value
+        setattr(result, name, array)
     return result
 
 
