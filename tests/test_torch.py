@@ -406,6 +406,20 @@ def test_bad_input_shapes_get_one_clear_error(logits_cnn, images):
     with pytest.raises(ValueError, match=r"starts with nn.Linear\(32, ...\) but X has 64"):
         CounterfactualExplainer(dense).fit(X[:50])
 
+    class WithAuxiliary(nn.Module):  # (logits, auxiliary loss), as some models return
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(64, 10)
+
+        def forward(self, x):
+            logits = self.linear(x)
+            return logits, logits.square().mean()
+
+    for explainer in (CEMExplainer(WithAuxiliary()), CounterfactualExplainer(WithAuxiliary())):
+        with pytest.raises(TypeError, match=r"`estimator` must return one tensor of outputs "
+                           r"per row .* returns a tuple"):
+            explainer.fit(X[:50])
+
 
 def _per_example_gradients(module, X, y, loss_fn):
     """Each row's loss gradient, one backward pass per row, parameters in module order."""

@@ -211,13 +211,19 @@ def call_on_rows(module, rows, input_shape, device, name):
     runner = _OnRows(module, input_shape, device)
     try:
         with torch.no_grad(), evaluating(module):
-            return module(runner.tensor(rows).reshape((-1,) + runner.input_shape))
+            outputs = module(runner.tensor(rows).reshape((-1,) + runner.input_shape))
     except Exception as exc:  # PyTorch raises many kinds; their first line says what it was
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         first = lines[0][:200] if lines else type(exc).__name__
         raise ValueError(f"{name} fails on rows reshaped to {tuple(input_shape)} ({first}); "
                          "pass the `input_shape` it takes (such as (1, 28, 28) for a Conv2d "
                          "network on 28x28 images).") from exc
+    if not isinstance(outputs, torch.Tensor):
+        raise TypeError(f"{name} must return one tensor of outputs per row (a classifier's "
+                        f"logits or probabilities); its forward returns a "
+                        f"{type(outputs).__name__}. Wrap it in a module that returns only "
+                        "those outputs.")
+    return outputs
 
 
 def last_activation(module, rows, input_shape, device):
