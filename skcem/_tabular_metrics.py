@@ -487,7 +487,8 @@ default=None
           constraints are about the instance, also for a PP);
         - ``redundancy``: number of changed features that can each, alone, be set back to
           the reference value with the explanation still valid (NaN for invalid rows); for
-          a PP only removals that violate no constraint count;
+          a PP only removals that violate no constraint count, and with ``X_train`` no
+          set-back that creates a rare pair of categories (see ``rare_pairs``) counts;
         - ``rare_pairs``: pairs of categories of the explanation that fewer than 0.01% of
           ``X_train``'s rows hold (or none), and that the instance does not hold itself: a
           combination that (almost) never occurs, such as a female husband (NaN without
@@ -651,7 +652,16 @@ default=None
             columns_values.append(column)
         pred_r = _predict(estimator, _model_rows(columns_values, X, pd))
         still = _is_valid(mode, pred_r, pred_x[idx[rows]],
-                          None if wanted is None else wanted[rows], pd).astype(float)
+                          None if wanted is None else wanted[rows], pd)
+        if X_train is not None and len(cat):
+            # A set-back that would pair categories (almost) never seen together is no
+            # answer either: the search refuses those (rare_pairs), so it keeps the change.
+            reverted = e_cat[rows].copy()
+            for k, j in enumerate(cat):
+                hit = pair_col == j
+                reverted[hit, k] = r_cat[rows[hit], k]
+            still &= rare_pair_counts(reverted, x_cat[rows], t_cat) == 0
+        still = still.astype(float)
         redundancy[ok] = np.bincount(pair_row, weights=still, minlength=len(ok))
 
     # yNN: one predict on X_train, neighbours found a block at a time.

@@ -120,6 +120,25 @@ def test_redundancy_and_predict_calls():
     assert len(model.calls[2]) == 2 + 1 + 3
 
 
+def test_a_set_back_that_creates_a_rare_pair_is_no_redundancy():
+    """Setting ``relationship`` back alone would pair "Divorced" with "Husband", which no
+    training row holds: the search refuses such answers, so the change is not redundant
+    (with ``X_train``, which tells the rare pairs; without it, it counts)."""
+
+    class Married:  # class 1 for the divorced, whatever the relationship
+        def predict(self, X):
+            return (np.asarray(X["marital"]) == "Divorced").astype(int)
+
+    X_train = pd.DataFrame({"marital": ["Married"] * 5 + ["Divorced"] * 5,
+                            "relationship": ["Husband"] * 5 + ["Not-in-family"] * 5})
+    X = pd.DataFrame({"marital": ["Married"], "relationship": ["Husband"]})
+    E = pd.DataFrame({"marital": ["Divorced"], "relationship": ["Not-in-family"]})
+    assert explanation_metrics(Married(), X, E)["redundancy"].tolist() == [1]
+    table = explanation_metrics(Married(), X, E, X_train=X_train)
+    assert table["redundancy"].tolist() == [0]
+    assert table["rare_pairs"].tolist() == [0]
+
+
 def test_redundancy_pp_reverts_to_background():
     model = ThresholdClassifier(0, 0.5)
     X = np.array([[1.0, 1.0]])
