@@ -36,8 +36,24 @@ def _class_and_proba(classes, proba):
     return f"{label} ({proba[best]:.2f})"
 
 
+def _check_index(index, n_instances):
+    """``index`` as a position among ``n_instances``, or an error naming it."""
+    if not isinstance(index, (int, np.integer)) or not -n_instances <= index < n_instances:
+        raise ValueError(f"`index` must be the position of an explained instance, 0 to "
+                         f"{n_instances - 1}; got {index!r}.")
+    return int(index)
+
+
+def _checked_image_shape(image_shape, n_features):
+    """``image_shape`` when it holds ``n_features`` values, else an error naming it."""
+    if image_shape is not None and int(np.prod(image_shape)) != n_features:
+        raise ValueError(f"`image_shape` {tuple(image_shape)} holds {int(np.prod(image_shape))} "
+                         f"values, but the instances have {n_features} features.")
+    return image_shape
+
+
 def _image_shape(explanation, image_shape):
-    shape = image_shape or explanation.input_shape
+    shape = _checked_image_shape(image_shape, explanation.X.shape[1]) or explanation.input_shape
     if shape is None:
         side = int(round(np.sqrt(explanation.X.shape[1])))
         if side * side != explanation.X.shape[1]:
@@ -70,6 +86,7 @@ def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cm
     fig : matplotlib.figure.Figure
         The figure drawn on.
     """
+    index = _check_index(index, len(explanation.X))
     shape = _image_shape(explanation, image_shape)
     fig, axes = _axes(axes, 3, (9, 3.2))
     original = explanation.X[index]
@@ -120,6 +137,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         The figure drawn on.
     """
     plt = _pyplot()
+    index = _check_index(index, len(explanation.X))
     n_features = explanation.X.shape[1]
     names = list(feature_names or explanation.feature_names
                  or [f"x{j}" for j in range(n_features)])
@@ -193,6 +211,7 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
     if explanation.counterfactual_distance is None:
         raise ValueError("`explanation` holds no counterfactuals: plot_counterfactuals takes "
                          "the result of CounterfactualExplainer.explain.")
+    index = _check_index(index, len(explanation.X))
     distance = explanation.counterfactual_distance[index]
     k = distance.size
     fig, axes = _axes(axes, k, (4.5 * k, 0.35 * explanation.X.shape[1] + 1.5))
@@ -246,6 +265,8 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     """
     if feature_names is None and hasattr(X_train, "columns"):
         feature_names = [str(c) for c in X_train.columns]
+    index = _check_index(index, len(explanation.X))
+    _checked_image_shape(image_shape, explanation.X.shape[1])
     order = explanation.ordered_indices[index]
     picks = [("most", i) for i in order[:n_most]] + [("least", i) for i in order[::-1][:n_least]]
     given = axes is not None

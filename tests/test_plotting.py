@@ -48,6 +48,17 @@ def test_image_explanation_on_given_axes(digit_pn):
     plt.close(fig)
 
 
+def test_bad_index_and_image_shape_get_errors_naming_them(digit_pn):
+    with pytest.raises(ValueError, match=r"`image_shape` \(4, 4\) holds 16 values, but the "
+                                         r"instances have 64 features"):
+        plotting.plot_image_explanation(digit_pn, image_shape=(4, 4))
+    for plot in (plotting.plot_image_explanation, plotting.plot_tabular_explanation):
+        with pytest.raises(ValueError, match=r"`index` must be the position of an explained "
+                                             r"instance, 0 to 2; got 3"):
+            plot(digit_pn, index=3)
+    plt.close("all")
+
+
 def test_tabular_explanation_bars_follow_the_changes(iris, iris_model):
     X, _ = iris
     cem = CEMExplainer(iris_model, mode="PN", clip=(-1e3, 1e3), **FAST).fit(X)
