@@ -124,6 +124,10 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
     if device is not None:
         raise ValueError(f"`device` applies to PyTorch models; got device={device!r} with "
                          f"{type(estimator).__name__}. Leave it None.")
+    if input_shape is not None and not is_deep_model(autoencoder):
+        raise ValueError(f"`input_shape` applies to Keras and PyTorch models (and auto-"
+                         f"encoders); got input_shape={tuple(input_shape)!r} with "
+                         f"{type(estimator).__name__}, which takes flat rows. Leave it None.")
     decode = None if table is None else table.decode
     predict_proba = getattr(estimator, "predict_proba", estimator)
     predict = None
