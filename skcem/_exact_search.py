@@ -34,8 +34,9 @@ the scores and ``predict``. The closest valid answer therefore solves a mixed-in
 
 **Budgets.** The gradient-free search (:mod:`skcem._neighbors`) first gives each instance a
 valid answer; its distance ``D`` bounds the program, and programs of growing budgets ``D/16,
-D/8, D/4, D/2`` and just below ``D`` are solved in turn: intervals and categories that alone
-cost more than the budget are left out, and so is every tree node whose box has no admissible
+D/8, D/4, D/2`` and just below ``D`` are solved in turn, each budget both a row and HiGHS's
+objective cutoff (which prunes its search by the relaxation's bounds): intervals and
+categories that alone cost more than the budget are left out, and so is every tree node whose box has no admissible
 point within the budget (the distance is a sum over columns, so a box's cheapest point costs
 the sum of each column's cheapest interval in it), which makes the first programs small. A
 leaf is left out too where, with every other tree's best reachable leaf, the scores still
@@ -673,10 +674,11 @@ class ExactSearch:
         A = sparse.vstack(blocks, format="csr")
         options = {"time_limit": time_limit, "mip_rel_gap": _REL_GAP, "disp": False}
         if np.isfinite(bound):
-            # The bound as HiGHS's objective cutoff too: the row alone is only propagated,
-            # the cutoff also prunes nodes and fixes variables by reduced costs (proofs that
-            # nothing is cheaper measured 1.4-3.6 times faster on Adult).
-            options["objective_bound"] = (limit - constant) + 1e-9 * (1.0 + abs(limit))
+            # The budget as HiGHS's objective cutoff too: the row alone is only propagated,
+            # the cutoff also prunes nodes by their bounds (proofs that nothing is cheaper
+            # measured 1.2 to 5 times faster on Adult's forest of depth 8). Just above the
+            # row's end, so that it never cuts off an answer the row allows.
+            options["objective_bound"] = (limit - constant) + 1e-9 * (1.0 + abs(limit - constant))
         result = _milp(c, integrality=integrality, bounds=Bounds(lower_bounds, upper_bounds),
                        constraints=LinearConstraint(A, np.concatenate(lower),
                                                     np.concatenate(upper)),
