@@ -490,3 +490,41 @@ def test_pn_with_a_categorical_column_behind_a_pipeline():
         assert answer[1] == z0[1] or answer[1] != v[1]
         assert model.predict(exp.explanation.iloc[[i]])[0] != own
         assert best * (1 - 1e-4) - 1e-3 <= exp.distance[i] <= best + 1e-9
+
+
+@pytest.mark.parametrize("accepted", [True, False])
+def test_budget_is_the_solvers_cutoff_where_scipy_passes_it_on(accepted, monkeypatch):
+    """Each budget is HiGHS's ``objective_bound`` as well as a row; where a scipy refuses the
+    option, the programs run without it and give the same answers."""
+    import skcem._exact_search as exact_search
+
+    X, y = _data(n=300, seed=2)
+    model = RandomForestClassifier(n_estimators=8, max_depth=4, random_state=0).fit(X, y)
+    rows = X[:6]
+
+    def explain():
+        cf = CounterfactualExplainer(model, search="exact", distance="mad").fit(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            return cf.explain(rows)
+
+    expected = explain()
+    milp, cutoffs = exact_search.milp, []
+
+    def spy(c, *, options, constraints, **program):
+        if "objective_bound" in options:
+            if not accepted:
+                raise AttributeError("objective_bound")
+            # Just above the budget row's upper end, so no answer within it is cut off.
+            row = constraints.ub[-1]
+            assert row <= options["objective_bound"] <= row + 1e-8 * (1 + abs(row))
+        cutoffs.append(options.get("objective_bound"))
+        return milp(c, options=options, constraints=constraints, **program)
+
+    monkeypatch.setattr(exact_search, "milp", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # scipy's warning stays quiet
+        got = explain()
+    assert cutoffs and (all(c is None for c in cutoffs) != accepted)
+    np.testing.assert_allclose(got.distance, expected.distance)
+    np.testing.assert_array_equal(got.gap, expected.gap)
