@@ -261,6 +261,8 @@ class Explanation:
                     value = value.item() if isinstance(value, np.integer) else float(value)
                 elif not keeps:
                     value = f"{self._value(self.X, i, j)} → {value}"
+                elif isinstance(value, np.generic):  # a kept category: a plain Python value
+                    value = value.item()
                 row[names[j]] = value
             rows.append(row)
         return rows
@@ -339,7 +341,12 @@ class Explanation:
                        counterfactual_distance=None)
 
     def _names(self):
-        return self.feature_names or [f"x{j}" for j in range(self.X.shape[1])]
+        if self.feature_names:
+            return self.feature_names
+        if hasattr(self.X, "columns"):  # a DataFrame's own labels (integers, say)
+            return [label.item() if isinstance(label, np.generic) else label
+                    for label in self.X.columns]
+        return [f"x{j}" for j in range(self.X.shape[1])]
 
     @classmethod
     def _plain_value(cls, table, i, j):
@@ -386,7 +393,7 @@ class Explanation:
         if self.gap is not None:
             meta["gap"] = self.gap
         if self.immutable is not None:
-            meta["fixed"] = [", ".join(row) for row in self.fixed()]
+            meta["fixed"] = [", ".join(map(str, row)) for row in self.fixed()]
         clashes = [name for name in meta if name in frame.columns]
         if clashes:
             warn(f"Feature columns {clashes} share their names with to_frame's own "

@@ -72,6 +72,35 @@ def test_to_frame_names_the_fixed_features(iris_frame):
     assert "fixed" not in free.to_frame() and free.fixed() == [{}]
 
 
+def test_integer_column_labels_and_kept_categories_are_plain_values():
+    """A DataFrame with integer column labels is described by those labels, not x0, x1;
+    a PP's kept category is a plain Python value (no numpy scalar)."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(100, 3)))
+    y = (X[0] + X[1] > 0).astype(int)
+    model = LogisticRegression().fit(X.to_numpy(), y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = CounterfactualExplainer(model, immutable_features=[2], max_iterations=50) \
+            .fit(X).explain(X.iloc[:2])
+    assert exp.found.all()
+    assert all(set(row) <= {0, 1} and row for row in exp.changes())
+    assert exp.fixed()[0].keys() == {2}
+    assert exp.to_frame()["fixed"].tolist() == ["2", "2"]
+
+    table = pd.DataFrame({"a": rng.normal(size=200), "vip": rng.choice([True, False], 200)})
+    labels = (table.a + table.vip > 0.5).astype(int)
+    forest = RandomForestClassifier(10, random_state=0).fit(table, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = CEMExplainer(forest, mode="PP").fit(table).explain(table.iloc[:6]).changes()
+    values = [value for row in kept for value in row.values()]
+    assert values and not any(isinstance(value, np.generic) for value in values)
+
+
 def test_a_pp_that_keeps_only_fixed_features_keeps_nothing(iris_frame):
     X, model = iris_frame
     # Petal widths decide the class: with them immutable, a PP may keep nothing else.
