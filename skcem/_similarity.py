@@ -577,8 +577,9 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         X = validate_float_data(self, X, reset=False)
         if y is None:
             if self.task == "regression":
-                raise ValueError("Regression needs the test targets: call explain(X, y) with "
-                                 "y; transform(X) alone cannot compute regression gradients.")
+                raise ValueError("Regression needs the test targets, whose loss gradients "
+                                 "are compared: pass y (explain(X, y), kneighbors(X, y=y)); "
+                                 "transform(X) has none.")
             # -1: the predicted class, filled in with the test gradients (_fused_blocks)
             y = np.full(len(X), -1, dtype=np.int64) if self._fused_products() \
                 else self._predicted_targets(X)

@@ -148,8 +148,11 @@ def test_regression_needs_targets_at_explain_time(digits):
     X, _ = digits
     y = X[:, 20] * 2 + X[:, 35]
     explainer = GradientSimilarityExplainer(Ridge(), task="regression").fit(X[:100], y[:100])
-    with pytest.raises(ValueError, match=r"call explain\(X, y\)"):
-        explainer.transform(X[:3])
+    for call in (explainer.transform, explainer.kneighbors):
+        with pytest.raises(ValueError, match=r"pass y \(explain\(X, y\), kneighbors\(X, "
+                                             r"y=y\)\)"):
+            call(X[:3])
+    assert explainer.kneighbors(X[:3], 2, y=y[:3])[1].shape == (3, 2)
     exp = explainer.explain(X[:3], y[:3])
     assert exp.scores.shape == (3, 100)
     # fit_transform scores the training set at its own targets.
