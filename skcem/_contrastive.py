@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
 from ._base import ExplainerMixin
-from ._exact_search import ExactSearch
+from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation
 from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
@@ -289,6 +289,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 np.asarray(X, dtype=float), codec.categorical_,
                 [0 if c is None else len(c) for c in codec.categories_])
         self._fit_data(X)
+        if self._trees is not None:  # what the exact search refuses, said at fit
+            settings = self._problem_settings()
+            check_exact_problem(self._trees, settings["mode"], settings["kappa"])
         self._class_neighborhood = self._fit_plausibility()
         return self
 

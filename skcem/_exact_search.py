@@ -402,14 +402,7 @@ class ExactSearch:
     def _search(self, backend, problem, progress):
         ensemble = self.ensemble
         n, d = problem.x0.shape
-        if problem.mode.name == "PP":
-            raise ValueError("search='exact' finds pertinent negatives and counterfactuals; "
-                             "use search='neighbors' or 'auto' for pertinent positives.")
-        if problem.kappa > 0 and not ensemble.is_probability and \
-                ensemble.raw_binary_slope is None:
-            raise ValueError("search='exact' cannot hold a `kappa` margin on the probabilities "
-                             "of a boosting model of more than two classes (its probabilities "
-                             "are not linear in its leaves); use kappa=0.")
+        check_exact_problem(ensemble, problem.mode, problem.kappa)
         structure = self.structure(problem)
         explanation = np.full((n, d), np.nan)
         distance = np.full(n, np.nan)
@@ -791,6 +784,19 @@ class ExactSearch:
         rows = sparse.vstack([sparse.vstack([rows, sparse.csr_array((1, n_columns + n_extra))])
                               + selectors], format="csr")
         return (rows, np.r_[lower - big_m, 1.0], np.full(n_extra + 1, np.inf), n_extra)
+
+
+def check_exact_problem(ensemble, mode, kappa):
+    """An error for what the exact search cannot do with the model ``ensemble`` (from
+    :func:`~skcem._tree_models.read_tree_ensemble`): a PP, or a ``kappa`` margin on a
+    boosting model of more than two classes."""
+    if mode.name == "PP":
+        raise ValueError("search='exact' finds pertinent negatives and counterfactuals; "
+                         "use search='neighbors' or 'auto' for pertinent positives.")
+    if kappa > 0 and not ensemble.is_probability and ensemble.raw_binary_slope is None:
+        raise ValueError("search='exact' cannot hold a `kappa` margin on the probabilities "
+                         "of a boosting model of more than two classes (its probabilities "
+                         "are not linear in its leaves); use kappa=0.")
 
 
 def _milp(c, options, **program):

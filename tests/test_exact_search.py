@@ -362,8 +362,12 @@ def test_refusals_name_what_is_not_supported():
     with pytest.raises(ValueError, match="PolynomialFeatures"):
         CounterfactualExplainer(pipeline, search="exact").fit(X)
     tree = DecisionTreeClassifier(max_depth=3).fit(X, y)
-    with pytest.raises(ValueError, match="pertinent positives"):
-        CEMExplainer(tree, mode="PP", search="exact").fit(X).explain(X[:2])
+    with pytest.raises(ValueError, match="pertinent positives"):  # said at fit
+        CEMExplainer(tree, mode="PP", search="exact").fit(X)
+    three_classes = GradientBoostingClassifier(n_estimators=3, random_state=0).fit(
+        X, np.arange(len(X)) % 3)
+    with pytest.raises(ValueError, match=r"cannot hold a `kappa` margin"):
+        CEMExplainer(three_classes, mode="PN", search="exact", kappa=0.2).fit(X)
     with pytest.raises(ValueError, match="max_time"):
         CounterfactualExplainer(tree, search="exact", max_time=0).fit(X)
 
