@@ -215,7 +215,9 @@ def _load_model(path):
     try:
         model = joblib.load(path)
     except Exception as exc:  # any unpickling failure is bad input here
-        raise InputError(f"--model: cannot load {path}: {exc}") from exc
+        raise InputError(f"--model: cannot load {path} ({type(exc).__name__}: {exc}); it "
+                         "takes a fitted model saved with joblib.dump (a PyTorch module "
+                         "too) or a .keras file") from exc
     from ._validation import is_prefitted
 
     if not is_prefitted(model):

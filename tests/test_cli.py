@@ -123,6 +123,7 @@ def test_explain_csv_output_and_quiet(files):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "missing.joblib"], "--model: no such file"),
+    (["--model", "data.csv"], "it takes a fitted model saved with joblib.dump"),
     (["--data", "missing.csv"], "--data: no such file"),
     (["--data", "bad_columns.csv"], "3 columns, but the model expects 4"),
     (["--model", "svc.joblib"], "--model: the model has no predict_proba"),
