@@ -288,7 +288,7 @@ def test_keras_similarity_regression_and_custom_loss(digits_images):
     model.compile("adam", "mse")
     model.fit(X[:300], y[:300], epochs=5, verbose=0)
     auto = GradientSimilarityExplainer(model, task="regression").fit(X[:50], y[:50])
-    with pytest.raises(ValueError, match=r"call explain\(X, y\)"):
+    with pytest.raises(ValueError, match=r"pass y \(explain\(X, y\)"):
         auto.transform(X[:2])
     mse = auto.explain(X[:3], y[:3]).scores
     mae = GradientSimilarityExplainer(model, task="regression", loss="mean_absolute_error").fit(
