@@ -725,25 +725,25 @@ class _EarlyStopping:
         self.best_objective = xp.full(x0.shape[0], np.inf, dtype=x0.dtype)
         self.stalled = xp.zeros(x0.shape[0], dtype=int_dtype(xp))
 
-    def still_active(self, active, value, succeeded):
+    def _counts(self, previous, stalled, value, succeeded):
+        """The best objective and stalled-iteration count after one more iteration."""
         xp = namespace(value)
-        previous = self.best_objective[active]
         with np.errstate(invalid="ignore"):  # inf - inf on the first iteration
             progressed = ~(value >= previous - self.tol * xp.abs(previous))
-        self.best_objective = set_rows(self.best_objective, active,
-                                       xp.minimum(previous, value))
-        self.stalled = set_rows(self.stalled, active, xp.where(
-            progressed | succeeded[active], 0, self.stalled[active] + 1))
+        return xp.minimum(previous, value), xp.where(progressed | succeeded, 0, stalled + 1)
+
+    def still_active(self, active, value, succeeded):
+        best, stalled = self._counts(self.best_objective[active], self.stalled[active], value,
+                                     succeeded[active])
+        self.best_objective = set_rows(self.best_objective, active, best)
+        self.stalled = set_rows(self.stalled, active, stalled)
         return active[self.stalled[active] < self.patience]
 
     def still_running(self, running, value, succeeded):
         """:meth:`still_active` for a mask over all the instances (fixed shapes): the same
         counts for the running ones, the others' left as they are."""
         xp = namespace(value)
-        previous = self.best_objective
-        with np.errstate(invalid="ignore"):
-            progressed = ~(value >= previous - self.tol * xp.abs(previous))
-        self.best_objective = xp.where(running, xp.minimum(previous, value), previous)
-        self.stalled = xp.where(running, xp.where(progressed | succeeded, 0, self.stalled + 1),
-                                self.stalled)
+        best, stalled = self._counts(self.best_objective, self.stalled, value, succeeded)
+        self.best_objective = xp.where(running, best, self.best_objective)
+        self.stalled = xp.where(running, stalled, self.stalled)
         return running & (self.stalled < self.patience)
