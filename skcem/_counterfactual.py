@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._modes import MODES
+from ._modes import ANY_OTHER_CLASS, MODES
 from ._contrastive import BaseContrastiveExplainer
 from ._fista import SolverSettings
 
@@ -35,12 +35,11 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     estimator : object, callable or None, default=None
         As for :class:`CEMExplainer`.
     target_class : "other", int, str or array-like of shape (n_samples,), default="other"
-        The class each counterfactual must have: "other" is each instance's most probable
-        other class, by the model's probabilities at the instance (with more than two
-        classes, not necessarily the class whose counterfactual is closest: for that, explain
-        with each class as ``target_class`` and keep the closest), a class label applies to
-        all instances, an array gives one label per instance explained (same length as ``X``
-        in ``explain``).
+        The class each counterfactual must have: "other" is any class but the instance's own
+        (the model's prediction), so that each answer is the closest one of whichever class
+        it reaches (``explanation_pred`` says which; with ``search="exact"`` the proven
+        closest of all other classes), a class label applies to all instances, an array
+        gives one label per instance explained (same length as ``X`` in ``explain``).
     search : {"auto", "fista", "neighbors", "exact"}, default="auto"
         As for :class:`CEMExplainer` ("exact": the proven closest counterfactual of the
         target class for a tree model, with its ``gap``).
@@ -199,11 +198,16 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")
 
+    def _any_other_class(self):
+        """Whether the target is any class but the instance's (more than two classes)."""
+        return isinstance(self.target_class, str) and self.target_class == "other" and \
+            len(self.classes_) > 2
+
     def _targets(self, predicted, proba, y):
+        if self._any_other_class():  # the target is the class to leave
+            return predicted, predicted
         if isinstance(self.target_class, str) and self.target_class == "other":
-            others = proba.copy()
-            others[np.arange(len(proba)), predicted] = -np.inf
-            return predicted, others.argmax(axis=1)
+            return predicted, 1 - predicted
         labels = self.target_class
         if np.ndim(labels) == 0:
             labels = np.full(len(proba), labels, dtype=object)
@@ -216,7 +220,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
             l1_weight, l2_weight = 1.0 / self.mad_, 0.0
         else:
             l1_weight, l2_weight = 1.0, 0.0
-        return dict(mode=MODES["CF"], no_info_val=np.zeros(self.n_features_in_), kappa=0.0,
+        mode = ANY_OTHER_CLASS if self._any_other_class() else MODES["CF"]
+        return dict(mode=mode, no_info_val=np.zeros(self.n_features_in_), kappa=0.0,
                     l1_weight=l1_weight, l2_weight=l2_weight, distance_weight=float(self.C))
 
     def _solver_settings(self):

@@ -25,7 +25,7 @@ range rules out in the reference's own examples anyway.
 import numpy as np
 
 from ._array_api import namespace
-from .costs import HingeAttack, NegLogLikelihood
+from .costs import HingeAttack, LeaveClassLikelihood, NegLogLikelihood
 
 
 class Mode:
@@ -213,6 +213,27 @@ class Counterfactual(Mode):
         return target != predicted
 
 
+class CounterfactualOfAnyOtherClass(Counterfactual):
+    """The closest instance of any class but the instance's own (``target_class="other"``):
+    free moves, cross-entropy of "not the instance's class". Its ``target`` is the class to
+    leave, as a PN's is the class explained."""
+
+    wants_target = False
+
+    def loss(self, kappa):
+        return LeaveClassLikelihood()
+
+    def margin(self, proba, target, kappa):
+        return -super().margin(proba, target, 0.0)
+
+    def margin_ok(self, proba, target, kappa):
+        return namespace(proba).argmax(proba, axis=1) != target
+
+    def searchable(self, explained, target, predicted):
+        # The class to leave is the model's own: every instance has an answer to find.
+        return target == predicted
+
+
 def _argmax_shifted(proba, target, shift):
     """The class of each row of ``proba`` once its ``target`` class is raised by ``shift``."""
     xp = namespace(proba)
@@ -223,3 +244,4 @@ def _argmax_shifted(proba, target, shift):
 MODES = {mode.name: mode for mode in (PertinentNegative(), PertinentPositive(),
                                       Counterfactual())}
 CEM_MODES = ("PN", "PP")
+ANY_OTHER_CLASS = CounterfactualOfAnyOtherClass()

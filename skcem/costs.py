@@ -8,7 +8,8 @@ tensors of the module's device for PyTorch modules
 objective of :mod:`skcem._fista` is assembled from them: the elastic net is :class:`L2` plus
 :class:`L1` with scalar or per-feature weights (``beta / MAD`` for the MAD distance, see
 :func:`median_absolute_deviation`), the attack term is :class:`HingeAttack` for CEM and
-:class:`NegLogLikelihood` for counterfactuals (ceml's regularized cost).
+:class:`NegLogLikelihood` for counterfactuals of a given class (ceml's regularized cost),
+:class:`LeaveClassLikelihood` for counterfactuals of any other class.
 
 Input terms (``value(x)``, ``gradient(x)``) measure an instance ``x`` against an origin
 ``x0``; output terms (``value(proba, target)``, ``gradient(proba, target)``) measure model
@@ -183,3 +184,31 @@ class NegLogLikelihood(Cost):
     def gradient(self, proba, target_onehot, xp=np):
         """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
         return -target_onehot / xp.maximum(proba, self.floor)
+
+
+class LeaveClassLikelihood(Cost):
+    """``-log(sum_{j != t} p_j)``: the cross-entropy of "any class but ``t``".
+
+    The loss of a counterfactual that may take any class other than the instance's ``t``
+    (``target_class="other"``): it falls as the probability mass leaves ``t``, whichever
+    class takes it. The sum of the other classes' probabilities, rather than ``1 - p_t``, stays
+    exact where ``p_t`` is close to 1.
+
+    Parameters
+    ----------
+    floor : float, default=1e-12
+        The other classes' probability is taken as at least this, so that the log stays
+        finite.
+    """
+
+    def __init__(self, floor=1e-12):
+        self.floor = floor
+
+    def value(self, proba, target_onehot, xp=np):
+        """The cross-entropy for each row of ``proba``: shape (n_samples,)."""
+        return -xp.log(xp.maximum(xp.sum(proba * (1.0 - target_onehot), axis=1), self.floor))
+
+    def gradient(self, proba, target_onehot, xp=np):
+        """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
+        others = xp.maximum(xp.sum(proba * (1.0 - target_onehot), axis=1), self.floor)
+        return -(1.0 - target_onehot) / others[:, None]

@@ -19,7 +19,7 @@ INPUT_TERMS = [
 PROBA = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.35, 0.45, 0.2]])
 TARGET = costs.one_hot(np.array([0, 2, 2]), 3)
 OUTPUT_TERMS = [costs.HingeAttack("PN", 0.1), costs.HingeAttack("PP", 0.1),
-                costs.NegLogLikelihood()]
+                costs.NegLogLikelihood(), costs.LeaveClassLikelihood()]
 
 
 def _differences(value, x, h=1e-6):

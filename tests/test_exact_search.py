@@ -280,6 +280,43 @@ def test_pruned_programs_keep_every_leaf_of_an_answer_within_the_budget(mode, mo
     assert n_by_cost > 0 and n_by_score > 0
 
 
+@pytest.mark.parametrize("model", [
+    RandomForestClassifier(n_estimators=4, max_depth=3, random_state=0),
+    GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0)],
+    ids=lambda m: type(m).__name__)
+def test_counterfactual_of_any_other_class_equals_brute_force(model):
+    # target_class="other" with three classes: the closest answer of whichever other class,
+    # not of the instance's most probable other class.
+    rng = np.random.default_rng(4)
+    X = rng.uniform(0, 6, size=(300, 2))
+    y = np.digitize(X[:, 0] - 0.6 * X[:, 1], [-1, 1.5])
+    model.fit(X, y)
+    cf = CounterfactualExplainer(model, search="exact").fit(X)
+    rows = X[:30]
+    exp = cf.explain(rows)
+    cuts = _thresholds(model)
+    lower, upper = cf.feature_range_
+    proba = model.predict_proba(rows)
+    runner_up = np.argsort(proba, axis=1, kind="stable")[:, -2]
+    farther_than_any = 0
+    for i, x0 in enumerate(rows):
+        candidates = [_numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j])
+                      for j in range(2)]
+        own = model.predict(x0[None])[0]
+
+        def cost(g):
+            return np.abs(g - x0).sum(axis=1)
+
+        best = _brute_force(x0, candidates, lambda g: model.predict(g) != own, cost)
+        to_runner_up = _brute_force(x0, candidates,
+                                    lambda g: model.predict(g) == runner_up[i], cost)
+        farther_than_any += to_runner_up > best + 1e-3
+        assert exp.found[i] and exp.explanation_pred[i] != own
+        assert model.predict(exp.explanation[[i]])[0] == exp.explanation_pred[i]
+        assert best - 2 * STEP <= exp.distance[i] <= best + 1e-9
+    assert farther_than_any  # rows where the most probable other class is not the closest
+
+
 def test_counterfactual_to_a_named_class_of_boosting_with_three_classes():
     rng = np.random.default_rng(3)
     X = rng.uniform(0, 6, size=(300, 2))
