@@ -309,7 +309,8 @@ def _reorder(header, values, expected, option):
     extra = [name for name in header if name not in expected]
     if missing or extra:
         problems = ([f"missing columns {missing}"] if missing else []) + \
-            ([f"unexpected columns {extra}"] if extra else [])
+            ([f"unexpected columns {extra} (not features of the model, such as a label: "
+              f"leave them out with --drop {' '.join(extra)})"] if extra else [])
         raise InputError(f"{option}: " + ", ".join(problems))
     return values[:, [header.index(name) for name in expected]]
 

@@ -358,6 +358,7 @@ def test_other_column_names_are_listed(files, named, capsys, command, option, mo
     code, err = _main(capsys, *_command(command, folder, model=model, **paths))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{option}: missing columns ['petal_width'], unexpected columns ['z']" in err
+    assert "--drop z" in err
 
 
 @pytest.mark.parametrize("command, option", [("explain", "--data"), ("similarity", "--train")])
