@@ -524,8 +524,10 @@ def round_whole(backend, problem, explanation, bests):
     answer = explanation[rows]
     # Whole numbers of the raw units (the search's coordinates may be scaled).
     rounded = problem.mode.round_whole(answer * unit, x0 * unit)
-    lowest = np.ceil(_rows(problem.lower, rows) * unit)
-    highest = np.floor(_rows(problem.upper, rows) * unit)
+    # The range, widened to the instance's own value where that lies outside it: a value
+    # left alone (or moved only part of the way to the range) is never pulled into it.
+    lowest = np.fmin(np.ceil(_rows(problem.lower, rows) * unit), x0 * unit)
+    highest = np.fmax(np.floor(_rows(problem.upper, rows) * unit), x0 * unit)
     rounded = np.where(whole, np.clip(rounded, lowest, np.maximum(lowest, highest)) / unit,
                        answer)
     explanation = explanation.copy()

@@ -449,6 +449,26 @@ def test_an_integer_array_gets_whole_numbers_too(Explainer, params):
     assert np.all((pred == exp.X_pred[exp.found]) == (params.get("mode") == "PP"))
 
 
+@pytest.mark.parametrize("Explainer, params", [(CEMExplainer, {"mode": "PN"}),
+                                               (CounterfactualExplainer, {})])
+def test_rounding_keeps_an_integer_value_outside_the_range(Explainer, params):
+    # b = -8 lies below its range: the answer needs no change of b, and moving it into
+    # the range would be a needless change (for a PN, one towards the no-information value).
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=400), rng.integers(-10, 11, 400)
+    X = pd.DataFrame({"a": a, "b": b})
+    model = LogisticRegression().fit(X, (a + 0.1 * b > 0.5).astype(int))
+    x0 = pd.DataFrame({"a": [0.2], "b": [-8]})
+    explainer = Explainer(model, search="fista", feature_range={"b": (-5, 10)}, **params)
+    if params:
+        explainer.set_params(no_info_val={"a": 0.0, "b": 0})
+    exp = explain(explainer.fit(X), x0)
+    assert exp.found[0] and exp.explanation["b"].iloc[0] == -8
+    assert model.predict(exp.explanation)[0] != model.predict(x0)[0]
+
+
 def test_a_models_native_categorical_columns_are_categories():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
