@@ -812,7 +812,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             encoded = {"X": X, "explanation": explanation, "categorical": codec.categorical_}
         ranked = {}
         if hasattr(self, "n_counterfactuals"):
-            ranked = self._ranked_answers(results, index, encoded)
+            ranked = self._ranked_answers(results, index, encoded, common["mode"],
+                                          explanation_pred)
         return Explanation(
             mode=mode, X=shown_X, X_pred=self.classes_[explained], X_proba=proba,
             explanation=shown_explanation,
@@ -830,15 +831,23 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             | ({"seconds": np.concatenate([r.seconds for r in results]).tolist()}
                if self.search_ == "exact" else {}))
 
-    def _ranked_answers(self, results, index, encoded):
-        """``counterfactuals`` and ``counterfactual_distance`` of the Explanation: every answer
-        of every instance, closest first, in the form of ``X`` (a DataFrame indexed by
-        (row of ``X``, rank), else an array of shape (n_samples, k, n_features))."""
+    def _ranked_answers(self, results, index, encoded, mode, explanation_pred):
+        """``counterfactuals``, ``counterfactual_distance`` and ``counterfactual_pred`` of the
+        Explanation: every answer of every instance, closest first, in the form of ``X`` (a
+        DataFrame indexed by (row of ``X``, rank), else an array of shape (n_samples, k,
+        n_features)), and the class of each."""
         answers = np.concatenate([r.explanation[:, None] if r.answers is None else r.answers
                                   for r in results])
         distance = np.concatenate([r.distance[:, None] if r.answer_distance is None
                                    else r.answer_distance for r in results])
         n, k, d = answers.shape
+        found = np.isfinite(distance)
+        pred = np.full((n, k), None, dtype=object)
+        if mode.wants_target or k == 1:  # every answer of an instance is of one class
+            pred[found] = np.broadcast_to(explanation_pred[:, None], (n, k))[found]
+        elif found.any():
+            pred[found] = self.classes_[self._get_backend().predict(answers[found])]
+            pred[:, 0] = explanation_pred
         shown = answers
         codec = self._codec
         if codec is not None and codec.is_frame_:
@@ -851,7 +860,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             shown = codec.decode(answers.reshape(n * k, d), for_model=False).reshape(n, k, d)
         if encoded is not None:
             encoded["counterfactuals"] = answers
-        return {"counterfactuals": shown, "counterfactual_distance": distance}
+        return {"counterfactuals": shown, "counterfactual_distance": distance,
+                "counterfactual_pred": pred}
 
     def transform(self, X):
         """The explanation of each row of ``X``.

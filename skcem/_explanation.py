@@ -103,6 +103,10 @@ class Explanation:
         an answer are missing values (NaN).
     counterfactual_distance : ndarray of shape (n_samples, k) or None
         The distance of each of ``counterfactuals`` (NaN where none).
+    counterfactual_pred : ndarray of shape (n_samples, k), dtype object, or None
+        The model's class for each of ``counterfactuals`` (None where none): with
+        ``target_class="other"`` and more than two classes, an instance's answers may reach
+        different classes.
     gap : ndarray of shape (n_samples,) or None
         With ``search="exact"`` only (else None): each answer's proven relative gap to the
         optimal distance, ``(distance - lower bound) / distance``; 0 for a proven optimum,
@@ -147,6 +151,7 @@ class Explanation:
     counterfactuals: object = None
     counterfactual_distance: np.ndarray | None = None
     gap: np.ndarray | None = None
+    counterfactual_pred: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -330,15 +335,18 @@ class Explanation:
             encoded = {"X": self.encoded["X"][repeated], "categorical":
                        self.encoded["categorical"],
                        "explanation": self.encoded["counterfactuals"].reshape(n * k, -1)}
-        pred = np.where(found, self.explanation_pred[repeated], None)
-        proba = np.where(found[:, None], self.explanation_proba[repeated], np.nan)
+        pred = self.counterfactual_pred.ravel() if self.counterfactual_pred is not None \
+            else np.where(found, self.explanation_pred[repeated], None)
+        first = np.arange(n * k) % k == 0
+        proba = np.full((n * k, self.explanation_proba.shape[1]), np.nan)
         proba[::k] = self.explanation_proba  # known for rank 0 only
+        gap = None if self.gap is None else np.where(first, self.gap[repeated], np.nan)
         return replace(self, X=X, X_pred=self.X_pred[repeated], X_proba=self.X_proba[repeated],
                        explanation=answers, explanation_pred=pred, explanation_proba=proba,
                        found=found, distance=self.counterfactual_distance.ravel(),
-                       c=np.where(np.arange(n * k) % k == 0, self.c[repeated], np.nan),
+                       c=np.where(first, self.c[repeated], np.nan), gap=gap,
                        index=index, encoded=encoded, counterfactuals=None,
-                       counterfactual_distance=None)
+                       counterfactual_distance=None, counterfactual_pred=None)
 
     def _names(self):
         if self.feature_names:
@@ -367,8 +375,8 @@ class Explanation:
         ``X.join(explanation.to_frame(), rsuffix="_explained")`` lines rows up.
 
         With several counterfactuals per instance (``n_counterfactuals`` > 1), one row per
-        (instance, rank), indexed by (row of ``X``, rank), closest first; ``c`` is the
-        search's for rank 0 only.
+        (instance, rank), indexed by (row of ``X``, rank), closest first; ``c`` and ``gap``
+        are the search's for rank 0 only.
 
         Returns
         -------

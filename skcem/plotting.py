@@ -224,7 +224,9 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
             continue
         plot_tabular_explanation(ranked, index=index * k + rank, feature_names=feature_names,
                                  ax=ax, only_changed=only_changed)
-        ax.set_title(f"rank {rank}: class {before} -> {explanation.explanation_pred[index]}"
+        reached = explanation.explanation_pred[index] if explanation.counterfactual_pred \
+            is None else explanation.counterfactual_pred[index, rank]
+        ax.set_title(f"rank {rank}: class {before} -> {reached}"
                      f"\ndistance {distance[rank]:.3g}", fontsize="medium")
     fig.tight_layout()
     return fig

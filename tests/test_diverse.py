@@ -89,7 +89,9 @@ def _check_ranked(explanation, model, k, rows):
             original = model.predict(explanation.X[[i]])[0]
         # target_class="other": each answer of any class but the instance's
         assert np.all(predicted != original)
-        assert predicted[0] == explanation.explanation_pred[i]
+        assert explanation.counterfactual_pred[i, 0] == explanation.explanation_pred[i]
+        np.testing.assert_array_equal(explanation.counterfactual_pred[i, ranks], predicted)
+        assert np.all(explanation.counterfactual_pred[i, ranks.size:] == None)  # noqa: E711
 
 
 def test_k_answers_distinct_valid_ordered_gradient_free(iris, forest):
@@ -100,6 +102,23 @@ def test_k_answers_distinct_valid_ordered_gradient_free(iris, forest):
     assert exp.counterfactuals.shape == (10, 4, 4)
     _check_ranked(exp, forest, 4, 10)
     assert np.isfinite(exp.counterfactual_distance).sum(axis=1)[exp.found].mean() >= 2.5
+
+
+def test_k_exact_answers_in_a_frame_with_each_ranks_class(iris):
+    X, y = iris
+    tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y)
+    exp = _explain(CounterfactualExplainer(tree, n_counterfactuals=3, search="exact").fit(X),
+                   X[::30])
+    _check_ranked(exp, tree, 3, len(X[::30]))
+    frame = exp.to_frame()
+    assert frame.shape[0] == 3 * len(X[::30])
+    ranks = frame.index.get_level_values("rank")
+    # the proven gap is rank 0's (the exact answer); the alternatives have none
+    np.testing.assert_array_equal(frame["gap"][ranks == 0], exp.gap)
+    assert frame["gap"][ranks > 0].isna().all()
+    found = frame["found"].to_numpy(bool)
+    np.testing.assert_array_equal(frame["CF_class"][found].astype(int),
+                                  tree.predict(frame[[f"x{j}" for j in range(4)]][found]))
 
 
 @pytest.mark.parametrize("search", ["auto", "fista"])
