@@ -131,7 +131,7 @@ _NO_EXACT_HINT = (
     "The exact search proved that no admissible answer exists (immutable_features, "
     "directions, feature_range and, for a PN, moves away from no_info_val only), found none "
     "within `max_time`, or (`rejected_by_predict`) the estimator's predict refused its "
-    "answer; rows with missing values are not searched.")
+    "answer.")
 
 
 def _are_column_indices(y, proba):
@@ -798,6 +798,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                        f"`found`). {hint}")
             logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
             warn(message, ExplanationNotFoundWarning)
+        gap = np.concatenate([r.gap for r in results]) if self.search_ == "exact" else None
+        if gap is not None and np.any(found & np.isnan(gap)):
+            warn(f"{int(np.sum(found & np.isnan(gap)))} of {int(found.sum())} answers of the "
+                 "exact search are the gradient-free search's, with no proven gap (NaN): their "
+                 "rows have missing values, whose way through the trees the exact search does "
+                 "not model.", UserWarning)
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
@@ -824,7 +830,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None), index=index,
             encoded=encoded,
-            gap=np.concatenate([r.gap for r in results]) if self.search_ == "exact" else None,
+            gap=gap,
             immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
             **ranked, meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}

@@ -56,8 +56,9 @@ Each instance has ``max_time`` seconds for all its programs. One stopped by the 
 the best answer found so far (the heuristic's, if the programs found none better) with its
 proven relative gap (``gap``: how far its distance may be above the optimum, as a fraction of
 it, from the best lower bound proven); a proven optimum has ``gap`` 0 (HiGHS's
-``mip_rel_gap`` of ``_REL_GAP``). Rows with missing values are not searched (a tree sends a
-missing value its own way, which the program does not model).
+``mip_rel_gap`` of ``_REL_GAP``). Rows with missing values get the gradient-free search's
+answer with no proven gap (NaN): a tree sends a missing value its own way, which the program
+does not model.
 """
 
 import time
@@ -88,7 +89,8 @@ _TRIES = ((False, 1.0), (True, 100.0), (True, 1e4))
 @dataclass
 class ExactResult(SearchResult):
     """A :class:`~skcem._fista.SearchResult` with each answer's proven relative ``gap`` to the
-    optimum (0: optimal; NaN where nothing was found) and each program's ``seconds``."""
+    optimum (0: optimal; NaN where nothing was found, or for the heuristic's answer of a row
+    with missing values) and each program's ``seconds``."""
 
     gap: np.ndarray | None = None
     seconds: np.ndarray | None = None
@@ -413,14 +415,21 @@ class ExactSearch:
         seconds = np.zeros(n)
         searchable = np.ones(n, bool) if problem.searchable is None else problem.searchable
         n_calls = 0
-        if problem.missing is not None:
-            # The trees send a missing value their own way, which the program does not follow.
-            searchable = searchable & ~problem.missing.any(axis=1)
         heuristic = None
         if self.pool is not None:
             points = points_of(ensemble, d, self.whole)
             heuristic = NeighborSearch(self.pool, self.whole, points=points)._search(
                 backend, replace(problem, searchable=searchable), None)
+        if problem.missing is not None:
+            # The trees send a missing value their own way, which the program does not
+            # follow: such rows get the heuristic's answer, with no proven gap (NaN).
+            unmodelled = searchable & problem.missing.any(axis=1)
+            if heuristic is not None:
+                for name, array in (("explanation", explanation), ("distance", distance),
+                                    ("explanation_proba", proba), ("explanation_class", pred)):
+                    array[unmodelled] = getattr(heuristic, name)[unmodelled]
+                rejected[unmodelled] = heuristic.rejected_by_predict[unmodelled]
+            searchable = searchable & ~unmodelled
         for i in np.flatnonzero(searchable):
             started = time.perf_counter()
             bound = heuristic.distance[i] if heuristic is not None and heuristic.found[i] \

@@ -111,7 +111,9 @@ class Explanation:
         With ``search="exact"`` only (else None): each answer's proven relative gap to the
         optimal distance, ``(distance - lower bound) / distance``; 0 for a proven optimum,
         above 0 where the program stopped at ``max_time`` with the best answer found so far,
-        NaN where nothing was found.
+        NaN where nothing was found, and for a row with missing values, whose answer is the
+        gradient-free search's (a tree's way for a missing value is not modelled; a warning
+        says how many).
 
     Examples
     --------

@@ -109,6 +109,26 @@ def test_missing_cells_stay_missing_in_found_answers(holes, model, search, make)
         assert not any(np.isnan(x[int(name[1:])]) for name in changed)
 
 
+@pytest.mark.parametrize("mode", ["CF", "PN"])
+def test_exact_search_answers_rows_with_missing_values_with_no_proven_gap(holes, mode):
+    X, _, rows, models = holes
+    boosting = models["boosting"]
+    explainer = CEMExplainer(boosting, mode="PN", search="exact", max_time=2) if mode == "PN" \
+        else CounterfactualExplainer(boosting, search="exact", max_time=2)
+    complete = np.flatnonzero(~np.isnan(X).any(axis=1))[:2]
+    explainer.fit(X)
+    with pytest.warns(UserWarning, match=r"of the exact search are the gradient-free"):
+        exp = explainer.explain(X[np.r_[rows, complete]])
+    holed = np.arange(len(rows))
+    assert exp.found[holed].sum() >= 2
+    found = holed[exp.found[holed]]
+    assert np.all(np.isnan(exp.gap[found]))  # no proven gap where the program does not go
+    np.testing.assert_array_equal(np.isnan(exp.explanation[found]), np.isnan(X[rows][found]))
+    predicted = boosting.predict(exp.explanation[found])
+    assert np.all((predicted == exp.X_pred[found]) == (mode == "PP"))
+    assert np.all(exp.gap[len(rows):][exp.found[len(rows):]] >= 0)
+
+
 def test_a_missing_cell_adds_nothing_to_the_distance(holes):
     X, _, rows, models = holes
     cf = CounterfactualExplainer(models["imputed"], distance="l1", search="neighbors").fit(X)
