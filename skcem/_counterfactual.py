@@ -149,7 +149,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
 
     _parameter_constraints: dict = {
         **BaseContrastiveExplainer._parameter_constraints,
-        "target_class": [StrOptions({"other"}), Integral, str, "array-like"],
+        "target_class": [StrOptions({"other"}), Integral, Real, "boolean", str, "array-like"],
         "distance": [StrOptions({"l1", "l2", "mad"})],
         "C": [Interval(Real, 0, None, closed="left")],
         "c_steps": [Interval(Integral, 1, None, closed="left")],

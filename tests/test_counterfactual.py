@@ -93,3 +93,20 @@ def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExplanationNotFoundWarning)
         check(estimator)
+
+
+@pytest.mark.parametrize("kind", [bool, float])
+def test_target_class_takes_the_models_own_bool_and_float_labels(iris, kind):
+    X, y = iris
+    labels = (y == 2).astype(kind)
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(max_iter=1000).fit(X, labels)
+    rows = X[:6]  # of the first class
+    exp = _explain(CounterfactualExplainer(model, target_class=model.classes_[1], C=0.05,
+                                           max_iterations=300).fit(X), rows)
+    assert exp.found.sum() >= 4
+    np.testing.assert_array_equal(model.predict(exp.explanation[exp.found]),
+                                  model.classes_[1])
+    with pytest.raises(ValueError, match="target_class"):
+        CounterfactualExplainer(model, target_class=3.5).fit(X).explain(rows)
