@@ -787,10 +787,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             hint = flat_hint.format(n=int(flat.sum())) if flat.any() \
                 else self._not_found_hint if self.search_ == "fista" else \
                 _NO_EXACT_HINT if self.search_ == "exact" else _NO_NEIGHBOR_HINT
+            stuck = ~found & searchable & ~self._room_to_move(X, common)
+            if stuck.any():
+                hint = (f"{int(stuck.sum())} of them have no admissible change at all "
+                        "(immutable_features, directions, feature_range and, for a PN, moves "
+                        "away from no_info_val only, leave no feature room to move): no "
+                        "search can find one. ") + (
+                    "For the others: " + hint if n_missing > stuck.sum() else "")
+                hint = hint.rstrip()
             if rejected.any():
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
-            if self.search_ == "fista":
+            if self.search_ == "fista" and n_missing > stuck.sum():
                 hint += (" The gradient-free search (search='neighbors'), which starts from "
                          "training rows of a wanted class, may find them.")
             message = (f"{type(self).__name__} found no {mode} for {n_missing} of "
@@ -836,6 +844,25 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}
             | ({"seconds": np.concatenate([r.seconds for r in results]).tolist()}
                if self.search_ == "exact" else {}))
+
+    def _room_to_move(self, X, common):
+        """Whether each row of ``X`` has a feature that may change at all: mutable, not
+        missing, with room in the feature range in an allowed direction (for a PN, away
+        from the no-information value). Categorical columns count as having room."""
+        lower, upper = np.broadcast_to(common["lower"], X.shape), \
+            np.broadcast_to(common["upper"], X.shape)
+        directions = self.directions_
+        if common["mode"].name == "PN":
+            v = np.broadcast_to(common["no_info_val"], X.shape)
+            radius = np.abs(X - v)
+            up, down = upper > v + radius, lower < v - radius
+        elif common["mode"].name == "PP":
+            return np.ones(len(X), bool)
+        else:
+            up, down = upper > X, lower < X
+        room = (up & (directions >= 0)) | (down & (directions <= 0)) | self.categorical_mask_
+        room &= ~self.immutable_mask_ & ~np.isnan(X)
+        return room.any(axis=1)
 
     def _ranked_answers(self, results, index, encoded, mode, explanation_pred):
         """``counterfactuals``, ``counterfactual_distance`` and ``counterfactual_pred`` of the

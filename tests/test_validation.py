@@ -193,3 +193,23 @@ def test_warnings_point_at_the_callers_line(iris, iris_model, call):
             getattr(cem, call)(outside)
     ours = [w for w in caught if "outside `feature_range_`" in str(w.message)]
     assert ours and all(w.filename == __file__ for w in ours), [w.filename for w in caught]
+
+
+def test_not_found_warning_names_rows_with_no_room_to_move():
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
+
+    X = np.array([[0.0], [1.0], [0.2], [0.8]])
+    model = LogisticRegression().fit(X, [0, 1, 0, 1])
+    # Every feature immutable: nothing can change.
+    cf = CounterfactualExplainer(model, immutable_features=[0]).fit(X)
+    with pytest.warns(ExplanationNotFoundWarning, match="2 of them have no admissible change"):
+        cf.explain(X[:2])
+    # A PN of rows at the ends of the range, no_info_val in the middle: no move away from it.
+    cem = CEMExplainer(model, mode="PN", no_info_val=0.5).fit(X)
+    with pytest.warns(ExplanationNotFoundWarning) as record:
+        exp = cem.explain(X)
+    message = str(record[0].message)
+    assert "found no PN for 2 of 4" in message and "2 of them have no admissible change" in message
+    assert not exp.found[:2].any() and exp.found[2:].all()
