@@ -188,6 +188,8 @@ def _check_directions(directions, columns, categorical):
 
 
 def _check_feature_range(feature_range, columns, categorical):
+    if feature_range is not None and not isinstance(feature_range, dict):
+        return _range_pair(feature_range, columns, categorical)
     positions, values = _mapping(feature_range, columns, "feature_range")
     _numeric_only(positions, categorical, columns, "feature_range")
     lower = np.full(len(columns), -np.inf)
@@ -203,6 +205,24 @@ def _check_feature_range(feature_range, columns, categorical):
         if lo > hi:
             raise ValueError(f"feature_range[{columns[j]!r}] has low > high: {bounds!r}.")
         lower[j], upper[j] = lo, hi
+    return lower, upper
+
+
+def _range_pair(feature_range, columns, categorical):
+    """``(low, high)`` for every feature, each a number or one per feature (an explainer's
+    ``feature_range_``): the bounds of the numeric features."""
+    try:
+        lo, hi = feature_range
+        lower = np.broadcast_to(np.asarray(lo, dtype=float), (len(columns),)).copy()
+        upper = np.broadcast_to(np.asarray(hi, dtype=float), (len(columns),)).copy()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"feature_range must be a dict {{feature: (low, high)}}, or a pair "
+                         f"(low, high) of numbers or of arrays of one per feature "
+                         f"({len(columns)}); got {feature_range!r}.") from exc
+    if np.any(lower > upper):
+        raise ValueError(f"feature_range has low > high for "
+                         f"{[columns[j] for j in np.flatnonzero(lower > upper)]}.")
+    lower[categorical], upper[categorical] = -np.inf, np.inf
     return lower, upper
 
 
@@ -449,9 +469,10 @@ default=None
     directions : dict, default=None
         ``{feature: "increase" | "decrease"}`` for numeric features; a change the other way
         is a violation.
-    feature_range : dict, default=None
-        ``{feature: (low, high)}`` for numeric features (None for no bound); a changed value
-        outside the range is a violation.
+    feature_range : dict or tuple, default=None
+        ``{feature: (low, high)}`` for numeric features (None for no bound), or a pair
+        ``(low, high)`` for all of them, each a number or an array of one per feature (an
+        explainer's ``feature_range_``); a changed value outside the range is a violation.
     background : dict, Series, one-row DataFrame or array-like of shape (n_features,), \
 default=None
         Per-feature values that carry no information. Required for ``mode='PP'``. With

@@ -162,6 +162,22 @@ def test_violations():
     assert table["violations"].tolist() == [0, 1]
 
 
+def test_feature_range_as_a_pair_like_the_explainers():
+    X = np.array([[30.0, 10.0], [30.0, 10.0]])
+    E = np.array([[30.0, 200.0], [-5.0, 5.0]])
+    model = ThresholdClassifier(1, 50)
+    # one pair of numbers for all features; a pair of arrays (an explainer's feature_range_)
+    for feature_range in [(0, 100), (np.array([0.0, 0.0]), np.array([100.0, 100.0]))]:
+        table = explanation_metrics(model, X, E, feature_range=feature_range)
+        assert table["violations"].tolist() == [1, 1]
+    table = explanation_metrics(model, X, E, feature_range=(np.array([-10.0, 0.0]), 1000))
+    assert table["violations"].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="feature_range must be a dict"):
+        explanation_metrics(model, X, E, feature_range=(0, 1, 2))
+    with pytest.raises(ValueError, match="low > high"):
+        explanation_metrics(model, X, E, feature_range=(5, 1))
+
+
 def test_ynn_constructed(monkeypatch):
     # class 1 where feature 0 > 0.5; training rows: four of class 1 near 10, then class 0
     # rows at 3 and 4, far class 0 rows at -10
