@@ -15,7 +15,8 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import (HasMethods, Interval, InvalidParameterError,
+                                            StrOptions)
 from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
@@ -177,6 +178,20 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     _transient_attributes = ("_backend",)
     _parameter_constraints: dict = _SHARED_CONSTRAINTS
+
+    def _validate_params(self):
+        estimator = getattr(self, "estimator", None)
+        if estimator is not None and not callable(estimator) and \
+                hasattr(estimator, "predict") and not hasattr(estimator, "predict_proba"):
+            # A classifier with a decision function only (SVC, LinearSVC, hard voting).
+            raise InvalidParameterError(
+                f"The 'estimator' parameter of {type(self).__name__} needs a classifier with "
+                f"predict_proba (or a callable of rows returning probabilities); "
+                f"{type(estimator).__name__} has none. Give it probabilities: "
+                f"CalibratedClassifierCV({type(estimator).__name__}(), ensemble=False) fitted "
+                "on your data, or CalibratedClassifierCV(FrozenEstimator(model)) fitted on "
+                "held-out rows for a fitted model (sklearn.calibration, sklearn.frozen).")
+        super()._validate_params()
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):

@@ -3,7 +3,6 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
-from sklearn.svm import SVC
 
 from skcem import CEMExplainer
 
@@ -93,12 +92,6 @@ def test_one_dimensional_and_empty_X(iris, iris_model):
     cem = CEMExplainer(iris_model).fit(X)
     with pytest.raises(ValueError, match="0 sample"):
         cem.transform(X[:0])
-
-
-def test_estimator_without_predict_proba(iris):
-    X, y = iris
-    with pytest.raises(ValueError, match="'estimator' parameter of CEMExplainer must be"):
-        CEMExplainer(SVC().fit(X, y)).fit(X)
 
 
 @pytest.mark.parametrize("output, message", [
@@ -213,3 +206,16 @@ def test_not_found_warning_names_rows_with_no_room_to_move():
     message = str(record[0].message)
     assert "found no PN for 2 of 4" in message and "2 of them have no admissible change" in message
     assert not exp.found[:2].any() and exp.found[2:].all()
+
+
+@pytest.mark.parametrize("Explainer", ["CEMExplainer", "CounterfactualExplainer"])
+def test_a_classifier_without_predict_proba_is_shown_the_way(iris, Explainer):
+    import skcem
+    from sklearn.svm import SVC, LinearSVC
+
+    X, y = iris
+    for model in (SVC(), LinearSVC()):
+        name = type(model).__name__
+        with pytest.raises(ValueError, match=rf"{Explainer} needs .* {name} has none.*"
+                                             r"CalibratedClassifierCV"):
+            getattr(skcem, Explainer)(model.fit(X, y)).fit(X)
