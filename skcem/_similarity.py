@@ -179,7 +179,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     gradients are computed for whole batches at once: for Keras models by one batched backward
     pass for ``Dense`` and ``Conv2D`` layers (examples must not interact in the model called
     with ``training=False``) and vectorised autodiff for other layers; in closed form or by
-    numpy back-propagation for ``LogisticRegression``, ``LinearRegression``, ``Ridge``,
+    numpy back-propagation for ``LogisticRegression``, ``SGDClassifier(loss="log_loss")`` (with
+    more than two classes, of its one-vs-rest loss), ``LinearRegression``, ``Ridge``,
     ``SGDRegressor``, ``MLPClassifier`` and ``MLPRegressor``.
 
     Parameters

@@ -4,7 +4,8 @@ import tracemalloc
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDRegressor
+from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, SGDClassifier,
+                                  SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -28,7 +29,12 @@ def _parameters(model):
 
 
 def _loss(model, X, y):
-    """Per-example loss through scikit-learn's own predictions."""
+    """Per-example loss through scikit-learn's own predictions (for a one-vs-rest
+    SGDClassifier of several classes, its training loss: the classes' binary log losses)."""
+    if isinstance(model, SGDClassifier) and len(model.classes_) > 2:
+        p = 1 / (1 + np.exp(-model.decision_function(X)))
+        own = model.classes_[None, :] == np.asarray(y)[:, None]
+        return -np.sum(np.log(np.where(own, p, 1 - p)), axis=1)
     if hasattr(model, "classes_"):
         proba = model.predict_proba(X)
         return -np.log(proba[np.arange(len(X)), np.searchsorted(model.classes_, y)])
@@ -61,6 +67,8 @@ def _models(digits):
         (LinearRegression().fit(X, y_reg), X, y_reg),
         (Ridge(fit_intercept=False).fit(X, y_two), X, y_two),
         (SGDRegressor(random_state=0).fit(X, y_reg), X, y_reg),
+        (SGDClassifier(loss="log_loss", random_state=0).fit(X, y), X, y),
+        (SGDClassifier(loss="log_loss", random_state=0).fit(X, binary), X, binary),
         (MLPClassifier((8,), max_iter=200, random_state=0).fit(X, y), X, y),
         (MLPClassifier((6, 5), activation="tanh", max_iter=200, random_state=0).fit(X, binary),
          X, binary),
@@ -179,6 +187,12 @@ def test_a_regressor_needs_task_regression_and_a_pipeline_gets_a_hint(digits):
     with pytest.raises(ValueError, match=r"task='regression', but `estimator` is a classifier "
                                          r"\(LogisticRegression\)"):
         GradientSimilarityExplainer(classifier, task="regression").fit(X[:100], labels[:100])
+
+
+def test_sgd_classifier_of_another_loss_is_refused_before_it_is_fitted(digits):
+    X, y = digits
+    with pytest.raises(TypeError, match=r'SGDClassifier\(loss="log_loss"\).*got SGDClassifier'):
+        GradientSimilarityExplainer(SGDClassifier(loss="hinge")).fit(X[:100], y[:100])
 
 
 def test_fit_transform_of_a_classifier_is_fit_then_transform(digits, digits_model):

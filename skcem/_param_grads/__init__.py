@@ -7,12 +7,12 @@ scikit-learn models in closed form or by numpy back-propagation. Each returns a 
 """
 
 from .._gradients import framework_module, is_deep_model
-from ._sklearn import SUPPORTED, sklearn_gradients, unsupported_error
+from ._sklearn import SUPPORTED, is_supported, sklearn_gradients, unsupported_error
 
 
 def check_supported(estimator):
     """Raise the TypeError of an unsupported model before any work is spent fitting it."""
-    if not is_deep_model(estimator) and not isinstance(estimator, SUPPORTED):
+    if not is_deep_model(estimator) and not is_supported(estimator):
         raise unsupported_error(estimator)
 
 

@@ -5,19 +5,22 @@ of each training or test row, for a whole batch at once, without TensorFlow. Eve
 dense one, so :meth:`factors` gives the gradients as (input, output gradient) pairs without
 building them (see :mod:`._factors`).
 
-Losses: cross-entropy (log loss) of the predicted probabilities for classifiers, the squared
-error averaged over outputs (Keras' ``mean_squared_error``) for regressors. Parameters are
+Losses: cross-entropy (log loss) of the predicted probabilities for classifiers (for
+``SGDClassifier(loss="log_loss")`` with more than two classes, its one-vs-rest training loss:
+the binary log losses of its classes, summed), the squared error averaged over outputs (Keras'
+``mean_squared_error``) for regressors. Parameters are
 flattened layer by layer, weights (row-major) before intercepts.
 """
 
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDRegressor
+from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, SGDClassifier,
+                                  SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from ._factors import GradientFactors
 
-LINEAR_CLASSIFIERS = (LogisticRegression,)
+LINEAR_CLASSIFIERS = (LogisticRegression, SGDClassifier)
 LINEAR_REGRESSORS = (LinearRegression, Ridge, SGDRegressor)
 SUPPORTED = LINEAR_CLASSIFIERS + LINEAR_REGRESSORS + (MLPClassifier, MLPRegressor)
 
@@ -54,7 +57,9 @@ class LinearGradients:
 
     def _delta(self, X, y):
         z = X @ self.coef.T + self.intercept
-        if isinstance(self.model, LINEAR_CLASSIFIERS):
+        if isinstance(self.model, SGDClassifier):  # one logistic output per class
+            z = expit(z)
+        elif isinstance(self.model, LINEAR_CLASSIFIERS):
             z = expit(z) if z.shape[1] == 1 else softmax(z, axis=1)
         return _output_delta(self.model, z, y)
 
@@ -121,13 +126,23 @@ def sklearn_gradients(model):
     """The per-example gradient function of a supported scikit-learn model."""
     if isinstance(model, (MLPClassifier, MLPRegressor)):
         return MLPGradients(model)
+    if not is_supported(model):
+        raise unsupported_error(model)
     if isinstance(model, LINEAR_CLASSIFIERS + LINEAR_REGRESSORS):
         return LinearGradients(model)
     raise unsupported_error(model)
 
 
+def is_supported(model):
+    """Whether the gradients of ``model`` are computed here (``SGDClassifier``: of its log
+    loss only; its other losses have no probabilities)."""
+    return isinstance(model, SUPPORTED) and \
+        not (isinstance(model, SGDClassifier) and model.loss != "log_loss")
+
+
 def unsupported_error(model):
-    names = ", ".join(cls.__name__ for cls in SUPPORTED)
+    names = ", ".join(cls.__name__ + ('(loss="log_loss")' if cls is SGDClassifier else "")
+                      for cls in SUPPORTED)
     hint = ""
     if hasattr(model, "steps"):  # the parameters are the last step's, on transformed rows
         hint = (" For a Pipeline, explain its last step on the transformed rows: "
