@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass, field, fields, replace
+from numbers import Real
 
 import numpy as np
 
@@ -29,6 +30,8 @@ def _to_builtin(value):
         return [_to_builtin(v) for v in value]
     if isinstance(value, dict):
         return {k: _to_builtin(v) for k, v in value.items()}
+    if hasattr(value, "isoformat"):  # a time of a datetime or timedelta column, ISO 8601
+        return value.isoformat()
     return value
 
 
@@ -264,8 +267,9 @@ class Explanation:
             row = {}
             for j in np.flatnonzero(listed[i]):
                 value = self._value(self.explanation, i, j)
-                if not categorical[j]:  # a plain int for an integer column, else a float
-                    value = value.item() if isinstance(value, np.integer) else float(value)
+                if not categorical[j]:  # a plain int for an integer column, a float, a time
+                    value = value.item() if isinstance(value, np.integer) else \
+                        float(value) if isinstance(value, (Real, np.floating)) else value
                 elif not keeps:
                     value = f"{self._value(self.X, i, j)} → {value}"
                 elif isinstance(value, np.generic):  # a kept category: a plain Python value

@@ -97,9 +97,14 @@ def _as_object(values):
 
 
 def _as_float(values, pd, name, label):
-    """1-D float array of a numeric column; missing values become NaN."""
+    """1-D float array of a numeric column (times in seconds); missing values become NaN."""
     kind = getattr(getattr(values, "dtype", None), "kind", "O")
     try:
+        if kind in "mM":  # times: seconds since the epoch (UTC), durations in seconds
+            series = values if hasattr(values, "dt") else pd.Series(values)
+            seconds = (series - pd.Timestamp(0, tz=getattr(series.dtype, "tz", None))) \
+                if kind == "M" else series
+            return seconds.dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
         if hasattr(values, "to_numpy") and pd.api.types.is_numeric_dtype(values.dtype):
             return values.to_numpy(dtype=float, na_value=np.nan)
         if not hasattr(values, "to_numpy") and kind in "biuf":

@@ -469,6 +469,45 @@ def test_rounding_keeps_an_integer_value_outside_the_range(Explainer, params):
     assert model.predict(exp.explanation)[0] != model.predict(x0)[0]
 
 
+def test_datetime_and_timedelta_columns_keep_their_dtypes_and_reach_the_model_as_times():
+    import pandas as pd
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    n = 300
+    start = pd.Timestamp("2020-01-01")
+    X = pd.DataFrame({"a": rng.normal(size=n),
+                      "when": start + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+                      "zoned": pd.date_range("2021-01-01 08:30", periods=n, freq="h",
+                                             tz="Europe/Paris"),
+                      "lag": pd.to_timedelta(rng.integers(0, 100, n), unit="min")})
+    day = (X["when"] - start).dt.days
+    y = (X["a"] + (day - 180) / 60 > 0).astype(int)
+
+    def day_number(frame):  # fails on numbers: the model must be given times
+        return frame.apply(lambda column: (column - start).dt.days)
+
+    model = make_pipeline(ColumnTransformer([
+        ("a", StandardScaler(), ["a"]),
+        ("when", make_pipeline(FunctionTransformer(day_number, feature_names_out="one-to-one"),
+                               StandardScaler()), ["when"])]),
+        LogisticRegression()).fit(X, y)
+    explainer = CounterfactualExplainer(model, distance="mad", immutable_features=["a"])
+    exp = explain(explainer.fit(X), X.iloc[:8])
+    assert exp.found.sum() >= 6
+    found = exp.explanation[exp.found]
+    assert (found.dtypes == X.dtypes).all()
+    assert np.all(model.predict(found) != model.predict(X.iloc[:8][exp.found]))
+    # whole days, the column's own step; the columns the model ignores exactly as they were
+    assert (found["when"] == found["when"].dt.normalize()).all()
+    assert (found["when"] != X["when"].iloc[:8][exp.found]).all()
+    for name in ("zoned", "lag"):
+        pd.testing.assert_series_equal(found[name], X[name].iloc[:8][exp.found])
+    assert all(set(change) == {"when"} and isinstance(change["when"], pd.Timestamp)
+               for change in exp.changes() if change)
+    assert '"2020-' in exp.to_json()
+
+
 def test_a_models_native_categorical_columns_are_categories():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -609,3 +648,20 @@ def test_answers_never_pair_categories_that_never_occur_together():
     odd = X.iloc[[0]].assign(sex="F", relationship="Husband", hours=15)
     kept = explanation_metrics(model, odd, odd, X_train=X)
     assert kept["rare_pairs"].iloc[0] == 0
+
+
+def test_times_encode_to_whole_steps_and_decode_exactly():
+    import pandas as pd
+
+    X = pd.DataFrame({
+        "day": pd.to_datetime(["2020-01-03", None, "2020-01-01", "2021-06-30"]),
+        "ns": pd.to_datetime([1_600_000_000_123_456_789, 1_600_000_000_000_000_000,
+                              1_600_000_000_000_000_001, None]),
+        "wait": pd.to_timedelta(["1h", "90min", None, "0s"])})
+    codec = TableCodec().fit(X)
+    Z = codec.encode(X)
+    assert codec.integer_.all() and not codec.categorical_.any()
+    np.testing.assert_array_equal(Z[:, 0], [2, np.nan, 0, 546])  # days since the earliest
+    np.testing.assert_array_equal(Z[:, 2], [60, 90, np.nan, 0])  # minutes
+    pd.testing.assert_frame_equal(codec.decode(Z, for_model=False), X)
+    pd.testing.assert_frame_equal(codec.decode(Z), X)
