@@ -30,6 +30,7 @@ whose optimum is a linear program solved here (the exact search takes tree model
 """
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -131,20 +132,32 @@ def percentiles(values):
     return float(np.median(values)), float(np.percentile(values, 90))
 
 
-def tree_case(table, name, mode, X_train, y_train, rows, max_time):
+def exact_optima(model, mode, X_train, rows, max_time, cache, key):
+    """``(distance, proven, seconds per row)`` of the exact search, from ``cache`` (a dict,
+    updated) where it holds ``key``."""
+    if key not in cache:
+        exact = explainer(model, mode, search="exact", max_time=max_time).fit(X_train)
+        optimum, exact_s = timed_explain(exact, rows)
+        proven = optimum.found & (optimum.gap == 0)
+        cache[key] = {"distance": np.where(proven, optimum.distance, np.nan).tolist(),
+                      "s/row": exact_s}
+    distance = np.asarray(cache[key]["distance"], float)
+    return distance, np.isfinite(distance), cache[key]["s/row"]
+
+
+def tree_case(table, name, mode, X_train, y_train, rows, max_time, cache):
     model = MODELS[name]().fit(X_train, y_train)
     default = explainer(model, mode).fit(X_train)
     by_default, default_s = timed_explain(default, rows)
     before = unpolished(explainer(model, mode).fit(X_train))
     by_before, before_s = timed_explain(before, rows)
-    exact = explainer(model, mode, search="exact", max_time=max_time).fit(X_train)
-    optimum, exact_s = timed_explain(exact, rows)
-    proven = optimum.found & (optimum.gap == 0)
+    key = f"{table}/{name}/{mode}/{len(rows)}/{max_time}"
+    optimum, proven, exact_s = exact_optima(model, mode, X_train, rows, max_time, cache, key)
     for exp in (by_default, by_before):
         assert_valid(model, exp, mode)
     both = proven & by_default.found & by_before.found
-    gap_default = excess(by_default.distance, optimum.distance, both)
-    gap_before = excess(by_before.distance, optimum.distance, both)
+    gap_default = excess(by_default.distance, optimum, both)
+    gap_before = excess(by_before.distance, optimum, both)
     return {"table": table, "model": name, "mode": mode, "rows": len(rows),
             "proven": f"{proven.mean():.0%}", "compared": int(both.sum()),
             "median": percentiles(gap_default)[0], "p90": percentiles(gap_default)[1],
@@ -206,7 +219,14 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--modes", nargs="+", default=["CF", "PN"], choices=["CF", "PN"])
     parser.add_argument("--smooth", action="store_true")
+    parser.add_argument("--exact-cache", type=Path, default=None,
+                        help="a JSON file of the exact search's optima: read where it holds "
+                             "a case (same table, model, mode, rows and --max-time), written "
+                             "with the cases it lacks")
     args = parser.parse_args()
+    cache = {}
+    if args.exact_cache is not None and args.exact_cache.exists():
+        cache = json.loads(args.exact_cache.read_text())
     lines = []
     with threadpool_limits(limits=1, user_api="openmp"):
         for table in args.tables:
@@ -219,7 +239,9 @@ def main():
             for name in args.models:
                 for mode in args.modes:
                     line = tree_case(table, name, mode, X_train, y_train, rows,
-                                     args.max_time)
+                                     args.max_time, cache)
+                    if args.exact_cache is not None:
+                        args.exact_cache.write_text(json.dumps(cache))
                     print(line, flush=True)
                     lines.append(line)
             if args.smooth:

@@ -226,7 +226,7 @@ class NeighborSearch:
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
-                 n_bisections=7, max_shrunk=32, n_answers=1, points=None):
+                 n_bisections=7, max_shrunk=32, n_answers=1, points=None, joint=True):
         self.pool = pool
         self.whole = whole
         self.n_candidates = n_candidates
@@ -236,6 +236,7 @@ class NeighborSearch:
         self.max_shrunk = max_shrunk
         self.n_answers = n_answers
         self.points = points
+        self.joint = joint
 
     @property
     def _n_refined(self):
@@ -287,7 +288,7 @@ class NeighborSearch:
                     # for instances short of answers, and coarser scans (see _polish).
                     paths = paths[np.bincount(owner, minlength=n)[paths] < self.n_answers]
                 owner, E = polish_on_splits(search, E, owner, paths, self.points,
-                                            several=several)
+                                            several=several, joint=self.joint)
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)

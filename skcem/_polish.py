@@ -59,6 +59,13 @@ _MAX_ROUNDS = 12
 # scanned, and besides the closest they need not land as close; each round is a model call
 # (or two) of all of them, which costs a forest most (its trees' overhead) whatever the rows.
 _MAX_POINTS_SEVERAL = 16
+# Repairs: the largest changes undone per answer, and the steps of their margin paths.
+_N_UNDONE = 2
+_MAX_REPAIR_STEPS = 12
+_REPAIR_ROUNDS = 4
+_UNDONE_FRACTIONS = (1.0, 0.5)
+_REPAIR_OFFSETS = 5
+_EXCHANGES = 1
 _MAX_ROUNDS_SEVERAL = 4
 
 
@@ -256,26 +263,41 @@ def margin_path(search, rows, points):
     a valid step ends the path, the cheapest valid one first. Returns ``(owner, answers)``
     of the paths that end valid (within ``_MAX_STEPS`` steps).
     """
+    return _climb(search, search.problem.x0[rows].copy(), rows.copy(), points)
+
+
+def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_STEPS,
+           n_offsets=None):
+    """The margin paths of :func:`margin_path` from the rows ``Z`` (of instances ``owner``):
+    the features ``locked`` (a mask of ``Z``'s shape) never move, and a path that reaches
+    its ``budget`` of distance before it is valid is dropped. Returns ``(owner, answers)``
+    of the paths that end valid."""
     problem = search.problem
-    Z = problem.x0[rows].copy()
-    owner = rows.copy()
-    if rows.size == 0:
+    if len(Z) == 0:
         return owner, Z
     ok, proba = search.ask(Z, owner)
     margin = problem.mode.margin(proba, problem.target[owner], problem.kappa)
-    distance = np.zeros(len(rows))
+    distance = search.distance(Z, owner)
     open_rows = np.flatnonzero(~ok)
-    for _ in range(_MAX_STEPS):
+    for _ in range(max_steps):
         if open_rows.size == 0:
             break
-        trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points)
+        trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points, n_offsets)
+        if locked is not None:
+            moved = np.argmax(trials != Z[open_rows[trial_row]], axis=1)
+            free = ~locked[open_rows[trial_row], moved]
+            trial_row, trials = trial_row[free], trials[free]
+        trial_owner = owner[open_rows[trial_row]]
+        cost = search.distance(trials, trial_owner) - distance[open_rows[trial_row]]
+        if budget is not None:
+            within = distance[open_rows[trial_row]] + cost < budget[open_rows[trial_row]]
+            trial_row, trials = trial_row[within], trials[within]
+            trial_owner, cost = trial_owner[within], cost[within]
         if trial_row.size == 0:
             break
-        trial_owner = owner[open_rows[trial_row]]
         trial_ok, trial_proba = search.ask(trials, trial_owner)
         gain = problem.mode.margin(trial_proba, problem.target[trial_owner], problem.kappa) \
             - margin[open_rows[trial_row]]
-        cost = search.distance(trials, trial_owner) - distance[open_rows[trial_row]]
         # The cheapest valid step, else the most margin bought per unit of distance.
         score = np.where(trial_ok, -cost, gain / np.maximum(cost, 1e-12))
         usable = trial_ok | (gain > 0)
@@ -291,6 +313,68 @@ def margin_path(search, rows, points):
     if not ok.any():
         return owner[:0], Z[:0]
     return owner[ok], Z[ok]
+
+
+def repair(search, E, owner, points):
+    """Answers ``E`` (valid, each its instance's closest) with one of their largest changes
+    undone and the class regained by other moves: for each of the ``n_undone`` largest
+    numeric changes (by distance), the change reverted, or halved to a split point, then
+    the margin path (:func:`_climb`) of the other features, that change locked, within the
+    answer's distance. Returns ``(owner, answers)`` of those that end valid, scanned and
+    reverted.
+
+    The closest answers often move one or two features a long way where the optimum moves
+    several a little: the scan and the exchanges shrink one change at a time, against
+    one other at most, and the margin path from the instance takes the same large moves.
+    """
+    base = search._unchanged_value(E, owner)
+    weighted = np.where(~search.categorical & (E != base),
+                        search.l1 * np.abs(E - base) + search.l2 * (E - base) ** 2, 0.0)
+    frozen = search.problem.frozen(owner)
+    if frozen is not None:
+        weighted = np.where(frozen, 0.0, weighted)
+    largest = np.argsort(-weighted, axis=1, kind="stable")[:, :_N_UNDONE]
+    rows, slots = np.nonzero(np.take_along_axis(weighted, largest, axis=1) > 0)
+    features = largest[rows, slots]
+    starts, start_owner, start_rows = [], [], []
+    for fraction in _UNDONE_FRACTIONS:
+        Z = E[rows].copy()
+        at = np.arange(rows.size)
+        value = E[rows, features] + fraction * (base[rows, features] - E[rows, features])
+        if fraction < 1:
+            value = _nearest_point(points, features, value, E[rows, features] > base[rows, features])
+        Z[at, features] = value
+        starts.append(search.admissible(Z, owner[rows]))
+        start_owner.append(owner[rows])
+        start_rows.append(rows)
+    Z, Z_owner, Z_rows = np.concatenate(starts), np.concatenate(start_owner), \
+        np.concatenate(start_rows)
+    features = np.tile(features, len(_UNDONE_FRACTIONS))
+    locked = np.zeros(Z.shape, bool)
+    locked[np.arange(len(Z)), features] = True
+    budget = search.distance(E[Z_rows], owner[Z_rows])
+    new_owner, new = _climb(search, Z, Z_owner, points, locked=locked, budget=budget,
+                            max_steps=_MAX_REPAIR_STEPS, n_offsets=_REPAIR_OFFSETS)
+    return new_owner, search.revert(scan_splits(search, new, new_owner, points), new_owner)
+
+
+def _nearest_point(points, features, value, down):
+    """Per row, the split point of column ``features`` nearest to ``value``, on the side that
+    a move ``down`` (or up) lands on: the smallest value some split sends right when moving
+    down, the largest it sends left when moving up; ``value`` where the column has none."""
+    out = value.copy()
+    for j in np.unique(features):
+        at = np.flatnonzero(features == j)
+        for side, grid in ((True, points.above[j]), (False, points.below[j])):
+            rows = at[down[at] == side]
+            if rows.size == 0 or grid.size == 0:
+                continue
+            index = np.clip(np.searchsorted(grid, value[rows]), 0, grid.size - 1)
+            lower = grid[np.maximum(index - 1, 0)]
+            upper = grid[index]
+            out[rows] = np.where(np.abs(lower - value[rows]) < np.abs(upper - value[rows]),
+                                 lower, upper)
+    return out
 
 
 def _steps(search, Z, owner, points, n_offsets=None):
@@ -453,7 +537,7 @@ def best_answers(search, E, owner):
     return owner[best], E[best]
 
 
-def polish_on_splits(search, E, owner, rows, points, several=False):
+def polish_on_splits(search, E, owner, rows, points, several=False, joint=True):
     """The gradient-free search's answers ``E`` (valid, reverted; of instances ``owner``)
     scanned, with the margin paths of the instances ``rows`` and the exchanges of each
     instance's closest answer (see the module's docstring). With ``several`` (answers kept
@@ -478,8 +562,28 @@ def polish_on_splits(search, E, owner, rows, points, several=False):
     if several:  # the exchanges' calls buy the closest answer little beside the others
         return owner, E
     best_owner, best = best_answers(search, E, owner)
-    return (np.concatenate([owner, best_owner]),
-            np.concatenate([E, exchange(search, best, best_owner, points)]))
+    owner = np.concatenate([owner, best_owner])
+    if _EXCHANGES or not joint:
+        E = np.concatenate([E, exchange(search, best, best_owner, points)])
+    else:
+        E = np.concatenate([E, best])
+    if joint:
+        best_owner, best = best_answers(search, E, owner)
+        for _ in range(_REPAIR_ROUNDS):
+            if best_owner.size == 0:
+                break
+            repaired_owner, repaired = repair(search, best, best_owner, points)
+            owner = np.concatenate([owner, repaired_owner])
+            E = np.concatenate([E, repaired])
+            # The next round repairs the answers that got closer.
+            before = dict(zip(best_owner, search.distance(best, best_owner)))
+            if repaired_owner.size == 0:
+                break
+            best_owner, best = best_answers(search, repaired, repaired_owner)
+            closer = search.distance(best, best_owner) < np.array(
+                [before[o] for o in best_owner]) * (1 - 1e-9)
+            best_owner, best = best_owner[closer], best[closer]
+    return owner, E
 
 
 def _at(grid, index):
