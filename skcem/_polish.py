@@ -62,7 +62,12 @@ _MAX_POINTS_SEVERAL = 16
 # Repairs: the largest changes undone per answer, and the steps of their margin paths.
 _N_UNDONE = 2
 _MAX_REPAIR_STEPS = 12
-_REPAIR_ROUNDS = 4
+_REPAIR_ROUNDS = 1
+# Features a climb's step tries (those of best score in its last step), and how often it
+# tries them all again.
+_N_FOCUS = 6
+_REFOCUS = 4
+_PRUNE = 0.5
 _UNDONE_FRACTIONS = (1.0, 0.5)
 _REPAIR_OFFSETS = 5
 _EXCHANGES = 1
@@ -256,45 +261,70 @@ def _band_edges(search, owner):
     return v, above, below
 
 
-def margin_path(search, rows, points):
+def margin_path(search, rows, points, repairs=None):
     """Answers built from the instances ``rows`` themselves, one split point at a time: each
     step moves the numeric feature, to the split point (1, 2, 4, ... points beyond its value,
     away from the instance's), that buys most of the model's margin per unit of distance;
     a valid step ends the path, the cheapest valid one first. Returns ``(owner, answers)``
     of the paths that end valid (within ``_MAX_STEPS`` steps).
+
+    With ``repairs`` (the starts of :func:`_undone`), their paths climb in the same model
+    calls, and every path's steps try the ``_N_FOCUS`` features that scored best in its
+    last step (see :func:`_climb`).
     """
-    return _climb(search, search.problem.x0[rows].copy(), rows.copy(), points)
+    if repairs is None:
+        return _climb(search, search.problem.x0[rows].copy(), rows.copy(), points)
+    Z, owner, locked, budget = repairs
+    d = search.problem.x0.shape[1]
+    return _climb(search, np.concatenate([search.problem.x0[rows], Z]),
+                  np.concatenate([rows, owner]), points,
+                  locked=np.concatenate([np.zeros((rows.size, d), bool), locked]),
+                  budget=np.concatenate([np.full(rows.size, np.inf), budget]),
+                  n_focus=_N_FOCUS)
 
 
 def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_STEPS,
-           n_offsets=None):
+           n_offsets=None, n_focus=None):
     """The margin paths of :func:`margin_path` from the rows ``Z`` (of instances ``owner``):
     the features ``locked`` (a mask of ``Z``'s shape) never move, and a path that reaches
-    its ``budget`` of distance before it is valid is dropped. Returns ``(owner, answers)``
-    of the paths that end valid."""
+    its ``budget`` of distance before it is valid is dropped. With ``n_focus``, a path's
+    next step tries only the ``n_focus`` features whose moves scored best in its last step,
+    and all of them again every ``_REFOCUS`` steps and when none of those buys margin.
+    Returns ``(owner, answers)`` of the paths that end valid."""
     problem = search.problem
     if len(Z) == 0:
         return owner, Z
+    d = Z.shape[1]
     ok, proba = search.ask(Z, owner)
     margin = problem.mode.margin(proba, problem.target[owner], problem.kappa)
     distance = search.distance(Z, owner)
+    focus = None if n_focus is None else np.ones(Z.shape, bool)
     open_rows = np.flatnonzero(~ok)
-    for _ in range(max_steps):
+    for step in range(max_steps):
         if open_rows.size == 0:
             break
-        trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points, n_offsets)
-        if locked is not None:
-            moved = np.argmax(trials != Z[open_rows[trial_row]], axis=1)
-            free = ~locked[open_rows[trial_row], moved]
-            trial_row, trials = trial_row[free], trials[free]
-        trial_owner = owner[open_rows[trial_row]]
-        cost = search.distance(trials, trial_owner) - distance[open_rows[trial_row]]
+        if focus is not None and step % _REFOCUS == 0:
+            focus[:] = True
+        allowed = None
+        if locked is not None or focus is not None:
+            allowed = np.ones((open_rows.size, d), bool)
+            if locked is not None:
+                allowed &= ~locked[open_rows]
+            if focus is not None:
+                allowed &= focus[open_rows]
+        trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points, n_offsets,
+                                   allowed)
+        feature = np.argmax(trials != Z[open_rows[trial_row]], axis=1)
+        keep = np.ones(trial_row.size, bool)
+        cost = search.distance(trials, owner[open_rows[trial_row]]) \
+            - distance[open_rows[trial_row]]
         if budget is not None:
-            within = distance[open_rows[trial_row]] + cost < budget[open_rows[trial_row]]
-            trial_row, trials = trial_row[within], trials[within]
-            trial_owner, cost = trial_owner[within], cost[within]
+            keep &= distance[open_rows[trial_row]] + cost < budget[open_rows[trial_row]]
+        trial_row, trials, feature, cost = trial_row[keep], trials[keep], feature[keep], \
+            cost[keep]
         if trial_row.size == 0:
             break
+        trial_owner = owner[open_rows[trial_row]]
         trial_ok, trial_proba = search.ask(trials, trial_owner)
         gain = problem.mode.margin(trial_proba, problem.target[trial_owner], problem.kappa) \
             - margin[open_rows[trial_row]]
@@ -303,25 +333,64 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
         usable = trial_ok | (gain > 0)
         order = np.lexsort((-score, ~trial_ok, ~usable, trial_row))
         first = order[np.r_[True, trial_row[order][1:] != trial_row[order][:-1]]]
+        stuck = np.ones(open_rows.size, bool)
+        stuck[trial_row[first[usable[first]]]] = False
+        if focus is not None:
+            # Paths that tried only some features and found nothing try them all next.
+            partial = ~focus[open_rows].all(axis=1)
+            retry = open_rows[stuck & partial]
+            focus[open_rows] = _best_features(trial_row[usable], feature[usable],
+                                              score[usable], open_rows.size, d, n_focus)
+            focus[retry] = True
+        else:
+            retry = open_rows[:0]
         first = first[usable[first]]
         moved = open_rows[trial_row[first]]
         Z[moved] = trials[first]
         margin[moved] += gain[first]
         distance[moved] += cost[first]
         ok[moved] = trial_ok[first]
-        open_rows = moved[~trial_ok[first]]
+        going = ~trial_ok[first]
+        if budget is not None and _PRUNE:
+            # A path whose margin left, bought at its last step's rate, would take it past
+            # its budget is given up (the rates fall along a path).
+            rate = score[first]
+            going &= distance[moved] - _PRUNE * margin[moved] / np.maximum(rate, 1e-300) \
+                < budget[moved]
+        open_rows = np.sort(np.concatenate([moved[going], retry]))
     if not ok.any():
         return owner[:0], Z[:0]
     return owner[ok], Z[ok]
 
 
+def _best_features(row, feature, score, n_rows, n_features, n_kept):
+    """A mask (n_rows, n_features) of each row's ``n_kept`` features of best ``score``."""
+    best = np.full(n_rows * n_features, -np.inf)
+    np.maximum.at(best, row * n_features + feature, score)
+    best = best.reshape(n_rows, n_features)
+    if n_kept >= n_features:
+        return np.isfinite(best)
+    kth = -np.partition(-best, n_kept - 1, axis=1)[:, n_kept - 1]
+    return (best >= kth[:, None]) & np.isfinite(best)
+
+
 def repair(search, E, owner, points):
     """Answers ``E`` (valid, each its instance's closest) with one of their largest changes
-    undone and the class regained by other moves: for each of the ``n_undone`` largest
-    numeric changes (by distance), the change reverted, or halved to a split point, then
-    the margin path (:func:`_climb`) of the other features, that change locked, within the
-    answer's distance. Returns ``(owner, answers)`` of those that end valid, scanned and
-    reverted.
+    undone and the class regained by other moves (:func:`_undone`, then :func:`_climb`).
+    Returns ``(owner, answers)`` of those that end valid, scanned and reverted.
+    """
+    Z, Z_owner, locked, budget = _undone(search, E, owner, points)
+    new_owner, new = _climb(search, Z, Z_owner, points, locked=locked, budget=budget,
+                            max_steps=_MAX_REPAIR_STEPS, n_offsets=_REPAIR_OFFSETS,
+                            n_focus=_N_FOCUS)
+    return new_owner, search.revert(scan_splits(search, new, new_owner, points), new_owner)
+
+
+def _undone(search, E, owner, points):
+    """``(Z, owner, locked, budget)``: the starts of the repairs of answers ``E`` (valid):
+    each of the ``_N_UNDONE`` largest numeric changes of each answer (by distance) reverted,
+    or moved part of the way back to a split point (``_UNDONE_FRACTIONS``); that feature
+    ``locked``, and the answer's distance the ``budget`` of the margin path from there.
 
     The closest answers often move one or two features a long way where the optimum moves
     several a little: the scan and the exchanges shrink one change at a time, against
@@ -336,26 +405,20 @@ def repair(search, E, owner, points):
     largest = np.argsort(-weighted, axis=1, kind="stable")[:, :_N_UNDONE]
     rows, slots = np.nonzero(np.take_along_axis(weighted, largest, axis=1) > 0)
     features = largest[rows, slots]
-    starts, start_owner, start_rows = [], [], []
+    starts = []
     for fraction in _UNDONE_FRACTIONS:
         Z = E[rows].copy()
-        at = np.arange(rows.size)
         value = E[rows, features] + fraction * (base[rows, features] - E[rows, features])
         if fraction < 1:
-            value = _nearest_point(points, features, value, E[rows, features] > base[rows, features])
-        Z[at, features] = value
+            value = _nearest_point(points, features, value,
+                                   E[rows, features] > base[rows, features])
+        Z[np.arange(rows.size), features] = value
         starts.append(search.admissible(Z, owner[rows]))
-        start_owner.append(owner[rows])
-        start_rows.append(rows)
-    Z, Z_owner, Z_rows = np.concatenate(starts), np.concatenate(start_owner), \
-        np.concatenate(start_rows)
+    rows = np.tile(rows, len(_UNDONE_FRACTIONS))
     features = np.tile(features, len(_UNDONE_FRACTIONS))
-    locked = np.zeros(Z.shape, bool)
-    locked[np.arange(len(Z)), features] = True
-    budget = search.distance(E[Z_rows], owner[Z_rows])
-    new_owner, new = _climb(search, Z, Z_owner, points, locked=locked, budget=budget,
-                            max_steps=_MAX_REPAIR_STEPS, n_offsets=_REPAIR_OFFSETS)
-    return new_owner, search.revert(scan_splits(search, new, new_owner, points), new_owner)
+    locked = np.zeros((rows.size, E.shape[1]), bool)
+    locked[np.arange(rows.size), features] = True
+    return np.concatenate(starts), owner[rows], locked, search.distance(E[rows], owner[rows])
 
 
 def _nearest_point(points, features, value, down):
@@ -377,7 +440,7 @@ def _nearest_point(points, features, value, down):
     return out
 
 
-def _steps(search, Z, owner, points, n_offsets=None):
+def _steps(search, Z, owner, points, n_offsets=None, allowed=None):
     """``(row, trials)``: each row of ``Z`` with one numeric feature moved 1, 2, 4, ...
     split points farther from the instance (either side where it is unchanged), made
     admissible; trials the constraints undo are left out."""
@@ -388,6 +451,8 @@ def _steps(search, Z, owner, points, n_offsets=None):
     if frozen is not None:
         movable = movable & ~np.broadcast_to(frozen, Z.shape)
     movable = np.broadcast_to(movable, Z.shape)
+    if allowed is not None:
+        movable = movable & allowed
     offsets = 2 ** np.arange(_N_OFFSETS if n_offsets is None else n_offsets)
     feature = np.broadcast_to(np.arange(Z.shape[1]), Z.shape)
     rows_out, features_out, values_out = [], [], []
@@ -555,7 +620,11 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True):
     coarse = dict(max_points=_MAX_POINTS_SEVERAL, max_rounds=_MAX_ROUNDS_SEVERAL) \
         if several else {}
     E = search.revert(scan_splits(search, E, owner, points, **coarse), owner)
-    extra_owner, extra = margin_path(search, rows, points)
+    repairs = None
+    if joint and not several:
+        # The first repairs climb with the margin paths: the same model calls.
+        repairs = _undone(search, *best_answers(search, E, owner)[::-1], points)
+    extra_owner, extra = margin_path(search, rows, points, repairs)
     extra = search.revert(scan_splits(search, extra, extra_owner, points, **coarse),
                           extra_owner)
     owner, E = np.concatenate([owner, extra_owner]), np.concatenate([E, extra])

@@ -58,6 +58,26 @@ def test_default_search_is_near_the_exact_optimum(table, name, mode):
     assert np.percentile(excess, 90) <= 0.20
 
 
+@pytest.mark.parametrize("mode, hard_rows", [("CF", [6, 28]), ("PN", [17, 22, 31])])
+def test_a_large_change_is_traded_for_several_small_ones(table, mode, hard_rows):
+    # Rows of the forest whose closest answer moves several features a little, where the
+    # polish without its repairs (``_joint_moves`` off: the default before them) keeps one
+    # or two features moved a long way, at least 10% farther. The repairs undo the largest
+    # change and regain the class with small moves of the others: the exact optimum.
+    X_train, y_train, rows = table
+    model = MODELS["forest"]().fit(X_train, y_train)
+    rows = rows[hard_rows]
+    exact = explain(make_explainer(model, mode, search="exact").fit(X_train), rows)
+    assert np.all(exact.found & (exact.gap == 0))
+    without = make_explainer(model, mode).fit(X_train)
+    without._joint_moves = False
+    assert np.all(explain(without, rows).distance > 1.1 * exact.distance)
+    default = explain(make_explainer(model, mode).fit(X_train), rows)
+    assert np.all(default.found)
+    assert np.all(model.predict(default.explanation) != default.X_pred)
+    assert np.all(default.distance <= exact.distance * (1 + 1e-9))
+
+
 def test_a_change_lands_on_the_split_beyond_an_invalid_stretch():
     # One column, classes in stripes: A below 1, B in (1, 2], A in (2, 3], B above 3. From
     # 0.5 the closest B is just above 1, across the stripe of A that a bisection from a
@@ -120,9 +140,9 @@ def test_several_answers_trace_margin_paths_only_where_starts_are_short(table, m
     model = MODELS["forest"]().fit(X_train, y_train)
     traced = []
 
-    def recording(search, instances, points):
+    def recording(search, instances, points, repairs=None):
         traced.append(len(instances))
-        return margin_path(search, instances, points)
+        return margin_path(search, instances, points, repairs)
 
     margin_path = _polish.margin_path
     monkeypatch.setattr(_polish, "margin_path", recording)
