@@ -24,13 +24,22 @@ the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
    among the moves that buy most margin per distance, moves away; the pair saving most is
    kept while one saves any; then scanned. A change often shrinks only with another
    feature's help, which neither a scan nor a revert gives.
+4. **Repairs** (:func:`repair`). On each instance's closest answer, each of its two largest
+   changes undone (all the way, or half of it) and the class regained by the margin path's
+   steps on the other features, within the answer's distance; then scanned. The first
+   repairs climb with the margin paths of step 2 (the same model calls), from the closest
+   answers of step 1; the last from the closest after step 3. Where the optimum moves
+   several features a little, a search from training rows often moves one or two a long
+   way, and neither the scans nor the pair exchanges trade one large change for several
+   small ones. Trying, in each step of a repair, only the features that scored best in its
+   last step, and giving up those that would end farther, keeps them cheap.
 
 Every step asks the model and keeps validity; no answer gets farther. The answers of all
 steps go to :meth:`~skcem._neighbors._Batch.result`, which keeps each instance's closest.
 With several answers asked per instance (``n_counterfactuals``), many more answers are
 polished and each round costs a model call: the scans are coarser, the margin paths are
 traced only for instances with fewer distinct answers than asked, and there are no
-exchanges.
+exchanges nor repairs.
 """
 
 from dataclasses import dataclass
@@ -59,19 +68,21 @@ _MAX_ROUNDS = 12
 # scanned, and besides the closest they need not land as close; each round is a model call
 # (or two) of all of them, which costs a forest most (its trees' overhead) whatever the rows.
 _MAX_POINTS_SEVERAL = 16
-# Repairs: the largest changes undone per answer, and the steps of their margin paths.
+_MAX_ROUNDS_SEVERAL = 4
+# Repairs: the largest changes of an answer undone (each alone), how far back (all the way,
+# or half of it to a split point), and the steps of the last repair's margin paths (the
+# first climbs with the margin paths from the instances, _MAX_STEPS).
 _N_UNDONE = 2
+_UNDONE_FRACTIONS = (1.0, 0.5)
 _MAX_REPAIR_STEPS = 12
-_REPAIR_ROUNDS = 1
-# Features a climb's step tries (those of best score in its last step), and how often it
-# tries them all again.
+# A repair's step tries the features that scored best in its last step, all of them every
+# _REFOCUS steps: most features buy no margin near a valid answer, and each is a model row.
 _N_FOCUS = 6
 _REFOCUS = 4
+# A repair gives up where the margin it lacks, bought at its last step's rate times this,
+# would take it past its answer's distance (the rates fall along a path: 0.5 allows for
+# that; 1 gave up on some that ended closer, 0 ran many to their last step).
 _PRUNE = 0.5
-_UNDONE_FRACTIONS = (1.0, 0.5)
-_REPAIR_OFFSETS = 5
-_EXCHANGES = 1
-_MAX_ROUNDS_SEVERAL = 4
 
 
 @dataclass(frozen=True)
@@ -269,8 +280,8 @@ def margin_path(search, rows, points, repairs=None):
     of the paths that end valid (within ``_MAX_STEPS`` steps).
 
     With ``repairs`` (the starts of :func:`_undone`), their paths climb in the same model
-    calls, and every path's steps try the ``_N_FOCUS`` features that scored best in its
-    last step (see :func:`_climb`).
+    calls; their steps try the ``_N_FOCUS`` features that scored best in the last one
+    (see :func:`_climb`).
     """
     if repairs is None:
         return _climb(search, search.problem.x0[rows].copy(), rows.copy(), points)
@@ -287,9 +298,10 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
            n_offsets=None, n_focus=None):
     """The margin paths of :func:`margin_path` from the rows ``Z`` (of instances ``owner``):
     the features ``locked`` (a mask of ``Z``'s shape) never move, and a path that reaches
-    its ``budget`` of distance before it is valid is dropped. With ``n_focus``, a path's
-    next step tries only the ``n_focus`` features whose moves scored best in its last step,
-    and all of them again every ``_REFOCUS`` steps and when none of those buys margin.
+    its ``budget`` of distance before it is valid is dropped. With ``n_focus``, a path with a
+    finite budget tries in its next step only the ``n_focus`` features whose moves scored
+    best in its last step, and all of them again every ``_REFOCUS`` steps and when none of
+    those buys margin.
     Returns ``(owner, answers)`` of the paths that end valid."""
     problem = search.problem
     if len(Z) == 0:
@@ -342,6 +354,7 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
             focus[open_rows] = _best_features(trial_row[usable], feature[usable],
                                               score[usable], open_rows.size, d, n_focus)
             focus[retry] = True
+            focus[~np.isfinite(budget)] = True
         else:
             retry = open_rows[:0]
         first = first[usable[first]]
@@ -351,7 +364,7 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
         distance[moved] += cost[first]
         ok[moved] = trial_ok[first]
         going = ~trial_ok[first]
-        if budget is not None and _PRUNE:
+        if budget is not None:
             # A path whose margin left, bought at its last step's rate, would take it past
             # its budget is given up (the rates fall along a path).
             rate = score[first]
@@ -381,8 +394,7 @@ def repair(search, E, owner, points):
     """
     Z, Z_owner, locked, budget = _undone(search, E, owner, points)
     new_owner, new = _climb(search, Z, Z_owner, points, locked=locked, budget=budget,
-                            max_steps=_MAX_REPAIR_STEPS, n_offsets=_REPAIR_OFFSETS,
-                            n_focus=_N_FOCUS)
+                            max_steps=_MAX_REPAIR_STEPS, n_focus=_N_FOCUS)
     return new_owner, search.revert(scan_splits(search, new, new_owner, points), new_owner)
 
 
@@ -604,8 +616,10 @@ def best_answers(search, E, owner):
 
 def polish_on_splits(search, E, owner, rows, points, several=False, joint=True):
     """The gradient-free search's answers ``E`` (valid, reverted; of instances ``owner``)
-    scanned, with the margin paths of the instances ``rows`` and the exchanges of each
-    instance's closest answer (see the module's docstring). With ``several`` (answers kept
+    scanned, with the margin paths of the instances ``rows``, the exchanges of each
+    instance's closest answer and, with ``joint``, its repairs before and after the exchanges
+    (see the module's docstring; ``joint=False``: the polish before the repairs, for
+    comparisons). With ``several`` (answers kept
     per instance), the scans are coarser (``_MAX_POINTS_SEVERAL`` points per feature and
     round, ``_MAX_ROUNDS_SEVERAL`` rounds) and there are no exchanges: each round of either
     is a model call, and on UCI Adult (a forest, 4 answers) the exchanges moved the closest
@@ -632,26 +646,11 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True):
         return owner, E
     best_owner, best = best_answers(search, E, owner)
     owner = np.concatenate([owner, best_owner])
-    if _EXCHANGES or not joint:
-        E = np.concatenate([E, exchange(search, best, best_owner, points)])
-    else:
-        E = np.concatenate([E, best])
-    if joint:
-        best_owner, best = best_answers(search, E, owner)
-        for _ in range(_REPAIR_ROUNDS):
-            if best_owner.size == 0:
-                break
-            repaired_owner, repaired = repair(search, best, best_owner, points)
-            owner = np.concatenate([owner, repaired_owner])
-            E = np.concatenate([E, repaired])
-            # The next round repairs the answers that got closer.
-            before = dict(zip(best_owner, search.distance(best, best_owner)))
-            if repaired_owner.size == 0:
-                break
-            best_owner, best = best_answers(search, repaired, repaired_owner)
-            closer = search.distance(best, best_owner) < np.array(
-                [before[o] for o in best_owner]) * (1 - 1e-9)
-            best_owner, best = best_owner[closer], best[closer]
+    E = np.concatenate([E, exchange(search, best, best_owner, points)])
+    if joint:  # the closest answers, exchanged, repaired once more
+        repaired_owner, repaired = repair(search, *best_answers(search, E, owner)[::-1],
+                                          points)
+        owner, E = np.concatenate([owner, repaired_owner]), np.concatenate([E, repaired])
     return owner, E
 
 
