@@ -577,6 +577,42 @@ class _Batch:
         clipped = np.where(problem.against_directions(clipped, x0), x0, clipped)
         return np.where(self.categorical | (out == x0), out, clipped)
 
+    def admissible_values(self, values, owner, feature):
+        """:meth:`admissible` of one cell per row, without the rows: ``values`` for the
+        features ``feature`` of the instances ``owner``, in rows whose other cells are
+        admissible already (which :meth:`admissible` leaves as they are)."""
+        problem = self.problem
+        d = problem.x0.shape[1]
+
+        def cell(array):
+            return np.asarray(array)[owner, feature] if np.ndim(array) == 2 \
+                else np.broadcast_to(array, (d,))[feature]
+
+        x0 = problem.x0[owner, feature]
+        candidates = np.where(np.isnan(values), x0, values)
+        v = cell(problem.no_info_val)
+        mode = problem.mode
+        categorical = self.categorical[feature]
+        out = np.where(categorical, mode.project_categorical(candidates, x0, v),
+                       mode.project(candidates, x0, v))
+        directions = None if problem.directions is None else cell(problem.directions)
+
+        def against(moved):
+            if directions is None:
+                return np.zeros(moved.shape, bool)
+            return ((directions > 0) & (moved < x0)) | ((directions < 0) & (moved > x0))
+
+        out = np.where(against(out), x0, out)
+        frozen = problem.frozen(owner)
+        if frozen is not None:
+            frozen = frozen[np.arange(len(owner)), feature] if np.ndim(frozen) == 2 \
+                else np.broadcast_to(frozen, (d,))[feature]
+            out = np.where(frozen, x0, out)
+        clipped = np.clip(out, cell(problem.lower), cell(problem.upper))
+        clipped = mode.project(clipped, x0, v)
+        clipped = np.where(against(clipped), x0, clipped)
+        return np.where(categorical | (out == x0), out, clipped)
+
     def ask(self, E, owner):
         """Success of each row and its margin (one model call, two with ``predict``)."""
         problem = self.problem

@@ -493,11 +493,13 @@ def _steps(search, Z, owner, points, n_offsets=None, allowed=None):
         return np.zeros(0, int), Z[:0]
     row = np.concatenate(rows_out)
     feature = np.concatenate(features_out)
+    # Each trial changes one cell of an admissible row: that cell alone is made admissible.
+    value = search.admissible_values(np.concatenate(values_out), owner[row], feature)
+    moved = value != Z[row, feature]
+    row, feature = row[moved], feature[moved]
     trials = Z[row].copy()
-    trials[np.arange(row.size), feature] = np.concatenate(values_out)
-    trials = search.admissible(trials, owner[row])
-    moved = trials[np.arange(row.size), feature] != Z[row, feature]
-    return row[moved], trials[moved]
+    trials[np.arange(row.size), feature] = value[moved]
+    return row, trials
 
 
 def exchange(search, E, owner, points):

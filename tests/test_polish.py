@@ -97,7 +97,7 @@ def test_a_change_lands_on_the_split_beyond_an_invalid_stretch():
     assert first < answer <= first + 1e-5
 
 
-def test_constraints_hold_on_a_table():
+def constrained_table():
     rng = np.random.default_rng(5)
     n = 400
     frame = pd.DataFrame({"income": rng.normal(50, 15, n).round(1),
@@ -111,11 +111,20 @@ def test_constraints_hold_on_a_table():
     numeric = frame.drop(columns="city").assign(city=frame.city.map(
         {"north": 0, "south": 1, "east": 2}))
     model.fit(numeric, y)
+    return model, numeric
+
+
+def constrained_explainer(model, mode):
+    return make_explainer(
+        model, mode, immutable_features=["hours"], directions={"age": "increase"},
+        feature_range={"income": (20.0, 90.0)}, categorical_features=["city"])
+
+
+def test_constraints_hold_on_a_table():
+    model, numeric = constrained_table()
     rows = numeric.iloc[:30]
     for mode in ("CF", "PN"):
-        explainer = make_explainer(
-            model, mode, immutable_features=["hours"], directions={"age": "increase"},
-            feature_range={"income": (20.0, 90.0)}, categorical_features=["city"])
+        explainer = constrained_explainer(model, mode)
         exp = explain(explainer.fit(numeric), rows)
         assert exp.found.sum() >= 20
         answers = exp.explanation[exp.found]
@@ -129,6 +138,31 @@ def test_constraints_hold_on_a_table():
             values = answers[column].to_numpy(float)
             assert np.array_equal(values, np.round(values))
         assert set(answers.city) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("mode", ["CF", "PN"])
+def test_one_cell_made_admissible_as_in_its_row(mode, monkeypatch):
+    # The margin paths' and repairs' steps make only their changed cell admissible: it must
+    # get what the whole row would (immutable, directions, range, integers, PN's rule).
+    from skcem._neighbors import _Batch
+
+    model, numeric = constrained_table()
+    one_cell = _Batch.admissible_values
+    compared = []
+
+    def checked(self, values, owner, feature):
+        got = one_cell(self, values, owner, feature)
+        rows = self.problem.x0[owner].copy()  # the instances: admissible rows
+        rows[np.arange(len(owner)), feature] = values
+        expected = self.admissible(rows, owner)[np.arange(len(owner)), feature]
+        assert np.array_equal(got, expected, equal_nan=True)
+        compared.append((len(values), np.sum(got != values)))
+        return got
+
+    monkeypatch.setattr(_Batch, "admissible_values", checked)
+    explain(constrained_explainer(model, mode).fit(numeric), numeric.iloc[:10])
+    n_values, n_undone = np.sum(compared, axis=0)
+    assert n_values > 500 and n_undone > 0  # some moves were set back by the constraints
 
 
 def test_several_answers_trace_margin_paths_only_where_starts_are_short(table, monkeypatch):
