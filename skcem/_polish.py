@@ -299,10 +299,11 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
     """The margin paths of :func:`margin_path` from the rows ``Z`` (of instances ``owner``):
     the features ``locked`` (a mask of ``Z``'s shape) never move, and a path that reaches
     its ``budget`` of distance before it is valid is dropped. With ``n_focus``, a path with a
-    finite budget tries in its next step only the ``n_focus`` features whose moves scored
-    best in its last step, and all of them again every ``_REFOCUS`` steps and when none of
-    those buys margin.
-    Returns ``(owner, answers)`` of the paths that end valid."""
+    finite budget (any path without ``budget``) tries in its next step only the ``n_focus``
+    features whose moves scored best in its last step, and all of them again every
+    ``_REFOCUS`` steps and when none of those buys margin. A path is also given up where the
+    margin it lacks, bought at its last step's rate, would take it past its budget
+    (``_PRUNE``). Returns ``(owner, answers)`` of the paths that end valid."""
     problem = search.problem
     if len(Z) == 0:
         return owner, Z
@@ -354,7 +355,8 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
             focus[open_rows] = _best_features(trial_row[usable], feature[usable],
                                               score[usable], open_rows.size, d, n_focus)
             focus[retry] = True
-            focus[~np.isfinite(budget)] = True
+            if budget is not None:
+                focus[~np.isfinite(budget)] = True
         else:
             retry = open_rows[:0]
         first = first[usable[first]]
