@@ -5,8 +5,12 @@ negatives, ``CEMExplainer(mode="PN")``), all with ``distance="mad"`` (MAD-L1), e
 first ``--n-rows`` held-out rows three ways in one run:
 
 - ``default``: ``search="auto"`` (the gradient-free search on tree models, with its polish);
-- ``before``: the same without the steps of :mod:`skcem._polish` (the default before them:
-  its changes bisected), for the speed comparison in the same run;
+- ``before``: with ``--before-repo PATH``, the default of another checkout of skcem (the
+  code before a change: ``git worktree add PATH COMMIT``), run in a subprocess right after
+  ``default`` on the same rows, for the comparison in the same run; without it, this
+  checkout's default with its repairs (:mod:`skcem._polish`) switched off and a forest's
+  own ``predict_proba`` asked instead of its trees' sum (the same answers as before them,
+  not the same speed: other steps got faster too);
 - ``exact``: ``search="exact"`` (``--max-time`` seconds per row), whose proven optima
   (``gap == 0``) are the reference.
 
@@ -26,10 +30,13 @@ whose optimum is a linear program solved here (the exact search takes tree model
 
     python benchmarks/bench_optimality.py [--n-rows 30] [--max-time 10]
         [--tables wine cancer synthetic adult] [--models hgb forest tree gb]
-        [--modes CF PN] [--smooth]
+        [--modes CF PN] [--smooth] [--before-repo PATH] [--exact-cache FILE]
 """
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
 import warnings
@@ -102,9 +109,21 @@ def timed_explain(fitted, rows):
         return exp, (time.perf_counter() - start) / len(rows)
 
 
-def unpolished(fitted):
-    """``fitted`` with the polish of the gradient-free search switched off."""
-    fitted._polish_cuts = None
+def as_before(fitted):
+    """``fitted`` as the default was before the repairs: without them, and with a forest's
+    own ``predict_proba`` (its trees' sum, :class:`skcem._gradients._ForestProba`, gives
+    the same numbers faster)."""
+    from skcem._gradients import _ForestProba
+
+    fitted._joint_moves = False
+    backend = fitted._get_backend()
+    wrapper = backend._predict_proba
+    inner = getattr(wrapper, "fn", wrapper)  # behind a table's decoding, or not
+    if isinstance(inner, _ForestProba):
+        if inner is wrapper:
+            backend._predict_proba = inner.forest.predict_proba
+        else:
+            wrapper.fn = inner.forest.predict_proba
     return fitted
 
 
@@ -131,20 +150,67 @@ def percentiles(values):
     return float(np.median(values)), float(np.percentile(values, 90))
 
 
-def tree_case(table, name, mode, X_train, y_train, rows, max_time):
+def exact_optima(model, mode, X_train, rows, max_time, cache, key):
+    """``(distance, proven, seconds per row)`` of the exact search, from ``cache`` (a dict,
+    updated) where it holds ``key``."""
+    if key not in cache:
+        exact = explainer(model, mode, search="exact", max_time=max_time).fit(X_train)
+        optimum, exact_s = timed_explain(exact, rows)
+        proven = optimum.found & (optimum.gap == 0)
+        cache[key] = {"distance": np.where(proven, optimum.distance, np.nan).tolist(),
+                      "s/row": exact_s}
+    distance = np.asarray(cache[key]["distance"], float)
+    return distance, np.isfinite(distance), cache[key]["s/row"]
+
+
+def default_here(table, name, mode, n_rows, data):
+    """``(distance, found, seconds per row)`` of the default of the skcem this process
+    imports, on a case (the model fitted here as in :func:`tree_case`), answers checked."""
+    X_train, y_train, X_test = load_table(table, Path(data))
+    model = MODELS[name]().fit(X_train, y_train)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        exp, seconds = timed_explain(explainer(model, mode).fit(X_train), X_test[:n_rows])
+    assert_valid(model, exp, mode)
+    return exp.distance, exp.found, seconds
+
+
+def default_in_checkout(repo, table, name, mode, n_rows, data):
+    """:func:`default_here` in a subprocess that imports skcem from the checkout ``repo``."""
+    # Run from the checkout, whose skcem comes first on the path; this script imported after.
+    code = ("import json, sys, skcem; sys.path.append(sys.argv[1]); "
+            "import bench_optimality as b; "
+            "d, f, s = b.default_here(*sys.argv[2:5], int(sys.argv[5]), sys.argv[6]); "
+            "print(json.dumps([skcem.__file__, d.tolist(), f.tolist(), s]))")
+    repo = Path(repo).resolve()
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code,
+                          str(Path(__file__).resolve().parent), table, name, mode,
+                          str(n_rows), str(Path(data).resolve())],
+                         env=dict(os.environ, PYTHONPATH=str(repo)), cwd=repo,
+                         capture_output=True, text=True, check=True).stdout
+    module, distance, found, seconds = json.loads(out.splitlines()[-1])
+    assert Path(module).resolve().is_relative_to(repo), f"skcem imported from {module}"
+    return np.asarray(distance, float), np.asarray(found, bool), seconds
+
+
+def tree_case(table, name, mode, X_train, y_train, rows, max_time, cache, before_repo=None,
+              data=None):
     model = MODELS[name]().fit(X_train, y_train)
     default = explainer(model, mode).fit(X_train)
     by_default, default_s = timed_explain(default, rows)
-    before = unpolished(explainer(model, mode).fit(X_train))
-    by_before, before_s = timed_explain(before, rows)
-    exact = explainer(model, mode, search="exact", max_time=max_time).fit(X_train)
-    optimum, exact_s = timed_explain(exact, rows)
-    proven = optimum.found & (optimum.gap == 0)
-    for exp in (by_default, by_before):
-        assert_valid(model, exp, mode)
-    both = proven & by_default.found & by_before.found
-    gap_default = excess(by_default.distance, optimum.distance, both)
-    gap_before = excess(by_before.distance, optimum.distance, both)
+    if before_repo is None:
+        before = as_before(explainer(model, mode).fit(X_train))
+        by_before, before_s = timed_explain(before, rows)
+        assert_valid(model, by_before, mode)
+        before_distance, before_found = by_before.distance, by_before.found
+    else:
+        before_distance, before_found, before_s = default_in_checkout(
+            before_repo, table, name, mode, len(rows), data)
+    key = f"{table}/{name}/{mode}/{len(rows)}/{max_time}"
+    optimum, proven, exact_s = exact_optima(model, mode, X_train, rows, max_time, cache, key)
+    assert_valid(model, by_default, mode)
+    both = proven & by_default.found & before_found
+    gap_default = excess(by_default.distance, optimum, both)
+    gap_before = excess(before_distance, optimum, both)
     return {"table": table, "model": name, "mode": mode, "rows": len(rows),
             "proven": f"{proven.mean():.0%}", "compared": int(both.sum()),
             "median": percentiles(gap_default)[0], "p90": percentiles(gap_default)[1],
@@ -206,7 +272,16 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--modes", nargs="+", default=["CF", "PN"], choices=["CF", "PN"])
     parser.add_argument("--smooth", action="store_true")
+    parser.add_argument("--exact-cache", type=Path, default=None,
+                        help="a JSON file of the exact search's optima: read where it holds "
+                             "a case (same table, model, mode, rows and --max-time), written "
+                             "with the cases it lacks")
+    parser.add_argument("--before-repo", type=Path, default=None,
+                        help="a checkout of skcem whose default is the 'before' columns")
     args = parser.parse_args()
+    cache = {}
+    if args.exact_cache is not None and args.exact_cache.exists():
+        cache = json.loads(args.exact_cache.read_text())
     lines = []
     with threadpool_limits(limits=1, user_api="openmp"):
         for table in args.tables:
@@ -219,7 +294,9 @@ def main():
             for name in args.models:
                 for mode in args.modes:
                     line = tree_case(table, name, mode, X_train, y_train, rows,
-                                     args.max_time)
+                                     args.max_time, cache, args.before_repo, args.data)
+                    if args.exact_cache is not None:
+                        args.exact_cache.write_text(json.dumps(cache))
                     print(line, flush=True)
                     lines.append(line)
             if args.smooth:
@@ -228,7 +305,18 @@ def main():
                     print(line, flush=True)
                     lines.append(line)
     print()
-    print(pd.DataFrame(lines).to_string(index=False, float_format="{:.3g}".format))
+    table = pd.DataFrame(lines)
+    print(table.to_string(index=False, float_format="{:.3g}".format))
+    trees = table[table["model"] != "logistic"]
+    if len(trees):
+        print(f"\nTree cases: {len(trees)}; median excess at most 5% in "
+              f"{(trees['median'] <= 0.05).sum()} (before: "
+              f"{(trees['before median'] <= 0.05).sum()}), 90th percentile at most 20% in "
+              f"{(trees['p90'] <= 0.2).sum()} (before: {(trees['before p90'] <= 0.2).sum()}).")
+        print(f"Seconds per row over all tree cases: {trees['s/row'].sum():.3f} (before: "
+              f"{trees['before s/row'].sum():.3f}; speed vs before "
+              f"{trees['before s/row'].sum() / trees['s/row'].sum():.2f}); cases faster than "
+              f"before: {(trees['speed vs before'] >= 1).sum()} of {len(trees)}.")
     return 0
 
 

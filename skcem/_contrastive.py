@@ -507,7 +507,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 backend, problem, settings, progress)
         if self.search_ == "neighbors":
             search = NeighborSearch(self._pool, self._whole_columns(),
-                                    n_answers=self._n_answers(), points=self._polish_cuts)
+                                    n_answers=self._n_answers(), points=self._polish_cuts,
+                                    joint=getattr(self, "_joint_moves", True))
             return search(backend, problem, settings, progress)
         scale = self._search_scale()
         if scale is None:

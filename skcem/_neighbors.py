@@ -226,7 +226,7 @@ class NeighborSearch:
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
-                 n_bisections=7, max_shrunk=32, n_answers=1, points=None):
+                 n_bisections=7, max_shrunk=32, n_answers=1, points=None, joint=True):
         self.pool = pool
         self.whole = whole
         self.n_candidates = n_candidates
@@ -236,6 +236,7 @@ class NeighborSearch:
         self.max_shrunk = max_shrunk
         self.n_answers = n_answers
         self.points = points
+        self.joint = joint
 
     @property
     def _n_refined(self):
@@ -287,7 +288,7 @@ class NeighborSearch:
                     # for instances short of answers, and coarser scans (see _polish).
                     paths = paths[np.bincount(owner, minlength=n)[paths] < self.n_answers]
                 owner, E = polish_on_splits(search, E, owner, paths, self.points,
-                                            several=several)
+                                            several=several, joint=self.joint)
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
@@ -575,6 +576,42 @@ class _Batch:
         clipped = mode.project(clipped, x0, v)
         clipped = np.where(problem.against_directions(clipped, x0), x0, clipped)
         return np.where(self.categorical | (out == x0), out, clipped)
+
+    def admissible_values(self, values, owner, feature):
+        """:meth:`admissible` of one cell per row, without the rows: ``values`` for the
+        features ``feature`` of the instances ``owner``, in rows whose other cells are
+        admissible already (which :meth:`admissible` leaves as they are)."""
+        problem = self.problem
+        d = problem.x0.shape[1]
+
+        def cell(array):
+            return np.asarray(array)[owner, feature] if np.ndim(array) == 2 \
+                else np.broadcast_to(array, (d,))[feature]
+
+        x0 = problem.x0[owner, feature]
+        candidates = np.where(np.isnan(values), x0, values)
+        v = cell(problem.no_info_val)
+        mode = problem.mode
+        categorical = self.categorical[feature]
+        out = np.where(categorical, mode.project_categorical(candidates, x0, v),
+                       mode.project(candidates, x0, v))
+        directions = None if problem.directions is None else cell(problem.directions)
+
+        def against(moved):
+            if directions is None:
+                return np.zeros(moved.shape, bool)
+            return ((directions > 0) & (moved < x0)) | ((directions < 0) & (moved > x0))
+
+        out = np.where(against(out), x0, out)
+        frozen = problem.frozen(owner)
+        if frozen is not None:
+            frozen = frozen[np.arange(len(owner)), feature] if np.ndim(frozen) == 2 \
+                else np.broadcast_to(frozen, (d,))[feature]
+            out = np.where(frozen, x0, out)
+        clipped = np.clip(out, cell(problem.lower), cell(problem.upper))
+        clipped = mode.project(clipped, x0, v)
+        clipped = np.where(against(clipped), x0, clipped)
+        return np.where(categorical | (out == x0), out, clipped)
 
     def ask(self, E, owner):
         """Success of each row and its margin (one model call, two with ``predict``)."""

@@ -24,13 +24,22 @@ the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
    among the moves that buy most margin per distance, moves away; the pair saving most is
    kept while one saves any; then scanned. A change often shrinks only with another
    feature's help, which neither a scan nor a revert gives.
+4. **Repairs** (:func:`repair`). On each instance's closest answer, each of its two largest
+   changes undone (all the way, or half of it) and the class regained by the margin path's
+   steps on the other features, within the answer's distance; then scanned. The first
+   repairs climb with the margin paths of step 2 (the same model calls), from the closest
+   answers of step 1; the last from the closest after step 3. Where the optimum moves
+   several features a little, a search from training rows often moves one or two a long
+   way, and neither the scans nor the pair exchanges trade one large change for several
+   small ones. Trying, in each step of a repair, only the features that scored best in its
+   last step, and giving up those that would end farther, keeps them cheap.
 
 Every step asks the model and keeps validity; no answer gets farther. The answers of all
 steps go to :meth:`~skcem._neighbors._Batch.result`, which keeps each instance's closest.
 With several answers asked per instance (``n_counterfactuals``), many more answers are
 polished and each round costs a model call: the scans are coarser, the margin paths are
 traced only for instances with fewer distinct answers than asked, and there are no
-exchanges.
+exchanges nor repairs.
 """
 
 from dataclasses import dataclass
@@ -60,6 +69,20 @@ _MAX_ROUNDS = 12
 # (or two) of all of them, which costs a forest most (its trees' overhead) whatever the rows.
 _MAX_POINTS_SEVERAL = 16
 _MAX_ROUNDS_SEVERAL = 4
+# Repairs: the largest changes of an answer undone (each alone), how far back (all the way,
+# or half of it to a split point), and the steps of the last repair's margin paths (the
+# first climbs with the margin paths from the instances, _MAX_STEPS).
+_N_UNDONE = 2
+_UNDONE_FRACTIONS = (1.0, 0.5)
+_MAX_REPAIR_STEPS = 12
+# A repair's step tries the features that scored best in its last step, all of them every
+# _REFOCUS steps: most features buy no margin near a valid answer, and each is a model row.
+_N_FOCUS = 6
+_REFOCUS = 4
+# A repair gives up where the margin it lacks, bought at its last step's rate times this,
+# would take it past its answer's distance (the rates fall along a path: 0.5 allows for
+# that; 1 gave up on some that ended closer, 0 ran many to their last step).
+_PRUNE = 0.5
 
 
 @dataclass(frozen=True)
@@ -249,51 +272,189 @@ def _band_edges(search, owner):
     return v, above, below
 
 
-def margin_path(search, rows, points):
+def margin_path(search, rows, points, repairs=None):
     """Answers built from the instances ``rows`` themselves, one split point at a time: each
     step moves the numeric feature, to the split point (1, 2, 4, ... points beyond its value,
     away from the instance's), that buys most of the model's margin per unit of distance;
     a valid step ends the path, the cheapest valid one first. Returns ``(owner, answers)``
     of the paths that end valid (within ``_MAX_STEPS`` steps).
+
+    With ``repairs`` (the starts of :func:`_undone`), their paths climb in the same model
+    calls; their steps try the ``_N_FOCUS`` features that scored best in the last one
+    (see :func:`_climb`).
     """
+    if repairs is None:
+        return _climb(search, search.problem.x0[rows].copy(), rows.copy(), points)
+    Z, owner, locked, budget = repairs
+    d = search.problem.x0.shape[1]
+    return _climb(search, np.concatenate([search.problem.x0[rows], Z]),
+                  np.concatenate([rows, owner]), points,
+                  locked=np.concatenate([np.zeros((rows.size, d), bool), locked]),
+                  budget=np.concatenate([np.full(rows.size, np.inf), budget]),
+                  n_focus=_N_FOCUS)
+
+
+def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_STEPS,
+           n_offsets=None, n_focus=None):
+    """The margin paths of :func:`margin_path` from the rows ``Z`` (of instances ``owner``):
+    the features ``locked`` (a mask of ``Z``'s shape) never move, and a path that reaches
+    its ``budget`` of distance before it is valid is dropped. With ``n_focus``, a path with a
+    finite budget (any path without ``budget``) tries in its next step only the ``n_focus``
+    features whose moves scored best in its last step, and all of them again every
+    ``_REFOCUS`` steps and when none of those buys margin. A path is also given up where the
+    margin it lacks, bought at its last step's rate, would take it past its budget
+    (``_PRUNE``). Returns ``(owner, answers)`` of the paths that end valid."""
     problem = search.problem
-    Z = problem.x0[rows].copy()
-    owner = rows.copy()
-    if rows.size == 0:
+    if len(Z) == 0:
         return owner, Z
+    d = Z.shape[1]
     ok, proba = search.ask(Z, owner)
     margin = problem.mode.margin(proba, problem.target[owner], problem.kappa)
-    distance = np.zeros(len(rows))
+    distance = search.distance(Z, owner)
+    focus = None if n_focus is None else np.ones(Z.shape, bool)
     open_rows = np.flatnonzero(~ok)
-    for _ in range(_MAX_STEPS):
+    for step in range(max_steps):
         if open_rows.size == 0:
             break
-        trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points)
+        if focus is not None and step % _REFOCUS == 0:
+            focus[:] = True
+        allowed = None
+        if locked is not None or focus is not None:
+            allowed = np.ones((open_rows.size, d), bool)
+            if locked is not None:
+                allowed &= ~locked[open_rows]
+            if focus is not None:
+                allowed &= focus[open_rows]
+        trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points, n_offsets,
+                                   allowed)
+        feature = np.argmax(trials != Z[open_rows[trial_row]], axis=1)
+        keep = np.ones(trial_row.size, bool)
+        cost = search.distance(trials, owner[open_rows[trial_row]]) \
+            - distance[open_rows[trial_row]]
+        if budget is not None:
+            keep &= distance[open_rows[trial_row]] + cost < budget[open_rows[trial_row]]
+        trial_row, trials, feature, cost = trial_row[keep], trials[keep], feature[keep], \
+            cost[keep]
         if trial_row.size == 0:
             break
         trial_owner = owner[open_rows[trial_row]]
         trial_ok, trial_proba = search.ask(trials, trial_owner)
         gain = problem.mode.margin(trial_proba, problem.target[trial_owner], problem.kappa) \
             - margin[open_rows[trial_row]]
-        cost = search.distance(trials, trial_owner) - distance[open_rows[trial_row]]
         # The cheapest valid step, else the most margin bought per unit of distance.
         score = np.where(trial_ok, -cost, gain / np.maximum(cost, 1e-12))
         usable = trial_ok | (gain > 0)
         order = np.lexsort((-score, ~trial_ok, ~usable, trial_row))
         first = order[np.r_[True, trial_row[order][1:] != trial_row[order][:-1]]]
+        stuck = np.ones(open_rows.size, bool)
+        stuck[trial_row[first[usable[first]]]] = False
+        if focus is not None:
+            # Paths that tried only some features and found nothing try them all next.
+            partial = ~focus[open_rows].all(axis=1)
+            retry = open_rows[stuck & partial]
+            focus[open_rows] = _best_features(trial_row[usable], feature[usable],
+                                              score[usable], open_rows.size, d, n_focus)
+            focus[retry] = True
+            if budget is not None:
+                focus[~np.isfinite(budget)] = True
+        else:
+            retry = open_rows[:0]
         first = first[usable[first]]
         moved = open_rows[trial_row[first]]
         Z[moved] = trials[first]
         margin[moved] += gain[first]
         distance[moved] += cost[first]
         ok[moved] = trial_ok[first]
-        open_rows = moved[~trial_ok[first]]
+        going = ~trial_ok[first]
+        if budget is not None:
+            # A path whose margin left, bought at its last step's rate, would take it past
+            # its budget is given up (the rates fall along a path).
+            rate = score[first]
+            going &= distance[moved] - _PRUNE * margin[moved] / np.maximum(rate, 1e-300) \
+                < budget[moved]
+        open_rows = np.sort(np.concatenate([moved[going], retry]))
     if not ok.any():
         return owner[:0], Z[:0]
     return owner[ok], Z[ok]
 
 
-def _steps(search, Z, owner, points, n_offsets=None):
+def _best_features(row, feature, score, n_rows, n_features, n_kept):
+    """A mask (n_rows, n_features) of each row's ``n_kept`` features of best ``score``."""
+    best = np.full(n_rows * n_features, -np.inf)
+    np.maximum.at(best, row * n_features + feature, score)
+    best = best.reshape(n_rows, n_features)
+    if n_kept >= n_features:
+        return np.isfinite(best)
+    kth = -np.partition(-best, n_kept - 1, axis=1)[:, n_kept - 1]
+    return (best >= kth[:, None]) & np.isfinite(best)
+
+
+def repair(search, E, owner, points):
+    """Answers ``E`` (valid, each its instance's closest) with one of their largest changes
+    undone and the class regained by other moves (:func:`_undone`, then :func:`_climb`).
+    Returns ``(owner, answers)`` of those that end valid, scanned and reverted.
+    """
+    Z, Z_owner, locked, budget = _undone(search, E, owner, points)
+    new_owner, new = _climb(search, Z, Z_owner, points, locked=locked, budget=budget,
+                            max_steps=_MAX_REPAIR_STEPS, n_focus=_N_FOCUS)
+    return new_owner, search.revert(scan_splits(search, new, new_owner, points), new_owner)
+
+
+def _undone(search, E, owner, points):
+    """``(Z, owner, locked, budget)``: the starts of the repairs of answers ``E`` (valid):
+    each of the ``_N_UNDONE`` largest numeric changes of each answer (by distance) reverted,
+    or moved part of the way back to a split point (``_UNDONE_FRACTIONS``); that feature
+    ``locked``, and the answer's distance the ``budget`` of the margin path from there.
+
+    The closest answers often move one or two features a long way where the optimum moves
+    several a little: the scan and the exchanges shrink one change at a time, against
+    one other at most, and the margin path from the instance takes the same large moves.
+    """
+    base = search._unchanged_value(E, owner)
+    weighted = np.where(~search.categorical & (E != base),
+                        search.l1 * np.abs(E - base) + search.l2 * (E - base) ** 2, 0.0)
+    frozen = search.problem.frozen(owner)
+    if frozen is not None:
+        weighted = np.where(frozen, 0.0, weighted)
+    largest = np.argsort(-weighted, axis=1, kind="stable")[:, :_N_UNDONE]
+    rows, slots = np.nonzero(np.take_along_axis(weighted, largest, axis=1) > 0)
+    features = largest[rows, slots]
+    starts = []
+    for fraction in _UNDONE_FRACTIONS:
+        Z = E[rows].copy()
+        value = E[rows, features] + fraction * (base[rows, features] - E[rows, features])
+        if fraction < 1:
+            value = _nearest_point(points, features, value,
+                                   E[rows, features] > base[rows, features])
+        Z[np.arange(rows.size), features] = value
+        starts.append(search.admissible(Z, owner[rows]))
+    rows = np.tile(rows, len(_UNDONE_FRACTIONS))
+    features = np.tile(features, len(_UNDONE_FRACTIONS))
+    locked = np.zeros((rows.size, E.shape[1]), bool)
+    locked[np.arange(rows.size), features] = True
+    return np.concatenate(starts), owner[rows], locked, search.distance(E[rows], owner[rows])
+
+
+def _nearest_point(points, features, value, down):
+    """Per row, the split point of column ``features`` nearest to ``value``, on the side that
+    a move ``down`` (or up) lands on: the smallest value some split sends right when moving
+    down, the largest it sends left when moving up; ``value`` where the column has none."""
+    out = value.copy()
+    for j in np.unique(features):
+        at = np.flatnonzero(features == j)
+        for side, grid in ((True, points.above[j]), (False, points.below[j])):
+            rows = at[down[at] == side]
+            if rows.size == 0 or grid.size == 0:
+                continue
+            index = np.clip(np.searchsorted(grid, value[rows]), 0, grid.size - 1)
+            lower = grid[np.maximum(index - 1, 0)]
+            upper = grid[index]
+            out[rows] = np.where(np.abs(lower - value[rows]) < np.abs(upper - value[rows]),
+                                 lower, upper)
+    return out
+
+
+def _steps(search, Z, owner, points, n_offsets=None, allowed=None):
     """``(row, trials)``: each row of ``Z`` with one numeric feature moved 1, 2, 4, ...
     split points farther from the instance (either side where it is unchanged), made
     admissible; trials the constraints undo are left out."""
@@ -304,6 +465,8 @@ def _steps(search, Z, owner, points, n_offsets=None):
     if frozen is not None:
         movable = movable & ~np.broadcast_to(frozen, Z.shape)
     movable = np.broadcast_to(movable, Z.shape)
+    if allowed is not None:
+        movable = movable & allowed
     offsets = 2 ** np.arange(_N_OFFSETS if n_offsets is None else n_offsets)
     feature = np.broadcast_to(np.arange(Z.shape[1]), Z.shape)
     rows_out, features_out, values_out = [], [], []
@@ -332,11 +495,13 @@ def _steps(search, Z, owner, points, n_offsets=None):
         return np.zeros(0, int), Z[:0]
     row = np.concatenate(rows_out)
     feature = np.concatenate(features_out)
+    # Each trial changes one cell of an admissible row: that cell alone is made admissible.
+    value = search.admissible_values(np.concatenate(values_out), owner[row], feature)
+    moved = value != Z[row, feature]
+    row, feature = row[moved], feature[moved]
     trials = Z[row].copy()
-    trials[np.arange(row.size), feature] = np.concatenate(values_out)
-    trials = search.admissible(trials, owner[row])
-    moved = trials[np.arange(row.size), feature] != Z[row, feature]
-    return row[moved], trials[moved]
+    trials[np.arange(row.size), feature] = value[moved]
+    return row, trials
 
 
 def exchange(search, E, owner, points):
@@ -453,10 +618,12 @@ def best_answers(search, E, owner):
     return owner[best], E[best]
 
 
-def polish_on_splits(search, E, owner, rows, points, several=False):
+def polish_on_splits(search, E, owner, rows, points, several=False, joint=True):
     """The gradient-free search's answers ``E`` (valid, reverted; of instances ``owner``)
-    scanned, with the margin paths of the instances ``rows`` and the exchanges of each
-    instance's closest answer (see the module's docstring). With ``several`` (answers kept
+    scanned, with the margin paths of the instances ``rows``, the exchanges of each
+    instance's closest answer and, with ``joint``, its repairs before and after the exchanges
+    (see the module's docstring; ``joint=False``: the polish before the repairs, for
+    comparisons). With ``several`` (answers kept
     per instance), the scans are coarser (``_MAX_POINTS_SEVERAL`` points per feature and
     round, ``_MAX_ROUNDS_SEVERAL`` rounds) and there are no exchanges: each round of either
     is a model call, and on UCI Adult (a forest, 4 answers) the exchanges moved the closest
@@ -471,15 +638,24 @@ def polish_on_splits(search, E, owner, rows, points, several=False):
     coarse = dict(max_points=_MAX_POINTS_SEVERAL, max_rounds=_MAX_ROUNDS_SEVERAL) \
         if several else {}
     E = search.revert(scan_splits(search, E, owner, points, **coarse), owner)
-    extra_owner, extra = margin_path(search, rows, points)
+    repairs = None
+    if joint and not several:
+        # The first repairs climb with the margin paths: the same model calls.
+        repairs = _undone(search, *best_answers(search, E, owner)[::-1], points)
+    extra_owner, extra = margin_path(search, rows, points, repairs)
     extra = search.revert(scan_splits(search, extra, extra_owner, points, **coarse),
                           extra_owner)
     owner, E = np.concatenate([owner, extra_owner]), np.concatenate([E, extra])
     if several:  # the exchanges' calls buy the closest answer little beside the others
         return owner, E
     best_owner, best = best_answers(search, E, owner)
-    return (np.concatenate([owner, best_owner]),
-            np.concatenate([E, exchange(search, best, best_owner, points)]))
+    owner = np.concatenate([owner, best_owner])
+    E = np.concatenate([E, exchange(search, best, best_owner, points)])
+    if joint:  # the closest answers, exchanged, repaired once more
+        repaired_owner, repaired = repair(search, *best_answers(search, E, owner)[::-1],
+                                          points)
+        owner, E = np.concatenate([owner, repaired_owner]), np.concatenate([E, repaired])
+    return owner, E
 
 
 def _at(grid, index):

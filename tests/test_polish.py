@@ -58,6 +58,26 @@ def test_default_search_is_near_the_exact_optimum(table, name, mode):
     assert np.percentile(excess, 90) <= 0.20
 
 
+@pytest.mark.parametrize("mode, hard_rows", [("CF", [6, 28]), ("PN", [17, 22, 31])])
+def test_a_large_change_is_traded_for_several_small_ones(table, mode, hard_rows):
+    # Rows of the forest whose closest answer moves several features a little, where the
+    # polish without its repairs (``_joint_moves`` off: the default before them) keeps one
+    # or two features moved a long way, at least 10% farther. The repairs undo the largest
+    # change and regain the class with small moves of the others: the exact optimum.
+    X_train, y_train, rows = table
+    model = MODELS["forest"]().fit(X_train, y_train)
+    rows = rows[hard_rows]
+    exact = explain(make_explainer(model, mode, search="exact").fit(X_train), rows)
+    assert np.all(exact.found & (exact.gap == 0))
+    without = make_explainer(model, mode).fit(X_train)
+    without._joint_moves = False
+    assert np.all(explain(without, rows).distance > 1.1 * exact.distance)
+    default = explain(make_explainer(model, mode).fit(X_train), rows)
+    assert np.all(default.found)
+    assert np.all(model.predict(default.explanation) != default.X_pred)
+    assert np.all(default.distance <= exact.distance * (1 + 1e-9))
+
+
 def test_a_change_lands_on_the_split_beyond_an_invalid_stretch():
     # One column, classes in stripes: A below 1, B in (1, 2], A in (2, 3], B above 3. From
     # 0.5 the closest B is just above 1, across the stripe of A that a bisection from a
@@ -77,7 +97,7 @@ def test_a_change_lands_on_the_split_beyond_an_invalid_stretch():
     assert first < answer <= first + 1e-5
 
 
-def test_constraints_hold_on_a_table():
+def constrained_table():
     rng = np.random.default_rng(5)
     n = 400
     frame = pd.DataFrame({"income": rng.normal(50, 15, n).round(1),
@@ -91,11 +111,20 @@ def test_constraints_hold_on_a_table():
     numeric = frame.drop(columns="city").assign(city=frame.city.map(
         {"north": 0, "south": 1, "east": 2}))
     model.fit(numeric, y)
+    return model, numeric
+
+
+def constrained_explainer(model, mode):
+    return make_explainer(
+        model, mode, immutable_features=["hours"], directions={"age": "increase"},
+        feature_range={"income": (20.0, 90.0)}, categorical_features=["city"])
+
+
+def test_constraints_hold_on_a_table():
+    model, numeric = constrained_table()
     rows = numeric.iloc[:30]
     for mode in ("CF", "PN"):
-        explainer = make_explainer(
-            model, mode, immutable_features=["hours"], directions={"age": "increase"},
-            feature_range={"income": (20.0, 90.0)}, categorical_features=["city"])
+        explainer = constrained_explainer(model, mode)
         exp = explain(explainer.fit(numeric), rows)
         assert exp.found.sum() >= 20
         answers = exp.explanation[exp.found]
@@ -111,6 +140,31 @@ def test_constraints_hold_on_a_table():
         assert set(answers.city) <= {0, 1, 2}
 
 
+@pytest.mark.parametrize("mode", ["CF", "PN"])
+def test_one_cell_made_admissible_as_in_its_row(mode, monkeypatch):
+    # The margin paths' and repairs' steps make only their changed cell admissible: it must
+    # get what the whole row would (immutable, directions, range, integers, PN's rule).
+    from skcem._neighbors import _Batch
+
+    model, numeric = constrained_table()
+    one_cell = _Batch.admissible_values
+    compared = []
+
+    def checked(self, values, owner, feature):
+        got = one_cell(self, values, owner, feature)
+        rows = self.problem.x0[owner].copy()  # the instances: admissible rows
+        rows[np.arange(len(owner)), feature] = values
+        expected = self.admissible(rows, owner)[np.arange(len(owner)), feature]
+        assert np.array_equal(got, expected, equal_nan=True)
+        compared.append((len(values), np.sum(got != values)))
+        return got
+
+    monkeypatch.setattr(_Batch, "admissible_values", checked)
+    explain(constrained_explainer(model, mode).fit(numeric), numeric.iloc[:10])
+    n_values, n_undone = np.sum(compared, axis=0)
+    assert n_values > 500 and n_undone > 0  # some moves were set back by the constraints
+
+
 def test_several_answers_trace_margin_paths_only_where_starts_are_short(table, monkeypatch):
     # With several answers asked, the many starts make the margin paths (a model call per
     # step) needless where an instance has enough: only the others trace them.
@@ -120,9 +174,9 @@ def test_several_answers_trace_margin_paths_only_where_starts_are_short(table, m
     model = MODELS["forest"]().fit(X_train, y_train)
     traced = []
 
-    def recording(search, instances, points):
+    def recording(search, instances, points, repairs=None):
         traced.append(len(instances))
-        return margin_path(search, instances, points)
+        return margin_path(search, instances, points, repairs)
 
     margin_path = _polish.margin_path
     monkeypatch.setattr(_polish, "margin_path", recording)

@@ -129,7 +129,7 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
                          f"encoders); got input_shape={tuple(input_shape)!r} with "
                          f"{type(estimator).__name__}, which takes flat rows. Leave it None.")
     decode = None if table is None else table.decode
-    predict_proba = getattr(estimator, "predict_proba", estimator)
+    predict_proba = _ForestProba.of(estimator) or getattr(estimator, "predict_proba", estimator)
     predict = None
     if classes is not None and callable(getattr(estimator, "predict", None)):
         predict = _ClassIndices(_Decoded(estimator.predict, decode), classes)
@@ -167,6 +167,55 @@ class _Decoded:
 
     def __call__(self, Z):
         return self.fn(self.decode(Z))
+
+
+class _ForestProba:
+    """A scikit-learn forest's ``predict_proba`` on rows, bit for bit, without its per-tree
+    overhead; picklable for joblib.
+
+    The forest's own method calls each tree through joblib with its configuration and
+    warning filters: on the few rows of a gradient-free search's steps that costs ten times
+    the trees' own work (a 50-tree forest: 30 ms a call against 3). Here the same trees'
+    ``tree_.predict`` are summed in the same order and divided the same way (what the
+    forest does with ``n_jobs=1``). Anything but finite rows of the fitted width goes to the
+    forest's own method, which validates it, and so do data frames other than of the
+    fitted numeric columns.
+    """
+
+    def __init__(self, forest):
+        self.forest = forest
+
+    @classmethod
+    def of(cls, estimator):
+        """The fast ``predict_proba`` of a one-output forest classifier, else None."""
+        from sklearn.ensemble._forest import ForestClassifier
+
+        if not isinstance(estimator, ForestClassifier) or \
+                type(estimator).predict_proba is not ForestClassifier.predict_proba:
+            return None
+        return cls(estimator)
+
+    def __call__(self, Z):
+        forest = self.forest
+        if getattr(forest, "n_outputs_", 1) != 1 or np.ndim(Z) != 2 or \
+                np.shape(Z)[1] != forest.n_features_in_ or \
+                (hasattr(Z, "columns") and not self._fitted_numeric_columns(Z)):
+            return forest.predict_proba(Z)
+        X = Z.to_numpy(dtype=np.float32) if hasattr(Z, "columns") else Z
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if not np.isfinite(X).all():
+            return forest.predict_proba(Z)
+        n_classes = forest.n_classes_
+        proba = np.zeros((X.shape[0], n_classes))
+        for tree in forest.estimators_:
+            proba += tree.tree_.predict(X)[:, :n_classes]
+        proba /= len(forest.estimators_)
+        return proba
+
+    def _fitted_numeric_columns(self, frame):
+        names = getattr(self.forest, "feature_names_in_", None)
+        return names is not None and list(frame.columns) == list(names) and \
+            all(dtype.kind in "biuf" for dtype in frame.dtypes)
 
 
 class _ClassIndices:
