@@ -158,3 +158,32 @@ def test_plausibility_refused_where_it_cannot_act():
     smooth = LogisticRegression().fit(numeric, y)
     with pytest.raises(ValueError, match="`plausibility` > 0 needs the gradient-free steps"):
         CounterfactualExplainer(smooth, search="fista", plausibility=1).fit(numeric)
+
+
+@pytest.mark.parametrize("l1_weight, l2_weight, reach", [(1.0, 0.0, 6.0), (0.0, 1.0, 36.0),
+                                                         (0.5, 1.0, 39.0)])
+def test_plausibility_reach_is_a_move_six_crossings_long(l1_weight, l2_weight, reach):
+    """At share 0 the term weighs what a move six crossings long costs in the explainer's
+    distance: six crossings' distance for L1, but 36 times a crossing's squared part for L2
+    (six times its distance would be a move of sqrt(6) crossings only)."""
+    from skcem._plausibility import ClassNeighborhood
+
+    Z = np.arange(20.0)[:, None]  # classes alternate: every crossing is 1 long
+    term = ClassNeighborhood(1.0, n_neighbors=1).fit(
+        Z, np.arange(20) % 2, np.array([False]), np.array([l1_weight]), np.array([l2_weight]))
+    # 4.1 lies nearest to row 4, of class 0: no share of class 1.
+    np.testing.assert_allclose(term.penalty(np.array([[4.1]]), np.array([1]), True), [reach])
+    np.testing.assert_allclose(term.penalty(np.array([[4.1]]), np.array([0]), True), [0.0])
+
+
+def test_nearest_rows_are_those_of_a_full_sort():
+    from skcem._plausibility import _nearest
+
+    rng = np.random.default_rng(0)
+    # Whole numbers: many ties, which go to the first column as in a stable sort; the
+    # nearest rows lie anywhere, beyond the first columns too.
+    distance = rng.integers(0, 40, size=(50, 3000)).astype(np.float32)
+    distance[:, :1500] += 5
+    for k in (1, 5, 12):
+        np.testing.assert_array_equal(_nearest(distance, k),
+                                      np.argsort(distance, axis=1, kind="stable")[:, :k])
