@@ -176,6 +176,27 @@ def test_plausibility_reach_is_a_move_six_crossings_long(l1_weight, l2_weight, r
     np.testing.assert_allclose(term.penalty(np.array([[4.1]]), np.array([0]), True), [0.0])
 
 
+def test_plausibility_counts_every_row_given_to_fit(monkeypatch):
+    """The term's neighbours are found among all the rows given to fit, as yNN's are, not
+    among the gradient-free search's pool (capped here at 200 of 800 rows): the term's
+    share of each answer is then its yNN."""
+    import skcem._contrastive as contrastive
+
+    monkeypatch.setattr(contrastive, "_MAX_POOL_ROWS", 200)
+    X, y, encode = _people()
+    model = make_pipeline(encode, LogisticRegression()).fit(X, y)
+    rows = X[model.predict(X) == 0].iloc[:30]
+    explainer = CEMExplainer(model, mode="PN", immutable_features=IMMUTABLE,
+                             directions=DIRECTIONS, distance="mad", plausibility=1).fit(X)
+    assert len(explainer._pool.Z) == 200
+    exp = _explain(explainer, rows)
+    found = exp.found
+    answers = np.asarray(explainer._codec.encode(exp.explanation[found]), dtype=float)
+    share = explainer._class_neighborhood.share(answers, np.zeros(len(answers), int), False)
+    ynn = _scored(model, X, rows, exp, "PN")["ynn"].to_numpy()[found]
+    np.testing.assert_allclose(share, ynn)
+
+
 def test_nearest_rows_are_those_of_a_full_sort():
     from skcem._plausibility import _nearest
 
