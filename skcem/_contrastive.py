@@ -114,6 +114,9 @@ _DISAGREEING_FLAT_HINT = (
 
 # The gradient-free search starts from at most this many rows of the data given to ``fit``.
 _MAX_POOL_ROWS = 20_000
+# The plausibility term finds an answer's neighbours among at most this many of those rows:
+# the pool alone would leave out a third of a 30,000-row table, whose rows yNN counts.
+_MAX_NEIGHBORHOOD_ROWS = 50_000
 # ``search="auto"`` takes the gradient-free search when at least this share of the probed rows
 # has a numerical gradient that is exactly zero (piecewise constant probabilities).
 _FLAT_SHARE = 0.25
@@ -307,11 +310,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self._trees is not None:  # what the exact search refuses, said at fit
             settings = self._problem_settings()
             check_exact_problem(self._trees, settings["mode"], settings["kappa"])
-        self._class_neighborhood = self._fit_plausibility()
+        self._class_neighborhood = self._fit_plausibility(X)
         return self
 
-    def _fit_plausibility(self):
-        """The plausibility term of the gradient-free steps (None at ``plausibility=0``)."""
+    def _fit_plausibility(self, X):
+        """The plausibility term of the gradient-free steps (None at ``plausibility=0``),
+        learnt on the rows ``X`` given to fit (up to ``_MAX_NEIGHBORHOOD_ROWS`` of them)."""
         if self.plausibility == 0:
             return None
         if not (self.search_ == "neighbors" or self._refines()):
@@ -325,8 +329,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         l1 = np.broadcast_to(settings["l1_weight"], (d,))
         l2 = np.broadcast_to(settings.get("l2_weight", 1.0), (d,))
         pool = self._pool
+        rows, pred = pool.complete, pool.pred
+        if len(X) > len(pool.Z):
+            if len(X) > _MAX_NEIGHBORHOOD_ROWS:
+                X = X[np.random.default_rng(0).permutation(len(X))[:_MAX_NEIGHBORHOOD_ROWS]]
+            X = np.asarray(X, dtype=float)
+            rows = np.where(np.isnan(X), pool.typical, X)
+            pred = self._backend.predict(X)
         return ClassNeighborhood(float(self.plausibility)).fit(
-            pool.complete, pool.pred, self.categorical_mask_, l1, l2)
+            rows, pred, self.categorical_mask_, l1, l2)
 
     def _validate(self, X, y=None, *, reset):
         """The search's numbers for ``X`` (category codes for categorical columns), and y.

@@ -117,9 +117,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Weight of the term that pulls each answer among the rows given to ``fit`` that the
         model puts in its class, as for :class:`CEMExplainer` (what the term is, and how
         the gradient-free steps weigh it). 0 (the default) turns the term off. 1 is the
-        recommended setting: on UCI Adult it raised the counterfactuals' yNN from 0.40-0.54
-        to 0.84-0.94 for a mean MAD-L1 of 3.9-4.8 instead of 2.3-3.5 (DiCE random: yNN
-        0.70-0.87, MAD-L1 38-46), at 3-8 times the time; answers then keep changes that
+        recommended setting: on UCI Adult it raised the counterfactuals' yNN from 0.40-0.47
+        to 0.93-0.99 for a mean MAD-L1 of 3.8-4.8 instead of 2.2-3.5 (DiCE random: yNN
+        0.70-0.87, MAD-L1 38-46), at 1.5-12 times the time; answers then keep changes that
         the class alone does not need. It needs the gradient-free steps:
         ``search="neighbors"``, or "auto" on a table (after the gradient search, the
         gradient-free answer is taken where it costs less); elsewhere it is refused. With

@@ -35,8 +35,10 @@ the polish is then lighter (:func:`~skcem._polish.polish_on_splits`, ``several``
 
 With a plausibility term (``SearchProblem.plausibility``, see :mod:`skcem._plausibility`)
 the steps minimise the distance plus that term: the starts refined are the cheapest of more
-valid candidates, a revert or a bisection step that costs more plausibility than it saves
-distance is refused, and the cheapest answer is kept.
+valid candidates, and as many again the cheapest of the nearest rows of a wanted class that
+the constraints leave whole (rows of the data, among their class), a revert or a bisection
+step that costs more plausibility than it saves distance is refused, and the cheapest answer
+is kept.
 """
 
 import warnings
@@ -70,6 +72,9 @@ _FRESH_CHANGES = 2
 _SPARSE_PER_ANSWER = 3
 # With a plausibility term: valid candidates compared per start (n_starts) refined.
 _PLAUSIBLE_CANDIDATES = 10
+# With a plausibility term: rows of a wanted class left whole by the constraints, compared
+# per instance (the cheapest n_starts are refined too).
+_WHOLE_CANDIDATES = 10
 
 
 def choose_diverse(candidates, difference, categorical, n_answers):
@@ -325,9 +330,66 @@ class NeighborSearch:
             return np.empty(0, dtype=int), np.empty((0, problem.x0.shape[1]))
         owners, starts = np.asarray(owners), np.asarray(starts)
         if problem.plausibility is not None:
+            # The cheapest of the nearest, and the cheapest of the rows of the class that
+            # the constraints leave whole: those lie among their class.
             keep = search.cheapest(owners, starts, self._n_refined)
-            owners, starts = owners[keep], starts[keep]
+            whole_owners, whole_rows = self._whole_starts(search, rows)
+            extra = search.cheapest(whole_owners, whole_rows, self._n_refined)
+            owners = np.concatenate([owners[keep], whole_owners[extra]])
+            starts = np.concatenate([starts[keep], whole_rows[extra]])
         return owners, starts
+
+    def _whole_starts(self, search, rows):
+        """``(owner, rows)``: per instance, the nearest valid pool rows of a wanted class
+        that the constraints leave whole (every cell that may move keeps its value once made
+        admissible), ``_WHOLE_CANDIDATES`` at most.
+
+        The nearest rows made admissible (:meth:`_ranked`) are mostly the instance with a
+        few of a row's values: a PN's rule sets back every move towards the no-information
+        value, so a row of the class (at the most frequent categories) becomes the instance
+        again, among rows of the instance's class. A row left whole is a row of the data.
+        """
+        problem = search.problem
+        pool = self.pool
+        n_wanted = _WHOLE_CANDIDATES
+        d = problem.x0.shape[1]
+        frozen = problem.frozen(rows)
+        frozen = np.zeros((rows.size, d), bool) if frozen is None \
+            else np.broadcast_to(frozen, (rows.size, d))
+        targets = problem.target[rows]
+        owners, candidates = [], []
+        for target in np.unique(targets):
+            group = np.flatnonzero(targets == target)
+            same = pool.pred == target
+            members = np.flatnonzero(same if problem.mode.wants_target else ~same)
+            if members.size == 0:
+                continue
+            Z = pool.Z[members]
+            block = max(1, _MAX_RANKED_VALUES // (members.size * max(1, d)))
+            for start in range(0, group.size, block):
+                part = group[start:start + block]
+                admissible = search.admissible(np.broadcast_to(Z, (part.size,) + Z.shape),
+                                               rows[part])
+                # A training row's missing cell takes the instance's value: no move.
+                kept = (admissible == Z) | np.isnan(Z) | frozen[part][:, None]
+                dist = np.where(kept.all(axis=2), search.distance(admissible, rows[part]),
+                                np.inf)
+                # Twice as many as wanted are asked: some may be invalid once made whole.
+                take = min(2 * n_wanted, members.size)
+                order = np.argsort(dist, axis=1, kind="stable")[:, :take]
+                for position in range(part.size):
+                    nearest = order[position][np.isfinite(dist[position, order[position]])]
+                    owners.append(np.full(nearest.size, rows[part[position]]))
+                    candidates.append(admissible[position, nearest])
+        if not owners:
+            return np.empty(0, dtype=int), np.empty((0, d))
+        owners, candidates = np.concatenate(owners), np.concatenate(candidates)
+        valid = np.flatnonzero(search.valid(candidates, owners))
+        # The first valid ones of each instance (nearest first, instances in blocks).
+        order = valid[np.argsort(owners[valid], kind="stable")]
+        starts_at = np.searchsorted(owners[order], owners[order])
+        kept = order[np.arange(order.size) - starts_at < n_wanted]
+        return owners[kept], candidates[kept]
 
     def _sparse_changes(self, search, owner, E):
         """``(owner, rows)``: the valid answers that make one or two moves alone, at most

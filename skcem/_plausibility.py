@@ -124,13 +124,33 @@ def rare_pair_counts(answers, instances, train, min_share=MIN_SHARE):
 
 # Neighbours that decide where an answer lies: the 5 of yNN.
 N_NEIGHBORS = 5
-# Rows of the pool whose distance to the other class sets the plausibility term's unit.
-_UNIT_SAMPLE = 500
+# Rows whose crossings to the other class set the plausibility term's reach.
+_CROSSING_SAMPLE = 500
 # Crossings between classes that ``plausibility=1`` lets an answer go to lie among rows of
 # its class only (measured on Adult: benchmarks/bench_tabular.py --plausibility).
 _CROSSINGS_PER_WEIGHT = 6.0
-# Answer-to-pool distances computed at once (32 MB of float64).
+# Answer-to-row distances computed at once (32 MB of float64).
 _BLOCK_VALUES = 2**22
+# Columns whose k-th smallest distance bounds a row's k nearest (see _nearest).
+_FIRST_COLUMNS = 1024
+
+
+def _nearest(distance, k):
+    """The columns of the ``k`` smallest distances of each row, smallest first (ties by
+    column), of shape (n_rows, k).
+
+    The ``k``-th smallest of the first ``_FIRST_COLUMNS`` columns bounds each row's ``k``-th
+    smallest from above: only the few columns within it are sorted, 3-4 times faster than a
+    partition of every row (which the plausibility term's steps would spend most of their
+    time in).
+    """
+    head = distance[:, :max(k, _FIRST_COLUMNS)]
+    bound = np.partition(head, k - 1, axis=1)[:, k - 1:k]
+    row, column = np.nonzero(distance <= bound)
+    order = np.lexsort((column, distance[row, column], row))
+    row, column = row[order], column[order]
+    first = np.searchsorted(row, row)
+    return column[np.arange(row.size) - first < k].reshape(len(distance), k)
 
 
 class ClassNeighborhood:
@@ -138,14 +158,16 @@ class ClassNeighborhood:
 
     An answer whose nearest rows of the data the model puts in another class lies where the
     data of its class does not: at the edge of the class, just over the model's boundary.
-    The term is ``6 * weight * unit * (1 - share)``, with ``share`` the part of the answer's
-    ``n_neighbors`` nearest pool rows that the model puts in a wanted class (a k-nearest-
-    neighbour estimate of that class's share of the data there: yNN's own measure), in the
-    explainer's distance (its L1 part; the square root of its L2 weights where it has none).
-    ``unit`` is the median distance from a pool row to its nearest pool row of another
-    class (nearest by the L1 part): the length of a typical crossing between classes. A weight
-    of 1 then lets an answer go six such crossings farther to lie among rows of its class
-    only.
+    The term is ``weight * reach * (1 - share)``, with ``share`` the part of the answer's
+    ``n_neighbors`` nearest rows (of the data given to ``fit``) that the model puts in a
+    wanted class (a k-nearest-neighbour estimate of that class's share of the data there:
+    yNN's own measure), in the explainer's distance (its L1 part; the square root of its L2
+    weights where it has none). A *crossing* is the move from a row to its nearest row of
+    another class (nearest by the L1 part); ``reach`` is the median, over rows, of the
+    distance of a move six crossings long. A weight of 1 then lets an answer go six typical
+    crossings farther to lie among rows of its class only: six times a crossing's distance
+    for an L1 distance, 36 times its squared part for an elastic net (a PN's distance), where
+    six times the distance would let it go only about 2.5 crossings.
 
     Parameters
     ----------
@@ -159,20 +181,21 @@ class ClassNeighborhood:
         self.n_neighbors = n_neighbors
 
     def fit(self, Z, pred, categorical, l1_weight, l2_weight):
-        """Learn the pool's rows and classes and the term's unit.
+        """Learn the rows and their classes, and the term's reach.
 
         Parameters
         ----------
         Z : ndarray of shape (n_samples, n_features)
-            Pool rows in the search's numbers, without missing cells.
+            The rows (the data given to the explainer's ``fit``) in the search's numbers,
+            without missing cells.
         pred : ndarray of int, shape (n_samples,)
             The model's class of each.
         categorical : ndarray of bool, shape (n_features,)
         l1_weight, l2_weight : ndarray of shape (n_features,)
             The distance's weights: ``l2_weight * d**2 + l1_weight * |d|`` per feature, with
             ``d`` 1 for a changed category. Neighbours are found with the L1 weights (the
-            square roots of the L2 ones where the L1 ones are 0), the unit is measured in
-            the distance itself.
+            square roots of the L2 ones where the L1 ones are 0), the reach is measured in
+            the distance itself (a crossing's changed category a step of 1, as there).
         """
         self.categorical_ = np.asarray(categorical, bool)
         self.feature_weight_ = np.where(l1_weight > 0, l1_weight, np.sqrt(l2_weight))
@@ -180,7 +203,7 @@ class ClassNeighborhood:
         self.codes_ = Z[:, self.categorical_].T.astype(np.int32)  # a column per row: fast
         self.pred_ = np.asarray(pred)
         self.n_neighbors_ = min(self.n_neighbors, len(Z))
-        sample = np.random.default_rng(0).permutation(len(Z))[:_UNIT_SAMPLE]
+        sample = np.random.default_rng(0).permutation(len(Z))[:_CROSSING_SAMPLE]
         nearest = np.full(sample.size, -1)
         for rows, distance in self._distance_blocks(Z[sample]):
             other = self.pred_[None, :] != self.pred_[sample[rows], None]
@@ -190,13 +213,14 @@ class ClassNeighborhood:
         sample, nearest = sample[nearest >= 0], nearest[nearest >= 0]
         difference = np.where(self.categorical_, Z[sample] != Z[nearest],
                               np.abs(Z[sample] - Z[nearest]))
-        crossing = np.sum(l2_weight * difference**2 + l1_weight * difference, axis=1)
-        self.unit_ = float(np.median(crossing)) if crossing.size else 0.0
+        move = _CROSSINGS_PER_WEIGHT * difference
+        reach = np.sum(l2_weight * move**2 + l1_weight * move, axis=1)
+        self.reach_ = float(np.median(reach)) if reach.size else 0.0
         return self
 
     def _distance_blocks(self, E):
-        """``(rows, distances)``: the distances from blocks of rows of ``E`` to every pool
-        row."""
+        """``(rows, distances)``: the distances from blocks of rows of ``E`` to every row
+        learnt at fit."""
         step = max(1, _BLOCK_VALUES // max(1, len(self.pred_)))
         weight = self.feature_weight_[self.categorical_].astype(np.float32)
         numeric = E[:, ~self.categorical_] * self.feature_weight_[~self.categorical_]
@@ -212,7 +236,7 @@ class ClassNeighborhood:
             yield rows, distance
 
     def share(self, E, target, wants_target):
-        """The part of each row's nearest pool rows in its wanted class.
+        """The part of each row's nearest rows learnt at fit that lie in its wanted class.
 
         Parameters
         ----------
@@ -230,13 +254,12 @@ class ClassNeighborhood:
         share = np.empty(len(E))
         k = self.n_neighbors_
         for rows, distance in self._distance_blocks(E):
-            nearest = np.argpartition(distance, k - 1, axis=1)[:, :k] \
-                if k < distance.shape[1] else np.arange(distance.shape[1])[None]
+            nearest = _nearest(distance, k) if k < distance.shape[1] \
+                else np.arange(distance.shape[1])[None]
             same = self.pred_[nearest] == target[rows, None]
             share[rows] = (same if wants_target else ~same).mean(axis=1)
         return share
 
     def penalty(self, E, target, wants_target):
-        """``6 * weight * unit * (1 - share)`` of each row of ``E`` (see :meth:`share`)."""
-        return _CROSSINGS_PER_WEIGHT * self.weight * self.unit_ * \
-            (1.0 - self.share(E, target, wants_target))
+        """``weight * reach * (1 - share)`` of each row of ``E`` (see :meth:`share`)."""
+        return self.weight * self.reach_ * (1.0 - self.share(E, target, wants_target))

@@ -69,8 +69,9 @@ def test_plausibility_raises_ynn_and_keeps_answers_valid(mode, classifier):
         assert tables[weight]["violations"].sum() == 0
     # Minimal answers sit at the model's boundary, half among the other class; the term
     # moves them among rows of their class, for a longer change. A PN moves features away
-    # from their no-information value only, which leaves it less room.
-    gain = 0.15 if mode == "CF" else 0.08
+    # from their no-information value only: made admissible, the rows of its class nearest
+    # to the instance become the instance again, and the rows left whole start it there.
+    gain = 0.15 if mode == "CF" else 0.32
     assert tables[1.0]["ynn"].mean() >= tables[0.0]["ynn"].mean() + gain
     assert tables[1.0]["l1"].mean() > tables[0.0]["l1"].mean()
 
@@ -158,3 +159,53 @@ def test_plausibility_refused_where_it_cannot_act():
     smooth = LogisticRegression().fit(numeric, y)
     with pytest.raises(ValueError, match="`plausibility` > 0 needs the gradient-free steps"):
         CounterfactualExplainer(smooth, search="fista", plausibility=1).fit(numeric)
+
+
+@pytest.mark.parametrize("l1_weight, l2_weight, reach", [(1.0, 0.0, 6.0), (0.0, 1.0, 36.0),
+                                                         (0.5, 1.0, 39.0)])
+def test_plausibility_reach_is_a_move_six_crossings_long(l1_weight, l2_weight, reach):
+    """At share 0 the term weighs what a move six crossings long costs in the explainer's
+    distance: six crossings' distance for L1, but 36 times a crossing's squared part for L2
+    (six times its distance would be a move of sqrt(6) crossings only)."""
+    from skcem._plausibility import ClassNeighborhood
+
+    Z = np.arange(20.0)[:, None]  # classes alternate: every crossing is 1 long
+    term = ClassNeighborhood(1.0, n_neighbors=1).fit(
+        Z, np.arange(20) % 2, np.array([False]), np.array([l1_weight]), np.array([l2_weight]))
+    # 4.1 lies nearest to row 4, of class 0: no share of class 1.
+    np.testing.assert_allclose(term.penalty(np.array([[4.1]]), np.array([1]), True), [reach])
+    np.testing.assert_allclose(term.penalty(np.array([[4.1]]), np.array([0]), True), [0.0])
+
+
+def test_plausibility_counts_every_row_given_to_fit(monkeypatch):
+    """The term's neighbours are found among all the rows given to fit, as yNN's are, not
+    among the gradient-free search's pool (capped here at 200 of 800 rows): the term's
+    share of each answer is then its yNN."""
+    import skcem._contrastive as contrastive
+
+    monkeypatch.setattr(contrastive, "_MAX_POOL_ROWS", 200)
+    X, y, encode = _people()
+    model = make_pipeline(encode, LogisticRegression()).fit(X, y)
+    rows = X[model.predict(X) == 0].iloc[:30]
+    explainer = CEMExplainer(model, mode="PN", immutable_features=IMMUTABLE,
+                             directions=DIRECTIONS, distance="mad", plausibility=1).fit(X)
+    assert len(explainer._pool.Z) == 200
+    exp = _explain(explainer, rows)
+    found = exp.found
+    answers = np.asarray(explainer._codec.encode(exp.explanation[found]), dtype=float)
+    share = explainer._class_neighborhood.share(answers, np.zeros(len(answers), int), False)
+    ynn = _scored(model, X, rows, exp, "PN")["ynn"].to_numpy()[found]
+    np.testing.assert_allclose(share, ynn)
+
+
+def test_nearest_rows_are_those_of_a_full_sort():
+    from skcem._plausibility import _nearest
+
+    rng = np.random.default_rng(0)
+    # Whole numbers: many ties, which go to the first column as in a stable sort; the
+    # nearest rows lie anywhere, beyond the first columns too.
+    distance = rng.integers(0, 40, size=(50, 3000)).astype(np.float32)
+    distance[:, :1500] += 5
+    for k in (1, 5, 12):
+        np.testing.assert_array_equal(_nearest(distance, k),
+                                      np.argsort(distance, axis=1, kind="stable")[:, :k])
