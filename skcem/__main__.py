@@ -293,6 +293,12 @@ def _parse_params(items):
 _LIST_PARAMS = {"immutable_features": (), "categorical_features": ("auto",)}
 
 
+def _verbosity(args):
+    """The explainers' ``verbose``: a progress bar only on a terminal (in a log or a pipe its
+    redrawn lines would pile up)."""
+    return 0 if args.quiet or not sys.stderr.isatty() else 1
+
+
 def _literal(value):
     """A Python literal (number, list, None...), else the text itself."""
     try:
@@ -435,7 +441,7 @@ def _explain(args):
         params["mode"] = args.mode
     recorded = _Warnings("explain", args.quiet)
     try:
-        cem = explainer(model, verbose=0 if args.quiet else 1, **params)
+        cem = explainer(model, verbose=_verbosity(args), **params)
         with recorded:
             # A model without feature names takes the CSV's columns in order (documented).
             cem.fit(_frame(header, train))
@@ -503,7 +509,7 @@ def _similarity(args):
             # the columns were matched to the model's by name above; the explainer passes
             # arrays without names to the model
             explainer = GradientSimilarityExplainer(model, sim_fn=args.sim_fn, task=args.task,
-                                                    verbose=0 if args.quiet else 1,
+                                                    verbose=_verbosity(args),
                                                     **params).fit(X_train, y_train)
             scores, indices = explainer.kneighbors(data, n_neighbors=args.k, y=y_data)
     except (TypeError, ValueError) as exc:
