@@ -90,7 +90,8 @@ class Explanation:
         ``explanation`` as numbers, category codes for categorical columns, and the
         ``categorical`` column mask; ``X`` and ``explanation`` above are then in the original
         form: a DataFrame with the explained index, columns and dtypes (missing values where
-        nothing was found), or an object array.
+        nothing was found: an integer or bool column then takes pandas' nullable dtype,
+        ``Int64`` or ``boolean``, which holds them), or an object array.
     meta : dict
         Diagnostics: ``n_model_rows`` (rows sent to the model), ``n_iterations`` (per instance)
         and ``search`` (the search used: "fista", "neighbors" or "exact"; "exact" adds
