@@ -33,14 +33,16 @@ def evaluating(*modules):
     """The ``modules`` in eval mode; each submodule's own train/eval flag restored on exit."""
     flags = [(m, m.training) for module in modules if module is not None
              for m in module.modules()]
-    for module in modules:
-        if module is not None:
-            module.eval()
+    if any(training for _, training in flags):  # setting a flag costs: once per search step
+        for module in modules:
+            if module is not None:
+                module.eval()
     try:
         yield
     finally:
         for m, training in flags:
-            m.training = training
+            if m.training != training:
+                m.training = training
 
 
 def module_device(module):
