@@ -7,7 +7,9 @@ explain the same network. CEM PN and PP at skcem's defaults with the tutorial's 
 ``bench_keras_mnist.py``) on the first instances, the same ones for both paths, in the same run.
 Prints, per mode and path: instances/s, the CPU seconds of the process during the explanation
 (all threads; on a busy machine a steadier measure of the work than the wall clock), found rate
-and median L1 of the perturbation, then the ratios torch / Keras (speed by either clock). With
+and median L1 of the perturbation, the rows the model was asked about (the searches may stop
+after different numbers of iterations) and the CPU microseconds per row, then the ratios torch
+/ Keras (speed by either clock, and by CPU time per row: the cost of one evaluation). With
 ``--threads N`` both frameworks get N threads (PyTorch's ``set_num_threads``, TensorFlow's
 intra-op pool).
 
@@ -163,7 +165,7 @@ def explain(estimator, autoencoder, X_train, X_explain, mode, input_shape, **opt
         exp = cem.explain(X_explain)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     l1 = np.abs(exp.perturbation).sum(axis=1)
-    return len(exp) / seconds, cpu_seconds, exp.found, l1
+    return len(exp) / seconds, cpu_seconds, exp.found, l1, exp.meta["n_model_rows"]
 
 
 def main():
@@ -215,7 +217,8 @@ def main():
               f"difference of the probabilities {gaps[0]:.1e}, of the reconstructions "
               f"{gaps[1]:.1e}")
 
-    header = f"{'mode':<4} {'path':<8} {'inst/s':>7} {'cpu s':>7} {'found':>6} {'med L1':>7}"
+    header = (f"{'mode':<4} {'path':<8} {'inst/s':>7} {'cpu s':>7} {'found':>6} {'med L1':>7} "
+              f"{'rows':>8} {'cpu us/row':>10}")
     print(header)
     print("-" * len(header))
     figures = {}
@@ -224,25 +227,26 @@ def main():
         if with_keras:
             runs.append(("keras", keras_cnn, keras_ae, None, {}))
         for path, model, ae, shape, options in runs:
-            rate, cpu, found, l1 = explain(model, ae, X_train, X_explain, mode, shape,
-                                           max_iterations=args.max_iterations, **options)
-            figures[mode, path] = rate, cpu, found, l1
+            rate, cpu, found, l1, rows = explain(model, ae, X_train, X_explain, mode, shape,
+                                                 max_iterations=args.max_iterations, **options)
+            figures[mode, path] = rate, cpu, found, l1, rows
             print(f"{mode:<4} {path:<8} {rate:>7.3f} {cpu:>7.1f} {found.mean():>6.0%} "
-                  f"{np.median(l1[found]):>7.2f}", flush=True)
+                  f"{np.median(l1[found]):>7.2f} {rows:>8} {cpu / rows * 1e6:>10.0f}", flush=True)
     if not with_keras:
         return
     print("\ntorch / keras, same network, same instances, same run")
     header = (f"{'mode':<4} {'path':<8} {'inst/s ratio':>12} {'by cpu s':>9} {'found t/k':>10} "
-              f"{'med L1 ratio':>12}")
+              f"{'med L1 ratio':>12} {'rows t/k':>8} {'by cpu/row':>10}")
     print(header)
     print("-" * len(header))
     for mode in args.modes.split(","):
-        rate_k, cpu_k, found_k, l1_k = figures[mode, "keras"]
+        rate_k, cpu_k, found_k, l1_k, rows_k = figures[mode, "keras"]
         for path in ("torch",):
-            rate_t, cpu_t, found_t, l1_t = figures[mode, path]
+            rate_t, cpu_t, found_t, l1_t, rows_t = figures[mode, path]
             print(f"{mode:<4} {path:<8} {rate_t / rate_k:>11.2f}x {cpu_k / cpu_t:>8.2f}x "
                   f"{found_t.mean():>4.0%}/{found_k.mean():<4.0%} "
-                  f"{np.median(l1_t[found_t]) / np.median(l1_k[found_k]) - 1:>+11.1%}")
+                  f"{np.median(l1_t[found_t]) / np.median(l1_k[found_k]) - 1:>+11.1%} "
+                  f"{rows_t / rows_k:>8.2f} {cpu_k / rows_k / (cpu_t / rows_t):>9.2f}x")
 
 
 if __name__ == "__main__":

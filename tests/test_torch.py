@@ -175,7 +175,7 @@ def test_single_channel_convolutions_equal_pytorchs(options, layout, channels):
     channel (stride and dilation 1) their outputs, from matrix products inside the search's
     forward passes: the same values as PyTorch's own, for every geometry."""
     from skcem._gradients._torch import channels_last
-    from skcem._gradients._torch_convolutions import SingleChannelConvolutions
+    from skcem._gradients._torch_layers import FasterLayers
 
     torch.manual_seed(0)
     options = dict(options)
@@ -188,7 +188,7 @@ def test_single_channel_convolutions_equal_pytorchs(options, layout, channels):
         x = channels_last(x)
     cotangent = torch.randn_like(conv(x))
     answers = []
-    for mode in (SingleChannelConvolutions, None):
+    for mode in (FasterLayers, None):
         z = x.clone().requires_grad_()
         with mode() if mode else torch.enable_grad():
             out = torch.func.functional_call(conv, weights, (z,))
@@ -205,6 +205,83 @@ def test_single_channel_convolutions_equal_pytorchs(options, layout, channels):
     for mine, theirs in zip(ours[:3], pytorchs[:3]):
         np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
 
+
+
+def _pools_before_relu(grad_fn):
+    """Whether the autograd graph from ``grad_fn`` has a ReLU of a max pooling."""
+    seen, nodes = set(), [grad_fn]
+    while nodes:
+        node = nodes.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        inputs = [next_node for next_node, _ in node.next_functions]
+        if node.name().startswith("ReluBackward") and any(
+                n is not None and n.name().startswith("MaxPool2D") for n in inputs):
+            return True
+        nodes.extend(inputs)
+    return False
+
+
+class _PoolingAfterReLU(nn.Module):
+    """A ReLU's output max-pooled, in one of the forms a module may call them."""
+
+    def __init__(self, form):
+        super().__init__()
+        self.form = form
+
+    def forward(self, x):
+        F = nn.functional
+        if self.form == "modules":
+            return nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))(x)
+        if self.form == "functional":
+            return F.max_pool2d(F.relu(x), 3, stride=2, padding=1, ceil_mode=True)
+        if self.form == "torch":
+            return torch.max_pool2d(torch.relu(x), (2, 3), (1, 2))
+        if self.form == "method, ReLU also used elsewhere":
+            y = x.relu()
+            return F.max_pool2d(y, 2) + y[..., ::2, ::2]
+        if self.form == "in-place ReLU":
+            return F.max_pool2d(F.relu(x * 1.0, inplace=True), 2)
+        if self.form == "indices":
+            pooled, indices = F.max_pool2d(F.relu(x), 2, return_indices=True)
+            return pooled + indices
+        raise ValueError(self.form)
+
+
+@pytest.mark.parametrize("form", ["modules", "functional", "torch",
+                                  "method, ReLU also used elsewhere", "in-place ReLU",
+                                  "indices"])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_pooling_after_relu_equals_pytorchs(form, layout):
+    """A max pooling of a ReLU's output pools first inside the search's forward passes: the
+    same values and input gradients as PyTorch's own, bit for bit, with ties in the windows
+    (equal positive values, windows of zeros and negatives)."""
+    from skcem._gradients._torch import channels_last
+    from skcem._gradients._torch_layers import FasterLayers
+
+    torch.manual_seed(0)
+    x = torch.round(2 * torch.randn(3, 4, 10, 12, dtype=torch.float64)) / 2
+    x[0, :, :4, :4] = 1.5  # equal positive values
+    x[1, :, :4, :4] = -1.0  # windows of negatives
+    if layout == "channels_last":
+        x = channels_last(x)
+    module = _PoolingAfterReLU(form)
+    cotangent = torch.randn_like(module(x))
+    answers = []
+    for mode in (FasterLayers, None):
+        z = x.clone().requires_grad_()
+        with mode() if mode else torch.enable_grad():
+            out = module(z)
+            with torch.no_grad():
+                out_no_grad = module(z)
+        (grad,) = torch.autograd.grad(out, z, cotangent)
+        answers.append((out.detach(), out_no_grad, grad, _pools_before_relu(out.grad_fn)))
+    ours, pytorchs = answers
+    assert ours[3] == (form not in ("in-place ReLU", "indices"))
+    assert not pytorchs[3]
+    for mine, theirs in zip(ours[:3], pytorchs[:3]):
+        assert torch.equal(mine, theirs)
 
 def _keras_twin(module):
     """The Keras model of the CNN ``module``: channels-last kernels, Dense rows reordered

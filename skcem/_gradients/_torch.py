@@ -19,7 +19,7 @@ from torch import nn
 from .._array_api import HOST, ArrayPlace, namespace
 from ._base import Evaluation, check_input_shape, check_reconstruction
 from ._outputs import output_kind
-from ._torch_convolutions import SingleChannelConvolutions
+from ._torch_layers import FasterLayers
 
 MODEL_NAME = "PyTorch module"  # how messages name such a model
 
@@ -33,14 +33,16 @@ def evaluating(*modules):
     """The ``modules`` in eval mode; each submodule's own train/eval flag restored on exit."""
     flags = [(m, m.training) for module in modules if module is not None
              for m in module.modules()]
-    for module in modules:
-        if module is not None:
-            module.eval()
+    if any(training for _, training in flags):  # setting a flag costs: once per search step
+        for module in modules:
+            if module is not None:
+                module.eval()
     try:
         yield
     finally:
         for m, training in flags:
-            m.training = training
+            if m.training != training:
+                m.training = training
 
 
 def module_device(module):
@@ -191,7 +193,8 @@ class _OnRows:
         the channels-first layout (PyTorch's max pooling with indices above all). The layout
         changes no value, and the module keeps its own: the copies are made at each call, so
         that weights changed since ``fit`` are used. Convolutions from or to a single channel
-        take the faster paths of :mod:`skcem._gradients._torch_convolutions`.
+        take the faster paths of :mod:`skcem._gradients._torch_convolutions`, and a max
+        pooling of a ReLU pools first (:mod:`skcem._gradients._torch_pooling`).
         """
         from torch.func import functional_call
 
@@ -200,7 +203,7 @@ class _OnRows:
             x = channels_last(x)
         parameters = {name: channels_last(p) if p.dim() == 4 else p
                       for name, p in parameters.items()}
-        with SingleChannelConvolutions():
+        with FasterLayers():
             out = functional_call(self.module, parameters, (x,), strict=False)
         return out.reshape(z.shape[0], -1)
 

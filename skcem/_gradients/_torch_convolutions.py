@@ -4,17 +4,16 @@ oneDNN, PyTorch's CPU convolution library, is slow where one side of a convoluti
 single channel: the input gradient of a convolution *from* one channel (a grayscale image's
 first layer: 2.3 ms against 0.5 ms here for 64 2x2 filters on 32 MNIST images, one thread) and
 the forward pass of a convolution *to* one channel (an auto-encoder's last layer: 1.1 ms
-against 0.3 ms for 16 channels, 3x3, 28x28). Inside :class:`SingleChannelConvolutions` these
-calls take matrix products over all the pixels of the batch instead; every other call is
-PyTorch's own. The values are PyTorch's up to float rounding. Only the input is
-differentiated: the paths apply where the kernels and bias require no gradient (the search
-passes detached copies), and the input is 4-D.
+against 0.3 ms for 16 channels, 3x3, 28x28). Inside :class:`~._torch_layers.FasterLayers`
+these calls take matrix products over all the pixels of the batch instead. The values are
+PyTorch's up to float rounding. Only the input is differentiated: the paths apply where the
+kernels and bias require no gradient (the search passes detached copies), and the input is
+4-D.
 """
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
-from torch.overrides import TorchFunctionMode
 
 
 def _pair(value):
@@ -121,19 +120,3 @@ def single_channel_convolution(input, weight, bias=None, stride=1, padding=0, di
     if weight.shape[1] == 1 and input.requires_grad and torch.is_grad_enabled():
         return _FromOneChannel.apply(input, weight, bias, stride, padding, dilation)
     return None
-
-
-class SingleChannelConvolutions(TorchFunctionMode):
-    """Inside: ``conv2d`` calls from or to one channel take this module's paths where they
-    apply (see :func:`single_channel_convolution`); every other call is PyTorch's own."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.conv2d:
-            try:
-                answer = single_channel_convolution(*args, **kwargs)
-            except TypeError:  # arguments of another form: PyTorch's own call says what
-                answer = None
-            if answer is not None:
-                return answer
-        return func(*args, **kwargs)
