@@ -356,14 +356,8 @@ class NeighborSearch:
         frozen = problem.frozen(rows)
         frozen = np.zeros((rows.size, d), bool) if frozen is None \
             else np.broadcast_to(frozen, (rows.size, d))
-        targets = problem.target[rows]
         owners, candidates = [], []
-        for target in np.unique(targets):
-            group = np.flatnonzero(targets == target)
-            same = pool.pred == target
-            members = np.flatnonzero(same if problem.mode.wants_target else ~same)
-            if members.size == 0:
-                continue
+        for group, members in _wanted_members(problem, pool, rows):
             Z = pool.Z[members]
             block = max(1, _MAX_RANKED_VALUES // (members.size * max(1, d)))
             for start in range(0, group.size, block):
@@ -504,13 +498,7 @@ class NeighborSearch:
         embedded_pool = search.embed(pool.complete)
         embedded_rows = search.embed(x0 if problem.missing is None else
                                      np.where(problem.missing[rows], pool.typical, x0))
-        targets = problem.target[rows]
-        for target in np.unique(targets):
-            group = np.flatnonzero(targets == target)
-            same = pool.pred == target
-            members = np.flatnonzero(same if problem.mode.wants_target else ~same)
-            if members.size == 0:
-                continue
+        for group, members in _wanted_members(problem, pool, rows):
             block = max(1, _MAX_RANKED_VALUES // (members.size * max(1, d)))
             for start in range(0, group.size, block):
                 part = group[start:start + block]
@@ -894,3 +882,16 @@ class _Batch:
                     result.answers[instance, :kept.size] = answers[kept]
                     result.answer_distance[instance, :kept.size] = dist[kept]
         return result
+
+
+def _wanted_members(problem, pool, rows):
+    """``(group, members)`` per target of the instances ``rows``: the positions in ``rows``
+    with that target, and the pool's rows of a class they want (the target, or any other for
+    a PN or a counterfactual of any other class); targets no pool row is wanted for are left
+    out."""
+    targets = problem.target[rows]
+    for target in np.unique(targets):
+        same = pool.pred == target
+        members = np.flatnonzero(same if problem.mode.wants_target else ~same)
+        if members.size:
+            yield np.flatnonzero(targets == target), members
