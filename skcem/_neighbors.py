@@ -11,7 +11,8 @@ needs only the model's answers, batched over all instances of a batch in each ca
    rows nearest to the instance and of the 50 the model is most sure of are ranked in the
    explainer's distance; the ``n_candidates`` nearest are asked, more in rounds while fewer
    than ``n_starts`` are valid, all the rest where none is; the ``n_starts`` nearest valid
-   ones are refined. A PN also tries its farthest admissible answer. A PP starts from the
+   ones are refined (of each other class, where any of several is wanted: a PN, or a
+   counterfactual of any other class, of a model of more than two classes). A PN also tries its farthest admissible answer. A PP starts from the
    instance itself (it keeps everything).
 2. **Undo what is not needed.** Greedily, every change is tried reverted alone (to the
    instance's value; for a PP, to the no-information value: the feature is removed); all the
@@ -303,29 +304,34 @@ class NeighborSearch:
         """The nearest valid admissible candidates: ``(owner, rows)`` with ``owner`` the
         instance of each."""
         problem = search.problem
-        ranked, distances = self._ranked(search, rows)
+        ranked, distances, classes = self._ranked(search, rows)
         owners, starts = [], []
-        n_valid = np.zeros(rows.size, dtype=int)
+        # Where any of several other classes is wanted, the nearest starts of each class
+        # (the nearest of all may lie in one class, the closest answer in another).
+        per_class = not problem.mode.wants_target and problem.n_classes > 2
+        n_valid = np.zeros((rows.size, problem.n_classes if per_class else 1), dtype=int)
         # With a plausibility term, the cheapest of more valid candidates are refined.
         n_collected = self._n_refined if problem.plausibility is None \
             else max(self._n_refined, _PLAUSIBLE_CANDIDATES * self.n_starts)
+        enough = n_collected * (problem.n_classes - 1 if per_class else 1)
         for r in range(self.n_rounds + 1):
             columns = slice(r * self.n_candidates, (r + 1) * self.n_candidates)
-            wanted = n_valid < n_collected
+            wanted = n_valid.sum(axis=1) < enough
             if r == self.n_rounds:  # last: every candidate left, for instances with none
                 columns = slice(columns.start, None)
-                wanted = n_valid == 0
+                wanted = n_valid.sum(axis=1) == 0
             asked = wanted[:, None] & np.isfinite(distances[:, columns])
             if not asked.any():
                 break
             i, k = np.nonzero(asked)
             candidates = ranked[i, columns.start + k]
+            group = classes[i, columns.start + k] if per_class else np.zeros(i.size, int)
             valid = search.valid(candidates, rows[i])
-            for position, row in zip(i[valid], candidates[valid]):
-                if n_valid[position] < n_collected:
+            for position, row, g in zip(i[valid], candidates[valid], group[valid]):
+                if n_valid[position, g] < n_collected:
                     owners.append(rows[position])
                     starts.append(row)
-                    n_valid[position] += 1
+                    n_valid[position, g] += 1
         if not starts:
             return np.empty(0, dtype=int), np.empty((0, problem.x0.shape[1]))
         owners, starts = np.asarray(owners), np.asarray(starts)
@@ -492,6 +498,7 @@ class NeighborSearch:
         d = problem.x0.shape[1]
         ranked = np.zeros((rows.size, depth, d))
         distances = np.full((rows.size, depth), np.inf)
+        classes = np.zeros((rows.size, depth), dtype=int)
         # Missing cells, either side, are ranked as the pool's medians (made admissible,
         # they keep the instance's value).
         x0 = problem.x0[rows]
@@ -518,7 +525,8 @@ class NeighborSearch:
                 local = np.arange(part.size)[:, None]
                 ranked[part, :take] = candidates[local, order]
                 distances[part, :take] = dist[local, order]
-        return ranked, distances
+                classes[part, :take] = pool.pred[nearby][local, order]
+        return ranked, distances, classes
 
 
 def _distinct(owner, E):

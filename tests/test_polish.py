@@ -192,3 +192,19 @@ def test_several_answers_trace_margin_paths_only_where_starts_are_short(table, m
         mine = answers[i][found[i]]
         assert np.all(model.predict(mine) != several.X_pred[i])
         assert len(np.unique(mine, axis=0)) == len(mine)
+
+
+def test_any_other_class_starts_from_each_of_the_other_classes():
+    # Three classes: the training rows nearest to an instance may all lie in one other
+    # class while its closest answer is of the third; starts from each class reach it.
+    X, y = make_classification(400, 5, n_informative=4, n_redundant=0, n_classes=3,
+                               n_clusters_per_class=1, random_state=15)
+    X_train, rows = X[100:], X[:30]
+    tree = DecisionTreeClassifier(max_depth=6, random_state=0).fit(X_train, y[100:])
+    default = CounterfactualExplainer(tree, distance="mad").fit(X_train).explain(rows)
+    exact = CounterfactualExplainer(tree, distance="mad", search="exact").fit(X_train)
+    exact = exact.explain(rows)
+    proven = exact.found & (exact.gap == 0)
+    assert default.found.all() and proven.sum() >= 25
+    assert np.all(default.distance[proven] <= 1.05 * exact.distance[proven])
+    assert len(set(default.explanation_pred)) >= 2  # answers of both other classes
