@@ -26,6 +26,7 @@ from ._explanation import Explanation
 from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
 from ._labels import class_indices
+from ._leaf_starts import single_tree_leaves
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
@@ -289,9 +290,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self.search_ == "exact":
             self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
         self._polish_cuts = None
+        self._leaf_boxes = None
         if self.search_ == "neighbors":
             self._polish_cuts = split_points(self.estimator_, codec, X.shape[1],
                                              self._whole_columns())
+            self._leaf_boxes = single_tree_leaves(self.estimator_, codec, X.shape[1])
         self._pool = None
         if self.search_ in ("neighbors", "exact") or self._refines() or \
                 self._n_answers() > 1:
@@ -519,6 +522,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self.search_ == "neighbors":
             search = NeighborSearch(self._pool, self._whole_columns(),
                                     n_answers=self._n_answers(), points=self._polish_cuts,
+                                    leaves=getattr(self, "_leaf_boxes", None),
                                     joint=getattr(self, "_joint_moves", True))
             return search(backend, problem, settings, progress)
         scale = self._search_scale()

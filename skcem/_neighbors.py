@@ -229,10 +229,16 @@ class NeighborSearch:
         A tree model's split points (:func:`skcem._polish.split_points`): a PN's or
         counterfactual's numeric changes are then moved to them instead of bisected, and
         more answers are built on them (:func:`skcem._polish.polish_on_splits`).
+    joint : bool
+        Whether the polish on split points also runs its repairs.
+    leaves : LeafBoxes or None
+        A single decision tree's leaf boxes (:mod:`skcem._leaf_starts`): the nearest points
+        of the cheapest ones of a wanted class are starts too.
     """
 
     def __init__(self, pool, whole, *, n_candidates=20, n_rounds=5, n_starts=3,
-                 n_bisections=7, max_shrunk=32, n_answers=1, points=None, joint=True):
+                 n_bisections=7, max_shrunk=32, n_answers=1, points=None, joint=True,
+                 leaves=None):
         self.pool = pool
         self.whole = whole
         self.n_candidates = n_candidates
@@ -243,6 +249,7 @@ class NeighborSearch:
         self.n_answers = n_answers
         self.points = points
         self.joint = joint
+        self.leaves = leaves
 
     @property
     def _n_refined(self):
@@ -264,6 +271,9 @@ class NeighborSearch:
         if problem.mode.requires_change:
             owner, E = self._starts(search, np.flatnonzero(searchable))
             owner, E = self._add_farthest(search, np.flatnonzero(searchable), owner, E)
+            if self.leaves is not None:  # a single tree: the nearest points of its leaves
+                leaf_owner, leaf_E = self.leaves.starts(search, np.flatnonzero(searchable))
+                owner, E = np.concatenate([owner, leaf_owner]), np.concatenate([E, leaf_E])
         else:  # a PP keeps everything to begin with
             owner = np.flatnonzero(searchable)
             E = problem.x0[owner].copy()

@@ -208,3 +208,44 @@ def test_any_other_class_starts_from_each_of_the_other_classes():
     assert default.found.all() and proven.sum() >= 25
     assert np.all(default.distance[proven] <= 1.05 * exact.distance[proven])
     assert len(set(default.explanation_pred)) >= 2  # answers of both other classes
+
+
+@pytest.mark.parametrize("mode", ["CF", "PN"])
+def test_a_single_trees_answers_are_its_nearest_leaves(mode):
+    # A tree's probabilities are flat, and the nearest training rows of a wanted class can
+    # lie far from the nearest leaf of it: the leaves' own boxes give the optimum.
+    X, y = make_classification(600, 6, n_informative=4, n_redundant=1, random_state=24)
+    X_train, rows = X[150:], X[:25]
+    tree = DecisionTreeClassifier(max_depth=8, random_state=0).fit(X_train, y[150:])
+    settings = dict(directions={0: "increase"}, immutable_features=[5])
+    if mode == "CF":
+        make = lambda **search: CounterfactualExplainer(tree, distance="mad", **settings,  # noqa: E731
+                                                        **search)
+    else:
+        make = lambda **search: CEMExplainer(tree, mode="PN", **settings, **search)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        default = make().fit(X_train).explain(rows)
+        exact = make(search="exact").fit(X_train).explain(rows)
+    proven = exact.found & (exact.gap == 0)
+    assert proven.sum() >= 20 and np.all(default.found[proven])
+    np.testing.assert_allclose(default.distance[proven], exact.distance[proven], rtol=1e-3)
+    answers = default.explanation[default.found]
+    assert np.all(tree.predict(answers) != tree.predict(rows[default.found]))
+    assert np.all(answers[:, 0] >= rows[default.found, 0])
+    assert np.all(answers[:, 5] == rows[default.found, 5])
+
+
+def test_a_single_trees_leaf_starts_keep_integer_columns_whole():
+    X, y = make_classification(500, 4, n_informative=3, n_redundant=0, random_state=5)
+    X = pd.DataFrame(np.rint(X * 10).astype(int), columns=list("abcd"))
+    tree = DecisionTreeClassifier(max_depth=6, random_state=0).fit(X[100:], y[100:])
+    rows = X.iloc[:20]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        default = CounterfactualExplainer(tree, distance="mad").fit(X[100:]).explain(rows)
+        exact = CounterfactualExplainer(tree, distance="mad", search="exact").fit(
+            X[100:]).explain(rows)
+    assert (default.explanation.dtypes == X.dtypes).all()  # whole numbers, every row found
+    proven = exact.found & (exact.gap == 0)
+    np.testing.assert_allclose(default.distance[proven], exact.distance[proven], rtol=1e-9)
