@@ -728,8 +728,6 @@ class _Batch:
             trials = E[open_rows[i]].copy()
             trials[np.arange(i.size), j] = unchanged[i, j]
             ok = self.valid(trials, owner[open_rows[i]])
-            if not ok.any():
-                break
             plausible = self.problem.plausibility is not None
             if plausible:  # a revert may cost plausibility more than it saves
                 saving, before = self._saving(E[open_rows], trials, i, owner[open_rows], ok)
@@ -754,8 +752,29 @@ class _Batch:
             best[i[first]] = j[first]
             rows = np.flatnonzero(single)
             E[open_rows[rows], best[rows]] = unchanged[rows, best[rows]]
-            open_rows = open_rows[n_ok > 0]
+            stuck = n_ok == 0
+            together = np.zeros(open_rows.size, bool)
+            together[stuck] = self._revert_categories_together(
+                E, open_rows[stuck], revertible[stuck], unchanged[stuck], owner, plausible)
+            open_rows = open_rows[(n_ok > 0) | together]
         return E
+
+    def _revert_categories_together(self, E, open_rows, revertible, unchanged, owner,
+                                    plausible):
+        """Where no change can be undone alone, all categorical ones together, in place: a
+        category undone alone can make a pair the data never shows (refused), both together
+        give back the instance's own. Returns which of ``open_rows`` changed."""
+        categorical = revertible & self.categorical
+        rows = np.flatnonzero(categorical.sum(axis=1) >= 2)
+        done = np.zeros(open_rows.size, bool)
+        if rows.size == 0 or plausible:
+            return done
+        trials = E[open_rows[rows]].copy()
+        trials[categorical[rows]] = unchanged[rows][categorical[rows]]
+        valid = self.valid(trials, owner[open_rows[rows]])
+        E[open_rows[rows[valid]]] = trials[valid]
+        done[rows[valid]] = True
+        return done
 
     def cheapest(self, owner, E, n):
         """Positions of the ``n`` rows of least cost of each instance, by instance."""
