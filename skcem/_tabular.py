@@ -487,13 +487,22 @@ class _TimeScale:
         kind = "m" if pd.api.types.is_timedelta64_dtype(dtype) else "M"
         values = pd.array(ticks.view(f"{kind}8[{unit}]"))
         tz = getattr(dtype, "tz", None)
-        return values.tz_localize("UTC").tz_convert(tz) if tz is not None else values
+        if tz is None:
+            return values
+        # A wall-clock time that occurs twice is taken in standard time, one that a clock
+        # change skips moves forward.
+        return values.tz_localize(tz, ambiguous=np.zeros(len(values), bool),
+                                  nonexistent="shift_forward")
 
 
 def _ticks(column, name):
-    """A datetime or timedelta column's integer ticks (UTC for a time zone) and missing mask."""
+    """A datetime or timedelta column's integer ticks (of the local wall clock for a time
+    zone, so that local midnights stay whole days across daylight saving changes) and missing
+    mask."""
     pd = _pandas()
     series = column if hasattr(column, "array") else pd.Series(column)
+    if getattr(series.dtype, "tz", None) is not None:
+        series = series.dt.tz_localize(None)
     missing = series.isna().to_numpy()
     try:
         ticks = np.asarray(series.array.asi8, dtype=np.int64)

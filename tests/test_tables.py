@@ -657,12 +657,15 @@ def test_times_encode_to_whole_steps_and_decode_exactly():
         "day": pd.to_datetime(["2020-01-03", None, "2020-01-01", "2021-06-30"]),
         "ns": pd.to_datetime([1_600_000_000_123_456_789, 1_600_000_000_000_000_000,
                               1_600_000_000_000_000_001, None]),
-        "wait": pd.to_timedelta(["1h", "90min", None, "0s"])})
+        "wait": pd.to_timedelta(["1h", "90min", None, "0s"]),
+        # local midnights across a daylight saving change: still whole days
+        "local": pd.date_range("2022-03-25", periods=4, freq="D", tz="Europe/Paris")})
     codec = TableCodec().fit(X)
     Z = codec.encode(X)
     assert codec.integer_.all() and not codec.categorical_.any()
     np.testing.assert_array_equal(Z[:, 0], [2, np.nan, 0, 546])  # days since the earliest
     np.testing.assert_array_equal(Z[:, 2], [60, 90, np.nan, 0])  # minutes
+    np.testing.assert_array_equal(Z[:, 3], [0, 1, 2, 3])
     pd.testing.assert_frame_equal(codec.decode(Z, for_model=False), X)
     pd.testing.assert_frame_equal(codec.decode(Z), X)
 
