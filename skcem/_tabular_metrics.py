@@ -10,6 +10,7 @@ pandas is needed for the returned table; it is imported when a function is calle
 """
 
 import numbers
+from datetime import datetime, timedelta
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -192,9 +193,10 @@ def _check_directions(directions, columns, categorical):
     return sign
 
 
-def _check_feature_range(feature_range, columns, categorical):
+def _check_feature_range(feature_range, columns, categorical, times):
     if feature_range is not None and not isinstance(feature_range, dict):
-        return _range_pair(feature_range, columns, categorical)
+        # an explainer's feature_range_ counts a time column in its own steps: not in seconds
+        return _range_pair(feature_range, columns, categorical | times)
     positions, values = _mapping(feature_range, columns, "feature_range")
     _numeric_only(positions, categorical, columns, "feature_range")
     lower = np.full(len(columns), -np.inf)
@@ -202,8 +204,8 @@ def _check_feature_range(feature_range, columns, categorical):
     for j, bounds in zip(positions, values):
         try:
             lo, hi = bounds
-            lo = -np.inf if lo is None else float(lo)
-            hi = np.inf if hi is None else float(hi)
+            lo = -np.inf if lo is None else _seconds_or_float(lo)
+            hi = np.inf if hi is None else _seconds_or_float(hi)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"feature_range[{columns[j]!r}] must be a pair (low, high) of "
                              f"numbers or None; got {bounds!r}.") from exc
@@ -211,6 +213,19 @@ def _check_feature_range(feature_range, columns, categorical):
             raise ValueError(f"feature_range[{columns[j]!r}] has low > high: {bounds!r}.")
         lower[j], upper[j] = lo, hi
     return lower, upper
+
+
+def _seconds_or_float(value):
+    """A bound as a number: a time (``Timestamp``) in seconds since the epoch, a duration in
+    seconds, as :func:`_as_float` measures time columns."""
+    if isinstance(value, (datetime, np.datetime64, timedelta, np.timedelta64)):
+        import pandas as pd
+
+        if isinstance(value, (timedelta, np.timedelta64)):
+            return float(pd.Timedelta(value).total_seconds())
+        stamp = pd.Timestamp(value)
+        return float((stamp - pd.Timestamp(0, tz=stamp.tz)).total_seconds())
+    return float(value)
 
 
 def _range_pair(feature_range, columns, categorical):
@@ -475,9 +490,11 @@ default=None
         ``{feature: "increase" | "decrease"}`` for numeric features; a change the other way
         is a violation.
     feature_range : dict or tuple, default=None
-        ``{feature: (low, high)}`` for numeric features (None for no bound), or a pair
-        ``(low, high)`` for all of them, each a number or an array of one per feature (an
-        explainer's ``feature_range_``); a changed value outside the range is a violation.
+        ``{feature: (low, high)}`` for numeric features (None for no bound; times and
+        durations for datetime and timedelta columns), or a pair ``(low, high)`` for all of
+        them, each a number or an array of one per feature (an explainer's
+        ``feature_range_``, whose datetime and timedelta columns are in the explainer's own
+        steps and left out here); a changed value outside the range is a violation.
     background : dict, Series, one-row DataFrame or array-like of shape (n_features,), \
 default=None
         Per-feature values that carry no information. Required for ``mode='PP'``. With
@@ -557,7 +574,9 @@ default=None
     immutable = np.zeros(n_features, dtype=bool)
     immutable[_positions(immutable_features, columns, "immutable_features")] = True
     sign = _check_directions(directions, columns, categorical)
-    lower, upper = _check_feature_range(feature_range, columns, categorical)
+    times = np.array([getattr(getattr(_column(X, j), "dtype", None), "kind", "") in ("m", "M")
+                      for j in range(n_features)], dtype=bool)
+    lower, upper = _check_feature_range(feature_range, columns, categorical, times)
     bg = _check_background(background, X, columns, pd) if mode == "PP" else None
 
     found = ~np.asarray(pd.isna(np.asarray(E, dtype=object)), dtype=bool).all(axis=1)

@@ -334,3 +334,17 @@ def test_pp_constraints_are_measured_from_the_instance():
     assert table["violations"].tolist() == [0, 0]
     # b can be removed without changing the class, but removing it decreases b: not allowed
     assert table["redundancy"].tolist() == [0, 0]
+
+
+def test_feature_range_of_a_time_column():
+    X = pd.DataFrame({"when": pd.to_datetime(["2020-01-10", "2020-01-10"]),
+                      "x": [1.0, 1.0]})
+    E = pd.DataFrame({"when": pd.to_datetime(["2020-03-01", "2020-01-05"]), "x": [2.0, 2.0]})
+    model = ThresholdClassifier("x", 1.5)
+    bounds = (pd.Timestamp("2020-01-01"), pd.Timestamp("2020-02-01"))
+    table = explanation_metrics(model, X, E, feature_range={"when": bounds})
+    assert table["violations"].tolist() == [1, 0]
+    # an explainer's feature_range_ counts a time column in its own steps: left out
+    table = explanation_metrics(model, X, E, feature_range=(np.array([0.0, 0.0]),
+                                                            np.array([10.0, 10.0])))
+    assert table["violations"].tolist() == [0, 0]
