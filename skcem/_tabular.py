@@ -9,6 +9,8 @@ never a float array of strings. A category code is never interpolated: only the 
 search (:mod:`skcem._neighbors`) moves categorical columns, one whole category at a time.
 """
 
+import numbers
+
 import numpy as np
 
 CATEGORICAL_KINDS = "OSUb"  # object, bytes, str, bool
@@ -571,7 +573,11 @@ def table_feature_range(feature_range, Z, codec, feature_names):
                 raise ValueError(f"`feature_range` bounds column {key!r}, which is "
                                  "categorical; restrict its changes with "
                                  "`immutable_features` instead.")
-            lo, hi = (float(b) for b in check_pair(bounds, f"feature_range[{key!r}]"))
+            scale = codec.times_[j] if codec is not None else None
+            if scale is not None:  # times or durations, counted in the column's steps
+                lo, hi = _time_bounds(scale, bounds, key, codec.dtypes_[j])
+            else:
+                lo, hi = (float(b) for b in check_pair(bounds, f"feature_range[{key!r}]"))
             if lo > hi:
                 raise ValueError(f"`feature_range[{key!r}]` needs min <= max; got {bounds!r}.")
             lower[j], upper[j] = lo, hi
@@ -582,6 +588,24 @@ def table_feature_range(feature_range, Z, codec, feature_names):
         for j in np.flatnonzero(codec.categorical_):
             lower[j], upper[j] = 0.0, len(codec.categories_[j]) - 1.0
     return lower, upper
+
+
+def _time_bounds(scale, bounds, key, dtype):
+    """``feature_range[key]`` of a datetime or timedelta column, given as times or durations
+    of its kind (or numbers of its steps), in the column's steps from its earliest value."""
+    pd = _pandas()
+    try:
+        lo, hi = bounds
+        if isinstance(lo, numbers.Real) and isinstance(hi, numbers.Real):
+            return float(lo), float(hi)
+        values = pd.Series([lo, hi]).astype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`feature_range[{key!r}]` must be a pair (low, high) of "
+                         f"{'times' if dtype.kind == 'M' else 'durations'} like the column's "
+                         f"({dtype}); got {bounds!r}.") from exc
+    ticks, _ = _ticks(values, key)
+    low, high = (ticks - scale.offset) / scale.step
+    return float(np.ceil(low)), float(np.floor(high))  # whole steps inside the bounds
 
 
 _DIRECTIONS = {"increase": 1, "decrease": -1, "any": 0}

@@ -687,3 +687,22 @@ def test_categories_a_model_ignores_are_undone_together_where_one_alone_is_a_rar
     exp = explain(CounterfactualExplainer(model).fit(X), X.iloc[:5])
     assert exp.found.all()
     assert all(set(change) == {"amount"} for change in exp.changes())
+
+
+def test_feature_range_of_time_columns_in_times():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"when": pd.Timestamp("2020-01-01")
+                      + pd.to_timedelta(rng.integers(0, 100, 200), unit="D"),
+                      "a": rng.normal(size=200)})
+    model = make_pipeline(ColumnTransformer([("a", StandardScaler(), ["a"])]),
+                          LogisticRegression()).fit(X, (X["a"] > 0).astype(int))
+    explainer = CounterfactualExplainer(model, feature_range={
+        "when": (pd.Timestamp("2020-01-10 12:00"), pd.Timestamp("2020-02-01"))}).fit(X)
+    lower, upper = explainer.feature_range_
+    offset = X["when"].min()
+    assert (lower[0], upper[0]) == ((pd.Timestamp("2020-01-11") - offset).days,
+                                    (pd.Timestamp("2020-02-01") - offset).days)
+    with pytest.raises(ValueError, match=r"feature_range\['when'\].*pair \(low, high\) of times"):
+        CounterfactualExplainer(model, feature_range={"when": ("soon", "later")}).fit(X)
