@@ -36,9 +36,11 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         As for :class:`CEMExplainer`.
     target_class : "other", int, str or array-like of shape (n_samples,), default="other"
         The class each counterfactual must have: "other" is any class but the instance's own
-        (the model's prediction), so that each answer is the closest one of whichever class
-        it reaches (``explanation_pred`` says which; with ``search="exact"`` the proven
-        closest of all other classes), a class label applies to all instances, an array
+        (the model's prediction), so that each answer is the closest one found of whichever
+        class it reaches (``explanation_pred`` says which; the gradient and gradient-free
+        searches are heuristics, which may end in one class where another's answer is
+        closer; ``search="exact"`` proves the closest of all other classes), a class label
+        applies to all instances, an array
         gives one label per instance explained (same length as ``X`` in ``explain``).
     search : {"auto", "fista", "neighbors", "exact"}, default="auto"
         As for :class:`CEMExplainer` ("exact": the proven closest counterfactual of the
