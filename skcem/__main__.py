@@ -97,7 +97,7 @@ def _read_csv(path, option, drop=None):
     return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
 
 
-def _read_mixed(path, option, drop=(), table=None):
+def _read_mixed(path, option, drop=(), table=None, dates=()):
     """Read a CSV file whose columns hold numbers or text (categories), with a header row,
     without the columns named in ``drop`` (such as a label column); ``table``: the file's
     :func:`_read_table` when already read.
@@ -121,7 +121,7 @@ def _read_mixed(path, option, drop=(), table=None):
                              "missing value")
         # Mostly text: a categorical column. A few non-numbers among numbers: typos, named
         # by _numbers below.
-        if sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
+        if name in dates or sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
             text.append(j)
     if not text:
         return header, _numbers(path, option, header, rows, range(len(header)))
@@ -133,6 +133,13 @@ def _read_mixed(path, option, drop=(), table=None):
     columns = {}
     for j, name in enumerate(header):
         cells = [cells[j].strip() for _, cells in rows]
+        if name in dates:
+            try:
+                columns[name] = pd.to_datetime(pd.Series(cells), format="ISO8601")
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"--dates: column {name!r} of {path} holds a value that is "
+                                 f"not an ISO 8601 date or time ({exc})") from None
+            continue
         if j in text:
             columns[name] = pd.Series(cells, dtype="str")
             continue
@@ -368,17 +375,49 @@ def _check_out(out):
         out.unlink()
 
 
+def _json_value(value):
+    """A time of a date column (``--dates``) in ISO 8601, for ``json``."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _dates_hint(data, dates):
+    """Where text columns hold ISO dates and are not ``--dates``: a hint, for a model that
+    reads them as dates (a CSV's dates are text)."""
+    if not hasattr(data, "columns"):
+        return ""
+    import pandas as pd
+
+    looking = []
+    for name in data.columns:
+        column = data[name]
+        if name in dates or pd.api.types.is_numeric_dtype(column.dtype) or \
+                pd.api.types.is_datetime64_any_dtype(column.dtype):
+            continue
+        try:
+            pd.to_datetime(column, format="ISO8601")
+        except (TypeError, ValueError):
+            continue
+        looking.append(name)
+    if not looking:
+        return ""
+    return (f" (columns {looking} hold dates, read as text: for a model that takes dates, "
+            f"give --dates {' '.join(map(str, looking))})")
+
+
 def _write(rows, out):
     out = Path(out)
     try:
         if out.suffix == ".json":
-            out.write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
+            out.write_text(json.dumps(rows, indent=2, ensure_ascii=False, default=_json_value),
+                           encoding="utf-8")
             return
         with open(out, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: json.dumps(v, ensure_ascii=False)
+                writer.writerow({k: json.dumps(v, ensure_ascii=False, default=_json_value)
                                  if isinstance(v, (dict, list)) else v
                                  for k, v in row.items()})
     except OSError as exc:
@@ -404,16 +443,19 @@ def _explain(args):
         raise InputError("--model: the model has no predict_proba")
     files = {"--data": args.data} | ({"--train": args.train} if args.train else {})
     tables = {option: _read_table(path, option) for option, path in files.items()}
-    unknown = [name for name in args.drop
-               if not any(name in header for header, _ in tables.values())]
-    if unknown:
-        raise InputError(f"--drop: no column {unknown} in {' or '.join(files)}")
+    for option_name, names in (("--drop", args.drop), ("--dates", args.dates)):
+        unknown = [name for name in names
+                   if not any(name in header for header, _ in tables.values())]
+        if unknown:
+            raise InputError(f"{option_name}: no column {unknown} in {' or '.join(files)}")
     header, data = _model_columns(
-        model, *_read_mixed(args.data, "--data", args.drop, tables["--data"]), "--data")
+        model, *_read_mixed(args.data, "--data", args.drop, tables["--data"], args.dates),
+        "--data")
     train = data
     if args.train:
         train_header, train = _model_columns(
-            model, *_read_mixed(args.train, "--train", args.drop, tables["--train"]),
+            model, *_read_mixed(args.train, "--train", args.drop, tables["--train"],
+                                args.dates),
             "--train")
         if hasattr(train, "columns"):
             _reorder(train_header, np.empty((0, len(train_header))), header, "--train")
@@ -447,7 +489,7 @@ def _explain(args):
             cem.fit(_frame(header, train))
             exp = cem.explain(_frame(header, data))
     except (TypeError, ValueError) as exc:
-        raise InputError(str(exc).splitlines()[0]) from exc
+        raise InputError(str(exc).splitlines()[0] + _dates_hint(data, args.dates)) from exc
     if not args.train and not args.quiet:
         print("skcem explain: note: no --train: the no-information values and feature ranges "
               f"are learned from the rows explained ({args.data}); give the training rows "
@@ -541,6 +583,9 @@ def build_parser():
                                          "--data)")
     explain.add_argument("--drop", nargs="*", default=[], metavar="COLUMN",
                          help="columns of --data or --train that are not features (a label)")
+    explain.add_argument("--dates", nargs="*", default=[], metavar="COLUMN",
+                         help="columns of ISO 8601 dates or times (read as datetimes, for a "
+                              "model that takes them; otherwise a CSV's text is a category)")
     explain.add_argument("--mode", choices=["PN", "PP", "CF"], default="PN",
                          help="pertinent negatives or positives, or counterfactuals")
     explain.add_argument("--params", nargs="*", metavar="KEY=VALUE",

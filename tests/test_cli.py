@@ -561,3 +561,43 @@ def test_explain_takes_plausibility_and_refuses_a_bad_one(files, capsys):
         np.testing.assert_allclose(list(r["changed"].values()), explanation[changed])
     code, err = _main(capsys, *args, "plausibility=-1")
     assert code == 2 and "plausibility" in err
+
+
+def _days_since_2020(frame):  # a model's step that needs dates (module level: picklable)
+    import pandas as pd
+
+    return (frame - pd.Timestamp("2020-01-01")).apply(lambda column: column.dt.days)
+
+
+def test_dates_read_as_dates_for_a_model_that_takes_them(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"signup": pd.Timestamp("2020-01-01")
+                      + pd.to_timedelta(rng.integers(0, 1000, 200), unit="D"),
+                      "amount": rng.normal(100, 30, 200)})
+    days = (X["signup"] - pd.Timestamp("2020-01-01")).dt.days
+    model = make_pipeline(ColumnTransformer([
+        ("days", FunctionTransformer(_days_since_2020), ["signup"]),
+        ("amount", "passthrough", ["amount"])]), StandardScaler(),
+        LogisticRegression()).fit(X, (days > 500).astype(int))
+    joblib.dump(model, tmp_path / "model.joblib")
+    X.to_csv(tmp_path / "train.csv", index=False)
+    X.iloc[:4].to_csv(tmp_path / "rows.csv", index=False)
+    command = ["explain", "--model", str(tmp_path / "model.joblib"), "--data",
+               str(tmp_path / "rows.csv"), "--train", str(tmp_path / "train.csv"), "--mode",
+               "CF", "--quiet", "--out", str(tmp_path / "out.json")]
+    code, err = _main(capsys, *command)
+    assert code == 2 and "give --dates signup" in err  # read as text, the model fails
+    code, err = _main(capsys, *command, "--dates", "signup")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out.json").read_text())
+    for i, row in enumerate(rows):
+        assert row["found"] and set(row["changed"]) <= {"signup", "amount"}
+        answer = X.iloc[[i]].copy()
+        for name, value in row["changed"].items():  # dates in ISO 8601
+            answer[name] = pd.Timestamp(value) if name == "signup" else value
+        assert model.predict(answer)[0] == row["CF_class"] != row["class"]
