@@ -163,8 +163,9 @@ def accepts_missing_values(estimator):
     """Whether ``estimator`` takes missing values (NaN), the scikit-learn way.
 
     Its ``allow_nan`` input tag decides; a Pipeline's first step decides for the Pipeline (what
-    it does with NaN is what the later steps see), and a ColumnTransformer takes them when each
-    of its transformers does.
+    it does with NaN is what the later steps see), a ColumnTransformer takes them when each
+    of its transformers does, and a ``FunctionTransformer`` (the user's function) is left to a
+    trial.
 
     Parameters
     ----------
@@ -179,6 +180,7 @@ def accepts_missing_values(estimator):
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
     from sklearn.utils import get_tags
 
     if estimator is None or is_deep_model(estimator):
@@ -192,8 +194,8 @@ def accepts_missing_values(estimator):
         answers = [None if isinstance(step, str) else accepts_missing_values(step)
                    for step in parts]  # "passthrough": the next step decides
         return False if False in answers else (True if all(answers) else None)
-    if not hasattr(estimator, "__sklearn_tags__"):
-        return None
+    if not hasattr(estimator, "__sklearn_tags__") or isinstance(estimator, FunctionTransformer):
+        return None  # a function of the user's: only a trial can tell
     try:
         return bool(get_tags(estimator).input_tags.allow_nan)
     except (AttributeError, TypeError, ValueError):

@@ -77,6 +77,11 @@ def test_accepts_missing_values_asks_the_estimators_tags():
     passing = ColumnTransformer([("a", SimpleImputer(), [0])], remainder="passthrough")
     assert accepts_missing_values(make_pipeline(passing, LogisticRegression())) is None
     assert accepts_missing_values(lambda Z: Z) is None  # a trial decides
+    # A FunctionTransformer runs the user's function, whatever its tags say: a trial decides.
+    from sklearn.preprocessing import FunctionTransformer
+
+    assert accepts_missing_values(make_pipeline(FunctionTransformer(np.log1p),
+                                                LogisticRegression())) is None
 
 
 @pytest.mark.parametrize("model", ["imputed", "boosting"])
@@ -263,3 +268,29 @@ def test_explanation_metrics_leave_missing_cells_out():
                              immutable_features=[1], mad=[1.0, 1.0, 1.0])
     np.testing.assert_array_equal(pp["l0"], [2, 1])
     np.testing.assert_array_equal(pp["violations"], [0, 0])
+
+
+def _day_of_year(frame):
+    return pd.DataFrame({"day": frame["when"].dt.dayofyear.astype(float),
+                         "amount": frame["amount"]})
+
+
+def test_missing_times_behind_a_function_the_model_takes():
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    n = 300
+    X = pd.DataFrame({"when": pd.Timestamp("2021-01-01")
+                      + pd.to_timedelta(rng.integers(0, 700, n), unit="D"),
+                      "amount": rng.normal(100, 30, n)})
+    X.loc[rng.random(n) < 0.1, "when"] = pd.NaT
+    y = np.where((_day_of_year(X)["day"].fillna(0) > 200) | (X["amount"] > 120), "late",
+                 "early")
+    model = make_pipeline(FunctionTransformer(_day_of_year),
+                          HistGradientBoostingClassifier(max_iter=30, random_state=0)).fit(X, y)
+    rows = X[X["when"].isna()].iloc[:3]
+    exp = quiet_explain(CounterfactualExplainer(model).fit(X), rows)
+    assert exp.found.any()
+    found = exp.explanation[exp.found]
+    assert found["when"].isna().all()  # a missing time stays missing
+    assert np.all(model.predict(found) != model.predict(rows[exp.found]))
