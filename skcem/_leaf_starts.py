@@ -113,18 +113,17 @@ class LeafBoxes:
             feasible = ~np.isnan(points).any(axis=1)
             owner, points = owner[feasible], points[feasible]
             points = search.admissible(points, owner)
-            distance = search.distance(points, owner)
             changed = np.any(points != problem.x0[owner], axis=1)
-            distance = np.where(changed, distance, np.inf)
-            order = np.lexsort((distance, owner))
-            rank = np.arange(order.size) - np.searchsorted(owner[order], owner[order])
-            keep = order[(rank < _LEAF_STARTS) & np.isfinite(distance[order])]
+            owner, points = owner[changed], points[changed]
+            if owner.size == 0:
+                continue
+            keep = search.cheapest(owner, points, _LEAF_STARTS)
             owners.append(owner[keep])
             starts.append(points[keep])
         if not owners:
             return np.empty(0, int), np.empty((0, problem.x0.shape[1]))
         owner, E = np.concatenate(owners), np.concatenate(starts)
-        valid = search.valid(E, owner) if owner.size else np.zeros(0, bool)
+        valid = search.valid(E, owner)
         return owner[valid], E[valid]
 
 

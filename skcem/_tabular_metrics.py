@@ -221,10 +221,7 @@ def _seconds_or_float(value):
     if isinstance(value, (datetime, np.datetime64, timedelta, np.timedelta64)):
         import pandas as pd
 
-        if isinstance(value, (timedelta, np.timedelta64)):
-            return float(pd.Timedelta(value).total_seconds())
-        stamp = pd.Timestamp(value)
-        return float((stamp - pd.Timestamp(0, tz=stamp.tz)).total_seconds())
+        return float(_as_float(pd.Series([value]), pd, "feature_range", None)[0])
     return float(value)
 
 
