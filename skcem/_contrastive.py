@@ -8,7 +8,7 @@ allowed directions and the search on ``c``, which subclasses supply through
 
 import logging
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from numbers import Integral, Real
 
@@ -150,7 +150,10 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
     backend = explainer._get_backend()
     rows_before = backend.n_model_rows
     problem = SearchProblem(x0=x0, target=target, searchable=searchable, **common)
-    result = explainer._search(backend, problem, settings, progress=progress)
+    # a framework's threads for a batch of this size (PyTorch: one for small batches)
+    threads = getattr(backend, "search_threads", None)
+    with nullcontext() if threads is None else threads(x0.size):
+        result = explainer._search(backend, problem, settings, progress=progress)
     return result, backend.n_model_rows - rows_before
 
 

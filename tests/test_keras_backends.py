@@ -273,3 +273,43 @@ def test_keras_backend_without_gradients_is_named():
                                  "PYTHONWARNINGS": "ignore"}, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+def test_keras_on_torch_searches_small_batches_on_one_thread():
+    """As for a PyTorch module (tests/test_torch.py): PyTorch's threads wait on each other
+    for milliseconds per operation on a busy CPU."""
+    _require("keras")
+    _require("torch")
+    script = textwrap.dedent("""
+        import warnings
+
+        import keras
+        import numpy as np
+        import torch
+
+        from skcem import CEMExplainer
+
+        seen = set()
+
+        def record(x):
+            seen.add(torch.get_num_threads())
+            return x
+
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(10, 8)).astype(np.float32)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Lambda(record),
+                                  keras.layers.Dense(3)])
+        torch.set_num_threads(2)
+        cem = CEMExplainer(model, mode="PN", max_iterations=5, c_steps=1,
+                           search="fista").fit(X)
+        seen.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cem.explain(X)
+        print("seen", sorted(seen), "after", torch.get_num_threads())
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "seen [1] after 2" in result.stdout, result.stdout

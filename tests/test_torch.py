@@ -731,3 +731,37 @@ def test_torch_models_never_import_tensorflow():
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("OK")
+
+
+class _ThreadsSeen(nn.Module):
+    """A linear classifier that records PyTorch's intra-op threads at each call."""
+
+    def __init__(self, n_features):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(n_features, 3)
+        self.seen = set()
+
+    def forward(self, x):
+        self.seen.add(torch.get_num_threads())
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("n_rows, n_features, threads_in_search", [(10, 8, 1), (40, 2048, 2)])
+def test_small_searches_run_on_one_thread(n_rows, n_features, threads_in_search):
+    # a parallel region waits for every thread: on a busy CPU, milliseconds per operation
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_rows, n_features)).astype(np.float32)
+    module = _ThreadsSeen(n_features)
+    torch.set_num_threads(2)
+    try:
+        cem = CEMExplainer(module, mode="PN", max_iterations=5, c_steps=1,
+                           search="fista").fit(X)
+        module.seen.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            cem.explain(X)
+        assert module.seen == {threads_in_search}
+        assert torch.get_num_threads() == 2  # the user's setting, back
+    finally:
+        torch.set_num_threads(1)

@@ -14,6 +14,7 @@ import torch.func
 
 from .._array_api import ArrayPlace, namespace
 from ._keras_stateless import StatelessAutoencoder, StatelessBackend
+from ._torch_threads import search_threads
 
 
 class TorchAutodiff:
@@ -60,13 +61,18 @@ class TorchAutodiff:
         return int(n)
 
     @staticmethod
+    def device(variables):
+        """The device of a model with these weights: theirs, else Keras's default."""
+        import keras
+
+        return variables[0].value.device if variables else \
+            keras.ops.convert_to_tensor(np.zeros(0)).device
+
+    @staticmethod
     def array_place(variables):
         """Where the search runs for a model with these weights: float64 tensors on their
         device (float32 on ``mps``), as for a PyTorch module."""
-        import keras
-
-        device = variables[0].value.device if variables else \
-            keras.ops.convert_to_tensor(np.zeros(0)).device
+        device = TorchAutodiff.device(variables)
         float_dtype = torch.float32 if device.type == "mps" else torch.float64
         return ArrayPlace(namespace(torch.empty(0, device=device)), device, float_dtype)
 
@@ -103,3 +109,12 @@ class KerasBackend(StatelessBackend):
     :class:`._keras_stateless.StatelessBackend`)."""
 
     autodiff = AUTODIFF
+
+    def search_threads(self, n_numbers):
+        """The PyTorch threads of a search over ``n_numbers`` numbers (see
+        :mod:`._torch_threads`): a context manager."""
+        return search_threads(n_numbers, AUTODIFF.device(self.model.trainable_variables))
+
+    def predict_proba(self, Z):
+        with self.search_threads(Z.size):
+            return super().predict_proba(Z)

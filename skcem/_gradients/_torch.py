@@ -20,6 +20,7 @@ from .._array_api import HOST, ArrayPlace, namespace
 from ._base import Evaluation, check_input_shape, check_reconstruction
 from ._outputs import output_kind
 from ._torch_layers import FasterLayers
+from ._torch_threads import search_threads
 
 MODEL_NAME = "PyTorch module"  # how messages name such a model
 
@@ -351,12 +352,17 @@ class TorchBackend(_OnRows):
         return ArrayPlace(namespace(torch.empty(0, device=self.device)), self.device,
                           float_dtype)
 
+    def search_threads(self, n_numbers):
+        """The PyTorch threads of a search over ``n_numbers`` numbers (see
+        :mod:`._torch_threads`): a context manager."""
+        return search_threads(n_numbers, self.device)
+
     def forward(self, z, fast_layout=False):
         return as_probabilities(self.raw_forward(z, fast_layout), self.output_kind)
 
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
-        with torch.no_grad(), evaluating(self.module):
+        with torch.no_grad(), evaluating(self.module), self.search_threads(Z.size):
             return _numpy(self.forward(self.tensor(Z)))
 
     def predict(self, Z):
