@@ -521,3 +521,46 @@ def test_as_many_components_as_parameters_gives_the_exact_scores(iris, iris_mode
         wide = GradientSimilarityExplainer(iris_model, n_components=64, random_state=0).fit(X, y)
     assert wide.projection_ is None
     np.testing.assert_allclose(wide.transform(X[:5]), exact.transform(X[:5]))
+
+
+def test_keras_model_rebuilt_by_pickle_or_file_keeps_its_layout(digits, tmp_path):
+    """Unpickling or loading a Keras model calls its layers again while it is rebuilt (their
+    ``_inbound_nodes`` grow): its dense layers must still be factorised, and the same way as
+    the original's, since joblib workers (``n_jobs``) and pickled explainers use such copies
+    beside factors computed on the original. Before, the workers' training factors were
+    paired with the wrong layers: silently wrong scores."""
+    import pickle
+
+    keras = pytest.importorskip("keras")
+    from skcem._param_grads._keras_layers import (batched_conv_layers,
+                                                 factorisable_dense_layers)
+
+    X, y = digits
+    model = _keras_model()
+    model.save(tmp_path / "model.keras")
+    copies = {"pickled": pickle.loads(pickle.dumps(model)),
+              "loaded": keras.models.load_model(tmp_path / "model.keras")}
+    names = ([layer.name for layer in factorisable_dense_layers(model)],
+             [layer.name for layer in batched_conv_layers(model)])
+    assert (len(names[0]), len(names[1])) == (2, 1)
+    images = X[:40].astype(np.float32)
+    expected = GradientSimilarityExplainer(model, precompute_grads=True).fit(
+        images, y[:40]).transform(images[:5])
+    for kind, copy in copies.items():
+        assert ([layer.name for layer in factorisable_dense_layers(copy)],
+                [layer.name for layer in batched_conv_layers(copy)]) == names, kind
+        explainer = GradientSimilarityExplainer(copy, precompute_grads=True).fit(images, y[:40])
+        again = pickle.loads(pickle.dumps(explainer))  # crashed: test factors of another layout
+        np.testing.assert_allclose(again.transform(images[:5]), expected, rtol=1e-5,
+                                   atol=1e-6 * np.abs(expected).max(), err_msg=kind)
+
+
+def test_factors_of_two_layouts_are_refused():
+    from skcem._param_grads._factors import GradientFactors
+
+    rng = np.random.default_rng(0)
+    three = GradientFactors([(rng.normal(size=(4, 5)), rng.normal(size=(4, 4)))] * 3)
+    one = GradientFactors([(rng.normal(size=(6, 5)), rng.normal(size=(6, 4)))],
+                          rng.normal(size=(6, 40)))
+    with pytest.raises(RuntimeError, match="two layouts"):
+        three.dot(one)

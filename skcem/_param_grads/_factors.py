@@ -61,8 +61,19 @@ class GradientFactors:
         other = None if first.other is None else np.vstack([p.other for p in parts])
         return cls(dense, other, first.matmul)
 
+    @property
+    def layout(self):
+        """The widths of the factors and of the other columns: two sets of factors of the
+        same parameters have the same layout."""
+        return ([(a.shape[1], d.shape[1]) for a, d in self.dense],
+                0 if self.other is None else self.other.shape[1])
+
     def dot(self, other):
         """Gradient dot products: ndarray of shape (len(self), len(other))."""
+        if self.layout != other.layout:
+            raise RuntimeError(f"Gradients of two layouts cannot be compared ({self.layout} "
+                               f"against {other.layout}): the model was factorised "
+                               "differently on the two sides.")
         matmul = self.matmul or _matmul_t
         out = np.zeros((len(self), len(other)))
         for (a, d), (a2, d2) in zip(self.dense, other.dense):

@@ -24,7 +24,8 @@ import numpy as np
 from .._gradients._keras import check_device, check_input_shape, keras_engine, model_input_shape
 from .._gradients._keras_tf import compiled, import_tensorflow
 from ._factors import GradientFactors
-from ._keras_layers import batched_conv_layers, factorisable_dense_layers, keras_loss
+from ._keras_layers import (batched_conv_layers, factorisable_dense_layers, graph_inputs,
+                            keras_loss)
 
 
 def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=None,
@@ -191,8 +192,7 @@ class KerasGradients:
         if layers:
             import keras
 
-            probe = keras.Model(model.inputs, [[layer.input for layer in layers],
-                                               model.outputs[0]])
+            probe = keras.Model(model.inputs, [graph_inputs(model, layers), model.outputs[0]])
 
         def predicted(y, prediction):
             # the model's predicted class where y is -1 (the numpy path of as_probabilities
@@ -260,8 +260,8 @@ class KerasGradients:
         self._factor_fn = factor_batch
         self._product_fn = product_batch
         # the widths of the factors: the test side of product_batch's signature
-        self._factor_widths = ([int(np.prod(layer.input.shape[1:])) + 1
-                                for layer in self.dense_layers],
+        self._factor_widths = ([int(np.prod(tensor.shape[1:])) + 1
+                                for tensor in graph_inputs(model, self.dense_layers)],
                                [int(layer.units) for layer in self.dense_layers],
                                int(sum(np.prod(w.shape) for w in others)))
         self._outputs_fn = outputs

@@ -22,13 +22,34 @@ def keras_loss(loss, task):
     return loss.call if isinstance(loss, keras.losses.Loss) else loss
 
 
-def _called_once_on_rank(layer, rank):
-    if len(getattr(layer, "_inbound_nodes", ())) != 1:
-        return False
-    try:
-        return len(layer.input.shape) == rank
-    except (AttributeError, ValueError):
-        return False
+def _single_call_inputs(model):
+    """``{id(layer): input}`` for the layers called exactly once, on one input, in
+    ``model``'s own graph (Sequential models hold theirs in a functional model).
+
+    A layer's ``_inbound_nodes`` count its calls in every model it was ever part of: a model
+    loaded from a file or unpickled has its layers called again while it is rebuilt, and
+    would see none of them as called once, so the graph's own nodes are counted instead. A
+    model without a graph (subclassed) has none.
+    """
+    graph = getattr(model, "_functional", None) or model
+    calls = {}
+    for nodes in (getattr(graph, "_nodes_by_depth", None) or {}).values():
+        for node in nodes:
+            calls.setdefault(id(node.operation), []).append(node)
+    return {key: nodes[0].input_tensors[0] for key, nodes in calls.items()
+            if len(nodes) == 1 and len(nodes[0].input_tensors) == 1}
+
+
+def graph_inputs(model, layers):
+    """The input, in ``model``'s graph, of each of ``layers`` (from
+    :func:`factorisable_dense_layers` and :func:`batched_conv_layers`)."""
+    inputs = _single_call_inputs(model)
+    return [inputs[id(layer)] for layer in layers]
+
+
+def _called_once_on_rank(inputs, layer, rank):
+    tensor = inputs.get(id(layer))
+    return tensor is not None and len(tensor.shape) == rank
 
 
 def _trainable(layer, trainable):
@@ -47,9 +68,10 @@ def factorisable_dense_layers(model):
     import keras
 
     trainable = {id(w) for w in model.trainable_weights}
+    inputs = _single_call_inputs(model)
     return [layer for layer in getattr(model, "layers", [])
             if type(layer) is keras.layers.Dense and layer.bias is not None
-            and _trainable(layer, trainable) and _called_once_on_rank(layer, 2)]
+            and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 2)]
 
 
 def batched_conv_layers(model):
@@ -62,7 +84,8 @@ def batched_conv_layers(model):
     import keras
 
     trainable = {id(w) for w in model.trainable_weights}
+    inputs = _single_call_inputs(model)
     return [layer for layer in getattr(model, "layers", [])
             if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last"
             and layer.groups == 1 and layer.padding in ("valid", "same")
-            and _trainable(layer, trainable) and _called_once_on_rank(layer, 4)]
+            and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 4)]

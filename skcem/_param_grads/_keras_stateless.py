@@ -24,7 +24,7 @@ import numpy as np
 from .._gradients._keras import as_probabilities
 from .._gradients._keras_stateless import padded_rows
 from ._factors import GradientFactors
-from ._keras_layers import factorisable_dense_layers, keras_loss
+from ._keras_layers import factorisable_dense_layers, graph_inputs, keras_loss
 
 
 class _ShiftedPreActivations:
@@ -129,7 +129,7 @@ class StatelessKerasGradients:
         others = [k for k, w in enumerate(weights) if id(w) not in factorised]
         probe = None
         if self.dense_layers:
-            probe = keras.Model(model.inputs, [[layer.input for layer in self.dense_layers],
+            probe = keras.Model(model.inputs, [graph_inputs(model, self.dense_layers),
                                                model.outputs[0]])
             probe_trainable = _positions(probe.trainable_variables, weights)
             probe_non_trainable = _positions(probe.non_trainable_variables,
