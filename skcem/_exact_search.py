@@ -20,7 +20,10 @@ the scores and ``predict``. The closest valid answer therefore solves a mixed-in
   ``feature_range`` bounds it, a PN keeps only values farther from the no-information value
   than the instance's (a categorical PN: any category but the no-information one).
   Intervals with no admissible point are ruled out. The objective is thus exact: no
-  linearisation of the distance.
+  linearisation of the distance. No answer creates a pair of categories (almost) absent
+  from the ``fit`` data, as in the gradient-free search: a code that would make one with a
+  column the program leaves alone is ruled out, and two codes that make one together are
+  never both chosen.
 * **Which leaf each tree gives.** A flow per tree: its root carries 1, every inner node passes
   its flow to its two children, and a child may carry flow only when the row goes its way
   (``z <= t`` or not; a categorical split, the codes that go left). With the columns' binaries
@@ -542,6 +545,36 @@ class ExactSearch:
             allowed[x0] = True
         return allowed
 
+    @staticmethod
+    def _rare_pair_rows(structure, problem, i, ub):
+        """Keep the answer from creating a rare pair of categories, as the gradient-free
+        search does (:class:`~skcem._plausibility.CategoryPairs`): a code that makes one with
+        a column the program leaves at the instance's value gets ``ub`` 0 (in place), and
+        each rare pair of codes of two columns in the program is returned as the positions
+        of their binaries, at most one of which may be 1. The instance's own pair is allowed.
+        """
+        pairs = problem.category_pairs
+        if pairs is None:
+            return []
+        x0 = problem.x0[i]
+        rows = []
+        for (j, k), rare in pairs.rare_.items():
+            in_j, in_k = j in structure.w_start, k in structure.w_start
+            if not (in_j or in_k) or np.isnan(x0[j]) or np.isnan(x0[k]):
+                continue
+            rare = rare.copy()
+            rare[int(x0[j]), int(x0[k])] = False
+            if in_j and in_k:
+                a, b = np.nonzero(rare)
+                a, b = a + structure.w_start[j], b + structure.w_start[k]
+                keep = (ub[a] > 0) & (ub[b] > 0)
+                rows.extend(zip(a[keep], b[keep]))
+            elif in_j:
+                ub[structure.w_start[j] + np.flatnonzero(rare[:, int(x0[k])])] = 0.0
+            else:
+                ub[structure.w_start[k] + np.flatnonzero(rare[int(x0[j])])] = 0.0
+        return rows
+
     def _within_budgets(self, structure, problem, i, strict, step_scale, bound, deadline):
         """The best answer of instance ``i`` and its gap, by programs of growing budgets.
 
@@ -631,8 +664,12 @@ class ExactSearch:
             ub[start:start + n_codes] = allowed
             cost[start:start + n_codes] = l1[j] + l2[j]
             cost[start + int(x0[j])] = 0.0
+        pair_rows = self._rare_pair_rows(structure, problem, i, ub)
+        for j, start in structure.w_start.items():
+            n_codes = int(structure.n_categories[j])
             code_costs[j] = np.full(structure.categorical_left.shape[1], np.inf)
-            code_costs[j][:n_codes] = np.where(allowed, cost[start:start + n_codes], np.inf)
+            code_costs[j][:n_codes] = np.where(ub[start:start + n_codes] > 0,
+                                               cost[start:start + n_codes], np.inf)
         # Only the nodes whose box holds an admissible point within the bound enter the
         # program: a leaf that alone costs more is never the row's.
         node_cost = structure.box_costs(interval_costs, code_costs)
@@ -666,6 +703,14 @@ class ExactSearch:
                 shape=(count, n_total)))
             lower.append(np.zeros(count))
             upper.append(np.zeros(count))
+        if pair_rows:  # w_a + w_b <= 1
+            pair_rows = np.asarray(pair_rows)
+            count = len(pair_rows)
+            blocks.append(sparse.csr_array(
+                (np.ones(2 * count), (np.repeat(np.arange(count), 2), pair_rows.ravel())),
+                shape=(count, n_total)))
+            lower.append(np.full(count, -np.inf))
+            upper.append(np.ones(count))
         blocks.append(validity)
         lower.append(v_lower)
         upper.append(v_upper)

@@ -569,3 +569,59 @@ def test_budget_is_the_solvers_cutoff_where_scipy_passes_it_on(accepted, monkeyp
     assert cutoffs and (all(c is None for c in cutoffs) != accepted)
     np.testing.assert_allclose(got.distance, expected.distance)
     np.testing.assert_array_equal(got.gap, expected.gap)
+
+
+@pytest.mark.parametrize("model_sees_sex", [False, True])
+def test_exact_answers_create_no_rare_pair_of_categories(model_sees_sex):
+    """As the gradient-free search: no answer pairs two categories the fit data never pairs
+    (a male "wife"). The model, trained on other rows, takes a male "wife" for class 1, the
+    cheapest flip by far; the exact search must find the cheapest answer without it (the
+    brute force over the other rows), whether the program holds the sex column (the model
+    splits on it) or leaves it at the instance's value."""
+    rng = np.random.default_rng(3)
+    n = 400
+    training = pd.DataFrame({"income": rng.normal(50, 15, n).round(1),
+                             "sex": rng.choice(["m", "f"], n),
+                             "role": rng.choice(["child", "husband", "wife"], n)})
+    y = ((training.role == "wife") | (training.income > 80)
+         | ((training.sex == "f") & (training.income > 70))).astype(int)
+    encode = make_column_transformer(
+        (OneHotEncoder(), ["sex", "role"] if model_sees_sex else ["role"]),
+        (StandardScaler(), ["income"]))
+    model = make_pipeline(encode, RandomForestClassifier(n_estimators=3, max_depth=4,
+                                                         random_state=0)).fit(training, y)
+    # the data the explainer learns from: husbands are men, wives women
+    sex = rng.choice(["m", "f"], n)
+    role = np.where(rng.random(n) < 0.3, "child", np.where(sex == "m", "husband", "wife"))
+    frame = pd.DataFrame({"income": rng.normal(50, 15, n).round(1), "sex": sex, "role": role})
+    cf = CounterfactualExplainer(model, search="exact", immutable_features=["sex"]).fit(frame)
+    males = frame[(frame.sex == "m") & (model.predict(frame) == 0)].iloc[:6]
+    as_wives = males.assign(role="wife")
+    assert (model.predict(as_wives) == 1).all()
+    exp = cf.explain(males)
+    assert exp.found.all()
+    assert not (exp.explanation.role == "wife").any()  # the rare pair (m, wife)
+    codec = cf._codec
+    Z = codec.encode(males)
+    scaler = model[0].named_transformers_["standardscaler"]
+    j_scaled = 5 if model_sees_sex else 3  # the income column among the forest's inputs
+    income_cuts = _thresholds(model[-1]).get(j_scaled, np.array([])) * scaler.scale_[0] + \
+        scaler.mean_[0]
+    lower, upper = cf.feature_range_
+    columns = list(frame.columns)
+    j_income, j_sex, j_role = (columns.index(c) for c in ("income", "sex", "role"))
+    wife = list(codec.categories_[j_role]).index("wife")
+    for i in range(len(males)):
+        z0 = Z[i]
+        candidates = [None] * 3
+        candidates[j_income] = _numeric_candidates(z0[j_income], income_cuts,
+                                                   lower[j_income], upper[j_income])
+        candidates[j_sex] = [z0[j_sex]]
+        candidates[j_role] = [r for r in range(3) if r != wife]
+
+        def cost(g):
+            return np.abs(g[:, j_income] - z0[j_income]) + (g[:, j_role] != z0[j_role])
+
+        best = _brute_force(z0, candidates,
+                            lambda g: model.predict(codec.decode(g)) == 1, cost)
+        assert best - 3 * STEP <= exp.distance[i] <= best + 1e-9
