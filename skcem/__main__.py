@@ -97,14 +97,15 @@ def _read_csv(path, option, drop=None):
     return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
 
 
-def _read_mixed(path, option, drop=(), table=None, dates=()):
+def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
     """Read a CSV file whose columns hold numbers or text (categories), with a header row,
     without the columns named in ``drop`` (such as a label column); ``table``: the file's
     :func:`_read_table` when already read.
 
-    Returns the header and a DataFrame: a column of whole numbers as int64, of other numbers
-    as float64, anything else as text. Without pandas, or when every column holds numbers,
-    it is :func:`_read_csv`'s array.
+    Returns the header and a DataFrame: a column of whole numbers as int64 (answers keep
+    whole numbers there, as for a DataFrame given to the explainer), of other numbers as
+    float64, anything else as text. Without pandas, or with ``whole_as_int`` False when every
+    column holds numbers, it is :func:`_read_csv`'s array.
     """
     header, rows = table or _read_table(path, option)
     # A label column is often in --train only: columns absent from a file are not missed
@@ -123,13 +124,15 @@ def _read_mixed(path, option, drop=(), table=None, dates=()):
         # by _numbers below.
         if name in dates or sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
             text.append(j)
-    if not text:
-        return header, _numbers(path, option, header, rows, range(len(header)))
     try:
         import pandas as pd
     except ImportError as exc:
+        if not text:
+            return header, _numbers(path, option, header, rows, range(len(header)))
         raise InputError(f"{option}: text columns {[header[j] for j in text]} need pandas "
                          "(pip install pandas)") from exc
+    if not (text or whole_as_int):
+        return header, _numbers(path, option, header, rows, range(len(header)))
     columns = {}
     for j, name in enumerate(header):
         cells = [cells[j].strip() for _, cells in rows]
@@ -436,6 +439,7 @@ def _frame(header, values):
 
 def _explain(args):
     from . import CEMExplainer, CounterfactualExplainer
+    from ._gradients import is_deep_model
 
     _check_out(args.out)
     model = _load_model(args.model)
@@ -448,15 +452,16 @@ def _explain(args):
                    if not any(name in header for header, _ in tables.values())]
         if unknown:
             raise InputError(f"{option_name}: no column {unknown} in {' or '.join(files)}")
+    # Deep models take float tensors: their rows stay floats.
+    whole_as_int = not is_deep_model(model)
     header, data = _model_columns(
-        model, *_read_mixed(args.data, "--data", args.drop, tables["--data"], args.dates),
-        "--data")
+        model, *_read_mixed(args.data, "--data", args.drop, tables["--data"], args.dates,
+                            whole_as_int), "--data")
     train = data
     if args.train:
         train_header, train = _model_columns(
             model, *_read_mixed(args.train, "--train", args.drop, tables["--train"],
-                                args.dates),
-            "--train")
+                                args.dates, whole_as_int), "--train")
         if hasattr(train, "columns"):
             _reorder(train_header, np.empty((0, len(train_header))), header, "--train")
             train = train[header]

@@ -601,3 +601,34 @@ def test_dates_read_as_dates_for_a_model_that_takes_them(tmp_path, capsys):
         for name, value in row["changed"].items():  # dates in ISO 8601
             answer[name] = pd.Timestamp(value) if name == "signup" else value
         assert model.predict(answer)[0] == row["CF_class"] != row["class"]
+
+
+def test_explain_keeps_whole_numbers_in_integer_columns_of_a_numeric_csv(tmp_path, capsys):
+    """An all-numeric CSV's columns of whole numbers are integer columns, as in a DataFrame
+    given to the explainer: the answers hold whole numbers there (before, floats)."""
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.integers(18, 80, 300), "years_edu": rng.integers(1, 17, 300),
+                      "score": rng.normal(0, 1, 300).round(3)})
+    y = (X.age / 60 + X.years_edu / 16 + X.score / 40 + rng.normal(0, 0.3, 300) > 1.2)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y.astype(int))
+    joblib.dump(model, tmp_path / "model.joblib")
+    X.to_csv(tmp_path / "train.csv", index=False)
+    rows = X[~y].iloc[:4]
+    rows.to_csv(tmp_path / "data.csv", index=False)
+    code, err = _main(capsys, *_command("explain", tmp_path, train="train.csv"),
+                      "--mode", "CF")
+    assert code == 0, err
+    answers = json.loads((tmp_path / "out.json").read_text())
+    assert all(answer["found"] for answer in answers)
+    changed = [answer["changed"] for answer in answers]
+    assert any("age" in c or "years_edu" in c for c in changed)
+    for c in changed:
+        for name in ("age", "years_edu"):
+            if name in c:
+                assert float(c[name]) == round(float(c[name])), (name, c[name])
+    expected = CounterfactualExplainer(model).fit(X).explain(rows).changes()
+    assert changed == expected
