@@ -169,12 +169,33 @@ def is_piecewise_constant(estimator):
         return False  # not a scikit-learn estimator: the probe decides
     if isinstance(estimator, Pipeline):
         return is_piecewise_constant(estimator[-1])
+    if _is_boosted_trees_of_another_library(estimator):
+        return True
     inner = getattr(estimator, "estimator", None)
     if isinstance(estimator, (AdaBoostClassifier, BaggingClassifier)):
         return inner is None or is_piecewise_constant(inner)
     return is_classifier(estimator) and isinstance(estimator, (
         BaseDecisionTree, BaseForest, GradientBoostingClassifier,
         HistGradientBoostingClassifier, KNeighborsClassifier, RadiusNeighborsClassifier))
+
+
+def _is_boosted_trees_of_another_library(estimator):
+    """LightGBM's, XGBoost's and CatBoost's tree classifiers, told without importing them.
+
+    Their many thresholds lie close to the training values (LightGBM's between adjacent
+    bins), so numerical gradients at training rows are often not zero, and the probe of
+    :func:`skcem._contrastive` would send them to the gradient search: on breast cancer a
+    30-tree LightGBM took 49 s for five counterfactuals there against 0.7 s here.
+    LightGBM's linear trees and XGBoost's linear booster are not piecewise constant.
+    """
+    module = type(estimator).__module__.split(".")[0]
+    name = type(estimator).__name__
+    params = estimator.get_params()
+    if module == "lightgbm" and name == "LGBMClassifier":
+        return not params.get("linear_tree", False)
+    if module == "xgboost" and name in ("XGBClassifier", "XGBRFClassifier"):
+        return params.get("booster") in (None, "gbtree", "dart")
+    return module == "catboost" and name == "CatBoostClassifier"
 
 
 @dataclass(frozen=True)
