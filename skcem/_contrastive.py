@@ -14,7 +14,8 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
+from sklearn.base import (BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context,
+                          is_regressor)
 from sklearn.utils._param_validation import (HasMethods, Interval, InvalidParameterError,
                                             StrOptions)
 from sklearn.utils.validation import check_is_fitted
@@ -188,6 +189,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _validate_params(self):
         estimator = getattr(self, "estimator", None)
+        if estimator is not None and not callable(estimator) and is_regressor(estimator):
+            raise InvalidParameterError(
+                f"The 'estimator' parameter of {type(self).__name__} must be a classifier; "
+                f"{type(estimator).__name__} is a regressor. skcem explains classifiers "
+                "(a PN or counterfactual changes the predicted class).")
         if estimator is not None and not callable(estimator) and \
                 hasattr(estimator, "predict") and not hasattr(estimator, "predict_proba"):
             # A classifier with a decision function only (SVC, LinearSVC, hard voting).

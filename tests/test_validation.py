@@ -219,3 +219,17 @@ def test_a_classifier_without_predict_proba_is_shown_the_way(iris, Explainer):
         with pytest.raises(ValueError, match=rf"{Explainer} needs .* {name} has none.*"
                                              r"CalibratedClassifierCV"):
             getattr(skcem, Explainer)(model.fit(X, y)).fit(X)
+
+
+@pytest.mark.parametrize("Explainer", ["CEMExplainer", "CounterfactualExplainer"])
+def test_a_regressor_is_told_that_classifiers_are_explained(iris, Explainer):
+    """Not the predict_proba hint: CalibratedClassifierCV cannot take a regressor."""
+    import skcem
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = iris
+    for model in (LinearRegression(), make_pipeline(StandardScaler(), LinearRegression())):
+        with pytest.raises(ValueError, match=r"must be a classifier; .* is a regressor"):
+            getattr(skcem, Explainer)(model.fit(X, y)).fit(X)
