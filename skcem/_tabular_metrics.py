@@ -462,10 +462,10 @@ def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X
         explanations, on all rows of the redundancy check, and once on ``X_train``.
     X : DataFrame or array-like of shape (n_samples, n_features)
         The explained instances. Columns may be numeric, string, category or bool.
-    explanations : DataFrame or array-like of shape (n_samples, n_features)
+    explanations : DataFrame, array-like of shape (n_samples, n_features) or Explanation
         One explanation per row of ``X``, matched by position; a DataFrame must hold X's
         columns (extra ones are ignored). A row that is entirely missing means that no
-        explanation was found.
+        explanation was found. An :class:`~skcem.Explanation` gives its ``explanation``.
     mode : {"CF", "PN", "PP"}, default="CF"
         "CF" and "PN": an explanation is valid when the model's class for it differs from
         its class for ``X`` (or equals ``target`` for "CF" when given). "PP": valid when the
@@ -557,6 +557,8 @@ default=None
             or n_neighbors < 1):
         raise ValueError(f"n_neighbors must be a positive integer; got {n_neighbors!r}.")
 
+    if hasattr(explanations, "perturbation") and hasattr(explanations, "found"):
+        explanations = explanations.explanation  # an Explanation: its answers
     X, columns = _check_X(X, pd)
     n_samples, n_features = X.shape
     E = _check_like(explanations, X, "explanations", pd, n_rows=n_samples)

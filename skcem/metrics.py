@@ -25,6 +25,16 @@ __all__ = ["cem_score", "continuous_diversity", "count_diversity", "explanation_
            "n_changed", "proximity", "sparsity", "summarize_metrics", "validity"]
 
 
+def _check_explanation(explanation, function):
+    """The functions below read an Explanation; arrays of answers get one line saying where
+    they go."""
+    if not (hasattr(explanation, "perturbation") and hasattr(explanation, "found")):
+        raise TypeError(f"{function}: `explanation` must be the Explanation that explain() "
+                        f"returns; got {type(explanation).__name__}. For arrays of answers "
+                        "(another library's too), use skcem.metrics.explanation_metrics("
+                        "estimator, X, answers).")
+
+
 def validity(explanation):
     """1.0 where an explanation was found (it has the required class), else 0.0.
 
@@ -38,6 +48,7 @@ def validity(explanation):
     validity : ndarray of shape (n_samples,)
         1.0 or 0.0 per instance.
     """
+    _check_explanation(explanation, "validity")
     return explanation.found.astype(float)
 
 
@@ -56,6 +67,7 @@ def n_changed(explanation, atol=1e-8):
     n_changed : ndarray of shape (n_samples,)
         The number of features each perturbation involves.
     """
+    _check_explanation(explanation, "n_changed")
     counts = np.sum(np.abs(explanation.perturbation) > atol, axis=1).astype(float)
     return np.where(explanation.found, counts, np.nan)
 
@@ -75,6 +87,7 @@ def sparsity(explanation, atol=1e-8):
     sparsity : ndarray of shape (n_samples,)
         Per instance.
     """
+    _check_explanation(explanation, "sparsity")
     n_features = explanation.X.shape[1]
     return np.nan_to_num(1.0 - n_changed(explanation, atol) / (n_features + 1), nan=0.0)
 
@@ -95,6 +108,7 @@ def proximity(explanation, feature_range):
     proximity : ndarray of shape (n_samples,)
         Per instance.
     """
+    _check_explanation(explanation, "proximity")
     lower, upper = feature_range
     width = np.where(upper > lower, upper - lower, 1.0)
     if explanation.encoded is not None:  # a changed category counts 1, whatever its range
@@ -124,6 +138,7 @@ def cem_score(explanation, feature_range):
     score : float
         The mean over instances.
     """
+    _check_explanation(explanation, "cem_score")
     per_instance = (validity(explanation) * sparsity(explanation)
                     * proximity(explanation, feature_range))
     if explanation.mode == "PP":

@@ -348,3 +348,31 @@ def test_feature_range_of_a_time_column():
     table = explanation_metrics(model, X, E, feature_range=(np.array([0.0, 0.0]),
                                                             np.array([10.0, 10.0])))
     assert table["violations"].tolist() == [0, 0]
+
+
+def test_metrics_of_an_explanation_and_of_arrays():
+    """The per-explanation metrics name what they take when given arrays;
+    explanation_metrics takes an Explanation as its answers."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    import skcem.metrics as metrics
+    from skcem import CounterfactualExplainer
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    cf = CounterfactualExplainer(model).fit(X)
+    exp = cf.explain(X[:4])
+    answers = np.asarray(exp.explanation)
+    for name, call in (("sparsity", lambda: metrics.sparsity(answers)),
+                       ("proximity", lambda: metrics.proximity(answers, cf.feature_range_)),
+                       ("cem_score", lambda: metrics.cem_score(answers, cf.feature_range_)),
+                       ("validity", lambda: metrics.validity(answers)),
+                       ("n_changed", lambda: metrics.n_changed(answers))):
+        with pytest.raises(TypeError, match=rf"{name}: `explanation` must be the Explanation"
+                                            r".*explanation_metrics"):
+            call()
+    pd = pytest.importorskip("pandas")
+    pd.testing.assert_frame_equal(metrics.explanation_metrics(model, X[:4], exp),
+                                  metrics.explanation_metrics(model, X[:4], answers),
+                                  check_exact=False)
