@@ -1,5 +1,6 @@
 """CounterfactualExplainer: the closest instance of another class (ceml's regularized cost)."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -41,7 +42,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         searches are heuristics, which may end in one class where another's answer is
         closer; ``search="exact"`` proves the closest of all other classes), a class label
         applies to all instances, an array
-        gives one label per instance explained (same length as ``X`` in ``explain``).
+        gives one label per instance explained (same length as ``X`` in ``explain``; the
+        way to target a class labelled "other", with a warning in ``fit`` otherwise).
     search : {"auto", "fista", "neighbors", "exact"}, default="auto"
         As for :class:`CEMExplainer` ("exact": the proven closest counterfactual of the
         target class for a tree model, with its ``gap``).
@@ -199,6 +201,12 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
 
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")
+        if isinstance(self.target_class, str) and self.target_class == "other" and \
+                any(isinstance(c, str) and c == "other" for c in self.classes_):
+            warnings.warn("target_class='other' means any class but the instance's, and the "
+                          "model also has a class labelled 'other': to target that class, "
+                          "give one label per instance (target_class=['other'] * n_rows).",
+                          UserWarning, stacklevel=3)
 
     def _any_other_class(self):
         """Whether the target is any class but the instance's (more than two classes)."""

@@ -110,3 +110,20 @@ def test_target_class_takes_the_models_own_bool_and_float_labels(iris, kind):
                                   model.classes_[1])
     with pytest.raises(ValueError, match="target_class"):
         CounterfactualExplainer(model, target_class=3.5).fit(X).explain(rows)
+
+
+def test_a_class_labelled_other_is_reached_by_labels_per_instance():
+    """The scalar "other" means any other class, with a warning when a class has that
+    label; one label per instance targets the class."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    labels = np.array(["other", "versicolor", "virginica"])[y]
+    model = LogisticRegression(max_iter=1000).fit(X, labels)
+    with pytest.warns(UserWarning, match="class labelled 'other'"):
+        CounterfactualExplainer(model).fit(X)
+    rows = X[[60, 110]]
+    exp = CounterfactualExplainer(model, target_class=["other", "other"]).fit(X).explain(rows)
+    assert exp.found.all()
+    assert (model.predict(exp.explanation) == "other").all()
