@@ -427,9 +427,9 @@ class TableCodec:
             values[missing] = None
         return values
 
-    def _series(self, z, j, missing, for_model):
+    def _series(self, z, j, missing, for_model, dtype=None):
         pd = _pandas()
-        dtype = self.dtypes_[j]
+        dtype = self.dtypes_[j] if dtype is None else dtype
         if self.categorical_[j]:
             values = self._column_values(z, j, missing)
             if isinstance(dtype, pd.CategoricalDtype):
@@ -444,6 +444,14 @@ class TableCodec:
                 return pd.array(np.where(np.isnan(z), None, values))
         if self.times_[j] is not None:
             return self.times_[j].decode(z, dtype)
+        if not for_model and isinstance(dtype, pd.api.extensions.ExtensionDtype):
+            # a nullable number (Int64, Float64): the answers keep it, NA where missing
+            numbers = self._series(z, j, missing, for_model=False, dtype=np.dtype(float))
+            try:
+                return pd.array([None if np.isnan(v) else v for v in np.asarray(numbers, float)],
+                                dtype=dtype)
+            except (TypeError, ValueError):  # not whole in an integer dtype
+                return numbers
         if self.integer_[j]:
             cells = np.isnan(z)
             whole = np.all(cells | (z == np.rint(z)))

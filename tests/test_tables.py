@@ -706,3 +706,19 @@ def test_feature_range_of_time_columns_in_times():
                                     (pd.Timestamp("2020-02-01") - offset).days)
     with pytest.raises(ValueError, match=r"feature_range\['when'\].*pair \(low, high\) of times"):
         CounterfactualExplainer(model, feature_range={"when": ("soon", "later")}).fit(X)
+
+
+def test_answers_keep_nullable_number_dtypes():
+    """Int64 and Float64 columns come back as such (before: int64 and float64)."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame({"a": pd.array(np.round(X[:, 0] * 10).astype(int), dtype="Int64"),
+                          "b": pd.array(X[:, 1], dtype="Float64"), "c": X[:, 2],
+                          "d": X[:, 3]})
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(frame, y)
+    exp = CounterfactualExplainer(model).fit(frame).explain(frame.iloc[::30])
+    assert exp.found.all()
+    assert exp.explanation.dtypes.tolist() == frame.dtypes.tolist()
+    assert (model.predict(exp.explanation) != model.predict(frame.iloc[::30])).all()
