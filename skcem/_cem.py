@@ -46,7 +46,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         ``(X, y)``. A Keras model is used as it is, with autodiff gradients. Another callable
         is taken as a ``predict_proba`` function. A model without ``classes_`` names its
         columns 0, 1, ..., or, given labels ``y`` in ``fit`` that are not such indices,
-        their sorted labels.
+        their sorted labels. Integer labels below its number of columns are such indices:
+        every column is a class, also one ``y`` does not hold.
     mode : {"PN", "PP"}, default="PN"
         Find pertinent negatives or pertinent positives.
     search : {"auto", "fista", "neighbors", "exact"}, default="auto"

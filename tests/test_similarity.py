@@ -253,7 +253,7 @@ def test_bad_input(digits, digits_model):
         explainer.explain(X[:2], [3, 42])
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         GradientSimilarityExplainer(digits_model).fit(X[:20], y[:19])
-    with pytest.raises(TypeError, match="must be a Keras model or one of"):
+    with pytest.raises(TypeError, match="must be a Keras model, a PyTorch module or one of"):
         GradientSimilarityExplainer(SVC().fit(X[:50], y[:50])).fit(X[:50], y[:50])
     with pytest.raises(ValueError, match="n_neighbors"):
         explainer.kneighbors(X[:2], n_neighbors=0)

@@ -148,6 +148,6 @@ def unsupported_error(model):
         hint = (" For a Pipeline, explain its last step on the transformed rows: "
                 "GradientSimilarityExplainer(pipe[-1]).fit(pipe[:-1].transform(X), y), and "
                 "pipe[:-1].transform the rows to explain too.")
-    return TypeError(f"`estimator` must be a Keras model or one of {names}; got "
-                     f"{type(model).__name__}: its loss has no gradient with respect to "
+    return TypeError(f"`estimator` must be a Keras model, a PyTorch module or one of "
+                     f"{names}; got {type(model).__name__}: its loss has no gradient with respect to "
                      f"parameters that skcem can compute.{hint}")
