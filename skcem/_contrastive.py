@@ -313,6 +313,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             proba = self._backend.predict_proba(pool)
             self._pool = CandidatePool(Z=pool, pred=self._backend.predict(pool),
                                        confidence=proba.max(axis=1))
+            if getattr(self, "mode", "CF") != "PP" and \
+                    np.all(self._pool.pred == self._pool.pred[0]):
+                label = np.asarray(self.classes_[self._pool.pred[0]]).tolist()
+                warn(f"The model predicts one class, {label!r}, "
+                     "for every row of X given to fit: the gradient-free search starts from "
+                     "fit rows of a wanted class, and the feature ranges come from these "
+                     "rows. Fit on rows of several classes (typically the training data).")
         self._category_pairs = None
         if codec is not None and codec.categorical_.sum() >= 2:
             self._category_pairs = CategoryPairs().fit(

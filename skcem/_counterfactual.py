@@ -1,6 +1,5 @@
 """CounterfactualExplainer: the closest instance of another class (ceml's regularized cost)."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,6 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._modes import ANY_OTHER_CLASS, MODES
 from ._contrastive import BaseContrastiveExplainer
 from ._fista import SolverSettings
+from ._warnings import warn
 
 
 class CounterfactualExplainer(BaseContrastiveExplainer):
@@ -203,10 +203,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self._fit_mad(X, self.distance == "mad")
         if isinstance(self.target_class, str) and self.target_class == "other" and \
                 any(isinstance(c, str) and c == "other" for c in self.classes_):
-            warnings.warn("target_class='other' means any class but the instance's, and the "
-                          "model also has a class labelled 'other': to target that class, "
-                          "give one label per instance (target_class=['other'] * n_rows).",
-                          UserWarning, stacklevel=3)
+            warn("target_class='other' means any class but the instance's, and the model "
+                 "also has a class labelled 'other': to target that class, give one label "
+                 "per instance (target_class=['other'] * n_rows).")
 
     def _any_other_class(self):
         """Whether the target is any class but the instance's (more than two classes)."""

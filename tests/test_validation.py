@@ -233,3 +233,22 @@ def test_a_regressor_is_told_that_classifiers_are_explained(iris, Explainer):
     for model in (LinearRegression(), make_pipeline(StandardScaler(), LinearRegression())):
         with pytest.raises(ValueError, match=r"must be a classifier; .* is a regressor"):
             getattr(skcem, Explainer)(model.fit(X, y)).fit(X)
+
+
+def test_fit_rows_of_one_class_are_named_as_the_cause(iris):
+    """Before, only the explanations' not-found warning came, suggesting a smaller C."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from skcem import CEMExplainer, CounterfactualExplainer
+
+    X, y = iris
+    model = RandomForestClassifier(20, random_state=0).fit(X, y)
+    setosa = X[y == 0]
+    for explainer in (CounterfactualExplainer(model), CEMExplainer(model, mode="PN")):
+        with pytest.warns(UserWarning, match="predicts one class, 0, for every row of X "
+                                             "given to fit"):
+            explainer.fit(setosa)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CEMExplainer(model, mode="PP").fit(setosa)  # a PP keeps the class: no warning
+        CounterfactualExplainer(model).fit(X)
