@@ -146,14 +146,22 @@ def _are_column_indices(y, proba):
     return y.dtype.kind in "iu" and y.min() >= 0 and y.max() < proba.shape[1]
 
 
+def _framework_threads(backend, n_numbers):
+    """A framework's threads for a search over ``n_numbers`` numbers (PyTorch: one for small
+    batches), where the model or its auto-encoder says so; else nothing changes."""
+    for part in (backend, getattr(backend, "autoencoder", None)):
+        threads = getattr(part, "search_threads", None)
+        if threads is not None:
+            return threads(n_numbers)
+    return nullcontext()
+
+
 def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None):
     """One batch, in this process or a joblib worker: the result and its model rows."""
     backend = explainer._get_backend()
     rows_before = backend.n_model_rows
     problem = SearchProblem(x0=x0, target=target, searchable=searchable, **common)
-    # a framework's threads for a batch of this size (PyTorch: one for small batches)
-    threads = getattr(backend, "search_threads", None)
-    with nullcontext() if threads is None else threads(x0.size):
+    with _framework_threads(backend, x0.size):
         result = explainer._search(backend, problem, settings, progress=progress)
     return result, backend.n_model_rows - rows_before
 

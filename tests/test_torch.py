@@ -765,3 +765,36 @@ def test_small_searches_run_on_one_thread(n_rows, n_features, threads_in_search)
         assert torch.get_num_threads() == 2  # the user's setting, back
     finally:
         torch.set_num_threads(1)
+
+
+def test_a_pytorch_autoencoder_beside_another_model_searches_on_one_thread(digits):
+    """The auto-encoder's term is evaluated at every step too."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = digits
+    model = LogisticRegression(max_iter=500).fit(X[:300], y[:300])
+
+    class Autoencoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.layers = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 64))
+            self.seen = set()
+
+        def forward(self, x):
+            self.seen.add(torch.get_num_threads())
+            return self.layers(x)
+
+    autoencoder = Autoencoder()
+    torch.set_num_threads(2)
+    try:
+        cem = CEMExplainer(model, mode="PN", autoencoder=autoencoder, gamma=1.0,
+                           max_iterations=5, c_steps=1, search="fista").fit(X[:300])
+        autoencoder.seen.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            cem.explain(X[300:305])
+        assert autoencoder.seen == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

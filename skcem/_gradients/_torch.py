@@ -166,6 +166,11 @@ class _OnRows:
         self._numpy_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
         self.convolutional = any(isinstance(layer, nn.Conv2d) for layer in module.modules())
 
+    def search_threads(self, n_numbers):
+        """The PyTorch threads of a search over ``n_numbers`` numbers (see
+        :mod:`._torch_threads`): a context manager."""
+        return search_threads(n_numbers, self.device)
+
     def tensor(self, array):
         """``array`` (numpy rows, or a tensor of the search's place) in the module's dtype
         and on its device."""
@@ -351,11 +356,6 @@ class TorchBackend(_OnRows):
         float_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         return ArrayPlace(namespace(torch.empty(0, device=self.device)), self.device,
                           float_dtype)
-
-    def search_threads(self, n_numbers):
-        """The PyTorch threads of a search over ``n_numbers`` numbers (see
-        :mod:`._torch_threads`): a context manager."""
-        return search_threads(n_numbers, self.device)
 
     def forward(self, z, fast_layout=False):
         return as_probabilities(self.raw_forward(z, fast_layout), self.output_kind)
