@@ -146,6 +146,15 @@ def _are_column_indices(y, proba):
     return y.dtype.kind in "iu" and y.min() >= 0 and y.max() < proba.shape[1]
 
 
+def _is_regressor(estimator):
+    """scikit-learn's ``is_regressor``, False for an object without its tags (a duck-typed
+    classifier)."""
+    try:
+        return is_regressor(estimator)
+    except (AttributeError, TypeError):
+        return False
+
+
 def _framework_threads(backend, n_numbers):
     """A framework's threads for a search over ``n_numbers`` numbers (PyTorch: one for small
     batches), where the model or its auto-encoder says so; else nothing changes."""
@@ -197,7 +206,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _validate_params(self):
         estimator = getattr(self, "estimator", None)
-        if estimator is not None and not callable(estimator) and is_regressor(estimator):
+        if estimator is not None and not callable(estimator) and _is_regressor(estimator):
             raise InvalidParameterError(
                 f"The 'estimator' parameter of {type(self).__name__} must be a classifier; "
                 f"{type(estimator).__name__} is a regressor. skcem explains classifiers "
