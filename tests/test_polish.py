@@ -249,3 +249,56 @@ def test_a_single_trees_leaf_starts_keep_integer_columns_whole():
     assert (default.explanation.dtypes == X.dtypes).all()  # whole numbers, every row found
     proven = exact.found & (exact.gap == 0)
     np.testing.assert_allclose(default.distance[proven], exact.distance[proven], rtol=1e-9)
+
+
+def _counting(calls):
+    def predict(rows):
+        calls.append(len(rows))
+        proba = np.column_stack([np.nansum(rows, axis=1), rows[:, 0]])
+        return proba, np.argmax(rows[:, :2], axis=1)
+    return predict
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_remembered_answers_are_the_models(collide, monkeypatch):
+    from skcem._neighbors import _Answers
+
+    monkeypatch.setattr(_Answers, "row_seconds", 0.0)  # kept, whatever the model costs
+    if collide:  # every row one hash: found rows are compared in full, then asked
+        monkeypatch.setattr(_Answers, "_hashes",
+                            lambda self, bits: [7] * len(bits))
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(40, 4))
+    pool[::5, 2] = np.nan
+    calls, answers = [], _Answers()
+    predict = _counting(calls)
+    seen = []
+    for _ in range(6):
+        rows = pool[rng.integers(0, len(pool), 30)]
+        proba, pred = answers.predict(rows, predict)
+        expected_proba, expected_pred = _counting([])(rows)
+        np.testing.assert_array_equal(proba, expected_proba)
+        np.testing.assert_array_equal(pred, expected_pred)
+        seen.append({row.tobytes() for row in rows})
+    if not collide:  # after the first call (timed, asked whole), each new row once
+        assert calls[0] == 30
+        new = set().union(*seen[1:]) - seen[0]
+        assert sum(calls[1:]) == len(new)
+    else:  # every row asked every time
+        assert calls == [30] * 6
+
+
+def test_remembered_answers_leave_the_explanations_as_they_were(monkeypatch):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from skcem._neighbors import _Answers
+
+    X, y = make_classification(300, 5, n_informative=4, n_redundant=1, random_state=2)
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X[30:], y[30:])
+    results = []
+    for row_seconds in (np.inf, 0.0):  # never kept, always kept
+        monkeypatch.setattr(_Answers, "row_seconds", row_seconds)
+        monkeypatch.setattr(_Answers, "trial_rows", np.inf)
+        results.append(explain(make_explainer(model, "PN").fit(X[30:]), X[:30]))
+    np.testing.assert_array_equal(results[0].explanation, results[1].explanation)
+    np.testing.assert_array_equal(results[0].distance, results[1].distance)
