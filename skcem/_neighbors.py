@@ -312,8 +312,10 @@ class NeighborSearch:
                     # Many starts already: the margin paths (one model call per step) only
                     # for instances short of answers, and coarser scans (see _polish).
                     paths = paths[np.bincount(owner, minlength=n)[paths] < self.n_answers]
+                # A single tree's leaf boxes hold its closest answers already.
                 owner, E = polish_on_splits(search, E, owner, paths, self.points,
-                                            several=several, joint=self.joint)
+                                            several=several, joint=self.joint,
+                                            spread=self.leaves is None)
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)

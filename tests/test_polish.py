@@ -251,6 +251,33 @@ def test_a_single_trees_leaf_starts_keep_integer_columns_whole():
     np.testing.assert_allclose(default.distance[proven], exact.distance[proven], rtol=1e-9)
 
 
+@pytest.mark.parametrize("name, rows", [
+    ("forest", [0, 2, 26, 29]),  # 1.8, 17, 2.8 and 6.1 times the optimum before
+    ("boosting", [17, 29]),  # 6.1 and 4.6 times
+])
+def test_a_pns_elastic_distance_spreads_its_change(name, rows, monkeypatch):
+    """A PN's elastic net is mostly squared: its optimum moves several features a little,
+    which the sweep's moves combined, the slope lines and the blends reach (the polish
+    before them, from training rows and one split point at a time, ended at one or two
+    large moves). The default search never solves the exact program."""
+    X, y = make_classification(300, 5, n_informative=4, n_redundant=1, random_state=1)
+    X_train, y_train, X_rows = X[30:], y[30:], X[:30][rows]
+    model = {"forest": lambda: RandomForestClassifier(10, max_depth=4, random_state=0),
+             "boosting": lambda: GradientBoostingClassifier(
+                 n_estimators=20, max_depth=2, random_state=0)}[name]().fit(X_train, y_train)
+    exact = explain(make_explainer(model, "PN", search="exact").fit(X_train), X_rows)
+    assert np.all(exact.gap == 0)
+
+    def no_program(*args, **kwargs):
+        raise AssertionError("the default search solved the exact program")
+
+    monkeypatch.setattr("skcem._exact_search.milp", no_program)
+    default = explain(make_explainer(model, "PN").fit(X_train), X_rows)
+    assert np.all(default.found)
+    assert np.all(model.predict(default.explanation) != default.X_pred)
+    np.testing.assert_allclose(default.distance, exact.distance, rtol=1e-6)
+
+
 def _counting(calls):
     def predict(rows):
         calls.append(len(rows))
