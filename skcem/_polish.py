@@ -36,7 +36,7 @@ the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
 
 With an L2 part in the distance (a PN's elastic net), the closest answers move many
 features a little, and the steps of :mod:`skcem._elastic` take over from the margin paths
-from the instances: single moves swept from each instance and combined as if the margin
+from the instances (which still run for the instances they leave without an answer): single moves swept from each instance and combined as if the margin
 were a sum over features, lines along the margin's slopes (their answers scanned with the
 margin paths of the first repairs), and, climbing with the last repairs, the closest answer
 shrunk towards its instance or blended with the next closest ones. Not for a single tree,
@@ -656,22 +656,27 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True,
         if several else {}
     # With an L2 part in the distance (a PN's elastic net), the closest answers move many
     # features a little: the steps built for that (skcem._elastic) replace the margin paths
-    # from the instances and the last repairs.
+    # from the instances, and climb with the last repairs.
     elastic = spread and joint and not several and bool(np.any(search.l2 > 0))
     E = search.revert(scan_splits(search, E, owner, points, **coarse), owner)
     repairs = None
     if joint and not several:
         # The first repairs climb with the margin paths: the same model calls.
         repairs = _undone(search, *best_answers(search, E, owner)[::-1], points)
-    extra_owner, extra = margin_path(search, rows[:0] if elastic else rows, points, repairs)
     extra_scan = coarse
     if elastic:
         spread_owner, spread = spread_answers(search, rows, points)
+        # The margin paths from the instances only where nothing else found an answer.
+        answered = np.zeros(search.problem.x0.shape[0], bool)
+        answered[owner] = answered[spread_owner] = True
+        extra_owner, extra = margin_path(search, rows[~answered[rows]], points, repairs)
         extra_owner = np.concatenate([extra_owner, spread_owner])
         extra = np.concatenate([extra, spread])
         # The closest answers are scanned again after the exchanges: these need not be
         # scanned to the end (a PN's are many moves, each a row per split point).
         extra_scan = dict(max_points=_MAX_POINTS_SEVERAL, max_rounds=_MAX_ROUNDS_SEVERAL)
+    else:
+        extra_owner, extra = margin_path(search, rows, points, repairs)
     extra = search.revert(scan_splits(search, extra, extra_owner, points, **extra_scan),
                           extra_owner)
     owner, E = np.concatenate([owner, extra_owner]), np.concatenate([E, extra])

@@ -329,3 +329,22 @@ def test_remembered_answers_leave_the_explanations_as_they_were(monkeypatch):
         results.append(explain(make_explainer(model, "PN").fit(X[30:]), X[:30]))
     np.testing.assert_array_equal(results[0].explanation, results[1].explanation)
     np.testing.assert_array_equal(results[0].distance, results[1].distance)
+
+
+def test_a_pn_without_valid_start_still_follows_the_margin_path():
+    """Breast cancer, a forest (the benchmark's): two rows whose training-row starts are all
+    invalid once made admissible and which the elastic steps do not reach either; the
+    margin path from the instance still runs for them (they went unanswered when the elastic
+    steps replaced it everywhere)."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    X, y = X[order], y[order]
+    n_test = len(X) // 4
+    model = RandomForestClassifier(50, max_depth=5, random_state=0, n_jobs=1)
+    model.fit(X[n_test:], y[n_test:])
+    default = explain(make_explainer(model, "PN").fit(X[n_test:]), X[:20])
+    assert np.all(default.found[[4, 11]])
+    answers = default.explanation[default.found]
+    assert np.all(model.predict(answers) != default.X_pred[default.found])
