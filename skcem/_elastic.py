@@ -50,7 +50,7 @@ _SEPARABLE_KEPT = 5
 # least this share of what the instance lacks (the sum underestimates some).
 _SEPARABLE_REACH = 0.5
 # Lines along the slopes per instance, and the points asked on each (MADs from its start).
-_SLOPE_ROUNDS = 2
+_SLOPE_ROUNDS = 3
 _LINE_STEPS = 0.1 * 1.3 ** np.arange(22)
 # Answers of the sweep, the separable combinations and the lines kept per instance.
 _KEPT = 3
