@@ -228,6 +228,8 @@ class SlopeLines:
         """Keeps the first valid point of each line (``ok``, ``proba``: the model's answers
         on its points); the next line starts at the last invalid one before it, or, where
         none is valid, at the point of most margin."""
+        if self.open.size == 0:
+            return
         problem, n_steps = self.search.problem, _LINE_STEPS.size
         owner = np.repeat(self.rows[self.open], n_steps)
         line_margin = problem.mode.margin(proba, problem.target[owner],
