@@ -26,6 +26,11 @@ needs only the model's answers, batched over all instances of a batch in each ca
 A missing cell of the instance (NaN) never moves and the answer keeps it missing; a missing
 cell of a training row is no value to move to (the instance's value stays).
 
+On tree models the answers of the rows asked again in one search are remembered (the
+polish asks a tenth to a half of its rows more than once), where the model's rows cost more
+than finding them again (:class:`_Answers`; a tree model's answer to a row does not depend
+on the other rows of its call, so the answers are the same).
+
 Every answer is valid by construction (each step keeps validity, asked of the model); the best
 start of each instance is returned in the :class:`~skcem._fista.SearchResult` of the gradient
 search, so that both strategies give the explainers the same thing. Asked for several answers
@@ -42,9 +47,11 @@ step that costs more plausibility than it saves distance is refused, and the che
 is kept.
 """
 
+import time
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -287,7 +294,9 @@ class NeighborSearch:
 
     def _search(self, backend, problem, progress):
         n, d = problem.x0.shape
-        search = _Batch(backend, problem, self.whole)
+        # A tree model's answer to a row does not depend on the other rows of its call: the
+        # polish asks many rows again (a third to a half of them on PNs), remembered instead.
+        search = _Batch(backend, problem, self.whole, memo=self.points is not None)
         searchable = np.ones(n, bool) if problem.searchable is None else problem.searchable
         if problem.mode.requires_change:
             owner, E = self._starts(search, np.flatnonzero(searchable))
@@ -324,8 +333,10 @@ class NeighborSearch:
                     # Many starts already: the margin paths (one model call per step) only
                     # for instances short of answers, and coarser scans (see _polish).
                     paths = paths[np.bincount(owner, minlength=n)[paths] < self.n_answers]
+                # A single tree's leaf boxes hold its closest answers already.
                 owner, E = polish_on_splits(search, E, owner, paths, self.points,
-                                            several=several, joint=self.joint)
+                                            several=several, joint=self.joint,
+                                            spread=self.leaves is None)
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
@@ -593,8 +604,9 @@ def _category_moves(search, instances):
 class _Batch:
     """One batch's constraints, distance and model questions, on rows owned by instances."""
 
-    def __init__(self, backend, problem, whole):
+    def __init__(self, backend, problem, whole, memo=False):
         self.backend = backend
+        self.memo = _Answers() if memo else None
         self.problem = problem
         self.whole = whole
         n, d = problem.x0.shape
@@ -707,9 +719,10 @@ class _Batch:
         problem = self.problem
         self.n_calls += 1
         rows = problem.with_missing(E, owner)
-        proba = self.backend.predict_proba(rows)
-        pred = self.backend.predict(rows) if getattr(self.backend, "predict_in_search", False) \
-            else None
+        if self.memo is None:
+            proba, pred = self._predict(rows)
+        else:
+            proba, pred = self.memo.predict(rows, self._predict)
         target = problem.target[owner]
         changed = np.any(E != problem.x0[owner], axis=1) if problem.mode.requires_change \
             else None
@@ -718,6 +731,14 @@ class _Batch:
             ok &= ~problem.category_pairs.created(
                 rows, problem.with_missing(problem.x0[owner], owner))
         return ok, proba
+
+    def _predict(self, rows):
+        """The model's probabilities of ``rows``, and its classes where the search asks
+        ``predict`` too (else None)."""
+        proba = self.backend.predict_proba(rows)
+        pred = self.backend.predict(rows) if getattr(self.backend, "predict_in_search", False) \
+            else None
+        return proba, pred
 
     def valid(self, E, owner):
         if E.shape[0] == 0:
@@ -940,6 +961,126 @@ class _Batch:
                     result.answers[instance, :kept.size] = answers[kept]
                     result.answer_distance[instance, :kept.size] = dist[kept]
         return result
+
+
+class _Answers:
+    """The model's answers to the rows asked in one search, kept by the rows' values: a row
+    asked again is not asked of the model, and each call asks its distinct new rows once.
+
+    Only for models whose answer to a row does not depend on the other rows of the call
+    (tree models), where it gives the same answers as asking every row. Keeping a row costs
+    about a microsecond, more than a forest takes to answer it: the first call times the
+    model, and rows are kept only where they cost more than ``row_seconds``; once
+    ``trial_rows`` rows are asked, only while the rows found again save more time than
+    keeping them all costs.
+    """
+
+    # Rows kept at most (a bound on memory; beyond, every row is asked again).
+    max_rows = 2**20
+    row_seconds = 3e-6
+    trial_rows = 20000
+
+    def __init__(self):
+        self.position = {}
+        self.bits = self.proba = self.pred = self.factors = None
+        self.n_rows = 0
+        self.on = None  # undecided
+        self.n_asked = self.n_found = 0
+        self.model_seconds = self.own_seconds = 0.0
+        self.model_rows = 0
+
+    def predict(self, rows, predict):
+        """``(proba, pred)`` of ``rows``: ``predict`` (rows to ``(proba, pred)``, ``pred``
+        None or an array) called on the distinct rows not asked before."""
+        if self.on is False or len(rows) == 0:
+            return predict(rows)
+        if self.on is None:
+            answers = self._timed(predict, rows)
+            self.on = self.model_seconds > self.row_seconds * len(rows)
+            if self.on:
+                self._keep_all(rows, answers)
+            return answers
+        start = time.perf_counter()
+        model_before = self.model_seconds
+        answers = self._remembered(rows, predict)
+        self.own_seconds += time.perf_counter() - start - (self.model_seconds - model_before)
+        if self.n_asked >= self.trial_rows:
+            per_row = self.model_seconds / max(self.model_rows, 1)
+            saved = self.n_found * per_row
+            self.on = saved > self.own_seconds
+            if not self.on:
+                self.position, self.bits, self.proba, self.pred = {}, None, None, None
+            self.trial_rows = np.inf  # decided for good
+        return answers
+
+    def _timed(self, predict, rows):
+        start = time.perf_counter()
+        answers = predict(rows)
+        self.model_seconds += time.perf_counter() - start
+        self.model_rows += len(rows)
+        return answers
+
+    def _hashes(self, bits):
+        """A 64-bit hash of each row's bits (the rows it finds are compared in full)."""
+        if self.factors is None:  # odd multipliers, fixed
+            self.factors = np.random.default_rng(0).integers(
+                0, 2**62, size=bits.shape[1], dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        with np.errstate(over="ignore"):
+            mixed = bits * self.factors
+            return (mixed ^ (mixed >> np.uint64(31))).sum(axis=1, dtype=np.uint64).tolist()
+
+    def _keep_all(self, rows, answers):
+        bits = np.ascontiguousarray(rows, dtype=np.float64).view(np.uint64)
+        hashes = self._hashes(bits)
+        first = dict(zip(reversed(hashes), range(len(hashes) - 1, -1, -1)))
+        kept = np.fromiter(first.values(), dtype=int, count=len(first))
+        proba, pred = answers
+        self._keep([hashes[i] for i in kept], bits[kept], np.asarray(proba)[kept],
+                   None if pred is None else np.asarray(pred)[kept])
+
+    def _remembered(self, rows, predict):
+        bits = np.ascontiguousarray(rows, dtype=np.float64).view(np.uint64)
+        hashes = self._hashes(bits)
+        index = np.array(list(map(self.position.get, hashes, repeat(-1))), dtype=int)
+        new = np.flatnonzero(index < 0)
+        self.n_asked += len(rows)
+        self.n_found += len(rows) - new.size
+        if new.size:
+            if self.n_rows + new.size > self.max_rows:
+                return self._timed(predict, rows)
+            first = dict(zip(map(hashes.__getitem__, new[::-1]), new[::-1]))
+            asked = np.fromiter(first.values(), dtype=int, count=len(first))
+            proba, pred = self._timed(predict, rows[asked])
+            self._keep([hashes[i] for i in asked], bits[asked], np.asarray(proba),
+                       None if pred is None else np.asarray(pred))
+            index[new] = list(map(self.position.__getitem__, map(hashes.__getitem__, new)))
+        if not np.array_equal(self.bits[index], bits):
+            return self._timed(predict, rows)  # two rows of one hash: asked, not taken
+        return self.proba[index], None if self.pred is None else self.pred[index]
+
+    def _keep(self, hashes, bits, proba, pred):
+        n_kept = self.n_rows + len(hashes)
+        if self.proba is None or n_kept > len(self.proba):
+            capacity = max(n_kept, 2 * (0 if self.proba is None else len(self.proba)), 1024)
+            self.bits = _grown(self.bits, bits, capacity, self.n_rows)
+            self.proba = _grown(self.proba, proba, capacity, self.n_rows)
+            if pred is not None:
+                self.pred = _grown(self.pred, pred, capacity, self.n_rows)
+        self.bits[self.n_rows:n_kept] = bits
+        self.proba[self.n_rows:n_kept] = proba
+        if pred is not None:
+            self.pred[self.n_rows:n_kept] = pred
+        self.position.update(zip(hashes, range(self.n_rows, n_kept)))
+        self.n_rows = n_kept
+
+
+def _grown(kept, like, capacity, n_rows):
+    """A buffer of ``capacity`` rows shaped and typed like ``like``, holding the first
+    ``n_rows`` of ``kept`` (None: none)."""
+    out = np.empty((capacity,) + like.shape[1:], like.dtype)
+    if kept is not None:
+        out[:n_rows] = kept[:n_rows]
+    return out
 
 
 def _wanted_members(problem, pool, rows):

@@ -34,6 +34,14 @@ the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
    small ones. Trying, in each step of a repair, only the features that scored best in its
    last step, and giving up those that would end farther, keeps them cheap.
 
+With an L2 part in the distance (a PN's elastic net), the closest answers move many
+features a little, and the steps of :mod:`skcem._elastic` take over from the margin paths
+from the instances (which still run for the instances they leave without an answer): single moves swept from each instance and combined as if the margin
+were a sum over features, lines along the margin's slopes (their answers scanned with the
+margin paths of the first repairs), and, climbing with the last repairs, the closest answer
+shrunk towards its instance or blended with the next closest ones. Not for a single tree,
+whose leaf boxes give its closest answers (:mod:`skcem._leaf_starts`).
+
 Every step asks the model and keeps validity; no answer gets farther. The answers of all
 steps go to :meth:`~skcem._neighbors._Batch.result`, which keeps each instance's closest.
 With several answers asked per instance (``n_counterfactuals``), many more answers are
@@ -47,6 +55,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ._elastic import shrunk_and_blended, spread_answers
 from ._tree_models import read_tree_ensemble
 
 # Points asked per changed feature and round: more are thinned evenly (the next rounds ask
@@ -389,12 +398,19 @@ def _best_features(row, feature, score, n_rows, n_features, n_kept):
     return (best >= kth[:, None]) & np.isfinite(best)
 
 
-def repair(search, E, owner, points):
+def repair(search, E, owner, points, more=None):
     """Answers ``E`` (valid, each its instance's closest) with one of their largest changes
     undone and the class regained by other moves (:func:`_undone`, then :func:`_climb`).
     Returns ``(owner, answers)`` of those that end valid, scanned and reverted.
+
+    ``more``: other starts ``(Z, owner, budget)`` that climb in the same model calls, no
+    feature locked.
     """
     Z, Z_owner, locked, budget = _undone(search, E, owner, points)
+    if more is not None:
+        Z, Z_owner = np.concatenate([Z, more[0]]), np.concatenate([Z_owner, more[1]])
+        locked = np.concatenate([locked, np.zeros(more[0].shape, bool)])
+        budget = np.concatenate([budget, more[2]])
     new_owner, new = _climb(search, Z, Z_owner, points, locked=locked, budget=budget,
                             max_steps=_MAX_REPAIR_STEPS, n_focus=_N_FOCUS)
     return new_owner, search.revert(scan_splits(search, new, new_owner, points), new_owner)
@@ -618,7 +634,8 @@ def best_answers(search, E, owner):
     return owner[best], E[best]
 
 
-def polish_on_splits(search, E, owner, rows, points, several=False, joint=True):
+def polish_on_splits(search, E, owner, rows, points, several=False, joint=True,
+                     spread=True):
     """The gradient-free search's answers ``E`` (valid, reverted; of instances ``owner``)
     scanned, with the margin paths of the instances ``rows``, the exchanges of each
     instance's closest answer and, with ``joint``, its repairs before and after the exchanges
@@ -637,13 +654,30 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True):
     """
     coarse = dict(max_points=_MAX_POINTS_SEVERAL, max_rounds=_MAX_ROUNDS_SEVERAL) \
         if several else {}
+    # With an L2 part in the distance (a PN's elastic net), the closest answers move many
+    # features a little: the steps built for that (skcem._elastic) replace the margin paths
+    # from the instances, and climb with the last repairs.
+    elastic = spread and joint and not several and bool(np.any(search.l2 > 0))
     E = search.revert(scan_splits(search, E, owner, points, **coarse), owner)
     repairs = None
     if joint and not several:
         # The first repairs climb with the margin paths: the same model calls.
         repairs = _undone(search, *best_answers(search, E, owner)[::-1], points)
-    extra_owner, extra = margin_path(search, rows, points, repairs)
-    extra = search.revert(scan_splits(search, extra, extra_owner, points, **coarse),
+    extra_scan = coarse
+    if elastic:
+        spread_owner, spread = spread_answers(search, rows, points)
+        # The margin paths from the instances only where nothing else found an answer.
+        answered = np.zeros(search.problem.x0.shape[0], bool)
+        answered[owner] = answered[spread_owner] = True
+        extra_owner, extra = margin_path(search, rows[~answered[rows]], points, repairs)
+        extra_owner = np.concatenate([extra_owner, spread_owner])
+        extra = np.concatenate([extra, spread])
+        # The closest answers are scanned again after the exchanges: these need not be
+        # scanned to the end (a PN's are many moves, each a row per split point).
+        extra_scan = dict(max_points=_MAX_POINTS_SEVERAL, max_rounds=_MAX_ROUNDS_SEVERAL)
+    else:
+        extra_owner, extra = margin_path(search, rows, points, repairs)
+    extra = search.revert(scan_splits(search, extra, extra_owner, points, **extra_scan),
                           extra_owner)
     owner, E = np.concatenate([owner, extra_owner]), np.concatenate([E, extra])
     if several:  # the exchanges' calls buy the closest answer little beside the others
@@ -651,11 +685,14 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True):
     best_owner, best = best_answers(search, E, owner)
     owner = np.concatenate([owner, best_owner])
     E = np.concatenate([E, exchange(search, best, best_owner, points)])
-    if joint:  # the closest answers, exchanged, repaired once more
-        repaired_owner, repaired = repair(search, *best_answers(search, E, owner)[::-1],
-                                          points)
-        owner, E = np.concatenate([owner, repaired_owner]), np.concatenate([E, repaired])
-    return owner, E
+    if not joint:
+        return owner, E
+    # The closest answers, exchanged, repaired once more (with the elastic steps, also
+    # shrunk, or blended with the next closest ones, climbing in the same calls).
+    more = shrunk_and_blended(search, E, owner) if elastic else None
+    repaired_owner, repaired = repair(search, *best_answers(search, E, owner)[::-1], points,
+                                      more)
+    return np.concatenate([owner, repaired_owner]), np.concatenate([E, repaired])
 
 
 def _at(grid, index):
@@ -663,3 +700,4 @@ def _at(grid, index):
     if grid.size == 0:
         return np.zeros(np.shape(index))
     return grid[np.clip(index, 0, grid.size - 1)]
+

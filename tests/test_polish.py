@@ -249,3 +249,102 @@ def test_a_single_trees_leaf_starts_keep_integer_columns_whole():
     assert (default.explanation.dtypes == X.dtypes).all()  # whole numbers, every row found
     proven = exact.found & (exact.gap == 0)
     np.testing.assert_allclose(default.distance[proven], exact.distance[proven], rtol=1e-9)
+
+
+@pytest.mark.parametrize("name, rows", [
+    ("forest", [0, 2, 26, 29]),  # 1.8, 17, 2.8 and 6.1 times the optimum before
+    ("boosting", [17, 29]),  # 6.1 and 4.6 times
+])
+def test_a_pns_elastic_distance_spreads_its_change(name, rows, monkeypatch):
+    """A PN's elastic net is mostly squared: its optimum moves several features a little,
+    which the sweep's moves combined, the slope lines and the blends reach (the polish
+    before them, from training rows and one split point at a time, ended at one or two
+    large moves). The default search never solves the exact program."""
+    X, y = make_classification(300, 5, n_informative=4, n_redundant=1, random_state=1)
+    X_train, y_train, X_rows = X[30:], y[30:], X[:30][rows]
+    model = {"forest": lambda: RandomForestClassifier(10, max_depth=4, random_state=0),
+             "boosting": lambda: GradientBoostingClassifier(
+                 n_estimators=20, max_depth=2, random_state=0)}[name]().fit(X_train, y_train)
+    exact = explain(make_explainer(model, "PN", search="exact").fit(X_train), X_rows)
+    assert np.all(exact.gap == 0)
+
+    def no_program(*args, **kwargs):
+        raise AssertionError("the default search solved the exact program")
+
+    monkeypatch.setattr("skcem._exact_search.milp", no_program)
+    default = explain(make_explainer(model, "PN").fit(X_train), X_rows)
+    assert np.all(default.found)
+    assert np.all(model.predict(default.explanation) != default.X_pred)
+    np.testing.assert_allclose(default.distance, exact.distance, rtol=1e-6)
+
+
+def _counting(calls):
+    def predict(rows):
+        calls.append(len(rows))
+        proba = np.column_stack([np.nansum(rows, axis=1), rows[:, 0]])
+        return proba, np.argmax(rows[:, :2], axis=1)
+    return predict
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_remembered_answers_are_the_models(collide, monkeypatch):
+    from skcem._neighbors import _Answers
+
+    monkeypatch.setattr(_Answers, "row_seconds", 0.0)  # kept, whatever the model costs
+    if collide:  # every row one hash: found rows are compared in full, then asked
+        monkeypatch.setattr(_Answers, "_hashes",
+                            lambda self, bits: [7] * len(bits))
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(40, 4))
+    pool[::5, 2] = np.nan
+    calls, answers = [], _Answers()
+    predict = _counting(calls)
+    seen = []
+    for _ in range(6):
+        rows = pool[rng.integers(0, len(pool), 30)]
+        proba, pred = answers.predict(rows, predict)
+        expected_proba, expected_pred = _counting([])(rows)
+        np.testing.assert_array_equal(proba, expected_proba)
+        np.testing.assert_array_equal(pred, expected_pred)
+        seen.append({row.tobytes() for row in rows})
+    if not collide:  # after the first call (timed, asked whole), each new row once
+        assert calls[0] == 30
+        new = set().union(*seen[1:]) - seen[0]
+        assert sum(calls[1:]) == len(new)
+    else:  # every row asked every time
+        assert calls == [30] * 6
+
+
+def test_remembered_answers_leave_the_explanations_as_they_were(monkeypatch):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from skcem._neighbors import _Answers
+
+    X, y = make_classification(300, 5, n_informative=4, n_redundant=1, random_state=2)
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X[30:], y[30:])
+    results = []
+    for row_seconds in (np.inf, 0.0):  # never kept, always kept
+        monkeypatch.setattr(_Answers, "row_seconds", row_seconds)
+        monkeypatch.setattr(_Answers, "trial_rows", np.inf)
+        results.append(explain(make_explainer(model, "PN").fit(X[30:]), X[:30]))
+    np.testing.assert_array_equal(results[0].explanation, results[1].explanation)
+    np.testing.assert_array_equal(results[0].distance, results[1].distance)
+
+
+def test_a_pn_without_valid_start_still_follows_the_margin_path():
+    """Breast cancer, a forest (the benchmark's): two rows whose training-row starts are all
+    invalid once made admissible and which the elastic steps do not reach either; the
+    margin path from the instance still runs for them (they went unanswered when the elastic
+    steps replaced it everywhere)."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    X, y = X[order], y[order]
+    n_test = len(X) // 4
+    model = RandomForestClassifier(50, max_depth=5, random_state=0, n_jobs=1)
+    model.fit(X[n_test:], y[n_test:])
+    default = explain(make_explainer(model, "PN").fit(X[n_test:]), X[:20])
+    assert np.all(default.found[[4, 11]])
+    answers = default.explanation[default.found]
+    assert np.all(model.predict(answers) != default.X_pred[default.found])
