@@ -318,10 +318,14 @@ class NeighborSearch:
             # range makes the other one redundant, which a revert would remove (the two
             # together may need less). Shrunk and reverted with the starts: the same calls.
             owner, E = np.concatenate([owner, sparse_owner]), np.concatenate([E, sparse])
-            # The split points' polish minimises the distance alone: with a plausibility
-            # term, the shrink and revert steps, which weigh it, polish instead.
-            if self.points is None or not problem.mode.requires_change \
-                    or problem.plausibility is not None:
+        # The split points' polish minimises the distance alone: with a plausibility term,
+        # the shrink and revert steps, which weigh it, polish instead. The polish also runs
+        # without any start: its margin paths from the instances may find what no start
+        # did (an instance's answer must not depend on the other instances of its batch).
+        on_splits = self.points is not None and problem.mode.requires_change \
+            and problem.plausibility is None
+        if owner.size or on_splits:
+            if not on_splits:
                 E = search.shrink(E, owner, self.n_bisections, self.max_shrunk)
                 E = search.revert(E, owner)
             else:

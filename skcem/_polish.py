@@ -628,6 +628,8 @@ def _towards(search, E, owner, points):
 
 def best_answers(search, E, owner):
     """``(owner, rows)``: the closest of each instance's answers ``E`` (all valid)."""
+    if owner.size == 0:
+        return owner, E
     distance = search.distance(E, owner)
     order = np.lexsort((distance, owner))
     best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]

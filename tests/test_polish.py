@@ -344,7 +344,14 @@ def test_a_pn_without_valid_start_still_follows_the_margin_path():
     n_test = len(X) // 4
     model = RandomForestClassifier(50, max_depth=5, random_state=0, n_jobs=1)
     model.fit(X[n_test:], y[n_test:])
-    default = explain(make_explainer(model, "PN").fit(X[n_test:]), X[:20])
+    explainer = make_explainer(model, "PN").fit(X[n_test:])
+    default = explain(explainer, X[:20])
     assert np.all(default.found[[4, 11]])
     answers = default.explanation[default.found]
     assert np.all(model.predict(answers) != default.X_pred[default.found])
+    # Alone in their batch (no other instance with a start), the same answers: before, the
+    # polish and its margin paths ran only where some instance of the batch had a start.
+    for i in (4, 11):
+        alone = explain(explainer, X[[i]])
+        assert alone.found[0]
+        np.testing.assert_array_equal(alone.explanation[0], default.explanation[i])
