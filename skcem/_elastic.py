@@ -221,7 +221,8 @@ class SlopeLines:
         line = np.where(self.search.whole, np.round(line), line)
         line = np.where(self.search.categorical, Z[self.open][:, None, :], line)
         owner = np.repeat(self.rows[self.open], _LINE_STEPS.size)
-        self.line_points = self.search.admissible(line.reshape(owner.size, -1), owner)
+        self.line_points = self.search.admissible(line.reshape(owner.size, Z.shape[1]),
+                                                  owner)
         return owner, self.line_points
 
     def take(self, ok, proba):

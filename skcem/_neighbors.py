@@ -721,6 +721,8 @@ class _Batch:
     def ask(self, E, owner):
         """Success of each row and its margin (one model call, two with ``predict``)."""
         problem = self.problem
+        if E.shape[0] == 0:  # nothing to ask (models refuse empty batches)
+            return np.zeros(0, bool), np.zeros((0, problem.n_classes))
         self.n_calls += 1
         rows = problem.with_missing(E, owner)
         if self.memo is None:

@@ -355,3 +355,23 @@ def test_a_pn_without_valid_start_still_follows_the_margin_path():
         alone = explain(explainer, X[[i]])
         assert alone.found[0]
         np.testing.assert_array_equal(alone.explanation[0], default.explanation[i])
+
+
+@pytest.mark.parametrize("name", ["forest", "boosting"])
+def test_an_instances_answer_does_not_depend_on_its_batch(name):
+    """Each instance alone gets the answer it gets among others (a PN of a boosting model
+    on breast cancer, asked alone, also crashed once the polish ran without starts: the
+    elastic steps asked the model about no rows)."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = {"forest": RandomForestClassifier(30, max_depth=5, random_state=0),
+             "boosting": GradientBoostingClassifier(n_estimators=30, random_state=0)}[name]
+    model.fit(X[20:], y[20:])
+    explainer = CEMExplainer(model, mode="PN").fit(X[20:])
+    together = explain(explainer, X[:12])
+    assert together.found.sum() >= 8
+    for i in range(12):
+        alone = explain(explainer, X[[i]])
+        assert alone.found[0] == together.found[i], i
+        np.testing.assert_array_equal(alone.explanation[0], together.explanation[i])
