@@ -530,9 +530,10 @@ default=None
           a PP only removals that violate no constraint count, and with ``X_train`` no
           set-back that creates a rare pair of categories (see ``rare_pairs``) counts;
         - ``rare_pairs``: pairs of categories of the explanation that fewer than 0.01% of
-          ``X_train``'s rows hold (or none), and that the instance does not hold itself: a
-          combination that (almost) never occurs, such as a female husband (NaN without
-          ``X_train``);
+          ``X_train``'s rows hold (or none, or fewer than 1% of the rows that the counts
+          of its two categories predict were they independent), and that the instance does
+          not hold itself: a combination that (almost) never occurs, such as a female
+          husband (NaN without ``X_train``);
         - ``seconds``: time per instance.
 
         Rows without an explanation have ``valid`` False and NaN in every other column but

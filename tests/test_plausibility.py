@@ -209,3 +209,43 @@ def test_nearest_rows_are_those_of_a_full_sort():
     for k in (1, 5, 12):
         np.testing.assert_array_equal(_nearest(distance, k),
                                       np.argsort(distance, axis=1, kind="stable")[:, :k])
+
+
+def test_a_pair_one_noisy_row_holds_is_still_rare_where_its_categories_are_common():
+    """On a table of a few thousand rows one male "wife" (noise) made the pair allowed: only
+    pairs under 0.01% of the rows were rare, below one row there. A pair far below what
+    the counts of its categories predict is rare; a pair of one-row identifiers is not."""
+    from skcem._plausibility import CategoryPairs
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    sex = rng.integers(0, 2, n)  # 0 male, 1 female
+    role = np.where(rng.random(n) < 0.3, 2, sex)  # 0 husband, 1 wife, 2 child
+    role[0], sex[0] = 1, 0  # one male wife
+    ids = np.arange(n)  # an identifier: each code held by one row
+    Z = np.column_stack([sex, role, ids, ids]).astype(float)
+    pairs = CategoryPairs().fit(Z, np.ones(4, bool), [2, 3, n, n])
+    assert pairs.rare_[0, 1][0, 1]  # male wife: 1 row where about 700 are expected
+    assert not pairs.rare_[0, 1][0, 2]  # a male child
+    assert not pairs.rare_[2, 3][5, 5]  # the identifiers' pair a row holds
+    assert pairs.rare_[2, 3][5, 6]  # one no row holds
+
+    frame = pd.DataFrame({"sex": np.array(["m", "f"])[sex],
+                          "role": np.array(["husband", "wife", "child"])[role],
+                          "income": rng.normal(50, 15, n).round(1)})
+    y = ((frame.role == "wife") | (frame.income > 60)).astype(int)
+    model = make_pipeline(
+        ColumnTransformer([("c", OneHotEncoder(), ["role"]), ("n", StandardScaler(),
+                                                               ["income"])]),
+        LogisticRegression(max_iter=1000)).fit(frame, y)
+    rows = frame[(frame.sex == "m") & (model.predict(frame) == 0)].iloc[:10]
+    assert (model.predict(rows.assign(role="wife")) == 1).all()  # the cheapest flip
+    exp = CounterfactualExplainer(model, immutable_features=["sex"],
+                                  distance="mad").fit(frame).explain(rows)
+    assert exp.found.all()
+    assert not (exp.explanation.role == "wife").any()
+    table = explanation_metrics(model, rows.assign(role="wife"), rows.assign(role="wife"),
+                                X_train=frame)
+    assert (table.rare_pairs == 0).all()  # the instances' own pairs
+    table = explanation_metrics(model, rows, rows.assign(role="wife"), X_train=frame)
+    assert (table.rare_pairs == 1).all()
