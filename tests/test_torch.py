@@ -798,3 +798,19 @@ def test_a_pytorch_autoencoder_beside_another_model_searches_on_one_thread(digit
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_regression_loss_of_pytorch_takes_one_dimensional_targets():
+    """Targets (n,) of a module with one output column: PyTorch's losses broadcast them to
+    (n, n) (skcem then said to use reduction='none', which was given); they are reshaped
+    to the outputs' shape, as with loss='auto' (the same mean squared error here)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5)).astype(np.float32)
+    y = (X @ np.arange(5.0)).astype(np.float32)
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1))
+    custom = GradientSimilarityExplainer(module, task="regression",
+                                         loss=nn.MSELoss(reduction="none")).fit(X, y)
+    auto = GradientSimilarityExplainer(module, task="regression").fit(X, y)
+    np.testing.assert_allclose(custom.explain(X[:4], y[:4]).scores,
+                               auto.explain(X[:4], y[:4]).scores, rtol=1e-5)

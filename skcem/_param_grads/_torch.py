@@ -162,11 +162,19 @@ class TorchGradients(_OnRows):
         """One loss per example: a tensor of shape (n,)."""
         n = y.shape[0]
         if self.loss != "auto":
+            if self.task == "regression" and y.shape != outputs.shape and \
+                    y.numel() == outputs.numel():
+                # targets (n,) of outputs (n, 1): PyTorch's losses would broadcast them to
+                # (n, n)
+                y = y.reshape(outputs.shape)
             value = self.loss(outputs, y)
             if not isinstance(value, torch.Tensor) or value.numel() != n:
                 shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
                 raise ValueError(f"`loss` must return one loss per example ({n} here) as a "
-                                 f"tensor; got {shape}. Use reduction='none'.")
+                                 f"tensor; got {shape} from outputs of shape "
+                                 f"{tuple(outputs.shape)} and targets of shape "
+                                 f"{tuple(y.shape)}. Use reduction='none', and targets of "
+                                 "the outputs' shape.")
             return value.reshape(n)
         outputs = outputs.reshape(n, -1)
         if self.task == "classification":
