@@ -106,8 +106,10 @@ class CEMExplainer(BaseContrastiveExplainer):
     autoencoder : Keras model, PyTorch module, callable or None, default=None
         The auto-encoder of the ``gamma`` term. A Keras model or PyTorch module is
         differentiated by autodiff (whatever the classifier); another callable, mapping rows
-        (n, n_features) to their reconstructions, by finite differences. PN penalises ``||AE(a) - a||^2``, PP
-        ``||AE(z) - z||^2`` for the kept part ``z``.
+        (n, n_features) to their reconstructions, by finite differences (two calls on the
+        batch per feature and iteration: slow on wide data; a scikit-learn transformer
+        ``ae`` as ``lambda Z: ae.inverse_transform(ae.transform(Z))``). PN penalises
+        ``||AE(a) - a||^2``, PP ``||AE(z) - z||^2`` for the kept part ``z``.
     input_shape : tuple or None, default=None
         Shape of one instance as the Keras model(s) expect it (such as ``(28, 28, 1)``);
         inferred from the model when None. ``X`` has ``prod(input_shape)`` columns. A

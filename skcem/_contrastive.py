@@ -205,6 +205,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     _parameter_constraints: dict = _SHARED_CONSTRAINTS
 
     def _validate_params(self):
+        autoencoder = getattr(self, "autoencoder", None)
+        if autoencoder is not None and not callable(autoencoder) and \
+                hasattr(autoencoder, "transform"):
+            raise InvalidParameterError(
+                f"The 'autoencoder' parameter of {type(self).__name__} must be a function of "
+                f"rows returning their reconstructions (or a Keras model or PyTorch module); "
+                f"got a {type(autoencoder).__name__}. For a fitted scikit-learn transformer "
+                "with inverse_transform, such as PCA: autoencoder=lambda Z: "
+                "ae.inverse_transform(ae.transform(Z)).")
         estimator = getattr(self, "estimator", None)
         if estimator is not None and not callable(estimator) and _is_regressor(estimator):
             raise InvalidParameterError(

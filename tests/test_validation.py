@@ -252,3 +252,17 @@ def test_fit_rows_of_one_class_are_named_as_the_cause(iris):
         warnings.simplefilter("error")
         CEMExplainer(model, mode="PP").fit(setosa)  # a PP keeps the class: no warning
         CounterfactualExplainer(model).fit(X)
+
+
+def test_a_transformer_as_autoencoder_is_shown_the_function_to_pass(iris, iris_model):
+    from sklearn.decomposition import PCA
+
+    from skcem import CEMExplainer
+
+    X, _ = iris
+    pca = PCA(2).fit(X)
+    with pytest.raises(ValueError, match=r"'autoencoder' .* must be a function of rows.*got "
+                                         r"a PCA.*inverse_transform\(ae.transform\(Z\)\)"):
+        CEMExplainer(iris_model, gamma=1.0, autoencoder=pca).fit(X)
+    CEMExplainer(iris_model, gamma=1.0, max_iterations=5, c_steps=1,
+                 autoencoder=lambda Z: pca.inverse_transform(pca.transform(Z))).fit(X)
