@@ -320,6 +320,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1], names,
                                             "immutable_features")
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
+        both = np.flatnonzero(self.immutable_mask_ & (self.directions_ != 0))
+        if both.size:
+            named = [str(names[j]) if names is not None else int(j) for j in both]
+            warn(f"Features {named} are in both immutable_features and directions: they never "
+                 "change, and their directions are ignored.")
         self.search_ = self._choose_search(X)
         self._trees = None
         if self.search_ == "exact":

@@ -266,3 +266,13 @@ def test_a_transformer_as_autoencoder_is_shown_the_function_to_pass(iris, iris_m
         CEMExplainer(iris_model, gamma=1.0, autoencoder=pca).fit(X)
     CEMExplainer(iris_model, gamma=1.0, max_iterations=5, c_steps=1,
                  autoencoder=lambda Z: pca.inverse_transform(pca.transform(Z))).fit(X)
+
+
+def test_a_feature_both_immutable_and_directed_is_named(iris, iris_model):
+    from skcem import CounterfactualExplainer
+
+    X, _ = iris
+    with pytest.warns(UserWarning, match=r"Features \[0\] are in both immutable_features and "
+                                         r"directions"):
+        CounterfactualExplainer(iris_model, immutable_features=[0],
+                                directions={0: "increase", 1: "decrease"}).fit(X)
