@@ -879,6 +879,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if self.search_ == "fista" and n_missing > stuck.sum():
                 hint += (" The gradient-free search (search='neighbors'), which starts from "
                          "training rows of a wanted class, may find them.")
+            if n_missing > stuck.sum() and (self.immutable_mask_.any()
+                                            or np.any(self.directions_ != 0)):
+                hint += (" immutable_features and directions may also leave no change that "
+                         "reaches the class: try without them.")
             message = (f"{type(self).__name__} found no {mode} for {n_missing} of "
                        f"{int(searchable.sum())} instances searched; their rows are NaN (see "
                        f"`found`). {hint}")

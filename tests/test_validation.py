@@ -276,3 +276,19 @@ def test_a_feature_both_immutable_and_directed_is_named(iris, iris_model):
                                          r"directions"):
         CounterfactualExplainer(iris_model, immutable_features=[0],
                                 directions={0: "increase", 1: "decrease"}).fit(X)
+
+
+def test_directions_that_rule_out_every_helpful_move_are_named_as_a_cause():
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
+
+    X, y = make_classification(500, 4, n_informative=3, n_redundant=0, random_state=0)
+    model = LogisticRegression().fit(X, y)
+    directions = {j: "decrease" if w > 0 else "increase" for j, w in enumerate(model.coef_[0])}
+    rows = X[model.predict(X) == 0][:5]
+    with pytest.warns(ExplanationNotFoundWarning, match="immutable_features and directions "
+                                                        "may also leave no change"):
+        exp = CounterfactualExplainer(model, directions=directions).fit(X).explain(rows)
+    assert not exp.found.any()
