@@ -163,7 +163,7 @@ def separable(search, moves):
     i, q = np.nonzero(bought >= -moves.margin[:, None] * _SEPARABLE_REACH)
     if i.size == 0:
         return rows[:0], Z[:0]
-    owner, combined = _distinct_rows(rows[i], combined[i, q])
+    owner, combined = distinct_rows(rows[i], combined[i, q])
     return owner, search.admissible(combined, owner)
 
 
@@ -320,7 +320,7 @@ def shrunk_and_blended(search, E, owner):
         starts.append(np.where(search.categorical, best,
                                x0[best_owner] + fraction * (best - x0[best_owner])))
         starts_owner.append(best_owner)
-    distinct_owner, distinct = _distinct_rows(owner, E)
+    distinct_owner, distinct = distinct_rows(owner, E)
     order = np.lexsort((search.distance(distinct, distinct_owner), distinct_owner))
     rank = np.arange(order.size) - np.searchsorted(distinct_owner[order],
                                                    distinct_owner[order])
@@ -334,7 +334,7 @@ def shrunk_and_blended(search, E, owner):
     return Z, Z_owner, budget[Z_owner]
 
 
-def _distinct_rows(owner, E):
+def distinct_rows(owner, E):
     """``(owner, E)`` without repeated (instance, row) pairs, in their first order."""
     if len(E) == 0:
         return owner, E

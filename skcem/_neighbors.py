@@ -58,6 +58,7 @@ from scipy.spatial.distance import cdist
 from threadpoolctl import threadpool_limits
 
 from ._fista import SearchResult, _rows
+from ._elastic import distinct_rows
 from ._polish import polish_on_splits
 
 # Distances computed at once when ranking the pool (32 MB of float64).
@@ -330,7 +331,7 @@ class NeighborSearch:
                 E = search.revert(E, owner)
             else:
                 # Identical answers would be polished alike: once is enough.
-                owner, E = _distinct(owner, E)
+                owner, E = distinct_rows(owner, E)
                 paths = np.flatnonzero(searchable)
                 several = self.n_answers > 1
                 if several:
@@ -573,15 +574,6 @@ class NeighborSearch:
                 distances[part, :take] = dist[local, order]
                 classes[part, :take] = pool.pred[nearby][local, order]
         return ranked, distances, classes
-
-
-def _distinct(owner, E):
-    """``(owner, E)`` without repeated (instance, row) pairs, in their first order."""
-    if len(E) == 0:
-        return owner, E
-    _, first = np.unique(np.column_stack([owner, E]), axis=0, return_index=True)
-    first = np.sort(first)
-    return owner[first], E[first]
 
 
 def _category_moves(search, instances):
