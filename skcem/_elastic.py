@@ -172,15 +172,17 @@ class SlopeLines:
     ``_SLOPE_ROUNDS`` at most per instance, each from the last invalid point of the one
     before; :attr:`owners` and :attr:`answers` hold their first valid points.
 
-    The slopes are those of the margin path's steps (:func:`skcem._polish._steps`: 1, 2,
-    4, ... split points of one feature): the margin bought per MAD of move, each feature's
+    The slopes are those of the margin path's steps (``steps_of``,
+    :func:`skcem._polish._steps`: 1, 2, 4, ... split points of one feature, passed in by the
+    polish that calls these steps): the margin bought per MAD of move, each feature's
     steepest (the far points of the sweep, steeper on average than the near ones, made
     lines that ended farther). Each round is two model calls: :meth:`steps` (asked), then
     :meth:`line` (asked), then :meth:`take`.
     """
 
-    def __init__(self, search, rows, margin, points):
+    def __init__(self, search, rows, margin, points, steps_of):
         self.search, self.rows, self.points = search, rows, points
+        self.steps_of = steps_of
         self.Z = search.problem.x0[rows].copy()
         self.margin = margin.copy()
         self.open = np.arange(rows.size)
@@ -192,10 +194,8 @@ class SlopeLines:
 
     def steps(self):
         """``(owner, trials)``: the margin path's steps from the lines' starts."""
-        from ._polish import _steps
-
-        self.row, self.trials = _steps(self.search, self.Z[self.open], self.rows[self.open],
-                                       self.points)
+        self.row, self.trials = self.steps_of(self.search, self.Z[self.open],
+                                              self.rows[self.open], self.points)
         return self.rows[self.open][self.row], self.trials
 
     def line(self, proba):
@@ -260,15 +260,17 @@ def _ask_together(search, parts):
     return [(ok[a:b], proba[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def spread_answers(search, rows, points):
+def spread_answers(search, rows, points, steps_of):
     """``(owner, answers)``: the valid answers of :func:`single_moves`, :func:`separable`
     and the :class:`SlopeLines` from the instances ``rows``, the ``_KEPT`` cheapest of
-    each; the independent questions of the three share model calls."""
+    each; the independent questions of the three share model calls. ``steps_of`` is the
+    margin path's steps (:func:`skcem._polish._steps`), which the lines' slopes are
+    measured on."""
     problem = search.problem
     Z = problem.x0[rows]
     if rows.size == 0:
         return rows, Z
-    lines = SlopeLines(search, rows, np.zeros(rows.size), points)
+    lines = SlopeLines(search, rows, np.zeros(rows.size), points, steps_of)
     row, feature, trials = sweep_trials(search, rows, points)
     step_owner, steps = lines.steps()
     (_, proba), (ok, sweep_proba), (_, step_proba) = _ask_together(
@@ -309,8 +311,6 @@ def shrunk_and_blended(search, E, owner):
     budget: the margin path's steps from there (:func:`skcem._polish.repair`) regain the
     class within it, on other features than the closest answer moved, or on the same ones
     less far."""
-    from ._polish import best_answers
-
     x0 = search.problem.x0
     best_owner, best = best_answers(search, E, owner)
     budget = np.full(x0.shape[0], np.inf)
@@ -332,6 +332,16 @@ def shrunk_and_blended(search, E, owner):
     Z_owner = np.concatenate(starts_owner)
     Z = search.admissible(search.snap_inward(np.concatenate(starts), x0[Z_owner]), Z_owner)
     return Z, Z_owner, budget[Z_owner]
+
+
+def best_answers(search, E, owner):
+    """``(owner, rows)``: the closest of each instance's answers ``E`` (all valid)."""
+    if owner.size == 0:
+        return owner, E
+    distance = search.distance(E, owner)
+    order = np.lexsort((distance, owner))
+    best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+    return owner[best], E[best]
 
 
 def distinct_rows(owner, E):

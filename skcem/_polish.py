@@ -55,7 +55,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ._elastic import shrunk_and_blended, spread_answers
+from ._elastic import best_answers, shrunk_and_blended, spread_answers
 from ._tree_models import read_tree_ensemble
 
 # Points asked per changed feature and round: more are thinned evenly (the next rounds ask
@@ -626,16 +626,6 @@ def _towards(search, E, owner, points):
             np.concatenate(values_out))
 
 
-def best_answers(search, E, owner):
-    """``(owner, rows)``: the closest of each instance's answers ``E`` (all valid)."""
-    if owner.size == 0:
-        return owner, E
-    distance = search.distance(E, owner)
-    order = np.lexsort((distance, owner))
-    best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
-    return owner[best], E[best]
-
-
 def polish_on_splits(search, E, owner, rows, points, several=False, joint=True,
                      spread=True):
     """The gradient-free search's answers ``E`` (valid, reverted; of instances ``owner``)
@@ -667,7 +657,7 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True,
         repairs = _undone(search, *best_answers(search, E, owner)[::-1], points)
     extra_scan = coarse
     if elastic:
-        spread_owner, spread = spread_answers(search, rows, points)
+        spread_owner, spread = spread_answers(search, rows, points, _steps)
         # The margin paths from the instances only where nothing else found an answer.
         answered = np.zeros(search.problem.x0.shape[0], bool)
         answered[owner] = answered[spread_owner] = True
