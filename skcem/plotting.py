@@ -114,7 +114,8 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
                              only_changed=False):
     """A bar per feature: how the explanation changes the instance, and the class change.
 
-    A changed category is a hatched purple bar labelled "from → to". An immutable feature
+    Every change is labelled "from → to" in the column's own values (features of different
+    scales share the axis); a changed category is a hatched purple bar. An immutable feature
     is labelled "(fixed)" in grey: held at the instance's value by construction, it is
     neither changed nor, for a PP, kept by the search.
 
@@ -166,12 +167,18 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         else explanation.immutable
     labels = [f"{n} (fixed)" if f else n for n, f, k in zip(names, fixed, keep) if k]
     for bar, j in zip(bars, np.flatnonzero(keep)):
-        if categorical[j] and delta[j]:
+        if np.isnan(delta[j]) or abs(delta[j]) <= 1e-12:
+            continue
+        if categorical[j]:
             bar.set_hatch("//")
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
-                    f" {explanation._value(explanation.X, index, j)} → "
-                    f"{explanation._value(explanation.explanation, index, j)}",
-                    va="center", fontsize="small")
+        # Every change labelled "from → to" in the column's own values: the bars share one
+        # axis, where a change on a small scale beside one on a large scale (years beside
+        # dollars, days beside fractions) would not show.
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                f" {_short(explanation._value(explanation.X, index, j))} → "
+                f"{_short(explanation._value(explanation.explanation, index, j))}",
+                va="center", ha="left" if bar.get_width() >= 0 else "right",
+                fontsize="small")
     ax.set_yticks(positions, labels)
     for label, is_fixed in zip(ax.get_yticklabels(), fixed[keep]):
         if is_fixed:
@@ -183,6 +190,13 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     ax.set_title(f"{explanation.mode}: class {before} -> {after}")
     fig.tight_layout()
     return fig
+
+
+def _short(value):
+    """A cell for a label: numbers to 4 significant digits, anything else as it prints."""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,

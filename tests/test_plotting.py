@@ -73,6 +73,10 @@ def test_tabular_explanation_bars_follow_the_changes(iris, iris_model):
     np.testing.assert_allclose(heights, exp.delta[i])
     assert [t.get_text() for t in ax.get_yticklabels()] == names
     assert f"-> {exp.explanation_pred[i]} (" in ax.get_title()
+    # each change labelled from -> to, readable whatever its scale beside the others
+    changed_features = np.flatnonzero(np.abs(exp.delta[i]) > 1e-12)
+    assert [t.get_text() for t in ax.texts] == [
+        f" {exp.X[i, j]:.4g} → {exp.explanation[i, j]:.4g}" for j in changed_features]
     changed = plotting.plot_tabular_explanation(exp, index=i, only_changed=True)
     assert len(changed.axes[0].patches) == int(np.sum(np.abs(exp.delta[i]) > 1e-12))
     plt.close("all")
