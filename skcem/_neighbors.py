@@ -198,11 +198,10 @@ def _is_boosted_trees_of_another_library(estimator):
     """
     module = type(estimator).__module__.split(".")[0]
     name = type(estimator).__name__
-    params = estimator.get_params()
     if module == "lightgbm" and name == "LGBMClassifier":
-        return not params.get("linear_tree", False)
+        return not estimator.get_params().get("linear_tree", False)
     if module == "xgboost" and name in ("XGBClassifier", "XGBRFClassifier"):
-        return params.get("booster") in (None, "gbtree", "dart")
+        return estimator.get_params().get("booster") in (None, "gbtree", "dart")
     return module == "catboost" and name == "CatBoostClassifier"
 
 

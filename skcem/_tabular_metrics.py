@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from ._explanation import Explanation
 from ._plausibility import rare_pair_counts
 from ._tabular import auto_categorical
 from .costs import median_absolute_deviation
@@ -558,8 +559,8 @@ default=None
             or n_neighbors < 1):
         raise ValueError(f"n_neighbors must be a positive integer; got {n_neighbors!r}.")
 
-    if hasattr(explanations, "perturbation") and hasattr(explanations, "found"):
-        explanations = explanations.explanation  # an Explanation: its answers
+    if isinstance(explanations, Explanation):
+        explanations = explanations.explanation  # its answers
     X, columns = _check_X(X, pd)
     n_samples, n_features = X.shape
     E = _check_like(explanations, X, "explanations", pd, n_rows=n_samples)

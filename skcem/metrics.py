@@ -19,6 +19,7 @@ instance's counterfactuals are from one another, as DiCE's authors do, for any s
 import numpy as np
 
 from ._diversity import continuous_diversity, count_diversity
+from ._explanation import Explanation
 from ._tabular_metrics import explanation_metrics, summarize_metrics
 
 __all__ = ["cem_score", "continuous_diversity", "count_diversity", "explanation_metrics",
@@ -28,7 +29,7 @@ __all__ = ["cem_score", "continuous_diversity", "count_diversity", "explanation_
 def _check_explanation(explanation, function):
     """The functions below read an Explanation; arrays of answers get one line saying where
     they go."""
-    if not (hasattr(explanation, "perturbation") and hasattr(explanation, "found")):
+    if not isinstance(explanation, Explanation):
         raise TypeError(f"{function}: `explanation` must be the Explanation that explain() "
                         f"returns; got {type(explanation).__name__}. For arrays of answers "
                         "(another library's too), use skcem.metrics.explanation_metrics("
