@@ -72,7 +72,10 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
         if check is not None:
             check(estimator)
         classes = getattr(estimator, "classes_", None)
-        if y is not None and classes is not None and not hasattr(estimator, "n_outputs_"):
+        # a multi-output model's classes_ is one array per output: not checked here
+        single_output = getattr(estimator, "n_outputs_", 1) == 1 and \
+            not isinstance(classes, list)
+        if y is not None and classes is not None and single_output:
             unknown = np.setdiff1d(np.unique(np.asarray(y)), np.asarray(classes))
             if unknown.size:
                 raise ValueError(

@@ -5,12 +5,15 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skcem import (CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning,
@@ -324,11 +327,21 @@ def test_default_classifier_refuses_a_regression_target(Explainer):
         Explainer().fit(X, y + 0.5)
 
 
-def test_y_with_labels_a_fitted_model_does_not_know_is_an_error():
+@pytest.mark.parametrize("Explainer, model", [
+    (Explainer, model) for Explainer in EXPLAINERS + [GradientSimilarityExplainer]
+    for model in (LogisticRegression(max_iter=1000), MLPClassifier((5,), random_state=0),
+                  DecisionTreeClassifier(random_state=0))
+    if not (Explainer is GradientSimilarityExplainer
+            and isinstance(model, DecisionTreeClassifier))
+])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_y_with_labels_a_fitted_model_does_not_know_is_an_error(Explainer, model):
+    # models with n_outputs_ (MLPs, trees) were let through: their scores read a class
+    # that does not exist
     X, y = load_iris(return_X_y=True)
-    binary = LogisticRegression(max_iter=1000).fit(X, y > 0)
+    binary = clone(model).fit(X, y > 0)
     with pytest.raises(ValueError, match="labels that the fitted `estimator` does not know"):
-        CEMExplainer(binary).fit(X, y)
+        Explainer(binary).fit(X, y)
 
 
 def test_tags_say_y_is_needed_for_an_unfitted_estimator():
