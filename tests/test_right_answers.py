@@ -278,8 +278,9 @@ def test_unfitted_unsupported_model_gets_the_clear_type_error():
                          ids=["function", "fitted forest"])
 def test_similarity_of_a_model_without_parameter_gradients_is_one_clear_line(make):
     X, y = load_iris(return_X_y=True)
-    with pytest.raises(TypeError, match=r"^`estimator` must be a Keras model, a PyTorch module or one of "
-                                        r"[^\n]*; got (function|RandomForestClassifier)"):
+    with pytest.raises(TypeError, match=r"^`estimator` must be a Keras model, a PyTorch module "
+                                        r"or one of [^\n]*; got "
+                                        r"(function|RandomForestClassifier)"):
         GradientSimilarityExplainer(make(X, y)).fit(X, y)
 
 
