@@ -36,7 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_torch_mnist import TUTORIAL, trained_models  # noqa: E402
 
-from skcem import CEMExplainer, ExplanationNotFoundWarning, GradientSimilarityExplainer  # noqa: E402,E501
+from skcem import (CEMExplainer, ExplanationNotFoundWarning,  # noqa: E402
+                   GradientSimilarityExplainer)
 from skcem.datasets import load_mnist  # noqa: E402
 
 FULL_SCHEDULE = dict(TUTORIAL, probe_iterations=None, tol=None)

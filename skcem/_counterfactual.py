@@ -60,15 +60,15 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
     n_counterfactuals : int, default=1
         Distinct valid counterfactuals per instance in the explanation's ``counterfactuals``:
-        the closest first (``explanation``), then, closest first, sparse ones that change
-        other features where there are. With more than one, the gradient-free steps refine
-        ``2 * n_counterfactuals`` starts (training rows of the class) and the answers that
-        make one or two moves alone (a start's category, a numeric feature's range end), and
-        keep distinct ones (fewest changes first, on features no kept answer changes first);
-        after the gradient search, its answer competes with the gradient-free steps' (the
-        closest is ``explanation``). Two answers that change the same features, to the same categories and
-        numbers within 10% of the change, count as one. An instance may get fewer where
-        fewer distinct answers were found (NaN rows).
+        the closest first (``explanation``), then, closest first, sparse ones that change other
+        features where there are. With more than one, the gradient-free steps refine
+        ``2 * n_counterfactuals`` starts (training rows of the class) and the answers that make
+        one or two moves alone (a start's category, a numeric feature's range end), and keep
+        distinct ones (fewest changes first, on features no kept answer changes first); after
+        the gradient search, its answer competes with the gradient-free steps' (the closest is
+        ``explanation``). Two answers that change the same features, to the same categories and
+        numbers within 10% of the change, count as one. An instance may get fewer where fewer
+        distinct answers were found (NaN rows).
     categorical_features : "auto", array-like or None, default="auto"
         Columns whose values are categories: "auto" takes DataFrame columns of object,
         string, category or bool dtype (and text columns of an array), and the columns a

@@ -38,17 +38,16 @@ the scores and ``predict``. The closest valid answer therefore solves a mixed-in
 **Budgets.** The gradient-free search (:mod:`skcem._neighbors`) first gives each instance a
 valid answer; its distance ``D`` bounds the program, and programs of growing budgets ``D/16,
 D/8, D/4, D/2`` and just below ``D`` are solved in turn, each budget both a row and HiGHS's
-objective cutoff (which prunes its search by the relaxation's bounds): intervals and
-categories that alone cost more than the budget are left out, and so is every tree node whose box has no admissible
-point within the budget (the distance is a sum over columns, so a box's cheapest point costs
-the sum of each column's cheapest interval in it), which makes the first programs small. A
-leaf is left out too where, with every other tree's best reachable leaf, the scores still
-fall short of validity (each tree gives one leaf: a bound the program's relaxation, which
+objective cutoff (which prunes its search by the relaxation's bounds): intervals and categories
+that alone cost more than the budget are left out, and so is every tree node whose box has no
+admissible point within the budget (the distance is a sum over columns, so a box's cheapest
+point costs the sum of each column's cheapest interval in it), which makes the first programs
+small. A leaf is left out too where, with every other tree's best reachable leaf, the scores
+still fall short of validity (each tree gives one leaf: a bound the program's relaxation, which
 weighs every leaf alone, does not see); a budget where a tree keeps no leaf has no answer,
-without a program. The first with an answer holds the optimum; each without one
-proves that the optimum costs more than its budget; when none has one, the heuristic's answer
-is the optimum (HiGHS, which takes no starting answer, then only proves that nothing is
-cheaper).
+without a program. The first with an answer holds the optimum; each without one proves that the
+optimum costs more than its budget; when none has one, the heuristic's answer is the optimum
+(HiGHS, which takes no starting answer, then only proves that nothing is cheaper).
 
 The answer is then checked with the estimator's own ``predict`` (and probabilities, as every
 search's answers are). Were it rejected (a tie or a threshold rounding the other way), the

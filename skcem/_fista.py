@@ -14,9 +14,10 @@ the same search one instance at a time.
 The search runs where the backend's model runs (:mod:`skcem._array_api`): a backend with an
 ``array_place()`` (a PyTorch module's or a Keras model's on torch, on its device; a Keras
 model's on JAX, on an accelerator) gets and returns that library's arrays, and the batch's
-constants, iterates and bests stay there from the first iteration to the last; the search on ``c`` (one number per instance and c-step) and the final checks run on
-the host. Every array operation of the iterations goes through the arrays' namespace, numpy
-itself on the host, so that the host path's answers are those it always gave.
+constants, iterates and bests stay there from the first iteration to the last; the search on
+``c`` (one number per instance and c-step) and the final checks run on the host. Every array
+operation of the iterations goes through the arrays' namespace, numpy itself on the host, so
+that the host path's answers are those it always gave.
 
 One deliberate difference from the reference: the momentum's slack point is clipped to the
 feature range (or the instance's own value, where that lies outside), as the iterates are by

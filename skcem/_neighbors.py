@@ -9,11 +9,11 @@ needs only the model's answers, batched over all instances of a batch in each ca
    instance: immutable features and moves the mode or ``directions`` forbid are set back to
    the instance's values, numeric values clipped to the feature range. Those made of the 350
    rows nearest to the instance and of the 50 the model is most sure of are ranked in the
-   explainer's distance; the ``n_candidates`` nearest are asked, more in rounds while fewer
-   than ``n_starts`` are valid, all the rest where none is; the ``n_starts`` nearest valid
-   ones are refined (of each other class, where any of several is wanted: a PN, or a
-   counterfactual of any other class, of a model of more than two classes). A PN also tries its farthest admissible answer. A PP starts from the
-   instance itself (it keeps everything).
+   explainer's distance; the ``n_candidates`` nearest are asked, more in rounds while fewer than
+   ``n_starts`` are valid, all the rest where none is; the ``n_starts`` nearest valid ones are
+   refined (of each other class, where any of several is wanted: a PN, or a counterfactual of
+   any other class, of a model of more than two classes). A PN also tries its farthest
+   admissible answer. A PP starts from the instance itself (it keeps everything).
 2. **Undo what is not needed.** Greedily, every change is tried reverted alone (to the
    instance's value; for a PP, to the no-information value: the feature is removed); all the
    reverts that stay valid are tried together, else the one saving most distance is kept.

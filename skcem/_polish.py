@@ -34,13 +34,14 @@ the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
    small ones. Trying, in each step of a repair, only the features that scored best in its
    last step, and giving up those that would end farther, keeps them cheap.
 
-With an L2 part in the distance (a PN's elastic net), the closest answers move many
-features a little, and the steps of :mod:`skcem._elastic` take over from the margin paths
-from the instances (which still run for the instances they leave without an answer): single moves swept from each instance and combined as if the margin
-were a sum over features, lines along the margin's slopes (their answers scanned with the
-margin paths of the first repairs), and, climbing with the last repairs, the closest answer
-shrunk towards its instance or blended with the next closest ones. Not for a single tree,
-whose leaf boxes give its closest answers (:mod:`skcem._leaf_starts`).
+With an L2 part in the distance (a PN's elastic net), the closest answers move many features a
+little, and the steps of :mod:`skcem._elastic` take over from the margin paths from the
+instances (which still run for the instances they leave without an answer): single moves swept
+from each instance and combined as if the margin were a sum over features, lines along the
+margin's slopes (their answers scanned with the margin paths of the first repairs), and,
+climbing with the last repairs, the closest answer shrunk towards its instance or blended with
+the next closest ones. Not for a single tree, whose leaf boxes give its closest answers
+(:mod:`skcem._leaf_starts`).
 
 Every step asks the model and keeps validity; no answer gets farther. The answers of all
 steps go to :meth:`~skcem._neighbors._Batch.result`, which keeps each instance's closest.

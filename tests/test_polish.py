@@ -219,10 +219,11 @@ def test_a_single_trees_answers_are_its_nearest_leaves(mode):
     tree = DecisionTreeClassifier(max_depth=8, random_state=0).fit(X_train, y[150:])
     settings = dict(directions={0: "increase"}, immutable_features=[5])
     if mode == "CF":
-        make = lambda **search: CounterfactualExplainer(tree, distance="mad", **settings,  # noqa: E731
-                                                        **search)
+        def make(**search):
+            return CounterfactualExplainer(tree, distance="mad", **settings, **search)
     else:
-        make = lambda **search: CEMExplainer(tree, mode="PN", **settings, **search)  # noqa: E731
+        def make(**search):
+            return CEMExplainer(tree, mode="PN", **settings, **search)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExplanationNotFoundWarning)
         default = make().fit(X_train).explain(rows)

@@ -149,5 +149,5 @@ def unsupported_error(model):
                 "GradientSimilarityExplainer(pipe[-1]).fit(pipe[:-1].transform(X), y), and "
                 "pipe[:-1].transform the rows to explain too.")
     return TypeError(f"`estimator` must be a Keras model, a PyTorch module or one of "
-                     f"{names}; got {type(model).__name__}: its loss has no gradient with respect to "
-                     f"parameters that skcem can compute.{hint}")
+                     f"{names}; got {type(model).__name__}: its loss has no gradient with "
+                     f"respect to parameters that skcem can compute.{hint}")
