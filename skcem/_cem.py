@@ -243,7 +243,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         Its classes.
     no_info_val_ : ndarray of shape (n_features,)
         The no-information value of each feature: ``no_info_val`` as given, or learned by
-        ``fit`` (see ``no_info_val``).
+        ``fit`` (see ``no_info_val``). A categorical column's is the code of its category,
+        an index into ``categories_[j]``.
     feature_range_ : tuple of two ndarrays of shape (n_features,)
         The lowest and highest value of each feature: ``feature_range`` as given, or the
         training data's where not given.

@@ -905,7 +905,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if codec is not None and (codec.is_frame_ or codec.has_categorical):
             shown_X = codec.decode(X, for_model=False, index=index)
             shown_explanation = codec.decode(explanation, for_model=False, index=index)
-            encoded = {"X": X, "explanation": explanation, "categorical": codec.categorical_}
+            encoded = {"X": X, "explanation": explanation, "categorical": codec.categorical_,
+                       "background": codec.decode(background[None], for_model=False)}
         ranked = {}
         if hasattr(self, "n_counterfactuals"):
             ranked = self._ranked_answers(results, index, encoded, common["mode"],

@@ -77,7 +77,7 @@ class Explanation:
         The attack-term weight at which the returned explanation was found.
     background : ndarray of shape (n_features,)
         The no-information value inside the feature range: what a PP shows for a removed
-        feature.
+        feature. A categorical column's is its category's code (see ``encoded``).
     classes : ndarray of shape (n_classes,) or None
         The model's classes, in the order of the probability columns.
     feature_names : list of str or None
@@ -87,8 +87,9 @@ class Explanation:
         The index of the explained DataFrame, kept by :meth:`to_frame`.
     encoded : dict or None
         For tables (a DataFrame or categorical columns given to the explainer): ``X`` and
-        ``explanation`` as numbers, category codes for categorical columns, and the
-        ``categorical`` column mask; ``X`` and ``explanation`` above are then in the original
+        ``explanation`` as numbers, category codes for categorical columns, the ``categorical``
+        column mask, and ``background`` in the original form (a one-row DataFrame or object
+        array, categories as they are); ``X`` and ``explanation`` above are then in the original
         form: a DataFrame with the explained index, columns and dtypes (missing values where
         nothing was found: an integer or bool column then takes pandas' nullable dtype,
         ``Int64`` or ``boolean``, which holds them), or an object array.

@@ -256,8 +256,31 @@ def _towards_background(background, e_num, x_num, num, n_features, numeric):
     return towards
 
 
-def _check_background(background, X, columns, pd):
+def _background_of(explanation):
+    """An Explanation's no-information row in its columns' own values (categories as they
+    are, not their codes)."""
+    encoded = explanation.encoded
+    if encoded is not None and "background" in encoded:
+        return encoded["background"]
+    return explanation.background
+
+
+def _check_background(background, X, columns, categorical, pd):
     """Per-feature background values as a list, in X's column order."""
+    values = _background_values(background, X, columns, pd)
+    for j in np.flatnonzero(categorical):
+        present = [v for v in _as_object(_column(X, j)) if not pd.isna(v)]
+        if isinstance(values[j], numbers.Number) and not isinstance(values[j], bool) and \
+                present and not any(isinstance(v, numbers.Number) for v in present):
+            raise ValueError(
+                f"background holds {values[j]!r} for the categorical column {columns[j]!r}, "
+                "whose values are not numbers: give its category. An explainer's "
+                "no_info_val_ holds category codes; pass the Explanation itself as "
+                "`explanations` and leave `background` out to use its no-information row.")
+    return values
+
+
+def _background_values(background, X, columns, pd):
     if background is None:
         raise ValueError("background is required when mode='PP': the per-feature values that "
                          "carry no information (a row, a Series or a dict).")
@@ -495,10 +518,12 @@ default=None
         steps and left out here); a changed value outside the range is a violation.
     background : dict, Series, one-row DataFrame or array-like of shape (n_features,), \
 default=None
-        Per-feature values that carry no information. Required for ``mode='PP'``. With
-        ``mode='PN'`` (optional), a numeric feature that a PN changes to a value no farther
-        from its background than the instance's is a violation (a PN only moves features
-        away from their no-information value).
+        Per-feature values that carry no information, categories as they are. Required for
+        ``mode='PP'``, where an :class:`~skcem.Explanation` given as ``explanations`` gives its
+        own (its explainer's no-information row) by default. With ``mode='PN'`` (optional), a
+        numeric feature that a PN changes to a value no farther from its background than the
+        instance's is a violation (a PN only moves features away from their no-information
+        value).
     mad : dict or array-like of shape (n_features,), default=None
         Scale of each numeric feature, overriding the computed ones (a dict may give some
         features only; array entries for categorical features are ignored). Computed: the
@@ -560,6 +585,8 @@ default=None
         raise ValueError(f"n_neighbors must be a positive integer; got {n_neighbors!r}.")
 
     if isinstance(explanations, Explanation):
+        if background is None and mode == "PP":
+            background = _background_of(explanations)
         explanations = explanations.explanation  # its answers
     X, columns = _check_X(X, pd)
     n_samples, n_features = X.shape
@@ -578,7 +605,7 @@ default=None
     times = np.array([getattr(getattr(_column(X, j), "dtype", None), "kind", "") in ("m", "M")
                       for j in range(n_features)], dtype=bool)
     lower, upper = _check_feature_range(feature_range, columns, categorical, times)
-    bg = _check_background(background, X, columns, pd) if mode == "PP" else None
+    bg = _check_background(background, X, columns, categorical, pd) if mode == "PP" else None
 
     found = ~np.asarray(pd.isna(np.asarray(E, dtype=object)), dtype=bool).all(axis=1)
     idx = np.flatnonzero(found)
@@ -670,7 +697,8 @@ default=None
                                  | (values > upper))
     if mode == "PN" and background is not None:
         violation |= changed_x & _towards_background(
-            _check_background(background, X, columns, pd), e_num, x_num, num, n_features,
+            _check_background(background, X, columns, categorical, pd), e_num, x_num, num,
+            n_features,
             numeric)
 
     # Validity: one predict on X, one on all found explanations.

@@ -376,3 +376,36 @@ def test_metrics_of_an_explanation_and_of_arrays():
     pd.testing.assert_frame_equal(metrics.explanation_metrics(model, X[:4], exp),
                                   metrics.explanation_metrics(model, X[:4], answers),
                                   check_exact=False)
+
+
+def test_pp_metrics_of_an_explanation_take_its_background_in_the_columns_values():
+    """A PP's kept features are counted against its explainer's no-information row, in the
+    columns' own values; a category code given as a text column's background is refused
+    (it counted every categorical column as kept)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from skcem import CEMExplainer
+
+    rng = np.random.RandomState(0)
+    n = 200
+    X = pd.DataFrame({"age": rng.randint(18, 70, n), "income": rng.normal(50, 15, n).round(1),
+                      "job": rng.choice(["a", "b", "c"], n), "sex": rng.choice(["m", "f"], n)})
+    y = ((X.income > 55) | (X.job == "a")).astype(int)
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["job", "sex"]),
+                                (StandardScaler(), ["age", "income"])),
+        RandomForestClassifier(30, max_depth=4, random_state=0)).fit(X, y)
+    cem = CEMExplainer(model, mode="PP").fit(X)
+    exp = cem.explain(X.iloc[:12])
+    table = explanation_metrics(model, X.iloc[:12], exp, mode="PP")
+    kept = [len(row) for row in exp.changes()]
+    assert exp.found.sum() >= 6
+    np.testing.assert_array_equal(table.l0.to_numpy()[exp.found], np.array(kept)[exp.found])
+    by_hand = {name: (cem.categories_[j][int(cem.no_info_val_[j])]
+                      if cem.categories_[j] is not None else cem.no_info_val_[j])
+               for j, name in enumerate(X.columns)}
+    pd.testing.assert_frame_equal(
+        table, explanation_metrics(model, X.iloc[:12], exp, mode="PP", background=by_hand))
+    with pytest.raises(ValueError, match=r"background holds 0\.0 for the categorical column "
+                                         r"'job'.*no_info_val_ holds category codes"):
+        explanation_metrics(model, X.iloc[:12], exp, mode="PP", background=cem.no_info_val_)
