@@ -578,9 +578,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         scaled = ScaledBackend(backend, scale, bounds=(problem.lower, problem.upper))
         scaled_problem = problem.scaled(scale)
         result = solve(scaled, scaled_problem, settings, progress)
-        # An unchanged feature is the instance's own value, not its round trip through scale.
-        result.explanation = np.where(result.explanation == scaled_problem.x0, problem.x0,
-                                      scaled.raw(result.explanation))
+        # An unchanged feature is the instance's own value, and a removed one (a PP's) the
+        # no-information value, not their round trips through scale (which may end past them).
+        raw = np.where(result.explanation == scaled_problem.no_info_val, problem.no_info_val,
+                       scaled.raw(result.explanation))
+        result.explanation = np.where(result.explanation == scaled_problem.x0, problem.x0, raw)
         if problem.whole is not None:  # whole numbers again, after the rounding error
             result.explanation[:, problem.whole] = np.rint(result.explanation[:, problem.whole])
         return result
