@@ -80,6 +80,23 @@ def _missing_rows(answers):
         else np.zeros(len(answers), bool)
 
 
+def _is_missing(value):
+    """None, a float NaN or pandas' NA (without importing pandas)."""
+    return value is None or (isinstance(value, float) and value != value) or \
+        type(value).__name__ == "NAType"
+
+
+def _category_differs(a, b):
+    """Two categories differ; two missing ones do not, one missing and one not do."""
+    a_missing, b_missing = _is_missing(a), _is_missing(b)
+    if a_missing or b_missing:
+        return a_missing != b_missing
+    return bool(a != b)
+
+
+_categories_differ = np.frompyfunc(_category_differs, 2, 1)
+
+
 def _pairs(n_answers):
     return np.triu_indices(n_answers, k=1)
 
@@ -88,8 +105,8 @@ def count_diversity(counterfactuals, *, atol=1e-8):
     """DiCE's count diversity of each instance's counterfactuals.
 
     The share of (pair of answers, feature) cells whose values differ: a numeric feature
-    differs by more than ``atol``, a categorical one by its category. 0 when all answers
-    are the same, 1 when every two differ in every feature.
+    differs by more than ``atol``, a categorical one by its category; two missing values are
+    equal. 0 when all answers are the same, 1 when every two differ in every feature.
 
     Parameters
     ----------
@@ -130,7 +147,8 @@ def count_diversity(counterfactuals, *, atol=1e-8):
             x, y = a[:, numeric].astype(float), b[:, numeric].astype(float)
             differs[:, numeric] = ~(np.abs(x - y) <= atol) & ~(np.isnan(x) & np.isnan(y))
         if categorical.any():
-            differs[:, categorical] = a[:, categorical] != b[:, categorical]
+            differs[:, categorical] = _categories_differ(a[:, categorical],
+                                                         b[:, categorical]).astype(bool)
         out[i] = differs.mean()
     return out
 

@@ -155,10 +155,12 @@ def _positions(keys, columns, name, allow_mask=True):
     return np.unique(np.asarray(positions, dtype=int))
 
 
-def _categorical_mask(categorical_features, X, columns, pd):
+def _categorical_mask(categorical_features, X, columns, X_train=None):
     if categorical_features is None or (isinstance(categorical_features, str)
                                         and categorical_features == "auto"):
-        return auto_categorical(X)
+        # a text column the explained rows all miss is told by the training rows' values
+        return auto_categorical(X) if X_train is None else \
+            auto_categorical(X) | auto_categorical(X_train)
     mask = np.zeros(len(columns), dtype=bool)
     mask[_positions(categorical_features, columns, "categorical_features")] = True
     return mask
@@ -502,9 +504,10 @@ def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X
         the neighbours for ``ynn``. Without them the MADs come from ``X`` and ``ynn`` is NaN.
     categorical_features : "auto", None, or array-like of names, indices or bool mask, \
 default=None
-        Categorical features. None or "auto": the DataFrame columns of object, string,
-        category or bool dtype (for an array: none if numeric, else the non-numeric
-        columns). Give indices or a mask for integer-coded categories in arrays.
+        Categorical features. None or "auto": the DataFrame columns of object, string, category
+        or bool dtype (for an array: none if numeric, else the non-numeric columns), holding
+        text in ``X`` or ``X_train``. Give indices or a mask for integer-coded categories in
+        arrays.
     immutable_features : array-like of names, indices or bool mask, default=None
         Features that must not change; each change is a violation.
     directions : dict, default=None
@@ -598,7 +601,7 @@ default=None
                              f"X_train ({X_train.shape[0]}).")
     target = _per_row(target, n_samples, "target", pd)
     seconds = _per_row(seconds, n_samples, "seconds", pd, dtype=float)
-    categorical = _categorical_mask(categorical_features, X, columns, pd)
+    categorical = _categorical_mask(categorical_features, X, columns, X_train)
     immutable = np.zeros(n_features, dtype=bool)
     immutable[_positions(immutable_features, columns, "immutable_features")] = True
     sign = _check_directions(directions, columns, categorical)

@@ -283,15 +283,20 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
         feature_names = [str(c) for c in X_train.columns]
     index = _check_index(index, len(explanation.X))
     _checked_image_shape(image_shape, explanation.X.shape[1])
+    n_train, n_features = np.shape(explanation.scores)[1], explanation.X.shape[1]
+    if np.ndim(X_train) < 2 or len(X_train) != n_train or \
+            int(np.prod(np.shape(X_train)[1:])) != n_features:
+        raise ValueError(f"X_train must be the {n_train} training rows the scores refer to "
+                         f"(the explainer's X_train_), of {n_features} features; got shape "
+                         f"{np.shape(X_train)}.")
     order = explanation.ordered_indices[index]
     picks = [("most", i) for i in order[:n_most]] + [("least", i) for i in order[::-1][:n_least]]
     given = axes is not None
     fig, axes = _axes(axes, 1 + len(picks), (2.4 * (1 + len(picks)), 2.8))
-    X_train = np.asarray(X_train)
+    X_train = np.asarray(X_train).reshape(n_train, n_features)
     rows = [explanation.X[index]] + [X_train[i] for _, i in picks]
     titles = [f"test: target {explanation.target[index]}"] + [
         f"{kind} similar\n#{i}: {explanation.scores[index, i]:.3g}" for kind, i in picks]
-    n_features = explanation.X.shape[1]
     side = int(round(np.sqrt(n_features)))
     # A square number of unnamed features is taken for an image; named columns never are.
     shape = image_shape or ((side, side) if side * side == n_features and feature_names is None

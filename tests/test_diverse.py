@@ -207,6 +207,19 @@ def test_count_and_continuous_diversity():
     np.testing.assert_allclose(count_diversity([frame.loc[10], frame.loc[11]]), [1.0, 0.0])
 
 
+def test_two_missing_categories_are_no_difference():
+    # an instance's missing cell stays missing in all its answers: no diversity there
+    index = pd.MultiIndex.from_product([[0], [0, 1, 2]])
+    for missing in ([None, None, None], pd.array([pd.NA, "x", pd.NA], dtype="string"),
+                    pd.Series([np.nan] * 3, dtype="str")):
+        frame = pd.DataFrame({"a": [0.1, 0.5, 0.9], "c": missing}, index=index)
+        # pairs differ in a, and in c where exactly one of the two is missing
+        expected = (3 + sum(pd.isna(frame.c.iloc[i]) != pd.isna(frame.c.iloc[j])
+                            for i, j in ((0, 1), (0, 2), (1, 2)))) / 6
+        np.testing.assert_allclose(count_diversity(frame), [expected])
+    np.testing.assert_allclose(count_diversity(frame.assign(c=["x", None, "x"])), [5 / 6])
+
+
 def test_diversity_of_an_explanation(iris, forest):
     X, _ = iris
     exp = _explain(CounterfactualExplainer(forest, n_counterfactuals=3).fit(X), X[::30])

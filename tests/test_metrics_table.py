@@ -409,3 +409,17 @@ def test_pp_metrics_of_an_explanation_take_its_background_in_the_columns_values(
     with pytest.raises(ValueError, match=r"background holds 0\.0 for the categorical column "
                                          r"'job'.*no_info_val_ holds category codes"):
         explanation_metrics(model, X.iloc[:12], exp, mode="PP", background=cem.no_info_val_)
+
+
+def test_a_text_column_the_explained_rows_all_miss_is_categorical_by_the_training_rows():
+    rng = np.random.RandomState(0)
+    X_train = pd.DataFrame({"a": rng.normal(size=60), "c": rng.choice(["u", "v"], 60)})
+    y = (X_train.a > 0).astype(int)
+    model = make_pipeline(make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["c"]), remainder="passthrough"),
+        LogisticRegression()).fit(X_train, y)
+    X = pd.DataFrame({"a": [-1.0, 1.0], "c": pd.Series([None, None], dtype=object)})
+    E = X.assign(a=[1.0, -1.0])
+    table = explanation_metrics(model, X, E, X_train=X_train)
+    assert table.valid.tolist() == [True, True]
+    np.testing.assert_array_equal(table.l0, [1, 1])

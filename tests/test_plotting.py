@@ -139,3 +139,6 @@ def test_similarity_bars_are_labelled_with_the_columns(iris, iris_model):
     for ax in fig.axes:
         assert [t.get_text() for t in ax.get_xticklabels()] == names
     plt.close(fig)
+    with pytest.raises(ValueError, match=r"X_train must be the 150 training rows .* got "
+                                         r"shape \(10, 4\)"):
+        plotting.plot_similarity(exp, frame.iloc[:10])
