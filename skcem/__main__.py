@@ -60,8 +60,9 @@ def _read_table(path, option):
             raise InputError(f"{option}: {path} row {r} (line {line}) has {len(cells)} cells, "
                              f"but the header has {len(header)} columns")
         if len(cells) < len(header):
-            raise InputError(f"{_where(path, option, r, line, header[len(cells)])}: "
-                             "missing value")
+            raise InputError(f"{option}: {path} row {r} (line {line}) has {len(cells)} cells, "
+                             f"but the header has {len(header)} columns (an empty cell, "
+                             "a missing value, still needs its comma)")
     return header, rows[1:]
 
 
@@ -70,17 +71,17 @@ def _where(path, option, r, line, name):
 
 
 def _numbers(path, option, header, rows, columns):
-    """The cells of ``columns`` (indices into ``header``) as an array of floats."""
+    """The cells of ``columns`` (indices into ``header``) as an array of floats, NaN for an
+    empty cell (a missing value: the explainers take them where the model does)."""
     values = np.empty((len(rows), len(columns)))
     for r, (line, cells) in enumerate(rows):
         for j, column in enumerate(columns):
+            cell = cells[column]
             try:
-                values[r, j] = float(cells[column])
+                values[r, j] = float(cell) if cell.strip() else np.nan
             except ValueError:
-                problem = "missing value" if not cells[column].strip() \
-                    else f"not a number: {cells[column]!r}"
                 raise InputError(f"{_where(path, option, r + 1, line, header[column])}: "
-                                 f"{problem}") from None
+                                 f"not a number: {cell!r}") from None
     return values
 
 
@@ -115,11 +116,7 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
     header = [header[j] for j in kept]
     text = []
     for j, name in enumerate(header):
-        cells = [cells[j] for _, cells in rows]
-        empty = next((r for r, cell in enumerate(cells) if not cell.strip()), None)
-        if empty is not None:
-            raise InputError(f"{_where(path, option, empty + 1, rows[empty][0], name)}: "
-                             "missing value")
+        cells = [cells[j] for _, cells in rows if cells[j].strip()]  # empty: missing
         # Mostly text: a categorical column. A few non-numbers among numbers: typos, named
         # by _numbers below.
         if name in dates or sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
@@ -144,9 +141,10 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
                                  f"not an ISO 8601 date or time ({exc})") from None
             continue
         if j in text:
-            columns[name] = pd.Series(cells, dtype="str")
+            columns[name] = pd.Series([cell or None for cell in cells], dtype="str")
             continue
         numbers = _numbers(path, option, header, rows, [j])[:, 0]
+        # a column with missing values stays float (NaN), as pandas reads it
         whole = np.all(numbers == np.round(numbers)) and np.all(np.abs(numbers) < 2**53)
         columns[name] = numbers.astype(np.int64) if whole else numbers
     return header, pd.DataFrame(columns)

@@ -248,8 +248,7 @@ def test_blank_lines_are_ignored(files, capsys):
 
 
 @pytest.mark.parametrize("row, message", [
-    (["5.1", "", "1.4", "0.2"], "row 2 (line 4), column 'sepal_width': missing value"),
-    (["5.1", "3.5", "1.4"], "row 2 (line 4), column 'petal_width': missing value"),
+    (["5.1", "3.5", "1.4"], "row 2 (line 4) has 3 cells, but the header has 4 columns"),
     (["5.1", "3.5", "abc", "0.2"], "row 2 (line 4), column 'petal_length': not a number: 'abc'"),
     (["5.1", "3.5", "1.4", "0.2", "7"], "row 2 (line 4) has 5 cells, but the header has 4"),
 ])
@@ -260,6 +259,47 @@ def test_bad_cell_is_named_by_row_line_and_column(files, capsys, row, message):
     code, err = _main(capsys, *_command("explain", folder, data="bad_cell.csv"))
     assert code == 2 and f"--data: {path} {message}" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_empty_cells_are_missing_values(tmp_path, capsys):
+    # they were refused, even for a Pipeline that imputes them
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"a": rng.normal(size=150), "n": rng.randint(0, 9, 150),
+                          "c": rng.choice(["x", "y", "z"], 150)})
+    frame.loc[rng.rand(150) < 0.3, "c"] = None
+    frame.loc[rng.rand(150) < 0.2, "n"] = None
+    y = (frame.a > 0).astype(int)
+    imputed = make_pipeline(make_column_transformer(
+        (make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder()), ["c"]),
+        (SimpleImputer(), ["n"]), remainder="passthrough"), LogisticRegression()).fit(frame, y)
+    joblib.dump(imputed, tmp_path / "imputed.joblib")
+    plain = LogisticRegression().fit(frame[["a"]].assign(n=frame.n.fillna(0)), y)
+    joblib.dump(plain, tmp_path / "plain.joblib")
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    rows = frame[frame.c.isna() & frame.n.isna()].iloc[:3]
+    assert len(rows) == 3
+    rows.to_csv(tmp_path / "data.csv", index=False)
+    assert ",," in (tmp_path / "data.csv").read_text()
+    code, err = _main(capsys, "explain", "--model", tmp_path / "imputed.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--mode", "CF",
+                      "--out", tmp_path / "out.json", "--quiet")
+    assert code == 0, err
+    answers = json.loads((tmp_path / "out.json").read_text())
+    assert [row["found"] for row in answers] == [True] * 3
+    for row in answers:  # the missing cells stay missing: never changed
+        assert not {"c", "n"} & set(row["changed"])
+    rows[["a", "n"]].to_csv(tmp_path / "numeric.csv", index=False)
+    frame[["a", "n"]].to_csv(tmp_path / "numeric_train.csv", index=False)
+    code, err = _main(capsys, "explain", "--model", tmp_path / "plain.joblib", "--data",
+                      tmp_path / "numeric.csv", "--train", tmp_path / "numeric_train.csv",
+                      "--out", tmp_path / "out.json", "--quiet")
+    assert code == 2 and "Input X contains NaN (in 'n')" in err and "SimpleImputer" in err
 
 
 def test_csv_with_a_byte_order_mark(files, named, capsys):
