@@ -92,7 +92,8 @@ class CEMExplainer(BaseContrastiveExplainer):
     feature_range : tuple (min, max), dict or None, default=None
         Bounds of the explanation's features, each a scalar or one value per feature, or a dict
         ``{column: (min, max)}`` for some numeric columns. What is not given is learned: the
-        per-feature minimum and maximum of the data passed to ``fit``.
+        per-feature minimum and maximum of the data passed to ``fit``. An integer column's
+        bounds are rounded inwards to whole numbers (``feature_range_``).
     no_info_val : float, array-like of shape (n_features,), dict or None, default=None
         The value of each feature that carries no information (an image's background). ``None``
         learns it from the data passed to ``fit`` (see ``no_info_type``); a categorical column's

@@ -83,7 +83,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         (columns by name, or index for arrays).
     feature_range : tuple (min, max), dict or None, default=None
         Bounds of the counterfactual's features, or a dict ``{column: (min, max)}`` for some
-        numeric columns; learned from the data where not given.
+        numeric columns; learned from the data where not given. An integer column's bounds are
+        rounded inwards to whole numbers.
     input_shape : tuple or None, default=None
         Shape of one instance for a Keras model or PyTorch module (a module gets flat rows
         unless given).

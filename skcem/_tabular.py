@@ -595,6 +595,15 @@ def table_feature_range(feature_range, Z, codec, feature_names):
     if codec is not None and codec.has_categorical:
         for j in np.flatnonzero(codec.categorical_):
             lower[j], upper[j] = 0.0, len(codec.categories_[j]) - 1.0
+    if codec is not None:  # an integer column's answers are whole numbers inside its bounds
+        whole = codec.integer_ & ~codec.categorical_
+        empty = np.flatnonzero(whole & (np.ceil(lower) > np.floor(upper)))
+        if empty.size:
+            j = empty[0]
+            name = feature_names[j] if feature_names is not None else j
+            raise ValueError(f"`feature_range` of the integer column {name!r}, "
+                             f"({lower[j]:g}, {upper[j]:g}), holds no whole number.")
+        lower[whole], upper[whole] = np.ceil(lower[whole]), np.floor(upper[whole])
     return lower, upper
 
 

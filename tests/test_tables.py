@@ -469,6 +469,28 @@ def test_rounding_keeps_an_integer_value_outside_the_range(Explainer, params):
     assert model.predict(exp.explanation)[0] != model.predict(x0)[0]
 
 
+@pytest.mark.parametrize("search", ["auto", "fista", "neighbors"])
+def test_fractional_bounds_of_an_integer_column_hold_whole_answers(search):
+    # a PN pushed k to the bound 1.5, and the column became float
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame({"k": rng.randint(0, 10, 200), "x": rng.normal(size=200)})
+    model = LogisticRegression().fit(X, ((X.k - 4.5) / 3 + X.x > 0).astype(int))
+    cem = CEMExplainer(model, mode="PN", search=search, feature_range={"k": (1.5, 7.5)},
+                       max_iterations=200, c_steps=4).fit(X)
+    assert (cem.feature_range_[0][0], cem.feature_range_[1][0]) == (2.0, 7.0)
+    exp = explain(cem, X.iloc[:20])
+    assert exp.found.sum() >= 10
+    k, k0 = exp.explanation.k[exp.found].astype(float), X.k.iloc[:20][exp.found]
+    assert (k == np.rint(k)).all()
+    assert ((k == k0) | ((k >= 2) & (k <= 7))).all()  # a changed k is inside the bounds
+    assert valid_by_predict(model, exp, "PN").all()
+    with pytest.raises(ValueError, match=r"`feature_range` of the integer column 'k', "
+                                         r"\(2\.2, 2\.8\), holds no whole number"):
+        CEMExplainer(model, feature_range={"k": (2.2, 2.8)}).fit(X)
+
+
 def test_datetime_and_timedelta_columns_keep_their_dtypes_and_reach_the_model_as_times():
     import pandas as pd
     from sklearn.preprocessing import FunctionTransformer
