@@ -14,10 +14,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import (BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context,
-                          is_regressor)
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import (HasMethods, Interval, InvalidParameterError,
                                             StrOptions)
+from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
@@ -146,13 +146,18 @@ def _are_column_indices(y, proba):
     return y.dtype.kind in "iu" and y.min() >= 0 and y.max() < proba.shape[1]
 
 
-def _is_regressor(estimator):
-    """scikit-learn's ``is_regressor``, False for an object without its tags (a duck-typed
-    classifier)."""
+def _kind_other_than_classifier(estimator):
+    """What scikit-learn's tags say an estimator is when not a classifier ("a regressor", "an
+    outlier detector", ...), else None (classifiers, and objects without its tags: a
+    duck-typed classifier)."""
     try:
-        return is_regressor(estimator)
+        kind = get_tags(estimator).estimator_type
     except (AttributeError, TypeError):
-        return False
+        return None
+    if kind in (None, "classifier"):
+        return None
+    kind = kind.replace("_", " ")
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _framework_threads(backend, n_numbers):
@@ -215,10 +220,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 "with inverse_transform, such as PCA: autoencoder=lambda Z: "
                 "ae.inverse_transform(ae.transform(Z)).")
         estimator = getattr(self, "estimator", None)
-        if estimator is not None and not callable(estimator) and _is_regressor(estimator):
+        kind = None if estimator is None or callable(estimator) else \
+            _kind_other_than_classifier(estimator)
+        if kind is not None:
             raise InvalidParameterError(
                 f"The 'estimator' parameter of {type(self).__name__} must be a classifier; "
-                f"{type(estimator).__name__} is a regressor. skcem explains classifiers "
+                f"{type(estimator).__name__} is {kind}. skcem explains classifiers "
                 "(a PN or counterfactual changes the predicted class).")
         if estimator is not None and not callable(estimator) and \
                 hasattr(estimator, "predict") and not hasattr(estimator, "predict_proba"):

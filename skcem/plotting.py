@@ -44,6 +44,18 @@ def _check_index(index, n_instances):
     return int(index)
 
 
+def _checked_feature_names(feature_names, n_features):
+    """``feature_names`` as a list when it names ``n_features`` features (or is None), else
+    an error naming it."""
+    if feature_names is None:
+        return None
+    names = [str(name) for name in feature_names]
+    if len(names) != n_features:
+        raise ValueError(f"`feature_names` must name the {n_features} features; got "
+                         f"{len(names)} names.")
+    return names
+
+
 def _checked_image_shape(image_shape, n_features):
     """``image_shape`` when it holds ``n_features`` values, else an error naming it."""
     if image_shape is not None and int(np.prod(image_shape)) != n_features:
@@ -140,8 +152,8 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     plt = _pyplot()
     index = _check_index(index, len(explanation.X))
     n_features = explanation.X.shape[1]
-    names = list(feature_names or explanation.feature_names
-                 or [f"x{j}" for j in range(n_features)])
+    names = _checked_feature_names(feature_names, n_features) or \
+        list(explanation.feature_names or [f"x{j}" for j in range(n_features)])
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 0.35 * n_features + 1.2))
     else:
@@ -281,6 +293,7 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     """
     if feature_names is None and hasattr(X_train, "columns"):
         feature_names = [str(c) for c in X_train.columns]
+    feature_names = _checked_feature_names(feature_names, explanation.X.shape[1])
     index = _check_index(index, len(explanation.X))
     _checked_image_shape(image_shape, explanation.X.shape[1])
     n_train, n_features = np.shape(explanation.scores)[1], explanation.X.shape[1]

@@ -79,6 +79,8 @@ def test_tabular_explanation_bars_follow_the_changes(iris, iris_model):
         f" {exp.X[i, j]:.4g} → {exp.explanation[i, j]:.4g}" for j in changed_features]
     changed = plotting.plot_tabular_explanation(exp, index=i, only_changed=True)
     assert len(changed.axes[0].patches) == int(np.sum(np.abs(exp.delta[i]) > 1e-12))
+    with pytest.raises(ValueError, match=r"`feature_names` must name the 4 features; got 2"):
+        plotting.plot_tabular_explanation(exp, index=i, feature_names=names[:2])
     plt.close("all")
 
 

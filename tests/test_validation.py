@@ -229,10 +229,19 @@ def test_a_regressor_is_told_that_classifiers_are_explained(iris, Explainer):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from sklearn.cluster import KMeans
+    from sklearn.ensemble import IsolationForest
+
     X, y = iris
     for model in (LinearRegression(), make_pipeline(StandardScaler(), LinearRegression())):
         with pytest.raises(ValueError, match=r"must be a classifier; .* is a regressor"):
             getattr(skcem, Explainer)(model.fit(X, y)).fit(X)
+    # nor an outlier detector or a clusterer, which CalibratedClassifierCV cannot take either
+    for model, kind in ((IsolationForest(random_state=0), "an outlier detector"),
+                        (KMeans(3, random_state=0), "a clusterer")):
+        with pytest.raises(ValueError, match=rf"must be a classifier; {type(model).__name__} "
+                                             rf"is {kind}\. skcem explains classifiers"):
+            getattr(skcem, Explainer)(model.fit(X)).fit(X)
 
 
 def test_fit_rows_of_one_class_are_named_as_the_cause(iris):
