@@ -14,6 +14,7 @@ from ._base import ExplainerMixin
 from ._explanation import _to_builtin
 from ._gradients import detect_output_kind, framework_module, is_deep_model, is_keras_model
 from ._gradients._base import ignoring_feature_name_warnings
+from ._labels import class_indices
 from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
@@ -250,7 +251,11 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     X_train_ : ndarray of shape (n_train, n_features)
         float32 for Keras models, float64 otherwise.
     y_train_ : ndarray of shape (n_train,) or (n_train, n_outputs)
-        The training targets (class indices for a Keras classifier).
+        The training targets (class indices for a Keras or PyTorch classifier).
+    classes_ : ndarray of shape (n_classes,) or None
+        For a Keras or PyTorch classifier fitted with labels other than its outputs' indices:
+        the sorted labels of ``y``, one per output column (as scikit-learn's ``classes_``);
+        ``explain``'s targets are then labels too. None otherwise.
     grads_train_ : GradientFactors, ndarray of shape (n_train, n_components) or None
         Only with ``precompute_grads=True``: with ``n_components``, the projected training
         gradients; otherwise the exact ones, factorised: the inputs and output gradients of
@@ -359,6 +364,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                              f"({type(self.estimator_).__name__}), whose gradients are those "
                              "of its cross-entropy: leave task='classification'.")
         self._keras_output = None
+        self.classes_ = None
         if is_deep_model(self.estimator_):
             X = X.astype(np.float32)  # the model's precision, in half the memory
             gradients = None
@@ -377,7 +383,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                 self._keras_output = detect_output_kind(self.estimator_, X[:100],
                                                         self.input_shape, device=self.device)
             self._gradients = gradients or self._make_gradients()
-            self._check_keras_targets(
+            y = self._deep_targets(
                 y, static[1] if static else self._gradients.outputs(X[:1]).shape[1])
         else:
             self._gradients = self._make_gradients()
@@ -411,25 +417,38 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             self._gradients = self._make_gradients()
         return self._gradients
 
-    def _check_keras_targets(self, y, n_outputs):
-        """Targets a deep-learning model's loss can take, or an error pointing at ``task``."""
+    def _deep_targets(self, y, n_outputs):
+        """Targets a deep-learning model's loss can take, or an error pointing at ``task``.
+
+        Class indices are taken as they are; other labels, one per class, are the sorted
+        labels of the output columns (``classes_``, as the other explainers take them).
+        """
         y = np.asarray(y)
         model = framework_module(self.estimator_).MODEL_NAME
+        self.classes_ = None
         if self.task == "regression":
             width = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
             if width != n_outputs:
                 raise ValueError(f"task='regression': y has {width} target(s) per row, but the "
                                  f"{model} outputs {n_outputs}; for a classifier set "
                                  "task='classification'.")
-            return
+            return y
         n_classes = max(n_outputs, 2)
         bad = (y != np.round(y)) | (y < 0) | (y >= n_classes) if y.dtype.kind in "biuf" \
             else np.ones(y.shape, bool)
-        if np.any(bad):
-            value = np.asarray(y[bad]).ravel()[0].item()
-            raise ValueError(f"y holds {value!r}, which is not a class index of the "
-                             f"{model}'s {n_classes} classes (0 to {n_classes - 1}); for a "
-                             "regression model set task='regression'.")
+        if not np.any(bad):
+            return y
+        labels = np.unique(y)
+        if y.ndim == 1 and len(labels) == n_classes:
+            self.classes_ = labels
+            return class_indices(y, labels, "y")
+        value = np.asarray(y[bad]).ravel()[0].item()
+        hint = "" if y.dtype.kind not in "biuf" else \
+            "; for a regression model set task='regression'"
+        raise ValueError(f"y holds {value!r}, which is not a class index of the {model}'s "
+                         f"{n_classes} classes (0 to {n_classes - 1}), and {len(labels)} "
+                         f"labels, not one per class (their sorted order would be the "
+                         f"outputs'){hint}.")
 
     def _targets(self, y):
         """Targets as the gradient functions expect them (deep-learning models: class indices)."""
@@ -576,6 +595,7 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
     def _check_X_y(self, X, y):
         check_is_fitted(self)
         X = validate_float_data(self, X, reset=False)
+        given = y is not None
         if y is None:
             if self.task == "regression":
                 raise ValueError("Regression needs the test targets, whose loss gradients "
@@ -593,7 +613,14 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
             if np.any(unknown):
                 raise ValueError(f"`y` holds labels the model does not know: "
                                  f"{np.unique(y[unknown]).tolist()}.")
+        elif given and getattr(self, "classes_", None) is not None:
+            y = class_indices(y, self.classes_, "y")  # labels of a deep model's outputs
         return X, self._targets(y)
+
+    def _shown_targets(self, y):
+        """Targets as the user gives them: labels where ``fit`` took labels."""
+        classes = getattr(self, "classes_", None)
+        return y if classes is None else classes[y]
 
     def transform(self, X):
         """Scores of each row of ``X`` against every training instance.
@@ -657,7 +684,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         order = np.argsort(-scores, axis=1, kind="stable")
         return SimilarityExplanation(scores=scores, ordered_indices=order,
                                      most_similar=self.X_train_[order[:, 0]],
-                                     least_similar=self.X_train_[order[:, -1]], X=X, target=y,
+                                     least_similar=self.X_train_[order[:, -1]], X=X,
+                                     target=self._shown_targets(y),
                                      sim_fn=self.sim_fn)
 
     def kneighbors(self, X, n_neighbors=5, return_scores=True, *, y=None):

@@ -611,6 +611,31 @@ def test_similarity_losses_projection_and_kneighbors(double_cnn, images):
     assert np.corrcoef(estimate.ravel(), scores.ravel())[0, 1] > 0.9
 
 
+def test_similarity_takes_labels_of_the_outputs_as_the_other_explainers_do(double_cnn, images):
+    # they were refused with a hint at regression
+    X, y = images
+    X = X.astype(float)
+    names = np.array([f"digit {k}" for k in range(10)])
+    train, test = slice(0, 60), slice(1200, 1206)
+    by_index = GradientSimilarityExplainer(double_cnn).fit(X[train], y[train])
+    by_label = GradientSimilarityExplainer(double_cnn).fit(X[train], names[y[train]])
+    np.testing.assert_array_equal(by_label.classes_, names)
+    assert by_index.classes_ is None
+    np.testing.assert_array_equal(by_label.transform(X[test]), by_index.transform(X[test]))
+    given = by_label.explain(X[test], names[y[test]])
+    np.testing.assert_array_equal(given.scores, by_index.explain(X[test], y[test]).scores)
+    np.testing.assert_array_equal(given.target, names[y[test]])
+    np.testing.assert_array_equal(by_label.explain(X[test]).target,
+                                  names[by_index.explain(X[test]).target])
+    with pytest.raises(ValueError, match=r"`y` holds labels the model does not know: "
+                                         r"\['digit 11'\]"):
+        by_label.explain(X[test][:1], ["digit 11"])
+    with pytest.raises(ValueError, match=r"y holds 'a', which is not a class index of the "
+                                         r"PyTorch module's 10 classes \(0 to 9\), and 2 "
+                                         r"labels, not one per class"):
+        GradientSimilarityExplainer(double_cnn).fit(X[:4], ["a", "b", "a", "b"])
+
+
 def test_similarity_regression(images):
     X, _ = images
     X = X.astype(float)
