@@ -98,7 +98,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         The value of each feature that carries no information (an image's background). ``None``
         learns it from the data passed to ``fit`` (see ``no_info_type``); a categorical column's
         is its most frequent category. A dict ``{column: value}`` (a category for a categorical
-        column) sets some columns and learns the others.
+        column) sets some columns and learns the others. An integer column's is rounded to a
+        whole number, as its answers are.
     no_info_type : {"median", "mean"}, default="median"
         How ``fit`` learns ``no_info_val`` when it is not given.
     gamma : float, default=0.0
@@ -389,8 +390,6 @@ class CEMExplainer(BaseContrastiveExplainer):
             learned = statistic(X, axis=0)
             for j, code in most_frequent_codes(X, categorical).items():
                 learned[j] = code
-            if self._integer_columns() is not None:  # a whole background for a whole PP
-                learned = self._codec.snap(learned[None])[0]
             self.no_info_val_ = learned if self.no_info_val is None else values_by_column(
                 self.no_info_val, X, self._codec, getattr(self, "feature_names_in_", None),
                 "no_info_val", learned)
@@ -399,6 +398,8 @@ class CEMExplainer(BaseContrastiveExplainer):
                              "name (a category for a categorical column), or None.")
         else:
             self.no_info_val_ = per_feature(self.no_info_val, X.shape[1], "no_info_val")
+        if self._integer_columns() is not None:  # a whole background for a whole PP
+            self.no_info_val_ = self._codec.snap(np.asarray(self.no_info_val_, float)[None])[0]
 
     def _targets(self, predicted, proba, y):
         if y is None:

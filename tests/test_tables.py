@@ -489,6 +489,12 @@ def test_fractional_bounds_of_an_integer_column_hold_whole_answers(search):
     with pytest.raises(ValueError, match=r"`feature_range` of the integer column 'k', "
                                          r"\(2\.2, 2\.8\), holds no whole number"):
         CEMExplainer(model, feature_range={"k": (2.2, 2.8)}).fit(X)
+    # a given no-information value too: a PP's removed k is whole
+    pp = CEMExplainer(model, mode="PP", no_info_val={"k": 4.3}, search=search,
+                      max_iterations=200, c_steps=4).fit(X)
+    assert pp.no_info_val_[0] == 4.0
+    kept = explain(pp, X.iloc[:20]).explanation.k.dropna().astype(float)
+    assert (kept == np.rint(kept)).all()
 
 
 def test_datetime_and_timedelta_columns_keep_their_dtypes_and_reach_the_model_as_times():
