@@ -71,11 +71,9 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
     if is_prefitted(estimator):
         if check is not None:
             check(estimator)
+        _refuse_multi_output_classifier(estimator, owner)
         classes = getattr(estimator, "classes_", None)
-        # a multi-output model's classes_ is one array per output: not checked here
-        single_output = getattr(estimator, "n_outputs_", 1) == 1 and \
-            not isinstance(classes, list)
-        if y is not None and classes is not None and single_output:
+        if y is not None and classes is not None:
             unknown = np.setdiff1d(np.unique(np.asarray(y)), np.asarray(classes))
             if unknown.size:
                 raise ValueError(
@@ -98,7 +96,26 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
         estimator = clone(estimator)
     if check is not None:
         check(estimator)
-    return estimator.fit(X, y)
+    estimator = estimator.fit(X, y)
+    _refuse_multi_output_classifier(estimator, owner)
+    return estimator
+
+
+def _refuse_multi_output_classifier(estimator, owner):
+    """One clear error for a classifier of several outputs (multi-label or multi-output),
+    whose probabilities are one array per output."""
+    steps = getattr(estimator, "steps", None)
+    last = steps[-1][1] if steps else estimator
+    classes = getattr(estimator, "classes_", None)
+    if classes is None and getattr(last, "classes_", None) is None:
+        return
+    # (an MLP's n_outputs_ counts the classes of one output too: its binarizer tells)
+    binarized = getattr(getattr(last, "_label_binarizer", None), "y_type_", None)
+    if isinstance(classes, list) or getattr(last, "outputs_2d_", False) or \
+            binarized == "multilabel-indicator":
+        raise ValueError(f"`estimator` ({type(estimator).__name__}) is a multi-output or "
+                         f"multi-label classifier; {owner} explains classifiers of one output "
+                         "(one class per row). Explain each output with its own classifier.")
 
 
 def check_numeric(X, owner):

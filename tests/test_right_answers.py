@@ -345,6 +345,33 @@ def test_y_with_labels_a_fitted_model_does_not_know_is_an_error(Explainer, model
         Explainer(binary).fit(X, y)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("Explainer", EXPLAINERS + [GradientSimilarityExplainer])
+def test_a_multi_output_classifier_is_refused_in_one_line(Explainer):
+    # they died in numpy broadcasting or an IndexError; a multiclass MLP (whose n_outputs_
+    # counts its classes) stays welcome, and its labels are checked
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = load_iris(return_X_y=True)
+    labels = np.c_[y == 0, y == 2].astype(int)
+    models = [MLPClassifier((5,), max_iter=50, random_state=0)]
+    if Explainer is not GradientSimilarityExplainer:
+        models += [RandomForestClassifier(5, random_state=0), KNeighborsClassifier()]
+    similarity = Explainer is GradientSimilarityExplainer
+    for model in models:
+        with pytest.raises(ValueError, match=rf"^`estimator` \({type(model).__name__}\) is a "
+                                             r"multi-output or multi-label classifier"):
+            Explainer(clone(model).fit(X, labels)).fit(X, labels if similarity else None)
+    if similarity:  # fitted here (the others take one label per row: sklearn's error)
+        with pytest.raises(ValueError, match=r"multi-output or multi-label classifier"):
+            Explainer(clone(models[0])).fit(X, labels)
+    multiclass = clone(models[0]).fit(X, y)
+    assert multiclass.n_outputs_ == 3
+    with pytest.raises(ValueError, match="labels that the fitted `estimator` does not know"):
+        Explainer(multiclass).fit(X, y + 5)
+    Explainer(multiclass).fit(X, y)
+
+
 def test_tags_say_y_is_needed_for_an_unfitted_estimator():
     assert CEMExplainer(LogisticRegression()).__sklearn_tags__().target_tags.required
     X, y = load_iris(return_X_y=True)
