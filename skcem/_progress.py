@@ -9,15 +9,21 @@ logger = logging.getLogger("skcem")
 class _PlainBar:
     def __init__(self, total, desc, unit):
         self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        # a terminal redraws one line; a log file gets a line per update
+        self.redraw = getattr(sys.stderr, "isatty", lambda: False)()
 
     def update(self, n=1):
         self.n += n
         units = f" {self.unit}s" if self.unit != "it" else ""
-        print(f"\r{self.desc}: {round(self.n)}/{self.total}{units}", end="", file=sys.stderr,
-              flush=True)
+        line = f"{self.desc}: {round(self.n)}/{self.total}{units}"
+        if self.redraw:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def close(self):
-        print(file=sys.stderr, flush=True)
+        if self.redraw:
+            print(file=sys.stderr, flush=True)
 
 
 class _NoBar:

@@ -95,3 +95,26 @@ def test_n_jobs_and_progress_follow_the_rows_of_one_auto_batch(capsys):
     shown = capsys.readouterr().err.replace("\r", "\n").split()
     counts = [word for word in shown if "/" in word]
     assert counts[-1] == "300/300" and len(counts) >= 5
+
+
+def test_plain_progress_writes_a_line_per_update_off_a_terminal(monkeypatch, capsys):
+    # without tqdm: a log file got one long line of carriage returns
+    import builtins
+
+    from skcem._progress import progress_bar
+
+    real_import = builtins.__import__
+
+    def without_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_tqdm)
+    bar = progress_bar(3, "explain", True, unit="row")
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines() == [f"explain: {k}/3 rows" for k in (1, 2, 3)]
