@@ -795,7 +795,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             Instances to explain; DataFrame columns are matched by name.
         y : array-like of shape (n_samples,), default=None
             :class:`CEMExplainer`: the class to explain each instance against (default: the
-            model's prediction). :class:`CounterfactualExplainer`: ignored.
+            model's prediction). :class:`CounterfactualExplainer`: ignored, with a warning
+            (its classes are set by ``target_class``).
 
         Returns
         -------

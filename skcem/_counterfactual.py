@@ -214,6 +214,10 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
             len(self.classes_) > 2
 
     def _targets(self, predicted, proba, y):
+        if y is not None:
+            warn("CounterfactualExplainer.explain ignores y: the class each counterfactual "
+                 "reaches is set by `target_class` (set_params(target_class=...)).",
+                 UserWarning)
         if self._any_other_class():  # the target is the class to leave
             return predicted, predicted
         if isinstance(self.target_class, str) and self.target_class == "other":

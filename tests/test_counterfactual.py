@@ -38,6 +38,9 @@ def test_target_class_as_label_and_per_instance(iris, iris_model):
     np.testing.assert_array_equal(iris_model.predict(exp.explanation[exp.found]),
                                   np.array([1, 2, 0])[exp.found])
     assert exp.found.sum() >= 2
+    # explain's y is not the target (CEMExplainer's is): said, not silently ignored
+    with pytest.warns(UserWarning, match=r"explain ignores y: .* set by `target_class`"):
+        cf.explain(rows[:1], np.array([0]))
 
 
 def test_counterfactuals_on_digits_with_an_mlp(digits, digits_model, digits_test):
