@@ -297,6 +297,38 @@ def _keras_twin(module):
     return twin
 
 
+def test_an_autoencoder_of_the_other_framework_takes_one_channel_images(logits_cnn, images):
+    # a Keras CNN's (8, 8, 1) rows are a PyTorch Conv2d auto-encoder's (1, 8, 8) rows (it
+    # failed on them); several channels are laid out otherwise: one clear error each way
+    pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
+    from skcem._gradients import make_backend
+
+    X, _ = images
+    torch.manual_seed(0)
+    autoencoder = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(),
+                                nn.Conv2d(2, 1, 3, padding=1)).eval()
+    backend = make_backend(_keras_twin(logits_cnn), eps=1e-3, n_features=64,
+                           autoencoder=autoencoder, output_kind="logits")
+    Z = X[1200:1204].astype(np.float32)
+    with torch.no_grad():
+        expected = ((autoencoder(torch.as_tensor(Z).reshape(-1, 1, 8, 8)).reshape(4, -1)
+                     - torch.as_tensor(Z)) ** 2).sum(dim=1).numpy()
+    np.testing.assert_allclose(backend.autoencoder.loss(Z), expected, rtol=1e-5)
+    rgb = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3),
+                            keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"starts with nn.Conv2d\(3, \.\.\.\), channels first, "
+                                         r"but the rows are images of shape \(4, 4, 3\)"):
+        make_backend(rgb, eps=1e-3, n_features=48, output_kind="logits",
+                     autoencoder=nn.Sequential(nn.Conv2d(3, 3, 3, padding=1)))
+    torch_rgb = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    keras_ae = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+    with pytest.raises(ValueError, match=r"takes images of shape \(4, 4, 3\) and the "
+                                         r"classifier \(3, 4, 4\)"):
+        make_backend(torch_rgb, eps=1e-3, n_features=48, input_shape=(3, 4, 4),
+                     output_kind="logits", autoencoder=keras_ae)
+
+
 def test_same_answers_as_the_keras_twin(logits_cnn, images):
     pytest.importorskip("tensorflow")
     from skcem._gradients import make_backend

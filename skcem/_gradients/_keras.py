@@ -208,6 +208,15 @@ def make_autoencoder(model, input_shape, n_features, device=None):
     check_device(device)
     # Each model takes its own shape: a dense auto-encoder may explain a CNN's images.
     own = model_input_shape(model, "`autoencoder`", required=input_shape is None)
+    if own and input_shape and tuple(own) != tuple(input_shape) and \
+            sorted(own) == sorted(input_shape) and \
+            [d for d in own if d != 1] != [d for d in input_shape if d != 1]:
+        # a reshape of rows laid out for the other shape would scramble them silently
+        raise ValueError(
+            f"`autoencoder` takes images of shape {tuple(own)} and the classifier "
+            f"{tuple(input_shape)}: the rows are laid out for the classifier's. Give an "
+            "auto-encoder that takes that layout (one that permutes it and back), or one of "
+            "the classifier's framework.")
     shape = own or input_shape
     check_input_shape(shape, n_features, own is None, what="The `autoencoder`")
     check_reconstruction(call_on_rows(model, np.zeros((1, n_features)), shape, "`autoencoder`"),

@@ -289,8 +289,20 @@ def make_autoencoder(model, input_shape, n_features, device=None):
     ``input_shape`` unless it starts with an ``nn.Linear``, on ``device`` (default: where its
     parameters are)."""
     device = resolve_device(model, device)
-    shape = (n_features,) if isinstance(_first_layer(model), nn.Linear) else input_shape
+    first = _first_layer(model)
+    shape = (n_features,) if isinstance(first, nn.Linear) else input_shape
     shape = resolve_input_shape(model, shape, n_features, name="`autoencoder`")
+    if isinstance(first, nn.Conv2d) and len(shape) == 3 and shape[-1] == first.in_channels \
+            and shape[0] != first.in_channels:
+        # a channels-last classifier's shape (a Keras CNN's): one channel is the same rows
+        # channels first; several are laid out otherwise, which a reshape cannot mend
+        if shape[-1] != 1:
+            raise ValueError(
+                f"`autoencoder` starts with nn.Conv2d({first.in_channels}, ...), channels "
+                f"first, but the rows are images of shape {shape}, channels last (the "
+                "classifier's): give an auto-encoder that takes them so (one that permutes "
+                "them to channels first and back), or one of the classifier's framework.")
+        shape = (1,) + shape[:-1]
     module = on_device(model, device)
     check_reconstruction(call_on_rows(module, np.zeros((1, n_features)), shape, device,
                                       "`autoencoder`").cpu().numpy(), n_features)
