@@ -382,6 +382,20 @@ def test_output_kinds_and_the_softmax_twin(logits_cnn, images):
             return torch.softmax(self.net(x), dim=1)
 
     assert detect_output_kind(SoftmaxInForward(), sample, shape) == "probabilities"
+
+    class LayersThenSoftmax(nn.Module):  # a freed layer output's id is the softmax's
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = nn.Linear(64, 16), nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = self.first(x)
+            x = self.second(torch.relu(x))
+            return nn.functional.softmax(x, dim=1)
+
+    torch.manual_seed(0)
+    for _ in range(5):  # taken for logits by the id of the Linear's freed output
+        assert detect_output_kind(LayersThenSoftmax(), sample, None) == "probabilities"
     # the three modules are one classifier: same probabilities and gradients
     from skcem._gradients import make_backend
     from skcem.costs import HingeAttack, one_hot

@@ -242,10 +242,10 @@ def last_activation(module, rows, input_shape, device):
     The layer that produced the very tensor the module returned tells, when it is one of
     :data:`_ACTIVATIONS`; a function applied in ``forward`` after it hides it (None).
     """
-    produced = {}
+    produced = []  # (output, layer): kept alive, so that no later tensor reuses its id
 
     def record(layer, inputs, output):
-        produced[id(output)] = layer
+        produced.append((output, layer))
 
     leaves = [m for m in module.modules() if next(m.children(), None) is None]
     handles = [leaf.register_forward_hook(record) for leaf in leaves]
@@ -254,7 +254,7 @@ def last_activation(module, rows, input_shape, device):
     finally:
         for handle in handles:
             handle.remove()
-    last = produced.get(id(outputs))
+    last = next((layer for output, layer in reversed(produced) if output is outputs), None)
     flat = outputs.reshape(len(outputs), -1).cpu().numpy()
     for layer_type, activation in _ACTIVATIONS:
         if isinstance(last, layer_type):
