@@ -171,6 +171,14 @@ class SimilarityExplanation:
         return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)}
 
 
+def _not_class_indices(y, n_classes):
+    """Where ``y`` holds no index of ``n_classes`` classes."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        return np.ones(y.shape, bool)
+    return (y != np.round(y)) | (y < 0) | (y >= n_classes)
+
+
 class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimator):
     """Similarity of test to training instances through the model's loss gradients.
 
@@ -433,9 +441,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                                  f"{model} outputs {n_outputs}; for a classifier set "
                                  "task='classification'.")
             return y
-        n_classes = max(n_outputs, 2)
-        bad = (y != np.round(y)) | (y < 0) | (y >= n_classes) if y.dtype.kind in "biuf" \
-            else np.ones(y.shape, bool)
+        n_classes = self._n_classes = max(n_outputs, 2)
+        bad = _not_class_indices(y, n_classes)
         if not np.any(bad):
             return y
         labels = np.unique(y)
@@ -615,6 +622,12 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
                                  f"{np.unique(y[unknown]).tolist()}.")
         elif given and getattr(self, "classes_", None) is not None:
             y = class_indices(y, self.classes_, "y")  # labels of a deep model's outputs
+        elif given and self.task == "classification" and is_deep_model(self.estimator_):
+            bad = _not_class_indices(y, self._n_classes)
+            if np.any(bad):  # frameworks answer them with a raw error, or zeros (JAX)
+                raise ValueError(f"`y` holds labels the model does not know: "
+                                 f"{np.unique(y[bad]).tolist()[:10]}; its classes are the "
+                                 f"indices 0 to {self._n_classes - 1} of its outputs.")
         return X, self._targets(y)
 
     def _shown_targets(self, y):

@@ -676,6 +676,10 @@ def test_similarity_takes_labels_of_the_outputs_as_the_other_explainers_do(doubl
     with pytest.raises(ValueError, match=r"`y` holds labels the model does not know: "
                                          r"\['digit 11'\]"):
         by_label.explain(X[test][:1], ["digit 11"])
+    for bad in (10, -1):  # torch's own IndexError (TensorFlow's too; JAX gave zero scores)
+        with pytest.raises(ValueError, match=rf"`y` holds labels the model does not know: "
+                                             rf"\[{bad}\]; its classes are the indices 0 to 9"):
+            by_index.kneighbors(X[test][:1], 2, y=[bad])
     with pytest.raises(ValueError, match=r"y holds 'a', which is not a class index of the "
                                          r"PyTorch module's 10 classes \(0 to 9\), and 2 "
                                          r"labels, not one per class"):
