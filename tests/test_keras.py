@@ -554,3 +554,30 @@ def test_outputs_that_are_not_probabilities_are_taken_as_logits_with_a_warning(
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # softmax and plain logits: no warning
         assert keras_output_kind(cnn, cnn(rows)) == "probabilities"
+
+
+def test_a_model_that_bins_its_input_has_a_zero_gradient_not_a_crash():
+    # a Discretization layer leaves no gradient path (TensorFlow's None): the gradient-free
+    # steps that complete the search answer instead
+    from sklearn.datasets import load_iris
+
+    from skcem import CounterfactualExplainer
+
+    keras.utils.set_random_seed(0)
+    X, y = load_iris(return_X_y=True)
+    X = X.astype(np.float32)
+    bins = keras.layers.Discretization(num_bins=6)
+    bins.adapt(X)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Lambda(lambda t: keras.ops.cast(t, "float32"))(bins(inputs))
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(8, "relu")(hidden))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(X, y, epochs=30, verbose=0)
+    for explainer in (CEMExplainer(model, mode="PN"), CounterfactualExplainer(model)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            exp = explainer.fit(X).explain(X[[0, 60, 120]])
+        assert exp.found.sum() >= 2
+        predicted = model.predict(exp.explanation[exp.found], verbose=0).argmax(axis=1)
+        assert np.all(predicted != exp.X_pred[exp.found])

@@ -889,3 +889,28 @@ def test_regression_loss_of_pytorch_takes_one_dimensional_targets():
     auto = GradientSimilarityExplainer(module, task="regression").fit(X, y)
     np.testing.assert_allclose(custom.explain(X[:4], y[:4]).scores,
                                auto.explain(X[:4], y[:4]).scores, rtol=1e-5)
+
+
+def test_a_module_that_bins_its_input_has_a_zero_gradient_not_a_crash(images):
+    # torch.bucketize leaves no gradient path (autograd's error): the gradient-free steps
+    # that complete the search answer instead
+    X, y = images
+    torch.manual_seed(0)
+    edges = torch.linspace(0, 1, 5)
+
+    class Binned(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+        def forward(self, x):
+            return self.net(torch.bucketize(x, edges).to(x.dtype) / 4)
+
+    module = _train(Binned(), X[:1200], y[:1200])
+    for explainer in (CEMExplainer(module, mode="PN"), CounterfactualExplainer(module)):
+        exp = _explain(explainer.fit(X[:300]), X[1200:1206])
+        assert exp.found.sum() >= 4
+        with torch.no_grad():
+            predicted = module(torch.as_tensor(exp.explanation[exp.found],
+                                               dtype=torch.float32)).argmax(dim=1).numpy()
+        assert np.all(predicted != exp.X_pred[exp.found])

@@ -66,7 +66,7 @@ class KerasAutoencoder(_Compiled):
             with tf.GradientTape() as tape:
                 tape.watch(z)
                 loss = self.loss_tensor(z)
-            return loss, tape.gradient(loss, z)
+            return loss, tape.gradient(loss, z, unconnected_gradients="zero")
 
         self._loss_and_grad = compiled(tf, loss_and_grad, input_signature=[self.spec],
                                        reduce_retracing=True)
@@ -116,12 +116,13 @@ class KerasBackend(_Compiled):
                     dloss_dproba = loss.gradient(proba, target_onehot, xp=tnp)
                     # sum_k w_k p_k with w = df/dp held fixed: its gradient is grad_z f
                     weighted = tf.reduce_sum(proba * tf.stop_gradient(dloss_dproba))
-                out["attack_grad"] = tape.gradient(weighted, z_s)
+                # zero, not None, where no path leads back to the input (a Discretization)
+                out["attack_grad"] = tape.gradient(weighted, z_s, unconnected_gradients="zero")
             if ae is not None:
                 with tf.GradientTape() as tape:
                     tape.watch(z_s)
                     ae_loss = tf.reduce_sum(ae.loss_tensor(z_s))
-                out["ae_grad"] = tape.gradient(ae_loss, z_s)
+                out["ae_grad"] = tape.gradient(ae_loss, z_s, unconnected_gradients="zero")
                 if with_ae_loss_at_adv:
                     out["ae_loss_adv"] = ae.loss_tensor(z_adv)
             return out

@@ -214,6 +214,15 @@ class _OnRows:
         return out.reshape(z.shape[0], -1)
 
 
+def _input_gradient(outputs, z, cotangent=None):
+    """The gradient of ``outputs`` (times ``cotangent``) with respect to the rows ``z``: zero
+    where no path leads back to them (a module that bins its input, ``torch.bucketize``)."""
+    if not outputs.requires_grad:
+        return torch.zeros_like(z)
+    (grad,) = torch.autograd.grad(outputs, z, cotangent, allow_unused=True)
+    return torch.zeros_like(z) if grad is None else grad
+
+
 def call_on_rows(module, rows, input_shape, device, name):
     """``module``'s outputs (a tensor, as it returns them) on the flat ``rows``, in eval mode
     and without gradients; a failure names ``input_shape``."""
@@ -320,7 +329,7 @@ class TorchAutoencoder(_OnRows):
         z = z.detach().requires_grad_()
         with torch.enable_grad():
             loss = self.loss_tensor(z)
-            (grad,) = torch.autograd.grad(loss.sum(), z)
+            grad = _input_gradient(loss.sum(), z)
         return loss.detach(), grad
 
     def loss(self, Z):
@@ -400,7 +409,7 @@ class TorchBackend(_OnRows):
                     proba = self.forward(z, fast_layout=True)
                     cotangent = loss.gradient(proba.detach(), self.tensor(target_onehot),
                                               xp=self.xp)
-                    (answer["attack_grad"],) = torch.autograd.grad(proba, z, cotangent)
+                    answer["attack_grad"] = _input_gradient(proba, z, cotangent)
                 if same:
                     answer["proba_adv"] = proba.detach()
             if fused_ae:
