@@ -329,6 +329,22 @@ def test_an_autoencoder_of_the_other_framework_takes_one_channel_images(logits_c
                      output_kind="logits", autoencoder=keras_ae)
 
 
+def test_an_autoencoder_that_unflattens_takes_flat_rows(logits_cnn, images):
+    # it was given the classifier's (1, 8, 8) images
+    from skcem._gradients import make_backend
+
+    X, _ = images
+    torch.manual_seed(0)
+    autoencoder = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 1, 3, padding=1),
+                                nn.Flatten()).eval()
+    backend = make_backend(logits_cnn, eps=1e-3, n_features=64, input_shape=(1, 8, 8),
+                           autoencoder=autoencoder, output_kind="logits")
+    Z = X[1200:1204].astype(np.float32)
+    with torch.no_grad():
+        expected = ((autoencoder(torch.as_tensor(Z)) - torch.as_tensor(Z)) ** 2).sum(1).numpy()
+    np.testing.assert_allclose(backend.autoencoder.loss(Z), expected, rtol=1e-5)
+
+
 def test_same_answers_as_the_keras_twin(logits_cnn, images):
     pytest.importorskip("tensorflow")
     from skcem._gradients import make_backend

@@ -295,11 +295,13 @@ def make_backend(model, *, input_shape, n_features, output_kind, autoencoder, de
 
 def make_autoencoder(model, input_shape, n_features, device=None):
     """The :class:`TorchAutoencoder` term of ``model``: on rows of the classifier's
-    ``input_shape`` unless it starts with an ``nn.Linear``, on ``device`` (default: where its
-    parameters are)."""
+    ``input_shape`` unless it starts with an ``nn.Linear``, ``nn.Flatten`` or ``nn.Unflatten``
+    (flat rows), on ``device`` (default: where its parameters are)."""
     device = resolve_device(model, device)
     first = _first_layer(model)
-    shape = (n_features,) if isinstance(first, nn.Linear) else input_shape
+    # a first Linear, Flatten or Unflatten takes flat rows, whatever the classifier's shape
+    flat = isinstance(first, (nn.Linear, nn.Flatten, nn.Unflatten))
+    shape = (n_features,) if flat else input_shape
     shape = resolve_input_shape(model, shape, n_features, name="`autoencoder`")
     if isinstance(first, nn.Conv2d) and len(shape) == 3 and shape[-1] == first.in_channels \
             and shape[0] != first.in_channels:
