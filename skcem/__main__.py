@@ -548,6 +548,8 @@ def _similarity(args):
         y_data, data = data[:, column], np.delete(data, column, axis=1)
         data_header = data_header[:column] + data_header[column + 1:]
     data = _reorder(data_header, data, features, "--data")
+    if not 1 <= args.k <= len(X_train):
+        raise InputError(f"-k: must be 1 to the {len(X_train)} rows of --train; got {args.k}")
     recorded = _Warnings("similarity", args.quiet)
     try:
         with recorded:

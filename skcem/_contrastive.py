@@ -307,9 +307,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             self.classes_ = np.unique(y)
             if len(self.classes_) != proba.shape[1]:
                 raise ValueError(f"`y` holds {len(self.classes_)} classes but the estimator's "
-                                 f"probabilities have {proba.shape[1]} columns: a plain "
-                                 "function's classes are the sorted labels of y, one per "
-                                 "column.")
+                                 f"probabilities have {proba.shape[1]} columns: the classes of "
+                                 "a model without classes_ (a plain function, a Keras model, a "
+                                 "PyTorch module) are the sorted labels of y, one per column.")
         elif self.classes_ is None:
             self.classes_ = np.arange(proba.shape[1])
         elif len(self.classes_) != proba.shape[1]:

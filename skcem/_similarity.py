@@ -72,8 +72,9 @@ def _normalised(products, sim_fn, test_sq_norms, train_sq_norms):
         return products
     if sim_fn == "grad_asym_dot":
         return products / (train_sq_norms[None, :] + _ASYM_STABILITY)
-    return _safe_divide(products,
-                        np.sqrt(test_sq_norms)[:, None] * np.sqrt(train_sq_norms)[None, :])
+    # a cosine: in [-1, 1] also where float32 gradients (projected ones) round past it
+    return np.clip(_safe_divide(products, np.sqrt(test_sq_norms)[:, None]
+                                * np.sqrt(train_sq_norms)[None, :]), -1.0, 1.0)
 
 
 def _merge_top_k(scores, indices, block_scores, block_indices, k):

@@ -261,6 +261,12 @@ def test_bad_cell_is_named_by_row_line_and_column(files, capsys, row, message):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_similarity_k_beyond_the_training_rows_names_k(files, capsys):
+    folder, _, _ = files
+    code, err = _main(capsys, *_command("similarity", folder), "-k", "500")
+    assert code == 2 and "-k: must be 1 to the 150 rows of --train; got 500" in err
+
+
 def test_empty_cells_are_missing_values(tmp_path, capsys):
     # they were refused, even for a Pipeline that imputes them
     pd = pytest.importorskip("pandas")

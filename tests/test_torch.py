@@ -541,6 +541,10 @@ def test_bad_input_shapes_get_one_clear_error(logits_cnn, images):
     with pytest.raises(ValueError, match=r"`input_shape` \(1, 7, 7\) holds 49 values per "
                        "instance, but X has 64 columns"):
         CEMExplainer(logits_cnn, input_shape=(1, 7, 7)).fit(X[:50])
+    with pytest.raises(ValueError, match=r"`input_shape` \(-1, 8, 8\) must hold positive "
+                                         r"sizes \(the shape of one instance, without the "
+                                         r"batch axis\)"):
+        CEMExplainer(logits_cnn, input_shape=(-1, 8, 8)).fit(X[:50])
     dense = nn.Sequential(nn.Linear(32, 10))
     with pytest.raises(ValueError, match=r"starts with nn.Linear\(32, ...\) but X has 64"):
         CounterfactualExplainer(dense).fit(X[:50])
@@ -700,6 +704,18 @@ def test_similarity_takes_labels_of_the_outputs_as_the_other_explainers_do(doubl
                                          r"PyTorch module's 10 classes \(0 to 9\), and 2 "
                                          r"labels, not one per class"):
         GradientSimilarityExplainer(double_cnn).fit(X[:4], ["a", "b", "a", "b"])
+
+
+def test_projected_cosines_stay_in_their_range(images):
+    # float32 projections gave an instance with itself 1.0000002
+    X, y = images
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    explainer = GradientSimilarityExplainer(net, sim_fn="grad_cos", n_components=64,
+                                            random_state=0).fit(X[:100], y[:100])
+    scores = explainer.explain(X[:20], y[:20]).scores
+    assert scores.max() <= 1.0 and scores.min() >= -1.0
+    np.testing.assert_allclose(np.diag(scores), 1.0, rtol=1e-6)
 
 
 def test_similarity_regression(images):

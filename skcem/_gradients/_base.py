@@ -21,6 +21,10 @@ def ignoring_feature_name_warnings():
 
 def check_input_shape(input_shape, n_features, given, what="The model"):
     """Raise unless one instance of ``input_shape`` holds ``n_features`` values."""
+    if any(int(dim) < 1 for dim in input_shape):
+        source = "`input_shape`" if given else f"{what}'s input shape"
+        raise ValueError(f"{source} {tuple(input_shape)} must hold positive sizes (the shape "
+                         "of one instance, without the batch axis).")
     size = int(np.prod(input_shape))
     if size != n_features:
         source = "`input_shape`" if given else f"{what}'s input shape"
