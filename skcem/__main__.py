@@ -576,8 +576,10 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="explain an MLP on scikit-learn's digits")
-    demo.add_argument("-n", "--n-instances", type=int, default=5)
-    demo.add_argument("--figure", default="skcem_demo.png", help="PNG file to write")
+    demo.add_argument("-n", "--n-instances", type=int, default=5,
+                      help="test digits explained (default: %(default)s)")
+    demo.add_argument("--figure", default="skcem_demo.png",
+                      help="PNG file to write (default: %(default)s)")
 
     explain = commands.add_parser("explain", help="PN/PP (CEMExplainer) or counterfactuals "
                                                   "(CounterfactualExplainer) of a saved model "
@@ -592,7 +594,8 @@ def build_parser():
                          help="columns of ISO 8601 dates or times (read as datetimes, for a "
                               "model that takes them; otherwise a CSV's text is a category)")
     explain.add_argument("--mode", choices=["PN", "PP", "CF"], default="PN",
-                         help="pertinent negatives or positives, or counterfactuals")
+                         help="pertinent negatives or positives, or counterfactuals "
+                              "(default: %(default)s)")
     explain.add_argument("--params", nargs="*", metavar="KEY=VALUE",
                          help="the explainer's parameters, e.g. beta=0.2 max_iterations=500 "
                               "immutable_features=age,sex (a list: a,b or [\"a\", \"b\"])")
@@ -608,19 +611,26 @@ def build_parser():
                          help="no progress bar, notes or warnings on stderr")
 
     similarity = commands.add_parser("similarity", help="most similar training rows")
-    similarity.add_argument("--model", required=True)
+    similarity.add_argument("--model", required=True,
+                            help="joblib/pickle file or .keras model")
     similarity.add_argument("--train", required=True, help="CSV of training rows and target")
     similarity.add_argument("--target", required=True, help="the target column of --train")
     similarity.add_argument("--data", required=True, help="CSV of rows to explain")
-    similarity.add_argument("-k", type=int, default=5, help="neighbours per row")
+    similarity.add_argument("-k", type=int, default=5,
+                            help="neighbours per row (default: %(default)s)")
     similarity.add_argument("--sim-fn", default="grad_dot",
-                            choices=["grad_dot", "grad_cos", "grad_asym_dot"])
+                            choices=["grad_dot", "grad_cos", "grad_asym_dot"],
+                            help="the similarity of the loss gradients (default: %(default)s)")
     similarity.add_argument("--task", default="classification",
-                            choices=["classification", "regression"])
+                            choices=["classification", "regression"],
+                            help="regression compares the gradients of the targets' loss "
+                                 "(default: %(default)s)")
     similarity.add_argument("--params", nargs="*", metavar="KEY=VALUE",
                             help="GradientSimilarityExplainer parameters, e.g. "
                                  "precompute_grads=True n_components=1024 n_jobs=2")
-    similarity.add_argument("--out", required=True)
+    similarity.add_argument("--out", required=True,
+                            help="output .json or .csv: per row of --data its k most similar "
+                                 "training rows and their scores")
     similarity.add_argument("--quiet", action="store_true",
                             help="no progress bar or warnings on stderr")
     return parser
