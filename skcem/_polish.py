@@ -313,8 +313,8 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
     features whose moves scored best in its last step, and all of them again every
     ``_REFOCUS`` steps and when none of those buys margin. A path is also given up where the
     margin it lacks, bought at its last step's rate, would take it past its budget
-    (``_PRUNE``). With ``categories``, a step may also set a categorical feature to another
-    category. Returns ``(owner, answers)`` of the paths that end valid."""
+    (``_PRUNE``). With ``categories`` (for all rows, or a mask of the rows), a step may also
+    set a categorical feature to another category. Returns ``(owner, answers)`` of the paths that end valid."""
     problem = search.problem
     if len(Z) == 0:
         return owner, Z
@@ -337,7 +337,8 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
             if focus is not None:
                 allowed &= focus[open_rows]
         trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points, n_offsets,
-                                   allowed, categories)
+                                   allowed, categories if np.ndim(categories) == 0
+                                   else categories[open_rows])
         feature = np.argmax(trials != Z[open_rows[trial_row]], axis=1)
         keep = np.ones(trial_row.size, bool)
         cost = search.distance(trials, owner[open_rows[trial_row]]) \
@@ -406,17 +407,22 @@ def repair(search, E, owner, points, more=None, categories=False):
     Returns ``(owner, answers)`` of those that end valid, scanned and reverted.
 
     ``more``: other starts ``(Z, owner, budget)`` that climb in the same model calls, no
-    feature locked. With ``categories``, the changed categories are undone too, and the
-    paths may change categories.
+    feature locked. With ``categories``, the same starts climb twice in the same calls:
+    on numeric moves alone, as without it (each path is its own: those end where they
+    would), and also changing categories, with more starts where each changed category,
+    or all of them, is undone.
     """
-    Z, Z_owner, locked, budget = _undone(search, E, owner, points, categories)
-    if more is not None:
-        Z, Z_owner = np.concatenate([Z, more[0]]), np.concatenate([Z_owner, more[1]])
-        locked = np.concatenate([locked, np.zeros(more[0].shape, bool)])
-        budget = np.concatenate([budget, more[2]])
+    more = [] if more is None else [(more[0], more[1], np.zeros(more[0].shape, bool),
+                                      more[2])]
+    parts = [_undone(search, E, owner, points)] + more
+    n_numeric = sum(len(part[0]) for part in parts)
+    if categories:
+        parts += [_undone(search, E, owner, points, categories=True)] + more
+    Z, Z_owner, locked, budget = (np.concatenate(part) for part in zip(*parts))
+    with_categories = np.arange(len(Z)) >= n_numeric
     new_owner, new = _climb(search, Z, Z_owner, points, locked=locked, budget=budget,
                             max_steps=_MAX_REPAIR_STEPS, n_focus=_N_FOCUS,
-                            categories=categories)
+                            categories=with_categories)
     return new_owner, search.revert(scan_splits(search, new, new_owner, points), new_owner)
 
 
@@ -492,8 +498,9 @@ def _nearest_point(points, features, value, down):
 def _steps(search, Z, owner, points, n_offsets=None, allowed=None, categories=False):
     """``(row, trials)``: each row of ``Z`` with one numeric feature moved 1, 2, 4, ...
     split points farther from the instance (either side where it is unchanged), made
-    admissible; trials the constraints undo are left out. With ``categories``, also each
-    categorical feature set to each other category (:func:`_category_steps`)."""
+    admissible; trials the constraints undo are left out. With ``categories`` (for all rows,
+    or a mask of the rows of ``Z``), also each categorical feature set to each other
+    category (:func:`_category_steps`)."""
     problem = search.problem
     base = search._unchanged_value(Z, owner)
     movable = ~search.categorical
@@ -527,7 +534,10 @@ def _steps(search, Z, owner, points, n_offsets=None, allowed=None, categories=Fa
             rows_out.append(r)
             features_out.append(k)
             values_out.append(edge[r, k])
-    if categories:
+    if np.any(categories):
+        if np.ndim(categories):  # some rows only
+            only = np.broadcast_to(np.asarray(categories)[:, None], Z.shape)
+            allowed = only if allowed is None else allowed & only
         r, k, values = _category_steps(search, Z, owner, allowed)
         rows_out.append(r)
         features_out.append(k)
@@ -542,7 +552,7 @@ def _steps(search, Z, owner, points, n_offsets=None, allowed=None, categories=Fa
     row, feature = row[moved], feature[moved]
     trials = Z[row].copy()
     trials[np.arange(row.size), feature] = value[moved]
-    if categories:
+    if np.any(categories):
         # A category that makes a pair the data (almost) never shows can never be valid:
         # no step towards it.
         pairs = search.problem.category_pairs
@@ -762,10 +772,12 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True,
     # The closest answers, exchanged, repaired once more (with the elastic steps, also
     # shrunk, or blended with the next closest ones, climbing in the same calls).
     more = shrunk_and_blended(search, E, owner) if elastic else None
+    # On a table with categories, the repairs also climb changing them, in the same calls.
+    categories = bool(search.categorical.any())
     repaired_owner, repaired = repair(search, *best_answers(search, E, owner)[::-1], points,
-                                      more)
+                                      more, categories)
     owner, E = np.concatenate([owner, repaired_owner]), np.concatenate([E, repaired])
-    if search.categorical.any():
+    if categories:
         owner, E = polish_categories(search, E, owner, rows, points)
     return owner, E
 
@@ -787,9 +799,6 @@ def polish_categories(search, E, owner, rows, points):
                                           category_steps=_category_steps)
     spread = search.revert(scan_splits(search, spread, spread_owner, points), spread_owner)
     owner, E = np.concatenate([owner, spread_owner]), np.concatenate([E, spread])
-    repaired_owner, repaired = repair(search, *best_answers(search, E, owner)[::-1], points,
-                                      categories=True)
-    owner, E = np.concatenate([owner, repaired_owner]), np.concatenate([E, repaired])
     best_owner, best = best_answers(search, E, owner)
     owner = np.concatenate([owner, best_owner])
     E = np.concatenate([E, exchange(search, best, best_owner, points, categories=True)])
