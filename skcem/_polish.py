@@ -34,6 +34,17 @@ the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
    small ones. Trying, in each step of a repair, only the features that scored best in its
    last step, and giving up those that would end farther, keeps them cheap.
 
+5. **Categories** (:func:`polish_categories`, on tables with categorical columns). The steps
+   above move numeric features only, and the categories of an answer are those of the
+   training rows it started from: on UCI Adult the closest answer often changes other
+   categories (two or three of them) and moves a numeric feature less far. The last repair
+   also climbs from the same starts with steps that set a categorical feature to another
+   category (:func:`_category_steps`), and from starts where each changed category, or all
+   of them, is undone; then the sweep of single moves (categories too) and their separable
+   combinations, the exchanges (a category undone or changed with a numeric move) and a
+   repair, all with categorical steps, from the closest answers. Each path is its own: the
+   numeric paths end where they would without categories, so no answer gets farther.
+
 With an L2 part in the distance (a PN's elastic net), the closest answers move many
 features a little, and the steps of :mod:`skcem._elastic` take over from the margin paths
 from the instances (which still run for the instances they leave without an answer): single moves swept from each instance and combined as if the margin
@@ -736,7 +747,18 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True,
     """
     coarse = dict(max_points=_MAX_POINTS_SEVERAL, max_rounds=_MAX_ROUNDS_SEVERAL) \
         if several else {}
-    # With an L2 part in the distance (a PN's elastic net), the closest answers move many
+    # 5. **Categories** (:func:`polish_categories`, on tables with categorical columns). The steps
+   above move numeric features only, and the categories of an answer are those of the
+   training rows it started from: on UCI Adult the closest answer often changes other
+   categories (two or three of them) and moves a numeric feature less far. The last repair
+   also climbs from the same starts with steps that set a categorical feature to another
+   category (:func:`_category_steps`), and from starts where each changed category, or all
+   of them, is undone; then the sweep of single moves (categories too) and their separable
+   combinations, the exchanges (a category undone or changed with a numeric move) and a
+   repair, all with categorical steps, from the closest answers. Each path is its own: the
+   numeric paths end where they would without categories, so no answer gets farther.
+
+With an L2 part in the distance (a PN's elastic net), the closest answers move many
     # features a little: the steps built for that (skcem._elastic) replace the margin paths
     # from the instances, and climb with the last repairs.
     elastic = spread and joint and not several and bool(np.any(search.l2 > 0))
