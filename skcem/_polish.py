@@ -325,7 +325,8 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
     ``_REFOCUS`` steps and when none of those buys margin. A path is also given up where the
     margin it lacks, bought at its last step's rate, would take it past its budget
     (``_PRUNE``). With ``categories`` (for all rows, or a mask of the rows), a step may also
-    set a categorical feature to another category. Returns ``(owner, answers)`` of the paths that end valid."""
+    set a categorical feature to another category. Returns ``(owner, answers)`` of the
+    paths that end valid."""
     problem = search.problem
     if len(Z) == 0:
         return owner, Z
@@ -747,18 +748,7 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True,
     """
     coarse = dict(max_points=_MAX_POINTS_SEVERAL, max_rounds=_MAX_ROUNDS_SEVERAL) \
         if several else {}
-    # 5. **Categories** (:func:`polish_categories`, on tables with categorical columns). The steps
-   above move numeric features only, and the categories of an answer are those of the
-   training rows it started from: on UCI Adult the closest answer often changes other
-   categories (two or three of them) and moves a numeric feature less far. The last repair
-   also climbs from the same starts with steps that set a categorical feature to another
-   category (:func:`_category_steps`), and from starts where each changed category, or all
-   of them, is undone; then the sweep of single moves (categories too) and their separable
-   combinations, the exchanges (a category undone or changed with a numeric move) and a
-   repair, all with categorical steps, from the closest answers. Each path is its own: the
-   numeric paths end where they would without categories, so no answer gets farther.
-
-With an L2 part in the distance (a PN's elastic net), the closest answers move many
+    # With an L2 part in the distance (a PN's elastic net), the closest answers move many
     # features a little: the steps built for that (skcem._elastic) replace the margin paths
     # from the instances, and climb with the last repairs.
     elastic = spread and joint and not several and bool(np.any(search.l2 > 0))
@@ -808,9 +798,10 @@ def polish_categories(search, E, owner, rows, points):
     """The answers ``E`` (valid; of instances ``owner``) with more answers built by moves
     that change categories (:func:`_category_steps`), from the instances ``rows`` and from
     each instance's closest answer: the sweep of single moves and their separable
-    combinations, the margin paths, the exchanges and the repairs, each able to set a
-    categorical feature to another category (a repair also undoes a changed category, or
-    all of them), each answer scanned and reverted.
+    combinations, the exchanges and a repair, each able to set a categorical feature to
+    another category (a repair also undoes a changed category, or all of them), each answer
+    scanned and reverted; with an L2 part in the distance, the closest answer shrunk or
+    blended (:func:`~skcem._elastic.shrunk_and_blended`) climbs with the repair.
 
     The steps before move numeric features only, on answers whose categories are those of
     training rows: on UCI Adult the closest answer often changes other categories (several
