@@ -78,10 +78,12 @@ class Sweep:
     cost: np.ndarray
 
 
-def sweep_trials(search, rows, points):
+def sweep_trials(search, rows, points, category_steps=None):
     """``(row, feature, trials)``: the instances ``rows`` (``row`` an index into it) with
     each numeric feature that may move, alone, at up to ``_SWEEP_POINTS`` split points on
-    either side, made admissible."""
+    either side, made admissible; with ``category_steps`` (rows to ``(row, feature,
+    value)``, :func:`skcem._polish._category_steps`), each categorical feature too, at each
+    other category."""
     problem = search.problem
     Z = problem.x0[rows]
     movable = np.broadcast_to(~search.categorical, Z.shape)
@@ -106,6 +108,10 @@ def sweep_trials(search, rows, points):
             out_row.append(at[r])
             out_feature.append(np.full(r.size, j))
             out_value.append(grid[index[r, k]])
+    if category_steps is not None:
+        for out, part in zip((out_row, out_feature, out_value),
+                             category_steps(search, Z, rows)):
+            out.append(part)
     row, feature = np.concatenate(out_row), np.concatenate(out_feature)
     value = search.admissible_values(np.concatenate(out_value), rows[row], feature)
     moved = value != Z[row, feature]
@@ -260,44 +266,50 @@ def _ask_together(search, parts):
     return [(ok[a:b], proba[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def spread_answers(search, rows, points, steps_of):
+def spread_answers(search, rows, points, steps_of=None, category_steps=None):
     """``(owner, answers)``: the valid answers of :func:`single_moves`, :func:`separable`
     and the :class:`SlopeLines` from the instances ``rows``, the ``_KEPT`` cheapest of
     each; the independent questions of the three share model calls. ``steps_of`` is the
     margin path's steps (:func:`skcem._polish._steps`), which the lines' slopes are
-    measured on."""
+    measured on (None: no lines). ``category_steps``: the sweep's categorical moves (see
+    :func:`sweep_trials`)."""
     problem = search.problem
     Z = problem.x0[rows]
     if rows.size == 0:
         return rows, Z
-    lines = SlopeLines(search, rows, np.zeros(rows.size), points, steps_of)
-    row, feature, trials = sweep_trials(search, rows, points)
-    step_owner, steps = lines.steps()
+    lines = None if steps_of is None else \
+        SlopeLines(search, rows, np.zeros(rows.size), points, steps_of)
+    row, feature, trials = sweep_trials(search, rows, points, category_steps)
+    step_owner, steps = (rows[:0], Z[:0]) if lines is None else lines.steps()
     (_, proba), (ok, sweep_proba), (_, step_proba) = _ask_together(
         search, [(Z, rows), (trials, rows[row]), (steps, step_owner)])
     margin = problem.mode.margin(proba, problem.target[rows], problem.kappa)
-    lines.margin = margin.copy()
     gain = problem.mode.margin(sweep_proba, problem.target[rows[row]],
                                problem.kappa) - margin[row]
     cost = search.distance(trials, rows[row]) - search.distance(Z, rows)[row]
     moves = Sweep(rows, margin, row, feature, trials[np.arange(row.size), feature], trials,
                   ok, gain, cost)
     combined_owner, combined = separable(search, moves)
-    line_owner, line = lines.line(step_proba)
+    line_owner, line = (rows[:0], Z[:0])
+    if lines is not None:
+        lines.margin = margin.copy()
+        line_owner, line = lines.line(step_proba)
     (combined_ok, _), (line_ok, line_proba) = _ask_together(
         search, [(combined, combined_owner), (line, line_owner)])
-    lines.take(line_ok, line_proba)
-    for _ in range(_SLOPE_ROUNDS - 1):
-        if lines.open.size == 0:
-            break
-        step_owner, steps = lines.steps()
-        if len(steps) == 0:
-            break
-        lines.take(*search.ask(*lines.line(search.ask(steps, step_owner)[1])[::-1]))
+    parts = []
+    if lines is not None:
+        lines.take(line_ok, line_proba)
+        for _ in range(_SLOPE_ROUNDS - 1):
+            if lines.open.size == 0:
+                break
+            step_owner, steps = lines.steps()
+            if len(steps) == 0:
+                break
+            lines.take(*search.ask(*lines.line(search.ask(steps, step_owner)[1])[::-1]))
+        parts.append((np.concatenate(lines.owners), np.concatenate(lines.answers)))
     valid = np.flatnonzero(combined_ok)
     valid = valid[search.cheapest(combined_owner[valid], combined[valid], _SEPARABLE_KEPT)]
-    parts = [single_moves(search, moves), (combined_owner[valid], combined[valid]),
-             (np.concatenate(lines.owners), np.concatenate(lines.answers))]
+    parts = [single_moves(search, moves), (combined_owner[valid], combined[valid])] + parts
     owner = np.concatenate([p[0] for p in parts])
     answers = np.concatenate([p[1] for p in parts])
     keep = search.cheapest(owner, answers, _KEPT)

@@ -34,6 +34,17 @@ the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
    small ones. Trying, in each step of a repair, only the features that scored best in its
    last step, and giving up those that would end farther, keeps them cheap.
 
+5. **Categories** (:func:`polish_categories`, on tables with categorical columns). The steps
+   above move numeric features only, and the categories of an answer are those of the
+   training rows it started from: on UCI Adult the closest answer often changes other
+   categories (two or three of them) and moves a numeric feature less far. The last repair
+   also climbs from the same starts with steps that set a categorical feature to another
+   category (:func:`_category_steps`), and from starts where each changed category, or all
+   of them, is undone; then the sweep of single moves (categories too) and their separable
+   combinations, the exchanges (a category undone or changed with a numeric move) and a
+   repair, all with categorical steps, from the closest answers. Each path is its own: the
+   numeric paths end where they would without categories, so no answer gets farther.
+
 With an L2 part in the distance (a PN's elastic net), the closest answers move many features a
 little, and the steps of :mod:`skcem._elastic` take over from the margin paths from the
 instances (which still run for the instances they leave without an answer): single moves swept
@@ -282,7 +293,7 @@ def _band_edges(search, owner):
     return v, above, below
 
 
-def margin_path(search, rows, points, repairs=None):
+def margin_path(search, rows, points, repairs=None, categories=False):
     """Answers built from the instances ``rows`` themselves, one split point at a time: each
     step moves the numeric feature, to the split point (1, 2, 4, ... points beyond its value,
     away from the instance's), that buys most of the model's margin per unit of distance;
@@ -291,21 +302,22 @@ def margin_path(search, rows, points, repairs=None):
 
     With ``repairs`` (the starts of :func:`_undone`), their paths climb in the same model
     calls; their steps try the ``_N_FOCUS`` features that scored best in the last one
-    (see :func:`_climb`).
+    (see :func:`_climb`). With ``categories``, the steps also change categories.
     """
     if repairs is None:
-        return _climb(search, search.problem.x0[rows].copy(), rows.copy(), points)
+        return _climb(search, search.problem.x0[rows].copy(), rows.copy(), points,
+                      categories=categories)
     Z, owner, locked, budget = repairs
     d = search.problem.x0.shape[1]
     return _climb(search, np.concatenate([search.problem.x0[rows], Z]),
                   np.concatenate([rows, owner]), points,
                   locked=np.concatenate([np.zeros((rows.size, d), bool), locked]),
                   budget=np.concatenate([np.full(rows.size, np.inf), budget]),
-                  n_focus=_N_FOCUS)
+                  n_focus=_N_FOCUS, categories=categories)
 
 
 def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_STEPS,
-           n_offsets=None, n_focus=None):
+           n_offsets=None, n_focus=None, categories=False):
     """The margin paths of :func:`margin_path` from the rows ``Z`` (of instances ``owner``):
     the features ``locked`` (a mask of ``Z``'s shape) never move, and a path that reaches
     its ``budget`` of distance before it is valid is dropped. With ``n_focus``, a path with a
@@ -313,7 +325,9 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
     features whose moves scored best in its last step, and all of them again every
     ``_REFOCUS`` steps and when none of those buys margin. A path is also given up where the
     margin it lacks, bought at its last step's rate, would take it past its budget
-    (``_PRUNE``). Returns ``(owner, answers)`` of the paths that end valid."""
+    (``_PRUNE``). With ``categories`` (for all rows, or a mask of the rows), a step may also
+    set a categorical feature to another category. Returns ``(owner, answers)`` of the
+    paths that end valid."""
     problem = search.problem
     if len(Z) == 0:
         return owner, Z
@@ -336,7 +350,8 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
             if focus is not None:
                 allowed &= focus[open_rows]
         trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points, n_offsets,
-                                   allowed)
+                                   allowed, categories if np.ndim(categories) == 0
+                                   else categories[open_rows])
         feature = np.argmax(trials != Z[open_rows[trial_row]], axis=1)
         keep = np.ones(trial_row.size, bool)
         cost = search.distance(trials, owner[open_rows[trial_row]]) \
@@ -399,25 +414,32 @@ def _best_features(row, feature, score, n_rows, n_features, n_kept):
     return (best >= kth[:, None]) & np.isfinite(best)
 
 
-def repair(search, E, owner, points, more=None):
+def repair(search, E, owner, points, more=None, categories=False):
     """Answers ``E`` (valid, each its instance's closest) with one of their largest changes
     undone and the class regained by other moves (:func:`_undone`, then :func:`_climb`).
     Returns ``(owner, answers)`` of those that end valid, scanned and reverted.
 
     ``more``: other starts ``(Z, owner, budget)`` that climb in the same model calls, no
-    feature locked.
+    feature locked. With ``categories``, the same starts climb twice in the same calls:
+    on numeric moves alone, as without it (each path is its own: those end where they
+    would), and also changing categories, with more starts where each changed category,
+    or all of them, is undone.
     """
-    Z, Z_owner, locked, budget = _undone(search, E, owner, points)
-    if more is not None:
-        Z, Z_owner = np.concatenate([Z, more[0]]), np.concatenate([Z_owner, more[1]])
-        locked = np.concatenate([locked, np.zeros(more[0].shape, bool)])
-        budget = np.concatenate([budget, more[2]])
+    more = [] if more is None else [(more[0], more[1], np.zeros(more[0].shape, bool),
+                                      more[2])]
+    parts = [_undone(search, E, owner, points)] + more
+    n_numeric = sum(len(part[0]) for part in parts)
+    if categories:
+        parts += [_undone(search, E, owner, points, categories=True)] + more
+    Z, Z_owner, locked, budget = (np.concatenate(part) for part in zip(*parts))
+    with_categories = np.arange(len(Z)) >= n_numeric
     new_owner, new = _climb(search, Z, Z_owner, points, locked=locked, budget=budget,
-                            max_steps=_MAX_REPAIR_STEPS, n_focus=_N_FOCUS)
+                            max_steps=_MAX_REPAIR_STEPS, n_focus=_N_FOCUS,
+                            categories=with_categories)
     return new_owner, search.revert(scan_splits(search, new, new_owner, points), new_owner)
 
 
-def _undone(search, E, owner, points):
+def _undone(search, E, owner, points, categories=False):
     """``(Z, owner, locked, budget)``: the starts of the repairs of answers ``E`` (valid):
     each of the ``_N_UNDONE`` largest numeric changes of each answer (by distance) reverted,
     or moved part of the way back to a split point (``_UNDONE_FRACTIONS``); that feature
@@ -449,6 +471,21 @@ def _undone(search, E, owner, points):
     features = np.tile(features, len(_UNDONE_FRACTIONS))
     locked = np.zeros((rows.size, E.shape[1]), bool)
     locked[np.arange(rows.size), features] = True
+    if categories:
+        # Each changed category undone alone, and all of them together where there are
+        # several (one of a pair undone alone may make a pair the data never shows).
+        changed = search.categorical & (E != base) & np.isfinite(E)
+        if frozen is not None:
+            changed &= ~frozen
+        r, j = np.nonzero(changed)
+        alone = np.zeros((r.size, E.shape[1]), bool)
+        alone[np.arange(r.size), j] = True
+        several = np.flatnonzero(changed.sum(axis=1) >= 2)
+        undone = np.concatenate([alone, changed[several]])
+        category_rows = np.concatenate([r, several])
+        starts.append(np.where(undone, base[category_rows], E[category_rows]))
+        rows = np.concatenate([rows, category_rows])
+        locked = np.concatenate([locked, undone])
     return np.concatenate(starts), owner[rows], locked, search.distance(E[rows], owner[rows])
 
 
@@ -471,10 +508,12 @@ def _nearest_point(points, features, value, down):
     return out
 
 
-def _steps(search, Z, owner, points, n_offsets=None, allowed=None):
+def _steps(search, Z, owner, points, n_offsets=None, allowed=None, categories=False):
     """``(row, trials)``: each row of ``Z`` with one numeric feature moved 1, 2, 4, ...
     split points farther from the instance (either side where it is unchanged), made
-    admissible; trials the constraints undo are left out."""
+    admissible; trials the constraints undo are left out. With ``categories`` (for all rows,
+    or a mask of the rows of ``Z``), also each categorical feature set to each other
+    category (:func:`_category_steps`)."""
     problem = search.problem
     base = search._unchanged_value(Z, owner)
     movable = ~search.categorical
@@ -508,6 +547,14 @@ def _steps(search, Z, owner, points, n_offsets=None, allowed=None):
             rows_out.append(r)
             features_out.append(k)
             values_out.append(edge[r, k])
+    if np.any(categories):
+        if np.ndim(categories):  # some rows only
+            only = np.broadcast_to(np.asarray(categories)[:, None], Z.shape)
+            allowed = only if allowed is None else allowed & only
+        r, k, values = _category_steps(search, Z, owner, allowed)
+        rows_out.append(r)
+        features_out.append(k)
+        values_out.append(values)
     if not rows_out:
         return np.zeros(0, int), Z[:0]
     row = np.concatenate(rows_out)
@@ -518,10 +565,52 @@ def _steps(search, Z, owner, points, n_offsets=None, allowed=None):
     row, feature = row[moved], feature[moved]
     trials = Z[row].copy()
     trials[np.arange(row.size), feature] = value[moved]
+    if np.any(categories):
+        # A category that makes a pair the data (almost) never shows can never be valid:
+        # no step towards it.
+        pairs = search.problem.category_pairs
+        moved_category = np.flatnonzero(search.categorical[feature])
+        if pairs is not None and moved_category.size:
+            problem = search.problem
+            rare = pairs.created(
+                problem.with_missing(trials[moved_category], owner[row[moved_category]]),
+                problem.with_missing(problem.x0[owner[row[moved_category]]],
+                                     owner[row[moved_category]]))
+            keep = np.ones(row.size, bool)
+            keep[moved_category[rare]] = False
+            row, trials = row[keep], trials[keep]
     return row, trials
 
 
-def exchange(search, E, owner, points):
+def _category_steps(search, Z, owner, allowed=None):
+    """``(row, feature, value)``: each categorical cell of ``Z`` that may move (not frozen,
+    not missing, ``allowed``) set to each other category of its column (to be made
+    admissible: a category the mode forbids becomes the instance's own)."""
+    problem = search.problem
+    movable = np.broadcast_to(search.categorical, Z.shape) & np.isfinite(Z)
+    frozen = problem.frozen(owner)
+    if frozen is not None:
+        movable = movable & ~np.broadcast_to(frozen, Z.shape)
+    if allowed is not None:
+        movable = movable & allowed
+    lower, upper = (np.broadcast_to(bound, problem.x0.shape)[owner]
+                    for bound in (problem.lower, problem.upper))
+    rows_out, features_out, values_out = [np.zeros(0, int)], [np.zeros(0, int)], [np.zeros(0)]
+    for j in np.flatnonzero(movable.any(axis=0)):
+        rows = np.flatnonzero(movable[:, j])
+        n_categories = int(np.max(upper[rows, j])) + 1
+        row = np.repeat(rows, n_categories)
+        value = np.tile(np.arange(n_categories, dtype=float), rows.size)
+        # Each row's own categories only: what another row's range holds is none of its.
+        other = (value != Z[row, j]) & (value >= lower[row, j]) & (value <= upper[row, j])
+        rows_out.append(row[other])
+        features_out.append(np.full(other.sum(), j))
+        values_out.append(value[other])
+    return (np.concatenate(rows_out), np.concatenate(features_out),
+            np.concatenate(values_out))
+
+
+def exchange(search, E, owner, points, categories=False):
     """Answers ``E`` (valid) improved by pairs of moves: one changed numeric feature moved 1,
     2, 4 or 8 split points towards its unchanged value (or back to it) while another moves 1
     to 64 points away from its own (the ``_GROWTH_KEPT`` such moves that buy most margin per
@@ -534,8 +623,10 @@ def exchange(search, E, owner, points):
         if open_rows.size == 0:
             break
         sub, sub_owner = E[open_rows], owner[open_rows]
-        shrink_row, shrink_feature, shrink_value = _towards(search, sub, sub_owner, points)
-        grow_row, grow_trials = _steps(search, sub, sub_owner, points, _N_GROWTH)
+        shrink_row, shrink_feature, shrink_value = _towards(search, sub, sub_owner, points,
+                                                            categories)
+        grow_row, grow_trials = _steps(search, sub, sub_owner, points, _N_GROWTH,
+                                       categories=categories)
         grow_row, grow_trials = _most_margin(search, sub, sub_owner, grow_row, grow_trials)
         grow_feature = np.argmax(grow_trials != sub[grow_row], axis=1)
         grow_value = grow_trials[np.arange(grow_row.size), grow_feature]
@@ -578,7 +669,9 @@ def exchange(search, E, owner, points):
 
 def _most_margin(search, E, owner, row, trials):
     """The ``_GROWTH_KEPT`` trials of each row of ``E`` that buy most of the model's margin
-    per unit of distance (those that buy some)."""
+    per unit of distance (those that buy some); as many again of those that change a
+    category (a category changed to another costs nothing more: those would crowd out
+    every numeric move)."""
     problem = search.problem
     if row.size == 0:
         return row, trials
@@ -588,15 +681,18 @@ def _most_margin(search, E, owner, row, trials):
     gain = margin[len(E):] - margin[row]
     cost = search.distance(trials, owner[row]) - search.distance(E, owner)[row]
     score = np.where(gain > 0, gain / np.maximum(cost, 1e-12), -np.inf)
-    order = np.lexsort((-score, row))
-    rank = np.arange(order.size) - np.searchsorted(row[order], row[order])
+    moved = np.argmax(trials != E[row], axis=1)
+    group = 2 * row + search.categorical[moved]
+    order = np.lexsort((-score, group))
+    rank = np.arange(order.size) - np.searchsorted(group[order], group[order])
     kept = order[(rank < _GROWTH_KEPT) & np.isfinite(score[order])]
     return row[kept], trials[kept]
 
 
-def _towards(search, E, owner, points):
+def _towards(search, E, owner, points, categories=False):
     """``(row, feature, value)``: each changed numeric feature moved 1, 2, 4 or 8 split
-    points towards its unchanged value, or back to it."""
+    points towards its unchanged value, or back to it; with ``categories``, each changed
+    category back to the instance's."""
     base = search._unchanged_value(E, owner)
     changed = ~search.categorical & (E != base)
     frozen = search.problem.frozen(owner)
@@ -621,6 +717,12 @@ def _towards(search, E, owner, points):
         rows_out += [rows[r], rows]
         features_out.append(np.full(r.size + rows.size, j))
         values_out += [grid_values, target]
+    if categories:
+        r, j = np.nonzero(search.categorical & (E != base) & np.isfinite(E)
+                          & (True if frozen is None else ~frozen))
+        rows_out += [r]
+        features_out += [j]
+        values_out += [base[r, j]]
     if not rows_out:
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
     return (np.concatenate(rows_out), np.concatenate(features_out),
@@ -683,8 +785,40 @@ def polish_on_splits(search, E, owner, rows, points, several=False, joint=True,
     # The closest answers, exchanged, repaired once more (with the elastic steps, also
     # shrunk, or blended with the next closest ones, climbing in the same calls).
     more = shrunk_and_blended(search, E, owner) if elastic else None
+    # On a table with categories, the repairs also climb changing them, in the same calls.
+    categories = bool(search.categorical.any())
     repaired_owner, repaired = repair(search, *best_answers(search, E, owner)[::-1], points,
-                                      more)
+                                      more, categories)
+    owner, E = np.concatenate([owner, repaired_owner]), np.concatenate([E, repaired])
+    if categories:
+        owner, E = polish_categories(search, E, owner, rows, points)
+    return owner, E
+
+
+def polish_categories(search, E, owner, rows, points):
+    """The answers ``E`` (valid; of instances ``owner``) with more answers built by moves
+    that change categories (:func:`_category_steps`), from the instances ``rows`` and from
+    each instance's closest answer: the sweep of single moves and their separable
+    combinations, the exchanges and a repair, each able to set a categorical feature to
+    another category (a repair also undoes a changed category, or all of them), each answer
+    scanned and reverted; with an L2 part in the distance, the closest answer shrunk or
+    blended (:func:`~skcem._elastic.shrunk_and_blended`) climbs with the repair.
+
+    The steps before move numeric features only, on answers whose categories are those of
+    training rows: on UCI Adult the closest answer often changes other categories (several
+    of them) and moves a numeric feature less far. They run after those steps, from their
+    answers, so that no answer is farther than the steps before give.
+    """
+    spread_owner, spread = spread_answers(search, rows, points,
+                                          category_steps=_category_steps)
+    spread = search.revert(scan_splits(search, spread, spread_owner, points), spread_owner)
+    owner, E = np.concatenate([owner, spread_owner]), np.concatenate([E, spread])
+    best_owner, best = best_answers(search, E, owner)
+    owner = np.concatenate([owner, best_owner])
+    E = np.concatenate([E, exchange(search, best, best_owner, points, categories=True)])
+    more = shrunk_and_blended(search, E, owner) if np.any(search.l2 > 0) else None
+    repaired_owner, repaired = repair(search, *best_answers(search, E, owner)[::-1], points,
+                                      more, categories=True)
     return np.concatenate([owner, repaired_owner]), np.concatenate([E, repaired])
 
 
