@@ -413,8 +413,8 @@ class Explanation:
         clashes = [name for name in meta if name in frame.columns]
         if clashes:
             warn(f"Feature columns {clashes} share their names with to_frame's own "
-                 "columns; those are prefixed with 'explanation_' instead.",
-                 UserWarning)
+                 f"columns, which are named {[f'explanation_{name}' for name in clashes]} "
+                 "instead (the features keep theirs).", UserWarning)
         for name, values in meta.items():
             frame[f"explanation_{name}" if name in clashes else name] = values
         return frame

@@ -340,7 +340,10 @@ def test_to_frame_keeps_features_named_like_its_columns(iris_model, iris):
     frame = pd.DataFrame(X, columns=["a", "b", "c", "distance"])
     cem = CEMExplainer(iris_model, mode="PP", max_iterations=50, c_steps=2).fit(frame)
     exp = cem.explain(frame.iloc[:3])
-    with pytest.warns(UserWarning, match=r"\['distance', 'c'\]"):
+    with pytest.warns(UserWarning, match=r"\['distance', 'c'\] share their names with "
+                                         r"to_frame's own columns, which are named "
+                                         r"\['explanation_distance', 'explanation_c'\] "
+                                         r"instead \(the features keep theirs\)"):
         out = exp.to_frame()
     np.testing.assert_array_equal(out["c"], exp.explanation["c"])
     np.testing.assert_array_equal(out["distance"], exp.explanation["distance"])
