@@ -359,9 +359,14 @@ def _read_lightgbm(model, n_classes):
             if "split_index" not in node:
                 value[index] = node["leaf_value"]
                 return index
-            if node.get("decision_type") != "<=" or node.get("missing_type") == "Zero":
-                raise ValueError("search='exact' follows LightGBM's numeric splits only "
-                                 "(no categorical splits, nor zero_as_missing).")
+            if node.get("decision_type") != "<=":
+                raise ValueError(
+                    "search='exact' cannot follow LightGBM's native categorical splits (of "
+                    f"feature {_feature_name(model, node['split_feature'])!r}): one-hot or "
+                    "ordinal encode the categorical columns in a Pipeline instead.")
+            if node.get("missing_type") == "Zero":
+                raise ValueError("search='exact' cannot follow LightGBM's zero_as_missing "
+                                 "splits: train it with zero_as_missing=False.")
             feature[index], threshold[index] = node["split_feature"], node["threshold"]
             left[index] = visit(node["left_child"])
             right[index] = visit(node["right_child"])
@@ -381,6 +386,12 @@ def _read_lightgbm(model, n_classes):
     return _binary_as_two(trees, base, slope if n_classes == 2 else None, ties_to_higher=False)
 
 
+def _feature_name(model, index):
+    """The name of a model's input feature ``index`` (its position where it has none)."""
+    names = getattr(model, "feature_name_", None) or getattr(model, "feature_names_in_", None)
+    return str(names[index]) if names is not None and index < len(names) else index
+
+
 def _read_xgboost(model, n_classes):
     """XGBoost's ``XGBClassifier``: a split sends ``x < split`` left (float32), which is
     ``x <= `` the float32 just below it; the start (``base_score``) is read back from the
@@ -393,7 +404,11 @@ def _read_xgboost(model, n_classes):
         ids = {node_id: k for k, node_id in enumerate(tree["ID"])}
         leaf = (tree["Feature"] == "Leaf").to_numpy()
         if "Category" in tree and tree["Category"].notna().any():
-            raise ValueError("search='exact' follows XGBoost's numeric splits only.")
+            split = tree["Feature"][tree["Category"].notna()].iloc[0]
+            raise ValueError(
+                f"search='exact' cannot follow XGBoost's native categorical splits (of "
+                f"feature {split!r}): one-hot or ordinal encode the categorical columns in a "
+                "Pipeline instead (or train without enable_categorical).")
         left = np.array([-1 if is_leaf else ids[y] for is_leaf, y in zip(leaf, tree["Yes"])])
         right = np.array([-1 if is_leaf else ids[n] for is_leaf, n in zip(leaf, tree["No"])])
         feature = np.array([-1 if is_leaf else (names.index(f) if names else int(f[1:]))

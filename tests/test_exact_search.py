@@ -487,6 +487,26 @@ def test_optional_boosting_libraries(library):
         assert best - 3 * STEP <= exp.distance[i] <= best + 1e-9
 
 
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_native_categorical_splits_of_the_boosting_libraries_are_named(library):
+    # the message named neither the column nor the way out
+    module = pytest.importorskip(library)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"num": rng.normal(size=200),
+                          "col": pd.Categorical(rng.choice(["red", "green", "blue"], 200))})
+    y = ((frame.num + (frame.col == "red") * 1.5) > 1.0).astype(int).to_numpy()
+    if library == "lightgbm":
+        model = module.LGBMClassifier(n_estimators=10, min_child_samples=5, verbose=-1)
+    else:
+        model = module.XGBClassifier(n_estimators=10, max_depth=2, enable_categorical=True,
+                                     tree_method="hist")
+    model.fit(frame, y)
+    with pytest.raises(ValueError, match=r"cannot follow (LightGBM|XGBoost)'s native "
+                                         r"categorical splits \(of feature 'col'\): one-hot "
+                                         r"or ordinal encode"):
+        CounterfactualExplainer(model, search="exact").fit(frame)
+
+
 def test_pn_with_a_categorical_column_behind_a_pipeline():
     # A categorical PN takes any category but the no-information one (or keeps its own).
     rng = np.random.default_rng(7)
