@@ -73,7 +73,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         Columns whose values are categories: "auto" takes DataFrame columns of object,
         string, category or bool dtype (and text columns of an array), and the columns a
         fitted ``estimator`` treats as categories itself (``HistGradientBoostingClassifier``'s
-        ``is_categorical_``, also as a Pipeline's last step); or names, indices or a
+        ``is_categorical_``, a LightGBM model's categorical features, also as a Pipeline's last
+        step); or names, indices or a
         boolean mask (integer-coded categories); None or [] for none. Answers only take
         categories seen in ``fit``; a changed category counts 1 in the distance.
     immutable_features : array-like or None, default=None

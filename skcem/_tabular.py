@@ -98,12 +98,28 @@ def native_categorical(estimator, X, categorical_features):
     return categorical_features if native is None else auto_categorical(X) | native
 
 
+def _categorical_inputs_of(model):
+    """The mask of the inputs a model takes as categories: scikit-learn's
+    ``is_categorical_`` (HistGradientBoosting), LightGBM's categorical features (those whose
+    ``feature_infos`` list values); else None."""
+    native = getattr(model, "is_categorical_", None)
+    if native is not None:
+        return native
+    booster = getattr(model, "booster_", None)
+    if booster is None or not hasattr(booster, "dump_model") or \
+            not type(model).__module__.startswith("lightgbm"):
+        return None
+    infos = booster.dump_model(num_iteration=1).get("feature_infos", {})
+    names = booster.feature_name()
+    return np.array([bool(infos.get(name, {}).get("values")) for name in names], dtype=bool)
+
+
 def _native_categorical_inputs(estimator, X, n_features):
     """The columns of ``X`` that the estimator (or its Pipeline's last step) takes as
     categories, or None for none; a warning when they cannot be traced back to ``X``."""
     steps = getattr(estimator, "steps", None)
     last = steps[-1][1] if steps else estimator
-    native = getattr(last, "is_categorical_", None)
+    native = _categorical_inputs_of(last)
     if native is None or not np.any(native):
         return None
     native = np.asarray(native, dtype=bool)

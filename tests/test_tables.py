@@ -557,6 +557,26 @@ def test_a_models_native_categorical_columns_are_categories():
         X).categorical_mask_.any()
 
 
+def test_lightgbms_own_categorical_columns_are_categories():
+    # they moved as numbers: answers held codes never seen in fit
+    lightgbm = pytest.importorskip("lightgbm")
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame({"x": rng.normal(size=300), "code": rng.choice([0, 3, 10], 300)})
+    y = ((X.code != 0) & (X.x > -0.5)).astype(int).to_numpy()
+    model = lightgbm.LGBMClassifier(n_estimators=30, min_child_samples=5, verbose=-1).fit(
+        X, y, categorical_feature=["code"])
+    cf = CounterfactualExplainer(model).fit(X)
+    np.testing.assert_array_equal(cf.categorical_mask_, [False, True])
+    exp = explain(cf, X.iloc[:30])
+    assert exp.found.sum() >= 20
+    assert set(exp.explanation.code[exp.found]) <= {0, 3, 10}
+    assert (model.predict(exp.explanation[exp.found]) != exp.X_pred[exp.found]).all()
+    plain = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
+    assert not CounterfactualExplainer(plain).fit(X).categorical_mask_.any()
+
+
 def test_native_categorical_columns_of_a_pipelines_last_step_are_traced_to_x():
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.preprocessing import FunctionTransformer
