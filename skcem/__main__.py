@@ -511,6 +511,9 @@ def _explain(args):
                 "kept" if args.mode == "PP" else "changed": changed})
             if exp.immutable is not None:  # held by immutable_features, not by the search
                 rows[-1]["fixed"] = fixed[i]
+            if exp.gap is not None and rank == 0:  # search=exact: the closest answer's
+                gap = float(exp.gap[i])
+                rows[-1]["gap"] = gap if np.isfinite(gap) else None
         if ranked and not changes:
             rows.append({"row": i, "rank": None, "found": False,
                          "class": _plain(exp.X_pred[i]), f"{args.mode}_class": None,
@@ -606,7 +609,9 @@ def build_parser():
                          help="output .json or .csv: a row per instance with its class, the "
                               "answer's class and, as {feature: value}, the features a PN or "
                               "a counterfactual changes ('changed') or a PP keeps ('kept'); "
-                              "with immutable_features, their values apart ('fixed')")
+                              "with immutable_features, their values apart ('fixed'); with "
+                              "search=exact, the closest answer's proven relative 'gap' "
+                              "(0: optimal)")
     explain.add_argument("--quiet", action="store_true",
                          help="no progress bar, notes or warnings on stderr")
 

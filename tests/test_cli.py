@@ -261,6 +261,23 @@ def test_bad_cell_is_named_by_row_line_and_column(files, capsys, row, message):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_exact_search_writes_the_proven_gap(tmp_path, capsys):
+    # a CLI user could not tell a proven optimum from an answer cut by max_time
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = load_iris(return_X_y=True)
+    joblib.dump(DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y),
+                tmp_path / "tree.joblib")
+    _write_csv(tmp_path / "train.csv", HEADER, X)
+    _write_csv(tmp_path / "data.csv", HEADER, X[[0, 60, 120]])
+    code, err = _main(capsys, "explain", "--model", tmp_path / "tree.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--mode", "CF",
+                      "--params", "search=exact", "--out", tmp_path / "out.json", "--quiet")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert [row["gap"] for row in rows] == [0.0, 0.0, 0.0]  # a small tree: proven optimal
+
+
 def test_similarity_k_beyond_the_training_rows_names_k(files, capsys):
     folder, _, _ = files
     code, err = _main(capsys, *_command("similarity", folder), "-k", "500")
