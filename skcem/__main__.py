@@ -383,6 +383,20 @@ def _json_value(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _category_dtype_hint(model, data):
+    """For an XGBoost or LightGBM model given text columns: a hint that a CSV's text is not a
+    pandas ``category`` column, which such a model may have been trained on."""
+    steps = getattr(model, "steps", None)
+    last = steps[-1][1] if steps else model
+    library = type(last).__module__.split(".")[0]
+    if library not in ("xgboost", "lightgbm") or not hasattr(data, "columns") or \
+            all(dtype.kind in "biufmM" for dtype in data.dtypes):
+        return ""
+    return (f" ({library} models trained on pandas category columns take no text: save a "
+            "Pipeline that encodes the categories, such as an OrdinalEncoder before the model, "
+            "or explain it from Python with the columns' category dtypes)")
+
+
 def _dates_hint(data, dates):
     """Where text columns hold ISO dates and are not ``--dates``: a hint, for a model that
     reads them as dates (a CSV's dates are text)."""
@@ -492,7 +506,8 @@ def _explain(args):
             cem.fit(_frame(header, train))
             exp = cem.explain(_frame(header, data))
     except (TypeError, ValueError) as exc:
-        raise InputError(str(exc).splitlines()[0] + _dates_hint(data, args.dates)) from exc
+        raise InputError(str(exc).splitlines()[0] + _dates_hint(data, args.dates)
+                         + _category_dtype_hint(model, data)) from exc
     if not args.train and not args.quiet:
         print("skcem explain: note: no --train: the no-information values and feature ranges "
               f"are learned from the rows explained ({args.data}); give the training rows "

@@ -278,6 +278,24 @@ def test_exact_search_writes_the_proven_gap(tmp_path, capsys):
     assert [row["gap"] for row in rows] == [0.0, 0.0, 0.0]  # a small tree: proven optimal
 
 
+def test_a_model_of_category_columns_is_told_that_a_csv_holds_text(tmp_path, capsys):
+    lightgbm = pytest.importorskip("lightgbm")
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"num": rng.normal(size=200).round(3),
+                          "col": pd.Categorical(rng.choice(["red", "green", "blue"], 200))})
+    y = ((frame.num + (frame.col == "red") * 1.5) > 1.0).astype(int).to_numpy()
+    model = lightgbm.LGBMClassifier(n_estimators=5, min_child_samples=5, verbose=-1)
+    joblib.dump(model.fit(frame, y), tmp_path / "model.joblib")
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[:3].to_csv(tmp_path / "data.csv", index=False)
+    code, err = _main(capsys, "explain", "--model", tmp_path / "model.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--out",
+                      tmp_path / "out.json", "--quiet")
+    assert code == 2 and "lightgbm models trained on pandas category columns take no text" \
+        in err
+
+
 def test_similarity_k_beyond_the_training_rows_names_k(files, capsys):
     folder, _, _ = files
     code, err = _main(capsys, *_command("similarity", folder), "-k", "500")
