@@ -67,8 +67,10 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         distinct ones (fewest changes first, on features no kept answer changes first); after
         the gradient search, its answer competes with the gradient-free steps' (the closest is
         ``explanation``). Two answers that change the same features, to the same categories and
-        numbers within 10% of the change, count as one. An instance may get fewer where fewer
-        distinct answers were found (NaN rows).
+        numbers within 10% of the change, count as one. Each answer is minimal (its numeric
+        changes bisected towards the instance), so the same features moved farther are not
+        offered: an instance may get fewer where fewer distinct answers were found (NaN
+        rows).
     categorical_features : "auto", array-like or None, default="auto"
         Columns whose values are categories: "auto" takes DataFrame columns of object,
         string, category or bool dtype (and text columns of an array), and the columns a
