@@ -202,30 +202,9 @@ def exact_benchmark(args):
     if "adult" not in args.tables:
         pass
     elif (args.data / "adult.data.gz").exists():
-        X_train, y_train, X_test, y_test = load_adult(args.data)
-        categorical = [c for c in X_train.columns
-                       if not pd.api.types.is_numeric_dtype(X_train[c])]
-        numeric = [c for c in X_train.columns if c not in categorical]
-        rows = X_test.iloc[args.first_row:args.first_row + args.n_rows]
-        models = {name: make for name, make in exact_models(args.forest_depth).items()
-                  if name in args.exact_models}
-        for name, make in models.items():
-            dense = name != "forest100"  # the boosting libraries as HistGradientBoosting
-            encode = ColumnTransformer([
-                ("categories", OneHotEncoder(handle_unknown="ignore",
-                                             sparse_output=not dense), categorical),
-                ("numbers", StandardScaler(), numeric)])
-            with threadpool_limits(limits=1, user_api="openmp"):
-                model = make_pipeline(encode, make()).fit(X_train, y_train)
-            print(f"adult {name}: test accuracy {model.score(X_test, y_test):.3f}", flush=True)
-            for mode in args.modes:
-                if mode == "PP":
-                    continue
-                line = {"table": "adult", "model": name, **compare_with_exact(
-                    model, X_train, rows, mode, args.max_time, immutable_features=IMMUTABLE,
-                    directions=DIRECTIONS, distance="mad")}
-                print(line, flush=True)
-                lines.append(line)
+        names = [name for name in exact_models(args.forest_depth) if name in args.exact_models]
+        lines += table_comparison("adult", load_adult(args.data), names, args,
+                                  immutable_features=IMMUTABLE, directions=DIRECTIONS)
     else:
         print(f"UCI Adult not found in {args.data}: numeric tables only.")
     if "binned" in args.tables:
@@ -273,26 +252,35 @@ def binned_comparison(args):
     """``--tables binned``: the default against the exact search on :func:`binned_table`,
     behind the same kind of Pipeline as Adult's (``x7`` immutable, ``x1`` may only
     increase), with the boosting models of ``--exact-models``."""
-    X_train, y_train, X_test, y_test = binned_table()
+    names = [name for name in exact_models(args.forest_depth)
+             if name in args.exact_models and name != "forest100"]
+    return table_comparison("binned", binned_table(), names, args, immutable_features=["x7"],
+                            directions={"x1": "increase"})
+
+
+def table_comparison(table, data, names, args, **constraints):
+    """The default against the exact search (:func:`compare_with_exact`) on the rows
+    ``--first-row``.. of a table's test part, for the models ``names`` of
+    :func:`exact_models` behind a one-hot Pipeline; the lines printed and returned."""
+    X_train, y_train, X_test, y_test = data
     categorical = [c for c in X_train.columns if not pd.api.types.is_numeric_dtype(X_train[c])]
     numeric = [c for c in X_train.columns if c not in categorical]
     rows = X_test.iloc[args.first_row:args.first_row + args.n_rows]
+    makers = exact_models(args.forest_depth)
     lines = []
-    for name, make in exact_models(args.forest_depth).items():
-        if name not in args.exact_models or name == "forest100":
-            continue
+    for name in names:
+        dense = name != "forest100"  # the boosting libraries as HistGradientBoosting
         encode = ColumnTransformer([
-            ("categories", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+            ("categories", OneHotEncoder(handle_unknown="ignore", sparse_output=not dense),
              categorical), ("numbers", StandardScaler(), numeric)])
         with threadpool_limits(limits=1, user_api="openmp"):
-            model = make_pipeline(encode, make()).fit(X_train, y_train)
-        print(f"binned {name}: test accuracy {model.score(X_test, y_test):.3f}", flush=True)
+            model = make_pipeline(encode, makers[name]()).fit(X_train, y_train)
+        print(f"{table} {name}: test accuracy {model.score(X_test, y_test):.3f}", flush=True)
         for mode in args.modes:
             if mode == "PP":
                 continue
-            line = {"table": "binned", "model": name, **compare_with_exact(
-                model, X_train, rows, mode, args.max_time, immutable_features=["x7"],
-                directions={"x1": "increase"}, distance="mad")}
+            line = {"table": table, "model": name, **compare_with_exact(
+                model, X_train, rows, mode, args.max_time, distance="mad", **constraints)}
             print(line, flush=True)
             lines.append(line)
     return lines
