@@ -214,9 +214,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         1 shows a progress bar over batches and c-steps on stderr (tqdm when installed);
         2 also logs each c-step's figures to the ``skcem`` logger at INFO level.
     max_time : float, default=10.0
-        ``search="exact"`` only: seconds per instance, all its programs together. Past it
-        the best answer found so far is returned with its proven relative gap to the
-        optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
+        ``search="exact"`` only: seconds per instance, all its programs together (the
+        gradient-free search that first gives each a valid answer, whose distance bounds them,
+        comes on top). Past it the best answer found so far is returned with its proven relative
+        gap to the optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
     plausibility : float, default=0.0
         Weight of a term that pulls each answer among the rows given to ``fit`` that the
         model puts in its class: the gradient-free steps minimise the distance plus

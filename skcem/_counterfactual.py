@@ -118,9 +118,10 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     verbose : int, default=0
         As for :class:`CEMExplainer`.
     max_time : float, default=10.0
-        ``search="exact"`` only: seconds per instance, all its programs together. Past it
-        the best answer found so far is returned with its proven relative gap to the
-        optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
+        ``search="exact"`` only: seconds per instance, all its programs together (the
+        gradient-free search that first gives each a valid answer, whose distance bounds them,
+        comes on top). Past it the best answer found so far is returned with its proven relative
+        gap to the optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
     plausibility : float, default=0.0
         Weight of the term that pulls each answer among the rows given to ``fit`` that the
         model puts in its class, as for :class:`CEMExplainer` (what the term is, and how
