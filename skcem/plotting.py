@@ -27,13 +27,14 @@ def _axes(axes, n, figsize):
     return axes[0].figure, axes
 
 
-def _class_and_proba(classes, proba):
-    """``"3 (0.97)"``: the most probable class and its probability, or "none" for NaN."""
-    if proba is None or np.any(np.isnan(proba)):
+def _class_and_proba(classes, proba, label):
+    """``"3 (0.97)"``: the model's class ``label`` (its ``predict``'s, which need not be the
+    most probable: a threshold, an SVC) and its probability, or "none" without an answer."""
+    if label is None or proba is None or np.any(np.isnan(proba)):
         return "none"
-    best = int(np.argmax(proba))
-    label = best if classes is None else classes[best]
-    return f"{label} ({proba[best]:.2f})"
+    positions = np.flatnonzero(np.asarray(classes) == label) if classes is not None else []
+    position = int(positions[0]) if len(positions) else int(label)
+    return f"{label} ({proba[position]:.2f})"
 
 
 def _check_index(index, n_instances):
@@ -101,20 +102,22 @@ def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cm
     index = _check_index(index, len(explanation.X))
     shape = _image_shape(explanation, image_shape)
     fig, axes = _axes(axes, 3, (9, 3.2))
-    original = explanation.X[index]
-    explained = explanation.explanation[index]
+    original = np.asarray(explanation.X, dtype=float)[index]  # a DataFrame's row too
+    explained = np.asarray(explanation.explanation, dtype=float)[index]
     found = bool(explanation.found[index])
     low = np.nanmin([original.min(), np.nanmin(explained) if found else original.min()])
     high = np.nanmax([original.max(), np.nanmax(explained) if found else original.max()])
     classes = explanation.classes
     axes[0].imshow(original.reshape(shape), cmap=cmap, vmin=low, vmax=high)
-    axes[0].set_title(f"original: {_class_and_proba(classes, explanation.X_proba[index])}")
+    axes[0].set_title("original: " + _class_and_proba(classes, explanation.X_proba[index],
+                                                       explanation.X_pred[index]))
     if found:
         axes[1].imshow(explained.reshape(shape), cmap=cmap, vmin=low, vmax=high)
         delta = explanation.delta[index].reshape(shape)
         limit = max(np.abs(delta).max(), 1e-12)
         axes[2].imshow(delta, cmap="RdBu_r", vmin=-limit, vmax=limit)
-    label = _class_and_proba(classes, explanation.explanation_proba[index])
+    label = _class_and_proba(classes, explanation.explanation_proba[index],
+                             explanation.explanation_pred[index])
     axes[1].set_title(f"{explanation.mode}: {label}")
     axes[2].set_title("change" if found else f"no {explanation.mode} found")
     for ax in axes:
@@ -158,7 +161,8 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         fig, ax = plt.subplots(figsize=(6, 0.35 * n_features + 1.2))
     else:
         fig = ax.figure
-    before = _class_and_proba(explanation.classes, explanation.X_proba[index])
+    before = _class_and_proba(explanation.classes, explanation.X_proba[index],
+                              explanation.X_pred[index])
     if not explanation.found[index]:
         ax.set_title(f"class {before}: no {explanation.mode} found")
         ax.set_axis_off()
@@ -198,7 +202,8 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(f"{explanation.mode} - original")
-    after = _class_and_proba(explanation.classes, explanation.explanation_proba[index])
+    after = _class_and_proba(explanation.classes, explanation.explanation_proba[index],
+                             explanation.explanation_pred[index])
     ax.set_title(f"{explanation.mode}: class {before} -> {after}")
     fig.tight_layout()
     return fig
@@ -242,7 +247,8 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
     k = distance.size
     fig, axes = _axes(axes, k, (4.5 * k, 0.35 * explanation.X.shape[1] + 1.5))
     ranked = explanation._ranked() if k > 1 else explanation
-    before = _class_and_proba(explanation.classes, explanation.X_proba[index])
+    before = _class_and_proba(explanation.classes, explanation.X_proba[index],
+                              explanation.X_pred[index])
     for rank, ax in enumerate(axes):
         if not np.isfinite(distance[rank]):
             ax.set_title(f"rank {rank}: none")

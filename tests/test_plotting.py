@@ -144,3 +144,32 @@ def test_similarity_bars_are_labelled_with_the_columns(iris, iris_model):
     with pytest.raises(ValueError, match=r"X_train must be the 150 training rows .* got "
                                          r"shape \(10, 4\)"):
         plotting.plot_similarity(exp, frame.iloc[:10])
+
+
+def test_titles_name_the_models_own_classes_and_images_take_frames():
+    # an SVC's predict need not be its most probable class: titles named the latter; a
+    # DataFrame's row was read as a column
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import load_iris
+    from sklearn.svm import SVC
+
+    X, y = load_iris(return_X_y=True)
+    svc = SVC(probability=True, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = CEMExplainer(svc, mode="PN").fit(X).explain(X[::3])
+    most_probable = svc.classes_[np.argmax(np.nan_to_num(exp.explanation_proba, nan=-1), 1)]
+    disagree = [i for i in np.flatnonzero(exp.found)
+                if most_probable[i] != exp.explanation_pred[i]]
+    assert disagree  # the case the titles got wrong
+    i = int(disagree[0])
+    title = plotting.plot_tabular_explanation(exp, i).axes[0].get_title()
+    assert f"-> {exp.explanation_pred[i]} (" in title
+    assert f"class {exp.X_pred[i]} (" in title
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        framed = CEMExplainer(svc, mode="PN").fit(frame).explain(frame.iloc[::3])
+    fig = plotting.plot_image_explanation(framed, i, image_shape=(2, 2))
+    assert fig.axes[1].get_title().startswith(f"PN: {framed.explanation_pred[i]} (")
+    plt.close("all")
