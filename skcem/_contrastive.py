@@ -980,7 +980,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             import pandas as pd
 
             rows = pd.RangeIndex(n) if index is None else index
-            ranks = pd.MultiIndex.from_product([rows, range(k)], names=[rows.name, "rank"])
+            # each level of X's index kept (a MultiIndex's too), then the rank
+            levels = [rows.get_level_values(level).repeat(k) for level in range(rows.nlevels)]
+            ranks = pd.MultiIndex.from_arrays(
+                levels + [np.tile(np.arange(k), n)], names=list(rows.names) + ["rank"])
             shown = codec.decode(answers.reshape(n * k, d), for_model=False, index=ranks)
         elif codec is not None and codec.has_categorical:
             shown = codec.decode(answers.reshape(n * k, d), for_model=False).reshape(n, k, d)

@@ -34,9 +34,9 @@ def _answer_sets(counterfactuals):
                                 or pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns])
         if frame.index.nlevels < 2:
             raise ValueError("A DataFrame of `counterfactuals` must be indexed by (instance, "
-                             "rank): a MultiIndex whose first level names the instance.")
-        groups = frame.groupby(level=0, sort=False)
-        sets = [group.to_numpy(dtype=object) for _, group in groups]
+                             "rank): a MultiIndex whose last level is the rank.")
+        values = frame.to_numpy(dtype=object)
+        sets = [values[start:stop] for start, stop in _instance_runs(frame.index)]
         columns = list(frame.columns)
     elif isinstance(counterfactuals, np.ndarray) and counterfactuals.ndim == 3:
         sets = list(counterfactuals.astype(object))
@@ -59,6 +59,18 @@ def _answer_sets(counterfactuals):
                          "(instance, rank), an array of shape (n_samples, k, n_features) or a "
                          f"list of 2-D sets of answers; got {type(counterfactuals).__name__}.")
     return [s[~_missing_rows(s)] for s in sets], columns, categorical
+
+
+def _instance_runs(index):
+    """``(start, stop)`` of each instance's rows in an index of (instance..., rank): a new
+    instance where the levels before the rank change or the rank does not grow, so that two
+    instances with the same label (a repeated id) stay apart, and a MultiIndex of ``X`` keeps
+    all its levels."""
+    ranks = np.asarray(index.get_level_values(index.nlevels - 1))
+    keys = list(zip(*(index.get_level_values(level) for level in range(index.nlevels - 1))))
+    starts = [0] + [i for i in range(1, len(index))
+                    if keys[i] != keys[i - 1] or not ranks[i] > ranks[i - 1]]
+    return list(zip(starts, starts[1:] + [len(index)]))
 
 
 def _numeric(values):
@@ -113,7 +125,8 @@ def count_diversity(counterfactuals, *, atol=1e-8):
     counterfactuals : Explanation, DataFrame, ndarray or list
         Each instance's set of answers: an :class:`~skcem.Explanation` of
         :class:`~skcem.CounterfactualExplainer` (its ``counterfactuals``), a DataFrame
-        indexed by (instance, rank), an array of shape (n_samples, k, n_features) or a list
+        indexed by (instance, rank) (an instance's rows together, the rank last: a repeated
+        label is two instances), an array of shape (n_samples, k, n_features) or a list
         of 2-D sets (arrays or DataFrames), one per instance. Rows missing as a whole (no
         answer at that rank) are left out.
     atol : float, default=1e-8

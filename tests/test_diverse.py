@@ -229,6 +229,28 @@ def test_diversity_of_an_explanation(iris, forest):
     assert np.all(continuous_diversity(exp, X)[np.isfinite(counts)] > 0)
 
 
+def test_diversity_keeps_instances_that_share_a_label_apart(iris, forest):
+    # a repeated id merged two instances' answers into one set; a MultiIndex of X lost its
+    # names in the counterfactuals' index
+    X, _ = iris
+    columns = ["sl", "sw", "pl", "pw"]
+    cf = CounterfactualExplainer(forest, n_counterfactuals=3).fit(
+        pd.DataFrame(X, columns=columns))
+    rows = X[[0, 60, 0, 120]]
+    plain = _explain(cf, pd.DataFrame(rows, columns=columns))
+    labelled = _explain(cf, pd.DataFrame(rows, columns=columns, index=["a", "b", "a", "c"]))
+    np.testing.assert_array_equal(count_diversity(labelled), count_diversity(plain))
+    np.testing.assert_array_equal(continuous_diversity(labelled, X),
+                                  continuous_diversity(plain, X))
+    assert count_diversity(plain).shape == (4,)
+    index = pd.MultiIndex.from_tuples([("u", 1), ("u", 2), ("v", 1), ("v", 2)],
+                                      names=["group", "n"])
+    grouped = _explain(cf, pd.DataFrame(rows, columns=columns, index=index))
+    assert list(grouped.counterfactuals.index.names) == ["group", "n", "rank"]
+    assert list(grouped.to_frame().index.names) == ["group", "n", "rank"]
+    np.testing.assert_array_equal(count_diversity(grouped), count_diversity(plain))
+
+
 def test_diversity_errors():
     answers = np.zeros((2, 2, 3))
     with pytest.raises(ValueError, match="X_train"):
