@@ -225,6 +225,9 @@ class Explanation:
         """
         shape = tuple(input_shape or self.input_shape or (self.X.shape[1],))
         X, explanation, _ = self._numbers()
+        if int(np.prod(shape)) != X.shape[1]:
+            raise ValueError(f"`input_shape` {shape} holds {int(np.prod(shape))} values, but "
+                             f"the instances have {X.shape[1]} features.")
         return (X.reshape((-1,) + shape), explanation.reshape((-1,) + shape))
 
     def changes(self, atol=1e-12):

@@ -282,7 +282,8 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     n_most : int, default=3
         Most similar training instances drawn.
     n_least : int, default=1
-        Least similar training instances drawn.
+        Least similar training instances drawn (fewer where the training rows run out: none
+        is drawn twice).
     image_shape : tuple, optional
         Shape of one image; default: a square of more than 4 unnamed features.
     cmap : str, default="gray"
@@ -309,7 +310,10 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
                          f"(the explainer's X_train_), of {n_features} features; got shape "
                          f"{np.shape(X_train)}.")
     order = explanation.ordered_indices[index]
-    picks = [("most", i) for i in order[:n_most]] + [("least", i) for i in order[::-1][:n_least]]
+    # no training row drawn twice where n_most + n_least exceeds them
+    n_least = max(0, min(n_least, n_train - min(n_most, n_train)))
+    picks = [("most", i) for i in order[:n_most]] + \
+        [("least", i) for i in order[::-1][:n_least]]
     given = axes is not None
     fig, axes = _axes(axes, 1 + len(picks), (2.4 * (1 + len(picks)), 2.8))
     X_train = np.asarray(X_train).reshape(n_train, n_features)

@@ -144,6 +144,15 @@ def test_similarity_bars_are_labelled_with_the_columns(iris, iris_model):
     with pytest.raises(ValueError, match=r"X_train must be the 150 training rows .* got "
                                          r"shape \(10, 4\)"):
         plotting.plot_similarity(exp, frame.iloc[:10])
+    # more rows asked than there are: each drawn once
+    small = GradientSimilarityExplainer(iris_model).fit(X[:6], y[:6]).explain(X[:1])
+    fig = plotting.plot_similarity(small, X[:6], n_most=4, n_least=4)
+    titles = [ax.get_title().split("#")[1].split(":")[0] for ax in fig.axes[1:]]
+    assert len(titles) == 6 and len(set(titles)) == 6
+    with pytest.raises(ValueError, match=r"`input_shape` \(3, 3\) holds 9 values, but the "
+                                         r"instances have 4 features"):
+        CEMExplainer(iris_model, **FAST).fit(X).explain(X[:1]).as_images((3, 3))
+    plt.close("all")
 
 
 def test_titles_name_the_models_own_classes_and_images_take_frames():
