@@ -78,7 +78,8 @@ class L2(Cost):
 
     def gradient(self, x, xp=np):
         """The gradient with respect to ``x``: the shape of ``x``."""
-        return 2.0 * self.weights * (x - self.x0)
+        # (weights may be a list: the array first; doubling is exact, the same numbers)
+        return 2.0 * (self.weights * (x - self.x0))
 
 
 def median_absolute_deviation(X):

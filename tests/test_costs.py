@@ -15,6 +15,9 @@ INPUT_TERMS = [
     costs.L2(X0),
     costs.L1(X0, weights=1 / np.array([0.5, 1.0, 2.0, 4.0, 0.25])),
     costs.L2(X0, weights=np.array([1.0, 2.0, 0.5, 0.0, 3.0])),
+    # array-like as documented: lists too (L2's gradient raised on them)
+    costs.L1(X0[0].tolist(), weights=[1.0, 2.0, 0.5, 0.0, 3.0]),
+    costs.L2(X0[0].tolist(), weights=[1.0, 2.0, 0.5, 0.0, 3.0]),
 ]
 PROBA = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.35, 0.45, 0.2]])
 TARGET = costs.one_hot(np.array([0, 2, 2]), 3)
