@@ -82,6 +82,15 @@ SCRIPT = textwrap.dedent("""
             random_state=0).fit(X[:40], y[:40])
         out[f"{name}_similarity_{n_components}"] = similarity.transform(X[100:104])
     out[f"{name}_param_grads"] = similarity._get_gradients()(X[:5], y[:5])
+    # one fitted explainer from two threads: the same scores (torch's transforms crashed)
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = [X[100:102], X[102:104]]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(similarity.transform, parts * 3))
+    sequential = [similarity.transform(part) for part in parts * 3]
+    out[f"{name}_threads_difference"] = np.array(max(
+        np.abs(a - b).max() / np.abs(b).max() for a, b in zip(threaded, sequential)))
     # confident outputs: a softmax's cross-entropy is clipped, logits' is not, on any backend
     model.set_weights([4.0 * w for w in model.get_weights()])
     out[f"{name}_confident_param_grads"] = similarity._get_gradients()(X[:5], y[:5])
@@ -139,7 +148,8 @@ def test_keras_on_jax_and_torch_answers_as_on_tensorflow(backend, model, on_tens
     assert "tensorflow imported: False" in stdout, f"explaining on {backend} imported TensorFlow"
     assert answers.keys() == expected_answers.keys()
     for key, expected in expected_answers.items():
-        if key.endswith(("_found", "_X_pred", "_explanation_pred", "_own_pred")):
+        if key.endswith(("_found", "_X_pred", "_explanation_pred", "_own_pred",
+                         "_threads_difference")):
             continue  # search outputs: only their validity is compared
         scale = np.abs(expected).max()
         np.testing.assert_allclose(answers[key], expected, rtol=1e-4, atol=1e-5 * scale,
@@ -148,6 +158,8 @@ def test_keras_on_jax_and_torch_answers_as_on_tensorflow(backend, model, on_tens
                                   expected_answers[f"{model}_X_pred"])
     _assert_valid(answers, model)
     _assert_valid(expected_answers, model)
+    for answer in (answers, expected_answers):  # two threads: the scores of one
+        assert answer[f"{model}_threads_difference"] < 1e-5
 
 
 PLACE_SCRIPT = textwrap.dedent("""

@@ -19,12 +19,19 @@ for a confident example. A model ending in a softmax gets that of its probabilit
 backend.
 """
 
+import threading
+from contextlib import nullcontext
+
 import numpy as np
 
 from .._gradients._keras import as_probabilities
 from .._gradients._keras_stateless import padded_rows
 from ._factors import GradientFactors
 from ._keras_layers import factorisable_dense_layers, graph_inputs, keras_loss
+
+# torch.func's transforms of a Keras model's stateless_call keep state that two threads would
+# share (an explainer used from two threads crashed inside Dense.call): one call at a time.
+_TORCH_TRANSFORMS = threading.Lock()
 
 
 class _ShiftedPreActivations:
@@ -191,7 +198,8 @@ class StatelessKerasGradients:
             y = y.astype(autodiff.integer_dtype) if y.dtype.kind in "iub" \
                 else y.astype(np.float32)
             args.append(padded_rows(y, size))
-        return function(self._weights(), *[autodiff.tensor(a) for a in args]), n
+        with _TORCH_TRANSFORMS if autodiff.name == "torch" else nullcontext():
+            return function(self._weights(), *[autodiff.tensor(a) for a in args]), n
 
     def __call__(self, X, y):
         out, n = self._run(self._batch, X, y)
