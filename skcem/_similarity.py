@@ -1,5 +1,6 @@
 """GradientSimilarityExplainer: which training instances a model finds alike, by loss gradients."""
 
+import json
 from dataclasses import dataclass, fields
 from numbers import Integral
 
@@ -170,6 +171,21 @@ class SimilarityExplanation:
     def to_dict(self):
         """A dict of plain Python values, ready for ``json``."""
         return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)}
+
+    def to_json(self, **kwargs):
+        """The scores and rankings as a JSON string (see :meth:`to_dict`), as
+        :meth:`Explanation.to_json <skcem.Explanation.to_json>` gives an explanation's.
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to ``json.dumps`` (``indent``, ``ensure_ascii``).
+
+        Returns
+        -------
+        json : str
+        """
+        return json.dumps(self.to_dict(), **kwargs)
 
 
 def _not_class_indices(y, n_classes):

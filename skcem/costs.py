@@ -25,10 +25,15 @@ class Cost:
     """Base class of the cost terms."""
 
     def key(self):
-        """Identifies the term and its settings (compiled functions are cached by it)."""
+        """Identifies the term and its settings (compiled functions are cached by it);
+        array-like settings by their values."""
+        def setting(value):
+            if isinstance(value, (str, int, float, bool, tuple)) or value is None:
+                return value
+            array = np.asarray(value)
+            return (array.dtype.str, array.shape, array.tobytes())
         return (type(self).__name__,) + tuple(sorted(
-            (name, value) for name, value in vars(self).items()
-            if isinstance(value, (str, int, float, bool, tuple))))
+            (name, setting(value)) for name, value in vars(self).items()))
 
     def with_decision_offset(self, offset):
         """The term for a model whose class is the argmax of ``proba + offset`` rather than

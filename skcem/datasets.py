@@ -42,6 +42,8 @@ def load_mnist(directory=None, kind="t10k"):
     y : ndarray of shape (n_samples,), dtype int64
         The digit of each image.
     """
+    if kind not in ("t10k", "train"):
+        raise ValueError(f"`kind` must be 't10k' or 'train'; got {kind!r}.")
     directory = directory or os.environ.get(MNIST_ENV)
     if directory is None:
         raise ValueError(f"Pass the folder of your MNIST IDX files as `directory` or set "

@@ -152,3 +152,13 @@ def test_mad_distance_stops_favouring_the_large_scale_feature():
     np.testing.assert_allclose(cem.mad_, costs.median_absolute_deviation(X))
     assert moved["elastic"][0] == 0  # in raw units the large-scale feature never moves
     assert moved["mad"][0] > 0.1  # in MAD units it is as cheap as the others
+
+
+def test_keys_tell_array_settings_apart():
+    # terms of other weights or origins shared a key (compiled functions are cached by it)
+    a = costs.L1(x0=np.zeros(2), weights=np.array([1.0, 2.0]))
+    b = costs.L1(x0=np.ones(2), weights=np.array([5.0, 7.0]))
+    assert a.key() != b.key()
+    assert a.key() == costs.L1(x0=np.zeros(2), weights=[1.0, 2.0]).key()
+    assert hash(a.key()) and costs.HingeAttack("PN", 0.1).key() == \
+        costs.HingeAttack("PN", 0.1).key()

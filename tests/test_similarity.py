@@ -150,6 +150,9 @@ def test_explanation_ranks_and_neighbors(digits, digits_model):
     np.testing.assert_array_equal(explainer.kneighbors(X[:3], 2, return_scores=False),
                                   order[:, :2])
     assert json.loads(json.dumps(exp.to_dict()))["sim_fn"] == "grad_cos"
+    loaded = json.loads(exp.to_json())  # as an Explanation's
+    np.testing.assert_allclose(loaded["scores"], exp.scores)
+    assert loaded["ordered_indices"] == exp.ordered_indices.tolist()
 
 
 def test_regression_needs_targets_at_explain_time(digits):

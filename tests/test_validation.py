@@ -301,3 +301,10 @@ def test_directions_that_rule_out_every_helpful_move_are_named_as_a_cause():
                                                         "may also leave no change"):
         exp = CounterfactualExplainer(model, directions=directions).fit(X).explain(rows)
     assert not exp.found.any()
+
+
+def test_load_mnist_names_a_kind_it_does_not_know(tmp_path):
+    from skcem.datasets import load_mnist
+
+    with pytest.raises(ValueError, match=r"`kind` must be 't10k' or 'train'; got 'test'"):
+        load_mnist(tmp_path, kind="test")
