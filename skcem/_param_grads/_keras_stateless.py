@@ -20,7 +20,6 @@ backend.
 """
 
 import threading
-from contextlib import nullcontext
 
 import numpy as np
 
@@ -29,9 +28,11 @@ from .._gradients._keras_stateless import padded_rows
 from ._factors import GradientFactors
 from ._keras_layers import factorisable_dense_layers, graph_inputs, keras_loss
 
-# torch.func's transforms of a Keras model's stateless_call keep state that two threads would
-# share (an explainer used from two threads crashed inside Dense.call): one call at a time.
-_TORCH_TRANSFORMS = threading.Lock()
+# The transforms of a Keras model's stateless_call swap its layers' activations while they
+# run (or trace: JAX) and torch.func keeps state of its own: two threads would share both (an
+# explainer used from two threads crashed inside Dense.call, and could leave the user's
+# layers swapped). One call at a time.
+_TRANSFORMS = threading.Lock()
 
 
 class _ShiftedPreActivations:
@@ -198,7 +199,7 @@ class StatelessKerasGradients:
             y = y.astype(autodiff.integer_dtype) if y.dtype.kind in "iub" \
                 else y.astype(np.float32)
             args.append(padded_rows(y, size))
-        with _TORCH_TRANSFORMS if autodiff.name == "torch" else nullcontext():
+        with _TRANSFORMS:
             return function(self._weights(), *[autodiff.tensor(a) for a in args]), n
 
     def __call__(self, X, y):
