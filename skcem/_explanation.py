@@ -41,8 +41,26 @@ def _index_to_builtin(index):
     return [v if isinstance(v, (int, float, str)) else str(v) for v in _to_builtin(list(index))]
 
 
+class JSONMixin:
+    """``to_json`` from the class's ``to_dict``."""
+
+    def to_json(self, **kwargs):
+        """The result as a JSON string (see :meth:`to_dict`).
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to ``json.dumps`` (``indent``, ``ensure_ascii``).
+
+        Returns
+        -------
+        json : str
+        """
+        return json.dumps(self.to_dict(), **kwargs)
+
+
 @dataclass
-class Explanation:
+class Explanation(JSONMixin):
     """Pertinent negatives, positives or counterfactuals of a batch of instances, with their
     diagnostics (``CEMExplanation`` is its former name).
 
@@ -433,19 +451,6 @@ class Explanation:
         return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)
                 if f.name != "index"} | {"index": _index_to_builtin(self.index)}
 
-    def to_json(self, **kwargs):
-        """The explanation as a JSON string (see :meth:`to_dict`).
-
-        Parameters
-        ----------
-        **kwargs
-            Passed to ``json.dumps`` (``indent``, ``ensure_ascii``).
-
-        Returns
-        -------
-        json : str
-        """
-        return json.dumps(self.to_dict(), **kwargs)
 
 
 # The name of skcem 0.1, kept for code written against it.

@@ -1,6 +1,5 @@
 """GradientSimilarityExplainer: which training instances a model finds alike, by loss gradients."""
 
-import json
 from dataclasses import dataclass, fields
 from numbers import Integral
 
@@ -12,7 +11,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import ExplainerMixin
-from ._explanation import _to_builtin
+from ._explanation import JSONMixin, _to_builtin
 from ._gradients import detect_output_kind, framework_module, is_deep_model, is_keras_model
 from ._gradients._base import ignoring_feature_name_warnings
 from ._labels import class_indices
@@ -130,7 +129,7 @@ def _block_gradients(explainer, X, y):
 
 
 @dataclass
-class SimilarityExplanation:
+class SimilarityExplanation(JSONMixin):
     """Similarity of test instances to the training set.
 
     Attributes
@@ -171,21 +170,6 @@ class SimilarityExplanation:
     def to_dict(self):
         """A dict of plain Python values, ready for ``json``."""
         return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)}
-
-    def to_json(self, **kwargs):
-        """The scores and rankings as a JSON string (see :meth:`to_dict`), as
-        :meth:`Explanation.to_json <skcem.Explanation.to_json>` gives an explanation's.
-
-        Parameters
-        ----------
-        **kwargs
-            Passed to ``json.dumps`` (``indent``, ``ensure_ascii``).
-
-        Returns
-        -------
-        json : str
-        """
-        return json.dumps(self.to_dict(), **kwargs)
 
 
 def _not_class_indices(y, n_classes):
