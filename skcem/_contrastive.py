@@ -300,7 +300,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._backend = self._make_backend(X.shape[1])
         with _names_categorical_failures(codec):
             proba = self._backend.predict_proba(sample)
-        proba = check_probabilities(proba, sample.shape[0])
+        proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_)
         if self.classes_ is None and y is not None and not _are_column_indices(y, proba):
             # A plain function's columns are taken to follow the sorted labels, as
             # scikit-learn's classes_ do.
@@ -771,7 +771,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """Pertinent positives that keep nothing say nothing: say why."""
         if empty.any():
             warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing: the model already "
-                 "gives the no-information background (no_info_val inside the feature range) "
+                 "gives the no-information background (no_info_val clipped to the feature range) "
                  "the instance's class. Choose a no_info_val the model does not put in that "
                  "class for PPs that show what matters.", TargetWarning)
 
@@ -809,7 +809,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         X, _ = self._validate(X, reset=False)
         backend = self._get_backend()
         rows_before = backend.n_model_rows
-        proba = check_probabilities(backend.predict_proba(X), X.shape[0])
+        proba = check_probabilities(backend.predict_proba(X), X.shape[0],
+                                    estimator=self.estimator_)
         predicted = backend.predict(X)
         n_rows = backend.n_model_rows - rows_before
         self._warn_outside_range(X)

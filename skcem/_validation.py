@@ -298,24 +298,27 @@ def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, *
     return validate_complete_data(estimator, X, y, dtype=np.float64, reset=reset, **kwargs)
 
 
-def check_probabilities(proba, n_rows, name="estimator"):
-    """Raise unless ``proba`` holds one probability row per input row."""
+def check_probabilities(proba, n_rows, name="estimator", estimator=None):
+    """Raise unless ``proba`` holds one probability row per input row; the error names
+    ``name.predict_proba``, or ``name`` itself for a plain function ``estimator``."""
+    what = name if estimator is not None and not hasattr(estimator, "predict_proba") \
+        else f"{name}.predict_proba"
     proba = np.asarray(proba)
     if proba.ndim != 2 or proba.shape[0] != n_rows or proba.shape[1] < 2:
         raise ValueError(
-            f"`{name}.predict_proba` must return an array of shape (n_samples, n_classes) with "
+            f"`{what}` must return an array of shape (n_samples, n_classes) with "
             f"n_classes >= 2; got shape {proba.shape} for {n_rows} rows."
         )
     if not np.all(np.isfinite(proba)):
-        raise ValueError(f"`{name}.predict_proba` must return finite probabilities in [0, 1]; "
+        raise ValueError(f"`{what}` must return finite probabilities in [0, 1]; "
                          "got NaN or infinite values.")
     if proba.min() < -1e-6 or proba.max() > 1 + 1e-6:
-        raise ValueError(f"`{name}.predict_proba` must return probabilities in [0, 1]; got "
+        raise ValueError(f"`{what}` must return probabilities in [0, 1]; got "
                          f"values in [{np.nanmin(proba):.4g}, {np.nanmax(proba):.4g}].")
     row_sums = proba.sum(axis=1)
     if not np.allclose(row_sums, 1.0, atol=1e-3):
         worst = row_sums[np.argmax(np.abs(row_sums - 1))]
-        raise ValueError(f"`{name}.predict_proba` must return rows that sum to 1; a row sums "
+        raise ValueError(f"`{what}` must return rows that sum to 1; a row sums "
                          f"to {worst:.4g}.")
     return proba
 

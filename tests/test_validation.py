@@ -102,7 +102,8 @@ def test_one_dimensional_and_empty_X(iris, iris_model):
 ])
 def test_predict_proba_must_return_probabilities(iris, output, message):
     X, _ = iris
-    with pytest.raises(ValueError, match=f"estimator.predict_proba.*{message}"):
+    # a plain function is named as what it is, not as a predict_proba it does not have
+    with pytest.raises(ValueError, match=f"^`estimator` must return .*{message}"):
         CEMExplainer(output).fit(X)
 
 
