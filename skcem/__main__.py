@@ -85,19 +85,6 @@ def _numbers(path, option, header, rows, columns):
     return values
 
 
-def _read_csv(path, option, drop=None):
-    """Read a CSV file of numbers with a header row, without the column ``drop`` if any.
-
-    Returns
-    -------
-    header : list of str
-    values : ndarray of shape (n_rows, len(header))
-    """
-    header, rows = _read_table(path, option)
-    columns = [j for j, name in enumerate(header) if name != drop]
-    return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
-
-
 def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
     """Read a CSV file whose columns hold numbers or text (categories), with a header row,
     without the columns named in ``drop`` (such as a label column); ``table``: the file's
@@ -106,7 +93,7 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
     Returns the header and a DataFrame: a column of whole numbers as int64 (answers keep
     whole numbers there, as for a DataFrame given to the explainer), of other numbers as
     float64, anything else as text. Without pandas, or with ``whole_as_int`` False when every
-    column holds numbers, it is :func:`_read_csv`'s array.
+    column holds numbers, an array of float64 (:func:`_numbers`).
     """
     header, rows = table or _read_table(path, option)
     # A label column is often in --train only: columns absent from a file are not missed
@@ -179,18 +166,19 @@ def _read_train(args, model):
     columns = [j for j in range(len(header)) if j != column]
     _refuse_text(args.train, "--train", header, rows, columns)
     X = _numbers(args.train, "--train", header, rows, columns)
+    return [header[j] for j in columns], X, \
+        _targets(args.train, "--train", header, rows, column, model)
+
+
+def _targets(path, option, header, rows, column, model):
+    """The cells of ``column`` as the model's classes, in their dtype, or as numbers for a
+    model without ``classes_`` (a regressor, a deep classifier's class indices)."""
     classes = getattr(model, "classes_", None)
     if classes is None:
-        return [header[j] for j in columns], X, \
-            _numbers(args.train, "--train", header, rows, [column])[:, 0]
-    return [header[j] for j in columns], X, _labels(args, header, rows, np.asarray(classes))
-
-
-def _labels(args, header, rows, classes):
-    """The ``--target`` cells as the model's classes, in their dtype."""
-    column = header.index(args.target)
+        return _numbers(path, option, header, rows, [column])[:, 0]
+    classes = np.asarray(classes)
     if classes.dtype.kind in "biuf":
-        numbers = _numbers(args.train, "--train", header, rows, [column])[:, 0]
+        numbers = _numbers(path, option, header, rows, [column])[:, 0]
         with np.errstate(invalid="ignore"):
             y = numbers.astype(classes.dtype)
         known = (y == numbers) & np.isin(y, classes)
@@ -202,7 +190,7 @@ def _labels(args, header, rows, classes):
     if not known.all():
         r = int(np.argmin(known))
         shown = [_plain(c) for c in classes[:10]] + (["..."] if len(classes) > 10 else [])
-        raise InputError(f"--target: {rows[r][1][column]!r} in {args.train} row {r + 1} "
+        raise InputError(f"--target: {rows[r][1][column]!r} in {path} row {r + 1} "
                          f"(line {rows[r][0]}) is not one of the model's classes {shown}")
     return y
 
@@ -550,21 +538,21 @@ def _similarity(args):
     model = _load_model(args.model)
     features, X_train, y_train = _read_train(args, model)
     features, X_train = _model_columns(model, features, X_train, "--train")
-    # A classifier's test targets are its predictions (a label column is left out); a
-    # regressor's are --data's --target column.
+    # The test targets are --data's --target column where it has one (a regressor's must);
+    # a classifier's are its predictions otherwise.
     regression = args.task == "regression"
-    table = _read_table(args.data, "--data")
-    _refuse_text(args.data, "--data", table[0], table[1],
-                 [j for j, name in enumerate(table[0]) if name != args.target])
-    data_header, data = _read_csv(args.data, "--data", drop=None if regression else args.target)
+    data_header, data_rows = _read_table(args.data, "--data")
     y_data = None
-    if regression and args.target not in data_header:
+    if args.target in data_header:
+        column = data_header.index(args.target)
+        y_data = _targets(args.data, "--data", data_header, data_rows, column, model)
+    elif regression:
         raise InputError(f"--data: --task regression needs each row's target: a column "
                          f"{args.target!r} (--target) in {args.data}")
-    if regression:
-        column = data_header.index(args.target)
-        y_data, data = data[:, column], np.delete(data, column, axis=1)
-        data_header = data_header[:column] + data_header[column + 1:]
+    columns = [j for j, name in enumerate(data_header) if name != args.target]
+    _refuse_text(args.data, "--data", data_header, data_rows, columns)
+    data = _numbers(args.data, "--data", data_header, data_rows, columns)
+    data_header = [data_header[j] for j in columns]
     data = _reorder(data_header, data, features, "--data")
     if not 1 <= args.k <= len(X_train):
         raise InputError(f"-k: must be 1 to the {len(X_train)} rows of --train; got {args.k}")
@@ -634,7 +622,8 @@ def build_parser():
     similarity.add_argument("--model", required=True,
                             help="joblib/pickle file or .keras model")
     similarity.add_argument("--train", required=True, help="CSV of training rows and target")
-    similarity.add_argument("--target", required=True, help="the target column of --train")
+    similarity.add_argument("--target", required=True, help="the target column of --train; where --data has it too, its rows' "
+                                 "targets (a classifier's predictions otherwise)")
     similarity.add_argument("--data", required=True, help="CSV of rows to explain")
     similarity.add_argument("-k", type=int, default=5,
                             help="neighbours per row (default: %(default)s)")

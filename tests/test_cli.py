@@ -366,6 +366,34 @@ def test_similarity_with_class_names_as_target(files, species, capsys, data):
     _check_neighbours(folder / "out.json", *_neighbours(model, X, y, X[[0, 60, 120]], 3))
 
 
+@pytest.mark.parametrize("model_file", ["species.joblib", "model.joblib"])
+def test_similarity_takes_the_test_targets_from_data_where_it_has_them(files, species, capsys,
+                                                                        model_file):
+    folder, numeric_model, X = files
+    model, y = species if model_file == "species.joblib" \
+        else (numeric_model, load_iris(return_X_y=True)[1])
+    rows = [0, 60, 120]
+    # labels other than the model's predictions: the scores of another loss
+    labels = y[[60, 120, 0]]
+    assert not np.any(labels == model.predict(X[rows]))
+    _write_csv(folder / "data_relabelled.csv", HEADER + ["species"],
+               [[*X[i], label] for i, label in zip(rows, labels)])
+    train = "train_species.csv" if model_file == "species.joblib" else None
+    code, err = _main(capsys, *_command("similarity", folder, model=model_file,
+                                        data="data_relabelled.csv", train=train), "-k", "3")
+    assert code == 0, err
+    explainer = GradientSimilarityExplainer(model).fit(X, y)
+    expected = explainer.kneighbors(X[rows], n_neighbors=3, y=labels)
+    _check_neighbours(folder / "out.json", *expected)
+    assert not np.array_equal(expected[1], _neighbours(model, X, y, X[rows], 3)[1])
+    # a label there that is not a class is named with its file and row
+    _write_csv(folder / "data_bad_label.csv", HEADER + ["species"],
+               [[*X[i], label] for i, label in zip(rows, [labels[0], "7", labels[2]])])
+    code, err = _main(capsys, *_command("similarity", folder, model=model_file,
+                                        data="data_bad_label.csv", train=train))
+    assert code == 2 and f"--target: '7' in {folder / 'data_bad_label.csv'} row 2" in err
+
+
 @pytest.mark.parametrize("model, label, classes", [
     ("species.joblib", "virginca", "['setosa', 'versicolor', 'virginica']"),
     ("model.joblib", "1.5", "[0, 1, 2]"),
