@@ -36,9 +36,16 @@ def _to_builtin(value):
 
 
 def _index_to_builtin(index):
+    """An index's labels as JSON values; a MultiIndex's as lists (``tuple`` reads them back)."""
     if index is None:
         return None
-    return [v if isinstance(v, (int, float, str)) else str(v) for v in _to_builtin(list(index))]
+    return [_label_to_builtin(v) for v in _to_builtin(list(index))]
+
+
+def _label_to_builtin(label):
+    if isinstance(label, list):
+        return [_label_to_builtin(v) for v in label]
+    return label if label is None or isinstance(label, (int, float, str)) else str(label)
 
 
 class JSONMixin:

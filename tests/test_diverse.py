@@ -249,6 +249,9 @@ def test_diversity_keeps_instances_that_share_a_label_apart(iris, forest):
     assert list(grouped.counterfactuals.index.names) == ["group", "n", "rank"]
     assert list(grouped.to_frame().index.names) == ["group", "n", "rank"]
     np.testing.assert_array_equal(count_diversity(grouped), count_diversity(plain))
+    # a MultiIndex's labels are written as lists, which read back as its tuples
+    loaded = json.loads(grouped.to_json())
+    assert pd.MultiIndex.from_tuples(map(tuple, loaded["index"])).equals(index)
 
 
 def test_diversity_errors():
