@@ -195,6 +195,16 @@ def _names_categorical_failures(codec):
                          "one-hot encodes them, or encode them as numbers first.") from exc
 
 
+def _rounding_of(X):
+    """The relative rounding of ``X``'s coarsest floating-point column (0 for float64, or
+    for what is no float array or DataFrame)."""
+    dtypes = getattr(X, "dtypes", None)
+    dtypes = [getattr(X, "dtype", None)] if dtypes is None else list(dtypes)
+    eps = [np.finfo(dtype).eps for dtype in (getattr(d, "numpy_dtype", d) for d in dtypes)
+           if isinstance(dtype, np.dtype) and dtype.kind == "f"]
+    return max(eps, default=0.0) if max(eps, default=0.0) > np.finfo(np.float64).eps else 0.0
+
+
 def _output_config(estimator):
     """The container ``set_output`` asks ``transform`` for ("default" or "pandas", ...)."""
     from sklearn.utils._set_output import _get_output_config
@@ -751,9 +761,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """The :class:`~skcem._fista.SolverSettings` of the search."""
         raise NotImplementedError
 
-    def _warn_outside_range(self, X):
+    def _warn_outside_range(self, X, eps=0.0):
+        """Warn of instances outside the range; ``eps``: the relative rounding of the input
+        (float32 rows rounded from the data ``fit`` saw fall a spacing past its bounds)."""
         lower, upper = self.feature_range_
-        outside = np.any((X < lower) | (X > upper), axis=1)
+        slack = eps * np.maximum(np.abs(lower), np.abs(upper))
+        outside = np.any((X < lower - slack) | (X > upper + slack), axis=1)
         if outside.any():
             warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
                  "`feature_range_`: the explanation keeps the values of the features "
@@ -806,6 +819,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """
         check_is_fitted(self)
         index = getattr(X, "index", None)
+        eps = _rounding_of(X)
         X, _ = self._validate(X, reset=False)
         backend = self._get_backend()
         rows_before = backend.n_model_rows
@@ -813,7 +827,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                     estimator=self.estimator_)
         predicted = backend.predict(X)
         n_rows = backend.n_model_rows - rows_before
-        self._warn_outside_range(X)
+        self._warn_outside_range(X, eps)
         explained, target = self._targets(predicted, proba, y)
         settings = self._solver_settings()
         lower, upper = self.feature_range_

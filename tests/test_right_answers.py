@@ -432,6 +432,23 @@ def test_instances_outside_the_feature_range_are_named(iris_frame):
         _quiet(cem, X.iloc[[0, 60, 120]])
 
 
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_float32_rows_of_the_fitted_data_are_inside_the_range(iris_frame, as_frame):
+    # 6.9 rounded to float32 is 6.9000001, past the 6.9 fit saw: rounding, not outside
+    _, X, _, model = iris_frame
+    cem = CEMExplainer(model, **FAST).fit(X)
+    rows = X.iloc[[118, 0]].astype(np.float32)
+    assert (rows.to_numpy(np.float64) > cem.feature_range_[1]).any()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        cem.explain(rows if as_frame else rows.to_numpy())
+    assert not [w for w in record if "outside" in str(w.message)]
+    # a float32 value beyond the range by more than its rounding is still named
+    rows.iloc[1, 0] = np.float32(cem.feature_range_[1][0] * 1.001)
+    with pytest.warns(UserWarning, match="1 of 2 instances have features outside"):
+        _quiet(cem, rows if as_frame else rows.to_numpy())
+
+
 def test_a_model_without_feature_names_given_a_dataframe_is_warned_about(iris_frame):
     _, X, y, _ = iris_frame
     clf = LogisticRegression(max_iter=1000).fit(X.to_numpy(), y)
