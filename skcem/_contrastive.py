@@ -306,9 +306,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                                     device=self.device)
         classes = getattr(self.estimator_, "classes_", None)
         self.classes_ = None if classes is None else np.asarray(classes)
-        self._predict_in_search, self._decision_offset = self._learn_decision_rule(X)
-        self._backend = self._make_backend(X.shape[1])
         with _names_categorical_failures(codec):
+            self._predict_in_search, self._decision_offset = self._learn_decision_rule(X)
+            self._backend = self._make_backend(X.shape[1])
             proba = self._backend.predict_proba(sample)
         proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_)
         if self.classes_ is None and y is not None and not _are_column_indices(y, proba):

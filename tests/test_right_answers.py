@@ -1,5 +1,6 @@
 """Right answers or a clear error: each test failed on skcem 0.1 as a new user found it."""
 
+import re
 import tracemalloc
 import warnings
 
@@ -302,6 +303,11 @@ def test_string_column_is_named(iris_frame, Explainer):
     with pytest.raises(ValueError, match="X column 'colour' holds non-numeric values such as "
                                          "'red'; name it in `categorical_features`"):
         Explainer(None, categorical_features=[]).fit(X.assign(colour=["red"] * len(X)), y)
+    # a fitted numeric model given text in one of its columns (the first model call is the
+    # probe of its decision rule)
+    name = X.columns[0]
+    with pytest.raises(ValueError, match=re.escape(f"categorical columns ['{name}'], but")):
+        Explainer(model).fit(X.iloc[:3].assign(**{name: ["x", "y", "z"]}))
 
 
 @pytest.mark.parametrize("kappa", [1.0, 5.0])
