@@ -5,7 +5,8 @@ from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, is_classifier, is_regressor
+from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                          _fit_context, is_classifier, is_regressor)
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -180,7 +181,8 @@ def _not_class_indices(y, n_classes):
     return (y != np.round(y)) | (y < 0) | (y >= n_classes)
 
 
-class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimator):
+class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                                  BaseEstimator):
     """Similarity of test to training instances through the model's loss gradients.
 
     The gradient of the loss with respect to the model's parameters, ``g(x, y)``, is compared
@@ -636,6 +638,12 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         classes = getattr(self, "classes_", None)
         return y if classes is None else classes[y]
 
+    @property
+    def _n_features_out(self):
+        """One output column per training instance (``get_feature_names_out``:
+        ``gradientsimilarityexplainer0``, ...), for ``set_output``."""
+        return len(self.X_train_)
+
     def transform(self, X):
         """Scores of each row of ``X`` against every training instance.
 
@@ -651,7 +659,8 @@ class GradientSimilarityExplainer(ExplainerMixin, TransformerMixin, BaseEstimato
         -------
         scores : ndarray of shape (n_test, n_train)
             ``scores[i, j]``: the similarity of test instance ``i`` and training instance
-            ``j``.
+            ``j``; a DataFrame under ``set_output(transform="pandas")``, one column per
+            training instance (``get_feature_names_out``) and ``X``'s index.
         """
         X, y = self._check_X_y(X, None)
         return self._scores(X, y)

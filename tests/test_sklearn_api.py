@@ -88,6 +88,22 @@ def test_feature_names_and_pandas_output(iris, iris_model):
     assert list(out.columns) == ["sl", "sw", "pl", "pw"]
 
 
+def test_similarity_scores_follow_pandas_output(iris, iris_model):
+    pd = pytest.importorskip("pandas")
+    X, y = iris
+    frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    explainer = GradientSimilarityExplainer(iris_model).fit(frame.iloc[::10], y[::10])
+    names = explainer.get_feature_names_out()
+    assert len(names) == 15 and names[0] == "gradientsimilarityexplainer0"
+    plain = explainer.transform(frame.iloc[[3, 70]])
+    from sklearn import config_context
+
+    with config_context(transform_output="pandas"):
+        out = explainer.transform(frame.iloc[[3, 70]])
+    assert list(out.index) == [3, 70] and list(out.columns) == list(names)
+    np.testing.assert_array_equal(out.to_numpy(), plain)
+
+
 def test_clone_keeps_the_fitted_model_being_explained(iris, iris_model):
     cem = CEMExplainer(iris_model)
     assert clone(cem).estimator is iris_model
