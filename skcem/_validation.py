@@ -2,11 +2,13 @@
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.externals import array_api_compat
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._array_api import to_numpy
 from ._gradients import is_deep_model
 
 # A target with more distinct values than this share of its rows (and more than
@@ -264,6 +266,9 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     """
     if allow_nan:
         kwargs["ensure_all_finite"] = "allow-nan"
+    # The explainers compute on the host in numpy: another array library's arrays (a torch
+    # tensor, under scikit-learn's array_api_dispatch too) are read as numpy first.
+    args = [to_numpy(a) if array_api_compat.is_array_api_obj(a) else a for a in args]
     try:
         return validate_data(estimator, *args, **kwargs)
     except ValueError as exc:

@@ -5,6 +5,10 @@ host, or JAX arrays (immutable: every update of the batch's book-keeping makes a
 when the backend says the search runs there. The answers must be the host's.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
@@ -153,3 +157,35 @@ def test_set_rows_updates_in_place_where_it_can():
     updated = set_rows(immutable, jax.numpy.array([1, 3]), 2.0)
     np.testing.assert_array_equal(to_numpy(updated), [0, 2, 0, 2])
     np.testing.assert_array_equal(to_numpy(immutable), [0, 0, 0, 0])
+
+
+def test_inputs_of_another_array_library_are_read_as_numpy(tmp_path):
+    """A torch tensor as ``X`` (or a JAX array), with scikit-learn's ``array_api_dispatch`` on
+    too: each explainer reads it as numpy, with the answers it gives the same numpy rows.
+    (``array_api_dispatch`` needs ``SCIPY_ARRAY_API=1`` before scipy is imported: a fresh
+    process.)"""
+    pytest.importorskip("torch")
+    script = tmp_path / "tensors.py"
+    script.write_text(
+        "import warnings\n"
+        "import numpy as np, sklearn, torch\n"
+        "from sklearn.datasets import load_iris\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from skcem import (CEMExplainer, CounterfactualExplainer,\n"
+        "                   GradientSimilarityExplainer)\n"
+        "warnings.simplefilter('ignore')\n"
+        "X, y = load_iris(return_X_y=True)\n"
+        "model = LogisticRegression(max_iter=500).fit(X, y)\n"
+        "for Explainer in (CEMExplainer, CounterfactualExplainer, GradientSimilarityExplainer):\n"
+        "    kwargs = {} if Explainer is GradientSimilarityExplainer else {'max_iterations': 30}\n"
+        "    expected = Explainer(model, **kwargs).fit(X, y).transform(X[:3])\n"
+        "    for dispatch in (False, True):\n"
+        "        with sklearn.config_context(array_api_dispatch=dispatch):\n"
+        "            answer = Explainer(model, **kwargs).fit(torch.tensor(X), torch.tensor(y))\\\n"
+        "                .transform(torch.tensor(X[:3]))\n"
+        "        assert isinstance(answer, np.ndarray), type(answer)\n"
+        "        np.testing.assert_array_equal(answer, expected)\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "SCIPY_ARRAY_API": "1"}, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
