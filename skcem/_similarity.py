@@ -207,7 +207,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         regression. Other losses are for Keras models (a Keras loss or its name) and PyTorch
         modules (a callable ``loss(outputs, targets)`` on tensors returning one loss per
         example, such as ``nn.CrossEntropyLoss(reduction="none")``; targets are class indices
-        for classification) only.
+        for classification) only. ``fit`` tries a given loss on two training rows: one that
+        fails there is named in one error.
     sim_fn : {"grad_dot", "grad_cos", "grad_asym_dot"}, default="grad_dot"
         ``grad_cos`` is the exact cosine (0 where a gradient is 0; the reference adds 1e-7 to
         the product of norms, which shrinks the scores of confidently classified instances);
@@ -401,6 +402,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self.n_params_ = int(self._gradients.n_params)
         self.X_train_ = X
         self.y_train_ = self._targets(y)
+        if self.loss != "auto" and is_deep_model(self.estimator_):
+            self._check_loss()
         self.projection_ = None
         if self.n_components is not None and self.n_components >= self.n_params_:
             warn(f"n_components ({self.n_components}) is not below the model's number of "
@@ -415,6 +418,29 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             blocks = [slice(i, i + self.batch_size) for i in range(0, len(X), self.batch_size)]
             self.grads_train_ = stack_gradients(self._train_gradients(blocks), len(X))
         return self
+
+    def _check_loss(self):
+        """The given loss on two training rows, where the model's own errors (a shape that
+        does not broadcast, a loss of the wrong framework or arguments) are named as the
+        loss's."""
+        try:
+            self._gradients.factors(self.X_train_[:2], self.y_train_[:2])
+        except Exception as exc:  # each framework raises its own kinds
+            if "`loss`" in str(exc):
+                raise
+            reason = getattr(exc, "message", None) or str(exc)
+            lines = [line.strip() for line in reason.splitlines() if line.strip()]
+            shown = next((line for line in lines if "ncompatible" in line), None) or \
+                (lines[-1] if lines else "")
+            raise ValueError(f"`loss` fails on the model's outputs and the targets "
+                             f"({type(exc).__name__}: {shown}). It is called as "
+                             f"{self._loss_signature()}, one loss per example; the targets of a "
+                             "classifier are class indices.") from exc
+
+    def _loss_signature(self):
+        if type(self.estimator_).__module__.startswith("torch"):
+            return "loss(outputs, targets) on tensors"
+        return "a Keras loss, loss(y_true, y_pred)"
 
     def _make_gradients(self):
         return make_param_gradients(self.estimator_, loss=self.loss, task=self.task,

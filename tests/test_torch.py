@@ -746,6 +746,11 @@ def test_wrong_losses_get_one_clear_error(logits_cnn, images):
     with pytest.raises(ValueError, match=r"`loss` must return one loss per example \(2 here\)"
                        r".*reduction='none'"):
         mean_loss.fit(X[:20], y[:20]).transform(X[1200:1202])
+    # a loss of the wrong arguments: named at fit, with how it is called
+    with pytest.raises(ValueError, match=r"`loss` fails on the model's outputs and the "
+                                         r"targets \(TypeError: .*loss\(outputs, targets\)"):
+        GradientSimilarityExplainer(logits_cnn, loss=lambda outputs: outputs.sum(1),
+                                    **shape).fit(X[:20], y[:20])
 
 
 def test_autoencoder_term_lowers_reconstruction_error(logits_cnn, images):
