@@ -165,6 +165,51 @@ def test_attack_and_autoencoder_gradients_equal_central_differences(images):
     np.testing.assert_allclose(answer.ae_loss_adv, backend.autoencoder.loss(Z))
 
 
+def test_an_autoencoder_of_another_dtype_runs_in_its_own(images):
+    # a float32 auto-encoder beside a float64 classifier: PyTorch's dtype error before
+    from skcem._gradients import make_backend
+    from skcem.costs import NegLogLikelihood, one_hot
+
+    X, _ = images
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(108, 10)).double()
+    ae = nn.Sequential(nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, 64))
+    Z = X[1200:1203].astype(float)
+    target = one_hot(np.array([0, 3, 7]), 10)
+    answers = [make_backend(cnn, eps=1e-3, n_features=64, input_shape=(1, 8, 8),
+                            output_kind="logits", autoencoder=twin).evaluate(
+        Z, Z, target, NegLogLikelihood(), with_ae_grad=True, with_ae_loss_at_adv=True)
+        for twin in (ae, copy.deepcopy(ae).double())]
+    np.testing.assert_allclose(answers[0].ae_loss_adv, answers[1].ae_loss_adv, rtol=1e-5)
+    np.testing.assert_allclose(answers[0].ae_grad, answers[1].ae_grad, rtol=1e-4, atol=1e-5)
+    assert next(ae.parameters()).dtype == torch.float32  # the user's module as it was
+    exp = _explain(CEMExplainer(cnn, mode="PN", autoencoder=ae, gamma=1.0, input_shape=(1, 8, 8),
+                                **IMAGE, **FAST).fit(X[:300]), X[1200:1203])
+    assert exp.found.any()
+
+
+def test_a_bfloat16_module_is_explained(logits_cnn, images):
+    # numpy has no bfloat16: "Got unsupported ScalarType BFloat16" before
+    X, y = images
+    half = copy.deepcopy(logits_cnn).to(torch.bfloat16)
+    shape = dict(input_shape=(1, 8, 8))
+    exp = _explain(CounterfactualExplainer(half, feature_range=(0.0, 1.0), **shape).fit(X[:300]),
+                   X[1200:1204])
+    assert exp.found.all()
+    with torch.no_grad():
+        own = half(torch.as_tensor(exp.explanation, dtype=torch.bfloat16).reshape(-1, 1, 8, 8))
+    np.testing.assert_array_equal(exp.explanation_pred.astype(int), own.argmax(1).numpy())
+    assert np.all(exp.explanation_pred != exp.X_pred)
+    # bfloat16 keeps three digits: the scores follow the float32 module's, and a training
+    # row is the most like itself
+    train = np.r_[0:40, 1200:1202]
+    scores, exact = (GradientSimilarityExplainer(module, sim_fn="grad_cos", **shape)
+                     .fit(X[train], y[train]).transform(X[1200:1202])
+                     for module in (half, logits_cnn))
+    assert np.corrcoef(scores.ravel(), exact.ravel())[0, 1] > 0.9
+    np.testing.assert_array_equal(scores.argmax(axis=1), [40, 41])
+
+
 @pytest.mark.parametrize("options", [dict(), dict(stride=2, padding=1), dict(dilation=2),
                                      dict(padding="same"), dict(padding=(2, 0), stride=(1, 3)),
                                      dict(padding="valid", bias=False)])

@@ -163,7 +163,8 @@ class _OnRows:
         self.input_shape = tuple(input_shape)
         self.device = device
         self.dtype = module_dtype(module)
-        self._numpy_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+        # numpy has no bfloat16: such rows go through float32
+        self._numpy_dtype = host_numpy(torch.empty((), dtype=self.dtype)).dtype
         self.convolutional = any(isinstance(layer, nn.Conv2d) for layer in module.modules())
 
     def search_threads(self, n_numbers):
@@ -176,7 +177,8 @@ class _OnRows:
         and on its device."""
         if isinstance(array, torch.Tensor):
             return array.to(device=self.device, dtype=self.dtype)
-        return torch.as_tensor(np.asarray(array, dtype=self._numpy_dtype), device=self.device)
+        return torch.as_tensor(np.asarray(array, dtype=self._numpy_dtype),
+                               device=self.device).to(self.dtype)
 
     def raw_forward(self, z, fast_layout=False):
         """The module's flattened outputs at the rows ``z``; with ``fast_layout``, on a CPU,
@@ -264,7 +266,7 @@ def last_activation(module, rows, input_shape, device):
         for handle in handles:
             handle.remove()
     last = next((layer for output, layer in reversed(produced) if output is outputs), None)
-    flat = outputs.reshape(len(outputs), -1).cpu().numpy()
+    flat = host_numpy(outputs.reshape(len(outputs), -1))
     for layer_type, activation in _ACTIVATIONS:
         if isinstance(last, layer_type):
             return flat, activation, type(last).__name__
@@ -315,8 +317,8 @@ def make_autoencoder(model, input_shape, n_features, device=None):
                 "them to channels first and back), or one of the classifier's framework.")
         shape = (1,) + shape[:-1]
     module = on_device(model, device)
-    check_reconstruction(call_on_rows(module, np.zeros((1, n_features)), shape, device,
-                                      "`autoencoder`").cpu().numpy(), n_features)
+    check_reconstruction(host_numpy(call_on_rows(module, np.zeros((1, n_features)), shape,
+                                                 device, "`autoencoder`")), n_features)
     return TorchAutoencoder(module, shape, device)
 
 
@@ -324,11 +326,13 @@ class TorchAutoencoder(_OnRows):
     """``||AE(z) - z||^2`` per row and its gradient, by autograd."""
 
     def loss_tensor(self, z, fast_layout=True):
+        z = self.tensor(z)  # in the auto-encoder's dtype, which may not be the classifier's
         return torch.sum((self.raw_forward(z, fast_layout) - z) ** 2, dim=1)
 
     def gradient_tensor(self, z):
-        """``(loss, its gradient)`` at the rows ``z`` (a tensor)."""
-        z = z.detach().requires_grad_()
+        """``(loss, its gradient)`` at the rows ``z`` (a tensor), in the auto-encoder's
+        dtype."""
+        z = self.tensor(z).detach().requires_grad_()
         with torch.enable_grad():
             loss = self.loss_tensor(z)
             grad = _input_gradient(loss.sum(), z)
@@ -345,7 +349,14 @@ class TorchAutoencoder(_OnRows):
 
 
 def _numpy(tensor):
-    return tensor.detach().cpu().numpy().astype(float)
+    return tensor.detach().cpu().to(torch.float64).numpy()
+
+
+def host_numpy(tensor):
+    """``tensor`` as a numpy array on the host, in its dtype (float32 for bfloat16, which
+    numpy lacks)."""
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
 
 
 class TorchBackend(_OnRows):
@@ -381,7 +392,12 @@ class TorchBackend(_OnRows):
                           float_dtype)
 
     def forward(self, z, fast_layout=False):
-        return as_probabilities(self.raw_forward(z, fast_layout), self.output_kind)
+        outputs = self.raw_forward(z, fast_layout)
+        if outputs.dtype in (torch.float16, torch.bfloat16):
+            # probabilities of a half-precision module's outputs in float32: bfloat16's sum
+            # to 1 only within 1e-2
+            outputs = outputs.float()
+        return as_probabilities(outputs, self.output_kind)
 
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._gradients._torch import (_OnRows, as_probabilities, call_on_rows, evaluating,
-                                 on_device, resolve_device, resolve_input_shape)
+                                 host_numpy, on_device, resolve_device, resolve_input_shape)
 from ._factors import GradientFactors
 
 
@@ -177,6 +177,8 @@ class TorchGradients(_OnRows):
                                  "the outputs' shape.")
             return value.reshape(n)
         outputs = outputs.reshape(n, -1)
+        if outputs.dtype in (torch.float16, torch.bfloat16):
+            outputs = outputs.float()  # a half-precision module's loss in float32
         if self.task == "classification":
             log_p = _log_probabilities(outputs, self.output_kind)
             return -log_p.gather(1, y.reshape(n, 1)).reshape(n)
@@ -192,7 +194,7 @@ class TorchGradients(_OnRows):
         """The flattened per-example gradients (parameters in ``named_parameters`` order):
         ndarray of shape (n, n_params)."""
         grads = self._per_example(self.tensor(X), self._targets(y), list(self.params))
-        return torch.cat(grads, dim=1).cpu().numpy()
+        return host_numpy(torch.cat(grads, dim=1))
 
     def _per_example(self, x, y, names):
         """``torch.func``'s per-example gradients of the parameters ``names``, flattened."""
@@ -213,7 +215,7 @@ class TorchGradients(_OnRows):
     def outputs(self, X):
         """The module's outputs on the rows of ``X``, flattened: ndarray of shape (n, n_outputs)."""
         with torch.no_grad(), evaluating(self.module):
-            return self.raw_forward(self.tensor(X)).cpu().numpy()
+            return host_numpy(self.raw_forward(self.tensor(X)))
 
     def _channels_last_forward(self, x):
         """The module's outputs on ``x``, its convolution kernels and the input channels-last
@@ -249,11 +251,11 @@ class TorchGradients(_OnRows):
             a = recorded[id(layer)][0]
             if layer.bias is not None:
                 a = torch.cat([a, torch.ones((len(a), 1), dtype=a.dtype, device=a.device)], 1)
-            dense.append((a.cpu().numpy(), delta.cpu().numpy()))
+            dense.append((host_numpy(a), host_numpy(delta)))
         rest = []
         for layer, delta in zip(self.conv_layers, deltas[len(self.dense_layers):]):
             rest += conv_gradients(layer, recorded[id(layer)][0], delta)
         if self.other_names:
             rest += self._per_example(x, y, self.other_names)
-        other = torch.cat(rest, dim=1).cpu().numpy() if rest else None
+        other = host_numpy(torch.cat(rest, dim=1)) if rest else None
         return GradientFactors(dense, other, matmul=torch_matmul_t)
