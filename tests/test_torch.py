@@ -498,6 +498,26 @@ def test_single_sigmoid_output(images):
     assert np.all(exp.explanation_pred[exp.found] != exp.X_pred[exp.found])
 
 
+@pytest.mark.parametrize("compile_with", ["script", "trace"])
+def test_torchscript_modules(logits_cnn, images, compile_with):
+    # TorchScript takes no forward hooks: a scripted module's CEM failed inside PyTorch
+    X, y = images
+    rows = torch.as_tensor(X[:2]).reshape(-1, 1, 8, 8)
+    jitted = torch.jit.script(logits_cnn) if compile_with == "script" \
+        else torch.jit.trace(logits_cnn, rows)
+    settings = dict(input_shape=(1, 8, 8), mode="PN", **IMAGE, **FAST)
+    test = X[1200:1203]
+    exp = _explain(CEMExplainer(jitted, **settings).fit(X[:100]), test)
+    plain = _explain(CEMExplainer(logits_cnn, **settings).fit(X[:100]), test)
+    np.testing.assert_array_equal(exp.found, plain.found)
+    np.testing.assert_allclose(exp.explanation, plain.explanation, atol=1e-4)
+    np.testing.assert_array_equal(_predict(logits_cnn, exp.explanation[exp.found]),
+                                  exp.explanation_pred[exp.found].astype(int))
+    with pytest.raises(TypeError, match="`estimator` is a TorchScript module.*pass the "
+                                        "nn.Module it was scripted or traced from"):
+        GradientSimilarityExplainer(jitted, input_shape=(1, 8, 8)).fit(X[:20], y[:20])
+
+
 def test_device_cpu_and_bad_devices(logits_cnn, images):
     X, y = images
     test = X[1200:1203]
@@ -510,6 +530,9 @@ def test_device_cpu_and_bad_devices(logits_cnn, images):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="`device` is 'cuda' but PyTorch sees no CUDA"):
             CEMExplainer(logits_cnn, device="cuda", **settings).fit(X[:100])
+    for Explainer in (CEMExplainer, GradientSimilarityExplainer):  # no data on 'meta'
+        with pytest.raises(ValueError, match="`device` is 'meta', which holds no values"):
+            Explainer(logits_cnn, device="meta", input_shape=(1, 8, 8)).fit(X[:100], y[:100])
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(max_iter=200).fit(X[:100], y[:100])

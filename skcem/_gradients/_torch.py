@@ -70,6 +70,9 @@ def resolve_device(module, device):
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"`device` must name a PyTorch device such as 'cpu' or 'cuda'; got "
                          f"{device!r}.") from exc
+    if device.type == "meta":
+        raise ValueError("`device` is 'meta', which holds no values to compute with: name a "
+                         "device such as 'cpu' or 'cuda'.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"`device` is {str(device)!r} but PyTorch sees no CUDA device here.")
     if device.type == "cuda" and device.index is None:
@@ -259,6 +262,8 @@ def last_activation(module, rows, input_shape, device):
         produced.append((output, layer))
 
     leaves = [m for m in module.modules() if next(m.children(), None) is None]
+    if isinstance(module, torch.jit.ScriptModule):
+        leaves = []  # TorchScript takes no hooks: its outputs on the rows tell what they are
     handles = [leaf.register_forward_hook(record) for leaf in leaves]
     try:
         outputs = call_on_rows(module, rows, input_shape, device, "`estimator`")

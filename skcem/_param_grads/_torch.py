@@ -31,6 +31,10 @@ def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=No
     if not (loss == "auto" or callable(loss)):
         raise ValueError("`loss` must be 'auto' or a callable loss(outputs, targets) on "
                          f"tensors for a PyTorch model; got {loss!r}.")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError("`estimator` is a TorchScript module, whose per-example parameter "
+                        "gradients PyTorch cannot batch (torch.func): pass the nn.Module it "
+                        "was scripted or traced from.")
     device = resolve_device(model, device)
     if n_features is None:
         n_features = int(np.prod(input_shape))
