@@ -510,6 +510,15 @@ def test_keras_models_the_explainers_cannot_take_are_named(cnn, digits_images):
         with pytest.raises(ValueError, match="`estimator` takes 2 inputs; skcem explains "
                                              "models with one input"):
             CEMExplainer(two_inputs, **params).fit(X[:20])
+    # a second (regression) head: its input shape was blamed
+    inputs = keras.Input((64,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    two_outputs = keras.Model(inputs, [keras.layers.Dense(10, activation="softmax")(hidden),
+                                       keras.layers.Dense(1)(hidden)])
+    for explainer in (CEMExplainer(two_outputs), GradientSimilarityExplainer(two_outputs)):
+        with pytest.raises(ValueError, match=r"`estimator` has 2 outputs; skcem explains "
+                                             r"models with one output .*model.outputs\[k\]"):
+            explainer.fit(X[:20], y[:20])
     with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(4, 16, 1\) "
                                          r"\(.*\); pass the `input_shape` it takes"):
         CEMExplainer(cnn, input_shape=(4, 16, 1)).fit(X[:20])

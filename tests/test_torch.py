@@ -631,6 +631,18 @@ def test_bad_input_shapes_get_one_clear_error(logits_cnn, images):
                            r"per row .* returns a tuple"):
             explainer.fit(X[:50])
 
+    class TwoInputs(nn.Module):  # its input_shape was blamed
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(64, 10)
+
+        def forward(self, image, extra):
+            return self.linear(image) + extra
+
+    with pytest.raises(ValueError, match=r"`estimator` fails on a tensor of rows .*: its "
+                                         r"forward takes 2 arguments \['image', 'extra'\]"):
+        CEMExplainer(TwoInputs()).fit(X[:50])
+
 
 def _per_example_gradients(module, X, y, loss_fn):
     """Each row's loss gradient, one backward pass per row, parameters in module order."""

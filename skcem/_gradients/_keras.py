@@ -84,7 +84,7 @@ def keras_engine(model):
 def model_input_shape(model, name="the Keras model", required=True):
     """The shape of one instance as ``model`` expects it, without the batch dimension.
 
-    Models with several inputs are refused; a shape that is not fully known is an error
+    Models with several inputs or outputs are refused; a shape that is not fully known is an error
     (asking for ``input_shape``), or None when not ``required``.
     """
     try:
@@ -95,6 +95,12 @@ def model_input_shape(model, name="the Keras model", required=True):
         raise ValueError(f"{name[0].upper() + name[1:]} takes {len(inputs)} inputs; skcem "
                          "explains models with one input (combine them into one, e.g. with "
                          "a model that splits a flat row).")
+    outputs = getattr(model, "outputs", None)
+    if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
+        raise ValueError(f"{name[0].upper() + name[1:]} has {len(outputs)} outputs; skcem "
+                         "explains models with one output (a classifier's probabilities or "
+                         "logits): pass keras.Model(model.inputs, model.outputs[k]) for the "
+                         "output k to explain.")
     if shape is None or any(dim is None for dim in shape[1:]):
         if not required:
             return None

@@ -228,6 +228,21 @@ def _input_gradient(outputs, z, cotangent=None):
     return torch.zeros_like(z) if grad is None else grad
 
 
+def _forward_arguments(module):
+    """The names of the arguments ``module.forward`` requires, or None where it does not say
+    (``*args``, a TorchScript module)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return None
+    return [p.name for p in parameters
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+
+
 def call_on_rows(module, rows, input_shape, device, name):
     """``module``'s outputs (a tensor, as it returns them) on the flat ``rows``, in eval mode
     and without gradients; a failure names ``input_shape``."""
@@ -238,9 +253,16 @@ def call_on_rows(module, rows, input_shape, device, name):
     except Exception as exc:  # PyTorch raises many kinds; their first line says what it was
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         first = lines[0][:200] if lines else type(exc).__name__
+        arguments = _forward_arguments(module)
+        if arguments is not None and len(arguments) != 1:
+            raise ValueError(f"{name} fails on a tensor of rows ({first}): its forward takes "
+                             f"{len(arguments)} arguments {arguments}; skcem passes one tensor "
+                             "(wrap it in a module whose forward takes one, and splits it "
+                             "where it needs several).") from exc
         raise ValueError(f"{name} fails on rows reshaped to {tuple(input_shape)} ({first}); "
                          "pass the `input_shape` it takes (such as (1, 28, 28) for a Conv2d "
-                         "network on 28x28 images).") from exc
+                         "network on 28x28 images), or a module whose forward takes one "
+                         "tensor.") from exc
     if not isinstance(outputs, torch.Tensor):
         raise TypeError(f"{name} must return one tensor of outputs per row (a classifier's "
                         f"logits or probabilities); its forward returns a "
