@@ -622,8 +622,9 @@ def build_parser():
     similarity.add_argument("--model", required=True,
                             help="joblib/pickle file or .keras model")
     similarity.add_argument("--train", required=True, help="CSV of training rows and target")
-    similarity.add_argument("--target", required=True, help="the target column of --train; where --data has it too, its rows' "
-                                 "targets (a classifier's predictions otherwise)")
+    similarity.add_argument("--target", required=True,
+                            help="the target column of --train; where --data has it too, its "
+                                 "rows' targets (a classifier's predictions otherwise)")
     similarity.add_argument("--data", required=True, help="CSV of rows to explain")
     similarity.add_argument("-k", type=int, default=5,
                             help="neighbours per row (default: %(default)s)")
