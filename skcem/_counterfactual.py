@@ -229,6 +229,13 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         labels = self.target_class
         if np.ndim(labels) == 0:
             labels = np.full(len(proba), labels, dtype=object)
+        elif isinstance(labels, (list, tuple)):
+            labels = np.array(labels, dtype=object)  # numpy would make [2, "a"] strings
+        per_row_other = [v for v in np.ravel(labels) if isinstance(v, str) and v == "other"]
+        if per_row_other and not any(isinstance(c, str) and c == "other" for c in self.classes_):
+            raise ValueError("`target_class` holds 'other' among labels: 'other' (any class "
+                             "but the instance's) applies to all rows, as target_class='other'; "
+                             f"a list gives each row one of the classes {self.classes_.tolist()}.")
         return predicted, self._class_indices(labels, len(proba), name="target_class")
 
     def _problem_settings(self):
