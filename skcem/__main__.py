@@ -444,7 +444,10 @@ def _explain(args):
     _check_out(args.out)
     model = _load_model(args.model)
     if not (hasattr(model, "predict_proba") or callable(model)):
-        raise InputError("--model: the model has no predict_proba")
+        from ._validation import probabilities_hint
+
+        raise InputError(f"--model: the {type(model).__name__} has no predict_proba, which the "
+                         f"explainers need: {probabilities_hint(model)}")
     files = {"--data": args.data} | ({"--train": args.train} if args.train else {})
     tables = {option: _read_table(path, option) for option, path in files.items()}
     for option_name, names in (("--drop", args.drop), ("--dates", args.dates)):

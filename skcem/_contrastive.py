@@ -40,7 +40,8 @@ from ._tabular import (TableCodec, check_directions, is_table, model_categories,
 from ._validation import (accepts_missing_values, align_columns, check_pair,
                           check_probabilities, column_names, default_classifier,
                           feature_mask, is_prefitted, missing_values_refused, per_feature,
-                          resolve_estimator, validate_complete_data, validate_float_data)
+                          probabilities_hint, resolve_estimator, validate_complete_data,
+                          validate_float_data)
 from ._warnings import warn
 from .costs import median_absolute_deviation
 
@@ -243,10 +244,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             raise InvalidParameterError(
                 f"The 'estimator' parameter of {type(self).__name__} needs a classifier with "
                 f"predict_proba (or a callable of rows returning probabilities); "
-                f"{type(estimator).__name__} has none. Give it probabilities: "
-                f"CalibratedClassifierCV({type(estimator).__name__}(), ensemble=False) fitted "
-                "on your data, or CalibratedClassifierCV(FrozenEstimator(model)) fitted on "
-                "held-out rows for a fitted model (sklearn.calibration, sklearn.frozen).")
+                f"{type(estimator).__name__} has none. {probabilities_hint(estimator)}")
         super()._validate_params()
 
     @_fit_context(prefer_skip_nested_validation=False)

@@ -256,6 +256,19 @@ def column_names(mask, feature_names=None):
     return [str(feature_names[j]) for j in columns]
 
 
+def probabilities_hint(estimator):
+    """How to give a classifier without ``predict_proba`` probabilities: one sentence."""
+    name = type(estimator).__name__
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    if params.get("voting") == "hard":
+        return (f"{name}(voting='soft') gives them (the mean of its estimators' "
+                "predict_proba; refit it).")
+    # what scikit-learn 1.9 recommends in place of SVC(probability=True), too
+    return (f"CalibratedClassifierCV({name}(...), ensemble=False) fitted on your data gives "
+            "them, or CalibratedClassifierCV(FrozenEstimator(model)) fitted on held-out rows "
+            "for a fitted model (sklearn.calibration, sklearn.frozen).")
+
+
 def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     """``validate_data``, whose errors on missing values and on arrays of more than two
     dimensions say what an explainer needs.

@@ -127,7 +127,8 @@ def test_explain_csv_output_and_quiet(files):
     (["--model", "data.csv"], "it takes a fitted model saved with joblib.dump"),
     (["--data", "missing.csv"], "--data: no such file"),
     (["--data", "bad_columns.csv"], "3 columns, but the model expects 4"),
-    (["--model", "svc.joblib"], "--model: the model has no predict_proba"),
+    (["--model", "svc.joblib"], "--model: the SVC has no predict_proba, which the explainers "
+                                "need: CalibratedClassifierCV(SVC(...), ensemble=False)"),
     (["--params", "beta"], "--params: expected key=value"),
     (["--params", "beta=-1"], "'beta' parameter"),
 ])

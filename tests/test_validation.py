@@ -220,6 +220,14 @@ def test_a_classifier_without_predict_proba_is_shown_the_way(iris, Explainer):
         with pytest.raises(ValueError, match=rf"{Explainer} needs .* {name} has none.*"
                                              r"CalibratedClassifierCV"):
             getattr(skcem, Explainer)(model.fit(X, y)).fit(X)
+    # hard voting gets soft voting (a calibrated VotingClassifier() would need its voters)
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.naive_bayes import GaussianNB
+
+    hard = VotingClassifier([("nb", GaussianNB()), ("svc", SVC())]).fit(X, y)
+    with pytest.raises(ValueError, match=r"VotingClassifier has none\. "
+                                         r"VotingClassifier\(voting='soft'\) gives them"):
+        getattr(skcem, Explainer)(hard).fit(X)
 
 
 @pytest.mark.parametrize("Explainer", ["CEMExplainer", "CounterfactualExplainer"])
