@@ -40,8 +40,8 @@ from ._tabular import (TableCodec, check_directions, is_table, model_categories,
 from ._validation import (accepts_missing_values, align_columns, check_pair,
                           check_probabilities, column_names, default_classifier,
                           feature_mask, is_prefitted, missing_values_refused, per_feature,
-                          probabilities_hint, resolve_estimator, validate_complete_data,
-                          validate_float_data)
+                          probabilities_hint, refuse_models_without_answers_off_the_data,
+                          resolve_estimator, validate_complete_data, validate_float_data)
 from ._warnings import warn
 from .costs import median_absolute_deviation
 
@@ -285,8 +285,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         default = default_classifier if codec is None or not codec.has_categorical else \
             partial(table_classifier, codec)
         with _names_categorical_failures(codec):
-            self.estimator_ = resolve_estimator(self.estimator, fit_on, y, type(self).__name__,
-                                                default=default)
+            self.estimator_ = resolve_estimator(
+                self.estimator, fit_on, y, type(self).__name__, default=default,
+                check=refuse_models_without_answers_off_the_data)
         deep = is_deep_model(self.estimator_)
         if deep and codec is not None and codec.has_categorical:
             raise ValueError("Categorical columns need a model that takes them (such as a "

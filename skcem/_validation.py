@@ -103,11 +103,30 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
     return estimator
 
 
+def final_step(estimator):
+    """A Pipeline's last step, or ``estimator`` itself."""
+    steps = getattr(estimator, "steps", None)
+    return steps[-1][1] if steps else estimator
+
+
+def refuse_models_without_answers_off_the_data(estimator):
+    """One clear error for a classifier that raises on rows far from its training data: a
+    ``RadiusNeighborsClassifier`` without ``outlier_label`` (no training row within its
+    radius), which the searches reach."""
+    from sklearn.neighbors import RadiusNeighborsClassifier
+
+    last = final_step(estimator)
+    if isinstance(last, RadiusNeighborsClassifier) and last.outlier_label is None:
+        raise ValueError("`estimator` is a RadiusNeighborsClassifier without outlier_label: it "
+                         "raises on rows with no training row within its radius, which a "
+                         "search reaches. Set outlier_label (such as 'most_frequent', then "
+                         "refit it), or use KNeighborsClassifier.")
+
+
 def _refuse_multi_output_classifier(estimator, owner):
     """One clear error for a classifier of several outputs (multi-label or multi-output),
     whose probabilities are one array per output."""
-    steps = getattr(estimator, "steps", None)
-    last = steps[-1][1] if steps else estimator
+    last = final_step(estimator)
     classes = getattr(estimator, "classes_", None)
     if classes is None and getattr(last, "classes_", None) is None:
         return

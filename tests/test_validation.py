@@ -317,3 +317,24 @@ def test_load_mnist_names_a_kind_it_does_not_know(tmp_path):
 
     with pytest.raises(ValueError, match=r"`kind` must be 't10k' or 'train'; got 'test'"):
         load_mnist(tmp_path, kind="test")
+
+
+@pytest.mark.parametrize("Explainer", ["CEMExplainer", "CounterfactualExplainer"])
+def test_a_radius_classifier_without_outlier_label_is_refused(iris, Explainer):
+    # it raised "No neighbors found" from inside the search, on rows of the search's own
+    import skcem
+    from sklearn.neighbors import RadiusNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = iris
+    for model in (RadiusNeighborsClassifier(radius=2.0).fit(X, y),
+                  make_pipeline(StandardScaler(), RadiusNeighborsClassifier())):
+        with pytest.raises(ValueError, match="RadiusNeighborsClassifier without outlier_label"):
+            getattr(skcem, Explainer)(model).fit(X, y)
+    answered = RadiusNeighborsClassifier(radius=2.0, outlier_label="most_frequent").fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = getattr(skcem, Explainer)(answered).fit(X).explain(X[::50])
+    assert exp.found.any()
+    assert np.all(answered.predict(exp.explanation[exp.found]) != exp.X_pred[exp.found])
