@@ -180,6 +180,7 @@ def align_columns(X, expected, name="X", reordered_warning=None):
     a warning issued when the columns had to be reordered (for outputs that follow
     ``expected``'s order rather than ``X``'s).
     """
+    check_unique_columns(X)
     columns = getattr(X, "columns", None)
     if columns is None or expected is None:
         return X
@@ -288,6 +289,15 @@ def probabilities_hint(estimator):
             "for a fitted model (sklearn.calibration, sklearn.frozen).")
 
 
+def check_unique_columns(X):
+    """A DataFrame whose columns share a name gets one clear error."""
+    columns = getattr(X, "columns", None)
+    if columns is not None and not columns.is_unique:
+        repeated = sorted({str(c) for c in columns[columns.duplicated()]})
+        raise ValueError(f"X has columns of the same name {repeated[:10]}: each column needs "
+                         "its own name, by which the explainers match it to the model's.")
+
+
 def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     """``validate_data``, whose errors on missing values and on arrays of more than two
     dimensions say what an explainer needs.
@@ -301,6 +311,7 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     # The explainers compute on the host in numpy: another array library's arrays (a torch
     # tensor, under scikit-learn's array_api_dispatch too) are read as numpy first.
     args = [to_numpy(a) if array_api_compat.is_array_api_obj(a) else a for a in args]
+    check_unique_columns(args[0])
     try:
         return validate_data(estimator, *args, **kwargs)
     except ValueError as exc:

@@ -338,3 +338,20 @@ def test_a_radius_classifier_without_outlier_label_is_refused(iris, Explainer):
         exp = getattr(skcem, Explainer)(answered).fit(X).explain(X[::50])
     assert exp.found.any()
     assert np.all(answered.predict(exp.explanation[exp.found]) != exp.X_pred[exp.found])
+
+
+def test_columns_of_the_same_name_are_named(iris):
+    # pandas' own DuplicateError, or an AttributeError, before
+    import skcem
+    from sklearn.linear_model import LogisticRegression
+
+    pd = pytest.importorskip("pandas")
+    X, y = iris
+    frame = pd.DataFrame(X, columns=["a", "a", "b", "c"])
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    for name in ("CEMExplainer", "CounterfactualExplainer", "GradientSimilarityExplainer"):
+        Explainer = getattr(skcem, name)
+        with pytest.raises(ValueError, match=r"X has columns of the same name \['a'\]"):
+            Explainer(model).fit(frame, y)
+        with pytest.raises(ValueError, match=r"X has columns of the same name \['a'\]"):
+            Explainer(model).fit(X, y).explain(frame)
