@@ -89,7 +89,9 @@ class Explanation(JSONMixin):
     explanation : ndarray or DataFrame of shape (n_samples, n_features)
         The pertinent negatives, positives or counterfactuals, in the form of ``X``.
     explanation_pred : ndarray of shape (n_samples,), dtype object
-        The model's class for each explanation; None where none was found.
+        The model's class for each explanation; None where none was found (hence dtype
+        object, whatever the classes' dtype: ``explanation_pred[found].astype(...)`` gives
+        the found ones in it).
     explanation_proba : ndarray of shape (n_samples, n_classes)
     found : ndarray of bool, shape (n_samples,)
     distance : ndarray of shape (n_samples,)
