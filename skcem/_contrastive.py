@@ -199,8 +199,7 @@ def _names_categorical_failures(codec):
 def _rounding_of(X):
     """The relative rounding of ``X``'s coarsest floating-point column (0 for float64, or
     for what is no float array or DataFrame)."""
-    dtypes = getattr(X, "dtypes", None)
-    dtypes = [getattr(X, "dtype", None)] if dtypes is None else list(dtypes)
+    dtypes = list(X.dtypes) if hasattr(X, "columns") else [getattr(X, "dtype", None)]
     eps = [np.finfo(dtype).eps for dtype in (getattr(d, "numpy_dtype", d) for d in dtypes)
            if isinstance(dtype, np.dtype) and dtype.kind == "f"]
     return max(eps, default=0.0) if max(eps, default=0.0) > np.finfo(np.float64).eps else 0.0
