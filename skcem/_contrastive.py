@@ -274,7 +274,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         raw = align_columns(X, prefitted_names, reordered_warning=(
             "the fitted `estimator` in another order: they are matched by name, and the "
             "explainer (`feature_names_in_`) and its answers follow the estimator's order."))
-        # Decided by the estimator's tags here, confirmed by a trial once it is fitted.
+        # Decided by the estimator's tags here, settled per column by trials once it is fitted.
         self._accepts_missing = accepts_missing_values(self.estimator) is not False
         X, y = self._validate(raw, y, reset=True)
         self._check_params(X.shape[1])
@@ -296,7 +296,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
             self._decode = codec.decode  # the model is asked with rows in their own form
-        self._check_missing_values(X)
+        self._check_missing_values(X, reset=True)
         sample = X[:100]
         self._keras_output = None
         if deep:
@@ -306,7 +306,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.classes_ = None if classes is None else np.asarray(classes)
         with _names_categorical_failures(codec):
             self._predict_in_search, self._decision_offset = self._learn_decision_rule(X)
-            self._backend = self._make_backend(X.shape[1])
+        self._backend = self._make_backend(X.shape[1])
+        with _names_categorical_failures(codec):
             proba = self._backend.predict_proba(sample)
         proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_)
         if self.classes_ is None and y is not None and not _are_column_indices(y, proba):
@@ -441,39 +442,62 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset,
                                       allow_nan=allow_nan)
 
-    def _missing_values_error(self, X):
-        """The error for missing values in ``X`` when the model does not take them."""
+    def _missing_values_error(self, X, columns=None):
+        """The error for missing values in ``X`` when the model does not take them (in the
+        columns of the mask ``columns``; default: every column that holds one)."""
         names = getattr(X, "columns", None)
         if names is None:
             names = getattr(self, "feature_names_in_", None)
         try:
-            columns = column_names(np.isnan(np.asarray(X, dtype=float)).any(axis=0), names)
+            if columns is None:
+                columns = np.isnan(np.asarray(X, dtype=float)).any(axis=0)
+            columns = column_names(columns, names)
         except (TypeError, ValueError):
             columns = []
         estimator = getattr(self, "estimator_", self.estimator)
         return missing_values_refused(type(self).__name__, estimator, columns)
 
-    def _check_missing_values(self, X):
-        """Settle whether the fitted model takes missing values: its tags said it might, a
-        trial call says whether it does. Refuse ``X`` with missing values when it does not,
-        and a column of ``X`` that holds nothing else."""
+    def _check_missing_values(self, X, reset=False):
+        """Refuse missing values in a column where the model does not take them. Its tags
+        said it might; a trial call settles each column that holds one (a one-hot encoder
+        may take a missing category where a scaler's column cannot take a missing number).
+        With ``reset`` (in ``fit``), learn the trials' complete row and refuse a column of
+        ``X`` that holds nothing but missing values."""
         missing = np.isnan(X)
-        if self._accepts_missing:
-            rows = X[missing.any(axis=1)][:16]
-            if len(rows) == 0:  # no missing value in X: a row of nothing else
-                rows = np.full((1, X.shape[1]), np.nan)
-            self._accepts_missing = self._answers_missing_values(rows)
-        if missing.any() and not self._accepts_missing:
-            raise self._missing_values_error(X)
-        empty = missing.all(axis=0)
-        if empty.any():
-            names = column_names(empty, getattr(self, "feature_names_in_", None))
-            raise ValueError(f"X columns {names} hold only missing values: fit needs values "
-                             "to learn their range from.")
+        if reset:
+            self._missing_tried = np.zeros(X.shape[1], bool)
+            self._missing_taken = np.zeros(X.shape[1], bool)
+            empty = missing.all(axis=0)
+            if empty.any():
+                names = column_names(empty, getattr(self, "feature_names_in_", None))
+                raise ValueError(f"X columns {names} hold only missing values: fit needs "
+                                 "values to learn their range from.")
+            # each column's first value: the complete row the trials set one column of
+            self._missing_trial_row = X[missing.argmin(axis=0), np.arange(X.shape[1])]
+        columns = missing.any(axis=0)
+        if not columns.any():
+            return
+        untried = np.flatnonzero(columns & ~self._missing_tried)
+        if untried.size and self._accepts_missing:
+            self._missing_taken[untried] = self._columns_taking_missing_values(untried)
+        self._missing_tried[untried] = True
+        refused = columns & ~self._missing_taken
+        if refused.any():
+            raise self._missing_values_error(X, refused)
 
-    def _answers_missing_values(self, rows):
-        """Whether the model gives finite probabilities for ``rows``, which hold missing
-        values."""
+    def _columns_taking_missing_values(self, columns):
+        """Which of ``columns`` the model answers with finite probabilities when that
+        column alone is missing: one call for all of them, one per column where it fails."""
+        rows = np.repeat(self._missing_trial_row[None], len(columns), axis=0)
+        rows[np.arange(len(columns)), columns] = np.nan
+        taken = self._finite_answers(rows)
+        if taken is None:
+            taken = np.array([bool(self._finite_answers(row[None])) for row in rows])
+        return taken
+
+    def _finite_answers(self, rows):
+        """Per row, whether the model gives finite probabilities there; None where the call
+        fails."""
         predict_proba = getattr(self.estimator_, "predict_proba", self.estimator_)
         try:
             if self._decode is not None:
@@ -482,13 +506,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 warnings.simplefilter("ignore")
                 proba = np.asarray(predict_proba(rows), dtype=float)
         except Exception:  # noqa: BLE001 -- any failure of an unknown model means "no"
-            return False
-        return proba.ndim == 2 and len(proba) == len(rows) and bool(np.all(np.isfinite(proba)))
+            return None
+        if proba.ndim != 2 or len(proba) != len(rows):
+            return np.zeros(len(rows), bool)
+        return np.all(np.isfinite(proba), axis=1)
 
     def _choose_search(self, X):
-        """``search="auto"``: the gradient-free search for categorical columns, for trees,
-        their ensembles and nearest neighbours, and for other models whose numerical gradient
-        is exactly zero on a quarter of the probed rows of ``X`` or more."""
+        """``search="auto"``: the gradient-free search for categorical columns that may
+        change, for trees, their ensembles and nearest neighbours, and for other models whose
+        numerical gradient is exactly zero on a quarter of the probed rows of ``X`` or more."""
         if self.search != "auto":
             if self.search == "fista" and self._codec is not None and \
                     self._codec.has_categorical and \
@@ -497,7 +523,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                  "codes are not numbers); use search='neighbors' or 'auto', or "
                                  "make them immutable.")
             return self.search
-        if self._codec is not None and self._codec.has_categorical:
+        if self._codec is not None and self._codec.has_categorical and \
+                not np.all(self.immutable_mask_[self._codec.categorical_]):
             return "neighbors"
         backend = self._backend
         if is_deep_model(self.estimator_) or type(backend).__name__ == "ExactBackend":
@@ -819,6 +846,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         index = getattr(X, "index", None)
         eps = _rounding_of(X)
         X, _ = self._validate(X, reset=False)
+        self._check_missing_values(X)
         backend = self._get_backend()
         rows_before = backend.n_model_rows
         proba = check_probabilities(backend.predict_proba(X), X.shape[0],
@@ -899,7 +927,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if rejected.any():
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
-            if self.search_ == "fista" and n_missing > stuck.sum():
+            if self.search_ == "fista" and n_missing > stuck.sum() and self._refines():
+                hint += (" The gradient-free search, which search='auto' runs for the rows the "
+                         "gradient search leaves, found none either.")
+            elif self.search_ == "fista" and n_missing > stuck.sum():
                 hint += (" The gradient-free search (search='neighbors'), which starts from "
                          "training rows of a wanted class, may find them.")
             if n_missing > stuck.sum() and (self.immutable_mask_.any()

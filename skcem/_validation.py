@@ -206,8 +206,8 @@ def accepts_missing_values(estimator):
 
     Its ``allow_nan`` input tag decides; a Pipeline's first step decides for the Pipeline (what
     it does with NaN is what the later steps see), a ColumnTransformer takes them when each
-    of its transformers does, and a ``FunctionTransformer`` (the user's function) is left to a
-    trial.
+    of its transformers does and does not when none does (else a trial of each column tells),
+    and a ``FunctionTransformer`` (the user's function) is left to a trial.
 
     Parameters
     ----------
@@ -235,7 +235,11 @@ def accepts_missing_values(estimator):
         parts = [step for step in parts if not (isinstance(step, str) and step == "drop")]
         answers = [None if isinstance(step, str) else accepts_missing_values(step)
                    for step in parts]  # "passthrough": the next step decides
-        return False if False in answers else (True if all(answers) else None)
+        # transformers that take missing values beside ones that do not: a trial of each
+        # column tells (the missing cells may all go to the ones that take them)
+        if all(answer is False for answer in answers):
+            return False
+        return True if all(answers) else None
     if not hasattr(estimator, "__sklearn_tags__") or isinstance(estimator, FunctionTransformer):
         return None  # a function of the user's: only a trial can tell
     try:
@@ -260,7 +264,7 @@ def missing_values_refused(owner, estimator, columns):
     name = "the default LogisticRegression" if estimator is None else type(estimator).__name__
     why = ("its scikit-learn tags say allow_nan=False; a Pipeline's first step decides"
            if accepts_missing_values(estimator) is False else
-           "it failed, or gave no finite probabilities, on rows with missing values")
+           "it failed, or gave no finite probabilities, on a row missing a value there")
     return ValueError(
         f"Input X contains NaN{where}: {owner} explains rows with missing values only for a "
         f"model that takes them, and `estimator` ({name}) does not ({why}). Impute them "

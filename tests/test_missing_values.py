@@ -205,13 +205,19 @@ def test_a_model_without_missing_values_gets_one_error_in_fit_and_explain():
     encode = ColumnTransformer([("job", OneHotEncoder(handle_unknown="ignore"), ["job"]),
                                 ("numbers", StandardScaler(), ["age", "income"])])
     model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(complete, y)
-    message = (r"Input X contains NaN \(in 'job', 'income'\): CounterfactualExplainer "
+    # the one-hot encoder takes a missing job (no category: all zeros), the scaler's column a
+    # missing income only as NaN, which the logistic regression refuses: that column is named
+    message = (r"Input X contains NaN \(in 'income'\): CounterfactualExplainer "
                r"explains rows with missing values only for a model that takes them")
     with pytest.raises(ValueError, match=message):
         CounterfactualExplainer(model).fit(X)
     cf = CounterfactualExplainer(model).fit(complete)
     with pytest.raises(ValueError, match=message):
         cf.explain(X[X["job"].isna() | X["income"].isna()])
+    rows = X[X["job"].isna() & X["income"].notna()].iloc[:4]
+    exp = quiet_explain(cf, rows)
+    assert exp.found.any() and exp.explanation["job"].isna().all()
+    assert np.all(model.predict(exp.explanation[exp.found]) != model.predict(rows[exp.found]))
     with pytest.raises(ValueError, match=r"\(in 'job'\).*allow_nan=False"):
         CounterfactualExplainer().fit(X.assign(income=complete["income"]), y)
     assert not CounterfactualExplainer().__sklearn_tags__().input_tags.allow_nan
@@ -294,3 +300,28 @@ def test_missing_times_behind_a_function_the_model_takes():
     found = exp.explanation[exp.found]
     assert found["when"].isna().all()  # a missing time stays missing
     assert np.all(model.predict(found) != model.predict(rows[exp.found]))
+
+
+def test_missing_values_are_tried_where_they_fall():
+    # the one-hot encoder takes a missing colour, the discretizer no missing number: the
+    # ColumnTransformer was refused as a whole (allow_nan of every transformer)
+    from sklearn.preprocessing import KBinsDiscretizer
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"colour": rng.choice(["red", "blue", None], 200).astype(object),
+                      "x": rng.normal(size=200), "z": rng.normal(size=200)})
+    y = (X["x"] + (X["colour"] == "red") > 0.5).astype(int)
+    bins = KBinsDiscretizer(4, encode="onehot-dense", quantile_method="averaged_inverted_cdf")
+    model = make_pipeline(ColumnTransformer([
+        ("colour", OneHotEncoder(handle_unknown="ignore"), ["colour"]),
+        ("numbers", bins, ["x", "z"])]), LogisticRegression()).fit(X, y)
+    assert accepts_missing_values(model) is None  # a trial tells
+    cf = CounterfactualExplainer(model).fit(X)
+    rows = X[X["colour"].isna()].iloc[:3]
+    exp = quiet_explain(cf, rows)
+    assert exp.found.all() and exp.explanation["colour"].isna().all()
+    assert np.all(model.predict(exp.explanation) != model.predict(rows))
+    with pytest.raises(ValueError, match=r"Input X contains NaN \(in 'x'\)"):
+        cf.explain(rows.assign(x=np.nan))
+    assert accepts_missing_values(make_pipeline(ColumnTransformer([("numbers", bins, ["x"])]),
+                                                LogisticRegression())) is False
