@@ -38,8 +38,9 @@ from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
 from ._validation import (accepts_missing_values, align_columns, check_pair,
-                          check_probabilities, column_names, default_classifier,
-                          feature_mask, is_prefitted, missing_values_refused, per_feature,
+                          check_probabilities, check_target_given, column_names,
+                          default_classifier, feature_mask, is_prefitted,
+                          missing_values_refused, per_feature,
                           probabilities_hint, refuse_models_without_answers_off_the_data,
                           resolve_estimator, validate_complete_data, validate_float_data)
 from ._warnings import warn
@@ -283,6 +284,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         fit_on = raw if codec is not None else X
         default = default_classifier if codec is None or not codec.has_categorical else \
             partial(table_classifier, codec)
+        check_target_given(self.estimator, y, type(self).__name__)  # not the model's failure
         with _names_categorical_failures(codec):
             self.estimator_ = resolve_estimator(
                 self.estimator, fit_on, y, type(self).__name__, default=default,

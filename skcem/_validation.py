@@ -50,6 +50,16 @@ def is_prefitted(estimator):
     return True
 
 
+def check_target_given(estimator, y, owner):
+    """The error for a model to fit (None or unfitted) without ``y``."""
+    if y is None and not is_prefitted(estimator):
+        raise ValueError(
+            f"{owner} requires y to be passed, but the target y is None: `estimator` is None "
+            "or not fitted, so it is fitted on (X, y) here. Pass y, or pass an already fitted "
+            "classifier as `estimator`."
+        )
+
+
 def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=None):
     """Return a fitted model: used as is when fitted, else cloned and fitted on ``(X, y)``.
 
@@ -83,12 +93,7 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
                     f"{unknown.tolist()[:10]}; its classes are {np.asarray(classes).tolist()}. "
                     "A fitted estimator is explained as it is; y is not used to refit it.")
         return estimator
-    if y is None:
-        raise ValueError(
-            f"{owner} requires y to be passed, but the target y is None: `estimator` is None "
-            "or not fitted, so it is fitted on (X, y) here. Pass y, or pass an already fitted "
-            "classifier as `estimator`."
-        )
+    check_target_given(estimator, y, owner)
     if estimator is None:
         estimator = default()
         if getattr(estimator, "_estimator_type", None) == "classifier" or \

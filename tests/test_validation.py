@@ -137,6 +137,19 @@ def test_y_needed_only_to_fit_a_classifier(iris):
     with pytest.raises(ValueError, match="requires y to be passed"):
         CEMExplainer().fit(X)
     assert CEMExplainer(max_iterations=5).fit(X, y).classes_.tolist() == [0, 1, 2]
+    # an unfitted Pipeline on a table with text: was wrapped in "X has categorical columns
+    # [...], but `estimator` fails on them ... pass a Pipeline that one-hot encodes them"
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"colour": ["red", "blue"] * 75, "size": X[:, 0]})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["colour"]),
+                                                  remainder="passthrough"), LogisticRegression())
+    with pytest.raises(ValueError, match="^CEMExplainer requires y to be passed"):
+        CEMExplainer(model).fit(frame)
 
 
 def test_transform_before_fit(iris):
