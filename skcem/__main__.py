@@ -443,6 +443,12 @@ def _explain(args):
 
     _check_out(args.out)
     model = _load_model(args.model)
+    from ._validation import kind_other_than_classifier
+
+    kind = None if callable(model) else kind_other_than_classifier(model)
+    if kind is not None:
+        raise InputError(f"--model: the {type(model).__name__} is {kind}; skcem explains "
+                         "classifiers (a PN or counterfactual changes the predicted class)")
     if not (hasattr(model, "predict_proba") or callable(model)):
         from ._validation import probabilities_hint
 

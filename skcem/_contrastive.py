@@ -17,7 +17,6 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import (HasMethods, Interval, InvalidParameterError,
                                             StrOptions)
-from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
@@ -40,7 +39,7 @@ from ._tabular import (TableCodec, check_directions, is_table, model_categories,
 from ._validation import (accepts_missing_values, align_columns, check_pair,
                           check_probabilities, check_target_given, column_names,
                           default_classifier, feature_mask, is_prefitted,
-                          missing_values_refused, per_feature,
+                          kind_other_than_classifier, missing_values_refused, per_feature,
                           probabilities_hint, refuse_models_without_answers_off_the_data,
                           resolve_estimator, validate_complete_data, validate_float_data)
 from ._warnings import warn
@@ -148,20 +147,6 @@ def _are_column_indices(y, proba):
     return y.dtype.kind in "iu" and y.min() >= 0 and y.max() < proba.shape[1]
 
 
-def _kind_other_than_classifier(estimator):
-    """What scikit-learn's tags say an estimator is when not a classifier ("a regressor", "an
-    outlier detector", ...), else None (classifiers, and objects without its tags: a
-    duck-typed classifier)."""
-    try:
-        kind = get_tags(estimator).estimator_type
-    except (AttributeError, TypeError):
-        return None
-    if kind in (None, "classifier"):
-        return None
-    kind = kind.replace("_", " ")
-    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
-
-
 def _framework_threads(backend, n_numbers):
     """A framework's threads for a search over ``n_numbers`` numbers (PyTorch: one for small
     batches), where the model or its auto-encoder says so; else nothing changes."""
@@ -232,7 +217,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 "ae.inverse_transform(ae.transform(Z)).")
         estimator = getattr(self, "estimator", None)
         kind = None if estimator is None or callable(estimator) else \
-            _kind_other_than_classifier(estimator)
+            kind_other_than_classifier(estimator)
         if kind is not None:
             raise InvalidParameterError(
                 f"The 'estimator' parameter of {type(self).__name__} must be a classifier; "

@@ -5,6 +5,7 @@ from sklearn.base import clone
 from sklearn.externals import array_api_compat
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils import get_tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -228,7 +229,6 @@ def accepts_missing_values(estimator):
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
-    from sklearn.utils import get_tags
 
     if estimator is None or is_deep_model(estimator):
         return False
@@ -283,6 +283,20 @@ def column_names(mask, feature_names=None):
     if feature_names is None:
         return columns.tolist()
     return [str(feature_names[j]) for j in columns]
+
+
+def kind_other_than_classifier(estimator):
+    """What scikit-learn's tags say an estimator is when not a classifier ("a regressor", "an
+    outlier detector", ...), else None (classifiers, and objects without its tags: a
+    duck-typed classifier)."""
+    try:
+        kind = get_tags(estimator).estimator_type
+    except (AttributeError, TypeError):
+        return None
+    if kind in (None, "classifier"):
+        return None
+    kind = kind.replace("_", " ")
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def probabilities_hint(estimator):

@@ -68,6 +68,9 @@ def files(tmp_path_factory):
     model = LogisticRegression(max_iter=1000).fit(X, y)
     joblib.dump(model, folder / "model.joblib")
     joblib.dump(SVC().fit(X, y), folder / "svc.joblib")
+    from sklearn.linear_model import LinearRegression
+
+    joblib.dump(LinearRegression().fit(X, y), folder / "regressor.joblib")
     _write_csv(folder / "train.csv", HEADER, X)
     _write_csv(folder / "data.csv", HEADER, X[[0, 60, 120]])
     _write_csv(folder / "train_target.csv", HEADER + ["species"], np.column_stack([X, y]))
@@ -127,6 +130,9 @@ def test_explain_csv_output_and_quiet(files):
     (["--model", "data.csv"], "it takes a fitted model saved with joblib.dump"),
     (["--data", "missing.csv"], "--data: no such file"),
     (["--data", "bad_columns.csv"], "3 columns, but the model expects 4"),
+    # not the predict_proba hint, which cannot work for a regressor
+    (["--model", "regressor.joblib"], "--model: the LinearRegression is a regressor; skcem "
+                                      "explains classifiers"),
     (["--model", "svc.joblib"], "--model: the SVC has no predict_proba, which the explainers "
                                 "need: CalibratedClassifierCV(SVC(...), ensemble=False)"),
     (["--params", "beta"], "--params: expected key=value"),
