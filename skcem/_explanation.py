@@ -117,7 +117,8 @@ class Explanation(JSONMixin):
         ``explanation`` as numbers, category codes for categorical columns, the ``categorical``
         column mask, and ``background`` in the original form (a one-row DataFrame or object
         array, categories as they are); ``X`` and ``explanation`` above are then in the original
-        form: a DataFrame with the explained index, columns and dtypes (missing values where
+        form: a DataFrame with the explained index and columns and the dtypes of the data
+        given to ``fit`` (a category column's as ``fit`` saw it; missing values where
         nothing was found: an integer or bool column then takes pandas' nullable dtype,
         ``Int64`` or ``boolean``, which holds them), or an object array.
     meta : dict
