@@ -802,3 +802,24 @@ def test_a_smooth_model_with_immutable_categories_gets_the_gradient_search(table
     assert valid_by_predict(models["lr"], completed, params.get("mode", "CF")).all()
     np.testing.assert_array_equal(completed.explanation.loc[completed.found, CATEGORICAL],
                                   rows.loc[completed.found, CATEGORICAL])
+
+
+def test_a_pp_with_immutable_categories_reports_the_tables_distance(table):
+    # the gradient search counted the category codes' difference (8 - 1 = 7 units for a kept
+    # category): the same answer's distance differed from the gradient-free search's
+    X, _, models = table
+    settings = dict(mode="PP", immutable_features=CATEGORICAL, distance="mad", beta=0.1)
+    rows = X.iloc[:12]
+    runs = {search: explain(CEMExplainer(models["lr"], search=search, **settings).fit(X), rows)
+            for search in ("fista", "neighbors")}
+    explainer = CEMExplainer(models["lr"], search="fista", **settings).fit(X)
+    exp = runs["fista"]
+    assert exp.found.any()
+    d = exp.encoded["explanation"] - explainer.no_info_val_
+    categorical = explainer.categorical_mask_
+    cost = np.where(categorical, (d != 0) * (1 + 0.1),
+                    (d / explainer.mad_) ** 2 + 0.1 * np.abs(d) / explainer.mad_)
+    np.testing.assert_allclose(exp.distance[exp.found], cost[exp.found].sum(axis=1))
+    same = exp.found & runs["neighbors"].found & np.all(
+        exp.encoded["explanation"] == runs["neighbors"].encoded["explanation"], axis=1)
+    np.testing.assert_allclose(exp.distance[same], runs["neighbors"].distance[same])
