@@ -120,9 +120,17 @@ class SearchProblem:
 
     @cached_property
     def background(self):
-        """No-information value inside the feature range: what a PP shows for a removed feature."""
-        return namespace(self.no_info_val, self.lower).clip(self.no_info_val, self.lower,
-                                                            self.upper)
+        """No-information value inside the feature range, widened to the instance's own value
+        where that lies outside it: what a PP shows for a removed feature (so that one never
+        moves past the instance, away from the no-information value)."""
+        xp = namespace(self.no_info_val, self.lower)
+        inside = xp.clip(self.no_info_val, self.lower, self.upper)
+        outside = (self.x0 < self.lower) | (self.x0 > self.upper)
+        if not bool(xp.any(outside)):
+            return inside  # the common case: the same array as before, of one row
+        lowest = xp.where(self.x0 < self.lower, self.x0, self.lower)
+        highest = xp.where(self.x0 > self.upper, self.x0, self.upper)
+        return xp.clip(self.no_info_val, lowest, highest)
 
     @cached_property
     def _target_onehot(self):

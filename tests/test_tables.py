@@ -823,3 +823,23 @@ def test_a_pp_with_immutable_categories_reports_the_tables_distance(table):
     same = exp.found & runs["neighbors"].found & np.all(
         exp.encoded["explanation"] == runs["neighbors"].encoded["explanation"], axis=1)
     np.testing.assert_allclose(exp.distance[same], runs["neighbors"].distance[same])
+
+
+def test_a_pp_never_moves_past_an_instance_outside_the_range():
+    # gain 0 is the no-information value, below the range (100, 30000): the gradient search's
+    # PP set it to 100 (the range's background), farther from 0 than the instance
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"job": rng.choice(["a", "b", "c"], 300), "age": rng.integers(18, 70, 300),
+                      "gain": np.where(rng.random(300) < 0.8, 0, rng.integers(100, 20000, 300))})
+    y = ((X["age"] > 40) | (X["gain"] > 5000)).astype(int)
+    model = make_pipeline(ColumnTransformer([("job", OneHotEncoder(), ["job"]),
+                                             ("numbers", StandardScaler(), ["age", "gain"])]),
+                          LogisticRegression()).fit(X, y)
+    rows = X[X["gain"] == 0].iloc[:4]
+    for search in ("fista", "auto"):
+        cem = CEMExplainer(model, mode="PP", immutable_features=["job"], search=search,
+                           feature_range={"gain": (100, 30000)}).fit(X)
+        exp = explain(cem, rows)
+        assert cem.no_info_val_[2] == 0 and exp.found.any()
+        np.testing.assert_array_equal(exp.explanation.loc[exp.found, "gain"], 0)
+        assert valid_by_predict(model, exp, "PP").all()
