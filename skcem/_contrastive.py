@@ -500,8 +500,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _choose_search(self, X):
         """``search="auto"``: the gradient-free search for categorical columns that may
-        change, for trees, their ensembles and nearest neighbours, and for other models whose
-        numerical gradient is exactly zero on a quarter of the probed rows of ``X`` or more."""
+        change (all immutable: unless the model has an exact gradient), for trees, their
+        ensembles and nearest neighbours, and for other models whose numerical gradient is
+        exactly zero on a quarter of the probed rows of ``X`` or more."""
         if self.search != "auto":
             if self.search == "fista" and self._codec is not None and \
                     self._codec.has_categorical and \
@@ -510,12 +511,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                  "codes are not numbers); use search='neighbors' or 'auto', or "
                                  "make them immutable.")
             return self.search
-        if self._codec is not None and self._codec.has_categorical and \
-                not np.all(self.immutable_mask_[self._codec.categorical_]):
+        categorical = self._codec is not None and self._codec.has_categorical
+        if categorical and not np.all(self.immutable_mask_[self._codec.categorical_]):
             return "neighbors"
         backend = self._backend
         if is_deep_model(self.estimator_) or type(backend).__name__ == "ExactBackend":
             return "fista"
+        if categorical:  # numerical gradients through a table's Pipeline: many slow calls
+            return "neighbors"
         if is_piecewise_constant(self.estimator_):
             return "neighbors"
         probed = X[np.random.default_rng(0).permutation(len(X))[:_N_PROBED]]

@@ -59,6 +59,7 @@ from threadpoolctl import threadpool_limits
 
 from ._fista import SearchResult, _rows
 from ._elastic import distinct_rows
+from ._modes import MODES, Mode
 from ._polish import polish_on_splits
 
 # Distances computed at once when ranking the pool (32 MB of float64).
@@ -301,6 +302,7 @@ class NeighborSearch:
         if problem.mode.requires_change:
             owner, E = self._starts(search, np.flatnonzero(searchable))
             owner, E = self._add_farthest(search, np.flatnonzero(searchable), owner, E)
+            owner, E = self._add_sparser_starts(search, np.flatnonzero(searchable), owner, E)
             if self.leaves is not None:  # a single tree: the nearest points of its leaves
                 leaf_owner, leaf_E = self.leaves.starts(search, np.flatnonzero(searchable))
                 owner, E = np.concatenate([owner, leaf_owner]), np.concatenate([E, leaf_E])
@@ -530,6 +532,72 @@ class NeighborSearch:
         valid = search.valid(farthest, lacking)
         return (np.concatenate([owner, lacking[valid]]),
                 np.concatenate([E, farthest[valid]]))
+
+    def _add_sparser_starts(self, search, rows, owner, E):
+        """Instances still without a valid start try sparser ones: where the mode has no rule
+        of its own (a counterfactual), the starts a PN would have with the pool's medians as
+        its no-information values (its ranked candidates with only the numeric moves away
+        from the medians kept, and every numeric feature pushed to the end of its range away
+        from them); and single moves (each numeric feature to either end of its range, each
+        categorical one to each other category). The valid ones (at most
+        ``_SPARSE_PER_ANSWER`` per instance, nearest first) are kept.
+
+        A start is a training row made admissible, which changes many features at once; on a
+        model whose class needs one or two features moved far (a capital gain, behind a
+        polynomial of its logarithm) none of them may stay valid while a sparser row does."""
+        problem = search.problem
+        lacking = rows[np.bincount(owner, minlength=problem.x0.shape[0])[rows] == 0]
+        if lacking.size == 0:
+            return owner, E
+        x0 = problem.x0
+        trial_owner, trials = [], []
+        ranked, distances, _ = self._ranked(search, lacking)
+        if type(problem.mode).project is Mode.project:  # a mode without a rule of its own
+            base = x0[lacking][:, None, :]
+            sparser = np.where(search.categorical, ranked,
+                               MODES["PN"].project(ranked, base, self.pool.typical))
+            sparser = search.admissible(sparser, lacking)
+            keep = np.isfinite(distances) & np.any(sparser != base, axis=2)
+            position, k = np.nonzero(keep)
+            trial_owner.append(lacking[position])
+            trials.append(sparser[position, k])
+            # and a PN's farthest start: every numeric feature pushed to the end of its range
+            # away from the medians
+            farthest = MODES["PN"].farthest(x0[lacking], self.pool.typical,
+                                            _rows(problem.lower, lacking),
+                                            _rows(problem.upper, lacking))
+            farthest = np.where(search.categorical, x0[lacking],
+                                search.snap_inward(farthest, x0[lacking]))
+            trial_owner.append(lacking)
+            trials.append(search.admissible(farthest, lacking))
+        numeric = np.flatnonzero(~search.categorical)
+        for bound in (problem.lower, problem.upper):
+            if numeric.size == 0:
+                break
+            moved_rows = np.repeat(lacking, numeric.size)
+            columns = np.tile(numeric, lacking.size)
+            far = x0[moved_rows].copy()
+            far[np.arange(moved_rows.size), columns] = np.asarray(bound)[moved_rows, columns] \
+                if np.ndim(bound) == 2 else np.broadcast_to(bound, x0.shape[1:])[columns]
+            far = search.admissible(search.snap_inward(far, x0[moved_rows]), moved_rows)
+            changed = np.any(far != x0[moved_rows], axis=1)
+            trial_owner.append(moved_rows[changed])
+            trials.append(far[changed])
+        category_owner, feature, value = _category_moves(search, lacking)
+        singles = x0[category_owner].copy()
+        singles[np.arange(category_owner.size), feature] = value
+        trial_owner = np.concatenate(trial_owner + [category_owner]).astype(int)
+        trials = np.concatenate(trials + [singles])
+        if trial_owner.size == 0:
+            return owner, E
+        trial_owner, trials = distinct_rows(trial_owner, trials)
+        valid = np.flatnonzero(search.valid(trials, trial_owner))
+        order = valid[np.lexsort((search.distance(trials[valid], trial_owner[valid]),
+                                  trial_owner[valid]))]
+        first = np.searchsorted(trial_owner[order], trial_owner[order])
+        kept = order[np.arange(order.size) - first < _SPARSE_PER_ANSWER]
+        return (np.concatenate([owner, trial_owner[kept]]),
+                np.concatenate([E, trials[kept]]))
 
     def _ranked(self, search, rows):
         """Per instance, the admissible versions of the wanted pool rows, nearest first.

@@ -133,3 +133,28 @@ def test_a_class_labelled_other_is_reached_by_labels_per_instance():
     exp = CounterfactualExplainer(model, target_class=["other", "other"]).fit(X).explain(rows)
     assert exp.found.all()
     assert (model.predict(exp.explanation) == "other").all()
+
+
+def test_a_single_far_move_is_found_where_no_training_row_stays_valid():
+    # Class 1 needs a large gain, and hours within 5 of the (immutable) age: every training
+    # row of class 1 is older, so made admissible (its age set back to the instance's) none
+    # stays valid, while moving the gain alone does. The gradient-free search found nothing.
+    rng = np.random.default_rng(0)
+    age = rng.uniform(40, 60, 400)
+    X = np.column_stack([age, age + rng.uniform(-3, 3, 400),
+                         np.where(rng.random(400) < 0.5, 0.0, 20000.0)])
+
+    def predict_proba(Z):
+        yes = (Z[:, 2] > 10000) & (np.abs(Z[:, 1] - Z[:, 0]) < 5)
+        return np.column_stack([np.where(yes, 0.1, 0.9), np.where(yes, 0.9, 0.1)])
+
+    instances = np.array([[20.0, 20.0, 0.0], [25.0, 22.0, 0.0]])
+    cf = CounterfactualExplainer(predict_proba, search="neighbors", immutable_features=[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the instances' ages are outside the range
+        exp = cf.fit(X, np.argmax(predict_proba(X), axis=1)).explain(instances)
+    assert exp.found.all()
+    np.testing.assert_array_equal(predict_proba(exp.explanation).argmax(axis=1), [1, 1])
+    # the gain alone moved, bisected towards the least the model takes
+    np.testing.assert_array_equal(exp.explanation[:, :2], instances[:, :2])
+    assert np.all((exp.explanation[:, 2] > 10000) & (exp.explanation[:, 2] < 10500))
