@@ -455,17 +455,7 @@ class NeighborSearch:
         i, j = np.nonzero((np.abs(search.difference(E, owner)) > 0) & search.categorical)
         move_owner, move_feature, move_value = [owner[i]], [j], [E[i, j]]
         instances = np.unique(owner)
-        numeric = np.flatnonzero(~search.categorical)
-        for bound in (problem.lower, problem.upper):
-            if numeric.size == 0:
-                break
-            rows = np.repeat(instances, numeric.size)
-            columns = np.tile(numeric, instances.size)
-            far = x0[rows].copy()
-            far[np.arange(rows.size), columns] = np.asarray(bound)[rows, columns] \
-                if np.ndim(bound) == 2 else np.broadcast_to(bound, x0.shape[1:])[columns]
-            # Made admissible: directions, immutable features, the mode's moves.
-            far = search.admissible(search.snap_inward(far, x0[rows]), rows)
+        for rows, columns, far in _moves_to_the_bounds(search, instances):
             value = far[np.arange(rows.size), columns]
             moved = value != x0[rows, columns]
             move_owner.append(rows[moved])
@@ -570,16 +560,7 @@ class NeighborSearch:
                                 search.snap_inward(farthest, x0[lacking]))
             trial_owner.append(lacking)
             trials.append(search.admissible(farthest, lacking))
-        numeric = np.flatnonzero(~search.categorical)
-        for bound in (problem.lower, problem.upper):
-            if numeric.size == 0:
-                break
-            moved_rows = np.repeat(lacking, numeric.size)
-            columns = np.tile(numeric, lacking.size)
-            far = x0[moved_rows].copy()
-            far[np.arange(moved_rows.size), columns] = np.asarray(bound)[moved_rows, columns] \
-                if np.ndim(bound) == 2 else np.broadcast_to(bound, x0.shape[1:])[columns]
-            far = search.admissible(search.snap_inward(far, x0[moved_rows]), moved_rows)
+        for moved_rows, _, far in _moves_to_the_bounds(search, lacking):
             changed = np.any(far != x0[moved_rows], axis=1)
             trial_owner.append(moved_rows[changed])
             trials.append(far[changed])
@@ -641,6 +622,24 @@ class NeighborSearch:
                 distances[part, :take] = dist[local, order]
                 classes[part, :take] = pool.pred[nearby][local, order]
         return ranked, distances, classes
+
+
+def _moves_to_the_bounds(search, instances):
+    """Per end of the range, ``(owner, feature, rows)``: each instance with one numeric
+    feature set to that end, made admissible (directions, immutable features, the mode's
+    moves)."""
+    problem = search.problem
+    x0 = problem.x0
+    numeric = np.flatnonzero(~search.categorical)
+    if numeric.size == 0:
+        return
+    for bound in (problem.lower, problem.upper):
+        owner = np.repeat(instances, numeric.size)
+        columns = np.tile(numeric, instances.size)
+        far = x0[owner].copy()
+        far[np.arange(owner.size), columns] = np.asarray(bound)[owner, columns] \
+            if np.ndim(bound) == 2 else np.broadcast_to(bound, x0.shape[1:])[columns]
+        yield owner, columns, search.admissible(search.snap_inward(far, x0[owner]), owner)
 
 
 def _category_moves(search, instances):
