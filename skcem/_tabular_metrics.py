@@ -544,7 +544,8 @@ default=None
         Indexed like ``X`` (a RangeIndex for arrays), with columns
 
         - ``valid`` (bool): found and of the required class;
-        - ``l0``: number of changed features;
+        - ``l0``: number of changed features (a PP's kept ones, its immutable features
+          left out: kept by construction);
         - ``l1``, ``l2``, ``linf``: norms of the change, numeric features in MAD units
           (``|delta| / MAD``), categorical ones counting 1 when changed;
         - ``ynn``: of the explanation's ``n_neighbors`` nearest rows of ``X_train`` (L1
@@ -671,6 +672,12 @@ default=None
         x_missing = np.asarray(pd.isna(_as_object(_column(X, j))[idx]), dtype=bool)
         changed[:, j] = (e_cat[:, k] != r_cat[:, k]) & ~((e_cat[:, k] < 0) & x_missing)
     size[:, cat] = changed[:, cat]
+    if bg is not None:
+        # A PP keeps its immutable features by construction, not because the class rests on
+        # them: not counted as kept (as Explanation.changes leaves them to fixed()).
+        changed[:, immutable] = False
+        size[:, immutable] = 0.0
+        delta[:, immutable] = 0.0
 
     values = np.zeros((n_found, n_features))
     values[:, num] = e_num

@@ -1,4 +1,5 @@
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -423,3 +424,23 @@ def test_a_text_column_the_explained_rows_all_miss_is_categorical_by_the_trainin
     table = explanation_metrics(model, X, E, X_train=X_train)
     assert table.valid.tolist() == [True, True]
     np.testing.assert_array_equal(table.l0, [1, 1])
+
+
+def test_a_pps_immutable_features_are_not_counted_as_kept():
+    # l0 counted them: one more than Explanation.changes() on every row
+    from skcem import CEMExplainer
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"age": rng.integers(18, 80, 300).astype(float),
+                      "income": rng.normal(50, 10, 300), "debt": rng.random(300)})
+    y = (X["income"] / 10 - 2 * X["debt"] + rng.normal(0, 0.3, 300) > 4.5).astype(int)
+    model = LogisticRegression().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = CEMExplainer(model, mode="PP", immutable_features=["age"]).fit(X).explain(
+            X.iloc[:6])
+        table = explanation_metrics(model, X.iloc[:6], exp, mode="PP",
+                                    immutable_features=["age"])
+    assert exp.found.any()
+    found = np.flatnonzero(exp.found)
+    assert table["l0"].iloc[found].tolist() == [len(exp.changes()[i]) for i in found]
