@@ -321,6 +321,18 @@ def check_unique_columns(X):
                          "its own name, by which the explainers match it to the model's.")
 
 
+def _where_infinite(X):
+    """`` (in 'a', 'b')``: the columns of ``X`` that hold an infinite value, or ""."""
+    try:
+        values = np.asarray(X, dtype=float)
+    except (TypeError, ValueError):
+        return ""
+    if values.ndim != 2:
+        return ""
+    names = column_names(np.isinf(values).any(axis=0), getattr(X, "columns", None))
+    return f" (in {', '.join(map(repr, names[:10]))})" if names else ""
+
+
 def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     """``validate_data``, whose errors on missing values and on arrays of more than two
     dimensions say what an explainer needs.
@@ -343,6 +355,11 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
             raise ValueError(f"{message} Give one instance per row, flattened: "
                              "X.reshape(len(X), -1) (a Keras model gets its input_shape back "
                              "inside).") from None
+        if message.startswith("Input X contains infinity"):
+            raise ValueError(f"{message.rstrip('.')}{_where_infinite(args[0])}: the explainers "
+                             "need finite values (a range to search in, distances to "
+                             "measure); replace them, e.g. with the column's largest finite "
+                             "value.") from None
         if not message.startswith("Input X contains NaN"):
             raise
         if hasattr(estimator, "_missing_values_error"):

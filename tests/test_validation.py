@@ -368,3 +368,18 @@ def test_columns_of_the_same_name_are_named(iris):
             Explainer(model).fit(frame, y)
         with pytest.raises(ValueError, match=r"X has columns of the same name \['a'\]"):
             Explainer(model).fit(X, y).explain(frame)
+
+
+def test_infinite_values_are_named_by_column(iris):
+    # scikit-learn's message named no column
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    bad = X.copy()
+    bad[3, 2] = np.inf
+    with pytest.raises(ValueError, match=r"contains infinity .*\(in 2\): the explainers need "
+                                         "finite values"):
+        CEMExplainer(model).fit(bad)
+    with pytest.raises(ValueError, match=r"contains infinity .*\(in 2\)"):
+        CEMExplainer(model, max_iterations=5).fit(X).explain(bad[:5])
