@@ -278,6 +278,9 @@ def _parse_params(items):
             raise InputError(f"--params: expected key=value, got {item!r}")
         key, value = item.split("=", 1)
         params[key] = _literal(value)
+        if isinstance(params[key], str) and key in _DICT_PARAMS and ":" in value:
+            params[key] = _mapping(value)  # age:increase,hours:decrease
+            continue
         if isinstance(params[key], str) and ("," in value or (
                 key in _LIST_PARAMS and value not in _LIST_PARAMS[key])):  # a plain list: a,b,c
             params[key] = [_literal(part.strip()) for part in value.split(",")]
@@ -287,6 +290,19 @@ def _parse_params(items):
 # Parameters that take a list of columns, and the strings they take as they are: one name
 # given alone is a list of one.
 _LIST_PARAMS = {"immutable_features": (), "categorical_features": ("auto",)}
+# Parameters that take a dict by column, also given as name:value pairs (a range's two
+# ends: name:low:high).
+_DICT_PARAMS = ("directions", "feature_range", "no_info_val")
+
+
+def _mapping(value):
+    """``"age:increase,hours:20:60"`` as ``{"age": "increase", "hours": (20, 60)}``."""
+    mapping = {}
+    for pair in value.split(","):
+        name, *values = [part.strip() for part in pair.split(":")]
+        values = [_literal(v) for v in values]
+        mapping[name] = values[0] if len(values) == 1 else tuple(values)
+    return mapping
 
 
 def _verbosity(args):
@@ -613,7 +629,9 @@ def build_parser():
                               "(default: %(default)s)")
     explain.add_argument("--params", nargs="*", metavar="KEY=VALUE",
                          help="the explainer's parameters, e.g. beta=0.2 max_iterations=500 "
-                              "immutable_features=age,sex (a list: a,b or [\"a\", \"b\"])")
+                              "immutable_features=age,sex (a list: a,b or [\"a\", \"b\"]) "
+                              "directions=age:increase feature_range=hours:20:60 (by column: "
+                              "name:value pairs, or a Python dict)")
     explain.add_argument("--n-counterfactuals", type=int, metavar="K",
                          help="--mode CF: K distinct counterfactuals per row, closest first, "
                               "written one per line with their 'rank'")

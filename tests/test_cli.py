@@ -586,6 +586,11 @@ def test_params_take_python_literals_and_plain_lists():
     assert _parse_params(["immutable_features=sex", "categorical_features=job"]) == {
         "immutable_features": ["sex"], "categorical_features": ["job"]}
     assert _parse_params(["categorical_features=auto"]) == {"categorical_features": "auto"}
+    # by column as name:value pairs ("must be an instance of 'dict'" before)
+    assert _parse_params(["directions=age:increase,hours:decrease",
+                          "feature_range=hours:20:60,age:18:70.5", "no_info_val=age:30"]) == {
+        "directions": {"age": "increase", "hours": "decrease"},
+        "feature_range": {"hours": (20, 60), "age": (18, 70.5)}, "no_info_val": {"age": 30}}
 
 
 def test_similarity_regression_takes_the_test_targets_from_data(tmp_path, capsys):
