@@ -61,7 +61,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         the data; "fista" otherwise, completed and polished on tables (not for images, nor with
         an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
         search's answer, and every answer has each change that can be reverted alone reverted
-        and the rest bisected towards the instance. ``search_`` tells which search ran. "exact":
+        and the rest bisected towards the instance; on a tree model that "exact" reads, rows
+        the gradient-free search leaves unanswered get the exact answer (at most 2 s a row).
+        ``search_`` tells which search ran. "exact":
         the proven closest answer for tree models (``DecisionTreeClassifier``,
         ``RandomForestClassifier``, ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
         ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when

@@ -9,6 +9,7 @@ allowed directions and the search on ``c``, which subclasses supply through
 import logging
 import warnings
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from functools import partial
 from numbers import Integral, Real
 
@@ -32,7 +33,8 @@ from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
 from ._polish import split_points
-from ._refine import add_alternatives, complete_and_polish
+from ._refine import (add_alternatives, complete_and_polish, subset_problem,
+                      take_answers)
 from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
@@ -124,6 +126,9 @@ _MAX_NEIGHBORHOOD_ROWS = 50_000
 # has a numerical gradient that is exactly zero (piecewise constant probabilities).
 _FLAT_SHARE = 0.25
 _N_PROBED = 16
+# The exact search's time per row where it completes the gradient-free search's answers
+# (search="auto" on tree models): a few seconds at most, whatever ``max_time``.
+_EXACT_FALLBACK_SECONDS = 2.0
 
 
 _NO_NEIGHBOR_HINT = (
@@ -330,6 +335,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "change, and their directions are ignored.")
         self.search_ = self._choose_search(X)
         self._trees = None
+        self.__dict__.pop("_fallback_trees", None)  # read again for this fit's model
         if self.search_ == "exact":
             self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
         self._polish_cuts = None
@@ -568,11 +574,47 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self._refines():
             result = complete_and_polish(backend, problem, result, self._pool,
                                          self._whole_columns())
+        result = self._complete_exactly(backend, problem, settings, result)
         if self._n_answers() > 1 and result.answers is None:
             # The gradient search gives one answer: the gradient-free steps add the others.
             result = add_alternatives(backend, problem, result, self._pool,
                                       self._whole_columns(), self._n_answers())
         return result
+
+    def _complete_exactly(self, backend, problem, settings, result):
+        """``search="auto"`` on a tree model that the exact search reads: the rows the
+        gradient-free search leaves unanswered get the exact search's answer, each within
+        ``max_time`` but at most ``_EXACT_FALLBACK_SECONDS`` (one answer per instance; PNs
+        and counterfactuals). Where the model predicts one class for every row given to
+        ``fit``, or the class needs several features moved at once on flat probabilities,
+        the gradient-free search has no start and no path; the program finds the answers."""
+        if self.search != "auto" or self.search_ != "neighbors" or self._n_answers() > 1:
+            return result
+        searchable = np.ones(len(result.found), bool) if problem.searchable is None \
+            else problem.searchable
+        missing = np.flatnonzero(~result.found & searchable)
+        if missing.size == 0 or self._exact_trees() is None:
+            return result
+        seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
+        extra = ExactSearch(self._exact_trees(), self._whole_columns(), seconds, self._pool)(
+            backend, subset_problem(problem, missing), settings)
+        result = replace(result)
+        take_answers(result, extra, missing)
+        return result
+
+    def _exact_trees(self):
+        """The tree ensemble of the exact search, read once; None for a model, Pipeline or
+        problem it does not take."""
+        if not hasattr(self, "_fallback_trees"):
+            self._fallback_trees = None
+            try:
+                trees = read_tree_ensemble(self.estimator_, self._codec, self.n_features_in_)
+                settings = self._problem_settings()
+                check_exact_problem(trees, settings["mode"], settings["kappa"])
+                self._fallback_trees = trees
+            except (TypeError, ValueError):
+                pass
+        return self._fallback_trees
 
     def _n_answers(self):
         """Answers asked per instance (``n_counterfactuals``; 1 for explainers without)."""
@@ -923,6 +965,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             elif self.search_ == "fista" and n_missing > stuck.sum():
                 hint += (" The gradient-free search (search='neighbors'), which starts from "
                          "training rows of a wanted class, may find them.")
+            elif self.search_ == "neighbors" and n_missing > stuck.sum() and \
+                    getattr(self, "_fallback_trees", None) is not None:
+                hint += (" The exact search, which search='auto' runs for them on this tree "
+                         f"model, proved that none exists or found none within "
+                         f"{min(self.max_time, _EXACT_FALLBACK_SECONDS):g} s a row "
+                         "(search='exact' takes max_time).")
             if n_missing > stuck.sum() and (self.immutable_mask_.any()
                                             or np.any(self.directions_ != 0)):
                 hint += (" immutable_features and directions may also leave no change that "

@@ -49,8 +49,8 @@ def complete_and_polish(backend, problem, result, pool, whole):
         else problem.searchable
     missing = np.flatnonzero(~result.found & searchable)
     if pool is not None and missing.size:
-        extra = NeighborSearch(pool, whole)(backend, _subset(problem, missing))
-        _take(result, extra, missing)
+        extra = NeighborSearch(pool, whole)(backend, subset_problem(problem, missing))
+        take_answers(result, extra, missing)
     answered = np.flatnonzero(result.found)
     if answered.size == 0:
         return result
@@ -62,10 +62,10 @@ def complete_and_polish(backend, problem, result, pool, whole):
     # Each step moves towards the unchanged values and keeps validity: a polished answer
     # is never farther (its distance may differ from the search's by rounding only).
     checked = batch.result(polished, answered, len(result.found))
-    _take(result, checked, answered, keep_c=True)
+    take_answers(result, checked, answered, keep_c=True)
     if problem.plausibility is not None and pool is not None:
         _take_more_plausible(result, batch, NeighborSearch(pool, whole)(
-            backend, _subset(problem, answered)), answered)
+            backend, subset_problem(problem, answered)), answered)
     return result
 
 
@@ -78,11 +78,11 @@ def _take_more_plausible(result, batch, other, rows):
     better[found] = batch.cost(other.explanation[found], rows[found]) \
         < batch.cost(result.explanation[rows[found]], rows[found])
     if better.any():
-        _take(result, _subset_result(other, better), rows[better])
+        take_answers(result, _subset_result(other, better), rows[better])
 
 
 def _subset_result(result, keep):
-    """The rows ``keep`` of a :class:`SearchResult` (the fields :func:`_take` copies)."""
+    """The rows ``keep`` of a :class:`SearchResult` (the fields :func:`take_answers` copies)."""
     return replace(result, **{name: getattr(result, name)[keep] for name in (
         "explanation", "found", "distance", "explanation_proba", "explanation_class",
         "rejected_by_predict", "flat_gradient")})
@@ -104,7 +104,8 @@ def add_alternatives(backend, problem, result, pool, whole, n_answers):
     answered = np.flatnonzero(result.found)
     if answered.size == 0:
         return result
-    others = NeighborSearch(pool, whole, n_answers=n_answers)(backend, _subset(problem, answered))
+    others = NeighborSearch(pool, whole, n_answers=n_answers)(
+        backend, subset_problem(problem, answered))
     batch = _Batch(backend, problem, whole)
     for position, instance in enumerate(answered):
         alternative = np.isfinite(others.answer_distance[position])
@@ -140,7 +141,7 @@ def _closest_as_explanation(backend, problem, result, rows):
     return result
 
 
-def _subset(problem, rows):
+def subset_problem(problem, rows):
     """The problem of some of a batch's instances."""
     per_row = {name: getattr(problem, name)[rows] for name in ("x0", "target")}
     if problem.searchable is not None:
@@ -152,7 +153,7 @@ def _subset(problem, rows):
     return replace(problem, **per_row)
 
 
-def _take(result, other, rows, keep_c=False):
+def take_answers(result, other, rows, keep_c=False):
     """Copy ``other``'s answers for ``rows`` (positions in the batch, or in ``other`` when it
     holds only those rows) into ``result``, where ``other`` found one."""
     source = rows if len(other.found) == len(result.found) else np.arange(len(rows))

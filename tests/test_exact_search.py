@@ -645,3 +645,24 @@ def test_exact_answers_create_no_rare_pair_of_categories(model_sees_sex):
         best = _brute_force(z0, candidates,
                             lambda g: model.predict(codec.decode(g)) == 1, cost)
         assert best - 3 * STEP <= exp.distance[i] <= best + 1e-9
+
+
+def test_auto_completes_the_gradient_free_search_with_the_exact_one():
+    # The model puts no row given to fit in class 1 (5% positives): the gradient-free search
+    # has no start there, and its margin paths cross flat probabilities. Rows it left
+    # unanswered are answered by the exact search.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    score = X[:, 0] + X[:, 1] - X[:, 2] + rng.normal(0, 0.3, 300)
+    model = ExtraTreesClassifier(20, max_depth=3, random_state=0).fit(
+        X, (score > np.quantile(score, 0.95)).astype(int))
+    assert not model.predict(X).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto = CounterfactualExplainer(model).fit(X)
+        exp = auto.explain(X[:12])
+        exact = CounterfactualExplainer(model, search="exact").fit(X).explain(X[:12])
+    assert auto.search_ == "neighbors"
+    np.testing.assert_array_equal(exp.found, exact.found)
+    assert exp.found.all() and model.predict(exp.explanation).all()
+    assert np.all(exp.distance >= exact.distance * (1 - 1e-9))
