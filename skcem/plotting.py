@@ -190,11 +190,18 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         # Every change labelled "from → to" in the column's own values: the bars share one
         # axis, where a change on a small scale beside one on a large scale (years beside
         # dollars, days beside fractions) would not show.
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+        # A label to the right: of a bar that grows right, past its end; of one that grows
+        # left, from the zero line (to its left it would run into the features' names).
+        ax.text(max(bar.get_width(), 0.0), bar.get_y() + bar.get_height() / 2,
                 f" {_short(explanation._value(explanation.X, index, j))} → "
                 f"{_short(explanation._value(explanation.explanation, index, j))}",
-                va="center", ha="left" if bar.get_width() >= 0 else "right",
-                fontsize="small")
+                va="center", ha="left", fontsize="small")
+    if lengths.size and np.isfinite(lengths).any():
+        # room on the right for the labels
+        low = min(np.nanmin(lengths), 0.0)
+        high = max(np.nanmax(lengths), 0.0)
+        span = (high - low) or 1.0
+        ax.set_xlim(low - 0.05 * span, high + 0.7 * span)
     ax.set_yticks(positions, labels)
     for label, is_fixed in zip(ax.get_yticklabels(), fixed[keep]):
         if is_fixed:

@@ -182,3 +182,28 @@ def test_titles_name_the_models_own_classes_and_images_take_frames():
     fig = plotting.plot_image_explanation(framed, i, image_shape=(2, 2))
     assert fig.axes[1].get_title().startswith(f"PN: {framed.explanation_pred[i]} (")
     plt.close("all")
+
+
+def test_change_labels_stay_clear_of_the_feature_names(iris):
+    # a label of a bar that grows left was drawn over the features' names
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem import CounterfactualExplainer
+
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = CounterfactualExplainer(model, target_class=0).fit(X).explain(X[[60, 120]])
+    for index in range(2):
+        assert exp.found[index] and np.any(exp.delta[index] < 0)
+        fig = plotting.plot_tabular_explanation(exp, index=index)
+        ax = fig.axes[0]
+        renderer = fig.canvas.get_renderer()
+        names = [label.get_window_extent(renderer) for label in ax.get_yticklabels()]
+        area = ax.get_window_extent(renderer)
+        for text in ax.texts:
+            box = text.get_window_extent(renderer)
+            assert not any(box.overlaps(name) for name in names)
+            assert area.x0 <= box.x0 and box.x1 <= area.x1 + 1
+        plt.close(fig)
