@@ -530,9 +530,9 @@ def _explain(args):
     fixed = exp.fixed()
     ranked = (args.n_counterfactuals or 1) > 1
     for i, changes in enumerate(exp.changes()):
-        after = exp.explanation_pred[i]
-        # Several counterfactuals: a row per answer, closest first ("rank").
+        # Several counterfactuals: a row per answer, closest first ("rank"), each of its class.
         for rank, changed in enumerate(changes if ranked else [changes]):
+            after = exp.counterfactual_pred[i, rank] if ranked else exp.explanation_pred[i]
             rows.append({"row": i} | ({"rank": rank} if ranked else {}) | {
                 "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
                 f"{args.mode}_class": None if after is None else _plain(after),

@@ -287,7 +287,12 @@ def test_cli_writes_every_counterfactual(tmp_path, iris, forest, capsys):
         mine = [r for r in rows if r["row"] == i]
         assert [r["rank"] for r in mine] == list(range(len(mine)))
         assert len({json.dumps(r["changed"], sort_keys=True) for r in mine}) == len(mine)
+        for r in mine:  # each answer's own class (every rank had rank 0's)
+            answer = X[[0, 60, 120][i]].copy()
+            answer[["abcd".index(name) for name in r["changed"]]] = list(r["changed"].values())
+            assert r["CF_class"] == forest.predict(answer[None])[0] != r["class"]
     assert max(r["rank"] for r in rows) == 2
+    assert len({r["CF_class"] for r in rows}) > 1
     assert main(command[:-5] + ["--mode", "PN", "--quiet", "--out", str(tmp_path / "o.json"),
                                 "--n-counterfactuals", "2"]) == 2
     assert "--n-counterfactuals: only with --mode CF" in capsys.readouterr().err
