@@ -380,6 +380,15 @@ def _check_out(out):
         out.unlink()
 
 
+def _check_demo(args):
+    """``demo``'s options, before any work is done."""
+    if args.n_instances < 1:
+        raise InputError(f"-n: the test digits to explain, at least 1; got {args.n_instances}")
+    folder = Path(args.figure).parent
+    if not folder.is_dir():
+        raise InputError(f"--figure: no folder {folder} to write {Path(args.figure).name} in")
+
+
 def _json_value(value):
     """A time of a date column (``--dates``) in ISO 8601, for ``json``."""
     if hasattr(value, "isoformat"):
@@ -679,6 +688,7 @@ def main(argv=None):
         if args.command == "demo":
             from ._demo import run_demo
 
+            _check_demo(args)
             run_demo(n_instances=args.n_instances, figure=args.figure)
         elif args.command == "explain":
             _explain(args)

@@ -198,6 +198,18 @@ def test_demo_prints_the_table_and_writes_the_figure(tmp_path):
     assert figure.stat().st_size > 5000
 
 
+@pytest.mark.parametrize("args, message", [
+    (["-n", "0"], "-n: the test digits to explain, at least 1; got 0"),
+    (["-n", "-1"], "-n: the test digits to explain, at least 1; got -1"),
+    (["--figure", "no_such_folder/demo.png"],
+     "--figure: no folder no_such_folder to write demo.png in"),
+])
+def test_demo_options_are_checked_first(capsys, args, message):
+    # -n 0 ended in a traceback, -1 explained 449 digits, a missing folder failed at the end
+    code, err = _main(capsys, "demo", *args)
+    assert code == 2 and err.strip() == f"skcem demo: error: {message}"
+
+
 @pytest.fixture(scope="module")
 def species(files):
     """A model fitted on class names, and training files whose target column holds them."""
