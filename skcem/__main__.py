@@ -410,6 +410,13 @@ def _category_dtype_hint(model, data):
             "or explain it from Python with the columns' category dtypes)")
 
 
+def _input_shape_hint(exc):
+    """How to give ``input_shape`` here, where the error asks for it."""
+    if "`input_shape`" not in str(exc).splitlines()[0]:
+        return ""
+    return " (on the command line: --params input_shape=1,28,28)"
+
+
 def _dates_hint(data, dates):
     """Where text columns hold ISO dates and are not ``--dates``: a hint, for a model that
     reads them as dates (a CSV's dates are text)."""
@@ -528,7 +535,8 @@ def _explain(args):
             cem.fit(_frame(header, train))
             exp = cem.explain(_frame(header, data))
     except (TypeError, ValueError) as exc:
-        raise InputError(str(exc).splitlines()[0] + _dates_hint(data, args.dates)
+        raise InputError(str(exc).splitlines()[0] + _input_shape_hint(exc)
+                         + _dates_hint(data, args.dates)
                          + _category_dtype_hint(model, data)) from exc
     if not args.train and not args.quiet:
         print("skcem explain: note: no --train: the no-information values and feature ranges "
@@ -600,7 +608,7 @@ def _similarity(args):
                                                     **params).fit(X_train, y_train)
             scores, indices = explainer.kneighbors(data, n_neighbors=args.k, y=y_data)
     except (TypeError, ValueError) as exc:
-        raise InputError(str(exc).splitlines()[0]) from exc
+        raise InputError(str(exc).splitlines()[0] + _input_shape_hint(exc)) from exc
     recorded.show()
     rows = [{"row": i, "neighbors": indices[i].tolist(),
              "scores": [float(s) for s in scores[i]]} for i in range(len(data))]

@@ -1031,3 +1031,21 @@ def test_a_module_that_bins_its_input_has_a_zero_gradient_not_a_crash(images):
             predicted = module(torch.as_tensor(exp.explanation[exp.found],
                                                dtype=torch.float32)).argmax(dim=1).numpy()
         assert np.all(predicted != exp.X_pred[exp.found])
+
+
+def test_the_command_line_says_how_to_give_input_shape(tmp_path, logits_cnn, images, capsys):
+    import joblib
+
+    from skcem.__main__ import main
+
+    X, _ = images
+    joblib.dump(logits_cnn, tmp_path / "cnn.joblib")
+    header = ",".join(f"p{j}" for j in range(64))
+    (tmp_path / "rows.csv").write_text(header + "\n" + "\n".join(
+        ",".join(map(str, row)) for row in X[1200:1202]))
+    command = ["explain", "--model", str(tmp_path / "cnn.joblib"), "--data",
+               str(tmp_path / "rows.csv"), "--out", str(tmp_path / "out.json"), "--quiet",
+               "--params", "max_iterations=20", "c_steps=1"]
+    assert main(command) == 2
+    assert "(on the command line: --params input_shape=1,28,28)" in capsys.readouterr().err
+    assert main(command + ["input_shape=1,8,8"]) == 0, capsys.readouterr().err
