@@ -1049,3 +1049,29 @@ def test_the_command_line_says_how_to_give_input_shape(tmp_path, logits_cnn, ima
     assert main(command) == 2
     assert "(on the command line: --params input_shape=1,28,28)" in capsys.readouterr().err
     assert main(command + ["input_shape=1,8,8"]) == 0, capsys.readouterr().err
+
+
+def test_threads_take_turns_with_a_module(logits_cnn, images):
+    # joblib's threading backend: the module was left in eval mode, its parameters swapped
+    # for detached ones (functional_call in two threads), and the similarity's hooks recorded
+    # the other thread's batch (wrong scores, or a broadcasting error)
+    import joblib
+
+    X, y = images
+    module = copy.deepcopy(logits_cnn).train()
+    parameters = list(module.parameters())
+    shape = dict(input_shape=(1, 8, 8))
+    runs = {}
+    for n_jobs in (1, 2):
+        with joblib.parallel_config(backend="threading"):
+            runs[n_jobs] = (
+                _explain(CEMExplainer(module, mode="PN", batch_size=2, n_jobs=n_jobs, **shape,
+                                      **IMAGE, **FAST).fit(X[:100]), X[1200:1208]),
+                GradientSimilarityExplainer(module, batch_size=8, n_jobs=n_jobs,
+                                            precompute_grads=True, **shape)
+                .fit(X[:64], y[:64]).transform(X[1200:1232]))
+        assert module.training and all(m.training for m in module.modules())
+        assert list(module.parameters()) == parameters
+        assert all(p.requires_grad for p in module.parameters())
+    np.testing.assert_array_equal(runs[1][0].explanation, runs[2][0].explanation)
+    np.testing.assert_allclose(runs[1][1], runs[2][1], rtol=1e-6)

@@ -10,6 +10,8 @@ parameters (float32 unless the module was converted). The loss terms are those o
 """
 
 import copy
+import threading
+import weakref
 from contextlib import ExitStack, contextmanager
 
 import numpy as np
@@ -29,21 +31,40 @@ _ACTIVATIONS = ((nn.Softmax, "softmax"), (nn.LogSoftmax, "log_softmax"),
                 (nn.Sigmoid, "sigmoid"), (nn.Linear, "linear"))
 
 
+# One lock per module: skcem's uses of a module change its state while they run (the
+# train/eval flags, forward hooks, functional_call's swapped parameters), so two threads
+# (joblib's threading backend, two explainers) take turns with it.
+_MODULE_LOCKS = weakref.WeakKeyDictionary()
+_MODULE_LOCKS_LOCK = threading.Lock()
+
+
+def module_lock(module):
+    """The re-entrant lock that serialises skcem's uses of ``module``."""
+    with _MODULE_LOCKS_LOCK:
+        lock = _MODULE_LOCKS.get(module)
+        if lock is None:
+            lock = _MODULE_LOCKS[module] = threading.RLock()
+    return lock
+
+
 @contextmanager
 def evaluating(*modules):
-    """The ``modules`` in eval mode; each submodule's own train/eval flag restored on exit."""
-    flags = [(m, m.training) for module in modules if module is not None
-             for m in module.modules()]
-    if any(training for _, training in flags):  # setting a flag costs: once per search step
-        for module in modules:
-            if module is not None:
+    """The ``modules`` in eval mode, held by this thread (:func:`module_lock`); each
+    submodule's own train/eval flag restored on exit."""
+    modules = sorted({id(m): m for m in modules if m is not None}.values(), key=id)
+    with ExitStack() as locks:
+        for module in modules:  # always in the same order: no two threads wait on each other
+            locks.enter_context(module_lock(module))
+        flags = [(m, m.training) for module in modules for m in module.modules()]
+        if any(training for _, training in flags):  # setting a flag costs: once per step
+            for module in modules:
                 module.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            if m.training != training:
-                m.training = training
+        try:
+            yield
+        finally:
+            for m, training in flags:
+                if m.training != training:
+                    m.training = training
 
 
 def module_device(module):
@@ -286,12 +307,13 @@ def last_activation(module, rows, input_shape, device):
     leaves = [m for m in module.modules() if next(m.children(), None) is None]
     if isinstance(module, torch.jit.ScriptModule):
         leaves = []  # TorchScript takes no hooks: its outputs on the rows tell what they are
-    handles = [leaf.register_forward_hook(record) for leaf in leaves]
-    try:
-        outputs = call_on_rows(module, rows, input_shape, device, "`estimator`")
-    finally:
-        for handle in handles:
-            handle.remove()
+    with module_lock(module):  # the hooks see this thread's call only
+        handles = [leaf.register_forward_hook(record) for leaf in leaves]
+        try:
+            outputs = call_on_rows(module, rows, input_shape, device, "`estimator`")
+        finally:
+            for handle in handles:
+                handle.remove()
     last = next((layer for output, layer in reversed(produced) if output is outputs), None)
     flat = host_numpy(outputs.reshape(len(outputs), -1))
     for layer_type, activation in _ACTIVATIONS:

@@ -146,16 +146,16 @@ class TorchGradients(_OnRows):
         pass, whose gradients come from their inputs and output gradients."""
         layers = [m for m in self.module.modules() if _factorisable_linear(m) or _batched_conv(m)]
         calls = {id(layer): [] for layer in layers}
-        handles = [layer.register_forward_hook(
-            lambda layer, inputs, output: calls[id(layer)].append(inputs[0].dim()))
-            for layer in layers]
-        try:
-            with torch.no_grad(), evaluating(self.module):
+        with torch.no_grad(), evaluating(self.module):  # the hooks see this thread's call
+            handles = [layer.register_forward_hook(
+                lambda layer, inputs, output: calls[id(layer)].append(inputs[0].dim()))
+                for layer in layers]
+            try:
                 self.raw_forward(torch.zeros((1, int(np.prod(self.input_shape))),
                                              dtype=self.dtype, device=self.device))
-        finally:
-            for handle in handles:
-                handle.remove()
+            finally:
+                for handle in handles:
+                    handle.remove()
         dense = [layer for layer in layers if isinstance(layer, nn.Linear)
                  and calls[id(layer)] == [2]]
         conv = [layer for layer in layers if isinstance(layer, nn.Conv2d)
@@ -239,16 +239,16 @@ class TorchGradients(_OnRows):
         def record(layer, inputs, output):
             recorded[id(layer)] = (inputs[0].detach(), output)
 
-        handles = [layer.register_forward_hook(record) for layer in layers]
-        try:
-            with evaluating(self.module), torch.enable_grad():
+        with evaluating(self.module), torch.enable_grad():  # the hooks see this thread's call
+            handles = [layer.register_forward_hook(record) for layer in layers]
+            try:
                 value = self.losses(self._channels_last_forward(x), y)
                 outputs = [recorded[id(layer)][1] for layer in layers]
                 deltas = torch.autograd.grad(value.sum(), outputs, allow_unused=True) \
                     if layers else []
-        finally:
-            for handle in handles:
-                handle.remove()
+            finally:
+                for handle in handles:
+                    handle.remove()
         deltas = [torch.zeros_like(out) if d is None else d for out, d in zip(outputs, deltas)]
         dense = []
         for layer, delta in zip(self.dense_layers, deltas):
