@@ -9,13 +9,19 @@ logger = logging.getLogger("skcem")
 class _PlainBar:
     def __init__(self, total, desc, unit):
         self.total, self.desc, self.unit, self.n = total, desc, unit, 0
-        # a terminal redraws one line; a log file gets a line per update
+        # a terminal redraws one line; a log file gets a line per whole step done (updates
+        # may be fractions of one)
         self.redraw = getattr(sys.stderr, "isatty", lambda: False)()
+        self.shown = 0
 
     def update(self, n=1):
         self.n += n
+        done = int(self.n + 1e-9)  # whole steps done
+        if not self.redraw and done == self.shown:
+            return
+        self.shown = done
         units = f" {self.unit}s" if self.unit != "it" else ""
-        line = f"{self.desc}: {round(self.n)}/{self.total}{units}"
+        line = f"{self.desc}: {done}/{self.total}{units}"
         if self.redraw:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
         else:

@@ -118,3 +118,10 @@ def test_plain_progress_writes_a_line_per_update_off_a_terminal(monkeypatch, cap
     err = capsys.readouterr().err
     assert "\r" not in err
     assert err.splitlines() == [f"explain: {k}/3 rows" for k in (1, 2, 3)]
+    # fractions of a step (the similarity's blocks of training rows) write no line of their
+    # own: 47 lines of "0/1" and "1/1" before
+    bar = progress_bar(2, "scores", True)
+    for _ in range(40):
+        bar.update(2 / 40)
+    bar.close()
+    assert capsys.readouterr().err.splitlines() == ["scores: 1/2", "scores: 2/2"]
