@@ -268,11 +268,12 @@ def test_explanation_metrics_leave_missing_cells_out():
     np.testing.assert_array_equal(table["l1"], [1.0, 3.0])
     np.testing.assert_array_equal(table["violations"], [1, 0])  # x0 changed; not its NaN
     assert np.isfinite(table["ynn"]).all()
-    # A PP keeps the missing cell missing: not kept, and no violation when immutable.
+    # A PP keeps the missing cell missing: not kept, and no violation when immutable; an
+    # immutable feature is kept by construction, not counted (the second row keeps nothing)
     keeps = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, 0.0]])
     pp = explanation_metrics(_SumAboveFour(), X, keeps, mode="PP", background=[0.0, 0.0, 0.0],
                              immutable_features=[1], mad=[1.0, 1.0, 1.0])
-    np.testing.assert_array_equal(pp["l0"], [2, 1])
+    np.testing.assert_array_equal(pp["l0"], [2, 0])
     np.testing.assert_array_equal(pp["violations"], [0, 0])
 
 
