@@ -192,8 +192,8 @@ def _rounding_of(X):
     for what is no float array or DataFrame)."""
     dtypes = list(X.dtypes) if hasattr(X, "columns") else [getattr(X, "dtype", None)]
     eps = [np.finfo(dtype).eps for dtype in (getattr(d, "numpy_dtype", d) for d in dtypes)
-           if isinstance(dtype, np.dtype) and dtype.kind == "f"]
-    return max(eps, default=0.0) if max(eps, default=0.0) > np.finfo(np.float64).eps else 0.0
+           if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize < 8]
+    return max(eps, default=0.0)
 
 
 def _output_config(estimator):
