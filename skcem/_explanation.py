@@ -441,13 +441,20 @@ class Explanation(JSONMixin):
             meta["gap"] = self.gap
         if self.immutable is not None:
             meta["fixed"] = [", ".join(map(str, row)) for row in self.fixed()]
-        clashes = [name for name in meta if name in frame.columns]
-        if clashes:
-            warn(f"Feature columns {clashes} share their names with to_frame's own "
-                 f"columns, which are named {[f'explanation_{name}' for name in clashes]} "
-                 "instead (the features keep theirs).", UserWarning)
+        features = list(frame.columns)  # exact labels: a MultiIndex's "c" is no ("c", 3)
+        renamed = {}
+        for name in meta:
+            if name in features:
+                # a name no feature has (a feature may be called explanation_found too)
+                renamed[name] = f"explanation_{name}"
+                while renamed[name] in features:
+                    renamed[name] += "_"
+        if renamed:
+            warn(f"Feature columns {list(renamed)} share their names with to_frame's own "
+                 f"columns, which are named {list(renamed.values())} instead (the features "
+                 "keep theirs).", UserWarning)
         for name, values in meta.items():
-            frame[f"explanation_{name}" if name in clashes else name] = values
+            frame[renamed.get(name, name)] = values
         return frame
 
     def to_dict(self):

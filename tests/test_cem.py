@@ -349,6 +349,14 @@ def test_to_frame_keeps_features_named_like_its_columns(iris_model, iris):
     np.testing.assert_array_equal(out["distance"], exp.explanation["distance"])
     np.testing.assert_array_equal(out["explanation_c"], exp.c)
     np.testing.assert_array_equal(out["explanation_distance"], exp.distance)
+    # a feature named like the renamed column too keeps its values (skcem's overwrote them)
+    frame = pd.DataFrame(X, columns=["a", "found", "explanation_found", "d"])
+    exp = CEMExplainer(iris_model, mode="PP", max_iterations=50, c_steps=2).fit(frame).explain(
+        frame.iloc[:3])
+    with pytest.warns(UserWarning, match=r"named \['explanation_found_'\]"):
+        out = exp.to_frame()
+    np.testing.assert_array_equal(out["explanation_found"], exp.explanation["explanation_found"])
+    np.testing.assert_array_equal(out["explanation_found_"], exp.found)
 
 
 def test_empty_pps_are_named_by_a_warning():
