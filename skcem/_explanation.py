@@ -101,7 +101,10 @@ class Explanation(JSONMixin):
         units with ``distance="mad"``), :class:`CounterfactualExplainer`'s ``||d||_1``,
         ``||d||_2^2`` or MAD-scaled ``||d||_1``.
     c : ndarray of shape (n_samples,)
-        The attack-term weight at which the returned explanation was found.
+        The attack-term weight at which the gradient search found the returned explanation;
+        NaN where nothing was found and where the answer is the gradient-free or exact
+        search's (they have no such weight: ``search="auto"`` completes the gradient search's
+        unanswered rows with them).
     background : ndarray of shape (n_features,)
         The no-information value inside the feature range: what a PP shows for a removed
         feature. A categorical column's is its category's code (see ``encoded``).

@@ -34,6 +34,11 @@ def check_classification_target(y, owner):
         raise ValueError(f"{owner} fits a classifier on (X, y) when `estimator` is None, but y "
                          f"looks like a regression target ({detail}). Pass class labels, or a "
                          "fitted classifier as `estimator`.")
+    if np.unique(y).size < 2:
+        raise ValueError(f"{owner} fits a classifier on (X, y) when `estimator` is None, but y "
+                         f"holds one class ({np.unique(y).tolist()}): an explanation changes "
+                         "the class, so y needs two or more. Pass rows of several classes, or "
+                         "a fitted classifier as `estimator`.")
 
 
 def is_prefitted(estimator):

@@ -383,3 +383,11 @@ def test_infinite_values_are_named_by_column(iris):
         CEMExplainer(model).fit(bad)
     with pytest.raises(ValueError, match=r"contains infinity .*\(in 2\)"):
         CEMExplainer(model, max_iterations=5).fit(X).explain(bad[:5])
+
+
+def test_one_class_in_y_is_named_for_the_default_classifier(iris):
+    # scikit-learn's solver message ("needs samples of at least 2 classes") named no y
+    X, _ = iris
+    with pytest.raises(ValueError, match=r"y holds one class \(\[1\]\): an explanation changes "
+                                         "the class"):
+        CEMExplainer().fit(X, np.ones(len(X), dtype=int))
