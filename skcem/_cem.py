@@ -421,6 +421,12 @@ class CEMExplainer(BaseContrastiveExplainer):
             l1_weight, l2_weight = self.beta / self.mad_, 1.0 / self.mad_**2
         else:
             l1_weight, l2_weight = float(self.beta), 1.0
+        if self.mode == "PP" and self.immutable_mask_.any():
+            # A PP keeps its immutable features by construction: no part of its distance
+            # (nor of what it keeps, in changes() and the metrics).
+            held = self.immutable_mask_
+            l1_weight = np.where(held, 0.0, np.broadcast_to(l1_weight, held.shape))
+            l2_weight = np.where(held, 0.0, np.broadcast_to(l2_weight, held.shape))
         return dict(mode=MODES[self.mode], no_info_val=self.no_info_val_, kappa=float(self.kappa),
                     l1_weight=l1_weight, l2_weight=l2_weight, gamma=float(self.gamma))
 

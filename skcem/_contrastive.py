@@ -836,14 +836,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         codec = self._codec
         return codec.integer_ if codec is not None and codec.integer_.any() else None
 
-    @staticmethod
-    def _warn_empty(empty):
+    def _warn_empty(self, empty):
         """Pertinent positives that keep nothing say nothing: say why."""
+        held = " besides their immutable features" if self.immutable_mask_.any() else ""
+        at = (", with the immutable features at the instance's values," if held else "")
         if empty.any():
-            warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing: the model already "
-                 "gives the no-information background (no_info_val clipped to the feature range) "
-                 "the instance's class. Choose a no_info_val the model does not put in that "
-                 "class for PPs that show what matters.", TargetWarning)
+            warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing{held}: the model already "
+                 "gives the no-information background (no_info_val clipped to the feature "
+                 f"range){at} the instance's class. Choose a no_info_val the model does not put "
+                 "in that class for PPs that show what matters.", TargetWarning)
 
     @staticmethod
     def _searchable(mode, explained, target, predicted):

@@ -99,7 +99,8 @@ class Explanation(JSONMixin):
         ``distance`` parameter defines it and never weighted by ``c`` or ``C``:
         :class:`CEMExplainer`'s elastic net ``||d||_2^2 + beta * ||d||_1`` (each term in MAD
         units with ``distance="mad"``), :class:`CounterfactualExplainer`'s ``||d||_1``,
-        ``||d||_2^2`` or MAD-scaled ``||d||_1``.
+        ``||d||_2^2`` or MAD-scaled ``||d||_1``; a changed (or a PP's kept) category counts
+        1, and a PP's immutable features, kept by construction, none.
     c : ndarray of shape (n_samples,)
         The attack-term weight at which the gradient search found the returned explanation;
         NaN where nothing was found and where the answer is the gradient-free or exact

@@ -159,3 +159,24 @@ def test_the_command_line_writes_fixed_features_apart(iris_frame, tmp_path, caps
     for row, (_, x) in zip(rows, X.iloc[[0, 60, 120]].iterrows()):
         assert not set(row["kept"]) & set(FIXED)
         assert row["fixed"] == ({name: x[name] for name in FIXED} if row["found"] else {})
+
+
+@pytest.mark.parametrize("search", ["fista", "neighbors"])
+def test_a_pps_distance_leaves_its_immutable_features_out(iris_frame, search):
+    # they are kept by construction: every PP with all features immutable was found at a
+    # distance of 11.2 (what the fixed features differ from the background)
+    X, model = iris_frame
+    rows = X.iloc[[0, 60, 120]]
+    with pytest.warns(TargetWarning, match="keep nothing besides their immutable features: "
+                                           "the model already gives .* with the immutable "
+                                           "features at the instance's values,"):
+        exp = CEMExplainer(model, mode="PP", immutable_features=NAMES, search=search,
+                           **FAST).fit(X).explain(rows)
+    assert exp.found.all()
+    np.testing.assert_array_equal(exp.distance, 0.0)
+    cem = CEMExplainer(model, mode="PP", immutable_features=FIXED, search=search, **FAST).fit(X)
+    exp = quiet_explain(cem, rows)
+    kept = (exp.explanation.to_numpy() - cem.no_info_val_)[exp.found]
+    free = [NAMES.index(name) for name in NAMES if name not in FIXED]
+    expected = (kept[:, free] ** 2).sum(axis=1) + cem.beta * np.abs(kept[:, free]).sum(axis=1)
+    np.testing.assert_allclose(exp.distance[exp.found], expected)
