@@ -259,7 +259,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
         if prefitted_names is None and hasattr(X, "columns") and \
-                hasattr(self.estimator, "n_features_in_"):
+                all(isinstance(c, str) for c in X.columns) and \
+                hasattr(self.estimator, "n_features_in_"):  # names, as scikit-learn has them
             warn("X has feature names, but the fitted `estimator` was fitted without "
                  "them: its columns are taken in the order of X.", UserWarning)
         raw = align_columns(X, prefitted_names, reordered_warning=(
@@ -317,6 +318,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             raise ValueError(f"`estimator` has {len(self.classes_)} classes_ but its "
                              f"predict_proba returns {proba.shape[1]} columns.")
         names = getattr(self, "feature_names_in_", None)
+        self._warn_integer_labels_are_positions(codec)
         self.categorical_mask_ = np.zeros(X.shape[1], bool) if codec is None \
             else codec.categorical_.copy()
         self.categories_ = [None] * X.shape[1] if codec is None else list(codec.categories_)
@@ -817,6 +819,28 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _solver_settings(self):
         """The :class:`~skcem._fista.SolverSettings` of the search."""
         raise NotImplementedError
+
+    def _warn_integer_labels_are_positions(self, codec):
+        """Integers in the by-feature parameters are positions (scikit-learn keeps no names
+        that are not strings), which a DataFrame labelled by other integers belies: its
+        answers and changes() show the labels."""
+        labels = None if codec is None or codec.columns_ is None else codec.columns_
+        if labels is None or not all(isinstance(c, (int, np.integer)) for c in labels) or \
+                list(labels) == list(range(len(labels))):
+            return
+        given = []
+        for name in ("immutable_features", "categorical_features", "directions",
+                     "feature_range", "no_info_val"):
+            value = getattr(self, name, None)
+            keys = value.keys() if isinstance(value, dict) else \
+                value if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1 \
+                else ()
+            if any(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys):
+                given.append(name)
+        if given:
+            warn(f"X's columns are labelled by integers {list(labels)[:10]}, but the integers "
+                 f"in {given} are positions (column {labels[0]!r} is 0): give the columns' "
+                 "positions there, or label the columns by strings.", UserWarning)
 
     def _warn_outside_range(self, X, eps=0.0):
         """Warn of instances outside the range; ``eps``: the relative rounding of the input

@@ -391,3 +391,27 @@ def test_one_class_in_y_is_named_for_the_default_classifier(iris):
     with pytest.raises(ValueError, match=r"y holds one class \(\[1\]\): an explanation changes "
                                          "the class"):
         CEMExplainer().fit(X, np.ones(len(X), dtype=int))
+
+
+def test_integers_by_feature_are_positions_and_said_so_for_integer_labels():
+    # immutable_features=[0] held the column labelled 10 (position 0), silently
+    pd = pytest.importorskip("pandas")
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem import CounterfactualExplainer
+
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(rng.randn(60, 3), columns=[10, 2, 0])
+    # fitted on the same frame: scikit-learn keeps no names that are not strings (and skcem
+    # does not warn that the model lacks them)
+    model = LogisticRegression().fit(X, (X[10] + X[0] > 0).astype(int))
+    with pytest.warns(UserWarning, match=r"labelled by integers \[10, 2, 0\], but the integers "
+                                         r"in \['immutable_features', 'directions'\] are "
+                                         r"positions \(column 10 is 0\)"):
+        explainer = CounterfactualExplainer(model, immutable_features=[0],
+                                            directions={1: "increase"}).fit(X)
+    np.testing.assert_array_equal(explainer.immutable_mask_, [True, False, False])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CounterfactualExplainer(model, immutable_features=[0]).fit(X.set_axis([0, 1, 2], axis=1))
+        CounterfactualExplainer(model).fit(X)
