@@ -82,6 +82,12 @@ _FRESH_CHANGES = 2
 _SPARSE_PER_ANSWER = 3
 # With a plausibility term: valid candidates compared per start (n_starts) refined.
 _PLAUSIBLE_CANDIDATES = 10
+# Numbers (rows times features) of one model call of the gradient-free search: 2**23, 10,700
+# MNIST rows.
+_MAX_CALL_NUMBERS = 2**23
+# Moves paired by the sparse answers of one instance at most (pairs grow as their square:
+# an image's 1,568 moves to its pixels' range ends would make 1.2 million pairs).
+_MAX_PAIRED_MOVES = 64
 # With a plausibility term: rows of a wanted class left whole by the constraints, compared
 # per instance (the cheapest n_starts are refined too).
 _WHOLE_CANDIDATES = 10
@@ -446,7 +452,8 @@ class NeighborSearch:
         A move sets a categorical feature to its value in one of the instance's starts, or a
         numeric feature to either end of its range (shrunk later, so that the starts' own
         numeric values would add trials, not answers); every other allowed category of a
-        categorical feature is also tried alone (not in pairs: too many). Answers that change
+        categorical feature is also tried alone (not in pairs: too many), and an instance of
+        more than ``_MAX_PAIRED_MOVES`` moves (an image) tries them alone. Answers that change
         one or two features are sparse alternatives to the starts, which change many.
         """
         problem = search.problem
@@ -472,6 +479,8 @@ class NeighborSearch:
         bounds = np.flatnonzero(np.r_[True, move_owner[1:] != move_owner[:-1], True])
         first, second = [np.arange(len(moves))], [np.arange(len(moves))]
         for begin, stop in zip(bounds[:-1], bounds[1:]):
+            if stop - begin > _MAX_PAIRED_MOVES:  # an image's pixels: singles only
+                continue
             a, b = np.triu_indices(stop - begin, k=1)
             a, b = a + begin, b + begin
             other = move_feature[a] != move_feature[b]
@@ -798,11 +807,18 @@ class _Batch:
 
     def _predict(self, rows):
         """The model's probabilities of ``rows``, and its classes where the search asks
-        ``predict`` too (else None)."""
-        proba = self.backend.predict_proba(rows)
-        pred = self.backend.predict(rows) if getattr(self.backend, "predict_in_search", False) \
-            else None
-        return proba, pred
+        ``predict`` too (else None); at most ``_MAX_CALL_NUMBERS`` numbers a call (a deep
+        model's activations grow with its batch: 853,000 MNIST rows asked at once wanted a
+        159 GiB tensor)."""
+        asks_predict = getattr(self.backend, "predict_in_search", False)
+        step = max(1, _MAX_CALL_NUMBERS // max(rows.shape[1], 1))
+        parts = [(self.backend.predict_proba(rows[i:i + step]),
+                  self.backend.predict(rows[i:i + step]) if asks_predict else None)
+                 for i in range(0, len(rows), step)]
+        if len(parts) == 1:
+            return parts[0]
+        return (np.concatenate([proba for proba, _ in parts]),
+                np.concatenate([pred for _, pred in parts]) if asks_predict else None)
 
     def valid(self, E, owner):
         if E.shape[0] == 0:

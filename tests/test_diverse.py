@@ -340,3 +340,28 @@ def test_a_category_alone_that_no_start_shows():
     for i in range(2):
         answers = exp.counterfactuals.loc[i]
         assert answers.iloc[0].tolist() == [rows["x"][i], rows["z"][i], "d"]
+
+
+def test_images_ask_the_model_in_bounded_calls(digits, digits_model, monkeypatch):
+    # 2 MNIST rows asked about 853,000 pairs of pixel moves in one call (a 159 GiB tensor,
+    # a segfault): an image's moves are tried alone, and no call passes the bound
+    import skcem._neighbors as neighbors
+
+    X, _ = digits
+    sizes = []
+
+    def predict_proba(Z):
+        sizes.append(len(Z))
+        return digits_model.predict_proba(Z)
+
+    runs = []
+    for bound in (neighbors._MAX_CALL_NUMBERS, 64 * 500):
+        monkeypatch.setattr(neighbors, "_MAX_CALL_NUMBERS", bound)
+        sizes.clear()
+        cf = CounterfactualExplainer(predict_proba, n_counterfactuals=3, search="neighbors",
+                                     feature_range=(0.0, 16.0))
+        runs.append(_explain(cf.fit(X[:300], digits_model.predict(X[:300])), X[300:302]))
+        assert max(sizes) <= bound // 64
+    assert max(sizes) == 500  # the bounded run did split its calls
+    np.testing.assert_array_equal(runs[0].counterfactuals, runs[1].counterfactuals)
+    assert runs[0].found.all()
