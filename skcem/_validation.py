@@ -352,6 +352,10 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     # tensor, under scikit-learn's array_api_dispatch too) are read as numpy first.
     args = [to_numpy(a) if array_api_compat.is_array_api_obj(a) else a for a in args]
     check_unique_columns(args[0])
+    if len(args) > 1 and hasattr(args[1], "__len__") and hasattr(args[0], "__len__") and \
+            len(args[1]) != len(args[0]):
+        raise ValueError(f"y has {len(args[1])} targets for the {len(args[0])} rows of X: one "
+                         "target per row.")
     try:
         return validate_data(estimator, *args, **kwargs)
     except ValueError as exc:

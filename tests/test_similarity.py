@@ -567,3 +567,18 @@ def test_factors_of_two_layouts_are_refused():
                           rng.normal(size=(6, 40)))
     with pytest.raises(RuntimeError, match="two layouts"):
         three.dot(one)
+
+
+def test_y_of_another_length_is_named():
+    # scikit-learn's "inconsistent numbers of samples: [50, 10]" named neither
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    from skcem import CounterfactualExplainer
+
+    for explainer in (GradientSimilarityExplainer(model), CounterfactualExplainer()):
+        with pytest.raises(ValueError, match="y has 10 targets for the 50 rows of X: one "
+                                             "target per row"):
+            explainer.fit(X[:50], y[:10])
