@@ -7,7 +7,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from ._array_api import to_numpy
 from ._gradients import is_deep_model
@@ -338,6 +338,15 @@ def _where_infinite(X):
     return f" (in {', '.join(map(repr, names[:10]))})" if names else ""
 
 
+def _n_rows(array):
+    """The rows of an array-like, or None where it cannot tell (a sparse matrix: refused by
+    the validation with its own message)."""
+    try:
+        return _num_samples(array)
+    except TypeError:
+        return None
+
+
 def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     """``validate_data``, whose errors on missing values and on arrays of more than two
     dimensions say what an explainer needs.
@@ -352,10 +361,11 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     # tensor, under scikit-learn's array_api_dispatch too) are read as numpy first.
     args = [to_numpy(a) if array_api_compat.is_array_api_obj(a) else a for a in args]
     check_unique_columns(args[0])
-    if len(args) > 1 and hasattr(args[1], "__len__") and hasattr(args[0], "__len__") and \
-            len(args[1]) != len(args[0]):
-        raise ValueError(f"y has {len(args[1])} targets for the {len(args[0])} rows of X: one "
-                         "target per row.")
+    n_targets = _n_rows(args[1]) if len(args) > 1 else None
+    n_rows = _n_rows(args[0])
+    if None not in (n_targets, n_rows) and n_targets != n_rows:
+        raise ValueError(f"y has {n_targets} targets for the {n_rows} rows of X: one target "
+                         "per row.")
     try:
         return validate_data(estimator, *args, **kwargs)
     except ValueError as exc:
