@@ -1075,3 +1075,26 @@ def test_threads_take_turns_with_a_module(logits_cnn, images):
         assert all(p.requires_grad for p in module.parameters())
     np.testing.assert_array_equal(runs[1][0].explanation, runs[2][0].explanation)
     np.testing.assert_allclose(runs[1][1], runs[2][1], rtol=1e-6)
+
+
+def test_keras_on_torch_maps_one_example_at_a_time_where_vmap_cannot():
+    # Keras's torch Conv2D after a pooling clones its input channels-last, which
+    # torch.func.vmap does not batch ("NYI: Tensor.clone(memory_format) inside vmap"): the
+    # similarity of such a model on Keras's torch backend failed
+    from skcem._gradients._keras_torch import TorchAutodiff
+
+    def per_example(scale, x, pair):
+        image = x.reshape(1, 2, 3, 3).clone(memory_format=torch.channels_last)
+        return {"sum": scale * image.sum(), "pair": (pair[0] * 2, pair[1] + x[0])}
+
+    x = torch.randn(5, 18, dtype=torch.float64)
+    pair = (torch.randn(5, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="vmap"):
+        torch.func.vmap(per_example, in_dims=(None, 0, 0))(2.0, x, pair)
+    mapped = TorchAutodiff.vmap(per_example, (None, 0, 0))(2.0, x, pair)
+    torch.testing.assert_close(mapped["sum"], 2.0 * x.sum(dim=1))
+    torch.testing.assert_close(mapped["pair"][0], pair[0] * 2)
+    torch.testing.assert_close(mapped["pair"][1], pair[1] + x[:, 0])
+    # where vmap can, vmap it is
+    plain = TorchAutodiff.vmap(lambda s, v, p: s * v.sum(), (None, 0, 0))(2.0, x, pair)
+    torch.testing.assert_close(plain, 2.0 * x.sum(dim=1))
