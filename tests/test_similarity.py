@@ -254,7 +254,7 @@ def test_bad_input(digits, digits_model):
         explainer.explain(X[:3], y[:2])
     with pytest.raises(ValueError, match="labels the model does not know"):
         explainer.explain(X[:2], [3, 42])
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+    with pytest.raises(ValueError, match="y has 19 targets for the 20 rows of X"):
         GradientSimilarityExplainer(digits_model).fit(X[:20], y[:19])
     with pytest.raises(TypeError, match="must be a Keras model, a PyTorch module or one of"):
         GradientSimilarityExplainer(SVC().fit(X[:50], y[:50])).fit(X[:50], y[:50])
