@@ -352,14 +352,6 @@ def elastic_distance(adv, x0, l1_weight, l2_weight=1.0):
             + L1(x0, weights=l1_weight).value(adv, xp=xp))
 
 
-def _table_distance(problem, adv, rows):
-    """:func:`elastic_distance` where a changed category counts 1 (on the host)."""
-    x0 = problem.x0[rows]
-    diff = np.where(problem.categorical, (adv != x0).astype(float), adv - x0)
-    l1, l2 = _rows(problem.l1_weight, rows), _rows(problem.l2_weight, rows)
-    return np.sum(l2 * diff**2 + l1 * np.abs(diff), axis=1)
-
-
 def objective(problem, adv, proba, ae_loss, c, rows):
     """Full objective at ``adv``: attack, elastic net and (optionally) the auto-encoder term."""
     loss = problem.attack.value(proba, problem.target_onehot(rows), xp=namespace(proba))
@@ -514,11 +506,6 @@ def solve(backend, problem, settings, progress=None):
     if problem.whole is not None and problem.whole.any():
         explanation = round_whole(backend, problem, explanation, bests)
     found, rejected = _check_with_predict(backend, problem, explanation, bests)
-    if problem.categorical is not None and np.any(problem.categorical):
-        # Category codes held fixed here (immutable) are no numbers: a PP's kept category
-        # costs one unit against its no-information category, as in the gradient-free
-        # search, not the codes' difference (a constant of each instance's search).
-        bests.dist[found] = _table_distance(problem, bests.adv[found], np.flatnonzero(found))
     explanation[~found] = np.nan
     bests.dist[~found] = np.nan
     bests.c[~found] = np.nan

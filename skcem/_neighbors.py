@@ -550,8 +550,8 @@ class NeighborSearch:
             return owner, E
         x0 = problem.x0
         trial_owner, trials = [], []
-        ranked, distances, _ = self._ranked(search, lacking)
         if type(problem.mode).project is Mode.project:  # a mode without a rule of its own
+            ranked, distances, _ = self._ranked(search, lacking)
             base = x0[lacking][:, None, :]
             sparser = np.where(search.categorical, ranked,
                                MODES["PN"].project(ranked, base, self.pool.typical))

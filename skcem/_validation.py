@@ -360,7 +360,6 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     # The explainers compute on the host in numpy: another array library's arrays (a torch
     # tensor, under scikit-learn's array_api_dispatch too) are read as numpy first.
     args = [to_numpy(a) if array_api_compat.is_array_api_obj(a) else a for a in args]
-    check_unique_columns(args[0])
     n_targets = _n_rows(args[1]) if len(args) > 1 else None
     n_rows = _n_rows(args[0])
     if None not in (n_targets, n_rows) and n_targets != n_rows:
