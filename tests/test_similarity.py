@@ -474,8 +474,13 @@ def _conv_model(first_conv, final_activation="softmax"):
     dict(dilation_rate=2, padding="same"),
     dict(strides=3, padding="same", use_bias=False, activation="tanh"),
 ])
-def test_conv_per_example_gradients_equal_vectorized_ones(conv_params):
+@pytest.mark.parametrize("products", ["per offset", "of the patches"])
+def test_conv_per_example_gradients_equal_vectorized_ones(conv_params, products, monkeypatch):
     keras = pytest.importorskip("keras")
+    from skcem._param_grads import _keras
+
+    # the layers' inputs have 2 and 4 channels: both ways for both layers
+    monkeypatch.setattr(_keras, "_OFFSET_PRODUCT_CHANNELS", 1 if products == "per offset" else 99)
     conv_params = {"activation": "relu", **conv_params}
     model = _conv_model(keras.layers.Conv2D(4, (3, 2), **conv_params))
     gradients = make_param_gradients(model, input_shape=(9, 10, 2))

@@ -88,8 +88,9 @@ def conv_gradients(layer, inputs, delta, tf):
 
     ``inputs`` (batch, h, w, c_in) is the layer's input and ``delta`` (batch, h', w', c_out)
     the gradient with respect to its output before the activation. The kernel's gradient at
-    offset ``(i, j)`` is ``Σ_p a[p + (i, j)] ⊗ δ_p``: the patches, the input strided from
-    each offset side by side, times ``δ``, one batched product.
+    offset ``(i, j)`` is ``Σ_p a[p + (i, j)] ⊗ δ_p``: one batched product per offset, of the
+    input strided from it and ``δ``; for few input channels, one product of ``δ`` and the
+    patches (those strided inputs side by side).
     """
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
     _, h, w, c_in = inputs.shape
@@ -99,18 +100,29 @@ def conv_gradients(layer, inputs, delta, tf):
                                  _same_padding(w, kw, sw, dw), [0, 0]])
     n = tf.shape(inputs)[0]
     delta_rows = tf.reshape(delta, (n, out_h * out_w, c_out))
-    windows = [inputs[:, i * dh:i * dh + (out_h - 1) * sh + 1:sh,
-                      j * dw:j * dw + (out_w - 1) * sw + 1:sw, :]
+    windows = [tf.reshape(inputs[:, i * dh:i * dh + (out_h - 1) * sh + 1:sh,
+                                 j * dw:j * dw + (out_w - 1) * sw + 1:sw, :],
+                          (n, out_h * out_w, c_in))
                for i in range(kh) for j in range(kw)]
-    # the patches (n, P, kh kw c_in), one product: δ is read once, not once per offset (for
-    # one input channel the per-offset products are matrix-vector ones, bound by reading δ)
-    patches = tf.reshape(tf.concat(windows, axis=3), (n, out_h * out_w, kh * kw * c_in))
-    kernel = tf.matmul(patches, delta_rows, transpose_a=True)  # (n, kh kw c_in, c_out)
-    grads = {id(layer.kernel): tf.reshape(kernel, (n, -1))}
+    if c_in >= _OFFSET_PRODUCT_CHANNELS:
+        # one product per offset: no copy of the patches, which cost more than the products
+        kernel = tf.concat([tf.matmul(window, delta_rows, transpose_a=True)
+                            for window in windows], axis=1)
+    else:
+        # the patches (n, P, kh kw c_in), one product: δ is read once, not once per offset
+        # (for few input channels the per-offset products are matrix-vector ones, bound by
+        # reading δ)
+        kernel = tf.matmul(tf.concat(windows, axis=2), delta_rows, transpose_a=True)
+    grads = {id(layer.kernel): tf.reshape(kernel, (n, -1))}  # (n, kh kw c_in c_out)
     if layer.bias is not None:
         grads[id(layer.bias)] = tf.reduce_sum(delta_rows, axis=1)
     return grads
 
+
+# Input channels from which a Conv2D kernel's per-example gradient is one product per kernel
+# offset (measured on 2 cores: 0.55-0.85x the time of the patches' single product from 16
+# channels, 1.2x at 8, 2x at 1).
+_OFFSET_PRODUCT_CHANNELS = 16
 
 # Bytes of ``y`` that tensorflow_matmul_t copies to TensorFlow at once.
 _COPY_BYTES = 16 * 2**20
