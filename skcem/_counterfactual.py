@@ -61,19 +61,20 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     n_counterfactuals : int, default=1
         Distinct valid counterfactuals per instance in the explanation's ``counterfactuals``:
         the closest first (``explanation``), then, closest first, sparse ones that change other
-        features where there are. With more than one, the gradient-free steps refine
-        ``2 * n_counterfactuals`` starts (training rows of the class) and the answers that make
-        one or two moves alone (a start's category, a numeric feature's range end), and keep
+        features where there are. With more than one, the gradient-free steps refine twice
+        ``n_counterfactuals`` starts (training rows of the class) and the answers that make one
+        or two moves alone (a start's category, a numeric feature's range end), and keep
         distinct ones (fewest changes first, on features no kept answer changes first); after
         the gradient search, its answer competes with the gradient-free steps' (the closest is
         ``explanation``). Two answers that change the same features, to the same categories and
-        numbers within 10% of the change, count as one. Each answer is minimal (its numeric
-        changes bisected towards the instance), so the same features moved farther are not
-        offered: an instance may get fewer where fewer distinct answers were found (NaN
-        rows). On tree models the answers are polished more coarsely than a single one
-        (fewer split points, no exchanges: each is a model call), so the closest of several
-        may be farther than ``n_counterfactuals=1``'s answer, or closer (it has more starts):
-        on a forest in a trial, 4 of 10 rows farther (by 0.3-49%), 2 closer.
+        numbers within 10% of the change or one farther than the other the same way in every
+        feature, count as one. Each answer is minimal (its numeric changes bisected towards the
+        instance), so the same features moved farther are not offered: an instance may get fewer
+        where fewer distinct answers were found (NaN rows). On tree models the answers are
+        polished more coarsely than a single one (fewer split points, no exchanges: each is a
+        model call), so the closest of several may be farther than ``n_counterfactuals=1``'s
+        answer, or closer (it has more starts): on a forest in a trial, 4 of 10 rows farther (by
+        0.3-49%), 2 closer.
     categorical_features : "auto", array-like or None, default="auto"
         Columns whose values are categories: "auto" takes DataFrame columns of object,
         string, category or bool dtype (and text columns of an array), and the columns a

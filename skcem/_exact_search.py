@@ -77,8 +77,11 @@ from ._fista import SearchResult
 from ._neighbors import NeighborSearch
 from ._polish import points_of
 
-# What a win needs on the class scores beyond a tie, above HiGHS's feasibility tolerance.
+# What a win needs on the class scores beyond a tie, and HiGHS's feasibility tolerance for
+# the programs' rows below it (its default, 1e-6, let a program take a tie for a win: the
+# answer, refused by ``predict``, left a proven optimum with a gap).
 _MARGIN = 1e-6
+_FEASIBILITY_TOLERANCE = 1e-7
 # The relative gap at which HiGHS calls an answer optimal.
 _REL_GAP = 1e-6
 # The budgets of the programs below the heuristic's distance, as fractions of it (halving
@@ -853,18 +856,19 @@ def check_exact_problem(ensemble, mode, kappa):
 
 
 def _milp(c, options, **program):
-    """:func:`scipy.optimize.milp`, passing HiGHS's ``objective_bound`` (not one of scipy's
-    own options: scipy hands it on verbatim, with a warning kept quiet here); without it where
-    this scipy cannot."""
+    """:func:`scipy.optimize.milp`, passing HiGHS's ``objective_bound`` and
+    ``mip_feasibility_tolerance`` (not among scipy's own options: scipy hands them on
+    verbatim, with a warning kept quiet here); without them where this scipy cannot."""
     bound = options.pop("objective_bound", None)
+    highs_options = {"mip_feasibility_tolerance": _FEASIBILITY_TOLERANCE}
     if bound is not None:
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
-                return milp(c, options={**options, "objective_bound": bound}, **program)
-        except (AttributeError, KeyError, TypeError, ValueError):
-            pass
-    return milp(c, options=options, **program)
+        highs_options["objective_bound"] = bound
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
+            return milp(c, options={**options, **highs_options}, **program)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return milp(c, options=options, **program)
 
 
 def _lowest(leaf_values, leaf_tree):

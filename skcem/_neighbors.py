@@ -101,7 +101,8 @@ def choose_diverse(candidates, difference, categorical, n_answers):
     ``_FRESH_CHANGES`` features, none of them changed by an answer kept; then those that
     change another set of features than each answer kept; then any other one left that is
     no near copy of one kept: that changes the same features to another category, or a
-    numeric one by more than ``_NEAR_COPY`` of the larger of the two changes.
+    numeric one by more than ``_NEAR_COPY`` of the larger of the two changes, and not only
+    farther (or only closer) the same way in each.
     Sparse answers that change other features make a set whose pairs differ in many features
     (DiCE's count diversity) while each changes few; a fresh answer that changes many would
     buy diversity with sparsity.
@@ -155,10 +156,15 @@ def choose_diverse(candidates, difference, categorical, n_answers):
                   != candidates[kept, same & categorical]):
             return False
         numeric = same & ~categorical
-        scale = np.maximum(np.abs(difference[position, numeric]),
-                           np.abs(difference[kept, numeric]))
-        return bool(np.all(np.abs(candidates[position, numeric] - candidates[kept, numeric])
-                           <= _NEAR_COPY * scale))
+        a, b = difference[position, numeric], difference[kept, numeric]
+        scale = np.maximum(np.abs(a), np.abs(b))
+        if np.all(np.abs(a - b) <= _NEAR_COPY * scale):
+            return True
+        # The same moves, one farther in every feature: nothing the closer one does not offer
+        # (on a tree model, often the very same leaves).
+        same_way = np.all(np.sign(a) == np.sign(b))
+        return bool(same_way and (np.all(np.abs(a) >= np.abs(b))
+                                  or np.all(np.abs(a) <= np.abs(b))))
 
     for position in order:
         if len(chosen) == n_answers:

@@ -84,6 +84,10 @@ def _check_ranked(explanation, model, k, rows):
                     assert not (np.all(same) and np.all(
                         np.abs(delta[a] - delta[b])
                         <= 0.1 * np.maximum(np.abs(delta[a]), np.abs(delta[b])))), (a, b)
+                    # nor the same moves, one farther in every feature
+                    assert not (np.all(np.sign(delta[a]) == np.sign(delta[b])) and (
+                        np.all(np.abs(delta[a]) >= np.abs(delta[b]))
+                        or np.all(np.abs(delta[a]) <= np.abs(delta[b])))), (a, b)
             np.testing.assert_array_equal(mine[0], explanation.explanation[i])
             predicted = model.predict(mine)
             original = model.predict(explanation.X[[i]])[0]
@@ -365,3 +369,34 @@ def test_images_ask_the_model_in_bounded_calls(digits, digits_model, monkeypatch
     assert max(sizes) == 500  # the bounded run did split its calls
     np.testing.assert_array_equal(runs[0].counterfactuals, runs[1].counterfactuals)
     assert runs[0].found.all()
+
+
+@pytest.mark.parametrize("search", ["exact", "auto"])
+def test_no_alternative_is_an_answer_moved_farther(search):
+    """Found by a user: rank 1 was rank 0 with the same feature moved farther (c: -0.795 to
+    -0.966, 22% more), in the same leaf of every tree: the same explanation twice."""
+    rng = np.random.RandomState(1)
+    n = 120
+    df = pd.DataFrame({"a": rng.randint(0, 20, n), "b": rng.randint(0, 50, n),
+                       "c": rng.randn(n), "color": rng.choice(["red", "green", "blue"], n),
+                       "shape": rng.choice(["sq", "ci"], n)})
+    y = ((df.a + df.b / 3 + 3 * df.c + 5 * (df.color == "red") + 4 * (df.shape == "sq"))
+         > 16).astype(int)
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["color", "shape"]),
+                                                  remainder="passthrough"),
+                          RandomForestClassifier(4, max_depth=3, random_state=0)).fit(df, y)
+    explainer = CounterfactualExplainer(model, n_counterfactuals=3, search=search,
+                                        distance="mad", immutable_features=["shape"],
+                                        directions={"a": "increase"}).fit(df)
+    exp = _explain(explainer, df.iloc[:10])
+    numeric = ["a", "b", "c"]
+    for i, answers in exp.counterfactuals.groupby(level=0):
+        answers = answers.dropna(how="all")
+        assert (model.predict(answers) != model.predict(df.iloc[[i]])[0]).all()
+        delta = (answers[numeric] - df.loc[i, numeric].to_numpy(float)).to_numpy(float)
+        colors = answers["color"].to_numpy()
+        for a in range(len(answers)):
+            for b in range(a):
+                farther = np.all(np.sign(delta[a]) == np.sign(delta[b])) and \
+                    np.all(np.abs(delta[a]) >= np.abs(delta[b]))
+                assert not (farther and colors[a] == colors[b]), (i, answers)
