@@ -420,6 +420,9 @@ class TableCodec:
             out = np.empty(Z.shape, dtype=object)
             for j in range(Z.shape[1]):
                 out[:, j] = self._column_values(Z[:, j], j, missing)
+            if all(dtype.kind in "fiu" for dtype in self.dtypes_):
+                # categories of a numeric array are numbers: numbers out (NaN for None)
+                return np.where(out == None, np.nan, out).astype(float)  # noqa: E711
             return out
         pd = _pandas()
         data = {j: pd.Series(self._series(Z[:, j], j, missing, for_model), index=index,

@@ -844,3 +844,26 @@ def test_a_pp_never_moves_past_an_instance_outside_the_range():
         assert cem.no_info_val_[2] == 0 and exp.found.any()
         np.testing.assert_array_equal(exp.explanation.loc[exp.found, "gain"], 0)
         assert valid_by_predict(model, exp, "PP").all()
+
+
+def test_a_numeric_array_with_categorical_columns_gives_numbers_back():
+    """Found by a user: a float array with a column of category codes came back as an array
+    of objects, where ``np.isnan`` fails; its categories are numbers, so are the answers
+    (NaN rows where none was found)."""
+    rng = np.random.RandomState(3)
+    X = np.c_[rng.choice([0, 1, 2, 5], 200), rng.randn(200), rng.randn(200)]
+    y = ((X[:, 0] == 2) * 1.5 + X[:, 1] + X[:, 2] / 5 > 1.2).astype(int)
+    model = RandomForestClassifier(6, max_depth=4, random_state=0).fit(X, y)
+    # the codes and one number immutable: some rows have no answer (NaN rows)
+    explainer = CounterfactualExplainer(model, categorical_features=[0],
+                                        immutable_features=[0, 1]).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        answers = explainer.transform(X[:20])
+        exp = explainer.explain(X[:20])
+    assert answers.dtype == np.float64 and exp.explanation.dtype == np.float64
+    found = ~np.isnan(answers).all(axis=1)
+    np.testing.assert_array_equal(found, exp.found)
+    assert found.any() and not found.all()
+    assert set(answers[found, 0]) <= {0.0, 1.0, 2.0, 5.0}
+    assert np.all(model.predict(answers[found]) != model.predict(X[:20][found]))
