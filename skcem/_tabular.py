@@ -590,7 +590,7 @@ def column_index(key, feature_names, n_features, name):
 def table_feature_range(feature_range, Z, codec, feature_names):
     """Per-column bounds: a pair, a dict of pairs by column (others from the data), or None
     (the data's minimum and maximum). Category codes range over the known categories."""
-    from ._validation import check_feature_range, check_pair
+    from ._validation import check_feature_range
 
     if isinstance(feature_range, dict):
         lower, upper = np.nanmin(Z, axis=0), np.nanmax(Z, axis=0)
@@ -604,7 +604,10 @@ def table_feature_range(feature_range, Z, codec, feature_names):
             if scale is not None:  # times or durations, counted in the column's steps
                 lo, hi = _time_bounds(scale, bounds, key, codec.dtypes_[j])
             else:
-                lo, hi = (float(b) for b in check_pair(bounds, f"feature_range[{key!r}]"))
+                lo, hi = _number_bounds(bounds, key)
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError(f"`feature_range[{key!r}]` must be finite; got {bounds!r} "
+                                 "(leave the column out to take the data's bounds).")
             if lo > hi:
                 raise ValueError(f"`feature_range[{key!r}]` needs min <= max; got {bounds!r}.")
             lower[j], upper[j] = lo, hi
@@ -624,6 +627,18 @@ def table_feature_range(feature_range, Z, codec, feature_names):
                              f"({lower[j]:g}, {upper[j]:g}), holds no whole number.")
         lower[whole], upper[whole] = np.ceil(lower[whole]), np.floor(upper[whole])
     return lower, upper
+
+
+def _number_bounds(bounds, key):
+    """``feature_range[key]`` of a numeric column: a pair of numbers, as floats."""
+    try:
+        if isinstance(bounds, str):
+            raise TypeError
+        lo, hi = bounds
+        return float(lo), float(hi)
+    except (TypeError, ValueError):
+        raise ValueError(f"`feature_range[{key!r}]` must be a pair (min, max) of numbers; got "
+                         f"{bounds!r}.") from None
 
 
 def _time_bounds(scale, bounds, key, dtype):
@@ -678,8 +693,9 @@ def values_by_column(value, Z, codec, feature_names, name, default):
             try:
                 out[j] = float(given)
             except (TypeError, ValueError):
-                raise ValueError(f"`{name}[{key!r}]` must be a number; got {given!r}.") \
-                    from None
+                out[j] = np.nan
+            if not np.isfinite(out[j]):
+                raise ValueError(f"`{name}[{key!r}]` must be a finite number; got {given!r}.")
     return out
 
 

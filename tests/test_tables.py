@@ -290,6 +290,24 @@ def test_bad_table_parameters_are_named(table):
         CounterfactualExplainer(models["lr"], search="fista").fit(X)
 
 
+@pytest.mark.parametrize("bounds", [(None, 90.0), (0.0, np.inf), (np.nan, 1.0), 1.0, "ab",
+                                    (1.0, 2.0, 3.0)])
+def test_a_column_range_that_is_no_pair_of_finite_numbers_is_named(table, bounds):
+    """Found by a user: a None, NaN or infinite bound was taken (a NaN bound), and the model
+    then asked about NaN rows ("Input X contains NaN"); a number alone failed inside."""
+    X, _, models = table
+    for Explainer in (CEMExplainer, CounterfactualExplainer):
+        with pytest.raises(ValueError, match=r"`feature_range\['age'\]` must be"):
+            Explainer(models["lr"], feature_range={"age": bounds}).fit(X)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, None, "old"])
+def test_a_column_no_information_value_that_is_no_finite_number_is_named(table, value):
+    X, _, models = table
+    with pytest.raises(ValueError, match=r"`no_info_val\['age'\]` must be a finite number"):
+        CEMExplainer(models["lr"], no_info_val={"age": value}).fit(X)
+
+
 def test_an_array_after_a_dataframe_fit_takes_the_fits_columns_with_a_warning(table):
     X, _, models = table
     cf = CounterfactualExplainer(models["lr"]).fit(X)
