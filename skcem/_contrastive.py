@@ -900,7 +900,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             Warns with :class:`ExplanationNotFoundWarning` when some instances got none.
         """
         check_is_fitted(self)
-        index = getattr(X, "index", None)
+        index = X.index if hasattr(X, "columns") else None  # a list's index is a method
         eps = _rounding_of(X)
         X, _ = self._validate(X, reset=False)
         self._check_missing_values(X)

@@ -180,6 +180,10 @@ def test_array_after_a_dataframe_fit_is_taken_in_the_fits_order_with_a_warning(i
     with pytest.warns(UserWarning, match="fitted on a DataFrame.*sl, sw, pl, pw"):
         from_array = cem.transform(X[50:52])
     np.testing.assert_array_equal(from_array, cem.transform(frame.iloc[50:52]))
+    # so is a list of rows (whose ``index`` is a method, not the rows' labels)
+    with pytest.warns(UserWarning, match="fitted on a DataFrame"):
+        from_list = cem.explain(X[50:52].tolist())
+    np.testing.assert_array_equal(from_list.explanation, from_array)
 
 
 @pytest.mark.parametrize("call", ["explain", "transform", "fit_transform", "pipeline"])
