@@ -5,6 +5,7 @@ from ._contrastive import ExplanationNotFoundWarning, TargetWarning
 from ._counterfactual import CounterfactualExplainer
 from ._explanation import CEMExplanation, Explanation
 from ._similarity import GradientSimilarityExplainer, SimilarityExplanation
+from ._warnings import SkcemWarning
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,7 @@ __all__ = [
     "ExplanationNotFoundWarning",
     "GradientSimilarityExplainer",
     "SimilarityExplanation",
+    "SkcemWarning",
     "TargetWarning",
     "__version__",
 ]

@@ -44,11 +44,11 @@ from ._validation import (accepts_missing_values, align_columns, check_pair,
                           kind_other_than_classifier, missing_values_refused, per_feature,
                           probabilities_hint, refuse_models_without_answers_off_the_data,
                           resolve_estimator, validate_complete_data, validate_float_data)
-from ._warnings import warn
+from ._warnings import SkcemWarning, warn
 from .costs import median_absolute_deviation
 
 
-class ExplanationNotFoundWarning(UserWarning):
+class ExplanationNotFoundWarning(SkcemWarning):
     """Some instances got no explanation: their rows are NaN and ``found`` is False.
 
     The message says how many, and what may help (or that nothing will, when the model's
@@ -62,7 +62,7 @@ class ExplanationNotFoundWarning(UserWarning):
     """
 
 
-class TargetWarning(UserWarning):
+class TargetWarning(SkcemWarning):
     """Some instances are explained against a class that makes their explanation trivial.
 
     A PN asked against a class the model does not predict, or a counterfactual whose target
@@ -262,7 +262,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 all(isinstance(c, str) for c in X.columns) and \
                 hasattr(self.estimator, "n_features_in_"):  # names, as scikit-learn has them
             warn("X has feature names, but the fitted `estimator` was fitted without "
-                 "them: its columns are taken in the order of X.", UserWarning)
+                 "them: its columns are taken in the order of X.")
         raw = align_columns(X, prefitted_names, reordered_warning=(
             "the fitted `estimator` in another order: they are matched by name, and the "
             "explainer (`feature_names_in_`) and its answers follow the estimator's order."))
@@ -840,7 +840,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if given:
             warn(f"X's columns are labelled by integers {list(labels)[:10]}, but the integers "
                  f"in {given} are positions (column {labels[0]!r} is 0): give the columns' "
-                 "positions there, or label the columns by strings.", UserWarning)
+                 "positions there, or label the columns by strings.")
 
     def _warn_outside_range(self, X, eps=0.0):
         """Warn of instances outside the range; ``eps``: the relative rounding of the input
@@ -851,8 +851,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if outside.any():
             warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
                  "`feature_range_`: the explanation keeps the values of the features "
-                 "it does not change, and moves a changed one only towards the range.",
-                 UserWarning)
+                 "it does not change, and moves a changed one only towards the range.")
 
     def _integer_columns(self):
         """The mask of integer columns of a DataFrame, or None: the gradient search's answers
@@ -1000,9 +999,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                             or np.any(self.directions_ != 0)):
                 hint += (" immutable_features and directions may also leave no change that "
                          "reaches the class: try without them.")
+            rows = np.flatnonzero(~found & searchable)
+            shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.size > 10 else "")
             message = (f"{type(self).__name__} found no {mode} for {n_missing} of "
-                       f"{int(searchable.sum())} instances searched; their rows are NaN (see "
-                       f"`found`). {hint}")
+                       f"{int(searchable.sum())} instances searched (X's rows {shown}); their "
+                       f"rows are NaN (see `found`). {hint}")
             logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
             warn(message, ExplanationNotFoundWarning)
         gap = np.concatenate([r.gap for r in results]) if self.search_ == "exact" else None
@@ -1010,7 +1011,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             warn(f"{int(np.sum(found & np.isnan(gap)))} of {int(found.sum())} answers of the "
                  "exact search are the gradient-free search's, with no proven gap (NaN): their "
                  "rows have missing values, whose way through the trees the exact search does "
-                 "not model.", UserWarning)
+                 "not model.")
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])

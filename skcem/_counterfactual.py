@@ -224,8 +224,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     def _targets(self, predicted, proba, y):
         if y is not None:
             warn("CounterfactualExplainer.explain ignores y: the class each counterfactual "
-                 "reaches is set by `target_class` (set_params(target_class=...)).",
-                 UserWarning)
+                 "reaches is set by `target_class` (set_params(target_class=...)).")
         if self._any_other_class():  # the target is the class to leave
             return predicted, predicted
         if isinstance(self.target_class, str) and self.target_class == "other":

@@ -456,7 +456,7 @@ class Explanation(JSONMixin):
         if renamed:
             warn(f"Feature columns {list(renamed)} share their names with to_frame's own "
                  f"columns, which are named {list(renamed.values())} instead (the features "
-                 "keep theirs).", UserWarning)
+                 "keep theirs).")
         for name, values in meta.items():
             frame[renamed.get(name, name)] = values
         return frame

@@ -408,7 +408,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         if self.n_components is not None and self.n_components >= self.n_params_:
             warn(f"n_components ({self.n_components}) is not below the model's number of "
                  f"parameters (n_params_={self.n_params_}): exact scores are used, which are "
-                 "no larger to store.", UserWarning)
+                 "no larger to store.")
         elif self.n_components is not None:
             template = self._gradients.factors(self.X_train_[:1], self.y_train_[:1])
             self.projection_ = GradientProjection(template, self.n_components,

@@ -134,7 +134,7 @@ def _native_categorical_inputs(estimator, X, n_features):
         warn(f"The Pipeline's last step ({type(last).__name__}) takes {int(native.sum())} of "
              "its input columns as categories, which could not be traced back to the columns "
              "of X: name them in `categorical_features` so that their codes move one whole "
-             "category at a time.", UserWarning)
+             "category at a time.")
         return None
     mask = np.zeros(n_features, dtype=bool)
     mask[[inputs[k] for k in np.flatnonzero(native)]] = True
@@ -311,7 +311,7 @@ class TableCodec:
         warn("X does not have feature names, but the explainer was fitted on a DataFrame: "
              "X's columns are taken as the fit's, in their order "
              f"({', '.join(map(str, self.columns_[:5]))}"
-             f"{', ...' if len(self.columns_) > 5 else ''}).", UserWarning)
+             f"{', ...' if len(self.columns_) > 5 else ''}).")
         return _pandas().DataFrame(array, columns=self.columns_)
 
     def _columns(self, X):

@@ -207,7 +207,7 @@ def align_columns(X, expected, name="X", reordered_warning=None):
     if reordered_warning is not None:
         from ._warnings import warn
 
-        warn(f"{name}'s columns are those of {reordered_warning}", UserWarning)
+        warn(f"{name}'s columns are those of {reordered_warning}")
     return X[list(expected)] if all(isinstance(c, str) for c in columns) else \
         X[[columns[given.index(c)] for c in expected]]
 

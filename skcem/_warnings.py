@@ -13,7 +13,18 @@ _LIBRARY_FOLDERS = tuple(str(Path(module.__file__).resolve().parent) + os.sep
                          for module in (sys.modules[__package__], sklearn))
 
 
-def warn(message, category=UserWarning):
+class SkcemWarning(UserWarning):
+    """The base of every warning skcem gives (each a ``UserWarning``).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skcem import SkcemWarning
+    >>> warnings.simplefilter("ignore", SkcemWarning)  # skcem's warnings, and no others
+    """
+
+
+def warn(message, category=SkcemWarning):
     """``warnings.warn`` with the stack level of the first caller outside skcem and sklearn."""
     frame, level = sys._getframe(1), 2
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(

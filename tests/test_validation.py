@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from skcem import CEMExplainer
+from skcem import CEMExplainer, CounterfactualExplainer
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -206,6 +206,32 @@ def test_warnings_point_at_the_callers_line(iris, iris_model, call):
     assert ours and all(w.filename == __file__ for w in ours), [w.filename for w in caught]
 
 
+def test_every_warning_of_skcem_is_a_skcem_warning(iris, iris_model):
+    """Found by a user: some warnings were plain UserWarnings, which only a filter on every
+    library's UserWarnings silenced (``module="skcem"`` filters see the caller's line)."""
+    from skcem import SkcemWarning
+
+    X, _ = iris
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CEMExplainer(iris_model, feature_range=(2.0, 5.0), max_iterations=5,
+                     c_steps=1).fit(X).transform(X[:3])
+        CEMExplainer(iris_model, immutable_features=[0], directions={0: "increase"},
+                     max_iterations=5, c_steps=1).fit(X)
+        CounterfactualExplainer(iris_model, max_iterations=5, c_steps=1).fit(X).explain(
+            X[:2], [0, 1])
+    messages = {str(w.message)[:30] for w in caught}
+    assert len(messages) >= 3, messages
+    assert all(issubclass(w.category, SkcemWarning) for w in caught), \
+        [(w.category, str(w.message)[:60]) for w in caught]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", SkcemWarning)
+        CEMExplainer(iris_model, feature_range=(2.0, 5.0), max_iterations=5,
+                     c_steps=1).fit(X).transform(X[:3])
+    assert not caught
+
+
 def test_not_found_warning_names_rows_with_no_room_to_move():
     from sklearn.linear_model import LogisticRegression
 
@@ -223,6 +249,7 @@ def test_not_found_warning_names_rows_with_no_room_to_move():
         exp = cem.explain(X)
     message = str(record[0].message)
     assert "found no PN for 2 of 4" in message and "2 of them have no admissible change" in message
+    assert "(X's rows 0, 1)" in message  # which ones, not only how many
     assert not exp.found[:2].any() and exp.found[2:].all()
 
 

@@ -54,8 +54,7 @@ def output_kind(outputs, activation=None, last="the last layer"):
 
         warn(f"`estimator`'s last layer ({last}) does not output probabilities (its rows do "
              "not sum to 1): its outputs are taken as logits and a softmax is applied. End the "
-             "model in a softmax (or a linear layer for logits) to make this explicit.",
-             UserWarning)
+             "model in a softmax (or a linear layer for logits) to make this explicit.")
     return "probabilities" if is_distribution else "logits"
 
 
