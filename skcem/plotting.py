@@ -37,6 +37,17 @@ def _class_and_proba(classes, proba, label):
     return f"{label} ({proba[position]:.2f})"
 
 
+def _check_kind(explanation, function):
+    """Refuse an explanation ``function`` cannot draw, in one line: a similarity explanation
+    (with ``scores``) for ``plot_similarity`` only, the others for the other plots."""
+    wants_scores = function == "plot_similarity"
+    if hasattr(explanation, "scores") != wants_scores or not hasattr(explanation, "X"):
+        takes = "GradientSimilarityExplainer.explain" if wants_scores else \
+            "CEMExplainer.explain or CounterfactualExplainer.explain"
+        raise TypeError(f"`explanation` is of type {type(explanation).__name__}: {function} "
+                        f"takes the result of {takes}.")
+
+
 def _check_index(index, n_instances):
     """``index`` as a position among ``n_instances``, or an error naming it."""
     if not isinstance(index, (int, np.integer)) or not -n_instances <= index < n_instances:
@@ -99,6 +110,7 @@ def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cm
     fig : matplotlib.figure.Figure
         The figure drawn on.
     """
+    _check_kind(explanation, "plot_image_explanation")
     index = _check_index(index, len(explanation.X))
     shape = _image_shape(explanation, image_shape)
     fig, axes = _axes(axes, 3, (9, 3.2))
@@ -152,6 +164,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     fig : matplotlib.figure.Figure
         The figure drawn on.
     """
+    _check_kind(explanation, "plot_tabular_explanation")
     plt = _pyplot()
     index = _check_index(index, len(explanation.X))
     n_features = explanation.X.shape[1]
@@ -246,6 +259,7 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
     fig : matplotlib.figure.Figure
         The figure drawn on.
     """
+    _check_kind(explanation, "plot_counterfactuals")
     if explanation.counterfactual_distance is None:
         raise ValueError("`explanation` holds no counterfactuals: plot_counterfactuals takes "
                          "the result of CounterfactualExplainer.explain.")
@@ -305,6 +319,7 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     fig : matplotlib.figure.Figure
         The figure drawn on.
     """
+    _check_kind(explanation, "plot_similarity")
     if feature_names is None and hasattr(X_train, "columns"):
         feature_names = [str(c) for c in X_train.columns]
     feature_names = _checked_feature_names(feature_names, explanation.X.shape[1])

@@ -207,3 +207,18 @@ def test_change_labels_stay_clear_of_the_feature_names(iris):
             assert not any(box.overlaps(name) for name in names)
             assert area.x0 <= box.x0 and box.x1 <= area.x1 + 1
         plt.close(fig)
+
+
+def test_an_explanation_of_the_other_kind_gets_one_line(iris, iris_model):
+    """Found by a user: plot_similarity of a CEM explanation failed on a missing attribute."""
+    X, y = iris
+    cem = CEMExplainer(iris_model, **FAST).fit(X).explain(X[[60]])
+    similarity = GradientSimilarityExplainer(iris_model).fit(X, y).explain(X[[60]])
+    with pytest.raises(TypeError, match="plot_similarity takes the result of "
+                                        "GradientSimilarityExplainer.explain"):
+        plotting.plot_similarity(cem, X)
+    for plot in (plotting.plot_tabular_explanation, plotting.plot_image_explanation,
+                 plotting.plot_counterfactuals):
+        with pytest.raises(TypeError, match=f"{plot.__name__} takes the result of CEMExplainer"):
+            plot(similarity)
+    plt.close("all")
