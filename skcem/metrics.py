@@ -125,14 +125,17 @@ def cem_score(explanation, feature_range):
     nothing (the model gives the no-information background itself the instance's class: the
     PP shows nothing about the instance), immutable features aside: it keeps those by
     construction. A found one scores more the fewer features it involves and the smaller its
-    (range-scaled) L1 size. This is :meth:`CEMExplainer.score`.
+    (range-scaled) L1 size. :meth:`CEMExplainer.score` is this with the range of the data
+    given to ``fit`` (the data's minimum and maximum per feature, whatever ``feature_range``
+    says, so that its scores compare across values of ``feature_range``).
 
     Parameters
     ----------
     explanation : Explanation
         The result of ``explain``.
     feature_range : tuple of (ndarray, ndarray)
-        As for :func:`proximity`.
+        As for :func:`proximity`. For the explainer's own ``score``, the minimum and maximum
+        per feature of the data given to ``fit``.
 
     Returns
     -------
