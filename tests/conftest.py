@@ -44,3 +44,26 @@ def softmax_model_gradient(model, Z, cotangent):
     weighted = proba * cotangent
     # dp_k/dz = p_k (W_k - sum_j p_j W_j)
     return weighted @ model.coef_ - weighted.sum(axis=1, keepdims=True) * (proba @ model.coef_)
+
+
+def small_mixed_forest():
+    """A table of integers, a number and two categories (a user's), and a forest of four
+    depth-3 trees behind a one-hot encoder, whose votes can tie 2-2: ``(X, model)``."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.RandomState(1)
+    n = 120
+    X = pd.DataFrame({"a": rng.randint(0, 20, n), "b": rng.randint(0, 50, n),
+                      "c": rng.randn(n), "color": rng.choice(["red", "green", "blue"], n),
+                      "shape": rng.choice(["sq", "ci"], n)})
+    y = ((X.a + X.b / 3 + 3 * X.c + 5 * (X.color == "red") + 4 * (X.shape == "sq"))
+         > 16).astype(int)
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["color", "shape"]),
+                                                  remainder="passthrough"),
+                          RandomForestClassifier(4, max_depth=3, random_state=0)).fit(X, y)
+    return X, model

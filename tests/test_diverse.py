@@ -18,7 +18,7 @@ from sklearn.tree import DecisionTreeClassifier
 from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
 from skcem.metrics import continuous_diversity, count_diversity
 
-from .conftest import FAST
+from .conftest import FAST, small_mixed_forest
 
 
 def _explain(explainer, X):
@@ -375,16 +375,7 @@ def test_images_ask_the_model_in_bounded_calls(digits, digits_model, monkeypatch
 def test_no_alternative_is_an_answer_moved_farther(search):
     """Found by a user: rank 1 was rank 0 with the same feature moved farther (c: -0.795 to
     -0.966, 22% more), in the same leaf of every tree: the same explanation twice."""
-    rng = np.random.RandomState(1)
-    n = 120
-    df = pd.DataFrame({"a": rng.randint(0, 20, n), "b": rng.randint(0, 50, n),
-                       "c": rng.randn(n), "color": rng.choice(["red", "green", "blue"], n),
-                       "shape": rng.choice(["sq", "ci"], n)})
-    y = ((df.a + df.b / 3 + 3 * df.c + 5 * (df.color == "red") + 4 * (df.shape == "sq"))
-         > 16).astype(int)
-    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["color", "shape"]),
-                                                  remainder="passthrough"),
-                          RandomForestClassifier(4, max_depth=3, random_state=0)).fit(df, y)
+    df, model = small_mixed_forest()
     explainer = CounterfactualExplainer(model, n_counterfactuals=3, search=search,
                                         distance="mad", immutable_features=["shape"],
                                         directions={"a": "increase"}).fit(df)

@@ -24,6 +24,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
 
+from .conftest import small_mixed_forest
+
 # The brute force's steps either side of a threshold; the exact search's are far smaller.
 STEP = 1e-4
 
@@ -674,16 +676,7 @@ def test_a_tie_of_the_votes_is_no_win_and_the_optimum_is_proven():
     program take that tie for a win; its answer refused, the heuristic's answer, the optimum
     (by brute force over the integers and both sides of every threshold), came with a gap of
     0.10 instead of 0."""
-    rng = np.random.RandomState(1)
-    n = 120
-    df = pd.DataFrame({"a": rng.randint(0, 20, n), "b": rng.randint(0, 50, n),
-                       "c": rng.randn(n), "color": rng.choice(["red", "green", "blue"], n),
-                       "shape": rng.choice(["sq", "ci"], n)})
-    y = ((df.a + df.b / 3 + 3 * df.c + 5 * (df.color == "red") + 4 * (df.shape == "sq"))
-         > 16).astype(int)
-    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["color", "shape"]),
-                                                  remainder="passthrough"),
-                          RandomForestClassifier(4, max_depth=3, random_state=0)).fit(df, y)
+    df, model = small_mixed_forest()
     cf = CounterfactualExplainer(model, search="exact", distance="mad", max_time=30).fit(df)
     row = df.iloc[[6]]
     exp = cf.explain(row)
