@@ -84,7 +84,47 @@ def _image_shape(explanation, image_shape):
             raise ValueError("Pass `image_shape`: the instances are not square images.")
         shape = (side, side)
     shape = tuple(dim for dim in shape if dim != 1) or (1,)
+    if len(shape) > 3 or (len(shape) == 3 and _colour_axis(shape) is None):
+        raise ValueError(f"`image_shape` {shape} is no image: (height, width), or with 3 or 4 "
+                         "colour channels first or last.")
     return shape
+
+
+_CHANNELS = (3, 4)  # RGB, RGBA
+
+
+def _colour_axis(shape):
+    """The colour axis of a 3-D image shape: -1 (channels last, Keras's), 0 (channels first,
+    PyTorch's) or None."""
+    if shape[-1] in _CHANNELS:
+        return -1
+    return 0 if shape[0] in _CHANNELS else None
+
+
+def _image(row, shape):
+    """One row as an image for ``imshow``: (height, width), or (height, width, channels)
+    where its shape holds colour channels (first or last)."""
+    image = np.asarray(row, dtype=float).reshape(shape)
+    if image.ndim == 3 and _colour_axis(shape) == 0:
+        image = np.moveaxis(image, 0, -1)
+    return image
+
+
+def _show(ax, image, cmap, low, high):
+    """``imshow`` of an image between ``low`` and ``high``; colour images, which matplotlib
+    clips to [0, 1] whatever ``vmin`` and ``vmax``, rescaled to it first."""
+    if image.ndim == 3:
+        ax.imshow(np.clip((image - low) / max(high - low, 1e-12), 0.0, 1.0))
+    else:
+        ax.imshow(image, cmap=cmap, vmin=low, vmax=high)
+
+
+def _show_change(ax, delta):
+    """A signed change, red up and blue down; a colour image's summed over its channels."""
+    if delta.ndim == 3:
+        delta = delta.sum(axis=-1)
+    limit = max(np.abs(delta).max(), 1e-12)
+    ax.imshow(delta, cmap="RdBu_r", vmin=-limit, vmax=limit)
 
 
 def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cmap="gray"):
@@ -99,11 +139,14 @@ def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cm
     index : int, default=0
         The instance to draw.
     image_shape : tuple, optional
-        Shape of one image; defaults to the explanation's ``input_shape`` or a square.
+        Shape of one image; defaults to the explanation's ``input_shape`` or a square. Colour
+        images hold 3 or 4 channels, last (Keras's layout) or first (PyTorch's): they are
+        drawn in colour, scaled between the smallest and largest value of the original and
+        the explanation, and their change summed over the channels.
     axes : array of 3 matplotlib Axes, optional
         Where to draw; default: a new figure.
     cmap : str, default="gray"
-        Colour map of the original and the explanation.
+        Colour map of one-channel originals and explanations.
 
     Returns
     -------
@@ -120,18 +163,17 @@ def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cm
     low = np.nanmin([original.min(), np.nanmin(explained) if found else original.min()])
     high = np.nanmax([original.max(), np.nanmax(explained) if found else original.max()])
     classes = explanation.classes
-    axes[0].imshow(original.reshape(shape), cmap=cmap, vmin=low, vmax=high)
+    _show(axes[0], _image(original, shape), cmap, low, high)
     axes[0].set_title("original: " + _class_and_proba(classes, explanation.X_proba[index],
                                                        explanation.X_pred[index]))
     if found:
-        axes[1].imshow(explained.reshape(shape), cmap=cmap, vmin=low, vmax=high)
-        delta = explanation.delta[index].reshape(shape)
-        limit = max(np.abs(delta).max(), 1e-12)
-        axes[2].imshow(delta, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        _show(axes[1], _image(explained, shape), cmap, low, high)
+        _show_change(axes[2], _image(explanation.delta[index], shape))
     label = _class_and_proba(classes, explanation.explanation_proba[index],
                              explanation.explanation_pred[index])
     axes[1].set_title(f"{explanation.mode}: {label}")
-    axes[2].set_title("change" if found else f"no {explanation.mode} found")
+    change = "change, summed over the channels" if len(shape) == 3 else "change"
+    axes[2].set_title(change if found else f"no {explanation.mode} found")
     for ax in axes:
         ax.set_axis_off()
     return fig
@@ -306,7 +348,8 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
         Least similar training instances drawn (fewer where the training rows run out: none
         is drawn twice).
     image_shape : tuple, optional
-        Shape of one image; default: a square of more than 4 unnamed features.
+        Shape of one image; default: a square of more than 4 unnamed features. Colour images
+        (3 or 4 channels, last or first) are drawn in colour, all on one scale.
     cmap : str, default="gray"
         Colour map of images.
     feature_names : list of str, optional
@@ -346,9 +389,18 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     # A square number of unnamed features is taken for an image; named columns never are.
     shape = image_shape or ((side, side) if side * side == n_features and feature_names is None
                             and n_features > 4 else None)
-    for ax, row, title in zip(axes, rows, titles):
+    if image_shape is not None:
+        shape = tuple(dim for dim in image_shape if dim != 1) or (1,)
+        if len(shape) > 3 or (len(shape) == 3 and _colour_axis(shape) is None):
+            raise ValueError(f"`image_shape` {shape} is no image: (height, width), or with 3 "
+                             "or 4 colour channels first or last.")
+    if shape is not None:
+        images = [_image(row, shape) for row in rows]
+        low, high = min(image.min() for image in images), max(image.max() for image in images)
+    for k, (ax, row, title) in enumerate(zip(axes, rows, titles)):
         if shape is not None:
-            ax.imshow(row.reshape(shape), cmap=cmap)
+            _show(ax, images[k], cmap, low, high) if len(shape) == 3 else \
+                ax.imshow(images[k], cmap=cmap)
             ax.set_axis_off()
         else:
             ax.bar(np.arange(n_features), row)

@@ -222,3 +222,54 @@ def test_an_explanation_of_the_other_kind_gets_one_line(iris, iris_model):
         with pytest.raises(TypeError, match=f"{plot.__name__} takes the result of CEMExplainer"):
             plot(similarity)
     plt.close("all")
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_colour_images_are_drawn_in_colour_scaled_and_in_their_layout(layout):
+    """Found by a user: a PyTorch image (3, h, w) failed in matplotlib, and colour images
+    were clipped to [0, 1] (a PP's change, all negative, drawn black)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    height, width = 4, 5
+    images = rng.uniform(-0.5, 0.5, size=(80, height, width, 3))
+    y = (images[..., 0].mean(axis=(1, 2)) > 0).astype(int)
+    if layout == "channels_first":
+        images = np.moveaxis(images, -1, 1)
+    shape = images.shape[1:]
+    X = images.reshape(len(images), -1)
+    model = LogisticRegression().fit(X, y)
+    exp = CEMExplainer(model, mode="PP", **FAST).fit(X).explain(X[:3])
+    index = int(np.flatnonzero(exp.found)[0])
+    fig = plotting.plot_image_explanation(exp, index=index, image_shape=shape)
+    original, explained, change = (ax.get_images()[0].get_array() for ax in fig.axes)
+    expected = X[index].reshape(shape)
+    if layout == "channels_first":
+        expected = np.moveaxis(expected, 0, -1)
+    assert original.shape == (height, width, 3) and change.shape == (height, width)
+    low = min(X[index].min(), exp.explanation[index].min())
+    high = max(X[index].max(), exp.explanation[index].max())
+    np.testing.assert_allclose(original, (expected - low) / (high - low))
+    assert 0 <= np.min(explained) and np.max(explained) <= 1
+    delta = exp.delta[index].reshape(shape)
+    np.testing.assert_allclose(change, delta.sum(axis=-1 if layout == "channels_last" else 0))
+    plt.close("all")
+
+
+def test_similarity_draws_channels_first_colour_images():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    X = rng.uniform(size=(40, 3 * 4 * 5))
+    y = (X[:, :20].mean(axis=1) > 0.5).astype(int)
+    exp = GradientSimilarityExplainer(LogisticRegression().fit(X, y)).fit(X, y).explain(X[:2])
+    fig = plotting.plot_similarity(exp, X, n_most=1, n_least=1, image_shape=(3, 4, 5))
+    drawn = [ax.get_images()[0].get_array() for ax in fig.axes]
+    assert all(image.shape == (4, 5, 3) for image in drawn)
+    order = exp.ordered_indices[0]
+    rows = X[[0]], X[[order[0]]], X[[order[-1]]]
+    low, high = min(r.min() for r in rows), max(r.max() for r in rows)
+    for image, row in zip(drawn, rows):  # each in colour, all on one scale
+        np.testing.assert_allclose(image, (np.moveaxis(row.reshape(3, 4, 5), 0, -1) - low)
+                                   / (high - low))
+    plt.close("all")
