@@ -603,3 +603,42 @@ def test_a_model_that_bins_its_input_has_a_zero_gradient_not_a_crash():
         assert exp.found.sum() >= 2
         predicted = model.predict(exp.explanation[exp.found], verbose=0).argmax(axis=1)
         assert np.all(predicted != exp.X_pred[exp.found])
+
+
+def test_a_float64_model_is_explained():
+    """Found by a user: a Keras model built in float64 failed in every explainer (float32
+    tensors met its float64 outputs inside the compiled functions)."""
+    from skcem import CounterfactualExplainer, GradientSimilarityExplainer
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (100, 6))
+    y = (X[:, 0] + X[:, 1] > 1).astype(int)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,), dtype="float64"),
+                              keras.layers.Dense(8, activation="tanh", dtype="float64"),
+                              keras.layers.Dense(2, activation="softmax", dtype="float64")])
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    model.fit(X, y, epochs=100, verbose=0)
+    own = model.predict(X[:6], verbose=0).argmax(axis=1)
+    for explainer in (CEMExplainer(model, mode="PN", no_info_val=0.0, feature_range=(0, 1)),
+                      CounterfactualExplainer(model, feature_range=(0, 1))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            exp = explainer.fit(X).explain(X[:6])
+        assert exp.found.sum() >= 3
+        answers = model.predict(exp.explanation[exp.found], verbose=0).argmax(axis=1)
+        assert np.all(answers != own[exp.found])
+    similarity = GradientSimilarityExplainer(model).fit(X[:20], y[:20])
+    scores = similarity.explain(X[:3]).scores
+
+    def gradient(x, target):
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(target[None], model(x[None]))
+        return np.concatenate([g.numpy().ravel() for g in tape.gradient(
+            loss, model.trainable_weights)])
+
+    train = np.array([gradient(X[i], y[i]) for i in range(20)])
+    test = np.array([gradient(X[i], own[i]) for i in range(3)])  # the predicted class
+    # saturated rows' products (below 1e-5 of the largest) differ by the loss's clipping
+    np.testing.assert_allclose(scores, test @ train.T, rtol=1e-4,
+                               atol=1e-5 * np.abs(test @ train.T).max())

@@ -47,6 +47,8 @@ class _Compiled:
 
     def forward(self, z):
         out = self.model(self.tf.reshape(z, (-1,) + self.input_shape), training=False)
+        # float32 out, whatever the model computes in (a float64 or float16 model)
+        out = self.tf.cast(out, self.tf.float32)
         return self.tf.reshape(out, (-1, int(np.prod(out.shape[1:]))))
 
     def tensor(self, array):

@@ -183,7 +183,8 @@ class KerasGradients:
                 with tf.GradientTape() as tape:
                     value = tf.reduce_sum(losses(y[None], model(x[None], training=False)))
                 grads = tape.gradient(value, targets, unconnected_gradients="zero")
-                return [tf.reshape(tf.convert_to_tensor(g), [-1]) for g in grads]
+                return [tf.reshape(tf.cast(tf.convert_to_tensor(g), tf.float32), [-1])
+                        for g in grads]
             return one_example
 
         def batch(x, y):
@@ -237,6 +238,9 @@ class KerasGradients:
                     raise ValueError("`loss` must return one loss per example; got a scalar.")
                 value = tf.reduce_sum(value)
             deltas = tape.gradient(value, outputs, unconnected_gradients="zero")
+            # float32 factors, whatever the model computes in (a float64 model)
+            inputs = [tf.cast(a, tf.float32) for a in inputs]
+            deltas = [tf.cast(d, tf.float32) for d in deltas]
             n_dense = len(self.dense_layers)
             for layer, a, delta in zip(self.conv_layers, inputs[n_dense:], deltas[n_dense:]):
                 grads.update(conv_gradients(layer, a, delta, tf))
@@ -266,7 +270,7 @@ class KerasGradients:
 
         def outputs(x):
             prediction = model(tf.reshape(x, (-1,) + self.input_shape), training=False)
-            return tf.reshape(prediction, (tf.shape(x)[0], -1))
+            return tf.reshape(tf.cast(prediction, tf.float32), (tf.shape(x)[0], -1))
 
         self._batch_fn = batch
         self._factor_fn = factor_batch
