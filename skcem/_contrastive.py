@@ -110,6 +110,11 @@ _FLAT_GRADIENT_HINT = (
     "a larger c_init, c_steps or clip cannot help. A larger finite-difference step (`eps`) "
     "may, or a model with smooth probabilities.")
 
+_AUTODIFF_FLAT_HINT = (
+    "For {n} of them the model's gradient was exactly zero at every step (its output saturated "
+    "there, or units that never fire, such as ReLUs): gradient steps cannot move, and a larger "
+    "c_init, c_steps or clip cannot help.")
+
 _DISAGREEING_FLAT_HINT = (
     "For {n} of them the search's loss had no gradient at any step: the model's probabilities "
     "may be piecewise constant there, or, since its predict is not the argmax of its "
@@ -968,7 +973,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             rejected = np.concatenate([r.rejected_by_predict for r in results])
             disagrees = getattr(self, "_predict_in_search", False) and \
                 getattr(self, "_decision_offset", None) is None
-            flat_hint = _DISAGREEING_FLAT_HINT if disagrees else _FLAT_GRADIENT_HINT
+            finite_differences = getattr(self._get_backend(), "finite_differences", False)
+            flat_hint = _DISAGREEING_FLAT_HINT if disagrees else \
+                _FLAT_GRADIENT_HINT if finite_differences else _AUTODIFF_FLAT_HINT
             hint = flat_hint.format(n=int(flat.sum())) if flat.any() \
                 else self._not_found_hint if self.search_ == "fista" else \
                 _NO_EXACT_HINT if self.search_ == "exact" else _NO_NEIGHBOR_HINT

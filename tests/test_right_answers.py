@@ -395,6 +395,27 @@ def test_vanishing_gradient_is_reported_plainly():
                                                         "step") as record:
         cem.explain(X[[0, 60]])
     assert "cannot help" in str(record[0].message)
+    assert "piecewise constant" in str(record[0].message)  # finite differences of trees
+
+
+def test_a_vanishing_exact_gradient_is_not_blamed_on_piecewise_constant_models():
+    """Found by a user: a network whose ReLUs never fire near the instance was told about
+    trees and finite-difference steps, which its exact gradient has nothing to do with."""
+    from sklearn.neural_network import MLPClassifier
+
+    X = np.linspace(0, 10, 50)[:, None]
+    y = (X[:, 0] > 5).astype(int)
+    mlp = MLPClassifier(hidden_layer_sizes=(1,), max_iter=5).fit(X, y)
+    # one unit, relu(x - 5): flat (and class 0) below 5, class 1 above 5.1
+    mlp.coefs_ = [np.array([[1.0]]), np.array([[10.0]])]
+    mlp.intercepts_ = [np.array([-5.0]), np.array([-1.0])]
+    cem = CEMExplainer(mlp, mode="PN", search="fista", no_info_val=0.0, max_iterations=20,
+                       c_steps=2).fit(X)
+    with pytest.warns(ExplanationNotFoundWarning, match="gradient was exactly zero") as record:
+        cem.explain(X[[5]])
+    message = str(record[0].message)
+    assert "units that never fire" in message and "search='neighbors'" in message
+    assert "piecewise constant" not in message and "`eps`" not in message
 
 
 # --- 13. black-box memory is bounded ---------------------------------------------------------

@@ -84,6 +84,9 @@ class NumericalBackend:
         rows stay inside, so that the model is never asked about a row outside them.
     """
 
+    # the input gradient is one of finite differences (see ExactBackend)
+    finite_differences = True
+
     def __init__(self, predict_proba, eps, autoencoder=None, predict=None,
                  predict_in_search=False):
         self._predict_proba = predict_proba
@@ -208,6 +211,8 @@ class ExactBackend(NumericalBackend):
         decoded rows, without the estimator's input validation and checks) rather than from
         ``predict_proba`` itself.
     """
+
+    finite_differences = False
 
     def __init__(self, predict_proba, eps, autoencoder=None, predict=None,
                  predict_in_search=False, *, vjp, vjp_is_predict_proba=True):
