@@ -289,6 +289,11 @@ class TableCodec:
         self.integer_ = np.array([not categorical[j] and (_is_integer_dtype(dtype) or
                                                           self.times_[j] is not None)
                                   for j, dtype in enumerate(self.dtypes_)], dtype=bool)
+        self._plain = {for_model: np.array([
+            not categorical[j] and self.times_[j] is None and (
+                (for_model and self.integer_[j])
+                or (isinstance(dtype, np.dtype) and dtype == np.float64))
+            for j, dtype in enumerate(self.dtypes_)], dtype=bool) for for_model in (True, False)}
         return self
 
     @property
@@ -425,13 +430,27 @@ class TableCodec:
                 return np.where(out == None, np.nan, out).astype(float)  # noqa: E711
             return out
         pd = _pandas()
+        plain = self._plain_columns(for_model)
+        # Plain float columns as one block: a frame of a thousand columns built one Series
+        # at a time cost 0.18 s a model call.
+        blocks = [pd.DataFrame(Z[:, plain], index=index, copy=False)] if plain.any() else []
         data = {j: pd.Series(self._series(Z[:, j], j, missing, for_model), index=index,
                              copy=False, dtype=self.dtypes_[j] if self.categorical_[j] and
                              self.dtypes_[j] == object else None)
-                for j in range(len(self.columns_))}
-        frame = pd.DataFrame(data, index=index, copy=False)
+                for j in np.flatnonzero(~plain)}
+        if data:
+            blocks.append(pd.DataFrame(data, index=index, copy=False))
+        frame = blocks[0] if len(blocks) == 1 else pd.concat(blocks, axis=1)
+        if not plain.all() and plain.any():  # back in the columns' order
+            order = np.argsort(np.r_[np.flatnonzero(plain), np.flatnonzero(~plain)])
+            frame = frame.iloc[:, order]
         frame.columns = pd.Index(self.columns_)
         return frame
+
+    def _plain_columns(self, for_model):
+        """The columns :meth:`_series` gives as the float64 numbers themselves: numeric ones
+        of a numpy float64 dtype, and integer ones for the model (set by ``fit``)."""
+        return self._plain[bool(for_model)]
 
     def _column_values(self, z, j, missing):
         if not self.categorical_[j]:
