@@ -37,6 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The numbers that the trials of one step (each a whole row) hold at most: instances are
+# taken a few at a time where a thousand features would make millions of numbers a row.
+MAX_TRIAL_NUMBERS = 2**23
+
 # Split points a feature is swept to on each side (geometric in their rank: the nearest
 # ones all, farther ones thinned).
 _SWEEP_POINTS = 24
@@ -277,6 +281,12 @@ def spread_answers(search, rows, points, steps_of=None, category_steps=None):
     Z = problem.x0[rows]
     if rows.size == 0:
         return rows, Z
+    chunk = max(1, MAX_TRIAL_NUMBERS // (16 * Z.shape[1] ** 2))
+    if rows.size > chunk:  # a row's sweep and steps: many whole rows per feature
+        parts = [spread_answers(search, rows[start:start + chunk], points, steps_of,
+                                category_steps) for start in range(0, rows.size, chunk)]
+        return (np.concatenate([owner for owner, _ in parts]),
+                np.concatenate([answers for _, answers in parts]))
     lines = None if steps_of is None else \
         SlopeLines(search, rows, np.zeros(rows.size), points, steps_of)
     row, feature, trials = sweep_trials(search, rows, points, category_steps)

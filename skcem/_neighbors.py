@@ -843,8 +843,13 @@ class _Batch:
     def revert(self, E, owner):
         """Greedy: undo changes while the answer stays valid; no redundant change is left."""
         E = E.copy()
-        open_rows = np.arange(E.shape[0])
-        while open_rows.size:
+        # Answers whose trials (a row per change) fit in _MAX_CALL_NUMBERS numbers are
+        # reverted together: a thousand changed features of a thousand make a million.
+        chunk = max(1, _MAX_CALL_NUMBERS // max(E.shape[1] ** 2, 1))
+
+        def revert_rows(open_rows):
+            """One round of reverts of the answers ``open_rows`` (``E`` updated in place);
+            returns those where one was made."""
             unchanged = self._unchanged_value(E[open_rows], owner[open_rows])
             revertible = E[open_rows] != unchanged
             frozen = self.problem.frozen(owner[open_rows])
@@ -852,7 +857,7 @@ class _Batch:
                 revertible &= ~frozen
             i, j = np.nonzero(revertible)
             if i.size == 0:
-                break
+                return open_rows[:0]
             trials = E[open_rows[i]].copy()
             trials[np.arange(i.size), j] = unchanged[i, j]
             ok = self.valid(trials, owner[open_rows[i]])
@@ -884,7 +889,12 @@ class _Batch:
             together = np.zeros(open_rows.size, bool)
             together[stuck] = self._revert_categories_together(
                 E, open_rows[stuck], revertible[stuck], unchanged[stuck], owner, plausible)
-            open_rows = open_rows[(n_ok > 0) | together]
+            return open_rows[(n_ok > 0) | together]
+
+        open_rows = np.arange(E.shape[0])
+        while open_rows.size:
+            open_rows = np.concatenate([revert_rows(open_rows[start:start + chunk])
+                                        for start in range(0, open_rows.size, chunk)])
         return E
 
     def _revert_categories_together(self, E, open_rows, revertible, unchanged, owner,
@@ -1061,8 +1071,10 @@ class _Answers:
     keeping them all costs.
     """
 
-    # Rows kept at most (a bound on memory; beyond, every row is asked again).
+    # Rows kept at most, and their numbers (bounds on memory; beyond, every row is asked
+    # again).
     max_rows = 2**20
+    max_numbers = 2**25
     row_seconds = 3e-6
     trial_rows = 20000
 
@@ -1132,7 +1144,7 @@ class _Answers:
         self.n_asked += len(rows)
         self.n_found += len(rows) - new.size
         if new.size:
-            if self.n_rows + new.size > self.max_rows:
+            if self.n_rows + new.size > self._row_limit(bits.shape[1]):
                 return self._timed(predict, rows)
             first = dict(zip(map(hashes.__getitem__, new[::-1]), new[::-1]))
             asked = np.fromiter(first.values(), dtype=int, count=len(first))
@@ -1144,10 +1156,14 @@ class _Answers:
             return self._timed(predict, rows)  # two rows of one hash: asked, not taken
         return self.proba[index], None if self.pred is None else self.pred[index]
 
+    def _row_limit(self, width):
+        return max(1, min(self.max_rows, self.max_numbers // max(width, 1)))
+
     def _keep(self, hashes, bits, proba, pred):
         n_kept = self.n_rows + len(hashes)
         if self.proba is None or n_kept > len(self.proba):
-            capacity = max(n_kept, 2 * (0 if self.proba is None else len(self.proba)), 1024)
+            capacity = max(n_kept, min(2 * (0 if self.proba is None else len(self.proba)),
+                                       self._row_limit(bits.shape[1])), 1024)
             self.bits = _grown(self.bits, bits, capacity, self.n_rows)
             self.proba = _grown(self.proba, proba, capacity, self.n_rows)
             if pred is not None:

@@ -67,7 +67,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ._elastic import best_answers, shrunk_and_blended, spread_answers
+from ._elastic import (MAX_TRIAL_NUMBERS, best_answers, shrunk_and_blended,
+                       spread_answers)
 from ._tree_models import read_tree_ensemble
 
 # Points asked per changed feature and round: more are thinned evenly (the next rounds ask
@@ -336,12 +337,14 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
     margin = problem.mode.margin(proba, problem.target[owner], problem.kappa)
     distance = search.distance(Z, owner)
     focus = None if n_focus is None else np.ones(Z.shape, bool)
-    open_rows = np.flatnonzero(~ok)
-    for step in range(max_steps):
-        if open_rows.size == 0:
-            break
-        if focus is not None and step % _REFOCUS == 0:
-            focus[:] = True
+    # Rows whose trials (one per feature, side and offset, each a whole row) fit in
+    # MAX_TRIAL_NUMBERS numbers take a step together: on a thousand features a row's trials
+    # hold millions of numbers.
+    chunk = max(1, MAX_TRIAL_NUMBERS // (2 * (n_offsets or _N_OFFSETS) * d * d))
+
+    def step_rows(open_rows):
+        """One step of the paths ``open_rows`` (Z, margin, distance, ok and focus updated in
+        place); returns the rows whose paths go on."""
         allowed = None
         if locked is not None or focus is not None:
             allowed = np.ones((open_rows.size, d), bool)
@@ -361,7 +364,7 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
         trial_row, trials, feature, cost = trial_row[keep], trials[keep], feature[keep], \
             cost[keep]
         if trial_row.size == 0:
-            break
+            return open_rows[:0]
         trial_owner = owner[open_rows[trial_row]]
         trial_ok, trial_proba = search.ask(trials, trial_owner)
         gain = problem.mode.margin(trial_proba, problem.target[trial_owner], problem.kappa) \
@@ -397,7 +400,17 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
             rate = score[first]
             going &= distance[moved] - _PRUNE * margin[moved] / np.maximum(rate, 1e-300) \
                 < budget[moved]
-        open_rows = np.sort(np.concatenate([moved[going], retry]))
+        return np.concatenate([moved[going], retry])
+
+    open_rows = np.flatnonzero(~ok)
+    for step in range(max_steps):
+        if open_rows.size == 0:
+            break
+        if focus is not None and step % _REFOCUS == 0:
+            focus[:] = True
+        open_rows = np.sort(np.concatenate([
+            step_rows(open_rows[start:start + chunk])
+            for start in range(0, open_rows.size, chunk)]))
     if not ok.any():
         return owner[:0], Z[:0]
     return owner[ok], Z[ok]
@@ -618,10 +631,13 @@ def exchange(search, E, owner, points, categories=False):
     (:func:`scan_splits`) and reverted.
     """
     E = E.copy()
-    open_rows = np.arange(len(E))
-    for _ in range(_MAX_EXCHANGES):
-        if open_rows.size == 0:
-            break
+    d = E.shape[1]
+    # Rows whose growth trials fit in MAX_TRIAL_NUMBERS numbers take a round together.
+    chunk = max(1, MAX_TRIAL_NUMBERS // (2 * _N_GROWTH * d * d))
+
+    def exchange_rows(open_rows):
+        """One round of exchanges of the answers ``open_rows`` (``E`` updated in place);
+        returns those improved."""
         sub, sub_owner = E[open_rows], owner[open_rows]
         shrink_row, shrink_feature, shrink_value = _towards(search, sub, sub_owner, points,
                                                             categories)
@@ -637,7 +653,7 @@ def exchange(search, E, owner, points, categories=False):
         n_grow = np.bincount(grow_row, minlength=len(sub))
         n_pairs = n_shrink * n_grow
         if n_pairs.sum() == 0:
-            break
+            return open_rows[:0]
         pair_row = np.repeat(np.arange(len(sub)), n_pairs)
         rank = np.arange(n_pairs.sum()) - np.repeat(np.cumsum(n_pairs) - n_pairs, n_pairs)
         first_shrink = np.cumsum(n_shrink) - n_shrink
@@ -657,12 +673,19 @@ def exchange(search, E, owner, points, categories=False):
         pair_row, trials, saving = pair_row[cheaper], trials[cheaper], saving[cheaper]
         ok = search.valid(trials, sub_owner[pair_row])
         if not ok.any():
-            break
+            return open_rows[:0]
         pair_row, trials, saving = pair_row[ok], trials[ok], saving[ok]
         order = np.lexsort((-saving, pair_row))
         first = order[np.r_[True, pair_row[order][1:] != pair_row[order][:-1]]]
         E[open_rows[pair_row[first]]] = trials[first]
-        open_rows = open_rows[pair_row[first]]
+        return open_rows[pair_row[first]]
+
+    open_rows = np.arange(len(E))
+    for _ in range(_MAX_EXCHANGES):
+        if open_rows.size == 0:
+            break
+        open_rows = np.concatenate([exchange_rows(open_rows[start:start + chunk])
+                                    for start in range(0, open_rows.size, chunk)])
     E = scan_splits(search, E, owner, points)
     return search.revert(E, owner)
 

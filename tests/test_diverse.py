@@ -358,7 +358,7 @@ def test_images_ask_the_model_in_bounded_calls(digits, digits_model, monkeypatch
         sizes.append(len(Z))
         return digits_model.predict_proba(Z)
 
-    runs = []
+    runs, largest = [], []
     for bound in (neighbors._MAX_CALL_NUMBERS, 64 * 500):
         monkeypatch.setattr(neighbors, "_MAX_CALL_NUMBERS", bound)
         sizes.clear()
@@ -366,7 +366,8 @@ def test_images_ask_the_model_in_bounded_calls(digits, digits_model, monkeypatch
                                      feature_range=(0.0, 16.0))
         runs.append(_explain(cf.fit(X[:300], digits_model.predict(X[:300])), X[300:302]))
         assert max(sizes) <= bound // 64
-    assert max(sizes) == 500  # the bounded run did split its calls
+        largest.append(max(sizes))
+    assert largest[0] > 500  # the bounded run did split its calls
     np.testing.assert_array_equal(runs[0].counterfactuals, runs[1].counterfactuals)
     assert runs[0].found.all()
 
