@@ -319,6 +319,12 @@ def _literal(value):
         return value
 
 
+def _some(names, shown=10):
+    """A list of names for a message: the first ``shown`` and how many in all."""
+    listed = ", ".join(repr(name) for name in names[:shown])
+    return f"[{listed}]" if len(names) <= shown else f"[{listed}, ... ({len(names)} in all)]"
+
+
 def _reorder(header, values, expected, option):
     """``values`` with its columns named ``header`` put in the order of ``expected``."""
     if header == expected:
@@ -326,9 +332,12 @@ def _reorder(header, values, expected, option):
     missing = [name for name in expected if name not in header]
     extra = [name for name in header if name not in expected]
     if missing or extra:
-        problems = ([f"missing columns {missing}"] if missing else []) + \
-            ([f"unexpected columns {extra} (not features of the model, such as a label: "
-              f"leave them out with --drop {' '.join(extra)})"] if extra else [])
+        problems = ([f"missing columns {_some(missing)}"] if missing else []) + \
+            ([f"unexpected columns {_some(extra)} (not features of the model"] if extra else [])
+        if extra and len(extra) < len(header):  # a label, say: --drop leaves the features
+            problems[-1] += f", such as a label: leave them out with --drop {' '.join(extra)})"
+        elif extra:
+            problems[-1] += ": none of the file's columns is one; is it the model's data?)"
         raise InputError(f"{option}: " + ", ".join(problems))
     return values[:, [header.index(name) for name in expected]]
 

@@ -765,3 +765,19 @@ def test_explain_keeps_whole_numbers_in_integer_columns_of_a_numeric_csv(tmp_pat
                 assert float(c[name]) == round(float(c[name])), (name, c[name])
     expected = CounterfactualExplainer(model).fit(X).explain(rows).changes()
     assert changed == expected
+
+
+def test_a_wide_model_and_a_csv_of_other_columns_get_a_short_line(tmp_path, capsys):
+    """Found by a user: a 1,000-column model and a CSV of two other columns printed every
+    missing column (8 KB) and advised dropping both, which would leave no column."""
+    pd = pytest.importorskip("pandas")
+    X = np.random.default_rng(0).normal(size=(40, 300))
+    names = [f"f{i}" for i in range(300)]
+    model = LogisticRegression().fit(pd.DataFrame(X, columns=names), np.arange(40) % 2)
+    joblib.dump(model, tmp_path / "wide.joblib")
+    _write_csv(tmp_path / "other.csv", ["review", "stars"], [["good", 4.0], ["bad", 1.0]])
+    code, err = _main(capsys, *_command("explain", tmp_path, model="wide.joblib",
+                                        data="other.csv"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 600
+    assert "missing columns ['f0', 'f1'" in err and "(300 in all)" in err
+    assert "--drop" not in err and "none of the file's columns" in err
