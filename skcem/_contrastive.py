@@ -38,8 +38,8 @@ from ._refine import (add_alternatives, complete_and_polish, subset_problem,
 from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
-from ._validation import (accepts_missing_values, align_columns, check_pair,
-                          check_probabilities, check_target_given, column_names,
+from ._validation import (accepts_missing_values, align_columns, check_not_documents,
+                          check_pair, check_probabilities, check_target_given, column_names,
                           default_classifier, feature_mask, is_prefitted,
                           kind_other_than_classifier, missing_values_refused, per_feature,
                           probabilities_hint, refuse_models_without_answers_off_the_data,
@@ -261,6 +261,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self : object
             The fitted explainer.
         """
+        check_not_documents(X)
         prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
         if prefitted_names is None and hasattr(X, "columns") and \

@@ -20,7 +20,8 @@ from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
 from ._progress import progress_bar
-from ._validation import is_prefitted, resolve_estimator, validate_float_data
+from ._validation import (check_not_documents, is_prefitted, resolve_estimator,
+                          validate_float_data)
 from ._warnings import warn
 
 
@@ -354,6 +355,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             raise ValueError("GradientSimilarityExplainer requires y to be passed, but the "
                              "target y is None: the training gradients are those of the loss "
                              "at the training targets.")
+        check_not_documents(X)
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
         # a copy only where the conversion to float64 did not make one already

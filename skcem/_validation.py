@@ -150,6 +150,24 @@ def _refuse_multi_output_classifier(estimator, owner):
                          "(one class per row). Explain each output with its own classifier.")
 
 
+def check_not_documents(X):
+    """Refuse a 1-D sequence of text (documents for a text Pipeline) in one line: X is a
+    table, one row per instance."""
+    if hasattr(X, "columns") or getattr(X, "ndim", 1) != 1 or isinstance(X, (str, bytes)):
+        return
+    try:
+        first = next(iter(X), None)
+    except TypeError:
+        return
+    if isinstance(first, (str, bytes)) and not _is_number(first):
+        raise ValueError(
+            "X is 1-D text (documents, as a text Pipeline's vectorizer takes them); X must be "
+            "a table, one row per instance. Put the documents in a DataFrame column and the "
+            "vectorizer in a ColumnTransformer on that column: each document then counts as a "
+            "category, and answers swap whole documents for others of the data given to fit "
+            "(skcem does not edit text word by word).")
+
+
 def check_numeric(X, owner):
     """Name the first column of ``X`` that does not hold numbers (before ``validate_data``)."""
     columns = getattr(X, "columns", None)

@@ -446,3 +446,24 @@ def test_integers_by_feature_are_positions_and_said_so_for_integer_labels():
         warnings.simplefilter("error")
         CounterfactualExplainer(model, immutable_features=[0]).fit(X.set_axis([0, 1, 2], axis=1))
         CounterfactualExplainer(model).fit(X)
+
+
+def test_documents_for_a_text_pipeline_get_one_line():
+    """Found by a user: a TfidfVectorizer Pipeline's 1-D documents failed in numpy ("could not
+    convert string to float")."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from skcem import GradientSimilarityExplainer
+
+    documents = ["good movie great fun", "bad film awful plot", "great acting good story",
+                 "awful boring bad"] * 3
+    y = np.array([1, 0, 1, 0] * 3)
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(documents, y)
+    for explainer in (CEMExplainer(model), CounterfactualExplainer(model)):
+        with pytest.raises(ValueError, match="X is 1-D text .* DataFrame column .* "
+                                             "ColumnTransformer"):
+            explainer.fit(documents)
+    with pytest.raises(ValueError, match="X is 1-D text"):
+        GradientSimilarityExplainer(model).fit(np.array(documents), y)
