@@ -178,15 +178,23 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
 
 
 @contextmanager
-def _names_categorical_failures(codec):
-    """A model that fails on a table with categorical columns gets an error naming them."""
+def _names_categorical_failures(codec, estimator=None):
+    """A model that fails on a table with categorical columns gets an error naming them (and
+    a text vectorizer first in it, how to give it its documents)."""
     try:
         yield
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         if codec is None or not codec.has_categorical:
             raise
         named = [str(codec.columns_[j]) if codec.columns_ else str(j)
                  for j in np.flatnonzero(codec.categorical_)]
+        first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
+        if hasattr(first, "build_analyzer"):  # scikit-learn's text vectorizers
+            raise ValueError(
+                f"X has text columns {named}, but `estimator` begins with a "
+                f"{type(first).__name__}, which takes 1-D documents, not a table ({exc}): put "
+                "the documents in a DataFrame column and the vectorizer in a ColumnTransformer "
+                "on that column.") from exc
         raise ValueError(f"X has categorical columns {named}, but `estimator` fails on them "
                          f"({exc}): pass a model that takes them, such as a Pipeline that "
                          "one-hot encodes them, or encode them as numbers first.") from exc
@@ -282,7 +290,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         default = default_classifier if codec is None or not codec.has_categorical else \
             partial(table_classifier, codec)
         check_target_given(self.estimator, y, type(self).__name__)  # not the model's failure
-        with _names_categorical_failures(codec):
+        with _names_categorical_failures(codec, self.estimator):
             self.estimator_ = resolve_estimator(
                 self.estimator, fit_on, y, type(self).__name__, default=default,
                 check=refuse_models_without_answers_off_the_data)
@@ -303,10 +311,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                                     device=self.device)
         classes = getattr(self.estimator_, "classes_", None)
         self.classes_ = None if classes is None else np.asarray(classes)
-        with _names_categorical_failures(codec):
+        with _names_categorical_failures(codec, self.estimator_):
             self._predict_in_search, self._decision_offset = self._learn_decision_rule(X)
         self._backend = self._make_backend(X.shape[1])
-        with _names_categorical_failures(codec):
+        with _names_categorical_failures(codec, self.estimator_):
             proba = self._backend.predict_proba(sample)
         proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_)
         if self.classes_ is None and y is not None and not _are_column_indices(y, proba):

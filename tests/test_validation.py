@@ -467,3 +467,7 @@ def test_documents_for_a_text_pipeline_get_one_line():
             explainer.fit(documents)
     with pytest.raises(ValueError, match="X is 1-D text"):
         GradientSimilarityExplainer(model).fit(np.array(documents), y)
+    # a column of them: the vectorizer failed inside ('numpy.ndarray' has no 'lower')
+    with pytest.raises(ValueError, match="begins with a TfidfVectorizer, which takes 1-D "
+                                         "documents.*ColumnTransformer"):
+        CEMExplainer(model).fit(np.array(documents, dtype=object)[:, None])
