@@ -713,9 +713,13 @@ class _Batch:
         base = self.base[owner]
         return np.where(self.categorical, (E != base).astype(float), E - base)
 
-    def distance(self, E, owner):
+    def feature_terms(self, E, owner):
+        """Each feature's term of the distance of the rows ``E`` (of instances ``owner``)."""
         diff = self.difference(E, owner if E.ndim == 2 else owner[:, None])
-        return np.sum(self.l2 * diff**2 + self.l1 * np.abs(diff), axis=-1)
+        return self.l2 * diff**2 + self.l1 * np.abs(diff)
+
+    def distance(self, E, owner):
+        return np.sum(self.feature_terms(E, owner), axis=-1)
 
     def cost(self, E, owner):
         """What the search minimises: the distance, plus the plausibility term where the
@@ -865,9 +869,9 @@ class _Batch:
             if plausible:  # a revert may cost plausibility more than it saves
                 saving, before = self._saving(E[open_rows], trials, i, owner[open_rows], ok)
                 ok &= saving >= 0
-            else:
-                saving = np.where(ok, self.distance(E[open_rows[i]], owner[open_rows[i]])
-                                  - self.distance(trials, owner[open_rows[i]]), -np.inf)
+            else:  # the distance is a sum over features: a revert saves its feature's term
+                saving = np.where(ok, self.feature_terms(E[open_rows], owner[open_rows])[i, j],
+                                  -np.inf)
             joint = E[open_rows].copy()
             joint[i[ok], j[ok]] = unchanged[i[ok], j[ok]]
             n_ok = np.bincount(i[ok], minlength=open_rows.size)
