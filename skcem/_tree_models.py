@@ -278,6 +278,9 @@ def _read_model(model):
                                   HistGradientBoostingClassifier, RandomForestClassifier)
     from sklearn.tree import DecisionTreeClassifier
 
+    if getattr(model, "classes_", None) is None:  # a function, or no fitted classifier
+        raise ValueError(f"search='exact' reads {_SUPPORTED} (alone or at the end of a "
+                         f"Pipeline); got {type(model).__name__}.")
     n_classes = len(model.classes_)
     if getattr(model, "n_outputs_", 1) != 1:
         raise ValueError("search='exact' explains single-output classifiers only.")

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier,
                               HistGradientBoostingClassifier, RandomForestClassifier)
 from sklearn.linear_model import LogisticRegression
@@ -198,3 +198,22 @@ def test_auto_sends_boosted_trees_of_other_libraries_to_the_gradient_free_search
     xgboost = pytest.importorskip("xgboost")
     assert is_piecewise_constant(xgboost.XGBClassifier())
     assert not is_piecewise_constant(xgboost.XGBClassifier(booster="gblinear"))
+
+
+def test_a_function_with_flat_probabilities_gets_not_found_rows():
+    """Found by a user: a plain function (or an object without ``classes_``) whose
+    probabilities are piecewise constant crashed where a row got no answer: the exact search
+    that completes them read ``classes_``."""
+    X, _ = load_iris(return_X_y=True)
+
+    def step(Z):  # class 1 where the petal is longer than 3
+        p = (np.asarray(Z)[:, 2] > 3).astype(float)
+        return np.stack([1 - p, p], 1)
+
+    cem = CEMExplainer(step, mode="PN").fit(X)
+    with pytest.warns(ExplanationNotFoundWarning):
+        exp = cem.explain(X[[0, 100]])
+    assert not exp.found.all()
+    found = exp.found
+    own = step(X[[0, 100]]).argmax(axis=1)
+    assert np.all(step(exp.explanation[found]).argmax(axis=1) != own[found])
