@@ -132,10 +132,17 @@ def result_row(name, mode, schedule, clip, rate, rate_alone, exp, n_first):
             f"{found[first].mean():>7.0%}/{first_l1:.3f}")
 
 
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-instances", type=int, default=30)
-    parser.add_argument("--one-by-one", type=int, default=3,
+    parser.add_argument("--n-instances", type=_positive, default=30)
+    parser.add_argument("--one-by-one", type=_positive, default=3,
                         help="instances explained one at a time for the batching speed-up")
     parser.add_argument("--tol", type=float, default=None,
                         help="early stopping (CEMExplainer's tol) for every run; default off, "

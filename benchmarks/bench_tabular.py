@@ -205,6 +205,9 @@ def exact_benchmark(args):
         names = [name for name in exact_models(args.forest_depth) if name in args.exact_models]
         lines += table_comparison("adult", load_adult(args.data), names, args,
                                   immutable_features=IMMUTABLE, directions=DIRECTIONS)
+    elif args.tables == ["adult"]:
+        raise SystemExit(f"UCI Adult not found in {args.data}: nothing to benchmark (pass "
+                         "--data).")
     else:
         print(f"UCI Adult not found in {args.data}: numeric tables only.")
     if "binned" in args.tables:
@@ -414,8 +417,8 @@ def main():
     if args.numeric_plausibility:
         return numeric_plausibility(args)
     if not (args.data / "adult.data.gz").exists():
-        print(f"UCI Adult not found in {args.data}: nothing to benchmark (pass --data).")
-        return 0
+        raise SystemExit(f"UCI Adult not found in {args.data}: nothing to benchmark (pass "
+                         "--data).")
 
     X_train, y_train, X_test, y_test = load_adult(args.data)
     categorical = [c for c in X_train.columns if not pd.api.types.is_numeric_dtype(X_train[c])]
