@@ -324,8 +324,11 @@ class NeighborSearch:
             valid = search.valid(E, owner)
             owner, E = owner[valid], E[valid]
         sparse_owner, sparse = owner[:0], E[:0]
-        if owner.size and self.n_answers > 1 and problem.mode.requires_change:
-            sparse_owner, sparse = self._sparse_changes(search, owner, E)
+        if owner.size and problem.mode.requires_change:
+            # One answer: single moves only (a number to its range's end, shrunk later, or a
+            # category), which the starts, changing many features, may all miss.
+            sparse_owner, sparse = self._sparse_changes(search, owner, E,
+                                                        pairs=self.n_answers > 1)
         if owner.size:
             E = search.revert(E, owner)
             # Sparse answers are shrunk before any revert: a change moved to the end of its
@@ -451,9 +454,10 @@ class NeighborSearch:
         kept = order[np.arange(order.size) - starts_at < n_wanted]
         return owners[kept], candidates[kept]
 
-    def _sparse_changes(self, search, owner, E):
-        """``(owner, rows)``: the valid answers that make one or two moves alone, at most
-        ``_SPARSE_PER_ANSWER * n_answers`` per instance (singles first).
+    def _sparse_changes(self, search, owner, E, pairs=True):
+        """``(owner, rows)``: the valid answers that make one or two moves alone (one
+        without ``pairs``), at most ``_SPARSE_PER_ANSWER * n_answers`` per instance (singles
+        first).
 
         A move sets a categorical feature to its value in one of the instance's starts, or a
         numeric feature to either end of its range (shrunk later, so that the starts' own
@@ -485,7 +489,7 @@ class NeighborSearch:
         bounds = np.flatnonzero(np.r_[True, move_owner[1:] != move_owner[:-1], True])
         first, second = [np.arange(len(moves))], [np.arange(len(moves))]
         for begin, stop in zip(bounds[:-1], bounds[1:]):
-            if stop - begin > _MAX_PAIRED_MOVES:  # an image's pixels: singles only
+            if not pairs or stop - begin > _MAX_PAIRED_MOVES:  # an image's pixels: singles
                 continue
             a, b = np.triu_indices(stop - begin, k=1)
             a, b = a + begin, b + begin
@@ -514,6 +518,8 @@ class NeighborSearch:
         # The first valid ones of each instance (singles come first).
         order = valid[np.argsort(trial_owner[valid], kind="stable")]
         starts_at = np.searchsorted(trial_owner[order], trial_owner[order])
+        if not pairs:  # every valid single: a range's end is cheap only once shrunk
+            return trial_owner[order], trials[order]
         kept = order[np.arange(order.size) - starts_at < _SPARSE_PER_ANSWER * self.n_answers]
         return trial_owner[kept], trials[kept]
 
