@@ -144,6 +144,12 @@ _NO_NEIGHBOR_HINT = (
     "search (search='fista', with a larger c_init and a wider clip) reaches answers that no "
     "row of the data suggests.")
 
+_NO_NEIGHBOR_PP_HINT = (
+    "The gradient-free search starts a PP from the instance and removes features while the "
+    "class holds with the margin kappa (where the instance itself falls short of kappa, the "
+    "removals that add most margin first): none reached the margin. A smaller kappa may find "
+    "them.")
+
 _NO_EXACT_HINT = (
     "The exact search proved that no admissible answer exists (immutable_features, "
     "directions, feature_range and, for a PN, moves away from no_info_val only), found none "
@@ -987,7 +993,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 _FLAT_GRADIENT_HINT if finite_differences else _AUTODIFF_FLAT_HINT
             hint = flat_hint.format(n=int(flat.sum())) if flat.any() \
                 else self._not_found_hint if self.search_ == "fista" else \
-                _NO_EXACT_HINT if self.search_ == "exact" else _NO_NEIGHBOR_HINT
+                _NO_EXACT_HINT if self.search_ == "exact" else \
+                _NO_NEIGHBOR_HINT if common["mode"].requires_change else _NO_NEIGHBOR_PP_HINT
             stuck = ~found & searchable & ~self._room_to_move(X, common)
             if stuck.any():
                 hint = (f"{int(stuck.sum())} of them have no admissible change at all "

@@ -80,6 +80,8 @@ _NEAR_COPY = 0.1
 _FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
 _SPARSE_PER_ANSWER = 3
+# Steps of a PP's removal path at most (see NeighborSearch._removal_paths).
+_MAX_REMOVALS = 64
 # With a plausibility term: valid candidates compared per start (n_starts) refined.
 _PLAUSIBLE_CANDIDATES = 10
 # Numbers (rows times features) of one model call of the gradient-free search: 2**23, 10,700
@@ -322,7 +324,10 @@ class NeighborSearch:
             owner = np.flatnonzero(searchable)
             E = problem.x0[owner].copy()
             valid = search.valid(E, owner)
-            owner, E = owner[valid], E[valid]
+            # An instance short of the margin kappa may reach it with less: removals first.
+            path_owner, path_E = self._removal_paths(search, owner[~valid])
+            owner = np.concatenate([owner[valid], path_owner])
+            E = np.concatenate([E[valid], path_E])
         sparse_owner, sparse = owner[:0], E[:0]
         if owner.size and problem.mode.requires_change:
             # One answer: single moves only (a number to its range's end, shrunk later, or a
@@ -453,6 +458,45 @@ class NeighborSearch:
         starts_at = np.searchsorted(owners[order], owners[order])
         kept = order[np.arange(order.size) - starts_at < n_wanted]
         return owners[kept], candidates[kept]
+
+    def _removal_paths(self, search, rows):
+        """``(owner, answers)``: PPs of the instances ``rows``, whose own rows are not valid
+        (short of the margin ``kappa``), by greedy removals: at each step every kept feature
+        is tried removed (set to its no-information value), and the removal that makes the
+        row valid, else the one that adds most margin, is made; a path without any ends."""
+        problem = search.problem
+        Z = problem.x0[rows].copy()
+        if rows.size == 0:
+            return rows, Z
+        _, proba = search.ask(Z, rows)
+        margin = problem.mode.margin(proba, problem.target[rows], problem.kappa)
+        ok = np.zeros(rows.size, bool)
+        open_rows = np.arange(rows.size)
+        for _ in range(min(Z.shape[1], _MAX_REMOVALS)):
+            if open_rows.size == 0:
+                break
+            removed = search._unchanged_value(Z[open_rows], rows[open_rows])
+            movable = Z[open_rows] != removed
+            frozen = problem.frozen(rows[open_rows])
+            if frozen is not None:
+                movable &= ~frozen
+            i, j = np.nonzero(movable)
+            if i.size == 0:
+                break
+            trials = Z[open_rows[i]].copy()
+            trials[np.arange(i.size), j] = removed[i, j]
+            trial_ok, trial_proba = search.ask(trials, rows[open_rows[i]])
+            gain = problem.mode.margin(trial_proba, problem.target[rows[open_rows[i]]],
+                                       problem.kappa) - margin[open_rows[i]]
+            order = np.lexsort((-gain, ~trial_ok, i))  # by row: valid first, then most gain
+            first = order[np.r_[True, i[order][1:] != i[order][:-1]]]
+            first = first[trial_ok[first] | (gain[first] > 0)]
+            moved = open_rows[i[first]]
+            Z[moved] = trials[first]
+            margin[moved] += gain[first]
+            ok[moved] = trial_ok[first]
+            open_rows = moved[~trial_ok[first]]
+        return rows[ok], Z[ok]
 
     def _sparse_changes(self, search, owner, E, pairs=True):
         """``(owner, rows)``: the valid answers that make one or two moves alone (one

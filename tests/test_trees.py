@@ -217,3 +217,33 @@ def test_a_function_with_flat_probabilities_gets_not_found_rows():
     found = exp.found
     own = step(X[[0, 100]]).argmax(axis=1)
     assert np.all(step(exp.explanation[found]).argmax(axis=1) != own[found])
+
+
+def test_a_pp_short_of_kappa_removes_features_to_reach_it():
+    """Found by a user: with kappa=0.7 on a forest, the gradient-free search started each PP
+    from the instance, short of the margin, and found none for 5 of 7 rows where removing
+    features (to the no-information values) gives PPs that meet it (all 2**13 subsets
+    checked)."""
+    import itertools
+
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    forest = RandomForestClassifier(30, random_state=0).fit(X, y)
+    rows = X[[27, 61, 70, 73, 83, 121, 139]]  # their own margin is below 0.7
+    cem = CEMExplainer(forest, mode="PP", kappa=0.7).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = cem.explain(rows)
+    background = np.clip(cem.no_info_val_, *cem.feature_range_)
+    keep = np.array(list(itertools.product([False, True], repeat=X.shape[1])))
+    for i, x in enumerate(rows):
+        own = forest.predict(x[None])[0]
+        k = list(forest.classes_).index(own)
+        proba = forest.predict_proba(np.where(keep, x, background))
+        margin = proba[:, k] - np.delete(proba, k, axis=1).max(axis=1)
+        exists = np.any(margin >= 0.7)
+        assert exp.found[i] == exists, i
+        if exp.found[i]:
+            p = forest.predict_proba(exp.explanation[[i]])[0]
+            assert p[k] - np.delete(p, k).max() >= 0.7
