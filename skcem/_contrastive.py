@@ -886,7 +886,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if empty.any():
             warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing{held}: the model already "
                  "gives the no-information background (no_info_val clipped to the feature "
-                 f"range){at} the instance's class. Choose a no_info_val the model does not put "
+                 f"range){at} the class the instance is explained in (its own, or y's where "
+                 "explain is given y). Choose a no_info_val the model does not put "
                  "in that class for PPs that show what matters.", TargetWarning)
 
     @staticmethod

@@ -231,6 +231,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         if isinstance(self.target_class, str) and self.target_class == "other":
             return predicted, 1 - predicted
         labels = self.target_class
+        if isinstance(labels, (dict, set)):
+            raise ValueError(f"`target_class` must be 'other', a class or one class per row "
+                             f"(a list or array); got a {type(labels).__name__}.")
         if np.ndim(labels) == 0:
             labels = np.full(len(proba), labels, dtype=object)
         elif isinstance(labels, (list, tuple)):

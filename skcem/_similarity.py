@@ -650,7 +650,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             unknown = ~np.isin(y, self.estimator_.classes_)
             if np.any(unknown):
                 raise ValueError(f"`y` holds labels the model does not know: "
-                                 f"{np.unique(y[unknown]).tolist()}.")
+                                 f"{np.unique(y[unknown]).tolist()[:10]}; classes are "
+                                 f"{np.asarray(self.estimator_.classes_).tolist()}.")
         elif given and getattr(self, "classes_", None) is not None:
             y = class_indices(y, self.classes_, "y")  # labels of a deep model's outputs
         elif given and self.task == "classification" and is_deep_model(self.estimator_):

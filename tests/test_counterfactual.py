@@ -79,6 +79,8 @@ def test_immutable_features_never_move(iris, iris_model):
     # a valid label beside an unknown one was shown as a string, '2'
     ({"target_class": [2, "x"]}, r"does not know: \['x'\]; classes are \[0, 1, 2\]"),
     ({"target_class": ["other", 2]}, "'other' .* applies to all rows, as target_class='other'"),
+    # a dict passed the parameter check and failed on hashing
+    ({"target_class": {1: 2}}, "`target_class` must be 'other', a class or one class per row"),
 ])
 def test_bad_parameters(iris, iris_model, params, match):
     X, _ = iris

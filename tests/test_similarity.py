@@ -587,3 +587,16 @@ def test_y_of_another_length_is_named():
         with pytest.raises(ValueError, match="y has 10 targets for the 50 rows of X: one "
                                              "target per row"):
             explainer.fit(X[:50], y[:10])
+
+
+def test_labels_the_model_does_not_know_are_shown_its_classes():
+    """Found by a user: the message repeated the unknown labels only."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    model = LogisticRegression(max_iter=1000).fit(X, names)
+    explainer = GradientSimilarityExplainer(model).fit(X, names)
+    with pytest.raises(ValueError, match=r"does not know: \[0, 2\]; classes are "
+                                         r"\['setosa', 'versicolor', 'virginica'\]"):
+        explainer.kneighbors(X[:2], 3, y=[0, 2])
