@@ -311,6 +311,20 @@ def _verbosity(args):
     return 0 if args.quiet or not sys.stderr.isatty() else 1
 
 
+def _as_model_labels(value, model):
+    """``--params`` labels read as numbers (``target_class=2``) where the model's classes are
+    their text (``'2'``): the model's own labels."""
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return value
+    known = {str(c): c for c in np.asarray(classes).tolist()}
+
+    def label(v):
+        return known.get(str(v), v) if v not in known.values() else v
+
+    return [label(v) for v in value] if isinstance(value, list) else label(value)
+
+
 def _literal(value):
     """A Python literal (number, list, None...), else the text itself."""
     try:
@@ -534,6 +548,8 @@ def _explain(args):
         explainer, options = CEMExplainer, {"estimator": "--model", "mode": "--mode",
                                             "verbose": "--quiet"}
     _check_params(params, explainer, options)
+    if "target_class" in params:
+        params["target_class"] = _as_model_labels(params["target_class"], model)
     if args.mode != "CF":
         params["mode"] = args.mode
     recorded = _Warnings("explain", args.quiet)

@@ -781,3 +781,19 @@ def test_a_wide_model_and_a_csv_of_other_columns_get_a_short_line(tmp_path, caps
     assert code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 600
     assert "missing columns ['f0', 'f1'" in err and "(300 in all)" in err
     assert "--drop" not in err and "none of the file's columns" in err
+
+
+def test_classes_written_as_digits_are_targeted_as_written(tmp_path, capsys):
+    """Found by a user: a model of the classes '1', '2', '3' refused target_class=2 (read
+    as the number 2)."""
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(X, (y + 1).astype(str))
+    joblib.dump(model, tmp_path / "digits.joblib")
+    _write_csv(tmp_path / "data.csv", HEADER, X[[0, 120]])
+    _write_csv(tmp_path / "train.csv", HEADER, X)
+    code, err = _main(capsys, *_command("explain", tmp_path, model="digits.joblib",
+                                        train="train.csv"), "--mode", "CF",
+                      "--params", "target_class=2")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert [row["CF_class"] for row in rows] == ["2", "2"]
