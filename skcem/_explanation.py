@@ -81,13 +81,16 @@ class Explanation(JSONMixin):
         Pertinent negatives, pertinent positives (:class:`CEMExplainer`) or counterfactuals
         (:class:`CounterfactualExplainer`).
     X : ndarray or DataFrame of shape (n_samples, n_features)
-        The explained instances, in the form they were given (see ``encoded``).
+        The explained instances: a DataFrame of the fitted columns where the explainer was
+        fitted on a DataFrame (an array given then is taken as those columns, with a
+        warning), else as given (see ``encoded``).
     X_pred : ndarray of shape (n_samples,)
         The class each instance was explained against (the model's prediction unless given).
     X_proba : ndarray of shape (n_samples, n_classes)
         The model's probabilities for each instance.
     explanation : ndarray or DataFrame of shape (n_samples, n_features)
-        The pertinent negatives, positives or counterfactuals, in the form of ``X``.
+        The pertinent negatives, positives or counterfactuals, in the form of ``X`` above
+        (``transform`` follows ``set_output`` instead: an array by default).
     explanation_pred : ndarray of shape (n_samples,), dtype object
         The model's class for each explanation; None where none was found (hence dtype
         object, whatever the classes' dtype: ``explanation_pred[found].astype(...)`` gives
