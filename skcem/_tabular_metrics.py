@@ -509,7 +509,8 @@ default=None
         text in ``X`` or ``X_train``. Give indices or a mask for integer-coded categories in
         arrays.
     immutable_features : array-like of names, indices or bool mask, default=None
-        Features that must not change; each change is a violation.
+        Features that must not change; each change is a violation. None with an
+        :class:`~skcem.Explanation`: the explainer's own (its ``immutable``).
     directions : dict, default=None
         ``{feature: "increase" | "decrease"}`` for numeric features; a change the other way
         is a violation.
@@ -591,6 +592,8 @@ default=None
     if isinstance(explanations, Explanation):
         if background is None and mode == "PP":
             background = _background_of(explanations)
+        if immutable_features is None and explanations.immutable is not None:
+            immutable_features = explanations.immutable  # the explainer's own
         explanations = explanations.explanation  # its answers
     X, columns = _check_X(X, pd)
     n_samples, n_features = X.shape

@@ -53,8 +53,18 @@ def validity(explanation):
     return explanation.found.astype(float)
 
 
+def _counted_perturbation(explanation):
+    """The perturbation the metrics count: a PP's immutable features, kept by construction
+    (as ``changes()`` leaves them out), count nothing."""
+    perturbation = explanation.perturbation
+    if explanation.mode == "PP" and explanation.immutable is not None:
+        perturbation = np.where(explanation.immutable, 0.0, perturbation)
+    return perturbation
+
+
 def n_changed(explanation, atol=1e-8):
-    """L0 of the perturbation: how many features it involves (NaN where none was found).
+    """L0 of the perturbation: how many features it involves (NaN where none was found); a
+    PP's immutable features, which it keeps by construction, are not counted.
 
     Parameters
     ----------
@@ -69,7 +79,7 @@ def n_changed(explanation, atol=1e-8):
         The number of features each perturbation involves.
     """
     _check_explanation(explanation, "n_changed")
-    counts = np.sum(np.abs(explanation.perturbation) > atol, axis=1).astype(float)
+    counts = np.sum(np.abs(_counted_perturbation(explanation)) > atol, axis=1).astype(float)
     return np.where(explanation.found, counts, np.nan)
 
 
@@ -94,7 +104,8 @@ def sparsity(explanation, atol=1e-8):
 
 
 def proximity(explanation, feature_range):
-    """``1 / (1 + ||perturbation / range||_1)``: in (0, 1], higher is closer; 0 where none found.
+    """``1 / (1 + ||perturbation / range||_1)``: in (0, 1], higher is closer; 0 where none found
+    (a PP's immutable features count nothing, as in :func:`n_changed`).
 
     Parameters
     ----------
@@ -114,7 +125,7 @@ def proximity(explanation, feature_range):
     width = np.where(upper > lower, upper - lower, 1.0)
     if explanation.encoded is not None:  # a changed category counts 1, whatever its range
         width = np.where(explanation.encoded["categorical"], 1.0, width)
-    scaled_l1 = np.nansum(np.abs(explanation.perturbation) / width, axis=1)
+    scaled_l1 = np.nansum(np.abs(_counted_perturbation(explanation)) / width, axis=1)
     return np.where(explanation.found, 1.0 / (1.0 + scaled_l1), 0.0)
 
 

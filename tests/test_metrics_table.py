@@ -444,3 +444,27 @@ def test_a_pps_immutable_features_are_not_counted_as_kept():
     assert exp.found.any()
     found = np.flatnonzero(exp.found)
     assert table["l0"].iloc[found].tolist() == [len(exp.changes()[i]) for i in found]
+
+
+def test_a_pps_immutable_features_count_nothing_in_the_metrics():
+    """Found by a user: changes() left a PP's immutable features out (kept by construction),
+    while n_changed, sparsity, proximity and explanation_metrics (given the Explanation,
+    which carries them) counted them, a PP that keeps nothing else as keeping two."""
+    from sklearn.datasets import load_wine
+
+    from skcem import CEMExplainer, metrics
+
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    cem = CEMExplainer(model, mode="PP", immutable_features=["alcohol", "proline"]).fit(X)
+    rows = X.iloc[[0, 1, 130, 131]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = cem.explain(rows)
+    kept = np.array([len(c) for c in exp.changes()], dtype=float)
+    assert kept.min() == 0 and kept.max() > 0  # some keep nothing but the immutable ones
+    np.testing.assert_array_equal(metrics.n_changed(exp), kept)
+    np.testing.assert_array_equal(metrics.proximity(exp, cem.feature_range_)[kept == 0], 1.0)
+    table = metrics.explanation_metrics(model, rows, exp, mode="PP")
+    np.testing.assert_array_equal(table["l0"], kept)
+    assert (table["redundancy"] == 0).all()
