@@ -60,8 +60,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         boosting, nearest neighbours and any other model whose numerical gradient vanishes on
         the data; "fista" otherwise, completed and polished on tables (not for images, nor with
         an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
-        search's answer, and every answer has each change that can be reverted alone reverted
-        and the rest bisected towards the instance; on a tree model that "exact" reads, rows
+        search's answer, every answer has each change that can be reverted alone reverted and
+        the rest bisected towards the instance, and the gradient-free answer is kept where it
+        is closer; on a tree model that "exact" reads, rows
         the gradient-free search leaves unanswered get the exact answer (at most 2 s a row).
         ``search_`` tells which search ran. "exact":
         the proven closest answer for tree models (``DecisionTreeClassifier``,

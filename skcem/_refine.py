@@ -6,7 +6,9 @@ whose ``c`` never grows enough goes unanswered even where a training row of the 
 shows an answer. After it, for the rows of a batch:
 
 1. **Complete.** Rows without an answer get the gradient-free search's
-   (:class:`~skcem._neighbors.NeighborSearch`), from the training rows of a wanted class.
+   (:class:`~skcem._neighbors.NeighborSearch`), from the training rows of a wanted class; the
+   others keep it where it is closer than the polished gradient answer (with several classes
+   the gradient search may settle on a class or boundary several times farther).
 2. **Polish.** Every answer has each change that can be reverted alone reverted (greedily,
    the largest saving first), each remaining numeric change bisected towards its unchanged
    value while the answer stays valid, and the reverts tried once more: no change that could
@@ -47,10 +49,15 @@ def complete_and_polish(backend, problem, result, pool, whole):
     result = replace(result)
     searchable = np.ones(len(result.found), bool) if problem.searchable is None \
         else problem.searchable
-    missing = np.flatnonzero(~result.found & searchable)
-    if pool is not None and missing.size:
-        extra = NeighborSearch(pool, whole)(backend, subset_problem(problem, missing))
-        take_answers(result, extra, missing)
+    rows = np.flatnonzero(searchable)
+    others = None
+    if pool is not None and rows.size:
+        # The gradient-free search's answers complete the rows left unanswered and compete
+        # with the others: on several classes the gradient search may settle on a class, or
+        # a boundary, several times farther than one a training row shows.
+        others = NeighborSearch(pool, whole)(backend, subset_problem(problem, rows))
+        missing = ~result.found[rows]
+        take_answers(result, _subset_result(others, missing), rows[missing])
     answered = np.flatnonzero(result.found)
     if answered.size == 0:
         return result
@@ -63,18 +70,18 @@ def complete_and_polish(backend, problem, result, pool, whole):
     # is never farther (its distance may differ from the search's by rounding only).
     checked = batch.result(polished, answered, len(result.found))
     take_answers(result, checked, answered, keep_c=True)
-    if problem.plausibility is not None and pool is not None:
-        _take_more_plausible(result, batch, NeighborSearch(pool, whole)(
-            backend, subset_problem(problem, answered)), answered)
+    if others is not None:
+        _take_cheaper(result, batch, others, rows)
     return result
 
 
-def _take_more_plausible(result, batch, other, rows):
-    """``other``'s answers for ``rows`` where they cost less than ``result``'s: the gradient
-    search ends at the model's boundary, the gradient-free one starts among rows of the
-    class, which the plausibility term asks for."""
+def _take_cheaper(result, batch, other, rows):
+    """``other``'s answers for ``rows`` where they cost less than ``result``'s (the distance,
+    plus the plausibility term where there is one: the gradient search ends at the model's
+    boundary, the gradient-free one starts among rows of the class, which that term asks
+    for)."""
     better = np.zeros(len(rows), bool)
-    found = other.found
+    found = other.found & result.found[rows]
     better[found] = batch.cost(other.explanation[found], rows[found]) \
         < batch.cost(result.explanation[rows[found]], rows[found])
     if better.any():

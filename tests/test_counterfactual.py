@@ -56,9 +56,9 @@ def test_counterfactuals_on_digits_with_an_mlp(digits, digits_model, digits_test
 def test_larger_C_gives_closer_counterfactuals(iris, iris_model):
     X, _ = iris
     sizes = {}
-    for C in (0.01, 0.3):
-        exp = _explain(CounterfactualExplainer(iris_model, C=C, max_iterations=800).fit(X),
-                       X[::10])
+    for C in (0.01, 0.3):  # the gradient search's weight: its answers alone
+        exp = _explain(CounterfactualExplainer(iris_model, C=C, max_iterations=800,
+                                               search="fista").fit(X), X[::10])
         sizes[C] = np.nanmedian(np.abs(exp.delta).sum(axis=1))
     assert sizes[0.3] < sizes[0.01]
 
