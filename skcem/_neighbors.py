@@ -471,10 +471,12 @@ class NeighborSearch:
         _, proba = search.ask(Z, rows)
         margin = problem.mode.margin(proba, problem.target[rows], problem.kappa)
         ok = np.zeros(rows.size, bool)
-        open_rows = np.arange(rows.size)
-        for _ in range(min(Z.shape[1], _MAX_REMOVALS)):
-            if open_rows.size == 0:
-                break
+        # As many paths at once as their trials (a row per kept feature) fit in
+        # _MAX_CALL_NUMBERS numbers: an image's trials are a row per pixel.
+        chunk = max(1, _MAX_CALL_NUMBERS // max(Z.shape[1] ** 2, 1))
+
+        def step(open_rows):
+            """One removal of the paths ``open_rows`` (in place); those that go on."""
             removed = search._unchanged_value(Z[open_rows], rows[open_rows])
             movable = Z[open_rows] != removed
             frozen = problem.frozen(rows[open_rows])
@@ -482,7 +484,7 @@ class NeighborSearch:
                 movable &= ~frozen
             i, j = np.nonzero(movable)
             if i.size == 0:
-                break
+                return open_rows[:0]
             trials = Z[open_rows[i]].copy()
             trials[np.arange(i.size), j] = removed[i, j]
             trial_ok, trial_proba = search.ask(trials, rows[open_rows[i]])
@@ -495,7 +497,14 @@ class NeighborSearch:
             Z[moved] = trials[first]
             margin[moved] += gain[first]
             ok[moved] = trial_ok[first]
-            open_rows = moved[~trial_ok[first]]
+            return moved[~trial_ok[first]]
+
+        open_rows = np.arange(rows.size)
+        for _ in range(min(Z.shape[1], _MAX_REMOVALS)):
+            if open_rows.size == 0:
+                break
+            open_rows = np.concatenate([step(open_rows[start:start + chunk])
+                                        for start in range(0, open_rows.size, chunk)])
         return rows[ok], Z[ok]
 
     def _sparse_changes(self, search, owner, E, pairs=True):
