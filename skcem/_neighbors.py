@@ -477,16 +477,9 @@ class NeighborSearch:
 
         def step(open_rows):
             """One removal of the paths ``open_rows`` (in place); those that go on."""
-            removed = search._unchanged_value(Z[open_rows], rows[open_rows])
-            movable = Z[open_rows] != removed
-            frozen = problem.frozen(rows[open_rows])
-            if frozen is not None:
-                movable &= ~frozen
-            i, j = np.nonzero(movable)
+            _, _, i, _, trials = search.revert_trials(Z[open_rows], rows[open_rows])
             if i.size == 0:
                 return open_rows[:0]
-            trials = Z[open_rows[i]].copy()
-            trials[np.arange(i.size), j] = removed[i, j]
             trial_ok, trial_proba = search.ask(trials, rows[open_rows[i]])
             gain = problem.mode.margin(trial_proba, problem.target[rows[open_rows[i]]],
                                        problem.kappa) - margin[open_rows[i]]
@@ -903,6 +896,21 @@ class _Batch:
             return np.where(reverted != E, reverted, E)
         return base
 
+    def revert_trials(self, E, owner):
+        """Each change of the rows ``E`` (of instances ``owner``) that the constraints let
+        be reverted, reverted alone: ``(unchanged, revertible, row, feature, trials)``, the
+        values reverted to, the mask of those changes, and each trial's row in ``E`` and
+        feature."""
+        unchanged = self._unchanged_value(E, owner)
+        revertible = E != unchanged
+        frozen = self.problem.frozen(owner)
+        if frozen is not None:
+            revertible &= ~frozen
+        row, feature = np.nonzero(revertible)
+        trials = E[row].copy()
+        trials[np.arange(row.size), feature] = unchanged[row, feature]
+        return unchanged, revertible, row, feature, trials
+
     def revert(self, E, owner):
         """Greedy: undo changes while the answer stays valid; no redundant change is left."""
         E = E.copy()
@@ -913,16 +921,10 @@ class _Batch:
         def revert_rows(open_rows):
             """One round of reverts of the answers ``open_rows`` (``E`` updated in place);
             returns those where one was made."""
-            unchanged = self._unchanged_value(E[open_rows], owner[open_rows])
-            revertible = E[open_rows] != unchanged
-            frozen = self.problem.frozen(owner[open_rows])
-            if frozen is not None:
-                revertible &= ~frozen
-            i, j = np.nonzero(revertible)
+            unchanged, revertible, i, j, trials = self.revert_trials(E[open_rows],
+                                                                      owner[open_rows])
             if i.size == 0:
                 return open_rows[:0]
-            trials = E[open_rows[i]].copy()
-            trials[np.arange(i.size), j] = unchanged[i, j]
             ok = self.valid(trials, owner[open_rows[i]])
             plausible = self.problem.plausibility is not None
             if plausible:  # a revert may cost plausibility more than it saves
