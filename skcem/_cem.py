@@ -406,7 +406,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         if self._integer_columns() is not None:  # a whole background for a whole PP
             self.no_info_val_ = self._codec.snap(np.asarray(self.no_info_val_, float)[None])[0]
 
-    def _targets(self, predicted, proba, y):
+    def _targets(self, predicted, proba, y, index=None):
         if y is None:
             return predicted, predicted
         target = self._class_indices(y, len(predicted))

@@ -38,12 +38,13 @@ from ._refine import (add_alternatives, complete_and_polish, subset_problem,
 from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, check_directions, is_table, model_categories,
                        native_categorical, table_classifier, table_feature_range)
-from ._validation import (accepts_missing_values, align_columns, check_not_documents,
-                          check_pair, check_probabilities, check_target_given, column_names,
-                          default_classifier, feature_mask, is_prefitted,
-                          kind_other_than_classifier, missing_values_refused, per_feature,
-                          probabilities_hint, refuse_models_without_answers_off_the_data,
-                          resolve_estimator, validate_complete_data, validate_float_data)
+from ._validation import (accepts_missing_values, align_columns, align_rows,
+                          check_not_documents, check_pair, check_probabilities,
+                          check_target_given, column_names, default_classifier, feature_mask,
+                          is_prefitted, kind_other_than_classifier, missing_values_refused,
+                          per_feature, probabilities_hint,
+                          refuse_models_without_answers_off_the_data, resolve_estimator,
+                          validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, warn
 from .costs import median_absolute_deviation
 
@@ -814,7 +815,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                              f"{labels.shape}.")
         return class_indices(labels, self.classes_, name)
 
-    def _targets(self, predicted, proba, y):
+    def _targets(self, predicted, proba, y, index=None):
         """The class each instance is explained against and the class the search aims at.
 
         Parameters
@@ -823,7 +824,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             The model's class index of each instance (by its ``predict`` when it has one).
         proba : ndarray of shape (n_samples, n_classes)
         y : array-like or None
-            As passed to :meth:`explain`.
+            As passed to :meth:`explain`, in the order of its rows.
+        index : pandas.Index or None
+            The index of ``X`` when it is a DataFrame (per-row labels in a Series follow it).
 
         Returns
         -------
@@ -910,8 +913,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             Instances to explain; DataFrame columns are matched by name.
         y : array-like of shape (n_samples,), default=None
             :class:`CEMExplainer`: the class to explain each instance against (default: the
-            model's prediction). :class:`CounterfactualExplainer`: ignored, with a warning
-            (its classes are set by ``target_class``).
+            model's prediction); a pandas Series follows the index of a DataFrame ``X``.
+            :class:`CounterfactualExplainer`: ignored, with a warning (its classes are set by
+            ``target_class``).
 
         Returns
         -------
@@ -931,7 +935,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         predicted = backend.predict(X)
         n_rows = backend.n_model_rows - rows_before
         self._warn_outside_range(X, eps)
-        explained, target = self._targets(predicted, proba, y)
+        explained, target = self._targets(predicted, proba, align_rows(y, index, "y"), index)
         settings = self._solver_settings()
         lower, upper = self.feature_range_
         common = dict(n_classes=len(self.classes_), lower=lower, upper=upper,

@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._modes import ANY_OTHER_CLASS, MODES
 from ._contrastive import BaseContrastiveExplainer
 from ._fista import SolverSettings
+from ._validation import align_rows
 from ._warnings import warn
 
 
@@ -43,7 +44,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         closer; ``search="exact"`` proves the closest of all other classes), a class label
         applies to all instances, an array
         gives one label per instance explained (same length as ``X`` in ``explain``; the
-        way to target a class labelled "other", with a warning in ``fit`` otherwise).
+        way to target a class labelled "other", with a warning in ``fit`` otherwise); a
+        pandas Series follows the index of a DataFrame ``X`` (it may label more rows than
+        ``X`` has; with the default index, by position).
     search : {"auto", "fista", "neighbors", "exact"}, default="auto"
         As for :class:`CEMExplainer` ("exact": the proven closest counterfactual of the
         target class for a tree model, with its ``gap``).
@@ -222,7 +225,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         return isinstance(self.target_class, str) and self.target_class == "other" and \
             len(self.classes_) > 2
 
-    def _targets(self, predicted, proba, y):
+    def _targets(self, predicted, proba, y, index=None):
         if y is not None:
             warn("CounterfactualExplainer.explain ignores y: the class each counterfactual "
                  "reaches is set by `target_class` (set_params(target_class=...)).")
@@ -230,7 +233,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
             return predicted, predicted
         if isinstance(self.target_class, str) and self.target_class == "other":
             return predicted, 1 - predicted
-        labels = self.target_class
+        labels = align_rows(self.target_class, index, "target_class")
         if isinstance(labels, (dict, set)):
             raise ValueError(f"`target_class` must be 'other', a class or one class per row "
                              f"(a list or array); got a {type(labels).__name__}.")

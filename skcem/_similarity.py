@@ -20,7 +20,7 @@ from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
 from ._progress import progress_bar
-from ._validation import (check_not_documents, is_prefitted, resolve_estimator,
+from ._validation import (align_rows, check_not_documents, is_prefitted, resolve_estimator,
                           validate_float_data)
 from ._warnings import warn
 
@@ -632,6 +632,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
 
     def _check_X_y(self, X, y):
         check_is_fitted(self)
+        y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
         X = validate_float_data(self, X, reset=False)
         given = y is not None
         if y is None:
@@ -724,7 +725,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             Test instances.
         y : array-like of shape (n_test,) or (n_test, n_outputs), default=None
             Targets of the test instances; the model's predictions when None
-            (classification only).
+            (classification only). A pandas Series follows the index of a DataFrame ``X``.
 
         Returns
         -------

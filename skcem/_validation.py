@@ -230,6 +230,28 @@ def align_columns(X, expected, name="X", reordered_warning=None):
         X[[columns[given.index(c)] for c in expected]]
 
 
+def align_rows(labels, index, name):
+    """Per-row ``labels`` in the order of the rows of a DataFrame ``X`` (its ``index``).
+
+    A Series is matched to the rows by its index, as pandas users expect: one labelled by
+    all of ``X``'s rows (in any order, or a superset of them) gives each row its own label; a
+    Series with the default index gives them by position, as scikit-learn takes ``y``; any
+    other index is refused rather than read by position.
+    """
+    labels_index = getattr(labels, "index", None)
+    if index is None or labels_index is None or not hasattr(labels, "reindex") or \
+            np.ndim(labels) != 1 or labels_index.equals(index):
+        return labels
+    if labels_index.is_unique and index.isin(labels_index).all():
+        return labels.loc[index]
+    if np.array_equal(np.asarray(labels_index), np.arange(len(labels))):
+        return labels.to_numpy()
+    missing = list(index[~index.isin(labels_index)][:3])
+    problem = f"lacks rows of X ({missing}, ...)" if missing else "repeats labels"
+    raise ValueError(f"`{name}` is a Series whose index {problem}: label it by X's index, or "
+                     f"pass its values in X's row order (`{name}.to_numpy()`).")
+
+
 def accepts_missing_values(estimator):
     """Whether ``estimator`` takes missing values (NaN), the scikit-learn way.
 

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from skcem import CEMExplainer, ExplanationNotFoundWarning
+from skcem import CEMExplainer, ExplanationNotFoundWarning, TargetWarning
 from skcem import metrics
 
 from .conftest import FAST
@@ -455,3 +455,17 @@ def test_auto_keeps_the_gradient_free_answer_where_closer():
     both = np.isfinite(distances["neighbors"])
     assert np.all(distances["auto"][both] <= distances["neighbors"][both] * (1 + 1e-9))
     assert np.all(distances["auto"] <= distances["fista"] * (1 + 1e-9))
+
+
+def test_explain_y_in_a_series_follows_the_rows_of_a_dataframe(iris, iris_model):
+    pd = pytest.importorskip("pandas")
+    X, _ = iris
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(4)])
+    rows = frame.iloc[[100, 0, 50]]
+    predicted = pd.Series(iris_model.predict(rows.to_numpy()), index=rows.index)
+    cem = CEMExplainer(iris_model, mode="PN", max_iterations=200, c_steps=3).fit(frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TargetWarning)  # y agrees with the model on every row
+        exp = cem.explain(rows, predicted.sort_index())
+    assert exp.found.any()
+    assert np.all(exp.explanation_pred[exp.found] != predicted.to_numpy()[exp.found])

@@ -194,3 +194,25 @@ def test_one_counterfactual_tries_single_moves_too():
     assert np.all(model.predict(one.explanation) != model.predict(rows))
     best_of_four = np.nanmin(four.counterfactual_distance, axis=1)
     assert np.all(one.distance <= 1.1 * best_of_four), (one.distance, best_of_four)
+
+
+def test_per_row_labels_in_a_series_follow_the_rows_of_a_dataframe(iris, iris_model):
+    pd = pytest.importorskip("pandas")
+    X, _ = iris
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(4)])
+    rows = frame.iloc[[100, 0, 50]]  # predicted 2, 0, 1
+    wanted = {0: 2, 50: 0, 100: 1}  # by row label; by position every row's own class
+    for target in (pd.Series(wanted), pd.Series(wanted).reindex(range(150), fill_value=0)):
+        cf = CounterfactualExplainer(iris_model, target_class=target, C=0.05,
+                                     max_iterations=500).fit(frame)
+        exp = _explain(cf, rows)
+        np.testing.assert_array_equal(exp.explanation_pred.astype(int), [1, 2, 0])
+    # the default index is positional, as scikit-learn reads y
+    positional = CounterfactualExplainer(iris_model, target_class=pd.Series([1, 2, 0]),
+                                         C=0.05, max_iterations=500).fit(frame)
+    np.testing.assert_array_equal(_explain(positional, rows).explanation_pred.astype(int),
+                                  [1, 2, 0])
+    stray = CounterfactualExplainer(iris_model, target_class=pd.Series([1, 2, 0], index=[7, 8, 9]),
+                                    C=0.05).fit(frame)
+    with pytest.raises(ValueError, match=r"`target_class` is a Series whose index lacks rows"):
+        stray.explain(rows)

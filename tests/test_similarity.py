@@ -600,3 +600,15 @@ def test_labels_the_model_does_not_know_are_shown_its_classes():
     with pytest.raises(ValueError, match=r"does not know: \[0, 2\]; classes are "
                                          r"\['setosa', 'versicolor', 'virginica'\]"):
         explainer.kneighbors(X[:2], 3, y=[0, 2])
+
+
+def test_explain_y_in_a_series_follows_the_rows_of_a_dataframe(digits, digits_model):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    frame = pd.DataFrame(X[:300], columns=[f"p{j}" for j in range(X.shape[1])])
+    explainer = GradientSimilarityExplainer(digits_model).fit(frame, y[:300])
+    rows = frame.iloc[[9, 3, 5]]
+    labels = pd.Series(y[:300], index=frame.index)
+    shuffled = explainer.explain(rows, labels.sort_index(ascending=False))
+    ordered = explainer.explain(rows, y[[9, 3, 5]])
+    np.testing.assert_array_equal(shuffled.scores, ordered.scores)
