@@ -977,9 +977,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             bar.close()
         results = [result for result, _ in outcomes]
         n_rows += sum(rows for _, rows in outcomes)
-        return self._assemble(X, index, proba, explained, results, common, n_rows, searchable)
+        return self._assemble(X, index, proba, explained, results, common, n_rows, searchable,
+                              self._required_class(target))
 
-    def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable):
+    def _required_class(self, target):
+        """The labels of the classes the answers must reach, for ``Explanation.target_class``;
+        None where any class but the instance's will do."""
+        return None
+
+    def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
+                  target_class=None):
         found = np.concatenate([r.found for r in results])
         explanation_proba = np.concatenate([r.explanation_proba for r in results])
         explanation_class = np.concatenate([r.explanation_class for r in results])
@@ -1067,7 +1074,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             classes=self.classes_, feature_names=None if names is None else list(names),
             input_shape=getattr(self._backend, "input_shape", None), index=index,
             encoded=encoded,
-            gap=gap,
+            gap=gap, target_class=target_class,
             immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
             **ranked, meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}

@@ -248,6 +248,11 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
                              f"a list gives each row one of the classes {self.classes_.tolist()}.")
         return predicted, self._class_indices(labels, len(proba), name="target_class")
 
+    def _required_class(self, target):
+        if isinstance(self.target_class, str) and self.target_class == "other":
+            return None
+        return np.asarray(self.classes_, dtype=object)[target]
+
     def _problem_settings(self):
         if self.distance == "l2":
             l1_weight, l2_weight = 0.0, 1.0

@@ -147,6 +147,10 @@ class Explanation(JSONMixin):
         The model's class for each of ``counterfactuals`` (None where none): with
         ``target_class="other"`` and more than two classes, an instance's answers may reach
         different classes.
+    target_class : ndarray of shape (n_samples,), dtype object, or None
+        :class:`CounterfactualExplainer` with a ``target_class`` other than "other": the
+        class each counterfactual had to reach (:func:`skcem.metrics.explanation_metrics`
+        holds its answers, and their set-backs, to it). None: any class but ``X_pred``.
     gap : ndarray of shape (n_samples,) or None
         With ``search="exact"`` only (else None): each answer's proven relative gap to the
         optimal distance, ``(distance - lower bound) / distance``; 0 for a proven optimum,
@@ -194,6 +198,7 @@ class Explanation(JSONMixin):
     counterfactual_distance: np.ndarray | None = None
     gap: np.ndarray | None = None
     counterfactual_pred: np.ndarray | None = None
+    target_class: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -387,7 +392,9 @@ class Explanation(JSONMixin):
         proba = np.full((n * k, self.explanation_proba.shape[1]), np.nan)
         proba[::k] = self.explanation_proba  # known for rank 0 only
         gap = None if self.gap is None else np.where(first, self.gap[repeated], np.nan)
+        target_class = None if self.target_class is None else self.target_class[repeated]
         return replace(self, X=X, X_pred=self.X_pred[repeated], X_proba=self.X_proba[repeated],
+                       target_class=target_class,
                        explanation=answers, explanation_pred=pred, explanation_proba=proba,
                        found=found, distance=self.counterfactual_distance.ravel(),
                        c=np.where(first, self.c[repeated], np.nan), gap=gap,

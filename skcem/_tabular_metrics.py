@@ -498,7 +498,7 @@ def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X
         class is the same as for ``X``.
     target : scalar or array-like of shape (n_samples,), default=None
         Wanted class per row for ``mode='CF'``. A missing entry falls back to "any other
-        class".
+        class". None with an :class:`~skcem.Explanation`: its own (its ``target_class``).
     X_train : DataFrame or array-like of shape (n_train, n_features), default=None
         Training rows in the form of ``X``. They give the MAD of each numeric feature and
         the neighbours for ``ynn``. Without them the MADs come from ``X`` and ``ynn`` is NaN.
@@ -594,6 +594,8 @@ default=None
             background = _background_of(explanations)
         if immutable_features is None and explanations.immutable is not None:
             immutable_features = explanations.immutable  # the explainer's own
+        if target is None and mode == "CF" and explanations.target_class is not None:
+            target = explanations.target_class
         explanations = explanations.explanation  # its answers
     X, columns = _check_X(X, pd)
     n_samples, n_features = X.shape

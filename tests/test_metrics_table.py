@@ -468,3 +468,34 @@ def test_a_pps_immutable_features_count_nothing_in_the_metrics():
     table = metrics.explanation_metrics(model, rows, exp, mode="PP")
     np.testing.assert_array_equal(table["l0"], kept)
     assert (table["redundancy"] == 0).all()
+
+
+def test_a_counterfactuals_own_target_class_is_what_its_metrics_hold_it_to(iris, iris_model):
+    from dataclasses import replace
+
+    from skcem import CounterfactualExplainer
+
+    X, _ = iris
+    predicted = iris_model.predict(X)
+    rows = X[predicted == 0][:3]
+    other = X[predicted == 1][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = CounterfactualExplainer(iris_model, target_class=2).fit(X).explain(rows)
+        anywhere = CounterfactualExplainer(iris_model).fit(X).explain(rows)
+    assert exp.found.all() and exp.target_class.tolist() == [2, 2, 2]
+    assert anywhere.target_class is None
+    assert explanation_metrics(iris_model, rows, exp)["valid"].all()
+    # an answer of class 1 is a counterfactual, but not one of class 2
+    answers = exp.explanation.copy()
+    answers[0] = other
+    wrong_class = explanation_metrics(iris_model, rows, replace(exp, explanation=answers))
+    assert wrong_class["valid"].tolist() == [False, True, True]
+    anywhere = replace(anywhere, explanation=answers)
+    assert explanation_metrics(iris_model, rows, anywhere)["valid"].all()
+    # rank by rank (to_frame's rows of several answers), each keeps its row's target
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        several = CounterfactualExplainer(iris_model, target_class=2, n_counterfactuals=2,
+                                          search="neighbors").fit(X).explain(rows)
+    assert several._ranked().target_class.tolist() == [2] * 6
