@@ -579,7 +579,7 @@ def _explain(args):
                 "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
                 f"{args.mode}_class": None if after is None else _plain(after),
                 "kept" if args.mode == "PP" else "changed": changed})
-            if exp.immutable is not None:  # held by immutable_features, not by the search
+            if exp._holds_any():  # held by immutable_features or directions, not the search
                 rows[-1]["fixed"] = fixed[i]
             if exp.gap is not None and rank == 0:  # search=exact: the closest answer's
                 gap = float(exp.gap[i])
@@ -587,7 +587,7 @@ def _explain(args):
         if ranked and not changes:
             rows.append({"row": i, "rank": None, "found": False,
                          "class": _plain(exp.X_pred[i]), f"{args.mode}_class": None,
-                         "changed": {}} | ({"fixed": {}} if exp.immutable is not None else {}))
+                         "changed": {}} | ({"fixed": {}} if exp._holds_any() else {}))
     _write(rows, args.out)
     if not args.quiet:
         print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {args.out}",

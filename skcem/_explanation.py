@@ -103,7 +103,9 @@ class Explanation(JSONMixin):
         :class:`CEMExplainer`'s elastic net ``||d||_2^2 + beta * ||d||_1`` (each term in MAD
         units with ``distance="mad"``), :class:`CounterfactualExplainer`'s ``||d||_1``,
         ``||d||_2^2`` or MAD-scaled ``||d||_1``; a changed (or a PP's kept) category counts
-        1, and a PP's immutable features, kept by construction, none.
+        1, and a PP's immutable features, kept by construction, none (those its
+        ``directions`` hold, see :attr:`held`, count: the same amount for every answer of
+        the instance).
     c : ndarray of shape (n_samples,)
         The attack-term weight at which the gradient search found the returned explanation;
         NaN where nothing was found and where the answer is the gradient-free or exact
@@ -136,6 +138,10 @@ class Explanation(JSONMixin):
         The features held fixed by the explainer's ``immutable_features`` (None: none). They
         keep the instance's values by construction: a PP keeps them whatever the class rests
         on, so :meth:`changes` leaves them out and :meth:`fixed` lists them.
+    directions : ndarray of shape (n_features,) or None
+        The explainer's ``directions``: +1 where a feature may only increase, -1 where it
+        may only decrease, 0 elsewhere (None: no directions). A PP's feature that may not
+        move towards the background is kept by construction (see :attr:`held`).
     counterfactuals : DataFrame, ndarray of shape (n_samples, k, n_features), or None
         :class:`CounterfactualExplainer` only: its ``n_counterfactuals`` distinct valid
         answers per instance, closest first (rank 0 is ``explanation``). A DataFrame indexed
@@ -199,6 +205,7 @@ class Explanation(JSONMixin):
     gap: np.ndarray | None = None
     counterfactual_pred: np.ndarray | None = None
     target_class: np.ndarray | None = None
+    directions: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -230,6 +237,31 @@ class Explanation(JSONMixin):
         return np.where(categorical, np.where(np.isnan(after), np.nan,
                                               (after != before).astype(float)),
                         after - before)
+
+    @property
+    def held(self):
+        """Per instance, the features the explainer's constraints hold at the instance's
+        values, whatever the class rests on: the immutable features, and for a PP those that
+        ``directions`` keep from moving towards the background (one that may only increase,
+        above its background). ndarray of bool, shape (n_samples, n_features).
+
+        A PP keeps them by construction: :meth:`changes` leaves them out (:meth:`fixed`
+        lists them), and so do the metrics.
+        """
+        X, _, _ = self._numbers()
+        held = np.zeros(X.shape, bool)
+        if self.immutable is not None:
+            held |= self.immutable
+        if self.mode == "PP" and self.directions is not None:
+            background = np.asarray(self.background, float)
+            held |= ((self.directions > 0) & (background < X)) | \
+                ((self.directions < 0) & (background > X))
+        return held
+
+    def _holds_any(self):
+        """Whether any feature can be held (:attr:`held`): the columns of ``fixed``."""
+        return self.immutable is not None or (self.mode == "PP" and self.directions is not None
+                                               and bool(np.any(self.directions)))
 
     @property
     def delta(self):
@@ -274,9 +306,11 @@ class Explanation(JSONMixin):
         """Per instance, the features the explanation changes: ``{name: new value}``; a
         categorical change is shown as ``"from → to"``. For pertinent positives, the features
         the PP keeps (its non-zero :attr:`perturbation`): ``{name: kept value}``; every other
-        feature shows its no-information value. Immutable features are not listed: a PP
-        keeps them by construction, not because the class rests on them (see :meth:`fixed`).
-        A missing cell, kept missing, is not listed either.
+        feature shows its no-information value. Features the constraints hold
+        (:attr:`held`: immutable ones, and a PP's that ``directions`` keep from the
+        background) are not listed: a PP keeps them by construction, not because the class
+        rests on them (see :meth:`fixed`). A missing cell, kept missing, is not listed
+        either.
 
         Parameters
         ----------
@@ -301,9 +335,7 @@ class Explanation(JSONMixin):
         _, _, categorical = self._numbers()
         keeps = self.mode == "PP"
         delta = self.perturbation if keeps else self.delta
-        listed = np.abs(delta) > atol
-        if self.immutable is not None:
-            listed &= ~self.immutable
+        listed = (np.abs(delta) > atol) & ~self.held
         rows = []
         for i in range(len(self)):
             if not self.found[i]:
@@ -324,17 +356,18 @@ class Explanation(JSONMixin):
         return rows
 
     def fixed(self):
-        """Per instance, the immutable features and the values the explanation holds them at
-        (the instance's): ``{name: value}``.
+        """Per instance, the features the constraints hold (:attr:`held`) and the values
+        the explanation holds them at (the instance's): ``{name: value}``.
 
-        They are apart from :meth:`changes`: fixed by the explainer's ``immutable_features``,
-        not chosen by the search. A PP keeps them whatever the class rests on, a PN or a
-        counterfactual never changes them.
+        They are apart from :meth:`changes`: fixed by the explainer's ``immutable_features``
+        (and, for a PP, by ``directions`` that keep a feature from moving towards the
+        background), not chosen by the search. A PP keeps them whatever the class rests on,
+        a PN or a counterfactual never changes the immutable ones.
 
         Returns
         -------
         fixed : list of dict
-            One dict per instance, empty where nothing was found or no feature is immutable.
+            One dict per instance, empty where nothing was found or no feature is held.
 
         Examples
         --------
@@ -352,8 +385,9 @@ class Explanation(JSONMixin):
         ['x2', 'x3']
         """
         names = self._names()
-        columns = [] if self.immutable is None else np.flatnonzero(self.immutable)
-        return [{names[j]: self._plain_value(self.explanation, i, j) for j in columns}
+        held = self.held
+        return [{names[j]: self._plain_value(self.explanation, i, j)
+                 for j in np.flatnonzero(held[i])}
                 if self.found[i] else {} for i in range(len(self))]
 
     def _n_ranks(self):
@@ -421,9 +455,10 @@ class Explanation(JSONMixin):
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
-        ``distance``, ``c`` (and ``gap`` with ``search="exact"``); with immutable features, a
-        last column ``fixed`` names them (comma-separated, empty where nothing was found):
-        their values are held fixed, not changed or kept by the search (see :meth:`fixed`).
+        ``distance``, ``c`` (and ``gap`` with ``search="exact"``); with immutable features (or
+        a PP's ``directions``), a last column ``fixed`` names those held (comma-separated,
+        empty where nothing was found): their values are held fixed, not changed or kept by
+        the search (see :meth:`fixed`).
         Needs pandas. The index is the explained DataFrame's, so that
         ``X.join(explanation.to_frame(), rsuffix="_explained")`` lines rows up.
 
@@ -434,7 +469,7 @@ class Explanation(JSONMixin):
         Returns
         -------
         frame : pandas.DataFrame of shape (n_samples, n_features + 5), or n_features + 6
-            with immutable features; ``n_samples * k`` rows with ``k`` counterfactuals
+            with held features; ``n_samples * k`` rows with ``k`` counterfactuals
         """
         if self._n_ranks() > 1:
             return self._ranked().to_frame()
@@ -453,7 +488,7 @@ class Explanation(JSONMixin):
                 "c": self.c}
         if self.gap is not None:
             meta["gap"] = self.gap
-        if self.immutable is not None:
+        if self._holds_any():
             meta["fixed"] = [", ".join(map(str, row)) for row in self.fixed()]
         features = list(frame.columns)  # exact labels: a MultiIndex's "c" is no ("c", 3)
         renamed = {}

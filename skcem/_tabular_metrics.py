@@ -513,7 +513,9 @@ default=None
         :class:`~skcem.Explanation`: the explainer's own (its ``immutable``).
     directions : dict, default=None
         ``{feature: "increase" | "decrease"}`` for numeric features; a change the other way
-        is a violation.
+        is a violation. None with an :class:`~skcem.Explanation`: the explainer's own. A PP's
+        feature that they keep from moving towards the background is, like an immutable
+        one, kept by construction: not counted in ``l0`` and the norms.
     feature_range : dict or tuple, default=None
         ``{feature: (low, high)}`` for numeric features (None for no bound; times and
         durations for datetime and timedelta columns), or a pair ``(low, high)`` for all of
@@ -546,7 +548,7 @@ default=None
 
         - ``valid`` (bool): found and of the required class;
         - ``l0``: number of changed features (a PP's kept ones, its immutable features
-          left out: kept by construction);
+          and those ``directions`` hold left out: kept by construction);
         - ``l1``, ``l2``, ``linf``: norms of the change, numeric features in MAD units
           (``|delta| / MAD``), categorical ones counting 1 when changed;
         - ``ynn``: of the explanation's ``n_neighbors`` nearest rows of ``X_train`` (L1
@@ -589,6 +591,7 @@ default=None
             or n_neighbors < 1):
         raise ValueError(f"n_neighbors must be a positive integer; got {n_neighbors!r}.")
 
+    explainer_directions = None
     if isinstance(explanations, Explanation):
         if background is None and mode == "PP":
             background = _background_of(explanations)
@@ -596,6 +599,8 @@ default=None
             immutable_features = explanations.immutable  # the explainer's own
         if target is None and mode == "CF" and explanations.target_class is not None:
             target = explanations.target_class
+        if directions is None and explanations.directions is not None:
+            explainer_directions = explanations.directions  # the explainer's own signs
         explanations = explanations.explanation  # its answers
     X, columns = _check_X(X, pd)
     n_samples, n_features = X.shape
@@ -610,7 +615,8 @@ default=None
     categorical = _categorical_mask(categorical_features, X, columns, X_train)
     immutable = np.zeros(n_features, dtype=bool)
     immutable[_positions(immutable_features, columns, "immutable_features")] = True
-    sign = _check_directions(directions, columns, categorical)
+    sign = _check_directions(directions, columns, categorical) if explainer_directions is None \
+        else np.asarray(explainer_directions, float)
     times = np.array([getattr(getattr(_column(X, j), "dtype", None), "kind", "") in ("m", "M")
                       for j in range(n_features)], dtype=bool)
     lower, upper = _check_feature_range(feature_range, columns, categorical, times)
@@ -679,10 +685,15 @@ default=None
     size[:, cat] = changed[:, cat]
     if bg is not None:
         # A PP keeps its immutable features by construction, not because the class rests on
-        # them: not counted as kept (as Explanation.changes leaves them to fixed()).
-        changed[:, immutable] = False
-        size[:, immutable] = 0.0
-        delta[:, immutable] = 0.0
+        # them, and those that directions keep from moving towards the background: not
+        # counted as kept (as Explanation.changes leaves them to fixed()).
+        held = np.broadcast_to(immutable, changed.shape).copy()
+        with np.errstate(invalid="ignore"):
+            held[:, num] |= ((sign[num] > 0) & (r_num < x_num)) | \
+                ((sign[num] < 0) & (r_num > x_num))
+        changed[held] = False
+        size[held] = 0.0
+        delta[held] = 0.0
 
     values = np.zeros((n_found, n_features))
     values[:, num] = e_num

@@ -54,17 +54,18 @@ def validity(explanation):
 
 
 def _counted_perturbation(explanation):
-    """The perturbation the metrics count: a PP's immutable features, kept by construction
-    (as ``changes()`` leaves them out), count nothing."""
+    """The perturbation the metrics count: a PP's held features (``Explanation.held``),
+    kept by construction (as ``changes()`` leaves them out), count nothing."""
     perturbation = explanation.perturbation
-    if explanation.mode == "PP" and explanation.immutable is not None:
-        perturbation = np.where(explanation.immutable, 0.0, perturbation)
+    if explanation.mode == "PP":
+        perturbation = np.where(explanation.held, 0.0, perturbation)
     return perturbation
 
 
 def n_changed(explanation, atol=1e-8):
     """L0 of the perturbation: how many features it involves (NaN where none was found); a
-    PP's immutable features, which it keeps by construction, are not counted.
+    PP's held features (``Explanation.held``: immutable ones, and those ``directions``
+    keep from the background), which it keeps by construction, are not counted.
 
     Parameters
     ----------
@@ -105,7 +106,7 @@ def sparsity(explanation, atol=1e-8):
 
 def proximity(explanation, feature_range):
     """``1 / (1 + ||perturbation / range||_1)``: in (0, 1], higher is closer; 0 where none found
-    (a PP's immutable features count nothing, as in :func:`n_changed`).
+    (a PP's held features count nothing, as in :func:`n_changed`).
 
     Parameters
     ----------
@@ -134,8 +135,8 @@ def cem_score(explanation, feature_range):
 
     An instance without an explanation scores 0, and so does a pertinent positive that keeps
     nothing (the model gives the no-information background itself the instance's class: the
-    PP shows nothing about the instance), immutable features aside: it keeps those by
-    construction. A found one scores more the fewer features it involves and the smaller its
+    PP shows nothing about the instance), held features aside (``Explanation.held``): it
+    keeps those by construction. A found one scores more the fewer features it involves and the smaller its
     (range-scaled) L1 size. :meth:`CEMExplainer.score` is this with the range of the data
     given to ``fit`` (the data's minimum and maximum per feature, whatever ``feature_range``
     says, so that its scores compare across values of ``feature_range``).
@@ -157,8 +158,7 @@ def cem_score(explanation, feature_range):
     per_instance = (validity(explanation) * sparsity(explanation)
                     * proximity(explanation, feature_range))
     if explanation.mode == "PP":
-        kept = np.abs(explanation.perturbation) > 1e-8
-        if explanation.immutable is not None:  # kept by construction, not by the search
-            kept &= ~explanation.immutable
+        # held features are kept by construction, not by the search
+        kept = (np.abs(explanation.perturbation) > 1e-8) & ~explanation.held
         per_instance = np.where(kept.any(axis=1), per_instance, 0.0)
     return float(np.mean(per_instance))

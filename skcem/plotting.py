@@ -184,9 +184,10 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     """A bar per feature: how the explanation changes the instance, and the class change.
 
     Every change is labelled "from → to" in the column's own values (features of different
-    scales share the axis); a changed category is a hatched purple bar. An immutable feature
-    is labelled "(fixed)" in grey: held at the instance's value by construction, it is
-    neither changed nor, for a PP, kept by the search.
+    scales share the axis); a changed category is a hatched purple bar. A feature the
+    constraints hold (``Explanation.held``: immutable, or kept from a PP's background by
+    ``directions``) is labelled "(fixed)" in grey: held at the instance's value by
+    construction, it is neither changed nor, for a PP, kept by the search.
 
     Parameters
     ----------
@@ -234,8 +235,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     colors = np.where(categorical[keep], "tab:purple",
                       np.where(lengths > 0, "tab:red", "tab:blue"))
     bars = ax.barh(positions, lengths, color=colors)
-    fixed = np.zeros(n_features, bool) if explanation.immutable is None \
-        else explanation.immutable
+    fixed = explanation.held[index]
     labels = [f"{n} (fixed)" if f else n for n, f, k in zip(names, fixed, keep) if k]
     for bar, j in zip(bars, np.flatnonzero(keep)):
         if np.isnan(delta[j]) or abs(delta[j]) <= 1e-12:

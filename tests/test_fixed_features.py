@@ -180,3 +180,37 @@ def test_a_pps_distance_leaves_its_immutable_features_out(iris_frame, search):
     free = [NAMES.index(name) for name in NAMES if name not in FIXED]
     expected = (kept[:, free] ** 2).sum(axis=1) + cem.beta * np.abs(kept[:, free]).sum(axis=1)
     np.testing.assert_allclose(exp.distance[exp.found], expected)
+
+
+def test_a_pps_features_that_directions_keep_from_the_background_are_held(iris_frame):
+    from skcem.metrics import explanation_metrics, n_changed
+
+    X, model = iris_frame
+    rows = X.iloc[[0, 60, 120, 140]]
+    # A PP removes a feature by moving it to the background (the median, 4.35, here): one
+    # that may only increase is kept where it lies above, whatever the class rests on; one
+    # that may only decrease where it lies below.
+    for direction, held_rows in (("increase", [False, False, True, True]),
+                                 ("decrease", [True, True, False, False])):
+        cem = CEMExplainer(model, mode="PP", directions={"petal_length": direction},
+                           **FAST).fit(X)
+        exp = quiet_explain(cem, rows)
+        assert exp.found.all()
+        assert np.asarray(exp.background)[2] == pytest.approx(4.35)
+        expected = np.zeros((4, 4), bool)
+        expected[:, 2] = held_rows
+        np.testing.assert_array_equal(exp.held, expected)
+        for i, (kept, fixed) in enumerate(zip(exp.changes(), exp.fixed())):
+            assert ("petal_length" in fixed) == held_rows[i]
+            assert "petal_length" not in kept or not held_rows[i]
+            if held_rows[i]:
+                assert fixed == {"petal_length": rows["petal_length"].iloc[i]}
+        assert exp.to_frame()["fixed"].tolist() == ["petal_length" if h else ""
+                                                    for h in held_rows]
+        counted = [len(kept) for kept in exp.changes()]
+        np.testing.assert_array_equal(n_changed(exp), counted)
+        np.testing.assert_array_equal(
+            explanation_metrics(model, rows, exp, mode="PP")["l0"], counted)
+    free = quiet_explain(CEMExplainer(model, mode="PN", directions={"petal_length": "increase"},
+                                      **FAST).fit(X), rows)
+    assert not free.held.any() and "fixed" not in free.to_frame()
