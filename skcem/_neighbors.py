@@ -87,6 +87,9 @@ _PLAUSIBLE_CANDIDATES = 10
 # Numbers (rows times features) of one model call of the gradient-free search: 2**23, 10,700
 # MNIST rows.
 _MAX_CALL_NUMBERS = 2**23
+# Valid single reverts of an answer up to which, where they are not valid together, the
+# revert undoes the best one a round (more: the most of the best that are valid together).
+_REVERTS_ONE_AT_A_TIME = 32
 # Moves paired by the sparse answers of one instance at most (pairs grow as their square:
 # an image's 1,568 moves to its pixels' range ends would make 1.2 million pairs).
 _MAX_PAIRED_MOVES = 64
@@ -944,8 +947,13 @@ class _Batch:
                                                         joint_ok[several], before[several])
             E[open_rows[joint_ok]] = joint[joint_ok]
             single = (n_ok > 0) & ~joint_ok
-            best = np.full(open_rows.size, -1)
             order = np.lexsort((-saving, i))  # by row, best saving first
+            if not plausible:
+                many = single & (n_ok > _REVERTS_ONE_AT_A_TIME)
+                self._revert_best_together(E, open_rows, many, order[ok[order]], i, j,
+                                           unchanged, owner)
+                single &= ~many
+            best = np.full(open_rows.size, -1)
             first = order[np.r_[True, i[order][1:] != i[order][:-1]]]
             best[i[first]] = j[first]
             rows = np.flatnonzero(single)
@@ -961,6 +969,39 @@ class _Batch:
             open_rows = np.concatenate([revert_rows(open_rows[start:start + chunk])
                                         for start in range(0, open_rows.size, chunk)])
         return E
+
+    def _revert_best_together(self, E, open_rows, rows, order, i, j, unchanged, owner):
+        """For the answers ``open_rows[rows]``, whose valid single reverts (the trials
+        ``order``, by row and best saving first) are not valid all together: the most of the
+        best of them that are, found by bisection on their number, in place.
+
+        Reverting one a round would take as many rounds as changes, each with a trial per
+        change: a start from a training row of a wide table changes every feature.
+        """
+        rows = np.flatnonzero(rows)
+        if rows.size == 0:
+            return
+        at = np.full(open_rows.size, -1)
+        at[rows] = np.arange(rows.size)
+        order = order[at[i[order]] >= 0]
+        row, feature = at[i[order]], j[order]
+        rank = np.arange(order.size) - np.searchsorted(row, row)
+        lower = np.ones(rows.size, int)  # the best alone is valid; all of them are not
+        upper = np.bincount(row, minlength=rows.size) - 1
+
+        def reverted(count):
+            trials = E[open_rows[rows]].copy()
+            take = rank < count[row]
+            trials[row[take], feature[take]] = unchanged[i[order[take]], feature[take]]
+            return trials
+
+        while np.any(lower < upper):
+            asked = np.flatnonzero(lower < upper)
+            middle = (lower + upper + 1) // 2
+            valid = self.valid(reverted(middle)[asked], owner[open_rows[rows[asked]]])
+            lower[asked] = np.where(valid, middle[asked], lower[asked])
+            upper[asked] = np.where(valid, upper[asked], middle[asked] - 1)
+        E[open_rows[rows]] = reverted(lower)
 
     def _revert_categories_together(self, E, open_rows, revertible, unchanged, owner,
                                     plausible):
