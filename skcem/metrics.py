@@ -136,8 +136,8 @@ def cem_score(explanation, feature_range):
     An instance without an explanation scores 0, and so does a pertinent positive that keeps
     nothing (the model gives the no-information background itself the instance's class: the
     PP shows nothing about the instance), held features aside (``Explanation.held``): it
-    keeps those by construction. A found one scores more the fewer features it involves and the smaller its
-    (range-scaled) L1 size. :meth:`CEMExplainer.score` is this with the range of the data
+    keeps those by construction. A found one scores more the fewer features it involves and
+    the smaller its (range-scaled) L1 size. :meth:`CEMExplainer.score` is this with the range of the data
     given to ``fit`` (the data's minimum and maximum per feature, whatever ``feature_range``
     says, so that its scores compare across values of ``feature_range``).
 
