@@ -204,16 +204,15 @@ class SlopeLines:
 
     def steps(self):
         """``(owner, trials)``: the margin path's steps from the lines' starts."""
-        self.row, self.trials = self.steps_of(self.search, self.Z[self.open],
-                                              self.rows[self.open], self.points)
+        self.row, self.feature, self.trials = self.steps_of(
+            self.search, self.Z[self.open], self.rows[self.open], self.points)
         return self.rows[self.open][self.row], self.trials
 
     def line(self, proba):
         """``(owner, points)``: the points of the lines along the slopes of the steps, whose
         probabilities are ``proba``."""
         problem, Z = self.search.problem, self.Z
-        row, trials, start = self.row, self.trials, Z[self.open]
-        feature = np.argmax(trials != start[row], axis=1)
+        row, feature, trials, start = self.row, self.feature, self.trials, Z[self.open]
         gain = problem.mode.margin(proba, problem.target[self.rows[self.open][row]],
                                    problem.kappa) - self.margin[self.open][row]
         move = (trials[np.arange(row.size), feature] - start[row, feature]) \

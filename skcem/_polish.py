@@ -352,13 +352,13 @@ def _climb(search, Z, owner, points, locked=None, budget=None, max_steps=_MAX_ST
                 allowed &= ~locked[open_rows]
             if focus is not None:
                 allowed &= focus[open_rows]
-        trial_row, trials = _steps(search, Z[open_rows], owner[open_rows], points, n_offsets,
-                                   allowed, categories if np.ndim(categories) == 0
-                                   else categories[open_rows])
-        feature = np.argmax(trials != Z[open_rows[trial_row]], axis=1)
+        trial_row, feature, trials = _steps(search, Z[open_rows], owner[open_rows], points,
+                                            n_offsets, allowed,
+                                            categories if np.ndim(categories) == 0
+                                            else categories[open_rows])
         keep = np.ones(trial_row.size, bool)
-        cost = search.distance(trials, owner[open_rows[trial_row]]) \
-            - distance[open_rows[trial_row]]
+        cost = search.step_cost(Z[open_rows[trial_row]], owner[open_rows[trial_row]], feature,
+                                trials[np.arange(trial_row.size), feature])
         if budget is not None:
             keep &= distance[open_rows[trial_row]] + cost < budget[open_rows[trial_row]]
         trial_row, trials, feature, cost = trial_row[keep], trials[keep], feature[keep], \
@@ -522,7 +522,7 @@ def _nearest_point(points, features, value, down):
 
 
 def _steps(search, Z, owner, points, n_offsets=None, allowed=None, categories=False):
-    """``(row, trials)``: each row of ``Z`` with one numeric feature moved 1, 2, 4, ...
+    """``(row, feature, trials)``: each row of ``Z`` with one numeric feature moved 1, 2, 4, ...
     split points farther from the instance (either side where it is unchanged), made
     admissible; trials the constraints undo are left out. With ``categories`` (for all rows,
     or a mask of the rows of ``Z``), also each categorical feature set to each other
@@ -569,7 +569,7 @@ def _steps(search, Z, owner, points, n_offsets=None, allowed=None, categories=Fa
         features_out.append(k)
         values_out.append(values)
     if not rows_out:
-        return np.zeros(0, int), Z[:0]
+        return np.zeros(0, int), np.zeros(0, int), Z[:0]
     row = np.concatenate(rows_out)
     feature = np.concatenate(features_out)
     # Each trial changes one cell of an admissible row: that cell alone is made admissible.
@@ -591,8 +591,8 @@ def _steps(search, Z, owner, points, n_offsets=None, allowed=None, categories=Fa
                                      owner[row[moved_category]]))
             keep = np.ones(row.size, bool)
             keep[moved_category[rare]] = False
-            row, trials = row[keep], trials[keep]
-    return row, trials
+            row, feature, trials = row[keep], feature[keep], trials[keep]
+    return row, feature, trials
 
 
 def _category_steps(search, Z, owner, allowed=None):
@@ -641,10 +641,10 @@ def exchange(search, E, owner, points, categories=False):
         sub, sub_owner = E[open_rows], owner[open_rows]
         shrink_row, shrink_feature, shrink_value = _towards(search, sub, sub_owner, points,
                                                             categories)
-        grow_row, grow_trials = _steps(search, sub, sub_owner, points, _N_GROWTH,
-                                       categories=categories)
-        grow_row, grow_trials = _most_margin(search, sub, sub_owner, grow_row, grow_trials)
-        grow_feature = np.argmax(grow_trials != sub[grow_row], axis=1)
+        grow_row, grow_feature, grow_trials = _steps(search, sub, sub_owner, points, _N_GROWTH,
+                                                     categories=categories)
+        grow_row, grow_feature, grow_trials = _most_margin(search, sub, sub_owner, grow_row,
+                                                           grow_feature, grow_trials)
         grow_value = grow_trials[np.arange(grow_row.size), grow_feature]
         # Every shrink of a row with every growth of the same row on another feature.
         shrink_order = np.argsort(shrink_row, kind="stable")
@@ -690,26 +690,25 @@ def exchange(search, E, owner, points, categories=False):
     return search.revert(E, owner)
 
 
-def _most_margin(search, E, owner, row, trials):
+def _most_margin(search, E, owner, row, moved, trials):
     """The ``_GROWTH_KEPT`` trials of each row of ``E`` that buy most of the model's margin
     per unit of distance (those that buy some); as many again of those that change a
     category (a category changed to another costs nothing more: those would crowd out
     every numeric move)."""
     problem = search.problem
     if row.size == 0:
-        return row, trials
+        return row, moved, trials
     _, proba = search.ask(np.concatenate([E, trials]), np.concatenate([owner, owner[row]]))
     margin = problem.mode.margin(proba, problem.target[np.concatenate([owner, owner[row]])],
                                  problem.kappa)
     gain = margin[len(E):] - margin[row]
-    cost = search.distance(trials, owner[row]) - search.distance(E, owner)[row]
+    cost = search.step_cost(E[row], owner[row], moved, trials[np.arange(row.size), moved])
     score = np.where(gain > 0, gain / np.maximum(cost, 1e-12), -np.inf)
-    moved = np.argmax(trials != E[row], axis=1)
     group = 2 * row + search.categorical[moved]
     order = np.lexsort((-score, group))
     rank = np.arange(order.size) - np.searchsorted(group[order], group[order])
     kept = order[(rank < _GROWTH_KEPT) & np.isfinite(score[order])]
-    return row[kept], trials[kept]
+    return row[kept], moved[kept], trials[kept]
 
 
 def _towards(search, E, owner, points, categories=False):
