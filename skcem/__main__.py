@@ -15,6 +15,7 @@ Exit codes: 0 on success, 2 for bad usage or input, with a one-line message on s
 import argparse
 import ast
 import csv
+import dataclasses
 import json
 import sys
 import warnings
@@ -122,7 +123,7 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
         cells = [cells[j].strip() for _, cells in rows]
         if name in dates:
             try:
-                columns[name] = pd.to_datetime(pd.Series(cells), format="ISO8601")
+                columns[name] = _iso_dates(pd, pd.Series(cells))
             except (TypeError, ValueError) as exc:
                 raise InputError(f"--dates: column {name!r} of {path} holds a value that is "
                                  f"not an ISO 8601 date or time ({exc})") from None
@@ -454,7 +455,7 @@ def _dates_hint(data, dates):
                 pd.api.types.is_datetime64_any_dtype(column.dtype):
             continue
         try:
-            pd.to_datetime(column, format="ISO8601")
+            _iso_dates(pd, column)
         except (TypeError, ValueError):
             continue
         looking.append(name)
@@ -482,6 +483,14 @@ def _write(rows, out):
         raise InputError(f"--out: cannot write {out}: {exc.strerror}") from exc
 
 
+def _iso_dates(pd, values):
+    """``values`` read as ISO 8601 dates or times (pandas before 2.0, which has no
+    ``format="ISO8601"``, infers the format)."""
+    if int(pd.__version__.split(".")[0]) < 2:
+        return pd.to_datetime(values)
+    return pd.to_datetime(values, format="ISO8601")
+
+
 def _frame(header, values):
     if hasattr(values, "columns"):
         return values
@@ -490,6 +499,25 @@ def _frame(header, values):
     except ImportError:
         return values
     return pd.DataFrame(values, columns=header)
+
+
+def _by_position(params, header):
+    """``params`` with the CSV's column names in the by-feature parameters turned into
+    positions: without pandas the explainer sees arrays, whose columns have no names."""
+    def position(name, key):
+        if not isinstance(name, str):
+            return name
+        if name not in header:
+            raise InputError(f"--params {key}: no column {name!r} (columns: {header})")
+        return header.index(name)
+
+    for key in (*_LIST_PARAMS, *_DICT_PARAMS):
+        value = params.get(key)
+        if isinstance(value, dict):
+            params[key] = {position(name, key): v for name, v in value.items()}
+        elif isinstance(value, list):
+            params[key] = [position(name, key) for name in value]
+    return params
 
 
 def _explain(args):
@@ -552,6 +580,9 @@ def _explain(args):
         params["target_class"] = _as_model_labels(params["target_class"], model)
     if args.mode != "CF":
         params["mode"] = args.mode
+    named = hasattr(_frame(header, data[:0]), "columns")
+    if not named:  # no pandas: arrays, their columns named below
+        params = _by_position(params, header)
     recorded = _Warnings("explain", args.quiet)
     try:
         cem = explainer(model, verbose=_verbosity(args), **params)
@@ -559,6 +590,8 @@ def _explain(args):
             # A model without feature names takes the CSV's columns in order (documented).
             cem.fit(_frame(header, train))
             exp = cem.explain(_frame(header, data))
+        if not named:
+            exp = dataclasses.replace(exp, feature_names=list(header))
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0] + _input_shape_hint(exc)
                          + _dates_hint(data, args.dates)

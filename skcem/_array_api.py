@@ -80,6 +80,12 @@ def copy(array):
     return namespace(array).asarray(array, copy=True)
 
 
+def bool_dtype(xp):
+    """The library's boolean dtype: numpy's ``bool`` (``np.bool`` exists in numpy 1.x only
+    as a deprecated alias, removed in 1.24-1.26)."""
+    return bool if xp is np else xp.bool
+
+
 def int_dtype(xp):
     """The library's default integer dtype (int32 for JAX unless told otherwise)."""
     return xp.asarray(0).dtype

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import metrics
 from ._base import ExplainerMixin
 from ._exact_search import ExactSearch, check_exact_problem
-from ._explanation import Explanation
+from ._explanation import Explanation, ranked_index
 from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
 from ._labels import class_indices
@@ -1123,11 +1123,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if codec is not None and codec.is_frame_:
             import pandas as pd
 
-            rows = pd.RangeIndex(n) if index is None else index
-            # each level of X's index kept (a MultiIndex's too), then the rank
-            levels = [rows.get_level_values(level).repeat(k) for level in range(rows.nlevels)]
-            ranks = pd.MultiIndex.from_arrays(
-                levels + [np.tile(np.arange(k), n)], names=list(rows.names) + ["rank"])
+            ranks = ranked_index(pd.RangeIndex(n) if index is None else index, k)
             shown = codec.decode(answers.reshape(n * k, d), for_model=False, index=ranks)
         elif codec is not None and codec.has_categorical:
             shown = codec.decode(answers.reshape(n * k, d), for_model=False).reshape(n, k, d)

@@ -720,7 +720,7 @@ class ExactSearch:
             blocks.append(sparse.csr_array(np.r_[cost, np.zeros(n_total - n_columns)][None]))
             lower.append([-np.inf])
             upper.append([limit - constant])
-        A = sparse.vstack(blocks, format="csr")
+        A = _int32_indices(sparse.vstack(blocks, format="csr"))
         options = {"time_limit": time_limit, "mip_rel_gap": _REL_GAP, "disp": False}
         if np.isfinite(bound):
             # The budget as HiGHS's objective cutoff too: the row alone is only propagated,
@@ -863,12 +863,22 @@ def _milp(c, options, **program):
     highs_options = {"mip_feasibility_tolerance": _FEASIBILITY_TOLERANCE}
     if bound is not None:
         highs_options["objective_bound"] = bound
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
+    with warnings.catch_warnings():
+        # an older scipy warns of what it does not know (mip_rel_gap before 1.11 too)
+        warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
+        try:
             return milp(c, options={**options, **highs_options}, **program)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return milp(c, options=options, **program)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return milp(c, options=options, **program)
+
+
+def _int32_indices(A):
+    """``A`` (CSR) with 32-bit indices: scipy 1.12 to 1.14 hand a matrix's indices to HiGHS
+    as they are, and HiGHS takes 32-bit ones only ("Buffer dtype mismatch")."""
+    if A.nnz < 2**31 and A.shape[1] < 2**31:
+        A.indices = A.indices.astype(np.int32, copy=False)
+        A.indptr = A.indptr.astype(np.int32, copy=False)
+    return A
 
 
 def _lowest(leaf_values, leaf_tree):

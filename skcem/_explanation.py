@@ -48,6 +48,17 @@ def _label_to_builtin(label):
     return label if label is None or isinstance(label, (int, float, str)) else str(label)
 
 
+def ranked_index(rows, k):
+    """The index of ``k`` answers per row: each level of ``rows`` (a MultiIndex's too), each
+    label repeated ``k`` times, then the ``rank`` (pandas before 3 cannot take a MultiIndex
+    in ``MultiIndex.from_product``)."""
+    import pandas as pd
+
+    levels = [rows.get_level_values(level).repeat(k) for level in range(rows.nlevels)]
+    return pd.MultiIndex.from_arrays(levels + [np.tile(np.arange(k), len(rows))],
+                                     names=list(rows.names) + ["rank"])
+
+
 class JSONMixin:
     """``to_json`` from the class's ``to_dict``."""
 
@@ -406,8 +417,7 @@ class Explanation(JSONMixin):
         try:
             import pandas as pd
 
-            rows = pd.RangeIndex(n) if self.index is None else self.index
-            index = pd.MultiIndex.from_product([rows, range(k)], names=[rows.name, "rank"])
+            index = ranked_index(pd.RangeIndex(n) if self.index is None else self.index, k)
         except ImportError:
             index = None
         if hasattr(self.X, "iloc"):

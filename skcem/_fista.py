@@ -30,7 +30,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ._array_api import copy, int_dtype, namespace, one_hot_like, place_of, set_rows, to_numpy
+from ._array_api import (bool_dtype, copy, int_dtype, namespace, one_hot_like, place_of,
+                         set_rows, to_numpy)
 from ._modes import Mode
 from .costs import L1, L2
 
@@ -648,7 +649,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
     if settings.warm_start or settings.probe_iterations is not None:
         _warm_start(backend, problem, rows, bests, state, gradients, running)
     n_rows = rows.shape[0]
-    succeeded = xp.zeros(n_rows, dtype=xp.bool)
+    succeeded = xp.zeros(n_rows, dtype=bool_dtype(xp))
     # Positions (within ``rows``) still iterating; early stopping shrinks this set, and with
     # it the rows sent to the model.
     active = xp.arange(n_rows)
@@ -679,7 +680,7 @@ def _solve_for_c(backend, problem, settings, rows, c, start, bests, n_iterations
                      running)
         succeeded = set_rows(succeeded, at_rows, succeeded[at_rows] | ok)
         n_iterations = set_rows(n_iterations, act_rows, n_iterations[act_rows] + (
-            1 if running is None else xp.astype(running, n_iterations.dtype)))
+            1 if running is None else xp.asarray(running, dtype=n_iterations.dtype)))
         if stopping is not None:
             value = objective(problem, new_adv, answer.proba_adv, answer.ae_loss_adv,
                               c[at_rows], act_rows)

@@ -797,3 +797,35 @@ def test_classes_written_as_digits_are_targeted_as_written(tmp_path, capsys):
     assert code == 0, err
     rows = json.loads((tmp_path / "out.json").read_text())
     assert [row["CF_class"] for row in rows] == ["2", "2"]
+
+
+def test_without_pandas_the_csvs_column_names_still_name_the_features(tmp_path, capsys,
+                                                                       monkeypatch):
+    X, y = load_iris(return_X_y=True)
+    joblib.dump(LogisticRegression(max_iter=1000).fit(X, y), tmp_path / "model.joblib")
+    _write_csv(tmp_path / "data.csv", HEADER, X[[0, 60, 120]])
+    _write_csv(tmp_path / "train.csv", HEADER, X)
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_pandas(name, *args, **kwargs):  # as if pandas were not installed
+        if name.split(".")[0] == "pandas":
+            raise ImportError("No module named 'pandas'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_pandas)
+    monkeypatch.delitem(sys.modules, "pandas")  # scikit-learn looks for it there
+    code, err = _main(capsys, *_command("explain", tmp_path, train="train.csv"), "--mode",
+                      "CF", "--params", "immutable_features=sepal_length,sepal_width",
+                      "directions=petal_width:increase", "max_iterations=200")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert all(row["found"] for row in rows)
+    for row, x in zip(rows, X[[0, 60, 120]]):
+        assert row["changed"] and set(row["changed"]) <= {"petal_length", "petal_width"}
+        assert row["fixed"] == {"sepal_length": x[0], "sepal_width": x[1]}
+        assert row["changed"].get("petal_width", x[3]) >= x[3]
+    code, err = _main(capsys, *_command("explain", tmp_path, train="train.csv"), "--params",
+                      "immutable_features=sepal_size")
+    assert code == 2 and "immutable_features: no column 'sepal_size'" in err

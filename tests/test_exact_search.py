@@ -698,3 +698,23 @@ def test_a_tie_of_the_votes_is_no_win_and_the_optimum_is_proven():
     assert exp.found[0] and model.predict(exp.explanation)[0] != own
     np.testing.assert_allclose(exp.distance[0], best, rtol=1e-6)
     assert exp.gap[0] == 0
+
+
+def test_programs_reach_highs_with_32_bit_indices(monkeypatch):
+    """scipy 1.12 to 1.14 hand a sparse matrix's indices to HiGHS as they are, and HiGHS
+    takes 32-bit ones only: a forest's program built with 64-bit indices failed there with
+    "Buffer dtype mismatch, expected 'int' but got 'long'"."""
+    from skcem import _exact_search
+
+    X, y = _data(n=300, seed=3)
+    model = RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(X, y)
+    seen, milp = [], _exact_search.milp
+
+    def spy(c, constraints=None, **kwargs):
+        seen.append((constraints.A.indices.dtype, constraints.A.indptr.dtype))
+        return milp(c, constraints=constraints, **kwargs)
+
+    monkeypatch.setattr(_exact_search, "milp", spy)
+    exp = CounterfactualExplainer(model, search="exact").fit(X).explain(X[:3])
+    assert exp.found.all() and seen
+    assert set(seen) == {(np.dtype(np.int32), np.dtype(np.int32))}
