@@ -739,6 +739,51 @@ def test_conv_per_example_gradients_equal_a_per_example_loop(conv):
                                atol=1e-12 * np.abs(G @ G.T).max())
 
 
+class _TiedWeights(nn.Module):
+    """The output layer's weight is the input layer's (weight tying)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.hidden, self.out = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 6)
+        self.out.weight = self.inp.weight
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(torch.tanh(self.inp(x)))))
+
+
+class _FoldedBatch(nn.Module):
+    """A layer called on the rows of each example's 3 x 2 block, not on the examples."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.head = nn.Linear(2, 4), nn.Linear(12, 6)
+
+    def forward(self, x):
+        n = x.shape[0]
+        return self.head(torch.tanh(self.rows(x.reshape(n * 3, 2))).reshape(n, 12))
+
+
+@pytest.mark.parametrize("make, factorised", [
+    # an in-place activation after a layer overwrote the output whose gradient is its δ
+    (lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 3)), nn.Conv2d(1, 3, 2, padding=1),
+                           nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(36, 8),
+                           nn.ReLU(inplace=True), nn.Linear(8, 6)), 3),
+    (_TiedWeights, 1),  # the tied weight's gradient has two parts: torch.func's
+    (_FoldedBatch, 1),  # the folded layer sees 3 rows an example: torch.func's
+], ids=["inplace", "tied", "folded"])
+def test_factorised_gradients_of_unusual_modules_equal_a_per_example_loop(make, factorised):
+    torch.manual_seed(0)
+    module = make().double().eval()
+    X = np.random.default_rng(0).standard_normal((7, 6))
+    y = np.arange(7) % 6
+    gradients = make_param_gradients(module, input_shape=(6,), output_kind="logits")
+    factors = gradients.factors(X, y)
+    assert len(gradients.dense_layers) + len(gradients.conv_layers) == factorised
+    G = _per_example_gradients(module, X, y, nn.functional.cross_entropy)
+    np.testing.assert_allclose(factors.dot(factors), G @ G.T, rtol=1e-9,
+                               atol=1e-12 * np.abs(G @ G.T).max())
+
+
 def test_similarity_losses_projection_and_kneighbors(double_cnn, images):
     X, y = images
     X = X.astype(float)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._gradients._torch import (_OnRows, as_probabilities, call_on_rows, evaluating,
-                                 host_numpy, on_device, resolve_device, resolve_input_shape)
+                                 host_numpy, module_lock, on_device, resolve_device,
+                                 resolve_input_shape)
 from ._factors import GradientFactors
 
 
@@ -62,6 +63,18 @@ def torch_matmul_t(x, y):
     as the gradients themselves.
     """
     return (torch.from_numpy(x) @ torch.from_numpy(y).T).numpy()
+
+
+# Rows on which TorchGradients checks its factorised layers (the first rows asked about).
+_CHECKED_ROWS = 4
+
+
+def _close(summed, total):
+    """Whether two gradients agree to the rounding of their dtype."""
+    scale = float(total.abs().max()) if total.numel() else 0.0
+    eps = torch.finfo(total.dtype).eps
+    return float((summed - total).abs().max()) <= 1e3 * eps * max(scale, eps) if \
+        total.numel() else True
 
 
 def _factorisable_linear(layer):
@@ -137,6 +150,10 @@ class TorchGradients(_OnRows):
                              "to compare.")
         self.n_params = int(sum(p.numel() for p in self.params.values()))
         self.dense_layers, self.conv_layers = self._layers_called_once()
+        self._set_other_names()
+        self._checked = False
+
+    def _set_other_names(self):
         done = {id(p) for layer in self.dense_layers + self.conv_layers
                 for p in layer.parameters(recurse=False)}
         self.other_names = [name for name, p in self.params.items() if id(p) not in done]
@@ -230,36 +247,89 @@ class TorchGradients(_OnRows):
         kernels = {name: p for name, p in self.params.items() if p.dim() == 4}
         return self.channels_last_forward(x, kernels)
 
+    def _recorded_forward(self, x, y, layers):
+        """The summed loss of the rows ``x``, and each call of ``layers`` in it: ``{id(layer):
+        [(input, output), ...]}``. Each output is handed on as a copy: an in-place operation
+        after the layer (``nn.ReLU(inplace=True)``) changes the copy, not the output whose
+        gradient is the layer's ``δ``."""
+        recorded = {id(layer): [] for layer in layers}
+
+        def record(layer, inputs, output):
+            recorded[id(layer)].append((inputs[0].detach(), output))
+            return output.clone()
+
+        handles = [layer.register_forward_hook(record) for layer in layers]
+        try:
+            value = self.losses(self._channels_last_forward(x), y).sum()
+        finally:
+            for handle in handles:
+                handle.remove()
+        return value, recorded
+
+    def _check_layers(self, x, y):
+        """Keeps factorised only the layers whose per-example gradients, summed over the rows
+        ``x``, are their parameters' gradient: a layer called on other rows than the
+        examples (a batch folded into rows), or whose parameters are used elsewhere too (a
+        weight tied to an embedding's), gets ``torch.func``'s gradients instead."""
+        layers = self.dense_layers + self.conv_layers
+        n = x.shape[0]
+        # all under the module's lock: another thread's functional_call swaps its parameters
+        with evaluating(self.module), torch.enable_grad():
+            if self._checked or not layers:
+                self._checked = True
+                return
+            value, recorded = self._recorded_forward(x, y, layers)
+            called = [layer for layer in layers if len(recorded[id(layer)]) == 1
+                      and recorded[id(layer)][0][0].shape[0] == n
+                      and recorded[id(layer)][0][1].shape[0] == n]
+            params = [list(layer.parameters(recurse=False)) for layer in called]
+            grads = torch.autograd.grad(
+                value, [recorded[id(layer)][0][1] for layer in called]
+                + [p for own in params for p in own], allow_unused=True) if called else []
+            deltas, totals = grads[:len(called)], list(grads[len(called):])
+            kept = set()
+            for layer, delta, own in zip(called, deltas, params):
+                total = [totals.pop(0) for _ in own]
+                a = recorded[id(layer)][0][0]
+                if delta is None or any(t is None for t in total):
+                    continue
+                if isinstance(layer, nn.Conv2d):
+                    summed = [g.sum(dim=0) for g in conv_gradients(layer, a, delta)]
+                else:
+                    summed = [delta.T @ a] + ([delta.sum(dim=0)] if layer.bias is not None
+                                              else [])
+                if all(_close(s.reshape(-1), t.reshape(-1)) for s, t in zip(summed, total)):
+                    kept.add(id(layer))
+            self.dense_layers = [layer for layer in self.dense_layers if id(layer) in kept]
+            self.conv_layers = [layer for layer in self.conv_layers if id(layer) in kept]
+            self._set_other_names()
+            self._checked = True
+
     def factors(self, X, y):
         """The gradients of ``X`` as :class:`GradientFactors`, ``nn.Linear`` layers factorised."""
         x, y = self.tensor(X), self._targets(y)
-        layers = self.dense_layers + self.conv_layers
-        recorded = {}
-
-        def record(layer, inputs, output):
-            recorded[id(layer)] = (inputs[0].detach(), output)
+        if not self._checked:
+            self._check_layers(x[:_CHECKED_ROWS], y[:_CHECKED_ROWS])
+        with module_lock(self.module):  # the layers as checked, whichever thread checked
+            dense_layers, conv_layers = self.dense_layers, self.conv_layers
+            other_names = self.other_names
+        layers = dense_layers + conv_layers
 
         with evaluating(self.module), torch.enable_grad():  # the hooks see this thread's call
-            handles = [layer.register_forward_hook(record) for layer in layers]
-            try:
-                value = self.losses(self._channels_last_forward(x), y)
-                outputs = [recorded[id(layer)][1] for layer in layers]
-                deltas = torch.autograd.grad(value.sum(), outputs, allow_unused=True) \
-                    if layers else []
-            finally:
-                for handle in handles:
-                    handle.remove()
+            value, recorded = self._recorded_forward(x, y, layers)
+            outputs = [recorded[id(layer)][0][1] for layer in layers]
+            deltas = torch.autograd.grad(value, outputs, allow_unused=True) if layers else []
         deltas = [torch.zeros_like(out) if d is None else d for out, d in zip(outputs, deltas)]
         dense = []
-        for layer, delta in zip(self.dense_layers, deltas):
-            a = recorded[id(layer)][0]
+        for layer, delta in zip(dense_layers, deltas):
+            a = recorded[id(layer)][0][0]
             if layer.bias is not None:
                 a = torch.cat([a, torch.ones((len(a), 1), dtype=a.dtype, device=a.device)], 1)
             dense.append((host_numpy(a), host_numpy(delta)))
         rest = []
-        for layer, delta in zip(self.conv_layers, deltas[len(self.dense_layers):]):
-            rest += conv_gradients(layer, recorded[id(layer)][0], delta)
-        if self.other_names:
-            rest += self._per_example(x, y, self.other_names)
+        for layer, delta in zip(conv_layers, deltas[len(dense_layers):]):
+            rest += conv_gradients(layer, recorded[id(layer)][0][0], delta)
+        if other_names:
+            rest += self._per_example(x, y, other_names)
         other = host_numpy(torch.cat(rest, dim=1)) if rest else None
         return GradientFactors(dense, other, matmul=torch_matmul_t)
