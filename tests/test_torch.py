@@ -784,6 +784,32 @@ def test_factorised_gradients_of_unusual_modules_equal_a_per_example_loop(make, 
                                atol=1e-12 * np.abs(G @ G.T).max())
 
 
+class _Recurrent(nn.Module):
+    """A GRU over each row as 4 steps of 3 numbers: torch.func.vmap has no batching rule for
+    PyTorch's recurrent layers (nor for a float64 LSTM)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.rnn, self.head = layer(3, 5, batch_first=True), nn.Linear(5, 4)
+
+    def forward(self, x):
+        return self.head(self.rnn(x.reshape(x.shape[0], 4, 3))[0][:, -1])
+
+
+@pytest.mark.parametrize("layer", [nn.GRU, nn.RNN, nn.LSTM])
+def test_recurrent_modules_get_per_example_gradients_one_at_a_time(layer):
+    torch.manual_seed(0)
+    module = _Recurrent(layer).double().eval()
+    # float32 values (the explainer's inputs): the module sees the same numbers either way
+    X = np.random.default_rng(0).standard_normal((30, 12)).astype(np.float32).astype(float)
+    y = np.arange(30) % 4
+    explainer = GradientSimilarityExplainer(module).fit(X[:24], y[:24])
+    scores = explainer.explain(X[24:], y[24:]).scores
+    G = _per_example_gradients(module, X, y, nn.functional.cross_entropy)
+    np.testing.assert_allclose(scores, G[24:] @ G[:24].T, rtol=1e-9,
+                               atol=1e-12 * np.abs(G[24:] @ G[:24].T).max())
+
+
 def test_similarity_losses_projection_and_kneighbors(double_cnn, images):
     X, y = images
     X = X.astype(float)

@@ -51,24 +51,10 @@ class TorchAutodiff:
     @staticmethod
     def vmap(function, in_axes):
         """``torch.func.vmap``; one example at a time where a layer's operation has no
-        batching rule (Keras's torch ``Conv2D`` clones its input channels-last, which vmap
-        does not implement)."""
-        batched = torch.func.vmap(function, in_dims=in_axes)
+        batching rule (:func:`~skcem._gradients._torch.vmap_or_loop`)."""
+        from ._torch import vmap_or_loop
 
-        def mapped(*args):
-            try:
-                return batched(*args)
-            except RuntimeError as exc:
-                if "vmap" not in str(exc):
-                    raise
-            from torch.utils._pytree import tree_leaves, tree_map
-
-            n = next(leaf.shape[0] for arg, axis in zip(args, in_axes) if axis == 0
-                     for leaf in tree_leaves(arg))
-            answers = [function(*[tree_map(lambda t, i=i: t[i], arg) if axis == 0 else arg
-                                  for arg, axis in zip(args, in_axes)]) for i in range(n)]
-            return tree_map(lambda *parts: torch.stack(parts), *answers)
-        return mapped
+        return vmap_or_loop(function, in_axes)
 
     def cotangent(self, loss, proba, target_onehot):
         """The gradient of ``loss`` with respect to the probabilities, held fixed."""

@@ -11,6 +11,7 @@ parameters (float32 unless the module was converted). The loss terms are those o
 
 import copy
 import threading
+import warnings
 import weakref
 from contextlib import ExitStack, contextmanager
 
@@ -45,6 +46,31 @@ def module_lock(module):
         if lock is None:
             lock = _MODULE_LOCKS[module] = threading.RLock()
     return lock
+
+
+def vmap_or_loop(function, in_dims):
+    """``torch.func.vmap(function, in_dims=in_dims)``, one example at a time where vmap
+    fails: an operation without a batching rule (``nn.GRU``, ``nn.RNN``, a float64
+    ``nn.LSTM``; Keras's torch ``Conv2D``, which clones its input channels-last). A failure of
+    the function itself fails again on the first example, and is raised from there."""
+    batched = torch.func.vmap(function, in_dims=in_dims)
+
+    def mapped(*args):
+        try:
+            with warnings.catch_warnings():
+                # vmap's notes of operations it batches by a slow loop of its own
+                warnings.filterwarnings("ignore", "There is a performance drop")
+                return batched(*args)
+        except RuntimeError:
+            pass
+        from torch.utils._pytree import tree_leaves, tree_map
+
+        n = next(leaf.shape[0] for arg, axis in zip(args, in_dims) if axis == 0
+                 for leaf in tree_leaves(arg))
+        answers = [function(*[tree_map(lambda t, i=i: t[i], arg) if axis == 0 else arg
+                              for arg, axis in zip(args, in_dims)]) for i in range(n)]
+        return tree_map(lambda *parts: torch.stack(parts), *answers)
+    return mapped
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from torch import nn
 
 from .._gradients._torch import (_OnRows, as_probabilities, call_on_rows, evaluating,
                                  host_numpy, module_lock, on_device, resolve_device,
-                                 resolve_input_shape)
+                                 resolve_input_shape, vmap_or_loop)
 from ._factors import GradientFactors
 
 
@@ -219,7 +219,7 @@ class TorchGradients(_OnRows):
 
     def _per_example(self, x, y, names):
         """``torch.func``'s per-example gradients of the parameters ``names``, flattened."""
-        from torch.func import functional_call, grad, vmap
+        from torch.func import functional_call, grad
 
         wanted = {name: self.params[name].detach() for name in names}
 
@@ -230,7 +230,7 @@ class TorchGradients(_OnRows):
 
         # the parameters left out of ``wanted`` would otherwise connect the gradients to them
         with evaluating(self.module), torch.no_grad():
-            grads = vmap(grad(one_loss), in_dims=(None, 0, 0))(wanted, x, y)
+            grads = vmap_or_loop(grad(one_loss), in_dims=(None, 0, 0))(wanted, x, y)
         return [grads[name].detach().reshape(len(x), -1) for name in names]
 
     def outputs(self, X):
