@@ -642,3 +642,61 @@ def test_a_float64_model_is_explained():
     # saturated rows' products (below 1e-5 of the largest) differ by the loss's clipping
     np.testing.assert_allclose(scores, test @ train.T, rtol=1e-4,
                                atol=1e-5 * np.abs(test @ train.T).max())
+
+
+_SEQUENCE_MODELS = textwrap.dedent("""
+    import os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np, keras, tensorflow as tf
+    from keras import layers, ops
+    from skcem import GradientSimilarityExplainer
+
+    def dense_lstm(inp):  # pfor's loop over the LSTM fails when run
+        return layers.LSTM(6)(layers.Dense(5)(inp))
+
+    def attention(inp):  # vectorized_map of its gradient corrupted the heap
+        h = layers.Dense(8)(inp)
+        return layers.GlobalAveragePooling1D()(layers.MultiHeadAttention(2, 4)(h, h))
+
+    def folded(inp):  # a Dense on each example's 4 rows: no outer product per example
+        h = layers.Lambda(lambda t: ops.reshape(t, (-1, 3)))(inp)
+        h = layers.Dense(5, activation="tanh")(h)
+        return layers.Lambda(lambda t: ops.reshape(t, (-1, 20)))(h)
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 12)).astype(np.float32)
+    y = np.arange(30) % 3
+    for name in sys.argv[1:]:
+        inp = keras.Input((4, 3)) if name != "folded" else keras.Input((12,))
+        model = keras.Model(inp, layers.Dense(3)(globals()[name](inp)))
+        shape = (4, 3) if name != "folded" else (12,)
+        scores = GradientSimilarityExplainer(model).fit(X[:24], y[:24]).explain(
+            X[24:], y[24:]).scores
+        def gradient(x, t):
+            with tf.GradientTape() as tape:
+                p = model(x.reshape((1,) + shape), training=False)
+                value = keras.losses.sparse_categorical_crossentropy(
+                    np.array([t]), p, from_logits=True)
+            return np.concatenate([g.numpy().ravel() for g in
+                                   tape.gradient(value, model.trainable_weights)])
+        G = np.stack([gradient(x, t) for x, t in zip(X, y)]).astype(float)
+        expected = G[24:] @ G[:24].T
+        print(name, np.abs(scores - expected).max() / np.abs(expected).max(), flush=True)
+""")
+
+
+def test_similarity_of_recurrent_attention_and_folding_models_equals_a_tape_loop():
+    """Found by a user: an LSTM fed by a Dense layer failed when run (pfor), a multi-head
+    attention model killed the process (TensorFlow's vectorized_map with oneDNN), and a
+    model that folds its batch into rows crashed at a matrix product: each now gets the
+    gradients of one example at a time where needed. In a subprocess: a crash is a failure,
+    not the end of the test run."""
+    result = subprocess.run([sys.executable, "-c", _SEQUENCE_MODELS, "dense_lstm",
+                             "attention", "folded"], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    errors = dict(line.split() for line in result.stdout.strip().splitlines())
+    assert set(errors) == {"dense_lstm", "attention", "folded"}
+    for name, error in errors.items():
+        assert float(error) < 1e-4, (name, error)

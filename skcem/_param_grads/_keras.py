@@ -19,6 +19,8 @@ positions, ``k_in = kh kw c_in``), which pays only for ``P = 1``. ``tf.vectorize
 for the weights of other layers, where it runs a ``Conv2DBackpropFilter`` as a serial loop.
 """
 
+import logging
+
 import numpy as np
 
 from .._gradients._keras import check_device, check_input_shape, keras_engine, model_input_shape
@@ -74,6 +76,19 @@ class _RecordedPreActivations:
     def __exit__(self, *exc):
         for layer, activation in zip(self.layers, self.activations):
             layer.activation = activation
+
+
+def _has_attention(model):
+    """Whether ``model`` holds a multi-head attention layer, nested ones included."""
+    import keras
+
+    kinds = tuple(getattr(keras.layers, name) for name in
+                  ("MultiHeadAttention", "GroupQueryAttention", "GroupedQueryAttention")
+                  if hasattr(keras.layers, name))
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = flatten(include_self=False, recursive=True) if flatten else \
+        getattr(model, "layers", [])
+    return any(isinstance(layer, kinds) for layer in layers)
 
 
 def _same_padding(size, kernel, stride, dilation):
@@ -187,9 +202,27 @@ class KerasGradients:
                         for g in grads]
             return one_example
 
+        def per_example(targets, x, y):
+            """``gradients_of(targets)`` of each example: ``tf.vectorized_map``, or
+            ``tf.map_fn`` (one example at a time) where vectorizing fails, when traced or
+            when run (:meth:`_run`): a recurrent layer fed by a trainable one."""
+            if self._vectorize:
+                logger = tf.get_logger()
+                level = logger.level
+                # pfor logs pages of errors for the operations it then loops over itself
+                logger.setLevel(logging.CRITICAL)
+                try:
+                    return tf.vectorized_map(gradients_of(targets), (x, y))
+                except (TypeError, ValueError, NotImplementedError):
+                    pass
+                finally:
+                    logger.setLevel(level)
+            return tf.map_fn(gradients_of(targets), (x, y), fn_output_signature=[
+                tf.TensorSpec([int(np.prod(w.shape))], tf.float32) for w in targets])
+
         def batch(x, y):
             x = tf.reshape(x, (-1,) + self.input_shape)
-            return tf.concat(tf.vectorized_map(gradients_of(weights), (x, y)), 1)
+            return tf.concat(per_example(weights, x, y), 1)
 
         self.dense_layers = factorisable_dense_layers(model)
         self.conv_layers = batched_conv_layers(model)
@@ -224,7 +257,7 @@ class KerasGradients:
                 y = predicted(y, model(x, training=False))
                 fill_targets = False
             if unbatched:
-                columns = tf.vectorized_map(gradients_of(unbatched), (x, y))
+                columns = per_example(unbatched, x, y)
                 grads.update({id(w): g for w, g in zip(unbatched, columns)})
             if not layers:
                 rest = [grads[id(w)] for w in others]
@@ -282,6 +315,10 @@ class KerasGradients:
                                int(sum(np.prod(w.shape) for w in others)))
         self._outputs_fn = outputs
         self._compiled = {}
+        # tf.vectorized_map of the gradient of a multi-head attention layer corrupts the
+        # heap (TensorFlow 2.21 with oneDNN: "free(): invalid pointer", the process dies):
+        # such models take theirs one example at a time
+        self._vectorize = not _has_attention(model)
 
     def _run(self, kind, X, y, *test):
         tf = self.tf
@@ -303,7 +340,16 @@ class KerasGradients:
             self._compiled[key] = compiled(tf, function, input_signature=signature,
                                            autograph=False)
         X = np.asarray(X, np.float32).reshape(len(X), -1)
-        return self._compiled[key](tf.constant(X), tf.constant(y), *test)
+        try:
+            return self._compiled[key](tf.constant(X), tf.constant(y), *test)
+        except tf.errors.InvalidArgumentError:
+            if not self._vectorize:
+                raise
+        # a vectorized gradient that fails when run ("Tried to append a tensor with
+        # incompatible shape to a list": an LSTM fed by a Dense layer): one example at a time
+        self._vectorize = False
+        self._compiled = {key: f for key, f in self._compiled.items() if key == "outputs"}
+        return self._run(kind, X, y, *test)
 
     def set_output_kind(self, output_kind):
         """What the classifier outputs (:func:`keras_output_kind`), before the first gradient.

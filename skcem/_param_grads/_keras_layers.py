@@ -47,6 +47,28 @@ def graph_inputs(model, layers):
     return [inputs[id(layer)] for layer in layers]
 
 
+def _on_examples(model, layers):
+    """Those of ``layers`` whose input holds one row per example, on a probe batch: a model
+    that folds its batch into rows (a reshape to ``(-1, k)``) calls a layer on several rows an
+    example, whose gradient is then no single outer product. None where the model cannot be
+    probed: no layer is then treated apart."""
+    if not layers:
+        return layers
+    import keras
+    import numpy as np
+
+    n = 3
+    try:
+        rows = [np.zeros((n,) + tuple(2 if size is None else size for size in t.shape[1:]),
+                         dtype=t.dtype) for t in model.inputs]
+        probe = keras.Model(model.inputs, graph_inputs(model, layers))
+        values = probe(rows, training=False)
+    except Exception:  # noqa: BLE001 - a model that cannot be probed keeps the general path
+        return []
+    values = values if isinstance(values, (list, tuple)) else [values]
+    return [layer for layer, value in zip(layers, values) if value.shape[0] == n]
+
+
 def _called_once_on_rank(inputs, layer, rank):
     tensor = inputs.get(id(layer))
     return tensor is not None and len(tensor.shape) == rank
@@ -62,16 +84,18 @@ def factorisable_dense_layers(model):
 
     That is: plain ``Dense`` (not a subclass, nor with LoRA or quantised weights, whose kernel
     is no trainable variable), with a trainable bias (its gradient is the output gradient),
-    called once in the model, on inputs of shape (batch, d_in). Other layers, nested models
-    included, keep materialised gradients.
+    called once in the model, on inputs of shape (batch, d_in), one row per example (not a
+    batch folded into rows). Other layers, nested models included, keep materialised
+    gradients.
     """
     import keras
 
     trainable = {id(w) for w in model.trainable_weights}
     inputs = _single_call_inputs(model)
-    return [layer for layer in getattr(model, "layers", [])
-            if type(layer) is keras.layers.Dense and layer.bias is not None
-            and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 2)]
+    return _on_examples(model, [
+        layer for layer in getattr(model, "layers", [])
+        if type(layer) is keras.layers.Dense and layer.bias is not None
+        and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 2)])
 
 
 def batched_conv_layers(model):
@@ -85,7 +109,8 @@ def batched_conv_layers(model):
 
     trainable = {id(w) for w in model.trainable_weights}
     inputs = _single_call_inputs(model)
-    return [layer for layer in getattr(model, "layers", [])
-            if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last"
-            and layer.groups == 1 and layer.padding in ("valid", "same")
-            and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 4)]
+    return _on_examples(model, [
+        layer for layer in getattr(model, "layers", [])
+        if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last"
+        and layer.groups == 1 and layer.padding in ("valid", "same")
+        and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 4)])
