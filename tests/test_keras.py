@@ -700,3 +700,25 @@ def test_similarity_of_recurrent_attention_and_folding_models_equals_a_tape_loop
     assert set(errors) == {"dense_lstm", "attention", "folded"}
     for name, error in errors.items():
         assert float(error) < 1e-4, (name, error)
+
+
+def test_a_softmax_models_confident_rows_keep_their_gradient():
+    """Found by a user: rows whose softmax rounds to 1 in float32 had a gradient of exactly
+    zero (the cross-entropy of the probabilities, clipped), so grad_cos scored them 0 against
+    themselves; the cross-entropy of the logits under the softmax keeps it."""
+    from skcem import GradientSimilarityExplainer
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, activation="softmax")])
+    kernel = np.zeros((6, 2), np.float32)
+    kernel[0] = [-8.0, 8.0]  # confident: p rounds to 1 where |x0| > 1
+    model.set_weights([kernel, np.zeros(2, np.float32)])
+    p = model(X).numpy()[np.arange(40), y]
+    saturated = np.flatnonzero(p == 1.0)
+    assert saturated.size >= 5
+    explainer = GradientSimilarityExplainer(model, sim_fn="grad_cos").fit(X, y)
+    scores = explainer.explain(X[saturated], y[saturated]).scores
+    np.testing.assert_allclose(scores[np.arange(saturated.size), saturated], 1.0, rtol=1e-5)

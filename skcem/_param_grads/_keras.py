@@ -188,8 +188,12 @@ class KerasGradients:
             # read when the gradients are traced: set_output_kind may come after __init__
             to_proba = self.output_kind if self._probabilities else None
             if to_proba is not None:
-                prediction = as_probabilities(tf.reshape(prediction, (tf.shape(y)[0], -1)),
-                                              to_proba, tf)
+                if prediction.shape.rank != 2:
+                    prediction = tf.reshape(prediction, (tf.shape(y)[0], -1))
+                # a softmax's own output (no reshape after it): Keras's cross-entropy reads
+                # the logits under it, whose gradient does not vanish where the softmax
+                # rounds to 1
+                prediction = as_probabilities(prediction, to_proba, tf)
             return loss_fn(y, prediction)
 
         def gradients_of(targets):
