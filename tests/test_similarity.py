@@ -540,23 +540,21 @@ def test_keras_model_rebuilt_by_pickle_or_file_keeps_its_layout(digits, tmp_path
     import pickle
 
     keras = pytest.importorskip("keras")
-    from skcem._param_grads._keras_layers import (batched_conv_layers,
-                                                 factorisable_dense_layers)
+    from skcem._param_grads._keras_layers import factorisable_layers
 
     X, y = digits
     model = _keras_model()
     model.save(tmp_path / "model.keras")
     copies = {"pickled": pickle.loads(pickle.dumps(model)),
               "loaded": keras.models.load_model(tmp_path / "model.keras")}
-    names = ([layer.name for layer in factorisable_dense_layers(model)],
-             [layer.name for layer in batched_conv_layers(model)])
+    names = tuple([layer.name for layer in kind] for kind in factorisable_layers(model))
     assert (len(names[0]), len(names[1])) == (2, 1)
     images = X[:40].astype(np.float32)
     expected = GradientSimilarityExplainer(model, precompute_grads=True).fit(
         images, y[:40]).transform(images[:5])
     for kind, copy in copies.items():
-        assert ([layer.name for layer in factorisable_dense_layers(copy)],
-                [layer.name for layer in batched_conv_layers(copy)]) == names, kind
+        assert tuple([layer.name for layer in layers]
+                     for layers in factorisable_layers(copy)) == names, kind
         explainer = GradientSimilarityExplainer(copy, precompute_grads=True).fit(images, y[:40])
         again = pickle.loads(pickle.dumps(explainer))  # crashed: test factors of another layout
         np.testing.assert_allclose(again.transform(images[:5]), expected, rtol=1e-5,

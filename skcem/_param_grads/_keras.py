@@ -26,8 +26,7 @@ import numpy as np
 from .._gradients._keras import check_device, check_input_shape, keras_engine, model_input_shape
 from .._gradients._keras_tf import compiled, import_tensorflow
 from ._factors import GradientFactors
-from ._keras_layers import (batched_conv_layers, factorisable_dense_layers, graph_inputs,
-                            keras_loss)
+from ._keras_layers import factorisable_layers, graph_inputs, keras_loss
 
 
 def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=None,
@@ -228,8 +227,7 @@ class KerasGradients:
             x = tf.reshape(x, (-1,) + self.input_shape)
             return tf.concat(per_example(weights, x, y), 1)
 
-        self.dense_layers = factorisable_dense_layers(model)
-        self.conv_layers = batched_conv_layers(model)
+        self.dense_layers, self.conv_layers = factorisable_layers(model)
         layers = self.dense_layers + self.conv_layers
         if len(getattr(model, "outputs", None) or ()) != 1:
             self.dense_layers, self.conv_layers, layers = [], [], []

@@ -2,7 +2,8 @@
 
 Shared by the TensorFlow gradients (:mod:`._keras`) and those of JAX and torch
 (:mod:`._keras_stateless`): plain ``Dense`` layers whose gradients stay factorised, plain
-``Conv2D`` layers whose gradients come from input patches, and the per-example loss.
+``Conv2D`` layers whose gradients come from input patches (:func:`factorisable_layers`), and
+the per-example loss.
 """
 
 
@@ -42,7 +43,7 @@ def _single_call_inputs(model):
 
 def graph_inputs(model, layers):
     """The input, in ``model``'s graph, of each of ``layers`` (from
-    :func:`factorisable_dense_layers` and :func:`batched_conv_layers`)."""
+    :func:`factorisable_layers`)."""
     inputs = _single_call_inputs(model)
     return [inputs[id(layer)] for layer in layers]
 
@@ -79,38 +80,31 @@ def _trainable(layer, trainable):
     return {id(w) for w in weights} <= trainable
 
 
-def factorisable_dense_layers(model):
-    """The top-level ``Dense`` layers whose gradient is one outer product per example.
+def factorisable_layers(model):
+    """``(dense, conv)``: the layers whose per-example gradients are computed apart, checked
+    on one probe batch to hold one row per example (not a batch folded into rows).
 
-    That is: plain ``Dense`` (not a subclass, nor with LoRA or quantised weights, whose kernel
-    is no trainable variable), with a trainable bias (its gradient is the output gradient),
-    called once in the model, on inputs of shape (batch, d_in), one row per example (not a
-    batch folded into rows). Other layers, nested models included, keep materialised
-    gradients.
+    ``dense``: the top-level ``Dense`` layers whose gradient is one outer product per
+    example: plain ``Dense`` (not a subclass, nor with LoRA or quantised weights, whose
+    kernel is no trainable variable), with a trainable bias (its gradient is the output
+    gradient), called once in the model, on inputs of shape (batch, d_in). ``conv``: the
+    top-level ``Conv2D`` layers whose per-example gradients come from input patches: plain
+    ``Conv2D``, channels last, one group, "valid" or "same" padding, trainable kernel (and
+    bias, if any), called once in the model. Other layers, nested models included, keep
+    materialised gradients (``tf.vectorized_map``).
     """
     import keras
 
     trainable = {id(w) for w in model.trainable_weights}
     inputs = _single_call_inputs(model)
-    return _on_examples(model, [
-        layer for layer in getattr(model, "layers", [])
-        if type(layer) is keras.layers.Dense and layer.bias is not None
-        and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 2)])
-
-
-def batched_conv_layers(model):
-    """The top-level ``Conv2D`` layers whose per-example gradients come from input patches.
-
-    Plain ``Conv2D`` (not a subclass), channels last, one group, "valid" or "same" padding,
-    trainable kernel (and bias, if any), called once in the model. Others fall back to
-    ``tf.vectorized_map``.
-    """
-    import keras
-
-    trainable = {id(w) for w in model.trainable_weights}
-    inputs = _single_call_inputs(model)
-    return _on_examples(model, [
-        layer for layer in getattr(model, "layers", [])
-        if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last"
-        and layer.groups == 1 and layer.padding in ("valid", "same")
-        and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 4)])
+    layers = getattr(model, "layers", [])
+    dense = [layer for layer in layers
+             if type(layer) is keras.layers.Dense and layer.bias is not None
+             and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 2)]
+    conv = [layer for layer in layers
+            if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last"
+            and layer.groups == 1 and layer.padding in ("valid", "same")
+            and _trainable(layer, trainable) and _called_once_on_rank(inputs, layer, 4)]
+    kept = {id(layer) for layer in _on_examples(model, dense + conv)}
+    return ([layer for layer in dense if id(layer) in kept],
+            [layer for layer in conv if id(layer) in kept])

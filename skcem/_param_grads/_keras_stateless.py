@@ -26,7 +26,7 @@ import numpy as np
 from .._gradients._keras import as_probabilities
 from .._gradients._keras_stateless import padded_rows
 from ._factors import GradientFactors
-from ._keras_layers import factorisable_dense_layers, graph_inputs, keras_loss
+from ._keras_layers import factorisable_layers, graph_inputs, keras_loss
 
 # The transforms of a Keras model's stateless_call swap its layers' activations while they
 # run (or trace: JAX) and torch.func keeps state of its own: two threads would share both (an
@@ -130,7 +130,7 @@ class StatelessKerasGradients:
         def batch(weights, x, y):
             return flat(per_example(*weights, x, y), x.shape[0])
 
-        self.dense_layers = factorisable_dense_layers(model)
+        self.dense_layers = factorisable_layers(model)[0]
         if len(getattr(model, "outputs", None) or ()) != 1:
             self.dense_layers = []
         factorised = {id(w) for layer in self.dense_layers for w in (layer.kernel, layer.bias)}
