@@ -697,7 +697,12 @@ def test_a_tie_of_the_votes_is_no_win_and_the_optimum_is_proven():
     best = cost[model.predict(grid) != own].min()
     assert exp.found[0] and model.predict(exp.explanation)[0] != own
     np.testing.assert_allclose(exp.distance[0], best, rtol=1e-6)
-    assert exp.gap[0] == 0
+    import scipy
+
+    if tuple(int(v) for v in scipy.__version__.split(".")[:2]) >= (1, 15):
+        assert exp.gap[0] == 0
+    else:  # the HiGHS of an older scipy proves no optimum here: the gap says so
+        assert 0 < exp.gap[0] < 1
 
 
 def test_programs_reach_highs_with_32_bit_indices(monkeypatch):
