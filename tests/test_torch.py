@@ -1169,3 +1169,25 @@ def test_keras_on_torch_maps_one_example_at_a_time_where_vmap_cannot():
     # where vmap can, vmap it is
     plain = TorchAutodiff.vmap(lambda s, v, p: s * v.sum(), (None, 0, 0))(2.0, x, pair)
     torch.testing.assert_close(plain, 2.0 * x.sum(dim=1))
+
+
+def test_a_final_softmaxs_confident_rows_keep_their_gradient():
+    """Rows whose softmax rounds to 1 in float32 keep a gradient (the other classes'
+    probabilities, not clipped, carry it), so grad_cos scores them 1 against themselves, as
+    Keras models on TensorFlow now do too."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    linear = nn.Linear(6, 2)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.weight[:, 0] = torch.tensor([-8.0, 8.0])  # p rounds to 1 where |x0| > 1
+        linear.bias.zero_()
+    module = nn.Sequential(linear, nn.Softmax(dim=1)).eval()
+    p = module(torch.as_tensor(X)).detach().numpy()[np.arange(40), y]
+    saturated = np.flatnonzero(p == 1.0)
+    assert saturated.size >= 5
+    explainer = GradientSimilarityExplainer(module, sim_fn="grad_cos").fit(X, y)
+    scores = explainer.explain(X[saturated], y[saturated]).scores
+    np.testing.assert_allclose(scores[np.arange(saturated.size), saturated], 1.0, rtol=1e-5)
+    assert explainer.n_params_ == 14
