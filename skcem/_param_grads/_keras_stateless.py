@@ -112,6 +112,12 @@ class StatelessKerasGradients:
             if to_proba is not None:
                 prediction = as_probabilities(ops.reshape(prediction, (y.shape[0], -1)),
                                               to_proba, ops=ops)
+                # -log p_y, unclipped: Keras's cross-entropy clips the probabilities, which
+                # zeroes the gradient of a row whose softmax rounds to 1 (the other classes'
+                # tiny probabilities carry it)
+                p_y = ops.take_along_axis(prediction, ops.reshape(y, (-1, 1)), axis=1)
+                tiny = float(np.finfo(keras.backend.standardize_dtype(prediction.dtype)).tiny)
+                return -ops.log(ops.maximum(ops.reshape(p_y, (-1,)), tiny))
             return loss_fn(y, prediction)
 
         def rows(x):
