@@ -48,12 +48,26 @@ def graph_inputs(model, layers):
     return [inputs[id(layer)] for layer in layers]
 
 
+def _may_fold_rows(model):
+    """Whether an operation of ``model``'s graph could call a layer on other rows than the
+    examples: anything but Keras's own layers (which keep the batch axis), a ``Lambda`` and a
+    raw operation (``ops.reshape``) included."""
+    import keras
+
+    graph = getattr(model, "_functional", None) or model
+    operations = getattr(graph, "operations", None)
+    if operations is None:
+        return True
+    return any(isinstance(op, keras.layers.Lambda)
+               or not type(op).__module__.startswith("keras.src.layers.") for op in operations)
+
+
 def _on_examples(model, layers):
-    """Those of ``layers`` whose input holds one row per example, on a probe batch: a model
-    that folds its batch into rows (a reshape to ``(-1, k)``) calls a layer on several rows an
-    example, whose gradient is then no single outer product. None where the model cannot be
-    probed: no layer is then treated apart."""
-    if not layers:
+    """Those of ``layers`` whose input holds one row per example, on a probe batch (where
+    :func:`_may_fold_rows`): a model that folds its batch into rows (a reshape to ``(-1, k)``)
+    calls a layer on several rows an example, whose gradient is then no single outer product.
+    None where the model cannot be probed: no layer is then treated apart."""
+    if not layers or not _may_fold_rows(model):
         return layers
     import keras
     import numpy as np
