@@ -258,6 +258,19 @@ class Explanation(JSONMixin):
 
         A PP keeps them by construction: :meth:`changes` leaves them out (:meth:`fixed`
         lists them), and so do the metrics.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from skcem import CEMExplainer
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+        >>> cem = CEMExplainer(clf, mode="PP", directions={2: "increase"}, max_iterations=200,
+        ...                    c_steps=4).fit(X)
+        >>> exp = cem.explain(X[[0, 120]])  # petal lengths 1.4 and 5.7, background 4.35
+        >>> exp.held[:, 2].tolist()  # it may only increase: held where it lies above
+        [False, True]
         """
         X, _, _ = self._numbers()
         held = np.zeros(X.shape, bool)
