@@ -84,7 +84,10 @@ def test_scalar_feature_range_and_no_info_val(digits, digits_model, digits_test)
     assert np.all(exp.PN[moved] <= 0.8 + 1e-12)
 
 
-def test_larger_beta_gives_sparser_answers(digits, digits_model, digits_test):
+def test_larger_beta_gives_sparser_answers(digits, digits_model):
+    # A mean over 100 rows: one row's search is chaotic (another CPU's rounding sent a
+    # median over 12 rows from 13 to 12 features for both betas); over these rows the means
+    # are 13.6-14.6 and 10.3-11.2 features whatever rounding noise the rows are given.
     X, _ = digits
     l0 = {}
     for beta in (0.01, 0.5):
@@ -92,9 +95,11 @@ def test_larger_beta_gives_sparser_answers(digits, digits_model, digits_test):
                            **FAST).fit(X[:1200])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExplanationNotFoundWarning)
-            exp = cem.explain(digits_test)
-        l0[beta] = np.nanmedian(metrics.n_changed(exp))
-    assert l0[0.5] < l0[0.01]
+            exp = cem.explain(X[1200:1300])
+        l0[beta] = metrics.n_changed(exp)
+    both = np.isfinite(l0[0.01]) & np.isfinite(l0[0.5])
+    assert both.sum() >= 70
+    assert l0[0.5][both].mean() < l0[0.01][both].mean() - 1
 
 
 def test_batch_equals_one_by_one(iris, iris_model):

@@ -1145,7 +1145,10 @@ def test_threads_take_turns_with_a_module(logits_cnn, images):
         assert list(module.parameters()) == parameters
         assert all(p.requires_grad for p in module.parameters())
     np.testing.assert_array_equal(runs[1][0].explanation, runs[2][0].explanation)
-    np.testing.assert_allclose(runs[1][1], runs[2][1], rtol=1e-6)
+    # float32 products of batches that threads split otherwise round otherwise (1e-5 on a
+    # CPU without AVX-512); the bugs this guards against gave wholly other scores
+    scale = np.abs(runs[1][1]).max()
+    np.testing.assert_allclose(runs[1][1], runs[2][1], rtol=1e-3, atol=1e-5 * scale)
 
 
 def test_keras_on_torch_maps_one_example_at_a_time_where_vmap_cannot():
