@@ -323,7 +323,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._backend = self._make_backend(X.shape[1])
         with _names_categorical_failures(codec, self.estimator_):
             proba = self._backend.predict_proba(sample)
-        proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_)
+        proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_,
+                                    n_classes=None if self.classes_ is None
+                                    else len(self.classes_))
         if self.classes_ is None and y is not None and not _are_column_indices(y, proba):
             # A plain function's columns are taken to follow the sorted labels, as
             # scikit-learn's classes_ do.
@@ -730,8 +732,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self._decode is not None:
             Z = self._decode(Z)
         with ignoring_feature_name_warnings():
-            return (np.asarray(self.estimator_.predict_proba(Z)),
-                    np.asarray(self.estimator_.predict(Z)))
+            proba = check_probabilities(self.estimator_.predict_proba(Z), len(Z),
+                                        estimator=self.estimator_,
+                                        n_classes=len(self.classes_))
+            return proba, np.asarray(self.estimator_.predict(Z))
 
     def _binary_threshold_offset(self, probe, proba, positive, n_bisections=40):
         """See :meth:`_learn_decision_rule`. The threshold is bracketed by the probabilities

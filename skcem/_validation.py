@@ -1,5 +1,7 @@
 """Input checks shared by the explainers: each error names the parameter at fault."""
 
+import numbers
+
 import numpy as np
 from sklearn.base import clone
 from sklearn.externals import array_api_compat
@@ -10,7 +12,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from ._array_api import to_numpy
-from ._gradients import is_deep_model
+from ._gradients import computes_in_half_precision, is_deep_model
 
 # A target with more distinct values than this share of its rows (and more than
 # _MAX_CLASSES_ALWAYS_ACCEPTED) looks like a regression target, not class labels.
@@ -51,7 +53,9 @@ def is_prefitted(estimator):
         check_is_fitted(estimator)
     except NotFittedError:
         return False
-    except TypeError:  # not a scikit-learn estimator: nothing to fit
+    except (TypeError, AttributeError):
+        # not a scikit-learn estimator (scikit-learn 1.9 raises AttributeError for an
+        # object without its tags): used as given, nothing to fit
         return True
     return True
 
@@ -90,6 +94,11 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
         if check is not None:
             check(estimator)
         _refuse_multi_output_classifier(estimator, owner)
+        width = getattr(estimator, "n_features_in_", None)
+        if isinstance(width, numbers.Integral) and np.ndim(X) == 2 and np.shape(X)[1] != width:
+            raise ValueError(f"X has {np.shape(X)[1]} features, but the fitted `estimator` "
+                             f"({type(estimator).__name__}) takes {width}: explain it on rows "
+                             "of the data it was fitted on.")
         classes = getattr(estimator, "classes_", None)
         if y is not None and classes is not None:
             unknown = np.setdiff1d(np.unique(np.asarray(y)), np.asarray(classes))
@@ -405,8 +414,10 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     if None not in (n_targets, n_rows) and n_targets != n_rows:
         raise ValueError(f"y has {n_targets} targets for the {n_rows} rows of X: one target "
                          "per row.")
+    # The model gets a copy: one that edits its input in place must not edit the user's.
+    kwargs.setdefault("copy", True)
     try:
-        return validate_data(estimator, *args, **kwargs)
+        validated = validate_data(estimator, *args, **kwargs)
     except ValueError as exc:
         message = str(exc)
         if message.startswith("Found array with dim") and "dim <= 2" in message:
@@ -414,10 +425,7 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
                              "X.reshape(len(X), -1) (a Keras model gets its input_shape back "
                              "inside).") from None
         if message.startswith("Input X contains infinity"):
-            raise ValueError(f"{message.rstrip('.')}{_where_infinite(args[0])}: the explainers "
-                             "need finite values (a range to search in, distances to "
-                             "measure); replace them, e.g. with the column's largest finite "
-                             "value.") from None
+            raise _infinite_values_error(message, args[0]) from None
         if not message.startswith("Input X contains NaN"):
             raise
         if hasattr(estimator, "_missing_values_error"):
@@ -428,6 +436,18 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
                          f"({reason}), whether or not the model takes missing values; impute "
                          "them first, e.g. with sklearn.impute.SimpleImputer, and explain the "
                          "imputed rows.") from None
+    X = validated[0] if isinstance(validated, tuple) else validated
+    # scikit-learn skips its check under config_context(assume_finite=True); the search
+    # needs finite values whatever the configuration
+    if np.issubdtype(X.dtype, np.floating) and np.isinf(X).any():
+        raise _infinite_values_error("Input X contains infinity.", args[0])
+    return validated
+
+
+def _infinite_values_error(message, X):
+    return ValueError(f"{message.rstrip('.')}{_where_infinite(X)}: the explainers need finite "
+                      "values (a range to search in, distances to measure); replace them, e.g. "
+                      "with the column's largest finite value.")
 
 
 def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, **kwargs):
@@ -444,9 +464,11 @@ def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, *
     return validate_complete_data(estimator, X, y, dtype=np.float64, reset=reset, **kwargs)
 
 
-def check_probabilities(proba, n_rows, name="estimator", estimator=None):
-    """Raise unless ``proba`` holds one probability row per input row; the error names
-    ``name.predict_proba``, or ``name`` itself for a plain function ``estimator``."""
+def check_probabilities(proba, n_rows, name="estimator", estimator=None, n_classes=None):
+    """Raise unless ``proba`` holds one probability row per input row (of ``n_classes``
+    columns, where given); the error names ``name.predict_proba``, or ``name`` itself for a
+    plain function ``estimator``. Rows sum to 1 within 1e-3, 1e-2 for a deep-learning
+    ``estimator`` in half precision."""
     what = name if estimator is not None and not hasattr(estimator, "predict_proba") \
         else f"{name}.predict_proba"
     proba = np.asarray(proba)
@@ -455,6 +477,9 @@ def check_probabilities(proba, n_rows, name="estimator", estimator=None):
             f"`{what}` must return an array of shape (n_samples, n_classes) with "
             f"n_classes >= 2; got shape {proba.shape} for {n_rows} rows."
         )
+    if n_classes is not None and proba.shape[1] != n_classes:
+        raise ValueError(f"`{what}` returns {proba.shape[1]} columns, but the model has "
+                         f"{n_classes} classes_: one probability column per class.")
     if not np.all(np.isfinite(proba)):
         raise ValueError(f"`{what}` must return finite probabilities in [0, 1]; "
                          "got NaN or infinite values.")
@@ -462,7 +487,9 @@ def check_probabilities(proba, n_rows, name="estimator", estimator=None):
         raise ValueError(f"`{what}` must return probabilities in [0, 1]; got "
                          f"values in [{np.nanmin(proba):.4g}, {np.nanmax(proba):.4g}].")
     row_sums = proba.sum(axis=1)
-    if not np.allclose(row_sums, 1.0, atol=1e-3):
+    half = estimator is not None and is_deep_model(estimator) and \
+        computes_in_half_precision(estimator)
+    if not np.allclose(row_sums, 1.0, atol=1e-2 if half else 1e-3):
         worst = row_sums[np.argmax(np.abs(row_sums - 1))]
         raise ValueError(f"`{what}` must return rows that sum to 1; a row sums "
                          f"to {worst:.4g}.")

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from skcem import CEMExplainer, ExplanationNotFoundWarning
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -722,3 +722,40 @@ def test_a_softmax_models_confident_rows_keep_their_gradient():
     explainer = GradientSimilarityExplainer(model, sim_fn="grad_cos").fit(X, y)
     scores = explainer.explain(X[saturated], y[saturated]).scores
     np.testing.assert_allclose(scores[np.arange(saturated.size), saturated], 1.0, rtol=1e-5)
+
+
+def test_a_model_with_a_dict_of_outputs_gets_one_clear_error(cnn, digits_images):
+    X, _ = digits_images
+    by_name = keras.Model(cnn.inputs, {"probs": cnn.outputs[0]})
+    for explainer in (CEMExplainer(by_name, mode="PN"), CounterfactualExplainer(by_name)):
+        with pytest.raises(TypeError, match="`estimator` must return one tensor of outputs "
+                                            "per row.*returns a dict"):
+            explainer.fit(X[:50])
+
+
+def test_a_half_precision_softmax_is_taken_as_probabilities(digits):
+    # float16 probabilities sum to 1 within about 1e-3 only: such a model was refused
+    from skcem._validation import check_probabilities
+
+    X, y = digits
+    keras.utils.set_random_seed(0)
+
+    def network(dtype):
+        inputs = keras.Input((64,), dtype=dtype)
+        hidden = keras.layers.Dense(32, activation="relu", dtype=dtype)(inputs)
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax",
+                                                      dtype=dtype)(hidden))
+
+    trained, model = network("float32"), network("float16")
+    trained.compile("adam", "sparse_categorical_crossentropy")
+    trained.fit(X[:1200], y[:1200], epochs=10, verbose=0)
+    model.set_weights([w.astype("float16") for w in trained.get_weights()])
+    rounded = np.full((3, 10), 0.1002)  # rows that sum to 1.002
+    check_probabilities(rounded, 3, estimator=model)
+    with pytest.raises(ValueError, match="must return rows that sum to 1; a row sums to 1.002"):
+        check_probabilities(rounded, 3, estimator=trained)
+    exp = _explain(CounterfactualExplainer(model, max_iterations=200).fit(X[:1200]),
+                   X[1200:1210])
+    assert exp.found.sum() >= 5
+    predicted = model.predict(exp.explanation[exp.found], verbose=0).argmax(axis=1)
+    assert np.all(predicted != exp.X_pred[exp.found])

@@ -1207,3 +1207,29 @@ def test_a_final_softmaxs_confident_rows_keep_their_gradient():
     scores = explainer.explain(X[saturated], y[saturated]).scores
     np.testing.assert_allclose(scores[np.arange(saturated.size), saturated], 1.0, rtol=1e-5)
     assert explainer.n_params_ == 14
+
+
+class _BatchElsewhere(nn.Module):
+    """A module whose outputs do not put the rows first."""
+
+    def __init__(self, module, how):
+        super().__init__()
+        self.module, self.how = module, how
+
+    def forward(self, x):
+        out = self.module(x)
+        return out.T if self.how == "transposed" else out.mean(0, keepdim=True)
+
+
+@pytest.mark.parametrize("how", ["transposed", "one row for the batch"])
+def test_outputs_must_put_the_rows_first(logits_cnn, images, how):
+    # Transposed logits were read as rows: every "found" PN stayed in its instance's class.
+    X, y = images
+    module = _BatchElsewhere(logits_cnn, how)
+    message = r"`estimator` returned outputs of shape \(\d+, \d+\) for \d+ rows: their " \
+        "first axis must be the rows"
+    for explainer in (CEMExplainer(module, input_shape=(1, 8, 8), mode="PN"),
+                      CounterfactualExplainer(module, input_shape=(1, 8, 8)),
+                      GradientSimilarityExplainer(module, input_shape=(1, 8, 8))):
+        with pytest.raises(ValueError, match=message):
+            explainer.fit(X[:100], y[:100])

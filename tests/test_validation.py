@@ -471,3 +471,94 @@ def test_documents_for_a_text_pipeline_get_one_line():
     with pytest.raises(ValueError, match="begins with a TfidfVectorizer, which takes 1-D "
                                          "documents.*ColumnTransformer"):
         CEMExplainer(model).fit(np.array(documents, dtype=object)[:, None])
+
+
+class _EditsItsInput:
+    """A fitted model that rounds its input in place before predicting."""
+
+    def __init__(self, model):
+        self.model, self.classes_ = model, model.classes_
+
+    def predict_proba(self, X):
+        X[:, 1] = np.round(X[:, 1], 1)
+        return self.model.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+@pytest.mark.parametrize("explainer", [CEMExplainer, CounterfactualExplainer])
+def test_a_model_that_edits_its_input_does_not_edit_the_users(iris, iris_model, explainer):
+    X, _ = iris
+    X_fit, rows = X.copy(), X[::15].copy()
+    fitted = explainer(_EditsItsInput(iris_model), max_iterations=50, c_steps=2).fit(X_fit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted.explain(rows)
+        fitted.score(rows)
+    np.testing.assert_array_equal(X_fit, X)
+    np.testing.assert_array_equal(rows, X[::15])
+
+
+class _DuckTyped:
+    """A fitted model with ``fit``, but no scikit-learn base class (no tags)."""
+
+    def __init__(self, model, proba=None):
+        self.model, self.classes_ = model, model.classes_
+        self.proba = proba or model.predict_proba
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict_proba(self, X):
+        return self.proba(X)
+
+    def predict(self, X):
+        return self.model.predict(X)
+
+
+def test_a_duck_typed_model_with_fit_is_used_as_given(iris, iris_model):
+    X, _ = iris
+    exp = CounterfactualExplainer(_DuckTyped(iris_model)).fit(X).explain(X[::25])
+    assert exp.found.all()
+    assert np.all(iris_model.predict(exp.explanation) != exp.X_pred)
+
+
+@pytest.mark.parametrize("proba, message", [
+    (lambda p: p[:, 0], r"must return an array of shape \(n_samples, n_classes\).*got shape "
+                        r"\(\d+,\)"),
+    (lambda p: p.T, r"must return an array of shape \(n_samples, n_classes\).*got shape "
+                    r"\(3, \d+\)"),
+    (lambda p: p[:, :2], "returns 2 columns, but the model has 3 classes_")])
+def test_probabilities_of_the_wrong_shape_get_one_clear_error(iris, iris_model, proba,
+                                                              message):
+    X, _ = iris
+    model = _DuckTyped(iris_model, lambda X: proba(iris_model.predict_proba(X)))
+    with pytest.raises(ValueError, match=message):
+        CEMExplainer(model).fit(X)
+
+
+def test_infinite_values_are_refused_under_assume_finite(iris, iris_model):
+    from sklearn import config_context
+
+    from skcem import GradientSimilarityExplainer
+
+    X, y = iris
+    rows = X[:5].copy()
+    rows[1, 2] = np.inf
+    with config_context(assume_finite=True):
+        for explainer in (CEMExplainer(iris_model).fit(X),
+                          GradientSimilarityExplainer(iris_model).fit(X, y)):
+            with pytest.raises(ValueError, match=r"Input X contains infinity \(in 2\)"):
+                explainer.transform(rows)
+
+
+def test_a_fitted_model_of_another_width_is_refused_at_fit(iris, iris_model):
+    from skcem import GradientSimilarityExplainer
+
+    X, y = iris
+    for precompute in (False, True):
+        with pytest.raises(ValueError, match="X has 3 features, but the fitted `estimator` "
+                                             r"\(LogisticRegression\) takes 4"):
+            GradientSimilarityExplainer(iris_model, precompute_grads=precompute).fit(
+                X[:, :3], y)

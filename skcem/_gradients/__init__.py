@@ -56,6 +56,18 @@ def is_torch_module(obj):
     return framework_name(obj) == "_torch"
 
 
+def computes_in_half_precision(model):
+    """Whether a Keras model or PyTorch module computes in 16-bit floats (whose
+    probabilities sum to 1 only to about 1e-3)."""
+    outputs = getattr(model, "outputs", None) if is_keras_model(model) else None
+    # a Keras model's last layer may compute in another dtype than the model's policy
+    dtype = getattr(outputs[0], "dtype", None) if outputs else \
+        getattr(model, "compute_dtype", None)
+    if dtype is None and is_torch_module(model):
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return str(dtype).replace("torch.", "") in ("float16", "bfloat16")
+
+
 def detect_output_kind(model, sample, input_shape=None, device=None, function=None):
     """What a deep-learning classifier outputs (a key of
     :data:`~skcem._gradients._outputs.OUTPUT_KINDS`), from its last layer or its outputs on

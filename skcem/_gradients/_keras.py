@@ -123,15 +123,22 @@ def call_on_rows(model, rows, shape, name, function=None):
     """
     try:
         if function is not None:
-            return as_numpy(function(np.asarray(rows, dtype=np.float32)))
-        return as_numpy(model(np.asarray(rows, dtype=np.float32).reshape((-1,) + tuple(shape)),
-                              training=False))
+            outputs = function(np.asarray(rows, dtype=np.float32))
+        else:
+            outputs = model(np.asarray(rows, dtype=np.float32).reshape((-1,) + tuple(shape)),
+                            training=False)
     except Exception as exc:  # Keras raises many kinds; its first lines say what it was
         lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
         lines = [line for line in lines if line and not line.startswith("Exception encountered")]
         first = lines[0][:200] if lines else type(exc).__name__
         raise ValueError(f"{name} fails on rows reshaped to {tuple(shape)} ({first}); pass the "
                          "`input_shape` it takes.") from exc
+    if isinstance(outputs, (dict, list, tuple)):
+        raise TypeError(f"{name} must return one tensor of outputs per row (a classifier's "
+                        f"logits or probabilities); it returns a {type(outputs).__name__}. "
+                        "Give a model that returns only those outputs, such as "
+                        "keras.Model(model.inputs, <that output>).")
+    return as_numpy(outputs)
 
 
 def keras_output_kind(model, outputs):

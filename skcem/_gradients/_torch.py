@@ -208,6 +208,8 @@ def channels_last(tensor):
 class _OnRows:
     """A module behind flat rows: numpy rows in, reshaped tensors of its dtype and device."""
 
+    role = "`estimator`"  # the parameter that gave the module, for messages
+
     def __init__(self, module, input_shape, device):
         self.module = module
         self.input_shape = tuple(input_shape)
@@ -239,7 +241,7 @@ class _OnRows:
             return self.channels_last_forward(z, {
                 name: p.detach() for name, p in self.module.named_parameters()})
         out = self.module(z.reshape((-1,) + self.input_shape))
-        return out.reshape(z.shape[0], -1)
+        return rows_first(out, z.shape[0], self.role).reshape(z.shape[0], -1)
 
     def channels_last_forward(self, z, parameters):
         """The module's flattened outputs at the rows ``z``, with ``parameters`` (tensors
@@ -263,7 +265,7 @@ class _OnRows:
                       for name, p in parameters.items()}
         with FasterLayers():
             out = functional_call(self.module, parameters, (x,), strict=False)
-        return out.reshape(z.shape[0], -1)
+        return rows_first(out, z.shape[0], self.role).reshape(z.shape[0], -1)
 
 
 def _input_gradient(outputs, z, cotangent=None):
@@ -315,6 +317,16 @@ def call_on_rows(module, rows, input_shape, device, name):
                         f"logits or probabilities); its forward returns a "
                         f"{type(outputs).__name__}. Wrap it in a module that returns only "
                         "those outputs.")
+    return rows_first(outputs, len(rows), name)
+
+
+def rows_first(outputs, n_rows, name="`estimator`"):
+    """``outputs``, whose first axis must be the ``n_rows`` rows: an output with the batch
+    elsewhere (transposed logits, sequence-first layers) would be read as other rows'."""
+    if outputs.dim() == 0 or outputs.shape[0] != n_rows:
+        raise ValueError(f"{name} returned outputs of shape {tuple(outputs.shape)} for "
+                         f"{n_rows} rows: their first axis must be the rows (the batch), as "
+                         "for a module's input. Wrap it in a module that returns them so.")
     return outputs
 
 
@@ -399,6 +411,8 @@ def make_autoencoder(model, input_shape, n_features, device=None):
 
 class TorchAutoencoder(_OnRows):
     """``||AE(z) - z||^2`` per row and its gradient, by autograd."""
+
+    role = "`autoencoder`"
 
     def loss_tensor(self, z, fast_layout=True):
         z = self.tensor(z)  # in the auto-encoder's dtype, which may not be the classifier's
