@@ -61,6 +61,7 @@ from ._fista import SearchResult, _rows
 from ._elastic import distinct_rows
 from ._modes import MODES, Mode
 from ._polish import polish_on_splits
+from ._wrappers import probability_inner
 
 # Distances computed at once when ranking the pool (32 MB of float64).
 _MAX_RANKED_VALUES = 2**22
@@ -193,6 +194,7 @@ def is_piecewise_constant(estimator):
 
     if not hasattr(estimator, "get_params"):
         return False  # not a scikit-learn estimator: the probe decides
+    estimator = probability_inner(estimator)
     if isinstance(estimator, Pipeline):
         return is_piecewise_constant(estimator[-1])
     if _is_boosted_trees_of_another_library(estimator):

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._wrappers import frozen_inner
+
 _SUPPORTED = ("DecisionTreeClassifier, RandomForestClassifier, ExtraTreesClassifier, "
               "GradientBoostingClassifier, HistGradientBoostingClassifier, and LightGBM's "
               "LGBMClassifier and XGBoost's XGBClassifier when installed")
@@ -488,14 +490,14 @@ def read_tree_ensemble(estimator, codec, n_features):
     from sklearn.pipeline import Pipeline
 
     expressions = _input_expressions(codec, n_features)
-    model = estimator
+    model = estimator = frozen_inner(estimator)
     if isinstance(estimator, Pipeline):
         columns = list(codec.columns_) if codec is not None and codec.columns_ else \
             list(range(n_features))
         for _, step in estimator.steps[:-1]:
             expressions = _follow(step, expressions, columns)
             columns = list(range(len(expressions)))
-        model = estimator.steps[-1][1]
+        model = frozen_inner(estimator.steps[-1][1])
     trees, base, is_probability, slope, ties_to_higher = _read_model(model)
     if len(expressions) != model.n_features_in_:
         raise ValueError(f"search='exact' traced {len(expressions)} columns to the model, "

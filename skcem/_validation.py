@@ -66,7 +66,8 @@ def check_target_given(estimator, y, owner):
         raise ValueError(
             f"{owner} requires y to be passed, but the target y is None: `estimator` is None "
             "or not fitted, so it is fitted on (X, y) here. Pass y, or pass an already fitted "
-            "classifier as `estimator`."
+            "classifier as `estimator` (in a grid over `estimator`, which GridSearchCV clones "
+            "unfitted, as sklearn.frozen.FrozenEstimator(model))."
         )
 
 

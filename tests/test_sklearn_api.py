@@ -123,3 +123,37 @@ def test_nested_parameters_of_a_fitted_model_are_refused_not_applied(iris, iris_
     cem = CEMExplainer(LogisticRegression(max_iter=1000))
     cem.set_params(estimator__C=1e-4).fit(X, y)
     assert cem.estimator_.C == 1e-4
+
+
+def test_wrapped_models_are_read_through_their_wrappers():
+    # A FrozenEstimator (or a threshold classifier's probabilities) hid the model inside:
+    # trees lost their search, linear models their exact gradients, the similarity refused.
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    from skcem import CounterfactualExplainer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    rows = X[::50]
+    trees = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, y)
+    bare = CounterfactualExplainer(trees, distance="mad").fit(X)
+    frozen = CounterfactualExplainer(FrozenEstimator(trees), distance="mad").fit(X)
+    assert bare.search_ == frozen.search_ == "neighbors"
+    np.testing.assert_array_equal(frozen.explain(rows).explanation,
+                                  bare.explain(rows).explanation)
+
+    scaled = StandardScaler().fit_transform(X)
+    linear = LogisticRegression(max_iter=1000).fit(scaled, y)
+    for model in (FrozenEstimator(linear),
+                  FixedThresholdClassifier(linear, threshold=0.7).fit(scaled, y)):
+        cem = CEMExplainer(model, mode="PN", **FAST).fit(scaled)
+        assert type(cem._backend).__name__ == "ExactBackend"
+        exp = cem.explain(scaled[::50])
+        assert exp.found.any()
+        assert np.all(model.predict(exp.explanation[exp.found]) != exp.X_pred[exp.found])
+
+    scores = [GradientSimilarityExplainer(model).fit(scaled[:100], y[:100])
+              .transform(scaled[::50]) for model in (linear, FrozenEstimator(linear))]
+    np.testing.assert_array_equal(scores[0], scores[1])

@@ -15,6 +15,7 @@ from functools import partial
 import numpy as np
 
 from .._labels import class_indices
+from .._wrappers import frozen_inner
 from ._base import check_reconstruction
 from ._numerical import ExactBackend, NumericalAutoencoder, NumericalBackend
 
@@ -202,6 +203,7 @@ class _ForestProba:
         """The fast ``predict_proba`` of a one-output forest classifier, else None."""
         from sklearn.ensemble._forest import ForestClassifier
 
+        estimator = frozen_inner(estimator)
         if not isinstance(estimator, ForestClassifier) or \
                 type(estimator).predict_proba is not ForestClassifier.predict_proba:
             return None

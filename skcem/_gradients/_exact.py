@@ -106,6 +106,15 @@ def _describe(path):
     return " > ".join(path) if path else "<top level>"
 
 
+def _thresholds_probabilities(est, method):
+    """Whether ``est`` is a fitted threshold classifier asked for ``predict_proba``, which it
+    answers with its ``estimator_``'s (its ``predict`` thresholds them)."""
+    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+
+    return method == "predict_proba" and hasattr(est, "estimator_") and \
+        isinstance(est, (FixedThresholdClassifier, TunedThresholdClassifierCV))
+
+
 def _unsupported(est, method, path, why=""):
     name = est if isinstance(est, str) else type(est).__name__
     msg = f"{name} (at {_describe(path)}) has no exact {method} gradient"
@@ -127,6 +136,8 @@ def _compile(est, method, path):
         _unsupported(est, method, path)
     if FrozenEstimator is not None and isinstance(est, FrozenEstimator):
         return _compile(est.estimator, method, path + ["FrozenEstimator.estimator"])
+    if _thresholds_probabilities(est, method):
+        return _compile(est.estimator_, method, path + [f"{type(est).__name__}.estimator_"])
     for cls in type(est).__mro__:
         builder = _REGISTRY.get((cls, method))
         if builder is None:
@@ -595,6 +606,9 @@ def _compile_on_table(est, method, path, table):
     if FrozenEstimator is not None and isinstance(est, FrozenEstimator):
         return _compile_on_table(est.estimator, method, path + ["FrozenEstimator.estimator"],
                                  table)
+    if _thresholds_probabilities(est, method):
+        return _compile_on_table(est.estimator_, method,
+                                 path + [f"{type(est).__name__}.estimator_"], table)
     if isinstance(est, Pipeline):
         return _pipeline_builder(method)(est, path, table)
     if isinstance(est, ColumnTransformer) and method == "transform":
