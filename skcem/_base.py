@@ -1,6 +1,27 @@
 """Behaviour shared by skcem's explainers."""
 
+import numpy as np
+from sklearn.exceptions import NotFittedError
+
 from ._validation import is_prefitted
+
+
+def _same_value(a, b):
+    """Whether two parameter values are the same (the same object, or equal values, arrays,
+    mappings and sequences of them)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return a.shape == b.shape and bool(np.all((a == b) | ((a != a) & (b != b))))
+    if isinstance(a, (str, bytes, int, float, complex, bool, np.generic)):
+        return a == b or (a != a and b != b)
+    return False  # another object: only itself
 
 
 class ExplainerMixin:
@@ -14,6 +35,29 @@ class ExplainerMixin:
 
     # Attributes rebuilt on demand after unpickling (compiled TensorFlow functions).
     _transient_attributes = ()
+    # The parameters ``fit`` reads (the others are read where they act, at each call).
+    _fit_parameters = ()
+
+    def _remember_fit_parameters(self):
+        """Record the values of :attr:`_fit_parameters` that this ``fit`` reads."""
+        params = self.get_params(deep=False)
+        self._fitted_with = {name: params[name] for name in self._fit_parameters
+                             if name in params}
+
+    def _check_fit_parameters(self):
+        """Raise where ``set_params`` changed a parameter ``fit`` reads since the last ``fit``:
+        the explainer would otherwise go on with what it learned from the old value."""
+        fitted_with = getattr(self, "_fitted_with", None)
+        if fitted_with is None:
+            return
+        params = self.get_params(deep=False)
+        changed = [name for name, value in fitted_with.items()
+                   if not _same_value(params[name], value)]
+        if changed:
+            raise NotFittedError(
+                f"{', '.join(changed)} changed since fit (set_params after fit): "
+                f"{type(self).__name__} learns from {'them' if len(changed) > 1 else 'it'} in "
+                "fit. Call fit again.")
 
     def __sklearn_clone__(self):
         twin = super().__sklearn_clone__()

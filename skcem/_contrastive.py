@@ -228,6 +228,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     """Shared machinery; not for direct use."""
 
     _transient_attributes = ("_backend",)
+    _fit_parameters = ("estimator", "autoencoder", "categorical_features", "device", "directions",
+                       "distance", "eps", "feature_range", "gradient", "immutable_features",
+                       "input_shape", "no_info_type", "no_info_val", "plausibility", "search")
     _parameter_constraints: dict = _SHARED_CONSTRAINTS
 
     def _validate_params(self):
@@ -277,6 +280,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             The fitted explainer.
         """
         check_not_documents(X)
+        self._remember_fit_parameters()
         prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
         if prefitted_names is None and hasattr(X, "columns") and \
@@ -323,9 +327,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._backend = self._make_backend(X.shape[1])
         with _names_categorical_failures(codec, self.estimator_):
             proba = self._backend.predict_proba(sample)
+            again = self._backend.predict_proba(sample)
         proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_,
                                     n_classes=None if self.classes_ is None
                                     else len(self.classes_))
+        if not np.allclose(again, proba, rtol=1e-6, atol=1e-9):
+            warn("`estimator` gives other probabilities for the same rows when asked again "
+                 f"(by up to {np.max(np.abs(np.asarray(again) - proba)):.3g}): the closest "
+                 "answers lie on its decision boundary, where a model that is not deterministic "
+                 "may put them in either class when asked again.")
         if self.classes_ is None and y is not None and not _are_column_indices(y, proba):
             # A plain function's columns are taken to follow the sorted labels, as
             # scikit-learn's classes_ do.
@@ -438,6 +448,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 known = model_categories(prefitted, names, np.shape(X)[1])
                 self._codec = TableCodec(categorical).fit(X, names, known_categories=known)
         else:
+            self._check_fit_parameters()
             X = align_columns(X, getattr(self, "feature_names_in_", None), reordered_warning=(
                 "`fit` in another order: they are matched by name, and the answers "
                 "follow `feature_names_in_`."))

@@ -299,6 +299,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     """
 
     _transient_attributes = ("_gradients",)
+    _fit_parameters = ("estimator", "device", "input_shape", "loss", "n_components",
+                       "precompute_grads", "random_state", "task")
     # Why rows must be complete (the error on missing values).
     _complete_rows_reason = "each row's loss gradient goes through the model"
 
@@ -356,6 +358,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                              "target y is None: the training gradients are those of the loss "
                              "at the training targets.")
         check_not_documents(X)
+        self._remember_fit_parameters()
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
         # a copy only where the conversion to float64 did not make one already
@@ -551,9 +554,12 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             train_sq_norms = gradient_sq_norms(self.grads_train_)
         n_batches = -(-len(X) // self.batch_size)
         bar = progress_bar(n_batches, type(self).__name__, self.verbose >= 1)
+        zero_gradients = 0
         try:
             fused = self._fused_products()
             for rows, test in self._test_chunks(X, y, fused):
+                zero_gradients += int(np.sum((test[1] if fused else gradient_sq_norms(test))
+                                             == 0))
                 # the chunk's share of the bar, spread over its training blocks
                 step = -(-(rows.stop - rows.start) // self.batch_size) / self._n_train_blocks()
                 blocks = self._fused_blocks(test) if fused else \
@@ -562,6 +568,11 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                 yield rows, _counting(blocks, bar, step)
         finally:
             bar.close()
+        if zero_gradients:
+            warn(f"{zero_gradients} of {len(X)} test rows have a loss gradient of exactly zero "
+                 "(a saturated output, or one that underflows in the model's precision): "
+                 "every score of theirs is 0, and their ranking of the training rows means "
+                 "nothing.")
 
     def _n_train_blocks(self):
         size = _TRAIN_BLOCK if self.grads_train_ is not None else self.batch_size
@@ -632,6 +643,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
 
     def _check_X_y(self, X, y):
         check_is_fitted(self)
+        self._check_fit_parameters()
         y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
         X = validate_float_data(self, X, reset=False)
         given = y is not None

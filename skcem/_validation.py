@@ -458,7 +458,11 @@ def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, *
     later calls follow the explainer's own ``feature_names_in_``.
     """
     expected = expected_columns if reset else getattr(estimator, "feature_names_in_", None)
-    X = align_columns(X, expected)
+    X = align_columns(X, expected, reordered_warning=(
+        "the fitted `estimator` in another order: they are matched by name, and the explainer "
+        "(`feature_names_in_`) follows the estimator's order." if reset else
+        "`fit` in another order: they are matched by name, and the results follow "
+        "`feature_names_in_`."))
     check_numeric(X, type(estimator).__name__)
     if y is None:
         return validate_complete_data(estimator, X, dtype=np.float64, reset=reset, **kwargs)

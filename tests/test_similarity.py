@@ -1,5 +1,6 @@
 import pickle
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcem import GradientSimilarityExplainer
+from skcem import GradientSimilarityExplainer, SkcemWarning
 from skcem._param_grads import make_param_gradients
 from skcem._similarity import similarity
 
@@ -610,3 +611,39 @@ def test_explain_y_in_a_series_follows_the_rows_of_a_dataframe(digits, digits_mo
     shuffled = explainer.explain(rows, labels.sort_index(ascending=False))
     ordered = explainer.explain(rows, y[[9, 3, 5]])
     np.testing.assert_array_equal(shuffled.scores, ordered.scores)
+
+
+def test_test_rows_with_a_zero_loss_gradient_are_named(iris):
+    # Their scores were all 0 and kneighbors returned the first training rows, silently.
+    import copy
+
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    saturated = copy.deepcopy(model)
+    saturated.coef_ *= 1e3  # probabilities of exactly 0 and 1 on most rows
+    saturated.intercept_ *= 1e3
+    proba = saturated.predict_proba(X[::10])
+    zero = np.all(proba == (proba == proba.max(axis=1, keepdims=True)), axis=1)
+    assert 0 < zero.sum() < len(zero)
+    explainer = GradientSimilarityExplainer(saturated, sim_fn="grad_cos").fit(X, y)
+    with pytest.warns(SkcemWarning, match=f"{zero.sum()} of {len(zero)} test rows have a loss "
+                                          "gradient of exactly zero"):
+        scores = explainer.transform(X[::10])
+    assert np.all(scores[zero] == 0) and np.all(np.abs(scores[~zero]).max(axis=1) > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkcemWarning)
+        GradientSimilarityExplainer(model).fit(X, y).kneighbors(X[::10])
+
+
+def test_reordered_columns_are_matched_by_name_with_a_warning(iris):
+    # as the other explainers do (the similarity explainer reordered them silently)
+    pd = pytest.importorskip("pandas")
+    X, y = iris
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    model = LogisticRegression(max_iter=1000).fit(frame, y)
+    explainer = GradientSimilarityExplainer(model).fit(frame, y)
+    with pytest.warns(SkcemWarning, match="X's columns are those of `fit` in another order"):
+        reordered = explainer.transform(frame.iloc[:5, ::-1])
+    np.testing.assert_array_equal(reordered, explainer.transform(frame.iloc[:5]))

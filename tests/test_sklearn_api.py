@@ -157,3 +157,28 @@ def test_wrapped_models_are_read_through_their_wrappers():
     scores = [GradientSimilarityExplainer(model).fit(scaled[:100], y[:100])
               .transform(scaled[::50]) for model in (linear, FrozenEstimator(linear))]
     np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_parameters_read_by_fit_changed_after_fit_ask_for_fit_again(iris, iris_model):
+    # immutable_features changed after fit were silently ignored; distance="mad" crashed
+    from sklearn.exceptions import NotFittedError
+
+    from skcem import CounterfactualExplainer
+
+    X, y = iris
+    cf = CounterfactualExplainer(iris_model, **FAST).fit(X)
+    cf.set_params(n_counterfactuals=2).explain(X[:2])  # read where it acts: no refit needed
+    for name, value in (("immutable_features", [2, 3]), ("distance", "mad"),
+                        ("feature_range", (0.0, 1.0))):
+        cf.set_params(**{name: value})
+        with pytest.raises(NotFittedError, match=f"{name} changed since fit.*Call fit again"):
+            cf.explain(X[:2])
+        cf.fit(X)
+    exp = cf.explain(X[::30])
+    assert np.all(np.abs(exp.explanation - exp.X)[exp.found][:, 2:] < 1e-12)  # immutable
+
+    sim = GradientSimilarityExplainer(iris_model).fit(X, y)
+    sim.set_params(sim_fn="grad_cos").transform(X[:2])
+    sim.set_params(n_components=2)
+    with pytest.raises(NotFittedError, match="n_components changed since fit"):
+        sim.transform(X[:2])

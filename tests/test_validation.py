@@ -562,3 +562,23 @@ def test_a_fitted_model_of_another_width_is_refused_at_fit(iris, iris_model):
                                              r"\(LogisticRegression\) takes 4"):
             GradientSimilarityExplainer(iris_model, precompute_grads=precompute).fit(
                 X[:, :3], y)
+
+
+def test_a_model_that_answers_otherwise_when_asked_again_is_named(iris, iris_model):
+    # Noisy probabilities: most "found" answers went back to the instance's class when asked
+    # again, with no word of why.
+    from skcem import SkcemWarning
+
+    X, _ = iris
+    rng = np.random.default_rng(0)
+
+    def noisy(rows):
+        proba = iris_model.predict_proba(rows) + rng.uniform(0, 0.15, (len(rows), 3))
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    with pytest.warns(SkcemWarning, match="`estimator` gives other probabilities for the same "
+                                          "rows when asked again"):
+        CounterfactualExplainer(_DuckTyped(iris_model, noisy)).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkcemWarning)
+        CounterfactualExplainer(_DuckTyped(iris_model)).fit(X)
