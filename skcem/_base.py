@@ -3,7 +3,18 @@
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from sklearn.utils.metadata_routing import (MetadataRouter, MethodMapping, _routing_enabled,
+                                             process_routing)
+
 from ._validation import is_prefitted
+
+
+def _refuse_unrouted(explainer, fit_params):
+    if fit_params:
+        raise ValueError(f"{sorted(fit_params)} given to {type(explainer).__name__}.fit, but "
+                         "no model it fits can take them (`estimator` is None or not a "
+                         "scikit-learn estimator).")
+    return {}
 
 
 def _same_value(a, b):
@@ -67,6 +78,30 @@ class ExplainerMixin:
         if getattr(self, "autoencoder", None) is not None:
             twin.autoencoder = self.autoencoder
         return twin
+
+    def get_metadata_routing(self):
+        """How ``fit``'s parameters reach the model it fits (see scikit-learn's metadata
+        routing): those of ``estimator.fit`` that it requests.
+
+        Returns
+        -------
+        routing : MetadataRouter
+            The routing of ``fit``'s parameters to ``estimator.fit``.
+        """
+        router = MetadataRouter(owner=self)
+        if hasattr(self.estimator, "get_metadata_routing"):
+            router.add(estimator=self.estimator,
+                       method_mapping=MethodMapping().add(caller="fit", callee="fit"))
+        return router
+
+    def _estimator_fit_params(self, fit_params):
+        """The parameters of ``fit`` for ``estimator.fit``: all of them, or under metadata
+        routing those it requests."""
+        if _routing_enabled():
+            return dict(process_routing(self, "fit", **fit_params).estimator.fit) \
+                if hasattr(self.estimator, "get_metadata_routing") else \
+                _refuse_unrouted(self, fit_params)
+        return fit_params
 
     def set_params(self, **params):
         """Set the parameters of this explainer (see ``BaseEstimator.set_params``).

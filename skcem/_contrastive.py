@@ -261,7 +261,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         super()._validate_params()
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, **fit_params):
         """Resolve the classifier and learn what the explanations need from ``X``.
 
         Parameters
@@ -273,6 +273,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         y : array-like of shape (n_samples,), default=None
             Labels; needed only when the classifier must be fitted here (``estimator`` is
             None or not fitted).
+        **fit_params : dict
+            Parameters of ``estimator.fit`` (``sample_weight``...) when it is fitted here;
+            under scikit-learn's metadata routing, those it requests.
 
         Returns
         -------
@@ -304,7 +307,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         with _names_categorical_failures(codec, self.estimator):
             self.estimator_ = resolve_estimator(
                 self.estimator, fit_on, y, type(self).__name__, default=default,
-                check=refuse_models_without_answers_off_the_data)
+                check=refuse_models_without_answers_off_the_data,
+                fit_params=self._estimator_fit_params(fit_params))
         deep = is_deep_model(self.estimator_)
         if deep and codec is not None and codec.has_categorical:
             raise ValueError("Categorical columns need a model that takes them (such as a "

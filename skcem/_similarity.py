@@ -337,7 +337,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, **fit_params):
         """Store the training set (and its gradients, with ``precompute_grads``).
 
         Parameters
@@ -347,6 +347,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         y : array-like of shape (n_train,) or (n_train, n_outputs)
             Training targets: class labels or regression values. Required: the signature's
             None raises.
+        **fit_params : dict
+            Parameters of ``estimator.fit`` (``sample_weight``...) when it is fitted here;
+            under scikit-learn's metadata routing, those it requests.
 
         Returns
         -------
@@ -368,7 +371,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         default = (lambda: LogisticRegression(max_iter=1000)) \
             if self.task == "classification" else Ridge
         self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__,
-                                            default=default, check=check_supported)
+                                            default=default, check=check_supported,
+                                            fit_params=self._estimator_fit_params(fit_params))
         if self.task == "classification" and hasattr(self.estimator_, "get_params") and \
                 is_regressor(self.estimator_):
             # Targets would default to the regressor's own predictions: zero gradients.
@@ -707,7 +711,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         X, y = self._check_X_y(X, None)
         return self._scores(X, y)
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X, y=None, **fit_params):
         """Fit on ``(X, y)``, then score each training instance against all of them.
 
         Each row's target is the model's predicted class for classification (as in
@@ -719,13 +723,15 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             Training instances.
         y : array-like of shape (n_train,) or (n_train, n_outputs)
             Training targets (required).
+        **fit_params : dict
+            As for :meth:`fit`.
 
         Returns
         -------
         scores : ndarray of shape (n_train, n_train)
             ``scores[i, j]``: the similarity of training instances ``i`` and ``j``.
         """
-        self.fit(X, y)
+        self.fit(X, y, **fit_params)
         return self._scores(*self._check_X_y(X, y if self.task == "regression" else None))
 
     def explain(self, X, y=None):

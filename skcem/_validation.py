@@ -71,7 +71,8 @@ def check_target_given(estimator, y, owner):
         )
 
 
-def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=None):
+def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=None,
+                      fit_params=None):
     """Return a fitted model: used as is when fitted, else cloned and fitted on ``(X, y)``.
 
     Like ``SelectFromModel``'s prefit handling, but decided by the estimator's fitted state.
@@ -90,8 +91,14 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
     check : callable or None
         Called with the estimator (an unfitted one before fitting), to refuse unsupported
         models with one clear error, before the work of fitting them.
+    fit_params : dict or None
+        Passed to the estimator's ``fit`` (``sample_weight``...); refused for a fitted one.
     """
+    fit_params = fit_params or {}
     if is_prefitted(estimator):
+        if fit_params:
+            raise ValueError(f"{sorted(fit_params)} would fit `estimator`, but it is fitted: "
+                             f"{owner} explains it as it is and never refits it.")
         if check is not None:
             check(estimator)
         _refuse_multi_output_classifier(estimator, owner)
@@ -119,7 +126,7 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
         estimator = clone(estimator)
     if check is not None:
         check(estimator)
-    estimator = estimator.fit(X, y)
+    estimator = estimator.fit(X, y, **fit_params)
     _refuse_multi_output_classifier(estimator, owner)
     return estimator
 

@@ -182,3 +182,27 @@ def test_parameters_read_by_fit_changed_after_fit_ask_for_fit_again(iris, iris_m
     sim.set_params(n_components=2)
     with pytest.raises(NotFittedError, match="n_components changed since fit"):
         sim.transform(X[:2])
+
+
+def test_fit_parameters_reach_the_model_fitted_here(iris, iris_model):
+    # sample_weight was a TypeError naming a private class; metadata routing had no route
+    import sklearn
+
+    X, y = iris
+    weights = np.where(y == 2, 5.0, 1.0)
+    expected = LogisticRegression(max_iter=1000).fit(X, y, sample_weight=weights).coef_
+    for explainer in (CEMExplainer(LogisticRegression(max_iter=1000), **FAST),
+                      GradientSimilarityExplainer(LogisticRegression(max_iter=1000))):
+        fitted = explainer.fit(X, y, sample_weight=weights)
+        np.testing.assert_allclose(fitted.estimator_.coef_, expected)
+        with pytest.raises(ValueError, match=r"\['sample_weight'\] would fit `estimator`, but "
+                                             "it is fitted"):
+            clone(explainer).set_params(estimator=iris_model).fit(X, y, sample_weight=weights)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = LogisticRegression(max_iter=1000).set_fit_request(sample_weight=True)
+        search = GridSearchCV(CEMExplainer(model, **FAST), {"beta": [0.1]}, cv=2)
+        search.fit(X, y, sample_weight=weights)
+        np.testing.assert_allclose(search.best_estimator_.estimator_.coef_, expected)
+        with pytest.raises(ValueError, match="sample_weight"):  # not requested: scikit-learn's
+            CEMExplainer(LogisticRegression(max_iter=1000), **FAST).fit(
+                X, y, sample_weight=weights)
