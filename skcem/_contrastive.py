@@ -131,6 +131,9 @@ _MAX_NEIGHBORHOOD_ROWS = 50_000
 # ``search="auto"`` takes the gradient-free search when at least this share of the probed rows
 # has a numerical gradient that is exactly zero (piecewise constant probabilities).
 _FLAT_SHARE = 0.25
+# A finite-difference step below this share of a feature's magnitude is lost in the rounding
+# of a model that computes in float32.
+_LOST_STEP = 1e-6
 _N_PROBED = 16
 # The exact search's time per row where it completes the gradient-free search's answers
 # (search="auto" on tree models): a few seconds at most, whatever ``max_time``.
@@ -1004,6 +1007,21 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         None where any class but the instance's will do."""
         return None
 
+    def _step_scale_hint(self, X, flat):
+        """Where finite differences found no gradient: a word on features so large that the
+        step ``eps`` is lost in their rounding, else ""."""
+        if not getattr(self._get_backend(), "finite_differences", False):
+            return ""
+        steps = per_feature(self.eps[1], X.shape[1], "eps")
+        magnitudes = np.nanmax(np.abs(X[flat]), axis=0)
+        lost = steps < _LOST_STEP * magnitudes
+        if not lost.any():
+            return ""
+        return (f" Features of theirs reach {magnitudes[lost].max():.3g}, where a step of "
+                f"eps={steps[lost].min():.3g} is lost in the model's rounding: give `eps` "
+                "on the features' scale (one value per feature), and distance='mad' for steps "
+                "in their units.")
+
     def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
                   target_class=None):
         found = np.concatenate([r.found for r in results])
@@ -1022,8 +1040,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             finite_differences = getattr(self._get_backend(), "finite_differences", False)
             flat_hint = _DISAGREEING_FLAT_HINT if disagrees else \
                 _FLAT_GRADIENT_HINT if finite_differences else _AUTODIFF_FLAT_HINT
-            hint = flat_hint.format(n=int(flat.sum())) if flat.any() \
-                else self._not_found_hint if self.search_ == "fista" else \
+            hint = flat_hint.format(n=int(flat.sum())) + self._step_scale_hint(X, flat) \
+                if flat.any() else self._not_found_hint if self.search_ == "fista" else \
                 _NO_EXACT_HINT if self.search_ == "exact" else \
                 _NO_NEIGHBOR_HINT if common["mode"].requires_change else _NO_NEIGHBOR_PP_HINT
             stuck = ~found & searchable & ~self._room_to_move(X, common)

@@ -582,3 +582,26 @@ def test_a_model_that_answers_otherwise_when_asked_again_is_named(iris, iris_mod
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkcemWarning)
         CounterfactualExplainer(_DuckTyped(iris_model)).fit(X)
+
+
+def test_a_finite_difference_step_lost_on_large_features_is_named(iris):
+    # The warning blamed piecewise-constant probabilities: the step was below the rounding.
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skcem import ExplanationNotFoundWarning
+
+    X, y = iris
+    X = X * 1e150
+    model = make_pipeline(StandardScaler(), MLPClassifier((16,), max_iter=2000,
+                                                          random_state=0)).fit(X, y)
+    cem = CEMExplainer(lambda rows: model.predict_proba(rows), search="fista",
+                       max_iterations=50, c_steps=2).fit(X, y)
+    with pytest.warns(ExplanationNotFoundWarning, match=r"reach [0-9.]+e\+150, where a step of "
+                                                        r"eps=0.001 is lost"):
+        cem.explain(X[::30])
+    cem.set_params(eps=(1e-3, 1e147), distance="mad").fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        assert cem.explain(X[::30]).found.any()
