@@ -181,10 +181,12 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
     """One batch, in this process or a joblib worker: the result and its model rows."""
     backend = explainer._get_backend()
     rows_before = backend.n_model_rows
+    non_finite_before = getattr(backend, "n_non_finite_rows", 0)
     problem = SearchProblem(x0=x0, target=target, searchable=searchable, **common)
     with _framework_threads(backend, x0.size):
         result = explainer._search(backend, problem, settings, progress=progress)
-    return result, backend.n_model_rows - rows_before
+    return result, (backend.n_model_rows - rows_before,
+                    getattr(backend, "n_non_finite_rows", 0) - non_finite_before)
 
 
 @contextmanager
@@ -998,7 +1000,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         finally:
             bar.close()
         results = [result for result, _ in outcomes]
-        n_rows += sum(rows for _, rows in outcomes)
+        n_rows += sum(rows for _, (rows, _) in outcomes)
+        self._n_non_finite_rows = sum(non_finite for _, (_, non_finite) in outcomes)
         return self._assemble(X, index, proba, explained, results, common, n_rows, searchable,
                               self._required_class(target))
 
@@ -1055,6 +1058,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if rejected.any():
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
+            non_finite = getattr(self, "_n_non_finite_rows", 0)
+            if non_finite:
+                hint += (f" The model gave NaN or infinite probabilities for {non_finite} of "
+                         "the rows the search asked it about: narrow feature_range to where "
+                         "it answers.")
             if self.search_ == "fista" and n_missing > stuck.sum() and self._refines():
                 hint += (" The gradient-free search, which search='auto' runs for the rows the "
                          "gradient search leaves, found none either.")

@@ -6,6 +6,8 @@ from sklearn.exceptions import NotFittedError
 
 from skcem import CEMExplainer, CounterfactualExplainer
 
+from .conftest import FAST
+
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_X_is_rejected_in_fit_and_transform(iris, iris_model, bad):
@@ -605,3 +607,33 @@ def test_a_finite_difference_step_lost_on_large_features_is_named(iris):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExplanationNotFoundWarning)
         assert cem.explain(X[::30]).found.any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_rows_the_model_answers_with_nan_or_inf_are_named(iris, iris_model, bad):
+    # Far from the data the model gives no number: the warning advised a larger c_init, and
+    # infinite values flooded RuntimeWarnings.
+    from skcem import ExplanationNotFoundWarning
+
+    X, _ = iris
+    lower, upper = X.min(axis=0), X.max(axis=0)
+
+    def partial(rows):
+        proba = iris_model.predict_proba(rows)
+        proba[((rows < lower) | (rows > upper)).any(axis=1)] = bad
+        return proba
+
+    rows = X[::10]
+    cem = CEMExplainer(_DuckTyped(iris_model, partial), mode="PN", search="fista",
+                       feature_range=(X.min(axis=0) - 3, X.max(axis=0) + 3), **FAST).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exp = cem.explain(rows)
+    messages = [str(w.message) for w in caught]
+    assert not any(issubclass(w.category, RuntimeWarning) for w in caught), messages
+    assert exp.found.any()
+    assert np.all(iris_model.predict(exp.explanation[exp.found]) != exp.X_pred[exp.found])
+    if not exp.found.all():
+        assert any(issubclass(w.category, ExplanationNotFoundWarning) and
+                   "The model gave NaN or infinite probabilities for" in str(w.message)
+                   for w in caught), messages

@@ -52,7 +52,8 @@ def central_differences(fn, Z, eps, max_values=None, bounds=None):
             jacobian = np.empty((n * d, out.shape[-1]))
         with np.errstate(invalid="ignore", divide="ignore"):
             slope = (out[0] - out[1]) / width[:, None]
-        jacobian[pairs] = np.where(width[:, None] > 0, slope, 0.0)
+        # a side where the model gave no number (NaN, inf) shows no slope
+        jacobian[pairs] = np.where((width[:, None] > 0) & np.isfinite(slope), slope, 0.0)
     return jacobian.reshape(n, d, -1)
 
 
@@ -95,6 +96,8 @@ class NumericalBackend:
         self.eps = eps
         self.autoencoder = autoencoder
         self.n_model_rows = 0
+        # rows whose probabilities came back NaN or infinite (outside where the model answers)
+        self.n_non_finite_rows = 0
         self.input_bounds = None
 
     @property
@@ -110,7 +113,13 @@ class NumericalBackend:
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
         with ignoring_feature_name_warnings():
-            return np.asarray(self._predict_proba(Z), dtype=float)
+            return self._counted(np.asarray(self._predict_proba(Z), dtype=float))
+
+    def _counted(self, proba):
+        """``proba``, its rows of NaN or infinite values counted in ``n_non_finite_rows``."""
+        if proba.ndim == 2 and not np.isfinite(proba).all():
+            self.n_non_finite_rows += int(np.sum(~np.isfinite(proba).all(axis=1)))
+        return proba
 
     def predict(self, Z):
         """Class indices of ``Z``: the estimator's ``predict`` if it has one, else the argmax."""
@@ -161,7 +170,10 @@ class NumericalBackend:
         The loss's derivative with respect to the probabilities is exact; only rows where it
         is not zero (an active hinge) send their shifted copies to the model.
         """
-        dloss_dproba = loss.gradient(proba, target_onehot)
+        with np.errstate(invalid="ignore"):
+            dloss_dproba = loss.gradient(proba, target_onehot)
+        # no direction where the model gave no number
+        dloss_dproba[~np.isfinite(dloss_dproba)] = 0.0
         active = np.any(dloss_dproba != 0, axis=1)
         if active.all():
             return self.proba_vjp(Z, dloss_dproba)
@@ -231,4 +243,4 @@ class ExactBackend(NumericalBackend):
             return self.predict_proba(Z)
         self.n_model_rows += Z.shape[0]
         with ignoring_feature_name_warnings():
-            return self._vjp.forward(Z)[0]
+            return self._counted(self._vjp.forward(Z)[0])
