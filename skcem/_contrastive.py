@@ -629,11 +629,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _complete_exactly(self, backend, problem, settings, result):
         """``search="auto"`` on a tree model that the exact search reads: the rows the
         gradient-free search leaves unanswered get the exact search's answer, each within
-        ``max_time`` but at most ``_EXACT_FALLBACK_SECONDS`` (one answer per instance; PNs
-        and counterfactuals). Where the model predicts one class for every row given to
-        ``fit``, or the class needs several features moved at once on flat probabilities,
-        the gradient-free search has no start and no path; the program finds the answers."""
-        if self.search != "auto" or self.search_ != "neighbors" or self._n_answers() > 1:
+        ``max_time`` but at most ``_EXACT_FALLBACK_SECONDS`` (PNs and counterfactuals; with
+        several answers asked, that one answer). Where the model predicts one class for every
+        row given to ``fit``, or the class needs several features moved at once on flat
+        probabilities, the gradient-free search has no start and no path; the program finds
+        the answers."""
+        if self.search != "auto" or self.search_ != "neighbors":
             return result
         searchable = np.ones(len(result.found), bool) if problem.searchable is None \
             else problem.searchable
@@ -1025,8 +1026,38 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 "on the features' scale (one value per feature), and distance='mad' for steps "
                 "in their units.")
 
+    def _drop_answers_breaking_held_cells(self, X, results):
+        """Leave out, loudly, any answer that changes an immutable feature or fills a missing
+        cell: the searches never should (a guard against their bugs, not a filter)."""
+        held = np.isnan(X) | self.immutable_mask_
+        if not held.any():
+            return
+        n_broken, start = 0, 0
+        for result in results:
+            rows = slice(start, start + len(result.found))
+            start = rows.stop
+            answers = result.explanation[:, None] if result.answers is None else result.answers
+            same = (answers == X[rows, None]) | (np.isnan(answers) & np.isnan(X[rows, None]))
+            broken = np.isfinite(answers).any(axis=2) & ~np.all(same | ~held[rows, None],
+                                                                 axis=2)
+            broken[:, 1:] |= broken[:, :1]  # the closest answer broken: the row's are doubted
+            if not broken.any():
+                continue
+            n_broken += int(broken[:, 0].sum())
+            result.found = result.found & ~broken[:, 0]
+            result.explanation = np.where(broken[:, :1], np.nan, result.explanation)
+            result.distance = np.where(broken[:, 0], np.nan, result.distance)
+            if result.answers is not None:
+                result.answers = np.where(broken[:, :, None], np.nan, result.answers)
+                result.answer_distance = np.where(broken, np.nan, result.answer_distance)
+        if n_broken:
+            warn(f"{n_broken} answers changed an immutable feature or a missing cell and were "
+                 "left out (their rows are NaN). No search should give such answers: please "
+                 "report this as a bug of skcem.")
+
     def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
                   target_class=None):
+        self._drop_answers_breaking_held_cells(X, results)
         found = np.concatenate([r.found for r in results])
         explanation_proba = np.concatenate([r.explanation_proba for r in results])
         explanation_class = np.concatenate([r.explanation_class for r in results])

@@ -151,8 +151,10 @@ def _closest_as_explanation(backend, problem, result, rows):
 def subset_problem(problem, rows):
     """The problem of some of a batch's instances."""
     per_row = {name: getattr(problem, name)[rows] for name in ("x0", "target")}
-    if problem.searchable is not None:
-        per_row["searchable"] = problem.searchable[rows]
+    for name in ("searchable", "missing"):  # per instance where given
+        value = getattr(problem, name)
+        if value is not None:
+            per_row[name] = value[rows]
     for name in ("no_info_val", "lower", "upper"):
         value = getattr(problem, name)
         if np.ndim(value) == 2:
@@ -177,3 +179,15 @@ def take_answers(result, other, rows, keep_c=False):
         best_c = result.best_c.copy()
         best_c[rows] = np.nan
         result.best_c = best_c
+    if result.answers is not None:  # several answers per row: ``other``'s are its only ones
+        result.answers, result.answer_distance = \
+            result.answers.copy(), result.answer_distance.copy()
+        result.answers[rows] = np.nan
+        result.answer_distance[rows] = np.nan
+        if other.answers is None:
+            result.answers[rows, 0] = other.explanation[source]
+            result.answer_distance[rows, 0] = other.distance[source]
+        else:
+            width = min(result.answers.shape[1], other.answers.shape[1])
+            result.answers[rows, :width] = other.answers[source, :width]
+            result.answer_distance[rows, :width] = other.answer_distance[source, :width]

@@ -79,6 +79,12 @@ def _normalised(products, sim_fn, test_sq_norms, train_sq_norms):
                                 * np.sqrt(train_sq_norms)[None, :]), -1.0, 1.0)
 
 
+def _target_width(y):
+    """Targets per row of a regression's ``y`` (one for a 1-D ``y``)."""
+    y = np.asarray(y)
+    return 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
+
+
 def _merge_top_k(scores, indices, block_scores, block_indices, k):
     """The ``k`` best of two candidate sets, by decreasing score, then increasing index.
 
@@ -408,6 +414,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                 y, static[1] if static else self._gradients.outputs(X[:1]).shape[1])
         else:
             self._gradients = self._make_gradients()
+            if self.task == "regression":
+                self._n_outputs = _target_width(
+                    np.asarray(self.estimator_.predict(X[:1])).reshape(1, -1))
+                self._check_target_width(y)
         self.n_params_ = int(self._gradients.n_params)
         self.X_train_ = X
         self.y_train_ = self._targets(y)
@@ -473,11 +483,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         model = framework_module(self.estimator_).MODEL_NAME
         self.classes_ = None
         if self.task == "regression":
-            width = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
-            if width != n_outputs:
-                raise ValueError(f"task='regression': y has {width} target(s) per row, but the "
-                                 f"{model} outputs {n_outputs}; for a classifier set "
-                                 "task='classification'.")
+            self._n_outputs = n_outputs
+            self._check_target_width(y)
             return y
         n_classes = self._n_classes = max(n_outputs, 2)
         bad = _not_class_indices(y, n_classes)
@@ -494,6 +501,14 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                          f"{n_classes} classes (0 to {n_classes - 1}), and {len(labels)} "
                          f"labels, not one per class (their sorted order would be the "
                          f"outputs'){hint}.")
+
+    def _check_target_width(self, y):
+        """Raise unless a regression's targets have one value per output of the model."""
+        width = _target_width(y)
+        if width != self._n_outputs:
+            raise ValueError(f"task='regression': y has {width} target(s) per row, but "
+                             f"`estimator` has {self._n_outputs} output(s): one target per "
+                             "output (for a classifier set task='classification').")
 
     def _targets(self, y):
         """Targets as the gradient functions expect them (deep-learning models: class indices)."""
@@ -663,6 +678,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         if len(y) != len(X):
             raise ValueError(f"`y` must have one target per row of X ({len(X)}); got "
                              f"{len(y)}.")
+        if self.task == "regression" and hasattr(self, "_n_outputs"):
+            self._check_target_width(y)
         if self.task == "classification" and hasattr(self.estimator_, "classes_"):
             unknown = ~np.isin(y, self.estimator_.classes_)
             if np.any(unknown):

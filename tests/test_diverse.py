@@ -392,3 +392,45 @@ def test_no_alternative_is_an_answer_moved_farther(search):
                 farther = np.all(np.sign(delta[a]) == np.sign(delta[b])) and \
                     np.all(np.abs(delta[a]) >= np.abs(delta[b]))
                 assert not (farther and colors[a] == colors[b]), (i, answers)
+
+
+def test_rows_the_gradient_free_search_leaves_get_the_exact_answer_with_several_asked():
+    # With n_counterfactuals > 1 the exact completion of search="auto" was skipped: rows it
+    # answers with one answer asked went unanswered with three.
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.preprocessing import OrdinalEncoder
+
+    rng = np.random.default_rng(0)
+    n = 500
+    age, income = rng.integers(18, 75, size=n), rng.normal(50.0, 15.0, size=n).round(2)
+    hours, kids = rng.uniform(10, 60, size=n).round(1), rng.integers(0, 5, size=n)
+    owner = rng.random(n) < 0.4
+    color = rng.choice(["red", "green", "blue", "black"], size=n, p=[0.4, 0.3, 0.2, 0.1])
+    city = rng.choice(["A", "B", "C"], size=n)
+    score = (0.05 * (age - 45) + 0.06 * (income - 50) + 0.04 * (hours - 35) - 0.3 * (kids - 2)
+             + 0.8 * owner + np.select([color == "red", color == "blue"], [0.7, -0.6], 0.0)
+             + np.where(city == "B", 0.5, 0.0))
+    y = (score + rng.normal(0, 0.7, n) > 0).astype(int)
+    frame = pd.DataFrame({"age": age, "income": income, "hours": hours, "kids": kids,
+                          "owner": owner, "color": pd.Series(color, dtype=object),
+                          "city": pd.Series(city, dtype=object)})
+    model = make_pipeline(
+        ColumnTransformer([("n", "passthrough", ["age", "income", "hours", "kids"]),
+                           ("c", OrdinalEncoder(), ["owner", "color", "city"])]),
+        GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0)).fit(
+            frame[:400], y[:400])
+    constraints = dict(immutable_features=["city", "kids"],
+                       directions={"age": "increase", "hours": "decrease"},
+                       feature_range={"income": (40.0, 80.0), "age": (20.5, 70.5),
+                                      "hours": (12.0, 58.0)})
+    answers = {k: _explain(CounterfactualExplainer(model, distance="mad", n_counterfactuals=k,
+                                                   **constraints).fit(frame[:400]),
+                           frame[400:440])
+               for k in (1, 3)}
+    assert answers[1].found.sum() > 30
+    np.testing.assert_array_equal(answers[3].found, answers[1].found)
+    first = answers[3].counterfactuals.xs(0, level=1)
+    pd.testing.assert_frame_equal(first[answers[3].found], answers[3].explanation.dropna())
+    assert np.all(model.predict(answers[3].explanation.dropna())
+                  != answers[3].X_pred[answers[3].found])

@@ -647,3 +647,32 @@ def test_reordered_columns_are_matched_by_name_with_a_warning(iris):
     with pytest.warns(SkcemWarning, match="X's columns are those of `fit` in another order"):
         reordered = explainer.transform(frame.iloc[:5, ::-1])
     np.testing.assert_array_equal(reordered, explainer.transform(frame.iloc[:5]))
+
+
+def test_regression_targets_must_match_the_models_outputs(iris):
+    # One target for a two-output regressor was broadcast to both outputs: wrong scores, no
+    # error; the other way round an error about factor layouts.
+    X, _ = iris
+    Y = np.c_[X[:, 0] + X[:, 1], X[:, 2] - X[:, 3]]
+    two = Ridge().fit(X, Y)
+    message = r"y has 1 target\(s\) per row, but `estimator` has 2 output\(s\)"
+    with pytest.raises(ValueError, match=message):
+        GradientSimilarityExplainer(two, task="regression").fit(X, Y[:, 0])
+    explainer = GradientSimilarityExplainer(two, task="regression").fit(X, Y)
+    with pytest.raises(ValueError, match=message):
+        explainer.explain(X[:5], Y[:5, 0])
+    assert explainer.explain(X[:5], Y[:5]).scores.shape == (5, len(X))
+    one = GradientSimilarityExplainer(Ridge().fit(X, Y[:, 0]), task="regression").fit(
+        X, Y[:, 0])
+    with pytest.raises(ValueError, match=r"y has 2 target\(s\) per row, but `estimator` has 1"):
+        one.explain(X[:5], Y[:5])
+
+
+def test_an_mlp_regressor_of_another_loss_is_refused_in_one_line(iris):
+    X, _ = iris
+    model = MLPRegressor(hidden_layer_sizes=(8,), loss="poisson", max_iter=300,
+                         random_state=0).fit(
+        X, np.exp(X[:, 0] / 4))
+    with pytest.raises(TypeError, match=r'MLPRegressor\(loss="squared_error"\).*got '
+                                        "MLPRegressor"):
+        GradientSimilarityExplainer(model, task="regression").fit(X, np.exp(X[:, 0] / 4))

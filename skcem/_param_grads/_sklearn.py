@@ -124,24 +124,31 @@ def _with_ones(a):
 
 def sklearn_gradients(model):
     """The per-example gradient function of a supported scikit-learn model."""
-    if isinstance(model, (MLPClassifier, MLPRegressor)):
-        return MLPGradients(model)
     if not is_supported(model):
         raise unsupported_error(model)
+    if isinstance(model, (MLPClassifier, MLPRegressor)):
+        return MLPGradients(model)
     if isinstance(model, LINEAR_CLASSIFIERS + LINEAR_REGRESSORS):
         return LinearGradients(model)
     raise unsupported_error(model)
 
 
+# The losses computed here, for the models that have several.
+_LOSSES = {SGDClassifier: "log_loss", SGDRegressor: "squared_error",
+           MLPRegressor: "squared_error"}
+
+
 def is_supported(model):
     """Whether the gradients of ``model`` are computed here (``SGDClassifier``: of its log
-    loss only; its other losses have no probabilities)."""
-    return isinstance(model, SUPPORTED) and \
-        not (isinstance(model, SGDClassifier) and model.loss != "log_loss")
+    loss only, its other losses have no probabilities; ``SGDRegressor`` and
+    ``MLPRegressor``: of their squared error)."""
+    return isinstance(model, SUPPORTED) and all(
+        getattr(model, "loss", loss) == loss
+        for cls, loss in _LOSSES.items() if isinstance(model, cls))
 
 
 def unsupported_error(model):
-    names = ", ".join(cls.__name__ + ('(loss="log_loss")' if cls is SGDClassifier else "")
+    names = ", ".join(cls.__name__ + (f'(loss="{_LOSSES[cls]}")' if cls in _LOSSES else "")
                       for cls in SUPPORTED)
     hint = ""
     if hasattr(model, "steps"):  # the parameters are the last step's, on transformed rows
