@@ -527,7 +527,7 @@ def test_keras_models_the_explainers_cannot_take_are_named(cnn, digits_images):
     with pytest.raises(ValueError, match="y holds 2.5, which is not a class index of the "
                                          "Keras model's 10 classes.*task='regression'"):
         GradientSimilarityExplainer(cnn).fit(X[:20], np.full(20, 2.5))
-    with pytest.raises(ValueError, match="task='regression': y has 1 target.* outputs 10"):
+    with pytest.raises(ValueError, match=r"task='regression': y has 1 target.* has 10 output"):
         GradientSimilarityExplainer(cnn, task="regression").fit(X[:20], y[:20])
 
 
