@@ -1002,9 +1002,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             bar.close()
         results = [result for result, _ in outcomes]
         n_rows += sum(rows for _, (rows, _) in outcomes)
-        self._n_non_finite_rows = sum(non_finite for _, (_, non_finite) in outcomes)
+        non_finite = sum(non_finite for _, (_, non_finite) in outcomes)
         return self._assemble(X, index, proba, explained, results, common, n_rows, searchable,
-                              self._required_class(target))
+                              self._required_class(target), non_finite)
 
     def _required_class(self, target):
         """The labels of the classes the answers must reach, for ``Explanation.target_class``;
@@ -1056,7 +1056,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "report this as a bug of skcem.")
 
     def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
-                  target_class=None):
+                  target_class=None, non_finite=0):
         self._drop_answers_breaking_held_cells(X, results)
         found = np.concatenate([r.found for r in results])
         explanation_proba = np.concatenate([r.explanation_proba for r in results])
@@ -1089,7 +1089,6 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if rejected.any():
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
-            non_finite = getattr(self, "_n_non_finite_rows", 0)
             if non_finite:
                 hint += (f" The model gave NaN or infinite probabilities for {non_finite} of "
                          "the rows the search asked it about: narrow feature_range to where "
