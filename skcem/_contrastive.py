@@ -318,7 +318,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if deep and codec is not None and codec.has_categorical:
             raise ValueError("Categorical columns need a model that takes them (such as a "
                              "scikit-learn Pipeline); a Keras or PyTorch model takes numbers "
-                             "only. Encode them first, or set `categorical_features=None`.")
+                             "only. Give a function of the raw rows instead, which encodes "
+                             "them and calls the network (answers then change whole "
+                             "categories: see the user guide), or set "
+                             "`categorical_features=None` for columns that are numbers.")
         self._decode = None
         if codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
@@ -695,7 +698,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         scale = self._search_scale()
         if scale is None:
             return solve(backend, problem, settings, progress)
-        scaled = ScaledBackend(backend, scale, bounds=(problem.lower, problem.upper))
+        scaled = ScaledBackend(backend, scale, bounds=(problem.lower, problem.upper),
+                               whole=problem.whole)
         scaled_problem = problem.scaled(scale)
         result = solve(scaled, scaled_problem, settings, progress)
         # An unchanged feature is the instance's own value, and a removed one (a PP's) the
@@ -1055,9 +1059,38 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "left out (their rows are NaN). No search should give such answers: please "
                  "report this as a bug of skcem.")
 
+    def _recheck_answers(self, results):
+        """Ask ``predict`` once more about the answers exactly as they are returned: one whose
+        class is not the one the search found (an integer column rounded after the search's
+        last question) is not found."""
+        backend = self._get_backend()
+        for result in results:
+            rows = np.flatnonzero(result.found)
+            if rows.size == 0:
+                continue
+            changed = backend.predict(result.explanation[rows]) != \
+                result.explanation_class[rows]
+            if not changed.any():
+                continue
+            rows = rows[changed]
+            result.found = result.found.copy()
+            result.found[rows] = False
+            result.rejected_by_predict = result.rejected_by_predict.copy()
+            result.rejected_by_predict[rows] = True
+            result.explanation = result.explanation.copy()
+            result.explanation[rows] = np.nan
+            result.distance = result.distance.copy()
+            result.distance[rows] = np.nan
+            if result.answers is not None:
+                result.answers = result.answers.copy()
+                result.answers[rows] = np.nan
+                result.answer_distance = result.answer_distance.copy()
+                result.answer_distance[rows] = np.nan
+
     def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
                   target_class=None, non_finite=0):
         self._drop_answers_breaking_held_cells(X, results)
+        self._recheck_answers(results)
         found = np.concatenate([r.found for r in results])
         explanation_proba = np.concatenate([r.explanation_proba for r in results])
         explanation_class = np.concatenate([r.explanation_class for r in results])

@@ -199,9 +199,11 @@ class ScaledBackend:
     the raw ones too: ``(z / scale) * scale`` may round a bound's value just past it.
     """
 
-    def __init__(self, backend, scale, bounds=None):
+    def __init__(self, backend, scale, bounds=None, whole=None):
         self.backend, self.scale = backend, scale
         self.bounds = bounds
+        # integer columns: a whole number's round trip through scale is whole again
+        self.whole = None if whole is None or not np.any(whole) else np.asarray(whole)
         self._placed = {}  # scale and bounds on the places the search runs on
 
     def array_place(self):
@@ -222,10 +224,17 @@ class ScaledBackend:
     def _raw(self, U):
         scale, bounds = self._constants(U)
         Z = U * scale
+        xp = namespace(U)
+        if self.whole is not None and isinstance(Z, np.ndarray):
+            # (k / scale) * scale may miss k by an ulp: the model must see the k that the
+            # answer reports (an encoder reads 53678.99999999999 as an unknown category)
+            nearest = np.rint(Z)
+            Z = np.where(self.whole & (np.abs(Z - nearest) <= 1e-9 * np.maximum(1.0,
+                                                                             np.abs(Z))),
+                         nearest, Z)
         if bounds is None:
             return Z
         lower, upper = bounds
-        xp = namespace(U)
         inside = (U >= lower / scale) & (U <= upper / scale)
         return xp.where(inside, xp.clip(Z, lower, upper), Z)
 

@@ -85,17 +85,25 @@ def auto_categorical(X):
 
 def native_categorical(estimator, X, categorical_features):
     """``categorical_features`` with "auto" extended by the columns a fitted model itself takes
-    as categories (``HistGradientBoostingClassifier``'s ``is_categorical_``, also as the last
-    step of a Pipeline whose other steps keep their columns' names): their integer codes must
-    move one whole category at a time, not continuously."""
+    as categories: those its encoders encode (a OneHotEncoder of zip codes given as integers,
+    an OrdinalEncoder of text that reads as numbers), whose values must stay categories the
+    encoder knows, and those its last step takes as categories
+    (``HistGradientBoostingClassifier``'s ``is_categorical_``, also as the last step of a
+    Pipeline whose other steps keep their columns' names), whose integer codes must move one
+    whole category at a time, not continuously."""
     if not (isinstance(categorical_features, str) and categorical_features == "auto") or \
             hasattr(X, "toarray"):
         return categorical_features
     shape = getattr(X, "shape", ())
     n_features = shape[1] if len(shape) == 2 else None
-    native = None if n_features is None else \
-        _native_categorical_inputs(estimator, X, n_features)
-    return categorical_features if native is None else auto_categorical(X) | native
+    if n_features is None:
+        return categorical_features
+    native = _native_categorical_inputs(estimator, X, n_features)
+    encoded = np.zeros(n_features, dtype=bool)
+    encoded[list(model_categories(estimator, getattr(X, "columns", None), n_features))] = True
+    if native is None and not encoded.any():
+        return categorical_features
+    return auto_categorical(X) | encoded | (False if native is None else native)
 
 
 def _categorical_inputs_of(model):
@@ -379,7 +387,7 @@ class TableCodec:
         codes[missing] = np.nan
         if np.any(codes < 0):
             bad = values[codes < 0][0]
-            known = [str(c) for c in self.categories_[j]]
+            known = [repr(c) for c in self.categories_[j]]  # 'False' is not False
             shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)"
                                              if len(known) > 10 else "")
             raise ValueError(f"X column {self._name(j)!r} holds {bad!r}, a category neither "

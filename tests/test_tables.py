@@ -189,7 +189,7 @@ def test_unseen_category_at_explain_time_is_named(table):
     bad["job"] = ["clerk", "astronaut", "farmer"]
     with pytest.raises(ValueError, match="X column 'job' holds 'astronaut', a category "
                                          "neither seen in fit nor known to the model's "
-                                         "encoders \\(known: [a-z, ]*clerk[a-z, ]*\\). "
+                                         "encoders \\(known: [a-z', ]*'clerk'[a-z', ]*\\). "
                                          ".*fit it on data that holds this one"):
         cem.explain(bad)
 
@@ -426,11 +426,13 @@ def test_a_part_mixing_categorical_and_numeric_columns_has_no_exact_gradient(tab
     encode = ColumnTransformer([("all", OneHotEncoder(handle_unknown="ignore"), ["job", "age"]),
                                 ("rest", StandardScaler(), ["income", "hours"])])
     model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(X, y)
+    # age declared a number ("auto" would take it as categories: the encoder encodes it)
+    declared = dict(categorical_features=CATEGORICAL, immutable_features=CATEGORICAL)
     with pytest.raises(TypeError, match="ColumnTransformer 'all'.*mixes categorical"):
-        CEMExplainer(model, search="fista", immutable_features=CATEGORICAL,
-                     gradient="exact").fit(X)
-    cem = CEMExplainer(model, search="fista", immutable_features=CATEGORICAL).fit(X)
+        CEMExplainer(model, search="fista", gradient="exact", **declared).fit(X)
+    cem = CEMExplainer(model, search="fista", **declared).fit(X)
     assert not isinstance(cem._backend, ExactBackend)
+    assert CEMExplainer(model).fit(X).categorical_mask_[list(X.columns).index("age")]
 
 
 @pytest.mark.parametrize("Explainer, params", SETTINGS)
@@ -906,3 +908,71 @@ def test_decoding_keeps_the_columns_order_and_dtypes_around_the_block_of_floats(
     assert list(for_model.columns) == list(X.columns)
     np.testing.assert_array_equal(for_model[["a", "b", "d"]], X[["a", "b", "d"]])
     assert for_model["job"].dtype == X["job"].dtype
+
+
+def test_columns_the_models_encoder_takes_are_categories_whatever_their_dtype():
+    # Zip codes given as integers and grades as text of digits, one-hot encoded by the
+    # Pipeline: "auto" moved the integers as numbers, to codes the encoder never saw, and the
+    # digit texts crashed with an error naming another column.
+    rng = np.random.default_rng(11)
+    n = 600
+    zips = rng.choice(np.arange(10000, 99999), 30, replace=False)
+    frame = pd.DataFrame({"age": rng.integers(18, 80, n), "income": rng.normal(50, 15, n),
+                          "zip": rng.choice(zips, n),
+                          "grade": pd.Series(rng.choice(["1", "2", "3"], n), dtype=object)})
+    y = ((frame.age - 45) / 15 + (frame.income - 50) / 15 + frame.zip.isin(zips[:10]) * 1.5
+         - (frame.grade == "3") > 0.5).astype(int)
+    model = make_pipeline(
+        ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), ["zip", "grade"]),
+                           ("n", StandardScaler(), ["age", "income"])]),
+        LogisticRegression(max_iter=1000)).fit(frame[:500], y[:500])
+    for explainer in (CounterfactualExplainer(model, distance="mad"),
+                      CEMExplainer(model, mode="PN", distance="mad")):
+        explainer.fit(frame[:500])
+        np.testing.assert_array_equal(explainer.categorical_mask_, [False, False, True, True])
+        exp = explain(explainer, frame[500:530])
+        answers = exp.explanation[exp.found]
+        assert exp.found.sum() >= 25
+        assert answers.zip.isin(zips).all() and answers.grade.isin(["1", "2", "3"]).all()
+        assert np.all(model.predict(answers) != exp.X_pred[exp.found])
+
+
+def test_the_model_sees_the_whole_numbers_the_answers_report():
+    # In MAD units a whole number's round trip (k / scale) * scale missed k by an ulp: the
+    # model was asked about 53678.99999999999, the answer reported 53679.
+    from skcem._fista import ScaledBackend
+
+    class Spy:
+        def predict(self, Z):
+            self.seen = Z
+            return np.zeros(len(Z), int)
+
+    scale = np.array([0.1, 3.7, 1e4 / 3])
+    whole = np.array([False, True, True])
+    values = np.array([[0.3, 7.0, 53679.0], [1.0, 11.0, 98128.0]])
+    spy = Spy()
+    ScaledBackend(spy, scale, whole=whole).predict(values / scale)
+    np.testing.assert_array_equal(spy.seen[:, 1:], values[:, 1:])
+    ScaledBackend(spy, scale).predict(values / scale)  # no integer columns: as computed
+    np.testing.assert_allclose(spy.seen, values, rtol=1e-15)
+
+
+def test_an_answer_whose_class_changed_since_the_search_asked_is_not_found(iris, iris_model):
+    from skcem._fista import SearchResult
+
+    X, _ = iris
+    cf = CounterfactualExplainer(iris_model).fit(X)
+    rows = X[[0, 60, 120]]
+    classes = iris_model.predict(rows)
+    claimed = classes.copy()
+    claimed[1] = (claimed[1] + 1) % 3  # the search's class for row 1 is not the model's
+    n = len(rows)
+    result = SearchResult(explanation=rows.copy(), found=np.ones(n, bool),
+                          distance=np.ones(n), best_c=np.ones(n),
+                          explanation_proba=np.full((n, 3), 1 / 3), explanation_class=claimed,
+                          n_iterations=np.ones(n, int), flat_gradient=np.zeros(n, bool),
+                          rejected_by_predict=np.zeros(n, bool))
+    cf._recheck_answers([result])
+    np.testing.assert_array_equal(result.found, [True, False, True])
+    np.testing.assert_array_equal(result.rejected_by_predict, [False, True, False])
+    assert np.isnan(result.explanation[1]).all() and np.isnan(result.distance[1])
