@@ -177,6 +177,19 @@ def _framework_threads(backend, n_numbers):
     return nullcontext()
 
 
+def _leave_out(result, out, ranks=None):
+    """Leave out the answers of the rows ``out`` (a mask) of a :class:`SearchResult`: not
+    found, NaN; of its ranked answers, those of ``ranks`` (shape (n, k)), else all of ``out``'s.
+    """
+    result.found = result.found & ~out
+    result.explanation = np.where(out[:, None], np.nan, result.explanation)
+    result.distance = np.where(out, np.nan, result.distance)
+    if result.answers is not None:
+        ranks = out[:, None] if ranks is None else ranks
+        result.answers = np.where(ranks[:, :, None], np.nan, result.answers)
+        result.answer_distance = np.where(ranks, np.nan, result.answer_distance)
+
+
 def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None):
     """One batch, in this process or a joblib worker: the result and its model rows."""
     backend = explainer._get_backend()
@@ -1048,12 +1061,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if not broken.any():
                 continue
             n_broken += int(broken[:, 0].sum())
-            result.found = result.found & ~broken[:, 0]
-            result.explanation = np.where(broken[:, :1], np.nan, result.explanation)
-            result.distance = np.where(broken[:, 0], np.nan, result.distance)
-            if result.answers is not None:
-                result.answers = np.where(broken[:, :, None], np.nan, result.answers)
-                result.answer_distance = np.where(broken, np.nan, result.answer_distance)
+            _leave_out(result, broken[:, 0], broken)
         if n_broken:
             warn(f"{n_broken} answers changed an immutable feature or a missing cell and were "
                  "left out (their rows are NaN). No search should give such answers: please "
@@ -1070,22 +1078,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 continue
             changed = backend.predict(result.explanation[rows]) != \
                 result.explanation_class[rows]
-            if not changed.any():
-                continue
-            rows = rows[changed]
-            result.found = result.found.copy()
-            result.found[rows] = False
-            result.rejected_by_predict = result.rejected_by_predict.copy()
-            result.rejected_by_predict[rows] = True
-            result.explanation = result.explanation.copy()
-            result.explanation[rows] = np.nan
-            result.distance = result.distance.copy()
-            result.distance[rows] = np.nan
-            if result.answers is not None:
-                result.answers = result.answers.copy()
-                result.answers[rows] = np.nan
-                result.answer_distance = result.answer_distance.copy()
-                result.answer_distance[rows] = np.nan
+            if changed.any():
+                out = np.zeros(len(result.found), dtype=bool)
+                out[rows[changed]] = True
+                result.rejected_by_predict = result.rejected_by_predict | out
+                _leave_out(result, out)
 
     def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
                   target_class=None, non_finite=0):
