@@ -86,10 +86,11 @@ def _numbers(path, option, header, rows, columns):
     return values
 
 
-def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
+def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, texts=()):
     """Read a CSV file whose columns hold numbers or text (categories), with a header row,
     without the columns named in ``drop`` (such as a label column); ``table``: the file's
-    :func:`_read_table` when already read.
+    :func:`_read_table` when already read; ``texts``: columns read as text whatever they
+    hold (those the model's encoders know as strings: zip codes "02139", grades "1").
 
     Returns the header and a DataFrame: a column of whole numbers as int64 (answers keep
     whole numbers there, as for a DataFrame given to the explainer), of other numbers as
@@ -107,7 +108,8 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
         cells = [cells[j] for _, cells in rows if cells[j].strip()]  # empty: missing
         # Mostly text: a categorical column. A few non-numbers among numbers: typos, named
         # by _numbers below.
-        if name in dates or sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
+        if name in dates or name in texts or \
+                sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
             text.append(j)
     try:
         import pandas as pd
@@ -136,6 +138,20 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True):
         whole = np.all(numbers == np.round(numbers)) and np.all(np.abs(numbers) < 2**53)
         columns[name] = numbers.astype(np.int64) if whole else numbers
     return header, pd.DataFrame(columns)
+
+
+def _text_columns(model, header):
+    """The columns that the model's encoders know as text (``categories_`` of strings), by
+    name: read as text, "02139" stays "02139"."""
+    from ._tabular import model_categories
+
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return set()
+    names = [str(name) for name in names]
+    known = model_categories(model, names, len(names))
+    return {names[j] for j, values in known.items()
+            if values and all(isinstance(v, str) for v in values if v is not None)}
 
 
 def _is_float(cell):
@@ -546,14 +562,15 @@ def _explain(args):
             raise InputError(f"{option_name}: no column {unknown} in {' or '.join(files)}")
     # Deep models take float tensors: their rows stay floats.
     whole_as_int = not is_deep_model(model)
+    texts = _text_columns(model, tables["--data"][0])
     header, data = _model_columns(
         model, *_read_mixed(args.data, "--data", args.drop, tables["--data"], args.dates,
-                            whole_as_int), "--data")
+                            whole_as_int, texts), "--data")
     train = data
     if args.train:
         train_header, train = _model_columns(
             model, *_read_mixed(args.train, "--train", args.drop, tables["--train"],
-                                args.dates, whole_as_int), "--train")
+                                args.dates, whole_as_int, texts), "--train")
         if hasattr(train, "columns"):
             _reorder(train_header, np.empty((0, len(train_header))), header, "--train")
             train = train[header]

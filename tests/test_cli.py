@@ -829,3 +829,38 @@ def test_without_pandas_the_csvs_column_names_still_name_the_features(tmp_path, 
     code, err = _main(capsys, *_command("explain", tmp_path, train="train.csv"), "--params",
                       "immutable_features=sepal_size")
     assert code == 2 and "immutable_features: no column 'sepal_size'" in err
+
+
+def test_columns_the_model_knows_as_text_are_read_as_text(tmp_path, capsys):
+    # "02139" was read as the number 2139 and grades "1" as 1: a model fitted on the strings
+    # could not be explained from the command line.
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(21)
+    n = 400
+    zips = ["02139", "00501", "10001", "94105", "60601"]
+    frame = pd.DataFrame({"age": rng.integers(18, 80, n), "income": rng.normal(50, 15, n),
+                          "zip": rng.choice(zips, n), "grade": rng.choice(["1", "2", "3"], n)}
+                         ).astype({"zip": object, "grade": object})
+    y = ((frame.age - 45) / 15 + (frame.income - 50) / 15
+         + frame.zip.isin(["02139", "00501"]) * 1.2 + (frame.grade == "3") > 0.5).astype(int)
+    model = make_pipeline(
+        ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), ["zip", "grade"]),
+                           ("n", StandardScaler(), ["age", "income"])]),
+        RandomForestClassifier(30, random_state=0)).fit(frame, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[:6].to_csv(tmp_path / "data.csv", index=False)
+    code, err = _main(capsys, "explain", "--model", tmp_path / "model.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--mode", "CF",
+                      "--out", tmp_path / "out.json")
+    assert code == 0, err
+    answers = json.loads((tmp_path / "out.json").read_text())
+    changed = [row["changed"] for row in answers if row["found"]]
+    assert len(changed) >= 5
+    shown = [value for row in changed for name, value in row.items() if name == "zip"]
+    assert shown and all(value.split(" → ")[1] in zips for value in shown)
