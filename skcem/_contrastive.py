@@ -36,8 +36,9 @@ from ._polish import split_points
 from ._refine import (add_alternatives, complete_and_polish, subset_problem,
                       take_answers)
 from ._tree_models import read_tree_ensemble
-from ._tabular import (TableCodec, check_directions, is_table, model_categories,
-                       native_categorical, table_classifier, table_feature_range)
+from ._tabular import (TableCodec, breaks_one_hot, check_directions, is_table,
+                       model_categories, native_categorical, one_hot_groups, table_classifier,
+                       table_feature_range)
 from ._validation import (accepts_missing_values, align_columns, align_rows,
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
@@ -340,6 +341,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
             self._decode = codec.decode  # the model is asked with rows in their own form
         self._check_missing_values(X, reset=True)
+        self._one_hot_groups = one_hot_groups(X)
         sample = X[:100]
         self._keras_output = None
         if deep:
@@ -1067,6 +1069,23 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "left out (their rows are NaN). No search should give such answers: please "
                  "report this as a bug of skcem.")
 
+    def _warn_broken_one_hot(self, answers, names):
+        """A word where answers leave categories given one-hot encoded in ``fit``'s ``X`` with
+        anything but a single 1: rows no data holds, which the model may read anyhow."""
+        groups = getattr(self, "_one_hot_groups", None)
+        if not groups or len(answers) == 0:
+            return
+        broken = breaks_one_hot(answers, groups)
+        if not broken.any():
+            return
+        first = groups[0]
+        shown = [str(names[j]) if names is not None else str(j) for j in first[:3]]
+        warn(f"{int(broken.sum())} of {len(answers)} answers leave columns that X holds "
+             f"one-hot encoded (such as {', '.join(shown)}, ...) with values other than a "
+             "single 1 among 0s: rows no data holds. Explain the model through a function of "
+             "the raw rows, whose text columns are then categories changed whole (see the "
+             "user guide), or make such columns immutable.")
+
     def _recheck_answers(self, results):
         """Ask ``predict`` once more about the answers exactly as they are returned: one whose
         class is not the one the search found (an integer column rounded after the search's
@@ -1154,6 +1173,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "not model.")
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
+        if common["mode"].requires_change:
+            self._warn_broken_one_hot(explanation[found], names)
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
         if mode == "PP":  # missing cells and immutable features are not kept by the search
             held = np.isnan(X) | self.immutable_mask_

@@ -83,6 +83,45 @@ def auto_categorical(X):
                     dtype=bool)
 
 
+def one_hot_groups(X, max_rows=2000):
+    """Runs of two or more adjacent columns of ``X`` holding 0s and 1s whose cells in each
+    row hold exactly one 1: categories given one-hot encoded (``pd.get_dummies``, a
+    OneHotEncoder's output), as lists of column positions."""
+    X = np.asarray(X[:max_rows], dtype=float)
+    binary = np.all((X == 0) | (X == 1), axis=0)
+    if binary.sum() < 2:
+        return []
+    # the 1s of binary columns from each column on: a group can start only where every row
+    # has one ahead (sparse 0/1 columns, as of words, are passed over at once)
+    ahead = np.cumsum(np.where(binary, X, 0.0)[:, ::-1], axis=1)[:, ::-1]
+    starts = binary & np.all(ahead >= 1, axis=0)
+    groups, j, n_columns = [], 0, X.shape[1]
+    while j < n_columns:
+        if not starts[j]:
+            j += 1
+            continue
+        total, k = np.zeros(len(X)), j
+        while k < n_columns and binary[k] and np.all(total <= 1) and not np.all(total == 1):
+            total += X[:, k]
+            k += 1
+        if k - j >= 2 and np.all(total == 1):
+            groups.append(list(range(j, k)))
+            j = k
+        else:
+            j += 1
+    return groups
+
+
+def breaks_one_hot(rows, groups):
+    """Per row of ``rows``, whether some one-hot group of :func:`one_hot_groups` holds
+    anything but a single 1 among 0s."""
+    broken = np.zeros(len(rows), dtype=bool)
+    for group in groups:
+        cells = rows[:, group]
+        broken |= ~(np.all((cells == 0) | (cells == 1), axis=1) & (cells.sum(axis=1) == 1))
+    return broken
+
+
 def native_categorical(estimator, X, categorical_features):
     """``categorical_features`` with "auto" extended by the columns a fitted model itself takes
     as categories: those its encoders encode (a OneHotEncoder of zip codes given as integers,

@@ -976,3 +976,25 @@ def test_an_answer_whose_class_changed_since_the_search_asked_is_not_found(iris,
     np.testing.assert_array_equal(result.found, [True, False, True])
     np.testing.assert_array_equal(result.rejected_by_predict, [False, True, False])
     assert np.isnan(result.explanation[1]).all() and np.isnan(result.distance[1])
+
+
+def test_answers_that_break_one_hot_columns_are_named():
+    # A model fitted on pd.get_dummies' columns: answers set a category's column to 0.99 or
+    # two of them to 1 (rows no data holds), without a word.
+    from skcem import SkcemWarning
+    from skcem._tabular import one_hot_groups
+
+    rng = np.random.default_rng(0)
+    n = 600
+    raw = pd.DataFrame({"age": rng.normal(40, 10, n), "job": rng.choice(["a", "b", "c"], n),
+                        "city": rng.choice(["x", "y"], n)})
+    y = ((raw.age - 40) / 10 + (raw.job == "b") * 1.5 - (raw.city == "y") > 0).astype(int)
+    X = pd.get_dummies(raw).astype(float).to_numpy()
+    assert one_hot_groups(X) == [[1, 2, 3], [4, 5]]
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    with pytest.warns(SkcemWarning, match=r"\d+ of \d+ answers leave columns that X holds "
+                                          "one-hot encoded"):
+        explain(CounterfactualExplainer(model, search="fista").fit(X), X[:20])
+    with warnings.catch_warnings():  # the same columns held: no word
+        warnings.simplefilter("error", SkcemWarning)
+        explain(CounterfactualExplainer(model, immutable_features=[1, 2, 3, 4, 5]).fit(X), X[:20])
