@@ -211,26 +211,26 @@ class ScaledBackend:
         return place_of(self.backend)
 
     def _constants(self, U):
-        """``scale`` and ``bounds`` where ``U`` is."""
+        """``scale``, ``bounds`` and ``whole`` where ``U`` is."""
         if isinstance(U, np.ndarray):
-            return self.scale, self.bounds
+            return self.scale, self.bounds, self.whole
         key = (type(U), str(getattr(U, "device", "")))
         if key not in self._placed:
             place = self.array_place()
             self._placed[key] = (place.asarray(self.scale), None if self.bounds is None
-                                 else tuple(place.asarray(bound) for bound in self.bounds))
+                                 else tuple(place.asarray(bound) for bound in self.bounds),
+                                 None if self.whole is None else place.asarray(self.whole))
         return self._placed[key]
 
     def _raw(self, U):
-        scale, bounds = self._constants(U)
+        scale, bounds, whole = self._constants(U)
         Z = U * scale
         xp = namespace(U)
-        if self.whole is not None and isinstance(Z, np.ndarray):
+        if whole is not None:
             # (k / scale) * scale may miss k by an ulp: the model must see the k that the
             # answer reports (an encoder reads 53678.99999999999 as an unknown category)
-            nearest = np.rint(Z)
-            Z = np.where(self.whole & (np.abs(Z - nearest) <= 1e-9 * np.maximum(1.0,
-                                                                             np.abs(Z))),
+            nearest = xp.round(Z)
+            Z = xp.where(whole & (xp.abs(Z - nearest) <= 1e-9 * xp.maximum(xp.abs(Z), 1.0)),
                          nearest, Z)
         if bounds is None:
             return Z
@@ -241,7 +241,7 @@ class ScaledBackend:
     def evaluate(self, U_adv, U_s, target_onehot, loss, **options):
         answer = self.backend.evaluate(self._raw(U_adv), self._raw(U_s), target_onehot,
                                        loss, **options)
-        scale, _ = self._constants(U_adv)
+        scale, *_ = self._constants(U_adv)
         for name in ("attack_grad", "ae_grad"):
             if getattr(answer, name, None) is not None:
                 setattr(answer, name, getattr(answer, name) * scale)
