@@ -26,7 +26,7 @@ from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation, ranked_index
 from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
-from ._labels import class_indices
+from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
@@ -302,6 +302,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             The fitted explainer.
         """
         check_not_documents(X)
+        if y is not None:
+            check_class_labels(y, type(self).__name__)
         self._remember_fit_parameters()
         prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
@@ -377,6 +379,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         elif len(self.classes_) != proba.shape[1]:
             raise ValueError(f"`estimator` has {len(self.classes_)} classes_ but its "
                              f"predict_proba returns {proba.shape[1]} columns.")
+        if classes is None and y is not None:
+            check_outputs_follow_labels(
+                proba.argmax(axis=1), class_indices(np.asarray(y)[:len(proba)], self.classes_,
+                                                    "y"), self.classes_)
         names = getattr(self, "feature_names_in_", None)
         self._warn_integer_labels_are_positions(codec)
         self.categorical_mask_ = np.zeros(X.shape[1], bool) if codec is None \

@@ -18,3 +18,73 @@ def class_indices(labels, classes, name):
 
 def _hashable(value):
     return value.item() if isinstance(value, np.generic) else value
+
+
+def check_class_labels(y, owner):
+    """Refuse, in one line, class labels skcem cannot take: several columns (a multi-label or
+    multi-output target) and missing labels (None, NaN).
+
+    A single column is left to scikit-learn's validation, which flattens it with a
+    ``DataConversionWarning``.
+    """
+    from ._tabular import _missing
+
+    values = np.asarray(y)
+    if values.ndim == 2 and values.shape[1] > 1:
+        raise ValueError(f"`y` has {values.shape[1]} columns: a multi-label or multi-output "
+                         f"target; {owner} explains classifiers of one output (one class per "
+                         "row). Explain each output with its own classifier.")
+    values = values.ravel()
+    if values.dtype.kind not in "fO":
+        return
+    missing = np.flatnonzero(_missing(values))
+    if missing.size:
+        raise ValueError(f"`y` holds missing labels ({missing.size} of {len(values)} rows, "
+                         f"at positions {missing[:5].tolist()}"
+                         f"{', ...' if missing.size > 5 else ''}): drop those rows, or give "
+                         "them a class.")
+
+
+def check_outputs_follow_labels(predicted, targets, classes, *, min_rows=10):
+    """Raise when a model without ``classes_`` puts the rows ``fit`` was given in their classes
+    far more often with its outputs in another order than in the one its labels were given.
+
+    A model without ``classes_`` (a Keras model, a PyTorch module, a plain function) has
+    its outputs named by convention: the class indices, or the sorted labels of ``y``. A
+    network trained on other codes (the data's own order, ``pd.factorize``'s) would have
+    every answer's class named wrong.
+
+    Parameters
+    ----------
+    predicted : ndarray of shape (n,)
+        Indices of the model's largest output on some rows given to ``fit``.
+    targets : ndarray of shape (n,)
+        The output indices their labels were given as.
+    classes : array-like of shape (n_classes,)
+        The labels of the outputs, in order.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    predicted, targets = np.asarray(predicted, dtype=np.intp), np.asarray(targets, np.intp)
+    classes = np.asarray(classes)
+    n_classes = len(classes)
+    if len(targets) < min_rows or n_classes < 2:
+        return
+    counts = np.zeros((n_classes, n_classes))
+    np.add.at(counts, (predicted, targets), 1)
+    agreement = np.trace(counts) / len(targets)
+    outputs, labels = linear_sum_assignment(counts, maximize=True)
+    best = counts[outputs, labels].sum() / len(targets)
+    # outputs whose rows mostly hold another output's label: two or more for another order
+    # (a model that puts every row in one class, untrained or poor, has one)
+    moved = np.sum((outputs != labels) & (counts[outputs, labels] > counts[outputs, outputs]))
+    if best < 0.5 or agreement >= best / 2 or moved < 2:
+        return
+    shown = ", ".join(f"{o} = {_hashable(classes[c])!r}" for o, c in zip(outputs, labels)
+                      if o != c)
+    raise ValueError(
+        f"`y`'s labels, as the model's outputs in order ({classes.tolist()[:10]}), agree with "
+        f"its predictions on {agreement:.0%} of the rows given to fit, and on {best:.0%} with "
+        f"its outputs in another order (output {shown}): a model without classes_ names its "
+        "outputs by the class indices 0, 1, ... or by the sorted labels of `y`. Pass `y` as "
+        "the indices of the model's outputs (its own order).")

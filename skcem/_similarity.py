@@ -9,13 +9,13 @@ from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transf
                           _fit_context, is_classifier, is_regressor)
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._base import ExplainerMixin
 from ._explanation import JSONMixin, _to_builtin
 from ._gradients import detect_output_kind, framework_module, is_deep_model, is_keras_model
 from ._gradients._base import ignoring_feature_name_warnings
-from ._labels import class_indices
+from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
@@ -46,6 +46,9 @@ _TRAIN_BLOCK = 4096
 # this budget, each chunk against every block of training rows: training gradients that are not
 # stored are computed once per chunk, so once for any test set of up to thousands of rows.
 _TEST_GRADIENT_BUDGET = 128 * 2**20
+
+# Rows given to fit whose predictions are compared with the order of their labels.
+_LABEL_ORDER_ROWS = 256
 
 
 def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
@@ -274,7 +277,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     classes_ : ndarray of shape (n_classes,) or None
         For a Keras or PyTorch classifier fitted with labels other than its outputs' indices:
         the sorted labels of ``y``, one per output column (as scikit-learn's ``classes_``);
-        ``explain``'s targets are then labels too. None otherwise.
+        ``explain``'s targets are then labels too (``fit`` refuses labels that the model's
+        predictions follow far better in another order). None otherwise.
     grads_train_ : GradientFactors, ndarray of shape (n_train, n_components) or None
         Only with ``precompute_grads=True``: with ``n_components``, the projected training
         gradients; otherwise the exact ones, factorised: the inputs and output gradients of
@@ -367,6 +371,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                              "target y is None: the training gradients are those of the loss "
                              "at the training targets.")
         check_not_documents(X)
+        if self.task == "classification":
+            check_class_labels(y, type(self).__name__)
+            if np.ndim(y) == 2:  # one column: flattened, as scikit-learn's classifiers do
+                y = column_or_1d(np.asarray(y), warn=True)
         self._remember_fit_parameters()
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
@@ -411,7 +419,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                                         self.input_shape, device=self.device)
             self._gradients = gradients or self._make_gradients()
             y = self._deep_targets(
-                y, static[1] if static else self._gradients.outputs(X[:1]).shape[1])
+                y, static[1] if static else self._gradients.outputs(X[:1]).shape[1], X)
         else:
             self._gradients = self._make_gradients()
             if self.task == "regression":
@@ -420,7 +428,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                 self._check_target_width(y)
         self.n_params_ = int(self._gradients.n_params)
         self.X_train_ = X
-        self.y_train_ = self._targets(y)
+        self.y_train_ = np.array(self._targets(y))  # a copy: the user's y may change
         if self.loss != "auto" and is_deep_model(self.estimator_):
             self._check_loss()
         self.projection_ = None
@@ -473,11 +481,13 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             self._gradients = self._make_gradients()
         return self._gradients
 
-    def _deep_targets(self, y, n_outputs):
+    def _deep_targets(self, y, n_outputs, X):
         """Targets a deep-learning model's loss can take, or an error pointing at ``task``.
 
         Class indices are taken as they are; other labels, one per class, are the sorted
-        labels of the output columns (``classes_``, as the other explainers take them).
+        labels of the output columns (``classes_``, as the other explainers take them): the
+        model's predictions on the first rows of ``X`` must not follow them far better in
+        another order (:func:`~skcem._labels.check_outputs_follow_labels`).
         """
         y = np.asarray(y)
         model = framework_module(self.estimator_).MODEL_NAME
@@ -493,7 +503,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         labels = np.unique(y)
         if y.ndim == 1 and len(labels) == n_classes:
             self.classes_ = labels
-            return class_indices(y, labels, "y")
+            indices = class_indices(y, labels, "y")
+            self._check_label_order(indices, labels, X)
+            return indices
         value = np.asarray(y[bad]).ravel()[0].item()
         hint = "" if y.dtype.kind not in "biuf" else \
             "; for a regression model set task='regression'"
@@ -501,6 +513,11 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                          f"{n_classes} classes (0 to {n_classes - 1}), and {len(labels)} "
                          f"labels, not one per class (their sorted order would be the "
                          f"outputs'){hint}.")
+
+    def _check_label_order(self, indices, classes, X):
+        sample = slice(0, _LABEL_ORDER_ROWS)
+        check_outputs_follow_labels(self._predicted_targets(X[sample]), indices[sample],
+                                    classes)
 
     def _check_target_width(self, y):
         """Raise unless a regression's targets have one value per output of the model."""
@@ -674,6 +691,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             # -1: the predicted class, filled in with the test gradients (_fused_blocks)
             y = np.full(len(X), -1, dtype=np.int64) if self._fused_products() \
                 else self._predicted_targets(X)
+        if given and self.task == "classification":
+            check_class_labels(y, type(self).__name__)
+            if np.ndim(y) == 2:
+                y = column_or_1d(np.asarray(y), warn=True)
         y = np.asarray(y)
         if len(y) != len(X):
             raise ValueError(f"`y` must have one target per row of X ({len(X)}); got "

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, SGDClassifier,
                                   SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -676,3 +677,35 @@ def test_an_mlp_regressor_of_another_loss_is_refused_in_one_line(iris):
     with pytest.raises(TypeError, match=r'MLPRegressor\(loss="squared_error"\).*got '
                                         "MLPRegressor"):
         GradientSimilarityExplainer(model, task="regression").fit(X, np.exp(X[:, 0] / 4))
+
+
+def test_a_one_column_y_is_flattened_and_y_is_copied(iris, iris_model):
+    """Found by a user: a one-column y crashed inside skcem, and the caller's y, kept as it
+    was, changed the scores when the caller changed it."""
+    X, y = iris
+    expected = GradientSimilarityExplainer(iris_model).fit(X, y).explain(X[:4], y[:4]).scores
+    column = y[:, None].copy()
+    with pytest.warns(DataConversionWarning):
+        explainer = GradientSimilarityExplainer(iris_model).fit(X, column)
+    column[:] = 0
+    with pytest.warns(DataConversionWarning):
+        scores = explainer.explain(X[:4], y[:4, None]).scores
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+
+
+def test_a_networks_outputs_named_in_another_order_are_refused(digits):
+    """Found by a user: a network trained on codes in another order than the sorted labels
+    got the wrong targets for its training gradients, with no warning."""
+    keras = pytest.importorskip("keras")
+    X, y = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(X, y, epochs=30, verbose=0)
+    names = np.array([f"{9 - digit}" for digit in range(10)])  # sorted: the reverse order
+    with pytest.raises(ValueError, match=r"agree with its predictions on \d% .* with its "
+                                         r"outputs in another order \(output 0 = '9'"):
+        GradientSimilarityExplainer(model).fit(X[:300], names[y[:300]])
+    ordered = np.array([f"digit {digit}" for digit in range(10)])
+    explainer = GradientSimilarityExplainer(model).fit(X[:300], ordered[y[:300]])
+    np.testing.assert_array_equal(explainer.y_train_, y[:300])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from skcem import CEMExplainer, CounterfactualExplainer
+from skcem import CEMExplainer, CounterfactualExplainer, GradientSimilarityExplainer
 
 from .conftest import FAST
 
@@ -637,3 +637,62 @@ def test_rows_the_model_answers_with_nan_or_inf_are_named(iris, iris_model, bad)
         assert any(issubclass(w.category, ExplanationNotFoundWarning) and
                    "The model gave NaN or infinite probabilities for" in str(w.message)
                    for w in caught), messages
+
+
+def _coded_wine():
+    """Wine, a plain probability function of a model trained on codes 0, 1, 2, and names of
+    the classes in the data's own order (not sorted)."""
+    from sklearn.datasets import load_wine
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    return X, y, model.predict_proba, np.array(["barolo", "grignolino", "barbera"])
+
+
+def test_labels_in_another_order_than_the_outputs_are_refused():
+    """Found by a user: a network trained on codes in the data's order got its outputs named
+    by the sorted labels, and every answer's class was named wrong with no warning."""
+    X, y, proba, names = _coded_wine()
+    rows = np.r_[0:20, 60:80, 140:160]
+    with pytest.raises(ValueError, match=r"agree with its predictions on 0% .* on 100% with "
+                                         r"its outputs in another order \(output 0 = 'barolo'"):
+        CounterfactualExplainer(proba).fit(X[rows], names[y[rows]])
+    # integer labels 1, 2, 3 of outputs 0, 1, 2, with no row of class 3: read as indices
+    with pytest.raises(ValueError, match="Pass `y` as the indices of the model's outputs"):
+        CEMExplainer(proba).fit(X[:130], y[:130] + 1)
+    # a model that puts every row in one class is poor, not in another order: taken
+    def one_class(rows):
+        return np.tile([0.1, 0.1, 0.8], (len(rows), 1))
+
+    mostly_barolo = np.r_[0:40, 60:70, 140:150]
+    with pytest.warns(UserWarning, match="predicts one class"):
+        CounterfactualExplainer(one_class).fit(X[mostly_barolo], names[y[mostly_barolo]])
+    # labels whose sorted order is the outputs' own: taken
+    sorted_names = np.array(["a_barolo", "b_grignolino", "c_barbera"])
+    explainer = CounterfactualExplainer(proba, **FAST).fit(X[rows], sorted_names[y[rows]])
+    np.testing.assert_array_equal(explainer.classes_, sorted_names)
+    assert explainer.explain(X[rows[:3]]).X_pred.tolist() == ["a_barolo"] * 3
+
+
+@pytest.mark.parametrize("missing", [None, np.nan])
+def test_missing_labels_and_several_columns_of_y_get_one_line(iris, missing):
+    X, y = iris
+    labels = np.array(["a", "b", "c"], dtype=object)[y]
+    labels[[5, 9]] = missing
+    for Explainer in (CounterfactualExplainer, GradientSimilarityExplainer):
+        with pytest.raises(ValueError, match=r"`y` holds missing labels \(2 of 150 rows, at "
+                                             r"positions \[5, 9\]\)"):
+            Explainer(None).fit(X, labels)
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match="`y` holds missing labels"):
+        CEMExplainer(None).fit(X, pd.Series(pd.Categorical(labels)))
+    multilabel = np.column_stack([y == 0, y == 1, y == 2]).astype(int)
+    from sklearn.neural_network import MLPClassifier
+
+    for Explainer in (CounterfactualExplainer, GradientSimilarityExplainer):
+        with pytest.raises(ValueError, match="`y` has 3 columns: a multi-label or multi-output "
+                                             f"target; {Explainer.__name__} explains"):
+            Explainer(MLPClassifier()).fit(X, multilabel)
