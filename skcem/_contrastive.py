@@ -42,7 +42,7 @@ from ._tabular import (TableCodec, breaks_one_hot, check_directions, is_table,
 from ._validation import (accepts_missing_values, align_columns, align_rows,
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
-                          is_prefitted, kind_other_than_classifier, missing_values_refused,
+                          fitted_columns, from_polars, is_prefitted, kind_other_than_classifier, missing_values_refused,
                           per_feature, probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           validate_complete_data, validate_float_data)
@@ -301,6 +301,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self : object
             The fitted explainer.
         """
+        X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
         if y is not None:
             check_class_labels(y, type(self).__name__)
@@ -482,7 +483,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 self._codec = TableCodec(categorical).fit(X, names, known_categories=known)
         else:
             self._check_fit_parameters()
-            X = align_columns(X, getattr(self, "feature_names_in_", None), reordered_warning=(
+            X = align_columns(X, fitted_columns(self), reordered_warning=(
                 "`fit` in another order: they are matched by name, and the answers "
                 "follow `feature_names_in_`."))
         codec = getattr(self, "_codec", None)
@@ -974,6 +975,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             Warns with :class:`ExplanationNotFoundWarning` when some instances got none.
         """
         check_is_fitted(self)
+        X, y = from_polars(X), from_polars(y)
         index = X.index if hasattr(X, "columns") else None  # a list's index is a method
         eps = _rounding_of(X)
         X, _ = self._validate(X, reset=False)

@@ -20,8 +20,8 @@ from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
 from ._progress import progress_bar
-from ._validation import (align_rows, check_not_documents, is_prefitted, resolve_estimator,
-                          validate_float_data)
+from ._validation import (align_rows, check_not_documents, from_polars, is_prefitted,
+                          resolve_estimator, validate_float_data)
 from ._warnings import warn
 
 
@@ -370,6 +370,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             raise ValueError("GradientSimilarityExplainer requires y to be passed, but the "
                              "target y is None: the training gradients are those of the loss "
                              "at the training targets.")
+        X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
         if self.task == "classification":
             check_class_labels(y, type(self).__name__)
@@ -680,6 +681,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     def _check_X_y(self, X, y):
         check_is_fitted(self)
         self._check_fit_parameters()
+        X, y = from_polars(X), from_polars(y)
         y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
         X = validate_float_data(self, X, reset=False)
         given = y is not None

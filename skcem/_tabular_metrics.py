@@ -19,6 +19,7 @@ from ._explanation import Explanation
 from ._plausibility import rare_pair_counts
 from ._tabular import auto_categorical
 from .costs import median_absolute_deviation
+from ._validation import from_polars
 
 __all__ = ["explanation_metrics", "summarize_metrics"]
 
@@ -602,6 +603,8 @@ default=None
         if directions is None and explanations.directions is not None:
             explainer_directions = explanations.directions  # the explainer's own signs
         explanations = explanations.explanation  # its answers
+    X, explanations, X_train, target = (from_polars(data) for data in
+                                        (X, explanations, X_train, target))
     X, columns = _check_X(X, pd)
     n_samples, n_features = X.shape
     E = _check_like(explanations, X, "explanations", pd, n_rows=n_samples)

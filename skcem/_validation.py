@@ -167,6 +167,34 @@ def _refuse_multi_output_classifier(estimator, owner):
                          "(one class per row). Explain each output with its own classifier.")
 
 
+def from_polars(data):
+    """A polars DataFrame or Series as pandas, anything else as it is.
+
+    The explainers read tables through pandas and give their answers as pandas; a model
+    fitted on polars takes the same columns as pandas. Without pyarrow, which polars's
+    ``to_pandas`` needs, each column goes through numpy (text and categories as objects,
+    nulls as NaN or None).
+    """
+    if type(data).__module__.split(".")[0] != "polars" or not hasattr(data, "to_pandas"):
+        return data
+    try:
+        return data.to_pandas()
+    except ImportError:
+        import pandas as pd
+
+        if hasattr(data, "columns"):
+            return pd.DataFrame({name: data[name].to_numpy() for name in data.columns})
+        return pd.Series(data.to_numpy(), name=data.name)
+
+
+def fitted_columns(estimator):
+    """The columns an explainer was fitted on, to match those of later calls by label: its
+    ``feature_names_in_``, else the labels of a DataFrame whose labels are not all strings
+    (integers, tuples), for which scikit-learn keeps none."""
+    names = getattr(estimator, "feature_names_in_", None)
+    return names if names is not None else getattr(estimator, "_fit_columns", None)
+
+
 def check_not_documents(X):
     """Refuse a 1-D sequence of text (documents for a text Pipeline) in one line: X is a
     table, one row per instance."""
@@ -424,6 +452,10 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
                          "per row.")
     # The model gets a copy: one that edits its input in place must not edit the user's.
     kwargs.setdefault("copy", True)
+    if kwargs.get("reset", True):
+        columns = getattr(args[0], "columns", None)
+        estimator._fit_columns = None if columns is None or \
+            all(isinstance(c, str) for c in columns) else list(columns)
     try:
         validated = validate_data(estimator, *args, **kwargs)
     except ValueError as exc:
@@ -464,7 +496,7 @@ def validate_float_data(estimator, X, y=None, *, reset, expected_columns=None, *
     ``expected_columns`` (the model's ``feature_names_in_``) orders the columns at ``fit``;
     later calls follow the explainer's own ``feature_names_in_``.
     """
-    expected = expected_columns if reset else getattr(estimator, "feature_names_in_", None)
+    expected = expected_columns if reset else fitted_columns(estimator)
     X = align_columns(X, expected, reordered_warning=(
         "the fitted `estimator` in another order: they are matched by name, and the explainer "
         "(`feature_names_in_`) follows the estimator's order." if reset else

@@ -998,3 +998,52 @@ def test_answers_that_break_one_hot_columns_are_named():
     with warnings.catch_warnings():  # the same columns held: no word
         warnings.simplefilter("error", SkcemWarning)
         explain(CounterfactualExplainer(model, immutable_features=[1, 2, 3, 4, 5]).fit(X), X[:20])
+
+
+def test_polars_frames_are_read_as_pandas(table):
+    """Found by a user: every explainer crashed on a polars DataFrame with an unrelated
+    AttributeError, and the metrics dropped its column names."""
+    pl = pytest.importorskip("polars")
+    from skcem import GradientSimilarityExplainer
+    from skcem.metrics import explanation_metrics
+
+    def polars(frame):  # pl.from_pandas needs pyarrow for text columns
+        return pl.DataFrame({name: frame[name].tolist() for name in frame.columns})
+
+    X, y, models = table
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(polars(X), pl.Series(y))
+    expected = CounterfactualExplainer(model).fit(X).explain(X[:6])
+    explainer = CounterfactualExplainer(model).fit(polars(X))
+    answers = explainer.explain(polars(X[:6]))
+    pd.testing.assert_frame_equal(answers.explanation, expected.explanation)
+    assert valid_by_predict(model, answers, "CF").all()
+    metrics = explanation_metrics(model, polars(X[:6]),
+                                  polars(answers.explanation), X_train=X)
+    assert metrics["valid"].tolist() == answers.found.tolist()
+    numeric = X[NUMERIC]
+    similarity = GradientSimilarityExplainer(LogisticRegression(max_iter=1000)).fit(
+        polars(numeric), pl.Series(y))
+    np.testing.assert_allclose(similarity.explain(polars(numeric[:3])).scores,
+                               similarity.explain(numeric[:3]).scores)
+
+
+def test_columns_labelled_by_integers_are_matched_by_label():
+    """Found by a user: with integer (or tuple) column labels, which scikit-learn keeps no
+    feature_names_in_ for, columns given in another order were read by position: the answers'
+    cells sat under the wrong labels and their classes were wrong."""
+    from skcem import GradientSimilarityExplainer
+
+    X, y = make_table()
+    X = X[NUMERIC].set_axis([0, 1, 2], axis=1)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    reordered = X[:5][[2, 0, 1]]
+    for explainer in (CounterfactualExplainer(model).fit(X),
+                      CEMExplainer(model).fit(X)):
+        expected = explain(explainer, X[:5])
+        with pytest.warns(UserWarning, match="in another order: they are matched by name"):
+            answers = explain(explainer, reordered)
+        pd.testing.assert_frame_equal(answers.explanation, expected.explanation)
+    similarity = GradientSimilarityExplainer(model).fit(X, y)
+    with pytest.warns(UserWarning, match="in another order"):
+        scores = similarity.explain(reordered).scores
+    np.testing.assert_allclose(scores, similarity.explain(X[:5]).scores)
