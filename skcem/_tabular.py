@@ -386,10 +386,13 @@ class TableCodec:
     def _categories(column, known=None):
         pd = _pandas()
         dtype = getattr(column, "dtype", None)
-        if isinstance(dtype, pd.CategoricalDtype):
-            return np.asarray(dtype.categories, dtype=object)
         values = np.asarray(column, dtype=object)
         seen = pd.unique(values[~_missing(values)])
+        if isinstance(dtype, pd.CategoricalDtype):
+            # the dtype's order, less its categories neither seen nor known to the model
+            # (an encoder fitted on the column never saw them)
+            taken = pd.Index(seen).append(pd.Index(list(known or ())))
+            return np.asarray([c for c in dtype.categories if c in taken], dtype=object)
         if known:
             extra = pd.Index(known).difference(pd.Index(seen), sort=False)
             extra = [value for value in extra if not _missing(np.asarray([value], object))[0]

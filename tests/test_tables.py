@@ -1047,3 +1047,23 @@ def test_columns_labelled_by_integers_are_matched_by_label():
     with pytest.warns(UserWarning, match="in another order"):
         scores = similarity.explain(reordered).scores
     np.testing.assert_allclose(scores, similarity.explain(X[:5]).scores)
+
+
+def test_categories_a_dtype_declares_but_no_row_holds_are_not_offered():
+    """Found by a user: a category dtype's unused categories were answers (4 of 5 PNs moved to
+    one no row holds, unknown to the model's encoder), and a default OneHotEncoder, which
+    fails on them, had the explainer refused."""
+    X, y = make_table()
+    X["city"] = pd.Categorical(X["city"], categories=["west", "north", "south", "east", "up"])
+    model = make_pipeline(ColumnTransformer([("categories", OneHotEncoder(), CATEGORICAL),
+                                             ("numbers", StandardScaler(), NUMERIC)]),
+                          LogisticRegression(max_iter=1000)).fit(X, y)
+    for explainer in (CounterfactualExplainer(model), CEMExplainer(model)):
+        explainer.fit(X)
+        assert list(explainer.categories_[X.columns.get_loc("city")]) == \
+            ["north", "south", "east"]
+        answers = explain(explainer, X[:20])
+        assert answers.found.sum() >= 15
+        assert set(answers.explanation["city"].dropna()) <= {"north", "south", "east"}
+        assert answers.explanation["city"].dtype == X["city"].dtype
+        assert valid_by_predict(model, answers, "CF").all()
