@@ -29,7 +29,9 @@ def _is_frame(X):
 def _is_categorical_dtype(dtype):
     pd = _pandas()
     return (isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype)
-            or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype))
+            or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+            # an Arrow dictionary (pd.read_parquet(..., dtype_backend="pyarrow")'s categories)
+            or str(getattr(dtype, "pyarrow_dtype", "")).startswith("dictionary"))
 
 
 def _is_integer_dtype(dtype):
@@ -331,7 +333,7 @@ class TableCodec:
                             for j, column in enumerate(columns)]
         self.missing_values_ = [_first_missing(column) if categorical[j] else np.nan
                                 for j, column in enumerate(columns)]
-        self.times_ = [None if categorical[j] else _time_scale(column)
+        self.times_ = [None if categorical[j] else _time_scale(column, self._name(j))
                        for j, column in enumerate(columns)]
         self.integer_ = np.array([not categorical[j] and (_is_integer_dtype(dtype) or
                                                           self.times_[j] is not None)
@@ -446,9 +448,15 @@ class TableCodec:
                 return column.to_numpy(dtype=float, na_value=np.nan)
             return np.asarray(column, dtype=float)
         except (TypeError, ValueError):
-            bad = next(v for v in np.asarray(column, dtype=object) if not _looks_numeric([v]))
+            values = np.asarray(column, dtype=object)
+            bad = next((v for v in values if not _looks_numeric([v])), None)
+            if bad is None:  # objects that are no text (periods, dates, tuples)
+                bad = next((v for v in values if not isinstance(v, (int, float, np.number))),
+                           values[0] if len(values) else None)
             raise ValueError(f"X column {self._name(j)!r} holds non-numeric values such as "
-                             f"{bad!r}; name it in `categorical_features`.") from None
+                             f"{bad!r}; name it in `categorical_features`, or convert the "
+                             f"column (dtype {getattr(column, 'dtype', values.dtype)}) to "
+                             "numbers or datetimes.") from None
 
     def snap(self, Z):
         """``Z`` with category codes and integer columns rounded to whole numbers."""
@@ -577,6 +585,11 @@ class _TimeScale:
         return z
 
     def decode(self, z, dtype):
+        arrow = getattr(dtype, "pyarrow_dtype", None) is not None
+        values = self._decode(z, _numpy_time_dtype(dtype))
+        return values.astype(dtype) if arrow else values
+
+    def _decode(self, z, dtype):
         pd = _pandas()
         cells = np.isnan(z)
         ticks = self.offset + np.rint(np.where(cells, 0.0, z) * self.step).astype(np.int64)
@@ -599,6 +612,8 @@ def _ticks(column, name):
     mask."""
     pd = _pandas()
     series = column if hasattr(column, "array") else pd.Series(column)
+    if getattr(series.dtype, "pyarrow_dtype", None) is not None:
+        series = series.astype(_numpy_time_dtype(series.dtype))
     if getattr(series.dtype, "tz", None) is not None:
         series = series.dt.tz_localize(None)
     missing = series.isna().to_numpy()
@@ -609,16 +624,30 @@ def _ticks(column, name):
     return np.where(missing, 0, ticks), missing
 
 
-def _time_scale(column):
+def _time_scale(column, name=None):
     """A :class:`_TimeScale` for a datetime or timedelta column, None for any other."""
     pd = _pandas() if hasattr(column, "dtype") and getattr(column.dtype, "kind", "") in "mM" \
         else None
     if pd is None or not (pd.api.types.is_datetime64_any_dtype(column.dtype)
                           or pd.api.types.is_timedelta64_dtype(column.dtype)):
         return None
-    ticks, missing = _ticks(column, None)
-    unit = getattr(column.dtype, "unit", None) or np.datetime_data(column.dtype)[0]
+    ticks, missing = _ticks(column, name)
+    dtype = _numpy_time_dtype(column.dtype)
+    unit = getattr(dtype, "unit", None) or np.datetime_data(dtype)[0]
     return _TimeScale(ticks[~missing], unit)
+
+
+def _numpy_time_dtype(dtype):
+    """The datetime64 or timedelta64 dtype (with its time zone) of an Arrow timestamp or
+    duration dtype (``dtype_backend="pyarrow"``); any other ``dtype`` as it is."""
+    arrow = getattr(dtype, "pyarrow_dtype", None)
+    if arrow is None:
+        return dtype
+    kind = "m" if str(arrow).startswith("duration") else "M"
+    tz = getattr(arrow, "tz", None)
+    if tz is not None:
+        return _pandas().DatetimeTZDtype(arrow.unit, tz)
+    return np.dtype(f"{kind}8[{arrow.unit}]")
 
 
 def _nullable_int(kind):

@@ -1067,3 +1067,42 @@ def test_categories_a_dtype_declares_but_no_row_holds_are_not_offered():
         assert set(answers.explanation["city"].dropna()) <= {"north", "south", "east"}
         assert answers.explanation["city"].dtype == X["city"].dtype
         assert valid_by_predict(model, answers, "CF").all()
+
+
+def test_arrow_times_and_dictionaries_and_columns_of_other_objects():
+    """Found by a user: Arrow timestamps and durations (dtype_backend="pyarrow") were refused
+    as "X column None mixes times", Arrow dictionaries were not categories, and a column of
+    periods or dates crashed with a bare StopIteration."""
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(0)
+    n = 300
+    days, a = rng.integers(0, 1000, n), rng.normal(size=n)
+    s = rng.choice(["u", "v", "w"], n)
+    y = ((days > 500) ^ (s == "u")).astype(int)
+    X = pd.DataFrame({
+        "a": pd.array(a, dtype=pd.ArrowDtype(pa.float64())),
+        "when": pd.array(pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D"),
+                         dtype=pd.ArrowDtype(pa.timestamp("us"))),
+        "took": pd.array(pd.to_timedelta(rng.integers(1, 48, n), unit="h"),
+                         dtype=pd.ArrowDtype(pa.duration("us"))),
+        "s": pd.Series(pd.arrays.ArrowExtensionArray(pa.array(s).dictionary_encode()))})
+
+    def predict_proba(rows):
+        after = rows["when"].astype("datetime64[us]") > pd.Timestamp("2021-05-15")
+        p = np.where(after.to_numpy() ^ (rows["s"].astype(str) == "u").to_numpy(), 0.9, 0.1)
+        return np.column_stack([1 - p, p])
+
+    explainer = CounterfactualExplainer(predict_proba).fit(X, y)
+    assert explainer.categorical_mask_.tolist() == [False, False, False, True]
+    answers = explain(explainer, X[:10])
+    assert answers.found.all()
+    assert answers.explanation.dtypes.tolist() == X.dtypes.tolist()
+    assert (predict_proba(answers.explanation).argmax(1) != predict_proba(X[:10]).argmax(1)).all()
+    untouched = answers.explanation["took"] == X["took"][:10]
+    assert untouched.all()  # the model does not read it: never a change
+    periods = X.assign(when=pd.period_range("2020-01", periods=n, freq="M"))
+    with pytest.raises(ValueError, match=r"X column 'when' holds non-numeric values such as "
+                                         r"Period\('2020-01', 'M'\); name it in "
+                                         r"`categorical_features`, or convert the column "
+                                         r"\(dtype period\[M\]\) to numbers or datetimes"):
+        CounterfactualExplainer(predict_proba).fit(periods, y)
