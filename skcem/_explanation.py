@@ -525,8 +525,12 @@ class Explanation(JSONMixin):
             warn(f"Feature columns {list(renamed)} share their names with to_frame's own "
                  f"columns, which are named {list(renamed.values())} instead (the features "
                  "keep theirs).")
+        levels = frame.columns.nlevels
         for name, values in meta.items():
-            frame[renamed.get(name, name)] = values
+            # a full-length key under a MultiIndex (a partial one is deprecated in pandas);
+            # frame["found"] is still the column
+            key = renamed.get(name, name)
+            frame[key if levels == 1 else (key,) + ("",) * (levels - 1)] = values
         return frame
 
     def to_dict(self):

@@ -770,7 +770,9 @@ def check_directions(directions, n_features, feature_names, codec):
                              f"got {value!r}.")
         if codec is not None and codec.categorical_[j] and _DIRECTIONS[value]:
             raise ValueError(f"`directions` gives categorical column {key!r} a direction; "
-                             "categories have no order (use `immutable_features`).")
+                             "the searches change categories as unordered, also those of an "
+                             "ordered category dtype (use `immutable_features`, or give the "
+                             "column as numbers, such as the category codes, in order).")
         out[j] = _DIRECTIONS[value]
     return out
 

@@ -1106,3 +1106,19 @@ def test_arrow_times_and_dictionaries_and_columns_of_other_objects():
                                          r"`categorical_features`, or convert the column "
                                          r"\(dtype period\[M\]\) to numbers or datetimes"):
         CounterfactualExplainer(predict_proba).fit(periods, y)
+
+
+def test_to_frame_under_multiindex_columns_warns_of_nothing():
+    """Found by a user: to_frame set its columns with partial keys under a MultiIndex, which
+    pandas deprecates (five Pandas4Warnings a call)."""
+    X, y = make_table()
+    X = X[NUMERIC]
+    X.columns = pd.MultiIndex.from_tuples([("person", "age"), ("money", "income"),
+                                           ("work", "hours")])
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    answers = explain(CounterfactualExplainer(model).fit(X), X[:4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = answers.to_frame()
+    assert frame["found"].tolist() == answers.found.tolist()
+    pd.testing.assert_frame_equal(frame[list(X.columns)], answers.explanation)
