@@ -201,6 +201,22 @@ def test_wrong_input_shape_is_reported(cnn, digits_images):
         CEMExplainer(cnn).fit(X[:50, :10])
 
 
+def test_a_model_never_built_is_refused_and_left_unbuilt(digits_images):
+    """Found by a user: following the advice to pass input_shape, skcem built a Sequential
+    never called, and explained its random weights without a word."""
+    from skcem import GradientSimilarityExplainer
+
+    X, y = digits_images
+    model = keras.Sequential([keras.layers.Dense(16), keras.layers.Dense(10, "softmax")])
+    for explainer in (CEMExplainer(model, input_shape=(64,)),
+                      CounterfactualExplainer(model, input_shape=(64,)),
+                      GradientSimilarityExplainer(model, input_shape=(64,))):
+        with pytest.raises(ValueError, match=r"`estimator` \(Sequential\) was never built, so "
+                                             "it holds no trained weights"):
+            explainer.fit(X[:50], y[:50])
+    assert not model.built
+
+
 def test_without_tensorflow_black_box_works_and_keras_says_how_to_install():
     script = textwrap.dedent("""
         import sys

@@ -87,6 +87,11 @@ def model_input_shape(model, name="the Keras model", required=True):
     Models with several inputs or outputs are refused; a shape that is not fully known is an error
     (asking for ``input_shape``), or None when not ``required``.
     """
+    if getattr(model, "built", True) is False:
+        # input_shape would build it here, with the random weights of a model never trained
+        raise ValueError(f"{name[0].upper() + name[1:]} ({type(model).__name__}) was never "
+                         "built, so it holds no trained weights: train it (or call it on a "
+                         "batch) before explaining it.")
     try:
         shape, inputs = model.input_shape, model.inputs
     except (AttributeError, ValueError):
