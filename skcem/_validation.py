@@ -197,7 +197,12 @@ def fitted_columns(estimator):
 
 def check_not_documents(X):
     """Refuse a 1-D sequence of text (documents for a text Pipeline) in one line: X is a
-    table, one row per instance."""
+    table, one row per instance; so is a dict (of a multi-input model's inputs)."""
+    if isinstance(X, dict):
+        raise ValueError(f"X is a dict (keys {list(X)[:5]}); skcem takes one 2-D table, one "
+                         "row per instance: for a model of several inputs, put their columns "
+                         "side by side in one array or DataFrame and explain a model (or a "
+                         "function) that splits each row into its inputs.")
     if hasattr(X, "columns") or getattr(X, "ndim", 1) != 1 or isinstance(X, (str, bytes)):
         return
     try:

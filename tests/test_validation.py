@@ -696,3 +696,13 @@ def test_missing_labels_and_several_columns_of_y_get_one_line(iris, missing):
         with pytest.raises(ValueError, match="`y` has 3 columns: a multi-label or multi-output "
                                              f"target; {Explainer.__name__} explains"):
             Explainer(MLPClassifier()).fit(X, multilabel)
+
+
+def test_a_dict_of_inputs_is_refused_in_one_line(iris, iris_model):
+    """Found by a user: a dict for a two-input model was called 1-D text."""
+    X, y = iris
+    inputs = {"num": X[:, :2], "cat": X[:, 2:]}
+    for explainer in (CEMExplainer(iris_model), GradientSimilarityExplainer(iris_model)):
+        with pytest.raises(ValueError, match=r"X is a dict \(keys \['num', 'cat'\]\); skcem "
+                                             "takes one 2-D table"):
+            explainer.fit(inputs, y)
