@@ -342,8 +342,12 @@ def last_activation(module, rows, input_shape, device):
     def record(layer, inputs, output):
         produced.append((output, layer))
 
+    # a torch.compile'd module's layers run in its compiled graph, without hooks: its
+    # original module, the same layers and weights, tells
+    module = getattr(module, "_orig_mod", module)
     leaves = [m for m in module.modules() if next(m.children(), None) is None]
-    if isinstance(module, torch.jit.ScriptModule):
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    if scripted:
         leaves = []  # TorchScript takes no hooks: its outputs on the rows tell what they are
     with module_lock(module):  # the hooks see this thread's call only
         handles = [leaf.register_forward_hook(record) for leaf in leaves]
@@ -357,7 +361,20 @@ def last_activation(module, rows, input_shape, device):
     for layer_type, activation in _ACTIVATIONS:
         if isinstance(last, layer_type):
             return flat, activation, type(last).__name__
+    if scripted and _ends_in_scripted_linear(module, flat):
+        return flat, "linear", "Linear"
     return flat, None, type(last or module).__name__
+
+
+def _ends_in_scripted_linear(module, outputs):
+    """Whether a TorchScript module's outputs, several per row that are no distribution,
+    come from a last layer that is an ``nn.Linear``: logits, as its outputs alone would be
+    taken, without the warning that its last layer cannot be seen."""
+    leaves = [m for m in module.modules() if next(m.children(), None) is None]
+    if not leaves or getattr(leaves[-1], "original_name", None) != "Linear" or \
+            outputs.shape[1] < 2:
+        return False
+    return not (outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-4))
 
 
 def detect_output_kind(model, sample, input_shape=None, device=None):
