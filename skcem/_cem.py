@@ -109,8 +109,12 @@ class CEMExplainer(BaseContrastiveExplainer):
     no_info_type : {"median", "mean"}, default="median"
         How ``fit`` learns ``no_info_val`` when it is not given.
     gamma : float, default=0.0
-        Weight of the auto-encoder term ``||AE(z) - z||^2`` that keeps the explanation close
-        to the data manifold. Needs ``autoencoder``.
+        Weight of the auto-encoder term ``||AE(z) - z||^2`` in the objective that the
+        search descends, pulling its iterates towards the data manifold. Needs
+        ``autoencoder``. As in the reference, the answer kept for a row is its closest valid
+        iterate by the elastic-net distance alone, not by the whole objective: the term
+        shapes the path, and a larger ``gamma`` does not promise a smaller reconstruction
+        error (measure it with ``autoencoder`` on the answers).
     autoencoder : Keras model, PyTorch module, callable or None, default=None
         The auto-encoder of the ``gamma`` term. A Keras model or PyTorch module is
         differentiated by autodiff (whatever the classifier); another callable, mapping rows
