@@ -168,6 +168,31 @@ def _are_column_indices(y, proba):
     return y.dtype.kind in "iu" and y.min() >= 0 and y.max() < proba.shape[1]
 
 
+def _as_float32(Z):
+    return np.asarray(Z, dtype=np.float32)
+
+
+def _fails_on_float64_only(estimator, rows):
+    """Whether ``estimator``'s probabilities fail on the float64 ``rows`` and not on them in
+    float32 (a PyTorch network behind ``predict_proba``: "mat1 and mat2 must have the same
+    dtype")."""
+    predict_proba = getattr(estimator, "predict_proba", estimator)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predict_proba(rows)
+        return False
+    except Exception:  # each model raises its own kind
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predict_proba(_as_float32(rows))
+        return True
+    except Exception:
+        return False
+
+
 def _framework_threads(backend, n_numbers):
     """A framework's threads for a search over ``n_numbers`` numbers (PyTorch: one for small
     batches), where the model or its auto-encoder says so; else nothing changes."""
@@ -343,6 +368,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
             self._decode = codec.decode  # the model is asked with rows in their own form
+        elif codec is None and not deep and getattr(raw, "dtype", None) == np.float32 and \
+                _fails_on_float64_only(self.estimator_, X[:10]):
+            # a network behind predict_proba (skorch's, a function) that takes float32 only
+            self._decode = _as_float32
         self._check_missing_values(X, reset=True)
         self._one_hot_groups = one_hot_groups(X)
         sample = X[:100]
@@ -847,7 +876,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                             classes=self.classes_,
                             predict_in_search=getattr(self, "_predict_in_search", False),
                             gradient=self.gradient, device=self.device,
-                            table=None if getattr(self, "_decode", None) is None else self._codec)
+                            table=None if getattr(self, "_decode", None) is None else self._codec,
+                            decode=getattr(self, "_decode", None))
         # A black-box gradient's shifted rows stay inside the range (set again in fit, once
         # the range is known).
         backend.input_bounds = getattr(self, "feature_range_", None)

@@ -1236,3 +1236,23 @@ def test_outputs_must_put_the_rows_first(logits_cnn, images, how):
                       GradientSimilarityExplainer(module, input_shape=(1, 8, 8))):
         with pytest.raises(ValueError, match=message):
             explainer.fit(X[:100], y[:100])
+
+
+def test_a_function_of_a_float32_network_is_asked_with_float32_rows(logits_cnn, images):
+    """Found by a user: a predict_proba of a float32 network (skorch's, a function), which
+    works on the user's float32 X, failed inside PyTorch on skcem's float64 rows."""
+    X, _ = images
+    X = X.astype(np.float32)
+
+    def predict_proba(rows):
+        with torch.no_grad():
+            return torch.softmax(logits_cnn(torch.as_tensor(rows).reshape(-1, 1, 8, 8)),
+                                 1).numpy()
+
+    with pytest.raises(RuntimeError, match="should be the same"):
+        predict_proba(X[:2].astype(np.float64))
+    explainer = CounterfactualExplainer(predict_proba, **FAST).fit(X[:200])
+    exp = _explain(explainer, X[1200:1204])
+    assert exp.found.sum() >= 3
+    answers = exp.explanation[exp.found].astype(np.float32)
+    assert (predict_proba(answers).argmax(1) != exp.X_pred[exp.found]).all()

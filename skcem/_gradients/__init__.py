@@ -92,7 +92,7 @@ def _autoencoder_term(autoencoder, input_shape, eps, n_features, device=None):
 
 def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=None,
                  output_kind="probabilities", classes=None, predict_in_search=False,
-                 gradient="auto", table=None, device=None):
+                 gradient="auto", table=None, decode=None, device=None):
     """The gradient backend for ``estimator``: autodiff for Keras and PyTorch models, exact or
     numerical input gradients otherwise.
 
@@ -125,6 +125,9 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         Its ``decode`` turns the search's rows into the model's input (a DataFrame of the
         fitted columns, see :mod:`skcem._tabular`) before ``predict_proba`` and ``predict``;
         exact gradients are taken on the numbers (categories as codes).
+    decode : callable or None
+        Without a ``table``, turns the search's rows into the model's input (float32 rows
+        for a model that takes no others).
     device : str or None
         Where a PyTorch model runs (default: where its parameters are); None for others.
     """
@@ -141,7 +144,7 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         raise ValueError(f"`input_shape` applies to Keras and PyTorch models (and auto-"
                          f"encoders); got input_shape={tuple(input_shape)!r} with "
                          f"{type(estimator).__name__}, which takes flat rows. Leave it None.")
-    decode = None if table is None else table.decode
+    decode = decode if table is None else table.decode
     predict_proba = _ForestProba.of(estimator) or getattr(estimator, "predict_proba", estimator)
     predict = None
     if classes is not None and callable(getattr(estimator, "predict", None)):
