@@ -35,6 +35,35 @@ def _same_value(a, b):
     return False  # another object: only itself
 
 
+def _snapshot(value):
+    """``value`` with its lists, tuples, dicts and arrays copied (other objects, models
+    included, as they are)."""
+    if isinstance(value, dict):
+        return {key: _snapshot(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(item) for item in value)
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    return value
+
+
+def _fitted_state(estimator, depth=0):
+    """Identities of a scikit-learn model's fitted attributes (``coef_``, ``estimators_``...,
+    a Pipeline's steps' and a wrapper's inner model's too): ``fit`` replaces them, so a model
+    fitted again in place no longer matches. None for other models (a network's weights are
+    read live, as they are at each call)."""
+    if estimator is None or not hasattr(estimator, "get_params") or depth > 8:
+        return None
+    state = [(name, id(value)) for name, value in vars(estimator).items()
+             if name.endswith("_") and not name.startswith("_")]
+    inner = [step for _, step in getattr(estimator, "steps", None) or ()]
+    if type(estimator).__name__ == "FrozenEstimator":
+        inner.append(estimator.estimator)
+    for step in inner:
+        state.append(_fitted_state(step, depth + 1))
+    return id(estimator), tuple(state)
+
+
 class ExplainerMixin:
     """A fitted model to explain survives ``clone``; compiled helpers are not pickled.
 
@@ -50,10 +79,14 @@ class ExplainerMixin:
     _fit_parameters = ()
 
     def _remember_fit_parameters(self):
-        """Record the values of :attr:`_fit_parameters` that this ``fit`` reads."""
+        """Record the values of :attr:`_fit_parameters` that this ``fit`` reads (copies of
+        lists, dicts and arrays, which the user may change in place), and the fitted state of
+        a model used as it is."""
         params = self.get_params(deep=False)
-        self._fitted_with = {name: params[name] for name in self._fit_parameters
+        self._fitted_with = {name: _snapshot(params[name]) for name in self._fit_parameters
                              if name in params}
+        estimator = params.get("estimator")
+        self._fitted_state = _fitted_state(estimator) if is_prefitted(estimator) else None
 
     def _check_fit_parameters(self):
         """Raise where ``set_params`` changed a parameter ``fit`` reads since the last ``fit``:
@@ -64,6 +97,14 @@ class ExplainerMixin:
         params = self.get_params(deep=False)
         changed = [name for name, value in fitted_with.items()
                    if not _same_value(params[name], value)]
+        state = getattr(self, "_fitted_state", None)
+        # the same model object (a copy or an unpickled explainer holds its own copy)
+        if state is not None and not changed and state[0] == id(params["estimator"]) and \
+                state != _fitted_state(params["estimator"]):
+            raise NotFittedError(
+                f"`estimator` ({type(params['estimator']).__name__}) was fitted again since "
+                f"{type(self).__name__}'s fit, which learned from the model as it was (its "
+                "gradients, its classes, the rows it puts in each class). Call fit again.")
         if changed:
             raise NotFittedError(
                 f"{', '.join(changed)} changed since fit (set_params after fit): "

@@ -215,8 +215,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         where that gives each ``n_jobs`` worker two batches, or the progress bar (``verbose``)
         ten steps.
     n_jobs : int or None, default=None
-        Batches explained in parallel by joblib workers (-1: all cores), with the same
-        results as ``None`` (one process). Under ``joblib.parallel_config(backend="dask")``
+        Batches explained in parallel by joblib workers (-1: all cores), with the answers
+        of ``None`` (one process) in batches of the same size: under ``batch_size="auto"``
+        the batches get smaller so that each worker has some, and the gradient search's
+        answers may change with the batch (see the user guide). Under ``joblib.parallel_config(backend="dask")``
         the batches run on a Dask cluster. Workers take about a second each to start and
         receive the model: worth it for several batches of seconds each, not for a few small
         ones (``batch_size`` sets how many instances a batch holds).
@@ -228,6 +230,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         gradient-free search that first gives each a valid answer, whose distance bounds them,
         comes on top). Past it the best answer found so far is returned with its proven relative
         gap to the optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
+        A time limit makes the answers of the rows that reach it depend on the machine and
+        its load: the same call may return another answer (with its own gap) another time.
     plausibility : float, default=0.0
         Weight of a term that pulls each answer among the rows given to ``fit`` that the
         model puts in its class: the gradient-free steps minimise the distance plus

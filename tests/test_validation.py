@@ -706,3 +706,34 @@ def test_a_dict_of_inputs_is_refused_in_one_line(iris, iris_model):
         with pytest.raises(ValueError, match=r"X is a dict \(keys \['num', 'cat'\]\); skcem "
                                              "takes one 2-D table"):
             explainer.fit(inputs, y)
+
+
+def test_parameters_changed_in_place_and_a_model_fitted_again_are_named(iris):
+    """Found by a user: a list of immutable features extended in place after fit was
+    ignored (answers changed the features it named), and a model fitted again in place was
+    searched with the gradients of its old weights."""
+    import copy
+    import pickle
+
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    immutable = [0]
+    explainer = CounterfactualExplainer(LogisticRegression().fit(X, y),
+                                        immutable_features=immutable, **FAST).fit(X)
+    immutable.append(2)
+    with pytest.raises(NotFittedError, match="immutable_features changed since fit"):
+        explainer.explain(X[:3])
+    model = LogisticRegression().fit(X, y)
+    for Explainer in (CEMExplainer, GradientSimilarityExplainer):
+        explainer = Explainer(model).fit(X, y)
+        restored = pickle.loads(pickle.dumps(explainer))
+        copied = copy.deepcopy(explainer)
+        explainer.explain(X[:2])
+        model.fit(X, (y + 1) % 3)
+        with pytest.raises(NotFittedError, match=r"`estimator` \(LogisticRegression\) was fitted "
+                                                 "again since"):
+            explainer.explain(X[:2])
+        restored.explain(X[:2])  # their own copies of the model, as it was
+        copied.explain(X[:2])
+        explainer.fit(X, (y + 1) % 3).explain(X[:2])
