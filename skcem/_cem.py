@@ -138,7 +138,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         ``is_categorical_``, a LightGBM model's categorical features, also as a Pipeline's last
         step); or names, indices or a
         boolean mask (integer-coded categories); None or [] for none. Answers only take
-        categories seen in ``fit``; a changed category counts 1 in the distance.
+        categories seen in ``fit``; a changed category counts 1 in the distance. A Keras
+        model or PyTorch module takes categories that are numbers (the integer codes of its
+        embeddings), as those numbers.
     immutable_features : array-like or None, default=None
         Features that never change in a PN or PP (age, sex, ...): indices, a boolean mask of
         length ``n_features``, or feature names when fitted on a DataFrame. Enforced in the

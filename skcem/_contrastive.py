@@ -11,7 +11,7 @@ import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from functools import partial
-from numbers import Integral, Real
+from numbers import Integral, Number, Real
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -24,7 +24,7 @@ from . import metrics
 from ._base import ExplainerMixin
 from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation, ranked_index
-from ._fista import DecisionBackend, ScaledBackend, SearchProblem, solve
+from ._fista import CodedBackend, DecisionBackend, ScaledBackend, SearchProblem, solve
 from ._gradients import detect_output_kind, is_deep_model, make_backend
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
@@ -166,6 +166,14 @@ def _are_column_indices(y, proba):
     """Whether the labels ``y`` are column indices of the probabilities (0, 1, ...)."""
     y = np.asarray(y)
     return y.dtype.kind in "iu" and y.min() >= 0 and y.max() < proba.shape[1]
+
+
+def _numeric_categories(codec):
+    """Whether every categorical column's categories are numbers (which a network takes)."""
+    return all(all(isinstance(value, (Number, np.number)) and not isinstance(value, bool)
+                   for value in values)
+               for values, categorical in zip(codec.categories_, codec.categorical_)
+               if categorical)
 
 
 def _as_float32(Z):
@@ -357,15 +365,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 check=refuse_models_without_answers_off_the_data,
                 fit_params=self._estimator_fit_params(fit_params))
         deep = is_deep_model(self.estimator_)
-        if deep and codec is not None and codec.has_categorical:
-            raise ValueError("Categorical columns need a model that takes them (such as a "
-                             "scikit-learn Pipeline); a Keras or PyTorch model takes numbers "
-                             "only. Give a function of the raw rows instead, which encodes "
-                             "them and calls the network (answers then change whole "
-                             "categories: see the user guide), or set "
-                             "`categorical_features=None` for columns that are numbers.")
+        if deep and codec is not None and codec.has_categorical and \
+                not _numeric_categories(codec):
+            raise ValueError("Categorical columns of text need a model that takes them (such "
+                             "as a scikit-learn Pipeline); a Keras or PyTorch model takes "
+                             "numbers only. Give a function of the raw rows instead, which "
+                             "encodes them and calls the network (answers then change whole "
+                             "categories: see the user guide), or give the categories as "
+                             "numbers (the codes the network takes).")
         self._decode = None
-        if codec is not None and (codec.has_categorical or (
+        if not deep and codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
             self._decode = codec.decode  # the model is asked with rows in their own form
         elif codec is None and not deep and getattr(raw, "dtype", None) == np.float32 and \
@@ -377,8 +386,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         sample = X[:100]
         self._keras_output = None
         if deep:
-            self._keras_output = detect_output_kind(self.estimator_, sample, self.input_shape,
-                                                    device=self.device)
+            self._keras_output = detect_output_kind(
+                self.estimator_, sample if codec is None else np.asarray(codec.decode(sample),
+                                                                         dtype=float),
+                self.input_shape, device=self.device)
         classes = getattr(self.estimator_, "classes_", None)
         self.classes_ = None if classes is None else np.asarray(classes)
         with _names_categorical_failures(codec, self.estimator_):
@@ -881,6 +892,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # A black-box gradient's shifted rows stay inside the range (set again in fit, once
         # the range is known).
         backend.input_bounds = getattr(self, "feature_range_", None)
+        codec = getattr(self, "_codec", None)
+        if is_deep_model(self.estimator_) and codec is not None and codec.has_categorical:
+            # a network's categories are numbers (codes of its own): the search's codes
+            # become them
+            backend = CodedBackend(backend, [
+                np.asarray(values, dtype=float) if values is not None else None
+                for values in codec.categories_])
         return backend
 
     def _get_backend(self):

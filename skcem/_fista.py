@@ -258,6 +258,68 @@ class ScaledBackend:
         return self._raw(U)
 
 
+class CodedBackend:
+    """A backend for a network that takes categorical columns as numbers (integer codes for
+    its embeddings, say), seen in the search's category codes: each code becomes its
+    category's number before the network sees it. A category has no gradient: its column's
+    components are zero (the gradient-free steps change categories).
+
+    ``categories`` holds, per column, the numbers of its categories in code order, or None
+    for a numeric column.
+    """
+
+    def __init__(self, backend, categories):
+        self.backend = backend
+        self.columns = [(j, np.asarray(values, dtype=float))
+                        for j, values in enumerate(categories) if values is not None]
+        self.categorical = np.array([values is not None for values in categories])
+        self._placed = {}
+
+    def array_place(self):
+        """The wrapped backend's place (:mod:`skcem._array_api`)."""
+        return place_of(self.backend)
+
+    def _constants(self, Z):
+        if isinstance(Z, np.ndarray):
+            return self.columns, self.categorical
+        key = (type(Z), str(getattr(Z, "device", "")))
+        if key not in self._placed:
+            place = self.array_place()
+            self._placed[key] = ([(j, place.asarray(values)) for j, values in self.columns],
+                                 place.asarray(self.categorical))
+        return self._placed[key]
+
+    def _numbers(self, Z):
+        xp = namespace(Z)
+        columns, _ = self._constants(Z)
+        numbers = dict((j, xp.take(values, xp.astype(
+            xp.clip(xp.round(Z[:, j]), 0, values.shape[0] - 1), xp.int64)))
+            for j, values in columns)
+        return xp.stack([numbers[j] if j in numbers else Z[:, j]
+                         for j in range(Z.shape[1])], axis=1)
+
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, **options):
+        answer = self.backend.evaluate(self._numbers(Z_adv), self._numbers(Z_s),
+                                       target_onehot, loss, **options)
+        _, categorical = self._constants(Z_adv)
+        for name in ("attack_grad", "ae_grad"):
+            grad = getattr(answer, name, None)
+            if grad is not None:
+                setattr(answer, name, namespace(grad).where(categorical, 0.0 * grad, grad))
+        return answer
+
+    def predict_proba(self, Z):
+        return self.backend.predict_proba(self._numbers(Z))
+
+    def predict(self, Z):
+        return self.backend.predict(self._numbers(Z))
+
+    def __getattr__(self, name):  # everything else (n_model_rows, predict_in_search)
+        if name == "backend" or name.startswith("__"):  # not set yet (a copy being made)
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
+
 class DecisionBackend:
     """A backend whose probabilities are shifted by ``offset`` (one value per class), so that
     their argmax is the estimator's ``predict``: for a binary model whose ``predict`` is a

@@ -1256,3 +1256,53 @@ def test_a_function_of_a_float32_network_is_asked_with_float32_rows(logits_cnn, 
     assert exp.found.sum() >= 3
     answers = exp.explanation[exp.found].astype(np.float32)
     assert (predict_proba(answers).argmax(1) != exp.X_pred[exp.found]).all()
+
+
+class _EmbeddingNet(nn.Module):
+    """A tabular network: integer codes in columns 0 and 1 (embedded), numbers in 2 and 3."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = nn.Embedding(5, 3), nn.Embedding(3, 2)
+        self.mlp = nn.Sequential(nn.Linear(7, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def forward(self, x):
+        codes = x[:, :2].long()
+        return self.mlp(torch.cat([self.first(codes[:, 0]), self.second(codes[:, 1]),
+                                   x[:, 2:]], 1))
+
+
+def test_a_network_of_integer_codes_takes_them_as_categories():
+    """Found by a user: categorical_features was refused for every network, and without it
+    the gradient search put a code just below a whole number (0.9922), which the network's
+    .long() read as another category while the answer reported a change of 0.008."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    first, second = rng.integers(0, 5, 600), rng.integers(0, 3, 600)
+    numbers = rng.normal(size=(600, 2))
+    y = ((first - 2) * 0.8 + (second == 1) * 1.5 - (second == 2) + numbers[:, 0]
+         + 0.5 * numbers[:, 1] > 0).astype(int)
+    X = np.c_[first, second, numbers].astype(np.float32)
+    net = _EmbeddingNet()
+    optimizer = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(200):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(torch.as_tensor(X)), torch.as_tensor(y)).backward()
+        optimizer.step()
+    net.eval()
+
+    def predict(rows):
+        with torch.no_grad():
+            return net(torch.as_tensor(np.asarray(rows, np.float32))).argmax(1).numpy()
+
+    for explainer in (CounterfactualExplainer(net, categorical_features=[0, 1]),
+                      CEMExplainer(net, mode="PN", categorical_features=[0, 1])):
+        exp = _explain(explainer.fit(X), X[:30])
+        assert exp.found.sum() >= 27
+        answers = exp.explanation[exp.found]
+        assert set(answers[:, 0]) <= set(range(5)) and set(answers[:, 1]) <= set(range(3))
+        assert (predict(answers) != predict(X[:30][exp.found])).all()
+    with pytest.raises(ValueError, match="Categorical columns of text need a model that takes "
+                                         "them"):
+        CEMExplainer(net, categorical_features=[0]).fit(
+            np.c_[np.array(["a", "b", "c"] * 200, dtype=object), X[:, 1:]])
