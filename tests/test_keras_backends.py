@@ -327,3 +327,38 @@ def test_keras_on_torch_searches_small_batches_on_one_thread():
                             env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "seen [1] after 2" in result.stdout, result.stdout
+
+
+def test_keras_on_torch_names_a_layer_torch_func_cannot_differentiate():
+    """Found by a user: an IntegerLookup layer failed inside Keras under torch.func ("Cannot
+    access data pointer of Tensor that doesn't have storage") with no word of what to do."""
+    _require("keras")
+    _require("torch")
+    script = textwrap.dedent("""
+        import keras
+        import numpy as np
+        from keras import ops
+
+        from skcem import CEMExplainer
+
+        rng = np.random.default_rng(0)
+        X = rng.integers(0, 3, size=(40, 4)).astype(np.float32)
+        inputs = keras.Input((4,))
+        code = ops.cast(ops.round(inputs[:, 3:4]), "int32")
+        embedded = keras.layers.Flatten()(keras.layers.Embedding(5, 2)(
+            keras.layers.IntegerLookup(vocabulary=[0, 1, 2])(code)))
+        outputs = keras.layers.Dense(3, activation="softmax")(
+            keras.layers.Concatenate()([inputs, embedded]))
+        model = keras.Model(inputs, outputs)
+        try:
+            CEMExplainer(model, search="fista", max_iterations=5, c_steps=1).fit(X).explain(
+                X[:2])
+        except RuntimeError as exc:
+            print(exc)
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cannot be differentiated on the torch backend" in result.stdout, result.stdout
+    assert "KERAS_BACKEND=tensorflow" in result.stdout and "\x1b" not in result.stdout

@@ -7,6 +7,7 @@ torch runs eagerly, without recording a graph outside the function transforms.
 """
 
 import functools
+import re
 
 import numpy as np
 import torch
@@ -42,7 +43,19 @@ class TorchAutodiff:
 
     @staticmethod
     def vjp(function, x):
-        return torch.func.vjp(function, x)
+        try:
+            return torch.func.vjp(function, x)
+        except RuntimeError as exc:
+            lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip()  # Keras's bold
+                     for line in str(exc).splitlines() if "storage" in line or "functorch" in line]
+            if not lines:
+                raise
+            # a layer whose operations torch.func cannot transform (IntegerLookup's)
+            raise RuntimeError(
+                "The Keras model cannot be differentiated on the torch backend: a layer's "
+                f"operation fails under torch.func ({lines[0]}). Run "
+                "Keras on TensorFlow (KERAS_BACKEND=tensorflow), or pass a function of the "
+                "rows that returns its probabilities (numerical gradients).") from exc
 
     @staticmethod
     def grad(function, argnums=0, has_aux=False):
