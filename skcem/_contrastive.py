@@ -116,7 +116,7 @@ _AUTODIFF_FLAT_HINT = (
     "For {n} of them the model's gradient was exactly zero at every step (its output saturated "
     "there, units that never fire, such as ReLUs, or a layer with no gradient, such as "
     "Discretization or a rounding of its input): gradient steps cannot move, and a larger "
-    "c_init, c_steps or clip cannot help (search=\"neighbors\" needs no gradient).")
+    "c_init, c_steps or clip cannot help.")
 
 _DISAGREEING_FLAT_HINT = (
     "For {n} of them the search's loss had no gradient at any step: the model's probabilities "
