@@ -338,7 +338,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
         if y is not None:
-            check_class_labels(y, type(self).__name__)
+            check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
         self._remember_fit_parameters()
         prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None

@@ -20,17 +20,18 @@ def _hashable(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def check_class_labels(y, owner):
+def check_class_labels(y, owner, prefitted=False):
     """Refuse, in one line, class labels skcem cannot take: several columns (a multi-label or
     multi-output target) and missing labels (None, NaN).
 
     A single column is left to scikit-learn's validation, which flattens it with a
-    ``DataConversionWarning``.
+    ``DataConversionWarning``. For a ``prefitted`` model, several columns are left to the
+    refusal that names the model.
     """
     from ._tabular import _missing
 
     values = np.asarray(y)
-    if values.ndim == 2 and values.shape[1] > 1:
+    if values.ndim == 2 and values.shape[1] > 1 and not prefitted:
         raise ValueError(f"`y` has {values.shape[1]} columns: a multi-label or multi-output "
                          f"target; {owner} explains classifiers of one output (one class per "
                          "row). Explain each output with its own classifier.")

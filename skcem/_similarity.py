@@ -51,6 +51,14 @@ _TEST_GRADIENT_BUDGET = 128 * 2**20
 _LABEL_ORDER_ROWS = 256
 
 
+def _one_column_flattened(y):
+    """Class labels of one column flattened, with scikit-learn's ``DataConversionWarning``."""
+    array = np.asarray(y)
+    if array.ndim == 2 and array.shape[1] == 1:
+        return column_or_1d(array, warn=True)
+    return y
+
+
 def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
     """Scores between rows of two gradient matrices (ALGORITHMS.md, "Gradient similarity").
 
@@ -373,9 +381,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
         if self.task == "classification":
-            check_class_labels(y, type(self).__name__)
-            if np.ndim(y) == 2:  # one column: flattened, as scikit-learn's classifiers do
-                y = column_or_1d(np.asarray(y), warn=True)
+            check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
+            y = _one_column_flattened(y)
         self._remember_fit_parameters()
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
@@ -694,9 +701,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             y = np.full(len(X), -1, dtype=np.int64) if self._fused_products() \
                 else self._predicted_targets(X)
         if given and self.task == "classification":
-            check_class_labels(y, type(self).__name__)
-            if np.ndim(y) == 2:
-                y = column_or_1d(np.asarray(y), warn=True)
+            check_class_labels(y, type(self).__name__, prefitted=True)
+            y = _one_column_flattened(y)
         y = np.asarray(y)
         if len(y) != len(X):
             raise ValueError(f"`y` must have one target per row of X ({len(X)}); got "

@@ -368,9 +368,10 @@ def test_a_multi_output_classifier_is_refused_in_one_line(Explainer):
         with pytest.raises(ValueError, match=rf"^`estimator` \({type(model).__name__}\) is a "
                                              r"multi-output or multi-label classifier"):
             Explainer(clone(model).fit(X, labels)).fit(X, labels if similarity else None)
-    if similarity:  # fitted here (the others take one label per row: sklearn's error)
-        with pytest.raises(ValueError, match=r"multi-output or multi-label classifier"):
-            Explainer(clone(models[0])).fit(X, labels)
+    # to be fitted here: refused before the fit
+    with pytest.raises(ValueError, match=r"`y` has 2 columns: a multi-label or multi-output "
+                                         "target"):
+        Explainer(clone(models[0])).fit(X, labels)
     multiclass = clone(models[0]).fit(X, y)
     assert multiclass.n_outputs_ == 3
     with pytest.raises(ValueError, match="labels that the fitted `estimator` does not know"):
