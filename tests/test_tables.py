@@ -1020,6 +1020,13 @@ def test_polars_frames_are_read_as_pandas(table):
     metrics = explanation_metrics(model, polars(X[:6]),
                                   polars(answers.explanation), X_train=X)
     assert metrics["valid"].tolist() == answers.found.tolist()
+    with pytest.MonkeyPatch.context() as patch:  # polars's to_pandas needs pyarrow
+        def no_pyarrow(self, *args, **kwargs):
+            raise ModuleNotFoundError("No module named 'pyarrow'")
+
+        patch.setattr(pl.DataFrame, "to_pandas", no_pyarrow)
+        again = explainer.explain(polars(X[:6]))
+    pd.testing.assert_frame_equal(again.explanation, expected.explanation)
     numeric = X[NUMERIC]
     similarity = GradientSimilarityExplainer(LogisticRegression(max_iter=1000)).fit(
         polars(numeric), pl.Series(y))
