@@ -626,13 +626,12 @@ def _ticks(column, name):
 
 def _time_scale(column, name=None):
     """A :class:`_TimeScale` for a datetime or timedelta column, None for any other."""
-    pd = _pandas() if hasattr(column, "dtype") and getattr(column.dtype, "kind", "") in "mM" \
-        else None
-    if pd is None or not (pd.api.types.is_datetime64_any_dtype(column.dtype)
-                          or pd.api.types.is_timedelta64_dtype(column.dtype)):
+    dtype = _numpy_time_dtype(getattr(column, "dtype", None))  # Arrow's as numpy's
+    pd = _pandas() if dtype is not None and getattr(dtype, "kind", "") in "mM" else None
+    if pd is None or not (pd.api.types.is_datetime64_any_dtype(dtype)
+                          or pd.api.types.is_timedelta64_dtype(dtype)):
         return None
     ticks, missing = _ticks(column, name)
-    dtype = _numpy_time_dtype(column.dtype)
     unit = getattr(dtype, "unit", None) or np.datetime_data(dtype)[0]
     return _TimeScale(ticks[~missing], unit)
 
@@ -641,7 +640,7 @@ def _numpy_time_dtype(dtype):
     """The datetime64 or timedelta64 dtype (with its time zone) of an Arrow timestamp or
     duration dtype (``dtype_backend="pyarrow"``); any other ``dtype`` as it is."""
     arrow = getattr(dtype, "pyarrow_dtype", None)
-    if arrow is None:
+    if arrow is None or not str(arrow).startswith(("timestamp", "duration")):
         return dtype
     kind = "m" if str(arrow).startswith("duration") else "M"
     tz = getattr(arrow, "tz", None)

@@ -1107,6 +1107,18 @@ def test_arrow_times_and_dictionaries_and_columns_of_other_objects():
     assert (predict_proba(answers.explanation).argmax(1) != predict_proba(X[:10]).argmax(1)).all()
     untouched = answers.explanation["took"] == X["took"][:10]
     assert untouched.all()  # the model does not read it: never a change
+
+    def by_duration(rows):  # a model that reads the durations as durations
+        long = (rows["took"].astype("timedelta64[us]") > pd.Timedelta(hours=24)).to_numpy()
+        return np.column_stack([np.where(long, 0.1, 0.9), np.where(long, 0.9, 0.1)])
+
+    answers = explain(CounterfactualExplainer(by_duration).fit(X), X[:10])
+    assert answers.found.all() and answers.explanation["took"].dtype == X["took"].dtype
+    assert (by_duration(answers.explanation).argmax(1) != by_duration(X[:10]).argmax(1)).all()
+    # the closest whole hours (the column's step) on the other side of 24 hours
+    hours = answers.explanation["took"].astype("timedelta64[us]") / pd.Timedelta(hours=1)
+    long = X["took"][:10].astype("timedelta64[us]") > pd.Timedelta(hours=24)
+    np.testing.assert_array_equal(hours, np.where(long, 24, 25))
     periods = X.assign(when=pd.period_range("2020-01", periods=n, freq="M"))
     with pytest.raises(ValueError, match=r"X column 'when' holds non-numeric values such as "
                                          r"Period\('2020-01', 'M'\); name it in "
