@@ -1,5 +1,7 @@
 """Behaviour shared by skcem's explainers."""
 
+import copy
+
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
@@ -25,7 +27,7 @@ def _same_value(a, b):
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+        return list(a.keys()) == list(b.keys()) and all(_same_value(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
     if isinstance(a, np.ndarray):
@@ -36,14 +38,11 @@ def _same_value(a, b):
 
 
 def _snapshot(value):
-    """``value`` with its lists, tuples, dicts and arrays copied (other objects, models
-    included, as they are)."""
-    if isinstance(value, dict):
-        return {key: _snapshot(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_snapshot(item) for item in value)
-    if isinstance(value, np.ndarray):
-        return value.copy()
+    """A copy of a list, tuple, dict or array ``value`` (of its own type: an OrderedDict, a
+    named tuple), which the user may change in place; other objects, models included, as
+    they are."""
+    if isinstance(value, (dict, list, tuple, np.ndarray)):
+        return copy.deepcopy(value)
     return value
 
 
@@ -62,6 +61,28 @@ def _fitted_state(estimator, depth=0):
     for step in inner:
         state.append(_fitted_state(step, depth + 1))
     return id(estimator), tuple(state)
+
+
+def _changed_attributes(before, after, prefix=""):
+    """The names of the attributes that differ (or came or went) between two
+    :func:`_fitted_state`s, inner models' as ``[k].name``."""
+    def split(state):
+        entries = state[1] if state is not None else ()
+        attributes = dict(entry for entry in entries
+                          if isinstance(entry, tuple) and len(entry) == 2
+                          and isinstance(entry[0], str))
+        inner = [entry for entry in entries
+                 if not (isinstance(entry, tuple) and len(entry) == 2
+                         and isinstance(entry[0], str))]
+        return attributes, inner
+
+    (old, old_inner), (new, new_inner) = split(before), split(after)
+    changed = [prefix + name for name in sorted(set(old) | set(new))
+               if old.get(name) != new.get(name)]
+    for k, (a, b) in enumerate(zip(old_inner, new_inner)):
+        if a != b:
+            changed += _changed_attributes(a, b, f"{prefix}[{k}].")
+    return changed or [prefix + "?"]
 
 
 class ExplainerMixin:
@@ -99,12 +120,16 @@ class ExplainerMixin:
                    if not _same_value(params[name], value)]
         state = getattr(self, "_fitted_state", None)
         # the same model object (a copy or an unpickled explainer holds its own copy)
-        if state is not None and not changed and state[0] == id(params["estimator"]) and \
-                state != _fitted_state(params["estimator"]):
-            raise NotFittedError(
-                f"`estimator` ({type(params['estimator']).__name__}) was fitted again since "
-                f"{type(self).__name__}'s fit, which learned from the model as it was (its "
-                "gradients, its classes, the rows it puts in each class). Call fit again.")
+        if state is not None and not changed and state[0] == id(params["estimator"]):
+            now = _fitted_state(params["estimator"])
+            if now != state:
+                raise NotFittedError(
+                    f"`estimator` ({type(params['estimator']).__name__}) was fitted again since "
+                    f"{type(self).__name__}'s fit (its fitted attributes "
+                    f"{_changed_attributes(state, now)[:5]} are new), which learned from the "
+                    "model as it was (its gradients, its classes, the rows it puts in each "
+                    "class). Call fit again. (A model that sets such attributes when it "
+                    "predicts breaks scikit-learn's rule that predict changes nothing.)")
         if changed:
             raise NotFittedError(
                 f"{', '.join(changed)} changed since fit (set_params after fit): "

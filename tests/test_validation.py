@@ -737,3 +737,33 @@ def test_parameters_changed_in_place_and_a_model_fitted_again_are_named(iris):
         restored.explain(X[:2])  # their own copies of the model, as it was
         copied.explain(X[:2])
         explainer.fit(X, (y + 1) % 3).explain(X[:2])
+
+
+def test_parameters_of_mapping_and_tuple_subclasses_are_no_change(iris, iris_model):
+    """Found by a user: an OrderedDict of directions read as changed since fit, and a named
+    tuple feature_range crashed fit."""
+    from collections import OrderedDict, namedtuple
+
+    X, _ = iris
+    Range = namedtuple("Range", "low high")
+    explainer = CounterfactualExplainer(iris_model, directions=OrderedDict({0: "increase"}),
+                                        feature_range=Range(-3.0, 3.0), **FAST).fit(X)
+    explainer.explain(X[:2])
+
+
+def test_a_model_that_sets_attributes_when_it_predicts_is_named_with_them(iris, iris_model):
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class Counting(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.classes_ = iris_model.classes_
+            return self
+
+        def predict_proba(self, X):
+            self.n_calls_ = getattr(self, "n_calls_", 0) + 1
+            return iris_model.predict_proba(X)
+
+    X, y = iris
+    explainer = CEMExplainer(Counting().fit(X, y), **FAST).fit(X)
+    with pytest.raises(NotFittedError, match=r"attributes \['n_calls_'\] are new"):
+        explainer.explain(X[:2])
