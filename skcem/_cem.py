@@ -47,7 +47,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         is taken as a ``predict_proba`` function. A model without ``classes_`` names its
         columns 0, 1, ..., or, given labels ``y`` in ``fit`` that are not such indices,
         their sorted labels. Integer labels below its number of columns are such indices:
-        every column is a class, also one ``y`` does not hold. ``fit`` refuses labels that
+        every column is a class, also one ``y`` does not hold. ``fit`` warns of labels that
         the model's predictions on the rows given follow far better in another order (a
         network trained on codes in the data's own order). A Keras model or PyTorch module
         is taken as a classifier.

@@ -285,7 +285,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     classes_ : ndarray of shape (n_classes,) or None
         For a Keras or PyTorch classifier fitted with labels other than its outputs' indices:
         the sorted labels of ``y``, one per output column (as scikit-learn's ``classes_``);
-        ``explain``'s targets are then labels too (``fit`` refuses labels that the model's
+        ``explain``'s targets are then labels too (``fit`` warns of labels that the model's
         predictions follow far better in another order). None otherwise.
     grads_train_ : GradientFactors, ndarray of shape (n_train, n_components) or None
         Only with ``precompute_grads=True``: with ``n_components``, the projected training
