@@ -62,6 +62,39 @@ def _check_X(X, pd):
     return X, list(range(X.shape[1]))
 
 
+def _check_explained_rows(X, explained, pd):
+    """Raise unless ``X`` holds the rows an Explanation explains (``explained``), in order:
+    explanations are matched to ``X``'s rows by position."""
+    given = X.to_numpy(dtype=object) if isinstance(X, pd.DataFrame) else \
+        np.asarray(X, dtype=object)
+    own = explained.to_numpy(dtype=object) if isinstance(explained, pd.DataFrame) else \
+        np.asarray(explained, dtype=object)
+    same = given.shape == own.shape
+    if same:
+        try:  # numbers: at once
+            return _raise_unless(np.allclose(given.astype(float), own.astype(float), rtol=1e-6,
+                                             atol=0, equal_nan=True))
+        except (TypeError, ValueError):
+            pass
+        missing = pd.isna(given) & pd.isna(own)
+        try:
+            equal = np.array([[a == b or (isinstance(a, float) and isinstance(b, float)
+                                          and np.isclose(a, b, rtol=1e-6, atol=0))
+                               for a, b in zip(row_a, row_b)]
+                              for row_a, row_b in zip(given, own)], dtype=bool)
+        except (TypeError, ValueError):
+            equal = np.zeros(given.shape, bool)
+        same = bool(np.all(equal | missing))
+    _raise_unless(same)
+
+
+def _raise_unless(same):
+    if not same:
+        raise ValueError("X is not the rows the Explanation explains (its `X`), in their "
+                         "order: its answers are matched to X's rows by position. Pass "
+                         "`exp.X` (or X=None), or the same rows in the same order.")
+
+
 def _check_like(data, X, name, pd, n_rows=None):
     """``data`` in the form of ``X``: a DataFrame with X's columns in X's order, or a 2-D
     array with as many columns. Extra DataFrame columns are ignored; nothing is copied
@@ -487,8 +520,10 @@ def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X
         DataFrame with X's columns and dtypes (so a ``Pipeline`` with a ``ColumnTransformer``
         works) or a 2-D array. It is called at most four times: on ``X``, on all found
         explanations, on all rows of the redundancy check, and once on ``X_train``.
-    X : DataFrame or array-like of shape (n_samples, n_features)
-        The explained instances. Columns may be numeric, string, category or bool.
+    X : DataFrame, array-like of shape (n_samples, n_features) or None
+        The explained instances. Columns may be numeric, string, category or bool. With an
+        :class:`~skcem.Explanation`, None takes its own ``X``, and any other must hold the
+        same rows in the same order.
     explanations : DataFrame, array-like of shape (n_samples, n_features) or Explanation
         One explanation per row of ``X``, matched by position; a DataFrame must hold X's
         columns (extra ones are ignored). A row that is entirely missing means that no
@@ -593,7 +628,9 @@ default=None
         raise ValueError(f"n_neighbors must be a positive integer; got {n_neighbors!r}.")
 
     explainer_directions = None
+    explained = None
     if isinstance(explanations, Explanation):
+        explained = explanations.X
         if background is None and mode == "PP":
             background = _background_of(explanations)
         if immutable_features is None and explanations.immutable is not None:
@@ -605,6 +642,12 @@ default=None
         explanations = explanations.explanation  # its answers
     X, explanations, X_train, target = (from_polars(data) for data in
                                         (X, explanations, X_train, target))
+    if X is None and explained is None:
+        raise ValueError("X is needed: the explained rows (an Explanation gives its own).")
+    if X is None:
+        X = explained
+    elif explained is not None:
+        _check_explained_rows(X, explained, pd)
     X, columns = _check_X(X, pd)
     n_samples, n_features = X.shape
     E = _check_like(explanations, X, "explanations", pd, n_rows=n_samples)
