@@ -1060,6 +1060,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """
         check_is_fitted(self)
         X, y = from_polars(X), from_polars(y)
+        check_not_documents(X)
         index = X.index if hasattr(X, "columns") else None  # a list's index is a method
         eps = _rounding_of(X)
         X, _ = self._validate(X, reset=False)

@@ -689,6 +689,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         check_is_fitted(self)
         self._check_fit_parameters()
         X, y = from_polars(X), from_polars(y)
+        check_not_documents(X)
         y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
         X = validate_float_data(self, X, reset=False)
         given = y is not None

@@ -707,6 +707,10 @@ def test_a_dict_of_inputs_is_refused_in_one_line(iris, iris_model):
         with pytest.raises(ValueError, match=r"X is a dict \(keys \['num', 'cat'\]\); skcem "
                                              "takes one 2-D table"):
             explainer.fit(inputs, y)
+        explainer.fit(X, y)
+        for method in (explainer.explain, explainer.transform):
+            with pytest.raises(ValueError, match=r"X is a dict"):
+                method(inputs)
 
 
 def test_parameters_changed_in_place_and_a_model_fitted_again_are_named(iris):
