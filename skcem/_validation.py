@@ -327,6 +327,15 @@ def accepts_missing_values(estimator):
 
     if estimator is None or is_deep_model(estimator):
         return False
+    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+
+    from ._wrappers import probability_inner
+
+    inner = probability_inner(estimator)
+    if inner is not estimator:  # a wrapper's tags say allow_nan=False: its model decides
+        return accepts_missing_values(inner)
+    if isinstance(estimator, (FixedThresholdClassifier, TunedThresholdClassifierCV)):
+        return accepts_missing_values(estimator.estimator)  # not fitted yet
     if isinstance(estimator, Pipeline):
         steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
         return accepts_missing_values(steps[0]) if steps else None

@@ -84,6 +84,26 @@ def test_accepts_missing_values_asks_the_estimators_tags():
                                                 LogisticRegression())) is None
 
 
+def test_wrappers_take_missing_values_where_their_model_does(holes):
+    """Found by a user: a FixedThresholdClassifier around a HistGradientBoosting model was
+    refused on rows with missing values (the wrapper's tags say allow_nan=False), though its
+    predict takes them."""
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+
+    boosting = HistGradientBoostingClassifier(max_iter=20)
+    assert accepts_missing_values(FixedThresholdClassifier(boosting)) is True
+    assert accepts_missing_values(TunedThresholdClassifierCV(LogisticRegression())) is False
+    X, y, _, _ = holes
+    model = FixedThresholdClassifier(boosting, threshold=0.8).fit(X, y)
+    assert accepts_missing_values(FrozenEstimator(model)) is True
+    exp = CounterfactualExplainer(model).fit(X, y).explain(X[:10])
+    found = exp.found
+    assert found.sum() >= 8
+    assert (model.predict(exp.explanation[found]) != model.predict(X[:10][found])).all()
+    np.testing.assert_array_equal(np.isnan(exp.explanation[found]), np.isnan(X[:10][found]))
+
+
 @pytest.mark.parametrize("model", ["imputed", "boosting"])
 @pytest.mark.parametrize("search", ["fista", "neighbors"])
 @pytest.mark.parametrize("make", [
