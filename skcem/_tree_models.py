@@ -131,6 +131,9 @@ class _Coded:
     values: tuple  # one value per code
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _refuse(step, why=""):
     name = type(step).__name__ if not isinstance(step, str) else repr(step)
     raise ValueError(f"search='exact' cannot follow the Pipeline step {name}{why}: it follows "
@@ -524,7 +527,11 @@ def read_tree_ensemble(estimator, codec, n_features):
                 # a * z + b <= t, i.e. z <= (t - b) / a, or z >= it for a < 0: the
                 # children swap (a threshold is never met with equality by the answers).
                 new_threshold[node] = (t - expression.offset) / expression.scale
-                new_margin[node] = (4 * np.spacing(np.float32(abs(t))) + 1e-12 * (
+                # (a threshold past float32's range, LightGBM's 1e300 for missing values,
+                # is spaced in float64)
+                spacing = np.spacing(abs(t)) if abs(t) > _FLOAT32_MAX else \
+                    np.spacing(np.float32(abs(t)))
+                new_margin[node] = (4 * spacing + 1e-12 * (
                     abs(t) + abs(expression.offset))) / abs(expression.scale)
                 if expression.scale < 0:
                     new_left[node], new_right[node] = new_right[node], new_left[node]

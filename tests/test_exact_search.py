@@ -723,3 +723,21 @@ def test_programs_reach_highs_with_32_bit_indices(monkeypatch):
     exp = CounterfactualExplainer(model, search="exact").fit(X).explain(X[:3])
     assert exp.found.all() and seen
     assert set(seen) == {(np.dtype(np.int32), np.dtype(np.int32))}
+
+
+def test_lightgbm_splits_of_missing_values_raise_no_numpy_warnings():
+    """Found by a user: LightGBM separates missing values at a threshold of 1e300, whose
+    float32 spacing overflowed with a RuntimeWarning out of fit."""
+    lightgbm = pytest.importorskip("lightgbm")
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:, :6].copy()
+    X[::5, 1] = np.nan
+    model = lightgbm.LGBMClassifier(n_estimators=30, verbose=-1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", RuntimeWarning)
+        exp = CounterfactualExplainer(model, search="exact").fit(X, y).explain(X[:10])
+    assert exp.found.all()
+    assert (model.predict(exp.explanation) != model.predict(X[:10])).all()
