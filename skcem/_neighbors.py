@@ -759,9 +759,11 @@ class _Batch:
         weight = np.where(self.l1 > 0, self.l1, np.sqrt(self.l2))
         parts = [np.where(self.categorical, 0.0, Z) * weight]
         for j in np.flatnonzero(self.categorical):
-            codes = Z[:, j].astype(int)
             n_categories = int(np.max(np.asarray(self.problem.upper)[..., j])) + 1
-            onehot = np.zeros((len(Z), n_categories))
+            # an instance's category past the answers' ones (declared by its dtype, seen in
+            # no row given to fit) in one more slot: unlike every row's
+            codes = np.minimum(Z[:, j].astype(int), n_categories)
+            onehot = np.zeros((len(Z), n_categories + 1))
             onehot[np.arange(len(Z)), codes] = weight[j] / 2
             parts.append(onehot)
         return np.hstack(parts)

@@ -329,8 +329,11 @@ class TableCodec:
                                        "categorical_features")
         self.categorical_ = categorical
         known = known_categories or {}
-        self.categories_ = [self._categories(column, known.get(j)) if categorical[j] else None
-                            for j, column in enumerate(columns)]
+        categories = [self._categories(column, known.get(j)) if categorical[j] else (None, 0)
+                      for j, column in enumerate(columns)]
+        self.categories_ = [values for values, _ in categories]
+        # the first n_offered_[j] codes are those the answers may take (see _categories)
+        self.n_offered_ = [n for _, n in categories]
         self.missing_values_ = [_first_missing(column) if categorical[j] else np.nan
                                 for j, column in enumerate(columns)]
         self.times_ = [None if categorical[j] else _time_scale(column, self._name(j))
@@ -391,16 +394,19 @@ class TableCodec:
         values = np.asarray(column, dtype=object)
         seen = pd.unique(values[~_missing(values)])
         if isinstance(dtype, pd.CategoricalDtype):
-            # the dtype's order, less its categories neither seen nor known to the model
-            # (an encoder fitted on the column never saw them)
+            # the dtype's order, its categories neither seen nor known to the model (which an
+            # encoder fitted on the column never saw) last: an instance may hold one, no
+            # answer takes one
             taken = pd.Index(seen).append(pd.Index(list(known or ())))
-            return np.asarray([c for c in dtype.categories if c in taken], dtype=object)
+            offered = [c for c in dtype.categories if c in taken]
+            declared = [c for c in dtype.categories if c not in taken]
+            return np.asarray(offered + declared, dtype=object), len(offered)
         if known:
             extra = pd.Index(known).difference(pd.Index(seen), sort=False)
             extra = [value for value in extra if not _missing(np.asarray([value], object))[0]
                      and type(value) in {type(v) for v in seen}]
             seen = list(seen) + sorted(extra, key=str)
-        return np.asarray(seen, dtype=object)
+        return np.asarray(seen, dtype=object), len(seen)
 
     def _name(self, j):
         return self.columns_[j] if self.columns_ is not None else j
@@ -712,8 +718,10 @@ def table_feature_range(feature_range, Z, codec, feature_names):
         lower, upper = check_feature_range(feature_range, Z)
         lower, upper = np.array(lower, dtype=float), np.array(upper, dtype=float)
     if codec is not None and codec.has_categorical:
+        offered = getattr(codec, "n_offered_", None) or [
+            None if values is None else len(values) for values in codec.categories_]
         for j in np.flatnonzero(codec.categorical_):
-            lower[j], upper[j] = 0.0, len(codec.categories_[j]) - 1.0
+            lower[j], upper[j] = 0.0, offered[j] - 1.0
     if codec is not None:  # an integer column's answers are whole numbers inside its bounds
         whole = codec.integer_ & ~codec.categorical_
         empty = np.flatnonzero(whole & (np.ceil(lower) > np.floor(upper)))

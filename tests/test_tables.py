@@ -1065,15 +1065,30 @@ def test_categories_a_dtype_declares_but_no_row_holds_are_not_offered():
     model = make_pipeline(ColumnTransformer([("categories", OneHotEncoder(), CATEGORICAL),
                                              ("numbers", StandardScaler(), NUMERIC)]),
                           LogisticRegression(max_iter=1000)).fit(X, y)
+    city = X.columns.get_loc("city")
     for explainer in (CounterfactualExplainer(model), CEMExplainer(model)):
         explainer.fit(X)
-        assert list(explainer.categories_[X.columns.get_loc("city")]) == \
-            ["north", "south", "east"]
+        # the unused ones last, past the range of the answers' codes
+        assert list(explainer.categories_[city]) == ["north", "south", "east", "west", "up"]
+        assert explainer.feature_range_[1][city] == 2
         answers = explain(explainer, X[:20])
         assert answers.found.sum() >= 15
         assert set(answers.explanation["city"].dropna()) <= {"north", "south", "east"}
         assert answers.explanation["city"].dtype == X["city"].dtype
         assert valid_by_predict(model, answers, "CF").all()
+    # an instance may hold one (a model that ignores categories it does not know takes it)
+    lenient = make_pipeline(ColumnTransformer([
+        ("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+        ("numbers", StandardScaler(), NUMERIC)]), LogisticRegression(max_iter=1000)).fit(X, y)
+    rows = X[:6].assign(city=pd.Categorical(["up"] * 6, categories=X["city"].cat.categories))
+    for explainer in (CounterfactualExplainer(lenient), CEMExplainer(lenient)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the rows are outside the range of the codes
+            answers = explain(explainer.fit(X), rows)
+        assert answers.found.sum() >= 5
+        assert valid_by_predict(lenient, answers, "CF").all()
+        kept = answers.explanation["city"][answers.found]
+        assert set(kept) <= {"up", "north", "south", "east"}
 
 
 def test_arrow_times_and_dictionaries_and_columns_of_other_objects():
