@@ -243,13 +243,15 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
 
 
 @contextmanager
-def _names_categorical_failures(codec, estimator=None):
+def _names_categorical_failures(codec, estimator=None, fit_params=()):
     """A model that fails on a table with categorical columns gets an error naming them (and
-    a text vectorizer first in it, how to give it its documents)."""
+    a text vectorizer first in it, how to give it its documents); not a failure that names
+    one of ``fit_params`` (a ``sample_weight`` its ``fit`` does not take)."""
     try:
         yield
     except (TypeError, ValueError, AttributeError) as exc:
-        if codec is None or not codec.has_categorical:
+        if codec is None or not codec.has_categorical or \
+                any(name in str(exc) for name in fit_params):
             raise
         named = [str(codec.columns_[j]) if codec.columns_ else str(j)
                  for j in np.flatnonzero(codec.categorical_)]
@@ -365,7 +367,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         default = default_classifier if codec is None or not codec.has_categorical else \
             partial(table_classifier, codec)
         check_target_given(self.estimator, y, type(self).__name__)  # not the model's failure
-        with _names_categorical_failures(codec, self.estimator):
+        with _names_categorical_failures(codec, self.estimator, fit_params):
             self.estimator_ = resolve_estimator(
                 self.estimator, fit_on, y, type(self).__name__, default=default,
                 check=refuse_models_without_answers_off_the_data,

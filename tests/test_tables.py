@@ -1156,3 +1156,13 @@ def test_to_frame_under_multiindex_columns_warns_of_nothing():
         frame = answers.to_frame()
     assert frame["found"].tolist() == answers.found.tolist()
     pd.testing.assert_frame_equal(frame[list(X.columns)], answers.explanation)
+
+
+def test_fit_params_a_pipeline_refuses_are_not_blamed_on_categories(table):
+    """Found by a user: sample_weight given to a Pipeline's fit (which takes step__name) was
+    reported as the model failing on the categorical columns."""
+    X, y, _ = table
+    explainer = CounterfactualExplainer(pipeline(LogisticRegression(max_iter=1000)))
+    with pytest.raises(ValueError, match="^Pipeline.fit does not accept the sample_weight"):
+        explainer.fit(X, y, sample_weight=np.ones(len(X)))
+    explainer.fit(X, y, logisticregression__sample_weight=np.ones(len(X)))
