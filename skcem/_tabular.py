@@ -71,12 +71,14 @@ def _missing(values):
 def auto_categorical(X):
     """The columns ``categorical_features="auto"`` takes as categories: DataFrame columns of
     object, string, category or bool dtype, and columns of an array, holding text that is not
-    a number or booleans; object columns of numbers (or of text that is one) stay numeric."""
+    a number or booleans; object columns of numbers (or of text that is one) stay numeric, a
+    category dtype of numbers does not (its categories are declared)."""
     if _is_frame(X):
         pd = _pandas()
         columns = [X.iloc[:, j] for j in range(X.shape[1])]
         return np.array([_is_categorical_dtype(c.dtype) and (
-            pd.api.types.is_bool_dtype(c.dtype) or not _looks_numeric(c.dropna()))
+            pd.api.types.is_bool_dtype(c.dtype) or isinstance(c.dtype, pd.CategoricalDtype)
+            or not _looks_numeric(c.dropna()))
             for c in columns], dtype=bool)
     array = np.asarray(X)
     if array.dtype.kind not in CATEGORICAL_KINDS:

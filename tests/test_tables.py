@@ -1166,3 +1166,19 @@ def test_fit_params_a_pipeline_refuses_are_not_blamed_on_categories(table):
     with pytest.raises(ValueError, match="^Pipeline.fit does not accept the sample_weight"):
         explainer.fit(X, y, sample_weight=np.ones(len(X)))
     explainer.fit(X, y, logisticregression__sample_weight=np.ones(len(X)))
+
+
+def test_a_category_dtype_of_numbers_is_categorical():
+    """Found by a user: a pd.Categorical of integer codes was taken as numbers under "auto",
+    and decoding its answers crashed ("Cannot interpret 'CategoricalDtype(...)'")."""
+    X, y = make_table()
+    X = X[NUMERIC].assign(level=pd.Categorical(X["job"].map(
+        {"clerk": 1, "engineer": 2, "farmer": 3, "manager": 4})))
+    model = make_pipeline(ColumnTransformer([("level", OneHotEncoder(), ["level"])],
+                                            remainder=StandardScaler()),
+                          LogisticRegression(max_iter=1000)).fit(X, y)
+    explainer = CounterfactualExplainer(model).fit(X)
+    assert explainer.categorical_mask_.tolist() == [False, False, False, True]
+    answers = explain(explainer, X[:10])
+    assert answers.found.all() and answers.explanation["level"].dtype == X["level"].dtype
+    assert valid_by_predict(model, answers, "CF").all()
