@@ -22,6 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.multiclass import OneVsRestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
@@ -94,6 +95,8 @@ MODELS = {
         _mlp("tanh"), method="isotonic", cv=2
     ),
     "pipe_standard_lr": lambda: make_pipeline(StandardScaler(), LogisticRegression()),
+    "pipe_imputer_lr": lambda: make_pipeline(SimpleImputer(add_indicator=True),
+                                             StandardScaler(), LogisticRegression()),
     "pipe_minmax_clip_mlp": lambda: make_pipeline(MinMaxScaler(clip=True), _mlp("logistic")),
     "pipe_maxabs_lr": lambda: make_pipeline(MaxAbsScaler(), LogisticRegression()),
     "pipe_robust_gnb": lambda: make_pipeline(RobustScaler(), GaussianNB()),
@@ -183,6 +186,35 @@ def test_vjp_matches_central_differences(name, n_classes):
     print(f"{name}[{n_classes}]: max |exact - fd| / max |fd| = {err:.1e}")
     assert err < 1e-6
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7 * scale)
+
+
+def test_imputed_cells_have_no_gradient_and_the_others_their_own():
+    """A SimpleImputer is the identity on the cells it keeps: the standard impute-scale-fit
+    Pipeline was sent to numerical gradients (106 s for 15 rows in a user's trial)."""
+    from sklearn.impute import SimpleImputer
+
+    X, y = _data(3)
+    holes = X.copy()
+    holes[::4, 1] = np.nan
+    holes[:, 3] = np.nan  # missing in every row: dropped by the imputer
+    est = make_pipeline(SimpleImputer(add_indicator=True), StandardScaler(),
+                        LogisticRegression()).fit(holes, y)
+    Z = holes[:30]
+    cot = np.random.default_rng(0).standard_normal((len(Z), 3))
+    grad = exact_proba_vjp(est)(Z, cot)
+    assert np.all(grad[np.isnan(Z)] == 0) and np.all(grad[:, 3] == 0)
+
+    present = ~np.isnan(Z)
+    fd = np.zeros(Z.shape)
+    for i, j in zip(*np.nonzero(present)):
+        h = 1e-6 * max(1.0, abs(Z[i, j]))
+        up, down = Z.copy(), Z.copy()
+        up[i, j] += h
+        down[i, j] -= h
+        fd[i, j] = np.sum(cot[i] * (est.predict_proba(up[[i]]) - est.predict_proba(down[[i]]))
+                          ) / (2 * h)
+    np.testing.assert_allclose(grad[present], fd[present], rtol=1e-5, atol=1e-8)
+    assert np.abs(grad[present]).max() > 1e-3
 
 
 def test_gradient_not_trivially_zero():

@@ -57,6 +57,7 @@ from sklearn.discriminant_analysis import (
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.multiclass import OneVsRestClassifier, _ConstantPredictor
+from sklearn.impute import SimpleImputer
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
@@ -727,6 +728,32 @@ def _build_standard(est, path):
         return Z, X
 
     return forward, lambda X, g: g if scale is None else g / scale
+
+
+@_register(SimpleImputer, "transform")
+def _build_simple_imputer(est, path):
+    """The identity on the cells it keeps; a missing cell, imputed by a constant, and the
+    missing-value indicator columns have no gradient; features it drops (missing in every
+    row it was fitted on) neither."""
+    statistics = np.asarray(est.statistics_)
+    n_features = len(statistics)
+    kept = np.arange(n_features)
+    if est.strategy != "constant" and not getattr(est, "keep_empty_features", False) and \
+            statistics.dtype.kind == "f":
+        kept = np.flatnonzero(~np.isnan(statistics))
+
+    def missing(X):
+        if isinstance(est.missing_values, float) and np.isnan(est.missing_values):
+            return np.isnan(X)
+        return X == est.missing_values
+
+    def backward(X, g):
+        X = np.asarray(X, dtype=np.float64)
+        grad = np.zeros(X.shape)
+        grad[:, kept] = g[:, :len(kept)] * ~missing(X[:, kept])
+        return grad
+
+    return _transform_node(est, backward)
 
 
 @_register(RobustScaler, "transform")
