@@ -383,8 +383,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                              "numbers (the codes the network takes).")
         self._decode = None
         if not deep and codec is not None and (codec.has_categorical or (
-                codec.is_frame_ and hasattr(self.estimator_, "feature_names_in_"))):
-            self._decode = codec.decode  # the model is asked with rows in their own form
+                codec.is_frame_ and (hasattr(self.estimator_, "feature_names_in_") or (
+                    not hasattr(self.estimator_, "get_params")
+                    and not codec.plain_columns().all())))):
+            # the model is asked with rows in their own form: a plain function too, where
+            # the table holds more than float64 numbers (times, integers, nullable numbers)
+            self._decode = codec.decode
         elif codec is None and not deep and getattr(raw, "dtype", None) == np.float32 and \
                 _fails_on_float64_only(self.estimator_, X[:10]):
             # a network behind predict_proba (skorch's, a function) that takes float32 only

@@ -513,6 +513,10 @@ class TableCodec:
         frame.columns = pd.Index(self.columns_)
         return frame
 
+    def plain_columns(self):
+        """Columns that are float64 numbers as they are (in the answers as for a model)."""
+        return self._plain[False]
+
     def _plain_columns(self, for_model):
         """The columns :meth:`_series` gives as the float64 numbers themselves: numeric ones
         of a numpy float64 dtype, and integer ones for the model (set by ``fit``)."""

@@ -1182,3 +1182,23 @@ def test_a_category_dtype_of_numbers_is_categorical():
     answers = explain(explainer, X[:10])
     assert answers.found.all() and answers.explanation["level"].dtype == X["level"].dtype
     assert valid_by_predict(model, answers, "CF").all()
+
+
+def test_a_function_fitted_on_a_table_of_times_is_asked_with_times():
+    """Found by a user: a plain function fitted on a DataFrame of numbers and times got a
+    float array of day counts, which code written for the table could not read."""
+    X, y = make_table()
+    X = X[NUMERIC].assign(start=pd.Timestamp("2024-01-01")
+                          + pd.to_timedelta(X["age"] * 7, unit="D"))
+    seen = []
+
+    def predict_proba(rows):
+        seen.append(type(rows))
+        late = (rows["start"] > pd.Timestamp("2024-07-01")).to_numpy()
+        return np.column_stack([np.where(late, 0.2, 0.8), np.where(late, 0.8, 0.2)])
+
+    answers = explain(CounterfactualExplainer(predict_proba).fit(X), X[:8])
+    assert set(seen) == {pd.DataFrame}
+    assert answers.found.all()
+    changed = predict_proba(answers.explanation).argmax(1) != predict_proba(X[:8]).argmax(1)
+    assert changed.all()
