@@ -97,7 +97,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         Weight of the L1 term: larger values give sparser explanations.
     feature_range : tuple (min, max), dict or None, default=None
         Bounds of the explanation's features, each a scalar or one value per feature, or a dict
-        ``{column: (min, max)}`` for some numeric columns. What is not given is learned: the
+        ``{column: (min, max)}`` for some numeric columns (None for a side left to the data:
+        ``{"income": (5000, None)}``). What is not given is learned: the
         per-feature minimum and maximum of the data passed to ``fit``. An integer column's
         bounds are rounded inwards to whole numbers (``feature_range_``).
     no_info_val : float, array-like of shape (n_features,), dict or None, default=None

@@ -714,6 +714,8 @@ def table_feature_range(feature_range, Z, codec, feature_names):
                 lo, hi = _time_bounds(scale, bounds, key, codec.dtypes_[j])
             else:
                 lo, hi = _number_bounds(bounds, key)
+            # None: that side is the data's
+            lo, hi = lower[j] if lo is None else lo, upper[j] if hi is None else hi
             if not (np.isfinite(lo) and np.isfinite(hi)):
                 raise ValueError(f"`feature_range[{key!r}]` must be finite; got {bounds!r} "
                                  "(leave the column out to take the data's bounds).")
@@ -741,15 +743,18 @@ def table_feature_range(feature_range, Z, codec, feature_names):
 
 
 def _number_bounds(bounds, key):
-    """``feature_range[key]`` of a numeric column: a pair of numbers, as floats."""
+    """``feature_range[key]`` of a numeric column: a pair of numbers, as floats (None for a
+    side left to the data)."""
     try:
         if isinstance(bounds, str):
             raise TypeError
         lo, hi = bounds
-        return float(lo), float(hi)
+        if lo is None and hi is None:
+            raise TypeError
+        return (None if lo is None else float(lo)), (None if hi is None else float(hi))
     except (TypeError, ValueError):
-        raise ValueError(f"`feature_range[{key!r}]` must be a pair (min, max) of numbers; got "
-                         f"{bounds!r}.") from None
+        raise ValueError(f"`feature_range[{key!r}]` must be a pair (min, max) of numbers, one "
+                         f"of them None for the data's own; got {bounds!r}.") from None
 
 
 def _time_bounds(scale, bounds, key, dtype):
@@ -758,16 +763,21 @@ def _time_bounds(scale, bounds, key, dtype):
     pd = _pandas()
     try:
         lo, hi = bounds
-        if isinstance(lo, numbers.Real) and isinstance(hi, numbers.Real):
-            return float(lo), float(hi)
-        values = pd.Series([lo, hi]).astype(dtype)
+        if lo is None and hi is None:
+            raise TypeError("no bound")
+        if all(v is None or isinstance(v, numbers.Real) for v in (lo, hi)):
+            return (None if lo is None else float(lo)), (None if hi is None else float(hi))
+        given = [v for v in (lo, hi) if v is not None]
+        values = pd.Series(given).astype(dtype)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"`feature_range[{key!r}]` must be a pair (low, high) of "
                          f"{'times' if dtype.kind == 'M' else 'durations'} like the column's "
                          f"({dtype}); got {bounds!r}.") from exc
     ticks, _ = _ticks(values, key)
-    low, high = (ticks - scale.offset) / scale.step
-    return float(np.ceil(low)), float(np.floor(high))  # whole steps inside the bounds
+    steps = list((ticks - scale.offset) / scale.step)
+    low = None if lo is None else float(np.ceil(steps.pop(0)))  # whole steps inside them
+    high = None if hi is None else float(np.floor(steps.pop(0)))
+    return low, high
 
 
 _DIRECTIONS = {"increase": 1, "decrease": -1, "any": 0}

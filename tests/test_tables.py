@@ -1202,3 +1202,24 @@ def test_a_function_fitted_on_a_table_of_times_is_asked_with_times():
     assert answers.found.all()
     changed = predict_proba(answers.explanation).argmax(1) != predict_proba(X[:8]).argmax(1)
     assert changed.all()
+
+
+def test_a_range_bounded_on_one_side_takes_the_datas_other_side():
+    """Found by a user: feature_range={"income": (50, None)} was refused."""
+    X, y = make_table()
+    X = X.assign(start=pd.Timestamp("2024-01-01") + pd.to_timedelta(X["age"], unit="D"))
+    model = make_pipeline(ColumnTransformer([
+        ("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+        ("numbers", StandardScaler(), NUMERIC)]), LogisticRegression(max_iter=1000)).fit(X, y)
+    explainer = CounterfactualExplainer(model, feature_range={
+        "income": (50, None), "hours": (None, 40),
+        "start": (pd.Timestamp("2024-01-20"), None)}).fit(X)
+    lower, upper = explainer.feature_range_
+    income, hours, start = (X.columns.get_loc(c) for c in ("income", "hours", "start"))
+    assert (lower[income], upper[income]) == (50, X["income"].max())
+    assert (lower[hours], upper[hours]) == (X["hours"].min(), 40)
+    # in days from the earliest
+    assert lower[start] == (pd.Timestamp("2024-01-20") - X["start"].min()).days
+    assert upper[start] == (X["start"].max() - X["start"].min()).days
+    with pytest.raises(ValueError, match=r"one of them None for the data's own"):
+        CounterfactualExplainer(model, feature_range={"income": (None, None)}).fit(X)
