@@ -221,10 +221,11 @@ class CEMExplainer(BaseContrastiveExplainer):
         Batches explained in parallel by joblib workers (-1: all cores), with the answers
         of ``None`` (one process) in batches of the same size: under ``batch_size="auto"``
         the batches get smaller so that each worker has some, and the gradient search's
-        answers may change with the batch (see the user guide). Under ``joblib.parallel_config(backend="dask")``
-        the batches run on a Dask cluster. Workers take about a second each to start and
-        receive the model: worth it for several batches of seconds each, not for a few small
-        ones (``batch_size`` sets how many instances a batch holds).
+        answers may change with the batch (see the user guide). Under
+        ``joblib.parallel_config(backend="dask")`` the batches run on a Dask cluster.
+        Workers take about a second each to start and receive the model: worth it for
+        several batches of seconds each, not for a few small ones (``batch_size`` sets how
+        many instances a batch holds).
     verbose : int, default=0
         1 shows a progress bar over batches and c-steps on stderr (tqdm when installed);
         2 also logs each c-step's figures to the ``skcem`` logger at INFO level.

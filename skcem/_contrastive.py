@@ -39,11 +39,11 @@ from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, breaks_one_hot, check_directions, is_table,
                        model_categories, native_categorical, one_hot_groups, table_classifier,
                        table_feature_range)
-from ._validation import (accepts_missing_values, align_columns, align_rows,
+from ._validation import (accepts_missing_values, align_columns, align_rows, as_named_in,
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
-                          fitted_columns, from_polars, is_prefitted, kind_other_than_classifier, missing_values_refused,
-                          per_feature, probabilities_hint,
+                          fitted_columns, from_polars, is_prefitted, kind_other_than_classifier,
+                          missing_values_refused, per_feature, probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, warn
@@ -347,8 +347,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if y is not None:
             check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
         self._remember_fit_parameters()
-        prefitted_names = getattr(self.estimator, "feature_names_in_", None) \
-            if is_prefitted(self.estimator) else None
+        prefitted_names = as_named_in(X, getattr(self.estimator, "feature_names_in_", None)
+                                      if is_prefitted(self.estimator) else None)
         if prefitted_names is None and hasattr(X, "columns") and \
                 all(isinstance(c, str) for c in X.columns) and \
                 hasattr(self.estimator, "n_features_in_"):  # names, as scikit-learn has them

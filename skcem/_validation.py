@@ -1,6 +1,7 @@
 """Input checks shared by the explainers: each error names the parameter at fault."""
 
 import numbers
+import re
 
 import numpy as np
 from sklearn.base import clone
@@ -185,6 +186,22 @@ def from_polars(data):
         if hasattr(data, "columns"):
             return pd.DataFrame({name: data[name].to_numpy() for name in data.columns})
         return pd.Series(data.to_numpy(), name=data.name)
+
+
+def as_named_in(X, names):
+    """A fitted model's feature ``names`` as ``X``'s columns name them, where the model's
+    library renamed them (LightGBM writes a space as an underscore: ``mean_radius`` for
+    ``mean radius``); ``names`` as they are otherwise."""
+    columns = getattr(X, "columns", None)
+    if names is None or columns is None:
+        return names
+    given = [str(c) for c in columns]
+    if set(map(str, names)) <= set(given):
+        return names
+    renamed = {re.sub(r"\s", "_", c): c for c in given}
+    if len(renamed) == len(given) and all(str(n) in renamed for n in names):
+        return np.array([renamed[str(n)] for n in names], dtype=object)
+    return names
 
 
 def fitted_columns(estimator):

@@ -741,3 +741,22 @@ def test_lightgbm_splits_of_missing_values_raise_no_numpy_warnings():
         exp = CounterfactualExplainer(model, search="exact").fit(X, y).explain(X[:10])
     assert exp.found.all()
     assert (model.predict(exp.explanation) != model.predict(X[:10])).all()
+
+
+def test_lightgbm_fitted_on_names_with_spaces_is_explained_on_its_own_frame():
+    """Found by a user: LightGBM keeps 'mean radius' as 'mean_radius', and the explainer
+    refused the very DataFrame the model was fitted on."""
+    lightgbm = pytest.importorskip("lightgbm")
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = X.iloc[:, :6]
+    model = lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, y)
+    assert "mean_radius" in model.feature_names_in_
+    for search in ("auto", "exact"):
+        explainer = CounterfactualExplainer(model, search=search).fit(X)
+        assert list(explainer.feature_names_in_) == list(X.columns)
+        exp = explainer.explain(X.iloc[:5])
+        assert isinstance(exp.explanation, pd.DataFrame) and exp.found.all()
+        assert (model.predict(exp.explanation) != model.predict(X.iloc[:5])).all()
