@@ -28,8 +28,6 @@ def check_class_labels(y, owner, prefitted=False):
     ``DataConversionWarning``. For a ``prefitted`` model, several columns are left to the
     refusal that names the model.
     """
-    from ._tabular import _missing
-
     values = np.asarray(y)
     if values.ndim == 2 and values.shape[1] > 1 and not prefitted:
         raise ValueError(f"`y` has {values.shape[1]} columns: a multi-label or multi-output "
@@ -38,12 +36,19 @@ def check_class_labels(y, owner, prefitted=False):
     values = values.ravel()
     if values.dtype.kind not in "fO":
         return
-    missing = np.flatnonzero(_missing(values))
+    missing = np.flatnonzero(np.isnan(values) if values.dtype.kind == "f" else
+                             [_is_missing(value) for value in values])
     if missing.size:
         raise ValueError(f"`y` holds missing labels ({missing.size} of {len(values)} rows, "
                          f"at positions {missing[:5].tolist()}"
                          f"{', ...' if missing.size > 5 else ''}): drop those rows, or give "
                          "them a class.")
+
+
+def _is_missing(value):
+    """None, NaN, and pandas's NA and NaT."""
+    return value is None or (isinstance(value, (float, np.floating)) and value != value) or \
+        type(value).__name__ in ("NAType", "NaTType")
 
 
 def check_outputs_follow_labels(predicted, targets, classes, *, min_rows=10):
