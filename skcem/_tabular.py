@@ -340,9 +340,10 @@ class TableCodec:
                                 for j, column in enumerate(columns)]
         self.times_ = [None if categorical[j] else _time_scale(column, self._name(j))
                        for j, column in enumerate(columns)]
-        self.integer_ = np.array([not categorical[j] and (_is_integer_dtype(dtype) or
-                                                          self.times_[j] is not None)
-                                  for j, dtype in enumerate(self.dtypes_)], dtype=bool)
+        self.integer_ = np.array([not categorical[j] and (
+            _is_integer_dtype(dtype) or self.times_[j] is not None
+            or _whole_floats(columns[j], dtype)) for j, dtype in enumerate(self.dtypes_)],
+            dtype=bool)
         self._plain = {for_model: np.array([
             not categorical[j] and self.times_[j] is None and (
                 (for_model and self.integer_[j])
@@ -659,6 +660,23 @@ def _numpy_time_dtype(dtype):
     if tz is not None:
         return _pandas().DatetimeTZDtype(arrow.unit, tz)
     return np.dtype(f"{kind}8[{arrow.unit}]")
+
+
+def _whole_floats(column, dtype):
+    """Whether a float column of a DataFrame holds whole numbers only (counts that a missing
+    cell made floats, numbers read from a file), of which it has several: its answers are
+    whole numbers too, as an integer column's."""
+    if not isinstance(dtype, np.dtype) or dtype.kind != "f":
+        return False
+    values = np.asarray(column, dtype=float)
+    values = values[~np.isnan(values)]
+    return values.size > 0 and bool(np.all(values == np.rint(values))) and \
+        np.unique(values).size >= _MIN_WHOLE_VALUES
+
+
+# Distinct whole numbers a float column must hold to be taken as one of whole numbers (a 0/1
+# column is not: a model may read it as a probability or a share).
+_MIN_WHOLE_VALUES = 3
 
 
 def _nullable_int(kind):
