@@ -389,9 +389,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # the model is asked with rows in their own form: a plain function too, where
             # the table holds more than float64 numbers (times, integers, nullable numbers)
             self._decode = codec.decode
-        elif codec is None and not deep and getattr(raw, "dtype", None) == np.float32 and \
-                _fails_on_float64_only(self.estimator_, X[:10]):
-            # a network behind predict_proba (skorch's, a function) that takes float32 only
+        elif codec is None and not deep and _fails_on_float64_only(self.estimator_, X[:10]):
+            # a network behind predict_proba (skorch's, a function) that takes float32 only,
+            # whatever X's dtype
             self._decode = _as_float32
         self._check_missing_values(X, reset=True)
         self._one_hot_groups = one_hot_groups(X)

@@ -1253,6 +1253,10 @@ def test_a_function_of_a_float32_network_is_asked_with_float32_rows(logits_cnn, 
         predict_proba(X[:2].astype(np.float64))
     explainer = CounterfactualExplainer(predict_proba, **FAST).fit(X[:200])
     exp = _explain(explainer, X[1200:1204])
+    # fitted on float64 rows too (the model takes float32 rows only, whatever X was)
+    again = _explain(CounterfactualExplainer(predict_proba, **FAST).fit(
+        X[:200].astype(np.float64)), X[1200:1204].astype(np.float64))
+    np.testing.assert_array_equal(again.found, exp.found)
     assert exp.found.sum() >= 3
     answers = exp.explanation[exp.found].astype(np.float32)
     assert (predict_proba(answers).argmax(1) != exp.X_pred[exp.found]).all()
