@@ -208,7 +208,8 @@ class _Structure:
         width = int(max(n_categories.max(initial=0), 1))
         self.categorical_left = np.zeros((len(self.categorical_nodes), width), bool)
         for position, node in enumerate(self.categorical_nodes):
-            codes = ensemble.left_codes[node]
+            # (codes past the answers' ones, of categories no answer takes, are left out)
+            codes = ensemble.left_codes[node][:width]
             self.categorical_left[position, :len(codes)] = codes
         self.categorical_position = np.full(n_nodes, -1)
         self.categorical_position[self.categorical_nodes] = np.arange(len(self.categorical_nodes))
@@ -425,10 +426,16 @@ class ExactSearch:
             points = points_of(ensemble, d, self.whole)
             heuristic = NeighborSearch(self.pool, self.whole, points=points)._search(
                 backend, replace(problem, searchable=searchable), None)
+        # The trees send a missing value their own way, which the program does not follow,
+        # and a category no answer takes (its dtype's, held by no row given to fit) has no
+        # variable in it: such rows get the heuristic's answer, with no proven gap (NaN).
+        unmodelled = np.zeros(n, bool)
         if problem.missing is not None:
-            # The trees send a missing value their own way, which the program does not
-            # follow: such rows get the heuristic's answer, with no proven gap (NaN).
-            unmodelled = searchable & problem.missing.any(axis=1)
+            unmodelled |= searchable & problem.missing.any(axis=1)
+        if problem.categorical is not None and np.any(problem.categorical):
+            upper = np.broadcast_to(problem.upper, problem.x0.shape)
+            unmodelled |= searchable & np.any(problem.categorical & (problem.x0 > upper), axis=1)
+        if unmodelled.any():
             if heuristic is not None:
                 for name, array in (("explanation", explanation), ("distance", distance),
                                     ("explanation_proba", proba), ("explanation_class", pred)):

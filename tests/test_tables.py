@@ -1241,3 +1241,25 @@ def test_float_columns_of_whole_numbers_get_whole_answers():
         values = answers.explanation[column][answers.found].dropna()
         assert (values == np.round(values)).all(), values
     assert valid_by_predict(model, answers, "CF").all()
+
+
+def test_a_forest_is_explained_exactly_beside_categories_no_row_holds():
+    """Found by a regression sweep: a category dtype's unused categories (past the answers'
+    codes since this session) broke the exact program's tables on a forest Pipeline."""
+    X, y = make_table()
+    X["city"] = pd.Categorical(X["city"], categories=["west", "north", "south", "east", "up"])
+    model = make_pipeline(ColumnTransformer([
+        ("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+        ("numbers", "passthrough", NUMERIC)]), RandomForestClassifier(30, random_state=0))
+    model.fit(X, y)
+    rows = X[:8].copy()
+    rows.loc[rows.index[:2], "city"] = "up"  # held by no row given to fit
+    for search in ("auto", "exact"):
+        for explainer in (CounterfactualExplainer(model, search=search),
+                          CEMExplainer(model, mode="PN", search=search)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                answers = explain(explainer.fit(X), rows)
+            assert answers.found.sum() >= 6
+            assert valid_by_predict(model, answers, "CF").all()
+            assert set(answers.explanation["city"].dropna()) <= {"north", "south", "east", "up"}
