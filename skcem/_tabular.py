@@ -650,11 +650,13 @@ def _time_scale(column, name=None):
 
 
 def _numpy_time_dtype(dtype):
-    """The datetime64 or timedelta64 dtype (with its time zone) of an Arrow timestamp or
+    """The datetime64 or timedelta64 dtype (with its time zone) of an Arrow timestamp, date or
     duration dtype (``dtype_backend="pyarrow"``); any other ``dtype`` as it is."""
     arrow = getattr(dtype, "pyarrow_dtype", None)
-    if arrow is None or not str(arrow).startswith(("timestamp", "duration")):
+    if arrow is None or not str(arrow).startswith(("timestamp", "duration", "date")):
         return dtype
+    if str(arrow).startswith("date"):  # dates: whole days of datetime64
+        return np.dtype("M8[ms]")
     kind = "m" if str(arrow).startswith("duration") else "M"
     tz = getattr(arrow, "tz", None)
     if tz is not None:

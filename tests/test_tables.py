@@ -1135,6 +1135,13 @@ def test_arrow_times_and_dictionaries_and_columns_of_other_objects():
     hours = answers.explanation["took"].astype("timedelta64[us]") / pd.Timedelta(hours=1)
     long = X["took"][:10].astype("timedelta64[us]") > pd.Timedelta(hours=24)
     np.testing.assert_array_equal(hours, np.where(long, 24, 25))
+    # Arrow dates (date32), whole days
+    dates = X.assign(when=pd.array([stamp.date() for stamp in X["when"].astype(
+        "datetime64[us]")], dtype=pd.ArrowDtype(pa.date32())))
+    answers = explain(CounterfactualExplainer(predict_proba).fit(dates, y), dates[:10])
+    assert answers.found.all() and answers.explanation["when"].dtype == dates["when"].dtype
+    assert (predict_proba(answers.explanation).argmax(1)
+            != predict_proba(dates[:10]).argmax(1)).all()
     periods = X.assign(when=pd.period_range("2020-01", periods=n, freq="M"))
     with pytest.raises(ValueError, match=r"X column 'when' holds non-numeric values such as "
                                          r"Period\('2020-01', 'M'\); name it in "
