@@ -126,7 +126,8 @@ class ExplainerMixin:
                 raise NotFittedError(
                     f"`estimator` ({type(params['estimator']).__name__}) was fitted again since "
                     f"{type(self).__name__}'s fit (its fitted attributes "
-                    f"{_changed_attributes(state, now)[:5]} are new), which learned from the "
+                    f"{_changed_attributes(state, now)[:5]} are new or changed), which learned "
+                    "from the "
                     "model as it was (its gradients, its classes, the rows it puts in each "
                     "class). Call fit again. (A model that sets such attributes when it "
                     "predicts breaks scikit-learn's rule that predict changes nothing.)")

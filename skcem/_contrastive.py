@@ -375,12 +375,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         deep = is_deep_model(self.estimator_)
         if deep and codec is not None and codec.has_categorical and \
                 not _numeric_categories(codec):
-            raise ValueError("Categorical columns of text need a model that takes them (such "
-                             "as a scikit-learn Pipeline); a Keras or PyTorch model takes "
-                             "numbers only. Give a function of the raw rows instead, which "
-                             "encodes them and calls the network (answers then change whole "
-                             "categories: see the user guide), or give the categories as "
-                             "numbers (the codes the network takes).")
+            raise ValueError("Categorical columns whose categories are not numbers (text, "
+                             "booleans) need a model that takes them (such as a scikit-learn "
+                             "Pipeline); a Keras or PyTorch model takes numbers only. Give a "
+                             "function of the raw rows instead, which encodes them and calls "
+                             "the network (answers then change whole categories: see the user "
+                             "guide), give the categories as numbers (the codes the network "
+                             "takes), or set `categorical_features=None` for columns that are "
+                             "numbers to the network (0/1 dummies).")
         self._decode = None
         if not deep and codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and (hasattr(self.estimator_, "feature_names_in_") or (

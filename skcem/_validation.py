@@ -547,6 +547,12 @@ def check_probabilities(proba, n_rows, name="estimator", estimator=None, n_class
     what = name if estimator is not None and not hasattr(estimator, "predict_proba") \
         else f"{name}.predict_proba"
     proba = np.asarray(proba)
+    if proba.dtype.kind not in "fiub":  # an object array of numbers is read as numbers
+        try:
+            proba = proba.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"`{what}` must return numbers; got an array of {proba.dtype} "
+                             f"such as {proba.ravel()[:1].tolist()}.") from None
     if proba.ndim != 2 or proba.shape[0] != n_rows or proba.shape[1] < 2:
         raise ValueError(
             f"`{what}` must return an array of shape (n_samples, n_classes) with "

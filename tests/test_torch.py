@@ -1306,7 +1306,7 @@ def test_a_network_of_integer_codes_takes_them_as_categories():
         answers = exp.explanation[exp.found]
         assert set(answers[:, 0]) <= set(range(5)) and set(answers[:, 1]) <= set(range(3))
         assert (predict(answers) != predict(X[:30][exp.found])).all()
-    with pytest.raises(ValueError, match="Categorical columns of text need a model that takes "
-                                         "them"):
+    with pytest.raises(ValueError, match="Categorical columns whose categories are not "
+                                         "numbers"):
         CEMExplainer(net, categorical_features=[0]).fit(
             np.c_[np.array(["a", "b", "c"] * 200, dtype=object), X[:, 1:]])

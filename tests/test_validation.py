@@ -770,5 +770,18 @@ def test_a_model_that_sets_attributes_when_it_predicts_is_named_with_them(iris, 
 
     X, y = iris
     explainer = CEMExplainer(Counting().fit(X, y), **FAST).fit(X)
-    with pytest.raises(NotFittedError, match=r"attributes \['n_calls_'\] are new"):
+    with pytest.raises(NotFittedError, match=r"attributes \['n_calls_'\] are new or changed"):
         explainer.explain(X[:2])
+
+
+def test_probabilities_in_an_object_array_are_read_as_numbers(iris, iris_model):
+    """Found by a regression sweep: an object array of floats from predict_proba, taken
+    before, crashed in numpy's isfinite."""
+    X, _ = iris
+
+    def as_objects(rows):
+        return iris_model.predict_proba(rows).astype(object)
+
+    exp = CounterfactualExplainer(as_objects, **FAST).fit(X).explain(X[:5])
+    assert exp.found.all()
+    assert (iris_model.predict(exp.explanation) != iris_model.predict(X[:5])).all()
