@@ -777,11 +777,20 @@ def test_a_model_that_sets_attributes_when_it_predicts_is_named_with_them(iris, 
 def test_probabilities_in_an_object_array_are_read_as_numbers(iris, iris_model):
     """Found by a regression sweep: an object array of floats from predict_proba, taken
     before, crashed in numpy's isfinite."""
-    X, _ = iris
+    from sklearn.base import BaseEstimator, ClassifierMixin
 
-    def as_objects(rows):
-        return iris_model.predict_proba(rows).astype(object)
+    class Objects(ClassifierMixin, BaseEstimator):  # predict too: fit probes its rule
+        def fit(self, X, y):
+            self.classes_ = iris_model.classes_
+            return self
 
-    exp = CounterfactualExplainer(as_objects, **FAST).fit(X).explain(X[:5])
+        def predict(self, X):
+            return iris_model.predict(X)
+
+        def predict_proba(self, X):
+            return iris_model.predict_proba(X).astype(object)
+
+    X, y = iris
+    exp = CounterfactualExplainer(Objects().fit(X, y), **FAST).fit(X).explain(X[:5])
     assert exp.found.all()
     assert (iris_model.predict(exp.explanation) != iris_model.predict(X[:5])).all()
