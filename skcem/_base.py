@@ -46,43 +46,21 @@ def _snapshot(value):
     return value
 
 
-def _fitted_state(estimator, depth=0):
+def _fitted_state(estimator, prefix="", depth=0):
     """Identities of a scikit-learn model's fitted attributes (``coef_``, ``estimators_``...,
-    a Pipeline's steps' and a wrapper's inner model's too): ``fit`` replaces them, so a model
-    fitted again in place no longer matches. None for other models (a network's weights are
-    read live, as they are at each call)."""
+    a Pipeline's steps' and a wrapper's inner model's too, as ``[k].name``), by name: ``fit``
+    replaces them, so a model fitted again in place no longer matches. None for other models
+    (a network's weights are read live, as they are at each call)."""
     if estimator is None or not hasattr(estimator, "get_params") or depth > 8:
         return None
-    state = [(name, id(value)) for name, value in vars(estimator).items()
-             if name.endswith("_") and not name.startswith("_")]
+    state = {prefix + name: id(value) for name, value in vars(estimator).items()
+             if name.endswith("_") and not name.startswith("_")}
     inner = [step for _, step in getattr(estimator, "steps", None) or ()]
     if type(estimator).__name__ == "FrozenEstimator":
         inner.append(estimator.estimator)
-    for step in inner:
-        state.append(_fitted_state(step, depth + 1))
-    return id(estimator), tuple(state)
-
-
-def _changed_attributes(before, after, prefix=""):
-    """The names of the attributes that differ (or came or went) between two
-    :func:`_fitted_state`s, inner models' as ``[k].name``."""
-    def split(state):
-        entries = state[1] if state is not None else ()
-        attributes = dict(entry for entry in entries
-                          if isinstance(entry, tuple) and len(entry) == 2
-                          and isinstance(entry[0], str))
-        inner = [entry for entry in entries
-                 if not (isinstance(entry, tuple) and len(entry) == 2
-                         and isinstance(entry[0], str))]
-        return attributes, inner
-
-    (old, old_inner), (new, new_inner) = split(before), split(after)
-    changed = [prefix + name for name in sorted(set(old) | set(new))
-               if old.get(name) != new.get(name)]
-    for k, (a, b) in enumerate(zip(old_inner, new_inner)):
-        if a != b:
-            changed += _changed_attributes(a, b, f"{prefix}[{k}].")
-    return changed or [prefix + "?"]
+    for k, step in enumerate(inner):
+        state.update(_fitted_state(step, f"{prefix}[{k}].", depth + 1) or {})
+    return state
 
 
 class ExplainerMixin:
@@ -107,7 +85,8 @@ class ExplainerMixin:
         self._fitted_with = {name: _snapshot(params[name]) for name in self._fit_parameters
                              if name in params}
         estimator = params.get("estimator")
-        self._fitted_state = _fitted_state(estimator) if is_prefitted(estimator) else None
+        self._fitted_state = (id(estimator), _fitted_state(estimator)) \
+            if is_prefitted(estimator) else None
 
     def _check_fit_parameters(self):
         """Raise where ``set_params`` changed a parameter ``fit`` reads since the last ``fit``:
@@ -121,16 +100,16 @@ class ExplainerMixin:
         state = getattr(self, "_fitted_state", None)
         # the same model object (a copy or an unpickled explainer holds its own copy)
         if state is not None and not changed and state[0] == id(params["estimator"]):
-            now = _fitted_state(params["estimator"])
-            if now != state:
+            before, now = state[1] or {}, _fitted_state(params["estimator"]) or {}
+            if now != before:
+                new = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
                 raise NotFittedError(
                     f"`estimator` ({type(params['estimator']).__name__}) was fitted again since "
-                    f"{type(self).__name__}'s fit (its fitted attributes "
-                    f"{_changed_attributes(state, now)[:5]} are new or changed), which learned "
-                    "from the "
-                    "model as it was (its gradients, its classes, the rows it puts in each "
-                    "class). Call fit again. (A model that sets such attributes when it "
-                    "predicts breaks scikit-learn's rule that predict changes nothing.)")
+                    f"{type(self).__name__}'s fit (its fitted attributes {new[:5]} are new or "
+                    "changed), which learned from the model as it was (its gradients, its "
+                    "classes, the rows it puts in each class). Call fit again. (A model that "
+                    "sets such attributes when it predicts breaks scikit-learn's rule that "
+                    "predict changes nothing.)")
         if changed:
             raise NotFittedError(
                 f"{', '.join(changed)} changed since fit (set_params after fit): "

@@ -191,20 +191,17 @@ def _fails_on_float64_only(estimator, rows):
     float32 (a PyTorch network behind ``predict_proba``: "mat1 and mat2 must have the same
     dtype")."""
     predict_proba = getattr(estimator, "predict_proba", estimator)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            predict_proba(rows)
-        return False
-    except Exception:  # each model raises its own kind
-        pass
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            predict_proba(_as_float32(rows))
-        return True
-    except Exception:
-        return False
+
+    def answers(batch):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                predict_proba(batch)
+            return True
+        except Exception:  # each model raises its own kind
+            return False
+
+    return not answers(rows) and answers(_as_float32(rows))
 
 
 def _framework_threads(backend, n_numbers):
