@@ -435,7 +435,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             check_outputs_follow_labels(
                 proba.argmax(axis=1), class_indices(np.asarray(y)[:len(proba)], self.classes_,
                                                     "y"), self.classes_)
-        names = getattr(self, "feature_names_in_", None)
+        names = fitted_columns(self)
         self._warn_integer_labels_are_positions(codec)
         self.categorical_mask_ = np.zeros(X.shape[1], bool) if codec is None \
             else codec.categorical_.copy()

@@ -13,6 +13,9 @@ import numbers
 
 import numpy as np
 
+from ._validation import (check_feature_range, default_classifier, feature_mask,
+                          label_position)
+
 CATEGORICAL_KINDS = "OSUb"  # object, bytes, str, bool
 
 
@@ -316,8 +319,6 @@ class TableCodec:
         the model knows beyond those of ``X``: a rare category missing from the rows given to
         ``fit`` (a fold of a grid search) is still one the model takes.
         """
-        from ._validation import feature_mask
-
         self.is_frame_ = _is_frame(X)
         columns = self._columns(X)
         n_features = len(columns)
@@ -326,8 +327,7 @@ class TableCodec:
         if isinstance(self.categorical_features, str) and self.categorical_features == "auto":
             categorical = auto_categorical(X)
         else:
-            names = None if feature_names is None else [str(n) for n in feature_names]
-            categorical = feature_mask(self.categorical_features, n_features, names,
+            categorical = feature_mask(self.categorical_features, n_features, feature_names,
                                        "categorical_features")
         self.categorical_ = categorical
         known = known_categories or {}
@@ -702,29 +702,13 @@ def is_table(X, categorical_features):
                                         and not _looks_numeric(array.ravel()))
 
 
-def column_index(key, feature_names, n_features, name):
-    """The position of the column ``key`` (a name, or an index), or an error naming ``name``."""
-    if isinstance(key, str):
-        known = [] if feature_names is None else [str(n) for n in feature_names]
-        if key not in known:
-            raise ValueError(f"`{name}` names an unknown column {key!r}; columns are "
-                             f"{known if known else 'unnamed (X had no feature names)'}.")
-        return known.index(key)
-    if isinstance(key, (int, np.integer)) and -n_features <= key < n_features:
-        return int(key) % n_features
-    raise ValueError(f"`{name}` keys must be column names or indices below {n_features}; "
-                     f"got {key!r}.")
-
-
 def table_feature_range(feature_range, Z, codec, feature_names):
     """Per-column bounds: a pair, a dict of pairs by column (others from the data), or None
     (the data's minimum and maximum). Category codes range over the known categories."""
-    from ._validation import check_feature_range
-
     if isinstance(feature_range, dict):
         lower, upper = np.nanmin(Z, axis=0), np.nanmax(Z, axis=0)
         for key, bounds in feature_range.items():
-            j = column_index(key, feature_names, Z.shape[1], "feature_range")
+            j = label_position(key, feature_names, Z.shape[1], "feature_range")
             if codec is not None and codec.categorical_[j]:
                 raise ValueError(f"`feature_range` bounds column {key!r}, which is "
                                  "categorical; restrict its changes with "
@@ -807,7 +791,7 @@ def check_directions(directions, n_features, feature_names, codec):
     """``directions`` as one of +1 (only increase), -1 (only decrease), 0 per column."""
     out = np.zeros(n_features, dtype=int)
     for key, value in (directions or {}).items():
-        j = column_index(key, feature_names, n_features, "directions")
+        j = label_position(key, feature_names, n_features, "directions")
         if value not in _DIRECTIONS:
             raise ValueError(f"`directions[{key!r}]` must be one of {sorted(_DIRECTIONS)}; "
                              f"got {value!r}.")
@@ -825,7 +809,7 @@ def values_by_column(value, Z, codec, feature_names, name, default):
     given as itself and becomes its code."""
     out = np.array(default, dtype=float)
     for key, given in value.items():
-        j = column_index(key, feature_names, Z.shape[1], name)
+        j = label_position(key, feature_names, Z.shape[1], name)
         if codec is not None and codec.categorical_[j]:
             known = list(codec.categories_[j])
             if given not in known:
@@ -859,8 +843,6 @@ def table_classifier(codec):
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    from ._validation import default_classifier
 
     columns = codec.columns_ if codec.columns_ is not None else list(range(len(codec.dtypes_)))
     categorical = [c for c, is_cat in zip(columns, codec.categorical_) if is_cat]

@@ -621,10 +621,36 @@ def check_pair(value, name, positive=False, increasing=False):
     return parts
 
 
+def label_position(key, feature_names, n_features, name):
+    """The position of the column ``key``: a label (a string, or a tuple of a MultiIndex, as
+    written), or an index; else an error naming the parameter ``name``."""
+    labels = [] if feature_names is None else list(feature_names)
+    if isinstance(key, tuple):
+        matches = [j for j, label in enumerate(labels) if label == key]
+        if not matches:
+            raise ValueError(f"`{name}` names an unknown column {key!r}; columns are "
+                             f"{labels if labels else 'unnamed (X had no column labels)'}.")
+        return matches[0]
+    if isinstance(key, str):
+        known = [str(label) for label in labels]
+        if key not in known:
+            raise ValueError(f"`{name}` names an unknown column {key!r}; columns are "
+                             f"{known if known else 'unnamed (X had no feature names)'}.")
+        return known.index(key)
+    if isinstance(key, (int, np.integer)) and -n_features <= key < n_features:
+        return int(key) % n_features
+    raise ValueError(f"`{name}` keys must be column names or indices below {n_features}; "
+                     f"got {key!r}.")
+
+
 def feature_mask(features, n_features, feature_names, name):
     """A boolean mask from indices, a boolean mask or feature names (None: no feature)."""
     mask = np.zeros(n_features, dtype=bool)
     if features is None or len(features) == 0:
+        return mask
+    if not hasattr(features, "dtype") and any(isinstance(f, tuple) for f in features):
+        # labels of MultiIndex columns: numpy would make a 2-D array of them
+        mask[[label_position(f, feature_names, n_features, name) for f in features]] = True
         return mask
     values = np.asarray(features)
     if values.ndim != 1:

@@ -1166,6 +1166,29 @@ def test_to_frame_under_multiindex_columns_warns_of_nothing():
     pd.testing.assert_frame_equal(frame[list(X.columns)], answers.explanation)
 
 
+def test_multiindex_columns_are_named_by_their_tuples_in_by_feature_parameters():
+    """Left from a user's trial: under MultiIndex columns a tuple could not name a column in
+    immutable_features, feature_range or directions (a 2-D array, or an unknown key)."""
+    X, y = make_table()
+    X = X[NUMERIC]
+    X.columns = pd.MultiIndex.from_tuples([("person", "age"), ("money", "income"),
+                                           ("work", "hours")])
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    explainer = CounterfactualExplainer(
+        model, immutable_features=[("person", "age")], directions={("work", "hours"): "increase"},
+        feature_range={("money", "income"): (None, 1e9)}).fit(X)
+    assert explainer.immutable_mask_.tolist() == [True, False, False]
+    assert explainer.directions_.tolist() == [0, 0, 1]
+    assert explainer.feature_range_[1][1] == 1e9
+    answers = explain(explainer, X[:10])
+    found, before = answers.explanation[answers.found], X[:10][answers.found]
+    assert len(found) and (found[("person", "age")] == before[("person", "age")]).all()
+    assert (found[("work", "hours")] >= before[("work", "hours")]).all()
+    with pytest.raises(ValueError, match=r"`immutable_features` names an unknown column "
+                                         r"\('person', 'height'\)"):
+        CounterfactualExplainer(model, immutable_features=[("person", "height")]).fit(X)
+
+
 def test_fit_params_a_pipeline_refuses_are_not_blamed_on_categories(table):
     """Found by a user: sample_weight given to a Pipeline's fit (which takes step__name) was
     reported as the model failing on the categorical columns."""
