@@ -148,8 +148,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         optimizer: their gradient and their shrinkage step are masked, so they keep the
         original's exact value.
     directions : dict or None, default=None
-        ``{column: "increase" | "decrease"}``: the only way a numeric column may change
-        (columns by name, or index for arrays).
+        ``{column: "increase" | "decrease"}``: the only way a numeric column, or one of an
+        ordered category dtype (in its order), may change (columns by name, or index for
+        arrays).
     distance : {"elastic", "mad"}, default="elastic"
         The distance minimised. "elastic" is the reference's ``||d||_2^2 + beta * ||d||_1``;
         "mad" measures it in units of each feature's median absolute deviation (MAD, learned

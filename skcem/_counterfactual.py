@@ -90,8 +90,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     immutable_features : array-like or None, default=None
         Features that never change: indices, a boolean mask, or names (DataFrame input).
     directions : dict or None, default=None
-        ``{column: "increase" | "decrease"}``: the only way a numeric column may change
-        (columns by name, or index for arrays).
+        ``{column: "increase" | "decrease"}``: the only way a numeric column, or one of an
+        ordered category dtype (in its order), may change (columns by name, or index for
+        arrays).
     feature_range : tuple (min, max), dict or None, default=None
         Bounds of the counterfactual's features, or a dict ``{column: (min, max)}`` for some
         numeric columns; learned from the data where not given. An integer column's bounds are

@@ -548,6 +548,10 @@ class ExactSearch:
         if frozen is not None and np.atleast_2d(frozen)[0, j]:
             return allowed
         allowed[:] = True
+        if problem.directions is not None and problem.directions[j] != 0:
+            # an ordered category's codes follow its order
+            allowed[np.arange(n_codes) < x0 if problem.directions[j] > 0
+                    else np.arange(n_codes) > x0] = False
         if problem.mode.name == "PN":  # any category but the no-information one
             v = np.broadcast_to(problem.no_info_val, problem.x0.shape)[i, j]
             allowed[np.arange(n_codes) == v] = False

@@ -303,6 +303,8 @@ class TableCodec:
     missing_values_ : list
         Per categorical column, the missing value met in ``fit`` (None, NaN or ``pd.NA``);
         NaN where none was, and for numeric columns.
+    ordered_ : ndarray of bool, shape (n_features,)
+        Categorical columns of an ordered category dtype: their codes follow its order.
     integer_ : ndarray of bool, shape (n_features,)
         Numeric columns of integer dtype: the gradient-free search keeps them whole numbers.
     columns_ : list or None
@@ -338,6 +340,10 @@ class TableCodec:
         self.n_offered_ = [n for _, n in categories]
         self.missing_values_ = [_first_missing(column) if categorical[j] else np.nan
                                 for j, column in enumerate(columns)]
+        # an ordered category dtype's codes follow its order (see _categories), so that
+        # ``directions`` hold for them as for numbers
+        self.ordered_ = np.array([bool(categorical[j] and getattr(dtype, "ordered", False))
+                                  for j, dtype in enumerate(self.dtypes_)], dtype=bool)
         self.times_ = [None if categorical[j] else _time_scale(column, self._name(j))
                        for j, column in enumerate(columns)]
         self.integer_ = np.array([not categorical[j] and (
@@ -795,11 +801,12 @@ def check_directions(directions, n_features, feature_names, codec):
         if value not in _DIRECTIONS:
             raise ValueError(f"`directions[{key!r}]` must be one of {sorted(_DIRECTIONS)}; "
                              f"got {value!r}.")
-        if codec is not None and codec.categorical_[j] and _DIRECTIONS[value]:
-            raise ValueError(f"`directions` gives categorical column {key!r} a direction; "
-                             "the searches change categories as unordered, also those of an "
-                             "ordered category dtype (use `immutable_features`, or give the "
-                             "column as numbers, such as the category codes, in order).")
+        if codec is not None and codec.categorical_[j] and _DIRECTIONS[value] and \
+                not getattr(codec, "ordered_", np.zeros(n_features, bool))[j]:
+            raise ValueError(f"`directions` gives categorical column {key!r} a direction, "
+                             "but its categories have no order: give the column an ordered "
+                             "category dtype (`pd.CategoricalDtype(categories, ordered=True)`"
+                             "), or use `immutable_features`.")
         out[j] = _DIRECTIONS[value]
     return out
 

@@ -278,7 +278,8 @@ def test_estimator_none_encodes_the_categories(table):
 
 def test_bad_table_parameters_are_named(table):
     X, _, models = table
-    with pytest.raises(ValueError, match="`directions` gives categorical column 'job'"):
+    with pytest.raises(ValueError, match="`directions` gives categorical column 'job' a "
+                                         "direction, but its categories have no order"):
         CounterfactualExplainer(models["lr"], directions={"job": "increase"}).fit(X)
     with pytest.raises(ValueError, match=r"`directions\['age'\]` must be one of"):
         CounterfactualExplainer(models["lr"], directions={"age": "up"}).fit(X)
@@ -1187,6 +1188,47 @@ def test_multiindex_columns_are_named_by_their_tuples_in_by_feature_parameters()
     with pytest.raises(ValueError, match=r"`immutable_features` names an unknown column "
                                          r"\('person', 'height'\)"):
         CounterfactualExplainer(model, immutable_features=[("person", "height")]).fit(X)
+
+
+@pytest.mark.parametrize("direction", ["increase", "decrease"])
+def test_directions_hold_for_an_ordered_category_in_every_search(direction):
+    """Left from a user's trial: education may only rise. The codes of an ordered category
+    dtype follow its order, so that every search keeps the direction; an unordered column
+    is still refused."""
+    X, _ = make_table(n=500, seed=3)
+    levels = ["school", "college", "bachelor", "master"]
+    rng = np.random.default_rng(7)
+    # "college" first in the data: codes in the order met would not follow the dtype's
+    education = rng.choice(levels, size=len(X))
+    education[0] = "college"
+    X = X.assign(education=pd.Categorical(education, categories=levels, ordered=True))
+    rank = X["education"].cat.codes.to_numpy()
+    y = (rank + 0.04 * (X["hours"] - 35) + rng.normal(0, 0.2, len(X)) > 1.5).astype(int)
+    model = pipeline(RandomForestClassifier(40, max_depth=6, random_state=0))
+    model.steps[0][1].transformers.append(("education", OneHotEncoder(), ["education"]))
+    model.fit(X, y)
+    # the other class lies the other way: answers free to, move education against it
+    rows = X[model.predict(X) == (1 if direction == "increase" else 0)][:12]
+    before = rows["education"].cat.codes.to_numpy()
+    sign = 1 if direction == "increase" else -1
+    keep = ["sex", "city", "job"]
+    free = explain(CounterfactualExplainer(model, immutable_features=keep).fit(X, y), rows)
+    assert (sign * (free.explanation["education"].cat.codes.to_numpy() - before) < 0).sum() >= 6
+    for options in ({}, {"search": "neighbors"}, {"search": "exact", "max_time": 5},
+                    {"n_counterfactuals": 3}, {"plausibility": 1.0}):
+        explainer = CounterfactualExplainer(model, immutable_features=keep, directions={
+            "education": direction}, **options).fit(X, y)
+        answers = explain(explainer, rows)
+        assert answers.found.sum() >= 2, options
+        for rank_k in range(options.get("n_counterfactuals", 1)):
+            ranked = answers.counterfactuals.xs(rank_k, level=1).set_axis(rows.index)
+            found = ranked.notna().all(axis=1).to_numpy()
+            after = ranked["education"][found].cat.codes.to_numpy()
+            assert (sign * (after - before[found]) >= 0).all(), options
+            assert (model.predict(ranked[found]) != model.predict(rows[found])).all()
+    with pytest.raises(ValueError, match="`directions` gives categorical column 'job' a "
+                                         "direction, but its categories have no order"):
+        CounterfactualExplainer(model, directions={"job": direction}).fit(X, y)
 
 
 def test_fit_params_a_pipeline_refuses_are_not_blamed_on_categories(table):
