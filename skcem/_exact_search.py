@@ -860,6 +860,10 @@ def check_exact_problem(ensemble, mode, kappa):
     if mode.name == "PP":
         raise ValueError("search='exact' finds pertinent negatives and counterfactuals; "
                          "use search='neighbors' or 'auto' for pertinent positives.")
+    if kappa > 0 and not ensemble.is_probability and ensemble.thresholded:
+        raise ValueError("search='exact' cannot hold a `kappa` margin for a threshold "
+                         "classifier around a boosting model (the search's margin is on the "
+                         "shifted probabilities, not linear in its leaves); use kappa=0.")
     if kappa > 0 and not ensemble.is_probability and ensemble.raw_binary_slope is None:
         raise ValueError("search='exact' cannot hold a `kappa` margin on the probabilities "
                          "of a boosting model of more than two classes (its probabilities "

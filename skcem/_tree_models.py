@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._wrappers import frozen_inner
+from ._wrappers import decision_threshold, frozen_inner
 
 _SUPPORTED = ("DecisionTreeClassifier, RandomForestClassifier, ExtraTreesClassifier, "
               "GradientBoostingClassifier, HistGradientBoostingClassifier, and LightGBM's "
               "LGBMClassifier and XGBoost's XGBClassifier when installed")
+_WHERE = ("alone or at the end of a Pipeline, also inside a FixedThresholdClassifier or "
+          "TunedThresholdClassifierCV")
 _FOLLOWED = ("StandardScaler, MinMaxScaler (without clip), MaxAbsScaler, RobustScaler, "
              "OneHotEncoder and OrdinalEncoder (on categorical columns), SimpleImputer "
              "(without add_indicator), FunctionTransformer() without a function, 'passthrough' "
@@ -70,6 +72,9 @@ class TreeEnsemble:
     ties_to_higher : bool
         Whether two classes' equal scores go to the higher class (``GradientBoosting
         Classifier``'s ``F >= 0``); else to the lower one, as ``argmax`` does.
+    thresholded : bool
+        Whether ``base`` follows a threshold classifier's ``predict`` (its model's
+        probabilities shifted by the threshold), not the model's own scores.
     """
 
     roots: np.ndarray
@@ -84,6 +89,7 @@ class TreeEnsemble:
     raw_binary_slope: float | None = None
     ties_to_higher: bool = False
     left_codes: dict = field(default_factory=dict)
+    thresholded: bool = False
 
     @property
     def n_classes(self):
@@ -284,8 +290,8 @@ def _read_model(model):
     from sklearn.tree import DecisionTreeClassifier
 
     if getattr(model, "classes_", None) is None:  # a function, or no fitted classifier
-        raise ValueError(f"search='exact' reads {_SUPPORTED} (alone or at the end of a "
-                         f"Pipeline); got {type(model).__name__}.")
+        raise ValueError(f"search='exact' reads {_SUPPORTED} ({_WHERE}); got "
+                         f"{type(model).__name__}.")
     n_classes = len(model.classes_)
     if getattr(model, "n_outputs_", 1) != 1:
         raise ValueError("search='exact' explains single-output classifiers only.")
@@ -335,8 +341,8 @@ def _read_model(model):
         return _read_lightgbm(model, n_classes)
     if module == "xgboost":
         return _read_xgboost(model, n_classes)
-    raise ValueError(f"search='exact' reads {_SUPPORTED} (alone or at the end of a Pipeline); "
-                     f"got {type(model).__name__}.")
+    raise ValueError(f"search='exact' reads {_SUPPORTED} ({_WHERE}); got "
+                     f"{type(model).__name__}.")
 
 
 def _boosting_trees(per_tree, n_classes):
@@ -493,6 +499,9 @@ def read_tree_ensemble(estimator, codec, n_features):
     from sklearn.pipeline import Pipeline
 
     expressions = _input_expressions(codec, n_features)
+    rule = decision_threshold(estimator)
+    if rule is not None:  # a threshold classifier: the trees of its model, its predict's rule
+        estimator = rule[0]
     model = estimator = frozen_inner(estimator)
     if isinstance(estimator, Pipeline):
         columns = list(codec.columns_) if codec is not None and codec.columns_ else \
@@ -548,10 +557,38 @@ def read_tree_ensemble(estimator, codec, n_features):
         margins.append(new_margin)
         scores.append(np.where(inner[:, None], 0.0, leaf_scores))
         start += count
+    base = np.asarray(base, float)
+    if rule is not None:
+        base, ties_to_higher = _thresholded(base, is_probability, slope, *rule[1:])
     return TreeEnsemble(roots=np.asarray(roots), left=np.concatenate(lefts),
                         right=np.concatenate(rights), feature=np.concatenate(features),
                         threshold=np.concatenate(thresholds),
-                        leaf_scores=np.concatenate(scores), base=np.asarray(base, float),
+                        leaf_scores=np.concatenate(scores), base=base,
                         is_probability=is_probability, margin=np.concatenate(margins),
-                        raw_binary_slope=slope,
-                        ties_to_higher=ties_to_higher, left_codes=left_codes)
+                        raw_binary_slope=slope, ties_to_higher=ties_to_higher,
+                        left_codes=left_codes, thresholded=rule is not None)
+
+
+def _thresholded(base, is_probability, slope, positive, response, threshold):
+    """``(base, ties_to_higher)`` of two classes' scores whose argmax is a threshold
+    classifier's ``predict`` (see :func:`~skcem._wrappers.decision_threshold`): the positive
+    class wins wherever its response reaches the threshold, ties included."""
+    base = base.copy()
+    if is_probability:  # p_pos >= t, i.e. p_pos - p_neg >= 2 t - 1
+        shift = threshold - 0.5
+        base[positive] -= shift
+        base[1 - positive] += shift
+        return base, positive == 1
+    if slope is None:
+        raise ValueError("search='exact' reads threshold classifiers of two classes only.")
+    # scores (0, F): the positive class's probability is expit(slope * F) or expit(-slope * F)
+    if response == "predict_proba":
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"search='exact' cannot read a threshold of {threshold} on "
+                             "probabilities: one class is always predicted.")
+        cut = np.log(threshold / (1.0 - threshold)) / slope
+    else:  # the decision function F itself
+        cut = threshold
+    # positive 1: F >= cut; positive 0: -F >= cut, F <= -cut
+    base[1] -= cut if positive == 1 else -cut
+    return base, positive == 1

@@ -28,3 +28,32 @@ def probability_inner(estimator):
                 or not hasattr(estimator, "estimator_"):
             return estimator
         estimator = estimator.estimator_
+
+
+def decision_threshold(estimator):
+    """How a fitted threshold classifier's ``predict`` decides, as scikit-learn's does:
+    ``(inner, positive, response, threshold)``: the positive class (its index in
+    ``classes_``) wherever ``inner``'s ``response`` ("predict_proba": that class's
+    probability; "decision_function": the decision function, negated when the positive
+    class is the first) is at least ``threshold``. None for any other estimator."""
+    estimator = frozen_inner(estimator)
+    if not isinstance(estimator, (FixedThresholdClassifier, TunedThresholdClassifierCV)) \
+            or not hasattr(estimator, "estimator_"):
+        return None
+    inner = estimator.estimator_
+    response = estimator.response_method
+    if response == "auto":
+        response = "predict_proba" if hasattr(inner, "predict_proba") else "decision_function"
+    if isinstance(estimator, TunedThresholdClassifierCV):
+        threshold = estimator.best_threshold_
+        # its scorer's positive class (None: the last class, scikit-learn's default)
+        pos_label = getattr(getattr(estimator, "_curve_scorer", None), "_get_pos_label", None)
+        pos_label = pos_label() if callable(pos_label) else None
+    else:
+        pos_label = estimator.pos_label
+        threshold = estimator.threshold
+        if isinstance(threshold, str):  # "auto"
+            threshold = 0.5 if response == "predict_proba" else 0.0
+    classes = list(estimator.classes_)
+    positive = len(classes) - 1 if pos_label is None else classes.index(pos_label)
+    return inner, positive, response, float(threshold)

@@ -18,6 +18,7 @@ from sklearn.compose import make_column_transformer
 from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier,
                               HistGradientBoostingClassifier, RandomForestClassifier)
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
@@ -130,6 +131,44 @@ def test_counterfactual_equals_brute_force(model):
         # Never worse than the grid's best; better only by the grid's steps.
         assert best - 3 * STEP * weights.max() <= exp.distance[i] <= best + 1e-9
         assert exp.gap[i] == 0
+
+
+@pytest.mark.parametrize("wrapper", [
+    lambda: FixedThresholdClassifier(RandomForestClassifier(6, max_depth=3, random_state=0),
+                                     threshold=0.3),
+    lambda: FixedThresholdClassifier(RandomForestClassifier(6, max_depth=3, random_state=0),
+                                     threshold=0.7, pos_label=0),
+    lambda: FixedThresholdClassifier(HistGradientBoostingClassifier(
+        max_iter=6, max_depth=3, random_state=0), threshold=0.55, pos_label=0),
+    lambda: FixedThresholdClassifier(GradientBoostingClassifier(
+        n_estimators=6, max_depth=2, random_state=0), threshold=0.3,
+        response_method="decision_function"),
+    lambda: TunedThresholdClassifierCV(GradientBoostingClassifier(
+        n_estimators=6, max_depth=2, random_state=0), cv=3),
+], ids=["forest-0.3", "forest-pos0", "hgb-pos0", "gb-decision", "tuned"])
+def test_threshold_classifiers_equal_brute_force_by_their_own_predict(wrapper):
+    """Left from a user's trial: search="exact" refused threshold classifiers. It reads the
+    trees of the model inside and the wrapper's rule (its threshold, response and positive
+    class), so that its optimum is the brute force's by the wrapper's predict."""
+    X, y = _data()
+    model = wrapper().fit(X, y)
+    cf = CounterfactualExplainer(model, search="exact", distance="mad").fit(X)
+    weights = 1 / cf.mad_
+    lower, upper = cf.feature_range_
+    rows = X[:8]
+    exp = cf.explain(rows)
+    cuts = _thresholds(model.estimator_)
+    for i, x0 in enumerate(rows):
+        candidates = [_numeric_candidates(x0[j], cuts.get(j, []), lower[j], upper[j])
+                      for j in range(3)]
+        own = model.predict(x0[None])[0]
+        best = _brute_force(x0, candidates, lambda g: model.predict(g) != own,
+                            lambda g: np.abs(g - x0) @ weights)
+        assert exp.found[i] == np.isfinite(best)
+        if exp.found[i]:
+            assert model.predict(exp.explanation[i][None])[0] != own
+            assert best - 3 * STEP * weights.max() <= exp.distance[i] <= best + 1e-9
+    assert exp.found.sum() >= 4
 
 
 def test_integer_and_categorical_columns_behind_a_pipeline():
@@ -407,6 +446,10 @@ def test_refusals_name_what_is_not_supported():
         X, np.arange(len(X)) % 3)
     with pytest.raises(ValueError, match=r"cannot hold a `kappa` margin"):
         CEMExplainer(three_classes, mode="PN", search="exact", kappa=0.2).fit(X)
+    thresholded = FixedThresholdClassifier(GradientBoostingClassifier(
+        n_estimators=3, random_state=0), threshold=0.4).fit(X, y)
+    with pytest.raises(ValueError, match=r"`kappa` margin for a threshold classifier"):
+        CEMExplainer(thresholded, mode="PN", search="exact", kappa=0.2).fit(X)
     with pytest.raises(ValueError, match="max_time"):
         CounterfactualExplainer(tree, search="exact", max_time=0).fit(X)
 
