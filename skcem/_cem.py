@@ -27,9 +27,9 @@ class CEMExplainer(BaseContrastiveExplainer):
     ``c``; all instances of a batch are optimised together.
 
     Any classifier with ``predict_proba`` (or a plain function returning probabilities) is
-    explained through numerical gradients, with numpy only. A Keras 3 model (TensorFlow
-    backend) is differentiated by autodiff in compiled TensorFlow functions instead; ``X``
-    stays 2-D and is reshaped to the model's input shape inside. Its outputs may be softmax
+    explained through numerical gradients, with numpy only. A Keras 3 model (on TensorFlow,
+    JAX or torch) or a PyTorch module is differentiated by its framework's autodiff instead;
+    ``X`` stays 2-D and is reshaped to the model's input shape inside. Its outputs may be softmax
     probabilities, logits (a softmax is applied), or one sigmoid or logit output for two
     classes (``p = [1 - s, s]``), told apart by the last layer's activation.
 
@@ -148,9 +148,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         optimizer: their gradient and their shrinkage step are masked, so they keep the
         original's exact value.
     directions : dict or None, default=None
-        ``{column: "increase" | "decrease"}``: the only way a numeric column, or one of an
-        ordered category dtype (in its order), may change (columns by name, or index for
-        arrays).
+        ``{column: "increase" | "decrease" | "any"}``: the only way a numeric column, or one
+        of an ordered category dtype (in its order), may change (columns by name, or index for
+        arrays); "any", as a column left out, sets no limit (a grid may try it).
     distance : {"elastic", "mad"}, default="elastic"
         The distance minimised. "elastic" is the reference's ``||d||_2^2 + beta * ||d||_1``;
         "mad" measures it in units of each feature's median absolute deviation (MAD, learned
@@ -279,7 +279,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         The columns explained as categories.
     categories_ : list
         The categories of each categorical column (None for numeric columns).
-    search_ : {"fista", "neighbors"}
+    search_ : {"fista", "neighbors", "exact"}
         The search used.
     mad_ : ndarray of shape (n_features,)
         Median absolute deviation of each feature (``distance="mad"`` only).

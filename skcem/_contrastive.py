@@ -957,8 +957,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _warn_of_feature_scales(self, X):
         """Warn when the numeric features' spreads differ by ``_SCALE_RATIO`` or more under a
         distance in the features' own units: it then counts a unit of each alike, and the
-        answers change (or a PP keeps) the features of the largest scale."""
+        answers change (or a PP keeps) the features of the largest scale. Not where one
+        ``feature_range`` pair bounds every feature: the user says they share a scale (the
+        pixels of images, whose edge pixels barely vary)."""
         if getattr(self, "distance", "mad") == "mad" or len(X) < 2:
+            return
+        if self.feature_range is not None and not isinstance(self.feature_range, dict) and \
+                np.ndim(self.feature_range[0]) == 0 and np.ndim(self.feature_range[1]) == 0:
             return
         numeric = ~self.categorical_mask_
         spreads = np.nanstd(np.asarray(X, dtype=float)[:, numeric], axis=0)

@@ -18,7 +18,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     Minimises ceml's regularized cost ``C * distance(x, x0) + NLL(target | x)`` (the model's
     cross-entropy at the target class) for whole batches of instances with the optimizer and
     gradient backends of :class:`CEMExplainer`: numerical gradients for any ``predict_proba``,
-    autodiff for Keras models. L1-type distances are handled by a proximal (soft-thresholding)
+    autodiff for Keras models and PyTorch modules. L1-type distances are handled by a proximal (soft-thresholding)
     step of ``learning_rate * C``, which makes counterfactuals sparse. Among the iterates that
     reach the target class, the closest is returned; an instance that never reaches it gets a
     NaN row (and a warning).
@@ -90,9 +90,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     immutable_features : array-like or None, default=None
         Features that never change: indices, a boolean mask, or names (DataFrame input).
     directions : dict or None, default=None
-        ``{column: "increase" | "decrease"}``: the only way a numeric column, or one of an
-        ordered category dtype (in its order), may change (columns by name, or index for
-        arrays).
+        ``{column: "increase" | "decrease" | "any"}``: the only way a numeric column, or one
+        of an ordered category dtype (in its order), may change (columns by name, or index for
+        arrays); "any", as a column left out, sets no limit (a grid may try it).
     feature_range : tuple (min, max), dict or None, default=None
         Bounds of the counterfactual's features, or a dict ``{column: (min, max)}`` for some
         numeric columns; learned from the data where not given. An integer column's bounds are

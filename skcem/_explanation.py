@@ -142,7 +142,8 @@ class Explanation(JSONMixin):
         nothing was found: an integer or bool column then takes pandas' nullable dtype,
         ``Int64`` or ``boolean``, which holds them), or an object array.
     meta : dict
-        Diagnostics: ``n_model_rows`` (rows sent to the model), ``n_iterations`` (per instance)
+        Diagnostics: ``n_model_rows`` (rows sent to the model by the search, not counting
+        the instances' own prediction), ``n_iterations`` (per instance)
         and ``search`` (the search used: "fista", "neighbors" or "exact"; "exact" adds
         ``seconds``, each instance's time in the exact search).
     immutable : ndarray of bool, shape (n_features,), or None
@@ -491,8 +492,9 @@ class Explanation(JSONMixin):
 
         Returns
         -------
-        frame : pandas.DataFrame of shape (n_samples, n_features + 5), or n_features + 6
-            with held features; ``n_samples * k`` rows with ``k`` counterfactuals
+        frame : pandas.DataFrame of shape (n_samples, n_features + 5), one column more
+            with held features and one with ``gap`` (``search="exact"``); ``n_samples * k``
+            rows with ``k`` counterfactuals
         """
         if self._n_ranks() > 1:
             return self._ranked().to_frame()

@@ -206,9 +206,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     The gradient of the loss with respect to the model's parameters, ``g(x, y)``, is compared
     between a test instance and every training instance: ``grad_dot`` (``g_a . g_b``),
     ``grad_cos`` (cosine) or ``grad_asym_dot`` (``g_a . g_b / ||g_b||^2``). Per-example
-    gradients are computed for whole batches at once: for Keras models by one batched backward
-    pass for ``Dense`` and ``Conv2D`` layers (examples must not interact in the model called
-    with ``training=False``) and vectorised autodiff for other layers; in closed form or by
+    gradients are computed for whole batches at once: for Keras models and PyTorch modules by
+    one batched backward pass for dense and 2-D convolution layers (``Dense``, ``Conv2D``;
+    ``nn.Linear``, ``nn.Conv2d``: examples must not interact in inference mode) and vectorised
+    autodiff for other layers (``tf.vectorized_map``, ``torch.func``); in closed form or by
     numpy back-propagation for ``LogisticRegression``, ``SGDClassifier(loss="log_loss")`` (with
     more than two classes, of its one-vs-rest loss), ``LinearRegression``, ``Ridge``,
     ``SGDRegressor``, ``MLPClassifier`` and ``MLPRegressor``.

@@ -548,7 +548,7 @@ default=None
         Features that must not change; each change is a violation. None with an
         :class:`~skcem.Explanation`: the explainer's own (its ``immutable``).
     directions : dict, default=None
-        ``{feature: "increase" | "decrease"}`` for numeric features; a change the other way
+        ``{feature: "increase" | "decrease" | "any"}`` ("any": no limit); a change the other way
         is a violation. None with an :class:`~skcem.Explanation`: the explainer's own. A PP's
         feature that they keep from moving towards the background is, like an immutable
         one, kept by construction: not counted in ``l0`` and the norms.

@@ -12,8 +12,10 @@ objective of :mod:`skcem._fista` is assembled from them: the elastic net is :cla
 :class:`LeaveClassLikelihood` for counterfactuals of any other class.
 
 Input terms (``value(x)``, ``gradient(x)``) measure an instance ``x`` against an origin
-``x0``; output terms (``value(proba, target)``, ``gradient(proba, target)``) measure model
-outputs against a target, their gradient being with respect to the outputs. Values are per row.
+``x0``; output terms (``value(proba, target_onehot)``, ``gradient(proba, target_onehot)``)
+measure model outputs ``proba`` of shape (n_samples, n_classes) against targets one-hot
+encoded in the same shape (:func:`one_hot` of the class indices), their gradient being with
+respect to the outputs. Values are per row.
 """
 
 import warnings
@@ -114,6 +116,17 @@ def median_absolute_deviation(X):
     return np.where(np.isfinite(mad) & (mad > 0), mad, 1.0)
 
 
+def _check_target(proba, target_onehot):
+    """Refuse targets that are not one-hot rows like ``proba`` (class indices would be
+    broadcast against the probabilities into wrong numbers); numpy arrays only: the
+    frameworks' compiled paths build their targets themselves."""
+    if isinstance(proba, np.ndarray) and isinstance(target_onehot, np.ndarray) and \
+            target_onehot.shape != proba.shape:
+        raise ValueError(f"`target_onehot` must be one-hot rows of the shape of `proba` "
+                         f"{proba.shape}; got shape {target_onehot.shape} (for class indices "
+                         "use skcem.costs.one_hot(indices, n_classes)).")
+
+
 def one_hot(index, n_classes, xp=np, dtype=float):
     """Rows of the identity matrix picked by ``index``: shape ``(len(index), n_classes)``."""
     return xp.take(xp.eye(n_classes, dtype=dtype), index, axis=0)
@@ -150,6 +163,7 @@ class HingeAttack(Cost):
         return HingeAttack(self.mode, self.kappa, tuple(float(v) for v in offset))
 
     def _parts(self, proba, target_onehot, xp):
+        _check_target(proba, target_onehot)
         sign = self._SIGNS[self.mode]
         if self.offset:
             proba = proba + xp.asarray(self.offset, dtype=proba.dtype)
@@ -185,10 +199,12 @@ class NegLogLikelihood(Cost):
 
     def value(self, proba, target_onehot, xp=np):
         """The cross-entropy for each row of ``proba``: shape (n_samples,)."""
+        _check_target(proba, target_onehot)
         return -xp.log(xp.maximum(xp.sum(proba * target_onehot, axis=1), self.floor))
 
     def gradient(self, proba, target_onehot, xp=np):
         """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
+        _check_target(proba, target_onehot)
         return -target_onehot / xp.maximum(proba, self.floor)
 
 
@@ -212,9 +228,11 @@ class LeaveClassLikelihood(Cost):
 
     def value(self, proba, target_onehot, xp=np):
         """The cross-entropy for each row of ``proba``: shape (n_samples,)."""
+        _check_target(proba, target_onehot)
         return -xp.log(xp.maximum(xp.sum(proba * (1.0 - target_onehot), axis=1), self.floor))
 
     def gradient(self, proba, target_onehot, xp=np):
         """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
+        _check_target(proba, target_onehot)
         others = xp.maximum(xp.sum(proba * (1.0 - target_onehot), axis=1), self.floor)
         return -(1.0 - target_onehot) / others[:, None]

@@ -491,3 +491,28 @@ def test_explain_y_in_a_series_follows_the_rows_of_a_dataframe(iris, iris_model)
         exp = cem.explain(rows, predicted.sort_index())
     assert exp.found.any()
     assert np.all(exp.explanation_pred[exp.found] != predicted.to_numpy()[exp.found])
+
+
+def test_features_of_far_apart_scales_are_named_unless_one_range_bounds_them_all():
+    """A distance in the features' own units over breast cancer's raw columns (areas in the
+    thousands, fractal dimensions below 0.1) is dominated by the widest: fit says so. Not
+    with distance="mad", and not where one feature_range pair says that every feature shares
+    a scale (images, whose edge pixels barely vary: a trial's warning there was noise)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem import SkcemWarning
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = LogisticRegression(max_iter=5000).fit(X, y)
+    with pytest.warns(SkcemWarning, match=r"X's features differ in scale by a factor of "
+                                          r"[0-9.e+]+ \(the standard deviation of column 23"):
+        CEMExplainer(model).fit(X)
+    pixels = np.random.default_rng(0).uniform(size=(300, 6)) * [1, 1, 1, 1, 1, 1e-4]
+    image_model = LogisticRegression().fit(pixels, pixels[:, 0] > 0.5)
+    with pytest.warns(SkcemWarning, match="differ in scale"):
+        CEMExplainer(image_model).fit(pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkcemWarning)
+        CEMExplainer(model, distance="mad").fit(X)
+        CEMExplainer(image_model, feature_range=(0.0, 1.0)).fit(pixels)

@@ -162,3 +162,16 @@ def test_keys_tell_array_settings_apart():
     assert a.key() == costs.L1(x0=np.zeros(2), weights=[1.0, 2.0]).key()
     assert hash(a.key()) and costs.HingeAttack("PN", 0.1).key() == \
         costs.HingeAttack("PN", 0.1).key()
+
+
+@pytest.mark.parametrize("term", [costs.HingeAttack("PN", kappa=0.1), costs.NegLogLikelihood(),
+                                  costs.LeaveClassLikelihood()], ids=lambda t: type(t).__name__)
+def test_output_terms_refuse_class_indices_for_one_hot_targets(term):
+    """Found by a user: class indices as the target were broadcast against the
+    probabilities (a hinge of 1.5, a negative cross-entropy) without a word."""
+    proba = np.array([[0.6, 0.3, 0.1]])
+    for method in (term.value, term.gradient):
+        with pytest.raises(ValueError, match=r"`target_onehot` must be one-hot rows of the "
+                                             r"shape of `proba` \(1, 3\); got shape \(1,\)"):
+            method(proba, np.array([2]))
+    assert np.isfinite(term.value(proba, costs.one_hot([0], 3))).all()
