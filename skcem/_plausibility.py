@@ -24,14 +24,23 @@ MIN_SHARE = 1e-4
 # that the numbers of men and of wives predict (noise in the data), where a pair of two
 # categories of one row each (identifiers) is held by the row that each one has.
 MIN_SHARE_OF_EXPECTED = 0.01
+# The searches refuse a pair only where the data is evidence of its rarity: where the counts
+# of its two categories predict at least this many rows for it (a chi-squared test's usual
+# minimum). Columns of many categories each (token ids, 20 values at 10 positions, 200
+# rows) leave most pairs unseen by chance: refusing them all left near-copies of training
+# rows as the only answers.
+MIN_EXPECTED_ROWS = 5.0
 
 
-def _rare(counts, n_rows, min_share):
+def _rare(counts, n_rows, min_share, min_expected=0.0):
     """Which pairs of a contingency table ``counts`` (rows: one column's codes, columns: the
-    other's; ``n_rows`` rows counted) are rare."""
+    other's; ``n_rows`` rows counted) are rare; with ``min_expected``, only among those that
+    the counts of their two categories predict at least that many rows for, were they
+    independent (fewer rows are no evidence either way)."""
     expected = np.outer(counts.sum(axis=1), counts.sum(axis=0)) / max(n_rows, 1)
-    return (counts < min_share * n_rows) | (counts == 0) | \
+    rare = (counts < min_share * n_rows) | (counts == 0) | \
         (counts < MIN_SHARE_OF_EXPECTED * expected)
+    return rare & (expected >= min_expected) if min_expected else rare
 
 
 class CategoryPairs:
@@ -42,7 +51,8 @@ class CategoryPairs:
     min_share : float, default=MIN_SHARE
         A pair held by fewer than this share of the rows (and by no row at all, whatever the
         number of rows) is rare, and so is one held by fewer than 1% of the rows that the
-        counts of its two categories predict for it were they independent.
+        counts of its two categories predict for it were they independent; either only where
+        those counts predict at least ``MIN_EXPECTED_ROWS`` (5) rows for it.
 
     Attributes
     ----------
@@ -73,7 +83,8 @@ class CategoryPairs:
             known = ~(np.isnan(Z[:, j]) | np.isnan(Z[:, k]))
             counts = np.zeros((n_categories[j], n_categories[k]))
             np.add.at(counts, (Z[known, j].astype(int), Z[known, k].astype(int)), 1)
-            self.rare_[j, k] = _rare(counts, int(known.sum()), self.min_share)
+            self.rare_[j, k] = _rare(counts, int(known.sum()), self.min_share,
+                                     MIN_EXPECTED_ROWS)
         return self
 
     def created(self, E, x0):

@@ -228,7 +228,8 @@ def test_a_pair_one_noisy_row_holds_is_still_rare_where_its_categories_are_commo
     assert pairs.rare_[0, 1][0, 1]  # male wife: 1 row where about 700 are expected
     assert not pairs.rare_[0, 1][0, 2]  # a male child
     assert not pairs.rare_[2, 3][5, 5]  # the identifiers' pair a row holds
-    assert pairs.rare_[2, 3][5, 6]  # one no row holds
+    # one no row holds, but which no data of this size could show (1/3000 row expected)
+    assert not pairs.rare_[2, 3][5, 6]
 
     frame = pd.DataFrame({"sex": np.array(["m", "f"])[sex],
                           "role": np.array(["husband", "wife", "child"])[role],
@@ -249,3 +250,19 @@ def test_a_pair_one_noisy_row_holds_is_still_rare_where_its_categories_are_commo
     assert (table.rare_pairs == 0).all()  # the instances' own pairs
     table = explanation_metrics(model, rows, rows.assign(role="wife"), X_train=frame)
     assert (table.rare_pairs == 1).all()
+
+
+def test_pairs_unseen_by_chance_are_not_rare():
+    """Found by a user: token ids (20 values at each of 10 positions, 200 rows) as
+    categories left most pairs unseen, all of them refused as rare, and the answers were
+    near-copies of training rows changing 7 or 8 tokens. Only a pair the counts of its
+    categories predict 5 rows or more for is judged."""
+    from skcem._plausibility import CategoryPairs
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 20, size=(200, 10)).astype(float)
+    pairs = CategoryPairs().fit(tokens, np.ones(10, bool), [20] * 10)
+    assert not any(rare.any() for rare in pairs.rare_.values())
+    common = rng.integers(0, 2, size=(200, 2)).astype(float)  # 50 rows expected per pair
+    common[:, 1] = np.where(common[:, 0] == 1, 1, common[:, 1])  # never (1, 0)
+    assert CategoryPairs().fit(common, np.ones(2, bool), [2, 2]).rare_[0, 1][1, 0]
