@@ -25,7 +25,7 @@ from ._base import ExplainerMixin
 from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation, ranked_index
 from ._fista import CodedBackend, DecisionBackend, ScaledBackend, SearchProblem, solve
-from ._gradients import detect_output_kind, is_deep_model, make_backend
+from ._gradients import detect_output_kind, embeds_inputs, is_deep_model, make_backend
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
 from ._gradients._base import ignoring_feature_name_warnings
@@ -380,6 +380,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                              "guide), give the categories as numbers (the codes the network "
                              "takes), or set `categorical_features=None` for columns that are "
                              "numbers to the network (0/1 dummies).")
+        if deep and (codec is None or not codec.has_categorical) and \
+                embeds_inputs(self.estimator_):
+            warn("`estimator` holds an embedding layer: columns of X that are its indices "
+                 "(token ids, category codes) are moved as numbers unless they are named in "
+                 "`categorical_features`, and an answer such as 2.9998 for 3 is another "
+                 "token to the network's cast, a change that shows as almost none. Name "
+                 "them there: the searches then change them whole.")
         self._decode = None
         if not deep and codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and (hasattr(self.estimator_, "feature_names_in_") or (
@@ -442,6 +449,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.categories_ = [None] * X.shape[1] if codec is None else list(codec.categories_)
         self.feature_range_ = table_feature_range(self.feature_range, X, codec, names)
         self._backend.input_bounds = self.feature_range_
+        self._check_network_takes_bounds()
         # The data's own range: score's scale, whatever feature_range a grid search tries.
         self._data_range = self.feature_range_ if self.feature_range is None else \
             table_feature_range(None, X, codec, names)
@@ -953,6 +961,31 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _solver_settings(self):
         """The :class:`~skcem._fista.SolverSettings` of the search."""
         raise NotImplementedError
+
+    def _check_network_takes_bounds(self):
+        """A network is asked once at each end of ``feature_range_``: the searches move
+        there, and a network that cannot take it (an embedding's index past its vocabulary)
+        would fail deep inside its framework mid-search."""
+        if not is_deep_model(self.estimator_):
+            return
+        lower, upper = (np.broadcast_to(bound, (self.n_features_in_,))
+                        for bound in self.feature_range_)
+        try:
+            proba = self._backend.predict_proba(np.vstack([lower, upper]))
+        except Exception as exc:  # the framework's own error, whatever its kind
+            # TensorFlow's graph errors open with the trace of the node, the cause last
+            lines = [line for line in str(exc).splitlines() if line.strip()
+                     and not line[0].isspace() and not line.startswith(
+                         ("Graph execution error", "Detected at node"))]
+            reason = (lines[-1] if lines else str(exc).strip())[:200]
+            raise ValueError(
+                f"`estimator` fails on rows at the bounds of `feature_range` "
+                f"({type(exc).__name__}: {reason}). The searches move features anywhere in "
+                "it: give a feature_range the model takes (for token ids, 0 to the "
+                "vocabulary's size - 1; better, name them in `categorical_features`).") from exc
+        if not np.all(np.isfinite(proba)):
+            raise ValueError("`estimator` gives non-finite outputs on rows at the bounds of "
+                             "`feature_range`; give a feature_range the model takes.")
 
     def _warn_of_feature_scales(self, X):
         """Warn when the numeric features' spreads differ by ``_SCALE_RATIO`` or more under a

@@ -36,6 +36,18 @@ def framework_name(obj):
     return None
 
 
+def embeds_inputs(model):
+    """Whether a Keras model or PyTorch module holds an embedding layer (``Embedding``,
+    ``EmbeddingBag``), nested ones included: some of its inputs are then indices."""
+    if framework_name(model) == "_torch":
+        layers = model.modules()
+    else:
+        flatten = getattr(model, "_flatten_layers", None)
+        layers = flatten(include_self=False, recursive=True) if flatten else \
+            getattr(model, "layers", [])
+    return any(type(layer).__name__ in ("Embedding", "EmbeddingBag") for layer in layers)
+
+
 def framework_module(obj, package=__name__):
     """The module of ``package`` for ``obj``'s framework, or None for other models."""
     name = framework_name(obj)
