@@ -9,7 +9,7 @@ from ._modes import CEM_MODES, MODES
 from ._contrastive import BaseContrastiveExplainer, TargetWarning
 from ._fista import SolverSettings
 from ._tabular import most_frequent_codes, values_by_column
-from ._validation import per_feature
+from ._validation import fitted_columns, per_feature
 from ._warnings import warn
 
 
@@ -412,11 +412,11 @@ class CEMExplainer(BaseContrastiveExplainer):
             for j, code in most_frequent_codes(X, categorical).items():
                 learned[j] = code
             self.no_info_val_ = learned if self.no_info_val is None else values_by_column(
-                self.no_info_val, X, self._codec, getattr(self, "feature_names_in_", None),
-                "no_info_val", learned)
+                self.no_info_val, X, self._codec, fitted_columns(self), "no_info_val", learned)
         elif categorical.any():
             raise ValueError("With categorical columns, give `no_info_val` as a dict by column "
-                             "name (a category for a categorical column), or None.")
+                             "(its name, or its position in an array; a category for a "
+                             "categorical column), or None.")
         else:
             self.no_info_val_ = per_feature(self.no_info_val, X.shape[1], "no_info_val")
         if self._integer_columns() is not None:  # a whole background for a whole PP
