@@ -162,7 +162,7 @@ def _refuse_multi_output_classifier(estimator, owner):
     # (an MLP's n_outputs_ counts the classes of one output too: its binarizer tells)
     binarized = getattr(getattr(last, "_label_binarizer", None), "y_type_", None)
     if isinstance(classes, list) or getattr(last, "outputs_2d_", False) or \
-            binarized == "multilabel-indicator":
+            binarized == "multilabel-indicator" or getattr(last, "multilabel_", False):
         raise ValueError(f"`estimator` ({type(estimator).__name__}) is a multi-output or "
                          f"multi-label classifier; {owner} explains classifiers of one output "
                          "(one class per row). Explain each output with its own classifier.")
@@ -427,6 +427,12 @@ def probabilities_hint(estimator):
     if params.get("voting") == "hard":
         return (f"{name}(voting='soft') gives them (the mean of its estimators' "
                 "predict_proba; refit it).")
+    if not (callable(getattr(estimator, "decision_function", None))
+            or callable(getattr(estimator, "predict_proba", None))):
+        # nothing to calibrate: CalibratedClassifierCV refuses it
+        return (f"{name} answers with classes only (no decision_function to calibrate "
+                "either): explain a classifier with predict_proba instead (for several "
+                "classes, LogisticRegression, or a OneVsRestClassifier of one).")
     # what scikit-learn 1.9 recommends in place of SVC(probability=True), too
     return (f"CalibratedClassifierCV({name}(...), ensemble=False) fitted on your data gives "
             "them, or CalibratedClassifierCV(FrozenEstimator(model)) fitted on held-out rows "

@@ -794,3 +794,22 @@ def test_probabilities_in_an_object_array_are_read_as_numbers(iris, iris_model):
     exp = CounterfactualExplainer(Objects().fit(X, y), **FAST).fit(X).explain(X[:5])
     assert exp.found.all()
     assert (iris_model.predict(exp.explanation) != iris_model.predict(X[:5])).all()
+
+
+def test_classifiers_of_classes_only_and_multilabel_one_vs_rest_get_their_own_line():
+    """Found by a user: OutputCodeClassifier (predict only) was told to wrap itself in
+    CalibratedClassifierCV, which refuses it; a multi-label OneVsRestClassifier got "rows
+    that sum to 1" instead of the multi-label refusal."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier, OutputCodeClassifier
+
+    X, y = load_iris(return_X_y=True)
+    codes = OutputCodeClassifier(LogisticRegression(max_iter=500), random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="OutputCodeClassifier answers with classes only") as info:
+        CounterfactualExplainer(codes).fit(X)
+    assert "CalibratedClassifierCV" not in str(info.value)
+    labels = np.column_stack([y == 0, y == 1]).astype(int)
+    multilabel = OneVsRestClassifier(LogisticRegression()).fit(X, labels)
+    with pytest.raises(ValueError, match="is a multi-output or multi-label classifier"):
+        CounterfactualExplainer(multilabel).fit(X)
