@@ -828,7 +828,17 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         steps = np.linspace(0.0, 1.0, 11)[:, None, None]
         probe = np.vstack([sample, (sample[first] + steps * (sample[second] - sample[first]))
                            .reshape(-1, X.shape[1])])
-        proba, labels = self._proba_and_labels(probe)
+        try:
+            proba, labels = self._proba_and_labels(probe)
+        except ValueError as exc:
+            if not np.all(np.isfinite(self._proba_and_labels(sample)[0])):
+                raise
+            # the model answers on the data's rows, not between them, where the searches go
+            raise ValueError(
+                f"{exc} Not on the rows given to fit, but on rows between them (the searches "
+                "move there): the model has no probabilities away from its training data "
+                "(a LabelSpreading or LabelPropagation with an RBF kernel underflows there: "
+                "a smaller gamma, or kernel='knn', gives it some).") from None
         if np.all(self.classes_[proba.argmax(axis=1)] == labels):
             return False, None
         return True, self._binary_threshold_offset(probe, proba, labels == self.classes_[-1])

@@ -813,3 +813,29 @@ def test_classifiers_of_classes_only_and_multilabel_one_vs_rest_get_their_own_li
     multilabel = OneVsRestClassifier(LogisticRegression()).fit(X, labels)
     with pytest.raises(ValueError, match="is a multi-output or multi-label classifier"):
         CounterfactualExplainer(multilabel).fit(X)
+
+
+def test_models_without_probabilities_off_their_data_are_named():
+    """Found by a user: a RadiusNeighborsClassifier whose outlier_label is no class, and a
+    LabelSpreading whose RBF kernel underflows between rows, got a generic "rows that sum to
+    1" / "finite probabilities" error that blamed the user's own rows."""
+    from sklearn.datasets import load_breast_cancer, load_iris
+    from sklearn.neighbors import RadiusNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.semi_supervised import LabelSpreading
+
+    X, y = load_iris(return_X_y=True)
+    radius = RadiusNeighborsClassifier(radius=1.0, outlier_label=-1).fit(X, y)
+    with pytest.raises(ValueError, match=r"whose outlier_label -1 is not one of its classes "
+                                         r"\[0, 1, 2\]"):
+        CounterfactualExplainer(radius, search="neighbors").fit(X)
+    radius.set_params(outlier_label=2).fit(X, y)
+    assert CounterfactualExplainer(radius, search="neighbors").fit(X).explain(X[:3]).found.all()
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)[:400]
+    spreading = LabelSpreading().fit(X, y[:400])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scikit-learn's own 0 / 0
+        with pytest.raises(ValueError, match="Not on the rows given to fit, but on rows "
+                                             "between them"):
+            CounterfactualExplainer(spreading).fit(X)
