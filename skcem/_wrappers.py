@@ -1,6 +1,7 @@
 """scikit-learn's meta-estimators that leave a model's probabilities as they are.
 
-``FrozenEstimator`` answers ``predict_proba`` and ``predict`` with its model's;
+``FrozenEstimator`` and a search refitted on its best parameters (``GridSearchCV``) answer
+``predict_proba`` and ``predict`` with their model's;
 ``FixedThresholdClassifier`` and ``TunedThresholdClassifierCV`` answer ``predict_proba``
 with their model's and threshold it for ``predict``. What skcem reads from a model's
 structure (its trees, whether it is piecewise constant, its parameters' gradients) is read
@@ -11,12 +12,23 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
 
 
+def is_refitted_search(estimator):
+    """Whether ``estimator`` is a fitted hyper-parameter search (``GridSearchCV``,
+    ``RandomizedSearchCV``, the halving ones) refitted on the best parameters: it answers
+    with its ``best_estimator_``."""
+    return hasattr(estimator, "cv_results_") and hasattr(estimator, "best_estimator_")
+
+
 def frozen_inner(estimator):
-    """The model inside (nested) ``FrozenEstimator``\\ s: the same probabilities and
-    predictions."""
-    while isinstance(estimator, FrozenEstimator):
-        estimator = estimator.estimator
-    return estimator
+    """The model inside (nested) ``FrozenEstimator``\\ s and refitted searches: the same
+    probabilities and predictions."""
+    while True:
+        if isinstance(estimator, FrozenEstimator):
+            estimator = estimator.estimator
+        elif is_refitted_search(estimator):
+            estimator = estimator.best_estimator_
+        else:
+            return estimator
 
 
 def probability_inner(estimator):

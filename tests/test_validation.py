@@ -839,3 +839,34 @@ def test_models_without_probabilities_off_their_data_are_named():
         with pytest.raises(ValueError, match="Not on the rows given to fit, but on rows "
                                              "between them"):
             CounterfactualExplainer(spreading).fit(X)
+
+
+def test_a_refitted_search_is_read_through_to_its_best_estimator():
+    """Found by a user: FrozenEstimator was looked through, GridSearchCV was not (numerical
+    gradients for gradient="exact", the exact tree search and the similarity explainer
+    refused it), though it answers with its best_estimator_ alone."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)
+    linear = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression()),
+                          {"logisticregression__C": [0.1, 1.0]}, cv=3).fit(X, y)
+    answers = CounterfactualExplainer(linear, gradient="exact", distance="mad",
+                                      **FAST).fit(X).explain(X[:4])
+    assert answers.found.all()
+    assert (linear.predict(answers.explanation) != linear.predict(X[:4])).all()
+    forest = GridSearchCV(RandomForestClassifier(10, random_state=0), {"max_depth": [2, 3]},
+                          cv=3).fit(X, y)
+    answers = CounterfactualExplainer(forest, search="exact", distance="mad").fit(X).explain(
+        X[:4])
+    assert answers.found.all() and (answers.gap == 0).all()
+    plain = GridSearchCV(LogisticRegression(max_iter=5000), {"C": [0.1, 1.0]}, cv=3).fit(
+        X[:200], y[:200])
+    scores = GradientSimilarityExplainer(plain).fit(X[:50], y[:50]).explain(X[50:52]).scores
+    direct = GradientSimilarityExplainer(plain.best_estimator_).fit(X[:50], y[:50]).explain(
+        X[50:52]).scores
+    np.testing.assert_allclose(scores, direct)

@@ -73,6 +73,8 @@ from sklearn.preprocessing import (
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
+from .._wrappers import is_refitted_search
+
 try:
     from sklearn.frozen import FrozenEstimator
 except ImportError:  # sklearn < 1.6
@@ -137,6 +139,9 @@ def _compile(est, method, path):
         _unsupported(est, method, path)
     if FrozenEstimator is not None and isinstance(est, FrozenEstimator):
         return _compile(est.estimator, method, path + ["FrozenEstimator.estimator"])
+    if is_refitted_search(est):
+        return _compile(est.best_estimator_, method,
+                        path + [f"{type(est).__name__}.best_estimator_"])
     if _thresholds_probabilities(est, method):
         return _compile(est.estimator_, method, path + [f"{type(est).__name__}.estimator_"])
     for cls in type(est).__mro__:
@@ -607,6 +612,9 @@ def _compile_on_table(est, method, path, table):
     if FrozenEstimator is not None and isinstance(est, FrozenEstimator):
         return _compile_on_table(est.estimator, method, path + ["FrozenEstimator.estimator"],
                                  table)
+    if is_refitted_search(est):
+        return _compile_on_table(est.best_estimator_, method,
+                                 path + [f"{type(est).__name__}.best_estimator_"], table)
     if _thresholds_probabilities(est, method):
         return _compile_on_table(est.estimator_, method,
                                  path + [f"{type(est).__name__}.estimator_"], table)
