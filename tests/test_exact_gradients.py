@@ -20,7 +20,8 @@ from sklearn.discriminant_analysis import (
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LogisticRegression, Perceptron, RidgeClassifier, SGDClassifier
+from sklearn.model_selection import GridSearchCV
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.naive_bayes import GaussianNB
@@ -37,7 +38,7 @@ from sklearn.preprocessing import (
     RobustScaler,
     StandardScaler,
 )
-from sklearn.svm import SVC
+from sklearn.svm import LinearSVC, SVC
 
 from skcem._gradients._exact import UnsupportedModel, exact_proba_vjp, supports_exact_gradients
 
@@ -88,6 +89,14 @@ MODELS = {
     "cal_sigmoid_hinge_noens": lambda: CalibratedClassifierCV(
         make_pipeline(StandardScaler(), SGDClassifier(random_state=0)), cv=3, ensemble=False
     ),
+    # LinearClassifierMixin's decision function, inside the calibration that gives them
+    # probabilities (they had numerical gradients: 107 s for 3 iris counterfactuals)
+    "cal_sigmoid_linearsvc": lambda: CalibratedClassifierCV(
+        make_pipeline(StandardScaler(), LinearSVC()), cv=3),
+    "cal_sigmoid_ridge": lambda: CalibratedClassifierCV(RidgeClassifier(), cv=3),
+    "cal_sigmoid_perceptron": lambda: CalibratedClassifierCV(
+        make_pipeline(StandardScaler(), Perceptron(random_state=0)), cv=3, ensemble=False),
+    "grid_search_lr": lambda: GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, cv=3),
     "cal_isotonic_lr": lambda: CalibratedClassifierCV(
         LogisticRegression(), method="isotonic", cv=3
     ),

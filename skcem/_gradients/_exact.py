@@ -56,6 +56,7 @@ from sklearn.discriminant_analysis import (
 )
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.multiclass import OneVsRestClassifier, _ConstantPredictor
 from sklearn.impute import SimpleImputer
 from sklearn.naive_bayes import GaussianNB
@@ -278,6 +279,10 @@ def _linear_decision(est):
 @_register(LogisticRegression, "decision_function")
 @_register(LinearDiscriminantAnalysis, "decision_function")
 @_register(SGDClassifier, "decision_function")
+# every classifier that keeps LinearClassifierMixin's decision_function: LinearSVC,
+# RidgeClassifier(CV), Perceptron, PassiveAggressiveClassifier (inside
+# CalibratedClassifierCV, the user guide's way to give them probabilities)
+@_register(LinearClassifierMixin, "decision_function")
 def _build_linear_decision(est, path):
     return _linear_decision(est)
 
