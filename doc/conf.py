@@ -15,6 +15,7 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 autosummary_generate = True
+templates_path = ["_templates"]
 numpydoc_show_class_members = False
 # Public classes and functions: documented parameters that exist, sections in order, and an
 # Examples section on every public class.

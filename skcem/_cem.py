@@ -75,7 +75,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         another step is named in the error), by a mixed-integer
         program per instance solved with HiGHS (:func:`scipy.optimize.milp`): the smallest
         ``distance`` under every constraint, valid by the estimator's ``predict``; its
-        ``gap`` is reported (:attr:`Explanation.gap`). PNs only (not PPs); ``kappa`` for
+        ``gap`` is reported (``Explanation.gap``). PNs only (not PPs); ``kappa`` for
         forests and two-class boosting.
     gradient : {"auto", "exact", "numerical"}, default="auto"
         How a scikit-learn model is differentiated with respect to its input. "exact": its
@@ -234,7 +234,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         ``search="exact"`` only: seconds per instance, all its programs together (the
         gradient-free search that first gives each a valid answer, whose distance bounds them,
         comes on top). Past it the best answer found so far is returned with its proven relative
-        gap to the optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
+        gap to the optimum (``Explanation.gap`` above 0), or none when none was found yet.
         A time limit makes the answers of the rows that reach it depend on the machine and
         its load: the same call may return another answer (with its own gap) another time.
     plausibility : float, default=0.0

@@ -18,8 +18,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     Minimises ceml's regularized cost ``C * distance(x, x0) + NLL(target | x)`` (the model's
     cross-entropy at the target class) for whole batches of instances with the optimizer and
     gradient backends of :class:`CEMExplainer`: numerical gradients for any ``predict_proba``,
-    autodiff for Keras models and PyTorch modules. L1-type distances are handled by a proximal (soft-thresholding)
-    step of ``learning_rate * C``, which makes counterfactuals sparse. Among the iterates that
+    autodiff for Keras models and PyTorch modules. L1-type distances are handled by a
+    proximal (soft-thresholding) step of ``learning_rate * C``, which makes counterfactuals
+    sparse. Among the iterates that
     reach the target class, the closest is returned; an instance that never reaches it gets a
     NaN row (and a warning).
 
@@ -130,7 +131,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         ``search="exact"`` only: seconds per instance, all its programs together (the
         gradient-free search that first gives each a valid answer, whose distance bounds them,
         comes on top). Past it the best answer found so far is returned with its proven relative
-        gap to the optimum (:attr:`Explanation.gap` above 0), or none when none was found yet.
+        gap to the optimum (``Explanation.gap`` above 0), or none when none was found yet.
     plausibility : float, default=0.0
         Weight of the term that pulls each answer among the rows given to ``fit`` that the
         model puts in its class, as for :class:`CEMExplainer` (what the term is, and how

@@ -317,8 +317,8 @@ class Explanation(JSONMixin):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, *input_shape)
-        explanation : ndarray of shape (n_samples, *input_shape)
+        X : ndarray of shape (n_samples, \\*input_shape)
+        explanation : ndarray of shape (n_samples, \\*input_shape)
         """
         shape = tuple(input_shape or self.input_shape or (self.X.shape[1],))
         X, explanation, _ = self._numbers()

@@ -835,12 +835,12 @@ default=None
 
 
 def summarize_metrics(table):
-    """Summary of an :func:`explanation_metrics` table.
+    """Summary of an :func:`~skcem.metrics.explanation_metrics` table.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        Output of :func:`explanation_metrics`.
+        Output of :func:`~skcem.metrics.explanation_metrics`.
 
     Returns
     -------

@@ -4,8 +4,8 @@ Each term is defined once, with array operations taken from a namespace ``xp``: 
 black-box path, ``tensorflow.experimental.numpy`` or ``jax.numpy`` inside the Keras path's
 compiled function (numpy for Keras on torch, where the attack's gradient is held fixed), and
 tensors of the module's device for PyTorch modules
-(:class:`skcem._gradients._torch.TorchNamespace`). The CEM
-objective of :mod:`skcem._fista` is assembled from them: the elastic net is :class:`L2` plus
+(``skcem._gradients._torch.TorchNamespace``). The CEM
+objective of ``skcem._fista`` is assembled from them: the elastic net is :class:`L2` plus
 :class:`L1` with scalar or per-feature weights (``beta / MAD`` for the MAD distance, see
 :func:`median_absolute_deviation`), the attack term is :class:`HingeAttack` for CEM and
 :class:`NegLogLikelihood` for counterfactuals of a given class (ceml's regularized cost),

@@ -92,7 +92,7 @@ def sparsity(explanation, atol=1e-8):
     explanation : Explanation
         The result of ``explain``.
     atol : float, default=1e-8
-        As for :func:`n_changed`.
+        As for :func:`~skcem.metrics.n_changed`.
 
     Returns
     -------
@@ -106,7 +106,7 @@ def sparsity(explanation, atol=1e-8):
 
 def proximity(explanation, feature_range):
     """``1 / (1 + ||perturbation / range||_1)``: in (0, 1], higher is closer; 0 where none found
-    (a PP's held features count nothing, as in :func:`n_changed`).
+    (a PP's held features count nothing, as in :func:`~skcem.metrics.n_changed`).
 
     Parameters
     ----------
@@ -137,9 +137,9 @@ def cem_score(explanation, feature_range):
     nothing (the model gives the no-information background itself the instance's class: the
     PP shows nothing about the instance), held features aside (``Explanation.held``): it
     keeps those by construction. A found one scores more the fewer features it involves and
-    the smaller its (range-scaled) L1 size. :meth:`CEMExplainer.score` is this with the range of the data
-    given to ``fit`` (the data's minimum and maximum per feature, whatever ``feature_range``
-    says, so that its scores compare across values of ``feature_range``).
+    the smaller its (range-scaled) L1 size. :meth:`skcem.CEMExplainer.score` is this with the
+    range of the data given to ``fit`` (the data's minimum and maximum per feature, whatever
+    ``feature_range`` says, so that its scores compare across values of ``feature_range``).
 
     Parameters
     ----------

@@ -281,12 +281,12 @@ def _short(value):
 def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
                          only_changed=True):
     """Every counterfactual of one instance (``n_counterfactuals`` > 1), closest first: a
-    panel per answer, drawn as :func:`plot_tabular_explanation` draws one.
+    panel per answer, drawn as :func:`~skcem.plotting.plot_tabular_explanation` draws one.
 
     Parameters
     ----------
     explanation : Explanation
-        The result of :meth:`CounterfactualExplainer.explain`.
+        The result of :meth:`skcem.CounterfactualExplainer.explain`.
     index : int, default=0
         The instance to draw.
     feature_names : list of str, optional
@@ -337,7 +337,7 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     Parameters
     ----------
     explanation : SimilarityExplanation
-        The result of :meth:`GradientSimilarityExplainer.explain`.
+        The result of :meth:`skcem.GradientSimilarityExplainer.explain`.
     X_train : array-like of shape (n_train, n_features)
         The training set the scores refer to, such as the explainer's ``X_train_``.
     index : int, default=0
