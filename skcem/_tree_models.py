@@ -137,6 +137,35 @@ class _Coded:
     values: tuple  # one value per code
 
 
+@dataclass(frozen=True, eq=False)
+class _Indicator:
+    """A one-hot encoder's output column of category ``index``: ``scale + offset`` for the
+    codes of column ``column`` whose category the encoder puts at ``index``, ``offset`` for
+    the others. ``positions`` (each code's position among the encoder's categories) is shared
+    by all the columns of one encoder: K categories cost O(K), not K columns of K values."""
+    column: int
+    positions: np.ndarray
+    index: int
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @property
+    def values(self):
+        return (self.positions == self.index) * self.scale + self.offset
+
+
+def _positions(values, categories):
+    """Each value's position among ``categories`` (a missing value matches a missing
+    category), -1 where none matches."""
+    try:
+        where = {c: i for i, c in reversed(list(enumerate(categories))) if _same(c, c)}
+        missing = next((i for i, c in enumerate(categories) if not _same(c, c)), -1)
+        return np.array([missing if not _same(v, v) else where.get(v, -1) for v in values])
+    except TypeError:  # unhashable categories: compared one by one
+        return np.array([next((i for i, c in enumerate(categories) if _same(v, c)), -1)
+                         for v in values])
+
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -154,6 +183,9 @@ def _affine_map(expressions, scale, offset, step):
             float(np.ravel(offset)[k] if np.ndim(offset) else offset)
         if isinstance(e, _Affine):
             out.append(_Affine(e.column, e.scale * s, e.offset * s + o))
+        elif isinstance(e, _Indicator):
+            out.append(_Indicator(e.column, e.positions, e.index, e.scale * s,
+                                  e.offset * s + o))
         else:
             try:
                 values = tuple(float(v) * s + o for v in e.values)
@@ -220,21 +252,16 @@ def _follow(step, expressions, columns):
         out = []
         for k, e in enumerate(expressions):
             categories = list(step.categories_[k])
+            positions = _positions(e.values, categories)
             if isinstance(step, OrdinalEncoder):
                 unknown = step.unknown_value if step.handle_unknown == "use_encoded_value" \
                     else np.nan
-                values = []
-                for v in e.values:
-                    position = [i for i, c in enumerate(categories) if _same(v, c)]
-                    values.append(float(position[0]) if position else float(unknown))
-                out.append(_Coded(e.column, tuple(values)))
+                out.append(_Coded(e.column, tuple(
+                    float(i) if i >= 0 else float(unknown) for i in positions)))
                 continue
             dropped = None if step.drop_idx_ is None else step.drop_idx_[k]
-            for i, category in enumerate(categories):
-                if dropped is not None and i == dropped:
-                    continue
-                out.append(_Coded(e.column, tuple(float(_same(v, category))
-                                                  for v in e.values)))
+            out.extend(_Indicator(e.column, positions, i) for i in range(len(categories))
+                       if dropped is None or i != dropped)
         return out
     _refuse(step)
 
@@ -504,13 +531,16 @@ def read_tree_ensemble(estimator, codec, n_features):
         estimator = rule[0]
     model = estimator = frozen_inner(estimator)
     if isinstance(estimator, Pipeline):
+        model = frozen_inner(estimator.steps[-1][1])
+    # the model first: a Pipeline's steps are followed only for a model it reads (a one-hot
+    # encoder's thousands of categories cost seconds to follow)
+    trees, base, is_probability, slope, ties_to_higher = _read_model(model)
+    if isinstance(estimator, Pipeline):
         columns = list(codec.columns_) if codec is not None and codec.columns_ else \
             list(range(n_features))
         for _, step in estimator.steps[:-1]:
             expressions = _follow(step, expressions, columns)
             columns = list(range(len(expressions)))
-        model = frozen_inner(estimator.steps[-1][1])
-    trees, base, is_probability, slope, ties_to_higher = _read_model(model)
     if len(expressions) != model.n_features_in_:
         raise ValueError(f"search='exact' traced {len(expressions)} columns to the model, "
                          f"which takes {model.n_features_in_}.")

@@ -803,3 +803,33 @@ def test_lightgbm_fitted_on_names_with_spaces_is_explained_on_its_own_frame():
         exp = explainer.explain(X.iloc[:5])
         assert isinstance(exp.explanation, pd.DataFrame) and exp.found.all()
         assert (model.predict(exp.explanation) != model.predict(X.iloc[:5])).all()
+
+
+def test_a_pipeline_is_followed_only_for_a_model_the_exact_search_reads(monkeypatch):
+    """Found by a user: fit followed a Pipeline's one-hot encoder of a 10,000-level zip code
+    (K columns of K values: 59 s and 3 GB) before finding that its LogisticRegression has
+    no trees. The model is read first; an encoder's columns share one array of positions."""
+    from skcem import _tree_models
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=300),
+                          "zip": rng.integers(0, 50, 300).astype(str)})
+    y = (frame.x > 0).astype(int)
+    encode = make_column_transformer((OneHotEncoder(), ["zip"]), remainder="passthrough")
+    linear = make_pipeline(encode, LogisticRegression()).fit(frame, y)
+    codec = CounterfactualExplainer(linear).fit(frame)._codec
+
+    def never(*args):
+        raise AssertionError("the Pipeline was followed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_tree_models, "_follow", never)
+        with pytest.raises(ValueError, match="got LogisticRegression"):
+            _tree_models.read_tree_ensemble(linear, codec, 2)
+    forest = make_pipeline(encode, RandomForestClassifier(5, random_state=0)).fit(frame, y)
+    ensemble = _tree_models.read_tree_ensemble(forest, codec, 2)
+    expressions = _tree_models._follow(encode, _tree_models._input_expressions(codec, 2),
+                                       ["x", "zip"])
+    one_hot = [e for e in expressions if isinstance(e, _tree_models._Indicator)]
+    assert len(one_hot) == 50 and len({id(e.positions) for e in one_hot}) == 1
+    assert ensemble.left_codes  # its categorical splits, read through the indicators
