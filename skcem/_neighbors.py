@@ -669,14 +669,13 @@ class NeighborSearch:
         # Missing cells, either side, are ranked as the pool's medians (made admissible,
         # they keep the instance's value).
         x0 = problem.x0[rows]
-        embedded_pool = search.embed(pool.complete)
-        embedded_rows = search.embed(x0 if problem.missing is None else
-                                     np.where(problem.missing[rows], pool.typical, x0))
+        complete_rows = x0 if problem.missing is None else \
+            np.where(problem.missing[rows], pool.typical, x0)
         for group, members in _wanted_members(problem, pool, rows):
             block = max(1, _MAX_RANKED_VALUES // (members.size * max(1, d)))
             for start in range(0, group.size, block):
                 part = group[start:start + block]
-                nearby = cdist(embedded_rows[part], embedded_pool[members], "cityblock")
+                nearby = search.l1_distances(complete_rows[part], pool.complete[members])
                 keep = min(_PRESELECTED - _MOST_CONFIDENT, members.size)
                 nearby = members[np.argpartition(nearby, keep - 1, axis=1)[:, :keep]]
                 sure = members[np.argsort(-pool.confidence[members], kind="stable")
@@ -753,20 +752,29 @@ class _Batch:
         self.l2 = np.broadcast_to(problem.l2_weight, (d,))
         self.n_calls = 0
 
-    def embed(self, Z):
-        """Rows whose L1 distances are the distance's L1 part (a category one-hot, halved),
-        or the square root of the L2 weights for a distance without L1 part."""
+    def l1_distances(self, A, B):
+        """The distance's L1 part between each row of ``A`` and each of ``B`` (the square
+        root of the L2 weights for a distance without L1 part), a change of category
+        costing its weight: shape (len(A), len(B)).
+
+        The sums of ``cdist``'s city-block distance between one-hot embeddings (half the
+        weight in a category's slot), in their order, without building the embeddings: a
+        column of thousands of categories made them gigabytes.
+        """
         weight = np.where(self.l1 > 0, self.l1, np.sqrt(self.l2))
-        parts = [np.where(self.categorical, 0.0, Z) * weight]
+        numeric = ~self.categorical
+        out = cdist(A[:, numeric] * weight[numeric], B[:, numeric] * weight[numeric],
+                    "cityblock") if numeric.any() else np.zeros((len(A), len(B)))
         for j in np.flatnonzero(self.categorical):
             n_categories = int(np.max(np.asarray(self.problem.upper)[..., j])) + 1
             # an instance's category past the answers' ones (declared by its dtype, seen in
             # no row given to fit) in one more slot: unlike every row's
-            codes = np.minimum(Z[:, j].astype(int), n_categories)
-            onehot = np.zeros((len(Z), n_categories + 1))
-            onehot[np.arange(len(Z)), codes] = weight[j] / 2
-            parts.append(onehot)
-        return np.hstack(parts)
+            a = np.minimum(A[:, j].astype(int), n_categories)
+            b = np.minimum(B[:, j].astype(int), n_categories)
+            half = (a[:, None] != b[None, :]) * (weight[j] / 2)
+            out += half  # the two slots that differ, one after the other
+            out += half
+        return out
 
     def difference(self, E, owner):
         base = self.base[owner]

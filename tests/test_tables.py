@@ -1338,3 +1338,47 @@ def test_a_forest_is_explained_exactly_beside_categories_no_row_holds():
             assert answers.found.sum() >= 6
             assert valid_by_predict(model, answers, "CF").all()
             assert set(answers.explanation["city"].dropna()) <= {"north", "south", "east", "up"}
+
+
+def test_a_column_of_thousands_of_categories_costs_no_embedding_of_them():
+    """Found by a user: the gradient-free search ranked its pool by one-hot embeddings of
+    every category, (rows x K) floats: +1.2 GB to explain 5 rows at K=4,000, 3 GB at
+    10,000. The distances are computed from the codes, the same sums bit for bit."""
+    import tracemalloc
+
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(0)
+    n, k = 20000, 3000
+    frame = pd.DataFrame({"x": rng.normal(size=n), "zip": rng.integers(0, k, n).astype(str)})
+    y = (frame.x + (frame.zip.str[-1] == "3") > 0.5).astype(int)
+    model = make_pipeline(ColumnTransformer([
+        ("n", StandardScaler(), ["x"]), ("c", OneHotEncoder(handle_unknown="ignore"), ["zip"])]),
+        LogisticRegression()).fit(frame, y)
+    explainer = CounterfactualExplainer(model, search="neighbors").fit(frame)
+    tracemalloc.start()
+    try:
+        answers = explain(explainer, frame.iloc[:5])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert answers.found.all() and peak < 100e6  # an embedding of the pool: 480 MB
+
+    from skcem._neighbors import _Batch
+
+    class Problem:  # what l1_distances reads of a search's problem
+        upper = np.array([1.0, 4.0, 1.0])
+
+    search = _Batch.__new__(_Batch)
+    search.problem, search.categorical = Problem(), np.array([False, True, False])
+    search.l1, search.l2 = np.array([0.7, 1.3, 0.0]), np.array([0.0, 0.0, 2.0])
+    A = np.column_stack([rng.normal(size=40), rng.integers(0, 7, 40), rng.normal(size=40)])
+    B = np.column_stack([rng.normal(size=60), rng.integers(0, 5, 60), rng.normal(size=60)])
+    weight = np.array([0.7, 1.3, np.sqrt(2.0)])
+
+    def embed(Z):
+        onehot = np.zeros((len(Z), 6))
+        onehot[np.arange(len(Z)), np.minimum(Z[:, 1].astype(int), 5)] = weight[1] / 2
+        return np.hstack([np.where([True, False, True], Z, 0.0) * weight, onehot])
+
+    assert np.array_equal(search.l1_distances(A, B), cdist(embed(A), embed(B), "cityblock"))
