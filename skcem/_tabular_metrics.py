@@ -446,6 +446,29 @@ def _predict(estimator, rows):
     return np.asarray(estimator.predict(rows))
 
 
+class _ClassesOfOutputs:
+    """``predict`` of a Keras model, a PyTorch module or a function returning probabilities
+    (which the explainers take): the class of the largest output, as the explainers read it
+    (a sigmoid's one output as two classes), named by ``classes`` when given."""
+
+    def __init__(self, model, classes, input_shape, sample):
+        from ._gradients import detect_output_kind, is_deep_model, make_backend
+
+        self.classes = None if classes is None else np.asarray(classes, dtype=object)
+        if is_deep_model(model):
+            sample = np.asarray(sample, dtype=float)
+            kind = detect_output_kind(model, sample, input_shape)
+            self.backend = make_backend(model, eps=1e-4, n_features=sample.shape[1],
+                                        input_shape=input_shape, output_kind=kind)
+            self.proba = lambda rows: self.backend.predict_proba(np.asarray(rows, dtype=float))
+        else:
+            self.proba = lambda rows: np.asarray(model(rows), dtype=float)
+
+    def predict(self, rows):
+        index = np.argmax(self.proba(rows), axis=1)
+        return index if self.classes is None else self.classes[index]
+
+
 def _is_valid(mode, predicted, original, target, pd):
     predicted = np.asarray(predicted, dtype=object)
     original = np.asarray(original, dtype=object)
@@ -516,10 +539,13 @@ def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X
     Parameters
     ----------
     estimator : object
-        Fitted classifier with ``predict``. It is called with rows in the form of ``X``: a
-        DataFrame with X's columns and dtypes (so a ``Pipeline`` with a ``ColumnTransformer``
-        works) or a 2-D array. It is called at most four times: on ``X``, on all found
-        explanations, on all rows of the redundancy check, and once on ``X_train``.
+        Fitted classifier with ``predict``; or a Keras model, a PyTorch module or a function
+        returning probabilities, as the explainers take them, whose largest output is the
+        class (named by the Explanation's ``classes``). It is called with rows in the form of
+        ``X``: a DataFrame with X's columns and dtypes (so a ``Pipeline`` with a
+        ``ColumnTransformer`` works) or a 2-D array. It is called at most four times: on
+        ``X``, on all found explanations, on all rows of the redundancy check, and once on
+        ``X_train``.
     X : DataFrame, array-like of shape (n_samples, n_features) or None
         The explained instances. Columns may be numeric, string, category or bool. With an
         :class:`~skcem.Explanation`, None takes its own ``X``, and any other must hold the
@@ -621,8 +647,17 @@ default=None
     if target is not None and mode != "CF":
         raise ValueError(f"target is only used with mode='CF'; got mode={mode!r}.")
     if not callable(getattr(estimator, "predict", None)):
-        raise TypeError(f"estimator must be a fitted classifier with a predict method; got "
-                        f"{type(estimator).__name__}.")
+        from ._gradients import is_deep_model
+
+        if not (is_deep_model(estimator) or callable(estimator)):
+            raise TypeError(f"estimator must be a fitted classifier with a predict method, a "
+                            f"Keras model, a PyTorch module or a function returning "
+                            f"probabilities; got {type(estimator).__name__}.")
+        own = explanations if isinstance(explanations, Explanation) else None
+        rows = X if X is not None or own is None else own.X
+        estimator = _ClassesOfOutputs(estimator, None if own is None else own.classes,
+                                      None if own is None else own.input_shape,
+                                      np.asarray(rows)[:5])
     if (not isinstance(n_neighbors, numbers.Integral) or isinstance(n_neighbors, bool)
             or n_neighbors < 1):
         raise ValueError(f"n_neighbors must be a positive integer; got {n_neighbors!r}.")

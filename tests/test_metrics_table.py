@@ -518,3 +518,24 @@ def test_an_explanation_is_measured_on_its_own_rows_only():
     for other in (X.iloc[6:12], X.iloc[:6].iloc[::-1]):
         with pytest.raises(ValueError, match="X is not the rows the Explanation explains"):
             explanation_metrics(model, other, exp)
+
+
+def test_a_function_of_probabilities_is_read_as_the_explainers_read_it():
+    """Found by a user: the explainers take a function returning probabilities (and deep
+    models), the metrics refused them ("must be a fitted classifier with a predict
+    method"). Its largest output is the class, named by the Explanation's classes."""
+    from sklearn.datasets import load_breast_cancer
+
+    from skcem import CounterfactualExplainer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    y = np.where(y == 1, "benign", "malignant")
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    answers = CounterfactualExplainer(model.predict_proba, distance="mad").fit(X, y).explain(
+        X[:6])
+    by_function = explanation_metrics(model.predict_proba, X[:6], answers)
+    by_model = explanation_metrics(model, X[:6], answers)
+    pd.testing.assert_frame_equal(by_function.drop(columns="seconds"),
+                                  by_model.drop(columns="seconds"))
+    with pytest.raises(TypeError, match="a function returning probabilities; got int"):
+        explanation_metrics(3, X[:6], answers)

@@ -1351,3 +1351,8 @@ def test_token_ids_of_an_embedding_are_named_and_its_vocabulary_bounds_the_range
         own = net(torch.as_tensor(X[:8][found])).argmax(1).numpy()
     assert (pred != own).all()
     assert np.median((answer != X[:8][found]).sum(axis=1)) <= 2
+    # the metrics take the module as the explainers do (a TypeError before)
+    from skcem.metrics import explanation_metrics
+
+    table = explanation_metrics(net, X[:8], answers, categorical_features=list(range(10)))
+    assert table["valid"].tolist() == found.tolist()
