@@ -449,10 +449,15 @@ class TableCodec:
             known = [repr(c) for c in self.categories_[j]]  # 'False' is not False
             shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)"
                                              if len(known) > 10 else "")
+            rows = np.flatnonzero(codes < 0)
+            where = ", ".join(map(str, rows[:10])) + (f", ... ({rows.size} rows)"
+                                                      if rows.size > 10 else "")
             raise ValueError(f"X column {self._name(j)!r} holds {bad!r}, a category neither "
-                             f"seen in fit nor known to the model's encoders (known: {shown}). "
-                             "The explainer's answers only take those categories: fit it on "
-                             "data that holds this one.")
+                             f"seen in fit nor known to the model's encoders (known: {shown}), "
+                             f"in the rows at positions {where} of X. The explainer's answers "
+                             "only take those categories: explain the other rows, or fit it "
+                             "on data that holds this one (a category dtype may declare it: "
+                             "rows then keep it, no answer takes it).")
         return codes
 
     def _numbers(self, column, j):

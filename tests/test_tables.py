@@ -189,8 +189,9 @@ def test_unseen_category_at_explain_time_is_named(table):
     bad["job"] = ["clerk", "astronaut", "farmer"]
     with pytest.raises(ValueError, match="X column 'job' holds 'astronaut', a category "
                                          "neither seen in fit nor known to the model's "
-                                         "encoders \\(known: [a-z', ]*'clerk'[a-z', ]*\\). "
-                                         ".*fit it on data that holds this one"):
+                                         "encoders \\(known: [a-z', ]*'clerk'[a-z', ]*\\), "
+                                         "in the rows at positions 1 of X\\. .*explain the "
+                                         "other rows, or fit it on data that holds this one"):
         cem.explain(bad)
 
 
