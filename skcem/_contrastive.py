@@ -36,9 +36,9 @@ from ._polish import split_points
 from ._refine import (add_alternatives, complete_and_polish, subset_problem,
                       take_answers)
 from ._tree_models import read_tree_ensemble
-from ._tabular import (TableCodec, breaks_one_hot, check_directions, is_table,
-                       model_categories, native_categorical, one_hot_groups, table_classifier,
-                       table_feature_range)
+from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_level_groups,
+                       is_table, model_categories, native_categorical, one_hot_groups,
+                       table_classifier, table_feature_range)
 from ._validation import (accepts_missing_values, align_columns, align_rows, as_named_in,
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
@@ -401,6 +401,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             self._decode = _as_float32
         self._check_missing_values(X, reset=True)
         self._one_hot_groups = one_hot_groups(X)
+        self._dropped_level_groups = dropped_level_groups(X, fitted_columns(self),
+                                                          self._one_hot_groups)
         sample = X[:100]
         self._keras_output = None
         if deep:
@@ -1218,13 +1220,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _warn_broken_one_hot(self, answers, names):
         """A word where answers leave categories given one-hot encoded in ``fit``'s ``X`` with
         anything but a single 1: rows no data holds, which the model may read anyhow."""
-        groups = getattr(self, "_one_hot_groups", None)
-        if not groups or len(answers) == 0:
+        groups = getattr(self, "_one_hot_groups", None) or []
+        dropped = getattr(self, "_dropped_level_groups", None) or []
+        if not (groups or dropped) or len(answers) == 0:
             return
-        broken = breaks_one_hot(answers, groups)
+        broken = breaks_one_hot(answers, groups, dropped)
         if not broken.any():
             return
-        first = groups[0]
+        first = (groups or dropped)[0]
         shown = [str(names[j]) if names is not None else str(j) for j in first[:3]]
         warn(f"{int(broken.sum())} of {len(answers)} answers leave columns that X holds "
              f"one-hot encoded (such as {', '.join(shown)}, ...) with values other than a "

@@ -119,13 +119,43 @@ def one_hot_groups(X, max_rows=2000):
     return groups
 
 
-def breaks_one_hot(rows, groups):
+def dropped_level_groups(X, names, taken=(), max_rows=2000):
+    """Runs of two or more adjacent 0/1 columns of a DataFrame ``X`` named alike (the same
+    text before their last "_", as ``pd.get_dummies`` and a OneHotEncoder name them) whose
+    cells in each row hold at most one 1, and some none: categories one-hot encoded with a
+    reference level dropped (``drop_first=True``, ``OneHotEncoder(drop="first")``), which
+    :func:`one_hot_groups` cannot tell. Columns in ``taken`` (its groups) are left out."""
+    if names is None:
+        return []
+    X = np.asarray(X[:max_rows], dtype=float)
+    taken = {j for group in taken for j in group}
+    binary = np.all((X == 0) | (X == 1), axis=0)
+    prefixes = [str(name).rpartition("_")[0] if "_" in str(name) else None for name in names]
+    groups, j = [], 0
+    while j < X.shape[1]:
+        k = j
+        while k < X.shape[1] and binary[k] and k not in taken and prefixes[k] and \
+                prefixes[k] == prefixes[j]:
+            k += 1
+        if k - j >= 2:
+            total = X[:, j:k].sum(axis=1)
+            if np.all(total <= 1) and np.any(total == 0):
+                groups.append(list(range(j, k)))
+        j = max(k, j + 1)
+    return groups
+
+
+def breaks_one_hot(rows, groups, dropped_level=()):
     """Per row of ``rows``, whether some one-hot group of :func:`one_hot_groups` holds
-    anything but a single 1 among 0s."""
+    anything but a single 1 among 0s, or one of :func:`dropped_level_groups` more than one
+    1 (none is its reference level)."""
     broken = np.zeros(len(rows), dtype=bool)
     for group in groups:
         cells = rows[:, group]
         broken |= ~(np.all((cells == 0) | (cells == 1), axis=1) & (cells.sum(axis=1) == 1))
+    for group in dropped_level:
+        cells = rows[:, group]
+        broken |= ~(np.all((cells == 0) | (cells == 1), axis=1) & (cells.sum(axis=1) <= 1))
     return broken
 
 

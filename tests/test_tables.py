@@ -1003,6 +1003,27 @@ def test_answers_that_break_one_hot_columns_are_named():
         explain(CounterfactualExplainer(model, immutable_features=[1, 2, 3, 4, 5]).fit(X), X[:20])
 
 
+def test_answers_that_break_one_hot_columns_with_a_dropped_level_are_named():
+    """Found by a user: columns of pd.get_dummies(drop_first=True) hold at most one 1 a row
+    (none for the dropped level), which the detection of exactly one 1 missed: 19 of 100
+    answers had two 1s in a group, without a word."""
+    from skcem import SkcemWarning
+    from skcem._tabular import dropped_level_groups
+
+    rng = np.random.default_rng(0)
+    raw = pd.DataFrame({"x": rng.normal(size=600), "c": rng.choice(list("abcde"), 600),
+                        "is_new": rng.integers(0, 2, 600)})
+    y = ((raw.x + (raw.c == "d") * 2 - (raw.c == "a") + raw.is_new) > 0.5).astype(int)
+    X = pd.get_dummies(raw, columns=["c"], drop_first=True, dtype=int)
+    assert list(X.columns) == ["x", "is_new", "c_b", "c_c", "c_d", "c_e"]
+    assert dropped_level_groups(X, X.columns) == [[2, 3, 4, 5]]
+    assert dropped_level_groups(X, None) == []  # no names: two rare flags are no group
+    model = LogisticRegression().fit(X, y)
+    with pytest.warns(SkcemWarning, match=r"\d+ of 100 answers leave columns that X holds "
+                                          r"one-hot encoded \(such as c_b, c_c, c_d"):
+        explain(CounterfactualExplainer(model).fit(X), X.iloc[-100:])
+
+
 def test_polars_frames_are_read_as_pandas(table):
     """Found by a user: every explainer crashed on a polars DataFrame with an unrelated
     AttributeError, and the metrics dropped its column names."""
