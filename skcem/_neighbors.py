@@ -2,7 +2,7 @@
 
 Trees, boosting and k-NN have piecewise constant probabilities: their gradient is zero almost
 everywhere, so FISTA cannot move. Category codes cannot be interpolated at all. This search
-needs only the model's answers, batched over all instances of a batch in each call:
+needs only the model's probabilities, batched over all instances of a batch in each call:
 
 1. **Start from valid answers.** A PN or counterfactual starts from the training rows (given
    to ``fit``) that the model puts in a wanted class, each first made admissible for the
