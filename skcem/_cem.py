@@ -61,8 +61,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         the model's probabilities (no gradient) and moves categorical columns. "auto":
         "neighbors" for categorical columns that may change (or all immutable, without exact
         gradients), trees, forests, boosting, nearest neighbours and any other model whose
-        numerical gradient vanishes on the data; "fista" otherwise, completed and polished on tables (not for images, nor with
-        an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
+        numerical gradient vanishes on the data; "fista" otherwise, completed and polished on
+        tables (not for images, nor with an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
         search's answer, every answer has each change that can be reverted alone reverted and
         the rest bisected towards the instance, and the gradient-free answer is kept where it
         is closer; on a tree model that "exact" reads, rows
