@@ -54,29 +54,27 @@ class CEMExplainer(BaseContrastiveExplainer):
     mode : {"PN", "PP"}, default="PN"
         Find pertinent negatives or pertinent positives.
     search : {"auto", "fista", "neighbors", "exact"}, default="auto"
-        How answers are searched. "fista": the gradient search (FISTA with a search on
-        ``c``). "neighbors": the gradient-free search, which starts from the rows given to
-        ``fit`` that the model puts in a wanted class, reverts every change that is not needed
-        and bisects the numeric ones towards the instance (see the user guide); it needs only
-        the model's probabilities (no gradient) and moves categorical columns. "auto":
-        "neighbors" for categorical columns that may change (or all immutable, without exact
-        gradients), trees, forests, boosting, nearest neighbours and any other model whose
-        numerical gradient vanishes on the data; "fista" otherwise, completed and polished on
-        tables (not for images, nor with an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
-        search's answer, every answer has each change that can be reverted alone reverted and
-        the rest bisected towards the instance, and the gradient-free answer is kept where it
-        is closer; on a tree model that "exact" reads, rows
-        the gradient-free search leaves unanswered get the exact answer (at most 2 s a row).
-        ``search_`` tells which search ran. "exact":
-        the proven closest answer for tree models (``DecisionTreeClassifier``,
-        ``RandomForestClassifier``, ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
-        ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when
-        installed, alone or after Pipeline steps of scalers, one-hot and ordinal encoders;
-        another step is named in the error), by a mixed-integer
-        program per instance solved with HiGHS (:func:`scipy.optimize.milp`): the smallest
-        ``distance`` under every constraint, valid by the estimator's ``predict``; its
-        ``gap`` is reported (``Explanation.gap``). PNs only (not PPs); ``kappa`` for
-        forests and two-class boosting.
+        How answers are searched. "fista": the gradient search (FISTA with a search on ``c``).
+        "neighbors": the gradient-free search, which starts from the rows given to ``fit`` that the
+        model puts in a wanted class, reverts every change that is not needed and bisects the
+        numeric ones towards the instance (see the user guide); it needs only the model's
+        probabilities (no gradient) and moves categorical columns. "auto": "neighbors" for
+        categorical columns that may change (or all immutable, without exact gradients), trees,
+        forests, boosting, nearest neighbours and any other model whose numerical gradient vanishes
+        on the data; "fista" otherwise, completed and polished on tables (not for images, nor with
+        an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
+        search's answer, every answer has each change that can be reverted alone reverted and the
+        rest bisected towards the instance, and the gradient-free answer is kept where it is closer;
+        on a tree model that "exact" reads, rows the gradient-free search leaves unanswered get the
+        exact answer (at most 2 s a row). ``search_`` tells which search ran. "exact": the proven
+        closest answer for tree models (``DecisionTreeClassifier``, ``RandomForestClassifier``,
+        ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
+        ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when installed,
+        alone or after Pipeline steps of scalers, one-hot and ordinal encoders; another step is
+        named in the error), by a mixed-integer program per instance solved with HiGHS
+        (:func:`scipy.optimize.milp`): the smallest ``distance`` under every constraint, valid by
+        the estimator's ``predict``; its ``gap`` is reported (``Explanation.gap``). PNs only (not
+        PPs); ``kappa`` for forests and two-class boosting.
     gradient : {"auto", "exact", "numerical"}, default="auto"
         How a scikit-learn model is differentiated with respect to its input. "exact": its
         exact gradient, one forward and one backward pass per iteration for the whole batch
