@@ -1437,12 +1437,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """Quality of the explanations of ``X``: higher is better, in [0, 1].
 
         The mean over instances of ``found * sparsity * proximity``
-        (:func:`skcem.metrics.cem_score`): 0 for an instance without explanation (and for a
-        PP that keeps nothing), rising as the explanation involves fewer features and moves
-        them less, relative to
-        the range of the data given to ``fit`` (not to ``feature_range``, so that scores
-        compare across its values). This lets ``GridSearchCV`` tune the explainer without a
-        scoring argument.
+        (:func:`skcem.metrics.cem_score`): 0 for an instance without explanation (and for a PP
+        that keeps nothing), rising as the explanation involves fewer features and moves them
+        less, relative to the range of the data given to ``fit`` (not to ``feature_range``, so
+        that scores compare across its values). This lets ``GridSearchCV`` tune the explainer
+        without a scoring argument.
 
         Parameters
         ----------
