@@ -26,7 +26,7 @@ __all__ = ["explanation_metrics", "summarize_metrics"]
 METRICS = ("valid", "l0", "l1", "l2", "linf", "ynn", "violations", "redundancy", "rare_pairs",
            "seconds")
 _MODES = ("CF", "PN", "PP")
-_DIRECTIONS = ("increase", "decrease")
+_DIRECTIONS = {"increase": 1.0, "decrease": -1.0, "any": 0.0}
 # A numeric change smaller than this, in MAD units, counts as no change.
 _ATOL = 1e-8
 # Largest number of explanation-to-training distances held at once when computing yNN
@@ -218,16 +218,23 @@ def _numeric_only(positions, categorical, columns, name):
         raise ValueError(f"{name} applies to numeric features only; {bad} are categorical.")
 
 
-def _check_directions(directions, columns, categorical):
+def _check_directions(directions, columns, categorical, ordered):
     positions, values = _mapping(directions, columns, "directions")
-    _numeric_only(positions, categorical, columns, "directions")
+    _numeric_only([j for j in positions if not ordered[j]], categorical, columns,
+                  "directions (and to categories of an ordered dtype)")
     sign = np.zeros(len(columns))
     for j, v in zip(positions, values):
         if v not in _DIRECTIONS:
-            raise ValueError(f"directions[{columns[j]!r}] must be 'increase' or 'decrease'; "
-                             f"got {v!r}.")
-        sign[j] = 1.0 if v == "increase" else -1.0
+            raise ValueError(f"directions[{columns[j]!r}] must be one of "
+                             f"{list(_DIRECTIONS)}; got {v!r}.")
+        sign[j] = _DIRECTIONS[v]
     return sign
+
+
+def _order_ranks(values, dtype, pd):
+    """Each value's rank in the order of the ordered category dtype ``dtype`` (-1 where
+    missing or not one of its categories)."""
+    return np.asarray(pd.Categorical(values, dtype=dtype).codes, dtype=float)
 
 
 def _check_feature_range(feature_range, columns, categorical, times):
@@ -574,8 +581,9 @@ default=None
         Features that must not change; each change is a violation. None with an
         :class:`~skcem.Explanation`: the explainer's own (its ``immutable``).
     directions : dict, default=None
-        ``{feature: "increase" | "decrease" | "any"}`` ("any": no limit); a change the other way
-        is a violation. None with an :class:`~skcem.Explanation`: the explainer's own. A PP's
+        ``{feature: "increase" | "decrease" | "any"}`` ("any": no limit) for numeric
+        features and those of an ordered category dtype (in its order); a change the other
+        way is a violation. None with an :class:`~skcem.Explanation`: the explainer's own. A PP's
         feature that they keep from moving towards the background is, like an immutable
         one, kept by construction: not counted in ``l0`` and the norms.
     feature_range : dict or tuple, default=None
@@ -696,8 +704,11 @@ default=None
     categorical = _categorical_mask(categorical_features, X, columns, X_train)
     immutable = np.zeros(n_features, dtype=bool)
     immutable[_positions(immutable_features, columns, "immutable_features")] = True
-    sign = _check_directions(directions, columns, categorical) if explainer_directions is None \
-        else np.asarray(explainer_directions, float)
+    dtypes = [getattr(_column(X, j), "dtype", None) for j in range(n_features)]
+    ordered = np.array([categorical[j] and bool(getattr(dtypes[j], "ordered", False))
+                        for j in range(n_features)], dtype=bool)
+    sign = _check_directions(directions, columns, categorical, ordered) \
+        if explainer_directions is None else np.asarray(explainer_directions, float)
     times = np.array([getattr(getattr(_column(X, j), "dtype", None), "kind", "") in ("m", "M")
                       for j in range(n_features)], dtype=bool)
     lower, upper = _check_feature_range(feature_range, columns, categorical, times)
@@ -763,6 +774,10 @@ default=None
     for k, j in enumerate(cat):
         x_missing = np.asarray(pd.isna(_as_object(_column(X, j))[idx]), dtype=bool)
         changed[:, j] = (e_cat[:, k] != r_cat[:, k]) & ~((e_cat[:, k] < 0) & x_missing)
+        if ordered[j] and bg is None:  # a move up or down the dtype's order, for directions
+            step = _order_ranks(_as_object(_column(E, j))[idx], dtypes[j], pd) - \
+                _order_ranks(_as_object(_column(X, j))[idx], dtypes[j], pd)
+            delta[:, j] = np.where(changed[:, j], step, 0.0)
     size[:, cat] = changed[:, cat]
     if bg is not None:
         # A PP keeps its immutable features by construction, not because the class rests on

@@ -1217,6 +1217,8 @@ def test_directions_hold_for_an_ordered_category_in_every_search(direction):
     """Left from a user's trial: education may only rise. The codes of an ordered category
     dtype follow its order, so that every search keeps the direction; an unordered column
     is still refused."""
+    from skcem.metrics import explanation_metrics
+
     X, _ = make_table(n=500, seed=3)
     levels = ["school", "college", "bachelor", "master"]
     rng = np.random.default_rng(7)
@@ -1235,7 +1237,12 @@ def test_directions_hold_for_an_ordered_category_in_every_search(direction):
     sign = 1 if direction == "increase" else -1
     keep = ["sex", "city", "job"]
     free = explain(CounterfactualExplainer(model, immutable_features=keep).fit(X, y), rows)
-    assert (sign * (free.explanation["education"].cat.codes.to_numpy() - before) < 0).sum() >= 6
+    against = sign * (free.explanation["education"].cat.codes.to_numpy() - before) < 0
+    assert against.sum() >= 6
+    # the metrics read the dtype's order too
+    table = explanation_metrics(model, rows, free.explanation,
+                                directions={"education": direction, "age": "any"})
+    assert (table["violations"] >= 1).tolist() == against.tolist()
     for options in ({}, {"search": "neighbors"}, {"search": "exact", "max_time": 5},
                     {"n_counterfactuals": 3}, {"plausibility": 1.0}):
         explainer = CounterfactualExplainer(model, immutable_features=keep, directions={
@@ -1248,6 +1255,7 @@ def test_directions_hold_for_an_ordered_category_in_every_search(direction):
             after = ranked["education"][found].cat.codes.to_numpy()
             assert (sign * (after - before[found]) >= 0).all(), options
             assert (model.predict(ranked[found]) != model.predict(rows[found])).all()
+        assert (explanation_metrics(model, rows, answers)["violations"][answers.found] == 0).all()
     with pytest.raises(ValueError, match="`directions` gives categorical column 'job' a "
                                          "direction, but its categories have no order"):
         CounterfactualExplainer(model, directions={"job": direction}).fit(X, y)
