@@ -18,10 +18,11 @@ import numpy as np
 from .costs import median_absolute_deviation
 
 
-def _answer_sets(counterfactuals):
+def _answer_sets(counterfactuals, features=None):
     """``(sets, columns, categorical)``: one 2-D object array of answers per instance (rows
     that are missing as a whole left out), the column names (or None), and the mask of
-    columns that hold categories (non-numeric dtypes of a DataFrame)."""
+    columns that hold categories (non-numeric dtypes of a DataFrame); only the columns
+    ``features`` (names, or positions) when given."""
     counterfactuals = getattr(counterfactuals, "counterfactuals", counterfactuals)
     if counterfactuals is None:
         raise ValueError("`counterfactuals` is None: an Explanation holds counterfactuals "
@@ -58,6 +59,14 @@ def _answer_sets(counterfactuals):
         raise ValueError("`counterfactuals` must be an Explanation, a DataFrame indexed by "
                          "(instance, rank), an array of shape (n_samples, k, n_features) or a "
                          f"list of 2-D sets of answers; got {type(counterfactuals).__name__}.")
+    if features is not None:
+        from ._validation import label_position
+
+        kept = [label_position(key, columns, len(categorical), "features")
+                for key in features]
+        sets = [s[:, kept] for s in sets]
+        columns = None if columns is None else [columns[j] for j in kept]
+        categorical = categorical[kept]
     return [s[~_missing_rows(s)] for s in sets], columns, categorical
 
 
@@ -113,7 +122,7 @@ def _pairs(n_answers):
     return np.triu_indices(n_answers, k=1)
 
 
-def count_diversity(counterfactuals, *, atol=1e-8):
+def count_diversity(counterfactuals, *, features=None, atol=1e-8):
     """DiCE's count diversity of each instance's counterfactuals.
 
     The share of (pair of answers, feature) cells whose values differ: a numeric feature
@@ -128,7 +137,10 @@ def count_diversity(counterfactuals, *, atol=1e-8):
         indexed by (instance, rank) (an instance's rows together, the rank last: a repeated
         label is two instances), an array of shape (n_samples, k, n_features) or a list
         of 2-D sets (arrays or DataFrames), one per instance. Rows missing as a whole (no
-        answer at that rank) are left out.
+        answer at that rank) are left out. Every column counts: leave out any that is no
+        feature (DiCE's ``final_cfs_df`` holds the outcome too), or name the features.
+    features : list of str or int, default=None
+        The columns compared (names of a DataFrame's, or positions); None: all.
     atol : float, default=1e-8
         A smaller numeric difference counts as none.
 
@@ -147,7 +159,7 @@ def count_diversity(counterfactuals, *, atol=1e-8):
     """
     if not isinstance(atol, (float, Integral)) or atol < 0:
         raise ValueError(f"`atol` must be a non-negative number; got {atol!r}.")
-    sets, _, categorical = _answer_sets(counterfactuals)
+    sets, _, categorical = _answer_sets(counterfactuals, features)
     out = np.full(len(sets), np.nan)
     for i, answers in enumerate(sets):
         if len(answers) < 2:
@@ -169,7 +181,7 @@ def count_diversity(counterfactuals, *, atol=1e-8):
     return out
 
 
-def continuous_diversity(counterfactuals, X_train=None, *, mad=None):
+def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=None):
     """DiCE's continuous diversity of each instance's counterfactuals.
 
     The mean over pairs of answers and numeric features of ``|a - b| / MAD``: how far apart
@@ -187,13 +199,22 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None):
     mad : array-like of shape (n_features,) or dict, default=None
         The MAD of each feature (categorical ones ignored), or ``{column: MAD}`` for the
         numeric columns of a DataFrame; replaces the MADs of ``X_train``.
+    features : list of str or int, default=None
+        As for :func:`count_diversity`. A set with a column that a DataFrame ``X_train``
+        lacks (an outcome column) is refused, naming it.
 
     Returns
     -------
     diversity : ndarray of shape (n_samples,)
         Non-negative; NaN for an instance with fewer than two answers or no numeric feature.
     """
-    sets, columns, categorical = _answer_sets(counterfactuals)
+    sets, columns, categorical = _answer_sets(counterfactuals, features)
+    if columns is not None and hasattr(X_train, "columns") and mad is None:
+        extra = [c for c in columns if c not in X_train.columns]
+        if extra:
+            raise ValueError(f"The counterfactuals hold columns that X_train lacks: {extra} "
+                             "(an outcome column, as DiCE's final_cfs_df holds?). Leave them "
+                             "out, or name the features in `features`.")
     numeric = np.flatnonzero(~categorical)
     scale = _mads(X_train, mad, columns, categorical, numeric)
     out = np.full(len(sets), np.nan)

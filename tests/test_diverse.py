@@ -211,6 +211,25 @@ def test_count_and_continuous_diversity():
     np.testing.assert_allclose(count_diversity([frame.loc[10], frame.loc[11]]), [1.0, 0.0])
 
 
+def test_diversity_of_sets_that_hold_an_outcome_column():
+    """Found by a user: DiCE's final_cfs_df holds the outcome; count_diversity counted it
+    as a feature (0.278 for 0.312) and continuous_diversity failed inside pandas (or, given
+    an X_train with the outcome, scaled it too). Features can be named; a column X_train
+    lacks is refused, naming it."""
+    X_train = pd.DataFrame({"age": [20.0, 30.0, 40.0, 50.0, 60.0],
+                            "job": ["a", "b", "a", "c", "b"]})
+    answers = pd.DataFrame({"age": [25.0, 35.0, 25.0], "job": ["a", "a", "c"],
+                            "income": [1, 1, 1]})
+    # pairs (0, 1): age differs; (0, 2): job; (1, 2): both
+    assert count_diversity([answers], features=["age", "job"])[0] == pytest.approx(4 / 6)
+    assert count_diversity([answers])[0] == pytest.approx(4 / 9)  # income counted, alike
+    with pytest.raises(ValueError, match=r"hold columns that X_train lacks: \['income'\]"):
+        continuous_diversity([answers], X_train)
+    mad = np.median(np.abs(X_train.age - X_train.age.median()))
+    assert continuous_diversity([answers], X_train, features=["age", "job"])[0] == \
+        pytest.approx((10 + 0 + 10) / 3 / mad)
+
+
 def test_two_missing_categories_are_no_difference():
     # an instance's missing cell stays missing in all its answers: no diversity there
     index = pd.MultiIndex.from_product([[0], [0, 1, 2]])
