@@ -1342,6 +1342,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if hasattr(self, "n_counterfactuals"):
             ranked = self._ranked_answers(results, index, encoded, common["mode"],
                                           explanation_pred)
+            self._warn_of_fewer_answers(ranked["counterfactual_distance"], found)
         return Explanation(
             mode=mode, X=shown_X, X_pred=self.classes_[explained], X_proba=proba,
             explanation=shown_explanation,
@@ -1378,6 +1379,19 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         room = (up & (directions >= 0)) | (down & (directions <= 0)) | self.categorical_mask_
         room &= ~self.immutable_mask_ & ~np.isnan(X)
         return room.any(axis=1)
+
+    def _warn_of_fewer_answers(self, distance, found):
+        """A word where found instances got fewer answers than ``n_counterfactuals`` asked
+        (the instances without any are named by the not-found warning)."""
+        k = distance.shape[1]
+        counts = np.isfinite(distance).sum(axis=1)
+        short = found & (counts < k)
+        if k > 1 and short.any():
+            warn(f"{int(short.sum())} of {len(found)} instances got fewer than the {k} "
+                 f"counterfactuals asked ({int(counts[short].min())} to "
+                 f"{int(counts[short].max())}): no other admissible answer that differs from "
+                 "theirs was found (see counterfactual_distance: NaN past their last).",
+                 ExplanationNotFoundWarning)
 
     def _ranked_answers(self, results, index, encoded, mode, explanation_pred):
         """``counterfactuals``, ``counterfactual_distance`` and ``counterfactual_pred`` of the

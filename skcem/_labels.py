@@ -10,9 +10,11 @@ def class_indices(labels, classes, name):
     index = np.array([position.get(_hashable(v), -1) for v in labels.ravel()], dtype=int)
     if np.any(index < 0):
         unknown = sorted({repr(_hashable(v)) for v, i in zip(labels.ravel(), index) if i < 0})
+        hint = " For any class but the instance's, give target_class='other' (DiCE's " \
+            "'opposite')." if name == "target_class" and "'opposite'" in unknown else ""
         raise ValueError(f"`{name}` holds labels the model does not know: "
                          f"[{', '.join(unknown[:10])}]; classes are "
-                         f"{np.asarray(classes).tolist()}.")
+                         f"{np.asarray(classes).tolist()}.{hint}")
     return index.reshape(labels.shape)
 
 

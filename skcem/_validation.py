@@ -235,6 +235,10 @@ def check_not_documents(X):
         first = next(iter(X), None)
     except TypeError:
         return
+    if isinstance(first, dict):
+        raise ValueError("X is a sequence of dicts (one record per row, as DiCE's query "
+                         "instances): make it a DataFrame first, `pd.DataFrame(X)`, with the "
+                         "columns seen in fit.")
     if isinstance(first, (str, bytes)) and not _is_number(first):
         raise ValueError(
             "X is 1-D text (documents, as a text Pipeline's vectorizer takes them); X must be "

@@ -76,6 +76,8 @@ def test_immutable_features_never_move(iris, iris_model):
     ({"distance": "l3"}, "'distance' parameter"),
     ({"C": -1.0}, "'C' parameter"),
     ({"target_class": 7}, "`target_class` holds labels the model does not know"),
+    # DiCE's desired_class="opposite" (found by a user porting it)
+    ({"target_class": "opposite"}, "give target_class='other' \\(DiCE's 'opposite'\\)"),
     # a valid label beside an unknown one was shown as a string, '2'
     ({"target_class": [2, "x"]}, r"does not know: \['x'\]; classes are \[0, 1, 2\]"),
     ({"target_class": ["other", 2]}, "'other' .* applies to all rows, as target_class='other'"),

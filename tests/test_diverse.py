@@ -230,6 +230,19 @@ def test_diversity_of_sets_that_hold_an_outcome_column():
         pytest.approx((10 + 0 + 10) / 3 / mad)
 
 
+def test_fewer_answers_than_asked_are_named(iris, forest):
+    """Found by a user: n_counterfactuals=10 gave 1 to 4 answers a row, and only a row with
+    none was warned about (DiCE says "Only 3 (required 10)")."""
+    X, _ = iris
+    explainer = CounterfactualExplainer(forest, n_counterfactuals=10,
+                                        immutable_features=[0, 1]).fit(X)
+    with pytest.warns(ExplanationNotFoundWarning, match=r"\d+ of 5 instances got fewer than "
+                                                        r"the 10 counterfactuals asked"):
+        answers = explainer.explain(X[[0, 50, 60, 100, 120]])
+    counts = np.isfinite(answers.counterfactual_distance).sum(axis=1)
+    assert (counts[answers.found] < 10).any()
+
+
 def test_two_missing_categories_are_no_difference():
     # an instance's missing cell stays missing in all its answers: no diversity there
     index = pd.MultiIndex.from_product([[0], [0, 1, 2]])

@@ -711,6 +711,9 @@ def test_a_dict_of_inputs_is_refused_in_one_line(iris, iris_model):
         for method in (explainer.explain, explainer.transform):
             with pytest.raises(ValueError, match=r"X is a dict"):
                 method(inputs)
+            # records, as DiCE's query instances (was "X has shape (1,)")
+            with pytest.raises(ValueError, match=r"X is a sequence of dicts .*pd.DataFrame"):
+                method([dict(zip("abcd", X[0]))])
 
 
 def test_parameters_changed_in_place_and_a_model_fitted_again_are_named(iris):
