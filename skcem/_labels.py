@@ -31,6 +31,11 @@ def check_class_labels(y, owner, prefitted=False):
     refusal that names the model.
     """
     values = np.asarray(y)
+    if values.ndim == 2 and values.shape[1] > 1 and values.dtype.kind in "biuf" and \
+            np.all((values == 0) | (values == 1)) and np.all(values.sum(axis=1) == 1):
+        raise ValueError(f"`y` holds one-hot rows ({values.shape[1]} columns); {owner} takes "
+                         "class labels, one per row: pass `y.argmax(axis=1)` (and a loss "
+                         "of class indices, such as loss='auto' or a sparse cross-entropy).")
     if values.ndim == 2 and values.shape[1] > 1 and not prefitted:
         raise ValueError(f"`y` has {values.shape[1]} columns: a multi-label or multi-output "
                          f"target; {owner} explains classifiers of one output (one class per "

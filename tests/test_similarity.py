@@ -709,3 +709,19 @@ def test_a_networks_outputs_named_in_another_order_are_named(digits):
     ordered = np.array([f"digit {digit}" for digit in range(10)])
     explainer = GradientSimilarityExplainer(model).fit(X[:300], ordered[y[:300]])
     np.testing.assert_array_equal(explainer.y_train_, y[:300])
+
+
+def test_one_hot_targets_are_refused_in_one_line():
+    """Found by a user porting alibi's examples (one-hot Y_train): fit took them, explain
+    then failed deep inside Keras, TensorFlow or torch."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    one_hot = np.eye(3)[y]
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    with pytest.raises(ValueError, match=r"`y` holds one-hot rows \(3 columns\); "
+                                         r"GradientSimilarityExplainer takes class labels"):
+        GradientSimilarityExplainer(model).fit(X, one_hot)
+    explainer = GradientSimilarityExplainer(model).fit(X, y)
+    with pytest.raises(ValueError, match=r"pass `y.argmax\(axis=1\)`"):
+        explainer.explain(X[:3], one_hot[:3])
