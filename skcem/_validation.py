@@ -99,7 +99,10 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
     if is_prefitted(estimator):
         if fit_params:
             raise ValueError(f"{sorted(fit_params)} would fit `estimator`, but it is fitted: "
-                             f"{owner} explains it as it is and never refits it.")
+                             f"{owner} explains it as it is and never refits it (fit's keyword "
+                             "arguments go to the model's fit; the explainer's own settings, "
+                             "such as alibi's fit(no_info_type=...), are parameters of "
+                             f"{owner}(...)).")
         if check is not None:
             check(estimator)
         _refuse_multi_output_classifier(estimator, owner)

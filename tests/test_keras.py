@@ -538,6 +538,10 @@ def test_keras_models_the_explainers_cannot_take_are_named(cnn, digits_images):
     with pytest.raises(ValueError, match=r"`estimator` fails on rows reshaped to \(4, 16, 1\) "
                                          r"\(.*\); pass the `input_shape` it takes"):
         CEMExplainer(cnn, input_shape=(4, 16, 1)).fit(X[:20])
+    # alibi's shape holds the batch dimension (found by a user porting its code)
+    with pytest.raises(ValueError, match=r"reshaped to \(1, 8, 8, 1\) .*without the batch "
+                                         r"dimension"):
+        CEMExplainer(cnn, input_shape=(1, 8, 8, 1)).fit(X[:20])
     with pytest.raises(ValueError, match=r"dim 4.*X.reshape\(len\(X\), -1\)"):
         CEMExplainer(cnn).fit(X[:20].reshape(-1, 8, 8, 1))
     with pytest.raises(ValueError, match="y holds 2.5, which is not a class index of the "

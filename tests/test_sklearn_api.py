@@ -198,6 +198,10 @@ def test_fit_parameters_reach_the_model_fitted_here(iris, iris_model):
         with pytest.raises(ValueError, match=r"\['sample_weight'\] would fit `estimator`, but "
                                              "it is fitted"):
             clone(explainer).set_params(estimator=iris_model).fit(X, y, sample_weight=weights)
+    # alibi passes no_info_type to fit; here it is the explainer's parameter
+    with pytest.raises(ValueError, match=r"such as alibi's fit\(no_info_type=\.\.\.\), are "
+                                         r"parameters of CEMExplainer\(\.\.\.\)"):
+        CEMExplainer(iris_model).fit(X, no_info_type="mean")
     with sklearn.config_context(enable_metadata_routing=True):
         model = LogisticRegression(max_iter=1000).set_fit_request(sample_weight=True)
         search = GridSearchCV(CEMExplainer(model, **FAST), {"beta": [0.1]}, cv=2)

@@ -137,7 +137,9 @@ def call_on_rows(model, rows, shape, name, function=None):
         lines = [line for line in lines if line and not line.startswith("Exception encountered")]
         first = lines[0][:200] if lines else type(exc).__name__
         raise ValueError(f"{name} fails on rows reshaped to {tuple(shape)} ({first}); pass the "
-                         "`input_shape` it takes.") from exc
+                         "`input_shape` it takes: one instance's, without the batch dimension "
+                         "(alibi's `shape` holds it: (1, 28, 28, 1) there is (28, 28, 1) "
+                         "here).") from exc
     if isinstance(outputs, (dict, list, tuple)):
         raise TypeError(f"{name} must return one tensor of outputs per row (a classifier's "
                         f"logits or probabilities); it returns a {type(outputs).__name__}. "

@@ -309,9 +309,9 @@ def call_on_rows(module, rows, input_shape, device, name):
                              "(wrap it in a module whose forward takes one, and splits it "
                              "where it needs several).") from exc
         raise ValueError(f"{name} fails on rows reshaped to {tuple(input_shape)} ({first}); "
-                         "pass the `input_shape` it takes (such as (1, 28, 28) for a Conv2d "
-                         "network on 28x28 images), or a module whose forward takes one "
-                         "tensor.") from exc
+                         "pass the `input_shape` it takes (one instance's, without the batch "
+                         "dimension: such as (1, 28, 28) for a Conv2d network on 28x28 "
+                         "images), or a module whose forward takes one tensor.") from exc
     if not isinstance(outputs, torch.Tensor):
         raise TypeError(f"{name} must return one tensor of outputs per row (a classifier's "
                         f"logits or probabilities); its forward returns a "
