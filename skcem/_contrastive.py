@@ -466,6 +466,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "change, and their directions are ignored.")
         self._warn_of_feature_scales(X)
         self.search_ = self._choose_search(X)
+        self._warn_of_idle_settings()
         self._trees = None
         self.__dict__.pop("_fallback_trees", None)  # read again for this fit's model
         if self.search_ == "exact":
@@ -999,6 +1000,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if not np.all(np.isfinite(proba)):
             raise ValueError("`estimator` gives non-finite outputs on rows at the bounds of "
                              "`feature_range`; give a feature_range the model takes.")
+
+    def _warn_of_idle_settings(self):
+        """A word on settings the chosen search does not read (subclasses)."""
 
     def _warn_of_feature_scales(self, X):
         """Warn when the numeric features' spreads differ by ``_SCALE_RATIO`` or more under a

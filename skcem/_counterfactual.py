@@ -59,7 +59,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         in MAD units (its learning rate, ``clip`` and shrinkage mean the same for every
         feature, whatever its scale).
     C : float, default=1.0
-        Weight of the distance against the cross-entropy.
+        Weight of the distance against the cross-entropy, in the gradient search (the
+        gradient-free and exact searches return the closest admissible answers).
     c_steps : int, default=5
         Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
     n_counterfactuals : int, default=1
@@ -221,6 +222,12 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
             warn("target_class='other' means any class but the instance's, and the model "
                  "also has a class labelled 'other': to target that class, give one label "
                  "per instance (target_class=['other'] * n_rows).")
+
+    def _warn_of_idle_settings(self):
+        if self.C != 1.0 and self.search_ in ("neighbors", "exact"):
+            warn(f"C={self.C:g} weighs the distance against the cross-entropy in the gradient "
+                 f"search only; search_={self.search_!r} (chosen for this model or table) "
+                 "returns the closest admissible answers whatever C.")
 
     def _any_other_class(self):
         """Whether the target is any class but the instance's (more than two classes)."""

@@ -218,3 +218,20 @@ def test_per_row_labels_in_a_series_follow_the_rows_of_a_dataframe(iris, iris_mo
                                     C=0.05).fit(frame)
     with pytest.raises(ValueError, match=r"`target_class` is a Series whose index lacks rows"):
         stray.explain(rows)
+
+
+def test_a_weight_the_chosen_search_does_not_read_is_named(iris):
+    """Found by a user porting DiCE's proximity_weight: C=0.01, 1 and 100 gave the same
+    answers on a forest (the gradient-free search) without a word."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from skcem import SkcemWarning
+
+    X, y = iris
+    forest = RandomForestClassifier(10, random_state=0).fit(X, y)
+    with pytest.warns(SkcemWarning, match=r"C=100 weighs the distance .* in the gradient "
+                                          r"search only; search_='neighbors'"):
+        CounterfactualExplainer(forest, C=100).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkcemWarning)
+        CounterfactualExplainer(forest).fit(X)  # the default: no word
