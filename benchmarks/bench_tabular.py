@@ -329,10 +329,20 @@ def numeric_plausibility(args):
     return 0
 
 
+def _plain_text(frame, categorical):
+    """Text columns as object dtype: pandas keeps text in Arrow arrays where pyarrow is
+    installed, which DiCE's environment need not have to read the pickled frames."""
+    frame = frame.astype({column: object for column in categorical})
+    frame.columns = frame.columns.astype(object)
+    return frame
+
+
 def run_dice(python, model, X_train, y_train, rows, categorical, numeric, methods, workdir):
-    spec = {"model": str(workdir / "model.joblib"), "train": X_train.assign(income=y_train),
+    spec = {"model": str(workdir / "model.joblib"),
+            "train": _plain_text(X_train.assign(income=y_train), categorical),
             "outcome": "income", "continuous": numeric, "categorical": categorical,
-            "rows": rows, "immutable": IMMUTABLE, "increase_only": list(DIRECTIONS),
+            "rows": _plain_text(rows, categorical), "immutable": IMMUTABLE,
+            "increase_only": list(DIRECTIONS),
             "methods": methods, "total_CFs": 1, "desired_class": "opposite", "seed": 0}
     joblib.dump(model, workdir / "model.joblib")
     joblib.dump(spec, workdir / "spec.joblib")

@@ -24,23 +24,28 @@ MIN_SHARE = 1e-4
 # that the numbers of men and of wives predict (noise in the data), where a pair of two
 # categories of one row each (identifiers) is held by the row that each one has.
 MIN_SHARE_OF_EXPECTED = 0.01
-# The searches refuse a pair only where the data is evidence of its rarity: where the counts
-# of its two categories predict at least this many rows for it (a chi-squared test's usual
-# minimum). Columns of many categories each (token ids, 20 values at 10 positions, 200
-# rows) leave most pairs unseen by chance: refusing them all left near-copies of training
-# rows as the only answers.
-MIN_EXPECTED_ROWS = 5.0
+# The searches judge the pairs of two columns only where the rows are enough to: this many
+# rows per pair of their categories, on average (a chi-squared test's usual minimum per
+# cell). Columns of many categories each (token ids, 20 values at 10 positions, 200 rows)
+# leave most pairs unseen by chance: refusing them all left near-copies of training rows as
+# the only answers. Every pair of Adult's columns is judged (30,162 rows; 41 countries by
+# 16 levels of education is the largest table, 656 pairs).
+MIN_ROWS_PER_PAIR = 5
 
 
-def _rare(counts, n_rows, min_share, min_expected=0.0):
+def _rare(counts, n_rows, min_share):
     """Which pairs of a contingency table ``counts`` (rows: one column's codes, columns: the
-    other's; ``n_rows`` rows counted) are rare; with ``min_expected``, only among those that
-    the counts of their two categories predict at least that many rows for, were they
-    independent (fewer rows are no evidence either way)."""
+    other's; ``n_rows`` rows counted) are rare."""
     expected = np.outer(counts.sum(axis=1), counts.sum(axis=0)) / max(n_rows, 1)
-    rare = (counts < min_share * n_rows) | (counts == 0) | \
+    return (counts < min_share * n_rows) | (counts == 0) | \
         (counts < MIN_SHARE_OF_EXPECTED * expected)
-    return rare & (expected >= min_expected) if min_expected else rare
+
+
+def _judged(counts, n_rows):
+    """Whether ``n_rows`` rows can tell the rare pairs of a contingency table at all: at
+    least ``MIN_ROWS_PER_PAIR`` rows per pair of the categories the rows hold."""
+    held = np.count_nonzero(counts.sum(axis=1)) * np.count_nonzero(counts.sum(axis=0))
+    return n_rows >= MIN_ROWS_PER_PAIR * held
 
 
 class CategoryPairs:
@@ -51,8 +56,9 @@ class CategoryPairs:
     min_share : float, default=MIN_SHARE
         A pair held by fewer than this share of the rows (and by no row at all, whatever the
         number of rows) is rare, and so is one held by fewer than 1% of the rows that the
-        counts of its two categories predict for it were they independent; either only where
-        those counts predict at least ``MIN_EXPECTED_ROWS`` (5) rows for it.
+        counts of its two categories predict for it were they independent; either only for
+        two columns whose pairs the rows can tell: ``MIN_ROWS_PER_PAIR`` (5) rows or more per
+        pair of the categories they hold.
 
     Attributes
     ----------
@@ -83,8 +89,9 @@ class CategoryPairs:
             known = ~(np.isnan(Z[:, j]) | np.isnan(Z[:, k]))
             counts = np.zeros((n_categories[j], n_categories[k]))
             np.add.at(counts, (Z[known, j].astype(int), Z[known, k].astype(int)), 1)
-            self.rare_[j, k] = _rare(counts, int(known.sum()), self.min_share,
-                                     MIN_EXPECTED_ROWS)
+            n_rows = int(known.sum())
+            self.rare_[j, k] = _rare(counts, n_rows, self.min_share) if \
+                _judged(counts, n_rows) else np.zeros(counts.shape, dtype=bool)
         return self
 
     def created(self, E, x0):

@@ -252,11 +252,13 @@ def test_a_pair_one_noisy_row_holds_is_still_rare_where_its_categories_are_commo
     assert (table.rare_pairs == 1).all()
 
 
-def test_pairs_unseen_by_chance_are_not_rare():
+def test_pairs_are_judged_only_where_the_rows_can_tell():
     """Found by a user: token ids (20 values at each of 10 positions, 200 rows) as
     categories left most pairs unseen, all of them refused as rare, and the answers were
-    near-copies of training rows changing 7 or 8 tokens. Only a pair the counts of its
-    categories predict 5 rows or more for is judged."""
+    near-copies of training rows changing 7 or 8 tokens. Two columns' pairs are judged only
+    with 5 rows or more per pair of their categories; on a table that has them (Adult's
+    30,162 rows), an unseen pair of two rare categories stays rare (judging each pair by its
+    own expected count let 16-28% of Adult's PNs pair rare categories)."""
     from skcem._plausibility import CategoryPairs
 
     rng = np.random.default_rng(0)
@@ -266,3 +268,10 @@ def test_pairs_unseen_by_chance_are_not_rare():
     common = rng.integers(0, 2, size=(200, 2)).astype(float)  # 50 rows expected per pair
     common[:, 1] = np.where(common[:, 0] == 1, 1, common[:, 1])  # never (1, 0)
     assert CategoryPairs().fit(common, np.ones(2, bool), [2, 2]).rare_[0, 1][1, 0]
+    # 40 countries, a few rare, by 5 levels, 5,000 rows: 25 rows a pair on average
+    country = rng.choice(40, size=5000, p=np.r_[[0.002] * 10, [0.98 / 30] * 30])
+    level = rng.integers(0, 5, size=5000)
+    level[country == 0] = 0  # rare country 0 is seen with level 0 only
+    table = np.column_stack([country, level]).astype(float)
+    rare = CategoryPairs().fit(table, np.ones(2, bool), [40, 5]).rare_[0, 1]
+    assert rare[0, 1:].all()  # expected 2 rows each, none seen: rare still
