@@ -690,13 +690,16 @@ def test_missing_labels_and_several_columns_of_y_get_one_line(iris, missing):
     pd = pytest.importorskip("pandas")
     with pytest.raises(ValueError, match="`y` holds missing labels"):
         CEMExplainer(None).fit(X, pd.Series(pd.Categorical(labels)))
-    multilabel = np.column_stack([y == 0, y == 1, y == 2]).astype(int)
+    multilabel = np.column_stack([y == 0, y >= 1, y == 2]).astype(int)  # rows of two labels
+    one_hot = np.column_stack([y == 0, y == 1, y == 2]).astype(int)
     from sklearn.neural_network import MLPClassifier
 
     for Explainer in (CounterfactualExplainer, GradientSimilarityExplainer):
         with pytest.raises(ValueError, match="`y` has 3 columns: a multi-label or multi-output "
                                              f"target; {Explainer.__name__} explains"):
             Explainer(MLPClassifier()).fit(X, multilabel)
+        with pytest.raises(ValueError, match=r"`y` holds one-hot rows \(3 columns\)"):
+            Explainer(MLPClassifier()).fit(X, one_hot)
 
 
 def test_a_dict_of_inputs_is_refused_in_one_line(iris, iris_model):
