@@ -25,11 +25,11 @@ MIN_SHARE = 1e-4
 # categories of one row each (identifiers) is held by the row that each one has.
 MIN_SHARE_OF_EXPECTED = 0.01
 # The searches judge the pairs of two columns only where the rows are enough to: this many
-# rows per pair of their categories, on average (a chi-squared test's usual minimum per
-# cell). Columns of many categories each (token ids, 20 values at 10 positions, 200 rows)
-# leave most pairs unseen by chance: refusing them all left near-copies of training rows as
-# the only answers. Every pair of Adult's columns is judged (30,162 rows; 41 countries by
-# 16 levels of education is the largest table, 656 pairs).
+# rows, on average, per pair the rows hold (a chi-squared test's usual minimum per cell).
+# Columns of many categories each (token ids, 20 values at 10 positions, 200 rows) hold
+# most of their pairs once, by chance: refusing every other pair left near-copies of
+# training rows as the only answers. A city that lies in one state (600 rows, 20 pairs held
+# of 200) and every pair of Adult's columns are judged.
 MIN_ROWS_PER_PAIR = 5
 
 
@@ -43,9 +43,8 @@ def _rare(counts, n_rows, min_share):
 
 def _judged(counts, n_rows):
     """Whether ``n_rows`` rows can tell the rare pairs of a contingency table at all: at
-    least ``MIN_ROWS_PER_PAIR`` rows per pair of the categories the rows hold."""
-    held = np.count_nonzero(counts.sum(axis=1)) * np.count_nonzero(counts.sum(axis=0))
-    return n_rows >= MIN_ROWS_PER_PAIR * held
+    least ``MIN_ROWS_PER_PAIR`` rows, on average, per pair the rows hold."""
+    return n_rows >= MIN_ROWS_PER_PAIR * np.count_nonzero(counts)
 
 
 class CategoryPairs:
@@ -57,8 +56,8 @@ class CategoryPairs:
         A pair held by fewer than this share of the rows (and by no row at all, whatever the
         number of rows) is rare, and so is one held by fewer than 1% of the rows that the
         counts of its two categories predict for it were they independent; either only for
-        two columns whose pairs the rows can tell: ``MIN_ROWS_PER_PAIR`` (5) rows or more per
-        pair of the categories they hold.
+        two columns whose pairs the rows can tell: ``MIN_ROWS_PER_PAIR`` (5) rows or more, on
+        average, per pair they hold.
 
     Attributes
     ----------

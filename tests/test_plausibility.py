@@ -275,3 +275,9 @@ def test_pairs_are_judged_only_where_the_rows_can_tell():
     table = np.column_stack([country, level]).astype(float)
     rare = CategoryPairs().fit(table, np.ones(2, bool), [40, 5]).rare_[0, 1]
     assert rare[0, 1:].all()  # expected 2 rows each, none seen: rare still
+    # a city lies in one state: 600 rows, 20 pairs held of 200 (judging by the pairs the
+    # categories could form, 5 x 200 rows, let a review's answers move cities across states)
+    city = rng.integers(0, 20, size=600)
+    states = np.column_stack([city // 2, city]).astype(float)
+    rare = CategoryPairs().fit(states, np.ones(2, bool), [10, 20]).rare_[0, 1]
+    assert rare[0, 2:].all() and not rare[0, :2].any()
