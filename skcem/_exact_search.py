@@ -577,6 +577,12 @@ class ExactSearch:
                 continue
             rare = rare.copy()
             rare[int(x0[j]), int(x0[k])] = False
+            # the program's binaries cover the categories answers may take, not those a
+            # category dtype declares past them (the pairs' tables count those too)
+            if in_j:
+                rare = rare[:int(structure.n_categories[j])]
+            if in_k:
+                rare = rare[:, :int(structure.n_categories[k])]
             if in_j and in_k:
                 a, b = np.nonzero(rare)
                 a, b = a + structure.w_start[j], b + structure.w_start[k]

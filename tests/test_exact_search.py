@@ -833,3 +833,25 @@ def test_a_pipeline_is_followed_only_for_a_model_the_exact_search_reads(monkeypa
     one_hot = [e for e in expressions if isinstance(e, _tree_models._Indicator)]
     assert len(one_hot) == 50 and len({id(e.positions) for e in one_hot}) == 1
     assert ensemble.left_codes  # its categorical splits, read through the indicators
+
+
+def test_a_category_dtype_declaring_more_categories_beside_another_column():
+    """Found by a review: a category dtype that declares a category no row holds, beside a
+    second categorical column, broke the exact program's rare pairs (their tables count the
+    declared category, its binaries do not): an IndexError inside skcem, on every row."""
+    rng = np.random.default_rng(0)
+    n = 500
+    X = pd.DataFrame({"lvl": rng.choice(["low", "mid", "high"], n),
+                      "c": pd.Categorical(rng.choice(["a", "b"], n),
+                                          categories=["a", "b", "zzz"]),
+                      "u": rng.normal(size=n)})
+    y = (((X.lvl == "low") ^ (X.u > 0)) | (X.c == "a")).astype(int).to_numpy()
+    model = make_pipeline(make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["lvl", "c"]), remainder="passthrough"),
+        RandomForestClassifier(30, random_state=0)).fit(X, y)
+    rows = X.iloc[:20].copy()
+    rows.iloc[[2, 4], 1] = "zzz"  # declared, held by these rows only
+    answers = CounterfactualExplainer(model, search="exact").fit(X).explain(rows)
+    assert answers.found.all()
+    assert (model.predict(answers.explanation) != model.predict(rows)).all()
+    assert not (answers.explanation["c"].drop(rows.index[[2, 4]]) == "zzz").any()
