@@ -453,6 +453,14 @@ def _predict(estimator, rows):
     return np.asarray(estimator.predict(rows))
 
 
+def _as_the_explainers_pass(rows):
+    """Rows as the explainers give a function: a DataFrame of float64 columns as an array
+    (other dtypes, such as times or integers, as a DataFrame)."""
+    if hasattr(rows, "columns") and all(dtype == np.float64 for dtype in rows.dtypes):
+        return rows.to_numpy(dtype=float)
+    return rows
+
+
 class _ClassesOfOutputs:
     """``predict`` of a Keras model, a PyTorch module or a function returning probabilities
     (which the explainers take): the class of the largest output, as the explainers read it
@@ -469,7 +477,8 @@ class _ClassesOfOutputs:
                                         input_shape=input_shape, output_kind=kind)
             self.proba = lambda rows: self.backend.predict_proba(np.asarray(rows, dtype=float))
         else:
-            self.proba = lambda rows: np.asarray(model(rows), dtype=float)
+            self.proba = lambda rows: np.asarray(model(_as_the_explainers_pass(rows)),
+                                                 dtype=float)
 
     def predict(self, rows):
         index = np.argmax(self.proba(rows), axis=1)
@@ -662,6 +671,12 @@ default=None
                             f"Keras model, a PyTorch module or a function returning "
                             f"probabilities; got {type(estimator).__name__}.")
         own = explanations if isinstance(explanations, Explanation) else None
+        if own is None and target is not None and not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                for v in np.ravel(np.asarray(target, dtype=object))):
+            raise ValueError("`target` holds class labels, but the classes of a function's or "
+                             "a network's outputs are their positions unless an Explanation "
+                             "names them: pass the Explanation, or the target as positions.")
         rows = X if X is not None or own is None else own.X
         estimator = _ClassesOfOutputs(estimator, None if own is None else own.classes,
                                       None if own is None else own.input_shape,

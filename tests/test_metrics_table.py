@@ -539,3 +539,17 @@ def test_a_function_of_probabilities_is_read_as_the_explainers_read_it():
                                   by_model.drop(columns="seconds"))
     with pytest.raises(TypeError, match="a function returning probabilities; got int"):
         explanation_metrics(3, X[:6], answers)
+    # without the Explanation, its outputs' classes are positions: a label target is refused
+    # (a review's valid was False for every row)
+    with pytest.raises(ValueError, match="`target` holds class labels"):
+        explanation_metrics(model.predict_proba, X[:6], answers.explanation, target="benign")
+    # a function of float arrays, explained on a DataFrame of floats, is asked with arrays
+    frame = pd.DataFrame(X[:6], columns=[f"f{j}" for j in range(X.shape[1])])
+
+    def of_arrays(rows):
+        assert isinstance(rows, np.ndarray)
+        return model.predict_proba(rows)
+
+    table = explanation_metrics(of_arrays, frame, pd.DataFrame(answers.explanation,
+                                                               columns=frame.columns))
+    assert table["valid"].tolist() == by_model["valid"].tolist()
