@@ -1008,16 +1008,20 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """Warn when the numeric features' spreads differ by ``_SCALE_RATIO`` or more under a
         distance in the features' own units: it then counts a unit of each alike, and the
         answers change (or a PP keeps) the features of the largest scale. Not where one
-        ``feature_range`` pair bounds every feature: the user says they share a scale (the
-        pixels of images, whose edge pixels barely vary)."""
+        ``feature_range`` pair bounds every feature and most features span a good part of it:
+        they share a scale (the pixels of images, whose edge pixels barely vary); a wide pair
+        such as (0, 5000) over features of all scales says nothing of theirs."""
         if getattr(self, "distance", "mad") == "mad" or len(X) < 2:
-            return
-        if self.feature_range is not None and not isinstance(self.feature_range, dict) and \
-                np.ndim(self.feature_range[0]) == 0 and np.ndim(self.feature_range[1]) == 0:
             return
         numeric = ~self.categorical_mask_
         # spreads told apart by a factor of a thousand: a sample of rows tells them as well
         rows = np.asarray(X, dtype=float)[::-(-len(X) // _SCALE_SAMPLE_ROWS)]
+        if self.feature_range is not None and not isinstance(self.feature_range, dict) and \
+                np.ndim(self.feature_range[0]) == 0 and np.ndim(self.feature_range[1]) == 0:
+            widths = np.nanmax(rows[:, numeric], axis=0) - np.nanmin(rows[:, numeric], axis=0)
+            common = float(self.feature_range[1]) - float(self.feature_range[0])
+            if widths[widths > 0].size and np.median(widths[widths > 0]) >= 0.1 * common:
+                return
         spreads = np.nanstd(rows[:, numeric], axis=0)
         kept = np.flatnonzero(spreads > 0)
         if kept.size < 2:

@@ -516,3 +516,6 @@ def test_features_of_far_apart_scales_are_named_unless_one_range_bounds_them_all
         warnings.simplefilter("error", SkcemWarning)
         CEMExplainer(model, distance="mad").fit(X)
         CEMExplainer(image_model, feature_range=(0.0, 1.0)).fit(pixels)
+    # a wide common range over features of all scales says nothing of theirs (a review)
+    with pytest.warns(SkcemWarning, match="differ in scale"):
+        CEMExplainer(model, feature_range=(0.0, 5000.0)).fit(X)
