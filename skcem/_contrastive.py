@@ -381,13 +381,6 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                              "guide), give the categories as numbers (the codes the network "
                              "takes), or set `categorical_features=None` for columns that are "
                              "numbers to the network (0/1 dummies).")
-        if deep and (codec is None or not codec.has_categorical) and \
-                embeds_inputs(self.estimator_):
-            warn("`estimator` holds an embedding layer: columns of X that are its indices "
-                 "(token ids, category codes) are moved as numbers unless they are named in "
-                 "`categorical_features`, and an answer such as 2.9998 for 3 is another "
-                 "token to the network's cast, a change that shows as almost none. Name "
-                 "them there: the searches then change them whole.")
         self._decode = None
         if not deep and codec is not None and (codec.has_categorical or (
                 codec.is_frame_ and (hasattr(self.estimator_, "feature_names_in_") or (
@@ -458,6 +451,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             table_feature_range(None, X, codec, names)
         self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1], names,
                                             "immutable_features")
+        self._warn_of_embedded_indices(X, codec)
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
         both = np.flatnonzero(self.immutable_mask_ & (self.directions_ != 0))
         if both.size:
@@ -1000,6 +994,28 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if not np.all(np.isfinite(proba)):
             raise ValueError("`estimator` gives non-finite outputs on rows at the bounds of "
                              "`feature_range`; give a feature_range the model takes.")
+
+    def _warn_of_embedded_indices(self, X, codec):
+        """A word where a network holds an embedding layer and mutable columns of X hold
+        whole numbers only (indices, it seems) that are not named categorical: moved as
+        numbers, 2.9998 for 3 is another token to the network's cast."""
+        if not is_deep_model(self.estimator_) or \
+                (codec is not None and codec.has_categorical) or \
+                not embeds_inputs(self.estimator_):
+            return
+        sample = np.asarray(X[:2000], dtype=float)
+        whole = np.all(sample == np.rint(sample), axis=0) & np.array(
+            [np.unique(column).size >= 3 for column in sample.T])
+        indices = np.flatnonzero(whole & ~self.immutable_mask_)
+        if indices.size:
+            names = column_names(np.isin(np.arange(X.shape[1]), indices),
+                                 getattr(self, "feature_names_in_", None))
+            warn(f"`estimator` holds an embedding layer, and X's columns {names[:5]}"
+                 f"{' ...' if len(names) > 5 else ''} hold whole numbers only: if they are its "
+                 "indices (token ids, category codes), name them in `categorical_features` "
+                 "(the searches then change them whole); moved as numbers, an answer such as "
+                 "2.9998 for 3 is another token to the network's cast, a change that shows as "
+                 "almost none.")
 
     def _warn_of_idle_settings(self):
         """A word on settings the chosen search does not read (subclasses)."""

@@ -1333,8 +1333,13 @@ def test_token_ids_of_an_embedding_are_named_and_its_vocabulary_bounds_the_range
     X = rng.integers(0, 20, size=(300, 10)).astype(np.float32)
     y = ((X == 3).sum(axis=1) > (X == 7).sum(axis=1)).astype(int)
     net = _train(_TokenClassifier(), X, y, steps=200)
-    with pytest.warns(UserWarning, match="`estimator` holds an embedding layer"):
+    with pytest.warns(UserWarning, match=r"`estimator` holds an embedding layer, and X's "
+                                         r"columns \[0, 1, 2, 3, 4\] \.\.\. hold whole"):
         CounterfactualExplainer(net, **FAST).fit(X)
+    with warnings.catch_warnings(record=True) as caught:  # held: nothing to say (a review)
+        warnings.simplefilter("always")
+        CounterfactualExplainer(net, immutable_features=list(range(10)), **FAST).fit(X)
+    assert not any("embedding layer" in str(w.message) for w in caught)
     with pytest.raises(ValueError, match=r"`estimator` fails on rows at the bounds of "
                                          r"`feature_range` \(IndexError: index out of range"):
         CounterfactualExplainer(net, feature_range=(0, 40), **FAST).fit(X)
