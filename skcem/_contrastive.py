@@ -1246,21 +1246,32 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _warn_broken_one_hot(self, answers, names):
         """A word where answers leave categories given one-hot encoded in ``fit``'s ``X`` with
-        anything but a single 1: rows no data holds, which the model may read anyhow."""
+        anything but a single 1 (at most one, with a dropped level): rows no data holds,
+        which the model may read anyhow."""
         groups = getattr(self, "_one_hot_groups", None) or []
         dropped = getattr(self, "_dropped_level_groups", None) or []
         if not (groups or dropped) or len(answers) == 0:
             return
-        broken = breaks_one_hot(answers, groups, dropped)
-        if not broken.any():
-            return
-        first = (groups or dropped)[0]
-        shown = [str(names[j]) if names is not None else str(j) for j in first[:3]]
-        warn(f"{int(broken.sum())} of {len(answers)} answers leave columns that X holds "
-             f"one-hot encoded (such as {', '.join(shown)}, ...) with values other than a "
-             "single 1 among 0s: rows no data holds. Explain the model through a function of "
-             "the raw rows, whose text columns are then categories changed whole (see the "
-             "user guide), or make such columns immutable.")
+
+        def shown(group):
+            return ", ".join(str(names[j]) if names is not None else str(j)
+                             for j in group[:3]) + (", ..." if len(group) > 3 else "")
+
+        broken = breaks_one_hot(answers, groups)
+        broken_dropped = breaks_one_hot(answers, [], dropped)
+        parts = []
+        if broken.any():
+            parts.append(f"{int(broken.sum())} of {len(answers)} answers leave columns that X "
+                         f"holds one-hot encoded (such as {shown(groups[0])}) with values "
+                         "other than a single 1 among 0s")
+        if broken_dropped.any():
+            parts.append(f"{int(broken_dropped.sum())} of {len(answers)} answers set more than "
+                         f"one 1 in columns named alike that X never holds two 1s in (such as "
+                         f"{shown(dropped[0])}: read as one-hot with a dropped level)")
+        if parts:
+            warn("; ".join(parts) + ": rows no data holds. Explain the model through a "
+                 "function of the raw rows, whose text columns are then categories changed "
+                 "whole (see the user guide), or make such columns immutable.")
 
     def _recheck_answers(self, results):
         """Ask ``predict`` once more about the answers exactly as they are returned: one whose

@@ -62,6 +62,11 @@ def _answer_sets(counterfactuals, features=None):
     if features is not None:
         from ._validation import label_position
 
+        if isinstance(features, (str, tuple)):  # one column
+            features = [features]
+        if len(features) == 0:
+            raise ValueError("`features` names no column: give the columns to compare, or "
+                             "None for all.")
         kept = [label_position(key, columns, len(categorical), "features")
                 for key in features]
         sets = [s[:, kept] for s in sets]

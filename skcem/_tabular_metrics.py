@@ -220,8 +220,10 @@ def _numeric_only(positions, categorical, columns, name):
 
 def _check_directions(directions, columns, categorical, ordered):
     positions, values = _mapping(directions, columns, "directions")
-    _numeric_only([j for j in positions if not ordered[j]], categorical, columns,
-                  "directions (and to categories of an ordered dtype)")
+    unordered = [columns[j] for j in positions if categorical[j] and not ordered[j]]
+    if unordered:
+        raise ValueError(f"directions applies to numeric features and to those of an ordered "
+                         f"category dtype; {unordered} are categorical, unordered.")
     sign = np.zeros(len(columns))
     for j, v in zip(positions, values):
         if v not in _DIRECTIONS:

@@ -532,6 +532,12 @@ def read_tree_ensemble(estimator, codec, n_features):
     model = estimator = frozen_inner(estimator)
     if isinstance(estimator, Pipeline):
         model = frozen_inner(estimator.steps[-1][1])
+        last_rule = decision_threshold(model)
+        if last_rule is not None:  # a threshold classifier as the Pipeline's last step
+            if rule is not None or isinstance(frozen_inner(last_rule[0]), Pipeline):
+                raise ValueError("search='exact' reads one threshold classifier, around a "
+                                 "model or a Pipeline, or at a Pipeline's end around a model.")
+            rule, model = last_rule, frozen_inner(last_rule[0])
     # the model first: a Pipeline's steps are followed only for a model it reads (a one-hot
     # encoder's thousands of categories cost seconds to follow)
     trees, base, is_probability, slope, ties_to_higher = _read_model(model)

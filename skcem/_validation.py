@@ -154,8 +154,8 @@ def refuse_models_without_answers_off_the_data(estimator):
                          "search reaches. Set outlier_label (such as 'most_frequent', then "
                          "refit it), or use KNeighborsClassifier.")
     if isinstance(last, RadiusNeighborsClassifier) and hasattr(last, "outlier_label_") and \
-            not isinstance(last.outlier_label, str) and \
-            not np.isin(np.ravel(last.outlier_label_), last.classes_).all():
+            not (isinstance(last.outlier_label, str) and last.outlier_label == "most_frequent") \
+            and not np.isin(np.ravel(last.outlier_label_), last.classes_).all():
         raise ValueError(f"`estimator` is a RadiusNeighborsClassifier whose outlier_label "
                          f"{last.outlier_label!r} is not one of its classes "
                          f"{last.classes_.tolist()}: its predict_proba gives rows with no "

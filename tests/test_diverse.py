@@ -223,6 +223,9 @@ def test_diversity_of_sets_that_hold_an_outcome_column():
     # pairs (0, 1): age differs; (0, 2): job; (1, 2): both
     assert count_diversity([answers], features=["age", "job"])[0] == pytest.approx(4 / 6)
     assert count_diversity([answers])[0] == pytest.approx(4 / 9)  # income counted, alike
+    assert count_diversity([answers], features="age")[0] == pytest.approx(2 / 3)  # one name
+    with pytest.raises(ValueError, match="`features` names no column"):
+        count_diversity([answers], features=[])
     with pytest.raises(ValueError, match=r"hold columns that X_train lacks: \['income'\]"):
         continuous_diversity([answers], X_train)
     mad = np.median(np.abs(X_train.age - X_train.age.median()))

@@ -855,3 +855,20 @@ def test_a_category_dtype_declaring_more_categories_beside_another_column():
     assert answers.found.all()
     assert (model.predict(answers.explanation) != model.predict(rows)).all()
     assert not (answers.explanation["c"].drop(rows.index[[2, 4]]) == "zzz").any()
+
+
+def test_a_threshold_classifier_at_a_pipelines_end():
+    """Found by a review: make_pipeline(scaler, FixedThresholdClassifier(model)) was refused
+    with a message naming what the user built; its rule and trees are read as around the
+    whole Pipeline."""
+    X, y = _data()
+    model = make_pipeline(StandardScaler(), FixedThresholdClassifier(
+        RandomForestClassifier(6, max_depth=3, random_state=0), threshold=0.3)).fit(X, y)
+    exact = CounterfactualExplainer(model, search="exact", distance="mad").fit(X)
+    answers = exact.explain(X[:8])
+    found = answers.found
+    assert found.sum() >= 4 and (answers.gap[found] == 0).all()
+    assert (model.predict(answers.explanation[found]) != model.predict(X[:8][found])).all()
+    default = CounterfactualExplainer(model, distance="mad").fit(X).explain(X[:8])
+    both = found & default.found
+    assert (answers.distance[both] <= default.distance[both] + 1e-9).all()

@@ -1019,8 +1019,9 @@ def test_answers_that_break_one_hot_columns_with_a_dropped_level_are_named():
     assert dropped_level_groups(X, X.columns) == [[2, 3, 4, 5]]
     assert dropped_level_groups(X, None) == []  # no names: two rare flags are no group
     model = LogisticRegression().fit(X, y)
-    with pytest.warns(SkcemWarning, match=r"\d+ of 100 answers leave columns that X holds "
-                                          r"one-hot encoded \(such as c_b, c_c, c_d"):
+    with pytest.warns(SkcemWarning, match=r"\d+ of 100 answers set more than one 1 in "
+                                          r"columns named alike .*\(such as c_b, c_c, c_d, "
+                                          r"\.\.\.: read as one-hot with a dropped level\)"):
         explain(CounterfactualExplainer(model).fit(X), X.iloc[-100:])
 
 
@@ -1243,6 +1244,9 @@ def test_directions_hold_for_an_ordered_category_in_every_search(direction):
     table = explanation_metrics(model, rows, free.explanation,
                                 directions={"education": direction, "age": "any"})
     assert (table["violations"] >= 1).tolist() == against.tolist()
+    with pytest.raises(ValueError, match=r"directions applies to numeric features and to "
+                                         r"those of an ordered category dtype; \['job'\]"):
+        explanation_metrics(model, rows, free.explanation, directions={"job": direction})
     for options in ({}, {"search": "neighbors"}, {"search": "exact", "max_time": 5},
                     {"n_counterfactuals": 3}, {"plausibility": 1.0}):
         explainer = CounterfactualExplainer(model, immutable_features=keep, directions={

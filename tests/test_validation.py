@@ -835,6 +835,10 @@ def test_models_without_probabilities_off_their_data_are_named():
     with pytest.raises(ValueError, match=r"whose outlier_label -1 is not one of its classes "
                                          r"\[0, 1, 2\]"):
         CounterfactualExplainer(radius, search="neighbors").fit(X)
+    labels = np.array(["a", "b", "c"])[y]  # a text label that is no class either (a review)
+    with pytest.raises(ValueError, match=r"whose outlier_label 'z' is not one of its classes"):
+        CounterfactualExplainer(RadiusNeighborsClassifier(radius=1.0, outlier_label="z").fit(
+            X, labels), search="neighbors").fit(X)
     radius.set_params(outlier_label=2).fit(X, y)
     assert CounterfactualExplainer(radius, search="neighbors").fit(X).explain(X[:3]).found.all()
     X, y = load_breast_cancer(return_X_y=True)
