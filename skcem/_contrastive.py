@@ -38,7 +38,7 @@ from ._refine import (add_alternatives, complete_and_polish, subset_problem,
 from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_level_groups,
                        is_table, model_categories, native_categorical, one_hot_groups,
-                       table_classifier, table_feature_range)
+                       table_classifier, table_feature_range, whole_floats)
 from ._validation import (accepts_missing_values, align_columns, align_rows, as_named_in,
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
@@ -1004,8 +1004,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 not embeds_inputs(self.estimator_):
             return
         sample = np.asarray(X[:2000], dtype=float)
-        whole = np.all(sample == np.rint(sample), axis=0) & np.array(
-            [np.unique(column).size >= 3 for column in sample.T])
+        whole = np.array([whole_floats(column, sample.dtype) for column in sample.T], bool)
         indices = np.flatnonzero(whole & ~self.immutable_mask_)
         if indices.size:
             names = column_names(np.isin(np.arange(X.shape[1]), indices),
@@ -1258,7 +1257,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                              for j in group[:3]) + (", ..." if len(group) > 3 else "")
 
         broken = breaks_one_hot(answers, groups)
-        broken_dropped = breaks_one_hot(answers, [], dropped)
+        broken_dropped = breaks_one_hot(answers, dropped, dropped_level=True)
         parts = []
         if broken.any():
             parts.append(f"{int(broken.sum())} of {len(answers)} answers leave columns that X "

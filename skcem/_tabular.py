@@ -145,17 +145,16 @@ def dropped_level_groups(X, names, taken=(), max_rows=2000):
     return groups
 
 
-def breaks_one_hot(rows, groups, dropped_level=()):
+def breaks_one_hot(rows, groups, dropped_level=False):
     """Per row of ``rows``, whether some one-hot group of :func:`one_hot_groups` holds
-    anything but a single 1 among 0s, or one of :func:`dropped_level_groups` more than one
-    1 (none is its reference level)."""
+    anything but a single 1 among 0s; with ``dropped_level``, whether one of
+    :func:`dropped_level_groups` holds more than one 1 (none is its reference level)."""
     broken = np.zeros(len(rows), dtype=bool)
     for group in groups:
         cells = rows[:, group]
-        broken |= ~(np.all((cells == 0) | (cells == 1), axis=1) & (cells.sum(axis=1) == 1))
-    for group in dropped_level:
-        cells = rows[:, group]
-        broken |= ~(np.all((cells == 0) | (cells == 1), axis=1) & (cells.sum(axis=1) <= 1))
+        ones = cells.sum(axis=1)
+        broken |= ~(np.all((cells == 0) | (cells == 1), axis=1)
+                    & ((ones <= 1) if dropped_level else (ones == 1)))
     return broken
 
 
@@ -378,7 +377,7 @@ class TableCodec:
                        for j, column in enumerate(columns)]
         self.integer_ = np.array([not categorical[j] and (
             _is_integer_dtype(dtype) or self.times_[j] is not None
-            or _whole_floats(columns[j], dtype)) for j, dtype in enumerate(self.dtypes_)],
+            or whole_floats(columns[j], dtype)) for j, dtype in enumerate(self.dtypes_)],
             dtype=bool)
         self._plain = {for_model: np.array([
             not categorical[j] and self.times_[j] is None and (
@@ -705,7 +704,7 @@ def _numpy_time_dtype(dtype):
     return np.dtype(f"{kind}8[{arrow.unit}]")
 
 
-def _whole_floats(column, dtype):
+def whole_floats(column, dtype):
     """Whether a float column of a DataFrame holds whole numbers only (counts that a missing
     cell made floats, numbers read from a file), of which it has several: its answers are
     whole numbers too, as an integer column's."""

@@ -36,16 +36,20 @@ def framework_name(obj):
     return None
 
 
+def nested_layers(model):
+    """Every layer of a Keras model (nested ones included) or module of a PyTorch module."""
+    if framework_name(model) == "_torch":
+        return list(model.modules())
+    flatten = getattr(model, "_flatten_layers", None)
+    return list(flatten(include_self=False, recursive=True)) if flatten else \
+        list(getattr(model, "layers", []))
+
+
 def embeds_inputs(model):
     """Whether a Keras model or PyTorch module holds an embedding layer (``Embedding``,
     ``EmbeddingBag``), nested ones included: some of its inputs are then indices."""
-    if framework_name(model) == "_torch":
-        layers = model.modules()
-    else:
-        flatten = getattr(model, "_flatten_layers", None)
-        layers = flatten(include_self=False, recursive=True) if flatten else \
-            getattr(model, "layers", [])
-    return any(type(layer).__name__ in ("Embedding", "EmbeddingBag") for layer in layers)
+    return any(type(layer).__name__ in ("Embedding", "EmbeddingBag")
+               for layer in nested_layers(model))
 
 
 def framework_module(obj, package=__name__):

@@ -23,6 +23,7 @@ import logging
 
 import numpy as np
 
+from .._gradients import nested_layers
 from .._gradients._keras import check_device, check_input_shape, keras_engine, model_input_shape
 from .._gradients._keras_tf import compiled, import_tensorflow
 from ._factors import GradientFactors
@@ -84,10 +85,7 @@ def _has_attention(model):
     kinds = tuple(getattr(keras.layers, name) for name in
                   ("MultiHeadAttention", "GroupQueryAttention", "GroupedQueryAttention")
                   if hasattr(keras.layers, name))
-    flatten = getattr(model, "_flatten_layers", None)
-    layers = flatten(include_self=False, recursive=True) if flatten else \
-        getattr(model, "layers", [])
-    return any(isinstance(layer, kinds) for layer in layers)
+    return any(isinstance(layer, kinds) for layer in nested_layers(model))
 
 
 def _same_padding(size, kernel, stride, dilation):
