@@ -149,14 +149,18 @@ class _Structure:
         rows, cols, vals, lower, upper, owner = [], [], [], [], [], []
         n_rows = 0
 
-        def add(row_cols, row_vals, lo, hi, row_owner):
-            """Rows given as arrays: ``row_cols`` and ``row_vals`` of shape (n, width)."""
+        def add(row_cols, row_vals, lo, hi, row_owner, present=None):
+            """Rows given as arrays: ``row_cols`` and ``row_vals`` of shape (n, width), and
+            which of their entries are ``present`` (all by default)."""
             nonlocal n_rows
             row_cols, row_vals = np.atleast_2d(row_cols), np.atleast_2d(row_vals)
             count = row_cols.shape[0]
-            rows.append(np.repeat(np.arange(n_rows, n_rows + count), row_cols.shape[1]))
-            cols.append(row_cols.ravel())
-            vals.append(np.broadcast_to(row_vals, row_cols.shape).ravel())
+            row_vals = np.broadcast_to(row_vals, row_cols.shape)
+            if present is None:
+                present = np.ones(row_cols.shape, bool)
+            rows.append(np.nonzero(present)[0] + n_rows)
+            cols.append(row_cols[present])
+            vals.append(row_vals[present])
             lower.append(np.broadcast_to(lo, count))
             upper.append(np.broadcast_to(hi, count))
             owner.append(np.broadcast_to(row_owner, count))
@@ -178,13 +182,9 @@ class _Structure:
         # The left child only if z <= t_k (v = 0), the right one only if z > t_k (v = 1).
         add(np.c_[y + ensemble.left[nodes], v], [[1.0, 1.0]], -np.inf, 1.0, nodes)
         add(np.c_[y + ensemble.right[nodes], v], [[1.0, -1.0]], -np.inf, 0.0, nodes)
-        for node, goes_left in ensemble.left_codes.items():
-            start = self.w_start[int(ensemble.feature[node])]
-            codes = np.arange(len(goes_left))
-            for child, side in ((ensemble.left[node], goes_left),
-                                (ensemble.right[node], ~goes_left)):
-                add(np.r_[y + child, start + codes[side]][None],
-                    np.r_[1.0, -np.ones(int(side.sum()))][None], -np.inf, 0.0, node)
+        split_nodes, split_codes, goes_left = _padded_codes(ensemble.left_codes)
+        if len(split_nodes):
+            self._add_categorical_splits(add, split_nodes, split_codes, goes_left)
         self.A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows),
                                                           np.concatenate(cols))),
                                   shape=(n_rows, self.n_var))
@@ -199,21 +199,39 @@ class _Structure:
         tree_of[ensemble.roots] = 1
         self.node_tree = np.cumsum(tree_of) - 1
         # Nodes by depth, for the reachability pass of each instance.
-        depth = np.zeros(n_nodes, int)
-        for n in np.flatnonzero(inner):  # parents come before their children
-            depth[ensemble.left[n]] = depth[ensemble.right[n]] = depth[n] + 1
-        self.levels = [np.flatnonzero(inner & (depth == level))
-                       for level in range(depth.max() + 1)]
-        self.categorical_nodes = np.array(sorted(ensemble.left_codes), dtype=int)
+        self.levels = []
+        frontier = ensemble.roots[inner[ensemble.roots]]
+        while len(frontier):
+            self.levels.append(np.sort(frontier))
+            children = np.r_[ensemble.left[frontier], ensemble.right[frontier]]
+            frontier = children[inner[children]]
+        order = np.argsort(split_nodes)
+        self.categorical_nodes = split_nodes[order]
         width = int(max(n_categories.max(initial=0), 1))
         self.categorical_left = np.zeros((len(self.categorical_nodes), width), bool)
-        for position, node in enumerate(self.categorical_nodes):
-            # (codes past the answers' ones, of categories no answer takes, are left out)
-            codes = ensemble.left_codes[node][:width]
-            self.categorical_left[position, :len(codes)] = codes
+        # (codes past the answers' ones, of categories no answer takes, are left out)
+        kept = min(width, goes_left.shape[1])
+        self.categorical_left[:, :kept] = goes_left[order, :kept]
         self.categorical_position = np.full(n_nodes, -1)
         self.categorical_position[self.categorical_nodes] = np.arange(len(self.categorical_nodes))
         self._split_boxes(len(categorical))
+
+    def _add_categorical_splits(self, add, nodes, held, left):
+        """Per categorical split, a child may carry flow only where the chosen code goes its
+        way: ``y_child <= sum of the codes' binaries``, the left child's row, then the right
+        one's, node by node (every split's rows built at once)."""
+        ensemble = self.ensemble
+        # Rows 2i and 2i + 1: node i's left and right child. Entry 0 of a row is the child's
+        # flow, entry 1 + k the binary of code k, where code k goes that child's way.
+        side = np.empty((2 * len(nodes), held.shape[1]), bool)
+        side[0::2], side[1::2] = left, held & ~left
+        entries = np.c_[np.ones(len(side), bool), side]
+        starts = np.array([self.w_start[int(j)] for j in ensemble.feature[nodes]])
+        children = np.c_[ensemble.left[nodes], ensemble.right[nodes]].ravel()
+        columns = np.c_[self.y_start + children, np.repeat(starts, 2)[:, None]
+                        + np.arange(held.shape[1])]
+        values = np.broadcast_to(np.r_[1.0, -np.ones(held.shape[1])], entries.shape)
+        add(columns, values, -np.inf, 0.0, np.repeat(nodes, 2), present=entries)
 
     def _split_boxes(self, d):
         """Each inner node's box on the column it splits: the intervals (``box_low`` to
@@ -301,6 +319,19 @@ class _Structure:
             cost[ensemble.left[nodes]] = base + left
             cost[ensemble.right[nodes]] = base + right
         return cost
+
+
+def _padded_codes(left_codes):
+    """A tree ensemble's categorical splits (``{node: codes going left}``) as arrays: the
+    nodes, in the dict's order, and per node which codes it holds and which go left, padded
+    to the longest."""
+    nodes = np.fromiter(left_codes, int, len(left_codes))
+    lengths = np.fromiter(map(len, left_codes.values()), int, len(left_codes))
+    held = np.arange(lengths.max(initial=0)) < lengths[:, None]
+    goes_left = np.zeros(held.shape, bool)
+    if len(nodes):
+        goes_left[held] = np.concatenate(list(left_codes.values()))
+    return nodes, held, goes_left
 
 
 class _RangeMin:
