@@ -398,6 +398,32 @@ def test_time_limit_reports_a_gap_never_a_silent_suboptimum():
             assert hurried.distance[i] == pytest.approx(exact.distance[i])
 
 
+def test_a_program_too_large_for_the_time_left_is_not_started(monkeypatch):
+    """HiGHS reads and presolves a program before it first looks at the clock: one far larger
+    than the time left allows would overrun ``max_time`` many times over. It is not started;
+    the row gets the gradient-free search's answer, with the gap that the programs pruned to
+    nothing (budgets no leaf of some tree fits in) prove."""
+    from skcem import _exact_search
+
+    X, y = _data(n=300, seed=1)
+    model = RandomForestClassifier(n_estimators=6, max_depth=3, random_state=0).fit(X, y)
+    rows = X[:4]
+    explainer = CounterfactualExplainer(model, search="exact", max_time=5).fit(X)
+    proven = explainer.explain(rows)
+    assert np.all(proven.gap == 0)
+
+    def unread(*args, **kwargs):
+        raise AssertionError("HiGHS was given a program larger than its time allows")
+
+    monkeypatch.setattr(_exact_search, "_COLUMNS_PER_SECOND", 1.0)
+    monkeypatch.setattr(_exact_search, "_milp", unread)
+    hurried = explainer.explain(rows)
+    assert hurried.found.all()
+    np.testing.assert_array_equal(model.predict(hurried.explanation), 1 - model.predict(rows))
+    assert np.any(hurried.gap > 0) and np.all(hurried.gap <= 1)
+    assert np.all(proven.distance >= (1 - hurried.gap) * hurried.distance - 1e-9)
+
+
 def test_answers_refused_by_predict_fall_back_to_the_heuristics_with_a_gap(monkeypatch):
     """Where ``predict`` refuses every program's answer (an unchanged value within float32
     rounding of a threshold goes the other way in the trees), the row keeps the default
