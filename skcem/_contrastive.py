@@ -22,7 +22,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
 from ._base import ExplainerMixin
-from ._decimals import column_decimals, round_to_decimals
 from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation, ranked_index
 from ._fista import CodedBackend, DecisionBackend, ScaledBackend, SearchProblem, solve
@@ -460,7 +459,6 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             warn(f"Features {named} are in both immutable_features and directions: they never "
                  "change, and their directions are ignored.")
         self._warn_of_feature_scales(X)
-        self.decimals_ = self._fit_decimals(X)
         self.search_ = self._choose_search(X)
         self._warn_of_idle_settings()
         self._trees = None
@@ -709,16 +707,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # The gradient search gives one answer: the gradient-free steps add the others.
             result = add_alternatives(backend, problem, result, self._pool,
                                       self._whole_columns(), self._n_answers())
-        return round_to_decimals(backend, problem, result, self.decimals_)
-
-    def _fit_decimals(self, X):
-        """Per feature, the decimals of a float column's values given to ``fit`` (-1: none,
-        or not a column of a table): its answers are rounded to them where the model keeps
-        their class (:mod:`skcem._decimals`)."""
-        shape = getattr(self._get_backend(), "input_shape", None)
-        if shape is not None and len(shape) >= 2:  # pixels, not a table's columns
-            return np.full(X.shape[1], -1)
-        return column_decimals(X, ~self.categorical_mask_ & ~self._whole_columns())
+        return result
 
     def _complete_exactly(self, backend, problem, settings, result):
         """``search="auto"`` on a tree model that the exact search reads: the rows the
