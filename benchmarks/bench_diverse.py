@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from bench_tabular import CLASSIFIERS, DEFAULT_DATA, DIRECTIONS, IMMUTABLE, load_adult, \
-    make_model
+from bench_tabular import CLASSIFIERS, DEFAULT_DATA, DIRECTIONS, IMMUTABLE, _plain_text, \
+    load_adult, make_model
 from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
 from skcem.metrics import continuous_diversity, count_diversity, explanation_metrics
 
@@ -61,9 +61,11 @@ def run_skcem(model, X_train, rows, k):
 
 def run_dice(python, model, X_train, y_train, rows, categorical, numeric, k, workdir):
     """DiCE random's ``k`` answers per row, as a DataFrame indexed by (row, rank)."""
-    spec = {"model": str(workdir / "model.joblib"), "train": X_train.assign(income=y_train),
+    spec = {"model": str(workdir / "model.joblib"),
+            "train": _plain_text(X_train.assign(income=y_train), categorical),
             "outcome": "income", "continuous": numeric, "categorical": categorical,
-            "rows": rows, "immutable": IMMUTABLE, "increase_only": list(DIRECTIONS),
+            "rows": _plain_text(rows, categorical), "immutable": IMMUTABLE,
+            "increase_only": list(DIRECTIONS),
             "methods": ["random"], "total_CFs": k, "desired_class": "opposite", "seed": 0,
             "all_counterfactuals": True}
     joblib.dump(model, workdir / "model.joblib")
