@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import metrics
 from ._base import ExplainerMixin
+from ._decimals import column_decimals, round_to_decimals
 from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation, ranked_index
 from ._fista import CodedBackend, DecisionBackend, ScaledBackend, SearchProblem, solve
@@ -33,7 +34,7 @@ from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
 from ._polish import split_points
-from ._refine import (add_alternatives, complete_and_polish, subset_problem,
+from ._refine import (add_alternatives, complete_and_polish, keep_cheaper, subset_problem,
                       take_answers)
 from ._tree_models import read_tree_ensemble
 from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_level_groups,
@@ -459,6 +460,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             warn(f"Features {named} are in both immutable_features and directions: they never "
                  "change, and their directions are ignored.")
         self._warn_of_feature_scales(X)
+        self.decimals_ = self._fit_decimals(X)
         self.search_ = self._choose_search(X)
         self._warn_of_idle_settings()
         self._trees = None
@@ -700,14 +702,37 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _search_and_refine(self, backend, problem, settings, progress):
         result = self._search_by_strategy(backend, problem, settings, progress)
         if self._refines():
+            # Every candidate in the decimals before they compete, the gradient search's own
+            # answers too: no answer of "auto" is farther than search="fista"'s.
+            rounds = bool(np.any(self.decimals_ >= 0))
+            searched = self._to_decimals(backend, problem, result) if rounds else None
             result = complete_and_polish(backend, problem, result, self._pool,
-                                         self._whole_columns())
+                                         self._whole_columns(), finish=partial(
+                                             self._to_decimals, backend) if rounds else None)
+            if rounds:
+                result = keep_cheaper(backend, problem, result, searched,
+                                      self._whole_columns())
         result = self._complete_exactly(backend, problem, settings, result)
         if self._n_answers() > 1 and result.answers is None:
             # The gradient search gives one answer: the gradient-free steps add the others.
             result = add_alternatives(backend, problem, result, self._pool,
                                       self._whole_columns(), self._n_answers())
-        return result
+        # search="fista" alone is the reference's optimizer: no polish of its answers.
+        return self._to_decimals(backend, problem, result, revert=self.search != "fista")
+
+    def _to_decimals(self, backend, problem, result, revert=True):
+        """:func:`~skcem._decimals.round_to_decimals` of the fitted columns."""
+        return round_to_decimals(backend, problem, result, self.decimals_,
+                                 self._whole_columns(), revert=revert)
+
+    def _fit_decimals(self, X):
+        """Per feature, the decimals of a float column's values given to ``fit`` (-1: none,
+        or not a column of a table): its answers are rounded to them where the model keeps
+        their class (:mod:`skcem._decimals`)."""
+        shape = getattr(self._get_backend(), "input_shape", None)
+        if shape is not None and len(shape) >= 2:  # pixels, not a table's columns
+            return np.full(X.shape[1], -1)
+        return column_decimals(X, ~self.categorical_mask_ & ~self._whole_columns())
 
     def _complete_exactly(self, backend, problem, settings, result):
         """``search="auto"`` on a tree model that the exact search reads: the rows the
@@ -725,7 +750,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if missing.size == 0 or self._exact_trees() is None:
             return result
         seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
-        extra = ExactSearch(self._exact_trees(), self._whole_columns(), seconds, self._pool)(
+        extra = ExactSearch(self._exact_trees(), self._whole_columns(), seconds, self._pool,
+                            self.decimals_)(
             backend, subset_problem(problem, missing), settings)
         result = replace(result)
         take_answers(result, extra, missing)
@@ -767,7 +793,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _search_by_strategy(self, backend, problem, settings, progress):
         if self.search_ == "exact":
-            return ExactSearch(self._trees, self._whole_columns(), self.max_time, self._pool)(
+            return ExactSearch(self._trees, self._whole_columns(), self.max_time, self._pool,
+                               self.decimals_)(
                 backend, problem, settings, progress)
         if self.search_ == "neighbors":
             search = NeighborSearch(self._pool, self._whole_columns(),

@@ -149,7 +149,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     ----------
     estimator_, classes_, feature_range_, immutable_mask_
         As for :class:`CEMExplainer`.
-    directions_, categorical_mask_, categories_, search_, n_features_in_, feature_names_in_
+    directions_, categorical_mask_, decimals_, categories_, search_
+        As for :class:`CEMExplainer`.
+    n_features_in_, feature_names_in_
         As for :class:`CEMExplainer`.
     mad_ : ndarray of shape (n_features,)
         Only with ``distance="mad"``.

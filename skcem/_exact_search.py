@@ -74,6 +74,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from threadpoolctl import threadpool_limits
 
+from ._decimals import round_to_decimals
 from ._fista import SearchResult
 from ._neighbors import NeighborSearch
 from ._polish import points_of
@@ -364,27 +365,28 @@ class _RangeMin:
         return out
 
 
-def _nearest_points(x0, cuts, steps, pieces, whole):
+def _nearest_points(x0, cuts, steps, pieces, scale=None):
     """Per interval of ``cuts`` (K + 1 of them), the admissible point nearest to ``x0``, or
     NaN where there is none.
 
     ``pieces`` are closed intervals ``(a, b)`` of admissible values (besides ``x0``, always
-    admissible). Interval ``k`` is ``(t_k, t_k+1]``, realised inside its ends by their steps;
-    for whole numbers, its integers (with steps 0: a model's threshold may lie within float32
-    rounding of an integer, as splits between 31 and 33 do, which only the integer 32 meets).
+    admissible). Interval ``k`` is ``(t_k, t_k+1]``, realised inside its ends by their steps.
+    With a ``scale``, only multiples of ``1 / scale`` are points: whole numbers (1), or a
+    float column's decimals (``10 ** places``), with steps 0 (a model's threshold may lie
+    within float32 rounding of an integer, as splits between 31 and 33 do, which only the
+    integer 32 meets).
     """
     n = len(cuts) + 1
     low = np.r_[-np.inf, cuts + steps]
     high = np.r_[cuts - steps, np.inf]
-    if whole:  # the smallest integer above t_k, the largest at most t_k+1
-        low = np.floor(low) + 1
-        high = np.floor(high)
+    if scale is not None:  # the smallest multiple above t_k, the largest at most t_k+1
+        low, high = _multiples_inside(low, high, scale)
     best = np.full(n, np.nan)
     best_gap = np.full(n, np.inf)
     for a, b in pieces:
         lo, hi = np.maximum(low, a), np.minimum(high, b)
-        if whole:
-            lo, hi = np.ceil(lo), np.floor(hi)
+        if scale is not None:
+            lo, hi = _multiples_inside(lo, hi, scale, closed=True)
         ok = lo <= hi
         point = np.clip(x0, lo, hi)
         gap = np.where(ok, np.abs(point - x0), np.inf)
@@ -394,6 +396,22 @@ def _nearest_points(x0, cuts, steps, pieces, whole):
     own = int(np.searchsorted(cuts, x0, side="left"))  # t_own < x0 <= t_own+1
     best[own] = x0
     return best
+
+
+def _multiples_inside(low, high, scale, closed=False):
+    """The smallest multiple of ``1 / scale`` above ``low`` (at least ``low``, ``closed``)
+    and the largest at most ``high``, computed as ``k / scale`` (2.76, not 276 * 0.01)."""
+    def above(k):
+        return k / scale >= low if closed else k / scale > low
+
+    with np.errstate(invalid="ignore"):  # (the products only approximate k)
+        first = np.ceil(low * scale) if closed else np.floor(low * scale) + 1
+        first = np.where(above(first - 1), first - 1, first)
+        first = np.where(above(first), first, first + 1)
+        last = np.floor(high * scale)
+        last = np.where((last + 1) / scale <= high, last + 1, last)
+        last = np.where(last / scale > high, last - 1, last)
+    return first / scale, last / scale
 
 
 class ExactSearch:
@@ -407,6 +425,9 @@ class ExactSearch:
         Integer columns (and category codes): answers hold whole numbers there.
     max_time : float
         Seconds per instance's program.
+    decimals : ndarray of int, shape (n_features,), optional
+        The decimals of float columns (-1: none; see :mod:`skcem._decimals`): the program's
+        points there hold them, so that its answers are the optimum among such values.
     pool : CandidatePool or None
         Rows of the data given to ``fit``: the gradient-free search
         (:class:`~skcem._neighbors.NeighborSearch`) first finds a good answer from them,
@@ -415,9 +436,12 @@ class ExactSearch:
         proven gap, where the program finds none better within ``max_time``.
     """
 
-    def __init__(self, ensemble, whole, max_time, pool=None):
+    def __init__(self, ensemble, whole, max_time, pool=None, decimals=None):
         self.ensemble = ensemble
         self.whole = whole
+        self.decimals = decimals
+        self.scales = [None] * len(whole) if decimals is None else \
+            [10.0 ** p if p >= 0 else None for p in decimals]
         self.max_time = max_time
         self.pool = pool
 
@@ -462,6 +486,9 @@ class ExactSearch:
             points = points_of(ensemble, d, self.whole)
             heuristic = NeighborSearch(self.pool, self.whole, points=points)._search(
                 backend, replace(problem, searchable=searchable), None)
+            if self.decimals is not None:  # a bound among the answers the program has
+                heuristic = round_to_decimals(backend, problem, heuristic, self.decimals,
+                                              self.whole)
         # The trees send a missing value their own way, which the program does not follow,
         # and a category no answer takes (its dtype's, held by no row given to fit) has no
         # variable in it: such rows get the heuristic's answer, with no proven gap (NaN).
@@ -689,11 +716,13 @@ class ExactSearch:
         last = np.zeros(d, int)
         interval_costs, code_costs = {}, {}
         for j, cuts in structure.cuts.items():
-            whole = bool(self.whole[j])
-            # Whole numbers first without steps (see _nearest_points), then with them.
-            steps = structure.steps[j] * step_scale if not whole or step_scale > 1 else 0.0
+            scale = 1.0 if self.whole[j] else self.scales[j]
+            # Whole numbers and decimals first without steps (see _nearest_points), then
+            # with them.
+            steps = structure.steps[j] * step_scale if scale is None or step_scale > 1 \
+                else 0.0
             pts = _nearest_points(x0[j], cuts, np.broadcast_to(steps, cuts.shape),
-                                  self._admissible_pieces(problem, i, j), whole)
+                                  self._admissible_pieces(problem, i, j), scale)
             change = np.abs(pts - x0[j])
             interval_cost = l1[j] * change + l2[j] * change**2
             points[j] = pts

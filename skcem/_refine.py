@@ -29,7 +29,7 @@ _N_BISECTIONS = 7
 _MAX_SHRUNK = 32
 
 
-def complete_and_polish(backend, problem, result, pool, whole):
+def complete_and_polish(backend, problem, result, pool, whole, finish=None):
     """``result`` of the gradient search with its unanswered rows completed from ``pool``
     (None: not completed) and every answer polished; a new :class:`SearchResult`.
 
@@ -45,6 +45,10 @@ def complete_and_polish(backend, problem, result, pool, whole):
         Rows the gradient-free search starts from.
     whole : ndarray of bool, shape (n_features,)
         Columns kept whole numbers (category codes and integer columns).
+    finish : callable, optional
+        ``finish(problem, result)``: the last step of both searches' answers before they
+        compete (the rounding to the columns' decimals), so that the cheaper one is chosen
+        as the user gets it.
     """
     result = replace(result)
     searchable = np.ones(len(result.found), bool) if problem.searchable is None \
@@ -70,8 +74,19 @@ def complete_and_polish(backend, problem, result, pool, whole):
     # is never farther (its distance may differ from the search's by rounding only).
     checked = batch.result(polished, answered, len(result.found))
     take_answers(result, checked, answered, keep_c=True)
+    if finish is not None:
+        result = finish(problem, result)
+        if others is not None:
+            others = finish(subset_problem(problem, rows), others)
     if others is not None:
         _take_cheaper(result, batch, others, rows)
+    return result
+
+
+def keep_cheaper(backend, problem, result, other, whole):
+    """``result`` taking ``other``'s answers where they cost less (both of all instances)."""
+    result = replace(result)
+    _take_cheaper(result, _Batch(backend, problem, whole), other, np.arange(len(result.found)))
     return result
 
 

@@ -705,8 +705,11 @@ def test_exact_answers_create_no_rare_pair_of_categories(model_sees_sex):
     for i in range(len(males)):
         z0 = Z[i]
         candidates = [None] * 3
-        candidates[j_income] = _numeric_candidates(z0[j_income], income_cuts,
-                                                   lower[j_income], upper[j_income])
+        # income holds one decimal in the data, and so do the answers (decimals_)
+        near = _numeric_candidates(z0[j_income], income_cuts, lower[j_income],
+                                   upper[j_income])
+        candidates[j_income] = np.unique(np.r_[np.floor(np.asarray(near) * 10) / 10,
+                                               np.ceil(np.asarray(near) * 10) / 10, z0[j_income]])
         candidates[j_sex] = [z0[j_sex]]
         candidates[j_role] = [r for r in range(3) if r != wife]
 

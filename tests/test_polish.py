@@ -94,7 +94,9 @@ def test_a_change_lands_on_the_split_beyond_an_invalid_stretch():
     assert exp.found[0]
     answer = exp.explanation[0, 0]
     assert tree.predict([[answer]])[0] == 1
-    assert first < answer <= first + 1e-5
+    # just past the split, in the data's decimals (multiples of 0.05: two places)
+    np.testing.assert_array_equal(cf.decimals_, [2])
+    assert answer == np.ceil(first * 100) / 100 and first < answer
 
 
 def constrained_table():

@@ -1,0 +1,177 @@
+"""Answers hold the decimals of their columns (amounts in cents, measurements to 0.1)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skcem import CEMExplainer, CounterfactualExplainer
+from skcem._decimals import column_decimals
+
+
+def _table(n=400, seed=0):
+    """A price in cents, a rate to 0.1, a count and a float without decimals."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"price": np.round(rng.uniform(0, 50, n), 2),
+                      "rate": np.round(rng.uniform(0, 10, n), 1).astype(np.float32),
+                      "count": rng.integers(0, 20, n),
+                      "noise": rng.normal(size=n)})
+    y = ((X["price"] / 5 + X["rate"] + X["count"] / 4 + X["noise"]) > 12).astype(int)
+    return X, y
+
+
+def _off_grid(values, decimals):
+    values = np.asarray(values, float)
+    scale = 10.0 ** np.maximum(decimals, 0)
+    return (decimals >= 0) & np.isfinite(values) & \
+        (np.abs(values * scale - np.rint(values * scale)) > 1e-6 * np.maximum(
+            np.abs(values * scale), 1))
+
+
+def test_column_decimals_reads_the_datas_own_places():
+    X, _ = _table()
+    assert column_decimals(X, np.ones(4, bool)).tolist() == [2, 1, 0, -1]
+    # Only the columns asked about (whole numbers and categories are not).
+    assert column_decimals(X, np.array([False, True, False, False])).tolist() == [-1, 1, -1, -1]
+    # Few distinct values, and places finer than float32 holds at the column's magnitude.
+    few = np.tile([0.25, 0.5, 0.75], 34)[:100, None]
+    large = (np.arange(100) * 0.01 + 1e6).astype(np.float32)[:, None]
+    assert column_decimals(np.hstack([few, large]), np.ones(2, bool)).tolist() == [-1, -1]
+
+
+@pytest.mark.parametrize("model", [RandomForestClassifier(30, random_state=0),
+                                   HistGradientBoostingClassifier(max_iter=30, random_state=0),
+                                   make_pipeline(StandardScaler(), LogisticRegression())])
+@pytest.mark.parametrize("mode", ["CF", "PN"])
+def test_changed_cells_hold_their_columns_decimals(model, mode):
+    X, y = _table()
+    model.fit(X, y)
+    params = dict(distance="mad")
+    explainer = CounterfactualExplainer(model, **params) if mode == "CF" else \
+        CEMExplainer(model, mode="PN", **params)
+    explainer.fit(X)
+    np.testing.assert_array_equal(explainer.decimals_, [2, 1, -1, -1])
+    rows = X.iloc[:30]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.explain(rows)
+    answers = exp.explanation[exp.found]
+    assert len(answers) >= 20
+    changed = (answers[["price", "rate"]] != rows[exp.found][["price", "rate"]]).to_numpy()
+    # (Where neither the nearest value nor the next one further keeps the class -- a tree
+    # may give the instance's class back a step further -- the search's own value stays.)
+    off = _off_grid(answers[["price", "rate"]], np.array([2, 1]))
+    assert off.sum() <= 0.1 * changed.sum()
+    moved = answers["price"].to_numpy() != rows["price"].to_numpy()[exp.found]
+    assert moved.any()
+    # Still answers by the model's own predict, and the distances are the answers'.
+    predicted = model.predict(answers)
+    assert np.all(predicted != model.predict(rows[exp.found]))
+
+
+def test_rounding_keeps_every_answer_and_only_what_the_model_accepts(monkeypatch):
+    """An answer whose rounded cells the model would put back in the instance's class keeps
+    the search's own values: rounding never loses an answer."""
+    from skcem import _decimals
+
+    X, y = _table(seed=1)
+    model = RandomForestClassifier(30, random_state=0).fit(X, y)
+    rows = X.iloc[:40]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rounded = CounterfactualExplainer(model, distance="mad").fit(X).explain(rows)
+        monkeypatch.setattr(_decimals, "_MAX_DECIMALS", -1)
+        raw = CounterfactualExplainer(model, distance="mad").fit(X).explain(rows)
+    np.testing.assert_array_equal(rounded.found, raw.found)
+    assert _off_grid(raw.explanation[["price", "rate"]], np.array([2, 1])).any()
+    valid = model.predict(rounded.explanation[rounded.found]) != \
+        model.predict(rows[rounded.found])
+    assert valid.all()
+    # A rounded answer changes a little more than the search's, never the other features.
+    found = rounded.found
+    np.testing.assert_array_equal(rounded.explanation[found][["count", "noise"]],
+                                  raw.explanation[found][["count", "noise"]])
+    assert np.all(rounded.distance[found] >= raw.distance[found] - 0.05 * raw.distance[found])
+
+
+def test_arrays_and_several_answers_closest_first():
+    X, y = _table(seed=2)
+    model = RandomForestClassifier(30, random_state=0).fit(X.to_numpy(), y)
+    explainer = CounterfactualExplainer(model, distance="mad", n_counterfactuals=3).fit(
+        X.to_numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.explain(X.to_numpy()[:15])
+    answers = np.asarray(exp.counterfactuals, float)
+    # The count, whole numbers in a float array, is read as such.
+    np.testing.assert_array_equal(explainer.decimals_, [2, 1, 0, -1])
+    changed = np.isfinite(answers) & (answers != X.to_numpy()[:15, None]) & \
+        (explainer.decimals_ >= 0)
+    # (Where rounding would undo the answer, the search's own value stays: rarely.)
+    assert _off_grid(answers, explainer.decimals_).sum() <= 0.05 * changed.sum()
+    d = exp.counterfactual_distance
+    assert np.all(np.diff(np.where(np.isnan(d), np.inf, d), axis=1) >= 0)
+    np.testing.assert_array_equal(d[:, 0][exp.found], exp.distance[exp.found])
+    held = np.isfinite(d)
+    assert held[:, 1:].any()
+    pred = model.predict(answers.reshape(-1, answers.shape[-1])[held.ravel()])
+    assert np.all(pred != np.repeat(model.predict(X.to_numpy()[:15]), held.sum(axis=1)))
+    np.testing.assert_array_equal(answers.reshape(15, 3, -1)[:, 0][exp.found],
+                                  exp.explanation[exp.found])
+
+
+def test_exact_answers_are_the_optimum_among_values_of_the_decimals(monkeypatch):
+    """The exact search's points hold the columns' decimals: its answers are proven optimal
+    (gap 0) among such answers, no closer than the continuous optimum and at most a step of
+    the decimals farther per changed cell."""
+    from skcem import _decimals
+
+    X, y = _table(seed=3)
+    X = X[["price", "rate", "noise"]]
+    model = RandomForestClassifier(6, max_depth=4, random_state=0).fit(X, y)
+    rows = X.iloc[:12]
+    explainer = CounterfactualExplainer(model, search="exact").fit(X)
+    on_grid = explainer.explain(rows)
+    monkeypatch.setattr(_decimals, "_MAX_DECIMALS", -1)
+    continuous = CounterfactualExplainer(model, search="exact").fit(X).explain(rows)
+    np.testing.assert_array_equal(on_grid.found, continuous.found)
+    found = on_grid.found
+    assert found.sum() >= 8
+    np.testing.assert_array_equal(on_grid.gap[found], 0.0)
+    answers = on_grid.explanation[found]
+    assert not _off_grid(answers[["price", "rate"]], np.array([2, 1])).any()
+    assert _off_grid(continuous.explanation[found][["price", "rate"]], np.array([2, 1])).any()
+    np.testing.assert_array_equal(model.predict(answers), 1 - model.predict(rows[found]))
+    # (the continuous answers lie a float32 step inside their intervals: a value of the
+    # decimals may be a little closer)
+    assert np.all(on_grid.distance[found] >= continuous.distance[found] - 1e-5)
+    # (the default distance is L1 + L2 in raw units: a step of 0.1 costs at most 0.11)
+    changed = (answers[["price", "rate"]] != rows[found][["price", "rate"]]).sum(axis=1)
+    assert np.all(on_grid.distance[found] <= continuous.distance[found] + 0.11 * changed
+                  + 1e-9)
+
+
+def test_a_rounded_heuristic_answer_keeps_a_proven_gap():
+    """Where the exact search gives the gradient-free search's answer (time up), rounding
+    it to the decimals keeps its gap a proof: ``(1 - gap) * distance`` is at most the
+    optimum."""
+    X, y = _table(seed=3)
+    X = X[["price", "rate", "noise"]]
+    model = RandomForestClassifier(20, max_depth=5, random_state=0).fit(X, y)
+    rows = X.iloc[:10]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hurried = CounterfactualExplainer(model, search="exact", max_time=1e-4).fit(X) \
+            .explain(rows)
+    exact = CounterfactualExplainer(model, search="exact").fit(X).explain(rows)
+    both = hurried.found & exact.found
+    assert both.sum() >= 5 and np.all(exact.gap[both] == 0)
+    assert not _off_grid(hurried.explanation[both][["price", "rate"]],
+                         np.array([2, 1])).any()
+    bound = (1 - hurried.gap[both]) * hurried.distance[both]
+    assert np.all(bound <= exact.distance[both] + 1e-9)
