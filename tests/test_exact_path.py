@@ -122,4 +122,5 @@ def test_the_search_does_not_call_the_estimators_predict_proba_at_every_iteratio
     del calls[:]
     _explain(cem, X[:10])
     assert isinstance(cem._backend, ExactBackend)
-    assert 0 < len(calls) <= 2
+    # the final answers' checks, and those of their rounding to iris's one decimal
+    assert 0 < len(calls) <= 4
