@@ -368,6 +368,15 @@ class NeighborSearch:
                 owner, E = polish_on_splits(search, E, owner, paths, self.points,
                                             several=several, joint=self.joint,
                                             spread=self.leaves is None)
+                if several and owner.size:
+                    # The closest answer of each instance polished as a single answer is:
+                    # asking for several must not leave the closest farther than one.
+                    best = search.cheapest(owner, E, 1)
+                    best_owner, best_E = polish_on_splits(
+                        search, E[best], owner[best], np.zeros(0, int), self.points,
+                        joint=self.joint, spread=self.leaves is None)
+                    owner = np.concatenate([owner, best_owner])
+                    E = np.concatenate([E, best_E])
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)

@@ -186,7 +186,7 @@ def test_several_answers_trace_margin_paths_only_where_starts_are_short(table, m
     assert traced == [len(rows)] and one.found.all()  # one answer asked: every instance
     traced.clear()
     several = explain(make_explainer(model, "CF", n_counterfactuals=3).fit(X_train), rows)
-    assert traced == [0]
+    assert set(traced) == {0}
     answers = several.counterfactuals
     found = np.isfinite(several.counterfactual_distance)
     assert found[:, 0].all() and found.mean() >= 0.8
@@ -194,6 +194,22 @@ def test_several_answers_trace_margin_paths_only_where_starts_are_short(table, m
         mine = answers[i][found[i]]
         assert np.all(model.predict(mine) != several.X_pred[i])
         assert len(np.unique(mine, axis=0)) == len(mine)
+
+
+@pytest.mark.parametrize("name", ["forest", "boosting"])
+def test_asking_several_answers_leaves_the_closest_no_farther(table, name):
+    """The closest of ``n_counterfactuals`` answers (polished coarsely, as several are) is
+    polished again as a single answer is: it was up to 2x farther than one asked alone on
+    a seventh of UCI Adult's rows (a forest)."""
+    X_train, y_train, rows = table
+    model = MODELS[name]().fit(X_train, y_train)
+    one = explain(make_explainer(model, "CF").fit(X_train), rows)
+    several = explain(make_explainer(model, "CF", n_counterfactuals=4).fit(X_train), rows)
+    both = one.found & several.found
+    assert both.sum() >= 35
+    farther = several.distance[both] > one.distance[both] * (1 + 1e-9)
+    assert farther.sum() <= 1
+    np.testing.assert_array_equal(several.counterfactual_distance[:, 0], several.distance)
 
 
 def test_any_other_class_starts_from_each_of_the_other_classes():
