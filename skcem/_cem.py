@@ -277,10 +277,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         The columns explained as categories.
     decimals_ : ndarray of int, shape (n_features,)
         The decimals that every value of a float column given to ``fit`` holds (0: whole
-        numbers in a float array; -1: none found, or a categorical or integer column). A
-        changed cell of such a column is rounded to them, the nearest value first, else one
-        step further the answer's way, where the model keeps the answer's class (otherwise
-        the search's own value stays).
+        numbers in a float array; -1: none found, fewer than three distinct values, or a
+        categorical or integer column). A changed cell of such a column is rounded to them,
+        the nearest value first, else one step further the answer's way, where the model
+        keeps the answer's class (otherwise the search's own value stays).
     categories_ : list
         The categories of each categorical column (None for numeric columns).
     search_ : {"fista", "neighbors", "exact"}

@@ -25,14 +25,15 @@ from ._neighbors import _Batch
 
 # Decimals looked for, at most.
 _MAX_DECIMALS = 6
-# Distinct values a column must hold for its decimals to be read from them.
-_MIN_VALUES = 10
-# A step of the decimals must be at least this share of the column's largest magnitude:
-# finer ones are float32's resolution, not the data's.
-_FINEST_STEP = 1e-5
-# How far from a multiple of the step a value may lie, as a share of the column's largest
-# magnitude (two float32 units: float32 data read as float64).
-_TOLERANCE = 2.4e-7
+# Distinct values a column must hold for its decimals to be read from them (as for whole
+# numbers in float columns: a 0/1 column may be a share or a probability to its model).
+_MIN_VALUES = 3
+# Per precision of the values: how far from a multiple of a step of the decimals a value may
+# lie, and the finest step read, as shares of the column's largest magnitude. float64 values
+# (read from text, computed) hold their decimals to a few units of 1e-16; values that are all
+# float32 numbers (float32 data, read as float64) to two float32 units, and a step finer than
+# 1e-5 of the largest is float32's resolution, not the data's.
+_PRECISIONS = ((1e-12, 1e-10), (2.4e-7, 1e-5))
 
 
 def column_decimals(X, candidates):
@@ -46,15 +47,23 @@ def column_decimals(X, candidates):
         largest = np.max(np.abs(values), initial=0.0)
         if largest == 0 or np.unique(values).size < _MIN_VALUES:
             continue
-        for places in range(_MAX_DECIMALS + 1):
-            scale = 10.0 ** places
-            if largest * scale * _FINEST_STEP > 1:
-                break
-            scaled = values * scale
-            if np.all(np.abs(scaled - np.rint(scaled)) <= largest * scale * _TOLERANCE):
-                decimals[j] = places
-                break
+        precisions = _PRECISIONS if np.all(values.astype(np.float32) == values) \
+            else _PRECISIONS[:1]
+        decimals[j] = next((places for tolerance, finest in precisions
+                            for places in _places(values, largest, tolerance, finest)), -1)
     return decimals
+
+
+def _places(values, largest, tolerance, finest):
+    """The decimals ``values`` hold within ``tolerance`` (none, or one)."""
+    for places in range(_MAX_DECIMALS + 1):
+        scale = 10.0 ** places
+        if largest * scale * finest > 1:
+            return
+        scaled = values * scale
+        if np.all(np.abs(scaled - np.rint(scaled)) <= largest * scale * tolerance):
+            yield places
+            return
 
 
 def round_to_decimals(backend, problem, result, decimals, whole=None, revert=True):
@@ -95,16 +104,17 @@ def round_to_decimals(backend, problem, result, decimals, whole=None, revert=Tru
     movable = columns & (answers != x0) & (answers != background) & _on_grid(x0 * scale)
     if problem.missing is not None:
         movable &= ~problem.missing[owners]
-    todo = np.flatnonzero(movable.any(axis=1))
-    if todo.size == 0:
+    if not movable.any():
         return result
     batch = _Batch(backend, problem, np.zeros(len(scale), bool) if whole is None else whole)
-    lower = np.broadcast_to(problem.lower, problem.x0.shape)[owners]
-    upper = np.broadcast_to(problem.upper, problem.x0.shape)[owners]
-    rounded = answers.copy()
+    # Inside the range, or no farther outside it than the answer (a value the answer only
+    # moved towards the range).
+    lowest = np.fmin(np.broadcast_to(problem.lower, problem.x0.shape)[owners], answers)
+    highest = np.fmax(np.broadcast_to(problem.upper, problem.x0.shape)[owners], answers)
+    ways = []
     for way in (np.rint(answers * scale) / scale,
                 problem.mode.round_whole(answers * scale, x0 * scale) / scale):
-        way = np.clip(way, np.fmin(lower, x0), np.fmax(upper, x0))
+        way = np.clip(way, lowest, highest)
         # Rounded onto the instance's own value: the change undone, not a change of noise.
         way = np.where(np.rint(way * scale) == np.rint(x0 * scale), x0, way)
         # On the answer's side of the instance (directions), and what the mode admits (a
@@ -112,12 +122,16 @@ def round_to_decimals(backend, problem, result, decimals, whole=None, revert=Tru
         iterate = problem.mode.iterate(way, x0, background)
         admissible = ((way - x0) * (answers - x0) >= 0) & \
             (problem.mode.project(iterate, x0, no_info) == iterate)
-        trial = np.where(movable & admissible, way, answers)[todo]
-        ok = _valid(batch, trial, owners[todo])
-        rounded[todo[ok]] = trial[ok]
-        todo = todo[~ok]
-        if todo.size == 0:
-            break
+        ways.append((way, admissible))
+    rounded = answers.copy()
+    pending = movable.copy()
+    # Each way for every cell still pending at once, then each cell alone: a cell whose
+    # rounding the model refuses beside the others' may be taken alone.
+    for way, admissible in ways:
+        _take_valid(batch, rounded, pending, pending & admissible, way, owners)
+    for way, admissible in ways:
+        _take_valid(batch, rounded, pending, pending & admissible, way, owners,
+                    one_at_a_time=True)
     changed_rows = np.flatnonzero(np.any(rounded != answers, axis=1))
     if changed_rows.size == 0:
         return result
@@ -136,8 +150,42 @@ def round_to_decimals(backend, problem, result, decimals, whole=None, revert=Tru
                          delta, changed_rows)
 
 
+def _take_valid(batch, rounded, pending, cells, way, owners, one_at_a_time=False):
+    """``rounded`` taking ``way``'s values in ``cells`` where the model keeps each answer's
+    class (in place; those cells no longer ``pending``): all of a row's cells at once, or
+    with ``one_at_a_time``, each cell alone (one row per cell, one call), then a row's
+    accepted cells together, else its first."""
+    if one_at_a_time:
+        row, column = np.nonzero(cells)
+        if row.size == 0:
+            return
+        trials = rounded[row].copy()
+        trials[np.arange(row.size), column] = way[row, column]
+        ok = _valid(batch, trials, owners[row])
+        row, column = row[ok], column[ok]
+        together = rounded.copy()
+        together[row, column] = way[row, column]
+        rows = np.unique(row)
+        fits = np.zeros(len(rounded), bool)
+        fits[rows] = _valid(batch, together[rows], owners[rows])
+        first = np.r_[True, row[1:] != row[:-1]] & ~fits[row]
+        taken = fits[row] | first
+        rounded[row[taken], column[taken]] = way[row[taken], column[taken]]
+        pending[row[taken], column[taken]] = False
+        return
+    rows = np.flatnonzero(cells.any(axis=1))
+    if rows.size == 0:
+        return
+    trials = np.where(cells[rows], way[rows], rounded[rows])
+    ok = _valid(batch, trials, owners[rows])
+    rounded[rows[ok]] = trials[ok]
+    pending[rows[ok]] &= ~cells[rows[ok]]
+
+
 def _valid(batch, E, owner):
     """Success of the rows ``E`` by the probabilities and by the estimator's ``predict``."""
+    if len(E) == 0:  # (models refuse empty batches)
+        return np.zeros(0, bool)
     ok, proba = batch.ask(E, owner)
     problem = batch.problem
     pred = batch.backend.predict(problem.with_missing(E, owner))
@@ -147,7 +195,8 @@ def _valid(batch, E, owner):
 
 def _on_grid(scaled):
     """Whether values (times their scale) are whole numbers, within float32 rounding."""
-    return np.abs(scaled - np.rint(scaled)) <= _TOLERANCE * np.maximum(np.abs(scaled), 1.0)
+    return np.abs(scaled - np.rint(scaled)) <= _PRECISIONS[-1][0] * np.maximum(
+        np.abs(scaled), 1.0)
 
 
 def _with_rounded(backend, result, rows, owners, ranks, k, rounded, proba, pred, delta,

@@ -38,10 +38,17 @@ def test_column_decimals_reads_the_datas_own_places():
     assert column_decimals(X, np.ones(4, bool)).tolist() == [2, 1, 0, -1]
     # Only the columns asked about (whole numbers and categories are not).
     assert column_decimals(X, np.array([False, True, False, False])).tolist() == [-1, 1, -1, -1]
-    # Few distinct values, and places finer than float32 holds at the column's magnitude.
-    few = np.tile([0.25, 0.5, 0.75], 34)[:100, None]
-    large = (np.arange(100) * 0.01 + 1e6).astype(np.float32)[:, None]
-    assert column_decimals(np.hstack([few, large]), np.ones(2, bool)).tolist() == [-1, -1]
+    # Two values (a 0/1 flag may be a share to its model), and places finer than float32
+    # holds at the column's magnitude; but float64 amounts in cents and whole numbers of any
+    # size hold theirs.
+    rng = np.random.default_rng(0)
+    flag = rng.integers(0, 2, 100).astype(float)
+    large = (np.arange(100) * 0.01 + 1e6).astype(np.float32)
+    cents = np.round(rng.uniform(1000, 5000, 100), 2)
+    salaries = np.round(rng.uniform(2e4, 3e5, 100))
+    halves = rng.choice([0.5, 1.5, 2.5], 100)
+    assert column_decimals(np.c_[flag, large, cents, salaries, halves],
+                           np.ones(5, bool)).tolist() == [-1, -1, 2, 0, 1]
 
 
 @pytest.mark.parametrize("model", [RandomForestClassifier(30, random_state=0),
@@ -123,6 +130,29 @@ def test_arrays_and_several_answers_closest_first():
     assert np.all(pred != np.repeat(model.predict(X.to_numpy()[:15]), held.sum(axis=1)))
     np.testing.assert_array_equal(answers.reshape(15, 3, -1)[:, 0][exp.found],
                                   exp.explanation[exp.found])
+
+
+def test_a_pn_across_the_no_information_value_takes_the_next_value_further():
+    """A PN that crosses the no-information value stops just past the mirror of the
+    instance, whose nearest value of the decimals is inadmissible (no farther than the
+    instance): the next one further is taken (found by a user: 5 of 10 wine rows kept
+    values such as 1.2099990463256831)."""
+    from sklearn.datasets import load_wine
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = load_wine(return_X_y=True)
+    model = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y)
+    explainer = CEMExplainer(model, mode="PN").fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.explain(X[:10])
+    assert exp.found.sum() >= 8
+    answers, rows = exp.explanation[exp.found], X[:10][exp.found]
+    assert not _off_grid(answers, explainer.decimals_).any()
+    assert np.all(model.predict(answers) != model.predict(rows))
+    v = explainer.no_info_val_
+    changed = answers != rows
+    assert np.all((np.abs(answers - v) > np.abs(rows - v))[changed])
 
 
 def test_exact_answers_are_the_optimum_among_values_of_the_decimals(monkeypatch):
