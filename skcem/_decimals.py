@@ -20,6 +20,7 @@ points already hold the decimals (:class:`~skcem._exact_search.ExactSearch`).
 from dataclasses import replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ._neighbors import _Batch
 
@@ -67,6 +68,13 @@ def _places(values, largest, tolerance, finest):
 
 
 def round_to_decimals(backend, problem, result, decimals, whole=None, revert=True):
+    """See :func:`_round_to_decimals`; its model calls are few and small: one OpenMP thread
+    (histogram gradient boosting's woke its threads 300 times slower on a busy machine)."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _round_to_decimals(backend, problem, result, decimals, whole, revert)
+
+
+def _round_to_decimals(backend, problem, result, decimals, whole=None, revert=True):
     """``result`` with its answers' changed cells in their columns' ``decimals``, where the
     model keeps each answer's class (every answer, of every rank; the distances follow).
 

@@ -93,6 +93,8 @@ _BUDGET_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
 # forest's whole program on Adult, 2.1 million columns, took it 5.8 s to stop at a 2 s time
 # limit): a larger program than the time left allows is not started, the row's time is up.
 _COLUMNS_PER_SECOND = 500_000
+# Multiples of a column's decimals tried past a threshold that float32 rounds them onto.
+_FLOAT32_STEPS = 8
 # Tries per instance: with ties allowed and the smallest steps, then strict.
 _TRIES = ((False, 1.0), (True, 100.0), (True, 1e4))
 
@@ -398,19 +400,39 @@ def _nearest_points(x0, cuts, steps, pieces, scale=None):
     return best
 
 
+def _gap(floor, distance):
+    """The relative gap of an answer at ``distance`` above a proven lower bound ``floor``."""
+    return max(0.0, 1.0 - floor / distance) if distance > 0 else 0.0
+
+
 def _multiples_inside(low, high, scale, closed=False):
     """The smallest multiple of ``1 / scale`` above ``low`` (at least ``low``, ``closed``)
-    and the largest at most ``high``, computed as ``k / scale`` (2.76, not 276 * 0.01)."""
-    def above(k):
-        return k / scale >= low if closed else k / scale > low
+    and the largest at most ``high``, computed as ``k / scale`` (2.76, not 276 * 0.01).
 
-    with np.errstate(invalid="ignore"):  # (the products only approximate k)
+    The ends of an open interval are thresholds, which a model may compare in float32 (the
+    scikit-learn trees and the boosting libraries do) or in float64: a multiple counts as
+    above ``low`` (at most ``high``) in both (117.45 is 117.449997 in float32, which a split
+    at that threshold sends left)."""
+    def above(k):
+        value = k / scale
+        if closed:
+            return value >= low
+        return (value > low) & (value.astype(np.float32) > low)
+
+    def below(k):
+        value = k / scale
+        if closed:
+            return value <= high
+        return (value <= high) & (value.astype(np.float32) <= high)
+
+    with np.errstate(invalid="ignore", over="ignore"):  # (the products only approximate k)
         first = np.ceil(low * scale) if closed else np.floor(low * scale) + 1
         first = np.where(above(first - 1), first - 1, first)
-        first = np.where(above(first), first, first + 1)
         last = np.floor(high * scale)
-        last = np.where((last + 1) / scale <= high, last + 1, last)
-        last = np.where(last / scale > high, last - 1, last)
+        last = np.where(below(last + 1), last + 1, last)
+        for _ in range(_FLOAT32_STEPS):  # float32 may hold several multiples as one value
+            first = np.where(above(first), first, first + 1)
+            last = np.where(below(last), last, last - 1)
     return first / scale, last / scale
 
 
@@ -510,6 +532,10 @@ class ExactSearch:
             bound = heuristic.distance[i] if heuristic is not None and heuristic.found[i] \
                 else np.inf
             deadline = started + self.max_time
+            # What the first program proves, the others being stricter: once its answer is
+            # refused, theirs prove nothing of the optimum below (a tie predict accepts is
+            # what they forbid), and the gap is to this bound.
+            floor = None
             for strict, step_scale in _TRIES:
                 outcome = self._within_budgets(structure, problem, i, strict, step_scale,
                                                bound, deadline)
@@ -522,7 +548,8 @@ class ExactSearch:
                     explanation[i] = heuristic.explanation[i]
                     distance[i] = heuristic.distance[i]
                     proba[i] = heuristic.explanation_proba[i]
-                    pred[i], gap[i] = heuristic.explanation_class[i], row_gap
+                    pred[i] = heuristic.explanation_class[i]
+                    gap[i] = row_gap if floor is None else _gap(floor, distance[i])
                     rejected[i] = False
                     break
                 row = problem.with_missing(answer[None], [i])
@@ -544,11 +571,13 @@ class ExactSearch:
                 if ok:
                     explanation[i] = row[0]
                     distance[i] = self._distance(problem, answer, i)
-                    proba[i], pred[i], gap[i] = row_proba[0], row_pred[0], row_gap
+                    proba[i], pred[i] = row_proba[0], row_pred[0]
+                    gap[i] = row_gap if floor is None else _gap(floor, distance[i])
                     rejected[i] = False
                     break
                 rejected[i] = True
-                refused_bound = self._distance(problem, answer, i) * (1.0 - row_gap)
+                if floor is None:
+                    floor = self._distance(problem, answer, i) * (1.0 - row_gap)
             if rejected[i] and heuristic is not None and heuristic.found[i]:
                 # Every program's answer was refused by ``predict`` (an unchanged value
                 # within float32 rounding of a threshold goes the other way there): the
@@ -557,7 +586,7 @@ class ExactSearch:
                 distance[i] = heuristic.distance[i]
                 proba[i] = heuristic.explanation_proba[i]
                 pred[i] = heuristic.explanation_class[i]
-                gap[i] = max(0.0, 1.0 - refused_bound / distance[i]) if distance[i] > 0 else 0.0
+                gap[i] = _gap(floor, distance[i])
                 rejected[i] = False
             seconds[i] = time.perf_counter() - started
         found = np.isfinite(distance)

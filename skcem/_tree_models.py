@@ -95,6 +95,13 @@ class TreeEnsemble:
     def n_classes(self):
         return self.base.shape[0]
 
+    def __getstate__(self):
+        # The exact search's program, kept with the trees once built, is rebuilt rather
+        # than pickled: a 500-tree forest's made a pickled explainer 4 times its model.
+        state = dict(self.__dict__)
+        state.pop("_program", None)
+        return state
+
     def apply(self, Z):
         """The leaf of each tree each row of ``Z`` reaches, shape (n_rows, n_trees)."""
         Z = np.asarray(Z, dtype=float)

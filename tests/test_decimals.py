@@ -205,3 +205,38 @@ def test_a_rounded_heuristic_answer_keeps_a_proven_gap():
                          np.array([2, 1])).any()
     bound = (1 - hurried.gap[both]) * hurried.distance[both]
     assert np.all(bound <= exact.distance[both] + 1e-9)
+
+
+def test_the_exact_programs_points_lie_past_thresholds_in_float32_too(monkeypatch):
+    """A value of the decimals just above a threshold in float64 may be the threshold in
+    float32, which the trees compare (117.45 is 117.449997): the program's points skip it,
+    so that its answers are not refused by ``predict`` (a user's breast-cancer forest had
+    5 of 10 first answers refused, 2 rows left with nothing proven)."""
+    from sklearn.datasets import load_breast_cancer
+
+    from skcem import _exact_search
+
+    edge = np.float32(117.45).astype(float)
+    low, _ = _exact_search._multiples_inside(np.array([edge]), np.array([np.inf]), 100.0)
+    _, high = _exact_search._multiples_inside(np.array([-np.inf]), np.array([0.3]), 100.0)
+    assert low[0] == 117.46 and high[0] == 0.29  # float32(0.3) lies above 0.3
+
+    X, y = load_breast_cancer(return_X_y=True)
+    perm = np.random.RandomState(0).permutation(len(X))
+    X, y = X[perm], y[perm]
+    model = RandomForestClassifier(50, max_depth=6, random_state=0).fit(X[:455], y[:455])
+    refused = []
+    solve = _exact_search.ExactSearch._solve_row
+
+    def checked(self, structure, problem, i, *args):
+        outcome = solve(self, structure, problem, i, *args)
+        if outcome is not None and outcome[0] is not None:
+            answer = outcome[0][None]
+            refused.append(model.predict(answer)[0] == model.predict(problem.x0[[i]])[0])
+        return outcome
+
+    monkeypatch.setattr(_exact_search.ExactSearch, "_solve_row", checked)
+    explainer = CounterfactualExplainer(model, search="exact", max_time=2, distance="mad")
+    exp = explainer.fit(X[:455]).explain(X[455:461])
+    assert exp.found.all() and len(refused) >= 3
+    assert not any(refused)

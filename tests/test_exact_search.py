@@ -424,6 +424,32 @@ def test_a_program_too_large_for_the_time_left_is_not_started(monkeypatch):
     assert np.all(proven.distance >= (1 - hurried.gap) * hurried.distance - 1e-9)
 
 
+def test_after_a_refused_answer_the_gap_is_to_the_first_programs_bound(monkeypatch):
+    """The programs after a refused answer are stricter (a win by a margin, larger steps):
+    the optimum they prove is no lower bound of the answers ``predict`` accepts (a tie it
+    breaks the right way), so the gap is to what the first program proved (found by a user:
+    gap 0 on an answer 1.8% farther than a valid one)."""
+    from skcem import _exact_search
+
+    X, y = _data(n=300, seed=1)
+    model = RandomForestClassifier(n_estimators=6, max_depth=3, random_state=0).fit(X, y)
+    rows = X[:6]
+    solve = _exact_search.ExactSearch._within_budgets
+
+    def first_refused(self, structure, problem, i, strict, *args):
+        if strict:
+            return solve(self, structure, problem, i, strict, *args)
+        # the first program's answer, refused: its bound is the instance itself, 0
+        return problem.x0[i].copy(), 0.0
+
+    monkeypatch.setattr(_exact_search.ExactSearch, "_within_budgets", first_refused)
+    exp = CounterfactualExplainer(model, search="exact").fit(X).explain(rows)
+    assert exp.found.all()
+    np.testing.assert_array_equal(model.predict(exp.explanation), 1 - model.predict(rows))
+    # nothing is proven below the refused answer's bound, 0: every gap is 1, none 0
+    np.testing.assert_array_equal(exp.gap, 1.0)
+
+
 def test_answers_refused_by_predict_fall_back_to_the_heuristics_with_a_gap(monkeypatch):
     """Where ``predict`` refuses every program's answer (an unchanged value within float32
     rounding of a threshold goes the other way in the trees), the row keeps the default
@@ -901,3 +927,20 @@ def test_a_threshold_classifier_at_a_pipelines_end():
     default = CounterfactualExplainer(model, distance="mad").fit(X).explain(X[:8])
     both = found & default.found
     assert (answers.distance[both] <= default.distance[both] + 1e-9).all()
+
+
+def test_a_pickled_explainer_leaves_the_programs_structure_behind():
+    """The program built at the first explain is kept for the next ones, not pickled: a
+    500-tree forest's made a pickled explainer four times its model (a user's 1.24 GB)."""
+    import pickle
+
+    X, y = _data(n=300, seed=2)
+    model = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(X, y)
+    explainer = CounterfactualExplainer(model, search="exact").fit(X)
+    before = len(pickle.dumps(explainer))
+    first = explainer.explain(X[:3])
+    assert hasattr(explainer._trees, "_program")  # kept for the next explain
+    assert len(pickle.dumps(explainer)) < before * 1.1
+    again = pickle.loads(pickle.dumps(explainer))
+    assert not hasattr(again._trees, "_program")
+    np.testing.assert_array_equal(again.explain(X[:3]).explanation, first.explanation)
