@@ -163,11 +163,24 @@ _NO_NEIGHBOR_PP_HINT = (
     "removals that add most margin first): none reached the margin. A smaller kappa may find "
     "them.")
 
-_NO_EXACT_HINT = (
-    "The exact search proved that no admissible answer exists (immutable_features, "
-    "directions, feature_range and, for a PN, moves away from no_info_val only), found none "
-    "within `max_time`, or (`rejected_by_predict`) the estimator's predict refused its "
-    "answer.")
+_CONSTRAINTS = ("immutable_features, directions, feature_range and, for a PN, moves away "
+                "from no_info_val only")
+
+
+def _exact_hint(n_proven, n_refused, n_missing, max_time):
+    """Why the exact search left ``n_missing`` instances unanswered, by what it knows."""
+    parts = []
+    if n_proven:
+        parts.append(f"proved for {n_proven} of them that no admissible answer exists "
+                     f"({_CONSTRAINTS})")
+    if n_refused:
+        parts.append(f"for {n_refused}, the estimator's predict refused every answer of its "
+                     "programs (a value on a threshold that the model rounds the other way)")
+    timed_out = n_missing - n_proven - n_refused
+    if timed_out > 0:
+        parts.append(f"found none within max_time ({max_time:g} s a row) for {timed_out}: a "
+                     "larger max_time may")
+    return "The exact search " + "; ".join(parts) + "."
 
 
 def _are_column_indices(y, proba):
@@ -755,6 +768,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             backend, subset_problem(problem, missing), settings)
         result = replace(result)
         take_answers(result, extra, missing)
+        result.proven_none = np.zeros(len(result.found), bool)
+        result.proven_none[missing] = extra.proven_none
         return result
 
     def _exact_trees(self):
@@ -1336,9 +1351,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             finite_differences = getattr(self._get_backend(), "finite_differences", False)
             flat_hint = _DISAGREEING_FLAT_HINT if disagrees else \
                 _FLAT_GRADIENT_HINT if finite_differences else _AUTODIFF_FLAT_HINT
+            proven = np.concatenate([
+                np.zeros(len(r.found), bool) if r.proven_none is None else r.proven_none
+                for r in results]) & ~found & searchable
             hint = flat_hint.format(n=int(flat.sum())) + self._step_scale_hint(X, flat) \
                 if flat.any() else self._not_found_hint if self.search_ == "fista" else \
-                _NO_EXACT_HINT if self.search_ == "exact" else \
+                _exact_hint(int(proven.sum()), int(rejected.sum()), n_missing, self.max_time) \
+                if self.search_ == "exact" else \
                 _NO_NEIGHBOR_HINT if common["mode"].requires_change else _NO_NEIGHBOR_PP_HINT
             stuck = ~found & searchable & ~self._room_to_move(X, common)
             if stuck.any():
@@ -1348,7 +1367,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                         "search can find one. ") + (
                     "For the others: " + hint if n_missing > stuck.sum() else "")
                 hint = hint.rstrip()
-            if rejected.any():
+            if rejected.any() and self.search_ != "exact":
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
             if non_finite:
@@ -1363,10 +1382,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                          "training rows of a wanted class, may find them.")
             elif self.search_ == "neighbors" and n_missing > stuck.sum() and \
                     getattr(self, "_fallback_trees", None) is not None:
+                seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
+                timed_out = n_missing - int(stuck.sum()) - int(proven.sum())
+                if timed_out <= 0 and not stuck.any():  # a proof for each: nothing else
+                    hint = ""
                 hint += (" The exact search, which search='auto' runs for them on this tree "
-                         f"model, proved that none exists or found none within "
-                         f"{min(self.max_time, _EXACT_FALLBACK_SECONDS):g} s a row "
-                         "(search='exact' takes max_time).")
+                         "model, " + ", and ".join(
+                             part for part in (
+                                 f"proved for {int(proven.sum())} that none exists "
+                                 f"({_CONSTRAINTS})" if proven.any() else "",
+                                 f"found none within {seconds:g} s a row for {timed_out} "
+                                 "(search='exact' takes max_time, and may find them)"
+                                 if timed_out > 0 else "") if part) + ".")
             if n_missing > stuck.sum() and (self.immutable_mask_.any()
                                             or np.any(self.directions_ != 0)):
                 hint += (" immutable_features and directions may also leave no change that "
@@ -1375,7 +1402,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.size > 10 else "")
             message = (f"{type(self).__name__} found no {mode} for {n_missing} of "
                        f"{int(searchable.sum())} instances searched (X's rows {shown}); their "
-                       f"rows are NaN (see `found`). {hint}")
+                       f"rows are NaN (see `found`). {hint.strip()}")
             logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
             warn(message, ExplanationNotFoundWarning)
         gap = np.concatenate([r.gap for r in results]) if self.search_ == "exact" else None

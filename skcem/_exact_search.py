@@ -501,6 +501,7 @@ class ExactSearch:
         rejected = np.zeros(n, bool)
         gap = np.full(n, np.nan)
         seconds = np.zeros(n)
+        proven_none = np.zeros(n, bool)
         searchable = np.ones(n, bool) if problem.searchable is None else problem.searchable
         n_calls = 0
         heuristic = None
@@ -539,7 +540,8 @@ class ExactSearch:
             for strict, step_scale in _TRIES:
                 outcome = self._within_budgets(structure, problem, i, strict, step_scale,
                                                bound, deadline)
-                if outcome is None:  # no answer exists
+                if outcome is None:  # no answer exists (in the first program: a proof)
+                    proven_none[i] = floor is None
                     break
                 answer, row_gap = outcome
                 if answer is None:  # time is up: the heuristic's answer and its gap
@@ -596,7 +598,7 @@ class ExactSearch:
                            best_c=np.full(n, np.nan), explanation_proba=proba,
                            explanation_class=pred, n_iterations=np.full(n, n_calls),
                            flat_gradient=np.zeros(n, bool), rejected_by_predict=rejected,
-                           gap=gap, seconds=seconds)
+                           gap=gap, seconds=seconds, proven_none=proven_none & ~found)
 
     @staticmethod
     def _weights(problem, d):

@@ -386,6 +386,8 @@ class SearchResult:
     ``answers`` (shape ``(n, k, n_features)``) and ``answer_distance`` (``(n, k)``), when
     several answers per instance were asked, hold up to ``k`` distinct valid answers per
     instance, closest first (rank 0 is ``explanation``), NaN where fewer were found.
+    ``proven_none`` (the exact search's) marks the instances for which it proved that no
+    admissible answer exists.
     """
 
     explanation: np.ndarray
@@ -399,6 +401,7 @@ class SearchResult:
     rejected_by_predict: np.ndarray
     answers: np.ndarray | None = None
     answer_distance: np.ndarray | None = None
+    proven_none: np.ndarray | None = None
 
 
 def _rows(value, rows):

@@ -944,3 +944,26 @@ def test_a_pickled_explainer_leaves_the_programs_structure_behind():
     again = pickle.loads(pickle.dumps(explainer))
     assert not hasattr(again._trees, "_program")
     np.testing.assert_array_equal(again.explain(X[:3]).explanation, first.explanation)
+
+
+@pytest.mark.parametrize("search", ["exact", "auto"])
+def test_unanswered_rows_are_named_proven_or_timed_out(search):
+    """Setosa rows have no PN on this forest: the exact search proves it and says so, rather
+    than "proved none, found none in time, or refused" (a user could not tell which)."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    model = RandomForestClassifier(50, random_state=0).fit(X, y)
+    pn = CEMExplainer(model, mode="PN", search=search).fit(X)
+    with pytest.warns(ExplanationNotFoundWarning) as record:
+        exp = pn.explain(X[[0, 4, 60]])
+    np.testing.assert_array_equal(exp.found, [False, False, True])
+    message = " ".join(str(w.message) for w in record
+                       if issubclass(w.category, ExplanationNotFoundWarning))
+    assert "proved for 2" in message and "that none exists" in message \
+        or "that no admissible answer exists" in message
+    assert "found none within" not in message and "smooth probabilities" not in message
+    if search == "exact":
+        with pytest.warns(ExplanationNotFoundWarning, match="found none within max_time"):
+            hurried = CEMExplainer(model, mode="PN", search="exact", max_time=1e-6).fit(X)
+            hurried.explain(X[[0]])
