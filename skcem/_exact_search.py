@@ -15,7 +15,9 @@ the scores and ``predict``. The closest valid answer therefore solves a mixed-in
   the admissible point nearest to the instance, found before solving: the instance itself in
   its own interval, else the interval's end nearest to it, a small step inside (so that the
   model, which compares in float32, sees it on the intended side of the threshold), rounded
-  into the interval for integer columns. Every constraint shapes that admissible set:
+  into the interval for integer columns and to a float column's decimals (``decimals``: the
+  first value past the threshold in float64 and in float32 alike). Every constraint shapes
+  that admissible set:
   immutable columns (and missing cells) keep their value, ``directions`` keep one side,
   ``feature_range`` bounds it, a PN keeps only values farther from the no-information value
   than the instance's (a categorical PN: any category but the no-information one).
