@@ -770,6 +770,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         take_answers(result, extra, missing)
         result.proven_none = np.zeros(len(result.found), bool)
         result.proven_none[missing] = extra.proven_none
+        result.gap = np.full(len(result.found), np.nan)
+        result.gap[missing] = extra.gap
         return result
 
     def _exact_trees(self):
@@ -1405,8 +1407,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                        f"rows are NaN (see `found`). {hint.strip()}")
             logger.log(logging.INFO if self.verbose >= 1 else logging.DEBUG, message)
             warn(message, ExplanationNotFoundWarning)
-        gap = np.concatenate([r.gap for r in results]) if self.search_ == "exact" else None
-        if gap is not None and np.any(found & np.isnan(gap)):
+        gap = None
+        if self.search_ == "exact" or any(r.gap is not None for r in results):
+            gap = np.concatenate([np.full(len(r.found), np.nan) if r.gap is None else r.gap
+                                  for r in results])
+        if self.search_ == "exact" and np.any(found & np.isnan(gap)):
             warn(f"{int(np.sum(found & np.isnan(gap)))} of {int(found.sum())} answers of the "
                  "exact search are the gradient-free search's, with no proven gap (NaN): their "
                  "rows have missing values, whose way through the trees the exact search does "

@@ -107,7 +107,6 @@ class ExactResult(SearchResult):
     optimum (0: optimal; NaN where nothing was found, or for the heuristic's answer of a row
     with missing values) and each program's ``seconds``."""
 
-    gap: np.ndarray | None = None
     seconds: np.ndarray | None = None
 
 

@@ -170,7 +170,9 @@ class Explanation(JSONMixin):
         class each counterfactual had to reach (:func:`skcem.metrics.explanation_metrics`
         holds its answers, and their set-backs, to it). None: any class but ``X_pred``.
     gap : ndarray of shape (n_samples,) or None
-        With ``search="exact"`` only (else None): each answer's proven relative gap to the
+        With ``search="exact"``, and with ``search="auto"`` on a tree model where the exact
+        search answered rows the gradient-free search left (NaN for the others); else None.
+        Each answer's proven relative gap to the
         optimal distance, ``(distance - lower bound) / distance``; 0 for a proven optimum,
         above 0 where the program stopped at ``max_time`` with the best answer found so far,
         NaN where nothing was found, and for a row with missing values, whose answer is the

@@ -387,7 +387,8 @@ class SearchResult:
     several answers per instance were asked, hold up to ``k`` distinct valid answers per
     instance, closest first (rank 0 is ``explanation``), NaN where fewer were found.
     ``proven_none`` (the exact search's) marks the instances for which it proved that no
-    admissible answer exists.
+    admissible answer exists, and ``gap`` holds its answers' proven relative gaps (NaN for
+    the others).
     """
 
     explanation: np.ndarray
@@ -402,6 +403,7 @@ class SearchResult:
     answers: np.ndarray | None = None
     answer_distance: np.ndarray | None = None
     proven_none: np.ndarray | None = None
+    gap: np.ndarray | None = None
 
 
 def _rows(value, rows):

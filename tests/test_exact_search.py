@@ -766,6 +766,13 @@ def test_auto_completes_the_gradient_free_search_with_the_exact_one():
     np.testing.assert_array_equal(exp.found, exact.found)
     assert exp.found.all() and model.predict(exp.explanation).all()
     assert np.all(exp.distance >= exact.distance * (1 - 1e-9))
+    # the exact search's answers keep their proven gaps (a user saw None under "auto"),
+    # the gradient-free search's have none (NaN)
+    completed = np.isfinite(exp.gap)
+    assert completed.any() and not completed.all()
+    np.testing.assert_allclose(exp.gap[completed], exact.gap[completed], atol=1e-9)
+    np.testing.assert_allclose(exp.distance[completed], exact.distance[completed])
+    assert "gap" in exp.to_frame().columns
 
 
 def test_a_tie_of_the_votes_is_no_win_and_the_optimum_is_proven():
