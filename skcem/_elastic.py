@@ -355,13 +355,17 @@ def shrunk_and_blended(search, E, owner):
     return Z, Z_owner, budget[Z_owner]
 
 
-def best_answers(search, E, owner):
-    """``(owner, rows)``: the closest of each instance's answers ``E`` (all valid)."""
+def best_answers(search, E, owner, n=1):
+    """``(owner, rows)``: the closest of each instance's answers ``E`` (all valid); with
+    ``n > 1``, its ``n`` closest distinct ones, by instance then distance."""
     if owner.size == 0:
         return owner, E
+    if n > 1:
+        owner, E = distinct_rows(owner, E)
     distance = search.distance(E, owner)
     order = np.lexsort((distance, owner))
-    best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+    rank = np.arange(order.size) - np.searchsorted(owner[order], owner[order])
+    best = order[rank < n]
     return owner[best], E[best]
 
 
