@@ -247,3 +247,49 @@ def test_a_pp_short_of_kappa_removes_features_to_reach_it():
         if exp.found[i]:
             p = forest.predict_proba(exp.explanation[[i]])[0]
             assert p[k] - np.delete(p, k).max() >= 0.7
+
+
+def test_a_forests_fast_probabilities_are_its_own_alone_and_behind_a_pipeline(monkeypatch):
+    # The search sums the trees' predictions itself (without the forest's per-tree joblib
+    # overhead), also behind a Pipeline whose one-hot step gives sparse rows: the same
+    # numbers bit for bit, dense or CSR; a Pipeline subclass keeps its own method.
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from skcem import _gradients
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300),
+                          "colour": rng.choice(["red", "green", "blue"], 300),
+                          "size": rng.choice(list("SMLX"), 300)})
+    y = (frame["a"] + (frame["colour"] == "red") > 0.5).astype(int)
+    prep = ColumnTransformer([("categories", OneHotEncoder(sparse_output=True),
+                               ["colour", "size"]), ("numbers", StandardScaler(), ["a", "b"])],
+                             sparse_threshold=1.0)
+    pipeline = Pipeline([("prep", prep), ("forest", RandomForestClassifier(
+        25, random_state=0))]).fit(frame, y)
+    assert hasattr(pipeline[:-1].transform(frame), "tocsr")  # the forest gets sparse rows
+    fast = _gradients._ForestProba.of(pipeline)
+    assert fast is not None
+    np.testing.assert_array_equal(fast(frame), pipeline.predict_proba(frame))
+    monkeypatch.setattr(_gradients, "_DENSE_NUMBERS", 0)  # walked as CSR
+    np.testing.assert_array_equal(fast(frame), pipeline.predict_proba(frame))
+    forest = pipeline[-1]
+    alone = _gradients._ForestProba.of(forest)
+    rows = pipeline[:-1].transform(frame).toarray()
+    np.testing.assert_array_equal(alone(rows), forest.predict_proba(rows))
+
+    class Shifted(Pipeline):
+        def predict_proba(self, X, **params):
+            return super().predict_proba(X, **params)[:, ::-1]
+
+    assert _gradients._ForestProba.of(Shifted(pipeline.steps)) is None
+    # and the search uses it: the counterfactuals are valid by the Pipeline's own predict
+    cf = CounterfactualExplainer(pipeline).fit(frame)
+    assert isinstance(getattr(cf._get_backend()._predict_proba, "fn", None),
+                      _gradients._ForestProba)
+    exp = explain(cf, frame.iloc[:10])
+    assert exp.found.all()
+    assert np.all(pipeline.predict(exp.explanation) != exp.X_pred)

@@ -13,6 +13,7 @@ import importlib
 from functools import partial
 
 import numpy as np
+from scipy.sparse import issparse
 
 from .._labels import class_indices
 from .._wrappers import frozen_inner
@@ -201,6 +202,10 @@ class _Decoded:
         return self.fn(self.decode(Z))
 
 
+# Sparse rows a forest is asked about are made dense up to this many numbers (64 MiB).
+_DENSE_NUMBERS = 2**24
+
+
 class _ForestProba:
     """A scikit-learn forest's ``predict_proba`` on rows, bit for bit, without its per-tree
     overhead; picklable for joblib.
@@ -209,35 +214,55 @@ class _ForestProba:
     warning filters: on the few rows of a gradient-free search's steps that costs ten times
     the trees' own work (a 50-tree forest: 30 ms a call against 3). Here the same trees'
     ``tree_.predict`` are summed in the same order and divided the same way (what the
-    forest does with ``n_jobs=1``). Anything but finite rows of the fitted width goes to the
-    forest's own method, which validates it, and so do data frames other than of the
-    fitted numeric columns.
+    forest does with ``n_jobs=1``). A forest at the end of a ``Pipeline`` gets the rows its
+    earlier steps give (``transform``, as the Pipeline's ``predict_proba`` does), sparse ones
+    included. Anything but finite rows of the fitted width goes to the forest's own method,
+    which validates it, and so do data frames other than of the fitted numeric columns and
+    sparse matrices other than 32-bit-indexed CSR.
     """
 
-    def __init__(self, forest):
+    def __init__(self, forest, steps=None):
         self.forest = forest
+        self.steps = steps  # the Pipeline's steps before the forest, or None
 
     @classmethod
     def of(cls, estimator):
-        """The fast ``predict_proba`` of a one-output forest classifier, else None."""
+        """The fast ``predict_proba`` of a one-output forest classifier, alone or at the end
+        of a ``Pipeline``, else None."""
         from sklearn.ensemble._forest import ForestClassifier
+        from sklearn.pipeline import Pipeline
 
         estimator = frozen_inner(estimator)
+        steps = None
+        if type(estimator) is Pipeline:  # a subclass may change what predict_proba does
+            steps, estimator = estimator[:-1], frozen_inner(estimator[-1])
         if not isinstance(estimator, ForestClassifier) or \
                 type(estimator).predict_proba is not ForestClassifier.predict_proba:
             return None
-        return cls(estimator)
+        return cls(estimator, steps)
 
     def __call__(self, Z):
+        if self.steps is not None:
+            Z = self.steps.transform(Z)
         forest = self.forest
         if getattr(forest, "n_outputs_", 1) != 1 or np.ndim(Z) != 2 or \
                 np.shape(Z)[1] != forest.n_features_in_ or \
                 (hasattr(Z, "columns") and not self._fitted_numeric_columns(Z)):
             return forest.predict_proba(Z)
-        X = Z.to_numpy(dtype=np.float32) if hasattr(Z, "columns") else Z
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        if not np.isfinite(X).all():
-            return forest.predict_proba(Z)
+        if issparse(Z):
+            if Z.format != "csr" or Z.indices.dtype != np.intc or \
+                    Z.indptr.dtype != np.intc or not np.isfinite(Z.data).all():
+                return forest.predict_proba(Z)
+            X = Z.astype(np.float32)
+            if X.shape[0] * X.shape[1] <= _DENSE_NUMBERS:
+                # The same values, so the same leaves: the trees walk dense rows faster
+                # (10% on UCI Adult's one-hot rows).
+                X = X.toarray()
+        else:
+            X = Z.to_numpy(dtype=np.float32) if hasattr(Z, "columns") else Z
+            X = np.ascontiguousarray(X, dtype=np.float32)
+            if not np.isfinite(X).all():
+                return forest.predict_proba(Z)
         n_classes = forest.n_classes_
         proba = np.zeros((X.shape[0], n_classes))
         for tree in forest.estimators_:
