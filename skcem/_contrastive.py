@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, 
 from sklearn.utils._param_validation import (HasMethods, Interval, InvalidParameterError,
                                             StrOptions)
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from . import metrics
 from ._base import ExplainerMixin
@@ -385,6 +386,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 check=refuse_models_without_answers_off_the_data,
                 fit_params=self._estimator_fit_params(fit_params))
         deep = is_deep_model(self.estimator_)
+        # The questions below are many and mostly small: OpenMP threads (histogram gradient
+        # boosting) cost more to wake than the rows take, and on a busy machine a fit took 65 s
+        # against 1 s on one thread. A network keeps its own threads.
+        with nullcontext() if deep else threadpool_limits(limits=1, user_api="openmp"):
+            return self._fit_explaining(X, y, codec, deep)
+
+    def _fit_explaining(self, X, y, codec, deep):
+        """What the explanations need from the validated ``X``, the model resolved."""
         if deep and codec is not None and codec.has_categorical and \
                 not _numeric_categories(codec):
             raise ValueError("Categorical columns whose categories are not numbers (text, "
