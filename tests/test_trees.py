@@ -286,6 +286,16 @@ def test_a_forests_fast_probabilities_are_its_own_alone_and_behind_a_pipeline(mo
             return super().predict_proba(X, **params)[:, ::-1]
 
     assert _gradients._ForestProba.of(Shifted(pipeline.steps)) is None
+    # earlier steps that give polars frames: the forest's own method takes those
+    pytest.importorskip("polars")
+    numeric = frame[["a", "b"]]
+    polars_out = Pipeline([("scale", StandardScaler()), ("forest", RandomForestClassifier(
+        10, random_state=0))]).set_output(transform="polars").fit(numeric, y)
+    np.testing.assert_array_equal(_gradients._ForestProba.of(polars_out)(numeric),
+                                  polars_out.predict_proba(numeric))
+    polars_exp = explain(CounterfactualExplainer(polars_out).fit(numeric), numeric.iloc[:3])
+    assert np.all(polars_out.predict(polars_exp.explanation[polars_exp.found])
+                  != polars_exp.X_pred[polars_exp.found])
     # and the search uses it: the counterfactuals are valid by the Pipeline's own predict
     cf = CounterfactualExplainer(pipeline).fit(frame)
     assert isinstance(getattr(cf._get_backend()._predict_proba, "fn", None),

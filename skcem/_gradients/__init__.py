@@ -272,8 +272,9 @@ class _ForestProba:
 
     def _fitted_numeric_columns(self, frame):
         names = getattr(self.forest, "feature_names_in_", None)
+        # (a polars frame's dtypes have no kind: it goes to the forest's own method)
         return names is not None and list(frame.columns) == list(names) and \
-            all(dtype.kind in "biuf" for dtype in frame.dtypes)
+            all(getattr(dtype, "kind", None) in ("b", "i", "u", "f") for dtype in frame.dtypes)
 
 
 class _ClassIndices:
