@@ -493,7 +493,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._leaf_boxes = None
         if self.search_ == "neighbors":
             self._polish_cuts = split_points(self.estimator_, codec, X.shape[1],
-                                             self._whole_columns())
+                                             self._whole_columns(), self.decimals_)
             self._leaf_boxes = single_tree_leaves(self.estimator_, codec, X.shape[1])
         self._pool = None
         if self.search_ in ("neighbors", "exact") or self._refines() or \

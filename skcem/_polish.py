@@ -73,7 +73,7 @@ import numpy as np
 
 from ._elastic import (MAX_TRIAL_NUMBERS, best_answers, shrunk_and_blended,
                        spread_answers)
-from ._tree_models import read_tree_ensemble
+from ._tree_models import multiples_inside, read_tree_ensemble
 
 # Points asked per changed feature and round: more are thinned evenly (the next rounds ask
 # again between the closest valid one and the instance).
@@ -148,20 +148,25 @@ def _packed(grids):
     return keys, values, first, count
 
 
-def split_points(estimator, codec, n_features, whole):
+def split_points(estimator, codec, n_features, whole, decimals=None):
     """The :class:`SplitPoints` of a tree model (alone or behind a Pipeline the exact
     search can follow), or None for any other model."""
     try:
         ensemble = read_tree_ensemble(estimator, codec, n_features)
     except (ValueError, TypeError, AttributeError):
         return None
-    return points_of(ensemble, n_features, whole)
+    return points_of(ensemble, n_features, whole, decimals)
 
 
-def points_of(ensemble, n_features, whole):
+def points_of(ensemble, n_features, whole, decimals=None):
     """The :class:`SplitPoints` of a :class:`~skcem._tree_models.TreeEnsemble`: thresholds
     moved inside each side by the step the exact search uses; whole numbers for ``whole``
-    columns."""
+    columns, and multiples of a float column's ``decimals`` (-1: none; see
+    :mod:`skcem._decimals`) for the others.
+
+    The answers are rounded to those decimals in the end: steps between them would make the
+    search weigh moves that the rounding then doubles (a forest's thresholds on whole
+    numbers lie halfway between them) or carries to the next multiple."""
     numeric = (ensemble.left >= 0) & np.isfinite(ensemble.threshold)
     above, below = [], []
     for j in range(n_features):
@@ -170,6 +175,14 @@ def points_of(ensemble, n_features, whole):
         up, down = t + step, t - step
         if whole[j]:  # the smallest integer above t, the largest at most t
             up, down = np.floor(up) + 1, np.floor(down)
+        elif decimals is not None and decimals[j] >= 0:
+            # The multiples past those steps, and the nearest ones on either side of the
+            # threshold itself: within the steps, the model (asked of every point) tells.
+            scale = 10.0 ** decimals[j]
+            up, down = multiples_inside(up, down, scale, closed=True)
+            near_up, near_down = multiples_inside(np.nextafter(t, np.inf), t, scale,
+                                                  closed=True)
+            up, down = np.r_[up, near_up], np.r_[down, near_down]
         above.append(np.unique(up))
         below.append(np.unique(down))
     return SplitPoints(tuple(above), tuple(below))

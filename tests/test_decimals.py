@@ -99,11 +99,36 @@ def test_rounding_keeps_every_answer_and_only_what_the_model_accepts(monkeypatch
     valid = model.predict(rounded.explanation[rounded.found]) != \
         model.predict(rows[rounded.found])
     assert valid.all()
-    # A rounded answer changes a little more than the search's, never the other features.
+    # Answers in the columns' decimals, about as close as without them.
     found = rounded.found
-    np.testing.assert_array_equal(rounded.explanation[found][["count", "noise"]],
-                                  raw.explanation[found][["count", "noise"]])
-    assert np.all(rounded.distance[found] >= raw.distance[found] - 0.05 * raw.distance[found])
+    assert not _off_grid(rounded.explanation[["price", "rate"]], np.array([2, 1])).any()
+    assert np.mean(rounded.distance[found]) <= 1.05 * np.mean(raw.distance[found])
+
+
+def test_a_tree_models_split_points_hold_the_columns_decimals():
+    # The polish moves a feature to just past a threshold: past a forest's thresholds on
+    # whole numbers (halfway between them) by a hair, which the rounding in the end turned
+    # into a whole step (a forest on digits: one answer 0.89 in MAD-L1 before rounding, 6.46
+    # after). Its points are the columns' multiples on either side of each threshold.
+    X, y = _table(seed=1)
+    model = RandomForestClassifier(30, random_state=0).fit(X, y)
+    explainer = CounterfactualExplainer(model, distance="mad").fit(X)
+    points = explainer._polish_cuts
+    forest = explainer.estimator_
+    thresholds = np.concatenate([tree.tree_.threshold for tree in forest.estimators_])
+    features = np.concatenate([tree.tree_.feature for tree in forest.estimators_])
+    for j, places in enumerate(explainer.decimals_[:2]):  # price (float64), rate (float32)
+        assert places >= 0
+        above, below = points.above[j], points.below[j]
+        assert above.size and not _off_grid(above, np.full(above.size, places)).any()
+        assert not _off_grid(below, np.full(below.size, places)).any()
+        # each threshold has a point within a step on either side, where the split sends it
+        # in the float32 the trees compare
+        step = 10.0 ** -places * (1 + 1e-9)
+        for t in thresholds[features == j]:
+            right = above[above.astype(np.float32) > t]
+            left = below[below.astype(np.float32) <= t]
+            assert right.min() - t <= 2 * step and t - left.max() <= 2 * step
 
 
 def test_arrays_and_several_answers_closest_first():
@@ -216,9 +241,11 @@ def test_the_exact_programs_points_lie_past_thresholds_in_float32_too(monkeypatc
 
     from skcem import _exact_search
 
+    from skcem._tree_models import multiples_inside
+
     edge = np.float32(117.45).astype(float)
-    low, _ = _exact_search._multiples_inside(np.array([edge]), np.array([np.inf]), 100.0)
-    _, high = _exact_search._multiples_inside(np.array([-np.inf]), np.array([0.3]), 100.0)
+    low, _ = multiples_inside(np.array([edge]), np.array([np.inf]), 100.0)
+    _, high = multiples_inside(np.array([-np.inf]), np.array([0.3]), 100.0)
     assert low[0] == 117.46 and high[0] == 0.29  # float32(0.3) lies above 0.3
 
     X, y = load_breast_cancer(return_X_y=True)
