@@ -147,6 +147,12 @@ def _as_float(values, pd, name, label):
             return np.asarray(values, dtype=float)
         obj = _as_object(values)
         missing = np.asarray(pd.isna(obj), dtype=bool)
+        if kind == "O" and (~missing).any() and all(
+                isinstance(v, (pd.Timestamp, pd.Timedelta, np.datetime64, np.timedelta64))
+                for v in obj[~missing]):  # times held as objects (a background row's)
+            times = pd.Series(list(obj))
+            if times.dtype.kind in "mM":
+                return _as_float(times, pd, name, label)
         out = np.full(len(obj), np.nan)
         out[~missing] = obj[~missing].astype(float)
         return out

@@ -351,6 +351,19 @@ def test_feature_range_of_a_time_column():
     assert table["violations"].tolist() == [0, 0]
 
 
+def test_a_pps_background_of_a_time_column():
+    # A PP's background row holds a time (a Timestamp among objects): compared as a time,
+    # not refused as "not numeric" (a user's PP metrics on a table with a date column).
+    X = pd.DataFrame({"when": pd.to_datetime(["2020-01-10", "2020-03-01"]), "x": [2.0, 3.0]})
+    background = {"when": pd.Timestamp("2020-01-01"), "x": 0.0}
+    E = pd.DataFrame({"when": pd.to_datetime(["2020-01-01", "2020-03-01"]), "x": [2.0, 3.0]})
+    model = ThresholdClassifier("x", 1.5)
+    table = explanation_metrics(model, X, E, mode="PP", background=background)
+    # the first PP drops the date (at its background), the second keeps it
+    assert table["l0"].tolist() == [1, 2]
+    assert table["valid"].tolist() == [True, True]
+
+
 def test_metrics_of_an_explanation_and_of_arrays():
     """The per-explanation metrics name what they take when given arrays;
     explanation_metrics takes an Explanation as its answers."""
