@@ -34,7 +34,7 @@ from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
-from ._polish import split_points
+from ._polish import points_of, readable_trees
 from ._refine import (add_alternatives, complete_and_polish, keep_cheaper, subset_problem,
                       take_answers)
 from ._tree_models import read_tree_ensemble
@@ -487,14 +487,17 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._warn_of_idle_settings()
         self._trees = None
         self.__dict__.pop("_fallback_trees", None)  # read again for this fit's model
+        trees = None
         if self.search_ == "exact":
-            self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
+            trees = self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
         self._polish_cuts = None
         self._leaf_boxes = None
         if self.search_ == "neighbors":
-            self._polish_cuts = split_points(self.estimator_, codec, X.shape[1],
-                                             self._whole_columns(), self.decimals_)
-            self._leaf_boxes = single_tree_leaves(self.estimator_, codec, X.shape[1])
+            trees = readable_trees(self.estimator_, codec, X.shape[1])
+            if trees is not None:
+                self._polish_cuts = points_of(trees, X.shape[1], self._whole_columns(),
+                                              self.decimals_)
+                self._leaf_boxes = single_tree_leaves(self.estimator_, codec, X.shape[1])
         self._pool = None
         if self.search_ in ("neighbors", "exact") or self._refines() or \
                 self._n_answers() > 1:
@@ -511,6 +514,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                      "for every row of X given to fit: the gradient-free search starts from "
                      "fit rows of a wanted class, and the feature ranges come from these "
                      "rows. Fit on rows of several classes (typically the training data).")
+        if trees is not None and self._pool is not None:
+            self._check_trees_as_read(trees)
         self._category_pairs = None
         if codec is not None and codec.categorical_.sum() >= 2:
             self._category_pairs = CategoryPairs().fit(
@@ -785,17 +790,37 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _exact_trees(self):
         """The tree ensemble of the exact search, read once; None for a model, Pipeline or
-        problem it does not take."""
+        problem it does not take, or trees the model's own classes contradict."""
         if not hasattr(self, "_fallback_trees"):
             self._fallback_trees = None
             try:
                 trees = read_tree_ensemble(self.estimator_, self._codec, self.n_features_in_)
                 settings = self._problem_settings()
                 check_exact_problem(trees, settings["mode"], settings["kappa"])
-                self._fallback_trees = trees
+                if self._pool is None or not trees.misread_rows(self._pool.Z, self._pool.pred):
+                    self._fallback_trees = trees
             except (TypeError, ValueError):
                 pass
         return self._fallback_trees
+
+    def _check_trees_as_read(self, trees):
+        """Refuse (``search="exact"``), or leave to the model alone (the split points of the
+        gradient-free search), trees whose reading the model's own classes of the fit rows
+        contradict: a step before them that feeds them otherwise than the reading follows."""
+        misread = trees.misread_rows(self._pool.Z, self._pool.pred)
+        if not misread:
+            return
+        message = (f"The trees read from `estimator` put {misread} of {len(self._pool.Z)} "
+                   "rows of X in another class than its predict does: a step before them "
+                   "feeds them otherwise than the reading follows (XGBoost takes the zeros of "
+                   "a sparse matrix, such as a ColumnTransformer's one-hot output, for missing "
+                   "values: set sparse_threshold=0 there, or OneHotEncoder("
+                   "sparse_output=False)).")
+        if self.search_ == "exact":
+            raise ValueError(message + " search='exact' cannot prove answers on them.")
+        warn(message + " The gradient-free search asks the model alone: its answers are "
+             "valid, maybe farther than on trees it reads.")
+        self._polish_cuts = self._leaf_boxes = None
 
     def _n_answers(self):
         """Answers asked per instance (``n_counterfactuals``; 1 for explainers without)."""

@@ -274,7 +274,7 @@ class NeighborSearch:
         Distinct answers kept per instance (``SearchResult.answers`` when more than one).
         With more than one, at least ``2 * n_answers`` starts are refined.
     points : SplitPoints or None
-        A tree model's split points (:func:`skcem._polish.split_points`): a PN's or
+        A tree model's split points (:func:`skcem._polish.points_of`): a PN's or
         counterfactual's numeric changes are then moved to them instead of bisected, and
         more answers are built on them (:func:`skcem._polish.polish_on_splits`).
     joint : bool

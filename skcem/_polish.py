@@ -4,9 +4,10 @@ A tree model's answer can change only where some split's threshold is crossed: b
 consecutive thresholds of a column every value gives the same leaves. So the moves worth
 asking the model about are few: to a threshold just crossed (a small step inside it, as the
 exact search places its answers), to the instance's own value, or, for a PN, to the edge of
-the values its direction rule forbids. :func:`split_points` reads those thresholds from the
-model (:func:`~skcem._tree_models.read_tree_ensemble`); for other models there are none and
-the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
+the values its direction rule forbids. :func:`readable_trees` and :func:`points_of` read
+those thresholds from the model (:func:`~skcem._tree_models.read_tree_ensemble`; the
+explainer checks them against the model's classes of its fit rows); for other models there
+are none and the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
 :func:`polish_on_splits` takes the answers of the gradient-free search (valid, reverted):
 
 1. **Scan** (:func:`scan_splits`). Every changed numeric feature of every answer is set, in
@@ -148,14 +149,13 @@ def _packed(grids):
     return keys, values, first, count
 
 
-def split_points(estimator, codec, n_features, whole, decimals=None):
-    """The :class:`SplitPoints` of a tree model (alone or behind a Pipeline the exact
-    search can follow), or None for any other model."""
+def readable_trees(estimator, codec, n_features):
+    """The :class:`~skcem._tree_models.TreeEnsemble` of a tree model (alone or behind a
+    Pipeline the exact search can follow), or None for any other model."""
     try:
-        ensemble = read_tree_ensemble(estimator, codec, n_features)
+        return read_tree_ensemble(estimator, codec, n_features)
     except (ValueError, TypeError, AttributeError):
         return None
-    return points_of(ensemble, n_features, whole, decimals)
 
 
 def points_of(ensemble, n_features, whole, decimals=None):

@@ -159,6 +159,24 @@ class TreeEnsemble:
         """The class scores of rows ``Z`` (probabilities or raw values)."""
         return self.base + self.leaf_scores[self.apply(Z)].sum(axis=1)
 
+    def misread_rows(self, Z, predicted):
+        """How many rows of ``Z`` the trees as read put in another class than ``predicted``
+        (the model's own class indices), leaving out rows whose two best scores are within
+        rounding of a tie (the sums' order may send those either way) and rows with missing
+        values (which the trees send their own way, and the reading does not follow)."""
+        complete = np.isfinite(np.asarray(Z, dtype=float)).all(axis=1)
+        Z, predicted = np.asarray(Z, dtype=float)[complete], np.asarray(predicted)[complete]
+        scores = self.scores(Z)
+        if scores.shape[1] < 2:
+            return 0
+        ranked = np.sort(scores, axis=1)
+        apart = ranked[:, -1] - ranked[:, -2] > 1e-9 * (1 + np.abs(ranked[:, -1]))
+        if self.ties_to_higher:
+            read = scores.shape[1] - 1 - np.argmax(scores[:, ::-1], axis=1)
+        else:
+            read = np.argmax(scores, axis=1)
+        return int(np.sum(apart & (read != predicted)))
+
 
 # ---------------------------------------------------------------------------------------------
 # Following a Pipeline's preprocessing: each column a step receives is an expression of one
