@@ -39,6 +39,8 @@ _FOLLOWED = ("StandardScaler, MinMaxScaler (without clip), MaxAbsScaler, RobustS
              "and ColumnTransformers or Pipelines of them")
 
 
+# Rows of the fit data the trees as read are checked on (TreeEnsemble.misread_rows).
+_CHECKED_ROWS = 500
 # Multiples of a column's decimals tried past a threshold that float32 rounds them onto.
 _FLOAT32_STEPS = 8
 
@@ -140,6 +142,13 @@ class TreeEnsemble:
     def apply(self, Z):
         """The leaf of each tree each row of ``Z`` reaches, shape (n_rows, n_trees)."""
         Z = np.asarray(Z, dtype=float)
+        # The categorical splits' masks side by side: one row each, indexed by node.
+        coded = np.full(len(self.left), -1)
+        width = max((len(mask) for mask in self.left_codes.values()), default=0)
+        masks = np.zeros((len(self.left_codes), width), bool)
+        for k, (n, mask) in enumerate(self.left_codes.items()):
+            coded[n] = k
+            masks[k, :len(mask)] = mask
         node = np.tile(self.roots, (len(Z), 1))
         rows = np.arange(len(Z))[:, None]
         while True:
@@ -148,11 +157,9 @@ class TreeEnsemble:
                 return node
             value = Z[rows, np.maximum(self.feature[node], 0)]
             goes_left = value <= self.threshold[node]
-            for n in np.unique(node[inner]):
-                if n in self.left_codes:
-                    at = (node == n)
-                    codes = value[at].astype(int)
-                    goes_left[at] = self.left_codes[n][codes]
+            at = inner & (coded[node] >= 0)
+            if at.any():
+                goes_left[at] = masks[coded[node[at]], value[at].astype(int)]
             node = np.where(inner, np.where(goes_left, self.left[node], self.right[node]), node)
 
     def scores(self, Z):
@@ -164,7 +171,11 @@ class TreeEnsemble:
         (the model's own class indices), leaving out rows whose two best scores are within
         rounding of a tie (the sums' order may send those either way) and rows with missing
         values (which the trees send their own way, and the reading does not follow)."""
-        complete = np.isfinite(np.asarray(Z, dtype=float)).all(axis=1)
+        complete = np.flatnonzero(np.isfinite(np.asarray(Z, dtype=float)).all(axis=1))
+        # a sample tells a reading that the model contradicts (on a user's XGBoost behind
+        # sparse one-hot rows, one row in seven)
+        complete = complete[np.linspace(0, len(complete) - 1, min(len(complete), _CHECKED_ROWS),
+                                        dtype=int)] if len(complete) else complete
         Z, predicted = np.asarray(Z, dtype=float)[complete], np.asarray(predicted)[complete]
         scores = self.scores(Z)
         if scores.shape[1] < 2:
