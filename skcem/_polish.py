@@ -74,7 +74,7 @@ import numpy as np
 
 from ._elastic import (MAX_TRIAL_NUMBERS, best_answers, shrunk_and_blended,
                        spread_answers)
-from ._tree_models import multiples_inside, read_tree_ensemble
+from ._tree_models import read_tree_ensemble
 
 # Points asked per changed feature and round: more are thinned evenly (the next rounds ask
 # again between the closest valid one and the instance).
@@ -161,28 +161,25 @@ def readable_trees(estimator, codec, n_features):
 def points_of(ensemble, n_features, whole, decimals=None):
     """The :class:`SplitPoints` of a :class:`~skcem._tree_models.TreeEnsemble`: thresholds
     moved inside each side by the step the exact search uses; whole numbers for ``whole``
-    columns, and multiples of a float column's ``decimals`` (-1: none; see
-    :mod:`skcem._decimals`) for the others.
+    columns and for float columns of whole numbers (``decimals`` 0; see
+    :mod:`skcem._decimals`).
 
-    The answers are rounded to those decimals in the end: steps between them would make the
-    search weigh moves that the rounding then doubles (a forest's thresholds on whole
-    numbers lie halfway between them) or carries to the next multiple."""
+    The answers are rounded to the columns' decimals in the end: a forest's thresholds on
+    whole numbers lie halfway between them, and a step just past one, which the rounding
+    then doubled, made the search weigh a move at half its cost (a forest on digits: an
+    answer 0.89 in MAD-L1 before rounding, 6.46 after). With more decimals the rounding
+    moves an answer by a small part of a step, and points of the decimals near each
+    threshold, two per threshold where the float32 the trees compare leaves it open,
+    made breast cancer's answers farther (median excess 2.2% to 7.1%)."""
     numeric = (ensemble.left >= 0) & np.isfinite(ensemble.threshold)
     above, below = [], []
     for j in range(n_features):
         at = numeric & (ensemble.feature == j)
         t, step = ensemble.threshold[at], ensemble.margin[at]
         up, down = t + step, t - step
-        if whole[j]:  # the smallest integer above t, the largest at most t
+        if whole[j] or (decimals is not None and decimals[j] == 0):
+            # the smallest integer above t, the largest at most t
             up, down = np.floor(up) + 1, np.floor(down)
-        elif decimals is not None and decimals[j] >= 0:
-            # The multiples past those steps, and the nearest ones on either side of the
-            # threshold itself: within the steps, the model (asked of every point) tells.
-            scale = 10.0 ** decimals[j]
-            up, down = multiples_inside(up, down, scale, closed=True)
-            near_up, near_down = multiples_inside(np.nextafter(t, np.inf), t, scale,
-                                                  closed=True)
-            up, down = np.r_[up, near_up], np.r_[down, near_down]
         above.append(np.unique(up))
         below.append(np.unique(down))
     return SplitPoints(tuple(above), tuple(below))

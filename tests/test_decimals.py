@@ -105,31 +105,35 @@ def test_rounding_keeps_every_answer_and_only_what_the_model_accepts(monkeypatch
     assert np.mean(rounded.distance[found]) <= 1.05 * np.mean(raw.distance[found])
 
 
-def test_a_tree_models_split_points_hold_the_columns_decimals():
-    # The polish moves a feature to just past a threshold: past a forest's thresholds on
-    # whole numbers (halfway between them) by a hair, which the rounding in the end turned
-    # into a whole step (a forest on digits: one answer 0.89 in MAD-L1 before rounding, 6.46
-    # after). Its points are the columns' multiples on either side of each threshold.
+def test_a_tree_models_split_points_on_floats_of_whole_numbers_are_whole():
+    # A forest's thresholds on whole numbers lie halfway between them: the polish moved a
+    # feature just past one, at half the cost of the whole step the rounding then made (a
+    # forest on digits: one answer 0.89 in MAD-L1 before rounding, 6.46 after). On a float
+    # column of whole numbers its points are whole, as on an integer column.
+    from sklearn.datasets import load_digits
+
     X, y = _table(seed=1)
+    X = X.to_numpy()  # the count a float column (a DataFrame's integers are whole already)
     model = RandomForestClassifier(30, random_state=0).fit(X, y)
     explainer = CounterfactualExplainer(model, distance="mad").fit(X)
+    assert explainer.decimals_[2] == 0
     points = explainer._polish_cuts
-    forest = explainer.estimator_
-    thresholds = np.concatenate([tree.tree_.threshold for tree in forest.estimators_])
-    features = np.concatenate([tree.tree_.feature for tree in forest.estimators_])
-    for j, places in enumerate(explainer.decimals_[:2]):  # price (float64), rate (float32)
-        assert places >= 0
-        above, below = points.above[j], points.below[j]
-        assert above.size and not _off_grid(above, np.full(above.size, places)).any()
-        assert not _off_grid(below, np.full(below.size, places)).any()
-        # each threshold has a point within a step on either side, where the split sends it
-        # in the float32 the trees compare
-        step = 10.0 ** -places * (1 + 1e-9)
-        for t in thresholds[features == j]:
-            right = above[above.astype(np.float32) > t]
-            left = below[below.astype(np.float32) <= t]
-            assert right.min() - t <= 2 * step and t - left.max() <= 2 * step
+    thresholds = np.concatenate([tree.tree_.threshold[tree.tree_.feature == 2]
+                                 for tree in explainer.estimator_.estimators_])
+    for grid in (points.above[2], points.below[2]):
+        assert grid.size and np.all(grid == np.round(grid))
+    # each threshold (a half) has the whole numbers on either side of it
+    assert set(np.floor(thresholds) + 1) <= set(points.above[2])
+    assert set(np.floor(thresholds)) <= set(points.below[2])
 
+    digits, labels = load_digits(return_X_y=True)
+    forest = RandomForestClassifier(50, random_state=0).fit(digits, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = CounterfactualExplainer(forest, distance="mad").fit(digits).explain(
+            digits[[29]])
+    assert exp.found[0] and forest.predict(exp.explanation)[0] != exp.X_pred[0]
+    assert exp.distance[0] < 2.0  # 6.46 with the half steps
 
 def test_arrays_and_several_answers_closest_first():
     X, y = _table(seed=2)
