@@ -94,7 +94,8 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
 
     Returns the header and a DataFrame: a column of whole numbers as int64 (answers keep
     whole numbers there, as for a DataFrame given to the explainer), of other numbers as
-    float64, anything else as text. Without pandas, or with ``whole_as_int`` False when every
+    float64, of True and False as bool (as ``pandas.read_csv`` reads them), anything else as
+    text. Without pandas, or with ``whole_as_int`` False when every
     column holds numbers, an array of float64 (:func:`_numbers`).
     """
     header, rows = table or _read_table(path, option)
@@ -130,6 +131,14 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
                 raise InputError(f"--dates: column {name!r} of {path} holds a value that is "
                                  f"not an ISO 8601 date or time ({exc})") from None
             continue
+        present = [cell for cell in cells if cell]
+        if j in text and name not in texts and present and \
+                all(cell.lower() in _TRUTH for cell in present):
+            # True / False, as pandas reads them (a model fitted on a bool column)
+            columns[name] = pd.Series([_TRUTH[cell.lower()] if cell else None
+                                       for cell in cells],
+                                      dtype=bool if len(present) == len(cells) else "boolean")
+            continue
         if j in text:
             columns[name] = pd.Series([cell or None for cell in cells], dtype="str")
             continue
@@ -138,6 +147,9 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
         whole = np.all(numbers == np.round(numbers)) and np.all(np.abs(numbers) < 2**53)
         columns[name] = numbers.astype(np.int64) if whole else numbers
     return header, pd.DataFrame(columns)
+
+
+_TRUTH = {"true": True, "false": False}
 
 
 def _text_columns(model, header):

@@ -864,3 +864,35 @@ def test_columns_the_model_knows_as_text_are_read_as_text(tmp_path, capsys):
     assert len(changed) >= 5
     shown = [value for row in changed for name, value in row.items() if name == "zip"]
     assert shown and all(value.split(" → ")[1] in zips for value in shown)
+
+
+def test_true_and_false_read_as_booleans_for_a_model_fitted_on_them(tmp_path, capsys):
+    # A column of True / False (as pandas writes a bool column) was read as text, and a
+    # Pipeline fitted on the bool column failed on it, with a message about missing values.
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"autopay": rng.random(200) < 0.5, "amount": rng.normal(100, 30, 200)})
+    y = ((X["amount"] > 100) ^ X["autopay"]).astype(int)
+    model = make_pipeline(ColumnTransformer([("all", "passthrough", ["autopay", "amount"])]),
+                          LogisticRegression()).fit(X, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    X.to_csv(tmp_path / "train.csv", index=False)
+    X.iloc[:4].to_csv(tmp_path / "rows.csv", index=False)
+    assert "True" in (tmp_path / "rows.csv").read_text() or \
+        "False" in (tmp_path / "rows.csv").read_text()
+    code, err = _main(capsys, "explain", "--model", str(tmp_path / "model.joblib"), "--data",
+                      str(tmp_path / "rows.csv"), "--train", str(tmp_path / "train.csv"),
+                      "--mode", "CF", "--quiet", "--out", str(tmp_path / "out.json"))
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert all(row["found"] for row in rows)
+    for i, row in enumerate(rows):
+        answer = X.iloc[[i]].copy()
+        for name, value in row["changed"].items():  # a category's "from → to"
+            value = value.split(" → ")[-1] if isinstance(value, str) else value
+            answer[name] = {"True": True, "False": False}.get(value, value)
+        assert answer["autopay"].dtype == bool
+        assert model.predict(answer)[0] == row["CF_class"] != row["class"]
