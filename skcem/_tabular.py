@@ -623,7 +623,8 @@ class _TimeScale:
 
     _SECONDS = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
-    def __init__(self, ticks, unit):
+    def __init__(self, ticks, unit, tz=None):
+        self.unit, self.tz = unit, tz
         self.offset = int(ticks.min()) if ticks.size else 0
         per_second = self._SECONDS.get(unit, 1)
         steps = [86400 * per_second, 3600 * per_second, 60 * per_second, per_second,
@@ -632,7 +633,25 @@ class _TimeScale:
         self.step = next(step for step in steps if step >= 1 and not np.any(spread % step))
 
     def encode(self, column, name):
-        ticks, missing = _ticks(column, name)
+        pd = _pandas()
+        series = column if hasattr(column, "array") else pd.Series(column)
+        dtype = _numpy_time_dtype(series.dtype)
+        fitted_tz = getattr(self, "tz", None)
+        if getattr(dtype, "kind", "") in "mM" and str(getattr(dtype, "tz", None)) != str(
+                fitted_tz):
+            def zone(tz):
+                return f"in time zone {tz}" if tz is not None else "without a time zone"
+            raise ValueError(f"X column {name!r} holds times {zone(getattr(dtype, 'tz', None))}"
+                             f", but the explainer was fitted on times {zone(fitted_tz)}: "
+                             "convert them (tz_convert, tz_localize) as for the model.")
+        unit = getattr(self, "unit", None)
+        if unit is not None and getattr(dtype, "kind", "") in "mM" and \
+                (getattr(dtype, "unit", None) or np.datetime_data(dtype)[0]) != unit:
+            # ticks of the fitted unit (a column of datetime64[us] against [ns]: whole days
+            # read as a thousandth of their length)
+            series = series.astype(dtype) if dtype is not series.dtype else series
+            series = series.dt.as_unit(unit)
+        ticks, missing = _ticks(series, name)
         z = ((ticks - self.offset) // self.step).astype(float)
         z[missing] = np.nan
         return z
@@ -686,7 +705,7 @@ def _time_scale(column, name=None):
         return None
     ticks, missing = _ticks(column, name)
     unit = getattr(dtype, "unit", None) or np.datetime_data(dtype)[0]
-    return _TimeScale(ticks[~missing], unit)
+    return _TimeScale(ticks[~missing], unit, getattr(dtype, "tz", None))
 
 
 def _numpy_time_dtype(dtype):

@@ -567,6 +567,37 @@ def test_datetime_and_timedelta_columns_keep_their_dtypes_and_reach_the_model_as
     assert '"2020-' in exp.to_json()
 
 
+def test_times_of_another_unit_or_time_zone_at_explain():
+    # Rows whose dates are datetime64[us] against the fit's [ns] were read as a thousandth of
+    # their days (distances of 18,768 days for answers 10 to 332 days away); times in a time
+    # zone against the fit's naive ones lost it silently.
+    import pandas as pd
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2020-01-01")
+    X = pd.DataFrame({"when": (start + pd.to_timedelta(rng.integers(0, 1000, 200), unit="D"))
+                      .astype("datetime64[ns]"), "a": rng.normal(size=200)})
+    y = (X["when"] > pd.Timestamp("2021-06-01")).astype(int)
+
+    def day_number(frame):
+        return frame.apply(lambda column: (column - start).dt.days)
+
+    model = make_pipeline(ColumnTransformer([
+        ("when", FunctionTransformer(day_number), ["when"]), ("a", "passthrough", ["a"])]),
+        LogisticRegression()).fit(X, y)
+    explainer = CounterfactualExplainer(model).fit(X)
+    rows = X.iloc[:4]
+    expected = explain(explainer, rows)
+    assert expected.found.all()
+    for unit in ("us", "s"):
+        other = explain(explainer, rows.assign(when=rows["when"].astype(f"datetime64[{unit}]")))
+        np.testing.assert_array_equal(other.distance, expected.distance)
+        pd.testing.assert_series_equal(other.explanation["when"], expected.explanation["when"])
+    with pytest.raises(ValueError, match="'when' holds times in time zone Asia/Tokyo"):
+        explainer.explain(rows.assign(when=rows["when"].dt.tz_localize("Asia/Tokyo")))
+
+
 def test_a_models_native_categorical_columns_are_categories():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
