@@ -272,8 +272,11 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
 
 
 def _short(value):
-    """A cell for a label: numbers to 4 significant digits, anything else as it prints."""
+    """A cell for a label: numbers to 4 significant digits, whole ones from 10,000 on in
+    plain digits (an income of 21,213, not 2.121e+04), anything else as it prints."""
     if isinstance(value, (float, np.floating)):
+        if np.isfinite(value) and 1e4 <= abs(value) < 1e15:
+            return f"{value:,.0f}"
         return f"{value:.4g}"
     return str(value)
 

@@ -276,3 +276,12 @@ def test_similarity_draws_channels_first_colour_images():
         np.testing.assert_allclose(image, (np.moveaxis(row.reshape(3, 4, 5), 0, -1) - low)
                                    / (high - low))
     plt.close("all")
+
+
+def test_labels_write_large_numbers_in_plain_digits():
+    # A user's income change read "2.121e+04 → 3.646e+04".
+    from skcem.plotting import _short
+
+    assert _short(21213.4) == "21,213" and _short(-36460.0) == "-36,460"
+    assert _short(0.58437) == "0.5844" and _short(2.5e20) == "2.5e+20"
+    assert _short(np.float32(12.5)) == "12.5" and _short("basic") == "basic"
