@@ -6,8 +6,10 @@ asking the model about are few: to a threshold just crossed (a small step inside
 exact search places its answers), to the instance's own value, or, for a PN, to the edge of
 the values its direction rule forbids. :func:`readable_trees` and :func:`points_of` read
 those thresholds from the model (:func:`~skcem._tree_models.read_tree_ensemble`; the
-explainer checks them against the model's classes of its fit rows); for other models there
-are none and the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
+explainer checks them against the model's classes of its fit rows); for other
+piecewise-constant models (trees behind a step the reading does not follow, nearest
+neighbours) :func:`data_points` stands the data's own values in for them; for smooth models
+there are none and the bisection of :meth:`~skcem._neighbors._Batch.shrink` stays. On them,
 :func:`polish_on_splits` takes the answers of the gradient-free search (valid, reverted):
 
 1. **Scan** (:func:`scan_splits`). Every changed numeric feature of every answer is set, in
@@ -183,6 +185,19 @@ def points_of(ensemble, n_features, whole, decimals=None):
         above.append(np.unique(up))
         below.append(np.unique(down))
     return SplitPoints(tuple(above), tuple(below))
+
+
+def data_points(X, numeric):
+    """Split points for a piecewise-constant model whose trees cannot be read (behind a step
+    the exact search does not follow; nearest neighbours): each numeric column's distinct
+    values in the data given to ``fit``. A tree trained on such data splits between two of
+    them, so moving to one crosses every split since the last; the model, asked of every
+    point, tells. (Points halfway between them as well, two per gap, made breast cancer's
+    forest answers farther: the margin paths' steps are counted in points.)"""
+    X = np.asarray(X, dtype=float)
+    grids = tuple(np.unique(X[:, j][np.isfinite(X[:, j])]) if numeric[j] else np.zeros(0)
+                  for j in range(X.shape[1]))
+    return SplitPoints(grids, grids)
 
 
 def scan_splits(search, E, owner, points, max_points=_MAX_POINTS, max_rounds=_MAX_ROUNDS):
