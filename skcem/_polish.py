@@ -78,6 +78,11 @@ from ._elastic import (MAX_TRIAL_NUMBERS, best_answers, shrunk_and_blended,
                        spread_answers)
 from ._tree_models import read_tree_ensemble
 
+# A column's data values standing in for thresholds at most (data_points), evenly among
+# them: on 20,000 rows of distinct values the margin paths' steps of 1 to 16 of them moved
+# next to nothing, for 23 times the model rows (nearest neighbours: 15.5 s against 2.6 s
+# without them; 7.7 s with 128, answers 6% closer).
+_MAX_DATA_POINTS = 128
 # Points asked per changed feature and round: more are thinned evenly (the next rounds ask
 # again between the closest valid one and the instance).
 _MAX_POINTS = 48
@@ -190,14 +195,19 @@ def points_of(ensemble, n_features, whole, decimals=None):
 def data_points(X, numeric):
     """Split points for a piecewise-constant model whose trees cannot be read (behind a step
     the exact search does not follow; nearest neighbours): each numeric column's distinct
-    values in the data given to ``fit``. A tree trained on such data splits between two of
-    them, so moving to one crosses every split since the last; the model, asked of every
-    point, tells. (Points halfway between them as well, two per gap, made breast cancer's
-    forest answers farther: the margin paths' steps are counted in points.)"""
+    values in the data given to ``fit`` (``_MAX_DATA_POINTS`` at most, evenly among them). A
+    tree trained on such data splits between two of them, so moving to one crosses every
+    split since the last; the model, asked of every point, tells. (Points halfway between
+    them as well, two per gap, made breast cancer's forest answers farther: the margin
+    paths' steps are counted in points.)"""
     X = np.asarray(X, dtype=float)
-    grids = tuple(np.unique(X[:, j][np.isfinite(X[:, j])]) if numeric[j] else np.zeros(0)
-                  for j in range(X.shape[1]))
-    return SplitPoints(grids, grids)
+    grids = []
+    for j in range(X.shape[1]):
+        values = np.unique(X[:, j][np.isfinite(X[:, j])]) if numeric[j] else np.zeros(0)
+        if values.size > _MAX_DATA_POINTS:  # evenly among them, the ends kept
+            values = values[np.linspace(0, values.size - 1, _MAX_DATA_POINTS).astype(int)]
+        grids.append(values)
+    return SplitPoints(tuple(grids), tuple(grids))
 
 
 def scan_splits(search, E, owner, points, max_points=_MAX_POINTS, max_rounds=_MAX_ROUNDS):
