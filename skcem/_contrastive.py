@@ -519,7 +519,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                      "for every row of X given to fit: the gradient-free search starts from "
                      "fit rows of a wanted class, and the feature ranges come from these "
                      "rows. Fit on rows of several classes (typically the training data).")
-        if trees is not None and self._pool is not None:
+        self._trees_misread = trees is not None and self._pool is not None and \
             self._check_trees_as_read(trees)
         self._category_pairs = None
         if codec is not None and codec.categorical_.sum() >= 2:
@@ -802,7 +802,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 trees = read_tree_ensemble(self.estimator_, self._codec, self.n_features_in_)
                 settings = self._problem_settings()
                 check_exact_problem(trees, settings["mode"], settings["kappa"])
-                if self._pool is None or not trees.misread_rows(self._pool.Z, self._pool.pred):
+                if not getattr(self, "_trees_misread", False):  # (checked in fit)
                     self._fallback_trees = trees
             except (TypeError, ValueError):
                 pass
@@ -811,10 +811,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _check_trees_as_read(self, trees):
         """Refuse (``search="exact"``), or leave to the model alone (the split points of the
         gradient-free search), trees whose reading the model's own classes of the fit rows
-        contradict: a step before them that feeds them otherwise than the reading follows."""
+        contradict: a step before them that feeds them otherwise than the reading follows.
+        Returns whether they do."""
         misread = trees.misread_rows(self._pool.Z, self._pool.pred)
         if not misread:
-            return
+            return False
         message = (f"The trees read from `estimator` put {misread} of {len(self._pool.Z)} "
                    "rows of X in another class than its predict does: a step before them "
                    "feeds them otherwise than the reading follows (XGBoost takes the zeros of "
@@ -826,6 +827,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         warn(message + " The gradient-free search asks the model alone: its answers are "
              "valid, maybe farther than on trees it reads.")
         self._polish_cuts = self._leaf_boxes = None
+        return True
 
     def _n_answers(self):
         """Answers asked per instance (``n_counterfactuals``; 1 for explainers without)."""

@@ -80,7 +80,6 @@ from ._decimals import round_to_decimals
 from ._fista import SearchResult
 from ._neighbors import NeighborSearch
 from ._polish import points_of
-from ._tree_models import multiples_inside
 
 # What a win needs on the class scores beyond a tie, and HiGHS's feasibility tolerance for
 # the programs' rows below it (its default, 1e-6, let a program take a tie for a win: the
@@ -96,6 +95,8 @@ _BUDGET_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
 # forest's whole program on Adult, 2.1 million columns, took it 5.8 s to stop at a 2 s time
 # limit): a larger program than the time left allows is not started, the row's time is up.
 _COLUMNS_PER_SECOND = 500_000
+# Multiples of a column's decimals tried past a threshold that float32 rounds them onto.
+_FLOAT32_STEPS = 8
 # Tries per instance: with ties allowed and the smallest steps, then strict.
 _TRIES = ((False, 1.0), (True, 100.0), (True, 1e4))
 
@@ -382,13 +383,13 @@ def _nearest_points(x0, cuts, steps, pieces, scale=None):
     low = np.r_[-np.inf, cuts + steps]
     high = np.r_[cuts - steps, np.inf]
     if scale is not None:  # the smallest multiple above t_k, the largest at most t_k+1
-        low, high = multiples_inside(low, high, scale)
+        low, high = _multiples_inside(low, high, scale)
     best = np.full(n, np.nan)
     best_gap = np.full(n, np.inf)
     for a, b in pieces:
         lo, hi = np.maximum(low, a), np.minimum(high, b)
         if scale is not None:
-            lo, hi = multiples_inside(lo, hi, scale, closed=True)
+            lo, hi = _multiples_inside(lo, hi, scale, closed=True)
         ok = lo <= hi
         point = np.clip(x0, lo, hi)
         gap = np.where(ok, np.abs(point - x0), np.inf)
@@ -403,6 +404,37 @@ def _nearest_points(x0, cuts, steps, pieces, scale=None):
 def _gap(floor, distance):
     """The relative gap of an answer at ``distance`` above a proven lower bound ``floor``."""
     return max(0.0, 1.0 - floor / distance) if distance > 0 else 0.0
+
+
+def _multiples_inside(low, high, scale, closed=False):
+    """The smallest multiple of ``1 / scale`` above ``low`` (at least ``low``, ``closed``)
+    and the largest at most ``high``, computed as ``k / scale`` (2.76, not 276 * 0.01).
+
+    The ends of an open interval are thresholds, which a model may compare in float32 (the
+    scikit-learn trees and the boosting libraries do) or in float64: a multiple counts as
+    above ``low`` (at most ``high``) in both (117.45 is 117.449997 in float32, which a split
+    at that threshold sends left)."""
+    def above(k):
+        value = k / scale
+        if closed:
+            return value >= low
+        return (value > low) & (value.astype(np.float32) > low)
+
+    def below(k):
+        value = k / scale
+        if closed:
+            return value <= high
+        return (value <= high) & (value.astype(np.float32) <= high)
+
+    with np.errstate(invalid="ignore", over="ignore"):  # (the products only approximate k)
+        first = np.ceil(low * scale) if closed else np.floor(low * scale) + 1
+        first = np.where(above(first - 1), first - 1, first)
+        last = np.floor(high * scale)
+        last = np.where(below(last + 1), last + 1, last)
+        for _ in range(_FLOAT32_STEPS):  # float32 may hold several multiples as one value
+            first = np.where(above(first), first, first + 1)
+            last = np.where(below(last), last, last - 1)
+    return first / scale, last / scale
 
 
 class ExactSearch:

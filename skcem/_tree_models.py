@@ -41,41 +41,6 @@ _FOLLOWED = ("StandardScaler, MinMaxScaler (without clip), MaxAbsScaler, RobustS
 
 # Rows of the fit data the trees as read are checked on (TreeEnsemble.misread_rows).
 _CHECKED_ROWS = 500
-# Multiples of a column's decimals tried past a threshold that float32 rounds them onto.
-_FLOAT32_STEPS = 8
-
-
-def multiples_inside(low, high, scale, closed=False):
-    """The smallest multiple of ``1 / scale`` above ``low`` (at least ``low``, ``closed``)
-    and the largest at most ``high``, computed as ``k / scale`` (2.76, not 276 * 0.01).
-
-    The ends of an open interval are thresholds, which a model may compare in float32 (the
-    scikit-learn trees and the boosting libraries do) or in float64: a multiple counts as
-    above ``low`` (at most ``high``) in both (117.45 is 117.449997 in float32, which a split
-    at that threshold sends left)."""
-    def above(k):
-        value = k / scale
-        if closed:
-            return value >= low
-        return (value > low) & (value.astype(np.float32) > low)
-
-    def below(k):
-        value = k / scale
-        if closed:
-            return value <= high
-        return (value <= high) & (value.astype(np.float32) <= high)
-
-    with np.errstate(invalid="ignore", over="ignore"):  # (the products only approximate k)
-        first = np.ceil(low * scale) if closed else np.floor(low * scale) + 1
-        first = np.where(above(first - 1), first - 1, first)
-        last = np.floor(high * scale)
-        last = np.where(below(last + 1), last + 1, last)
-        for _ in range(_FLOAT32_STEPS):  # float32 may hold several multiples as one value
-            first = np.where(above(first), first, first + 1)
-            last = np.where(below(last), last, last - 1)
-    return first / scale, last / scale
-
-
 @dataclass
 class TreeEnsemble:
     """The nodes of all trees of a model, numbered together, in the search's coordinates.
@@ -171,12 +136,13 @@ class TreeEnsemble:
         (the model's own class indices), leaving out rows whose two best scores are within
         rounding of a tie (the sums' order may send those either way) and rows with missing
         values (which the trees send their own way, and the reading does not follow)."""
-        complete = np.flatnonzero(np.isfinite(np.asarray(Z, dtype=float)).all(axis=1))
+        Z = np.asarray(Z, dtype=float)
+        complete = np.flatnonzero(np.isfinite(Z).all(axis=1))
         # a sample tells a reading that the model contradicts (on a user's XGBoost behind
         # sparse one-hot rows, one row in seven)
         complete = complete[np.linspace(0, len(complete) - 1, min(len(complete), _CHECKED_ROWS),
                                         dtype=int)] if len(complete) else complete
-        Z, predicted = np.asarray(Z, dtype=float)[complete], np.asarray(predicted)[complete]
+        Z, predicted = Z[complete], np.asarray(predicted)[complete]
         scores = self.scores(Z)
         if scores.shape[1] < 2:
             return 0

@@ -245,11 +245,9 @@ def test_the_exact_programs_points_lie_past_thresholds_in_float32_too(monkeypatc
 
     from skcem import _exact_search
 
-    from skcem._tree_models import multiples_inside
-
     edge = np.float32(117.45).astype(float)
-    low, _ = multiples_inside(np.array([edge]), np.array([np.inf]), 100.0)
-    _, high = multiples_inside(np.array([-np.inf]), np.array([0.3]), 100.0)
+    low, _ = _exact_search._multiples_inside(np.array([edge]), np.array([np.inf]), 100.0)
+    _, high = _exact_search._multiples_inside(np.array([-np.inf]), np.array([0.3]), 100.0)
     assert low[0] == 117.46 and high[0] == 0.29  # float32(0.3) lies above 0.3
 
     X, y = load_breast_cancer(return_X_y=True)
