@@ -560,10 +560,13 @@ def _explain(args):
     if kind is not None:
         raise InputError(f"--model: the {type(model).__name__} is {kind}; skcem explains "
                          "classifiers (a PN or counterfactual changes the predicted class)")
-    if not (hasattr(model, "predict_proba") or callable(model)):
+    from ._decision_scores import scored_by_decision
+
+    if not (hasattr(model, "predict_proba") or callable(model) or scored_by_decision(model)):
         from ._validation import probabilities_hint
 
-        raise InputError(f"--model: the {type(model).__name__} has no predict_proba, which the "
+        raise InputError(f"--model: the {type(model).__name__} has neither predict_proba nor a "
+                         "decision_function whose largest score it predicts, which the "
                          f"explainers need: {probabilities_hint(model)}")
     files = {"--data": args.data} | ({"--train": args.train} if args.train else {})
     tables = {option: _read_table(path, option) for option, path in files.items()}

@@ -44,7 +44,11 @@ class CEMExplainer(BaseContrastiveExplainer):
         The classifier to explain. A fitted estimator is used as it is; an unfitted one is
         cloned and fitted on ``fit(X, y)``; ``None`` fits a ``LogisticRegression`` on
         ``(X, y)``. A Keras model is used as it is, with autodiff gradients. Another callable
-        is taken as a ``predict_proba`` function. A model without ``classes_`` names its
+        is taken as a ``predict_proba`` function. A classifier without ``predict_proba``
+        (``SVC``, ``LinearSVC``, ``RidgeClassifier``, ``SGDClassifier(loss="hinge")``) has its
+        classes scored by the softmax of its ``decision_function`` (``kappa`` is a margin
+        between those scores; answers are still its ``predict``'s other classes; see
+        ``estimator_``). A model without ``classes_`` names its
         columns 0, 1, ..., or, given labels ``y`` in ``fit`` that are not such indices,
         their sorted labels. Integer labels below its number of columns are such indices:
         every column is a class, also one ``y`` does not hold. ``fit`` warns of labels that
@@ -261,7 +265,9 @@ class CEMExplainer(BaseContrastiveExplainer):
     Attributes
     ----------
     estimator_ : object
-        The fitted classifier that is explained.
+        The fitted classifier that is explained; one without ``predict_proba``, inside a
+        wrapper whose ``predict_proba`` is the softmax of its ``decision_function`` (a binary
+        one's single score ``s``: ``[1 - expit(s), expit(s)]``), its model in ``.estimator``.
     classes_ : ndarray of shape (n_classes,)
         Its classes.
     no_info_val_ : ndarray of shape (n_features,)

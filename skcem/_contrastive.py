@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from . import metrics
 from ._base import ExplainerMixin
 from ._decimals import column_decimals, round_to_decimals
+from ._decision_scores import scored_by_decision, with_probabilities
 from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation, ranked_index
 from ._fista import CodedBackend, DecisionBackend, ScaledBackend, SearchProblem, solve
@@ -84,7 +85,8 @@ class TargetWarning(SkcemWarning):
 
 
 _SHARED_CONSTRAINTS = {
-    "estimator": [HasMethods(["predict_proba"]), callable, None],
+    "estimator": [HasMethods(["predict_proba"]), HasMethods(["decision_function", "predict"]),
+                  callable, None],
     "gradient": [StrOptions({"auto", "exact", "numerical"})],
     "search": [StrOptions({"auto", "fista", "neighbors", "exact"})],
     "max_time": [Interval(Real, 0, None, closed="neither")],
@@ -296,6 +298,18 @@ def _output_config(estimator):
     return _get_output_config("transform", estimator)["dense"]
 
 
+def _refuse_without_scores(estimator, owner):
+    """One clear error for a classifier that scores no class: neither ``predict_proba`` nor
+    a ``decision_function`` whose largest score its ``predict`` takes (hard voting, a
+    threshold classifier on a decision function)."""
+    if not callable(estimator) and hasattr(estimator, "predict") and \
+            not hasattr(estimator, "predict_proba") and not scored_by_decision(estimator):
+        raise InvalidParameterError(
+            f"The 'estimator' parameter of {owner} needs a classifier with predict_proba or "
+            "decision_function (or a callable of rows returning probabilities); "
+            f"{type(estimator).__name__} has none it can use. {probabilities_hint(estimator)}")
+
+
 class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, TransformerMixin,
                                BaseEstimator):
     """Shared machinery; not for direct use."""
@@ -324,13 +338,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 f"The 'estimator' parameter of {type(self).__name__} must be a classifier; "
                 f"{type(estimator).__name__} is {kind}. skcem explains classifiers "
                 "(a PN or counterfactual changes the predicted class).")
-        if estimator is not None and not callable(estimator) and \
-                hasattr(estimator, "predict") and not hasattr(estimator, "predict_proba"):
-            # A classifier with a decision function only (SVC, LinearSVC, hard voting).
-            raise InvalidParameterError(
-                f"The 'estimator' parameter of {type(self).__name__} needs a classifier with "
-                f"predict_proba (or a callable of rows returning probabilities); "
-                f"{type(estimator).__name__} has none. {probabilities_hint(estimator)}")
+        if estimator is not None:
+            _refuse_without_scores(estimator, type(self).__name__)
         super()._validate_params()
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -381,10 +390,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             partial(table_classifier, codec)
         check_target_given(self.estimator, y, type(self).__name__)  # not the model's failure
         with _names_categorical_failures(codec, self.estimator, fit_params):
-            self.estimator_ = resolve_estimator(
+            fitted = resolve_estimator(
                 self.estimator, fit_on, y, type(self).__name__, default=default,
                 check=refuse_models_without_answers_off_the_data,
                 fit_params=self._estimator_fit_params(fit_params))
+        _refuse_without_scores(fitted, type(self).__name__)
+        self.estimator_ = with_probabilities(fitted)
         deep = is_deep_model(self.estimator_)
         # The questions below are many and mostly small: OpenMP threads (histogram gradient
         # boosting) cost more to wake than the rows take, and on a busy machine a fit took 65 s

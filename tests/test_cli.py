@@ -8,7 +8,9 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
+from sklearn.ensemble import VotingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import SVC
 
 from skcem import CounterfactualExplainer, GradientSimilarityExplainer
@@ -67,6 +69,8 @@ def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     model = LogisticRegression(max_iter=1000).fit(X, y)
     joblib.dump(model, folder / "model.joblib")
+    joblib.dump(VotingClassifier([("nb", GaussianNB()), ("svc", SVC())]).fit(X, y),
+                folder / "hard_voting.joblib")
     joblib.dump(SVC().fit(X, y), folder / "svc.joblib")
     from sklearn.linear_model import LinearRegression
 
@@ -125,6 +129,26 @@ def test_explain_csv_output_and_quiet(files):
             assert r["found"] == "False" and r["PN_class"] == "" and changed == {}
 
 
+def test_explain_a_classifier_with_a_decision_function_only(files):
+    """An SVC without probabilities: its counterfactuals, in other classes by its predict."""
+    folder, _, X = files
+    svc = joblib.load(folder / "svc.joblib")
+    out = folder / "svc.csv"
+    result = _run("explain", "--model", str(folder / "svc.joblib"), "--data",
+                  str(folder / "data.csv"), "--train", str(folder / "train.csv"), "--mode", "CF",
+                  "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["class"]) for r in rows] == svc.predict(X[[0, 60, 120]]).tolist()
+    assert all(r["found"] == "True" for r in rows)
+    for r, x in zip(rows, X[[0, 60, 120]]):
+        answer = x.copy()
+        changed = json.loads(r["changed"])
+        answer[[HEADER.index(name) for name in changed]] = list(changed.values())
+        assert int(r["CF_class"]) == svc.predict(answer[None])[0] != int(r["class"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "missing.joblib"], "--model: no such file"),
     (["--model", "data.csv"], "it takes a fitted model saved with joblib.dump"),
@@ -133,8 +157,10 @@ def test_explain_csv_output_and_quiet(files):
     # not the predict_proba hint, which cannot work for a regressor
     (["--model", "regressor.joblib"], "--model: the LinearRegression is a regressor; skcem "
                                       "explains classifiers"),
-    (["--model", "svc.joblib"], "--model: the SVC has no predict_proba, which the explainers "
-                                "need: CalibratedClassifierCV(SVC(...), ensemble=False)"),
+    (["--model", "hard_voting.joblib"], "--model: the VotingClassifier has neither predict_proba "
+                                        "nor a decision_function whose largest score it "
+                                        "predicts, which the explainers need: "
+                                        "VotingClassifier(voting='soft') gives them"),
     (["--params", "beta"], "--params: expected key=value"),
     (["--params", "beta=-1"], "'beta' parameter"),
 ])

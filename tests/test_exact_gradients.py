@@ -40,6 +40,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.svm import LinearSVC, SVC
 
+from skcem._decision_scores import DecisionScores
 from skcem._gradients._exact import UnsupportedModel, exact_proba_vjp, supports_exact_gradients
 
 _DATA = {}
@@ -143,6 +144,11 @@ MODELS = {
         _ct("passthrough"), StandardScaler(), LogisticRegression(max_iter=300)
     ),
     "cal_frozen_pipe": "frozen",
+    # classifiers without predict_proba: the softmax of their decision function
+    "scores_linearsvc": ("scores", lambda: make_pipeline(StandardScaler(), LinearSVC())),
+    "scores_ridge": ("scores", lambda: RidgeClassifier()),
+    "scores_sgd_hinge": ("scores", lambda: make_pipeline(StandardScaler(),
+                                                         SGDClassifier(random_state=0))),
 }
 
 
@@ -153,6 +159,8 @@ def _fit(name, n_classes):
         if MODELS[name] == "frozen":
             inner = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
             return CalibratedClassifierCV(FrozenEstimator(inner)).fit(X, y)
+        if isinstance(MODELS[name], tuple):
+            return DecisionScores(MODELS[name][1]().fit(X, y))
         return MODELS[name]().fit(X, y)
 
 

@@ -256,24 +256,56 @@ def test_not_found_warning_names_rows_with_no_room_to_move():
 
 
 @pytest.mark.parametrize("Explainer", ["CEMExplainer", "CounterfactualExplainer"])
-def test_a_classifier_without_predict_proba_is_shown_the_way(iris, Explainer):
+def test_a_classifier_with_a_decision_function_only_is_explained(iris, Explainer):
+    """SVC, LinearSVC, RidgeClassifier: their classes scored by the softmax of their decision
+    function, every answer in another class by their own predict; the user's model is left
+    as it is (no predict_proba added)."""
     import skcem
+    from sklearn.linear_model import RidgeClassifier
     from sklearn.svm import SVC, LinearSVC
 
     X, y = iris
-    for model in (SVC(), LinearSVC()):
-        name = type(model).__name__
-        with pytest.raises(ValueError, match=rf"{Explainer} needs .* {name} has none.*"
-                                             r"CalibratedClassifierCV"):
-            getattr(skcem, Explainer)(model.fit(X, y)).fit(X)
-    # hard voting gets soft voting (a calibrated VotingClassifier() would need its voters)
-    from sklearn.ensemble import VotingClassifier
-    from sklearn.naive_bayes import GaussianNB
+    rows = X[::15]
+    for model in (SVC(), LinearSVC(), RidgeClassifier()):
+        model.fit(X, y)
+        explainer = getattr(skcem, Explainer)(model, max_iterations=200, c_steps=4).fit(X)
+        scores = model.decision_function(rows)
+        proba = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(explainer.estimator_.predict_proba(rows), proba, rtol=1e-12)
+        exp = explainer.explain(rows)
+        assert exp.found.mean() >= 0.9, type(model).__name__
+        np.testing.assert_array_equal(exp.X_pred, model.predict(rows))
+        answers = exp.explanation[exp.found]
+        assert (model.predict(answers) != model.predict(rows[exp.found])).all()
+        assert not hasattr(model, "predict_proba")
+    # a binary one's single score s: [1 - expit(s), expit(s)], the class predict gives
+    binary = LinearSVC().fit(X, y == 2)
+    proba = getattr(skcem, Explainer)(binary).fit(X).estimator_.predict_proba(rows)
+    s = binary.decision_function(rows)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-s)), rtol=1e-12)
+    np.testing.assert_array_equal(binary.classes_[proba.argmax(axis=1)], binary.predict(rows))
 
+
+@pytest.mark.parametrize("Explainer", ["CEMExplainer", "CounterfactualExplainer"])
+def test_a_classifier_without_scores_is_shown_the_way(iris, Explainer):
+    """Hard voting scores no class; a threshold classifier on a decision function predicts
+    by a moved threshold, which its scores' largest would not follow."""
+    import skcem
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.model_selection import FixedThresholdClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.svm import SVC, LinearSVC
+
+    X, y = iris
     hard = VotingClassifier([("nb", GaussianNB()), ("svc", SVC())]).fit(X, y)
-    with pytest.raises(ValueError, match=r"VotingClassifier has none\. "
-                                         r"VotingClassifier\(voting='soft'\) gives them"):
+    with pytest.raises(ValueError, match=rf"{Explainer} needs a classifier with predict_proba "
+                                         r"or decision_function .*VotingClassifier has none it "
+                                         r"can use\. VotingClassifier\(voting='soft'\) gives"):
         getattr(skcem, Explainer)(hard).fit(X)
+    moved = FixedThresholdClassifier(LinearSVC(), threshold=0.5).fit(X, y == 2)
+    with pytest.raises(ValueError, match=r"FixedThresholdClassifier has none it can use\. "
+                                         r"CalibratedClassifierCV"):
+        getattr(skcem, Explainer)(moved).fit(X)
 
 
 @pytest.mark.parametrize("Explainer", ["CEMExplainer", "CounterfactualExplainer"])

@@ -74,6 +74,7 @@ from sklearn.preprocessing import (
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
+from .._decision_scores import DecisionScores
 from .._wrappers import is_refitted_search
 
 try:
@@ -285,6 +286,14 @@ def _linear_decision(est):
 @_register(LinearClassifierMixin, "decision_function")
 def _build_linear_decision(est, path):
     return _linear_decision(est)
+
+
+@_register(DecisionScores, "predict_proba")
+def _build_decision_scores(est, path):
+    decision = _compile(est.estimator, "decision_function",
+                        path + [f"{type(est).__name__}.estimator"])
+    return _chain(decision, _binary_sigmoid_node() if len(est.classes_) == 2 else
+                  _softmax_node())
 
 
 @_register(LogisticRegression, "predict_proba")
