@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import DataConversionWarning
-from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, SGDClassifier,
-                                  SGDRegressor)
+from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, RidgeClassifier,
+                                  SGDClassifier, SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcem import GradientSimilarityExplainer, SkcemWarning
@@ -32,7 +33,20 @@ def _parameters(model):
 
 def _loss(model, X, y):
     """Per-example loss through scikit-learn's own predictions (for a one-vs-rest
-    SGDClassifier of several classes, its training loss: the classes' binary log losses)."""
+    SGDClassifier of several classes, its training loss: the classes' binary log losses;
+    for a margin loss, that loss of its decision function on targets ±1, summed over its
+    one-vs-rest classes)."""
+    margin = "squared_error" if isinstance(model, RidgeClassifier) else \
+        getattr(model, "loss", None) if isinstance(model, (LinearSVC, SGDClassifier)) else None
+    if margin in ("hinge", "squared_hinge", "perceptron", "squared_error"):
+        z = model.decision_function(X).reshape(len(X), -1)
+        classes = model.classes_[1:] if z.shape[1] == 1 else model.classes_
+        t = np.where(classes[None, :] == np.asarray(y)[:, None], 1.0, -1.0)
+        per_class = {"hinge": np.maximum(0, 1 - t * z),
+                     "squared_hinge": np.maximum(0, 1 - t * z) ** 2,
+                     "perceptron": np.maximum(0, -t * z),
+                     "squared_error": (z - t) ** 2}[margin]
+        return per_class.sum(axis=1)
     if isinstance(model, SGDClassifier) and len(model.classes_) > 2:
         p = 1 / (1 + np.exp(-model.decision_function(X)))
         own = model.classes_[None, :] == np.asarray(y)[:, None]
@@ -76,6 +90,14 @@ def _models(digits):
          X, binary),
         (MLPRegressor(hidden_layer_sizes=(7,), activation="logistic", max_iter=200,
                       random_state=0).fit(X, y_two), X, y_two),
+        # margin losses: one-vs-rest on targets ±1
+        (LinearSVC().fit(X, y), X, y),
+        (LinearSVC(loss="hinge", dual=True, max_iter=5000).fit(X, binary), X, binary),
+        (RidgeClassifier().fit(X, y), X, y),
+        (RidgeClassifier(fit_intercept=False).fit(X, binary), X, binary),
+        (SGDClassifier(random_state=0).fit(X, y), X, y),
+        (SGDClassifier(loss="perceptron", random_state=0).fit(X, binary), X, binary),
+        (SGDClassifier(loss="squared_hinge", random_state=0).fit(X, binary), X, binary),
     ]
 
 
@@ -260,6 +282,12 @@ def test_bad_input(digits, digits_model):
         GradientSimilarityExplainer(digits_model).fit(X[:20], y[:19])
     with pytest.raises(TypeError, match="must be a Keras model, a PyTorch module or one of"):
         GradientSimilarityExplainer(SVC().fit(X[:50], y[:50])).fit(X[:50], y[:50])
+    crammer_singer = LinearSVC(multi_class="crammer_singer").fit(X[:50], y[:50])
+    with pytest.raises(TypeError, match=r'LinearSVC\(multi_class="ovr"\).*got LinearSVC'):
+        GradientSimilarityExplainer(crammer_singer).fit(X[:50], y[:50])
+    with pytest.raises(TypeError, match=r"SGDClassifier\(loss in log_loss, hinge, "):
+        GradientSimilarityExplainer(SGDClassifier(loss="huber").fit(X[:50], y[:50])).fit(
+            X[:50], y[:50])
     with pytest.raises(ValueError, match="n_neighbors"):
         explainer.kneighbors(X[:2], n_neighbors=0)
 

@@ -8,19 +8,25 @@ building them (see :mod:`._factors`).
 Losses: cross-entropy (log loss) of the predicted probabilities for classifiers (for
 ``SGDClassifier(loss="log_loss")`` with more than two classes, its one-vs-rest training loss:
 the binary log losses of its classes, summed), the squared error averaged over outputs (Keras'
-``mean_squared_error``) for regressors. Parameters are
-flattened layer by layer, weights (row-major) before intercepts.
+``mean_squared_error``) for regressors. Linear classifiers trained on a margin loss have that
+training loss, one-vs-rest on targets ``t = ±1`` per class (one score, ``classes_[1]``'s, for
+two classes), summed over classes and without the penalty: ``LinearSVC`` and
+``SGDClassifier`` their hinge ``max(0, 1 - t z)``, squared hinge ``max(0, 1 - t z)²`` or
+perceptron ``max(0, -t z)`` (subgradient 0 at the kink), ``RidgeClassifier`` the squared
+error ``(z - t)²``. Parameters are flattened layer by layer, weights (row-major) before
+intercepts.
 """
 
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, SGDClassifier,
-                                  SGDRegressor)
+from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, RidgeClassifier,
+                                  SGDClassifier, SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.svm import LinearSVC
 
 from ._factors import GradientFactors
 
-LINEAR_CLASSIFIERS = (LogisticRegression, SGDClassifier)
+LINEAR_CLASSIFIERS = (LogisticRegression, SGDClassifier, RidgeClassifier, LinearSVC)
 LINEAR_REGRESSORS = (LinearRegression, Ridge, SGDRegressor)
 SUPPORTED = LINEAR_CLASSIFIERS + LINEAR_REGRESSORS + (MLPClassifier, MLPRegressor)
 
@@ -44,6 +50,32 @@ def _output_delta(model, output, y):
     return 2.0 * (output - y) / output.shape[1]
 
 
+# d loss / d z of the margin losses, for scores z and targets t = ±1
+_MARGIN_DELTAS = {
+    "hinge": lambda z, t: -t * (t * z < 1),
+    "squared_hinge": lambda z, t: -2.0 * t * np.maximum(0.0, 1.0 - t * z),
+    "perceptron": lambda z, t: -t * (t * z < 0),
+    "squared_error": lambda z, t: 2.0 * (z - t),
+}
+
+
+def _margin_loss(model):
+    """The margin loss ``model`` was trained on (a key of ``_MARGIN_DELTAS``), or None."""
+    if isinstance(model, RidgeClassifier):
+        return "squared_error"
+    if isinstance(model, (LinearSVC, SGDClassifier)) and model.loss in _MARGIN_DELTAS:
+        return model.loss
+    return None
+
+
+def _signed_targets(model, y, n_scores):
+    """``±1`` per score column: 1 where ``y`` is its class (one column: ``classes_[1]``)."""
+    index = np.searchsorted(model.classes_, y)
+    if n_scores == 1:
+        return np.where(index == 1, 1.0, -1.0)[:, None]
+    return np.where(np.arange(n_scores) == index[:, None], 1.0, -1.0)
+
+
 class LinearGradients:
     """``LogisticRegression`` (binary and multinomial) and linear regressors."""
 
@@ -57,6 +89,9 @@ class LinearGradients:
 
     def _delta(self, X, y):
         z = X @ self.coef.T + self.intercept
+        margin_loss = _margin_loss(self.model)
+        if margin_loss is not None:
+            return _MARGIN_DELTAS[margin_loss](z, _signed_targets(self.model, y, z.shape[1]))
         if isinstance(self.model, SGDClassifier):  # one logistic output per class
             z = expit(z)
         elif isinstance(self.model, LINEAR_CLASSIFIERS):
@@ -134,21 +169,25 @@ def sklearn_gradients(model):
 
 
 # The losses computed here, for the models that have several.
-_LOSSES = {SGDClassifier: "log_loss", SGDRegressor: "squared_error",
-           MLPRegressor: "squared_error"}
+_LOSSES = {SGDClassifier: ("log_loss", "hinge", "squared_hinge", "perceptron"),
+           SGDRegressor: ("squared_error",), MLPRegressor: ("squared_error",)}
 
 
 def is_supported(model):
     """Whether the gradients of ``model`` are computed here (``SGDClassifier``: of its log
-    loss only, its other losses have no probabilities; ``SGDRegressor`` and
-    ``MLPRegressor``: of their squared error)."""
+    loss and margin losses, not the others; ``SGDRegressor`` and ``MLPRegressor``: of their
+    squared error; ``LinearSVC``: one-vs-rest, not Crammer-Singer)."""
+    if isinstance(model, LinearSVC) and model.multi_class != "ovr":
+        return False
     return isinstance(model, SUPPORTED) and all(
-        getattr(model, "loss", loss) == loss
-        for cls, loss in _LOSSES.items() if isinstance(model, cls))
+        getattr(model, "loss", losses[0]) in losses
+        for cls, losses in _LOSSES.items() if isinstance(model, cls))
 
 
 def unsupported_error(model):
-    names = ", ".join(cls.__name__ + (f'(loss="{_LOSSES[cls]}")' if cls in _LOSSES else "")
+    names = ", ".join(cls.__name__ + (f"(loss in {', '.join(_LOSSES[cls])})"
+                                      if cls in _LOSSES else "")
+                      + ('(multi_class="ovr")' if cls is LinearSVC else "")
                       for cls in SUPPORTED)
     hint = ""
     if hasattr(model, "steps"):  # the parameters are the last step's, on transformed rows
