@@ -662,7 +662,17 @@ def label_position(key, feature_names, n_features, name):
     if isinstance(key, (int, np.integer)) and -n_features <= key < n_features:
         return int(key) % n_features
     raise ValueError(f"`{name}` keys must be column names or indices below {n_features}; "
-                     f"got {key!r}.")
+                     f"got {key!r}.{_integer_labels_hint(labels)}")
+
+
+def _integer_labels_hint(labels):
+    """For columns labelled by integers: that integers in parameters are their positions."""
+    if not labels or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool)
+                             for c in labels):
+        return ""
+    return (f" Integers are positions, as in scikit-learn's ColumnTransformer, also where "
+            f"X's columns are labelled by integers ({list(labels)[:10]}): give the position "
+            f"(column {labels[0]!r} is 0), or label the columns by strings.")
 
 
 def feature_mask(features, n_features, feature_names, name):
@@ -686,7 +696,8 @@ def feature_mask(features, n_features, feature_names, name):
         bad = values[(values < -n_features) | (values >= n_features)]
         if bad.size:
             raise ValueError(f"`{name}` holds feature indices out of range for "
-                             f"{n_features} features: {bad.tolist()}.")
+                             f"{n_features} features: {bad.tolist()}."
+                             f"{_integer_labels_hint(feature_names)}")
         mask[values] = True
         return mask
     if values.dtype.kind in "UO":

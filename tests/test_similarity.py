@@ -218,8 +218,9 @@ def test_a_regressor_needs_task_regression_and_a_pipeline_gets_a_hint(digits):
 
 def test_sgd_classifier_of_another_loss_is_refused_before_it_is_fitted(digits):
     X, y = digits
-    with pytest.raises(TypeError, match=r'SGDClassifier\(loss="log_loss"\).*got SGDClassifier'):
-        GradientSimilarityExplainer(SGDClassifier(loss="hinge")).fit(X[:100], y[:100])
+    with pytest.raises(TypeError, match=r"SGDClassifier\(loss in 'log_loss', 'hinge', "
+                                        r"'squared_hinge', 'perceptron'\).*got SGDClassifier"):
+        GradientSimilarityExplainer(SGDClassifier(loss="huber")).fit(X[:100], y[:100])
 
 
 def test_fit_transform_of_a_classifier_is_fit_then_transform(digits, digits_model):
@@ -285,7 +286,7 @@ def test_bad_input(digits, digits_model):
     crammer_singer = LinearSVC(multi_class="crammer_singer").fit(X[:50], y[:50])
     with pytest.raises(TypeError, match=r'LinearSVC\(multi_class="ovr"\).*got LinearSVC'):
         GradientSimilarityExplainer(crammer_singer).fit(X[:50], y[:50])
-    with pytest.raises(TypeError, match=r"SGDClassifier\(loss in log_loss, hinge, "):
+    with pytest.raises(TypeError, match=r"SGDClassifier\(loss in 'log_loss', 'hinge', "):
         GradientSimilarityExplainer(SGDClassifier(loss="huber").fit(X[:50], y[:50])).fit(
             X[:50], y[:50])
     with pytest.raises(ValueError, match="n_neighbors"):

@@ -480,6 +480,13 @@ def test_integers_by_feature_are_positions_and_said_so_for_integer_labels():
         warnings.simplefilter("error")
         CounterfactualExplainer(model, immutable_features=[0]).fit(X.set_axis([0, 1, 2], axis=1))
         CounterfactualExplainer(model).fit(X)
+    # a label that is no position: the error says integers are positions, and which is 0
+    for params in ({"immutable_features": [10]}, {"directions": {10: "increase"}}):
+        with pytest.raises(ValueError, match=r"Integers are positions, as in scikit-learn's "
+                                             r"ColumnTransformer, .*labelled by integers "
+                                             r"\(\[10, 2, 0\]\): give the position \(column "
+                                             r"10 is 0\)"):
+            CounterfactualExplainer(model, **params).fit(X)
 
 
 def test_documents_for_a_text_pipeline_get_one_line():

@@ -184,9 +184,14 @@ def is_supported(model):
         for cls, losses in _LOSSES.items() if isinstance(model, cls))
 
 
+def _losses_named(losses):
+    if len(losses) == 1:
+        return f'(loss="{losses[0]}")'
+    return f"(loss in {', '.join(repr(loss) for loss in losses)})"
+
+
 def unsupported_error(model):
-    names = ", ".join(cls.__name__ + (f"(loss in {', '.join(_LOSSES[cls])})"
-                                      if cls in _LOSSES else "")
+    names = ", ".join(cls.__name__ + (_losses_named(_LOSSES[cls]) if cls in _LOSSES else "")
                       + ('(multi_class="ovr")' if cls is LinearSVC else "")
                       for cls in SUPPORTED)
     hint = ""
