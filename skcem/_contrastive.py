@@ -1196,8 +1196,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _warn_empty(self, empty):
         """Pertinent positives that keep nothing say nothing: say why."""
-        held = " besides their immutable features" if self.immutable_mask_.any() else ""
-        at = (", with the immutable features at the instance's values," if held else "")
+        holds = self.immutable_mask_.any() or np.any(self.directions_ != 0)
+        held = " besides the features their constraints hold (Explanation.held: immutable, " \
+            "or kept from the background by directions)" if holds else ""
+        at = (", with those features at the instance's values," if held else "")
         if empty.any():
             warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing{held}: the model already "
                  "gives the no-information background (no_info_val clipped to the feature "
@@ -1473,8 +1475,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if common["mode"].requires_change:
             self._warn_broken_one_hot(explanation[found], names)
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
-        if mode == "PP":  # missing cells and immutable features are not kept by the search
-            held = np.isnan(X) | self.immutable_mask_
+        if mode == "PP":  # missing cells and held features are not kept by the search
+            directions = self.directions_
+            held = np.isnan(X) | self.immutable_mask_ | \
+                ((directions > 0) & (background < X)) | ((directions < 0) & (background > X))
             self._warn_empty(found & np.all((explanation == background) | held, axis=1))
         shown_X, shown_explanation, encoded = X, explanation, None
         codec = self._codec

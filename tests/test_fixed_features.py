@@ -167,9 +167,11 @@ def test_a_pps_distance_leaves_its_immutable_features_out(iris_frame, search):
     # distance of 11.2 (what the fixed features differ from the background)
     X, model = iris_frame
     rows = X.iloc[[0, 60, 120]]
-    with pytest.warns(TargetWarning, match="keep nothing besides their immutable features: "
-                                           "the model already gives .* with the immutable "
-                                           "features at the instance's values,"):
+    with pytest.warns(TargetWarning, match="keep nothing besides the features their "
+                                           r"constraints hold \(Explanation.held: immutable, "
+                                           "or kept from the background by directions\\): the "
+                                           "model already gives .* with those features at the "
+                                           "instance's values,"):
         exp = CEMExplainer(model, mode="PP", immutable_features=NAMES, search=search,
                            **FAST).fit(X).explain(rows)
     assert exp.found.all()
@@ -180,6 +182,25 @@ def test_a_pps_distance_leaves_its_immutable_features_out(iris_frame, search):
     free = [NAMES.index(name) for name in NAMES if name not in FIXED]
     expected = (kept[:, free] ** 2).sum(axis=1) + cem.beta * np.abs(kept[:, free]).sum(axis=1)
     np.testing.assert_allclose(exp.distance[exp.found], expected)
+
+
+@pytest.mark.parametrize("search", ["fista", "neighbors"])
+def test_the_warning_counts_pps_that_keep_only_what_directions_hold(iris_frame, search):
+    """Found by a user: the warning counted PPs that keep nothing besides their immutable
+    features, where changes() and the metrics also leave out those directions hold."""
+    X, model = iris_frame
+    rows = X.iloc[[0, 60, 120, 140]]  # petal lengths 1.4, 3.5, 5.7, 5.6; background 4.35
+    free = ["sepal_width", "petal_length"]
+    cem = CEMExplainer(model, mode="PP", search=search, directions={"petal_length": "increase"},
+                       immutable_features=[n for n in NAMES if n not in free], **FAST).fit(X)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        exp = cem.explain(rows)
+    empty = [found and not kept for found, kept in zip(exp.found, exp.changes())]
+    assert sum(empty) >= 2  # rows 120 and 140 hold their petal length: sepal width alone
+    said = [str(w.message) for w in record if issubclass(w.category, TargetWarning)
+            and "keep nothing" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith(f"{sum(empty)} of 4 PPs keep nothing")
 
 
 def test_a_pps_features_that_directions_keep_from_the_background_are_held(iris_frame):
