@@ -10,20 +10,35 @@ from ._modes import MODES
 from ._warnings import warn
 
 
+def plain_number(value):
+    """A numpy number as a Python one; a float32 (or float16) as the shortest decimal that
+    reads back as it (46.51, not the float64 46.5099983215332 it holds)."""
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        return float(str(value))
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _to_builtin(value):
     """numpy values to JSON-ready Python values; NaN (and pandas' NA) becomes None."""
     if hasattr(value, "to_numpy") and hasattr(value, "columns"):  # a DataFrame
-        return [_to_builtin(list(row)) for row in value.to_numpy(dtype=object)]
+        rows = value.to_numpy(dtype=object)
+        for j, dtype in enumerate(value.dtypes):
+            if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize < 8:
+                rows[:, j] = [plain_number(v) for v in value.iloc[:, j].to_numpy()]
+        return [_to_builtin(list(row)) for row in rows]
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return None
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
-            return np.where(np.isnan(value), None, value.astype(object)).tolist()
+            plain = [plain_number(v) for v in value.ravel()] if value.dtype.itemsize < 8 \
+                else value.astype(object).ravel()
+            return np.where(np.isnan(value).ravel(), None,
+                            np.asarray(plain, dtype=object)).reshape(value.shape).tolist()
         if value.dtype.kind == "O":
             return [_to_builtin(v) for v in value]
         return value.tolist()
     if isinstance(value, np.generic):
-        value = value.item()
+        value = plain_number(value)
     if isinstance(value, float) and np.isnan(value):
         return None
     if isinstance(value, (list, tuple)):
@@ -372,8 +387,8 @@ class Explanation(JSONMixin):
             for j in np.flatnonzero(listed[i]):
                 value = self._value(self.explanation, i, j)
                 if not categorical[j]:  # a plain int for an integer column, a float, a time
-                    value = value.item() if isinstance(value, np.integer) else \
-                        float(value) if isinstance(value, (Real, np.floating)) else value
+                    value = plain_number(value) if isinstance(value, np.generic) else \
+                        float(value) if isinstance(value, Real) else value
                 elif not keeps:
                     value = f"{self._value(self.X, i, j)} → {value}"
                 elif isinstance(value, np.generic):  # a kept category: a plain Python value
@@ -472,8 +487,7 @@ class Explanation(JSONMixin):
     @classmethod
     def _plain_value(cls, table, i, j):
         """A cell as a plain Python value: numbers as int or float, categories as they are."""
-        value = cls._value(table, i, j)
-        return value.item() if isinstance(value, np.generic) else value
+        return plain_number(cls._value(table, i, j))
 
     @staticmethod
     def _value(table, i, j):

@@ -240,6 +240,30 @@ def test_changes_and_to_frame_show_categories(table):
     assert exp.to_json()  # plain values only
 
 
+def test_float32_cells_read_as_the_numbers_they_hold(table):
+    """Found by a user: a float32 column's 46.51 showed as 46.5099983215332 in changes(),
+    fixed() and to_json(): a float32 reads as its shortest decimal (the same float32)."""
+    import json
+
+    X, y, _ = table
+    X32 = X.astype({"income": np.float32})
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X32, y)
+    exp = explain(CounterfactualExplainer(model, immutable_features=["income"],
+                                          distance="mad").fit(X32), X32.iloc[:10])
+    fixed = [row["income"] for row in exp.fixed() if row]
+    assert fixed and all(isinstance(v, float) and v == float(str(np.float32(v)))
+                         for v in fixed)
+    np.testing.assert_array_equal(np.float32(fixed), X32["income"].iloc[:10][exp.found])
+    assert fixed == [round(v, 1) for v in fixed]  # the table's one decimal, no float32 tail
+    rows = json.loads(exp.to_json())["explanation"]
+    incomes = [row[list(X.columns).index("income")] for row in rows if row[0] is not None]
+    assert incomes == fixed
+    moved = CounterfactualExplainer(model, distance="mad", directions={"age": "increase"})
+    values = [row["income"] for row in explain(moved.fit(X32), X32.iloc[:20]).changes()
+              if "income" in row]
+    assert values and all(v == float(str(np.float32(v))) for v in values)
+
+
 def test_changes_of_a_pp_are_what_it_keeps(table):
     X, _, models = table
     cem = CEMExplainer(models["lr"], mode="PP").fit(X)
