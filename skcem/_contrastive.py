@@ -1505,6 +1505,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             gap=gap, target_class=target_class,
             directions=self.directions_.copy() if self.directions_.any() else None,
             immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
+            decimals=self.decimals_.copy(),
             **ranked, meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}
             | ({"seconds": np.concatenate([r.seconds for r in results]).tolist()}

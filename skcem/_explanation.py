@@ -169,6 +169,9 @@ class Explanation(JSONMixin):
         The explainer's ``directions``: +1 where a feature may only increase, -1 where it
         may only decrease, 0 elsewhere (None: no directions). A PP's feature that may not
         move towards the background is kept by construction (see :attr:`held`).
+    decimals : ndarray of int, shape (n_features,), or None
+        The decimals each column's values hold (the explainer's ``decimals_``: -1 where
+        none were read), by which plots write the columns' values.
     counterfactuals : DataFrame, ndarray of shape (n_samples, k, n_features), or None
         :class:`CounterfactualExplainer` only: its ``n_counterfactuals`` distinct valid
         answers per instance, closest first (rank 0 is ``explanation``). A DataFrame indexed
@@ -235,6 +238,7 @@ class Explanation(JSONMixin):
     counterfactual_pred: np.ndarray | None = None
     target_class: np.ndarray | None = None
     directions: np.ndarray | None = None
+    decimals: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]

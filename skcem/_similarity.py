@@ -165,6 +165,8 @@ class SimilarityExplanation(JSONMixin):
     target : ndarray of shape (n_test,) or (n_test, n_outputs)
         The targets whose loss gradients were compared (predictions unless given).
     sim_fn : str
+    target_given : bool
+        Whether ``target`` was given to ``explain`` (else it is the model's predictions).
 
     Examples
     --------
@@ -185,6 +187,7 @@ class SimilarityExplanation(JSONMixin):
     X: np.ndarray
     target: np.ndarray
     sim_fn: str
+    target_given: bool = True
 
     def to_dict(self):
         """A dict of plain Python values, ready for ``json``."""
@@ -801,6 +804,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         explanation : SimilarityExplanation
             The scores and the training instances they rank.
         """
+        target_given = y is not None
         X, y = self._check_X_y(X, y)
         scores = self._scores(X, y)
         order = np.argsort(-scores, axis=1, kind="stable")
@@ -808,7 +812,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                      most_similar=self.X_train_[order[:, 0]],
                                      least_similar=self.X_train_[order[:, -1]], X=X,
                                      target=self._shown_targets(y),
-                                     sim_fn=self.sim_fn)
+                                     sim_fn=self.sim_fn, target_given=target_given)
 
     def kneighbors(self, X, n_neighbors=5, return_scores=True, *, y=None):
         """The ``n_neighbors`` most similar training instances of each row of ``X``.

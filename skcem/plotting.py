@@ -212,9 +212,12 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     index = _check_index(index, len(explanation.X))
     n_features = explanation.X.shape[1]
     names = _checked_feature_names(feature_names, n_features) or \
-        list(explanation.feature_names or [f"x{j}" for j in range(n_features)])
+        [str(name) for name in explanation._names()]
+    labels_text = _change_labels(explanation, index)
+    widest = max((len(text) for text in labels_text.values()), default=0)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 0.35 * n_features + 1.2))
+        fig, ax = plt.subplots(figsize=(max(6.0, 3.5 + 0.07 * widest),
+                                        0.35 * n_features + 1.2))
     else:
         fig = ax.figure
     before = _class_and_proba(explanation.classes, explanation.X_proba[index],
@@ -248,15 +251,16 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         # A label to the right: of a bar that grows right, past its end; of one that grows
         # left, from the zero line (to its left it would run into the features' names).
         ax.text(max(bar.get_width(), 0.0), bar.get_y() + bar.get_height() / 2,
-                f" {_short(explanation._value(explanation.X, index, j))} → "
-                f"{_short(explanation._value(explanation.explanation, index, j))}",
-                va="center", ha="left", fontsize="small")
+                f" {labels_text[j]}", va="center", ha="left", fontsize="small")
     if lengths.size and np.isfinite(lengths).any():
-        # room on the right for the labels
+        # room on the right for the labels: about their width's share of the axes
         low = min(np.nanmin(lengths), 0.0)
         high = max(np.nanmax(lengths), 0.0)
         span = (high - low) or 1.0
-        ax.set_xlim(low - 0.05 * span, high + 0.7 * span)
+        axes_inches = ax.get_position().width * fig.get_figwidth()
+        share = min(0.6, 0.065 * (widest + 1) / axes_inches)
+        room = max(0.7 * span, share * 1.05 * span / (1.0 - share))
+        ax.set_xlim(low - 0.05 * span, high + room)
     ax.set_yticks(positions, labels)
     for label, is_fixed in zip(ax.get_yticklabels(), fixed[keep]):
         if is_fixed:
@@ -271,14 +275,48 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     return fig
 
 
-def _short(value):
-    """A cell for a label: numbers to 4 significant digits, whole ones from 10,000 on in
-    plain digits (an income of 21,213, not 2.121e+04), anything else as it prints."""
+# Significant digits of a number of no known decimals in a label; characters of a category's
+_DIGITS = 4
+_LABEL_CHARACTERS = 28
+
+
+def _change_labels(explanation, index):
+    """``{feature: "from → to"}`` for the features the explanation changes at ``index``, in
+    the columns' own values (and decimals, where known)."""
+    if not explanation.found[index]:
+        return {}
+    delta = explanation.delta[index]
+    decimals = explanation.decimals if explanation.decimals is not None else \
+        np.full(len(delta), -1)
+    return {j: f"{_short(explanation._value(explanation.X, index, j), decimals[j])} → "
+               f"{_short(explanation._value(explanation.explanation, index, j), decimals[j])}"
+            for j in np.flatnonzero(~np.isnan(delta) & (np.abs(delta) > 1e-12))}
+
+
+def _short(value, decimals=-1):
+    """A cell for a label, as the table holds it: a number of a column of known
+    ``decimals`` in those (an amount of 9,999.99), any other to 4 significant digits, in plain
+    notation from 0.0001 to 1e15 (21,213, not 2.121e+04) without trailing zeros; thousands
+    separated from 10,000 on, for integers and floats alike; a long category cut with an
+    ellipsis."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if isinstance(value, (float, np.floating)):
-        if np.isfinite(value) and 1e4 <= abs(value) < 1e15:
-            return f"{value:,.0f}"
-        return f"{value:.4g}"
-    return str(value)
+        value = float(value)
+        if not np.isfinite(value) or value == 0:
+            return f"{value:g}"
+        if decimals is not None and decimals >= 0:
+            return f"{value:,.{decimals}f}" if abs(value) >= 10_000 else f"{value:.{decimals}f}"
+        if not 1e-4 <= abs(value) < 1e15:
+            return f"{value:.4g}"
+        places = max(0, _DIGITS - int(np.floor(np.log10(abs(value)))) - 1)
+        value = round(value, places)
+        text = f"{value:,.{places}f}" if abs(value) >= 10_000 else f"{value:.{places}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    text = str(value)
+    return text if len(text) <= _LABEL_CHARACTERS else text[:_LABEL_CHARACTERS - 1] + "…"
 
 
 def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
@@ -311,8 +349,12 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
     index = _check_index(index, len(explanation.X))
     distance = explanation.counterfactual_distance[index]
     k = distance.size
-    fig, axes = _axes(axes, k, (4.5 * k, 0.35 * explanation.X.shape[1] + 1.5))
     ranked = explanation._ranked() if k > 1 else explanation
+    n_bars = explanation.X.shape[1]
+    if only_changed:  # the most any panel draws
+        n_bars = max([len(_change_labels(ranked, index * k + rank)) for rank in range(k)],
+                     default=1) or 1
+    fig, axes = _axes(axes, k, (4.5 * k, 0.35 * n_bars + 1.5))
     before = _class_and_proba(explanation.classes, explanation.X_proba[index],
                               explanation.X_pred[index])
     for rank, ax in enumerate(axes):
@@ -383,10 +425,12 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     picks = [("most", i) for i in order[:n_most]] + \
         [("least", i) for i in order[::-1][:n_least]]
     given = axes is not None
-    fig, axes = _axes(axes, 1 + len(picks), (2.4 * (1 + len(picks)), 2.8))
+    height = 2.8 if feature_names is None else max(2.8, 0.22 * n_features + 1.2)
+    fig, axes = _axes(axes, 1 + len(picks), (2.4 * (1 + len(picks)), height))
     X_train = np.asarray(X_train).reshape(n_train, n_features)
     rows = [explanation.X[index]] + [X_train[i] for _, i in picks]
-    titles = [f"test: target {explanation.target[index]}"] + [
+    target = "target" if getattr(explanation, "target_given", True) else "predicted"
+    titles = [f"test: {target} {explanation.target[index]}"] + [
         f"{kind} similar\n#{i}: {explanation.scores[index, i]:.3g}" for kind, i in picks]
     side = int(round(np.sqrt(n_features)))
     # A square number of unnamed features is taken for an image; named columns never are.
@@ -401,14 +445,16 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
         images = [_image(row, shape) for row in rows]
         low, high = min(image.min() for image in images), max(image.max() for image in images)
     for k, (ax, row, title) in enumerate(zip(axes, rows, titles)):
-        if shape is not None:
+        if shape is not None:  # every image on one scale, as plot_image_explanation
             _show(ax, images[k], cmap, low, high) if len(shape) == 3 else \
-                ax.imshow(images[k], cmap=cmap)
+                ax.imshow(images[k], cmap=cmap, vmin=low, vmax=high)
             ax.set_axis_off()
-        else:
-            ax.bar(np.arange(n_features), row)
-            if feature_names is not None:
-                ax.set_xticks(np.arange(n_features), feature_names, rotation=90, fontsize=7)
+        else:  # a bar per feature, named on the first panel only
+            ax.barh(np.arange(n_features), row)
+            ax.invert_yaxis()
+            ax.set_yticks(np.arange(n_features),
+                          feature_names if feature_names is not None and k == 0 else [],
+                          fontsize=7)
         ax.set_title(title, fontsize=9)
     if not given:
         fig.tight_layout()

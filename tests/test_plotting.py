@@ -138,8 +138,17 @@ def test_similarity_bars_are_labelled_with_the_columns(iris, iris_model):
     exp = explainer.explain(X[:2])
     fig = plotting.plot_similarity(exp, frame, n_most=1, n_least=1)
     assert len(fig.axes) == 3
-    for ax in fig.axes:
-        assert [t.get_text() for t in ax.get_xticklabels()] == names
+    # horizontal bars, the columns named once, on the first panel (repeated rotated names
+    # overlapped on every panel)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+    for ax in fig.axes[1:]:
+        assert all(t.get_text() == "" for t in ax.get_yticklabels())
+    np.testing.assert_allclose([p.get_width() for p in fig.axes[0].patches], X[0])
+    assert fig.axes[0].get_title() == f"test: predicted {exp.target[0]}"  # no y given
+    plt.close(fig)
+    given = explainer.explain(X[:2], y[:2])
+    fig = plotting.plot_similarity(given, frame, n_most=1, n_least=1)
+    assert fig.axes[0].get_title() == f"test: target {y[0]}"
     plt.close(fig)
     with pytest.raises(ValueError, match=r"X_train must be the 150 training rows .* got "
                                          r"shape \(10, 4\)"):
@@ -285,3 +294,65 @@ def test_labels_write_large_numbers_in_plain_digits():
     assert _short(21213.4) == "21,213" and _short(-36460.0) == "-36,460"
     assert _short(0.58437) == "0.5844" and _short(2.5e20) == "2.5e+20"
     assert _short(np.float32(12.5)) == "12.5" and _short("basic") == "basic"
+    # Found by a user: an amount of 9,999.99 read "1e+04", 54,179.86 "54,180", an integer
+    # 82000 had no separator beside "15,292": a column's decimals are kept, every number
+    # from 10,000 on separated, a long category cut
+    assert _short(9999.99, 2) == "9999.99" and _short(54179.86, 2) == "54,179.86"
+    assert _short(66597.9, 2) == "66,597.90" and _short(np.float32(46.51), 2) == "46.51"
+    assert _short(9999.99) == "10,000" and _short(np.int64(82000)) == "82,000"
+    assert _short(3.0, 0) == "3" and _short(True) == "True"
+    assert _short("Self-employed-not-incorporated") == "Self-employed-not-incorpora…"
+
+
+def test_table_plots_name_the_columns_and_write_their_values_as_held():
+    """Found by a user: integer column labels were drawn as x0, x1...; an amount in cents
+    lost them; a long category ran past the figure; panels of several counterfactuals were
+    sized for every feature where they draw only the changed ones."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from skcem import CounterfactualExplainer
+
+    rng = np.random.default_rng(0)
+    n = 300
+    jobs = np.array(["clerk", "Self-employed-not-incorporated-and-more"])
+    X = pd.DataFrame({10: rng.normal(50_000, 15_000, n).round(2),
+                      20: rng.integers(18, 70, n), 30: rng.choice(jobs, n),
+                      40: rng.normal(0, 1, n)})
+    y = (X[10] / 15_000 + (X[30] == jobs[1]) + X[40] > 4.2).astype(int)
+    model = make_pipeline(ColumnTransformer([("numbers", StandardScaler(), [0, 1, 3]),
+                                             ("job", OneHotEncoder(), [2])]),
+                          LogisticRegression(max_iter=2000)).fit(X, y)
+    explainer = CounterfactualExplainer(model, distance="mad", n_counterfactuals=2).fit(X)
+    assert explainer.decimals_[0] == 2
+    exp = explainer.explain(X.iloc[:40])
+    i = int(np.flatnonzero(exp.found & (np.abs(exp.delta[:, 0]) > 0)
+                           & (np.abs(exp.delta[:, 2]) > 0))[0])
+    fig = plotting.plot_tabular_explanation(exp, index=i)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["10", "20", "30", "40"]
+    before, after = exp.X[10].iloc[i], exp.explanation[10].iloc[i]
+    assert f" {before:,.2f} → {after:,.2f}" in [t.get_text() for t in ax.texts]
+    assert any("Self-employed-not-incorpora… " in t.get_text() + " " for t in ax.texts)
+    fig.canvas.draw()
+    for label in ax.texts:  # inside the figure
+        assert label.get_window_extent().x1 <= fig.bbox.x1 + 1
+    plt.close(fig)
+    fig = plotting.plot_counterfactuals(exp, index=i)
+    drawn = max(len(ax.patches) for ax in fig.axes)
+    assert fig.get_figheight() == pytest.approx(0.35 * drawn + 1.5)
+    plt.close("all")
+
+
+def test_similarity_images_share_one_scale(digits, digits_model):
+    """Found by a user: each grey image was scaled on its own, so a faint digit looked bold."""
+    X, y = digits
+    explainer = GradientSimilarityExplainer(digits_model).fit(X[:60], y[:60])
+    exp = explainer.explain(X[1300:1301] * 0.25)  # a faint test digit
+    fig = plotting.plot_similarity(exp, explainer.X_train_, n_most=1, n_least=1)
+    limits = {ax.images[0].get_clim() for ax in fig.axes}
+    assert len(limits) == 1
+    plt.close(fig)
