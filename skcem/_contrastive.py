@@ -45,11 +45,12 @@ from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_lev
 from ._validation import (accepts_missing_values, align_columns, align_rows, as_named_in,
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
-                          fitted_columns, from_polars, is_prefitted, kind_other_than_classifier,
+                          final_step, fitted_columns, from_polars, is_prefitted, kind_other_than_classifier,
                           missing_values_refused, per_feature, probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, warn
+from ._wrappers import frozen_inner
 from .costs import median_absolute_deviation
 
 
@@ -827,12 +828,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         misread = trees.misread_rows(self._pool.Z, self._pool.pred)
         if not misread:
             return False
+        xgboost = type(frozen_inner(final_step(self.estimator_))).__module__.startswith(
+            "xgboost")
         message = (f"The trees read from `estimator` put {misread} of {len(self._pool.Z)} "
                    "rows of X in another class than its predict does: a step before them "
-                   "feeds them otherwise than the reading follows (XGBoost takes the zeros of "
-                   "a sparse matrix, such as a ColumnTransformer's one-hot output, for missing "
-                   "values: set sparse_threshold=0 there, or OneHotEncoder("
-                   "sparse_output=False)).")
+                   "feeds them otherwise than the reading follows" + (
+                       " (XGBoost takes the zeros of a sparse matrix, such as a "
+                       "ColumnTransformer's one-hot output, for missing values: set "
+                       "sparse_threshold=0 there, or OneHotEncoder(sparse_output=False))."
+                       if xgboost else "."))
         if self.search_ == "exact":
             raise ValueError(message + " search='exact' cannot prove answers on them.")
         warn(message + " The gradient-free search asks the model alone: its answers are "

@@ -106,6 +106,12 @@ class TreeEnsemble:
 
     def apply(self, Z):
         """The leaf of each tree each row of ``Z`` reaches, shape (n_rows, n_trees)."""
+        return self._leaves(Z)[0]
+
+    def _leaves(self, Z):
+        """``apply``'s leaves, and per row whether its way passes within a numeric split's
+        ``margin`` of the threshold (where the model's own float32 comparison, or a
+        threshold mapped back through a scaler, may send it the other way)."""
         Z = np.asarray(Z, dtype=float)
         # The categorical splits' masks side by side: one row each, indexed by node.
         coded = np.full(len(self.left), -1)
@@ -116,12 +122,15 @@ class TreeEnsemble:
             masks[k, :len(mask)] = mask
         node = np.tile(self.roots, (len(Z), 1))
         rows = np.arange(len(Z))[:, None]
+        near = np.zeros(len(Z), bool)
         while True:
             inner = self.left[node] >= 0
             if not inner.any():
-                return node
+                return node, near
             value = Z[rows, np.maximum(self.feature[node], 0)]
             goes_left = value <= self.threshold[node]
+            near |= np.any(inner & (np.abs(value - self.threshold[node]) <= self.margin[node]),
+                           axis=1)
             at = inner & (coded[node] >= 0)
             if at.any():
                 goes_left[at] = masks[coded[node[at]], value[at].astype(int)]
@@ -134,8 +143,11 @@ class TreeEnsemble:
     def misread_rows(self, Z, predicted):
         """How many rows of ``Z`` the trees as read put in another class than ``predicted``
         (the model's own class indices), leaving out rows whose two best scores are within
-        rounding of a tie (the sums' order may send those either way) and rows with missing
-        values (which the trees send their own way, and the reading does not follow)."""
+        rounding of a tie (the sums' order may send those either way), rows that pass
+        within a split's ``margin`` of its threshold (where the searches place no answer:
+        the model's float32 comparison, and a threshold mapped back through a scaler, may
+        send them either way) and rows with missing values (which the trees send their own
+        way, and the reading does not follow)."""
         Z = np.asarray(Z, dtype=float)
         complete = np.flatnonzero(np.isfinite(Z).all(axis=1))
         # a sample tells a reading that the model contradicts (on a user's XGBoost behind
@@ -143,7 +155,8 @@ class TreeEnsemble:
         complete = complete[np.linspace(0, len(complete) - 1, min(len(complete), _CHECKED_ROWS),
                                         dtype=int)] if len(complete) else complete
         Z, predicted = Z[complete], np.asarray(predicted)[complete]
-        scores = self.scores(Z)
+        leaves, near = self._leaves(Z)
+        scores = self.base + self.leaf_scores[leaves].sum(axis=1)
         if scores.shape[1] < 2:
             return 0
         ranked = np.sort(scores, axis=1)
@@ -152,7 +165,7 @@ class TreeEnsemble:
             read = scores.shape[1] - 1 - np.argmax(scores[:, ::-1], axis=1)
         else:
             read = np.argmax(scores, axis=1)
-        return int(np.sum(apart & (read != predicted)))
+        return int(np.sum(apart & ~near & (read != predicted)))
 
 
 # ---------------------------------------------------------------------------------------------
