@@ -299,6 +299,24 @@ def _output_config(estimator):
     return _get_output_config("transform", estimator)["dense"]
 
 
+def _vectorized_columns(estimator, columns):
+    """Positions of the columns of X that a text vectorizer (scikit-learn's, with
+    ``build_analyzer``) takes, in the ColumnTransformer that begins ``estimator``."""
+    from sklearn.compose import ColumnTransformer
+
+    first = estimator
+    while hasattr(first, "steps"):
+        first = first.steps[0][1]
+    if not isinstance(first, ColumnTransformer) or not hasattr(first, "transformers_"):
+        return []
+    found = []
+    for name, step, _ in first.transformers_:
+        parts = [part for _, part in step.steps] if hasattr(step, "steps") else [step]
+        if any(hasattr(part, "build_analyzer") for part in parts):
+            found += list(first._transformer_to_input_indices.get(name, []))
+    return sorted(set(found))
+
+
 def _refuse_without_scores(estimator, owner):
     """One clear error for a classifier that scores no class: neither ``predict_proba`` nor
     a ``decision_function`` whose largest score its ``predict`` takes (hard voting, a
@@ -487,6 +505,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.immutable_mask_ = feature_mask(self.immutable_features, X.shape[1], names,
                                             "immutable_features")
         self._warn_of_embedded_indices(X, codec)
+        self._warn_of_swapped_texts(codec)
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
         both = np.flatnonzero(self.immutable_mask_ & (self.directions_ != 0))
         if both.size:
@@ -1115,6 +1134,21 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "(the searches then change them whole); moved as numbers, an answer such as "
                  "2.9998 for 3 is another token to the network's cast, a change that shows as "
                  "almost none.")
+
+    def _warn_of_swapped_texts(self, codec):
+        """A word where a mutable column of X feeds a text vectorizer of the model's first
+        ColumnTransformer: each whole text is a category, which an answer may swap for
+        another row's text."""
+        if codec is None or not codec.has_categorical:
+            return
+        texts = [j for j in _vectorized_columns(self.estimator_, codec.columns_)
+                 if codec.categorical_[j] and not self.immutable_mask_[j]]
+        if texts:
+            named = [codec.columns_[j] if codec.columns_ is not None else j for j in texts]
+            warn(f"X's columns {named} feed a text vectorizer of `estimator`: each whole text "
+                 "is a category, and an answer may swap it for another row's text of the fit "
+                 "data (never an edit of it). Name them in `immutable_features` to keep each "
+                 "row's own text.")
 
     def _warn_of_idle_settings(self):
         """A word on settings the chosen search does not read (subclasses)."""

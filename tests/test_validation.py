@@ -528,6 +528,36 @@ class _EditsItsInput:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
+def test_a_column_that_feeds_a_text_vectorizer_is_said_to_be_swapped_whole():
+    """Found by a user: answers swapped a customer's review for another's; fit says so, and
+    an immutable review stays each row's own."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skcem import CounterfactualExplainer, SkcemWarning
+
+    rng = np.random.default_rng(0)
+    words = np.array(["good", "bad", "fast", "slow", "cheap", "rude"])
+    X = pd.DataFrame({"age": rng.integers(18, 70, 200),
+                      "review": [" ".join(rng.choice(words, 3)) for _ in range(200)]})
+    y = (X.review.str.contains("good") | (X.age > 50)).astype(int)
+    model = make_pipeline(ColumnTransformer([("age", StandardScaler(), ["age"]),
+                                             ("text", TfidfVectorizer(), "review")]),
+                          LogisticRegression()).fit(X, y)
+    with pytest.warns(SkcemWarning, match=r"columns \['review'\] feed a text vectorizer .* "
+                                          "swap it for another row's text"):
+        CounterfactualExplainer(model).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exp = CounterfactualExplainer(model, immutable_features=["review"]).fit(X).explain(
+            X.iloc[:5])
+    assert exp.found.all() and (exp.explanation["review"] == X.review[:5]).all()
+
+
 @pytest.mark.parametrize("explainer", [CEMExplainer, CounterfactualExplainer])
 def test_a_model_that_edits_its_input_does_not_edit_the_users(iris, iris_model, explainer):
     X, _ = iris
