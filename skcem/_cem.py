@@ -83,8 +83,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         How a scikit-learn model is differentiated with respect to its input. "exact": its
         exact gradient, one forward and one backward pass per iteration for the whole batch
         (``LogisticRegression``, ``SGDClassifier``, ``MLPClassifier``, discriminant analysis,
-        ``GaussianNB``, ``CalibratedClassifierCV`` and ``Pipeline``s of supported scalers and
-        projections; on a table whose categorical columns are immutable, any encoder of them
+        ``GaussianNB``, ``CalibratedClassifierCV`` and ``Pipeline``s of supported scalers,
+        projections, feature selectors and element-wise numpy functions; on a table whose categorical columns are immutable, any encoder of them
         in the pipeline's ColumnTransformer; an unsupported step is named in the error).
         "numerical": central
         differences of ``predict_proba`` (``2 * n_features`` rows per instance and

@@ -23,6 +23,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Perceptron, RidgeClassifier, SGDClassifier
 from sklearn.model_selection import GridSearchCV
 from sklearn.multiclass import OneVsRestClassifier
+from sklearn.feature_selection import SelectFromModel, SelectKBest, VarianceThreshold
 from sklearn.impute import SimpleImputer
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
@@ -144,6 +145,18 @@ MODELS = {
         _ct("passthrough"), StandardScaler(), LogisticRegression(max_iter=300)
     ),
     "cal_frozen_pipe": "frozen",
+    # element-wise numpy functions and feature selectors
+    "pipe_exp_log1p_sqrt": lambda: make_pipeline(
+        FunctionTransformer(np.exp), FunctionTransformer(np.log1p), FunctionTransformer(np.sqrt),
+        LogisticRegression()),
+    "pipe_tanh_arcsinh_cbrt": lambda: make_pipeline(
+        FunctionTransformer(np.tanh), FunctionTransformer(np.arcsinh),
+        FunctionTransformer(np.cbrt), StandardScaler(), LogisticRegression()),
+    "pipe_select_k_best": lambda: make_pipeline(SelectKBest(k=3), LogisticRegression()),
+    "pipe_variance_from_model": lambda: make_pipeline(
+        VarianceThreshold(0.5), SelectFromModel(LogisticRegression(), max_features=2,
+                                                threshold=-np.inf),
+        _mlp("tanh")),
     # classifiers without predict_proba: the softmax of their decision function
     "scores_linearsvc": ("scores", lambda: make_pipeline(StandardScaler(), LinearSVC())),
     "scores_ridge": ("scores", lambda: RidgeClassifier()),
@@ -318,7 +331,7 @@ class _OverridingScaler(StandardScaler):
          "'kneighborsclassifier'"),
         (lambda: Pipeline([("enc", OneHotEncoder()), ("lr", LogisticRegression())]),
          "OneHotEncoder (at Pipeline step 'enc')"),
-        (lambda: Pipeline([("log", FunctionTransformer(np.tanh)), ("lr", LogisticRegression())]),
+        (lambda: Pipeline([("log", FunctionTransformer(np.sin)), ("lr", LogisticRegression())]),
          "FunctionTransformer (at Pipeline step 'log')"),
         (lambda: Pipeline([("mine", _Custom()), ("lr", LogisticRegression())]),
          "_Custom (at Pipeline step 'mine')"),

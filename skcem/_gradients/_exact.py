@@ -58,6 +58,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.multiclass import OneVsRestClassifier, _ConstantPredictor
+from sklearn.feature_selection import SelectorMixin
 from sklearn.impute import SimpleImputer
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
@@ -885,11 +886,58 @@ def _build_poly(est, path):
     return _transform_node(est, backward)
 
 
+# Element-wise numpy functions a FunctionTransformer may apply: the derivative from the
+# input and the output.
+_ELEMENTWISE = {
+    np.log1p: lambda X, Y: 1.0 / (1.0 + X),
+    np.log: lambda X, Y: 1.0 / X,
+    np.log2: lambda X, Y: 1.0 / (X * np.log(2.0)),
+    np.log10: lambda X, Y: 1.0 / (X * np.log(10.0)),
+    np.exp: lambda X, Y: Y,
+    np.expm1: lambda X, Y: Y + 1.0,
+    np.sqrt: lambda X, Y: 0.5 / Y,
+    np.cbrt: lambda X, Y: 1.0 / (3.0 * Y**2),
+    np.tanh: lambda X, Y: 1.0 - Y**2,
+    np.arcsinh: lambda X, Y: 1.0 / np.sqrt(X**2 + 1.0),
+}
+
+
 @_register(FunctionTransformer, "transform")
 def _build_function_transformer(est, path):
-    if est.func is not None:
-        _unsupported(est, "transform", path, f"func={est.func!r} is not the identity")
-    return _identity()
+    if est.func is None:
+        return _identity()
+    derivative = _ELEMENTWISE.get(est.func)
+    if derivative is None or est.kw_args:
+        _unsupported(est, "transform", path, f"func={est.func!r} is neither the identity nor "
+                     f"one of numpy's {', '.join(f.__name__ for f in _ELEMENTWISE)}")
+
+    def forward(X):
+        Y = np.asarray(est.transform(X), dtype=np.float64)
+        return Y, (np.asarray(X, dtype=np.float64), Y)
+
+    def backward(cache, g):
+        X, Y = cache
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return g * derivative(X, Y)
+
+    return forward, backward
+
+
+@_register(SelectorMixin, "transform")
+def _build_selector(est, path):
+    """A feature selector (``SelectKBest``, ``SelectFromModel``, ``VarianceThreshold``...):
+    the kept columns, whose gradients go back to their places."""
+    support = np.asarray(est.get_support(), bool)
+
+    def forward(X):
+        return np.asarray(X, dtype=np.float64)[:, support], X.shape[1]
+
+    def backward(width, g):
+        out = np.zeros((g.shape[0], width))
+        out[:, support] = g
+        return out
+
+    return forward, backward
 
 
 # --------------------------------------------------------------------------------------
