@@ -22,6 +22,7 @@ codes of ``z[j]`` that go left, where ``z`` is the search's row: numeric columns
 categorical columns as the codes of :class:`~skcem._tabular.TableCodec`.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -219,10 +220,32 @@ def _positions(values, categories):
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+class _Unfollowed(ValueError):
+    """A step the reading cannot follow; ``where`` names the steps around it, outermost
+    first, as the steps that hold it are left."""
+
+    def __init__(self, name, why):
+        super().__init__(name, why)
+        self.name, self.why, self.where = name, why, []
+
+    def __str__(self):
+        at = f" (at {' > '.join(self.where)})" if self.where else ""
+        return (f"search='exact' cannot follow the Pipeline step {self.name}{at}{self.why}: "
+                f"it follows {_FOLLOWED}.")
+
+
 def _refuse(step, why=""):
-    name = type(step).__name__ if not isinstance(step, str) else repr(step)
-    raise ValueError(f"search='exact' cannot follow the Pipeline step {name}{why}: it follows "
-                     f"{_FOLLOWED}.")
+    raise _Unfollowed(type(step).__name__ if not isinstance(step, str) else repr(step), why)
+
+
+@contextmanager
+def _inside(where):
+    """Name ``where`` in the error of a step inside it that the reading cannot follow."""
+    try:
+        yield
+    except _Unfollowed as error:
+        error.where.insert(0, where)
+        raise
 
 
 def _affine_map(expressions, scale, offset, step):
@@ -264,8 +287,9 @@ def _follow(step, expressions, columns):
     if step is None or (isinstance(step, str) and step == "passthrough"):
         return expressions
     if isinstance(step, Pipeline):
-        for _, inner in step.steps:
-            expressions = _follow(inner, expressions, columns)
+        for name, inner in step.steps:
+            with _inside(f"Pipeline step {name!r}"):
+                expressions = _follow(inner, expressions, columns)
         return expressions
     if isinstance(step, ColumnTransformer):
         return _follow_column_transformer(step, expressions, columns)
@@ -324,8 +348,9 @@ def _follow_column_transformer(transformer, expressions, columns):
         if where.stop == where.start or (isinstance(step, str) and step == "drop"):
             continue
         taken = transformer._transformer_to_input_indices[name]
-        out[where] = _follow(step, [expressions[i] for i in taken],
-                             [columns[i] for i in taken])
+        with _inside(f"ColumnTransformer {name!r}"):
+            out[where] = _follow(step, [expressions[i] for i in taken],
+                                 [columns[i] for i in taken])
     if any(e is None for e in out):
         _refuse(transformer, " (its output columns could not be traced)")
     return out
@@ -594,8 +619,9 @@ def read_tree_ensemble(estimator, codec, n_features):
     if isinstance(estimator, Pipeline):
         columns = list(codec.columns_) if codec is not None and codec.columns_ else \
             list(range(n_features))
-        for _, step in estimator.steps[:-1]:
-            expressions = _follow(step, expressions, columns)
+        for name, step in estimator.steps[:-1]:
+            with _inside(f"Pipeline step {name!r}"):
+                expressions = _follow(step, expressions, columns)
             columns = list(range(len(expressions)))
     if len(expressions) != model.n_features_in_:
         raise ValueError(f"search='exact' traced {len(expressions)} columns to the model, "

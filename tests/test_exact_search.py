@@ -489,8 +489,17 @@ def test_refusals_name_what_is_not_supported():
     with pytest.raises(ValueError, match="LogisticRegression"):
         CounterfactualExplainer(LogisticRegression().fit(X, y), search="exact").fit(X)
     pipeline = make_pipeline(PolynomialFeatures(), DecisionTreeClassifier()).fit(X, y)
-    with pytest.raises(ValueError, match="PolynomialFeatures"):
+    with pytest.raises(ValueError, match=r"step PolynomialFeatures \(at Pipeline step "
+                                         r"'polynomialfeatures'\): it follows"):
         CounterfactualExplainer(pipeline, search="exact").fit(X)
+    # where it sits, inside the steps that hold it (the same class may be in two places)
+    nested = make_pipeline(make_column_transformer(
+        (make_pipeline(StandardScaler(), PolynomialFeatures()), [0, 1]),
+        remainder="passthrough"), DecisionTreeClassifier()).fit(X, y)
+    with pytest.raises(ValueError, match=r"PolynomialFeatures \(at Pipeline step "
+                                         r"'columntransformer' > ColumnTransformer 'pipeline' > "
+                                         r"Pipeline step 'polynomialfeatures'\)"):
+        CounterfactualExplainer(nested, search="exact").fit(X)
     tree = DecisionTreeClassifier(max_depth=3).fit(X, y)
     with pytest.raises(ValueError, match="pertinent positives"):  # said at fit
         CEMExplainer(tree, mode="PP", search="exact").fit(X)
