@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier,
                               HistGradientBoostingClassifier, RandomForestClassifier)
@@ -280,6 +281,24 @@ def test_a_forests_fast_probabilities_are_its_own_alone_and_behind_a_pipeline(mo
     alone = _gradients._ForestProba.of(forest)
     rows = pipeline[:-1].transform(frame).toarray()
     np.testing.assert_array_equal(alone(rows), forest.predict_proba(rows))
+    # its predict is the Pipeline's, class labels and all (strings here), where it can be
+    labelled = clone(pipeline).fit(frame, np.where(y == 1, "high", "low"))
+    fast_labelled = _gradients._ForestProba.of(labelled)
+    assert fast_labelled.predicts_alike()
+    for rows_in in (frame, frame.iloc[:1]):
+        np.testing.assert_array_equal(fast_labelled.predict(rows_in), labelled.predict(rows_in))
+    # threads sum the trees in another order; a forest's own predict is kept
+    assert not _gradients._ForestProba.of(clone(pipeline).set_params(
+        forest__n_jobs=2).fit(frame, y)).predicts_alike()
+
+    class Voting(RandomForestClassifier):
+        def predict(self, X):  # its own method, whatever it does
+            return super().predict(X)
+
+    voting = Pipeline([("prep", prep), ("forest", Voting(5, random_state=0))]).fit(frame, y)
+    assert not _gradients._ForestProba.of(voting).predicts_alike()
+    own = CounterfactualExplainer(voting).fit(frame)._get_backend()._predict.predict.fn
+    assert own == voting.predict  # the Pipeline's, which asks Voting's
 
     class Shifted(Pipeline):
         def predict_proba(self, X, **params):
@@ -300,6 +319,8 @@ def test_a_forests_fast_probabilities_are_its_own_alone_and_behind_a_pipeline(mo
     cf = CounterfactualExplainer(pipeline).fit(frame)
     assert isinstance(getattr(cf._get_backend()._predict_proba, "fn", None),
                       _gradients._ForestProba)
+    fast_predict = cf._get_backend()._predict.predict.fn
+    assert getattr(fast_predict, "__func__", None) is _gradients._ForestProba.predict
     exp = explain(cf, frame.iloc[:10])
     assert exp.found.all()
     assert np.all(pipeline.predict(exp.explanation) != exp.X_pred)
