@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.impute import SimpleImputer
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier,
                               HistGradientBoostingClassifier, RandomForestClassifier)
@@ -317,10 +318,70 @@ def test_a_forests_fast_probabilities_are_its_own_alone_and_behind_a_pipeline(mo
                   != polars_exp.X_pred[polars_exp.found])
     # and the search uses it: the counterfactuals are valid by the Pipeline's own predict
     cf = CounterfactualExplainer(pipeline).fit(frame)
-    assert isinstance(getattr(cf._get_backend()._predict_proba, "fn", None),
-                      _gradients._ForestProba)
+    assert isinstance(cf._get_backend()._predict_proba, _gradients._CodedForestProba)
     fast_predict = cf._get_backend()._predict.predict.fn
     assert getattr(fast_predict, "__func__", None) is _gradients._ForestProba.predict
     exp = explain(cf, frame.iloc[:10])
     assert exp.found.all()
     assert np.all(pipeline.predict(exp.explanation) != exp.X_pred)
+
+
+def test_a_forests_column_transformer_is_answered_from_the_coded_rows():
+    """The search's rows go to a forest Pipeline's trees without a DataFrame: its
+    ColumnTransformer's blocks looked up by category code and its scalers' own transform,
+    the Pipeline's probabilities bit for bit; a step it cannot follow, a float32 column, or
+    a lookup that disagrees on the first call leave the rows to the Pipeline."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder
+
+    from skcem import _gradients
+    from skcem._gradients._column_lookup import ColumnLookup
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({"age": rng.integers(18, 70, n), "income": rng.normal(50, 15, n),
+                          "job": rng.choice(["clerk", "nurse", "chef", "pilot"], n),
+                          "city": rng.choice(["north", "south"], n),
+                          "size": rng.choice(list("SML"), n), "member": rng.random(n) > 0.5})
+    y = ((frame.age > 40) ^ (frame.job == "chef") | (frame.income > 65)).astype(int)
+    prep = ColumnTransformer([
+        ("onehot", OneHotEncoder(drop="first", handle_unknown="ignore"), ["job", "city"]),
+        ("ordinal", OrdinalEncoder(), ["size"]), ("scale", StandardScaler(), ["age"]),
+        ("minmax", MinMaxScaler(), ["income"])], remainder="passthrough")
+    pipeline = make_pipeline(prep, RandomForestClassifier(30, random_state=0)).fit(frame, y)
+    cf = CounterfactualExplainer(pipeline).fit(frame)
+    coded = cf._get_backend()._predict_proba
+    assert isinstance(coded, _gradients._CodedForestProba)
+    codec = cf._codec
+    Z = codec.encode(frame)
+    Z[::3, 1] += 0.123  # values no row holds
+    Z[1::3, 2] = (Z[1::3, 2] + 1) % len(codec.categories_[2])
+    expected = pipeline.predict_proba(codec.decode(Z))
+    np.testing.assert_array_equal(coded(Z), expected)  # checked, then looked up
+    assert coded.lookup is not None and coded.checked
+    np.testing.assert_array_equal(coded(Z[::-1]), expected[::-1])
+    with_missing = Z[:5].copy()
+    with_missing[0, 1] = np.nan  # the Pipeline's way
+    np.testing.assert_array_equal(coded(with_missing),
+                                  pipeline.predict_proba(codec.decode(with_missing)))
+    missing_model = make_pipeline(ColumnTransformer(
+        [("num", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "income"])],
+        remainder="drop"), RandomForestClassifier(5, random_state=0)).fit(frame, y)
+    assert ColumnLookup.of(missing_model[:-1], codec) is None  # a Pipeline inside: not followed
+    # a float32 column is scaled in float32 by the ColumnTransformer: not looked up
+    narrow = frame.astype({"income": np.float32})
+    narrow_pipe = make_pipeline(clone(prep), RandomForestClassifier(5, random_state=0)).fit(
+        narrow, y)
+    narrow_cf = CounterfactualExplainer(narrow_pipe).fit(narrow)
+    assert not isinstance(narrow_cf._get_backend()._predict_proba, _gradients._CodedForestProba)
+    # a lookup that disagrees with the ColumnTransformer is dropped at the first call
+    wrong = _gradients._CodedForestProba(coded.forest, ColumnLookup.of(pipeline[:-1], codec),
+                                         codec.decode)
+    wrong.lookup.parts[0][1][0][:] += 1.0
+    np.testing.assert_array_equal(wrong(Z), expected)
+    assert wrong.lookup is None
+    np.testing.assert_array_equal(wrong(Z), expected)
+    exp = explain(cf, frame.iloc[:10])
+    assert exp.found.all() and np.all(pipeline.predict(exp.explanation) != exp.X_pred)

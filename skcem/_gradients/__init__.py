@@ -170,6 +170,8 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
             estimator.predict
         predict = _ClassIndices(_Decoded(own, decode), classes)
     predict_proba = _Decoded(predict_proba, decode)
+    if forest is not None and table is not None:
+        predict_proba = _CodedForestProba.of(forest, table) or predict_proba
     vjp = None
     if gradient == "exact" and not hasattr(estimator, "get_params"):
         raise TypeError("gradient='exact' needs a scikit-learn estimator; got "
@@ -247,6 +249,11 @@ class _ForestProba:
     def __call__(self, Z):
         if self.steps is not None:
             Z = self.steps.transform(Z)
+        return self.summed(Z)
+
+    def summed(self, Z):
+        """The forest's probabilities of the rows ``Z`` it takes (the Pipeline's earlier
+        steps' output)."""
         forest = self.forest
         if getattr(forest, "n_outputs_", 1) != 1 or np.ndim(Z) != 2 or \
                 np.shape(Z)[1] != forest.n_features_in_ or \
@@ -295,6 +302,41 @@ class _ForestProba:
         # (a polars frame's dtypes have no kind: it goes to the forest's own method)
         return names is not None and list(frame.columns) == list(names) and \
             all(getattr(dtype, "kind", None) in ("b", "i", "u", "f") for dtype in frame.dtypes)
+
+
+class _CodedForestProba:
+    """A forest Pipeline's probabilities of the search's coded rows, its ColumnTransformer
+    answered column by column (:class:`~skcem._gradients._column_lookup.ColumnLookup`)
+    instead of on decoded DataFrames. The first call is answered both ways; the lookup is
+    kept only where they agree bit for bit (and rows with missing values always go the
+    Pipeline's way)."""
+
+    def __init__(self, forest, lookup, decode):
+        self.forest = forest
+        self.lookup = lookup
+        self.decode = decode
+        self.checked = False
+
+    @classmethod
+    def of(cls, forest, table):
+        """For a forest behind a ColumnTransformer the lookup follows, else None."""
+        from ._column_lookup import ColumnLookup
+
+        if forest.steps is None:
+            return None
+        lookup = ColumnLookup.of(forest.steps, table)
+        return None if lookup is None else cls(forest, lookup, table.decode)
+
+    def __call__(self, Z):
+        Z = np.asarray(Z, dtype=float)
+        if self.lookup is None or not np.isfinite(Z).all():
+            return self.forest(self.decode(Z))
+        if not self.checked:
+            self.checked = True
+            if not self.lookup.agrees(Z):
+                self.lookup = None
+                return self.forest(self.decode(Z))
+        return self.forest.summed(self.lookup(Z))
 
 
 class _ClassIndices:
