@@ -318,7 +318,7 @@ def test_a_forests_fast_probabilities_are_its_own_alone_and_behind_a_pipeline(mo
                   != polars_exp.X_pred[polars_exp.found])
     # and the search uses it: the counterfactuals are valid by the Pipeline's own predict
     cf = CounterfactualExplainer(pipeline).fit(frame)
-    assert isinstance(cf._get_backend()._predict_proba, _gradients._CodedForestProba)
+    assert isinstance(cf._get_backend()._predict_proba, _gradients._CodedProba)
     fast_predict = cf._get_backend()._predict.predict.fn
     assert getattr(fast_predict, "__func__", None) is _gradients._ForestProba.predict
     exp = explain(cf, frame.iloc[:10])
@@ -353,7 +353,7 @@ def test_a_forests_column_transformer_is_answered_from_the_coded_rows():
     pipeline = make_pipeline(prep, RandomForestClassifier(30, random_state=0)).fit(frame, y)
     cf = CounterfactualExplainer(pipeline).fit(frame)
     coded = cf._get_backend()._predict_proba
-    assert isinstance(coded, _gradients._CodedForestProba)
+    assert isinstance(coded, _gradients._CodedProba)
     codec = cf._codec
     Z = codec.encode(frame)
     Z[::3, 1] += 0.123  # values no row holds
@@ -375,13 +375,31 @@ def test_a_forests_column_transformer_is_answered_from_the_coded_rows():
     narrow_pipe = make_pipeline(clone(prep), RandomForestClassifier(5, random_state=0)).fit(
         narrow, y)
     narrow_cf = CounterfactualExplainer(narrow_pipe).fit(narrow)
-    assert not isinstance(narrow_cf._get_backend()._predict_proba, _gradients._CodedForestProba)
+    assert not isinstance(narrow_cf._get_backend()._predict_proba, _gradients._CodedProba)
     # a lookup that disagrees with the ColumnTransformer is dropped at the first call
-    wrong = _gradients._CodedForestProba(coded.forest, ColumnLookup.of(pipeline[:-1], codec),
-                                         codec.decode)
+    wrong = _gradients._CodedProba(coded.model_proba, ColumnLookup.of(pipeline[:-1], codec),
+                                   codec.decode, coded.pipeline_proba, as_given=False)
     wrong.lookup.parts[0][1][0][:] += 1.0
     np.testing.assert_array_equal(wrong(Z), expected)
     assert wrong.lookup is None
     np.testing.assert_array_equal(wrong(Z), expected)
     exp = explain(cf, frame.iloc[:10])
     assert exp.found.all() and np.all(pipeline.predict(exp.explanation) != exp.X_pred)
+    # other models get the dense array the ColumnTransformer gives them, the same numbers
+    dense = clone(prep).set_params(onehot__sparse_output=False)
+    for model in (HistGradientBoostingClassifier(max_iter=30, random_state=0),
+                  LogisticRegression(max_iter=2000)):
+        other = make_pipeline(dense, model).fit(frame, y)
+        other_cf = CounterfactualExplainer(other, search="neighbors").fit(frame)
+        coded = other_cf._get_backend()._predict_proba
+        assert isinstance(coded, _gradients._CodedProba)
+        np.testing.assert_array_equal(coded(Z), other.predict_proba(codec.decode(Z)))
+        assert coded.lookup is not None
+        exp = explain(other_cf, frame.iloc[:10])
+        assert np.all(other.predict(exp.explanation[exp.found]) != exp.X_pred[exp.found])
+    # (a sparse one's products may sum in another order: the Pipeline's way)
+    sparse = make_pipeline(clone(prep).set_params(sparse_threshold=1.0),
+                           LogisticRegression(max_iter=2000)).fit(frame, y)
+    assert sparse[0].sparse_output_
+    assert not isinstance(CounterfactualExplainer(sparse, search="neighbors").fit(frame)
+                          ._get_backend()._predict_proba, _gradients._CodedProba)

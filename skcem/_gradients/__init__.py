@@ -170,8 +170,8 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
             estimator.predict
         predict = _ClassIndices(_Decoded(own, decode), classes)
     predict_proba = _Decoded(predict_proba, decode)
-    if forest is not None and table is not None:
-        predict_proba = _CodedForestProba.of(forest, table) or predict_proba
+    if table is not None:
+        predict_proba = _CodedProba.of(estimator, forest, table) or predict_proba
     vjp = None
     if gradient == "exact" and not hasattr(estimator, "get_params"):
         raise TypeError("gradient='exact' needs a scikit-learn estimator; got "
@@ -304,39 +304,59 @@ class _ForestProba:
             all(getattr(dtype, "kind", None) in ("b", "i", "u", "f") for dtype in frame.dtypes)
 
 
-class _CodedForestProba:
-    """A forest Pipeline's probabilities of the search's coded rows, its ColumnTransformer
-    answered column by column (:class:`~skcem._gradients._column_lookup.ColumnLookup`)
-    instead of on decoded DataFrames. The first call is answered both ways; the lookup is
-    kept only where they agree bit for bit (and rows with missing values always go the
+class _CodedProba:
+    """A Pipeline's probabilities of the search's coded rows, its ColumnTransformer answered
+    column by column (:class:`~skcem._gradients._column_lookup.ColumnLookup`) instead of on
+    decoded DataFrames, its model asked with what the ColumnTransformer would give it: a
+    forest's trees summed (:class:`_ForestProba`), another model's ``predict_proba`` on the
+    dense float64 array it was fitted on. The first call is answered both ways; the lookup
+    is kept only where they agree bit for bit (and rows with missing values always go the
     Pipeline's way)."""
 
-    def __init__(self, forest, lookup, decode):
-        self.forest = forest
+    def __init__(self, model_proba, lookup, decode, pipeline_proba, as_given):
+        self.model_proba = model_proba
         self.lookup = lookup
         self.decode = decode
+        self.pipeline_proba = pipeline_proba
+        self.as_given = as_given
         self.checked = False
 
     @classmethod
-    def of(cls, forest, table):
-        """For a forest behind a ColumnTransformer the lookup follows, else None."""
+    def of(cls, estimator, forest, table):
+        """For a Pipeline of one ColumnTransformer the lookup follows and a model, else
+        None."""
+        from sklearn.pipeline import Pipeline
+
         from ._column_lookup import ColumnLookup
 
-        if forest.steps is None:
+        pipeline = frozen_inner(estimator)
+        if type(pipeline) is not Pipeline or len(pipeline) != 2:
             return None
-        lookup = ColumnLookup.of(forest.steps, table)
-        return None if lookup is None else cls(forest, lookup, table.decode)
+        lookup = ColumnLookup.of(pipeline[:-1], table)
+        if lookup is None:
+            return None
+        if forest is not None:
+            return cls(forest.summed, lookup, table.decode, forest, as_given=False)
+        model = frozen_inner(pipeline[-1])
+        # another model gets the ColumnTransformer's dense array as it is (a sparse one's
+        # products may sum in another order), without names it was fitted with
+        if getattr(lookup.transformer, "sparse_output_", True) or \
+                hasattr(model, "feature_names_in_") or \
+                not callable(getattr(model, "predict_proba", None)):
+            return None
+        return cls(model.predict_proba, lookup, table.decode, pipeline.predict_proba,
+                   as_given=True)
 
     def __call__(self, Z):
         Z = np.asarray(Z, dtype=float)
         if self.lookup is None or not np.isfinite(Z).all():
-            return self.forest(self.decode(Z))
+            return self.pipeline_proba(self.decode(Z))
         if not self.checked:
             self.checked = True
-            if not self.lookup.agrees(Z):
+            if not self.lookup.agrees(Z, as_given=self.as_given):
                 self.lookup = None
-                return self.forest(self.decode(Z))
-        return self.forest.summed(self.lookup(Z))
+                return self.pipeline_proba(self.decode(Z))
+        return self.model_proba(self.lookup(Z))
 
 
 class _ClassIndices:

@@ -100,13 +100,16 @@ class ColumnLookup:
                     start += table.shape[1]
         return out
 
-    def agrees(self, Z):
+    def agrees(self, Z, as_given=False):
         """Whether the lookup gives the ColumnTransformer's own output on the coded rows
-        ``Z``, bit for bit (rows with missing values left out: they are never looked up)."""
+        ``Z``, bit for bit (rows with missing values left out: they are never looked up);
+        with ``as_given``, as a float64 array too, as the model after it gets it."""
         Z = Z[np.isfinite(Z).all(axis=1)]
         if not len(Z):
             return True
         own = self.transformer.transform(self.codec.decode(Z))
+        if as_given and not (isinstance(own, np.ndarray) and own.dtype == np.float64):
+            return False
         own = own.toarray() if hasattr(own, "toarray") else np.asarray(own, dtype=float)
         return own.shape == (len(Z), self.width) and np.array_equal(own, self(Z))
 
