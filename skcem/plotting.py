@@ -320,9 +320,11 @@ def _short(value, decimals=-1):
 
 
 def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
-                         only_changed=True):
+                         only_changed=True, image_shape=None, cmap="gray"):
     """Every counterfactual of one instance (``n_counterfactuals`` > 1), closest first: a
-    panel per answer, drawn as :func:`~skcem.plotting.plot_tabular_explanation` draws one.
+    panel per answer, drawn as :func:`~skcem.plotting.plot_tabular_explanation` draws one;
+    for images (``image_shape``, or a Keras or PyTorch model's input shape), a row per answer
+    as :func:`~skcem.plotting.plot_image_explanation` draws one.
 
     Parameters
     ----------
@@ -336,6 +338,12 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
         One per counterfactual asked (``n_counterfactuals``); default: a new figure.
     only_changed : bool, default=True
         Draw only the features each answer changes.
+    image_shape : tuple, optional
+        Shape of one image, for images of a model that takes flat rows (digits); default:
+        the explanation's ``input_shape``, and a table without one. ``axes`` then holds 3
+        per answer (original, answer, change).
+    cmap : str, default="gray"
+        Colour map of one-channel images.
 
     Returns
     -------
@@ -350,6 +358,8 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
     distance = explanation.counterfactual_distance[index]
     k = distance.size
     ranked = explanation._ranked() if k > 1 else explanation
+    if image_shape is not None or explanation.input_shape is not None:
+        return _image_counterfactuals(explanation, ranked, index, k, image_shape, axes, cmap)
     n_bars = explanation.X.shape[1]
     if only_changed:  # the most any panel draws
         n_bars = max([len(_change_labels(ranked, index * k + rank)) for rank in range(k)],
@@ -368,6 +378,31 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
             is None else explanation.counterfactual_pred[index, rank]
         ax.set_title(f"rank {rank}: class {before} -> {reached}"
                      f"\ndistance {distance[rank]:.3g}", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def _image_counterfactuals(explanation, ranked, index, k, image_shape, axes, cmap):
+    """``plot_counterfactuals`` of images: a row of original, answer and change per rank."""
+    shape = _image_shape(explanation, image_shape)  # checked before any figure is made
+    if axes is None:
+        fig, grid = _pyplot().subplots(k, 3, figsize=(9, 3.2 * k), squeeze=False)
+        axes = list(grid.ravel())
+    else:
+        fig, axes = _axes(axes, 3 * k, None)
+    distance = explanation.counterfactual_distance[index]
+    for rank in range(k):
+        row = axes[3 * rank:3 * rank + 3]
+        if not np.isfinite(distance[rank]):
+            for ax in row:
+                ax.set_axis_off()
+            row[1].set_title(f"rank {rank}: none")
+            continue
+        plot_image_explanation(ranked, index=index * k + rank, image_shape=shape, axes=row,
+                               cmap=cmap)
+        reached = explanation.explanation_pred[index] if explanation.counterfactual_pred \
+            is None else explanation.counterfactual_pred[index, rank]
+        row[1].set_title(f"rank {rank}: class {reached}\ndistance {distance[rank]:.3g}")
     fig.tight_layout()
     return fig
 

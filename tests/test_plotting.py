@@ -356,3 +356,31 @@ def test_similarity_images_share_one_scale(digits, digits_model):
     limits = {ax.images[0].get_clim() for ax in fig.axes}
     assert len(limits) == 1
     plt.close(fig)
+
+
+def test_several_counterfactuals_of_images_are_drawn_as_images(digits, digits_model):
+    """Found by a user: digits' counterfactuals were drawn as 64 bars a panel, one giant
+    bar each; with ``image_shape`` each answer is a row of images, as
+    plot_image_explanation draws one."""
+    from skcem import CounterfactualExplainer
+
+    X, _ = digits
+    explainer = CounterfactualExplainer(digits_model, n_counterfactuals=3).fit(X[:300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.explain(X[1300:1302])
+    fig = plotting.plot_counterfactuals(exp, index=0, image_shape=(8, 8))
+    assert len(fig.axes) == 9
+    answers = np.asarray(exp.counterfactuals)[0] if exp.counterfactuals.ndim == 3 else \
+        np.asarray(exp.counterfactuals.loc[exp.counterfactuals.index[:3]])
+    for rank in range(3):
+        row = fig.axes[3 * rank:3 * rank + 3]
+        if np.isfinite(exp.counterfactual_distance[0, rank]):
+            np.testing.assert_allclose(row[1].images[0].get_array(),
+                                       answers[rank].reshape(8, 8))
+            assert row[1].get_title().startswith(f"rank {rank}: class ")
+        else:
+            assert row[1].get_title() == f"rank {rank}: none"
+    plt.close("all")
+    with pytest.raises(ValueError, match="image_shape"):
+        plotting.plot_counterfactuals(exp, index=0, image_shape=(7, 7))
