@@ -385,6 +385,22 @@ def test_a_forests_column_transformer_is_answered_from_the_coded_rows():
     np.testing.assert_array_equal(wrong(Z), expected)
     exp = explain(cf, frame.iloc[:10])
     assert exp.found.all() and np.all(pipeline.predict(exp.explanation) != exp.X_pred)
+    # Found by a review: a block the first call's rows never show is checked too (the
+    # rows covering every code); a weighted transformer is not looked up; a code between
+    # two is read as decode reads it
+    unseen = _gradients._CodedProba(coded.model_proba, ColumnLookup.of(pipeline[:-1], codec),
+                                    codec.decode, coded.pipeline_proba, as_given=False)
+    unseen.lookup.parts[0][1][0][-1] += 1.0  # the last job's one-hot block
+    only_first = Z[Z[:, 2] == 0]
+    np.testing.assert_array_equal(unseen(only_first),
+                                  pipeline.predict_proba(codec.decode(only_first)))
+    assert unseen.lookup is None
+    weighted = clone(prep).set_params(transformer_weights={"onehot": 2.0}).fit(frame)
+    assert ColumnLookup.of(make_pipeline(weighted)[:1], codec) is None
+    between = Z[:20].copy()
+    between[:, 2] = np.minimum(between[:, 2] + 0.6, len(codec.categories_[2]) - 1)
+    between[0, 2] = -0.3
+    np.testing.assert_array_equal(coded(between), pipeline.predict_proba(codec.decode(between)))
     # other models get the dense array the ColumnTransformer gives them, the same numbers
     dense = clone(prep).set_params(onehot__sparse_output=False)
     for model in (HistGradientBoostingClassifier(max_iter=30, random_state=0),

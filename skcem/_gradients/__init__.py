@@ -349,11 +349,12 @@ class _CodedProba:
 
     def __call__(self, Z):
         Z = np.asarray(Z, dtype=float)
-        if self.lookup is None or not np.isfinite(Z).all():
+        if self.lookup is None or not len(Z) or not np.isfinite(Z).all():
             return self.pipeline_proba(self.decode(Z))
         if not self.checked:
             self.checked = True
-            if not self.lookup.agrees(Z, as_given=self.as_given):
+            checked = np.vstack([Z, self.lookup.covering(Z[0])])
+            if not self.lookup.agrees(checked, as_given=self.as_given):
                 self.lookup = None
                 return self.pipeline_proba(self.decode(Z))
         return self.model_proba(self.lookup(Z))

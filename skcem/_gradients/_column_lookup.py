@@ -52,8 +52,9 @@ class ColumnLookup:
                 any(time is not None for time in codec.times_):
             return None
         transformer = steps[0] if not hasattr(steps, "steps") else steps.steps[0][1]
+        # (weights scale a transformer's output block: not looked up)
         if type(transformer) is not ColumnTransformer or \
-                not hasattr(transformer, "output_indices_"):
+                not hasattr(transformer, "output_indices_") or transformer.transformer_weights:
             return None
         parts = []
         for name, step, _ in transformer.transformers_:
@@ -96,9 +97,21 @@ class ColumnLookup:
             else:
                 start = output.start
                 for j, table in zip(columns, step):
-                    out[:, start:start + table.shape[1]] = table[Z[:, j].astype(np.intp)]
+                    # codes as decode reads them: the nearest, inside the column's
+                    codes = np.clip(np.rint(Z[:, j]), 0, len(table) - 1).astype(np.intp)
+                    out[:, start:start + table.shape[1]] = table[codes]
                     start += table.shape[1]
         return out
+
+    def covering(self, row):
+        """Rows like ``row`` that together hold every code of every categorical column (the
+        first call's rows may leave a category, and a transformer's block, unseen)."""
+        categorical = np.flatnonzero(self.codec.categorical_)
+        sizes = [len(self.codec.categories_[j]) for j in categorical]
+        rows = np.repeat(np.asarray(row, dtype=float)[None], max(sizes, default=0), axis=0)
+        for j, size in zip(categorical, sizes):
+            rows[:, j] = np.arange(len(rows)) % size
+        return rows
 
     def agrees(self, Z, as_given=False):
         """Whether the lookup gives the ColumnTransformer's own output on the coded rows
