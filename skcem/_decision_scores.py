@@ -10,7 +10,7 @@ import numpy as np
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ._wrappers import decision_threshold
+from ._wrappers import decision_threshold, frozen_inner
 
 
 class DecisionScores(ClassifierMixin, BaseEstimator):
@@ -61,10 +61,23 @@ class DecisionScores(ClassifierMixin, BaseEstimator):
 def scored_by_decision(estimator):
     """Whether ``estimator`` is a classifier whose classes :class:`DecisionScores` scores:
     one with a ``decision_function`` and no ``predict_proba``, whose ``predict`` takes the
-    class of the largest score (not a threshold classifier's, which moves the threshold)."""
+    class of the largest score (not a threshold classifier's, which moves the threshold),
+    one score per class (not an SVC's of each pair of classes)."""
     return not callable(estimator) and not hasattr(estimator, "predict_proba") and \
         callable(getattr(estimator, "decision_function", None)) and \
-        callable(getattr(estimator, "predict", None)) and decision_threshold(estimator) is None
+        callable(getattr(estimator, "predict", None)) and \
+        decision_threshold(estimator) is None and not scores_pairs(estimator)
+
+
+def scores_pairs(estimator):
+    """Whether ``estimator`` (or the model inside it) is an SVC of more than two classes
+    whose ``decision_function`` scores each pair of classes (``decision_function_shape=
+    "ovo"``)."""
+    model = frozen_inner(estimator)
+    while hasattr(model, "steps"):
+        model = frozen_inner(model.steps[-1][1])
+    return getattr(model, "decision_function_shape", None) == "ovo" and \
+        len(getattr(model, "classes_", ())) > 2
 
 
 def with_probabilities(estimator):

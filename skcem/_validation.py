@@ -443,6 +443,13 @@ def probabilities_hint(estimator):
     if params.get("voting") == "hard":
         return (f"{name}(voting='soft') gives them (the mean of its estimators' "
                 "predict_proba; refit it).")
+    from ._decision_scores import scores_pairs
+
+    if scores_pairs(estimator):
+        return ("Its decision_function scores each pair of classes "
+                "(decision_function_shape='ovo'): with decision_function_shape='ovr', the "
+                "default, it scores each class, with the same predict "
+                "(set_params(decision_function_shape='ovr') on the fitted model; no refit).")
     if not (callable(getattr(estimator, "decision_function", None))
             or callable(getattr(estimator, "predict_proba", None))):
         # nothing to calibrate: CalibratedClassifierCV refuses it

@@ -302,6 +302,14 @@ def test_a_classifier_without_scores_is_shown_the_way(iris, Explainer):
                                          r"or decision_function .*VotingClassifier has none it "
                                          r"can use\. VotingClassifier\(voting='soft'\) gives"):
         getattr(skcem, Explainer)(hard).fit(X)
+    # Found by a review: an SVC's scores of each pair of classes were read as its classes'
+    pairs = SVC(decision_function_shape="ovo").fit(X, y)
+    with pytest.raises(ValueError, match=r"SVC has none it can use\. Its decision_function "
+                                         r"scores each pair of classes .*set_params\("
+                                         r"decision_function_shape='ovr'\) on the fitted"):
+        getattr(skcem, Explainer)(pairs).fit(X)
+    pairs.set_params(decision_function_shape="ovr")  # as it says
+    assert getattr(skcem, Explainer)(pairs, max_iterations=100, c_steps=2).fit(X)
     moved = FixedThresholdClassifier(LinearSVC(), threshold=0.5).fit(X, y == 2)
     with pytest.raises(ValueError, match=r"FixedThresholdClassifier has none it can use\. "
                                          r"CalibratedClassifierCV"):
