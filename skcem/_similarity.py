@@ -216,9 +216,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     numpy back-propagation for ``LogisticRegression``, ``SGDClassifier(loss="log_loss")`` (with
     more than two classes, of its one-vs-rest loss), ``LinearRegression``, ``Ridge``,
     ``SGDRegressor``, ``MLPClassifier`` and ``MLPRegressor``; for the linear classifiers
-    trained on a margin (``LinearSVC``, ``RidgeClassifier``, ``SGDClassifier`` with the hinge,
-    squared hinge or perceptron loss), of that training loss of their decision function on
-    one-vs-rest targets ±1, summed over classes, without the penalty.
+    trained on a margin (``LinearSVC``, ``RidgeClassifier``, ``Perceptron``, ``SGDClassifier``
+    with the hinge, squared hinge or perceptron loss), of that training loss of their
+    decision function on one-vs-rest targets ±1, summed over classes, without the penalty.
 
     Parameters
     ----------

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import DataConversionWarning
-from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, RidgeClassifier,
-                                  SGDClassifier, SGDRegressor)
+from sklearn.linear_model import (LinearRegression, LogisticRegression, Perceptron, Ridge,
+                                  RidgeClassifier, SGDClassifier, SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -37,7 +37,8 @@ def _loss(model, X, y):
     for a margin loss, that loss of its decision function on targets ±1, summed over its
     one-vs-rest classes)."""
     margin = "squared_error" if isinstance(model, RidgeClassifier) else \
-        getattr(model, "loss", None) if isinstance(model, (LinearSVC, SGDClassifier)) else None
+        getattr(model, "loss", None) if isinstance(model, (LinearSVC, SGDClassifier,
+                                                           Perceptron)) else None
     if margin in ("hinge", "squared_hinge", "perceptron", "squared_error"):
         z = model.decision_function(X).reshape(len(X), -1)
         classes = model.classes_[1:] if z.shape[1] == 1 else model.classes_
@@ -98,6 +99,7 @@ def _models(digits):
         (SGDClassifier(random_state=0).fit(X, y), X, y),
         (SGDClassifier(loss="perceptron", random_state=0).fit(X, binary), X, binary),
         (SGDClassifier(loss="squared_hinge", random_state=0).fit(X, binary), X, binary),
+        (Perceptron(random_state=0).fit(X, y), X, y),
     ]
 
 

@@ -10,7 +10,7 @@ Losses: cross-entropy (log loss) of the predicted probabilities for classifiers 
 the binary log losses of its classes, summed), the squared error averaged over outputs (Keras'
 ``mean_squared_error``) for regressors. Linear classifiers trained on a margin loss have that
 training loss, one-vs-rest on targets ``t = ±1`` per class (one score, ``classes_[1]``'s, for
-two classes), summed over classes and without the penalty: ``LinearSVC`` and
+two classes), summed over classes and without the penalty: ``LinearSVC``, ``Perceptron`` and
 ``SGDClassifier`` their hinge ``max(0, 1 - t z)``, squared hinge ``max(0, 1 - t z)²`` or
 perceptron ``max(0, -t z)`` (subgradient 0 at the kink), ``RidgeClassifier`` the squared
 error ``(z - t)²``. Parameters are flattened layer by layer, weights (row-major) before
@@ -19,14 +19,14 @@ intercepts.
 
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, RidgeClassifier,
-                                  SGDClassifier, SGDRegressor)
+from sklearn.linear_model import (LinearRegression, LogisticRegression, Perceptron, Ridge,
+                                  RidgeClassifier, SGDClassifier, SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.svm import LinearSVC
 
 from ._factors import GradientFactors
 
-LINEAR_CLASSIFIERS = (LogisticRegression, SGDClassifier, RidgeClassifier, LinearSVC)
+LINEAR_CLASSIFIERS = (LogisticRegression, SGDClassifier, RidgeClassifier, LinearSVC, Perceptron)
 LINEAR_REGRESSORS = (LinearRegression, Ridge, SGDRegressor)
 SUPPORTED = LINEAR_CLASSIFIERS + LINEAR_REGRESSORS + (MLPClassifier, MLPRegressor)
 
@@ -63,7 +63,8 @@ def _margin_loss(model):
     """The margin loss ``model`` was trained on (a key of ``_MARGIN_DELTAS``), or None."""
     if isinstance(model, RidgeClassifier):
         return "squared_error"
-    if isinstance(model, (LinearSVC, SGDClassifier)) and model.loss in _MARGIN_DELTAS:
+    if isinstance(model, (LinearSVC, SGDClassifier, Perceptron)) and \
+            model.loss in _MARGIN_DELTAS:
         return model.loss
     return None
 
