@@ -326,7 +326,7 @@ def test_a_forests_fast_probabilities_are_its_own_alone_and_behind_a_pipeline(mo
     assert np.all(pipeline.predict(exp.explanation) != exp.X_pred)
 
 
-def test_a_forests_column_transformer_is_answered_from_the_coded_rows():
+def test_a_forests_column_transformer_is_answered_from_the_coded_rows(monkeypatch):
     """The search's rows go to a forest Pipeline's trees without a DataFrame: its
     ColumnTransformer's blocks looked up by category code and its scalers' own transform,
     the Pipeline's probabilities bit for bit; a step it cannot follow, a float32 column, or
@@ -395,6 +395,11 @@ def test_a_forests_column_transformer_is_answered_from_the_coded_rows():
     np.testing.assert_array_equal(unseen(only_first),
                                   pipeline.predict_proba(codec.decode(only_first)))
     assert unseen.lookup is None
+    from skcem._gradients import _column_lookup
+
+    with monkeypatch.context() as patch:  # a table too large for memory: the Pipeline's way
+        patch.setattr(_column_lookup, "_MAX_TABLE_NUMBERS", 3)
+        assert ColumnLookup.of(pipeline[:-1], codec) is None
     weighted = clone(prep).set_params(transformer_weights={"onehot": 2.0}).fit(frame)
     assert ColumnLookup.of(make_pipeline(weighted)[:1], codec) is None
     between = Z[:20].copy()

@@ -18,6 +18,9 @@ import numpy as np
 
 from ._base import ignoring_feature_name_warnings
 
+# Numbers one column's table may hold (32 MiB): a one-hot block of 20,000 zip codes would
+# want 3 GiB; such a column's rows go the Pipeline's way.
+_MAX_TABLE_NUMBERS = 2**22
 _SCALERS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler")
 _ENCODERS = ("OneHotEncoder", "OrdinalEncoder")  # of categorical columns
 
@@ -158,6 +161,8 @@ def _blocks(step, columns, codec):
     tables = []
     start = 0
     for j, width in zip(columns, widths):
+        if len(codec.categories_[j]) * width > _MAX_TABLE_NUMBERS:
+            return None
         rows = np.repeat(base, len(codec.categories_[j]), axis=0)
         rows[:, j] = np.arange(len(codec.categories_[j]))
         try:
