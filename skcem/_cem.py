@@ -84,8 +84,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         exact gradient, one forward and one backward pass per iteration for the whole batch
         (``LogisticRegression``, ``SGDClassifier``, ``MLPClassifier``, discriminant analysis,
         ``GaussianNB``, ``CalibratedClassifierCV`` and ``Pipeline``s of supported scalers,
-        projections, feature selectors and element-wise numpy functions; on a table whose categorical columns are immutable, any encoder of them
-        in the pipeline's ColumnTransformer; an unsupported step is named in the error).
+        projections, feature selectors and element-wise numpy functions; on a table whose
+        categorical columns are immutable, any encoder of them in the pipeline's
+        ColumnTransformer; an unsupported step is named in the error).
         "numerical": central
         differences of ``predict_proba`` (``2 * n_features`` rows per instance and
         iteration). "auto": exact where every step is supported, else numerical. Keras models

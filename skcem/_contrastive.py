@@ -45,8 +45,9 @@ from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_lev
 from ._validation import (accepts_missing_values, align_columns, align_rows, as_named_in,
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
-                          final_step, fitted_columns, from_polars, is_prefitted, kind_other_than_classifier,
-                          missing_values_refused, per_feature, probabilities_hint,
+                          final_step, fitted_columns, from_polars, is_prefitted,
+                          kind_other_than_classifier, missing_values_refused, per_feature,
+                          probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, warn
@@ -1276,6 +1277,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             Warns with :class:`ExplanationNotFoundWarning` when some instances got none.
         """
         check_is_fitted(self)
+        # As in fit: many small questions, which OpenMP threads (histogram gradient
+        # boosting's) cost more to wake than the rows take, many times more on a busy machine.
+        deep = is_deep_model(self.estimator_)
+        with nullcontext() if deep else threadpool_limits(limits=1, user_api="openmp"):
+            return self._explain(X, y)
+
+    def _explain(self, X, y):
+        """:meth:`explain`, under its thread limits."""
         X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
         index = X.index if hasattr(X, "columns") else None  # a list's index is a method

@@ -141,7 +141,7 @@ class _OpenMPRecording:
         return self.predict_proba(X)
 
 
-def test_fit_asks_a_scikit_learn_model_on_one_openmp_thread(monkeypatch):
+def test_fit_and_explain_ask_a_scikit_learn_model_on_one_openmp_thread(monkeypatch):
     # Its questions are many and small: OpenMP threads cost more to wake than the rows take
     # (histogram gradient boosting's fit took 65 s against 1 s on a busy machine).
     from sklearn.datasets import make_classification
@@ -157,7 +157,12 @@ def test_fit_asks_a_scikit_learn_model_on_one_openmp_thread(monkeypatch):
     model = HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(X, y)
     recording = _OpenMPRecording(model.predict_proba)
     monkeypatch.setattr(model, "predict_proba", recording, raising=False)
-    CounterfactualExplainer(model).fit(X)
+    explainer = CounterfactualExplainer(model).fit(X)
+    assert recording.threads and all(threads == {1} for threads in recording.threads)
+    # explain too: its calls outside the search (the rows' own classes, the final checks)
+    # took many times longer on a busy machine
+    recording.threads.clear()
+    explainer.explain(X[:5])
     assert recording.threads and all(threads == {1} for threads in recording.threads)
     # and the user's own setting is back afterwards
     assert [info["num_threads"] for info in threadpool_info()
