@@ -268,6 +268,8 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(f"{explanation.mode} - original")
+    # few ticks: a panel of several counterfactuals is narrow, and -10000 is a wide label
+    ax.xaxis.set_major_locator(_pyplot().MaxNLocator(nbins=4))
     after = _class_and_proba(explanation.classes, explanation.explanation_proba[index],
                              explanation.explanation_pred[index])
     ax.set_title(f"{explanation.mode}: class {before} -> {after}")

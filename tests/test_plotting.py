@@ -344,6 +344,7 @@ def test_table_plots_name_the_columns_and_write_their_values_as_held():
     fig = plotting.plot_counterfactuals(exp, index=i)
     drawn = max(len(ax.patches) for ax in fig.axes)
     assert fig.get_figheight() == pytest.approx(0.35 * drawn + 1.5)
+    assert all(len(ax.get_xticks()) <= 6 for ax in fig.axes)  # narrow panels, few labels
     plt.close("all")
 
 
