@@ -109,10 +109,11 @@ class TreeEnsemble:
         """The leaf of each tree each row of ``Z`` reaches, shape (n_rows, n_trees)."""
         return self._leaves(Z)[0]
 
-    def _leaves(self, Z):
-        """``apply``'s leaves, and per row whether its way passes within a numeric split's
-        ``margin`` of the threshold (where the model's own float32 comparison, or a
-        threshold mapped back through a scaler, may send it the other way)."""
+    def _leaves(self, Z, near_thresholds=False):
+        """``apply``'s leaves, and with ``near_thresholds`` per row whether its way passes
+        within a numeric split's ``margin`` of the threshold (where the model's own float32
+        comparison, or a threshold mapped back through a scaler, may send it the other way;
+        else None)."""
         Z = np.asarray(Z, dtype=float)
         # The categorical splits' masks side by side: one row each, indexed by node.
         coded = np.full(len(self.left), -1)
@@ -123,15 +124,16 @@ class TreeEnsemble:
             masks[k, :len(mask)] = mask
         node = np.tile(self.roots, (len(Z), 1))
         rows = np.arange(len(Z))[:, None]
-        near = np.zeros(len(Z), bool)
+        near = np.zeros(len(Z), bool) if near_thresholds else None
         while True:
             inner = self.left[node] >= 0
             if not inner.any():
                 return node, near
             value = Z[rows, np.maximum(self.feature[node], 0)]
-            goes_left = value <= self.threshold[node]
-            near |= np.any(inner & (np.abs(value - self.threshold[node]) <= self.margin[node]),
-                           axis=1)
+            threshold = self.threshold[node]
+            goes_left = value <= threshold
+            if near_thresholds:
+                near |= np.any(inner & (np.abs(value - threshold) <= self.margin[node]), axis=1)
             at = inner & (coded[node] >= 0)
             if at.any():
                 goes_left[at] = masks[coded[node[at]], value[at].astype(int)]
@@ -156,7 +158,7 @@ class TreeEnsemble:
         complete = complete[np.linspace(0, len(complete) - 1, min(len(complete), _CHECKED_ROWS),
                                         dtype=int)] if len(complete) else complete
         Z, predicted = Z[complete], np.asarray(predicted)[complete]
-        leaves, near = self._leaves(Z)
+        leaves, near = self._leaves(Z, near_thresholds=True)
         scores = self.base + self.leaf_scores[leaves].sum(axis=1)
         if scores.shape[1] < 2:
             return 0
