@@ -618,6 +618,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if y is None:
                 return validate_float_data(self, X, reset=reset, allow_nan=allow_nan), None
             return validate_float_data(self, X, y, reset=reset, allow_nan=allow_nan)
+        if not reset:
+            self._take_unknown_categories(X, codec)
         Z = codec.encode(X)
         if codec.is_frame_:
             import pandas as pd
@@ -628,6 +630,46 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                           allow_nan=allow_nan), None
         return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset,
                                       allow_nan=allow_nan)
+
+    def _take_unknown_categories(self, X, codec):
+        """Categories of ``X`` that ``fit`` never met, in rows the model takes (an encoder
+        that ignores unknown categories, a column the model drops): declared to the codec,
+        so that those rows are explained, each keeping its category or changing it to one
+        of ``fit``'s (no answer takes a category ``fit`` never met), with a warning. Where
+        the model refuses them (or takes category codes as numbers: a network), the codec's
+        error says what the explainer takes."""
+        unknown = codec.unknown_categories(X)
+        if not unknown or is_deep_model(self.estimator_):
+            return
+        frame = hasattr(X, "iloc")
+        held = np.zeros(len(X), dtype=bool)
+        for j, values in unknown.items():
+            column = np.asarray(X.iloc[:, j] if frame else np.asarray(X)[:, j], dtype=object)
+            held |= np.isin(column, np.asarray(values, dtype=object))
+        rows = X.iloc[held] if frame else np.asarray(X)[held]
+        try:
+            with warnings.catch_warnings(), ignoring_feature_name_warnings():
+                warnings.simplefilter("ignore")
+                self.estimator_.predict(rows)
+        except (ValueError, TypeError, KeyError, IndexError):
+            return
+        codec.declare(unknown)
+        # What was made at fit for fit's categories, made again for these too.
+        self._backend = None
+        n_features = self.n_features_in_
+        if self._trees is not None:
+            self._trees = read_tree_ensemble(self.estimator_, codec, n_features)
+        self.__dict__.pop("_fallback_trees", None)
+        if getattr(self, "_leaf_boxes", None) is not None:
+            self._leaf_boxes = single_tree_leaves(self.estimator_, codec, n_features)
+        names = self.feature_names_in_ if hasattr(self, "feature_names_in_") else None
+        listed = "; ".join(
+            f"{names[j] if names is not None else j!r}: "
+            f"{', '.join(map(repr, values[:5]))}{', ...' if len(values) > 5 else ''}"
+            for j, values in unknown.items())
+        warn(f"{int(held.sum())} of {len(X)} instances hold categories fit never met, which "
+             f"the model takes ({listed}): each is explained keeping its category or changing "
+             "it to one fit met; no answer takes one fit never met.")
 
     def _missing_values_error(self, X, columns=None):
         """The error for missing values in ``X`` when the model does not take them (in the
@@ -1221,7 +1263,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         (float32 rows rounded from the data ``fit`` saw fall a spacing past its bounds)."""
         lower, upper = self.feature_range_
         slack = eps * np.maximum(np.abs(lower), np.abs(upper))
-        outside = np.any((X < lower - slack) | (X > upper + slack), axis=1)
+        outside = (X < lower - slack) | (X > upper + slack)
+        # (a category no answer takes, held by the instance: no range of numbers)
+        outside = np.any(outside & ~self.categorical_mask_, axis=1)
         if outside.any():
             warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
                  "`feature_range_`: the explanation keeps the values of the features "
@@ -1515,8 +1559,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self.search_ == "exact" and np.any(found & np.isnan(gap)):
             warn(f"{int(np.sum(found & np.isnan(gap)))} of {int(found.sum())} answers of the "
                  "exact search are the gradient-free search's, with no proven gap (NaN): their "
-                 "rows have missing values, whose way through the trees the exact search does "
-                 "not model.")
+                 "rows have missing values, or categories no answer takes (none of fit's), "
+                 "whose way through the trees the exact search does not model.")
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         if common["mode"].requires_change:

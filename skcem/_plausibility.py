@@ -111,7 +111,9 @@ class CategoryPairs:
         for (j, k), rare in self.rare_.items():
             a, b = E[:, j], E[:, k]
             changed = (a != x0[:, j]) | (b != x0[:, k])
-            known = changed & ~(np.isnan(a) | np.isnan(b))
+            # (codes past the table: categories fit never met, which its rows cannot judge)
+            known = changed & ~(np.isnan(a) | np.isnan(b)) & (a < rare.shape[0]) & \
+                (b < rare.shape[1])
             if not known.any():
                 continue
             hit = np.zeros(len(E), dtype=bool)

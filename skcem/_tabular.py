@@ -467,6 +467,38 @@ class TableCodec:
                 Z[:, j] = self._numbers(column, j)
         return Z
 
+    def unknown_categories(self, X):
+        """Per categorical column of ``X`` (by position), the values that are no category
+        of it, in order of first appearance: ``{j: list}``, empty when there are none."""
+        pd = _pandas()
+        unknown = {}
+        for j, column in enumerate(self._columns(X)):
+            if not self.categorical_[j]:
+                continue
+            values = np.asarray(column, dtype=object)
+            values = values[~_missing(values)]
+            new = pd.unique(values[pd.Index(self.categories_[j]).get_indexer(values) < 0])
+            if len(new):
+                unknown[j] = list(new)
+        return unknown
+
+    def declare(self, unknown):
+        """Add the categories ``unknown`` (``{j: list}``, see :meth:`unknown_categories`)
+        after each column's own, as categories rows may hold and no answer takes (as those
+        a category dtype declares). Not for columns of an ordered category dtype (their codes
+        follow its order): a ``ValueError`` names them."""
+        pd = _pandas()
+        for j, values in unknown.items():
+            if self.ordered_[j]:
+                raise ValueError(f"X column {self._name(j)!r} holds {values[0]!r}, which is "
+                                 "no category of its ordered category dtype seen in fit: "
+                                 "where would it lie in the order? Fit on data whose dtype "
+                                 "declares it.")
+            self.categories_[j] = np.asarray(list(self.categories_[j]) + list(values),
+                                             dtype=object)
+            if isinstance(self.dtypes_[j], pd.CategoricalDtype):
+                self.dtypes_[j] = pd.CategoricalDtype(self.categories_[j])
+
     def _codes(self, column, j):
         pd = _pandas()
         values = np.asarray(column, dtype=object)

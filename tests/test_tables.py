@@ -182,9 +182,12 @@ def test_pipeline_that_drops_and_reorders_columns(table):
             == X.iloc[:30].loc[exp.found, ["city", "sex"]]).all().all()
 
 
-def test_unseen_category_at_explain_time_is_named(table):
-    X, _, models = table
-    cem = CEMExplainer(models["lr"]).fit(X)
+def test_unseen_category_the_model_refuses_is_named(table):
+    X, y, _ = table
+    encode = ColumnTransformer([("categories", OneHotEncoder(), CATEGORICAL),
+                                ("numbers", StandardScaler(), NUMERIC)])
+    model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(X, y)
+    cem = CEMExplainer(model).fit(X)
     bad = X.iloc[:3].copy()
     bad["job"] = ["clerk", "astronaut", "farmer"]
     with pytest.raises(ValueError, match="X column 'job' holds 'astronaut', a category "
@@ -193,6 +196,44 @@ def test_unseen_category_at_explain_time_is_named(table):
                                          "in the rows at positions 1 of X\\. .*explain the "
                                          "other rows, or fit it on data that holds this one"):
         cem.explain(bad)
+
+
+@pytest.mark.parametrize("model_name", ["lr", "forest"])
+@pytest.mark.parametrize("Explainer, params", SETTINGS)
+def test_unseen_category_the_model_takes_is_explained(table, model_name, Explainer, params):
+    # The encoders ignore unknown categories: such a row is explained, keeping its category
+    # (sex is immutable) or changing it to one fit met, never to another unseen one.
+    X, _, models = table
+    model = models[model_name]
+    explainer = Explainer(model, immutable_features=["sex"], **params).fit(X)
+    before = explain(explainer, X.iloc[:8])
+    rows = X.iloc[:8].copy()
+    rows["job"] = ["astronaut", "clerk", "farmer", "astronaut", "diver", "clerk",
+                   "manager", "engineer"]
+    rows.loc[rows.index[[1, 2]], "sex"] = "X"
+    given = rows.copy()
+    with pytest.warns(UserWarning, match="5 of 8 instances hold categories fit never met, "
+                                         "which the model takes \\('job': 'astronaut', "
+                                         "'diver'; 'sex': 'X'\\)"):
+        exp = explain(explainer, rows)
+    pd.testing.assert_frame_equal(rows, given)
+    assert exp.found.sum() >= 6
+    assert valid_by_predict(model, exp, params.get("mode", "CF")).all()
+    answers = exp.explanation[exp.found]
+    assert (answers["sex"] == rows["sex"][exp.found]).all()
+    if params.get("mode") == "PP":  # kept, or the background's category
+        assert set(answers["job"]) <= set(X["job"]) | {"astronaut", "diver"}
+    else:
+        changed = answers["job"] != rows["job"][exp.found]
+        assert set(answers["job"][changed]) <= set(X["job"])
+    # The search's own probabilities of rows holding the new categories are the model's.
+    backend = explainer._get_backend()
+    Z = explainer._codec.encode(rows)
+    assert np.array_equal(backend.predict_proba(Z),
+                          model.predict_proba(explainer._codec.decode(Z)))
+    # Rows without them are explained as before.
+    again = explain(explainer, X.iloc[:8])
+    pd.testing.assert_frame_equal(again.explanation, before.explanation)
 
 
 def test_transform_follows_set_output(table):
