@@ -34,7 +34,11 @@ def _same_value(a, b):
         return a.shape == b.shape and bool(np.all((a == b) | ((a != a) & (b != b))))
     if isinstance(a, (str, bytes, int, float, complex, bool, np.generic)):
         return a == b or (a != a and b != b)
-    return False  # another object: only itself
+    try:  # another object (a time, a duration) by its own equality, where it says yes or no
+        equal = a == b
+    except Exception:
+        return False
+    return equal if isinstance(equal, (bool, np.bool_)) else False
 
 
 def _snapshot(value):

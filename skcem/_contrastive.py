@@ -49,7 +49,7 @@ from ._validation import (accepts_missing_values, align_columns, align_rows, as_
                           kind_other_than_classifier, missing_values_refused, per_feature,
                           probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
-                          validate_complete_data, validate_float_data)
+                          to_polars, validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, warn
 from ._wrappers import frozen_inner
 from .costs import median_absolute_deviation
@@ -1682,7 +1682,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             there are categorical columns.
         """
         explanation = self.explain(X).explanation
-        if hasattr(explanation, "columns") and _output_config(self) != "pandas":
+        output = _output_config(self)
+        if hasattr(explanation, "columns") and output == "polars":
+            # (scikit-learn would make the object array below Object columns)
+            return to_polars(explanation)
+        if hasattr(explanation, "columns") and output != "pandas":
             if self.categorical_mask_.any():
                 return explanation.to_numpy(dtype=object)
             return explanation.to_numpy(dtype=float, na_value=np.nan)

@@ -302,6 +302,27 @@ def _column_positions(columns, n_inputs, names):
     return None if any(k is None for k in found) else found
 
 
+def _check_told_apart(values, name):
+    """Refuse a column holding a truth value and a number equal to it (True and 1): one
+    category to pandas, two to a model that reads them as text."""
+    types = set(map(type, values))
+    if not (types & {bool, np.bool_}) or not any(issubclass(t, numbers.Number) and
+                                                 t not in (bool, np.bool_) for t in types):
+        return
+    try:
+        kinds = {(isinstance(v, (bool, np.bool_)), v) for v in values}
+    except TypeError:  # unhashable values: pandas refuses them itself
+        return
+    truths = {v for is_truth, v in kinds if is_truth}
+    plain = {v for is_truth, v in kinds if not is_truth and isinstance(v, numbers.Number)}
+    both = [v for v in truths if v in plain]
+    if both:
+        raise ValueError(f"X column {name!r} holds {both[0]!r} and the number "
+                         f"{int(both[0])!r}, which are one category to the explainer: "
+                         "convert the column to text (`astype(str)`) or to one kind of "
+                         "value.")
+
+
 def _keeps_columns(step, n_inputs):
     """Whether a fitted step's output columns are its input columns, one for one."""
     if step is None or isinstance(step, str):
@@ -362,7 +383,7 @@ class TableCodec:
                                        "categorical_features")
         self.categorical_ = categorical
         known = known_categories or {}
-        categories = [self._categories(column, known.get(j)) if categorical[j] else (None, 0)
+        categories = [self._categories(column, j, known.get(j)) if categorical[j] else (None, 0)
                       for j, column in enumerate(columns)]
         self.categories_ = [values for values, _ in categories]
         # the first n_offered_[j] codes are those the answers may take (see _categories)
@@ -425,12 +446,13 @@ class TableCodec:
         return getattr(dtype, "numpy_dtype", dtype) if not isinstance(dtype, np.dtype) \
             else dtype
 
-    @staticmethod
-    def _categories(column, known=None):
+    def _categories(self, column, j, known=None):
         pd = _pandas()
         dtype = getattr(column, "dtype", None)
         values = np.asarray(column, dtype=object)
-        seen = pd.unique(values[~_missing(values)])
+        values = values[~_missing(values)]
+        _check_told_apart(values, self._name(j))
+        seen = pd.unique(values)
         if isinstance(dtype, pd.CategoricalDtype):
             # the dtype's order, its categories neither seen nor known to the model (which an
             # encoder fitted on the column never saw) last: an instance may hold one, no
@@ -503,6 +525,8 @@ class TableCodec:
         pd = _pandas()
         values = np.asarray(column, dtype=object)
         missing = _missing(values)
+        if values.dtype == object:
+            _check_told_apart(np.r_[self.categories_[j], values[~missing]], self._name(j))
         codes = pd.Index(self.categories_[j]).get_indexer(values).astype(float)
         codes[missing] = np.nan
         if np.any(codes < 0):
@@ -834,7 +858,28 @@ def table_feature_range(feature_range, Z, codec, feature_names):
             raise ValueError(f"`feature_range` of the integer column {name!r}, "
                              f"({lower[j]:g}, {upper[j]:g}), holds no whole number.")
         lower[whole], upper[whole] = np.ceil(lower[whole]), np.floor(upper[whole])
+        _within_integer_dtypes(lower, upper, codec, feature_names)
     return lower, upper
+
+
+def _within_integer_dtypes(lower, upper, codec, feature_names):
+    """Bounds of integer columns cut to what their dtypes hold (in place), with a warning:
+    an answer past them would wrap around (int8's 148 is -108)."""
+    cut = []
+    for j in np.flatnonzero(codec.integer_ & ~codec.categorical_):
+        dtype = TableCodec._numpy_dtype(codec.dtypes_[j])
+        if not (isinstance(dtype, np.dtype) and dtype.kind in "iu"):
+            continue
+        info = np.iinfo(dtype)
+        if lower[j] < info.min or upper[j] > info.max:
+            name = feature_names[j] if feature_names is not None else j
+            cut.append(f"{name!r} ({dtype}: [{info.min}, {info.max}])")
+            lower[j], upper[j] = max(lower[j], info.min), min(upper[j], info.max)
+    if cut:
+        from ._warnings import warn
+
+        warn(f"`feature_range` goes past what the dtypes of integer columns hold, cut to "
+             f"them: {', '.join(cut)}.")
 
 
 def _number_bounds(bounds, key):
@@ -860,7 +905,10 @@ def _time_bounds(scale, bounds, key, dtype):
         lo, hi = bounds
         if lo is None and hi is None:
             raise TypeError("no bound")
-        if all(v is None or isinstance(v, numbers.Real) for v in (lo, hi)):
+        # (numpy's times and durations are integers to ``numbers``: not steps)
+        if all(v is None or (isinstance(v, numbers.Real) and
+                             not isinstance(v, (np.datetime64, np.timedelta64)))
+               for v in (lo, hi)):
             return (None if lo is None else float(lo)), (None if hi is None else float(hi))
         given = [v for v in (lo, hi) if v is not None]
         values = pd.Series(given).astype(dtype)

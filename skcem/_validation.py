@@ -200,6 +200,25 @@ def from_polars(data):
         return pd.Series(data.to_numpy(), name=data.name)
 
 
+def to_polars(frame):
+    """A pandas DataFrame as polars, each column of its own dtype (through numpy where
+    pyarrow, which ``pl.from_pandas`` needs, is missing: text and categories as strings or
+    objects, missing numbers as nulls)."""
+    import polars as pl
+
+    try:
+        return pl.from_pandas(frame)
+    except ImportError:
+        columns = {}
+        for name in frame.columns:
+            column = frame[name]
+            if column.dtype.kind in "biufmM":
+                columns[str(name)] = pl.Series(str(name), column.to_numpy(), nan_to_null=True)
+            else:
+                columns[str(name)] = pl.Series(str(name), column.astype(object).tolist())
+        return pl.DataFrame(columns)
+
+
 def as_named_in(X, names):
     """A fitted model's feature ``names`` as ``X``'s columns name them, where the model's
     library renamed them (LightGBM writes a space as an underscore: ``mean_radius`` for

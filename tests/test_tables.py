@@ -773,10 +773,11 @@ def test_a_category_the_model_knows_but_fit_did_not_see_is_explained():
     assert "astronaut" in list(fitted.categories_[list(X.columns).index("job")])
     exp = explain(fitted, X.loc[[7]])
     assert exp.to_frame()["job"].iloc[0] == "astronaut"
-    # One the model does not know either stays an error that names the column.
+    # One the model does not know either, which its encoder ignores, is explained with a
+    # warning (test_unseen_category_the_model_takes_is_explained).
     other = X.loc[[8]].copy()
     other["job"] = "pilot"
-    with pytest.raises(ValueError, match="'job' holds 'pilot'"):
+    with pytest.warns(UserWarning, match="hold categories fit never met.*'job': 'pilot'"):
         fitted.explain(other)
 
 
@@ -881,6 +882,18 @@ def test_feature_range_of_time_columns_in_times():
     offset = X["when"].min()
     assert (lower[0], upper[0]) == ((pd.Timestamp("2020-01-11") - offset).days,
                                     (pd.Timestamp("2020-02-01") - offset).days)
+    # explain takes the bounds as given to fit (times compare by value, not as objects)
+    exp = explainer.explain(X.iloc[:10])
+    assert exp.found.any()
+    when = exp.explanation["when"][exp.found]
+    moved = when != X["when"].iloc[:10][exp.found]
+    assert when[moved].between(pd.Timestamp("2020-01-11"), pd.Timestamp("2020-02-01")).all()
+    # numpy's times and durations are times and durations, not numbers of steps
+    for bounds in [(np.datetime64("2020-01-10T12:00"), np.datetime64("2020-02-01")),
+                   (offset + np.timedelta64(10, "D"), offset + pd.Timedelta(days=31))]:
+        fitted = CounterfactualExplainer(model, feature_range={"when": bounds}).fit(X)
+        assert fitted.feature_range_[0][0] == 10 or fitted.feature_range_[0][0] == 11
+        assert fitted.explain(X.iloc[:3]).found.any()
     with pytest.raises(ValueError, match=r"feature_range\['when'\].*pair \(low, high\) of times"):
         CounterfactualExplainer(model, feature_range={"when": ("soon", "later")}).fit(X)
 
@@ -1512,3 +1525,67 @@ def test_a_column_of_thousands_of_categories_costs_no_embedding_of_them():
         return np.hstack([np.where([True, False, True], Z, 0.0) * weight, onehot])
 
     assert np.array_equal(search.l1_distances(A, B), cdist(embed(A), embed(B), "cityblock"))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "UInt8"])
+def test_feature_range_past_an_integer_dtype_is_cut_to_it(dtype):
+    """An int8 answer of 148 would be -108: found, and wrong."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.integers(0, 127, 300), "b": rng.integers(0, 120, 300)})
+    y = (X["a"] + X["b"] > 150).astype(int)
+    X = X.astype({"a": dtype})
+    model = LogisticRegression(max_iter=5000).fit(X, y)
+    with pytest.warns(UserWarning, match=rf"cut to them: 'a' \({dtype.lower()}: \[\S+, \d+\]\)"):
+        explainer = CounterfactualExplainer(model, feature_range={"a": (-300, 400)}).fit(X)
+    lower, upper = explainer.feature_range_
+    assert (lower[0], upper[0]) == ((-128, 127) if dtype == "int8" else (0, 255))
+    rows = X[model.predict(X) == 0].iloc[:10]
+    exp = explain(explainer, rows)
+    assert exp.found.any()
+    answers = exp.explanation[exp.found]
+    assert answers["a"].dtype == X["a"].dtype
+    assert answers["a"].between(lower[0], upper[0]).all()
+    assert (model.predict(answers) == 1).all()
+
+
+def test_a_truth_value_and_an_equal_number_in_one_column_are_refused():
+    """True and 1 are one category to pandas, two to a model that reads them as text: the
+    answer's True became 1, reported found and put in the instance's class."""
+    X = pd.DataFrame({"age": np.arange(60) % 50 + 18,
+                      "code": pd.Series([[1, True, "x"][i % 3] for i in range(60)],
+                                        dtype=object)})
+    codec = TableCodec()
+    with pytest.raises(ValueError, match="X column 'code' holds True and the number 1, which "
+                                         "are one category"):
+        codec.fit(X)
+    fitted = TableCodec().fit(X.assign(code=X["code"].astype(str)))
+    later = X.iloc[:3].assign(code=pd.Series(["1", "x", "True"], dtype=object))
+    assert fitted.encode(later)[:, 1].tolist() == [0.0, 2.0, 1.0]
+    ones = TableCodec().fit(X.assign(code=X["code"].where(X["code"] != True, "x")))  # noqa
+    with pytest.raises(ValueError, match="holds True and the number 1"):
+        ones.encode(X)  # at explain: True would be read as 1
+
+
+@pytest.mark.parametrize("pyarrow", [True, False])
+def test_polars_output_keeps_the_columns_dtypes(table, pyarrow):
+    """Found by a user: set_output(transform="polars") gave every column polars's Object
+    dtype (numbers whose mean was None)."""
+    pl = pytest.importorskip("polars")
+    X, _, models = table
+    explainer = CounterfactualExplainer(models["lr"]).fit(X).set_output(transform="polars")
+    expected = explain(CounterfactualExplainer(models["lr"]).fit(X), X[:5]).explanation
+    with pytest.MonkeyPatch.context() as patch:
+        if not pyarrow:
+            def no_pyarrow(*args, **kwargs):
+                raise ModuleNotFoundError("No module named 'pyarrow'")
+
+            patch.setattr(pl, "from_pandas", no_pyarrow)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = explainer.transform(X[:5])
+    assert isinstance(out, pl.DataFrame)
+    assert out.columns == list(X.columns)
+    assert out.schema["age"].is_integer() and out.schema["income"].is_float()
+    assert out.schema["job"] == pl.String
+    assert out["age"].to_list() == expected["age"].tolist()
+    assert out["job"].to_list() == expected["job"].tolist()
