@@ -746,9 +746,10 @@ def build_parser():
                          help="output .json or .csv: a row per instance with its class, the "
                               "answer's class and, as {feature: value}, the features a PN or "
                               "a counterfactual changes ('changed') or a PP keeps ('kept'); "
-                              "with immutable_features, their values apart ('fixed'); with "
-                              "search=exact, the closest answer's proven relative 'gap' "
-                              "(0: optimal)")
+                              "with immutable_features, their values apart ('fixed'); where "
+                              "the exact search answered (search=exact, or auto on trees for "
+                              "rows the gradient-free search left), the closest answer's "
+                              "proven relative 'gap' (0: optimal; near 1: no useful bound)")
     explain.add_argument("--quiet", action="store_true",
                          help="no progress bar, notes or warnings on stderr")
 

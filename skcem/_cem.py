@@ -109,7 +109,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         learns it from the data passed to ``fit`` (see ``no_info_type``); a categorical column's
         is its most frequent category. A dict ``{column: value}`` (a category for a categorical
         column) sets some columns and learns the others. An integer column's is rounded to a
-        whole number, as its answers are.
+        whole number, as its answers are; a float column's learned one to the decimals its
+        values hold (``decimals_``).
     no_info_type : {"median", "mean"}, default="median"
         How ``fit`` learns ``no_info_val`` when it is not given.
     gamma : float, default=0.0
@@ -357,7 +358,8 @@ class CEMExplainer(BaseContrastiveExplainer):
     }
     _not_found_hint = ("Try a larger c_init (10x: features on a large scale have small "
                        "gradients) together with a wider clip (the gradients are clipped to "
-                       "it, which caps what a larger c can do), then more c_steps or "
+                       "it, which caps what a larger c can do: clip=(-1000, 1000) with "
+                       "c_init=100 is a start), then more c_steps or "
                        "max_iterations; on raw features of very different scales, "
                        "distance='mad' (the search then steps in each feature's MAD units).")
 
@@ -424,6 +426,12 @@ class CEMExplainer(BaseContrastiveExplainer):
             learned = statistic(X, axis=0)
             for j, code in most_frequent_codes(X, categorical).items():
                 learned[j] = code
+            # in the decimals of the column's values, as the answers are (a median of prices
+            # in cents: 52.085 is none)
+            decimals = np.maximum(self.decimals_, 0)
+            places = self.decimals_ >= 0
+            learned[places] = np.round(learned[places] * 10.0 ** decimals[places]) / \
+                10.0 ** decimals[places]
             self.no_info_val_ = learned if self.no_info_val is None else values_by_column(
                 self.no_info_val, X, self._codec, fitted_columns(self), "no_info_val", learned)
         elif categorical.any():

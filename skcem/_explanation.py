@@ -192,7 +192,9 @@ class Explanation(JSONMixin):
         search answered rows the gradient-free search left (NaN for the others); else None.
         Each answer's proven relative gap to the
         optimal distance, ``(distance - lower bound) / distance``; 0 for a proven optimum,
-        above 0 where the program stopped at ``max_time`` with the best answer found so far,
+        above 0 where the program stopped at ``max_time`` with the best answer found so far
+        (near 1: no useful bound was proven; a larger ``max_time``, with ``search="exact"``,
+        may prove one),
         NaN where nothing was found, and for a row with missing values, whose answer is the
         gradient-free search's (a tree's way for a missing value is not modelled; a warning
         says how many).
@@ -499,7 +501,8 @@ class Explanation(JSONMixin):
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
-        ``distance``, ``c`` (and ``gap`` with ``search="exact"``); with immutable features (or
+        ``distance``, ``c`` (and ``gap`` where the exact search ran: see :attr:`gap`); with
+        immutable features (or
         a PP's ``directions``), a last column ``fixed`` names those held (comma-separated,
         empty where nothing was found): their values are held fixed, not changed or kept by
         the search (see :meth:`fixed`).
@@ -513,7 +516,7 @@ class Explanation(JSONMixin):
         Returns
         -------
         frame : pandas.DataFrame of shape (n_samples, n_features + 5), one column more
-            with held features and one with ``gap`` (``search="exact"``); ``n_samples * k``
+            with held features and one with ``gap`` (see :attr:`gap`); ``n_samples * k``
             rows with ``k`` counterfactuals
         """
         if self._n_ranks() > 1:

@@ -425,7 +425,8 @@ class TableCodec:
         from ._warnings import warn
 
         warn("X does not have feature names, but the explainer was fitted on a DataFrame: "
-             "X's columns are taken as the fit's, in their order "
+             "X's columns are taken as `feature_names_in_`, in its order (the model's, "
+             "where fit was given them in another) "
              f"({', '.join(map(str, self.columns_[:5]))}"
              f"{', ...' if len(self.columns_) > 5 else ''}).")
         return _pandas().DataFrame(array, columns=self.columns_)

@@ -269,3 +269,17 @@ def test_the_exact_programs_points_lie_past_thresholds_in_float32_too(monkeypatc
     exp = explainer.fit(X[:455]).explain(X[455:461])
     assert exp.found.all() and len(refused) >= 3
     assert not any(refused)
+
+
+def test_a_pps_learned_background_holds_the_columns_decimals():
+    """Found by a user: prices in cents got the median 52.085 as their no-information value,
+    which every PP that removes the price showed."""
+    X = pd.DataFrame({"price": [10.25, 20.5, 52.08, 52.09, 70.1, 99.99],
+                      "rate": [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]})
+    y = np.array([0, 0, 0, 1, 1, 1])
+    model = LogisticRegression().fit(X, y)
+    learned = CEMExplainer(model, mode="PP").fit(X)
+    assert learned.decimals_.tolist() == [2, 1]
+    assert learned.no_info_val_.tolist() == [52.08, 3.0]  # medians 52.085 and 3.0
+    given = CEMExplainer(model, mode="PP", no_info_val={"price": 52.085}).fit(X)
+    assert given.no_info_val_.tolist() == [52.085, 3.0]  # a given value stays as given
