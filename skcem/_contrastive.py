@@ -267,11 +267,14 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
     try:
         yield
     except (TypeError, ValueError, AttributeError) as exc:
-        if codec is None or not codec.has_categorical or \
+        times = [] if codec is None else \
+            [j for j, scale in enumerate(codec.times_) if scale is not None]
+        if codec is None or not (codec.has_categorical or times) or \
                 any(name in str(exc) for name in fit_params):
             raise
         named = [str(codec.columns_[j]) if codec.columns_ else str(j)
                  for j in np.flatnonzero(codec.categorical_)]
+        timed = [str(codec.columns_[j]) if codec.columns_ else str(j) for j in times]
         first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
         if hasattr(first, "build_analyzer"):  # scikit-learn's text vectorizers
             raise ValueError(
@@ -279,9 +282,14 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
                 f"{type(first).__name__}, which takes 1-D documents, not a table ({exc}): put "
                 "the documents in a DataFrame column and the vectorizer in a ColumnTransformer "
                 "on that column.") from exc
-        raise ValueError(f"X has categorical columns {named}, but `estimator` fails on them "
-                         f"({exc}): pass a model that takes them, such as a Pipeline that "
-                         "one-hot encodes them, or encode them as numbers first.") from exc
+        kinds = " and ".join(([f"categorical columns {named}"] if named else [])
+                             + ([f"time columns {timed}"] if timed else []))
+        raise ValueError(f"X has {kinds}, but `estimator` fails on them ({exc}): pass a model "
+                         "that takes them, such as a Pipeline that "
+                         + ("one-hot encodes the categories" if named else "")
+                         + (" and " if named and timed else "")
+                         + ("turns the times into numbers" if timed else "")
+                         + ", or convert them to numbers first.") from exc
 
 
 def _rounding_of(X):

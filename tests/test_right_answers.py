@@ -300,6 +300,17 @@ def test_string_column_is_named(iris_frame, Explainer):
                                          "fails on them"):
         Explainer(LogisticRegression(max_iter=500)).fit(
             X.assign(colour=["red", "blue"] * (len(X) // 2)), y)
+    # a time column the model cannot take is named too (it was blamed on the text column)
+    import pandas as pd
+
+    dated = X.assign(colour=["red", "blue"] * (len(X) // 2),
+                     day=pd.date_range("2020-01-01", periods=len(X), freq="D"))
+    with pytest.raises(ValueError, match=r"categorical columns \['colour'\] and time columns "
+                                         r"\['day'\], but `estimator` fails on them.*turns the "
+                                         "times into numbers"):
+        Explainer(None).fit(dated, y)
+    with pytest.raises(ValueError, match=r"X has time columns \['day'\], but"):
+        Explainer(LogisticRegression(max_iter=500)).fit(dated.drop(columns="colour"), y)
     with pytest.raises(ValueError, match="X column 'colour' holds non-numeric values such as "
                                          "'red'; name it in `categorical_features`"):
         Explainer(None, categorical_features=[]).fit(X.assign(colour=["red"] * len(X)), y)
