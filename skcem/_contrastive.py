@@ -27,7 +27,8 @@ from ._decimals import column_decimals, round_to_decimals
 from ._decision_scores import scored_by_decision, with_probabilities
 from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation, ranked_index
-from ._fista import CodedBackend, DecisionBackend, ScaledBackend, SearchProblem, solve
+from ._fista import (CodedBackend, DecisionBackend, ScaledBackend, SearchProblem, solve,
+                     widened_background)
 from ._gradients import detect_output_kind, embeds_inputs, is_deep_model, make_backend
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
@@ -1294,7 +1295,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if empty.any():
             warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing{held}: the model already "
                  "gives the no-information background (no_info_val clipped to the feature "
-                 f"range){at} the class the instance is explained in (its own, or y's where "
+                 f"range, widened to an instance's value outside it){at} the class the instance is explained in (its own, or y's where "
                  "explain is given y). Choose a no_info_val the model does not put "
                  "in that class for PPs that show what matters.", TargetWarning)
 
@@ -1395,6 +1396,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         non_finite = sum(non_finite for _, (_, non_finite) in outcomes)
         return self._assemble(X, index, proba, explained, results, common, n_rows, searchable,
                               self._required_class(target), non_finite)
+
+    def _classes_no_fit_row_gets(self, target_class, rows):
+        """The classes that ``rows`` had to reach (``target_class``) that the model gives
+        none of the rows of ``fit`` it was asked about (the gradient-free search's pool)."""
+        pool = getattr(self, "_pool", None)
+        if target_class is None or pool is None or not rows.any():
+            return []
+        given = {label for label in self.classes_[np.unique(pool.pred)].tolist()}
+        wanted = dict.fromkeys(np.asarray(target_class, dtype=object)[rows].tolist())
+        return [label for label in wanted if label is not None and label not in given]
 
     def _required_class(self, target):
         """The labels of the classes the answers must reach, for ``Explanation.target_class``;
@@ -1525,6 +1536,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if rejected.any() and self.search_ != "exact":
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
+            unreached = self._classes_no_fit_row_gets(target_class, ~found & searchable)
+            if unreached:
+                hint += (f" The model puts none of {len(self._pool.pred)} rows given to fit in "
+                         f"class {', '.join(map(repr, unreached))}: it may never predict "
+                         f"{'it' if len(unreached) == 1 else 'them'}.")
             if non_finite:
                 hint += (f" The model gave NaN or infinite probabilities for {non_finite} of "
                          "the rows the search asked it about: narrow feature_range to where "
@@ -1574,6 +1590,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if common["mode"].requires_change:
             self._warn_broken_one_hot(explanation[found], names)
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
+        if mode == "PP":
+            # the search's own: an instance's value outside the range widens it (one row per
+            # instance then), so that a PP's perturbation, changes and metrics agree with
+            # its distance
+            background = widened_background(common["no_info_val"], common["lower"],
+                                            common["upper"], X)
         if mode == "PP":  # missing cells and held features are not kept by the search
             directions = self.directions_
             held = np.isnan(X) | self.immutable_mask_ | \
@@ -1585,7 +1607,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             shown_X = codec.decode(X, for_model=False, index=index)
             shown_explanation = codec.decode(explanation, for_model=False, index=index)
             encoded = {"X": X, "explanation": explanation, "categorical": codec.categorical_,
-                       "background": codec.decode(background[None], for_model=False)}
+                       "background": codec.decode(np.atleast_2d(background), for_model=False)}
         ranked = {}
         if hasattr(self, "n_counterfactuals"):
             ranked = self._ranked_answers(results, index, encoded, common["mode"],

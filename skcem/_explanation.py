@@ -137,9 +137,12 @@ class Explanation(JSONMixin):
         NaN where nothing was found and where the answer is the gradient-free or exact
         search's (they have no such weight: ``search="auto"`` completes the gradient search's
         unanswered rows with them).
-    background : ndarray of shape (n_features,)
+    background : ndarray of shape (n_features,) or (n_samples, n_features)
         The no-information value inside the feature range: what a PP shows for a removed
-        feature. A categorical column's is its category's code (see ``encoded``).
+        feature. A categorical column's is its category's code (see ``encoded``). For PPs
+        where an instance's value lies outside ``feature_range_``, one row per instance: the
+        range widened to that value there, as the search widens it (a PP never moves a
+        feature past its instance's value, away from the no-information value).
     classes : ndarray of shape (n_classes,) or None
         The model's classes, in the order of the probability columns.
     feature_names : list of str or None

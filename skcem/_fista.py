@@ -42,6 +42,20 @@ _C_UPPER_UNSET = 1e9
 _C_BRACKET_RTOL = 0.05
 
 
+def widened_background(no_info_val, lower, upper, x0):
+    """``no_info_val`` clipped to the feature range, widened to the instance's own value
+    where that lies outside it: of one row, or of one row per instance of ``x0`` where one
+    lies outside."""
+    xp = namespace(no_info_val, lower)
+    inside = xp.clip(no_info_val, lower, upper)
+    outside = (x0 < lower) | (x0 > upper)
+    if not bool(xp.any(outside)):
+        return inside  # the common case: the same array as before, of one row
+    lowest = xp.where(x0 < lower, x0, lower)
+    highest = xp.where(x0 > upper, x0, upper)
+    return xp.clip(no_info_val, lowest, highest)
+
+
 @dataclass(frozen=True)
 class SearchProblem:
     """The constants of one batch: everything the optimizer needs besides the backend.
@@ -124,14 +138,7 @@ class SearchProblem:
         """No-information value inside the feature range, widened to the instance's own value
         where that lies outside it: what a PP shows for a removed feature (so that one never
         moves past the instance, away from the no-information value)."""
-        xp = namespace(self.no_info_val, self.lower)
-        inside = xp.clip(self.no_info_val, self.lower, self.upper)
-        outside = (self.x0 < self.lower) | (self.x0 > self.upper)
-        if not bool(xp.any(outside)):
-            return inside  # the common case: the same array as before, of one row
-        lowest = xp.where(self.x0 < self.lower, self.x0, self.lower)
-        highest = xp.where(self.x0 > self.upper, self.x0, self.upper)
-        return xp.clip(self.no_info_val, lowest, highest)
+        return widened_background(self.no_info_val, self.lower, self.upper, self.x0)
 
     @cached_property
     def _target_onehot(self):

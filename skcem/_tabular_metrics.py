@@ -295,13 +295,14 @@ def _range_pair(feature_range, columns, categorical):
     return lower, upper
 
 
-def _towards_background(background, e_num, x_num, num, n_features, numeric):
+def _towards_background(background, rows, e_num, x_num, num, n_features, numeric):
     """Where a PN breaks its rule on a numeric feature: a value no farther from the
-    no-information value (``background``) than the instance's; shape (n_found,
+    no-information value (``background``, one row per row of X: see
+    :func:`_check_background`) than the instance's, for X's ``rows``; shape (n_found,
     n_features), False for categorical features."""
     towards = np.zeros((len(e_num), n_features), dtype=bool)
     if len(num):
-        v = numeric(np.array([background], dtype=object), "background")[0]
+        v = numeric(background, "background", rows)
         with np.errstate(invalid="ignore"):
             towards[:, num] = np.abs(e_num - v) <= np.abs(x_num - v)
     return towards
@@ -317,14 +318,28 @@ def _background_of(explanation):
 
 
 def _check_background(background, X, columns, categorical, pd):
-    """Per-feature background values as a list, in X's column order."""
-    values = _background_values(background, X, columns, pd)
+    """Background values in X's column order, one row per row of X: an object array of
+    shape (n_samples, n_features) (one row given is every row's; an Explanation's PPs
+    may hold one per instance)."""
+    n_rows = len(X)
+    if (isinstance(background, pd.DataFrame) and len(background) == n_rows != 1) or \
+            (isinstance(background, np.ndarray) and background.ndim == 2 and
+             background.shape[0] == n_rows != 1):
+        rows = [background.iloc[[i]] if hasattr(background, "iloc") else background[i]
+                for i in range(n_rows)]
+        values = np.array([_background_values(row, X, columns, pd) for row in rows],
+                          dtype=object).reshape(n_rows, len(columns))
+    else:
+        values = np.empty((1, len(columns)), dtype=object)
+        values[0] = _background_values(background, X, columns, pd)
+        values = np.broadcast_to(values, (n_rows, len(columns)))
     for j in np.flatnonzero(categorical):
         present = [v for v in _as_object(_column(X, j)) if not pd.isna(v)]
-        if isinstance(values[j], numbers.Number) and not isinstance(values[j], bool) and \
+        given = values[0, j]
+        if isinstance(given, numbers.Number) and not isinstance(given, bool) and \
                 present and not any(isinstance(v, numbers.Number) for v in present):
             raise ValueError(
-                f"background holds {values[j]!r} for the categorical column {columns[j]!r}, "
+                f"background holds {given!r} for the categorical column {columns[j]!r}, "
                 "whose values are not numbers: give its category. An explainer's "
                 "no_info_val_ holds category codes; pass the Explanation itself as "
                 "`explanations` and leave `background` out to use its no-information row.")
@@ -747,7 +762,7 @@ default=None
     def reference(j, rows):
         if bg is None:
             return _as_object(_column(X, j))[rows]
-        return np.full(len(rows), bg[j], dtype=object) if len(rows) else np.empty(0, object)
+        return np.array(bg[rows, j], dtype=object)
 
     # Numeric features: floats; categorical ones: joint integer codes.
     def numeric(data, name, rows=slice(None)):
@@ -760,8 +775,7 @@ default=None
     if bg is None:
         r_num = numeric(X, "X", idx)
     else:
-        r_bg = numeric(np.array([bg], dtype=object), "background")
-        r_num = np.repeat(r_bg, n_found, axis=0)
+        r_num = numeric(bg, "background", idx)
     t_num = None if X_train is None else numeric(X_train, "X_train")
     scale = _check_mad(mad, columns, categorical,
                        _mad_of(numeric(X, "X") if t_num is None else t_num))
@@ -842,9 +856,8 @@ default=None
                                  | (values > upper))
     if mode == "PN" and background is not None:
         violation |= changed_x & _towards_background(
-            _check_background(background, X, columns, categorical, pd), e_num, x_num, num,
-            n_features,
-            numeric)
+            _check_background(background, X, columns, categorical, pd), idx, e_num, x_num,
+            num, n_features, numeric)
 
     # Validity: one predict on X, one on all found explanations.
     e_columns = [_as_object(_column(E, j))[idx] for j in range(n_features)]

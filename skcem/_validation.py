@@ -560,7 +560,18 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     # needs finite values whatever the configuration
     if np.issubdtype(X.dtype, np.floating) and np.isinf(X).any():
         raise _infinite_values_error("Input X contains infinity.", args[0])
+    if np.issubdtype(X.dtype, np.floating) and np.nanmax(np.abs(X), initial=0) > _LARGEST:
+        too_large = column_names((np.abs(np.nan_to_num(X)) > _LARGEST).any(axis=0),
+                                 getattr(args[0], "columns", None))
+        raise ValueError(f"Input X holds values above {_LARGEST:.0e} in absolute value (in "
+                         f"{', '.join(map(repr, too_large[:10]))}), whose squares overflow "
+                         "the distances; rescale those columns (their units), or clip them.")
     return validated
+
+
+# Largest magnitude of a value the explainers take: a sum of squared differences of such
+# values stays finite in float64 (whose largest square root is 1.3e154).
+_LARGEST = 1e150
 
 
 def _infinite_values_error(message, X):

@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
@@ -235,3 +236,22 @@ def test_a_weight_the_chosen_search_does_not_read_is_named(iris):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkcemWarning)
         CounterfactualExplainer(forest).fit(X)  # the default: no word
+
+
+def test_a_target_class_the_model_never_predicts_is_named_in_the_warning():
+    """Found by a user: the warning advised a smaller C and more iterations for a class the
+    model gives no row."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 3))
+    y = np.where(X[:, 0] > 0, 1, 0)
+    y[:5] = 2  # too few to be predicted
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    assert 2 not in model.predict(X)
+    with pytest.warns(ExplanationNotFoundWarning, match="The model puts none of 500 rows given "
+                                                        "to fit in class 2: it may never "
+                                                        "predict it"):
+        CounterfactualExplainer(model, target_class=2).fit(X).explain(X[5:9])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CounterfactualExplainer(model, target_class=1).fit(X).explain(X[5:9])
+    assert not any("puts none" in str(w.message) for w in caught)

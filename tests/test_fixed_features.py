@@ -236,3 +236,33 @@ def test_a_pps_features_that_directions_keep_from_the_background_are_held(iris_f
     free = quiet_explain(CEMExplainer(model, mode="PN", directions={"petal_length": "increase"},
                                       **FAST).fit(X), rows)
     assert not free.held.any() and "fixed" not in free.to_frame()
+
+
+@pytest.mark.parametrize("search", ["fista", "neighbors"])
+def test_a_pps_background_is_the_searchs_where_an_instance_lies_outside_the_range(search):
+    """Found by a user: an instance's value outside feature_range widens the search's
+    background to it, but the Explanation showed the range's: distance 0 beside a "kept"
+    feature in changes(), the perturbation and the metrics."""
+    from skcem.metrics import explanation_metrics
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    rows = X[[0, 1, 60, 120]]
+    explainer = CEMExplainer(model, mode="PP", no_info_val=0.0, feature_range=(1.0, 8.0),
+                             search=search, **FAST).fit(X)
+    exp = quiet_explain(explainer, rows)
+    background = np.asarray(exp.background)
+    # petal widths 0.2 (setosa) lie below 1.0: their background is their own value
+    assert background.shape == (4, 4)
+    np.testing.assert_array_equal(background[:, 3], np.where(rows[:, 3] < 1, rows[:, 3], 1.0))
+    np.testing.assert_array_equal(background[:, :3], 1.0)
+    found = exp.found
+    assert found.any()
+    delta = np.asarray(exp.perturbation)[found]
+    # the distance is the elastic net of the perturbation shown
+    elastic = (delta ** 2).sum(axis=1) + explainer.beta * np.abs(delta).sum(axis=1)
+    np.testing.assert_allclose(exp.distance[found], elastic, rtol=1e-6, atol=1e-9)
+    assert [len(kept) for kept in exp.changes()] == \
+        (np.abs(np.asarray(exp.perturbation)) > 1e-12).sum(axis=1).tolist()
+    metrics = explanation_metrics(model, rows, exp, mode="PP")
+    np.testing.assert_array_equal(metrics["l0"][found], (np.abs(delta) > 1e-12).sum(axis=1))

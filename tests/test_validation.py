@@ -456,6 +456,16 @@ def test_infinite_values_are_named_by_column(iris):
         CEMExplainer(model).fit(bad)
     with pytest.raises(ValueError, match=r"contains infinity .*\(in 2\)"):
         CEMExplainer(model, max_iterations=5).fit(X).explain(bad[:5])
+    # finite, but too large to square: the exact search's costs overflowed inside scipy
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    trees = HistGradientBoostingClassifier(max_iter=5).fit(X, y)
+    huge = X[[0, 50, 100]].copy()
+    huge[0, 1] = 1e155
+    for search in ("auto", "exact"):
+        with pytest.raises(ValueError, match=r"holds values above 1e\+150 in absolute value "
+                                             r"\(in 1\), whose squares overflow"):
+            CEMExplainer(trees, search=search).fit(X).explain(huge)
 
 
 def test_one_class_in_y_is_named_for_the_default_classifier(iris):
