@@ -523,6 +523,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             warn(f"Features {named} are in both immutable_features and directions: they never "
                  "change, and their directions are ignored.")
         self._warn_of_feature_scales(X)
+        self._warn_of_indicator_floats(X, deep)
         self.decimals_ = self._fit_decimals(X)
         self.search_ = self._choose_search(X)
         self._warn_of_idle_settings()
@@ -1204,6 +1205,29 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _warn_of_idle_settings(self):
         """A word on settings the chosen search does not read (subclasses)."""
+
+    def _warn_of_indicator_floats(self, X, deep):
+        """Warn of mutable float columns holding only 0 and 1 (indicators, it seems): the
+        searches move them as numbers, to 0.47 as readily as to 1. Not for networks,
+        whose inputs (the pixels of binarised images) are numbers to move."""
+        if deep:
+            return
+        numeric = ~self.categorical_mask_ & ~self._whole_columns() & ~self.immutable_mask_
+        values = np.asarray(X, dtype=float)
+        indicators = [j for j in np.flatnonzero(numeric)
+                      if set(np.unique(values[:, j][~np.isnan(values[:, j])])) == {0.0, 1.0}]
+        if not indicators:
+            return
+        names = column_names(np.isin(np.arange(X.shape[1]), indicators),
+                             getattr(self, "feature_names_in_", None))
+        shown = ", ".join(map(repr, names[:5])) + (f", ... ({len(names)} in all)"
+                                                    if len(names) > 5 else "")
+        several = len(names) > 1
+        warn(f"X's float column{'s' if several else ''} {shown} hold{'' if several else 's'} "
+             "only 0 and 1: the answers may set "
+             f"{'them' if several else 'it'} between (0.47), as numbers. For indicators, give "
+             f"{'them' if several else 'it'} a bool or integer dtype (in a DataFrame), or name "
+             f"{'them' if several else 'it'} in `categorical_features`.")
 
     def _warn_of_feature_scales(self, X):
         """Warn when the numeric features' spreads differ by ``_SCALE_RATIO`` or more under a

@@ -375,6 +375,8 @@ class TableCodec:
         columns = self._columns(X)
         n_features = len(columns)
         self.columns_ = list(X.columns) if self.is_frame_ else None
+        # (the levels' names of MultiIndex columns, kept on the answers)
+        self.column_level_names_ = list(X.columns.names) if self.is_frame_ else None
         self.dtypes_ = [column.dtype for column in columns]
         if isinstance(self.categorical_features, str) and self.categorical_features == "auto":
             categorical = auto_categorical(X)
@@ -609,6 +611,9 @@ class TableCodec:
             order = np.argsort(np.r_[np.flatnonzero(plain), np.flatnonzero(~plain)])
             frame = frame.iloc[:, order]
         frame.columns = pd.Index(self.columns_)
+        levels = getattr(self, "column_level_names_", None)
+        if levels is not None and len(levels) == frame.columns.nlevels:
+            frame.columns.names = levels
         return frame
 
     def plain_columns(self):

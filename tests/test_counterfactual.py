@@ -255,3 +255,25 @@ def test_a_target_class_the_model_never_predicts_is_named_in_the_warning():
         warnings.simplefilter("always")
         CounterfactualExplainer(model, target_class=1).fit(X).explain(X[5:9])
     assert not any("puts none" in str(w.message) for w in caught)
+
+
+def test_float_columns_of_only_0_and_1_are_pointed_out():
+    """Found by a user: an indicator held as floats came back at 0.087, 0.47..."""
+    rng = np.random.default_rng(1)
+    numbers = rng.normal(size=(300, 3))
+    flag = (rng.random(300) > 0.5).astype(float)
+    X = np.column_stack([numbers, flag])
+    y = (numbers[:, 0] + numbers[:, 1] + 1.5 * flag - 0.75 > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    with pytest.warns(UserWarning, match="X's float column 3 holds only 0 and 1: the answers "
+                                         "may set it between"):
+        CounterfactualExplainer(model).fit(X)
+    # named categorical, its answers take 0 or 1 only, and no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        explainer = CounterfactualExplainer(model, categorical_features=[3]).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.explain(X[:30])
+    assert exp.found.mean() > 0.9
+    assert set(np.asarray(exp.explanation, float)[exp.found, 3]) <= {0.0, 1.0}

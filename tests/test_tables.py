@@ -1305,7 +1305,7 @@ def test_multiindex_columns_are_named_by_their_tuples_in_by_feature_parameters()
     X, y = make_table()
     X = X[NUMERIC]
     X.columns = pd.MultiIndex.from_tuples([("person", "age"), ("money", "income"),
-                                           ("work", "hours")])
+                                           ("work", "hours")], names=["group", "feature"])
     model = LogisticRegression(max_iter=1000).fit(X, y)
     explainer = CounterfactualExplainer(
         model, immutable_features=[("person", "age")], directions={("work", "hours"): "increase"},
@@ -1317,6 +1317,7 @@ def test_multiindex_columns_are_named_by_their_tuples_in_by_feature_parameters()
     found, before = answers.explanation[answers.found], X[:10][answers.found]
     assert len(found) and (found[("person", "age")] == before[("person", "age")]).all()
     assert (found[("work", "hours")] >= before[("work", "hours")]).all()
+    assert answers.explanation.columns.names == ["group", "feature"]  # were [None, None]
     with pytest.raises(ValueError, match=r"`immutable_features` names an unknown column "
                                          r"\('person', 'height'\)"):
         CounterfactualExplainer(model, immutable_features=[("person", "height")]).fit(X)
