@@ -9,6 +9,7 @@ allowed directions and the search on ``c``, which subclasses supply through
 import logging
 import warnings
 from contextlib import contextmanager, nullcontext
+from copy import deepcopy
 from dataclasses import replace
 from functools import partial
 from numbers import Integral, Number, Real
@@ -291,6 +292,28 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
                          + (" and " if named and timed else "")
                          + ("turns the times into numbers" if timed else "")
                          + ", or convert them to numbers first.") from exc
+
+
+def _rows_holding(X, values_by_column):
+    """The mask of rows of ``X`` holding one of the values of ``values_by_column``
+    (``{column position: values}``)."""
+    held = np.zeros(len(X), dtype=bool)
+    for j, values in values_by_column.items():
+        column = X.iloc[:, j] if hasattr(X, "iloc") else np.asarray(X)[:, j]
+        held |= np.isin(np.asarray(column, dtype=object), np.asarray(values, dtype=object))
+    return held
+
+
+def _held_values(X, values_by_column):
+    """The values of ``values_by_column`` that ``X`` holds, by column."""
+    held = {}
+    for j, values in values_by_column.items():
+        column = X.iloc[:, j] if hasattr(X, "iloc") else np.asarray(X)[:, j]
+        present = set(np.asarray(column, dtype=object).tolist())
+        found = [value for value in values if value in present]
+        if found:
+            held[j] = found
+    return held
 
 
 def _rounding_of(X):
@@ -629,7 +652,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 return validate_float_data(self, X, reset=reset, allow_nan=allow_nan), None
             return validate_float_data(self, X, y, reset=reset, allow_nan=allow_nan)
         if not reset:
-            self._take_unknown_categories(X, codec)
+            codec = self._take_unknown_categories(X, codec)
         Z = codec.encode(X)
         if codec.is_frame_:
             import pandas as pd
@@ -645,41 +668,65 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """Categories of ``X`` that ``fit`` never met, in rows the model takes (an encoder
         that ignores unknown categories, a column the model drops): declared to the codec,
         so that those rows are explained, each keeping its category or changing it to one
-        of ``fit``'s (no answer takes a category ``fit`` never met), with a warning. Where
-        the model refuses them (or takes category codes as numbers: a network), the codec's
-        error says what the explainer takes."""
+        of ``fit``'s (no answer takes a category ``fit`` never met), with a warning at each
+        call. Where the model refuses them (or takes category codes as numbers: a network),
+        the codec's error says what the explainer takes. Returns the codec to encode ``X``
+        with (a new one where categories were declared: all or nothing)."""
         unknown = codec.unknown_categories(X)
-        if not unknown or is_deep_model(self.estimator_):
-            return
-        frame = hasattr(X, "iloc")
-        held = np.zeros(len(X), dtype=bool)
-        for j, values in unknown.items():
-            column = np.asarray(X.iloc[:, j] if frame else np.asarray(X)[:, j], dtype=object)
-            held |= np.isin(column, np.asarray(values, dtype=object))
-        rows = X.iloc[held] if frame else np.asarray(X)[held]
+        if unknown and not is_deep_model(self.estimator_):
+            codec = self._declare_categories(X, codec, unknown)
+        later = getattr(codec, "declared_at_explain_", {})
+        if later:
+            held = _rows_holding(X, later)
+            if held.any():
+                warn(f"{int(held.sum())} of {len(X)} instances hold categories fit never met, "
+                     f"which the model takes ({self._listed(_held_values(X, later))}): each is "
+                     "explained keeping its category or changing it to one fit met; no "
+                     "answer takes one fit never met.")
+        return codec
+
+    def _declare_categories(self, X, codec, unknown):
+        """``codec`` with the categories ``unknown`` declared, and what was made at ``fit``
+        for its categories made again, where the model takes them; ``codec`` itself where it
+        does not (its ``encode`` then raises)."""
+        held = _rows_holding(X, unknown)
+        rows = X.iloc[held] if hasattr(X, "iloc") else np.asarray(X)[held]
         try:
             with warnings.catch_warnings(), ignoring_feature_name_warnings():
                 warnings.simplefilter("ignore")
                 self.estimator_.predict(rows)
-        except (ValueError, TypeError, KeyError, IndexError):
-            return
-        codec.declare(unknown)
-        # What was made at fit for fit's categories, made again for these too.
-        self._backend = None
+        except Exception:  # whatever the model's failure: the codec's error says more
+            return codec
+        extended = deepcopy(codec)
+        extended.declare(unknown)
         n_features = self.n_features_in_
-        if self._trees is not None:
-            self._trees = read_tree_ensemble(self.estimator_, codec, n_features)
+        try:
+            trees = None if self._trees is None else \
+                read_tree_ensemble(self.estimator_, extended, n_features)
+            leaf_boxes = None if getattr(self, "_leaf_boxes", None) is None else \
+                single_tree_leaves(self.estimator_, extended, n_features)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"X holds categories fit never met ({self._listed(unknown)}), "
+                             f"which the model takes, but search={self.search_!r} cannot read "
+                             f"its trees with them: {exc} Explain those rows with "
+                             "search='neighbors', or fit on data that holds them.") from exc
+        self._codec = extended
+        if self._decode is not None and getattr(self._decode, "__self__", None) is codec:
+            self._decode = extended.decode
+        self._trees = trees
+        if leaf_boxes is not None:
+            self._leaf_boxes = leaf_boxes
         self.__dict__.pop("_fallback_trees", None)
-        if getattr(self, "_leaf_boxes", None) is not None:
-            self._leaf_boxes = single_tree_leaves(self.estimator_, codec, n_features)
-        names = self.feature_names_in_ if hasattr(self, "feature_names_in_") else None
-        listed = "; ".join(
+        self._backend = None  # its lookup tables, made for fit's categories
+        return extended
+
+    def _listed(self, values_by_column):
+        """``'job': 'astronaut', 'diver'; 'sex': 'X'``: values by column, a few each."""
+        names = getattr(self, "feature_names_in_", None)
+        return "; ".join(
             f"{names[j] if names is not None else j!r}: "
             f"{', '.join(map(repr, values[:5]))}{', ...' if len(values) > 5 else ''}"
-            for j, values in unknown.items())
-        warn(f"{int(held.sum())} of {len(X)} instances hold categories fit never met, which "
-             f"the model takes ({listed}): each is explained keeping its category or changing "
-             "it to one fit met; no answer takes one fit never met.")
+            for j, values in values_by_column.items())
 
     def _missing_values_error(self, X, columns=None):
         """The error for missing values in ``X`` when the model does not take them (in the
@@ -1319,9 +1366,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if empty.any():
             warn(f"{int(empty.sum())} of {len(empty)} PPs keep nothing{held}: the model already "
                  "gives the no-information background (no_info_val clipped to the feature "
-                 f"range, widened to an instance's value outside it){at} the class the instance is explained in (its own, or y's where "
-                 "explain is given y). Choose a no_info_val the model does not put "
-                 "in that class for PPs that show what matters.", TargetWarning)
+                 f"range, widened to an instance's value outside it){at} the class the "
+                 "instance is explained in (its own, or y's where explain is given y). "
+                 "Choose a no_info_val the model does not put in that class for PPs that "
+                 "show what matters.", TargetWarning)
 
     @staticmethod
     def _searchable(mode, explained, target, predicted):

@@ -37,8 +37,10 @@ def _rare(counts, n_rows, min_share):
     """Which pairs of a contingency table ``counts`` (rows: one column's codes, columns: the
     other's; ``n_rows`` rows counted) are rare."""
     expected = np.outer(counts.sum(axis=1), counts.sum(axis=0)) / max(n_rows, 1)
-    return (counts < min_share * n_rows) | (counts == 0) | \
+    rare = (counts < min_share * n_rows) | (counts == 0) | \
         (counts < MIN_SHARE_OF_EXPECTED * expected)
+    # a category no row holds (declared, or met after fit): the rows say nothing of its pairs
+    return rare & (expected > 0)
 
 
 def _judged(counts, n_rows):

@@ -13,8 +13,8 @@ import numbers
 
 import numpy as np
 
-from ._validation import (check_feature_range, default_classifier, feature_mask,
-                          label_position)
+from ._validation import (check_feature_range, check_magnitude, default_classifier,
+                          feature_mask, label_position)
 
 CATEGORICAL_KINDS = "OSUb"  # object, bytes, str, bool
 
@@ -521,8 +521,12 @@ class TableCodec:
                                  "declares it.")
             self.categories_[j] = np.asarray(list(self.categories_[j]) + list(values),
                                              dtype=object)
+            later = getattr(self, "declared_at_explain_", {})
+            self.declared_at_explain_ = {**later, j: list(later.get(j, [])) + list(values)}
             if isinstance(self.dtypes_[j], pd.CategoricalDtype):
-                self.dtypes_[j] = pd.CategoricalDtype(self.categories_[j])
+                # the dtype's own order, the new ones after it: a model may read its codes
+                self.dtypes_[j] = pd.CategoricalDtype(
+                    list(self.dtypes_[j].categories) + list(values))
 
     def _codes(self, column, j):
         pd = _pandas()
@@ -846,6 +850,7 @@ def table_feature_range(feature_range, Z, codec, feature_names):
                                  "(leave the column out to take the data's bounds).")
             if lo > hi:
                 raise ValueError(f"`feature_range[{key!r}]` needs min <= max; got {bounds!r}.")
+            check_magnitude([lo, hi], f"feature_range[{key!r}]")
             lower[j], upper[j] = lo, hi
     else:
         lower, upper = check_feature_range(feature_range, Z)
@@ -877,10 +882,18 @@ def _within_integer_dtypes(lower, upper, codec, feature_names):
         if not (isinstance(dtype, np.dtype) and dtype.kind in "iu"):
             continue
         info = np.iinfo(dtype)
-        if lower[j] < info.min or upper[j] > info.max:
+        # the dtype's extremes as floats that it holds (int64's largest rounds up to 2**63)
+        lowest, highest = float(info.min), float(info.max)
+        if highest > info.max:
+            highest = float(np.nextafter(highest, -np.inf))
+        if lower[j] < lowest or upper[j] > highest:
             name = feature_names[j] if feature_names is not None else j
+            if lower[j] > highest or upper[j] < lowest:
+                raise ValueError(f"`feature_range` of the integer column {name!r}, "
+                                 f"({lower[j]:g}, {upper[j]:g}), holds no value of its dtype "
+                                 f"{dtype} ([{info.min}, {info.max}]).")
             cut.append(f"{name!r} ({dtype}: [{info.min}, {info.max}])")
-            lower[j], upper[j] = max(lower[j], info.min), min(upper[j], info.max)
+            lower[j], upper[j] = max(lower[j], lowest), min(upper[j], highest)
     if cut:
         from ._warnings import warn
 
@@ -909,6 +922,9 @@ def _time_bounds(scale, bounds, key, dtype):
     pd = _pandas()
     try:
         lo, hi = bounds
+        # a missing time (NaT) is no bound: that side is the data's, as with None
+        lo, hi = (None if v is not None and not isinstance(v, str) and pd.isna(v) else v
+                  for v in (lo, hi))
         if lo is None and hi is None:
             raise TypeError("no bound")
         # (numpy's times and durations are integers to ``numbers``: not steps)
@@ -969,6 +985,7 @@ def values_by_column(value, Z, codec, feature_names, name, default):
                 out[j] = np.nan
             if not np.isfinite(out[j]):
                 raise ValueError(f"`{name}[{key!r}]` must be a finite number; got {given!r}.")
+            check_magnitude(out[j], f"{name}[{key!r}]")
     return out
 
 

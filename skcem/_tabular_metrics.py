@@ -559,7 +559,7 @@ def _ynn(explained, predicted, train, train_predicted, n_neighbors, cat_slots, m
 # ------------------------------------------------------------------------------ public API
 
 
-def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X_train=None,
+def explanation_metrics(estimator, X, explanations, *, mode=None, target=None, X_train=None,
                         categorical_features=None, immutable_features=None, directions=None,
                         feature_range=None, background=None, mad=None, n_neighbors=5,
                         seconds=None):
@@ -593,10 +593,12 @@ def explanation_metrics(estimator, X, explanations, *, mode="CF", target=None, X
         One explanation per row of ``X``, matched by position; a DataFrame must hold X's
         columns (extra ones are ignored). A row that is entirely missing means that no
         explanation was found. An :class:`~skcem.Explanation` gives its ``explanation``.
-    mode : {"CF", "PN", "PP"}, default="CF"
+    mode : {"CF", "PN", "PP"} or None, default=None
         "CF" and "PN": an explanation is valid when the model's class for it differs from
         its class for ``X`` (or equals ``target`` for "CF" when given). "PP": valid when the
-        class is the same as for ``X``.
+        class is the same as for ``X``. None: an :class:`~skcem.Explanation`'s own mode,
+        else "CF". A mode that contradicts an Explanation's (PPs scored as changes, or the
+        reverse) is an error.
     target : scalar or array-like of shape (n_samples,), default=None
         Wanted class per row for ``mode='CF'``. A missing entry falls back to "any other
         class". None with an :class:`~skcem.Explanation`: its own (its ``target_class``).
@@ -682,6 +684,13 @@ default=None
         If a parameter is out of range or names unknown features.
     """
     pd = _import_pandas()
+    own_mode = explanations.mode if isinstance(explanations, Explanation) else None
+    if mode is None:
+        mode = own_mode or "CF"
+    elif own_mode is not None and mode in _MODES and (mode == "PP") != (own_mode == "PP"):
+        raise ValueError(f"mode={mode!r}, but `explanations` are {own_mode}s: a PP keeps the "
+                         "instance's class, a PN or counterfactual changes it. Leave mode out "
+                         "to take the Explanation's.")
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {list(_MODES)}; got {mode!r}.")
     if target is not None and mode != "CF":

@@ -569,9 +569,9 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     return validated
 
 
-# Largest magnitude of a value the explainers take: a sum of squared differences of such
+# Largest magnitude of a value the explainers take: the square of a difference of two such
 # values stays finite in float64 (whose largest square root is 1.3e154).
-_LARGEST = 1e150
+_LARGEST = 1e153
 
 
 def _infinite_values_error(message, X):
@@ -649,7 +649,18 @@ def per_feature(value, n_features, name):
                          f"({n_features}); got {value!r}.") from exc
     if not np.all(np.isfinite(array)):
         raise ValueError(f"`{name}` must be finite; got {value!r}.")
+    check_magnitude(array, name)
     return array
+
+
+def check_magnitude(values, name):
+    """Refuse values of the parameter ``name`` above ``_LARGEST`` in absolute value (as X's
+    are refused): the distances square them."""
+    values = np.asarray(values, dtype=float)
+    if np.any(np.abs(values) > _LARGEST):
+        largest = values.flat[int(np.nanargmax(np.abs(values)))]
+        raise ValueError(f"`{name}` holds {largest:g}, above {_LARGEST:.0e} in absolute value, "
+                         "whose square overflows the distances; rescale the features.")
 
 
 def check_feature_range(feature_range, X):

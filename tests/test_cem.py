@@ -403,9 +403,10 @@ def test_empty_pps_are_named_by_a_warning():
     messages = [str(w.message) for w in caught if w.category is TargetWarning]
     assert messages == [f"{empty.sum()} of {len(rows)} PPs keep nothing: the model already "
                         "gives the no-information background (no_info_val clipped to the "
-                        "feature range, widened to an instance's value outside it) the class the instance is explained in (its own, or "
-                        "y's where explain is given y). Choose a no_info_val the model "
-                        "does not put in that class for PPs that show what matters."]
+                        "feature range, widened to an instance's value outside it) the "
+                        "class the instance is explained in (its own, or y's where "
+                        "explain is given y). Choose a no_info_val the model does not put "
+                        "in that class for PPs that show what matters."]
     with warnings.catch_warnings():
         warnings.simplefilter("error", TargetWarning)
         CEMExplainer(model, mode="PN", max_iterations=100, c_steps=3).fit(X).explain(rows)

@@ -566,3 +566,23 @@ def test_a_function_of_probabilities_is_read_as_the_explainers_read_it():
     table = explanation_metrics(of_arrays, frame, pd.DataFrame(answers.explanation,
                                                                columns=frame.columns))
     assert table["valid"].tolist() == by_model["valid"].tolist()
+
+
+def test_an_explanations_own_mode_is_the_default(iris, iris_model):
+    """Found by a review: PPs valid by predict were scored as counterfactuals (invalid,
+    l0 = 4) when mode was left out."""
+    from skcem import CEMExplainer
+    from skcem.metrics import explanation_metrics
+
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PP", max_iterations=200, c_steps=3).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = cem.explain(X[[0, 60, 120]])
+    assert exp.found.any()
+    default = explanation_metrics(iris_model, None, exp)
+    given = explanation_metrics(iris_model, None, exp, mode="PP")
+    pd.testing.assert_frame_equal(default, given)
+    assert default["valid"][exp.found].all()
+    with pytest.raises(ValueError, match="mode='CF', but `explanations` are PPs"):
+        explanation_metrics(iris_model, None, exp, mode="CF")

@@ -281,3 +281,20 @@ def test_pairs_are_judged_only_where_the_rows_can_tell():
     states = np.column_stack([city // 2, city]).astype(float)
     rare = CategoryPairs().fit(states, np.ones(2, bool), [10, 20]).rare_[0, 1]
     assert rare[0, 2:].all() and not rare[0, :2].any()
+
+
+def test_a_category_no_fit_row_holds_makes_no_rare_pair():
+    """Found by a review: the metrics counted a pair with a category fit never met (a new
+    city, kept by the answer) as rare, which the search cannot judge and does not."""
+    from skcem._plausibility import CategoryPairs, rare_pair_counts
+
+    rng = np.random.default_rng(0)
+    Z = np.column_stack([rng.integers(0, 2, 400), rng.integers(0, 3, 400)]).astype(float)
+    Z[Z[:, 0] == 1, 1] = np.where(Z[Z[:, 0] == 1, 1] == 2, 0, Z[Z[:, 0] == 1, 1])  # (1, 2) unseen
+    pairs = CategoryPairs().fit(Z, np.array([True, True]), [3, 3])  # code 2 of column 0: none
+    rare = pairs.rare_[0, 1]
+    assert rare[1, 2]  # both categories common, never together: rare
+    assert not rare[2].any()  # a category no row holds: nothing to judge
+    answers = np.array([[2, 1], [1, 2]])
+    instances = np.array([[2, 0], [1, 0]])
+    assert rare_pair_counts(answers, instances, Z.astype(int)).tolist() == [0, 1]

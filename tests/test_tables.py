@@ -1590,3 +1590,142 @@ def test_polars_output_keeps_the_columns_dtypes(table, pyarrow):
     assert out.schema["job"] == pl.String
     assert out["age"].to_list() == expected["age"].tolist()
     assert out["job"].to_list() == expected["job"].tolist()
+
+
+def test_categories_met_at_explain_keep_the_dtypes_order_and_are_said_at_each_call():
+    """Found by a review: declaring a new category rebuilt a category dtype from the
+    codec's categories, moving a declared one ('pilot') to the end: a model reading the
+    codes then got other codes on every later call."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = make_table()
+    order = ["farmer", "pilot", "clerk", "manager", "engineer"]
+    X = X.assign(job=pd.Categorical(X["job"], categories=order),
+                 city=X["city"].astype("category"))
+
+    def codes(frame):
+        return frame.assign(job=frame["job"].cat.codes, city=frame["city"].cat.codes,
+                            sex=(frame["sex"] == "F").astype(int))
+
+    model = make_pipeline(FunctionTransformer(codes),
+                          RandomForestClassifier(30, random_state=0)).fit(X, y)
+    explainer = CounterfactualExplainer(model).fit(X)
+    new = X.iloc[[0]].astype({"job": pd.CategoricalDtype(order + ["astronaut"])})
+    new["job"] = pd.Categorical(["astronaut"], dtype=new["job"].dtype)
+    for _ in range(2):  # said at each call, not only when first met
+        with pytest.warns(UserWarning, match="1 of 1 instances hold categories fit never met"):
+            explain(explainer, new)
+    rows = X.iloc[:20]
+    assert list(explainer._codec.dtypes_[1].categories) == order + ["astronaut"]
+    Z = explainer._codec.encode(rows)
+    np.testing.assert_array_equal(explainer._get_backend().predict_proba(Z),
+                                  model.predict_proba(rows))
+    exp = explain(explainer, rows)
+    assert valid_by_predict(model, exp, "CF").all()
+    answers = exp.explanation[exp.found].astype({"job": rows["job"].dtype})
+    assert (model.predict(answers) != model.predict(rows[exp.found])).all()
+
+
+def test_categories_the_trees_cannot_be_read_with_fail_alike_at_every_call():
+    """Found by a review: the first call failed after the codec had taken the new
+    categories, and a second identical call then went through."""
+    X, y = make_table()
+    encode = ColumnTransformer([("categories", OrdinalEncoder(
+        handle_unknown="use_encoded_value", unknown_value=np.nan), CATEGORICAL)],
+        remainder="passthrough")
+    from sklearn.tree import DecisionTreeClassifier
+
+    model = make_pipeline(encode, DecisionTreeClassifier(max_depth=5, random_state=0)).fit(X, y)
+    explainer = CounterfactualExplainer(model, search="exact").fit(X)
+    rows = X.iloc[:4].assign(job=["astronaut", "clerk", "diver", "farmer"])
+    for _ in range(2):
+        with pytest.raises(ValueError, match="X holds categories fit never met \\('job': "
+                                             "'astronaut', 'diver'\\), which the model takes, "
+                                             "but search='exact' cannot read its trees"):
+            explainer.explain(rows)
+    assert "astronaut" not in list(explainer._codec.categories_[1])
+    # the rows without them are explained as before
+    assert explain(explainer, X.iloc[:4]).found.any()
+
+
+def test_a_model_failing_on_a_new_category_in_its_own_way_gets_the_explainers_error():
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    X, y = make_table()
+    fitted = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+
+    class Picky(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.classes_ = fitted.classes_
+            return self
+
+        def _check(self, X):
+            if not X["job"].isin(["clerk", "engineer", "farmer", "manager"]).all():
+                raise RuntimeError("unknown job code")
+
+        def predict(self, X):
+            self._check(X)
+            return fitted.predict(X)
+
+        def predict_proba(self, X):
+            self._check(X)
+            return fitted.predict_proba(X)
+
+    explainer = CounterfactualExplainer(Picky().fit(X, y)).fit(X)
+    with pytest.raises(ValueError, match="X column 'job' holds 'astronaut', a category "
+                                         "neither seen in fit"):
+        explainer.explain(X.iloc[:3].assign(job=["astronaut", "clerk", "clerk"]))
+
+
+def test_no_warning_of_scikit_learns_about_categories_it_ignores(table):
+    X, y, _ = table
+    encode = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore",
+                                                             drop="if_binary"), CATEGORICAL),
+                                ("numbers", StandardScaler(), NUMERIC)])
+    model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(X, y)
+    explainer = CounterfactualExplainer(model).fit(X)
+    rows = X.iloc[:6].assign(job=["astronaut"] * 3 + ["clerk"] * 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explainer.explain(rows)
+    assert not [w for w in caught if "Found unknown categories" in str(w.message)]
+
+
+def test_integer_dtype_bounds_hold_no_wrapped_answers_and_no_empty_range():
+    """Found by a review: int64's largest value as a float is 2**63, which wraps to the
+    smallest; a range wholly past the dtype was cut to an inverted one."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.integers(0, 100, 200), "b": rng.normal(size=200)})
+
+    def proba(rows):  # class 1 only at the very top of int64
+        top = np.asarray(rows, float)[:, 0] >= 9.2e18
+        return np.column_stack([~top, top]).astype(float)
+
+    explainer = CounterfactualExplainer(proba, feature_range={"a": (0, 1e30)},
+                                        search="neighbors")
+    with pytest.warns(UserWarning, match=r"cut to them: 'a' \(int64"):
+        explainer.fit(X)
+    assert int(explainer.feature_range_[1][0]) <= np.iinfo(np.int64).max
+    exp = explain(explainer, X.iloc[:3])
+    assert exp.found.all()
+    assert (exp.explanation["a"] >= 9.2e18).all()  # found at the top, not wrapped below
+    small = X.astype({"a": "int8"})
+    with pytest.raises(ValueError, match=r"`feature_range` of the integer column 'a', "
+                                         r"\(200, 300\), holds no value of its dtype int8"):
+        CounterfactualExplainer(LogisticRegression().fit(small, X["b"] > 0),
+                                feature_range={"a": (200, 300)}).fit(small)
+
+
+def test_a_missing_time_bound_is_no_bound():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"when": pd.Timestamp("2020-01-01")
+                      + pd.to_timedelta(rng.integers(0, 100, 200), unit="D"),
+                      "a": rng.normal(size=200)})
+    model = make_pipeline(ColumnTransformer([("a", StandardScaler(), ["a"])]),
+                          LogisticRegression()).fit(X, (X["a"] > 0).astype(int))
+    learned = CounterfactualExplainer(model).fit(X).feature_range_
+    for missing in (pd.NaT, np.datetime64("NaT")):
+        bounds = (missing, pd.Timestamp("2020-03-01"))
+        given = CounterfactualExplainer(model, feature_range={"when": bounds}).fit(X)
+        assert given.feature_range_[0][0] == learned[0][0]  # the data's, not 1970's
+        assert given.feature_range_[1][0] < learned[1][0]

@@ -463,9 +463,14 @@ def test_infinite_values_are_named_by_column(iris):
     huge = X[[0, 50, 100]].copy()
     huge[0, 1] = 1e155
     for search in ("auto", "exact"):
-        with pytest.raises(ValueError, match=r"holds values above 1e\+150 in absolute value "
+        with pytest.raises(ValueError, match=r"holds values above 1e\+153 in absolute value "
                                              r"\(in 1\), whose squares overflow"):
             CEMExplainer(trees, search=search).fit(X).explain(huge)
+    # and so are parameters of such values
+    for params, name in (({"feature_range": (-1e200, 1e200)}, "`feature_range`"),
+                         ({"mode": "PP", "no_info_val": 1e200}, "`no_info_val`")):
+        with pytest.raises(ValueError, match=f"{name} holds .*e\\+200, above 1e\\+153"):
+            CEMExplainer(model, **params).fit(X)
 
 
 def test_one_class_in_y_is_named_for_the_default_classifier(iris):

@@ -10,6 +10,8 @@ functions: ``make_backend``, ``make_autoencoder`` and ``detect_output_kind`` her
 """
 
 import importlib
+import warnings
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -204,7 +206,17 @@ class _Decoded:
         self.decode = decode
 
     def __call__(self, Z):
-        return self.fn(self.decode(Z))
+        with _quiet_about_unknown_categories():
+            return self.fn(self.decode(Z))
+
+
+@contextmanager
+def _quiet_about_unknown_categories():
+    """Without scikit-learn's warning of categories its encoders ignore: the rows are the
+    search's, whose categories fit never met were said once, by the explainer."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Found unknown categories")
+        yield
 
 
 # Sparse rows a forest is asked about are made dense up to this many numbers (64 MiB).
@@ -350,13 +362,15 @@ class _CodedProba:
     def __call__(self, Z):
         Z = np.asarray(Z, dtype=float)
         if self.lookup is None or not len(Z) or not np.isfinite(Z).all():
-            return self.pipeline_proba(self.decode(Z))
+            with _quiet_about_unknown_categories():
+                return self.pipeline_proba(self.decode(Z))
         if not self.checked:
             self.checked = True
             checked = np.vstack([Z, self.lookup.covering(Z[0])])
-            if not self.lookup.agrees(checked, as_given=self.as_given):
-                self.lookup = None
-                return self.pipeline_proba(self.decode(Z))
+            with _quiet_about_unknown_categories():
+                if not self.lookup.agrees(checked, as_given=self.as_given):
+                    self.lookup = None
+                    return self.pipeline_proba(self.decode(Z))
         return self.model_proba(self.lookup(Z))
 
 
