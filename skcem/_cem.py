@@ -413,6 +413,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         super()._check_params(n_features)
         if self.gamma > 0 and self.autoencoder is None:
             raise ValueError("`gamma` > 0 needs an `autoencoder`; pass one or set gamma=0.")
+        if self.gamma == 0 and self.autoencoder is not None:
+            warn("`autoencoder` weighs nothing with gamma=0 (the default): set gamma > 0 (the "
+                 "tutorial's 100 on MNIST) for answers that it reconstructs well.")
         if self.plausibility > 0 and self.mode == "PP":
             raise ValueError("`plausibility` pulls a PN or a counterfactual among rows of "
                              "the class it reaches; a PP keeps the instance's class and is "

@@ -501,6 +501,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_,
                                     n_classes=None if self.classes_ is None
                                     else len(self.classes_))
+        flipped = np.argmax(again, axis=1) != np.argmax(proba, axis=1)
+        if flipped.any():
+            raise ValueError(
+                f"`estimator` puts {int(flipped.sum())} of {len(flipped)} rows of X in another "
+                "class when asked about them again: no answer it gives can be relied on. "
+                "Explain a deterministic model (a network in eval mode, its dropout off: "
+                "F.dropout(x, p, training=self.training)).")
         if not np.allclose(again, proba, rtol=1e-6, atol=1e-9):
             warn("`estimator` gives other probabilities for the same rows when asked again "
                  f"(by up to {np.max(np.abs(np.asarray(again) - proba)):.3g}): the closest "

@@ -1361,3 +1361,62 @@ def test_token_ids_of_an_embedding_are_named_and_its_vocabulary_bounds_the_range
 
     table = explanation_metrics(net, X[:8], answers, categorical_features=list(range(10)))
     assert table["valid"].tolist() == found.tolist()
+
+
+@pytest.mark.parametrize("convolutional", [False, True])
+def test_a_module_that_writes_into_its_input_is_explained(images, convolutional):
+    """Found by a user: ``x[:, 0] = 0.5`` in forward crashed explain inside autograd (a view
+    of a leaf written in place)."""
+    X, y = images
+
+    class Writes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.body = nn.Sequential(*_conv_layers()[1:]) if convolutional else \
+                nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+        def forward(self, x):
+            x[..., 0, 0] = 0.5  # a first pixel the model then ignores
+            return self.body(x)
+
+    module = Writes()
+    shape = (1, 8, 8)
+    _train(nn.Sequential(nn.Unflatten(1, shape), module), X[:1200], y[:1200])
+    module.eval()
+    rows = X[1200:1206].copy()
+    given = rows.copy()
+    explainer = CEMExplainer(module, mode="PN", input_shape=shape, **IMAGE, **FAST).fit(X[:600])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        exp = explainer.explain(rows)
+    np.testing.assert_array_equal(rows, given)
+    assert exp.found.any()
+    found = exp.found
+    assert (_predict(module, np.asarray(exp.explanation)[found].copy(), shape)
+            != _predict(module, rows[found].copy(), shape)).all()
+
+
+def test_a_device_this_pytorch_cannot_use_is_named(images):
+    X, _ = images
+    module = nn.Sequential(nn.Linear(64, 10))
+    unusable = [kind for kind, usable in (
+        ("mps", getattr(getattr(torch.backends, "mps", None), "is_available", lambda: False)()),
+        ("xpu", getattr(getattr(torch, "xpu", None), "is_available", lambda: False)()))
+        if not usable]
+    if not unusable:
+        pytest.skip("this PyTorch has every device kind tried")
+    with pytest.raises(ValueError, match=f"`device` is '{unusable[0]}', which this PyTorch "
+                                         "cannot use here"):
+        CounterfactualExplainer(module, device=unusable[0]).fit(X[:50])
+
+
+def test_an_autoencoder_without_its_weight_is_pointed_out(images):
+    X, _ = images
+    module = nn.Sequential(nn.Linear(64, 10))
+    autoencoder = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 64))
+    with pytest.warns(UserWarning, match="`autoencoder` weighs nothing with gamma=0"):
+        CEMExplainer(module, autoencoder=autoencoder, max_iterations=5).fit(X[:50])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        CEMExplainer(module, autoencoder=autoencoder, gamma=1.0, max_iterations=5).fit(X[:50])

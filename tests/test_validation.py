@@ -677,6 +677,14 @@ def test_a_model_that_answers_otherwise_when_asked_again_is_named(iris, iris_mod
         warnings.simplefilter("error", SkcemWarning)
         CounterfactualExplainer(_DuckTyped(iris_model)).fit(X)
 
+    def random(rows):  # dropout left on: classes that change from call to call
+        proba = iris_model.predict_proba(rows) + rng.uniform(0, 2, (len(rows), 3))
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    with pytest.raises(ValueError, match=r"`estimator` puts \d+ of 100 rows of X in another "
+                                         "class when asked about them again"):
+        CounterfactualExplainer(_DuckTyped(iris_model, random)).fit(X)
+
 
 def test_a_finite_difference_step_lost_on_large_features_is_named(iris):
     # The warning blamed piecewise-constant probabilities: the step was below the rounding.

@@ -124,6 +124,11 @@ def resolve_device(module, device):
         raise ValueError(f"`device` is {str(device)!r} but PyTorch sees no CUDA device here.")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
+    try:  # another kind this PyTorch has no support for (mps, xpu...)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ValueError(f"`device` is {str(device)!r}, which this PyTorch cannot use here "
+                         f"({exc}); name a device it has, such as 'cpu'.") from None
     return device
 
 
@@ -218,6 +223,9 @@ class _OnRows:
         # numpy has no bfloat16: such rows go through float32
         self._numpy_dtype = host_numpy(torch.empty((), dtype=self.dtype)).dtype
         self.convolutional = any(isinstance(layer, nn.Conv2d) for layer in module.modules())
+        # a forward that writes into its input (``x[:, 0] = 0``) is given a copy of it: the
+        # input of the gradients is a leaf, which autograd keeps from being written
+        self.writes_input = False
 
     def search_threads(self, n_numbers):
         """The PyTorch threads of a search over ``n_numbers`` numbers (see
@@ -235,12 +243,19 @@ class _OnRows:
     def raw_forward(self, z, fast_layout=False):
         """The module's flattened outputs at the rows ``z``; with ``fast_layout``, on a CPU,
         in channels-last layout (see :meth:`channels_last_forward`)."""
-        if fast_layout and self.convolutional and self.device.type == "cpu":
-            # Gradients with respect to the input only: every parameter detached, so that
-            # the one-channel convolutions may take their faster paths.
-            return self.channels_last_forward(z, {
-                name: p.detach() for name, p in self.module.named_parameters()})
-        out = self.module(z.reshape((-1,) + self.input_shape))
+        try:
+            if fast_layout and self.convolutional and self.device.type == "cpu":
+                # Gradients with respect to the input only: every parameter detached, so
+                # that the one-channel convolutions may take their faster paths.
+                return self.channels_last_forward(z, {
+                    name: p.detach() for name, p in self.module.named_parameters()})
+            x = z.reshape((-1,) + self.input_shape)
+            out = self.module(x.clone() if self.writes_input else x)
+        except RuntimeError as exc:
+            if self.writes_input or "in-place operation" not in str(exc):
+                raise
+            self.writes_input = True
+            return self.raw_forward(z, fast_layout)
         return rows_first(out, z.shape[0], self.role).reshape(z.shape[0], -1)
 
     def channels_last_forward(self, z, parameters):
@@ -261,6 +276,8 @@ class _OnRows:
         x = z.reshape((-1,) + self.input_shape)
         if x.dim() == 4:
             x = channels_last(x)
+        if self.writes_input:
+            x = x.clone(memory_format=torch.preserve_format)
         parameters = {name: channels_last(p) if p.dim() == 4 else p
                       for name, p in parameters.items()}
         with FasterLayers():
