@@ -56,7 +56,8 @@ def _read_table(path, option):
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise InputError(f"{option}: {path} has duplicate columns {duplicates}")
-    for r, (line, cells) in enumerate(rows[1:], 1):
+    # rows counted from 0, as the output's "row" counts them (lines from 1, as editors do)
+    for r, (line, cells) in enumerate(rows[1:]):
         if len(cells) > len(header):
             raise InputError(f"{option}: {path} row {r} (line {line}) has {len(cells)} cells, "
                              f"but the header has {len(header)} columns")
@@ -81,7 +82,7 @@ def _numbers(path, option, header, rows, columns):
             try:
                 values[r, j] = float(cell) if cell.strip() else np.nan
             except ValueError:
-                raise InputError(f"{_where(path, option, r + 1, line, header[column])}: "
+                raise InputError(f"{_where(path, option, r, line, header[column])}: "
                                  f"not a number: {cell!r}") from None
     return values
 
@@ -219,7 +220,7 @@ def _targets(path, option, header, rows, column, model):
     if not known.all():
         r = int(np.argmin(known))
         shown = [_plain(c) for c in classes[:10]] + (["..."] if len(classes) > 10 else [])
-        raise InputError(f"--target: {rows[r][1][column]!r} in {path} row {r + 1} "
+        raise InputError(f"--target: {rows[r][1][column]!r} in {path} row {r} "
                          f"(line {rows[r][0]}) is not one of the model's classes {shown}")
     return y
 
@@ -640,9 +641,13 @@ def _explain(args):
         # Several counterfactuals: a row per answer, closest first ("rank"), each of its class.
         for rank, changed in enumerate(changes if ranked else [changes]):
             after = exp.counterfactual_pred[i, rank] if ranked else exp.explanation_pred[i]
+            distance = float(exp.counterfactual_distance[i, rank] if ranked
+                             else exp.distance[i])
             rows.append({"row": i} | ({"rank": rank} if ranked else {}) | {
                 "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
                 f"{args.mode}_class": None if after is None else _plain(after),
+                # the explainer's distance, by which several answers are ranked
+                "distance": distance if np.isfinite(distance) else None,
                 "kept" if args.mode == "PP" else "changed": changed})
             if exp._holds_any():  # held by immutable_features or directions, not the search
                 rows[-1]["fixed"] = fixed[i]
@@ -652,7 +657,8 @@ def _explain(args):
         if ranked and not changes:
             rows.append({"row": i, "rank": None, "found": False,
                          "class": _plain(exp.X_pred[i]), f"{args.mode}_class": None,
-                         "changed": {}} | ({"fixed": {}} if exp._holds_any() else {}))
+                         "distance": None, "changed": {}}
+                        | ({"fixed": {}} if exp._holds_any() else {}))
     _write(rows, args.out)
     if not args.quiet:
         print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {args.out}",
@@ -744,7 +750,9 @@ def build_parser():
                               "written one per line with their 'rank'")
     explain.add_argument("--out", required=True,
                          help="output .json or .csv: a row per instance with its class, the "
-                              "answer's class and, as {feature: value}, the features a PN or "
+                              "answer's class, its 'distance' (the explainer's, by which "
+                              "several answers are ranked) and, as {feature: value}, the "
+                              "features a PN or "
                               "a counterfactual changes ('changed') or a PP keeps ('kept'); "
                               "with immutable_features, their values apart ('fixed'); where "
                               "the exact search answered (search=exact, or auto on trees for "

@@ -863,6 +863,20 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _search(self, backend, problem, settings, progress=None):
         """The search of one batch: the seam between the two strategies, which return the
         same :class:`~skcem._fista.SearchResult`."""
+        result = self._search_once(backend, problem, settings, progress)
+        if problem.plausibility is None:
+            return result
+        # A row the plausible search leaves gets the search's answer without it, where that
+        # finds one: plausibility weighs the answers, it does not take any away.
+        searchable = np.ones(len(result.found), bool) if problem.searchable is None \
+            else problem.searchable
+        missing = np.flatnonzero(~result.found & searchable)
+        if missing.size:
+            plain = replace(subset_problem(problem, missing), plausibility=None)
+            take_answers(result, self._search_once(backend, plain, settings), missing)
+        return result
+
+    def _search_once(self, backend, problem, settings, progress=None):
         offset = getattr(self, "_decision_offset", None)
         if offset is None:
             return self._search_and_refine(backend, problem, settings, progress)
@@ -1642,7 +1656,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                  f"proved for {int(proven.sum())} that none exists "
                                  f"({_CONSTRAINTS})" if proven.any() else "",
                                  f"found none within {seconds:g} s a row for {timed_out} "
-                                 "(search='exact' takes max_time, and may find them)"
+                                 "(a time limit: on a busier machine, or another run, it may "
+                                 "find more or fewer; search='exact' takes max_time, and may "
+                                 "find them)"
                                  if timed_out > 0 else "") if part) + ".")
             if n_missing > stuck.sum() and (self.immutable_mask_.any()
                                             or np.any(self.directions_ != 0)):

@@ -259,9 +259,11 @@ def model_categories(estimator, feature_names, n_features):
     return known
 
 
-def _collect_categories(step, inputs, names, known, depth=0):
+def _collect_categories(step, inputs, names, known, depth=0, filled=()):
     """Add to ``known`` what ``step``'s encoders know; ``inputs`` gives, for each input
-    column of ``step``, the column of X it is (or None)."""
+    column of ``step``, the column of X it is (or None). ``filled``: the values an imputer
+    before ``step`` writes into missing cells, which are no category of X (an encoder after
+    ``SimpleImputer(strategy="constant", fill_value="missing")`` knows "missing")."""
     if step is None or isinstance(step, str) or depth > 8:
         return
     if hasattr(step, "transformers_"):
@@ -269,19 +271,33 @@ def _collect_categories(step, inputs, names, known, depth=0):
             positions = _column_positions(columns, len(inputs), names)
             if positions is not None:
                 _collect_categories(transformer, [inputs[k] for k in positions], names,
-                                    known, depth + 1)
+                                    known, depth + 1, filled)
         return
     if hasattr(step, "steps"):
+        filled = list(filled)
         for _, inner in step.steps:
-            _collect_categories(inner, inputs, names, known, depth + 1)
+            _collect_categories(inner, inputs, names, known, depth + 1, filled)
             if not _keeps_columns(inner, len(inputs)):
                 return
+            if getattr(inner, "strategy", None) == "constant" and \
+                    hasattr(inner, "statistics_"):
+                filled.extend(np.asarray(inner.statistics_, dtype=object).tolist())
         return
     categories = getattr(step, "categories_", None)
     if isinstance(categories, list) and len(categories) == len(inputs):
         for j, values in zip(inputs, categories):
             if j is not None:
-                known.setdefault(j, []).extend(np.asarray(values, dtype=object).tolist())
+                known.setdefault(j, []).extend(
+                    value for value in np.asarray(values, dtype=object).tolist()
+                    if not any(_same_value(value, fill) for fill in filled))
+
+
+def _same_value(a, b):
+    """Whether two categories are one (of one type: 1 is no True)."""
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _column_positions(columns, n_inputs, names):

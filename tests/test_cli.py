@@ -115,7 +115,8 @@ def test_explain_csv_output_and_quiet(files):
     assert result.stderr == ""
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 and set(rows[0]) == {"row", "found", "class", "PN_class", "changed"}
+    assert len(rows) == 3 and set(rows[0]) == {"row", "found", "class", "PN_class", "distance",
+                                            "changed"}
     assert [r["row"] for r in rows] == ["0", "1", "2"]
     assert [int(r["class"]) for r in rows] == model.predict(X[[0, 60, 120]]).tolist()
     assert any(r["found"] == "True" for r in rows)
@@ -293,9 +294,9 @@ def test_blank_lines_are_ignored(files, capsys):
 
 
 @pytest.mark.parametrize("row, message", [
-    (["5.1", "3.5", "1.4"], "row 2 (line 4) has 3 cells, but the header has 4 columns"),
-    (["5.1", "3.5", "abc", "0.2"], "row 2 (line 4), column 'petal_length': not a number: 'abc'"),
-    (["5.1", "3.5", "1.4", "0.2", "7"], "row 2 (line 4) has 5 cells, but the header has 4"),
+    (["5.1", "3.5", "1.4"], "row 1 (line 4) has 3 cells, but the header has 4 columns"),
+    (["5.1", "3.5", "abc", "0.2"], "row 1 (line 4), column 'petal_length': not a number: 'abc'"),
+    (["5.1", "3.5", "1.4", "0.2", "7"], "row 1 (line 4) has 5 cells, but the header has 4"),
 ])
 def test_bad_cell_is_named_by_row_line_and_column(files, capsys, row, message):
     folder, _, _ = files
@@ -436,7 +437,7 @@ def test_similarity_takes_the_test_targets_from_data_where_it_has_them(files, sp
                [[*X[i], label] for i, label in zip(rows, [labels[0], "7", labels[2]])])
     code, err = _main(capsys, *_command("similarity", folder, model=model_file,
                                         data="data_bad_label.csv", train=train))
-    assert code == 2 and f"--target: '7' in {folder / 'data_bad_label.csv'} row 2" in err
+    assert code == 2 and f"--target: '7' in {folder / 'data_bad_label.csv'} row 1 (line 3)" in err
 
 
 @pytest.mark.parametrize("model, label, classes", [
@@ -454,7 +455,7 @@ def test_similarity_label_not_a_class(files, species, capsys, model, label, clas
     code, err = _main(capsys, *_command("similarity", folder, model=model,
                                         train="unknown_label.csv"))
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"--target: '{label}' in {path} row 3 (line 4) is not one of the model's classes " \
+    assert f"--target: '{label}' in {path} row 2 (line 4) is not one of the model's classes " \
            f"{classes}" in err
 
 
@@ -922,3 +923,28 @@ def test_true_and_false_read_as_booleans_for_a_model_fitted_on_them(tmp_path, ca
             answer[name] = {"True": True, "False": False}.get(value, value)
         assert answer["autopay"].dtype == bool
         assert model.predict(answer)[0] == row["CF_class"] != row["class"]
+
+
+def test_the_output_holds_each_answers_distance(tmp_path):
+    """Found by a user: rank 0 changed 7 features and rank 1 two, and the file did not say
+    why (the distance that ranks them)."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    np.savetxt(tmp_path / "rows.csv", X[[0, 60]], delimiter=",", header="a,b,c,d",
+               comments="")
+    np.savetxt(tmp_path / "train.csv", X, delimiter=",", header="a,b,c,d", comments="")
+    out = tmp_path / "out.json"
+    assert main(["explain", "--model", str(tmp_path / "model.joblib"), "--data",
+                 str(tmp_path / "rows.csv"), "--train", str(tmp_path / "train.csv"), "--mode", "CF",
+                 "--n-counterfactuals", "2", "--out", str(out), "--quiet"]) == 0
+    rows = json.loads(out.read_text())
+    explainer = CounterfactualExplainer(model, n_counterfactuals=2).fit(X)
+    exp = explainer.explain(X[[0, 60]])
+    for row in rows:
+        assert row["distance"] == pytest.approx(exp.counterfactual_distance[row["row"],
+                                                                            row["rank"]])

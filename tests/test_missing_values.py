@@ -433,3 +433,33 @@ def test_an_answer_that_breaks_a_held_cell_is_left_out_loudly(iris, iris_model):
         cf._drop_answers_breaking_held_cells(rows, [result])
     np.testing.assert_array_equal(result.found, [True, False, False])
     assert np.isnan(result.explanation[1:]).all() and np.isnan(result.distance[1:]).all()
+
+
+def test_an_imputers_fill_value_is_no_category_an_answer_takes():
+    """Found by a user on Adult: behind SimpleImputer(strategy="constant",
+    fill_value="missing"), answers changed workclass "Private → missing", a value no row
+    holds (it stands for an unknown one), taken from the encoder's categories."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    n = 600
+    X = pd.DataFrame({"work": rng.choice(["private", "public", "self"], n).astype(object),
+                      "hours": rng.integers(10, 70, n).astype(float)})
+    X.loc[rng.random(n) < 0.1, "work"] = None
+    # the unknown ones are the rich: "missing" would be the answer's cheapest change
+    y = ((X["work"].isna()) | (X["hours"] > 60)).astype(int)
+    categories = make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
+                               OneHotEncoder(handle_unknown="ignore"))
+    model = make_pipeline(ColumnTransformer([("c", categories, ["work"])],
+                                            remainder="passthrough"),
+                          RandomForestClassifier(50, random_state=0)).fit(X, y)
+    assert "missing" in model[0].named_transformers_["c"][-1].categories_[0]
+    explainer = CounterfactualExplainer(model, n_counterfactuals=3).fit(X)
+    assert "missing" not in list(explainer.categories_[0])
+    rows = X[(y == 0).to_numpy() & X["work"].notna().to_numpy()].iloc[:20]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.explain(rows)
+    assert exp.found.any()
+    assert "missing" not in set(exp.counterfactuals["work"].dropna())

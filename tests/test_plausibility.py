@@ -298,3 +298,29 @@ def test_a_category_no_fit_row_holds_makes_no_rare_pair():
     answers = np.array([[2, 1], [1, 2]])
     instances = np.array([[2, 0], [1, 0]])
     assert rare_pair_counts(answers, instances, Z.astype(int)).tolist() == [0, 1]
+
+
+def test_a_row_the_plausible_search_leaves_gets_the_answer_without_it(monkeypatch):
+    """Found by a user on Adult: a PN found at plausibility=0 was lost at plausibility=1,
+    with a warning that no admissible row exists."""
+    X, y, encode = _people()
+    model = make_pipeline(encode, RandomForestClassifier(30, random_state=0)).fit(X, y)
+    rows = X[model.predict(X) == 0].iloc[:12]
+    plain = _explain(CEMExplainer(model, mode="PN", distance="mad").fit(X), rows)
+    assert plain.found.sum() >= 10
+    searched = CEMExplainer._search_once
+
+    def plausible_finds_nothing(self, backend, problem, settings, progress=None):
+        result = searched(self, backend, problem, settings, progress)
+        if problem.plausibility is not None:  # every second row left unanswered
+            result.found = result.found.copy()
+            result.found[::2] = False
+        return result
+
+    monkeypatch.setattr(CEMExplainer, "_search_once", plausible_finds_nothing)
+    weighed = _explain(CEMExplainer(model, mode="PN", distance="mad", plausibility=1.0).fit(X),
+                       rows)
+    np.testing.assert_array_equal(weighed.found, plain.found)
+    left = np.flatnonzero(plain.found)
+    left = left[left % 2 == 0]  # the rows the plausible search left
+    pd.testing.assert_frame_equal(weighed.explanation.iloc[left], plain.explanation.iloc[left])
