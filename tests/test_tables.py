@@ -867,15 +867,19 @@ def test_categories_a_model_ignores_are_undone_together_where_one_alone_is_a_rar
     assert all(set(change) == {"amount"} for change in exp.changes())
 
 
-def test_feature_range_of_time_columns_in_times():
-    import pandas as pd
-
+def _dated_table():
+    """A column of days in 2020 beside a number the model alone reads, and the model."""
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"when": pd.Timestamp("2020-01-01")
                       + pd.to_timedelta(rng.integers(0, 100, 200), unit="D"),
                       "a": rng.normal(size=200)})
     model = make_pipeline(ColumnTransformer([("a", StandardScaler(), ["a"])]),
                           LogisticRegression()).fit(X, (X["a"] > 0).astype(int))
+    return X, model
+
+
+def test_feature_range_of_time_columns_in_times():
+    X, model = _dated_table()
     explainer = CounterfactualExplainer(model, feature_range={
         "when": (pd.Timestamp("2020-01-10 12:00"), pd.Timestamp("2020-02-01"))}).fit(X)
     lower, upper = explainer.feature_range_
@@ -1717,12 +1721,7 @@ def test_integer_dtype_bounds_hold_no_wrapped_answers_and_no_empty_range():
 
 
 def test_a_missing_time_bound_is_no_bound():
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"when": pd.Timestamp("2020-01-01")
-                      + pd.to_timedelta(rng.integers(0, 100, 200), unit="D"),
-                      "a": rng.normal(size=200)})
-    model = make_pipeline(ColumnTransformer([("a", StandardScaler(), ["a"])]),
-                          LogisticRegression()).fit(X, (X["a"] > 0).astype(int))
+    X, model = _dated_table()
     learned = CounterfactualExplainer(model).fit(X).feature_range_
     for missing in (pd.NaT, np.datetime64("NaT")):
         bounds = (missing, pd.Timestamp("2020-03-01"))
