@@ -1282,12 +1282,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             return
         numeric = ~self.categorical_mask_ & ~self._whole_columns() & ~self.immutable_mask_
         values = np.asarray(X, dtype=float)
-        indicators = [j for j in np.flatnonzero(numeric)
-                      if set(np.unique(values[:, j][~np.isnan(values[:, j])])) == {0.0, 1.0}]
-        if not indicators:
+        zeros, ones = values == 0, values == 1
+        indicators = numeric & np.all(zeros | ones | np.isnan(values), axis=0) & \
+            zeros.any(axis=0) & ones.any(axis=0)
+        if not indicators.any():
             return
-        names = column_names(np.isin(np.arange(X.shape[1]), indicators),
-                             getattr(self, "feature_names_in_", None))
+        names = column_names(indicators, getattr(self, "feature_names_in_", None))
         shown = ", ".join(map(repr, names[:5])) + (f", ... ({len(names)} in all)"
                                                     if len(names) > 5 else "")
         several = len(names) > 1
