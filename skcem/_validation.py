@@ -212,7 +212,7 @@ def to_polars(frame):
         columns = {}
         for name in frame.columns:
             column = frame[name]
-            if column.dtype.kind in "biufmM":
+            if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biufmM":
                 columns[str(name)] = pl.Series(str(name), column.to_numpy(), nan_to_null=True)
             else:
                 columns[str(name)] = pl.Series(str(name), column.astype(object).tolist())
@@ -560,7 +560,8 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
     # needs finite values whatever the configuration
     if np.issubdtype(X.dtype, np.floating) and np.isinf(X).any():
         raise _infinite_values_error("Input X contains infinity.", args[0])
-    if np.issubdtype(X.dtype, np.floating) and np.nanmax(np.abs(X), initial=0) > _LARGEST:
+    if np.issubdtype(X.dtype, np.floating) and X.size and \
+            max(np.nanmax(X, initial=0), -np.nanmin(X, initial=0)) > _LARGEST:
         too_large = column_names((np.abs(np.nan_to_num(X)) > _LARGEST).any(axis=0),
                                  getattr(args[0], "columns", None))
         raise ValueError(f"Input X holds values above {_LARGEST:.0e} in absolute value (in "

@@ -213,7 +213,7 @@ class _Decoded:
 @contextmanager
 def _quiet_about_unknown_categories():
     """Without scikit-learn's warning of categories its encoders ignore: the rows are the
-    search's, whose categories fit never met were said once, by the explainer."""
+    search's, whose categories fit never met the explainer names itself."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Found unknown categories")
         yield
