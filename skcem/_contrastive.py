@@ -1722,6 +1722,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             directions=self.directions_.copy() if self.directions_.any() else None,
             immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
             decimals=self.decimals_.copy(),
+            feature_range=tuple(np.array(bound, dtype=float) for bound in self.feature_range_),
             **ranked, meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}
             | ({"seconds": np.concatenate([r.seconds for r in results]).tolist()}

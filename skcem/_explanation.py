@@ -175,6 +175,9 @@ class Explanation(JSONMixin):
     decimals : ndarray of int, shape (n_features,), or None
         The decimals each column's values hold (the explainer's ``decimals_``: -1 where
         none were read), by which plots write the columns' values.
+    feature_range : tuple of two ndarrays of shape (n_features,), or None
+        The explainer's ``feature_range_`` (category codes for categorical columns), by
+        which plots draw each change as a share of its feature's range.
     counterfactuals : DataFrame, ndarray of shape (n_samples, k, n_features), or None
         :class:`CounterfactualExplainer` only: its ``n_counterfactuals`` distinct valid
         answers per instance, closest first (rank 0 is ``explanation``). A DataFrame indexed
@@ -244,6 +247,7 @@ class Explanation(JSONMixin):
     target_class: np.ndarray | None = None
     directions: np.ndarray | None = None
     decimals: np.ndarray | None = None
+    feature_range: tuple | None = None
 
     def __len__(self):
         return self.X.shape[0]

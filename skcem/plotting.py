@@ -183,8 +183,12 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
                              only_changed=False):
     """A bar per feature: how the explanation changes the instance, and the class change.
 
-    Every change is labelled "from → to" in the column's own values (features of different
-    scales share the axis); a changed category is a hatched purple bar. A feature the
+    Every change is labelled "from → to" in the column's own values; its bar is its share
+    of the feature's range (the explainer's ``feature_range_``), so that features of
+    different scales compare (age 25 → 50 beside a capital gain of 0 → 5,122). A changed
+    category is a hatched purple bar, half the widest numeric bar long. A PP's bars are
+    what it keeps (its ``perturbation``: PP - background), labelled "keeps v"; a feature it
+    removes has none, and a PP that keeps nothing says so in its title. A feature the
     constraints hold (``Explanation.held``: immutable, or kept from a PP's background by
     ``directions``) is labelled "(fixed)" in grey: held at the instance's value by
     construction, it is neither changed nor, for a PP, kept by the search.
@@ -226,19 +230,30 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         ax.set_title(f"class {before}: no {explanation.mode} found")
         ax.set_axis_off()
         return fig
-    delta = explanation.delta[index]
     categorical = explanation._numbers()[2]
+    fixed = explanation.held[index]
+    keeps = explanation.mode == "PP"
+    if keeps:  # what the PP keeps of the instance, past the background: its perturbation
+        delta = np.where(fixed, 0.0, explanation.perturbation[index])
+    else:
+        delta = explanation.delta[index]
     keep = np.abs(delta) > 1e-12 if only_changed else np.ones(n_features, dtype=bool)
     positions = np.arange(int(keep.sum()))
+    # A change as a share of its feature's range, where the explainer gave it: in raw
+    # units, a change of years beside one of dollars would not show.
+    shares = explanation.feature_range is not None
+    if shares:
+        lower, upper = (np.asarray(bound, dtype=float) for bound in explanation.feature_range)
+        width = np.where(upper - lower > 0, upper - lower, 1.0)
+        delta = delta / width
     # A changed category is drawn as a hatched bar labelled "from → to", half the widest
     # numeric change long (1 without one), since categories have no size.
     numeric = np.abs(delta[~categorical & ~np.isnan(delta)])  # missing cells stay missing
     unit = 0.5 * numeric.max() if numeric.size and numeric.max() > 0 else 1.0
-    lengths = np.where(categorical, delta * unit, delta)[keep]
+    lengths = np.where(categorical, np.sign(delta) * unit, delta)[keep]
     colors = np.where(categorical[keep], "tab:purple",
                       np.where(lengths > 0, "tab:red", "tab:blue"))
     bars = ax.barh(positions, lengths, color=colors)
-    fixed = explanation.held[index]
     labels = [f"{n} (fixed)" if f else n for n, f, k in zip(names, fixed, keep) if k]
     for bar, j in zip(bars, np.flatnonzero(keep)):
         if np.isnan(delta[j]) or abs(delta[j]) <= 1e-12:
@@ -267,12 +282,16 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
             label.set_color("tab:gray")
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel(f"{explanation.mode} - original")
+    ax.set_xlabel(("PP - background: what it keeps" if keeps else
+                   f"{explanation.mode} - original")
+                  + (", share of the feature's range" if shares else ""))
     # few ticks: a panel of several counterfactuals is narrow, and -10000 is a wide label
     ax.xaxis.set_major_locator(_pyplot().MaxNLocator(nbins=4))
     after = _class_and_proba(explanation.classes, explanation.explanation_proba[index],
                              explanation.explanation_pred[index])
-    ax.set_title(f"{explanation.mode}: class {before} -> {after}")
+    nothing = keeps and not np.any(np.abs(delta) > 1e-12)
+    ax.set_title(f"{explanation.mode}: class {before} -> {after}"
+                 + ("\n(keeps nothing: the background is of this class)" if nothing else ""))
     fig.tight_layout()
     return fig
 
@@ -284,12 +303,18 @@ _LABEL_CHARACTERS = 28
 
 def _change_labels(explanation, index):
     """``{feature: "from → to"}`` for the features the explanation changes at ``index``, in
-    the columns' own values (and decimals, where known)."""
+    the columns' own values (and decimals, where known); for a PP, ``{feature: "keeps v"}``
+    for those it keeps."""
     if not explanation.found[index]:
         return {}
     delta = explanation.delta[index]
     decimals = explanation.decimals if explanation.decimals is not None else \
         np.full(len(delta), -1)
+    if explanation.mode == "PP":  # what it keeps: the instance's values, past the background
+        kept = np.where(explanation.held[index], 0.0, explanation.perturbation[index])
+        return {j: "keeps "
+                   f"{_short(explanation._value(explanation.explanation, index, j), decimals[j])}"
+                for j in np.flatnonzero(~np.isnan(kept) & (np.abs(kept) > 1e-12))}
     return {j: f"{_short(explanation._value(explanation.X, index, j), decimals[j])} → "
                f"{_short(explanation._value(explanation.explanation, index, j), decimals[j])}"
             for j in np.flatnonzero(~np.isnan(delta) & (np.abs(delta) > 1e-12))}

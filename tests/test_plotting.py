@@ -1,4 +1,5 @@
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -70,7 +71,11 @@ def test_tabular_explanation_bars_follow_the_changes(iris, iris_model):
     fig = plotting.plot_tabular_explanation(exp, index=i, feature_names=names)
     ax = fig.axes[0]
     heights = [patch.get_width() for patch in ax.patches]
-    np.testing.assert_allclose(heights, exp.delta[i])
+    # each change as a share of its feature's range, so that features of other scales
+    # compare (in raw units a year beside dollars did not show)
+    lower, upper = cem.feature_range_
+    np.testing.assert_allclose(heights, exp.delta[i] / (upper - lower))
+    assert "share of the feature's range" in ax.get_xlabel()
     assert [t.get_text() for t in ax.get_yticklabels()] == names
     assert f"-> {exp.explanation_pred[i]} (" in ax.get_title()
     # each change labelled from -> to, readable whatever its scale beside the others
@@ -385,3 +390,27 @@ def test_several_counterfactuals_of_images_are_drawn_as_images(digits, digits_mo
     plt.close("all")
     with pytest.raises(ValueError, match="image_shape"):
         plotting.plot_counterfactuals(exp, index=0, image_shape=(7, 7))
+
+
+def test_a_pps_bars_are_what_it_keeps(iris, iris_model):
+    """Found by a user: a PP was drawn as its changes from the instance (the features it
+    removes, "25 → 37"), like a PN, and one that keeps nothing looked the same."""
+    X, _ = iris
+    cem = CEMExplainer(iris_model, mode="PP", **FAST).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = cem.explain(X[[0, 60, 120, 140]])
+    kept = np.abs(exp.perturbation) > 1e-12
+    i = int(np.argmax(exp.found & kept.any(axis=1)))
+    assert exp.found[i] and kept[i].any()
+    ax = plotting.plot_tabular_explanation(exp, index=i).axes[0]
+    lower, upper = cem.feature_range_
+    np.testing.assert_allclose([p.get_width() for p in ax.patches],
+                               exp.perturbation[i] / (upper - lower))
+    assert [t.get_text() for t in ax.texts] == [
+        f" keeps {exp.explanation[i, j]:.4g}" for j in np.flatnonzero(kept[i])]
+    assert "what it keeps" in ax.get_xlabel() and "keeps nothing" not in ax.get_title()
+    empty = replace(exp, explanation=np.broadcast_to(exp.background, exp.X.shape).copy())
+    ax = plotting.plot_tabular_explanation(empty, index=i).axes[0]
+    assert "keeps nothing" in ax.get_title() and not ax.texts
+    plt.close("all")
