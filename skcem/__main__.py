@@ -636,7 +636,8 @@ def _explain(args):
     recorded.show()
     rows = []
     fixed = exp.fixed()
-    ranked = (args.n_counterfactuals or 1) > 1
+    # (several answers asked by --n-counterfactuals, or by --params n_counterfactuals=k)
+    ranked = getattr(cem, "n_counterfactuals", 1) > 1
     for i, changes in enumerate(exp.changes()):
         # Several counterfactuals: a row per answer, closest first ("rank"), each of its class.
         for rank, changed in enumerate(changes if ranked else [changes]):

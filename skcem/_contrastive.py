@@ -501,7 +501,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         proba = check_probabilities(proba, sample.shape[0], estimator=self.estimator_,
                                     n_classes=None if self.classes_ is None
                                     else len(self.classes_))
-        flipped = np.argmax(again, axis=1) != np.argmax(proba, axis=1)
+        # (a class flipped by float noise between two tied classes is no change of mind)
+        moved = np.max(np.abs(np.asarray(again) - proba), axis=1) > 1e-6
+        flipped = (np.argmax(again, axis=1) != np.argmax(proba, axis=1)) & moved
         if flipped.any():
             raise ValueError(
                 f"`estimator` puts {int(flipped.sum())} of {len(flipped)} rows of X in another "
@@ -1276,10 +1278,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _warn_of_indicator_floats(self, X, deep):
         """Warn of mutable float columns holding only 0 and 1 (indicators, it seems): the
-        searches move them as numbers, to 0.47 as readily as to 1. Not for networks,
-        whose inputs (the pixels of binarised images) are numbers to move."""
-        if deep:
-            return
+        searches move them as numbers, to 0.47 as readily as to 1. Not for networks, nor
+        under one ``feature_range`` pair for every feature: their inputs (the pixels of
+        binarised images) are numbers to move."""
+        if deep or (self.feature_range is not None and not isinstance(
+                self.feature_range, dict) and np.ndim(self.feature_range[0]) == 0
+                and np.ndim(self.feature_range[1]) == 0):
+            return  # (one range bounding every feature: the pixels of an image)
         numeric = ~self.categorical_mask_ & ~self._whole_columns() & ~self.immutable_mask_
         values = np.asarray(X, dtype=float)
         zeros, ones = values == 0, values == 1

@@ -279,9 +279,7 @@ def _collect_categories(step, inputs, names, known, depth=0, filled=()):
             _collect_categories(inner, inputs, names, known, depth + 1, filled)
             if not _keeps_columns(inner, len(inputs)):
                 return
-            if getattr(inner, "strategy", None) == "constant" and \
-                    hasattr(inner, "statistics_"):
-                filled.extend(np.asarray(inner.statistics_, dtype=object).tolist())
+            filled.extend(_fill_values(inner))
         return
     categories = getattr(step, "categories_", None)
     if isinstance(categories, list) and len(categories) == len(inputs):
@@ -292,9 +290,23 @@ def _collect_categories(step, inputs, names, known, depth=0, filled=()):
                     if not any(_same_value(value, fill) for fill in filled))
 
 
+def _fill_values(step):
+    """The values ``SimpleImputer(strategy="constant")`` steps write into missing cells, in
+    ``step`` or in the Pipelines it nests."""
+    if hasattr(step, "steps"):
+        return [value for _, inner in step.steps for value in _fill_values(inner)]
+    if getattr(step, "strategy", None) == "constant" and hasattr(step, "statistics_"):
+        return np.asarray(step.statistics_, dtype=object).tolist()
+    return []
+
+
 def _same_value(a, b):
-    """Whether two categories are one (of one type: 1 is no True)."""
+    """Whether two categories are one: numbers by value (the fill -1 is the category -1.0),
+    but a truth value is no number (True is no 1), other values by type and value."""
+    truths = isinstance(a, (bool, np.bool_)), isinstance(b, (bool, np.bool_))
     try:
+        if not any(truths) and isinstance(a, numbers.Number) and isinstance(b, numbers.Number):
+            return bool(a == b)
         return type(a) is type(b) and bool(a == b)
     except (TypeError, ValueError):
         return False

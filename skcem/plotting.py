@@ -237,7 +237,9 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         delta = np.where(fixed, 0.0, explanation.perturbation[index])
     else:
         delta = explanation.delta[index]
-    keep = np.abs(delta) > 1e-12 if only_changed else np.ones(n_features, dtype=bool)
+    # (changed as changes() says, by the raw values: a share of a wide range may be tiny)
+    changed = ~np.isnan(delta) & (np.abs(delta) > 1e-12)
+    keep = changed if only_changed else np.ones(n_features, dtype=bool)
     positions = np.arange(int(keep.sum()))
     # A change as a share of its feature's range, where the explainer gave it: in raw
     # units, a change of years beside one of dollars would not show.
@@ -256,7 +258,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     bars = ax.barh(positions, lengths, color=colors)
     labels = [f"{n} (fixed)" if f else n for n, f, k in zip(names, fixed, keep) if k]
     for bar, j in zip(bars, np.flatnonzero(keep)):
-        if np.isnan(delta[j]) or abs(delta[j]) <= 1e-12:
+        if not changed[j]:
             continue
         if categorical[j]:
             bar.set_hatch("//")
@@ -289,7 +291,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     ax.xaxis.set_major_locator(_pyplot().MaxNLocator(nbins=4))
     after = _class_and_proba(explanation.classes, explanation.explanation_proba[index],
                              explanation.explanation_pred[index])
-    nothing = keeps and not np.any(np.abs(delta) > 1e-12)
+    nothing = keeps and not changed.any()
     ax.set_title(f"{explanation.mode}: class {before} -> {after}"
                  + ("\n(keeps nothing: the background is of this class)" if nothing else ""))
     fig.tight_layout()

@@ -948,3 +948,9 @@ def test_the_output_holds_each_answers_distance(tmp_path):
     for row in rows:
         assert row["distance"] == pytest.approx(exp.counterfactual_distance[row["row"],
                                                                             row["rank"]])
+    # asked through --params: a row per answer too (its distance was rank 0's for all)
+    assert main(["explain", "--model", str(tmp_path / "model.joblib"), "--data",
+                 str(tmp_path / "rows.csv"), "--train", str(tmp_path / "train.csv"),
+                 "--mode", "CF", "--params", "n_counterfactuals=2", "--out", str(out),
+                 "--quiet"]) == 0
+    assert json.loads(out.read_text()) == rows

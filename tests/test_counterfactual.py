@@ -277,3 +277,7 @@ def test_float_columns_of_only_0_and_1_are_pointed_out():
         exp = explainer.explain(X[:30])
     assert exp.found.mean() > 0.9
     assert set(np.asarray(exp.explanation, float)[exp.found, 3]) <= {0.0, 1.0}
+    # one range for every feature (the pixels of binarised images): no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        CounterfactualExplainer(model, feature_range=(-5.0, 5.0)).fit(X)

@@ -435,7 +435,8 @@ def test_an_answer_that_breaks_a_held_cell_is_left_out_loudly(iris, iris_model):
     assert np.isnan(result.explanation[1:]).all() and np.isnan(result.distance[1:]).all()
 
 
-def test_an_imputers_fill_value_is_no_category_an_answer_takes():
+@pytest.mark.parametrize("nested, codes", [(False, False), (True, False), (False, True)])
+def test_an_imputers_fill_value_is_no_category_an_answer_takes(nested, codes):
     """Found by a user on Adult: behind SimpleImputer(strategy="constant",
     fill_value="missing"), answers changed workclass "Private → missing", a value no row
     holds (it stands for an unknown one), taken from the encoder's categories."""
@@ -444,22 +445,27 @@ def test_an_imputers_fill_value_is_no_category_an_answer_takes():
 
     rng = np.random.default_rng(0)
     n = 600
-    X = pd.DataFrame({"work": rng.choice(["private", "public", "self"], n).astype(object),
-                      "hours": rng.integers(10, 70, n).astype(float)})
-    X.loc[rng.random(n) < 0.1, "work"] = None
-    # the unknown ones are the rich: "missing" would be the answer's cheapest change
+    # a text column, or float codes (whose integer fill -1 the encoder knows as -1.0)
+    work = rng.choice([1.0, 2.0, 3.0], n) if codes else \
+        rng.choice(["private", "public", "self"], n).astype(object)
+    X = pd.DataFrame({"work": work, "hours": rng.integers(10, 70, n).astype(float)})
+    X.loc[rng.random(n) < 0.1, "work"] = np.nan if codes else None
+    # the unknown ones are the rich: the fill value would be the answer's cheapest change
     y = ((X["work"].isna()) | (X["hours"] > 60)).astype(int)
-    categories = make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
+    fill = -1 if codes else "missing"
+    imputer = SimpleImputer(strategy="constant", fill_value=fill)
+    categories = make_pipeline(make_pipeline(imputer) if nested else imputer,
                                OneHotEncoder(handle_unknown="ignore"))
     model = make_pipeline(ColumnTransformer([("c", categories, ["work"])],
                                             remainder="passthrough"),
                           RandomForestClassifier(50, random_state=0)).fit(X, y)
-    assert "missing" in model[0].named_transformers_["c"][-1].categories_[0]
-    explainer = CounterfactualExplainer(model, n_counterfactuals=3).fit(X)
-    assert "missing" not in list(explainer.categories_[0])
+    assert fill in list(model[0].named_transformers_["c"][-1].categories_[0])
+    explainer = CounterfactualExplainer(model, n_counterfactuals=3,
+                                        categorical_features=["work"]).fit(X)
+    assert fill not in list(explainer.categories_[0])
     rows = X[(y == 0).to_numpy() & X["work"].notna().to_numpy()].iloc[:20]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         exp = explainer.explain(rows)
     assert exp.found.any()
-    assert "missing" not in set(exp.counterfactuals["work"].dropna())
+    assert fill not in set(exp.counterfactuals["work"].dropna())

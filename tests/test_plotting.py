@@ -414,3 +414,32 @@ def test_a_pps_bars_are_what_it_keeps(iris, iris_model):
     ax = plotting.plot_tabular_explanation(empty, index=i).axes[0]
     assert "keeps nothing" in ax.get_title() and not ax.texts
     plt.close("all")
+
+
+def test_a_change_that_is_a_small_share_of_a_wide_range_is_still_drawn():
+    """Found by a review: an outlier widened x0's range to 1e15, so the change 40 → 500 was
+    2e-13 of it, under the cut for "changed": no label, and a PP keeping it was titled
+    "keeps nothing"."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(0, 1000, 300), rng.uniform(0, 1, 300)])
+    X[0, 0] = 1e15
+
+    def proba(rows):
+        p = 1 / (1 + np.exp(-np.clip((rows[:, 0] - 500) / 50, -50, 50)))
+        return np.column_stack([1 - p, p])
+
+    y = (X[:, 0] > 500).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # a PN of class 0 moves x0 up past 500; a PP of class 1 keeps x0 above 500
+        for mode, rows in (("PN", X[1:][y[1:] == 0][:2]), ("PP", X[1:][y[1:] == 1][:2])):
+            cem = CEMExplainer(proba, mode=mode, no_info_val=0.0, search="neighbors")
+            exp = cem.fit(X, y).explain(rows)
+            i = int(np.argmax(exp.found))
+            assert exp.found[i]
+            listed = exp.changes()[i]
+            assert listed
+            ax = plotting.plot_tabular_explanation(exp, index=i).axes[0]
+            assert len(ax.texts) == len(listed)
+            assert "keeps nothing" not in ax.get_title()
+    plt.close("all")

@@ -685,6 +685,14 @@ def test_a_model_that_answers_otherwise_when_asked_again_is_named(iris, iris_mod
                                          "class when asked about them again"):
         CounterfactualExplainer(_DuckTyped(iris_model, random)).fit(X)
 
+    # rows tied between two classes, which float noise (a GPU's) tips either way: no refusal
+    def tied(rows):
+        proba = np.tile([0.5, 0.5, 0.0], (len(rows), 1))
+        proba[:, :2] += rng.normal(0, 1e-8, (len(rows), 2)) * [1, -1]
+        return proba
+
+    CounterfactualExplainer(_DuckTyped(iris_model, tied)).fit(X)
+
 
 def test_a_finite_difference_step_lost_on_large_features_is_named(iris):
     # The warning blamed piecewise-constant probabilities: the step was below the rounding.

@@ -124,11 +124,12 @@ def resolve_device(module, device):
         raise ValueError(f"`device` is {str(device)!r} but PyTorch sees no CUDA device here.")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    try:  # another kind this PyTorch has no support for (mps, xpu...)
+    try:  # another kind this PyTorch has no support for (mps, xpu, hpu...)
         torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as exc:
+    except (RuntimeError, AssertionError, ImportError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"`device` is {str(device)!r}, which this PyTorch cannot use here "
-                         f"({exc}); name a device it has, such as 'cpu'.") from None
+                         f"({reason}); name a device it has, such as 'cpu'.") from None
     return device
 
 
