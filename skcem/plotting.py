@@ -344,6 +344,8 @@ def _short(value, decimals=-1):
         value = round(value, places)
         text = f"{value:,.{places}f}" if abs(value) >= 10_000 else f"{value:.{places}f}"
         return text.rstrip("0").rstrip(".") if "." in text else text
+    if hasattr(value, "normalize") and hasattr(value, "date") and value == value.normalize():
+        return value.date().isoformat()  # a day, without its midnight (a pandas Timestamp)
     text = str(value)
     return text if len(text) <= _LABEL_CHARACTERS else text[:_LABEL_CHARACTERS - 1] + "…"
 

@@ -304,6 +304,11 @@ def test_labels_write_large_numbers_in_plain_digits():
     # from 10,000 on separated, a long category cut
     assert _short(9999.99, 2) == "9999.99" and _short(54179.86, 2) == "54,179.86"
     assert _short(66597.9, 2) == "66,597.90" and _short(np.float32(46.51), 2) == "46.51"
+    # a day without its midnight (a date column read "2022-04-20 00:00:00 → ...")
+    pd = pytest.importorskip("pandas")
+    assert _short(pd.Timestamp("2022-04-20")) == "2022-04-20"
+    assert _short(pd.Timestamp("2022-04-20 13:05")) == "2022-04-20 13:05:00"
+    assert _short(pd.NaT) == "NaT"
     assert _short(9999.99) == "10,000" and _short(np.int64(82000)) == "82,000"
     assert _short(3.0, 0) == "3" and _short(True) == "True"
     assert _short("Self-employed-not-incorporated") == "Self-employed-not-incorpora…"
