@@ -294,13 +294,18 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
                          + ", or convert them to numbers first.") from exc
 
 
+def _column_values(X, j):
+    """Column ``j`` of a DataFrame or an array, as an object array."""
+    return np.asarray(X.iloc[:, j] if hasattr(X, "iloc") else np.asarray(X)[:, j],
+                      dtype=object)
+
+
 def _rows_holding(X, values_by_column):
     """The mask of rows of ``X`` holding one of the values of ``values_by_column``
     (``{column position: values}``)."""
     held = np.zeros(len(X), dtype=bool)
     for j, values in values_by_column.items():
-        column = X.iloc[:, j] if hasattr(X, "iloc") else np.asarray(X)[:, j]
-        held |= np.isin(np.asarray(column, dtype=object), np.asarray(values, dtype=object))
+        held |= np.isin(_column_values(X, j), np.asarray(values, dtype=object))
     return held
 
 
@@ -308,8 +313,7 @@ def _held_values(X, values_by_column):
     """The values of ``values_by_column`` that ``X`` holds, by column."""
     held = {}
     for j, values in values_by_column.items():
-        column = X.iloc[:, j] if hasattr(X, "iloc") else np.asarray(X)[:, j]
-        present = set(np.asarray(column, dtype=object).tolist())
+        present = set(_column_values(X, j).tolist())
         found = [value for value in values if value in present]
         if found:
             held[j] = found
@@ -684,14 +688,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         unknown = codec.unknown_categories(X)
         if unknown and not is_deep_model(self.estimator_):
             codec = self._declare_categories(X, codec, unknown)
-        later = getattr(codec, "declared_at_explain_", {})
-        if later:
-            held = _rows_holding(X, later)
-            if held.any():
-                warn(f"{int(held.sum())} of {len(X)} instances hold categories fit never met, "
-                     f"which the model takes ({self._listed(_held_values(X, later))}): each is "
-                     "explained keeping its category or changing it to one fit met; no "
-                     "answer takes one fit never met.")
+        held = _held_values(X, getattr(codec, "declared_at_explain_", {}))
+        if held:
+            warn(f"{int(_rows_holding(X, held).sum())} of {len(X)} instances hold categories "
+                 f"fit never met, which the model takes ({self._listed(held)}): each is "
+                 "explained keeping its category or changing it to one fit met; no answer "
+                 "takes one fit never met.")
         return codec
 
     def _declare_categories(self, X, codec, unknown):
@@ -1276,15 +1278,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _warn_of_idle_settings(self):
         """A word on settings the chosen search does not read (subclasses)."""
 
+    def _one_range_for_all(self):
+        """Whether ``feature_range`` is one pair of numbers bounding every feature."""
+        return self.feature_range is not None and not isinstance(self.feature_range, dict) \
+            and np.ndim(self.feature_range[0]) == 0 and np.ndim(self.feature_range[1]) == 0
+
     def _warn_of_indicator_floats(self, X, deep):
         """Warn of mutable float columns holding only 0 and 1 (indicators, it seems): the
         searches move them as numbers, to 0.47 as readily as to 1. Not for networks, nor
         under one ``feature_range`` pair for every feature: their inputs (the pixels of
         binarised images) are numbers to move."""
-        if deep or (self.feature_range is not None and not isinstance(
-                self.feature_range, dict) and np.ndim(self.feature_range[0]) == 0
-                and np.ndim(self.feature_range[1]) == 0):
-            return  # (one range bounding every feature: the pixels of an image)
+        if deep or self._one_range_for_all():
+            return  # (the pixels of an image)
         numeric = ~self.categorical_mask_ & ~self._whole_columns() & ~self.immutable_mask_
         values = np.asarray(X, dtype=float)
         zeros, ones = values == 0, values == 1
@@ -1314,8 +1319,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         numeric = ~self.categorical_mask_
         # spreads told apart by a factor of a thousand: a sample of rows tells them as well
         rows = np.asarray(X, dtype=float)[::-(-len(X) // _SCALE_SAMPLE_ROWS)]
-        if self.feature_range is not None and not isinstance(self.feature_range, dict) and \
-                np.ndim(self.feature_range[0]) == 0 and np.ndim(self.feature_range[1]) == 0:
+        if self._one_range_for_all():
             widths = np.nanmax(rows[:, numeric], axis=0) - np.nanmin(rows[:, numeric], axis=0)
             common = float(self.feature_range[1]) - float(self.feature_range[0])
             if widths[widths > 0].size and np.median(widths[widths > 0]) >= 0.1 * common:

@@ -233,10 +233,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     categorical = explanation._numbers()[2]
     fixed = explanation.held[index]
     keeps = explanation.mode == "PP"
-    if keeps:  # what the PP keeps of the instance, past the background: its perturbation
-        delta = np.where(fixed, 0.0, explanation.perturbation[index])
-    else:
-        delta = explanation.delta[index]
+    delta = _drawn_changes(explanation, index)
     # (changed as changes() says, by the raw values: a share of a wide range may be tiny)
     changed = ~np.isnan(delta) & (np.abs(delta) > 1e-12)
     keep = changed if only_changed else np.ones(n_features, dtype=bool)
@@ -303,6 +300,15 @@ _DIGITS = 4
 _LABEL_CHARACTERS = 28
 
 
+def _drawn_changes(explanation, index):
+    """What the bars of the instance ``index`` draw: a PP's perturbation (what it keeps of
+    the instance, past the background; nothing where the constraints hold a feature), else
+    the change from the instance (``delta``)."""
+    if explanation.mode == "PP":
+        return np.where(explanation.held[index], 0.0, explanation.perturbation[index])
+    return explanation.delta[index]
+
+
 def _change_labels(explanation, index):
     """``{feature: "from → to"}`` for the features the explanation changes at ``index``, in
     the columns' own values (and decimals, where known); for a PP, ``{feature: "keeps v"}``
@@ -313,7 +319,7 @@ def _change_labels(explanation, index):
     decimals = explanation.decimals if explanation.decimals is not None else \
         np.full(len(delta), -1)
     if explanation.mode == "PP":  # what it keeps: the instance's values, past the background
-        kept = np.where(explanation.held[index], 0.0, explanation.perturbation[index])
+        kept = _drawn_changes(explanation, index)
         return {j: "keeps "
                    f"{_short(explanation._value(explanation.explanation, index, j), decimals[j])}"
                 for j in np.flatnonzero(~np.isnan(kept) & (np.abs(kept) > 1e-12))}
