@@ -285,7 +285,9 @@ class Explanation(JSONMixin):
         """Per instance, the features the explainer's constraints hold at the instance's
         values, whatever the class rests on: the immutable features, and for a PP those that
         ``directions`` keep from moving towards the background (one that may only increase,
-        above its background). ndarray of bool, shape (n_samples, n_features).
+        above its background) and those whose value lies outside ``feature_range`` beyond
+        the no-information value, which the range then holds at the instance's value (its
+        background, see :attr:`background`). ndarray of bool, shape (n_samples, n_features).
 
         A PP keeps them by construction: :meth:`changes` leaves them out (:meth:`fixed`
         lists them), and so do the metrics.
@@ -299,7 +301,7 @@ class Explanation(JSONMixin):
         >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
         >>> cem = CEMExplainer(clf, mode="PP", directions={2: "increase"}, max_iterations=200,
         ...                    c_steps=4).fit(X)
-        >>> exp = cem.explain(X[[0, 120]])  # petal lengths 1.4 and 5.7, background 4.35
+        >>> exp = cem.explain(X[[0, 120]])  # petal lengths 1.4 and 5.7, background 4.4
         >>> exp.held[:, 2].tolist()  # it may only increase: held where it lies above
         [False, True]
         """
@@ -311,12 +313,22 @@ class Explanation(JSONMixin):
             background = np.asarray(self.background, float)
             held |= ((self.directions > 0) & (background < X)) | \
                 ((self.directions < 0) & (background > X))
-        return held
+        return held | self._held_by_range(X)
+
+    def _held_by_range(self, X):
+        """A PP's features whose instance value lies outside ``feature_range`` on the far side
+        of the no-information value: the search's background there is the value itself."""
+        background = np.asarray(self.background, float)
+        if self.mode != "PP" or self.feature_range is None or background.ndim != 2:
+            return np.zeros(X.shape, bool)
+        lower, upper = (np.asarray(bound, float) for bound in self.feature_range)
+        return ((X < lower) | (X > upper)) & (background == X)
 
     def _holds_any(self):
         """Whether any feature can be held (:attr:`held`): the columns of ``fixed``."""
-        return self.immutable is not None or (self.mode == "PP" and self.directions is not None
-                                               and bool(np.any(self.directions)))
+        return self.immutable is not None or (self.mode == "PP" and (
+            (self.directions is not None and bool(np.any(self.directions)))
+            or bool(self._held_by_range(self._numbers()[0]).any())))
 
     @property
     def delta(self):

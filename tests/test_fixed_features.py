@@ -266,3 +266,8 @@ def test_a_pps_background_is_the_searchs_where_an_instance_lies_outside_the_rang
         (np.abs(np.asarray(exp.perturbation)) > 1e-12).sum(axis=1).tolist()
     metrics = explanation_metrics(model, rows, exp, mode="PP")
     np.testing.assert_array_equal(metrics["l0"][found], (np.abs(delta) > 1e-12).sum(axis=1))
+    # the range holds those petal widths at the instance's value: held, and said so
+    np.testing.assert_array_equal(exp.held[:, 3], rows[:, 3] < 1)
+    assert not exp.held[:, :3].any()
+    assert [("x3" in fixed) for fixed in exp.fixed()] == (rows[:, 3] < 1).tolist()
+    assert exp.to_frame()["fixed"].tolist() == ["x3" if width < 1 else "" for width in rows[:, 3]]
