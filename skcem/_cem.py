@@ -130,8 +130,8 @@ class CEMExplainer(BaseContrastiveExplainer):
     input_shape : tuple or None, default=None
         Shape of one instance as the Keras model(s) expect it (such as ``(28, 28, 1)``);
         inferred from the model when None. ``X`` has ``prod(input_shape)`` columns. A
-        PyTorch module cannot tell it: rows go to it flat unless given (such as
-        ``(1, 28, 28)`` for a ``Conv2d`` network on MNIST).
+        PyTorch module or a subclassed Keras model cannot tell it: rows go to it flat unless
+        given (such as ``(1, 28, 28)`` for a ``Conv2d`` network on MNIST).
     device : str, torch.device or None, default=None
         Where a PyTorch model (and auto-encoder) runs, such as "cpu" or "cuda"; None: where
         its parameters are. The user's module is not moved: another device runs a copy.

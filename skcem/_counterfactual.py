@@ -100,8 +100,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         numeric columns; learned from the data where not given. An integer column's bounds are
         rounded inwards to whole numbers.
     input_shape : tuple or None, default=None
-        Shape of one instance for a Keras model or PyTorch module (a module gets flat rows
-        unless given).
+        Shape of one instance for a Keras model or PyTorch module (inferred from a Keras
+        model that can tell it; flat rows otherwise, unless given).
     device : str, torch.device or None, default=None
         Where a PyTorch model runs ("cpu", "cuda"); None: where its parameters are. Another
         device than theirs runs a copy of the module. For PyTorch models only.

@@ -272,8 +272,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         for Keras models, whose functions are compiled again in each worker.
     input_shape : tuple or None, default=None
         Shape of one instance for a Keras model; inferred from it when None. A PyTorch module
-        cannot tell it: rows go to it flat unless given (such as ``(1, 28, 28)`` for a
-        ``Conv2d`` network on MNIST).
+        or a subclassed Keras model cannot tell it: rows go to it flat unless given (such as
+        ``(1, 28, 28)`` for a ``Conv2d`` network on MNIST).
     device : str, torch.device or None, default=None
         Where a PyTorch model runs ("cpu", "cuda"); None: where its parameters are. Another
         device than theirs runs a copy of the module. For PyTorch models only.

@@ -217,6 +217,59 @@ def test_a_model_never_built_is_refused_and_left_unbuilt(digits_images):
     assert not model.built
 
 
+def test_a_subclassed_model_takes_flat_rows_without_input_shape(digits_images):
+    """Found by a user: a subclassed keras.Model cannot tell its input shape, and every
+    explainer asked for `input_shape` even for the flat rows it takes."""
+    from skcem import GradientSimilarityExplainer
+
+    X, y = digits_images
+    X = X / 16
+
+    class TwoLayers(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(16, activation="relu")
+            self.out = keras.layers.Dense(10, activation="softmax")
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    keras.utils.set_random_seed(0)
+    model = TwoLayers()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(X[:1000], y[:1000], epochs=10, verbose=0)
+    twin = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                             keras.layers.Dense(10, activation="softmax")])
+    twin.set_weights(model.get_weights())
+    rows = X[1000:1004]
+    for Explainer in (CEMExplainer, CounterfactualExplainer):
+        exp = _explain(Explainer(model, **FAST).fit(X[:500]), rows)
+        assert exp.found.all()
+        predicted = np.asarray(model(exp.explanation.astype("float32"))).argmax(axis=1)
+        np.testing.assert_array_equal(predicted, exp.explanation_pred.astype(int))
+        assert (predicted != exp.X_pred).all()
+    scores = GradientSimilarityExplainer(model).fit(X[:200], y[:200]).explain(rows).scores
+    expected = GradientSimilarityExplainer(twin).fit(X[:200], y[:200]).explain(rows).scores
+    # float32 gradients of one path and factorised float64 products of the other
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+    class Convolutional(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3)
+            self.out = keras.layers.Dense(10, activation="softmax")
+
+        def call(self, x):
+            return self.out(keras.ops.reshape(self.conv(x), (-1, 144)))
+
+    images = Convolutional()
+    images(X[:2].reshape(-1, 8, 8, 1))
+    for explainer in (CEMExplainer(images), GradientSimilarityExplainer(images)):
+        with pytest.raises(ValueError, match=r"fails on rows reshaped to \(64,\) .*; pass the "
+                                             r"`input_shape` it takes"):
+            explainer.fit(X[:50], y[:50])
+
+
 def test_without_tensorflow_black_box_works_and_keras_says_how_to_install():
     script = textwrap.dedent("""
         import sys

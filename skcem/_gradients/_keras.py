@@ -120,6 +120,20 @@ def as_numpy(tensor):
     return np.asarray(tensor)
 
 
+def keras_input_shape(model, input_shape, n_features=None):
+    """The shape of one instance as ``model`` takes it, checked against ``n_features`` when
+    known: ``input_shape`` when given, else the model's own, else flat rows
+    ``(n_features,)`` (a subclassed model cannot tell; one that takes another shape then
+    fails on its first call with rows of that shape, and :func:`call_on_rows` asks for
+    ``input_shape``)."""
+    given = input_shape is not None
+    own = model_input_shape(model, "`estimator`", required=not given and n_features is None)
+    shape = tuple(input_shape) if given else own or (n_features,)
+    if n_features is not None:
+        check_input_shape(shape, n_features, given, what="The Keras model")
+    return shape
+
+
 def call_on_rows(model, rows, shape, name, function=None):
     """``model`` on the flat ``rows`` reshaped to ``shape``; a failure names ``input_shape``.
 
@@ -180,9 +194,7 @@ def detect_output_kind(model, sample, input_shape=None, device=None, function=No
     """
     keras_engine(model)
     check_device(device)
-    own = model_input_shape(model, "`estimator`", required=input_shape is None)
-    shape = input_shape or own
-    check_input_shape(shape, sample.shape[1], input_shape is not None, what="The Keras model")
+    shape = keras_input_shape(model, input_shape, sample.shape[1])
     outputs = call_on_rows(model, sample, shape, "`estimator`", function)
     return keras_output_kind(model, outputs)
 
@@ -214,10 +226,7 @@ def make_backend(model, *, input_shape, n_features, output_kind, autoencoder, de
     for the model's input shape."""
     engine = keras_engine(model)  # before anything else, for its installation hint
     check_device(device)
-    given = input_shape is not None
-    own = model_input_shape(model, "`estimator`", required=not given)
-    input_shape = input_shape or own
-    check_input_shape(input_shape, n_features, given, what="The Keras model")
+    input_shape = keras_input_shape(model, input_shape, n_features)
     return engine.KerasBackend(model, input_shape, autoencoder(input_shape), output_kind)
 
 

@@ -24,7 +24,7 @@ import logging
 import numpy as np
 
 from .._gradients import nested_layers
-from .._gradients._keras import check_device, check_input_shape, keras_engine, model_input_shape
+from .._gradients._keras import check_device, keras_engine, keras_input_shape
 from .._gradients._keras_tf import compiled, import_tensorflow
 from ._factors import GradientFactors
 from ._keras_layers import factorisable_layers, graph_inputs, keras_loss
@@ -37,10 +37,7 @@ def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=No
     transforms of ``stateless_call`` on JAX and torch."""
     engine = keras_engine(model)
     check_device(device)
-    own = model_input_shape(model, "`estimator`", required=input_shape is None)
-    shape = input_shape or own
-    if n_features is not None:
-        check_input_shape(shape, n_features, input_shape is not None, what="The Keras model")
+    shape = keras_input_shape(model, input_shape, n_features)
     if hasattr(engine, "AUTODIFF"):  # JAX or torch: transforms of stateless_call
         from ._keras_stateless import StatelessKerasGradients
 
