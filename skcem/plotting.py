@@ -191,7 +191,8 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     removes has none, and a PP that keeps nothing says so in its title. A feature the
     constraints hold (``Explanation.held``: immutable, or kept from a PP's background by
     ``directions``) is labelled "(fixed)" in grey: held at the instance's value by
-    construction, it is neither changed nor, for a PP, kept by the search.
+    construction, it is neither changed nor, for a PP, kept by the search. A feature missing
+    in the instance (and so in the answer) is labelled "(missing)" in grey.
 
     Parameters
     ----------
@@ -220,8 +221,7 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     labels_text = _change_labels(explanation, index)
     widest = max((len(text) for text in labels_text.values()), default=0)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(max(6.0, 3.5 + 0.07 * widest),
-                                        0.35 * n_features + 1.2))
+        fig, ax = plt.subplots(figsize=(_panel_width(names, widest), 0.35 * n_features + 1.2))
     else:
         fig = ax.figure
     before = _class_and_proba(explanation.classes, explanation.X_proba[index],
@@ -253,7 +253,9 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     colors = np.where(categorical[keep], "tab:purple",
                       np.where(lengths > 0, "tab:red", "tab:blue"))
     bars = ax.barh(positions, lengths, color=colors)
-    labels = [f"{n} (fixed)" if f else n for n, f, k in zip(names, fixed, keep) if k]
+    missing = np.isnan(explanation._numbers()[0][index])  # missing in the answer too
+    labels = [f"{n} (missing)" if m else f"{n} (fixed)" if f else n
+              for n, f, m, k in zip(names, fixed, missing, keep) if k]
     for bar, j in zip(bars, np.flatnonzero(keep)):
         if not changed[j]:
             continue
@@ -264,19 +266,12 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         # dollars, days beside fractions) would not show.
         # A label to the right: of a bar that grows right, past its end; of one that grows
         # left, from the zero line (to its left it would run into the features' names).
+        # (out of the layout: _make_room_for_labels fits the axes' limits to them)
         ax.text(max(bar.get_width(), 0.0), bar.get_y() + bar.get_height() / 2,
-                f" {labels_text[j]}", va="center", ha="left", fontsize="small")
-    if lengths.size and np.isfinite(lengths).any():
-        # room on the right for the labels: about their width's share of the axes
-        low = min(np.nanmin(lengths), 0.0)
-        high = max(np.nanmax(lengths), 0.0)
-        span = (high - low) or 1.0
-        axes_inches = ax.get_position().width * fig.get_figwidth()
-        share = min(0.6, 0.065 * (widest + 1) / axes_inches)
-        room = max(0.7 * span, share * 1.05 * span / (1.0 - share))
-        ax.set_xlim(low - 0.05 * span, high + room)
+                f" {labels_text[j]}", va="center", ha="left", fontsize="small",
+                in_layout=False)
     ax.set_yticks(positions, labels)
-    for label, is_fixed in zip(ax.get_yticklabels(), fixed[keep]):
+    for label, is_fixed in zip(ax.get_yticklabels(), fixed[keep] | missing[keep]):
         if is_fixed:
             label.set_color("tab:gray")
     ax.invert_yaxis()
@@ -292,7 +287,35 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     ax.set_title(f"{explanation.mode}: class {before} -> {after}"
                  + ("\n(keeps nothing: the background is of this class)" if nothing else ""))
     fig.tight_layout()
+    _make_room_for_labels(ax, lengths)
     return fig
+
+
+def _panel_width(names, widest):
+    """Inches for a panel of bars: the features' names, the bars, the widest change label
+    (``widest`` characters, in the labels' smaller font)."""
+    return max(4.5, 0.08 * max(map(len, names), default=0) + 2.5 + 0.065 * (widest + 1))
+
+
+def _make_room_for_labels(ax, lengths):
+    """Set the x-limits of a panel of bars of ``lengths`` so that the change labels (its
+    texts, each starting at a bar's end or at zero) end inside the axes, as measured drawn;
+    at least a fifth of the axes stays for the bars."""
+    if not lengths.size or not np.isfinite(lengths).any():
+        return
+    low = min(np.nanmin(lengths), 0.0)
+    high = max(np.nanmax(lengths), 0.0)
+    span = (high - low) or 1.0
+    low -= 0.05 * span
+    renderer = ax.figure.canvas.get_renderer()
+    axes_width = ax.get_window_extent(renderer).width
+    needed = high + 0.05 * span - low
+    for text in ax.texts:
+        text_width = text.get_window_extent(renderer).width
+        # the text starts at (x - low) / (xmax - low) of the axes and must end by 98% of it
+        free = max(0.98 * axes_width - text_width, 0.2 * axes_width)
+        needed = max(needed, (text.get_position()[0] - low) * axes_width / free)
+    ax.set_xlim(low, low + needed)
 
 
 # Significant digits of a number of no known decimals in a label; characters of a category's
@@ -398,10 +421,15 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
     if image_shape is not None or explanation.input_shape is not None:
         return _image_counterfactuals(explanation, ranked, index, k, image_shape, axes, cmap)
     n_bars = explanation.X.shape[1]
+    labels = [_change_labels(ranked, index * k + rank) for rank in range(k)]
     if only_changed:  # the most any panel draws
-        n_bars = max([len(_change_labels(ranked, index * k + rank)) for rank in range(k)],
-                     default=1) or 1
-    fig, axes = _axes(axes, k, (4.5 * k, 0.35 * n_bars + 1.5))
+        n_bars = max(map(len, labels), default=1) or 1
+    names = _checked_feature_names(feature_names, explanation.X.shape[1]) or \
+        [str(name) for name in explanation._names()]
+    if only_changed:
+        names = [names[j] for j in set().union(*labels)]
+    widest = max((len(text) for panel in labels for text in panel.values()), default=0)
+    fig, axes = _axes(axes, k, (_panel_width(names, widest) * k, 0.35 * n_bars + 1.5))
     before = _class_and_proba(explanation.classes, explanation.X_proba[index],
                               explanation.X_pred[index])
     for rank, ax in enumerate(axes):
@@ -416,6 +444,9 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
         ax.set_title(f"rank {rank}: class {before} -> {reached}"
                      f"\ndistance {distance[rank]:.3g}", fontsize="medium")
     fig.tight_layout()
+    for ax, rank in zip(axes, range(k)):  # the panels' widths as laid out together
+        if np.isfinite(distance[rank]):
+            _make_room_for_labels(ax, np.array([bar.get_width() for bar in ax.patches]))
     return fig
 
 

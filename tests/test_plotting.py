@@ -448,3 +448,52 @@ def test_a_change_that_is_a_small_share_of_a_wide_range_is_still_drawn():
             assert len(ax.texts) == len(listed)
             assert "keeps nothing" not in ax.get_title()
     plt.close("all")
+
+
+def test_long_labels_end_inside_their_panel_and_a_missing_cell_is_named():
+    """Found by a user: a long category's label ran past the figure's edge, and in
+    plot_counterfactuals into the next panel; a missing cell had no mark."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from skcem import CounterfactualExplainer
+
+    rng = np.random.default_rng(0)
+    n = 300
+    X = pd.DataFrame({
+        "annual_income_in_dollars": rng.normal(50000, 20000, n).round(2),
+        "occupation": rng.choice(["Executive managerial professional",
+                                  "Handlers cleaners and helpers", "Other service"], n),
+        "age": rng.integers(18, 80, n).astype(float)})
+    X.loc[:20, "age"] = np.nan
+    y = ((X["annual_income_in_dollars"] > 50000) ^ (X["occupation"] == "Other service"))
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["occupation"]),
+                                                  remainder="passthrough"),
+                          HistGradientBoostingClassifier(max_iter=30)).fit(X, y.astype(int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = CounterfactualExplainer(model, n_counterfactuals=2).fit(X).explain(X.iloc[:6])
+    labelled = 0
+    for index in range(6):
+        for fig in (plotting.plot_tabular_explanation(exp, index=index),
+                    plotting.plot_counterfactuals(exp, index=index)):
+            renderer = fig.canvas.get_renderer()
+            areas = [ax.get_window_extent(renderer) for ax in fig.axes]
+            for ax, area in zip(fig.axes, areas):
+                for text in ax.texts:
+                    box = text.get_window_extent(renderer)
+                    labelled += " → " in text.get_text()
+                    assert area.x0 <= box.x0 and box.x1 <= area.x1 + 1, text.get_text()
+                    assert not any(box.overlaps(other) for other in areas if other is not area)
+            if index <= 20 and fig.axes[0].get_yticklabels():
+                names = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+                assert "age" not in names  # missing for rows 0-20
+            plt.close(fig)
+    assert labelled >= 6
+    fig = plotting.plot_tabular_explanation(exp, index=0)
+    assert [label.get_text() for label in fig.axes[0].get_yticklabels()] == \
+        ["annual_income_in_dollars", "occupation", "age (missing)"]
+    plt.close(fig)
