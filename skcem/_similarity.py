@@ -214,11 +214,16 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     ``nn.Linear``, ``nn.Conv2d``: examples must not interact in inference mode) and vectorised
     autodiff for other layers (``tf.vectorized_map``, ``torch.func``); in closed form or by
     numpy back-propagation for ``LogisticRegression``, ``SGDClassifier(loss="log_loss")`` (with
-    more than two classes, of its one-vs-rest loss), ``LinearRegression``, ``Ridge``,
-    ``SGDRegressor``, ``MLPClassifier`` and ``MLPRegressor``; for the linear classifiers
-    trained on a margin (``LinearSVC``, ``RidgeClassifier``, ``Perceptron``, ``SGDClassifier``
-    with the hinge, squared hinge or perceptron loss), of that training loss of their
-    decision function on one-vs-rest targets ±1, summed over classes, without the penalty.
+    more than two classes, of its one-vs-rest loss), ``MLPClassifier`` and ``MLPRegressor``,
+    and the linear regressors fitted to the squared error (``LinearRegression``, ``Ridge``,
+    ``RidgeCV``, ``Lasso``, ``ElasticNet``, their cross-validated and multi-task forms,
+    ``Lars``, ``LassoLars``, ``OrthogonalMatchingPursuit``, ``BayesianRidge``,
+    ``ARDRegression``, ``SGDRegressor``), without the penalty; for the linear classifiers
+    trained on a margin (``LinearSVC``, ``RidgeClassifier``, ``RidgeClassifierCV``,
+    ``Perceptron``, ``SGDClassifier`` with the hinge, squared hinge or perceptron loss), of
+    that training loss of their decision function on one-vs-rest targets ±1, summed over
+    classes, without the penalty. A ``Pipeline`` ending in one of them has its gradients, on
+    the rows its other steps make.
 
     Parameters
     ----------
@@ -399,20 +404,13 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                    copy=True)
         default = (lambda: LogisticRegression(max_iter=1000)) \
             if self.task == "classification" else Ridge
-        self.estimator_ = resolve_estimator(self.estimator, X, y, type(self).__name__,
-                                            default=default, check=check_supported,
+        # the model's kind against the task before it is fitted, or its labels checked
+        self._check_kind(self.estimator)
+        self.estimator_ = resolve_estimator(self.estimator, self._as_given(X), y,
+                                            type(self).__name__, default=default,
+                                            check=check_supported,
                                             fit_params=self._estimator_fit_params(fit_params))
-        if self.task == "classification" and hasattr(self.estimator_, "get_params") and \
-                is_regressor(self.estimator_):
-            # Targets would default to the regressor's own predictions: zero gradients.
-            raise ValueError(f"`estimator` is a regressor ({type(self.estimator_).__name__}): "
-                             "set task='regression'.")
-        if self.task == "regression" and hasattr(self.estimator_, "get_params") and \
-                is_classifier(self.estimator_):
-            # A scikit-learn model's loss follows its kind: the cross-entropy, whatever task.
-            raise ValueError(f"task='regression', but `estimator` is a classifier "
-                             f"({type(self.estimator_).__name__}), whose gradients are those "
-                             "of its cross-entropy: leave task='classification'.")
+        self._check_kind(self.estimator_)
         self._keras_output = None
         self.classes_ = None
         if is_deep_model(self.estimator_):
@@ -461,6 +459,30 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             self.grads_train_ = stack_gradients(self._train_gradients(blocks), len(X))
         return self
 
+    def _as_given(self, X):
+        """``X`` as a DataFrame of its columns where ``fit`` was given one, for a model
+        fitted here (a Pipeline may pick its columns by name)."""
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            return X
+        import pandas as pd
+
+        return pd.DataFrame(X, columns=names)
+
+    def _check_kind(self, estimator):
+        """Raise where a scikit-learn ``estimator``'s kind contradicts ``task``."""
+        if not hasattr(estimator, "get_params"):
+            return
+        if self.task == "classification" and is_regressor(estimator):
+            # Targets would default to the regressor's own predictions: zero gradients.
+            raise ValueError(f"`estimator` is a regressor ({type(estimator).__name__}): "
+                             "set task='regression'.")
+        if self.task == "regression" and is_classifier(estimator):
+            # A scikit-learn model's loss follows its kind: the cross-entropy, whatever task.
+            raise ValueError(f"task='regression', but `estimator` is a classifier "
+                             f"({type(estimator).__name__}), whose gradients are those "
+                             "of its cross-entropy: leave task='classification'.")
+
     def _check_loss(self):
         """The given loss on two training rows, where the model's own errors (a shape that
         does not broadcast, a loss of the wrong framework or arguments) are named as the
@@ -477,7 +499,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             raise ValueError(f"`loss` fails on the model's outputs and the targets "
                              f"({type(exc).__name__}: {shown}). It is called as "
                              f"{self._loss_signature()}, one loss per example; the targets of a "
-                             "classifier are class indices.") from exc
+                             "classifier are class indices (a loss of one-hot targets has a "
+                             "sparse form, such as 'sparse_categorical_crossentropy').") from exc
 
     def _loss_signature(self):
         if type(self.estimator_).__module__.startswith("torch"):
@@ -769,7 +792,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         """Fit on ``(X, y)``, then score each training instance against all of them.
 
         Each row's target is the model's predicted class for classification (as in
-        :meth:`transform`) and its given ``y`` for regression.
+        :meth:`transform`) and its given ``y`` for regression. For each training row's
+        score with itself at its own label (mislabelled rows first), in O(n), see
+        :meth:`self_influence`.
 
         Parameters
         ----------
@@ -858,6 +883,62 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         if return_scores:
             return scores, indices
         return indices
+
+    def self_influence(self, X=None, y=None):
+        """Each instance's gradient similarity with itself, ``||g(x, y)||^2``: TracIn's
+        self-influence. Mislabelled and atypical training rows score highest.
+
+        O(n): no row is scored against the others (the diagonal of :meth:`fit_transform`
+        costs the whole (n, n) matrix, and for classification is taken at the model's
+        predicted classes, not the labels). Exact, with or without ``n_components``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), default=None
+            The instances; None: the training instances, at their training targets.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Their targets (labels for classification), with ``X``; the model's predicted
+            classes when None (classification only).
+
+        Returns
+        -------
+        self_influence : ndarray of shape (n_samples,)
+            The squared norm of each instance's loss gradient, in the model's parameters.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_breast_cancer
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from sklearn.pipeline import make_pipeline
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from skcem import GradientSimilarityExplainer
+        >>> X, y = load_breast_cancer(return_X_y=True)
+        >>> noisy = y.copy()
+        >>> noisy[:20] = 1 - noisy[:20]  # 20 labels flipped
+        >>> model = make_pipeline(StandardScaler(), LogisticRegression())
+        >>> explainer = GradientSimilarityExplainer(model).fit(X, noisy)
+        >>> suspects = np.argsort(-explainer.self_influence())[:20]
+        >>> int(np.sum(suspects < 20)) >= 10  # of the 20 rows scoring highest, flipped (13)
+        True
+        """
+        check_is_fitted(self)
+        if X is None:
+            if y is not None:
+                raise ValueError("`y` is given without `X`: self_influence(X, y) scores the "
+                                 "rows of X at targets y, self_influence() the training rows "
+                                 "at their own.")
+            X, y = self.X_train_, self.y_train_
+        else:
+            X, y = self._check_X_y(X, y)
+            if self.task == "classification" and np.any(y < 0):  # the fused path's -1
+                y = self._targets(self._predicted_targets(X))
+        gradients = self._get_gradients()
+        norms = np.empty(len(X))
+        for start in range(0, len(X), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            norms[rows] = gradient_sq_norms(gradients.factors(X[rows], y[rows]))
+        return norms
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -334,6 +334,12 @@ def test_keras_similarity_equals_one_at_a_time_tape(cnn, digits_images, sim_fn):
     if sim_fn == "grad_dot":
         np.testing.assert_allclose(scores, expected, rtol=1e-4,
                                    atol=1e-6 * np.abs(expected).max())
+        # self-influence: the squared norms, of the training rows at their labels and of
+        # the test rows at their predicted classes
+        for own, grads in ((explainer.self_influence(), g_train),
+                           (explainer.self_influence(X_test), g_test)):
+            np.testing.assert_allclose(own, np.sum(grads**2, axis=1), rtol=1e-4,
+                                       atol=1e-6 * np.sum(grads**2, axis=1).max())
         return
     # Normalised scores of a near-zero float32 gradient (a saturated softmax: p_t = 1 - 1e-6)
     # carry its rounding, ~1e-3 relative; they are exact to 1e-4 (of the largest score, as a
@@ -534,6 +540,12 @@ def test_one_sigmoid_output_in_all_three_explainers(sigmoid_model, digits_images
                         for x, t in zip(X[:40], binary[:40])])
     expected = g_test @ g_train.T
     np.testing.assert_allclose(scores, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+    # the model's own compile loss by name (found by a user: the function alone refused the
+    # labels' shape (n,) beside the outputs' (n, 1)), as by its Loss object
+    for loss in ("binary_crossentropy", keras.losses.BinaryCrossentropy(), bce):
+        named = GradientSimilarityExplainer(sigmoid_model, loss=loss).fit(X[:40], binary[:40])
+        np.testing.assert_allclose(named.transform(test[:3]), expected, rtol=1e-3,
+                                   atol=1e-5 * np.abs(expected).max())
 
 
 def test_similarity_input_shape_mismatch_is_one_line(cnn, digits_images):

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import DataConversionWarning
-from sklearn.linear_model import (LinearRegression, LogisticRegression, Perceptron, Ridge,
-                                  RidgeClassifier, SGDClassifier, SGDRegressor)
+from sklearn.linear_model import (ARDRegression, BayesianRidge, ElasticNetCV, Lasso, LassoLars,
+                                  LinearRegression, LogisticRegression, MultiTaskLasso,
+                                  OrthogonalMatchingPursuit, Perceptron, Ridge, RidgeClassifier,
+                                  RidgeClassifierCV, RidgeCV, SGDClassifier, SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -36,7 +38,7 @@ def _loss(model, X, y):
     SGDClassifier of several classes, its training loss: the classes' binary log losses;
     for a margin loss, that loss of its decision function on targets ±1, summed over its
     one-vs-rest classes)."""
-    margin = "squared_error" if isinstance(model, RidgeClassifier) else \
+    margin = "squared_error" if isinstance(model, (RidgeClassifier, RidgeClassifierCV)) else \
         getattr(model, "loss", None) if isinstance(model, (LinearSVC, SGDClassifier,
                                                            Perceptron)) else None
     if margin in ("hinge", "squared_hinge", "perceptron", "squared_error"):
@@ -100,6 +102,16 @@ def _models(digits):
         (SGDClassifier(loss="perceptron", random_state=0).fit(X, binary), X, binary),
         (SGDClassifier(loss="squared_hinge", random_state=0).fit(X, binary), X, binary),
         (Perceptron(random_state=0).fit(X, y), X, y),
+        (RidgeClassifierCV().fit(X, binary), X, binary),
+        # linear regressors fitted to the squared error, their penalties aside
+        (RidgeCV().fit(X, y_two), X, y_two),
+        (Lasso(alpha=0.1).fit(X, y_reg), X, y_reg),
+        (ElasticNetCV(cv=3).fit(X, y_reg), X, y_reg),
+        (MultiTaskLasso(alpha=0.1).fit(X, y_two), X, y_two),
+        (LassoLars(alpha=0.01).fit(X, y_reg), X, y_reg),
+        (OrthogonalMatchingPursuit(n_nonzero_coefs=5).fit(X, y_reg), X, y_reg),
+        (BayesianRidge().fit(X, y_reg), X, y_reg),
+        (ARDRegression().fit(X, y_reg), X, y_reg),
     ]
 
 
@@ -198,24 +210,62 @@ def test_regression_needs_targets_at_explain_time(digits):
     np.testing.assert_allclose(scores, explainer.explain(X[:100], y[:100]).scores)
 
 
-def test_a_regressor_needs_task_regression_and_a_pipeline_gets_a_hint(digits):
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+def test_a_regressor_needs_task_regression_and_a_classifier_refuses_it(digits):
     X, _ = digits
     y = X[:, 20] * 2 + X[:, 35]
     # The targets would default to the regressor's own predictions: all scores 0.
     with pytest.raises(ValueError, match=r"is a regressor \(Ridge\): set task='regression'"):
         GradientSimilarityExplainer(Ridge().fit(X[:100], y[:100])).fit(X[:100], y[:100])
-    pipe = make_pipeline(StandardScaler(), Ridge()).fit(X[:100], y[:100])
-    with pytest.raises(TypeError, match=r"GradientSimilarityExplainer\(pipe\[-1\]\)"):
-        GradientSimilarityExplainer(pipe, task="regression").fit(X[:100], y[:100])
     # ... and a classifier refuses it: its gradients are its cross-entropy's whatever the task
     labels = (y > np.median(y)).astype(int)
     classifier = LogisticRegression(max_iter=500).fit(X[:100], labels[:100])
-    with pytest.raises(ValueError, match=r"task='regression', but `estimator` is a classifier "
-                                         r"\(LogisticRegression\)"):
-        GradientSimilarityExplainer(classifier, task="regression").fit(X[:100], labels[:100])
+    unfitted = LogisticRegression(max_iter=1)
+    # said before labels given as numbers (found by a user: "labels that the fitted
+    # estimator does not know: [0.0, 1.0]") and before an unfitted one is fitted
+    for targets in (labels[:100], labels[:100].astype(float)):
+        for model in (classifier, unfitted):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with pytest.raises(ValueError, match=r"task='regression', but `estimator` is "
+                                                     r"a classifier \(LogisticRegression\)"):
+                    GradientSimilarityExplainer(model, task="regression").fit(X[:100], targets)
+    assert not hasattr(unfitted, "coef_")
+
+
+def test_a_pipeline_is_its_last_step_on_the_rows_of_the_others(digits):
+    """Found by a user: a Pipeline (a scaler and a LogisticRegression) was refused."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.preprocessing import OneHotEncoder
+
+    X, y = digits
+    X, y = X[:300], y[:300]
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
+    rows = pipe[:-1].transform(X)
+    for sim_fn in ("grad_dot", "grad_cos"):
+        ours = GradientSimilarityExplainer(pipe, sim_fn=sim_fn).fit(X[:200], y[:200])
+        last = GradientSimilarityExplainer(pipe[-1], sim_fn=sim_fn).fit(rows[:200], y[:200])
+        np.testing.assert_allclose(ours.explain(X[250:260], y[250:260]).scores,
+                                   last.explain(rows[250:260], y[250:260]).scores, rtol=1e-12)
+        np.testing.assert_array_equal(ours.transform(X[250:260]), last.transform(rows[250:260]))
+    # columns picked by name in a DataFrame, a sparse one-hot encoding, fitted here
+    frame = pd.DataFrame(X[:, :6], columns=list("abcdef")).assign(kind=np.round(4 * X[:, 20]))
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["kind"]),
+                                                  remainder=StandardScaler(),
+                                                  sparse_threshold=1.0),
+                          LogisticRegression(max_iter=500))
+    explainer = GradientSimilarityExplainer(model).fit(frame.iloc[:200], y[:200])
+    fitted = explainer.estimator_
+    encoded = fitted[:-1].transform(frame).toarray()
+    expected = GradientSimilarityExplainer(fitted[-1]).fit(encoded[:200], y[:200])
+    np.testing.assert_allclose(explainer.explain(frame.iloc[250:255], y[250:255]).scores,
+                               expected.explain(encoded[250:255], y[250:255]).scores,
+                               rtol=1e-12)
+    forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3))
+    with pytest.raises(TypeError, match="or a Pipeline ending in one.*got a Pipeline ending in "
+                                        "RandomForestClassifier"):
+        GradientSimilarityExplainer(forest).fit(X[:50], y[:50])
 
 
 def test_sgd_classifier_of_another_loss_is_refused_before_it_is_fitted(digits):
@@ -756,3 +806,35 @@ def test_one_hot_targets_are_refused_in_one_line():
     explainer = GradientSimilarityExplainer(model).fit(X, y)
     with pytest.raises(ValueError, match=r"pass `y.argmax\(axis=1\)`"):
         explainer.explain(X[:3], one_hot[:3])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_self_influence_is_each_rows_own_score_at_its_target(digits, digits_model):
+    """Found by a user: the diagonal of fit_transform, the one way to a row's score with
+    itself, costs the (n, n) matrix and takes each row at its predicted class, so flipped
+    labels did not stand out."""
+    X, y = digits
+    X_train, y_train = X[:150], y[:150]
+    for model in (digits_model, make_pipeline(StandardScaler(), LogisticRegression())):
+        explainer = GradientSimilarityExplainer(model).fit(X_train, y_train)
+        own = explainer.self_influence()
+        np.testing.assert_allclose(own, np.diag(explainer.explain(X_train, y_train).scores),
+                                   rtol=1e-10)
+        np.testing.assert_array_equal(own, explainer.self_influence(X_train, y_train))
+        # without y: at the predicted classes
+        predicted = explainer.estimator_.predict(X[300:320])
+        np.testing.assert_array_equal(explainer.self_influence(X[300:320]),
+                                      explainer.self_influence(X[300:320], predicted))
+        # exact whatever the projection
+        projected = GradientSimilarityExplainer(model, n_components=16, random_state=0,
+                                                precompute_grads=True).fit(X_train, y_train)
+        np.testing.assert_allclose(projected.self_influence(), own, rtol=1e-10)
+    with pytest.raises(ValueError, match="`y` is given without `X`"):
+        explainer.self_influence(y=y_train)
+    # flipped labels stand out: 10 of 300, 7 or more of them among the 10 highest
+    noisy = y[:300].copy()
+    flipped = np.arange(0, 300, 30)
+    noisy[flipped] = (noisy[flipped] + 1) % 10
+    model = LogisticRegression(max_iter=300)
+    influence = GradientSimilarityExplainer(model).fit(X[:300], noisy).self_influence()
+    assert np.isin(np.argsort(-influence)[:10], flipped).sum() >= 7

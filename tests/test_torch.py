@@ -703,6 +703,11 @@ def test_similarity_equals_a_per_example_autograd_loop(double_cnn, images, sim_f
     # the torch.func reference gives the same flattened gradients
     np.testing.assert_allclose(explainer._gradients(X[train], y[train]), G_train, rtol=1e-9,
                                atol=1e-12)
+    # self-influence: the squared norms, at the labels and at the predicted classes
+    np.testing.assert_allclose(explainer.self_influence(), np.sum(G_train**2, axis=1),
+                               rtol=1e-6)
+    np.testing.assert_allclose(explainer.self_influence(X[test]), np.sum(G_test**2, axis=1),
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("budget", [1, None])  # test rows a batch at a time, or all at once

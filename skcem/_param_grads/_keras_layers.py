@@ -20,7 +20,25 @@ def keras_loss(loss, task):
         raise ValueError(f"`loss` must be 'auto', a Keras loss or its name; got {loss!r}.") \
             from exc
     # A Loss object averages over the batch; its ``call`` gives one value per example.
-    return loss.call if isinstance(loss, keras.losses.Loss) else loss
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call
+    if getattr(loss, "__module__", "").startswith("keras."):
+        return _to_same_rank(loss)
+    return loss
+
+
+def _to_same_rank(function):
+    """A built-in Keras loss function taking class labels of shape (n,) beside outputs of
+    shape (n, 1) (one sigmoid), as its ``Loss`` object does: the function alone wants the
+    same ranks."""
+    from keras import ops
+
+    def loss(y_true, y_pred):
+        if len(y_true.shape) == len(y_pred.shape) - 1 and y_pred.shape[-1] == 1:
+            y_true = ops.expand_dims(y_true, -1)
+        return function(y_true, y_pred)
+
+    return loss
 
 
 def _single_call_inputs(model):

@@ -18,16 +18,28 @@ intercepts.
 """
 
 import numpy as np
+from scipy import sparse
 from scipy.special import expit, softmax
-from sklearn.linear_model import (LinearRegression, LogisticRegression, Perceptron, Ridge,
-                                  RidgeClassifier, SGDClassifier, SGDRegressor)
+from sklearn.linear_model import (ARDRegression, BayesianRidge, ElasticNet, ElasticNetCV, Lars,
+                                  LassoCV, LinearRegression, LogisticRegression,
+                                  MultiTaskElasticNetCV, MultiTaskLassoCV,
+                                  OrthogonalMatchingPursuit, OrthogonalMatchingPursuitCV,
+                                  Perceptron, Ridge, RidgeClassifier, RidgeClassifierCV, RidgeCV,
+                                  SGDClassifier, SGDRegressor)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
+from .._wrappers import frozen_inner
 from ._factors import GradientFactors
 
-LINEAR_CLASSIFIERS = (LogisticRegression, SGDClassifier, RidgeClassifier, LinearSVC, Perceptron)
-LINEAR_REGRESSORS = (LinearRegression, Ridge, SGDRegressor)
+LINEAR_CLASSIFIERS = (LogisticRegression, SGDClassifier, RidgeClassifier, RidgeClassifierCV,
+                      LinearSVC, Perceptron)
+# Predictions X w + b fitted to the squared error (the penalties aside, as for Ridge): their
+# subclasses too (Lasso, MultiTaskLasso, LassoLars, LarsCV...)
+LINEAR_REGRESSORS = (LinearRegression, Ridge, RidgeCV, ElasticNet, ElasticNetCV, LassoCV,
+                     MultiTaskElasticNetCV, MultiTaskLassoCV, Lars, OrthogonalMatchingPursuit,
+                     OrthogonalMatchingPursuitCV, BayesianRidge, ARDRegression, SGDRegressor)
 SUPPORTED = LINEAR_CLASSIFIERS + LINEAR_REGRESSORS + (MLPClassifier, MLPRegressor)
 
 _ACTIVATION = {
@@ -61,7 +73,7 @@ _MARGIN_DELTAS = {
 
 def _margin_loss(model):
     """The margin loss ``model`` was trained on (a key of ``_MARGIN_DELTAS``), or None."""
-    if isinstance(model, RidgeClassifier):
+    if isinstance(model, (RidgeClassifier, RidgeClassifierCV)):
         return "squared_error"
     if isinstance(model, (LinearSVC, SGDClassifier, Perceptron)) and \
             model.loss in _MARGIN_DELTAS:
@@ -158,10 +170,40 @@ def _with_ones(a):
     return np.hstack([a, np.ones((len(a), 1))])
 
 
+class TransformedGradients:
+    """A Pipeline's gradients: those of its last step, on the rows its other steps make."""
+
+    def __init__(self, pipeline, last):
+        self.steps = pipeline[:-1]
+        self.last = last
+        self.n_params = last.n_params
+        # a DataFrame for steps fitted on one: columns picked by name need it
+        self.columns = getattr(pipeline, "feature_names_in_", None)
+
+    def transformed(self, X):
+        if self.columns is not None:
+            import pandas as pd
+
+            X = pd.DataFrame(X, columns=self.columns)
+        rows = self.steps.transform(X)
+        rows = rows.toarray() if sparse.issparse(rows) else rows
+        return np.asarray(rows, dtype=float)
+
+    def __call__(self, X, y):
+        return self.last(self.transformed(X), y)
+
+    def factors(self, X, y):
+        """The gradients of ``X`` as the last step's :class:`GradientFactors`."""
+        return self.last.factors(self.transformed(X), y)
+
+
 def sklearn_gradients(model):
-    """The per-example gradient function of a supported scikit-learn model."""
+    """The per-example gradient function of a supported scikit-learn model, or of a Pipeline
+    that ends in one."""
     if not is_supported(model):
         raise unsupported_error(model)
+    if isinstance(model, Pipeline):
+        return TransformedGradients(model, sklearn_gradients(frozen_inner(model[-1])))
     if isinstance(model, (MLPClassifier, MLPRegressor)):
         return MLPGradients(model)
     if isinstance(model, LINEAR_CLASSIFIERS + LINEAR_REGRESSORS):
@@ -177,7 +219,10 @@ _LOSSES = {SGDClassifier: ("log_loss", "hinge", "squared_hinge", "perceptron"),
 def is_supported(model):
     """Whether the gradients of ``model`` are computed here (``SGDClassifier``: of its log
     loss and margin losses, not the others; ``SGDRegressor`` and ``MLPRegressor``: of their
-    squared error; ``LinearSVC``: one-vs-rest, not Crammer-Singer)."""
+    squared error; ``LinearSVC``: one-vs-rest, not Crammer-Singer; a Pipeline: of its last
+    step)."""
+    if isinstance(model, Pipeline):
+        return is_supported(frozen_inner(model[-1]))
     if isinstance(model, LinearSVC) and model.multi_class != "ovr":
         return False
     return isinstance(model, SUPPORTED) and all(
@@ -195,11 +240,9 @@ def unsupported_error(model):
     names = ", ".join(cls.__name__ + (_losses_named(_LOSSES[cls]) if cls in _LOSSES else "")
                       + ('(multi_class="ovr")' if cls is LinearSVC else "")
                       for cls in SUPPORTED)
-    hint = ""
-    if hasattr(model, "steps"):  # the parameters are the last step's, on transformed rows
-        hint = (" For a Pipeline, explain its last step on the transformed rows: "
-                "GradientSimilarityExplainer(pipe[-1]).fit(pipe[:-1].transform(X), y), and "
-                "pipe[:-1].transform the rows to explain too.")
+    got = type(model).__name__
+    if isinstance(model, Pipeline):
+        got = f"a Pipeline ending in {type(frozen_inner(model[-1])).__name__}"
     return TypeError(f"`estimator` must be a Keras model, a PyTorch module or one of "
-                     f"{names}; got {type(model).__name__}: its loss has no gradient with "
-                     f"respect to parameters that skcem can compute.{hint}")
+                     f"{names} (or a Pipeline ending in one); got {got}: its loss has no "
+                     "gradient with respect to parameters that skcem can compute.")
