@@ -376,7 +376,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             Training instances.
         y : array-like of shape (n_train,) or (n_train, n_outputs)
             Training targets: class labels or regression values. Required: the signature's
-            None raises.
+            None raises. A pandas Series follows the index of a DataFrame ``X`` (as in
+            :meth:`explain`).
         **fit_params : dict
             Parameters of ``estimator.fit`` (``sample_weight``...) when it is fitted here;
             under scikit-learn's metadata routing, those it requests.
@@ -392,6 +393,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                              "at the training targets.")
         X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
+        # a Series follows a DataFrame's rows by their index, as in explain
+        y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
         if self.task == "classification":
             check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
             y = _one_column_flattened(y)

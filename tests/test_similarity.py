@@ -838,3 +838,19 @@ def test_self_influence_is_each_rows_own_score_at_its_target(digits, digits_mode
     model = LogisticRegression(max_iter=300)
     influence = GradientSimilarityExplainer(model).fit(X[:300], noisy).self_influence()
     assert np.isin(np.argsort(-influence)[:10], flipped).sum() >= 7
+
+
+def test_a_series_y_follows_the_rows_of_a_frame_in_fit_as_in_explain(digits):
+    """Found by a user: fit read a Series y by position, explain by X's index."""
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    frame = pd.DataFrame(X[:200], index=np.arange(200)[::-1] + 1000)
+    labels = pd.Series(y[:200], index=frame.index)
+    shuffled = labels.sample(frac=1.0, random_state=0)
+    model = LogisticRegression(max_iter=300).fit(X[:200], y[:200])
+    aligned = GradientSimilarityExplainer(model).fit(frame, shuffled)
+    plain = GradientSimilarityExplainer(model).fit(X[:200], y[:200])
+    np.testing.assert_array_equal(aligned.y_train_, y[:200])
+    np.testing.assert_array_equal(aligned.self_influence(), plain.self_influence())
+    with pytest.raises(ValueError, match="`y` is a Series whose index lacks rows of X"):
+        GradientSimilarityExplainer(model).fit(frame, pd.Series(y[:200], index=range(5, 205)))
