@@ -1428,3 +1428,27 @@ def test_an_autoencoder_without_its_weight_is_pointed_out(images):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         CEMExplainer(module, autoencoder=autoencoder, gamma=1.0, max_iterations=5).fit(X[:50])
+
+
+def test_an_embedding_on_float_rows_is_told_to_cast_them():
+    """Found by a user: the error of an nn.Embedding given skcem's float rows asked for an
+    input_shape, which was not the fix."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 50, size=(100, 8)).astype(float)
+    y = (X[:, 0] < 25).astype(int)
+
+    class Bag(nn.Module):
+        def __init__(self, cast):
+            super().__init__()
+            self.cast = cast
+            self.embedding = nn.Embedding(50, 6)
+            self.out = nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.out(self.embedding(x.long() if self.cast else x).mean(1))
+
+    with pytest.raises(ValueError, match=r"its Embedding takes integer ids, and skcem passes "
+                                         r"the rows as float tensors. Cast them in forward"):
+        GradientSimilarityExplainer(Bag(cast=False)).fit(X, y)
+    scores = GradientSimilarityExplainer(Bag(cast=True)).fit(X, y).transform(X[:2])
+    assert scores.shape == (2, 100) and np.isfinite(scores).all()

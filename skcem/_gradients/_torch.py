@@ -326,6 +326,15 @@ def call_on_rows(module, rows, input_shape, device, name):
                              f"{len(arguments)} arguments {arguments}; skcem passes one tensor "
                              "(wrap it in a module whose forward takes one, and splits it "
                              "where it needs several).") from exc
+        if isinstance(exc, (RuntimeError, TypeError)) and "Float" in str(exc) and any(
+                isinstance(layer, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+                for layer in module.modules()):
+            # token ids: an Embedding wants integers, and skcem's rows are floats (they are
+            # what the search moves and differentiates)
+            raise ValueError(f"{name} fails on rows of floats ({first}): its Embedding takes "
+                             "integer ids, and skcem passes the rows as float tensors. Cast "
+                             "them in forward (x.long()) for the similarity explainer; the "
+                             "CEM and counterfactual searches cannot move token ids.") from exc
         raise ValueError(f"{name} fails on rows reshaped to {tuple(input_shape)} ({first}); "
                          "pass the `input_shape` it takes (one instance's, without the batch "
                          "dimension: such as (1, 28, 28) for a Conv2d network on 28x28 "
