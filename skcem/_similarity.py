@@ -193,6 +193,45 @@ class SimilarityExplanation(JSONMixin):
         """A dict of plain Python values, ready for ``json``."""
         return {f.name: _to_builtin(getattr(self, f.name)) for f in fields(self)}
 
+    def to_frame(self, n_most=5):
+        """The most similar training instances of each test instance, as a table.
+
+        Parameters
+        ----------
+        n_most : int, default=5
+            Training instances per test instance, most similar first (at most all of them).
+
+        Returns
+        -------
+        frame : pandas.DataFrame
+            Indexed by (``test``, ``rank``): the test instance's row and the rank from 0;
+            columns ``train_index`` (the training instance's row in the data given to
+            ``fit``) and ``score``.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from skcem import GradientSimilarityExplainer
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+        >>> exp = GradientSimilarityExplainer(clf).fit(X, y).explain(X[:2])
+        >>> exp.to_frame(n_most=3).shape
+        (6, 2)
+        """
+        if not isinstance(n_most, Integral) or n_most < 1:
+            raise ValueError(f"`n_most` must be a positive integer; got {n_most!r}.")
+        import pandas as pd
+
+        n_test, n_train = self.ordered_indices.shape
+        n_most = min(int(n_most), n_train)
+        indices = self.ordered_indices[:, :n_most]
+        return pd.DataFrame(
+            {"train_index": indices.ravel(),
+             "score": np.take_along_axis(self.scores, indices, axis=1).ravel()},
+            index=pd.MultiIndex.from_product([range(n_test), range(n_most)],
+                                             names=["test", "rank"]))
+
 
 def _not_class_indices(y, n_classes):
     """Where ``y`` holds no index of ``n_classes`` classes."""

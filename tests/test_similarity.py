@@ -854,3 +854,20 @@ def test_a_series_y_follows_the_rows_of_a_frame_in_fit_as_in_explain(digits):
     np.testing.assert_array_equal(aligned.self_influence(), plain.self_influence())
     with pytest.raises(ValueError, match="`y` is a Series whose index lacks rows of X"):
         GradientSimilarityExplainer(model).fit(frame, pd.Series(y[:200], index=range(5, 205)))
+
+
+def test_a_similarity_explanation_as_a_table(digits, digits_model):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    exp = GradientSimilarityExplainer(digits_model).fit(X[:50], y[:50]).explain(X[60:63])
+    frame = exp.to_frame(n_most=4)
+    assert list(frame.columns) == ["train_index", "score"]
+    assert frame.index.names == ["test", "rank"] and len(frame) == 12
+    for i in range(3):
+        np.testing.assert_array_equal(frame.loc[i, "train_index"], exp.ordered_indices[i, :4])
+        np.testing.assert_array_equal(frame.loc[i, "score"],
+                                      np.sort(exp.scores[i])[::-1][:4])
+    assert len(exp.to_frame(n_most=500)) == 150
+    with pytest.raises(ValueError, match="`n_most` must be a positive integer"):
+        exp.to_frame(n_most=0)
+    assert isinstance(frame, pd.DataFrame)
