@@ -304,7 +304,11 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         ``grad_asym_dot`` use the projected norms. Projections are stored in float32
         (``4 * n_components`` bytes a training instance). On the MNIST tutorial's CNN with 8,000
         training instances, 2048 components keep about 91% of the exact top-10 neighbours
-        (1024: 87-89%; ``benchmarks/bench_similarity.py --large``).
+        (1024: 87-89%; ``benchmarks/bench_similarity.py --large``). Projections pay off where
+        the training gradients are stored (``precompute_grads=True``) and would not fit
+        exactly; without it they add the projection's work to the gradients' and lose
+        accuracy, which for models whose exact scores are factorised (scikit-learn's linear
+        models and MLPs, dense layers) only costs time.
     random_state : int, RandomState instance or None, default=None
         Seeds the projection of ``n_components``.
     batch_size : int, default=64
