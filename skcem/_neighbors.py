@@ -58,7 +58,7 @@ from scipy.spatial.distance import cdist
 from threadpoolctl import threadpool_limits
 
 from ._fista import SearchResult, _rows
-from ._elastic import distinct_rows
+from ._elastic import MAX_TRIAL_NUMBERS, distinct_rows
 from ._modes import MODES, Mode
 from ._polish import polish_on_splits
 from ._wrappers import probability_inner
@@ -557,31 +557,24 @@ class NeighborSearch:
             first.append(a[other])
             second.append(b[other])
         first, second = np.concatenate(first), np.concatenate(second)
-        trial_owner = move_owner[first]
-        trials = x0[trial_owner].copy()
-        rows = np.arange(first.size)
-        trials[rows, move_feature[first]] = move_value[first]
-        trials[rows, move_feature[second]] = move_value[second]
         # Every other category of each categorical feature, alone: single moves the starts
         # may not show (tried after the moves' singles, before their pairs; not paired).
         extra = np.column_stack(_category_moves(search, instances))
         known = {tuple(move) for move in moves}
         extra = extra[[tuple(move) not in known for move in extra]]
-        extra_owner = extra[:, 0].astype(int)
-        singles = x0[extra_owner].copy()
-        singles[np.arange(len(extra)), extra[:, 1].astype(int)] = extra[:, 2]
         n_singles = len(moves)
-        trial_owner = np.concatenate([trial_owner[:n_singles], extra_owner,
-                                      trial_owner[n_singles:]])
-        trials = np.concatenate([trials[:n_singles], singles, trials[n_singles:]])
-        valid = np.flatnonzero(search.valid(trials, trial_owner))
-        # The first valid ones of each instance (singles come first).
-        order = valid[np.argsort(trial_owner[valid], kind="stable")]
-        starts_at = np.searchsorted(trial_owner[order], trial_owner[order])
-        if not pairs:  # every valid single: a range's end is cheap only once shrunk
-            return trial_owner[order], trials[order]
-        kept = order[np.arange(order.size) - starts_at < _SPARSE_PER_ANSWER * self.n_answers]
-        return trial_owner[kept], trials[kept]
+        trial_owner = np.concatenate([move_owner[first[:n_singles]], extra[:, 0].astype(int),
+                                      move_owner[first[n_singles:]]])
+        trial_moves = [(np.concatenate([move_feature[moved[:n_singles]],
+                                        extra[:, 1].astype(int),
+                                        move_feature[moved[n_singles:]]]),
+                        np.concatenate([move_value[moved[:n_singles]], extra[:, 2],
+                                        move_value[moved[n_singles:]]]))
+                       for moved in (first, second)]
+        # The first valid ones of each instance (singles come first); without pairs every
+        # valid single: a range's end is cheap only once shrunk.
+        return _valid_trials(search, trial_owner, trial_moves,
+                             _SPARSE_PER_ANSWER * self.n_answers if pairs else None)
 
     def _add_farthest(self, search, rows, owner, E):
         """Instances with fewer than ``n_starts`` valid starts also try the farthest admissible
@@ -641,10 +634,19 @@ class NeighborSearch:
                                 search.snap_inward(farthest, x0[lacking]))
             trial_owner.append(lacking)
             trials.append(search.admissible(farthest, lacking))
+        # (on wide tables, each chunk's valid ones only, the nearest: the moves hold a row
+        # per instance and feature)
+        wide = 2 * lacking.size * int(np.sum(~search.categorical)) * x0.shape[1] \
+            > MAX_TRIAL_NUMBERS
         for moved_rows, _, far in _moves_to_the_bounds(search, lacking):
             changed = np.any(far != x0[moved_rows], axis=1)
-            trial_owner.append(moved_rows[changed])
-            trials.append(far[changed])
+            moved_rows, far = moved_rows[changed], far[changed]
+            if wide:
+                valid = search.valid(far, moved_rows)
+                moved_rows, far = _nearest(search, moved_rows[valid], far[valid],
+                                           _SPARSE_PER_ANSWER)
+            trial_owner.append(moved_rows)
+            trials.append(far)
         category_owner, feature, value = _category_moves(search, lacking)
         singles = x0[category_owner].copy()
         singles[np.arange(category_owner.size), feature] = value
@@ -707,19 +709,64 @@ class NeighborSearch:
 def _moves_to_the_bounds(search, instances):
     """Per end of the range, ``(owner, feature, rows)``: each instance with one numeric
     feature set to that end, made admissible (directions, immutable features, the mode's
-    moves)."""
+    moves); in chunks of at most ``MAX_TRIAL_NUMBERS`` numbers (a row per instance and
+    feature: on 20,000 features one instance's rows alone hold 400 million)."""
     problem = search.problem
     x0 = problem.x0
     numeric = np.flatnonzero(~search.categorical)
     if numeric.size == 0:
         return
+    chunk = max(1, MAX_TRIAL_NUMBERS // x0.shape[1])
     for bound in (problem.lower, problem.upper):
-        owner = np.repeat(instances, numeric.size)
-        columns = np.tile(numeric, instances.size)
-        far = x0[owner].copy()
-        far[np.arange(owner.size), columns] = np.asarray(bound)[owner, columns] \
-            if np.ndim(bound) == 2 else np.broadcast_to(bound, x0.shape[1:])[columns]
-        yield owner, columns, search.admissible(search.snap_inward(far, x0[owner]), owner)
+        all_owners = np.repeat(instances, numeric.size)
+        all_columns = np.tile(numeric, instances.size)
+        for start in range(0, all_owners.size, chunk):
+            owner = all_owners[start:start + chunk]
+            columns = all_columns[start:start + chunk]
+            far = x0[owner].copy()
+            far[np.arange(owner.size), columns] = np.asarray(bound)[owner, columns] \
+                if np.ndim(bound) == 2 else np.broadcast_to(bound, x0.shape[1:])[columns]
+            yield owner, columns, search.admissible(search.snap_inward(far, x0[owner]), owner)
+
+
+def _nearest(search, owner, rows, keep):
+    """Each instance's ``keep`` rows nearest to it (of ``rows`` owned by ``owner``)."""
+    order = np.lexsort((search.distance(rows, owner), owner))
+    starts_at = np.searchsorted(owner[order], owner[order])
+    kept = order[np.arange(order.size) - starts_at < keep]
+    return owner[kept], rows[kept]
+
+
+def _valid_trials(search, owner, moves, keep=None):
+    """The valid ones of the trials ``x0[owner]`` with each ``(features, values)`` of
+    ``moves`` set in them, ordered by instance (in the trials' order within one): each
+    instance's first ``keep`` (all with None).
+
+    Built and asked at most ``MAX_TRIAL_NUMBERS`` numbers at a time; the trials of an
+    instance that has its ``keep`` are not asked."""
+    x0 = search.problem.x0
+    chunk = max(1, MAX_TRIAL_NUMBERS // x0.shape[1])
+    found = np.zeros(len(x0), int)
+    valid_owner, valid_rows = [owner[:0]], [x0[:0]]
+    for start in range(0, owner.size, chunk):
+        part = np.arange(start, min(start + chunk, owner.size))
+        if keep is not None:
+            part = part[found[owner[part]] < keep]
+        if part.size == 0:
+            continue
+        rows = x0[owner[part]].copy()
+        for features, values in moves:
+            rows[np.arange(part.size), features[part]] = values[part]
+        valid = search.valid(rows, owner[part])
+        valid_owner.append(owner[part][valid])
+        valid_rows.append(rows[valid])
+        np.add.at(found, owner[part][valid], 1)
+    valid_owner, valid_rows = np.concatenate(valid_owner), np.concatenate(valid_rows)
+    order = np.argsort(valid_owner, kind="stable")
+    if keep is not None:
+        starts_at = np.searchsorted(valid_owner[order], valid_owner[order])
+        order = order[np.arange(order.size) - starts_at < keep]
+    return valid_owner[order], valid_rows[order]
 
 
 def _category_moves(search, instances):

@@ -489,6 +489,33 @@ def test_wide_tables_are_searched_in_bounded_memory():
     assert peak < 400e6, peak / 1e6  # 825 MB before
 
 
+def test_single_moves_on_wide_smooth_models_are_tried_in_bounded_memory():
+    """Found by a user: a bag of words given as a dense array (the user guide's advice for
+    sparse matrices) to a LogisticRegression: the single moves of each row to its features'
+    bounds hold a row per instance and feature, n * d**2 numbers at once (20,000 words:
+    3 GiB for one row, a MemoryError or the OOM killer). They are now built and asked in
+    chunks of MAX_TRIAL_NUMBERS numbers."""
+    import tracemalloc
+
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    X = rng.poisson(0.01, (300, 2000)).astype(float)
+    X[y == 1, :20] += rng.poisson(1.0, ((y == 1).sum(), 20))
+    model = LogisticRegression(max_iter=2000).fit(X[:250], y[:250])
+    explainer = CounterfactualExplainer(model).fit(X[:250])
+    tracemalloc.start()
+    try:
+        exp = explainer.explain(X[250:256])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert exp.found.all()
+    assert np.all(model.predict(exp.explanation) != model.predict(X[250:256]))
+    assert peak < 700e6, peak / 1e6  # 1,370 MB before, 480 MB after
+
+
 def test_a_wide_answers_many_reverts_take_few_rounds():
     """Found by a user: a forest's counterfactuals on 2,000 features took 51 s a row. An
     answer starts as a training row, which changes every feature; where its many valid
