@@ -52,7 +52,7 @@ from ._validation import (accepts_missing_values, align_columns, align_rows, as_
                           probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           to_polars, validate_complete_data, validate_float_data)
-from ._warnings import SkcemWarning, warn
+from ._warnings import SkcemWarning, catching_warnings, silencing, warn
 from ._wrappers import frozen_inner
 from .costs import median_absolute_deviation
 
@@ -216,7 +216,7 @@ def _fails_on_float64_only(estimator, rows):
 
     def answers(batch):
         try:
-            with warnings.catch_warnings():
+            with catching_warnings():
                 warnings.simplefilter("ignore")
                 predict_proba(batch)
             return True
@@ -703,7 +703,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         held = _rows_holding(X, unknown)
         rows = X.iloc[held] if hasattr(X, "iloc") else np.asarray(X)[held]
         try:
-            with warnings.catch_warnings(), ignoring_feature_name_warnings():
+            with catching_warnings(), ignoring_feature_name_warnings():
                 warnings.simplefilter("ignore")
                 self.estimator_.predict(rows)
         except Exception:  # whatever the model's failure: the codec's error says more
@@ -799,7 +799,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         try:
             if self._decode is not None:
                 rows = self._decode(rows)
-            with ignoring_feature_name_warnings(), warnings.catch_warnings():
+            with ignoring_feature_name_warnings(), catching_warnings():
                 warnings.simplefilter("ignore")
                 proba = np.asarray(predict_proba(rows), dtype=float)
         except Exception:  # noqa: BLE001 -- any failure of an unknown model means "no"
@@ -1851,10 +1851,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         score : float
             The mean score of the instances' explanations.
         """
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        # (skcem's own warnings only, in this thread: explain may run for minutes, in
+        # threads of a search)
+        with silencing(ExplanationNotFoundWarning), \
+                silencing(SkcemWarning, r".* have features outside"):
             # Cross-validation folds often reach beyond the range learned on the others.
-            warnings.filterwarnings("ignore", message=r".* have features outside")
             explanation = self.explain(X)
         return metrics.cem_score(explanation, getattr(self, "_data_range", self.feature_range_))
 

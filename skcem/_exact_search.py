@@ -80,6 +80,7 @@ from ._decimals import round_to_decimals
 from ._fista import SearchResult
 from ._neighbors import NeighborSearch
 from ._polish import points_of
+from ._warnings import catching_warnings
 
 # What a win needs on the class scores beyond a tie, and HiGHS's feasibility tolerance for
 # the programs' rows below it (its default, 1e-6, let a program take a tie for a win: the
@@ -983,7 +984,7 @@ def _milp(c, options, **program):
     highs_options = {"mip_feasibility_tolerance": _FEASIBILITY_TOLERANCE}
     if bound is not None:
         highs_options["objective_bound"] = bound
-    with warnings.catch_warnings():
+    with catching_warnings():
         # an older scipy warns of what it does not know (mip_rel_gap before 1.11 too)
         warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
         try:

@@ -61,6 +61,7 @@ from ._fista import SearchResult, _rows
 from ._elastic import MAX_TRIAL_NUMBERS, distinct_rows
 from ._modes import MODES, Mode
 from ._polish import polish_on_splits
+from ._warnings import catching_warnings
 from ._wrappers import probability_inner
 
 # Distances computed at once when ranking the pool (32 MB of float64).
@@ -240,7 +241,7 @@ class CandidatePool:
     @cached_property
     def typical(self):
         """Column medians, missing values left out (0 for a column without values)."""
-        with warnings.catch_warnings():
+        with catching_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns
             return np.nan_to_num(np.nanmedian(self.Z, axis=0))
 

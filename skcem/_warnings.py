@@ -1,8 +1,12 @@
 """Warnings attributed to the user's line, however deep in skcem (or scikit-learn) they arise."""
 
+import contextvars
 import os
+import re
 import sys
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import sklearn
@@ -24,8 +28,49 @@ class SkcemWarning(UserWarning):
     """
 
 
+# ``warnings.catch_warnings`` swaps the process's list of filters on entry and puts its copy
+# back on exit: two threads inside at once put back each other's (before Python 3.14's
+# context-aware warnings), and filters stay for good, silencing warnings the user expects.
+# skcem's threads enter one at a time.
+_FILTERS_LOCK = threading.RLock()
+
+# skcem's own warnings silenced in the current context (thread): (category, message pattern).
+_SILENCED = contextvars.ContextVar("skcem_silenced", default=())
+
+
+@contextmanager
+def catching_warnings():
+    """``warnings.catch_warnings()``, which skcem's threads enter one at a time.
+
+    For the short calls that quieten a library's warnings (a model's, numpy's): what runs
+    inside must not wait for another thread of skcem's.
+    """
+    if getattr(sys.flags, "context_aware_warnings", False):  # Python 3.14's, per context
+        with warnings.catch_warnings():
+            yield
+        return
+    with _FILTERS_LOCK, warnings.catch_warnings():
+        yield
+
+
+@contextmanager
+def silencing(category, pattern=None):
+    """skcem's own warnings of ``category`` (whose message matches the regular expression
+    ``pattern``, if given) not given in this context, without any process-wide filter: safe
+    in threads, and around calls of any length."""
+    token = _SILENCED.set(_SILENCED.get() + ((category, pattern),))
+    try:
+        yield
+    finally:
+        _SILENCED.reset(token)
+
+
 def warn(message, category=SkcemWarning):
-    """``warnings.warn`` with the stack level of the first caller outside skcem and sklearn."""
+    """``warnings.warn`` with the stack level of the first caller outside skcem and sklearn
+    (unless :func:`silencing` silences it)."""
+    if any(issubclass(category, silenced) and (pattern is None or re.match(pattern, message))
+           for silenced, pattern in _SILENCED.get()):
+        return
     frame, level = sys._getframe(1), 2
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(
             _LIBRARY_FOLDERS):

@@ -22,6 +22,8 @@ import warnings
 
 import numpy as np
 
+from ._warnings import catching_warnings
+
 
 class Cost:
     """Base class of the cost terms."""
@@ -107,7 +109,7 @@ def median_absolute_deviation(X):
         Positive scales, in each feature's units.
     """
     X = np.asarray(X, dtype=float)
-    with warnings.catch_warnings():
+    with catching_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         deviation = np.abs(X - np.nanmedian(X, axis=0))
         mad = np.nanmedian(deviation, axis=0)

@@ -167,3 +167,69 @@ def test_fit_and_explain_ask_a_scikit_learn_model_on_one_openmp_thread(monkeypat
     # and the user's own setting is back afterwards
     assert [info["num_threads"] for info in threadpool_info()
             if info["user_api"] == "openmp"] == [info["num_threads"] for info in openmp]
+
+
+def test_threads_explaining_at_once_leave_the_warning_filters_as_they_were():
+    """Found by a user serving explanations from two threads: skcem's
+    ``warnings.catch_warnings`` blocks (around model calls), entered and left out of order by
+    two threads, put back each other's filters, and "ignore" filters stayed for good,
+    silencing scikit-learn's warnings (and skcem's) in the user's own code."""
+    import threading
+
+    pytest.importorskip("pandas")
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.test_tables import make_table, pipeline
+
+    X, y = make_table(300)
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+    explainer = CEMExplainer(model, mode="PN", max_iterations=50, c_steps=2).fit(X)
+    errors = []
+
+    def explain_rows(start):
+        try:
+            for i in range(start, start + 40):
+                explainer.explain(X.iloc[[i]])
+        except Exception as exc:  # noqa: BLE001 -- reported below
+            errors.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        before = list(warnings.filters)
+        threads = [threading.Thread(target=explain_rows, args=(start,)) for start in (0, 100)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        after = list(warnings.filters)
+    assert not errors
+    assert after == before
+
+
+def test_score_silences_its_own_searchs_warnings_and_no_other_threads(iris):
+    """score() quietens the not-found warnings of the explanations it scores in its own
+    thread only (skcem's silencing, not a process-wide filter, which would silence another
+    thread's explain too, and which threads leave behind)."""
+    import threading
+
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem._warnings import silencing
+
+    X, y = iris
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    explainer = CEMExplainer(model, mode="PN", immutable_features=[1, 2, 3]).fit(X)
+    rows = X[50:70]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        explainer.score(rows)
+        assert list(warnings.filters) == before
+        assert not [w for w in caught if issubclass(w.category, ExplanationNotFoundWarning)]
+        found = []
+        with silencing(ExplanationNotFoundWarning):  # as score's, while another thread runs
+            beside = threading.Thread(target=lambda: found.append(explainer.explain(rows).found))
+            beside.start()
+            beside.join()
+    assert not found[0].all()
+    assert [w for w in caught if issubclass(w.category, ExplanationNotFoundWarning)]

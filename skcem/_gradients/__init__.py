@@ -18,6 +18,7 @@ import numpy as np
 from scipy.sparse import issparse
 
 from .._labels import class_indices
+from .._warnings import catching_warnings
 from .._wrappers import frozen_inner
 from ._base import check_reconstruction
 from ._numerical import ExactBackend, NumericalAutoencoder, NumericalBackend
@@ -214,7 +215,7 @@ class _Decoded:
 def _quiet_about_unknown_categories():
     """Without scikit-learn's warning of categories its encoders ignore: the rows are the
     search's, whose categories fit never met the explainer names itself."""
-    with warnings.catch_warnings():
+    with catching_warnings():
         warnings.filterwarnings("ignore", message="Found unknown categories")
         yield
 

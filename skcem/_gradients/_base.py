@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._warnings import catching_warnings
+
 
 @contextmanager
 def ignoring_feature_name_warnings():
@@ -14,7 +16,7 @@ def ignoring_feature_name_warnings():
     skcem hands a model fitted on a DataFrame numpy rows of its own columns, in its order
     (matched by name when the explainer was fitted), so the warning would only be noise.
     """
-    with warnings.catch_warnings():
+    with catching_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         yield
 

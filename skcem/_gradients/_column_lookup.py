@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from .._warnings import catching_warnings
 from ._base import ignoring_feature_name_warnings
 
 # Numbers one column's table may hold (32 MiB): a one-hot block of 20,000 zip codes would
@@ -166,7 +167,7 @@ def _blocks(step, columns, codec):
         rows = np.repeat(base, len(codec.categories_[j]), axis=0)
         rows[:, j] = np.arange(len(codec.categories_[j]))
         try:
-            with warnings.catch_warnings():
+            with catching_warnings():
                 warnings.simplefilter("ignore")  # unknown categories, as the model's own calls
                 block = transform(codec.decode(rows).iloc[:, columns])
         except (ValueError, TypeError):

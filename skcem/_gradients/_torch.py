@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .._array_api import HOST, ArrayPlace, namespace
+from .._warnings import catching_warnings
 from ._base import Evaluation, check_input_shape, check_reconstruction
 from ._outputs import output_kind
 from ._torch_layers import FasterLayers
@@ -57,7 +58,7 @@ def vmap_or_loop(function, in_dims):
 
     def mapped(*args):
         try:
-            with warnings.catch_warnings():
+            with catching_warnings():
                 # vmap's notes of operations it batches by a slow loop of its own
                 warnings.filterwarnings("ignore", "There is a performance drop")
                 return batched(*args)
