@@ -622,8 +622,11 @@ def read_tree_ensemble(estimator, codec, n_features):
         columns = list(codec.columns_) if codec is not None and codec.columns_ else \
             list(range(n_features))
         for name, step in estimator.steps[:-1]:
-            with _inside(f"Pipeline step {name!r}"):
-                expressions = _follow(step, expressions, columns)
+            try:
+                with _inside(f"Pipeline step {name!r}"):
+                    expressions = _follow(step, expressions, columns)
+            except _Unfollowed as error:  # the user's: a ValueError, of no private class
+                raise ValueError(str(error)) from None
             columns = list(range(len(expressions)))
     if len(expressions) != model.n_features_in_:
         raise ValueError(f"search='exact' traced {len(expressions)} columns to the model, "
