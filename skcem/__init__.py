@@ -1,5 +1,6 @@
 """skcem: contrastive explanations for scikit-learn and Keras classifiers."""
 
+from ._base import InconsistentVersionWarning
 from ._cem import CEMExplainer
 from ._contrastive import ExplanationNotFoundWarning, TargetWarning
 from ._counterfactual import CounterfactualExplainer
@@ -16,6 +17,7 @@ __all__ = [
     "Explanation",
     "ExplanationNotFoundWarning",
     "GradientSimilarityExplainer",
+    "InconsistentVersionWarning",
     "SimilarityExplanation",
     "SkcemWarning",
     "TargetWarning",

@@ -1,6 +1,7 @@
 """Behaviour shared by skcem's explainers."""
 
 import copy
+import sys
 
 import numpy as np
 from sklearn.exceptions import NotFittedError
@@ -9,6 +10,16 @@ from sklearn.utils.metadata_routing import (MetadataRouter, MethodMapping, _rout
                                              process_routing)
 
 from ._validation import is_prefitted
+from ._warnings import SkcemWarning, warn
+
+
+class InconsistentVersionWarning(SkcemWarning):
+    """A fitted explainer pickled by another version of skcem (as scikit-learn's
+    ``InconsistentVersionWarning`` for its own estimators)."""
+
+
+def _skcem_version():
+    return sys.modules[__package__].__version__
 
 
 def _refuse_unrouted(explainer, fit_params):
@@ -184,4 +195,15 @@ class ExplainerMixin:
         state = dict(super().__getstate__())  # may be the instance's own __dict__
         for name in self._transient_attributes:
             state.pop(name, None)
+        # scikit-learn records its version only for its own classes' pickles
+        state["_skcem_version"] = _skcem_version()
         return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_skcem_version", None)
+        if saved is not None and saved != _skcem_version():
+            warn(f"This {type(self).__name__} was pickled by skcem {saved} and is loaded by "
+                 f"skcem {_skcem_version()}: its fitted state may not be what this version "
+                 "reads. Fit it again, or load it with skcem "
+                 f"{saved}.", InconsistentVersionWarning)
+        super().__setstate__(state)

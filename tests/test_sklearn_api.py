@@ -210,3 +210,28 @@ def test_fit_parameters_reach_the_model_fitted_here(iris, iris_model):
         with pytest.raises(ValueError, match="sample_weight"):  # not requested: scikit-learn's
             CEMExplainer(LogisticRegression(max_iter=1000), **FAST).fit(
                 X, y, sample_weight=weights)
+
+
+def test_a_pickle_of_another_skcem_version_is_pointed_out(iris, iris_model, monkeypatch):
+    """Found by a user: scikit-learn records its version only in its own classes' pickles,
+    so a fitted explainer saved by another skcem release loaded without a word."""
+    import pickle
+    import re
+
+    import skcem
+    from skcem import GradientSimilarityExplainer, InconsistentVersionWarning
+
+    X, y = iris
+    for explainer in (CEMExplainer(iris_model, max_iterations=50).fit(X),
+                      GradientSimilarityExplainer(iris_model).fit(X, y)):
+        saved = pickle.dumps(explainer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", InconsistentVersionWarning)
+            same = pickle.loads(saved)  # the same version: not a word
+        assert not hasattr(same, "_skcem_version")
+        saved_by = re.escape(skcem.__version__)
+        monkeypatch.setattr(skcem, "__version__", "99.0")
+        with pytest.warns(InconsistentVersionWarning, match=rf"pickled by skcem {saved_by} "
+                                                            r"and is loaded by skcem 99\.0"):
+            pickle.loads(saved)
+        monkeypatch.undo()
