@@ -244,8 +244,15 @@ def _load_model(path):
         raise InputError(f"--model: cannot load {path} ({type(exc).__name__}: {exc}); it "
                          "takes a fitted model saved with joblib.dump (a PyTorch module "
                          "too) or a .keras file") from exc
+    from ._base import ExplainerMixin
     from ._validation import is_prefitted
 
+    if isinstance(model, ExplainerMixin):
+        explains = getattr(model, "estimator_", getattr(model, "estimator", None))
+        raise InputError(f"--model: {path} holds a {type(model).__name__}, an explainer; "
+                         "--model takes the model it explains (a "
+                         f"{type(explains).__name__} here: save its estimator_ with "
+                         "joblib.dump), and the command line fits the explainer itself")
     if not is_prefitted(model):
         raise InputError(f"--model: {path} holds an unfitted {type(model).__name__}; the "
                          "command line explains a fitted model: fit it, then save it "

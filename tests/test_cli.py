@@ -673,6 +673,24 @@ def test_an_unfitted_model_file_is_named_first(files, tmp_path, capsys):
                            "fitted model: fit it, then save it (joblib.dump)")
 
 
+def test_a_saved_explainer_as_the_model_is_named(files, tmp_path, capsys):
+    """Found by a user saving a fitted explainer: the error said it was a classifier with
+    neither predict_proba nor a decision_function."""
+    from skcem import CounterfactualExplainer
+
+    folder, _, _ = files
+    model = joblib.load(folder / "model.joblib")
+    X, _ = load_iris(return_X_y=True)
+    joblib.dump(CounterfactualExplainer(model).fit(X), tmp_path / "explainer.joblib")
+    code, err = _main(capsys, *_command("explain", folder, model=tmp_path / "explainer.joblib"))
+    assert code == 2
+    assert err.strip() == (f"skcem explain: error: --model: {tmp_path / 'explainer.joblib'} "
+                           "holds a CounterfactualExplainer, an explainer; --model takes the "
+                           "model it explains (a LogisticRegression here: save its "
+                           "estimator_ with joblib.dump), and the command line fits the "
+                           "explainer itself")
+
+
 def test_warnings_and_the_missing_train_note_reach_stderr(files, tmp_path, capsys):
     folder, _, _ = files
     args = ["explain", "--model", folder / "model.joblib", "--data", folder / "data.csv",
