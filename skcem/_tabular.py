@@ -330,6 +330,18 @@ def _column_positions(columns, n_inputs, names):
     return None if any(k is None for k in found) else found
 
 
+def _check_hashable(values, name):
+    """Refuse a column of lists, dicts or other unhashable values: no category can be one."""
+    for value in values:
+        try:
+            hash(value)
+        except TypeError:
+            raise ValueError(f"X column {name!r} holds {type(value).__name__} values such as "
+                             f"{value!r}, which cannot be categories: convert them to "
+                             "tuples or text (such as `X[column].map(tuple)` or "
+                             "`.astype(str)`), or drop the column.") from None
+
+
 def _check_told_apart(values, name):
     """Refuse a column holding a truth value and a number equal to it (True and 1): one
     category to pandas, two to a model that reads them as text."""
@@ -482,6 +494,7 @@ class TableCodec:
         dtype = getattr(column, "dtype", None)
         values = np.asarray(column, dtype=object)
         values = values[~_missing(values)]
+        _check_hashable(values, self._name(j))
         _check_told_apart(values, self._name(j))
         seen = pd.unique(values)
         if isinstance(dtype, pd.CategoricalDtype):
@@ -593,6 +606,8 @@ class TableCodec:
             if bad is None:  # objects that are no text (periods, dates, tuples)
                 bad = next((v for v in values if not isinstance(v, (int, float, np.number))),
                            values[0] if len(values) else None)
+            if isinstance(bad, (list, dict, set, np.ndarray)):
+                _check_hashable([bad], self._name(j))
             raise ValueError(f"X column {self._name(j)!r} holds non-numeric values such as "
                              f"{bad!r}; name it in `categorical_features`, or convert the "
                              f"column (dtype {getattr(column, 'dtype', values.dtype)}) to "

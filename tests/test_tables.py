@@ -1728,3 +1728,22 @@ def test_a_missing_time_bound_is_no_bound():
         given = CounterfactualExplainer(model, feature_range={"when": bounds}).fit(X)
         assert given.feature_range_[0][0] == learned[0][0]  # the data's, not 1970's
         assert given.feature_range_[1][0] < learned[1][0]
+
+
+@pytest.mark.parametrize("cells", [[["a"], ["b", "c"]], [{"k": 0}, {"k": 1}]])
+def test_a_column_of_lists_or_dicts_gets_one_clear_line(cells):
+    """Found by a user: following the advice to name such a column in categorical_features
+    crashed inside pandas ("unhashable type: 'list'")."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X["tags"] = [cells[i % 2] for i in range(len(X))]
+    model = make_pipeline(make_column_transformer(("drop", ["tags"]), remainder="passthrough"),
+                          LogisticRegression(max_iter=1000)).fit(X, y)
+    kind = type(cells[0]).__name__
+    for options in ({}, {"categorical_features": ["tags"]}):
+        with pytest.raises(ValueError, match=rf"X column 'tags' holds {kind} values such as .*"
+                                             "which cannot be categories: convert them to "
+                                             "tuples or text"):
+            CounterfactualExplainer(model, **options).fit(X)
