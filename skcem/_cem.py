@@ -107,7 +107,8 @@ class CEMExplainer(BaseContrastiveExplainer):
     no_info_val : float, array-like of shape (n_features,), dict or None, default=None
         The value of each feature that carries no information (an image's background). ``None``
         learns it from the data passed to ``fit`` (see ``no_info_type``); a categorical column's
-        is its most frequent category. A dict ``{column: value}`` (a category for a categorical
+        is its most frequent category (the first in its order where several are as frequent,
+        with a warning: a free text's texts are each seen once). A dict ``{column: value}`` (a category for a categorical
         column) sets some columns and learns the others. An integer column's is rounded to a
         whole number, as its answers are; a float column's learned one to the decimals its
         values hold (``decimals_``).
@@ -428,7 +429,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         if self.no_info_val is None or isinstance(self.no_info_val, dict):
             statistic = np.nanmedian if self.no_info_type == "median" else np.nanmean
             learned = statistic(X, axis=0)
-            for j, code in most_frequent_codes(X, categorical).items():
+            most_frequent = most_frequent_codes(X, categorical)
+            for j, (code, _) in most_frequent.items():
                 learned[j] = code
             # in the decimals of the column's values, as the answers are (a median of prices
             # in cents: 52.085 is none)
@@ -438,6 +440,7 @@ class CEMExplainer(BaseContrastiveExplainer):
                 10.0 ** decimals[places]
             self.no_info_val_ = learned if self.no_info_val is None else values_by_column(
                 self.no_info_val, X, self._codec, fitted_columns(self), "no_info_val", learned)
+            self._warn_of_tied_backgrounds(most_frequent)
         elif categorical.any():
             raise ValueError("With categorical columns, give `no_info_val` as a dict by column "
                              "(its name, or its position in an array; a category for a "
@@ -446,6 +449,23 @@ class CEMExplainer(BaseContrastiveExplainer):
             self.no_info_val_ = per_feature(self.no_info_val, X.shape[1], "no_info_val")
         if self._integer_columns() is not None:  # a whole background for a whole PP
             self.no_info_val_ = self._codec.snap(np.asarray(self.no_info_val_, float)[None])[0]
+
+    def _warn_of_tied_backgrounds(self, most_frequent):
+        """Name the categorical columns whose learned no-information value is one of several
+        categories as frequent as it (a free text's: every text seen once)."""
+        tied = [(j, code, n_tied) for j, (code, n_tied) in most_frequent.items()
+                if n_tied > 1 and self.no_info_val_[j] == code]
+        if not tied:
+            return
+        codec = self._codec
+        said = "; ".join(f"{codec._name(j)!r}: {n_tied} categories tie, "
+                         f"{codec.categories_[j][int(code)]!r} is taken"
+                         for j, code, n_tied in tied[:3])
+        warn(f"The no-information value of a categorical column is its most frequent "
+             f"category, and in {len(tied)} column(s) several are as frequent ({said}): the "
+             "background a PP keeps what differs from, and a PN moves away from, is then an "
+             "arbitrary one of them. Give no_info_val={column: category} for one that means "
+             "'no information'.")
 
     def _targets(self, predicted, proba, y, index=None):
         if y is None:

@@ -1034,12 +1034,13 @@ def values_by_column(value, Z, codec, feature_names, name, default):
 
 def most_frequent_codes(Z, categorical):
     """The code of each categorical column's most frequent category (missing values left
-    out)."""
+    out; the first in code order where several are), and how many categories share that
+    count: ``{column: (code, n_tied)}``."""
     codes = {}
     for j in np.flatnonzero(categorical):
         column = Z[:, j]
         values, counts = np.unique(column[~np.isnan(column)], return_counts=True)
-        codes[j] = values[np.argmax(counts)]
+        codes[j] = values[np.argmax(counts)], int(np.sum(counts == counts.max()))
     return codes
 
 

@@ -1747,3 +1747,17 @@ def test_a_column_of_lists_or_dicts_gets_one_clear_line(cells):
                                              "which cannot be categories: convert them to "
                                              "tuples or text"):
             CounterfactualExplainer(model, **options).fit(X)
+
+
+def test_a_tie_for_a_columns_most_frequent_category_is_pointed_out():
+    """Found by a user: a free text's no-information value was the first of its texts (each
+    seen once), a review of the PP's own class, and most PPs kept nothing."""
+    X, y = make_table(200)
+    X = X.assign(note=[f"note {i}" for i in range(200)])
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)  # the note not read
+    with pytest.warns(UserWarning, match=r"several are as frequent \('note': 200 categories "
+                                         r"tie, 'note 0' is taken\)"):
+        CEMExplainer(model, mode="PP", max_iterations=50).fit(X)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*several are as frequent")
+        CEMExplainer(model, mode="PP", no_info_val={"note": "note 7"}, max_iterations=50).fit(X)
