@@ -1675,6 +1675,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                          "reaches the class: try without them.")
             rows = np.flatnonzero(~found & searchable)
             shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.size > 10 else "")
+            if index is not None and not np.array_equal(np.asarray(index, dtype=object),
+                                                        np.arange(len(index))):
+                # a request's own label, where the DataFrame has one (a service's log)
+                shown += " by position; index " + ", ".join(
+                    repr(label) for label in index[rows[:10]]) + \
+                    (", ..." if rows.size > 10 else "")
             message = (f"{type(self).__name__} found no {mode} for {n_missing} of "
                        f"{int(searchable.sum())} instances searched (X's rows {shown}); their "
                        f"rows are NaN (see `found`). {hint.strip()}")

@@ -988,3 +988,27 @@ def test_a_refitted_search_is_read_through_to_its_best_estimator():
     direct = GradientSimilarityExplainer(plain.best_estimator_).fit(X[:50], y[:50]).explain(
         X[50:52]).scores
     np.testing.assert_allclose(scores, direct)
+
+
+def test_the_not_found_warning_names_a_frames_own_row_labels():
+    """Found by a user serving one row a call: every log line said "X's rows 0"."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem import ExplanationNotFoundWarning
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    explainer = CEMExplainer(model, mode="PN", immutable_features=[1, 2, 3]).fit(X)
+    rows = X.iloc[50:56].set_axis([f"request-{i}" for i in range(6)])
+    with pytest.warns(ExplanationNotFoundWarning) as record:
+        exp = explainer.explain(rows)
+    missing = np.flatnonzero(~exp.found)
+    assert missing.size
+    said = str(next(w.message for w in record
+                    if issubclass(w.category, ExplanationNotFoundWarning)))
+    positions = ", ".join(map(str, missing))
+    labels = ", ".join(repr(f"request-{i}") for i in missing)
+    assert f"(X's rows {positions} by position; index {labels})" in said
+    assert isinstance(rows, pd.DataFrame)
