@@ -1373,13 +1373,19 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         (float32 rows rounded from the data ``fit`` saw fall a spacing past its bounds)."""
         lower, upper = self.feature_range_
         slack = eps * np.maximum(np.abs(lower), np.abs(upper))
-        outside = (X < lower - slack) | (X > upper + slack)
+        cells = (X < lower - slack) | (X > upper + slack)
         # (a category no answer takes, held by the instance: no range of numbers)
-        outside = np.any(outside & ~self.categorical_mask_, axis=1)
+        cells &= ~self.categorical_mask_
+        outside = np.any(cells, axis=1)
         if outside.any():
+            columns = np.flatnonzero(cells.any(axis=0))
+            names = getattr(self, "feature_names_in_", None)
+            named = ", ".join(repr(str(names[j])) if names is not None else str(j)
+                              for j in columns[:5]) + (", ..." if columns.size > 5 else "")
             warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
-                 "`feature_range_`: the explanation keeps the values of the features "
-                 "it does not change, and moves a changed one only towards the range.")
+                 f"`feature_range_` ({named}): the explanation keeps the values of the "
+                 "features it does not change, and moves a changed one only towards the "
+                 "range.")
 
     def _integer_columns(self):
         """The mask of integer columns of a DataFrame, or None: the gradient search's answers

@@ -468,9 +468,15 @@ def test_skipped_instances_are_not_blamed_on_the_search(iris_frame):
 def test_instances_outside_the_feature_range_are_named(iris_frame):
     _, X, _, model = iris_frame
     cem = CEMExplainer(model, **FAST).fit(X.iloc[:50])  # the range of one class
+    rows = X.iloc[[0, 60, 120]]
+    lower, upper = cem.feature_range_
+    beyond = [repr(name) for name, out in
+              zip(X.columns, ((rows < lower) | (rows > upper)).to_numpy().any(axis=0)) if out]
+    assert beyond
+    # which features, by name (found by a user: a request's income at twice fit's largest)
     with pytest.warns(UserWarning, match=r"\d+ of 3 instances have features outside "
-                                         "`feature_range_`"):
-        _quiet(cem, X.iloc[[0, 60, 120]])
+                                         rf"`feature_range_` \({re.escape(', '.join(beyond))}\)"):
+        _quiet(cem, rows)
 
 
 @pytest.mark.parametrize("as_frame", [False, True])
