@@ -279,11 +279,14 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
         timed = [str(codec.columns_[j]) if codec.columns_ else str(j) for j in times]
         first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
         if hasattr(first, "build_analyzer"):  # scikit-learn's text vectorizers
+            # (not the model's own error: the vectorizer read the column names as documents)
             raise ValueError(
                 f"X has text columns {named}, but `estimator` begins with a "
-                f"{type(first).__name__}, which takes 1-D documents, not a table ({exc}): put "
-                "the documents in a DataFrame column and the vectorizer in a ColumnTransformer "
-                "on that column.") from exc
+                f"{type(first).__name__}, which takes 1-D documents, not a table: put the "
+                "vectorizer in a ColumnTransformer on the documents' column, or, without "
+                "refitting, explain make_pipeline(FunctionTransformer(operator.itemgetter("
+                f"{named[0]!r})), FrozenEstimator(estimator)), which hands it that column.") \
+                from exc
         kinds = " and ".join(([f"categorical columns {named}"] if named else [])
                              + ([f"time columns {timed}"] if timed else []))
         raise ValueError(f"X has {kinds}, but `estimator` fails on them ({exc}): pass a model "

@@ -535,6 +535,24 @@ def test_documents_for_a_text_pipeline_get_one_line():
     with pytest.raises(ValueError, match="begins with a TfidfVectorizer, which takes 1-D "
                                          "documents.*ColumnTransformer"):
         CEMExplainer(model).fit(np.array(documents, dtype=object)[:, None])
+    # a one-column DataFrame of them: the advice, without refitting, and it works
+    import operator
+
+    import pandas as pd
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame = pd.DataFrame({"review": documents})
+    with pytest.raises(ValueError, match=r"which takes 1-D documents, not a table: put the "
+                                         r"vectorizer in a ColumnTransformer .* explain "
+                                         r"make_pipeline\(FunctionTransformer\(operator\."
+                                         r"itemgetter\('review'\)\), FrozenEstimator"):
+        CounterfactualExplainer(model).fit(frame)
+    wrapped = make_pipeline(FunctionTransformer(operator.itemgetter("review")),
+                            FrozenEstimator(model))
+    exp = CounterfactualExplainer(wrapped).fit(frame).explain(frame.iloc[:4])
+    assert exp.found.all()
+    assert (model.predict(exp.explanation["review"]) != model.predict(documents[:4])).all()
 
 
 class _EditsItsInput:
