@@ -174,6 +174,12 @@ _CONSTRAINTS = ("immutable_features, directions, feature_range and, for a PN, mo
                 "from no_info_val only")
 
 
+# A categorical column with categories for this share of fit's rows (of at least this many)
+# looks like an identifier.
+_IDENTIFIER_SHARE = 0.9
+_IDENTIFIER_ROWS = 50
+
+
 def _exact_hint(n_proven, n_refused, n_missing, max_time):
     """Why the exact search left ``n_missing`` instances unanswered, by what it knows."""
     parts = []
@@ -555,6 +561,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                             "immutable_features")
         self._warn_of_embedded_indices(X, codec)
         self._warn_of_swapped_texts(codec)
+        self._warn_of_identifiers(codec, X)
         self.directions_ = check_directions(self.directions, X.shape[1], names, codec)
         both = np.flatnonzero(self.immutable_mask_ & (self.directions_ != 0))
         if both.size:
@@ -1277,6 +1284,22 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "is a category, and an answer may swap it for another row's text of the fit "
                  "data (never an edit of it). Name them in `immutable_features` to keep each "
                  "row's own text.")
+
+    def _warn_of_identifiers(self, codec, X):
+        """A word where a mutable categorical column holds a distinct value in nearly every
+        row given to ``fit`` (an identifier, it seems; a free text is said apart): an answer
+        may take another row's."""
+        if codec is None or not codec.has_categorical or len(X) < _IDENTIFIER_ROWS:
+            return
+        texts = set(_vectorized_columns(self.estimator_, codec.columns_))
+        named = [codec._name(j) for j in np.flatnonzero(codec.categorical_)
+                 if j not in texts and not self.immutable_mask_[j]
+                 and len(np.unique(X[:, j][~np.isnan(X[:, j])])) >= _IDENTIFIER_SHARE * len(X)]
+        if named:
+            warn(f"X's categorical columns {named} hold a distinct value in nearly every row "
+                 "(identifiers?): an answer may swap one for another row's, which says "
+                 "nothing. Name them in `immutable_features` (or drop them from X and the "
+                 "model).")
 
     def _warn_of_idle_settings(self):
         """A word on settings the chosen search does not read (subclasses)."""

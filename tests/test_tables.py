@@ -1786,3 +1786,22 @@ def test_a_hashed_text_of_a_million_columns_takes_the_numerical_gradient():
     found = exp.found
     assert (model.predict(exp.explanation[found]) != model.predict(X.iloc[:4][found])).all()
     assert (exp.explanation["text"] == X["text"].iloc[:4]).all()
+
+
+def test_an_identifier_column_is_pointed_out():
+    """Found by a user: a customer id (one per row) behind a one-hot encoder that ignores
+    unknown ids gave answers such as 'C000250 → C000044', without a word."""
+    X, y = make_table(200)
+    X = X.assign(customer=[f"C{i:06d}" for i in range(200)])
+    encode = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"),
+                                 CATEGORICAL + ["customer"]),
+                                ("numbers", StandardScaler(), NUMERIC)])
+    model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(X, y)
+    with pytest.warns(UserWarning, match=r"categorical columns \['customer'\] hold a distinct "
+                                         r"value in nearly every row \(identifiers\?\)"):
+        CounterfactualExplainer(model).fit(X)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*identifiers")
+        CounterfactualExplainer(model, immutable_features=["customer"]).fit(X)
+        CounterfactualExplainer(model).fit(X.drop(columns="customer").assign(
+            customer="C0"))  # one value: no identifier
