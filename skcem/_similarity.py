@@ -8,8 +8,9 @@ from joblib import Parallel, delayed
 from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                           _fit_context, is_classifier, is_regressor)
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from ._base import ExplainerMixin
 from ._explanation import JSONMixin, _to_builtin
@@ -20,9 +21,10 @@ from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
 from ._progress import progress_bar
-from ._validation import (align_rows, check_not_documents, from_polars, is_prefitted,
-                          resolve_estimator, validate_float_data)
+from ._validation import (align_columns, align_rows, check_not_documents, fitted_columns,
+                          from_polars, is_prefitted, resolve_estimator, validate_float_data)
 from ._warnings import warn
+from ._wrappers import frozen_inner
 
 
 def _safe_divide(numerator, denominator):
@@ -157,11 +159,12 @@ class SimilarityExplanation(JSONMixin):
         Score of each training instance for each test instance (higher: more similar).
     ordered_indices : ndarray of shape (n_test, n_train)
         Training indices by decreasing score.
-    most_similar : ndarray of shape (n_test, n_features)
-        The most similar training instance of each test instance.
-    least_similar : ndarray of shape (n_test, n_features)
+    most_similar : ndarray or DataFrame of shape (n_test, n_features)
+        The most similar training instance of each test instance (rows of a DataFrame where
+        ``fit`` took a table with text for a Pipeline).
+    least_similar : ndarray or DataFrame of shape (n_test, n_features)
         The least similar training instance of each test instance.
-    X : ndarray of shape (n_test, n_features)
+    X : ndarray or DataFrame of shape (n_test, n_features)
     target : ndarray of shape (n_test,) or (n_test, n_outputs)
         The targets whose loss gradients were compared (predictions unless given).
     sim_fn : str
@@ -233,6 +236,12 @@ class SimilarityExplanation(JSONMixin):
                                              names=["test", "rank"]))
 
 
+def _holds_text(X):
+    """Whether ``X`` is a DataFrame with a column of other values than numbers and truth
+    values (text, categories, times)."""
+    return hasattr(X, "dtypes") and any(dtype.kind not in "biuf" for dtype in X.dtypes)
+
+
 def _not_class_indices(y, n_classes):
     """Where ``y`` holds no index of ``n_classes`` classes."""
     y = np.asarray(y)
@@ -262,7 +271,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     ``Perceptron``, ``SGDClassifier`` with the hinge, squared hinge or perceptron loss), of
     that training loss of their decision function on one-vs-rest targets ±1, summed over
     classes, without the penalty. A ``Pipeline`` ending in one of them has its gradients, on
-    the rows its other steps make.
+    the rows its other steps make; such a Pipeline takes a DataFrame with text or category
+    columns as it is (``X_train_`` keeps it, its rows numbered from 0).
 
     Parameters
     ----------
@@ -333,8 +343,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     estimator_ : object
         The model whose gradients are compared: ``estimator`` itself when it is fitted (or a
         Keras model), else a fitted clone of it.
-    X_train_ : ndarray of shape (n_train, n_features)
-        float32 for Keras models, float64 otherwise.
+    X_train_ : ndarray or DataFrame of shape (n_train, n_features)
+        float32 for Keras models, float64 otherwise; the DataFrame given to ``fit`` (its rows
+        numbered from 0) where it holds text or categories for a Pipeline.
     y_train_ : ndarray of shape (n_train,) or (n_train, n_outputs)
         The training targets (class indices for a Keras or PyTorch classifier).
     classes_ : ndarray of shape (n_classes,) or None
@@ -444,10 +455,13 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self._remember_fit_parameters()
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
-        # a copy only where the conversion to float64 did not make one already
-        X, y = validate_float_data(self, X, y, reset=True, expected_columns=names,
-                                   multi_output=True, y_numeric=self.task == "regression",
-                                   copy=True)
+        self._table = _holds_text(X) and isinstance(frozen_inner(self.estimator), Pipeline)
+        if self._table:  # the rows as they are, for the Pipeline's own steps
+            X, y = self._validated_table(X, names), self._validated_targets(y)
+        else:  # a copy only where the conversion to float64 did not make one already
+            X, y = validate_float_data(self, X, y, reset=True, expected_columns=names,
+                                       multi_output=True, y_numeric=self.task == "regression",
+                                       copy=True)
         default = (lambda: LogisticRegression(max_iter=1000)) \
             if self.task == "classification" else Ridge
         # the model's kind against the task before it is fitted, or its labels checked
@@ -505,11 +519,34 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             self.grads_train_ = stack_gradients(self._train_gradients(blocks), len(X))
         return self
 
+    def _validated_table(self, X, expected=None):
+        """A DataFrame with text columns, for a Pipeline that takes them: its columns
+        matched by name (to ``expected`` at ``fit``, to ``fit``'s later), its rows numbered
+        from 0 (they are sliced by position), nothing missing."""
+        reset = expected is not None or not hasattr(self, "n_features_in_")
+        if not hasattr(X, "columns"):
+            raise ValueError("`fit` was given a DataFrame with text columns, for the "
+                             "Pipeline's own steps: pass a DataFrame of those columns; got "
+                             f"{type(X).__name__}.")
+        X = align_columns(X, expected if reset else fitted_columns(self))
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        missing = X.isna().to_numpy().any(axis=0)
+        if missing.any():
+            raise ValueError(f"X's columns {list(X.columns[missing])[:5]} hold missing "
+                             "values; the gradients of their rows are undefined.")
+        return X.reset_index(drop=True)
+
+    def _validated_targets(self, y):
+        """``y`` of the table's rows, as ``validate_data`` checks it beside a float X."""
+        y = check_array(y, ensure_2d=False, dtype="numeric" if self.task == "regression"
+                        else None, input_name="y")
+        return y
+
     def _as_given(self, X):
         """``X`` as a DataFrame of its columns where ``fit`` was given one, for a model
         fitted here (a Pipeline may pick its columns by name)."""
         names = getattr(self, "feature_names_in_", None)
-        if names is None:
+        if names is None or hasattr(X, "columns"):
             return X
         import pandas as pd
 
@@ -767,7 +804,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
         y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
-        X = validate_float_data(self, X, reset=False)
+        X = self._validated_table(X) if getattr(self, "_table", False) else \
+            validate_float_data(self, X, reset=False)
         given = y is not None
         if y is None:
             if self.task == "regression":
@@ -879,9 +917,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         X, y = self._check_X_y(X, y)
         scores = self._scores(X, y)
         order = np.argsort(-scores, axis=1, kind="stable")
+        rows = self.X_train_.iloc if getattr(self, "_table", False) else self.X_train_
         return SimilarityExplanation(scores=scores, ordered_indices=order,
-                                     most_similar=self.X_train_[order[:, 0]],
-                                     least_similar=self.X_train_[order[:, -1]], X=X,
+                                     most_similar=rows[order[:, 0]],
+                                     least_similar=rows[order[:, -1]], X=X,
                                      target=self._shown_targets(y),
                                      sim_fn=self.sim_fn, target_given=target_given)
 

@@ -511,6 +511,11 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
         The figure drawn on.
     """
     _check_kind(explanation, "plot_similarity")
+    if any(getattr(dtype, "kind", "f") not in "biuf"
+           for dtype in getattr(explanation.X, "dtypes", ())):
+        raise ValueError("plot_similarity draws rows of numbers (as bars or images); these "
+                         "hold text or categories: read explanation.to_frame() and the rows "
+                         "it names (most_similar, least_similar) instead.")
     if feature_names is None and hasattr(X_train, "columns"):
         feature_names = [str(c) for c in X_train.columns]
     feature_names = _checked_feature_names(feature_names, explanation.X.shape[1])

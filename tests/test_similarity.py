@@ -871,3 +871,53 @@ def test_a_similarity_explanation_as_a_table(digits, digits_model):
     with pytest.raises(ValueError, match="`n_most` must be a positive integer"):
         exp.to_frame(n_most=0)
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
+    """Found by a user: a Pipeline that vectorises a text column and one-hot encodes a
+    category was refused ("explains numeric features only"), though its gradients are its
+    last step's, on the rows its steps make."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    words = np.array(["good", "bad", "great", "awful", "item", "product"])
+    n = 240
+    X = pd.DataFrame({"text": [" ".join(rng.choice(words, 5)) for _ in range(n)],
+                      "price": rng.normal(10, 2, n), "city": rng.choice(["a", "b", "c"], n)},
+                     index=rng.permutation(n) + 1000)
+    y = (X["text"].str.contains("good") ^ (X["price"] > 10)).astype(int).to_numpy()
+
+    def unfitted():
+        return make_pipeline(make_column_transformer(
+            (TfidfVectorizer(), "text"), (OneHotEncoder(), ["city"]),
+            remainder=StandardScaler(), sparse_threshold=0.0), LogisticRegression())
+
+    model = unfitted().fit(X, y)
+    rows = model[:-1].transform(X)
+    for estimator in (model, unfitted()):
+        explainer = GradientSimilarityExplainer(estimator).fit(X.iloc[:200], y[:200])
+        fitted = explainer.estimator_
+        rows = fitted[:-1].transform(X)
+        last = GradientSimilarityExplainer(fitted[-1]).fit(rows[:200], y[:200])
+        exp = explainer.explain(X.iloc[210:214], y[210:214])
+        np.testing.assert_allclose(exp.scores, last.explain(rows[210:214], y[210:214]).scores,
+                                   rtol=1e-12)
+        np.testing.assert_allclose(explainer.self_influence(), last.self_influence(),
+                                   rtol=1e-12)
+        # the training rows as they were given, by position
+        pd.testing.assert_frame_equal(exp.most_similar.reset_index(drop=True),
+                                      X.iloc[exp.ordered_indices[:, 0]].reset_index(drop=True))
+    with pytest.raises(ValueError, match="pass a DataFrame of those columns; got ndarray"):
+        explainer.explain(X.iloc[:2].to_numpy())
+    pytest.importorskip("matplotlib")
+    from skcem.plotting import plot_similarity
+
+    with pytest.raises(ValueError, match="plot_similarity draws rows of numbers"):
+        plot_similarity(exp, explainer.X_train_)
+    holed = X.iloc[:200].copy()
+    holed.iloc[3, 0] = None
+    with pytest.raises(ValueError, match=r"X's columns \['text'\] hold missing values"):
+        GradientSimilarityExplainer(model).fit(holed, y[:200])

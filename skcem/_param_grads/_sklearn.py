@@ -181,7 +181,7 @@ class TransformedGradients:
         self.columns = getattr(pipeline, "feature_names_in_", None)
 
     def transformed(self, X):
-        if self.columns is not None:
+        if self.columns is not None and not hasattr(X, "columns"):
             import pandas as pd
 
             X = pd.DataFrame(X, columns=self.columns)
