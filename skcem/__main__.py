@@ -182,9 +182,30 @@ def _refuse_text(path, option, header, rows, columns):
         cells = [cells[j] for _, cells in rows]
         if sum(not _is_float(cell) for cell in cells) * 2 > len(cells):
             raise InputError(f"{option}: column {header[j]!r} of {path} holds text; similarity "
-                             "takes numeric columns only (the model's parameter gradients "
-                             "need numbers): encode them, and explain the model that takes "
-                             "the encoded rows (a Pipeline's last step)")
+                             "compares the model's parameter gradients, which need numbers: "
+                             "save a Pipeline that encodes the column and ends in the model "
+                             "(it takes the columns as they are), or encode them")
+
+
+def _takes_tables(model):
+    """Whether ``similarity`` hands the model's Pipeline the CSV's columns as they are (text
+    too): its steps encode them, and its last step's parameters are compared."""
+    from sklearn.pipeline import Pipeline
+
+    from ._wrappers import frozen_inner
+
+    return isinstance(frozen_inner(model), Pipeline)
+
+
+def _read_features(path, option, header, rows, target, model):
+    """The header and features of a CSV file for ``similarity``, without the ``target``
+    column: a DataFrame of numbers and text for a Pipeline, else numbers only."""
+    columns = [j for j in range(len(header)) if header[j] != target]
+    if _takes_tables(model):
+        return _read_mixed(path, option, drop=(target,), table=(header, rows),
+                           texts=_text_columns(model, header))
+    _refuse_text(path, option, header, rows, columns)
+    return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
 
 
 def _read_train(args, model):
@@ -192,12 +213,9 @@ def _read_train(args, model):
     header, rows = _read_table(args.train, "--train")
     if args.target not in header:
         raise InputError(f"--target: no column {args.target!r} in {args.train}")
-    column = header.index(args.target)
-    columns = [j for j in range(len(header)) if j != column]
-    _refuse_text(args.train, "--train", header, rows, columns)
-    X = _numbers(args.train, "--train", header, rows, columns)
-    return [header[j] for j in columns], X, \
-        _targets(args.train, "--train", header, rows, column, model)
+    features, X = _read_features(args.train, "--train", header, rows, args.target, model)
+    return features, X, \
+        _targets(args.train, "--train", header, rows, header.index(args.target), model)
 
 
 def _targets(path, option, header, rows, column, model):
@@ -695,11 +713,14 @@ def _similarity(args):
     elif regression:
         raise InputError(f"--data: --task regression needs each row's target: a column "
                          f"{args.target!r} (--target) in {args.data}")
-    columns = [j for j, name in enumerate(data_header) if name != args.target]
-    _refuse_text(args.data, "--data", data_header, data_rows, columns)
-    data = _numbers(args.data, "--data", data_header, data_rows, columns)
-    data_header = [data_header[j] for j in columns]
-    data = _reorder(data_header, data, features, "--data")
+    data_header, data = _model_columns(
+        model, *_read_features(args.data, "--data", data_header, data_rows, args.target,
+                               model), "--data")
+    if hasattr(data, "columns"):
+        _reorder(data_header, np.empty((0, len(data_header))), features, "--data")
+        data = data[features]
+    else:
+        data = _reorder(data_header, data, features, "--data")
     if not 1 <= args.k <= len(X_train):
         raise InputError(f"-k: must be 1 to the {len(X_train)} rows of --train; got {args.k}")
     recorded = _Warnings("similarity", args.quiet)

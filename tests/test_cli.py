@@ -716,9 +716,42 @@ def test_similarity_says_it_takes_numeric_columns(files, tmp_path, capsys):
                       tmp_path / "text.csv", "--target", "species", "--data",
                       folder / "data.csv", "--out", tmp_path / "out.json", "--quiet")
     assert code == 2
-    assert "--train: column 'colour' of" in err and "holds text; similarity takes numeric " \
-        "columns only" in err
+    assert "--train: column 'colour' of" in err and "holds text; similarity compares the " \
+        "model's parameter gradients, which need numbers: save a Pipeline that encodes" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_similarity_hands_a_pipeline_the_text_columns(tmp_path, capsys):
+    """Found by a user: the command line refused the text columns a saved Pipeline
+    encodes itself."""
+    import json
+
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from skcem import GradientSimilarityExplainer
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"price": rng.normal(10, 2, 80).round(2),
+                      "city": rng.choice(["Oslo", "Lima", "Pune"], 80)})
+    y = (X["price"] > 10).astype(int).to_numpy()
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["city"]),
+                                                  remainder=StandardScaler()),
+                          LogisticRegression()).fit(X, y)
+    joblib.dump(model, tmp_path / "pipe.joblib")
+    X.assign(label=y).to_csv(tmp_path / "train.csv", index=False)
+    X.iloc[:3][["city", "price"]].to_csv(tmp_path / "rows.csv", index=False)
+    code, err = _main(capsys, "similarity", "--model", tmp_path / "pipe.joblib", "--train",
+                      tmp_path / "train.csv", "--target", "label", "--data",
+                      tmp_path / "rows.csv", "-k", "4", "--out", tmp_path / "out.json",
+                      "--quiet")
+    assert code == 0, err
+    written = json.loads((tmp_path / "out.json").read_text())
+    scores, indices = GradientSimilarityExplainer(model).fit(X, y).kneighbors(X.iloc[:3], 4)
+    assert [row["neighbors"] for row in written] == indices.tolist()
+    np.testing.assert_allclose([row["scores"] for row in written], scores, rtol=1e-12)
 
 
 def test_explain_takes_plausibility_and_refuses_a_bad_one(files, capsys):
