@@ -181,6 +181,8 @@ class SimilarityExplanation(JSONMixin):
     >>> exp = GradientSimilarityExplainer(clf).fit(X, y).explain(X[:2])
     >>> exp.scores.shape, exp.ordered_indices.shape
     ((2, 150), (2, 150))
+    >>> exp.to_frame(n_most=3).shape  # (test, rank) rows: train_index, score
+    (6, 2)
     """
 
     scores: np.ndarray
@@ -209,18 +211,7 @@ class SimilarityExplanation(JSONMixin):
         frame : pandas.DataFrame
             Indexed by (``test``, ``rank``): the test instance's row and the rank from 0;
             columns ``train_index`` (the training instance's row in the data given to
-            ``fit``) and ``score``.
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_iris
-        >>> from sklearn.linear_model import LogisticRegression
-        >>> from skcem import GradientSimilarityExplainer
-        >>> X, y = load_iris(return_X_y=True)
-        >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
-        >>> exp = GradientSimilarityExplainer(clf).fit(X, y).explain(X[:2])
-        >>> exp.to_frame(n_most=3).shape
-        (6, 2)
+            ``fit``) and ``score`` (see the class's example).
         """
         if not isinstance(n_most, Integral) or n_most < 1:
             raise ValueError(f"`n_most` must be a positive integer; got {n_most!r}.")
