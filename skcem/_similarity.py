@@ -490,7 +490,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             self._gradients = self._make_gradients()
             if self.task == "regression":
                 self._n_outputs = _target_width(
-                    np.asarray(self.estimator_.predict(X[:1])).reshape(1, -1))
+                    np.asarray(self.estimator_.predict(self._for_model(X[:1]))).reshape(1, -1))
                 self._check_target_width(y)
         self.n_params_ = int(self._gradients.n_params)
         self.X_train_ = X
@@ -544,6 +544,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         import pandas as pd
 
         return pd.DataFrame(X, columns=names)
+
+    def _for_model(self, X):
+        """``X`` as the fitted model takes it: named columns where it was fitted on them."""
+        return self._as_given(X) if hasattr(self.estimator_, "feature_names_in_") else X
 
     def _check_kind(self, estimator):
         """Raise where a scikit-learn ``estimator``'s kind contradicts ``task``."""
@@ -676,7 +680,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             kind = getattr(self, "_keras_output", None) or "probabilities"
             return as_probabilities(outputs, kind).argmax(axis=1)
         with ignoring_feature_name_warnings():
-            return self.estimator_.predict(X)
+            return self.estimator_.predict(self._for_model(X))
 
     def _train_blocks(self, sq_norms=None):
         """Training rows, their gradients and squared norms (or None), block by block."""

@@ -335,14 +335,16 @@ def align_columns(X, expected, name="X", reordered_warning=None):
 def align_rows(labels, index, name):
     """Per-row ``labels`` in the order of the rows of a DataFrame ``X`` (its ``index``).
 
-    A Series is matched to the rows by its index, as pandas users expect: one labelled by
+    A Series (or a DataFrame of several outputs) is matched to the rows by its index, as
+    pandas users expect: one labelled by
     all of ``X``'s rows (in any order, or a superset of them) gives each row its own label; a
     Series with the default index gives them by position, as scikit-learn takes ``y``; any
     other index is refused rather than read by position.
     """
     labels_index = getattr(labels, "index", None)
+    # (a DataFrame of targets, one column per output, too)
     if index is None or labels_index is None or not hasattr(labels, "reindex") or \
-            np.ndim(labels) != 1 or labels_index.equals(index):
+            np.ndim(labels) not in (1, 2) or labels_index.equals(index):
         return labels
     if labels_index.is_unique and index.isin(labels_index).all():
         return labels.loc[index]
@@ -350,7 +352,8 @@ def align_rows(labels, index, name):
         return labels.to_numpy()
     missing = list(index[~index.isin(labels_index)][:3])
     problem = f"lacks rows of X ({missing}, ...)" if missing else "repeats labels"
-    raise ValueError(f"`{name}` is a Series whose index {problem}: label it by X's index, or "
+    kind = "Series" if np.ndim(labels) == 1 else "DataFrame"
+    raise ValueError(f"`{name}` is a {kind} whose index {problem}: label it by X's index, or "
                      f"pass its values in X's row order (`{name}.to_numpy()`).")
 
 

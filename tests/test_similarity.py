@@ -921,3 +921,34 @@ def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
     holed.iloc[3, 0] = None
     with pytest.raises(ValueError, match=r"X's columns \['text'\] hold missing values"):
         GradientSimilarityExplainer(model).fit(holed, y[:200])
+
+
+def test_a_pipeline_picking_numeric_columns_by_name_is_handed_named_rows(digits):
+    """Found by a review: a ColumnTransformer picking columns by name, on an all-numeric
+    DataFrame, failed wherever the model itself was asked (predicted targets, a regressor's
+    outputs at fit): it was handed rows without their names. And a DataFrame of targets
+    was read by position, where a Series follows X's index."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    X, y = digits
+    frame = pd.DataFrame(X[:200, :8], columns=[f"p{j}" for j in range(8)]).assign(
+        grade=np.arange(200) % 4)
+    encode = ColumnTransformer([("grade", OneHotEncoder(), ["grade"]),
+                                ("pixels", StandardScaler(), [f"p{j}" for j in range(8)])])
+    model = make_pipeline(encode, LogisticRegression(max_iter=500)).fit(frame, y[:200])
+    explainer = GradientSimilarityExplainer(model).fit(frame, y[:200])
+    predicted = model.predict(frame.iloc[:3])
+    np.testing.assert_array_equal(explainer.transform(frame.iloc[:3]),
+                                  explainer.explain(frame.iloc[:3], predicted).scores)
+    assert explainer.kneighbors(frame.iloc[:3], 2, return_scores=False).shape == (3, 2)
+    targets = pd.DataFrame({"a": frame["p3"] * 2, "b": frame["p5"]})
+    regressor = make_pipeline(encode, Ridge()).fit(frame, targets)
+    fitted = GradientSimilarityExplainer(regressor, task="regression").fit(frame, targets)
+    shuffled = GradientSimilarityExplainer(regressor, task="regression").fit(
+        frame, targets.sample(frac=1.0, random_state=0))
+    np.testing.assert_array_equal(shuffled.self_influence(), fitted.self_influence())
+    np.testing.assert_array_equal(
+        fitted.explain(frame.iloc[:5], targets.iloc[:5][::-1]).scores,
+        fitted.explain(frame.iloc[:5], targets.iloc[:5]).scores)
