@@ -567,8 +567,11 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         """The given loss on two training rows, where the model's own errors (a shape that
         does not broadcast, a loss of the wrong framework or arguments) are named as the
         loss's."""
+        # as many rows as the model has no outputs: targets of shape (n,) broadcast against
+        # outputs of shape (n, n), and a wrong loss would pass (found by a review)
+        n_rows = 3 if getattr(self, "_n_model_outputs", None) == 2 else 2
         try:
-            self._gradients.factors(self.X_train_[:2], self.y_train_[:2])
+            self._gradients.factors(self.X_train_[:n_rows], self.y_train_[:n_rows])
         except Exception as exc:  # each framework raises its own kinds
             if "`loss`" in str(exc):
                 raise
@@ -610,6 +613,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         y = np.asarray(y)
         model = framework_module(self.estimator_).MODEL_NAME
         self.classes_ = None
+        self._n_model_outputs = n_outputs
         if self.task == "regression":
             self._n_outputs = n_outputs
             self._check_target_width(y)

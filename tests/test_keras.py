@@ -374,14 +374,19 @@ def test_keras_similarity_regression_and_custom_loss(digits_images):
     np.testing.assert_allclose(mse[0, 0], g @ g, rtol=1e-4)
 
 
+@pytest.mark.parametrize("n_classes", [10, 2])
 @pytest.mark.parametrize("loss", ["mse", "categorical_crossentropy", lambda y_pred: y_pred])
-def test_keras_similarity_loss_of_the_wrong_kind_is_named(digits_images, loss):
+def test_keras_similarity_loss_of_the_wrong_kind_is_named(digits_images, loss, n_classes):
     # a regression loss, one-hot targets, one argument: TensorFlow's and Keras's own errors,
-    # a graph's traceback among them, before
+    # a graph's traceback among them, before; and with two outputs, whose (n, 2) outputs
+    # the check's two targets broadcast against (found by a review: the error came later,
+    # from inside TensorFlow)
     from skcem import GradientSimilarityExplainer
 
     X, y = digits_images
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential([keras.Input((64,)),
+                              keras.layers.Dense(n_classes, activation="softmax")])
+    y = y % n_classes
     with pytest.raises(ValueError, match="`loss` fails on the model's outputs and the targets "
                                          r"\(.*a Keras loss, loss\(y_true, y_pred\)"):
         GradientSimilarityExplainer(model, loss=loss).fit(X[:20], y[:20])
