@@ -990,20 +990,36 @@ class _Batch:
             return np.where(reverted != E, reverted, E)
         return base
 
-    def revert_trials(self, E, owner):
+    def revert_trials(self, E, owner, build=True):
         """Each change of the rows ``E`` (of instances ``owner``) that the constraints let
         be reverted, reverted alone: ``(unchanged, revertible, row, feature, trials)``, the
         values reverted to, the mask of those changes, and each trial's row in ``E`` and
-        feature."""
+        feature (``trials`` None without ``build``: see :meth:`reverts_valid`)."""
         unchanged = self._unchanged_value(E, owner)
         revertible = E != unchanged
         frozen = self.problem.frozen(owner)
         if frozen is not None:
             revertible &= ~frozen
         row, feature = np.nonzero(revertible)
+        if not build:
+            return unchanged, revertible, row, feature, None
         trials = E[row].copy()
         trials[np.arange(row.size), feature] = unchanged[row, feature]
         return unchanged, revertible, row, feature, trials
+
+    def reverts_valid(self, E, owner, unchanged, row, feature):
+        """Whether each revert of :meth:`revert_trials` leaves its answer valid, its trials
+        built and asked at most ``_MAX_CALL_NUMBERS`` numbers at a time: one answer that
+        changes each of 20,000 features has 400 million numbers of trials."""
+        chunk = max(1, _MAX_CALL_NUMBERS // max(E.shape[1], 1))
+        ok = np.empty(row.size, bool)
+        for start in range(0, row.size, chunk):
+            part = slice(start, start + chunk)
+            trials = E[row[part]].copy()
+            trials[np.arange(trials.shape[0]), feature[part]] = \
+                unchanged[row[part], feature[part]]
+            ok[part] = self.valid(trials, owner[row[part]])
+        return ok
 
     def revert(self, E, owner):
         """Greedy: undo changes while the answer stays valid; no redundant change is left."""
@@ -1015,12 +1031,14 @@ class _Batch:
         def revert_rows(open_rows):
             """One round of reverts of the answers ``open_rows`` (``E`` updated in place);
             returns those where one was made."""
+            plausible = self.problem.plausibility is not None
             unchanged, revertible, i, j, trials = self.revert_trials(E[open_rows],
-                                                                      owner[open_rows])
+                                                                      owner[open_rows],
+                                                                      build=plausible)
             if i.size == 0:
                 return open_rows[:0]
-            ok = self.valid(trials, owner[open_rows[i]])
-            plausible = self.problem.plausibility is not None
+            ok = self.valid(trials, owner[open_rows[i]]) if plausible else \
+                self.reverts_valid(E[open_rows], owner[open_rows], unchanged, i, j)
             if plausible:  # a revert may cost plausibility more than it saves
                 saving, before = self._saving(E[open_rows], trials, i, owner[open_rows], ok)
                 ok &= saving >= 0

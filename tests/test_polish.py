@@ -599,3 +599,39 @@ def test_trees_that_cannot_be_read_are_polished_on_the_datas_values():
                   != default.X_pred[default.found])
     ratio = default.distance[both] / exact.distance[both]
     assert np.all(ratio >= 1 - 1e-9) and np.median(ratio) <= 1.08
+
+
+def test_one_wide_answers_reverts_are_asked_in_bounded_chunks(monkeypatch):
+    """Found by a review: a start that changes every one of 20,000 features made its single
+    reverts 400 million numbers at once (7 GB). They are built and asked at most
+    _MAX_CALL_NUMBERS numbers at a time, with the same answers."""
+    import skcem._neighbors as neighbors
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 300))
+    y = (X[:, :5].sum(axis=1) > 0).astype(int)
+    model = LogisticRegression(C=0.1, max_iter=2000).fit(X, y)
+    explainer = CounterfactualExplainer(model).fit(X)
+    whole = explainer.explain(X[:2])
+    sizes = []
+    valid = neighbors._Batch.valid
+
+    def spied(self, Z, owner):
+        sizes.append(len(Z))
+        return valid(self, Z, owner)
+
+    reverts_valid = neighbors._Batch.reverts_valid
+
+    def counted(self, *args):
+        monkeypatch.setattr(neighbors._Batch, "valid", spied)
+        try:
+            return reverts_valid(self, *args)
+        finally:
+            monkeypatch.setattr(neighbors._Batch, "valid", valid)
+
+    monkeypatch.setattr(neighbors._Batch, "reverts_valid", counted)
+    monkeypatch.setattr(neighbors, "_MAX_CALL_NUMBERS", 300 * 40)
+    chunked = explainer.explain(X[:2])
+    assert sizes and max(sizes) <= 40 and sum(sizes) > 300  # a start's 300 changes, chunked
+    np.testing.assert_array_equal(chunked.explanation, whole.explanation)
