@@ -440,7 +440,13 @@ class CEMExplainer(BaseContrastiveExplainer):
                 10.0 ** decimals[places]
             self.no_info_val_ = learned if self.no_info_val is None else values_by_column(
                 self.no_info_val, X, self._codec, fitted_columns(self), "no_info_val", learned)
-            self._warn_of_tied_backgrounds(most_frequent)
+            given = np.zeros(X.shape[1], bool) if self.no_info_val is None else ~np.isnan(
+                values_by_column(self.no_info_val, X, self._codec, fitted_columns(self),
+                                 "no_info_val", np.full(X.shape[1], np.nan)))
+            # (not where the user chose it, nor where the column never moves)
+            self._warn_of_tied_backgrounds({
+                j: tie for j, tie in most_frequent.items()
+                if not given[j] and not self.immutable_mask_[j]})
         elif categorical.any():
             raise ValueError("With categorical columns, give `no_info_val` as a dict by column "
                              "(its name, or its position in an array; a category for a "
@@ -454,7 +460,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         """Name the categorical columns whose learned no-information value is one of several
         categories as frequent as it (a free text's: every text seen once)."""
         tied = [(j, code, n_tied) for j, (code, n_tied) in most_frequent.items()
-                if n_tied > 1 and self.no_info_val_[j] == code]
+                if n_tied > 1]
         if not tied:
             return
         codec = self._codec

@@ -1405,9 +1405,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         outside = np.any(cells, axis=1)
         if outside.any():
             columns = np.flatnonzero(cells.any(axis=0))
-            names = getattr(self, "feature_names_in_", None)
-            named = ", ".join(repr(str(names[j])) if names is not None else str(j)
-                              for j in columns[:5]) + (", ..." if columns.size > 5 else "")
+            names = fitted_columns(self)  # (integer and tuple labels too)
+            labels = [str(j) if names is None else repr(
+                names[j].item() if isinstance(names[j], np.generic) else names[j])
+                for j in columns[:5]]
+            named = ", ".join(labels) + (", ..." if columns.size > 5 else "")
             warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
                  f"`feature_range_` ({named}): the explanation keeps the values of the "
                  "features it does not change, and moves a changed one only towards the "

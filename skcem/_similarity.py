@@ -811,8 +811,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         if y is None:
             if self.task == "regression":
                 raise ValueError("Regression needs the test targets, whose loss gradients "
-                                 "are compared: pass y (explain(X, y), kneighbors(X, y=y)); "
-                                 "transform(X) has none.")
+                                 "are compared: pass y (explain(X, y), kneighbors(X, y=y), "
+                                 "self_influence(X, y)); transform(X) has none.")
             # -1: the predicted class, filled in with the test gradients (_fused_blocks)
             y = np.full(len(X), -1, dtype=np.int64) if self._fused_products() \
                 else self._predicted_targets(X)

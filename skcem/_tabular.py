@@ -337,9 +337,9 @@ def _check_hashable(values, name):
             hash(value)
         except TypeError:
             raise ValueError(f"X column {name!r} holds {type(value).__name__} values such as "
-                             f"{value!r}, which cannot be categories: convert them to "
-                             "tuples or text (such as `X[column].map(tuple)` or "
-                             "`.astype(str)`), or drop the column.") from None
+                             f"{value!r}, which cannot be categories: convert them to text "
+                             "(`.astype(str)`) or to tuples (`.map(tuple)`, and name the "
+                             "column in `categorical_features`), or drop the column.") from None
 
 
 def _check_told_apart(values, name):

@@ -1745,7 +1745,7 @@ def test_a_column_of_lists_or_dicts_gets_one_clear_line(cells):
     for options in ({}, {"categorical_features": ["tags"]}):
         with pytest.raises(ValueError, match=rf"X column 'tags' holds {kind} values such as .*"
                                              "which cannot be categories: convert them to "
-                                             "tuples or text"):
+                                             "text"):
             CounterfactualExplainer(model, **options).fit(X)
 
 
@@ -1761,6 +1761,9 @@ def test_a_tie_for_a_columns_most_frequent_category_is_pointed_out():
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*several are as frequent")
         CEMExplainer(model, mode="PP", no_info_val={"note": "note 7"}, max_iterations=50).fit(X)
+        # chosen, even where it is the one taken; or never moved (found by a review)
+        CEMExplainer(model, mode="PP", no_info_val={"note": "note 0"}, max_iterations=50).fit(X)
+        CEMExplainer(model, mode="PP", immutable_features=["note"], max_iterations=50).fit(X)
 
 
 def test_a_hashed_text_of_a_million_columns_takes_the_numerical_gradient():

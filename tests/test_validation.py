@@ -1030,3 +1030,28 @@ def test_the_not_found_warning_names_a_frames_own_row_labels():
     labels = ", ".join(repr(f"request-{i}") for i in missing)
     assert f"(X's rows {positions} by position; index {labels})" in said
     assert isinstance(rows, pd.DataFrame)
+
+
+def test_the_outside_the_range_warning_names_integer_and_tuple_labels():
+    """Found by a review: columns labelled 10, 20, ... were named by their positions 0, 1,
+    ..., columns that do not exist."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import load_wine
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_wine(return_X_y=True)
+    model = LogisticRegression(max_iter=5000).fit(X, y)
+    for labels in (list(range(10, 140, 10)), [("wine", j) for j in range(13)]):
+        columns = pd.MultiIndex.from_tuples(labels) if isinstance(labels[0], tuple) \
+            else labels
+        frame = pd.DataFrame(X, columns=columns)
+        explainer = CEMExplainer(model, max_iterations=20).fit(frame.iloc[:60])
+        rows = frame.iloc[[100, 150]]
+        lower, upper = explainer.feature_range_
+        outside = np.flatnonzero(((rows < lower) | (rows > upper)).to_numpy().any(axis=0))
+        named = ", ".join(repr(labels[j]) for j in outside[:5])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            explainer.explain(rows)
+        said = [str(w.message) for w in caught if "outside `feature_range_`" in str(w.message)]
+        assert len(said) == 1 and f"`feature_range_` ({named}" in said[0], (said, named)
