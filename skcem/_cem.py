@@ -108,8 +108,9 @@ class CEMExplainer(BaseContrastiveExplainer):
         The value of each feature that carries no information (an image's background). ``None``
         learns it from the data passed to ``fit`` (see ``no_info_type``); a categorical column's
         is its most frequent category (the first in its order where several are as frequent,
-        with a warning: a free text's texts are each seen once). A dict ``{column: value}`` (a category for a categorical
-        column) sets some columns and learns the others. An integer column's is rounded to a
+        with a warning: a free text's texts are each seen once). A dict ``{column: value}``
+        (a category for a categorical column) sets some columns and learns the others. An
+        integer column's is rounded to a
         whole number, as its answers are; a float column's learned one to the decimals its
         values hold (``decimals_``).
     no_info_type : {"median", "mean"}, default="median"
