@@ -110,9 +110,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         is its most frequent category (the first in its order where several are as frequent,
         with a warning: a free text's texts are each seen once). A dict ``{column: value}``
         (a category for a categorical column) sets some columns and learns the others. An
-        integer column's is rounded to a
-        whole number, as its answers are; a float column's learned one to the decimals its
-        values hold (``decimals_``).
+        integer column's is rounded to a whole number, as its answers are; a float column's
+        learned one to the decimals its values hold (``decimals_``).
     no_info_type : {"median", "mean"}, default="median"
         How ``fit`` learns ``no_info_val`` when it is not given.
     gamma : float, default=0.0
