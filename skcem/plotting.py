@@ -441,7 +441,9 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
                                  ax=ax, only_changed=only_changed)
         reached = explanation.explanation_pred[index] if explanation.counterfactual_pred \
             is None else explanation.counterfactual_pred[index, rank]
-        ax.set_title(f"rank {rank}: class {before} -> {reached}"
+        after = _class_and_proba(explanation.classes,
+                                 ranked.explanation_proba[index * k + rank], reached)
+        ax.set_title(f"rank {rank}: class {before} -> {after}"
                      f"\ndistance {distance[rank]:.3g}", fontsize="medium")
     fig.tight_layout()
     for ax, rank in zip(axes, range(k)):  # the panels' widths as laid out together

@@ -354,6 +354,11 @@ def test_table_plots_name_the_columns_and_write_their_values_as_held():
     fig = plotting.plot_counterfactuals(exp, index=i)
     drawn = max(len(ax.patches) for ax in fig.axes)
     assert fig.get_figheight() == pytest.approx(0.35 * drawn + 1.5)
+    # the class reached, with its probability, as the tabular plot writes it
+    reached = exp.explanation_pred[i]
+    position = list(exp.classes).index(reached)
+    assert f"-> {reached} ({exp.explanation_proba[i, position]:.2f})" in \
+        fig.axes[0].get_title()
     assert all(len(ax.get_xticks()) <= 6 for ax in fig.axes)  # narrow panels, few labels
     plt.close("all")
 
