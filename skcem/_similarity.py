@@ -1016,8 +1016,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                  "at their own.")
             X, y = self.X_train_, self.y_train_
         else:
+            given = y is not None
             X, y = self._check_X_y(X, y)
-            if self.task == "classification" and np.any(y < 0):  # the fused path's -1
+            if not given and self.task == "classification" and self._fused_products():
+                # the fused path's -1 placeholders: the predicted classes
                 y = self._targets(self._predicted_targets(X))
         gradients = self._get_gradients()
         norms = np.empty(len(X))

@@ -831,6 +831,14 @@ def test_self_influence_is_each_rows_own_score_at_its_target(digits, digits_mode
         np.testing.assert_allclose(projected.self_influence(), own, rtol=1e-10)
     with pytest.raises(ValueError, match="`y` is given without `X`"):
         explainer.self_influence(y=y_train)
+    # labels that are text (found by a trial: compared with -1)
+    words = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"])
+    named = GradientSimilarityExplainer(LogisticRegression(max_iter=300)).fit(
+        X_train, words[y_train])
+    np.testing.assert_allclose(named.self_influence(X_train[:5], words[y_train[:5]]),
+                               named.self_influence()[:5], rtol=1e-12)
+    assert named.self_influence(X_train[:5]).shape == (5,)
     # flipped labels stand out: 10 of 300, 7 or more of them among the 10 highest
     noisy = y[:300].copy()
     flipped = np.arange(0, 300, 30)
