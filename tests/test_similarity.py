@@ -197,9 +197,9 @@ def test_regression_needs_targets_at_explain_time(digits):
     X, _ = digits
     y = X[:, 20] * 2 + X[:, 35]
     explainer = GradientSimilarityExplainer(Ridge(), task="regression").fit(X[:100], y[:100])
-    for call in (explainer.transform, explainer.kneighbors):
+    for call in (explainer.transform, explainer.kneighbors, explainer.self_influence):
         with pytest.raises(ValueError, match=r"pass y \(explain\(X, y\), kneighbors\(X, "
-                                             r"y=y\)\)"):
+                                             r"y=y\), self_influence\(X, y\)\)"):
             call(X[:3])
     assert explainer.kneighbors(X[:3], 2, y=y[:3])[1].shape == (3, 2)
     exp = explainer.explain(X[:3], y[:3])
