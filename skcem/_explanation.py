@@ -28,6 +28,8 @@ def _to_builtin(value):
         return [_to_builtin(list(row)) for row in rows]
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return None
+    if hasattr(value, "to_numpy") and not np.isscalar(value):  # a Series or an Index
+        value = value.to_numpy(dtype=object)
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
             plain = [plain_number(v) for v in value.ravel()] if value.dtype.itemsize < 8 \

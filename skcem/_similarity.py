@@ -170,6 +170,9 @@ class SimilarityExplanation(JSONMixin):
     sim_fn : str
     target_given : bool
         Whether ``target`` was given to ``explain`` (else it is the model's predictions).
+    train_labels : pandas.Index or None
+        The labels of the training rows (the index of the DataFrame given to ``fit``), where
+        ``fit`` took a table with text for a Pipeline; None otherwise.
 
     Examples
     --------
@@ -193,6 +196,7 @@ class SimilarityExplanation(JSONMixin):
     target: np.ndarray
     sim_fn: str
     target_given: bool = True
+    train_labels: object = None
 
     def to_dict(self):
         """A dict of plain Python values, ready for ``json``."""
@@ -210,8 +214,9 @@ class SimilarityExplanation(JSONMixin):
         -------
         frame : pandas.DataFrame
             Indexed by (``test``, ``rank``): the test instance's row and the rank from 0;
-            columns ``train_index`` (the training instance's row in the data given to
-            ``fit``) and ``score`` (see the class's example).
+            columns ``train_index`` (the training instance's position in the data given to
+            ``fit``), ``train_label`` (its label in that DataFrame's index, where
+            ``train_labels`` holds them) and ``score`` (see the class's example).
         """
         if not isinstance(n_most, Integral) or n_most < 1:
             raise ValueError(f"`n_most` must be a positive integer; got {n_most!r}.")
@@ -220,11 +225,12 @@ class SimilarityExplanation(JSONMixin):
         n_test, n_train = self.ordered_indices.shape
         n_most = min(int(n_most), n_train)
         indices = self.ordered_indices[:, :n_most]
-        return pd.DataFrame(
-            {"train_index": indices.ravel(),
-             "score": np.take_along_axis(self.scores, indices, axis=1).ravel()},
-            index=pd.MultiIndex.from_product([range(n_test), range(n_most)],
-                                             names=["test", "rank"]))
+        columns = {"train_index": indices.ravel()}
+        if self.train_labels is not None:
+            columns["train_label"] = np.asarray(self.train_labels)[indices.ravel()]
+        columns["score"] = np.take_along_axis(self.scores, indices, axis=1).ravel()
+        return pd.DataFrame(columns, index=pd.MultiIndex.from_product(
+            [range(n_test), range(n_most)], names=["test", "rank"]))
 
 
 def _holds_text(X):
@@ -338,7 +344,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         Keras model), else a fitted clone of it.
     X_train_ : ndarray or DataFrame of shape (n_train, n_features)
         float32 for Keras models, float64 otherwise; the DataFrame given to ``fit`` (its rows
-        numbered from 0) where it holds text or categories for a Pipeline.
+        numbered from 0; explanations give them their own labels) where it holds text or
+        categories for a Pipeline.
     y_train_ : ndarray of shape (n_train,) or (n_train, n_outputs)
         The training targets (class indices for a Keras or PyTorch classifier).
     classes_ : ndarray of shape (n_classes,) or None
@@ -450,7 +457,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             if is_prefitted(self.estimator) else None
         self._table = _holds_text(X) and isinstance(frozen_inner(self.estimator), Pipeline)
         if self._table:  # the rows as they are, for the Pipeline's own steps
-            X, y = self._validated_table(X, names), self._validated_targets(y)
+            X, self._train_labels = self._validated_table(X, names)
+            y = self._validated_targets(y)
         else:  # a copy only where the conversion to float64 did not make one already
             X, y = validate_float_data(self, X, y, reset=True, expected_columns=names,
                                        multi_output=True, y_numeric=self.task == "regression",
@@ -514,8 +522,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
 
     def _validated_table(self, X, expected=None):
         """A DataFrame with text columns, for a Pipeline that takes them: its columns
-        matched by name (to ``expected`` at ``fit``, to ``fit``'s later), its rows numbered
-        from 0 (they are sliced by position), nothing missing."""
+        matched by name (to ``expected`` at ``fit``, to ``fit``'s later), nothing missing;
+        with its rows numbered from 0 (they are sliced by position), and its own index."""
         reset = expected is not None or not hasattr(self, "n_features_in_")
         if not hasattr(X, "columns"):
             raise ValueError("`fit` was given a DataFrame with text columns, for the "
@@ -527,7 +535,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         if missing.any():
             raise ValueError(f"X's columns {list(X.columns[missing])[:5]} hold missing "
                              "values; the gradients of their rows are undefined.")
-        return X.reset_index(drop=True)
+        return X.reset_index(drop=True), X.index
 
     def _validated_targets(self, y):
         """``y`` of the table's rows, as ``validate_data`` checks it beside a float X."""
@@ -805,7 +813,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
         y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
-        X = self._validated_table(X) if getattr(self, "_table", False) else \
+        X = self._validated_table(X)[0] if getattr(self, "_table", False) else \
             validate_float_data(self, X, reset=False)
         given = y is not None
         if y is None:
@@ -915,15 +923,25 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             The scores and the training instances they rank.
         """
         target_given = y is not None
+        table = getattr(self, "_table", False)
+        index = X.index if table and hasattr(X, "index") else None
         X, y = self._check_X_y(X, y)
         scores = self._scores(X, y)
         order = np.argsort(-scores, axis=1, kind="stable")
-        rows = self.X_train_.iloc if getattr(self, "_table", False) else self.X_train_
-        return SimilarityExplanation(scores=scores, ordered_indices=order,
-                                     most_similar=rows[order[:, 0]],
-                                     least_similar=rows[order[:, -1]], X=X,
-                                     target=self._shown_targets(y),
-                                     sim_fn=self.sim_fn, target_given=target_given)
+        if not table:
+            return SimilarityExplanation(scores=scores, ordered_indices=order,
+                                         most_similar=self.X_train_[order[:, 0]],
+                                         least_similar=self.X_train_[order[:, -1]], X=X,
+                                         target=self._shown_targets(y),
+                                         sim_fn=self.sim_fn, target_given=target_given)
+        # a table's rows with the user's own row labels (fit's for the training rows)
+        labels = self._train_labels
+        return SimilarityExplanation(
+            scores=scores, ordered_indices=order,
+            most_similar=self.X_train_.iloc[order[:, 0]].set_axis(labels[order[:, 0]]),
+            least_similar=self.X_train_.iloc[order[:, -1]].set_axis(labels[order[:, -1]]),
+            X=X.set_axis(index), target=self._shown_targets(y), sim_fn=self.sim_fn,
+            target_given=target_given, train_labels=labels)
 
     def kneighbors(self, X, n_neighbors=5, return_scores=True, *, y=None):
         """The ``n_neighbors`` most similar training instances of each row of ``X``.

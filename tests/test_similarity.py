@@ -915,9 +915,18 @@ def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
                                    rtol=1e-12)
         np.testing.assert_allclose(explainer.self_influence(), last.self_influence(),
                                    rtol=1e-12)
-        # the training rows as they were given, by position
-        pd.testing.assert_frame_equal(exp.most_similar.reset_index(drop=True),
-                                      X.iloc[exp.ordered_indices[:, 0]].reset_index(drop=True))
+        # the training rows as they were given, with their own labels (found by a trial:
+        # labelled by position, X_train.loc gave other rows)
+        pd.testing.assert_frame_equal(exp.most_similar, X.iloc[exp.ordered_indices[:, 0]])
+        pd.testing.assert_index_equal(exp.X.index, X.index[210:214])
+        table = exp.to_frame(n_most=2)
+        np.testing.assert_array_equal(table["train_label"],
+                                      X.index[table["train_index"].to_numpy()])
+        import json
+
+        written = json.loads(exp.to_json())
+        assert written["train_labels"] == X.index[:200].tolist()
+        assert written["most_similar"][0] == X.iloc[exp.ordered_indices[0, 0]].tolist()
     with pytest.raises(ValueError, match="pass a DataFrame of those columns; got ndarray"):
         explainer.explain(X.iloc[:2].to_numpy())
     pytest.importorskip("matplotlib")
