@@ -233,6 +233,14 @@ class SimilarityExplanation(JSONMixin):
             [range(n_test), range(n_most)], names=["test", "rank"]))
 
 
+def _is_number(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _holds_text(X):
     """Whether ``X`` is a DataFrame with a column of other values than numbers and truth
     values (text, categories, times)."""
@@ -831,6 +839,16 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         if len(y) != len(X):
             raise ValueError(f"`y` must have one target per row of X ({len(X)}); got "
                              f"{len(y)}.")
+        if self.task == "regression":
+            try:
+                numbers = np.asarray(y, dtype=float)
+            except (TypeError, ValueError):
+                bad = next(v for v in np.ravel(y) if not _is_number(v))
+                raise ValueError(f"`y` holds values that are not numbers, such as {bad!r}: "
+                                 "regression targets are numbers.") from None
+            if not np.isfinite(numbers).all():  # as fit refuses them: no score of theirs
+                raise ValueError("`y` holds NaN or infinite targets, whose loss gradients "
+                                 "are undefined.")
         if self.task == "regression" and hasattr(self, "_n_outputs"):
             self._check_target_width(y)
         if self.task == "classification" and hasattr(self.estimator_, "classes_"):

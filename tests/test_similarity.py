@@ -202,6 +202,16 @@ def test_regression_needs_targets_at_explain_time(digits):
                                              r"y=y\), self_influence\(X, y\)\)"):
             call(X[:3])
     assert explainer.kneighbors(X[:3], 2, y=y[:3])[1].shape == (3, 2)
+    # targets that are no finite numbers (found by a trial: NaN scores and neighbours)
+    for bad, said in ((np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+                      ("a", "values that are not numbers, such as 'a'")):
+        targets = y[:3].astype(object)
+        targets[1] = bad
+        for call in (lambda t: explainer.kneighbors(X[:3], 2, y=t),
+                     lambda t: explainer.explain(X[:3], t),
+                     lambda t: explainer.self_influence(X[:3], t)):
+            with pytest.raises(ValueError, match=f"`y` holds {said}"):
+                call(targets)
     exp = explainer.explain(X[:3], y[:3])
     assert exp.scores.shape == (3, 100)
     # fit_transform scores the training set at its own targets.
