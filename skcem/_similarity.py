@@ -480,6 +480,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                             check=check_supported,
                                             fit_params=self._estimator_fit_params(fit_params))
         self._check_kind(self.estimator_)
+        if self._table:
+            self._check_rows_kept(X)
         self._keras_output = None
         self.classes_ = None
         if is_deep_model(self.estimator_):
@@ -544,6 +546,18 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             raise ValueError(f"X's columns {list(X.columns[missing])[:5]} hold missing "
                              "values; the gradients of their rows are undefined.")
         return X.reset_index(drop=True), X.index
+
+    def _check_rows_kept(self, X):
+        """Raise unless the Pipeline's steps before its last make one row of each row of the
+        table ``X`` (a text vectorizer first reads a DataFrame as its column names)."""
+        steps = frozen_inner(self.estimator_)[:-1]
+        n_rows = min(3, len(X))
+        made = steps.transform(X.iloc[:n_rows])
+        if made.shape[0] != n_rows:
+            raise ValueError(f"`estimator`'s steps before its last make {made.shape[0]} rows "
+                             f"of {n_rows} rows of X: its first step does not take a table "
+                             "(a text vectorizer takes 1-D documents: put it in a "
+                             "ColumnTransformer on the documents' column).")
 
     def _validated_targets(self, y):
         """``y`` of the table's rows, as ``validate_data`` checks it beside a float X."""
