@@ -21,8 +21,9 @@ from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
 from ._progress import progress_bar
-from ._validation import (align_columns, align_rows, check_not_documents, fitted_columns,
-                          from_polars, is_prefitted, resolve_estimator, validate_float_data)
+from ._validation import (accepts_missing_values, align_columns, align_rows,
+                          check_not_documents, fitted_columns, from_polars, is_prefitted,
+                          resolve_estimator, validate_float_data)
 from ._warnings import warn
 from ._wrappers import frozen_inner
 
@@ -464,13 +465,16 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
         self._table = _holds_text(X) and isinstance(frozen_inner(self.estimator), Pipeline)
+        # missing cells, for a Pipeline that imputes them before its last step's gradients
+        self._allow_nan = isinstance(frozen_inner(self.estimator), Pipeline) and \
+            bool(accepts_missing_values(frozen_inner(self.estimator)))
         if self._table:  # the rows as they are, for the Pipeline's own steps
             X, self._train_labels = self._validated_table(X, names)
             y = self._validated_targets(y)
         else:  # a copy only where the conversion to float64 did not make one already
             X, y = validate_float_data(self, X, y, reset=True, expected_columns=names,
                                        multi_output=True, y_numeric=self.task == "regression",
-                                       copy=True)
+                                       copy=True, allow_nan=self._allow_nan)
         default = (lambda: LogisticRegression(max_iter=1000)) \
             if self.task == "classification" else Ridge
         # the model's kind against the task before it is fitted, or its labels checked
@@ -542,7 +546,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         X = align_columns(X, expected if reset else fitted_columns(self))
         validate_data(self, X, reset=reset, skip_check_array=True)
         missing = X.isna().to_numpy().any(axis=0)
-        if missing.any():
+        if missing.any() and not self._allow_nan:
             raise ValueError(f"X's columns {list(X.columns[missing])[:5]} hold missing "
                              "values; the gradients of their rows are undefined.")
         return X.reset_index(drop=True), X.index
@@ -836,7 +840,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         check_not_documents(X)
         y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
         X = self._validated_table(X)[0] if getattr(self, "_table", False) else \
-            validate_float_data(self, X, reset=False)
+            validate_float_data(self, X, reset=False,
+                                allow_nan=getattr(self, "_allow_nan", False))
         given = y is not None
         if y is None:
             if self.task == "regression":

@@ -986,3 +986,25 @@ def test_a_pipeline_picking_numeric_columns_by_name_is_handed_named_rows(digits)
     np.testing.assert_array_equal(
         fitted.explain(frame.iloc[:5], targets.iloc[:5][::-1]).scores,
         fitted.explain(frame.iloc[:5], targets.iloc[:5]).scores)
+
+
+def test_a_pipeline_that_imputes_takes_missing_values(digits):
+    """Found by a trial: a Pipeline imputing missing values was refused ("the gradients of
+    their rows are undefined"), though its last step's gradients are taken on the rows it
+    completes."""
+    from sklearn.impute import SimpleImputer
+
+    X, y = digits
+    X = X[:200].copy()
+    X[::7, 3] = np.nan
+    model = make_pipeline(SimpleImputer(), StandardScaler(),
+                          LogisticRegression(max_iter=500)).fit(X, y[:200])
+    explainer = GradientSimilarityExplainer(model).fit(X, y[:200])
+    rows = model[:-1].transform(X)
+    last = GradientSimilarityExplainer(model[-1]).fit(rows, y[:200])
+    np.testing.assert_allclose(explainer.explain(X[:7], y[:7]).scores,
+                               last.explain(rows[:7], y[:7]).scores, rtol=1e-12)
+    assert np.isfinite(explainer.self_influence()).all()
+    with pytest.raises(ValueError, match="Input X contains NaN: GradientSimilarityExplainer "
+                                         "needs complete rows"):
+        GradientSimilarityExplainer(LogisticRegression(max_iter=500)).fit(X, y[:200])
