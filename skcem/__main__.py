@@ -197,12 +197,13 @@ def _takes_tables(model):
     return isinstance(frozen_inner(model), Pipeline)
 
 
-def _read_features(path, option, header, rows, target, model):
+def _read_features(path, option, header, rows, target, model, drop=()):
     """The header and features of a CSV file for ``similarity``, without the ``target``
-    column: a DataFrame of numbers and text for a Pipeline, else numbers only."""
-    columns = [j for j in range(len(header)) if header[j] != target]
+    column and those of ``drop``: a DataFrame of numbers and text for a Pipeline, else
+    numbers only."""
+    columns = [j for j in range(len(header)) if header[j] != target and header[j] not in drop]
     if _takes_tables(model):
-        return _read_mixed(path, option, drop=(target,), table=(header, rows),
+        return _read_mixed(path, option, drop=(target, *drop), table=(header, rows),
                            texts=_text_columns(model, header))
     _refuse_text(path, option, header, rows, columns)
     return [header[j] for j in columns], _numbers(path, option, header, rows, columns)
@@ -213,7 +214,8 @@ def _read_train(args, model):
     header, rows = _read_table(args.train, "--train")
     if args.target not in header:
         raise InputError(f"--target: no column {args.target!r} in {args.train}")
-    features, X = _read_features(args.train, "--train", header, rows, args.target, model)
+    features, X = _read_features(args.train, "--train", header, rows, args.target, model,
+                                 args.drop)
     return features, X, \
         _targets(args.train, "--train", header, rows, header.index(args.target), model)
 
@@ -404,7 +406,10 @@ def _reorder(header, values, expected, option):
         problems = ([f"missing columns {_some(missing)}"] if missing else []) + \
             ([f"unexpected columns {_some(extra)} (not features of the model"] if extra else [])
         if extra and len(extra) < len(header):  # a label, say: --drop leaves the features
-            problems[-1] += f", such as a label: leave them out with --drop {' '.join(extra)})"
+            named = " ".join(name if name else "''" for name in extra)
+            unnamed = " (the unnamed one: an index written by to_csv, which index=False "\
+                "leaves out)" if "" in extra else ""
+            problems[-1] += f", such as a label: leave them out with --drop {named}{unnamed})"
         elif extra:
             problems[-1] += ": none of the file's columns is one; is it the model's data?)"
         raise InputError(f"{option}: " + ", ".join(problems))
@@ -715,7 +720,7 @@ def _similarity(args):
                          f"{args.target!r} (--target) in {args.data}")
     data_header, data = _model_columns(
         model, *_read_features(args.data, "--data", data_header, data_rows, args.target,
-                               model), "--data")
+                               model, args.drop), "--data")
     if hasattr(data, "columns"):
         _reorder(data_header, np.empty((0, len(data_header))), features, "--data")
         data = data[features]
@@ -798,6 +803,9 @@ def build_parser():
                             help="the target column of --train; where --data has it too, its "
                                  "rows' targets (a classifier's predictions otherwise)")
     similarity.add_argument("--data", required=True, help="CSV of rows to explain")
+    similarity.add_argument("--drop", nargs="*", default=[], metavar="COLUMN",
+                            help="columns of --data or --train that are not features (an "
+                                 "index written by to_csv)")
     similarity.add_argument("-k", type=int, default=5,
                             help="neighbours per row (default: %(default)s)")
     similarity.add_argument("--sim-fn", default="grad_dot",

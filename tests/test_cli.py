@@ -752,6 +752,18 @@ def test_similarity_hands_a_pipeline_the_text_columns(tmp_path, capsys):
     scores, indices = GradientSimilarityExplainer(model).fit(X, y).kneighbors(X.iloc[:3], 4)
     assert [row["neighbors"] for row in written] == indices.tolist()
     np.testing.assert_allclose([row["scores"] for row in written], scores, rtol=1e-12)
+    # a file written with its index: the unnamed column named, and --drop for it (found by
+    # a trial: the advice named an option similarity did not have)
+    X.assign(label=y).to_csv(tmp_path / "indexed.csv")
+    args = ["similarity", "--model", tmp_path / "pipe.joblib", "--train",
+            tmp_path / "indexed.csv", "--target", "label", "--data", tmp_path / "rows.csv",
+            "-k", "4", "--out", tmp_path / "out.json", "--quiet"]
+    code, err = _main(capsys, *args)
+    assert code == 2 and "leave them out with --drop '' (the unnamed one: an index written " \
+        "by to_csv" in err
+    code, err = _main(capsys, *args, "--drop", "")
+    assert code == 0, err
+    assert json.loads((tmp_path / "out.json").read_text()) == written
 
 
 def test_explain_takes_plausibility_and_refuses_a_bad_one(files, capsys):
