@@ -946,8 +946,6 @@ def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
         plot_similarity(exp, explainer.X_train_)
     # a Pipeline of 1-D documents, given a one-column DataFrame of them: its vectorizer
     # reads the column names (found by a trial: fit passed, every later call crashed)
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     documents = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(X["text"], y)
     with pytest.raises(ValueError, match=r"steps before its last make 1 rows of 3 rows of X"):
         GradientSimilarityExplainer(documents).fit(X[["text"]], y)
