@@ -939,11 +939,6 @@ def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
         assert written["most_similar"][0] == X.iloc[exp.ordered_indices[0, 0]].tolist()
     with pytest.raises(ValueError, match="pass a DataFrame of those columns; got ndarray"):
         explainer.explain(X.iloc[:2].to_numpy())
-    pytest.importorskip("matplotlib")
-    from skcem.plotting import plot_similarity
-
-    with pytest.raises(ValueError, match="plot_similarity draws rows of numbers"):
-        plot_similarity(exp, explainer.X_train_)
     # a Pipeline of 1-D documents, given a one-column DataFrame of them: its vectorizer
     # reads the column names (found by a trial: fit passed, every later call crashed)
     documents = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(X["text"], y)
@@ -953,6 +948,11 @@ def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
     holed.iloc[3, 0] = None
     with pytest.raises(ValueError, match=r"X's columns \['text'\] hold missing values"):
         GradientSimilarityExplainer(model).fit(holed, y[:200])
+    pytest.importorskip("matplotlib")
+    from skcem.plotting import plot_similarity
+
+    with pytest.raises(ValueError, match="plot_similarity draws rows of numbers"):
+        plot_similarity(exp, explainer.X_train_)
 
 
 def test_a_pipeline_picking_numeric_columns_by_name_is_handed_named_rows(digits):
