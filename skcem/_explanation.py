@@ -28,7 +28,7 @@ def _to_builtin(value):
         return [_to_builtin(list(row)) for row in rows]
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return None
-    if hasattr(value, "to_numpy") and not np.isscalar(value):  # a Series or an Index
+    if hasattr(value, "to_numpy") and getattr(value, "ndim", 0) == 1:  # a Series, an Index
         value = value.to_numpy(dtype=object)
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
