@@ -656,13 +656,10 @@ class NeighborSearch:
         if trial_owner.size == 0:
             return owner, E
         trial_owner, trials = distinct_rows(trial_owner, trials)
-        valid = np.flatnonzero(search.valid(trials, trial_owner))
-        order = valid[np.lexsort((search.distance(trials[valid], trial_owner[valid]),
-                                  trial_owner[valid]))]
-        first = np.searchsorted(trial_owner[order], trial_owner[order])
-        kept = order[np.arange(order.size) - first < _SPARSE_PER_ANSWER]
-        return (np.concatenate([owner, trial_owner[kept]]),
-                np.concatenate([E, trials[kept]]))
+        valid = search.valid(trials, trial_owner)
+        kept_owner, kept = _nearest(search, trial_owner[valid], trials[valid],
+                                    _SPARSE_PER_ANSWER)
+        return np.concatenate([owner, kept_owner]), np.concatenate([E, kept])
 
     def _ranked(self, search, rows):
         """Per instance, the admissible versions of the wanted pool rows, nearest first.
@@ -730,11 +727,15 @@ def _moves_to_the_bounds(search, instances):
             yield owner, columns, search.admissible(search.snap_inward(far, x0[owner]), owner)
 
 
+def _first_of_each(owner, order, keep):
+    """Of ``order`` (positions grouped by their ``owner``), each owner's first ``keep``."""
+    starts_at = np.searchsorted(owner[order], owner[order])
+    return order[np.arange(order.size) - starts_at < keep]
+
+
 def _nearest(search, owner, rows, keep):
     """Each instance's ``keep`` rows nearest to it (of ``rows`` owned by ``owner``)."""
-    order = np.lexsort((search.distance(rows, owner), owner))
-    starts_at = np.searchsorted(owner[order], owner[order])
-    kept = order[np.arange(order.size) - starts_at < keep]
+    kept = _first_of_each(owner, np.lexsort((search.distance(rows, owner), owner)), keep)
     return owner[kept], rows[kept]
 
 
@@ -765,8 +766,7 @@ def _valid_trials(search, owner, moves, keep=None):
     valid_owner, valid_rows = np.concatenate(valid_owner), np.concatenate(valid_rows)
     order = np.argsort(valid_owner, kind="stable")
     if keep is not None:
-        starts_at = np.searchsorted(valid_owner[order], valid_owner[order])
-        order = order[np.arange(order.size) - starts_at < keep]
+        order = _first_of_each(valid_owner, order, keep)
     return valid_owner[order], valid_rows[order]
 
 

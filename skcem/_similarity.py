@@ -464,10 +464,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self._remember_fit_parameters()
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
-        self._table = _holds_text(X) and isinstance(frozen_inner(self.estimator), Pipeline)
+        pipeline = isinstance(frozen_inner(self.estimator), Pipeline)
+        self._table = pipeline and _holds_text(X)
         # missing cells, for a Pipeline that imputes them before its last step's gradients
-        self._allow_nan = isinstance(frozen_inner(self.estimator), Pipeline) and \
-            bool(accepts_missing_values(frozen_inner(self.estimator)))
+        self._allow_nan = pipeline and bool(accepts_missing_values(frozen_inner(self.estimator)))
         if self._table:  # the rows as they are, for the Pipeline's own steps
             X, self._train_labels = self._validated_table(X, names)
             y = self._validated_targets(y)
@@ -565,9 +565,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
 
     def _validated_targets(self, y):
         """``y`` of the table's rows, as ``validate_data`` checks it beside a float X."""
-        y = check_array(y, ensure_2d=False, dtype="numeric" if self.task == "regression"
-                        else None, input_name="y")
-        return y
+        return check_array(y, ensure_2d=False, input_name="y",
+                           dtype="numeric" if self.task == "regression" else None)
 
     def _as_given(self, X):
         """``X`` as a DataFrame of its columns where ``fit`` was given one, for a model
