@@ -197,6 +197,28 @@ def _takes_tables(model):
     return isinstance(frozen_inner(model), Pipeline)
 
 
+def _first_step_reads_documents(model):
+    """Whether the model is a Pipeline whose first step is a text vectorizer (1-D
+    documents in, as ``TfidfVectorizer``, ``CountVectorizer``, ``HashingVectorizer``)."""
+    from sklearn.pipeline import Pipeline
+
+    from ._wrappers import frozen_inner
+
+    pipeline = frozen_inner(model)
+    return isinstance(pipeline, Pipeline) and hasattr(pipeline.steps[0][1], "build_analyzer")
+
+
+def _as_documents(model, header, X, option):
+    """The one column of a CSV for a Pipeline that reads documents, as they are."""
+    if not _first_step_reads_documents(model) or not hasattr(X, "columns"):
+        return X
+    if len(header) != 1:
+        raise InputError(f"{option}: the model's Pipeline reads one document per row (its "
+                         f"first step is a text vectorizer): give one column besides the "
+                         f"target, or --drop the others; got {len(header)}: {list(header)}")
+    return X.iloc[:, 0]
+
+
 def _read_features(path, option, header, rows, target, model, drop=()):
     """The header and features of a CSV file for ``similarity``, without the ``target``
     column and those of ``drop``: a DataFrame of numbers and text for a Pipeline, else
@@ -707,6 +729,7 @@ def _similarity(args):
     model = _load_model(args.model)
     features, X_train, y_train = _read_train(args, model)
     features, X_train = _model_columns(model, features, X_train, "--train")
+    X_train = _as_documents(model, features, X_train, "--train")
     # The test targets are --data's --target column where it has one (a regressor's must);
     # a classifier's are its predictions otherwise.
     regression = args.task == "regression"
@@ -726,6 +749,7 @@ def _similarity(args):
         data = data[features]
     else:
         data = _reorder(data_header, data, features, "--data")
+    data = _as_documents(model, features, data, "--data")
     if not 1 <= args.k <= len(X_train):
         raise InputError(f"-k: must be 1 to the {len(X_train)} rows of --train; got {args.k}")
     recorded = _Warnings("similarity", args.quiet)

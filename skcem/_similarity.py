@@ -22,8 +22,8 @@ from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradie
 from ._param_grads._projection import GradientProjection
 from ._progress import progress_bar
 from ._validation import (accepts_missing_values, align_columns, align_rows,
-                          check_not_documents, fitted_columns, from_polars, is_prefitted,
-                          resolve_estimator, validate_float_data)
+                          check_not_documents, fitted_columns, from_polars, is_documents,
+                          is_prefitted, resolve_estimator, validate_float_data)
 from ._warnings import warn
 from ._wrappers import frozen_inner
 
@@ -248,6 +248,17 @@ def _holds_text(X):
     return hasattr(X, "dtypes") and any(dtype.kind not in "biuf" for dtype in X.dtypes)
 
 
+def _check_not_documents(X):
+    """Refuse documents (1-D text) for a model that is not a Pipeline, which cannot read
+    them, in one line; and what :func:`check_not_documents` refuses."""
+    if is_documents(X):
+        raise ValueError("X is 1-D text (documents); `estimator` is not a Pipeline and takes "
+                         "numbers: give a Pipeline whose first step vectorizes the documents, "
+                         "as make_pipeline(TfidfVectorizer(), LogisticRegression()), or the "
+                         "documents' vectors.")
+    check_not_documents(X)
+
+
 def _not_class_indices(y, n_classes):
     """Where ``y`` holds no index of ``n_classes`` classes."""
     y = np.asarray(y)
@@ -455,17 +466,20 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                              "target y is None: the training gradients are those of the loss "
                              "at the training targets.")
         X, y = from_polars(X), from_polars(y)
-        check_not_documents(X)
+        pipeline = isinstance(frozen_inner(self.estimator), Pipeline)
+        # documents (1-D text) for a Pipeline whose first step vectorizes them
+        self._documents = pipeline and is_documents(X)
+        if not self._documents:
+            _check_not_documents(X)
         # a Series follows a DataFrame's rows by their index, as in explain
-        y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
+        y = align_rows(y, self._row_index(X), "y")
         if self.task == "classification":
             check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
             y = _one_column_flattened(y)
         self._remember_fit_parameters()
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
-        pipeline = isinstance(frozen_inner(self.estimator), Pipeline)
-        self._table = pipeline and _holds_text(X)
+        self._table = self._documents or pipeline and _holds_text(X)
         # missing cells, for a Pipeline that imputes them before its last step's gradients
         self._allow_nan = pipeline and bool(accepts_missing_values(frozen_inner(self.estimator)))
         if self._table:  # the rows as they are, for the Pipeline's own steps
@@ -538,6 +552,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         """A DataFrame with text columns, for a Pipeline that takes them: its columns
         matched by name (to ``expected`` at ``fit``, to ``fit``'s later), nothing missing;
         with its rows numbered from 0 (they are sliced by position), and its own index."""
+        if self._documents:
+            return self._validated_documents(X)
         reset = expected is not None or not hasattr(self, "n_features_in_")
         if not hasattr(X, "columns"):
             raise ValueError("`fit` was given a DataFrame with text columns, for the "
@@ -551,6 +567,37 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                              "values; the gradients of their rows are undefined.")
         return X.reset_index(drop=True), X.index
 
+    def _validated_documents(self, X):
+        """Documents for a Pipeline whose first step vectorizes them: a Series numbered from
+        0, and their own index."""
+        import pandas as pd
+
+        if not is_documents(X):
+            shape = f" of shape {X.shape}" if hasattr(X, "shape") else ""
+            raise ValueError("`fit` was given documents (1-D text) for the Pipeline's first "
+                             "step: X must be documents too, one per row; got "
+                             f"{type(X).__name__}{shape}.")
+        if not isinstance(X, pd.Series):
+            X = pd.Series(np.asarray(X, dtype=object))
+        missing = X.isna().to_numpy()
+        if missing.any() and not self._allow_nan:
+            raise ValueError(f"X holds missing documents (at positions "
+                             f"{np.flatnonzero(missing)[:5].tolist()}); their gradients are "
+                             "undefined.")
+        text = X.map(lambda value: isinstance(value, (str, bytes))).to_numpy(bool)
+        not_text = ~text & ~missing
+        if not_text.any():
+            first = int(np.flatnonzero(not_text)[0])
+            raise ValueError(f"X holds documents that are not text, such as {X.iloc[first]!r} "
+                             f"(position {first}): the Pipeline's first step reads text.")
+        return X.reset_index(drop=True), X.index
+
+    def _row_index(self, X):
+        """The row labels a Series ``y`` follows: a DataFrame's, or those of a Series of
+        documents; None for others."""
+        tabled = hasattr(X, "columns") or getattr(self, "_documents", False)
+        return X.index if tabled and hasattr(X, "iloc") else None  # a list has .index too
+
     def _check_rows_kept(self, X):
         """Raise unless the Pipeline's steps before its last make one row of each row of the
         table ``X`` (a text vectorizer first reads a DataFrame as its column names)."""
@@ -560,8 +607,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         if made.shape[0] != n_rows:
             raise ValueError(f"`estimator`'s steps before its last make {made.shape[0]} rows "
                              f"of {n_rows} rows of X: its first step does not take a table "
-                             "(a text vectorizer takes 1-D documents: put it in a "
-                             "ColumnTransformer on the documents' column).")
+                             "(a text vectorizer takes 1-D documents: pass them as they are, "
+                             "X[column], or put it in a ColumnTransformer on their column).")
 
     def _validated_targets(self, y):
         """``y`` of the table's rows, as ``validate_data`` checks it beside a float X."""
@@ -627,7 +674,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         return make_param_gradients(self.estimator_, loss=self.loss, task=self.task,
                                     input_shape=self.input_shape,
                                     output_kind=getattr(self, "_keras_output", None),
-                                    n_features=self.n_features_in_, device=self.device)
+                                    n_features=getattr(self, "n_features_in_", None),
+                                    device=self.device)
 
     def _get_gradients(self):
         # Compiled TensorFlow functions do not pickle: a restored explainer rebuilds them.
@@ -836,8 +884,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         check_is_fitted(self)
         self._check_fit_parameters()
         X, y = from_polars(X), from_polars(y)
-        check_not_documents(X)
-        y = align_rows(y, X.index if hasattr(X, "columns") else None, "y")
+        if not getattr(self, "_documents", False):
+            _check_not_documents(X)
+        y = align_rows(y, self._row_index(X), "y")
         X = self._validated_table(X)[0] if getattr(self, "_table", False) else \
             validate_float_data(self, X, reset=False,
                                 allow_nan=getattr(self, "_allow_nan", False))
@@ -960,7 +1009,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         """
         target_given = y is not None
         table = getattr(self, "_table", False)
-        index = X.index if table and hasattr(X, "index") else None
+        index = self._row_index(X) if table else None
         X, y = self._check_X_y(X, y)
         scores = self._scores(X, y)
         order = np.argsort(-scores, axis=1, kind="stable")
@@ -976,7 +1025,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             scores=scores, ordered_indices=order,
             most_similar=self.X_train_.iloc[order[:, 0]].set_axis(labels[order[:, 0]]),
             least_similar=self.X_train_.iloc[order[:, -1]].set_axis(labels[order[:, -1]]),
-            X=X.set_axis(index), target=self._shown_targets(y), sim_fn=self.sim_fn,
+            X=X if index is None else X.set_axis(index), target=self._shown_targets(y),
+            sim_fn=self.sim_fn,
             target_given=target_given, train_labels=labels)
 
     def kneighbors(self, X, n_neighbors=5, return_scores=True, *, y=None):

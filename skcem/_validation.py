@@ -243,6 +243,19 @@ def fitted_columns(estimator):
     return names if names is not None else getattr(estimator, "_fit_columns", None)
 
 
+def is_documents(X):
+    """Whether ``X`` is a 1-D sequence of text: documents, as a text Pipeline's vectorizer
+    takes them (its first value text that is not a number)."""
+    if hasattr(X, "columns") or getattr(X, "ndim", 1) != 1 or isinstance(X, (str, bytes)) \
+            or isinstance(X, dict):
+        return False
+    try:
+        first = next(iter(X), None)
+    except TypeError:
+        return False
+    return isinstance(first, (str, bytes)) and not _is_number(first)
+
+
 def check_not_documents(X):
     """Refuse a 1-D sequence of text (documents for a text Pipeline) in one line: X is a
     table, one row per instance; so is a dict (of a multi-input model's inputs)."""
@@ -261,7 +274,7 @@ def check_not_documents(X):
         raise ValueError("X is a sequence of dicts (one record per row, as DiCE's query "
                          "instances): make it a DataFrame first, `pd.DataFrame(X)`, with the "
                          "columns seen in fit.")
-    if isinstance(first, (str, bytes)) and not _is_number(first):
+    if is_documents(X):
         raise ValueError(
             "X is 1-D text (documents, as a text Pipeline's vectorizer takes them); X must be "
             "a table, one row per instance. Put the documents in a DataFrame column and the "

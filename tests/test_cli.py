@@ -766,6 +766,48 @@ def test_similarity_hands_a_pipeline_the_text_columns(tmp_path, capsys):
     assert json.loads((tmp_path / "out.json").read_text()) == written
 
 
+def test_similarity_hands_a_text_pipeline_its_documents(tmp_path, capsys):
+    """A saved Pipeline whose first step vectorizes documents gets the CSV's one text
+    column as documents (quoted commas kept), and more columns are refused in one line."""
+    import json
+
+    pd = pytest.importorskip("pandas")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    from skcem import GradientSimilarityExplainer
+
+    rng = np.random.default_rng(1)
+    words = np.array(["good,", "bad", "great", "awful", "movie", "plot"])
+    documents = [" ".join(rng.choice(words, 4)) for _ in range(40)]
+    y = np.array(["pos" if "good," in d else "neg" for d in documents])
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(documents, y)
+    joblib.dump(model, tmp_path / "text.joblib")
+    pd.DataFrame({"review": documents, "label": y}).to_csv(tmp_path / "train.csv",
+                                                           index=False)
+    pd.DataFrame({"review": documents[:3]}).to_csv(tmp_path / "rows.csv", index=False)
+    args = ["similarity", "--model", tmp_path / "text.joblib", "--train",
+            tmp_path / "train.csv", "--target", "label", "-k", "3", "--out",
+            tmp_path / "out.json", "--quiet"]
+    code, err = _main(capsys, *args, "--data", tmp_path / "rows.csv")
+    assert code == 0, err
+    written = json.loads((tmp_path / "out.json").read_text())
+    scores, indices = GradientSimilarityExplainer(model).fit(documents, y).kneighbors(
+        documents[:3], 3)
+    assert [row["neighbors"] for row in written] == indices.tolist()
+    np.testing.assert_allclose([row["scores"] for row in written], scores, rtol=1e-12)
+    pd.DataFrame({"review": documents[:3], "stars": [1, 2, 3]}).to_csv(
+        tmp_path / "two.csv", index=False)
+    code, err = _main(capsys, *args, "--data", tmp_path / "two.csv")
+    assert code == 2 and "unexpected columns ['stars']" in err
+    pd.DataFrame({"review": documents, "stars": 1, "label": y}).to_csv(
+        tmp_path / "train2.csv", index=False)
+    args[4] = tmp_path / "train2.csv"
+    code, err = _main(capsys, *args, "--data", tmp_path / "rows.csv")
+    assert code == 2 and "--train: the model's Pipeline reads one document per row" in err \
+        and "got 2: ['review', 'stars']" in err
+
+
 def test_explain_takes_plausibility_and_refuses_a_bad_one(files, capsys):
     folder, model, X = files
     out = folder / "plausible.json"

@@ -942,7 +942,8 @@ def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
     # a Pipeline of 1-D documents, given a one-column DataFrame of them: its vectorizer
     # reads the column names (found by a trial: fit passed, every later call crashed)
     documents = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(X["text"], y)
-    with pytest.raises(ValueError, match=r"steps before its last make 1 rows of 3 rows of X"):
+    with pytest.raises(ValueError, match=r"steps before its last make 1 rows of 3 rows of X.*"
+                                         r"pass them as they are, X\[column\]"):
         GradientSimilarityExplainer(documents).fit(X[["text"]], y)
     holed = X.iloc[:200].copy()
     holed.iloc[3, 0] = None
@@ -953,6 +954,46 @@ def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
 
     with pytest.raises(ValueError, match="plot_similarity draws rows of numbers"):
         plot_similarity(exp, explainer.X_train_)
+
+
+def test_a_text_pipeline_takes_its_documents():
+    """Found by a trial: a Pipeline whose first step vectorizes 1-D documents (scikit-learn's
+    text classification) was refused, though each document is one row of its last step."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(0)
+    words = np.array(["good", "bad", "great", "awful", "movie", "plot", "fun"])
+    documents = [" ".join(rng.choice(words, 4)) for _ in range(60)]
+    y = np.array(["pos" if ("good" in d) ^ ("bad" in d) else "neg" for d in documents])
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(documents, y)
+    explainer = GradientSimilarityExplainer(model).fit(documents[:50], y[:50])
+    exp = explainer.explain(documents[50:], y[50:])
+    # the last step's gradients on the vectorized rows, by hand: (p - onehot(y)) outer [x, 1]
+    vectors = model[0].transform(documents).toarray()
+    last = model[-1]
+    errors = last.predict_proba(vectors) - (y[:, None] == last.classes_)
+    grads = np.hstack([errors[:, 1:] * vectors, errors[:, 1:]])  # binary: one column
+    np.testing.assert_allclose(exp.scores, grads[50:] @ grads[:50].T, rtol=1e-10,
+                               atol=1e-15)
+    assert exp.most_similar.tolist() == [documents[j] for j in exp.ordered_indices[:, 0]]
+    np.testing.assert_allclose(explainer.self_influence(), (grads[:50] ** 2).sum(1),
+                               rtol=1e-10)
+    # a Series keeps its labels, and a Series y follows them
+    series = pd.Series(documents, index=[f"doc{i}" for i in range(60)])
+    targets = pd.Series(y, index=series.index)
+    labelled = GradientSimilarityExplainer(model).fit(series[:50], targets[:50][::-1])
+    exp = labelled.explain(series[50:])
+    assert exp.most_similar.index.tolist() == series.index[exp.ordered_indices[:, 0]].tolist()
+    assert exp.X.index.tolist() == series.index[50:].tolist()
+    np.testing.assert_allclose(labelled.self_influence(), explainer.self_influence())
+    with pytest.raises(ValueError, match=r"X must be documents too, one per row; got ndarray "
+                                         r"of shape \(2, 3\)"):
+        explainer.explain(vectors[:2, :3])
+    with pytest.raises(ValueError, match=r"not text, such as 3 \(position 1\)"):
+        explainer.explain(["good fun", 3])
+    with pytest.raises(ValueError, match=r"missing documents \(at positions \[1\]\)"):
+        explainer.explain(["good fun", None])
 
 
 def test_a_pipeline_picking_numeric_columns_by_name_is_handed_named_rows(digits):
