@@ -19,10 +19,11 @@ from .costs import median_absolute_deviation
 
 
 def _answer_sets(counterfactuals, features=None):
-    """``(sets, columns, categorical)``: one 2-D object array of answers per instance (rows
-    that are missing as a whole left out), the column names (or None), and the mask of
+    """``(sets, columns, categorical, kept)``: one 2-D object array of answers per instance
+    (rows that are missing as a whole left out), the column names (or None), and the mask of
     columns that hold categories (non-numeric dtypes of a DataFrame); only the columns
-    ``features`` (names, or positions) when given."""
+    ``features`` (names, or positions) when given, at positions ``kept`` of all the answers'
+    columns (an array of them)."""
     counterfactuals = getattr(counterfactuals, "counterfactuals", counterfactuals)
     if counterfactuals is None:
         raise ValueError("`counterfactuals` is None: an Explanation holds counterfactuals "
@@ -59,6 +60,7 @@ def _answer_sets(counterfactuals, features=None):
         raise ValueError("`counterfactuals` must be an Explanation, a DataFrame indexed by "
                          "(instance, rank), an array of shape (n_samples, k, n_features) or a "
                          f"list of 2-D sets of answers; got {type(counterfactuals).__name__}.")
+    width = len(categorical)
     if features is not None:
         from ._validation import label_position
 
@@ -67,12 +69,14 @@ def _answer_sets(counterfactuals, features=None):
         if len(features) == 0:
             raise ValueError("`features` names no column: give the columns to compare, or "
                              "None for all.")
-        kept = [label_position(key, columns, len(categorical), "features")
-                for key in features]
+        kept = np.array([label_position(key, columns, len(categorical), "features")
+                         for key in features])
         sets = [s[:, kept] for s in sets]
         columns = None if columns is None else [columns[j] for j in kept]
         categorical = categorical[kept]
-    return [s[~_missing_rows(s)] for s in sets], columns, categorical
+    else:
+        kept = np.arange(len(categorical))
+    return [s[~_missing_rows(s)] for s in sets], columns, categorical, (kept, width)
 
 
 def _instance_runs(index):
@@ -162,9 +166,9 @@ def count_diversity(counterfactuals, *, features=None, atol=1e-8):
     >>> count_diversity(answers)  # pairs differ in 1, 2 and 1 of 3 features
     array([0.44444444])
     """
-    if not isinstance(atol, (float, Integral)) or atol < 0:
+    if not isinstance(atol, (float, Integral)) or not atol >= 0:  # NaN too
         raise ValueError(f"`atol` must be a non-negative number; got {atol!r}.")
-    sets, _, categorical = _answer_sets(counterfactuals, features)
+    sets, _, categorical, _ = _answer_sets(counterfactuals, features)
     out = np.full(len(sets), np.nan)
     for i, answers in enumerate(sets):
         if len(answers) < 2:
@@ -213,7 +217,7 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=No
     diversity : ndarray of shape (n_samples,)
         Non-negative; NaN for an instance with fewer than two answers or no numeric feature.
     """
-    sets, columns, categorical = _answer_sets(counterfactuals, features)
+    sets, columns, categorical, kept = _answer_sets(counterfactuals, features)
     if columns is not None and hasattr(X_train, "columns") and mad is None:
         extra = [c for c in columns if c not in X_train.columns]
         if extra:
@@ -221,7 +225,7 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=No
                              "(an outcome column, as DiCE's final_cfs_df holds?). Leave them "
                              "out, or name the features in `features`.")
     numeric = np.flatnonzero(~categorical)
-    scale = _mads(X_train, mad, columns, categorical, numeric)
+    scale = _mads(X_train, mad, columns, categorical, numeric, kept)
     out = np.full(len(sets), np.nan)
     for i, answers in enumerate(sets):
         if len(answers) < 2 or numeric.size == 0:
@@ -232,8 +236,9 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=No
     return out
 
 
-def _mads(X_train, mad, columns, categorical, numeric):
-    """The MAD of each numeric feature, from ``mad`` or else ``X_train``."""
+def _mads(X_train, mad, columns, categorical, numeric, kept):
+    """The MAD of each numeric feature, from ``mad`` or else ``X_train`` (by name where both
+    have names, else by position: ``kept = (positions, width)`` of the answers' columns)."""
     if mad is not None:
         if isinstance(mad, dict):
             if columns is None:
@@ -258,10 +263,13 @@ def _mads(X_train, mad, columns, categorical, numeric):
     if X_train is None:
         raise ValueError("continuous_diversity needs `X_train` (for the features' MADs) or "
                          "`mad`.")
-    if hasattr(X_train, "columns"):
-        if columns is not None:
-            X_train = X_train[columns]
-        data = X_train.iloc[:, numeric].to_numpy(dtype=float)
-    else:
-        data = np.asarray(X_train, dtype=object)[:, numeric].astype(float)
+    if hasattr(X_train, "columns") and columns is not None:
+        data = X_train[columns].iloc[:, numeric].to_numpy(dtype=float)
+    else:  # by position: X_train as wide as the answers
+        kept, width = kept
+        data = np.asarray(X_train, dtype=object)
+        if data.ndim != 2 or data.shape[1] != width:
+            raise ValueError(f"X_train must be 2-D with the answers' {width} columns (taken "
+                             f"by position); got shape {data.shape}.")
+        data = data[:, kept[numeric]].astype(float)
     return median_absolute_deviation(data)

@@ -16,6 +16,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
+from skcem.costs import median_absolute_deviation
 from skcem.metrics import continuous_diversity, count_diversity
 
 from .conftest import FAST, small_mixed_forest
@@ -303,6 +304,28 @@ def test_diversity_errors():
         count_diversity(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="`atol`"):
         count_diversity(answers, atol=-1)
+    with pytest.raises(ValueError, match="`atol`"):  # found by a trial: same answers, 1.0
+        count_diversity(answers, atol=float("nan"))
+
+
+def test_continuous_diversity_takes_x_train_by_position_as_wide_as_the_answers():
+    """Found by a trial: an X_train with an id column in front gave other features' MADs
+    (28.7 for 0.21), a narrower one an IndexError; and features named by position read
+    X_train's columns at the positions among those features."""
+    rng = np.random.default_rng(0)
+    X_train = rng.normal(size=(50, 4)) * [1.0, 10.0, 100.0, 1000.0]
+    answers = rng.normal(size=(3, 2, 4)) * [1.0, 10.0, 100.0, 1000.0]
+    mad = median_absolute_deviation(X_train)
+    by_hand = np.mean(np.abs(answers[:, 0] - answers[:, 1]) / mad, axis=1)
+    np.testing.assert_allclose(continuous_diversity(answers, X_train), by_hand)
+    np.testing.assert_allclose(continuous_diversity(answers, pd.DataFrame(X_train)), by_hand)
+    kept = [1, 3]
+    by_hand = np.mean(np.abs(answers[:, 0, kept] - answers[:, 1, kept]) / mad[kept], axis=1)
+    np.testing.assert_allclose(continuous_diversity(answers, X_train, features=kept), by_hand)
+    for wrong in (np.c_[np.arange(50), X_train], X_train[:, :3], X_train[:, 0]):
+        with pytest.raises(ValueError, match=r"X_train must be 2-D with the answers' 4 "
+                                             r"columns \(taken by position\); got shape"):
+            continuous_diversity(answers, wrong)
 
 
 def test_cli_writes_every_counterfactual(tmp_path, iris, forest, capsys):
