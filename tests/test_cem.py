@@ -343,6 +343,37 @@ def test_auto_momentum_is_off_only_with_the_autoencoder_term(iris, iris_model):
                            equal_nan=True)
 
 
+def test_an_autoencoder_term_that_cannot_weigh_says_so(iris, iris_model):
+    """Found by a trial: an auto-encoder returning NaN left every row unfound with advice
+    on c_init; gamma under the gradient-free search was ignored without a word; a fitted
+    regressor as the auto-encoder got scikit-learn's "must be a callable"."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.neural_network import MLPRegressor
+
+    from skcem import SkcemWarning
+
+    X, y = iris
+    def partly_infinite(Z):  # infinite for rows whose second feature is above 1
+        Z = np.asarray(Z, dtype=float)
+        return np.where(Z[:, 1:2] > 1.0, np.inf, Z)
+
+    for broken, n_bad in ((lambda Z: np.asarray(Z) * np.nan, 20),
+                          (partly_infinite, int(np.sum(X[:20, 1] > 1.0)))):
+        with pytest.raises(ValueError, match=r"`autoencoder` returns NaN or infinite values "
+                                             rf"on rows given to fit \({n_bad} of the first "
+                                             r"20\)"):
+            CEMExplainer(iris_model, gamma=1.0, autoencoder=broken).fit(X)
+    forest = RandomForestClassifier(20, random_state=0).fit(X, y)
+    with pytest.warns(SkcemWarning, match=r"gamma=1 weighs the auto-encoder term in the "
+                                          r"gradient search only; search_='neighbors'"):
+        CEMExplainer(forest, gamma=1.0, autoencoder=_halve).fit(X)
+    regressor = MLPRegressor(hidden_layer_sizes=(2,), max_iter=50).fit(X, X)
+    with pytest.raises(ValueError, match="`autoencoder` is a MLPRegressor, not a callable: "
+                                         r"pass its method, autoencoder=ae.predict"):
+        CEMExplainer(iris_model, gamma=1.0, autoencoder=regressor).fit(X)
+    CEMExplainer(iris_model, gamma=1.0, autoencoder=regressor.predict).fit(X)
+
+
 @pytest.mark.parametrize("c_steps, expected", [(4, 4 * 20 + 200), (1, 200)])
 def test_auto_probing_takes_a_tenth_of_the_schedule(iris, iris_model, c_steps, expected):
     """probe_iterations="auto": c_steps probes of max_iterations // 10 and one full c-step;
