@@ -184,10 +184,17 @@ def native_categorical(estimator, X, categorical_features):
 def _categorical_inputs_of(model):
     """The mask of the inputs a model takes as categories: scikit-learn's
     ``is_categorical_`` (HistGradientBoosting), LightGBM's categorical features (those whose
-    ``feature_infos`` list values); else None."""
+    ``feature_infos`` list values), XGBoost's (feature type "c", a pandas category column
+    under ``enable_categorical`` or one named in ``feature_types``); else None."""
     native = getattr(model, "is_categorical_", None)
     if native is not None:
         return native
+    if type(model).__module__.startswith("xgboost") and hasattr(model, "get_booster"):
+        try:
+            types = model.get_booster().feature_types
+        except Exception:  # noqa: BLE001 -- an unfitted or odd model: no categories read
+            return None
+        return None if types is None else np.array([t == "c" for t in types], dtype=bool)
     booster = getattr(model, "booster_", None)
     if booster is None or not hasattr(booster, "dump_model") or \
             not type(model).__module__.startswith("lightgbm"):

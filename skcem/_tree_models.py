@@ -514,36 +514,13 @@ def _read_xgboost(model, n_classes):
     """XGBoost's ``XGBClassifier``: a split sends ``x < split`` left (float32), which is
     ``x <= `` the float32 just below it; the start (``base_score``) is read back from the
     model's own raw output."""
-    booster = model.get_booster()
-    frame = booster.trees_to_dataframe()
-    names = booster.feature_names
-    per_tree = []
-    for _, tree in frame.groupby("Tree", sort=True):
-        ids = {node_id: k for k, node_id in enumerate(tree["ID"])}
-        leaf = (tree["Feature"] == "Leaf").to_numpy()
-        if "Category" in tree and tree["Category"].notna().any():
-            split = tree["Feature"][tree["Category"].notna()].iloc[0]
-            raise ValueError(
-                f"search='exact' cannot follow XGBoost's native categorical splits (of "
-                f"feature {split!r}): one-hot or ordinal encode the categorical columns in a "
-                "Pipeline instead (or train without enable_categorical).")
-        left = np.array([-1 if is_leaf else ids[y] for is_leaf, y in zip(leaf, tree["Yes"])])
-        right = np.array([-1 if is_leaf else ids[n] for is_leaf, n in zip(leaf, tree["No"])])
-        feature = np.array([-1 if is_leaf else (names.index(f) if names else int(f[1:]))
-                            for is_leaf, f in zip(leaf, tree["Feature"])])
-        split = tree["Split"].to_numpy(dtype=float)
-        threshold = np.where(leaf, np.nan, np.nextafter(split.astype(np.float32),
-                                                        np.float32(-np.inf)).astype(float))
-        value = np.where(leaf, tree["Gain"].to_numpy(dtype=float), 0.0)
-        # Children after their parents, as the other readers give them.
-        order = _parents_first(left, right)
-        position = np.empty(len(order), int)
-        position[order] = np.arange(len(order))
-        def renumbered(children):
-            return np.where(children[order] >= 0, position[np.maximum(children[order], 0)], -1)
+    import json
 
-        per_tree.append((renumbered(left), renumbered(right), feature[order], threshold[order],
-                         value[order]))
+    booster = model.get_booster()
+    names = booster.feature_names
+    # the JSON dump: trees_to_dataframe cannot parse an indicator (bool) column's splits
+    per_tree = [_xgboost_tree(json.loads(text), names)
+                for text in booster.get_dump(dump_format="json")]
     trees = _boosting_trees(per_tree, n_classes)
     width = 1 if n_classes == 2 else n_classes
     # The start: the model's raw output at a row, less what its trees add there.
@@ -562,15 +539,37 @@ def _read_xgboost(model, n_classes):
                           ties_to_higher=False)
 
 
-def _parents_first(left, right):
-    """Node indices in an order that puts every node before its children (from node 0)."""
-    order, stack = [], [0]
-    while stack:
-        node = stack.pop()
-        order.append(node)
-        if left[node] >= 0:
-            stack.extend([right[node], left[node]])
-    return np.asarray(order)
+def _xgboost_tree(root, names):
+    """One tree of XGBoost's JSON dump as ``(left, right, feature, threshold, value)``,
+    parents before their children. A split sends ``x < split_condition`` (float32) to
+    "yes", which is ``x <=`` the float32 just below it; an indicator (bool) column's split has
+    no condition and sends 0 to "yes"."""
+    left, right, feature, threshold, value = [], [], [], [], []
+
+    def visit(node):
+        index = len(left)
+        for column in (left, right, feature):
+            column.append(-1)
+        threshold.append(np.nan)
+        value.append(float(node.get("leaf", 0.0)))
+        if "leaf" in node:
+            return index
+        condition = node.get("split_condition", 1.0)  # an indicator's: 0 < 1
+        if isinstance(condition, list):
+            raise ValueError(
+                f"search='exact' cannot follow XGBoost's native categorical splits (of "
+                f"feature {node['split']!r}): one-hot or ordinal encode the categorical columns "
+                "in a Pipeline instead (or train without enable_categorical).")
+        split = node["split"]
+        feature[index] = names.index(split) if names else int(split[1:])
+        threshold[index] = float(np.nextafter(np.float32(condition), np.float32(-np.inf)))
+        children = {child["nodeid"]: child for child in node["children"]}
+        left[index] = visit(children[node["yes"]])
+        right[index] = visit(children[node["no"]])
+        return index
+
+    visit(root)
+    return tuple(np.asarray(column) for column in (left, right, feature, threshold, value))
 
 
 def _binary_as_two(trees, base, slope, ties_to_higher):

@@ -9,6 +9,7 @@ match its distance (to the small steps either side of a threshold), never be wor
 """
 
 import itertools
+import json
 import warnings
 
 import numpy as np
@@ -612,6 +613,55 @@ def test_native_categorical_splits_of_the_boosting_libraries_are_named(library):
                                          r"categorical splits \(of feature 'col'\): one-hot "
                                          r"or ordinal encode"):
         CounterfactualExplainer(model, search="exact").fit(frame)
+
+
+def test_xgboost_with_a_bool_column_is_read_and_its_declared_categories_kept():
+    """Found by a trial: XGBoost keeps a bool column as an indicator ("i"), whose splits
+    xgboost's own trees_to_dataframe cannot parse ("Failed to parse model text dump"); and
+    an integer column declared "c" in feature_types moved as a number."""
+    xgboost = pytest.importorskip("xgboost")
+    rng = np.random.default_rng(3)
+    n = 300
+    frame = pd.DataFrame({"x": rng.uniform(0, 10, n), "flag": rng.random(n) > 0.5,
+                          "z": rng.uniform(0, 10, n)})
+    y = ((frame.x + 4 * frame.flag > 7) ^ (frame.z > 8)).astype(int).to_numpy()
+    model = xgboost.XGBClassifier(n_estimators=6, max_depth=2).fit(frame, y)
+    cf = CounterfactualExplainer(model, search="exact").fit(frame)
+    rows = frame.iloc[:6]
+    exp = cf.explain(rows)
+    cuts = {}
+
+    def collect(node):  # the numeric splits, from XGBoost's JSON dump
+        if "split_condition" in node:
+            cuts.setdefault(node["split"], set()).add(float(node["split_condition"]))
+        for child in node.get("children", []):
+            collect(child)
+
+    for text in model.get_booster().get_dump(dump_format="json"):
+        collect(json.loads(text))
+    cuts = {name: sorted(values) for name, values in cuts.items()}
+    lower, upper = cf.feature_range_
+    for i in range(len(rows)):
+        x0 = rows.to_numpy(dtype=float)[i]
+        candidates = [_numeric_candidates(x0[0], cuts.get("x", []), lower[0], upper[0]),
+                      [0.0, 1.0],
+                      _numeric_candidates(x0[2], cuts.get("z", []), lower[2], upper[2])]
+        own = model.predict(rows.iloc[[i]])[0]
+
+        def predicted(grid):
+            return model.predict(pd.DataFrame({"x": grid[:, 0], "flag": grid[:, 1] > 0.5,
+                                               "z": grid[:, 2]}))
+
+        best = _brute_force(x0, candidates, lambda g: predicted(g) != own,
+                            lambda g: np.abs(g - x0).sum(axis=1))
+        assert exp.found[i] and model.predict(exp.explanation.iloc[[i]])[0] != own
+        assert best - 3 * STEP <= exp.distance[i] <= best + 1e-9
+    coded = frame.assign(flag=frame.flag.astype(int), region=rng.integers(0, 4, n))
+    declared = xgboost.XGBClassifier(n_estimators=6, max_depth=2, enable_categorical=True,
+                                     feature_types=["float", "int", "float", "c"])
+    declared.fit(coded, y)
+    cf = CounterfactualExplainer(declared).fit(coded)
+    np.testing.assert_array_equal(cf.categorical_mask_, [False, False, False, True])
 
 
 def test_pn_with_a_categorical_column_behind_a_pipeline():
