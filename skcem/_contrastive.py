@@ -47,7 +47,8 @@ from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_lev
 from ._validation import (accepts_missing_values, align_columns, align_rows, as_named_in,
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
-                          final_step, fitted_columns, from_polars, is_prefitted,
+                          final_step, fitted_columns, fitted_feature_names, from_polars,
+                          is_prefitted,
                           kind_other_than_classifier, missing_values_refused, per_feature,
                           probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
@@ -434,7 +435,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if y is not None:
             check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
         self._remember_fit_parameters()
-        prefitted_names = as_named_in(X, getattr(self.estimator, "feature_names_in_", None)
+        prefitted_names = as_named_in(X, fitted_feature_names(self.estimator)
                                       if is_prefitted(self.estimator) else None)
         if prefitted_names is None and hasattr(X, "columns") and \
                 all(isinstance(c, str) for c in X.columns) and \

@@ -235,6 +235,19 @@ def as_named_in(X, names):
     return names
 
 
+def fitted_feature_names(estimator):
+    """A fitted model's input feature names: scikit-learn's ``feature_names_in_``, or
+    CatBoost's ``feature_names_`` where it was fitted on named columns (not the positions
+    "0", "1", ... it names an array's); None for none."""
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None or not type(estimator).__module__.startswith("catboost"):
+        return names
+    names = list(getattr(estimator, "feature_names_", None) or [])
+    if not names or [str(name) for name in names] == [str(j) for j in range(len(names))]:
+        return None
+    return np.asarray(names, dtype=object)
+
+
 def fitted_columns(estimator):
     """The columns an explainer was fitted on, to match those of later calls by label: its
     ``feature_names_in_``, else the labels of a DataFrame whose labels are not all strings

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from skcem import CEMExplainer, CounterfactualExplainer, GradientSimilarityExplainer
+from skcem import CEMExplainer, CounterfactualExplainer, GradientSimilarityExplainer, SkcemWarning
 
 from .conftest import FAST
 
@@ -1059,3 +1059,27 @@ def test_the_outside_the_range_warning_names_integer_and_tuple_labels():
             explainer.explain(rows)
         said = [str(w.message) for w in caught if "outside `feature_range_`" in str(w.message)]
         assert len(said) == 1 and f"`feature_range_` ({named}" in said[0], (said, named)
+
+
+def test_catboost_columns_are_matched_by_its_own_feature_names():
+    """Found by a trial: CatBoost keeps its columns' names in feature_names_ (not
+    feature_names_in_): fit warned the model had none, and columns in another order crashed
+    inside CatBoost ("Cannot convert 'M' to float")."""
+    catboost = pytest.importorskip("catboost")
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.integers(18, 70, 300), "sex": rng.choice(["F", "M"], 300),
+                          "income": rng.normal(30, 5, 300).round(1)})
+    y = ((frame.age > 40) ^ (frame.sex == "M")).astype(int).to_numpy()
+    model = catboost.CatBoostClassifier(iterations=30, depth=3, verbose=0,
+                                        cat_features=["sex"]).fit(frame, y)
+    reordered = frame[["income", "sex", "age"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkcemWarning)
+        explainer = CounterfactualExplainer(model).fit(frame)  # no false warning
+    with pytest.warns(SkcemWarning, match="in another order: they are matched by name"):
+        explainer = CounterfactualExplainer(model).fit(reordered)
+    exp = explainer.explain(frame.iloc[:5])
+    assert list(exp.explanation.columns) == list(frame.columns)
+    found = exp.explanation[exp.found]
+    assert (model.predict(found) != model.predict(frame.iloc[:5][exp.found])).all()
