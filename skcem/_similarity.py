@@ -477,6 +477,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
             y = _one_column_flattened(y)
         self._remember_fit_parameters()
+        if self.estimator is not None:  # the model's kind before its data's (text columns)
+            check_supported(self.estimator)
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
         self._table = self._documents or pipeline and _holds_text(X)

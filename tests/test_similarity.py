@@ -345,6 +345,14 @@ def test_bad_input(digits, digits_model):
         GradientSimilarityExplainer(digits_model).fit(X[:20], y[:19])
     with pytest.raises(TypeError, match="must be a Keras model, a PyTorch module or one of"):
         GradientSimilarityExplainer(SVC().fit(X[:50], y[:50])).fit(X[:50], y[:50])
+    # the model's kind before its data's (found by a trial: a forest on a table with text
+    # was told to encode the text, then refused)
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier(3, random_state=0).fit(X[:50], y[:50])
+    with pytest.raises(TypeError, match=r"got RandomForestClassifier: a model of trees \(or "
+                                        r"neighbours\) is piecewise constant"):
+        GradientSimilarityExplainer(forest).fit(np.where(X[:50] > 5, "high", "low"), y[:50])
     crammer_singer = LinearSVC(multi_class="crammer_singer").fit(X[:50], y[:50])
     with pytest.raises(TypeError, match=r'LinearSVC\(multi_class="ovr"\).*got LinearSVC'):
         GradientSimilarityExplainer(crammer_singer).fit(X[:50], y[:50])

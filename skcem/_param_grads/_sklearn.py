@@ -240,9 +240,15 @@ def unsupported_error(model):
     names = ", ".join(cls.__name__ + (_losses_named(_LOSSES[cls]) if cls in _LOSSES else "")
                       + ('(multi_class="ovr")' if cls is LinearSVC else "")
                       for cls in SUPPORTED)
+    from .._neighbors import is_piecewise_constant
+
+    last = frozen_inner(model[-1]) if isinstance(model, Pipeline) else model
     got = type(model).__name__
     if isinstance(model, Pipeline):
-        got = f"a Pipeline ending in {type(frozen_inner(model[-1])).__name__}"
+        got = f"a Pipeline ending in {type(last).__name__}"
+    why = "its loss has no gradient with respect to parameters that skcem can compute"
+    if is_piecewise_constant(last):
+        why = "a model of trees (or neighbours) is piecewise constant in its parameters: " \
+              "its loss has no gradient in them"
     return TypeError(f"`estimator` must be a Keras model, a PyTorch module or one of "
-                     f"{names} (or a Pipeline ending in one); got {got}: its loss has no "
-                     "gradient with respect to parameters that skcem can compute.")
+                     f"{names} (or a Pipeline ending in one); got {got}: {why}.")
