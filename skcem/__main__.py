@@ -16,6 +16,7 @@ import argparse
 import ast
 import csv
 import dataclasses
+import io
 import json
 import sys
 import warnings
@@ -29,7 +30,7 @@ class InputError(Exception):
 
 
 def _read_table(path, option):
-    """The header and the non-blank rows of a CSV file, as text.
+    """The header and the rows of a CSV file (blank lines skipped), as text.
 
     Parameters
     ----------
@@ -46,13 +47,28 @@ def _read_table(path, option):
     path = Path(path)
     if not path.exists():
         raise InputError(f"{option}: no such file: {path}")
-    # utf-8-sig: spreadsheet programs save a byte-order mark that would stick to the first name
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    raw = path.read_bytes()
+    try:
+        # utf-8-sig: spreadsheet programs save a byte-order mark that would stick to the
+        # first name
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InputError(f"{option}: {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on "
+                         f"line {line}): save it as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    # a blank line is skipped, as pandas skips it; a row of empty cells (",,,") is a row of
+    # missing values, kept: the output's rows count the file's
+    rows = [(reader.line_num, row) for row in reader
+            if len(row) > 1 or (row and row[0].strip())]
     if len(rows) < 2:
         raise InputError(f"{option}: {path} needs a header row and at least one data row")
     header = rows[0][1]
+    if len(header) == 1 and any(mark in header[0] for mark in ";\t|"):
+        mark = next(mark for mark in ";\t|" if mark in header[0])
+        raise InputError(f"{option}: {path} has one column, named {header[0]!r}: it seems "
+                         f"delimited by {mark!r}; skcem reads comma-separated files (save it "
+                         "with commas, and decimal points)")
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise InputError(f"{option}: {path} has duplicate columns {duplicates}")
@@ -72,15 +88,26 @@ def _where(path, option, r, line, name):
     return f"{option}: {path} row {r} (line {line}), column {name!r}"
 
 
+# Cells of a numeric column read as missing, besides an empty one: pandas' and R's marks.
+# (In a text column "NA" may be a category, North America: it stays text there.)
+_MISSING_MARKS = frozenset({"NA", "N/A", "n/a", "NULL", "null", "None", "<NA>", "#N/A"})
+
+
+def _is_missing_number(cell):
+    cell = cell.strip()
+    return not cell or cell in _MISSING_MARKS
+
+
 def _numbers(path, option, header, rows, columns):
     """The cells of ``columns`` (indices into ``header``) as an array of floats, NaN for an
-    empty cell (a missing value: the explainers take them where the model does)."""
+    empty cell or a mark of a missing value ("NA", "null"...: the explainers take them where
+    the model does)."""
     values = np.empty((len(rows), len(columns)))
     for r, (line, cells) in enumerate(rows):
         for j, column in enumerate(columns):
             cell = cells[column]
             try:
-                values[r, j] = float(cell) if cell.strip() else np.nan
+                values[r, j] = np.nan if _is_missing_number(cell) else float(cell)
             except ValueError:
                 raise InputError(f"{_where(path, option, r, line, header[column])}: "
                                  f"not a number: {cell!r}") from None
@@ -107,7 +134,7 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
     header = [header[j] for j in kept]
     text = []
     for j, name in enumerate(header):
-        cells = [cells[j] for _, cells in rows if cells[j].strip()]  # empty: missing
+        cells = [cells[j] for _, cells in rows if not _is_missing_number(cells[j])]
         # Mostly text: a categorical column. A few non-numbers among numbers: typos, named
         # by _numbers below.
         if name in dates or name in texts or \
@@ -128,9 +155,12 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
         if name in dates:
             try:
                 columns[name] = _iso_dates(pd, pd.Series(cells))
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError):
+                r, cell = next(((r, cell) for r, cell in enumerate(cells)
+                                if cell and not _is_iso_date(pd, cell)), (None, None))
+                where = "" if r is None else f", such as {cell!r} (row {r}, line {rows[r][0]})"
                 raise InputError(f"--dates: column {name!r} of {path} holds a value that is "
-                                 f"not an ISO 8601 date or time ({exc})") from None
+                                 f"not an ISO 8601 date or time{where}") from None
             continue
         present = [cell for cell in cells if cell]
         if j in text and name not in texts and present and \
@@ -272,12 +302,22 @@ def _load_model(path):
     if not path.exists():
         raise InputError(f"--model: no such file: {path}")
     if path.suffix == ".keras":
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"--model: {path} is not a .keras archive (the zip file that "
+                             "model.save writes)")
         try:
             import keras
         except ImportError as exc:
             raise InputError("--model: a .keras model needs TensorFlow: "
                              "pip install skcem[tf]") from exc
-        return keras.models.load_model(path)
+        try:
+            return keras.models.load_model(path)
+        except Exception as exc:  # any reading failure is bad input here
+            first = (str(exc).splitlines() or [""])[0]
+            raise InputError(f"--model: cannot load {path} as a Keras model "
+                             f"({type(exc).__name__}: {first})") from exc
     import joblib
 
     try:
@@ -295,6 +335,10 @@ def _load_model(path):
                          "--model takes the model it explains (a "
                          f"{type(explains).__name__} here: save its estimator_ with "
                          "joblib.dump), and the command line fits the explainer itself")
+    if not (callable(model) or hasattr(model, "predict") or hasattr(model, "predict_proba")):
+        raise InputError(f"--model: {path} holds a {type(model).__name__}, not a model: it "
+                         "takes a fitted classifier saved with joblib.dump (a PyTorch module "
+                         "too) or a .keras file")
     if not is_prefitted(model):
         raise InputError(f"--model: {path} holds an unfitted {type(model).__name__}; the "
                          "command line explains a fitted model: fit it, then save it "
@@ -424,6 +468,11 @@ def _reorder(header, values, expected, option):
         return values
     missing = [name for name in expected if name not in header]
     extra = [name for name in header if name not in expected]
+    if missing and sorted(name.strip() for name in header) == \
+            sorted(name.strip() for name in expected):
+        spaced = [name for name in (*extra, *missing) if name != name.strip()]
+        raise InputError(f"{option}: the names differ by spaces around them "
+                         f"({_some(spaced)}): write them without, in every file")
     if missing or extra:
         problems = ([f"missing columns {_some(missing)}"] if missing else []) + \
             ([f"unexpected columns {_some(extra)} (not features of the model"] if extra else [])
@@ -471,11 +520,17 @@ def _check_keras_width(model, header, option):
                          f"{tuple(shape[1:])} takes {size} values per row")
 
 
-def _check_out(out):
-    """Check that ``--out`` can be written, before any work is done."""
+def _check_out(out, args):
+    """Check that ``--out`` can be written, before any work is done, and is none of the
+    files read (``--data``, ``--train``, ``--model``): they would be overwritten."""
     out = Path(out)
-    if out.suffix not in (".json", ".csv"):
+    if out.suffix.lower() not in (".json", ".csv"):
         raise InputError(f"--out: use a .json or .csv file, not {out.name}")
+    for option in ("data", "train", "model"):
+        given = getattr(args, option, None)
+        if given is not None and Path(given).resolve() == out.resolve():
+            raise InputError(f"--out: {out} is the --{option} file, which it would overwrite: "
+                             "write the results to another file")
     existed = out.exists()
     try:
         open(out, "a").close()
@@ -546,10 +601,24 @@ def _dates_hint(data, dates):
             f"give --dates {' '.join(map(str, looking))})")
 
 
+def _missing_as_none(value):
+    """``value`` with every float NaN (a missing cell) as None, in lists and dicts too: JSON
+    has no NaN (``json.dumps`` writes a bare ``NaN`` that strict parsers refuse), a CSV
+    cell of None is empty."""
+    if isinstance(value, dict):
+        return {k: _missing_as_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_missing_as_none(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
 def _write(rows, out):
     out = Path(out)
+    rows = _missing_as_none(rows)
     try:
-        if out.suffix == ".json":
+        if out.suffix.lower() == ".json":
             out.write_text(json.dumps(rows, indent=2, ensure_ascii=False, default=_json_value),
                            encoding="utf-8")
             return
@@ -562,6 +631,14 @@ def _write(rows, out):
                                  for k, v in row.items()})
     except OSError as exc:
         raise InputError(f"--out: cannot write {out}: {exc.strerror}") from exc
+
+
+def _is_iso_date(pd, cell):
+    try:
+        _iso_dates(pd, pd.Series([cell]))
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _iso_dates(pd, values):
@@ -605,7 +682,7 @@ def _explain(args):
     from . import CEMExplainer, CounterfactualExplainer
     from ._gradients import is_deep_model
 
-    _check_out(args.out)
+    _check_out(args.out, args)
     model = _load_model(args.model)
     from ._validation import kind_other_than_classifier
 
@@ -721,7 +798,7 @@ def _explain(args):
 def _similarity(args):
     from . import GradientSimilarityExplainer
 
-    _check_out(args.out)
+    _check_out(args.out, args)
     params = _parse_params(args.params)
     _check_params(params, GradientSimilarityExplainer,
                   {"estimator": "--model", "sim_fn": "--sim-fn", "task": "--task",
@@ -865,6 +942,9 @@ def main(argv=None):
     except InputError as exc:
         print(f"skcem {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT
+        print(f"skcem {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

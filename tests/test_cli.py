@@ -1059,3 +1059,119 @@ def test_the_output_holds_each_answers_distance(tmp_path):
                  "--mode", "CF", "--params", "n_counterfactuals=2", "--out", str(out),
                  "--quiet"]) == 0
     assert json.loads(out.read_text()) == rows
+
+
+def test_a_row_of_empty_cells_keeps_its_place(tmp_path, capsys):
+    """Found by a trial: a row of empty cells (",,,") was skipped, so every later answer was
+    written under the row before it ("row" in the output no longer the file's)."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = load_iris(return_X_y=True)
+    model = HistGradientBoostingClassifier(max_iter=20).fit(X, y)  # takes missing values
+    joblib.dump(model, tmp_path / "hgb.joblib")
+    _write_csv(tmp_path / "train.csv", HEADER, X)
+    rows = [X[0], [""] * 4, X[60], X[120]]
+    _write_csv(tmp_path / "data.csv", HEADER, rows)
+    code, err = _main(capsys, "explain", "--model", tmp_path / "hgb.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--mode", "CF",
+                      "--out", tmp_path / "out.json", "--quiet")
+    assert code == 0, err
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert [row["row"] for row in written] == [0, 1, 2, 3]
+    assert len(pd.read_csv(tmp_path / "data.csv")) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        api = CounterfactualExplainer(model).fit(X).explain(X[[0, 60, 120]])
+    for row, i in zip([written[0], written[2], written[3]], range(3)):
+        assert row["found"] == bool(api.found[i])
+        assert row["CF_class"] == int(api.explanation_pred[i])
+
+
+def test_files_as_exports_have_them_get_one_line(files, tmp_path, capsys):
+    """Found by a trial of the command line in shell scripts: a latin-1 file, a .keras file
+    that is no archive and ``--dates`` on text raised tracebacks or several lines; a file
+    delimited by semicolons, names with spaces and a pickled dict got advice that led
+    elsewhere; "NA" in a numeric column was no number; --out could overwrite --data."""
+    folder, _, X = files
+    command = ["explain", "--model", folder / "model.joblib", "--train", folder / "train.csv",
+               "--quiet"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("sepal_length,sepal_width,petal_length,petal_width\n"
+                      "5.1,3.5,1.4,0.2\n5.1,3.5,1.4,0.2 # caf\u00e9\n".encode("latin-1"))
+    code, err = _main(capsys, *command, "--data", latin, "--out", tmp_path / "o.json")
+    assert code == 2 and err.strip().endswith(
+        "--data: " + str(latin) + " is not UTF-8 text (byte 0xe9 on line 3): save it as UTF-8")
+    semi = tmp_path / "semi.csv"
+    semi.write_text("sepal_length;sepal_width;petal_length;petal_width\n5.1;3.5;1.4;0.2\n")
+    code, err = _main(capsys, *command, "--data", semi, "--out", tmp_path / "o.json")
+    assert code == 2 and "it seems delimited by ';'; skcem reads comma-separated files" in err
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("sepal_length, sepal_width, petal_length, petal_width\n"
+                      "5.1, 3.5, 1.4, 0.2\n")
+    code, err = _main(capsys, *command, "--data", spaced, "--out", tmp_path / "o.json")
+    assert code == 2 and "the names differ by spaces around them ([' sepal_width'" in err
+    marked = tmp_path / "marked.csv"
+    marked.write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,NA,1.4,0.2\n")
+    code, err = _main(capsys, *command, "--data", marked, "--out", tmp_path / "o.json")
+    assert code == 2 and "Input X contains NaN (in 'sepal_width')" in err  # missing, no typo
+    code, err = _main(capsys, *command, "--data", folder / "data.csv", "--out",
+                      folder / "data.csv")
+    assert code == 2 and "is the --data file, which it would overwrite" in err
+    assert (folder / "data.csv").read_text().startswith("sepal_length")
+    code, err = _main(capsys, *command, "--data", folder / "data.csv", "--out",
+                      tmp_path / "OUT.JSON")
+    assert code == 0, err
+    assert len(json.loads((tmp_path / "OUT.JSON").read_text())) == 3
+    joblib.dump({"model": 1}, tmp_path / "dict.joblib")
+    (tmp_path / "not.keras").write_text("not a zip")
+    for model, message in (("dict.joblib", "holds a dict, not a model"),
+                            ("not.keras", "is not a .keras archive")):
+        code, err = _main(capsys, "explain", "--model", tmp_path / model, "--data",
+                          folder / "data.csv", "--out", tmp_path / "o.json")
+        assert code == 2 and message in err
+    table = tmp_path / "table.csv"
+    table.write_text("sepal_length,sepal_width,petal_length,petal_width,city\n"
+                     "5.1,3.5,1.4,0.2,Oslo\n")
+    code, err = _main(capsys, *command, "--data", table, "--dates", "city", "--out",
+                      tmp_path / "o.json")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "such as 'Oslo' (row 0, " \
+        "line 2)" in err
+
+
+def test_missing_values_are_written_as_null(tmp_path, capsys):
+    """Found by a trial: a held feature's missing cell was written as a bare NaN, which is
+    no JSON (strict parsers refuse it); in a CSV, an empty cell."""
+    pytest.importorskip("pandas")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = load_iris(return_X_y=True)
+    model = HistGradientBoostingClassifier(max_iter=20).fit(X, y)
+    joblib.dump(model, tmp_path / "hgb.joblib")
+    _write_csv(tmp_path / "train.csv", HEADER, X)
+    _write_csv(tmp_path / "data.csv", HEADER, [[X[0, 0], "", *X[0, 2:]]])
+    args = ["explain", "--model", tmp_path / "hgb.joblib", "--data", tmp_path / "data.csv",
+            "--train", tmp_path / "train.csv", "--mode", "CF", "--params",
+            "immutable_features=sepal_width", "--quiet"]
+    code, err = _main(capsys, *args, "--out", tmp_path / "out.json")
+    assert code == 0, err
+    text = (tmp_path / "out.json").read_text()
+    assert "NaN" not in text
+    written = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    assert written[0]["fixed"]["sepal_width"] is None
+    code, err = _main(capsys, *args, "--out", tmp_path / "out.csv")
+    assert code == 0, err
+    assert "NaN" not in (tmp_path / "out.csv").read_text()
+
+
+def test_an_interrupted_run_says_so_in_one_line(files, capsys, monkeypatch):
+    """Found by a trial: Ctrl-C left 50 to 90 lines of traceback."""
+    import skcem.__main__ as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_explain", interrupted)
+    folder, _, _ = files
+    code, err = _main(capsys, *_command("explain", folder))
+    assert code == 130 and err == "skcem explain: interrupted\n"
