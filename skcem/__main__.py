@@ -767,6 +767,7 @@ def _explain(args):
     fixed = exp.fixed()
     # (several answers asked by --n-counterfactuals, or by --params n_counterfactuals=k)
     ranked = getattr(cem, "n_counterfactuals", 1) > 1
+    answers = _answer_rows(exp, header, ranked) if args.answers else None
     for i, changes in enumerate(exp.changes()):
         # Several counterfactuals: a row per answer, closest first ("rank"), each of its class.
         for rank, changed in enumerate(changes if ranked else [changes]):
@@ -784,15 +785,30 @@ def _explain(args):
             if exp.gap is not None and rank == 0:  # search=exact: the closest answer's
                 gap = float(exp.gap[i])
                 rows[-1]["gap"] = gap if np.isfinite(gap) else None
+            if answers is not None:
+                rows[-1]["answer"] = answers[i][rank] if exp.found[i] else None
         if ranked and not changes:
             rows.append({"row": i, "rank": None, "found": False,
                          "class": _plain(exp.X_pred[i]), f"{args.mode}_class": None,
                          "distance": None, "changed": {}}
-                        | ({"fixed": {}} if exp._holds_any() else {}))
+                        | ({"fixed": {}} if exp._holds_any() else {})
+                        | ({"answer": None} if answers is not None else {}))
     _write(rows, args.out)
     if not args.quiet:
         print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {args.out}",
               file=sys.stderr)
+
+
+def _answer_rows(exp, header, ranked):
+    """Each instance's answers as ``{feature: plain value}``, one list per instance (closest
+    first; one answer without ``ranked``)."""
+    table = exp.counterfactuals if ranked else exp.explanation
+    values = table.to_numpy(dtype=object) if hasattr(table, "columns") else \
+        np.asarray(table, dtype=object)
+    names = [str(name) for name in (table.columns if hasattr(table, "columns") else header)]
+    k = len(values) // max(len(exp), 1)
+    return [[{name: _plain(value) for name, value in zip(names, values[i * k + rank])}
+             for rank in range(k)] for i in range(len(exp))]
 
 
 def _similarity(args):
@@ -893,6 +909,10 @@ def build_parser():
                               "the exact search answered (search=exact, or auto on trees for "
                               "rows the gradient-free search left), the closest answer's "
                               "proven relative 'gap' (0: optimal; near 1: no useful bound)")
+    explain.add_argument("--answers", action="store_true",
+                         help="write each answer's whole row too ('answer': {feature: value} "
+                              "for every feature, null where none was found): a PP's other "
+                              "features at their no-information values, a category as it is")
     explain.add_argument("--quiet", action="store_true",
                          help="no progress bar, notes or warnings on stderr")
 

@@ -1175,3 +1175,31 @@ def test_an_interrupted_run_says_so_in_one_line(files, capsys, monkeypatch):
     folder, _, _ = files
     code, err = _main(capsys, *_command("explain", folder))
     assert code == 130 and err == "skcem explain: interrupted\n"
+
+
+@pytest.mark.parametrize("mode, extra", [("PP", []), ("PN", []),
+                                         ("CF", ["--n-counterfactuals", "2"])])
+def test_answers_writes_each_answer_whole(files, capsys, mode, extra):
+    """Found by a trial: a PP's row could not be rebuilt from the output (its other features
+    sit at no-information values written nowhere); --answers writes every answer whole."""
+    folder, model, X = files
+    code, err = _main(capsys, *_command("explain", folder, train="train.csv"), "--mode", mode,
+                      "--answers", *extra)
+    assert code == 0, err
+    written = json.loads((folder / "out.json").read_text())
+    found = [row for row in written if row["found"]]
+    assert found and all(row["answer"] is None for row in written if not row["found"])
+    from skcem import CEMExplainer
+
+    background = CEMExplainer(model, mode="PP").fit(X).no_info_val_
+    for row in found:
+        answer = np.array([[row["answer"][name] for name in HEADER]])
+        assert model.predict(answer)[0] == row[f"{mode}_class"]
+        original = X[[0, 60, 120][row["row"]]]
+        changed = row["kept" if mode == "PP" else "changed"]
+        for j, name in enumerate(HEADER):  # what changed (or is kept) is the answer's value
+            if name in changed:
+                assert row["answer"][name] == pytest.approx(changed[name])
+            else:  # the instance's value, or a PP's no-information value
+                assert row["answer"][name] == pytest.approx(
+                    background[j] if mode == "PP" else original[j])
