@@ -37,10 +37,10 @@ from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
-from ._polish import data_points, points_of, readable_trees
+from ._polish import data_points, numeric_split_points, points_of, readable_trees
 from ._refine import (add_alternatives, complete_and_polish, keep_cheaper, subset_problem,
                       take_answers)
-from ._tree_models import read_tree_ensemble
+from ._tree_models import numeric_splits, read_tree_ensemble
 from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_level_groups,
                        is_table, model_categories, native_categorical, one_hot_groups,
                        table_classifier, table_feature_range, whole_floats)
@@ -587,6 +587,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 self._polish_cuts = points_of(trees, X.shape[1], self._whole_columns(),
                                               self.decimals_)
                 self._leaf_boxes = single_tree_leaves(self.estimator_, codec, X.shape[1])
+            elif (splits := numeric_splits(frozen_inner(self.estimator_))) is not None:
+                # boosting that splits its own categorical columns: its numeric thresholds
+                # (the data's values, thinned, left answers up to 25% farther in a trial)
+                self._polish_cuts = numeric_split_points(splits, X.shape[1],
+                                                         self._whole_columns(), self.decimals_)
             elif is_piecewise_constant(self.estimator_):
                 # trees behind a step the reading does not follow, nearest neighbours: the
                 # data's own values stand for the thresholds (bisections ended 16-33% farther

@@ -145,7 +145,9 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         the class alone does not need. It needs the gradient-free steps:
         ``search="neighbors"``, or "auto" on a table (after the gradient search, the
         gradient-free answer is taken where it costs less); elsewhere it is refused. With
-        ``n_counterfactuals`` > 1 the answers are ranked by that cost.
+        ``n_counterfactuals`` > 1 the answers are ranked by that cost. Small weights (0.1
+        to 0.3) trade in steps, larger ones act as a switch (see :class:`CEMExplainer`);
+        ``score`` does not measure plausibility.
 
     Attributes
     ----------

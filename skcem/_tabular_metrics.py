@@ -115,8 +115,12 @@ def _check_like(data, X, name, pd, n_rows=None):
         if is_frame:
             data = pd.DataFrame(data, columns=X.columns)
     if n_rows is not None and data.shape[0] != n_rows:
+        several = n_rows and data.shape[0] % n_rows == 0 and data.shape[0] > n_rows
+        hint = (f": {data.shape[0] // n_rows} answers per row (n_counterfactuals, indexed by "
+                "(row, rank))? Score one rank at a time, such as the closest, "
+                f"{name}.xs(0, level=-1)") if several else ""
         raise ValueError(f"{name} must have one row per row of X ({n_rows}); got "
-                         f"{data.shape[0]}.")
+                         f"{data.shape[0]}{hint}.")
     if n_rows is None and data.shape[0] == 0:
         raise ValueError(f"{name} must have at least one row.")
     return data

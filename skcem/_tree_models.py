@@ -581,6 +581,80 @@ def _binary_as_two(trees, base, slope, ties_to_higher):
     return two, np.array([0.0, base[0]]), False, slope, ties_to_higher
 
 
+def numeric_splits(model):
+    """``(feature, threshold)`` arrays of the numeric splits of a boosting model whose trees
+    also split its own categorical columns (scikit-learn's HistGradientBoosting, LightGBM,
+    XGBoost), which :func:`read_tree_ensemble` cannot follow; None for any other model. A
+    split sends ``x <= threshold`` left (XGBoost's ``x < split`` in float32: the float32
+    just below)."""
+    import json
+
+    module = type(model).__module__.split(".")[0]
+    features, thresholds = [], []
+    if hasattr(model, "_predictors") and getattr(model, "is_categorical_", None) is not None:
+        columns = _hist_gradient_boosting_columns(model)
+        if columns is None:
+            return None
+        for iteration in model._predictors:
+            for predictor in iteration:
+                nodes = predictor.nodes
+                numeric = ~nodes["is_leaf"].astype(bool) & ~nodes["is_categorical"].astype(bool)
+                features.append(columns[nodes["feature_idx"][numeric].astype(int)])
+                thresholds.append(nodes["num_threshold"][numeric].astype(float))
+    elif module == "lightgbm" and hasattr(model, "booster_"):
+        def visit(node):
+            if "split_feature" not in node:
+                return
+            if node.get("decision_type") == "<=":
+                features.append([node["split_feature"]])
+                thresholds.append([float(node["threshold"])])
+            visit(node["left_child"])
+            visit(node["right_child"])
+
+        for info in model.booster_.dump_model()["tree_info"]:
+            visit(info["tree_structure"])
+    elif module == "xgboost" and hasattr(model, "get_booster"):
+        names = model.get_booster().feature_names
+
+        def visit(node):
+            condition = node.get("split_condition")
+            if isinstance(condition, (int, float)):
+                split = node["split"]
+                features.append([names.index(split) if names else int(split[1:])])
+                thresholds.append([float(np.nextafter(np.float32(condition),
+                                                      np.float32(-np.inf)))])
+            for child in node.get("children", ()):
+                visit(child)
+
+        for text in model.get_booster().get_dump(dump_format="json"):
+            visit(json.loads(text))
+    else:
+        return None
+    if not features:
+        return np.zeros(0, int), np.zeros(0)
+    return np.concatenate(features).astype(int), np.concatenate(thresholds).astype(float)
+
+
+def _hist_gradient_boosting_columns(model):
+    """For each column HistGradientBoosting's trees split, the input column it is: a
+    DataFrame's category columns go first through its own ``_preprocessor``; None where its
+    columns cannot be told."""
+    preprocessor = getattr(model, "_preprocessor", None)
+    n_features = len(model.is_categorical_)
+    if preprocessor is None:
+        return np.arange(n_features)
+    order = []
+    for _, _, columns in getattr(preprocessor, "transformers_", ()):
+        columns = np.asarray(columns)
+        if columns.dtype == bool and len(columns) == n_features:
+            order.extend(np.flatnonzero(columns))
+        elif columns.dtype.kind in "iu":
+            order.extend(columns.tolist())
+        elif columns.size:
+            return None
+    return np.asarray(order, int) if sorted(order) == list(range(n_features)) else None
+
+
 def read_tree_ensemble(estimator, codec, n_features):
     """The :class:`TreeEnsemble` of ``estimator`` on the search's rows.
 

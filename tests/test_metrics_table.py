@@ -586,3 +586,22 @@ def test_an_explanations_own_mode_is_the_default(iris, iris_model):
     assert default["valid"][exp.found].all()
     with pytest.raises(ValueError, match="mode='CF', but `explanations` are PPs"):
         explanation_metrics(iris_model, None, exp, mode="CF")
+
+
+def test_several_answers_per_row_are_told_how_to_be_scored():
+    """Found by a trial: n_counterfactuals=3's table, indexed by (row, rank), got "must have
+    one row per row of X (15); got 45" without the way to score it."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    from skcem import CounterfactualExplainer
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = RandomForestClassifier(20, random_state=0).fit(X, y)
+    exp = CounterfactualExplainer(model, n_counterfactuals=3).fit(X).explain(X.iloc[:5])
+    with pytest.raises(ValueError, match=r"got 15: 3 answers per row \(n_counterfactuals, "
+                                         r"indexed by \(row, rank\)\)\? .*"
+                                         r"explanations.xs\(0, level=-1\)"):
+        explanation_metrics(model, X.iloc[:5], exp.counterfactuals)
+    closest = explanation_metrics(model, X.iloc[:5], exp.counterfactuals.xs(0, level=-1))
+    np.testing.assert_array_equal(closest["valid"], exp.found)
