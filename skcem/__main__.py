@@ -7,9 +7,11 @@
   --out OUT.csv``: the most similar training rows of each row.
 
 CSV files have a header row; blank lines are skipped. Where the model was fitted on named
-features, the columns are matched to them by name, in any order.
+features, the columns are matched to them by name, in any order. ``--data -`` reads standard
+input, ``--out -`` writes standard output (in ``--format``); messages go to stderr.
 
-Exit codes: 0 on success, 2 for bad usage or input, with a one-line message on stderr.
+Exit codes: 0 on success, 2 for bad usage or input, with a one-line message on stderr; 130
+when interrupted (Ctrl-C).
 """
 
 import argparse
@@ -18,6 +20,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -44,10 +47,16 @@ def _read_table(path, option):
     rows : list of (int, list of str)
         The file line of each data row and its cells, one per column of the header.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{option}: no such file: {path}")
-    raw = path.read_bytes()
+    if str(path) == "-":
+        if option != "--data":
+            raise InputError(f"{option}: '-' (standard input) is for --data only")
+        raw = sys.stdin.buffer.read()
+        path = "standard input"
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{option}: no such file: {path}")
+        raw = path.read_bytes()
     try:
         # utf-8-sig: spreadsheet programs save a byte-order mark that would stick to the
         # first name
@@ -523,9 +532,12 @@ def _check_keras_width(model, header, option):
 def _check_out(out, args):
     """Check that ``--out`` can be written, before any work is done, and is none of the
     files read (``--data``, ``--train``, ``--model``): they would be overwritten."""
+    if out == "-":  # standard output, in --format
+        return
     out = Path(out)
     if out.suffix.lower() not in (".json", ".csv"):
-        raise InputError(f"--out: use a .json or .csv file, not {out.name}")
+        raise InputError(f"--out: use a .json or .csv file, or - (standard output), not "
+                         f"{out.name}")
     for option in ("data", "train", "model"):
         given = getattr(args, option, None)
         if given is not None and Path(given).resolve() == out.resolve():
@@ -614,23 +626,32 @@ def _missing_as_none(value):
     return value
 
 
-def _write(rows, out):
-    out = Path(out)
+def _write(rows, out, output_format="json"):
+    """``rows`` to the file ``out`` (its suffix says JSON or CSV), or to standard output
+    (``out`` "-") in ``output_format``."""
     rows = _missing_as_none(rows)
+    if out == "-":
+        _write_rows(rows, sys.stdout, output_format)
+        sys.stdout.flush()
+        return
+    out = Path(out)
     try:
-        if out.suffix.lower() == ".json":
-            out.write_text(json.dumps(rows, indent=2, ensure_ascii=False, default=_json_value),
-                           encoding="utf-8")
-            return
         with open(out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: json.dumps(v, ensure_ascii=False, default=_json_value)
-                                 if isinstance(v, (dict, list)) else v
-                                 for k, v in row.items()})
+            _write_rows(rows, f, out.suffix.lower()[1:])
     except OSError as exc:
         raise InputError(f"--out: cannot write {out}: {exc.strerror}") from exc
+
+
+def _write_rows(rows, stream, output_format):
+    if output_format == "json":
+        stream.write(json.dumps(rows, indent=2, ensure_ascii=False, default=_json_value))
+        stream.write("\n")
+        return
+    writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v, ensure_ascii=False, default=_json_value)
+                         if isinstance(v, (dict, list)) else v for k, v in row.items()})
 
 
 def _is_iso_date(pd, cell):
@@ -793,9 +814,10 @@ def _explain(args):
                          "distance": None, "changed": {}}
                         | ({"fixed": {}} if exp._holds_any() else {})
                         | ({"answer": None} if answers is not None else {}))
-    _write(rows, args.out)
+    _write(rows, args.out, args.format)
     if not args.quiet:
-        print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {args.out}",
+        where = "standard output" if args.out == "-" else args.out
+        print(f"{int(exp.found.sum())} of {len(exp)} {args.mode}s found; written to {where}",
               file=sys.stderr)
 
 
@@ -859,7 +881,7 @@ def _similarity(args):
     recorded.show()
     rows = [{"row": i, "neighbors": indices[i].tolist(),
              "scores": [float(s) for s in scores[i]]} for i in range(len(data))]
-    _write(rows, args.out)
+    _write(rows, args.out, args.format)
 
 
 def _plain(value):
@@ -880,7 +902,8 @@ def build_parser():
                                                   "(CounterfactualExplainer) of a saved model "
                                                   "for rows of a CSV")
     explain.add_argument("--model", required=True, help="joblib/pickle file or .keras model")
-    explain.add_argument("--data", required=True, help="CSV with a header: rows to explain")
+    explain.add_argument("--data", required=True,
+                         help="CSV with a header: rows to explain (- for standard input)")
     explain.add_argument("--train", help="CSV for no_info_val and feature range (default: "
                                          "--data)")
     explain.add_argument("--drop", nargs="*", default=[], metavar="COLUMN",
@@ -899,8 +922,11 @@ def build_parser():
     explain.add_argument("--n-counterfactuals", type=int, metavar="K",
                          help="--mode CF: K distinct counterfactuals per row, closest first, "
                               "written one per line with their 'rank'")
+    explain.add_argument("--format", choices=["json", "csv"], default="json",
+                         help="of --out - (standard output; default: %(default)s)")
     explain.add_argument("--out", required=True,
-                         help="output .json or .csv: a row per instance with its class, the "
+                         help="output .json or .csv, or - for standard output (in --format): "
+                              "a row per instance with its class, the "
                               "answer's class, its 'distance' (the explainer's, by which "
                               "several answers are ranked) and, as {feature: value}, the "
                               "features a PN or "
@@ -923,7 +949,8 @@ def build_parser():
     similarity.add_argument("--target", required=True,
                             help="the target column of --train; where --data has it too, its "
                                  "rows' targets (a classifier's predictions otherwise)")
-    similarity.add_argument("--data", required=True, help="CSV of rows to explain")
+    similarity.add_argument("--data", required=True,
+                            help="CSV of rows to explain (- for standard input)")
     similarity.add_argument("--drop", nargs="*", default=[], metavar="COLUMN",
                             help="columns of --data or --train that are not features (an "
                                  "index written by to_csv)")
@@ -939,9 +966,12 @@ def build_parser():
     similarity.add_argument("--params", nargs="*", metavar="KEY=VALUE",
                             help="GradientSimilarityExplainer parameters, e.g. "
                                  "precompute_grads=True n_components=1024 n_jobs=2")
+    similarity.add_argument("--format", choices=["json", "csv"], default="json",
+                            help="of --out - (standard output; default: %(default)s)")
     similarity.add_argument("--out", required=True,
-                            help="output .json or .csv: per row of --data its k most similar "
-                                 "training rows and their scores")
+                            help="output .json or .csv, or - for standard output (in "
+                                 "--format): per row of --data its k most similar training "
+                                 "rows and their scores")
     similarity.add_argument("--quiet", action="store_true",
                             help="no progress bar or warnings on stderr")
     return parser
@@ -965,6 +995,11 @@ def main(argv=None):
     except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT
         print(f"skcem {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # --out - read by a command that stopped reading (head)
+        # Python's advice: no second error when the interpreter flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 0
 
 

@@ -1203,3 +1203,33 @@ def test_answers_writes_each_answer_whole(files, capsys, mode, extra):
             else:  # the instance's value, or a PP's no-information value
                 assert row["answer"][name] == pytest.approx(
                     background[j] if mode == "PP" else original[j])
+
+
+@pytest.mark.parametrize("command", ["explain", "similarity"])
+def test_standard_input_and_output(files, capsys, monkeypatch, command):
+    """Found by a trial: the command line could not sit in a pipe (``--data -`` was "no such
+    file", ``--out -`` refused)."""
+    import io
+
+    folder, _, _ = files
+    args = [str(a) for a in _command(command, folder)]
+    args[args.index("--data") + 1] = "-"
+    expected = {}
+    for output_format in ("json", "csv"):
+        out = folder / f"file_{command}.{output_format}"
+        code, err = _main(capsys, *[str(out) if str(a) == str(folder / "out.json") else a
+                                    for a in _command(command, folder)])
+        assert code == 0, err
+        expected[output_format] = out.read_text()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(
+            io.BytesIO((folder / "data.csv").read_bytes())))
+        piped = [("-" if a == str(folder / "out.json") else a) for a in args]
+        code = main(piped + ["--format", output_format])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert captured.out.replace("\r\n", "\n") == \
+            expected[output_format].replace("\r\n", "\n").rstrip("\n") + "\n"
+    code, err = _main(capsys, *[("-" if a == str(folder / "train_target.csv") else a)
+                                for a in args])
+    if command == "similarity":
+        assert code == 2 and "--train: '-' (standard input) is for --data only" in err
