@@ -267,7 +267,7 @@ def named(files):
     ("missing/out.json", "--out: cannot write {out}: No such file or directory"),
     ("train.csv/out.json", "--out: cannot write {out}: Not a directory"),
     ("a_folder.json", "--out: cannot write {out}: Is a directory"),
-    ("out.txt", "--out: use a .json or .csv file, not out.txt"),
+    ("out.txt", "--out: use a .json or .csv file, or - (standard output), not out.txt"),
     ("not_left_behind.json", "--model: no such file"),
 ])
 def test_out_is_checked_before_anything_else(files, capsys, command, out, message):
