@@ -104,9 +104,11 @@ class CEMExplainer(BaseContrastiveExplainer):
     feature_range : tuple (min, max), dict or None, default=None
         Bounds of the explanation's features, each a scalar or one value per feature, or a dict
         ``{column: (min, max)}`` for some numeric columns (None for a side left to the data:
-        ``{"income": (5000, None)}``). What is not given is learned: the
-        per-feature minimum and maximum of the data passed to ``fit``. An integer column's
-        bounds are rounded inwards to whole numbers (``feature_range_``).
+        ``{"income": (5000, None)}``), and ``{column: [categories]}`` for categorical ones:
+        the categories an answer may take besides the instance's own (``{"job": ["clerk",
+        "nurse"]}``, as DiCE's ``permitted_range``; every search keeps to them). What is not
+        given is learned: the per-feature minimum and maximum of the data passed to ``fit``.
+        An integer column's bounds are rounded inwards to whole numbers (``feature_range_``).
     no_info_val : float, array-like of shape (n_features,), dict or None, default=None
         The value of each feature that carries no information (an image's background). ``None``
         learns it from the data passed to ``fit`` (see ``no_info_type``); a categorical column's

@@ -43,6 +43,7 @@ from ._refine import (add_alternatives, complete_and_polish, keep_cheaper, subse
 from ._tree_models import numeric_splits, read_tree_ensemble
 from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_level_groups,
                        is_table, model_categories, native_categorical, one_hot_groups,
+                       permitted_categories,
                        table_classifier, table_feature_range, whole_floats)
 from ._validation import (accepts_missing_values, align_columns, align_rows, as_named_in,
                           check_not_documents, check_pair, check_probabilities,
@@ -553,6 +554,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             else codec.categorical_.copy()
         self.categories_ = [None] * X.shape[1] if codec is None else list(codec.categories_)
         self.feature_range_ = table_feature_range(self.feature_range, X, codec, names)
+        self._permitted = permitted_categories(self.feature_range, codec, names)
         self._backend.input_bounds = self.feature_range_
         self._check_network_takes_bounds()
         # The data's own range: score's scale, whatever feature_range a grid search tries.
@@ -1502,6 +1504,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                       categorical=self.categorical_mask_, whole=self._integer_columns(),
                       category_pairs=getattr(self, "_category_pairs", None),
                       plausibility=getattr(self, "_class_neighborhood", None),
+                      permitted=getattr(self, "_permitted", None),
                       **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
         size = self._batch_size(X.shape[0])

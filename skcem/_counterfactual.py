@@ -97,8 +97,10 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         arrays); "any", as a column left out, sets no limit (a grid may try it).
     feature_range : tuple (min, max), dict or None, default=None
         Bounds of the counterfactual's features, or a dict ``{column: (min, max)}`` for some
-        numeric columns; learned from the data where not given. An integer column's bounds are
-        rounded inwards to whole numbers.
+        numeric columns and ``{column: [categories]}`` for categorical ones (the categories
+        an answer may take besides the instance's own, as DiCE's ``permitted_range``);
+        learned from the data where not given. An integer column's bounds are rounded
+        inwards to whole numbers.
     input_shape : tuple or None, default=None
         Shape of one instance for a Keras model or PyTorch module (inferred from a Keras
         model that can tell it; flat rows otherwise, unless given).

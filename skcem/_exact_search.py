@@ -651,7 +651,11 @@ class ExactSearch:
         if problem.mode.name == "PN":  # any category but the no-information one
             v = np.broadcast_to(problem.no_info_val, problem.x0.shape)[i, j]
             allowed[np.arange(n_codes) == v] = False
-            allowed[x0] = True
+        if problem.permitted is not None and j in problem.permitted:  # feature_range's list
+            mask = problem.permitted[j]
+            allowed[:len(mask)] &= mask
+            allowed[len(mask):] = False
+        allowed[x0] = True
         return allowed
 
     @staticmethod

@@ -82,7 +82,8 @@ class SearchProblem:
     given to ``fit``: no answer of theirs creates one. ``plausibility``
     (:class:`~skcem._plausibility.ClassNeighborhood`, or None) adds to the distance that the
     gradient-free steps minimise a term for answers that lie where the data of their class
-    does not.
+    does not. ``permitted`` maps a categorical column to the mask of the codes its answers
+    may take besides the instance's own (``feature_range``'s lists of categories), or is None.
     """
 
     x0: np.ndarray
@@ -106,6 +107,7 @@ class SearchProblem:
     missing: np.ndarray | None = None
     category_pairs: object = None
     plausibility: object = None
+    permitted: dict | None = None
 
     def __post_init__(self):
         xp = namespace(self.x0)
@@ -169,6 +171,21 @@ class SearchProblem:
             return copy(x0)
         return namespace(x0).where(self.mutable, x0,
                                    self.mode.pinned(x0, _rows(self.background, rows)))
+
+    def forbidden_codes(self, explanation, x0):
+        """Where a categorical column of an explanation holds a category ``permitted`` does
+        not list and the instance does not hold."""
+        out = np.zeros(np.broadcast_shapes(np.shape(explanation), np.shape(x0)), bool)
+        if self.permitted is None:
+            return out
+        for j, mask in self.permitted.items():
+            codes = np.asarray(explanation)[..., j]
+            known = np.isfinite(codes)
+            allowed = np.zeros(codes.shape, bool)
+            allowed[known] = mask[np.clip(codes[known].astype(int), 0, len(mask) - 1)] & \
+                (codes[known] < len(mask))
+            out[..., j] = known & ~allowed & (codes != np.asarray(x0)[..., j])
+        return out
 
     def against_directions(self, explanation, x0):
         """Where an explanation moved a feature against its allowed direction."""

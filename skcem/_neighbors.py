@@ -891,6 +891,7 @@ class _Batch:
         out = np.where(self.categorical, mode.project_categorical(candidates, x0, v),
                        mode.project(candidates, x0, v))
         out = np.where(problem.against_directions(out, x0), x0, out)
+        out = np.where(problem.forbidden_codes(out, x0), x0, out)
         frozen = problem.frozen(owner)
         if frozen is not None:
             out = np.where(frozen[shape] if frozen.ndim == 2 else frozen, x0, out)
@@ -931,6 +932,13 @@ class _Batch:
             return ((directions > 0) & (moved < x0)) | ((directions < 0) & (moved > x0))
 
         out = np.where(against(out), x0, out)
+        if problem.permitted is not None:  # a category feature_range does not list
+            for j, mask in problem.permitted.items():
+                at = np.flatnonzero(np.broadcast_to(feature, out.shape) == j)
+                codes = out[at]
+                listed = (codes >= 0) & (codes < len(mask))
+                listed[listed] = mask[codes[listed].astype(int)]
+                out[at] = np.where(listed | (codes == x0[at]), codes, x0[at])
         frozen = problem.frozen(owner)
         if frozen is not None:
             frozen = frozen[np.arange(len(owner)), feature] if np.ndim(frozen) == 2 \

@@ -885,9 +885,7 @@ def table_feature_range(feature_range, Z, codec, feature_names):
         for key, bounds in feature_range.items():
             j = label_position(key, feature_names, Z.shape[1], "feature_range")
             if codec is not None and codec.categorical_[j]:
-                raise ValueError(f"`feature_range` bounds column {key!r}, which is "
-                                 "categorical; restrict its changes with "
-                                 "`immutable_features` instead.")
+                continue  # the categories it may take: permitted_categories
             scale = codec.times_[j] if codec is not None else None
             if scale is not None:  # times or durations, counted in the column's steps
                 lo, hi = _time_bounds(scale, bounds, key, codec.dtypes_[j])
@@ -921,6 +919,39 @@ def table_feature_range(feature_range, Z, codec, feature_names):
         lower[whole], upper[whole] = np.ceil(lower[whole]), np.floor(upper[whole])
         _within_integer_dtypes(lower, upper, codec, feature_names)
     return lower, upper
+
+
+def permitted_categories(feature_range, codec, feature_names):
+    """The categories ``feature_range`` lets a categorical column's answers take, as a mask
+    of its codes, by column position (the instance's own category is always allowed: it is
+    no change); None where it names none. A column's entry is a list of categories."""
+    if not isinstance(feature_range, dict) or codec is None or not codec.has_categorical:
+        return None
+    permitted = {}
+    n_features = len(codec.categorical_)
+    offered = getattr(codec, "n_offered_", None) or [
+        None if values is None else len(values) for values in codec.categories_]
+    for key, given in feature_range.items():
+        j = label_position(key, feature_names, n_features, "feature_range")
+        if not codec.categorical_[j]:
+            continue
+        if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
+            raise ValueError(f"`feature_range[{key!r}]` must list the categories an answer may "
+                             f"take (column {key!r} is categorical), such as "
+                             f"[{given!r}]; got {given!r}.")
+        given = list(given)
+        known = list(codec.categories_[j])
+        unknown = [value for value in given if value not in known]
+        if unknown:
+            raise ValueError(f"`feature_range[{key!r}]` holds {unknown[:5]}, not categories of "
+                             f"that column ({known[:10]}).")
+        mask = np.zeros(offered[j], bool)
+        for value in given:
+            code = known.index(value)
+            if code < offered[j]:
+                mask[code] = True
+        permitted[j] = mask
+    return permitted or None
 
 
 def _within_integer_dtypes(lower, upper, codec, feature_names):

@@ -254,10 +254,15 @@ def _check_feature_range(feature_range, columns, categorical, times):
         # an explainer's feature_range_ counts a time column in its own steps: not in seconds
         return _range_pair(feature_range, columns, categorical | times)
     positions, values = _mapping(feature_range, columns, "feature_range")
-    _numeric_only(positions, categorical, columns, "feature_range")
     lower = np.full(len(columns), -np.inf)
     upper = np.full(len(columns), np.inf)
     for j, bounds in zip(positions, values):
+        if categorical[j]:  # a list of the categories answers may take: _permitted
+            if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__iter__"):
+                raise ValueError(f"feature_range[{columns[j]!r}] must list the categories an "
+                                 f"answer may take (the column is categorical); got "
+                                 f"{bounds!r}.")
+            continue
         try:
             lo, hi = bounds
             lo = -np.inf if lo is None else _seconds_or_float(lo)
@@ -269,6 +274,14 @@ def _check_feature_range(feature_range, columns, categorical, times):
             raise ValueError(f"feature_range[{columns[j]!r}] has low > high: {bounds!r}.")
         lower[j], upper[j] = lo, hi
     return lower, upper
+
+
+def _permitted(feature_range, columns, categorical):
+    """``{position: list of categories}`` of a dict ``feature_range``'s categorical columns."""
+    if not isinstance(feature_range, dict):
+        return {}
+    positions, values = _mapping(feature_range, columns, "feature_range")
+    return {j: list(v) for j, v in zip(positions, values) if categorical[j]}
 
 
 def _seconds_or_float(value):
@@ -626,7 +639,8 @@ default=None
         one, kept by construction: not counted in ``l0`` and the norms.
     feature_range : dict or tuple, default=None
         ``{feature: (low, high)}`` for numeric features (None for no bound; times and
-        durations for datetime and timedelta columns), or a pair ``(low, high)`` for all of
+        durations for datetime and timedelta columns) and ``{feature: [categories]}`` for
+        categorical ones (the categories answers may take), or a pair ``(low, high)`` for all of
         them, each a number or an array of one per feature (an explainer's
         ``feature_range_``, whose datetime and timedelta columns are in the explainer's own
         steps and left out here); a changed value outside the range is a violation.
@@ -867,6 +881,11 @@ default=None
     with np.errstate(invalid="ignore"):
         violation = changed_x & (immutable | (sign * delta_x < 0) | (values < lower)
                                  | (values > upper))
+    for j, listed in _permitted(feature_range, columns, categorical).items():
+        # a category feature_range does not list (the instance's own is no change)
+        answers = _as_object(_column(E, j))[idx]
+        violation[:, j] |= changed_x[:, j] & ~pd.isna(answers) & \
+            ~np.isin(answers, np.asarray(listed, dtype=object))
     if mode == "PN" and background is not None:
         violation |= changed_x & _towards_background(
             _check_background(background, X, columns, categorical, pd), idx, e_num, x_num,

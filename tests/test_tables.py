@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.compose import ColumnTransformer
+from sklearn.compose import ColumnTransformer, make_column_transformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -1808,3 +1808,62 @@ def test_an_identifier_column_is_pointed_out():
         CounterfactualExplainer(model, immutable_features=["customer"]).fit(X)
         CounterfactualExplainer(model).fit(X.drop(columns="customer").assign(
             customer="C0"))  # one value: no identifier
+
+
+def test_feature_range_lists_the_categories_answers_may_take():
+    """DiCE's permitted_range for categories (found missing by a trial: feature_range on a
+    categorical column was refused): every search keeps to the listed categories or the
+    instance's own; the exact optimum is unchanged where the free one already keeps to
+    them; explanation_metrics counts another category as a violation."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.tree import DecisionTreeClassifier
+
+    from skcem.metrics import explanation_metrics
+
+    rng = np.random.default_rng(0)
+    n = 600
+    X = pd.DataFrame({"age": rng.integers(18, 80, n),
+                      "job": rng.choice(["a", "b", "c", "d", "e"], n),
+                      "city": rng.choice(["x", "y", "z"], n)})
+    y = (X.job.isin(["a", "b"]) ^ (X.age > 45) ^ (X.city == "z")).astype(int).to_numpy()
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["job", "city"]),
+                                                  remainder="passthrough"),
+                          DecisionTreeClassifier(max_depth=5, random_state=0)).fit(X, y)
+    rows = X.iloc[:30]
+    listed = {"job": ["c", "d"]}
+    for Explainer, params in ((CounterfactualExplainer, {}),
+                              (CounterfactualExplainer, {"search": "exact"}),
+                              (CounterfactualExplainer, {"n_counterfactuals": 3}),
+                              (CEMExplainer, {}), (CEMExplainer, {"search": "exact"})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            kept = Explainer(model, feature_range=listed, **params).fit(X).explain(rows)
+            free = Explainer(model, **params).fit(X).explain(rows)
+        several = "n_counterfactuals" in params
+        answers = kept.counterfactuals if several else kept.explanation
+        own = np.repeat(rows.job.to_numpy(), 3 if several else 1)
+        jobs = answers.job.to_numpy()
+        assert np.all(pd.isna(jobs) | np.isin(jobs, listed["job"]) | (jobs == own)), params
+        free_jobs = (free.counterfactuals if several else free.explanation).job.to_numpy()
+        assert not np.all(pd.isna(free_jobs) | np.isin(free_jobs, listed["job"])
+                          | (free_jobs == own))  # the list is a constraint here
+        found = kept.found
+        assert (model.predict(kept.explanation[found]) != model.predict(rows[found])).all()
+        if params.get("search") == "exact":
+            already = np.isin(free.explanation.job, listed["job"]) | \
+                (free.explanation.job.to_numpy() == rows.job.to_numpy())
+            np.testing.assert_allclose(kept.distance[already & found],
+                                       free.distance[already & found], rtol=1e-9)
+            assert np.all(kept.distance[found & free.found] >=
+                          free.distance[found & free.found] - 1e-9)
+        mode = "CF" if Explainer is CounterfactualExplainer else "PN"
+        metrics = explanation_metrics(model, rows, free.explanation, mode=mode,
+                                      feature_range=listed)
+        outside = free.found & ~np.isin(free.explanation.job, listed["job"]) & \
+            (free.explanation.job.to_numpy() != rows.job.to_numpy())
+        np.testing.assert_array_equal(metrics["violations"].to_numpy()[outside] >= 1, True)
+    with pytest.raises(ValueError, match=r"`feature_range\['job'\]` holds \['q'\], not "
+                                         r"categories of that column"):
+        CounterfactualExplainer(model, feature_range={"job": ["c", "q"]}).fit(X)
+    with pytest.raises(ValueError, match=r"`feature_range\['job'\]` must list the categories"):
+        CounterfactualExplainer(model, feature_range={"job": "c"}).fit(X)
