@@ -66,10 +66,11 @@ def _read_table(path, option):
         raise InputError(f"{option}: {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on "
                          f"line {line}): save it as UTF-8") from None
     reader = csv.reader(io.StringIO(text, newline=""))
-    # a blank line is skipped, as pandas skips it; a row of empty cells (",,,") is a row of
-    # missing values, kept: the output's rows count the file's
+    # a blank line is skipped, as pandas skips it; a row of empty cells (",,," or, in a
+    # one-column file, a quoted "") is a row of missing values, kept: the output's rows
+    # count the file's
     rows = [(reader.line_num, row) for row in reader
-            if len(row) > 1 or (row and row[0].strip())]
+            if len(row) > 1 or (row and (row[0] == "" or row[0].strip()))]
     if len(rows) < 2:
         raise InputError(f"{option}: {path} needs a header row and at least one data row")
     header = rows[0][1]

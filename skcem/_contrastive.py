@@ -990,15 +990,17 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         misread = trees.misread_rows(self._pool.Z, self._pool.pred)
         if not misread:
             return False
-        xgboost = type(frozen_inner(final_step(self.estimator_))).__module__.startswith(
-            "xgboost")
+        final = frozen_inner(final_step(self.estimator_))
+        piped = final is not frozen_inner(self.estimator_)
+        xgboost = type(final).__module__.startswith("xgboost")
         message = (f"The trees read from `estimator` put {misread} of {len(self._pool.Z)} "
-                   "rows of X in another class than its predict does: a step before them "
-                   "feeds them otherwise than the reading follows" + (
+                   "rows of X in another class than its predict does: " + (
+                       "a step before them feeds them otherwise than the reading follows"
+                       if piped else "its trees are read otherwise than it follows them") + (
                        " (XGBoost takes the zeros of a sparse matrix, such as a "
                        "ColumnTransformer's one-hot output, for missing values: set "
                        "sparse_threshold=0 there, or OneHotEncoder(sparse_output=False))."
-                       if xgboost else "."))
+                       if xgboost and piped else "."))
         if self.search_ == "exact":
             raise ValueError(message + " search='exact' cannot prove answers on them.")
         warn(message + " The gradient-free search asks the model alone: its answers are "

@@ -99,8 +99,11 @@ class Mode:
     def is_success(self, proba, target, kappa, pred=None, changed=None):
         """Success of each row: by the probabilities (with the ``kappa`` margin), by the
         estimator's own ``predict`` where given (class indices ``pred``), and, where
-        ``changed`` is given, only for answers that differ from the instance."""
-        ok = self.margin_ok(proba, target, kappa)
+        ``changed`` is given, only for answers that differ from the instance. A row of
+        non-finite probabilities (a model that cannot score it) is no success: its argmax
+        would read NaN as the first class."""
+        xp = namespace(proba)
+        ok = self.margin_ok(proba, target, kappa) & xp.all(xp.isfinite(proba), axis=1)
         if pred is not None:
             ok &= (pred == target) == self.wants_target
         if changed is not None:

@@ -471,6 +471,12 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self._documents = pipeline and is_documents(X)
         if not self._documents:
             _check_not_documents(X)
+            if pipeline and hasattr(frozen_inner(self.estimator).steps[0][1], "build_analyzer"):
+                first = type(frozen_inner(frozen_inner(self.estimator).steps[0][1])).__name__
+                shape = f" of shape {X.shape}" if hasattr(X, "shape") else ""
+                raise ValueError(f"`estimator`'s first step ({first}) reads documents, one text "
+                                 "per row: give them 1-D (a list, a Series, or the column "
+                                 f"X[:, 0]); got {type(X).__name__}{shape}.")
         # a Series follows a DataFrame's rows by their index, as in explain
         y = align_rows(y, self._row_index(X), "y")
         if self.task == "classification":
@@ -487,6 +493,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         if self._table:  # the rows as they are, for the Pipeline's own steps
             X, self._train_labels = self._validated_table(X, names)
             y = self._validated_targets(y)
+            if len(y) != len(X):
+                raise ValueError(f"y has {len(y)} targets for the {len(X)} rows of X: one "
+                                 "target per row.")
         else:  # a copy only where the conversion to float64 did not make one already
             X, y = validate_float_data(self, X, y, reset=True, expected_columns=names,
                                        multi_output=True, y_numeric=self.task == "regression",
@@ -574,6 +583,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         0, and their own index."""
         import pandas as pd
 
+        if hasattr(X, "__len__") and not hasattr(X, "shape") and len(X) == 0 or \
+                getattr(X, "shape", (1,))[0] == 0:
+            raise ValueError("X holds no documents (0 rows).")
         if not is_documents(X):
             shape = f" of shape {X.shape}" if hasattr(X, "shape") else ""
             raise ValueError("`fit` was given documents (1-D text) for the Pipeline's first "

@@ -542,8 +542,9 @@ def _read_xgboost(model, n_classes):
 def _xgboost_tree(root, names):
     """One tree of XGBoost's JSON dump as ``(left, right, feature, threshold, value)``,
     parents before their children. A split sends ``x < split_condition`` (float32) to
-    "yes", which is ``x <=`` the float32 just below it; an indicator (bool) column's split has
-    no condition and sends 0 to "yes"."""
+    "yes", its left child, which is ``x <=`` the float32 just below it. An indicator (bool)
+    column's split has no condition: it sends 0 to its left child, the one XGBoost numbered
+    first (its "yes" is the child missing values do not go to, left or right)."""
     left, right, feature, threshold, value = [], [], [], [], []
 
     def visit(node):
@@ -564,8 +565,10 @@ def _xgboost_tree(root, names):
         feature[index] = names.index(split) if names else int(split[1:])
         threshold[index] = float(np.nextafter(np.float32(condition), np.float32(-np.inf)))
         children = {child["nodeid"]: child for child in node["children"]}
-        left[index] = visit(children[node["yes"]])
-        right[index] = visit(children[node["no"]])
+        first, second = (node["yes"], node["no"]) if "split_condition" in node else \
+            sorted(children)
+        left[index] = visit(children[first])
+        right[index] = visit(children[second])
         return index
 
     visit(root)

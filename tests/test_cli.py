@@ -800,6 +800,12 @@ def test_similarity_hands_a_text_pipeline_its_documents(tmp_path, capsys):
         tmp_path / "two.csv", index=False)
     code, err = _main(capsys, *args, "--data", tmp_path / "two.csv")
     assert code == 2 and "unexpected columns ['stars']" in err
+    # an empty document, "" in a one-column file, keeps its row (found by a review: it was
+    # skipped as a blank line, and the later rows' answers moved up one)
+    pd.DataFrame({"review": [documents[0], "", documents[1]]}).to_csv(  # writes ""
+        tmp_path / "holed.csv", index=False)
+    code, err = _main(capsys, *args, "--data", tmp_path / "holed.csv")
+    assert code == 2 and "X holds missing documents (at positions [1])" in err
     pd.DataFrame({"review": documents, "stars": 1, "label": y}).to_csv(
         tmp_path / "train2.csv", index=False)
     args[4] = tmp_path / "train2.csv"

@@ -615,17 +615,21 @@ def test_native_categorical_splits_of_the_boosting_libraries_are_named(library):
         CounterfactualExplainer(model, search="exact").fit(frame)
 
 
-def test_xgboost_with_a_bool_column_is_read_and_its_declared_categories_kept():
+@pytest.mark.parametrize("tree_method", ["hist", "exact"])
+def test_xgboost_with_a_bool_column_is_read_and_its_declared_categories_kept(tree_method):
     """Found by a trial: XGBoost keeps a bool column as an indicator ("i"), whose splits
-    xgboost's own trees_to_dataframe cannot parse ("Failed to parse model text dump"); and
-    an integer column declared "c" in feature_types moved as a number."""
+    xgboost's own trees_to_dataframe cannot parse ("Failed to parse model text dump"); an
+    indicator's "yes" is the child missing values do not go to, not always the left one
+    (every one of tree_method="exact"'s, read backwards by a review); and an integer column
+    declared "c" in feature_types moved as a number."""
     xgboost = pytest.importorskip("xgboost")
     rng = np.random.default_rng(3)
     n = 300
     frame = pd.DataFrame({"x": rng.uniform(0, 10, n), "flag": rng.random(n) > 0.5,
                           "z": rng.uniform(0, 10, n)})
     y = ((frame.x + 4 * frame.flag > 7) ^ (frame.z > 8)).astype(int).to_numpy()
-    model = xgboost.XGBClassifier(n_estimators=6, max_depth=2).fit(frame, y)
+    model = xgboost.XGBClassifier(n_estimators=6, max_depth=2,
+                                  tree_method=tree_method).fit(frame, y)
     cf = CounterfactualExplainer(model, search="exact").fit(frame)
     rows = frame.iloc[:6]
     exp = cf.explain(rows)

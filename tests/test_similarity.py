@@ -950,8 +950,9 @@ def test_a_pipeline_on_a_table_with_text_takes_the_rows_as_they_are():
     # a Pipeline of 1-D documents, given a one-column DataFrame of them: its vectorizer
     # reads the column names (found by a trial: fit passed, every later call crashed)
     documents = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(X["text"], y)
-    with pytest.raises(ValueError, match=r"steps before its last make 1 rows of 3 rows of X.*"
-                                         r"pass them as they are, X\[column\]"):
+    with pytest.raises(ValueError, match=r"first step \(TfidfVectorizer\) reads documents, "
+                                         r"one text per row: give them 1-D .* got DataFrame "
+                                         r"of shape \(240, 1\)"):
         GradientSimilarityExplainer(documents).fit(X[["text"]], y)
     holed = X.iloc[:200].copy()
     holed.iloc[3, 0] = None
@@ -1002,6 +1003,11 @@ def test_a_text_pipeline_takes_its_documents():
         explainer.explain(["good fun", 3])
     with pytest.raises(ValueError, match=r"missing documents \(at positions \[1\]\)"):
         explainer.explain(["good fun", None])
+    with pytest.raises(ValueError, match=r"X holds no documents \(0 rows\)"):
+        explainer.explain([])
+    # found by a review: y of another length was taken, then numpy failed in explain
+    with pytest.raises(ValueError, match="y has 49 targets for the 50 rows of X"):
+        GradientSimilarityExplainer(model).fit(documents[:50], y[:49])
 
 
 def test_a_pipeline_picking_numeric_columns_by_name_is_handed_named_rows(digits):
