@@ -628,3 +628,38 @@ def test_default_search_finds_what_either_search_finds_with_no_redundant_change(
     assert np.all(auto.distance[both] <= found["fista"].distance[both] + 1e-12)
     # The gradient search alone (the reference's optimizer) keeps redundant changes here.
     assert _revertible_alone(model, found["fista"])
+
+
+@pytest.mark.parametrize("mode, search", [("CF", "neighbors"), ("CF", "auto"),
+                                          ("PN", "neighbors"), ("PP", "neighbors"),
+                                          ("PP", "fista")])
+def test_rows_a_function_cannot_score_are_never_answers(mode, search):
+    """Found by a trial: a served model that answers NaN for rows it cannot score (here
+    those with a negative value) had them reported found, NaN read as its first class."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(600, 4, n_informative=3, n_redundant=0, random_state=1)
+    X = X - X.min(axis=0) + 0.05  # every training row positive
+    model = LogisticRegression().fit(X, y)
+
+    def served(Z):
+        Z = np.asarray(Z, dtype=float)
+        proba = model.predict_proba(Z)
+        proba[(Z < 0).any(axis=1)] = np.nan
+        return proba
+
+    params = dict(search=search, feature_range=(-3.0, 10.0))
+    if mode == "CF":
+        explainer = CounterfactualExplainer(served, **params)
+    else:
+        explainer = CEMExplainer(served, mode=mode, no_info_val=-1.0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.fit(X, y).explain(X[:15])
+    if not exp.found.any():  # none found is right too: none is reported wrongly
+        return
+    answers = exp.explanation[exp.found]
+    assert np.isfinite(served(answers)).all()
+    own = model.predict(X[:15][exp.found])
+    assert (model.predict(answers) == own).all() if mode == "PP" else \
+        (model.predict(answers) != own).all()
