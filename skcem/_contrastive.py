@@ -490,7 +490,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # the model is asked with rows in their own form: a plain function too, where
             # the table holds more than float64 numbers (times, integers, nullable numbers)
             self._decode = codec.decode
-        elif codec is None and not deep and _fails_on_float64_only(self.estimator_, X[:10]):
+        elif codec is None and not deep and \
+                _fails_on_float64_only(self.estimator_, X[:10].copy()):  # not fit's own rows
             # a network behind predict_proba (skorch's, a function) that takes float32 only,
             # whatever X's dtype
             self._decode = _as_float32

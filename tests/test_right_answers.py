@@ -663,3 +663,27 @@ def test_rows_a_function_cannot_score_are_never_answers(mode, search):
     own = model.predict(X[:15][exp.found])
     assert (model.predict(answers) == own).all() if mode == "PP" else \
         (model.predict(answers) != own).all()
+
+
+def test_a_function_that_edits_its_rows_in_place_edits_copies():
+    """Found by a trial: a served model's function that scales its input in place
+    (``Z -= mean``) edited the search's own rows: fit blamed a non-deterministic model."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    model = LogisticRegression(max_iter=1000).fit((X - mean) / scale, y)
+
+    def in_place(Z):
+        Z -= mean
+        Z /= scale
+        return model.predict_proba(Z)
+
+    def pure(Z):
+        return model.predict_proba((np.asarray(Z) - mean) / scale)
+
+    given = X.copy()
+    edited = CounterfactualExplainer(in_place).fit(given, y).explain(given[::30])
+    np.testing.assert_array_equal(given, X)
+    plain = CounterfactualExplainer(pure).fit(X, y).explain(X[::30])
+    np.testing.assert_allclose(edited.explanation, plain.explanation, equal_nan=True)

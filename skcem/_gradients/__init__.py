@@ -172,6 +172,8 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
         own = forest.predict if forest is not None and forest.predicts_alike() else \
             estimator.predict
         predict = _ClassIndices(_Decoded(own, decode), classes)
+    if predict_proba is estimator and decode is None:  # a plain function of numpy rows
+        predict_proba = _OnACopy(predict_proba)
     predict_proba = _Decoded(predict_proba, decode)
     if table is not None:
         predict_proba = _CodedProba.of(estimator, forest, table) or predict_proba
@@ -192,6 +194,17 @@ def make_backend(estimator, *, eps, n_features, autoencoder=None, input_shape=No
     return backend(predict_proba, eps, _autoencoder_term(autoencoder, input_shape, eps,
                                                          n_features),
                    predict=predict, predict_in_search=predict_in_search, **kwargs)
+
+
+class _OnACopy:
+    """``fn`` on a copy of its rows: a function that edits its input in place (a served
+    model's own scaling, ``Z -= mean``) must not edit the search's rows."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, Z):
+        return self.fn(np.array(Z, copy=True))
 
 
 class _Decoded:
