@@ -14,6 +14,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 
 from ._array_api import to_numpy
 from ._gradients import computes_in_half_precision, is_deep_model
+from ._gradients._base import probability_array
 
 # A target with more distinct values than this share of its rows (and more than
 # _MAX_CLASSES_ALWAYS_ACCEPTED) looks like a regression target, not class labels.
@@ -635,24 +636,22 @@ def check_probabilities(proba, n_rows, name="estimator", estimator=None, n_class
     ``estimator`` in half precision."""
     what = name if estimator is not None and not hasattr(estimator, "predict_proba") \
         else f"{name}.predict_proba"
-    proba = np.asarray(proba)
-    if proba.dtype.kind not in "fiub":  # an object array of numbers is read as numbers
-        try:
-            proba = proba.astype(np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"`{what}` must return numbers; got an array of {proba.dtype} "
-                             f"such as {proba.ravel()[:1].tolist()}.") from None
+    proba = probability_array(proba, what)
     if proba.ndim != 2 or proba.shape[0] != n_rows or proba.shape[1] < 2:
+        one = proba.shape in ((n_rows,), (n_rows, 1))
+        hint = (": one value per row, a class label or one class's probability? return "
+                "every class's probability, such as np.c_[1 - p, p] for two") if one else ""
         raise ValueError(
             f"`{what}` must return an array of shape (n_samples, n_classes) with "
-            f"n_classes >= 2; got shape {proba.shape} for {n_rows} rows."
+            f"n_classes >= 2; got shape {proba.shape} for {n_rows} rows{hint}."
         )
+    if not np.all(np.isfinite(proba)):
+        bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+        raise ValueError(f"`{what}` must return finite probabilities in [0, 1]; got NaN or "
+                         f"infinite values (rows {bad[:5].tolist()} of those asked).")
     if n_classes is not None and proba.shape[1] != n_classes:
         raise ValueError(f"`{what}` returns {proba.shape[1]} columns, but the model has "
                          f"{n_classes} classes_: one probability column per class.")
-    if not np.all(np.isfinite(proba)):
-        raise ValueError(f"`{what}` must return finite probabilities in [0, 1]; "
-                         "got NaN or infinite values.")
     if proba.min() < -1e-6 or proba.max() > 1 + 1e-6:
         raise ValueError(f"`{what}` must return probabilities in [0, 1]; got "
                          f"values in [{np.nanmin(proba):.4g}, {np.nanmax(proba):.4g}].")

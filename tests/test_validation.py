@@ -642,7 +642,17 @@ def test_a_duck_typed_model_with_fit_is_used_as_given(iris, iris_model):
 
 @pytest.mark.parametrize("proba, message", [
     (lambda p: p[:, 0], r"must return an array of shape \(n_samples, n_classes\).*got shape "
-                        r"\(\d+,\)"),
+                        r"\(\d+,\) for \d+ rows: one value per row, a class label or one "
+                        r"class's probability\? .* np.c_\[1 - p, p\]"),
+    # found by a trial: an ONNX session's outputs failed in numpy's words
+    (lambda p: [dict(enumerate(row)) for row in p], r"got a list of dict: one dict of "
+                                                    r"probabilities per row \(an ONNX "
+                                                    r"classifier's ZipMap output\)"),
+    (lambda p: [p.argmax(axis=1), p], r"got a list of ndarray: several outputs, as an ONNX "
+                                      r"session's run gives \(labels, probabilities\)"),
+    (lambda p: {"probabilities": p.tolist()}, r"got a dict: return the probabilities' array"),
+    (lambda p: np.where(np.arange(len(p))[:, None] == 2, np.nan, p),
+     r"got NaN or infinite values \(rows \[2\] of those asked\)"),
     (lambda p: p.T, r"must return an array of shape \(n_samples, n_classes\).*got shape "
                     r"\(3, \d+\)"),
     (lambda p: p[:, :2], "returns 2 columns, but the model has 3 classes_")])

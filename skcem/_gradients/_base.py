@@ -34,6 +34,36 @@ def check_input_shape(input_shape, n_features, given, what="The model"):
                          f"but X has {n_features} columns.")
 
 
+def probability_array(outputs, what="estimator"):
+    """A model's probabilities as a float array (numbers given as objects or text read as
+    numbers), or one line on what ``what`` returned instead (an ONNX session's list of dicts
+    or list of outputs fail in numpy's words)."""
+    try:
+        return np.asarray(outputs, dtype=float)
+    except (TypeError, ValueError):
+        pass
+    first = next(iter(outputs), None) if hasattr(outputs, "__iter__") and \
+        not isinstance(outputs, (dict, str)) else None
+    if isinstance(outputs, np.ndarray) and first is not None:  # an object array
+        first = outputs.ravel()[0]
+    what_came = type(outputs).__name__ + (f" of {type(first).__name__}"
+                                          if first is not None else "")
+    hint = ""
+    if isinstance(first, dict):
+        hint = (": one dict of probabilities per row (an ONNX classifier's ZipMap output) "
+                "returns them as [[d[c] for c in classes] for d in outputs], or export the "
+                "model without it (options={'zipmap': False})")
+    elif isinstance(outputs, dict):
+        hint = ": return the probabilities' array itself, not a dict"
+    elif isinstance(outputs, (list, tuple)) and len(outputs) == 2:
+        hint = (": several outputs, as an ONNX session's run gives (labels, probabilities)? "
+                "return the probabilities alone")
+    elif first is not None:
+        hint = f", such as {first!r}: numbers"
+    raise ValueError(f"`{what}` must return class probabilities as an array of shape "
+                     f"(n_samples, n_classes); got a {what_came}{hint}.")
+
+
 def check_reconstruction(output, n_features):
     """Raise unless an auto-encoder's ``output`` for one instance has ``n_features`` values."""
     size = int(np.size(output))

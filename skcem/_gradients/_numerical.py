@@ -6,7 +6,7 @@ scikit-learn classifier, or a plain function) is differentiated numerically.
 
 import numpy as np
 
-from ._base import Evaluation, ignoring_feature_name_warnings
+from ._base import Evaluation, ignoring_feature_name_warnings, probability_array
 
 
 # Bound on the values of shifted rows built at once (64 MB of float64): the black-box
@@ -113,7 +113,7 @@ class NumericalBackend:
     def predict_proba(self, Z):
         self.n_model_rows += Z.shape[0]
         with ignoring_feature_name_warnings():
-            return self._counted(np.asarray(self._predict_proba(Z), dtype=float))
+            return self._counted(probability_array(self._predict_proba(Z)))
 
     def _counted(self, proba):
         """``proba``, its rows of NaN or infinite values counted in ``n_non_finite_rows``."""
