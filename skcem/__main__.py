@@ -11,7 +11,7 @@ features, the columns are matched to them by name, in any order. ``--data -`` re
 input, ``--out -`` writes standard output (in ``--format``); messages go to stderr.
 
 Exit codes: 0 on success, 2 for bad usage or input, with a one-line message on stderr; 130
-when interrupted (Ctrl-C).
+when interrupted (Ctrl-C); 1 when the reader of ``--out -`` stops reading early.
 """
 
 import argparse
@@ -535,6 +535,10 @@ def _check_out(out, args):
     files read (``--data``, ``--train``, ``--model``): they would be overwritten."""
     if out == "-":  # standard output, in --format
         return
+    if getattr(args, "format", "json") != "json" and \
+            Path(out).suffix.lower() != f".{args.format}":
+        raise InputError(f"--format {args.format}: it is for --out - (standard output); a file's "
+                         f"suffix says its format ({Path(out).name})")
     out = Path(out)
     if out.suffix.lower() not in (".json", ".csv"):
         raise InputError(f"--out: use a .json or .csv file, or - (standard output), not "

@@ -11,7 +11,7 @@ by the mean over its ``k (k - 1) / 2`` pairs of
 Both take any sets of answers: skcem's (``Explanation.counterfactuals``) or another library's.
 """
 
-from numbers import Integral
+from numbers import Real
 
 import numpy as np
 
@@ -166,7 +166,7 @@ def count_diversity(counterfactuals, *, features=None, atol=1e-8):
     >>> count_diversity(answers)  # pairs differ in 1, 2 and 1 of 3 features
     array([0.44444444])
     """
-    if not isinstance(atol, (float, Integral)) or not atol >= 0:  # NaN too
+    if not isinstance(atol, Real) or isinstance(atol, bool) or not atol >= 0:  # NaN too
         raise ValueError(f"`atol` must be a non-negative number; got {atol!r}.")
     sets, _, categorical, _ = _answer_sets(counterfactuals, features)
     out = np.full(len(sets), np.nan)

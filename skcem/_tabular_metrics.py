@@ -110,8 +110,11 @@ def _check_like(data, X, name, pd, n_rows=None):
             data = data.to_numpy()
         data = np.asarray(data)
         if data.ndim != 2 or data.shape[1] != X.shape[1]:
+            several = data.ndim == 3 and data.shape[2] == X.shape[1]
+            hint = (f": {data.shape[1]} answers per row? Score one rank at a time, such as "
+                    f"the closest, {name}[:, 0]") if several else ""
             raise ValueError(f"{name} must be 2-D with {X.shape[1]} columns like X; got shape "
-                             f"{data.shape}.")
+                             f"{data.shape}{hint}.")
         if is_frame:
             data = pd.DataFrame(data, columns=X.columns)
     if n_rows is not None and data.shape[0] != n_rows:

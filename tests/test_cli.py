@@ -1232,6 +1232,9 @@ def test_standard_input_and_output(files, capsys, monkeypatch, command):
         piped = [("-" if a == str(folder / "out.json") else a) for a in args]
         code = main(piped + ["--format", output_format])
         captured = capsys.readouterr()
+        if output_format == "csv":  # a file's suffix says its format
+            code_file, err = _main(capsys, *_command(command, folder), "--format", "csv")
+            assert code_file == 2 and "--format csv: it is for --out -" in err
         assert code == 0, captured.err
         assert captured.out.replace("\r\n", "\n") == \
             expected[output_format].replace("\r\n", "\n").rstrip("\n") + "\n"

@@ -306,6 +306,8 @@ def test_diversity_errors():
         count_diversity(answers, atol=-1)
     with pytest.raises(ValueError, match="`atol`"):  # found by a trial: same answers, 1.0
         count_diversity(answers, atol=float("nan"))
+    # a numpy float is a number (found by a review: "must be a non-negative number")
+    np.testing.assert_array_equal(count_diversity(answers, atol=np.float32(0.1)), [0.0, 0.0])
 
 
 def test_continuous_diversity_takes_x_train_by_position_as_wide_as_the_answers():

@@ -605,3 +605,7 @@ def test_several_answers_per_row_are_told_how_to_be_scored():
         explanation_metrics(model, X.iloc[:5], exp.counterfactuals)
     closest = explanation_metrics(model, X.iloc[:5], exp.counterfactuals.xs(0, level=-1))
     np.testing.assert_array_equal(closest["valid"], exp.found)
+    stacked = exp.counterfactuals.to_numpy(dtype=float).reshape(5, 3, 4)
+    with pytest.raises(ValueError, match=r"got shape \(5, 3, 4\): 3 answers per row\? .*"
+                                         r"explanations\[:, 0\]"):
+        explanation_metrics(model, X.iloc[:5].to_numpy(), stacked)
