@@ -285,6 +285,11 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
         named = [str(codec.columns_[j]) if codec.columns_ else str(j)
                  for j in np.flatnonzero(codec.categorical_)]
         timed = [str(codec.columns_[j]) if codec.columns_ else str(j) for j in times]
+        quoted = [f"'{name}'" for name in map(str, codec.columns_ or ())] + \
+            [f'"{name}"' for name in map(str, codec.columns_ or ())]
+        blamed = {quote[1:-1] for quote in quoted if quote in str(exc)}
+        if blamed and not blamed & set(named + timed):
+            raise  # its own words name other columns (a served model's schema): as they are
         first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
         if hasattr(first, "build_analyzer"):  # scikit-learn's text vectorizers
             # (not the model's own error: the vectorizer read the column names as documents)

@@ -651,24 +651,48 @@ class TableCodec:
             return out
         pd = _pandas()
         plain = self._plain_columns(for_model)
-        # Plain float columns as one block: a frame of a thousand columns built one Series
-        # at a time cost 0.18 s a model call.
-        blocks = [pd.DataFrame(Z[:, plain], index=index, copy=False)] if plain.any() else []
+        # Plain columns in blocks: a frame of a thousand columns built one Series at a time
+        # cost 0.18 s a model call. For the model, the columns of an integer dtype whole in
+        # every row asked are a block of that dtype (a served model's schema may refuse 37.0
+        # for an int); not whole (the gradient search's iterates), floats.
+        groups = self._plain_groups(Z, plain, for_model)
+        blocks = [pd.DataFrame(Z[:, columns] if dtype is None else
+                               Z[:, columns].astype(dtype), index=index, copy=False)
+                  for columns, dtype in groups]
+        positions = [columns for columns, _ in groups]
         data = {j: pd.Series(self._series(Z[:, j], j, missing, for_model), index=index,
                              copy=False, dtype=self.dtypes_[j] if self.categorical_[j] and
                              self.dtypes_[j] == object else None)
                 for j in np.flatnonzero(~plain)}
         if data:
             blocks.append(pd.DataFrame(data, index=index, copy=False))
+            positions.append(np.flatnonzero(~plain))
         frame = blocks[0] if len(blocks) == 1 else pd.concat(blocks, axis=1)
-        if not plain.all() and plain.any():  # back in the columns' order
-            order = np.argsort(np.r_[np.flatnonzero(plain), np.flatnonzero(~plain)])
-            frame = frame.iloc[:, order]
+        if len(blocks) > 1:  # back in the columns' order
+            frame = frame.iloc[:, np.argsort(np.concatenate(positions))]
         frame.columns = pd.Index(self.columns_)
         levels = getattr(self, "column_level_names_", None)
         if levels is not None and len(levels) == frame.columns.nlevels:
             frame.columns.names = levels
         return frame
+
+    def _plain_groups(self, Z, plain, for_model):
+        """The ``plain`` columns in blocks: ``(positions, dtype)``, dtype None for Z's floats;
+        for the model, those of a numpy integer dtype whole in every row, by dtype."""
+        positions = np.flatnonzero(plain)
+        if not positions.size:
+            return []
+        dtypes = [self.dtypes_[j] for j in positions]
+        integer = np.array([for_model and isinstance(dtype, np.dtype) and dtype.kind in "iu"
+                            for dtype in dtypes], dtype=bool)
+        if integer.any():
+            values = Z[:, positions[integer]]
+            integer[integer] = np.all(values == np.rint(values), axis=0)  # NaN is not whole
+        groups = [(positions[~integer], None)] if (~integer).any() else []
+        for dtype in dict.fromkeys(dtypes[k] for k in np.flatnonzero(integer)):
+            same = np.array([integer[k] and dtypes[k] == dtype for k in range(len(dtypes))])
+            groups.append((positions[same], dtype))
+        return groups
 
     def plain_columns(self):
         """Columns that are float64 numbers as they are (in the answers as for a model)."""

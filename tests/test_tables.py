@@ -1867,3 +1867,34 @@ def test_feature_range_lists_the_categories_answers_may_take():
         CounterfactualExplainer(model, feature_range={"job": ["c", "q"]}).fit(X)
     with pytest.raises(ValueError, match=r"`feature_range\['job'\]` must list the categories"):
         CounterfactualExplainer(model, feature_range={"job": "c"}).fit(X)
+
+
+def test_a_function_of_a_table_gets_whole_integer_columns_in_their_dtype():
+    """Found by a trial: a served model's function got an int64 column as float64 in every
+    call (its schema refused 37.0), and its error was blamed on the categorical columns."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"age": rng.integers(18, 80, n), "plan": rng.choice(["a", "b", "c"], n),
+                      "income": rng.normal(50, 10, n)})
+    y = ((X.age > 45) ^ (X.plan == "b")).astype(int).to_numpy()
+    pipe = make_pipeline(make_column_transformer((OneHotEncoder(), ["plan"]),
+                                                 remainder="passthrough"),
+                         RandomForestClassifier(30, random_state=0)).fit(X, y)
+    seen = set()
+
+    def served(rows):
+        seen.add(rows["age"].dtype)
+        if rows["age"].dtype.kind not in "iu":
+            raise ValueError("422: field 'age' must be an integer")
+        return pipe.predict_proba(rows)
+
+    exp = CounterfactualExplainer(served).fit(X, y).explain(X.iloc[:10])
+    assert seen == {np.dtype(np.int64)} and exp.found.all()
+    assert (pipe.predict(exp.explanation) != pipe.predict(X.iloc[:10])).all()
+
+    def refusing(rows):
+        raise ValueError("422: field 'income' must be below 100")
+
+    with pytest.raises(ValueError, match=r"^422: field 'income' must be below 100$"):
+        CounterfactualExplainer(refusing).fit(X, y)
