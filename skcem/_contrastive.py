@@ -261,12 +261,16 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
     """One batch, in this process or a joblib worker: the result and its model rows."""
     backend = explainer._get_backend()
     rows_before = backend.n_model_rows
-    non_finite_before = getattr(backend, "n_non_finite_rows", 0)
+    autoencoder = getattr(backend, "autoencoder", None)
+    non_finite_before = (getattr(backend, "n_non_finite_rows", 0),
+                         getattr(autoencoder, "n_non_finite_rows", 0))
     problem = SearchProblem(x0=x0, target=target, searchable=searchable, **common)
     with _framework_threads(backend, x0.size):
         result = explainer._search(backend, problem, settings, progress=progress)
-    return result, (backend.n_model_rows - rows_before,
-                    getattr(backend, "n_non_finite_rows", 0) - non_finite_before)
+    # rows the model, and the auto-encoder term, gave NaN or infinite values
+    non_finite = (getattr(backend, "n_non_finite_rows", 0) - non_finite_before[0],
+                  getattr(autoencoder, "n_non_finite_rows", 0) - non_finite_before[1])
+    return result, (backend.n_model_rows - rows_before, non_finite)
 
 
 @contextmanager
@@ -1546,7 +1550,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             bar.close()
         results = [result for result, _ in outcomes]
         n_rows += sum(rows for _, (rows, _) in outcomes)
-        non_finite = sum(non_finite for _, (_, non_finite) in outcomes)
+        non_finite = tuple(int(sum(counts)) for counts in
+                           zip(*(non_finite for _, (_, non_finite) in outcomes))) or (0, 0)
         return self._assemble(X, index, proba, explained, results, common, n_rows, searchable,
                               self._required_class(target), non_finite)
 
@@ -1651,7 +1656,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 _leave_out(result, out)
 
     def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
-                  target_class=None, non_finite=0):
+                  target_class=None, non_finite=(0, 0)):
         self._drop_answers_breaking_held_cells(X, results)
         self._recheck_answers(results)
         found = np.concatenate([r.found for r in results])
@@ -1694,10 +1699,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 hint += (f" The model puts none of {len(self._pool.pred)} rows given to fit in "
                          f"class {', '.join(map(repr, unreached))}: it may never predict "
                          f"{'it' if len(unreached) == 1 else 'them'}.")
-            if non_finite:
-                hint += (f" The model gave NaN or infinite probabilities for {non_finite} of "
-                         "the rows the search asked it about: narrow feature_range to where "
-                         "it answers.")
+            if non_finite[0]:
+                hint += (f" The model gave NaN or infinite probabilities for {non_finite[0]} "
+                         "of the rows the search asked it about: narrow feature_range to "
+                         "where it answers.")
+            if len(non_finite) > 1 and non_finite[1]:  # the likelier cause: first
+                hint = (f"The auto-encoder gave NaN or infinite reconstructions of "
+                        f"{non_finite[1]} of the rows the search asked it about: its term is "
+                        "undefined there (check it on those rows, or narrow feature_range). "
+                        + hint)
             if self.search_ == "fista" and n_missing > stuck.sum() and self._refines():
                 hint += (" The gradient-free search, which search='auto' runs for the rows the "
                          "gradient search leaves, found none either.")

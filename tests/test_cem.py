@@ -363,6 +363,17 @@ def test_an_autoencoder_term_that_cannot_weigh_says_so(iris, iris_model):
                                              rf"on rows given to fit \({n_bad} of the first "
                                              r"20\)"):
             CEMExplainer(iris_model, gamma=1.0, autoencoder=broken).fit(X)
+    # finite on fit's first rows, not on the rows explained (found by a review: the
+    # warning advised a larger c_init)
+    def late(Z):
+        Z = np.asarray(Z, dtype=float)
+        return np.where(Z[:, 2:3] > 1.0, np.nan, 0.5 * Z)
+
+    with pytest.warns(ExplanationNotFoundWarning, match=r"The auto-encoder gave NaN or "
+                                                        r"infinite reconstructions of \d+ of "
+                                                        r"the rows the search asked"):
+        CEMExplainer(iris_model, gamma=1.0, autoencoder=late, search="fista",
+                     max_iterations=50, c_steps=2).fit(X).explain(X[X[:, 2] > 1.0][:3])
     forest = RandomForestClassifier(20, random_state=0).fit(X, y)
     with pytest.warns(SkcemWarning, match=r"gamma=1 weighs the auto-encoder term in the "
                                           r"gradient search only; search_='neighbors'"):

@@ -190,15 +190,24 @@ class NumericalAutoencoder:
         self.autoencoder = autoencoder
         self.eps = eps
         self.input_bounds = None
+        self.n_non_finite_rows = 0
 
     def _reconstruct(self, Z):
         return np.asarray(self.autoencoder(Z), dtype=float).reshape(Z.shape[0], -1)
 
+    def _counted(self, residual):
+        """``residual``, its rows of NaN or infinite values counted in ``n_non_finite_rows``
+        (where the term is undefined: named when nothing is found)."""
+        bad = ~np.isfinite(residual).all(axis=1)
+        if bad.any():
+            self.n_non_finite_rows += int(bad.sum())
+        return residual
+
     def loss(self, Z):
-        return np.sum((self._reconstruct(Z) - Z) ** 2, axis=1)
+        return np.sum(self._counted(self._reconstruct(Z) - Z) ** 2, axis=1)
 
     def __call__(self, Z):
-        residual = self._reconstruct(Z) - Z
+        residual = self._counted(self._reconstruct(Z) - Z)
         jacobian = central_differences(self._reconstruct, Z, self.eps,
                                        bounds=self.input_bounds)
         # d/dz ||AE(z) - z||^2 = 2 (J_AE - I)^T (AE(z) - z)
