@@ -594,6 +594,25 @@ def _input_shape_hint(exc):
     return " (on the command line: --params input_shape=1,28,28)"
 
 
+def _missing_rows_hint(exc, tables):
+    """For an error on missing values: the rows of each file that hold them (counted from 0,
+    as the output's "row"), which a model that takes none cannot be asked about."""
+    if "contains NaN" not in str(exc):
+        return ""
+    found = []
+    for option, values in tables.items():
+        if hasattr(values, "isna"):
+            holes = np.flatnonzero(values.isna().to_numpy().any(axis=1))
+        else:
+            holes = np.flatnonzero(np.isnan(np.asarray(values, dtype=float)).any(axis=1))
+        if holes.size:
+            more = f" ({holes.size} in all)" if holes.size > 5 else ""
+            found.append(f"{option} rows {holes[:5].tolist()}{more}")
+        if option == "--data" and "--train" in tables and tables["--train"] is values:
+            break
+    return f" (missing cells in {', '.join(found)})" if found else ""
+
+
 def _dates_hint(data, dates):
     """Where text columns hold ISO dates and are not ``--dates``: a hint, for a model that
     reads them as dates (a CSV's dates are text)."""
@@ -783,7 +802,9 @@ def _explain(args):
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0] + _input_shape_hint(exc)
                          + _dates_hint(data, args.dates)
-                         + _category_dtype_hint(model, data)) from exc
+                         + _category_dtype_hint(model, data)
+                         + _missing_rows_hint(exc, {"--data": data, "--train": train}
+                                              if args.train else {"--data": data})) from exc
     if not args.train and not args.quiet:
         print("skcem explain: note: no --train: the no-information values and feature ranges "
               f"are learned from the rows explained ({args.data}); give the training rows "

@@ -1686,9 +1686,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             stuck = ~found & searchable & ~self._room_to_move(X, common)
             if stuck.any():
                 hint = (f"{int(stuck.sum())} of them have no admissible change at all "
-                        "(immutable_features, directions, feature_range and, for a PN, moves "
-                        "away from no_info_val only, leave no feature room to move): no "
-                        "search can find one. ") + (
+                        "(immutable_features, directions, feature_range, missing cells (held "
+                        "as they are) and, for a PN, moves away from no_info_val only, leave "
+                        "no feature room to move): no search can find one. ") + (
                     "For the others: " + hint if n_missing > stuck.sum() else "")
                 hint = hint.rstrip()
             if rejected.any() and self.search_ != "exact":

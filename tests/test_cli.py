@@ -1121,6 +1121,7 @@ def test_files_as_exports_have_them_get_one_line(files, tmp_path, capsys):
     marked.write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,NA,1.4,0.2\n")
     code, err = _main(capsys, *command, "--data", marked, "--out", tmp_path / "o.json")
     assert code == 2 and "Input X contains NaN (in 'sepal_width')" in err  # missing, no typo
+    assert "(missing cells in --data rows [0])" in err  # (found by a review: which rows?)
     code, err = _main(capsys, *command, "--data", folder / "data.csv", "--out",
                       folder / "data.csv")
     assert code == 2 and "is the --data file, which it would overwrite" in err
