@@ -425,7 +425,7 @@ def _parse_params(items):
 _LIST_PARAMS = {"immutable_features": (), "categorical_features": ("auto",)}
 # Parameters that take a dict by column, also given as name:value pairs (a range's two
 # ends: name:low:high).
-_DICT_PARAMS = ("directions", "feature_range", "no_info_val")
+_DICT_PARAMS = ("directions", "feature_range", "feature_weights", "no_info_val")
 
 
 def _mapping(value):

@@ -392,8 +392,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     _transient_attributes = ("_backend",)
     _fit_parameters = ("estimator", "autoencoder", "categorical_features", "device", "directions",
-                       "distance", "eps", "feature_range", "gradient", "immutable_features",
-                       "input_shape", "no_info_type", "no_info_val", "plausibility", "search")
+                       "distance", "eps", "feature_range", "feature_weights", "gradient",
+                       "immutable_features", "input_shape", "no_info_type", "no_info_val",
+                       "plausibility", "search")
     _parameter_constraints: dict = _SHARED_CONSTRAINTS
 
     def _validate_params(self):

@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._modes import ANY_OTHER_CLASS, MODES
 from ._contrastive import BaseContrastiveExplainer
 from ._fista import SolverSettings
-from ._validation import align_rows
+from ._validation import align_rows, fitted_columns, label_position, per_feature
 from ._warnings import warn
 
 
@@ -63,6 +63,13 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         gradient-free and exact searches return the closest admissible answers).
     c_steps : int, default=5
         Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
+    feature_weights : dict, array-like of shape (n_features,) or None, default=None
+        The cost of each feature's change, multiplied into ``distance``: a unit change of a
+        feature of weight 2 (or a change of its category) counts twice, so the answers change
+        it only where that pays (a feature that is hard to act on, as DiCE's
+        ``feature_weights``). A dict ``{column: weight}`` (others weigh 1) or one positive
+        weight per feature; every search minimises, and ``Explanation.distance`` reports,
+        the weighted distance. ``feature_weights_`` holds them, per feature.
     n_counterfactuals : int, default=1
         Distinct valid counterfactuals per instance in the explanation's ``counterfactuals``:
         the closest first (``explanation``), then, closest first, sparse ones that change other
@@ -163,6 +170,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         As for :class:`CEMExplainer`.
     mad_ : ndarray of shape (n_features,)
         Only with ``distance="mad"``.
+    feature_weights_ : ndarray of shape (n_features,)
+        Each feature's weight in the distance (``feature_weights``; 1 where not given).
 
     Examples
     --------
@@ -184,13 +193,14 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         "C": [Interval(Real, 0, None, closed="left")],
         "c_steps": [Interval(Integral, 1, None, closed="left")],
         "n_counterfactuals": [Interval(Integral, 1, None, closed="left")],
+        "feature_weights": [dict, "array-like", None],
     }
     _not_found_hint = ("Try a smaller C, more max_iterations or a larger learning_rate_init; "
                        "on raw features of very different scales, distance='mad' (the search "
                        "then steps in each feature's MAD units).")
 
     def __init__(self, estimator=None, *, target_class="other", search="auto", gradient="auto",
-                 distance="l1", C=1.0, c_steps=5, n_counterfactuals=1,
+                 distance="l1", C=1.0, c_steps=5, n_counterfactuals=1, feature_weights=None,
                  categorical_features="auto",
                  immutable_features=None, directions=None, feature_range=None,
                  input_shape=None, device=None, learning_rate_init=1e-2, max_iterations=1000,
@@ -205,6 +215,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         self.C = C
         self.c_steps = c_steps
         self.n_counterfactuals = n_counterfactuals
+        self.feature_weights = feature_weights
         self.categorical_features = categorical_features
         self.immutable_features = immutable_features
         self.directions = directions
@@ -227,6 +238,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
 
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")
+        self.feature_weights_ = self._feature_weights(X.shape[1])
         if isinstance(self.target_class, str) and self.target_class == "other" and \
                 any(isinstance(c, str) and c == "other" for c in self.classes_):
             warn("target_class='other' means any class but the instance's, and the model "
@@ -272,13 +284,33 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
             return None
         return np.asarray(self.classes_, dtype=object)[target]
 
-    def _problem_settings(self):
-        if self.distance == "l2":
-            l1_weight, l2_weight = 0.0, 1.0
-        elif self.distance == "mad":
-            l1_weight, l2_weight = 1.0 / self.mad_, 0.0
+    def _feature_weights(self, n_features):
+        """``feature_weights`` as one positive weight per feature (1 where not given)."""
+        weights = np.ones(n_features)
+        if self.feature_weights is None:
+            return weights
+        if isinstance(self.feature_weights, dict):
+            names = fitted_columns(self)
+            for key, weight in self.feature_weights.items():
+                j = label_position(key, names, n_features, "feature_weights")
+                weights[j] = per_feature(weight, 1, f"feature_weights[{key!r}]")[0] \
+                    if np.ndim(weight) == 0 else np.nan
         else:
-            l1_weight, l2_weight = 1.0, 0.0
+            weights = per_feature(self.feature_weights, n_features, "feature_weights")
+        if not np.all(weights > 0):  # NaN too
+            raise ValueError(f"`feature_weights` must be positive numbers, one per feature "
+                             f"(a dict of them by column); got {self.feature_weights!r}.")
+        return weights
+
+    def _problem_settings(self):
+        # feature_weights_ from fit; a clone read before fit weighs every feature alike
+        weights = getattr(self, "feature_weights_", 1.0)
+        if self.distance == "l2":
+            l1_weight, l2_weight = 0.0, weights
+        elif self.distance == "mad":
+            l1_weight, l2_weight = weights / self.mad_, 0.0
+        else:
+            l1_weight, l2_weight = weights, 0.0
         mode = ANY_OTHER_CLASS if self._any_other_class() else MODES["CF"]
         return dict(mode=mode, no_info_val=np.zeros(self.n_features_in_), kappa=0.0,
                     l1_weight=l1_weight, l2_weight=l2_weight, distance_weight=float(self.C))

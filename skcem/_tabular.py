@@ -959,11 +959,9 @@ def permitted_categories(feature_range, codec, feature_names):
         j = label_position(key, feature_names, n_features, "feature_range")
         if not codec.categorical_[j]:
             continue
-        if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
-            raise ValueError(f"`feature_range[{key!r}]` must list the categories an answer may "
-                             f"take (column {key!r} is categorical), such as "
-                             f"[{given!r}]; got {given!r}.")
-        given = list(given)
+        # one category alone (the command line's name:value) as a list of one
+        given = [given] if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__") \
+            else list(given)
         known = list(codec.categories_[j])
         unknown = [value for value in given if value not in known]
         if unknown:

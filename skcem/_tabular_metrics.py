@@ -260,11 +260,7 @@ def _check_feature_range(feature_range, columns, categorical, times):
     lower = np.full(len(columns), -np.inf)
     upper = np.full(len(columns), np.inf)
     for j, bounds in zip(positions, values):
-        if categorical[j]:  # a list of the categories answers may take: _permitted
-            if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__iter__"):
-                raise ValueError(f"feature_range[{columns[j]!r}] must list the categories an "
-                                 f"answer may take (the column is categorical); got "
-                                 f"{bounds!r}.")
+        if categorical[j]:  # the categories answers may take: _permitted
             continue
         try:
             lo, hi = bounds
@@ -284,7 +280,8 @@ def _permitted(feature_range, columns, categorical):
     if not isinstance(feature_range, dict):
         return {}
     positions, values = _mapping(feature_range, columns, "feature_range")
-    return {j: list(v) for j, v in zip(positions, values) if categorical[j]}
+    return {j: [v] if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__") else list(v)
+            for j, v in zip(positions, values) if categorical[j]}
 
 
 def _seconds_or_float(value):

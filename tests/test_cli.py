@@ -1243,3 +1243,32 @@ def test_standard_input_and_output(files, capsys, monkeypatch, command):
                                 for a in args])
     if command == "similarity":
         assert code == 2 and "--train: '-' (standard input) is for --data only" in err
+
+
+def test_params_weigh_features_and_list_categories(tmp_path, capsys):
+    """feature_weights and a categorical column's feature_range (its categories) as
+    name:value pairs on the command line, as in the Python API."""
+    from tests.test_tables import make_table, pipeline
+
+    X, y = make_table(300)
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+    joblib.dump(model, tmp_path / "pipeline.joblib")
+    X.to_csv(tmp_path / "train.csv", index=False)
+    X.iloc[:20].to_csv(tmp_path / "data.csv", index=False)
+    params = ["feature_weights=income:50,age:50", "feature_range=job:farmer:clerk"]
+    code, err = _main(capsys, "explain", "--model", tmp_path / "pipeline.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--mode", "CF",
+                      "--answers", "--out", tmp_path / "out.json", "--quiet", "--params",
+                      *params)
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out.json").read_text())
+    api = CounterfactualExplainer(model, feature_weights={"income": 50, "age": 50},
+                                  feature_range={"job": ("farmer", "clerk")}).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = api.explain(X.iloc[:20])
+    np.testing.assert_allclose([r["distance"] if r["found"] else np.nan for r in rows],
+                               exp.distance, rtol=1e-12)
+    for row, job in zip(rows, X.job.iloc[:20]):
+        if row["found"]:
+            assert row["answer"]["job"] in ("farmer", "clerk", job)

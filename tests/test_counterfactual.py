@@ -281,3 +281,55 @@ def test_float_columns_of_only_0_and_1_are_pointed_out():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         CounterfactualExplainer(model, feature_range=(-5.0, 5.0)).fit(X)
+
+
+def test_feature_weights_price_each_features_change():
+    """DiCE's feature_weights (found missing by a trial of a DiCE user): a feature's change
+    costs its weight times the distance. The exact search's weighted optimum is the
+    brute-force one over the trees' split points; a heavy feature is avoided."""
+    import itertools
+
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 10, size=(300, 3))
+    y = ((X[:, 0] + X[:, 1] > 10) ^ (X[:, 2] > 7)).astype(int)
+    tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y)
+    weights = np.array([5.0, 1.0, 0.5])
+    explainer = CounterfactualExplainer(tree, search="exact", feature_weights=weights).fit(X)
+    np.testing.assert_array_equal(explainer.feature_weights_, weights)
+    rows = X[:8]
+    exp = explainer.explain(rows)
+    lower, upper = explainer.feature_range_
+    inner = tree.tree_.feature >= 0
+    step = 1e-4
+    for i, x0 in enumerate(rows):
+        candidates = []
+        for j in range(3):
+            cuts = tree.tree_.threshold[inner & (tree.tree_.feature == j)]
+            candidates.append(np.unique(np.r_[x0[j], lower[j], upper[j], cuts - step,
+                                              cuts + step].clip(lower[j], upper[j])))
+        grid = np.array(list(itertools.product(*candidates)))
+        valid = tree.predict(grid) != tree.predict(x0[None])[0]
+        best = np.min(np.abs(grid[valid] - x0) @ weights)
+        assert exp.found[i]
+        assert best - 3 * step * weights.max() <= exp.distance[i] <= best + 1e-9
+        np.testing.assert_allclose(exp.distance[i], np.abs(exp.explanation[i] - x0) @ weights)
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    by_name = CounterfactualExplainer(tree, search="exact",
+                                      feature_weights={"a": 5.0, "c": 0.5}).fit(frame)
+    np.testing.assert_array_equal(by_name.feature_weights_, weights)
+    np.testing.assert_allclose(by_name.explain(frame.iloc[:8]).distance, exp.distance)
+    # a heavy feature is left alone where another one serves (the gradient-free search)
+    free = CounterfactualExplainer(tree).fit(X).explain(X[:30])
+    heavy = CounterfactualExplainer(tree, feature_weights=[1.0, 1.0, 1000.0]).fit(X)
+    moved = heavy.explain(X[:30])
+    changed = np.abs(moved.explanation - X[:30]) > 1e-9
+    assert changed[moved.found, 2].sum() < (np.abs(free.explanation - X[:30]) > 1e-9)[
+        free.found, 2].sum()
+    for bad, message in (([1.0, -1.0, 1.0], "must be positive numbers"),
+                         ([1.0, 2.0], r"one value per feature \(3\)"),
+                         ({"d": 2.0}, "feature_weights")):
+        with pytest.raises(ValueError, match=message):
+            CounterfactualExplainer(tree, feature_weights=bad).fit(frame)
