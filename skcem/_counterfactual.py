@@ -63,13 +63,6 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         gradient-free and exact searches return the closest admissible answers).
     c_steps : int, default=5
         Values of the cross-entropy's weight ``c`` tried per instance (from 1, see above).
-    feature_weights : dict, array-like of shape (n_features,) or None, default=None
-        The cost of each feature's change, multiplied into ``distance``: a unit change of a
-        feature of weight 2 (or a change of its category) counts twice, so the answers change
-        it only where that pays (a feature that is hard to act on, as DiCE's
-        ``feature_weights``). A dict ``{column: weight}`` (others weigh 1) or one positive
-        weight per feature; every search minimises, and ``Explanation.distance`` reports,
-        the weighted distance. ``feature_weights_`` holds them, per feature.
     n_counterfactuals : int, default=1
         Distinct valid counterfactuals per instance in the explanation's ``counterfactuals``:
         the closest first (``explanation``), then, closest first, sparse ones that change other
@@ -88,6 +81,13 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         answer, or closer (it has more starts): on a forest in a trial, 4 of 10 rows farther (by
         0.3-49%), 2 closer; a user found one row of a one-hot table 21 times farther (0.27
         against 0.0125). Where the closest answer matters most, ask for one.
+    feature_weights : dict, array-like of shape (n_features,) or None, default=None
+        The cost of each feature's change, multiplied into ``distance``: a unit change of a
+        feature of weight 2 (or a change of its category) counts twice, so the answers change
+        it only where that pays (a feature that is hard to act on, as DiCE's
+        ``feature_weights``). A dict ``{column: weight}`` (others weigh 1) or one positive
+        weight per feature; every search minimises, and ``Explanation.distance`` reports,
+        the weighted distance. ``feature_weights_`` holds them, per feature.
     categorical_features : "auto", array-like or None, default="auto"
         Columns whose values are categories: "auto" takes DataFrame columns of object,
         string, category or bool dtype (and text columns of an array), and the columns a
