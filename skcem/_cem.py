@@ -176,6 +176,11 @@ class CEMExplainer(BaseContrastiveExplainer):
         is changed. The gradient search then runs in MAD units too (learning rate, ``clip``
         and the shrinkage threshold mean the same for every feature; integer columns are
         rounded in their own units).
+    feature_weights : dict, array-like of shape (n_features,) or None, default=None
+        The cost of each feature's change, multiplied into both terms of ``distance``: a
+        change of a feature of weight 2 counts twice, so the answers change it (a PN) or
+        keep it (a PP) only where that pays. A dict ``{column: weight}`` (others weigh 1) or
+        one positive weight per feature; ``feature_weights_`` holds them, per feature.
     learning_rate_init : float, default=1e-2
         Initial learning rate, decayed polynomially (power 0.5) to 0 over ``max_iterations``.
     max_iterations : int, default=1000
@@ -319,6 +324,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         The search used.
     mad_ : ndarray of shape (n_features,)
         Median absolute deviation of each feature (``distance="mad"`` only).
+    feature_weights_ : ndarray of shape (n_features,)
+        Each feature's weight in the distance (``feature_weights``; 1 where not given).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features,)
@@ -390,7 +397,8 @@ class CEMExplainer(BaseContrastiveExplainer):
                  gamma=0.0, autoencoder=None, input_shape=None, device=None,
                  categorical_features="auto",
                  immutable_features=None, directions=None, distance="elastic",
-                 learning_rate_init=1e-2, max_iterations=1000, c_init=10.0, c_steps=10,
+                 feature_weights=None, learning_rate_init=1e-2, max_iterations=1000,
+                 c_init=10.0, c_steps=10,
                  eps=(1e-3, 1e-3), clip=(-100.0, 100.0), update_num_grad=1, tol=None,
                  n_iter_no_change=50, momentum="auto", probe_iterations="auto", batch_size="auto",
                  n_jobs=None, verbose=0, max_time=10.0, plausibility=0.0):
@@ -411,6 +419,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         self.immutable_features = immutable_features
         self.directions = directions
         self.distance = distance
+        self.feature_weights = feature_weights
         self.learning_rate_init = learning_rate_init
         self.max_iterations = max_iterations
         self.c_init = c_init
@@ -476,6 +485,7 @@ class CEMExplainer(BaseContrastiveExplainer):
 
     def _fit_data(self, X):
         self._fit_mad(X, self.distance == "mad")
+        self.feature_weights_ = self._feature_weights(X.shape[1])
         self._check_reconstructions(X)
         categorical = self.categorical_mask_
         if self.no_info_val is None or isinstance(self.no_info_val, dict):
@@ -537,10 +547,12 @@ class CEMExplainer(BaseContrastiveExplainer):
         return target, target
 
     def _problem_settings(self):
+        # feature_weights_ from fit; a clone read before fit weighs every feature alike
+        weights = getattr(self, "feature_weights_", 1.0)
         if self.distance == "mad":
-            l1_weight, l2_weight = self.beta / self.mad_, 1.0 / self.mad_**2
+            l1_weight, l2_weight = weights * self.beta / self.mad_, weights / self.mad_**2
         else:
-            l1_weight, l2_weight = float(self.beta), 1.0
+            l1_weight, l2_weight = weights * float(self.beta), weights * 1.0
         if self.mode == "PP" and self.immutable_mask_.any():
             # A PP keeps its immutable features by construction: no part of its distance
             # (nor of what it keeps, in changes() and the metrics).

@@ -49,9 +49,8 @@ from ._validation import (accepts_missing_values, align_columns, align_rows, as_
                           check_not_documents, check_pair, check_probabilities,
                           check_target_given, column_names, default_classifier, feature_mask,
                           final_step, fitted_columns, fitted_feature_names, from_polars,
-                          is_prefitted,
-                          kind_other_than_classifier, missing_values_refused, per_feature,
-                          probabilities_hint,
+                          is_prefitted, kind_other_than_classifier, label_position,
+                          missing_values_refused, per_feature, probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           to_polars, validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, catching_warnings, silencing, warn
@@ -95,6 +94,7 @@ _SHARED_CONSTRAINTS = {
                   callable, None],
     "gradient": [StrOptions({"auto", "exact", "numerical"})],
     "search": [StrOptions({"auto", "fista", "neighbors", "exact"})],
+    "feature_weights": [dict, "array-like", None],
     "max_time": [Interval(Real, 0, None, closed="neither")],
     "plausibility": [Interval(Real, 0, None, closed="left")],
     "categorical_features": [StrOptions({"auto"}), "array-like", None],
@@ -1169,6 +1169,24 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _fit_data(self, X):
         """What a subclass learns from the data."""
+
+    def _feature_weights(self, n_features):
+        """``feature_weights`` as one positive weight per feature (1 where not given)."""
+        weights = np.ones(n_features)
+        if self.feature_weights is None:
+            return weights
+        if isinstance(self.feature_weights, dict):
+            names = fitted_columns(self)
+            for key, weight in self.feature_weights.items():
+                j = label_position(key, names, n_features, "feature_weights")
+                weights[j] = per_feature(weight, 1, f"feature_weights[{key!r}]")[0] \
+                    if np.ndim(weight) == 0 else np.nan
+        else:
+            weights = per_feature(self.feature_weights, n_features, "feature_weights")
+        if not np.all(weights > 0):  # NaN too
+            raise ValueError(f"`feature_weights` must be positive numbers, one per feature "
+                             f"(a dict of them by column); got {self.feature_weights!r}.")
+        return weights
 
     def _fit_mad(self, X, wanted):
         """Learn ``mad_`` when the distance is MAD-scaled; drop a stale one otherwise."""

@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._modes import ANY_OTHER_CLASS, MODES
 from ._contrastive import BaseContrastiveExplainer
 from ._fista import SolverSettings
-from ._validation import align_rows, fitted_columns, label_position, per_feature
+from ._validation import align_rows
 from ._warnings import warn
 
 
@@ -193,7 +193,6 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         "C": [Interval(Real, 0, None, closed="left")],
         "c_steps": [Interval(Integral, 1, None, closed="left")],
         "n_counterfactuals": [Interval(Integral, 1, None, closed="left")],
-        "feature_weights": [dict, "array-like", None],
     }
     _not_found_hint = ("Try a smaller C, more max_iterations or a larger learning_rate_init; "
                        "on raw features of very different scales, distance='mad' (the search "
@@ -283,24 +282,6 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         if isinstance(self.target_class, str) and self.target_class == "other":
             return None
         return np.asarray(self.classes_, dtype=object)[target]
-
-    def _feature_weights(self, n_features):
-        """``feature_weights`` as one positive weight per feature (1 where not given)."""
-        weights = np.ones(n_features)
-        if self.feature_weights is None:
-            return weights
-        if isinstance(self.feature_weights, dict):
-            names = fitted_columns(self)
-            for key, weight in self.feature_weights.items():
-                j = label_position(key, names, n_features, "feature_weights")
-                weights[j] = per_feature(weight, 1, f"feature_weights[{key!r}]")[0] \
-                    if np.ndim(weight) == 0 else np.nan
-        else:
-            weights = per_feature(self.feature_weights, n_features, "feature_weights")
-        if not np.all(weights > 0):  # NaN too
-            raise ValueError(f"`feature_weights` must be positive numbers, one per feature "
-                             f"(a dict of them by column); got {self.feature_weights!r}.")
-        return weights
 
     def _problem_settings(self):
         # feature_weights_ from fit; a clone read before fit weighs every feature alike

@@ -562,3 +562,24 @@ def test_features_of_far_apart_scales_are_named_unless_one_range_bounds_them_all
     # a wide common range over features of all scales says nothing of theirs (a review)
     with pytest.warns(SkcemWarning, match="differ in scale"):
         CEMExplainer(model, feature_range=(0.0, 5000.0)).fit(X)
+
+
+def test_feature_weights_price_a_pns_changes(iris, iris_model):
+    """feature_weights in CEM as in CounterfactualExplainer: a heavy feature is left alone
+    where another serves, and the distance is the weighted elastic net."""
+    X, _ = iris
+    rows = X[::10]
+    free = CEMExplainer(iris_model, max_iterations=200).fit(X).explain(rows)
+    moved = np.abs(free.explanation - rows) > 1e-9
+    top = int(np.argmax(moved[free.found].sum(axis=0)))
+    weights = np.ones(4)
+    weights[top] = 100.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        weighed = CEMExplainer(iris_model, max_iterations=200,
+                               feature_weights=weights).fit(X).explain(rows)
+    changed = np.abs(weighed.explanation - rows) > 1e-9
+    assert changed[weighed.found, top].sum() < moved[free.found, top].sum()
+    delta = (weighed.explanation - rows)[weighed.found]
+    np.testing.assert_allclose(weighed.distance[weighed.found],
+                               (delta**2 + 0.1 * np.abs(delta)) @ weights, rtol=1e-9)
