@@ -552,12 +552,30 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         elif self.n_components is not None:
             template = self._gradients.factors(self.X_train_[:1], self.y_train_[:1])
             self.projection_ = GradientProjection(template, self.n_components,
-                                                  self.random_state)
+                                                  self.random_state,
+                                                  self._sparse_supports(template))
         self.grads_train_ = None
         if self.precompute_grads:
             blocks = [slice(i, i + self.batch_size) for i in range(0, len(X), self.batch_size)]
             self.grads_train_ = stack_gradients(self._train_gradients(blocks), len(X))
         return self
+
+    def _sparse_supports(self, template):
+        """Per dense layer with sparse inputs (a text vectorizer's), the columns the training
+        rows' inputs hold (the projection draws its map there alone); None without any."""
+        from scipy import sparse
+
+        if not getattr(template, "is_sparse", False):
+            return None
+        supports = [set() if sparse.issparse(a) else None for a, _ in template.dense]
+        for start in range(0, len(self.X_train_), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            factors = self._gradients.factors(self.X_train_[rows], self.y_train_[rows])
+            for support, (a, _) in zip(supports, factors.dense):
+                if support is not None:
+                    support.update(np.unique(a.indices).tolist())
+        return [None if support is None else np.array(sorted(support), dtype=np.intp)
+                for support in supports]
 
     def _validated_table(self, X, expected=None):
         """A DataFrame with text columns, for a Pipeline that takes them: its columns

@@ -1061,3 +1061,49 @@ def test_a_pipeline_that_imputes_takes_missing_values(digits):
     with pytest.raises(ValueError, match="Input X contains NaN: GradientSimilarityExplainer "
                                          "needs complete rows"):
         GradientSimilarityExplainer(LogisticRegression(max_iter=500)).fit(X, y[:200])
+
+
+def test_a_text_pipelines_sparse_rows_stay_sparse():
+    """Found by a trial: a text Pipeline's rows were made dense, (rows x vocabulary): a
+    HashingVectorizer's 2**20 columns cost 8 MB a document (1.9 GB for 300), and the
+    projection's Gaussian map 2**20 x n_components numbers. The same scores, sparse; and a
+    sparsified last step (``.sparsify()``, a sparse coef_) failed in numpy."""
+    import tracemalloc
+
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(400)])
+    documents = [" ".join(rng.choice(words, 12)) for _ in range(160)]
+    y = rng.integers(0, 2, 160)
+    dense = FunctionTransformer(lambda rows: rows.toarray(), accept_sparse=True)
+    for last in (LogisticRegression(), MLPClassifier((4,), max_iter=200, random_state=0)):
+        model = make_pipeline(TfidfVectorizer(), last).fit(documents, y)
+        densified = make_pipeline(model[0], dense, model[-1])
+        for params in ({}, {"precompute_grads": True}):
+            sparse_rows = GradientSimilarityExplainer(model, **params).fit(documents[:120],
+                                                                           y[:120])
+            dense_rows = GradientSimilarityExplainer(densified, **params).fit(documents[:120],
+                                                                              y[:120])
+            np.testing.assert_allclose(sparse_rows.transform(documents[120:]),
+                                       dense_rows.transform(documents[120:]), atol=1e-12)
+            np.testing.assert_allclose(sparse_rows.self_influence(),
+                                       dense_rows.self_influence(), atol=1e-12)
+    hashed = make_pipeline(HashingVectorizer(n_features=2**18), LogisticRegression()).fit(
+        documents, y)
+    tracemalloc.start()
+    exact = GradientSimilarityExplainer(hashed, precompute_grads=True).fit(
+        documents[:120], y[:120]).transform(documents[120:])
+    projected = GradientSimilarityExplainer(hashed, n_components=512, random_state=0).fit(
+        documents[:120], y[:120])
+    scores = projected.transform(documents[120:])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 40 * 2**20  # dense rows: 2 MB each, 240 MB; a Gaussian map 1 GB
+    assert np.corrcoef(exact.ravel(), scores.ravel())[0, 1] > 0.95
+    sparsified = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(documents, y)
+    before = GradientSimilarityExplainer(sparsified).fit(documents, y).transform(documents[:5])
+    sparsified[-1].sparsify()
+    np.testing.assert_allclose(GradientSimilarityExplainer(sparsified).fit(
+        documents, y).transform(documents[:5]), before, rtol=1e-12)

@@ -12,7 +12,24 @@ so scores between ``n`` and ``m`` examples cost ``O(n m (d_in + d_out))`` per la
 are kept flattened; per-layer contributions add up.
 """
 
+import itertools
+
 import numpy as np
+from scipy import sparse
+
+
+def _float_rows(a):
+    """A factor as float64 rows: a scipy sparse matrix stays sparse (CSR), as a text
+    vectorizer's rows are (a vocabulary of 2**20 columns holds a few dozen per document)."""
+    if sparse.issparse(a):
+        return sparse.csr_matrix(a, dtype=float)
+    return np.asarray(a, dtype=float)
+
+
+def _row_sq_norms(a):
+    if sparse.issparse(a):
+        return np.asarray(a.multiply(a).sum(axis=1), dtype=float).ravel()
+    return np.einsum("ij,ij->i", a, a)
 
 
 class GradientFactors:
@@ -32,15 +49,14 @@ class GradientFactors:
     """
 
     def __init__(self, dense, other=None, matmul=None):
-        self.dense = [(np.asarray(a, dtype=float), np.asarray(d, dtype=float))
-                      for a, d in dense]
+        self.dense = [(_float_rows(a), np.asarray(d, dtype=float)) for a, d in dense]
         # kept in their own precision: float32 from Keras, n_params floats per example
         self.other = None if other is None or other.shape[1] == 0 else np.asarray(other)
         self.matmul = matmul
 
     def __len__(self):
         if self.dense:
-            return len(self.dense[0][0])
+            return self.dense[0][0].shape[0]
         return 0 if self.other is None else len(self.other)
 
     def __getitem__(self, rows):
@@ -49,14 +65,27 @@ class GradientFactors:
 
     @property
     def nbytes(self):
-        return sum(a.nbytes + d.nbytes for a, d in self.dense) + \
+        def size(array):
+            return array.data.nbytes + array.indices.nbytes + array.indptr.nbytes \
+                if sparse.issparse(array) else array.nbytes
+
+        return sum(size(a) + d.nbytes for a, d in self.dense) + \
             (0 if self.other is None else self.other.nbytes)
+
+    @property
+    def is_sparse(self):
+        return any(sparse.issparse(a) for a, _ in self.dense)
 
     @classmethod
     def concatenate(cls, parts):
         """The factors of all the rows of ``parts``, in order."""
         first = parts[0]
-        dense = [(np.vstack([p.dense[k][0] for p in parts]),
+
+        def stacked(arrays):
+            return sparse.vstack(arrays, format="csr") if sparse.issparse(arrays[0]) \
+                else np.vstack(arrays)
+
+        dense = [(stacked([p.dense[k][0] for p in parts]),
                   np.vstack([p.dense[k][1] for p in parts])) for k in range(len(first.dense))]
         other = None if first.other is None else np.vstack([p.other for p in parts])
         return cls(dense, other, first.matmul)
@@ -77,7 +106,9 @@ class GradientFactors:
         matmul = self.matmul or _matmul_t
         out = np.zeros((len(self), len(other)))
         for (a, d), (a2, d2) in zip(self.dense, other.dense):
-            out += matmul(a, a2) * matmul(d, d2)
+            inputs = _sparse_matmul_t(a, a2) if sparse.issparse(a) or sparse.issparse(a2) \
+                else matmul(a, a2)
+            out += inputs * matmul(d, d2)
         if self.other is not None:
             out += matmul(self.other, other.other)
         return out
@@ -86,14 +117,15 @@ class GradientFactors:
         """Squared gradient norms: ndarray of shape (len(self),)."""
         out = np.zeros(len(self))
         for a, d in self.dense:
-            out += np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", d, d)
+            out += _row_sq_norms(a) * np.einsum("ij,ij->i", d, d)
         if self.other is not None:
             out += np.einsum("ij,ij->i", self.other, self.other)
         return out
 
     def toarray(self):
         """The flattened gradients (dense layers first, each as ``â ⊗ δ`` row-major)."""
-        parts = [(a[:, :, None] * d[:, None, :]).reshape(len(a), -1) for a, d in self.dense]
+        parts = [(_dense(a)[:, :, None] * d[:, None, :]).reshape(len(d), -1)
+                 for a, d in self.dense]
         if self.other is not None:
             parts.append(self.other)
         return np.hstack(parts)
@@ -101,6 +133,16 @@ class GradientFactors:
 
 def _matmul_t(x, y):
     return x @ y.T
+
+
+def _sparse_matmul_t(x, y):
+    """``x @ y.T`` of factors either of which is sparse, as an ndarray."""
+    product = x @ y.T
+    return product.toarray() if sparse.issparse(product) else np.asarray(product)
+
+
+def _dense(a):
+    return a.toarray() if sparse.issparse(a) else a
 
 
 def gradient_dot(test, train):
@@ -147,8 +189,12 @@ def stack_gradients(parts, n_rows=None):
         if isinstance(parts[0], GradientFactors):
             return GradientFactors.concatenate(parts)
         return np.vstack(parts)
+    parts = iter(parts)
+    first = next(parts)
+    if isinstance(first, GradientFactors) and first.is_sparse:  # no rows to write into
+        return GradientFactors.concatenate([first, *parts])
     out, start = None, 0
-    for part in parts:
+    for part in itertools.chain([first], parts):
         if out is None:
             out = _empty_like(part, n_rows)
         for target, source in zip(_arrays(out), _arrays(part)):

@@ -14,6 +14,10 @@ Khatri-Rao matrix ``Ω ⊙ Ψ``, at the cost of projecting ``â`` and ``δ`` sep
 between ``(|g|²|g'|² + (g·g')²) / k`` (that of an unstructured Gaussian projection of ``g``) and
 four times that (when ``g'`` is parallel to ``g``): the price of never building ``g``.
 
+Sparse inputs (a text vectorizer's rows: 2**20 columns of hashed words) get ``Ω``'s rows only
+at the columns the training rows hold, ``O(support * k)`` numbers: a test row's other
+columns meet only zeros of the training rows, in the exact scores as in the projected ones.
+
 The other parameters' gradients, kept flattened, are count-sketched: each parameter is added,
 with a random sign, to one of ``k`` random components (a sparse matrix, ``O(n_params)`` memory).
 Unbiased, with variance ``(|g|²|g'|² + (g·g')² - 2 Σ_p g_p² g'_p²) / k``.
@@ -37,14 +41,19 @@ class GradientProjection:
         Factors of any example, for the layers' sizes.
     n_components : int
     random_state : int, RandomState instance or None
+    supports : list of (ndarray or None) or None, default=None
+        Per dense layer whose inputs are sparse, the columns the training rows' inputs hold:
+        ``Ω``'s rows are drawn for those alone (see the module's docstring); the template's
+        own where not given.
     """
 
-    def __init__(self, template, n_components, random_state=None):
+    def __init__(self, template, n_components, random_state=None, supports=None):
         rng = check_random_state(random_state)
         self.n_components = n_components
-        self.dense = [(rng.standard_normal((a.shape[1], n_components)),
+        supports = supports or [None] * len(template.dense)
+        self.dense = [(_input_map(a, n_components, rng, support),
                        rng.standard_normal((d.shape[1], n_components)))
-                      for a, d in template.dense]
+                      for (a, d), support in zip(template.dense, supports)]
         self.sketch = None
         if template.other is not None:
             n_other = template.other.shape[1]
@@ -61,8 +70,21 @@ class GradientProjection:
         """
         out = np.zeros((len(factors), self.n_components))
         for (a, d), (omega, psi) in zip(factors.dense, self.dense):
-            out += (a @ omega) * (d @ psi)
+            inputs = a @ omega
+            out += (inputs.toarray() if sparse.issparse(inputs) else inputs) * (d @ psi)
         out /= np.sqrt(self.n_components)
         if self.sketch is not None:
             out += (self.sketch.T @ factors.other.T).T
         return out.astype(np.float32)
+
+
+def _input_map(a, n_components, rng, support=None):
+    """``Ω`` of a layer of inputs ``a``: Gaussian, (d_in, k); for sparse inputs, Gaussian rows
+    at the columns ``support`` only, in a sparse matrix."""
+    if not sparse.issparse(a):
+        return rng.standard_normal((a.shape[1], n_components))
+    support = np.unique(a.indices) if support is None else np.asarray(support)
+    values = rng.standard_normal((len(support), n_components))
+    return sparse.csr_matrix((values.ravel(), (np.repeat(support, n_components),
+                                               np.tile(np.arange(n_components), len(support)))),
+                             shape=(a.shape[1], n_components))

@@ -94,14 +94,16 @@ class LinearGradients:
 
     def __init__(self, model):
         self.model = model
-        self.coef = np.atleast_2d(model.coef_)
+        # dense even where the model was sparsified (coef_ a scipy sparse matrix)
+        coef = model.coef_.toarray() if sparse.issparse(model.coef_) else model.coef_
+        self.coef = np.atleast_2d(coef)
         intercept = np.atleast_1d(getattr(model, "intercept_", 0.0)) * np.ones(len(self.coef))
         self.intercept = intercept
         self.fit_intercept = bool(getattr(model, "fit_intercept", True))
         self.n_params = self.coef.size + (self.coef.shape[0] if self.fit_intercept else 0)
 
     def _delta(self, X, y):
-        z = X @ self.coef.T + self.intercept
+        z = np.asarray(X @ self.coef.T) + self.intercept
         margin_loss = _margin_loss(self.model)
         if margin_loss is not None:
             return _MARGIN_DELTAS[margin_loss](z, _signed_targets(self.model, y, z.shape[1]))
@@ -113,6 +115,7 @@ class LinearGradients:
 
     def __call__(self, X, y):
         delta = self._delta(X, y)
+        X = X.toarray() if sparse.issparse(X) else X
         parts = [(delta[:, :, None] * X[:, None, :]).reshape(len(X), -1)]
         if self.fit_intercept:
             parts.append(delta)
@@ -138,7 +141,7 @@ class MLPGradients:
         layers = list(zip(model.coefs_, model.intercepts_))
         activations = [X]
         for i, (W, b) in enumerate(layers):
-            z = activations[-1] @ W + b
+            z = np.asarray(activations[-1] @ W) + b
             if i < len(layers) - 1:
                 activations.append(self.activation(z))
             elif model.out_activation_ == "softmax":
@@ -156,7 +159,8 @@ class MLPGradients:
     def __call__(self, X, y):
         grads = []
         for a_in, delta in self._layers(X, y):
-            grads.append((a_in[:, :, None] * delta[:, None, :]).reshape(len(X), -1))
+            a_in = a_in.toarray() if sparse.issparse(a_in) else a_in
+            grads.append((a_in[:, :, None] * delta[:, None, :]).reshape(len(delta), -1))
             grads.append(delta)
         return np.hstack(grads)
 
@@ -166,7 +170,10 @@ class MLPGradients:
 
 
 def _with_ones(a):
-    """``a`` with a column of ones: the input that multiplies a dense layer's bias."""
+    """``a`` with a column of ones: the input that multiplies a dense layer's bias (sparse
+    for sparse ``a``)."""
+    if sparse.issparse(a):
+        return sparse.hstack([a, np.ones((a.shape[0], 1))], format="csr")
     return np.hstack([a, np.ones((len(a), 1))])
 
 
@@ -186,7 +193,9 @@ class TransformedGradients:
 
             X = pd.DataFrame(X, columns=self.columns)
         rows = self.steps.transform(X)
-        rows = rows.toarray() if sparse.issparse(rows) else rows
+        # sparse rows stay sparse (a text vectorizer's): their factors are products of them
+        if sparse.issparse(rows):
+            return sparse.csr_matrix(rows, dtype=float)
         return np.asarray(rows, dtype=float)
 
     def __call__(self, X, y):
