@@ -410,6 +410,9 @@ def _parse_params(items):
         if "=" not in item:
             raise InputError(f"--params: expected key=value, got {item!r}")
         key, value = item.split("=", 1)
+        if key in params:  # the last would silently win, dropping a constraint
+            raise InputError(f"--params: {key} given twice; give it once (several columns "
+                             f"in one value: {key}=a,b or {key}=a:...,b:...)")
         params[key] = _literal(value)
         if isinstance(params[key], str) and key in _DICT_PARAMS and ":" in value:
             params[key] = _mapping(value)  # age:increase,hours:decrease

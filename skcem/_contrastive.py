@@ -94,7 +94,7 @@ _SHARED_CONSTRAINTS = {
                   callable, None],
     "gradient": [StrOptions({"auto", "exact", "numerical"})],
     "search": [StrOptions({"auto", "fista", "neighbors", "exact"})],
-    "feature_weights": [dict, "array-like", None],
+    "feature_weights": [dict, "array-like", Interval(Real, 0, None, closed="neither"), None],
     "max_time": [Interval(Real, 0, None, closed="neither")],
     "plausibility": [Interval(Real, 0, None, closed="left")],
     "categorical_features": [StrOptions({"auto"}), "array-like", None],
@@ -1188,6 +1188,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                              f"(a dict of them by column); got {self.feature_weights!r}.")
         return weights
 
+    def _heavy_categories(self):
+        """The categorical columns ``feature_weights`` weighs above 1 (None for none)."""
+        weights = getattr(self, "feature_weights_", None)
+        if weights is None:
+            return None
+        heavy = self.categorical_mask_ & (weights > 1)
+        return heavy if heavy.any() else None
+
     def _fit_mad(self, X, wanted):
         """Learn ``mad_`` when the distance is MAD-scaled; drop a stale one otherwise."""
         if wanted:
@@ -1536,6 +1544,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                       category_pairs=getattr(self, "_category_pairs", None),
                       plausibility=getattr(self, "_class_neighborhood", None),
                       permitted=getattr(self, "_permitted", None),
+                      heavy=self._heavy_categories(),
                       **self._problem_settings())
         searchable = self._searchable(common["mode"], explained, target, predicted)
         size = self._batch_size(X.shape[0])

@@ -84,6 +84,8 @@ class SearchProblem:
     gradient-free steps minimise a term for answers that lie where the data of their class
     does not. ``permitted`` maps a categorical column to the mask of the codes its answers
     may take besides the instance's own (``feature_range``'s lists of categories), or is None.
+    ``heavy`` marks the categorical columns ``feature_weights`` weighs above 1: the
+    gradient-free search also starts from rows that keep them (None: none).
     """
 
     x0: np.ndarray
@@ -108,6 +110,7 @@ class SearchProblem:
     category_pairs: object = None
     plausibility: object = None
     permitted: dict | None = None
+    heavy: np.ndarray | None = None
 
     def __post_init__(self):
         xp = namespace(self.x0)

@@ -415,6 +415,20 @@ class NeighborSearch:
                     owners.append(rows[position])
                     starts.append(row)
                     n_valid[position, g] += 1
+        if problem.heavy is not None:
+            # the nearest rows with the categories feature_weights makes costly kept: a
+            # start that changes one may cost a hundred times one that moves numbers
+            held = search.admissible(np.where(problem.heavy, problem.x0[rows][:, None], ranked),
+                                     rows)
+            kept = np.isfinite(distances) & np.any(held != problem.x0[rows][:, None], axis=2)
+            i, k = np.nonzero(kept)
+            if i.size:
+                candidates = held[i, k]
+                valid = search.valid(candidates, rows[i])
+                owner, candidate = distinct_rows(rows[i][valid], candidates[valid])
+                owner, candidate = _nearest(search, owner, candidate, n_collected)
+                owners.extend(owner.tolist())
+                starts.extend(list(candidate))
         if not starts:
             return np.empty(0, dtype=int), np.empty((0, problem.x0.shape[1]))
         owners, starts = np.asarray(owners), np.asarray(starts)
@@ -599,7 +613,8 @@ class NeighborSearch:
                 np.concatenate([E, farthest[valid]]))
 
     def _add_sparser_starts(self, search, rows, owner, E):
-        """Instances still without a valid start try sparser ones: where the mode has no rule
+        """Instances still without a valid start (or with only starts that change a category
+        ``feature_weights`` makes heavy) try sparser ones: where the mode has no rule
         of its own (a counterfactual), the starts a PN would have with the pool's medians as
         its no-information values (its ranked candidates with only the numeric moves away
         from the medians kept, and every numeric feature pushed to the end of its range away
@@ -611,7 +626,10 @@ class NeighborSearch:
         model whose class needs one or two features moved far (a capital gain, behind a
         polynomial of its logarithm) none of them may stay valid while a sparser row does."""
         problem = search.problem
-        lacking = rows[np.bincount(owner, minlength=problem.x0.shape[0])[rows] == 0]
+        counted = owner
+        if problem.heavy is not None:  # starts that change a heavy category count for none
+            counted = owner[~np.any(problem.heavy & (E != problem.x0[owner]), axis=1)]
+        lacking = rows[np.bincount(counted, minlength=problem.x0.shape[0])[rows] == 0]
         if lacking.size == 0:
             return owner, E
         x0 = problem.x0

@@ -959,10 +959,19 @@ def permitted_categories(feature_range, codec, feature_names):
         j = label_position(key, feature_names, n_features, "feature_range")
         if not codec.categorical_[j]:
             continue
+        known = list(codec.categories_[j])
+        if getattr(codec, "ordered_", None) is not None and codec.ordered_[j] and \
+                isinstance(given, tuple) and len(given) == 2 and \
+                all(value in known for value in given):
+            # (low, high) of an ordered category: the categories between, ends included
+            low, high = (known.index(value) for value in given)
+            if low > high:
+                raise ValueError(f"`feature_range[{key!r}]` needs low <= high in the "
+                                 f"column's order; got {given!r}.")
+            given = known[low:high + 1]
         # one category alone (the command line's name:value) as a list of one
         given = [given] if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__") \
             else list(given)
-        known = list(codec.categories_[j])
         unknown = [value for value in given if value not in known]
         if unknown:
             raise ValueError(f"`feature_range[{key!r}]` holds {unknown[:5]}, not categories of "

@@ -275,13 +275,34 @@ def _check_feature_range(feature_range, columns, categorical, times):
     return lower, upper
 
 
-def _permitted(feature_range, columns, categorical):
-    """``{position: list of categories}`` of a dict ``feature_range``'s categorical columns."""
+def _permitted(feature_range, columns, categorical, X, X_train=None):
+    """``{position: list of categories}`` of a dict ``feature_range``'s categorical columns,
+    as the explainers read them: one category alone, or a ``(low, high)`` pair of an ordered
+    category dtype (the categories between); each a category of ``X`` or ``X_train``."""
     if not isinstance(feature_range, dict):
         return {}
     positions, values = _mapping(feature_range, columns, "feature_range")
-    return {j: [v] if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__") else list(v)
-            for j, v in zip(positions, values) if categorical[j]}
+    permitted = {}
+    for j, given in zip(positions, values):
+        if not categorical[j]:
+            continue
+        dtype = getattr(_column(X, j), "dtype", None)
+        order = list(getattr(dtype, "categories", [])) if getattr(dtype, "ordered", False) \
+            else None
+        if order is not None and isinstance(given, tuple) and len(given) == 2 and \
+                all(value in order for value in given):
+            given = order[order.index(given[0]):order.index(given[1]) + 1]
+        given = [given] if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__") \
+            else list(given)
+        known = set(_as_object(_column(X, j)).tolist()) | set(
+            [] if X_train is None else _as_object(_column(X_train, j)).tolist()) | set(
+            [] if dtype is None else getattr(dtype, "categories", []))
+        unknown = [value for value in given if value not in known]
+        if unknown:
+            raise ValueError(f"feature_range[{columns[j]!r}] holds {unknown[:5]}, not "
+                             "categories of that column in X (or X_train).")
+        permitted[j] = given
+    return permitted
 
 
 def _seconds_or_float(value):
@@ -881,7 +902,7 @@ default=None
     with np.errstate(invalid="ignore"):
         violation = changed_x & (immutable | (sign * delta_x < 0) | (values < lower)
                                  | (values > upper))
-    for j, listed in _permitted(feature_range, columns, categorical).items():
+    for j, listed in _permitted(feature_range, columns, categorical, X, X_train).items():
         # a category feature_range does not list (the instance's own is no change)
         answers = _as_object(_column(E, j))[idx]
         violation[:, j] |= changed_x[:, j] & ~pd.isna(answers) & \

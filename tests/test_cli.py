@@ -1262,6 +1262,11 @@ def test_params_weigh_features_and_list_categories(tmp_path, capsys):
                       *params)
     assert code == 0, err
     rows = json.loads((tmp_path / "out.json").read_text())
+    # found by a trial: a key given twice kept the last, dropping a constraint
+    code, err = _main(capsys, "explain", "--model", tmp_path / "pipeline.joblib", "--data",
+                      tmp_path / "data.csv", "--out", tmp_path / "out2.json", "--params",
+                      "immutable_features=job", "immutable_features=sex")
+    assert code == 2 and "--params: immutable_features given twice" in err
     api = CounterfactualExplainer(model, feature_weights={"income": 50, "age": 50},
                                   feature_range={"job": ("farmer", "clerk")}).fit(X)
     with warnings.catch_warnings():

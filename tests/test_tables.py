@@ -1865,6 +1865,9 @@ def test_feature_range_lists_the_categories_answers_may_take():
     with pytest.raises(ValueError, match=r"`feature_range\['job'\]` holds \['q'\], not "
                                          r"categories of that column"):
         CounterfactualExplainer(model, feature_range={"job": ["c", "q"]}).fit(X)
+    with pytest.raises(ValueError, match=r"feature_range\['job'\] holds \['q'\], not "
+                                         r"categories of that column in X"):
+        explanation_metrics(model, rows, rows, mode="CF", feature_range={"job": ["q"]})
     one = CounterfactualExplainer(model, feature_range={"job": "c"}).fit(X).explain(rows)
     jobs = one.explanation.job.to_numpy()
     assert np.all(pd.isna(jobs) | (jobs == "c") | (jobs == rows.job.to_numpy()))
@@ -1899,3 +1902,75 @@ def test_a_function_of_a_table_gets_whole_integer_columns_in_their_dtype():
 
     with pytest.raises(ValueError, match=r"^422: field 'income' must be below 100$"):
         CounterfactualExplainer(refusing).fit(X, y)
+
+
+def test_feature_range_of_an_ordered_category_may_be_a_low_high_pair():
+    """Found by a trial: ("HS", "PhD") on an ordered category was read as those two
+    categories alone; a (low, high) pair of one is the categories between, ends included."""
+    pd = pytest.importorskip("pandas")
+    from skcem.metrics import explanation_metrics
+
+    rng = np.random.default_rng(1)
+    n = 500
+    order = ["none", "HS", "BSc", "MSc", "PhD"]
+    X = pd.DataFrame({"age": rng.integers(18, 80, n),
+                      "edu": pd.Categorical(rng.choice(order, n), categories=order,
+                                            ordered=True)})
+    y = ((X.age > 45) ^ X.edu.isin(["MSc", "PhD"])).astype(int).to_numpy()
+    model = make_pipeline(make_column_transformer((OrdinalEncoder(), ["edu"]),
+                                                  remainder="passthrough"),
+                          RandomForestClassifier(30, random_state=0)).fit(X, y)
+    explainer = CounterfactualExplainer(model, feature_range={"edu": ("HS", "MSc")}).fit(X)
+    np.testing.assert_array_equal(explainer._permitted[1], [False, True, True, True, False])
+    exp = explainer.explain(X.iloc[:40])
+    edu = exp.explanation.edu.astype(object).to_numpy()
+    own = X.edu.iloc[:40].astype(object).to_numpy()
+    assert np.all(pd.isna(edu) | np.isin(edu, ["HS", "BSc", "MSc"]) | (edu == own))
+    with pytest.raises(ValueError, match="needs low <= high in the column's order"):
+        CounterfactualExplainer(model, feature_range={"edu": ("PhD", "HS")}).fit(X)
+    outside = X.iloc[:3].copy()
+    outside["edu"] = pd.Categorical(["PhD"] * 3, categories=order, ordered=True)
+    moved = explanation_metrics(model, X.iloc[:3], outside, mode="CF",
+                                feature_range={"edu": ("HS", "MSc")})
+    changed = X.edu.iloc[:3].to_numpy() != "PhD"
+    np.testing.assert_array_equal(moved["violations"].to_numpy() >= 1, changed)
+
+
+def test_a_heavy_categorys_answers_cost_no_more_than_keeping_it():
+    """Found by a trial: with feature_weights of 100 on two categorical columns, 16 of 40
+    answers changed one (cost 100 and more) where the same search with them immutable found
+    answers costing 2-7: every answer of that search is admissible under the weights."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 600
+    jobs = {"clerk": 0.0, "nurse": 0.5, "engineer": 1.5, "manager": 2.0, "farmer": -0.5}
+    edu = pd.CategoricalDtype(["HS", "BSc", "MSc", "PhD"], ordered=True)
+    X = pd.DataFrame({"job": rng.choice(list(jobs), n),
+                      "edu": pd.Categorical(rng.choice(edu.categories, n,
+                                                       p=[0.4, 0.3, 0.2, 0.1]), dtype=edu),
+                      "age": rng.integers(18, 70, n),
+                      "income": np.round(rng.gamma(3, 12, n), 2),
+                      "hours": rng.integers(10, 80, n).astype(float)})
+    score = (0.04 * (X.income - 36) + 0.8 * X.edu.cat.codes + X.job.map(jobs)
+             + 0.03 * (X.hours - 45) + 0.02 * (X.age - 40) + rng.normal(0, 0.5, n))
+    y = (score > 1.3).astype(int).to_numpy()
+    model = make_pipeline(ColumnTransformer([
+        ("job", OneHotEncoder(handle_unknown="ignore"), ["job"]),
+        ("edu", OrdinalEncoder(categories=[list(edu.categories)]), ["edu"]),
+        ("num", StandardScaler(), ["age", "income", "hours"])]),
+        LogisticRegression(max_iter=2000)).fit(X.iloc[:500], y[:500])
+    rows = X.iloc[500:540]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        weighed = CounterfactualExplainer(model, distance="mad",
+                                          feature_weights={"job": 100, "edu": 100}).fit(
+            X.iloc[:500]).explain(rows)
+        kept = CounterfactualExplainer(model, distance="mad",
+                                       immutable_features=["job", "edu"]).fit(
+            X.iloc[:500]).explain(rows)
+    both = weighed.found & kept.found
+    assert both.sum() >= 20
+    # (the weighed search is the gradient-free one, the other the gradient search: their
+    # answers differ by a little; a changed heavy category costs 100. One row's only
+    # numeric answer moves two features to their ends, which the gradient-free search misses)
+    assert np.sum(weighed.distance[both] > 2 * kept.distance[both] + 1e-9) <= 1
