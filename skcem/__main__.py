@@ -256,7 +256,8 @@ def _as_documents(model, header, X, option):
         raise InputError(f"{option}: the model's Pipeline reads one document per row (its "
                          f"first step is a text vectorizer): give one column besides the "
                          f"target, or --drop the others; got {len(header)}: {list(header)}")
-    return X.iloc[:, 0]
+    # an empty cell is an empty document (a CSV cannot tell "" from a missing one)
+    return X.iloc[:, 0].fillna("")
 
 
 def _read_features(path, option, header, rows, target, model, drop=()):

@@ -248,6 +248,19 @@ def _holds_text(X):
     return hasattr(X, "dtypes") and any(dtype.kind not in "biuf" for dtype in X.dtypes)
 
 
+def _warn_of_non_finite(scores, what):
+    """Warn where ``scores`` (rows of test instances) hold NaN or infinite values: a model
+    whose loss or gradient is not finite there (a network's embedding asked for a token id
+    past its vocabulary answers NaN on JAX), which a ranking would order anyhow."""
+    bad = ~np.isfinite(scores)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad.any(axis=1))
+    warn(f"{int(bad.sum())} {what} are NaN or infinite (rows {rows[:10].tolist()} of X): the "
+         "model's loss or its gradient is not finite there (an Embedding asked for a token "
+         "id past its vocabulary?); rankings of them mean nothing.")
+
+
 def _check_not_documents(X):
     """Refuse documents (1-D text) for a model that is not a Pipeline, which cannot read
     them, in one line; and what :func:`check_not_documents` refuses."""
@@ -466,6 +479,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                              "target y is None: the training gradients are those of the loss "
                              "at the training targets.")
         X, y = from_polars(X), from_polars(y)
+        if self.estimator is not None:  # the model's kind before its data's (text columns)
+            check_supported(self.estimator)
         pipeline = isinstance(frozen_inner(self.estimator), Pipeline)
         # documents (1-D text) for a Pipeline whose first step vectorizes them
         self._documents = pipeline and is_documents(X)
@@ -483,8 +498,6 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
             y = _one_column_flattened(y)
         self._remember_fit_parameters()
-        if self.estimator is not None:  # the model's kind before its data's (text columns)
-            check_supported(self.estimator)
         names = getattr(self.estimator, "feature_names_in_", None) \
             if is_prefitted(self.estimator) else None
         self._table = self._documents or pipeline and _holds_text(X)
@@ -635,7 +648,14 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         table ``X`` (a text vectorizer first reads a DataFrame as its column names)."""
         steps = frozen_inner(self.estimator_)[:-1]
         n_rows = min(3, len(X))
-        made = steps.transform(X.iloc[:n_rows])
+        try:
+            made = steps.transform(X.iloc[:n_rows])
+        except (TypeError, ValueError) as exc:
+            if not self._documents:
+                raise
+            raise ValueError(f"`estimator`'s steps fail on 1-D documents ({exc}): its first "
+                             "step takes a table; pass a DataFrame of its columns, such as "
+                             "pd.DataFrame({'text': documents}).") from exc
         if made.shape[0] != n_rows:
             raise ValueError(f"`estimator`'s steps before its last make {made.shape[0]} rows "
                              f"of {n_rows} rows of X: its first step does not take a table "
@@ -910,6 +930,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         for rows, blocks in self._score_blocks(X, y):
             for t_rows, block in blocks:
                 scores[rows, t_rows] = block
+        _warn_of_non_finite(scores, "scores")
         return scores
 
     def _check_X_y(self, X, y):
@@ -1102,6 +1123,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             for t_rows, block in blocks:
                 best = _merge_top_k(*best, block, train_indices[t_rows], n_neighbors)
             scores[rows], indices[rows] = best
+        _warn_of_non_finite(scores, "scores")
         if return_scores:
             return scores, indices
         return indices
@@ -1162,6 +1184,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         for start in range(0, len(X), self.batch_size):
             rows = slice(start, start + self.batch_size)
             norms[rows] = gradient_sq_norms(gradients.factors(X[rows], y[rows]))
+        _warn_of_non_finite(norms[:, None], "self-influences")
         return norms
 
     def __sklearn_tags__(self):

@@ -801,11 +801,16 @@ def test_similarity_hands_a_text_pipeline_its_documents(tmp_path, capsys):
     code, err = _main(capsys, *args, "--data", tmp_path / "two.csv")
     assert code == 2 and "unexpected columns ['stars']" in err
     # an empty document, "" in a one-column file, keeps its row (found by a review: it was
-    # skipped as a blank line, and the later rows' answers moved up one)
+    # skipped as a blank line, and the later rows' answers moved up one), as a document
+    # with no words (found by a trial: refused as missing)
     pd.DataFrame({"review": [documents[0], "", documents[1]]}).to_csv(  # writes ""
         tmp_path / "holed.csv", index=False)
     code, err = _main(capsys, *args, "--data", tmp_path / "holed.csv")
-    assert code == 2 and "X holds missing documents (at positions [1])" in err
+    assert code == 0, err
+    written = json.loads((tmp_path / "out.json").read_text())
+    scores, indices = GradientSimilarityExplainer(model).fit(documents, y).kneighbors(
+        [documents[0], "", documents[1]], 3)
+    assert [row["neighbors"] for row in written] == indices.tolist()
     pd.DataFrame({"review": documents, "stars": 1, "label": y}).to_csv(
         tmp_path / "train2.csv", index=False)
     args[4] = tmp_path / "train2.csv"

@@ -1008,6 +1008,20 @@ def test_a_text_pipeline_takes_its_documents():
     # found by a review: y of another length was taken, then numpy failed in explain
     with pytest.raises(ValueError, match="y has 49 targets for the 50 rows of X"):
         GradientSimilarityExplainer(model).fit(documents[:50], y[:49])
+    # found by a trial: an unsupported wrapper of a text Pipeline was told to be a Pipeline;
+    # a Pipeline of a table's columns, given documents, failed in scikit-learn's words
+    from sklearn.compose import make_column_transformer
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    wrapped = FixedThresholdClassifier(model, threshold=0.4).fit(documents, y)
+    with pytest.raises(TypeError, match="got FixedThresholdClassifier"):
+        GradientSimilarityExplainer(wrapped).fit(documents, y)
+    table = pd.DataFrame({"text": documents})
+    columns = make_pipeline(make_column_transformer((TfidfVectorizer(), "text")),
+                            LogisticRegression()).fit(table, y)
+    with pytest.raises(ValueError, match=r"steps fail on 1-D documents .* pass a DataFrame of "
+                                         r"its columns"):
+        GradientSimilarityExplainer(columns).fit(documents, y)
 
 
 def test_a_pipeline_picking_numeric_columns_by_name_is_handed_named_rows(digits):
@@ -1107,3 +1121,33 @@ def test_a_text_pipelines_sparse_rows_stay_sparse():
     sparsified[-1].sparsify()
     np.testing.assert_allclose(GradientSimilarityExplainer(sparsified).fit(
         documents, y).transform(documents[:5]), before, rtol=1e-12)
+
+
+def test_non_finite_scores_are_warned_of():
+    """Found by a trial: a Keras model on JAX answered NaN for a token id past its
+    embedding's vocabulary, and kneighbors ranked the NaN scores in silence."""
+    torch = pytest.importorskip("torch")
+    from skcem import SkcemWarning
+
+    class LogOfFirst(torch.nn.Module):  # NaN where the first feature is negative
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.linear(x) + 0.0 * torch.log(x[:, :1])
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.5, 2.0, size=(40, 2)).astype(np.float32)
+    y = (X[:, 1] > 1.2).astype(int)
+    explainer = GradientSimilarityExplainer(LogOfFirst()).fit(X, y)
+    rows = X[:3].copy()
+    rows[1, 0] = -1.0
+    with pytest.warns(SkcemWarning, match=r"40 scores are NaN or infinite \(rows \[1\] of "
+                                          r"X\)"):
+        explainer.explain(rows)
+    with pytest.warns(SkcemWarning, match=r"rows \[1\] of X"):
+        explainer.kneighbors(rows, 3)
+    with pytest.warns(SkcemWarning, match=r"1 self-influences are NaN"):
+        explainer.self_influence(rows, y[:3])
