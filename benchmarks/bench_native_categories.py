@@ -19,16 +19,13 @@ same rows.
 """
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _checkout import call_in_checkout
 
 N_TRAIN = 1200
 
@@ -83,18 +80,15 @@ def explain_here(name, n_rows):
 
 
 def explain_in_checkout(repo, name, n_rows):
-    code = ("import json, sys, skcem; sys.path.append(sys.argv[1]); "
-            "import bench_native_categories as b; "
-            "d, f, s, _ = b.explain_here(sys.argv[2], int(sys.argv[3])); "
-            "print(json.dumps([skcem.__file__, d.tolist(), f.tolist(), s]))")
-    repo = Path(repo).resolve()
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code,
-                          str(Path(__file__).resolve().parent), name, str(n_rows)],
-                         env=dict(os.environ, PYTHONPATH=str(repo)), cwd=repo,
-                         capture_output=True, text=True, check=True).stdout
-    module, distance, found, seconds = json.loads(out.splitlines()[-1])
-    assert Path(module).resolve().is_relative_to(repo), f"skcem imported from {module}"
+    """:func:`explain_here` in a subprocess that imports skcem from the checkout ``repo``."""
+    distance, found, seconds = call_in_checkout(repo, "bench_native_categories",
+                                                "explained_as_json", name, n_rows)
     return np.asarray(distance, float), np.asarray(found, bool), seconds
+
+
+def explained_as_json(name, n_rows):
+    distance, found, seconds, _ = explain_here(name, n_rows)
+    return distance.tolist(), found.tolist(), seconds
 
 
 def best_single_changes(name, n_rows, mad):

@@ -35,8 +35,6 @@ whose optimum is a linear program solved here (the exact search takes tree model
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 import warnings
@@ -54,6 +52,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
+from _checkout import call_in_checkout
 from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult"
@@ -176,20 +175,15 @@ def default_here(table, name, mode, n_rows, data):
 
 def default_in_checkout(repo, table, name, mode, n_rows, data):
     """:func:`default_here` in a subprocess that imports skcem from the checkout ``repo``."""
-    # Run from the checkout, whose skcem comes first on the path; this script imported after.
-    code = ("import json, sys, skcem; sys.path.append(sys.argv[1]); "
-            "import bench_optimality as b; "
-            "d, f, s = b.default_here(*sys.argv[2:5], int(sys.argv[5]), sys.argv[6]); "
-            "print(json.dumps([skcem.__file__, d.tolist(), f.tolist(), s]))")
-    repo = Path(repo).resolve()
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code,
-                          str(Path(__file__).resolve().parent), table, name, mode,
-                          str(n_rows), str(Path(data).resolve())],
-                         env=dict(os.environ, PYTHONPATH=str(repo)), cwd=repo,
-                         capture_output=True, text=True, check=True).stdout
-    module, distance, found, seconds = json.loads(out.splitlines()[-1])
-    assert Path(module).resolve().is_relative_to(repo), f"skcem imported from {module}"
+    distance, found, seconds = call_in_checkout(repo, "bench_optimality", "default_as_json",
+                                                table, name, mode, n_rows,
+                                                str(Path(data).resolve()))
     return np.asarray(distance, float), np.asarray(found, bool), seconds
+
+
+def default_as_json(table, name, mode, n_rows, data):
+    distance, found, seconds = default_here(table, name, mode, n_rows, data)
+    return distance.tolist(), found.tolist(), seconds
 
 
 def tree_case(table, name, mode, X_train, y_train, rows, max_time, cache, before_repo=None,
