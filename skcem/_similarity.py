@@ -14,7 +14,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from ._base import ExplainerMixin
 from ._explanation import JSONMixin, _to_builtin
-from ._gradients import detect_output_kind, framework_module, is_deep_model, is_keras_model
+from ._gradients import (detect_output_kind, first_embedding_size, framework_module,
+                         is_deep_model, is_keras_model)
 from ._gradients._base import ignoring_feature_name_warnings
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._param_grads import check_supported, make_param_gradients
@@ -246,6 +247,21 @@ def _holds_text(X):
     """Whether ``X`` is a DataFrame with a column of other values than numbers and truth
     values (text, categories, times)."""
     return hasattr(X, "dtypes") and any(dtype.kind not in "biuf" for dtype in X.dtypes)
+
+
+def _check_token_ids(model, X):
+    """Refuse rows that are no ids of the Embedding a network starts with, in one line (the
+    framework fails in its own words, or answers NaN on JAX)."""
+    size = first_embedding_size(model)
+    if size is None:
+        return
+    X = np.asarray(X, dtype=float)
+    bad = ~np.isfinite(X) | (X != np.round(X)) | (X < 0) | (X >= size)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(f"X holds {X[row, column]:g} (row {row}, column {column}), no token id "
+                         f"of the Embedding the model starts with (whole numbers 0 to "
+                         f"{size - 1}): it cannot look it up.")
 
 
 def _warn_of_non_finite(scores, what):
@@ -527,6 +543,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self._keras_output = None
         self.classes_ = None
         if is_deep_model(self.estimator_):
+            _check_token_ids(self.estimator_, X)
             X = X.astype(np.float32)  # the model's precision, in half the memory
             gradients = None
             static = None
@@ -943,6 +960,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         X = self._validated_table(X)[0] if getattr(self, "_table", False) else \
             validate_float_data(self, X, reset=False,
                                 allow_nan=getattr(self, "_allow_nan", False))
+        if is_deep_model(self.estimator_):
+            _check_token_ids(self.estimator_, X)
         given = y is not None
         if y is None:
             if self.task == "regression":

@@ -849,3 +849,26 @@ def test_a_half_precision_softmax_is_taken_as_probabilities(digits):
     assert exp.found.sum() >= 5
     predicted = model.predict(exp.explanation[exp.found], verbose=0).argmax(axis=1)
     assert np.all(predicted != exp.X_pred[exp.found])
+
+
+def test_similarity_refuses_ids_outside_a_first_embedding():
+    """Found by a trial: a token id past the vocabulary of the Embedding a network starts
+    with failed in TensorFlow's graph words (NaN scores on JAX, ranked in silence)."""
+    from skcem import GradientSimilarityExplainer
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Embedding(50, 4),
+                              keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 50, size=(60, 6)).astype(float)
+    y = rng.integers(0, 2, 60)
+    explainer = GradientSimilarityExplainer(model).fit(X, y)
+    rows = X[:3].copy()
+    rows[1, 2] = 9999
+    with pytest.raises(ValueError, match=r"X holds 9999 \(row 1, column 2\), no token id of the "
+                                         r"Embedding the model starts with \(whole numbers 0 "
+                                         r"to 49\)"):
+        explainer.kneighbors(rows, 3)
+    with pytest.raises(ValueError, match=r"X holds 2\.5 \(row 0, column 0\)"):
+        GradientSimilarityExplainer(model).fit(np.full((4, 6), 2.5), [0, 1, 0, 1])
+    assert explainer.kneighbors(X[:2], 2)[1].shape == (2, 2)

@@ -56,6 +56,19 @@ def embeds_inputs(model):
                for layer in nested_layers(model))
 
 
+def first_embedding_size(model):
+    """The number of ids of the Embedding a Keras ``Sequential`` or a PyTorch
+    ``nn.Sequential`` starts with (its rows are token ids), or None."""
+    if type(model).__name__ != "Sequential":
+        return None
+    layers = list(model.children()) if hasattr(model, "children") else \
+        [layer for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"]
+    if not layers or type(layers[0]).__name__ != "Embedding":
+        return None
+    size = getattr(layers[0], "num_embeddings", None) or getattr(layers[0], "input_dim", None)
+    return None if size is None else int(size)
+
+
 def framework_module(obj, package=__name__):
     """The module of ``package`` for ``obj``'s framework, or None for other models."""
     name = framework_name(obj)
