@@ -663,10 +663,13 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     def _check_rows_kept(self, X):
         """Raise unless the Pipeline's steps before its last make one row of each row of the
         table ``X`` (a text vectorizer first reads a DataFrame as its column names)."""
-        steps = frozen_inner(self.estimator_)[:-1]
+        steps = [step for _, step in frozen_inner(self.estimator_).steps[:-1]
+                 if step is not None and not (isinstance(step, str) and step == "passthrough")]
         n_rows = min(3, len(X))
         try:
-            made = steps.transform(X.iloc[:n_rows])
+            made = X.iloc[:n_rows]
+            for step in steps:
+                made = step.transform(made)
         except (TypeError, ValueError) as exc:
             if not self._documents:
                 raise

@@ -61,8 +61,9 @@ def first_embedding_size(model):
     ``nn.Sequential`` starts with (its rows are token ids), or None."""
     if type(model).__name__ != "Sequential":
         return None
-    layers = list(model.children()) if hasattr(model, "children") else \
-        [layer for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"]
+    # (a Keras model on the torch backend is a torch module too: its layers first)
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"] \
+        if is_keras_model(model) else list(model.children())
     if not layers or type(layers[0]).__name__ != "Embedding":
         return None
     size = getattr(layers[0], "num_embeddings", None) or getattr(layers[0], "input_dim", None)

@@ -14,9 +14,10 @@ Khatri-Rao matrix ``Ω ⊙ Ψ``, at the cost of projecting ``â`` and ``δ`` sep
 between ``(|g|²|g'|² + (g·g')²) / k`` (that of an unstructured Gaussian projection of ``g``) and
 four times that (when ``g'`` is parallel to ``g``): the price of never building ``g``.
 
-Sparse inputs (a text vectorizer's rows: 2**20 columns of hashed words) get ``Ω``'s rows only
-at the columns the training rows hold, ``O(support * k)`` numbers: a test row's other
-columns meet only zeros of the training rows, in the exact scores as in the projected ones.
+Sparse inputs (a text vectorizer's rows: 2**20 columns of hashed words) get Gaussian rows of
+``Ω`` only at the columns the training rows hold, ``O(support * k)`` numbers, and a count
+sketch at the others (a test row's words unseen in training meet only zeros of the training
+rows in the exact scores; the sketch keeps them in the test row's projected norm).
 
 The other parameters' gradients, kept flattened, are count-sketched: each parameter is added,
 with a random sign, to one of ``k`` random components (a sparse matrix, ``O(n_params)`` memory).
@@ -80,11 +81,18 @@ class GradientProjection:
 
 def _input_map(a, n_components, rng, support=None):
     """``Ω`` of a layer of inputs ``a``: Gaussian, (d_in, k); for sparse inputs, Gaussian rows
-    at the columns ``support`` only, in a sparse matrix."""
+    at the columns ``support``, and at the others a count sketch (one random component, a
+    random sign, times ``sqrt(k)``: the same expected squared norm, so a test row's words
+    unseen in training still count in its norm, which ``grad_cos`` divides by), in a sparse
+    matrix of ``O(support * k + d_in)`` numbers."""
     if not sparse.issparse(a):
         return rng.standard_normal((a.shape[1], n_components))
     support = np.unique(a.indices) if support is None else np.asarray(support)
     values = rng.standard_normal((len(support), n_components))
-    return sparse.csr_matrix((values.ravel(), (np.repeat(support, n_components),
-                                               np.tile(np.arange(n_components), len(support)))),
+    others = np.setdiff1d(np.arange(a.shape[1]), support)
+    buckets = rng.randint(n_components, size=others.size)
+    signs = rng.choice([-1.0, 1.0], size=others.size) * np.sqrt(n_components)
+    rows = np.concatenate([np.repeat(support, n_components), others])
+    columns = np.concatenate([np.tile(np.arange(n_components), len(support)), buckets])
+    return sparse.csr_matrix((np.concatenate([values.ravel(), signs]), (rows, columns)),
                              shape=(a.shape[1], n_components))

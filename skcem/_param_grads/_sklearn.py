@@ -181,7 +181,11 @@ class TransformedGradients:
     """A Pipeline's gradients: those of its last step, on the rows its other steps make."""
 
     def __init__(self, pipeline, last):
-        self.steps = pipeline[:-1]
+        # each step, not the slice pipeline[:-1]: scikit-learn judges a slice fitted by its
+        # last step, and a stateless transformer there holds no fitted attribute
+        self.steps = [step for _, step in pipeline.steps[:-1]
+                      if step is not None and not (isinstance(step, str) and
+                                                   step == "passthrough")]
         self.last = last
         self.n_params = last.n_params
         # a DataFrame for steps fitted on one: columns picked by name need it
@@ -192,7 +196,9 @@ class TransformedGradients:
             import pandas as pd
 
             X = pd.DataFrame(X, columns=self.columns)
-        rows = self.steps.transform(X)
+        rows = X
+        for step in self.steps:
+            rows = step.transform(rows)
         # sparse rows stay sparse (a text vectorizer's): their factors are products of them
         if sparse.issparse(rows):
             return sparse.csr_matrix(rows, dtype=float)
