@@ -1398,6 +1398,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if widths[widths > 0].size and np.median(widths[widths > 0]) >= 0.1 * common:
                 return
         spreads = np.nanstd(rows[:, numeric], axis=0)
+        if getattr(self, "feature_weights", None) is not None:
+            try:  # the cost of a spread's move: weighed, the scales may be evened out
+                spreads = spreads * self._feature_weights(X.shape[1])[numeric]
+            except ValueError:
+                pass  # fit names what is wrong with the weights
         kept = np.flatnonzero(spreads > 0)
         if kept.size < 2:
             return

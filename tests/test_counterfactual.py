@@ -333,3 +333,17 @@ def test_feature_weights_price_each_features_change():
                          ({"d": 2.0}, "feature_weights")):
         with pytest.raises(ValueError, match=message):
             CounterfactualExplainer(tree, feature_weights=bad).fit(frame)
+
+
+def test_weights_that_even_out_the_scales_silence_the_scale_warning():
+    """Found by a review: feature_weights of 1 / std still got "features differ in scale"."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:, :6]
+    model = LogisticRegression(max_iter=5000).fit(X, y)
+    with pytest.warns(UserWarning, match="differ in scale"):
+        CounterfactualExplainer(model).fit(X)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*differ in scale")
+        CounterfactualExplainer(model, feature_weights=1 / X.std(axis=0)).fit(X)
