@@ -362,3 +362,39 @@ def test_keras_on_torch_names_a_layer_torch_func_cannot_differentiate():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "cannot be differentiated on the torch backend" in result.stdout, result.stdout
     assert "KERAS_BACKEND=tensorflow" in result.stdout and "\x1b" not in result.stdout
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_similarity_refuses_ids_outside_a_first_embedding_on_every_backend(backend):
+    """Found by a review: on the torch backend a Keras model is a torch module too, and its
+    token ids past the Embedding's vocabulary were scored (on JAX, NaN)."""
+    _require("keras")
+    _require(backend)
+    script = textwrap.dedent("""
+        import keras
+        import numpy as np
+        from skcem import GradientSimilarityExplainer
+
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Embedding(10, 4),
+                                  keras.layers.GlobalAveragePooling1D(),
+                                  keras.layers.Dense(2, activation="softmax")])
+        rng = np.random.default_rng(0)
+        X = rng.integers(0, 10, size=(40, 5)).astype(float)
+        explainer = GradientSimilarityExplainer(model).fit(X, rng.integers(0, 2, 40))
+        for bad in (-1.0, 3.5, 10.0):
+            rows = X[:2].copy()
+            rows[0, 4] = bad
+            try:
+                explainer.kneighbors(rows, 2)
+            except ValueError as exc:
+                assert "no token id of the Embedding" in str(exc), exc
+            else:
+                raise AssertionError(f"{bad} was scored")
+        print("OK")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": backend,
+                                 "PYTHONWARNINGS": "ignore"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
