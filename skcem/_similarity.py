@@ -21,6 +21,7 @@ from ._labels import check_class_labels, check_outputs_follow_labels, class_indi
 from ._param_grads import check_supported, make_param_gradients
 from ._param_grads._factors import gradient_dot, gradient_sq_norms, stack_gradients
 from ._param_grads._projection import GradientProjection
+from ._param_grads._sklearn import steps_before_last, transformed_by
 from ._progress import progress_bar
 from ._validation import (accepts_missing_values, align_columns, align_rows,
                           check_not_documents, fitted_columns, from_polars, is_documents,
@@ -663,13 +664,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     def _check_rows_kept(self, X):
         """Raise unless the Pipeline's steps before its last make one row of each row of the
         table ``X`` (a text vectorizer first reads a DataFrame as its column names)."""
-        steps = [step for _, step in frozen_inner(self.estimator_).steps[:-1]
-                 if step is not None and not (isinstance(step, str) and step == "passthrough")]
+        steps = steps_before_last(frozen_inner(self.estimator_))
         n_rows = min(3, len(X))
         try:
-            made = X.iloc[:n_rows]
-            for step in steps:
-                made = step.transform(made)
+            made = transformed_by(steps, X.iloc[:n_rows])
         except (TypeError, ValueError) as exc:
             if not self._documents:
                 raise

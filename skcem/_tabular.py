@@ -945,6 +945,21 @@ def table_feature_range(feature_range, Z, codec, feature_names):
     return lower, upper
 
 
+def listed_categories(given, order, name):
+    """A categorical column's ``feature_range`` entry as the list of its categories: one
+    category alone (the command line's name:value) as a list of one; a ``(low, high)`` pair
+    of an ordered category (``order``, its categories in order, or None) as the categories
+    between, ends included."""
+    if order is not None and isinstance(given, tuple) and len(given) == 2 and \
+            all(value in order for value in given):
+        low, high = (order.index(value) for value in given)
+        if low > high:
+            raise ValueError(f"{name} needs low <= high in the column's order; got {given!r}.")
+        return order[low:high + 1]
+    return [given] if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__") \
+        else list(given)
+
+
 def permitted_categories(feature_range, codec, feature_names):
     """The categories ``feature_range`` lets a categorical column's answers take, as a mask
     of its codes, by column position (the instance's own category is always allowed: it is
@@ -960,18 +975,8 @@ def permitted_categories(feature_range, codec, feature_names):
         if not codec.categorical_[j]:
             continue
         known = list(codec.categories_[j])
-        if getattr(codec, "ordered_", None) is not None and codec.ordered_[j] and \
-                isinstance(given, tuple) and len(given) == 2 and \
-                all(value in known for value in given):
-            # (low, high) of an ordered category: the categories between, ends included
-            low, high = (known.index(value) for value in given)
-            if low > high:
-                raise ValueError(f"`feature_range[{key!r}]` needs low <= high in the "
-                                 f"column's order; got {given!r}.")
-            given = known[low:high + 1]
-        # one category alone (the command line's name:value) as a list of one
-        given = [given] if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__") \
-            else list(given)
+        ordered = getattr(codec, "ordered_", None) is not None and codec.ordered_[j]
+        given = listed_categories(given, known if ordered else None, f"`feature_range[{key!r}]`")
         unknown = [value for value in given if value not in known]
         if unknown:
             raise ValueError(f"`feature_range[{key!r}]` holds {unknown[:5]}, not categories of "

@@ -17,7 +17,7 @@ from scipy.spatial.distance import cdist
 
 from ._explanation import Explanation
 from ._plausibility import rare_pair_counts
-from ._tabular import auto_categorical
+from ._tabular import auto_categorical, listed_categories
 from .costs import median_absolute_deviation
 from ._validation import from_polars
 
@@ -289,11 +289,7 @@ def _permitted(feature_range, columns, categorical, X, X_train=None):
         dtype = getattr(_column(X, j), "dtype", None)
         order = list(getattr(dtype, "categories", [])) if getattr(dtype, "ordered", False) \
             else None
-        if order is not None and isinstance(given, tuple) and len(given) == 2 and \
-                all(value in order for value in given):
-            given = order[order.index(given[0]):order.index(given[1]) + 1]
-        given = [given] if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__") \
-            else list(given)
+        given = listed_categories(given, order, f"feature_range[{columns[j]!r}]")
         known = set(_as_object(_column(X, j)).tolist()) | set(
             [] if X_train is None else _as_object(_column(X_train, j)).tolist()) | set(
             [] if dtype is None else getattr(dtype, "categories", []))

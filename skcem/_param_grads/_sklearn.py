@@ -177,15 +177,26 @@ def _with_ones(a):
     return np.hstack([a, np.ones((len(a), 1))])
 
 
+def steps_before_last(pipeline):
+    """A Pipeline's transformers before its last step (none for "passthrough"), to apply
+    one by one: not the slice ``pipeline[:-1]``, which scikit-learn judges fitted by its last
+    step, and a stateless transformer there holds no fitted attribute."""
+    return [step for _, step in pipeline.steps[:-1]
+            if step is not None and not (isinstance(step, str) and step == "passthrough")]
+
+
+def transformed_by(steps, X):
+    """``X`` through each of ``steps``."""
+    for step in steps:
+        X = step.transform(X)
+    return X
+
+
 class TransformedGradients:
     """A Pipeline's gradients: those of its last step, on the rows its other steps make."""
 
     def __init__(self, pipeline, last):
-        # each step, not the slice pipeline[:-1]: scikit-learn judges a slice fitted by its
-        # last step, and a stateless transformer there holds no fitted attribute
-        self.steps = [step for _, step in pipeline.steps[:-1]
-                      if step is not None and not (isinstance(step, str) and
-                                                   step == "passthrough")]
+        self.steps = steps_before_last(pipeline)
         self.last = last
         self.n_params = last.n_params
         # a DataFrame for steps fitted on one: columns picked by name need it
@@ -196,9 +207,7 @@ class TransformedGradients:
             import pandas as pd
 
             X = pd.DataFrame(X, columns=self.columns)
-        rows = X
-        for step in self.steps:
-            rows = step.transform(rows)
+        rows = transformed_by(self.steps, X)
         # sparse rows stay sparse (a text vectorizer's): their factors are products of them
         if sparse.issparse(rows):
             return sparse.csr_matrix(rows, dtype=float)
