@@ -207,13 +207,13 @@ class CEMExplainer(BaseContrastiveExplainer):
     n_iter_no_change : int, default=50
         The patience window of early stopping.
     momentum : bool or "auto", default="auto"
-        FISTA's momentum (ALGORITHMS.md). "auto": on, except with the auto-encoder term
-        (``gamma`` > 0), where it is off. Measured (README, "Performance"): with an
-        auto-encoder, momentum lets every ``c`` succeed through the auto-encoder term and the
-        PNs come out 2-3 times larger (MNIST tutorial, 32 instances: median L1 52.9 with it,
-        15.2 without); without one, turning it off makes PNs larger (digits MLP: +14%). The
-        reference's momentum mostly vanishes in a race of two TensorFlow assignments, so
-        ``False`` is closest to what it does.
+        FISTA's momentum (Beck and Teboulle, 2009). "auto": on, except with the auto-encoder term
+        (``gamma`` > 0), where it is off. Measured ("Performance" in the documentation): with an
+        auto-encoder, momentum lets every ``c`` succeed through the auto-encoder term and the PNs
+        come out 2 to 3.5 times larger (MNIST tutorial, 32 instances: median L1 52.9 with it, 15.2
+        without); without one, turning it off makes PNs larger (digits MLP: +14%). The reference's
+        momentum mostly vanishes in a race of two TensorFlow assignments, so ``False`` is closest to
+        what it does.
     probe_iterations : int, "auto" or None, default="auto"
         Probing search on ``c``. ``None`` runs every c-step for ``max_iterations`` (the
         reference). An int: the binary search's ``c_steps`` c-steps run

@@ -303,7 +303,9 @@ class Explanation(JSONMixin):
         >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
         >>> cem = CEMExplainer(clf, mode="PP", directions={2: "increase"}, max_iterations=200,
         ...                    c_steps=4).fit(X)
-        >>> exp = cem.explain(X[[0, 120]])  # petal lengths 1.4 and 5.7, background 4.4
+        >>> # petal lengths 1.4 and 5.7, background 4.4; a TargetWarning says that one PP
+        >>> # keeps nothing besides what the constraints hold: the held petal length
+        >>> exp = cem.explain(X[[0, 120]])
         >>> exp.held[:, 2].tolist()  # it may only increase: held where it lies above
         [False, True]
         """

@@ -1,4 +1,4 @@
-"""The batched FISTA optimizer with a binary search on ``c`` (ALGORITHMS.md, "CEM").
+"""The batched FISTA optimizer with a binary search on ``c`` (Dhurandhar et al., 2018).
 
 This is the one implementation of the algorithm, for every model kind and for both
 explainers built on it (CEM and counterfactuals). Once per iteration it asks a gradient backend
@@ -532,7 +532,7 @@ def _evaluate(backend, problem, adv, adv_s, rows, with_attack_grad, for_objectiv
 
 
 def solve(backend, problem, settings, progress=None):
-    """Run the FISTA + c-search of ALGORITHMS.md on a batch of instances.
+    """Run the FISTA + c-search of the CEM paper on a batch of instances.
 
     Parameters
     ----------

@@ -1,10 +1,10 @@
 """What distinguishes a pertinent negative, a pertinent positive and a counterfactual.
 
-Each mode is one object that owns everything mode-specific of ALGORITHMS.md, written once for
-every model kind: what the model sees of the iterate (and the sign of that map), the direction
-a feature may move, the pinned value of an immutable feature, the loss on the probabilities,
-the success test, which instances would only get a trivial answer, and what an explanation's
-perturbation is measured from. The optimizer (:mod:`skcem._fista`) and the explanation
+Each mode is one object that owns everything mode-specific of the algorithm (Dhurandhar et al.,
+2018), written once for every model kind: what the model sees of the iterate (and the sign of that
+map), the direction a feature may move, the pinned value of an immutable feature, the loss on the
+probabilities, the success test, which instances would only get a trivial answer, and what an
+explanation's perturbation is measured from. The optimizer (:mod:`skcem._fista`) and the explanation
 (:mod:`skcem._explanation`) ask the mode; they never branch on it.
 
 Pertinent positives and the no-information value

@@ -65,7 +65,7 @@ def _one_column_flattened(y):
 
 
 def similarity(test_grads, train_grads, sim_fn, train_sq_norms=None):
-    """Scores between rows of two gradient matrices (ALGORITHMS.md, "Gradient similarity").
+    """Scores between rows of two gradient matrices (Charpiat et al., 2019).
 
     Either may also be :class:`~skcem._param_grads._factors.GradientFactors`: dense layers
     as (input, output gradient) pairs, scored without building their gradients.

@@ -1,4 +1,5 @@
-"""Golden test: skcem's black-box CEM against a plain one-instance reference of ALGORITHMS.md."""
+"""Golden test: skcem's black-box CEM against a plain one-instance reference of the CEM
+paper's algorithm."""
 import numpy as np
 import pytest
 
