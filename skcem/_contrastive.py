@@ -428,7 +428,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         X : array-like of shape (n_samples, n_features)
             Representative data, typically the training set. DataFrame columns are matched
             by name to a fitted estimator's ``feature_names_in_`` (and put in its order).
-            It may hold missing values (NaN, None) when the estimator takes them.
+            It may hold missing values (NaN, None) when the estimator takes them. Up to
+            20,000 of its rows are kept where a search starts from them (the gradient-free
+            search, ``search="auto"``'s repairs): a pickled explainer holds them.
         y : array-like of shape (n_samples,), default=None
             Labels; needed only when the classifier must be fitted here (``estimator`` is
             None or not fitted).
@@ -1417,12 +1419,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             j = int(columns[k])
             return repr(str(names[j])) if names is not None else f"column {j}"
 
-        warn(f"X's features differ in scale by a factor of {ratio:.3g} (the standard deviation "
-             f"of {name(big)} against {name(small)}): distance={self.distance!r} counts a "
-             "unit of every feature alike, so the answers change, and a PP keeps, the features "
-             "of the largest scale, at distances far above those of answers measured in each "
-             "feature's own units. distance='mad' measures each change in its feature's "
-             "spread; or standardise X.")
+        answers = "a PP keeps" if getattr(self, "mode", None) == "PP" else "the answers change"
+        warn(f"X's features differ in scale by a factor of {ratio:.3g} (the standard "
+             f"deviation of {name(big)} against {name(small)}): distance={self.distance!r} "
+             f"counts a unit of every feature alike, so {answers} the features of the largest "
+             "scale, at distances far above those of answers measured in each feature's own "
+             "units. distance='mad' measures each change in its feature's spread; or "
+             "standardise X.")
 
     def _warn_integer_labels_are_positions(self, codec):
         """Integers in the by-feature parameters are positions (scikit-learn keeps no names
@@ -1789,6 +1792,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "exact search are the gradient-free search's, with no proven gap (NaN): their "
                  "rows have missing values, or categories no answer takes (none of fit's), "
                  "whose way through the trees the exact search does not model.")
+        if self.search_ == "exact" and np.any(found & (gap > 0)):
+            unproven = found & (gap > 0)
+            warn(f"{int(unproven.sum())} of {int(found.sum())} answers of the exact search are "
+                 f"not proven closest within max_time={self.max_time}: each may be up to its "
+                 f"`gap` (here at most {np.max(gap[unproven]):.0%}) farther than the closest "
+                 "answer. A larger max_time narrows the gaps.")
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         if common["mode"].requires_change:

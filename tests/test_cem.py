@@ -549,8 +549,11 @@ def test_features_of_far_apart_scales_are_named_unless_one_range_bounds_them_all
     X, y = load_breast_cancer(return_X_y=True)
     model = LogisticRegression(max_iter=5000).fit(X, y)
     with pytest.warns(SkcemWarning, match=r"X's features differ in scale by a factor of "
-                                          r"[0-9.e+]+ \(the standard deviation of column 23"):
+                                          r"[0-9.e+]+ \(the standard deviation of "
+                                          r"column 23.*so the answers change the features"):
         CEMExplainer(model).fit(X)
+    with pytest.warns(SkcemWarning, match=r"so a PP keeps the features of the largest"):
+        CEMExplainer(model, mode="PP").fit(X)
     pixels = np.random.default_rng(0).uniform(size=(300, 6)) * [1, 1, 1, 1, 1, 1e-4]
     image_model = LogisticRegression().fit(pixels, pixels[:, 0] > 0.5)
     with pytest.warns(SkcemWarning, match="differ in scale"):
