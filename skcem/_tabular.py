@@ -12,6 +12,8 @@ search (:mod:`skcem._neighbors`) moves categorical columns, one whole category a
 import numbers
 
 import numpy as np
+from scipy import sparse
+from sklearn.utils import check_array
 
 from ._validation import (check_feature_range, check_magnitude, default_classifier,
                           feature_mask, label_position)
@@ -466,6 +468,8 @@ class TableCodec:
         ``X`` itself otherwise."""
         if not self.is_frame_ or hasattr(X, "iloc"):
             return X
+        if sparse.issparse(X):  # scikit-learn's message, as where fit was given an array
+            check_array(X, input_name="X")
         array = np.asarray(X)
         if array.ndim != 2 or array.shape[1] != len(self.columns_):
             raise ValueError(f"X has shape {array.shape}, but the explainer was fitted on a "

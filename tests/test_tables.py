@@ -390,6 +390,11 @@ def test_an_array_after_a_dataframe_fit_takes_the_fits_columns_with_a_warning(ta
         cf.explain(X.iloc[:6, :4].to_numpy())
     with pytest.raises(ValueError, match=r"X is a pandas Series, one row: .*df.iloc\[\[i\]\]"):
         cf.explain(X.iloc[0])
+    # a new user's: a sparse matrix was told "X has shape ()"
+    from scipy import sparse
+
+    with pytest.raises(TypeError, match=r"Sparse data was passed.*toarray\(\)"):
+        cf.explain(sparse.csr_matrix(np.ones((2, X.shape[1]))))
 
 
 def test_inputs_are_not_mutated(table):
