@@ -486,7 +486,10 @@ def kind_other_than_classifier(estimator):
 
 
 def probabilities_hint(estimator):
-    """How to give a classifier without ``predict_proba`` probabilities: one sentence."""
+    """How to give a classifier without ``predict_proba`` probabilities: one sentence (of a
+    Pipeline's last step, which answers for it)."""
+    while isinstance(getattr(estimator, "steps", None), list) and estimator.steps:
+        estimator = estimator.steps[-1][1]
     name = type(estimator).__name__
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     if params.get("voting") == "hard":
@@ -503,8 +506,8 @@ def probabilities_hint(estimator):
             or callable(getattr(estimator, "predict_proba", None))):
         # nothing to calibrate: CalibratedClassifierCV refuses it
         return (f"{name} answers with classes only (no decision_function to calibrate "
-                "either): explain a classifier with predict_proba instead (for several "
-                "classes, LogisticRegression, or a OneVsRestClassifier of one).")
+                "either): explain a classifier with predict_proba instead "
+                "(LogisticRegression, say).")
     # what scikit-learn 1.9 recommends in place of SVC(probability=True), too
     return (f"CalibratedClassifierCV({name}(...), ensemble=False) fitted on your data gives "
             "them, or CalibratedClassifierCV(FrozenEstimator(model)) fitted on held-out rows "

@@ -955,6 +955,17 @@ def test_classifiers_of_classes_only_and_multilabel_one_vs_rest_get_their_own_li
     with pytest.raises(ValueError, match="OutputCodeClassifier answers with classes only") as info:
         CounterfactualExplainer(codes).fit(X)
     assert "CalibratedClassifierCV" not in str(info.value)
+    # a Pipeline answers with its last step's classes: that step's way forward (a new
+    # user's hard VotingClassifier behind a scaler was told of LogisticRegression only)
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    hard = make_pipeline(StandardScaler(), VotingClassifier(
+        [("lr", LogisticRegression(max_iter=500)), ("nb", GaussianNB())], voting="hard"))
+    with pytest.raises(ValueError, match=r"VotingClassifier\(voting='soft'\) gives them"):
+        CounterfactualExplainer(hard.fit(X, y)).fit(X)
     labels = np.column_stack([y == 0, y == 1]).astype(int)
     multilabel = OneVsRestClassifier(LogisticRegression()).fit(X, labels)
     with pytest.raises(ValueError, match="is a multi-output or multi-label classifier"):
