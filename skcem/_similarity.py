@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 from ._base import ExplainerMixin
 from ._explanation import JSONMixin, _to_builtin
 from ._gradients import (detect_output_kind, first_embedding_size, framework_module,
-                         is_deep_model, is_keras_model)
+                         input_dtype, is_deep_model, is_keras_model)
 from ._gradients._base import ignoring_feature_name_warnings
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._param_grads import check_supported, make_param_gradients
@@ -393,7 +393,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         The model whose gradients are compared: ``estimator`` itself when it is fitted (or a
         Keras model), else a fitted clone of it.
     X_train_ : ndarray or DataFrame of shape (n_train, n_features)
-        float32 for Keras models, float64 otherwise; the DataFrame given to ``fit`` (its rows
+        float32 for Keras models and PyTorch modules that compute in float32 or less,
+        float64 otherwise; the DataFrame given to ``fit`` (its rows
         numbered from 0; explanations give them their own labels) where it holds text or
         categories for a Pipeline.
     y_train_ : ndarray of shape (n_train,) or (n_train, n_outputs)
@@ -545,7 +546,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self.classes_ = None
         if is_deep_model(self.estimator_):
             _check_token_ids(self.estimator_, X)
-            X = X.astype(np.float32)  # the model's precision, in half the memory
+            X = X.astype(input_dtype(self.estimator_))
             gradients = None
             static = None
             if self.task == "classification" and is_keras_model(self.estimator_):

@@ -710,6 +710,44 @@ def test_similarity_equals_a_per_example_autograd_loop(double_cnn, images, sim_f
                                rtol=1e-6)
 
 
+class _Thirds(nn.Module):
+    """``inner`` on a third of the input, divided in place (as ``Normalize(inplace=True)``
+    would) or not."""
+
+    def __init__(self, inner, in_place):
+        super().__init__()
+        self.inner, self.in_place = inner, in_place
+
+    def forward(self, x):
+        return self.inner(x.div_(3.0) if self.in_place else x / 3.0)
+
+
+def test_similarity_keeps_a_float64_modules_rows_and_those_a_module_writes_into(double_cnn,
+                                                                              images):
+    """Found by a user: a float64 module's X_train_ was float32 (its gradients on rounded
+    rows, most_similar giving back other rows than the user's), and a module that divides its
+    input in place rewrote X_train_, each explain giving other scores."""
+    X, y = images
+    X = X[:45].astype(float) * 3.0 + 1.0 / 3.0  # numbers float32 cannot hold
+    train, test = slice(0, 40), slice(40, 45)
+    cross_entropy = nn.functional.cross_entropy
+    out_of_place, in_place = _Thirds(double_cnn, False), _Thirds(double_cnn, True)
+    explainer = GradientSimilarityExplainer(out_of_place).fit(X[train], y[train])
+    assert explainer.X_train_.dtype == np.float64
+    np.testing.assert_array_equal(explainer.X_train_, X[train])
+    G_train = _per_example_gradients(out_of_place, X[train], y[train], cross_entropy)
+    G_test = _per_example_gradients(out_of_place, X[test],
+                                    _predict(out_of_place, X[test], (64,)), cross_entropy)
+    expected = G_test @ G_train.T
+    np.testing.assert_allclose(explainer.transform(X[test]), expected, rtol=1e-9,
+                               atol=1e-12 * np.abs(expected).max())
+    writer = GradientSimilarityExplainer(in_place).fit(X[train], y[train])
+    for _ in range(2):
+        np.testing.assert_allclose(writer.transform(X[test]), expected, rtol=1e-9,
+                                   atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_array_equal(writer.X_train_, X[train])
+
+
 @pytest.mark.parametrize("budget", [1, None])  # test rows a batch at a time, or all at once
 def test_similarity_in_chunks_and_blocks_equals_a_per_example_loop(double_cnn, images, budget,
                                                                   monkeypatch):

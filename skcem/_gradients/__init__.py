@@ -91,6 +91,21 @@ def is_torch_module(obj):
     return framework_name(obj) == "_torch"
 
 
+def input_dtype(model):
+    """The numpy dtype of the rows a deep model's gradients are computed on: float64 for a
+    PyTorch module that computes in float64 (its rows as given), else float32 (the model's
+    precision in half the memory; Keras's per-example factors are float32 whatever it
+    computes in)."""
+    if is_torch_module(model):
+        import torch
+
+        from ._torch import module_dtype
+
+        if module_dtype(model) == torch.float64:
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
 def computes_in_half_precision(model):
     """Whether a Keras model or PyTorch module computes in 16-bit floats (whose
     probabilities sum to 1 only to about 1e-3)."""

@@ -225,8 +225,10 @@ class _OnRows:
         # numpy has no bfloat16: such rows go through float32
         self._numpy_dtype = host_numpy(torch.empty((), dtype=self.dtype)).dtype
         self.convolutional = any(isinstance(layer, nn.Conv2d) for layer in module.modules())
-        # a forward that writes into its input (``x[:, 0] = 0``) is given a copy of it: the
-        # input of the gradients is a leaf, which autograd keeps from being written
+        # a forward that writes into its input (``x[:, 0] = 0``, ``x.div_(16)``) is given a
+        # copy of it once seen to: autograd keeps a leaf that requires grad from being
+        # written, and a write bumps a tensor's version counter (a module run on fit's rows
+        # would rewrite them, and see them twice rewritten when run on them again)
         self.writes_input = False
 
     def search_threads(self, n_numbers):
@@ -239,8 +241,11 @@ class _OnRows:
         and on its device."""
         if isinstance(array, torch.Tensor):
             return array.to(device=self.device, dtype=self.dtype)
-        return torch.as_tensor(np.asarray(array, dtype=self._numpy_dtype),
-                               device=self.device).to(self.dtype)
+        # a copy, never a view: a module that edits its input in place (``x.div_(16)``,
+        # ``Normalize(inplace=True)``) would otherwise rewrite the caller's rows (a fitted
+        # explainer's X_train_)
+        return torch.tensor(np.asarray(array, dtype=self._numpy_dtype),
+                            device=self.device).to(self.dtype)
 
     def raw_forward(self, z, fast_layout=False):
         """The module's flattened outputs at the rows ``z``; with ``fast_layout``, on a CPU,
@@ -252,7 +257,9 @@ class _OnRows:
                 return self.channels_last_forward(z, {
                     name: p.detach() for name, p in self.module.named_parameters()})
             x = z.reshape((-1,) + self.input_shape)
+            version = x._version
             out = self.module(x.clone() if self.writes_input else x)
+            self.writes_input = self.writes_input or x._version != version
         except RuntimeError as exc:
             if self.writes_input or "in-place operation" not in str(exc):
                 raise
@@ -282,8 +289,10 @@ class _OnRows:
             x = x.clone(memory_format=torch.preserve_format)
         parameters = {name: channels_last(p) if p.dim() == 4 else p
                       for name, p in parameters.items()}
+        version = x._version
         with FasterLayers():
             out = functional_call(self.module, parameters, (x,), strict=False)
+        self.writes_input = self.writes_input or x._version != version
         return rows_first(out, z.shape[0], self.role).reshape(z.shape[0], -1)
 
 
