@@ -732,14 +732,17 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                 (lines[-1] if lines else "")
             raise ValueError(f"`loss` fails on the model's outputs and the targets "
                              f"({type(exc).__name__}: {shown}). It is called as "
-                             f"{self._loss_signature()}, one loss per example; the targets of a "
-                             "classifier are class indices (a loss of one-hot targets has a "
-                             "sparse form, such as 'sparse_categorical_crossentropy').") from exc
+                             f"{self._loss_signature()}, one loss per example.") from exc
 
     def _loss_signature(self):
         if type(self.estimator_).__module__.startswith("torch"):
-            return "loss(outputs, targets) on tensors"
-        return "a Keras loss, loss(y_true, y_pred)"
+            return ("loss(outputs, targets) on tensors; the targets of a classifier are class "
+                    "indices (n,), those of a module of one output (a logit, a sigmoid) floats "
+                    "of the outputs' shape where the loss takes them "
+                    "(nn.BCEWithLogitsLoss(reduction='none'))")
+        return ("a Keras loss, loss(y_true, y_pred); the targets of a classifier are class "
+                "indices (a loss of one-hot targets has a sparse form, such as "
+                "'sparse_categorical_crossentropy')")
 
     def _make_gradients(self):
         return make_param_gradients(self.estimator_, loss=self.loss, task=self.task,

@@ -887,6 +887,39 @@ def test_similarity_losses_projection_and_kneighbors(double_cnn, images):
     assert np.corrcoef(estimate.ravel(), scores.ravel())[0, 1] > 0.9
 
 
+def test_similarity_of_one_output_modules_takes_the_binary_losses():
+    """Found by a user: nn.BCEWithLogitsLoss(reduction="none"), the loss of a one-logit
+    module, failed (targets of shape (n,) against outputs (n, 1), class indices where it
+    takes floats); nn.BCELoss of a sigmoid likewise. Both give loss="auto"'s scores, and a
+    loss that reshapes the targets itself still works."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = ((X - X.mean(axis=0)) / X.std(axis=0))[:45]
+    y = y[:45]
+    torch.manual_seed(0)
+    logit = nn.Sequential(nn.Linear(30, 4), nn.Tanh(), nn.Linear(4, 1)).double().eval()
+    sigmoid = nn.Sequential(logit, nn.Sigmoid()).eval()
+    train, test = slice(0, 40), slice(40, 45)
+    bce = nn.functional.binary_cross_entropy_with_logits
+
+    def loop_loss(outputs, targets):  # the per-example loop's: a row of one logit
+        return bce(outputs.reshape(-1), targets.to(outputs.dtype).reshape(-1), reduction="none")
+
+    G_train = _per_example_gradients(logit, X[train], y[train], loop_loss)
+    with torch.no_grad():
+        predicted = (logit(torch.as_tensor(X[test])).reshape(-1) > 0).long().numpy()
+    expected = _per_example_gradients(logit, X[test], predicted, loop_loss) @ G_train.T
+    for module, loss in [(logit, nn.BCEWithLogitsLoss(reduction="none")),
+                         (sigmoid, nn.BCELoss(reduction="none")),
+                         (logit, lambda o, t: bce(o.squeeze(1), t.to(o.dtype), reduction="none")),
+                         (logit, "auto")]:
+        scores = GradientSimilarityExplainer(module, loss=loss).fit(X[train], y[train]) \
+            .transform(X[test])
+        np.testing.assert_allclose(scores, expected, rtol=1e-7,
+                                   atol=1e-10 * np.abs(expected).max())
+
+
 def test_similarity_takes_labels_of_the_outputs_as_the_other_explainers_do(double_cnn, images):
     # they were refused with a hint at regression
     X, y = images

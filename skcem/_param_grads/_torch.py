@@ -152,6 +152,7 @@ class TorchGradients(_OnRows):
         self.dense_layers, self.conv_layers = self._layers_called_once()
         self._set_other_names()
         self._checked = False
+        self._float_targets = None  # see _one_output_targets
 
     def _set_other_names(self):
         done = {id(p) for layer in self.dense_layers + self.conv_layers
@@ -188,6 +189,9 @@ class TorchGradients(_OnRows):
                 # targets (n,) of outputs (n, 1): PyTorch's losses would broadcast them to
                 # (n, n)
                 y = y.reshape(outputs.shape)
+            elif self.task == "classification" and outputs.numel() == n and \
+                    self._float_targets is not False:
+                y = self._one_output_targets(outputs, y)
             value = self.loss(outputs, y)
             if not isinstance(value, torch.Tensor) or value.numel() != n:
                 shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
@@ -204,6 +208,21 @@ class TorchGradients(_OnRows):
             log_p = _log_probabilities(outputs, self.output_kind)
             return -log_p.gather(1, y.reshape(n, 1)).reshape(n)
         return torch.mean((outputs - y.reshape(n, -1)) ** 2, dim=1)
+
+    def _one_output_targets(self, outputs, y):
+        """A one-output classifier's targets (a logit, a sigmoid) as floats of the outputs'
+        shape, which its losses take (``nn.BCEWithLogitsLoss``, ``nn.BCELoss``), where the
+        loss takes them; else as they are (a loss that reshapes them itself). Decided at
+        the first call (fit's check of the loss)."""
+        shaped = y.reshape(outputs.shape).to(outputs.dtype)
+        if self._float_targets is None:
+            try:
+                value = self.loss(outputs, shaped)
+                self._float_targets = isinstance(value, torch.Tensor) and \
+                    value.numel() == y.shape[0]
+            except Exception:  # each loss raises its own kinds: the other form then
+                self._float_targets = False
+        return shaped if self._float_targets else y
 
     def _targets(self, y):
         y = np.asarray(y)
