@@ -66,10 +66,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         model puts in a wanted class, reverts every change that is not needed and bisects the
         numeric ones towards the instance (see the user guide); it needs only the model's
         probabilities (no gradient) and moves categorical columns. "auto": "neighbors" for
-        categorical columns that may change (or all immutable, without exact gradients), trees,
-        forests, boosting, nearest neighbours and any other model whose numerical gradient vanishes
-        on the data; "fista" otherwise, completed and polished on tables (not for images, nor with
-        an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
+        categorical columns that may change and for models without an exact gradient (with
+        ``gradient="numerical"``: for trees, forests, boosting, nearest neighbours and any other
+        model whose numerical gradient vanishes on the data); "fista" otherwise, completed and
+        polished on tables (not for images, nor with an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
         search's answer, every answer has each change that can be reverted alone reverted and the
         rest bisected towards the instance, and the gradient-free answer is kept where it is closer;
         on a tree model that "exact" reads, rows the gradient-free search leaves unanswered get the
@@ -92,8 +92,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         ColumnTransformer; an unsupported step is named in the error).
         "numerical": central
         differences of ``predict_proba`` (``2 * n_features`` rows per instance and
-        iteration). "auto": exact where every step is supported, else numerical. Keras models
-        are always differentiated by autodiff.
+        iteration), which ``search="auto"`` then uses. "auto": exact where every step is
+        supported, else numerical, where ``search="auto"`` takes the gradient-free search
+        (finite differences cost 30-300 times its time in trials). Keras models and PyTorch
+        modules are always differentiated by autodiff.
     kappa : float in [0, 1), default=0.0
         Margin of the hinge attack term: a PN must push the explained class at least
         ``kappa`` (in probability) below another class, a PP keep it that far above all others.
