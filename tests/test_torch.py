@@ -444,6 +444,15 @@ def test_output_kinds_and_the_softmax_twin(logits_cnn, images):
 
     assert detect_output_kind(SoftmaxInForward(), sample, shape) == "probabilities"
 
+    class LogSoftmaxInForward(SoftmaxInForward):  # NLLLoss's pairing, a user's
+        def forward(self, x):
+            return nn.functional.log_softmax(self.net(x), dim=1)
+
+    with warnings.catch_warnings():  # log-probabilities, which a softmax turns back: no
+        # warning that the outputs are no probabilities (a new user's)
+        warnings.filterwarnings("error", message=".*does not output probabilities")
+        assert detect_output_kind(LogSoftmaxInForward(), sample, shape) == "logits"
+
     class LayersThenSoftmax(nn.Module):  # a freed layer output's id is the softmax's
         def __init__(self):
             super().__init__()

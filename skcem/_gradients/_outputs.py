@@ -49,7 +49,10 @@ def output_kind(outputs, activation=None, last="the last layer"):
     if activation in ("linear", "log_softmax"):  # softmax(log p) = p
         return "logits"
     is_distribution = outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-4)
-    if not is_distribution:
+    # log-probabilities (a forward ending in F.log_softmax): softmax(log p) = p, no warning
+    log_distribution = outputs.max() <= 0 and \
+        np.allclose(np.logaddexp.reduce(outputs, axis=1), 0.0, atol=1e-4)
+    if not (is_distribution or log_distribution):
         from .._warnings import warn
 
         warn(f"`estimator`'s last layer ({last}) does not output probabilities (its rows do "
