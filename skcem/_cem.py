@@ -240,7 +240,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         ``2 * n_features * batch_size`` rows to ``predict_proba`` in one call. "auto": 64 for
         the gradient search, 1024 for the gradient-free one (whose calls are small), smaller
         where that gives each ``n_jobs`` worker two batches, or the progress bar (``verbose``)
-        ten steps.
+        ten steps (of 64 rows at least).
     n_jobs : int or None, default=None
         Batches explained in parallel by joblib workers (-1: all cores), with the answers
         of ``None`` (one process) in batches of the same size: under ``batch_size="auto"``
