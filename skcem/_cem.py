@@ -370,7 +370,7 @@ class CEMExplainer(BaseContrastiveExplainer):
     >>> bool(exp.found[0]), int(exp.X_pred[0]), int(exp.explanation_pred[0])
     (True, 1, 0)
     >>> sorted(exp.changes()[0])  # the features the PN moves
-    ['x2']
+    ['x0', 'x2']
     """
 
     _parameter_constraints: dict = {

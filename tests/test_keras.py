@@ -807,7 +807,10 @@ def test_a_softmax_models_confident_rows_keep_their_gradient():
     kernel[0] = [-8.0, 8.0]  # confident: p rounds to 1 where |x0| > 1
     model.set_weights([kernel, np.zeros(2, np.float32)])
     p = model(X).numpy()[np.arange(40), y]
-    saturated = np.flatnonzero(p == 1.0)
+    # within Keras's clip of probabilities (1e-7 of 1), where their cross-entropy has no
+    # gradient: whether a softmax rounds such rows to exactly 1 depends on the machine's
+    # kernels (0.99999994 at most on an AMD EPYC), the clip does not
+    saturated = np.flatnonzero(p > 1.0 - 1e-7)
     assert saturated.size >= 5
     explainer = GradientSimilarityExplainer(model, sim_fn="grad_cos").fit(X, y)
     scores = explainer.explain(X[saturated], y[saturated]).scores

@@ -71,7 +71,8 @@ def test_plausibility_raises_ynn_and_keeps_answers_valid(mode, classifier):
     # moves them among rows of their class, for a longer change. A PN moves features away
     # from their no-information value only: made admissible, the rows of its class nearest
     # to the instance become the instance again, and the rows left whole start it there.
-    gain = 0.15 if mode == "CF" else 0.32
+    # (PN: 0.60 to 0.915 at 8 starts refined, 0.93 at 3, whose answers were 1% farther)
+    gain = 0.15 if mode == "CF" else 0.3
     assert tables[1.0]["ynn"].mean() >= tables[0.0]["ynn"].mean() + gain
     assert tables[1.0]["l1"].mean() > tables[0.0]["l1"].mean()
 
