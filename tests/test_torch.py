@@ -1289,7 +1289,9 @@ def test_a_final_softmaxs_confident_rows_keep_their_gradient():
         linear.bias.zero_()
     module = nn.Sequential(linear, nn.Softmax(dim=1)).eval()
     p = module(torch.as_tensor(X)).detach().numpy()[np.arange(40), y]
-    saturated = np.flatnonzero(p == 1.0)
+    # within 1e-7 of 1, where a clipped cross-entropy would have no gradient: whether the
+    # softmax rounds such rows to exactly 1 depends on the machine's kernels
+    saturated = np.flatnonzero(p > 1.0 - 1e-7)
     assert saturated.size >= 5
     explainer = GradientSimilarityExplainer(module, sim_fn="grad_cos").fit(X, y)
     scores = explainer.explain(X[saturated], y[saturated]).scores
