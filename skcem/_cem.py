@@ -69,19 +69,19 @@ class CEMExplainer(BaseContrastiveExplainer):
         categorical columns that may change and for models without an exact gradient (with
         ``gradient="numerical"``: for trees, forests, boosting, nearest neighbours and any other
         model whose numerical gradient vanishes on the data); "fista" otherwise, completed and
-        polished on tables (not for images, nor with an auto-encoder term): rows the gradient search leaves unanswered get the gradient-free
-        search's answer, every answer has each change that can be reverted alone reverted and the
-        rest bisected towards the instance, and the gradient-free answer is kept where it is closer;
-        on a tree model that "exact" reads, rows the gradient-free search leaves unanswered get the
-        exact answer (at most 2 s a row). ``search_`` tells which search ran. "exact": the proven
-        closest answer for tree models (``DecisionTreeClassifier``, ``RandomForestClassifier``,
-        ``ExtraTreesClassifier``, ``GradientBoostingClassifier``,
-        ``HistGradientBoostingClassifier``, LightGBM's and XGBoost's classifiers when installed,
-        alone or after Pipeline steps of scalers, one-hot and ordinal encoders; another step is
-        named in the error), by a mixed-integer program per instance solved with HiGHS
-        (:func:`scipy.optimize.milp`): the smallest ``distance`` under every constraint, valid by
-        the estimator's ``predict``; its ``gap`` is reported (``Explanation.gap``). PNs only (not
-        PPs); ``kappa`` for forests and two-class boosting.
+        polished on tables (not for images, nor with an auto-encoder term): rows the gradient
+        search leaves unanswered get the gradient-free search's answer, every answer has each
+        change that can be reverted alone reverted and the rest bisected towards the instance, and
+        the gradient-free answer is kept where it is closer; on a tree model that "exact" reads,
+        rows the gradient-free search leaves unanswered get the exact answer (at most 2 s a row).
+        ``search_`` tells which search ran. "exact": the proven closest answer for tree models
+        (``DecisionTreeClassifier``, ``RandomForestClassifier``, ``ExtraTreesClassifier``,
+        ``GradientBoostingClassifier``, ``HistGradientBoostingClassifier``, LightGBM's and
+        XGBoost's classifiers when installed, alone or after Pipeline steps of scalers, one-hot and
+        ordinal encoders; another step is named in the error), by a mixed-integer program per
+        instance solved with HiGHS (:func:`scipy.optimize.milp`): the smallest ``distance`` under
+        every constraint, valid by the estimator's ``predict``; its ``gap`` is reported
+        (``Explanation.gap``). PNs only (not PPs); ``kappa`` for forests and two-class boosting.
     gradient : {"auto", "exact", "numerical"}, default="auto"
         How a scikit-learn model is differentiated with respect to its input. "exact": its
         exact gradient, one forward and one backward pass per iteration for the whole batch
@@ -94,7 +94,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         differences of ``predict_proba`` (``2 * n_features`` rows per instance and
         iteration), which ``search="auto"`` then uses. "auto": exact where every step is
         supported, else numerical, where ``search="auto"`` takes the gradient-free search
-        (finite differences cost 30-300 times its time in trials). Keras models and PyTorch
+        (finite differences cost 9-600 times its time in trials) and completes it with the
+        gradient search on the rows it leaves unanswered. Keras models and PyTorch
         modules are always differentiated by autodiff.
     kappa : float in [0, 1), default=0.0
         Margin of the hinge attack term: a PN must push the explained class at least
