@@ -86,6 +86,8 @@ _NEAR_COPY = 0.1
 _FRESH_CHANGES = 2
 # Sparse answers (one or two moves) refined per answer asked.
 _SPARSE_PER_ANSWER = 3
+# Valid pairs of moves refined for one answer of a smooth model, per instance.
+_PAIRS_KEPT = 12
 # Steps of a PP's removal path at most (see NeighborSearch._removal_paths).
 _MAX_REMOVALS = 64
 # With a plausibility term: valid candidates compared per start (n_starts) refined.
@@ -587,6 +589,21 @@ class NeighborSearch:
         known = {tuple(move) for move in moves}
         extra = extra[[tuple(move) not in known for move in extra]]
         n_singles = len(moves)
+        if pairs and self.n_answers == 1:
+            # One answer: every valid single, and the first _PAIRS_KEPT valid pairs of an
+            # instance (a pair with a move valid alone too: shrunk, its two moves may cost
+            # less than one; but every valid pair cost a 32-feature table 11 times the time
+            # of the singles for answers 0.7% closer)
+            singles = _valid_trials(search, np.concatenate([move_owner, extra[:, 0].astype(int)]),
+                                    [(np.concatenate([move_feature, extra[:, 1].astype(int)]),
+                                      np.concatenate([move_value, extra[:, 2]]))])
+            paired = _valid_trials(search, move_owner[first[n_singles:]],
+                                   [(move_feature[moved[n_singles:]],
+                                     move_value[moved[n_singles:]])
+                                    for moved in (first, second)], _PAIRS_KEPT)
+            owners = np.concatenate([singles[0], paired[0]])
+            order = np.argsort(owners, kind="stable")
+            return owners[order], np.concatenate([singles[1], paired[1]])[order]
         trial_owner = np.concatenate([move_owner[first[:n_singles]], extra[:, 0].astype(int),
                                       move_owner[first[n_singles:]]])
         trial_moves = [(np.concatenate([move_feature[moved[:n_singles]],
