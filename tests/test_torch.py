@@ -923,10 +923,31 @@ def test_similarity_of_one_output_modules_takes_the_binary_losses():
                          (sigmoid, nn.BCELoss(reduction="none")),
                          (logit, lambda o, t: bce(o.squeeze(1), t.to(o.dtype), reduction="none")),
                          (logit, "auto")]:
-        scores = GradientSimilarityExplainer(module, loss=loss).fit(X[train], y[train]) \
-            .transform(X[test])
-        np.testing.assert_allclose(scores, expected, rtol=1e-7,
-                                   atol=1e-10 * np.abs(expected).max())
+        explainer = GradientSimilarityExplainer(module, loss=loss).fit(X[train], y[train])
+        # a pickled explainer decides again, on its first rows: one here (a lambda does not
+        # pickle)
+        restored = explainer if callable(loss) and not isinstance(loss, nn.Module) else \
+            pickle.loads(pickle.dumps(explainer))
+        restored.transform(X[test][:1])
+        for scores in (explainer.transform(X[test]), restored.transform(X[test])):
+            np.testing.assert_allclose(scores, expected, rtol=1e-7,
+                                       atol=1e-10 * np.abs(expected).max())
+
+    # a loss written for class indices that would also take floats of the outputs' shape
+    # (broadcast to (n, n), then a mean per row) gets indices (a review's: each example's
+    # loss had averaged every row's target)
+    def squared(outputs, targets):
+        errors = (torch.sigmoid(outputs).flatten() - targets) ** 2
+        return errors.reshape(len(outputs), -1).mean(dim=1)
+
+    def loop_squared(outputs, targets):
+        return (torch.sigmoid(outputs).reshape(-1) - targets.to(outputs.dtype)) ** 2
+
+    G_train = _per_example_gradients(logit, X[train], y[train], loop_squared)
+    expected = _per_example_gradients(logit, X[test], predicted, loop_squared) @ G_train.T
+    scores = GradientSimilarityExplainer(logit, loss=squared).fit(X[train], y[train]) \
+        .transform(X[test])
+    np.testing.assert_allclose(scores, expected, rtol=1e-7, atol=1e-10 * np.abs(expected).max())
 
 
 def test_similarity_takes_labels_of_the_outputs_as_the_other_explainers_do(double_cnn, images):

@@ -210,19 +210,19 @@ class TorchGradients(_OnRows):
         return torch.mean((outputs - y.reshape(n, -1)) ** 2, dim=1)
 
     def _one_output_targets(self, outputs, y):
-        """A one-output classifier's targets (a logit, a sigmoid) as floats of the outputs'
-        shape, which its losses take (``nn.BCEWithLogitsLoss``, ``nn.BCELoss``), where the
-        loss takes them; else as they are (a loss that reshapes them itself). Decided at
-        the first call (fit's check of the loss)."""
-        shaped = y.reshape(outputs.shape).to(outputs.dtype)
+        """A one-output classifier's targets (a logit, a sigmoid): class indices where the
+        loss takes them (one that reshapes them itself), else floats of the outputs' shape,
+        which its standard losses take (``nn.BCEWithLogitsLoss``, ``nn.BCELoss``, which refuse
+        indices of another shape on any number of rows). Decided at the first call (fit's
+        check of the loss)."""
         if self._float_targets is None:
             try:
-                value = self.loss(outputs, shaped)
-                self._float_targets = isinstance(value, torch.Tensor) and \
-                    value.numel() == y.shape[0]
+                value = self.loss(outputs, y)
+                fits = isinstance(value, torch.Tensor) and value.numel() == y.shape[0]
             except Exception:  # each loss raises its own kinds: the other form then
-                self._float_targets = False
-        return shaped if self._float_targets else y
+                fits = False
+            self._float_targets = not fits
+        return y.reshape(outputs.shape).to(outputs.dtype) if self._float_targets else y
 
     def _targets(self, y):
         y = np.asarray(y)
