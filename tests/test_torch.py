@@ -757,6 +757,49 @@ def test_similarity_keeps_a_float64_modules_rows_and_those_a_module_writes_into(
     np.testing.assert_array_equal(writer.X_train_, X[train])
 
 
+def test_a_module_writing_its_input_leaves_the_searchs_tensors_alone():
+    """Found by a review: a float64 module got the search's own iterates uncopied, so a
+    module that writes its input (here under no_grad, which autograd does not stop)
+    rewrote them on the first call, before its write was noticed; an auto-encoder's first
+    loss subtracted the rows its module had rewritten (29.1 for 6.19)."""
+    from skcem._gradients._torch import TorchAutoencoder, TorchBackend
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double().eval()
+
+    class Shifting(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            with torch.no_grad():
+                x.sub_(5.0)
+            return self.inner(x)
+
+    backend = TorchBackend(Shifting(net), (4,), None, "logits", torch.device("cpu"))
+    Z = torch.full((2, 4), 6.0, dtype=torch.float64)
+    backend.evaluate(Z, Z + 0.5, torch.eye(3, dtype=torch.float64)[:2], None,
+                     with_attack_grad=False)
+    assert torch.equal(Z, torch.full((2, 4), 6.0, dtype=torch.float64))
+    reference = nn.Linear(4, 4).double()
+    writer = copy.deepcopy(reference)
+    rows = np.full((2, 4), 1.5)
+
+    class Doubling(nn.Module):
+        def __init__(self, inner, in_place):
+            super().__init__()
+            self.inner, self.in_place = inner, in_place
+
+        def forward(self, x):
+            return self.inner(x.mul_(2.0) if self.in_place else x * 2.0)
+
+    expected = TorchAutoencoder(Doubling(reference, False), (4,), torch.device("cpu")).loss(rows)
+    first = TorchAutoencoder(Doubling(writer, True), (4,), torch.device("cpu")).loss(rows)
+    np.testing.assert_allclose(first, expected)
+    np.testing.assert_array_equal(rows, 1.5)
+
+
 @pytest.mark.parametrize("budget", [1, None])  # test rows a batch at a time, or all at once
 def test_similarity_in_chunks_and_blocks_equals_a_per_example_loop(double_cnn, images, budget,
                                                                   monkeypatch):

@@ -239,11 +239,12 @@ class _OnRows:
     def tensor(self, array):
         """``array`` (numpy rows, or a tensor of the search's place) in the module's dtype
         and on its device."""
-        if isinstance(array, torch.Tensor):
-            return array.to(device=self.device, dtype=self.dtype)
         # a copy, never a view: a module that edits its input in place (``x.div_(16)``,
-        # ``Normalize(inplace=True)``) would otherwise rewrite the caller's rows (a fitted
-        # explainer's X_train_)
+        # ``Normalize(inplace=True)``, under no_grad where autograd does not see it) would
+        # otherwise rewrite the caller's rows (a fitted explainer's X_train_, the search's
+        # iterates) before its write is noticed
+        if isinstance(array, torch.Tensor):
+            return array.to(device=self.device, dtype=self.dtype, copy=True)
         return torch.tensor(np.asarray(array, dtype=self._numpy_dtype),
                             device=self.device).to(self.dtype)
 
@@ -470,7 +471,9 @@ class TorchAutoencoder(_OnRows):
 
     def loss_tensor(self, z, fast_layout=True):
         z = self.tensor(z)  # in the auto-encoder's dtype, which may not be the classifier's
-        return torch.sum((self.raw_forward(z, fast_layout) - z) ** 2, dim=1)
+        # its own copy: z is subtracted after the call, which a module writing into its
+        # input would have changed before its write is noticed
+        return torch.sum((self.raw_forward(z.clone(), fast_layout) - z) ** 2, dim=1)
 
     def gradient_tensor(self, z):
         """``(loss, its gradient)`` at the rows ``z`` (a tensor), in the auto-encoder's
