@@ -30,7 +30,8 @@ class CEMExplainer(BaseContrastiveExplainer):
     ``c``; all instances of a batch are optimised together.
 
     Any classifier with ``predict_proba`` (or a plain function returning probabilities) is
-    explained through numerical gradients, with numpy only. A Keras 3 model (on TensorFlow,
+    explained with numpy only: by default by the gradient-free search (see ``search``), or
+    through numerical gradients (``gradient="numerical"``). A Keras 3 model (on TensorFlow,
     JAX or torch) or a PyTorch module is differentiated by its framework's autodiff instead;
     ``X`` stays 2-D and is reshaped to the model's input shape inside. Its outputs may be softmax
     probabilities, logits (a softmax is applied), or one sigmoid or logit output for two

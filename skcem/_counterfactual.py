@@ -17,8 +17,10 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
 
     Minimises ceml's regularized cost ``C * distance(x, x0) + NLL(target | x)`` (the model's
     cross-entropy at the target class) for whole batches of instances with the optimizer and
-    gradient backends of :class:`CEMExplainer`: numerical gradients for any ``predict_proba``,
-    autodiff for Keras models and PyTorch modules. L1-type distances are handled by a
+    gradient backends of :class:`CEMExplainer`: exact gradients for the scikit-learn models
+    it differentiates, numerical ones for any ``predict_proba`` (``gradient="numerical"``;
+    by default such a model gets the gradient-free search), autodiff for Keras models and
+    PyTorch modules. L1-type distances are handled by a
     proximal (soft-thresholding) step of ``learning_rate * C``, which makes counterfactuals
     sparse. Among the iterates that
     reach the target class, the closest is returned; an instance that never reaches it gets a
