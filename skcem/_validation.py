@@ -488,7 +488,10 @@ def kind_other_than_classifier(estimator):
 def probabilities_hint(estimator):
     """How to give a classifier without ``predict_proba`` probabilities: one sentence (of a
     Pipeline's last step, which answers for it)."""
-    while isinstance(getattr(estimator, "steps", None), list) and estimator.steps:
+    prefix = ""  # of the last step's parameters, as the Pipeline's set_params takes them
+    while isinstance(getattr(estimator, "steps", None), list) and estimator.steps and \
+            estimator.steps[-1][1] not in (None, "passthrough"):
+        prefix += f"{estimator.steps[-1][0]}__"
         estimator = estimator.steps[-1][1]
     name = type(estimator).__name__
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
@@ -501,7 +504,8 @@ def probabilities_hint(estimator):
         return ("Its decision_function scores each pair of classes "
                 "(decision_function_shape='ovo'): with decision_function_shape='ovr', the "
                 "default, it scores each class, with the same predict "
-                "(set_params(decision_function_shape='ovr') on the fitted model; no refit).")
+                f"(set_params({prefix}decision_function_shape='ovr') on the fitted model; no "
+                "refit).")
     if not (callable(getattr(estimator, "decision_function", None))
             or callable(getattr(estimator, "predict_proba", None))):
         # nothing to calibrate: CalibratedClassifierCV refuses it

@@ -310,6 +310,15 @@ def test_a_classifier_without_scores_is_shown_the_way(iris, Explainer):
         getattr(skcem, Explainer)(pairs).fit(X)
     pairs.set_params(decision_function_shape="ovr")  # as it says
     assert getattr(skcem, Explainer)(pairs, max_iterations=100, c_steps=2).fit(X)
+    # behind a Pipeline: the parameter as the Pipeline's set_params takes it (a review's)
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    piped = make_pipeline(StandardScaler(), SVC(decision_function_shape="ovo")).fit(X, y)
+    with pytest.raises(ValueError, match=r"set_params\(svc__decision_function_shape='ovr'\)"):
+        getattr(skcem, Explainer)(piped).fit(X)
+    piped.set_params(svc__decision_function_shape="ovr")  # as it says
+    assert getattr(skcem, Explainer)(piped, max_iterations=100, c_steps=2).fit(X)
     moved = FixedThresholdClassifier(LinearSVC(), threshold=0.5).fit(X, y == 2)
     with pytest.raises(ValueError, match=r"FixedThresholdClassifier has none it can use\. "
                                          r"CalibratedClassifierCV"):
