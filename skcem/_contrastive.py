@@ -862,11 +862,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if is_deep_model(self.estimator_) or type(backend).__name__ == "ExactBackend":
             return "fista"
         if categorical or self.gradient != "numerical":
-            # Finite differences ask 2 n_features + 1 rows a step: in trials on iris, wine
-            # and breast cancer (an SVC, a GaussianProcessClassifier, soft voting, a
-            # function), 9-600 times the time, for answers 25% closer to 17% farther by case
-            # (about as close on the whole); the rows it leaves unanswered still get the
-            # gradient search's answer (_complete_by_gradient)
+            # Finite differences ask 2 n_features + 1 rows a step: on iris, wine and breast
+            # cancer (an SVC, soft voting, a function; bench_black_box_search.py) 1.2-134
+            # times the time, median 48, for answers 0-25% closer, median 2%; the rows it
+            # leaves unanswered still get the gradient search's answer
+            # (_complete_by_gradient)
             self._gradient_completes = not categorical and \
                 not is_piecewise_constant(self.estimator_)
             return "neighbors"

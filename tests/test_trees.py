@@ -144,7 +144,7 @@ def test_numeric_answers_are_shrunk_towards_the_instance():
 
 def test_auto_takes_the_gradient_search_where_gradients_are_exact_or_asked_for(cancer):
     """Models without an exact gradient get the gradient-free search (finite differences cost
-    a trial 9-600 times the time for answers about as close); asked for numerical gradients,
+    a benchmark 1.2-134 times the time for answers 0-25% closer); asked for numerical gradients,
     the gradient search unless they vanish (probed on unknown models)."""
     X, y, _ = cancer
     forest = RandomForestClassifier(20, random_state=0).fit(X, y)
