@@ -39,7 +39,7 @@ from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
 from ._polish import data_points, numeric_split_points, points_of, readable_trees
 from ._refine import (add_alternatives, complete_and_polish, keep_cheaper, subset_problem,
-                      take_answers)
+                      take_answers, unanswered)
 from ._tree_models import numeric_splits, read_tree_ensemble
 from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_level_groups,
                        is_table, model_categories, native_categorical, one_hot_groups,
@@ -913,9 +913,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             return result
         # A row the plausible search leaves gets the search's answer without it, where that
         # finds one: plausibility weighs the answers, it does not take any away.
-        searchable = np.ones(len(result.found), bool) if problem.searchable is None \
-            else problem.searchable
-        missing = np.flatnonzero(~result.found & searchable)
+        missing = unanswered(problem, result)
         if missing.size:
             plain = replace(subset_problem(problem, missing), plausibility=None)
             take_answers(result, self._search_once(backend, plain, settings), missing)
@@ -973,9 +971,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         the answers."""
         if self.search != "auto" or self.search_ != "neighbors":
             return result
-        searchable = np.ones(len(result.found), bool) if problem.searchable is None \
-            else problem.searchable
-        missing = np.flatnonzero(~result.found & searchable)
+        missing = unanswered(problem, result)
         if missing.size == 0 or self._exact_trees() is None:
             return result
         seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
@@ -1071,9 +1067,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         differences: costly, for those rows only)."""
         if not getattr(self, "_gradient_completes", False):
             return result
-        searchable = np.ones(len(result.found), bool) if problem.searchable is None \
-            else problem.searchable
-        missing = np.flatnonzero(~result.found & searchable)
+        missing = unanswered(problem, result)
         if missing.size == 0:
             return result
         extra = self._gradient_search(backend, subset_problem(problem, missing), settings)

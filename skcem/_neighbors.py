@@ -589,34 +589,28 @@ class NeighborSearch:
         known = {tuple(move) for move in moves}
         extra = extra[[tuple(move) not in known for move in extra]]
         n_singles = len(moves)
-        if pairs and self.n_answers == 1:
-            # One answer: every valid single, and the first _PAIRS_KEPT valid pairs of an
-            # instance (a pair with a move valid alone too: shrunk, its two moves may cost
-            # less than one; but every valid pair cost a 32-feature table 11 times the time
-            # of the singles for answers 0.7% closer)
-            singles = _valid_trials(search, np.concatenate([move_owner, extra[:, 0].astype(int)]),
-                                    [(np.concatenate([move_feature, extra[:, 1].astype(int)]),
-                                      np.concatenate([move_value, extra[:, 2]]))])
-            paired = _valid_trials(search, move_owner[first[n_singles:]],
-                                   [(move_feature[moved[n_singles:]],
-                                     move_value[moved[n_singles:]])
-                                    for moved in (first, second)], _PAIRS_KEPT)
-            owners = np.concatenate([singles[0], paired[0]])
-            order = np.argsort(owners, kind="stable")
-            return owners[order], np.concatenate([singles[1], paired[1]])[order]
-        trial_owner = np.concatenate([move_owner[first[:n_singles]], extra[:, 0].astype(int),
-                                      move_owner[first[n_singles:]]])
-        trial_moves = [(np.concatenate([move_feature[moved[:n_singles]],
-                                        extra[:, 1].astype(int),
-                                        move_feature[moved[n_singles:]]]),
-                        np.concatenate([move_value[moved[:n_singles]], extra[:, 2],
-                                        move_value[moved[n_singles:]]]))
-                       for moved in (first, second)]
-        # For several answers, the first valid ones of each instance (singles come first);
-        # for one, every valid one: a range's end is cheap only once shrunk.
-        return _valid_trials(search, trial_owner, trial_moves,
-                             _SPARSE_PER_ANSWER * self.n_answers if self.n_answers > 1
-                             else None)
+        single_owner = np.concatenate([move_owner, extra[:, 0].astype(int)])
+        single_moves = (np.concatenate([move_feature, extra[:, 1].astype(int)]),
+                        np.concatenate([move_value, extra[:, 2]]))
+        pair_owner = move_owner[first[n_singles:]]
+        pair_moves = [(move_feature[moved[n_singles:]], move_value[moved[n_singles:]])
+                      for moved in (first, second)]
+        if self.n_answers > 1:
+            # The first valid ones of each instance, singles first.
+            return _valid_trials(
+                search, np.concatenate([single_owner, pair_owner]),
+                [(np.concatenate([single_moves[0], features]),
+                  np.concatenate([single_moves[1], values])) for features, values in pair_moves],
+                _SPARSE_PER_ANSWER * self.n_answers)
+        # One answer: every valid single (a range's end is cheap only once shrunk), and the
+        # first _PAIRS_KEPT valid pairs of an instance (a pair with a move valid alone too:
+        # shrunk, its two moves may cost less than one; but every valid pair cost a
+        # 32-feature table 11 times the time of the singles for answers 0.7% closer)
+        singles = _valid_trials(search, single_owner, [single_moves])
+        paired = _valid_trials(search, pair_owner, pair_moves, _PAIRS_KEPT)
+        owners = np.concatenate([singles[0], paired[0]])
+        order = np.argsort(owners, kind="stable")
+        return owners[order], np.concatenate([singles[1], paired[1]])[order]
 
     def _add_farthest(self, search, rows, owner, E):
         """Instances with fewer than ``n_starts`` valid starts also try the farthest admissible

@@ -177,6 +177,14 @@ def subset_problem(problem, rows):
     return replace(problem, **per_row)
 
 
+def unanswered(problem, result):
+    """Positions of the rows of ``problem`` that are searched and ``result`` left without an
+    answer."""
+    searchable = np.ones(len(result.found), bool) if problem.searchable is None \
+        else problem.searchable
+    return np.flatnonzero(~result.found & searchable)
+
+
 def take_answers(result, other, rows, keep_c=False):
     """Copy ``other``'s answers for ``rows`` (positions in the batch, or in ``other`` when it
     holds only those rows) into ``result``, where ``other`` found one."""
