@@ -464,6 +464,7 @@ class CEMExplainer(BaseContrastiveExplainer):
                              "on those rows (their scale, its own preprocessing).")
 
     def _warn_of_idle_settings(self):
+        super()._warn_of_idle_settings()
         if self.gamma > 0 and self.search_ in ("neighbors", "exact"):
             warn(f"gamma={self.gamma:g} weighs the auto-encoder term in the gradient search "
                  f"only; search_={self.search_!r} (chosen for this model or table) returns "

@@ -179,6 +179,10 @@ _CONSTRAINTS = ("immutable_features, directions, feature_range and, for a PN, mo
 # A categorical column with categories for this share of fit's rows (of at least this many)
 # looks like an identifier.
 _IDENTIFIER_SHARE = 0.9
+# Parameters only the gradient search reads: FISTA's schedule and the search on c.
+_GRADIENT_SEARCH_SCHEDULE = ("learning_rate_init", "c_init", "c_steps", "max_iterations", "clip",
+                             "eps", "update_num_grad", "tol", "n_iter_no_change", "momentum",
+                             "probe_iterations")
 _IDENTIFIER_ROWS = 50
 
 
@@ -1377,7 +1381,29 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "model).")
 
     def _warn_of_idle_settings(self):
-        """A word on settings the chosen search does not read (subclasses)."""
+        """A word on the gradient search's schedule set away from its defaults where the
+        chosen search does not run it (a grid search over ``c_init`` on a forest tunes
+        nothing); subclasses add their own weights."""
+        if self.search_ not in ("neighbors", "exact"):
+            return
+        defaults = type(self)().get_params(deep=False)
+        changed = [f"{name}={getattr(self, name)!r}" for name in _GRADIENT_SEARCH_SCHEDULE
+                   if name in defaults and not _equal_settings(getattr(self, name), defaults[name])]
+        if not changed:
+            return
+        chosen = "chosen for this model or table" if self.search == "auto" else "as asked"
+        them, verb = ("them", "set") if len(changed) > 1 else ("it", "sets")
+        if is_piecewise_constant(self.estimator_):
+            reach = f"does not read {them}: a model of trees or neighbours has no gradient."
+        elif getattr(self, "_gradient_completes", False):
+            reach = (f"reads {them} only for the rows it leaves unanswered (the gradient "
+                     "search answers those); search='fista' runs the gradient search for "
+                     "every row.")
+        else:
+            reach = (f"does not read {them}; search='fista' runs the gradient search (by "
+                     "finite differences where the model has no exact gradient).")
+        warn(f"{', '.join(changed)} {verb} the gradient search's schedule; "
+             f"search_={self.search_!r} ({chosen}) {reach}")
 
     def _one_range_for_all(self):
         """Whether ``feature_range`` is one pair of numbers bounding every feature."""
@@ -1999,3 +2025,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         tags.target_tags.required = not is_prefitted(self.estimator)
         tags.input_tags.allow_nan = accepts_missing_values(self.estimator) is True
         return tags
+
+
+def _equal_settings(value, default):
+    """Whether a parameter holds its default, a list for a tuple or a numpy number alike."""
+    try:
+        return np.shape(value) == np.shape(default) and \
+            bool(np.all(np.asarray(value, dtype=object) == np.asarray(default, dtype=object)))
+    except (TypeError, ValueError):
+        return False

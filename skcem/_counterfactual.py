@@ -250,6 +250,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
                  "per instance (target_class=['other'] * n_rows).")
 
     def _warn_of_idle_settings(self):
+        super()._warn_of_idle_settings()
         if self.C != 1.0 and self.search_ in ("neighbors", "exact"):
             warn(f"C={self.C:g} weighs the distance against the cross-entropy in the gradient "
                  f"search only; search_={self.search_!r} (chosen for this model or table) "

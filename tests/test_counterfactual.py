@@ -238,6 +238,32 @@ def test_a_weight_the_chosen_search_does_not_read_is_named(iris):
         CounterfactualExplainer(forest).fit(X)  # the default: no word
 
 
+def test_gradient_schedule_settings_the_chosen_search_does_not_read_are_named(iris,
+                                                                             iris_model):
+    """Found by a review: GridSearchCV over c_init or max_iterations on a forest or an SVC
+    (the gradient-free search) tuned nothing without a word."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.svm import SVC
+
+    from skcem import CEMExplainer, SkcemWarning
+
+    X, y = iris
+    forest = RandomForestClassifier(10, random_state=0).fit(X, y)
+    with pytest.warns(SkcemWarning, match=r"^c_init=3.0, max_iterations=300 set the gradient "
+                                          r"search's schedule; search_='neighbors' .* does "
+                                          r"not read them: a model of trees"):
+        CEMExplainer(forest, c_init=3.0, max_iterations=300).fit(X)
+    svc = SVC(random_state=0).fit(X, y)
+    with pytest.warns(SkcemWarning, match=r"^clip=\(-5, 5\) sets .* reads it only for the "
+                                          r"rows it leaves unanswered"):
+        CounterfactualExplainer(svc, clip=(-5, 5)).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkcemWarning)
+        CEMExplainer(forest, clip=[-100, 100.0], eps=[1e-3, np.float64(1e-3)]).fit(X)  # defaults
+        CounterfactualExplainer(svc, search="fista", max_iterations=300).fit(X)  # it reads them
+        CounterfactualExplainer(iris_model, max_iterations=300).fit(X)  # an exact gradient
+
+
 def test_a_target_class_the_model_never_predicts_is_named_in_the_warning():
     """Found by a user: the warning advised a smaller C and more iterations for a class the
     model gives no row."""
