@@ -317,9 +317,13 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     trained on a margin (``LinearSVC``, ``RidgeClassifier``, ``RidgeClassifierCV``,
     ``Perceptron``, ``SGDClassifier`` with the hinge, squared hinge or perceptron loss), of
     that training loss of their decision function on one-vs-rest targets ±1, summed over
-    classes, without the penalty. A ``Pipeline`` ending in one of them has its gradients, on
-    the rows its other steps make; such a Pipeline takes a DataFrame with text or category
-    columns as it is (``X_train_`` keeps it, its rows numbered from 0).
+    classes, without the penalty. Each row's loss is unweighted: a model fitted with
+    ``class_weight`` or ``sample_weight`` scores the gradients of the plain loss (for its
+    weighted one, multiply a training row's ``grad_dot`` scores by its weight, divide its
+    ``grad_asym_dot`` ones by it; ``grad_cos`` is the same). A ``Pipeline`` ending in one of
+    them has its gradients, on the rows its other steps make; such a Pipeline takes a
+    DataFrame with text or category columns as it is (``X_train_`` keeps it, its rows
+    numbered from 0).
 
     Parameters
     ----------

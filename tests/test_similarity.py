@@ -161,6 +161,42 @@ def test_grad_cos_of_an_instance_with_itself_is_one(digits, digits_model):
     assert np.all(scores <= 1 + 1e-9) and np.all(scores >= -1 - 1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_rows_whose_probability_rounds_to_one_keep_their_loss_gradient():
+    """Found by a user: p - 1 computed from predict_proba is exactly 0 past a decision
+    value of 37, so a confidently fitted row's gradient was 0 (binary) or lost its own
+    class's component (softmax), and grad_cos ranked it last against itself."""
+    from scipy.special import expit, softmax
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.neural_network import MLPClassifier
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    X, binary = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    lr = LogisticRegression(C=1e4, max_iter=10000).fit(X, binary)
+    z = lr.decision_function(X)
+    assert np.sum(np.abs(z) > 40) >= 20, "the test needs saturated rows"
+    residual = np.where(binary == 1, -expit(-z), expit(z))  # p - y without cancellation
+    expected = np.hstack([residual[:, None] * X, residual[:, None]])
+    np.testing.assert_allclose(make_param_gradients(lr)(X, binary), expected, rtol=1e-12)
+    # three classes, one saturated row of a known softmax: p - onehot = (-2e, e, e) / (1 + 2e)
+    three = LogisticRegression(max_iter=2000).fit(X[:300], np.arange(300) % 3)
+    three.coef_[:] = 0.0
+    three.intercept_[:] = [50.0, 0.0, 0.0]
+    small = np.exp(-50.0) / (1 + 2 * np.exp(-50.0))
+    delta = make_param_gradients(three)(X[:1], [0])[0, -3:]
+    np.testing.assert_allclose(delta, [-2 * small, small, small], rtol=1e-12)
+    for model in (lr, SGDClassifier(loss="log_loss", random_state=0).fit(X, binary),
+                  MLPClassifier((16,), max_iter=500, random_state=0).fit(X, binary)):
+        explainer = GradientSimilarityExplainer(model, sim_fn="grad_cos").fit(X[:300],
+                                                                            binary[:300])
+        assert np.all(explainer.self_influence() > 0), type(model).__name__
+        ranked = explainer.explain(X[:300], binary[:300]).ordered_indices[:, 0]
+        np.testing.assert_array_equal(ranked, np.arange(300), err_msg=type(model).__name__)
+
+
 def test_classification_targets_default_to_predictions(digits, digits_model):
     X, y = digits
     explainer = GradientSimilarityExplainer(digits_model).fit(X[:80], y[:80])

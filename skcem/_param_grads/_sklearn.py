@@ -51,15 +51,27 @@ _ACTIVATION = {
 
 
 def _output_delta(model, output, y):
-    """d loss / d (pre-activation output): the same form for every supported loss."""
-    if hasattr(model, "classes_"):
-        classes = model.classes_
-        index = np.searchsorted(classes, y)
-        if output.shape[1] == 1:  # binary: one logistic output for classes_[1]
-            return output - (index == 1).astype(float)[:, None]
-        return output - np.eye(len(classes))[index]
+    """d loss / d (pre-activation output) of a regressor's squared error."""
     y = np.asarray(y, dtype=float).reshape(len(output), -1)
     return 2.0 * (output - y) / output.shape[1]
+
+
+def _log_loss_delta(model, z, y, one_vs_rest=False):
+    """d cross-entropy / d scores ``z``, ``p - onehot(y)``, from the scores: ``p - 1`` is
+    ``-expit(-z)`` (or minus the other classes' probabilities under a softmax), not 0 where
+    ``p`` rounds to 1 (a decision value past 37: an exactly zero gradient would score 0
+    against everything). One logistic output per column: ``classes_[1]``'s for one column,
+    each class's own (one-vs-rest) with ``one_vs_rest``; else a softmax over the columns."""
+    index = np.searchsorted(model.classes_, y)
+    if z.shape[1] == 1:
+        target = (index == 1)[:, None]
+    else:
+        target = np.arange(z.shape[1]) == index[:, None]
+    if z.shape[1] == 1 or one_vs_rest:
+        return np.where(target, -expit(-z), expit(z))
+    delta = softmax(z, axis=1)
+    others = np.where(target, 0.0, delta)
+    return np.where(target, -others.sum(axis=1, keepdims=True), delta)
 
 
 # d loss / d z of the margin losses, for scores z and targets t = ±1
@@ -107,10 +119,9 @@ class LinearGradients:
         margin_loss = _margin_loss(self.model)
         if margin_loss is not None:
             return _MARGIN_DELTAS[margin_loss](z, _signed_targets(self.model, y, z.shape[1]))
-        if isinstance(self.model, SGDClassifier):  # one logistic output per class
-            z = expit(z)
-        elif isinstance(self.model, LINEAR_CLASSIFIERS):
-            z = expit(z) if z.shape[1] == 1 else softmax(z, axis=1)
+        if isinstance(self.model, LINEAR_CLASSIFIERS):  # SGD: one logistic output per class
+            return _log_loss_delta(self.model, z, y,
+                                   one_vs_rest=isinstance(self.model, SGDClassifier))
         return _output_delta(self.model, z, y)
 
     def __call__(self, X, y):
@@ -144,17 +155,16 @@ class MLPGradients:
             z = np.asarray(activations[-1] @ W) + b
             if i < len(layers) - 1:
                 activations.append(self.activation(z))
-            elif model.out_activation_ == "softmax":
-                activations.append(softmax(z, axis=1))
-            else:
-                activations.append(_ACTIVATION[model.out_activation_][0](z))
-        delta = _output_delta(model, activations[-1], y)
+        if hasattr(model, "classes_"):  # a logistic or softmax output, from its scores
+            delta = _log_loss_delta(model, z, y)
+        else:
+            delta = _output_delta(model, _ACTIVATION[model.out_activation_][0](z), y)
         deltas = []
         for i in range(len(layers) - 1, -1, -1):
             deltas.append(delta)
             if i > 0:
                 delta = (delta @ layers[i][0].T) * self.derivative(activations[i])
-        return list(zip(activations[:-1], deltas[::-1]))
+        return list(zip(activations, deltas[::-1]))
 
     def __call__(self, X, y):
         grads = []
