@@ -166,7 +166,7 @@ def test_rows_whose_probability_rounds_to_one_keep_their_loss_gradient():
     """Found by a user: p - 1 computed from predict_proba is exactly 0 past a decision
     value of 37, so a confidently fitted row's gradient was 0 (binary) or lost its own
     class's component (softmax), and grad_cos ranked it last against itself."""
-    from scipy.special import expit, softmax
+    from scipy.special import expit
     from sklearn.linear_model import SGDClassifier
     from sklearn.neural_network import MLPClassifier
 
