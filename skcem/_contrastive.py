@@ -594,7 +594,6 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self.search_ = self._choose_search(X)
         self._warn_of_idle_settings()
         self._trees = None
-        self.__dict__.pop("_fallback_trees", None)  # read again for this fit's model
         trees = None
         if self.search_ == "exact":
             trees = self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
@@ -634,6 +633,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                      "rows. Fit on rows of several classes (typically the training data).")
         self._trees_misread = trees is not None and self._pool is not None and \
             self._check_trees_as_read(trees)
+        # the exact search's, for the rows the gradient-free search leaves (search="auto")
+        self._fallback_trees = trees if self.search == "auto" and \
+            self.search_ == "neighbors" and not self._trees_misread else None
         self._category_pairs = None
         if codec is not None and codec.categorical_.sum() >= 2:
             self._category_pairs = CategoryPairs().fit(
@@ -762,7 +764,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._trees = trees
         if leaf_boxes is not None:
             self._leaf_boxes = leaf_boxes
-        self.__dict__.pop("_fallback_trees", None)
+        if getattr(self, "_fallback_trees", None) is not None:
+            self._fallback_trees = readable_trees(self.estimator_, extended, n_features)
         self._backend = None  # its lookup tables, made for fit's categories
         return extended
 
@@ -810,10 +813,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if not columns.any():
             return
         untried = np.flatnonzero(columns & ~self._missing_tried)
+        taken = self._missing_taken
         if untried.size and self._accepts_missing:
-            self._missing_taken[untried] = self._columns_taking_missing_values(untried)
-        self._missing_tried[untried] = True
-        refused = columns & ~self._missing_taken
+            # explain tries what fit did not see each time, not keeping it: the fitted
+            # state is not written (a read-only memory-mapped load, concurrent calls)
+            taken = taken.copy()
+            taken[untried] = self._columns_taking_missing_values(untried)
+        if reset:
+            self._missing_tried, self._missing_taken = columns, taken
+        refused = columns & ~taken
         if refused.any():
             raise self._missing_values_error(X, refused)
 
@@ -991,19 +999,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return result
 
     def _exact_trees(self):
-        """The tree ensemble of the exact search, read once; None for a model, Pipeline or
-        problem it does not take, or trees the model's own classes contradict."""
-        if not hasattr(self, "_fallback_trees"):
-            self._fallback_trees = None
-            try:
-                trees = read_tree_ensemble(self.estimator_, self._codec, self.n_features_in_)
-                settings = self._problem_settings()
-                check_exact_problem(trees, settings["mode"], settings["kappa"])
-                if not getattr(self, "_trees_misread", False):  # (checked in fit)
-                    self._fallback_trees = trees
-            except (TypeError, ValueError):
-                pass
-        return self._fallback_trees
+        """The tree ensemble of the exact search for the rows the gradient-free search
+        leaves (read in ``fit``); None for a model, Pipeline or problem (``mode``, ``kappa``
+        as they are now) it does not take, or trees the model's own classes contradict."""
+        trees = getattr(self, "_fallback_trees", None)
+        if trees is None:
+            return None
+        settings = self._problem_settings()
+        try:
+            check_exact_problem(trees, settings["mode"], settings["kappa"])
+        except ValueError:
+            return None
+        return trees
 
     def _check_trees_as_read(self, trees):
         """Refuse (``search="exact"``), or leave to the model alone (the split points of the
@@ -1803,7 +1810,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 hint += (" The gradient-free search (search='neighbors'), which starts from "
                          "training rows of a wanted class, may find them.")
             elif self.search_ == "neighbors" and n_missing > stuck.sum() and \
-                    getattr(self, "_fallback_trees", None) is not None:
+                    self._exact_trees() is not None:
                 seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
                 timed_out = n_missing - int(stuck.sum()) - int(proven.sum())
                 if timed_out <= 0 and not stuck.any():  # a proof for each: nothing else

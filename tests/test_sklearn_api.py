@@ -28,6 +28,22 @@ def test_sklearn_estimator_checks(estimator, check):
         check(estimator)
 
 
+@pytest.mark.parametrize("explainer", ["CEMExplainer", "CounterfactualExplainer"])
+def test_the_gradient_free_search_writes_no_fitted_state_at_explain(explainer):
+    """Found by a user: on a forest, transform added a cache of the trees to the explainer,
+    and rows with missing values wrote into a fitted array, which failed after a read-only
+    memory-mapped load (scikit-learn's check_dict_unchanged and check_estimators_pickle)."""
+    import skcem
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.utils.estimator_checks import check_dict_unchanged, check_estimators_pickle
+
+    estimator = getattr(skcem, explainer)(RandomForestClassifier(10, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_dict_unchanged(explainer, estimator)
+        check_estimators_pickle(explainer, estimator, readonly_memmap=True)
+
+
 def test_clone_and_get_set_params(iris_model):
     cem = CEMExplainer(iris_model, mode="PP", beta=0.2, kappa=0.1, c_init=3.0)
     twin = clone(cem)
