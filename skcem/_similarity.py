@@ -496,6 +496,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self : GradientSimilarityExplainer
             The fitted explainer.
         """
+        if isinstance(self.n_components, (bool, np.bool_)):  # an int to Interval(Integral)
+            raise ValueError(f"`n_components` is a number of random projections (an int >= "
+                             f"1) or None for exact scores; got {self.n_components!r}.")
         if y is None:
             raise ValueError("GradientSimilarityExplainer requires y to be passed, but the "
                              "target y is None: the training gradients are those of the loss "

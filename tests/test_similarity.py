@@ -352,6 +352,9 @@ def test_clone_pickle_pipeline(digits, digits_model):
     ({"sim_fn": "grad_l2"}, True, "'sim_fn' parameter"),
     ({"task": "ranking"}, True, "'task' parameter"),
     ({"n_components": 0}, True, "'n_components' parameter"),
+    ({"n_components": True}, True, "`n_components` is a number of random projections"),
+    ({"input_shape": (8, 8)}, True, "`input_shape` applies to Keras and PyTorch models; got "
+                                    r"input_shape=\(8, 8\) with MLPClassifier"),
     ({"n_jobs": "all"}, True, "'n_jobs' parameter"),
     ({"loss": "hinge"}, True, "`loss` must be 'auto' for scikit-learn models"),
     ({}, False, "requires y to be passed"),

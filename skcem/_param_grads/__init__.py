@@ -35,6 +35,10 @@ def make_param_gradients(estimator, *, loss="auto", task="classification", input
     if device is not None:
         raise ValueError(f"`device` applies to PyTorch models; got device={device!r} with "
                          f"{type(estimator).__name__}. Leave it None.")
+    if input_shape is not None:
+        raise ValueError(f"`input_shape` applies to Keras and PyTorch models; got "
+                         f"input_shape={tuple(input_shape)!r} with "
+                         f"{type(estimator).__name__}, which takes flat rows. Leave it None.")
     if loss != "auto":
         raise ValueError("`loss` must be 'auto' for scikit-learn models (cross-entropy for "
                          f"classifiers, squared error for regressors); got {loss!r}.")
