@@ -398,3 +398,59 @@ def test_similarity_refuses_ids_outside_a_first_embedding_on_every_backend(backe
                                  "PYTHONWARNINGS": "ignore"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_subclassed_model_whose_call_takes_no_training_flag(backend):
+    """Found by a user: ``def call(self, x)``, as Keras's guides write it, failed on JAX and
+    torch (``stateless_call`` hands ``training`` on to ``call`` as it is); and on torch a
+    ``mixed_bfloat16`` model's similarity failed turning bfloat16 tensors into numpy."""
+    _require("keras")
+    _require(backend)
+    script = textwrap.dedent("""
+        import sys
+
+        import keras
+        import numpy as np
+        from skcem import CEMExplainer, CounterfactualExplainer, GradientSimilarityExplainer
+
+        class Net(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = keras.layers.Dense(8, activation="tanh")
+                self.out = keras.layers.Dense(3, activation="softmax")
+
+            def call(self, x):
+                return self.out(self.hidden(x))
+
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(60, 5)).astype(np.float32)
+        y = rng.integers(0, 3, 60)
+        model = Net()
+        model(X[:1])
+        model.set_weights([rng.normal(0, 1.0, w.shape).astype(np.float32)
+                           for w in model.weights])
+        pred = np.asarray(model.predict(X, verbose=0)).argmax(axis=1)
+        for explainer in (CEMExplainer(model, max_iterations=50, c_steps=2),
+                          CounterfactualExplainer(model, max_iterations=50, c_steps=2)):
+            answer = explainer.fit(X).explain(X[:4])
+            found = answer.found
+            assert found.any(), type(explainer).__name__
+            reached = np.asarray(model.predict(answer.explanation[found],
+                                               verbose=0)).argmax(axis=1)
+            assert np.all(reached != pred[:4][found]), type(explainer).__name__
+        scores = GradientSimilarityExplainer(model).fit(X, y).transform(X[:2])
+        assert scores.shape == (2, 60) and np.all(np.isfinite(scores))
+        if sys.argv[1] == "torch":
+            keras.config.set_dtype_policy("mixed_bfloat16")
+            mixed = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8),
+                                      keras.layers.Activation("softmax", dtype="float32")])
+            scores = GradientSimilarityExplainer(mixed).fit(X, y % 2 * 7).transform(X[:2])
+            assert scores.shape == (2, 60) and np.all(np.isfinite(scores))
+        print("OK")
+    """)
+    result = subprocess.run([sys.executable, "-c", script, backend], capture_output=True,
+                            text=True, env={**os.environ, "KERAS_BACKEND": backend,
+                                            "PYTHONWARNINGS": "ignore"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")

@@ -16,6 +16,13 @@ from ._base import Evaluation
 from ._keras import as_probabilities
 
 
+def inference(model):
+    """``training=False`` where the model's ``call`` takes it: ``stateless_call`` hands it
+    on as it is, and a subclassed model's ``call(self, x)`` (as Keras's guides write it)
+    refuses it, where calling the model drops it."""
+    return {"training": False} if getattr(model, "_call_has_training_arg", True) else {}
+
+
 class StatelessModel:
     """A Keras model behind flat float32 rows, called statelessly.
 
@@ -46,7 +53,7 @@ class StatelessModel:
         """The model's outputs at the flat rows ``z``, flattened: shape (n, n_outputs)."""
         ops = self.ops
         out, _ = self.model.stateless_call(*weights, ops.reshape(z, (-1,) + self.input_shape),
-                                           training=False)
+                                           **inference(self.model))
         return ops.reshape(out, (z.shape[0], -1))
 
     def run(self, function, *arrays):

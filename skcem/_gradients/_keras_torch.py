@@ -109,7 +109,10 @@ class TorchAutodiff:
 
     @staticmethod
     def numpy(tensor):
-        return tensor.detach().cpu().numpy()
+        tensor = tensor.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # numpy has none (mixed precision's)
+            tensor = tensor.float()
+        return tensor.numpy()
 
 
 AUTODIFF = TorchAutodiff()

@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from .._gradients._keras import as_probabilities
-from .._gradients._keras_stateless import padded_rows
+from .._gradients._keras_stateless import inference, padded_rows
 from ._factors import GradientFactors
 from ._keras_layers import factorisable_layers, graph_inputs, keras_loss
 
@@ -128,7 +128,7 @@ class StatelessKerasGradients:
 
         def example_loss(trainable, non_trainable, x, y):
             prediction, _ = model.stateless_call(trainable, non_trainable, rows(x[None]),
-                                                 training=False)
+                                                 **inference(model))
             return ops.sum(losses(y[None], prediction))
 
         per_example = autodiff.vmap(autodiff.grad(example_loss), (None, None, 0, 0))
@@ -156,7 +156,7 @@ class StatelessKerasGradients:
                 trainable[k] = value
             if probe is None:
                 prediction, _ = model.stateless_call(trainable, non_trainable, rows(x[None]),
-                                                     training=False)
+                                                     **inference(model))
                 return ops.sum(losses(y[None], prediction)), []
             with _ShiftedPreActivations(self.dense_layers, offsets):
                 (inputs, prediction), _ = probe.stateless_call(
@@ -181,7 +181,7 @@ class StatelessKerasGradients:
                     [ops.reshape(d, (n, -1)) for d in deltas], rest)
 
         def outputs(weights, x):
-            prediction, _ = model.stateless_call(*weights, rows(x), training=False)
+            prediction, _ = model.stateless_call(*weights, rows(x), **inference(model))
             return ops.reshape(prediction, (x.shape[0], -1))
 
         self._batch = autodiff.compile(batch)
