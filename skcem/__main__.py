@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Binary tables a CSV option may be handed, by their first bytes.
+_BINARY_TABLES = ((b"PAR1", "Parquet"), (b"ARROW1", "Arrow (Feather)"),
+                  (b"PK\x03\x04", "zip (an Excel workbook?)"), (b"\x89HDF", "HDF5"))
+
 
 class InputError(Exception):
     """Bad input from the command line: reported in one line, exit code 2."""
@@ -57,6 +61,11 @@ def _read_table(path, option):
         if not path.exists():
             raise InputError(f"{option}: no such file: {path}")
         raw = path.read_bytes()
+    for magic, kind in _BINARY_TABLES:
+        if raw.startswith(magic):
+            raise InputError(f"{option}: {path} is a {kind} file; the command line reads CSV "
+                             "text: save the table with DataFrame.to_csv, or explain it from "
+                             "Python (skcem's explainers take the DataFrame itself)")
     try:
         # utf-8-sig: spreadsheet programs save a byte-order mark that would stick to the
         # first name

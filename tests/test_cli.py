@@ -1113,6 +1113,12 @@ def test_files_as_exports_have_them_get_one_line(files, tmp_path, capsys):
     code, err = _main(capsys, *command, "--data", latin, "--out", tmp_path / "o.json")
     assert code == 2 and err.strip().endswith(
         "--data: " + str(latin) + " is not UTF-8 text (byte 0xe9 on line 3): save it as UTF-8")
+    # a binary table is named for what it is, not as text in another encoding
+    parquet = tmp_path / "rows.parquet"
+    parquet.write_bytes(b"PAR1\x15\x04\x15\xe0")
+    code, err = _main(capsys, *command, "--data", parquet, "--out", tmp_path / "p.json")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and (
+        f"--data: {parquet} is a Parquet file; the command line reads CSV text") in err
     semi = tmp_path / "semi.csv"
     semi.write_text("sepal_length;sepal_width;petal_length;petal_width\n5.1;3.5;1.4;0.2\n")
     code, err = _main(capsys, *command, "--data", semi, "--out", tmp_path / "o.json")
