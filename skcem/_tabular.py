@@ -39,6 +39,14 @@ def _is_categorical_dtype(dtype):
             or str(getattr(dtype, "pyarrow_dtype", "")).startswith("dictionary"))
 
 
+def is_bool_dtype(dtype):
+    """numpy's bool or pandas' nullable boolean: categories ordered False, True."""
+    if dtype is None or isinstance(dtype, np.dtype):
+        return dtype is not None and dtype.kind == "b"
+    pd = _pandas()
+    return not isinstance(dtype, pd.CategoricalDtype) and bool(pd.api.types.is_bool_dtype(dtype))
+
+
 def _is_integer_dtype(dtype):
     if isinstance(dtype, np.dtype):
         return dtype.kind in "iu"
@@ -443,8 +451,9 @@ class TableCodec:
                                 for j, column in enumerate(columns)]
         # an ordered category dtype's codes follow its order (see _categories), so that
         # ``directions`` hold for them as for numbers
-        self.ordered_ = np.array([bool(categorical[j] and getattr(dtype, "ordered", False))
-                                  for j, dtype in enumerate(self.dtypes_)], dtype=bool)
+        self.ordered_ = np.array([bool(categorical[j] and (
+            getattr(dtype, "ordered", False) or is_bool_dtype(dtype)))
+            for j, dtype in enumerate(self.dtypes_)], dtype=bool)
         self.times_ = [None if categorical[j] else _time_scale(column, self._name(j))
                        for j, column in enumerate(columns)]
         self.integer_ = np.array([not categorical[j] and (
@@ -516,6 +525,8 @@ class TableCodec:
             offered = [c for c in dtype.categories if c in taken]
             declared = [c for c in dtype.categories if c not in taken]
             return np.asarray(offered + declared, dtype=object), len(offered)
+        if is_bool_dtype(dtype):  # False before True: the order directions follow
+            seen = [value for value in (False, True) if value in set(seen)]
         if known:
             extra = pd.Index(known).difference(pd.Index(seen), sort=False)
             extra = [value for value in extra if not _missing(np.asarray([value], object))[0]

@@ -17,7 +17,7 @@ from scipy.spatial.distance import cdist
 
 from ._explanation import Explanation
 from ._plausibility import rare_pair_counts
-from ._tabular import auto_categorical, listed_categories
+from ._tabular import auto_categorical, is_bool_dtype, listed_categories
 from .costs import median_absolute_deviation
 from ._validation import from_polars
 
@@ -247,8 +247,10 @@ def _check_directions(directions, columns, categorical, ordered):
 
 
 def _order_ranks(values, dtype, pd):
-    """Each value's rank in the order of the ordered category dtype ``dtype`` (-1 where
-    missing or not one of its categories)."""
+    """Each value's rank in the order of the ordered category dtype ``dtype`` (False, True
+    for a bool one; -1 where missing or not one of its categories)."""
+    if not isinstance(dtype, pd.CategoricalDtype):
+        dtype = pd.CategoricalDtype([False, True], ordered=True)
     return np.asarray(pd.Categorical(values, dtype=dtype).codes, dtype=float)
 
 
@@ -787,7 +789,8 @@ default=None
     immutable = np.zeros(n_features, dtype=bool)
     immutable[_positions(immutable_features, columns, "immutable_features")] = True
     dtypes = [getattr(_column(X, j), "dtype", None) for j in range(n_features)]
-    ordered = np.array([categorical[j] and bool(getattr(dtypes[j], "ordered", False))
+    ordered = np.array([categorical[j] and bool(getattr(dtypes[j], "ordered", False)
+                                                or is_bool_dtype(dtypes[j]))
                         for j in range(n_features)], dtype=bool)
     sign = _check_directions(directions, columns, categorical, ordered) \
         if explainer_directions is None else np.asarray(explainer_directions, float)

@@ -1332,6 +1332,33 @@ def test_multiindex_columns_are_named_by_their_tuples_in_by_feature_parameters()
         CounterfactualExplainer(model, immutable_features=[("person", "height")]).fit(X)
 
 
+@pytest.mark.parametrize("dtype", ["bool", "boolean"])
+def test_a_bool_column_takes_a_direction_false_before_true(dtype):
+    """Found by a user: directions={"organic": "increase"} (may only become True) was
+    refused, the column's categories having "no order"."""
+    from skcem.metrics import explanation_metrics
+
+    rng = np.random.default_rng(0)
+    flag = rng.random(300) < 0.5
+    flag[0] = True  # True met first: codes in the order met would put it before False
+    X = pd.DataFrame({"x": rng.normal(size=300), "flag": pd.array(flag, dtype=dtype)})
+    y = (flag + 0.3 * X["x"] + rng.normal(0, 0.1, 300) > 0.5).astype(int)
+    model = make_pipeline(make_column_transformer(("passthrough", ["x"]),
+                                                  (OneHotEncoder(), ["flag"])),
+                          LogisticRegression()).fit(X, y)
+    rows = X.iloc[:40]
+    answers = explain(CounterfactualExplainer(model, directions={"flag": "increase"}).fit(X),
+                      rows)
+    assert answers.found.sum() >= 20
+    before = rows["flag"].to_numpy(bool)[answers.found]
+    after = answers.explanation["flag"].to_numpy(bool)[answers.found]
+    assert not np.any(before & ~after)  # never True to False
+    assert np.any(~before & after)  # False to True where it pays
+    table = explanation_metrics(model, rows, answers.explanation,
+                                directions={"flag": "increase"})
+    assert table["violations"].fillna(0).sum() == 0
+
+
 @pytest.mark.parametrize("direction", ["increase", "decrease"])
 def test_directions_hold_for_an_ordered_category_in_every_search(direction):
     """Left from a user's trial: education may only rise. The codes of an ordered category
