@@ -168,9 +168,10 @@ class CEMExplainer(BaseContrastiveExplainer):
         optimizer: their gradient and their shrinkage step are masked, so they keep the
         original's exact value.
     directions : dict or None, default=None
-        ``{column: "increase" | "decrease" | "any"}``: the only way a numeric column, or one
-        of an ordered category dtype (in its order), may change (columns by name, or index for
-        arrays); "any", as a column left out, sets no limit (a grid may try it).
+        ``{column: "increase" | "decrease" | "any"}``: the only way a numeric column, one of
+        an ordered category dtype (in its order) or a bool one (False before True) may
+        change (columns by name, or index for arrays); "any", as a column left out, sets no
+        limit (a grid may try it).
     distance : {"elastic", "mad"}, default="elastic"
         The distance minimised. "elastic" is the reference's ``||d||_2^2 + beta * ||d||_1``;
         "mad" measures it in units of each feature's median absolute deviation (MAD, learned

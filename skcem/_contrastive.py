@@ -921,14 +921,19 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """The search of one batch: the seam between the two strategies, which return the
         same :class:`~skcem._fista.SearchResult`."""
         result = self._search_once(backend, problem, settings, progress)
-        if problem.plausibility is None:
-            return result
         # A row the plausible search leaves gets the search's answer without it, where that
-        # finds one: plausibility weighs the answers, it does not take any away.
-        missing = unanswered(problem, result)
-        if missing.size:
-            plain = replace(subset_problem(problem, missing), plausibility=None)
+        # finds one: plausibility weighs the answers, it does not take any away. Then a row
+        # whose only answers pair categories that fit's rows (almost) never hold together
+        # gets one of those (a category held by a few rows pairs with few others), with a
+        # word in _assemble, rather than none.
+        for relaxed in ("plausibility", "category_pairs"):
+            missing = unanswered(problem, result)
+            if getattr(problem, relaxed) is None or not missing.size:
+                continue
+            plain = replace(subset_problem(problem, missing), **{relaxed: None})
+            result = replace(result)
             take_answers(result, self._search_once(backend, plain, settings), missing)
+            problem = replace(problem, **{relaxed: None})
         return result
 
     def _search_once(self, backend, problem, settings, progress=None):
@@ -1704,6 +1709,20 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "left out (their rows are NaN). No search should give such answers: please "
                  "report this as a bug of skcem.")
 
+    def _warn_of_rare_pairs(self, X, answers):
+        """A word on answers pairing categories that fit's rows (almost) never hold together:
+        the searches give them only to rows with no other answer (:meth:`_search`)."""
+        pairs = getattr(self, "_category_pairs", None)
+        if pairs is None or not len(answers):
+            return
+        rare = pairs.created(answers, X)
+        if rare.any():
+            warn(f"{int(rare.sum())} of {len(answers)} answers pair categories that the rows "
+                 "given to fit (almost) never hold together, such as a category of few rows "
+                 "with one none of them has: the searches found no answer without such a "
+                 "pair for these instances (immutable_features may leave them no other). "
+                 "skcem.metrics.explanation_metrics counts them (rare_pairs).")
+
     def _warn_broken_one_hot(self, answers, names):
         """A word where answers leave categories given one-hot encoded in ``fit``'s ``X`` with
         anything but a single 1 (at most one, with a dropped level): rows no data holds,
@@ -1861,6 +1880,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         explanation = np.concatenate([r.explanation for r in results])
         if common["mode"].requires_change:
             self._warn_broken_one_hot(explanation[found], names)
+            self._warn_of_rare_pairs(X[found], explanation[found])
         background = np.clip(common["no_info_val"], common["lower"], common["upper"])
         if mode == "PP":
             # the search's own: an instance's value outside the range widens it (one row per

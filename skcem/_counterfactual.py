@@ -104,9 +104,10 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     immutable_features : array-like or None, default=None
         Features that never change: indices, a boolean mask, or names (DataFrame input).
     directions : dict or None, default=None
-        ``{column: "increase" | "decrease" | "any"}``: the only way a numeric column, or one
-        of an ordered category dtype (in its order), may change (columns by name, or index for
-        arrays); "any", as a column left out, sets no limit (a grid may try it).
+        ``{column: "increase" | "decrease" | "any"}``: the only way a numeric column, one of
+        an ordered category dtype (in its order) or a bool one (False before True) may
+        change (columns by name, or index for arrays); "any", as a column left out, sets no
+        limit (a grid may try it).
     feature_range : tuple (min, max), dict or None, default=None
         Bounds of the counterfactual's features, or a dict ``{column: (min, max)}`` for some
         numeric columns and ``{column: [categories]}`` for categorical ones (the categories

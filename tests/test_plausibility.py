@@ -325,3 +325,33 @@ def test_a_row_the_plausible_search_leaves_gets_the_answer_without_it(monkeypatc
     left = np.flatnonzero(plain.found)
     left = left[left % 2 == 0]  # the rows the plausible search left
     pd.testing.assert_frame_equal(weighed.explanation.iloc[left], plain.explanation.iloc[left])
+
+
+def test_a_row_whose_only_answers_create_a_rare_pair_gets_one_with_a_warning():
+    """Found by a user: an Adult row from a country of few fit rows, with the country
+    immutable, got no counterfactual (198 fit rows of the other class were valid, each
+    pairing the country with a category none of its rows has), and the warning blamed the
+    constraints."""
+    from sklearn.compose import make_column_transformer
+
+    from skcem import SkcemWarning
+
+    rng = np.random.default_rng(0)
+    country = np.where(np.arange(600) < 590, "A", "B")
+    job = np.where(country == "B", "x", rng.choice(["x", "y", "z"], 600))
+    table = pd.DataFrame({"country": country, "job": job,
+                          "age": rng.integers(20, 60, 600).astype(float)})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["country", "job"]),
+                                                  remainder="passthrough"),
+                          LogisticRegression()).fit(table, table.job == "z")
+    explainer = CounterfactualExplainer(model, immutable_features=["country"]).fit(table)
+    rows = table.iloc[[595, 0, 1]]
+    with pytest.warns(SkcemWarning, match=r"^1 of 3 answers pair categories that the rows "
+                                          r"given to fit \(almost\) never hold together"):
+        answer = explainer.explain(rows)
+    assert answer.found.all()
+    assert answer.explanation.loc[595].tolist() == ["B", "z", rows.loc[595, "age"]]
+    assert np.all(model.predict(answer.explanation) != model.predict(rows))
+    # the other rows' answers create no rare pair, as before
+    assert explanation_metrics(model, rows, answer.explanation, X_train=table)[
+        "rare_pairs"].tolist() == [1, 0, 0]
