@@ -115,10 +115,13 @@ def _round_to_decimals(backend, problem, result, decimals, whole=None, revert=Tr
     if not movable.any():
         return result
     batch = _Batch(backend, problem, np.zeros(len(scale), bool) if whole is None else whole)
-    # Inside the range, or no farther outside it than the answer (a value the answer only
-    # moved towards the range).
-    lowest = np.fmin(np.broadcast_to(problem.lower, problem.x0.shape)[owners], answers)
-    highest = np.fmax(np.broadcast_to(problem.upper, problem.x0.shape)[owners], answers)
+    # Inside the range, or between it and an instance outside it (a value only moved
+    # towards the range, as the answer's was: 276.528 of an instance at 276.55 above a
+    # range ending at 260 rounds to 276.53).
+    lowest = np.fmin(np.broadcast_to(problem.lower, problem.x0.shape)[owners],
+                     np.fmin(answers, x0))
+    highest = np.fmax(np.broadcast_to(problem.upper, problem.x0.shape)[owners],
+                      np.fmax(answers, x0))
     ways = []
     for way in (np.rint(answers * scale) / scale,
                 problem.mode.round_whole(answers * scale, x0 * scale) / scale):

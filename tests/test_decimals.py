@@ -283,3 +283,26 @@ def test_a_pps_learned_background_holds_the_columns_decimals():
     assert learned.no_info_val_.tolist() == [52.08, 3.0]  # medians 52.085 and 3.0
     given = CEMExplainer(model, mode="PP", no_info_val={"price": 52.085}).fit(X)
     assert given.no_info_val_.tolist() == [52.085, 3.0]  # a given value stays as given
+
+
+def test_a_cell_of_an_instance_outside_the_range_rounds_between_the_range_and_it():
+    """Found by a user: a price of 276.55 above a range ending at 260 got 276.5281770580651
+    from search="fista", where 276.53 (towards the range, and valid) was the rounding: the
+    rounding stayed no farther outside the range than the answer itself."""
+    X, y = _table()
+    X["price"] = X["price"] * 10  # 0 to 500, in cents
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    explainer = CounterfactualExplainer(model, search="fista", distance="mad",
+                                        feature_range={"price": (0.0, 250.0)}).fit(X)
+    rows = X[X["price"] > 300].iloc[:25]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.explain(rows)
+    answers = exp.explanation[exp.found]
+    before = rows["price"][exp.found]
+    moved = answers["price"] != before
+    assert moved.sum() >= 5
+    assert not _off_grid(answers["price"][moved], np.array(2)).any()
+    # towards the range only, never past the instance
+    assert np.all(answers["price"][moved] < before[moved])
+    assert np.all(model.predict(answers) != model.predict(rows[exp.found]))
