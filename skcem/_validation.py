@@ -589,9 +589,9 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
         reason = getattr(estimator, "_complete_rows_reason",
                          "the search moves every feature and asks the model about each")
         raise ValueError(f"Input X contains NaN: {type(estimator).__name__} needs complete rows "
-                         f"({reason}), whether or not the model takes missing values; impute "
-                         "them first, e.g. with sklearn.impute.SimpleImputer, and explain the "
-                         "imputed rows.") from None
+                         f"for this model ({reason}); impute them first, e.g. with "
+                         "sklearn.impute.SimpleImputer, or explain a Pipeline that begins with "
+                         "one (it takes the rows as they are).") from None
     X = validated[0] if isinstance(validated, tuple) else validated
     # scikit-learn skips its check under config_context(assume_finite=True); the search
     # needs finite values whatever the configuration

@@ -1130,7 +1130,8 @@ def test_a_pipeline_that_imputes_takes_missing_values(digits):
                                last.explain(rows[:7], y[:7]).scores, rtol=1e-12)
     assert np.isfinite(explainer.self_influence()).all()
     with pytest.raises(ValueError, match="Input X contains NaN: GradientSimilarityExplainer "
-                                         "needs complete rows"):
+                                         "needs complete rows for this model .*or explain a "
+                                         "Pipeline that begins with one"):
         GradientSimilarityExplainer(LogisticRegression(max_iter=500)).fit(X, y[:200])
 
 
