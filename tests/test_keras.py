@@ -268,6 +268,12 @@ def test_a_subclassed_model_takes_flat_rows_without_input_shape(digits_images):
         with pytest.raises(ValueError, match=r"fails on rows reshaped to \(64,\) .*; pass the "
                                              r"`input_shape` it takes"):
             explainer.fit(X[:50], y[:50])
+    # a user's: Keras's message printed the rows themselves, and cut before the shapes
+    network = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                                keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match=r"fails on rows reshaped to \(64,\)") as error:
+        CEMExplainer(network, input_shape=(64,)).fit(X[:50])
+    assert "[[" not in str(error.value) and "(None, 8, 8, 1)" in str(error.value)
 
 
 def test_without_tensorflow_black_box_works_and_keras_says_how_to_install():

@@ -34,6 +34,9 @@ INSTALL_HINTS = {
 }
 _ENGINES = {"tensorflow": "._keras_tf", "jax": "._keras_jax", "torch": "._keras_torch"}
 
+# A numpy array's repr, (("[[0.41 0.73 ... 0.95]\n [...]]"): a Keras error may hold the rows.
+_ARRAY_REPR = re.compile(r"\[\[[-+0-9.eEnaif\s,\[\]]*(?:\.\.\.[-+0-9.eEnaif\s,\[\]]*)*\]\]")
+
 
 def is_keras_model(obj):
     """True for a Keras model or layer, decided without importing Keras."""
@@ -149,7 +152,9 @@ def call_on_rows(model, rows, shape, name, function=None):
     except Exception as exc:  # Keras raises many kinds; its first lines say what it was
         lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
         lines = [line for line in lines if line and not line.startswith("Exception encountered")]
-        first = lines[0][:200] if lines else type(exc).__name__
+        # Keras may print the rows themselves, over several lines: named, not shown
+        text = _ARRAY_REPR.sub("the rows", " ".join(lines)).split(" Arguments received")[0]
+        first = text[:300] if lines else type(exc).__name__
         raise ValueError(f"{name} fails on rows reshaped to {tuple(shape)} ({first}); pass the "
                          "`input_shape` it takes: one instance's, without the batch dimension "
                          "(alibi's `shape` holds it: (1, 28, 28, 1) there is (28, 28, 1) "
