@@ -923,11 +923,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         result = self._search_once(backend, problem, settings, progress)
         # A row the plausible search leaves gets the search's answer without it, where that
         # finds one: plausibility weighs the answers, it does not take any away. Then a row
-        # whose only answers pair categories that fit's rows (almost) never hold together
-        # gets one of those (a category held by a few rows pairs with few others), with a
-        # word in _assemble, rather than none.
+        # whose only answers the model took pair categories that fit's rows (almost) never
+        # hold together gets one of those (a category held by a few rows pairs with few
+        # others), with a word in _assemble, rather than none.
         for relaxed in ("plausibility", "category_pairs"):
             missing = unanswered(problem, result)
+            if relaxed == "category_pairs":  # only where the model took a refused answer
+                refused = result.refused_for_pairs
+                missing = missing[refused[missing]] if refused is not None else missing[:0]
             if getattr(problem, relaxed) is None or not missing.size:
                 continue
             plain = replace(subset_problem(problem, missing), **{relaxed: None})

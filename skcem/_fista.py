@@ -431,6 +431,7 @@ class SearchResult:
     answer_distance: np.ndarray | None = None
     proven_none: np.ndarray | None = None
     gap: np.ndarray | None = None
+    refused_for_pairs: np.ndarray | None = None
 
 
 def _rows(value, rows):

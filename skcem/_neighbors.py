@@ -847,6 +847,8 @@ class _Batch:
         self.l1 = np.broadcast_to(problem.l1_weight, (d,))
         self.l2 = np.broadcast_to(problem.l2_weight, (d,))
         self.n_calls = 0
+        # per instance: an answer the model took was refused for a rare pair it created
+        self.refused_for_pairs = np.zeros(n, bool)
 
     def l1_distances(self, A, B):
         """The distance's L1 part between each row of ``A`` and each of ``B`` (the square
@@ -1004,8 +1006,10 @@ class _Batch:
             else None
         ok = problem.mode.is_success(proba, target, problem.kappa, pred=pred, changed=changed)
         if problem.category_pairs is not None:
-            ok &= ~problem.category_pairs.created(
+            rare = problem.category_pairs.created(
                 rows, problem.with_missing(problem.x0[owner], owner))
+            self.refused_for_pairs[owner[ok & rare]] = True
+            ok &= ~rare
         return ok, proba
 
     def _predict(self, rows):
@@ -1303,7 +1307,8 @@ class _Batch:
                               best_c=np.full(n, np.nan), explanation_proba=proba,
                               explanation_class=pred,
                               n_iterations=np.full(n, self.n_calls),
-                              flat_gradient=np.zeros(n, bool), rejected_by_predict=rejected)
+                              flat_gradient=np.zeros(n, bool), rejected_by_predict=rejected,
+                              refused_for_pairs=self.refused_for_pairs)
         if n_answers > 1:
             result.answers = np.full((n, n_answers, d), np.nan)
             result.answer_distance = np.full((n, n_answers), np.nan)

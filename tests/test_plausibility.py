@@ -327,7 +327,7 @@ def test_a_row_the_plausible_search_leaves_gets_the_answer_without_it(monkeypatc
     pd.testing.assert_frame_equal(weighed.explanation.iloc[left], plain.explanation.iloc[left])
 
 
-def test_a_row_whose_only_answers_create_a_rare_pair_gets_one_with_a_warning():
+def test_a_row_whose_only_answers_create_a_rare_pair_gets_one_with_a_warning(monkeypatch):
     """Found by a user: an Adult row from a country of few fit rows, with the country
     immutable, got no counterfactual (198 fit rows of the other class were valid, each
     pairing the country with a category none of its rows has), and the warning blamed the
@@ -355,3 +355,19 @@ def test_a_row_whose_only_answers_create_a_rare_pair_gets_one_with_a_warning():
     # the other rows' answers create no rare pair, as before
     assert explanation_metrics(model, rows, answer.explanation, X_train=table)[
         "rare_pairs"].tolist() == [1, 0, 0]
+    # a row with no answer the model takes is searched once, not again without the rule (a
+    # review: twice the time for rows with no answer at all)
+    from skcem._contrastive import BaseContrastiveExplainer
+
+    searched = []
+    search_once = BaseContrastiveExplainer._search_once
+
+    def counted(self, backend, problem, *args, **kwargs):
+        searched.append(len(problem.x0))
+        return search_once(self, backend, problem, *args, **kwargs)
+
+    monkeypatch.setattr(BaseContrastiveExplainer, "_search_once", counted)
+    frozen = CounterfactualExplainer(model, immutable_features=["job"]).fit(table)
+    with pytest.warns(ExplanationNotFoundWarning):
+        assert not frozen.explain(rows).found.any()
+    assert searched == [3]
