@@ -403,8 +403,9 @@ def test_similarity_refuses_ids_outside_a_first_embedding_on_every_backend(backe
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_a_subclassed_model_whose_call_takes_no_training_flag(backend):
     """Found by a user: ``def call(self, x)``, as Keras's guides write it, failed on JAX and
-    torch (``stateless_call`` hands ``training`` on to ``call`` as it is); and on torch a
-    ``mixed_bfloat16`` model's similarity failed turning bfloat16 tensors into numpy."""
+    torch (``stateless_call`` hands ``training`` on to ``call`` as it is); and a
+    ``mixed_bfloat16`` model failed: its similarity on torch (bfloat16 tensors into numpy),
+    and, where its outputs are bfloat16 too, its CEM on both (a review)."""
     _require("keras")
     _require(backend)
     script = textwrap.dedent("""
@@ -441,12 +442,15 @@ def test_a_subclassed_model_whose_call_takes_no_training_flag(backend):
             assert np.all(reached != pred[:4][found]), type(explainer).__name__
         scores = GradientSimilarityExplainer(model).fit(X, y).transform(X[:2])
         assert scores.shape == (2, 60) and np.all(np.isfinite(scores))
-        if sys.argv[1] == "torch":
-            keras.config.set_dtype_policy("mixed_bfloat16")
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        for last in ("float32", None):  # None: bfloat16 outputs too
             mixed = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8),
-                                      keras.layers.Activation("softmax", dtype="float32")])
-            scores = GradientSimilarityExplainer(mixed).fit(X, y % 2 * 7).transform(X[:2])
+                                      keras.layers.Dense(3),
+                                      keras.layers.Activation("softmax", dtype=last)])
+            scores = GradientSimilarityExplainer(mixed).fit(X, y).transform(X[:2])
             assert scores.shape == (2, 60) and np.all(np.isfinite(scores))
+            answer = CEMExplainer(mixed, max_iterations=50, c_steps=2).fit(X).explain(X[:4])
+            assert answer.found.any()
         print("OK")
     """)
     result = subprocess.run([sys.executable, "-c", script, backend], capture_output=True,

@@ -120,6 +120,8 @@ def as_numpy(tensor):
     """A tensor of any Keras backend as a numpy array (torch's detached, on the CPU)."""
     if hasattr(tensor, "detach"):
         tensor = tensor.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # numpy has none (mixed precision's)
+            tensor = tensor.float()
     return np.asarray(tensor)
 
 

@@ -54,7 +54,9 @@ class StatelessModel:
         ops = self.ops
         out, _ = self.model.stateless_call(*weights, ops.reshape(z, (-1,) + self.input_shape),
                                            **inference(self.model))
-        return ops.reshape(out, (z.shape[0], -1))
+        # float32 whatever the model's dtype policy (a mixed_bfloat16 model's last layer):
+        # the search's probabilities and cotangents are float32
+        return ops.reshape(ops.cast(out, "float32"), (z.shape[0], -1))
 
     def run(self, function, *arrays):
         """``function(weights, *rows)`` on ``arrays`` of as many rows each: numpy arrays, or
