@@ -1402,14 +1402,24 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self.search_ not in ("neighbors", "exact"):
             return
         defaults = type(self)().get_params(deep=False)
+        read = set()
+        if self.search == "auto" and self.gradient == "numerical":
+            read.add("eps")  # its steps probe the model's gradient to choose the search
         changed = [f"{name}={getattr(self, name)!r}" for name in _GRADIENT_SEARCH_SCHEDULE
-                   if name in defaults and not _equal_settings(getattr(self, name), defaults[name])]
+                   if name in defaults and name not in read
+                   and not _equal_settings(getattr(self, name), defaults[name])]
         if not changed:
             return
         chosen = "chosen for this model or table" if self.search == "auto" else "as asked"
         them, verb = ("them", "set") if len(changed) > 1 else ("it", "sets")
+        codec = self._codec
+        moves_categories = codec is not None and codec.has_categorical and \
+            not np.all(self.immutable_mask_[codec.categorical_])
         if is_piecewise_constant(self.estimator_):
             reach = f"does not read {them}: a model of trees or neighbours has no gradient."
+        elif moves_categories:
+            reach = (f"does not read {them}: the gradient search cannot change categorical "
+                     "columns (search='fista' runs where they are immutable).")
         elif getattr(self, "_gradient_completes", False):
             reach = (f"reads {them} only for the rows it leaves unanswered (the gradient "
                      "search answers those); search='fista' runs the gradient search for "

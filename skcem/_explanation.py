@@ -118,9 +118,9 @@ class Explanation(JSONMixin):
         The model's probabilities for each instance.
     explanation : ndarray or DataFrame of shape (n_samples, n_features)
         The pertinent negatives, positives or counterfactuals, in the form of ``X`` above
-        (``transform`` follows ``set_output`` instead: an array by default). An array is
-        float64 whatever ``X``'s dtype (rows not found are NaN); an integer column's values
-        are whole numbers. A DataFrame keeps each column's dtype, an integer one made
+        (``transform`` follows ``set_output`` instead: an array by default). An array of
+        numbers is float64 whatever their dtype (rows not found are NaN); an integer
+        column's values are whole numbers. A DataFrame keeps each column's dtype, an integer one made
         nullable (``Int64``) where rows are not found.
     explanation_pred : ndarray of shape (n_samples,), dtype object
         The model's class for each explanation; None where none was found (hence dtype

@@ -262,6 +262,21 @@ def test_gradient_schedule_settings_the_chosen_search_does_not_read_are_named(ir
         CEMExplainer(forest, clip=[-100, 100.0], eps=[1e-3, np.float64(1e-3)]).fit(X)  # defaults
         CounterfactualExplainer(svc, search="fista", max_iterations=300).fit(X)  # it reads them
         CounterfactualExplainer(iris_model, max_iterations=300).fit(X)  # an exact gradient
+        # eps's steps probe the gradient to choose the search (a review)
+        CounterfactualExplainer(svc, gradient="numerical", eps=(1e-3, 1e-4)).fit(X)
+    # a table whose categories may change: search='fista' would refuse it (a review)
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    table = pd.DataFrame({"x": X[:, 0], "kind": np.where(X[:, 1] > 3, "wide", "narrow")})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["kind"]),
+                                                  remainder="passthrough"),
+                          LogisticRegression()).fit(table, y)
+    with pytest.warns(SkcemWarning, match=r"^max_iterations=300 sets .* does not read it: the "
+                                          r"gradient search cannot change categorical"):
+        CounterfactualExplainer(model, max_iterations=300).fit(table)
 
 
 def test_a_target_class_the_model_never_predicts_is_named_in_the_warning():
