@@ -112,7 +112,8 @@ _SHARED_CONSTRAINTS = {
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "probe_iterations": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-    "n_jobs": [Integral, None],
+    "n_jobs": [Interval(Integral, None, -1, closed="right"),
+               Interval(Integral, 1, None, closed="left"), None],  # as joblib: 0 means nothing
     "verbose": ["verbose"],
 }
 
@@ -1648,7 +1649,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         batches = [(X[i:i + size], target[i:i + size], searchable[i:i + size])
                    for i in starts]
         try:
-            if self.n_jobs in (None, 1) or len(batches) == 1:
+            # None: one process, or a joblib context's workers (parallel_config), as in
+            # scikit-learn; _batch_size sized the batches for them alike
+            if effective_n_jobs(self.n_jobs) == 1 or len(batches) == 1:
                 outcomes = [_solve_batch(self, x0, t, s, common, settings, report)
                             for x0, t, s in batches]
             else:

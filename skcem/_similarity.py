@@ -5,7 +5,7 @@ from dataclasses import dataclass, fields
 from numbers import Integral
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                           _fit_context, is_classifier, is_regressor)
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -456,7 +456,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"),
+               Interval(Integral, 1, None, closed="left"), None],  # as joblib: 0 means nothing
         "input_shape": [tuple, list, None],
         "device": "no_validation",  # a name or a torch.device, checked by the PyTorch backend
         "verbose": ["verbose"],
@@ -600,7 +601,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self.grads_train_ = None
         if self.precompute_grads:
             blocks = [slice(i, i + self.batch_size) for i in range(0, len(X), self.batch_size)]
-            self.grads_train_ = stack_gradients(self._train_gradients(blocks), len(X))
+            with self._blas_threads():  # (a projection's products are as small)
+                self.grads_train_ = stack_gradients(self._train_gradients(blocks), len(X))
         return self
 
     def _sparse_supports(self, template):
@@ -834,7 +836,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     def _train_gradients(self, blocks):
         """Gradients of the training rows of each block, in workers with ``n_jobs``."""
         X, y = self.X_train_, self.y_train_
-        if self.n_jobs in (None, 1) or len(blocks) == 1:
+        if effective_n_jobs(self.n_jobs) == 1 or len(blocks) == 1:  # (or a joblib context)
             return (self._grads(X[rows], y[rows]) for rows in blocks)
         # Blocks are independent: workers give the same gradients as this process.
         parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
@@ -941,7 +943,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         gradient function that computes both at once (TensorFlow's), exact scores, training
         rows in this process."""
         return (self.grads_train_ is None and self.projection_ is None
-                and self.n_jobs in (None, 1)
+                and effective_n_jobs(self.n_jobs) == 1
                 and hasattr(self._get_gradients(), "products"))
 
     def _fused_test_factors(self, X, y):

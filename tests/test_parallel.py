@@ -26,6 +26,36 @@ def test_n_jobs_gives_the_same_explanations(iris, iris_model):
     assert serial.meta["n_model_rows"] == parallel.meta["n_model_rows"]
 
 
+def test_n_jobs_none_runs_in_a_joblib_contexts_workers(iris, iris_model, monkeypatch):
+    """Found by a user: inside joblib.parallel_config(n_jobs=2), n_jobs=None cut the rows
+    into batches for two workers, then ran them all in this process (scikit-learn's None
+    means one job unless in a joblib context); n_jobs=0 failed in joblib, not at fit."""
+    import threading
+
+    import skcem._contrastive as contrastive
+
+    X, _ = iris
+    rows = X[::8]
+    params = {**PARAMS, "batch_size": "auto"}
+    serial = _explain(CEMExplainer(iris_model, **params).fit(X), rows)
+    threads = set()
+    solve_batch = contrastive._solve_batch
+
+    def recorded(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return solve_batch(*args, **kwargs)
+
+    monkeypatch.setattr(contrastive, "_solve_batch", recorded)
+    explainer = CEMExplainer(iris_model, **params).fit(X)
+    with joblib.parallel_config(backend="threading", n_jobs=2):
+        in_context = _explain(explainer, rows)
+    assert threading.get_ident() not in threads and len(threads) >= 1
+    np.testing.assert_array_equal(serial.found, in_context.found)
+    np.testing.assert_array_equal(serial.explanation, in_context.explanation)
+    with pytest.raises(ValueError, match="'n_jobs' parameter"):
+        CEMExplainer(iris_model, n_jobs=0).fit(X)
+
+
 def test_dask_backend_runs_the_same_batches(iris, iris_model):
     distributed = pytest.importorskip("dask.distributed")
     X, _ = iris
