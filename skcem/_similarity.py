@@ -113,7 +113,19 @@ def _merge_top_k(scores, indices, block_scores, block_indices, k):
     """
     scores = np.hstack([scores, block_scores])
     indices = np.hstack([indices, np.broadcast_to(block_indices, block_scores.shape)])
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    n_rows, n_candidates = scores.shape
+    if k >= n_candidates or np.isnan(scores).any():
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    else:
+        # Sorting only what may be kept: the scores at or above each row's k-th largest
+        # (ties included), by row, decreasing score, then position (a full sort of every
+        # block took 80% of kneighbors: 20,000 training rows, 500 test rows).
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+        rows, columns = np.nonzero(scores >= kth[:, None])
+        order = np.lexsort((columns, -scores[rows, columns], rows))
+        rows, columns = rows[order], columns[order]
+        rank = np.arange(rows.size) - np.searchsorted(rows, np.arange(n_rows))[rows]
+        best = columns[rank < k].reshape(n_rows, k)
     return np.take_along_axis(scores, best, axis=1), np.take_along_axis(indices, best, axis=1)
 
 
