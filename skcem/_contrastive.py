@@ -395,7 +395,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                BaseEstimator):
     """Shared machinery; not for direct use."""
 
-    _transient_attributes = ("_backend",)
+    # rebuilt from the model where needed: out of pickles (and so of what n_jobs's workers
+    # are sent), a forest's trees as read weighing as much as the forest
+    _transient_attributes = ("_backend", "_fallback_trees")
     _fit_parameters = ("estimator", "autoencoder", "categorical_features", "device", "directions",
                        "distance", "eps", "feature_range", "feature_weights", "gradient",
                        "immutable_features", "input_shape", "no_info_type", "no_info_val",
@@ -635,8 +637,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._trees_misread = trees is not None and self._pool is not None and \
             self._check_trees_as_read(trees)
         # the exact search's, for the rows the gradient-free search leaves (search="auto")
-        self._fallback_trees = trees if self.search == "auto" and \
-            self.search_ == "neighbors" and not self._trees_misread else None
+        self._reads_fallback_trees = trees is not None and self.search == "auto" and \
+            self.search_ == "neighbors" and not self._trees_misread
+        self._fallback_trees = trees if self._reads_fallback_trees else None
         self._category_pairs = None
         if codec is not None and codec.categorical_.sum() >= 2:
             self._category_pairs = CategoryPairs().fit(
@@ -1011,7 +1014,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """The tree ensemble of the exact search for the rows the gradient-free search
         leaves (read in ``fit``); None for a model, Pipeline or problem (``mode``, ``kappa``
         as they are now) it does not take, or trees the model's own classes contradict."""
-        trees = getattr(self, "_fallback_trees", None)
+        if not hasattr(self, "_fallback_trees"):  # left out of a pickle: read again
+            self._fallback_trees = readable_trees(self.estimator_, self._codec,
+                                                  self.n_features_in_) \
+                if getattr(self, "_reads_fallback_trees", False) else None
+        trees = self._fallback_trees
         if trees is None:
             return None
         settings = self._problem_settings()

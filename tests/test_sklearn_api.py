@@ -42,6 +42,15 @@ def test_the_gradient_free_search_writes_no_fitted_state_at_explain(explainer):
         warnings.simplefilter("ignore")
         check_dict_unchanged(explainer, estimator)
         check_estimators_pickle(explainer, estimator, readonly_memmap=True)
+    # the trees as the exact search reads them stay out of the pickle (they weighed as much
+    # as the forest, sent again to n_jobs's workers with every batch), read again on load
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    fitted = getattr(skcem, explainer)(RandomForestClassifier(10, random_state=0).fit(X, y))
+    fitted.fit(X)
+    assert fitted._exact_trees() is not None and "_fallback_trees" not in fitted.__getstate__()
+    loaded = pickle.loads(pickle.dumps(fitted))
+    assert loaded._exact_trees() is not None
 
 
 def test_clone_and_get_set_params(iris_model):
