@@ -190,10 +190,12 @@ def choose_diverse(candidates, difference, categorical, n_answers):
 
 def is_piecewise_constant(estimator):
     """Whether a scikit-learn model's probabilities are piecewise constant in its input:
-    trees, forests, boosting and nearest neighbours (the last step of a Pipeline decides)."""
+    trees, forests, boosting and nearest neighbours, and soft votes or stacks of them (the
+    last step of a Pipeline decides)."""
     from sklearn.base import is_classifier
     from sklearn.ensemble import (AdaBoostClassifier, BaggingClassifier,
-                                  GradientBoostingClassifier, HistGradientBoostingClassifier)
+                                  GradientBoostingClassifier, HistGradientBoostingClassifier,
+                                  StackingClassifier, VotingClassifier)
     from sklearn.ensemble._forest import BaseForest
     from sklearn.neighbors import KNeighborsClassifier, RadiusNeighborsClassifier
     from sklearn.pipeline import Pipeline
@@ -209,6 +211,11 @@ def is_piecewise_constant(estimator):
     inner = getattr(estimator, "estimator", None)
     if isinstance(estimator, (AdaBoostClassifier, BaggingClassifier)):
         return inner is None or is_piecewise_constant(inner)
+    if isinstance(estimator, (VotingClassifier, StackingClassifier)):
+        # soft votes of trees; a stack whose final step sees their outputs alone
+        members = [member for _, member in estimator.estimators if member != "drop"]
+        return bool(members) and not getattr(estimator, "passthrough", False) and \
+            all(is_piecewise_constant(member) for member in members)
     return is_classifier(estimator) and isinstance(estimator, (
         BaseDecisionTree, BaseForest, GradientBoostingClassifier,
         HistGradientBoostingClassifier, KNeighborsClassifier, RadiusNeighborsClassifier))

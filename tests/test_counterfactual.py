@@ -253,6 +253,16 @@ def test_gradient_schedule_settings_the_chosen_search_does_not_read_are_named(ir
                                           r"search's schedule; search_='neighbors' .* does "
                                           r"not read them: a model of trees"):
         CEMExplainer(forest, c_init=3.0, max_iterations=300).fit(X)
+    # soft votes and stacks of trees are trees too: no gradient to finish with (a review)
+    from sklearn.ensemble import ExtraTreesClassifier, StackingClassifier, VotingClassifier
+
+    vote = VotingClassifier([("forest", forest), ("extra", ExtraTreesClassifier(
+        10, random_state=0))], voting="soft").fit(X, y)
+    stack = StackingClassifier([("forest", forest)], final_estimator=LogisticRegression())
+    for ensemble in (vote, stack.fit(X, y)):
+        with pytest.warns(SkcemWarning, match=r"^c_steps=3 sets .* does not read it: a model "
+                                              r"of trees"):
+            CounterfactualExplainer(ensemble, c_steps=3).fit(X)
     svc = SVC(random_state=0).fit(X, y)
     with pytest.warns(SkcemWarning, match=r"^clip=\(-5, 5\) sets .* reads it only for the "
                                           r"rows it leaves unanswered"):
