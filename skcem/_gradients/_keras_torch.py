@@ -14,6 +14,7 @@ import torch
 import torch.func
 
 from .._array_api import ArrayPlace, namespace
+from ._keras import as_numpy
 from ._keras_stateless import StatelessAutoencoder, StatelessBackend
 from ._torch_threads import search_threads
 
@@ -109,10 +110,7 @@ class TorchAutodiff:
 
     @staticmethod
     def numpy(tensor):
-        tensor = tensor.detach().cpu()
-        if str(tensor.dtype) == "torch.bfloat16":  # numpy has none (mixed precision's)
-            tensor = tensor.float()
-        return tensor.numpy()
+        return as_numpy(tensor)
 
 
 AUTODIFF = TorchAutodiff()
