@@ -9,7 +9,7 @@ allowed directions and the search on ``c``, which subclasses supply through
 import logging
 import warnings
 from contextlib import contextmanager, nullcontext
-from copy import deepcopy
+from copy import copy, deepcopy
 from dataclasses import replace
 from functools import partial
 from numbers import Integral, Number, Real
@@ -706,7 +706,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 return validate_float_data(self, X, reset=reset, allow_nan=allow_nan), None
             return validate_float_data(self, X, y, reset=reset, allow_nan=allow_nan)
         if not reset:
-            codec = self._take_unknown_categories(X, codec)
+            self._warn_of_unknown_categories(X, codec)
         Z = codec.encode(X)
         if codec.is_frame_:
             import pandas as pd
@@ -718,29 +718,36 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset,
                                       allow_nan=allow_nan)
 
-    def _take_unknown_categories(self, X, codec):
-        """Categories of ``X`` that ``fit`` never met, in rows the model takes (an encoder
-        that ignores unknown categories, a column the model drops): declared to the codec,
-        so that those rows are explained, each keeping its category or changing it to one
-        of ``fit``'s (no answer takes a category ``fit`` never met), with a warning at each
-        call. Where the model refuses them (or takes category codes as numbers: a network),
-        the codec's error says what the explainer takes. Returns the codec to encode ``X``
-        with (a new one where categories were declared: all or nothing)."""
+    def _declaring_categories_of(self, X):
+        """``self``, or a shallow copy of it whose codec declares the categories of ``X``
+        that ``fit`` never met, where the model takes them (an encoder that ignores unknown
+        categories, a column the model drops): those rows are then explained, each keeping
+        its category or changing it to one of ``fit``'s (no answer takes a category ``fit``
+        never met). ``self`` is left as it was: later calls know ``fit``'s categories only,
+        and their answers' dtypes hold no other. Where the model refuses them (or takes
+        category codes as numbers: a network), ``self``: the codec's error at ``encode``
+        says what the explainer takes."""
+        codec = getattr(self, "_codec", None)
+        if codec is None or is_deep_model(self.estimator_):
+            return self
+        X = codec.as_frame(align_columns(X, fitted_columns(self)))
         unknown = codec.unknown_categories(X)
-        if unknown and not is_deep_model(self.estimator_):
-            codec = self._declare_categories(X, codec, unknown)
+        return self._declare_categories(X, codec, unknown) if unknown else self
+
+    def _warn_of_unknown_categories(self, X, codec):
+        """Warn, at each call, of the rows of ``X`` holding categories this call declared
+        (see :meth:`_declaring_categories_of`)."""
         held = _held_values(X, getattr(codec, "declared_at_explain_", {}))
         if held:
             warn(f"{int(_rows_holding(X, held).sum())} of {len(X)} instances hold categories "
                  f"fit never met, which the model takes ({self._listed(held)}): each is "
                  "explained keeping its category or changing it to one fit met; no answer "
                  "takes one fit never met.")
-        return codec
 
     def _declare_categories(self, X, codec, unknown):
-        """``codec`` with the categories ``unknown`` declared, and what was made at ``fit``
-        for its categories made again, where the model takes them; ``codec`` itself where it
-        does not (its ``encode`` then raises)."""
+        """A shallow copy of ``self`` whose codec has the categories ``unknown`` declared,
+        and what was made at ``fit`` for its categories made again, where the model takes
+        them; ``self`` where it does not."""
         held = _rows_holding(X, unknown)
         rows = X.iloc[held] if hasattr(X, "iloc") else np.asarray(X)[held]
         try:
@@ -748,7 +755,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 warnings.simplefilter("ignore")
                 self.estimator_.predict(rows)
         except Exception:  # whatever the model's failure: the codec's error says more
-            return codec
+            return self
         extended = deepcopy(codec)
         extended.declare(unknown)
         n_features = self.n_features_in_
@@ -762,16 +769,17 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                              f"which the model takes, but search={self.search_!r} cannot read "
                              f"its trees with them: {exc} Explain those rows with "
                              "search='neighbors', or fit on data that holds them.") from exc
-        self._codec = extended
+        explainer = copy(self)
+        explainer._codec = extended
         if self._decode is not None and getattr(self._decode, "__self__", None) is codec:
-            self._decode = extended.decode
-        self._trees = trees
+            explainer._decode = extended.decode
+        explainer._trees = trees
         if leaf_boxes is not None:
-            self._leaf_boxes = leaf_boxes
+            explainer._leaf_boxes = leaf_boxes
         if getattr(self, "_fallback_trees", None) is not None:
-            self._fallback_trees = readable_trees(self.estimator_, extended, n_features)
-        self._backend = None  # its lookup tables, made for fit's categories
-        return extended
+            explainer._fallback_trees = readable_trees(self.estimator_, extended, n_features)
+        explainer._backend = None  # its lookup tables, made for fit's categories
+        return explainer
 
     def _listed(self, values_by_column):
         """``'job': 'astronaut', 'diver'; 'sex': 'X'``: values by column, a few each."""
@@ -1618,6 +1626,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         check_not_documents(X)
         index = X.index if hasattr(X, "columns") else None  # a list's index is a method
         eps = _rounding_of(X)
+        # (a copy of self where X holds categories fit never met: explain writes no state)
+        return self._declaring_categories_of(X)._explain_codes(X, y, index, eps)
+
+    def _explain_codes(self, X, y, index, eps):
+        """:meth:`_explain` once ``self`` knows every category of ``X`` the model takes."""
         X, _ = self._validate(X, reset=False)
         self._check_missing_values(X)
         backend = self._get_backend()

@@ -227,12 +227,32 @@ def test_unseen_category_the_model_takes_is_explained(table, model_name, Explain
         changed = answers["job"] != rows["job"][exp.found]
         assert set(answers["job"][changed]) <= set(X["job"])
     # The search's own probabilities of rows holding the new categories are the model's.
-    backend = explainer._get_backend()
-    Z = explainer._codec.encode(rows)
-    assert np.array_equal(backend.predict_proba(Z),
-                          model.predict_proba(explainer._codec.decode(Z)))
+    declaring = explainer._declaring_categories_of(rows)
+    Z = declaring._codec.encode(rows)
+    assert np.array_equal(declaring._get_backend().predict_proba(Z),
+                          model.predict_proba(declaring._codec.decode(Z)))
+    # The fitted explainer itself still knows fit's categories only.
+    assert "astronaut" not in list(explainer._codec.categories_[1])
     # Rows without them are explained as before.
     again = explain(explainer, X.iloc[:8])
+    pd.testing.assert_frame_equal(again.explanation, before.explanation)
+
+
+def test_explaining_unseen_categories_leaves_the_fitted_explainer_as_it_was(table):
+    """Found by a review: explain declared a category fit never met on the fitted explainer
+    (its codec, trees and backend), so that it changed at explain, and later answers'
+    Categoricals carried the category."""
+    import joblib
+
+    X, _, models = table
+    explainer = CounterfactualExplainer(models["forest"]).fit(X)
+    before = explain(explainer, X.iloc[:4])  # the explainer's caches made
+    state = joblib.hash(explainer)
+    rows = X.iloc[:4].assign(job=["astronaut", "clerk", "astronaut", "farmer"])
+    with pytest.warns(UserWarning, match="2 of 4 instances hold categories fit never met"):
+        explain(explainer, rows)
+    assert joblib.hash(explainer) == state
+    again = explain(explainer, X.iloc[:4])
     pd.testing.assert_frame_equal(again.explanation, before.explanation)
 
 
@@ -1652,13 +1672,17 @@ def test_categories_met_at_explain_keep_the_dtypes_order_and_are_said_at_each_ca
         with pytest.warns(UserWarning, match="1 of 1 instances hold categories fit never met"):
             explain(explainer, new)
     rows = X.iloc[:20]
-    assert list(explainer._codec.dtypes_[1].categories) == order + ["astronaut"]
-    Z = explainer._codec.encode(rows)
-    np.testing.assert_array_equal(explainer._get_backend().predict_proba(Z),
+    declaring = explainer._declaring_categories_of(new)
+    assert list(declaring._codec.dtypes_[1].categories) == order + ["astronaut"]
+    Z = declaring._codec.encode(rows)
+    np.testing.assert_array_equal(declaring._get_backend().predict_proba(Z),
                                   model.predict_proba(rows))
     exp = explain(explainer, rows)
     assert valid_by_predict(model, exp, "CF").all()
-    answers = exp.explanation[exp.found].astype({"job": rows["job"].dtype})
+    # Found by a review: the call on `new` declared 'astronaut' on the fitted explainer,
+    # and later answers' Categoricals carried it.
+    assert list(exp.explanation["job"].cat.categories) == order
+    answers = exp.explanation[exp.found]
     assert (model.predict(answers) != model.predict(rows[exp.found])).all()
 
 
