@@ -458,3 +458,63 @@ def test_a_subclassed_model_whose_call_takes_no_training_flag(backend):
                                             "PYTHONWARNINGS": "ignore"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_explainers_of_one_model_share_its_compiled_functions(backend):
+    """A new explainer of the same model (a clone, one per fold of a grid search) had JAX
+    compile its functions again: seconds each. They are shared now, by model, input shape,
+    outputs, loss and auto-encoder, and keep no model alive."""
+    _require("keras")
+    _require(backend)
+    script = textwrap.dedent("""
+        import gc
+        import weakref
+
+        import keras
+        import numpy as np
+        from sklearn.base import clone
+        from skcem import CEMExplainer
+
+        X = np.random.default_rng(0).uniform(size=(60, 6)).astype(np.float32)
+
+        def net(seed):
+            rng = np.random.default_rng(seed)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
+                                      keras.layers.Dense(3, activation="softmax")])
+            model.set_weights([rng.normal(0, 1.0, w.shape).astype(np.float32)
+                               for w in model.weights])
+            return model
+
+        def autoencoder(activation):
+            return keras.Sequential([keras.Input((6,)),
+                                     keras.layers.Dense(6, activation=activation)])
+
+        def answers(model, ae):
+            explainer = CEMExplainer(model, max_iterations=30, c_steps=2, gamma=0.5,
+                                     autoencoder=ae).fit(X)
+            return explainer, np.asarray(explainer.explain(X[:5]).explanation)
+
+        model, ae = net(0), autoencoder("sigmoid")
+        first, a = answers(model, ae)
+        second = clone(first).fit(X)
+        assert second._get_backend()._predict is first._get_backend()._predict
+        np.testing.assert_array_equal(np.asarray(second.explain(X[:5]).explanation), a)
+        # another auto-encoder, other weights: not the same answers
+        _, b = answers(model, autoencoder("relu"))
+        _, c = answers(net(1), ae)
+        for other in (b, c):
+            assert not np.array_equal(other, a, equal_nan=True)
+        # the same weights in another model: the same answers
+        np.testing.assert_array_equal(answers(net(0), ae)[1], a)
+        held = weakref.ref(model)
+        del model, first, second
+        gc.collect()
+        assert held() is None, "the cache keeps the model alive"
+        print("OK")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": backend,
+                                 "PYTHONWARNINGS": "ignore"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")

@@ -9,11 +9,23 @@ take a vector-Jacobian product, where the loss terms of :mod:`skcem.costs` run) 
 written with ``keras.ops``, is shared.
 """
 
+import copy
+import threading
+import weakref
+
 import numpy as np
 
 from .._array_api import HOST
 from ._base import Evaluation
 from ._keras import as_probabilities
+
+
+# The compiled functions of each model, shared by all its explainers: a new explainer of the
+# same model (a clone in a grid search, one per fold) would have JAX compile its functions
+# again, seconds each. Weakly keyed, and the functions reach the model only through a weak
+# proxy (see StatelessModel.compiled): the cache keeps no model alive.
+_COMPILED = weakref.WeakKeyDictionary()
+_COMPILED_LOCK = threading.Lock()
 
 
 def inference(model):
@@ -42,6 +54,24 @@ class StatelessModel:
         self.model = model
         self.input_shape = tuple(input_shape)
         self.n_features = int(np.prod(self.input_shape))
+
+    def compiled(self, key, build):
+        """``build(twin)`` compiled by the engine, the same function for every instance of
+        this class on the same model with the same ``key`` (what else the function depends
+        on) and input shape. ``twin`` is a shallow copy of ``self`` that holds the model (and
+        an auto-encoder's) through weak proxies: the function, kept in a cache keyed by the
+        model, must not keep it alive."""
+        key = (type(self), self.input_shape, key)
+        with _COMPILED_LOCK:
+            functions = _COMPILED.setdefault(self.model, {})
+            if key not in functions:
+                functions[key] = self.autodiff.compile(build(self._weak_twin()))
+            return functions[key]
+
+    def _weak_twin(self):
+        twin = copy.copy(self)
+        twin.model = weakref.proxy(self.model)
+        return twin
 
     def weights(self):
         """The model's current (trainable, non-trainable) weight values."""
@@ -101,9 +131,9 @@ class StatelessAutoencoder(StatelessModel):
 
     def __init__(self, model, input_shape):
         super().__init__(model, input_shape)
-        autodiff = self.autodiff
-        self._loss = autodiff.compile(self.loss_rows)
-        self._loss_and_grad = autodiff.compile(self.loss_rows_and_grad)
+        self._loss = self.compiled("loss", lambda twin: twin.loss_rows)
+        self._loss_and_grad = self.compiled("loss and grad",
+                                            lambda twin: twin.loss_rows_and_grad)
 
     def loss_rows(self, weights, z):
         """``||AE(z) - z||^2`` for each row of the tensor ``z``."""
@@ -137,14 +167,21 @@ class StatelessBackend(StatelessModel):
         self.output_kind = output_kind
         self.autoencoder = autoencoder
         self.n_model_rows = 0
-        self._predict = self.autodiff.compile(self.proba)
-        self._compiled = {}
+        self._predict = self.compiled(("proba", output_kind), lambda twin: twin.proba)
 
     def proba(self, weights, z):
         """Class probabilities at the flat rows ``z`` (a tensor)."""
         return as_probabilities(self.forward(weights, z), self.output_kind, ops=self.ops)
 
-    def _compile(self, loss, with_attack_grad, with_ae_grad, with_ae_loss_at_adv):
+    def _weak_twin(self):
+        twin = super()._weak_twin()
+        if isinstance(self.autoencoder, StatelessModel):
+            twin.autoencoder = self.autoencoder._weak_twin()
+        return twin
+
+    def _evaluation(self, loss, with_attack_grad, with_ae_grad, with_ae_loss_at_adv):
+        """The function of one iteration's questions (see :meth:`evaluate`), of ``self``
+        (a weak twin: see :meth:`compiled`)."""
         autodiff, ops = self.autodiff, self.ops
         ae = self.autoencoder if with_ae_grad else None
 
@@ -161,7 +198,7 @@ class StatelessBackend(StatelessModel):
                     out["ae_loss_adv"] = ae.loss_rows(ae_weights, z_adv)
             return out
 
-        return autodiff.compile(evaluate)
+        return evaluate
 
     def _fused_autoencoder(self):
         """Whether the auto-encoder's term is computed in the same call: an auto-encoder of
@@ -189,12 +226,13 @@ class StatelessBackend(StatelessModel):
                  with_ae_grad=False, with_ae_loss_at_adv=False):
         """Probabilities at ``Z_adv``; gradients of ``loss`` (and AE) at ``Z_s``; one call."""
         fused_ae = with_ae_grad and self._fused_autoencoder()
-        key = (loss.key(), with_attack_grad, fused_ae, fused_ae and with_ae_loss_at_adv)
-        if key not in self._compiled:
-            function = self._compile(loss, *key[1:])
-            ae = self.autoencoder if fused_ae else None
-            self._compiled[key] = _WithAutoencoderWeights(function, ae)
-        out = self.run(self._compiled[key], Z_adv, Z_s, target_onehot)
+        flags = (with_attack_grad, fused_ae, fused_ae and with_ae_loss_at_adv)
+        ae = self.autoencoder if fused_ae else None
+        # (the auto-encoder by a weak reference: a dead one's key matches no new one)
+        key = ("evaluate", self.output_kind, type(loss), loss.key(), flags,
+               None if ae is None else (weakref.ref(ae.model), ae.input_shape))
+        function = self.compiled(key, lambda twin: twin._evaluation(loss, *flags))
+        out = self.run(_WithAutoencoderWeights(function, ae), Z_adv, Z_s, target_onehot)
         self.n_model_rows += Z_adv.shape[0] + (Z_s.shape[0] if with_attack_grad else 0)
         answer = Evaluation(**out)
         if with_ae_grad and not fused_ae:
