@@ -1476,15 +1476,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
              f"{'them' if several else 'it'} in `categorical_features`.")
 
     def _warn_of_feature_scales(self, X):
-        """Warn when the numeric features' spreads differ by ``_SCALE_RATIO`` or more under a
-        distance in the features' own units: it then counts a unit of each alike, and the
-        answers change (or a PP keeps) the features of the largest scale. Not where one
+        """Warn when the mutable numeric features' spreads differ by ``_SCALE_RATIO`` or more
+        under a distance in the features' own units: it then counts a unit of each alike, and
+        the answers change (or a PP keeps) the features of the largest scale. Not where one
         ``feature_range`` pair bounds every feature and most features span a good part of it:
         they share a scale (the pixels of images, whose edge pixels barely vary); a wide pair
         such as (0, 5000) over features of all scales says nothing of theirs."""
         if getattr(self, "distance", "mad") == "mad" or len(X) < 2:
             return
-        numeric = ~self.categorical_mask_
+        numeric = ~self.categorical_mask_ & ~self.immutable_mask_  # what answers may move
         # spreads told apart by a factor of a thousand: a sample of rows tells them as well
         rows = np.asarray(X, dtype=float)[::-(-len(X) // _SCALE_SAMPLE_ROWS)]
         if self._one_range_for_all():
@@ -1631,6 +1631,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _explain_codes(self, X, y, index, eps):
         """:meth:`_explain` once ``self`` knows every category of ``X`` the model takes."""
+        codec = getattr(self, "_codec", None)
+        # the rows as given: cells no answer changes come back as they were
+        given = codec.as_frame(align_columns(X, fitted_columns(self))) \
+            if codec is not None and codec.is_frame_ and hasattr(X, "iloc") else None
         X, _ = self._validate(X, reset=False)
         self._check_missing_values(X)
         backend = self._get_backend()
@@ -1689,7 +1693,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         non_finite = tuple(int(sum(counts)) for counts in
                            zip(*(non_finite for _, (_, non_finite) in outcomes))) or (0, 0)
         return self._assemble(X, index, proba, explained, results, common, n_rows, searchable,
-                              self._required_class(target), non_finite)
+                              self._required_class(target), non_finite, given)
 
     def _classes_no_fit_row_gets(self, target_class, rows):
         """The classes that ``rows`` had to reach (``target_class``) that the model gives
@@ -1806,7 +1810,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 _leave_out(result, out)
 
     def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
-                  target_class=None, non_finite=(0, 0)):
+                  target_class=None, non_finite=(0, 0), given=None):
         self._drop_answers_breaking_held_cells(X, results)
         self._recheck_answers(results)
         found = np.concatenate([r.found for r in results])
@@ -1936,10 +1940,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             shown_explanation = codec.decode(explanation, for_model=False, index=index)
             encoded = {"X": X, "explanation": explanation, "categorical": codec.categorical_,
                        "background": codec.decode(np.atleast_2d(background), for_model=False)}
+            if given is not None:
+                codec.keep_given_cells(shown_X, given, np.ones(X.shape, dtype=bool))
+                codec.keep_given_cells(shown_explanation, given, explanation == X)
         ranked = {}
         if hasattr(self, "n_counterfactuals"):
             ranked = self._ranked_answers(results, index, encoded, common["mode"],
-                                          explanation_pred)
+                                          explanation_pred, given)
             self._warn_of_fewer_answers(ranked["counterfactual_distance"], found)
         return Explanation(
             mode=mode, X=shown_X, X_pred=self.classes_[explained], X_proba=proba,
@@ -1993,7 +2000,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "theirs was found (see counterfactual_distance: NaN past their last).",
                  ExplanationNotFoundWarning)
 
-    def _ranked_answers(self, results, index, encoded, mode, explanation_pred):
+    def _ranked_answers(self, results, index, encoded, mode, explanation_pred, given=None):
         """``counterfactuals``, ``counterfactual_distance`` and ``counterfactual_pred`` of the
         Explanation: every answer of every instance, closest first, in the form of ``X`` (a
         DataFrame indexed by (row of ``X``, rank), else an array of shape (n_samples, k,
@@ -2017,6 +2024,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
             ranks = ranked_index(pd.RangeIndex(n) if index is None else index, k)
             shown = codec.decode(answers.reshape(n * k, d), for_model=False, index=ranks)
+            if given is not None:
+                rows = np.repeat(np.arange(n), k)
+                codec.keep_given_cells(shown, given.iloc[rows],
+                                       answers.reshape(n * k, d) == encoded["X"][rows])
         elif codec is not None and codec.has_categorical:
             shown = codec.decode(answers.reshape(n * k, d), for_model=False).reshape(n, k, d)
         if encoded is not None:

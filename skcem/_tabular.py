@@ -67,6 +67,13 @@ def _looks_numeric(values):
     return True
 
 
+def _holds_text(values):
+    """Whether ``values`` hold text (numbers written as text too: "02134" is a code, whose
+    leading zero a number would lose) or booleans: a category. Numbers held as objects are
+    numbers."""
+    return any(isinstance(value, (str, bytes, bool, np.bool_)) for value in values)
+
+
 def _first_missing(column):
     """The first missing value of a column (None, NaN, ``pd.NA``...), NaN when it has none."""
     values = np.asarray(column, dtype=object)
@@ -83,21 +90,21 @@ def _missing(values):
 
 def auto_categorical(X):
     """The columns ``categorical_features="auto"`` takes as categories: DataFrame columns of
-    object, string, category or bool dtype, and columns of an array, holding text that is not
-    a number or booleans; object columns of numbers (or of text that is one) stay numeric, a
-    category dtype of numbers does not (its categories are declared)."""
+    object, string, category or bool dtype, and columns of an array, holding text (digits
+    too: zip codes) or booleans; object columns of numbers stay numeric, a category dtype of
+    numbers does not (its categories are declared)."""
     if _is_frame(X):
         pd = _pandas()
         columns = [X.iloc[:, j] for j in range(X.shape[1])]
         return np.array([_is_categorical_dtype(c.dtype) and (
             pd.api.types.is_bool_dtype(c.dtype) or isinstance(c.dtype, pd.CategoricalDtype)
-            or not _looks_numeric(c.dropna()))
+            or pd.api.types.is_string_dtype(c.dtype) and not c.dtype == object
+            or _holds_text(c.dropna()))
             for c in columns], dtype=bool)
     array = np.asarray(X)
     if array.dtype.kind not in CATEGORICAL_KINDS:
         return np.zeros(array.shape[1], dtype=bool)
-    return np.array([not _looks_numeric(array[:, j]) for j in range(array.shape[1])],
-                    dtype=bool)
+    return np.array([_holds_text(array[:, j]) for j in range(array.shape[1])], dtype=bool)
 
 
 def one_hot_groups(X, max_rows=2000):
@@ -492,6 +499,26 @@ class TableCodec:
              f"({', '.join(map(str, self.columns_[:5]))}"
              f"{', ...' if len(self.columns_) > 5 else ''}).")
         return _pandas().DataFrame(array, columns=self.columns_)
+
+    def keep_given_cells(self, frame, given, same):
+        """Write into ``frame`` (rows decoded from their numbers, see :meth:`decode`) the
+        cells of ``given`` (the same rows as the caller gave them: a DataFrame of the fitted
+        columns) where the mask ``same`` holds, in the columns whose values float64 may not
+        hold exactly: integers beyond 2**53 (identifiers), times finer than their span allows
+        (nanoseconds over months). Cells no answer changed then come back as they were."""
+        pd = _pandas()
+        types = pd.api.types
+        for j in np.flatnonzero(~np.asarray(self.categorical_)):
+            rows = np.flatnonzero(same[:, j])
+            column, shown = given.iloc[:, j], frame.iloc[:, j]
+            exact_kind = next((kind for kind in (types.is_integer_dtype,
+                                                 types.is_datetime64_any_dtype,
+                                                 types.is_timedelta64_dtype)
+                               if kind(column.dtype)), None)
+            if rows.size == 0 or exact_kind is None or not exact_kind(shown.dtype) or (
+                    column.dtype != shown.dtype and not types.is_integer_dtype(column.dtype)):
+                continue
+            frame.iloc[rows, j] = column.iloc[rows].array
 
     def _columns(self, X):
         if hasattr(X, "iloc") and X.ndim == 1:
@@ -913,7 +940,7 @@ def is_table(X, categorical_features):
     if array is None or array.ndim != 2:
         return False
     return array.dtype.kind in "iu" or (array.dtype.kind in CATEGORICAL_KINDS
-                                        and not _looks_numeric(array.ravel()))
+                                        and _holds_text(array.ravel()))
 
 
 def table_feature_range(feature_range, Z, codec, feature_names):

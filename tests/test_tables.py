@@ -2030,3 +2030,75 @@ def test_a_heavy_categorys_answers_cost_no_more_than_keeping_it():
     # answers differ by a little; a changed heavy category costs 100. One row's only
     # numeric answer moves two features to their ends, which the gradient-free search misses)
     assert np.sum(weighed.distance[both] > 2 * kept.distance[both] + 1e-9) <= 1
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "str"])
+def test_codes_written_in_digits_are_categories(dtype):
+    """Found by a user: a column of zip codes ("02134") was read as numbers: a column the
+    model drops came back as floats (2134.0), a predict_proba function was asked with
+    floats where it was trained on the strings (its answers then invalid by its own
+    reading), and pandas' string dtypes failed in fit."""
+    rng = np.random.default_rng(3)
+    n = 300
+    codes = np.array(["02134", "10001", "94105"])
+    X = pd.DataFrame({"a": rng.normal(size=n),
+                      "zip": pd.Series(codes[rng.integers(0, 3, n)], dtype=dtype)})
+    y = (X["a"] > 0).astype(int).to_numpy()
+    dropped = make_pipeline(ColumnTransformer([("num", StandardScaler(), ["a"])]),
+                            LogisticRegression()).fit(X, y)
+    explainer = CounterfactualExplainer(dropped, distance="mad").fit(X)
+    assert list(explainer.categorical_mask_) == [False, True]
+    rows = X.iloc[:4]
+    exp = explain(explainer, rows)
+    assert exp.found.all()
+    pd.testing.assert_series_equal(exp.explanation["zip"], rows["zip"])
+
+    asked = set()
+
+    def proba(frame):
+        asked.update(type(value) for value in frame["zip"])
+        p = 1 / (1 + np.exp(-(frame["a"].to_numpy(float)
+                              + 3 * (frame["zip"] == "02134").to_numpy(float))))
+        return np.c_[1 - p, p]
+
+    rows = X[X["zip"] == "02134"].iloc[:6]
+    exp = explain(CounterfactualExplainer(proba, distance="mad").fit(X, y), rows)
+    assert asked == {str}
+    assert exp.found.any()
+    answers = exp.explanation[exp.found]
+    assert (proba(answers).argmax(axis=1) != proba(rows[exp.found]).argmax(axis=1)).all()
+
+
+def test_cells_no_answer_changes_come_back_exactly():
+    """Found by a user: identifiers beyond 2**53 and nanosecond times over two years went
+    through float64 and came back changed (two rows then shared an identifier), in columns
+    the answers leave alone."""
+    rng = np.random.default_rng(3)
+    n = 300
+    start = pd.Timestamp("2022-01-01")
+    X = pd.DataFrame({
+        "a": rng.normal(size=n), "b": rng.normal(size=n),
+        "id": 2**53 + 1 + 2 * np.arange(n, dtype=np.int64),
+        "at": (start + pd.to_timedelta(rng.integers(0, 2 * 365 * 86400 * 10**9, n),
+                                       unit="ns")).astype("datetime64[ns]")})
+    y = (X["a"] + X["b"] > 0).astype(int)
+    model = make_pipeline(ColumnTransformer([("num", StandardScaler(), ["a", "b"])]),
+                          LogisticRegression()).fit(X, y)
+    rows = X.iloc[:6]
+    for explainer in (CounterfactualExplainer(model, immutable_features=["id", "at"],
+                                              n_counterfactuals=2),
+                      CEMExplainer(model, mode="PN", immutable_features=["id", "at"])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            exp = explainer.fit(X).explain(rows)
+        # the features of a large scale are immutable: no answer moves them
+        assert not [w for w in caught if "differ in scale" in str(w.message)]
+        assert exp.found.all()
+        for frame in (exp.X, exp.explanation):
+            pd.testing.assert_frame_equal(frame[["id", "at"]], rows[["id", "at"]])
+        if hasattr(exp, "counterfactuals") and exp.counterfactuals is not None:
+            ranked = exp.counterfactuals.dropna()
+            given = rows.loc[ranked.index.get_level_values(0)]
+            np.testing.assert_array_equal(ranked["id"].to_numpy(np.int64),
+                                          given["id"].to_numpy())
+            np.testing.assert_array_equal(ranked["at"].to_numpy(), given["at"].to_numpy())
