@@ -394,8 +394,7 @@ class CEMExplainer(BaseContrastiveExplainer):
                        "gradients) together with a wider clip (the gradients are clipped to "
                        "it, which caps what a larger c can do: clip=(-1000, 1000) with "
                        "c_init=100 is a start), then more c_steps or "
-                       "max_iterations; on raw features of very different scales, "
-                       "distance='mad' (the search then steps in each feature's MAD units).")
+                       "max_iterations.")
 
     def __init__(self, estimator=None, *, mode="PN", search="auto", gradient="auto", kappa=0.0,
                  beta=0.1, feature_range=None, no_info_val=None, no_info_type="median",

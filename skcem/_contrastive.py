@@ -167,6 +167,13 @@ _NO_NEIGHBOR_HINT = (
     "search (search='fista', with a larger c_init and a wider clip) reaches answers that no "
     "row of the data suggests.")
 
+_COMPLETED_NO_NEIGHBOR_HINT = (
+    "Neither the gradient-free search nor the gradient search that search='auto' then runs on "
+    "the rows it leaves unanswered (by finite differences, for this model: slow) found one. "
+    "Relax the constraints (immutable_features, directions, feature_range and, for a PN, "
+    "moves away from no_info_val only) or fit on more data; the gradient search may reach "
+    "answers with a larger c_init and a wider clip. search='neighbors' skips it.")
+
 _NO_NEIGHBOR_PP_HINT = (
     "The gradient-free search starts a PP from the instance and removes features while the "
     "class holds with the margin kappa (where the instance itself falls short of kappa, the "
@@ -1710,6 +1717,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         None where any class but the instance's will do."""
         return None
 
+    def _gradient_search_hint(self):
+        """What may help the gradient search find more answers."""
+        if self.distance == "mad":
+            return self._not_found_hint
+        return self._not_found_hint + (" On raw features of very different scales, "
+                                       "distance='mad' (the search then steps in each "
+                                       "feature's MAD units).")
+
     def _step_scale_hint(self, X, flat):
         """Where finite differences found no gradient: a word on features so large that the
         step ``eps`` is lost in their rounding, else ""."""
@@ -1722,8 +1737,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             return ""
         return (f" Features of theirs reach {magnitudes[lost].max():.3g}, where a step of "
                 f"eps={steps[lost].min():.3g} is lost in the model's rounding: give `eps` "
-                "on the features' scale (one value per feature), and distance='mad' for steps "
-                "in their units.")
+                "on the features' scale (one value per feature)" + (
+                    "." if self.distance == "mad" else ", and distance='mad' for steps in "
+                    "their units."))
 
     def _drop_answers_breaking_held_cells(self, X, results):
         """Leave out, loudly, any answer that changes an immutable feature or fills a missing
@@ -1833,10 +1849,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 np.zeros(len(r.found), bool) if r.proven_none is None else r.proven_none
                 for r in results]) & ~found & searchable
             hint = flat_hint.format(n=int(flat.sum())) + self._step_scale_hint(X, flat) \
-                if flat.any() else self._not_found_hint if self.search_ == "fista" else \
+                if flat.any() else self._gradient_search_hint() if self.search_ == "fista" else \
                 _exact_hint(int(proven.sum()), int(rejected.sum()), n_missing, self.max_time) \
                 if self.search_ == "exact" else \
-                _NO_NEIGHBOR_HINT if common["mode"].requires_change else _NO_NEIGHBOR_PP_HINT
+                _NO_NEIGHBOR_PP_HINT if not common["mode"].requires_change else \
+                _COMPLETED_NO_NEIGHBOR_HINT if getattr(self, "_gradient_completes", False) \
+                else _NO_NEIGHBOR_HINT
             stuck = ~found & searchable & ~self._room_to_move(X, common)
             if stuck.any():
                 hint = (f"{int(stuck.sum())} of them have no admissible change at all "

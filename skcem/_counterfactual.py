@@ -200,9 +200,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         "c_steps": [Interval(Integral, 1, None, closed="left")],
         "n_counterfactuals": [Interval(Integral, 1, None, closed="left")],
     }
-    _not_found_hint = ("Try a smaller C, more max_iterations or a larger learning_rate_init; "
-                       "on raw features of very different scales, distance='mad' (the search "
-                       "then steps in each feature's MAD units).")
+    _not_found_hint = ("Try a smaller C, more max_iterations or a larger "
+                       "learning_rate_init.")
 
     def __init__(self, estimator=None, *, target_class="other", search="auto", gradient="auto",
                  distance="l1", C=1.0, c_steps=5, n_counterfactuals=1, feature_weights=None,

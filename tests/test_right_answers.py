@@ -687,3 +687,47 @@ def test_a_function_that_edits_its_rows_in_place_edits_copies():
     np.testing.assert_array_equal(given, X)
     plain = CounterfactualExplainer(pure).fit(X, y).explain(X[::30])
     np.testing.assert_allclose(edited.explanation, plain.explanation, equal_nan=True)
+
+
+def test_no_answer_after_both_searches_of_auto_says_both_ran():
+    """Found by a user: on a model asked by finite differences, search='auto' ran the
+    gradient search on the rows the gradient-free search left unanswered (171 s on a
+    Gaussian process) and then advised search='fista', which had just run."""
+    from scipy.special import expit
+
+    from skcem import CEMExplainer, ExplanationNotFoundWarning
+
+    X = np.random.default_rng(0).uniform(size=(200, 2))
+
+    def proba(Z):  # class 1 past x0 = 0.5: a PN (moves away from 0 only) cannot leave it
+        p = expit(10 * (np.asarray(Z)[:, 0] - 0.5))
+        return np.c_[1 - p, p]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        explainer = CEMExplainer(proba, mode="PN", no_info_val=0.0, feature_range=(0, 1),
+                                 max_iterations=100, c_steps=3).fit(X)
+    assert explainer.search_ == "neighbors"
+    with pytest.warns(ExplanationNotFoundWarning, match="Neither the gradient-free search nor "
+                      "the gradient search that search='auto' then runs .* found one.*"
+                      "search='neighbors' skips it"):
+        answer = explainer.explain(X[X[:, 0] > 0.6][:2])
+    assert not answer.found.any()
+
+
+@pytest.mark.parametrize("distance", ["elastic", "mad"])
+def test_the_not_found_advice_names_distance_mad_only_where_it_is_not_set(distance):
+    """Found by a user: with distance='mad', a gradient search that left rows unanswered
+    advised distance='mad'."""
+    from skcem import CEMExplainer, ExplanationNotFoundWarning
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    explainer = CEMExplainer(model, distance=distance, max_iterations=2, c_steps=1,
+                             c_init=1e-3).fit(X)
+    with pytest.warns(ExplanationNotFoundWarning) as caught:
+        explainer.explain(X[:5])
+    message = " ".join(str(w.message) for w in caught
+                       if issubclass(w.category, ExplanationNotFoundWarning))
+    assert "Try a larger c_init" in message
+    assert ("distance='mad'" in message) == (distance != "mad")
