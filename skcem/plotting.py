@@ -29,9 +29,13 @@ def _axes(axes, n, figsize):
 
 def _class_and_proba(classes, proba, label):
     """``"3 (0.97)"``: the model's class ``label`` (its ``predict``'s, which need not be the
-    most probable: a threshold, an SVC) and its probability, or "none" without an answer."""
-    if label is None or proba is None or np.any(np.isnan(proba)):
+    most probable: a threshold, an SVC) and its probability, the class alone where its
+    probability is not known (the ranks after the first of several counterfactuals), or
+    "none" without an answer."""
+    if label is None:
         return "none"
+    if proba is None or np.any(np.isnan(proba)):
+        return f"{label}"
     positions = np.flatnonzero(np.asarray(classes) == label) if classes is not None else []
     position = int(positions[0]) if len(positions) else int(label)
     return f"{label} ({proba[position]:.2f})"
@@ -220,23 +224,26 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
         [str(name) for name in explanation._names()]
     labels_text = _change_labels(explanation, index)
     widest = max((len(text) for text in labels_text.values()), default=0)
+    found = explanation.found[index]
+    if found:
+        delta = _drawn_changes(explanation, index)
+        # (changed as changes() says, by the raw values: a share of a wide range may be tiny)
+        changed = ~np.isnan(delta) & (np.abs(delta) > 1e-12)
+        keep = changed if only_changed else np.ones(n_features, dtype=bool)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(_panel_width(names, widest), 0.35 * n_features + 1.2))
+        n_bars = max(int(keep.sum()), 1) if found else 1
+        fig, ax = plt.subplots(figsize=(_panel_width(names, widest), 0.35 * n_bars + 1.2))
     else:
         fig = ax.figure
     before = _class_and_proba(explanation.classes, explanation.X_proba[index],
                               explanation.X_pred[index])
-    if not explanation.found[index]:
+    if not found:
         ax.set_title(f"class {before}: no {explanation.mode} found")
         ax.set_axis_off()
         return fig
     categorical = explanation._numbers()[2]
     fixed = explanation.held[index]
     keeps = explanation.mode == "PP"
-    delta = _drawn_changes(explanation, index)
-    # (changed as changes() says, by the raw values: a share of a wide range may be tiny)
-    changed = ~np.isnan(delta) & (np.abs(delta) > 1e-12)
-    keep = changed if only_changed else np.ones(n_features, dtype=bool)
     positions = np.arange(int(keep.sum()))
     # A change as a share of its feature's range, where the explainer gave it: in raw
     # units, a change of years beside one of dollars would not show.
@@ -276,16 +283,18 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
             label.set_color("tab:gray")
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
+    # (on two lines for a PP: one is wider than a panel sized for its labels)
     ax.set_xlabel(("PP - background: what it keeps" if keeps else
                    f"{explanation.mode} - original")
-                  + (", share of the feature's range" if shares else ""))
+                  + ((",\n" if keeps else ", ") + "share of the feature's range" if shares
+                     else ""))
     # few ticks: a panel of several counterfactuals is narrow, and -10000 is a wide label
     ax.xaxis.set_major_locator(_pyplot().MaxNLocator(nbins=4))
     after = _class_and_proba(explanation.classes, explanation.explanation_proba[index],
                              explanation.explanation_pred[index])
     nothing = keeps and not changed.any()
     ax.set_title(f"{explanation.mode}: class {before} -> {after}"
-                 + ("\n(keeps nothing: the background is of this class)" if nothing else ""))
+                 + ("\n(keeps nothing: the background\nis of this class)" if nothing else ""))
     fig.tight_layout()
     _make_room_for_labels(ax, lengths)
     return fig

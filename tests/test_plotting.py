@@ -359,6 +359,8 @@ def test_table_plots_name_the_columns_and_write_their_values_as_held():
     position = list(exp.classes).index(reached)
     assert f"-> {reached} ({exp.explanation_proba[i, position]:.2f})" in \
         fig.axes[0].get_title()
+    # found by a user: the later ranks' classes were drawn as "none"
+    assert f"-> {exp.counterfactual_pred[i, 1]}\n" in fig.axes[1].get_title()
     assert all(len(ax.get_xticks()) <= 6 for ax in fig.axes)  # narrow panels, few labels
     plt.close("all")
 
