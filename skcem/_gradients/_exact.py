@@ -503,7 +503,11 @@ def _calibrator_node(cal, path):
             _unsupported(cal, "predict", path, f"out_of_bounds={cal.out_of_bounds!r}")
 
         def forward(t):
-            p = cal.predict(t)
+            # IsotonicRegression.predict's arithmetic (scipy's linear interp1d is np.interp),
+            # without its per-call validation: 90% of a calibrated model's search time
+            t = np.ravel(t)
+            p = np.interp(np.clip(t, cal.X_min_, cal.X_max_), x, y) if x.size > 1 else \
+                np.full(t.shape, y[0] if y.size else np.nan)
             if x.size < 2:
                 return p, np.zeros_like(t)
             seg = np.clip(np.searchsorted(x, t, side="right") - 1, 0, x.size - 2)
