@@ -15,6 +15,7 @@ from numbers import Real
 
 import numpy as np
 
+from ._validation import from_polars
 from .costs import median_absolute_deviation
 
 
@@ -217,6 +218,7 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=No
     diversity : ndarray of shape (n_samples,)
         Non-negative; NaN for an instance with fewer than two answers or no numeric feature.
     """
+    X_train = from_polars(X_train)
     sets, columns, categorical, kept = _answer_sets(counterfactuals, features)
     if columns is not None and hasattr(X_train, "columns") and mad is None:
         extra = [c for c in columns if c not in X_train.columns]

@@ -324,6 +324,12 @@ def test_continuous_diversity_takes_x_train_by_position_as_wide_as_the_answers()
     by_hand = np.mean(np.abs(answers[:, 0] - answers[:, 1]) / mad, axis=1)
     np.testing.assert_allclose(continuous_diversity(answers, X_train), by_hand)
     np.testing.assert_allclose(continuous_diversity(answers, pd.DataFrame(X_train)), by_hand)
+    frame = pd.DataFrame(X_train, columns=list("abcd"))
+    named = pd.DataFrame(answers.reshape(6, 4), columns=list("abcd"),
+                         index=pd.MultiIndex.from_product([range(3), range(2)]))
+    np.testing.assert_allclose(continuous_diversity(named, frame), by_hand)
+    polars = pytest.importorskip("polars")  # found by a user: polars' X_train failed
+    np.testing.assert_allclose(continuous_diversity(named, polars.from_pandas(frame)), by_hand)
     kept = [1, 3]
     by_hand = np.mean(np.abs(answers[:, 0, kept] - answers[:, 1, kept]) / mad[kept], axis=1)
     np.testing.assert_allclose(continuous_diversity(answers, X_train, features=kept), by_hand)
