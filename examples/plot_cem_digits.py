@@ -2,8 +2,8 @@
 Pertinent negatives and positives of handwritten digits
 =======================================================
 
-A scikit-learn ``MLPClassifier`` on the 8x8 digits that ship with scikit-learn is explained as
-a black box (numerical gradients, no TensorFlow): the pertinent negative adds the fewest
+A scikit-learn ``MLPClassifier`` on the 8x8 digits that ship with scikit-learn is explained by
+its exact input gradient, computed in numpy (no TensorFlow): the pertinent negative adds the fewest
 pixels that change the digit, the pertinent positive keeps the fewest pixels that still make
 the same digit.
 """

@@ -23,11 +23,17 @@ from skcem import CEMExplainer, ExplanationNotFoundWarning  # noqa: E402
 from skcem.datasets import mnist_tutorial_models  # noqa: E402
 
 parser = argparse.ArgumentParser(description="CEM on MNIST with a Keras CNN")
-parser.add_argument("--mnist", default=os.environ.get("SKCEM_MNIST_DIR", "../shared/data/mnist"))
+parser.add_argument("--mnist", default=os.environ.get("SKCEM_MNIST_DIR"),
+                    help="the folder of MNIST's t10k IDX files (default: $SKCEM_MNIST_DIR)")
 parser.add_argument("--instances", default="15,4,7,21")
 parser.add_argument("--out", default="cem_mnist.png")
 parser.add_argument("--max-iterations", type=int, default=1000)
 args, _ = parser.parse_known_args()
+# (before TensorFlow loads, which takes seconds)
+if args.mnist is None or not os.path.isfile(
+        os.path.join(args.mnist, "t10k-images-idx3-ubyte.gz")):
+    parser.error(f"no MNIST files in {args.mnist!r}: point --mnist (or SKCEM_MNIST_DIR) at the "
+                 "folder of t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
 
 X, y, cnn, autoencoder = mnist_tutorial_models(args.mnist)
 rows = [int(i) for i in args.instances.split(",")]

@@ -120,8 +120,8 @@ class Explanation(JSONMixin):
         The pertinent negatives, positives or counterfactuals, in the form of ``X`` above
         (``transform`` follows ``set_output`` instead: an array by default). An array of
         numbers is float64 whatever their dtype (rows not found are NaN); an integer
-        column's values are whole numbers. A DataFrame keeps each column's dtype, an integer one made
-        nullable (``Int64``) where rows are not found.
+        column's values are whole numbers. A DataFrame keeps each column's dtype, an integer
+        one made nullable (``Int64``) where rows are not found.
     explanation_pred : ndarray of shape (n_samples,), dtype object
         The model's class for each explanation; None where none was found (hence dtype
         object, whatever the classes' dtype: ``explanation_pred[found].astype(...)`` gives
@@ -292,7 +292,7 @@ class Explanation(JSONMixin):
         ``directions`` keep from moving towards the background (one that may only increase,
         above its background) and those whose value lies outside ``feature_range`` beyond
         the no-information value, which the range then holds at the instance's value (its
-        background, see :attr:`background`). ndarray of bool, shape (n_samples, n_features).
+        background, see ``Explanation.background``). ndarray of bool, shape (n_samples, n_features).
 
         A PP keeps them by construction: :meth:`changes` leaves them out (:meth:`fixed`
         lists them), and so do the metrics.
@@ -527,7 +527,7 @@ class Explanation(JSONMixin):
 
     def to_frame(self):
         """One row per instance: the explanation's features, then ``found``, the classes,
-        ``distance``, ``c`` (and ``gap`` where the exact search ran: see :attr:`gap`); with
+        ``distance``, ``c`` (and ``gap`` where the exact search ran: see ``Explanation.gap``); with
         immutable features (or
         a PP's ``directions``), a last column ``fixed`` names those held (comma-separated,
         empty where nothing was found): their values are held fixed, not changed or kept by
@@ -542,7 +542,7 @@ class Explanation(JSONMixin):
         Returns
         -------
         frame : pandas.DataFrame of shape (n_samples, n_features + 5), one column more
-            with held features and one with ``gap`` (see :attr:`gap`); ``n_samples * k``
+            with held features and one with ``gap`` (see ``Explanation.gap``); ``n_samples * k``
             rows with ``k`` counterfactuals
         """
         if self._n_ranks() > 1:

@@ -106,7 +106,8 @@ def sparsity(explanation, atol=1e-8):
 
 def proximity(explanation, feature_range):
     """``1 / (1 + ||perturbation / range||_1)``: in (0, 1], higher is closer; 0 where none found
-    (a PP's held features count nothing, as in :func:`~skcem.metrics.n_changed`).
+    (a PP's held features count nothing, as in :func:`~skcem.metrics.n_changed`). A changed
+    category counts 1, as a number moved across its whole range does.
 
     Parameters
     ----------
