@@ -1598,3 +1598,49 @@ def test_an_embedding_on_float_rows_is_told_to_cast_them():
         GradientSimilarityExplainer(Bag(cast=False)).fit(X, y)
     scores = GradientSimilarityExplainer(Bag(cast=True)).fit(X, y).transform(X[:2])
     assert scores.shape == (2, 100) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("head", ["logits", "softmax", "sigmoid"])
+def test_similarity_of_rows_the_module_is_sure_of_equals_float64(head):
+    """Found by a user: in float32 a probability rounds to 1 past a logit margin of about
+    17, where the cross-entropy's gradient p - 1 lost the true class's part (logits,
+    nn.Softmax) or vanished (nn.Sigmoid): grad_cos was 0.3 off, top neighbours changed."""
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1 if head == "sigmoid" else 2))
+    with torch.no_grad():  # margins up to 30: many rows past the rounding
+        body[0].weight[0] = torch.tensor([2.0, 2.0, 0.0, 0.0])
+        body[2].weight[:, 0] = torch.tensor([25.0] if head == "sigmoid" else [-12.5, 12.5])
+    module = nn.Sequential(*body, {"logits": nn.Identity(), "softmax": nn.Softmax(dim=1),
+                                   "sigmoid": nn.Sigmoid()}[head])
+    if head == "logits":
+        module = body
+    with torch.no_grad():
+        logits = body(torch.as_tensor(X)).double()
+    margin = (logits[:, 0] if head == "sigmoid" else logits[:, 1] - logits[:, 0]).abs()
+    assert (margin > 17).sum() >= 10 and margin.max() < 35
+    scores = GradientSimilarityExplainer(module, sim_fn="grad_cos").fit(X, y).transform(X)
+    # the same loss in float64, one row at a time, from the logits
+    twin = copy.deepcopy(body).double()
+
+    def gradients(labels):
+        rows = []
+        for x, label in zip(torch.as_tensor(X, dtype=torch.float64), labels):
+            out = twin(x[None])
+            if head == "sigmoid":
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    out.reshape(1), torch.tensor([float(label)], dtype=torch.float64))
+            else:
+                loss = nn.functional.cross_entropy(out, torch.tensor([int(label)]))
+            grads = torch.autograd.grad(loss, list(twin.parameters()))
+            rows.append(torch.cat([g.reshape(-1) for g in grads]).numpy())
+        G = np.array(rows)
+        return G / np.linalg.norm(G, axis=1, keepdims=True)
+
+    predicted = (logits[:, 0] > 0 if head == "sigmoid" else logits.argmax(dim=1)).numpy()
+    # test rows by the module's own classes, training rows by y
+    np.testing.assert_allclose(scores, gradients(predicted) @ gradients(y).T, atol=1e-4)

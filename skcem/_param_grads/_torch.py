@@ -42,7 +42,52 @@ def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=No
     shape = resolve_input_shape(model, input_shape, n_features)
     module = on_device(model, device)
     call_on_rows(module, np.zeros((1, n_features)), shape, device, "`estimator`")
+    head = _final_activation(module, output_kind) if loss == "auto" and \
+        task == "classification" else None
+    if head is not None:  # the loss of the outputs under it (see _final_activation)
+        return TorchGradients(module[:-1], loss, task, shape, _UNDER[output_kind], device,
+                              head=head)
     return TorchGradients(module, loss, task, shape, output_kind, device)
+
+
+# The outputs under a final activation that makes probabilities of them.
+_UNDER = {"probabilities": "logits", "sigmoid": "logit"}
+
+
+def _final_activation(module, output_kind):
+    """The last layer of an ``nn.Sequential`` whose probabilities (``output_kind``) it
+    makes: an ``nn.Softmax`` over the classes, an ``nn.Sigmoid``; else None.
+
+    The loss is then taken from the logits under it: in float32 a probability rounds to 1
+    past a logit margin of about 17, where the cross-entropy's gradient ``p - 1`` of the
+    probabilities vanishes (or loses the true class's part), and with it the gradient
+    similarity of the rows the model is sure of. The logits' cross-entropy keeps it (see
+    :func:`_cross_entropy_of_logits`).
+    """
+    if not isinstance(module, nn.Sequential) or len(module) < 2:
+        return None
+    last = module[-1]
+    if output_kind == "probabilities" and isinstance(last, nn.Softmax) and \
+            last.dim in (1, -1):
+        return last
+    if output_kind == "sigmoid" and isinstance(last, nn.Sigmoid):
+        return last
+    return None
+
+
+def _cross_entropy_of_logits(outputs, y):
+    """``-log softmax(outputs)[y]`` per row, written so that its gradient is exact where the
+    softmax rounds to 1: ``log(exp(-m) + sum_{j != y} exp(d_j - m)) + m`` with ``d = outputs
+    - outputs[y]`` and ``m = max(0, max_j d_j)``. The gradient of the true class's logit is
+    then minus the sum of the other classes' probabilities, rather than ``p_y - 1``, which is
+    0 in float32 for a row the model is sure of (the direction of its gradient lost)."""
+    n = outputs.shape[0]
+    true = outputs.gather(1, y.reshape(n, 1))
+    is_true = torch.zeros_like(outputs, dtype=torch.bool).scatter(1, y.reshape(n, 1), True)
+    others = (outputs - true).masked_fill(is_true, -torch.inf)
+    m = torch.clamp(others.max(dim=1, keepdim=True).values, min=0).detach()
+    total = torch.exp(-m) + torch.exp(others - m).sum(dim=1, keepdim=True)
+    return (m + torch.log(total)).reshape(n)
 
 
 def _log_probabilities(outputs, kind):
@@ -139,8 +184,10 @@ class TorchGradients(_OnRows):
     over the outputs for regression; else ``loss(outputs, targets)``, one value per example.
     """
 
-    def __init__(self, module, loss, task, input_shape, output_kind=None, device=None):
+    def __init__(self, module, loss, task, input_shape, output_kind=None, device=None,
+                 head=None):
         super().__init__(module, input_shape, device)
+        self.head = head  # a final activation the module's outputs go through (see outputs)
         self.loss = loss
         self.task = task
         self.output_kind = output_kind or "probabilities"
@@ -205,6 +252,8 @@ class TorchGradients(_OnRows):
         if outputs.dtype in (torch.float16, torch.bfloat16):
             outputs = outputs.float()  # a half-precision module's loss in float32
         if self.task == "classification":
+            if self.output_kind == "logits":
+                return _cross_entropy_of_logits(outputs, y)
             log_p = _log_probabilities(outputs, self.output_kind)
             return -log_p.gather(1, y.reshape(n, 1)).reshape(n)
         return torch.mean((outputs - y.reshape(n, -1)) ** 2, dim=1)
@@ -255,7 +304,8 @@ class TorchGradients(_OnRows):
     def outputs(self, X):
         """The module's outputs on the rows of ``X``, flattened: ndarray of shape (n, n_outputs)."""
         with torch.no_grad(), evaluating(self.module):
-            return host_numpy(self.raw_forward(self.tensor(X)))
+            outputs = self.raw_forward(self.tensor(X))
+            return host_numpy(outputs if self.head is None else self.head(outputs))
 
     def _channels_last_forward(self, x):
         """The module's outputs on ``x``, its convolution kernels and the input channels-last
