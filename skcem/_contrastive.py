@@ -370,20 +370,28 @@ def _output_config(estimator):
 
 def _vectorized_columns(estimator, columns):
     """Positions of the columns of X that a text vectorizer (scikit-learn's, with
-    ``build_analyzer``) takes, in the ColumnTransformer that begins ``estimator``."""
+    ``build_analyzer``) takes, through the ColumnTransformers and FeatureUnions that begin
+    ``estimator``."""
     from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion
 
-    first = estimator
-    while hasattr(first, "steps"):
-        first = first.steps[0][1]
-    if not isinstance(first, ColumnTransformer) or not hasattr(first, "transformers_"):
+    def taken(step, positions):
+        """Of ``positions`` (the columns of X that ``step`` takes), those it vectorizes."""
+        if hasattr(step, "build_analyzer"):
+            return list(positions)
+        if hasattr(step, "steps"):  # a vectorizer anywhere in a Pipeline, else its first step's
+            if any(hasattr(part, "build_analyzer") for _, part in step.steps):
+                return list(positions)
+            return taken(step.steps[0][1], positions) if step.steps else []
+        if isinstance(step, FeatureUnion):  # every part takes the same columns
+            return [j for _, part in step.transformer_list for j in taken(part, positions)]
+        if isinstance(step, ColumnTransformer) and hasattr(step, "transformers_"):
+            inputs = step._transformer_to_input_indices
+            return [j for name, part, _ in step.transformers_
+                    for j in taken(part, [positions[i] for i in inputs.get(name, [])])]
         return []
-    found = []
-    for name, step, _ in first.transformers_:
-        parts = [part for _, part in step.steps] if hasattr(step, "steps") else [step]
-        if any(hasattr(part, "build_analyzer") for part in parts):
-            found += list(first._transformer_to_input_indices.get(name, []))
-    return sorted(set(found))
+
+    return sorted(set(taken(estimator, list(range(len(columns))))))
 
 
 def _refuse_without_scores(estimator, owner):

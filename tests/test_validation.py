@@ -610,6 +610,21 @@ def test_a_column_that_feeds_a_text_vectorizer_is_said_to_be_swapped_whole():
         exp = CounterfactualExplainer(model, immutable_features=["review"]).fit(X).explain(
             X.iloc[:5])
     assert exp.found.all() and (exp.explanation["review"] == X.review[:5]).all()
+    # found by a user: behind a FeatureUnion of ColumnTransformers, the review was taken for
+    # an identifier
+    from sklearn.pipeline import FeatureUnion
+
+    union = make_pipeline(
+        FeatureUnion([("text", ColumnTransformer([("words", make_pipeline(
+            TfidfVectorizer()), "review")])), ("age", ColumnTransformer([
+                ("age", StandardScaler(), ["age"])]))]),
+        LogisticRegression()).fit(X, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CounterfactualExplainer(union).fit(X)
+    said = [str(w.message) for w in caught]
+    assert any("columns ['review'] feed a text vectorizer" in text for text in said)
+    assert not any("identifiers?" in text for text in said)
 
 
 @pytest.mark.parametrize("explainer", [CEMExplainer, CounterfactualExplainer])
