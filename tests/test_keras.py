@@ -881,3 +881,48 @@ def test_similarity_refuses_ids_outside_a_first_embedding():
     with pytest.raises(ValueError, match=r"X holds 2\.5 \(row 0, column 0\)"):
         GradientSimilarityExplainer(model).fit(np.full((4, 6), 2.5), [0, 1, 0, 1])
     assert explainer.kneighbors(X[:2], 2)[1].shape == (2, 2)
+
+
+@pytest.mark.parametrize("head", ["logits", "softmax", "sigmoid"])
+def test_similarity_of_rows_the_model_is_sure_of_equals_float64(head):
+    """Found by a user: in float32 a probability rounds to 1 past a logit margin of about
+    17, where the cross-entropy's gradient p - 1 lost the true class's part (logits, a
+    softmax) or vanished (one sigmoid): self_influence was 70% off, grad_cos 0.8."""
+    from skcem import GradientSimilarityExplainer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    W1 = rng.normal(0, 0.3, (4, 8))
+    W1[:, 0] = [2.0, 2.0, 0.0, 0.0]
+    b1 = rng.normal(0, 0.1, 8)
+    k = 1 if head == "sigmoid" else 2
+    W2 = rng.normal(0, 0.3, (8, k))
+    W2[0] = [25.0] if head == "sigmoid" else [-12.5, 12.5]
+    b2 = np.zeros(k)
+    activation = {"logits": None, "softmax": "softmax", "sigmoid": "sigmoid"}[head]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(k, activation=activation)])
+    model.set_weights([w.astype(np.float32) for w in (W1, b1, W2, b2)])
+    # the same network and loss in float64, by hand
+    h = np.tanh(X.astype(float) @ W1 + b1)
+    z = h @ W2 + b2
+    margin = np.abs(z[:, 0] if k == 1 else z[:, 1] - z[:, 0])
+    assert (margin > 17).sum() >= 10 and margin.max() < 35
+
+    def gradients(labels):
+        if k == 1:
+            dz = 1 / (1 + np.exp(-z)) - labels[:, None]
+        else:
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            dz = p - np.eye(2)[labels]
+        da = (dz @ W2.T) * (1 - h ** 2)
+        G = np.hstack([np.einsum("ni,nj->nij", X.astype(float), da).reshape(len(X), -1), da,
+                       np.einsum("ni,nj->nij", h, dz).reshape(len(X), -1), dz])
+        return G / np.linalg.norm(G, axis=1, keepdims=True)
+
+    predicted = (z[:, 0] > 0).astype(int) if k == 1 else z.argmax(axis=1)
+    scores = GradientSimilarityExplainer(model, sim_fn="grad_cos").fit(X, y).transform(X)
+    # test rows by the model's own classes, training rows by y
+    np.testing.assert_allclose(scores, gradients(predicted) @ gradients(y).T, atol=1e-4)

@@ -27,7 +27,8 @@ from .._gradients import nested_layers
 from .._gradients._keras import check_device, keras_engine, keras_input_shape
 from .._gradients._keras_tf import compiled, import_tensorflow
 from ._factors import GradientFactors
-from ._keras_layers import factorisable_layers, graph_inputs, keras_loss
+from ._keras_layers import (cross_entropy_of_logits, factorisable_layers, graph_inputs,
+                            keras_loss, two_class_logits)
 
 
 def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=None,
@@ -182,11 +183,20 @@ class KerasGradients:
             # read when the gradients are traced: set_output_kind may come after __init__
             to_proba = self.output_kind if self._probabilities else None
             if to_proba is not None:
+                # a softmax's (a sigmoid's) own output, no reshape after it: the logits under
+                # it (Keras on TensorFlow keeps them on the tensor), whose cross-entropy keeps
+                # its gradient where the probabilities round to 1
+                under = getattr(prediction, "_keras_logits", None)
+                logits = prediction if to_proba == "logits" else under if \
+                    to_proba == "probabilities" else None
+                if to_proba in ("logit", "sigmoid"):
+                    z = prediction if to_proba == "logit" else under
+                    logits = None if z is None else two_class_logits(z)
+                if logits is not None:
+                    return cross_entropy_of_logits(
+                        tf.reshape(logits, (tf.shape(y)[0], -1)), y)
                 if prediction.shape.rank != 2:
                     prediction = tf.reshape(prediction, (tf.shape(y)[0], -1))
-                # a softmax's own output (no reshape after it): Keras's cross-entropy reads
-                # the logits under it, whose gradient does not vanish where the softmax
-                # rounds to 1
                 prediction = as_probabilities(prediction, to_proba, tf)
             return loss_fn(y, prediction)
 

@@ -6,6 +6,8 @@ Shared by the TensorFlow gradients (:mod:`._keras`) and those of JAX and torch
 the per-example loss.
 """
 
+import numpy as np
+
 
 def keras_loss(loss, task):
     """A per-example loss function ``(y_true, y_pred) -> loss``."""
@@ -25,6 +27,32 @@ def keras_loss(loss, task):
     if getattr(loss, "__module__", "").startswith("keras."):
         return _to_same_rank(loss)
     return loss
+
+
+def cross_entropy_of_logits(logits, y):
+    """``-log softmax(logits)[y]`` per row (``logits`` of shape (n, k), class indices ``y``),
+    in Keras ops, written so that its gradient is exact where the softmax rounds to 1:
+    ``m + log(exp(-m) + sum_{j != y} exp(d_j - m))`` with ``d = logits - logits[y]`` and ``m =
+    max(0, max_j d_j)``. The true class's gradient is then minus the other classes'
+    probabilities, not ``p_y - 1``, which is 0 in float32 past a margin of about 17 (the
+    direction of a row's gradient lost, and its size)."""
+    from keras import ops
+
+    y = ops.reshape(ops.cast(y, "int32"), (-1, 1))
+    true = ops.take_along_axis(logits, y, axis=1)
+    is_true = ops.one_hot(ops.reshape(y, (-1,)), ops.shape(logits)[1], dtype="bool")
+    others = ops.where(is_true, ops.full_like(logits, -np.inf), logits - true)
+    m = ops.stop_gradient(ops.maximum(ops.max(others, axis=1, keepdims=True), 0.0))
+    total = ops.exp(-m) + ops.sum(ops.exp(others - m), axis=1, keepdims=True)
+    return ops.reshape(m + ops.log(total), (-1,))
+
+
+def two_class_logits(z):
+    """The logits ``[0, z]`` of one logit ``z`` per row: its softmax is ``[1 - s, s]``."""
+    from keras import ops
+
+    z = ops.reshape(z, (-1, 1))
+    return ops.concatenate([ops.zeros_like(z), z], axis=1)
 
 
 def _to_same_rank(function):

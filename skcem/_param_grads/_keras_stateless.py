@@ -12,11 +12,12 @@ is the gradient with respect to an offset, zero, added there. The other weights'
 (convolutions included) come from the vectorised gradient, flattened in the order of the
 model's weights, as on TensorFlow: the same factors, and so the same projections.
 
-With ``loss="auto"``, a classifier that outputs logits has its cross-entropy computed from them,
-as on TensorFlow (whose Keras cross-entropy reads the logits behind the softmax skcem applies):
-Keras's cross-entropy of probabilities clips them to ``[1e-7, 1 - 1e-7]``, so its gradient is 0
-for a confident example. A model ending in a softmax gets that of its probabilities, on every
-backend.
+With ``loss="auto"``, a classifier that outputs logits (or one logit) has its cross-entropy
+computed from them, as on TensorFlow, in the form whose gradient stays exact where the softmax
+rounds to 1 (:func:`._keras_layers.cross_entropy_of_logits`): Keras's cross-entropy of
+probabilities clips them to ``[1e-7, 1 - 1e-7]``, so its gradient is 0 for a confident
+example. A model ending in a softmax gets that of its probabilities, unclipped (TensorFlow
+alone keeps the logits under a softmax on its output).
 """
 
 import threading
@@ -26,7 +27,8 @@ import numpy as np
 from .._gradients._keras import as_probabilities
 from .._gradients._keras_stateless import inference, padded_rows
 from ._factors import GradientFactors
-from ._keras_layers import factorisable_layers, graph_inputs, keras_loss
+from ._keras_layers import (cross_entropy_of_logits, factorisable_layers, graph_inputs,
+                            keras_loss, two_class_logits)
 
 # The transforms of a Keras model's stateless_call swap its layers' activations while they
 # run (or trace: JAX) and torch.func keeps state of its own: two threads would share both (an
@@ -105,10 +107,10 @@ class StatelessKerasGradients:
         def losses(y, prediction):
             # read when the gradients are traced: set_output_kind may come after __init__
             to_proba = self.output_kind if probabilities else None
-            if to_proba == "logits":  # see the module's docstring
+            if to_proba in ("logits", "logit"):  # see the module's docstring
                 prediction = ops.reshape(prediction, (y.shape[0], -1))
-                return keras.losses.sparse_categorical_crossentropy(y, prediction,
-                                                                    from_logits=True)
+                return cross_entropy_of_logits(
+                    prediction if to_proba == "logits" else two_class_logits(prediction), y)
             if to_proba is not None:
                 prediction = as_probabilities(ops.reshape(prediction, (y.shape[0], -1)),
                                               to_proba, ops=ops)
