@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -1644,3 +1645,32 @@ def test_similarity_of_rows_the_module_is_sure_of_equals_float64(head):
     predicted = (logits[:, 0] > 0 if head == "sigmoid" else logits.argmax(dim=1)).numpy()
     # test rows by the module's own classes, training rows by y
     np.testing.assert_allclose(scores, gradients(predicted) @ gradients(y).T, atol=1e-4)
+
+
+def test_similarity_of_a_sequential_subclass_ending_in_a_softmax():
+    """Found by a review: the layers under the softmax were taken by slicing the module,
+    which calls a subclass's own __init__ (failing on its arguments), and were not
+    serialised with the module's other uses (another thread's search could leave its
+    layers in eval mode)."""
+    from torch import nn
+
+    from skcem._gradients._torch import module_lock
+    from skcem._param_grads._torch import make_gradients
+
+    class MLP(nn.Sequential):
+        def __init__(self, d_in, n_classes):
+            super().__init__(OrderedDict([("hidden", nn.Linear(d_in, 8)), ("act", nn.Tanh()),
+                                          ("out", nn.Linear(8, n_classes)),
+                                          ("proba", nn.Softmax(dim=1))]))
+
+    torch.manual_seed(0)
+    module = MLP(4, 3)
+    X = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    with torch.no_grad():  # training rows labelled as the module predicts them: a row's
+        y = module(torch.as_tensor(X)).argmax(dim=1).numpy()  # score with itself is then 1
+    scores = GradientSimilarityExplainer(module, sim_fn="grad_cos").fit(X, y).transform(X[:3])
+    assert scores.shape == (3, 30) and np.allclose(scores[np.arange(3), np.arange(3)], 1.0)
+    gradients = make_gradients(module, loss="auto", task="classification", input_shape=(4,),
+                               output_kind="probabilities")
+    assert gradients.head is module.proba
+    assert module_lock(gradients.module) is module_lock(module)

@@ -74,6 +74,14 @@ def vmap_or_loop(function, in_dims):
     return mapped
 
 
+def share_lock(alias, module):
+    """Serialise the uses of ``alias`` (a container of some of ``module``'s layers) with
+    those of ``module``: one lock for both."""
+    lock = module_lock(module)
+    with _MODULE_LOCKS_LOCK:
+        _MODULE_LOCKS[alias] = lock
+
+
 @contextmanager
 def evaluating(*modules):
     """The ``modules`` in eval mode, held by this thread (:func:`module_lock`); each

@@ -14,6 +14,8 @@ a 4-D input) in channels-last layout, and the products of the gradients by torch
 (:func:`torch_matmul_t`): see ``doc/performance.rst``, "Gradient similarity of the PyTorch CNN".
 """
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ from torch import nn
 
 from .._gradients._torch import (_OnRows, as_probabilities, call_on_rows, evaluating,
                                  host_numpy, module_lock, on_device, resolve_device,
-                                 resolve_input_shape, vmap_or_loop)
+                                 resolve_input_shape, share_lock, vmap_or_loop)
 from ._factors import GradientFactors
 
 
@@ -45,7 +47,12 @@ def make_gradients(model, *, loss, task, input_shape, output_kind, n_features=No
     head = _final_activation(module, output_kind) if loss == "auto" and \
         task == "classification" else None
     if head is not None:  # the loss of the outputs under it (see _final_activation)
-        return TorchGradients(module[:-1], loss, task, shape, _UNDER[output_kind], device,
+        # a plain Sequential of the same layers under their names (slicing a subclass calls
+        # its own __init__), serialised with every other use of the module (its layers'
+        # train/eval flags are the module's)
+        body = nn.Sequential(OrderedDict(list(module.named_children())[:-1]))
+        share_lock(body, module)
+        return TorchGradients(body, loss, task, shape, _UNDER[output_kind], device,
                               head=head)
     return TorchGradients(module, loss, task, shape, output_kind, device)
 
