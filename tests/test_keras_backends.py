@@ -507,6 +507,13 @@ def test_explainers_of_one_model_share_its_compiled_functions(backend):
             assert not np.array_equal(other, a, equal_nan=True)
         # the same weights in another model: the same answers
         np.testing.assert_array_equal(answers(net(0), ae)[1], a)
+        # a grid over kappa keeps the most recent functions only (found by a review)
+        from skcem._gradients._keras_stateless import _COMPILED, _COMPILED_PER_MODEL
+
+        grid = net(2)
+        for kappa in np.linspace(0.0, 0.5, _COMPILED_PER_MODEL + 4):
+            CEMExplainer(grid, kappa=kappa, max_iterations=2, c_steps=1).fit(X).explain(X[:1])
+        assert len(_COMPILED[grid]) <= _COMPILED_PER_MODEL
         held = weakref.ref(model)
         del model, first, second
         gc.collect()

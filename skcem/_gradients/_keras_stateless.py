@@ -12,6 +12,7 @@ written with ``keras.ops``, is shared.
 import copy
 import threading
 import weakref
+from collections import OrderedDict
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from ._keras import as_probabilities
 # proxy (see StatelessModel.compiled): the cache keeps no model alive.
 _COMPILED = weakref.WeakKeyDictionary()
 _COMPILED_LOCK = threading.Lock()
+_COMPILED_PER_MODEL = 16
 
 
 def inference(model):
@@ -63,10 +65,16 @@ class StatelessModel:
         model, must not keep it alive."""
         key = (type(self), self.input_shape, key)
         with _COMPILED_LOCK:
-            functions = _COMPILED.setdefault(self.model, {})
-            if key not in functions:
-                functions[key] = self.autodiff.compile(build(self._weak_twin()))
-            return functions[key]
+            functions = _COMPILED.setdefault(self.model, OrderedDict())
+            if key in functions:
+                functions.move_to_end(key)
+                return functions[key]
+            functions[key] = function = self.autodiff.compile(build(self._weak_twin()))
+            # the most recently used only: a grid over kappa (part of the loss's key) or over
+            # auto-encoders would otherwise keep one function per setting as long as the model
+            while len(functions) > _COMPILED_PER_MODEL:
+                functions.popitem(last=False)
+            return function
 
     def _weak_twin(self):
         twin = copy.copy(self)
