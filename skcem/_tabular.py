@@ -90,9 +90,11 @@ def _missing(values):
 
 def auto_categorical(X):
     """The columns ``categorical_features="auto"`` takes as categories: DataFrame columns of
-    object, string, category or bool dtype, and columns of an array, holding text (digits
-    too: zip codes) or booleans; object columns of numbers stay numeric, a category dtype of
-    numbers does not (its categories are declared)."""
+    object, string, category or bool dtype holding text (digits too: zip codes) or booleans,
+    and columns of an array holding text that is not a number, or booleans (an array of
+    text, as ``np.loadtxt(dtype=str)`` reads a file, holds its numbers so); object columns
+    of numbers stay numeric, a category dtype of numbers does not (its categories are
+    declared)."""
     if _is_frame(X):
         pd = _pandas()
         columns = [X.iloc[:, j] for j in range(X.shape[1])]
@@ -104,7 +106,8 @@ def auto_categorical(X):
     array = np.asarray(X)
     if array.dtype.kind not in CATEGORICAL_KINDS:
         return np.zeros(array.shape[1], dtype=bool)
-    return np.array([_holds_text(array[:, j]) for j in range(array.shape[1])], dtype=bool)
+    return np.array([not _looks_numeric(array[:, j]) for j in range(array.shape[1])],
+                    dtype=bool)
 
 
 def one_hot_groups(X, max_rows=2000):
@@ -940,7 +943,7 @@ def is_table(X, categorical_features):
     if array is None or array.ndim != 2:
         return False
     return array.dtype.kind in "iu" or (array.dtype.kind in CATEGORICAL_KINDS
-                                        and _holds_text(array.ravel()))
+                                        and not _looks_numeric(array.ravel()))
 
 
 def table_feature_range(feature_range, Z, codec, feature_names):

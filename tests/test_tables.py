@@ -2069,6 +2069,16 @@ def test_codes_written_in_digits_are_categories(dtype):
     assert (proba(answers).argmax(axis=1) != proba(rows[exp.found]).argmax(axis=1)).all()
 
 
+def test_numbers_in_an_array_of_text_stay_numbers():
+    """An array of text (np.loadtxt(dtype=str)) holds its numbers as text: those columns
+    stay numeric (a review), where a DataFrame's text columns are categories."""
+    from skcem._tabular import auto_categorical
+
+    rows = np.array([["1.5", "a"], ["2", "b"], ["-3e2", "a"]])
+    assert list(auto_categorical(rows)) == [False, True]
+    assert list(auto_categorical(pd.DataFrame(rows))) == [True, True]
+
+
 def test_cells_no_answer_changes_come_back_exactly():
     """Found by a user: identifiers beyond 2**53 and nanosecond times over two years went
     through float64 and came back changed (two rows then shared an identifier), in columns
