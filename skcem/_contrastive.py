@@ -368,7 +368,7 @@ def _output_config(estimator):
     return _get_output_config("transform", estimator)["dense"]
 
 
-def _vectorized_columns(estimator, columns):
+def _vectorized_columns(estimator, n_columns):
     """Positions of the columns of X that a text vectorizer (scikit-learn's, with
     ``build_analyzer``) takes, through the ColumnTransformers and FeatureUnions that begin
     ``estimator``."""
@@ -391,7 +391,7 @@ def _vectorized_columns(estimator, columns):
                     for j in taken(part, [positions[i] for i in inputs.get(name, [])])]
         return []
 
-    return sorted(set(taken(estimator, list(range(len(columns))))))
+    return sorted(set(taken(estimator, list(range(n_columns)))))
 
 
 def _refuse_without_scores(estimator, owner):
@@ -617,8 +617,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             trees = self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
         self._polish_cuts = None
         self._leaf_boxes = None
-        if self.search_ == "neighbors":
-            trees = readable_trees(self.estimator_, codec, X.shape[1])
+        if self.search_ in ("neighbors", "exact"):  # (the exact search's alternatives too)
+            if trees is None:
+                trees = readable_trees(self.estimator_, codec, X.shape[1])
             if trees is not None:
                 self._polish_cuts = points_of(trees, X.shape[1], self._whole_columns(),
                                               self.decimals_)
@@ -990,7 +991,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self._n_answers() > 1 and result.answers is None:
             # The gradient search gives one answer: the gradient-free steps add the others.
             result = add_alternatives(backend, problem, result, self._pool,
-                                      self._whole_columns(), self._n_answers())
+                                      self._whole_columns(), self._n_answers(),
+                                      **self._neighbor_options())
         # search="fista" alone is the reference's optimizer: no polish of its answers.
         return self._to_decimals(backend, problem, result, revert=self.search != "fista")
 
@@ -1104,12 +1106,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 backend, problem, settings, progress)
         if self.search_ == "neighbors":
             search = NeighborSearch(self._pool, self._whole_columns(),
-                                    n_answers=self._n_answers(), points=self._polish_cuts,
-                                    leaves=getattr(self, "_leaf_boxes", None),
-                                    joint=getattr(self, "_joint_moves", True))
+                                    n_answers=self._n_answers(), **self._neighbor_options())
             return self._complete_by_gradient(
                 backend, problem, settings, search(backend, problem, settings, progress))
         return self._gradient_search(backend, problem, settings, progress)
+
+    def _neighbor_options(self):
+        """How the gradient-free search polishes for this model: its split points, leaves
+        and joint moves (the same for its answers and for the alternatives it adds)."""
+        return dict(points=self._polish_cuts, leaves=getattr(self, "_leaf_boxes", None),
+                    joint=getattr(self, "_joint_moves", True))
 
     def _complete_by_gradient(self, backend, problem, settings, result):
         """``search="auto"`` on a smooth model without an exact gradient: the rows the
@@ -1401,7 +1407,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         another row's text."""
         if codec is None or not codec.has_categorical:
             return
-        texts = [j for j in _vectorized_columns(self.estimator_, codec.columns_)
+        texts = [j for j in _vectorized_columns(self.estimator_, len(codec.categorical_))
                  if codec.categorical_[j] and not self.immutable_mask_[j]]
         if texts:
             named = [codec.columns_[j] if codec.columns_ is not None else j for j in texts]
@@ -1416,7 +1422,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         may take another row's."""
         if codec is None or not codec.has_categorical or len(X) < _IDENTIFIER_ROWS:
             return
-        texts = set(_vectorized_columns(self.estimator_, codec.columns_))
+        texts = set(_vectorized_columns(self.estimator_, len(codec.categorical_)))
         named = [codec._name(j) for j in np.flatnonzero(codec.categorical_)
                  if j not in texts and not self.immutable_mask_[j]
                  and len(np.unique(X[:, j][~np.isnan(X[:, j])])) >= _IDENTIFIER_SHARE * len(X)]

@@ -110,9 +110,10 @@ def _subset_result(result, keep):
         "rejected_by_predict", "flat_gradient")})
 
 
-def add_alternatives(backend, problem, result, pool, whole, n_answers):
+def add_alternatives(backend, problem, result, pool, whole, n_answers, **options):
     """``result`` with ``answers``: up to ``n_answers`` distinct answers per instance, its own
-    and the gradient-free search's from ``pool``, chosen by
+    and the gradient-free search's from ``pool`` (its ``options``: see
+    :class:`~skcem._neighbors.NeighborSearch`), chosen by
     :func:`~skcem._neighbors.choose_diverse`, closest first; a new :class:`SearchResult`.
 
     Rank 0 is always ``explanation``: where an alternative is closer than the instance's
@@ -126,7 +127,7 @@ def add_alternatives(backend, problem, result, pool, whole, n_answers):
     answered = np.flatnonzero(result.found)
     if answered.size == 0:
         return result
-    others = NeighborSearch(pool, whole, n_answers=n_answers)(
+    others = NeighborSearch(pool, whole, n_answers=n_answers, **options)(
         backend, subset_problem(problem, answered))
     batch = _Batch(backend, problem, whole)
     for position, instance in enumerate(answered):

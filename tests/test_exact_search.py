@@ -1129,3 +1129,47 @@ def test_rows_at_a_threshold_through_a_scaler_do_not_refuse_the_trees():
                                             max_time=5).fit(X)
         exp = explainer.explain(X[:3])
         assert exp.found.all() and (pipe.predict(exp.explanation) != exp.X_pred).all()
+
+
+def test_several_exact_answers_keep_the_gradient_free_searchs_alternatives():
+    """Found by a user: with n_counterfactuals=3, search='exact' drew its alternatives from
+    a gradient-free search without the trees' split points: fewer and farther ones than
+    search='neighbors' gives."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from skcem import CounterfactualExplainer
+
+    rng = np.random.default_rng(0)
+    n = 600
+    X = pd.DataFrame({"age": rng.integers(18, 80, n),
+                      "income": np.round(rng.lognormal(10, 0.6, n), 2),
+                      "score": rng.normal(0, 1, n), "owner": rng.random(n) < 0.4,
+                      "city": rng.choice(["paris", "lyon", "nice", "lille"], n),
+                      "plan": rng.choice(["basic", "pro", "gold"], n),
+                      "kids": rng.integers(0, 5, n)})
+    logit = (0.05 * (X.age - 45) + 0.8 * (np.log(X.income) - 10) + 0.9 * X.score
+             + 0.7 * X.owner + X.plan.map({"basic": -0.6, "pro": 0.2, "gold": 0.8})
+             - 0.2 * X.kids)
+    y = (logit + rng.logistic(0, 0.5, n) > 0).astype(int)
+    encode = ColumnTransformer([
+        ("categories", OneHotEncoder(sparse_output=False), ["city", "plan", "owner"]),
+        ("numbers", StandardScaler(), ["age", "income", "score", "kids"])])
+    model = make_pipeline(encode, GradientBoostingClassifier(
+        n_estimators=30, max_depth=3, random_state=0)).fit(X, y)
+    rows = X.iloc[:12]
+    distances = {}
+    for search in ("neighbors", "exact"):
+        explainer = CounterfactualExplainer(
+            model, search=search, n_counterfactuals=3, distance="mad", max_time=5.0,
+            immutable_features=["city"], directions={"age": "increase"}).fit(X)
+        answer = explainer.explain(rows)
+        distances[search] = answer.counterfactual_distance
+        ranked = answer.counterfactuals.dropna()
+        given = rows.loc[ranked.index.get_level_values(0)]
+        assert (model.predict(ranked) != model.predict(given)).all()
+    exact, heuristic = distances["exact"], distances["neighbors"]
+    assert np.all(exact[:, 0] <= heuristic[:, 0] + 1e-9)
+    same_first = np.isclose(exact[:, 0], heuristic[:, 0])
+    assert same_first.sum() >= 6
+    np.testing.assert_allclose(exact[same_first], heuristic[same_first])

@@ -1128,3 +1128,20 @@ def test_catboost_columns_are_matched_by_its_own_feature_names():
     assert list(exp.explanation.columns) == list(frame.columns)
     found = exp.explanation[exp.found]
     assert (model.predict(found) != model.predict(frame.iloc[:5][exp.found])).all()
+
+
+def test_an_array_with_a_categorical_column_is_fitted():
+    """Found by a review: looking for text vectorizers read the columns' names, which an
+    array has not: fit failed on every array with a categorical column."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from skcem import CounterfactualExplainer
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=200), rng.integers(0, 4, 200)])
+    y = (X[:, 0] + (X[:, 1] == 2) > 0.5).astype(int)
+    model = RandomForestClassifier(20, random_state=0).fit(X, y)
+    explainer = CounterfactualExplainer(model, categorical_features=[1]).fit(X)
+    answer = explainer.explain(X[:2])
+    assert answer.found.all()
+    assert (model.predict(answer.explanation) != model.predict(X[:2])).all()
