@@ -710,12 +710,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 self._codec = TableCodec(categorical).fit(X, names, known_categories=known)
         else:
             self._check_fit_parameters()
-            X = align_columns(X, fitted_columns(self), reordered_warning=(
-                "`fit` in another order: they are matched by name, and the answers "
-                "follow `feature_names_in_`."))
+            X = self._aligned(X)
         codec = getattr(self, "_codec", None)
-        if codec is not None and not reset:
-            X = codec.as_frame(X)
         allow_nan = getattr(self, "_accepts_missing", False)
         if codec is None:
             if y is None:
@@ -734,6 +730,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return validate_complete_data(self, Z, y, dtype=np.float64, reset=reset,
                                       allow_nan=allow_nan)
 
+    def _aligned(self, X):
+        """``X`` with the columns of ``fit`` in their order (matched by name, with a warning
+        where they were in another), a DataFrame where ``fit`` was given one (see
+        :meth:`~skcem._tabular.TableCodec.as_frame`); aligned once more, it is as it was."""
+        X = align_columns(X, fitted_columns(self), reordered_warning=(
+            "`fit` in another order: they are matched by name, and the answers "
+            "follow `feature_names_in_`."))
+        codec = getattr(self, "_codec", None)
+        return X if codec is None else codec.as_frame(X)
+
     def _declaring_categories_of(self, X):
         """``self``, or a shallow copy of it whose codec declares the categories of ``X``
         that ``fit`` never met, where the model takes them (an encoder that ignores unknown
@@ -746,7 +752,6 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         codec = getattr(self, "_codec", None)
         if codec is None or is_deep_model(self.estimator_):
             return self
-        X = codec.as_frame(align_columns(X, fitted_columns(self)))
         unknown = codec.unknown_categories(X)
         return self._declare_categories(X, codec, unknown) if unknown else self
 
@@ -1647,15 +1652,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         check_not_documents(X)
         index = X.index if hasattr(X, "columns") else None  # a list's index is a method
         eps = _rounding_of(X)
+        given = hasattr(X, "iloc")
+        self._check_fit_parameters()
+        X = self._aligned(X)
         # (a copy of self where X holds categories fit never met: explain writes no state)
-        return self._declaring_categories_of(X)._explain_codes(X, y, index, eps)
+        return self._declaring_categories_of(X)._explain_codes(X, y, index, eps, given)
 
-    def _explain_codes(self, X, y, index, eps):
-        """:meth:`_explain` once ``self`` knows every category of ``X`` the model takes."""
+    def _explain_codes(self, X, y, index, eps, given):
+        """:meth:`_explain` once ``self`` knows every category of ``X`` (aligned: see
+        :meth:`_aligned`) the model takes; ``given``: whether X was given as a DataFrame."""
         codec = getattr(self, "_codec", None)
         # the rows as given: cells no answer changes come back as they were
-        given = codec.as_frame(align_columns(X, fitted_columns(self))) \
-            if codec is not None and codec.is_frame_ and hasattr(X, "iloc") else None
+        given = X if given and codec is not None and codec.is_frame_ else None
         X, _ = self._validate(X, reset=False)
         self._check_missing_values(X)
         backend = self._get_backend()
