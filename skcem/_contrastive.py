@@ -167,13 +167,6 @@ _NO_NEIGHBOR_HINT = (
     "search (search='fista', with a larger c_init and a wider clip) reaches answers that no "
     "row of the data suggests.")
 
-_COMPLETED_NO_NEIGHBOR_HINT = (
-    "Neither the gradient-free search nor the gradient search that search='auto' then runs on "
-    "the rows it leaves unanswered (by finite differences, for this model: slow) found one. "
-    "Relax the constraints (immutable_features, directions, feature_range and, for a PN, "
-    "moves away from no_info_val only) or fit on more data; the gradient search may reach "
-    "answers with a larger c_init and a wider clip. search='neighbors' skips it.")
-
 _NO_NEIGHBOR_PP_HINT = (
     "The gradient-free search starts a PP from the instance and removes features while the "
     "class holds with the margin kappa (where the instance itself falls short of kappa, the "
@@ -182,6 +175,15 @@ _NO_NEIGHBOR_PP_HINT = (
 
 _CONSTRAINTS = ("immutable_features, directions, feature_range and, for a PN, moves away "
                 "from no_info_val only")
+
+_COMPLETED_NO_NEIGHBOR_HINT = (
+    "Neither the gradient-free search nor the gradient search that search='auto' then runs on "
+    "the rows it leaves unanswered (by finite differences, for this model: slow) found one. "
+    f"Relax the constraints ({_CONSTRAINTS}) or fit on more data; the gradient search may "
+    "reach answers with a larger c_init and a wider clip. search='neighbors' skips it.")
+
+# Where the search's distance is in the features' own units.
+_MAD_ADVICE = "distance='mad' (the search then steps in each feature's MAD units)"
 
 
 # A categorical column with categories for this share of fit's rows (of at least this many)
@@ -1743,9 +1745,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """What may help the gradient search find more answers."""
         if self.distance == "mad":
             return self._not_found_hint
-        return self._not_found_hint + (" On raw features of very different scales, "
-                                       "distance='mad' (the search then steps in each "
-                                       "feature's MAD units).")
+        return f"{self._not_found_hint} On raw features of very different scales, {_MAD_ADVICE}."
 
     def _step_scale_hint(self, X, flat):
         """Where finite differences found no gradient: a word on features so large that the
@@ -1760,8 +1760,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return (f" Features of theirs reach {magnitudes[lost].max():.3g}, where a step of "
                 f"eps={steps[lost].min():.3g} is lost in the model's rounding: give `eps` "
                 "on the features' scale (one value per feature)" + (
-                    "." if self.distance == "mad" else ", and distance='mad' for steps in "
-                    "their units."))
+                    "." if self.distance == "mad" else f"; and {_MAD_ADVICE}."))
 
     def _drop_answers_breaking_held_cells(self, X, results):
         """Leave out, loudly, any answer that changes an immutable feature or fills a missing

@@ -110,6 +110,15 @@ def _run(backend, model, path):
     return dict(np.load(path)), result.stdout
 
 
+def _runs_ok(script, backend, timeout=300):
+    """Run ``script`` on the Keras ``backend`` in a fresh process; it must end printing OK."""
+    result = subprocess.run([sys.executable, "-c", script, backend], capture_output=True,
+                            text=True, env={**os.environ, "KERAS_BACKEND": backend,
+                                            "PYTHONWARNINGS": "ignore"}, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
+
+
 def _require(module):
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
@@ -282,11 +291,7 @@ def test_keras_backend_without_gradients_is_named():
             assert "KERAS_BACKEND" in str(exc) and "'numpy'" in str(exc), exc
             print("OK")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "KERAS_BACKEND": "numpy",
-                                 "PYTHONWARNINGS": "ignore"}, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
+    _runs_ok(script, "numpy", timeout=120)
 
 
 def test_keras_on_torch_searches_small_batches_on_one_thread():
@@ -393,11 +398,7 @@ def test_similarity_refuses_ids_outside_a_first_embedding_on_every_backend(backe
                 raise AssertionError(f"{bad} was scored")
         print("OK")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "KERAS_BACKEND": backend,
-                                 "PYTHONWARNINGS": "ignore"}, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
+    _runs_ok(script, backend)
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
@@ -453,11 +454,7 @@ def test_a_subclassed_model_whose_call_takes_no_training_flag(backend):
             assert answer.found.any()
         print("OK")
     """)
-    result = subprocess.run([sys.executable, "-c", script, backend], capture_output=True,
-                            text=True, env={**os.environ, "KERAS_BACKEND": backend,
-                                            "PYTHONWARNINGS": "ignore"}, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
+    _runs_ok(script, backend)
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
@@ -520,8 +517,4 @@ def test_explainers_of_one_model_share_its_compiled_functions(backend):
         assert held() is None, "the cache keeps the model alive"
         print("OK")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "KERAS_BACKEND": backend,
-                                 "PYTHONWARNINGS": "ignore"}, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
+    _runs_ok(script, backend)
