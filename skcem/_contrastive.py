@@ -196,20 +196,29 @@ _GRADIENT_SEARCH_SCHEDULE = ("learning_rate_init", "c_init", "c_steps", "max_ite
 _IDENTIFIER_ROWS = 50
 
 
-def _exact_hint(n_proven, n_refused, n_missing, max_time):
-    """Why the exact search left ``n_missing`` instances unanswered, by what it knows."""
+def _exact_hint(n_proven, n_refused, n_missing, max_time, n_holed=0):
+    """Why the exact search left ``n_missing`` instances unanswered, by what it knows
+    (``n_holed`` of them have missing cells, which its programs do not model)."""
     parts = []
+    if n_holed:
+        parts.append(_holed_hint(n_holed))
     if n_proven:
         parts.append(f"proved for {n_proven} of them that no admissible answer exists "
                      f"({_CONSTRAINTS})")
     if n_refused:
         parts.append(f"for {n_refused}, the estimator's predict refused every answer of its "
                      "programs (a value on a threshold that the model rounds the other way)")
-    timed_out = n_missing - n_proven - n_refused
+    timed_out = n_missing - n_proven - n_refused - n_holed
     if timed_out > 0:
         parts.append(f"found none within max_time ({max_time:g} s a row) for {timed_out}: a "
                      "larger max_time may")
     return "The exact search " + "; ".join(parts) + "."
+
+
+def _holed_hint(n_holed):
+    return (f"did not search the {n_holed} with missing cells (held missing; the trees send "
+            "them their own way, which its programs do not model): the gradient-free search "
+            "alone looked for those")
 
 
 def _are_column_indices(y, proba):
@@ -308,6 +317,19 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
         blamed = {quote[1:-1] for quote in quoted if quote in str(exc)}
         if blamed and not blamed & set(named + timed):
             raise  # its own words name other columns (a served model's schema): as they are
+        fitted_names = fitted_feature_names(estimator)
+        if not codec.is_frame_ and fitted_names is not None:
+            raise ValueError(
+                f"`estimator` was fitted on a DataFrame and fails on X given as an array "
+                f"({exc}): give X as a DataFrame with its columns "
+                f"{[str(name) for name in fitted_names][:20]}.") from exc
+        culprits = _columns_holding_quoted_values(codec, str(exc))
+        if culprits:
+            raise ValueError(
+                f"`estimator` fails on X's column{'s' if len(culprits) > 1 else ''} "
+                f"{culprits} ({exc}): the model does not take the text "
+                f"{'they hold' if len(culprits) > 1 else 'it holds'}; give it "
+                "the values it was fitted on (numbers there, if it takes numbers).") from exc
         first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
         if hasattr(first, "build_analyzer"):  # scikit-learn's text vectorizers
             # (not the model's own error: the vectorizer read the column names as documents)
@@ -326,6 +348,17 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
                          + (" and " if named and timed else "")
                          + ("turns the times into numbers" if timed else "")
                          + ", or convert them to numbers first.") from exc
+
+
+def _columns_holding_quoted_values(codec, message):
+    """The categorical columns of ``codec`` one of whose text categories ``message`` quotes
+    (a model's "could not convert string to float: 'old'"): the columns it failed on."""
+    named = []
+    for j in np.flatnonzero(codec.categorical_):
+        texts = [value for value in codec.categories_[j] if isinstance(value, str)]
+        if any(f"'{value}'" in message or f'"{value}"' in message for value in texts):
+            named.append(str(codec.columns_[j]) if codec.columns_ else str(j))
+    return named
 
 
 def _column_values(X, j):
@@ -1514,19 +1547,22 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             return
         numeric = ~self.categorical_mask_ & ~self.immutable_mask_  # what answers may move
         # spreads told apart by a factor of a thousand: a sample of rows tells them as well
-        rows = np.asarray(X, dtype=float)[::-(-len(X) // _SCALE_SAMPLE_ROWS)]
+        rows = np.asarray(X, dtype=float)[::-(-len(X) // _SCALE_SAMPLE_ROWS)][:, numeric]
+        with warnings.catch_warnings():  # a column of missing values alone has no spread
+            warnings.simplefilter("ignore", RuntimeWarning)
+            widths = np.nanmax(rows, axis=0) - np.nanmin(rows, axis=0)
+            spreads = np.nanstd(rows, axis=0)
         if self._one_range_for_all():
-            widths = np.nanmax(rows[:, numeric], axis=0) - np.nanmin(rows[:, numeric], axis=0)
             common = float(self.feature_range[1]) - float(self.feature_range[0])
             if widths[widths > 0].size and np.median(widths[widths > 0]) >= 0.1 * common:
                 return
-        spreads = np.nanstd(rows[:, numeric], axis=0)
         if getattr(self, "feature_weights", None) is not None:
             try:  # the cost of a spread's move: weighed, the scales may be evened out
                 spreads = spreads * self._feature_weights(X.shape[1])[numeric]
             except ValueError:
                 pass  # fit names what is wrong with the weights
-        kept = np.flatnonzero(spreads > 0)
+        # (a constant column's float std can be 1e-17 rather than 0)
+        kept = np.flatnonzero((spreads > 0) & (widths > 0))
         if kept.size < 2:
             return
         big, small = kept[np.argmax(spreads[kept])], kept[np.argmin(spreads[kept])]
@@ -1869,9 +1905,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             proven = np.concatenate([
                 np.zeros(len(r.found), bool) if r.proven_none is None else r.proven_none
                 for r in results]) & ~found & searchable
+            holed = ~found & searchable & np.isnan(np.asarray(X, dtype=float)).any(axis=1)
             hint = flat_hint.format(n=int(flat.sum())) + self._step_scale_hint(X, flat) \
                 if flat.any() else self._gradient_search_hint() if self.search_ == "fista" else \
-                _exact_hint(int(proven.sum()), int(rejected.sum()), n_missing, self.max_time) \
+                _exact_hint(int(proven.sum()), int(rejected.sum()), n_missing, self.max_time,
+                            int((holed & ~proven & ~rejected).sum())) \
                 if self.search_ == "exact" else \
                 _NO_NEIGHBOR_PP_HINT if not common["mode"].requires_change else \
                 _COMPLETED_NO_NEIGHBOR_HINT if getattr(self, "_gradient_completes", False) \
@@ -1910,14 +1948,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             elif self.search_ == "neighbors" and n_missing > stuck.sum() and \
                     self._exact_trees() is not None:
                 seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
-                timed_out = n_missing - int(stuck.sum()) - int(proven.sum())
-                if timed_out <= 0 and not stuck.any():  # a proof for each: nothing else
+                n_holed = int((holed & ~stuck & ~proven).sum())
+                timed_out = n_missing - int(stuck.sum()) - int(proven.sum()) - n_holed
+                if timed_out <= 0 and not stuck.any() and not n_holed:  # a proof for each
                     hint = ""
                 hint += (" The exact search, which search='auto' runs for them on this tree "
                          "model, " + ", and ".join(
                              part for part in (
                                  f"proved for {int(proven.sum())} that none exists "
                                  f"({_CONSTRAINTS})" if proven.any() else "",
+                                 _holed_hint(n_holed) if n_holed else "",
                                  f"found none within {seconds:g} s a row for {timed_out} "
                                  "(a time limit: on a busier machine, or another run, it may "
                                  "find more or fewer; search='exact' takes max_time, and may "

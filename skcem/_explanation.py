@@ -94,6 +94,15 @@ class JSONMixin:
         return json.dumps(self.to_dict(), **kwargs)
 
 
+def check_tolerance(atol, name="atol"):
+    """``atol`` as a float, or an error naming it: a tolerance is a finite number, 0 or
+    more (NaN would count no change, a negative one every feature)."""
+    if isinstance(atol, bool) or not isinstance(atol, (Real, np.integer, np.floating)) or \
+            not np.isfinite(atol) or atol < 0:
+        raise ValueError(f"`{name}` must be a finite number, 0 or more; got {atol!r}.")
+    return float(atol)
+
+
 @dataclass
 class Explanation(JSONMixin):
     """Pertinent negatives, positives or counterfactuals of a batch of instances, with their
@@ -398,6 +407,7 @@ class Explanation(JSONMixin):
             counterfactuals per instance (``n_counterfactuals`` > 1), one list per instance
             of the dicts of its answers, closest first.
         """
+        atol = check_tolerance(atol)
         if self._n_ranks() > 1:
             k = self._n_ranks()
             ranked = self._ranked()

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from scipy.spatial.distance import cdist
+from sklearn.base import is_regressor
 
 from ._explanation import Explanation
 from ._plausibility import rare_pair_counts
@@ -544,6 +545,23 @@ class _ClassesOfOutputs:
         return index if self.classes is None else self.classes[index]
 
 
+def _check_target_classes(target, estimator, pd):
+    """Refuse target labels that the model's classes (where it names them) do not hold: no
+    answer could be valid for them."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:
+        classes = getattr(estimator, "classes", None)
+    if classes is None:
+        return
+    classes = list(np.asarray(classes, dtype=object))
+    given = np.asarray(target, dtype=object)
+    unknown = [label for label in pd.unique(given[~np.asarray(pd.isna(given), dtype=bool)])
+               if not any(label == known for known in classes)]
+    if unknown:
+        raise ValueError(f"`target` holds labels the model does not know: {unknown[:10]}; "
+                         f"classes are {classes[:20]}.")
+
+
 def _is_valid(mode, predicted, original, target, pd):
     predicted = np.asarray(predicted, dtype=object)
     original = np.asarray(original, dtype=object)
@@ -732,6 +750,9 @@ default=None
         raise ValueError(f"mode must be one of {list(_MODES)}; got {mode!r}.")
     if target is not None and mode != "CF":
         raise ValueError(f"target is only used with mode='CF'; got mode={mode!r}.")
+    if hasattr(estimator, "get_params") and is_regressor(estimator):
+        raise TypeError(f"estimator must be a classifier (explanations change or keep a "
+                        f"class); got the regressor {type(estimator).__name__}.")
     if not callable(getattr(estimator, "predict", None)):
         from ._gradients import is_deep_model
 
@@ -784,7 +805,14 @@ default=None
             raise ValueError(f"n_neighbors ({n_neighbors}) exceeds the number of rows of "
                              f"X_train ({X_train.shape[0]}).")
     target = _per_row(target, n_samples, "target", pd)
-    seconds = _per_row(seconds, n_samples, "seconds", pd, dtype=float)
+    try:
+        seconds = _per_row(seconds, n_samples, "seconds", pd, dtype=float)
+    except (TypeError, ValueError) as exc:
+        if "one entry per row" in str(exc):
+            raise
+        raise ValueError(f"seconds must hold numbers of seconds; got {seconds!r}.") from exc
+    if seconds is not None and np.any(seconds < 0):
+        raise ValueError("seconds must be 0 or more (times taken per row).")
     categorical = _categorical_mask(categorical_features, X, columns, X_train)
     immutable = np.zeros(n_features, dtype=bool)
     immutable[_positions(immutable_features, columns, "immutable_features")] = True
@@ -819,6 +847,9 @@ default=None
                                 for j in num])
 
     e_num = numeric(E, "explanations", idx)
+    if np.isinf(e_num).any():
+        raise ValueError("`explanations` hold infinite values: an answer is a row of finite "
+                         "values (NaN for none found).")
     if bg is None:
         r_num = numeric(X, "X", idx)
     else:
@@ -914,6 +945,8 @@ default=None
     # Validity: one predict on X, one on all found explanations.
     e_columns = [_as_object(_column(E, j))[idx] for j in range(n_features)]
     pred_x = _predict(estimator, X)
+    if target is not None:
+        _check_target_classes(target, estimator, pd)
     wanted = None if target is None else target[idx]
     pred_e = _predict(estimator, _model_rows(e_columns, X, pd)) if n_found else np.empty(0)
     valid_found = _is_valid(mode, pred_e, pred_x[idx], wanted, pd).astype(bool) \

@@ -751,8 +751,8 @@ def label_position(key, feature_names, n_features, name):
 
 def _integer_labels_hint(labels):
     """For columns labelled by integers: that integers in parameters are their positions."""
-    if not labels or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool)
-                             for c in labels):
+    if labels is None or len(labels) == 0 or not all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in labels):
         return ""
     return (f" Integers are positions, as in scikit-learn's ColumnTransformer, also where "
             f"X's columns are labelled by integers ({list(labels)[:10]}): give the position "

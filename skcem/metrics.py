@@ -19,7 +19,7 @@ instance's counterfactuals are from one another, as DiCE's authors do, for any s
 import numpy as np
 
 from ._diversity import continuous_diversity, count_diversity
-from ._explanation import Explanation
+from ._explanation import Explanation, check_tolerance
 from ._tabular_metrics import explanation_metrics, summarize_metrics
 
 __all__ = ["cem_score", "continuous_diversity", "count_diversity", "explanation_metrics",
@@ -80,6 +80,7 @@ def n_changed(explanation, atol=1e-8):
         The number of features each perturbation involves.
     """
     _check_explanation(explanation, "n_changed")
+    atol = check_tolerance(atol)
     counts = np.sum(np.abs(_counted_perturbation(explanation)) > atol, axis=1).astype(float)
     return np.where(explanation.found, counts, np.nan)
 
@@ -123,12 +124,32 @@ def proximity(explanation, feature_range):
         Per instance.
     """
     _check_explanation(explanation, "proximity")
-    lower, upper = feature_range
+    lower, upper = _checked_feature_range(feature_range, explanation.X.shape[1])
     width = np.where(upper > lower, upper - lower, 1.0)
     if explanation.encoded is not None:  # a changed category counts 1, whatever its range
         width = np.where(explanation.encoded["categorical"], 1.0, width)
     scaled_l1 = np.nansum(np.abs(_counted_perturbation(explanation)) / width, axis=1)
     return np.where(explanation.found, 1.0 / (1.0 + scaled_l1), 0.0)
+
+
+def _checked_feature_range(feature_range, n_features):
+    """``feature_range`` as two float arrays of ``n_features`` bounds, or an error naming it."""
+    problem = None
+    try:
+        lower, upper = feature_range
+        lower, upper = (np.broadcast_to(np.asarray(bound, dtype=float), (n_features,))
+                        for bound in (lower, upper))
+    except (TypeError, ValueError):
+        problem = "must be a pair (lower, upper) of numbers or of arrays of one per feature"
+    else:
+        if np.isnan(lower).any() or np.isnan(upper).any():
+            problem = "holds NaN"
+        elif np.any(lower > upper):
+            problem = "has a lower bound above its upper bound"
+    if problem is not None:
+        raise ValueError(f"`feature_range` {problem} ({n_features} features), such as the "
+                         f"explainer's feature_range_; got {feature_range!r}.")
+    return lower, upper
 
 
 def cem_score(explanation, feature_range):

@@ -60,11 +60,21 @@ def _check_index(index, n_instances):
     return int(index)
 
 
+def _check_count(value, name):
+    """``value`` as a count of things to draw (0 or more), or an error naming it."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer; got {value!r}.")
+    return int(value)
+
+
 def _checked_feature_names(feature_names, n_features):
     """``feature_names`` as a list when it names ``n_features`` features (or is None), else
     an error naming it."""
     if feature_names is None:
         return None
+    if isinstance(feature_names, str):
+        raise ValueError(f"`feature_names` must be a list of {n_features} names; got the "
+                         f"string {feature_names!r}.")
     names = [str(name) for name in feature_names]
     if len(names) != n_features:
         raise ValueError(f"`feature_names` must name the {n_features} features; got "
@@ -233,6 +243,8 @@ def plot_tabular_explanation(explanation, index=0, feature_names=None, ax=None,
     if ax is None:
         n_bars = max(int(keep.sum()), 1) if found else 1
         fig, ax = plt.subplots(figsize=(_panel_width(names, widest), 0.35 * n_bars + 1.2))
+    elif not hasattr(ax, "barh") or not hasattr(ax, "figure"):
+        raise ValueError(f"`ax` must be one matplotlib Axes; got {type(ax).__name__}.")
     else:
         fig = ax.figure
     before = _class_and_proba(explanation.classes, explanation.X_proba[index],
@@ -531,6 +543,10 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
         feature_names = [str(c) for c in X_train.columns]
     feature_names = _checked_feature_names(feature_names, explanation.X.shape[1])
     index = _check_index(index, len(explanation.X))
+    n_most, n_least = _check_count(n_most, "n_most"), _check_count(n_least, "n_least")
+    if n_most + n_least == 0:
+        raise ValueError("`n_most` and `n_least` are both 0: there is no training instance "
+                         "to draw.")
     _checked_image_shape(image_shape, explanation.X.shape[1])
     n_train, n_features = np.shape(explanation.scores)[1], explanation.X.shape[1]
     if np.ndim(X_train) < 2 or len(X_train) != n_train or \

@@ -609,3 +609,26 @@ def test_several_answers_per_row_are_told_how_to_be_scored():
     with pytest.raises(ValueError, match=r"got shape \(5, 3, 4\): 3 answers per row\? .*"
                                          r"explanations\[:, 0\]"):
         explanation_metrics(model, X.iloc[:5].to_numpy(), stacked)
+
+
+def test_targets_seconds_answers_and_estimators_a_table_cannot_score_are_refused(iris,
+                                                                               iris_model):
+    X, y = iris
+    E = X[:3] + 0.1
+    with pytest.raises(ValueError, match=r"`target` holds labels the model does not know: "
+                                         r"\[9\]; classes are \[0, 1, 2\]"):
+        explanation_metrics(iris_model, X[:3], E, target=9)
+    with pytest.raises(ValueError, match="seconds must hold numbers"):
+        explanation_metrics(iris_model, X[:3], E, seconds="a")
+    with pytest.raises(ValueError, match="seconds must be 0 or more"):
+        explanation_metrics(iris_model, X[:3], E, seconds=-1.0)
+    with pytest.raises(ValueError, match="`explanations` hold infinite values"):
+        explanation_metrics(iris_model, X[:3], np.where(E == E[0, 0], np.inf, E))
+    from sklearn.linear_model import LinearRegression
+
+    with pytest.raises(TypeError, match="classifier.*regressor LinearRegression"):
+        explanation_metrics(LinearRegression().fit(X, y), X[:3], E)
+    # a target the model knows, and the seconds given, are taken
+    table = explanation_metrics(iris_model, X[:3], E, target=[0, 1, 2], seconds=0.5)
+    assert (table["seconds"] == 0.5).all()
+    np.testing.assert_array_equal(table["valid"], iris_model.predict(E) == [0, 1, 2])

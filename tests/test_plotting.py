@@ -8,7 +8,8 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from skcem import CEMExplainer, ExplanationNotFoundWarning, GradientSimilarityExplainer  # noqa
+from skcem import (CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning,  # noqa
+                   GradientSimilarityExplainer)
 from skcem import plotting  # noqa: E402
 
 from .conftest import FAST  # noqa: E402
@@ -504,3 +505,23 @@ def test_long_labels_end_inside_their_panel_and_a_missing_cell_is_named():
     assert [label.get_text() for label in fig.axes[0].get_yticklabels()] == \
         ["annual_income_in_dollars", "occupation", "age (missing)"]
     plt.close(fig)
+
+
+def test_similarity_counts_and_tabular_axes_are_checked(iris, iris_model):
+    X, y = iris
+    explainer = GradientSimilarityExplainer(iris_model).fit(X[:40], y[:40])
+    exp = explainer.explain(X[100:102])
+    for kwargs, message in [({"n_most": -1}, "`n_most` must be a non-negative integer"),
+                            ({"n_least": -2}, "`n_least` must be a non-negative integer"),
+                            ({"n_most": 2.5}, "`n_most` must be a non-negative integer"),
+                            ({"n_most": 0, "n_least": 0}, "both 0"),
+                            ({"feature_names": "abcd"}, "`feature_names` must be a list")]:
+        with pytest.raises(ValueError, match=message):
+            plotting.plot_similarity(exp, explainer.X_train_, **kwargs)
+    fig = plotting.plot_similarity(exp, explainer.X_train_, n_most=0, n_least=2)
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes[1:]] == ["least similar"] * 2
+    plt.close("all")
+    cf = CounterfactualExplainer(iris_model).fit(X).explain(X[:2])
+    with pytest.raises(ValueError, match="`ax` must be one matplotlib Axes; got ndarray"):
+        plotting.plot_tabular_explanation(cf, ax=plt.subplots(1, 2)[1])
+    plt.close("all")

@@ -1145,3 +1145,85 @@ def test_an_array_with_a_categorical_column_is_fitted():
     answer = explainer.explain(X[:2])
     assert answer.found.all()
     assert (model.predict(answer.explanation) != model.predict(X[:2])).all()
+
+
+def test_an_index_out_of_range_on_a_dataframe_gets_the_message_of_an_array():
+    pd = pytest.importorskip("pandas")
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    model = LogisticRegression().fit(X, (X["a"] > 0).astype(int))
+    for name in ("immutable_features", "categorical_features"):
+        with pytest.raises(ValueError, match=rf"`{name}` holds feature indices out of range "
+                                             r"for 3 features: \[7\]"):
+            CounterfactualExplainer(model, **{name: [7]}).fit(X)
+
+
+@pytest.fixture(scope="module")
+def frame_pipeline():
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.integers(18, 80, 120).astype(float),
+                      "job": rng.choice(["a", "b", "c"], 120)})
+    y = ((X["age"] > 45) ^ (X["job"] == "a")).astype(int)
+    model = make_pipeline(make_column_transformer((StandardScaler(), ["age"]),
+                                                  (OneHotEncoder(), ["job"])),
+                          LogisticRegression()).fit(X, y)
+    return X, model
+
+
+def test_a_model_that_fails_on_an_array_or_on_a_text_cell_is_told_apart(frame_pipeline):
+    X, model = frame_pipeline
+    # fitted on a DataFrame, given an array: the columns are what is missing, not an encoder
+    with pytest.raises(ValueError, match=r"fitted on a DataFrame and fails on X given as an "
+                                         r"array.*DataFrame with its columns \['age', 'job'\]"):
+        CounterfactualExplainer(model).fit(X.to_numpy())
+    # a numeric column holding text: the column is named, no advice to one-hot encode
+    aged = X.astype({"age": object})
+    aged["age"] = "old"
+    with pytest.raises(ValueError, match=r"fails on X's column \['age'\] \(could not convert "
+                                         r"string to float: 'old'\)") as caught:
+        CounterfactualExplainer(model).fit(aged)
+    assert "one-hot" not in str(caught.value)
+
+
+def test_a_constant_column_is_no_difference_in_scale(iris, iris_model):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    X = np.c_[X, np.full(len(X), 0.1)]  # its float std is 1e-17, not 0
+    assert 0 < X[:, -1].std() < 1e-15
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkcemWarning)
+        CounterfactualExplainer(model).fit(X)
+    X[:, 0] *= 1e5  # a real difference of scales is still told
+    with pytest.warns(SkcemWarning, match="differ in scale"):
+        CounterfactualExplainer(LogisticRegression(max_iter=500).fit(X, y)).fit(X)
+
+
+def test_metrics_check_their_feature_range_and_tolerance(iris, iris_model):
+    from skcem import metrics
+
+    X, _ = iris
+    explainer = CounterfactualExplainer(iris_model).fit(X)
+    exp = explainer.explain(X[:3])
+    for bad, message in [(None, "must be a pair"), (1.0, "must be a pair"),
+                         ((0, 1, 2), "must be a pair"), ((np.zeros(3), np.ones(3)), "must be a pair"),
+                         ((np.ones(4), np.zeros(4)), "has a lower bound above its upper"),
+                         ((np.nan, 1.0), "holds NaN")]:
+        with pytest.raises(ValueError, match=rf"`feature_range` {message}"):
+            metrics.proximity(exp, bad)
+    np.testing.assert_allclose(metrics.proximity(exp, (-3.0, 3.0)),
+                               metrics.proximity(exp, (np.full(4, -3.0), np.full(4, 3.0))))
+    for atol in (-1, np.nan, "a"):
+        with pytest.raises(ValueError, match="`atol` must be a finite number, 0 or more"):
+            metrics.n_changed(exp, atol)
+        with pytest.raises(ValueError, match="`atol` must be a finite number, 0 or more"):
+            exp.changes(atol)
