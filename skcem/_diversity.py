@@ -179,7 +179,7 @@ def count_diversity(counterfactuals, *, features=None, atol=1e-8):
         differs = np.empty(a.shape, bool)
         numeric = ~categorical
         if numeric.any():
-            x, y = a[:, numeric].astype(float), b[:, numeric].astype(float)
+            x, y = _as_floats(a[:, numeric]), _as_floats(b[:, numeric])
             differs[:, numeric] = ~(np.abs(x - y) <= atol) & ~(np.isnan(x) & np.isnan(y))
         if categorical.any():
             # missing categories are NaN among objects: numpy 2.5 warns of NaN in a
@@ -233,9 +233,22 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=No
         if len(answers) < 2 or numeric.size == 0:
             continue
         first, second = _pairs(len(answers))
-        values = answers[:, numeric].astype(float)
-        out[i] = np.nanmean(np.abs(values[first] - values[second]) / scale)
+        values = _as_floats(answers[:, numeric])
+        distances = np.abs(values[first] - values[second]) / scale
+        if not np.isnan(distances).all():  # else NaN: no numeric cell to compare
+            out[i] = np.nanmean(distances)
     return out
+
+
+def _as_floats(values):
+    """Cells of numbers as floats, missing ones (None, pandas' NA of nullable dtypes) NaN."""
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        import pandas as pd  # only pandas' nullable dtypes hold cells float() refuses
+
+        values = np.asarray(values, dtype=object)
+        return np.where(np.asarray(pd.isna(values), bool), np.nan, values).astype(float)
 
 
 def _mads(X_train, mad, columns, categorical, numeric, kept):
@@ -266,12 +279,12 @@ def _mads(X_train, mad, columns, categorical, numeric, kept):
         raise ValueError("continuous_diversity needs `X_train` (for the features' MADs) or "
                          "`mad`.")
     if hasattr(X_train, "columns") and columns is not None:
-        data = X_train[columns].iloc[:, numeric].to_numpy(dtype=float)
+        data = X_train[columns].iloc[:, numeric].to_numpy(dtype=float, na_value=np.nan)
     else:  # by position: X_train as wide as the answers
         kept, width = kept
         data = np.asarray(X_train, dtype=object)
         if data.ndim != 2 or data.shape[1] != width:
             raise ValueError(f"X_train must be 2-D with the answers' {width} columns (taken "
                              f"by position); got shape {data.shape}.")
-        data = data[:, kept[numeric]].astype(float)
+        data = _as_floats(data[:, kept[numeric]])
     return median_absolute_deviation(data)

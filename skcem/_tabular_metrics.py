@@ -10,6 +10,7 @@ pandas is needed for the returned table; it is imported when a function is calle
 """
 
 import numbers
+from numbers import Real
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -77,16 +78,25 @@ def _check_explained_rows(X, explained, pd):
                                              atol=0, equal_nan=True))
         except (TypeError, ValueError):
             pass
-        missing = pd.isna(given) & pd.isna(own)
-        try:
-            equal = np.array([[a == b or (isinstance(a, float) and isinstance(b, float)
-                                          and np.isclose(a, b, rtol=1e-6, atol=0))
-                               for a, b in zip(row_a, row_b)]
-                              for row_a, row_b in zip(given, own)], dtype=bool)
-        except (TypeError, ValueError):
-            equal = np.zeros(given.shape, bool)
-        same = bool(np.all(equal | missing))
+        missing = np.asarray(pd.isna(given), bool), np.asarray(pd.isna(own), bool)
+        equal = np.array([[_same_cell(a, b, gone_a, gone_b)
+                           for a, b, gone_a, gone_b in zip(*rows)]
+                          for rows in zip(given, own, *missing)], dtype=bool)
+        same = bool(np.all(equal))
     _raise_unless(same)
+
+
+def _same_cell(a, b, a_missing, b_missing):
+    """Whether two cells of a table hold the same value (missing ones, pd.NA too, equal)."""
+    if a_missing or b_missing:
+        return a_missing and b_missing
+    try:
+        if bool(a == b):
+            return True
+        return isinstance(a, Real) and isinstance(b, Real) and not isinstance(a, bool) and \
+            bool(np.isclose(float(a), float(b), rtol=1e-6, atol=0))
+    except (TypeError, ValueError):
+        return False
 
 
 def _raise_unless(same):

@@ -12,7 +12,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from skcem import CEMExplainer, CounterfactualExplainer
 from skcem._validation import accepts_missing_values
@@ -469,3 +469,58 @@ def test_an_imputers_fill_value_is_no_category_an_answer_takes(nested, codes):
         exp = explainer.explain(rows)
     assert exp.found.any()
     assert fill not in set(exp.counterfactuals["work"].dropna())
+
+
+def test_nullable_tables_nas_are_missing_cells_to_the_metrics():
+    """pandas' NA (nullable Int64, Float64, boolean columns) is a missing cell like NaN: the
+    explained rows are recognised as the Explanation's own, and diversity leaves it out."""
+    X, y = make_table(200)
+    nullable = X.assign(age=X["age"].astype("Int64"), income=X["income"].astype("Float64"))
+    nullable.loc[:9, "age"] = pd.NA
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(
+        nullable.astype({"age": float, "income": float, "job": "category"}), y)
+    explained = make_pipeline(FunctionTransformer(
+        lambda frame: frame.astype({"age": float, "income": float, "job": "category"})), model)
+    explainer = CounterfactualExplainer(explained, n_counterfactuals=2).fit(nullable)
+    rows = nullable.iloc[:8]
+    exp = quiet_explain(explainer, rows)
+    assert exp.found.sum() >= 4
+    assert rows["age"].isna().all()
+    own = explanation_metrics(explained, None, exp)
+    given = explanation_metrics(explained, rows, exp)  # the same rows, NA and all
+    pd.testing.assert_frame_equal(own, given)
+    with pytest.raises(ValueError, match="X is not the rows the Explanation explains"):
+        explanation_metrics(explained, rows.assign(income=rows["income"] + 1), exp)
+    from skcem.metrics import continuous_diversity, count_diversity
+
+    index = pd.MultiIndex.from_tuples([(0, 0), (0, 1)], names=[None, "rank"])
+    for dtype in ("Int64", "Float64", "float64"):
+        pair = pd.DataFrame({"a": pd.array([None, None], dtype=dtype), "b": [1.0, 2.0]},
+                            index=index)
+        np.testing.assert_array_equal(count_diversity(pair), [0.5])
+        np.testing.assert_array_equal(continuous_diversity(pair, mad={"a": 1.0, "b": 1.0}),
+                                      [1.0])
+    only_missing = pd.DataFrame({"a": pd.array([None, None], dtype="Int64"),
+                                 "c": ["u", "v"]}, index=index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning of an empty mean: NaN, said
+        assert np.isnan(continuous_diversity(only_missing, mad={"a": 1.0})).all()
+
+
+@pytest.mark.parametrize("search", ["auto", "exact"])
+def test_a_row_whose_missing_cell_decides_its_class_is_not_blamed_on_a_time_limit(search):
+    """Rows whose class rests on a missing cell (held missing) have no answer; the exact
+    search does not model them, and the warning says so rather than a time limit."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=200), "c": rng.choice(list("xyz"), 200)})
+    X.loc[:5, "a"] = np.nan
+    y = (X["a"].fillna(0) > 0).astype(int)
+    model = make_pipeline(ColumnTransformer([("c", OneHotEncoder(), ["c"])],
+                                            remainder="passthrough"),
+                          HistGradientBoostingClassifier(max_iter=20)).fit(X, y)
+    explainer = CounterfactualExplainer(model, search=search).fit(X)
+    with pytest.warns(UserWarning, match=r"did not search the 6 with missing cells") as caught:
+        exp = explainer.explain(X[:10])
+    assert not exp.found[:6].any() and exp.found[6:].all()
+    assert not any("time limit" in str(w.message) or "within" in str(w.message)
+                   for w in caught if "found no CF" in str(w.message))
