@@ -192,13 +192,36 @@ def from_polars(data):
     if type(data).__module__.split(".")[0] != "polars" or not hasattr(data, "to_pandas"):
         return data
     try:
-        return data.to_pandas()
+        frame = data.to_pandas()
     except ImportError:
         import pandas as pd
 
         if hasattr(data, "columns"):
             return pd.DataFrame({name: data[name].to_numpy() for name in data.columns})
         return pd.Series(data.to_numpy(), name=data.name)
+    return _nullable_whole_columns(data, frame)
+
+
+def _nullable_whole_columns(data, frame):
+    """``frame`` (polars's ``data`` as pandas) with the integer and boolean columns that hold
+    nulls in pandas's nullable dtypes (Int64, boolean), not float64 and object: their
+    answers stay whole numbers and booleans of their own dtype."""
+    import pandas as pd
+
+    series = {data.name: data} if not hasattr(data, "columns") else \
+        {name: data[name] for name in data.columns}
+    for name, column in series.items():
+        # (polars's integer dtypes are named as pandas's nullable ones: Int64, UInt8...)
+        kind = "boolean" if str(column.dtype) == "Boolean" else \
+            str(column.dtype) if column.dtype.is_integer() else None
+        if kind is None or column.null_count() == 0:
+            continue
+        values = pd.array(column.to_list(), dtype=kind)
+        if hasattr(frame, "columns"):
+            frame[name] = pd.Series(values, index=frame.index)
+        else:
+            frame = pd.Series(values, index=frame.index, name=frame.name)
+    return frame
 
 
 def to_polars(frame):

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer, make_column_transformer
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import (FunctionTransformer, OneHotEncoder, OrdinalEncoder,
+                                   StandardScaler)
 
 from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
 from skcem._gradients import ExactBackend
@@ -2115,3 +2116,32 @@ def test_cells_no_answer_changes_come_back_exactly():
             np.testing.assert_array_equal(ranked["id"].to_numpy(np.int64),
                                           given["id"].to_numpy())
             np.testing.assert_array_equal(ranked["at"].to_numpy(), given["at"].to_numpy())
+
+
+def test_polars_integer_and_boolean_columns_with_nulls_stay_whole_and_boolean():
+    """Found by a user: a polars Int64 column with nulls came back from the explainer as
+    float64 (polars's to_pandas), its answers and set_output's polars output alike."""
+    pl = pytest.importorskip("polars")
+    pytest.importorskip("pyarrow")
+    from skcem._validation import from_polars
+
+    X, y = make_table()
+    X = X[["age", "income"]].astype({"age": int})
+    frame = pl.from_pandas(X).with_columns(
+        pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("age"))
+        .alias("age"), (pl.col("income") > 40).alias("rich"))
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) % 5 == 0).then(None)
+                               .otherwise(pl.col("rich")).alias("rich"))
+    as_pandas = from_polars(frame)
+    assert str(as_pandas["age"].dtype) == "Int64" and str(as_pandas["rich"].dtype) == "boolean"
+    assert str(from_polars(frame["age"]).dtype) == "Int64"
+    assert as_pandas["age"].isna().sum() == frame["age"].null_count()
+    model = make_pipeline(FunctionTransformer(
+        lambda t: t.astype({"age": float, "rich": float})),
+        HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(as_pandas, y)
+    explainer = CounterfactualExplainer(model).fit(frame).set_output(transform="polars")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = explainer.transform(frame[:10])
+    assert out.schema["age"] == pl.Int64 and out.schema["rich"] == pl.Boolean
+    assert out["age"].null_count() >= frame[:10]["age"].null_count()
