@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -170,7 +171,8 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
         return header, _numbers(path, option, header, rows, range(len(header)))
     columns = {}
     for j, name in enumerate(header):
-        cells = [cells[j].strip() for _, cells in rows]
+        written = [cells[j] for _, cells in rows]
+        cells = [cell.strip() for cell in written]
         if name in dates:
             try:
                 columns[name] = _iso_dates(pd, pd.Series(cells))
@@ -190,7 +192,10 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
                                       dtype=bool if len(present) == len(cells) else "boolean")
             continue
         if j in text:
-            columns[name] = pd.Series([cell or None for cell in cells], dtype="str")
+            # as written, spaces and all, as pandas.read_csv reads them: a model fitted on
+            # " Private" (UCI Adult, read with its spaces) knows no "Private"
+            columns[name] = pd.Series([raw if cell else None
+                                       for raw, cell in zip(written, cells)], dtype="str")
             continue
         numbers = _numbers(path, option, header, rows, [j])[:, 0]
         # a column with missing values stays float (NaN), as pandas reads it
@@ -430,6 +435,9 @@ def _parse_params(items):
         if isinstance(params[key], str) and ("," in value or (
                 key in _LIST_PARAMS and value not in _LIST_PARAMS[key])):  # a plain list: a,b,c
             params[key] = [_literal(part.strip()) for part in value.split(",")]
+        elif key in _LIST_PARAMS and isinstance(params[key], int) and \
+                not isinstance(params[key], bool):  # one position: a list of one
+            params[key] = [params[key]]
     return params
 
 
@@ -612,10 +620,15 @@ def _missing_rows_hint(exc, tables):
     as the output's "row"), which a model that takes none cannot be asked about."""
     if "contains NaN" not in str(exc):
         return ""
+    # the columns the error names ("contains NaN (in 'age', 'hours')"): the others' missing
+    # cells, which the model takes (an imputer on them), are no matter
+    named = re.match(r"[^(]*contains NaN \(in (.*?)\):", str(exc))
+    named = set(re.findall(r"'([^']*)'", named.group(1))) if named else set()
     found = []
     for option, values in tables.items():
         if hasattr(values, "isna"):
-            holes = np.flatnonzero(values.isna().to_numpy().any(axis=1))
+            columns = [c for c in values.columns if str(c) in named] or list(values.columns)
+            holes = np.flatnonzero(values[columns].isna().to_numpy().any(axis=1))
         else:
             holes = np.flatnonzero(np.isnan(np.asarray(values, dtype=float)).any(axis=1))
         if holes.size:
@@ -658,7 +671,8 @@ def _missing_as_none(value):
         return {k: _missing_as_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_missing_as_none(v) for v in value]
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and value != value or \
+            type(value).__name__ in ("NAType", "NaTType"):  # pandas's NA and NaT
         return None
     return value
 
@@ -672,9 +686,11 @@ def _write(rows, out, output_format="json"):
         sys.stdout.flush()
         return
     out = Path(out)
+    text = io.StringIO(newline="")  # all written first: a failure leaves the file as it was
+    _write_rows(rows, text, out.suffix.lower()[1:])
     try:
         with open(out, "w", newline="", encoding="utf-8") as f:
-            _write_rows(rows, f, out.suffix.lower()[1:])
+            f.write(text.getvalue())
     except OSError as exc:
         raise InputError(f"--out: cannot write {out}: {exc.strerror}") from exc
 
@@ -684,7 +700,9 @@ def _write_rows(rows, stream, output_format):
         stream.write(json.dumps(rows, indent=2, ensure_ascii=False, default=_json_value))
         stream.write("\n")
         return
-    writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else [])
+    # every row's keys, in the order met: a first row without an answer has no `gap`
+    writer = csv.DictWriter(stream, fieldnames=list(dict.fromkeys(
+        key for row in rows for key in row)))
     writer.writeheader()
     for row in rows:
         writer.writerow({k: json.dumps(v, ensure_ascii=False, default=_json_value)

@@ -1,5 +1,6 @@
 """GradientSimilarityExplainer: which training instances a model finds alike, by loss gradients."""
 
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from numbers import Integral
@@ -26,8 +27,9 @@ from ._param_grads._projection import GradientProjection
 from ._param_grads._sklearn import steps_before_last, transformed_by
 from ._progress import progress_bar
 from ._validation import (accepts_missing_values, align_columns, align_rows,
-                          check_not_documents, fitted_columns, from_polars, is_documents,
-                          is_prefitted, resolve_estimator, validate_float_data)
+                          check_not_documents, column_names, fitted_columns, from_polars,
+                          is_documents, is_prefitted, missing_values_refused,
+                          resolve_estimator, validate_float_data)
 from ._warnings import warn
 from ._wrappers import frozen_inner
 
@@ -564,6 +566,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                             check=check_supported,
                                             fit_params=self._estimator_fit_params(fit_params))
         self._check_kind(self.estimator_)
+        self._check_model_takes_missing_values(X)
         if self._table:
             self._check_rows_kept(X)
         self._keras_output = None
@@ -710,6 +713,54 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         """``y`` of the table's rows, as ``validate_data`` checks it beside a float X."""
         return check_array(y, ensure_2d=False, input_name="y",
                            dtype="numeric" if self.task == "regression" else None)
+
+    def _check_model_takes_missing_values(self, X):
+        """Refuse missing cells in a column where the model does not take them: a Pipeline
+        may impute some columns and not others, whose rows' gradients would be NaN (a
+        training row never ranked, a test row's scores all NaN). One trial call of the
+        model on rows each missing one column's value, one call per column where it fails.
+        """
+        if not getattr(self, "_allow_nan", False) or self._documents or \
+                is_deep_model(self.estimator_):
+            return
+        frame = hasattr(X, "columns")
+        missing = X.isna().to_numpy() if frame else np.isnan(X)
+        columns = np.flatnonzero(missing.any(axis=0))
+        complete = np.flatnonzero(~missing.any(axis=1))
+        if columns.size == 0:
+            return
+        if complete.size == 0:  # no complete row to set one value of: the rows themselves
+            trials, per_column = [X.iloc[:20] if frame else X[:20]], [columns]
+        else:
+            base = X.iloc[[complete[0]] * len(columns)].copy() if frame else \
+                np.repeat(X[complete[:1]], len(columns), axis=0)
+            for k, j in enumerate(columns):
+                if frame:
+                    base.iloc[k, j] = X.iloc[int(np.argmax(missing[:, j])), j]
+                else:
+                    base[k, j] = np.nan
+            trials = [base] + [base.iloc[[k]] if frame else base[[k]]
+                               for k in range(len(columns))]
+            per_column = [columns] + [[j] for j in columns]
+        answer = getattr(self.estimator_, "predict_proba", None) or self.estimator_.predict
+        refused = []
+        for rows, named in zip(trials, per_column):
+            try:
+                with ignoring_feature_name_warnings(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    out = np.asarray(answer(rows if frame else self._for_model(rows)),
+                                     dtype=float)
+                taken = np.isfinite(out).all()
+            except (TypeError, ValueError):
+                taken = False
+            if taken and named is columns:
+                return  # every column at once
+            if not taken and len(named) == 1:
+                refused.extend(named)
+        if complete.size == 0 or refused:
+            names = column_names(np.isin(np.arange(X.shape[1]), refused or columns),
+                                 getattr(self, "feature_names_in_", None))
+            raise missing_values_refused(type(self).__name__, self.estimator_, names)
 
     def _as_given(self, X):
         """``X`` as a DataFrame of its columns where ``fit`` was given one, for a model
@@ -1002,6 +1053,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                 allow_nan=getattr(self, "_allow_nan", False))
         if is_deep_model(self.estimator_):
             _check_token_ids(self.estimator_, X)
+        else:
+            self._check_model_takes_missing_values(X)
         given = y is not None
         if y is None:
             if self.task == "regression":

@@ -483,7 +483,9 @@ def missing_values_refused(owner, estimator, columns):
         f"Input X contains NaN{where}: {owner} explains rows with missing values only for a "
         f"model that takes them, and `estimator` ({name}) does not ({why}). Impute them "
         "first, or use a model that takes them, such as a Pipeline whose first step is "
-        "sklearn.impute.SimpleImputer, or a HistGradientBoostingClassifier.")
+        "sklearn.impute.SimpleImputer" + (
+            "." if owner == "GradientSimilarityExplainer"  # (no gradients of trees)
+            else ", or a HistGradientBoostingClassifier."))
 
 
 def column_names(mask, feature_names=None):

@@ -1288,3 +1288,104 @@ def test_params_weigh_features_and_list_categories(tmp_path, capsys):
     for row, job in zip(rows, X.job.iloc[:20]):
         if row["found"]:
             assert row["answer"]["job"] in ("farmer", "clerk", job)
+
+
+def test_text_cells_are_read_as_written_spaces_and_all(tmp_path, capsys):
+    """Found by a user: UCI Adult read with its spaces (" Private") and a model fitted on
+    them; the command line stripped every cell, so the encoder met only unknown categories
+    and the answers changed numbers alone, silently."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"job": rng.choice([" clerk", " manager"], 200),
+                      "hours": rng.integers(20, 60, 200).astype(float)})
+    y = ((X["job"] == " manager") | (X["hours"] > 55)).astype(int)
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"),
+                                                   ["job"]), remainder="passthrough"),
+                          LogisticRegression(C=100, max_iter=1000)).fit(X, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    X.to_csv(tmp_path / "train.csv", index=False)
+    rows = X[(y == 0).to_numpy()].iloc[:3]
+    rows.to_csv(tmp_path / "data.csv", index=False)
+    code, err = _main(capsys, "explain", "--model", tmp_path / "model.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--mode",
+                      "CF", "--answers", "--quiet", "--out", tmp_path / "out.json")
+    assert code == 0, err
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert all(row["found"] for row in written)
+    answers = pd.DataFrame([row["answer"] for row in written])
+    assert set(answers["job"]) <= {" clerk", " manager"}
+    assert (model.predict(answers[X.columns]) == 1).all()
+    # the answers of the Python API on the same rows
+    api = CounterfactualExplainer(model).fit(X).explain(rows)
+    assert [row["changed"] for row in written] == api.changes()
+
+
+def test_answers_and_csvs_are_written_whole_with_missing_integers_and_rows_without_gap(
+        tmp_path, capsys):
+    """Found by a user: --answers with a missing cell in an integer column stopped on
+    pandas's NA (no JSON), and a CSV whose first row had no answer lost the `gap` column
+    of the later ones (a traceback, a half-written file)."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = load_iris(return_X_y=True)
+    whole = pd.DataFrame((X * 10).round().astype(int), columns=HEADER)
+    model = DecisionTreeClassifier(max_depth=3, random_state=0).fit(whole, y)
+    joblib.dump(model, tmp_path / "tree.joblib")
+    whole.to_csv(tmp_path / "train.csv", index=False)
+    data = whole.iloc[[120, 0, 60]].astype(object)  # the first already of class 2
+    data.iloc[1, 1] = ""  # a missing sepal width, which the tree takes
+    data.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "out.csv").write_text("kept unless all is written\n")
+    base = ["explain", "--model", tmp_path / "tree.joblib", "--data", tmp_path / "data.csv",
+            "--train", tmp_path / "train.csv", "--mode", "CF", "--quiet"]
+    code, err = _main(capsys, *base, "--answers", "--out", tmp_path / "out.json")
+    assert code == 0, err
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert written[1]["answer"]["sepal_width"] is None
+    code, err = _main(capsys, *base, "--params", "search=exact", "target_class=2",
+                      "--n-counterfactuals", "2", "--out", tmp_path / "out.csv")
+    assert code == 0, err
+    table = list(csv.DictReader(open(tmp_path / "out.csv", encoding="utf-8")))
+    assert "gap" in table[0] and table[0]["found"] == "False" and table[0]["gap"] == ""
+    assert any(row["gap"] == "0.0" for row in table)
+
+
+def test_the_missing_rows_hint_names_only_the_columns_the_model_refuses(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"job": rng.choice(["clerk", "manager"], 100).astype(object),
+                      "hours": rng.integers(20, 60, 100).astype(float)})
+    y = ((X["job"] == "manager") | (X["hours"] > 50)).astype(int)
+    model = make_pipeline(make_column_transformer(
+        (make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder()), ["job"]),
+        remainder="passthrough"), LogisticRegression()).fit(X, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    train = X.copy()
+    train.loc[[3, 7], "job"] = None  # taken: imputed
+    train.to_csv(tmp_path / "train.csv", index=False)
+    data = X.iloc[:3].copy()
+    data.loc[0, "job"] = None
+    data.loc[1, "hours"] = np.nan  # refused: no imputer on the numbers
+    data.to_csv(tmp_path / "data.csv", index=False)
+    code, err = _main(capsys, "explain", "--model", tmp_path / "model.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--quiet",
+                      "--out", tmp_path / "out.json")
+    assert code == 2 and "(in 'hours')" in err
+    assert "(missing cells in --data rows [1])" in err and "--train" not in err.split("(in")[1]
+
+
+def test_one_position_is_a_list_of_one():
+    from skcem.__main__ import _parse_params
+
+    assert _parse_params(["immutable_features=3"]) == {"immutable_features": [3]}
+    assert list(_parse_params(["immutable_features=3,1"])["immutable_features"]) == [3, 1]

@@ -524,3 +524,29 @@ def test_a_row_whose_missing_cell_decides_its_class_is_not_blamed_on_a_time_limi
     assert not exp.found[:6].any() and exp.found[6:].all()
     assert not any("time limit" in str(w.message) or "within" in str(w.message)
                    for w in caught if "found no CF" in str(w.message))
+
+
+def test_similarity_refuses_missing_cells_in_columns_its_pipeline_does_not_impute():
+    """Found by a user: a Pipeline that imputes its text columns only; a training row
+    missing a number silently never ranked, and a test row's NaN scores were blamed on an
+    Embedding. The columns the model refuses get the error of the other explainers."""
+    from skcem import GradientSimilarityExplainer
+
+    X, y = make_table(200)
+    encode = ColumnTransformer([
+        ("job", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                              OneHotEncoder(handle_unknown="ignore")), ["job"]),
+        ("numbers", StandardScaler(), ["age", "income"])])
+    X = X.assign(income=X["income"].fillna(40.0))
+    model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(X, y)
+    explainer = GradientSimilarityExplainer(model).fit(X, y)  # missing jobs: imputed
+    assert X["job"].isna().any()
+    holed = X.copy()
+    holed.loc[3, "income"] = np.nan
+    with pytest.raises(ValueError, match=r"Input X contains NaN \(in 'income'\): "
+                                         "GradientSimilarityExplainer"):
+        GradientSimilarityExplainer(model).fit(holed, y)
+    with pytest.raises(ValueError, match=r"contains NaN \(in 'income'\)"):
+        explainer.kneighbors(holed.iloc[:5], n_neighbors=2)
+    scores = explainer.explain(X.iloc[:5]).scores  # the rows missing a job are scored
+    assert np.isfinite(scores).all()
