@@ -1674,3 +1674,74 @@ def test_similarity_of_a_sequential_subclass_ending_in_a_softmax():
                                output_kind="probabilities")
     assert gradients.head is module.proba
     assert module_lock(gradients.module) is module_lock(module)
+
+
+def test_a_callers_inference_mode_gives_the_answers_of_no_grad(logits_cnn, images):
+    """Found by a user: serving code explained under torch.inference_mode(), whose tensors
+    autograd refuses ("Inference tensors do not track version counter")."""
+    X, y = images
+    test = X[1200:1204]
+
+    def run():
+        cem = CEMExplainer(logits_cnn, mode="PN", input_shape=(1, 8, 8), **IMAGE,
+                           **FAST).fit(X[:200])
+        similarity = GradientSimilarityExplainer(logits_cnn, input_shape=(1, 8, 8)).fit(
+            X[:100], y[:100])
+        return (_explain(cem, test).explanation, similarity.explain(test).scores,
+                similarity.self_influence())
+
+    with torch.no_grad():
+        expected = run()
+    with torch.inference_mode():
+        got = run()
+    assert torch.is_inference_mode_enabled() is False
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_outputs_of_several_axes_of_scores_get_one_clear_error(images):
+    """Found by a user: a module returning (n, 2, 3) was read as a six-class classifier
+    (logits), or refused as probabilities that sum to 2."""
+    X, y = images
+    for last in ([], [nn.Softmax(-1)]):
+        torch.manual_seed(0)
+        module = nn.Sequential(nn.Linear(64, 6), nn.Unflatten(1, (2, 3)), *last).eval()
+        for make in (lambda: CEMExplainer(module).fit(X[:30]),
+                     lambda: GradientSimilarityExplainer(module).fit(X[:30], y[:30] % 3)):
+            with pytest.raises(ValueError, match=r"returns outputs of shape \(30, 2, 3\): a "
+                                                 r"classifier returns one row of class scores"):
+                make()
+    # axes of length 1 are no scores: (n, 10, 1, 1) is ten classes
+    torch.manual_seed(0)
+    squeezable = nn.Sequential(nn.Linear(64, 10), nn.Unflatten(1, (10, 1, 1))).eval()
+    assert CEMExplainer(squeezable).fit(X[:30]).classes_.tolist() == list(range(10))
+
+
+class _FlatAutoencoder(nn.Module):
+    """An auto-encoder of the user's own whose first layer takes flat rows."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encode = nn.Linear(64, 8)
+        self.decode = nn.Linear(8, 64)
+
+    def forward(self, x):
+        return self.decode(torch.relu(self.encode(x)))
+
+
+def test_a_modules_own_autoencoder_on_flat_rows_beside_an_image_classifier(logits_cnn,
+                                                                            images):
+    """Found by a user: an auto-encoder module (not nn.Sequential) starting with a Linear was
+    refused beside a classifier of input_shape (1, 8, 8), with advice to pass input_shape."""
+    X, _ = images
+    autoencoder = _FlatAutoencoder().eval()
+    cem = CEMExplainer(logits_cnn, mode="PN", input_shape=(1, 8, 8), autoencoder=autoencoder,
+                       gamma=0.1, **IMAGE, **FAST).fit(X[:100])
+    exp = _explain(cem, X[1200:1203])
+    assert exp.found.any()
+    pred = _predict(logits_cnn, exp.explanation[exp.found])
+    assert np.all(pred != exp.X_pred[exp.found])
+    wrong = nn.Sequential(nn.Linear(10, 64)).eval()  # takes neither shape
+    with pytest.raises(ValueError, match=r"`autoencoder` fails on rows.*and on flat rows"):
+        CEMExplainer(logits_cnn, input_shape=(1, 8, 8), autoencoder=wrong).fit(X[:20])

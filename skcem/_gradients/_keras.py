@@ -21,7 +21,7 @@ import re
 import numpy as np
 
 from ._base import check_input_shape, check_reconstruction
-from ._outputs import OUTPUT_KINDS, output_kind  # noqa: F401
+from ._outputs import OUTPUT_KINDS, check_scores_per_row, output_kind  # noqa: F401
 from ._outputs import as_probabilities as numpy_probabilities
 
 MODEL_NAME = "Keras model"  # how messages name such a model
@@ -203,6 +203,7 @@ def detect_output_kind(model, sample, input_shape=None, device=None, function=No
     check_device(device)
     shape = keras_input_shape(model, input_shape, sample.shape[1])
     outputs = call_on_rows(model, sample, shape, "`estimator`", function)
+    check_scores_per_row(np.shape(outputs))
     return keras_output_kind(model, outputs)
 
 

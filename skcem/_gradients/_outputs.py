@@ -14,6 +14,16 @@ OUTPUT_KINDS = {
 }
 
 
+def check_scores_per_row(shape, name="`estimator`"):
+    """Refuse outputs with more than one axis of scores per row: those of shape (n, 2, 3)
+    would otherwise be read as six classes (axes of length 1 aside: (n, k, 1, 1))."""
+    if sum(int(size) != 1 for size in tuple(shape)[1:]) > 1:
+        raise ValueError(
+            f"{name} returns outputs of shape {tuple(shape)}: a classifier returns one row "
+            "of class scores per instance, of shape (n, n_classes), (n, 1) or (n,). Wrap it "
+            "in a model that returns those (the scores of one position of a sequence, say).")
+
+
 def output_kind(outputs, activation=None, last="the last layer"):
     """Which of :data:`OUTPUT_KINDS` a classifier outputs.
 

@@ -22,7 +22,7 @@ from torch import nn
 from .._array_api import HOST, ArrayPlace, namespace
 from .._warnings import catching_warnings
 from ._base import Evaluation, check_input_shape, check_reconstruction
-from ._outputs import output_kind
+from ._outputs import check_scores_per_row, output_kind
 from ._torch_layers import FasterLayers
 from ._torch_threads import search_threads
 
@@ -85,9 +85,12 @@ def share_lock(alias, module):
 @contextmanager
 def evaluating(*modules):
     """The ``modules`` in eval mode, held by this thread (:func:`module_lock`); each
-    submodule's own train/eval flag restored on exit."""
+    submodule's own train/eval flag restored on exit. Out of a caller's
+    ``torch.inference_mode`` (a server's), whose tensors autograd refuses: the search
+    differentiates the modules."""
     modules = sorted({id(m): m for m in modules if m is not None}.values(), key=id)
     with ExitStack() as locks:
+        locks.enter_context(torch.inference_mode(False))
         for module in modules:  # always in the same order: no two threads wait on each other
             locks.enter_context(module_lock(module))
         flags = [(m, m.training) for module in modules for m in module.modules()]
@@ -251,10 +254,11 @@ class _OnRows:
         # ``Normalize(inplace=True)``, under no_grad where autograd does not see it) would
         # otherwise rewrite the caller's rows (a fitted explainer's X_train_, the search's
         # iterates) before its write is noticed
-        if isinstance(array, torch.Tensor):
-            return array.to(device=self.device, dtype=self.dtype, copy=True)
-        return torch.tensor(np.asarray(array, dtype=self._numpy_dtype),
-                            device=self.device).to(self.dtype)
+        with torch.inference_mode(False):  # a tensor autograd takes (see evaluating)
+            if isinstance(array, torch.Tensor):
+                return array.to(device=self.device, dtype=self.dtype, copy=True)
+            return torch.tensor(np.asarray(array, dtype=self._numpy_dtype),
+                                device=self.device).to(self.dtype)
 
     def raw_forward(self, z, fast_layout=False):
         """The module's flattened outputs at the rows ``z``; with ``fast_layout``, on a CPU,
@@ -354,6 +358,12 @@ def call_on_rows(module, rows, input_shape, device, name):
                              "integer ids, and skcem passes the rows as float tensors. Cast "
                              "them in forward (x.long()) for the similarity explainer; the "
                              "CEM and counterfactual searches cannot move token ids.") from exc
+        if name == "`autoencoder`":  # its shape is the classifier's, or flat rows
+            raise ValueError(f"{name} fails on rows reshaped to {tuple(input_shape)} "
+                             f"({first}) and on flat rows: an auto-encoder takes rows of the "
+                             "classifier's `input_shape`, or flat rows (wrap it as "
+                             "nn.Sequential(nn.Flatten(), autoencoder) or reshape in its "
+                             "forward).") from exc
         raise ValueError(f"{name} fails on rows reshaped to {tuple(input_shape)} ({first}); "
                          "pass the `input_shape` it takes (one instance's, without the batch "
                          "dimension: such as (1, 28, 28) for a Conv2d network on 28x28 "
@@ -403,6 +413,7 @@ def last_activation(module, rows, input_shape, device):
             for handle in handles:
                 handle.remove()
     last = next((layer for output, layer in reversed(produced) if output is outputs), None)
+    check_scores_per_row(outputs.shape)
     flat = host_numpy(outputs.reshape(len(outputs), -1))
     for layer_type, activation in _ACTIVATIONS:
         if isinstance(last, layer_type):
@@ -467,8 +478,23 @@ def make_autoencoder(model, input_shape, n_features, device=None):
                 "them to channels first and back), or one of the classifier's framework.")
         shape = (1,) + shape[:-1]
     module = on_device(model, device)
-    check_reconstruction(host_numpy(call_on_rows(module, np.zeros((1, n_features)), shape,
-                                                 device, "`autoencoder`")), n_features)
+    try:
+        reconstruction = call_on_rows(module, np.zeros((1, n_features)), shape, device,
+                                      "`autoencoder`")
+    except ValueError:
+        if shape == (n_features,):
+            raise
+        # a module of the user's own (not nn.Sequential) whose first layer takes flat rows
+        try:
+            reconstruction = call_on_rows(module, np.zeros((1, n_features)), (n_features,),
+                                          device, "`autoencoder`")
+        except ValueError:
+            pass
+        else:
+            shape = (n_features,)
+        if shape != (n_features,):
+            raise
+    check_reconstruction(host_numpy(reconstruction), n_features)
     return TorchAutoencoder(module, shape, device)
 
 

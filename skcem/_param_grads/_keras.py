@@ -25,6 +25,7 @@ import numpy as np
 
 from .._gradients import nested_layers
 from .._gradients._keras import check_device, keras_engine, keras_input_shape
+from .._gradients._outputs import check_scores_per_row
 from .._gradients._keras_tf import compiled, import_tensorflow
 from ._factors import GradientFactors
 from ._keras_layers import (cross_entropy_of_logits, factorisable_layers, graph_inputs,
@@ -389,6 +390,7 @@ class KerasGradients:
             getattr(getattr(last, "activation", None), "__name__", None)
         if None in shape or activation not in ("softmax", "sigmoid", "linear"):
             return None
+        check_scores_per_row((None,) + shape)
         n_outputs = int(np.prod(shape))
         return keras_output_kind(model, np.zeros((1, n_outputs))), n_outputs
 

@@ -283,7 +283,8 @@ class TorchGradients(_OnRows):
     def _targets(self, y):
         y = np.asarray(y)
         if self.task == "classification" and y.dtype.kind in "iub":
-            return torch.as_tensor(y.astype(np.int64), device=self.device)
+            with torch.inference_mode(False):  # a tensor autograd takes (see evaluating)
+                return torch.as_tensor(y.astype(np.int64), device=self.device)
         return self.tensor(y)
 
     def __call__(self, X, y):
