@@ -21,7 +21,6 @@ import dataclasses
 import io
 import json
 import os
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -620,10 +619,12 @@ def _missing_rows_hint(exc, tables):
     as the output's "row"), which a model that takes none cannot be asked about."""
     if "contains NaN" not in str(exc):
         return ""
-    # the columns the error names ("contains NaN (in 'age', 'hours')"): the others' missing
-    # cells, which the model takes (an imputer on them), are no matter
-    named = re.match(r"[^(]*contains NaN \(in (.*?)\):", str(exc))
-    named = set(re.findall(r"'([^']*)'", named.group(1))) if named else set()
+    # the columns the model refuses: the others' missing cells, which it takes (an imputer
+    # on them), are no matter
+    cause = exc
+    while cause is not None and not hasattr(cause, "missing_columns"):
+        cause = cause.__cause__ or cause.__context__
+    named = {str(c) for c in getattr(cause, "missing_columns", ())}
     found = []
     for option, values in tables.items():
         if hasattr(values, "isna"):

@@ -33,6 +33,7 @@ from ._fista import (CodedBackend, DecisionBackend, ScaledBackend, SearchProblem
 from ._gradients import detect_output_kind, embeds_inputs, is_deep_model, make_backend
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
+from ._linear_proofs import admissible_box, affine_decision, reaches_class
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
@@ -239,22 +240,23 @@ def _as_float32(Z):
     return np.asarray(Z, dtype=np.float32)
 
 
+def _answers(estimator, rows):
+    """Whether ``estimator``'s probabilities come back on ``rows`` (no exception)."""
+    predict_proba = getattr(estimator, "predict_proba", estimator)
+    try:
+        with catching_warnings():
+            warnings.simplefilter("ignore")
+            predict_proba(rows)
+        return True
+    except Exception:  # each model raises its own kind
+        return False
+
+
 def _fails_on_float64_only(estimator, rows):
     """Whether ``estimator``'s probabilities fail on the float64 ``rows`` and not on them in
     float32 (a PyTorch network behind ``predict_proba``: "mat1 and mat2 must have the same
     dtype")."""
-    predict_proba = getattr(estimator, "predict_proba", estimator)
-
-    def answers(batch):
-        try:
-            with catching_warnings():
-                warnings.simplefilter("ignore")
-                predict_proba(batch)
-            return True
-        except Exception:  # each model raises its own kind
-            return False
-
-    return not answers(rows) and answers(_as_float32(rows))
+    return not _answers(estimator, rows) and _answers(estimator, _as_float32(rows))
 
 
 def _framework_threads(backend, n_numbers):
@@ -317,19 +319,8 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
         blamed = {quote[1:-1] for quote in quoted if quote in str(exc)}
         if blamed and not blamed & set(named + timed):
             raise  # its own words name other columns (a served model's schema): as they are
-        fitted_names = fitted_feature_names(estimator)
-        if not codec.is_frame_ and fitted_names is not None:
-            raise ValueError(
-                f"`estimator` was fitted on a DataFrame and fails on X given as an array "
-                f"({exc}): give X as a DataFrame with its columns "
-                f"{[str(name) for name in fitted_names][:20]}.") from exc
-        culprits = _columns_holding_quoted_values(codec, str(exc))
-        if culprits:
-            raise ValueError(
-                f"`estimator` fails on X's column{'s' if len(culprits) > 1 else ''} "
-                f"{culprits} ({exc}): the model does not take the text "
-                f"{'they hold' if len(culprits) > 1 else 'it holds'}; give it "
-                "the values it was fitted on (numbers there, if it takes numbers).") from exc
+        # the columns whose text the model's own words quote, where they tell
+        named = _columns_holding_quoted_values(codec, str(exc)) or named
         first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
         if hasattr(first, "build_analyzer"):  # scikit-learn's text vectorizers
             # (not the model's own error: the vectorizer read the column names as documents)
@@ -348,6 +339,27 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
                          + (" and " if named and timed else "")
                          + ("turns the times into numbers" if timed else "")
                          + ", or convert them to numbers first.") from exc
+
+
+def _check_array_for_a_frames_model(estimator, X):
+    """Refuse, naming the columns to give, an array for a fitted model that fails on arrays
+    but takes the same rows as a DataFrame of the columns it was fitted on (a
+    ColumnTransformer that picks columns by name)."""
+    names = fitted_feature_names(estimator) if is_prefitted(estimator) else None
+    if names is None or hasattr(X, "columns") or hasattr(X, "toarray") or np.ndim(X) != 2 or \
+            np.shape(X)[1] != len(names) or len(X) == 0:
+        return
+    try:
+        import pandas as pd
+    except ImportError:
+        return
+    rows = np.asarray(X, dtype=object)[:5]
+    if _answers(estimator, rows) or \
+            not _answers(estimator, pd.DataFrame(rows, columns=names).infer_objects()):
+        return
+    raise ValueError(f"`estimator` was fitted on a DataFrame and fails on X given as an "
+                     f"array, where it takes the same rows as a DataFrame: give X as a "
+                     f"DataFrame with its columns {[str(name) for name in names][:20]}.")
 
 
 def _columns_holding_quoted_values(codec, message):
@@ -512,6 +524,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 hasattr(self.estimator, "n_features_in_"):  # names, as scikit-learn has them
             warn("X has feature names, but the fitted `estimator` was fitted without "
                  "them: its columns are taken in the order of X.")
+        _check_array_for_a_frames_model(self.estimator, X)
         raw = align_columns(X, prefitted_names, reordered_warning=(
             "the fitted `estimator` in another order: they are matched by name, and the "
             "explainer (`feature_names_in_`) and its answers follow the estimator's order."))
@@ -559,6 +572,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # the model is asked with rows in their own form: a plain function too, where
             # the table holds more than float64 numbers (times, integers, nullable numbers)
             self._decode = codec.decode
+            complete = X[~np.isnan(X).any(axis=1)][:10]
+            if not hasattr(self.estimator_, "get_params") and not codec.has_categorical and \
+                    all(scale is None for scale in codec.times_) and len(complete) and \
+                    not _answers(self.estimator_, codec.decode(complete.copy())) and \
+                    _answers(self.estimator_, complete.copy()):
+                # a function of numeric arrays (X[:, 0]) that a frame of integer or nullable
+                # columns breaks: it is asked with float64 rows, as it takes them
+                self._decode = None
         elif codec is None and not deep and \
                 _fails_on_float64_only(self.estimator_, X[:10].copy()):  # not fit's own rows
             # a network behind predict_proba (skorch's, a function) that takes float32 only,
@@ -1915,13 +1936,22 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 _COMPLETED_NO_NEIGHBOR_HINT if getattr(self, "_gradient_completes", False) \
                 else _NO_NEIGHBOR_HINT
             stuck = ~found & searchable & ~self._room_to_move(X, common)
+            unreachable = self._linearly_unreachable(X, ~found & searchable & ~stuck, common,
+                                                     target_class)
+            unsettled = n_missing - int(stuck.sum()) - int(unreachable.sum())
+            settled = ""
             if stuck.any():
-                hint = (f"{int(stuck.sum())} of them have no admissible change at all "
-                        "(immutable_features, directions, feature_range, missing cells (held "
-                        "as they are) and, for a PN, moves away from no_info_val only, leave "
-                        "no feature room to move): no search can find one. ") + (
-                    "For the others: " + hint if n_missing > stuck.sum() else "")
-                hint = hint.rstrip()
+                settled = (f"{int(stuck.sum())} of them have no admissible change at all "
+                           "(immutable_features, directions, feature_range, missing cells "
+                           "(held as they are) and, for a PN, moves away from no_info_val "
+                           "only, leave no feature room to move): no search can find one. ")
+            if unreachable.any():
+                settled += (f"For {int(unreachable.sum())} of them none exists: the model's "
+                            "decision is linear in the features, and a linear program proves "
+                            "that no change the constraints admit (" + _CONSTRAINTS + ") "
+                            "reaches a wanted class; no search or setting can find one. ")
+            if settled:
+                hint = (settled + ("For the others: " + hint if unsettled > 0 else "")).rstrip()
             if rejected.any() and self.search_ != "exact":
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
@@ -1939,13 +1969,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                         f"{non_finite[1]} of the rows the search asked it about: its term is "
                         "undefined there (check it on those rows, or narrow feature_range). "
                         + hint)
-            if self.search_ == "fista" and n_missing > stuck.sum() and self._refines():
+            if self.search_ == "fista" and unsettled > 0 and self._refines():
                 hint += (" The gradient-free search, which search='auto' runs for the rows the "
                          "gradient search leaves, found none either.")
-            elif self.search_ == "fista" and n_missing > stuck.sum():
+            elif self.search_ == "fista" and unsettled > 0:
                 hint += (" The gradient-free search (search='neighbors'), which starts from "
                          "training rows of a wanted class, may find them.")
-            elif self.search_ == "neighbors" and n_missing > stuck.sum() and \
+            elif self.search_ == "neighbors" and unsettled > 0 and \
                     self._exact_trees() is not None:
                 seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
                 n_holed = int((holed & ~stuck & ~proven).sum())
@@ -1963,7 +1993,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                  "find more or fewer; search='exact' takes max_time, and may "
                                  "find them)"
                                  if timed_out > 0 else "") if part) + ".")
-            if n_missing > stuck.sum() and (self.immutable_mask_.any()
+            if unsettled > 0 and (self.immutable_mask_.any()
                                             or np.any(self.directions_ != 0)):
                 hint += (" immutable_features and directions may also leave no change that "
                          "reaches the class: try without them.")
@@ -2046,6 +2076,52 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}
             | ({"seconds": np.concatenate([r.seconds for r in results]).tolist()}
                if self.search_ == "exact" else {}))
+
+    def _linearly_unreachable(self, X, rows, common, target_class):
+        """Which of the ``rows`` of ``X`` (a mask) provably have no answer: the model's
+        decision is affine in the features (see :mod:`._linear_proofs`) and no row of their
+        admissible box reaches a wanted class. False everywhere for other models, a PP, or a
+        table of categories."""
+        unreachable = np.zeros(len(X), bool)
+        decision = getattr(self.estimator_, "decision_function", None)
+        codec = getattr(self, "_codec", None)
+        if not rows.any() or decision is None or not common["mode"].requires_change or \
+                is_deep_model(self.estimator_) or self.classes_ is None or \
+                (codec is not None and codec.has_categorical):
+            return unreachable
+        lower = np.broadcast_to(common["lower"], X.shape[1:]).astype(float)
+        upper = np.broadcast_to(common["upper"], X.shape[1:]).astype(float)
+        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+            return unreachable
+
+        def scores(Z):
+            with ignoring_feature_name_warnings(), catching_warnings():
+                return decision(Z if self._decode is None else self._decode(Z))
+
+        affine = affine_decision(scores, X.shape[1], (lower + upper) / 2,
+                                 (upper - lower) / 4)
+        if affine is None:
+            return unreachable
+        W, b = affine
+        n_classes = len(self.classes_)
+        current = X[rows] @ W.T + b
+        current = (current[:, 0] > 0).astype(int) if len(W) == 1 else current.argmax(axis=1)
+        if len(W) != (1 if n_classes == 2 else n_classes) or not np.array_equal(
+                self.classes_[current], self._get_backend().predict(X[rows])):
+            return unreachable  # a predict other than the largest score's (a threshold)
+        no_info_val = np.broadcast_to(common["no_info_val"], X.shape[1:]) \
+            if common["mode"].name == "PN" else None
+        targets = None if target_class is None else np.asarray(target_class, dtype=object)
+        for i, k in zip(np.flatnonzero(rows), current):
+            if np.isnan(X[i]).any():
+                continue
+            box = admissible_box(X[i], lower, upper, self.immutable_mask_,
+                                 self.directions_, no_info_val)
+            wanted = [j for j in range(n_classes) if j != k]
+            if targets is not None and targets[i] is not None:
+                wanted = [j for j in wanted if self.classes_[j] == targets[i]]
+            unreachable[i] = not any(reaches_class(W, b, box, j) for j in wanted)
+        return unreachable
 
     def _room_to_move(self, X, common):
         """Whether each row of ``X`` has a feature that may change at all: mutable, not

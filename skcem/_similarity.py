@@ -742,16 +742,20 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             trials = [base] + [base.iloc[[k]] if frame else base[[k]]
                                for k in range(len(columns))]
             per_column = [columns] + [[j] for j in columns]
-        answer = getattr(self.estimator_, "predict_proba", None) or self.estimator_.predict
+        # scores where the model gives them (finite where it takes the rows), else its
+        # predictions (labels, perhaps text: taken where they come back)
+        answer = getattr(self.estimator_, "predict_proba", None) or \
+            getattr(self.estimator_, "decision_function", None)
+        scored = answer is not None
+        answer = answer or self.estimator_.predict
         refused = []
         for rows, named in zip(trials, per_column):
             try:
                 with ignoring_feature_name_warnings(), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    out = np.asarray(answer(rows if frame else self._for_model(rows)),
-                                     dtype=float)
-                taken = np.isfinite(out).all()
-            except (TypeError, ValueError):
+                    out = answer(rows if frame else self._for_model(rows))
+                taken = not scored or np.isfinite(np.asarray(out, dtype=float)).all()
+            except Exception:  # each model raises its own kind on what it cannot take
                 taken = False
             if taken and named is columns:
                 return  # every column at once

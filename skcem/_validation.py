@@ -479,13 +479,15 @@ def missing_values_refused(owner, estimator, columns):
     why = ("its scikit-learn tags say allow_nan=False; a Pipeline's first step decides"
            if accepts_missing_values(estimator) is False else
            "it failed, or gave no finite probabilities, on a row missing a value there")
-    return ValueError(
+    error = ValueError(
         f"Input X contains NaN{where}: {owner} explains rows with missing values only for a "
         f"model that takes them, and `estimator` ({name}) does not ({why}). Impute them "
         "first, or use a model that takes them, such as a Pipeline whose first step is "
         "sklearn.impute.SimpleImputer" + (
             "." if owner == "GradientSimilarityExplainer"  # (no gradients of trees)
             else ", or a HistGradientBoostingClassifier."))
+    error.missing_columns = list(columns)  # all of them, for the command line's hint
+    return error
 
 
 def column_names(mask, feature_names=None):

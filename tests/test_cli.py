@@ -1389,3 +1389,25 @@ def test_one_position_is_a_list_of_one():
 
     assert _parse_params(["immutable_features=3"]) == {"immutable_features": [3]}
     assert list(_parse_params(["immutable_features=3,1"])["immutable_features"]) == [3, 1]
+
+
+def test_the_missing_rows_hint_reads_every_refused_column_from_the_error():
+    """Found by a review: the hint read the columns back from the message, which names ten
+    and quotes a name holding a quote otherwise."""
+    pd = pytest.importorskip("pandas")
+    from skcem.__main__ import _missing_rows_hint
+    from skcem._validation import missing_values_refused
+
+    names = [f"c{j}" for j in range(11)] + ["owner's age", "job"]
+    data = pd.DataFrame(np.ones((4, len(names))), columns=names)
+    data.loc[1, "owner's age"] = np.nan  # refused
+    data.loc[2, "c10"] = np.nan  # refused, the eleventh named
+    data.loc[3, "job"] = np.nan  # taken (imputed)
+    try:
+        try:
+            raise missing_values_refused("CounterfactualExplainer", None, names[:12])
+        except ValueError as exc:
+            raise ValueError(f"wrapped: {exc}") from exc
+    except ValueError as exc:
+        hint = _missing_rows_hint(exc, {"--data": data})
+    assert hint == " (missing cells in --data rows [1, 2])"

@@ -550,3 +550,30 @@ def test_similarity_refuses_missing_cells_in_columns_its_pipeline_does_not_imput
         explainer.kneighbors(holed.iloc[:5], n_neighbors=2)
     scores = explainer.explain(X.iloc[:5]).scores  # the rows missing a job are scored
     assert np.isfinite(scores).all()
+    # a model without probabilities, of text labels, that imputes every column: taken
+    from sklearn.svm import LinearSVC
+
+    numbers = holed[["age", "income"]]
+    named = np.where(y == 1, "yes", "no")
+    svc = make_pipeline(SimpleImputer(), StandardScaler(), LinearSVC()).fit(numbers, named)
+    taken = GradientSimilarityExplainer(svc).fit(numbers, named)
+    assert np.isfinite(taken.self_influence()).all()
+
+
+def test_a_function_of_arrays_is_asked_with_floats_where_a_nullable_frame_breaks_it():
+    """A plain function that indexes arrays (X[:, 0]) broke on the DataFrame of a table with
+    a nullable Int64 column holding NA; it takes float64 rows with NaN."""
+    X, y = make_table(200)
+    table = X[["age", "income"]].astype({"age": "Int64"})
+    table.loc[:20, "age"] = pd.NA
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(
+        table.astype(float), y)
+
+    def probabilities(rows):
+        return model.predict_proba(np.column_stack([rows[:, 0], rows[:, 1]]))
+
+    explainer = CounterfactualExplainer(probabilities).fit(table, y)
+    exp = quiet_explain(explainer, table.iloc[:10])
+    assert exp.found.sum() >= 5
+    answers = exp.explanation[exp.found].astype(float).to_numpy()
+    assert np.all(model.predict(answers) != exp.X_pred[exp.found])

@@ -401,9 +401,21 @@ def test_directions_that_rule_out_every_helpful_move_are_named_as_a_cause():
     model = LogisticRegression().fit(X, y)
     directions = {j: "decrease" if w > 0 else "increase" for j, w in enumerate(model.coef_[0])}
     rows = X[model.predict(X) == 0][:5]
+    # a linear model: a linear program proves it, naming the constraints
+    with pytest.warns(ExplanationNotFoundWarning, match=r"For 5 of them none exists: the "
+                                                        r"model's decision is linear.*"
+                                                        r"immutable_features, directions"):
+        exp = CounterfactualExplainer(model, directions=directions).fit(X).explain(rows)
+    assert not exp.found.any()
+    # a model the program does not read: the constraints are named as a likely cause
+    def probabilities(Z):
+        return model.predict_proba(Z) ** 1.0001 / (model.predict_proba(Z) ** 1.0001).sum(
+            axis=1, keepdims=True)
+
     with pytest.warns(ExplanationNotFoundWarning, match="immutable_features and directions "
                                                         "may also leave no change"):
-        exp = CounterfactualExplainer(model, directions=directions).fit(X).explain(rows)
+        exp = CounterfactualExplainer(probabilities, directions=directions).fit(
+            X, y).explain(rows)
     assert not exp.found.any()
 
 
@@ -1184,13 +1196,29 @@ def test_a_model_that_fails_on_an_array_or_on_a_text_cell_is_told_apart(frame_pi
     with pytest.raises(ValueError, match=r"fitted on a DataFrame and fails on X given as an "
                                          r"array.*DataFrame with its columns \['age', 'job'\]"):
         CounterfactualExplainer(model).fit(X.to_numpy())
-    # a numeric column holding text: the column is named, no advice to one-hot encode
+    # a numeric column holding text: that column is named, not every text column
     aged = X.astype({"age": object})
     aged["age"] = "old"
-    with pytest.raises(ValueError, match=r"fails on X's column \['age'\] \(could not convert "
-                                         r"string to float: 'old'\)") as caught:
+    with pytest.raises(ValueError, match=r"X has categorical columns \['age'\], but "
+                                         r"`estimator` fails on them \(could not convert "
+                                         r"string to float: 'old'\)"):
         CounterfactualExplainer(model).fit(aged)
-    assert "one-hot" not in str(caught.value)
+    # an array the model takes (columns picked by position), with a category it never met:
+    # the category is the matter, not the array
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    by_position = make_pipeline(make_column_transformer((StandardScaler(), [0]),
+                                                        (OneHotEncoder(), [1])),
+                                LogisticRegression()).fit(X, model.predict(X))
+    assert CounterfactualExplainer(by_position).fit(X.to_numpy()).n_features_in_ == 2
+    unseen = X.to_numpy()
+    unseen[0, 1] = "zzz"
+    with pytest.raises(ValueError, match=r"categorical columns \['1'\], but `estimator` fails "
+                                         r"on them \(Found unknown categories \['zzz'\]"):
+        CounterfactualExplainer(by_position).fit(unseen)
 
 
 def test_a_constant_column_is_no_difference_in_scale(iris, iris_model):
@@ -1215,7 +1243,8 @@ def test_metrics_check_their_feature_range_and_tolerance(iris, iris_model):
     explainer = CounterfactualExplainer(iris_model).fit(X)
     exp = explainer.explain(X[:3])
     for bad, message in [(None, "must be a pair"), (1.0, "must be a pair"),
-                         ((0, 1, 2), "must be a pair"), ((np.zeros(3), np.ones(3)), "must be a pair"),
+                         ((0, 1, 2), "must be a pair"),
+                         ((np.zeros(3), np.ones(3)), "must be a pair"),
                          ((np.ones(4), np.zeros(4)), "has a lower bound above its upper"),
                          ((np.nan, 1.0), "holds NaN")]:
         with pytest.raises(ValueError, match=rf"`feature_range` {message}"):

@@ -1,0 +1,122 @@
+"""Proofs that no admissible answer exists, for models whose decision is linear.
+
+A model whose ``decision_function`` is affine in the features (a ``LogisticRegression``, a
+linear SVM or discriminant analysis, behind scalers or a PCA) and whose ``predict`` is the
+class of the largest score puts a row in class ``k`` exactly where ``W x + b`` has its largest
+entry at ``k``: a polyhedron. The answers a search may return lie in a box (the feature range,
+immutable features held, ``directions``, a PN's moves away from the no-information value:
+their convex hull), so a linear program over the box tells whether any row of it is in a
+wanted class. Where none is, no setting of the search can find an answer, and the warning says
+so instead of advising a larger ``c``. The box is a relaxation (whole numbers, decimals and a
+PN's two sides of the no-information value are left out), so an infeasible program is a proof;
+a feasible one proves nothing.
+"""
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+# relative error above which the decision is not taken for affine (rounding stays far below)
+_AFFINE_RTOL = 1e-7
+
+
+def affine_decision(decision, n_features, centre, scale):
+    """``(W, b)`` with ``decision(x) = W @ x + b`` for every row ``x`` (as many columns per
+    row as the model has scores), or None where the decision is not affine.
+
+    ``decision`` maps an array of rows to their scores; it is asked once, about ``centre``,
+    ``centre`` moved by ``scale`` along each feature, and three random rows that check the
+    affine map it gives.
+    """
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    rng = np.random.default_rng(0)
+    probes = centre + scale * rng.uniform(-3.0, 3.0, size=(3, n_features))
+    rows = np.vstack([centre, centre + np.diag(scale), probes])
+    try:
+        scores = np.asarray(decision(rows), dtype=float)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    scores = scores.reshape(len(rows), -1)
+    if not np.isfinite(scores).all():
+        return None
+    W = ((scores[1:n_features + 1] - scores[0]) / scale[:, None]).T
+    b = scores[0] - W @ centre
+    expected = probes @ W.T + b
+    size = np.abs(scores).max() + 1.0
+    if np.abs(expected - scores[n_features + 1:]).max() > _AFFINE_RTOL * size:
+        return None
+    return W, b
+
+
+def reaches_class(W, b, box, k):
+    """Whether some row of the admissible ``box`` (see :func:`admissible_box`) has class
+    ``k`` by ``W x + b``: the largest score at ``k`` (one score: class 1 where it is
+    positive, 0 elsewhere). Ties and a margin of rounding count as reached: only a clear
+    "no" is a proof."""
+    lower, upper, gap_lower, gap_upper = box
+    if len(W) == 1:  # one score: the best end of each feature (both are in the set)
+        sign = 1.0 if k == 1 else -1.0
+        w = sign * W[0]
+        best = np.where(w > 0, w * upper, w * lower).sum() + sign * b[0]
+        return best > -_margin(W, b, lower, upper)
+    n = W.shape[1]
+    others = [j for j in range(len(W)) if j != k]
+    gaps = np.flatnonzero(gap_lower < gap_upper)
+    # variables: x (n), t, one binary per gap (0: below it, 1: above it); minimise t with
+    # s_j(x) - s_k(x) <= t for every other class j: class k is reachable where t <= 0
+    m = n + 1 + len(gaps)
+    rows = [np.hstack([W[others] - W[k], -np.ones((len(others), 1)),
+                       np.zeros((len(others), len(gaps)))])]
+    upper_bounds = [b[k] - b[others]]
+    for g, j in enumerate(gaps):
+        # x_j <= gap_lower_j + (upper_j - gap_lower_j) z and x_j >= gap_upper_j - (gap_upper_j
+        # - lower_j) (1 - z): below the gap when z = 0, above it when z = 1
+        below = np.zeros(m)
+        below[j], below[n + 1 + g] = 1.0, -(upper[j] - gap_lower[j])
+        above = np.zeros(m)
+        above[j], above[n + 1 + g] = -1.0, -(gap_upper[j] - lower[j])
+        rows += [below[None], above[None]]
+        upper_bounds += [[gap_lower[j]], [-lower[j]]]
+    cost = np.zeros(m)
+    cost[n] = 1.0
+    bounds = Bounds(np.r_[lower, -np.inf, np.zeros(len(gaps))],
+                    np.r_[upper, np.inf, np.ones(len(gaps))])
+    integrality = np.r_[np.zeros(n + 1), np.ones(len(gaps))]
+    result = milp(cost, constraints=LinearConstraint(np.vstack(rows), -np.inf,
+                                                     np.concatenate(upper_bounds)),
+                  bounds=bounds, integrality=integrality)
+    if result.status != 0:
+        return result.status != 2  # infeasible (2) cannot be: t is free; anything else: no proof
+    return result.fun < _margin(W, b, lower, upper)
+
+
+def _margin(W, b, lower, upper):
+    """A tolerance on scores for the box's rounding: above what float64 can tell apart."""
+    reach = np.abs(W) @ np.maximum(np.abs(lower), np.abs(upper)) + np.abs(b)
+    return 1e-9 * (reach.max() + 1.0)
+
+
+def admissible_box(x, lower, upper, immutable, directions, no_info_val=None):
+    """The values each feature of the row ``x`` may take in an answer, as ``(lower, upper,
+    gap_lower, gap_upper)``: within ``[lower, upper]`` but not strictly inside the gap
+    (where ``gap_lower < gap_upper``); held where immutable, on the side ``directions``
+    allows, and for a PN (``no_info_val`` given) at least as far from it as ``x``, on either
+    side (the gap is nearer)."""
+    lo, hi = lower.astype(float).copy(), upper.astype(float).copy()
+    gap_lo, gap_hi = np.zeros_like(lo), np.zeros_like(lo)
+    if no_info_val is not None:
+        radius = np.abs(x - no_info_val)
+        below, above = no_info_val - radius, no_info_val + radius
+        left, right = lower <= below, upper >= above
+        lo = np.where(left, lower, above)
+        hi = np.where(right, upper, below)
+        both = left & right & (below < above)
+        gap_lo, gap_hi = np.where(both, below, 0.0), np.where(both, above, 0.0)
+    lo = np.where(directions > 0, np.maximum(lo, x), lo)
+    hi = np.where(directions < 0, np.minimum(hi, x), hi)
+    held = immutable.copy()
+    lo = np.where(held, x, np.minimum(lo, x))
+    hi = np.where(held, x, np.maximum(hi, x))
+    # a gap the direction cut to one side is no gap: its side alone is left
+    gap_lo = np.where(held, 0.0, np.maximum(gap_lo, lo))
+    gap_hi = np.where(held, 0.0, np.minimum(gap_hi, hi))
+    return lo, hi, gap_lo, gap_hi

@@ -1,0 +1,94 @@
+"""Proofs that no answer exists, for models whose decision is linear (skcem/_linear_proofs.py):
+the not-found warning says so instead of advising a larger c."""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skcem import CounterfactualExplainer
+from skcem._linear_proofs import admissible_box, affine_decision, reaches_class
+
+
+def _classes_on_grid(W, b, box, steps=41):
+    """The classes of a dense grid of the box's admissible points (the gap left out)."""
+    lower, upper, gap_lower, gap_upper = box
+    axes = [np.linspace(lo, hi, steps) for lo, hi in zip(lower, upper)]
+    points = np.array(list(itertools.product(*axes)))
+    inside_gap = (points > gap_lower) & (points < gap_upper)
+    points = points[~inside_gap.any(axis=1)]
+    scores = points @ W.T + b
+    return set((scores[:, 0] > 0).astype(int)) if len(W) == 1 else set(scores.argmax(axis=1))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_class_is_unreachable_only_where_no_admissible_point_has_it(n_classes):
+    rng = np.random.default_rng(0)
+    lower, upper = np.zeros(3), np.ones(3)
+    proofs = reached = 0
+    for trial in range(60):
+        W = rng.normal(size=(1 if n_classes == 2 else n_classes, 3))
+        b = rng.normal(size=len(W))
+        x = rng.uniform(0, 1, 3)
+        box = admissible_box(x, lower, upper, rng.random(3) < 0.2,
+                             rng.choice([-1, 0, 1], 3), no_info_val=rng.uniform(0, 1, 3)
+                             if trial % 2 else None)
+        on_grid = _classes_on_grid(W, b, box)
+        for k in range(n_classes):
+            if reaches_class(W, b, box, k):
+                reached += 1
+            else:  # a proof: no point of the box has the class
+                proofs += 1
+                assert k not in on_grid, (trial, k)
+    assert proofs >= 10 and reached >= 10  # both kinds of answer were put to the test
+
+
+def test_a_pns_box_keeps_both_sides_of_the_no_information_value():
+    x, v = np.array([0.2, 0.5]), np.array([0.4, 0.5])
+    lower, upper, gap_lower, gap_upper = admissible_box(
+        x, np.zeros(2), np.ones(2), np.zeros(2, bool), np.zeros(2), no_info_val=v)
+    # 0.2 is 0.2 below 0.4: 0 to 0.2, or 0.6 and above; at the value itself, anywhere
+    np.testing.assert_allclose([lower[0], gap_lower[0], gap_upper[0], upper[0]],
+                               [0.0, 0.2, 0.6, 1.0])
+    assert lower[1] == 0.0 and upper[1] == 1.0 and not gap_lower[1] < gap_upper[1]
+
+
+def test_only_an_affine_decision_is_read_as_one():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    linear = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    W, b = affine_decision(linear.decision_function, 4, np.zeros(4), np.ones(4))
+    np.testing.assert_allclose(X @ W.T[:, 0] + b, linear.decision_function(X), rtol=1e-9,
+                               atol=1e-9)
+    mlp = MLPClassifier((8,), max_iter=300, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert affine_decision(lambda Z: mlp.predict_proba(Z)[:, 1], 4, np.zeros(4),
+                               np.ones(4)) is None
+
+
+def test_the_warning_says_no_answer_exists_where_a_linear_program_proves_it():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1, 10, 100]
+    y = (X[:, 0] + X[:, 1] / 10 - X[:, 2] / 100 > 0).astype(int)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    rows = X[y == 0][:4]
+    # feature 0 held, the others allowed only the way that keeps class 0: no answer exists
+    held = CounterfactualExplainer(model, immutable_features=[0], search="fista",
+                                   directions={1: "decrease", 2: "increase"}).fit(X)
+    with pytest.warns(UserWarning, match=r"For 4 of them none exists: the model's decision is "
+                                         r"linear") as caught:
+        exp = held.explain(rows)
+    assert not exp.found.any()
+    assert not any("c_init" in str(w.message) for w in caught)
+    # the other ways open: answers (the proof was no formality)
+    free = CounterfactualExplainer(model, immutable_features=[0]).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert free.explain(rows).found.all()
