@@ -194,7 +194,12 @@ class _Structure:
         add(np.c_[y + ensemble.right[nodes], v], [[1.0, -1.0]], -np.inf, 0.0, nodes)
         split_nodes, split_codes, goes_left = _padded_codes(ensemble.left_codes)
         if len(split_nodes):
-            self._add_categorical_splits(add, split_nodes, split_codes, goes_left)
+            # codes past the answers' ones have no binary: a category declared at explain by
+            # a row of the batch (one fit never met), which no answer takes; its code would
+            # stand for the next column's first binary
+            answered = split_codes & (np.arange(split_codes.shape[1])
+                                      < n_categories[ensemble.feature[split_nodes]][:, None])
+            self._add_categorical_splits(add, split_nodes, answered, goes_left & answered)
         self.A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows),
                                                           np.concatenate(cols))),
                                   shape=(n_rows, self.n_var))

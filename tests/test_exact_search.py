@@ -1173,3 +1173,35 @@ def test_several_exact_answers_keep_the_gradient_free_searchs_alternatives():
     same_first = np.isclose(exact[:, 0], heuristic[:, 0])
     assert same_first.sum() >= 6
     np.testing.assert_allclose(exact[same_first], heuristic[same_first])
+
+
+def test_a_category_declared_by_one_row_leaves_the_other_rows_programs_as_they_were():
+    """Found by a user: with an OrdinalEncoder that encodes unknown categories, a row holding
+    a category fit never met gave the other rows of the same call programs whose splits on
+    that column read the next column's first binary: cheaper points that predict refused,
+    and false gaps blamed on max_time."""
+    from sklearn.preprocessing import OrdinalEncoder
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                      "job": rng.choice(["x", "y", "z"], n),
+                      "town": rng.choice(["p", "q", "r", "s"], n)})
+    y = ((X.a + (X.job == "y") - 0.8 * (X.town == "q") + 0.3 * X.b) > 0.5).astype(int)
+    encode = make_column_transformer(
+        (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+         ["job", "town"]), remainder="passthrough", sparse_threshold=0)
+    model = make_pipeline(encode, RandomForestClassifier(30, max_depth=6, random_state=0))
+    model.fit(X, y)
+    explainer = CounterfactualExplainer(model, distance="mad", search="exact",
+                                        max_time=30).fit(X)
+    rows = X.iloc[:10].astype({"town": object})
+    rows.iloc[0, 3] = "unseen"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = explainer.explain(rows)
+        for i in range(1, 10):  # (rows 7 and 9 got gaps of 1% and 9%)
+            alone = explainer.explain(rows.iloc[[i]])
+            assert alone.found[0] == batch.found[i]
+            np.testing.assert_array_equal(batch.gap[i], alone.gap[0])
+            np.testing.assert_array_equal(batch.distance[i], alone.distance[0])
