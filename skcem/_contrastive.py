@@ -2104,11 +2104,19 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             return unreachable
         W, b = affine
         n_classes = len(self.classes_)
+        if len(W) != (1 if n_classes == 2 else n_classes) or \
+                getattr(self, "_predict_in_search", False) or \
+                getattr(self, "_decision_offset", None) is not None:
+            return unreachable  # a predict other than the largest score's (a threshold)
+        # predict the largest score's class over the box too, not only at the rows
+        rng = np.random.default_rng(0)
+        probe = np.vstack([X[rows][:200], rng.uniform(lower, upper, (200, X.shape[1]))])
+        scored = probe @ W.T + b
+        scored = (scored[:, 0] > 0).astype(int) if len(W) == 1 else scored.argmax(axis=1)
+        if not np.array_equal(self.classes_[scored], self._get_backend().predict(probe)):
+            return unreachable
         current = X[rows] @ W.T + b
         current = (current[:, 0] > 0).astype(int) if len(W) == 1 else current.argmax(axis=1)
-        if len(W) != (1 if n_classes == 2 else n_classes) or not np.array_equal(
-                self.classes_[current], self._get_backend().predict(X[rows])):
-            return unreachable  # a predict other than the largest score's (a threshold)
         no_info_val = np.broadcast_to(common["no_info_val"], X.shape[1:]) \
             if common["mode"].name == "PN" else None
         targets = None if target_class is None else np.asarray(target_class, dtype=object)
