@@ -33,7 +33,8 @@ from ._fista import (CodedBackend, DecisionBackend, ScaledBackend, SearchProblem
 from ._gradients import detect_output_kind, embeds_inputs, is_deep_model, make_backend
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
-from ._linear_proofs import admissible_box, affine_decision, reaches_class
+from ._linear_proofs import (admissible_box, affine_decision, predicts_largest_score,
+                             reaches_class)
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
@@ -2086,7 +2087,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         decision = getattr(self.estimator_, "decision_function", None)
         codec = getattr(self, "_codec", None)
         if not rows.any() or decision is None or not common["mode"].requires_change or \
-                is_deep_model(self.estimator_) or self.classes_ is None or \
+                not predicts_largest_score(self.estimator_) or self.classes_ is None or \
                 (codec is not None and codec.has_categorical):
             return unreachable
         lower = np.broadcast_to(common["lower"], X.shape[1:]).astype(float)
@@ -2113,7 +2114,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         probe = np.vstack([X[rows][:200], rng.uniform(lower, upper, (200, X.shape[1]))])
         scored = probe @ W.T + b
         scored = (scored[:, 0] > 0).astype(int) if len(W) == 1 else scored.argmax(axis=1)
-        if not np.array_equal(self.classes_[scored], self._get_backend().predict(probe)):
+        if not np.array_equal(scored, self._get_backend().predict(probe)):  # (indices)
             return unreachable
         current = X[rows] @ W.T + b
         current = (current[:, 0] > 0).astype(int) if len(W) == 1 else current.argmax(axis=1)

@@ -19,6 +19,26 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 _AFFINE_RTOL = 1e-7
 
 
+def predicts_largest_score(estimator):
+    """Whether ``estimator``'s ``predict`` is, by construction, the class of the largest
+    ``decision_function`` score (the sign of one score): a scikit-learn linear classifier or
+    linear discriminant analysis, alone or at the end of a Pipeline (frozen or not). Not a
+    wrapper such as a threshold classifier or a bagging ensemble, whose ``predict`` follows
+    other numbers, however close to these."""
+    from sklearn.base import is_classifier
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.pipeline import Pipeline
+
+    from ._wrappers import frozen_inner
+
+    estimator = frozen_inner(estimator)
+    if isinstance(estimator, Pipeline):
+        estimator = frozen_inner(estimator.steps[-1][1])
+    return isinstance(estimator, LinearDiscriminantAnalysis) or (
+        type(estimator).__module__.startswith("sklearn.linear_model")
+        and is_classifier(estimator))
+
+
 def affine_decision(decision, n_features, centre, scale):
     """``(W, b)`` with ``decision(x) = W @ x + b`` for every row ``x`` (as many columns per
     row as the model has scores), or None where the decision is not affine.

@@ -92,3 +92,29 @@ def test_the_warning_says_no_answer_exists_where_a_linear_program_proves_it():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert free.explain(rows).found.all()
+
+
+def test_proofs_follow_the_labels_and_only_models_that_predict_their_largest_score():
+    """Found by a review: the proof compared labels with class positions (so it never held
+    for labels other than 0..k-1), and a wrapper whose predict follows other numbers than
+    the scores (a threshold near 0.5, bagging's mean probability) got a false proof."""
+    from sklearn.ensemble import BaggingClassifier
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1, 10, 100]
+    y = (X[:, 0] + X[:, 1] / 10 - X[:, 2] / 100 > 0).astype(int)
+    named = np.array(["no", "yes"])[y]
+    rows = X[y == 0][:4]
+    options = dict(immutable_features=[0], search="fista",
+                   directions={1: "decrease", 2: "increase"})
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, named)
+    with pytest.warns(UserWarning, match=r"For 4 of them none exists"):
+        CounterfactualExplainer(model, **options).fit(X).explain(rows)
+    for wrapped in (FixedThresholdClassifier(LogisticRegression(), threshold=0.499),
+                    BaggingClassifier(LogisticRegression(), n_estimators=3, random_state=0)):
+        wrapped.fit(X, named)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            CounterfactualExplainer(wrapped, **options).fit(X).explain(rows)
+        assert not any("none exists" in str(w.message) for w in caught)
