@@ -724,10 +724,39 @@ def test_the_not_found_advice_names_distance_mad_only_where_it_is_not_set(distan
     X, y = load_iris(return_X_y=True)
     model = LogisticRegression(max_iter=1000).fit(X, y)
     explainer = CEMExplainer(model, distance=distance, max_iterations=2, c_steps=1,
-                             c_init=1e-3).fit(X)
+                             c_init=1e-3, search="fista").fit(X)
     with pytest.warns(ExplanationNotFoundWarning) as caught:
         explainer.explain(X[:5])
     message = " ".join(str(w.message) for w in caught
                        if issubclass(w.category, ExplanationNotFoundWarning))
     assert "Try a larger c_init" in message
     assert ("distance='mad'" in message) == (distance != "mad")
+
+
+def test_an_instance_without_a_start_still_tries_one_and_two_moves():
+    """Found by a user: with two of wine's four features immutable, no training row of
+    another class stayed valid once made admissible, and the one- and two-move answers were
+    tried only for instances that had a start: no PN, where alcohol and colour moved across
+    their no-information values to the ends of their ranges make one."""
+    from sklearn.datasets import load_wine
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_wine(return_X_y=True)
+    X = X[:, [0, 6, 9, 12]]
+    order = np.random.RandomState(0).permutation(len(X))
+    train = order[:130]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+        X[train], y[train])
+    x0 = X[order[[143]]]
+    for search in ("auto", "neighbors"):
+        cem = CEMExplainer(model, mode="PN", distance="mad", immutable_features=[1, 3],
+                           search=search).fit(X[train])
+        exp = cem.explain(x0)
+        assert exp.found[0], search
+        answer = exp.explanation[0]
+        assert model.predict(answer[None])[0] != model.predict(x0)[0]
+        v = cem.no_info_val_
+        moved = answer != x0[0]
+        assert np.all(np.abs(answer - v)[moved] > np.abs(x0[0] - v)[moved])  # away from v
+        np.testing.assert_array_equal(answer[[1, 3]], x0[0, [1, 3]])
