@@ -729,8 +729,11 @@ default=None
           constraints are about the instance, also for a PP);
         - ``redundancy``: number of changed features that can each, alone, be set back to
           the reference value with the explanation still valid (NaN for invalid rows); for
-          a PP only removals that violate no constraint count, and with ``X_train`` no
-          set-back that creates a rare pair of categories (see ``rare_pairs``) counts;
+          a PP only removals that violate no constraint count (a category ``feature_range``
+          does not list included), and with ``X_train`` no set-back that creates a rare pair
+          of categories (see ``rare_pairs``) counts. Validity here is the model's
+          ``predict`` at no margin: answers made with ``kappa`` > 0 keep the margin, and a
+          change they need for it may count as redundant;
         - ``rare_pairs``: pairs of categories of the explanation that fewer than 0.01% of
           ``X_train``'s rows hold (or none, or fewer than 1% of the rows that the counts
           of its two categories predict were they independent), and that the instance does
@@ -934,11 +937,15 @@ default=None
             revertible[:, num] = ~((np.abs(removed) > _ATOL * scale)
                                    & (immutable[num] | (sign[num] * removed < 0)
                                       | (r_num < lower[num]) | (r_num > upper[num])))
+        listed = _permitted(feature_range, columns, categorical, X, X_train)
         for k, j in enumerate(cat):
             codes = _codes([_as_object(_column(E, j))[idx], _as_object(_column(X, j))[idx],
                             reference(j, idx)], pd)
             changed_x[:, j] = codes[0] != codes[1]
             revertible[:, j] = ~(immutable[j] & (codes[2] != codes[1]))
+            if j in listed:  # a background category feature_range leaves out: kept
+                allowed = np.isin(reference(j, idx), np.asarray(listed[j], dtype=object))
+                revertible[:, j] &= allowed | (codes[2] == codes[1])
     with np.errstate(invalid="ignore"):
         violation = changed_x & (immutable | (sign * delta_x < 0) | (values < lower)
                                  | (values > upper))

@@ -632,3 +632,19 @@ def test_targets_seconds_answers_and_estimators_a_table_cannot_score_are_refused
     table = explanation_metrics(iris_model, X[:3], E, target=[0, 1, 2], seconds=0.5)
     assert (table["seconds"] == 0.5).all()
     np.testing.assert_array_equal(table["valid"], iris_model.predict(E) == [0, 1, 2])
+
+
+def test_a_pp_keeping_a_category_feature_range_leaves_out_at_the_background_is_no_redundancy():
+    """Found by a user: with feature_range={"size": ["S", "M"]} a PP cannot remove a size to
+    the background's "XL", yet the metrics counted keeping it as redundant."""
+    model = ThresholdClassifier("a", 0.5)
+    X = pd.DataFrame({"a": [1.0], "size": ["M"]})
+    kept = pd.DataFrame({"a": [1.0], "size": ["M"]})
+    background = {"a": 0.0, "size": "XL"}
+    free = explanation_metrics(model, X, kept, mode="PP", background=background,
+                               categorical_features=["size"])
+    assert free.loc[0, "redundancy"] == 1  # size could go back to XL
+    held = explanation_metrics(model, X, kept, mode="PP", background=background,
+                               categorical_features=["size"],
+                               feature_range={"size": ["M"]})
+    assert held.loc[0, "valid"] and held.loc[0, "redundancy"] == 0
