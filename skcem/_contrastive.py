@@ -242,12 +242,15 @@ def _as_float32(Z):
 
 
 def _answers(estimator, rows):
-    """Whether ``estimator``'s probabilities come back on ``rows`` (no exception)."""
-    predict_proba = getattr(estimator, "predict_proba", estimator)
+    """Whether ``estimator``'s probabilities (scores, else classes, of a model without
+    them) come back on ``rows`` (no exception)."""
+    answer = next((getattr(estimator, name) for name in
+                   ("predict_proba", "decision_function", "predict")
+                   if callable(getattr(estimator, name, None))), estimator)
     try:
         with catching_warnings():
             warnings.simplefilter("ignore")
-            predict_proba(rows)
+            answer(rows)
         return True
     except Exception:  # each model raises its own kind
         return False

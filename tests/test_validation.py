@@ -1193,9 +1193,16 @@ def frame_pipeline():
 def test_a_model_that_fails_on_an_array_or_on_a_text_cell_is_told_apart(frame_pipeline):
     X, model = frame_pipeline
     # fitted on a DataFrame, given an array: the columns are what is missing, not an encoder
-    with pytest.raises(ValueError, match=r"fitted on a DataFrame and fails on X given as an "
-                                         r"array.*DataFrame with its columns \['age', 'job'\]"):
-        CounterfactualExplainer(model).fit(X.to_numpy())
+    from sklearn.base import clone
+    from sklearn.svm import LinearSVC
+
+    scores_only = clone(model).set_params(logisticregression=LinearSVC()).fit(
+        X, model.predict(X))  # no predict_proba: its scores tell
+    for fitted in (model, scores_only):
+        with pytest.raises(ValueError, match=r"fitted on a DataFrame and fails on X given as "
+                                             r"an array.*DataFrame with its columns "
+                                             r"\['age', 'job'\]"):
+            CounterfactualExplainer(fitted).fit(X.to_numpy())
     # a numeric column holding text: that column is named, not every text column
     aged = X.astype({"age": object})
     aged["age"] = "old"
