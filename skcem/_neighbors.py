@@ -400,10 +400,37 @@ class NeighborSearch:
                         joint=self.joint, spread=self.leaves is None)
                     owner = np.concatenate([owner, best_owner])
                     E = np.concatenate([E, best_E])
+        if not problem.mode.requires_change and owner.size and d <= _MAX_PAIRED_MOVES:
+            owner, E = self._regrown(search, owner, E)
         result = search.result(E, owner, n, self.n_answers)
         if progress is not None:
             progress(0, result.best_c, result.found)
         return result
+
+    def _regrown(self, search, owner, E):
+        """A PP's answers and, beside the cheapest of each instance, that answer with one
+        more feature of the instance kept whole, then shrunk and reverted as the others.
+
+        Features removed one at a time, then shrunk one at a time, stop at a PP that keeps
+        much of one feature where a little of two would do (an elastic distance costs a
+        large change more than two small ones): with the second feature kept, the first
+        may shrink far further (on wine, a HistGradientBoosting's PPs a median 3.3 times
+        the distance of the best on a grid before)."""
+        best = search.cheapest(owner, E, 1)
+        rows, answers = owner[best], E[best]
+        x0 = search.problem.x0[rows]
+        i, k = np.nonzero((answers != x0) & ~np.isnan(x0))
+        if i.size == 0:
+            return owner, E
+        trials = answers[i].copy()
+        trials[np.arange(i.size), k] = x0[i, k]
+        valid = search.valid(trials, rows[i])
+        if not valid.any():
+            return owner, E
+        trials, trial_owner = trials[valid], rows[i][valid]
+        trials = search.shrink(trials, trial_owner, self.n_bisections, self.max_shrunk)
+        trials = search.revert(trials, trial_owner)
+        return np.concatenate([owner, trial_owner]), np.concatenate([E, trials])
 
     def _starts(self, search, rows):
         """The nearest valid admissible candidates: ``(owner, rows)`` with ``owner`` the
