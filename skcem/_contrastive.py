@@ -56,7 +56,7 @@ from ._validation import (accepts_missing_values, align_columns, align_rows, as_
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           to_polars, validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, catching_warnings, silencing, warn
-from ._wrappers import frozen_inner
+from ._wrappers import frozen_inner, probability_inner
 from .costs import median_absolute_deviation
 
 
@@ -442,6 +442,16 @@ def _vectorized_columns(estimator, n_columns):
                     for j in taken(part, [positions[i] for i in inputs.get(name, [])])]
         return []
 
+    from ._decision_scores import DecisionScores
+
+    # inside the softmax of a decision function skcem puts around a model without
+    # probabilities (a LinearSVC Pipeline), and inside frozen and threshold wrappers
+    while True:
+        inner = probability_inner(estimator.estimator if isinstance(estimator, DecisionScores)
+                                  else estimator)
+        if inner is estimator:
+            break
+        estimator = inner
     return sorted(set(taken(estimator, list(range(n_columns)))))
 
 

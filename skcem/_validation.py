@@ -282,15 +282,21 @@ def fitted_columns(estimator):
 
 def is_documents(X):
     """Whether ``X`` is a 1-D sequence of text: documents, as a text Pipeline's vectorizer
-    takes them (its first value text that is not a number)."""
+    takes them (its first value that is not missing is text, and not a number)."""
     if hasattr(X, "columns") or getattr(X, "ndim", 1) != 1 or isinstance(X, (str, bytes)) \
             or isinstance(X, dict):
         return False
     try:
-        first = next(iter(X), None)
+        first = next((value for value in X if not _is_missing_scalar(value)), None)
     except TypeError:
         return False
     return isinstance(first, (str, bytes)) and not _is_number(first)
+
+
+def _is_missing_scalar(value):
+    """None, a float NaN, or pandas's NA / NaT."""
+    return value is None or (isinstance(value, float) and value != value) or \
+        type(value).__name__ in ("NAType", "NaTType")
 
 
 def check_not_documents(X):

@@ -1248,3 +1248,24 @@ def test_merging_the_top_k_keeps_a_stable_sorts_order_ties_included():
         best = np.argsort(-everything, axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(scores, np.take_along_axis(everything, best, axis=1))
         np.testing.assert_array_equal(indices, np.take_along_axis(every_index, best, axis=1))
+
+
+def test_a_single_text_or_missing_documents_get_one_clear_line():
+    """Found by a user: a 0-d array of one text raised IndexError, and [None] was said not to
+    be documents ("got list")."""
+    pytest.importorskip("pandas")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(0)
+    words = np.array(["good", "bad", "great", "awful", "movie"])
+    documents = [" ".join(rng.choice(words, 4)) for _ in range(40)]
+    y = np.array(["pos" if "good" in d else "neg" for d in documents])
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(documents, y)
+    explainer = GradientSimilarityExplainer(model).fit(documents, y)
+    with pytest.raises(ValueError, match="X must be documents, one text per row"):
+        explainer.explain(np.array("a good movie"))
+    for missing in ([None], [np.nan]):
+        with pytest.raises(ValueError, match=r"X holds missing documents only \(1\)"):
+            explainer.explain(missing)
+    with pytest.raises(ValueError, match=r"X holds missing documents \(at positions \[0\]\)"):
+        explainer.explain([None, "a good movie"])  # its first document missing
