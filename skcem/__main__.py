@@ -581,9 +581,27 @@ def _check_demo(args):
     """``demo``'s options, before any work is done."""
     if args.n_instances < 1:
         raise InputError(f"-n: the test digits to explain, at least 1; got {args.n_instances}")
-    folder = Path(args.figure).parent
+    figure = Path(args.figure)
+    if figure.name in ("", ".", "..") or figure.is_dir():
+        raise InputError(f"--figure: {args.figure} is a folder; name the image file to write, "
+                         "such as skcem_demo.png")
+    if not figure.suffix:  # as matplotlib writes it
+        figure = figure.with_name(figure.name + ".png")
+    folder = figure.parent
     if not folder.is_dir():
-        raise InputError(f"--figure: no folder {folder} to write {Path(args.figure).name} in")
+        raise InputError(f"--figure: no folder {folder} to write {figure.name} in")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--figure: the folder {folder} cannot be written to")
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # the demo says there is no figure
+        pass
+    else:
+        formats = Figure().canvas.get_supported_filetypes()
+        if figure.suffix[1:].lower() not in formats:
+            raise InputError(f"--figure: matplotlib writes no {figure.suffix} files; give "
+                             f"one of {', '.join('.' + name for name in sorted(formats))}")
+    args.figure = str(figure)
 
 
 def _json_value(value):
@@ -1042,7 +1060,11 @@ def main(argv=None):
             from ._demo import run_demo
 
             _check_demo(args)
-            run_demo(n_instances=args.n_instances, figure=args.figure)
+            try:
+                run_demo(n_instances=args.n_instances, figure=args.figure)
+            except OSError as exc:  # the figure, written last
+                raise InputError(f"--figure: cannot write {args.figure}: "
+                                 f"{exc.strerror or exc}") from exc
         elif args.command == "explain":
             _explain(args)
         else:

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from ._cem import CEMExplainer
-from ._contrastive import ExplanationNotFoundWarning
+from ._warnings import SkcemWarning
 from .metrics import n_changed
 
 
@@ -56,13 +56,17 @@ def run_demo(n_instances=5, figure="skcem_demo.png"):
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
     clf = MLPClassifier((32,), max_iter=500, random_state=0).fit(X_train, y_train)
     print(f"MLPClassifier(32,) on digits: test accuracy {clf.score(X_test, y_test):.3f}")
+    if n_instances > len(X_test):
+        print(f"(-n {n_instances}: all {len(X_test)} test digits are explained)")
 
     common = dict(no_info_val=0.0, feature_range=(0.0, 1.0))
     explanations = {}
     for mode in ("PN", "PP"):
         cem = CEMExplainer(clf, mode=mode, **common).fit(X_train)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+            # the table says what was found and kept, and the demo has no options to act on
+            # a warning's advice
+            warnings.simplefilter("ignore", SkcemWarning)
             explanations[mode] = cem.explain(X_test[:n_instances])
     pn, pp = explanations["PN"], explanations["PP"]
     print("\nPN: the fewest pixels to add to change the class; PP: the fewest pixels to keep.")

@@ -97,7 +97,16 @@ def _image_shape(explanation, image_shape):
         if side * side != explanation.X.shape[1]:
             raise ValueError("Pass `image_shape`: the instances are not square images.")
         shape = (side, side)
+    return _drawn_shape(shape)
+
+
+def _drawn_shape(shape):
+    """An image's ``shape`` as drawn: its axes of length 1 dropped, a strip of pixels (1, n)
+    or (n, 1) kept as the row or column it is; an error where it is no image."""
+    given = tuple(shape)
     shape = tuple(dim for dim in shape if dim != 1) or (1,)
+    if len(shape) == 1:
+        shape = (1, shape[0]) if len(given) < 2 or given[-1] != 1 else (shape[0], 1)
     if len(shape) > 3 or (len(shape) == 3 and _colour_axis(shape) is None):
         raise ValueError(f"`image_shape` {shape} is no image: (height, width), or with 3 or 4 "
                          "colour channels first or last.")
@@ -572,10 +581,7 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     shape = image_shape or ((side, side) if side * side == n_features and feature_names is None
                             and n_features > 4 else None)
     if image_shape is not None:
-        shape = tuple(dim for dim in image_shape if dim != 1) or (1,)
-        if len(shape) > 3 or (len(shape) == 3 and _colour_axis(shape) is None):
-            raise ValueError(f"`image_shape` {shape} is no image: (height, width), or with 3 "
-                             "or 4 colour channels first or last.")
+        shape = _drawn_shape(image_shape)
     if shape is not None:
         images = [_image(row, shape) for row in rows]
         low, high = min(image.min() for image in images), max(image.max() for image in images)

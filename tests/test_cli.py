@@ -230,11 +230,25 @@ def test_demo_prints_the_table_and_writes_the_figure(tmp_path):
     (["-n", "-1"], "-n: the test digits to explain, at least 1; got -1"),
     (["--figure", "no_such_folder/demo.png"],
      "--figure: no folder no_such_folder to write demo.png in"),
+    # found by a user: a format matplotlib does not write failed after all the work, and a
+    # folder was written to as a hidden ".png"
+    (["--figure", "demo.xyz"], "--figure: matplotlib writes no .xyz files; give one of"),
+    (["--figure", "."], "--figure: . is a folder; name the image file to write"),
 ])
 def test_demo_options_are_checked_first(capsys, args, message):
     # -n 0 ended in a traceback, -1 explained 449 digits, a missing folder failed at the end
+    pytest.importorskip("matplotlib")
     code, err = _main(capsys, "demo", *args)
-    assert code == 2 and err.strip() == f"skcem demo: error: {message}"
+    assert code == 2 and err.strip().startswith(f"skcem demo: error: {message}")
+
+
+def test_demo_says_the_file_it_writes_and_no_warning(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = _run("demo", "-n", "2", "--figure", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "demo.png").is_file()
+    assert f"written to {tmp_path / 'demo.png'}" in result.stdout
+    assert "Warning" not in result.stderr
 
 
 @pytest.fixture(scope="module")

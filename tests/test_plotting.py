@@ -525,3 +525,11 @@ def test_similarity_counts_and_tabular_axes_are_checked(iris, iris_model):
     with pytest.raises(ValueError, match="`ax` must be one matplotlib Axes; got ndarray"):
         plotting.plot_tabular_explanation(cf, ax=plt.subplots(1, 2)[1])
     plt.close("all")
+
+
+def test_a_strip_of_pixels_is_drawn_as_a_row(digit_pn):
+    """Found by a user: image_shape=(1, 64) failed inside matplotlib (a 1-D image)."""
+    for shape, drawn in (((1, 64), (1, 64)), ((64, 1), (64, 1))):
+        fig = plotting.plot_image_explanation(digit_pn, image_shape=shape)
+        assert fig.axes[0].images[0].get_array().shape == drawn
+        plt.close(fig)
