@@ -464,6 +464,10 @@ def plot_counterfactuals(explanation, index=0, feature_names=None, axes=None,
                               explanation.X_pred[index])
     for rank, ax in enumerate(axes):
         if not np.isfinite(distance[rank]):
+            if rank == 0:  # no answer at all: the instance's class, and that none was found
+                plot_tabular_explanation(ranked, index=index * k, feature_names=feature_names,
+                                         ax=ax, only_changed=only_changed)
+                continue
             ax.set_title(f"rank {rank}: none")
             ax.set_axis_off()
             continue
@@ -494,6 +498,10 @@ def _image_counterfactuals(explanation, ranked, index, k, image_shape, axes, cma
     for rank in range(k):
         row = axes[3 * rank:3 * rank + 3]
         if not np.isfinite(distance[rank]):
+            if rank == 0:  # no answer at all: the original, and that none was found
+                plot_image_explanation(ranked, index=index * k, image_shape=shape, axes=row,
+                                       cmap=cmap)
+                continue
             for ax in row:
                 ax.set_axis_off()
             row[1].set_title(f"rank {rank}: none")

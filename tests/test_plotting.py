@@ -533,3 +533,22 @@ def test_a_strip_of_pixels_is_drawn_as_a_row(digit_pn):
         fig = plotting.plot_image_explanation(digit_pn, image_shape=shape)
         assert fig.axes[0].images[0].get_array().shape == drawn
         plt.close(fig)
+
+
+def test_an_instance_without_any_counterfactual_is_drawn_with_its_class(digits, digits_model):
+    """Found by a user: an instance with no answer got a blank figure ("rank 0: none")."""
+    X, _ = digits
+    own = digits_model.predict(X[1300:1301])[0]
+    explainer = CounterfactualExplainer(digits_model, target_class=own, n_counterfactuals=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.fit(X[:300]).explain(X[1300:1301])
+    assert not exp.found[0]
+    fig = plotting.plot_counterfactuals(exp, image_shape=(8, 8))
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), X[1300].reshape(8, 8))
+    assert fig.axes[2].get_title() == "no CF found"
+    plt.close(fig)
+    bars = plotting.plot_counterfactuals(exp)  # as a table
+    assert f"class {own}" in bars.axes[0].get_title() and "no CF found" in \
+        bars.axes[0].get_title()
+    plt.close("all")
