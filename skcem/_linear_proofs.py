@@ -28,13 +28,17 @@ def predicts_largest_score(estimator):
     from sklearn.base import is_classifier
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
 
+    from ._decision_scores import DecisionScores
     from ._wrappers import frozen_inner
 
+    if isinstance(estimator, DecisionScores):  # the softmax skcem puts around its scores
+        estimator = estimator.estimator
     estimator = frozen_inner(estimator)
     if isinstance(estimator, Pipeline):
         estimator = frozen_inner(estimator.steps[-1][1])
-    return isinstance(estimator, LinearDiscriminantAnalysis) or (
+    return isinstance(estimator, (LinearDiscriminantAnalysis, LinearSVC)) or (
         type(estimator).__module__.startswith("sklearn.linear_model")
         and is_classifier(estimator))
 

@@ -661,13 +661,17 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         0, and their own index."""
         import pandas as pd
 
-        if isinstance(X, (str, bytes)) or np.ndim(X) == 0:
+        try:
+            n_dims = np.ndim(X)
+        except ValueError:  # ragged: lists of tokens, say
+            n_dims = None
+        if isinstance(X, (str, bytes)) or n_dims == 0:
             raise ValueError("X must be documents, one text per row (a list or a Series of "
                              f"texts); got {type(X).__name__} {X!r:.60}.")
         if hasattr(X, "__len__") and not hasattr(X, "shape") and len(X) == 0 or \
                 getattr(X, "shape", (1,))[0] == 0:
             raise ValueError("X holds no documents (0 rows).")
-        if not is_documents(X) and not hasattr(X, "columns") and np.ndim(X) == 1 and \
+        if not is_documents(X) and not hasattr(X, "columns") and n_dims == 1 and \
                 pd.isna(pd.Series(list(X), dtype=object)).all():
             raise ValueError(f"X holds missing documents only ({len(X)}); their gradients "
                              "are undefined.")

@@ -295,7 +295,7 @@ def is_documents(X):
 
 def _is_missing_scalar(value):
     """None, a float NaN, or pandas's NA / NaT."""
-    return value is None or (isinstance(value, float) and value != value) or \
+    return value is None or (isinstance(value, (float, np.floating)) and value != value) or \
         type(value).__name__ in ("NAType", "NaTType")
 
 

@@ -118,3 +118,21 @@ def test_proofs_follow_the_labels_and_only_models_that_predict_their_largest_sco
             warnings.simplefilter("always")
             CounterfactualExplainer(wrapped, **options).fit(X).explain(rows)
         assert not any("none exists" in str(w.message) for w in caught)
+
+
+def test_a_linear_svm_scored_by_skcem_gets_its_proofs():
+    """Found by a review: a LinearSVC (no probabilities: skcem scores it by the softmax of its
+    decision function, in a wrapper) lost its proofs."""
+    from sklearn.datasets import load_iris
+    from sklearn.svm import LinearSVC
+
+    from skcem import CEMExplainer
+
+    X, y = load_iris(return_X_y=True)
+    model = LinearSVC(max_iter=10000, random_state=0).fit(X, y)
+    cem = CEMExplainer(model, mode="PN", immutable_features=[2, 3]).fit(X)
+    with pytest.warns(UserWarning, match=r"For \d+ of them none exists") as caught:
+        exp = cem.explain(X[:50])
+    message = next(str(w.message) for w in caught if "none exists" in str(w.message))
+    proved = int(message.split("For ")[1].split(" of them")[0])
+    assert proved >= 20 and proved <= (~exp.found).sum()

@@ -1269,3 +1269,5 @@ def test_a_single_text_or_missing_documents_get_one_clear_line():
             explainer.explain(missing)
     with pytest.raises(ValueError, match=r"X holds missing documents \(at positions \[0\]\)"):
         explainer.explain([None, "a good movie"])  # its first document missing
+    with pytest.raises(ValueError, match="X must be documents too, one per row"):
+        explainer.explain([["good", "movie"], ["bad"]])  # tokens, ragged
