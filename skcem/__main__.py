@@ -273,6 +273,27 @@ def _as_documents(model, header, X, option):
     return X.iloc[:, 0].fillna("")
 
 
+def _reading_the_column_as_documents(model, header):
+    """A Pipeline that reads documents, handed the one column of the CSV as them (what the
+    explainers' error advises from Python), else the model as it is."""
+    if not _first_step_reads_documents(model):
+        return model
+    if len(header) != 1:
+        raise InputError(f"--data: the model's Pipeline reads one document per row (its first "
+                         f"step is a text vectorizer): give one column, or --drop the others; "
+                         f"got {len(header)}: {list(header)}")
+    from functools import partial
+
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from ._wrappers import column_documents
+
+    return make_pipeline(FunctionTransformer(partial(column_documents, column=header[0])),
+                         FrozenEstimator(model))
+
+
 def _read_features(path, option, header, rows, target, model, drop=()):
     """The header and features of a CSV file for ``similarity``, without the ``target``
     column and those of ``drop``: a DataFrame of numbers and text for a Pipeline, else
@@ -816,6 +837,7 @@ def _explain(args):
             train = train[header]
         else:
             train = _reorder(train_header, train, header, "--train")
+    model = _reading_the_column_as_documents(model, header)
     params = _parse_params(args.params)
     if args.n_counterfactuals is not None:
         if args.mode != "CF":

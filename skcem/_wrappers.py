@@ -69,3 +69,10 @@ def decision_threshold(estimator):
     classes = list(estimator.classes_)
     positive = len(classes) - 1 if pos_label is None else classes.index(pos_label)
     return inner, positive, response, float(threshold)
+
+
+def column_documents(frame, column):
+    """The documents of one column of a DataFrame, an empty cell an empty document: what a
+    Pipeline whose first step is a text vectorizer takes (the command line's wrapper of such
+    a model, explained on a CSV of that column)."""
+    return frame[column].fillna("")

@@ -1425,3 +1425,31 @@ def test_the_missing_rows_hint_reads_every_refused_column_from_the_error():
     except ValueError as exc:
         hint = _missing_rows_hint(exc, {"--data": data})
     assert hint == " (missing cells in --data rows [1, 2])"
+
+
+def test_explain_hands_a_text_pipeline_its_documents(tmp_path, capsys):
+    """Found by a user: `similarity` read a CSV's one column as documents for a Pipeline
+    whose first step is a text vectorizer; `explain` refused it with advice only Python
+    can follow."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    words = np.array(["good", "bad", "great", "awful", "movie", "plot"])
+    documents = [" ".join(rng.choice(words, 4)) for _ in range(80)]
+    y = np.array(["pos" if ("good" in d) or ("great" in d) else "neg" for d in documents])
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(documents, y)
+    joblib.dump(model, tmp_path / "text.joblib")
+    pd.DataFrame({"text": documents, "label": y}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"text": documents[:4]}).to_csv(tmp_path / "data.csv", index=False)
+    code, err = _main(capsys, "explain", "--model", tmp_path / "text.joblib", "--data",
+                      tmp_path / "data.csv", "--train", tmp_path / "train.csv", "--drop",
+                      "label", "--mode", "CF", "--answers", "--quiet", "--out",
+                      tmp_path / "out.json")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert all(row["found"] for row in rows)
+    answers = [row["answer"]["text"] for row in rows]
+    assert set(answers) <= set(documents)  # another row's text, whole
+    assert np.all(model.predict(answers) != model.predict(documents[:4]))
