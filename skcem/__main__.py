@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._labels import is_missing
+
 # Binary tables a CSV option may be handed, by their first bytes.
 _BINARY_TABLES = ((b"PAR1", "Parquet"), (b"ARROW1", "Arrow (Feather)"),
                   (b"PK\x03\x04", "zip (an Excel workbook?)"), (b"\x89HDF", "HDF5"))
@@ -711,8 +713,7 @@ def _missing_as_none(value):
         return {k: _missing_as_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_missing_as_none(v) for v in value]
-    if isinstance(value, float) and value != value or \
-            type(value).__name__ in ("NAType", "NaTType"):  # pandas's NA and NaT
+    if is_missing(value):  # NaN, pandas's NA and NaT too
         return None
     return value
 

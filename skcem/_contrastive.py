@@ -33,8 +33,8 @@ from ._fista import (CodedBackend, DecisionBackend, ScaledBackend, SearchProblem
 from ._gradients import detect_output_kind, embeds_inputs, is_deep_model, make_backend
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
-from ._linear_proofs import (admissible_box, affine_decision, predicts_largest_score,
-                             reaches_class)
+from ._linear_proofs import (admissible_box, affine_decision, largest_score,
+                             predicts_largest_score, reaches_class)
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
@@ -2125,12 +2125,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # predict the largest score's class over the box too, not only at the rows
         rng = np.random.default_rng(0)
         probe = np.vstack([X[rows][:200], rng.uniform(lower, upper, (200, X.shape[1]))])
-        scored = probe @ W.T + b
-        scored = (scored[:, 0] > 0).astype(int) if len(W) == 1 else scored.argmax(axis=1)
-        if not np.array_equal(scored, self._get_backend().predict(probe)):  # (indices)
+        if not np.array_equal(largest_score(W, b, probe),
+                              self._get_backend().predict(probe)):  # (class positions)
             return unreachable
-        current = X[rows] @ W.T + b
-        current = (current[:, 0] > 0).astype(int) if len(W) == 1 else current.argmax(axis=1)
+        current = largest_score(W, b, X[rows])
         no_info_val = np.broadcast_to(common["no_info_val"], X.shape[1:]) \
             if common["mode"].name == "PN" else None
         targets = None if target_class is None else np.asarray(target_class, dtype=object)

@@ -15,6 +15,7 @@ from numbers import Real
 
 import numpy as np
 
+from ._labels import is_missing
 from ._validation import from_polars
 from .costs import median_absolute_deviation
 
@@ -111,15 +112,9 @@ def _missing_rows(answers):
         else np.zeros(len(answers), bool)
 
 
-def _is_missing(value):
-    """None, a float NaN or pandas' NA (without importing pandas)."""
-    return value is None or (isinstance(value, float) and value != value) or \
-        type(value).__name__ == "NAType"
-
-
 def _category_differs(a, b):
     """Two categories differ; two missing ones do not, one missing and one not do."""
-    a_missing, b_missing = _is_missing(a), _is_missing(b)
+    a_missing, b_missing = is_missing(a), is_missing(b)
     if a_missing or b_missing:
         return a_missing != b_missing
     return bool(a != b)

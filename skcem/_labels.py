@@ -44,7 +44,7 @@ def check_class_labels(y, owner, prefitted=False):
     if values.dtype.kind not in "fO":
         return
     missing = np.flatnonzero(np.isnan(values) if values.dtype.kind == "f" else
-                             [_is_missing(value) for value in values])
+                             [is_missing(value) for value in values])
     if missing.size:
         raise ValueError(f"`y` holds missing labels ({missing.size} of {len(values)} rows, "
                          f"at positions {missing[:5].tolist()}"
@@ -52,7 +52,7 @@ def check_class_labels(y, owner, prefitted=False):
                          "them a class.")
 
 
-def _is_missing(value):
+def is_missing(value):
     """None, NaN, and pandas's NA and NaT."""
     return value is None or (isinstance(value, (float, np.floating)) and value != value) or \
         type(value).__name__ in ("NAType", "NaTType")

@@ -43,6 +43,13 @@ def predicts_largest_score(estimator):
         and is_classifier(estimator))
 
 
+def largest_score(W, b, X):
+    """The class position of each row of ``X`` by ``W x + b``: that of the largest score
+    (one score: 1 where it is positive)."""
+    scores = X @ W.T + b
+    return (scores[:, 0] > 0).astype(int) if len(W) == 1 else scores.argmax(axis=1)
+
+
 def affine_decision(decision, n_features, centre, scale):
     """``(W, b)`` with ``decision(x) = W @ x + b`` for every row ``x`` (as many columns per
     row as the model has scores), or None where the decision is not affine.

@@ -15,6 +15,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 from ._array_api import to_numpy
 from ._gradients import computes_in_half_precision, is_deep_model
 from ._gradients._base import probability_array
+from ._labels import is_missing
 
 # A target with more distinct values than this share of its rows (and more than
 # _MAX_CLASSES_ALWAYS_ACCEPTED) looks like a regression target, not class labels.
@@ -287,16 +288,11 @@ def is_documents(X):
             or isinstance(X, dict):
         return False
     try:
-        first = next((value for value in X if not _is_missing_scalar(value)), None)
+        first = next((value for value in X if not is_missing(value)), None)
     except TypeError:
         return False
     return isinstance(first, (str, bytes)) and not _is_number(first)
 
-
-def _is_missing_scalar(value):
-    """None, a float NaN, or pandas's NA / NaT."""
-    return value is None or (isinstance(value, (float, np.floating)) and value != value) or \
-        type(value).__name__ in ("NAType", "NaTType")
 
 
 def check_not_documents(X):

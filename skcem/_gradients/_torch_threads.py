@@ -25,14 +25,13 @@ def search_threads(n_numbers, device):
     """One intra-op thread for a search over ``n_numbers`` numbers on a CPU ``device`` when
     that is below :data:`SMALL_BATCH`; the previous setting restored on exit."""
     previous = torch.get_num_threads()
-    # (out of a caller's inference_mode: the search's tensors are differentiated)
-    if device.type != "cpu" or n_numbers >= SMALL_BATCH or previous == 1:
-        with torch.inference_mode(False):
-            yield
-        return
-    torch.set_num_threads(1)
+    fewer = device.type == "cpu" and n_numbers < SMALL_BATCH and previous > 1
+    if fewer:
+        torch.set_num_threads(1)
     try:
+        # (out of a caller's inference_mode: the search's tensors are differentiated)
         with torch.inference_mode(False):
             yield
     finally:
-        torch.set_num_threads(previous)
+        if fewer:
+            torch.set_num_threads(previous)
