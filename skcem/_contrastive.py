@@ -7,6 +7,7 @@ allowed directions and the search on ``c``, which subclasses supply through
 """
 
 import logging
+import time
 import warnings
 from contextlib import contextmanager, nullcontext
 from copy import copy, deepcopy
@@ -33,10 +34,10 @@ from ._fista import (CodedBackend, DecisionBackend, ScaledBackend, SearchProblem
 from ._gradients import detect_output_kind, embeds_inputs, is_deep_model, make_backend
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
-from ._linear_proofs import (admissible_box, affine_decision, largest_score,
-                             predicts_largest_score, reaches_class)
+from ._linear_proofs import (admissible_box, affine_decision, closest_of_class,
+                             largest_score, predicts_largest_score, reaches_class)
 from ._gradients._base import ignoring_feature_name_warnings
-from ._neighbors import CandidatePool, NeighborSearch, is_piecewise_constant
+from ._neighbors import CandidatePool, NeighborSearch, _Batch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
 from ._polish import data_points, numeric_split_points, points_of, readable_trees
@@ -1063,6 +1064,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 result = keep_cheaper(backend, problem, result, searched,
                                       self._whole_columns())
         result = self._complete_exactly(backend, problem, settings, result)
+        result = self._complete_linearly(backend, problem, result)
         if self._n_answers() > 1 and result.answers is None:
             # The gradient search gives one answer: the gradient-free steps add the others.
             result = add_alternatives(backend, problem, result, self._pool,
@@ -2097,51 +2099,163 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         admissible box reaches a wanted class. False everywhere for other models, a PP, or a
         table of categories."""
         unreachable = np.zeros(len(X), bool)
-        decision = getattr(self.estimator_, "decision_function", None)
-        codec = getattr(self, "_codec", None)
-        if not rows.any() or decision is None or not common["mode"].requires_change or \
-                not predicts_largest_score(self.estimator_) or self.classes_ is None or \
-                (codec is not None and codec.has_categorical):
+        if not rows.any() or not common["mode"].requires_change:
             return unreachable
         lower = np.broadcast_to(common["lower"], X.shape[1:]).astype(float)
         upper = np.broadcast_to(common["upper"], X.shape[1:]).astype(float)
-        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+        linear = self._linear_decision(lower, upper, X[rows])
+        if linear is None:
             return unreachable
+        W, b = linear
+        no_info_val = np.broadcast_to(common["no_info_val"], X.shape[1:]) \
+            if common["mode"].name == "PN" else None
+        targets = None if target_class is None else np.asarray(target_class, dtype=object)
+        for i, k in zip(np.flatnonzero(rows), largest_score(W, b, X[rows])):
+            if np.isnan(X[i]).any():
+                continue
+            box = admissible_box(X[i], lower, upper, self.immutable_mask_,
+                                 self.directions_, no_info_val)
+            wanted = [j for j in range(len(self.classes_)) if j != k]
+            if targets is not None and targets[i] is not None:
+                wanted = [j for j in wanted if self.classes_[j] == targets[i]]
+            unreachable[i] = not any(reaches_class(W, b, box, j) for j in wanted)
+        return unreachable
+
+    def _linear_decision(self, lower, upper, rows):
+        """``(W, b)``: the model's decision ``W z + b`` in the search's features, where it is
+        affine (:func:`~._linear_proofs.affine_decision`) and ``predict`` gives the class of
+        its largest score, by construction and at ``rows`` and random rows between ``lower``
+        and ``upper``; None for other models, a threshold or a table of categories."""
+        decision = getattr(self.estimator_, "decision_function", None)
+        codec = getattr(self, "_codec", None)
+        if decision is None or not predicts_largest_score(self.estimator_) or \
+                self.classes_ is None or (codec is not None and codec.has_categorical) or \
+                getattr(self, "_predict_in_search", False) or \
+                getattr(self, "_decision_offset", None) is not None:
+            return None
+        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+            return None
 
         def scores(Z):
             with ignoring_feature_name_warnings(), catching_warnings():
                 return decision(Z if self._decode is None else self._decode(Z))
 
-        affine = affine_decision(scores, X.shape[1], (lower + upper) / 2,
-                                 (upper - lower) / 4)
+        affine = affine_decision(scores, len(lower), (lower + upper) / 2, (upper - lower) / 4)
         if affine is None:
-            return unreachable
+            return None
         W, b = affine
-        n_classes = len(self.classes_)
-        if len(W) != (1 if n_classes == 2 else n_classes) or \
-                getattr(self, "_predict_in_search", False) or \
-                getattr(self, "_decision_offset", None) is not None:
-            return unreachable  # a predict other than the largest score's (a threshold)
+        if len(W) != (1 if len(self.classes_) == 2 else len(self.classes_)):
+            return None
         # predict the largest score's class over the box too, not only at the rows
         rng = np.random.default_rng(0)
-        probe = np.vstack([X[rows][:200], rng.uniform(lower, upper, (200, X.shape[1]))])
+        probe = np.vstack([rows[~np.isnan(rows).any(axis=1)][:200],
+                           rng.uniform(lower, upper, (200, len(lower)))])
         if not np.array_equal(largest_score(W, b, probe),
                               self._get_backend().predict(probe)):  # (class positions)
-            return unreachable
-        current = largest_score(W, b, X[rows])
-        no_info_val = np.broadcast_to(common["no_info_val"], X.shape[1:]) \
-            if common["mode"].name == "PN" else None
-        targets = None if target_class is None else np.asarray(target_class, dtype=object)
-        for i, k in zip(np.flatnonzero(rows), current):
-            if np.isnan(X[i]).any():
-                continue
-            box = admissible_box(X[i], lower, upper, self.immutable_mask_,
-                                 self.directions_, no_info_val)
-            wanted = [j for j in range(n_classes) if j != k]
-            if targets is not None and targets[i] is not None:
-                wanted = [j for j in wanted if self.classes_[j] == targets[i]]
-            unreachable[i] = not any(reaches_class(W, b, box, j) for j in wanted)
-        return unreachable
+            return None
+        return W, b
+
+    def _complete_linearly(self, backend, problem, result):
+        """``search="auto"`` on a linear model (:meth:`_linear_decision`): the rows the
+        searches leave unanswered get the closest answer of their admissible box by a
+        mixed-integer program (:func:`~._linear_proofs.closest_of_class`), each within
+        ``max_time`` but at most ``_EXACT_FALLBACK_SECONDS`` for all its programs. Such
+        answers need moves no gradient step or training row reaches: a PN's across the
+        no-information value on several features at once. The program's margin on the
+        scores grows where the model's probabilities (``kappa``) or ``predict`` refuse its
+        answer."""
+        if self.search != "auto" or not problem.mode.requires_change or \
+                (problem.categorical is not None and problem.categorical.any()):
+            return result
+        missing = unanswered(problem, result)
+        if problem.missing is not None:
+            missing = missing[~problem.missing[missing].any(axis=1)]
+        if missing.size == 0:
+            return result
+        shape = problem.x0.shape
+        lower = np.min(np.broadcast_to(problem.lower, shape), axis=0).astype(float)
+        upper = np.max(np.broadcast_to(problem.upper, shape), axis=0).astype(float)
+        linear = self._linear_decision(lower, upper, problem.x0[missing])
+        if linear is None:
+            return result
+        W, b = linear
+        sub = subset_problem(problem, missing)
+        batch = _Batch(backend, sub, self._whole_columns())
+        seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
+        kappa = min(float(problem.kappa), 1.0 - 1e-9)
+        # the scores' margin at which two classes' probabilities differ by kappa (softmax)
+        margin = max(2.0 * np.arctanh(kappa), 1e-6 * (np.abs(b).max() + 1.0))
+        extra, open_rows = None, np.arange(len(missing))
+        spent = np.zeros(len(missing))
+        for _ in range(4):
+            rows, owner = [], []
+            for i in open_rows:
+                for k in self._wanted_classes(sub, i):
+                    if spent[i] >= seconds:
+                        break
+                    started = time.monotonic()
+                    row = closest_of_class(W, b, sub.x0[i], self._box_of(sub, i), k,
+                                           batch.l1, batch.l2, margin, self._whole_columns(),
+                                           seconds - spent[i])
+                    spent[i] += time.monotonic() - started
+                    if row is not None:
+                        rows.append(row)
+                        owner.append(i)
+            if not rows:
+                break
+            owner = np.asarray(owner)
+            answers = batch.admissible(np.asarray(rows), owner)
+            found = batch.result(answers, owner, len(missing))
+            if extra is None:
+                extra = found
+            else:
+                take_answers(extra, found, open_rows[found.found[open_rows]], keep_c=True)
+            open_rows = open_rows[~found.found[open_rows]]
+            if open_rows.size == 0:
+                break
+            margin *= 10.0
+        if extra is None:
+            return result
+        result = replace(result)
+        take_answers(result, extra, missing)
+        return result
+
+    @staticmethod
+    def _wanted_classes(problem, i):
+        """The class positions an answer for the ``i``-th instance of ``problem`` may have."""
+        target = int(problem.target[i])
+        if problem.mode.wants_target:
+            return [target]
+        return [k for k in range(problem.n_classes) if k != target]
+
+    def _box_of(self, problem, i):
+        """:func:`~._linear_proofs.admissible_box` of the ``i``-th instance of ``problem``,
+        a PN's far edge of its gap moved a little past the mirror of its value (which is no
+        farther from the no-information value, hence no move of a PN)."""
+        x = problem.x0[i]
+
+        def of_row(value):
+            return np.asarray(value)[i] if np.ndim(value) == 2 else \
+                np.broadcast_to(value, x.shape)
+
+        frozen = problem.frozen()
+        held = np.zeros(x.shape, bool) if frozen is None else of_row(frozen)
+        directions = np.zeros(x.shape) if problem.directions is None else problem.directions
+        no_info_val = of_row(problem.no_info_val) if problem.mode.name == "PN" else None
+        lower, upper, gap_lower, gap_upper = admissible_box(
+            x, of_row(problem.lower).astype(float), of_row(problem.upper).astype(float),
+            held, directions, no_info_val)
+        if no_info_val is not None:
+            step = 1e-7 * np.maximum(np.abs(x - no_info_val), np.abs(x)) + 1e-12
+            gap = gap_lower < gap_upper
+            gap_lower = np.where(gap & (x >= no_info_val), gap_lower - step, gap_lower)
+            gap_upper = np.where(gap & (x < no_info_val), gap_upper + step, gap_upper)
+            # a mirror at the range's end leaves that side nothing farther: the other side
+            lower, upper = np.where(gap & (gap_lower < lower), gap_upper, lower), \
+                np.where(gap & (gap_upper > upper), gap_lower, upper)
+            gap &= (gap_lower >= lower) & (gap_upper <= upper)
+            gap_lower, gap_upper = np.where(gap, gap_lower, 0.0), np.where(gap, gap_upper, 0.0)
+        return lower, upper, gap_lower, gap_upper
 
     def _room_to_move(self, X, common):
         """Whether each row of ``X`` has a feature that may change at all: mutable, not

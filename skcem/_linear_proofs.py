@@ -10,6 +10,11 @@ wanted class. Where none is, no setting of the search can find an answer, and th
 so instead of advising a larger ``c``. The box is a relaxation (whole numbers, decimals and a
 PN's two sides of the no-information value are left out), so an infeasible program is a proof;
 a feasible one proves nothing.
+
+The same program, with the distance as its objective, gives the closest answer of the box in
+a wanted class (:func:`closest_of_class`): the search's last resort for rows whose answers
+need moves no gradient step or training row reaches, such as a PN's across the
+no-information value on several features at once.
 """
 
 import numpy as np
@@ -98,15 +103,8 @@ def reaches_class(W, b, box, k):
     rows = [np.hstack([W[others] - W[k], -np.ones((len(others), 1)),
                        np.zeros((len(others), len(gaps)))])]
     upper_bounds = [b[k] - b[others]]
-    for g, j in enumerate(gaps):
-        # x_j <= gap_lower_j + (upper_j - gap_lower_j) z and x_j >= gap_upper_j - (gap_upper_j
-        # - lower_j) (1 - z): below the gap when z = 0, above it when z = 1
-        below = np.zeros(m)
-        below[j], below[n + 1 + g] = 1.0, -(upper[j] - gap_lower[j])
-        above = np.zeros(m)
-        above[j], above[n + 1 + g] = -1.0, -(gap_upper[j] - lower[j])
-        rows += [below[None], above[None]]
-        upper_bounds += [[gap_lower[j]], [-lower[j]]]
+    gap_rows, gap_bounds = _sides_of_gaps(box, gaps, m, n + 1)
+    rows, upper_bounds = rows + gap_rows, upper_bounds + gap_bounds
     cost = np.zeros(m)
     cost[n] = 1.0
     bounds = Bounds(np.r_[lower, -np.inf, np.zeros(len(gaps))],
@@ -118,6 +116,85 @@ def reaches_class(W, b, box, k):
     if result.status != 0:
         return result.status != 2  # infeasible (2) cannot be: t is free; anything else: no proof
     return result.fun < _margin(W, b, lower, upper)
+
+
+def _sides_of_gaps(box, gaps, n_variables, first_binary):
+    """The rows ``A v <= u`` (as lists of arrays) that keep each feature of ``gaps`` out of
+    its gap: below it where its binary (at ``first_binary`` onwards) is 0, above it where 1."""
+    lower, upper, gap_lower, gap_upper = box
+    rows, upper_bounds = [], []
+    for g, j in enumerate(gaps):
+        # x_j <= gap_lower_j + (upper_j - gap_lower_j) z and x_j >= gap_upper_j - (gap_upper_j
+        # - lower_j) (1 - z)
+        below = np.zeros(n_variables)
+        below[j], below[first_binary + g] = 1.0, -(upper[j] - gap_lower[j])
+        above = np.zeros(n_variables)
+        above[j], above[first_binary + g] = -1.0, gap_upper[j] - lower[j]
+        rows += [below[None], above[None]]
+        upper_bounds += [[gap_lower[j]], [-lower[j]]]
+    return rows, upper_bounds
+
+
+def closest_of_class(W, b, x, box, k, l1, l2, margin, whole=None, time_limit=None):
+    """The row of the admissible ``box`` closest to ``x`` whose class by ``W x + b`` is
+    ``k``, with every other score ``margin`` below ``k``'s (one score: ``margin`` on its
+    side of 0), or None where the program finds none in ``time_limit`` seconds.
+
+    The distance is ``sum(l1 * |d| + l2 * d**2)`` (``d = row - x``; weights per feature):
+    its L1 part exactly, its squares by the largest of tangents at ``d`` halving from the
+    width of the box (within an eighth of the square between tangents). ``whole`` marks
+    features that take whole numbers. The point is HiGHS's, within its tolerances: callers
+    check it with the model.
+    """
+    lower, upper, gap_lower, gap_upper = box
+    n = W.shape[1]
+    gaps = np.flatnonzero(gap_lower < gap_upper)
+    l1 = np.broadcast_to(np.asarray(l1, dtype=float), (n,))
+    l2 = np.broadcast_to(np.asarray(l2, dtype=float), (n,))
+    squared = np.flatnonzero((l2 > 0) & (upper > lower))
+    width = np.maximum(upper - lower, np.finfo(float).tiny)[squared]
+    slopes = np.concatenate([width / 2.0**i for i in range(12)])
+    slopes = np.concatenate([slopes, -slopes])
+    owners = np.tile(np.arange(len(squared)), 24)
+    # variables: x (n), |x - row| (n), one term per squared feature, one binary per gap
+    first_square, first_binary = 2 * n, 2 * n + len(squared)
+    m = first_binary + len(gaps)
+    identity = np.eye(n)
+    rows = [np.hstack([identity, -identity, np.zeros((n, m - 2 * n))]),
+            np.hstack([-identity, -identity, np.zeros((n, m - 2 * n))])]
+    upper_bounds = [x, -x]
+    if squared.size:
+        # l2 (2 a d - a^2) <= q for each tangent point a: q >= l2 d^2 at d = a, below it elsewhere
+        tangents = np.zeros((len(slopes), m))
+        at = np.arange(len(slopes))
+        tangents[at, squared[owners]] = 2 * slopes * l2[squared[owners]]
+        tangents[at, first_square + owners] = -1.0
+        rows.append(tangents)
+        upper_bounds.append(l2[squared[owners]] * (2 * slopes * x[squared[owners]]
+                                                   + slopes**2))
+    scores = W[[0]] * (1.0 if k == 1 else -1.0) if len(W) == 1 else \
+        W[k] - W[[j for j in range(len(W)) if j != k]]
+    offsets = b[[0]] * (1.0 if k == 1 else -1.0) if len(W) == 1 else \
+        b[k] - b[[j for j in range(len(W)) if j != k]]
+    rows.append(-np.hstack([scores, np.zeros((len(scores), m - n))]))
+    upper_bounds.append(offsets - margin)
+    gap_rows, gap_bounds = _sides_of_gaps(box, gaps, m, first_binary)
+    rows, upper_bounds = rows + gap_rows, upper_bounds + gap_bounds
+    cost = np.concatenate([np.zeros(n), l1, np.ones(len(squared)), np.zeros(len(gaps))])
+    bounds = Bounds(np.r_[lower, np.zeros(n), np.zeros(len(squared)), np.zeros(len(gaps))],
+                    np.r_[upper, np.full(n + len(squared), np.inf), np.ones(len(gaps))])
+    whole = np.zeros(n, bool) if whole is None else np.asarray(whole, bool)
+    integrality = np.r_[whole.astype(float), np.zeros(n + len(squared)), np.ones(len(gaps))]
+    options = {} if time_limit is None else {"time_limit": float(time_limit)}
+    result = milp(cost, constraints=LinearConstraint(np.vstack(rows), -np.inf,
+                                                     np.concatenate(upper_bounds)),
+                  bounds=bounds, integrality=integrality, options=options)
+    if result.x is None:
+        return None
+    row = np.clip(np.where(whole, np.round(result.x[:n]), result.x[:n]), lower, upper)
+    inside = (row > gap_lower) & (row < gap_upper)  # by the solver's tolerance
+    nearer_below = row - gap_lower < gap_upper - row
+    return np.where(inside, np.where(nearer_below, gap_lower, gap_upper), row)
 
 
 def _margin(W, b, lower, upper):
@@ -137,7 +214,8 @@ def admissible_box(x, lower, upper, immutable, directions, no_info_val=None):
     if no_info_val is not None:
         radius = np.abs(x - no_info_val)
         below, above = no_info_val - radius, no_info_val + radius
-        left, right = lower <= below, upper >= above
+        # a side whose farthest value is the mirror of x's holds no PN move
+        left, right = lower < below, upper > above
         lo = np.where(left, lower, above)
         hi = np.where(right, upper, below)
         both = left & right & (below < above)

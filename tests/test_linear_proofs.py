@@ -1,5 +1,6 @@
 """Proofs that no answer exists, for models whose decision is linear (skcem/_linear_proofs.py):
-the not-found warning says so instead of advising a larger c."""
+the not-found warning says so instead of advising a larger c; and the closest answer of the
+admissible box, which search="auto" gives the rows its searches leave."""
 
 import itertools
 import warnings
@@ -11,8 +12,9 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skcem import CounterfactualExplainer
-from skcem._linear_proofs import admissible_box, affine_decision, reaches_class
+from skcem import CEMExplainer, CounterfactualExplainer
+from skcem._linear_proofs import (admissible_box, affine_decision, closest_of_class,
+                                  reaches_class)
 
 
 def _classes_on_grid(W, b, box, steps=41):
@@ -46,6 +48,54 @@ def test_a_class_is_unreachable_only_where_no_admissible_point_has_it(n_classes)
                 proofs += 1
                 assert k not in on_grid, (trial, k)
     assert proofs >= 10 and reached >= 10  # both kinds of answer were put to the test
+
+
+def test_a_class_that_only_the_gap_holds_is_unreachable():
+    """The gap's "above" side was left open (a sign), so a class whose points all lie
+    inside a PN's gap was called reachable."""
+    x, v = np.array([0.4]), np.array([0.5])
+    box = admissible_box(x, np.zeros(1), np.ones(1), np.zeros(1, bool), np.zeros(1),
+                         no_info_val=v)
+    # class 0 below 0.45, class 1 between 0.45 and 0.55 (inside the gap 0.4-0.6), 2 above
+    W, b = np.array([[-20.0], [0.0], [20.0]]), np.array([9.0, 0.0, -11.0])
+    assert reaches_class(W, b, box, 0) and reaches_class(W, b, box, 2)
+    assert not reaches_class(W, b, box, 1)
+
+
+@pytest.mark.parametrize("squares", [False, True])
+def test_the_closest_answer_of_the_box_is_the_grids_best_or_better(squares):
+    rng = np.random.default_rng(1)
+    lower, upper = np.zeros(3), np.ones(3)
+    steps = 31
+    compared = 0
+    for trial in range(40):
+        W = rng.normal(size=(3, 3)) * 3
+        b = rng.normal(size=3)
+        x = rng.uniform(0, 1, 3)
+        box = admissible_box(x, lower, upper, rng.random(3) < 0.2, rng.choice([-1, 0, 1], 3),
+                             no_info_val=rng.uniform(0, 1, 3) if trial % 2 else None)
+        l1, l2 = rng.uniform(0.5, 2, 3), rng.uniform(0.5, 2, 3) if squares else np.zeros(3)
+        axes = [np.linspace(lo, hi, steps) for lo, hi in zip(*box[:2])]
+        points = np.array(list(itertools.product(*axes)))
+        points = points[~((points > box[2]) & (points < box[3])).any(axis=1)]
+        cost = (l1 * np.abs(points - x) + l2 * (points - x) ** 2).sum(axis=1)
+        for k in range(3):
+            row = closest_of_class(W, b, x, box, k, l1, l2, margin=1e-6)
+            scores = points @ W.T + b
+            on_grid = points[scores.argmax(axis=1) == k]
+            if row is None:  # none: then no point of the grid has the class either
+                assert not len(on_grid), (trial, k)
+                continue
+            assert (row @ W.T + b).argmax() == k
+            assert np.all((row >= box[0]) & (row <= box[1]))
+            assert not np.any((row > box[2]) & (row < box[3]))
+            if len(on_grid):
+                compared += 1
+                found = (l1 * np.abs(row - x) + l2 * (row - x) ** 2).sum()
+                # the squares by tangents: within an eighth of each square's size between them
+                best = cost[scores.argmax(axis=1) == k].min()
+                assert found <= best * (1.13 if squares else 1.0) + 1e-9, (trial, k)
+    assert compared >= 40
 
 
 def test_a_pns_box_keeps_both_sides_of_the_no_information_value():
@@ -136,3 +186,28 @@ def test_a_linear_svm_scored_by_skcem_gets_its_proofs():
     message = next(str(w.message) for w in caught if "none exists" in str(w.message))
     proved = int(message.split("For ")[1].split(" of them")[0])
     assert proved >= 20 and proved <= (~exp.found).sum()
+
+
+def test_auto_finds_pns_that_must_cross_the_no_information_value_on_several_features():
+    """Breast cancer, distance="mad": five PNs of a logistic regression need moves across
+    the no-information value on several features at once; no gradient step or training row
+    reaches them, and the warning advised a larger c_init (which found none either)."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    model.fit(X[:500], y[:500])
+    rows = X[500:][[3, 21, 63, 64, 67]]
+    explainer = CEMExplainer(model, mode="PN", distance="mad").fit(X[:500], y[:500])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = explainer.explain(rows)
+    assert exp.found.all()
+    pn, v = exp.explanation, np.broadcast_to(explainer.no_info_val_, rows.shape)
+    assert np.all(model.predict(pn) != model.predict(rows))
+    changed = pn != rows
+    assert np.all(np.abs(pn - v)[changed] > np.abs(rows - v)[changed])  # moves away only
+    crossed = changed & (np.sign(pn - v) != np.sign(rows - v))
+    assert crossed.sum(axis=1).min() >= 2
+    lower, upper = explainer.feature_range_
+    assert np.all((pn >= lower) & (pn <= upper) | ~changed)
