@@ -10,6 +10,7 @@ import logging
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from copy import copy, deepcopy
 from dataclasses import replace
 from functools import partial
@@ -21,7 +22,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, 
 from sklearn.utils._param_validation import (HasMethods, Interval, InvalidParameterError,
                                             StrOptions)
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from . import metrics
 from ._base import ExplainerMixin
@@ -272,6 +273,17 @@ def _framework_threads(backend, n_numbers):
         if threads is not None:
             return threads(n_numbers)
     return nullcontext()
+
+
+# The OpenMP threads of the caller of ``explain``, which runs its searches with one.
+_CALLERS_OPENMP_THREADS = ContextVar("skcem_callers_openmp_threads", default=None)
+
+
+def _openmp_threads():
+    """The most threads an OpenMP library loaded now runs with, or None without any."""
+    counts = [info["num_threads"] for info in threadpool_info()
+              if info.get("user_api") == "openmp"]
+    return max(counts) if counts else None
 
 
 def _leave_out(result, out, ranks=None):
@@ -1718,8 +1730,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # As in fit: many small questions, which OpenMP threads (histogram gradient
         # boosting's) cost more to wake than the rows take, many times more on a busy machine.
         deep = is_deep_model(self.estimator_)
-        with nullcontext() if deep else threadpool_limits(limits=1, user_api="openmp"):
-            return self._explain(X, y)
+        # the caller's own threads: the answers are checked once more with them
+        token = _CALLERS_OPENMP_THREADS.set(None if deep else _openmp_threads())
+        try:
+            with nullcontext() if deep else threadpool_limits(limits=1, user_api="openmp"):
+                return self._explain(X, y)
+        finally:
+            _CALLERS_OPENMP_THREADS.reset(token)
 
     def _explain(self, X, y):
         """:meth:`explain`, under its thread limits."""
@@ -1903,26 +1920,50 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "whole (see the user guide), or make such columns immutable.")
 
     def _recheck_answers(self, results):
-        """Ask ``predict`` once more about the answers exactly as they are returned: one whose
-        class is not the one the search found (an integer column rounded after the search's
-        last question) is not found."""
+        """Ask ``predict`` once more about the answers exactly as they are returned, with the
+        caller's OpenMP threads as well as the search's one: one whose class is not the one
+        the search found (an integer column rounded after the search's last question) is not
+        found, nor one whose class the threads change (a nearest-neighbour model's tie between
+        equally distant training rows, which scikit-learn breaks by its threads' order).
+        Returns the mask of the latter."""
         backend = self._get_backend()
+        threads = _CALLERS_OPENMP_THREADS.get()
+        tied = []
         for result in results:
+            tied.append(np.zeros(len(result.found), bool))
             rows = np.flatnonzero(result.found)
             if rows.size == 0:
                 continue
-            changed = backend.predict(result.explanation[rows]) != \
-                result.explanation_class[rows]
+            answers = result.explanation[rows]
+            changed = backend.predict(answers) != result.explanation_class[rows]
+            if threads is not None:
+                with threadpool_limits(limits=threads, user_api="openmp"):
+                    by_threads = backend.predict(answers) != result.explanation_class[rows]
+                tied[-1][rows[by_threads & ~changed]] = True
+                changed |= by_threads
             if changed.any():
                 out = np.zeros(len(result.found), dtype=bool)
                 out[rows[changed]] = True
                 result.rejected_by_predict = result.rejected_by_predict | out
                 _leave_out(result, out)
+            if result.answers is not None and threads is not None:  # the other ranks
+                ranked = np.isfinite(result.answer_distance)
+                ranked[:, 0] = False
+                if ranked.any():
+                    alternatives = result.answers[ranked]
+                    own = backend.predict(alternatives)
+                    with threadpool_limits(limits=threads, user_api="openmp"):
+                        theirs = backend.predict(alternatives)
+                    ranks = np.zeros(ranked.shape, bool)
+                    ranks[ranked] = own != theirs
+                    if ranks.any():
+                        _leave_out(result, np.zeros(len(result.found), bool), ranks)
+        return np.concatenate(tied) if tied else np.zeros(0, bool)
 
     def _assemble(self, X, index, proba, explained, results, common, n_model_rows, searchable,
                   target_class=None, non_finite=(0, 0), given=None):
         self._drop_answers_breaking_held_cells(X, results)
-        self._recheck_answers(results)
+        tied = self._recheck_answers(results)
         found = np.concatenate([r.found for r in results])
         explanation_proba = np.concatenate([r.explanation_proba for r in results])
         explanation_class = np.concatenate([r.explanation_class for r in results])
@@ -1968,9 +2009,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                             "reaches a wanted class; no search or setting can find one. ")
             if settled:
                 hint = (settled + ("For the others: " + hint if unsettled > 0 else "")).rstrip()
+            tied &= ~found
+            rejected &= ~tied
             if rejected.any() and self.search_ != "exact":
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
+            if tied.any():
+                hint += (f" For {int(tied.sum())} of them the estimator's predict gave the "
+                         "best answer another class with this process's OpenMP threads than "
+                         "with one (a tie, such as between equally distant neighbours, which "
+                         "scikit-learn breaks by its threads' order): it was left out.")
             unreached = self._classes_no_fit_row_gets(target_class, ~found & searchable)
             if unreached:
                 hint += (f" The model puts none of {len(self._pool.pred)} rows given to fit in "
