@@ -648,6 +648,18 @@ def _category_dtype_hint(model, data):
             "or explain it from Python with the columns' category dtypes)")
 
 
+# an explainer's words for its parameters that have options of their own here
+_FLAGS = {"`estimator`": "--model", "task='regression'": "--task regression",
+          "task='classification'": "--task classification"}
+
+
+def _in_flags(message):
+    """An explainer's error in the command line's words: its options, not parameters."""
+    for parameter, flag in _FLAGS.items():
+        message = message.replace(parameter, flag)
+    return message
+
+
 def _input_shape_hint(exc):
     """How to give ``input_shape`` here, where the error asks for it."""
     if "`input_shape`" not in str(exc).splitlines()[0]:
@@ -873,7 +885,7 @@ def _explain(args):
         if not named:
             exp = dataclasses.replace(exp, feature_names=list(header))
     except (TypeError, ValueError) as exc:
-        raise InputError(str(exc).splitlines()[0] + _input_shape_hint(exc)
+        raise InputError(_in_flags(str(exc).splitlines()[0]) + _input_shape_hint(exc)
                          + _dates_hint(data, args.dates)
                          + _category_dtype_hint(model, data)
                          + _missing_rows_hint(exc, {"--data": data, "--train": train}
@@ -976,7 +988,7 @@ def _similarity(args):
                                                     **params).fit(X_train, y_train)
             scores, indices = explainer.kneighbors(data, n_neighbors=args.k, y=y_data)
     except (TypeError, ValueError) as exc:
-        raise InputError(str(exc).splitlines()[0] + _input_shape_hint(exc)) from exc
+        raise InputError(_in_flags(str(exc).splitlines()[0]) + _input_shape_hint(exc)) from exc
     recorded.show()
     rows = [{"row": i, "neighbors": indices[i].tolist(),
              "scores": [float(s) for s in scores[i]]} for i in range(len(data))]

@@ -254,6 +254,20 @@ class SimilarityExplanation(JSONMixin):
             [range(n_test), range(n_most)], names=["test", "rank"]))
 
 
+def _check_regression_targets(y):
+    """``y`` as floats, or an error naming a target that is no number, or NaN."""
+    try:
+        numbers = np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        bad = next(v for v in np.ravel(np.asarray(y, dtype=object)) if not _is_number(v))
+        raise ValueError(f"`y` holds values that are not numbers, such as {bad!r}: "
+                         "regression targets are numbers.") from None
+    if not np.isfinite(numbers).all():  # no loss gradient of theirs
+        raise ValueError("`y` holds NaN or infinite targets, whose loss gradients are "
+                         "undefined.")
+    return numbers
+
+
 def _is_number(value):
     try:
         float(value)
@@ -299,6 +313,11 @@ def _warn_of_non_finite(scores, what):
 def _check_not_documents(X):
     """Refuse documents (1-D text) for a model that is not a Pipeline, which cannot read
     them, in one line; and what :func:`check_not_documents` refuses."""
+    if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy's sparse matrices and arrays
+        raise TypeError("X is a sparse matrix: GradientSimilarityExplainer takes dense rows. "
+                        "Rows a text vectorizer makes stay sparse inside the explainer: give "
+                        "the Pipeline of the vectorizer and the model, such as make_pipeline("
+                        "HashingVectorizer(), LogisticRegression()), and the documents.")
     if is_documents(X):
         raise ValueError("X is 1-D text (documents); `estimator` is not a Pipeline and takes "
                          "numbers: give a Pipeline whose first step vectorizes the documents, "
@@ -538,6 +557,8 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                  f"X[:, 0]); got {type(X).__name__}{shape}.")
         # a Series follows a DataFrame's rows by their index, as in explain
         y = align_rows(y, self._row_index(X), "y")
+        if self.task == "regression":  # text: numpy's str dtypes pass validate_data
+            y = _check_regression_targets(y)
         if self.task == "classification":
             check_class_labels(y, type(self).__name__, prefitted=is_prefitted(self.estimator))
             y = _one_column_flattened(y)
@@ -1060,6 +1081,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         check_is_fitted(self)
         self._check_fit_parameters()
         X, y = from_polars(X), from_polars(y)
+        if y is not None and np.ndim(y) == 0:
+            value = y.item() if isinstance(y, np.generic) else y
+            raise ValueError(f"`y` must hold one target per row of X; got the single value "
+                             f"{value!r}: give a list, such as [{value!r}] for one row.")
         if not getattr(self, "_documents", False):
             _check_not_documents(X)
         y = align_rows(y, self._row_index(X), "y")
@@ -1087,15 +1112,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             raise ValueError(f"`y` must have one target per row of X ({len(X)}); got "
                              f"{len(y)}.")
         if self.task == "regression":
-            try:
-                numbers = np.asarray(y, dtype=float)
-            except (TypeError, ValueError):
-                bad = next(v for v in np.ravel(y) if not _is_number(v))
-                raise ValueError(f"`y` holds values that are not numbers, such as {bad!r}: "
-                                 "regression targets are numbers.") from None
-            if not np.isfinite(numbers).all():  # as fit refuses them: no score of theirs
-                raise ValueError("`y` holds NaN or infinite targets, whose loss gradients "
-                                 "are undefined.")
+            _check_regression_targets(y)
         if self.task == "regression" and hasattr(self, "_n_outputs"):
             self._check_target_width(y)
         if self.task == "classification" and hasattr(self.estimator_, "classes_"):

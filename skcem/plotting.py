@@ -582,7 +582,12 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     X_train = np.asarray(X_train).reshape(n_train, n_features)
     rows = [explanation.X[index]] + [X_train[i] for _, i in picks]
     target = "target" if getattr(explanation, "target_given", True) else "predicted"
-    titles = [f"test: {target} {explanation.target[index]}"] + [
+    shown = explanation.target[index]
+    if isinstance(shown, (float, np.floating)) or (
+            isinstance(shown, np.ndarray) and shown.dtype.kind == "f"):
+        shown = np.array2string(np.asarray(shown), precision=3) if np.ndim(shown) else \
+            f"{float(shown):.4g}"  # a regression target, at the scores' precision
+    titles = [f"test: {target} {shown}"] + [
         f"{kind} similar\n#{i}: {explanation.scores[index, i]:.3g}" for kind, i in picks]
     side = int(round(np.sqrt(n_features)))
     # A square number of unnamed features is taken for an image; named columns never are.

@@ -1453,3 +1453,15 @@ def test_explain_hands_a_text_pipeline_its_documents(tmp_path, capsys):
     answers = [row["answer"]["text"] for row in rows]
     assert set(answers) <= set(documents)  # another row's text, whole
     assert np.all(model.predict(answers) != model.predict(documents[:4]))
+
+
+def test_similarity_of_a_regressor_names_the_task_option(files, capsys):
+    """Found by a new user: the error said "set task='regression'", a parameter of the
+    Python API, where the command line's option is --task."""
+    folder, _, _ = files
+    code, err = _main(capsys, "similarity", "--model", folder / "regressor.joblib", "--train",
+                      folder / "train_target.csv", "--target", "species", "--data",
+                      folder / "data.csv", "--out", folder / "s.json")
+    assert code == 2
+    assert "--model is a regressor (LinearRegression): set --task regression" in err
+    assert "task='" not in err

@@ -552,3 +552,15 @@ def test_an_instance_without_any_counterfactual_is_drawn_with_its_class(digits, 
     assert f"class {own}" in bars.axes[0].get_title() and "no CF found" in \
         bars.axes[0].get_title()
     plt.close("all")
+
+
+def test_a_regression_target_is_titled_at_the_scores_precision(iris):
+    """Found by a new user: "test: target -15.916417605876937" beside scores of 3 digits."""
+    from sklearn.linear_model import Ridge
+
+    X, _ = iris
+    y = X[:, 3] * np.pi
+    explainer = GradientSimilarityExplainer(Ridge().fit(X, y), task="regression").fit(X, y)
+    fig = plotting.plot_similarity(explainer.explain(X[:2], y[:2]), X, n_most=1)
+    assert fig.axes[0].get_title() == f"test: target {y[0]:.4g}"
+    plt.close(fig)

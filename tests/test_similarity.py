@@ -1271,3 +1271,30 @@ def test_a_single_text_or_missing_documents_get_one_clear_line():
         explainer.explain([None, "a good movie"])  # its first document missing
     with pytest.raises(ValueError, match="X must be documents too, one per row"):
         explainer.explain([["good", "movie"], ["bad"]])  # tokens, ragged
+
+
+def test_targets_and_rows_of_the_wrong_kind_get_one_clear_line(digits):
+    """Found by a new user: text targets of a regression were stored at fit and failed in
+    numpy's words at explain; one row's target given as a scalar failed on len(); a sparse
+    matrix got scikit-learn's "Use '.toarray()'", which may not fit in memory."""
+    from scipy import sparse
+
+    X, _ = digits
+    y = X[:, 20] * 2 + X[:, 35]
+    model = Ridge().fit(X[:100], y[:100])
+    regression = GradientSimilarityExplainer(model, task="regression")
+    with pytest.raises(ValueError, match="`y` holds values that are not numbers, such as "
+                                         "'low'"):
+        regression.fit(X[:60], np.array(["low", "high"] * 30))
+    fitted = regression.fit(X[:60], y[:60].astype(str))  # numbers as text are numbers
+    assert fitted.y_train_.dtype.kind == "f"
+    np.testing.assert_allclose(fitted.y_train_, y[:60])
+    with pytest.raises(ValueError, match=r"one target per row of X; got the single value "
+                                         r".*give a list"):
+        fitted.explain(X[:1], y[0])
+    with pytest.raises(TypeError, match="X is a sparse matrix.*give the Pipeline of the "
+                                        "vectorizer"):
+        GradientSimilarityExplainer(model, task="regression").fit(
+            sparse.csr_matrix(X[:60]), y[:60])
+    with pytest.raises(TypeError, match="X is a sparse matrix"):
+        fitted.explain(sparse.csr_matrix(X[:2]), y[:2])

@@ -1063,6 +1063,12 @@ def test_wrong_losses_get_one_clear_error(logits_cnn, images):
     with pytest.raises(ValueError, match=r"`loss` must return one loss per example \(2 here\)"
                        r".*reduction='none'"):
         mean_loss.fit(X[:20], y[:20]).transform(X[1200:1202])
+    # one loss per output, not per row: how to reduce them (reduction='none' is there)
+    per_output = GradientSimilarityExplainer(
+        nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), task="regression",
+        loss=nn.MSELoss(reduction="none"))
+    with pytest.raises(ValueError, match=r"Reduce the losses of each row's outputs to one"):
+        per_output.fit(X[:20], np.c_[y[:20], y[:20]].astype(np.float32))
     # a loss of the wrong arguments: named at fit, with how it is called
     with pytest.raises(ValueError, match=r"`loss` fails on the model's outputs and the "
                                          r"targets \(TypeError: .*loss\(outputs, targets\)"):

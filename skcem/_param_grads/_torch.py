@@ -252,8 +252,14 @@ class TorchGradients(_OnRows):
                 raise ValueError(f"`loss` must return one loss per example ({n} here) as a "
                                  f"tensor; got {shape} from outputs of shape "
                                  f"{tuple(outputs.shape)} and targets of shape "
-                                 f"{tuple(y.shape)}. Use reduction='none', and targets of "
-                                 "the outputs' shape.")
+                                 f"{tuple(y.shape)}. " + (
+                                     "Reduce the losses of each row's outputs to one, "
+                                     "such as lambda outputs, targets: nn.MSELoss("
+                                     "reduction='none')(outputs, targets).mean(dim=1)."
+                                     if isinstance(value, torch.Tensor)
+                                     and value.shape == outputs.shape and value.ndim > 1
+                                     else "Use reduction='none', and targets of the "
+                                     "outputs' shape."))
             return value.reshape(n)
         outputs = outputs.reshape(n, -1)
         if outputs.dtype in (torch.float16, torch.bfloat16):
