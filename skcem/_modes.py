@@ -96,14 +96,19 @@ class Mode:
         others[rows, target] = -np.inf
         return proba[rows, target] - others.max(axis=1)
 
-    def is_success(self, proba, target, kappa, pred=None, changed=None):
+    def is_success(self, proba, target, kappa, pred=None, changed=None,
+                   predict_decides=False):
         """Success of each row: by the probabilities (with the ``kappa`` margin), by the
         estimator's own ``predict`` where given (class indices ``pred``), and, where
-        ``changed`` is given, only for answers that differ from the instance. A row of
-        non-finite probabilities (a model that cannot score it) is no success: its argmax
-        would read NaN as the first class."""
+        ``changed`` is given, only for answers that differ from the instance. With
+        ``predict_decides`` (a model whose ``predict`` is not the argmax of its
+        probabilities, such as a multiclass SVC's votes) and no margin asked (``kappa`` 0),
+        ``predict`` alone. A row of non-finite probabilities (a model that cannot score it)
+        is no success: its argmax would read NaN as the first class."""
         xp = namespace(proba)
-        ok = self.margin_ok(proba, target, kappa) & xp.all(xp.isfinite(proba), axis=1)
+        ok = xp.all(xp.isfinite(proba), axis=1)
+        if not (predict_decides and pred is not None and kappa == 0):
+            ok &= self.margin_ok(proba, target, kappa)
         if pred is not None:
             ok &= (pred == target) == self.wants_target
         if changed is not None:

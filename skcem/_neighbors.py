@@ -1042,7 +1042,9 @@ class _Batch:
         target = problem.target[owner]
         changed = np.any(E != problem.x0[owner], axis=1) if problem.mode.requires_change \
             else None
-        ok = problem.mode.is_success(proba, target, problem.kappa, pred=pred, changed=changed)
+        # pred is given where predict_in_search: the model's predict then decides
+        ok = problem.mode.is_success(proba, target, problem.kappa, pred=pred, changed=changed,
+                                     predict_decides=True)
         if problem.category_pairs is not None:
             rare = problem.category_pairs.created(
                 rows, problem.with_missing(problem.x0[owner], owner))

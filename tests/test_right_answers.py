@@ -844,3 +844,24 @@ def test_an_answer_whose_class_the_openmp_threads_change_is_left_out_and_said_so
         found = exp.found
         assert np.all(model.predict(exp.explanation[found]) == 1)
     assert (~found).any()  # the answers at the boundary were on the tie
+
+
+def test_a_multiclass_svcs_answers_keep_no_change_its_predict_does_not_need():
+    """Found by a new user: a multiclass SVC's predict (one-vs-one votes, ties to the lowest
+    class) is not the argmax of its scores; the search's reverts were refused where the
+    scores' argmax disagreed although predict kept the target, leaving up to 1.35x the
+    distance."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    model = SVC().fit(X[:400], y[:400])
+    rows = X[1500:1506]
+    exp = _quiet(CounterfactualExplainer(model, target_class=3, feature_range=(0, 16))
+                 .fit(X[:400]), rows)
+    assert exp.found.sum() >= 4
+    for answer, row in zip(exp.explanation[exp.found], rows[exp.found]):
+        assert model.predict(answer[None])[0] == 3
+        for j in np.flatnonzero(answer != row):
+            reverted = answer.copy()
+            reverted[j] = row[j]
+            assert model.predict(reverted[None])[0] != 3, j
