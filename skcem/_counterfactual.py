@@ -77,12 +77,14 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         numbers within 10% of the change or one farther than the other the same way in every
         feature, count as one. Each answer is minimal (its numeric changes bisected towards the
         instance), so the same features moved farther are not offered: an instance may get fewer
-        where fewer distinct answers were found (NaN rows). On tree models the answers are
-        polished more coarsely than a single one (fewer split points, no exchanges: each is a
-        model call), so the closest of several may be farther than ``n_counterfactuals=1``'s
-        answer, or closer (it has more starts): on a forest in a trial, 4 of 10 rows farther (by
+        where fewer distinct answers were found (NaN rows). On tree models, and other models
+        of the gradient-free search (nearest neighbours...), the answers are polished more
+        coarsely than a single one (fewer split points, no exchanges: each is a model call),
+        so the closest of several may be farther than ``n_counterfactuals=1``'s answer, or
+        closer (it has more starts): on a forest in a trial, 4 of 10 rows farther (by
         0.3-49%), 2 closer; a user found one row of a one-hot table 21 times farther (0.27
-        against 0.0125). Where the closest answer matters most, ask for one.
+        against 0.0125), another a k-nearest-neighbours digit 22% farther. Where the closest
+        answer matters most, ask for one.
     feature_weights : dict, array-like of shape (n_features,) or None, default=None
         The cost of each feature's change, multiplied into ``distance``: a unit change of a
         feature of weight 2 (or a change of its category) counts twice, so the answers change
