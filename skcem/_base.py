@@ -13,6 +13,21 @@ from ._validation import is_prefitted
 from ._warnings import SkcemWarning, warn
 
 
+_ABSENT = object()
+
+
+def _unchanged(current, value):
+    """Whether setting a parameter to ``value`` leaves it as it is (``current``)."""
+    if current is value:
+        return True
+    if current is _ABSENT:
+        return False
+    try:
+        return type(current) is type(value) and bool(current == value)
+    except (TypeError, ValueError):  # arrays, objects without a truth value
+        return False
+
+
 class InconsistentVersionWarning(SkcemWarning):
     """A fitted explainer pickled by another version of skcem (as scikit-learn's
     ``InconsistentVersionWarning`` for its own estimators)."""
@@ -184,6 +199,15 @@ class ExplainerMixin:
         nested = sorted(key for key in params if key.startswith("estimator__"))
         estimator = params.get("estimator", getattr(self, "estimator", None))
         if nested and is_prefitted(estimator):
+            # the values it holds already change nothing: get_params' round trip
+            current = estimator.get_params(deep=True) if hasattr(estimator, "get_params") \
+                else {}
+            nested = [key for key in nested
+                      if not _unchanged(current.get(key[len("estimator__"):], _ABSENT),
+                                        params[key])]
+            if not nested:
+                return super().set_params(**{key: value for key, value in params.items()
+                                             if not key.startswith("estimator__")})
             raise ValueError(
                 f"Cannot set {nested} on `estimator`: it is a fitted model, which "
                 f"{type(self).__name__} explains as it is and never refits. Pass an unfitted "

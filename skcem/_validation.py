@@ -74,6 +74,34 @@ def check_target_given(estimator, y, owner):
         )
 
 
+def _holds_other_arrays(value, depth=0):
+    """Whether ``value`` (an estimator, its attributes, nested) holds arrays of another
+    library than numpy (a torch tensor, a CuPy array)."""
+    if depth > 6 or isinstance(value, (np.ndarray, np.generic, str, bytes, type)):
+        return False
+    if hasattr(value, "__dlpack__"):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_other_arrays(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_other_arrays(v, depth + 1) for v in value)
+    if hasattr(value, "get_params"):
+        return any(_holds_other_arrays(v, depth + 1) for v in vars(value).values())
+    return False
+
+
+def _with_numpy_arrays(estimator):
+    """A scikit-learn ``estimator`` fitted on another library's arrays (torch, CuPy: under
+    ``array_api_dispatch``) as a copy holding numpy arrays, which takes the numpy rows the
+    explainers ask about (it refuses them as it is); any other model as it is."""
+    if not hasattr(estimator, "get_params") or not _holds_other_arrays(estimator):
+        return estimator
+    from sklearn.externals.array_api_compat import numpy as numpy_namespace
+    from sklearn.utils._array_api import move_estimator_to
+
+    return move_estimator_to(estimator, numpy_namespace, "cpu")
+
+
 def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=None,
                       fit_params=None):
     """Return a fitted model: used as is when fitted, else cloned and fitted on ``(X, y)``.
@@ -99,6 +127,7 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
     """
     fit_params = fit_params or {}
     if is_prefitted(estimator):
+        estimator = _with_numpy_arrays(estimator)
         if fit_params:
             raise ValueError(f"{sorted(fit_params)} would fit `estimator`, but it is fitted: "
                              f"{owner} explains it as it is and never refits it (fit's keyword "
