@@ -2085,10 +2085,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "whose way through the trees the exact search does not model.")
         if self.search_ == "exact" and np.any(found & (gap > 0)):
             unproven = found & (gap > 0)
+            worst = float(np.max(gap[unproven]))
+            bound = f"here up to {1.0 / (1.0 - worst):.3g} times" if worst < 1 else \
+                "here without a bound: a gap of 1"
             warn(f"{int(unproven.sum())} of {int(found.sum())} answers of the exact search are "
-                 f"not proven closest within max_time={self.max_time}: each may be up to its "
-                 f"`gap` (here at most {np.max(gap[unproven]):.0%}) farther than the closest "
-                 "answer. A larger max_time narrows the gaps.")
+                 f"not proven closest within max_time={self.max_time}: the closest answer "
+                 "is at least (1 - gap) times each one's distance, so each may be 1 / (1 - "
+                 f"gap) times as far as the closest ({bound}). A larger max_time narrows the "
+                 "gaps.")
         names = getattr(self, "feature_names_in_", None)
         explanation = np.concatenate([r.explanation for r in results])
         if common["mode"].requires_change:

@@ -1205,3 +1205,29 @@ def test_a_category_declared_by_one_row_leaves_the_other_rows_programs_as_they_w
             assert alone.found[0] == batch.found[i]
             np.testing.assert_array_equal(batch.gap[i], alone.gap[0])
             np.testing.assert_array_equal(batch.distance[i], alone.distance[0])
+
+
+def test_the_time_limit_warning_bounds_each_answer_by_its_gap_as_a_factor():
+    """Found by a new user: the warning said an answer "may be up to its gap (at most 75%)
+    farther" than the closest; a gap g, (distance - bound) / distance, allows 1 / (1 - g)
+    times the closest's distance (4 times at 75%)."""
+    import re
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    forest = RandomForestClassifier(60, max_depth=8, random_state=0).fit(X, y)
+    explainer = CounterfactualExplainer(forest, search="exact", distance="mad",
+                                        max_time=0.3).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exp = explainer.explain(X[:6])
+    unproven = exp.found & (exp.gap > 0)
+    said = [str(w.message) for w in caught if "not proven closest" in str(w.message)]
+    if not unproven.any():
+        assert not said
+        pytest.skip("every answer proven within the time limit on this machine")
+    worst = exp.gap[unproven].max()
+    factor = float(re.search(r"here up to ([0-9.e+]+) times", said[0]).group(1))
+    assert factor == pytest.approx(1 / (1 - worst), rel=1e-2)
