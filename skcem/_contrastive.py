@@ -2233,44 +2233,85 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         W, b = linear
         sub = subset_problem(problem, missing)
         batch = _Batch(backend, sub, self._whole_columns())
+        # integer-valued columns (decimals 0) stay whole: rounded after, a move of 8 to
+        # 8.03 became 9
+        whole = self._whole_columns() | (np.asarray(self.decimals_) == 0)
         seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
-        kappa = min(float(problem.kappa), 1.0 - 1e-9)
-        # the scores' margin at which two classes' probabilities differ by kappa (softmax)
-        margin = max(2.0 * np.arctanh(kappa), 1e-6 * (np.abs(b).max() + 1.0))
-        extra, open_rows = None, np.arange(len(missing))
-        spent = np.zeros(len(missing))
-        for _ in range(4):
-            rows, owner = [], []
-            for i in open_rows:
-                for k in self._wanted_classes(sub, i):
-                    if spent[i] >= seconds:
-                        break
-                    started = time.monotonic()
-                    row = closest_of_class(W, b, sub.x0[i], self._box_of(sub, i), k,
-                                           batch.l1, batch.l2, margin, self._whole_columns(),
-                                           seconds - spent[i])
-                    spent[i] += time.monotonic() - started
-                    if row is not None:
-                        rows.append(row)
-                        owner.append(i)
-            if not rows:
-                break
-            owner = np.asarray(owner)
-            answers = batch.admissible(np.asarray(rows), owner)
-            found = batch.result(answers, owner, len(missing))
+        extra = None
+        for i in range(len(missing)):
+            found = self._closest_linear_answer(batch, i, W, b, whole,
+                                                time.monotonic() + seconds)
+            if found is None:
+                continue
             if extra is None:
                 extra = found
             else:
-                take_answers(extra, found, open_rows[found.found[open_rows]], keep_c=True)
-            open_rows = open_rows[~found.found[open_rows]]
-            if open_rows.size == 0:
-                break
-            margin *= 10.0
+                take_answers(extra, found, np.array([i]), keep_c=True)
         if extra is None:
             return result
         result = replace(result)
         take_answers(result, extra, missing)
         return result
+
+    def _closest_linear_answer(self, batch, i, W, b, whole, deadline):
+        """The closest answer of the ``i``-th instance of ``batch``'s problem by
+        :func:`~._linear_proofs.closest_of_class` over its wanted classes, as
+        :meth:`_Batch.result`'s (found for that instance alone), or None.
+
+        The programs ask a margin on the scores; the probabilities' ``kappa`` (and a
+        ``predict`` of its own) need more than the two classes' ``2 atanh(kappa)`` where
+        others share the probability: per class, the margin grows until the model takes an
+        answer (or it is no closer than another class's), then is bisected back towards the
+        least it takes, within ``deadline``."""
+        problem = batch.problem
+        box = self._box_of(problem, i)
+        tolerance = 1e-6 * (np.abs(b).max() + 1.0)
+        least = 2.0 * np.arctanh(min(float(problem.kappa), 1.0 - 1e-9))
+        # an answer that leaves a class (a PN, "other") need beat only that class by the
+        # margin (the answer's class the others, by rounding's)
+        beaten = None if problem.mode.wants_target else [int(problem.target[i])]
+
+        def answer_at(k, margin):
+            """The program's answer of class ``k`` at ``margin`` as the model takes it (a
+            one-row result, or None) and its distance (inf where there is none)."""
+            left = deadline - time.monotonic()
+            row = None if left <= 0 else closest_of_class(
+                W, b, problem.x0[i], box, k, batch.l1, batch.l2, margin, whole, left,
+                beaten, tolerance)
+            if row is None:
+                return None, np.inf
+            owner = np.array([i])
+            row = batch.admissible(row[None], owner)
+            found = batch.result(row, owner, len(problem.x0))
+            distance = float(batch.distance(row, owner)[0])
+            return (found if found.found[i] else None), distance
+
+        best, best_distance = None, np.inf
+        for k in self._wanted_classes(problem, i):
+            refused, taken, answer = least, None, None
+            for growth in (0.0, 0.1, 0.5, 1.5, 4.0, 20.0):
+                margin = least * (1 + growth) + tolerance * 10 ** (3 * growth)
+                answer, distance = answer_at(k, margin)
+                if answer is not None:
+                    taken = margin
+                    break
+                # a larger margin only moves the answer farther
+                if distance >= best_distance or time.monotonic() >= deadline:
+                    break
+                refused = margin
+            if answer is None:
+                continue
+            if taken > least + tolerance:  # the least margin the model takes, within a few %
+                for _ in range(4):
+                    margin = (refused + taken) / 2
+                    closer, _ = answer_at(k, margin)
+                    if closer is None:
+                        refused = margin
+                    else:
+                        answer, taken = closer, margin
+            if answer.distance[i] < best_distance:
+                best, best_distance = answer, answer.distance[i]
+        return best
 
     @staticmethod
     def _wanted_classes(problem, i):

@@ -22,6 +22,8 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 # relative error above which the decision is not taken for affine (rounding stays far below)
 _AFFINE_RTOL = 1e-7
+# tangents of each square on either side (halving from the box's width: within an eighth)
+_TANGENTS = 10
 
 
 def predicts_largest_score(estimator):
@@ -135,17 +137,22 @@ def _sides_of_gaps(box, gaps, n_variables, first_binary):
     return rows, upper_bounds
 
 
-def closest_of_class(W, b, x, box, k, l1, l2, margin, whole=None, time_limit=None):
+def closest_of_class(W, b, x, box, k, l1, l2, margin, whole=None, time_limit=None,
+                     beaten=None, least_margin=None):
     """The row of the admissible ``box`` closest to ``x`` whose class by ``W x + b`` is
     ``k``, with every other score ``margin`` below ``k``'s (one score: ``margin`` on its
-    side of 0), or None where the program finds none in ``time_limit`` seconds.
+    side of 0), or None where the program finds none in ``time_limit`` seconds. With
+    ``beaten`` (class positions), only their scores must be ``margin`` below ``k``'s, the
+    others' ``least_margin``: a PN need beat only the class it explains by its margin.
 
     The distance is ``sum(l1 * |d| + l2 * d**2)`` (``d = row - x``; weights per feature):
     its L1 part exactly, its squares by the largest of tangents at ``d`` halving from the
-    width of the box (within an eighth of the square between tangents). ``whole`` marks
-    features that take whole numbers. The point is HiGHS's, within its tolerances: callers
-    check it with the model.
+    width of the box (within an eighth of the square between tangents, down to 2**-9 of
+    the width). ``whole`` marks features that take whole numbers. The point is HiGHS's,
+    within its tolerances: callers check it with the model.
     """
+    from scipy import sparse
+
     lower, upper, gap_lower, gap_upper = box
     n = W.shape[1]
     gaps = np.flatnonzero(gap_lower < gap_upper)
@@ -153,45 +160,62 @@ def closest_of_class(W, b, x, box, k, l1, l2, margin, whole=None, time_limit=Non
     l2 = np.broadcast_to(np.asarray(l2, dtype=float), (n,))
     squared = np.flatnonzero((l2 > 0) & (upper > lower))
     width = np.maximum(upper - lower, np.finfo(float).tiny)[squared]
-    slopes = np.concatenate([width / 2.0**i for i in range(12)])
+    slopes = np.concatenate([width / 2.0**i for i in range(_TANGENTS)])
     slopes = np.concatenate([slopes, -slopes])
-    owners = np.tile(np.arange(len(squared)), 24)
-    # variables: x (n), |x - row| (n), one term per squared feature, one binary per gap
+    owners = np.tile(np.arange(len(squared)), 2 * _TANGENTS)
+    # variables: x (n), |x - row| (n), one term per squared feature, one binary per gap;
+    # the rows sparse (a wide model's dense ones took gigabytes)
     first_square, first_binary = 2 * n, 2 * n + len(squared)
     m = first_binary + len(gaps)
-    identity = np.eye(n)
-    rows = [np.hstack([identity, -identity, np.zeros((n, m - 2 * n))]),
-            np.hstack([-identity, -identity, np.zeros((n, m - 2 * n))])]
+    at = np.arange(n)
+
+    def block(row_index, columns, values, n_rows):
+        return sparse.csr_matrix((values, (row_index, columns)), shape=(n_rows, m))
+
+    ones = np.ones(n)
+    rows = [block(np.r_[at, at], np.r_[at, n + at], np.r_[ones, -ones], n),
+            block(np.r_[at, at], np.r_[at, n + at], np.r_[-ones, -ones], n)]
     upper_bounds = [x, -x]
     if squared.size:
         # l2 (2 a d - a^2) <= q for each tangent point a: q >= l2 d^2 at d = a, below it elsewhere
-        tangents = np.zeros((len(slopes), m))
-        at = np.arange(len(slopes))
-        tangents[at, squared[owners]] = 2 * slopes * l2[squared[owners]]
-        tangents[at, first_square + owners] = -1.0
-        rows.append(tangents)
+        count = np.arange(len(slopes))
+        rows.append(block(np.r_[count, count], np.r_[squared[owners], first_square + owners],
+                          np.r_[2 * slopes * l2[squared[owners]], -np.ones(len(slopes))],
+                          len(slopes)))
         upper_bounds.append(l2[squared[owners]] * (2 * slopes * x[squared[owners]]
                                                    + slopes**2))
-    scores = W[[0]] * (1.0 if k == 1 else -1.0) if len(W) == 1 else \
-        W[k] - W[[j for j in range(len(W)) if j != k]]
-    offsets = b[[0]] * (1.0 if k == 1 else -1.0) if len(W) == 1 else \
-        b[k] - b[[j for j in range(len(W)) if j != k]]
-    rows.append(-np.hstack([scores, np.zeros((len(scores), m - n))]))
-    upper_bounds.append(offsets - margin)
+    others = [j for j in range(len(W)) if j != k]
+    scores = W[[0]] * (1.0 if k == 1 else -1.0) if len(W) == 1 else W[k] - W[others]
+    offsets = b[[0]] * (1.0 if k == 1 else -1.0) if len(W) == 1 else b[k] - b[others]
+    margins = np.full(len(scores), float(margin))
+    if beaten is not None and len(W) > 1:
+        margins = np.where(np.isin(others, beaten), margin,
+                           margin if least_margin is None else least_margin)
+    rows.append(sparse.hstack([sparse.csr_matrix(-scores),
+                               sparse.csr_matrix((len(scores), m - n))]))
+    upper_bounds.append(offsets - margins)
     gap_rows, gap_bounds = _sides_of_gaps(box, gaps, m, first_binary)
-    rows, upper_bounds = rows + gap_rows, upper_bounds + gap_bounds
+    rows += [sparse.csr_matrix(row) for row in gap_rows]
+    upper_bounds += gap_bounds
     cost = np.concatenate([np.zeros(n), l1, np.ones(len(squared)), np.zeros(len(gaps))])
     bounds = Bounds(np.r_[lower, np.zeros(n), np.zeros(len(squared)), np.zeros(len(gaps))],
                     np.r_[upper, np.full(n + len(squared), np.inf), np.ones(len(gaps))])
     whole = np.zeros(n, bool) if whole is None else np.asarray(whole, bool)
     integrality = np.r_[whole.astype(float), np.zeros(n + len(squared)), np.ones(len(gaps))]
     options = {} if time_limit is None else {"time_limit": float(time_limit)}
-    result = milp(cost, constraints=LinearConstraint(np.vstack(rows), -np.inf,
-                                                     np.concatenate(upper_bounds)),
-                  bounds=bounds, integrality=integrality, options=options)
+    constraints = LinearConstraint(sparse.vstack(rows, format="csr"), -np.inf,
+                                   np.concatenate(upper_bounds))
+    result = milp(cost, constraints=constraints, bounds=bounds, integrality=integrality,
+                  options=options)
+    if result.status == 4:  # HiGHS's "solve error", met after its presolve on small programs
+        result = milp(cost, constraints=constraints, bounds=bounds, integrality=integrality,
+                      options={**options, "presolve": False})
     if result.x is None:
         return None
     row = np.clip(np.where(whole, np.round(result.x[:n]), result.x[:n]), lower, upper)
+    # the solver's tolerance moves unchanged features by rounding noise: not a change
+    noise = 1e-9 * (upper - lower + np.abs(x))
+    row = np.where(np.abs(row - x) <= noise, x, row)
     inside = (row > gap_lower) & (row < gap_upper)  # by the solver's tolerance
     nearer_below = row - gap_lower < gap_upper - row
     return np.where(inside, np.where(nearer_below, gap_lower, gap_upper), row)
@@ -214,8 +238,10 @@ def admissible_box(x, lower, upper, immutable, directions, no_info_val=None):
     if no_info_val is not None:
         radius = np.abs(x - no_info_val)
         below, above = no_info_val - radius, no_info_val + radius
-        # a side whose farthest value is the mirror of x's holds no PN move
-        left, right = lower < below, upper > above
+        # x's own side holds x; the other side only values past x's mirror (the mirror
+        # itself is no farther from the value: no PN move)
+        left = (x <= no_info_val) | (lower < below)
+        right = (x >= no_info_val) | (upper > above)
         lo = np.where(left, lower, above)
         hi = np.where(right, upper, below)
         both = left & right & (below < above)

@@ -188,7 +188,51 @@ def test_a_linear_svm_scored_by_skcem_gets_its_proofs():
     assert proved >= 20 and proved <= (~exp.found).sum()
 
 
-def test_auto_finds_pns_that_must_cross_the_no_information_value_on_several_features():
+def test_a_pns_box_at_the_ends_of_its_range():
+    """Found by a review: an instance at its range's end lost its gap (its own side was
+    taken for empty), so the program moved it towards the no-information value; and a
+    side that holds only the mirror of the instance's value holds no PN move."""
+    held, still = np.zeros(1, bool), np.zeros(1)
+    box = admissible_box(np.array([0.0]), np.zeros(1), np.full(1, 20.0), held, still,
+                         no_info_val=np.array([5.0]))
+    np.testing.assert_allclose(np.concatenate(box), [0.0, 20.0, 0.0, 10.0])
+    box = admissible_box(np.array([4.0]), np.full(1, 2.0), np.full(1, 4.4), held, still,
+                         no_info_val=np.array([3.0]))  # the mirror, 2, is the range's end
+    np.testing.assert_allclose(np.concatenate(box[:2]), [4.0, 4.4])
+    assert not box[2] < box[3]
+
+
+def test_the_closest_answer_keeps_whole_numbers_and_unchanged_features_exactly():
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(size=(3, 6)), rng.normal(size=3)
+    x = rng.uniform(0, 10, 6).round()
+    lower, upper = np.zeros(6), np.full(6, 10.0)
+    box = admissible_box(x, lower, upper, np.zeros(6, bool), np.zeros(6))
+    whole = np.array([True, True, True, False, False, False])
+    for k in set(range(3)) - {int(np.argmax(W @ x + b))}:
+        row = closest_of_class(W, b, x, box, k, np.ones(6), np.ones(6), 1e-6, whole)
+        assert np.all(row[whole] == np.round(row[whole]))
+        assert np.argmax(W @ row + b) == k
+        moved = row != x
+        assert moved.any() and np.all(np.abs(row - x)[moved] > 1e-6)  # no noise moves
+
+
+def test_a_pn_need_beat_only_the_class_it_explains_by_its_margin():
+    # scores along one feature: class 0 (-4x + 4) at x = 0, class 2 (0) past x = 1, class 1
+    # (x / 2 - 1) past x = 2; class 2 beats class 0 by 1 from x = 1.25 on, but never class
+    # 1 by 1 as well
+    W, b = np.array([[-4.0], [0.5], [0.0]]), np.array([4.0, -1.0, 0.0])
+    x = np.array([0.0])
+    box = admissible_box(x, np.array([-5.0]), np.array([5.0]), np.zeros(1, bool), np.zeros(1))
+    assert closest_of_class(W, b, x, box, 2, np.ones(1), np.zeros(1), 1.0) is None
+    only_zero = closest_of_class(W, b, x, box, 2, np.ones(1), np.zeros(1), 1.0, beaten=[0],
+                                 least_margin=1e-9)
+    np.testing.assert_allclose(only_zero, [1.25])
+    assert np.argmax(W @ only_zero + b) == 2
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.2])
+def test_auto_finds_pns_that_must_cross_the_no_information_value_on_several_features(kappa):
     """Breast cancer, distance="mad": five PNs of a logistic regression need moves across
     the no-information value on several features at once; no gradient step or training row
     reaches them, and the warning advised a larger c_init (which found none either)."""
@@ -198,13 +242,19 @@ def test_auto_finds_pns_that_must_cross_the_no_information_value_on_several_feat
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     model.fit(X[:500], y[:500])
     rows = X[500:][[3, 21, 63, 64, 67]]
-    explainer = CEMExplainer(model, mode="PN", distance="mad").fit(X[:500], y[:500])
+    explainer = CEMExplainer(model, mode="PN", distance="mad", kappa=kappa)
+    explainer.fit(X[:500], y[:500])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         exp = explainer.explain(rows)
     assert exp.found.all()
     pn, v = exp.explanation, np.broadcast_to(explainer.no_info_val_, rows.shape)
-    assert np.all(model.predict(pn) != model.predict(rows))
+    explained = model.predict(rows)
+    assert np.all(model.predict(pn) != explained)
+    proba = model.predict_proba(pn)
+    at = np.arange(len(rows))
+    # the margin kappa held (the program's scores' margin grows until it does)
+    assert np.all(proba[at, 1 - explained] - proba[at, explained] >= kappa - 1e-9)
     changed = pn != rows
     assert np.all(np.abs(pn - v)[changed] > np.abs(rows - v)[changed])  # moves away only
     crossed = changed & (np.sign(pn - v) != np.sign(rows - v))
