@@ -68,6 +68,7 @@ does not model.
 
 import time
 import warnings
+from functools import partial
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -136,6 +137,7 @@ class _Structure:
         # Numeric columns: sorted thresholds and the step inside each (the largest of the
         # splits sharing it); each numeric split's threshold binary.
         self.cuts, self.steps, self.v_start = {}, {}, {}
+        self.cut_nodes = {}  # a split of each cut: how the model compares there
         self.cut_index = np.full(n_nodes, -1)
         for j in np.unique(ensemble.feature[numeric_nodes]):
             at = numeric_nodes & (ensemble.feature == j)
@@ -143,6 +145,9 @@ class _Structure:
             steps = np.zeros(len(cuts))
             np.maximum.at(steps, inverse, ensemble.margin[at])
             self.cuts[j], self.steps[j], self.v_start[j] = cuts, steps, n_var
+            nodes = np.zeros(len(cuts), int)
+            nodes[inverse] = np.flatnonzero(at)
+            self.cut_nodes[j] = nodes
             self.cut_index[at] = inverse
             n_var += len(cuts)
         self.n_v = n_var
@@ -374,7 +379,7 @@ class _RangeMin:
         return out
 
 
-def _nearest_points(x0, cuts, steps, pieces, scale=None):
+def _nearest_points(x0, cuts, steps, pieces, scale=None, reads_left=None):
     """Per interval of ``cuts`` (K + 1 of them), the admissible point nearest to ``x0``, or
     NaN where there is none.
 
@@ -383,13 +388,23 @@ def _nearest_points(x0, cuts, steps, pieces, scale=None):
     With a ``scale``, only multiples of ``1 / scale`` are points: whole numbers (1), or a
     float column's decimals (``10 ** places``), with steps 0 (a model's threshold may lie
     within float32 rounding of an integer, as splits between 31 and 33 do, which only the
-    integer 32 meets).
+    integer 32 meets); on a cut's side by the model's own comparison, ``reads_left(values)``
+    (one value per cut: whether the model sends it left), where given: a decimal that a
+    scaler maps to within float32 rounding of a split's threshold goes the way the model
+    sends it, not the way its raw float64 value lies.
     """
     n = len(cuts) + 1
     low = np.r_[-np.inf, cuts + steps]
     high = np.r_[cuts - steps, np.inf]
     if scale is not None:  # the smallest multiple above t_k, the largest at most t_k+1
-        low, high = _multiples_inside(low, high, scale)
+        above = below = None
+        if reads_left is not None:
+            def above(values):  # right of interval k's lower cut, t_k
+                return np.r_[True, ~reads_left(values[1:])]
+
+            def below(values):  # left of (at most) its upper cut, t_k+1
+                return np.r_[reads_left(values[:-1]), True]
+        low, high = _multiples_inside(low, high, scale, above=above, below=below)
     best = np.full(n, np.nan)
     best_gap = np.full(n, np.inf)
     for a, b in pieces:
@@ -412,34 +427,39 @@ def _gap(floor, distance):
     return max(0.0, 1.0 - floor / distance) if distance > 0 else 0.0
 
 
-def _multiples_inside(low, high, scale, closed=False):
+def _multiples_inside(low, high, scale, closed=False, above=None, below=None):
     """The smallest multiple of ``1 / scale`` above ``low`` (at least ``low``, ``closed``)
     and the largest at most ``high``, computed as ``k / scale`` (2.76, not 276 * 0.01).
 
     The ends of an open interval are thresholds, which a model may compare in float32 (the
-    scikit-learn trees and the boosting libraries do) or in float64: a multiple counts as
+    scikit-learn trees and XGBoost do) or in float64: without the model's own test of the
+    side (``above(values)``, ``below(values)``: one value per end), a multiple counts as
     above ``low`` (at most ``high``) in both (117.45 is 117.449997 in float32, which a split
     at that threshold sends left)."""
-    def above(k):
+    def is_above(k):
         value = k / scale
         if closed:
             return value >= low
+        if above is not None:
+            return above(value)
         return (value > low) & (value.astype(np.float32) > low)
 
-    def below(k):
+    def is_below(k):
         value = k / scale
         if closed:
             return value <= high
+        if below is not None:
+            return below(value)
         return (value <= high) & (value.astype(np.float32) <= high)
 
     with np.errstate(invalid="ignore", over="ignore"):  # (the products only approximate k)
         first = np.ceil(low * scale) if closed else np.floor(low * scale) + 1
-        first = np.where(above(first - 1), first - 1, first)
+        first = np.where(is_above(first - 1), first - 1, first)
         last = np.floor(high * scale)
-        last = np.where(below(last + 1), last + 1, last)
+        last = np.where(is_below(last + 1), last + 1, last)
         for _ in range(_FLOAT32_STEPS):  # float32 may hold several multiples as one value
-            first = np.where(above(first), first, first + 1)
-            last = np.where(below(last), last, last - 1)
+            first = np.where(is_above(first), first, first + 1)
+            last = np.where(is_below(last), last, last - 1)
     return first / scale, last / scale
 
 
@@ -763,8 +783,10 @@ class ExactSearch:
             # with them.
             steps = structure.steps[j] * step_scale if scale is None or step_scale > 1 \
                 else 0.0
+            nodes = structure.cut_nodes[j]
             pts = _nearest_points(x0[j], cuts, np.broadcast_to(steps, cuts.shape),
-                                  self._admissible_pieces(problem, i, j), scale)
+                                  self._admissible_pieces(problem, i, j), scale,
+                                  partial(structure.ensemble.reads_left, nodes))
             change = np.abs(pts - x0[j])
             interval_cost = l1[j] * change + l2[j] * change**2
             points[j] = pts

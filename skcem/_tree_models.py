@@ -78,6 +78,13 @@ class TreeEnsemble:
     thresholded : bool
         Whether ``base`` follows a threshold classifier's ``predict`` (its model's
         probabilities shifted by the threshold), not the model's own scores.
+    model_scale, model_offset, model_threshold : ndarray of float or None
+        Per numeric split, the value the model compares, ``model_scale * z +
+        model_offset`` of the search's ``z`` (its Pipeline's scaling), and the threshold it
+        compares it with (NaN elsewhere).
+    float32 : bool
+        Whether the model compares values cast to float32 (scikit-learn's trees, forests and
+        gradient boosting, XGBoost), else in float64 (HistGradientBoosting, LightGBM).
     """
 
     roots: np.ndarray
@@ -93,6 +100,27 @@ class TreeEnsemble:
     ties_to_higher: bool = False
     left_codes: dict = field(default_factory=dict)
     thresholded: bool = False
+    model_scale: np.ndarray | None = None
+    model_offset: np.ndarray | None = None
+    model_threshold: np.ndarray | None = None
+    float32: bool = True
+
+    def reads_left(self, nodes, values):
+        """Whether the model sends the search's ``values`` of numeric splits ``nodes`` to
+        the child the reading calls left (``z <= threshold``), by its own comparison: in
+        its units and precision. Where the splits' model units are unknown, by the
+        reading's ``threshold`` in float64 and float32 alike (either way may be the
+        model's)."""
+        values = np.asarray(values, dtype=float)
+        if self.model_scale is None:
+            t = self.threshold[nodes]
+            return (values <= t) & (values.astype(np.float32) <= t)
+        a, b = self.model_scale[nodes], self.model_offset[nodes]
+        compared = a * values + b
+        if self.float32:
+            compared = compared.astype(np.float32).astype(float)
+        left = compared <= self.model_threshold[nodes]
+        return np.where(a > 0, left, ~left)  # a decreasing map swapped the children
 
     @property
     def n_classes(self):
@@ -449,6 +477,16 @@ def _read_model(model):
                      f"{type(model).__name__}.")
 
 
+def _compares_in_float32(model):
+    """Whether ``model`` (one :func:`_read_model` reads) casts the values it compares to
+    float32: scikit-learn's trees do, and XGBoost; HistGradientBoosting and LightGBM compare
+    float64 values."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return not (isinstance(model, HistGradientBoostingClassifier) or
+                type(model).__module__.split(".")[0] == "lightgbm")
+
+
 def _boosting_trees(per_tree, n_classes):
     """Trees given as (left, right, feature, threshold, value) with one class each (tree
     ``t`` adds to class ``t % n_classes``; one raw value for two classes)."""
@@ -708,6 +746,7 @@ def read_tree_ensemble(estimator, codec, n_features):
         raise ValueError(f"search='exact' traced {len(expressions)} columns to the model, "
                          f"which takes {model.n_features_in_}.")
     roots, lefts, rights, features, thresholds, scores, margins = [], [], [], [], [], [], []
+    model_scales, model_offsets, model_thresholds = [], [], []
     left_codes = {}
     start = 0
     for left, right, feature, threshold, leaf_scores in trees:
@@ -717,6 +756,7 @@ def read_tree_ensemble(estimator, codec, n_features):
         new_feature = np.full(count, -1)
         new_threshold = np.full(count, np.nan)
         new_margin = np.zeros(count)
+        model_scale, model_offset = np.full(count, np.nan), np.full(count, np.nan)
         new_left, new_right = np.where(inner, left + start, -1), np.where(inner, right + start, -1)
         for node in np.flatnonzero(inner):
             expression = expressions[feature[node]]
@@ -729,6 +769,7 @@ def read_tree_ensemble(estimator, codec, n_features):
                 # a * z + b <= t, i.e. z <= (t - b) / a, or z >= it for a < 0: the
                 # children swap (a threshold is never met with equality by the answers).
                 new_threshold[node] = (t - expression.offset) / expression.scale
+                model_scale[node], model_offset[node] = expression.scale, expression.offset
                 # (a threshold past float32's range, LightGBM's 1e300 for missing values,
                 # is spaced in float64)
                 spacing = np.spacing(abs(t)) if abs(t) > _FLOAT32_MAX else \
@@ -748,6 +789,9 @@ def read_tree_ensemble(estimator, codec, n_features):
         features.append(new_feature)
         thresholds.append(new_threshold)
         margins.append(new_margin)
+        model_scales.append(model_scale)
+        model_offsets.append(model_offset)
+        model_thresholds.append(np.where(np.isnan(model_scale), np.nan, threshold))
         scores.append(np.where(inner[:, None], 0.0, leaf_scores))
         start += count
     base = np.asarray(base, float)
@@ -758,6 +802,10 @@ def read_tree_ensemble(estimator, codec, n_features):
                         threshold=np.concatenate(thresholds),
                         leaf_scores=np.concatenate(scores), base=base,
                         is_probability=is_probability, margin=np.concatenate(margins),
+                        model_scale=np.concatenate(model_scales),
+                        model_offset=np.concatenate(model_offsets),
+                        model_threshold=np.concatenate(model_thresholds).astype(float),
+                        float32=_compares_in_float32(model),
                         raw_binary_slope=slope, ties_to_higher=ties_to_higher,
                         left_codes=left_codes, thresholded=rule is not None)
 
