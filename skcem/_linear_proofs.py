@@ -29,11 +29,13 @@ _TANGENTS = 10
 def predicts_largest_score(estimator):
     """Whether ``estimator``'s ``predict`` is, by construction, the class of the largest
     ``decision_function`` score (the sign of one score): a scikit-learn linear classifier or
-    linear discriminant analysis, alone or at the end of a Pipeline (frozen or not). Not a
-    wrapper such as a threshold classifier or a bagging ensemble, whose ``predict`` follows
-    other numbers, however close to these."""
+    linear discriminant analysis, alone or at the end of a Pipeline (frozen or not), or a
+    one-vs-rest classifier of such models with decision functions. Not a wrapper such as a
+    threshold classifier or a bagging ensemble, whose ``predict`` follows other numbers,
+    however close to these."""
     from sklearn.base import is_classifier
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
 
@@ -45,6 +47,10 @@ def predicts_largest_score(estimator):
     estimator = frozen_inner(estimator)
     if isinstance(estimator, Pipeline):
         estimator = frozen_inner(estimator.steps[-1][1])
+    if isinstance(estimator, OneVsRestClassifier):  # the argmax of its models' scores
+        inner = getattr(estimator, "estimators_", [])
+        return len(inner) > 0 and all(predicts_largest_score(model) and
+                                      hasattr(model, "decision_function") for model in inner)
     return isinstance(estimator, (LinearDiscriminantAnalysis, LinearSVC)) or (
         type(estimator).__module__.startswith("sklearn.linear_model")
         and is_classifier(estimator))

@@ -231,15 +231,21 @@ def test_a_pn_need_beat_only_the_class_it_explains_by_its_margin():
     assert np.argmax(W @ only_zero + b) == 2
 
 
-@pytest.mark.parametrize("kappa", [0.0, 0.2])
-def test_auto_finds_pns_that_must_cross_the_no_information_value_on_several_features(kappa):
+@pytest.mark.parametrize("kappa, one_vs_rest", [(0.0, False), (0.2, False), (0.0, True)])
+def test_auto_finds_pns_that_must_cross_the_no_information_value_on_several_features(
+        kappa, one_vs_rest):
     """Breast cancer, distance="mad": five PNs of a logistic regression need moves across
     the no-information value on several features at once; no gradient step or training row
     reaches them, and the warning advised a larger c_init (which found none either)."""
     from sklearn.datasets import load_breast_cancer
 
     X, y = load_breast_cancer(return_X_y=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    from sklearn.multiclass import OneVsRestClassifier
+
+    linear = LogisticRegression(max_iter=2000)
+    # a one-vs-rest classifier of a linear model is one too (found by a new user)
+    model = make_pipeline(StandardScaler(),
+                          OneVsRestClassifier(linear) if one_vs_rest else linear)
     model.fit(X[:500], y[:500])
     rows = X[500:][[3, 21, 63, 64, 67]]
     explainer = CEMExplainer(model, mode="PN", distance="mad", kappa=kappa)
