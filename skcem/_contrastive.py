@@ -279,6 +279,23 @@ def _framework_threads(backend, n_numbers):
 _CALLERS_OPENMP_THREADS = ContextVar("skcem_callers_openmp_threads", default=None)
 
 
+def _breaks_ties_by_threads(estimator):
+    """Whether ``estimator`` (alone, or a Pipeline's last step) is a scikit-learn nearest
+    neighbours model, whose ``predict`` breaks ties between equally distant training rows by
+    the order its OpenMP threads find them."""
+    from sklearn.neighbors import KNeighborsClassifier, RadiusNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+
+    from ._decision_scores import DecisionScores
+
+    estimator = frozen_inner(estimator.estimator if isinstance(estimator, DecisionScores)
+                             else estimator)
+    if isinstance(estimator, Pipeline):
+        estimator = frozen_inner(estimator.steps[-1][1])
+    return isinstance(estimator, (KNeighborsClassifier, RadiusNeighborsClassifier)) or \
+        type(estimator).__module__.startswith("sklearn.neighbors")
+
+
 def _openmp_threads():
     """The most threads an OpenMP library loaded now runs with, or None without any."""
     counts = [info["num_threads"] for info in threadpool_info()
@@ -1730,8 +1747,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # As in fit: many small questions, which OpenMP threads (histogram gradient
         # boosting's) cost more to wake than the rows take, many times more on a busy machine.
         deep = is_deep_model(self.estimator_)
-        # the caller's own threads: the answers are checked once more with them
-        token = _CALLERS_OPENMP_THREADS.set(None if deep else _openmp_threads())
+        # the caller's own threads, where the model's classes may follow them: the answers
+        # are checked once more with them (asked only there: after a limit, libgomp's
+        # threads took a second to wake on a busy machine, a 16x slower explain of one row)
+        token = _CALLERS_OPENMP_THREADS.set(
+            _openmp_threads() if _breaks_ties_by_threads(self.estimator_) else None)
         try:
             with nullcontext() if deep else threadpool_limits(limits=1, user_api="openmp"):
                 return self._explain(X, y)

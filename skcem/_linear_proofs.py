@@ -17,6 +17,8 @@ need moves no gradient step or training row reaches, such as a PN's across the
 no-information value on several features at once.
 """
 
+import time
+
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
@@ -208,14 +210,18 @@ def closest_of_class(W, b, x, box, k, l1, l2, margin, whole=None, time_limit=Non
                     np.r_[upper, np.full(n + len(squared), np.inf), np.ones(len(gaps))])
     whole = np.zeros(n, bool) if whole is None else np.asarray(whole, bool)
     integrality = np.r_[whole.astype(float), np.zeros(n + len(squared)), np.ones(len(gaps))]
+    started = time.monotonic()
     options = {} if time_limit is None else {"time_limit": float(time_limit)}
     constraints = LinearConstraint(sparse.vstack(rows, format="csr"), -np.inf,
                                    np.concatenate(upper_bounds))
     result = milp(cost, constraints=constraints, bounds=bounds, integrality=integrality,
                   options=options)
-    if result.status == 4:  # HiGHS's "solve error", met after its presolve on small programs
+    left = None if time_limit is None else time_limit - (time.monotonic() - started)
+    if result.status == 4 and (left is None or left > 0):
+        # HiGHS's "solve error", met after its presolve on small programs
         result = milp(cost, constraints=constraints, bounds=bounds, integrality=integrality,
-                      options={**options, "presolve": False})
+                      options={"presolve": False} if left is None else
+                      {"presolve": False, "time_limit": left})
     if result.x is None:
         return None
     row = np.clip(np.where(whole, np.round(result.x[:n]), result.x[:n]), lower, upper)

@@ -82,6 +82,9 @@ class TreeEnsemble:
         Per numeric split, the value the model compares, ``model_scale * z +
         model_offset`` of the search's ``z`` (its Pipeline's scaling), and the threshold it
         compares it with (NaN elsewhere).
+    model_operations : list or None
+        Per node, how the Pipeline's steps compute that value, operation by operation
+        (``("sub", mean)``, ``("div", scale)``...), or None where not known.
     float32 : bool
         Whether the model compares values cast to float32 (scikit-learn's trees, forests and
         gradient boosting, XGBoost), else in float64 (HistGradientBoosting, LightGBM).
@@ -103,7 +106,25 @@ class TreeEnsemble:
     model_scale: np.ndarray | None = None
     model_offset: np.ndarray | None = None
     model_threshold: np.ndarray | None = None
+    model_operations: list | None = None
     float32: bool = True
+
+    def _model_values(self, nodes, values):
+        """The values the model compares at ``nodes`` for the search's ``values``: by its
+        steps' own operations where known (to the last bit), else by the affine map."""
+        values = np.asarray(values, dtype=float)
+        out = self.model_scale[nodes] * values + self.model_offset[nodes]
+        if self.model_operations is None:
+            return out
+        chains = [self.model_operations[node] for node in np.ravel(nodes)]
+        for chain in set(chain for chain in chains if chain is not None):
+            at = np.array([c == chain for c in chains])
+            value = values[at]
+            for name, number in chain:
+                value = value - number if name == "sub" else value / number \
+                    if name == "div" else value * number if name == "mul" else value + number
+            out[at] = value
+        return out
 
     def reads_left(self, nodes, values):
         """Whether the model sends the search's ``values`` of numeric splits ``nodes`` to
@@ -115,8 +136,8 @@ class TreeEnsemble:
         if self.model_scale is None:
             t = self.threshold[nodes]
             return (values <= t) & (values.astype(np.float32) <= t)
-        a, b = self.model_scale[nodes], self.model_offset[nodes]
-        compared = a * values + b
+        a = self.model_scale[nodes]
+        compared = self._model_values(nodes, values)
         if self.float32:
             compared = compared.astype(np.float32).astype(float)
         left = compared <= self.model_threshold[nodes]
@@ -210,6 +231,10 @@ class _Affine:
     column: int
     scale: float = 1.0
     offset: float = 0.0
+    # the steps' own arithmetic, in order: ("sub" | "div" | "mul" | "add", value), which the
+    # model's float64 value follows to the last bit (a threshold midway between two
+    # decimals is met exactly); None where a step's is not known
+    operations: tuple | None = ()
 
 
 @dataclass(frozen=True)
@@ -278,14 +303,18 @@ def _inside(where):
         raise
 
 
-def _affine_map(expressions, scale, offset, step):
-    """``x * scale + offset`` per column, for every expression."""
+def _affine_map(expressions, scale, offset, step, operations=None):
+    """``x * scale + offset`` per column, for every expression; ``operations`` (pairs of an
+    operation and its per-column values) is how ``step`` computes it."""
     out = []
     for k, e in enumerate(expressions):
         s, o = float(np.ravel(scale)[k] if np.ndim(scale) else scale), \
             float(np.ravel(offset)[k] if np.ndim(offset) else offset)
         if isinstance(e, _Affine):
-            out.append(_Affine(e.column, e.scale * s, e.offset * s + o))
+            done = None if operations is None or e.operations is None else \
+                e.operations + tuple((name, float(np.ravel(values)[k]) if np.ndim(values)
+                                      else float(values)) for name, values in operations)
+            out.append(_Affine(e.column, e.scale * s, e.offset * s + o, done))
         elif isinstance(e, _Indicator):
             out.append(_Indicator(e.column, e.positions, e.index, e.scale * s,
                                   e.offset * s + o))
@@ -324,20 +353,26 @@ def _follow(step, expressions, columns):
     if isinstance(step, ColumnTransformer):
         return _follow_column_transformer(step, expressions, columns)
     n = len(expressions)
+    # (the operations as each scaler's transform does them on dense rows)
     if isinstance(step, StandardScaler):
         scale = 1.0 / step.scale_ if step.scale_ is not None else np.ones(n)
         mean = step.mean_ if step.with_mean else np.zeros(n)
-        return _affine_map(expressions, scale, -mean * scale, step)
+        operations = ([("sub", step.mean_)] if step.with_mean else []) + \
+            ([("div", step.scale_)] if step.scale_ is not None else [])
+        return _affine_map(expressions, scale, -mean * scale, step, operations)
     if isinstance(step, MinMaxScaler):
         if step.clip:
             _refuse(step, " (clip=True is not affine)")
-        return _affine_map(expressions, step.scale_, step.min_, step)
+        return _affine_map(expressions, step.scale_, step.min_, step,
+                           [("mul", step.scale_), ("add", step.min_)])
     if isinstance(step, MaxAbsScaler):
-        return _affine_map(expressions, 1.0 / step.scale_, 0.0, step)
+        return _affine_map(expressions, 1.0 / step.scale_, 0.0, step, [("div", step.scale_)])
     if isinstance(step, RobustScaler):
         scale = 1.0 / step.scale_ if step.scale_ is not None else np.ones(n)
         center = step.center_ if step.center_ is not None else np.zeros(n)
-        return _affine_map(expressions, scale, -center * scale, step)
+        operations = ([("sub", step.center_)] if step.center_ is not None else []) + \
+            ([("div", step.scale_)] if step.scale_ is not None else [])
+        return _affine_map(expressions, scale, -center * scale, step, operations)
     if isinstance(step, SimpleImputer):
         # The search's rows hold no missing value to impute (those of an instance are
         # refused): the imputer passes them on.
@@ -746,7 +781,7 @@ def read_tree_ensemble(estimator, codec, n_features):
         raise ValueError(f"search='exact' traced {len(expressions)} columns to the model, "
                          f"which takes {model.n_features_in_}.")
     roots, lefts, rights, features, thresholds, scores, margins = [], [], [], [], [], [], []
-    model_scales, model_offsets, model_thresholds = [], [], []
+    model_scales, model_offsets, model_thresholds, model_operations = [], [], [], []
     left_codes = {}
     start = 0
     for left, right, feature, threshold, leaf_scores in trees:
@@ -757,6 +792,7 @@ def read_tree_ensemble(estimator, codec, n_features):
         new_threshold = np.full(count, np.nan)
         new_margin = np.zeros(count)
         model_scale, model_offset = np.full(count, np.nan), np.full(count, np.nan)
+        operations = [None] * count
         new_left, new_right = np.where(inner, left + start, -1), np.where(inner, right + start, -1)
         for node in np.flatnonzero(inner):
             expression = expressions[feature[node]]
@@ -770,6 +806,7 @@ def read_tree_ensemble(estimator, codec, n_features):
                 # children swap (a threshold is never met with equality by the answers).
                 new_threshold[node] = (t - expression.offset) / expression.scale
                 model_scale[node], model_offset[node] = expression.scale, expression.offset
+                operations[node] = expression.operations
                 # (a threshold past float32's range, LightGBM's 1e300 for missing values,
                 # is spaced in float64)
                 spacing = np.spacing(abs(t)) if abs(t) > _FLOAT32_MAX else \
@@ -792,6 +829,7 @@ def read_tree_ensemble(estimator, codec, n_features):
         model_scales.append(model_scale)
         model_offsets.append(model_offset)
         model_thresholds.append(np.where(np.isnan(model_scale), np.nan, threshold))
+        model_operations.extend(operations)
         scores.append(np.where(inner[:, None], 0.0, leaf_scores))
         start += count
     base = np.asarray(base, float)
@@ -805,6 +843,7 @@ def read_tree_ensemble(estimator, codec, n_features):
                         model_scale=np.concatenate(model_scales),
                         model_offset=np.concatenate(model_offsets),
                         model_threshold=np.concatenate(model_thresholds).astype(float),
+                        model_operations=model_operations,
                         float32=_compares_in_float32(model),
                         raw_binary_slope=slope, ties_to_higher=ties_to_higher,
                         left_codes=left_codes, thresholded=rule is not None)

@@ -6,10 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -800,7 +801,7 @@ def test_a_pp_may_keep_a_little_of_two_features_rather_than_much_of_one():
     assert np.sum(np.array(ratios) > 1.5) <= 4  # 8 of 14 before
 
 
-class _ThreadTiedClassifier(ClassifierMixin, BaseEstimator):
+class _ThreadTiedClassifier(KNeighborsClassifier):
     """Class 1 where the first feature is positive; but with more than one OpenMP thread,
     ``predict`` gives class 0 up to 0.05 past the boundary (as a nearest-neighbour model
     breaks a tie between equally distant rows by its threads' order)."""
