@@ -68,7 +68,6 @@ does not model.
 
 import time
 import warnings
-from functools import partial
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -137,7 +136,7 @@ class _Structure:
         # Numeric columns: sorted thresholds and the step inside each (the largest of the
         # splits sharing it); each numeric split's threshold binary.
         self.cuts, self.steps, self.v_start = {}, {}, {}
-        self.cut_nodes = {}  # a split of each cut: how the model compares there
+        self.side_tests = {}  # per cut, the model's own test of a value's side
         self.cut_index = np.full(n_nodes, -1)
         for j in np.unique(ensemble.feature[numeric_nodes]):
             at = numeric_nodes & (ensemble.feature == j)
@@ -147,7 +146,7 @@ class _Structure:
             self.cuts[j], self.steps[j], self.v_start[j] = cuts, steps, n_var
             nodes = np.zeros(len(cuts), int)
             nodes[inverse] = np.flatnonzero(at)
-            self.cut_nodes[j] = nodes
+            self.side_tests[j] = ensemble.side_test(nodes)
             self.cut_index[at] = inverse
             n_var += len(cuts)
         self.n_v = n_var
@@ -397,14 +396,11 @@ def _nearest_points(x0, cuts, steps, pieces, scale=None, reads_left=None):
     low = np.r_[-np.inf, cuts + steps]
     high = np.r_[cuts - steps, np.inf]
     if scale is not None:  # the smallest multiple above t_k, the largest at most t_k+1
-        above = below = None
-        if reads_left is not None:
-            def above(values):  # right of interval k's lower cut, t_k
-                return np.r_[True, ~reads_left(values[1:])]
-
-            def below(values):  # left of (at most) its upper cut, t_k+1
-                return np.r_[reads_left(values[:-1]), True]
-        low, high = _multiples_inside(low, high, scale, above=above, below=below)
+        # right of interval k's lower cut, t_k; left of (at most) its upper one, t_k+1
+        sides = {} if reads_left is None else dict(
+            above=lambda values: np.r_[True, ~reads_left(values[1:])],
+            below=lambda values: np.r_[reads_left(values[:-1]), True])
+        low, high = _multiples_inside(low, high, scale, **sides)
     best = np.full(n, np.nan)
     best_gap = np.full(n, np.inf)
     for a, b in pieces:
@@ -783,10 +779,9 @@ class ExactSearch:
             # with them.
             steps = structure.steps[j] * step_scale if scale is None or step_scale > 1 \
                 else 0.0
-            nodes = structure.cut_nodes[j]
             pts = _nearest_points(x0[j], cuts, np.broadcast_to(steps, cuts.shape),
                                   self._admissible_pieces(problem, i, j), scale,
-                                  partial(structure.ensemble.reads_left, nodes))
+                                  structure.side_tests[j])
             change = np.abs(pts - x0[j])
             interval_cost = l1[j] * change + l2[j] * change**2
             points[j] = pts

@@ -109,39 +109,46 @@ class TreeEnsemble:
     model_operations: list | None = None
     float32: bool = True
 
-    def _model_values(self, nodes, values):
-        """The values the model compares at ``nodes`` for the search's ``values``: by its
-        steps' own operations where known (to the last bit), else by the affine map."""
-        values = np.asarray(values, dtype=float)
-        out = self.model_scale[nodes] * values + self.model_offset[nodes]
-        if self.model_operations is None:
-            return out
-        chains = [self.model_operations[node] for node in np.ravel(nodes)]
-        for chain in set(chain for chain in chains if chain is not None):
-            at = np.array([c == chain for c in chains])
-            value = values[at]
-            for name, number in chain:
-                value = value - number if name == "sub" else value / number \
-                    if name == "div" else value * number if name == "mul" else value + number
-            out[at] = value
-        return out
-
     def reads_left(self, nodes, values):
         """Whether the model sends the search's ``values`` of numeric splits ``nodes`` to
         the child the reading calls left (``z <= threshold``), by its own comparison: in
         its units and precision. Where the splits' model units are unknown, by the
         reading's ``threshold`` in float64 and float32 alike (either way may be the
         model's)."""
-        values = np.asarray(values, dtype=float)
+        return self.side_test(nodes)(values)
+
+    def side_test(self, nodes):
+        """:meth:`reads_left` for the splits ``nodes``, as a function of their values (the
+        per-node work done once: the exact search asks it many times)."""
+        nodes = np.asarray(nodes)
         if self.model_scale is None:
             t = self.threshold[nodes]
-            return (values <= t) & (values.astype(np.float32) <= t)
-        a = self.model_scale[nodes]
-        compared = self._model_values(nodes, values)
-        if self.float32:
-            compared = compared.astype(np.float32).astype(float)
-        left = compared <= self.model_threshold[nodes]
-        return np.where(a > 0, left, ~left)  # a decreasing map swapped the children
+            return lambda values: (np.asarray(values, float) <= t) & \
+                (np.asarray(values, float).astype(np.float32) <= t)
+        a, b = self.model_scale[nodes], self.model_offset[nodes]
+        t, float32 = self.model_threshold[nodes], self.float32
+        chains = [None] * len(nodes) if self.model_operations is None else \
+            [self.model_operations[node] for node in nodes.ravel()]
+        # the steps' own operations where known (to the last bit), else the affine map
+        groups = [(np.array([c == chain for c in chains]).reshape(nodes.shape), chain)
+                  for chain in set(chain for chain in chains if chain is not None)]
+
+        def test(values):
+            values = np.asarray(values, dtype=float)
+            compared = a * values + b
+            for at, chain in groups:
+                value = values[at]
+                for name, number in chain:
+                    value = value - number if name == "sub" else value / number \
+                        if name == "div" else value * number if name == "mul" \
+                        else value + number
+                compared[at] = value
+            if float32:
+                compared = compared.astype(np.float32).astype(float)
+            left = compared <= t
+            return np.where(a > 0, left, ~left)  # a decreasing map swapped the children
+
+        return test
 
     @property
     def n_classes(self):
