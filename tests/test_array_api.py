@@ -186,6 +186,38 @@ def test_inputs_of_another_array_library_are_read_as_numpy(tmp_path):
         "        assert isinstance(answer, np.ndarray), type(answer)\n"
         "        np.testing.assert_array_equal(answer, expected)\n"
         "print('ok')\n")
+    _run_with_array_api(script)
+
+
+def _run_with_array_api(script):
+    """Run ``script`` with scipy's array API support on (it must be set before scipy is
+    imported: a fresh process); it prints "ok" when its checks hold."""
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           env={**os.environ, "SCIPY_ARRAY_API": "1"}, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_model_fitted_on_torch_tensors_under_array_api_dispatch_is_explained(tmp_path):
+    """Found by a new user: a LinearDiscriminantAnalysis fitted on torch tensors with
+    set_config(array_api_dispatch=True) failed in scikit-learn's words (the explainers ask
+    about numpy rows); skcem explains a copy of it holding numpy arrays."""
+    pytest.importorskip("torch")
+    script = tmp_path / "dispatch.py"
+    script.write_text(
+        "import numpy as np, sklearn, torch, warnings\n"
+        "from sklearn.datasets import load_wine\n"
+        "from sklearn.discriminant_analysis import LinearDiscriminantAnalysis\n"
+        "from skcem import CounterfactualExplainer\n"
+        "X, y = load_wine(return_X_y=True)\n"
+        "X = (X - X.mean(0)) / X.std(0)\n"
+        "sklearn.set_config(array_api_dispatch=True)\n"
+        "Xt, yt = torch.asarray(X), torch.asarray(y)\n"
+        "model = LinearDiscriminantAnalysis().fit(Xt, yt)\n"
+        "warnings.simplefilter('ignore')\n"
+        "exp = CounterfactualExplainer(model).fit(Xt).explain(Xt[:5])\n"
+        "assert exp.found.all()\n"
+        "after = model.predict(torch.asarray(exp.explanation)).numpy()\n"
+        "assert np.all(after != model.predict(Xt[:5]).numpy())\n"
+        "assert isinstance(model.coef_, torch.Tensor)  # the user's model as it was\n"
+        "print('ok')\n")
+    _run_with_array_api(script)
