@@ -396,10 +396,14 @@ def _nearest_points(x0, cuts, steps, pieces, scale=None, reads_left=None):
     low = np.r_[-np.inf, cuts + steps]
     high = np.r_[cuts - steps, np.inf]
     if scale is not None:  # the smallest multiple above t_k, the largest at most t_k+1
-        # right of interval k's lower cut, t_k; left of (at most) its upper one, t_k+1
+        # right of interval k's lower cut, t_k; left of (at most) its upper one, t_k+1; and
+        # where the steps are asked (a retry after predict refused an answer), past them
+        stepped = np.any(steps > 0)
         sides = {} if reads_left is None else dict(
-            above=lambda values: np.r_[True, ~reads_left(values[1:])],
-            below=lambda values: np.r_[reads_left(values[:-1]), True])
+            above=lambda values: np.r_[True, ~reads_left(values[1:])] &
+            (~stepped | (values > low)),
+            below=lambda values: np.r_[reads_left(values[:-1]), True] &
+            (~stepped | (values <= high)))
         low, high = _multiples_inside(low, high, scale, **sides)
     best = np.full(n, np.nan)
     best_gap = np.full(n, np.inf)
