@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -401,8 +402,8 @@ class _Warnings:
 
     _NOISE = ("X has feature names, but the fitted", "X does not have valid feature names")
 
-    def __init__(self, command, quiet):
-        self.command, self.quiet = command, quiet
+    def __init__(self, command, quiet, explainer=None):
+        self.command, self.quiet, self.explainer = command, quiet, explainer
         self._context = warnings.catch_warnings(record=True)
 
     def __enter__(self):
@@ -424,8 +425,8 @@ class _Warnings:
                     message.startswith(self._NOISE):
                 continue
             shown.add(message)
-            print(f"skcem {self.command}: warning: {' '.join(message.split())}",
-                  file=sys.stderr)
+            message = _in_flags(" ".join(message.split()), self.explainer)
+            print(f"skcem {self.command}: warning: {message}", file=sys.stderr)
 
 
 def _check_params(params, explainer, options):
@@ -452,7 +453,7 @@ def _parse_params(items):
                              f"in one value: {key}=a,b or {key}=a:...,b:...)")
         params[key] = _literal(value)
         if isinstance(params[key], str) and key in _DICT_PARAMS and ":" in value:
-            params[key] = _mapping(value)  # age:increase,hours:decrease
+            params[key] = _mapping(value, key)  # age:increase,hours:decrease
             continue
         if isinstance(params[key], str) and ("," in value or (
                 key in _LIST_PARAMS and value not in _LIST_PARAMS[key])):  # a plain list: a,b,c
@@ -471,11 +472,15 @@ _LIST_PARAMS = {"immutable_features": (), "categorical_features": ("auto",)}
 _DICT_PARAMS = ("directions", "feature_range", "feature_weights", "no_info_val")
 
 
-def _mapping(value):
-    """``"age:increase,hours:20:60"`` as ``{"age": "increase", "hours": (20, 60)}``."""
+def _mapping(value, key):
+    """``"age:increase,hours:20:60"`` as ``{"age": "increase", "hours": (20, 60)}``; a
+    column named twice is an error (the last would silently win, dropping a constraint)."""
     mapping = {}
     for pair in value.split(","):
         name, *values = [part.strip() for part in pair.split(":")]
+        if name in mapping:
+            raise InputError(f"--params: {key} names column {name!r} twice; give each "
+                             "column once")
         values = [_literal(v) for v in values]
         mapping[name] = values[0] if len(values) == 1 else tuple(values)
     return mapping
@@ -653,11 +658,32 @@ _FLAGS = {"`estimator`": "--model", "task='regression'": "--task regression",
           "task='classification'": "--task classification"}
 
 
-def _in_flags(message):
-    """An explainer's error in the command line's words: its options, not parameters."""
+# the explainers' parameters that the commands set by options of their own
+_OPTIONS = {"mode": "--mode", "sim_fn": "--sim-fn", "task": "--task",
+            "n_counterfactuals": "--n-counterfactuals"}
+# a parameter set in Python's words: search='fista', c_init=100
+_SETTING = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[\w.+-]+)")
+
+
+def _in_flags(message, explainer=None):
+    """An explainer's error or warning in the command line's words: its options, and its
+    parameters as ``--params`` (``search='fista'``: ``--params search=fista``)."""
     for parameter, flag in _FLAGS.items():
         message = message.replace(parameter, flag)
-    return message
+    if explainer is None:
+        return message
+    names = set(explainer._get_param_names())
+
+    def as_params(match):
+        name, value = match.groups()
+        if name not in names:
+            return match.group(0)
+        value = value.strip(chr(39) + chr(34))
+        if name in _OPTIONS:  # a parameter with an option of its own
+            return f"{_OPTIONS[name]} {value}"
+        return f"--params {name}={value}"
+
+    return _SETTING.sub(as_params, message)
 
 
 def _input_shape_hint(exc):
@@ -875,7 +901,7 @@ def _explain(args):
     named = hasattr(_frame(header, data[:0]), "columns")
     if not named:  # no pandas: arrays, their columns named below
         params = _by_position(params, header)
-    recorded = _Warnings("explain", args.quiet)
+    recorded = _Warnings("explain", args.quiet, explainer)
     try:
         cem = explainer(model, verbose=_verbosity(args), **params)
         with recorded:
@@ -885,8 +911,8 @@ def _explain(args):
         if not named:
             exp = dataclasses.replace(exp, feature_names=list(header))
     except (TypeError, ValueError) as exc:
-        raise InputError(_in_flags(str(exc).splitlines()[0]) + _input_shape_hint(exc)
-                         + _dates_hint(data, args.dates)
+        raise InputError(_in_flags(str(exc).splitlines()[0], explainer)
+                         + _input_shape_hint(exc) + _dates_hint(data, args.dates)
                          + _category_dtype_hint(model, data)
                          + _missing_rows_hint(exc, {"--data": data, "--train": train}
                                               if args.train else {"--data": data})) from exc
@@ -978,7 +1004,7 @@ def _similarity(args):
     data = _as_documents(model, features, data, "--data")
     if not 1 <= args.k <= len(X_train):
         raise InputError(f"-k: must be 1 to the {len(X_train)} rows of --train; got {args.k}")
-    recorded = _Warnings("similarity", args.quiet)
+    recorded = _Warnings("similarity", args.quiet, GradientSimilarityExplainer)
     try:
         with recorded:
             # the columns were matched to the model's by name above; the explainer passes
@@ -988,7 +1014,8 @@ def _similarity(args):
                                                     **params).fit(X_train, y_train)
             scores, indices = explainer.kneighbors(data, n_neighbors=args.k, y=y_data)
     except (TypeError, ValueError) as exc:
-        raise InputError(_in_flags(str(exc).splitlines()[0]) + _input_shape_hint(exc)) from exc
+        raise InputError(_in_flags(str(exc).splitlines()[0], GradientSimilarityExplainer)
+                         + _input_shape_hint(exc)) from exc
     recorded.show()
     rows = [{"row": i, "neighbors": indices[i].tolist(),
              "scores": [float(s) for s in scores[i]]} for i in range(len(data))]
@@ -1085,11 +1112,19 @@ def build_parser():
                                  "rows and their scores")
     similarity.add_argument("--quiet", action="store_true",
                             help="no progress bar or warnings on stderr")
+    parser.commands = {"demo": demo, "explain": explain, "similarity": similarity}
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's own usage, and where an explainer's parameters go
+        hint = "" if args.command == "demo" else \
+            "; an explainer's parameters go in --params (--params target_class=1 " \
+            "immutable_features=race,sex)" if any(u.startswith("--") for u in unknown) else ""
+        parser.commands[args.command].error(
+            f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:
         if args.command == "demo":
             from ._demo import run_demo

@@ -1465,3 +1465,30 @@ def test_similarity_of_a_regressor_names_the_task_option(files, capsys):
     assert code == 2
     assert "--model is a regressor (LinearRegression): set --task regression" in err
     assert "task='" not in err
+
+
+def test_the_command_line_speaks_its_own_options(files, capsys):
+    """Found by a new user: a column named twice in one --params value dropped the first
+    constraint silently; an unknown option got the top-level usage, with no word of
+    --params; warnings advised Python's distance='mad'."""
+    folder, _, X = files
+    common = ["explain", "--model", folder / "model.joblib", "--data", folder / "data.csv",
+              "--train", folder / "train.csv", "--out", folder / "o.json"]
+    code, err = _main(capsys, *common, "--params",
+                      "directions=sepal_length:increase,sepal_length:decrease")
+    assert code == 2 and "directions names column 'sepal_length' twice" in err
+    with pytest.raises(SystemExit):
+        main([str(a) for a in common] + ["--target-class", "1"])
+    err = capsys.readouterr().err
+    assert "usage: skcem explain" in err and "go in --params (--params target_class=1" in err
+    scaled = folder / "scaled.csv"
+    _write_csv(scaled, HEADER, np.c_[X[:, :3], X[:, 3] * 1e5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (lbfgs on unscaled features)
+        model = LogisticRegression(max_iter=1000).fit(np.c_[X[:, :3], X[:, 3] * 1e5],
+                                                      load_iris(return_X_y=True)[1])
+    joblib.dump(model, folder / "scaled.joblib")
+    code, err = _main(capsys, "explain", "--model", folder / "scaled.joblib", "--data", scaled,
+                      "--out", folder / "o.json", "--params", "max_iterations=20")
+    assert "differ in scale" in err and "--params distance=mad measures" in err
+    assert "distance='mad'" not in err
