@@ -965,6 +965,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         rows[np.arange(len(columns)), columns] = np.nan
         taken = self._finite_answers(rows)
         if taken is None:
+            if self._finite_answers(self._missing_trial_row[None]) is None:
+                # the model fails on the complete row too: not the missing values' doing
+                # (its own error, which names the cause, comes at its first real call)
+                return np.ones(len(columns), bool)
             taken = np.array([bool(self._finite_answers(row[None])) for row in rows])
         return taken
 

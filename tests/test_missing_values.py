@@ -577,3 +577,21 @@ def test_a_function_of_arrays_is_asked_with_floats_where_a_nullable_frame_breaks
     assert exp.found.sum() >= 5
     answers = exp.explanation[exp.found].astype(float).to_numpy()
     assert np.all(model.predict(answers) != exp.X_pred[exp.found])
+
+
+def test_a_model_that_fails_on_complete_rows_too_is_not_blamed_on_missing_values():
+    """Found by a new user: a model fitted on numbers, given a text column, failed the
+    trial call on a row missing a value, and the error said the model takes no missing
+    values (HistGradientBoosting does); the real cause, the text column, came only without
+    missing cells."""
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=200), "b": rng.integers(0, 3, 200).astype(float)})
+    model = HistGradientBoostingClassifier(max_iter=20).fit(X, (X.a + X.b > 1).astype(int))
+    texts = X.assign(b=np.array(["x", "y", "z"])[X.b.astype(int)])
+    texts.loc[3, "a"] = np.nan
+    with pytest.raises(ValueError, match=r"categorical columns \['b'\], but `estimator` "
+                                         r"fails on them"):
+        CounterfactualExplainer(model).fit(texts)
