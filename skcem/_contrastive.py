@@ -776,9 +776,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if not (self.search_ == "neighbors" or self._refines()):
             raise ValueError(
                 f"`plausibility` > 0 needs the gradient-free steps, which search="
-                f"{self.search!r} does not run here (search_={self.search_!r}): use "
-                "search='neighbors', or search='auto' on a table without an auto-encoder "
-                "term; or set plausibility=0.")
+                f"{self.search!r} does not run here (search_={self.search_!r}; search="
+                "'auto' runs them on tables, not on images, input_shape of 2 dimensions or "
+                "more, nor with an auto-encoder term): use search='neighbors', or set "
+                "plausibility=0.")
         settings = self._problem_settings()
         d = self.n_features_in_
         l1 = np.broadcast_to(settings["l1_weight"], (d,))

@@ -637,7 +637,8 @@ def validate_complete_data(estimator, *args, allow_nan=False, **kwargs):
         if message.startswith("Found array with dim") and "dim <= 2" in message:
             raise ValueError(f"{message} Give one instance per row, flattened: "
                              "X.reshape(len(X), -1) (a Keras model gets its input_shape back "
-                             "inside).") from None
+                             "inside; a PyTorch module's is given as input_shape=X.shape[1:])."
+                             ) from None
         if message.startswith("Input X contains infinity"):
             raise _infinite_values_error(message, args[0]) from None
         if not message.startswith("Input X contains NaN"):

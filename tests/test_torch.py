@@ -1751,3 +1751,29 @@ def test_a_modules_own_autoencoder_on_flat_rows_beside_an_image_classifier(logit
     wrong = nn.Sequential(nn.Linear(10, 64)).eval()  # takes neither shape
     with pytest.raises(ValueError, match=r"`autoencoder` fails on rows.*and on flat rows"):
         CEMExplainer(logits_cnn, input_shape=(1, 8, 8), autoencoder=wrong).fit(X[:20])
+
+
+def test_a_module_of_class_labels_and_images_unflattened_get_one_clear_line(images):
+    """Found by a new user: a module returning its argmax (int64) was read as one logit;
+    4-D images got advice for Keras alone; plausibility on images did not say why
+    search='auto' cannot run it."""
+    X, y = images
+
+    class Labels(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(64, 2)
+
+        def forward(self, x):
+            return self.linear(x).argmax(1)
+
+    binary = (y[:200] > 4).astype(int)
+    with pytest.raises(ValueError, match=r"outputs int64 values \(class labels"):
+        CEMExplainer(Labels()).fit(X[:200], binary)
+    with pytest.raises(ValueError, match=r"PyTorch module's is given as "
+                                         r"input_shape=X.shape\[1:\]"):
+        CEMExplainer(nn.Sequential(nn.Flatten(), nn.Linear(64, 10))).fit(
+            X[:20].reshape(-1, 1, 8, 8))
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    with pytest.raises(ValueError, match="not on images"):
+        CounterfactualExplainer(cnn, input_shape=(1, 8, 8), plausibility=1.0).fit(X[:50])

@@ -42,6 +42,10 @@ def output_kind(outputs, activation=None, last="the last layer"):
     kind : str
         A key of :data:`OUTPUT_KINDS`.
     """
+    if np.asarray(outputs).dtype.kind in "biu":  # labels, which no gradient moves
+        raise ValueError(f"`estimator` outputs {np.asarray(outputs).dtype} values (class "
+                         "labels, such as an argmax?), not scores: give a model that outputs "
+                         "its logits or probabilities, one column per class.")
     outputs = np.asarray(outputs, dtype=float).reshape(len(outputs), -1)
     n_outputs = outputs.shape[1]
     if activation == "sigmoid" and n_outputs > 1:
