@@ -661,8 +661,22 @@ _FLAGS = {"`estimator`": "--model", "task='regression'": "--task regression",
 # the explainers' parameters that the commands set by options of their own
 _OPTIONS = {"mode": "--mode", "sim_fn": "--sim-fn", "task": "--task",
             "n_counterfactuals": "--n-counterfactuals"}
-# a parameter set in Python's words: search='fista', c_init=100
-_SETTING = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[\w.+-]+)")
+# a parameter set in Python's words: search='fista', c_init=100, clip=(-1000, 1000)
+_SETTING = re.compile(r"(?<![\w.-])([A-Za-z][A-Za-z0-9_]*)="
+                      r"('[^']*'|\"[^\"]*\"|\([^()]*\)|[\w.+-]+)")
+
+
+def _in_a_call(text):
+    """Whether the end of ``text`` lies inside a call's parentheses, ``Name(...``."""
+    depth = 0
+    for at in range(len(text) - 1, -1, -1):
+        if text[at] == ")":
+            depth += 1
+        elif text[at] == "(":
+            if depth == 0:
+                return at > 0 and (text[at - 1].isalnum() or text[at - 1] == "_")
+            depth -= 1
+    return False
 
 
 def _in_flags(message, explainer=None):
@@ -676,9 +690,16 @@ def _in_flags(message, explainer=None):
 
     def as_params(match):
         name, value = match.groups()
-        if name not in names:
+        before = message[:match.start()]
+        # not a model's own setting, inside its repr's parentheses (SGDRegressor(loss=...)),
+        # nor text inside quotes (a column named "device=mobile")
+        inside = _in_a_call(before) or before.count("'") % 2 or before.count('"') % 2 \
+            or before.count("`") % 2
+        if name not in names or inside:
             return match.group(0)
         value = value.strip(chr(39) + chr(34))
+        if value.startswith("("):  # a tuple: the command line's comma-separated values
+            value = value[1:-1].replace(" ", "")
         if name in _OPTIONS:  # a parameter with an option of its own
             return f"{_OPTIONS[name]} {value}"
         return f"--params {name}={value}"
@@ -1120,9 +1141,8 @@ def main(argv=None):
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the command's own usage, and where an explainer's parameters go
-        hint = "" if args.command == "demo" else \
-            "; an explainer's parameters go in --params (--params target_class=1 " \
-            "immutable_features=race,sex)" if any(u.startswith("--") for u in unknown) else ""
+        hint = "; an explainer's parameters go in --params key=value (see --help)" \
+            if args.command != "demo" and any(u.startswith("--") for u in unknown) else ""
         parser.commands[args.command].error(
             f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:

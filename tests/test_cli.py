@@ -1480,7 +1480,7 @@ def test_the_command_line_speaks_its_own_options(files, capsys):
     with pytest.raises(SystemExit):
         main([str(a) for a in common] + ["--target-class", "1"])
     err = capsys.readouterr().err
-    assert "usage: skcem explain" in err and "go in --params (--params target_class=1" in err
+    assert "usage: skcem explain" in err and "go in --params key=value" in err
     scaled = folder / "scaled.csv"
     _write_csv(scaled, HEADER, np.c_[X[:, :3], X[:, 3] * 1e5])
     with warnings.catch_warnings():
@@ -1492,3 +1492,18 @@ def test_the_command_line_speaks_its_own_options(files, capsys):
                       "--out", folder / "o.json", "--params", "max_iterations=20")
     assert "differ in scale" in err and "--params distance=mad measures" in err
     assert "distance='mad'" not in err
+
+
+def test_only_the_explainers_own_settings_become_params():
+    """Found by a review: a model's repr (SGDRegressor(loss="squared_error")) and a column
+    named "device=mobile" were rewritten as --params."""
+    from skcem.__main__ import _in_flags
+
+    said = _in_flags('such as SGDRegressor(alpha=1, loss="squared_error")',
+                     GradientSimilarityExplainer)
+    assert said == 'such as SGDRegressor(alpha=1, loss="squared_error")'
+    said = _in_flags("`directions['device=mobile']` must be", CounterfactualExplainer)
+    assert said == "`directions['device=mobile']` must be"
+    said = _in_flags("a larger c_init (search='fista', with clip=(-1000, 1000))",
+                     CounterfactualExplainer)
+    assert said == "a larger c_init (--params search=fista, with --params clip=-1000,1000)"

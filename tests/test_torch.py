@@ -1770,6 +1770,12 @@ def test_a_module_of_class_labels_and_images_unflattened_get_one_clear_line(imag
     binary = (y[:200] > 4).astype(int)
     with pytest.raises(ValueError, match=r"outputs int64 values \(class labels"):
         CEMExplainer(Labels()).fit(X[:200], binary)
+
+    class OneHot(Labels):  # integer rows of one column per class: probabilities (a review)
+        def forward(self, x):
+            return nn.functional.one_hot(super().forward(x), 2)
+
+    CEMExplainer(OneHot(), search="neighbors").fit(X[:200], binary)
     with pytest.raises(ValueError, match=r"PyTorch module's is given as "
                                          r"input_shape=X.shape\[1:\]"):
         CEMExplainer(nn.Sequential(nn.Flatten(), nn.Linear(64, 10))).fit(

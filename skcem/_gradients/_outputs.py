@@ -42,7 +42,8 @@ def output_kind(outputs, activation=None, last="the last layer"):
     kind : str
         A key of :data:`OUTPUT_KINDS`.
     """
-    if np.asarray(outputs).dtype.kind in "biu":  # labels, which no gradient moves
+    raw = np.asarray(outputs)
+    if raw.dtype.kind in "biu" and (raw.ndim == 1 or raw.shape[-1] == 1):  # labels
         raise ValueError(f"`estimator` outputs {np.asarray(outputs).dtype} values (class "
                          "labels, such as an argmax?), not scores: give a model that outputs "
                          "its logits or probabilities, one column per class.")
