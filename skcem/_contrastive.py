@@ -2293,7 +2293,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         tolerance = 1e-6 * (np.abs(b).max() + 1.0)
         least = 2.0 * np.arctanh(min(float(problem.kappa), 1.0 - 1e-9))
         # an answer that leaves a class (a PN, "other") need beat only that class by the
-        # margin (the answer's class the others, by rounding's)
+        # margin; the other classes only by the rounding tolerance
         beaten = None if problem.mode.wants_target else [int(problem.target[i])]
 
         def answer_at(k, margin):

@@ -20,6 +20,7 @@ no-information value on several features at once.
 import time
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 # relative error above which the decision is not taken for affine (rounding stays far below)
@@ -159,8 +160,6 @@ def closest_of_class(W, b, x, box, k, l1, l2, margin, whole=None, time_limit=Non
     the width). ``whole`` marks features that take whole numbers. The point is HiGHS's,
     within its tolerances: callers check it with the model.
     """
-    from scipy import sparse
-
     lower, upper, gap_lower, gap_upper = box
     n = W.shape[1]
     gaps = np.flatnonzero(gap_lower < gap_upper)
