@@ -36,7 +36,8 @@ from ._gradients import detect_output_kind, embeds_inputs, is_deep_model, make_b
 from ._labels import check_class_labels, check_outputs_follow_labels, class_indices
 from ._leaf_starts import single_tree_leaves
 from ._linear_proofs import (admissible_box, affine_decision, closest_of_class,
-                             largest_score, predicts_largest_score, reaches_class)
+                             largest_score, past_the_mirror, predicts_largest_score,
+                             reaches_class)
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, _Batch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
@@ -2348,8 +2349,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _box_of(self, problem, i):
         """:func:`~._linear_proofs.admissible_box` of the ``i``-th instance of ``problem``,
-        a PN's far edge of its gap moved a little past the mirror of its value (which is no
-        farther from the no-information value, hence no move of a PN)."""
+        for a PN :func:`~._linear_proofs.past_the_mirror`."""
         x = problem.x0[i]
 
         def of_row(value):
@@ -2360,20 +2360,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         held = np.zeros(x.shape, bool) if frozen is None else of_row(frozen)
         directions = np.zeros(x.shape) if problem.directions is None else problem.directions
         no_info_val = of_row(problem.no_info_val) if problem.mode.name == "PN" else None
-        lower, upper, gap_lower, gap_upper = admissible_box(
-            x, of_row(problem.lower).astype(float), of_row(problem.upper).astype(float),
-            held, directions, no_info_val)
-        if no_info_val is not None:
-            step = 1e-7 * np.maximum(np.abs(x - no_info_val), np.abs(x)) + 1e-12
-            gap = gap_lower < gap_upper
-            gap_lower = np.where(gap & (x >= no_info_val), gap_lower - step, gap_lower)
-            gap_upper = np.where(gap & (x < no_info_val), gap_upper + step, gap_upper)
-            # a mirror at the range's end leaves that side nothing farther: the other side
-            lower, upper = np.where(gap & (gap_lower < lower), gap_upper, lower), \
-                np.where(gap & (gap_upper > upper), gap_lower, upper)
-            gap &= (gap_lower >= lower) & (gap_upper <= upper)
-            gap_lower, gap_upper = np.where(gap, gap_lower, 0.0), np.where(gap, gap_upper, 0.0)
-        return lower, upper, gap_lower, gap_upper
+        box = admissible_box(x, of_row(problem.lower).astype(float),
+                             of_row(problem.upper).astype(float), held, directions,
+                             no_info_val)
+        return box if no_info_val is None else past_the_mirror(box, x, no_info_val)
 
     def _room_to_move(self, X, common):
         """Whether each row of ``X`` has a feature that may change at all: mutable, not

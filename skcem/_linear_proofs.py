@@ -266,3 +266,20 @@ def admissible_box(x, lower, upper, immutable, directions, no_info_val=None):
     gap_lo = np.where(held, 0.0, np.maximum(gap_lo, lo))
     gap_hi = np.where(held, 0.0, np.minimum(gap_hi, hi))
     return lo, hi, gap_lo, gap_hi
+
+
+def past_the_mirror(box, x, no_info_val):
+    """A PN's :func:`admissible_box` with the far edge of each gap moved a little past the
+    mirror of ``x`` (which is no farther from ``no_info_val``, hence no move of a PN), and a
+    side whose only values that leaves lie outside the range dropped: the set of answers
+    :func:`closest_of_class` may return."""
+    lower, upper, gap_lower, gap_upper = box
+    step = 1e-7 * np.maximum(np.abs(x - no_info_val), np.abs(x)) + 1e-12
+    gap = gap_lower < gap_upper
+    gap_lower = np.where(gap & (x >= no_info_val), gap_lower - step, gap_lower)
+    gap_upper = np.where(gap & (x < no_info_val), gap_upper + step, gap_upper)
+    # a mirror at the range's end leaves that side nothing farther: the other side alone
+    lower, upper = np.where(gap & (gap_lower < lower), gap_upper, lower), \
+        np.where(gap & (gap_upper > upper), gap_lower, upper)
+    gap &= (gap_lower >= lower) & (gap_upper <= upper)
+    return lower, upper, np.where(gap, gap_lower, 0.0), np.where(gap, gap_upper, 0.0)
