@@ -655,7 +655,11 @@ def _category_dtype_hint(model, data):
 
 # an explainer's words for its parameters that have options of their own here
 _FLAGS = {"`estimator`": "--model", "task='regression'": "--task regression",
-          "task='classification'": "--task classification"}
+          "task='classification'": "--task classification",
+          "`feature_range_`": "the feature range (the --train rows' range, or --params "
+                              "feature_range=...)",
+          "X's rows": "--data rows",
+          "their rows are NaN (see `found`)": "they are written with found false"}
 
 
 # the explainers' parameters that the commands set by options of their own

@@ -722,6 +722,22 @@ def test_warnings_and_the_missing_train_note_reach_stderr(files, tmp_path, capsy
     assert code == 0 and err == ""
 
 
+def test_warnings_name_the_command_lines_options_not_attributes(files, tmp_path, capsys):
+    """Found by a review: warnings on the command line named `feature_range_`, "X's rows"
+    and `found`, which a user of the command line never sees."""
+    folder, _, X = files
+    _write_csv(tmp_path / "narrow.csv", HEADER, X[:50])  # one class: a narrower range
+    code, err = _main(capsys, "explain", "--model", folder / "model.joblib", "--data",
+                      folder / "data.csv", "--train", tmp_path / "narrow.csv", "--mode", "PN",
+                      "--params", "max_iterations=5", "c_steps=1", "search=fista",
+                      "--out", tmp_path / "out.json")
+    assert code == 0
+    assert "outside the feature range (the --train rows' range, or --params " \
+           "feature_range=...)" in err
+    assert "(--data rows 0, 1, 2); they are written with found false" in err
+    assert "feature_range_" not in err and "`found`" not in err and "X's" not in err
+
+
 def test_similarity_says_it_takes_numeric_columns(files, tmp_path, capsys):
     folder, _, X = files
     _write_csv(tmp_path / "text.csv", HEADER + ["colour", "species"],
