@@ -209,6 +209,47 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
 _TRUTH = {"true": True, "false": False}
 
 
+def _parse_ordered(values, files, tables, dates):
+    """``--ordered COLUMN=LEVEL,LEVEL ...`` as {column: [level, ...]}, lowest first."""
+    ordered = {}
+    for value in values:
+        name, _, levels = value.partition("=")
+        levels = [level.strip() for level in levels.split(",")]
+        if not name or not all(levels):
+            raise InputError(f"--ordered: {value!r} is not COLUMN=LEVEL,LEVEL,... (its levels "
+                             "lowest first, such as education=HS-grad,Bachelors,Masters)")
+        if not any(name in header for header, _ in tables.values()):
+            raise InputError(f"--ordered: no column {name!r} in {' or '.join(files)}")
+        if name in dates:
+            raise InputError(f"--ordered: column {name!r} is in --dates too; dates are "
+                             "ordered already")
+        if len(set(levels)) < len(levels):
+            raise InputError(f"--ordered: column {name!r} names a level twice")
+        ordered[name] = levels
+    return ordered
+
+
+def _as_ordered(header, table, ordered, path):
+    """The columns of ``ordered`` in ``table`` (from :func:`_read_mixed`) as pandas ordered
+    categories, each level as the file writes it (spaces and all: " Bachelors")."""
+    if not ordered:
+        return header, table
+    import pandas as pd
+
+    for name, levels in ordered.items():
+        if name not in header:
+            continue
+        column = table[name]
+        written = {str(cell).strip(): cell for cell in column.dropna().unique()}
+        strange = sorted(set(written) - set(levels))
+        if strange:
+            raise InputError(f"--ordered: column {name!r} of {path} holds {strange[0]!r}, "
+                             f"which is not among its levels {levels}")
+        table[name] = pd.Categorical(column, categories=[written.get(level, level)
+                                                         for level in levels], ordered=True)
+    return header, table
+
+
 def _text_columns(model, header):
     """The columns that the model's encoders know as text (``categories_`` of strings), by
     name: read as text, "02139" stays "02139"."""
@@ -659,7 +700,10 @@ _FLAGS = {"`estimator`": "--model", "task='regression'": "--task regression",
           "`feature_range_`": "the feature range (the --train rows' range, or --params "
                               "feature_range=...)",
           "X's rows": "--data rows",
-          "their rows are NaN (see `found`)": "they are written with found false"}
+          "their rows are NaN (see `found`)": "they are written with found false",
+          "give the column an ordered category dtype (`pd.CategoricalDtype(categories, "
+          "ordered=True)`)": "give its levels, lowest first, with --ordered "
+                             "COLUMN=LEVEL,LEVEL"}
 
 
 # the explainers' parameters that the commands set by options of their own
@@ -888,14 +932,18 @@ def _explain(args):
     # Deep models take float tensors: their rows stay floats.
     whole_as_int = not is_deep_model(model)
     texts = _text_columns(model, tables["--data"][0])
+    ordered = _parse_ordered(args.ordered, files, tables, args.dates)
     header, data = _model_columns(
-        model, *_read_mixed(args.data, "--data", args.drop, tables["--data"], args.dates,
-                            whole_as_int, texts), "--data")
+        model, *_as_ordered(*_read_mixed(args.data, "--data", args.drop, tables["--data"],
+                                         args.dates, whole_as_int, texts | set(ordered)),
+                            ordered, args.data), "--data")
     train = data
     if args.train:
         train_header, train = _model_columns(
-            model, *_read_mixed(args.train, "--train", args.drop, tables["--train"],
-                                args.dates, whole_as_int, texts), "--train")
+            model, *_as_ordered(*_read_mixed(args.train, "--train", args.drop,
+                                             tables["--train"], args.dates, whole_as_int,
+                                             texts | set(ordered)), ordered, args.train),
+            "--train")
         if hasattr(train, "columns"):
             _reorder(train_header, np.empty((0, len(train_header))), header, "--train")
             train = train[header]
@@ -1074,6 +1122,10 @@ def build_parser():
     explain.add_argument("--dates", nargs="*", default=[], metavar="COLUMN",
                          help="columns of ISO 8601 dates or times (read as datetimes, for a "
                               "model that takes them; otherwise a CSV's text is a category)")
+    explain.add_argument("--ordered", nargs="*", default=[], metavar="COLUMN=LEVEL,LEVEL",
+                         help="text columns whose categories are ordered, lowest first (read "
+                              "as an ordered category, whose direction --params directions "
+                              "can then give: education:increase)")
     explain.add_argument("--mode", choices=["PN", "PP", "CF"], default="PN",
                          help="pertinent negatives or positives, or counterfactuals "
                               "(default: %(default)s)")

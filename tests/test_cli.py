@@ -592,6 +592,53 @@ def test_explain_a_csv_with_text_columns_and_a_saved_pipeline(tmp_path, capsys):
         assert model.predict(answer)[0] != model.predict(X.iloc[[i]])[0]
 
 
+def test_an_ordered_text_column_takes_a_direction(tmp_path, capsys):
+    """Found by a user: a CSV carries no ordered dtype, so an ordered category's direction
+    (education may only rise) could not be given on the command line."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    levels = ["low", "mid", "high"]
+    grade = rng.choice(levels, 400)
+    x = rng.normal(size=400)
+    y = (3 * np.array([levels.index(g) for g in grade]) + x > 3).astype(int)
+    table = pd.DataFrame({"grade": grade, "x": x})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["grade"]),
+                                                  remainder="passthrough"),
+                          LogisticRegression()).fit(table, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    table.to_csv(tmp_path / "train.csv", index=False)
+    rows = table[(model.predict(table) == 1) & (table["grade"] != "high")].iloc[:8]
+    rows.to_csv(tmp_path / "data.csv", index=False)
+    args = ["explain", "--model", tmp_path / "model.joblib", "--data", tmp_path / "data.csv",
+            "--train", tmp_path / "train.csv", "--mode", "CF", "--out", tmp_path / "out.json",
+            "--quiet", "--params", "directions=grade:increase"]
+    code, err = _main(capsys, *args)
+    assert code == 2 and "'grade' a direction, but its categories have no order: give " \
+        "its levels, lowest first, with --ordered COLUMN=LEVEL,LEVEL" in err, err
+    code, err = _main(capsys, *args, "--ordered", "grade=low,mid,high")
+    assert code == 0, err
+    answers = json.loads((tmp_path / "out.json").read_text())
+    assert sum(row["found"] for row in answers) >= 6
+    python = CounterfactualExplainer(model, directions={"grade": "increase"}).fit(
+        table.astype({"grade": pd.CategoricalDtype(levels, ordered=True)})).explain(
+        rows.astype({"grade": pd.CategoricalDtype(levels, ordered=True)}))
+    for i, row in enumerate(answers):
+        assert row["found"] == python.found[i]
+        if "grade" in row["changed"]:
+            before, after = row["changed"]["grade"].split(" → ")
+            assert levels.index(after) > levels.index(before)
+    # without the order, lowering the grade is the cheaper answer for some rows
+    free = CounterfactualExplainer(model).fit(table).explain(rows)
+    assert any(levels.index(g) < levels.index(before) for g, before, found in zip(
+        free.explanation["grade"], rows["grade"], free.found) if found)
+    code, err = _main(capsys, *args, "--ordered", "grade=low,high")
+    assert code == 2 and "--ordered: column 'grade' of" in err and "'mid'" in err
+
+
 def test_similarity_params_reach_the_explainer(files, capsys):
     folder, model, X = files
     code, err = _main(capsys, *_command("similarity", folder), "-k", "3", "--params",
