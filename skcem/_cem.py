@@ -257,7 +257,7 @@ class CEMExplainer(BaseContrastiveExplainer):
         1 shows a progress bar over batches and c-steps on stderr (tqdm when installed);
         2 also logs each c-step's figures to the ``skcem`` logger at INFO level.
     max_time : float, default=10.0
-        ``search="exact"`` only: seconds per instance, all its programs together (the
+        ``search="exact"``: seconds per instance, all its programs together (the
         gradient-free search that first gives each a valid answer, whose distance bounds them,
         comes on top; HiGHS looks at the clock between its steps, and may overrun it by
         seconds: its presolve's probing does not look (3.4 s for a program's last 1 s on a
@@ -265,6 +265,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         time left is not started). Past it the best answer found so far is returned with its
         proven relative gap to the optimum (``Explanation.gap`` above 0), or none when none
         was found yet.
+        ``search="auto"`` gives the programs that complete the rows its searches leave
+        unanswered (tree and linear models) ``max_time`` but at most 2 s a row.
         A time limit makes the answers of the rows that reach it depend on the machine and
         its load: the same call may return another answer (with its own gap) another time.
     plausibility : float, default=0.0

@@ -146,7 +146,7 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
     verbose : int, default=0
         As for :class:`CEMExplainer`.
     max_time : float, default=10.0
-        ``search="exact"`` only: seconds per instance, all its programs together (the
+        ``search="exact"``: seconds per instance, all its programs together (the
         gradient-free search that first gives each a valid answer, whose distance bounds them,
         comes on top; HiGHS looks at the clock between its steps, and may overrun it by
         seconds: its presolve's probing does not look (3.4 s for a program's last 1 s on a
@@ -154,6 +154,8 @@ class CounterfactualExplainer(BaseContrastiveExplainer):
         time left is not started). Past it the best answer found so far is returned with its
         proven relative gap to the optimum (``Explanation.gap`` above 0), or none when none
         was found yet.
+        ``search="auto"`` gives the programs that complete the rows its searches leave
+        unanswered (tree and linear models) ``max_time`` but at most 2 s a row.
     plausibility : float, default=0.0
         Weight of the term that pulls each answer among the rows given to ``fit`` that the
         model puts in its class, as for :class:`CEMExplainer` (what the term is, and how

@@ -41,10 +41,54 @@ class Cost:
 
     def with_decision_offset(self, offset):
         """The term for a model whose class is the argmax of ``proba + offset`` rather than
-        of its probabilities (a decision threshold): itself, unless it depends on which class
-        wins (see :class:`HingeAttack`)."""
+        of its probabilities (a decision threshold).
+
+        Parameters
+        ----------
+        offset : array-like of shape (n_classes,)
+            Added to the probabilities before the class is taken.
+
+        Returns
+        -------
+        term : Cost
+            Itself, unless the term depends on which class wins (:class:`HingeAttack`).
+        """
         return self
 
+
+def _method_doc(summary, inputs, returns):
+    """A value or gradient method's docstring: ``summary``, its parameters (an input term's
+    ``x`` or an output term's ``proba, target_onehot``), what it returns."""
+    if inputs:
+        arguments = """x : array of shape (n_samples, n_features)
+            Instances, in the namespace ``xp``.
+        xp : module, default=numpy
+            The array namespace of ``x``."""
+    else:
+        arguments = """proba : array of shape (n_samples, n_classes)
+            The model's probabilities, in the namespace ``xp``.
+        target_onehot : array of shape (n_samples, n_classes)
+            Each row's class one-hot encoded (:func:`one_hot`).
+        xp : module, default=numpy
+            The array namespace of ``proba``."""
+    return f"""{summary}
+
+        Parameters
+        ----------
+        {arguments}
+
+        Returns
+        -------
+        {returns}
+        """
+
+
+_INPUT_VALUE = _method_doc("The term's value for each row of ``x``.", True,
+                           "value : array of shape (n_samples,)")
+_OUTPUT_VALUE = _method_doc("The term's value for each row of ``proba``.", False,
+                            "value : array of shape (n_samples,)")
+_OUTPUT_GRADIENT = _method_doc("The gradient with respect to ``proba``.", False,
+                               "gradient : array of shape (n_samples, n_classes)")
 
 _INPUT_TERM_PARAMETERS = """
     Parameters
@@ -65,12 +109,15 @@ class L1(Cost):
         self.weights = weights
 
     def value(self, x, xp=np):
-        """The term's value for each row of ``x``: shape (n_samples,)."""
         return xp.sum(self.weights * xp.abs(x - self.x0), axis=1)
 
+    value.__doc__ = _INPUT_VALUE
+
     def gradient(self, x, xp=np):
-        """A subgradient: 0 where ``x == x0``."""
         return self.weights * xp.sign(x - self.x0)
+
+    gradient.__doc__ = _method_doc("A subgradient with respect to ``x``: 0 where ``x == x0``.",
+                                   True, "gradient : array of the shape of ``x``")
 
 
 class L2(Cost):
@@ -82,13 +129,16 @@ class L2(Cost):
         self.weights = weights
 
     def value(self, x, xp=np):
-        """The term's value for each row of ``x``: shape (n_samples,)."""
         return xp.sum(self.weights * (x - self.x0) ** 2, axis=1)
 
+    value.__doc__ = _INPUT_VALUE
+
     def gradient(self, x, xp=np):
-        """The gradient with respect to ``x``: the shape of ``x``."""
         # (weights may be a list: the array first; doubling is exact, the same numbers)
         return 2.0 * (self.weights * (x - self.x0))
+
+    gradient.__doc__ = _method_doc("The gradient with respect to ``x``.", True,
+                                   "gradient : array of the shape of ``x``")
 
 
 def median_absolute_deviation(X):
@@ -130,7 +180,23 @@ def _check_target(proba, target_onehot):
 
 
 def one_hot(index, n_classes, xp=np, dtype=float):
-    """Rows of the identity matrix picked by ``index``: shape ``(len(index), n_classes)``."""
+    """Rows of the identity matrix picked by ``index``.
+
+    Parameters
+    ----------
+    index : array of int of shape (n_samples,)
+        Class indices, in the namespace ``xp``.
+    n_classes : int
+        The number of classes.
+    xp : module, default=numpy
+        The array namespace.
+    dtype : dtype, default=float
+        The dtype of the rows.
+
+    Returns
+    -------
+    onehot : array of shape (n_samples, n_classes)
+    """
     return xp.take(xp.eye(n_classes, dtype=dtype), index, axis=0)
 
 
@@ -164,6 +230,10 @@ class HingeAttack(Cost):
     def with_decision_offset(self, offset):
         return HingeAttack(self.mode, self.kappa, tuple(float(v) for v in offset))
 
+    with_decision_offset.__doc__ = Cost.with_decision_offset.__doc__.replace(
+        "Itself, unless the term depends on which class wins (:class:`HingeAttack`).",
+        "The same hinge on ``proba + offset``.")
+
     def _parts(self, proba, target_onehot, xp):
         _check_target(proba, target_onehot)
         sign = self._SIGNS[self.mode]
@@ -176,15 +246,17 @@ class HingeAttack(Cost):
         return sign, margin, runner_up
 
     def value(self, proba, target_onehot, xp=np):
-        """The hinge for each row of ``proba``: shape (n_samples,)."""
         _, margin, _ = self._parts(proba, target_onehot, xp)
         return xp.maximum(margin, 0.0)
 
+    value.__doc__ = _OUTPUT_VALUE
+
     def gradient(self, proba, target_onehot, xp=np):
-        """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
         sign, margin, runner_up = self._parts(proba, target_onehot, xp)
         active = sign * xp.asarray(margin > 0, dtype=proba.dtype)
         return active[:, None] * (target_onehot - runner_up)
+
+    gradient.__doc__ = _OUTPUT_GRADIENT
 
 
 class NegLogLikelihood(Cost):
@@ -200,14 +272,16 @@ class NegLogLikelihood(Cost):
         self.floor = floor
 
     def value(self, proba, target_onehot, xp=np):
-        """The cross-entropy for each row of ``proba``: shape (n_samples,)."""
         _check_target(proba, target_onehot)
         return -xp.log(xp.maximum(xp.sum(proba * target_onehot, axis=1), self.floor))
 
+    value.__doc__ = _OUTPUT_VALUE
+
     def gradient(self, proba, target_onehot, xp=np):
-        """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
         _check_target(proba, target_onehot)
         return -target_onehot / xp.maximum(proba, self.floor)
+
+    gradient.__doc__ = _OUTPUT_GRADIENT
 
 
 class LeaveClassLikelihood(Cost):
@@ -229,12 +303,14 @@ class LeaveClassLikelihood(Cost):
         self.floor = floor
 
     def value(self, proba, target_onehot, xp=np):
-        """The cross-entropy for each row of ``proba``: shape (n_samples,)."""
         _check_target(proba, target_onehot)
         return -xp.log(xp.maximum(xp.sum(proba * (1.0 - target_onehot), axis=1), self.floor))
 
+    value.__doc__ = _OUTPUT_VALUE
+
     def gradient(self, proba, target_onehot, xp=np):
-        """The gradient with respect to ``proba``: shape (n_samples, n_classes)."""
         _check_target(proba, target_onehot)
         others = xp.maximum(xp.sum(proba * (1.0 - target_onehot), axis=1), self.floor)
         return -(1.0 - target_onehot) / others[:, None]
+
+    gradient.__doc__ = _OUTPUT_GRADIENT
