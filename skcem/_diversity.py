@@ -26,6 +26,9 @@ def _answer_sets(counterfactuals, features=None):
     columns that hold categories (non-numeric dtypes of a DataFrame); only the columns
     ``features`` (names, or positions) when given, at positions ``kept`` of all the answers'
     columns (an array of them)."""
+    encoded = getattr(counterfactuals, "encoded", None)
+    # an explainer's integer-coded categories (categorical_features of an array) are its own
+    known = None if encoded is None else np.asarray(encoded["categorical"], bool)
     counterfactuals = getattr(counterfactuals, "counterfactuals", counterfactuals)
     if counterfactuals is None:
         raise ValueError("`counterfactuals` is None: an Explanation holds counterfactuals "
@@ -62,6 +65,8 @@ def _answer_sets(counterfactuals, features=None):
         raise ValueError("`counterfactuals` must be an Explanation, a DataFrame indexed by "
                          "(instance, rank), an array of shape (n_samples, k, n_features) or a "
                          f"list of 2-D sets of answers; got {type(counterfactuals).__name__}.")
+    if known is not None and known.shape == categorical.shape:
+        categorical = categorical | known
     width = len(categorical)
     if features is not None:
         from ._validation import label_position
@@ -94,6 +99,8 @@ def _instance_runs(index):
 
 
 def _numeric(values):
+    """Whether cells hold numbers: not text, nor True / False (a bool column is a category,
+    as in a DataFrame, also in an object array)."""
     values = np.asarray(values)
     if values.dtype.kind in "fiu":
         return True
@@ -101,7 +108,8 @@ def _numeric(values):
         np.asarray(values, dtype=float)
     except (TypeError, ValueError):
         return False
-    return values.dtype.kind != "b"
+    return values.dtype.kind != "b" and not any(isinstance(value, (bool, np.bool_))
+                                                for value in values.ravel())
 
 
 def _missing_rows(answers):
@@ -191,7 +199,8 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=No
 
     The mean over pairs of answers and numeric features of ``|a - b| / MAD``: how far apart
     the answers are, in each feature's median absolute deviation. Categorical features
-    (non-numeric columns) are left out.
+    (columns of text or True / False, and an Explanation's explainer's own categorical
+    features, integer codes included) are left out.
 
     Parameters
     ----------
@@ -202,8 +211,9 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=No
         :func:`skcem.costs.median_absolute_deviation`, as ``distance="mad"`` uses). Needed
         unless ``mad`` is given.
     mad : array-like of shape (n_features,) or dict, default=None
-        The MAD of each feature (categorical ones ignored), or ``{column: MAD}`` for the
-        numeric columns of a DataFrame; replaces the MADs of ``X_train``.
+        The MAD of each feature (categorical ones ignored; with ``features``, of those or of
+        all), or ``{column: MAD}`` for the numeric columns of a DataFrame; replaces the MADs
+        of ``X_train``.
     features : list of str or int, default=None
         As for :func:`count_diversity`. A set with a column that a DataFrame ``X_train``
         lacks (an outcome column) is refused, naming it.
@@ -263,9 +273,14 @@ def _mads(X_train, mad, columns, categorical, numeric, kept):
             values = np.array([mad[columns[j]] for j in numeric], dtype=float)
         else:
             values = np.asarray(mad, dtype=float).ravel()
+            positions, width = kept
+            if values.size == width and width != categorical.size:
+                values = values[positions]  # every feature's MAD, of which `features`'
             if values.shape != categorical.shape:
-                raise ValueError(f"`mad` must have one value per feature ({categorical.size}); "
-                                 f"got shape {np.shape(mad)}.")
+                wanted = f"{categorical.size}" + (f" of `features`, or {width}"
+                                                  if width != categorical.size else "")
+                raise ValueError(f"`mad` must have one value per feature ({wanted}); got "
+                                 f"shape {np.shape(mad)}.")
             values = values[numeric]
         if not np.all(np.isfinite(values) & (values > 0)):
             raise ValueError("`mad` must hold positive numbers.")

@@ -674,7 +674,8 @@ default=None
         Categorical features. None or "auto": the DataFrame columns of object, string, category
         or bool dtype (for an array: none if numeric, else the non-numeric columns), holding
         text in ``X`` or ``X_train``. Give indices or a mask for integer-coded categories in
-        arrays.
+        arrays. None with an :class:`~skcem.Explanation` of a table: the explainer's own
+        (its ``categorical_features`` too).
     immutable_features : array-like of names, indices or bool mask, default=None
         Features that must not change; each change is a violation. None with an
         :class:`~skcem.Explanation`: the explainer's own (its ``immutable``).
@@ -800,6 +801,9 @@ default=None
             target = explanations.target_class
         if directions is None and explanations.directions is not None:
             explainer_directions = explanations.directions  # the explainer's own signs
+        if categorical_features is None and explanations.encoded is not None:
+            # the explainer's own, integer-coded categories of an array included
+            categorical_features = np.asarray(explanations.encoded["categorical"], bool)
         explanations = explanations.explanation  # its answers
     X, explanations, X_train, target = (from_polars(data) for data in
                                         (X, explanations, X_train, target))

@@ -503,3 +503,55 @@ def test_rows_the_gradient_free_search_leaves_get_the_exact_answer_with_several_
     pd.testing.assert_frame_equal(first[answers[3].found], answers[3].explanation.dropna())
     assert np.all(model.predict(answers[3].explanation.dropna())
                   != answers[3].X_pred[answers[3].found])
+
+
+def test_diversity_and_metrics_take_the_explainers_integer_coded_categories():
+    """Found by a user: an array's categorical_features were counted as numbers, |0 - 3| / 1,
+    by continuous_diversity and by explanation_metrics' l1 (which then disagreed with the
+    explainer's own distance)."""
+    from skcem.metrics import explanation_metrics
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=400), rng.normal(size=400),
+                         rng.integers(0, 4, 400)]).astype(float)
+    y = ((X[:, 0] + X[:, 1] + 2 * (X[:, 2] == 3) - (X[:, 2] == 0)) > 0.5).astype(int)
+    model = RandomForestClassifier(50, random_state=0).fit(X[:300], y[:300])
+    explainer = CounterfactualExplainer(model, distance="mad", n_counterfactuals=3,
+                                        categorical_features=[2]).fit(X[:300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        explanation = explainer.explain(X[300:310])
+    mad = median_absolute_deviation(X[:300])
+    expected = []
+    for answers in explanation.counterfactuals:
+        answers = answers[~np.isnan(answers).all(axis=1)]
+        first, second = np.triu_indices(len(answers), 1)
+        expected.append(np.mean(np.abs(answers[first, :2] - answers[second, :2]) / mad[:2])
+                        if len(answers) > 1 else np.nan)
+    assert np.allclose(continuous_diversity(explanation, X[:300]), expected, equal_nan=True)
+    assert any(np.any(a[:, 2] != a[0, 2]) for a in explanation.counterfactuals)  # codes move
+    table = explanation_metrics(model, None, explanation, X_train=X[:300])
+    found = explanation.found
+    assert np.allclose(table["l1"].to_numpy()[found], explanation.distance[found])
+    assert np.any(explanation.explanation[found, 2] != X[300:310][found, 2])
+
+
+def test_a_bool_column_is_a_category_in_an_object_array_too():
+    """Found by a user: the same answers gave 2.0 as a DataFrame and 1.5 as an object array
+    (True - False counted as a number)."""
+    index = pd.MultiIndex.from_tuples([(0, 0), (0, 1)], names=[None, "rank"])
+    frame = pd.DataFrame({"n": [1.0, 3.0], "b": [True, False]}, index=index)
+    assert continuous_diversity(frame, mad=[1.0, 1.0]) == [2.0]
+    assert continuous_diversity(frame.to_numpy(dtype=object)[None], mad=[1.0, 1.0]) == [2.0]
+
+
+def test_mad_of_every_feature_with_features():
+    """Found by a user: a MAD per feature (an explainer's mad_) was refused with `features`,
+    which a full-width X_train is not."""
+    answers = np.array([[[1.0, 2, 3], [1, 5, 3], [0, 5, 3]]])
+    assert continuous_diversity(answers, mad=[1.0, 2.0, 4.0], features=[1]) == \
+        pytest.approx([1.0])
+    assert continuous_diversity(answers, mad=[2.0], features=[1]) == pytest.approx([1.0])
+    with pytest.raises(ValueError, match=r"one value per feature \(1 of `features`, or 3\)"):
+        continuous_diversity(answers, mad=[1.0, 2.0], features=[1])
+
