@@ -43,8 +43,8 @@ from ._neighbors import CandidatePool, NeighborSearch, _Batch, is_piecewise_cons
 from ._plausibility import CategoryPairs, ClassNeighborhood
 from ._progress import logger, progress_bar
 from ._polish import data_points, numeric_split_points, points_of, readable_trees
-from ._refine import (add_alternatives, complete_and_polish, keep_cheaper, subset_problem,
-                      take_answers, unanswered)
+from ._refine import (add_alternatives, add_answers_elsewhere, complete_and_polish,
+                      keep_cheaper, subset_problem, take_answers, unanswered)
 from ._tree_models import numeric_splits, read_tree_ensemble
 from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_level_groups,
                        is_table, model_categories, native_categorical, one_hot_groups,
@@ -1105,6 +1105,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             result = add_alternatives(backend, problem, result, self._pool,
                                       self._whole_columns(), self._n_answers(),
                                       **self._neighbor_options())
+        if self._n_answers() > 1 and result.answers is not None and self.search_ != "exact":
+            result = add_answers_elsewhere(backend, problem, result, self._pool,
+                                           self._whole_columns(), self._n_answers(),
+                                           **self._neighbor_options())
         # search="fista" alone is the reference's optimizer: no polish of its answers.
         return self._to_decimals(backend, problem, result, revert=self.search != "fista")
 
@@ -2394,7 +2398,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             warn(f"{int(short.sum())} of {len(found)} instances got fewer than the {k} "
                  f"counterfactuals asked ({int(counts[short].min())} to "
                  f"{int(counts[short].max())}): no other admissible answer that differs from "
-                 "theirs was found (see counterfactual_distance: NaN past their last).",
+                 "theirs was found, also with the features theirs change held at the "
+                 "instance's values (see counterfactual_distance: NaN past their last).",
                  ExplanationNotFoundWarning)
 
     def _ranked_answers(self, results, index, encoded, mode, explanation_pred, given=None):

@@ -146,6 +146,55 @@ def add_alternatives(backend, problem, result, pool, whole, n_answers, **options
     return _closest_as_explanation(backend, problem, result, answered)
 
 
+def add_answers_elsewhere(backend, problem, result, pool, whole, n_answers, **options):
+    """``result`` (with ``answers``) where instances got fewer than ``n_answers``: their
+    further answers from the gradient-free search with every feature their answers change
+    held at the instance's value, chosen as in :func:`add_alternatives`; a new
+    :class:`SearchResult`.
+
+    The search refines the starts nearest to the instance; where those all lead to the same
+    few features (every start's change of them is the cheapest there), another feature's
+    answer lies beyond all of them, and is found only once those features are held.
+    """
+    counts = np.isfinite(result.answer_distance).sum(axis=1)
+    short = np.flatnonzero(result.found & (counts < n_answers))
+    if short.size == 0:
+        return result
+    x0 = problem.x0[short]
+    answers = result.answers[short]
+    touched = np.any(np.isfinite(answers) & (answers != x0[:, None]), axis=1)
+    mutable = np.ones(x0.shape, bool) if problem.mutable is None else \
+        np.broadcast_to(problem._mutable(short), x0.shape)
+    mutable = mutable & ~touched
+    searched = short[mutable.any(axis=1)]
+    if searched.size == 0:
+        return result
+    held = replace(subset_problem(problem, searched),
+                   mutable=mutable[np.isin(short, searched)])
+    others = NeighborSearch(pool, whole, n_answers=n_answers, **options)(backend, held)
+    result = replace(result, answers=result.answers.copy(),
+                     answer_distance=result.answer_distance.copy())
+    batch = _Batch(backend, problem, whole)
+    for position, instance in enumerate(searched):
+        own = np.isfinite(result.answer_distance[instance])
+        new = np.isfinite(others.answer_distance[position])
+        if not new.any():
+            continue
+        candidates = np.vstack([result.answers[instance][own], others.answers[position][new]])
+        distances = np.r_[result.answer_distance[instance][own],
+                          others.answer_distance[position][new]]
+        closest_first = np.argsort(distances, kind="stable")  # own answers first on ties
+        candidates, distances = candidates[closest_first], distances[closest_first]
+        kept = choose_diverse(candidates, batch.difference(candidates,
+                                                           np.full(len(candidates), instance)),
+                              batch.categorical, n_answers)
+        result.answers[instance] = np.nan
+        result.answer_distance[instance] = np.nan
+        result.answers[instance, :len(kept)] = candidates[kept]
+        result.answer_distance[instance, :len(kept)] = distances[kept]
+    return _closest_as_explanation(backend, problem, result, searched)
+
+
 def _closest_as_explanation(backend, problem, result, rows):
     """``result`` whose ``explanation`` of the instances ``rows`` is their rank-0 answer."""
     swapped = rows[np.any(result.answers[rows, 0] != result.explanation[rows], axis=1)]
@@ -171,7 +220,7 @@ def subset_problem(problem, rows):
         value = getattr(problem, name)
         if value is not None:
             per_row[name] = value[rows]
-    for name in ("no_info_val", "lower", "upper"):
+    for name in ("no_info_val", "lower", "upper", "mutable"):
         value = getattr(problem, name)
         if np.ndim(value) == 2:
             per_row[name] = value[rows]

@@ -555,3 +555,29 @@ def test_mad_of_every_feature_with_features():
     with pytest.raises(ValueError, match=r"one value per feature \(1 of `features`, or 3\)"):
         continuous_diversity(answers, mad=[1.0, 2.0], features=[1])
 
+
+def test_further_answers_away_from_the_features_of_those_found():
+    """Found by a user: a row got 1 of 3 answers, every start nearest to it leading to the
+    same feature, where an answer changing three others exists."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    X, y = X[order], y[order]
+    model = make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=50)).fit(
+        X[:-30], y[:-30])
+    x = X[-30:][26]
+    explainer = CounterfactualExplainer(model, distance="mad", n_counterfactuals=3,
+                                        immutable_features=[0, 1],
+                                        directions={2: "increase"}).fit(X[:-30])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExplanationNotFoundWarning)
+        explanation = explainer.explain(x[None])
+    answers, distances = explanation.counterfactuals[0], explanation.counterfactual_distance[0]
+    assert np.all(np.isfinite(distances)) and np.all(np.diff(distances) > 0)
+    assert np.array_equal(answers[0], explanation.explanation[0])
+    assert np.all(model.predict(answers) != model.predict(x[None]))
+    assert np.all(answers[:, :2] == x[:2]) and np.all(answers[:, 2] >= x[2])
+    first = answers[0] != x
+    assert any(not np.any((answer != x) & first) for answer in answers[1:])
