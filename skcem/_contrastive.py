@@ -1873,7 +1873,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if not getattr(self._get_backend(), "finite_differences", False):
             return ""
         steps = per_feature(self.eps[1], X.shape[1], "eps")
-        magnitudes = np.nanmax(np.abs(X[flat]), axis=0)
+        # (a column missing in every such row has no magnitude: 0)
+        magnitudes = np.max(np.abs(np.where(np.isnan(X[flat]), 0.0, X[flat])), axis=0)
         lost = steps < _LOST_STEP * magnitudes
         if not lost.any():
             return ""

@@ -818,8 +818,11 @@ def read_tree_ensemble(estimator, codec, n_features):
                 # is spaced in float64)
                 spacing = np.spacing(abs(t)) if abs(t) > _FLOAT32_MAX else \
                     np.spacing(np.float32(abs(t)))
+                # (an infinite threshold, HistGradientBoosting's split of missing values
+                # from all others, has no rounding to keep answers out of)
                 new_margin[node] = (4 * spacing + 1e-12 * (
-                    abs(t) + abs(expression.offset))) / abs(expression.scale)
+                    abs(t) + abs(expression.offset))) / abs(expression.scale) \
+                    if np.isfinite(t) else 0.0
                 if expression.scale < 0:
                     new_left[node], new_right[node] = new_right[node], new_left[node]
             else:

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from skcem import CEMExplainer, CounterfactualExplainer
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
 from skcem._validation import accepts_missing_values
 from skcem.costs import median_absolute_deviation
 from skcem.metrics import explanation_metrics, proximity
@@ -595,3 +595,27 @@ def test_a_model_that_fails_on_complete_rows_too_is_not_blamed_on_missing_values
     with pytest.raises(ValueError, match=r"categorical columns \['b'\], but `estimator` "
                                          r"fails on them"):
         CounterfactualExplainer(model).fit(texts)
+
+
+def test_no_numpy_warning_from_a_model_fitted_on_missing_values():
+    """Found by a user: search="exact" on a HistGradientBoosting fitted with NaN warned
+    "invalid value encountered in maximum" (its split of missing values from all others has
+    an infinite threshold), and the gradient search's hint "All-NaN slice encountered" for
+    a column missing in every row explained."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] + X[:, 1] - X[:, 2] > 0).astype(int)
+    holed = X.copy()
+    holed[rng.random(X.shape) < 0.1] = np.nan
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(holed, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        explanation = CounterfactualExplainer(model, search="exact").fit(holed).explain(X[:5])
+        assert explanation.found.all() and np.all(explanation.gap == 0)
+        assert np.all(model.predict(explanation.explanation) != model.predict(X[:5]))
+        rows = X[:5].copy()
+        rows[:, 2] = np.nan
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        CounterfactualExplainer(model, search="fista").fit(holed).explain(rows)
