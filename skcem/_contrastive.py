@@ -669,7 +669,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self.classes_ is None and y is not None and not _are_column_indices(y, proba):
             # A plain function's columns are taken to follow the sorted labels, as
             # scikit-learn's classes_ do.
-            self.classes_ = np.unique(y)
+            try:
+                self.classes_ = np.unique(y)
+            except TypeError as exc:  # labels that do not sort: 0 and "one"
+                kinds = sorted({type(label).__name__ for label in np.ravel(y)})
+                raise ValueError(f"`y` mixes labels of kinds {kinds}, which cannot be "
+                                 "sorted into the columns of the estimator's probabilities: "
+                                 "give labels of one kind (all numbers or all text).") from exc
             if len(self.classes_) != proba.shape[1]:
                 raise ValueError(f"`y` holds {len(self.classes_)} classes but the estimator's "
                                  f"probabilities have {proba.shape[1]} columns: the classes of "

@@ -1271,3 +1271,17 @@ def test_metrics_check_their_feature_range_and_tolerance(iris, iris_model):
             metrics.n_changed(exp, atol)
         with pytest.raises(ValueError, match="`atol` must be a finite number, 0 or more"):
             exp.changes(atol)
+
+
+def test_a_functions_labels_of_mixed_kinds_are_named():
+    """Found by a user: a plain function with labels 0, "one", "two" failed in numpy's
+    words ('<' not supported between instances of 'str' and 'int')."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    classes = np.digitize(X[:, 0] + X[:, 1], [-0.7, 0.7])
+    model = LogisticRegression().fit(X, classes)
+    labels = np.array([[0, "one", "two"][k] for k in classes], dtype=object)
+    with pytest.raises(ValueError, match=r"`y` mixes labels of kinds \['int', 'str'\]"):
+        CounterfactualExplainer(model.predict_proba).fit(X, labels)
