@@ -946,8 +946,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             empty = missing.all(axis=0)
             if empty.any():
                 names = column_names(empty, getattr(self, "feature_names_in_", None))
-                raise ValueError(f"X columns {names} hold only missing values: fit needs "
-                                 "values to learn their range from.")
+                raise ValueError(f"X columns {names} hold only missing values: fit learns "
+                                 "each column's values from X (its no-information value, its "
+                                 "scale, its range unless feature_range gives it, and whether "
+                                 "the model takes it missing), also for an immutable one: fit "
+                                 "on rows that hold some of its values.")
             # each column's first value: the complete row the trials set one column of
             self._missing_trial_row = X[missing.argmin(axis=0), np.arange(X.shape[1])]
         columns = missing.any(axis=0)

@@ -268,6 +268,13 @@ def test_infinity_and_columns_without_values_are_still_errors(holes):
     empty[:, 2] = np.nan
     with pytest.raises(ValueError, match=r"columns \[2\] hold only missing values"):
         CounterfactualExplainer(models["boosting"]).fit(empty)
+    # found by a user: the message said "to learn their range from" where feature_range
+    # gave it
+    with pytest.raises(ValueError, match=r"its range unless feature_range gives it, and "
+                                         r"whether the model takes it missing\), also for an "
+                                         r"immutable one: fit on rows that hold some"):
+        CounterfactualExplainer(models["boosting"], feature_range=(-10, 10),
+                                immutable_features=[2]).fit(empty)
 
 
 class _SumAboveFour:
