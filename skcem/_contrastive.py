@@ -1027,18 +1027,24 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # times the time, median 48, for answers 0-25% closer, median 2%; the rows it
             # leaves unanswered still get the gradient search's answer
             # (_complete_by_gradient)
+            # (not on a model flat almost everywhere: a KBinsDiscretizer before the
+            # classifier, where it would search a row for seconds in vain)
             self._gradient_completes = not categorical and \
-                not is_piecewise_constant(self.estimator_)
+                not is_piecewise_constant(self.estimator_) and not self._mostly_flat(X)
             return "neighbors"
-        if is_piecewise_constant(self.estimator_):
+        if is_piecewise_constant(self.estimator_) or self._mostly_flat(X):
             return "neighbors"
+        return "fista"
+
+    def _mostly_flat(self, X):
+        """Whether the model's numerical gradient is exactly zero on a quarter or more of
+        (up to) 16 rows of ``X``: piecewise-constant probabilities."""
         probed = X[np.random.default_rng(0).permutation(len(X))[:_N_PROBED]]
-        proba = backend.predict_proba(probed)
+        proba = self._backend.predict_proba(probed)
         cotangent = np.zeros_like(proba)
         cotangent[np.arange(len(proba)), proba.argmax(axis=1)] = 1.0
-        gradient = backend.proba_vjp(probed, cotangent)
-        flat = np.all(gradient == 0, axis=1)
-        return "neighbors" if flat.mean() >= _FLAT_SHARE else "fista"
+        gradient = self._backend.proba_vjp(probed, cotangent)
+        return np.all(gradient == 0, axis=1).mean() >= _FLAT_SHARE
 
     def _probe_iterations(self):
         """``probe_iterations``, where "auto" probes with a tenth of ``max_iterations`` when
@@ -1251,9 +1257,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         missing = unanswered(problem, result)
         if missing.size == 0:
             return result
-        extra = self._gradient_search(backend, subset_problem(problem, missing), settings)
-        result = replace(result)
+        extra = self._gradient_search(backend, subset_problem(problem, missing),
+                                      replace(settings, skip_flat_starts=True))
+        result = replace(result, flat_gradient=result.flat_gradient.copy())
         take_answers(result, extra, missing)
+        result.flat_gradient[missing] = extra.flat_gradient & ~extra.found
         return result
 
     def _gradient_search(self, backend, problem, settings, progress=None):

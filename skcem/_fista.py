@@ -406,6 +406,10 @@ class SolverSettings:
     # The reference's shrinkage threshold is beta itself; a proximal-gradient step (ISTA's)
     # scales it by the learning rate, as counterfactuals do.
     threshold_times_lr: bool = False
+    # Instances whose start has no gradient are not searched: without an auto-encoder term
+    # nothing moves them at any c (search="auto"'s finite-difference completion of rows the
+    # gradient-free search leaves, where each would cost seconds for nothing).
+    skip_flat_starts: bool = False
 
 
 @dataclass
@@ -573,6 +577,8 @@ def solve(backend, problem, settings, progress=None):
     start = _evaluate(backend, problem, initial, initial, place.asarray(all_rows),
                       with_attack_grad=True)
     moved = xp.any(start.attack_grad != 0, axis=1)
+    if settings.skip_flat_starts and not problem.gamma:
+        searching &= to_numpy(moved)
 
     probe = settings.probe_iterations
     searchable = searching.copy()

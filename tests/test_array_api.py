@@ -221,3 +221,33 @@ def test_a_model_fitted_on_torch_tensors_under_array_api_dispatch_is_explained(t
         "assert isinstance(model.coef_, torch.Tensor)  # the user's model as it was\n"
         "print('ok')\n")
     _run_with_array_api(script)
+
+
+class _FlatBelow(SoftmaxRegression):
+    """A softmax regression whose gradient vanishes where the first feature is below 5.5
+    (as a discretized model's finite differences do almost everywhere)."""
+
+    def evaluate(self, Z_adv, Z_s, target_onehot, loss, **kwargs):
+        evaluation = super().evaluate(Z_adv, Z_s, target_onehot, loss, **kwargs)
+        if evaluation.attack_grad is not None:
+            evaluation.attack_grad[Z_s[:, 0] < 5.5] = 0.0
+        return evaluation
+
+
+def test_instances_without_a_gradient_at_their_start_are_not_searched(iris_problem):
+    """Found by a user: search="auto" ran the finite-difference search for 10 s on a row
+    whose gradient vanished, which no c can move."""
+    clf, rows, constants = iris_problem
+    problem = SearchProblem(mode=MODES["PN"], **constants)
+    settings = SolverSettings(max_iterations=40, c_steps=2)
+    flat = rows[:, 0] < 5.5
+    assert 0 < flat.sum() < len(rows)
+    plain = solve(_FlatBelow(clf.coef_.T, clf.intercept_), problem, settings)
+    skipping = solve(_FlatBelow(clf.coef_.T, clf.intercept_), problem,
+                     SolverSettings(max_iterations=40, c_steps=2, skip_flat_starts=True))
+    assert np.all(plain.n_iterations[flat] > 0) and not plain.found[flat].any()
+    assert np.all(skipping.n_iterations[flat] == 0) and not skipping.found[flat].any()
+    assert skipping.flat_gradient[flat].all()
+    for name in ("found", "n_iterations", "explanation", "distance"):
+        np.testing.assert_array_equal(getattr(skipping, name)[~flat],
+                                      getattr(plain, name)[~flat])

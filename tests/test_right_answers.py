@@ -866,3 +866,23 @@ def test_a_multiclass_svcs_answers_keep_no_change_its_predict_does_not_need():
             reverted = answer.copy()
             reverted[j] = row[j]
             assert model.predict(reverted[None])[0] != 3, j
+
+
+def test_a_discretized_smooth_model_is_not_searched_by_finite_differences(cancer):
+    """Found by a user: a KBinsDiscretizer before a logistic regression made search="auto"
+    run the finite-difference gradient search on each row the gradient-free search left,
+    10 s a row in vain (the pipeline is flat almost everywhere)."""
+    from sklearn.preprocessing import KBinsDiscretizer
+
+    X, y = cancer
+    X = X[:300, :6]
+    model = make_pipeline(KBinsDiscretizer(n_bins=5, quantile_method="averaged_inverted_cdf"),
+                          LogisticRegression(max_iter=2000)).fit(X, y[:300])
+    explainer = CEMExplainer(model, distance="mad", immutable_features=[1, 2, 3, 4, 5]).fit(X)
+    assert explainer.search_ == "neighbors"
+    searched = []
+    explainer._gradient_search = lambda *args, **kwargs: searched.append(args)
+    with pytest.warns(ExplanationNotFoundWarning) as record:
+        explanation = explainer.explain(X[:20])
+    assert not explanation.found.all() and not searched
+    assert "gradient search that search='auto' then runs" not in str(record[0].message)
