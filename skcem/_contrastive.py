@@ -38,6 +38,7 @@ from ._leaf_starts import single_tree_leaves
 from ._linear_proofs import (admissible_box, affine_decision, closest_of_class,
                              largest_score, past_the_mirror, predicts_largest_score,
                              reaches_class)
+from ._modes import MODES
 from ._gradients._base import ignoring_feature_name_warnings
 from ._neighbors import CandidatePool, NeighborSearch, _Batch, is_piecewise_constant
 from ._plausibility import CategoryPairs, ClassNeighborhood
@@ -721,6 +722,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self._trees = None
         trees = None
         if self.search_ == "exact":
+            if getattr(self, "mode", None) == "PP":  # said before the model's steps
+                check_exact_problem(None, MODES["PP"], 0.0)
             trees = self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
         self._polish_cuts = None
         self._leaf_boxes = None

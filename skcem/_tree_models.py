@@ -36,7 +36,8 @@ _WHERE = ("alone or at the end of a Pipeline, also inside a FixedThresholdClassi
           "TunedThresholdClassifierCV")
 _FOLLOWED = ("StandardScaler, MinMaxScaler (without clip), MaxAbsScaler, RobustScaler, "
              "OneHotEncoder and OrdinalEncoder (on categorical columns), SimpleImputer "
-             "(without add_indicator), FunctionTransformer() without a function, 'passthrough' "
+             "(without indicator columns), FunctionTransformer() without a function, "
+             "'passthrough' "
              "and ColumnTransformers or Pipelines of them")
 
 
@@ -383,7 +384,7 @@ def _follow(step, expressions, columns):
     if isinstance(step, SimpleImputer):
         # The search's rows hold no missing value to impute (those of an instance are
         # refused): the imputer passes them on.
-        if step.add_indicator or len(step.get_feature_names_out()) != n:
+        if len(step.get_feature_names_out()) != n:  # (an indicator of each holed column)
             _refuse(step, " (it adds or drops columns)")
         return expressions
     if isinstance(step, FunctionTransformer):

@@ -513,6 +513,9 @@ def test_refusals_name_what_is_not_supported():
     tree = DecisionTreeClassifier(max_depth=3).fit(X, y)
     with pytest.raises(ValueError, match="pertinent positives"):  # said at fit
         CEMExplainer(tree, mode="PP", search="exact").fit(X)
+    # found by a user: said only once a step it follows was put in the Pipeline
+    with pytest.raises(ValueError, match="pertinent positives"):
+        CEMExplainer(pipeline, mode="PP", search="exact").fit(X)
     three_classes = GradientBoostingClassifier(n_estimators=3, random_state=0).fit(
         X, np.arange(len(X)) % 3)
     with pytest.raises(ValueError, match=r"cannot hold a `kappa` margin"):
@@ -1288,3 +1291,22 @@ def test_the_reading_sends_decimals_at_a_split_the_way_the_model_does(scaler, fo
         np.testing.assert_array_equal(trees.reads_left(np.full(len(grid), node), grid), models)
         checked += len(grid)
     assert checked > 100
+
+
+def test_an_imputer_that_adds_no_indicator_column_is_followed():
+    """Found by a user: SimpleImputer(add_indicator=True) fitted on data without missing
+    values adds no column, yet was refused as one that adds columns."""
+    from sklearn.impute import SimpleImputer
+
+    X, y = _data()
+    model = make_pipeline(SimpleImputer(add_indicator=True),
+                          DecisionTreeClassifier(max_depth=4, random_state=0)).fit(X, y)
+    explanation = CounterfactualExplainer(model, search="exact").fit(X).explain(X[:5])
+    assert explanation.found.all() and np.all(explanation.gap == 0)
+    assert np.all(model.predict(explanation.explanation) != model.predict(X[:5]))
+    holed = X.copy()
+    holed[0, 1] = np.nan
+    indicated = make_pipeline(SimpleImputer(add_indicator=True),
+                              DecisionTreeClassifier(max_depth=4, random_state=0)).fit(holed, y)
+    with pytest.raises(ValueError, match=r"SimpleImputer .*\(it adds or drops columns\)"):
+        CounterfactualExplainer(indicated, search="exact").fit(X)
