@@ -576,6 +576,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             "explainer (`feature_names_in_`) and its answers follow the estimator's order."))
         # Decided by the estimator's tags here, settled per column by trials once it is fitted.
         self._accepts_missing = accepts_missing_values(self.estimator) is not False
+        # float32 rows in an array: the model is asked, and answers are given, in float32,
+        # as the user will ask it (a scaler computes in the dtype it is given)
+        self._float32_rows = getattr(raw, "dtype", None) == np.float32
         X, y = self._validate(raw, y, reset=True)
         self._check_params(X.shape[1])
         codec = self._codec
@@ -626,8 +629,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 # a function of numeric arrays (X[:, 0]) that a frame of integer or nullable
                 # columns breaks: it is asked with float64 rows, as it takes them
                 self._decode = None
-        elif codec is None and not deep and \
-                _fails_on_float64_only(self.estimator_, X[:10].copy()):  # not fit's own rows
+        elif codec is None and not deep and (self._float32_rows or _fails_on_float64_only(
+                self.estimator_, X[:10].copy())):  # not fit's own rows
             # a network behind predict_proba (skorch's, a function) that takes float32 only,
             # whatever X's dtype
             self._decode = _as_float32
@@ -724,12 +727,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self.search_ == "exact":
             if getattr(self, "mode", None) == "PP":  # said before the model's steps
                 check_exact_problem(None, MODES["PP"], 0.0)
-            trees = self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
+            trees = self._trees = self._as_asked(read_tree_ensemble(self.estimator_, codec,
+                                                                    X.shape[1]))
         self._polish_cuts = None
         self._leaf_boxes = None
         if self.search_ in ("neighbors", "exact"):  # (the exact search's alternatives too)
             if trees is None:
-                trees = readable_trees(self.estimator_, codec, X.shape[1])
+                trees = self._as_asked(readable_trees(self.estimator_, codec, X.shape[1]))
             if trees is not None:
                 self._polish_cuts = points_of(trees, X.shape[1], self._whole_columns(),
                                               self.decimals_)
@@ -1174,8 +1178,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         leaves (read in ``fit``); None for a model, Pipeline or problem (``mode``, ``kappa``
         as they are now) it does not take, or trees the model's own classes contradict."""
         if not hasattr(self, "_fallback_trees"):  # left out of a pickle: read again
-            self._fallback_trees = readable_trees(self.estimator_, self._codec,
-                                                  self.n_features_in_) \
+            self._fallback_trees = self._as_asked(readable_trees(
+                self.estimator_, self._codec, self.n_features_in_)) \
                 if getattr(self, "_reads_fallback_trees", False) else None
         trees = self._fallback_trees
         if trees is None:
@@ -2162,6 +2166,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 ((directions > 0) & (background < X)) | ((directions < 0) & (background > X))
             self._warn_empty(found & np.all((explanation == background) | held, axis=1))
         shown_X, shown_explanation, encoded = X, explanation, None
+        if self._asks_in_float32():  # the rows the model was asked about
+            shown_X, shown_explanation = X.astype(np.float32), explanation.astype(np.float32)
         codec = self._codec
         if codec is not None and (codec.is_frame_ or codec.has_categorical):
             shown_X = codec.decode(X, for_model=False, index=index)
@@ -2423,6 +2429,17 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  "instance's values (see counterfactual_distance: NaN past their last).",
                  ExplanationNotFoundWarning)
 
+    def _as_asked(self, trees):
+        """The trees read (or None) told whether the model is asked in float32."""
+        if trees is not None and self._asks_in_float32():
+            trees.ask_in_float32()
+        return trees
+
+    def _asks_in_float32(self):
+        """Whether the model is asked, and the answers given, in float32: an array of float32
+        rows given to ``fit`` (an explainer pickled before knew none)."""
+        return getattr(self, "_float32_rows", False) and self._decode is _as_float32
+
     def _ranked_answers(self, results, index, encoded, mode, explanation_pred, given=None):
         """``counterfactuals``, ``counterfactual_distance`` and ``counterfactual_pred`` of the
         Explanation: every answer of every instance, closest first, in the form of ``X`` (a
@@ -2453,6 +2470,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                        answers.reshape(n * k, d) == encoded["X"][rows])
         elif codec is not None and codec.has_categorical:
             shown = codec.decode(answers.reshape(n * k, d), for_model=False).reshape(n, k, d)
+        elif self._asks_in_float32():
+            shown = answers.astype(np.float32)
         if encoded is not None:
             encoded["counterfactuals"] = answers
         return {"counterfactuals": shown, "counterfactual_distance": distance,

@@ -109,6 +109,17 @@ class TreeEnsemble:
     model_threshold: np.ndarray | None = None
     model_operations: list | None = None
     float32: bool = True
+    input_float32: bool = False
+
+    def ask_in_float32(self):
+        """Take the model as asked with float32 rows: the side tests round as it does, and
+        each numeric split's margin holds the float32 spacing of its threshold (a value a
+        float64 step inside would round back across it)."""
+        self.input_float32 = True
+        numeric = np.isfinite(self.threshold)
+        spacing = np.zeros_like(self.margin)
+        spacing[numeric] = 4 * np.spacing(np.abs(self.threshold[numeric]).astype(np.float32))
+        self.margin = np.maximum(self.margin, spacing)
 
     def reads_left(self, nodes, values):
         """Whether the model sends the search's ``values`` of numeric splits ``nodes`` to
@@ -122,9 +133,13 @@ class TreeEnsemble:
         """:meth:`reads_left` for the splits ``nodes``, as a function of their values (the
         per-node work done once: the exact search asks it many times)."""
         nodes = np.asarray(nodes)
+        # rows asked in float32 (an array of them given to fit): each value, and each of a
+        # scaler's operations on it, rounded to float32, as numpy computes in place
+        rounded = (lambda v: v.astype(np.float32).astype(float)) if self.input_float32 else \
+            (lambda v: v)
         if self.model_scale is None:
             t = self.threshold[nodes]
-            return lambda values: (np.asarray(values, float) <= t) & \
+            return lambda values: (rounded(np.asarray(values, float)) <= t) & \
                 (np.asarray(values, float).astype(np.float32) <= t)
         a, b = self.model_scale[nodes], self.model_offset[nodes]
         t, float32 = self.model_threshold[nodes], self.float32
@@ -135,14 +150,14 @@ class TreeEnsemble:
                   for chain in set(chain for chain in chains if chain is not None)]
 
         def test(values):
-            values = np.asarray(values, dtype=float)
+            values = rounded(np.asarray(values, dtype=float))
             compared = a * values + b
             for at, chain in groups:
                 value = values[at]
                 for name, number in chain:
-                    value = value - number if name == "sub" else value / number \
-                        if name == "div" else value * number if name == "mul" \
-                        else value + number
+                    value = rounded(value - number if name == "sub" else value / number
+                                    if name == "div" else value * number if name == "mul"
+                                    else value + number)
                 compared[at] = value
             if float32:
                 compared = compared.astype(np.float32).astype(float)

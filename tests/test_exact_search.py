@@ -1310,3 +1310,30 @@ def test_an_imputer_that_adds_no_indicator_column_is_followed():
                               DecisionTreeClassifier(max_depth=4, random_state=0)).fit(holed, y)
     with pytest.raises(ValueError, match=r"SimpleImputer .*\(it adds or drops columns\)"):
         CounterfactualExplainer(indicated, search="exact").fit(X)
+
+
+@pytest.mark.parametrize("search", ["exact", "auto"])
+def test_float32_rows_are_asked_and_answered_in_float32(search):
+    """Found by a user: answers to an array of float32 rows came back in float64, one valid
+    only so (a scaler computes in the dtype it is given): cast to the data's float32, the
+    model put it back in the instance's class."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.preprocessing import RobustScaler
+
+    rng = np.random.RandomState(0)
+    whole = rng.randint(0, 20, (300, 4))
+    y = (whole[:, 0] + whole[:, 1] > 20).astype(int)
+    X = whole.astype(np.float32) + rng.rand(300, 4).astype(np.float32)
+    model = make_pipeline(RobustScaler(), RandomForestClassifier(
+        20, max_depth=4, random_state=0)).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExplanationNotFoundWarning)
+        explanation = CounterfactualExplainer(model, search=search).fit(X).explain(X[:30])
+    assert explanation.explanation.dtype == np.float32 and explanation.X.dtype == np.float32
+    assert np.all(model.predict(explanation.explanation) != model.predict(X[:30]))
+    if search == "exact":  # proven closest, as for the same rows in float64
+        assert np.all(explanation.gap == 0)
+        as_float64 = CounterfactualExplainer(model, search="exact").fit(
+            X.astype(float)).explain(X[:30].astype(float))
+        # (each answer a few float32 spacings inside its box)
+        np.testing.assert_allclose(explanation.distance, as_float64.distance, rtol=1e-4)
