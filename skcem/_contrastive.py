@@ -319,7 +319,15 @@ def _leave_out(result, out, ranks=None):
 
 
 def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None):
-    """One batch, in this process or a joblib worker: the result and its model rows."""
+    """One batch, in this process or a joblib worker: the result and its model rows, and
+    where ``progress`` is "record" (a worker's: the caller's logger is not its own) the
+    figures of each step, for the caller to log."""
+    steps = None
+    if progress == "record":
+        steps = []
+
+        def progress(step, c, found):
+            steps.append((step, np.median(c), int(found.sum()), found.size))
     backend = explainer._get_backend()
     rows_before = backend.n_model_rows
     autoencoder = getattr(backend, "autoencoder", None)
@@ -331,7 +339,18 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
     # rows the model, and the auto-encoder term, gave NaN or infinite values
     non_finite = (getattr(backend, "n_non_finite_rows", 0) - non_finite_before[0],
                   getattr(autoencoder, "n_non_finite_rows", 0) - non_finite_before[1])
-    return result, (backend.n_model_rows - rows_before, non_finite)
+    return result, (backend.n_model_rows - rows_before, non_finite), steps
+
+
+def _log_step(verbose, search, step, median_c, n_found, n_rows):
+    """A batch's step in the ``skcem`` logger: INFO at ``verbose=2``, else DEBUG."""
+    level = logging.INFO if verbose >= 2 else logging.DEBUG
+    if search == "fista":
+        logger.log(level, "c-step %d: median c %.4g, %d of %d found", step + 1, median_c,
+                   n_found, n_rows)
+    else:  # one search, no c
+        logger.log(level, "%s search: %d of %d found", "exact" if search == "exact" else
+                   "gradient-free", n_found, n_rows)
 
 
 @contextmanager
@@ -1841,9 +1860,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
         def report(step, c, found):
             bar.update(found.size / steps)
-            logger.log(logging.INFO if self.verbose >= 2 else logging.DEBUG,
-                       "c-step %d: median c %.4g, %d of %d found", step + 1, np.median(c),
-                       int(found.sum()), found.size)
+            _log_step(self.verbose, self.search_, step, np.median(c), int(found.sum()),
+                      found.size)
 
         batches = [(X[i:i + size], target[i:i + size], searchable[i:i + size])
                    for i in starts]
@@ -1857,16 +1875,19 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 # Batches are independent: workers give the same answers as this process.
                 outcomes = []
                 parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
-                for outcome in parallel(delayed(_solve_batch)(self, x0, t, s, common, settings)
+                for outcome in parallel(delayed(_solve_batch)(self, x0, t, s, common, settings,
+                                                              "record")
                                         for x0, t, s in batches):
                     outcomes.append(outcome)
                     bar.update(len(outcome[0].found))
+                    for step in outcome[2]:  # logged here: a worker's logger is its own
+                        _log_step(self.verbose, self.search_, *step)
         finally:
             bar.close()
-        results = [result for result, _ in outcomes]
-        n_rows += sum(rows for _, (rows, _) in outcomes)
+        results = [result for result, *_ in outcomes]
+        n_rows += sum(rows for _, (rows, _), _ in outcomes)
         non_finite = tuple(int(sum(counts)) for counts in
-                           zip(*(non_finite for _, (_, non_finite) in outcomes))) or (0, 0)
+                           zip(*(non_finite for _, (_, non_finite), _ in outcomes))) or (0, 0)
         return self._assemble(X, index, proba, explained, results, common, n_rows, searchable,
                               self._required_class(target), non_finite, given)
 

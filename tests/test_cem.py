@@ -291,6 +291,34 @@ def test_verbose_progress_and_logging(iris, iris_model, capsys, caplog):
         "c-step 1", "c-step 2", "c-step 3", "c-step 4"]
 
 
+
+def test_verbose_logging_of_workers_and_of_the_gradient_free_search(iris, caplog):
+    """Found by a user: verbose=2 logged nothing with n_jobs=2 (each worker's logger is its
+    own), and "c-step 1: median c nan" for the gradient-free search, which has no c."""
+    import logging
+
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    cem = CEMExplainer(model, max_iterations=20, c_steps=2, verbose=2, n_jobs=2,
+                       batch_size=10, search="fista").fit(X)
+    with caplog.at_level(logging.INFO, logger="skcem"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationNotFoundWarning)
+        cem.explain(X[::5])  # three batches, each of three probing c-steps and a full one
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("c-step")]
+    assert [m.split(":")[0] for m in steps] == ["c-step 1", "c-step 2", "c-step 3"] * 3
+    assert all(m.endswith("of 10 found") for m in steps)
+    caplog.clear()
+    forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+    with caplog.at_level(logging.INFO, logger="skcem"):
+        CEMExplainer(forest, verbose=2).fit(X).explain(X[::5])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("gradient-free search: ") for m in messages)
+    assert not any("c-step" in m or "median c" in m for m in messages)
+
+
 @pytest.mark.parametrize("mode", ["PN", "PP"])
 def test_probing_search_keeps_answers_at_a_fifth_of_the_iterations(iris, iris_model, mode):
     """probe_iterations (issue 16) at the reference defaults: the same instances found,
