@@ -56,7 +56,7 @@ from ._validation import (accepts_missing_values, align_columns, align_rows, as_
                           check_target_given, column_names, default_classifier, feature_mask,
                           final_step, fitted_columns, fitted_feature_names, from_polars,
                           is_prefitted, kind_other_than_classifier, label_position,
-                          missing_values_refused, per_feature, probabilities_hint,
+                          missing_values_refused, per_feature, polars_enums, probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           to_polars, validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, catching_warnings, silencing, warn
@@ -577,6 +577,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         self : object
             The fitted explainer.
         """
+        self._polars_enums = polars_enums(X)
         X, y = from_polars(X), from_polars(y)
         check_not_documents(X)
         if y is not None:
@@ -2518,7 +2519,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         output = _output_config(self)
         if hasattr(explanation, "columns") and output == "polars":
             # (scikit-learn would make the object array below Object columns)
-            return to_polars(explanation)
+            return to_polars(explanation, getattr(self, "_polars_enums", None))
         if hasattr(explanation, "columns") and output != "pandas":
             if self.categorical_mask_.any():
                 return explanation.to_numpy(dtype=object)

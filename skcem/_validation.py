@@ -254,10 +254,27 @@ def _nullable_whole_columns(data, frame):
     return frame
 
 
-def to_polars(frame):
+def polars_enums(data):
+    """The ``Enum`` columns of a polars DataFrame, {name: dtype}, which its pandas form
+    holds as categories (empty for any other data)."""
+    if type(data).__module__.split(".")[0] != "polars" or not hasattr(data, "schema"):
+        return {}
+    import polars as pl
+
+    return {name: dtype for name, dtype in data.schema.items() if isinstance(dtype, pl.Enum)}
+
+
+def to_polars(frame, enums=None):
     """A pandas DataFrame as polars, each column of its own dtype (through numpy where
     pyarrow, which ``pl.from_pandas`` needs, is missing: text and categories as strings or
-    objects, missing numbers as nulls)."""
+    objects, missing numbers as nulls); the columns of ``enums`` ({name: polars dtype}, of
+    :func:`polars_enums`) as those ``Enum`` dtypes again."""
+    out = _as_polars(frame)
+    enums = {name: dtype for name, dtype in (enums or {}).items() if name in out.columns}
+    return out.cast(enums) if enums else out
+
+
+def _as_polars(frame):
     import polars as pl
 
     try:

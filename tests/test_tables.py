@@ -1652,6 +1652,36 @@ def test_polars_output_keeps_the_columns_dtypes(table, pyarrow):
     assert out["job"].to_list() == expected["job"].tolist()
 
 
+@pytest.mark.parametrize("pyarrow", [True, False])
+def test_polars_enum_columns_come_back_as_enums(pyarrow):
+    """Found by a user: an Enum column came back Categorical, so pl.concat of the rows and
+    their answers failed ("type Categorical is incompatible with expected type Enum")."""
+    pl = pytest.importorskip("polars")
+    from sklearn.compose import ColumnTransformer
+
+    rng = np.random.RandomState(0)
+    plan = rng.choice(["basic", "pro", "max"], 200)
+    amount = np.round(rng.gamma(2, 50, 200), 2)
+    y = ((amount > 100) & (plan != "basic")).astype(int)
+    levels = pl.Enum(["basic", "pro", "max"])
+    X = pl.DataFrame({"amount": amount, "plan": pl.Series(plan).cast(levels)})
+    model = make_pipeline(ColumnTransformer([("plan", OneHotEncoder(sparse_output=False),
+                                              ["plan"])], remainder="passthrough"),
+                          LogisticRegression()).fit(X, y)
+    explainer = CounterfactualExplainer(model, distance="mad").fit(X)
+    explainer.set_output(transform="polars")
+    with pytest.MonkeyPatch.context() as patch:
+        if not pyarrow:
+            def no_pyarrow(*args, **kwargs):
+                raise ModuleNotFoundError("No module named 'pyarrow'")
+
+            patch.setattr(pl, "from_pandas", no_pyarrow)
+        answers = explainer.transform(X[:5])
+    assert answers.schema == X.schema
+    assert pl.concat([X[:5], answers]).height == 10
+    assert np.all(model.predict(answers) != model.predict(X[:5]))
+
+
 def test_categories_met_at_explain_keep_the_dtypes_order_and_are_said_at_each_call():
     """Found by a review: declaring a new category rebuilt a category dtype from the
     codec's categories, moving a declared one ('pilot') to the end: a model reading the
