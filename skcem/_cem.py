@@ -254,7 +254,8 @@ class CEMExplainer(BaseContrastiveExplainer):
         several batches of seconds each, not for a few small ones (``batch_size`` sets how
         many instances a batch holds).
     verbose : int, default=0
-        1 shows a progress bar over batches and c-steps on stderr (tqdm when installed);
+        1 shows a progress bar over batches and c-steps on stderr (tqdm when installed;
+        else one line, or off a terminal a line per tenth of the rows);
         2 also logs each c-step's figures to the ``skcem`` logger at INFO level.
     max_time : float, default=10.0
         ``search="exact"``: seconds per instance, all its programs together (the

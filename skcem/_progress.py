@@ -9,15 +9,17 @@ logger = logging.getLogger("skcem")
 class _PlainBar:
     def __init__(self, total, desc, unit):
         self.total, self.desc, self.unit, self.n = total, desc, unit, 0
-        # a terminal redraws one line; a log file gets a line per whole step done (updates
-        # may be fractions of one)
+        # a terminal redraws one line; a log file gets a line per tenth of the steps done
+        # (whole steps: updates may be fractions of one), not 1,700 lines for 10,000 rows
         self.redraw = getattr(sys.stderr, "isatty", lambda: False)()
         self.shown = 0
 
     def update(self, n=1):
         self.n += n
         done = int(self.n + 1e-9)  # whole steps done
-        if not self.redraw and done == self.shown:
+        tenth = max(1, -(-self.total // 10)) if self.total else 1
+        if not self.redraw and (done == self.shown or (
+                done // tenth == self.shown // tenth and done < self.total)):
             return
         self.shown = done
         units = f" {self.unit}s" if self.unit != "it" else ""

@@ -155,6 +155,13 @@ def test_plain_progress_writes_a_line_per_update_off_a_terminal(monkeypatch, cap
         bar.update(2 / 40)
     bar.close()
     assert capsys.readouterr().err.splitlines() == ["scores: 1/2", "scores: 2/2"]
+    # found by a user: a line per few rows, 110 lines for 640 rows in a log file
+    bar = progress_bar(1000, "explain", True, unit="row")
+    for _ in range(110):
+        bar.update(1000 / 110)
+    bar.close()
+    assert capsys.readouterr().err.splitlines() == [f"explain: {k}/1000 rows"
+                                                    for k in range(100, 1001, 100)]
 
 
 class _OpenMPRecording:
