@@ -209,8 +209,10 @@ def _read_mixed(path, option, drop=(), table=None, dates=(), whole_as_int=True, 
 _TRUTH = {"true": True, "false": False}
 
 
-def _parse_ordered(values, files, tables, dates):
-    """``--ordered COLUMN=LEVEL,LEVEL ...`` as {column: [level, ...]}, lowest first."""
+def _parse_ordered(values, files, tables, dates, drop, model):
+    """``--ordered COLUMN=LEVEL,LEVEL ...`` as {column: [level, ...]}, lowest first, each
+    level as the files write it (spaces and all: UCI Adult's " Bachelors"), else as the
+    model's encoders know it, else as given: the same categories for every file."""
     ordered = {}
     for value in values:
         name, _, levels = value.partition("=")
@@ -223,10 +225,42 @@ def _parse_ordered(values, files, tables, dates):
         if name in dates:
             raise InputError(f"--ordered: column {name!r} is in --dates too; dates are "
                              "ordered already")
+        if name in drop:
+            raise InputError(f"--ordered: column {name!r} is in --drop too")
         if len(set(levels)) < len(levels):
             raise InputError(f"--ordered: column {name!r} names a level twice")
-        ordered[name] = levels
+        cells = [cells[header.index(name)] for header, rows in tables.values()
+                 if name in header for _, cells in rows]
+        present = [cell for cell in cells if cell.strip()]
+        if present and all(_is_float(cell) for cell in present):
+            raise InputError(f"--ordered: column {name!r} holds numbers, which are ordered "
+                             "already: give its direction alone")
+        spellings = {}
+        for cell in dict.fromkeys(present):
+            spellings.setdefault(cell.strip(), []).append(cell)
+        twice = {level: written for level, written in spellings.items() if len(written) > 1}
+        if twice:
+            level, written = next(iter(twice.items()))
+            raise InputError(f"--ordered: column {name!r} writes {level!r} in several ways "
+                             f"({', '.join(map(repr, written))}), which a model takes for "
+                             "different categories: write it one way")
+        known = _known_categories(model, name)
+        ordered[name] = [spellings[level][0] if level in spellings else known.get(level, level)
+                         for level in levels]
     return ordered
+
+
+def _known_categories(model, name):
+    """The text categories the model's encoders know in column ``name``, by their stripped
+    spelling: {"Doctorate": " Doctorate"}."""
+    from ._tabular import model_categories
+
+    names = getattr(model, "feature_names_in_", None)
+    if names is None or name not in [str(n) for n in names]:
+        return {}
+    names = [str(n) for n in names]
+    values = model_categories(model, names, len(names)).get(names.index(name)) or []
+    return {value.strip(): value for value in values if isinstance(value, str)}
 
 
 def _as_ordered(header, table, ordered, path):
@@ -240,13 +274,11 @@ def _as_ordered(header, table, ordered, path):
         if name not in header:
             continue
         column = table[name]
-        written = {str(cell).strip(): cell for cell in column.dropna().unique()}
-        strange = sorted(set(written) - set(levels))
+        strange = sorted(set(column.dropna()) - set(levels))
         if strange:
             raise InputError(f"--ordered: column {name!r} of {path} holds {strange[0]!r}, "
-                             f"which is not among its levels {levels}")
-        table[name] = pd.Categorical(column, categories=[written.get(level, level)
-                                                         for level in levels], ordered=True)
+                             f"which is not among its levels {[lv.strip() for lv in levels]}")
+        table[name] = pd.Categorical(column, categories=levels, ordered=True)
     return header, table
 
 
@@ -699,8 +731,8 @@ _FLAGS = {"`estimator`": "--model", "task='regression'": "--task regression",
           "task='classification'": "--task classification",
           "`feature_range_`": "the feature range (the --train rows' range, or --params "
                               "feature_range=...)",
-          "X's rows": "--data rows",
-          "their rows are NaN (see `found`)": "they are written with found false",
+          "searched (X's rows": "searched (--data rows",
+          "their rows are NaN (see `found`)": "their found is false",
           "give the column an ordered category dtype (`pd.CategoricalDtype(categories, "
           "ordered=True)`)": "give its levels, lowest first, with --ordered "
                              "COLUMN=LEVEL,LEVEL"}
@@ -932,7 +964,7 @@ def _explain(args):
     # Deep models take float tensors: their rows stay floats.
     whole_as_int = not is_deep_model(model)
     texts = _text_columns(model, tables["--data"][0])
-    ordered = _parse_ordered(args.ordered, files, tables, args.dates)
+    ordered = _parse_ordered(args.ordered, files, tables, args.dates, args.drop, model)
     header, data = _model_columns(
         model, *_as_ordered(*_read_mixed(args.data, "--data", args.drop, tables["--data"],
                                          args.dates, whole_as_int, texts | set(ordered)),

@@ -228,11 +228,20 @@ class HingeAttack(Cost):
         self.offset = offset
 
     def with_decision_offset(self, offset):
-        return HingeAttack(self.mode, self.kappa, tuple(float(v) for v in offset))
+        """The hinge for a model whose class is the argmax of ``proba + offset`` rather than
+        of its probabilities (a decision threshold).
 
-    with_decision_offset.__doc__ = Cost.with_decision_offset.__doc__.replace(
-        "Itself, unless the term depends on which class wins (:class:`HingeAttack`).",
-        "The same hinge on ``proba + offset``.")
+        Parameters
+        ----------
+        offset : array-like of shape (n_classes,)
+            Added to the probabilities before the class is taken.
+
+        Returns
+        -------
+        term : HingeAttack
+            The same hinge on ``proba + offset``.
+        """
+        return HingeAttack(self.mode, self.kappa, tuple(float(v) for v in offset))
 
     def _parts(self, proba, target_onehot, xp):
         _check_target(proba, target_onehot)

@@ -639,6 +639,55 @@ def test_an_ordered_text_column_takes_a_direction(tmp_path, capsys):
     assert code == 2 and "--ordered: column 'grade' of" in err and "'mid'" in err
 
 
+def test_ordered_levels_are_spelled_alike_in_every_file(tmp_path, capsys):
+    """Found by a review: a level absent from a file lost its leading space (" Doctorate"
+    became "Doctorate"), so --train and --data held other categories than each other and
+    the model; a level spelled two ways made cells missing without a word."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    levels = [" low", " mid", " high"]
+    grade = rng.choice(levels, 300)
+    x = rng.normal(size=300)
+    y = (3 * np.array([levels.index(g) for g in grade]) + 0.3 * x > 3.5).astype(int)
+    table = pd.DataFrame({"grade": grade, "x": x})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["grade"]),
+                                                  remainder="passthrough"),
+                          LogisticRegression(C=100)).fit(table, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    # no " high" row in --train, only " mid" ones in --data: " high" as the model knows it
+    table[table["grade"] != " high"].to_csv(tmp_path / "train.csv", index=False)
+    rows = table[(table["grade"] == " mid") & (model.predict(table) == 0)
+                 & (table["x"] < -0.5)].iloc[:6]
+    rows.to_csv(tmp_path / "data.csv", index=False)
+    args = ["explain", "--model", tmp_path / "model.joblib", "--data", tmp_path / "data.csv",
+            "--train", tmp_path / "train.csv", "--mode", "CF", "--out", tmp_path / "out.json",
+            "--quiet", "--params", "directions=grade:increase", "--ordered",
+            "grade=low,mid,high"]
+    code, err = _main(capsys, *args)
+    assert code == 0, err
+    answers = json.loads((tmp_path / "out.json").read_text())
+    assert sum(row["changed"].get("grade") == " mid →  high" for row in answers) >= 1
+    for i, row in enumerate(answers):
+        assert row["found"]
+        answer = rows.iloc[[i]].copy()
+        answer["grade"] = row["changed"].get("grade", " mid →  mid").split(" → ")[1]
+        answer["x"] = row["changed"].get("x", answer["x"].iloc[0])
+        assert model.predict(answer)[0] == 1
+    pd.DataFrame({"grade": [" mid", "mid"], "x": [0.0, 0.0]}).to_csv(tmp_path / "two.csv",
+                                                                    index=False)
+    code, err = _main(capsys, *(args[:4] + [tmp_path / "two.csv"] + args[5:]))
+    assert code == 2 and "--ordered: column 'grade' writes 'mid' in several ways " \
+        "(' mid', 'mid')" in err
+    code, err = _main(capsys, *args[:-1], "x=1,2")
+    assert code == 2 and "--ordered: column 'x' holds numbers, which are ordered already" in err
+    code, err = _main(capsys, *args, "--drop", "grade")
+    assert code == 2 and "--ordered: column 'grade' is in --drop too" in err
+
+
 def test_similarity_params_reach_the_explainer(files, capsys):
     folder, model, X = files
     code, err = _main(capsys, *_command("similarity", folder), "-k", "3", "--params",
@@ -781,7 +830,7 @@ def test_warnings_name_the_command_lines_options_not_attributes(files, tmp_path,
     assert code == 0
     assert "outside the feature range (the --train rows' range, or --params " \
            "feature_range=...)" in err
-    assert "(--data rows 0, 1, 2); they are written with found false" in err
+    assert "(--data rows 0, 1, 2); their found is false" in err
     assert "feature_range_" not in err and "`found`" not in err and "X's" not in err
 
 
@@ -1570,3 +1619,6 @@ def test_only_the_explainers_own_settings_become_params():
     said = _in_flags("a larger c_init (search='fista', with clip=(-1000, 1000))",
                      CounterfactualExplainer)
     assert said == "a larger c_init (--params search=fista, with --params clip=-1000,1000)"
+    # nor a column named "X's rows" (found by a review)
+    said = _in_flags("columns are ['found', \"X's rows\"]", CounterfactualExplainer)
+    assert said == "columns are ['found', \"X's rows\"]"

@@ -24,3 +24,15 @@ def test_documentation_builds_without_warnings(tmp_path):
     assert (html / "generated" / "skcem.CEMExplainer.html").exists()
     gallery = (html / "auto_examples" / "plot_cem_digits.html").read_text()
     assert ".png" in gallery  # the example ran and its figure was captured
+
+
+def test_the_package_imports_without_docstrings():
+    """Found by a review: a docstring built from another's failed under python -OO, which
+    strips them (the import died)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-OO", "-c", "import skcem, skcem.costs, "
+                           "skcem.metrics, skcem.datasets, skcem.__main__"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
