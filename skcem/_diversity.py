@@ -211,9 +211,10 @@ def continuous_diversity(counterfactuals, X_train=None, *, mad=None, features=No
         :func:`skcem.costs.median_absolute_deviation`, as ``distance="mad"`` uses). Needed
         unless ``mad`` is given.
     mad : array-like of shape (n_features,) or dict, default=None
-        The MAD of each feature (categorical ones ignored; with ``features``, of those or of
-        all), or ``{column: MAD}`` for the numeric columns of a DataFrame; replaces the MADs
-        of ``X_train``.
+        The MAD of each feature (categorical ones ignored; with ``features``, one per feature
+        named there, in its order, or one per column of the answers where those are more),
+        or ``{column: MAD}`` for the numeric columns of a DataFrame; replaces the MADs of
+        ``X_train``.
     features : list of str or int, default=None
         As for :func:`count_diversity`. A set with a column that a DataFrame ``X_train``
         lacks (an outcome column) is refused, naming it.

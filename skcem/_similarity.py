@@ -192,8 +192,10 @@ class SimilarityExplanation(JSONMixin):
     target_given : bool
         Whether ``target`` was given to ``explain`` (else it is the model's predictions).
     train_labels : pandas.Index or None
-        The labels of the training rows (the index of the DataFrame given to ``fit``), where
-        ``fit`` took a table with text for a Pipeline; None otherwise.
+        The labels of the training rows (the index of the DataFrame given to ``fit``); None
+        for an array.
+    index : pandas.Index or None
+        The labels of the test rows (the index of a DataFrame ``X``); None for an array.
 
     Examples
     --------
@@ -218,6 +220,7 @@ class SimilarityExplanation(JSONMixin):
     sim_fn: str
     target_given: bool = True
     train_labels: object = None
+    index: object = None
 
     def to_dict(self):
         """A dict of plain Python values, ready for ``json``."""
@@ -234,10 +237,11 @@ class SimilarityExplanation(JSONMixin):
         Returns
         -------
         frame : pandas.DataFrame
-            Indexed by (``test``, ``rank``): the test instance's row and the rank from 0;
-            columns ``train_index`` (the training instance's position in the data given to
-            ``fit``), ``train_label`` (its label in that DataFrame's index, where
-            ``train_labels`` holds them) and ``score`` (see the class's example).
+            Indexed by (``test``, ``rank``): the test instance's label (a DataFrame's, else
+            its row) and the rank from 0; columns ``train_index`` (the training instance's
+            position in the data given to ``fit``), ``train_label`` (its label in that
+            DataFrame's index, where ``train_labels`` holds them) and ``score`` (see the
+            class's example).
         """
         if not isinstance(n_most, Integral) or n_most < 1:
             raise ValueError(f"`n_most` must be a positive integer; got {n_most!r}.")
@@ -250,8 +254,9 @@ class SimilarityExplanation(JSONMixin):
         if self.train_labels is not None:
             columns["train_label"] = np.asarray(self.train_labels)[indices.ravel()]
         columns["score"] = np.take_along_axis(self.scores, indices, axis=1).ravel()
+        tests = range(n_test) if self.index is None else self.index
         return pd.DataFrame(columns, index=pd.MultiIndex.from_product(
-            [range(n_test), range(n_most)], names=["test", "rank"]))
+            [tests, range(n_most)], names=["test", "rank"]))
 
 
 def _check_regression_targets(y):
@@ -575,6 +580,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                 raise ValueError(f"y has {len(y)} targets for the {len(X)} rows of X: one "
                                  "target per row.")
         else:  # a copy only where the conversion to float64 did not make one already
+            self._train_labels = self._row_index(X)  # a DataFrame's own row labels
             X, y = validate_float_data(self, X, y, reset=True, expected_columns=names,
                                        multi_output=True, y_numeric=self.task == "regression",
                                        copy=True, allow_nan=self._allow_nan)
@@ -1206,7 +1212,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         """
         target_given = y is not None
         table = getattr(self, "_table", False)
-        index = self._row_index(X) if table else None
+        index = self._row_index(X)
         X, y = self._check_X_y(X, y)
         scores = self._scores(X, y)
         order = np.argsort(-scores, axis=1, kind="stable")
@@ -1215,7 +1221,9 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                          most_similar=self.X_train_[order[:, 0]],
                                          least_similar=self.X_train_[order[:, -1]], X=X,
                                          target=self._shown_targets(y),
-                                         sim_fn=self.sim_fn, target_given=target_given)
+                                         sim_fn=self.sim_fn, target_given=target_given,
+                                         train_labels=getattr(self, "_train_labels", None),
+                                         index=index)
         # a table's rows with the user's own row labels (fit's for the training rows)
         labels = self._train_labels
         return SimilarityExplanation(
@@ -1224,7 +1232,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             least_similar=self.X_train_.iloc[order[:, -1]].set_axis(labels[order[:, -1]]),
             X=X if index is None else X.set_axis(index), target=self._shown_targets(y),
             sim_fn=self.sim_fn,
-            target_given=target_given, train_labels=labels)
+            target_given=target_given, train_labels=labels, index=index)
 
     def kneighbors(self, X, n_neighbors=5, return_scores=True, *, y=None):
         """The ``n_neighbors`` most similar training instances of each row of ``X``.

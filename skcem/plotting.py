@@ -54,7 +54,8 @@ def _check_kind(explanation, function):
 
 def _check_index(index, n_instances):
     """``index`` as a position among ``n_instances``, or an error naming it."""
-    if not isinstance(index, (int, np.integer)) or not -n_instances <= index < n_instances:
+    if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or \
+            not -n_instances <= index < n_instances:
         raise ValueError(f"`index` must be the position of an explained instance, 0 to "
                          f"{n_instances - 1}; got {index!r}.")
     return int(index)
@@ -153,7 +154,9 @@ def _show_change(ax, delta):
 def plot_image_explanation(explanation, index=0, image_shape=None, axes=None, cmap="gray"):
     """Original, explanation (PN, PP or counterfactual) and their difference, side by side.
 
-    Titles give each image's predicted class and its probability.
+    Titles give each image's class and its probability: the original's is the class it was
+    explained against (``X_pred``: the model's prediction, unless ``explain`` was given
+    ``y``), the explanation's the model's prediction for it.
 
     Parameters
     ----------

@@ -58,6 +58,8 @@ def test_bad_index_and_image_shape_get_errors_naming_them(digit_pn):
         with pytest.raises(ValueError, match=r"`index` must be the position of an explained "
                                              r"instance, 0 to 2; got 3"):
             plot(digit_pn, index=3)
+        with pytest.raises(ValueError, match=r"got True"):  # found by a user: drew row 1
+            plot(digit_pn, index=True)
     plt.close("all")
 
 

@@ -1298,3 +1298,22 @@ def test_targets_and_rows_of_the_wrong_kind_get_one_clear_line(digits):
             sparse.csr_matrix(X[:60]), y[:60])
     with pytest.raises(TypeError, match="X is a sparse matrix"):
         fitted.explain(sparse.csr_matrix(X[:2]), y[:2])
+
+
+def test_to_frame_keeps_the_row_labels_of_dataframes():
+    """Found by a user: the counterfactual explanations kept a DataFrame's row labels in
+    to_frame, the similarity's gave positions (for the test and the training rows)."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X = X.set_axis([f"flower{i}" for i in range(len(X))])
+    y = y.set_axis(X.index)
+    model = LogisticRegression(max_iter=1000).fit(X.to_numpy(), y)
+    explanation = GradientSimilarityExplainer(model).fit(X.iloc[::2], y.iloc[::2]).explain(
+        X.iloc[[10, 71, 131]])
+    frame = explanation.to_frame(n_most=2)
+    assert list(frame.index.get_level_values("test")) == [
+        "flower10", "flower10", "flower71", "flower71", "flower131", "flower131"]
+    assert list(frame["train_label"]) == list(X.iloc[::2].index[frame["train_index"]])
+    assert explanation.to_dict()["index"] == ["flower10", "flower71", "flower131"]
