@@ -1303,7 +1303,7 @@ def test_targets_and_rows_of_the_wrong_kind_get_one_clear_line(digits):
 def test_to_frame_keeps_the_row_labels_of_dataframes():
     """Found by a user: the counterfactual explanations kept a DataFrame's row labels in
     to_frame, the similarity's gave positions (for the test and the training rows)."""
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True, as_frame=True)
