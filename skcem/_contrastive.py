@@ -279,6 +279,8 @@ def _framework_threads(backend, n_numbers):
 
 # The OpenMP threads of the caller of ``explain``, which runs its searches with one.
 _CALLERS_OPENMP_THREADS = ContextVar("skcem_callers_openmp_threads", default=None)
+# Whether the rows given to ``explain`` are an array of float32, answered so.
+_FLOAT32_CALL = ContextVar("skcem_float32_call", default=False)
 
 
 def _breaks_ties_by_threads(estimator):
@@ -1806,10 +1808,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # threads took a second to wake on a busy machine, a 16x slower explain of one row)
         token = _CALLERS_OPENMP_THREADS.set(
             _openmp_threads() if _breaks_ties_by_threads(self.estimator_) else None)
+        float32 = _FLOAT32_CALL.set(getattr(X, "dtype", None) == np.float32)
         try:
             with nullcontext() if deep else threadpool_limits(limits=1, user_api="openmp"):
                 return self._explain(X, y)
         finally:
+            _FLOAT32_CALL.reset(float32)
             _CALLERS_OPENMP_THREADS.reset(token)
 
     def _explain(self, X, y):
@@ -2188,7 +2192,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 ((directions > 0) & (background < X)) | ((directions < 0) & (background > X))
             self._warn_empty(found & np.all((explanation == background) | held, axis=1))
         shown_X, shown_explanation, encoded = X, explanation, None
-        if self._asks_in_float32():  # the rows the model was asked about
+        if self._answers_in_float32():  # the rows the model was asked about
             shown_X, shown_explanation = X.astype(np.float32), explanation.astype(np.float32)
         codec = self._codec
         if codec is not None and (codec.is_frame_ or codec.has_categorical):
@@ -2268,8 +2272,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             return None
 
         def scores(Z):
+            # (in float64 where the model is asked in float32: affine to within its
+            # rounding, which the answers' check by predict settles)
             with ignoring_feature_name_warnings(), catching_warnings():
-                return decision(Z if self._decode is None else self._decode(Z))
+                return decision(Z if self._decode in (None, _as_float32) else self._decode(Z))
 
         affine = affine_decision(scores, len(lower), (lower + upper) / 2, (upper - lower) / 4)
         if affine is None:
@@ -2458,9 +2464,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         return trees
 
     def _asks_in_float32(self):
-        """Whether the model is asked, and the answers given, in float32: an array of float32
-        rows given to ``fit`` (an explainer pickled before knew none)."""
+        """Whether the model is asked in float32: an array of float32 rows given to ``fit``
+        (an explainer pickled before knew none)."""
         return getattr(self, "_float32_rows", False) and self._decode is _as_float32
+
+    def _answers_in_float32(self):
+        """Whether the answers are given in float32: the model is asked so, and the rows
+        explained are float32 too (float64 rows keep their own values)."""
+        return self._asks_in_float32() and _FLOAT32_CALL.get()
 
     def _ranked_answers(self, results, index, encoded, mode, explanation_pred, given=None):
         """``counterfactuals``, ``counterfactual_distance`` and ``counterfactual_pred`` of the
@@ -2492,7 +2503,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                                        answers.reshape(n * k, d) == encoded["X"][rows])
         elif codec is not None and codec.has_categorical:
             shown = codec.decode(answers.reshape(n * k, d), for_model=False).reshape(n, k, d)
-        elif self._asks_in_float32():
+        elif self._answers_in_float32():
             shown = answers.astype(np.float32)
         if encoded is not None:
             encoded["counterfactuals"] = answers
