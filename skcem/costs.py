@@ -25,6 +25,21 @@ import numpy as np
 from ._warnings import catching_warnings
 
 
+_OFFSET_DOC = """The term for a model whose class is the argmax of ``proba + offset`` rather
+        than of its probabilities (a decision threshold).
+
+        Parameters
+        ----------
+        offset : array-like of shape (n_classes,)
+            Added to the probabilities before the class is taken.
+
+        Returns
+        -------
+        term : {kind}
+            {what}
+        """
+
+
 class Cost:
     """Base class of the cost terms."""
 
@@ -40,20 +55,11 @@ class Cost:
             (name, setting(value)) for name, value in vars(self).items()))
 
     def with_decision_offset(self, offset):
-        """The term for a model whose class is the argmax of ``proba + offset`` rather than
-        of its probabilities (a decision threshold).
-
-        Parameters
-        ----------
-        offset : array-like of shape (n_classes,)
-            Added to the probabilities before the class is taken.
-
-        Returns
-        -------
-        term : Cost
-            Itself, unless the term depends on which class wins (:class:`HingeAttack`).
-        """
         return self
+
+    with_decision_offset.__doc__ = _OFFSET_DOC.format(
+        kind="Cost", what="Itself, unless the term depends on which class wins "
+                           "(:class:`HingeAttack`).")
 
 
 def _method_doc(summary, inputs, returns):
@@ -228,20 +234,10 @@ class HingeAttack(Cost):
         self.offset = offset
 
     def with_decision_offset(self, offset):
-        """The hinge for a model whose class is the argmax of ``proba + offset`` rather than
-        of its probabilities (a decision threshold).
-
-        Parameters
-        ----------
-        offset : array-like of shape (n_classes,)
-            Added to the probabilities before the class is taken.
-
-        Returns
-        -------
-        term : HingeAttack
-            The same hinge on ``proba + offset``.
-        """
         return HingeAttack(self.mode, self.kappa, tuple(float(v) for v in offset))
+
+    with_decision_offset.__doc__ = _OFFSET_DOC.format(
+        kind="HingeAttack", what="The same hinge on ``proba + offset``.")
 
     def _parts(self, proba, target_onehot, xp):
         _check_target(proba, target_onehot)
