@@ -159,7 +159,7 @@ class SearchProblem:
             return rows_values
         return namespace(rows_values).where(self.missing[rows], np.nan, rows_values)
 
-    def _mutable(self, rows):
+    def mutable_of(self, rows):
         """``mutable`` of the instances ``rows``: per feature, or per instance where given
         so (the gradient-free search's further answers, away from the features of those
         found)."""
@@ -169,16 +169,16 @@ class SearchProblem:
         """The cells that never move, for the instances ``rows``: immutable features and
         missing cells (None when there are none)."""
         if self.missing is None:
-            return None if self.mutable is None else ~self._mutable(rows)
+            return None if self.mutable is None else ~self.mutable_of(rows)
         missing = self.missing[rows]
-        return missing if self.mutable is None else missing | ~self._mutable(rows)
+        return missing if self.mutable is None else missing | ~self.mutable_of(rows)
 
     def pinned(self, rows=slice(None)):
         """The iterate of every instance with its immutable features at their fixed value."""
         x0 = self.x0[rows]
         if self.mutable is None:
             return copy(x0)
-        return namespace(x0).where(self._mutable(rows), x0,
+        return namespace(x0).where(self.mutable_of(rows), x0,
                                    self.mode.pinned(x0, _rows(self.background, rows)))
 
     def forbidden_codes(self, explanation, x0):

@@ -164,7 +164,7 @@ def add_answers_elsewhere(backend, problem, result, pool, whole, n_answers, **op
     answers = result.answers[short]
     touched = np.any(np.isfinite(answers) & (answers != x0[:, None]), axis=1)
     mutable = np.ones(x0.shape, bool) if problem.mutable is None else \
-        np.broadcast_to(problem._mutable(short), x0.shape)
+        np.broadcast_to(problem.mutable_of(short), x0.shape)
     mutable = mutable & ~touched
     searched = short[mutable.any(axis=1)]
     if searched.size == 0:
