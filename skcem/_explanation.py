@@ -110,7 +110,8 @@ class Explanation(JSONMixin):
 
     Rows follow the explained ``X``. Where no explanation was found (``found`` is False) the
     explanation, its probabilities, distance and ``c`` are NaN and its class is None (all
-    ``None`` in :meth:`to_dict`).
+    ``None`` in :meth:`to_dict`). ``len(exp)`` counts the rows, and ``exp[rows]`` is the
+    Explanation of some of them (``exp[3]``, ``exp[:10]``, ``exp[exp.found]``).
 
     Attributes
     ----------
@@ -265,6 +266,54 @@ class Explanation(JSONMixin):
 
     def __len__(self):
         return self.X.shape[0]
+
+    def __getitem__(self, rows):
+        """The explanations of some of the instances, as an Explanation of those rows:
+        ``exp[3]``, ``exp[:10]``, ``exp[[4, 1]]`` or ``exp[exp.found]`` (positions, a slice
+        or a boolean mask, as numpy takes them; a DataFrame's own labels stay in ``index``).
+        """
+        n = len(self)
+        if isinstance(rows, (bool, np.bool_)):
+            raise TypeError("An Explanation takes positions, a slice or a boolean mask of its "
+                            "rows; got a single bool.")
+        positions = np.atleast_1d(np.arange(n)[rows])
+
+        def take(value):
+            if value is None:
+                return None
+            return value.iloc[positions] if hasattr(value, "iloc") else \
+                np.asarray(value)[positions]
+
+        per_row_background = np.ndim(self.background) == 2
+        encoded = None
+        if self.encoded is not None:
+            encoded = dict(self.encoded)
+            for name in ("X", "explanation", "counterfactuals"):
+                if name in encoded:
+                    encoded[name] = take(encoded[name])
+            if per_row_background:
+                encoded["background"] = take(encoded["background"])
+        meta = {name: [value[i] for i in positions]
+                if isinstance(value, list) and len(value) == n else value
+                for name, value in self.meta.items()}
+        counterfactuals = self.counterfactuals
+        if hasattr(counterfactuals, "iloc"):  # k rows per instance, by (row, rank)
+            k = self._n_ranks()
+            counterfactuals = counterfactuals.iloc[
+                (positions[:, None] * k + np.arange(k)).ravel()]
+        elif counterfactuals is not None:
+            counterfactuals = counterfactuals[positions]
+        return replace(
+            self, X=take(self.X), X_pred=take(self.X_pred), X_proba=take(self.X_proba),
+            explanation=take(self.explanation), explanation_pred=take(self.explanation_pred),
+            explanation_proba=take(self.explanation_proba), found=take(self.found),
+            distance=take(self.distance), c=take(self.c),
+            background=take(self.background) if per_row_background else self.background,
+            index=None if self.index is None else self.index[positions], encoded=encoded,
+            meta=meta, counterfactuals=counterfactuals,
+            counterfactual_distance=take(self.counterfactual_distance),
+            counterfactual_pred=take(self.counterfactual_pred), gap=take(self.gap),
+            target_class=take(self.target_class))
 
     @property
     def PN(self):

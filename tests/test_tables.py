@@ -1,5 +1,6 @@
 """Tables with categorical columns and a preprocessing Pipeline as the model (issue 12)."""
 
+import json
 import warnings
 
 import numpy as np
@@ -2175,3 +2176,34 @@ def test_polars_integer_and_boolean_columns_with_nulls_stay_whole_and_boolean():
         out = explainer.transform(frame[:10])
     assert out.schema["age"] == pl.Int64 and out.schema["rich"] == pl.Boolean
     assert out["age"].null_count() >= frame[:10]["age"].null_count()
+
+
+def test_an_explanation_is_sliced_by_its_rows(table):
+    """Found by a user: exp[0] raised "'Explanation' object is not subscriptable"."""
+    X, _, models = table
+    rows = X.iloc[:6].set_axis([f"r{i}" for i in range(6)])
+    several = explain(CounterfactualExplainer(models["forest"], n_counterfactuals=3).fit(X),
+                      rows)
+    part = several[[4, 1]]
+    assert len(part) == 2 and list(part.index) == ["r4", "r1"]
+    pd.testing.assert_frame_equal(part.to_frame(), several.to_frame().loc[["r4", "r1"]])
+    assert part.changes() == [several.changes()[4], several.changes()[1]]
+    pd.testing.assert_frame_equal(part.counterfactuals,
+                                  several.counterfactuals.loc[["r4", "r1"]])
+    np.testing.assert_array_equal(part.counterfactual_distance,
+                                  several.counterfactual_distance[[4, 1]])
+    assert part.meta["n_iterations"] == [several.meta["n_iterations"][i] for i in (4, 1)]
+    assert json.loads(part.to_json())["index"] == ["r4", "r1"]
+    assert len(several[-1]) == 1 and several[-1].index[0] == "r5"
+    assert len(several[several.found]) == int(several.found.sum())
+    assert several[2:4].changes() == several.changes()[2:4]
+    # a PP whose instances lie outside the range: one background row per instance
+    outside = rows.assign(income=rows["income"] * 100)
+    pp = explain(CEMExplainer(models["lr"], mode="PP").fit(X), outside)
+    assert np.ndim(pp.background) == 2
+    assert pp[[3]].changes() == [pp.changes()[3]]
+    np.testing.assert_array_equal(pp[[3]].perturbation, pp.perturbation[[3]])
+    with pytest.raises(TypeError, match="single bool"):
+        several[True]
+    with pytest.raises(IndexError):
+        several[6]
