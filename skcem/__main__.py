@@ -250,16 +250,22 @@ def _parse_ordered(values, files, tables, dates, drop, model):
     return ordered
 
 
-def _known_categories(model, name):
-    """The text categories the model's encoders know in column ``name``, by their stripped
-    spelling: {"Doctorate": " Doctorate"}."""
+def _categories_by_name(model):
+    """The categories the model's encoders know, by the name of their column."""
     from ._tabular import model_categories
 
     names = getattr(model, "feature_names_in_", None)
-    if names is None or name not in [str(n) for n in names]:
+    if names is None:
         return {}
     names = [str(n) for n in names]
-    values = model_categories(model, names, len(names)).get(names.index(name)) or []
+    return {names[j]: values
+            for j, values in model_categories(model, names, len(names)).items()}
+
+
+def _known_categories(model, name):
+    """The text categories the model's encoders know in column ``name``, by their stripped
+    spelling: {"Doctorate": " Doctorate"}."""
+    values = _categories_by_name(model).get(name) or []
     return {value.strip(): value for value in values if isinstance(value, str)}
 
 
@@ -285,14 +291,7 @@ def _as_ordered(header, table, ordered, path):
 def _text_columns(model, header):
     """The columns that the model's encoders know as text (``categories_`` of strings), by
     name: read as text, "02139" stays "02139"."""
-    from ._tabular import model_categories
-
-    names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        return set()
-    names = [str(name) for name in names]
-    known = model_categories(model, names, len(names))
-    return {names[j] for j, values in known.items()
+    return {name for name, values in _categories_by_name(model).items()
             if values and all(isinstance(v, str) for v in values if v is not None)}
 
 

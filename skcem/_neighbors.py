@@ -781,6 +781,12 @@ class NeighborSearch:
         return ranked, distances, classes
 
 
+def toward_whole(values, own, whole):
+    """``values`` of whole-number columns (``whole``) rounded towards the instance's
+    ``own`` (which stays inside a range that both lie in)."""
+    return np.where(whole, own + np.trunc(values - own), values)
+
+
 def _moves_to_the_bounds(search, instances):
     """Per end of the range, ``(owner, feature, rows)``: each instance with one numeric
     feature set to that end, made admissible (directions, immutable features, the mode's
@@ -801,7 +807,7 @@ def _moves_to_the_bounds(search, instances):
             ends = np.asarray(bound)[owner, columns] if np.ndim(bound) == 2 \
                 else np.broadcast_to(bound, x0.shape[1:])[columns]
             own = x0[owner, columns]
-            ends = np.where(search.whole[columns], own + np.trunc(ends - own), ends)
+            ends = toward_whole(ends, own, search.whole[columns])
             # only the moved cell to make admissible (the others are the instance's): a
             # cell's work, not a row's (on 2,000 features, most of a search's time)
             far = x0[owner].copy()
@@ -1327,7 +1333,7 @@ class _Batch:
 
     def snap_inward(self, E, x0):
         """Whole-number columns rounded towards the instance (inside a range)."""
-        return np.where(self.whole, x0 + np.trunc(E - x0), E)
+        return toward_whole(E, x0, self.whole)
 
     def _moved(self, E, target, mask, fraction):
         step = fraction[:, None] * (target - E)
