@@ -59,7 +59,7 @@ from ._validation import (accepts_missing_values, align_columns, align_rows, as_
                           missing_values_refused, per_feature, polars_enums, probabilities_hint,
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           to_polars, validate_complete_data, validate_float_data)
-from ._warnings import SkcemWarning, catching_warnings, silencing, warn
+from ._warnings import SkcemWarning, catching_warnings, filters_held, silencing, warn
 from ._wrappers import frozen_inner, probability_inner
 from .costs import median_absolute_deviation
 
@@ -245,6 +245,13 @@ def _as_float32(Z):
     return np.asarray(Z, dtype=np.float32)
 
 
+def _as_float32_in_float32_calls(Z):
+    """``Z`` in float32 where the rows explained (or given to ``fit``) are an array of
+    float32: the model asked as the user will ask it about the answers (a scaler computes
+    in the dtype it is given), float64 rows in float64."""
+    return _as_float32(Z) if _FLOAT32_CALL.get() else Z
+
+
 def _answers(estimator, rows):
     """Whether ``estimator``'s probabilities (scores, else classes, of a model without
     them) come back on ``rows`` (no exception)."""
@@ -320,10 +327,22 @@ def _leave_out(result, out, ranks=None):
         result.answer_distance = np.where(ranks, np.nan, result.answer_distance)
 
 
-def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None):
+def _solve_batch(explainer, x0, target, searchable, common, settings, progress=None,
+                 float32_call=False):
     """One batch, in this process or a joblib worker: the result and its model rows, and
     where ``progress`` is "record" (a worker's: the caller's logger is not its own) the
-    figures of each step, for the caller to log."""
+    figures of each step, for the caller to log. ``float32_call``: the rows explained are
+    an array of float32 (a worker's context is not the caller's)."""
+    token = _FLOAT32_CALL.set(float32_call)
+    try:
+        explainer._ask_trees_as_called()
+        return _solve_batch_as_called(explainer, x0, target, searchable, common, settings,
+                                      progress)
+    finally:
+        _FLOAT32_CALL.reset(token)
+
+
+def _solve_batch_as_called(explainer, x0, target, searchable, common, settings, progress):
     steps = None
     if progress == "record":
         steps = []
@@ -620,8 +639,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # The questions below are many and mostly small: OpenMP threads (histogram gradient
         # boosting) cost more to wake than the rows take, and on a busy machine a fit took 65 s
         # against 1 s on one thread. A network keeps its own threads.
-        with nullcontext() if deep else threadpool_limits(limits=1, user_api="openmp"):
-            return self._fit_explaining(X, y, codec, deep)
+        # fit's own questions (the candidate rows' classes, the trees' reading) asked as
+        # its rows are: in float32 for an array of them
+        token = _FLOAT32_CALL.set(self._float32_rows)
+        try:
+            with nullcontext() if deep else threadpool_limits(limits=1, user_api="openmp"):
+                return self._fit_explaining(X, y, codec, deep)
+        finally:
+            _FLOAT32_CALL.reset(token)
 
     def _fit_explaining(self, X, y, codec, deep):
         """What the explanations need from the validated ``X``, the model resolved."""
@@ -651,11 +676,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 # a function of numeric arrays (X[:, 0]) that a frame of integer or nullable
                 # columns breaks: it is asked with float64 rows, as it takes them
                 self._decode = None
-        elif codec is None and not deep and (self._float32_rows or _fails_on_float64_only(
-                self.estimator_, X[:10].copy())):  # not fit's own rows
+        elif codec is None and not deep and _fails_on_float64_only(
+                self.estimator_, X[:10].copy()):  # not fit's own rows
             # a network behind predict_proba (skorch's, a function) that takes float32 only,
             # whatever X's dtype
             self._decode = _as_float32
+        elif codec is None and not deep and self._float32_rows:
+            self._decode = _as_float32_in_float32_calls
         self._check_missing_values(X, reset=True)
         self._one_hot_groups = one_hot_groups(X)
         self._dropped_level_groups = dropped_level_groups(X, fitted_columns(self),
@@ -1131,14 +1158,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _search_and_refine(self, backend, problem, settings, progress):
         result = self._search_by_strategy(backend, problem, settings, progress)
+        # Every candidate in the decimals before they compete, the gradient search's own
+        # answers too: no answer of "auto" is farther than search="fista"'s.
+        rounds = bool(np.any(self.decimals_ >= 0))
+        finish = partial(self._to_decimals, backend) if rounds else None
         if self._refines():
-            # Every candidate in the decimals before they compete, the gradient search's own
-            # answers too: no answer of "auto" is farther than search="fista"'s.
-            rounds = bool(np.any(self.decimals_ >= 0))
             searched = self._to_decimals(backend, problem, result) if rounds else None
             result = complete_and_polish(backend, problem, result, self._pool,
-                                         self._whole_columns(), finish=partial(
-                                             self._to_decimals, backend) if rounds else None)
+                                         self._whole_columns(), finish=finish)
             if rounds:
                 result = keep_cheaper(backend, problem, result, searched,
                                       self._whole_columns())
@@ -1148,7 +1175,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # The gradient search gives one answer: the gradient-free steps add the others.
             result = add_alternatives(backend, problem, result, self._pool,
                                       self._whole_columns(), self._n_answers(),
-                                      **self._neighbor_options())
+                                      finish=finish, **self._neighbor_options())
         if self._n_answers() > 1 and result.answers is not None and self.search_ != "exact":
             result = add_answers_elsewhere(backend, problem, result, self._pool,
                                            self._whole_columns(), self._n_answers(),
@@ -1818,15 +1845,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _explain(self, X, y):
         """:meth:`explain`, under its thread limits."""
-        X, y = from_polars(X), from_polars(y)
-        check_not_documents(X)
-        index = X.index if hasattr(X, "columns") else None  # a list's index is a method
-        eps = _rounding_of(X)
-        given = hasattr(X, "iloc")
-        self._check_fit_parameters()
-        X = self._aligned(X)
-        # (a copy of self where X holds categories fit never met: explain writes no state)
-        return self._declaring_categories_of(X)._explain_codes(X, y, index, eps, given)
+        with filters_held():
+            X, y = from_polars(X), from_polars(y)
+            check_not_documents(X)
+            index = X.index if hasattr(X, "columns") else None  # a list's index is a method
+            eps = _rounding_of(X)
+            given = hasattr(X, "iloc")
+            self._check_fit_parameters()
+            X = self._aligned(X)
+            # (a copy of self where X holds categories fit never met: explain writes no
+            # state)
+            explaining = self._declaring_categories_of(X)
+        return explaining._explain_codes(X, y, index, eps, given)
 
     def _explain_codes(self, X, y, index, eps, given):
         """:meth:`_explain` once ``self`` knows every category of ``X`` (aligned: see
@@ -1834,8 +1864,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         codec = getattr(self, "_codec", None)
         # the rows as given: cells no answer changes come back as they were
         given = X if given and codec is not None and codec.is_frame_ else None
-        X, _ = self._validate(X, reset=False)
-        self._check_missing_values(X)
+        with filters_held():
+            X, _ = self._validate(X, reset=False)
+            self._check_missing_values(X)
         backend = self._get_backend()
         rows_before = backend.n_model_rows
         proba = check_probabilities(backend.predict_proba(X), X.shape[0],
@@ -1874,14 +1905,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # None: one process, or a joblib context's workers (parallel_config), as in
             # scikit-learn; _batch_size sized the batches for them alike
             if effective_n_jobs(self.n_jobs) == 1 or len(batches) == 1:
-                outcomes = [_solve_batch(self, x0, t, s, common, settings, report)
-                            for x0, t, s in batches]
+                outcomes = [_solve_batch(self, x0, t, s, common, settings, report,
+                                         _FLOAT32_CALL.get()) for x0, t, s in batches]
             else:
                 # Batches are independent: workers give the same answers as this process.
                 outcomes = []
                 parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
+                float32_call = _FLOAT32_CALL.get()
                 for outcome in parallel(delayed(_solve_batch)(self, x0, t, s, common, settings,
-                                                              "record")
+                                                              "record", float32_call)
                                         for x0, t, s in batches):
                     outcomes.append(outcome)
                     bar.update(len(outcome[0].found))
@@ -1893,8 +1925,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         n_rows += sum(rows for _, (rows, _), _ in outcomes)
         non_finite = tuple(int(sum(counts)) for counts in
                            zip(*(non_finite for _, (_, non_finite), _ in outcomes))) or (0, 0)
-        return self._assemble(X, index, proba, explained, results, common, n_rows, searchable,
-                              self._required_class(target), non_finite, given)
+        with filters_held():
+            return self._assemble(X, index, proba, explained, results, common, n_rows,
+                                  searchable, self._required_class(target), non_finite, given)
 
     def _classes_no_fit_row_gets(self, target_class, rows):
         """The classes that ``rows`` had to reach (``target_class``) that the model gives
@@ -2275,7 +2308,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # (in float64 where the model is asked in float32: affine to within its
             # rounding, which the answers' check by predict settles)
             with ignoring_feature_name_warnings(), catching_warnings():
-                return decision(Z if self._decode in (None, _as_float32) else self._decode(Z))
+                return decision(Z if self._decode in (
+                    None, _as_float32, _as_float32_in_float32_calls) else self._decode(Z))
 
         affine = affine_decision(scores, len(lower), (lower + upper) / 2, (upper - lower) / 4)
         if affine is None:
@@ -2459,19 +2493,29 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _as_asked(self, trees):
         """The trees read (or None) told whether the model is asked in float32."""
-        if trees is not None and self._asks_in_float32():
-            trees.ask_in_float32()
+        if trees is not None:
+            trees.ask_in_float32(self._asks_in_float32())
         return trees
 
+    def _ask_trees_as_called(self):
+        """The trees read in ``fit`` told how this call asks the model."""
+        for trees in (getattr(self, "_trees", None), getattr(self, "_fallback_trees", None)):
+            self._as_asked(trees)
+
     def _asks_in_float32(self):
-        """Whether the model is asked in float32: an array of float32 rows given to ``fit``
-        (an explainer pickled before knew none)."""
-        return getattr(self, "_float32_rows", False) and self._decode is _as_float32
+        """Whether the model is asked in float32: always for a function that takes only
+        float32, else where an array of float32 rows was given to ``fit`` and the rows
+        explained (or fitted) are one too."""
+        decode = getattr(self, "_decode", None)
+        return decode is _as_float32 or (decode is _as_float32_in_float32_calls
+                                         and _FLOAT32_CALL.get())
 
     def _answers_in_float32(self):
-        """Whether the answers are given in float32: the model is asked so, and the rows
-        explained are float32 too (float64 rows keep their own values)."""
-        return self._asks_in_float32() and _FLOAT32_CALL.get()
+        """Whether the answers are given in float32: the rows explained are an array of
+        float32, as those given to ``fit`` were, and the model is asked so (float64 rows
+        keep their own values, their answers checked in float64)."""
+        return getattr(self, "_float32_rows", False) and self._asks_in_float32() and \
+            _FLOAT32_CALL.get()
 
     def _ranked_answers(self, results, index, encoded, mode, explanation_pred, given=None):
         """``counterfactuals``, ``counterfactual_distance`` and ``counterfactual_pred`` of the

@@ -110,7 +110,8 @@ def _subset_result(result, keep):
         "rejected_by_predict", "flat_gradient")})
 
 
-def add_alternatives(backend, problem, result, pool, whole, n_answers, **options):
+def add_alternatives(backend, problem, result, pool, whole, n_answers, finish=None,
+                     **options):
     """``result`` with ``answers``: up to ``n_answers`` distinct answers per instance, its own
     and the gradient-free search's from ``pool`` (its ``options``: see
     :class:`~skcem._neighbors.NeighborSearch`), chosen by
@@ -118,7 +119,10 @@ def add_alternatives(backend, problem, result, pool, whole, n_answers, **options
 
     Rank 0 is always ``explanation``: where an alternative is closer than the instance's
     own answer, it becomes the explanation (its probabilities asked of the model).
-    Instances without an answer get no alternatives.
+    Instances without an answer get no alternatives. ``finish(problem, result)`` is the
+    last step of the alternatives before they compete with the instance's own answer (as
+    in :func:`complete_and_polish`): an exact answer in the data's decimals is not beaten
+    by one a hair closer that the rounding then puts farther.
     """
     result = replace(result)
     n, d = result.explanation.shape
@@ -129,6 +133,8 @@ def add_alternatives(backend, problem, result, pool, whole, n_answers, **options
         return result
     others = NeighborSearch(pool, whole, n_answers=n_answers, **options)(
         backend, subset_problem(problem, answered))
+    if finish is not None:
+        others = finish(subset_problem(problem, answered), others)
     batch = _Batch(backend, problem, whole)
     for position, instance in enumerate(answered):
         alternative = np.isfinite(others.answer_distance[position])

@@ -110,12 +110,20 @@ class TreeEnsemble:
     model_operations: list | None = None
     float32: bool = True
     input_float32: bool = False
+    margin_as_read: np.ndarray | None = None
 
-    def ask_in_float32(self):
-        """Take the model as asked with float32 rows: the side tests round as it does, and
-        each numeric split's margin holds the float32 spacing of its threshold (a value a
-        float64 step inside would round back across it)."""
-        self.input_float32 = True
+    def ask_in_float32(self, asked=True):
+        """Take the model as asked with float32 rows (``asked``), or as read (float64 rows):
+        asked so, the side tests round as it does, and each numeric split's margin holds
+        the float32 spacing of its threshold (a value a float64 step inside would round
+        back across it)."""
+        if asked == self.input_float32:
+            return
+        self.input_float32 = asked
+        if not asked:
+            self.margin = self.margin_as_read
+            return
+        self.margin_as_read = self.margin
         numeric = np.isfinite(self.threshold)
         spacing = np.zeros_like(self.margin)
         spacing[numeric] = 4 * np.spacing(np.abs(self.threshold[numeric]).astype(np.float32))
