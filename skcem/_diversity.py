@@ -91,6 +91,8 @@ def _instance_runs(index):
     instance where the levels before the rank change or the rank does not grow, so that two
     instances with the same label (a repeated id) stay apart, and a MultiIndex of ``X`` keeps
     all its levels."""
+    if len(index) == 0:
+        return []
     ranks = np.asarray(index.get_level_values(index.nlevels - 1))
     keys = list(zip(*(index.get_level_values(level) for level in range(index.nlevels - 1))))
     starts = [0] + [i for i in range(1, len(index))

@@ -271,6 +271,8 @@ class Explanation(JSONMixin):
         """The explanations of some of the instances, as an Explanation of those rows:
         ``exp[3]``, ``exp[:10]``, ``exp[[4, 1]]`` or ``exp[exp.found]`` (positions, a slice
         or a boolean mask, as numpy takes them; a DataFrame's own labels stay in ``index``).
+        ``meta``'s per-instance lists are sliced; its totals (``n_model_rows``) stay those
+        of the whole call.
         """
         n = len(self)
         if isinstance(rows, (bool, np.bool_)):
@@ -546,12 +548,13 @@ class Explanation(JSONMixin):
             X = self.X.iloc[repeated].set_axis(index)
         else:
             X = self.X[repeated]
-            answers = answers.reshape(n * k, -1)
+            answers = answers.reshape(n * k, *answers.shape[2:])  # (no -1: n may be 0)
         encoded = None
         if self.encoded is not None:
+            coded = self.encoded["counterfactuals"]
             encoded = {"X": self.encoded["X"][repeated], "categorical":
                        self.encoded["categorical"],
-                       "explanation": self.encoded["counterfactuals"].reshape(n * k, -1)}
+                       "explanation": coded.reshape(n * k, *coded.shape[2:])}
         pred = self.counterfactual_pred.ravel() if self.counterfactual_pred is not None \
             else np.where(found, self.explanation_pred[repeated], None)
         first = np.arange(n * k) % k == 0

@@ -2207,3 +2207,24 @@ def test_an_explanation_is_sliced_by_its_rows(table):
         several[True]
     with pytest.raises(IndexError):
         several[6]
+
+
+def test_an_empty_selection_of_several_answers(table):
+    """Found by a review: exp[~exp.found] with every row found (n_counterfactuals=3) raised
+    "cannot reshape array of size 0" in to_frame and changes, and count_diversity gave one
+    NaN instance of a DataFrame's empty selection."""
+    from sklearn.datasets import load_iris
+
+    from skcem.metrics import continuous_diversity, count_diversity
+
+    X, _, models = table
+    iris, labels = load_iris(return_X_y=True)
+    iris_model = LogisticRegression(max_iter=1000).fit(iris, labels)
+    for model, data, rows in ((models["forest"], X, X.iloc[:4]),
+                              (iris_model, iris, iris[[0, 60, 120]])):
+        several = explain(CounterfactualExplainer(model, n_counterfactuals=3).fit(data), rows)
+        none = several[[]]
+        assert len(none) == 0 and none.changes() == []
+        assert none.to_frame().shape[0] == 0
+        assert list(count_diversity(none)) == []
+        assert list(continuous_diversity(none, X_train=data)) == []
