@@ -373,7 +373,10 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             default=None
         The model. A fitted (or deep-learning) model is used as it is; an unfitted
         scikit-learn model is cloned and fitted on ``fit(X, y)``; None fits a
-        ``LogisticRegression`` (classification) or ``Ridge`` (regression).
+        ``LogisticRegression`` (classification) or ``Ridge`` (regression). A Pipeline's
+        steps, a ``FrozenEstimator`` and a threshold classifier (``FixedThresholdClassifier``,
+        ``TunedThresholdClassifierCV``) are read through: the gradients are of the inner
+        model's loss, a test instance's default target the threshold classifier's ``predict``.
     loss : "auto", str, Keras loss or callable, default="auto"
         "auto": sparse categorical cross-entropy for classification, mean squared error for
         regression. Other losses are for Keras models (a Keras loss or its name) and PyTorch

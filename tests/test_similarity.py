@@ -1317,3 +1317,32 @@ def test_to_frame_keeps_the_row_labels_of_dataframes():
         "flower10", "flower10", "flower71", "flower71", "flower131", "flower131"]
     assert list(frame["train_label"]) == list(X.iloc[::2].index[frame["train_index"]])
     assert explanation.to_dict()["index"] == ["flower10", "flower71", "flower131"]
+
+
+def test_threshold_classifiers_are_read_through():
+    """Found by a user: FixedThresholdClassifier and TunedThresholdClassifierCV around a
+    logistic regression were refused ("its loss has no gradient ... skcem can compute"),
+    though their probabilities are the inner model's: the scores are its loss gradients'
+    products, a test row's target the threshold classifier's own class."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X[:300, :8])
+    y = y[:300]
+    train, labels, test = X[:250], y[:250], X[250:270]
+    inner = LogisticRegression().fit(train, labels)
+    wrapped = FixedThresholdClassifier(inner, threshold=0.9).fit(train, labels)
+    assert np.any(wrapped.predict(test) != inner.predict(test))
+
+    def gradients(rows, targets):
+        error = inner.predict_proba(rows)[:, 1] - targets
+        return error[:, None] * np.c_[rows, np.ones(len(rows))]
+
+    expected = gradients(test, wrapped.predict(test)) @ gradients(train, labels).T
+    scores = GradientSimilarityExplainer(wrapped).fit(train, labels).transform(test)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-9)
+    tuned = make_pipeline(StandardScaler(), TunedThresholdClassifierCV(
+        LogisticRegression(), cv=3)).fit(train, labels)
+    assert GradientSimilarityExplainer(tuned).fit(train, labels).transform(test).shape == \
+        (20, 250)
