@@ -269,11 +269,21 @@ def test_a_subclassed_model_takes_flat_rows_without_input_shape(digits_images):
                                              r"`input_shape` it takes"):
             explainer.fit(X[:50], y[:50])
     # a user's: Keras's message printed the rows themselves, and cut before the shapes
-    network = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
-                                keras.layers.Flatten(), keras.layers.Dense(10)])
+    network = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(4, 3),
+                                keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
     with pytest.raises(ValueError, match=r"fails on rows reshaped to \(64,\)") as error:
         CEMExplainer(network, input_shape=(64,)).fit(X[:50])
-    assert "[[" not in str(error.value) and "(None, 8, 8, 1)" in str(error.value)
+    assert "[[" not in str(error.value) and "(None, None, None, 1)" in str(error.value)
+    # a shape the model does not declare, of as many numbers: its images scrambled
+    network = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                                keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    for wrong in [(64,), (4, 16, 1), (1, 8, 8)]:
+        for explainer in (CEMExplainer(network, input_shape=wrong),
+                          GradientSimilarityExplainer(network, input_shape=wrong)):
+            with pytest.raises(ValueError, match=r"`input_shape` .* differs from the shape the "
+                                                 r"Keras model declares for one instance, "
+                                                 r"\(8, 8, 1\)"):
+                explainer.fit(X[:50], y[:50])
 
 
 def test_without_tensorflow_black_box_works_and_keras_says_how_to_install():

@@ -136,6 +136,12 @@ def keras_input_shape(model, input_shape, n_features=None):
     shape = tuple(input_shape) if given else own or (n_features,)
     if n_features is not None:
         check_input_shape(shape, n_features, given, what="The Keras model")
+    if given and own is not None and tuple(int(dim) for dim in input_shape) != own:
+        # a network of convolutions may take another shape of as many numbers: it would
+        # see every image scrambled
+        raise ValueError(f"`input_shape` {tuple(input_shape)} differs from the shape the Keras "
+                         f"model declares for one instance, {own}: leave `input_shape` None "
+                         "(the model's own is used), or give that one.")
     return shape
 
 
