@@ -349,6 +349,14 @@ def check_not_documents(X):
                          "row per instance: for a model of several inputs, put their columns "
                          "side by side in one array or DataFrame and explain a model (or a "
                          "function) that splits each row into its inputs.")
+    sparse_columns = [name for name, dtype in X.dtypes.items()
+                      if type(dtype).__name__ == "SparseDtype"] if hasattr(X, "iloc") and \
+        getattr(X, "ndim", 1) == 2 else []
+    if sparse_columns:
+        raise ValueError(f"X has {len(sparse_columns)} pandas sparse columns (such as "
+                         f"{sparse_columns[0]!r}); skcem takes dense values, as for a scipy "
+                         "sparse matrix: give X.sparse.to_dense() (a column's own "
+                         ".sparse.to_dense() where only some are sparse), to fit too.")
     if hasattr(X, "columns") or getattr(X, "ndim", 1) != 1 or isinstance(X, (str, bytes)):
         return
     try:

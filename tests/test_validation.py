@@ -1285,3 +1285,28 @@ def test_a_functions_labels_of_mixed_kinds_are_named():
     labels = np.array([[0, "one", "two"][k] for k in classes], dtype=object)
     with pytest.raises(ValueError, match=r"`y` mixes labels of kinds \['int', 'str'\]"):
         CounterfactualExplainer(model.predict_proba).fit(X, labels)
+
+
+def test_a_dataframe_of_sparse_columns_gets_one_line():
+    """Found by a user: pd.DataFrame.sparse.from_spmatrix given to fit raised "Cannot
+    interpret 'Sparse[float64, 0.0]' as a data type" from inside skcem."""
+    import pandas as pd
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    from skcem import GradientSimilarityExplainer
+
+    matrix = sparse.random(200, 30, density=0.1, format="csr", random_state=0)
+    y = (matrix[:, :5].sum(axis=1).A1 > matrix[:, 5:10].sum(axis=1).A1).astype(int)
+    frame = pd.DataFrame.sparse.from_spmatrix(matrix, columns=[f"f{i}" for i in range(30)])
+    model = LogisticRegression().fit(frame, y)
+    for explainer in (CEMExplainer(model), CounterfactualExplainer(model),
+                      GradientSimilarityExplainer(model)):
+        with pytest.raises(ValueError, match=r"X has 30 pandas sparse columns \(such as 'f0'\)"
+                                             r".* X.sparse.to_dense\(\)"):
+            explainer.fit(frame, y)
+    dense = frame.sparse.to_dense()
+    explained = CounterfactualExplainer(model).fit(dense).explain(dense.iloc[:3])
+    assert explained.found.all()
+    with pytest.raises(ValueError, match="pandas sparse columns"):
+        CounterfactualExplainer(model).fit(dense).explain(frame.iloc[:3])
