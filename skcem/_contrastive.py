@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from . import metrics
 from ._base import ExplainerMixin
 from ._decimals import column_decimals, round_to_decimals
-from ._decision_scores import scored_by_decision, with_probabilities
+from ._decision_scores import DecisionScores, scored_by_decision, with_probabilities
 from ._exact_search import ExactSearch, check_exact_problem
 from ._explanation import Explanation, ranked_index
 from ._fista import (CodedBackend, DecisionBackend, ScaledBackend, SearchProblem, solve,
@@ -397,6 +397,9 @@ def _names_categorical_failures(codec, estimator=None, fit_params=()):
             raise  # its own words name other columns (a served model's schema): as they are
         # the columns whose text the model's own words quote, where they tell
         named = _columns_holding_quoted_values(codec, str(exc)) or named
+        if isinstance(estimator, DecisionScores):  # a model scored by its decision function
+            estimator = estimator.estimator
+        estimator = probability_inner(estimator)
         first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
         if hasattr(first, "build_analyzer"):  # scikit-learn's text vectorizers
             # (not the model's own error: the vectorizer read the column names as documents)

@@ -573,6 +573,13 @@ def test_documents_for_a_text_pipeline_get_one_line():
                                          r"make_pipeline\(FunctionTransformer\(operator\."
                                          r"itemgetter\('review'\)\), FrozenEstimator"):
         CounterfactualExplainer(model).fit(frame)
+    # the same for a model scored by its decision function (it was told to one-hot encode)
+    from sklearn.svm import LinearSVC
+
+    scored = make_pipeline(TfidfVectorizer(), LinearSVC()).fit(documents, y)
+    with pytest.raises(ValueError, match=r"begins with a TfidfVectorizer, which takes 1-D "
+                                         r"documents, not a table"):
+        CounterfactualExplainer(scored).fit(frame)
     wrapped = make_pipeline(FunctionTransformer(operator.itemgetter("review")),
                             FrozenEstimator(model))
     exp = CounterfactualExplainer(wrapped).fit(frame).explain(frame.iloc[:4])
