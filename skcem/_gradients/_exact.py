@@ -43,6 +43,8 @@ class, PolynomialFeatures keeps (n, n_output_features, degree) factors, and
 one-vs-rest / calibration ensembles keep one cache per sub-model.
 """
 
+import copy
+
 import numpy as np
 from scipy import sparse
 from scipy.special import expit
@@ -608,6 +610,12 @@ def _build_calibrated_proba(est, path):
 
 def _pipeline_builder(method):
     def builder(est, path, table=None):
+        if table is not None and len(est.steps) == 2 and method != "transform":
+            folded = _folded_linear_table(est.steps[0][1], est.steps[1][1], method,
+                                          path + [f"Pipeline step {est.steps[0][0]!r}"],
+                                          table)
+            if folded is not None:
+                return folded
         nodes = []
         last = len(est.steps) - 1
         for i, (name, step) in enumerate(est.steps):
@@ -650,9 +658,10 @@ def _compile_on_table(est, method, path, table):
 _WIDEST_OUTPUT = 2**16
 
 
-@_register(ColumnTransformer, "transform")
-def _build_column_transformer(est, path, table=None):
-    # A sparse output (``sparse_output_``) is built dense here: the same numbers.
+def _column_parts(est, path, table):
+    """A ColumnTransformer's parts: ``(parts, constant, width)``, the compiled parts fed
+    numeric columns ``(cols, out, node)``, those fed only categorical ones ``(trans, cols,
+    out)``, and the output's width."""
     categorical = np.zeros(est.n_features_in_, dtype=bool) if table is None else \
         np.asarray(table.categorical_, dtype=bool)
     parts, constant = [], []
@@ -674,6 +683,13 @@ def _build_column_transformer(est, path, table=None):
             parts.append((cols, out, _compile(trans, "transform", part_path)))
     width = max([out.stop for _, out, _ in parts] + [out.stop for *_, out in constant],
                 default=0)
+    return parts, constant, width
+
+
+@_register(ColumnTransformer, "transform")
+def _build_column_transformer(est, path, table=None):
+    # A sparse output (``sparse_output_``) is built dense here: the same numbers.
+    parts, constant, width = _column_parts(est, path, table)
     if width > _WIDEST_OUTPUT:
         _unsupported(est, "transform", path,
                      f"its {width:,} output columns would be filled densely for every row at "
@@ -704,8 +720,72 @@ def _build_column_transformer(est, path, table=None):
     return forward, backward
 
 
-def _constant_parts(constant, table):
-    """Outputs of the parts fed only categorical columns, by their own ``transform``.
+def _folded_linear_table(transformer, last, method, path, table):
+    """``Pipeline(ColumnTransformer, linear model)`` on a table whose categorical columns
+    feed parts of their own (a vectorizer of a text column, a one-hot encoder): those parts
+    are constant for each row (the gradient search never moves a category), so their share
+    of the linear decision is computed once per row's categories, and the rows the search
+    asks carry the numeric parts' outputs alone, not the text's thousands of columns (a
+    vocabulary of 7,400 words made explaining 7 times slower; 2**15 hashed words, 25 times).
+    None where it does not apply."""
+    while True:  # the linear model inside the wrappers that answer with it
+        if FrozenEstimator is not None and isinstance(last, FrozenEstimator):
+            last = last.estimator
+        elif is_refitted_search(last):
+            last = last.best_estimator_
+        elif _thresholds_probabilities(last, method):
+            last = last.estimator_
+        else:
+            break
+    if not isinstance(transformer, ColumnTransformer) or \
+            not isinstance(last, LinearClassifierMixin) or \
+            _definition(type(last), "decision_function") is not \
+            _definition(LinearClassifierMixin, "decision_function"):
+        return None
+    parts, constant, _ = _column_parts(transformer, path, table)
+    if not constant:
+        return None
+    coef = np.asarray(last.coef_, dtype=np.float64)
+    coef = coef.reshape(1, -1) if coef.ndim == 1 else coef
+    n_scores = coef.shape[0]
+    kept = [np.arange(out.start, out.stop) for _, out, _ in parts]
+    n_kept = sum(len(columns) for columns in kept)
+    starts = np.cumsum([0] + [len(columns) for columns in kept])
+    # the model on [numeric parts' outputs, each score's constant share], the share's weight 1
+    folded = copy.copy(last)
+    folded.coef_ = np.hstack([coef[:, np.concatenate(kept)] if kept else
+                              np.zeros((n_scores, 0)), np.eye(n_scores)])
+    head = _compile(folded, method, path + [f"{type(last).__name__} (folded)"])
+    weights = [coef[:, out].T for *_, out in constant]
+    shares = _constant_parts(constant, table, combine=lambda outputs: sum(
+        output @ weight for output, weight in zip(outputs, weights)))
+
+    def forward(X):
+        Y = np.empty((X.shape[0], n_kept + n_scores))
+        Y[:, n_kept:] = shares(X)
+        caches = []
+        for (cols, _, (f, _)), start, stop in zip(parts, starts[:-1], starts[1:]):
+            Yk, cache = f(X[:, cols])
+            Y[:, start:stop] = Yk
+            caches.append(cache)
+        out, head_cache = head[0](Y)
+        return out, (X.shape, caches, head_cache)
+
+    def backward(cache, g):
+        shape, caches, head_cache = cache
+        gY = head[1](head_cache, g)
+        gX = np.zeros(shape)
+        for (cols, _, (_, b)), start, stop, c in zip(parts, starts[:-1], starts[1:], caches):
+            gX[:, cols] += b(c, gY[:, start:stop])
+        return gX
+
+    return forward, backward
+
+
+def _constant_parts(constant, table, combine=None):
+    """Outputs of the parts fed only categorical columns, by their own ``transform``; with
+    ``combine``, ``combine(outputs)`` instead (of the parts' outputs, sparse or dense, for
+    several rows: one row each), in one array.
 
     They depend on a row's categories alone: each distinct combination of categories is
     transformed once and kept, as a search asks the same rows at every iteration.
@@ -722,11 +802,15 @@ def _constant_parts(constant, table):
             first = np.unique(inverse.ravel(), return_index=True)[1][new]
             rows = table.decode(X[first])
             take = rows.iloc.__getitem__ if hasattr(rows, "iloc") else rows.__getitem__
-            values = [_dense(trans.transform(take((slice(None), cols))))
-                      for trans, cols, _ in constant]
+            outputs = [trans.transform(take((slice(None), cols))) for trans, cols, _ in constant]
+            if combine is not None:  # (on a sparse output as it is: 2**20 hashed words)
+                combined = _dense(combine(outputs))
+            values = [_dense(value) for value in outputs] if combine is None else None
             for k, i in enumerate(new):
-                kept[keys[i]] = [v[k] for v in values]
+                kept[keys[i]] = [v[k] for v in values] if combine is None else combined[k]
         inverse = inverse.ravel()
+        if combine is not None:
+            return np.stack([kept[key] for key in keys])[inverse]
         return [np.stack([kept[key][part] for key in keys])[inverse]
                 for part in range(len(constant))]
 
