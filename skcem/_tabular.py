@@ -836,7 +836,7 @@ class _TimeScale:
             # read as a thousandth of their length)
             series = series.astype(dtype) if dtype is not series.dtype else series
             series = series.dt.as_unit(unit)
-        ticks, missing = _ticks(series, name)
+        ticks, missing = _ticks(series, name, wall=getattr(self, "wall", True))
         z = ((ticks - self.offset) // self.step).astype(float)
         z[missing] = np.nan
         return z
@@ -857,22 +857,26 @@ class _TimeScale:
         tz = getattr(dtype, "tz", None)
         if tz is None:
             return values
+        if not getattr(self, "wall", True):
+            return values.tz_localize("UTC").tz_convert(tz)
         # A wall-clock time that occurs twice is taken in standard time, one that a clock
-        # change skips moves forward.
+        # change skips moves forward (whole days: only a zone whose clocks change at
+        # midnight has either).
         return values.tz_localize(tz, ambiguous=np.zeros(len(values), bool),
                                   nonexistent="shift_forward")
 
 
-def _ticks(column, name):
-    """A datetime or timedelta column's integer ticks (of the local wall clock for a time
-    zone, so that local midnights stay whole days across daylight saving changes) and missing
-    mask."""
+def _ticks(column, name, wall=True):
+    """A datetime or timedelta column's integer ticks and missing mask. Of a time zone's,
+    with ``wall``, those of the local wall clock (local midnights stay whole days across
+    daylight saving changes), else of UTC (the hour a clock turned back repeats is two hours
+    apart, not one)."""
     pd = _pandas()
     series = column if hasattr(column, "array") else pd.Series(column)
     if getattr(series.dtype, "pyarrow_dtype", None) is not None:
         series = series.astype(_numpy_time_dtype(series.dtype))
     if getattr(series.dtype, "tz", None) is not None:
-        series = series.dt.tz_localize(None)
+        series = (series if wall else series.dt.tz_convert("UTC")).dt.tz_localize(None)
     missing = series.isna().to_numpy()
     try:
         ticks = np.asarray(series.array.asi8, dtype=np.int64)
@@ -890,7 +894,15 @@ def _time_scale(column, name=None):
         return None
     ticks, missing = _ticks(column, name)
     unit = getattr(dtype, "unit", None) or np.datetime_data(dtype)[0]
-    return _TimeScale(ticks[~missing], unit, getattr(dtype, "tz", None))
+    tz = getattr(dtype, "tz", None)
+    scale = _TimeScale(ticks[~missing], unit, tz)
+    if tz is not None and scale.step < 86400 * _TimeScale._SECONDS.get(unit, 1):
+        # times of day in a zone: by UTC, where each is one number (on the wall clock, the
+        # hour a clock turns back holds two times each)
+        ticks, missing = _ticks(column, name, wall=False)
+        scale = _TimeScale(ticks[~missing], unit, tz)
+        scale.wall = False
+    return scale
 
 
 def _numpy_time_dtype(dtype):
@@ -1100,7 +1112,7 @@ def _time_bounds(scale, bounds, key, dtype):
         raise ValueError(f"`feature_range[{key!r}]` must be a pair (low, high) of "
                          f"{'times' if dtype.kind == 'M' else 'durations'} like the column's "
                          f"({dtype}); got {bounds!r}.") from exc
-    ticks, _ = _ticks(values, key)
+    ticks, _ = _ticks(values, key, wall=getattr(scale, "wall", True))
     steps = list((ticks - scale.offset) / scale.step)
     low = None if lo is None else float(np.ceil(steps.pop(0)))  # whole steps inside them
     high = None if hi is None else float(np.floor(steps.pop(0)))

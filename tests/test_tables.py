@@ -928,6 +928,39 @@ def test_times_encode_to_whole_steps_and_decode_exactly():
     pd.testing.assert_frame_equal(codec.decode(Z), X)
 
 
+def test_times_of_day_in_the_hour_a_clock_turns_back_keep_their_own_time():
+    """Found by a user: 02:30+02:00 on the night Europe/Berlin's clocks turn back (the first
+    of two 02:30s) was read as the second, an hour later: the model was asked about another
+    instance, and an answer it put in the instance's own class was reported found."""
+    import pandas as pd
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    n = 300
+    utc = pd.Timestamp("2021-10-30 12:00", tz="UTC") + pd.to_timedelta(
+        rng.integers(0, 160, n) * 15, unit="min")
+    X = pd.DataFrame({"t": utc.tz_convert("Europe/Berlin"), "x": rng.normal(size=n)})
+    X.loc[0, "t"] = pd.Timestamp("2021-10-31 02:30+02:00").tz_convert("Europe/Berlin")
+    X.loc[1, "t"] = pd.Timestamp("2021-10-31 02:30+01:00").tz_convert("Europe/Berlin")
+    codec = TableCodec().fit(X)
+    Z = codec.encode(X.iloc[:2])
+    assert Z[1, 0] - Z[0, 0] == 60  # an hour of minutes apart, not the same number
+    pd.testing.assert_frame_equal(codec.decode(Z), X.iloc[:2])
+
+    def hours(frame):
+        return ((frame["t"].dt.tz_convert("UTC") - pd.Timestamp("2021-10-31 01:00", tz="UTC"))
+                .dt.total_seconds() / 3600).to_numpy()
+
+    y = (hours(X) >= 0).astype(int)
+    model = make_pipeline(FunctionTransformer(lambda frame: np.c_[hours(frame), frame["x"]]),
+                          DecisionTreeClassifier(random_state=0)).fit(X, y)
+    exp = CounterfactualExplainer(model).fit(X).explain(X.iloc[:2])
+    np.testing.assert_array_equal(exp.X_pred, model.predict(X.iloc[:2]))
+    assert exp.found.all()
+    assert np.all(model.predict(exp.explanation) != model.predict(X.iloc[:2]))
+
+
 def test_categories_a_model_ignores_are_undone_together_where_one_alone_is_a_rare_pair():
     # Two text columns of mostly distinct values: undoing one alone pairs the instance's
     # value with the start's, a pair no row shows (refused); both together are the instance's.
