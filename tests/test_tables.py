@@ -2311,3 +2311,22 @@ def test_an_empty_selection_of_several_answers(table):
         assert none.to_frame().shape[0] == 0
         assert list(count_diversity(none)) == []
         assert list(continuous_diversity(none, X_train=data)) == []
+
+
+def test_a_complex_column_is_refused_naming_it():
+    """Found by a user: a complex128 column lost its imaginary parts with numpy's warning
+    only: the model was asked about other instances, and invalid answers were reported
+    found."""
+    import pandas as pd
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=100),
+                      "z": rng.normal(size=100) + 1j * rng.normal(size=100)})
+    y = (X["a"] + X["z"].to_numpy().imag > 0).astype(int)
+    model = make_pipeline(FunctionTransformer(lambda frame: np.c_[
+        frame["a"].to_numpy(float), np.imag(frame["z"].to_numpy())]),
+        LogisticRegression()).fit(X, y)
+    with pytest.raises(ValueError, match=r"X column 'z' holds complex numbers \(dtype "
+                                         r"complex128\)"):
+        CounterfactualExplainer(model).fit(X)
