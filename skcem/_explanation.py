@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from numbers import Real
 
 import numpy as np
@@ -41,6 +42,8 @@ def _to_builtin(value):
         return value.tolist()
     if isinstance(value, np.generic):
         value = plain_number(value)
+    if isinstance(value, Decimal):  # a pyarrow decimal column's cell: a JSON number
+        value = float(value)
     if isinstance(value, float) and np.isnan(value):
         return None
     if isinstance(value, (list, tuple)):

@@ -2330,3 +2330,26 @@ def test_a_complex_column_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"X column 'z' holds complex numbers \(dtype "
                                          r"complex128\)"):
         CounterfactualExplainer(model).fit(X)
+
+
+def test_a_decimal_column_is_written_to_json():
+    """Found by a user: to_json of a pyarrow decimal column's answers raised "Object of type
+    Decimal is not JSON serializable"."""
+    import decimal
+
+    import pandas as pd
+    pa = pytest.importorskip("pyarrow")
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=120)
+    X = pd.DataFrame({"a": a, "price": pd.array(
+        [decimal.Decimal(f"{v:.2f}") for v in rng.normal(size=120)],
+        dtype=pd.ArrowDtype(pa.decimal128(10, 2)))})
+    y = (a + X["price"].astype(float) > 0).astype(int)
+    model = make_pipeline(FunctionTransformer(lambda frame: frame.astype(float).to_numpy()),
+                          LogisticRegression()).fit(X, y)
+    exp = CounterfactualExplainer(model).fit(X).explain(X.iloc[:3])
+    written = json.loads(exp.to_json())
+    assert written["X"][0][1] == float(X["price"].iloc[0])
+    assert all(isinstance(row[1], float) for row in written["explanation"])
