@@ -1778,6 +1778,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 names[j].item() if isinstance(names[j], np.generic) else names[j])
                 for j in columns[:5]]
             named = ", ".join(labels) + (", ..." if columns.size > 5 else "")
+            named = ("features " if columns.size > 1 else "feature ") + named
             warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
                  f"`feature_range_` ({named}): the explanation keeps the values of the "
                  "features it does not change, and moves a changed one only towards the "

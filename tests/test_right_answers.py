@@ -488,9 +488,14 @@ def test_instances_outside_the_feature_range_are_named(iris_frame):
               zip(X.columns, ((rows < lower) | (rows > upper)).to_numpy().any(axis=0)) if out]
     assert beyond
     # which features, by name (found by a user: a request's income at twice fit's largest)
+    kind = "features" if len(beyond) > 1 else "feature"
     with pytest.warns(UserWarning, match=r"\d+ of 3 instances have features outside "
-                                         rf"`feature_range_` \({re.escape(', '.join(beyond))}\)"):
+                                         rf"`feature_range_` \({kind} "
+                                         rf"{re.escape(', '.join(beyond))}\)"):
         _quiet(cem, rows)
+    # an array's columns by their positions, said to be features (read as rows by a user)
+    with pytest.warns(UserWarning, match=r"outside `feature_range_` \(features? \d"):
+        _quiet(CEMExplainer(cem.estimator, **FAST).fit(X.iloc[:50].to_numpy()), rows.to_numpy())
 
 
 @pytest.mark.parametrize("as_frame", [False, True])
