@@ -2136,11 +2136,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if rejected.any() and self.search_ != "exact":
                 hint += (f" For {int(rejected.sum())} of them the estimator's predict "
                          "disagreed with its predict_proba at the best answer.")
-            if tied.any():
-                hint += (f" For {int(tied.sum())} of them the estimator's predict gave the "
-                         "best answer another class with this process's OpenMP threads than "
-                         "with one (a tie, such as between equally distant neighbours, which "
-                         "scikit-learn breaks by its threads' order): it was left out.")
+            if tied.any():  # first: the others' advice is not theirs
+                tie = (f"For {int(tied.sum())} of them the estimator's predict gave the "
+                       "best answer another class with this process's OpenMP threads than "
+                       "with one (a tie, such as between equally distant neighbours, which "
+                       "scikit-learn breaks by its threads' order): it was left out "
+                       "(threadpoolctl's threadpool_limits(1) around explain keeps it).")
+                hint = tie if int(tied.sum()) == n_missing else f"{tie} For the others: {hint}"
             unreached = self._classes_no_fit_row_gets(target_class, ~found & searchable)
             if unreached:
                 hint += (f" The model puts none of {len(self._pool.pred)} rows given to fit in "
