@@ -22,6 +22,7 @@ codes of ``z[j]`` that go left, where ``z`` is the search's row: numeric columns
 categorical columns as the codes of :class:`~skcem._tabular.TableCodec`.
 """
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -517,9 +518,8 @@ def _read_model(model):
         return _binary_as_two(trees, base, slope, ties_to_higher=True)
     if isinstance(model, HistGradientBoostingClassifier):
         if model.is_categorical_ is not None and np.any(model.is_categorical_):
-            raise ValueError("search='exact' cannot follow HistGradientBoostingClassifier's "
-                             "native categorical splits: one-hot or ordinal encode the "
-                             "categorical columns in a Pipeline instead.")
+            raise _native_categorical_error("HistGradientBoostingClassifier", None,
+                                            "categorical_features=None")
         base = np.ravel(model._baseline_prediction).astype(float)
         trees = []
         for iteration in model._predictors:
@@ -582,10 +582,9 @@ def _read_lightgbm(model, n_classes):
                 value[index] = node["leaf_value"]
                 return index
             if node.get("decision_type") != "<=":
-                raise ValueError(
-                    "search='exact' cannot follow LightGBM's native categorical splits (of "
-                    f"feature {_feature_name(model, node['split_feature'])!r}): one-hot or "
-                    "ordinal encode the categorical columns in a Pipeline instead.")
+                raise _native_categorical_error(
+                    "LightGBM", _feature_name(model, node["split_feature"]),
+                    "no categorical_feature, and numeric, not category, columns")
             if node.get("missing_type") == "Zero":
                 raise ValueError("search='exact' cannot follow LightGBM's zero_as_missing "
                                  "splits: train it with zero_as_missing=False.")
@@ -606,6 +605,20 @@ def _read_lightgbm(model, n_classes):
     trees = _boosting_trees(per_tree, n_classes)
     base = np.zeros(1 if n_classes == 2 else n_classes)
     return _binary_as_two(trees, base, slope if n_classes == 2 else None, ties_to_higher=False)
+
+
+def _native_categorical_error(library, feature, numbers):
+    """The error for a model's native categorical splits, which the program does not
+    follow; ``numbers``: how the model is trained to take category codes as numbers."""
+    if isinstance(feature, str) and re.fullmatch(r"Column_\d+", feature):
+        feature = f"input column {feature[7:]} (LightGBM's {feature!r})"
+    elif feature is not None:
+        feature = f"feature {feature!r}"
+    return ValueError(
+        f"search='exact' cannot follow {library}'s native categorical splits"
+        + (f" (of {feature})" if feature is not None else "") + ": one-hot or ordinal "
+        "encode the categorical columns in a Pipeline instead, and train the model on the "
+        f"codes as numbers ({numbers}).")
 
 
 def _feature_name(model, index):
@@ -661,10 +674,8 @@ def _xgboost_tree(root, names):
             return index
         condition = node.get("split_condition", 1.0)  # an indicator's: 0 < 1
         if isinstance(condition, list):
-            raise ValueError(
-                f"search='exact' cannot follow XGBoost's native categorical splits (of "
-                f"feature {node['split']!r}): one-hot or ordinal encode the categorical columns "
-                "in a Pipeline instead (or train without enable_categorical).")
+            raise _native_categorical_error("XGBoost", node["split"],
+                                            "enable_categorical=False")
         split = node["split"]
         feature[index] = names.index(split) if names else int(split[1:])
         threshold[index] = float(np.nextafter(np.float32(condition), np.float32(-np.inf)))

@@ -622,8 +622,21 @@ def test_native_categorical_splits_of_the_boosting_libraries_are_named(library):
     model.fit(frame, y)
     with pytest.raises(ValueError, match=r"cannot follow (LightGBM|XGBoost)'s native "
                                          r"categorical splits \(of feature 'col'\): one-hot "
-                                         r"or ordinal encode"):
+                                         r"or ordinal encode .* train the model on the codes "
+                                         r"as numbers \((no categorical_feature|"
+                                         r"enable_categorical=False)"):
         CounterfactualExplainer(model, search="exact").fit(frame)
+    if library == "lightgbm":
+        # found by a user: ordinal codes declared categorical again, the column named as
+        # LightGBM names an array's ("Column_1")
+        from sklearn.preprocessing import OrdinalEncoder
+
+        coded = make_pipeline(make_column_transformer(
+            ("passthrough", ["num"]), (OrdinalEncoder(), ["col"])),
+            module.LGBMClassifier(n_estimators=10, min_child_samples=5, verbose=-1)).fit(
+                frame, y, lgbmclassifier__categorical_feature=[1])
+        with pytest.raises(ValueError, match=r"\(of input column 1 \(LightGBM's 'Column_1'\)\)"):
+            CounterfactualExplainer(coded, search="exact").fit(frame)
 
 
 @pytest.mark.parametrize("tree_method", ["hist", "exact"])
