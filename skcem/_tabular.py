@@ -193,9 +193,10 @@ def native_categorical(estimator, X, categorical_features):
     n_features = shape[1] if len(shape) == 2 else None
     if n_features is None:
         return categorical_features
-    native = _native_categorical_inputs(estimator, X, n_features)
     encoded = np.zeros(n_features, dtype=bool)
     encoded[list(model_categories(estimator, getattr(X, "columns", None), n_features))] = True
+    native = _native_categorical_inputs(estimator, X, n_features,
+                                        int(np.sum(auto_categorical(X) | encoded)))
     if native is None and not encoded.any():
         return categorical_features
     return auto_categorical(X) | encoded | (False if native is None else native)
@@ -224,9 +225,11 @@ def _categorical_inputs_of(model):
     return np.array([bool(infos.get(name, {}).get("values")) for name in names], dtype=bool)
 
 
-def _native_categorical_inputs(estimator, X, n_features):
+def _native_categorical_inputs(estimator, X, n_features, n_known=0):
     """The columns of ``X`` that the estimator (or its Pipeline's last step) takes as
-    categories, or None for none; a warning when they cannot be traced back to ``X``."""
+    categories, or None for none; a warning when they cannot be traced back to ``X``, unless
+    the ``n_known`` categorical columns of ``X`` known otherwise (text, category dtypes,
+    the encoders') are as many."""
     steps = getattr(estimator, "steps", None)
     last = steps[-1][1] if steps else estimator
     native = _categorical_inputs_of(last)
@@ -239,6 +242,8 @@ def _native_categorical_inputs(estimator, X, n_features):
     inputs = _traced_inputs(estimator[:-1], names)
     if inputs is None or len(inputs) != len(native) or any(
             inputs[k] is None for k in np.flatnonzero(native)):
+        if n_known >= native.sum():  # (a ColumnTransformer's codes of X's text columns)
+            return None
         from ._warnings import warn
 
         warn(f"The Pipeline's last step ({type(last).__name__}) takes {int(native.sum())} of "
