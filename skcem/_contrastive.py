@@ -46,7 +46,7 @@ from ._progress import logger, progress_bar
 from ._polish import data_points, numeric_split_points, points_of, readable_trees
 from ._refine import (add_alternatives, add_answers_elsewhere, complete_and_polish,
                       keep_cheaper, subset_problem, take_answers, unanswered)
-from ._tree_models import numeric_splits, read_tree_ensemble
+from ._tree_models import pipeline_numeric_splits, read_tree_ensemble
 from ._tabular import (TableCodec, breaks_one_hot, check_directions, dropped_level_groups,
                        is_table, model_categories, native_categorical, one_hot_groups,
                        permitted_categories,
@@ -790,7 +790,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 self._polish_cuts = points_of(trees, X.shape[1], self._whole_columns(),
                                               self.decimals_)
                 self._leaf_boxes = single_tree_leaves(self.estimator_, codec, X.shape[1])
-            elif (splits := numeric_splits(frozen_inner(self.estimator_))) is not None:
+            elif (splits := pipeline_numeric_splits(probability_inner(self.estimator_),
+                                                    X.shape[1])) is not None:
                 # boosting that splits its own categorical columns: its numeric thresholds
                 # (the data's values, thinned, left answers up to 25% farther in a trial)
                 self._polish_cuts = numeric_split_points(splits, X.shape[1],

@@ -753,6 +753,54 @@ def numeric_splits(model):
     return np.concatenate(features).astype(int), np.concatenate(thresholds).astype(float)
 
 
+def pipeline_numeric_splits(estimator, n_features):
+    """:func:`numeric_splits` of a model, or of a Pipeline's last step in the columns of
+    its input where the steps before hand them on unchanged (``"passthrough"``, an identity
+    ``FunctionTransformer``, a ColumnTransformer's passthrough parts: an OrdinalEncoder's
+    codes of the categorical columns beside them), the others' splits left out; None where
+    there are none."""
+    steps = getattr(estimator, "steps", None)
+    splits = numeric_splits(frozen_inner(steps[-1][1] if steps else estimator))
+    if splits is None or not steps:
+        return splits
+    source = np.arange(n_features)  # each column's X column, -1 where its values changed
+    for _, step in steps[:-1]:
+        source = _handed_on(step, source)
+        if source is None:
+            return None
+    feature, threshold = splits
+    inside = feature < len(source)
+    feature, threshold = feature[inside], threshold[inside]
+    kept = source[feature] >= 0
+    return source[feature[kept]], threshold[kept]
+
+
+def _handed_on(step, source):
+    """The X column of each output column of ``step`` given columns from ``source`` (-1:
+    values changed on the way); None where it cannot be told."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import FunctionTransformer
+
+    if step is None or (isinstance(step, str) and step == "passthrough"):
+        return source
+    if isinstance(step, FunctionTransformer) and step.func is None:
+        return source
+    if not isinstance(step, ColumnTransformer) or not hasattr(step, "output_indices_"):
+        return None
+    width = max((s.stop for s in step.output_indices_.values()), default=0)
+    out = np.full(width, -1)
+    for name, transformer, _ in step.transformers_:
+        outputs = step.output_indices_[name]
+        # (a fitted passthrough is an identity FunctionTransformer)
+        if (isinstance(transformer, str) and transformer == "passthrough") or \
+                (isinstance(transformer, FunctionTransformer) and transformer.func is None):
+            inputs = np.asarray(step._transformer_to_input_indices[name], dtype=int)
+            if len(inputs) != outputs.stop - outputs.start:
+                return None
+            out[outputs] = source[inputs]
+    return out
+
+
 def _hist_gradient_boosting_columns(model):
     """For each column HistGradientBoosting's trees split, the input column it is: a
     DataFrame's category columns go first through its own ``_preprocessor``; None where its
