@@ -126,7 +126,9 @@ class CategoryPairs:
 
 def rare_pair_counts(answers, instances, train, min_share=MIN_SHARE):
     """How many pairs of categories each answer holds that are rare in ``train`` and that its
-    instance does not hold (pairs with a missing code are left out).
+    instance does not hold (pairs with a missing code are left out), of the pairs of
+    columns whose pairs ``train`` can tell (``MIN_ROWS_PER_PAIR`` rows or more, on average,
+    per pair it holds: not a free-text column's, each text held by a row or two).
 
     Parameters
     ----------
@@ -149,7 +151,10 @@ def rare_pair_counts(answers, instances, train, min_share=MIN_SHARE):
         np.add.at(table, (train[seen, j], train[seen, k]), 1)
         a, b = answers[:, j], answers[:, k]
         known = (a >= 0) & (b >= 0) & ((a != instances[:, j]) | (b != instances[:, k]))
-        rare = _rare(table, int(seen.sum()), min_share)
+        n_rows = int(seen.sum())
+        if not _judged(table, n_rows):  # as the search: the rows tell no pair of these
+            continue
+        rare = _rare(table, n_rows, min_share)
         counts += known & rare[np.maximum(a, 0), np.maximum(b, 0)]
     return counts
 

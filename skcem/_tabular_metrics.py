@@ -739,7 +739,9 @@ default=None
           ``X_train``'s rows hold (or none, or fewer than 1% of the rows that the counts
           of its two categories predict were they independent), and that the instance does
           not hold itself: a combination that (almost) never occurs, such as a female
-          husband (NaN without ``X_train``);
+          husband (NaN without ``X_train``); of two columns whose pairs ``X_train`` can
+          tell, as the searches judge them (5 rows or more, on average, per pair it holds:
+          not a free-text column's, each text held by a row or two);
         - ``seconds``: time per instance.
 
         Rows without an explanation have ``valid`` False and NaN in every other column but

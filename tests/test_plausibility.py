@@ -371,3 +371,21 @@ def test_a_row_whose_only_answers_create_a_rare_pair_gets_one_with_a_warning(mon
     with pytest.warns(ExplanationNotFoundWarning):
         assert not frozen.explain(rows).found.any()
     assert searched == [3]
+
+
+def test_rare_pairs_are_counted_only_where_the_rows_can_tell_them():
+    """Found by a user: explanation_metrics counted rare pairs of a free-text column (each
+    text held by a row or two) with a category, which the search does not judge: 7 of 40
+    of skcem's own answers flagged, and explain said nothing."""
+    from skcem._plausibility import rare_pair_counts
+
+    rng = np.random.default_rng(0)
+    n = 400
+    text = np.arange(n)  # each row's own text
+    color = rng.integers(0, 2, n)
+    size = np.where(color == 0, 0, rng.integers(1, 3, n))  # color 0 never with size 1 or 2
+    train = np.c_[text, color, size]
+    instances = np.array([[3, 1, 1], [5, 1, 2]])
+    answers = np.array([[7, 0, 1],   # a new text with color 0 (its text's color was 1),
+                        [9, 1, 2]])  # and the pair color 0 / size 1, which never occurs
+    np.testing.assert_array_equal(rare_pair_counts(answers, instances, train), [1, 0])
