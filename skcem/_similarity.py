@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 from threadpoolctl import threadpool_limits
 
 from ._base import ExplainerMixin
-from ._explanation import JSONMixin, _to_builtin
+from ._explanation import JSONMixin, _to_builtin, ranked_index
 from ._gradients import (detect_output_kind, first_embedding_size, framework_module,
                          input_dtype, is_deep_model, is_keras_model)
 from ._gradients._base import ignoring_feature_name_warnings
@@ -254,6 +254,8 @@ class SimilarityExplanation(JSONMixin):
         if self.train_labels is not None:
             columns["train_label"] = np.asarray(self.train_labels)[indices.ravel()]
         columns["score"] = np.take_along_axis(self.scores, indices, axis=1).ravel()
+        if getattr(self.index, "nlevels", 1) > 1:  # each of its levels, then the rank
+            return pd.DataFrame(columns, index=ranked_index(self.index, n_most))
         tests = range(n_test) if self.index is None else self.index
         return pd.DataFrame(columns, index=pd.MultiIndex.from_product(
             [tests, range(n_most)], names=["test", "rank"]))
@@ -549,6 +551,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             raise ValueError("GradientSimilarityExplainer requires y to be passed, but the "
                              "target y is None: the training gradients are those of the loss "
                              "at the training targets.")
+        self._train_polars = type(X).__module__.split(".")[0] == "polars"  # no row labels
         X, y = from_polars(X), from_polars(y)
         if self.estimator is not None:  # the model's kind before its data's (text columns)
             check_supported(self.estimator)
@@ -1225,7 +1228,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                          least_similar=self.X_train_[order[:, -1]], X=X,
                                          target=self._shown_targets(y),
                                          sim_fn=self.sim_fn, target_given=target_given,
-                                         train_labels=getattr(self, "_train_labels", None),
+                                         train_labels=self._shown_train_labels(),
                                          index=index)
         # a table's rows with the user's own row labels (fit's for the training rows)
         labels = self._train_labels
@@ -1235,7 +1238,14 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             least_similar=self.X_train_.iloc[order[:, -1]].set_axis(labels[order[:, -1]]),
             X=X if index is None else X.set_axis(index), target=self._shown_targets(y),
             sim_fn=self.sim_fn,
-            target_given=target_given, train_labels=labels, index=index)
+            target_given=target_given, train_labels=self._shown_train_labels(), index=index)
+
+    def _shown_train_labels(self):
+        """The training rows' labels an explanation shows: a pandas DataFrame's index
+        (None for an array, and for a polars frame, which has no row labels)."""
+        if getattr(self, "_train_polars", False):
+            return None
+        return getattr(self, "_train_labels", None)
 
     def kneighbors(self, X, n_neighbors=5, return_scores=True, *, y=None):
         """The ``n_neighbors`` most similar training instances of each row of ``X``.

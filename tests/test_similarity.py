@@ -1303,7 +1303,7 @@ def test_targets_and_rows_of_the_wrong_kind_get_one_clear_line(digits):
 def test_to_frame_keeps_the_row_labels_of_dataframes():
     """Found by a user: the counterfactual explanations kept a DataFrame's row labels in
     to_frame, the similarity's gave positions (for the test and the training rows)."""
-    pytest.importorskip("pandas")
+    pd = pytest.importorskip("pandas")
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True, as_frame=True)
@@ -1317,6 +1317,17 @@ def test_to_frame_keeps_the_row_labels_of_dataframes():
         "flower10", "flower10", "flower71", "flower71", "flower131", "flower131"]
     assert list(frame["train_label"]) == list(X.iloc[::2].index[frame["train_index"]])
     assert explanation.to_dict()["index"] == ["flower10", "flower71", "flower131"]
+    # found by a review: a MultiIndex's tuples in one "test" level, its names lost; a
+    # polars frame's positions shown as labels it does not have
+    rows = X.iloc[[10, 71]].set_axis(pd.MultiIndex.from_tuples([("a", 1), ("b", 2)],
+                                                                names=["group", "id"]))
+    frame = GradientSimilarityExplainer(model).fit(X, y).explain(rows).to_frame(n_most=2)
+    assert list(frame.index.names) == ["group", "id", "rank"]
+    assert frame.index[1] == ("a", 1, 1)
+    pl = pytest.importorskip("polars")
+    polars_fit = GradientSimilarityExplainer(model).fit(pl.from_pandas(X), y.to_numpy())
+    explained = polars_fit.explain(pl.from_pandas(X.iloc[:2]))
+    assert explained.train_labels is None and "train_label" not in explained.to_frame()
 
 
 def test_threshold_classifiers_are_read_through():
