@@ -18,6 +18,7 @@ from numbers import Integral, Number, Real
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from scipy.special import expit
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import (HasMethods, Interval, InvalidParameterError,
                                             StrOptions)
@@ -60,7 +61,7 @@ from ._validation import (accepts_missing_values, align_columns, align_rows, as_
                           refuse_models_without_answers_off_the_data, resolve_estimator,
                           to_polars, validate_complete_data, validate_float_data)
 from ._warnings import SkcemWarning, catching_warnings, filters_held, silencing, warn
-from ._wrappers import frozen_inner, probability_inner
+from ._wrappers import decision_threshold, frozen_inner, probability_inner
 from .costs import median_absolute_deviation
 
 
@@ -2307,13 +2308,17 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         and ``upper``; None for other models, a threshold or a table of categories."""
         decision = getattr(self.estimator_, "decision_function", None)
         codec = getattr(self, "_codec", None)
-        if decision is None or not predicts_largest_score(self.estimator_) or \
-                self.classes_ is None or (codec is not None and codec.has_categorical) or \
-                getattr(self, "_predict_in_search", False) or \
-                getattr(self, "_decision_offset", None) is not None:
+        if decision is None or self.classes_ is None or \
+                (codec is not None and codec.has_categorical) or \
+                not (np.isfinite(lower).all() and np.isfinite(upper).all()):
             return None
-        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
-            return None
+        shift = 0.0
+        if getattr(self, "_predict_in_search", False) or \
+                getattr(self, "_decision_offset", None) is not None or \
+                not predicts_largest_score(self.estimator_):
+            shift = self._threshold_on_decision(rows)
+            if shift is None:
+                return None
 
         def scores(Z):
             # (in float64 where the model is asked in float32: affine to within its
@@ -2328,6 +2333,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         W, b = affine
         if len(W) != (1 if len(self.classes_) == 2 else len(self.classes_)):
             return None
+        b = b - shift
         # predict the largest score's class over the box too, not only at the rows
         rng = np.random.default_rng(0)
         probe = np.vstack([rows[~np.isnan(rows).any(axis=1)][:200],
@@ -2336,6 +2342,37 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                               self._get_backend().predict(probe)):  # (class positions)
             return None
         return W, b
+
+    def _threshold_on_decision(self, rows):
+        """For a binary threshold classifier (``FixedThresholdClassifier``,
+        ``TunedThresholdClassifierCV``), the value of its decision function at which its
+        ``predict`` turns to the second class: its threshold on the decision function, or
+        on a probability that is the decision's logistic function (checked at ``rows``);
+        None for any other model."""
+        rule = decision_threshold(self.estimator_)
+        if rule is None or len(self.classes_) != 2:
+            return None
+        inner, positive, response, threshold = rule
+        if response == "decision_function":
+            return threshold if positive == 1 else -threshold
+        if not 0.0 < threshold < 1.0:
+            return None
+        sample = rows[~np.isnan(rows).any(axis=1)][:50]
+        if len(sample) == 0:
+            return None
+        try:
+            with ignoring_feature_name_warnings(), catching_warnings():
+                warnings.simplefilter("ignore")
+                Z = sample if self._decode in (None, _as_float32_in_float32_calls) \
+                    else self._decode(sample)
+                scores = np.ravel(self.estimator_.decision_function(Z))
+                proba = np.asarray(inner.predict_proba(Z), dtype=float)[:, 1]
+        except Exception:  # noqa: BLE001 -- a model without them: no threshold here
+            return None
+        if not np.allclose(proba, expit(scores), rtol=1e-9, atol=1e-12):
+            return None
+        t = threshold if positive == 1 else 1.0 - threshold
+        return float(np.log(t) - np.log1p(-t))
 
     def _complete_linearly(self, backend, problem, result):
         """``search="auto"`` on a linear model (:meth:`_linear_decision`): the rows the

@@ -167,7 +167,16 @@ def test_proofs_follow_the_labels_and_only_models_that_predict_their_largest_sco
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             CounterfactualExplainer(wrapped, **options).fit(X).explain(rows)
-        assert not any("none exists" in str(w.message) for w in caught)
+        proven = any("none exists" in str(w.message) for w in caught)
+        if isinstance(wrapped, BaggingClassifier):
+            assert not proven
+        else:
+            # the threshold read (on the decision's logistic function): a true proof, as
+            # every move the constraints admit lowers the decision, the instance itself
+            # the best point
+            coef = wrapped.estimator_.coef_[0]
+            assert coef[1] > 0 and coef[2] < 0
+            assert proven and np.all(wrapped.predict(rows) == "no")
 
 
 def test_a_linear_svm_scored_by_skcem_gets_its_proofs():
@@ -267,3 +276,34 @@ def test_auto_finds_pns_that_must_cross_the_no_information_value_on_several_feat
     assert crossed.sum(axis=1).min() >= 2
     lower, upper = explainer.feature_range_
     assert np.all((pn >= lower) & (pn <= upper) | ~changed)
+
+
+@pytest.mark.parametrize("response", ["predict_proba", "decision_function"])
+@pytest.mark.parametrize("pos_label", [1, 0])
+def test_a_threshold_on_a_linear_decision_is_linear_too(response, pos_label):
+    """Found by a user: a FixedThresholdClassifier around a logistic regression got "try a
+    larger c_init" for PNs that do not exist, where the bare model's were proven absent: a
+    threshold on its decision, or on the decision's logistic function, is linear too."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 2))
+    y = (X.sum(axis=1) + rng.normal(0, 0.3, 400) > 0).astype(int)
+    inner = LogisticRegression(C=100).fit(X, y)
+    threshold = 0.99 if response == "predict_proba" else 4.0
+    model = FixedThresholdClassifier(inner, threshold=threshold, pos_label=pos_label,
+                                     response_method=response).fit(X, y)
+    # the second feature held: the rows whose own value cannot reach the other class
+    explainer = CounterfactualExplainer(model, immutable_features=[1],
+                                        feature_range=(-1, 1)).fit(X)
+    rows = X[model.predict(X) != pos_label][:40]
+    with pytest.warns(UserWarning, match=r"For \d+ of them none exists: the model's decision "
+                                         r"is linear"):
+        explained = explainer.explain(rows)
+    assert explained.found.any()
+    found = explained.found
+    assert np.all(model.predict(explained.explanation[found]) == pos_label)
+    # every row left is proven: the best admissible value of the first feature fails
+    best = rows[~found].copy()
+    best[:, 0] = 1.0 if (inner.coef_[0, 0] > 0) == (pos_label == 1) else -1.0
+    assert np.all(model.predict(best) != pos_label)
