@@ -183,6 +183,12 @@ _NO_NEIGHBOR_PP_HINT = (
 _CONSTRAINTS = ("immutable_features, directions, feature_range and, for a PN, moves away "
                 "from no_info_val only")
 
+_CROSSING_PN_HINT = (
+    " A PN may also lie across the no-information value on several features at once (each "
+    "moved past its mirror on the other side), where neither search goes from the instance or "
+    "a training row: such PNs may exist for these rows (for a linear model, search='auto' "
+    "finds or rules them out by a linear program).")
+
 _COMPLETED_NO_NEIGHBOR_HINT = (
     "Neither the gradient-free search nor the gradient search that search='auto' then runs on "
     "the rows it leaves unanswered (by finite differences, for this model: slow) found one. "
@@ -2116,6 +2122,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 _NO_NEIGHBOR_PP_HINT if not common["mode"].requires_change else \
                 _COMPLETED_NO_NEIGHBOR_HINT if getattr(self, "_gradient_completes", False) \
                 else _NO_NEIGHBOR_HINT
+            if common["mode"].name == "PN" and hint in (_NO_NEIGHBOR_HINT,
+                                                        _COMPLETED_NO_NEIGHBOR_HINT):
+                hint += _CROSSING_PN_HINT
             stuck = ~found & searchable & ~self._room_to_move(X, common)
             unreachable = self._linearly_unreachable(X, ~found & searchable & ~stuck, common,
                                                      target_class)

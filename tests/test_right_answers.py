@@ -907,3 +907,21 @@ def test_a_discretized_smooth_model_is_not_searched_by_finite_differences(cancer
         explanation = explainer.explain(X[:20])
     assert not explanation.found.all() and not searched
     assert "gradient search that search='auto' then runs" not in str(record[0].message)
+
+
+def test_a_pn_not_found_behind_a_curved_step_is_not_blamed_on_the_constraints():
+    """Found by a user: behind a PowerTransformer no search found a PN of a wine row, and the
+    warning said to relax the constraints (there were none) or fit on more data, where
+    11,099 PNs exist, all across the no-information value."""
+    from sklearn.datasets import load_wine
+    from sklearn.preprocessing import PowerTransformer
+
+    X, y = load_wine(return_X_y=True)
+    order = np.random.RandomState(0).permutation(len(X))
+    X, y = X[order], y[order]
+    model = make_pipeline(PowerTransformer(), LogisticRegression(max_iter=2000)).fit(
+        X[:150], y[:150])
+    explainer = CEMExplainer(model, mode="PN", distance="mad").fit(X[:150])
+    with pytest.warns(ExplanationNotFoundWarning, match="A PN may also lie across the "
+                                                        "no-information value"):
+        assert not explainer.explain(X[[155]]).found.any()
