@@ -473,8 +473,8 @@ class TableCodec:
                        for j, column in enumerate(columns)]
         self.integer_ = np.array([not categorical[j] and (
             _is_integer_dtype(dtype) or self.times_[j] is not None
-            or whole_floats(columns[j], dtype)) for j, dtype in enumerate(self.dtypes_)],
-            dtype=bool)
+            or whole_floats(columns[j], dtype) or _object_integers(columns[j], dtype))
+            for j, dtype in enumerate(self.dtypes_)], dtype=bool)
         self._plain = {for_model: np.array([
             not categorical[j] and self.times_[j] is None and (
                 (for_model and self.integer_[j])
@@ -801,6 +801,9 @@ class TableCodec:
             whole = np.all(cells | (z == np.rint(z)))
             if for_model or not whole:
                 return z
+            if dtype == object:  # integers held as objects: as they were
+                return np.array([None if gone else int(v) for v, gone in zip(z, cells)],
+                                dtype=object)
             if cells.any():
                 return pd.array([None if gone else int(v) for v, gone in zip(z, cells)],
                                 dtype=_nullable_int(self._numpy_dtype(dtype)))
@@ -940,6 +943,17 @@ def whole_floats(column, dtype):
     values = values[~np.isnan(values)]
     return values.size > 0 and bool(np.all(values == np.rint(values))) and \
         np.unique(values).size >= _MIN_WHOLE_VALUES
+
+
+def _object_integers(column, dtype):
+    """Whether an object column holds integers only (Python's or numpy's, not booleans):
+    its answers are integers too."""
+    if not isinstance(dtype, np.dtype) or dtype.kind != "O":
+        return False
+    values = np.asarray(column, dtype=object)
+    values = values[~_missing(values)]
+    return values.size > 0 and all(isinstance(v, (int, np.integer)) and
+                                   not isinstance(v, (bool, np.bool_)) for v in values)
 
 
 # Distinct whole numbers a float column must hold to be taken as one of whole numbers (a 0/1

@@ -2393,3 +2393,23 @@ def test_a_native_categorical_booster_in_a_pipeline_keeps_its_split_points(table
     assert pipeline_numeric_splits(make_pipeline(ColumnTransformer(
         [("codes", OrdinalEncoder(), CATEGORICAL)], remainder=StandardScaler()),
         clone(coded[-1])).fit(X, y), X.shape[1])[0].size == 0  # scaled: none in X's units
+
+
+def test_an_object_column_of_integers_is_answered_in_integers():
+    """Found by a user: an object column holding integers came back as floats (57.0)."""
+    import pandas as pd
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.integers(0, 100, 200)
+    X = pd.DataFrame({"a": a, "b": pd.array(list(b), dtype=object)})
+    y = (a + b / 50 > 1).astype(int)
+    model = make_pipeline(FunctionTransformer(lambda frame: frame.to_numpy(float)),
+                          LogisticRegression()).fit(X, y)
+    explainer = CounterfactualExplainer(model, distance="mad").fit(X)
+    assert explainer._codec.integer_.tolist() == [False, True]
+    exp = explain(explainer, X.iloc[:8])
+    answers = exp.explanation["b"][exp.found]
+    assert exp.explanation["b"].dtype == object and len(answers)
+    assert all(isinstance(v, int) for v in answers)
+    assert np.all(model.predict(exp.explanation[exp.found]) != exp.X_pred[exp.found])
