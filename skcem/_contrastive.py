@@ -1880,9 +1880,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         codec = getattr(self, "_codec", None)
         # the rows as given: cells no answer changes come back as they were
         given = X if given and codec is not None and codec.is_frame_ else None
-        with filters_held():
+        with filters_held():  # (no model call: a network's own lock is taken after it)
             X, _ = self._validate(X, reset=False)
-            self._check_missing_values(X)
+        self._check_missing_values(X)
         backend = self._get_backend()
         rows_before = backend.n_model_rows
         proba = check_probabilities(backend.predict_proba(X), X.shape[0],
@@ -1941,9 +1941,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         n_rows += sum(rows for _, (rows, _), _ in outcomes)
         non_finite = tuple(int(sum(counts)) for counts in
                            zip(*(non_finite for _, (_, non_finite), _ in outcomes))) or (0, 0)
-        with filters_held():
-            return self._assemble(X, index, proba, explained, results, common, n_rows,
-                                  searchable, self._required_class(target), non_finite, given)
+        return self._assemble(X, index, proba, explained, results, common, n_rows,
+                              searchable, self._required_class(target), non_finite, given)
 
     def _classes_no_fit_row_gets(self, target_class, rows):
         """The classes that ``rows`` had to reach (``target_class``) that the model gives
@@ -2154,6 +2153,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                        "scikit-learn breaks by its threads' order): it was left out "
                        "(threadpoolctl's threadpool_limits(1) around explain keeps it).")
                 hint = tie if int(tied.sum()) == n_missing else f"{tie} For the others: {hint}"
+                unsettled -= int(tied.sum())  # the advice below is not theirs either
             unreached = self._classes_no_fit_row_gets(target_class, ~found & searchable)
             if unreached:
                 hint += (f" The model puts none of {len(self._pool.pred)} rows given to fit in "
@@ -2250,13 +2250,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             shown_X, shown_explanation = X.astype(np.float32), explanation.astype(np.float32)
         codec = self._codec
         if codec is not None and (codec.is_frame_ or codec.has_categorical):
-            shown_X = codec.decode(X, for_model=False, index=index)
-            shown_explanation = codec.decode(explanation, for_model=False, index=index)
-            encoded = {"X": X, "explanation": explanation, "categorical": codec.categorical_,
-                       "background": codec.decode(np.atleast_2d(background), for_model=False)}
-            if given is not None:
-                codec.keep_given_cells(shown_X, given, np.ones(X.shape, dtype=bool))
-                codec.keep_given_cells(shown_explanation, given, explanation == X)
+            with filters_held():
+                shown_X = codec.decode(X, for_model=False, index=index)
+                shown_explanation = codec.decode(explanation, for_model=False, index=index)
+                encoded = {"X": X, "explanation": explanation,
+                           "categorical": codec.categorical_, "background": codec.decode(
+                               np.atleast_2d(background), for_model=False)}
+                if given is not None:
+                    codec.keep_given_cells(shown_X, given, np.ones(X.shape, dtype=bool))
+                    codec.keep_given_cells(shown_explanation, given, explanation == X)
         ranked = {}
         if hasattr(self, "n_counterfactuals"):
             ranked = self._ranked_answers(results, index, encoded, common["mode"],
@@ -2596,12 +2598,13 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if codec is not None and codec.is_frame_:
             import pandas as pd
 
-            ranks = ranked_index(pd.RangeIndex(n) if index is None else index, k)
-            shown = codec.decode(answers.reshape(n * k, d), for_model=False, index=ranks)
-            if given is not None:
-                rows = np.repeat(np.arange(n), k)
-                codec.keep_given_cells(shown, given.iloc[rows],
-                                       answers.reshape(n * k, d) == encoded["X"][rows])
+            with filters_held():
+                ranks = ranked_index(pd.RangeIndex(n) if index is None else index, k)
+                shown = codec.decode(answers.reshape(n * k, d), for_model=False, index=ranks)
+                if given is not None:
+                    rows = np.repeat(np.arange(n), k)
+                    codec.keep_given_cells(shown, given.iloc[rows],
+                                           answers.reshape(n * k, d) == encoded["X"][rows])
         elif codec is not None and codec.has_categorical:
             shown = codec.decode(answers.reshape(n * k, d), for_model=False).reshape(n, k, d)
         elif self._answers_in_float32():

@@ -58,8 +58,8 @@ def filters_held():
     """skcem's threads one at a time through code whose libraries enter
     ``warnings.catch_warnings`` themselves (pandas', scikit-learn's input checks): two
     threads entering and leaving them out of order put back each other's filters (a
-    scikit-learn "error" filter stayed for good). Not around the searches: their model calls
-    take the lock by :func:`catching_warnings`."""
+    scikit-learn "error" filter stayed for good). Never around a model's call: a network
+    takes its own lock there, which another thread holds while it waits for this one."""
     if getattr(sys.flags, "context_aware_warnings", False):
         yield
         return

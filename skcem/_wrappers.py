@@ -42,6 +42,16 @@ def probability_inner(estimator):
         estimator = estimator.estimator_
 
 
+def loss_inner(estimator):
+    """The model whose loss gradients stand for ``estimator``'s: :func:`probability_inner`,
+    also inside a threshold classifier not fitted yet (its ``estimator``, which it fits)."""
+    while True:
+        estimator = probability_inner(estimator)
+        if not isinstance(estimator, (FixedThresholdClassifier, TunedThresholdClassifierCV)):
+            return estimator
+        estimator = estimator.estimator
+
+
 def decision_threshold(estimator):
     """How a fitted threshold classifier's ``predict`` decides, as scikit-learn's does:
     ``(inner, positive, response, threshold)``: the positive class (its index in

@@ -1,10 +1,11 @@
+import threading
 import warnings
 
 import joblib
 import numpy as np
 import pytest
 
-from skcem import CEMExplainer, ExplanationNotFoundWarning
+from skcem import CEMExplainer, CounterfactualExplainer, ExplanationNotFoundWarning
 
 PARAMS = dict(mode="PN", max_iterations=150, c_steps=4, clip=(-1e3, 1e3), batch_size=5)
 
@@ -270,3 +271,46 @@ def test_score_silences_its_own_searchs_warnings_and_no_other_threads(iris):
             beside.join()
     assert not found[0].all()
     assert [w for w in caught if issubclass(w.category, ExplanationNotFoundWarning)]
+
+
+def test_no_model_is_asked_while_the_warning_filters_are_held(monkeypatch):
+    """Found by a review: explain held skcem's warning-filters lock around its assembly,
+    which asks the model again; a PyTorch module's own lock, held by a similarity search in
+    another thread waiting for the filters' lock, then hung both threads for good."""
+    from contextlib import contextmanager
+
+    pytest.importorskip("pandas")
+    from sklearn.linear_model import LogisticRegression
+
+    import skcem._contrastive as contrastive
+    from tests.test_tables import make_table, pipeline
+
+    held = threading.local()
+    plain = contrastive.filters_held
+
+    @contextmanager
+    def recorded():
+        held.now = True
+        try:
+            with plain():
+                yield
+        finally:
+            held.now = False
+
+    monkeypatch.setattr(contrastive, "filters_held", recorded)
+    X, y = make_table(300)
+    model = pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+    asked_while_held = []
+    for name in ("predict", "predict_proba"):
+        method = getattr(model, name)
+        setattr(model, name, lambda rows, method=method: asked_while_held.append(
+            getattr(held, "now", False)) or method(rows))
+    try:
+        explainer = CounterfactualExplainer(model, n_counterfactuals=2).fit(X)
+        asked_while_held.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            explainer.explain(X.iloc[:5])
+    finally:
+        del model.predict, model.predict_proba
+    assert asked_while_held and not any(asked_while_held)

@@ -866,6 +866,15 @@ def test_an_answer_whose_class_the_openmp_threads_change_is_left_out_and_said_so
     # the tie said first, without the advice for rows no start reaches (found by a user)
     message = str(next(w.message for w in record if "OpenMP" in str(w.message)))
     assert "threadpool_limits(1)" in message and "fit on more data" not in message
+    # nor the gradient search's, nor the constraints' (found by a review)
+    with threadpool_limits(limits=2, user_api="openmp"):
+        explainer = CounterfactualExplainer(model, search="fista", immutable_features=[1],
+                                            max_iterations=100, c_steps=2).fit(X)
+        with pytest.warns(ExplanationNotFoundWarning, match="OpenMP threads") as record:
+            explainer.explain(rows)
+    message = str(next(w.message for w in record if "OpenMP" in str(w.message)))
+    if "For the others" not in message:
+        assert "may find them" not in message and "immutable_features and" not in message
 
 
 def test_a_multiclass_svcs_answers_keep_no_change_its_predict_does_not_need():

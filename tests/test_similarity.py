@@ -1353,6 +1353,10 @@ def test_threshold_classifiers_are_read_through():
     expected = gradients(test, wrapped.predict(test)) @ gradients(train, labels).T
     scores = GradientSimilarityExplainer(wrapped).fit(train, labels).transform(test)
     np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-9)
+    # not fitted yet: fitted on fit's data as any model (found by a review: refused)
+    unfitted = FixedThresholdClassifier(LogisticRegression(), threshold=0.9)
+    scores = GradientSimilarityExplainer(unfitted).fit(train, labels).transform(test)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-9)
     tuned = make_pipeline(StandardScaler(), TunedThresholdClassifierCV(
         LogisticRegression(), cv=3)).fit(train, labels)
     assert GradientSimilarityExplainer(tuned).fit(train, labels).transform(test).shape == \

@@ -7,13 +7,13 @@ scikit-learn models in closed form or by numpy back-propagation. Each returns a 
 """
 
 from .._gradients import framework_module, is_deep_model
-from .._wrappers import probability_inner
+from .._wrappers import loss_inner
 from ._sklearn import SUPPORTED, is_supported, sklearn_gradients, unsupported_error
 
 
 def check_supported(estimator):
     """Raise the TypeError of an unsupported model before any work is spent fitting it."""
-    if not is_deep_model(estimator) and not is_supported(probability_inner(estimator)):
+    if not is_deep_model(estimator) and not is_supported(loss_inner(estimator)):
         raise unsupported_error(estimator)
 
 
@@ -42,7 +42,7 @@ def make_param_gradients(estimator, *, loss="auto", task="classification", input
     if loss != "auto":
         raise ValueError("`loss` must be 'auto' for scikit-learn models (cross-entropy for "
                          f"classifiers, squared error for regressors); got {loss!r}.")
-    return sklearn_gradients(probability_inner(estimator))
+    return sklearn_gradients(loss_inner(estimator))
 
 
 __all__ = ["make_param_gradients", "SUPPORTED"]

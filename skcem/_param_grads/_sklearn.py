@@ -30,7 +30,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from .._wrappers import probability_inner
+from .._wrappers import loss_inner
 from ._factors import GradientFactors
 
 LINEAR_CLASSIFIERS = (LogisticRegression, SGDClassifier, RidgeClassifier, RidgeClassifierCV,
@@ -237,7 +237,7 @@ def sklearn_gradients(model):
     if not is_supported(model):
         raise unsupported_error(model)
     if isinstance(model, Pipeline):
-        return TransformedGradients(model, sklearn_gradients(probability_inner(model[-1])))
+        return TransformedGradients(model, sklearn_gradients(loss_inner(model[-1])))
     if isinstance(model, (MLPClassifier, MLPRegressor)):
         return MLPGradients(model)
     if isinstance(model, LINEAR_CLASSIFIERS + LINEAR_REGRESSORS):
@@ -256,7 +256,7 @@ def is_supported(model):
     squared error; ``LinearSVC``: one-vs-rest, not Crammer-Singer; a Pipeline: of its last
     step)."""
     if isinstance(model, Pipeline):
-        return is_supported(probability_inner(model[-1]))
+        return is_supported(loss_inner(model[-1]))
     if isinstance(model, LinearSVC) and model.multi_class != "ovr":
         return False
     return isinstance(model, SUPPORTED) and all(
@@ -276,7 +276,7 @@ def unsupported_error(model):
                       for cls in SUPPORTED)
     from .._neighbors import is_piecewise_constant
 
-    last = probability_inner(model[-1]) if isinstance(model, Pipeline) else model
+    last = loss_inner(model[-1]) if isinstance(model, Pipeline) else model
     got = type(model).__name__
     if isinstance(model, Pipeline):
         got = f"a Pipeline ending in {type(last).__name__}"
