@@ -342,7 +342,6 @@ def _solve_batch(explainer, x0, target, searchable, common, settings, progress=N
     an array of float32 (a worker's context is not the caller's)."""
     token = _FLOAT32_CALL.set(float32_call)
     try:
-        explainer._ask_trees_as_called()
         return _solve_batch_as_called(explainer, x0, target, searchable, common, settings,
                                       progress)
     finally:
@@ -786,16 +785,15 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if self.search_ == "exact":
             if getattr(self, "mode", None) == "PP":  # said before the model's steps
                 check_exact_problem(None, MODES["PP"], 0.0)
-            trees = self._trees = self._as_asked(read_tree_ensemble(self.estimator_, codec,
-                                                                    X.shape[1]))
+            trees = self._trees = read_tree_ensemble(self.estimator_, codec, X.shape[1])
         self._polish_cuts = None
         self._leaf_boxes = None
         if self.search_ in ("neighbors", "exact"):  # (the exact search's alternatives too)
             if trees is None:
-                trees = self._as_asked(readable_trees(self.estimator_, codec, X.shape[1]))
+                trees = readable_trees(self.estimator_, codec, X.shape[1])
             if trees is not None:
-                self._polish_cuts = points_of(trees, X.shape[1], self._whole_columns(),
-                                              self.decimals_)
+                self._polish_cuts = points_of(self._as_asked(trees), X.shape[1],
+                                              self._whole_columns(), self.decimals_)
                 self._leaf_boxes = single_tree_leaves(self.estimator_, codec, X.shape[1])
             elif (splits := pipeline_numeric_splits(probability_inner(self.estimator_),
                                                     X.shape[1])) is not None:
@@ -1238,10 +1236,10 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         leaves (read in ``fit``); None for a model, Pipeline or problem (``mode``, ``kappa``
         as they are now) it does not take, or trees the model's own classes contradict."""
         if not hasattr(self, "_fallback_trees"):  # left out of a pickle: read again
-            self._fallback_trees = self._as_asked(readable_trees(
-                self.estimator_, self._codec, self.n_features_in_)) \
+            self._fallback_trees = readable_trees(
+                self.estimator_, self._codec, self.n_features_in_) \
                 if getattr(self, "_reads_fallback_trees", False) else None
-        trees = self._fallback_trees
+        trees = self._as_asked(self._fallback_trees)
         if trees is None:
             return None
         settings = self._problem_settings()
@@ -1256,7 +1254,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         gradient-free search), trees whose reading the model's own classes of the fit rows
         contradict: a step before them that feeds them otherwise than the reading follows.
         Returns whether they do."""
-        misread = trees.misread_rows(self._pool.Z, self._pool.pred)
+        misread = self._as_asked(trees).misread_rows(self._pool.Z, self._pool.pred)
         if not misread:
             return False
         final = frozen_inner(final_step(self.estimator_))
@@ -1299,7 +1297,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
 
     def _search_by_strategy(self, backend, problem, settings, progress):
         if self.search_ == "exact":
-            return ExactSearch(self._trees, self._whole_columns(), self.max_time, self._pool,
+            return ExactSearch(self._as_asked(self._trees), self._whole_columns(),
+                               self.max_time, self._pool,
                                self.decimals_)(
                 backend, problem, settings, progress)
         if self.search_ == "neighbors":
@@ -2551,15 +2550,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                  ExplanationNotFoundWarning)
 
     def _as_asked(self, trees):
-        """The trees read (or None) told whether the model is asked in float32."""
-        if trees is not None:
-            trees.ask_in_float32(self._asks_in_float32())
+        """The trees read (or None) as this call asks the model: in float32, or as read
+        (a copy for each: calls in other threads keep theirs)."""
+        if trees is not None and self._asks_in_float32():
+            return trees.asked_in_float32()
         return trees
-
-    def _ask_trees_as_called(self):
-        """The trees read in ``fit`` told how this call asks the model."""
-        for trees in (getattr(self, "_trees", None), getattr(self, "_fallback_trees", None)):
-            self._as_asked(trees)
 
     def _asks_in_float32(self):
         """Whether the model is asked in float32: always for a function that takes only

@@ -503,8 +503,7 @@ class ExactSearch:
         upper = np.broadcast_to(problem.upper, (d,)) if np.ndim(problem.upper) < 2 \
             else np.max(problem.upper, axis=0)
         n_categories = np.where(categorical, np.asarray(upper) + 1, 0).astype(int)
-        # (the margins and side tests of rows asked in float32 are their own)
-        key = (categorical.tobytes(), n_categories.tobytes(), self.ensemble.input_float32)
+        key = (categorical.tobytes(), n_categories.tobytes())
         cached = getattr(self.ensemble, "_program", None)
         if cached is None or cached[0] != key:
             cached = key, _Structure(self.ensemble, categorical, n_categories)

@@ -24,7 +24,7 @@ categorical columns as the codes of :class:`~skcem._tabular.TableCodec`.
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -111,24 +111,22 @@ class TreeEnsemble:
     model_operations: list | None = None
     float32: bool = True
     input_float32: bool = False
-    margin_as_read: np.ndarray | None = None
 
-    def ask_in_float32(self, asked=True):
-        """Take the model as asked with float32 rows (``asked``), or as read (float64 rows):
-        asked so, the side tests round as it does, and each numeric split's margin holds
-        the float32 spacing of its threshold (a value a float64 step inside would round
-        back across it)."""
-        if asked == self.input_float32:
-            return
-        self.input_float32 = asked
-        if not asked:
-            self.margin = self.margin_as_read
-            return
-        self.margin_as_read = self.margin
-        numeric = np.isfinite(self.threshold)
-        spacing = np.zeros_like(self.margin)
-        spacing[numeric] = 4 * np.spacing(np.abs(self.threshold[numeric]).astype(np.float32))
-        self.margin = np.maximum(self.margin, spacing)
+    def asked_in_float32(self):
+        """These trees taken as asked with float32 rows (a copy, made once): the side tests
+        round as the model does, and each numeric split's margin holds the float32 spacing
+        of its threshold (a value a float64 step inside would round back across it)."""
+        if self.input_float32:
+            return self
+        twin = getattr(self, "_float32_twin", None)
+        if twin is None:
+            numeric = np.isfinite(self.threshold)
+            spacing = np.zeros_like(self.margin)
+            spacing[numeric] = 4 * np.spacing(
+                np.abs(self.threshold[numeric]).astype(np.float32))
+            twin = replace(self, input_float32=True, margin=np.maximum(self.margin, spacing))
+            self._float32_twin = twin
+        return twin
 
     def reads_left(self, nodes, values):
         """Whether the model sends the search's ``values`` of numeric splits ``nodes`` to

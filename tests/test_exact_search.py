@@ -1367,6 +1367,13 @@ def test_float32_rows_are_asked_and_answered_in_float32(search):
     assert np.all(model.predict(explanation.explanation) != model.predict(X[:30]))
     if search == "exact":  # proven closest, as for the same rows in float64
         assert np.all(explanation.gap == 0)
+        # the trees read are the call's own copy: a float64 call in another thread keeps
+        # its margins (found by a review: each call set them on the shared trees)
+        explainer = CounterfactualExplainer(model, search="exact").fit(X)
+        margins = explainer._trees.margin.copy()
+        explainer.explain(X[:2])
+        np.testing.assert_array_equal(explainer._trees.margin, margins)
+        assert not explainer._trees.input_float32
         as_float64 = CounterfactualExplainer(model, search="exact").fit(
             X.astype(float)).explain(X[:30].astype(float))
         # (each answer a few float32 spacings inside its box)
