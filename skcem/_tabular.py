@@ -909,13 +909,28 @@ def _time_scale(column, name=None):
     unit = getattr(dtype, "unit", None) or np.datetime_data(dtype)[0]
     tz = getattr(dtype, "tz", None)
     scale = _TimeScale(ticks[~missing], unit, tz)
-    if tz is not None and scale.step < 86400 * _TimeScale._SECONDS.get(unit, 1):
-        # times of day in a zone: by UTC, where each is one number (on the wall clock, the
-        # hour a clock turns back holds two times each)
-        ticks, missing = _ticks(column, name, wall=False)
-        scale = _TimeScale(ticks[~missing], unit, tz)
-        scale.wall = False
-    return scale
+    if tz is None:
+        return scale
+    # On the wall clock where its steps are coarser (local midnights stay whole days; whole
+    # hours of a zone whose clocks move by half an hour stay whole hours) and no time is one
+    # of the two the hour a clock turns back holds; else by UTC, where each is one number.
+    utc_ticks, _ = _ticks(column, name, wall=False)
+    by_utc = _TimeScale(utc_ticks[~missing], unit, tz)
+    if scale.step > by_utc.step and not _ambiguous_times(column).any():
+        return scale
+    by_utc.wall = False
+    return by_utc
+
+
+def _ambiguous_times(column):
+    """Which times of a time zone's column are one of two with the same wall-clock time."""
+    pd = _pandas()
+    series = column if hasattr(column, "array") else pd.Series(column)
+    if getattr(series.dtype, "pyarrow_dtype", None) is not None:
+        series = series.astype(_numpy_time_dtype(series.dtype))
+    wall = series.dt.tz_localize(None)
+    again = wall.dt.tz_localize(series.dt.tz, ambiguous="NaT", nonexistent="NaT")
+    return (again.isna() & series.notna()).to_numpy()
 
 
 def _numpy_time_dtype(dtype):

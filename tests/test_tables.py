@@ -969,6 +969,20 @@ def test_times_of_day_in_the_hour_a_clock_turns_back_keep_their_own_time():
     np.testing.assert_array_equal(exp.X_pred, model.predict(X.iloc[:2]))
     assert exp.found.all()
     assert np.all(model.predict(exp.explanation) != model.predict(X.iloc[:2]))
+    # found by a review: a daily time of day (02:30 each day, the first of two that night)
+    daily = pd.DataFrame({"t": pd.date_range("2025-10-20 02:30", periods=12, freq="D",
+                                             tz="Europe/Berlin", ambiguous=True)})
+    assert daily["t"].iloc[6] == pd.Timestamp("2025-10-26 00:30", tz="UTC")
+    codec = TableCodec().fit(daily)
+    pd.testing.assert_frame_equal(codec.decode(codec.encode(daily)), daily)
+    # ... and whole wall-clock hours in a zone whose clocks move by half an hour stay so
+    hours = pd.DataFrame({"t": pd.date_range("2025-04-05 12:00", periods=48, freq="h")
+                          .tz_localize("Australia/Lord_Howe", ambiguous="NaT")})
+    assert hours["t"].notna().all() and (hours["t"].dt.minute == 0).all()
+    codec = TableCodec().fit(hours)
+    Z = codec.encode(hours)
+    assert np.all(np.diff(Z[:, 0]) == 1)  # a step of an hour, not half an hour or a minute
+    pd.testing.assert_frame_equal(codec.decode(Z), hours)
 
 
 def test_categories_a_model_ignores_are_undone_together_where_one_alone_is_a_rare_pair():
