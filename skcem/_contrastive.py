@@ -1786,8 +1786,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
                 for j in columns[:5]]
             named = ", ".join(labels) + (", ..." if columns.size > 5 else "")
             named = ("features " if columns.size > 1 else "feature ") + named
-            warn(f"{int(outside.sum())} of {len(X)} instances have features outside "
-                 f"`feature_range_` ({named}): the explanation keeps the values of the "
+            warn(f"{int(outside.sum())} of {len(X)} instances have values outside "
+                 f"`feature_range_` in {named}: the explanation keeps the values of the "
                  "features it does not change, and moves a changed one only towards the "
                  "range.")
 
@@ -2663,7 +2663,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # (skcem's own warnings only, in this thread: explain may run for minutes, in
         # threads of a search)
         with silencing(ExplanationNotFoundWarning), \
-                silencing(SkcemWarning, r".* have features outside"):
+                silencing(SkcemWarning, r".* have values outside"):
             # Cross-validation folds often reach beyond the range learned on the others.
             explanation = self.explain(X)
         return metrics.cem_score(explanation, getattr(self, "_data_range", self.feature_range_))

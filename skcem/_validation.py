@@ -353,7 +353,8 @@ def check_not_documents(X):
                       if type(dtype).__name__ == "SparseDtype"] if hasattr(X, "iloc") and \
         getattr(X, "ndim", 1) == 2 else []
     if sparse_columns:
-        raise ValueError(f"X has {len(sparse_columns)} pandas sparse columns (such as "
+        raise ValueError(f"X has {len(sparse_columns)} pandas sparse column"
+                         f"{'s' if len(sparse_columns) > 1 else ''} (such as "
                          f"{sparse_columns[0]!r}); skcem takes dense values, as for a scipy "
                          "sparse matrix: give X.sparse.to_dense() (a column's own "
                          ".sparse.to_dense() where only some are sparse), to fit too.")

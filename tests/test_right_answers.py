@@ -489,12 +489,12 @@ def test_instances_outside_the_feature_range_are_named(iris_frame):
     assert beyond
     # which features, by name (found by a user: a request's income at twice fit's largest)
     kind = "features" if len(beyond) > 1 else "feature"
-    with pytest.warns(UserWarning, match=r"\d+ of 3 instances have features outside "
-                                         rf"`feature_range_` \({kind} "
-                                         rf"{re.escape(', '.join(beyond))}\)"):
+    with pytest.warns(UserWarning, match=r"\d+ of 3 instances have values outside "
+                                         rf"`feature_range_` in {kind} "
+                                         rf"{re.escape(', '.join(beyond))}:"):
         _quiet(cem, rows)
     # an array's columns by their positions, said to be features (read as rows by a user)
-    with pytest.warns(UserWarning, match=r"outside `feature_range_` \(features? \d"):
+    with pytest.warns(UserWarning, match=r"outside `feature_range_` in features? \d"):
         _quiet(CEMExplainer(cem.estimator, **FAST).fit(X.iloc[:50].to_numpy()), rows.to_numpy())
 
 
@@ -511,7 +511,7 @@ def test_float32_rows_of_the_fitted_data_are_inside_the_range(iris_frame, as_fra
     assert not [w for w in record if "outside" in str(w.message)]
     # a float32 value beyond the range by more than its rounding is still named
     rows.iloc[1, 0] = np.float32(cem.feature_range_[1][0] * 1.001)
-    with pytest.warns(UserWarning, match="1 of 2 instances have features outside"):
+    with pytest.warns(UserWarning, match="1 of 2 instances have values outside"):
         _quiet(cem, rows if as_frame else rows.to_numpy())
 
 

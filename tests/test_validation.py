@@ -1130,7 +1130,8 @@ def test_the_outside_the_range_warning_names_integer_and_tuple_labels():
             warnings.simplefilter("always")
             explainer.explain(rows)
         said = [str(w.message) for w in caught if "outside `feature_range_`" in str(w.message)]
-        assert len(said) == 1 and f"`feature_range_` ({named}" in said[0], (said, named)
+        assert len(said) == 1 and f"`feature_range_` in features {named}" in said[0], \
+            (said, named)
 
 
 def test_catboost_columns_are_matched_by_its_own_feature_names():

@@ -139,7 +139,8 @@ def keras_input_shape(model, input_shape, n_features=None):
     if given and own is not None and tuple(int(dim) for dim in input_shape) != own:
         # a network of convolutions may take another shape of as many numbers: it would
         # see every image scrambled
-        raise ValueError(f"`input_shape` {tuple(input_shape)} differs from the shape the Keras "
+        shown = tuple(int(dim) for dim in input_shape)
+        raise ValueError(f"`input_shape` {shown} differs from the shape the Keras "
                          f"model declares for one instance, {own}: leave `input_shape` None "
                          "(the model's own is used), or give that one.")
     return shape
