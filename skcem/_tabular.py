@@ -653,11 +653,6 @@ class TableCodec:
     def _numbers(self, column, j):
         if self.times_[j] is not None:
             return self.times_[j].encode(column, self._name(j))
-        if getattr(getattr(column, "dtype", None), "kind", "") == "c":
-            # (numpy would drop the imaginary parts with a warning only)
-            raise ValueError(f"X column {self._name(j)!r} holds complex numbers (dtype "
-                             f"{column.dtype}): skcem moves real numbers; give their real "
-                             "and imaginary parts (or modulus and angle) as two columns.")
         try:
             if hasattr(column, "to_numpy"):  # nullable dtypes: pd.NA becomes NaN
                 return column.to_numpy(dtype=float, na_value=np.nan)

@@ -358,6 +358,13 @@ def check_not_documents(X):
                          f"{sparse_columns[0]!r}); skcem takes dense values, as for a scipy "
                          "sparse matrix: give X.sparse.to_dense() (a column's own "
                          ".sparse.to_dense() where only some are sparse), to fit too.")
+    complex_columns = [name for name, dtype in X.dtypes.items() if dtype.kind == "c"] \
+        if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2 else []
+    if complex_columns or getattr(getattr(X, "dtype", None), "kind", "") == "c":
+        where = f"column {complex_columns[0]!r} holds" if complex_columns else "holds"
+        # (numpy would drop the imaginary parts with a warning only)
+        raise ValueError(f"X {where} complex numbers: skcem moves real numbers; give their "
+                         "real and imaginary parts (or modulus and angle) as two columns.")
     if hasattr(X, "columns") or getattr(X, "ndim", 1) != 1 or isinstance(X, (str, bytes)):
         return
     try:
