@@ -31,7 +31,7 @@ from ._validation import (accepts_missing_values, align_columns, align_rows,
                           is_documents, is_prefitted, missing_values_refused,
                           resolve_estimator, validate_float_data)
 from ._warnings import warn
-from ._wrappers import frozen_inner
+from ._wrappers import frozen_inner, loss_inner
 
 
 def _safe_divide(numerator, denominator):
@@ -555,13 +555,13 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         X, y = from_polars(X), from_polars(y)
         if self.estimator is not None:  # the model's kind before its data's (text columns)
             check_supported(self.estimator)
-        pipeline = isinstance(frozen_inner(self.estimator), Pipeline)
+        pipeline = isinstance(loss_inner(self.estimator), Pipeline)
         # documents (1-D text) for a Pipeline whose first step vectorizes them
         self._documents = pipeline and is_documents(X)
         if not self._documents:
             _check_not_documents(X)
-            if pipeline and hasattr(frozen_inner(self.estimator).steps[0][1], "build_analyzer"):
-                first = type(frozen_inner(frozen_inner(self.estimator).steps[0][1])).__name__
+            if pipeline and hasattr(loss_inner(self.estimator).steps[0][1], "build_analyzer"):
+                first = type(frozen_inner(loss_inner(self.estimator).steps[0][1])).__name__
                 shape = f" of shape {X.shape}" if hasattr(X, "shape") else ""
                 raise ValueError(f"`estimator`'s first step ({first}) reads documents, one text "
                                  "per row: give them 1-D (a list, a Series, or the column "
@@ -578,7 +578,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             if is_prefitted(self.estimator) else None
         self._table = self._documents or pipeline and _holds_text(X)
         # missing cells, for a Pipeline that imputes them before its last step's gradients
-        self._allow_nan = pipeline and bool(accepts_missing_values(frozen_inner(self.estimator)))
+        self._allow_nan = pipeline and bool(accepts_missing_values(loss_inner(self.estimator)))
         if self._table:  # the rows as they are, for the Pipeline's own steps
             X, self._train_labels = self._validated_table(X, names)
             y = self._validated_targets(y)
@@ -737,7 +737,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
     def _check_rows_kept(self, X):
         """Raise unless the Pipeline's steps before its last make one row of each row of the
         table ``X`` (a text vectorizer first reads a DataFrame as its column names)."""
-        steps = steps_before_last(frozen_inner(self.estimator_))
+        steps = steps_before_last(loss_inner(self.estimator_))
         n_rows = min(3, len(X))
         try:
             made = transformed_by(steps, X.iloc[:n_rows])

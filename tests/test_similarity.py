@@ -1058,9 +1058,14 @@ def test_a_text_pipeline_takes_its_documents():
     from sklearn.compose import make_column_transformer
     from sklearn.model_selection import FixedThresholdClassifier
 
+    # (a threshold classifier is read through: its text Pipeline takes the documents)
     wrapped = FixedThresholdClassifier(model, threshold=0.4).fit(documents, y)
-    with pytest.raises(TypeError, match="got FixedThresholdClassifier"):
-        GradientSimilarityExplainer(wrapped).fit(documents, y)
+    np.testing.assert_allclose(
+        GradientSimilarityExplainer(wrapped).fit(documents, y).explain(
+            documents[:3], y[:3]).scores,
+        GradientSimilarityExplainer(model).fit(documents, y).explain(
+            documents[:3], y[:3]).scores)
+
     # a stateless step (no fitted attribute) before the last: scikit-learn judged the slice
     # pipeline[:-1] unfitted (found by a review)
     from sklearn.base import BaseEstimator, TransformerMixin

@@ -140,9 +140,11 @@ def keras_input_shape(model, input_shape, n_features=None):
         # a network of convolutions may take another shape of as many numbers: it would
         # see every image scrambled
         shown = tuple(int(dim) for dim in input_shape)
+        batch = " (one instance's, without the batch dimension: alibi's `shape` holds it, " \
+            "(1, 28, 28, 1) there is (28, 28, 1) here)" if shown == (1,) + own else ""
         raise ValueError(f"`input_shape` {shown} differs from the shape the Keras "
-                         f"model declares for one instance, {own}: leave `input_shape` None "
-                         "(the model's own is used), or give that one.")
+                         f"model declares for one instance, {own}{batch}: leave `input_shape` "
+                         "None (the model's own is used), or give that one.")
     return shape
 
 
