@@ -363,8 +363,9 @@ def check_not_documents(X):
     if complex_columns or getattr(getattr(X, "dtype", None), "kind", "") == "c":
         where = f"column {complex_columns[0]!r} holds" if complex_columns else "holds"
         # (numpy would drop the imaginary parts with a warning only)
-        raise ValueError(f"X {where} complex numbers: skcem moves real numbers; give their "
-                         "real and imaginary parts (or modulus and angle) as two columns.")
+        raise ValueError(f"Complex data not supported: X {where} complex numbers (skcem "
+                         "moves real numbers); give their real and imaginary parts (or modulus "
+                         "and angle) as two columns.")
     if hasattr(X, "columns") or getattr(X, "ndim", 1) != 1 or isinstance(X, (str, bytes)):
         return
     try:

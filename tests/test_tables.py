@@ -2366,7 +2366,8 @@ def test_a_complex_column_is_refused_naming_it():
     # an array too, and for the similarity (scikit-learn's error printed the whole array)
     from skcem import GradientSimilarityExplainer
 
-    with pytest.raises(ValueError, match=r"X holds complex numbers: skcem moves real"):
+    with pytest.raises(ValueError, match=r"Complex data not supported: X holds complex "
+                                         r"numbers \(skcem moves real"):
         GradientSimilarityExplainer(LogisticRegression()).fit(X.to_numpy(), y)
 
 
