@@ -136,14 +136,16 @@ def keras_input_shape(model, input_shape, n_features=None):
     shape = tuple(input_shape) if given else own or (n_features,)
     if n_features is not None:
         check_input_shape(shape, n_features, given, what="The Keras model")
-    if given and own is not None and tuple(int(dim) for dim in input_shape) != own:
+    shown = tuple(int(dim) for dim in input_shape) if given else None
+    if given and own is not None and shown != own:
+        if [dim for dim in shown if dim != 1] == [dim for dim in own if dim != 1]:
+            # axes of one only (64,) for (64, 1), alibi's (1, 28, 28, 1): the same numbers
+            # in the same order, taken in the model's own shape
+            return own
         # a network of convolutions may take another shape of as many numbers: it would
         # see every image scrambled
-        shown = tuple(int(dim) for dim in input_shape)
-        batch = " (one instance's, without the batch dimension: alibi's `shape` holds it, " \
-            "(1, 28, 28, 1) there is (28, 28, 1) here)" if shown == (1,) + own else ""
         raise ValueError(f"`input_shape` {shown} differs from the shape the Keras "
-                         f"model declares for one instance, {own}{batch}: leave `input_shape` "
+                         f"model declares for one instance, {own}: leave `input_shape` "
                          "None (the model's own is used), or give that one.")
     return shape
 
