@@ -779,9 +779,12 @@ def _handed_on(step, source):
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import FunctionTransformer
 
-    if step is None or (isinstance(step, str) and step == "passthrough"):
-        return source
-    if isinstance(step, FunctionTransformer) and step.func is None:
+    def identity(transformer):  # (a fitted passthrough is an identity FunctionTransformer)
+        return transformer is None or (isinstance(transformer, str) and
+                                        transformer == "passthrough") or \
+            (isinstance(transformer, FunctionTransformer) and transformer.func is None)
+
+    if identity(step):
         return source
     if not isinstance(step, ColumnTransformer) or not hasattr(step, "output_indices_"):
         return None
@@ -789,9 +792,7 @@ def _handed_on(step, source):
     out = np.full(width, -1)
     for name, transformer, _ in step.transformers_:
         outputs = step.output_indices_[name]
-        # (a fitted passthrough is an identity FunctionTransformer)
-        if (isinstance(transformer, str) and transformer == "passthrough") or \
-                (isinstance(transformer, FunctionTransformer) and transformer.func is None):
+        if identity(transformer):
             inputs = np.asarray(step._transformer_to_input_indices[name], dtype=int)
             if len(inputs) != outputs.stop - outputs.start:
                 return None

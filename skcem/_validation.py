@@ -349,17 +349,16 @@ def check_not_documents(X):
                          "row per instance: for a model of several inputs, put their columns "
                          "side by side in one array or DataFrame and explain a model (or a "
                          "function) that splits each row into its inputs.")
-    sparse_columns = [name for name, dtype in X.dtypes.items()
-                      if type(dtype).__name__ == "SparseDtype"] if hasattr(X, "iloc") and \
-        getattr(X, "ndim", 1) == 2 else []
+    dtypes = list(X.dtypes.items()) if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2 \
+        else []
+    sparse_columns = [name for name, dtype in dtypes if type(dtype).__name__ == "SparseDtype"]
     if sparse_columns:
         raise ValueError(f"X has {len(sparse_columns)} pandas sparse column"
                          f"{'s' if len(sparse_columns) > 1 else ''} (such as "
                          f"{sparse_columns[0]!r}); skcem takes dense values, as for a scipy "
                          "sparse matrix: give X.sparse.to_dense() (a column's own "
                          ".sparse.to_dense() where only some are sparse), to fit too.")
-    complex_columns = [name for name, dtype in X.dtypes.items() if dtype.kind == "c"] \
-        if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2 else []
+    complex_columns = [name for name, dtype in dtypes if dtype.kind == "c"]
     if complex_columns or getattr(getattr(X, "dtype", None), "kind", "") == "c":
         where = f"column {complex_columns[0]!r} holds" if complex_columns else "holds"
         # (numpy would drop the imaginary parts with a warning only)
