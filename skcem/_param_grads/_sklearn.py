@@ -223,6 +223,11 @@ class TransformedGradients:
             return sparse.csr_matrix(rows, dtype=float)
         return np.asarray(rows, dtype=float)
 
+    def prepared(self, X):
+        """``(rows, gradients)``: the rows of ``X`` as the last step takes them, and its
+        gradients, whose batches of them then cost no call of the other steps each."""
+        return self.transformed(X), self.last
+
     def __call__(self, X, y):
         return self.last(self.transformed(X), y)
 
