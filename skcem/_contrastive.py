@@ -1775,8 +1775,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         lower, upper = self.feature_range_
         slack = eps * np.maximum(np.abs(lower), np.abs(upper))
         cells = (X < lower - slack) | (X > upper + slack)
-        # (a category no answer takes, held by the instance: no range of numbers)
-        cells &= ~self.categorical_mask_
+        # (a category no answer takes, held by the instance: no range of numbers; an
+        # immutable feature, which no answer changes)
+        cells &= ~(self.categorical_mask_ | self.immutable_mask_)
         outside = np.any(cells, axis=1)
         if outside.any():
             columns = np.flatnonzero(cells.any(axis=0))

@@ -496,6 +496,17 @@ def test_instances_outside_the_feature_range_are_named(iris_frame):
     # an array's columns by their positions, said to be features (read as rows by a user)
     with pytest.warns(UserWarning, match=r"outside `feature_range_` in features? \d"):
         _quiet(CEMExplainer(cem.estimator, **FAST).fit(X.iloc[:50].to_numpy()), rows.to_numpy())
+    # features no answer changes are not named (found by a user: an immutable age was)
+    outside = [name for name, out in zip(X.columns, ((rows < lower) | (rows > upper))
+                                         .to_numpy().any(axis=0)) if out]
+    held = CEMExplainer(cem.estimator, immutable_features=outside[1:], **FAST).fit(X.iloc[:50])
+    with pytest.warns(UserWarning, match=rf"in feature {re.escape(repr(outside[0]))}:"):
+        _quiet(held, rows)
+    held.set_params(immutable_features=outside).fit(X.iloc[:50])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        held.explain(rows)
+    assert not [w for w in record if "outside" in str(w.message)]
 
 
 @pytest.mark.parametrize("as_frame", [False, True])
