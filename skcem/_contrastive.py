@@ -2288,19 +2288,46 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """Which of the ``rows`` of ``X`` (a mask) provably have no answer: the model's
         decision is affine in the features (see :mod:`._linear_proofs`) and no row of their
         admissible box reaches a wanted class. False everywhere for other models, a PP, or a
-        table of categories."""
+        table whose categories may change (a row's immutable ones are held: see
+        :meth:`_linear_decision`)."""
         unreachable = np.zeros(len(X), bool)
         if not rows.any() or not common["mode"].requires_change:
             return unreachable
         lower = np.broadcast_to(common["lower"], X.shape[1:]).astype(float)
         upper = np.broadcast_to(common["upper"], X.shape[1:]).astype(float)
-        linear = self._linear_decision(lower, upper, X[rows])
-        if linear is None:
-            return unreachable
-        W, b = linear
         no_info_val = np.broadcast_to(common["no_info_val"], X.shape[1:]) \
             if common["mode"].name == "PN" else None
         targets = None if target_class is None else np.asarray(target_class, dtype=object)
+        for held, group in self._held_category_groups(X, rows):
+            linear = self._linear_decision(lower, upper, X[group], held)
+            if linear is None:
+                continue
+            W, b = linear
+            self._mark_unreachable(unreachable, X, group, W, b, (lower, upper, no_info_val),
+                                   targets)
+        return unreachable
+
+    def _held_category_groups(self, X, rows):
+        """``(held, rows)`` pairs: the ``rows`` of ``X`` (a mask) by the categories they
+        hold (``held``: a row whose categorical columns are those, None without any), where
+        every categorical column is immutable; none where some category may change."""
+        categorical = self.categorical_mask_
+        if not categorical.any():
+            return [(None, rows)]
+        if not self.immutable_mask_[categorical].all():
+            return []
+        codes = X[:, categorical]
+        groups = {}
+        for i in np.flatnonzero(rows & ~np.isnan(codes).any(axis=1)):
+            groups.setdefault(codes[i].tobytes(), []).append(i)
+        return [(X[members[0]], np.isin(np.arange(len(X)), members))
+                for members in groups.values()]
+
+    def _mark_unreachable(self, unreachable, X, rows, W, b, bounds, targets):
+        """Set ``unreachable`` where a row of ``X`` among ``rows`` (a mask) provably has no
+        answer by the affine decision ``W z + b`` within ``bounds`` (lower, upper,
+        no_info_val)."""
+        lower, upper, no_info_val = bounds
         for i, k in zip(np.flatnonzero(rows), largest_score(W, b, X[rows])):
             if np.isnan(X[i]).any():
                 continue
@@ -2310,19 +2337,30 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             if targets is not None and targets[i] is not None:
                 wanted = [j for j in wanted if self.classes_[j] == targets[i]]
             unreachable[i] = not any(reaches_class(W, b, box, j) for j in wanted)
-        return unreachable
 
-    def _linear_decision(self, lower, upper, rows):
+    def _linear_decision(self, lower, upper, rows, held=None):
         """``(W, b)``: the model's decision ``W z + b`` in the search's features, where it is
         affine (:func:`~._linear_proofs.affine_decision`) and ``predict`` gives the class of
         its largest score, by construction and at ``rows`` and random rows between ``lower``
-        and ``upper``; None for other models, a threshold or a table of categories."""
+        and ``upper``; None for other models, a threshold or a table of categories.
+
+        With ``held``, a row whose categorical columns every one of ``rows`` holds (all
+        immutable), the decision on rows holding them (a linear model after a one-hot
+        encoding is affine in the numeric columns there; ``W`` is 0 at the categories)."""
         decision = getattr(self.estimator_, "decision_function", None)
         codec = getattr(self, "_codec", None)
+        categorical = self.categorical_mask_
         if decision is None or self.classes_ is None or \
-                (codec is not None and codec.has_categorical) or \
+                (codec is not None and codec.has_categorical and held is None) or \
                 not (np.isfinite(lower).all() and np.isfinite(upper).all()):
             return None
+
+        def holding(Z):
+            if held is None:
+                return Z
+            Z = np.array(Z, dtype=float)
+            Z[:, categorical] = held[categorical]
+            return Z
         shift = 0.0
         if getattr(self, "_predict_in_search", False) or \
                 getattr(self, "_decision_offset", None) is not None or \
@@ -2334,6 +2372,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         def scores(Z):
             # (in float64 where the model is asked in float32: affine to within its
             # rounding, which the answers' check by predict settles)
+            Z = holding(Z)
             with ignoring_feature_name_warnings(), catching_warnings():
                 return decision(Z if self._decode in (
                     None, _as_float32, _as_float32_in_float32_calls) else self._decode(Z))
@@ -2347,8 +2386,8 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         b = b - shift
         # predict the largest score's class over the box too, not only at the rows
         rng = np.random.default_rng(0)
-        probe = np.vstack([rows[~np.isnan(rows).any(axis=1)][:200],
-                           rng.uniform(lower, upper, (200, len(lower)))])
+        probe = holding(np.vstack([rows[~np.isnan(rows).any(axis=1)][:200],
+                                   rng.uniform(lower, upper, (200, len(lower)))]))
         if not np.array_equal(largest_score(W, b, probe),
                               self._get_backend().predict(probe)):  # (class positions)
             return None

@@ -419,6 +419,55 @@ def test_directions_that_rule_out_every_helpful_move_are_named_as_a_cause():
     assert not exp.found.any()
 
 
+def test_a_linear_model_on_a_table_of_immutable_categories_gets_its_proof():
+    """Found by a user: with every categorical column immutable the linear program was not
+    tried, and the warning advised a smaller C or more iterations, which cannot help: the
+    decision is affine in the numeric columns at each row's categories."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from skcem import CounterfactualExplainer, ExplanationNotFoundWarning
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"city": rng.choice(["a", "b", "c"], n), "x0": rng.normal(size=n),
+                      "x1": rng.normal(size=n)})
+    shift = X["city"].map({"a": -1.0, "b": 0.0, "c": 1.0})
+    y = (X["x0"] + 0.5 * X["x1"] + 2 * shift + rng.normal(0, 0.3, n) > 0).astype(int)
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["city"]),
+                                                  remainder=StandardScaler()),
+                          LogisticRegression()).fit(X, y)
+    assert (model[-1].coef_[0][-2:] > 0).all()
+    rows = X[model.predict(X) == 0].groupby("city").head(2)
+    assert rows["city"].nunique() == 3
+    directions = {"x0": "decrease", "x1": "decrease"}
+    with pytest.warns(ExplanationNotFoundWarning, match=rf"For {len(rows)} of them none "
+                                                        r"exists: the model's decision is "
+                                                        r"linear"):
+        exp = CounterfactualExplainer(model, immutable_features=["city"],
+                                      directions=directions).fit(X).explain(rows)
+    assert not exp.found.any()
+    # where x1 may increase, an answer exists where x1 at the top of its range reaches the
+    # class (the decision rises with it): found there, proven absent elsewhere
+    explainer = CounterfactualExplainer(model, immutable_features=["city"],
+                                        directions={"x0": "decrease"}).fit(X)
+    reachable = model.predict(rows.assign(x1=explainer.feature_range_[1][2])) == 1
+    assert reachable.any() and not reachable.all()
+    with pytest.warns(ExplanationNotFoundWarning, match=rf"For {(~reachable).sum()} of them "
+                                                        r"none exists"):
+        exp = explainer.explain(rows)
+    np.testing.assert_array_equal(exp.found, reachable)
+    # a category that may change: no proof (the decision is not affine in a category)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CounterfactualExplainer(model, directions=directions,
+                                search="neighbors").fit(X).explain(rows)
+    assert not any("none exists" in str(w.message) for w in caught)
+
+
 def test_load_mnist_names_a_kind_it_does_not_know(tmp_path):
     from skcem.datasets import load_mnist
 
