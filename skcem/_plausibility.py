@@ -257,20 +257,38 @@ class ClassNeighborhood:
 
     def _distance_blocks(self, E):
         """``(rows, distances)``: the distances from blocks of rows of ``E`` to every row
-        learnt at fit."""
+        learnt at fit; a missing cell of ``E`` (which answers keep missing) counts none."""
         step = max(1, _BLOCK_VALUES // max(1, len(self.pred_)))
         weight = self.feature_weight_[self.categorical_].astype(np.float32)
         numeric = E[:, ~self.categorical_] * self.feature_weight_[~self.categorical_]
-        codes = E[:, self.categorical_].astype(np.int32)
+        coded = E[:, self.categorical_]
+        known = ~np.isnan(coded)
+        codes = np.where(known, coded, -1).astype(np.int32)
         # Single precision: ranking neighbours needs no more, and it halves the time.
         for start in range(0, len(E), step):
             rows = slice(start, start + step)
-            distance = cdist(numeric[rows], self.numeric_, "cityblock").astype(np.float32) \
-                if numeric.shape[1] else np.zeros((len(codes[rows]), len(self.pred_)),
-                                                  np.float32)
+            distance = self._numeric_distance(numeric[rows])
             for j in range(codes.shape[1]):
-                distance += weight[j] * (codes[rows, j, None] != self.codes_[j])
+                distance += weight[j] * ((codes[rows, j, None] != self.codes_[j])
+                                         & known[rows, j, None])
             yield rows, distance
+
+    def _numeric_distance(self, numeric):
+        """The L1 distances of the weighted numeric columns of some rows to every row learnt
+        at fit, in float32, over each row's known cells."""
+        n = len(numeric)
+        if not numeric.shape[1]:
+            return np.zeros((n, len(self.pred_)), np.float32)
+        missing = np.isnan(numeric)
+        if not missing.any():
+            return cdist(numeric, self.numeric_, "cityblock").astype(np.float32)
+        distance = np.empty((n, len(self.pred_)), np.float32)
+        patterns, group = np.unique(missing, axis=0, return_inverse=True)
+        for g, pattern in enumerate(patterns):
+            members, keep = np.flatnonzero(group.ravel() == g), ~pattern
+            distance[members] = cdist(numeric[members][:, keep], self.numeric_[:, keep],
+                                      "cityblock") if keep.any() else 0.0
+        return distance
 
     def share(self, E, target, wants_target):
         """The part of each row's nearest rows learnt at fit that lie in its wanted class.

@@ -134,6 +134,48 @@ def test_missing_cells_stay_missing_in_found_answers(holes, model, search, make)
         assert not any(np.isnan(x[int(name[1:])]) for name in changed)
 
 
+@pytest.mark.parametrize("make", [
+    lambda m: CounterfactualExplainer(m, distance="mad", plausibility=1.0, **FAST),
+    lambda m: CEMExplainer(m, mode="PN", plausibility=1.0, **FAST)], ids=["CF", "PN"])
+def test_plausibility_takes_rows_with_missing_cells(holes, make):
+    """Found by a user: the plausibility term of the default search's polish crashed on an
+    answer keeping a missing cell ("cannot reshape array of size 0"); its neighbours are
+    now found over the answer's known cells."""
+    X, _, rows, models = holes
+    explainer = make(models["imputed"]).fit(X)
+    exp = quiet_explain(explainer, X[rows])
+    found = exp.found
+    assert found.sum() >= 4
+    np.testing.assert_array_equal(np.isnan(exp.explanation[found]), np.isnan(X[rows][found]))
+    assert np.all(models["imputed"].predict(exp.explanation[found]) != exp.X_pred[found])
+
+
+def test_plausibility_neighbours_of_a_row_with_missing_cells_are_over_its_known_cells():
+    from skcem._plausibility import ClassNeighborhood
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(60, 4))
+    Z[:, 3] = rng.integers(0, 3, 60)  # a categorical column of codes
+    pred = (Z[:, 0] > 0).astype(int)
+    categorical = np.array([False, False, False, True])
+    term = ClassNeighborhood(1.0, n_neighbors=5).fit(Z, pred, categorical, np.ones(4),
+                                                     np.zeros(4))
+    E = Z[:3] + 0.1
+    target = np.array([1, 0, 1])
+    holed = E.copy()
+    holed[0, 1] = np.nan
+    holed[1, 3] = np.nan
+    # a missing cell counts as no difference: as if every learnt row held the answer's value
+    for i, column in ((0, 1), (1, 3)):
+        others = np.delete(np.arange(4), column)
+        sub = ClassNeighborhood(1.0, n_neighbors=5).fit(
+            Z[:, others], pred, categorical[others], np.ones(3), np.zeros(3))
+        np.testing.assert_allclose(term.share(holed[[i]], target[[i]], True),
+                                   sub.share(E[[i]][:, others], target[[i]], True))
+    np.testing.assert_allclose(term.share(holed[[2]], target[[2]], True),
+                               term.share(E[[2]], target[[2]], True))
+
+
 @pytest.mark.parametrize("mode", ["CF", "PN"])
 def test_exact_search_answers_rows_with_missing_values_with_no_proven_gap(holes, mode):
     X, _, rows, models = holes
