@@ -2432,11 +2432,20 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         answers need moves no gradient step or training row reaches: a PN's across the
         no-information value on several features at once. The program's margin on the
         scores grows where the model's probabilities (``kappa``) or ``predict`` refuse its
-        answer."""
+        answer.
+
+        Where the distance is the whole cost (no ``plausibility``, no auto-encoder term)
+        and each row has one answer so far, the rows answered get the program's answer too
+        where it is closer: a search's answer on a linear model could be twice as far (a
+        hinge loss's flat probabilities, constraints that bend the gradient's path)."""
         if self.search != "auto" or not problem.mode.requires_change or \
                 (problem.categorical is not None and problem.categorical.any()):
             return result
         missing = unanswered(problem, result)
+        if self.plausibility == 0 and getattr(self, "gamma", 0) == 0 and \
+                result.answers is None:
+            missing = np.flatnonzero(np.ones(len(result.found), bool)
+                                     if problem.searchable is None else problem.searchable)
         if problem.missing is not None:
             missing = missing[~problem.missing[missing].any(axis=1)]
         if missing.size == 0:
@@ -2458,7 +2467,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         for i in range(len(missing)):
             found = self._closest_linear_answer(batch, i, W, b, whole,
                                                 time.monotonic() + seconds)
-            if found is None:
+            row = missing[i]
+            if found is None or (result.found[row] and not found.distance[i] <
+                                 result.distance[row] * (1.0 - 1e-9)):
                 continue
             if extra is None:
                 extra = found

@@ -175,7 +175,8 @@ def test_a_decision_threshold_is_learned_and_followed(cancer, Explainer, params)
     finally:
         del model.predict
     np.testing.assert_array_equal(again.explanation, exp.explanation)
-    assert len(calls) <= 10
+    # (the linear program's answers are checked a row at a time: a few calls each)
+    assert sum(n > 1 for n in calls) <= 10 and sum(n == 1 for n in calls) <= 3 * len(rows)
 
 
 def test_a_plain_functions_classes_are_the_labels_of_y():
