@@ -333,9 +333,26 @@ def _forward_arguments(module):
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
 
 
+def check_rows_independent(module, name):
+    """Refuse a module whose outputs for a row depend on the other rows of its batch in
+    eval mode: a batch normalisation without running statistics. skcem asks about many rows
+    at once, and would check answers on other rows than they were found with."""
+    for path, layer in module.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.running_mean is None:
+            where = f" at {path!r}" if path else ""
+            raise ValueError(
+                f"{name} normalises each batch by its own statistics ({type(layer).__name__}"
+                f"{where} with track_running_stats=False, which keeps none for eval mode): "
+                "its outputs for a row depend on the other rows asked with it, and skcem "
+                "asks about many rows at once. Give a module that keeps running statistics "
+                "(track_running_stats=True, trained), or one without that layer.")
+
+
 def call_on_rows(module, rows, input_shape, device, name):
     """``module``'s outputs (a tensor, as it returns them) on the flat ``rows``, in eval mode
-    and without gradients; a failure names ``input_shape``."""
+    and without gradients; a failure names ``input_shape``. A module whose rows' outputs
+    depend on each other is refused (:func:`check_rows_independent`)."""
+    check_rows_independent(module, name)
     runner = _OnRows(module, input_shape, device)
     try:
         with torch.no_grad(), evaluating(module):
