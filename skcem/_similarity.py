@@ -29,7 +29,7 @@ from ._param_grads._sklearn import steps_before_last, transformed_by
 from ._progress import progress_bar
 from ._validation import (accepts_missing_values, align_columns, align_rows,
                           check_not_documents, column_names, fitted_columns, from_polars,
-                          is_documents, is_prefitted, missing_values_refused,
+                          is_documents, is_prefitted, missing_values_refused, refuse_a_class,
                           resolve_estimator, validate_float_data)
 from ._warnings import warn
 from ._wrappers import frozen_inner, loss_inner
@@ -559,6 +559,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
         self._train_polars = type(X).__module__.split(".")[0] == "polars"  # no row labels
         X, y = from_polars(X), from_polars(y)
         if self.estimator is not None:  # the model's kind before its data's (text columns)
+            refuse_a_class(self.estimator)
             check_supported(self.estimator)
         pipeline = isinstance(loss_inner(self.estimator), Pipeline)
         # documents (1-D text) for a Pipeline whose first step vectorizes them

@@ -102,6 +102,16 @@ def _with_numpy_arrays(estimator):
     return move_estimator_to(estimator, numpy_namespace, "cpu")
 
 
+def refuse_a_class(estimator):
+    """Refuse a model's class given for the model (``nn.Linear``, ``LogisticRegression``):
+    called on rows, a class was taken for a function and failed in its ``__init__``."""
+    if isinstance(estimator, type):
+        name = estimator.__name__
+        raise TypeError(f"`estimator` is the class {name}, not a model: give an instance of it "
+                        f"({name}(...), fitted or to fit, or a trained network), or a "
+                        "function of rows returning probabilities.")
+
+
 def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=None,
                       fit_params=None):
     """Return a fitted model: used as is when fitted, else cloned and fitted on ``(X, y)``.
@@ -126,6 +136,7 @@ def resolve_estimator(estimator, X, y, owner, default=default_classifier, check=
         Passed to the estimator's ``fit`` (``sample_weight``...); refused for a fitted one.
     """
     fit_params = fit_params or {}
+    refuse_a_class(estimator)
     if is_prefitted(estimator):
         estimator = _with_numpy_arrays(estimator)
         if fit_params:

@@ -1367,3 +1367,21 @@ def test_a_dataframe_of_sparse_columns_gets_one_line():
     assert explained.found.all()
     with pytest.raises(ValueError, match="pandas sparse columns"):
         CounterfactualExplainer(model).fit(dense).explain(frame.iloc[:3])
+
+
+@pytest.mark.parametrize("Explainer", [CEMExplainer, CounterfactualExplainer,
+                                       GradientSimilarityExplainer])
+def test_a_models_class_given_for_the_model_gets_one_line(iris, Explainer):
+    """Found by a user: CEMExplainer(nn.Linear) took the class for a function of rows and
+    failed inside it ("Linear.__init__() missing 1 required positional argument")."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    # (scikit-learn's own check says it first for its estimators' classes in similarity)
+    with pytest.raises(TypeError, match=r"`estimator` is the class LogisticRegression, not a "
+                                        r"model: give an instance of it "
+                                        r"\(LogisticRegression\(...\)|got estimator class "
+                                        r"instead \(LogisticRegression\)"):
+        Explainer(LogisticRegression).fit(X, y)
+    with pytest.raises(TypeError, match=r"`estimator` is the class Plain, not a model"):
+        Explainer(type("Plain", (), {"__call__": lambda self, rows: rows})).fit(X, y)
