@@ -201,6 +201,9 @@ class SimilarityExplanation(JSONMixin):
         for an array.
     index : pandas.Index or None
         The labels of the test rows (the index of a DataFrame ``X``); None for an array.
+    feature_names : list of str or None
+        The names of the columns ``fit`` saw (its ``feature_names_in_``), which plots show;
+        None for an array.
 
     Examples
     --------
@@ -226,6 +229,7 @@ class SimilarityExplanation(JSONMixin):
     target_given: bool = True
     train_labels: object = None
     index: object = None
+    feature_names: list | None = None
 
     def to_dict(self):
         """A dict of plain Python values, ready for ``json``."""
@@ -1266,7 +1270,7 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
                                          target=self._shown_targets(y),
                                          sim_fn=self.sim_fn, target_given=target_given,
                                          train_labels=self._shown_train_labels(),
-                                         index=index)
+                                         index=index, feature_names=self._feature_names())
         # a table's rows with the user's own row labels (fit's for the training rows)
         labels = self._train_labels
         return SimilarityExplanation(
@@ -1275,7 +1279,12 @@ class GradientSimilarityExplainer(ExplainerMixin, ClassNamePrefixFeaturesOutMixi
             least_similar=self.X_train_.iloc[order[:, -1]].set_axis(labels[order[:, -1]]),
             X=X if index is None else X.set_axis(index), target=self._shown_targets(y),
             sim_fn=self.sim_fn,
-            target_given=target_given, train_labels=self._shown_train_labels(), index=index)
+            target_given=target_given, train_labels=self._shown_train_labels(), index=index,
+            feature_names=self._feature_names())
+
+    def _feature_names(self):
+        names = getattr(self, "feature_names_in_", None)
+        return None if names is None else [str(name) for name in names]
 
     def _shown_train_labels(self):
         """The training rows' labels an explanation shows: a pandas DataFrame's index

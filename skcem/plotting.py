@@ -544,7 +544,9 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
     cmap : str, default="gray"
         Colour map of images.
     feature_names : list of str, optional
-        Labels of the bars; default: the columns of a DataFrame ``X_train``.
+        Labels of the bars; default: the columns of a DataFrame ``X_train``, else those of
+        the DataFrame ``fit`` took (``explanation.feature_names``). Training rows are titled
+        by their labels there (``explanation.train_labels``), as ``to_frame`` shows them.
     axes : array of ``1 + n_most + n_least`` matplotlib Axes, optional
         Where to draw: the test instance, then the training instances.
 
@@ -561,6 +563,8 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
                          "it names (most_similar, least_similar) instead.")
     if feature_names is None and hasattr(X_train, "columns"):
         feature_names = [str(c) for c in X_train.columns]
+    if feature_names is None:  # an explainer's X_train_ of a DataFrame fit saw: its columns
+        feature_names = getattr(explanation, "feature_names", None)
     feature_names = _checked_feature_names(feature_names, explanation.X.shape[1])
     index = _check_index(index, len(explanation.X))
     n_most, n_least = _check_count(n_most, "n_most"), _check_count(n_least, "n_least")
@@ -590,8 +594,12 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
             isinstance(shown, np.ndarray) and shown.dtype.kind == "f"):
         shown = np.array2string(np.asarray(shown), precision=3) if np.ndim(shown) else \
             f"{float(shown):.4g}"  # a regression target, at the scores' precision
+    # training rows by their labels where fit's DataFrame had them (as to_frame shows them)
+    labels = getattr(explanation, "train_labels", None)
     titles = [f"test: {target} {shown}"] + [
-        f"{kind} similar\n#{i}: {explanation.scores[index, i]:.3g}" for kind, i in picks]
+        f"{kind} similar\n{'#' if labels is None else ''}"
+        f"{i if labels is None else labels[i]}: {explanation.scores[index, i]:.3g}"
+        for kind, i in picks]
     side = int(round(np.sqrt(n_features)))
     # A square number of unnamed features is taken for an image; named columns never are.
     shape = image_shape or ((side, side) if side * side == n_features and feature_names is None

@@ -276,6 +276,27 @@ def test_colour_images_are_drawn_in_colour_scaled_and_in_their_layout(layout):
     plt.close("all")
 
 
+def test_similarity_of_a_dataframe_fit_names_its_columns_and_rows_from_x_train_(iris):
+    """Found by a user: plot_similarity(exp, explainer.X_train_), as its docstring says,
+    drew bars without names after a fit on a DataFrame, and titled training rows by position
+    where to_frame shows their labels."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    names = ["sl", "sw", "pl", "pw"]
+    frame = pd.DataFrame(X, columns=names, index=np.arange(len(X)) + 1000)
+    model = LogisticRegression(max_iter=1000).fit(frame, y)
+    explainer = GradientSimilarityExplainer(model).fit(frame, y)
+    exp = explainer.explain(frame.iloc[:2])
+    fig = plotting.plot_similarity(exp, explainer.X_train_, n_most=1, n_least=1)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+    best = int(exp.ordered_indices[0, 0])
+    assert fig.axes[1].get_title().endswith(f"{best + 1000}: {exp.scores[0, best]:.3g}")
+    assert exp.to_frame(n_most=1)["train_label"].iloc[0] == best + 1000
+    plt.close(fig)
+
+
 def test_similarity_draws_channels_first_colour_images():
     from sklearn.linear_model import LogisticRegression
 
