@@ -2243,11 +2243,14 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             # its distance
             background = widened_background(common["no_info_val"], common["lower"],
                                             common["upper"], X)
+        pair_held = None
         if mode == "PP":  # missing cells and held features are not kept by the search
             directions = self.directions_
             held = np.isnan(X) | self.immutable_mask_ | \
                 ((directions > 0) & (background < X)) | ((directions < 0) & (background > X))
             self._warn_empty(found & np.all((explanation == background) | held, axis=1))
+            pair_held = self._held_by_rare_pairs(X, explanation, background, found & ~held.all(
+                axis=1), held, explained)
         shown_X, shown_explanation, encoded = X, explanation, None
         if self._answers_in_float32():  # the rows the model was asked about
             shown_X, shown_explanation = X.astype(np.float32), explanation.astype(np.float32)
@@ -2280,12 +2283,38 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
             gap=gap, target_class=target_class,
             directions=self.directions_.copy() if self.directions_.any() else None,
             immutable=self.immutable_mask_.copy() if self.immutable_mask_.any() else None,
-            decimals=self.decimals_.copy(),
+            pair_held=pair_held, decimals=self.decimals_.copy(),
             feature_range=tuple(np.array(bound, dtype=float) for bound in self.feature_range_),
             **ranked, meta={"n_model_rows": n_model_rows, "search": self.search_,
                   "n_iterations": np.concatenate([r.n_iterations for r in results]).tolist()}
             | ({"seconds": np.concatenate([r.seconds for r in results]).tolist()}
                if self.search_ == "exact" else {}))
+
+    def _held_by_rare_pairs(self, X, explanation, background, found, held, explained):
+        """A PP's kept categories that only the rare-pair rule keeps: setting one back to
+        its background alone pairs it with another of the PP's categories that fit's rows
+        (almost) never hold together (a Female's relationship "Wife" with the background's
+        "Husband"), and the model's class stays without it. The class does not rest on
+        them: ``Explanation.held`` lists them apart (mask of shape X.shape, or None)."""
+        pairs = getattr(self, "_category_pairs", None)
+        if pairs is None or not found.any():
+            return None
+        background = np.broadcast_to(background, X.shape)
+        kept = found[:, None] & self.categorical_mask_ & ~held & \
+            (explanation != background) & ~np.isnan(explanation)
+        rows, columns = np.nonzero(kept)
+        if not rows.size:
+            return None
+        trials = explanation[rows].copy()
+        trials[np.arange(rows.size), columns] = background[rows, columns]
+        rare = pairs.created(trials, X[rows])
+        if not rare.any():
+            return None
+        rows, columns, trials = rows[rare], columns[rare], trials[rare]
+        stays = self._get_backend().predict(trials) == explained[rows]
+        mask = np.zeros(X.shape, bool)
+        mask[rows[stays], columns[stays]] = True
+        return mask if mask.any() else None
 
     def _linearly_unreachable(self, X, rows, common, target_class):
         """Which of the ``rows`` of ``X`` (a mask) provably have no answer: the model's

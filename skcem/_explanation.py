@@ -186,6 +186,13 @@ class Explanation(JSONMixin):
         The features held fixed by the explainer's ``immutable_features`` (None: none). They
         keep the instance's values by construction: a PP keeps them whatever the class rests
         on, so :meth:`changes` leaves them out and :meth:`fixed` lists them.
+    pair_held : ndarray of bool, shape (n_samples, n_features), or None
+        A PP's categories that only the rare-pair rule keeps: set back to the background
+        alone, each would pair with another of the PP's categories that the rows given to
+        ``fit`` (almost) never hold together (a Female's relationship "Wife" with the
+        background's "Husband" where sex is immutable), and the model's class stays without
+        it. The class does not rest on them: they are :attr:`held`, apart from
+        :meth:`changes` (None: none).
     directions : ndarray of shape (n_features,) or None
         The explainer's ``directions``: +1 where a feature may only increase, -1 where it
         may only decrease, 0 elsewhere (None: no directions). A PP's feature that may not
@@ -266,6 +273,7 @@ class Explanation(JSONMixin):
     directions: np.ndarray | None = None
     decimals: np.ndarray | None = None
     feature_range: tuple | None = None
+    pair_held: np.ndarray | None = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -318,7 +326,7 @@ class Explanation(JSONMixin):
             meta=meta, counterfactuals=counterfactuals,
             counterfactual_distance=take(self.counterfactual_distance),
             counterfactual_pred=take(self.counterfactual_pred), gap=take(self.gap),
-            target_class=take(self.target_class))
+            target_class=take(self.target_class), pair_held=take(self.pair_held))
 
     @property
     def PN(self):
@@ -353,9 +361,10 @@ class Explanation(JSONMixin):
         """Per instance, the features the explainer's constraints hold at the instance's
         values, whatever the class rests on: the immutable features, and for a PP those that
         ``directions`` keep from moving towards the background (one that may only increase,
-        above its background) and those whose value lies outside ``feature_range`` beyond
+        above its background), those whose value lies outside ``feature_range`` beyond
         the no-information value, which the range then holds at the instance's value (its
-        background, see ``Explanation.background``). ndarray of bool, shape (n_samples, n_features).
+        background, see ``Explanation.background``), and those that only the rare-pair rule
+        keeps (:attr:`pair_held`). ndarray of bool, shape (n_samples, n_features).
 
         A PP keeps them by construction: :meth:`changes` leaves them out (:meth:`fixed`
         lists them), and so do the metrics.
@@ -383,6 +392,8 @@ class Explanation(JSONMixin):
             background = np.asarray(self.background, float)
             held |= ((self.directions > 0) & (background < X)) | \
                 ((self.directions < 0) & (background > X))
+        if self.pair_held is not None:
+            held |= self.pair_held
         return held | self._held_by_range(X)
 
     def _held_by_range(self, X):
@@ -396,9 +407,10 @@ class Explanation(JSONMixin):
 
     def _holds_any(self):
         """Whether any feature can be held (:attr:`held`): the columns of ``fixed``."""
-        return self.immutable is not None or (self.mode == "PP" and (
-            (self.directions is not None and bool(np.any(self.directions)))
-            or bool(self._held_by_range(self._numbers()[0]).any())))
+        return self.immutable is not None or self.pair_held is not None or (
+            self.mode == "PP" and (
+                (self.directions is not None and bool(np.any(self.directions)))
+                or bool(self._held_by_range(self._numbers()[0]).any())))
 
     @property
     def delta(self):
@@ -499,8 +511,9 @@ class Explanation(JSONMixin):
 
         They are apart from :meth:`changes`: fixed by the explainer's ``immutable_features``
         (and, for a PP, by ``directions`` that keep a feature from moving towards the
-        background), not chosen by the search. A PP keeps them whatever the class rests on,
-        a PN or a counterfactual never changes the immutable ones.
+        background, or by the rare-pair rule where the class stays without the category:
+        :attr:`pair_held`), not chosen by the search. A PP keeps them whatever the class
+        rests on, a PN or a counterfactual never changes the immutable ones.
 
         Returns
         -------

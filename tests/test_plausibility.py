@@ -389,3 +389,34 @@ def test_rare_pairs_are_counted_only_where_the_rows_can_tell_them():
     answers = np.array([[7, 0, 1],   # a new text with color 0 (its text's color was 1),
                         [9, 1, 2]])  # and the pair color 0 / size 1, which never occurs
     np.testing.assert_array_equal(rare_pair_counts(answers, instances, train), [1, 0])
+
+
+def test_a_pps_category_only_the_rare_pair_rule_keeps_is_held_apart():
+    """Found by a user: with sex immutable, Adult PPs of women listed relationship "Wife"
+    as what the class rests on, where only the rare-pair rule kept it (the background's
+    "Husband" with a woman) and the class stayed without it."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    sex = rng.choice(["M", "F"], n, p=[0.6, 0.4])
+    married = rng.random(n) < 0.6
+    relationship = np.where(married, np.where(sex == "M", "Husband", "Wife"),
+                            rng.choice(["Unmarried", "Own-child"], n))
+    hours = rng.integers(10, 70, n)
+    X = pd.DataFrame({"sex": sex, "relationship": relationship, "hours": hours})
+    y = (hours + rng.normal(0, 3, n) > 45).astype(int)  # the class rests on hours alone
+    encode = ColumnTransformer([("c", OneHotEncoder(), ["sex", "relationship"])],
+                               remainder=StandardScaler())
+    model = make_pipeline(encode, LogisticRegression()).fit(X, y)
+    rows = X[(model.predict(X) == 1) & (X["relationship"] == "Wife")].iloc[:10]
+    exp = _explain(CEMExplainer(model, mode="PP", immutable_features=["sex"]).fit(X), rows)
+    assert exp.encoded["background"]["relationship"].iloc[0] == "Husband"
+    assert exp.found.all() and exp.pair_held is not None
+    column = list(X.columns).index("relationship")
+    held = exp.pair_held[:, column]
+    # held exactly where the class stays with the background's relationship
+    without = exp.explanation.assign(relationship="Husband")
+    np.testing.assert_array_equal(held, model.predict(without) == exp.X_pred.astype(int))
+    assert held.all()
+    assert all("relationship" not in changes for changes in exp.changes())
+    assert all(fixed["relationship"] == "Wife" for fixed in exp.fixed())
+    assert exp[:3].pair_held.shape == (3, 3)
