@@ -1039,8 +1039,9 @@ def _explain(args):
             rows.append({"row": i} | ({"rank": rank} if ranked else {}) | {
                 "found": bool(exp.found[i]), "class": _plain(exp.X_pred[i]),
                 f"{args.mode}_class": None if after is None else _plain(after),
-                # the explainer's distance, by which several answers are ranked
-                "distance": distance if np.isfinite(distance) else None,
+                # the explainer's distance, by which several answers are ranked (to 12
+                # digits: its sum of a row's moves reads 6.449999999999999 for 6.45)
+                "distance": float(f"{distance:.12g}") if np.isfinite(distance) else None,
                 "kept" if args.mode == "PP" else "changed": changed})
             if exp._holds_any():  # held by immutable_features or directions, not the search
                 rows[-1]["fixed"] = fixed[i]
