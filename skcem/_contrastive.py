@@ -164,10 +164,6 @@ _N_PROBED = 16
 # The exact search's time per row where it completes the gradient-free search's answers
 # (search="auto" on tree models): a few seconds at most, whatever ``max_time``.
 _EXACT_FALLBACK_SECONDS = 2.0
-# The most features whose squared distance (an elastic net's) the linear program polishes a
-# found answer in (see _complete_linearly); an L1 distance's program stays small whatever
-# the features.
-_LINEAR_POLISH_SQUARED_FEATURES = 64
 
 
 _NO_NEIGHBOR_HINT = (
@@ -2463,7 +2459,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
     def _complete_linearly(self, backend, problem, result):
         """``search="auto"`` on a linear model (:meth:`_linear_decision`): the rows the
         searches leave unanswered get the closest answer of their admissible box by a
-        mixed-integer program (:func:`~._linear_proofs.closest_of_class`), each within
+        mixed-integer program (:func:`~._linear_proofs.closest_of_class`), each row within
         ``max_time`` but at most ``_EXACT_FALLBACK_SECONDS`` for all its programs. Such
         answers need moves no gradient step or training row reaches: a PN's across the
         no-information value on several features at once. The program's margin on the
@@ -2473,18 +2469,17 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         Where the distance is the whole cost (no ``plausibility``, no auto-encoder term)
         and each row has one answer so far, the rows answered get the program's answer too
         where it is closer: a search's answer on a linear model could be twice as far (a
-        hinge loss's flat probabilities, constraints that bend the gradient's path). With
-        squares in the distance, only up to ``_LINEAR_POLISH_SQUARED_FEATURES`` features."""
+        hinge loss's flat probabilities, constraints that bend the gradient's path); not
+        with squares in the distance (a PN's elastic net), whose programs cost many times
+        the search."""
         if self.search != "auto" or not problem.mode.requires_change or \
                 (problem.categorical is not None and problem.categorical.any()):
             return result
         missing = unanswered(problem, result)
-        # (squares cost the program a tangent per step: an elastic net's over 300 features
-        # took 1.8 s a row, 18 times the search's own time)
-        squares = np.any(np.asarray(problem.l2_weight) > 0)
+        # (squares, a PN's elastic net, cost the program a tangent per step and a PN's gaps
+        # binaries: 300 features took 1.8 s a row, 18 times the search's own time)
         if self.plausibility == 0 and getattr(self, "gamma", 0) == 0 and \
-                result.answers is None and \
-                (not squares or problem.x0.shape[1] <= _LINEAR_POLISH_SQUARED_FEATURES):
+                result.answers is None and not np.any(np.asarray(problem.l2_weight) > 0):
             missing = np.flatnonzero(np.ones(len(result.found), bool)
                                      if problem.searchable is None else problem.searchable)
         if problem.missing is not None:
@@ -2504,13 +2499,18 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # 8.03 became 9
         whole = self._whole_columns() | (np.asarray(self.decimals_) == 0)
         seconds = min(self.max_time, _EXACT_FALLBACK_SECONDS)
+        rounds = bool(np.any(np.asarray(self.decimals_) > 0))
         extra = None
         for i in range(len(missing)):
+            row = missing[i]
             found = self._closest_linear_answer(batch, i, W, b, whole,
                                                 time.monotonic() + seconds)
-            row = missing[i]
-            if found is None or (result.found[row] and not found.distance[i] <
-                                 result.distance[row] * (1.0 - 1e-9)):
+            # an answered row's, in the data's decimals before it competes
+            if found is not None and rounds and result.found[row]:
+                found = self._to_decimals(backend, sub, found)
+            if found is None or not found.found[i] or (
+                    result.found[row] and not found.distance[i] <
+                    result.distance[row] * (1.0 - 1e-9)):
                 continue
             if extra is None:
                 extra = found

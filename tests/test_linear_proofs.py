@@ -342,3 +342,34 @@ def test_answers_of_a_linear_model_are_the_linear_programs_closest(loss):
             if solved.success:
                 best = min(best, solved.fun)
         assert best <= distance <= best * 1.001 + 1e-6
+
+
+def test_a_linear_programs_answer_competes_in_the_datas_decimals():
+    """Found by a review: the program's answer won against the search's before it was
+    rounded to the data's decimals, then rounded farther. Each answer is now at most the
+    search's own; PNs (an elastic net's squares) are left to the search."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import SGDClassifier
+
+    X, y = make_classification(300, 5, n_informative=4, n_redundant=0, random_state=1)
+    X = pd.DataFrame(np.column_stack([np.round(X[:, :3], 1), np.round(X[:, 3:] * 10)]),
+                     columns=list("abcde")).astype({"d": int, "e": int})
+    model = make_pipeline(StandardScaler(), SGDClassifier(loss="hinge", random_state=0))
+    model.fit(X, y)
+    rows = X.iloc[:30]
+    for make in (lambda: CounterfactualExplainer(model, distance="l1"),
+                 lambda: CEMExplainer(model, mode="PN", kappa=0.1)):
+        explainer = make().fit(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exp = explainer.explain(rows)
+            explainer._complete_linearly = lambda backend, problem, result: result
+            searched = explainer.explain(rows)
+        assert exp.found.all() and searched.found.all()
+        assert np.all(exp.distance <= searched.distance * (1 + 1e-12))
+        np.testing.assert_array_equal(exp.explanation[["d", "e"]] % 1, 0)
+        np.testing.assert_allclose(exp.explanation[list("abc")] * 10,
+                                   np.round(exp.explanation[list("abc")] * 10), atol=1e-9)
+        if isinstance(explainer, CEMExplainer):  # squares: the search's answers, as were
+            np.testing.assert_array_equal(exp.distance, searched.distance)
