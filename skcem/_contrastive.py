@@ -2294,8 +2294,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         """A PP's kept categories that only the rare-pair rule keeps: setting one back to
         its background alone pairs it with another of the PP's categories that fit's rows
         (almost) never hold together (a Female's relationship "Wife" with the background's
-        "Husband"), and the model's class stays without it. The class does not rest on
-        them: ``Explanation.held`` lists them apart (mask of shape X.shape, or None)."""
+        "Husband"), and the model's class stays without it, and without all of them at
+        once. The class does not rest on them: ``Explanation.held`` lists them apart (mask
+        of shape X.shape, or None)."""
         pairs = getattr(self, "_category_pairs", None)
         if pairs is None or not found.any():
             return None
@@ -2311,9 +2312,16 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         if not rare.any():
             return None
         rows, columns, trials = rows[rare], columns[rare], trials[rare]
-        stays = self._get_backend().predict(trials) == explained[rows]
+        backend = self._get_backend()
+        stays = backend.predict(trials) == explained[rows]
         mask = np.zeros(X.shape, bool)
         mask[rows[stays], columns[stays]] = True
+        # and without all of a row's together: two that each hold the class alone (either
+        # suffices) are what it rests on
+        several = np.flatnonzero(mask.sum(axis=1) > 1)
+        if several.size:
+            together = np.where(mask[several], background[several], explanation[several])
+            mask[several[backend.predict(together) != explained[several]]] = False
         return mask if mask.any() else None
 
     def _linearly_unreachable(self, X, rows, common, target_class):
@@ -2467,11 +2475,11 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         answer.
 
         Where the distance is the whole cost (no ``plausibility``, no auto-encoder term)
-        and each row has one answer so far, the rows answered get the program's answer too
-        where it is closer: a search's answer on a linear model could be twice as far (a
-        hinge loss's flat probabilities, constraints that bend the gradient's path); not
-        with squares in the distance (a PN's elastic net), whose programs cost many times
-        the search."""
+        and one answer a row is asked (``n_counterfactuals=1``), the rows answered get the
+        program's answer too where it is closer: a search's answer on a linear model could
+        be twice as far (a hinge loss's flat probabilities, constraints that bend the
+        gradient's path); not with squares in the distance (a PN's elastic net), whose
+        programs cost many times the search."""
         if self.search != "auto" or not problem.mode.requires_change or \
                 (problem.categorical is not None and problem.categorical.any()):
             return result
@@ -2479,7 +2487,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # (squares, a PN's elastic net, cost the program a tangent per step and a PN's gaps
         # binaries: 300 features took 1.8 s a row, 18 times the search's own time)
         if self.plausibility == 0 and getattr(self, "gamma", 0) == 0 and \
-                result.answers is None and not np.any(np.asarray(problem.l2_weight) > 0):
+                self._n_answers() == 1 and not np.any(np.asarray(problem.l2_weight) > 0):
             missing = np.flatnonzero(np.ones(len(result.found), bool)
                                      if problem.searchable is None else problem.searchable)
         if problem.missing is not None:

@@ -420,3 +420,26 @@ def test_a_pps_category_only_the_rare_pair_rule_keeps_is_held_apart():
     assert all("relationship" not in changes for changes in exp.changes())
     assert all(fixed["relationship"] == "Wife" for fixed in exp.fixed())
     assert exp[:3].pair_held.shape == (3, 3)
+
+
+def test_categories_the_class_rests_on_together_are_not_held_apart():
+    """Found by a review: two kept categories, each of which keeps the class alone, were
+    both held apart as kept by the rare-pair rule only; the class rests on the pair
+    (either suffices), which changes() must show."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    kind = rng.choice(3, n, p=[0.5, 0.3, 0.2])
+    X = pd.DataFrame({"A": np.array(["a0", "a1", "a2"])[kind],
+                      "B": np.array(["b0", "b1", "b2"])[kind], "x": rng.normal(size=n)})
+    encode = ColumnTransformer([("c", OneHotEncoder(), ["A", "B"])], remainder="passthrough")
+    model = make_pipeline(encode, LogisticRegression()).fit(X, (kind == 1).astype(int))
+    names = list(model[0].get_feature_names_out())
+    coef = np.zeros(len(names))  # either a1 or b1 alone gives class 1
+    coef[names.index("c__A_a1")] = coef[names.index("c__B_b1")] = 3.0
+    model[-1].coef_, model[-1].intercept_ = coef[None], np.array([-1.5])
+    rows = X[kind == 1].iloc[:5]
+    exp = _explain(CEMExplainer(model, mode="PP").fit(X), rows)
+    assert exp.found.all()
+    assert (model.predict(exp.explanation.assign(A="a0", B="b0")) == 0).all()
+    assert exp.pair_held is None or not exp.pair_held[:, :2].all(axis=1).any()
+    assert all({"A", "B"} <= set(changes) for changes in exp.changes())
