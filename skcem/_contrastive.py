@@ -2475,8 +2475,9 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         answer.
 
         Where the distance is the whole cost (no ``plausibility``, no auto-encoder term)
-        and one answer a row is asked (``n_counterfactuals=1``), the rows answered get the
-        program's answer too where it is closer: a search's answer on a linear model could
+        and each row has one answer so far (the gradient search's: with several asked, the
+        gradient-free steps add the others after), the rows answered get the program's
+        answer too where it is closer: a search's answer on a linear model could
         be twice as far (a hinge loss's flat probabilities, constraints that bend the
         gradient's path); not with squares in the distance (a PN's elastic net), whose
         programs cost many times the search."""
@@ -2487,7 +2488,7 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         # (squares, a PN's elastic net, cost the program a tangent per step and a PN's gaps
         # binaries: 300 features took 1.8 s a row, 18 times the search's own time)
         if self.plausibility == 0 and getattr(self, "gamma", 0) == 0 and \
-                self._n_answers() == 1 and not np.any(np.asarray(problem.l2_weight) > 0):
+                result.answers is None and not np.any(np.asarray(problem.l2_weight) > 0):
             missing = np.flatnonzero(np.ones(len(result.found), bool)
                                      if problem.searchable is None else problem.searchable)
         if problem.missing is not None:
