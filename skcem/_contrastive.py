@@ -2360,8 +2360,12 @@ class BaseContrastiveExplainer(ExplainerMixin, OneToOneFeatureMixin, Transformer
         groups = {}
         for i in np.flatnonzero(rows & ~np.isnan(codes).any(axis=1)):
             groups.setdefault(codes[i].tobytes(), []).append(i)
-        return [(X[members[0]], np.isin(np.arange(len(X)), members))
-                for members in groups.values()]
+        masks = []
+        for members in groups.values():
+            mask = np.zeros(len(X), bool)
+            mask[members] = True
+            masks.append((X[members[0]], mask))
+        return masks
 
     def _mark_unreachable(self, unreachable, X, rows, W, b, bounds, targets):
         """Set ``unreachable`` where a row of ``X`` among ``rows`` (a mask) provably has no

@@ -596,10 +596,10 @@ def plot_similarity(explanation, X_train, index=0, n_most=3, n_least=1, image_sh
             f"{float(shown):.4g}"  # a regression target, at the scores' precision
     # training rows by their labels where fit's DataFrame had them (as to_frame shows them)
     labels = getattr(explanation, "train_labels", None)
+    named = [f"#{i}" if labels is None else labels[i] for _, i in picks]
     titles = [f"test: {target} {shown}"] + [
-        f"{kind} similar\n{'#' if labels is None else ''}"
-        f"{i if labels is None else labels[i]}: {explanation.scores[index, i]:.3g}"
-        for kind, i in picks]
+        f"{kind} similar\n{name}: {explanation.scores[index, i]:.3g}"
+        for (kind, i), name in zip(picks, named)]
     side = int(round(np.sqrt(n_features)))
     # A square number of unnamed features is taken for an image; named columns never are.
     shape = image_shape or ((side, side) if side * side == n_features and feature_names is None
